@@ -1,0 +1,298 @@
+//! The ggml tensor types: ids, names, block sizes and block byte sizes.
+//!
+//! The table follows `ggml.h` / `ggml.c` (`type_traits`) of the llama.cpp
+//! vendored in llama-cpp-python 0.3.36. Removed ids (4, 5, 31–33, 36–38) are
+//! known but rejected; every other id above 42 is unknown.
+
+use std::fmt;
+
+/// A ggml tensor type that a GGUF file may carry.
+#[allow(non_camel_case_types)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[repr(u32)]
+pub enum GgmlType {
+    F32 = 0,
+    F16 = 1,
+    Q4_0 = 2,
+    Q4_1 = 3,
+    Q5_0 = 6,
+    Q5_1 = 7,
+    Q8_0 = 8,
+    Q8_1 = 9,
+    Q2_K = 10,
+    Q3_K = 11,
+    Q4_K = 12,
+    Q5_K = 13,
+    Q6_K = 14,
+    Q8_K = 15,
+    IQ2_XXS = 16,
+    IQ2_XS = 17,
+    IQ3_XXS = 18,
+    IQ1_S = 19,
+    IQ4_NL = 20,
+    IQ3_S = 21,
+    IQ2_S = 22,
+    IQ4_XS = 23,
+    I8 = 24,
+    I16 = 25,
+    I32 = 26,
+    I64 = 27,
+    F64 = 28,
+    IQ1_M = 29,
+    BF16 = 30,
+    TQ1_0 = 34,
+    TQ2_0 = 35,
+    MXFP4 = 39,
+    NVFP4 = 40,
+    Q1_0 = 41,
+    Q2_0 = 42,
+}
+
+/// What a raw type id in a file stands for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TypeId {
+    /// A type ggml defines today.
+    Known(GgmlType),
+    /// An id ggml once used and has removed (e.g. 4 = Q4_2, 31 = Q4_0_4_4).
+    Removed(&'static str),
+    /// An id ggml never defined.
+    Unknown,
+}
+
+/// Block layout of one type: `block_size` elements stored in `type_size` bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BlockLayout {
+    pub block_size: u64,
+    pub type_size: u64,
+}
+
+impl GgmlType {
+    /// Every type ggml defines, in id order.
+    pub const ALL: [GgmlType; 35] = [
+        GgmlType::F32,
+        GgmlType::F16,
+        GgmlType::Q4_0,
+        GgmlType::Q4_1,
+        GgmlType::Q5_0,
+        GgmlType::Q5_1,
+        GgmlType::Q8_0,
+        GgmlType::Q8_1,
+        GgmlType::Q2_K,
+        GgmlType::Q3_K,
+        GgmlType::Q4_K,
+        GgmlType::Q5_K,
+        GgmlType::Q6_K,
+        GgmlType::Q8_K,
+        GgmlType::IQ2_XXS,
+        GgmlType::IQ2_XS,
+        GgmlType::IQ3_XXS,
+        GgmlType::IQ1_S,
+        GgmlType::IQ4_NL,
+        GgmlType::IQ3_S,
+        GgmlType::IQ2_S,
+        GgmlType::IQ4_XS,
+        GgmlType::I8,
+        GgmlType::I16,
+        GgmlType::I32,
+        GgmlType::I64,
+        GgmlType::F64,
+        GgmlType::IQ1_M,
+        GgmlType::BF16,
+        GgmlType::TQ1_0,
+        GgmlType::TQ2_0,
+        GgmlType::MXFP4,
+        GgmlType::NVFP4,
+        GgmlType::Q1_0,
+        GgmlType::Q2_0,
+    ];
+
+    /// Classifies a raw id read from a file.
+    pub fn classify(id: u32) -> TypeId {
+        match id {
+            4 => TypeId::Removed("Q4_2"),
+            5 => TypeId::Removed("Q4_3"),
+            31 => TypeId::Removed("Q4_0_4_4"),
+            32 => TypeId::Removed("Q4_0_4_8"),
+            33 => TypeId::Removed("Q4_0_8_8"),
+            36 => TypeId::Removed("IQ4_NL_4_4"),
+            37 => TypeId::Removed("IQ4_NL_4_8"),
+            38 => TypeId::Removed("IQ4_NL_8_8"),
+            _ => Self::ALL
+                .iter()
+                .find(|t| **t as u32 == id)
+                .map_or(TypeId::Unknown, |t| TypeId::Known(*t)),
+        }
+    }
+
+    /// The type with this id, if ggml defines it today.
+    pub fn from_id(id: u32) -> Option<GgmlType> {
+        match Self::classify(id) {
+            TypeId::Known(t) => Some(t),
+            _ => None,
+        }
+    }
+
+    /// The numeric id stored in GGUF files.
+    pub fn id(self) -> u32 {
+        self as u32
+    }
+
+    /// ggml's name in upper case, as gguf-py and `gguf-dump` print it (`"Q4_0"`).
+    pub fn name(self) -> &'static str {
+        use GgmlType::*;
+        match self {
+            F32 => "F32",
+            F16 => "F16",
+            Q4_0 => "Q4_0",
+            Q4_1 => "Q4_1",
+            Q5_0 => "Q5_0",
+            Q5_1 => "Q5_1",
+            Q8_0 => "Q8_0",
+            Q8_1 => "Q8_1",
+            Q2_K => "Q2_K",
+            Q3_K => "Q3_K",
+            Q4_K => "Q4_K",
+            Q5_K => "Q5_K",
+            Q6_K => "Q6_K",
+            Q8_K => "Q8_K",
+            IQ2_XXS => "IQ2_XXS",
+            IQ2_XS => "IQ2_XS",
+            IQ3_XXS => "IQ3_XXS",
+            IQ1_S => "IQ1_S",
+            IQ4_NL => "IQ4_NL",
+            IQ3_S => "IQ3_S",
+            IQ2_S => "IQ2_S",
+            IQ4_XS => "IQ4_XS",
+            I8 => "I8",
+            I16 => "I16",
+            I32 => "I32",
+            I64 => "I64",
+            F64 => "F64",
+            IQ1_M => "IQ1_M",
+            BF16 => "BF16",
+            TQ1_0 => "TQ1_0",
+            TQ2_0 => "TQ2_0",
+            MXFP4 => "MXFP4",
+            NVFP4 => "NVFP4",
+            Q1_0 => "Q1_0",
+            Q2_0 => "Q2_0",
+        }
+    }
+
+    /// Parses a name case-insensitively (`"q4_k"`, `"Q4_K"`).
+    pub fn from_name(name: &str) -> Option<GgmlType> {
+        Self::ALL
+            .iter()
+            .copied()
+            .find(|t| t.name().eq_ignore_ascii_case(name))
+    }
+
+    /// Elements per block and bytes per block, as in ggml's `type_traits`.
+    pub fn layout(self) -> BlockLayout {
+        use GgmlType::*;
+        let (block_size, type_size) = match self {
+            F32 => (1, 4),
+            F16 => (1, 2),
+            BF16 => (1, 2),
+            F64 => (1, 8),
+            I8 => (1, 1),
+            I16 => (1, 2),
+            I32 => (1, 4),
+            I64 => (1, 8),
+            Q4_0 => (32, 18),
+            Q4_1 => (32, 20),
+            Q5_0 => (32, 22),
+            Q5_1 => (32, 24),
+            Q8_0 => (32, 34),
+            // ggml's block_q8_1 is two halves + 32 bytes; gguf-py 0.19 still says 40.
+            Q8_1 => (32, 36),
+            Q2_K => (256, 84),
+            Q3_K => (256, 110),
+            Q4_K => (256, 144),
+            Q5_K => (256, 176),
+            Q6_K => (256, 210),
+            Q8_K => (256, 292),
+            IQ2_XXS => (256, 66),
+            IQ2_XS => (256, 74),
+            IQ3_XXS => (256, 98),
+            IQ1_S => (256, 50),
+            IQ4_NL => (32, 18),
+            IQ3_S => (256, 110),
+            IQ2_S => (256, 82),
+            IQ4_XS => (256, 136),
+            IQ1_M => (256, 56),
+            TQ1_0 => (256, 54),
+            TQ2_0 => (256, 66),
+            MXFP4 => (32, 17),
+            NVFP4 => (64, 36),
+            Q1_0 => (128, 18),
+            Q2_0 => (64, 18),
+        };
+        BlockLayout {
+            block_size,
+            type_size,
+        }
+    }
+
+    /// Elements per block.
+    pub fn block_size(self) -> u64 {
+        self.layout().block_size
+    }
+
+    /// Bytes per block.
+    pub fn type_size(self) -> u64 {
+        self.layout().type_size
+    }
+
+    /// True for block-quantized types (everything but the plain number types).
+    pub fn is_quantized(self) -> bool {
+        self.block_size() > 1
+    }
+
+    /// Bytes taken by `n_elements` elements, or `None` when `n_elements` is not
+    /// a whole number of blocks or the size overflows `u64`.
+    pub fn byte_size(self, n_elements: u64) -> Option<u64> {
+        let BlockLayout {
+            block_size,
+            type_size,
+        } = self.layout();
+        if n_elements % block_size != 0 {
+            return None;
+        }
+        (n_elements / block_size).checked_mul(type_size)
+    }
+}
+
+impl fmt::Display for GgmlType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_round_trip_and_removed_ids_are_known() {
+        for t in GgmlType::ALL {
+            assert_eq!(GgmlType::from_id(t.id()), Some(t));
+            assert_eq!(GgmlType::from_name(t.name()), Some(t));
+        }
+        for id in [4, 5, 31, 32, 33, 36, 37, 38] {
+            assert!(matches!(GgmlType::classify(id), TypeId::Removed(_)));
+        }
+        assert_eq!(GgmlType::classify(43), TypeId::Unknown);
+        assert_eq!(GgmlType::classify(u32::MAX), TypeId::Unknown);
+        let known = (0..=42).filter(|i| GgmlType::from_id(*i).is_some()).count();
+        assert_eq!(known, 35);
+    }
+
+    #[test]
+    fn byte_size_checks_blocks_and_overflow() {
+        assert_eq!(GgmlType::Q4_0.byte_size(64), Some(36));
+        assert_eq!(GgmlType::Q4_0.byte_size(33), None);
+        assert_eq!(GgmlType::F32.byte_size(u64::MAX), None);
+        assert_eq!(GgmlType::Q6_K.byte_size(512), Some(420));
+    }
+}

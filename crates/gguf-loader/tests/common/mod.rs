@@ -1,0 +1,50 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+
+/// The repository root (two levels above this crate).
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .expect("repo root")
+}
+
+/// Golden vectors for one type, written by the scripts under `scripts/`:
+/// `tests/golden/<name>.raw` holds whole blocks of that type and
+/// `tests/golden/<name>.f32` the little-endian f32 values ggml decodes them to.
+pub struct Golden {
+    pub raw: Vec<u8>,
+    pub expected: Vec<f32>,
+}
+
+/// Loads the golden pair for a lower-case type name such as `"q4_0"`.
+pub fn golden(name: &str) -> Golden {
+    let dir = repo_root().join("tests/golden");
+    let raw = std::fs::read(dir.join(format!("{name}.raw")))
+        .unwrap_or_else(|e| panic!("golden {name}.raw: {e}"));
+    let f = std::fs::read(dir.join(format!("{name}.f32")))
+        .unwrap_or_else(|e| panic!("golden {name}.f32: {e}"));
+    assert_eq!(f.len() % 4, 0, "{name}.f32 length");
+    let expected = f
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect();
+    Golden { raw, expected }
+}
+
+/// Asserts two f32 slices are equal bit for bit (NaNs included), naming the
+/// first differing index.
+pub fn assert_bits_eq(name: &str, got: &[f32], want: &[f32]) {
+    assert_eq!(got.len(), want.len(), "{name}: length");
+    for (i, (g, w)) in got.iter().zip(want).enumerate() {
+        assert!(
+            g.to_bits() == w.to_bits(),
+            "{name}: element {i} (block {}): got {g:e} ({:#010x}), want {w:e} ({:#010x})",
+            i,
+            g.to_bits(),
+            w.to_bits()
+        );
+    }
+}

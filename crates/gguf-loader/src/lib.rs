@@ -1,8 +1,14 @@
 //! gguf-loader: open GGUF model files through a memory map, zero-copy, and
 //! decode their tensors exactly as ggml does.
 //!
-//! Data flows `format` (parse and validate bytes) → `loader` (mapping, shards)
-//! → `decode` (CPU kernels per type family).
+//! Data flows [`format`] (parse and validate bytes) → [`loader`] (mappings,
+//! split shards) → [`decode`] (CPU kernels per type family).
 
 pub mod decode;
+pub mod error;
 pub mod format;
+pub mod loader;
+
+pub use error::{Error, Result};
+pub use format::{GgmlType, GgufFile, Metadata, TensorInfo, Value, ValueType};
+pub use loader::MmapGGUFLoader;

@@ -1,0 +1,37 @@
+//! The crate's error type: every failure names the file, and where it can the
+//! key or tensor and the byte offset.
+
+use std::io;
+use std::path::PathBuf;
+
+use crate::format::{FormatError, MetadataError};
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The file could not be opened, read or mapped.
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    /// The file is not a valid GGUF file.
+    #[error("{}: {source}", path.display())]
+    Format {
+        path: PathBuf,
+        #[source]
+        source: FormatError,
+    },
+    /// A metadata lookup failed (missing key or wrong type).
+    #[error(transparent)]
+    Metadata(#[from] MetadataError),
+    /// No tensor has this name.
+    #[error("tensor '{0}' not found")]
+    TensorNotFound(String),
+    /// A split model's shard is missing or does not belong with the others.
+    #[error("{}: {message}", path.display())]
+    Split { path: PathBuf, message: String },
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,521 @@
+//! Metadata values as zero-copy views into the file bytes.
+
+use std::collections::HashMap;
+use std::fmt;
+
+use super::cursor::{Cursor, Encoding, Fail};
+use super::error::FormatErrorKind;
+
+/// Arrays nested deeper than this are rejected; it bounds the recursion of
+/// every walk over a value.
+pub const MAX_ARRAY_NESTING: usize = 64;
+
+/// The 13 GGUF metadata value types, with their ids.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u32)]
+pub enum ValueType {
+    U8 = 0,
+    I8 = 1,
+    U16 = 2,
+    I16 = 3,
+    U32 = 4,
+    I32 = 5,
+    F32 = 6,
+    Bool = 7,
+    String = 8,
+    Array = 9,
+    U64 = 10,
+    I64 = 11,
+    F64 = 12,
+}
+
+impl ValueType {
+    pub fn from_id(id: u32) -> Option<ValueType> {
+        use ValueType::*;
+        Some(match id {
+            0 => U8,
+            1 => I8,
+            2 => U16,
+            3 => I16,
+            4 => U32,
+            5 => I32,
+            6 => F32,
+            7 => Bool,
+            8 => String,
+            9 => Array,
+            10 => U64,
+            11 => I64,
+            12 => F64,
+            _ => return None,
+        })
+    }
+
+    /// Bytes per value for the fixed-size types; `None` for strings and arrays.
+    pub fn fixed_size(self) -> Option<u64> {
+        use ValueType::*;
+        match self {
+            U8 | I8 | Bool => Some(1),
+            U16 | I16 => Some(2),
+            U32 | I32 | F32 => Some(4),
+            U64 | I64 | F64 => Some(8),
+            String | Array => None,
+        }
+    }
+
+    /// Lower-case name as in gguf-py (`"uint32"`, `"string"`…).
+    pub fn name(self) -> &'static str {
+        use ValueType::*;
+        match self {
+            U8 => "uint8",
+            I8 => "int8",
+            U16 => "uint16",
+            I16 => "int16",
+            U32 => "uint32",
+            I32 => "int32",
+            F32 => "float32",
+            Bool => "bool",
+            String => "string",
+            Array => "array",
+            U64 => "uint64",
+            I64 => "int64",
+            F64 => "float64",
+        }
+    }
+}
+
+impl fmt::Display for ValueType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A GGUF string: bytes in the file, UTF-8 by the spec but checked only when
+/// asked for as `&str`.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct GgufStr<'a>(pub &'a [u8]);
+
+impl<'a> GgufStr<'a> {
+    pub fn as_bytes(&self) -> &'a [u8] {
+        self.0
+    }
+
+    pub fn to_str(&self) -> Result<&'a str, std::str::Utf8Error> {
+        std::str::from_utf8(self.0)
+    }
+
+    /// The text, with invalid UTF-8 replaced by U+FFFD.
+    pub fn to_string_lossy(&self) -> std::borrow::Cow<'a, str> {
+        String::from_utf8_lossy(self.0)
+    }
+}
+
+impl fmt::Debug for GgufStr<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.to_string_lossy(), f)
+    }
+}
+
+impl fmt::Display for GgufStr<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_string_lossy())
+    }
+}
+
+/// One metadata value. Strings and arrays borrow the file bytes.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Value<'a> {
+    U8(u8),
+    I8(i8),
+    U16(u16),
+    I16(i16),
+    U32(u32),
+    I32(i32),
+    F32(f32),
+    Bool(bool),
+    String(GgufStr<'a>),
+    Array(ArrayView<'a>),
+    U64(u64),
+    I64(i64),
+    F64(f64),
+}
+
+impl<'a> Value<'a> {
+    pub fn value_type(&self) -> ValueType {
+        match self {
+            Value::U8(_) => ValueType::U8,
+            Value::I8(_) => ValueType::I8,
+            Value::U16(_) => ValueType::U16,
+            Value::I16(_) => ValueType::I16,
+            Value::U32(_) => ValueType::U32,
+            Value::I32(_) => ValueType::I32,
+            Value::F32(_) => ValueType::F32,
+            Value::Bool(_) => ValueType::Bool,
+            Value::String(_) => ValueType::String,
+            Value::Array(_) => ValueType::Array,
+            Value::U64(_) => ValueType::U64,
+            Value::I64(_) => ValueType::I64,
+            Value::F64(_) => ValueType::F64,
+        }
+    }
+
+    /// Any integer value that is non-negative, widened to u64.
+    pub fn as_u64(&self) -> Option<u64> {
+        match *self {
+            Value::U8(v) => Some(v.into()),
+            Value::U16(v) => Some(v.into()),
+            Value::U32(v) => Some(v.into()),
+            Value::U64(v) => Some(v),
+            Value::I8(v) => u64::try_from(v).ok(),
+            Value::I16(v) => u64::try_from(v).ok(),
+            Value::I32(v) => u64::try_from(v).ok(),
+            Value::I64(v) => u64::try_from(v).ok(),
+            _ => None,
+        }
+    }
+
+    /// Any integer value, widened to i64 when it fits.
+    pub fn as_i64(&self) -> Option<i64> {
+        match *self {
+            Value::U64(v) => i64::try_from(v).ok(),
+            Value::I8(v) => Some(v.into()),
+            Value::I16(v) => Some(v.into()),
+            Value::I32(v) => Some(v.into()),
+            Value::I64(v) => Some(v),
+            _ => self.as_u64().and_then(|v| i64::try_from(v).ok()),
+        }
+    }
+
+    /// Any float value, widened to f64.
+    pub fn as_f64(&self) -> Option<f64> {
+        match *self {
+            Value::F32(v) => Some(v.into()),
+            Value::F64(v) => Some(v),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(&self) -> Option<GgufStr<'a>> {
+        match *self {
+            Value::String(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    pub fn as_array(&self) -> Option<ArrayView<'a>> {
+        match *self {
+            Value::Array(a) => Some(a),
+            _ => None,
+        }
+    }
+}
+
+/// An array value: its element type, length, and the bytes of its elements
+/// in the file. Iterating decodes elements on the fly; nothing is copied.
+#[derive(Clone, Copy)]
+pub struct ArrayView<'a> {
+    elem_type: ValueType,
+    len: u64,
+    bytes: &'a [u8],
+    enc: Encoding,
+}
+
+impl PartialEq for ArrayView<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        self.elem_type == other.elem_type
+            && self.len == other.len
+            && self.iter().zip(other.iter()).all(|(a, b)| a == b)
+    }
+}
+
+impl fmt::Debug for ArrayView<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "[{}; {}]", self.elem_type, self.len)
+    }
+}
+
+impl<'a> ArrayView<'a> {
+    pub fn elem_type(&self) -> ValueType {
+        self.elem_type
+    }
+
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The raw element bytes in the file (in the file's byte order).
+    pub fn raw_bytes(&self) -> &'a [u8] {
+        self.bytes
+    }
+
+    /// The elements, decoded one by one.
+    pub fn iter(&self) -> ArrayIter<'a> {
+        ArrayIter {
+            cursor: Cursor::new(self.bytes, 0, self.enc),
+            elem_type: self.elem_type,
+            left: self.len,
+        }
+    }
+
+    /// The elements of a string array; empty for any other element type.
+    pub fn strings(&self) -> impl Iterator<Item = GgufStr<'a>> + 'a {
+        let n = if self.elem_type == ValueType::String {
+            self.len
+        } else {
+            0
+        };
+        let mut cursor = Cursor::new(self.bytes, 0, self.enc);
+        (0..n).map_while(move |_| {
+            let len = cursor.len("string length").ok()?;
+            cursor.take(len, "string").ok().map(GgufStr)
+        })
+    }
+}
+
+/// Iterator over an array's elements.
+pub struct ArrayIter<'a> {
+    cursor: Cursor<'a>,
+    elem_type: ValueType,
+    left: u64,
+}
+
+impl<'a> Iterator for ArrayIter<'a> {
+    type Item = Value<'a>;
+
+    fn next(&mut self) -> Option<Value<'a>> {
+        if self.left == 0 {
+            return None;
+        }
+        self.left -= 1;
+        // The bytes were validated when the file was opened; a failure here
+        // cannot happen, and would end the iteration rather than panic.
+        read_value(&mut self.cursor, self.elem_type, 1).ok()
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let n = usize::try_from(self.left).unwrap_or(usize::MAX);
+        (n, Some(n))
+    }
+}
+
+/// Reads one value of type `ty`. Strings and arrays become views; arrays are
+/// walked once to find their end and to validate every element.
+pub(crate) fn read_value<'a>(
+    c: &mut Cursor<'a>,
+    ty: ValueType,
+    depth: usize,
+) -> Result<Value<'a>, Fail> {
+    let enc = c.enc;
+    Ok(match ty {
+        ValueType::U8 => Value::U8(c.u8("u8 value")?),
+        ValueType::I8 => Value::I8(c.u8("i8 value")? as i8),
+        ValueType::U16 => Value::U16(c.u16("u16 value")?),
+        ValueType::I16 => Value::I16(c.u16("i16 value")? as i16),
+        ValueType::U32 => Value::U32(c.u32("u32 value")?),
+        ValueType::I32 => Value::I32(c.u32("i32 value")? as i32),
+        ValueType::F32 => Value::F32(f32::from_bits(c.u32("f32 value")?)),
+        ValueType::U64 => Value::U64(c.u64("u64 value")?),
+        ValueType::I64 => Value::I64(c.u64("i64 value")? as i64),
+        ValueType::F64 => Value::F64(f64::from_bits(c.u64("f64 value")?)),
+        ValueType::Bool => {
+            let at = c.pos();
+            match c.u8("bool value")? {
+                0 => Value::Bool(false),
+                1 => Value::Bool(true),
+                b => return Err((at, FormatErrorKind::InvalidBool(b))),
+            }
+        }
+        ValueType::String => {
+            let len = c.len("string length")?;
+            Value::String(GgufStr(c.take(len, "string")?))
+        }
+        ValueType::Array => {
+            if depth >= MAX_ARRAY_NESTING {
+                return Err((c.pos(), FormatErrorKind::NestingTooDeep(MAX_ARRAY_NESTING)));
+            }
+            let at = c.pos();
+            let raw = c.u32("array element type")?;
+            let elem_type =
+                ValueType::from_id(raw).ok_or((at, FormatErrorKind::UnknownValueType(raw)))?;
+            let len = c.len("array length")?;
+            let start = c.pos();
+            let bytes = skip_elements(c, elem_type, len, depth)?;
+            debug_assert_eq!(c.pos() - start, bytes.len() as u64);
+            Value::Array(ArrayView {
+                elem_type,
+                len,
+                bytes,
+                enc,
+            })
+        }
+    })
+}
+
+/// Walks `len` elements of `elem_type`, validating them, and returns their bytes.
+fn skip_elements<'a>(
+    c: &mut Cursor<'a>,
+    elem_type: ValueType,
+    len: u64,
+    depth: usize,
+) -> Result<&'a [u8], Fail> {
+    let start = c.pos();
+    match elem_type.fixed_size() {
+        Some(size) => {
+            c.check_count(len, size, "array length")?;
+            let bytes = c.take(len * size, "array")?;
+            if elem_type == ValueType::Bool {
+                if let Some(i) = bytes.iter().position(|b| *b > 1) {
+                    return Err((start + i as u64, FormatErrorKind::InvalidBool(bytes[i])));
+                }
+            }
+        }
+        None if elem_type == ValueType::String => c.skip_strings(len)?,
+        None => {
+            // An element array takes at least its type and its length.
+            c.check_count(len, 4 + c.enc.len_width(), "array length")?;
+            for _ in 0..len {
+                read_value(c, ValueType::Array, depth + 1)?;
+            }
+        }
+    }
+    Ok(c.slice_from(start))
+}
+
+/// The metadata of a file: key–value pairs in file order, with lookup by key.
+#[derive(Debug, Clone, Default)]
+pub struct Metadata<'a> {
+    entries: Vec<(&'a str, Value<'a>)>,
+    index: HashMap<&'a str, usize>,
+}
+
+/// A failed typed lookup.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MetadataError {
+    #[error("metadata key '{0}' is missing")]
+    Missing(String),
+    #[error("metadata key '{key}' is {found}, expected {expected}")]
+    WrongType {
+        key: String,
+        expected: &'static str,
+        found: ValueType,
+    },
+    #[error("metadata key '{0}' is not valid UTF-8")]
+    NotUtf8(String),
+}
+
+macro_rules! getter {
+    ($(#[$m:meta])* $name:ident, $variant:ident, $t:ty) => {
+        $(#[$m])*
+        pub fn $name(&self, key: &str) -> Result<$t, MetadataError> {
+            match self.require(key)? {
+                Value::$variant(v) => Ok(*v),
+                other => Err(wrong(key, ValueType::$variant.name(), other)),
+            }
+        }
+    };
+}
+
+fn wrong(key: &str, expected: &'static str, found: &Value<'_>) -> MetadataError {
+    MetadataError::WrongType {
+        key: key.to_string(),
+        expected,
+        found: found.value_type(),
+    }
+}
+
+impl<'a> Metadata<'a> {
+    pub(crate) fn with_capacity(n: usize) -> Self {
+        Metadata {
+            entries: Vec::with_capacity(n),
+            index: HashMap::with_capacity(n),
+        }
+    }
+
+    /// Adds an entry; `false` when the key is already present.
+    pub(crate) fn insert(&mut self, key: &'a str, value: Value<'a>) -> bool {
+        if self.index.contains_key(key) {
+            return false;
+        }
+        self.index.insert(key, self.entries.len());
+        self.entries.push((key, value));
+        true
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Entries in file order.
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = (&'a str, &Value<'a>)> + '_ {
+        self.entries.iter().map(|(k, v)| (*k, v))
+    }
+
+    pub fn keys(&self) -> impl Iterator<Item = &'a str> + '_ {
+        self.entries.iter().map(|(k, _)| *k)
+    }
+
+    pub fn get(&self, key: &str) -> Option<&Value<'a>> {
+        self.index.get(key).map(|i| &self.entries[*i].1)
+    }
+
+    pub fn contains_key(&self, key: &str) -> bool {
+        self.index.contains_key(key)
+    }
+
+    fn require(&self, key: &str) -> Result<&Value<'a>, MetadataError> {
+        self.get(key)
+            .ok_or_else(|| MetadataError::Missing(key.to_string()))
+    }
+
+    getter!(get_u8, U8, u8);
+    getter!(get_i8, I8, i8);
+    getter!(get_u16, U16, u16);
+    getter!(get_i16, I16, i16);
+    getter!(get_u32, U32, u32);
+    getter!(get_i32, I32, i32);
+    getter!(get_u64, U64, u64);
+    getter!(get_i64, I64, i64);
+    getter!(get_f32, F32, f32);
+    getter!(get_f64, F64, f64);
+    getter!(get_bool, Bool, bool);
+    getter!(
+        /// The array under `key`; iterate it with [`ArrayView::iter`] or
+        /// [`ArrayView::strings`].
+        get_array,
+        Array,
+        ArrayView<'a>
+    );
+
+    /// The string under `key`, checked to be UTF-8.
+    pub fn get_str(&self, key: &str) -> Result<&'a str, MetadataError> {
+        match self.require(key)? {
+            Value::String(s) => s
+                .to_str()
+                .map_err(|_| MetadataError::NotUtf8(key.to_string())),
+            other => Err(wrong(key, "string", other)),
+        }
+    }
+
+    /// Any non-negative integer under `key`, whatever its stored width
+    /// (llama.cpp's keys are written as u32 by some tools and u64 or i32 by others).
+    pub fn get_uint(&self, key: &str) -> Result<u64, MetadataError> {
+        let v = self.require(key)?;
+        v.as_u64()
+            .ok_or_else(|| wrong(key, "non-negative integer", v))
+    }
+
+    /// Any float or integer under `key`, as f64.
+    pub fn get_float(&self, key: &str) -> Result<f64, MetadataError> {
+        let v = self.require(key)?;
+        v.as_f64()
+            .or_else(|| v.as_i64().map(|i| i as f64))
+            .ok_or_else(|| wrong(key, "number", v))
+    }
+}

@@ -1,0 +1,129 @@
+//! Split models (`gguf-split`): shards named `PREFIX-00001-of-00003.gguf`
+//! whose first file carries `split.count`, each `split.no`.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+use super::MappedFile;
+use crate::error::{Error, Result};
+use crate::format::GgufFile;
+
+pub const KEY_SPLIT_NO: &str = "split.no";
+pub const KEY_SPLIT_COUNT: &str = "split.count";
+pub const KEY_SPLIT_TENSORS_COUNT: &str = "split.tensors.count";
+
+fn split_err(path: &Path, message: String) -> Error {
+    Error::Split {
+        path: path.to_path_buf(),
+        message,
+    }
+}
+
+/// `Some(count)` when the file is one shard of a split model of several.
+pub(super) fn split_count(file: &GgufFile<'_>, path: &Path) -> Result<Option<u64>> {
+    let Some(v) = file.metadata.get(KEY_SPLIT_COUNT) else {
+        return Ok(None);
+    };
+    let count = v
+        .as_u64()
+        .ok_or_else(|| split_err(path, format!("{KEY_SPLIT_COUNT} is {}", v.value_type())))?;
+    Ok((count > 1).then_some(count))
+}
+
+/// `(prefix, n)` for `PREFIX-0000n-of-0000m.gguf`.
+fn shard_prefix(path: &Path) -> Option<(String, u64)> {
+    let name = path.file_name()?.to_str()?;
+    let stem = name.strip_suffix(".gguf")?;
+    let (rest, _count) = stem.rsplit_once("-of-")?;
+    let (prefix, no) = rest.rsplit_once('-')?;
+    Some((prefix.to_string(), no.parse().ok()?))
+}
+
+/// The path of shard `no` (1-based) of `count`, as llama.cpp names them.
+pub fn shard_path(dir: &Path, prefix: &str, no: u64, count: u64) -> PathBuf {
+    dir.join(format!("{prefix}-{no:05}-of-{count:05}.gguf"))
+}
+
+pub(super) fn open_shards(first: MappedFile, path: &Path, count: u64) -> Result<Vec<MappedFile>> {
+    let (prefix, opened_no) = shard_prefix(path).ok_or_else(|| {
+        split_err(
+            path,
+            format!("{KEY_SPLIT_COUNT} is {count} but the name is not PREFIX-NNNNN-of-MMMMM.gguf"),
+        )
+    })?;
+    if count > 99_999 {
+        return Err(split_err(
+            path,
+            format!("{KEY_SPLIT_COUNT} {count} is too large"),
+        ));
+    }
+    let dir = path.parent().unwrap_or(Path::new(""));
+    let mut first = Some(first);
+    let mut shards = Vec::with_capacity(count as usize);
+    for no in 1..=count {
+        let p = shard_path(dir, &prefix, no, count);
+        let shard = if no == opened_no {
+            first
+                .take()
+                .ok_or_else(|| split_err(path, "shard opened twice".into()))?
+        } else {
+            if !p.exists() {
+                return Err(split_err(
+                    &p,
+                    format!(
+                        "shard {no} of {count} is missing (opened from {})",
+                        path.display()
+                    ),
+                ));
+            }
+            MappedFile::open(&p)?
+        };
+        let meta = &shard.file().metadata;
+        let got_no = meta.get(KEY_SPLIT_NO).and_then(|v| v.as_u64());
+        if got_no != Some(no - 1) {
+            return Err(split_err(
+                &p,
+                format!("{KEY_SPLIT_NO} is {got_no:?}, expected {}", no - 1),
+            ));
+        }
+        let got_count = meta.get(KEY_SPLIT_COUNT).and_then(|v| v.as_u64());
+        if got_count != Some(count) {
+            return Err(split_err(
+                &p,
+                format!("{KEY_SPLIT_COUNT} is {got_count:?}, expected {count}"),
+            ));
+        }
+        shards.push(shard);
+    }
+    if first.is_some() {
+        return Err(split_err(
+            path,
+            format!("shard number {opened_no} is not in 1..={count}"),
+        ));
+    }
+
+    let mut names = HashSet::new();
+    for s in &shards {
+        for t in s.file().tensors() {
+            if !names.insert(t.name) {
+                return Err(split_err(
+                    s.path(),
+                    format!("tensor '{}' appears in more than one shard", t.name),
+                ));
+            }
+        }
+    }
+    let meta = &shards[0].file().metadata;
+    if let Some(v) = meta.get(KEY_SPLIT_TENSORS_COUNT) {
+        if v.as_u64() != Some(names.len() as u64) {
+            return Err(split_err(
+                shards[0].path(),
+                format!(
+                    "{KEY_SPLIT_TENSORS_COUNT} is {v:?} but the shards hold {} tensors",
+                    names.len()
+                ),
+            ));
+        }
+    }
+    Ok(shards)
+}

@@ -1,0 +1,231 @@
+//! The mmap loader: zero-copy access, versions, byte orders and split models.
+
+use std::path::Path;
+
+use gguf_loader::format::{Endianness, GgmlType, GgufFile, GgufWriter, MetaValue, ValueType};
+use gguf_loader::{Error, MmapGGUFLoader};
+
+fn f32_bytes(v: &[f32]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+fn write(path: &Path, w: &GgufWriter<'_>) {
+    std::fs::write(path, w.to_bytes().unwrap()).unwrap();
+}
+
+#[test]
+fn get_tensor_data_is_zero_copy_and_stable() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("m.gguf");
+    let mut w = GgufWriter::new();
+    w.add("general.architecture", MetaValue::String("llama".into()));
+    w.add_tensor(
+        "w",
+        &[4, 2],
+        GgmlType::F32,
+        f32_bytes(&[1., 2., 3., 4., 5., 6., 7., 8.]),
+    )
+    .unwrap();
+    write(&path, &w);
+
+    let loader = MmapGGUFLoader::new(&path).unwrap();
+    let a = loader.get_tensor_data("w").unwrap();
+    let b = loader.get_tensor_data("w").unwrap();
+    assert_eq!(a.as_ptr(), b.as_ptr(), "same pointer on every call");
+    assert_eq!(a, &f32_bytes(&[1., 2., 3., 4., 5., 6., 7., 8.])[..]);
+    let info = loader.tensor_info("w").unwrap();
+    assert_eq!(info.dims(), &[4, 2]);
+    assert_eq!(info.shape_row_major(), vec![2, 4]);
+    assert_eq!(loader.tensor_names(), vec!["w"]);
+    assert_eq!(loader.version(), 3);
+    assert_eq!(
+        loader.metadata().get_str("general.architecture").unwrap(),
+        "llama"
+    );
+    assert!(matches!(
+        loader.get_tensor_data("nope"),
+        Err(Error::TensorNotFound(n)) if n == "nope"
+    ));
+    // The data lies inside the mapping: its address is the map's plus the offset.
+    let base = loader.file().bytes().as_ptr() as usize;
+    assert_eq!(a.as_ptr() as usize - base, info.file_offset as usize);
+}
+
+#[test]
+fn errors_name_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.gguf");
+    std::fs::write(&path, b"GGUF\x09\0\0\0").unwrap();
+    let e = MmapGGUFLoader::new(&path).unwrap_err();
+    let msg = e.to_string();
+    assert!(
+        msg.contains("bad.gguf") && msg.contains("version 9"),
+        "{msg}"
+    );
+
+    let e = MmapGGUFLoader::new(dir.path().join("missing.gguf")).unwrap_err();
+    assert!(matches!(e, Error::Io { .. }), "{e}");
+
+    let empty = dir.path().join("empty.gguf");
+    std::fs::write(&empty, b"").unwrap();
+    assert!(matches!(
+        MmapGGUFLoader::new(&empty).unwrap_err(),
+        Error::Format { .. }
+    ));
+}
+
+fn every_type_metadata(w: &mut GgufWriter<'_>) {
+    use MetaValue::*;
+    w.add("u8", U8(255))
+        .add("i8", I8(-128))
+        .add("u16", U16(65535))
+        .add("i16", I16(-32768))
+        .add("u32", U32(u32::MAX))
+        .add("i32", I32(i32::MIN))
+        .add("f32", F32(-1.5))
+        .add("bool", Bool(true))
+        .add("string", String("héllo".into()))
+        .add("u64", U64(u64::MAX))
+        .add("i64", I64(i64::MIN))
+        .add("f64", F64(std::f64::consts::PI))
+        .add("arr", Array(ValueType::I16, vec![I16(1), I16(-2), I16(3)]))
+        .add(
+            "nested",
+            Array(
+                ValueType::Array,
+                vec![
+                    Array(ValueType::String, vec![String("x".into())]),
+                    Array(ValueType::String, vec![]),
+                ],
+            ),
+        );
+}
+
+#[test]
+fn v1_v2_and_big_endian_files_read_back() {
+    for (version, endian) in [
+        (1, Endianness::Little),
+        (2, Endianness::Little),
+        (3, Endianness::Big),
+        (1, Endianness::Big),
+    ] {
+        let mut w = GgufWriter::new().version(version).endianness(endian);
+        every_type_metadata(&mut w);
+        w.add_tensor("t", &[32, 2], GgmlType::Q8_0, vec![7u8; 68])
+            .unwrap();
+        let bytes = w.to_bytes().unwrap();
+        let f = GgufFile::parse(&bytes).unwrap();
+        assert_eq!((f.version, f.endianness), (version, endian));
+        assert_eq!(f.metadata.get_u32("u32").unwrap(), u32::MAX);
+        assert_eq!(f.metadata.get_i64("i64").unwrap(), i64::MIN);
+        assert_eq!(f.metadata.get_f32("f32").unwrap(), -1.5);
+        assert_eq!(f.metadata.get_str("string").unwrap(), "héllo");
+        let arr: Vec<_> = f.metadata.get_array("arr").unwrap().iter().collect();
+        assert_eq!(arr.len(), 3);
+        assert_eq!(arr[1].as_i64(), Some(-2));
+        let nested = f.metadata.get_array("nested").unwrap();
+        let inner: Vec<_> = nested.iter().map(|v| v.as_array().unwrap().len()).collect();
+        assert_eq!(inner, vec![1, 0]);
+        let t = f.tensor("t").unwrap();
+        assert_eq!(
+            (t.ty, t.dims(), t.n_bytes),
+            (GgmlType::Q8_0, &[32u64, 2][..], 68)
+        );
+        assert_eq!(f.tensor_data(t), &[7u8; 68][..]);
+    }
+}
+
+#[test]
+fn typed_getters_report_missing_keys_and_wrong_types() {
+    let mut w = GgufWriter::new();
+    every_type_metadata(&mut w);
+    let bytes = w.to_bytes().unwrap();
+    let f = GgufFile::parse(&bytes).unwrap();
+    let m = &f.metadata;
+    assert_eq!(
+        m.get_u32("nope").unwrap_err().to_string(),
+        "metadata key 'nope' is missing"
+    );
+    assert_eq!(
+        m.get_u32("string").unwrap_err().to_string(),
+        "metadata key 'string' is string, expected uint32"
+    );
+    assert_eq!(m.get_uint("u8").unwrap(), 255);
+    assert!(m.get_uint("i8").is_err());
+    assert_eq!(m.get_float("f32").unwrap(), -1.5);
+    let strings: Vec<String> = m
+        .get_array("nested")
+        .unwrap()
+        .iter()
+        .flat_map(|v| {
+            v.as_array()
+                .unwrap()
+                .strings()
+                .map(|s| s.to_str().unwrap().to_string())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    assert_eq!(strings, vec!["x"]);
+}
+
+fn shard(no: u16, count: u16, tensors: &[&str], total: i32) -> GgufWriter<'static> {
+    let mut w = GgufWriter::new();
+    w.add("split.no", MetaValue::U16(no))
+        .add("split.count", MetaValue::U16(count))
+        .add("split.tensors.count", MetaValue::I32(total));
+    if no == 0 {
+        w.add("general.architecture", MetaValue::String("llama".into()));
+    }
+    for name in tensors {
+        w.add_tensor(*name, &[4], GgmlType::F32, vec![no as u8; 16])
+            .unwrap();
+    }
+    w
+}
+
+#[test]
+fn split_models_open_as_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = |i: u16| dir.path().join(format!("model-{i:05}-of-00003.gguf"));
+    write(&p(1), &shard(0, 3, &["a", "b"], 5));
+    write(&p(2), &shard(1, 3, &["c"], 5));
+    write(&p(3), &shard(2, 3, &["d", "e"], 5));
+
+    for opened in 1..=3 {
+        let l = MmapGGUFLoader::new(p(opened)).unwrap();
+        assert_eq!(l.tensor_names(), vec!["a", "b", "c", "d", "e"]);
+        assert_eq!(l.get_tensor_data("d").unwrap(), &[2u8; 16][..]);
+        assert_eq!(l.tensor_path("c").unwrap(), p(2));
+        assert_eq!(
+            l.metadata().get_str("general.architecture").unwrap(),
+            "llama"
+        );
+        assert_eq!(l.paths().count(), 3);
+    }
+
+    std::fs::remove_file(p(2)).unwrap();
+    let e = MmapGGUFLoader::new(p(1)).unwrap_err();
+    let msg = e.to_string();
+    assert!(
+        msg.contains("model-00002-of-00003.gguf") && msg.contains("missing"),
+        "{msg}"
+    );
+
+    // A tensor in two shards, and a wrong tensor total.
+    write(&p(2), &shard(1, 3, &["a"], 5));
+    assert!(MmapGGUFLoader::new(p(1))
+        .unwrap_err()
+        .to_string()
+        .contains("more than one shard"));
+    write(&p(2), &shard(1, 3, &["c", "x"], 5));
+    assert!(MmapGGUFLoader::new(p(1))
+        .unwrap_err()
+        .to_string()
+        .contains("split.tensors.count"));
+    // A shard that claims the wrong number.
+    write(&p(2), &shard(2, 3, &["c"], 5));
+    assert!(MmapGGUFLoader::new(p(1))
+        .unwrap_err()
+        .to_string()
+        .contains("split.no"));
+}

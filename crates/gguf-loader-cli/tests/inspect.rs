@@ -1,0 +1,137 @@
+//! `gguf-loader inspect --json` agrees with gguf-py, llama.cpp's own reader:
+//! on committed fixtures (written by gguf-py's GGUFWriter, one big-endian),
+//! and on the real SmolLM2 model.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::Value;
+
+fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn inspect_json(path: &Path) -> Value {
+    let out = Command::new(env!("CARGO_BIN_EXE_gguf-loader"))
+        .arg("inspect")
+        .arg("--json")
+        .arg(path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "inspect {}: {}",
+        path.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// Equal JSON, numbers compared as values (Python and Rust print floats
+/// differently), naming the first path where they differ.
+fn assert_same(path: &str, got: &Value, want: &Value) {
+    match (got, want) {
+        (Value::Number(a), Value::Number(b)) => {
+            let same = match (a.as_i64(), b.as_i64(), a.as_u64(), b.as_u64()) {
+                (Some(x), Some(y), _, _) => x == y,
+                (_, _, Some(x), Some(y)) => x == y,
+                _ => a.as_f64().map(f64::to_bits) == b.as_f64().map(f64::to_bits),
+            };
+            assert!(same, "{path}: {a} != {b}");
+        }
+        (Value::Array(a), Value::Array(b)) => {
+            assert_eq!(a.len(), b.len(), "{path}: array length");
+            for (i, (x, y)) in a.iter().zip(b).enumerate() {
+                assert_same(&format!("{path}[{i}]"), x, y);
+            }
+        }
+        (Value::Object(a), Value::Object(b)) => {
+            let ka: Vec<_> = a.keys().collect();
+            let kb: Vec<_> = b.keys().collect();
+            assert_eq!(ka, kb, "{path}: keys (in order)");
+            for (k, x) in a {
+                assert_same(&format!("{path}.{k}"), x, &b[k]);
+            }
+        }
+        _ => assert_eq!(got, want, "{path}"),
+    }
+}
+
+#[test]
+fn fixtures_match_gguf_py() {
+    let dir = repo_root().join("tests/fixtures");
+    let mut n = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "gguf") {
+            let want: Value =
+                serde_json::from_slice(&std::fs::read(path.with_extension("json")).unwrap())
+                    .unwrap();
+            assert_same(&path.display().to_string(), &inspect_json(&path), &want);
+            n += 1;
+        }
+    }
+    assert!(n >= 4, "found {n} fixtures");
+}
+
+fn model_path() -> Option<PathBuf> {
+    let p = match std::env::var_os("GGUF_LOADER_MODEL") {
+        Some(p) => PathBuf::from(p),
+        None => std::env::var_os("GGUF_LOADER_CACHE")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| {
+                PathBuf::from(std::env::var_os("HOME").unwrap()).join(".cache/gguf-loader")
+            })
+            .join("SmolLM2-135M-Instruct.Q4_1.gguf"),
+    };
+    if p.exists() {
+        return Some(p);
+    }
+    assert!(
+        std::env::var_os("GGUF_LOADER_REQUIRE_MODEL").is_none(),
+        "{} is missing (run scripts/fetch-model.sh)",
+        p.display()
+    );
+    eprintln!("skipped: {} is missing (run scripts/fetch-model.sh)", p.display());
+    None
+}
+
+#[test]
+fn smollm2_matches_gguf_py() {
+    let Some(model) = model_path() else { return };
+    let out = Command::new(std::env::var("PYTHON").unwrap_or_else(|_| "python3".into()))
+        .arg(repo_root().join("scripts/dump_gguf_json.py"))
+        .arg(&model)
+        .output()
+        .expect("python3 with the gguf package (pip install -r scripts/requirements.txt)");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let want: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let got = inspect_json(&model);
+    assert_same("smollm2", &got, &want);
+    assert_eq!(got["tensors"].as_array().unwrap().len(), 272);
+    assert_eq!(got["metadata"]["tokenizer.ggml.tokens"].as_array().unwrap().len(), 49152);
+}
+
+#[test]
+fn bad_input_gives_one_line_and_exit_2() {
+    let dir = std::env::temp_dir().join(format!("gguf-loader-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cases: [(&str, &[u8]); 3] = [
+        ("empty.gguf", b""),
+        ("magic.gguf", b"NOPE\x03\0\0\0"),
+        ("trunc.gguf", b"GGUF\x03\0\0\0\x01\0\0\0\0\0\0\0"),
+    ];
+    for (name, bytes) in cases {
+        let p = dir.join(name);
+        std::fs::write(&p, bytes).unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_gguf-loader"))
+            .args(["inspect", p.to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{name}");
+        let err = String::from_utf8(out.stderr).unwrap();
+        assert_eq!(err.lines().count(), 1, "{name}: {err}");
+        assert!(err.contains(name) && !err.contains("panicked"), "{err}");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -92,7 +92,10 @@ fn model_path() -> Option<PathBuf> {
         "{} is missing (run scripts/fetch-model.sh)",
         p.display()
     );
-    eprintln!("skipped: {} is missing (run scripts/fetch-model.sh)", p.display());
+    eprintln!(
+        "skipped: {} is missing (run scripts/fetch-model.sh)",
+        p.display()
+    );
     None
 }
 
@@ -104,12 +107,22 @@ fn smollm2_matches_gguf_py() {
         .arg(&model)
         .output()
         .expect("python3 with the gguf package (pip install -r scripts/requirements.txt)");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let want: Value = serde_json::from_slice(&out.stdout).unwrap();
     let got = inspect_json(&model);
     assert_same("smollm2", &got, &want);
     assert_eq!(got["tensors"].as_array().unwrap().len(), 272);
-    assert_eq!(got["metadata"]["tokenizer.ggml.tokens"].as_array().unwrap().len(), 49152);
+    assert_eq!(
+        got["metadata"]["tokenizer.ggml.tokens"]
+            .as_array()
+            .unwrap()
+            .len(),
+        49152
+    );
 }
 
 #[test]

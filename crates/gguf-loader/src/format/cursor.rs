@@ -135,8 +135,8 @@ impl<'a> Cursor<'a> {
     pub fn skip_strings(&mut self, count: u64) -> Result<(), Fail> {
         self.check_count(count, self.enc.len_width(), "string array length")?;
         match (self.enc.wide_lengths, self.enc.big_endian) {
-            (true, false) => self.skip_strings_with::<8>(count, |b| u64::from_le_bytes(b)),
-            (true, true) => self.skip_strings_with::<8>(count, |b| u64::from_be_bytes(b)),
+            (true, false) => self.skip_strings_with::<8>(count, u64::from_le_bytes),
+            (true, true) => self.skip_strings_with::<8>(count, u64::from_be_bytes),
             (false, false) => {
                 self.skip_strings_with::<4>(count, |b| u64::from(u32::from_le_bytes(b)))
             }

@@ -1,1 +1,412 @@
-//! (to be written)
+//! K-quants ("super-block" quantization): Q2_K, Q3_K, Q4_K, Q5_K and Q6_K.
+//!
+//! Each routine is a scalar port of the matching `dequantize_row_*_K`
+//! reference routine in ggml's `ggml-quants.c`, with the block layouts of
+//! `ggml-common.h` (for `QK_K = 256`). The float operations are done in the
+//! same order and with the same intermediate types as the C code (for
+//! instance `d1 * q - m1` with `d1 = d * sc` rounded to f32 first), so the
+//! results are bit-identical to ggml built without `-ffp-contract` (Rust
+//! never fuses a multiply and an add on its own).
+//!
+//! Contract shared by every routine: `src` holds whole blocks and `dst`
+//! receives 256 values per block. The routines walk
+//! `src.chunks_exact(TYPE_SIZE).zip(dst.chunks_exact_mut(QK_K))`, so a
+//! trailing partial block, or a `dst` of the wrong length, is ignored rather
+//! than causing a panic. Any byte pattern is accepted: NaN and infinite f16
+//! scales simply propagate as ggml would.
+
+use half::f16;
+
+/// Elements per super-block.
+pub const QK_K: usize = 256;
+/// Bytes of packed 6-bit scales and mins in Q4_K and Q5_K.
+pub const K_SCALE_SIZE: usize = 12;
+
+/// Bytes per Q2_K block.
+pub const Q2_K_TYPE_SIZE: usize = 84;
+/// Bytes per Q3_K block.
+pub const Q3_K_TYPE_SIZE: usize = 110;
+/// Bytes per Q4_K block.
+pub const Q4_K_TYPE_SIZE: usize = 144;
+/// Bytes per Q5_K block.
+pub const Q5_K_TYPE_SIZE: usize = 176;
+/// Bytes per Q6_K block.
+pub const Q6_K_TYPE_SIZE: usize = 210;
+
+/// Reads the little-endian f16 at `b[i..i + 2]` and widens it to f32 exactly
+/// (`GGML_FP16_TO_FP32`).
+#[inline(always)]
+fn f16_at(b: &[u8], i: usize) -> f32 {
+    f16::from_bits(u16::from_le_bytes([b[i], b[i + 1]])).to_f32()
+}
+
+/// Reads the little-endian u32 at `b[i..i + 4]` (ggml's `memcpy` into a
+/// `uint32_t` on a little-endian host).
+#[inline(always)]
+fn u32_at(b: &[u8], i: usize) -> u32 {
+    u32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]])
+}
+
+/// Pairs each whole block of `src` with its 256 outputs as fixed-size
+/// arrays, so the per-block routines index without bounds failures.
+#[inline(always)]
+fn for_each_block<const TS: usize>(
+    src: &[u8],
+    dst: &mut [f32],
+    mut f: impl FnMut(&[u8; TS], &mut [f32; QK_K]),
+) {
+    for (b, y) in src.chunks_exact(TS).zip(dst.chunks_exact_mut(QK_K)) {
+        // Both conversions always succeed: `chunks_exact` yields exact lengths.
+        if let (Ok(b), Ok(y)) = (<&[u8; TS]>::try_from(b), <&mut [f32; QK_K]>::try_from(y)) {
+            f(b, y);
+        }
+    }
+}
+
+/// Unpacks the `j`-th (0..8) 6-bit scale and 6-bit min from the 12 packed
+/// bytes of a Q4_K/Q5_K block, exactly as ggml's `get_scale_min_k4`:
+///
+/// ```text
+/// j < 4:  d = q[j] & 63;                          m = q[j + 4] & 63
+/// j >= 4: d = (q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4)
+///         m = (q[j + 4] >>  4) | ((q[j - 0] >> 6) << 4)
+/// ```
+///
+/// `j` is meant to be in `0..8`; larger values never panic.
+#[inline(always)]
+pub fn get_scale_min_k4(j: usize, q: &[u8; K_SCALE_SIZE]) -> (u8, u8) {
+    if j < 4 {
+        (q[j] & 63, q[j + 4] & 63)
+    } else {
+        // Out-of-range `j` (>= 8) wraps into 4..8 rather than panicking.
+        let j = 4 + (j & 3);
+        (
+            (q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4),
+            (q[j + 4] >> 4) | ((q[j] >> 6) << 4),
+        )
+    }
+}
+
+/// Copies `N` bytes starting at `at` out of a block into an array.
+#[inline(always)]
+fn sub<const N: usize>(b: &[u8], at: usize) -> [u8; N] {
+    let mut out = [0u8; N];
+    out.copy_from_slice(&b[at..at + N]);
+    out
+}
+
+// ---------------------------------------------------------------------------
+// Q2_K
+// ---------------------------------------------------------------------------
+
+// 2-bit quantization
+// weight is represented as x = a * q + b
+// 16 blocks of 16 elements each
+// Effectively 2.625 bits per weight
+// typedef struct {
+//     uint8_t scales[QK_K/16]; // scales and mins, quantized with 4 bits   bytes  0..16
+//     uint8_t qs[QK_K/4];      // quants                                   bytes 16..80
+//     ggml_half d;             // super-block scale for quantized scales   bytes 80..82
+//     ggml_half dmin;          // super-block scale for quantized mins     bytes 82..84
+// } block_q2_K;                // 84 bytes
+
+/// Dequantizes Q2_K blocks (84 bytes → 256 values), as ggml's
+/// `dequantize_row_q2_K`.
+///
+/// Each scale byte holds a 4-bit scale (low nibble) and 4-bit min (high
+/// nibble) for one group of 16; each `qs` byte holds four 2-bit quants
+/// belonging to four different groups (shifts 0, 2, 4, 6).
+pub fn dequantize_row_q2_k(src: &[u8], dst: &mut [f32]) {
+    for_each_block::<Q2_K_TYPE_SIZE>(src, dst, |b, y| {
+        let scales: [u8; 16] = sub(b, 0);
+        let qs: [u8; 64] = sub(b, 16);
+        let d = f16_at(b, 80);
+        let min = f16_at(b, 82);
+
+        let mut is = 0;
+        let mut out = 0;
+        for n in 0..2 {
+            let q = &qs[n * 32..n * 32 + 32];
+            for shift in [0u32, 2, 4, 6] {
+                for half in 0..2 {
+                    let sc = scales[is];
+                    is += 1;
+                    let dl = d * f32::from(sc & 0xF);
+                    let ml = min * f32::from(sc >> 4);
+                    let ys = &mut y[out..out + 16];
+                    for (yv, &qv) in ys.iter_mut().zip(&q[half * 16..half * 16 + 16]) {
+                        *yv = dl * f32::from((qv >> shift) & 3) - ml;
+                    }
+                    out += 16;
+                }
+            }
+        }
+    });
+}
+
+// ---------------------------------------------------------------------------
+// Q3_K
+// ---------------------------------------------------------------------------
+
+// 3-bit quantization
+// weight is represented as x = a * q
+// 16 blocks of 16 elements each
+// Effectively 3.4375 bits per weight
+// typedef struct {
+//     uint8_t hmask[QK_K/8]; // quants - high bit                bytes   0..32
+//     uint8_t qs[QK_K/4];    // quants - low 2 bits              bytes  32..96
+//     uint8_t scales[12];    // scales, quantized with 6 bits    bytes  96..108
+//     ggml_half d;           // super-block scale                bytes 108..110
+// } block_q3_K;              // 110 bytes
+
+const KMASK1: u32 = 0x0303_0303;
+const KMASK2: u32 = 0x0f0f_0f0f;
+
+/// Unpacks the sixteen 6-bit Q3_K scales (still biased by +32) from their 12
+/// packed bytes, exactly as ggml does with `kmask1`/`kmask2` on three
+/// little-endian `uint32_t` words.
+///
+/// Scale `j` has its low 4 bits in byte `j % 8` (low nibble for `j < 8`,
+/// high nibble for `j >= 8`) and its high 2 bits in byte `8 + j % 4`, at bit
+/// position `2 * (j / 4)`.
+#[inline(always)]
+fn q3_k_scales(packed: &[u8; 12]) -> [u8; 16] {
+    let a0 = u32_at(packed, 0);
+    let a1 = u32_at(packed, 4);
+    let tmp = u32_at(packed, 8);
+    let aux = [
+        (a0 & KMASK2) | (((tmp) & KMASK1) << 4),
+        (a1 & KMASK2) | (((tmp >> 2) & KMASK1) << 4),
+        ((a0 >> 4) & KMASK2) | (((tmp >> 4) & KMASK1) << 4),
+        ((a1 >> 4) & KMASK2) | (((tmp >> 6) & KMASK1) << 4),
+    ];
+    let mut out = [0u8; 16];
+    for (o, w) in out.chunks_exact_mut(4).zip(aux) {
+        o.copy_from_slice(&w.to_le_bytes());
+    }
+    out
+}
+
+/// Dequantizes Q3_K blocks (110 bytes → 256 values), as ggml's
+/// `dequantize_row_q3_K`.
+///
+/// A quant is its 2 low bits from `qs` minus 4 when its `hmask` bit is
+/// clear (so values lie in -4..=3); the group scale is the 6-bit scale
+/// minus 32.
+pub fn dequantize_row_q3_k(src: &[u8], dst: &mut [f32]) {
+    for_each_block::<Q3_K_TYPE_SIZE>(src, dst, |b, y| {
+        let hm: [u8; 32] = sub(b, 0);
+        let qs: [u8; 64] = sub(b, 32);
+        let scales = q3_k_scales(&sub(b, 96));
+        let d_all = f16_at(b, 108);
+
+        let mut is = 0;
+        let mut out = 0;
+        let mut m: u8 = 1;
+        for n in 0..2 {
+            let q = &qs[n * 32..n * 32 + 32];
+            for shift in [0u32, 2, 4, 6] {
+                for half in 0..2 {
+                    // `scales` are int8 in C; their values are 0..=63 here.
+                    let dl = d_all * (i32::from(scales[is]) - 32) as f32;
+                    is += 1;
+                    let r = half * 16..half * 16 + 16;
+                    let ys = &mut y[out..out + 16];
+                    for ((yv, &qv), &hv) in ys.iter_mut().zip(&q[r.clone()]).zip(&hm[r]) {
+                        let low = i32::from((qv >> shift) & 3);
+                        let high = if hv & m != 0 { 0 } else { 4 };
+                        *yv = dl * (low - high) as f32;
+                    }
+                    out += 16;
+                }
+                m = m.wrapping_shl(1);
+            }
+        }
+    });
+}
+
+// ---------------------------------------------------------------------------
+// Q4_K
+// ---------------------------------------------------------------------------
+
+// 4-bit quantization
+// 8 blocks of 32 elements each
+// weight is represented as x = a * q + b
+// Effectively 4.5 bits per weight
+// typedef struct {
+//     ggml_half d;                  // super-block scale for quantized scales   bytes  0..2
+//     ggml_half dmin;               // super-block scale for quantized mins     bytes  2..4
+//     uint8_t scales[K_SCALE_SIZE]; // scales and mins, quantized with 6 bits   bytes  4..16
+//     uint8_t qs[QK_K/2];           // 4--bit quants                            bytes 16..144
+// } block_q4_K;                     // 144 bytes
+
+/// Dequantizes Q4_K blocks (144 bytes → 256 values), as ggml's
+/// `dequantize_row_q4_K`.
+///
+/// Each run of 32 `qs` bytes feeds two groups of 32: low nibbles first, then
+/// high nibbles.
+pub fn dequantize_row_q4_k(src: &[u8], dst: &mut [f32]) {
+    for_each_block::<Q4_K_TYPE_SIZE>(src, dst, |b, y| {
+        let d = f16_at(b, 0);
+        let min = f16_at(b, 2);
+        let scales: [u8; K_SCALE_SIZE] = sub(b, 4);
+        let qs: [u8; 128] = sub(b, 16);
+
+        for (j, (q, ys)) in qs.chunks_exact(32).zip(y.chunks_exact_mut(64)).enumerate() {
+            let is = 2 * j;
+            let (sc, m) = get_scale_min_k4(is, &scales);
+            let d1 = d * f32::from(sc);
+            let m1 = min * f32::from(m);
+            let (sc, m) = get_scale_min_k4(is + 1, &scales);
+            let d2 = d * f32::from(sc);
+            let m2 = min * f32::from(m);
+            let (lo, hi) = ys.split_at_mut(32);
+            for ((yl, yh), &qv) in lo.iter_mut().zip(hi.iter_mut()).zip(q) {
+                *yl = d1 * f32::from(qv & 0xF) - m1;
+                *yh = d2 * f32::from(qv >> 4) - m2;
+            }
+        }
+    });
+}
+
+// ---------------------------------------------------------------------------
+// Q5_K
+// ---------------------------------------------------------------------------
+
+// 5-bit quantization
+// 8 blocks of 32 elements each
+// weight is represented as x = a * q + b
+// Effectively 5.5 bits per weight
+// typedef struct {
+//     ggml_half d;                  // super-block scale for quantized scales   bytes  0..2
+//     ggml_half dmin;               // super-block scale for quantized mins     bytes  2..4
+//     uint8_t scales[K_SCALE_SIZE]; // scales and mins, quantized with 6 bits   bytes  4..16
+//     uint8_t qh[QK_K/8];           // quants, high bit                         bytes 16..48
+//     uint8_t qs[QK_K/2];           // quants, low 4 bits                       bytes 48..176
+// } block_q5_K;                     // 176 bytes
+
+/// Dequantizes Q5_K blocks (176 bytes → 256 values), as ggml's
+/// `dequantize_row_q5_K`.
+///
+/// Like Q4_K, plus a fifth bit from `qh`: group `g` (0..8) of 32 takes bit
+/// `g` of `qh[l]` for its element `l`.
+pub fn dequantize_row_q5_k(src: &[u8], dst: &mut [f32]) {
+    for_each_block::<Q5_K_TYPE_SIZE>(src, dst, |b, y| {
+        let d = f16_at(b, 0);
+        let min = f16_at(b, 2);
+        let scales: [u8; K_SCALE_SIZE] = sub(b, 4);
+        let qh: [u8; 32] = sub(b, 16);
+        let qs: [u8; 128] = sub(b, 48);
+
+        let mut u1: u8 = 1;
+        let mut u2: u8 = 2;
+        for (j, (ql, ys)) in qs.chunks_exact(32).zip(y.chunks_exact_mut(64)).enumerate() {
+            let is = 2 * j;
+            let (sc, m) = get_scale_min_k4(is, &scales);
+            let d1 = d * f32::from(sc);
+            let m1 = min * f32::from(m);
+            let (sc, m) = get_scale_min_k4(is + 1, &scales);
+            let d2 = d * f32::from(sc);
+            let m2 = min * f32::from(m);
+            let (lo, hi) = ys.split_at_mut(32);
+            for (((yl, yh), &qv), &hv) in lo.iter_mut().zip(hi.iter_mut()).zip(ql).zip(&qh) {
+                let h1 = if hv & u1 != 0 { 16 } else { 0 };
+                let h2 = if hv & u2 != 0 { 16 } else { 0 };
+                *yl = d1 * f32::from((qv & 0xF) + h1) - m1;
+                *yh = d2 * f32::from((qv >> 4) + h2) - m2;
+            }
+            u1 = u1.wrapping_shl(2);
+            u2 = u2.wrapping_shl(2);
+        }
+    });
+}
+
+// ---------------------------------------------------------------------------
+// Q6_K
+// ---------------------------------------------------------------------------
+
+// 6-bit quantization
+// weight is represented as x = a * q
+// 16 blocks of 16 elements each
+// Effectively 6.5625 bits per weight
+// typedef struct {
+//     uint8_t ql[QK_K/2];      // quants, lower 4 bits         bytes   0..128
+//     uint8_t qh[QK_K/4];      // quants, upper 2 bits         bytes 128..192
+//     int8_t  scales[QK_K/16]; // scales, quantized with 8 bits bytes 192..208
+//     ggml_half d;             // super-block scale            bytes 208..210
+// } block_q6_K;                // 210 bytes
+
+/// Dequantizes Q6_K blocks (210 bytes → 256 values), as ggml's
+/// `dequantize_row_q6_K`.
+///
+/// Each half of the block (128 values) uses 64 `ql` bytes, 32 `qh` bytes and
+/// 8 signed scales; the value is `d * sc * q` evaluated left to right, i.e.
+/// `(d * sc) * q` with `q` in -32..=31.
+pub fn dequantize_row_q6_k(src: &[u8], dst: &mut [f32]) {
+    for_each_block::<Q6_K_TYPE_SIZE>(src, dst, |b, y| {
+        let ql_all: [u8; 128] = sub(b, 0);
+        let qh_all: [u8; 64] = sub(b, 128);
+        let sc_all: [u8; 16] = sub(b, 192);
+        let d = f16_at(b, 208);
+
+        for n in 0..2 {
+            let ql = &ql_all[n * 64..n * 64 + 64];
+            let qh = &qh_all[n * 32..n * 32 + 32];
+            let sc = &sc_all[n * 8..n * 8 + 8];
+            let ys = &mut y[n * 128..n * 128 + 128];
+            for half in 0..2 {
+                // `is = l / 16` in C: elements 0..16 use scales 0,2,4,6 and
+                // elements 16..32 use scales 1,3,5,7.
+                let s = |k: usize| d * f32::from(sc[half + k] as i8);
+                let (s1, s2, s3, s4) = (s(0), s(2), s(4), s(6));
+                for l in half * 16..half * 16 + 16 {
+                    let h = qh[l];
+                    let q1 = i32::from((ql[l] & 0xF) | ((h & 3) << 4)) - 32;
+                    let q2 = i32::from((ql[l + 32] & 0xF) | (((h >> 2) & 3) << 4)) - 32;
+                    let q3 = i32::from((ql[l] >> 4) | (((h >> 4) & 3) << 4)) - 32;
+                    let q4 = i32::from((ql[l + 32] >> 4) | (((h >> 6) & 3) << 4)) - 32;
+                    ys[l] = s1 * q1 as f32;
+                    ys[l + 32] = s2 * q2 as f32;
+                    ys[l + 64] = s3 * q3 as f32;
+                    ys[l + 96] = s4 * q4 as f32;
+                }
+            }
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scale_min_k4_matches_bit_layout() {
+        // Scale j < 4 in the low 6 bits of byte j; min in byte j + 4.
+        let mut q = [0u8; 12];
+        q[1] = 0b1100_0101;
+        q[5] = 0b0100_0111;
+        q[9] = 0xA3;
+        assert_eq!(get_scale_min_k4(1, &q), (5, 7));
+        // j = 5: low nibble of byte 9, high bits from byte 1's top two bits;
+        // min: high nibble of byte 9, top bits of byte 5.
+        assert_eq!(get_scale_min_k4(5, &q), (0x3 | (3 << 4), 0xA | (1 << 4)));
+    }
+
+    #[test]
+    fn q3_k_scales_match_description() {
+        let packed: [u8; 12] = [
+            0x10, 0x32, 0x54, 0x76, 0x98, 0xBA, 0xDC, 0xFE, 0b1110_0100, 0b0001_1011, 0xFF,
+            0x00,
+        ];
+        let s = q3_k_scales(&packed);
+        for (j, &v) in s.iter().enumerate() {
+            let low = if j < 8 {
+                packed[j] & 0xF
+            } else {
+                packed[j - 8] >> 4
+            };
+            let high = (packed[8 + j % 4] >> (2 * (j / 4))) & 3;
+            assert_eq!(v, low | (high << 4), "scale {j}");
+        }
+    }
+}

@@ -1,11 +1,14 @@
-//! `gguf-loader`: inspect GGUF files from the command line.
+//! `gguf-loader`: inspect, convert and benchmark GGUF files.
 
+mod bench;
+mod convert;
 mod inspect;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, ValueEnum};
+use gguf_loader::ElementKind;
 
 #[derive(Parser)]
 #[command(
@@ -18,6 +21,23 @@ struct Cli {
     command: Command,
 }
 
+#[derive(Clone, Copy, ValueEnum)]
+enum Dtype {
+    F32,
+    F16,
+    Bf16,
+}
+
+impl From<Dtype> for ElementKind {
+    fn from(d: Dtype) -> ElementKind {
+        match d {
+            Dtype::F32 => ElementKind::F32,
+            Dtype::F16 => ElementKind::F16,
+            Dtype::Bf16 => ElementKind::BF16,
+        }
+    }
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Print the header, metadata and tensor table of a GGUF file.
@@ -27,12 +47,44 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Decode tensors and write them as safetensors (`-o x.safetensors`) or
+    /// as a GGUF of one float type (`-o x.gguf`).
+    Convert {
+        file: PathBuf,
+        #[arg(short, long)]
+        output: PathBuf,
+        #[arg(long, value_enum, default_value = "f16")]
+        dtype: Dtype,
+        /// Only tensors whose name matches this regular expression.
+        #[arg(long)]
+        tensors: Option<String>,
+    },
+    /// Decode throughput per tensor type, next to memcpy of the same bytes.
+    Bench {
+        file: PathBuf,
+        #[arg(long, value_enum, default_value = "f16")]
+        dtype: Dtype,
+        /// Threads for the multithreaded figures (default: all cores).
+        #[arg(long)]
+        threads: Option<usize>,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Inspect { file, json } => inspect::run(&file, json),
+        Command::Convert {
+            file,
+            output,
+            dtype,
+            tensors,
+        } => convert::run(&file, &output, dtype.into(), tensors.as_deref()),
+        Command::Bench {
+            file,
+            dtype,
+            threads,
+        } => bench::run(&file, dtype.into(), threads),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

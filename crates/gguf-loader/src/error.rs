@@ -4,7 +4,9 @@
 use std::io;
 use std::path::PathBuf;
 
-use crate::format::{FormatError, MetadataError};
+use crate::decode::DecodeError;
+use crate::format::{FormatError, GgmlType, MetadataError};
+use crate::tensor::Device;
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -21,7 +23,7 @@ pub enum Error {
     Format {
         path: PathBuf,
         #[source]
-        source: FormatError,
+        source: Box<FormatError>,
     },
     /// A metadata lookup failed (missing key or wrong type).
     #[error(transparent)]
@@ -29,6 +31,19 @@ pub enum Error {
     /// No tensor has this name.
     #[error("tensor '{0}' not found")]
     TensorNotFound(String),
+    /// A tensor's bytes could not be decoded into the requested output.
+    #[error("tensor '{tensor}': {source}")]
+    Decode {
+        tensor: String,
+        #[source]
+        source: DecodeError,
+    },
+    /// Quantized data in a big-endian file has no defined byte order in ggml.
+    #[error("tensor '{tensor}': {ty} data in a big-endian file cannot be decoded")]
+    BigEndianData { tensor: String, ty: GgmlType },
+    /// The device is not available in this build.
+    #[error("device {0} is not available in this build")]
+    UnsupportedDevice(Device),
     /// A split model's shard is missing or does not belong with the others.
     #[error("{}: {message}", path.display())]
     Split { path: PathBuf, message: String },

@@ -8,7 +8,11 @@ pub mod decode;
 pub mod error;
 pub mod format;
 pub mod loader;
+pub mod tensor;
 
+pub use decode::{Element, ElementKind};
 pub use error::{Error, Result};
 pub use format::{GgmlType, GgufFile, Metadata, TensorInfo, Value, ValueType};
+pub use half::{bf16, f16};
 pub use loader::MmapGGUFLoader;
+pub use tensor::{Device, Tensor};

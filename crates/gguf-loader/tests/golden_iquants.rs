@@ -129,7 +129,7 @@ fn pseudo_random_bytes_never_panic() {
                 let mut dst = vec![0f32; exact];
                 f(ragged, &mut dst);
                 let mut extra = src.clone();
-                extra.extend(std::iter::repeat(0xA5).take(cut));
+                extra.extend(std::iter::repeat_n(0xA5, cut));
                 f(&extra, &mut dst);
             }
         }

@@ -395,7 +395,17 @@ mod tests {
     #[test]
     fn q3_k_scales_match_description() {
         let packed: [u8; 12] = [
-            0x10, 0x32, 0x54, 0x76, 0x98, 0xBA, 0xDC, 0xFE, 0b1110_0100, 0b0001_1011, 0xFF,
+            0x10,
+            0x32,
+            0x54,
+            0x76,
+            0x98,
+            0xBA,
+            0xDC,
+            0xFE,
+            0b1110_0100,
+            0b0001_1011,
+            0xFF,
             0x00,
         ];
         let s = q3_k_scales(&packed);

@@ -1,14 +1,217 @@
 //! Decoding of ggml blocks into numbers: one scalar reference routine per type,
-//! grouped by family as in ggml's `ggml-quants.c`.
+//! grouped by family as in ggml's `ggml-quants.c`, and the entry points that
+//! pick a routine, convert to the output float and spread work over threads.
 //!
 //! Every `dequantize_row_*` routine takes whole blocks: `src.len()` is a
 //! multiple of the type's block byte size and `dst.len()` is
 //! `src.len() / type_size * block_size`. The routines never panic on any
 //! bytes; they walk `chunks_exact` pairs, so a mismatched tail is ignored.
 
+mod element;
 pub mod float;
 pub mod fp4;
 pub mod iquants;
 pub mod kquants;
 pub mod legacy;
 pub mod ternary;
+
+use std::ops::Range;
+
+use rayon::prelude::*;
+
+pub use element::{Element, ElementKind};
+
+use crate::format::GgmlType;
+
+/// A decoding routine: whole blocks of bytes to f32.
+pub type RowFn = fn(&[u8], &mut [f32]);
+
+/// Why a decode could not run. Decoding itself never fails: any bytes of the
+/// right length decode to some numbers.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    #[error("{ty}: {len} bytes is not a whole number of {type_size}-byte blocks")]
+    PartialBlock {
+        ty: GgmlType,
+        len: usize,
+        type_size: usize,
+    },
+    #[error("{ty}: the input decodes to {want} values but the output holds {got}")]
+    OutputLength {
+        ty: GgmlType,
+        want: usize,
+        got: usize,
+    },
+    #[error("{ty}: rows {start}..{end} are out of range ({rows} rows of {row_len})")]
+    RowRange {
+        ty: GgmlType,
+        start: usize,
+        end: usize,
+        rows: usize,
+        row_len: usize,
+    },
+}
+
+/// The scalar reference routine for `ty` (ggml's `dequantize_row_*`).
+pub fn reference_row_fn(ty: GgmlType) -> RowFn {
+    use GgmlType::*;
+    match ty {
+        F32 => float::dequantize_row_f32,
+        F16 => float::dequantize_row_f16,
+        BF16 => float::dequantize_row_bf16,
+        F64 => float::dequantize_row_f64,
+        I8 => float::dequantize_row_i8,
+        I16 => float::dequantize_row_i16,
+        I32 => float::dequantize_row_i32,
+        I64 => float::dequantize_row_i64,
+        Q4_0 => legacy::dequantize_row_q4_0,
+        Q4_1 => legacy::dequantize_row_q4_1,
+        Q5_0 => legacy::dequantize_row_q5_0,
+        Q5_1 => legacy::dequantize_row_q5_1,
+        Q8_0 => legacy::dequantize_row_q8_0,
+        Q8_1 => legacy::dequantize_row_q8_1,
+        Q1_0 => legacy::dequantize_row_q1_0,
+        Q2_0 => legacy::dequantize_row_q2_0,
+        Q8_K => legacy::dequantize_row_q8_k,
+        Q2_K => kquants::dequantize_row_q2_k,
+        Q3_K => kquants::dequantize_row_q3_k,
+        Q4_K => kquants::dequantize_row_q4_k,
+        Q5_K => kquants::dequantize_row_q5_k,
+        Q6_K => kquants::dequantize_row_q6_k,
+        IQ2_XXS => iquants::dequantize_row_iq2_xxs,
+        IQ2_XS => iquants::dequantize_row_iq2_xs,
+        IQ2_S => iquants::dequantize_row_iq2_s,
+        IQ3_XXS => iquants::dequantize_row_iq3_xxs,
+        IQ3_S => iquants::dequantize_row_iq3_s,
+        IQ1_S => iquants::dequantize_row_iq1_s,
+        IQ1_M => iquants::dequantize_row_iq1_m,
+        IQ4_NL => iquants::dequantize_row_iq4_nl,
+        IQ4_XS => iquants::dequantize_row_iq4_xs,
+        TQ1_0 => ternary::dequantize_row_tq1_0,
+        TQ2_0 => ternary::dequantize_row_tq2_0,
+        MXFP4 => fp4::dequantize_row_mxfp4,
+        NVFP4 => fp4::dequantize_row_nvfp4,
+    }
+}
+
+/// The fastest routine for `ty` on this CPU (a SIMD path where there is one,
+/// tested equal to the reference).
+pub fn row_fn(ty: GgmlType) -> RowFn {
+    reference_row_fn(ty)
+}
+
+/// Elements decoded per step when converting through an f32 scratch buffer.
+const SCRATCH: usize = 4096;
+
+fn check(ty: GgmlType, src: &[u8], dst_len: usize) -> Result<usize, DecodeError> {
+    let type_size = ty.type_size() as usize;
+    if src.len() % type_size != 0 {
+        return Err(DecodeError::PartialBlock {
+            ty,
+            len: src.len(),
+            type_size,
+        });
+    }
+    let want = src.len() / type_size * ty.block_size() as usize;
+    if want != dst_len {
+        return Err(DecodeError::OutputLength {
+            ty,
+            want,
+            got: dst_len,
+        });
+    }
+    Ok(want)
+}
+
+/// Decodes whole blocks of `ty` into the caller's buffer, on this thread.
+/// f32 output is bit-exact with ggml's `dequantize_row_*`; f16 and bf16 are
+/// that value rounded to nearest-even, except F16 → f16 and BF16 → bf16,
+/// which copy the bits.
+pub fn dequantize_into<T: Element>(
+    ty: GgmlType,
+    src: &[u8],
+    dst: &mut [T],
+) -> Result<(), DecodeError> {
+    check(ty, src, dst.len())?;
+    decode_unchecked(ty, src, dst);
+    Ok(())
+}
+
+/// `src` and `dst` are known to match.
+fn decode_unchecked<T: Element>(ty: GgmlType, src: &[u8], dst: &mut [T]) {
+    if T::copy_same(ty, src, dst) {
+        return;
+    }
+    let f = row_fn(ty);
+    let block = ty.block_size() as usize;
+    let type_size = ty.type_size() as usize;
+    let per_step = (SCRATCH / block).max(1);
+    if let Some(out) = T::as_f32_mut(dst) {
+        // Decode straight into the output.
+        f(src, out);
+        return;
+    }
+    let mut scratch = [0f32; SCRATCH];
+    for (s, d) in src
+        .chunks(per_step * type_size)
+        .zip(dst.chunks_mut(per_step * block))
+    {
+        let tmp = &mut scratch[..d.len()];
+        f(s, tmp);
+        T::from_f32_slice(tmp, d);
+    }
+}
+
+/// Blocks handed to one thread at a time by the parallel decoders: large
+/// enough to amortize scheduling, small enough to balance two cores.
+const PAR_CHUNK_ELEMENTS: usize = 1 << 16;
+
+/// Like [`dequantize_into`], spread over rayon's threads by block ranges.
+pub fn dequantize_into_par<T: Element>(
+    ty: GgmlType,
+    src: &[u8],
+    dst: &mut [T],
+) -> Result<(), DecodeError> {
+    check(ty, src, dst.len())?;
+    let block = ty.block_size() as usize;
+    let blocks = (PAR_CHUNK_ELEMENTS / block).max(1);
+    src.par_chunks(blocks * ty.type_size() as usize)
+        .zip(dst.par_chunks_mut(blocks * block))
+        .for_each(|(s, d)| decode_unchecked(ty, s, d));
+    Ok(())
+}
+
+/// Decodes a whole tensor into a new vector (multithreaded).
+pub fn dequantize<T: Element>(ty: GgmlType, src: &[u8]) -> Result<Vec<T>, DecodeError> {
+    let type_size = ty.type_size() as usize;
+    let n = src.len() / type_size * ty.block_size() as usize;
+    let mut out = vec![T::default(); n];
+    dequantize_into_par(ty, src, &mut out)?;
+    Ok(out)
+}
+
+/// Decodes rows `rows` of a tensor whose rows hold `row_len` elements
+/// (`ne[0]`, a multiple of the block size) into `dst`, for lazy users.
+pub fn dequantize_rows_into<T: Element>(
+    ty: GgmlType,
+    tensor: &[u8],
+    row_len: usize,
+    rows: Range<usize>,
+    dst: &mut [T],
+) -> Result<(), DecodeError> {
+    let block = ty.block_size() as usize;
+    let type_size = ty.type_size() as usize;
+    let row_bytes = row_len / block * type_size;
+    let n_rows = tensor.len().checked_div(row_bytes).unwrap_or(0);
+    if row_len % block != 0 || rows.start > rows.end || rows.end > n_rows {
+        return Err(DecodeError::RowRange {
+            ty,
+            start: rows.start,
+            end: rows.end,
+            rows: n_rows,
+            row_len,
+        });
+    }
+    let src = &tensor[rows.start * row_bytes..rows.end * row_bytes];
+    dequantize_into(ty, src, dst)
+}

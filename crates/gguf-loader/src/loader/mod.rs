@@ -1,6 +1,7 @@
 //! The loader: owns the memory maps of a model's file or split shards and
 //! hands out zero-copy views of its metadata and tensor bytes.
 
+mod load;
 mod split;
 
 use std::fs::File;
@@ -60,7 +61,7 @@ impl MappedFile {
         MappedFile::try_new(backing, |b| GgufFile::parse(b.bytes())).map_err(|source| {
             Error::Format {
                 path: path.to_path_buf(),
-                source,
+                source: Box::new(source),
             }
         })
     }

@@ -1,0 +1,132 @@
+//! Output element types: f32, f16 and bf16.
+
+use half::slice::HalfFloatSliceExt;
+use half::{bf16, f16};
+
+use crate::format::GgmlType;
+
+/// Which float an [`Element`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ElementKind {
+    F32,
+    F16,
+    BF16,
+}
+
+impl ElementKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            ElementKind::F32 => "f32",
+            ElementKind::F16 => "f16",
+            ElementKind::BF16 => "bf16",
+        }
+    }
+
+    /// Bytes per element.
+    pub fn size(self) -> usize {
+        match self {
+            ElementKind::F32 => 4,
+            ElementKind::F16 | ElementKind::BF16 => 2,
+        }
+    }
+
+    /// The ggml type that stores this float.
+    pub fn ggml_type(self) -> GgmlType {
+        match self {
+            ElementKind::F32 => GgmlType::F32,
+            ElementKind::F16 => GgmlType::F16,
+            ElementKind::BF16 => GgmlType::BF16,
+        }
+    }
+}
+
+/// A float that tensors decode to. f16 and bf16 values are the f32 value
+/// rounded to nearest-even, as ggml's `ggml_fp32_to_fp16` / `_to_bf16` do.
+pub trait Element: Copy + Default + Send + Sync + PartialEq + std::fmt::Debug + 'static {
+    const KIND: ElementKind;
+
+    /// Converts a run of f32 values.
+    fn from_f32_slice(src: &[f32], dst: &mut [Self]);
+
+    /// Copies `src` of type `ty` bit for bit when it already is this float
+    /// (little-endian bytes); `false` when it is not.
+    fn copy_same(ty: GgmlType, src: &[u8], dst: &mut [Self]) -> bool;
+
+    /// The buffer as f32, when this is f32.
+    fn as_f32_mut(_dst: &mut [Self]) -> Option<&mut [f32]> {
+        None
+    }
+
+    /// The value's little-endian bytes.
+    fn to_le_bytes_vec(values: &[Self]) -> Vec<u8>;
+}
+
+impl Element for f32 {
+    const KIND: ElementKind = ElementKind::F32;
+
+    fn from_f32_slice(src: &[f32], dst: &mut [f32]) {
+        dst.copy_from_slice(src);
+    }
+
+    fn as_f32_mut(dst: &mut [f32]) -> Option<&mut [f32]> {
+        Some(dst)
+    }
+
+    fn copy_same(ty: GgmlType, src: &[u8], dst: &mut [f32]) -> bool {
+        if ty != GgmlType::F32 {
+            return false;
+        }
+        for (d, s) in dst.iter_mut().zip(src.chunks_exact(4)) {
+            *d = f32::from_le_bytes([s[0], s[1], s[2], s[3]]);
+        }
+        true
+    }
+
+    fn to_le_bytes_vec(values: &[f32]) -> Vec<u8> {
+        values.iter().flat_map(|v| v.to_le_bytes()).collect()
+    }
+}
+
+impl Element for f16 {
+    const KIND: ElementKind = ElementKind::F16;
+
+    fn from_f32_slice(src: &[f32], dst: &mut [f16]) {
+        dst.convert_from_f32_slice(src);
+    }
+
+    fn copy_same(ty: GgmlType, src: &[u8], dst: &mut [f16]) -> bool {
+        if ty != GgmlType::F16 {
+            return false;
+        }
+        for (d, s) in dst.iter_mut().zip(src.chunks_exact(2)) {
+            *d = f16::from_bits(u16::from_le_bytes([s[0], s[1]]));
+        }
+        true
+    }
+
+    fn to_le_bytes_vec(values: &[f16]) -> Vec<u8> {
+        values.iter().flat_map(|v| v.to_le_bytes()).collect()
+    }
+}
+
+impl Element for bf16 {
+    const KIND: ElementKind = ElementKind::BF16;
+
+    fn from_f32_slice(src: &[f32], dst: &mut [bf16]) {
+        dst.convert_from_f32_slice(src);
+    }
+
+    fn copy_same(ty: GgmlType, src: &[u8], dst: &mut [bf16]) -> bool {
+        if ty != GgmlType::BF16 {
+            return false;
+        }
+        for (d, s) in dst.iter_mut().zip(src.chunks_exact(2)) {
+            *d = bf16::from_bits(u16::from_le_bytes([s[0], s[1]]));
+        }
+        true
+    }
+
+    fn to_le_bytes_vec(values: &[bf16]) -> Vec<u8> {
+        values.iter().flat_map(|v| v.to_le_bytes()).collect()
+    }
+}

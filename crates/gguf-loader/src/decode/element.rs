@@ -57,6 +57,11 @@ pub trait Element: Copy + Default + Send + Sync + PartialEq + std::fmt::Debug + 
         None
     }
 
+    /// The buffer as f16, when this is f16.
+    fn as_f16_mut(_dst: &mut [Self]) -> Option<&mut [f16]> {
+        None
+    }
+
     /// The value's little-endian bytes.
     fn to_le_bytes_vec(values: &[Self]) -> Vec<u8>;
 }
@@ -92,6 +97,10 @@ impl Element for f16 {
 
     fn from_f32_slice(src: &[f32], dst: &mut [f16]) {
         dst.convert_from_f32_slice(src);
+    }
+
+    fn as_f16_mut(dst: &mut [f16]) -> Option<&mut [f16]> {
+        Some(dst)
     }
 
     fn copy_same(ty: GgmlType, src: &[u8], dst: &mut [f16]) -> bool {

@@ -13,6 +13,7 @@ pub mod fp4;
 pub mod iquants;
 pub mod kquants;
 pub mod legacy;
+pub mod simd;
 pub mod ternary;
 
 use std::ops::Range;
@@ -97,7 +98,7 @@ pub fn reference_row_fn(ty: GgmlType) -> RowFn {
 /// The fastest routine for `ty` on this CPU (a SIMD path where there is one,
 /// tested equal to the reference).
 pub fn row_fn(ty: GgmlType) -> RowFn {
-    reference_row_fn(ty)
+    simd::kernels(ty).f32.unwrap_or_else(|| reference_row_fn(ty))
 }
 
 /// Elements decoded per step when converting through an f32 scratch buffer.
@@ -140,6 +141,11 @@ pub fn dequantize_into<T: Element>(
 /// `src` and `dst` are known to match.
 fn decode_unchecked<T: Element>(ty: GgmlType, src: &[u8], dst: &mut [T]) {
     if T::copy_same(ty, src, dst) {
+        return;
+    }
+    if let Some(fused) = T::as_f16_mut(dst).and_then(|d| simd::kernels(ty).f16.map(|k| (k, d))) {
+        let (k, d) = fused;
+        k(src, d);
         return;
     }
     let f = row_fn(ty);

@@ -1,0 +1,36 @@
+//! SIMD decoding paths, chosen at run time, each tested equal to the scalar
+//! reference of its type. A path may decode to f32 and, fused, straight to
+//! f16 (skipping the f32 scratch round trip).
+
+use half::f16;
+
+use crate::format::GgmlType;
+
+#[cfg(target_arch = "x86_64")]
+mod x86_kquants;
+#[cfg(target_arch = "x86_64")]
+mod x86_legacy;
+
+/// SIMD routines for one type; `None` where there is no SIMD path here.
+#[derive(Clone, Copy, Default)]
+pub struct Kernels {
+    pub f32: Option<fn(&[u8], &mut [f32])>,
+    pub f16: Option<fn(&[u8], &mut [f16])>,
+}
+
+/// The SIMD routines this CPU can run for `ty`.
+pub fn kernels(ty: GgmlType) -> Kernels {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let k = x86_legacy::kernels(ty);
+        if k.f32.is_some() || k.f16.is_some() {
+            return k;
+        }
+        x86_kquants::kernels(ty)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = ty;
+        Kernels::default()
+    }
+}

@@ -8,6 +8,14 @@
 //! results are bit-identical to ggml built without `-ffp-contract` (Rust
 //! never fuses a multiply and an add on its own).
 //!
+//! Precision note: for Q2_K..Q5_K the product `d1 * q` is exact in f32
+//! (an 11-bit f16 mantissa times a scale of at most 6 bits times a quant of at
+//! most 5 bits fits in 24 bits), so even a fused `fma(d1, q, -m1)` rounds the
+//! same way; the only rounding is in `d * sc`/`min * m` (exact too) and the
+//! final subtraction. Q6_K is where order matters: `(d * sc) * q` (8-bit
+//! scale, 6-bit quant) can need 25 bits, so it must not be rewritten as
+//! `d * (sc * q)`.
+//!
 //! Contract shared by every routine: `src` holds whole blocks and `dst`
 //! receives 256 values per block. The routines walk
 //! `src.chunks_exact(TYPE_SIZE).zip(dst.chunks_exact_mut(QK_K))`, so a
@@ -395,7 +403,17 @@ mod tests {
     #[test]
     fn q3_k_scales_match_description() {
         let packed: [u8; 12] = [
-            0x10, 0x32, 0x54, 0x76, 0x98, 0xBA, 0xDC, 0xFE, 0b1110_0100, 0b0001_1011, 0xFF,
+            0x10,
+            0x32,
+            0x54,
+            0x76,
+            0x98,
+            0xBA,
+            0xDC,
+            0xFE,
+            0b1110_0100,
+            0b0001_1011,
+            0xFF,
             0x00,
         ];
         let s = q3_k_scales(&packed);

@@ -8,6 +8,15 @@
 //! results are bit-identical to ggml built without `-ffp-contract` (Rust
 //! never fuses a multiply and an add on its own).
 //!
+//! Precision note: every product in these routines is exact in f32. An f16
+//! scale has 11 significant bits; the sub-block scales (at most 6 bits, or
+//! |sc| <= 128 in Q6_K, 7 significant bits) and quants (at most 5 significant
+//! bits, |q| <= 32 in Q6_K) add at most 12 more, which fits f32's 24 bits and
+//! cannot overflow. So `d * sc * q` is the same in any association, and a
+//! fused `fma(d1, q, -m1)` rounds like `d1 * q - m1`: the only rounding step
+//! is the final subtraction of the min in Q2_K/Q4_K/Q5_K. (Checked against
+//! ggml's C built with and without FMA contraction: identical.)
+//!
 //! Contract shared by every routine: `src` holds whole blocks and `dst`
 //! receives 256 values per block. The routines walk
 //! `src.chunks_exact(TYPE_SIZE).zip(dst.chunks_exact_mut(QK_K))`, so a

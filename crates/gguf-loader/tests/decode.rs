@@ -80,7 +80,12 @@ fn parallel_serial_and_reference_agree() {
         for _ in 0..64 {
             state = state.wrapping_mul(6364136223846793005).wrapping_add(1);
             let i = (state >> 33) as usize % raw.len();
-            if i % ts >= 4 && !matches!(ty, GgmlType::F16 | GgmlType::BF16 | GgmlType::F32 | GgmlType::F64) {
+            if i % ts >= 4
+                && !matches!(
+                    ty,
+                    GgmlType::F16 | GgmlType::BF16 | GgmlType::F32 | GgmlType::F64
+                )
+            {
                 raw[i] ^= 1;
             }
         }

@@ -98,7 +98,9 @@ pub fn reference_row_fn(ty: GgmlType) -> RowFn {
 /// The fastest routine for `ty` on this CPU (a SIMD path where there is one,
 /// tested equal to the reference).
 pub fn row_fn(ty: GgmlType) -> RowFn {
-    simd::kernels(ty).f32.unwrap_or_else(|| reference_row_fn(ty))
+    simd::kernels(ty)
+        .f32
+        .unwrap_or_else(|| reference_row_fn(ty))
 }
 
 /// Elements decoded per step when converting through an f32 scratch buffer.

@@ -48,3 +48,32 @@ pub fn assert_bits_eq(name: &str, got: &[f32], want: &[f32]) {
         );
     }
 }
+
+/// The real SmolLM2 model: `$GGUF_LOADER_MODEL`, else the cache that
+/// `scripts/fetch-model.sh` fills. `None` (the test is skipped) when missing,
+/// unless `GGUF_LOADER_REQUIRE_MODEL` is set, as `scripts/test.sh` does.
+pub fn model_path() -> Option<PathBuf> {
+    let p = match std::env::var_os("GGUF_LOADER_MODEL") {
+        Some(p) => PathBuf::from(p),
+        None => std::env::var_os("GGUF_LOADER_CACHE")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| {
+                PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
+                    .join(".cache/gguf-loader")
+            })
+            .join("SmolLM2-135M-Instruct.Q4_1.gguf"),
+    };
+    if p.exists() {
+        return Some(p);
+    }
+    assert!(
+        std::env::var_os("GGUF_LOADER_REQUIRE_MODEL").is_none(),
+        "{} is missing (run scripts/fetch-model.sh)",
+        p.display()
+    );
+    eprintln!(
+        "skipped: {} is missing (run scripts/fetch-model.sh)",
+        p.display()
+    );
+    None
+}

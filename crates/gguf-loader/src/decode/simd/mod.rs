@@ -11,11 +11,16 @@ mod x86_kquants;
 #[cfg(target_arch = "x86_64")]
 mod x86_legacy;
 
+/// Whole blocks to f32.
+pub type F32Kernel = fn(&[u8], &mut [f32]);
+/// Whole blocks straight to f16 (round to nearest-even).
+pub type F16Kernel = fn(&[u8], &mut [f16]);
+
 /// SIMD routines for one type; `None` where there is no SIMD path here.
 #[derive(Clone, Copy, Default)]
 pub struct Kernels {
-    pub f32: Option<fn(&[u8], &mut [f32])>,
-    pub f16: Option<fn(&[u8], &mut [f16])>,
+    pub f32: Option<F32Kernel>,
+    pub f16: Option<F16Kernel>,
 }
 
 /// The SIMD routines this CPU can run for `ty`.

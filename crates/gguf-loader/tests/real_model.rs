@@ -1,0 +1,45 @@
+//! The real SmolLM2-135M model (fetched by scripts/fetch-model.sh): every
+//! tensor decodes to exactly what gguf-py gives, as f32 and as f16.
+
+mod common;
+
+use std::collections::HashMap;
+use std::process::Command;
+
+use gguf_loader::{f16, Device, Element, MmapGGUFLoader};
+use sha2::{Digest, Sha256};
+
+fn hex<T: Element>(values: &[T]) -> String {
+    Sha256::digest(T::to_le_bytes_vec(values))
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+#[test]
+fn every_tensor_decodes_as_gguf_py_does() {
+    let Some(model) = common::model_path() else {
+        return;
+    };
+    let out = Command::new(std::env::var("PYTHON").unwrap_or_else(|_| "python3".into()))
+        .arg(common::repo_root().join("scripts/dequant_digests.py"))
+        .arg(&model)
+        .output()
+        .expect("python3 with gguf-py (pip install -r scripts/requirements.txt)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let want: HashMap<String, HashMap<String, String>> =
+        serde_json::from_slice(&out.stdout).unwrap();
+
+    let loader = MmapGGUFLoader::new(&model).unwrap();
+    assert_eq!(want.len(), loader.tensor_count());
+    for name in loader.tensor_names() {
+        let f = loader.load_tensor::<f32>(name, &Device::Cpu).unwrap();
+        let h = loader.load_tensor_f16(name, &Device::Cpu).unwrap();
+        assert_eq!(hex(f.data()), want[name]["f32"], "{name} as f32");
+        assert_eq!(hex(h.data()), want[name]["f16"], "{name} as f16");
+    }
+}

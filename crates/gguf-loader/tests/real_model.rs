@@ -6,7 +6,7 @@ mod common;
 use std::collections::HashMap;
 use std::process::Command;
 
-use gguf_loader::{f16, Device, Element, MmapGGUFLoader};
+use gguf_loader::{Device, Element, MmapGGUFLoader};
 use sha2::{Digest, Sha256};
 
 fn hex<T: Element>(values: &[T]) -> String {

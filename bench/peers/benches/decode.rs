@@ -1,0 +1,127 @@
+//! Decoding to f16: gguf-loader on one thread and on all, memcpy of the same
+//! output bytes, and candle-core's `QTensor::dequantize_f16`, in one run, on
+//! the same tensors. Also writes the synthetic file so that
+//! `scripts/bench_gguf_py_decode.py` can time gguf-py on it.
+//!
+//! `cargo bench --manifest-path bench/peers/Cargo.toml --bench decode`
+
+use std::fs::File;
+use std::io::BufReader;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use gguf_loader::decode::{dequantize_into, dequantize_into_par};
+use gguf_loader::format::{GgufWriter, MetaValue};
+use gguf_loader::{f16, GgmlType, MmapGGUFLoader};
+
+/// Elements per synthetic tensor: 16 Mi (32 MiB of f16 output).
+const N: u64 = 1 << 24;
+const ROW: u64 = 4096;
+
+/// Byte offsets of the f16 scale fields to make sane in each block.
+fn scale_fields(ty: GgmlType) -> &'static [usize] {
+    match ty {
+        GgmlType::Q4_0 | GgmlType::Q8_0 => &[0],
+        GgmlType::Q4_1 | GgmlType::Q4_K | GgmlType::Q5_K => &[0, 2],
+        GgmlType::Q6_K => &[208],
+        _ => &[],
+    }
+}
+
+fn synth(path: &Path, types: &[GgmlType]) {
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    let mut w = GgufWriter::new();
+    w.add("general.architecture", MetaValue::String("bench".into()));
+    for ty in types {
+        let n_bytes = ty.byte_size(N).unwrap() as usize;
+        let mut data = vec![0u8; n_bytes];
+        for b in data.iter_mut() {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            *b = state as u8;
+        }
+        let ts = ty.type_size() as usize;
+        for block in data.chunks_exact_mut(ts) {
+            for off in scale_fields(*ty) {
+                block[*off..*off + 2].copy_from_slice(&f16::from_f32(0.0123).to_le_bytes());
+            }
+        }
+        w.add_tensor(ty.name(), &[ROW, N / ROW], *ty, data).unwrap();
+    }
+    let mut f = std::io::BufWriter::new(File::create(path).unwrap());
+    w.write_to(&mut f).unwrap();
+}
+
+fn median(reps: usize, mut f: impl FnMut()) -> Duration {
+    f(); // warm
+    let mut t: Vec<Duration> = (0..reps)
+        .map(|_| {
+            let s = Instant::now();
+            f();
+            s.elapsed()
+        })
+        .collect();
+    t.sort();
+    t[reps / 2]
+}
+
+fn main() {
+    let types = [
+        GgmlType::Q4_0,
+        GgmlType::Q4_1,
+        GgmlType::Q8_0,
+        GgmlType::Q4_K,
+        GgmlType::Q5_K,
+        GgmlType::Q6_K,
+    ];
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target");
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("bench-decode.gguf");
+    synth(&path, &types);
+    let loader = MmapGGUFLoader::new(&path).unwrap();
+    let mut reader = BufReader::new(File::open(&path).unwrap());
+    let content = candle_core::quantized::gguf_file::Content::read(&mut reader).unwrap();
+    let cpu = candle_core::Device::Cpu;
+    let threads = rayon::current_num_threads();
+    let reps = 9;
+
+    println!("decode to f16, {N} elements per type, median of {reps}, {threads} threads; GB/s of f16 output");
+    println!(
+        "| type | memcpy 1 thread | gguf-loader 1 thread | % of memcpy | memcpy all | gguf-loader all | all / 1 thread | candle dequantize_f16 | gguf-loader 1t / candle |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let out_bytes = (N * 2) as f64;
+    let gbps = |d: Duration| out_bytes / d.as_secs_f64() / 1e9;
+    let mut out = vec![f16::ZERO; N as usize];
+    let src_copy = vec![f16::ONE; N as usize];
+    for ty in types {
+        let bytes = loader.get_tensor_data(ty.name()).unwrap();
+        let memcpy1 = median(reps, || out.copy_from_slice(&src_copy));
+        let memcpy_all = median(reps, || {
+            use rayon::prelude::*;
+            out.par_chunks_mut(1 << 16)
+                .zip(src_copy.par_chunks(1 << 16))
+                .for_each(|(d, s)| d.copy_from_slice(s));
+        });
+        let one = median(reps, || dequantize_into(ty, bytes, &mut out).unwrap());
+        let all = median(reps, || dequantize_into_par(ty, bytes, &mut out).unwrap());
+        let qt = content.tensor(&mut reader, ty.name(), &cpu).unwrap();
+        let candle = median(reps, || {
+            std::hint::black_box(qt.dequantize_f16(&cpu).unwrap());
+        });
+        println!(
+            "| {} | {:.2} | {:.2} | {:.0}% | {:.2} | {:.2} | {:.2}x | {:.2} | {:.1}x |",
+            ty.name(),
+            gbps(memcpy1),
+            gbps(one),
+            100.0 * gbps(one) / gbps(memcpy1),
+            gbps(memcpy_all),
+            gbps(all),
+            gbps(all) / gbps(one),
+            gbps(candle),
+            gbps(one) / gbps(candle),
+        );
+    }
+    println!("synthetic file: {}", path.display());
+}

@@ -28,6 +28,27 @@ pub enum Error {
     /// A metadata lookup failed (missing key or wrong type).
     #[error(transparent)]
     Metadata(#[from] MetadataError),
+    /// Reading a tensor's bytes failed (read mode: e.g. the file shrank).
+    #[error("{}: tensor '{tensor}' at byte {offset}: {source}", path.display())]
+    TensorIo {
+        path: PathBuf,
+        tensor: String,
+        offset: u64,
+        #[source]
+        source: io::Error,
+    },
+    /// Zero-copy access asked of a loader opened in read mode.
+    #[error("tensor '{0}': the file is not mapped (read mode); use read_tensor_data")]
+    NotMapped(String),
+    /// A tensor too large for this platform's address space.
+    #[error("tensor '{0}' is too large for this platform")]
+    TooLarge(String),
+    /// The decoding thread pool could not be built.
+    #[error("thread pool: {0}")]
+    ThreadPool(String),
+    /// A load was cancelled by its progress callback.
+    #[error("cancelled")]
+    Cancelled,
     /// No tensor has this name.
     #[error("tensor '{0}' not found")]
     TensorNotFound(String),

@@ -193,7 +193,7 @@ pub fn dequantize_into_par<T: Element>(
 pub fn dequantize<T: Element>(ty: GgmlType, src: &[u8]) -> Result<Vec<T>, DecodeError> {
     let type_size = ty.type_size() as usize;
     let n = src.len() / type_size * ty.block_size() as usize;
-    let mut out = vec![T::default(); n];
+    let mut out = crate::alloc::zeroed_vec::<T>(n);
     dequantize_into_par(ty, src, &mut out)?;
     Ok(out)
 }

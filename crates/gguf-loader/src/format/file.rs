@@ -79,13 +79,40 @@ pub struct GgufFile<'a> {
     pub metadata: Metadata<'a>,
     tensors: Vec<TensorInfo<'a>>,
     index: HashMap<&'a str, usize>,
+    file_len: u64,
 }
 
 impl<'a> GgufFile<'a> {
     /// Parses and validates `bytes` as a GGUF file. Nothing is copied: names,
     /// strings and arrays are views into `bytes`.
     pub fn parse(bytes: &'a [u8]) -> Result<GgufFile<'a>, FormatError> {
-        Parser { bytes }.parse()
+        Parser {
+            bytes,
+            file_len: bytes.len() as u64,
+        }
+        .parse()
+    }
+
+    /// Parses the start of a file of `file_len` bytes that `bytes` holds at
+    /// least up to the data section (for reading without a mapping): every
+    /// check runs as in [`GgufFile::parse`], tensor bounds against `file_len`.
+    /// A `Truncated` error means `bytes` ended too early.
+    pub fn parse_header(bytes: &'a [u8], file_len: u64) -> Result<GgufFile<'a>, FormatError> {
+        Parser {
+            bytes,
+            file_len: file_len.max(bytes.len() as u64),
+        }
+        .parse()
+    }
+
+    /// Length of the whole file (larger than `bytes()` for a header-only parse).
+    pub fn file_len(&self) -> u64 {
+        self.file_len
+    }
+
+    /// True when `bytes()` holds the whole file, tensor data included.
+    pub fn has_data(&self) -> bool {
+        self.bytes.len() as u64 == self.file_len
     }
 
     /// The whole file.
@@ -102,7 +129,8 @@ impl<'a> GgufFile<'a> {
         self.index.get(name).map(|i| &self.tensors[*i])
     }
 
-    /// The bytes of a tensor described by this file.
+    /// The bytes of a tensor described by this file (empty after a
+    /// header-only parse).
     pub fn tensor_data(&self, info: &TensorInfo<'_>) -> &'a [u8] {
         self.bytes.get(info.file_range()).unwrap_or_default()
     }
@@ -110,6 +138,7 @@ impl<'a> GgufFile<'a> {
 
 struct Parser<'a> {
     bytes: &'a [u8],
+    file_len: u64,
 }
 
 fn at(context: Context) -> impl FnOnce(Fail) -> FormatError {
@@ -212,7 +241,7 @@ impl<'a> Parser<'a> {
 
         // The data section starts at the next multiple of the alignment.
         let data_offset = c.pos().next_multiple_of(alignment);
-        let file_len = bytes.len() as u64;
+        let file_len = self.file_len;
         for t in &mut tensors {
             let ctx = || Context::Tensor(t.name.to_string());
             if t.offset % alignment != 0 {
@@ -253,6 +282,7 @@ impl<'a> Parser<'a> {
             metadata,
             tensors,
             index,
+            file_len,
         })
     }
 }

@@ -1,49 +1,110 @@
-//! Decoding a mapped tensor into a [`Tensor`].
+//! Decoding mapped tensors into [`Tensor`]s and whole [`Model`]s: tensors in
+//! parallel (largest first), large ones split by block ranges, outputs
+//! allocated once at their final size, progress reported and cancellable.
+
+use std::borrow::Cow;
+use std::cmp::Reverse;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 use half::f16;
+use rayon::prelude::*;
 
 use super::MmapGGUFLoader;
-use crate::decode::{self, Element};
+use crate::alloc::zeroed_vec;
+use crate::decode::{dequantize_into, Element};
 use crate::error::{Error, Result};
-use crate::format::{Endianness, GgmlType};
+use crate::format::{Endianness, GgmlType, TensorInfo};
+use crate::model::{Model, ModelConfig};
 use crate::tensor::{Device, Tensor};
 
-impl MmapGGUFLoader {
-    /// Decodes one tensor to f16 on `device` (the design's entry point).
-    pub fn load_tensor_f16(&self, name: &str, device: &Device) -> Result<Tensor<f16>> {
-        self.load_tensor::<f16>(name, device)
+/// Where a load stands; handed to the progress callback.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Progress {
+    pub tensors_done: usize,
+    pub tensors_total: usize,
+    /// Bytes of tensor data read (and decoded) so far.
+    pub bytes_done: u64,
+    pub bytes_total: u64,
+}
+
+/// A progress callback: return `false` to cancel the load. Called from the
+/// decoding threads, possibly at the same time.
+pub type ProgressFn<'a> = &'a (dyn Fn(&Progress) -> bool + Sync);
+
+/// How to load a model.
+#[derive(Clone, Copy, Default)]
+pub struct LoadOptions<'a> {
+    /// Decoding threads; `None` uses rayon's global pool (all cores).
+    pub threads: Option<usize>,
+    pub progress: Option<ProgressFn<'a>>,
+}
+
+impl<'a> LoadOptions<'a> {
+    pub fn threads(mut self, n: usize) -> Self {
+        self.threads = Some(n);
+        self
     }
 
-    /// Decodes one tensor to `T` (f32, f16 or bf16) on `device`, using every
-    /// rayon thread for large tensors.
-    pub fn load_tensor<T: Element>(&self, name: &str, device: &Device) -> Result<Tensor<T>> {
-        if *device != Device::Cpu {
-            return Err(Error::UnsupportedDevice(*device));
+    pub fn progress(mut self, f: ProgressFn<'a>) -> Self {
+        self.progress = Some(f);
+        self
+    }
+}
+
+/// Elements decoded between two cancellation checks / progress reports.
+const CHUNK_ELEMENTS: usize = 1 << 20;
+
+/// Shared state of one load.
+struct Control<'a> {
+    cancelled: AtomicBool,
+    tensors_done: AtomicUsize,
+    bytes_done: AtomicU64,
+    tensors_total: usize,
+    bytes_total: u64,
+    callback: Option<ProgressFn<'a>>,
+}
+
+impl<'a> Control<'a> {
+    fn new(tensors_total: usize, bytes_total: u64, callback: Option<ProgressFn<'a>>) -> Self {
+        Control {
+            cancelled: AtomicBool::new(false),
+            tensors_done: AtomicUsize::new(0),
+            bytes_done: AtomicU64::new(0),
+            tensors_total,
+            bytes_total,
+            callback,
         }
-        let info = self
-            .tensor_info(name)
-            .ok_or_else(|| Error::TensorNotFound(name.to_string()))?;
-        let bytes = self.get_tensor_data(name)?;
-        let decode_err = |source| Error::Decode {
-            tensor: name.to_string(),
-            source,
-        };
-        let data = if self.endianness() == Endianness::Big {
-            let le = to_little_endian(info.ty, bytes).ok_or_else(|| Error::BigEndianData {
-                tensor: name.to_string(),
-                ty: info.ty,
-            })?;
-            decode::dequantize::<T>(info.ty, &le).map_err(decode_err)?
+    }
+
+    fn check(&self) -> Result<()> {
+        if self.cancelled.load(Ordering::Relaxed) {
+            Err(Error::Cancelled)
         } else {
-            decode::dequantize::<T>(info.ty, bytes).map_err(decode_err)?
-        };
-        Ok(Tensor::from_vec(info.dims().to_vec(), data).expect("decoded length matches dims"))
+            Ok(())
+        }
+    }
+
+    fn report(&self, bytes: u64, tensors: usize) {
+        let bytes_done = self.bytes_done.fetch_add(bytes, Ordering::Relaxed) + bytes;
+        let tensors_done = self.tensors_done.fetch_add(tensors, Ordering::Relaxed) + tensors;
+        if let Some(cb) = self.callback {
+            let p = Progress {
+                tensors_done,
+                tensors_total: self.tensors_total,
+                bytes_done,
+                bytes_total: self.bytes_total,
+            };
+            if !cb(&p) {
+                self.cancelled.store(true, Ordering::Relaxed);
+            }
+        }
     }
 }
 
 /// Byte-swaps the data of a plain number type from a big-endian file;
-/// `None` for block-quantized types, whose big-endian layout is not defined
-/// by ggml.
+/// `None` for block-quantized types, whose big-endian layout ggml does not
+/// define.
 fn to_little_endian(ty: GgmlType, bytes: &[u8]) -> Option<Vec<u8>> {
     if ty.is_quantized() {
         return None;
@@ -54,4 +115,149 @@ fn to_little_endian(ty: GgmlType, bytes: &[u8]) -> Option<Vec<u8>> {
         chunk.reverse();
     }
     Some(out)
+}
+
+impl MmapGGUFLoader {
+    /// Decodes one tensor to f16 on `device` (the design's entry point).
+    pub fn load_tensor_f16(&self, name: &str, device: &Device) -> Result<Tensor<f16>> {
+        self.load_tensor::<f16>(name, device)
+    }
+
+    /// Decodes one tensor to `T` (f32, f16 or bf16) on `device`, using every
+    /// rayon thread for large tensors.
+    pub fn load_tensor<T: Element>(&self, name: &str, device: &Device) -> Result<Tensor<T>> {
+        check_device(device)?;
+        let info = self
+            .tensor_info(name)
+            .ok_or_else(|| Error::TensorNotFound(name.to_string()))?;
+        let ctl = Control::new(1, info.n_bytes, None);
+        self.decode_tensor(info, &ctl)
+    }
+
+    /// Decodes one tensor into the caller's buffer of exactly its element count.
+    pub fn load_tensor_into<T: Element>(&self, name: &str, dst: &mut [T]) -> Result<()> {
+        let info = self
+            .tensor_info(name)
+            .ok_or_else(|| Error::TensorNotFound(name.to_string()))?;
+        let ctl = Control::new(1, info.n_bytes, None);
+        self.decode_into(info, dst, &ctl)
+    }
+
+    fn decode_tensor<T: Element>(
+        &self,
+        info: &TensorInfo<'_>,
+        ctl: &Control<'_>,
+    ) -> Result<Tensor<T>> {
+        let n =
+            usize::try_from(info.n_elements).map_err(|_| Error::TooLarge(info.name.to_string()))?;
+        let mut data = zeroed_vec::<T>(n);
+        self.decode_into(info, &mut data, ctl)?;
+        Ok(Tensor::from_vec(info.dims().to_vec(), data).expect("decoded length matches dims"))
+    }
+
+    /// Decodes `info`'s bytes into `dst` in chunks spread over rayon's
+    /// threads, checking for cancellation and reporting progress per chunk.
+    fn decode_into<T: Element>(
+        &self,
+        info: &TensorInfo<'_>,
+        dst: &mut [T],
+        ctl: &Control<'_>,
+    ) -> Result<()> {
+        let name = info.name;
+        let ty = info.ty;
+        let mut bytes = self.read_tensor_data(name)?;
+        if self.endianness() == Endianness::Big {
+            let le = to_little_endian(ty, &bytes).ok_or_else(|| Error::BigEndianData {
+                tensor: name.to_string(),
+                ty,
+            })?;
+            bytes = Cow::Owned(le);
+        }
+        let decode_err = |source| Error::Decode {
+            tensor: name.to_string(),
+            source,
+        };
+        let block = ty.block_size() as usize;
+        if bytes.len() / ty.type_size() as usize * block != dst.len() {
+            // Reported with the decoder's own wording.
+            return dequantize_into(ty, &bytes, dst).map_err(decode_err);
+        }
+        let blocks = (CHUNK_ELEMENTS / block).max(1);
+        bytes
+            .par_chunks(blocks * ty.type_size() as usize)
+            .zip(dst.par_chunks_mut(blocks * block))
+            .try_for_each(|(s, d)| {
+                ctl.check()?;
+                dequantize_into(ty, s, d).map_err(decode_err)?;
+                ctl.report(s.len() as u64, 0);
+                Ok::<(), Error>(())
+            })?;
+        ctl.report(0, 1);
+        Ok(())
+    }
+
+    /// Decodes every tensor to f16 (the design's `load_f16_model`).
+    pub fn load_f16_model(&self, device: &Device) -> Result<Model<f16>> {
+        self.load_model::<f16>(device)
+    }
+
+    /// Decodes every tensor to `T` on `device`, in parallel.
+    pub fn load_model<T: Element>(&self, device: &Device) -> Result<Model<T>> {
+        self.load_model_with(device, &LoadOptions::default())
+    }
+
+    /// Decodes every tensor to `T` with options: threads, progress, cancel.
+    /// On cancellation or error, everything decoded so far is freed.
+    pub fn load_model_with<T: Element>(
+        &self,
+        device: &Device,
+        opts: &LoadOptions<'_>,
+    ) -> Result<Model<T>> {
+        check_device(device)?;
+        let infos: Vec<&TensorInfo<'_>> = self.tensors().collect();
+        let bytes_total = infos.iter().map(|t| t.n_bytes).sum();
+        let ctl = Control::new(infos.len(), bytes_total, opts.progress);
+        let run = || -> Result<Vec<(String, Tensor<T>)>> {
+            // Largest first, so that the big tensors do not end up alone.
+            let mut order: Vec<usize> = (0..infos.len()).collect();
+            order.sort_by_key(|i| Reverse(infos[*i].n_bytes));
+            let mut done: Vec<(usize, Tensor<T>)> = order
+                .into_par_iter()
+                .map(|i| {
+                    ctl.check()?;
+                    Ok((i, self.decode_tensor(infos[i], &ctl)?))
+                })
+                .collect::<Result<_>>()?;
+            done.sort_by_key(|(i, _)| *i);
+            Ok(done
+                .into_iter()
+                .map(|(i, t)| (infos[i].name.to_string(), t))
+                .collect())
+        };
+        let tensors = match opts.threads {
+            Some(n) => rayon::ThreadPoolBuilder::new()
+                .num_threads(n)
+                .build()
+                .map_err(|e| Error::ThreadPool(e.to_string()))?
+                .install(run)?,
+            None => run()?,
+        };
+        Ok(Model::new(
+            ModelConfig::from_metadata(self.metadata()),
+            tensors,
+        ))
+    }
+}
+
+fn check_device(device: &Device) -> Result<()> {
+    match device {
+        Device::Cpu => Ok(()),
+        other => Err(Error::UnsupportedDevice(*other)),
+    }
+}
+
+/// Opens `path` and decodes every tensor to f16 on the CPU: the design's
+/// one-call `load_model_f16`.
+pub fn load_model_f16(path: impl AsRef<Path>) -> Result<Model<f16>> {
+    MmapGGUFLoader::new(path)?.load_f16_model(&Device::Cpu)
 }

@@ -2,6 +2,8 @@
 //! hands out zero-copy views of its metadata and tensor bytes.
 
 mod load;
+
+pub use load::{load_model_f16, LoadOptions, Progress, ProgressFn};
 mod split;
 
 use std::fs::File;
@@ -11,23 +13,53 @@ use memmap2::Mmap;
 use self_cell::self_cell;
 
 use crate::error::{Error, Result};
-use crate::format::{Endianness, GgufFile, Metadata, TensorInfo};
+use std::borrow::Cow;
+use std::os::unix::fs::FileExt;
 
-/// The bytes behind one file: a read-only mapping, or nothing for an empty file
-/// (which cannot be mapped, and fails to parse anyway).
+use crate::format::{Endianness, FormatError, FormatErrorKind, GgufFile, Metadata, TensorInfo};
+
+/// How tensor bytes are reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LoadMode {
+    /// A read-only memory map of the whole file (zero-copy; the default).
+    #[default]
+    Mmap,
+    /// The header is read into memory and tensor data with positioned reads
+    /// (`pread`), for network filesystems where mmap is slow and for files
+    /// that may change while open: a truncated file gives an I/O error, never
+    /// SIGBUS.
+    Read,
+}
+
+/// The bytes behind one file.
+enum Source {
+    Map(Mmap),
+    /// Read mode: the header bytes, and the file for positioned reads.
+    Read {
+        header: Vec<u8>,
+        file: File,
+    },
+    /// An empty file, which cannot be mapped and fails to parse anyway.
+    Empty,
+}
+
 struct Backing {
     path: PathBuf,
-    map: Option<Mmap>,
+    source: Source,
 }
 
 impl Backing {
     fn bytes(&self) -> &[u8] {
-        self.map.as_deref().unwrap_or(&[])
+        match &self.source {
+            Source::Map(m) => m,
+            Source::Read { header, .. } => header,
+            Source::Empty => &[],
+        }
     }
 }
 
 self_cell!(
-    /// One mapped file with its parsed header borrowing the mapping.
+    /// One opened file with its parsed header borrowing the bytes.
     struct MappedFile {
         owner: Backing,
         #[covariant]
@@ -35,30 +67,38 @@ self_cell!(
     }
 );
 
+/// Bytes first read in read mode; grown ×4 until the header fits.
+const FIRST_HEADER_READ: u64 = 1 << 20;
+
 impl MappedFile {
-    fn open(path: &Path) -> Result<MappedFile> {
+    fn open(path: &Path, mode: LoadMode) -> Result<MappedFile> {
         let io_err = |source| Error::Io {
             path: path.to_path_buf(),
             source,
         };
         let file = File::open(path).map_err(io_err)?;
         let len = file.metadata().map_err(io_err)?.len();
-        let map = if len == 0 {
-            None
+        let source = if len == 0 {
+            Source::Empty
+        } else if mode == LoadMode::Read {
+            Source::Read {
+                header: read_header(&file, len).map_err(io_err)?,
+                file,
+            }
         } else {
             // SAFETY: the mapping is read-only and private to this process. The
             // remaining hazard is another process truncating or rewriting the
             // file while it is mapped: reads past a truncation raise SIGBUS and
             // rewrites show through. That is inherent to mmap (llama.cpp,
             // safetensors and candle share it); callers who cannot rule it out
-            // should use the `read` load mode, which copies the bytes.
-            Some(unsafe { Mmap::map(&file) }.map_err(io_err)?)
+            // should use `LoadMode::Read`, which copies the bytes.
+            Source::Map(unsafe { Mmap::map(&file) }.map_err(io_err)?)
         };
         let backing = Backing {
             path: path.to_path_buf(),
-            map,
+            source,
         };
-        MappedFile::try_new(backing, |b| GgufFile::parse(b.bytes())).map_err(|source| {
+        MappedFile::try_new(backing, |b| GgufFile::parse_header(b.bytes(), len)).map_err(|source| {
             Error::Format {
                 path: path.to_path_buf(),
                 source: Box::new(source),
@@ -72,6 +112,30 @@ impl MappedFile {
 
     fn path(&self) -> &Path {
         &self.borrow_owner().path
+    }
+
+    fn source(&self) -> &Source {
+        &self.borrow_owner().source
+    }
+}
+
+/// Reads as much of the start of the file as its header needs.
+fn read_header(file: &File, len: u64) -> std::io::Result<Vec<u8>> {
+    let mut n = len.min(FIRST_HEADER_READ);
+    loop {
+        let mut buf = vec![0u8; n as usize];
+        file.read_exact_at(&mut buf, 0)?;
+        let truncated = matches!(
+            GgufFile::parse_header(&buf, len),
+            Err(FormatError {
+                kind: FormatErrorKind::Truncated { .. },
+                ..
+            })
+        );
+        if !truncated || n == len {
+            return Ok(buf);
+        }
+        n = len.min(n.saturating_mul(4));
     }
 }
 
@@ -87,19 +151,29 @@ impl MappedFile {
 /// ```
 pub struct MmapGGUFLoader {
     shards: Vec<MappedFile>,
+    mode: LoadMode,
 }
 
 impl MmapGGUFLoader {
     /// Maps, parses and validates the file. A shard of a split model
     /// (`name-00001-of-00003.gguf` with `split.count` > 1) opens every shard.
     pub fn new(path: impl AsRef<Path>) -> Result<Self> {
+        Self::open(path, LoadMode::Mmap)
+    }
+
+    /// Opens in the given mode; see [`LoadMode`].
+    pub fn open(path: impl AsRef<Path>, mode: LoadMode) -> Result<Self> {
         let path = path.as_ref();
-        let first = MappedFile::open(path)?;
+        let first = MappedFile::open(path, mode)?;
         let shards = match split::split_count(first.file(), path)? {
             None => vec![first],
-            Some(count) => split::open_shards(first, path, count)?,
+            Some(count) => split::open_shards(first, path, count, mode)?,
         };
-        Ok(MmapGGUFLoader { shards })
+        Ok(MmapGGUFLoader { shards, mode })
+    }
+
+    pub fn mode(&self) -> LoadMode {
+        self.mode
     }
 
     /// The parsed first (or only) file.
@@ -148,15 +222,55 @@ impl MmapGGUFLoader {
         self.shards.iter().find_map(|s| s.file().tensor(name))
     }
 
-    /// The tensor's bytes: a slice of the mapping, the same on every call.
-    pub fn get_tensor_data(&self, name: &str) -> Result<&[u8]> {
+    fn find(&self, name: &str) -> Result<(&MappedFile, &TensorInfo<'_>)> {
         self.shards
             .iter()
-            .find_map(|s| {
-                let f = s.file();
-                f.tensor(name).map(|t| f.tensor_data(t))
-            })
+            .find_map(|s| s.file().tensor(name).map(|t| (s, t)))
             .ok_or_else(|| Error::TensorNotFound(name.to_string()))
+    }
+
+    /// The tensor's bytes: a slice of the mapping, the same on every call.
+    /// In [`LoadMode::Read`] there is no mapping: use [`Self::read_tensor_data`].
+    pub fn get_tensor_data(&self, name: &str) -> Result<&[u8]> {
+        let (shard, t) = self.find(name)?;
+        match shard.source() {
+            Source::Read { .. } => Err(Error::NotMapped(name.to_string())),
+            _ => Ok(shard.file().tensor_data(t)),
+        }
+    }
+
+    /// The tensor's bytes in either mode: borrowed from the mapping, or read
+    /// from the file into a new buffer.
+    pub fn read_tensor_data(&self, name: &str) -> Result<Cow<'_, [u8]>> {
+        let (shard, t) = self.find(name)?;
+        match shard.source() {
+            Source::Read { file, .. } => {
+                let mut buf = vec![0u8; t.n_bytes as usize];
+                file.read_exact_at(&mut buf, t.file_offset)
+                    .map_err(|source| Error::TensorIo {
+                        path: shard.path().to_path_buf(),
+                        tensor: name.to_string(),
+                        offset: t.file_offset,
+                        source,
+                    })?;
+                Ok(Cow::Owned(buf))
+            }
+            _ => Ok(Cow::Borrowed(shard.file().tensor_data(t))),
+        }
+    }
+
+    /// Asks the kernel to read a tensor's pages ahead (mmap mode; a no-op in
+    /// read mode). Advice only: errors are ignored.
+    pub fn prefetch(&self, name: &str) {
+        if let Ok((shard, t)) = self.find(name) {
+            if let Source::Map(m) = shard.source() {
+                let _ = m.advise_range(
+                    memmap2::Advice::WillNeed,
+                    t.file_offset as usize,
+                    t.n_bytes as usize,
+                );
+            }
+        }
     }
 
     /// The path of the file that holds `name`.

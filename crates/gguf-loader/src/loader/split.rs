@@ -4,7 +4,7 @@
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
-use super::MappedFile;
+use super::{LoadMode, MappedFile};
 use crate::error::{Error, Result};
 use crate::format::GgufFile;
 
@@ -44,7 +44,12 @@ pub fn shard_path(dir: &Path, prefix: &str, no: u64, count: u64) -> PathBuf {
     dir.join(format!("{prefix}-{no:05}-of-{count:05}.gguf"))
 }
 
-pub(super) fn open_shards(first: MappedFile, path: &Path, count: u64) -> Result<Vec<MappedFile>> {
+pub(super) fn open_shards(
+    first: MappedFile,
+    path: &Path,
+    count: u64,
+    mode: LoadMode,
+) -> Result<Vec<MappedFile>> {
     let (prefix, opened_no) = shard_prefix(path).ok_or_else(|| {
         split_err(
             path,
@@ -76,7 +81,7 @@ pub(super) fn open_shards(first: MappedFile, path: &Path, count: u64) -> Result<
                     ),
                 ));
             }
-            MappedFile::open(&p)?
+            MappedFile::open(&p, mode)?
         };
         let meta = &shard.file().metadata;
         let got_no = meta.get(KEY_SPLIT_NO).and_then(|v| v.as_u64());

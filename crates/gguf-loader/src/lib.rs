@@ -10,12 +10,13 @@ pub mod error;
 pub mod format;
 pub mod loader;
 pub mod model;
+pub mod synth;
 pub mod tensor;
 
 pub use decode::{Element, ElementKind};
 pub use error::{Error, Result};
 pub use format::{GgmlType, GgufFile, Metadata, TensorInfo, Value, ValueType};
 pub use half::{bf16, f16};
-pub use loader::{load_model_f16, LoadMode, LoadOptions, MmapGGUFLoader, Progress};
+pub use loader::{load_model_f16, LazyModel, LoadMode, LoadOptions, MmapGGUFLoader, Progress};
 pub use model::{Layer, Model, ModelConfig};
 pub use tensor::{Device, Tensor};

@@ -1,8 +1,10 @@
 //! The loader: owns the memory maps of a model's file or split shards and
 //! hands out zero-copy views of its metadata and tensor bytes.
 
+mod lazy;
 mod load;
 
+pub use lazy::{LayerIter, LazyLayer, LazyModel};
 pub use load::{load_model_f16, LoadOptions, Progress, ProgressFn};
 mod split;
 

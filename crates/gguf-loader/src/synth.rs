@@ -1,0 +1,227 @@
+//! Synthetic models: the real tensor shapes and metadata of an architecture,
+//! with random weights of any type. The stand-in for real checkpoints in
+//! benchmarks and device checks.
+
+use half::{bf16, f16};
+
+use crate::format::{GgmlType, GgufWriter, MetaValue};
+
+/// A transformer shape to synthesize (llama architecture).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Preset {
+    pub name: &'static str,
+    pub layers: u64,
+    pub dim: u64,
+    pub ff: u64,
+    pub heads: u64,
+    pub kv_heads: u64,
+    pub vocab: u64,
+    pub context: u64,
+}
+
+/// TinyLlama-1.1B: 22 layers, dim 2048, ff 5632, 32 heads, 4 KV heads, vocab 32000.
+pub const TINYLLAMA_1_1B: Preset = Preset {
+    name: "tinyllama-1.1b",
+    layers: 22,
+    dim: 2048,
+    ff: 5632,
+    heads: 32,
+    kv_heads: 4,
+    vocab: 32000,
+    context: 2048,
+};
+
+/// SmolLM2-135M: 30 layers, dim 576, ff 1536, 9 heads, 3 KV heads, vocab 49152.
+pub const SMOLLM2_135M: Preset = Preset {
+    name: "smollm2-135m",
+    layers: 30,
+    dim: 576,
+    ff: 1536,
+    heads: 9,
+    kv_heads: 3,
+    vocab: 49152,
+    context: 8192,
+};
+
+/// A tiny llama for tests: 2 layers, dim 256.
+pub const TINY_TEST: Preset = Preset {
+    name: "tiny-test",
+    layers: 2,
+    dim: 256,
+    ff: 512,
+    heads: 4,
+    kv_heads: 2,
+    vocab: 512,
+    context: 512,
+};
+
+pub const PRESETS: &[Preset] = &[TINYLLAMA_1_1B, SMOLLM2_135M, TINY_TEST];
+
+pub fn preset(name: &str) -> Option<Preset> {
+    PRESETS.iter().copied().find(|p| p.name == name)
+}
+
+/// xorshift64*: fast, deterministic bytes.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    fn fill(&mut self, out: &mut [u8]) {
+        let mut chunks = out.chunks_exact_mut(8);
+        for c in &mut chunks {
+            c.copy_from_slice(&self.next().to_le_bytes());
+        }
+        let tail = chunks.into_remainder();
+        let last = self.next().to_le_bytes();
+        tail.copy_from_slice(&last[..tail.len()]);
+    }
+
+    /// Uniform in [-1, 1).
+    fn unit(&mut self) -> f32 {
+        (self.next() >> 40) as f32 / (1u64 << 23) as f32 - 1.0
+    }
+}
+
+/// The f16 scale fields of each block (byte offsets), from ggml-common.h.
+fn f16_scale_offsets(ty: GgmlType) -> &'static [usize] {
+    use GgmlType::*;
+    match ty {
+        Q4_0 | Q5_0 | Q8_0 | IQ4_NL | Q1_0 | Q2_0 | IQ2_XXS | IQ2_XS | IQ2_S | IQ3_XXS | IQ3_S
+        | IQ1_S | IQ4_XS => &[0],
+        Q4_1 | Q5_1 | Q8_1 | Q4_K | Q5_K => &[0, 2],
+        Q2_K => &[80, 82],
+        Q3_K => &[108],
+        Q6_K => &[208],
+        TQ1_0 => &[52],
+        TQ2_0 => &[64],
+        _ => &[],
+    }
+}
+
+/// Random blocks of `ty` whose scales are finite and small, so that every
+/// decoded value is finite.
+pub fn random_blocks(ty: GgmlType, n_elements: u64, seed: u64) -> Vec<u8> {
+    let mut rng = Rng(seed | 1);
+    let n = n_elements as usize;
+    let bytes: Vec<u8> = match ty {
+        GgmlType::F32 => (0..n)
+            .flat_map(|_| (rng.unit() * 0.1).to_le_bytes())
+            .collect(),
+        GgmlType::F16 => (0..n)
+            .flat_map(|_| f16::from_f32(rng.unit() * 0.1).to_le_bytes())
+            .collect(),
+        GgmlType::BF16 => (0..n)
+            .flat_map(|_| bf16::from_f32(rng.unit() * 0.1).to_le_bytes())
+            .collect(),
+        GgmlType::F64 => (0..n)
+            .flat_map(|_| f64::from(rng.unit()).to_le_bytes())
+            .collect(),
+        _ => {
+            let mut out = vec![0u8; ty.byte_size(n_elements).unwrap_or(0) as usize];
+            rng.fill(&mut out);
+            out
+        }
+    };
+    let mut bytes = bytes;
+    let ts = ty.type_size() as usize;
+    let scale = f16::from_f32(0.0123).to_le_bytes();
+    for block in bytes.chunks_exact_mut(ts) {
+        for off in f16_scale_offsets(ty) {
+            block[*off..*off + 2].copy_from_slice(&scale);
+        }
+        match ty {
+            // f32 d.
+            GgmlType::Q8_K => block[..4].copy_from_slice(&0.0123f32.to_le_bytes()),
+            // E8M0 scale: 2^(e-127); 120 → 2^-7.
+            GgmlType::MXFP4 => block[0] = 120,
+            // Four UE4M3 sub-block scales.
+            GgmlType::NVFP4 => block[..4].fill(0x30),
+            // The f16 scale is the top nibbles of the four u16 scales at 48..56:
+            // 0x2c00 (≈0.0625).
+            GgmlType::IQ1_M => {
+                for (k, nib) in [0u8, 0, 0xc, 0x2].iter().enumerate() {
+                    let b = &mut block[48 + 2 * k + 1];
+                    *b = (*b & 0x0f) | (nib << 4);
+                }
+            }
+            _ => {}
+        }
+    }
+    bytes
+}
+
+/// The type a weight of row length `ne0` can take: `ty` when `ne0` is a
+/// multiple of its block size, else Q8_0 or F16 (as llama-quantize falls back).
+fn weight_type(ty: GgmlType, ne0: u64) -> GgmlType {
+    [ty, GgmlType::Q8_0, GgmlType::F16]
+        .into_iter()
+        .find(|t| ne0 % t.block_size() == 0)
+        .unwrap_or(GgmlType::F32)
+}
+
+/// `(name, dims in GGUF order, type)` of every tensor, in llama.cpp's order.
+pub fn tensor_plan(p: &Preset, ty: GgmlType) -> Vec<(String, Vec<u64>, GgmlType)> {
+    let kv = p.dim / p.heads * p.kv_heads;
+    let w = |name: String, ne0: u64, ne1: u64| (name, vec![ne0, ne1], weight_type(ty, ne0));
+    let mut out = vec![w("token_embd.weight".into(), p.dim, p.vocab)];
+    for i in 0..p.layers {
+        let b = |s: &str| format!("blk.{i}.{s}");
+        out.push((b("attn_norm.weight"), vec![p.dim], GgmlType::F32));
+        out.push(w(b("attn_q.weight"), p.dim, p.dim));
+        out.push(w(b("attn_k.weight"), p.dim, kv));
+        out.push(w(b("attn_v.weight"), p.dim, kv));
+        out.push(w(b("attn_output.weight"), p.dim, p.dim));
+        out.push((b("ffn_norm.weight"), vec![p.dim], GgmlType::F32));
+        out.push(w(b("ffn_gate.weight"), p.dim, p.ff));
+        out.push(w(b("ffn_up.weight"), p.dim, p.ff));
+        out.push(w(b("ffn_down.weight"), p.ff, p.dim));
+    }
+    out.push(("output_norm.weight".into(), vec![p.dim], GgmlType::F32));
+    out.push(w("output.weight".into(), p.dim, p.vocab));
+    out
+}
+
+/// A whole synthetic GGUF file.
+pub fn synthesize(p: &Preset, ty: GgmlType, seed: u64) -> std::io::Result<GgufWriter<'static>> {
+    let mut w = GgufWriter::new();
+    let s = |v: &str| MetaValue::String(v.into());
+    let u = MetaValue::U32;
+    let arch = "llama";
+    w.add("general.architecture", s(arch))
+        .add(
+            "general.name",
+            s(&format!("synthetic {} {}", p.name, ty.name())),
+        )
+        .add(format!("{arch}.block_count"), u(p.layers as u32))
+        .add(format!("{arch}.context_length"), u(p.context as u32))
+        .add(format!("{arch}.embedding_length"), u(p.dim as u32))
+        .add(format!("{arch}.feed_forward_length"), u(p.ff as u32))
+        .add(format!("{arch}.attention.head_count"), u(p.heads as u32))
+        .add(
+            format!("{arch}.attention.head_count_kv"),
+            u(p.kv_heads as u32),
+        )
+        .add(format!("{arch}.rope.freq_base"), MetaValue::F32(10_000.0))
+        .add(
+            format!("{arch}.rope.dimension_count"),
+            u((p.dim / p.heads) as u32),
+        )
+        .add(
+            format!("{arch}.attention.layer_norm_rms_epsilon"),
+            MetaValue::F32(1e-5),
+        )
+        .add(format!("{arch}.vocab_size"), u(p.vocab as u32))
+        .add("general.quantization_version", u(2));
+    for (i, (name, dims, t)) in tensor_plan(p, ty).into_iter().enumerate() {
+        let n: u64 = dims.iter().product();
+        let data = random_blocks(t, n, seed.wrapping_add(i as u64 * 0x9e37_79b9));
+        w.add_tensor(name, &dims, t, data)?;
+    }
+    Ok(w)
+}

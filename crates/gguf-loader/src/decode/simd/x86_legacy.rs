@@ -1,5 +1,6 @@
-//! x86-64 AVX2 (+F16C) kernels for the legacy block types Q4_0, Q4_1, Q5_0
-//! and Q8_0, to f32 and fused to f16, plus the plain F16 and BF16 to f32.
+//! x86-64 AVX2 (+F16C) kernels for the legacy block types Q4_0, Q4_1, Q5_0,
+//! Q5_1 and Q8_0, to f32 and fused to f16, plus the plain F16 to f32 and BF16
+//! to f32 and (fused) f16.
 //!
 //! Every value is computed with the same f32 operations as the scalar
 //! reference in `decode::legacy` (exact int → f32 conversion, one `mul`, and
@@ -44,6 +45,10 @@ pub fn kernels(ty: GgmlType) -> Kernels {
             f32: Some(q5_0_f32),
             f16: Some(q5_0_f16),
         },
+        GgmlType::Q5_1 => Kernels {
+            f32: Some(q5_1_f32),
+            f16: Some(q5_1_f16),
+        },
         GgmlType::Q8_0 => Kernels {
             f32: Some(q8_0_f32),
             f16: Some(q8_0_f16),
@@ -54,7 +59,7 @@ pub fn kernels(ty: GgmlType) -> Kernels {
         },
         GgmlType::BF16 => Kernels {
             f32: Some(bf16_f32),
-            f16: None,
+            f16: Some(bf16_f16),
         },
         _ => Kernels::default(),
     }
@@ -64,6 +69,7 @@ const QK: usize = 32;
 const Q4_0_SIZE: usize = 18;
 const Q4_1_SIZE: usize = 20;
 const Q5_0_SIZE: usize = 22;
+const Q5_1_SIZE: usize = 24;
 const Q8_0_SIZE: usize = 34;
 
 /// Eight lanes of the f16 at `b[off..off + 2]`, widened exactly.
@@ -183,6 +189,22 @@ fn block_q4_1(b: &[u8]) -> [__m256; 4] {
     ]
 }
 
+/// For elements 0..16 and 16..32: 0xFF in byte `i` where bit `e` of `qh`
+/// (the fifth bit of element `e`) is set, else 0.
+#[inline]
+#[target_feature(enable = "avx2,f16c")]
+fn fifth_bits(qh: u32) -> (__m128i, __m128i) {
+    let qhv = _mm_set1_epi32(qh as i32);
+    // Byte i of the result takes byte i / 8 of qh (elements 0..16), or
+    // byte 2 + i / 8 (elements 16..32), tested against bit i % 8.
+    let sel_lo = _mm_set_epi64x(0x0101_0101_0101_0101, 0);
+    let sel_hi = _mm_set_epi64x(0x0303_0303_0303_0303, 0x0202_0202_0202_0202);
+    let bit = _mm_set1_epi64x(0x8040_2010_0804_0201_u64 as i64);
+    let lo = _mm_cmpeq_epi8(_mm_and_si128(_mm_shuffle_epi8(qhv, sel_lo), bit), bit);
+    let hi = _mm_cmpeq_epi8(_mm_and_si128(_mm_shuffle_epi8(qhv, sel_hi), bit), bit);
+    (lo, hi)
+}
+
 /// Q5_0 block: `((nibble | bit << 4) - 16) * d`, element `e` taking bit `e`
 /// of `qh`.
 #[inline]
@@ -191,26 +213,41 @@ fn block_q5_0(b: &[u8]) -> [__m256; 4] {
     let d = splat_f16(b, 0);
     let qh = u32::from_le_bytes([b[2], b[3], b[4], b[5]]);
     let (lo, hi) = nibbles(load16(b, 6));
-    let qhv = _mm_set1_epi32(qh as i32);
-    // Byte i of the result takes byte i / 8 of qh (elements 0..16), or
-    // byte 2 + i / 8 (elements 16..32).
-    let sel_lo = _mm_set_epi64x(0x0101_0101_0101_0101, 0);
-    let sel_hi = _mm_set_epi64x(0x0303_0303_0303_0303, 0x0202_0202_0202_0202);
-    let bit = _mm_set1_epi64x(0x8040_2010_0804_0201_u64 as i64);
+    let (set_lo, set_hi) = fifth_bits(qh);
+    // With the fifth bit set, x - 16 is the nibble itself; otherwise it is
+    // nibble - 16 = nibble | 0xF0 as a signed byte.
     let f0 = _mm_set1_epi8(0xF0_u8 as i8);
-    // A byte equal to its bit mask has the fifth bit set: keep the nibble
-    // (x - 16 + 16); otherwise x - 16 = nibble | 0xF0 as a signed byte.
-    let hb = |sel: __m128i| {
-        let set = _mm_cmpeq_epi8(_mm_and_si128(_mm_shuffle_epi8(qhv, sel), bit), bit);
-        _mm_andnot_si128(set, f0)
-    };
-    let (a0, a1) = i8x16_to_ps(_mm_or_si128(lo, hb(sel_lo)));
-    let (b0, b1) = i8x16_to_ps(_mm_or_si128(hi, hb(sel_hi)));
+    let x_lo = _mm_or_si128(lo, _mm_andnot_si128(set_lo, f0));
+    let x_hi = _mm_or_si128(hi, _mm_andnot_si128(set_hi, f0));
+    let (a0, a1) = i8x16_to_ps(x_lo);
+    let (b0, b1) = i8x16_to_ps(x_hi);
     [
         _mm256_mul_ps(a0, d),
         _mm256_mul_ps(a1, d),
         _mm256_mul_ps(b0, d),
         _mm256_mul_ps(b1, d),
+    ]
+}
+
+/// Q5_1 block: `(nibble | bit << 4) * d + m` (separate mul and add).
+#[inline]
+#[target_feature(enable = "avx2,f16c")]
+fn block_q5_1(b: &[u8]) -> [__m256; 4] {
+    let d = splat_f16(b, 0);
+    let m = splat_f16(b, 2);
+    let qh = u32::from_le_bytes([b[4], b[5], b[6], b[7]]);
+    let (lo, hi) = nibbles(load16(b, 8));
+    let (set_lo, set_hi) = fifth_bits(qh);
+    let h = _mm_set1_epi8(0x10);
+    let x_lo = _mm_or_si128(lo, _mm_and_si128(set_lo, h));
+    let x_hi = _mm_or_si128(hi, _mm_and_si128(set_hi, h));
+    let (a0, a1) = u8x16_to_ps(x_lo);
+    let (b0, b1) = u8x16_to_ps(x_hi);
+    [
+        _mm256_add_ps(_mm256_mul_ps(a0, d), m),
+        _mm256_add_ps(_mm256_mul_ps(a1, d), m),
+        _mm256_add_ps(_mm256_mul_ps(b0, d), m),
+        _mm256_add_ps(_mm256_mul_ps(b1, d), m),
     ]
 }
 
@@ -284,6 +321,14 @@ block_kernels!(
     q5_0_f16_avx
 );
 block_kernels!(
+    Q5_1_SIZE,
+    block_q5_1,
+    q5_1_f32,
+    q5_1_f32_avx,
+    q5_1_f16,
+    q5_1_f16_avx
+);
+block_kernels!(
     Q8_0_SIZE,
     block_q8_0,
     q8_0_f32,
@@ -308,6 +353,34 @@ fn f16_f32_avx(src: &[u8], dst: &mut [f32]) {
     crate::decode::float::dequantize_row_f16(s.remainder(), d.into_remainder());
 }
 
+/// Eight BF16s at `b[0..16]` as f32s (the bits shifted to the top half).
+#[inline]
+#[target_feature(enable = "avx2,f16c")]
+fn bf16x8_to_ps(b: &[u8]) -> __m256 {
+    let v = _mm256_slli_epi32::<16>(_mm256_cvtepu16_epi32(load16(b, 0)));
+    _mm256_castsi256_ps(v)
+}
+
+/// BF16 → f16 fused: exact widening to f32, then F16C round to nearest even
+/// (the reference f32 rounded by `half::f16::from_f32`).
+#[target_feature(enable = "avx2,f16c")]
+fn bf16_f16_avx(src: &[u8], dst: &mut [f16]) {
+    let n = (src.len() / 2).min(dst.len());
+    let (src, dst) = (&src[..2 * n], &mut dst[..n]);
+    let mut s = src.chunks_exact(16);
+    let mut d = dst.chunks_exact_mut(8);
+    for (b, y) in (&mut s).zip(&mut d) {
+        let y: &mut [f16; 8] = y.try_into().expect("8 outputs");
+        let h = _mm256_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(bf16x8_to_ps(b));
+        // SAFETY: `y` holds exactly 8 f16s = 16 bytes; the store is unaligned.
+        unsafe { _mm_storeu_si128(y.as_mut_ptr().cast(), h) };
+    }
+    for (b, y) in s.remainder().chunks_exact(2).zip(d.into_remainder()) {
+        let x = f32::from_bits(u32::from(u16::from_le_bytes([b[0], b[1]])) << 16);
+        *y = f16::from_f32(x);
+    }
+}
+
 /// BF16 → f32: the 16 bits become the top half of an f32.
 #[target_feature(enable = "avx2,f16c")]
 fn bf16_f32_avx(src: &[u8], dst: &mut [f32]) {
@@ -317,9 +390,8 @@ fn bf16_f32_avx(src: &[u8], dst: &mut [f32]) {
     let mut d = dst.chunks_exact_mut(8);
     for (b, y) in (&mut s).zip(&mut d) {
         let y: &mut [f32; 8] = y.try_into().expect("8 outputs");
-        let v = _mm256_slli_epi32::<16>(_mm256_cvtepu16_epi32(load16(b, 0)));
         // SAFETY: `y` holds exactly 8 f32s; the store is unaligned.
-        unsafe { _mm256_storeu_si256(y.as_mut_ptr().cast(), v) };
+        unsafe { _mm256_storeu_ps(y.as_mut_ptr(), bf16x8_to_ps(b)) };
     }
     crate::decode::float::dequantize_row_bf16(s.remainder(), d.into_remainder());
 }
@@ -327,6 +399,11 @@ fn bf16_f32_avx(src: &[u8], dst: &mut [f32]) {
 fn f16_f32(src: &[u8], dst: &mut [f32]) {
     // SAFETY: handed out only where AVX2 and F16C were detected.
     unsafe { f16_f32_avx(src, dst) }
+}
+
+fn bf16_f16(src: &[u8], dst: &mut [f16]) {
+    // SAFETY: handed out only where AVX2 and F16C were detected.
+    unsafe { bf16_f16_avx(src, dst) }
 }
 
 fn bf16_f32(src: &[u8], dst: &mut [f32]) {

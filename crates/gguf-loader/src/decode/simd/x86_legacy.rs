@@ -1,8 +1,412 @@
-//! (to be written)
+//! x86-64 AVX2 (+F16C) kernels for the legacy block types Q4_0, Q4_1, Q5_0,
+//! Q5_1 and Q8_0, to f32 and fused to f16, plus the plain F16 to f32 and BF16
+//! to f32 and (fused) f16.
+//!
+//! Every value is computed with the same f32 operations as the scalar
+//! reference in `decode::legacy` (exact int → f32 conversion, one `mul`, and
+//! for Q4_1 a separate `add`; never an FMA), so the f32 output is bit-exact.
+//! The fused f16 path rounds those f32 values with F16C's round-to-nearest-even
+//! `vcvtps2ph`, the same result as `half::f16::from_f32`.
+//!
+//! Each kernel processes `min(src.len() / type_size, dst.len() / block_size)`
+//! whole blocks (via `chunks_exact` zips) and touches nothing else.
+
+#![warn(unsafe_op_in_unsafe_fn)]
+
+use std::arch::x86_64::*;
+use std::sync::OnceLock;
+
+use half::f16;
 
 use super::Kernels;
 use crate::format::GgmlType;
 
-pub fn kernels(_ty: GgmlType) -> Kernels {
-    Kernels::default()
+/// Whether this CPU runs AVX2 and F16C (checked once).
+fn supported() -> bool {
+    static OK: OnceLock<bool> = OnceLock::new();
+    *OK.get_or_init(|| is_x86_feature_detected!("avx2") && is_x86_feature_detected!("f16c"))
+}
+
+/// The AVX2 kernels for `ty`, where this CPU supports them.
+pub fn kernels(ty: GgmlType) -> Kernels {
+    if !supported() {
+        return Kernels::default();
+    }
+    match ty {
+        GgmlType::Q4_0 => Kernels {
+            f32: Some(q4_0_f32),
+            f16: Some(q4_0_f16),
+        },
+        GgmlType::Q4_1 => Kernels {
+            f32: Some(q4_1_f32),
+            f16: Some(q4_1_f16),
+        },
+        GgmlType::Q5_0 => Kernels {
+            f32: Some(q5_0_f32),
+            f16: Some(q5_0_f16),
+        },
+        GgmlType::Q5_1 => Kernels {
+            f32: Some(q5_1_f32),
+            f16: Some(q5_1_f16),
+        },
+        GgmlType::Q8_0 => Kernels {
+            f32: Some(q8_0_f32),
+            f16: Some(q8_0_f16),
+        },
+        GgmlType::F16 => Kernels {
+            f32: Some(f16_f32),
+            f16: None,
+        },
+        GgmlType::BF16 => Kernels {
+            f32: Some(bf16_f32),
+            f16: Some(bf16_f16),
+        },
+        _ => Kernels::default(),
+    }
+}
+
+const QK: usize = 32;
+const Q4_0_SIZE: usize = 18;
+const Q4_1_SIZE: usize = 20;
+const Q5_0_SIZE: usize = 22;
+const Q5_1_SIZE: usize = 24;
+const Q8_0_SIZE: usize = 34;
+
+/// Eight lanes of the f16 at `b[off..off + 2]`, widened exactly.
+#[inline]
+#[target_feature(enable = "avx2,f16c")]
+fn splat_f16(b: &[u8], off: usize) -> __m256 {
+    let bits = u16::from_le_bytes([b[off], b[off + 1]]);
+    _mm256_cvtph_ps(_mm_set1_epi16(bits as i16))
+}
+
+/// Loads 16 bytes at `b[off..off + 16]`.
+#[inline]
+#[target_feature(enable = "avx2,f16c")]
+fn load16(b: &[u8], off: usize) -> __m128i {
+    let s = &b[off..off + 16];
+    // SAFETY: `s` is exactly 16 bytes long (checked by the slice above) and
+    // `_mm_loadu_si128` has no alignment requirement.
+    unsafe { _mm_loadu_si128(s.as_ptr().cast()) }
+}
+
+/// Stores four 8-lane vectors as 32 f32s.
+#[inline]
+#[target_feature(enable = "avx2,f16c")]
+fn store_f32(y: &mut [f32], v: [__m256; 4]) {
+    let y: &mut [f32; QK] = y.try_into().expect("32 outputs");
+    let p = y.as_mut_ptr();
+    // SAFETY: `y` holds 32 f32s, the four stores write p[0..8], p[8..16],
+    // p[16..24], p[24..32]; unaligned stores have no alignment requirement.
+    unsafe {
+        _mm256_storeu_ps(p, v[0]);
+        _mm256_storeu_ps(p.add(8), v[1]);
+        _mm256_storeu_ps(p.add(16), v[2]);
+        _mm256_storeu_ps(p.add(24), v[3]);
+    }
+}
+
+/// Stores four 8-lane vectors as 32 f16s, rounded to nearest even.
+#[inline]
+#[target_feature(enable = "avx2,f16c")]
+fn store_f16(y: &mut [f16], v: [__m256; 4]) {
+    let y: &mut [f16; QK] = y.try_into().expect("32 outputs");
+    let p = y.as_mut_ptr().cast::<__m128i>();
+    let h0 = _mm256_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(v[0]);
+    let h1 = _mm256_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(v[1]);
+    let h2 = _mm256_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(v[2]);
+    let h3 = _mm256_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(v[3]);
+    // SAFETY: `y` holds 32 f16s = 64 bytes = four 16-byte stores at p[0..4]
+    // (in units of 16 bytes); unaligned stores have no alignment requirement.
+    unsafe {
+        _mm_storeu_si128(p, h0);
+        _mm_storeu_si128(p.add(1), h1);
+        _mm_storeu_si128(p.add(2), h2);
+        _mm_storeu_si128(p.add(3), h3);
+    }
+}
+
+/// Widens 16 bytes (signed) to two 8-lane f32 vectors, low half first.
+#[inline]
+#[target_feature(enable = "avx2,f16c")]
+fn i8x16_to_ps(q: __m128i) -> (__m256, __m256) {
+    let a = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q));
+    let b = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128::<8>(q)));
+    (a, b)
+}
+
+/// Widens 16 bytes (unsigned) to two 8-lane f32 vectors, low half first.
+#[inline]
+#[target_feature(enable = "avx2,f16c")]
+fn u8x16_to_ps(q: __m128i) -> (__m256, __m256) {
+    let a = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(q));
+    let b = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128::<8>(q)));
+    (a, b)
+}
+
+/// The low and high nibbles of 16 bytes, as bytes 0..16.
+#[inline]
+#[target_feature(enable = "avx2,f16c")]
+fn nibbles(q: __m128i) -> (__m128i, __m128i) {
+    let m = _mm_set1_epi8(0x0F);
+    (
+        _mm_and_si128(q, m),
+        _mm_and_si128(_mm_srli_epi16::<4>(q), m),
+    )
+}
+
+/// Q4_0 block: `(nibble - 8) * d`.
+#[inline]
+#[target_feature(enable = "avx2,f16c")]
+fn block_q4_0(b: &[u8]) -> [__m256; 4] {
+    let d = splat_f16(b, 0);
+    let (lo, hi) = nibbles(load16(b, 2));
+    let eight = _mm_set1_epi8(8);
+    let (a0, a1) = i8x16_to_ps(_mm_sub_epi8(lo, eight));
+    let (b0, b1) = i8x16_to_ps(_mm_sub_epi8(hi, eight));
+    [
+        _mm256_mul_ps(a0, d),
+        _mm256_mul_ps(a1, d),
+        _mm256_mul_ps(b0, d),
+        _mm256_mul_ps(b1, d),
+    ]
+}
+
+/// Q4_1 block: `nibble * d + m` (separate mul and add, as the reference).
+#[inline]
+#[target_feature(enable = "avx2,f16c")]
+fn block_q4_1(b: &[u8]) -> [__m256; 4] {
+    let d = splat_f16(b, 0);
+    let m = splat_f16(b, 2);
+    let (lo, hi) = nibbles(load16(b, 4));
+    let (a0, a1) = u8x16_to_ps(lo);
+    let (b0, b1) = u8x16_to_ps(hi);
+    [
+        _mm256_add_ps(_mm256_mul_ps(a0, d), m),
+        _mm256_add_ps(_mm256_mul_ps(a1, d), m),
+        _mm256_add_ps(_mm256_mul_ps(b0, d), m),
+        _mm256_add_ps(_mm256_mul_ps(b1, d), m),
+    ]
+}
+
+/// For elements 0..16 and 16..32: 0xFF in byte `i` where bit `e` of `qh`
+/// (the fifth bit of element `e`) is set, else 0.
+#[inline]
+#[target_feature(enable = "avx2,f16c")]
+fn fifth_bits(qh: u32) -> (__m128i, __m128i) {
+    let qhv = _mm_set1_epi32(qh as i32);
+    // Byte i of the result takes byte i / 8 of qh (elements 0..16), or
+    // byte 2 + i / 8 (elements 16..32), tested against bit i % 8.
+    let sel_lo = _mm_set_epi64x(0x0101_0101_0101_0101, 0);
+    let sel_hi = _mm_set_epi64x(0x0303_0303_0303_0303, 0x0202_0202_0202_0202);
+    let bit = _mm_set1_epi64x(0x8040_2010_0804_0201_u64 as i64);
+    let lo = _mm_cmpeq_epi8(_mm_and_si128(_mm_shuffle_epi8(qhv, sel_lo), bit), bit);
+    let hi = _mm_cmpeq_epi8(_mm_and_si128(_mm_shuffle_epi8(qhv, sel_hi), bit), bit);
+    (lo, hi)
+}
+
+/// Q5_0 block: `((nibble | bit << 4) - 16) * d`, element `e` taking bit `e`
+/// of `qh`.
+#[inline]
+#[target_feature(enable = "avx2,f16c")]
+fn block_q5_0(b: &[u8]) -> [__m256; 4] {
+    let d = splat_f16(b, 0);
+    let qh = u32::from_le_bytes([b[2], b[3], b[4], b[5]]);
+    let (lo, hi) = nibbles(load16(b, 6));
+    let (set_lo, set_hi) = fifth_bits(qh);
+    // With the fifth bit set, x - 16 is the nibble itself; otherwise it is
+    // nibble - 16 = nibble | 0xF0 as a signed byte.
+    let f0 = _mm_set1_epi8(0xF0_u8 as i8);
+    let x_lo = _mm_or_si128(lo, _mm_andnot_si128(set_lo, f0));
+    let x_hi = _mm_or_si128(hi, _mm_andnot_si128(set_hi, f0));
+    let (a0, a1) = i8x16_to_ps(x_lo);
+    let (b0, b1) = i8x16_to_ps(x_hi);
+    [
+        _mm256_mul_ps(a0, d),
+        _mm256_mul_ps(a1, d),
+        _mm256_mul_ps(b0, d),
+        _mm256_mul_ps(b1, d),
+    ]
+}
+
+/// Q5_1 block: `(nibble | bit << 4) * d + m` (separate mul and add).
+#[inline]
+#[target_feature(enable = "avx2,f16c")]
+fn block_q5_1(b: &[u8]) -> [__m256; 4] {
+    let d = splat_f16(b, 0);
+    let m = splat_f16(b, 2);
+    let qh = u32::from_le_bytes([b[4], b[5], b[6], b[7]]);
+    let (lo, hi) = nibbles(load16(b, 8));
+    let (set_lo, set_hi) = fifth_bits(qh);
+    let h = _mm_set1_epi8(0x10);
+    let x_lo = _mm_or_si128(lo, _mm_and_si128(set_lo, h));
+    let x_hi = _mm_or_si128(hi, _mm_and_si128(set_hi, h));
+    let (a0, a1) = u8x16_to_ps(x_lo);
+    let (b0, b1) = u8x16_to_ps(x_hi);
+    [
+        _mm256_add_ps(_mm256_mul_ps(a0, d), m),
+        _mm256_add_ps(_mm256_mul_ps(a1, d), m),
+        _mm256_add_ps(_mm256_mul_ps(b0, d), m),
+        _mm256_add_ps(_mm256_mul_ps(b1, d), m),
+    ]
+}
+
+/// Q8_0 block: `q * d` with signed bytes.
+#[inline]
+#[target_feature(enable = "avx2,f16c")]
+fn block_q8_0(b: &[u8]) -> [__m256; 4] {
+    let d = splat_f16(b, 0);
+    let (a0, a1) = i8x16_to_ps(load16(b, 2));
+    let (b0, b1) = i8x16_to_ps(load16(b, 18));
+    [
+        _mm256_mul_ps(a0, d),
+        _mm256_mul_ps(a1, d),
+        _mm256_mul_ps(b0, d),
+        _mm256_mul_ps(b1, d),
+    ]
+}
+
+/// Defines the AVX2 loops over whole blocks and their safe wrappers.
+macro_rules! block_kernels {
+    ($size:expr, $block:ident, $f32:ident, $f32_avx:ident, $f16:ident, $f16_avx:ident) => {
+        #[target_feature(enable = "avx2,f16c")]
+        fn $f32_avx(src: &[u8], dst: &mut [f32]) {
+            for (b, y) in src.chunks_exact($size).zip(dst.chunks_exact_mut(QK)) {
+                store_f32(y, $block(b));
+            }
+        }
+
+        #[target_feature(enable = "avx2,f16c")]
+        fn $f16_avx(src: &[u8], dst: &mut [f16]) {
+            for (b, y) in src.chunks_exact($size).zip(dst.chunks_exact_mut(QK)) {
+                store_f16(y, $block(b));
+            }
+        }
+
+        fn $f32(src: &[u8], dst: &mut [f32]) {
+            // SAFETY: these kernels are handed out only where `supported()`
+            // found AVX2 and F16C on this CPU.
+            unsafe { $f32_avx(src, dst) }
+        }
+
+        fn $f16(src: &[u8], dst: &mut [f16]) {
+            // SAFETY: as above, AVX2 and F16C were detected.
+            unsafe { $f16_avx(src, dst) }
+        }
+    };
+}
+
+block_kernels!(
+    Q4_0_SIZE,
+    block_q4_0,
+    q4_0_f32,
+    q4_0_f32_avx,
+    q4_0_f16,
+    q4_0_f16_avx
+);
+block_kernels!(
+    Q4_1_SIZE,
+    block_q4_1,
+    q4_1_f32,
+    q4_1_f32_avx,
+    q4_1_f16,
+    q4_1_f16_avx
+);
+block_kernels!(
+    Q5_0_SIZE,
+    block_q5_0,
+    q5_0_f32,
+    q5_0_f32_avx,
+    q5_0_f16,
+    q5_0_f16_avx
+);
+block_kernels!(
+    Q5_1_SIZE,
+    block_q5_1,
+    q5_1_f32,
+    q5_1_f32_avx,
+    q5_1_f16,
+    q5_1_f16_avx
+);
+block_kernels!(
+    Q8_0_SIZE,
+    block_q8_0,
+    q8_0_f32,
+    q8_0_f32_avx,
+    q8_0_f16,
+    q8_0_f16_avx
+);
+
+/// F16 → f32, 8 at a time (exact widening), the tail by the reference.
+#[target_feature(enable = "avx2,f16c")]
+fn f16_f32_avx(src: &[u8], dst: &mut [f32]) {
+    let n = (src.len() / 2).min(dst.len());
+    let (src, dst) = (&src[..2 * n], &mut dst[..n]);
+    let mut s = src.chunks_exact(16);
+    let mut d = dst.chunks_exact_mut(8);
+    for (b, y) in (&mut s).zip(&mut d) {
+        let y: &mut [f32; 8] = y.try_into().expect("8 outputs");
+        let v = _mm256_cvtph_ps(load16(b, 0));
+        // SAFETY: `y` holds exactly 8 f32s; the store is unaligned.
+        unsafe { _mm256_storeu_ps(y.as_mut_ptr(), v) };
+    }
+    crate::decode::float::dequantize_row_f16(s.remainder(), d.into_remainder());
+}
+
+/// Eight BF16s at `b[0..16]` as f32s (the bits shifted to the top half).
+#[inline]
+#[target_feature(enable = "avx2,f16c")]
+fn bf16x8_to_ps(b: &[u8]) -> __m256 {
+    let v = _mm256_slli_epi32::<16>(_mm256_cvtepu16_epi32(load16(b, 0)));
+    _mm256_castsi256_ps(v)
+}
+
+/// BF16 → f16 fused: exact widening to f32, then F16C round to nearest even
+/// (the reference f32 rounded by `half::f16::from_f32`).
+#[target_feature(enable = "avx2,f16c")]
+fn bf16_f16_avx(src: &[u8], dst: &mut [f16]) {
+    let n = (src.len() / 2).min(dst.len());
+    let (src, dst) = (&src[..2 * n], &mut dst[..n]);
+    let mut s = src.chunks_exact(16);
+    let mut d = dst.chunks_exact_mut(8);
+    for (b, y) in (&mut s).zip(&mut d) {
+        let y: &mut [f16; 8] = y.try_into().expect("8 outputs");
+        let h = _mm256_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(bf16x8_to_ps(b));
+        // SAFETY: `y` holds exactly 8 f16s = 16 bytes; the store is unaligned.
+        unsafe { _mm_storeu_si128(y.as_mut_ptr().cast(), h) };
+    }
+    for (b, y) in s.remainder().chunks_exact(2).zip(d.into_remainder()) {
+        let x = f32::from_bits(u32::from(u16::from_le_bytes([b[0], b[1]])) << 16);
+        *y = f16::from_f32(x);
+    }
+}
+
+/// BF16 → f32: the 16 bits become the top half of an f32.
+#[target_feature(enable = "avx2,f16c")]
+fn bf16_f32_avx(src: &[u8], dst: &mut [f32]) {
+    let n = (src.len() / 2).min(dst.len());
+    let (src, dst) = (&src[..2 * n], &mut dst[..n]);
+    let mut s = src.chunks_exact(16);
+    let mut d = dst.chunks_exact_mut(8);
+    for (b, y) in (&mut s).zip(&mut d) {
+        let y: &mut [f32; 8] = y.try_into().expect("8 outputs");
+        // SAFETY: `y` holds exactly 8 f32s; the store is unaligned.
+        unsafe { _mm256_storeu_ps(y.as_mut_ptr(), bf16x8_to_ps(b)) };
+    }
+    crate::decode::float::dequantize_row_bf16(s.remainder(), d.into_remainder());
+}
+
+fn f16_f32(src: &[u8], dst: &mut [f32]) {
+    // SAFETY: handed out only where AVX2 and F16C were detected.
+    unsafe { f16_f32_avx(src, dst) }
+}
+
+fn bf16_f16(src: &[u8], dst: &mut [f16]) {
+    // SAFETY: handed out only where AVX2 and F16C were detected.
+    unsafe { bf16_f16_avx(src, dst) }
+}
+
+fn bf16_f32(src: &[u8], dst: &mut [f32]) {
+    // SAFETY: handed out only where AVX2 and F16C were detected.
+    unsafe { bf16_f32_avx(src, dst) }
 }

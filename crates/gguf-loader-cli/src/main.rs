@@ -3,12 +3,14 @@
 mod bench;
 mod convert;
 mod inspect;
+mod load;
+mod synth;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use gguf_loader::ElementKind;
+use gguf_loader::{Device, ElementKind, LoadMode};
 
 #[derive(Parser)]
 #[command(
@@ -38,6 +40,28 @@ impl From<Dtype> for ElementKind {
     }
 }
 
+#[derive(Clone, Copy, ValueEnum)]
+enum Mode {
+    Mmap,
+    Read,
+}
+
+fn parse_device(s: &str) -> Result<Device, String> {
+    match s {
+        "cpu" => Ok(Device::Cpu),
+        _ => match s
+            .strip_prefix("cuda:")
+            .or(if s == "cuda" { Some("0") } else { None })
+        {
+            Some(i) => i
+                .parse()
+                .map(Device::Cuda)
+                .map_err(|_| format!("bad device '{s}'")),
+            None => Err(format!("unknown device '{s}' (cpu, cuda:N)")),
+        },
+    }
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Print the header, metadata and tensor table of a GGUF file.
@@ -58,6 +82,36 @@ enum Command {
         /// Only tensors whose name matches this regular expression.
         #[arg(long)]
         tensors: Option<String>,
+    },
+    /// Decode every tensor (or walk the layers lazily) and report times and memory.
+    Load {
+        file: PathBuf,
+        #[arg(long, value_enum, default_value = "f16")]
+        dtype: Dtype,
+        #[arg(long, default_value = "cpu", value_parser = parse_device)]
+        device: Device,
+        #[arg(long)]
+        threads: Option<usize>,
+        #[arg(long, value_enum, default_value = "mmap")]
+        mode: Mode,
+        /// Walk the model layer by layer, prefetching the next.
+        #[arg(long)]
+        lazy: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write a model with real shapes and metadata and random weights.
+    Synth {
+        /// tinyllama-1.1b, smollm2-135m or tiny-test.
+        #[arg(long)]
+        preset: String,
+        /// Weight type: q4_0, q8_0, q6_k, f16, … (norms stay f32).
+        #[arg(long = "type")]
+        ty: String,
+        #[arg(short, long)]
+        output: PathBuf,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
     },
     /// Decode throughput per tensor type, next to memcpy of the same bytes.
     Bench {
@@ -80,6 +134,32 @@ fn main() -> ExitCode {
             dtype,
             tensors,
         } => convert::run(&file, &output, dtype.into(), tensors.as_deref()),
+        Command::Load {
+            file,
+            dtype,
+            device,
+            threads,
+            mode,
+            lazy,
+            json,
+        } => load::run(&load::Args {
+            file: &file,
+            dtype: dtype.into(),
+            device,
+            threads,
+            mode: match mode {
+                Mode::Mmap => LoadMode::Mmap,
+                Mode::Read => LoadMode::Read,
+            },
+            lazy,
+            json,
+        }),
+        Command::Synth {
+            preset,
+            ty,
+            output,
+            seed,
+        } => synth::run(&preset, &ty, &output, seed),
         Command::Bench {
             file,
             dtype,

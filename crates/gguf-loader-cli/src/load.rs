@@ -1,0 +1,229 @@
+//! `gguf-loader load`: decode a whole model (or walk it lazily by layer) and
+//! report what it took.
+
+use std::collections::BTreeMap;
+use std::io::IsTerminal;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use gguf_loader::{
+    bf16, f16, Device, Element, ElementKind, LazyModel, LoadMode, LoadOptions, MmapGGUFLoader,
+    Progress,
+};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::json;
+
+type BoxError = Box<dyn std::error::Error>;
+
+pub struct Args<'a> {
+    pub file: &'a Path,
+    pub dtype: ElementKind,
+    pub device: Device,
+    pub threads: Option<usize>,
+    pub mode: LoadMode,
+    pub lazy: bool,
+    pub json: bool,
+}
+
+/// Reads a field of /proc/self/status in bytes (Linux; 0 elsewhere).
+fn status_bytes(field: &str) -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with(field))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<u64>().ok())
+        })
+        .map_or(0, |kb| kb * 1024)
+}
+
+/// Samples anonymous resident memory every millisecond while alive.
+struct AnonSampler {
+    peak: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+    handle: Option<std::thread::JoinHandle<()>>,
+}
+
+impl AnonSampler {
+    fn start() -> AnonSampler {
+        let peak = Arc::new(AtomicU64::new(status_bytes("RssAnon:")));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (p, s) = (peak.clone(), stop.clone());
+        let handle = std::thread::spawn(move || {
+            while !s.load(Ordering::Relaxed) {
+                p.fetch_max(status_bytes("RssAnon:"), Ordering::Relaxed);
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        });
+        AnonSampler {
+            peak,
+            stop,
+            handle: Some(handle),
+        }
+    }
+
+    fn finish(mut self) -> u64 {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+        self.peak
+            .load(Ordering::Relaxed)
+            .max(status_bytes("RssAnon:"))
+    }
+}
+
+pub fn run(a: &Args<'_>) -> Result<(), BoxError> {
+    match a.dtype {
+        ElementKind::F32 => load::<f32>(a),
+        ElementKind::F16 => load::<f16>(a),
+        ElementKind::BF16 => load::<bf16>(a),
+    }
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+fn load<T: Element>(a: &Args<'_>) -> Result<(), BoxError> {
+    let anon_before = status_bytes("RssAnon:");
+    let sampler = AnonSampler::start();
+    let t0 = Instant::now();
+    let loader = MmapGGUFLoader::open(a.file, a.mode)?;
+    let open = t0.elapsed();
+
+    let mut by_type: BTreeMap<&str, usize> = BTreeMap::new();
+    for t in loader.tensors() {
+        *by_type.entry(t.ty.name()).or_default() += 1;
+    }
+    let n_tensors = loader.tensor_count();
+    let bytes_in: u64 = loader.tensors().map(|t| t.n_bytes).sum();
+    let bytes_out: u64 = loader
+        .tensors()
+        .map(|t| t.n_elements * T::KIND.size() as u64)
+        .sum();
+
+    let terminal = std::io::stderr().is_terminal() && !a.json;
+    let bar = if terminal {
+        let b = ProgressBar::new(bytes_in);
+        b.set_style(
+            ProgressStyle::with_template(
+                "{bar:40} {bytes}/{total_bytes} {binary_bytes_per_sec} {msg}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        b
+    } else {
+        ProgressBar::hidden()
+    };
+    // Plain lines when not on a terminal: one per 10%.
+    let last_decile = AtomicUsize::new(0);
+    let report = |p: &Progress| {
+        bar.set_position(p.bytes_done);
+        bar.set_message(format!("{}/{} tensors", p.tensors_done, p.tensors_total));
+        if !terminal && !a.json && p.bytes_total > 0 {
+            let d = (p.bytes_done * 10 / p.bytes_total) as usize;
+            if last_decile.fetch_max(d, Ordering::Relaxed) < d {
+                eprintln!("loading: {}%", d * 10);
+            }
+        }
+        true
+    };
+
+    let t1 = Instant::now();
+    let mut lazy_stats = None;
+    if a.lazy {
+        lazy_stats = Some(walk_lazily::<T>(loader, a.device)?);
+    } else {
+        let mut opts = LoadOptions::default().progress(&report);
+        opts.threads = a.threads;
+        let model = loader.load_model_with::<T>(&a.device, &opts)?;
+        std::hint::black_box(model.len());
+    }
+    let load = t1.elapsed();
+    bar.finish_and_clear();
+    let peak_anon = sampler.finish();
+    let peak_rss = status_bytes("VmHWM:");
+    let gbps = bytes_out as f64 / load.as_secs_f64() / 1e9;
+
+    if a.json {
+        let mut j = json!({
+            "file": a.file.display().to_string(),
+            "dtype": T::KIND.name(),
+            "mode": format!("{:?}", a.mode).to_lowercase(),
+            "tensors": n_tensors,
+            "tensors_by_type": by_type,
+            "bytes_in": bytes_in,
+            "bytes_out": bytes_out,
+            "open_ms": ms(open),
+            "load_ms": ms(load),
+            "gb_per_s": gbps,
+            "peak_rss_bytes": peak_rss,
+            "peak_anon_bytes": peak_anon,
+            "anon_bytes_before": anon_before,
+        });
+        if let Some(s) = &lazy_stats {
+            j["lazy"] = s.to_json();
+        }
+        println!("{j}");
+    } else {
+        println!("{}", a.file.display());
+        let types: Vec<String> = by_type.iter().map(|(t, n)| format!("{n} {t}")).collect();
+        println!("  tensors:      {n_tensors} ({})", types.join(", "));
+        println!("  bytes read:   {bytes_in}");
+        println!("  bytes out:    {bytes_out} ({})", T::KIND.name());
+        println!("  open:         {:.3} ms", ms(open));
+        println!(
+            "  load:         {:.1} ms ({gbps:.2} GB/s of output)",
+            ms(load)
+        );
+        println!("  peak RSS:     {peak_rss} bytes (file pages included)");
+        println!("  peak anon:    {peak_anon} bytes");
+        if let Some(s) = &lazy_stats {
+            println!(
+                "  lazy:         first layer ready in {:.1} ms, then {:.1} ms per layer (median)",
+                s.first_ms, s.median_ms
+            );
+        }
+    }
+    Ok(())
+}
+
+struct LazyStats {
+    first_ms: f64,
+    median_ms: f64,
+    layers: usize,
+}
+
+impl LazyStats {
+    fn to_json(&self) -> serde_json::Value {
+        json!({"first_layer_ms": self.first_ms, "median_layer_ms": self.median_ms, "layers": self.layers})
+    }
+}
+
+/// Walks the layers with prefetch, timing the wait for each.
+fn walk_lazily<T: Element>(loader: MmapGGUFLoader, device: Device) -> Result<LazyStats, BoxError> {
+    if device != Device::Cpu {
+        return Err(format!("device {device} is not available in this build").into());
+    }
+    let model = LazyModel::<T>::new(Arc::new(loader));
+    let mut times = Vec::new();
+    let mut t = Instant::now();
+    for layer in model.layers(true) {
+        let layer = layer?;
+        times.push(ms(t.elapsed()));
+        std::hint::black_box(layer.tensors().len());
+        t = Instant::now();
+    }
+    let first_ms = times.first().copied().unwrap_or(0.0);
+    let mut rest: Vec<f64> = times.iter().skip(1).copied().collect();
+    rest.sort_by(f64::total_cmp);
+    Ok(LazyStats {
+        first_ms,
+        median_ms: rest.get(rest.len() / 2).copied().unwrap_or(first_ms),
+        layers: times.len(),
+    })
+}

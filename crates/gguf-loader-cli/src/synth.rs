@@ -1,0 +1,27 @@
+//! `gguf-loader synth`: a model with real shapes and random weights.
+
+use std::path::Path;
+
+use gguf_loader::synth::{preset, synthesize, PRESETS};
+use gguf_loader::GgmlType;
+
+pub fn run(
+    preset_name: &str,
+    ty: &str,
+    output: &Path,
+    seed: u64,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let p = preset(preset_name).ok_or_else(|| {
+        let names: Vec<_> = PRESETS.iter().map(|p| p.name).collect();
+        format!(
+            "unknown preset '{preset_name}' (known: {})",
+            names.join(", ")
+        )
+    })?;
+    let ty = GgmlType::from_name(ty).ok_or_else(|| format!("unknown tensor type '{ty}'"))?;
+    let w = synthesize(&p, ty, seed)?;
+    let mut out = std::io::BufWriter::new(std::fs::File::create(output)?);
+    w.write_to(&mut out)?;
+    std::io::Write::flush(&mut out)?;
+    Ok(())
+}

@@ -152,3 +152,28 @@ fn simd_kquants_mismatched_lengths() {
         }
     }
 }
+
+#[test]
+fn dispatcher_uses_kernels_exactly() {
+    for (ty, name, ts, scales) in TYPES {
+        let mut rng = Lcg(99);
+        // Enough blocks for the dispatcher to work in several chunks.
+        let src = random_blocks(&mut rng, 333, ts, scales);
+        let mut want = vec![0f32; 333 * 256];
+        reference_row_fn(ty)(&src, &mut want);
+        let got32: Vec<f32> = gguf_loader::decode::dequantize(ty, &src).unwrap();
+        common::assert_bits_eq(name, &got32, &want);
+        let got16: Vec<f16> = gguf_loader::decode::dequantize(ty, &src).unwrap();
+        for (i, (g, w)) in got16.iter().zip(&want).enumerate() {
+            if w.is_nan() {
+                assert!(g.is_nan(), "{name} f16: element {i}");
+            } else {
+                assert_eq!(
+                    g.to_bits(),
+                    f16::from_f32(*w).to_bits(),
+                    "{name} f16: element {i}"
+                );
+            }
+        }
+    }
+}

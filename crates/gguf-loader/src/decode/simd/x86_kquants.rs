@@ -52,48 +52,64 @@ pub fn kernels(ty: GgmlType) -> Kernels {
     }
 }
 
-/// Reads the little-endian f16 at `p` and widens it to f32 (exact).
+/// Reads the little-endian f16 at `p` and widens it to f32 (exact, with
+/// F16C's `vcvtph2ps`, as `GGML_FP16_TO_FP32`; NaN payloads are kept).
 ///
 /// # Safety
-/// `p..p + 2` must be readable.
-#[inline(always)]
+/// `p..p + 2` must be readable and the CPU must support F16C.
+#[inline]
+#[target_feature(enable = "avx2,f16c")]
 unsafe fn f16_at(p: *const u8) -> f32 {
     // SAFETY: the caller guarantees two readable bytes at `p`.
     let bits = unsafe { std::ptr::read_unaligned(p as *const [u8; 2]) };
-    f16::from_bits(u16::from_le_bytes(bits)).to_f32()
+    let h = _mm_cvtsi32_si128(i32::from(u16::from_le_bytes(bits)));
+    _mm_cvtss_f32(_mm_cvtph_ps(h))
 }
 
-/// Stores 8 values at element `i` of the output at `out`: as f32, or
-/// converted to f16 with round-to-nearest-even when `F16`.
+/// Stores 16 values (`lo` then `hi`) at element `i` of the output at
+/// `out`: as f32, or converted to f16 with round-to-nearest-even when `F16`.
 ///
 /// # Safety
-/// Elements `i..i + 8` of the output (4 or 2 bytes each) must be writable,
+/// Elements `i..i + 16` of the output (4 or 2 bytes each) must be writable,
 /// and the CPU must support AVX2 and F16C.
 #[inline]
 #[target_feature(enable = "avx2,f16c")]
-unsafe fn store8<const F16: bool>(out: *mut u8, i: usize, v: __m256) {
+unsafe fn store16<const F16: bool>(out: *mut u8, i: usize, lo: __m256, hi: __m256) {
     if F16 {
-        let h = _mm256_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(v);
-        // SAFETY: the caller guarantees 16 writable bytes at element `i`.
-        unsafe { _mm_storeu_si128(out.add(i * 2) as *mut __m128i, h) };
-    } else {
+        let h = _mm256_set_m128i(
+            _mm256_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(hi),
+            _mm256_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(lo),
+        );
         // SAFETY: the caller guarantees 32 writable bytes at element `i`.
-        unsafe { _mm256_storeu_ps(out.add(i * 4) as *mut f32, v) };
+        unsafe { _mm256_storeu_si256(out.add(i * 2) as *mut __m256i, h) };
+    } else {
+        // SAFETY: the caller guarantees 64 writable bytes at element `i`.
+        unsafe {
+            _mm256_storeu_ps(out.add(i * 4) as *mut f32, lo);
+            _mm256_storeu_ps(out.add(i * 4 + 32) as *mut f32, hi);
+        }
     }
 }
 
-/// Loads 8 bytes at `p` into the low half of an xmm register.
+/// Loads 16 bytes at `p`.
 ///
 /// # Safety
-/// `p..p + 8` must be readable and the CPU must support AVX2.
+/// `p..p + 16` must be readable and the CPU must support AVX2.
 #[inline]
 #[target_feature(enable = "avx2,f16c")]
-unsafe fn load8(p: *const u8) -> __m128i {
-    // SAFETY: the caller guarantees 8 readable bytes at `p`.
-    unsafe { _mm_loadl_epi64(p as *const __m128i) }
+unsafe fn load16(p: *const u8) -> __m128i {
+    // SAFETY: the caller guarantees 16 readable bytes at `p`.
+    unsafe { _mm_loadu_si128(p as *const __m128i) }
 }
 
-/// `d * q - m` for 8 unsigned byte quants, as two separate rounded ops.
+/// Bytes 8..16 of `v` moved to bytes 0..8.
+#[inline]
+#[target_feature(enable = "avx2,f16c")]
+fn upper8(v: __m128i) -> __m128i {
+    _mm_unpackhi_epi64(v, v)
+}
+
+/// `d * q - m` for the low 8 unsigned byte quants of `q`, as two separate rounded ops.
 #[inline]
 #[target_feature(enable = "avx2,f16c")]
 fn dqm(q: __m128i, d: __m256, m: __m256) -> __m256 {
@@ -132,15 +148,15 @@ unsafe fn q4_k_blocks<const F16: bool>(src: *const u8, out: *mut u8, n: usize) {
             let d2 = _mm256_set1_ps(d * f32::from(sc));
             let m2 = _mm256_set1_ps(min * f32::from(m));
             let yj = y + 64 * j;
-            for l in (0..32).step_by(8) {
-                // SAFETY: qs bytes 16 + 32j + l .. +8 lie inside the block.
-                let q = unsafe { load8(x.add(16 + 32 * j + l)) };
+            for l in [0, 16] {
+                // SAFETY: qs bytes 16 + 32j + l .. +16 lie inside the block.
+                let q = unsafe { load16(x.add(16 + 32 * j + l)) };
                 let lo = _mm_and_si128(q, mask);
                 let hi = _mm_and_si128(_mm_srli_epi16::<4>(q), mask);
-                // SAFETY: elements yj + l .. yj + 40 + l lie inside block `b`.
+                // SAFETY: elements yj + l .. yj + 48 + l lie inside block `b`.
                 unsafe {
-                    store8::<F16>(out, yj + l, dqm(lo, d1, m1));
-                    store8::<F16>(out, yj + 32 + l, dqm(hi, d2, m2));
+                    store16::<F16>(out, yj + l, dqm(lo, d1, m1), dqm(upper8(lo), d1, m1));
+                    store16::<F16>(out, yj + 32 + l, dqm(hi, d2, m2), dqm(upper8(hi), d2, m2));
                 }
             }
         }
@@ -194,18 +210,18 @@ unsafe fn q5_k_blocks<const F16: bool>(src: *const u8, out: *mut u8, n: usize) {
             let u1 = _mm_set1_epi8((1u8 << (2 * j)) as i8);
             let u2 = _mm_set1_epi8((2u8 << (2 * j)) as i8);
             let yj = y + 64 * j;
-            for l in (0..32).step_by(8) {
-                // SAFETY: qh bytes 16 + l .. +8 and qs bytes 48 + 32j + l .. +8
+            for l in [0, 16] {
+                // SAFETY: qh bytes 16 + l .. +16 and qs bytes 48 + 32j + l .. +16
                 // lie inside the block.
-                let (qh, q) = unsafe { (load8(x.add(16 + l)), load8(x.add(48 + 32 * j + l))) };
+                let (qh, q) = unsafe { (load16(x.add(16 + l)), load16(x.add(48 + 32 * j + l))) };
                 let h1 = _mm_and_si128(_mm_cmpeq_epi8(_mm_and_si128(qh, u1), u1), sixteen);
                 let h2 = _mm_and_si128(_mm_cmpeq_epi8(_mm_and_si128(qh, u2), u2), sixteen);
                 let lo = _mm_add_epi8(_mm_and_si128(q, mask), h1);
                 let hi = _mm_add_epi8(_mm_and_si128(_mm_srli_epi16::<4>(q), mask), h2);
-                // SAFETY: elements yj + l .. yj + 40 + l lie inside block `b`.
+                // SAFETY: elements yj + l .. yj + 48 + l lie inside block `b`.
                 unsafe {
-                    store8::<F16>(out, yj + l, dqm(lo, d1, m1));
-                    store8::<F16>(out, yj + 32 + l, dqm(hi, d2, m2));
+                    store16::<F16>(out, yj + l, dqm(lo, d1, m1), dqm(upper8(lo), d1, m1));
+                    store16::<F16>(out, yj + 32 + l, dqm(hi, d2, m2), dqm(upper8(hi), d2, m2));
                 }
             }
         }
@@ -229,7 +245,7 @@ fn q5_k_f16(src: &[u8], dst: &mut [f16]) {
 // Q6_K
 // ---------------------------------------------------------------------------
 
-/// `s * q` for 8 signed byte quants.
+/// `s * q` for the low 8 signed byte quants of `q`.
 #[inline]
 #[target_feature(enable = "avx2,f16c")]
 fn sq(q: __m128i, s: f32) -> __m256 {
@@ -262,17 +278,17 @@ unsafe fn q6_k_blocks<const F16: bool>(src: *const u8, out: *mut u8, n: usize) {
             let qh = 128 + 32 * half;
             let sc = &sc_all[8 * half..8 * half + 8];
             let yh = y + 128 * half;
-            for l in (0..32).step_by(8) {
+            for l in [0, 16] {
                 let is = l / 16;
                 let s = |k: usize| d * f32::from(sc[is + k] as i8);
                 let (s1, s2, s3, s4) = (s(0), s(2), s(4), s(6));
-                // SAFETY: ql bytes ql + l .. ql + l + 40 and qh bytes
-                // qh + l .. +8 lie inside the block.
+                // SAFETY: ql bytes ql + l .. ql + l + 48 and qh bytes
+                // qh + l .. +16 lie inside the block.
                 let (a, c, h) = unsafe {
                     (
-                        load8(x.add(ql + l)),
-                        load8(x.add(ql + l + 32)),
-                        load8(x.add(qh + l)),
+                        load16(x.add(ql + l)),
+                        load16(x.add(ql + l + 32)),
+                        load16(x.add(qh + l)),
                     )
                 };
                 let h0 = _mm_slli_epi16::<4>(_mm_and_si128(h, three));
@@ -289,12 +305,12 @@ unsafe fn q6_k_blocks<const F16: bool>(src: *const u8, out: *mut u8, n: usize) {
                     _mm_or_si128(_mm_and_si128(_mm_srli_epi16::<4>(c), mask), h6),
                     bias,
                 );
-                // SAFETY: elements yh + l .. yh + l + 104 lie inside block `b`.
+                // SAFETY: elements yh + l .. yh + l + 112 lie inside block `b`.
                 unsafe {
-                    store8::<F16>(out, yh + l, sq(q1, s1));
-                    store8::<F16>(out, yh + l + 32, sq(q2, s2));
-                    store8::<F16>(out, yh + l + 64, sq(q3, s3));
-                    store8::<F16>(out, yh + l + 96, sq(q4, s4));
+                    store16::<F16>(out, yh + l, sq(q1, s1), sq(upper8(q1), s1));
+                    store16::<F16>(out, yh + l + 32, sq(q2, s2), sq(upper8(q2), s2));
+                    store16::<F16>(out, yh + l + 64, sq(q3, s3), sq(upper8(q3), s3));
+                    store16::<F16>(out, yh + l + 96, sq(q4, s4), sq(upper8(q4), s4));
                 }
             }
         }

@@ -1,8 +1,331 @@
-//! (to be written)
+//! x86-64 AVX2 (+F16C) kernels for the K-quants Q4_K, Q5_K and Q6_K, to f32
+//! and fused to f16.
+//!
+//! The per-block scales are decoded with scalar code exactly as in
+//! [`crate::decode::kquants`] (`d1 = d * sc`, `m1 = dmin * m`, rounded to
+//! f32); the quants are then widened eight at a time to i32, converted to
+//! f32 and combined with the same float operations in the same order as the
+//! scalar routine (`d1 * q - m1` as a separate multiply and subtract, or
+//! `(d * sc) * q` for Q6_K). So the f32 outputs are bit-identical to the
+//! reference, and the f16 outputs are those values rounded to nearest-even by
+//! `vcvtps2ph`, as `half::f16::from_f32` rounds them.
+//!
+//! Every kernel handles `min(src.len() / type_size, dst.len() / 256)` whole
+//! blocks and ignores the rest of both slices.
+
+use std::arch::x86_64::*;
+use std::sync::OnceLock;
+
+use half::f16;
 
 use super::Kernels;
+use crate::decode::kquants::{
+    get_scale_min_k4, K_SCALE_SIZE, Q4_K_TYPE_SIZE, Q5_K_TYPE_SIZE, Q6_K_TYPE_SIZE, QK_K,
+};
 use crate::format::GgmlType;
 
-pub fn kernels(_ty: GgmlType) -> Kernels {
-    Kernels::default()
+/// Whether this CPU runs AVX2 and F16C (checked once).
+fn available() -> bool {
+    static AVAILABLE: OnceLock<bool> = OnceLock::new();
+    *AVAILABLE.get_or_init(|| is_x86_feature_detected!("avx2") && is_x86_feature_detected!("f16c"))
+}
+
+/// The kernels for `ty`, where there are some and the CPU can run them.
+pub fn kernels(ty: GgmlType) -> Kernels {
+    if !available() {
+        return Kernels::default();
+    }
+    match ty {
+        GgmlType::Q4_K => Kernels {
+            f32: Some(q4_k_f32),
+            f16: Some(q4_k_f16),
+        },
+        GgmlType::Q5_K => Kernels {
+            f32: Some(q5_k_f32),
+            f16: Some(q5_k_f16),
+        },
+        GgmlType::Q6_K => Kernels {
+            f32: Some(q6_k_f32),
+            f16: Some(q6_k_f16),
+        },
+        _ => Kernels::default(),
+    }
+}
+
+/// Reads the little-endian f16 at `p` and widens it to f32 (exact, with
+/// F16C's `vcvtph2ps`, as `GGML_FP16_TO_FP32`; NaN payloads are kept).
+///
+/// # Safety
+/// `p..p + 2` must be readable and the CPU must support F16C.
+#[inline]
+#[target_feature(enable = "avx2,f16c")]
+unsafe fn f16_at(p: *const u8) -> f32 {
+    // SAFETY: the caller guarantees two readable bytes at `p`.
+    let bits = unsafe { std::ptr::read_unaligned(p as *const [u8; 2]) };
+    let h = _mm_cvtsi32_si128(i32::from(u16::from_le_bytes(bits)));
+    _mm_cvtss_f32(_mm_cvtph_ps(h))
+}
+
+/// Stores 16 values (`lo` then `hi`) at element `i` of the output at
+/// `out`: as f32, or converted to f16 with round-to-nearest-even when `F16`.
+///
+/// # Safety
+/// Elements `i..i + 16` of the output (4 or 2 bytes each) must be writable,
+/// and the CPU must support AVX2 and F16C.
+#[inline]
+#[target_feature(enable = "avx2,f16c")]
+unsafe fn store16<const F16: bool>(out: *mut u8, i: usize, lo: __m256, hi: __m256) {
+    if F16 {
+        let h = _mm256_set_m128i(
+            _mm256_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(hi),
+            _mm256_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(lo),
+        );
+        // SAFETY: the caller guarantees 32 writable bytes at element `i`.
+        unsafe { _mm256_storeu_si256(out.add(i * 2) as *mut __m256i, h) };
+    } else {
+        // SAFETY: the caller guarantees 64 writable bytes at element `i`.
+        unsafe {
+            _mm256_storeu_ps(out.add(i * 4) as *mut f32, lo);
+            _mm256_storeu_ps(out.add(i * 4 + 32) as *mut f32, hi);
+        }
+    }
+}
+
+/// Loads 16 bytes at `p`.
+///
+/// # Safety
+/// `p..p + 16` must be readable and the CPU must support AVX2.
+#[inline]
+#[target_feature(enable = "avx2,f16c")]
+unsafe fn load16(p: *const u8) -> __m128i {
+    // SAFETY: the caller guarantees 16 readable bytes at `p`.
+    unsafe { _mm_loadu_si128(p as *const __m128i) }
+}
+
+/// Bytes 8..16 of `v` moved to bytes 0..8.
+#[inline]
+#[target_feature(enable = "avx2,f16c")]
+fn upper8(v: __m128i) -> __m128i {
+    _mm_unpackhi_epi64(v, v)
+}
+
+/// `d * q - m` for the low 8 unsigned byte quants of `q`, as two separate rounded ops.
+#[inline]
+#[target_feature(enable = "avx2,f16c")]
+fn dqm(q: __m128i, d: __m256, m: __m256) -> __m256 {
+    let qf = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(q));
+    _mm256_sub_ps(_mm256_mul_ps(d, qf), m)
+}
+
+// ---------------------------------------------------------------------------
+// Q4_K
+// ---------------------------------------------------------------------------
+
+/// Decodes `n` Q4_K blocks from `src` to `out` (f32, or f16 when `F16`).
+///
+/// # Safety
+/// `src` must hold `n * 144` readable bytes, `out` room for `n * 256`
+/// output elements, and the CPU must support AVX2 and F16C.
+#[target_feature(enable = "avx2,f16c")]
+unsafe fn q4_k_blocks<const F16: bool>(src: *const u8, out: *mut u8, n: usize) {
+    let mask = _mm_set1_epi8(0x0F);
+    for b in 0..n {
+        // SAFETY: block `b < n` lies inside the caller's buffers.
+        let (x, y) = unsafe { (src.add(b * Q4_K_TYPE_SIZE), b * QK_K) };
+        // SAFETY: bytes 0..16 of the block are readable.
+        let (d, min, scales) = unsafe {
+            (
+                f16_at(x),
+                f16_at(x.add(2)),
+                std::ptr::read_unaligned(x.add(4) as *const [u8; K_SCALE_SIZE]),
+            )
+        };
+        for j in 0..4 {
+            let (sc, m) = get_scale_min_k4(2 * j, &scales);
+            let d1 = _mm256_set1_ps(d * f32::from(sc));
+            let m1 = _mm256_set1_ps(min * f32::from(m));
+            let (sc, m) = get_scale_min_k4(2 * j + 1, &scales);
+            let d2 = _mm256_set1_ps(d * f32::from(sc));
+            let m2 = _mm256_set1_ps(min * f32::from(m));
+            let yj = y + 64 * j;
+            for l in [0, 16] {
+                // SAFETY: qs bytes 16 + 32j + l .. +16 lie inside the block.
+                let q = unsafe { load16(x.add(16 + 32 * j + l)) };
+                let lo = _mm_and_si128(q, mask);
+                let hi = _mm_and_si128(_mm_srli_epi16::<4>(q), mask);
+                // SAFETY: elements yj + l .. yj + 48 + l lie inside block `b`.
+                unsafe {
+                    store16::<F16>(out, yj + l, dqm(lo, d1, m1), dqm(upper8(lo), d1, m1));
+                    store16::<F16>(out, yj + 32 + l, dqm(hi, d2, m2), dqm(upper8(hi), d2, m2));
+                }
+            }
+        }
+    }
+}
+
+fn q4_k_f32(src: &[u8], dst: &mut [f32]) {
+    let n = (src.len() / Q4_K_TYPE_SIZE).min(dst.len() / QK_K);
+    // SAFETY: `n` whole blocks fit in both slices, and `kernels` hands this
+    // function out only after detecting AVX2 and F16C.
+    unsafe { q4_k_blocks::<false>(src.as_ptr(), dst.as_mut_ptr() as *mut u8, n) }
+}
+
+fn q4_k_f16(src: &[u8], dst: &mut [f16]) {
+    let n = (src.len() / Q4_K_TYPE_SIZE).min(dst.len() / QK_K);
+    // SAFETY: as in `q4_k_f32`.
+    unsafe { q4_k_blocks::<true>(src.as_ptr(), dst.as_mut_ptr() as *mut u8, n) }
+}
+
+// ---------------------------------------------------------------------------
+// Q5_K
+// ---------------------------------------------------------------------------
+
+/// Decodes `n` Q5_K blocks from `src` to `out` (f32, or f16 when `F16`).
+///
+/// # Safety
+/// `src` must hold `n * 176` readable bytes, `out` room for `n * 256`
+/// output elements, and the CPU must support AVX2 and F16C.
+#[target_feature(enable = "avx2,f16c")]
+unsafe fn q5_k_blocks<const F16: bool>(src: *const u8, out: *mut u8, n: usize) {
+    let mask = _mm_set1_epi8(0x0F);
+    let sixteen = _mm_set1_epi8(16);
+    for b in 0..n {
+        // SAFETY: block `b < n` lies inside the caller's buffers.
+        let (x, y) = unsafe { (src.add(b * Q5_K_TYPE_SIZE), b * QK_K) };
+        // SAFETY: bytes 0..16 of the block are readable.
+        let (d, min, scales) = unsafe {
+            (
+                f16_at(x),
+                f16_at(x.add(2)),
+                std::ptr::read_unaligned(x.add(4) as *const [u8; K_SCALE_SIZE]),
+            )
+        };
+        for j in 0..4 {
+            let (sc, m) = get_scale_min_k4(2 * j, &scales);
+            let d1 = _mm256_set1_ps(d * f32::from(sc));
+            let m1 = _mm256_set1_ps(min * f32::from(m));
+            let (sc, m) = get_scale_min_k4(2 * j + 1, &scales);
+            let d2 = _mm256_set1_ps(d * f32::from(sc));
+            let m2 = _mm256_set1_ps(min * f32::from(m));
+            let u1 = _mm_set1_epi8((1u8 << (2 * j)) as i8);
+            let u2 = _mm_set1_epi8((2u8 << (2 * j)) as i8);
+            let yj = y + 64 * j;
+            for l in [0, 16] {
+                // SAFETY: qh bytes 16 + l .. +16 and qs bytes 48 + 32j + l .. +16
+                // lie inside the block.
+                let (qh, q) = unsafe { (load16(x.add(16 + l)), load16(x.add(48 + 32 * j + l))) };
+                let h1 = _mm_and_si128(_mm_cmpeq_epi8(_mm_and_si128(qh, u1), u1), sixteen);
+                let h2 = _mm_and_si128(_mm_cmpeq_epi8(_mm_and_si128(qh, u2), u2), sixteen);
+                let lo = _mm_add_epi8(_mm_and_si128(q, mask), h1);
+                let hi = _mm_add_epi8(_mm_and_si128(_mm_srli_epi16::<4>(q), mask), h2);
+                // SAFETY: elements yj + l .. yj + 48 + l lie inside block `b`.
+                unsafe {
+                    store16::<F16>(out, yj + l, dqm(lo, d1, m1), dqm(upper8(lo), d1, m1));
+                    store16::<F16>(out, yj + 32 + l, dqm(hi, d2, m2), dqm(upper8(hi), d2, m2));
+                }
+            }
+        }
+    }
+}
+
+fn q5_k_f32(src: &[u8], dst: &mut [f32]) {
+    let n = (src.len() / Q5_K_TYPE_SIZE).min(dst.len() / QK_K);
+    // SAFETY: `n` whole blocks fit in both slices, and `kernels` hands this
+    // function out only after detecting AVX2 and F16C.
+    unsafe { q5_k_blocks::<false>(src.as_ptr(), dst.as_mut_ptr() as *mut u8, n) }
+}
+
+fn q5_k_f16(src: &[u8], dst: &mut [f16]) {
+    let n = (src.len() / Q5_K_TYPE_SIZE).min(dst.len() / QK_K);
+    // SAFETY: as in `q5_k_f32`.
+    unsafe { q5_k_blocks::<true>(src.as_ptr(), dst.as_mut_ptr() as *mut u8, n) }
+}
+
+// ---------------------------------------------------------------------------
+// Q6_K
+// ---------------------------------------------------------------------------
+
+/// `s * q` for the low 8 signed byte quants of `q`.
+#[inline]
+#[target_feature(enable = "avx2,f16c")]
+fn sq(q: __m128i, s: f32) -> __m256 {
+    let qf = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q));
+    _mm256_mul_ps(_mm256_set1_ps(s), qf)
+}
+
+/// Decodes `n` Q6_K blocks from `src` to `out` (f32, or f16 when `F16`).
+///
+/// # Safety
+/// `src` must hold `n * 210` readable bytes, `out` room for `n * 256`
+/// output elements, and the CPU must support AVX2 and F16C.
+#[target_feature(enable = "avx2,f16c")]
+unsafe fn q6_k_blocks<const F16: bool>(src: *const u8, out: *mut u8, n: usize) {
+    let mask = _mm_set1_epi8(0x0F);
+    let three = _mm_set1_epi8(3);
+    let bias = _mm_set1_epi8(32);
+    for b in 0..n {
+        // SAFETY: block `b < n` lies inside the caller's buffers.
+        let (x, y) = unsafe { (src.add(b * Q6_K_TYPE_SIZE), b * QK_K) };
+        // SAFETY: bytes 192..210 of the block are readable.
+        let (sc_all, d) = unsafe {
+            (
+                std::ptr::read_unaligned(x.add(192) as *const [u8; 16]),
+                f16_at(x.add(208)),
+            )
+        };
+        for half in 0..2 {
+            let ql = 64 * half;
+            let qh = 128 + 32 * half;
+            let sc = &sc_all[8 * half..8 * half + 8];
+            let yh = y + 128 * half;
+            for l in [0, 16] {
+                let is = l / 16;
+                let s = |k: usize| d * f32::from(sc[is + k] as i8);
+                let (s1, s2, s3, s4) = (s(0), s(2), s(4), s(6));
+                // SAFETY: ql bytes ql + l .. ql + l + 48 and qh bytes
+                // qh + l .. +16 lie inside the block.
+                let (a, c, h) = unsafe {
+                    (
+                        load16(x.add(ql + l)),
+                        load16(x.add(ql + l + 32)),
+                        load16(x.add(qh + l)),
+                    )
+                };
+                let h0 = _mm_slli_epi16::<4>(_mm_and_si128(h, three));
+                let h2 = _mm_slli_epi16::<2>(_mm_and_si128(h, _mm_set1_epi8(0x0C)));
+                let h4 = _mm_and_si128(h, _mm_set1_epi8(0x30));
+                let h6 = _mm_and_si128(_mm_srli_epi16::<2>(h), _mm_set1_epi8(0x30));
+                let q1 = _mm_sub_epi8(_mm_or_si128(_mm_and_si128(a, mask), h0), bias);
+                let q2 = _mm_sub_epi8(_mm_or_si128(_mm_and_si128(c, mask), h2), bias);
+                let q3 = _mm_sub_epi8(
+                    _mm_or_si128(_mm_and_si128(_mm_srli_epi16::<4>(a), mask), h4),
+                    bias,
+                );
+                let q4 = _mm_sub_epi8(
+                    _mm_or_si128(_mm_and_si128(_mm_srli_epi16::<4>(c), mask), h6),
+                    bias,
+                );
+                // SAFETY: elements yh + l .. yh + l + 112 lie inside block `b`.
+                unsafe {
+                    store16::<F16>(out, yh + l, sq(q1, s1), sq(upper8(q1), s1));
+                    store16::<F16>(out, yh + l + 32, sq(q2, s2), sq(upper8(q2), s2));
+                    store16::<F16>(out, yh + l + 64, sq(q3, s3), sq(upper8(q3), s3));
+                    store16::<F16>(out, yh + l + 96, sq(q4, s4), sq(upper8(q4), s4));
+                }
+            }
+        }
+    }
+}
+
+fn q6_k_f32(src: &[u8], dst: &mut [f32]) {
+    let n = (src.len() / Q6_K_TYPE_SIZE).min(dst.len() / QK_K);
+    // SAFETY: `n` whole blocks fit in both slices, and `kernels` hands this
+    // function out only after detecting AVX2 and F16C.
+    unsafe { q6_k_blocks::<false>(src.as_ptr(), dst.as_mut_ptr() as *mut u8, n) }
+}
+
+fn q6_k_f16(src: &[u8], dst: &mut [f16]) {
+    let n = (src.len() / Q6_K_TYPE_SIZE).min(dst.len() / QK_K);
+    // SAFETY: as in `q6_k_f32`.
+    unsafe { q6_k_blocks::<true>(src.as_ptr(), dst.as_mut_ptr() as *mut u8, n) }
 }

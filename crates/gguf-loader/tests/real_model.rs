@@ -36,6 +36,16 @@ fn every_tensor_decodes_as_gguf_py_does() {
 
     let loader = MmapGGUFLoader::new(&model).unwrap();
     assert_eq!(want.len(), loader.tensor_count());
+    // The whole-model path (parallel, largest first).
+    let m = loader.load_f16_model(&Device::Cpu).unwrap();
+    assert_eq!(m.len(), want.len());
+    for (name, t) in m.tensors() {
+        assert_eq!(hex(t.data()), want[name]["f16"], "{name} in load_f16_model");
+    }
+    assert_eq!(m.config.block_count, Some(30));
+    assert_eq!(m.config.vocab_size, Some(49152));
+    assert_eq!(m.config.head_count_kv, Some(3));
+    drop(m);
     for name in loader.tensor_names() {
         let f = loader.load_tensor::<f32>(name, &Device::Cpu).unwrap();
         let h = loader.load_tensor_f16(name, &Device::Cpu).unwrap();

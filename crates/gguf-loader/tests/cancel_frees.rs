@@ -1,0 +1,77 @@
+//! A cancelled load frees what it allocated: a counting allocator sees the
+//! live heap return to where it was. (One test in its own binary, so no
+//! other test allocates meanwhile.)
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicIsize, Ordering};
+
+use gguf_loader::synth::{synthesize, TINY_TEST};
+use gguf_loader::{f16, Device, Error, GgmlType, LoadOptions, MmapGGUFLoader};
+
+struct Counting;
+static LIVE: AtomicIsize = AtomicIsize::new(0);
+static PEAK: AtomicIsize = AtomicIsize::new(0);
+
+// SAFETY: forwards to the system allocator, only counting sizes.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
+        let now = LIVE.fetch_add(l.size() as isize, Ordering::Relaxed) + l.size() as isize;
+        PEAK.fetch_max(now, Ordering::Relaxed);
+        // SAFETY: same contract as the caller's.
+        unsafe { System.alloc(l) }
+    }
+    unsafe fn alloc_zeroed(&self, l: Layout) -> *mut u8 {
+        let now = LIVE.fetch_add(l.size() as isize, Ordering::Relaxed) + l.size() as isize;
+        PEAK.fetch_max(now, Ordering::Relaxed);
+        // SAFETY: same contract as the caller's.
+        unsafe { System.alloc_zeroed(l) }
+    }
+    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+        LIVE.fetch_sub(l.size() as isize, Ordering::Relaxed);
+        // SAFETY: same contract as the caller's.
+        unsafe { System.dealloc(p, l) }
+    }
+}
+
+#[global_allocator]
+static A: Counting = Counting;
+
+#[test]
+fn cancel_at_half_frees_everything() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("m.gguf");
+    std::fs::write(
+        &path,
+        synthesize(&TINY_TEST, GgmlType::Q4_0, 3)
+            .unwrap()
+            .to_bytes()
+            .unwrap(),
+    )
+    .unwrap();
+    let loader = MmapGGUFLoader::new(&path).unwrap();
+    let out_bytes: u64 = loader.tensors().map(|t| t.n_elements * 2).sum();
+    // Warm the thread pool so its own allocations are not counted.
+    drop(loader.load_f16_model(&Device::Cpu).unwrap());
+
+    let before = LIVE.load(Ordering::Relaxed);
+    PEAK.store(before, Ordering::Relaxed);
+    let cancel = |p: &gguf_loader::Progress| p.bytes_done * 2 < p.bytes_total;
+    let r = loader.load_model_with::<f16>(
+        &Device::Cpu,
+        &LoadOptions::default().threads(1).progress(&cancel),
+    );
+    assert!(matches!(r, Err(Error::Cancelled)));
+    let peak = PEAK.load(Ordering::Relaxed) - before;
+    assert!(
+        peak > 0 && (peak as u64) < out_bytes,
+        "stopped early: peak {peak} of {out_bytes}"
+    );
+    // The pool built for `threads(1)` is gone too; allow a little slack for
+    // thread-local bookkeeping.
+    let after = LIVE.load(Ordering::Relaxed);
+    assert!(
+        after - before < 64 * 1024,
+        "leaked {} bytes",
+        after - before
+    );
+}

@@ -1,0 +1,199 @@
+//! Model loading: every path (parallel, single-threaded, lazy, mmap, read)
+//! gives the same bytes; config and layers; progress; cancel.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use gguf_loader::synth::{synthesize, TINY_TEST};
+use gguf_loader::{
+    f16, Device, Element, Error, GgmlType, LazyModel, LoadMode, LoadOptions, MmapGGUFLoader, Model,
+};
+
+fn write_synth(dir: &Path, ty: GgmlType) -> std::path::PathBuf {
+    let p = dir.join(format!("tiny-{}.gguf", ty.name()));
+    std::fs::write(
+        &p,
+        synthesize(&TINY_TEST, ty, 7).unwrap().to_bytes().unwrap(),
+    )
+    .unwrap();
+    p
+}
+
+fn bytes_of<T: Element>(m: &Model<T>) -> Vec<(String, Vec<u8>)> {
+    m.tensors()
+        .map(|(n, t)| (n.to_string(), T::to_le_bytes_vec(t.data())))
+        .collect()
+}
+
+#[test]
+fn every_load_path_gives_identical_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    for ty in [
+        GgmlType::Q4_0,
+        GgmlType::Q6_K,
+        GgmlType::IQ4_XS,
+        GgmlType::BF16,
+    ] {
+        let path = write_synth(dir.path(), ty);
+        let mapped = MmapGGUFLoader::new(&path).unwrap();
+        let read = MmapGGUFLoader::open(&path, LoadMode::Read).unwrap();
+        assert_eq!(read.mode(), LoadMode::Read);
+        let reference = bytes_of(&mapped.load_f16_model(&Device::Cpu).unwrap());
+        // Every value is finite: the synthetic scales are sane.
+        for (n, b) in &reference {
+            assert!(
+                b.chunks_exact(2)
+                    .all(|c| f16::from_le_bytes([c[0], c[1]]).is_finite()),
+                "{ty}: {n}"
+            );
+        }
+        let one = mapped
+            .load_model_with::<f16>(&Device::Cpu, &LoadOptions::default().threads(1))
+            .unwrap();
+        assert_eq!(bytes_of(&one), reference, "{ty}: single-threaded");
+        let via_read = read.load_f16_model(&Device::Cpu).unwrap();
+        assert_eq!(bytes_of(&via_read), reference, "{ty}: read mode");
+        for (n, b) in &reference {
+            let t = mapped.load_tensor_f16(n, &Device::Cpu).unwrap();
+            assert_eq!(&f16::to_le_bytes_vec(t.data()), b, "{ty}: {n} alone");
+        }
+
+        let lazy = LazyModel::<f16>::new(Arc::new(MmapGGUFLoader::new(&path).unwrap()));
+        let mut seen = 0;
+        for layer in lazy.layers(true) {
+            let layer = layer.unwrap();
+            for (suffix, t) in layer.tensors() {
+                let name = format!("blk.{}.{suffix}", layer.index);
+                let want = &reference.iter().find(|(n, _)| *n == name).unwrap().1;
+                assert_eq!(&f16::to_le_bytes_vec(t.data()), want, "{ty}: lazy {name}");
+                seen += 1;
+            }
+        }
+        assert_eq!(seen, TINY_TEST.layers as usize * 9);
+        let emb = lazy.tensor("token_embd.weight").unwrap();
+        assert_eq!(
+            &f16::to_le_bytes_vec(emb.data()),
+            &reference
+                .iter()
+                .find(|(n, _)| n == "token_embd.weight")
+                .unwrap()
+                .1
+        );
+        assert_eq!(lazy.cached(), vec!["token_embd.weight".to_string()]);
+        lazy.evict("token_embd.weight");
+        assert!(lazy.cached().is_empty());
+        // A prefetch that is not taken is harmless; one that is gives the layer.
+        lazy.prefetch_layer(1);
+        lazy.prefetch_layer(0);
+        assert_eq!(lazy.layer(0).unwrap().index, 0);
+    }
+}
+
+#[test]
+fn config_and_layers() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_synth(dir.path(), GgmlType::Q8_0);
+    let m = gguf_loader::load_model_f16(&path).unwrap();
+    let c = &m.config;
+    assert_eq!(c.architecture, "llama");
+    assert!(c.known_architecture);
+    assert_eq!(c.block_count, Some(2));
+    assert_eq!(c.embedding_length, Some(256));
+    assert_eq!(c.feed_forward_length, Some(512));
+    assert_eq!((c.head_count, c.head_count_kv), (Some(4), Some(2)));
+    assert_eq!(c.head_dim, Some(64));
+    assert_eq!(c.rope_dimension_count, Some(64));
+    assert_eq!(c.rms_norm_eps, Some(1e-5));
+    assert_eq!(c.vocab_size, Some(512));
+    assert_eq!(m.layer_count(), 2);
+    let l1 = m.layer(1);
+    assert_eq!(l1.len(), 9);
+    let q = l1.get("attn_q.weight").unwrap();
+    assert_eq!(q.dims(), &[256, 256]);
+    assert_eq!(l1.get("attn_k.weight").unwrap().shape(), vec![128, 256]);
+    let globals: Vec<&str> = m.globals().map(|(n, _)| n).collect();
+    assert_eq!(
+        globals,
+        vec!["token_embd.weight", "output_norm.weight", "output.weight"]
+    );
+    assert_eq!(
+        m.n_bytes(),
+        m.tensors().map(|(_, t)| t.len() * 2).sum::<usize>()
+    );
+}
+
+#[test]
+fn progress_reaches_the_totals_and_cancel_stops() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_synth(dir.path(), GgmlType::Q4_K);
+    let loader = MmapGGUFLoader::new(&path).unwrap();
+    let total: u64 = loader.tensors().map(|t| t.n_bytes).sum();
+
+    let calls = AtomicUsize::new(0);
+    let last = std::sync::Mutex::new(None);
+    let cb = |p: &gguf_loader::Progress| {
+        calls.fetch_add(1, Ordering::Relaxed);
+        assert!(p.bytes_done <= p.bytes_total && p.tensors_done <= p.tensors_total);
+        let mut l = last.lock().unwrap();
+        let cur = l.get_or_insert(*p);
+        cur.bytes_done = cur.bytes_done.max(p.bytes_done);
+        cur.tensors_done = cur.tensors_done.max(p.tensors_done);
+        true
+    };
+    loader
+        .load_model_with::<f16>(&Device::Cpu, &LoadOptions::default().progress(&cb))
+        .unwrap();
+    let p = last.lock().unwrap().unwrap();
+    assert_eq!((p.bytes_done, p.bytes_total), (total, total));
+    assert_eq!(p.tensors_done, loader.tensor_count());
+    assert!(calls.load(Ordering::Relaxed) >= loader.tensor_count());
+
+    let cancel_at_half = |p: &gguf_loader::Progress| p.bytes_done * 2 < p.bytes_total;
+    let r = loader.load_model_with::<f16>(
+        &Device::Cpu,
+        &LoadOptions::default().progress(&cancel_at_half),
+    );
+    assert!(matches!(r, Err(Error::Cancelled)));
+}
+
+#[test]
+fn unsupported_device_and_missing_tensor() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_synth(dir.path(), GgmlType::Q8_0);
+    let l = MmapGGUFLoader::new(&path).unwrap();
+    assert!(matches!(
+        l.load_f16_model(&Device::Cuda(0)),
+        Err(Error::UnsupportedDevice(Device::Cuda(0)))
+    ));
+    assert!(matches!(
+        l.load_tensor_f16("nope", &Device::Cpu),
+        Err(Error::TensorNotFound(_))
+    ));
+    let r = MmapGGUFLoader::open(&path, LoadMode::Read).unwrap();
+    assert!(matches!(
+        r.get_tensor_data("output.weight"),
+        Err(Error::NotMapped(_))
+    ));
+}
+
+#[test]
+fn read_mode_reports_a_file_truncated_while_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_synth(dir.path(), GgmlType::Q8_0);
+    let r = MmapGGUFLoader::open(&path, LoadMode::Read).unwrap();
+    let len = std::fs::metadata(&path).unwrap().len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_len(len / 2)
+        .unwrap();
+    let e = r.load_f16_model(&Device::Cpu).unwrap_err();
+    assert!(matches!(e, Error::TensorIo { .. }), "{e}");
+    let msg = e.to_string();
+    assert!(
+        msg.contains("tiny-Q8_0.gguf") && msg.contains("tensor '"),
+        "{msg}"
+    );
+}

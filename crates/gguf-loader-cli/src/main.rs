@@ -3,6 +3,7 @@
 mod bench;
 mod convert;
 mod inspect;
+mod verify;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -68,6 +69,14 @@ enum Command {
         #[arg(long)]
         threads: Option<usize>,
     },
+    /// Check the structure and scan the data for NaN/Inf values and scales
+    /// (exit 0 clean, 1 data problems, 2 malformed).
+    Verify {
+        file: PathBuf,
+        /// Print the report as one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -85,6 +94,10 @@ fn main() -> ExitCode {
             dtype,
             threads,
         } => bench::run(&file, dtype.into(), threads),
+        Command::Verify { file, json } => match verify::run(&file, json) {
+            Ok(code) => return code,
+            Err(e) => Err(e),
+        },
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

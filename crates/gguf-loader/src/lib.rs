@@ -9,6 +9,7 @@ pub mod error;
 pub mod format;
 pub mod loader;
 pub mod tensor;
+pub mod validate;
 
 pub use decode::{Element, ElementKind};
 pub use error::{Error, Result};

@@ -1,10 +1,11 @@
-//! `gguf-loader`: inspect, convert and benchmark GGUF files.
+//! `gguf-loader`: inspect, load, convert, verify, benchmark and synthesize GGUF files.
 
 mod bench;
 mod convert;
 mod inspect;
 mod load;
 mod synth;
+mod verify;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -122,6 +123,14 @@ enum Command {
         #[arg(long)]
         threads: Option<usize>,
     },
+    /// Check the structure and scan the data for NaN/Inf values and scales
+    /// (exit 0 clean, 1 data problems, 2 malformed).
+    Verify {
+        file: PathBuf,
+        /// Print the report as one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -165,6 +174,10 @@ fn main() -> ExitCode {
             dtype,
             threads,
         } => bench::run(&file, dtype.into(), threads),
+        Command::Verify { file, json } => match verify::run(&file, json) {
+            Ok(code) => return code,
+            Err(e) => Err(e),
+        },
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

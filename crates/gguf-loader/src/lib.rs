@@ -12,6 +12,7 @@ pub mod loader;
 pub mod model;
 pub mod synth;
 pub mod tensor;
+pub mod validate;
 
 pub use decode::{Element, ElementKind};
 pub use error::{Error, Result};

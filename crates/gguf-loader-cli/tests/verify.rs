@@ -1,0 +1,250 @@
+//! `gguf-loader verify`: exit 0 clean, 1 data problems, 2 malformed; one line
+//! per problem and a summary; the `--json` object.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use gguf_loader::format::{Endianness, GgmlType, GgufWriter};
+use serde_json::Value;
+
+fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn verify(path: &Path, json: bool) -> Output {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_gguf-loader"));
+    c.arg("verify").arg(path);
+    if json {
+        c.arg("--json");
+    }
+    c.output().unwrap()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8(o.stdout.clone()).unwrap()
+}
+
+/// Two tensors with problems (an f32 NaN at element 3 and a Q4_0 block 1
+/// with an infinite `d`) and a clean one.
+fn bad_file(dir: &Path) -> PathBuf {
+    let mut f = vec![0u8; 8 * 4];
+    f[12..16].copy_from_slice(&f32::NAN.to_le_bytes());
+    let mut q = vec![0u8; 18 * 4];
+    q[18..20].copy_from_slice(&0x7c00u16.to_le_bytes());
+    let mut w = GgufWriter::new();
+    w.add_tensor("weights.f32", &[8], GgmlType::F32, f).unwrap();
+    w.add_tensor("ok", &[4], GgmlType::F16, vec![0u8; 8])
+        .unwrap();
+    w.add_tensor("weights.q4_0", &[128], GgmlType::Q4_0, q)
+        .unwrap();
+    let path = dir.join("bad.gguf");
+    std::fs::write(&path, w.to_bytes().unwrap()).unwrap();
+    path
+}
+
+#[test]
+fn clean_fixture_exits_0() {
+    let path = repo_root().join("tests/fixtures/default_align.gguf");
+    let out = verify(&path, false);
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    let text = stdout(&out);
+    assert_eq!(
+        text,
+        format!(
+            "{}: 7 tensors in 1 shard(s) checked, 0 problems\n",
+            path.display()
+        )
+    );
+
+    let out = verify(&path, true);
+    assert_eq!(out.status.code(), Some(0));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["structure"], "ok");
+    assert_eq!(v["error"], Value::Null);
+    assert_eq!(v["shards"], 1);
+    assert_eq!(v["tensors_checked"], 7);
+    assert_eq!(v["problems"], Value::Array(vec![]));
+}
+
+#[test]
+fn data_problems_exit_1_one_line_each() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = bad_file(dir.path());
+    let out = verify(&path, false);
+    assert_eq!(out.status.code(), Some(1));
+    let text = stdout(&out);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(
+        lines,
+        vec![
+            "weights.f32: element 3: value is NaN".to_string(),
+            "weights.q4_0: block 1: field d is Inf".to_string(),
+            format!(
+                "{}: 3 tensors in 1 shard(s) checked, 2 problems",
+                path.display()
+            ),
+        ]
+    );
+}
+
+#[test]
+fn json_shape() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = bad_file(dir.path());
+    let out = verify(&path, true);
+    assert_eq!(out.status.code(), Some(1));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["file"], path.display().to_string());
+    assert_eq!(v["shards"], 1);
+    assert_eq!(v["tensors_checked"], 3);
+    assert_eq!(v["structure"], "ok");
+    assert_eq!(v["error"], Value::Null);
+    let problems = v["problems"].as_array().unwrap();
+    assert_eq!(problems.len(), 2);
+    assert_eq!(
+        problems[0],
+        serde_json::json!({
+            "tensor": "weights.f32", "block": 3, "field": "value",
+            "kind": "NaN", "value": "NaN", "bits": "0x7fc00000",
+        })
+    );
+    assert_eq!(
+        problems[1],
+        serde_json::json!({
+            "tensor": "weights.q4_0", "block": 1, "field": "d",
+            "kind": "Inf", "value": "Inf", "bits": "0x7c00",
+        })
+    );
+    assert_eq!(v["problem_count"], 2);
+}
+
+#[test]
+fn truncated_file_exits_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = repo_root().join("tests/fixtures/all_types_le.gguf");
+    let bytes = std::fs::read(&src).unwrap();
+    let path = dir.path().join("truncated.gguf");
+    std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
+
+    let out = verify(&path, false);
+    assert_eq!(out.status.code(), Some(2));
+    let text = stdout(&out);
+    assert_eq!(text.lines().count(), 1, "{text}");
+    let prefix = format!("{}: malformed: ", path.display());
+    assert!(text.starts_with(&prefix), "{text}");
+    // The path is not repeated inside the message.
+    assert!(!text[prefix.len()..].contains("truncated.gguf"), "{text}");
+
+    let out = verify(&path, true);
+    assert_eq!(out.status.code(), Some(2));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["structure"], "malformed");
+    assert!(v["error"].as_str().is_some_and(|e| !e.is_empty()));
+    assert_eq!(v["problems"], Value::Array(vec![]));
+    assert_eq!(v["tensors_checked"], 0);
+}
+
+#[test]
+fn missing_file_exits_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = verify(&dir.path().join("none.gguf"), false);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stdout(&out).contains(": unreadable: "));
+}
+
+#[test]
+fn big_endian_quantized_tensors_are_skipped() {
+    let path = repo_root().join("tests/fixtures/all_types_be.gguf");
+    let out = verify(&path, false);
+    assert_eq!(out.status.code(), Some(0));
+    let text = stdout(&out);
+    let skipped = text.lines().filter(|l| l.contains(": skipped: ")).count();
+    assert_eq!(skipped, 5, "{text}");
+    assert!(text.ends_with("11 tensors in 1 shard(s) checked, 0 problems, 5 skipped\n"));
+
+    // A big-endian float NaN is still found.
+    let dir = tempfile::tempdir().unwrap();
+    let mut f = Vec::new();
+    for x in [1.0f32, f32::NAN] {
+        f.extend_from_slice(&x.to_be_bytes());
+    }
+    let mut w = GgufWriter::new().endianness(Endianness::Big);
+    w.add_tensor("x", &[2], GgmlType::F32, f).unwrap();
+    let p = dir.path().join("be.gguf");
+    std::fs::write(&p, w.to_bytes().unwrap()).unwrap();
+    let out = verify(&p, false);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stdout(&out).starts_with("x: element 1: value is NaN\n"));
+}
+
+#[test]
+fn many_problems_are_counted_and_capped() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut w = GgufWriter::new();
+    w.add_tensor("nan", &[1000], GgmlType::F32, vec![0xffu8; 4000])
+        .unwrap();
+    let path = dir.path().join("nan.gguf");
+    std::fs::write(&path, w.to_bytes().unwrap()).unwrap();
+    let out = verify(&path, false);
+    assert_eq!(out.status.code(), Some(1));
+    let text = stdout(&out);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 17, "{text}");
+    assert!(lines[16].ends_with("1000 problems (16 listed, at most 16 per tensor)"));
+}
+
+fn model_path() -> Option<PathBuf> {
+    let p = match std::env::var_os("GGUF_LOADER_MODEL") {
+        Some(p) => PathBuf::from(p),
+        None => std::env::var_os("GGUF_LOADER_CACHE")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| {
+                PathBuf::from(std::env::var_os("HOME").unwrap()).join(".cache/gguf-loader")
+            })
+            .join("SmolLM2-135M-Instruct.Q4_1.gguf"),
+    };
+    if p.exists() {
+        return Some(p);
+    }
+    assert!(
+        std::env::var_os("GGUF_LOADER_REQUIRE_MODEL").is_none(),
+        "{} is missing (run scripts/fetch-model.sh)",
+        p.display()
+    );
+    eprintln!(
+        "skipped: {} is missing (run scripts/fetch-model.sh)",
+        p.display()
+    );
+    None
+}
+
+/// The real SmolLM2 model is clean; a copy with one Q4_1 `m` set to NaN is
+/// reported at exactly that tensor and block.
+#[test]
+fn smollm2_clean_then_one_bad_scale() {
+    let Some(model) = model_path() else { return };
+    let out = verify(&model, false);
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    assert!(stdout(&out).ends_with("272 tensors in 1 shard(s) checked, 0 problems\n"));
+
+    let (name, at) = {
+        let loader = gguf_loader::MmapGGUFLoader::new(&model).unwrap();
+        let t = loader
+            .tensors()
+            .find(|t| t.ty == GgmlType::Q4_1 && t.n_bytes > 20 * 1000)
+            .expect("a Q4_1 tensor");
+        // Block 777's `m` (bytes 2..4 of the 20-byte block).
+        (t.name.to_string(), t.file_offset as usize + 777 * 20 + 2)
+    };
+    let mut bytes = std::fs::read(&model).unwrap();
+    bytes[at..at + 2].copy_from_slice(&0x7e00u16.to_le_bytes());
+    let dir = tempfile::tempdir().unwrap();
+    let copy = dir.path().join("smollm2-bad.gguf");
+    std::fs::write(&copy, &bytes).unwrap();
+    let out = verify(&copy, false);
+    assert_eq!(out.status.code(), Some(1));
+    let text = stdout(&out);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[0], format!("{name}: block 777: field m is NaN"));
+    assert_eq!(lines.len(), 2, "{text}");
+}

@@ -1,0 +1,652 @@
+//! Data checks: NaN and infinity in tensor values and block scales, like
+//! llama.cpp's `--check-tensors` (ggml's `ggml_validate_row_data` in
+//! `ggml-quants.c`, llama.cpp vendored in llama-cpp-python 0.3.36).
+//!
+//! What is checked, per type (the same fields ggml checks):
+//!
+//! | types | field(s) | test |
+//! |---|---|---|
+//! | F32, F16, BF16, F64 | every element (`"value"`) | exponent all ones: NaN if the mantissa is non-zero, else Inf |
+//! | Q4_0, Q5_0, Q8_0, Q1_0, Q2_0, IQ4_NL, IQ2_XXS, IQ2_XS, IQ2_S, IQ3_XXS, IQ3_S, IQ4_XS, IQ1_S, TQ1_0, TQ2_0, Q3_K, Q6_K | f16 `d` | as F16 |
+//! | Q4_1, Q5_1 | f16 `d`, `m` | as F16 |
+//! | Q2_K, Q4_K, Q5_K | f16 `d`, `dmin` | as F16 |
+//! | Q8_K | f32 `d` | as F32 |
+//! | IQ1_M | the f16 `scale` assembled from the top nibbles of the four `scales` words | as F16 |
+//! | MXFP4 | E8M0 `e` | `0xFF` (the E8M0 NaN; ggml: "invalid e value") is NaN |
+//! | NVFP4 | — | ggml checks nothing: "UE4M3 scales are uint8_t — all byte values are valid" (`ggml_ue4m3_to_fp32` maps every byte to a finite number) |
+//! | I8, I16, I32, I64 | — | ggml: "nothing to validate" |
+//! | Q8_1 | f16 `d`, `s` | ggml has no case for Q8_1 and rejects it as an "invalid type"; here its two f16 fields are checked like Q5_1's `d`, `m` |
+//!
+//! Differences from ggml, all in what is reported rather than what is
+//! checked: ggml stops at the first bad value of a row and prints it, here
+//! every bad value is counted and up to `max_problems` per tensor are listed
+//! (ggml's BF16 branch counts NaNs and infinities without positions; here they
+//! are listed by element like F32's). A trailing partial block (impossible in
+//! a file the loader accepted) is ignored rather than rejected.
+//!
+//! Data is read little-endian. In a big-endian file the plain float types are
+//! read big-endian; quantized tensors are skipped and named in
+//! [`ModelReport::skipped`], as ggml defines no byte order for their blocks.
+//!
+//! No input panics: every field is read from a whole block.
+
+use std::fmt;
+
+use rayon::prelude::*;
+
+use crate::format::{Endianness, GgmlType};
+use crate::loader::MmapGGUFLoader;
+
+/// What is wrong with a value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ProblemKind {
+    NaN,
+    Inf,
+}
+
+impl ProblemKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            ProblemKind::NaN => "NaN",
+            ProblemKind::Inf => "Inf",
+        }
+    }
+}
+
+impl fmt::Display for ProblemKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// One NaN or infinite value found in a tensor's data.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DataProblem {
+    pub tensor: String,
+    /// Block index within the tensor, or element index for the plain float
+    /// types (F32, F16, BF16, F64), as ggml reports it.
+    pub block: u64,
+    /// `"value"` for plain float elements, else the block field: `"d"`, `"m"`,
+    /// `"dmin"`, `"s"` (Q8_1), `"e"` (MXFP4), `"scale"` (IQ1_M).
+    pub field: &'static str,
+    /// The field's value widened to f64 (NaN or ±infinity).
+    pub value: f64,
+    /// The field's raw bits (e.g. `0x7e00` for an f16 NaN).
+    pub bits: u64,
+    pub kind: ProblemKind,
+}
+
+impl DataProblem {
+    /// True when `block` counts elements of a plain float tensor.
+    pub fn is_element(&self) -> bool {
+        self.field == "value"
+    }
+
+    /// `"NaN"`, `"Inf"` or `"-Inf"`.
+    pub fn value_name(&self) -> &'static str {
+        match self.kind {
+            ProblemKind::NaN => "NaN",
+            ProblemKind::Inf if self.value < 0.0 => "-Inf",
+            ProblemKind::Inf => "Inf",
+        }
+    }
+}
+
+impl fmt::Display for DataProblem {
+    /// `blk.0.attn_q.weight: block 3: field d is NaN` or
+    /// `output_norm.weight: element 7: value is Inf`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.is_element() {
+            write!(
+                f,
+                "{}: element {}: value is {}",
+                self.tensor,
+                self.block,
+                self.value_name()
+            )
+        } else {
+            write!(
+                f,
+                "{}: block {}: field {} is {}",
+                self.tensor,
+                self.block,
+                self.field,
+                self.value_name()
+            )
+        }
+    }
+}
+
+/// A tensor whose data was not checked, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SkippedTensor {
+    pub tensor: String,
+    pub ty: GgmlType,
+    pub reason: &'static str,
+}
+
+/// The result of [`check_model_report`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelReport {
+    /// Mapped files (1 for an unsplit model).
+    pub shards: usize,
+    /// Tensors whose data was checked (all but [`ModelReport::skipped`]).
+    pub tensors_checked: usize,
+    /// At most `max_per_tensor` problems per tensor, in tensor order, then
+    /// block order.
+    pub problems: Vec<DataProblem>,
+    /// Every problem found, listed or not.
+    pub problem_count: u64,
+    pub skipped: Vec<SkippedTensor>,
+}
+
+impl ModelReport {
+    pub fn is_clean(&self) -> bool {
+        self.problem_count == 0
+    }
+}
+
+/// How a block's scale is stored.
+#[derive(Debug, Clone, Copy)]
+enum Enc {
+    /// Little-endian IEEE half at the offset.
+    F16,
+    /// Little-endian IEEE single at the offset.
+    F32,
+    /// One E8M0 byte at the offset: 0xFF is NaN.
+    E8M0,
+    /// IQ1_M: the f16 built from the top nibbles of the four u16 words at the
+    /// offset.
+    Iq1mScale,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Field {
+    name: &'static str,
+    offset: usize,
+    enc: Enc,
+}
+
+const fn f16_at(name: &'static str, offset: usize) -> Field {
+    Field {
+        name,
+        offset,
+        enc: Enc::F16,
+    }
+}
+
+const D0: &[Field] = &[f16_at("d", 0)];
+const DM0: &[Field] = &[f16_at("d", 0), f16_at("m", 2)];
+const DDMIN0: &[Field] = &[f16_at("d", 0), f16_at("dmin", 2)];
+
+/// The scale fields ggml checks in one block of `ty` (see the module table).
+/// Empty for the plain types and for types ggml does not check.
+fn block_fields(ty: GgmlType) -> &'static [Field] {
+    use GgmlType::*;
+    match ty {
+        F32 | F16 | BF16 | F64 | I8 | I16 | I32 | I64 | NVFP4 => &[],
+        Q4_0 | Q5_0 | Q8_0 | Q1_0 | Q2_0 | IQ4_NL => D0,
+        IQ2_XXS | IQ2_XS | IQ2_S | IQ3_XXS | IQ3_S | IQ4_XS | IQ1_S => D0,
+        Q4_1 | Q5_1 => DM0,
+        Q8_1 => {
+            const F: &[Field] = &[f16_at("d", 0), f16_at("s", 2)];
+            F
+        }
+        Q4_K | Q5_K => DDMIN0,
+        // block_q2_K { scales[16], qs[64], d, dmin }
+        Q2_K => {
+            const F: &[Field] = &[f16_at("d", 80), f16_at("dmin", 82)];
+            F
+        }
+        // block_q3_K { hmask[32], qs[64], scales[12], d }
+        Q3_K => {
+            const F: &[Field] = &[f16_at("d", 108)];
+            F
+        }
+        // block_q6_K { ql[128], qh[64], scales[16], d }
+        Q6_K => {
+            const F: &[Field] = &[f16_at("d", 208)];
+            F
+        }
+        // block_q8_K { float d, qs[256], bsums[16] }
+        Q8_K => &[Field {
+            name: "d",
+            offset: 0,
+            enc: Enc::F32,
+        }],
+        // block_tq1_0 { qs[48], qh[4], d }
+        TQ1_0 => {
+            const F: &[Field] = &[f16_at("d", 52)];
+            F
+        }
+        // block_tq2_0 { qs[64], d }
+        TQ2_0 => {
+            const F: &[Field] = &[f16_at("d", 64)];
+            F
+        }
+        // block_iq1_m { qs[32], qh[16], scales[8] }
+        IQ1_M => &[Field {
+            name: "scale",
+            offset: 48,
+            enc: Enc::Iq1mScale,
+        }],
+        // block_mxfp4 { e, qs[16] }
+        MXFP4 => &[Field {
+            name: "e",
+            offset: 0,
+            enc: Enc::E8M0,
+        }],
+    }
+}
+
+/// Names of the fields checked in each block of `ty`: `["value"]` for the
+/// plain float types, `[]` for the integer types and NVFP4.
+pub fn checked_fields(ty: GgmlType) -> Vec<&'static str> {
+    match ty {
+        GgmlType::F32 | GgmlType::F16 | GgmlType::BF16 | GgmlType::F64 => vec!["value"],
+        _ => block_fields(ty).iter().map(|f| f.name).collect(),
+    }
+}
+
+/// True for the types whose every element is checked.
+fn is_plain_float(ty: GgmlType) -> bool {
+    matches!(
+        ty,
+        GgmlType::F32 | GgmlType::F16 | GgmlType::BF16 | GgmlType::F64
+    )
+}
+
+#[inline]
+fn u16_at(b: &[u8], at: usize) -> u16 {
+    match b.get(at..at + 2) {
+        Some(&[lo, hi]) => u16::from_le_bytes([lo, hi]),
+        _ => 0,
+    }
+}
+
+#[inline]
+fn u32_at(b: &[u8], at: usize) -> u32 {
+    match b.get(at..at + 4) {
+        Some(&[a, b, c, d]) => u32::from_le_bytes([a, b, c, d]),
+        _ => 0,
+    }
+}
+
+#[inline]
+fn iq1m_scale(b: &[u8], at: usize) -> u16 {
+    let sc = [
+        u16_at(b, at),
+        u16_at(b, at + 2),
+        u16_at(b, at + 4),
+        u16_at(b, at + 6),
+    ];
+    (sc[0] >> 12) | ((sc[1] >> 8) & 0x00f0) | ((sc[2] >> 4) & 0x0f00) | (sc[3] & 0xf000)
+}
+
+const F16_EXP: u16 = 0x7c00;
+const BF16_EXP: u16 = 0x7f80;
+const F32_EXP: u32 = 0x7f80_0000;
+const F64_EXP: u64 = 0x7ff0_0000_0000_0000;
+
+/// NaN or Inf from the raw bits of a value whose exponent is all ones.
+#[inline]
+fn kind_of(bits: u64, exp_mask: u64) -> Option<ProblemKind> {
+    if bits & exp_mask != exp_mask {
+        None
+    } else if bits & mantissa_mask(exp_mask) != 0 {
+        Some(ProblemKind::NaN)
+    } else {
+        Some(ProblemKind::Inf)
+    }
+}
+
+/// The mantissa bits below an exponent mask.
+#[inline]
+fn mantissa_mask(exp_mask: u64) -> u64 {
+    (1u64 << exp_mask.trailing_zeros()) - 1
+}
+
+fn f16_value(bits: u16) -> f64 {
+    f64::from(half::f16::from_bits(bits).to_f32())
+}
+
+fn bf16_value(bits: u16) -> f64 {
+    f64::from(f32::from_bits(u32::from(bits) << 16))
+}
+
+/// Checks one field of one whole block: `(kind, value, bits)` when bad.
+#[inline]
+fn check_field(block: &[u8], f: &Field) -> Option<(ProblemKind, f64, u64)> {
+    match f.enc {
+        Enc::F16 => {
+            let b = u16_at(block, f.offset);
+            kind_of(u64::from(b), u64::from(F16_EXP)).map(|k| (k, f16_value(b), u64::from(b)))
+        }
+        Enc::Iq1mScale => {
+            let b = iq1m_scale(block, f.offset);
+            kind_of(u64::from(b), u64::from(F16_EXP)).map(|k| (k, f16_value(b), u64::from(b)))
+        }
+        Enc::F32 => {
+            let b = u32_at(block, f.offset);
+            kind_of(u64::from(b), u64::from(F32_EXP))
+                .map(|k| (k, f64::from(f32::from_bits(b)), u64::from(b)))
+        }
+        Enc::E8M0 => match block.get(f.offset) {
+            Some(&0xff) => Some((ProblemKind::NaN, f64::NAN, 0xff)),
+            _ => None,
+        },
+    }
+}
+
+/// True when any block of `group` has a bad `f`: a branch-free pass over the
+/// blocks (the common, clean case), before the exact pass.
+fn group_has_bad(group: &[u8], type_size: usize, f: &Field) -> bool {
+    let blocks = group.chunks_exact(type_size);
+    let o = f.offset;
+    match f.enc {
+        Enc::F16 => blocks.fold(false, |acc, b| acc | (u16_at(b, o) & F16_EXP == F16_EXP)),
+        Enc::Iq1mScale => blocks.fold(false, |acc, b| {
+            acc | (iq1m_scale(b, o) & F16_EXP == F16_EXP)
+        }),
+        Enc::F32 => blocks.fold(false, |acc, b| acc | (u32_at(b, o) & F32_EXP == F32_EXP)),
+        Enc::E8M0 => blocks.fold(false, |acc, b| acc | (b.get(o) == Some(&0xff))),
+    }
+}
+
+/// Blocks per group in the fast pass.
+const GROUP: usize = 256;
+
+/// Collects problems into `out` (up to `max` entries there) and returns how
+/// many there were in all.
+struct Sink<'a> {
+    name: &'a str,
+    max: usize,
+    out: Vec<DataProblem>,
+    count: u64,
+}
+
+impl Sink<'_> {
+    fn push(
+        &mut self,
+        block: u64,
+        field: &'static str,
+        (kind, value, bits): (ProblemKind, f64, u64),
+    ) {
+        self.count += 1;
+        if self.out.len() < self.max {
+            self.out.push(DataProblem {
+                tensor: self.name.to_string(),
+                block,
+                field,
+                value,
+                bits,
+                kind,
+            });
+        }
+    }
+}
+
+fn scan_blocks(ty: GgmlType, bytes: &[u8], first: u64, sink: &mut Sink<'_>) {
+    let fields = block_fields(ty);
+    if fields.is_empty() {
+        return;
+    }
+    let ts = ty.type_size() as usize;
+    for (gi, group) in bytes.chunks(ts * GROUP).enumerate() {
+        if !fields.iter().any(|f| group_has_bad(group, ts, f)) {
+            continue;
+        }
+        for (bi, block) in group.chunks_exact(ts).enumerate() {
+            for f in fields {
+                if let Some(p) = check_field(block, f) {
+                    let index = first + (gi * GROUP + bi) as u64;
+                    sink.push(index, f.name, p);
+                }
+            }
+        }
+    }
+}
+
+/// Elements per group in the fast pass over plain floats.
+const ELEMS: usize = 1024;
+
+macro_rules! scan_plain {
+    ($fn:ident, $uint:ty, $n:literal, $exp:expr, $value:expr) => {
+        fn $fn(bytes: &[u8], big: bool, first: u64, sink: &mut Sink<'_>) {
+            let load = |c: &[u8]| -> $uint {
+                let a: [u8; $n] = c.try_into().unwrap_or([0; $n]);
+                if big {
+                    <$uint>::from_be_bytes(a)
+                } else {
+                    <$uint>::from_le_bytes(a)
+                }
+            };
+            for (gi, group) in bytes.chunks($n * ELEMS).enumerate() {
+                let hits = group
+                    .chunks_exact($n)
+                    .fold(0u32, |acc, c| acc | u32::from(load(c) & $exp == $exp));
+                if hits == 0 {
+                    continue;
+                }
+                for (i, c) in group.chunks_exact($n).enumerate() {
+                    let bits = load(c);
+                    #[allow(clippy::unnecessary_cast)]
+                    if let Some(k) = kind_of(bits as u64, $exp as u64) {
+                        let index = first + (gi * ELEMS + i) as u64;
+                        sink.push(index, "value", (k, $value(bits), bits as u64));
+                    }
+                }
+            }
+        }
+    };
+}
+
+scan_plain!(scan_f16, u16, 2, F16_EXP, f16_value);
+scan_plain!(scan_bf16, u16, 2, BF16_EXP, bf16_value);
+scan_plain!(scan_f32, u32, 4, F32_EXP, |b| f64::from(f32::from_bits(b)));
+scan_plain!(scan_f64, u64, 8, F64_EXP, f64::from_bits);
+
+/// Scans whole blocks (elements for plain types) numbered from `first`.
+fn scan(ty: GgmlType, bytes: &[u8], big: bool, first: u64, sink: &mut Sink<'_>) {
+    match ty {
+        GgmlType::F32 => scan_f32(bytes, big, first, sink),
+        GgmlType::F16 => scan_f16(bytes, big, first, sink),
+        GgmlType::BF16 => scan_bf16(bytes, big, first, sink),
+        GgmlType::F64 => scan_f64(bytes, big, first, sink),
+        _ => scan_blocks(ty, bytes, first, sink),
+    }
+}
+
+/// The NaN and infinite values ggml's `--check-tensors` would object to in
+/// the little-endian data of one tensor of type `ty`: at most `max_problems`,
+/// in block order. A trailing partial block is ignored; no input panics.
+pub fn check_tensor_data(
+    name: &str,
+    ty: GgmlType,
+    bytes: &[u8],
+    max_problems: usize,
+) -> Vec<DataProblem> {
+    count_tensor_data(name, ty, bytes, Endianness::Little, max_problems).0
+}
+
+/// Like [`check_tensor_data`] with a byte order, also returning how many
+/// problems there were in all (listed or not). Big-endian data is read as
+/// such for the plain float types; for the others it is read little-endian
+/// (callers skip it, see [`ModelReport::skipped`]).
+pub fn count_tensor_data(
+    name: &str,
+    ty: GgmlType,
+    bytes: &[u8],
+    endianness: Endianness,
+    max_problems: usize,
+) -> (Vec<DataProblem>, u64) {
+    let mut sink = Sink {
+        name,
+        max: max_problems,
+        out: Vec::new(),
+        count: 0,
+    };
+    scan(ty, bytes, endianness == Endianness::Big, 0, &mut sink);
+    (sink.out, sink.count)
+}
+
+/// Bytes scanned by one task of [`check_model_report`].
+const CHUNK_BYTES: usize = 1 << 20;
+
+/// Checks every tensor of the model (every shard), spread over rayon's
+/// threads: tensors in parallel, and large tensors in ranges of whole blocks.
+/// Returns at most `max_per_tensor` problems per tensor, in tensor order.
+pub fn check_model(loader: &MmapGGUFLoader, max_per_tensor: usize) -> Vec<DataProblem> {
+    check_model_report(loader, max_per_tensor).problems
+}
+
+/// [`check_model`] with counts and the tensors that could not be checked.
+pub fn check_model_report(loader: &MmapGGUFLoader, max_per_tensor: usize) -> ModelReport {
+    struct Task<'a> {
+        tensor: usize,
+        name: &'a str,
+        ty: GgmlType,
+        big: bool,
+        bytes: &'a [u8],
+        first: u64,
+    }
+    let mut tasks = Vec::new();
+    let mut skipped = Vec::new();
+    let mut n_tensors = 0usize;
+    let mut shards = 0usize;
+    for shard in loader.shards() {
+        shards += 1;
+        let big = shard.endianness == Endianness::Big;
+        for t in shard.tensors() {
+            let tensor = n_tensors;
+            n_tensors += 1;
+            if big && !is_plain_float(t.ty) && !block_fields(t.ty).is_empty() {
+                skipped.push(SkippedTensor {
+                    tensor: t.name.to_string(),
+                    ty: t.ty,
+                    reason: "quantized data in a big-endian file has no defined byte order",
+                });
+                continue;
+            }
+            if checked_fields(t.ty).is_empty() {
+                continue;
+            }
+            let ts = t.ty.type_size() as usize;
+            let per_task = (CHUNK_BYTES / ts).max(1) * ts;
+            let data = shard.tensor_data(t);
+            for (i, bytes) in data.chunks(per_task).enumerate() {
+                tasks.push(Task {
+                    tensor,
+                    name: t.name,
+                    ty: t.ty,
+                    big,
+                    bytes,
+                    first: (i * (per_task / ts)) as u64,
+                });
+            }
+        }
+    }
+    let results: Vec<(usize, Vec<DataProblem>, u64)> = tasks
+        .par_iter()
+        .map(|task| {
+            let mut sink = Sink {
+                name: task.name,
+                max: max_per_tensor,
+                out: Vec::new(),
+                count: 0,
+            };
+            scan(task.ty, task.bytes, task.big, task.first, &mut sink);
+            (task.tensor, sink.out, sink.count)
+        })
+        .collect();
+
+    let mut problems = Vec::new();
+    let mut problem_count = 0u64;
+    let mut current = usize::MAX;
+    let mut listed = 0usize;
+    for (tensor, found, count) in results {
+        problem_count += count;
+        if tensor != current {
+            current = tensor;
+            listed = 0;
+        }
+        for p in found {
+            if listed < max_per_tensor {
+                problems.push(p);
+                listed += 1;
+            }
+        }
+    }
+    ModelReport {
+        shards,
+        tensors_checked: n_tensors - skipped.len(),
+        problems,
+        problem_count,
+        skipped,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_from_bits() {
+        let e = u64::from(F16_EXP);
+        assert_eq!(kind_of(0x7c00, e), Some(ProblemKind::Inf));
+        assert_eq!(kind_of(0xfc00, e), Some(ProblemKind::Inf));
+        assert_eq!(kind_of(0x7e00, e), Some(ProblemKind::NaN));
+        assert_eq!(kind_of(0x7c01, e), Some(ProblemKind::NaN));
+        assert_eq!(kind_of(0x7bff, e), None);
+        let e = u64::from(BF16_EXP);
+        assert_eq!(kind_of(0x7f80, e), Some(ProblemKind::Inf));
+        assert_eq!(kind_of(0xff81, e), Some(ProblemKind::NaN));
+        assert_eq!(kind_of(0x7f7f, e), None);
+        let e = u64::from(F32_EXP);
+        assert_eq!(
+            kind_of(f32::INFINITY.to_bits().into(), e),
+            Some(ProblemKind::Inf)
+        );
+        assert_eq!(
+            kind_of(f32::NAN.to_bits().into(), e),
+            Some(ProblemKind::NaN)
+        );
+        assert_eq!(kind_of(f32::MAX.to_bits().into(), e), None);
+        assert_eq!(
+            kind_of(f64::NEG_INFINITY.to_bits(), F64_EXP),
+            Some(ProblemKind::Inf)
+        );
+        assert_eq!(kind_of(f64::NAN.to_bits(), F64_EXP), Some(ProblemKind::NaN));
+    }
+
+    #[test]
+    fn field_offsets_fit_their_blocks() {
+        for ty in GgmlType::ALL {
+            for f in block_fields(ty) {
+                let width = match f.enc {
+                    Enc::F16 => 2,
+                    Enc::F32 => 4,
+                    Enc::E8M0 => 1,
+                    Enc::Iq1mScale => 8,
+                };
+                assert!(
+                    f.offset + width <= ty.type_size() as usize,
+                    "{ty} {}",
+                    f.name
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn every_quantized_type_but_nvfp4_has_a_checked_field() {
+        for ty in GgmlType::ALL {
+            let fields = checked_fields(ty);
+            let expect_none = matches!(
+                ty,
+                GgmlType::I8 | GgmlType::I16 | GgmlType::I32 | GgmlType::I64 | GgmlType::NVFP4
+            );
+            assert_eq!(fields.is_empty(), expect_none, "{ty}");
+        }
+    }
+}

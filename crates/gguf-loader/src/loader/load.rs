@@ -218,20 +218,41 @@ impl MmapGGUFLoader {
         let bytes_total = infos.iter().map(|t| t.n_bytes).sum();
         let ctl = Control::new(infos.len(), bytes_total, opts.progress);
         let run = || -> Result<Vec<(String, Tensor<T>)>> {
+            // One allocation for every output, split into disjoint slices:
+            // few page faults (huge pages), taken in parallel by the decoders.
+            let sizes = infos
+                .iter()
+                .map(|t| usize::try_from(t.n_elements).map_err(|_| Error::TooLarge(t.name.into())))
+                .collect::<Result<Vec<usize>>>()?;
+            let total = sizes
+                .iter()
+                .try_fold(0usize, |a, n| a.checked_add(*n))
+                .ok_or_else(|| Error::TooLarge("the model".into()))?;
+            let mut buf = zeroed_vec::<T>(total);
+            let mut slices: Vec<(usize, &mut [T])> = Vec::with_capacity(infos.len());
+            let mut rest: &mut [T] = &mut buf;
+            for (i, n) in sizes.iter().enumerate() {
+                let (head, tail) = rest.split_at_mut(*n);
+                slices.push((i, head));
+                rest = tail;
+            }
             // Largest first, so that the big tensors do not end up alone.
-            let mut order: Vec<usize> = (0..infos.len()).collect();
-            order.sort_by_key(|i| Reverse(infos[*i].n_bytes));
-            let mut done: Vec<(usize, Tensor<T>)> = order
-                .into_par_iter()
-                .map(|i| {
-                    ctl.check()?;
-                    Ok((i, self.decode_tensor(infos[i], &ctl)?))
+            slices.sort_by_key(|(i, _)| Reverse(infos[*i].n_bytes));
+            slices.into_par_iter().try_for_each(|(i, dst)| {
+                ctl.check()?;
+                self.decode_into(infos[i], dst, &ctl)
+            })?;
+            let buf = std::sync::Arc::new(buf);
+            let mut start = 0;
+            Ok(infos
+                .iter()
+                .zip(&sizes)
+                .map(|(info, n)| {
+                    let range = start..start + n;
+                    start += n;
+                    let t = Tensor::shared(info.dims().to_vec(), buf.clone(), range);
+                    (info.name.to_string(), t)
                 })
-                .collect::<Result<_>>()?;
-            done.sort_by_key(|(i, _)| *i);
-            Ok(done
-                .into_iter()
-                .map(|(i, t)| (infos[i].name.to_string(), t))
                 .collect())
         };
         let tensors = match opts.threads {

@@ -24,6 +24,8 @@ pub struct Args<'a> {
     pub threads: Option<usize>,
     pub mode: LoadMode,
     pub lazy: bool,
+    pub prefetch: bool,
+    pub work: Duration,
     pub json: bool,
 }
 
@@ -136,7 +138,7 @@ fn load<T: Element>(a: &Args<'_>) -> Result<(), BoxError> {
     let t1 = Instant::now();
     let mut lazy_stats = None;
     if a.lazy {
-        lazy_stats = Some(walk_lazily::<T>(loader, a.device)?);
+        lazy_stats = Some(walk_lazily::<T>(loader, a.device, a.prefetch, a.work)?);
     } else {
         let mut opts = LoadOptions::default().progress(&report);
         opts.threads = a.threads;
@@ -184,7 +186,7 @@ fn load<T: Element>(a: &Args<'_>) -> Result<(), BoxError> {
         println!("  peak anon:    {peak_anon} bytes");
         if let Some(s) = &lazy_stats {
             println!(
-                "  lazy:         first layer ready in {:.1} ms, then {:.1} ms per layer (median)",
+                "  lazy:         first layer ready in {:.1} ms, then {:.1} ms waited per layer (median)",
                 s.first_ms, s.median_ms
             );
         }
@@ -204,18 +206,25 @@ impl LazyStats {
     }
 }
 
-/// Walks the layers with prefetch, timing the wait for each.
-fn walk_lazily<T: Element>(loader: MmapGGUFLoader, device: Device) -> Result<LazyStats, BoxError> {
+/// Walks the layers (with or without prefetch), timing the wait for each
+/// layer after `work` spent on the previous one.
+fn walk_lazily<T: Element>(
+    loader: MmapGGUFLoader,
+    device: Device,
+    prefetch: bool,
+    work: Duration,
+) -> Result<LazyStats, BoxError> {
     if device != Device::Cpu {
         return Err(format!("device {device} is not available in this build").into());
     }
     let model = LazyModel::<T>::new(Arc::new(loader));
     let mut times = Vec::new();
     let mut t = Instant::now();
-    for layer in model.layers(true) {
+    for layer in model.layers(prefetch) {
         let layer = layer?;
         times.push(ms(t.elapsed()));
         std::hint::black_box(layer.tensors().len());
+        std::thread::sleep(work);
         t = Instant::now();
     }
     let first_ms = times.first().copied().unwrap_or(0.0);

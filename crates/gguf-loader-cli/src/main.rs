@@ -98,6 +98,13 @@ enum Command {
         /// Walk the model layer by layer, prefetching the next.
         #[arg(long)]
         lazy: bool,
+        /// With --lazy: do not prefetch the next layer.
+        #[arg(long, requires = "lazy")]
+        no_prefetch: bool,
+        /// With --lazy: simulate this much caller work per layer (sleep), to
+        /// show what prefetching hides.
+        #[arg(long, requires = "lazy", default_value_t = 0)]
+        work_ms: u64,
         #[arg(long)]
         json: bool,
     },
@@ -150,6 +157,8 @@ fn main() -> ExitCode {
             threads,
             mode,
             lazy,
+            no_prefetch,
+            work_ms,
             json,
         } => load::run(&load::Args {
             file: &file,
@@ -161,6 +170,8 @@ fn main() -> ExitCode {
                 Mode::Read => LoadMode::Read,
             },
             lazy,
+            prefetch: !no_prefetch,
+            work: std::time::Duration::from_millis(work_ms),
             json,
         }),
         Command::Synth {

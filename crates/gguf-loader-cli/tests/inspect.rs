@@ -2,14 +2,13 @@
 //! on committed fixtures (written by gguf-py's GGUFWriter, one big-endian),
 //! and on the real SmolLM2 model.
 
-use std::path::{Path, PathBuf};
+#[path = "../../gguf-loader/tests/common/mod.rs"]
+mod common;
+
+use std::path::Path;
 use std::process::Command;
 
 use serde_json::Value;
-
-fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
 
 fn inspect_json(path: &Path) -> Value {
     let out = Command::new(env!("CARGO_BIN_EXE_gguf-loader"))
@@ -59,7 +58,7 @@ fn assert_same(path: &str, got: &Value, want: &Value) {
 
 #[test]
 fn fixtures_match_gguf_py() {
-    let dir = repo_root().join("tests/fixtures");
+    let dir = common::repo_root().join("tests/fixtures");
     let mut n = 0;
     for entry in std::fs::read_dir(&dir).unwrap() {
         let path = entry.unwrap().path();
@@ -74,36 +73,13 @@ fn fixtures_match_gguf_py() {
     assert!(n >= 4, "found {n} fixtures");
 }
 
-fn model_path() -> Option<PathBuf> {
-    let p = match std::env::var_os("GGUF_LOADER_MODEL") {
-        Some(p) => PathBuf::from(p),
-        None => std::env::var_os("GGUF_LOADER_CACHE")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| {
-                PathBuf::from(std::env::var_os("HOME").unwrap()).join(".cache/gguf-loader")
-            })
-            .join("SmolLM2-135M-Instruct.Q4_1.gguf"),
-    };
-    if p.exists() {
-        return Some(p);
-    }
-    assert!(
-        std::env::var_os("GGUF_LOADER_REQUIRE_MODEL").is_none(),
-        "{} is missing (run scripts/fetch-model.sh)",
-        p.display()
-    );
-    eprintln!(
-        "skipped: {} is missing (run scripts/fetch-model.sh)",
-        p.display()
-    );
-    None
-}
-
 #[test]
 fn smollm2_matches_gguf_py() {
-    let Some(model) = model_path() else { return };
+    let Some(model) = common::model_path() else {
+        return;
+    };
     let out = Command::new(std::env::var("PYTHON").unwrap_or_else(|_| "python3".into()))
-        .arg(repo_root().join("scripts/dump_gguf_json.py"))
+        .arg(common::repo_root().join("scripts/dump_gguf_json.py"))
         .arg(&model)
         .output()
         .expect("python3 with the gguf package (pip install -r scripts/requirements.txt)");

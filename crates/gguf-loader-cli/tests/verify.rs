@@ -1,15 +1,14 @@
 //! `gguf-loader verify`: exit 0 clean, 1 data problems, 2 malformed; one line
 //! per problem and a summary; the `--json` object.
 
+#[path = "../../gguf-loader/tests/common/mod.rs"]
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use gguf_loader::format::{Endianness, GgmlType, GgufWriter};
 use serde_json::Value;
-
-fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
 
 fn verify(path: &Path, json: bool) -> Output {
     let mut c = Command::new(env!("CARGO_BIN_EXE_gguf-loader"));
@@ -44,7 +43,7 @@ fn bad_file(dir: &Path) -> PathBuf {
 
 #[test]
 fn clean_fixture_exits_0() {
-    let path = repo_root().join("tests/fixtures/default_align.gguf");
+    let path = common::repo_root().join("tests/fixtures/default_align.gguf");
     let out = verify(&path, false);
     assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
     let text = stdout(&out);
@@ -121,7 +120,7 @@ fn json_shape() {
 #[test]
 fn truncated_file_exits_2() {
     let dir = tempfile::tempdir().unwrap();
-    let src = repo_root().join("tests/fixtures/all_types_le.gguf");
+    let src = common::repo_root().join("tests/fixtures/all_types_le.gguf");
     let bytes = std::fs::read(&src).unwrap();
     let path = dir.path().join("truncated.gguf");
     std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
@@ -154,7 +153,7 @@ fn missing_file_exits_2() {
 
 #[test]
 fn big_endian_quantized_tensors_are_skipped() {
-    let path = repo_root().join("tests/fixtures/all_types_be.gguf");
+    let path = common::repo_root().join("tests/fixtures/all_types_be.gguf");
     let out = verify(&path, false);
     assert_eq!(out.status.code(), Some(0));
     let text = stdout(&out);
@@ -193,36 +192,13 @@ fn many_problems_are_counted_and_capped() {
     assert!(lines[16].ends_with("1000 problems (16 listed, at most 16 per tensor)"));
 }
 
-fn model_path() -> Option<PathBuf> {
-    let p = match std::env::var_os("GGUF_LOADER_MODEL") {
-        Some(p) => PathBuf::from(p),
-        None => std::env::var_os("GGUF_LOADER_CACHE")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| {
-                PathBuf::from(std::env::var_os("HOME").unwrap()).join(".cache/gguf-loader")
-            })
-            .join("SmolLM2-135M-Instruct.Q4_1.gguf"),
-    };
-    if p.exists() {
-        return Some(p);
-    }
-    assert!(
-        std::env::var_os("GGUF_LOADER_REQUIRE_MODEL").is_none(),
-        "{} is missing (run scripts/fetch-model.sh)",
-        p.display()
-    );
-    eprintln!(
-        "skipped: {} is missing (run scripts/fetch-model.sh)",
-        p.display()
-    );
-    None
-}
-
 /// The real SmolLM2 model is clean; a copy with one Q4_1 `m` set to NaN is
 /// reported at exactly that tensor and block.
 #[test]
 fn smollm2_clean_then_one_bad_scale() {
-    let Some(model) = model_path() else { return };
+    let Some(model) = common::model_path() else {
+        return;
+    };
     let out = verify(&model, false);
     assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
     assert!(stdout(&out).ends_with("272 tensors in 1 shard(s) checked, 0 problems\n"));

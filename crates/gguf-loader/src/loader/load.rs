@@ -214,6 +214,9 @@ impl MmapGGUFLoader {
         opts: &LoadOptions<'_>,
     ) -> Result<Model<T>> {
         check_device(device)?;
+        // Every byte will be read: start the kernel's read-ahead now (it
+        // matters for a cold page cache and costs nothing for a warm one).
+        self.prefetch_all();
         let infos: Vec<&TensorInfo<'_>> = self.tensors().collect();
         let bytes_total = infos.iter().map(|t| t.n_bytes).sum();
         let ctl = Control::new(infos.len(), bytes_total, opts.progress);

@@ -261,6 +261,16 @@ impl MmapGGUFLoader {
         }
     }
 
+    /// Asks the kernel to read every mapped file ahead, for a whole-model
+    /// load (a no-op in read mode). Advice only: errors are ignored.
+    pub fn prefetch_all(&self) {
+        for s in &self.shards {
+            if let Source::Map(m) = s.source() {
+                let _ = m.advise(memmap2::Advice::WillNeed);
+            }
+        }
+    }
+
     /// Asks the kernel to read a tensor's pages ahead (mmap mode; a no-op in
     /// read mode). Advice only: errors are ignored.
     pub fn prefetch(&self, name: &str) {

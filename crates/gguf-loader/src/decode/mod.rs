@@ -145,20 +145,22 @@ fn decode_unchecked<T: Element>(ty: GgmlType, src: &[u8], dst: &mut [T]) {
     if T::copy_same(ty, src, dst) {
         return;
     }
-    if let Some(fused) = T::as_f16_mut(dst).and_then(|d| simd::kernels(ty).f16.map(|k| (k, d))) {
-        let (k, d) = fused;
-        k(src, d);
-        return;
+    // A fused SIMD kernel writes f16 without an f32 round trip.
+    if let Some(kernel) = simd::kernels(ty).f16 {
+        if let Some(out) = T::as_f16_mut(dst) {
+            kernel(src, out);
+            return;
+        }
     }
     let f = row_fn(ty);
-    let block = ty.block_size() as usize;
-    let type_size = ty.type_size() as usize;
-    let per_step = (SCRATCH / block).max(1);
     if let Some(out) = T::as_f32_mut(dst) {
-        // Decode straight into the output.
         f(src, out);
         return;
     }
+    // Otherwise decode a few blocks at a time to f32 on the stack and convert.
+    let block = ty.block_size() as usize;
+    let type_size = ty.type_size() as usize;
+    let per_step = (SCRATCH / block).max(1);
     let mut scratch = [0f32; SCRATCH];
     for (s, d) in src
         .chunks(per_step * type_size)

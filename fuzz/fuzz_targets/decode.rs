@@ -1,6 +1,8 @@
 //! The first byte picks a ggml type; the rest, cut to whole blocks, is
 //! decoded to f32, f16 and bf16 (no panic allowed), and every SIMD f32
-//! kernel must match the scalar reference bit for bit.
+//! kernel must match the scalar reference bit for bit (and the fused f16
+//! kernels the reference rounded to f16); kernels given mismatched lengths
+//! must stay in bounds.
 #![no_main]
 
 use gguf_loader::decode::{dequantize_into, reference_row_fn, simd};
@@ -48,5 +50,20 @@ fuzz_target!(|data: &[u8]| {
                 "{ty}: fused f16 {a} != reference {want} at {i}"
             );
         }
+    }
+
+    // The kernels are safe functions: any pair of lengths must be sound
+    // (they decode the whole blocks that fit both; ASan checks the rest).
+    let short = n.saturating_sub(usize::from(pick >> 6) * 7);
+    let (untrimmed, long) = (rest, n + usize::from(pick & 0x1f));
+    for len in [short, long] {
+        let k = simd::kernels(ty);
+        if let Some(f) = k.f32 {
+            f(untrimmed, &mut vec![0f32; len]);
+        }
+        if let Some(f) = k.f16 {
+            f(untrimmed, &mut vec![f16::ZERO; len]);
+        }
+        reference_row_fn(ty)(untrimmed, &mut vec![0f32; len]);
     }
 });

@@ -1,0 +1,69 @@
+//! The first byte picks a ggml type; the rest, cut to whole blocks, is
+//! decoded to f32, f16 and bf16 (no panic allowed), and every SIMD f32
+//! kernel must match the scalar reference bit for bit (and the fused f16
+//! kernels the reference rounded to f16); kernels given mismatched lengths
+//! must stay in bounds.
+#![no_main]
+
+use gguf_loader::decode::{dequantize_into, reference_row_fn, simd};
+use gguf_loader::format::GgmlType;
+use gguf_loader::{bf16, f16};
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let Some((&pick, rest)) = data.split_first() else {
+        return;
+    };
+    let ty = GgmlType::ALL[pick as usize % GgmlType::ALL.len()];
+    let ts = ty.type_size() as usize;
+    let src = &rest[..rest.len() / ts * ts];
+    let n = src.len() / ts * ty.block_size() as usize;
+
+    let mut out32 = vec![0f32; n];
+    dequantize_into(ty, src, &mut out32).unwrap();
+    let mut out16 = vec![f16::ZERO; n];
+    dequantize_into(ty, src, &mut out16).unwrap();
+    let mut outb = vec![bf16::ZERO; n];
+    dequantize_into(ty, src, &mut outb).unwrap();
+
+    let mut reference = vec![0f32; n];
+    reference_row_fn(ty)(src, &mut reference);
+    if let Some(k) = simd::kernels(ty).f32 {
+        let mut fast = vec![0f32; n];
+        k(src, &mut fast);
+        for (i, (a, b)) in fast.iter().zip(&reference).enumerate() {
+            assert!(
+                a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan()),
+                "{ty}: SIMD {a:e} ({:#x}) != reference {b:e} ({:#x}) at {i}",
+                a.to_bits(),
+                b.to_bits()
+            );
+        }
+    }
+    if let Some(k) = simd::kernels(ty).f16 {
+        let mut fast = vec![f16::ZERO; n];
+        k(src, &mut fast);
+        for (i, (a, b)) in fast.iter().zip(&reference).enumerate() {
+            let want = f16::from_f32(*b);
+            assert!(
+                a.to_bits() == want.to_bits() || (a.is_nan() && want.is_nan()),
+                "{ty}: fused f16 {a} != reference {want} at {i}"
+            );
+        }
+    }
+
+    // The kernels are safe functions: any pair of lengths must be sound
+    // (they decode the whole blocks that fit both; ASan checks the rest).
+    let short = n.saturating_sub(usize::from(pick >> 6) * 7);
+    let (untrimmed, long) = (rest, n + usize::from(pick & 0x1f));
+    for len in [short, long] {
+        let k = simd::kernels(ty);
+        if let Some(f) = k.f32 {
+            f(untrimmed, &mut vec![0f32; len]);
+        }
+        if let Some(f) = k.f16 {
+            f(untrimmed, &mut vec![f16::ZERO; len]);
+        }
+        reference_row_fn(ty)(untrimmed, &mut vec![0f32; len]);
+    }
+});

@@ -16,7 +16,15 @@ export RUSTC_BOOTSTRAP=1
 if ! cargo fuzz --version >/dev/null 2>&1; then
     echo "== installing cargo-fuzz"
     start=$(date +%s)
-    cargo install --locked cargo-fuzz
+    if ! cargo install --locked cargo-fuzz; then
+        # CI sets FUZZ_INSTALL_OPTIONAL: a registry hiccup skips the smoke
+        # rather than failing the run; a crash found by the smoke still fails.
+        if [ -n "${FUZZ_INSTALL_OPTIONAL:-}" ]; then
+            echo "== cargo-fuzz could not be installed: fuzz smoke skipped"
+            exit 0
+        fi
+        exit 1
+    fi
     echo "== installed cargo-fuzz in $(( $(date +%s) - start )) s"
 fi
 

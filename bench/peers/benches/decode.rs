@@ -123,5 +123,33 @@ fn main() {
             gbps(one) / gbps(candle),
         );
     }
+    println!();
+    println!("in-cache: each thread decodes its own 64 Ki-element (128 KiB f16) slice, 200 times; GB/s of f16 output");
+    println!("| type | 1 thread | 2 threads | 2 threads / 1 |");
+    println!("|---|---:|---:|---:|");
+    const SMALL: usize = 1 << 16;
+    for ty in types {
+        let bytes = loader.get_tensor_data(ty.name()).unwrap();
+        let in_len = ty.byte_size(SMALL as u64).unwrap() as usize;
+        let (a, b) = (&bytes[..in_len], &bytes[in_len..2 * in_len]);
+        let mut da = vec![f16::ZERO; SMALL];
+        let mut db = vec![f16::ZERO; SMALL];
+        let rounds = 200;
+        let one = median(reps, || {
+            for _ in 0..rounds {
+                dequantize_into(ty, a, &mut da).unwrap();
+                dequantize_into(ty, b, &mut db).unwrap();
+            }
+        });
+        let two = median(reps, || {
+            rayon::join(
+                || (0..rounds).for_each(|_| dequantize_into(ty, a, &mut da).unwrap()),
+                || (0..rounds).for_each(|_| dequantize_into(ty, b, &mut db).unwrap()),
+            );
+        });
+        let out = (2 * SMALL * 2 * rounds) as f64;
+        let (g1, g2) = (out / one.as_secs_f64() / 1e9, out / two.as_secs_f64() / 1e9);
+        println!("| {} | {g1:.2} | {g2:.2} | {:.2}x |", ty.name(), g2 / g1);
+    }
     println!("synthetic file: {}", path.display());
 }

@@ -52,6 +52,22 @@ fn convert<T: Element>(input: &Path, output: &Path, filter: Option<&str>) -> Res
         .into_iter()
         .filter(|n| re.as_ref().is_none_or(|r| r.is_match(n)))
         .collect();
+    // The one decode failure left after validation: quantized data of a
+    // big-endian file. Refuse it before writing anything (safetensors'
+    // `View::data` cannot return an error).
+    if loader.endianness() == gguf_loader::format::Endianness::Big {
+        if let Some(t) = names
+            .iter()
+            .filter_map(|n| loader.tensor_info(n))
+            .find(|t| t.ty.is_quantized())
+        {
+            return Err(format!(
+                "tensor '{}': {} data in a big-endian file cannot be decoded",
+                t.name, t.ty
+            )
+            .into());
+        }
+    }
     let bar = progress(names.len());
     let is_gguf = output.extension().is_some_and(|e| e == "gguf");
     if is_gguf {

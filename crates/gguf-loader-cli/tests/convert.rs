@@ -119,3 +119,30 @@ fn bad_regex_is_one_line() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[test]
+fn big_endian_quantized_is_an_error_not_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let be = fixture().with_file_name("all_types_be.gguf");
+    for out in ["x.safetensors", "x.gguf"] {
+        let o = Command::new(env!("CARGO_BIN_EXE_gguf-loader"))
+            .arg("convert")
+            .arg(&be)
+            .arg("-o")
+            .arg(dir.path().join(out))
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(2), "{out}");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            err.contains("big-endian") && !err.contains("panicked"),
+            "{err}"
+        );
+    }
+    // Its plain float tensors convert.
+    convert(
+        &["--tensors", r"^tensor\.f(32|16)"],
+        &be,
+        &dir.path().join("f.safetensors"),
+    );
+}

@@ -229,3 +229,26 @@ fn split_models_open_as_one() {
         .to_string()
         .contains("split.no"));
 }
+
+#[test]
+fn big_endian_fixture_plain_tensors_decode_like_little_endian() {
+    let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures");
+    let le = MmapGGUFLoader::new(dir.join("all_types_le.gguf")).unwrap();
+    let be = MmapGGUFLoader::new(dir.join("all_types_be.gguf")).unwrap();
+    let mut plain = 0;
+    for t in le.tensors() {
+        let a = le
+            .load_tensor::<f32>(t.name, &gguf_loader::Device::Cpu)
+            .unwrap();
+        match be.load_tensor::<f32>(t.name, &gguf_loader::Device::Cpu) {
+            Ok(b) => {
+                let bits = |x: &[f32]| x.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(a.data()), bits(b.data()), "{}", t.name);
+                plain += 1;
+            }
+            Err(Error::BigEndianData { ty, .. }) => assert!(ty.is_quantized()),
+            Err(e) => panic!("{}: {e}", t.name),
+        }
+    }
+    assert!(plain >= 10, "{plain}");
+}

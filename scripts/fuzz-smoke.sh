@@ -41,6 +41,8 @@ echo "== built in $(( $(date +%s) - start )) s"
 for t in "${targets[@]}"; do
     # A scratch corpus per run: new inputs do not pile up in the seeds.
     work=$(mktemp -d)
+    # A target without committed seeds (roundtrip) starts from nothing.
+    mkdir -p "corpus/$t"
     echo "== $t for ${seconds} s"
     status=0
     cargo fuzz run -O "$t" "$work" "corpus/$t" -- \

@@ -2,36 +2,14 @@
 //! live heap return to where it was. (One test in its own binary, so no
 //! other test allocates meanwhile.)
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicIsize, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+mod common;
+
+use common::counting::{live, peak, reset_peak, Counting};
 
 use gguf_loader::synth::{synthesize, TINY_TEST};
 use gguf_loader::{f16, Device, Error, GgmlType, LoadOptions, MmapGGUFLoader};
-
-struct Counting;
-static LIVE: AtomicIsize = AtomicIsize::new(0);
-static PEAK: AtomicIsize = AtomicIsize::new(0);
-
-// SAFETY: forwards to the system allocator, only counting sizes.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-        let now = LIVE.fetch_add(l.size() as isize, Ordering::Relaxed) + l.size() as isize;
-        PEAK.fetch_max(now, Ordering::Relaxed);
-        // SAFETY: same contract as the caller's.
-        unsafe { System.alloc(l) }
-    }
-    unsafe fn alloc_zeroed(&self, l: Layout) -> *mut u8 {
-        let now = LIVE.fetch_add(l.size() as isize, Ordering::Relaxed) + l.size() as isize;
-        PEAK.fetch_max(now, Ordering::Relaxed);
-        // SAFETY: same contract as the caller's.
-        unsafe { System.alloc_zeroed(l) }
-    }
-    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
-        LIVE.fetch_sub(l.size() as isize, Ordering::Relaxed);
-        // SAFETY: same contract as the caller's.
-        unsafe { System.dealloc(p, l) }
-    }
-}
 
 #[global_allocator]
 static A: Counting = Counting;
@@ -53,8 +31,7 @@ fn cancel_at_half_frees_everything() {
     // Warm the thread pool so its own allocations are not counted.
     drop(loader.load_f16_model(&Device::Cpu).unwrap());
 
-    let before = LIVE.load(Ordering::Relaxed);
-    PEAK.store(before, Ordering::Relaxed);
+    let before = reset_peak();
     let seen = AtomicU64::new(0);
     let cancel = |p: &gguf_loader::Progress| {
         seen.fetch_max(p.bytes_done, Ordering::Relaxed);
@@ -65,7 +42,7 @@ fn cancel_at_half_frees_everything() {
         &LoadOptions::default().threads(1).progress(&cancel),
     );
     assert!(matches!(r, Err(Error::Cancelled)));
-    let peak = PEAK.load(Ordering::Relaxed) - before;
+    let peak = peak() - before;
     // The outputs are one allocation of the model's size.
     assert!(
         peak > 0 && (peak as u64) < out_bytes + (1 << 20),
@@ -80,7 +57,7 @@ fn cancel_at_half_frees_everything() {
     );
     // The pool built for `threads(1)` is gone too; allow a little slack for
     // thread-local bookkeeping.
-    let after = LIVE.load(Ordering::Relaxed);
+    let after = live();
     assert!(
         after - before < 64 * 1024,
         "leaked {} bytes",

@@ -1,72 +1,12 @@
 //! One crafted file per validation rule, each asserting its error; every
 //! prefix of a valid file is rejected without panic.
 
+mod corpus_cases;
+
+use corpus_cases::Raw;
 use gguf_loader::format::{
     Context, FormatErrorKind as K, GgmlType, GgufFile, GgufWriter, MetaValue, ValueType,
 };
-
-/// Builds raw GGUF bytes field by field, for files our writer refuses to make.
-struct Raw {
-    out: Vec<u8>,
-    wide: bool,
-}
-
-impl Raw {
-    fn v3() -> Raw {
-        let mut r = Raw {
-            out: b"GGUF".to_vec(),
-            wide: true,
-        };
-        r.u32(3);
-        r
-    }
-    fn header(n_tensors: u64, n_kv: u64) -> Raw {
-        let mut r = Raw::v3();
-        r.u64(n_tensors);
-        r.u64(n_kv);
-        r
-    }
-    fn u8(&mut self, v: u8) -> &mut Self {
-        self.out.push(v);
-        self
-    }
-    fn u32(&mut self, v: u32) -> &mut Self {
-        self.out.extend(v.to_le_bytes());
-        self
-    }
-    fn u64(&mut self, v: u64) -> &mut Self {
-        self.out.extend(v.to_le_bytes());
-        self
-    }
-    fn len(&mut self, v: u64) -> &mut Self {
-        if self.wide {
-            self.u64(v)
-        } else {
-            self.u32(v as u32)
-        }
-    }
-    fn bytes(&mut self, b: &[u8]) -> &mut Self {
-        self.len(b.len() as u64);
-        self.out.extend_from_slice(b);
-        self
-    }
-    fn kv_u32(&mut self, key: &str, v: u32) -> &mut Self {
-        self.bytes(key.as_bytes()).u32(ValueType::U32 as u32).u32(v)
-    }
-    fn tensor(&mut self, name: &str, dims: &[u64], ty: u32, offset: u64) -> &mut Self {
-        self.bytes(name.as_bytes()).u32(dims.len() as u32);
-        for d in dims {
-            self.len(*d);
-        }
-        self.u32(ty).u64(offset)
-    }
-    /// Pads to 32 and appends `n` data bytes.
-    fn data(&mut self, n: usize) -> Vec<u8> {
-        let mut out = self.out.clone();
-        out.resize(out.len().next_multiple_of(32) + n, 0);
-        out
-    }
-}
 
 fn err(bytes: &[u8]) -> gguf_loader::format::FormatError {
     GgufFile::parse(bytes).expect_err("must be rejected")

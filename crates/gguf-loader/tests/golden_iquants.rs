@@ -3,6 +3,8 @@
 
 mod common;
 
+use common::Lcg;
+
 use gguf_loader::decode::iquants::{
     dequantize_row_iq1_m, dequantize_row_iq1_s, dequantize_row_iq2_s, dequantize_row_iq2_xs,
     dequantize_row_iq2_xxs, dequantize_row_iq3_s, dequantize_row_iq3_xxs, dequantize_row_iq4_nl,
@@ -88,17 +90,6 @@ fn iq4_xs_golden() {
 }
 
 /// A 64-bit LCG (Knuth's MMIX constants); the top byte of each step.
-struct Lcg(u64);
-
-impl Lcg {
-    fn byte(&mut self) -> u8 {
-        self.0 = self
-            .0
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        (self.0 >> 56) as u8
-    }
-}
 
 #[test]
 fn pseudo_random_bytes_never_panic() {

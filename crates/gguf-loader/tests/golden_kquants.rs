@@ -4,6 +4,8 @@
 
 mod common;
 
+use common::Lcg;
+
 use gguf_loader::decode::kquants::{
     dequantize_row_q2_k, dequantize_row_q3_k, dequantize_row_q4_k, dequantize_row_q5_k,
     dequantize_row_q6_k,
@@ -70,22 +72,6 @@ fn q6_k_golden() {
 }
 
 /// Minimal 64-bit LCG (Knuth's MMIX constants) for reproducible noise.
-struct Lcg(u64);
-
-impl Lcg {
-    fn next_u8(&mut self) -> u8 {
-        self.0 = self
-            .0
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        (self.0 >> 56) as u8
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        let hi = u32::from(self.next_u8()) << 8 | u32::from(self.next_u8());
-        hi as usize % n
-    }
-}
 
 /// Arbitrary bytes, partial blocks and mismatched `dst` lengths never panic,
 /// and only whole (block, 256-output) pairs are written.
@@ -95,7 +81,7 @@ fn random_bytes_never_panic() {
     for &(name, ts, f) in &TYPES {
         for round in 0..200 {
             let src_len = rng.below(4 * ts + 7);
-            let src: Vec<u8> = (0..src_len).map(|_| rng.next_u8()).collect();
+            let src: Vec<u8> = (0..src_len).map(|_| rng.byte()).collect();
             let whole = src_len / ts;
             // dst: exact, short, long, empty, or arbitrary.
             let dst_len = match round % 5 {

@@ -4,6 +4,8 @@
 
 mod common;
 
+use common::Lcg;
+
 use gguf_loader::decode::{float, fp4, legacy, ternary};
 use gguf_loader::format::types::GgmlType;
 
@@ -83,21 +85,6 @@ golden_tests! {
 }
 
 /// A small deterministic byte source (64-bit LCG, top byte).
-struct Lcg(u64);
-
-impl Lcg {
-    fn bytes(&mut self, n: usize) -> Vec<u8> {
-        (0..n)
-            .map(|_| {
-                self.0 = self
-                    .0
-                    .wrapping_mul(6_364_136_223_846_793_005)
-                    .wrapping_add(1_442_695_040_888_963_407);
-                (self.0 >> 56) as u8
-            })
-            .collect()
-    }
-}
 
 #[test]
 fn random_bytes_never_panic_and_fill_every_value() {

@@ -5,6 +5,8 @@
 
 mod common;
 
+use common::Lcg;
+
 use gguf_loader::decode::{reference_row_fn, simd};
 use gguf_loader::format::GgmlType;
 use half::f16;
@@ -16,34 +18,22 @@ const TYPES: [(GgmlType, &str, usize, &[usize]); 3] = [
     (GgmlType::Q5_K, "q5_k", 176, &[0, 2]),
 ];
 
-struct Lcg(u64);
-
-impl Lcg {
-    fn next(&mut self) -> u32 {
-        self.0 = self
-            .0
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        (self.0 >> 32) as u32
-    }
-}
-
 /// A scale: sane most of the time, sometimes a special value.
 fn scale(rng: &mut Lcg) -> u16 {
-    let r = rng.next();
+    let r = rng.next_u32();
     match r % 16 {
-        0 => 0x0000,                                    // +0
-        1 => 0x8000 | (rng.next() as u16 & 0x3bff),     // negative
-        2 => rng.next() as u16 & 0x03ff,                // subnormal
-        3 => 0x7c00 | 1 | (rng.next() as u16 & 0x03ff), // NaN
-        4 => 0xfc00,                                    // -inf
-        5 => rng.next() as u16,                         // anything
+        0 => 0x0000,                                        // +0
+        1 => 0x8000 | (rng.next_u32() as u16 & 0x3bff),     // negative
+        2 => rng.next_u32() as u16 & 0x03ff,                // subnormal
+        3 => 0x7c00 | 1 | (rng.next_u32() as u16 & 0x03ff), // NaN
+        4 => 0xfc00,                                        // -inf
+        5 => rng.next_u32() as u16,                         // anything
         _ => f16::from_f32((r >> 8) as f32 / (1u32 << 24) as f32 * 0.1).to_bits(),
     }
 }
 
 fn random_blocks(rng: &mut Lcg, n: usize, type_size: usize, scales: &[usize]) -> Vec<u8> {
-    let mut v: Vec<u8> = (0..n * type_size).map(|_| rng.next() as u8).collect();
+    let mut v: Vec<u8> = (0..n * type_size).map(|_| rng.next_u32() as u8).collect();
     for b in v.chunks_exact_mut(type_size) {
         for &o in scales {
             b[o..o + 2].copy_from_slice(&scale(rng).to_le_bytes());

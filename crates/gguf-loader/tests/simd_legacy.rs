@@ -5,6 +5,8 @@
 
 mod common;
 
+use common::Lcg;
+
 use gguf_loader::decode::{reference_row_fn, simd};
 use gguf_loader::f16;
 use gguf_loader::format::types::GgmlType;
@@ -25,23 +27,11 @@ const SPECIAL_F16: &[u16] = &[
     0xFE01, 0x3C00, 0x1400,
 ];
 
-struct Lcg(u64);
-
-impl Lcg {
-    fn next(&mut self) -> u32 {
-        self.0 = self
-            .0
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        (self.0 >> 33) as u32
-    }
-}
-
 /// `blocks` random blocks of `ty`, every f16 header field (scales at the
 /// block's start, and Q4_1's min) sometimes one of the special values.
 fn random_blocks(ty: GgmlType, blocks: usize, rng: &mut Lcg) -> Vec<u8> {
     let ts = ty.type_size() as usize;
-    let mut v: Vec<u8> = (0..blocks * ts).map(|_| rng.next() as u8).collect();
+    let mut v: Vec<u8> = (0..blocks * ts).map(|_| rng.next_u32() as u8).collect();
     let header_halves = match ty {
         GgmlType::Q4_1 | GgmlType::Q5_1 => 2,
         GgmlType::Q4_0 | GgmlType::Q5_0 | GgmlType::Q8_0 => 1,
@@ -49,12 +39,12 @@ fn random_blocks(ty: GgmlType, blocks: usize, rng: &mut Lcg) -> Vec<u8> {
     };
     for b in v.chunks_exact_mut(ts) {
         for h in 0..header_halves {
-            let r = rng.next();
+            let r = rng.next_u32();
             let bits = if r % 3 == 0 {
                 SPECIAL_F16[(r as usize / 3) % SPECIAL_F16.len()]
             } else {
                 // A finite, moderate scale most of the time.
-                (rng.next() as u16 & 0x3FFF) | ((r as u16 & 1) << 15)
+                (rng.next_u32() as u16 & 0x3FFF) | ((r as u16 & 1) << 15)
             };
             b[2 * h..2 * h + 2].copy_from_slice(&bits.to_le_bytes());
         }
@@ -62,7 +52,7 @@ fn random_blocks(ty: GgmlType, blocks: usize, rng: &mut Lcg) -> Vec<u8> {
     if header_halves == 0 {
         // Plain F16/BF16: sprinkle special values among the elements.
         for e in v.chunks_exact_mut(2) {
-            let r = rng.next();
+            let r = rng.next_u32();
             if r % 5 == 0 {
                 let bits = SPECIAL_F16[(r as usize / 5) % SPECIAL_F16.len()];
                 e.copy_from_slice(&bits.to_le_bytes());

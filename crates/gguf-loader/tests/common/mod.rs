@@ -79,3 +79,36 @@ pub fn model_path() -> Option<PathBuf> {
     );
     None
 }
+
+/// The tests' pseudo-random source (a 64-bit LCG, Knuth's MMIX constants):
+/// deterministic, seedable, no dependency.
+pub struct Lcg(pub u64);
+
+impl Lcg {
+    pub fn step(&mut self) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        self.0
+    }
+
+    /// The top byte (the best bits of an LCG).
+    pub fn byte(&mut self) -> u8 {
+        (self.step() >> 56) as u8
+    }
+
+    pub fn next_u32(&mut self) -> u32 {
+        (self.step() >> 32) as u32
+    }
+
+    pub fn bytes(&mut self, n: usize) -> Vec<u8> {
+        (0..n).map(|_| self.byte()).collect()
+    }
+
+    /// Roughly uniform in `0..n` (16 random bits).
+    pub fn below(&mut self, n: usize) -> usize {
+        let x = u32::from(self.byte()) << 8 | u32::from(self.byte());
+        x as usize % n
+    }
+}

@@ -89,8 +89,6 @@ fn iq4_xs_golden() {
     check_golden("iq4_xs");
 }
 
-/// A 64-bit LCG (Knuth's MMIX constants); the top byte of each step.
-
 #[test]
 fn pseudo_random_bytes_never_panic() {
     let mut rng = Lcg(0x5eed_1c0a);

@@ -71,8 +71,6 @@ fn q6_k_golden() {
     check_golden("q6_k", 210, dequantize_row_q6_k);
 }
 
-/// Minimal 64-bit LCG (Knuth's MMIX constants) for reproducible noise.
-
 /// Arbitrary bytes, partial blocks and mismatched `dst` lengths never panic,
 /// and only whole (block, 256-output) pairs are written.
 #[test]

@@ -84,8 +84,6 @@ golden_tests! {
     golden_i64: I64 => float::dequantize_row_i64;
 }
 
-/// A small deterministic byte source (64-bit LCG, top byte).
-
 #[test]
 fn random_bytes_never_panic_and_fill_every_value() {
     let mut rng = Lcg(0x5EED);

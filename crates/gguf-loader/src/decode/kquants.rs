@@ -96,6 +96,21 @@ pub fn get_scale_min_k4(j: usize, q: &[u8; K_SCALE_SIZE]) -> (u8, u8) {
     }
 }
 
+/// The two `(d * sc, dmin * m)` pairs of the 32-element groups `2j` and
+/// `2j + 1` of a Q4_K/Q5_K block, computed in f32 as ggml does. Shared by the
+/// scalar routines and the SIMD kernels, so both scale alike.
+pub(crate) fn group_scales(
+    d: f32,
+    dmin: f32,
+    scales: &[u8; K_SCALE_SIZE],
+    j: usize,
+) -> [(f32, f32); 2] {
+    [2 * j, 2 * j + 1].map(|g| {
+        let (sc, m) = get_scale_min_k4(g, scales);
+        (d * f32::from(sc), dmin * f32::from(m))
+    })
+}
+
 /// Copies `N` bytes starting at `at` out of a block into an array.
 #[inline(always)]
 fn sub<const N: usize>(b: &[u8], at: usize) -> [u8; N] {
@@ -262,13 +277,7 @@ pub fn dequantize_row_q4_k(src: &[u8], dst: &mut [f32]) {
         let qs: [u8; 128] = sub(b, 16);
 
         for (j, (q, ys)) in qs.chunks_exact(32).zip(y.chunks_exact_mut(64)).enumerate() {
-            let is = 2 * j;
-            let (sc, m) = get_scale_min_k4(is, &scales);
-            let d1 = d * f32::from(sc);
-            let m1 = min * f32::from(m);
-            let (sc, m) = get_scale_min_k4(is + 1, &scales);
-            let d2 = d * f32::from(sc);
-            let m2 = min * f32::from(m);
+            let [(d1, m1), (d2, m2)] = group_scales(d, min, &scales, j);
             let (lo, hi) = ys.split_at_mut(32);
             for ((yl, yh), &qv) in lo.iter_mut().zip(hi.iter_mut()).zip(q) {
                 *yl = d1 * f32::from(qv & 0xF) - m1;
@@ -310,13 +319,7 @@ pub fn dequantize_row_q5_k(src: &[u8], dst: &mut [f32]) {
         let mut u1: u8 = 1;
         let mut u2: u8 = 2;
         for (j, (ql, ys)) in qs.chunks_exact(32).zip(y.chunks_exact_mut(64)).enumerate() {
-            let is = 2 * j;
-            let (sc, m) = get_scale_min_k4(is, &scales);
-            let d1 = d * f32::from(sc);
-            let m1 = min * f32::from(m);
-            let (sc, m) = get_scale_min_k4(is + 1, &scales);
-            let d2 = d * f32::from(sc);
-            let m2 = min * f32::from(m);
+            let [(d1, m1), (d2, m2)] = group_scales(d, min, &scales, j);
             let (lo, hi) = ys.split_at_mut(32);
             for (((yl, yh), &qv), &hv) in lo.iter_mut().zip(hi.iter_mut()).zip(ql).zip(&qh) {
                 let h1 = if hv & u1 != 0 { 16 } else { 0 };

@@ -20,7 +20,7 @@ use half::f16;
 
 use super::Kernels;
 use crate::decode::kquants::{
-    get_scale_min_k4, K_SCALE_SIZE, Q4_K_TYPE_SIZE, Q5_K_TYPE_SIZE, Q6_K_TYPE_SIZE, QK_K,
+    group_scales, K_SCALE_SIZE, Q4_K_TYPE_SIZE, Q5_K_TYPE_SIZE, Q6_K_TYPE_SIZE, QK_K,
 };
 use crate::format::GgmlType;
 
@@ -141,12 +141,9 @@ unsafe fn q4_k_blocks<const F16: bool>(src: *const u8, out: *mut u8, n: usize) {
             )
         };
         for j in 0..4 {
-            let (sc, m) = get_scale_min_k4(2 * j, &scales);
-            let d1 = _mm256_set1_ps(d * f32::from(sc));
-            let m1 = _mm256_set1_ps(min * f32::from(m));
-            let (sc, m) = get_scale_min_k4(2 * j + 1, &scales);
-            let d2 = _mm256_set1_ps(d * f32::from(sc));
-            let m2 = _mm256_set1_ps(min * f32::from(m));
+            let [(d1, m1), (d2, m2)] = group_scales(d, min, &scales, j);
+            let (d1, m1) = (_mm256_set1_ps(d1), _mm256_set1_ps(m1));
+            let (d2, m2) = (_mm256_set1_ps(d2), _mm256_set1_ps(m2));
             let yj = y + 64 * j;
             for l in [0, 16] {
                 // SAFETY: qs bytes 16 + 32j + l .. +16 lie inside the block.
@@ -201,12 +198,9 @@ unsafe fn q5_k_blocks<const F16: bool>(src: *const u8, out: *mut u8, n: usize) {
             )
         };
         for j in 0..4 {
-            let (sc, m) = get_scale_min_k4(2 * j, &scales);
-            let d1 = _mm256_set1_ps(d * f32::from(sc));
-            let m1 = _mm256_set1_ps(min * f32::from(m));
-            let (sc, m) = get_scale_min_k4(2 * j + 1, &scales);
-            let d2 = _mm256_set1_ps(d * f32::from(sc));
-            let m2 = _mm256_set1_ps(min * f32::from(m));
+            let [(d1, m1), (d2, m2)] = group_scales(d, min, &scales, j);
+            let (d1, m1) = (_mm256_set1_ps(d1), _mm256_set1_ps(m1));
+            let (d2, m2) = (_mm256_set1_ps(d2), _mm256_set1_ps(m2));
             let u1 = _mm_set1_epi8((1u8 << (2 * j)) as i8);
             let u2 = _mm_set1_epi8((2u8 << (2 * j)) as i8);
             let yj = y + 64 * j;

@@ -99,16 +99,19 @@ pub fn get_scale_min_k4(j: usize, q: &[u8; K_SCALE_SIZE]) -> (u8, u8) {
 /// The two `(d * sc, dmin * m)` pairs of the 32-element groups `2j` and
 /// `2j + 1` of a Q4_K/Q5_K block, computed in f32 as ggml does. Shared by the
 /// scalar routines and the SIMD kernels, so both scale alike.
+#[inline(always)]
 pub(crate) fn group_scales(
     d: f32,
     dmin: f32,
     scales: &[u8; K_SCALE_SIZE],
     j: usize,
 ) -> [(f32, f32); 2] {
-    [2 * j, 2 * j + 1].map(|g| {
-        let (sc, m) = get_scale_min_k4(g, scales);
-        (d * f32::from(sc), dmin * f32::from(m))
-    })
+    let (sc1, m1) = get_scale_min_k4(2 * j, scales);
+    let (sc2, m2) = get_scale_min_k4(2 * j + 1, scales);
+    [
+        (d * f32::from(sc1), dmin * f32::from(m1)),
+        (d * f32::from(sc2), dmin * f32::from(m2)),
+    ]
 }
 
 /// Copies `N` bytes starting at `at` out of a block into an array.

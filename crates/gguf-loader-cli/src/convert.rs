@@ -149,7 +149,11 @@ fn write_safetensors<T: Element>(
         .iter()
         .map(|name| {
             let info = loader.tensor_info(name).expect("name from the loader");
-            let shape = info.dims().iter().rev().map(|d| *d as usize).collect();
+            let shape = info
+                .shape_row_major()
+                .into_iter()
+                .map(|d| d as usize)
+                .collect();
             (
                 name.to_string(),
                 Lazy {

@@ -4,18 +4,24 @@
 //! `scripts/bench_gguf_py_decode.py` can time gguf-py on it.
 //!
 //! `cargo bench --manifest-path bench/peers/Cargo.toml --bench decode`
+//!
+//! Environment: `GGUF_BENCH_ELEMENTS` (elements per type, a multiple of 4096;
+//! default 16 Mi), `GGUF_BENCH_DIR` (where the synthetic file goes; default
+//! this crate's `target/`), `GGUF_BENCH_NO_CANDLE=1` (skip candle, e.g. on a
+//! machine where only the ratios to the hardware matter), and rayon's
+//! `RAYON_NUM_THREADS` for "all".
 
 use std::fs::File;
 use std::io::BufReader;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use gguf_loader::decode::{dequantize_into, dequantize_into_par};
 use gguf_loader::format::{GgufWriter, MetaValue};
 use gguf_loader::{f16, GgmlType, MmapGGUFLoader};
 
-/// Elements per synthetic tensor: 16 Mi (32 MiB of f16 output).
-const N: u64 = 1 << 24;
+/// Elements per synthetic tensor by default: 16 Mi (32 MiB of f16 output).
+const DEFAULT_N: u64 = 1 << 24;
 const ROW: u64 = 4096;
 
 /// Byte offsets of the f16 scale fields to make sane in each block.
@@ -28,12 +34,12 @@ fn scale_fields(ty: GgmlType) -> &'static [usize] {
     }
 }
 
-fn synth(path: &Path, types: &[GgmlType]) {
+fn synth(path: &Path, types: &[GgmlType], n: u64) {
     let mut state = 0x2545_f491_4f6c_dd1du64;
     let mut w = GgufWriter::new();
     w.add("general.architecture", MetaValue::String("bench".into()));
     for ty in types {
-        let n_bytes = ty.byte_size(N).unwrap() as usize;
+        let n_bytes = ty.byte_size(n).unwrap() as usize;
         let mut data = vec![0u8; n_bytes];
         for b in data.iter_mut() {
             state ^= state << 13;
@@ -47,7 +53,7 @@ fn synth(path: &Path, types: &[GgmlType]) {
                 block[*off..*off + 2].copy_from_slice(&f16::from_f32(0.0123).to_le_bytes());
             }
         }
-        w.add_tensor(ty.name(), &[ROW, N / ROW], *ty, data).unwrap();
+        w.add_tensor(ty.name(), &[ROW, n / ROW], *ty, data).unwrap();
     }
     let mut f = std::io::BufWriter::new(File::create(path).unwrap());
     w.write_to(&mut f).unwrap();
@@ -75,10 +81,21 @@ fn main() {
         GgmlType::Q5_K,
         GgmlType::Q6_K,
     ];
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target");
+    let n: u64 = std::env::var("GGUF_BENCH_ELEMENTS")
+        .ok()
+        .map(|v| v.parse().expect("GGUF_BENCH_ELEMENTS: a number"))
+        .unwrap_or(DEFAULT_N);
+    assert!(
+        n > 0 && n % ROW == 0,
+        "GGUF_BENCH_ELEMENTS: a multiple of {ROW}"
+    );
+    let with_candle = std::env::var_os("GGUF_BENCH_NO_CANDLE").is_none();
+    let dir = std::env::var_os("GGUF_BENCH_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("bench-decode.gguf");
-    synth(&path, &types);
+    synth(&path, &types, n);
     let loader = MmapGGUFLoader::new(&path).unwrap();
     let mut reader = BufReader::new(File::open(&path).unwrap());
     let content = candle_core::quantized::gguf_file::Content::read(&mut reader).unwrap();
@@ -86,41 +103,57 @@ fn main() {
     let threads = rayon::current_num_threads();
     let reps = 9;
 
-    println!("decode to f16, {N} elements per type, median of {reps}, {threads} threads; GB/s of f16 output");
     println!(
-        "| type | memcpy 1 thread | gguf-loader 1 thread | % of memcpy | memcpy all | gguf-loader all | all / 1 thread | candle dequantize_f16 | gguf-loader 1t / candle |"
+        "decode to f16, {n} elements per type, median of {reps}, {threads} threads; GB/s of f16 output"
     );
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
-    let out_bytes = (N * 2) as f64;
+    println!(
+        "memcpy copies the output bytes; fill only writes them (memset: the machine's write limit, no reads)"
+    );
+    println!(
+        "| type | memcpy 1 thread | fill 1 thread | gguf-loader 1 thread | % of memcpy | memcpy all | fill all | gguf-loader all | all / 1 thread | all / fill all | candle dequantize_f16 | gguf-loader 1t / candle |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let out_bytes = (n * 2) as f64;
     let gbps = |d: Duration| out_bytes / d.as_secs_f64() / 1e9;
-    let mut out = vec![f16::ZERO; N as usize];
-    let src_copy = vec![f16::ONE; N as usize];
+    let mut out = vec![f16::ZERO; n as usize];
+    let src_copy = vec![f16::ONE; n as usize];
     for ty in types {
+        use rayon::prelude::*;
         let bytes = loader.get_tensor_data(ty.name()).unwrap();
         let memcpy1 = median(reps, || out.copy_from_slice(&src_copy));
+        let fill1 = median(reps, || out.fill(std::hint::black_box(f16::ZERO)));
         let memcpy_all = median(reps, || {
-            use rayon::prelude::*;
             out.par_chunks_mut(1 << 16)
                 .zip(src_copy.par_chunks(1 << 16))
                 .for_each(|(d, s)| d.copy_from_slice(s));
         });
+        let fill_all = median(reps, || {
+            out.par_chunks_mut(1 << 16)
+                .for_each(|d| d.fill(std::hint::black_box(f16::ZERO)));
+        });
         let one = median(reps, || dequantize_into(ty, bytes, &mut out).unwrap());
         let all = median(reps, || dequantize_into_par(ty, bytes, &mut out).unwrap());
-        let qt = content.tensor(&mut reader, ty.name(), &cpu).unwrap();
-        let candle = median(reps, || {
-            std::hint::black_box(qt.dequantize_f16(&cpu).unwrap());
-        });
+        let candle = if with_candle {
+            let qt = content.tensor(&mut reader, ty.name(), &cpu).unwrap();
+            let t = median(reps, || {
+                std::hint::black_box(qt.dequantize_f16(&cpu).unwrap());
+            });
+            format!("{:.2} | {:.1}x", gbps(t), gbps(one) / gbps(t))
+        } else {
+            "- | -".to_string()
+        };
         println!(
-            "| {} | {:.2} | {:.2} | {:.0}% | {:.2} | {:.2} | {:.2}x | {:.2} | {:.1}x |",
+            "| {} | {:.2} | {:.2} | {:.2} | {:.0}% | {:.2} | {:.2} | {:.2} | {:.2}x | {:.0}% | {candle} |",
             ty.name(),
             gbps(memcpy1),
+            gbps(fill1),
             gbps(one),
             100.0 * gbps(one) / gbps(memcpy1),
             gbps(memcpy_all),
+            gbps(fill_all),
             gbps(all),
             gbps(all) / gbps(one),
-            gbps(candle),
-            gbps(one) / gbps(candle),
+            100.0 * gbps(all) / gbps(fill_all),
         );
     }
     println!();
@@ -142,10 +175,10 @@ fn main() {
             }
         });
         let two = median(reps, || {
-            rayon::join(
-                || (0..rounds).for_each(|_| dequantize_into(ty, a, &mut da).unwrap()),
-                || (0..rounds).for_each(|_| dequantize_into(ty, b, &mut db).unwrap()),
-            );
+            std::thread::scope(|s| {
+                s.spawn(|| (0..rounds).for_each(|_| dequantize_into(ty, a, &mut da).unwrap()));
+                (0..rounds).for_each(|_| dequantize_into(ty, b, &mut db).unwrap());
+            });
         });
         let out = (2 * SMALL * 2 * rounds) as f64;
         let (g1, g2) = (out / one.as_secs_f64() / 1e9, out / two.as_secs_f64() / 1e9);

@@ -5,6 +5,9 @@
 //!
 //! `cargo bench --manifest-path bench/peers/Cargo.toml --bench decode`
 //!
+//! gguf-loader's columns use the default `Stores::Auto` (streaming stores for
+//! these outputs); the "cached stores" columns force ordinary stores.
+//!
 //! Environment: `GGUF_BENCH_ELEMENTS` (elements per type, a multiple of 4096;
 //! default 16 Mi), `GGUF_BENCH_DIR` (where the synthetic file goes; default
 //! this crate's `target/`), `GGUF_BENCH_NO_CANDLE=1` (skip candle, e.g. on a
@@ -16,7 +19,7 @@ use std::io::BufReader;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use gguf_loader::decode::{dequantize_into, dequantize_into_par};
+use gguf_loader::decode::{dequantize_into, dequantize_into_par, dequantize_into_par_with, dequantize_into_with, Stores};
 use gguf_loader::format::{GgufWriter, MetaValue};
 use gguf_loader::{f16, GgmlType, MmapGGUFLoader};
 
@@ -110,9 +113,9 @@ fn main() {
         "memcpy copies the output bytes; fill only writes them (memset: the machine's write limit, no reads)"
     );
     println!(
-        "| type | memcpy 1 thread | fill 1 thread | gguf-loader 1 thread | % of memcpy | memcpy all | fill all | gguf-loader all | all / 1 thread | all / fill all | candle dequantize_f16 | gguf-loader 1t / candle |"
+        "| type | memcpy 1 thread | fill 1 thread | gguf-loader 1 thread | % of memcpy | memcpy all | fill all | gguf-loader all | all / 1 thread | all / fill all | 1 thread, cached stores | all, cached stores | candle dequantize_f16 | gguf-loader 1t / candle |"
     );
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     let out_bytes = (n * 2) as f64;
     let gbps = |d: Duration| out_bytes / d.as_secs_f64() / 1e9;
     let mut out = vec![f16::ZERO; n as usize];
@@ -133,6 +136,12 @@ fn main() {
         });
         let one = median(reps, || dequantize_into(ty, bytes, &mut out).unwrap());
         let all = median(reps, || dequantize_into_par(ty, bytes, &mut out).unwrap());
+        let one_cached = median(reps, || {
+            dequantize_into_with(ty, bytes, &mut out, Stores::Cached).unwrap()
+        });
+        let all_cached = median(reps, || {
+            dequantize_into_par_with(ty, bytes, &mut out, Stores::Cached).unwrap()
+        });
         let candle = if with_candle {
             let qt = content.tensor(&mut reader, ty.name(), &cpu).unwrap();
             let t = median(reps, || {
@@ -143,7 +152,7 @@ fn main() {
             "- | -".to_string()
         };
         println!(
-            "| {} | {:.2} | {:.2} | {:.2} | {:.0}% | {:.2} | {:.2} | {:.2} | {:.2}x | {:.0}% | {candle} |",
+            "| {} | {:.2} | {:.2} | {:.2} | {:.0}% | {:.2} | {:.2} | {:.2} | {:.2}x | {:.0}% | {:.2} | {:.2} | {candle} |",
             ty.name(),
             gbps(memcpy1),
             gbps(fill1),
@@ -154,6 +163,8 @@ fn main() {
             gbps(all),
             gbps(all) / gbps(one),
             100.0 * gbps(all) / gbps(fill_all),
+            gbps(one_cached),
+            gbps(all_cached),
         );
     }
     println!();

@@ -14,7 +14,7 @@ pub mod synth;
 pub mod tensor;
 pub mod validate;
 
-pub use decode::{Element, ElementKind};
+pub use decode::{Element, ElementKind, Stores};
 pub use error::{Error, Result};
 pub use format::{GgmlType, GgufFile, Metadata, TensorInfo, Value, ValueType};
 pub use half::{bf16, f16};

@@ -106,6 +106,50 @@ pub fn row_fn(ty: GgmlType) -> RowFn {
 /// Elements decoded per step when converting through an f32 scratch buffer.
 const SCRATCH: usize = 4096;
 
+/// Outputs at least this large are written with streaming stores under
+/// [`Stores::Auto`]: far beyond a core's L2, where ordinary stores would
+/// first read every output line from memory and evict the cache's contents.
+pub const STREAMING_MIN_BYTES: usize = 8 << 20;
+
+/// How the decoders write their output. The values are the same either way;
+/// only the speed differs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Stores {
+    /// [`Stores::Streaming`] for outputs of at least [`STREAMING_MIN_BYTES`]
+    /// (counting the whole output of the call), else [`Stores::Cached`].
+    #[default]
+    Auto,
+    /// Ordinary stores: the output stays in the cache, best when the caller
+    /// reads it right away.
+    Cached,
+    /// Streaming (non-temporal) stores where the CPU path has them (x86-64
+    /// AVX2 kernels, 16-byte aligned f32/f16 outputs): whole lines go to
+    /// memory without being read first. Best for outputs much larger than
+    /// the cache that are not read at once, such as whole-model loads.
+    Streaming,
+}
+
+impl Stores {
+    /// Whether an output of `bytes` bytes is streamed.
+    pub fn streams(self, bytes: usize) -> bool {
+        match self {
+            Stores::Auto => bytes >= STREAMING_MIN_BYTES,
+            Stores::Cached => false,
+            Stores::Streaming => true,
+        }
+    }
+
+    /// `Auto` settled for an output of `bytes` bytes, for callers that
+    /// decode it in pieces.
+    pub fn resolve(self, bytes: usize) -> Stores {
+        if self.streams(bytes) {
+            Stores::Streaming
+        } else {
+            Stores::Cached
+        }
+    }
+}
+
 fn check(ty: GgmlType, src: &[u8], dst_len: usize) -> Result<usize, DecodeError> {
     let type_size = ty.type_size() as usize;
     if src.len() % type_size != 0 {
@@ -130,33 +174,56 @@ fn check(ty: GgmlType, src: &[u8], dst_len: usize) -> Result<usize, DecodeError>
 /// f32 output is bit-exact with ggml's `dequantize_row_*`; f16 and bf16 are
 /// that value rounded to nearest-even, except F16 → f16 and BF16 → bf16,
 /// which copy the bits.
+///
+/// Large outputs are written with streaming stores ([`Stores::Auto`]); see
+/// [`dequantize_into_with`] to choose.
 pub fn dequantize_into<T: Element>(
     ty: GgmlType,
     src: &[u8],
     dst: &mut [T],
 ) -> Result<(), DecodeError> {
+    dequantize_into_with(ty, src, dst, Stores::Auto)
+}
+
+/// [`dequantize_into`] with the choice of how the output is written.
+pub fn dequantize_into_with<T: Element>(
+    ty: GgmlType,
+    src: &[u8],
+    dst: &mut [T],
+    stores: Stores,
+) -> Result<(), DecodeError> {
     check(ty, src, dst.len())?;
-    decode_unchecked(ty, src, dst);
+    decode_unchecked(ty, src, dst, stores.streams(std::mem::size_of_val(dst)));
     Ok(())
 }
 
 /// `src` and `dst` are known to match.
-fn decode_unchecked<T: Element>(ty: GgmlType, src: &[u8], dst: &mut [T]) {
+fn decode_unchecked<T: Element>(ty: GgmlType, src: &[u8], dst: &mut [T], stream: bool) {
     if T::copy_same(ty, src, dst) {
         return;
     }
+    let k = simd::kernels(ty);
     // A fused SIMD kernel writes f16 without an f32 round trip.
-    if let Some(kernel) = simd::kernels(ty).f16 {
-        if let Some(out) = T::as_f16_mut(dst) {
+    if let Some(out) = T::as_f16_mut(dst) {
+        if let Some(kernel) = if stream {
+            k.f16_stream.or(k.f16)
+        } else {
+            k.f16
+        } {
             kernel(src, out);
             return;
         }
     }
-    let f = row_fn(ty);
     if let Some(out) = T::as_f32_mut(dst) {
-        f(src, out);
+        let f = if stream {
+            k.f32_stream.or(k.f32)
+        } else {
+            k.f32
+        };
+        f.unwrap_or_else(|| reference_row_fn(ty))(src, out);
         return;
     }
+    let f = row_fn(ty);
     // Otherwise decode a few blocks at a time to f32 on the stack and convert.
     let block = ty.block_size() as usize;
     let type_size = ty.type_size() as usize;
@@ -182,12 +249,24 @@ pub fn dequantize_into_par<T: Element>(
     src: &[u8],
     dst: &mut [T],
 ) -> Result<(), DecodeError> {
+    dequantize_into_par_with(ty, src, dst, Stores::Auto)
+}
+
+/// [`dequantize_into_par`] with the choice of how the output is written
+/// (`Auto` judges the whole output, not each thread's share).
+pub fn dequantize_into_par_with<T: Element>(
+    ty: GgmlType,
+    src: &[u8],
+    dst: &mut [T],
+    stores: Stores,
+) -> Result<(), DecodeError> {
     check(ty, src, dst.len())?;
+    let stream = stores.streams(std::mem::size_of_val(dst));
     let block = ty.block_size() as usize;
     let blocks = (PAR_CHUNK_ELEMENTS / block).max(1);
     src.par_chunks(blocks * ty.type_size() as usize)
         .zip(dst.par_chunks_mut(blocks * block))
-        .for_each(|(s, d)| decode_unchecked(ty, s, d));
+        .for_each(|(s, d)| decode_unchecked(ty, s, d, stream));
     Ok(())
 }
 

@@ -12,7 +12,7 @@ use rayon::prelude::*;
 
 use super::MmapGGUFLoader;
 use crate::alloc::zeroed_vec;
-use crate::decode::{dequantize_into, Element};
+use crate::decode::{dequantize_into, dequantize_into_with, Element, Stores};
 use crate::error::{Error, Result};
 use crate::format::{Endianness, GgmlType, TensorInfo};
 use crate::model::{Model, ModelConfig};
@@ -38,6 +38,9 @@ pub struct LoadOptions<'a> {
     /// Decoding threads; `None` uses rayon's global pool (all cores).
     pub threads: Option<usize>,
     pub progress: Option<ProgressFn<'a>>,
+    /// How outputs are written; `Auto` judges the model's whole output, so
+    /// a model load of more than a few MiB streams its stores.
+    pub stores: Stores,
 }
 
 impl<'a> LoadOptions<'a> {
@@ -48,6 +51,11 @@ impl<'a> LoadOptions<'a> {
 
     pub fn progress(mut self, f: ProgressFn<'a>) -> Self {
         self.progress = Some(f);
+        self
+    }
+
+    pub fn stores(mut self, stores: Stores) -> Self {
+        self.stores = stores;
         self
     }
 }
@@ -140,7 +148,7 @@ impl MmapGGUFLoader {
             .tensor_info(name)
             .ok_or_else(|| Error::TensorNotFound(name.to_string()))?;
         let ctl = Control::new(1, info.n_bytes, None);
-        self.decode_into(info, dst, &ctl)
+        self.decode_into(info, dst, &ctl, Stores::Auto)
     }
 
     fn decode_tensor<T: Element>(
@@ -151,18 +159,21 @@ impl MmapGGUFLoader {
         let n =
             usize::try_from(info.n_elements).map_err(|_| Error::TooLarge(info.name.to_string()))?;
         let mut data = zeroed_vec::<T>(n);
-        self.decode_into(info, &mut data, ctl)?;
+        self.decode_into(info, &mut data, ctl, Stores::Auto)?;
         Ok(Tensor::from_vec(info.dims().to_vec(), data).expect("decoded length matches dims"))
     }
 
     /// Decodes `info`'s bytes into `dst` in chunks spread over rayon's
-    /// threads, checking for cancellation and reporting progress per chunk.
+    /// threads, checking for cancellation and reporting progress per chunk;
+    /// `Stores::Auto` is settled by the size of `dst`.
     fn decode_into<T: Element>(
         &self,
         info: &TensorInfo<'_>,
         dst: &mut [T],
         ctl: &Control<'_>,
+        stores: Stores,
     ) -> Result<()> {
+        let stores = stores.resolve(std::mem::size_of_val(dst));
         let name = info.name;
         let ty = info.ty;
         let mut bytes = self.read_tensor_data(name)?;
@@ -188,7 +199,7 @@ impl MmapGGUFLoader {
             .zip(dst.par_chunks_mut(blocks * block))
             .try_for_each(|(s, d)| {
                 ctl.check()?;
-                dequantize_into(ty, s, d).map_err(decode_err)?;
+                dequantize_into_with(ty, s, d, stores).map_err(decode_err)?;
                 ctl.report(s.len() as u64, 0);
                 Ok::<(), Error>(())
             })?;
@@ -231,6 +242,9 @@ impl MmapGGUFLoader {
                 .iter()
                 .try_fold(0usize, |a, n| a.checked_add(*n))
                 .ok_or_else(|| Error::TooLarge("the model".into()))?;
+            let stores = opts
+                .stores
+                .resolve(total.saturating_mul(std::mem::size_of::<T>()));
             let mut buf = zeroed_vec::<T>(total);
             let mut slices: Vec<(usize, &mut [T])> = Vec::with_capacity(infos.len());
             let mut rest: &mut [T] = &mut buf;
@@ -243,7 +257,7 @@ impl MmapGGUFLoader {
             slices.sort_by_key(|(i, _)| Reverse(infos[*i].n_bytes));
             slices.into_par_iter().try_for_each(|(i, dst)| {
                 ctl.check()?;
-                self.decode_into(infos[i], dst, &ctl)
+                self.decode_into(infos[i], dst, &ctl, stores)
             })?;
             let buf = std::sync::Arc::new(buf);
             let mut start = 0;

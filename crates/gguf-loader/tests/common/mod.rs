@@ -112,3 +112,39 @@ impl Lcg {
         x as usize % n
     }
 }
+
+/// Every f32 kernel in `k`: the ordinary one and the streaming one.
+pub fn f32_kernels(
+    k: &gguf_loader::decode::simd::Kernels,
+) -> Vec<(&'static str, gguf_loader::decode::simd::F32Kernel)> {
+    [("f32", k.f32), ("f32 stream", k.f32_stream)]
+        .into_iter()
+        .filter_map(|(n, f)| Some((n, f?)))
+        .collect()
+}
+
+/// Every f16 kernel in `k`: the ordinary one and the streaming one.
+pub fn f16_kernels(
+    k: &gguf_loader::decode::simd::Kernels,
+) -> Vec<(&'static str, gguf_loader::decode::simd::F16Kernel)> {
+    [("f16", k.f16), ("f16 stream", k.f16_stream)]
+        .into_iter()
+        .filter_map(|(n, f)| Some((n, f?)))
+        .collect()
+}
+
+/// Runs `f` on `n` outputs preset to `fill`, placed once on a 16-byte
+/// boundary and once one element past it (where streaming kernels fall back
+/// to ordinary stores), and returns both outputs.
+pub fn run_placed<T: Copy>(n: usize, fill: T, f: impl Fn(&mut [T])) -> [Vec<T>; 2] {
+    let size = std::mem::size_of::<T>();
+    let mut buf = vec![fill; n + 32 / size];
+    let aligned = (0..16 / size)
+        .find(|o| (buf.as_ptr() as usize + o * size) % 16 == 0)
+        .expect("some element of the first 16 bytes is 16-byte aligned");
+    [aligned, aligned + 1].map(|o| {
+        buf.fill(fill);
+        f(&mut buf[o..o + n]);
+        buf[o..o + n].to_vec()
+    })
+}

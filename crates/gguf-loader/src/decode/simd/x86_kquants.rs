@@ -39,14 +39,20 @@ pub fn kernels(ty: GgmlType) -> Kernels {
         GgmlType::Q4_K => Kernels {
             f32: Some(q4_k_f32),
             f16: Some(q4_k_f16),
+            f32_stream: Some(q4_k_f32_stream),
+            f16_stream: Some(q4_k_f16_stream),
         },
         GgmlType::Q5_K => Kernels {
             f32: Some(q5_k_f32),
             f16: Some(q5_k_f16),
+            f32_stream: Some(q5_k_f32_stream),
+            f16_stream: Some(q5_k_f16_stream),
         },
         GgmlType::Q6_K => Kernels {
             f32: Some(q6_k_f32),
             f16: Some(q6_k_f16),
+            f32_stream: Some(q6_k_f32_stream),
+            f16_stream: Some(q6_k_f16_stream),
         },
         _ => Kernels::default(),
     }
@@ -67,26 +73,45 @@ unsafe fn f16_at(p: *const u8) -> f32 {
 }
 
 /// Stores 16 values (`lo` then `hi`) at element `i` of the output at
-/// `out`: as f32, or converted to f16 with round-to-nearest-even when `F16`.
+/// `out`: as f32, or converted to f16 with round-to-nearest-even when `F16`;
+/// with streaming (non-temporal) 16-byte stores when `NT`.
 ///
 /// # Safety
 /// Elements `i..i + 16` of the output (4 or 2 bytes each) must be writable,
-/// and the CPU must support AVX2 and F16C.
+/// `out` 16-byte aligned when `NT`, and the CPU must support AVX2 and F16C.
 #[inline]
 #[target_feature(enable = "avx2,f16c")]
-unsafe fn store16<const F16: bool>(out: *mut u8, i: usize, lo: __m256, hi: __m256) {
+unsafe fn store16<const F16: bool, const NT: bool>(out: *mut u8, i: usize, lo: __m256, hi: __m256) {
     if F16 {
-        let h = _mm256_set_m128i(
-            _mm256_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(hi),
+        let (l, h) = (
             _mm256_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(lo),
+            _mm256_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(hi),
         );
-        // SAFETY: the caller guarantees 32 writable bytes at element `i`.
-        unsafe { _mm256_storeu_si256(out.add(i * 2) as *mut __m256i, h) };
-    } else {
-        // SAFETY: the caller guarantees 64 writable bytes at element `i`.
+        // SAFETY: the caller guarantees 32 writable bytes at element `i`
+        // (16-byte aligned when `NT`, as `i` is a multiple of 16).
         unsafe {
-            _mm256_storeu_ps(out.add(i * 4) as *mut f32, lo);
-            _mm256_storeu_ps(out.add(i * 4 + 32) as *mut f32, hi);
+            let p = out.add(i * 2) as *mut __m128i;
+            if NT {
+                _mm_stream_si128(p, l);
+                _mm_stream_si128(p.add(1), h);
+            } else {
+                _mm256_storeu_si256(p as *mut __m256i, _mm256_set_m128i(h, l));
+            }
+        }
+    } else {
+        // SAFETY: the caller guarantees 64 writable bytes at element `i`
+        // (16-byte aligned when `NT`).
+        unsafe {
+            let p = out.add(i * 4) as *mut f32;
+            if NT {
+                _mm_stream_ps(p, _mm256_castps256_ps128(lo));
+                _mm_stream_ps(p.add(4), _mm256_extractf128_ps::<1>(lo));
+                _mm_stream_ps(p.add(8), _mm256_castps256_ps128(hi));
+                _mm_stream_ps(p.add(12), _mm256_extractf128_ps::<1>(hi));
+            } else {
+                _mm256_storeu_ps(p, lo);
+                _mm256_storeu_ps(p.add(8), hi);
+            }
         }
     }
 }
@@ -117,6 +142,52 @@ fn dqm(q: __m128i, d: __m256, m: __m256) -> __m256 {
     _mm256_sub_ps(_mm256_mul_ps(d, qf), m)
 }
 
+/// The safe entry points over a `*_blocks` loop: `n` whole blocks that fit
+/// both slices, with ordinary stores or (on a 16-byte aligned output)
+/// streaming stores followed by a store fence.
+macro_rules! wrappers {
+    ($blocks:ident, $size:expr, $f32:ident, $f16:ident, $f32s:ident, $f16s:ident) => {
+        fn $f32(src: &[u8], dst: &mut [f32]) {
+            let n = (src.len() / $size).min(dst.len() / QK_K);
+            // SAFETY: `n` whole blocks fit in both slices, and `kernels` hands
+            // this function out only after detecting AVX2 and F16C.
+            unsafe { $blocks::<false, false>(src.as_ptr(), dst.as_mut_ptr() as *mut u8, n) }
+        }
+
+        fn $f16(src: &[u8], dst: &mut [f16]) {
+            let n = (src.len() / $size).min(dst.len() / QK_K);
+            // SAFETY: as above.
+            unsafe { $blocks::<true, false>(src.as_ptr(), dst.as_mut_ptr() as *mut u8, n) }
+        }
+
+        fn $f32s(src: &[u8], dst: &mut [f32]) {
+            if !super::aligned16(dst) {
+                return $f32(src, dst);
+            }
+            let n = (src.len() / $size).min(dst.len() / QK_K);
+            // SAFETY: as above, and `dst` is 16-byte aligned; the fence
+            // (SSE, always there on x86-64) orders the streamed stores.
+            unsafe {
+                $blocks::<false, true>(src.as_ptr(), dst.as_mut_ptr() as *mut u8, n);
+                _mm_sfence();
+            }
+        }
+
+        fn $f16s(src: &[u8], dst: &mut [f16]) {
+            if !super::aligned16(dst) {
+                return $f16(src, dst);
+            }
+            let n = (src.len() / $size).min(dst.len() / QK_K);
+            // SAFETY: as above, and `dst` is 16-byte aligned; the fence
+            // (SSE, always there on x86-64) orders the streamed stores.
+            unsafe {
+                $blocks::<true, true>(src.as_ptr(), dst.as_mut_ptr() as *mut u8, n);
+                _mm_sfence();
+            }
+        }
+    };
+}
+
 // ---------------------------------------------------------------------------
 // Q4_K
 // ---------------------------------------------------------------------------
@@ -127,7 +198,7 @@ fn dqm(q: __m128i, d: __m256, m: __m256) -> __m256 {
 /// `src` must hold `n * 144` readable bytes, `out` room for `n * 256`
 /// output elements, and the CPU must support AVX2 and F16C.
 #[target_feature(enable = "avx2,f16c")]
-unsafe fn q4_k_blocks<const F16: bool>(src: *const u8, out: *mut u8, n: usize) {
+unsafe fn q4_k_blocks<const F16: bool, const NT: bool>(src: *const u8, out: *mut u8, n: usize) {
     let mask = _mm_set1_epi8(0x0F);
     for b in 0..n {
         // SAFETY: block `b < n` lies inside the caller's buffers.
@@ -152,26 +223,22 @@ unsafe fn q4_k_blocks<const F16: bool>(src: *const u8, out: *mut u8, n: usize) {
                 let hi = _mm_and_si128(_mm_srli_epi16::<4>(q), mask);
                 // SAFETY: elements yj + l .. yj + 48 + l lie inside block `b`.
                 unsafe {
-                    store16::<F16>(out, yj + l, dqm(lo, d1, m1), dqm(upper8(lo), d1, m1));
-                    store16::<F16>(out, yj + 32 + l, dqm(hi, d2, m2), dqm(upper8(hi), d2, m2));
+                    store16::<F16, NT>(out, yj + l, dqm(lo, d1, m1), dqm(upper8(lo), d1, m1));
+                    store16::<F16, NT>(out, yj + 32 + l, dqm(hi, d2, m2), dqm(upper8(hi), d2, m2));
                 }
             }
         }
     }
 }
 
-fn q4_k_f32(src: &[u8], dst: &mut [f32]) {
-    let n = (src.len() / Q4_K_TYPE_SIZE).min(dst.len() / QK_K);
-    // SAFETY: `n` whole blocks fit in both slices, and `kernels` hands this
-    // function out only after detecting AVX2 and F16C.
-    unsafe { q4_k_blocks::<false>(src.as_ptr(), dst.as_mut_ptr() as *mut u8, n) }
-}
-
-fn q4_k_f16(src: &[u8], dst: &mut [f16]) {
-    let n = (src.len() / Q4_K_TYPE_SIZE).min(dst.len() / QK_K);
-    // SAFETY: as in `q4_k_f32`.
-    unsafe { q4_k_blocks::<true>(src.as_ptr(), dst.as_mut_ptr() as *mut u8, n) }
-}
+wrappers!(
+    q4_k_blocks,
+    Q4_K_TYPE_SIZE,
+    q4_k_f32,
+    q4_k_f16,
+    q4_k_f32_stream,
+    q4_k_f16_stream
+);
 
 // ---------------------------------------------------------------------------
 // Q5_K
@@ -183,7 +250,7 @@ fn q4_k_f16(src: &[u8], dst: &mut [f16]) {
 /// `src` must hold `n * 176` readable bytes, `out` room for `n * 256`
 /// output elements, and the CPU must support AVX2 and F16C.
 #[target_feature(enable = "avx2,f16c")]
-unsafe fn q5_k_blocks<const F16: bool>(src: *const u8, out: *mut u8, n: usize) {
+unsafe fn q5_k_blocks<const F16: bool, const NT: bool>(src: *const u8, out: *mut u8, n: usize) {
     let mask = _mm_set1_epi8(0x0F);
     let sixteen = _mm_set1_epi8(16);
     for b in 0..n {
@@ -214,26 +281,22 @@ unsafe fn q5_k_blocks<const F16: bool>(src: *const u8, out: *mut u8, n: usize) {
                 let hi = _mm_add_epi8(_mm_and_si128(_mm_srli_epi16::<4>(q), mask), h2);
                 // SAFETY: elements yj + l .. yj + 48 + l lie inside block `b`.
                 unsafe {
-                    store16::<F16>(out, yj + l, dqm(lo, d1, m1), dqm(upper8(lo), d1, m1));
-                    store16::<F16>(out, yj + 32 + l, dqm(hi, d2, m2), dqm(upper8(hi), d2, m2));
+                    store16::<F16, NT>(out, yj + l, dqm(lo, d1, m1), dqm(upper8(lo), d1, m1));
+                    store16::<F16, NT>(out, yj + 32 + l, dqm(hi, d2, m2), dqm(upper8(hi), d2, m2));
                 }
             }
         }
     }
 }
 
-fn q5_k_f32(src: &[u8], dst: &mut [f32]) {
-    let n = (src.len() / Q5_K_TYPE_SIZE).min(dst.len() / QK_K);
-    // SAFETY: `n` whole blocks fit in both slices, and `kernels` hands this
-    // function out only after detecting AVX2 and F16C.
-    unsafe { q5_k_blocks::<false>(src.as_ptr(), dst.as_mut_ptr() as *mut u8, n) }
-}
-
-fn q5_k_f16(src: &[u8], dst: &mut [f16]) {
-    let n = (src.len() / Q5_K_TYPE_SIZE).min(dst.len() / QK_K);
-    // SAFETY: as in `q5_k_f32`.
-    unsafe { q5_k_blocks::<true>(src.as_ptr(), dst.as_mut_ptr() as *mut u8, n) }
-}
+wrappers!(
+    q5_k_blocks,
+    Q5_K_TYPE_SIZE,
+    q5_k_f32,
+    q5_k_f16,
+    q5_k_f32_stream,
+    q5_k_f16_stream
+);
 
 // ---------------------------------------------------------------------------
 // Q6_K
@@ -253,7 +316,7 @@ fn sq(q: __m128i, s: f32) -> __m256 {
 /// `src` must hold `n * 210` readable bytes, `out` room for `n * 256`
 /// output elements, and the CPU must support AVX2 and F16C.
 #[target_feature(enable = "avx2,f16c")]
-unsafe fn q6_k_blocks<const F16: bool>(src: *const u8, out: *mut u8, n: usize) {
+unsafe fn q6_k_blocks<const F16: bool, const NT: bool>(src: *const u8, out: *mut u8, n: usize) {
     let mask = _mm_set1_epi8(0x0F);
     let three = _mm_set1_epi8(3);
     let bias = _mm_set1_epi8(32);
@@ -301,25 +364,21 @@ unsafe fn q6_k_blocks<const F16: bool>(src: *const u8, out: *mut u8, n: usize) {
                 );
                 // SAFETY: elements yh + l .. yh + l + 112 lie inside block `b`.
                 unsafe {
-                    store16::<F16>(out, yh + l, sq(q1, s1), sq(upper8(q1), s1));
-                    store16::<F16>(out, yh + l + 32, sq(q2, s2), sq(upper8(q2), s2));
-                    store16::<F16>(out, yh + l + 64, sq(q3, s3), sq(upper8(q3), s3));
-                    store16::<F16>(out, yh + l + 96, sq(q4, s4), sq(upper8(q4), s4));
+                    store16::<F16, NT>(out, yh + l, sq(q1, s1), sq(upper8(q1), s1));
+                    store16::<F16, NT>(out, yh + l + 32, sq(q2, s2), sq(upper8(q2), s2));
+                    store16::<F16, NT>(out, yh + l + 64, sq(q3, s3), sq(upper8(q3), s3));
+                    store16::<F16, NT>(out, yh + l + 96, sq(q4, s4), sq(upper8(q4), s4));
                 }
             }
         }
     }
 }
 
-fn q6_k_f32(src: &[u8], dst: &mut [f32]) {
-    let n = (src.len() / Q6_K_TYPE_SIZE).min(dst.len() / QK_K);
-    // SAFETY: `n` whole blocks fit in both slices, and `kernels` hands this
-    // function out only after detecting AVX2 and F16C.
-    unsafe { q6_k_blocks::<false>(src.as_ptr(), dst.as_mut_ptr() as *mut u8, n) }
-}
-
-fn q6_k_f16(src: &[u8], dst: &mut [f16]) {
-    let n = (src.len() / Q6_K_TYPE_SIZE).min(dst.len() / QK_K);
-    // SAFETY: as in `q6_k_f32`.
-    unsafe { q6_k_blocks::<true>(src.as_ptr(), dst.as_mut_ptr() as *mut u8, n) }
-}
+wrappers!(
+    q6_k_blocks,
+    Q6_K_TYPE_SIZE,
+    q6_k_f32,
+    q6_k_f16,
+    q6_k_f32_stream,
+    q6_k_f16_stream
+);

@@ -27,39 +27,39 @@ fn supported() -> bool {
     *OK.get_or_init(|| is_x86_feature_detected!("avx2") && is_x86_feature_detected!("f16c"))
 }
 
+/// The four kernels of a block type's module.
+macro_rules! quant_kernels {
+    ($m:ident) => {
+        Kernels {
+            f32: Some($m::f32),
+            f16: Some($m::f16),
+            f32_stream: Some($m::f32_stream),
+            f16_stream: Some($m::f16_stream),
+        }
+    };
+}
+
 /// The AVX2 kernels for `ty`, where this CPU supports them.
 pub fn kernels(ty: GgmlType) -> Kernels {
     if !supported() {
         return Kernels::default();
     }
     match ty {
-        GgmlType::Q4_0 => Kernels {
-            f32: Some(q4_0_f32),
-            f16: Some(q4_0_f16),
-        },
-        GgmlType::Q4_1 => Kernels {
-            f32: Some(q4_1_f32),
-            f16: Some(q4_1_f16),
-        },
-        GgmlType::Q5_0 => Kernels {
-            f32: Some(q5_0_f32),
-            f16: Some(q5_0_f16),
-        },
-        GgmlType::Q5_1 => Kernels {
-            f32: Some(q5_1_f32),
-            f16: Some(q5_1_f16),
-        },
-        GgmlType::Q8_0 => Kernels {
-            f32: Some(q8_0_f32),
-            f16: Some(q8_0_f16),
-        },
+        GgmlType::Q4_0 => quant_kernels!(q4_0),
+        GgmlType::Q4_1 => quant_kernels!(q4_1),
+        GgmlType::Q5_0 => quant_kernels!(q5_0),
+        GgmlType::Q5_1 => quant_kernels!(q5_1),
+        GgmlType::Q8_0 => quant_kernels!(q8_0),
         GgmlType::F16 => Kernels {
             f32: Some(f16_f32),
-            f16: None,
+            f32_stream: Some(f16_f32_stream),
+            ..Kernels::default()
         },
         GgmlType::BF16 => Kernels {
             f32: Some(bf16_f32),
             f16: Some(bf16_f16),
+            f32_stream: Some(bf16_f32_stream),
+            f16_stream: Some(bf16_f16_stream),
         },
         _ => Kernels::default(),
     }
@@ -90,26 +90,67 @@ fn load16(b: &[u8], off: usize) -> __m128i {
     unsafe { _mm_loadu_si128(s.as_ptr().cast()) }
 }
 
-/// Stores four 8-lane vectors as 32 f32s.
+/// Stores 16 bytes at `p`, streaming (non-temporal) when `NT`.
+///
+/// # Safety
+/// `p..p + 16` must be writable, and 16-byte aligned when `NT`.
 #[inline]
 #[target_feature(enable = "avx2,f16c")]
-fn store_f32(y: &mut [f32], v: [__m256; 4]) {
+unsafe fn st128<const NT: bool>(p: *mut __m128i, v: __m128i) {
+    if NT {
+        // SAFETY: the caller guarantees 16 writable, aligned bytes.
+        unsafe { _mm_stream_si128(p, v) }
+    } else {
+        // SAFETY: the caller guarantees 16 writable bytes (any alignment).
+        unsafe { _mm_storeu_si128(p, v) }
+    }
+}
+
+/// Stores eight f32s at `p`, streaming (as two 16-byte halves) when `NT`.
+///
+/// # Safety
+/// `p..p + 8` must be writable, and 16-byte aligned when `NT`.
+#[inline]
+#[target_feature(enable = "avx2,f16c")]
+unsafe fn st_ps<const NT: bool>(p: *mut f32, v: __m256) {
+    if NT {
+        // SAFETY: the caller guarantees 32 writable bytes, 16-byte aligned.
+        unsafe {
+            _mm_stream_ps(p, _mm256_castps256_ps128(v));
+            _mm_stream_ps(p.add(4), _mm256_extractf128_ps::<1>(v));
+        }
+    } else {
+        // SAFETY: the caller guarantees 32 writable bytes (any alignment).
+        unsafe { _mm256_storeu_ps(p, v) }
+    }
+}
+
+/// Stores four 8-lane vectors as 32 f32s.
+///
+/// # Safety
+/// With `NT`, `y` must start 16-byte aligned.
+#[inline]
+#[target_feature(enable = "avx2,f16c")]
+unsafe fn store_f32<const NT: bool>(y: &mut [f32], v: [__m256; 4]) {
     let y: &mut [f32; QK] = y.try_into().expect("32 outputs");
     let p = y.as_mut_ptr();
     // SAFETY: `y` holds 32 f32s, the four stores write p[0..8], p[8..16],
-    // p[16..24], p[24..32]; unaligned stores have no alignment requirement.
+    // p[16..24], p[24..32]; alignment for `NT` is the caller's.
     unsafe {
-        _mm256_storeu_ps(p, v[0]);
-        _mm256_storeu_ps(p.add(8), v[1]);
-        _mm256_storeu_ps(p.add(16), v[2]);
-        _mm256_storeu_ps(p.add(24), v[3]);
+        st_ps::<NT>(p, v[0]);
+        st_ps::<NT>(p.add(8), v[1]);
+        st_ps::<NT>(p.add(16), v[2]);
+        st_ps::<NT>(p.add(24), v[3]);
     }
 }
 
 /// Stores four 8-lane vectors as 32 f16s, rounded to nearest even.
+///
+/// # Safety
+/// With `NT`, `y` must start 16-byte aligned.
 #[inline]
 #[target_feature(enable = "avx2,f16c")]
-fn store_f16(y: &mut [f16], v: [__m256; 4]) {
+unsafe fn store_f16<const NT: bool>(y: &mut [f16], v: [__m256; 4]) {
     let y: &mut [f16; QK] = y.try_into().expect("32 outputs");
     let p = y.as_mut_ptr().cast::<__m128i>();
     let h0 = _mm256_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(v[0]);
@@ -117,12 +158,12 @@ fn store_f16(y: &mut [f16], v: [__m256; 4]) {
     let h2 = _mm256_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(v[2]);
     let h3 = _mm256_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(v[3]);
     // SAFETY: `y` holds 32 f16s = 64 bytes = four 16-byte stores at p[0..4]
-    // (in units of 16 bytes); unaligned stores have no alignment requirement.
+    // (in units of 16 bytes); alignment for `NT` is the caller's.
     unsafe {
-        _mm_storeu_si128(p, h0);
-        _mm_storeu_si128(p.add(1), h1);
-        _mm_storeu_si128(p.add(2), h2);
-        _mm_storeu_si128(p.add(3), h3);
+        st128::<NT>(p, h0);
+        st128::<NT>(p.add(1), h1);
+        st128::<NT>(p.add(2), h2);
+        st128::<NT>(p.add(3), h3);
     }
 }
 
@@ -266,80 +307,82 @@ fn block_q8_0(b: &[u8]) -> [__m256; 4] {
     ]
 }
 
-/// Defines the AVX2 loops over whole blocks and their safe wrappers.
+/// Defines, in a module named after the type, the AVX2 loops over whole
+/// blocks and their safe wrappers, with ordinary and with streaming stores.
 macro_rules! block_kernels {
-    ($size:expr, $block:ident, $f32:ident, $f32_avx:ident, $f16:ident, $f16_avx:ident) => {
-        #[target_feature(enable = "avx2,f16c")]
-        fn $f32_avx(src: &[u8], dst: &mut [f32]) {
-            for (b, y) in src.chunks_exact($size).zip(dst.chunks_exact_mut(QK)) {
-                store_f32(y, $block(b));
+    ($name:ident, $size:expr, $block:ident) => {
+        mod $name {
+            use super::*;
+
+            /// # Safety
+            /// AVX2 and F16C must be available; with `NT`, `dst` must be
+            /// 16-byte aligned.
+            #[target_feature(enable = "avx2,f16c")]
+            unsafe fn to_f32<const NT: bool>(src: &[u8], dst: &mut [f32]) {
+                for (b, y) in src.chunks_exact($size).zip(dst.chunks_exact_mut(QK)) {
+                    // SAFETY: blocks are 128 bytes apart from an aligned start.
+                    unsafe { store_f32::<NT>(y, $block(b)) };
+                }
+                if NT {
+                    _mm_sfence();
+                }
             }
-        }
 
-        #[target_feature(enable = "avx2,f16c")]
-        fn $f16_avx(src: &[u8], dst: &mut [f16]) {
-            for (b, y) in src.chunks_exact($size).zip(dst.chunks_exact_mut(QK)) {
-                store_f16(y, $block(b));
+            /// # Safety
+            /// As `to_f32`.
+            #[target_feature(enable = "avx2,f16c")]
+            unsafe fn to_f16<const NT: bool>(src: &[u8], dst: &mut [f16]) {
+                for (b, y) in src.chunks_exact($size).zip(dst.chunks_exact_mut(QK)) {
+                    // SAFETY: blocks are 64 bytes apart from an aligned start.
+                    unsafe { store_f16::<NT>(y, $block(b)) };
+                }
+                if NT {
+                    _mm_sfence();
+                }
             }
-        }
 
-        fn $f32(src: &[u8], dst: &mut [f32]) {
-            // SAFETY: these kernels are handed out only where `supported()`
-            // found AVX2 and F16C on this CPU.
-            unsafe { $f32_avx(src, dst) }
-        }
+            pub fn f32(src: &[u8], dst: &mut [f32]) {
+                // SAFETY: these kernels are handed out only where `supported()`
+                // found AVX2 and F16C on this CPU; no streaming.
+                unsafe { to_f32::<false>(src, dst) }
+            }
 
-        fn $f16(src: &[u8], dst: &mut [f16]) {
-            // SAFETY: as above, AVX2 and F16C were detected.
-            unsafe { $f16_avx(src, dst) }
+            pub fn f16(src: &[u8], dst: &mut [f16]) {
+                // SAFETY: as above.
+                unsafe { to_f16::<false>(src, dst) }
+            }
+
+            pub fn f32_stream(src: &[u8], dst: &mut [f32]) {
+                if !super::super::aligned16(dst) {
+                    return f32(src, dst);
+                }
+                // SAFETY: AVX2 and F16C were detected, `dst` is aligned.
+                unsafe { to_f32::<true>(src, dst) }
+            }
+
+            pub fn f16_stream(src: &[u8], dst: &mut [f16]) {
+                if !super::super::aligned16(dst) {
+                    return f16(src, dst);
+                }
+                // SAFETY: AVX2 and F16C were detected, `dst` is aligned.
+                unsafe { to_f16::<true>(src, dst) }
+            }
         }
     };
 }
 
-block_kernels!(
-    Q4_0_SIZE,
-    block_q4_0,
-    q4_0_f32,
-    q4_0_f32_avx,
-    q4_0_f16,
-    q4_0_f16_avx
-);
-block_kernels!(
-    Q4_1_SIZE,
-    block_q4_1,
-    q4_1_f32,
-    q4_1_f32_avx,
-    q4_1_f16,
-    q4_1_f16_avx
-);
-block_kernels!(
-    Q5_0_SIZE,
-    block_q5_0,
-    q5_0_f32,
-    q5_0_f32_avx,
-    q5_0_f16,
-    q5_0_f16_avx
-);
-block_kernels!(
-    Q5_1_SIZE,
-    block_q5_1,
-    q5_1_f32,
-    q5_1_f32_avx,
-    q5_1_f16,
-    q5_1_f16_avx
-);
-block_kernels!(
-    Q8_0_SIZE,
-    block_q8_0,
-    q8_0_f32,
-    q8_0_f32_avx,
-    q8_0_f16,
-    q8_0_f16_avx
-);
+block_kernels!(q4_0, Q4_0_SIZE, block_q4_0);
+block_kernels!(q4_1, Q4_1_SIZE, block_q4_1);
+block_kernels!(q5_0, Q5_0_SIZE, block_q5_0);
+block_kernels!(q5_1, Q5_1_SIZE, block_q5_1);
+block_kernels!(q8_0, Q8_0_SIZE, block_q8_0);
 
 /// F16 → f32, 8 at a time (exact widening), the tail by the reference.
+///
+/// # Safety
+/// AVX2 and F16C must be available; with `NT`, `dst` must be 16-byte aligned.
 #[target_feature(enable = "avx2,f16c")]
-fn f16_f32_avx(src: &[u8], dst: &mut [f32]) {
+unsafe fn f16_f32_avx<const NT: bool>(src: &[u8], dst: &mut [f32]) {
     let n = (src.len() / 2).min(dst.len());
     let (src, dst) = (&src[..2 * n], &mut dst[..n]);
     let mut s = src.chunks_exact(16);
@@ -347,8 +390,11 @@ fn f16_f32_avx(src: &[u8], dst: &mut [f32]) {
     for (b, y) in (&mut s).zip(&mut d) {
         let y: &mut [f32; 8] = y.try_into().expect("8 outputs");
         let v = _mm256_cvtph_ps(load16(b, 0));
-        // SAFETY: `y` holds exactly 8 f32s; the store is unaligned.
-        unsafe { _mm256_storeu_ps(y.as_mut_ptr(), v) };
+        // SAFETY: `y` holds exactly 8 f32s, 32 bytes from an aligned start.
+        unsafe { st_ps::<NT>(y.as_mut_ptr(), v) };
+    }
+    if NT {
+        _mm_sfence();
     }
     crate::decode::float::dequantize_row_f16(s.remainder(), d.into_remainder());
 }
@@ -363,8 +409,11 @@ fn bf16x8_to_ps(b: &[u8]) -> __m256 {
 
 /// BF16 → f16 fused: exact widening to f32, then F16C round to nearest even
 /// (the reference f32 rounded by `half::f16::from_f32`).
+///
+/// # Safety
+/// As `f16_f32_avx`.
 #[target_feature(enable = "avx2,f16c")]
-fn bf16_f16_avx(src: &[u8], dst: &mut [f16]) {
+unsafe fn bf16_f16_avx<const NT: bool>(src: &[u8], dst: &mut [f16]) {
     let n = (src.len() / 2).min(dst.len());
     let (src, dst) = (&src[..2 * n], &mut dst[..n]);
     let mut s = src.chunks_exact(16);
@@ -372,8 +421,11 @@ fn bf16_f16_avx(src: &[u8], dst: &mut [f16]) {
     for (b, y) in (&mut s).zip(&mut d) {
         let y: &mut [f16; 8] = y.try_into().expect("8 outputs");
         let h = _mm256_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(bf16x8_to_ps(b));
-        // SAFETY: `y` holds exactly 8 f16s = 16 bytes; the store is unaligned.
-        unsafe { _mm_storeu_si128(y.as_mut_ptr().cast(), h) };
+        // SAFETY: `y` holds exactly 8 f16s = 16 bytes from an aligned start.
+        unsafe { st128::<NT>(y.as_mut_ptr().cast(), h) };
+    }
+    if NT {
+        _mm_sfence();
     }
     for (b, y) in s.remainder().chunks_exact(2).zip(d.into_remainder()) {
         let x = f32::from_bits(u32::from(u16::from_le_bytes([b[0], b[1]])) << 16);
@@ -382,31 +434,44 @@ fn bf16_f16_avx(src: &[u8], dst: &mut [f16]) {
 }
 
 /// BF16 → f32: the 16 bits become the top half of an f32.
+///
+/// # Safety
+/// As `f16_f32_avx`.
 #[target_feature(enable = "avx2,f16c")]
-fn bf16_f32_avx(src: &[u8], dst: &mut [f32]) {
+unsafe fn bf16_f32_avx<const NT: bool>(src: &[u8], dst: &mut [f32]) {
     let n = (src.len() / 2).min(dst.len());
     let (src, dst) = (&src[..2 * n], &mut dst[..n]);
     let mut s = src.chunks_exact(16);
     let mut d = dst.chunks_exact_mut(8);
     for (b, y) in (&mut s).zip(&mut d) {
         let y: &mut [f32; 8] = y.try_into().expect("8 outputs");
-        // SAFETY: `y` holds exactly 8 f32s; the store is unaligned.
-        unsafe { _mm256_storeu_ps(y.as_mut_ptr(), bf16x8_to_ps(b)) };
+        // SAFETY: `y` holds exactly 8 f32s, 32 bytes from an aligned start.
+        unsafe { st_ps::<NT>(y.as_mut_ptr(), bf16x8_to_ps(b)) };
+    }
+    if NT {
+        _mm_sfence();
     }
     crate::decode::float::dequantize_row_bf16(s.remainder(), d.into_remainder());
 }
 
-fn f16_f32(src: &[u8], dst: &mut [f32]) {
-    // SAFETY: handed out only where AVX2 and F16C were detected.
-    unsafe { f16_f32_avx(src, dst) }
+/// Safe wrappers, ordinary and streaming, over one of the functions above.
+macro_rules! float_kernels {
+    ($inner:ident, $out:ty, $plain:ident, $stream:ident) => {
+        fn $plain(src: &[u8], dst: &mut [$out]) {
+            // SAFETY: handed out only where AVX2 and F16C were detected.
+            unsafe { $inner::<false>(src, dst) }
+        }
+
+        fn $stream(src: &[u8], dst: &mut [$out]) {
+            if !super::aligned16(dst) {
+                return $plain(src, dst);
+            }
+            // SAFETY: AVX2 and F16C were detected, `dst` is aligned.
+            unsafe { $inner::<true>(src, dst) }
+        }
+    };
 }
 
-fn bf16_f16(src: &[u8], dst: &mut [f16]) {
-    // SAFETY: handed out only where AVX2 and F16C were detected.
-    unsafe { bf16_f16_avx(src, dst) }
-}
-
-fn bf16_f32(src: &[u8], dst: &mut [f32]) {
-    // SAFETY: handed out only where AVX2 and F16C were detected.
-    unsafe { bf16_f32_avx(src, dst) }
-}
+float_kernels!(f16_f32_avx, f32, f16_f32, f16_f32_stream);
+float_kernels!(bf16_f16_avx, f16, bf16_f16, bf16_f16_stream);
+float_kernels!(bf16_f32_avx, f32, bf16_f32, bf16_f32_stream);

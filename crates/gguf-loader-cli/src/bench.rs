@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use gguf_loader::decode::{dequantize_into, dequantize_into_par};
-use gguf_loader::{bf16, f16, Element, ElementKind, GgmlType, MmapGGUFLoader};
+use gguf_loader::decode::{dequantize_into_par_with, dequantize_into_with};
+use gguf_loader::{bf16, f16, Element, ElementKind, GgmlType, MmapGGUFLoader, Stores};
 
 type BoxError = Box<dyn std::error::Error>;
 
@@ -31,15 +31,20 @@ fn gbps(bytes: usize, t: Duration) -> f64 {
     bytes as f64 / t.as_secs_f64() / 1e9
 }
 
-pub fn run(path: &Path, dtype: ElementKind, threads: Option<usize>) -> Result<(), BoxError> {
+pub fn run(
+    path: &Path,
+    dtype: ElementKind,
+    threads: Option<usize>,
+    stores: Stores,
+) -> Result<(), BoxError> {
     match dtype {
-        ElementKind::F32 => bench::<f32>(path, threads),
-        ElementKind::F16 => bench::<f16>(path, threads),
-        ElementKind::BF16 => bench::<bf16>(path, threads),
+        ElementKind::F32 => bench::<f32>(path, threads, stores),
+        ElementKind::F16 => bench::<f16>(path, threads, stores),
+        ElementKind::BF16 => bench::<bf16>(path, threads, stores),
     }
 }
 
-fn bench<T: Element>(path: &Path, threads: Option<usize>) -> Result<(), BoxError> {
+fn bench<T: Element>(path: &Path, threads: Option<usize>, stores: Stores) -> Result<(), BoxError> {
     let loader = MmapGGUFLoader::new(path)?;
     let mut by_type: BTreeMap<GgmlType, Vec<&str>> = BTreeMap::new();
     for t in loader.tensors() {
@@ -51,10 +56,11 @@ fn bench<T: Element>(path: &Path, threads: Option<usize>) -> Result<(), BoxError
         .build()?;
     let min = Duration::from_millis(300);
     println!(
-        "{}: decode to {} ({} threads), GB/s of output; memcpy = copying the same output bytes",
+        "{}: decode to {} ({} threads, {:?} stores), GB/s of output; memcpy = copying the same output bytes",
         path.display(),
         T::KIND.name(),
-        n_threads
+        n_threads,
+        stores
     );
     println!(
         "{:<8} {:>8} {:>12} {:>9} {:>9} {:>9} {:>9} {:>7} {:>7}",
@@ -90,15 +96,17 @@ fn bench<T: Element>(path: &Path, threads: Option<usize>) -> Result<(), BoxError
                 });
             })
         });
+        // `Auto` judges all the tensors of the type together, as a model load does.
+        let stores = stores.resolve(out_bytes);
         let t_one = median_time(min, || {
             for (s, d) in inputs.iter().zip(outputs.iter_mut()) {
-                dequantize_into(ty, s, d).expect("validated");
+                dequantize_into_with(ty, s, d, stores).expect("validated");
             }
         });
         let t_all = pool.install(|| {
             median_time(min, || {
                 for (s, d) in inputs.iter().zip(outputs.iter_mut()) {
-                    dequantize_into_par(ty, s, d).expect("validated");
+                    dequantize_into_par_with(ty, s, d, stores).expect("validated");
                 }
             })
         });

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use gguf_loader::{
     bf16, f16, Device, Element, ElementKind, LazyModel, LoadMode, LoadOptions, MmapGGUFLoader,
-    Progress,
+    Progress, Stores,
 };
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
@@ -23,6 +23,7 @@ pub struct Args<'a> {
     pub device: Device,
     pub threads: Option<usize>,
     pub mode: LoadMode,
+    pub stores: Stores,
     pub lazy: bool,
     pub prefetch: bool,
     pub work: Duration,
@@ -142,6 +143,7 @@ fn load<T: Element>(a: &Args<'_>) -> Result<(), BoxError> {
     } else {
         let mut opts = LoadOptions::default().progress(&report);
         opts.threads = a.threads;
+        opts.stores = a.stores;
         let model = loader.load_model_with::<T>(&a.device, &opts)?;
         std::hint::black_box(model.len());
     }

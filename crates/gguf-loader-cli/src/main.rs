@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use gguf_loader::{Device, ElementKind, LoadMode};
+use gguf_loader::{Device, ElementKind, LoadMode, Stores};
 
 #[derive(Parser)]
 #[command(
@@ -45,6 +45,27 @@ impl From<Dtype> for ElementKind {
 enum Mode {
     Mmap,
     Read,
+}
+
+/// How decoded outputs are written (the values are the same).
+#[derive(Clone, Copy, ValueEnum)]
+enum StoresArg {
+    /// Streaming stores for outputs of 8 MiB or more.
+    Auto,
+    /// Ordinary stores.
+    Cached,
+    /// Streaming (non-temporal) stores.
+    Streaming,
+}
+
+impl From<StoresArg> for Stores {
+    fn from(s: StoresArg) -> Stores {
+        match s {
+            StoresArg::Auto => Stores::Auto,
+            StoresArg::Cached => Stores::Cached,
+            StoresArg::Streaming => Stores::Streaming,
+        }
+    }
 }
 
 fn parse_device(s: &str) -> Result<Device, String> {
@@ -95,6 +116,8 @@ enum Command {
         threads: Option<usize>,
         #[arg(long, value_enum, default_value = "mmap")]
         mode: Mode,
+        #[arg(long, value_enum, default_value = "auto")]
+        stores: StoresArg,
         /// Walk the model layer by layer, prefetching the next.
         #[arg(long)]
         lazy: bool,
@@ -129,6 +152,8 @@ enum Command {
         /// Threads for the multithreaded figures (default: all cores).
         #[arg(long)]
         threads: Option<usize>,
+        #[arg(long, value_enum, default_value = "auto")]
+        stores: StoresArg,
     },
     /// Check the structure and scan the data for NaN/Inf values and scales
     /// (exit 0 clean, 1 data problems, 2 malformed).
@@ -156,6 +181,7 @@ fn main() -> ExitCode {
             device,
             threads,
             mode,
+            stores,
             lazy,
             no_prefetch,
             work_ms,
@@ -169,6 +195,7 @@ fn main() -> ExitCode {
                 Mode::Mmap => LoadMode::Mmap,
                 Mode::Read => LoadMode::Read,
             },
+            stores: stores.into(),
             lazy,
             prefetch: !no_prefetch,
             work: std::time::Duration::from_millis(work_ms),
@@ -184,7 +211,8 @@ fn main() -> ExitCode {
             file,
             dtype,
             threads,
-        } => bench::run(&file, dtype.into(), threads),
+            stores,
+        } => bench::run(&file, dtype.into(), threads, stores.into()),
         Command::Verify { file, json } => match verify::run(&file, json) {
             Ok(code) => return code,
             Err(e) => Err(e),

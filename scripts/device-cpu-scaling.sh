@@ -10,14 +10,20 @@ c=${CARRY:-gpu-carry}
 d=${TMPDIR:-/tmp}/gguf-scaling
 mkdir -p "$d"
 echo "== machine"; nproc; lscpu | grep -E "Model name|Thread|Core|Socket|L3|NUMA node\(" ; free -g | head -2
-for t in 2 4 16; do
+for t in ${THREADS:-2 16}; do
   echo "== decode bench, 128 Mi elements per type (256 MiB of f16), RAYON_NUM_THREADS=$t"
   GGUF_BENCH_DIR="$d" GGUF_BENCH_NO_CANDLE=1 GGUF_BENCH_ELEMENTS=134217728 \
     RAYON_NUM_THREADS=$t "$c/decode-bench" | grep -v "^synthetic"
 done
 echo "== TinyLlama-1.1B Q4_0 (synthesized)"
 "$c/gguf-loader" synth --preset tinyllama-1.1b --type q4_0 -o "$d/tinyllama-q4_0.gguf" >/dev/null
-for t in 2 16; do "$c/gguf-loader" bench "$d/tinyllama-q4_0.gguf" --threads $t; done
-for t in 1 2 16; do
-  for i in 1 2 3; do echo "load threads=$t: $("$c/gguf-loader" load "$d/tinyllama-q4_0.gguf" --threads $t --json | tr -d '\n' | grep -oE '"load_ms":[^,]*')"; done
+for s in cached streaming; do
+  for t in 2 16; do "$c/gguf-loader" bench "$d/tinyllama-q4_0.gguf" --threads $t --stores $s | tail -n 1; done
+done
+for s in cached streaming; do
+  for t in 1 2 16; do
+    for i in 1 2 3; do
+      echo "load stores=$s threads=$t: $("$c/gguf-loader" load "$d/tinyllama-q4_0.gguf" --threads $t --stores $s --json | tr -d '\n' | grep -oE '"load_ms":[^,]*')"
+    done
+  done
 done

@@ -50,7 +50,8 @@ enum Mode {
 /// How decoded outputs are written (the values are the same).
 #[derive(Clone, Copy, ValueEnum)]
 enum StoresArg {
-    /// Streaming stores for outputs of 8 MiB or more.
+    /// Streaming stores for outputs of 8 MiB or more that reuse memory
+    /// (bench); ordinary stores into fresh memory (load).
     Auto,
     /// Ordinary stores.
     Cached,

@@ -38,8 +38,8 @@ pub struct LoadOptions<'a> {
     /// Decoding threads; `None` uses rayon's global pool (all cores).
     pub threads: Option<usize>,
     pub progress: Option<ProgressFn<'a>>,
-    /// How outputs are written; `Auto` judges the model's whole output, so
-    /// a model load of more than a few MiB streams its stores.
+    /// How outputs are written. A model load writes fresh memory, so `Auto`
+    /// means ordinary stores here (see [`Stores::Auto`]).
     pub stores: Stores,
 }
 
@@ -159,7 +159,8 @@ impl MmapGGUFLoader {
         let n =
             usize::try_from(info.n_elements).map_err(|_| Error::TooLarge(info.name.to_string()))?;
         let mut data = zeroed_vec::<T>(n);
-        self.decode_into(info, &mut data, ctl, Stores::Auto)?;
+        // Fresh pages: see `Stores::Auto`.
+        self.decode_into(info, &mut data, ctl, Stores::Cached)?;
         Ok(Tensor::from_vec(info.dims().to_vec(), data).expect("decoded length matches dims"))
     }
 
@@ -242,9 +243,10 @@ impl MmapGGUFLoader {
                 .iter()
                 .try_fold(0usize, |a, n| a.checked_add(*n))
                 .ok_or_else(|| Error::TooLarge("the model".into()))?;
-            let stores = opts
-                .stores
-                .resolve(total.saturating_mul(std::mem::size_of::<T>()));
+            let stores = match opts.stores {
+                Stores::Auto => Stores::Cached, // fresh pages
+                s => s,
+            };
             let mut buf = zeroed_vec::<T>(total);
             let mut slices: Vec<(usize, &mut [T])> = Vec::with_capacity(infos.len());
             let mut rest: &mut [T] = &mut buf;

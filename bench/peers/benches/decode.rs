@@ -19,7 +19,9 @@ use std::io::BufReader;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use gguf_loader::decode::{dequantize_into, dequantize_into_par, dequantize_into_par_with, dequantize_into_with, Stores};
+use gguf_loader::decode::{
+    dequantize_into, dequantize_into_par, dequantize_into_par_with, dequantize_into_with, Stores,
+};
 use gguf_loader::format::{GgufWriter, MetaValue};
 use gguf_loader::{f16, GgmlType, MmapGGUFLoader};
 
@@ -75,6 +77,48 @@ fn median(reps: usize, mut f: impl FnMut()) -> Duration {
     t[reps / 2]
 }
 
+/// Medians of paired runs: one-thread time, two-thread time, and the
+/// median, min and max of the per-pair speed-ups.
+struct Paired {
+    one: Duration,
+    two: Duration,
+    ratio: f64,
+    min: f64,
+    max: f64,
+}
+
+/// Runs `f(false)` (one thread) and `f(true)` (two) back to back `pairs`
+/// times (after a warm-up pair), so that slow drifts of a shared machine hit
+/// both sides of each ratio.
+fn paired(pairs: usize, mut f: impl FnMut(bool)) -> Paired {
+    f(false);
+    f(true);
+    let mut t1 = Vec::with_capacity(pairs);
+    let mut t2 = Vec::with_capacity(pairs);
+    let mut r = Vec::with_capacity(pairs);
+    for _ in 0..pairs {
+        let s = Instant::now();
+        f(false);
+        let a = s.elapsed();
+        let s = Instant::now();
+        f(true);
+        let b = s.elapsed();
+        t1.push(a);
+        t2.push(b);
+        r.push(a.as_secs_f64() / b.as_secs_f64());
+    }
+    t1.sort();
+    t2.sort();
+    r.sort_by(f64::total_cmp);
+    Paired {
+        one: t1[pairs / 2],
+        two: t2[pairs / 2],
+        ratio: r[pairs / 2],
+        min: r[0],
+        max: r[pairs - 1],
+    }
+}
+
 fn main() {
     let types = [
         GgmlType::Q4_0,
@@ -105,6 +149,7 @@ fn main() {
     let cpu = candle_core::Device::Cpu;
     let threads = rayon::current_num_threads();
     let reps = 9;
+    let pairs = 15;
 
     println!(
         "decode to f16, {n} elements per type, median of {reps}, {threads} threads; GB/s of f16 output"
@@ -168,32 +213,60 @@ fn main() {
         );
     }
     println!();
-    println!("in-cache: each thread decodes its own 64 Ki-element (128 KiB f16) slice, 200 times; GB/s of f16 output");
-    println!("| type | 1 thread | 2 threads | 2 threads / 1 |");
-    println!("|---|---:|---:|---:|");
+    println!("two cores, paired: {pairs} back-to-back pairs of (1 thread, 2 threads) runs, median of the per-pair ratios (min–max)");
+    println!("out of cache: the whole tensor, dequantize_into vs dequantize_into_par in a 2-thread pool (the product paths)");
+    println!("in cache: each thread decodes its own 64 Ki-element (128 KiB f16) slice 200 times (two plain threads)");
+    println!("| type | out of cache: 1 thread GB/s | 2 threads GB/s | 2 / 1 | in cache: 1 thread GB/s | 2 threads GB/s | 2 / 1 |");
+    println!("|---|---:|---:|---:|---:|---:|---:|");
+    let pool2 = rayon::ThreadPoolBuilder::new()
+        .num_threads(2)
+        .build()
+        .unwrap();
     const SMALL: usize = 1 << 16;
+    let rounds = 200;
     for ty in types {
         let bytes = loader.get_tensor_data(ty.name()).unwrap();
+        let big = paired(pairs, |two| {
+            if two {
+                pool2.install(|| dequantize_into_par(ty, bytes, &mut out).unwrap())
+            } else {
+                dequantize_into(ty, bytes, &mut out).unwrap()
+            }
+        });
         let in_len = ty.byte_size(SMALL as u64).unwrap() as usize;
         let (a, b) = (&bytes[..in_len], &bytes[in_len..2 * in_len]);
         let mut da = vec![f16::ZERO; SMALL];
         let mut db = vec![f16::ZERO; SMALL];
-        let rounds = 200;
-        let one = median(reps, || {
-            for _ in 0..rounds {
-                dequantize_into(ty, a, &mut da).unwrap();
-                dequantize_into(ty, b, &mut db).unwrap();
+        let small = paired(pairs, |two| {
+            let (da, db) = (&mut da, &mut db);
+            if two {
+                std::thread::scope(|s| {
+                    s.spawn(|| (0..rounds).for_each(|_| dequantize_into(ty, a, da).unwrap()));
+                    (0..rounds).for_each(|_| dequantize_into(ty, b, db).unwrap());
+                });
+            } else {
+                for _ in 0..rounds {
+                    dequantize_into(ty, a, da).unwrap();
+                    dequantize_into(ty, b, db).unwrap();
+                }
             }
         });
-        let two = median(reps, || {
-            std::thread::scope(|s| {
-                s.spawn(|| (0..rounds).for_each(|_| dequantize_into(ty, a, &mut da).unwrap()));
-                (0..rounds).for_each(|_| dequantize_into(ty, b, &mut db).unwrap());
-            });
-        });
-        let out = (2 * SMALL * 2 * rounds) as f64;
-        let (g1, g2) = (out / one.as_secs_f64() / 1e9, out / two.as_secs_f64() / 1e9);
-        println!("| {} | {g1:.2} | {g2:.2} | {:.2}x |", ty.name(), g2 / g1);
+        let small_bytes = (2 * SMALL * 2 * rounds) as f64;
+        let g = |bytes: f64, d: Duration| bytes / d.as_secs_f64() / 1e9;
+        println!(
+            "| {} | {:.2} | {:.2} | {:.2}x ({:.2}–{:.2}) | {:.2} | {:.2} | {:.2}x ({:.2}–{:.2}) |",
+            ty.name(),
+            g(out_bytes, big.one),
+            g(out_bytes, big.two),
+            big.ratio,
+            big.min,
+            big.max,
+            g(small_bytes, small.one),
+            g(small_bytes, small.two),
+            small.ratio,
+            small.min,
+            small.max,
+        );
     }
     println!("synthetic file: {}", path.display());
 }

@@ -9,7 +9,11 @@ use gguf_loader_peers::model_path;
 
 fn open(c: &mut Criterion) {
     let path = model_path();
-    assert!(path.exists(), "{} missing: run scripts/fetch-model.sh", path.display());
+    assert!(
+        path.exists(),
+        "{} missing: run scripts/fetch-model.sh",
+        path.display()
+    );
     let mut g = c.benchmark_group("open");
 
     g.bench_function("gguf-loader", |b| {

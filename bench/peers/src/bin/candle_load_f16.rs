@@ -9,7 +9,9 @@ use candle_core::quantized::gguf_file::Content;
 use candle_core::Device;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let path = std::env::args().nth(1).ok_or("usage: candle_load_f16 FILE")?;
+    let path = std::env::args()
+        .nth(1)
+        .ok_or("usage: candle_load_f16 FILE")?;
     let mut reader = BufReader::new(File::open(&path)?);
     let content = Content::read(&mut reader)?;
     let mut elements = 0usize;

@@ -1,8 +1,8 @@
 //! The first byte picks a ggml type; the rest, cut to whole blocks, is
 //! decoded to f32, f16 and bf16 (no panic allowed), and every SIMD f32
 //! kernel must match the scalar reference bit for bit (and the fused f16
-//! kernels the reference rounded to f16); kernels given mismatched lengths
-//! must stay in bounds.
+//! kernels the reference rounded to f16), streaming variants included;
+//! kernels given mismatched lengths must stay in bounds.
 #![no_main]
 
 use gguf_loader::decode::{dequantize_into, reference_row_fn, simd};
@@ -28,7 +28,8 @@ fuzz_target!(|data: &[u8]| {
 
     let mut reference = vec![0f32; n];
     reference_row_fn(ty)(src, &mut reference);
-    if let Some(k) = simd::kernels(ty).f32 {
+    let kernels = simd::kernels(ty);
+    for k in [kernels.f32, kernels.f32_stream].into_iter().flatten() {
         let mut fast = vec![0f32; n];
         k(src, &mut fast);
         for (i, (a, b)) in fast.iter().zip(&reference).enumerate() {
@@ -40,7 +41,7 @@ fuzz_target!(|data: &[u8]| {
             );
         }
     }
-    if let Some(k) = simd::kernels(ty).f16 {
+    for k in [kernels.f16, kernels.f16_stream].into_iter().flatten() {
         let mut fast = vec![f16::ZERO; n];
         k(src, &mut fast);
         for (i, (a, b)) in fast.iter().zip(&reference).enumerate() {
@@ -57,11 +58,10 @@ fuzz_target!(|data: &[u8]| {
     let short = n.saturating_sub(usize::from(pick >> 6) * 7);
     let (untrimmed, long) = (rest, n + usize::from(pick & 0x1f));
     for len in [short, long] {
-        let k = simd::kernels(ty);
-        if let Some(f) = k.f32 {
+        for f in [kernels.f32, kernels.f32_stream].into_iter().flatten() {
             f(untrimmed, &mut vec![0f32; len]);
         }
-        if let Some(f) = k.f16 {
+        for f in [kernels.f16, kernels.f16_stream].into_iter().flatten() {
             f(untrimmed, &mut vec![f16::ZERO; len]);
         }
         reference_row_fn(ty)(untrimmed, &mut vec![0f32; len]);

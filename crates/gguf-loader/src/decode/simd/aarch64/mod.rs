@@ -142,11 +142,13 @@ fn f16_at(b: &[u8], off: usize) -> f32 {
     f16::from_bits(u16::from_le_bytes([b[off], b[off + 1]])).to_f32()
 }
 
-/// Four lanes of the f16 at `b[off..off + 2]`, widened exactly.
+/// Four lanes of the f16 at `b[off..off + 2]`, widened exactly (with
+/// `fcvtl`, the same value as `half::f16::to_f32`, NaNs included: checked
+/// for every bit pattern by the test below).
 #[inline]
 #[target_feature(enable = "neon")]
 fn splat_f16(b: &[u8], off: usize) -> float32x4_t {
-    vdupq_n_f32(f16_at(b, off))
+    f16x4_to_f32(vdup_n_u16(u16::from_le_bytes([b[off], b[off + 1]])))
 }
 
 /// Loads the 16 bytes at `b[off..off + 16]`.
@@ -198,6 +200,23 @@ fn u8x16_to_f32(q: uint8x16_t) -> [float32x4_t; 4] {
     ]
 }
 
+/// Four f16s (as bits) widened exactly to f32 (`fcvtl`).
+#[inline]
+fn f16x4_to_f32(h: uint16x4_t) -> float32x4_t {
+    let f: float32x4_t;
+    // SAFETY: one register-only conversion (base Advanced SIMD, present on
+    // every aarch64 CPU); no memory, stack or flags are touched.
+    unsafe {
+        asm!(
+            "fcvtl {f:v}.4s, {h:v}.4h",
+            h = in(vreg) h,
+            f = lateout(vreg) f,
+            options(pure, nomem, nostack, preserves_flags)
+        );
+    }
+    f
+}
+
 /// Eight f16s (as bits) widened exactly to f32: lanes 0..4, then 4..8
 /// (`fcvtl`/`fcvtl2`; NaN payloads kept, signalling NaNs quieted, as F16C).
 #[inline]
@@ -241,4 +260,73 @@ fn f32x8_to_f16(lo: float32x4_t, hi: float32x4_t) -> uint16x8_t {
         );
     }
     h
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lanes(v: float32x4_t) -> [u32; 4] {
+        let mut out = [0f32; 4];
+        // SAFETY: `out` holds 4 f32s; `st1` needs only f32 alignment.
+        unsafe { vst1q_f32(out.as_mut_ptr(), v) };
+        out.map(f32::to_bits)
+    }
+
+    /// `fcvtl`/`fcvtl2` widen every f16 bit pattern to the f32 bits
+    /// `half::f16::to_f32` gives (NaN payloads included).
+    #[test]
+    fn f16_widening_matches_half_for_every_pattern() {
+        for bits in 0..=u16::MAX {
+            let want = f16::from_bits(bits).to_f32().to_bits();
+            let b = bits.to_le_bytes();
+            // SAFETY: the test runs on aarch64, where NEON is always there.
+            let (splat, (lo, hi)) = unsafe { (splat_f16(&b, 0), f16x8_to_f32(vdupq_n_u16(bits))) };
+            for got in [lanes(splat), lanes(lo), lanes(hi)].concat() {
+                assert_eq!(got, want, "f16 {bits:#06x}");
+            }
+        }
+    }
+
+    /// Rounds `v` and `-v` with `fcvtn`/`fcvtn2` and compares with
+    /// `half::f16::from_f32`, bit for bit.
+    fn check_rounding(v: [f32; 4]) {
+        // SAFETY: aarch64 always has NEON; `v` holds 4 f32s.
+        let h = unsafe {
+            let q = vld1q_f32(v.as_ptr());
+            f32x8_to_f16(q, vnegq_f32(q))
+        };
+        let mut got = [0u16; 8];
+        // SAFETY: `got` holds 8 u16s.
+        unsafe { vst1q_u16(got.as_mut_ptr(), h) };
+        for (i, y) in v.iter().chain(&v.map(|y| -y)).enumerate() {
+            assert_eq!(
+                got[i],
+                f16::from_f32(*y).to_bits(),
+                "{y:e} ({:#010x})",
+                y.to_bits()
+            );
+        }
+    }
+
+    /// `fcvtn`/`fcvtn2` round f32s near every f16 (the f16 values, the
+    /// halfway points to the next one and their neighbours), and the
+    /// overflow and underflow edges, as `half::f16::from_f32`.
+    #[test]
+    fn f16_rounding_matches_half() {
+        for bits in 0..0x7C00u16 {
+            let x = f16::from_bits(bits).to_f32();
+            // The halfway point is exact in f32; past 65504 it is 65520.
+            let next = f16::from_bits(bits + 1).to_f32();
+            let mid = if bits == 0x7BFF {
+                65520.0
+            } else {
+                (x + next) / 2.0
+            };
+            let m = mid.to_bits();
+            check_rounding([x, mid, f32::from_bits(m - 1), f32::from_bits(m + 1)]);
+        }
+        check_rounding([f32::INFINITY, f32::MAX, f32::from_bits(1), 0.0]);
+        check_rounding([65536.0, 1e-8, 2.0f32.powi(-25), 2.0f32.powi(-24)]);
+    }
 }

@@ -12,10 +12,10 @@
 # "SKIPPED: <why>" and exits 0; build, lint or test failures fail it.
 #
 # Runs: the lib unit tests and the simd_legacy, simd_kquants, golden_legacy,
-# golden_kquants, golden_iquants and decode tests (release), then the two
-# SIMD tests again on an emulated Cortex-A53 (no FEAT_FP16, so `half`
-# converts f16 in software: the NEON f16 rounding is checked against that
-# too), then clippy -D warnings for the aarch64 target.
+# golden_kquants, golden_iquants and decode tests (release), then the lib
+# and SIMD tests again on an emulated Cortex-A53 (no FEAT_FP16, so `half`
+# converts f16 in software: the NEON f16 conversions are checked against
+# that too), then clippy -D warnings for the aarch64 target.
 #
 #   scripts/test-aarch64.sh
 set -euo pipefail
@@ -131,9 +131,9 @@ echo "== built in $(($(date +%s) - t_build)) s"
 echo "== tests under qemu (cpu max)"
 run_tests test -p gguf-loader --release --target $target "${tests[@]}"
 
-echo "== SIMD tests under qemu (cpu cortex-a53: no FEAT_FP16, software f16 in half)"
+echo "== lib and SIMD tests under qemu (cpu cortex-a53: no FEAT_FP16, software f16 in half)"
 QEMU_CPU=cortex-a53 run_tests test -p gguf-loader --release --target $target \
-    --test simd_legacy --test simd_kquants
+    --lib --test simd_legacy --test simd_kquants
 
 echo "== clippy for $target"
 t_clippy=$(date +%s)

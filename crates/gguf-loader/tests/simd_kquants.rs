@@ -1,7 +1,8 @@
 //! The SIMD K-quant kernels (Q4_K, Q5_K, Q6_K) must match the scalar
 //! reference bit for bit: f32 output exactly, f16 output equal to the
 //! reference rounded with `half::f16::from_f32` (any NaN where the reference
-//! is NaN). Skipped where this CPU has no SIMD path for a type.
+//! is NaN). Skipped where this CPU has no SIMD path for a type (AVX2 + F16C
+//! on x86-64; NEON, always present, on aarch64).
 
 mod common;
 
@@ -165,5 +166,19 @@ fn dispatcher_uses_kernels_exactly() {
                 );
             }
         }
+    }
+}
+
+/// NEON is on every aarch64 CPU, so there the kernels must exist (the tests
+/// above would otherwise pass by skipping).
+#[cfg(all(target_arch = "aarch64", target_endian = "little"))]
+#[test]
+fn neon_kernels_present() {
+    for (ty, name, _, _) in TYPES {
+        let k = simd::kernels(ty);
+        assert!(
+            k.f32.is_some() && k.f16.is_some(),
+            "{name}: no NEON kernels"
+        );
     }
 }

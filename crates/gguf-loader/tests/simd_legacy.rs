@@ -1,7 +1,8 @@
-//! The AVX2 kernels of the legacy types (and F16/BF16 widening) against the
-//! scalar reference, bit for bit: f32 output exactly, fused f16 output equal
-//! to the reference rounded by `half::f16::from_f32` (any NaN where the
-//! reference is NaN). Skipped on CPUs without AVX2 + F16C.
+//! The SIMD kernels of the legacy types (and F16/BF16 widening; AVX2 on
+//! x86-64, NEON on aarch64) against the scalar reference, bit for bit: f32
+//! output exactly, fused f16 output equal to the reference rounded by
+//! `half::f16::from_f32` (any NaN where the reference is NaN). Skipped on
+//! x86 CPUs without AVX2 + F16C; never skipped on aarch64.
 
 mod common;
 
@@ -222,5 +223,22 @@ fn mismatched_lengths_stay_in_bounds() {
                 }
             }
         }
+    }
+}
+
+/// NEON is on every aarch64 CPU, so there the kernels must exist (the tests
+/// above would otherwise pass by skipping).
+#[cfg(all(target_arch = "aarch64", target_endian = "little"))]
+#[test]
+fn neon_kernels_present() {
+    for &ty in TYPES {
+        let k = simd::kernels(ty);
+        assert!(k.f32.is_some(), "{ty:?}: no NEON f32 kernel");
+        // F16 → f16 is a copy and has no kernel.
+        assert_eq!(
+            k.f16.is_some(),
+            ty != GgmlType::F16,
+            "{ty:?}: NEON f16 kernel"
+        );
     }
 }

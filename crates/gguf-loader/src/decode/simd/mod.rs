@@ -16,6 +16,8 @@ use half::f16;
 
 use crate::format::GgmlType;
 
+#[cfg(all(target_arch = "aarch64", target_endian = "little"))]
+mod aarch64;
 #[cfg(target_arch = "x86_64")]
 mod x86_kquants;
 #[cfg(target_arch = "x86_64")]
@@ -47,7 +49,14 @@ pub fn kernels(ty: GgmlType) -> Kernels {
         }
         x86_kquants::kernels(ty)
     }
-    #[cfg(not(target_arch = "x86_64"))]
+    #[cfg(all(target_arch = "aarch64", target_endian = "little"))]
+    {
+        aarch64::kernels(ty)
+    }
+    #[cfg(not(any(
+        target_arch = "x86_64",
+        all(target_arch = "aarch64", target_endian = "little")
+    )))]
     {
         let _ = ty;
         Kernels::default()

@@ -1,0 +1,171 @@
+//! NEON kernels for the K-quants Q4_K, Q5_K and Q6_K, to f32 and fused to
+//! f16: the counterparts of `x86_kquants`.
+//!
+//! The per-block scales are decoded with the scalar code of
+//! [`crate::decode::kquants`] (`group_scales`, and `d * sc` for Q6_K, in
+//! f32); the quants are then widened sixteen at a time to f32 and combined
+//! with the reference's operations in its order: `d1 * q - m1` as a separate
+//! multiply and subtract, or `(d * sc) * q` for Q6_K. See the parent module
+//! on exactness.
+//!
+//! Every kernel handles `min(src.len() / type_size, dst.len() / 256)` whole
+//! blocks and ignores the rest of both slices.
+
+use std::arch::aarch64::*;
+
+use half::f16;
+
+use super::{both, f16_at, i8x16_to_f32, load16, mul, store, u8x16_to_f32, Kernels, Out};
+use crate::decode::kquants::{
+    group_scales, K_SCALE_SIZE, Q4_K_TYPE_SIZE, Q5_K_TYPE_SIZE, Q6_K_TYPE_SIZE, QK_K,
+};
+use crate::format::GgmlType;
+
+/// The kernels for `ty`, where this module has some.
+pub fn kernels(ty: GgmlType) -> Kernels {
+    match ty {
+        GgmlType::Q4_K => both(q4_k_f32, q4_k_f16),
+        GgmlType::Q5_K => both(q5_k_f32, q5_k_f16),
+        GgmlType::Q6_K => both(q6_k_f32, q6_k_f16),
+        _ => Kernels::default(),
+    }
+}
+
+neon_entry!(q4_k_f32, f32, q4_k::<f32>);
+neon_entry!(q4_k_f16, f16, q4_k::<f16>);
+neon_entry!(q5_k_f32, f32, q5_k::<f32>);
+neon_entry!(q5_k_f16, f16, q5_k::<f16>);
+neon_entry!(q6_k_f32, f32, q6_k::<f32>);
+neon_entry!(q6_k_f16, f16, q6_k::<f16>);
+
+/// `d * q - m` for 16 unsigned byte quants, as two separate rounded ops.
+#[inline]
+#[target_feature(enable = "neon")]
+fn dqm(q: uint8x16_t, d: float32x4_t, m: float32x4_t) -> [float32x4_t; 4] {
+    let mut v = u8x16_to_f32(q);
+    for x in &mut v {
+        *x = vsubq_f32(vmulq_f32(d, *x), m);
+    }
+    v
+}
+
+/// The f16 scale and min and the packed scales of a Q4_K/Q5_K block.
+#[inline]
+fn header(b: &[u8]) -> (f32, f32, [u8; K_SCALE_SIZE]) {
+    let scales: [u8; K_SCALE_SIZE] = b[4..16].try_into().expect("12 scale bytes");
+    (f16_at(b, 0), f16_at(b, 2), scales)
+}
+
+/// Q4_K: group `2j` takes the low nibbles of qs bytes `32j..32j + 32`, group
+/// `2j + 1` their high nibbles.
+#[target_feature(enable = "neon")]
+fn q4_k<T: Out>(src: &[u8], dst: &mut [T]) {
+    let mask = vdupq_n_u8(0x0F);
+    for (b, y) in src
+        .chunks_exact(Q4_K_TYPE_SIZE)
+        .zip(dst.chunks_exact_mut(QK_K))
+    {
+        let b: &[u8; Q4_K_TYPE_SIZE] = b.try_into().expect("chunks_exact: whole block");
+        let (d, min, scales) = header(b);
+        for (j, y) in y.chunks_exact_mut(64).enumerate() {
+            let [(d1, m1), (d2, m2)] = group_scales(d, min, &scales, j);
+            let (d1, m1) = (vdupq_n_f32(d1), vdupq_n_f32(m1));
+            let (d2, m2) = (vdupq_n_f32(d2), vdupq_n_f32(m2));
+            for l in [0, 16] {
+                let q = load16(b, 16 + 32 * j + l);
+                let lo = vandq_u8(q, mask);
+                let hi = vshrq_n_u8::<4>(q);
+                store(&mut y[l..], dqm(lo, d1, m1));
+                store(&mut y[32 + l..], dqm(hi, d2, m2));
+            }
+        }
+    }
+}
+
+/// Q5_K: as Q4_K, plus 16 where bit `2j` (low nibbles) or `2j + 1` (high
+/// nibbles) of the element's qh byte is set.
+#[target_feature(enable = "neon")]
+fn q5_k<T: Out>(src: &[u8], dst: &mut [T]) {
+    let mask = vdupq_n_u8(0x0F);
+    let sixteen = vdupq_n_u8(16);
+    for (b, y) in src
+        .chunks_exact(Q5_K_TYPE_SIZE)
+        .zip(dst.chunks_exact_mut(QK_K))
+    {
+        let b: &[u8; Q5_K_TYPE_SIZE] = b.try_into().expect("chunks_exact: whole block");
+        let (d, min, scales) = header(b);
+        for (j, y) in y.chunks_exact_mut(64).enumerate() {
+            let [(d1, m1), (d2, m2)] = group_scales(d, min, &scales, j);
+            let (d1, m1) = (vdupq_n_f32(d1), vdupq_n_f32(m1));
+            let (d2, m2) = (vdupq_n_f32(d2), vdupq_n_f32(m2));
+            let u1 = vdupq_n_u8(1 << (2 * j));
+            let u2 = vdupq_n_u8(2 << (2 * j));
+            for l in [0, 16] {
+                let qh = load16(b, 16 + l);
+                let q = load16(b, 48 + 32 * j + l);
+                let h1 = vandq_u8(vtstq_u8(qh, u1), sixteen);
+                let h2 = vandq_u8(vtstq_u8(qh, u2), sixteen);
+                let lo = vaddq_u8(vandq_u8(q, mask), h1);
+                let hi = vaddq_u8(vshrq_n_u8::<4>(q), h2);
+                store(&mut y[l..], dqm(lo, d1, m1));
+                store(&mut y[32 + l..], dqm(hi, d2, m2));
+            }
+        }
+    }
+}
+
+/// `(s * q)` for 16 signed byte quants: one rounded multiply each.
+#[inline]
+#[target_feature(enable = "neon")]
+fn sq(q: int8x16_t, s: f32) -> [float32x4_t; 4] {
+    mul(i8x16_to_f32(q), vdupq_n_f32(s))
+}
+
+/// A 6-bit Q6_K quant (`low | high`), minus its bias of 32.
+#[inline]
+#[target_feature(enable = "neon")]
+fn unbias(low: uint8x16_t, high: uint8x16_t) -> int8x16_t {
+    vsubq_s8(vreinterpretq_s8_u8(vorrq_u8(low, high)), vdupq_n_s8(32))
+}
+
+/// Q6_K: per half of the block, 64 ql bytes (low 4 bits), 32 qh bytes (high
+/// 2 bits of four elements each) and 8 signed scales.
+#[target_feature(enable = "neon")]
+fn q6_k<T: Out>(src: &[u8], dst: &mut [T]) {
+    let mask = vdupq_n_u8(0x0F);
+    let three = vdupq_n_u8(3);
+    let top = vdupq_n_u8(0x30);
+    for (b, y) in src
+        .chunks_exact(Q6_K_TYPE_SIZE)
+        .zip(dst.chunks_exact_mut(QK_K))
+    {
+        let b: &[u8; Q6_K_TYPE_SIZE] = b.try_into().expect("chunks_exact: whole block");
+        let sc_all: [u8; 16] = b[192..208].try_into().expect("16 scales");
+        let d = f16_at(b, 208);
+        for (n, y) in y.chunks_exact_mut(128).enumerate() {
+            let (ql, qh) = (64 * n, 128 + 32 * n);
+            let sc = &sc_all[8 * n..8 * n + 8];
+            for l in [0, 16] {
+                // `is = l / 16`: elements 0..16 use scales 0, 2, 4, 6 and
+                // elements 16..32 scales 1, 3, 5, 7.
+                let s = |k: usize| d * f32::from(sc[l / 16 + k] as i8);
+                let a = load16(b, ql + l);
+                let c = load16(b, ql + l + 32);
+                let h = load16(b, qh + l);
+                // The high bit pairs (h >> 2k) & 3, moved to bits 4..6.
+                let h0 = vshlq_n_u8::<4>(vandq_u8(h, three));
+                let h2 = vandq_u8(vshlq_n_u8::<2>(h), top);
+                let h4 = vandq_u8(h, top);
+                let h6 = vandq_u8(vshrq_n_u8::<2>(h), top);
+                let q1 = unbias(vandq_u8(a, mask), h0);
+                let q2 = unbias(vandq_u8(c, mask), h2);
+                let q3 = unbias(vshrq_n_u8::<4>(a), h4);
+                let q4 = unbias(vshrq_n_u8::<4>(c), h6);
+                store(&mut y[l..], sq(q1, s(0)));
+                store(&mut y[l + 32..], sq(q2, s(2)));
+                store(&mut y[l + 64..], sq(q3, s(4)));
+                store(&mut y[l + 96..], sq(q4, s(6)));
+            }
+        }
+    }
+}

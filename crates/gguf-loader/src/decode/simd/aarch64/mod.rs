@@ -41,10 +41,7 @@ pub fn kernels(ty: GgmlType) -> Kernels {
     kquants::kernels(ty)
 }
 
-/// Both kernels of a type. The struct update is kept although it does
-/// nothing today: `Kernels` is growing more (x86-only) fields, which stay
-/// `None` here.
-#[allow(clippy::needless_update)]
+/// Both kernels of a type; the streaming variants (x86 only) stay `None`.
 fn both(f32: F32Kernel, f16: F16Kernel) -> Kernels {
     Kernels {
         f32: Some(f32),

@@ -68,8 +68,8 @@ pub fn dequantize_row_q2_0(src: &[u8], dst: &mut [f32]) {
 //     ggml_half d;           // delta
 //     uint8_t qs[QK4_0 / 2]; // nibbles / quants
 // } block_q4_0;              // 18 bytes
-const QK4_0: usize = 32;
-const Q4_0_SIZE: usize = 2 + QK4_0 / 2;
+pub(crate) const QK4_0: usize = 32;
+pub(crate) const Q4_0_SIZE: usize = 2 + QK4_0 / 2;
 
 /// Q4_0: `y[j] = (lo4(qs[j]) - 8) * d`, `y[j + 16] = (hi4(qs[j]) - 8) * d`.
 pub fn dequantize_row_q4_0(src: &[u8], dst: &mut [f32]) {
@@ -93,7 +93,7 @@ pub fn dequantize_row_q4_0(src: &[u8], dst: &mut [f32]) {
 //     uint8_t qs[QK4_1 / 2]; // nibbles / quants
 // } block_q4_1;              // 20 bytes
 const QK4_1: usize = 32;
-const Q4_1_SIZE: usize = 4 + QK4_1 / 2;
+pub(crate) const Q4_1_SIZE: usize = 4 + QK4_1 / 2;
 
 /// Q4_1: `y = x * d + m` with unsigned nibbles `x`.
 pub fn dequantize_row_q4_1(src: &[u8], dst: &mut [f32]) {
@@ -118,7 +118,7 @@ pub fn dequantize_row_q4_1(src: &[u8], dst: &mut [f32]) {
 //     uint8_t qs[QK5_0 / 2]; // nibbles / quants
 // } block_q5_0;              // 22 bytes
 const QK5_0: usize = 32;
-const Q5_0_SIZE: usize = 2 + 4 + QK5_0 / 2;
+pub(crate) const Q5_0_SIZE: usize = 2 + 4 + QK5_0 / 2;
 
 /// Reads the 4-byte little-endian `qh` word at `b[0..4]`.
 #[inline]
@@ -155,7 +155,7 @@ pub fn dequantize_row_q5_0(src: &[u8], dst: &mut [f32]) {
 //     uint8_t qs[QK5_1 / 2]; // nibbles / quants
 // } block_q5_1;              // 24 bytes
 const QK5_1: usize = 32;
-const Q5_1_SIZE: usize = 4 + 4 + QK5_1 / 2;
+pub(crate) const Q5_1_SIZE: usize = 4 + 4 + QK5_1 / 2;
 
 /// Q5_1: unsigned 5-bit quants, `y = x * d + m`.
 pub fn dequantize_row_q5_1(src: &[u8], dst: &mut [f32]) {
@@ -182,7 +182,7 @@ pub fn dequantize_row_q5_1(src: &[u8], dst: &mut [f32]) {
 //     int8_t  qs[QK8_0]; // quants
 // } block_q8_0;          // 34 bytes
 const QK8_0: usize = 32;
-const Q8_0_SIZE: usize = 2 + QK8_0;
+pub(crate) const Q8_0_SIZE: usize = 2 + QK8_0;
 
 /// Q8_0: `y = qs * d` with signed bytes.
 pub fn dequantize_row_q8_0(src: &[u8], dst: &mut [f32]) {

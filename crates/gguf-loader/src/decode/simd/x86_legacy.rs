@@ -19,6 +19,7 @@ use std::sync::OnceLock;
 use half::f16;
 
 use super::Kernels;
+use crate::decode::legacy::{Q4_0_SIZE, Q4_1_SIZE, Q5_0_SIZE, Q5_1_SIZE, Q8_0_SIZE, QK4_0};
 use crate::format::GgmlType;
 
 /// Whether this CPU runs AVX2 and F16C (checked once).
@@ -65,12 +66,8 @@ pub fn kernels(ty: GgmlType) -> Kernels {
     }
 }
 
-const QK: usize = 32;
-const Q4_0_SIZE: usize = 18;
-const Q4_1_SIZE: usize = 20;
-const Q5_0_SIZE: usize = 22;
-const Q5_1_SIZE: usize = 24;
-const Q8_0_SIZE: usize = 34;
+/// Elements per block of every legacy type here.
+const QK: usize = QK4_0;
 
 /// Eight lanes of the f16 at `b[off..off + 2]`, widened exactly.
 #[inline]

@@ -15,6 +15,7 @@ use super::{
     both, f16x8_to_f32, i8x16_to_f32, load16, mul, splat_f16, store, store_f32, u8x16_to_f32,
     Kernels, Out,
 };
+use crate::decode::legacy::{Q4_0_SIZE, Q4_1_SIZE, Q5_0_SIZE, Q5_1_SIZE, Q8_0_SIZE, QK4_0};
 use crate::format::GgmlType;
 
 /// The kernels for `ty`, where this module has some.
@@ -49,12 +50,8 @@ neon_entry!(f16_f32, f32, f16_f32_neon);
 neon_entry!(bf16_f32, f32, bf16_f32_neon);
 neon_entry!(bf16_f16, f16, bf16_f16_neon);
 
-const QK: usize = 32;
-const Q4_0_SIZE: usize = 18;
-const Q4_1_SIZE: usize = 20;
-const Q5_0_SIZE: usize = 22;
-const Q5_1_SIZE: usize = 24;
-const Q8_0_SIZE: usize = 34;
+/// Elements per block of every legacy type here.
+const QK: usize = QK4_0;
 
 /// Defines `fn $name<T: Out>(src, dst)`, storing `$block` of every whole
 /// `$size`-byte block of `src` as the matching 32 outputs of `dst`.

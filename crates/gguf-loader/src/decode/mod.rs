@@ -210,29 +210,20 @@ fn decode_unchecked<T: Element>(ty: GgmlType, src: &[u8], dst: &mut [T], stream:
     if T::copy_same(ty, src, dst) {
         return;
     }
-    let k = simd::kernels(ty);
+    let plain = simd::kernels(ty);
+    let k = plain.for_output(stream);
     // A fused SIMD kernel writes f16 without an f32 round trip.
-    if let Some(out) = T::as_f16_mut(dst) {
-        if let Some(kernel) = if stream {
-            k.f16_stream.or(k.f16)
-        } else {
-            k.f16
-        } {
-            kernel(src, out);
-            return;
-        }
-    }
-    if let Some(out) = T::as_f32_mut(dst) {
-        let f = if stream {
-            k.f32_stream.or(k.f32)
-        } else {
-            k.f32
-        };
-        f.unwrap_or_else(|| reference_row_fn(ty))(src, out);
+    if let (Some(out), Some(kernel)) = (T::as_f16_mut(dst), k.f16) {
+        kernel(src, out);
         return;
     }
-    let f = row_fn(ty);
-    // Otherwise decode a few blocks at a time to f32 on the stack and convert.
+    if let Some(out) = T::as_f32_mut(dst) {
+        k.f32.unwrap_or_else(|| reference_row_fn(ty))(src, out);
+        return;
+    }
+    // Otherwise decode a few blocks at a time to f32 on the stack and
+    // convert; the scratch stays in cache, so ordinary stores.
+    let f = plain.f32.unwrap_or_else(|| reference_row_fn(ty));
     let block = ty.block_size() as usize;
     let type_size = ty.type_size() as usize;
     let per_step = (SCRATCH / block).max(1);

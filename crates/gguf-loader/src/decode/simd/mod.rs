@@ -39,6 +39,22 @@ pub struct Kernels {
     pub f16_stream: Option<F16Kernel>,
 }
 
+impl Kernels {
+    /// The kernels to write an output with: the streaming variants in place
+    /// of the ordinary ones when `stream` and the type has them.
+    pub fn for_output(self, stream: bool) -> Kernels {
+        if stream {
+            Kernels {
+                f32: self.f32_stream.or(self.f32),
+                f16: self.f16_stream.or(self.f16),
+                ..self
+            }
+        } else {
+            self
+        }
+    }
+}
+
 /// The SIMD routines this CPU can run for `ty`.
 pub fn kernels(ty: GgmlType) -> Kernels {
     #[cfg(target_arch = "x86_64")]

@@ -193,6 +193,35 @@ fn nibbles(q: __m128i) -> (__m128i, __m128i) {
     )
 }
 
+/// `x * d` for 32 signed bytes: `lo` holds elements 0..16, `hi` 16..32.
+#[inline]
+#[target_feature(enable = "avx2,f16c")]
+fn scale_i8(lo: __m128i, hi: __m128i, d: __m256) -> [__m256; 4] {
+    let (a0, a1) = i8x16_to_ps(lo);
+    let (b0, b1) = i8x16_to_ps(hi);
+    [
+        _mm256_mul_ps(a0, d),
+        _mm256_mul_ps(a1, d),
+        _mm256_mul_ps(b0, d),
+        _mm256_mul_ps(b1, d),
+    ]
+}
+
+/// `x * d + m` (a separate multiply and add, as the reference) for 32
+/// unsigned bytes: `lo` holds elements 0..16, `hi` 16..32.
+#[inline]
+#[target_feature(enable = "avx2,f16c")]
+fn scale_add_u8(lo: __m128i, hi: __m128i, d: __m256, m: __m256) -> [__m256; 4] {
+    let (a0, a1) = u8x16_to_ps(lo);
+    let (b0, b1) = u8x16_to_ps(hi);
+    [
+        _mm256_add_ps(_mm256_mul_ps(a0, d), m),
+        _mm256_add_ps(_mm256_mul_ps(a1, d), m),
+        _mm256_add_ps(_mm256_mul_ps(b0, d), m),
+        _mm256_add_ps(_mm256_mul_ps(b1, d), m),
+    ]
+}
+
 /// Q4_0 block: `(nibble - 8) * d`.
 #[inline]
 #[target_feature(enable = "avx2,f16c")]
@@ -200,14 +229,7 @@ fn block_q4_0(b: &[u8]) -> [__m256; 4] {
     let d = splat_f16(b, 0);
     let (lo, hi) = nibbles(load16(b, 2));
     let eight = _mm_set1_epi8(8);
-    let (a0, a1) = i8x16_to_ps(_mm_sub_epi8(lo, eight));
-    let (b0, b1) = i8x16_to_ps(_mm_sub_epi8(hi, eight));
-    [
-        _mm256_mul_ps(a0, d),
-        _mm256_mul_ps(a1, d),
-        _mm256_mul_ps(b0, d),
-        _mm256_mul_ps(b1, d),
-    ]
+    scale_i8(_mm_sub_epi8(lo, eight), _mm_sub_epi8(hi, eight), d)
 }
 
 /// Q4_1 block: `nibble * d + m` (separate mul and add, as the reference).
@@ -217,14 +239,7 @@ fn block_q4_1(b: &[u8]) -> [__m256; 4] {
     let d = splat_f16(b, 0);
     let m = splat_f16(b, 2);
     let (lo, hi) = nibbles(load16(b, 4));
-    let (a0, a1) = u8x16_to_ps(lo);
-    let (b0, b1) = u8x16_to_ps(hi);
-    [
-        _mm256_add_ps(_mm256_mul_ps(a0, d), m),
-        _mm256_add_ps(_mm256_mul_ps(a1, d), m),
-        _mm256_add_ps(_mm256_mul_ps(b0, d), m),
-        _mm256_add_ps(_mm256_mul_ps(b1, d), m),
-    ]
+    scale_add_u8(lo, hi, d, m)
 }
 
 /// For elements 0..16 and 16..32: 0xFF in byte `i` where bit `e` of `qh`
@@ -257,14 +272,7 @@ fn block_q5_0(b: &[u8]) -> [__m256; 4] {
     let f0 = _mm_set1_epi8(0xF0_u8 as i8);
     let x_lo = _mm_or_si128(lo, _mm_andnot_si128(set_lo, f0));
     let x_hi = _mm_or_si128(hi, _mm_andnot_si128(set_hi, f0));
-    let (a0, a1) = i8x16_to_ps(x_lo);
-    let (b0, b1) = i8x16_to_ps(x_hi);
-    [
-        _mm256_mul_ps(a0, d),
-        _mm256_mul_ps(a1, d),
-        _mm256_mul_ps(b0, d),
-        _mm256_mul_ps(b1, d),
-    ]
+    scale_i8(x_lo, x_hi, d)
 }
 
 /// Q5_1 block: `(nibble | bit << 4) * d + m` (separate mul and add).
@@ -279,14 +287,7 @@ fn block_q5_1(b: &[u8]) -> [__m256; 4] {
     let h = _mm_set1_epi8(0x10);
     let x_lo = _mm_or_si128(lo, _mm_and_si128(set_lo, h));
     let x_hi = _mm_or_si128(hi, _mm_and_si128(set_hi, h));
-    let (a0, a1) = u8x16_to_ps(x_lo);
-    let (b0, b1) = u8x16_to_ps(x_hi);
-    [
-        _mm256_add_ps(_mm256_mul_ps(a0, d), m),
-        _mm256_add_ps(_mm256_mul_ps(a1, d), m),
-        _mm256_add_ps(_mm256_mul_ps(b0, d), m),
-        _mm256_add_ps(_mm256_mul_ps(b1, d), m),
-    ]
+    scale_add_u8(x_lo, x_hi, d, m)
 }
 
 /// Q8_0 block: `q * d` with signed bytes.
@@ -294,14 +295,7 @@ fn block_q5_1(b: &[u8]) -> [__m256; 4] {
 #[target_feature(enable = "avx2,f16c")]
 fn block_q8_0(b: &[u8]) -> [__m256; 4] {
     let d = splat_f16(b, 0);
-    let (a0, a1) = i8x16_to_ps(load16(b, 2));
-    let (b0, b1) = i8x16_to_ps(load16(b, 18));
-    [
-        _mm256_mul_ps(a0, d),
-        _mm256_mul_ps(a1, d),
-        _mm256_mul_ps(b0, d),
-        _mm256_mul_ps(b1, d),
-    ]
+    scale_i8(load16(b, 2), load16(b, 18), d)
 }
 
 /// Defines, in a module named after the type, the AVX2 loops over whole

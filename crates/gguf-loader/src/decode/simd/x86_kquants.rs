@@ -192,6 +192,30 @@ macro_rules! wrappers {
 // Q4_K
 // ---------------------------------------------------------------------------
 
+/// `d`, `dmin` and the 12 packed scale bytes that open a Q4_K or Q5_K block.
+///
+/// # Safety
+/// `x..x + 16` must be readable and the CPU must support F16C.
+#[inline]
+#[target_feature(enable = "avx2,f16c")]
+unsafe fn dm_header(x: *const u8) -> (f32, f32, [u8; K_SCALE_SIZE]) {
+    // SAFETY: the caller guarantees the 16 bytes.
+    unsafe {
+        (
+            f16_at(x),
+            f16_at(x.add(2)),
+            std::ptr::read_unaligned(x.add(4) as *const [u8; K_SCALE_SIZE]),
+        )
+    }
+}
+
+/// [`group_scales`] of group pair `j`, each value in all eight lanes.
+#[inline]
+#[target_feature(enable = "avx2,f16c")]
+fn group_splats(d: f32, min: f32, scales: &[u8; K_SCALE_SIZE], j: usize) -> [(__m256, __m256); 2] {
+    group_scales(d, min, scales, j).map(|(s, m)| (_mm256_set1_ps(s), _mm256_set1_ps(m)))
+}
+
 /// Decodes `n` Q4_K blocks from `src` to `out` (f32, or f16 when `F16`).
 ///
 /// # Safety
@@ -204,17 +228,9 @@ unsafe fn q4_k_blocks<const F16: bool, const NT: bool>(src: *const u8, out: *mut
         // SAFETY: block `b < n` lies inside the caller's buffers.
         let (x, y) = unsafe { (src.add(b * Q4_K_TYPE_SIZE), b * QK_K) };
         // SAFETY: bytes 0..16 of the block are readable.
-        let (d, min, scales) = unsafe {
-            (
-                f16_at(x),
-                f16_at(x.add(2)),
-                std::ptr::read_unaligned(x.add(4) as *const [u8; K_SCALE_SIZE]),
-            )
-        };
+        let (d, min, scales) = unsafe { dm_header(x) };
         for j in 0..4 {
-            let [(d1, m1), (d2, m2)] = group_scales(d, min, &scales, j);
-            let (d1, m1) = (_mm256_set1_ps(d1), _mm256_set1_ps(m1));
-            let (d2, m2) = (_mm256_set1_ps(d2), _mm256_set1_ps(m2));
+            let [(d1, m1), (d2, m2)] = group_splats(d, min, &scales, j);
             let yj = y + 64 * j;
             for l in [0, 16] {
                 // SAFETY: qs bytes 16 + 32j + l .. +16 lie inside the block.
@@ -257,17 +273,9 @@ unsafe fn q5_k_blocks<const F16: bool, const NT: bool>(src: *const u8, out: *mut
         // SAFETY: block `b < n` lies inside the caller's buffers.
         let (x, y) = unsafe { (src.add(b * Q5_K_TYPE_SIZE), b * QK_K) };
         // SAFETY: bytes 0..16 of the block are readable.
-        let (d, min, scales) = unsafe {
-            (
-                f16_at(x),
-                f16_at(x.add(2)),
-                std::ptr::read_unaligned(x.add(4) as *const [u8; K_SCALE_SIZE]),
-            )
-        };
+        let (d, min, scales) = unsafe { dm_header(x) };
         for j in 0..4 {
-            let [(d1, m1), (d2, m2)] = group_scales(d, min, &scales, j);
-            let (d1, m1) = (_mm256_set1_ps(d1), _mm256_set1_ps(m1));
-            let (d2, m2) = (_mm256_set1_ps(d2), _mm256_set1_ps(m2));
+            let [(d1, m1), (d2, m2)] = group_splats(d, min, &scales, j);
             let u1 = _mm_set1_epi8((1u8 << (2 * j)) as i8);
             let u2 = _mm_set1_epi8((2u8 << (2 * j)) as i8);
             let yj = y + 64 * j;

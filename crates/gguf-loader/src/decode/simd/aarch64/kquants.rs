@@ -56,6 +56,18 @@ fn header(b: &[u8]) -> (f32, f32, [u8; K_SCALE_SIZE]) {
     (f16_at(b, 0), f16_at(b, 2), scales)
 }
 
+/// [`group_scales`] of group pair `j`, each value in all four lanes.
+#[inline]
+#[target_feature(enable = "neon")]
+fn group_splats(
+    d: f32,
+    min: f32,
+    scales: &[u8; K_SCALE_SIZE],
+    j: usize,
+) -> [(float32x4_t, float32x4_t); 2] {
+    group_scales(d, min, scales, j).map(|(s, m)| (vdupq_n_f32(s), vdupq_n_f32(m)))
+}
+
 /// Q4_K: group `2j` takes the low nibbles of qs bytes `32j..32j + 32`, group
 /// `2j + 1` their high nibbles.
 #[target_feature(enable = "neon")]
@@ -68,9 +80,7 @@ fn q4_k<T: Out>(src: &[u8], dst: &mut [T]) {
         let b: &[u8; Q4_K_TYPE_SIZE] = b.try_into().expect("chunks_exact: whole block");
         let (d, min, scales) = header(b);
         for (j, y) in y.chunks_exact_mut(64).enumerate() {
-            let [(d1, m1), (d2, m2)] = group_scales(d, min, &scales, j);
-            let (d1, m1) = (vdupq_n_f32(d1), vdupq_n_f32(m1));
-            let (d2, m2) = (vdupq_n_f32(d2), vdupq_n_f32(m2));
+            let [(d1, m1), (d2, m2)] = group_splats(d, min, &scales, j);
             for l in [0, 16] {
                 let q = load16(b, 16 + 32 * j + l);
                 let lo = vandq_u8(q, mask);
@@ -95,9 +105,7 @@ fn q5_k<T: Out>(src: &[u8], dst: &mut [T]) {
         let b: &[u8; Q5_K_TYPE_SIZE] = b.try_into().expect("chunks_exact: whole block");
         let (d, min, scales) = header(b);
         for (j, y) in y.chunks_exact_mut(64).enumerate() {
-            let [(d1, m1), (d2, m2)] = group_scales(d, min, &scales, j);
-            let (d1, m1) = (vdupq_n_f32(d1), vdupq_n_f32(m1));
-            let (d2, m2) = (vdupq_n_f32(d2), vdupq_n_f32(m2));
+            let [(d1, m1), (d2, m2)] = group_splats(d, min, &scales, j);
             let u1 = vdupq_n_u8(1 << (2 * j));
             let u2 = vdupq_n_u8(2 << (2 * j));
             for l in [0, 16] {

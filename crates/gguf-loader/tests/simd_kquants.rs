@@ -48,22 +48,25 @@ fn check(ty: GgmlType, name: &str, src: &[u8]) {
     let n = src.len() / ty.type_size() as usize * 256;
     let mut want = vec![0f32; n];
     reference_row_fn(ty)(src, &mut want);
-    for (kind, f) in common::f32_kernels(&k) {
+    for (kind, f) in common::variants(k.f32, k.f32_stream) {
         for got in common::run_placed(n, f32::from_bits(0x7fc0_dead), |o| f(src, o)) {
-            common::assert_bits_eq(&format!("{name} {kind}"), &got, &want);
+            common::assert_bits_eq(&format!("{name} f32 {kind}"), &got, &want);
         }
     }
-    for (kind, f) in common::f16_kernels(&k) {
+    for (kind, f) in common::variants(k.f16, k.f16_stream) {
         for got in common::run_placed(n, f16::from_bits(0x7e55), |o| f(src, o)) {
             for (i, (g, w)) in got.iter().zip(&want).enumerate() {
                 let wh = f16::from_f32(*w);
                 if w.is_nan() {
-                    assert!(g.is_nan(), "{name} {kind}: element {i}: got {g}, want NaN");
+                    assert!(
+                        g.is_nan(),
+                        "{name} f16 {kind}: element {i}: got {g}, want NaN"
+                    );
                 } else {
                     assert_eq!(
                         g.to_bits(),
                         wh.to_bits(),
-                        "{name} {kind}: element {i}: got {g}, want {wh} (from {w:e})"
+                        "{name} f16 {kind}: element {i}: got {g}, want {wh} (from {w:e})"
                     );
                 }
             }
@@ -120,7 +123,7 @@ fn simd_kquants_mismatched_lengths() {
         for src_len in [0, 1, ts - 1, ts, ts + 7, 3 * ts + 1, 5 * ts] {
             for dst_len in [0, 1, 255, 256, 300, 2 * 256, 5 * 256 + 13, 7 * 256] {
                 let blocks = (src_len / ts).min(dst_len / 256);
-                for (_, f) in common::f32_kernels(&k) {
+                for (_, f) in common::variants(k.f32, k.f32_stream) {
                     let mut got = vec![f32::from_bits(0x7fc0_beef); dst_len];
                     f(&src[..src_len], &mut got);
                     common::assert_bits_eq(name, &got[..blocks * 256], &want[..blocks * 256]);
@@ -131,7 +134,7 @@ fn simd_kquants_mismatched_lengths() {
                         "{name}: wrote past {blocks} blocks"
                     );
                 }
-                for (_, f) in common::f16_kernels(&k) {
+                for (_, f) in common::variants(k.f16, k.f16_stream) {
                     let mut got = vec![f16::from_bits(0x7e55); dst_len];
                     f(&src[..src_len], &mut got);
                     assert!(

@@ -75,25 +75,25 @@ fn check(ty: GgmlType, src: &[u8], what: &str) {
     let n = src.len() / ts * bs;
     let mut want = vec![0f32; n];
     reference_row_fn(ty)(src, &mut want);
-    for (kind, f) in common::f32_kernels(&k) {
+    for (kind, f) in common::variants(k.f32, k.f32_stream) {
         for got in common::run_placed(n, f32::from_bits(0x7FA0_0001), |o| f(src, o)) {
             for (i, (g, w)) in got.iter().zip(&want).enumerate() {
                 assert!(
                     same_f32(*g, *w),
-                    "{ty:?} {kind} {what}: element {i}: got {:#010x}, want {:#010x}",
+                    "{ty:?} f32 {kind} {what}: element {i}: got {:#010x}, want {:#010x}",
                     g.to_bits(),
                     w.to_bits()
                 );
             }
         }
     }
-    for (kind, f) in common::f16_kernels(&k) {
+    for (kind, f) in common::variants(k.f16, k.f16_stream) {
         for got in common::run_placed(n, f16::from_bits(0x7E55), |o| f(src, o)) {
             for (i, (g, w)) in got.iter().zip(&want).enumerate() {
                 let w16 = f16::from_f32(*w);
                 assert!(
                     g.to_bits() == w16.to_bits() || (g.is_nan() && w.is_nan()),
-                    "{ty:?} {kind} {what}: element {i}: got {:#06x}, want {:#06x} (from {:#010x})",
+                    "{ty:?} f16 {kind} {what}: element {i}: got {:#06x}, want {:#06x} (from {:#010x})",
                     g.to_bits(),
                     w16.to_bits(),
                     w.to_bits()
@@ -187,7 +187,7 @@ fn mismatched_lengths_stay_in_bounds() {
             for dst_len in [0, 1, bs - 1, bs, bs + 3, 5 * bs - 1, 9 * bs, 9 * bs + 11] {
                 let blocks = (src_len / ts).min(dst_len / bs);
                 let src = &src[..src_len.min(src.len())];
-                for (_, f) in common::f32_kernels(&k) {
+                for (_, f) in common::variants(k.f32, k.f32_stream) {
                     let mut got = vec![f32::from_bits(0x7FA0_0001); dst_len];
                     f(src, &mut got);
                     for (i, g) in got.iter().enumerate() {
@@ -202,7 +202,7 @@ fn mismatched_lengths_stay_in_bounds() {
                         }
                     }
                 }
-                for (_, f) in common::f16_kernels(&k) {
+                for (_, f) in common::variants(k.f16, k.f16_stream) {
                     let mut got = vec![f16::from_bits(0x7E55); dst_len];
                     f(src, &mut got);
                     for (i, g) in got.iter().enumerate() {

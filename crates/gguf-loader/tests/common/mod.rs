@@ -127,21 +127,10 @@ impl Lcg {
     }
 }
 
-/// Every f32 kernel in `k`: the ordinary one and the streaming one.
-pub fn f32_kernels(
-    k: &gguf_loader::decode::simd::Kernels,
-) -> Vec<(&'static str, gguf_loader::decode::simd::F32Kernel)> {
-    [("f32", k.f32), ("f32 stream", k.f32_stream)]
-        .into_iter()
-        .filter_map(|(n, f)| Some((n, f?)))
-        .collect()
-}
-
-/// Every f16 kernel in `k`: the ordinary one and the streaming one.
-pub fn f16_kernels(
-    k: &gguf_loader::decode::simd::Kernels,
-) -> Vec<(&'static str, gguf_loader::decode::simd::F16Kernel)> {
-    [("f16", k.f16), ("f16 stream", k.f16_stream)]
+/// The ordinary and the streaming variant of one kernel (`k.f32` and
+/// `k.f32_stream`, or the f16 pair), named, where they exist.
+pub fn variants<F>(plain: Option<F>, stream: Option<F>) -> Vec<(&'static str, F)> {
+    [("plain", plain), ("stream", stream)]
         .into_iter()
         .filter_map(|(n, f)| Some((n, f?)))
         .collect()

@@ -78,17 +78,8 @@ fn smollm2_matches_gguf_py() {
     let Some(model) = common::model_path() else {
         return;
     };
-    let out = Command::new(std::env::var("PYTHON").unwrap_or_else(|_| "python3".into()))
-        .arg(common::repo_root().join("scripts/dump_gguf_json.py"))
-        .arg(&model)
-        .output()
-        .expect("python3 with the gguf package (pip install -r scripts/requirements.txt)");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let want: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let stdout = common::python_oracle("dump_gguf_json.py", &model);
+    let want: Value = serde_json::from_slice(&stdout).unwrap();
     let got = inspect_json(&model);
     assert_same("smollm2", &got, &want);
     assert_eq!(got["tensors"].as_array().unwrap().len(), 272);

@@ -4,7 +4,6 @@
 mod common;
 
 use std::collections::HashMap;
-use std::process::Command;
 
 use gguf_loader::{Device, Element, MmapGGUFLoader};
 use sha2::{Digest, Sha256};
@@ -21,18 +20,8 @@ fn every_tensor_decodes_as_gguf_py_does() {
     let Some(model) = common::model_path() else {
         return;
     };
-    let out = Command::new(std::env::var("PYTHON").unwrap_or_else(|_| "python3".into()))
-        .arg(common::repo_root().join("scripts/dequant_digests.py"))
-        .arg(&model)
-        .output()
-        .expect("python3 with gguf-py (pip install -r scripts/requirements.txt)");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let want: HashMap<String, HashMap<String, String>> =
-        serde_json::from_slice(&out.stdout).unwrap();
+    let stdout = common::python_oracle("dequant_digests.py", &model);
+    let want: HashMap<String, HashMap<String, String>> = serde_json::from_slice(&stdout).unwrap();
 
     let loader = MmapGGUFLoader::new(&model).unwrap();
     assert_eq!(want.len(), loader.tensor_count());

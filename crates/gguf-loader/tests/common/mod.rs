@@ -127,6 +127,23 @@ impl Lcg {
     }
 }
 
+/// Runs one of the repository's Python oracle scripts (gguf-py) on `arg`
+/// and returns its standard output; `$PYTHON` picks the interpreter.
+pub fn python_oracle(script: &str, arg: &std::path::Path) -> Vec<u8> {
+    let out =
+        std::process::Command::new(std::env::var("PYTHON").unwrap_or_else(|_| "python3".into()))
+            .arg(repo_root().join("scripts").join(script))
+            .arg(arg)
+            .output()
+            .expect("python3 with gguf-py (pip install -r scripts/requirements.txt)");
+    assert!(
+        out.status.success(),
+        "{script}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
 /// The ordinary and the streaming variant of one kernel (`k.f32` and
 /// `k.f32_stream`, or the f16 pair), named, where they exist.
 pub fn variants<F>(plain: Option<F>, stream: Option<F>) -> Vec<(&'static str, F)> {

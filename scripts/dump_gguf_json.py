@@ -10,7 +10,8 @@ Usage:
 Schema (must match `gguf-loader inspect --json`):
     {"version": int, "endianness": "little"|"big", "alignment": int,
      "data_offset": int, "metadata": {key: value, ...},
-     "tensors": [{"name": str, "type": "Q4_0", "shape": [ne0, ne1, ...],
+     "tensors": [{"name": str, "type": "Q4_0", "ne": [ne0, ne1, ...],
+                  "shape": row-major, ne reversed,
                   "offset": absolute byte offset, "n_bytes": int}, ...]}
 
 Metadata values: ints -> JSON ints, bools -> JSON bools, floats -> JSON numbers
@@ -103,7 +104,9 @@ def dump(path: str | Path) -> dict[str, Any]:
         tensors.append({
             "name": t.name,
             "type": t.tensor_type.name,
-            "shape": [int(d) for d in t.shape.tolist()],  # raw dims: file order, ne[0] first
+            # gguf-py's `shape` is ggml's ne: file order, ne[0] first.
+            "ne": [int(d) for d in t.shape.tolist()],
+            "shape": [int(d) for d in reversed(t.shape.tolist())],
             "offset": int(t.data_offset),
             "n_bytes": int(t.n_bytes),
         })

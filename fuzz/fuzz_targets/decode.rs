@@ -5,8 +5,9 @@
 //! kernels given mismatched lengths must stay in bounds.
 #![no_main]
 
-use gguf_loader::decode::{dequantize_into, reference_row_fn, simd};
-use gguf_loader::format::GgmlType;
+use gguf_loader::dequantize_into;
+use gguf_loader::internals::{reference_row_fn, simd};
+use gguf_loader::GgmlType;
 use gguf_loader::{bf16, f16};
 use libfuzzer_sys::fuzz_target;
 

@@ -4,7 +4,7 @@
 #![no_main]
 
 use arbitrary::{Arbitrary, Result, Unstructured};
-use gguf_loader::format::{
+use gguf_loader::{
     Endianness, GgmlType, GgufFile, GgufWriter, MetaValue, ValueType, ALIGNMENT_KEY,
 };
 use libfuzzer_sys::fuzz_target;

@@ -19,10 +19,10 @@ use std::io::BufReader;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use gguf_loader::decode::{
+use gguf_loader::{
     dequantize_into, dequantize_into_par, dequantize_into_par_with, dequantize_into_with, Stores,
 };
-use gguf_loader::format::{GgufWriter, MetaValue};
+use gguf_loader::{GgufWriter, MetaValue};
 use gguf_loader::{f16, GgmlType, MmapGGUFLoader};
 
 /// Elements per synthetic tensor by default: 16 Mi (32 MiB of f16 output).

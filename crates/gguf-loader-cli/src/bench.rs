@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use gguf_loader::decode::{dequantize_into_par_with, dequantize_into_with};
 use gguf_loader::{bf16, f16, Element, ElementKind, GgmlType, MmapGGUFLoader, Stores};
+use gguf_loader::{dequantize_into_par_with, dequantize_into_with};
 
 type BoxError = Box<dyn std::error::Error>;
 

@@ -5,8 +5,8 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 use std::path::Path;
 
-use gguf_loader::format::{GgufWriter, MetaValue, Value};
 use gguf_loader::{bf16, f16, Device, Element, ElementKind, MmapGGUFLoader};
+use gguf_loader::{GgufWriter, MetaValue, Value};
 use indicatif::{ProgressBar, ProgressStyle};
 use regex::Regex;
 use safetensors::tensor::{Dtype, View};
@@ -55,7 +55,7 @@ fn convert<T: Element>(input: &Path, output: &Path, filter: Option<&str>) -> Res
     // The one decode failure left after validation: quantized data of a
     // big-endian file. Refuse it before writing anything (safetensors'
     // `View::data` cannot return an error).
-    if loader.endianness() == gguf_loader::format::Endianness::Big {
+    if loader.endianness() == gguf_loader::Endianness::Big {
         if let Some(t) = names
             .iter()
             .filter_map(|n| loader.tensor_info(n))
@@ -106,7 +106,7 @@ impl<T: Element> View for Lazy<'_, T> {
         // length checked, so decoding cannot fail either.
         let t = self
             .loader
-            .load_tensor::<T>(self.name, &Device::Cpu)
+            .load_tensor::<T>(self.name, Device::Cpu)
             .unwrap_or_else(|e| panic!("{e}"));
         self.bar.inc(1);
         Cow::Owned(T::to_le_bytes_vec(t.data()))
@@ -149,11 +149,7 @@ fn write_safetensors<T: Element>(
         .iter()
         .map(|name| {
             let info = loader.tensor_info(name).expect("name from the loader");
-            let shape = info
-                .shape_row_major()
-                .into_iter()
-                .map(|d| d as usize)
-                .collect();
+            let shape = info.shape().into_iter().map(|d| d as usize).collect();
             (
                 name.to_string(),
                 Lazy {
@@ -187,10 +183,11 @@ fn write_gguf<T: Element>(
     w.add("general.file_type", MetaValue::U32(file_type(T::KIND)));
     for name in names {
         bar.set_message(name.to_string());
-        let t = loader.load_tensor::<T>(name, &Device::Cpu)?;
+        let t = loader.load_tensor::<T>(name, Device::Cpu)?;
+        let ne: Vec<u64> = t.ne().iter().map(|d| *d as u64).collect();
         w.add_tensor(
             *name,
-            t.dims(),
+            &ne,
             T::KIND.ggml_type(),
             T::to_le_bytes_vec(t.data()),
         )?;

@@ -4,8 +4,8 @@ use std::fmt::Write as _;
 use std::io::{self, Write};
 use std::path::Path;
 
-use gguf_loader::format::{ArrayView, Value};
 use gguf_loader::MmapGGUFLoader;
+use gguf_loader::{ArrayView, Value};
 use serde_json::{json, Map, Value as Json};
 
 /// How many array elements the human form shows before eliding.
@@ -39,7 +39,8 @@ pub fn to_json(loader: &MmapGGUFLoader) -> Json {
             json!({
                 "name": t.name,
                 "type": t.ty.name(),
-                "shape": t.dims(),
+                "ne": t.ne(),
+                "shape": t.shape(),
                 "offset": t.file_offset,
                 "n_bytes": t.n_bytes,
             })
@@ -146,10 +147,10 @@ fn write_human(out: &mut impl Write, path: &Path, loader: &MmapGGUFLoader) -> io
     writeln!(
         out,
         "  {:>4}  {:<name_w$}  {:<8}  {:<22}  {:>12}  {:>12}",
-        "#", "name", "type", "shape", "bytes", "offset"
+        "#", "name", "type", "ne", "bytes", "offset"
     )?;
     for (i, t) in loader.tensors().enumerate() {
-        let shape = format!("{:?}", t.dims());
+        let shape = format!("{:?}", t.ne());
         writeln!(
             out,
             "  {:>4}  {:<name_w$}  {:<8}  {shape:<22}  {:>12}  {:>12}",

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use gguf_loader::{
     bf16, f16, Device, Element, ElementKind, LazyModel, LoadMode, LoadOptions, MmapGGUFLoader,
-    Progress, Stores,
+    Prefetch, Progress, Stores,
 };
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
@@ -144,7 +144,7 @@ fn load<T: Element>(a: &Args<'_>) -> Result<(), BoxError> {
         let mut opts = LoadOptions::default().progress(&report);
         opts.threads = a.threads;
         opts.stores = a.stores;
-        let model = loader.load_model_with::<T>(&a.device, &opts)?;
+        let model = loader.load_model_with::<T>(a.device, opts)?;
         std::hint::black_box(model.len());
     }
     let load = t1.elapsed();
@@ -222,6 +222,11 @@ fn walk_lazily<T: Element>(
     let model = LazyModel::<T>::new(Arc::new(loader));
     let mut times = Vec::new();
     let mut t = Instant::now();
+    let prefetch = if prefetch {
+        Prefetch::NextLayer
+    } else {
+        Prefetch::Off
+    };
     for layer in model.layers(prefetch) {
         let layer = layer?;
         times.push(ms(t.elapsed()));

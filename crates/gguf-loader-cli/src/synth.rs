@@ -2,8 +2,7 @@
 
 use std::path::Path;
 
-use gguf_loader::synth::{preset, synthesize, PRESETS};
-use gguf_loader::GgmlType;
+use gguf_loader::{synthesize, GgmlType, Preset};
 
 pub fn run(
     preset_name: &str,
@@ -11,8 +10,8 @@ pub fn run(
     output: &Path,
     seed: u64,
 ) -> Result<(), Box<dyn std::error::Error>> {
-    let p = preset(preset_name).ok_or_else(|| {
-        let names: Vec<_> = PRESETS.iter().map(|p| p.name).collect();
+    let p = Preset::by_name(preset_name).ok_or_else(|| {
+        let names: Vec<_> = Preset::ALL.iter().map(|p| p.name).collect();
         format!(
             "unknown preset '{preset_name}' (known: {})",
             names.join(", ")

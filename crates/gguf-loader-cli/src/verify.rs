@@ -8,7 +8,7 @@ use std::io::{self, Write};
 use std::path::Path;
 use std::process::ExitCode;
 
-use gguf_loader::validate::{check_model_report, DataProblem, ModelReport};
+use gguf_loader::{check_model_report, DataProblem, ModelReport};
 use gguf_loader::{Error, MmapGGUFLoader};
 use serde_json::{json, Value as Json};
 
@@ -77,9 +77,9 @@ pub fn run(path: &Path, as_json: bool) -> Result<ExitCode, Box<dyn std::error::E
 /// leaves out the path when it is the file's own.
 fn describe(path: &Path, e: &Error) -> (&'static str, String) {
     match e {
-        Error::Io { path: p, source } if p == path => ("unreadable", source.to_string()),
+        Error::Io { path: p, error } if p == path => ("unreadable", error.to_string()),
         Error::Io { .. } => ("unreadable", e.to_string()),
-        Error::Format { path: p, source } if p == path => ("malformed", source.to_string()),
+        Error::Format { path: p, error } if p == path => ("malformed", error.to_string()),
         _ => ("malformed", e.to_string()),
     }
 }

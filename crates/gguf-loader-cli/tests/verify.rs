@@ -7,7 +7,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use gguf_loader::format::{Endianness, GgmlType, GgufWriter};
+use gguf_loader::{Endianness, GgmlType, GgufWriter};
 use serde_json::Value;
 
 fn verify(path: &Path, json: bool) -> Output {

@@ -2,7 +2,7 @@
 //! decoders write them, so that page faults happen in parallel in the decode
 //! threads, and backed by transparent huge pages where the kernel has them.
 
-use crate::decode::Element;
+use crate::element::Element;
 
 /// A vector of `n` zeros whose pages have not been touched yet.
 ///

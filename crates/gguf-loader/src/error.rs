@@ -1,73 +1,134 @@
 //! The crate's error type: every failure names the file, and where it can the
 //! key or tensor and the byte offset.
+//!
+//! Each message is one line that already holds its cause, so
+//! [`std::error::Error::source`] returns `None` (a chain printer would print
+//! the cause twice otherwise); [`Error::io_error`] reaches an I/O cause.
+//! Names and keys taken from a file are printed with their control
+//! characters escaped, so an error line cannot drive a terminal.
 
 use std::io;
 use std::path::PathBuf;
 
 use crate::decode::DecodeError;
-use crate::format::{FormatError, GgmlType, MetadataError};
+use crate::format::{Escaped, FormatError, GgmlType, MetadataError};
 use crate::tensor::Device;
 
+/// Everything that can go wrong opening, reading or decoding a model.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
     /// The file could not be opened, read or mapped.
-    #[error("{}: {source}", path.display())]
+    #[error("{}: {error}", path.display())]
     Io {
+        /// The file.
         path: PathBuf,
-        #[source]
-        source: io::Error,
+        /// What the system said.
+        error: io::Error,
+    },
+    /// The path is not a regular file (a directory, a FIFO, a socket…):
+    /// refused before anything is read, so that a FIFO cannot block.
+    #[error("{}: is {what}, not a regular file", path.display())]
+    NotAFile {
+        /// The path.
+        path: PathBuf,
+        /// What it is instead: `"a directory"`, `"a FIFO"`, …
+        what: &'static str,
     },
     /// The file is not a valid GGUF file.
-    #[error("{}: {source}", path.display())]
+    #[error("{}: {error}", path.display())]
     Format {
+        /// The file.
         path: PathBuf,
-        #[source]
-        source: Box<FormatError>,
+        /// What is wrong, where (byte offset), in which key or tensor.
+        error: Box<FormatError>,
     },
     /// A metadata lookup failed (missing key or wrong type).
     #[error(transparent)]
     Metadata(#[from] MetadataError),
     /// Reading a tensor's bytes failed (read mode: e.g. the file shrank).
-    #[error("{}: tensor '{tensor}' at byte {offset}: {source}", path.display())]
+    #[error("{}: tensor '{}' at byte {offset}: {error}", path.display(), Escaped(tensor))]
     TensorIo {
+        /// The file.
         path: PathBuf,
+        /// The tensor.
         tensor: String,
+        /// Where its data starts in the file.
         offset: u64,
-        #[source]
-        source: io::Error,
+        /// What the system said.
+        error: io::Error,
     },
     /// Zero-copy access asked of a loader opened in read mode.
-    #[error("tensor '{0}': the file is not mapped (read mode); use read_tensor_data")]
+    #[error("tensor '{}': the file is not mapped (read mode); use read_tensor_data", Escaped(.0))]
     NotMapped(String),
     /// A tensor too large for this platform's address space.
-    #[error("tensor '{0}' is too large for this platform")]
+    #[error("tensor '{}' is too large for this platform", Escaped(.0))]
     TooLarge(String),
-    /// The decoding thread pool could not be built.
+    /// The memory for a tensor's (or a model's) output could not be allocated.
+    #[error(
+        "tensor '{}': cannot allocate {bytes} bytes for its output",
+        Escaped(tensor)
+    )]
+    OutOfMemory {
+        /// The tensor (or `"the model"` for a whole-model buffer).
+        tensor: String,
+        /// The bytes asked for.
+        bytes: u64,
+    },
+    /// The decoding thread pool could not be built, or a decoding thread died.
     #[error("thread pool: {0}")]
     ThreadPool(String),
     /// A load was cancelled by its progress callback.
     #[error("cancelled")]
     Cancelled,
     /// No tensor has this name.
-    #[error("tensor '{0}' not found")]
+    #[error("tensor '{}' not found", Escaped(.0))]
     TensorNotFound(String),
+    /// No tensor is named `blk.{i}.*`.
+    #[error("layer {0} not found (no tensor is named blk.{0}.*)")]
+    LayerNotFound(usize),
     /// A tensor's bytes could not be decoded into the requested output.
-    #[error("tensor '{tensor}': {source}")]
+    #[error("tensor '{}': {error}", Escaped(tensor))]
     Decode {
+        /// The tensor.
         tensor: String,
-        #[source]
-        source: DecodeError,
+        /// Why.
+        error: DecodeError,
     },
     /// Quantized data in a big-endian file has no defined byte order in ggml.
-    #[error("tensor '{tensor}': {ty} data in a big-endian file cannot be decoded")]
-    BigEndianData { tensor: String, ty: GgmlType },
+    #[error(
+        "tensor '{}': {ty} data in a big-endian file cannot be decoded",
+        Escaped(tensor)
+    )]
+    BigEndianData {
+        /// The tensor.
+        tensor: String,
+        /// Its type.
+        ty: GgmlType,
+    },
     /// The device is not available in this build.
     #[error("device {0} is not available in this build")]
     UnsupportedDevice(Device),
     /// A split model's shard is missing or does not belong with the others.
     #[error("{}: {message}", path.display())]
-    Split { path: PathBuf, message: String },
+    Split {
+        /// The shard (or the first one).
+        path: PathBuf,
+        /// What is wrong (names from the files already escaped).
+        message: String,
+    },
 }
 
+impl Error {
+    /// The I/O error behind an [`Error::Io`] or [`Error::TensorIo`], e.g. to
+    /// tell a missing file (`NotFound`) from a malformed one.
+    pub fn io_error(&self) -> Option<&io::Error> {
+        match self {
+            Error::Io { error, .. } | Error::TensorIo { error, .. } => Some(error),
+            _ => None,
+        }
+    }
+}
+
+/// `std::result::Result` with this crate's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,23 +1,80 @@
-//! gguf-loader: open GGUF model files through a memory map, zero-copy, and
-//! decode their tensors exactly as ggml does.
+//! gguf-loader: open GGUF model files (the llama.cpp / ggml format) through a
+//! memory map, zero-copy, validate them completely, and decode their tensors,
+//! quantized or not, to f32, f16 or bf16 exactly as ggml does.
 //!
-//! Data flows [`format`] (parse and validate bytes) → [`loader`] (mappings,
-//! split shards) → [`decode`] (CPU kernels per type family).
+//! ```no_run
+//! use gguf_loader::{load_model_f16, Device, MmapGGUFLoader};
+//!
+//! let loader = MmapGGUFLoader::new("model.gguf")?;            // mmap + parse + validate
+//! let bytes: &[u8] = loader.get_tensor_data("blk.0.attn_q.weight")?; // zero-copy
+//! let layers = loader.metadata().arch_u32("block_count")?;    // `{arch}.block_count`
+//! let q = loader.load_tensor_f16("blk.0.attn_q.weight", Device::Cpu)?; // Tensor<f16>
+//! let model = loader.load_f16_model(Device::Cpu)?;             // every tensor, in parallel
+//! let same = load_model_f16("model.gguf")?;                    // the one-call form
+//! # Ok::<(), gguf_loader::Error>(())
+//! ```
+//!
+//! Data flows through the crate as through its folders: the format layer
+//! parses and validates bytes ([`GgufFile`]), the loader maps files and split
+//! shards ([`MmapGGUFLoader`]), the decoders turn ggml blocks into numbers
+//! ([`dequantize_into`]), and the model layer builds [`Tensor`]s and
+//! [`Model`]s from them, eagerly or lazily ([`LazyModel`]).
+//!
+//! Every name the crate offers is listed here, at its root.
+//!
+//! # Features
+//! - `synth`: [`synthesize`] models with real shapes and random weights.
+//! - `ndarray`: [`Tensor::view`] as an `ndarray::ArrayViewD` in row-major shape.
+//! - `internals`: the per-type reference routines and SIMD kernel tables,
+//!   for the fuzz targets, benchmarks and tests; not a stable API.
 
-pub mod alloc;
-pub mod decode;
-pub mod error;
-pub mod format;
-pub mod loader;
-pub mod model;
-pub mod synth;
-pub mod tensor;
-pub mod validate;
+#![allow(missing_docs)] // PHASE-A: deny once documented
 
-pub use decode::{Element, ElementKind, Stores};
+mod alloc;
+mod check;
+mod decode;
+mod element;
+mod error;
+mod format;
+mod loader;
+mod model;
+#[cfg(feature = "synth")]
+mod synth;
+mod tensor;
+
+pub use check::{
+    check_model, check_model_report, check_tensor_data, checked_fields, count_tensor_data,
+    DataProblem, ModelReport, ProblemKind, SkippedTensor,
+};
+pub use decode::{
+    dequantize, dequantize_into, dequantize_into_par, dequantize_into_par_with,
+    dequantize_into_with, dequantize_rows_into, DecodeError, Stores, STREAMING_MIN_BYTES,
+};
+pub use element::{Element, ElementKind};
 pub use error::{Error, Result};
-pub use format::{GgmlType, GgufFile, Metadata, TensorInfo, Value, ValueType};
+pub use format::{
+    ArrayIter, ArrayView, BlockLayout, Context, Endianness, FormatError, FormatErrorKind, GgmlType,
+    GgufFile, GgufStr, GgufWriter, MetaValue, Metadata, MetadataError, TensorInfo, TypeId, Value,
+    ValueType, ALIGNMENT_KEY, ARCHITECTURE_KEY, DEFAULT_ALIGNMENT, GGUF_MAGIC, MAX_ARRAY_NESTING,
+    MAX_DIMS,
+};
 pub use half::{bf16, f16};
-pub use loader::{load_model_f16, LazyModel, LoadMode, LoadOptions, MmapGGUFLoader, Progress};
-pub use model::{Layer, Model, ModelConfig};
+pub use loader::{LoadMode, MmapGGUFLoader};
+pub use model::{
+    load_model_f16, Layer, LayerIter, LazyLayer, LazyModel, LoadOptions, Model, ModelConfig,
+    Prefetch, Progress, ProgressFn, KNOWN_ARCHITECTURES,
+};
+#[cfg(feature = "synth")]
+pub use synth::{synthesize, Preset};
 pub use tensor::{Device, Tensor};
+
+/// The pieces below the public API, for the fuzz targets, benchmarks and
+/// tests (feature `internals`): per-type reference routines, the SIMD kernel
+/// tables, block layouts. Not a stable API.
+#[cfg(feature = "internals")]
+#[doc(hidden)]
+#[allow(missing_docs)]
+pub mod internals {
+    pub use crate::decode::{float, fp4, iquants, kquants, legacy, simd, ternary};
+    pub use crate::decode::{reference_row_fn, row_fn, RowFn};
+}

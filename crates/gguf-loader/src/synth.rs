@@ -6,59 +6,72 @@ use half::{bf16, f16};
 
 use crate::format::{GgmlType, GgufWriter, MetaValue};
 
-/// A transformer shape to synthesize (llama architecture).
+/// A transformer shape to synthesize (llama architecture): the real tensor
+/// shapes and metadata of a model, for [`synthesize`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Preset {
+    /// The name the CLI's `synth --preset` takes.
     pub name: &'static str,
+    /// Transformer blocks.
     pub layers: u64,
+    /// Embedding width.
     pub dim: u64,
+    /// Feed-forward width.
     pub ff: u64,
+    /// Attention heads.
     pub heads: u64,
+    /// Key/value heads (grouped-query attention).
     pub kv_heads: u64,
+    /// Vocabulary size.
     pub vocab: u64,
+    /// Context length written to the metadata.
     pub context: u64,
 }
 
-/// TinyLlama-1.1B: 22 layers, dim 2048, ff 5632, 32 heads, 4 KV heads, vocab 32000.
-pub const TINYLLAMA_1_1B: Preset = Preset {
-    name: "tinyllama-1.1b",
-    layers: 22,
-    dim: 2048,
-    ff: 5632,
-    heads: 32,
-    kv_heads: 4,
-    vocab: 32000,
-    context: 2048,
-};
+impl Preset {
+    /// TinyLlama-1.1B: 22 layers, dim 2048, ff 5632, 32 heads, 4 KV heads, vocab 32000.
+    pub const TINYLLAMA_1_1B: Preset = Preset {
+        name: "tinyllama-1.1b",
+        layers: 22,
+        dim: 2048,
+        ff: 5632,
+        heads: 32,
+        kv_heads: 4,
+        vocab: 32000,
+        context: 2048,
+    };
 
-/// SmolLM2-135M: 30 layers, dim 576, ff 1536, 9 heads, 3 KV heads, vocab 49152.
-pub const SMOLLM2_135M: Preset = Preset {
-    name: "smollm2-135m",
-    layers: 30,
-    dim: 576,
-    ff: 1536,
-    heads: 9,
-    kv_heads: 3,
-    vocab: 49152,
-    context: 8192,
-};
+    /// SmolLM2-135M: 30 layers, dim 576, ff 1536, 9 heads, 3 KV heads, vocab 49152.
+    pub const SMOLLM2_135M: Preset = Preset {
+        name: "smollm2-135m",
+        layers: 30,
+        dim: 576,
+        ff: 1536,
+        heads: 9,
+        kv_heads: 3,
+        vocab: 49152,
+        context: 8192,
+    };
 
-/// A tiny llama for tests: 2 layers, dim 256.
-pub const TINY_TEST: Preset = Preset {
-    name: "tiny-test",
-    layers: 2,
-    dim: 256,
-    ff: 512,
-    heads: 4,
-    kv_heads: 2,
-    vocab: 512,
-    context: 512,
-};
+    /// A tiny llama for tests: 2 layers, dim 256.
+    pub const TINY_TEST: Preset = Preset {
+        name: "tiny-test",
+        layers: 2,
+        dim: 256,
+        ff: 512,
+        heads: 4,
+        kv_heads: 2,
+        vocab: 512,
+        context: 512,
+    };
 
-pub const PRESETS: &[Preset] = &[TINYLLAMA_1_1B, SMOLLM2_135M, TINY_TEST];
+    /// Every preset.
+    pub const ALL: &'static [Preset] = &[Self::TINYLLAMA_1_1B, Self::SMOLLM2_135M, Self::TINY_TEST];
 
-pub fn preset(name: &str) -> Option<Preset> {
-    PRESETS.iter().copied().find(|p| p.name == name)
+    /// The preset with this name.
+    pub fn by_name(name: &str) -> Option<Preset> {
+        Self::ALL.iter().copied().find(|p| p.name == name)
+    }
 }
 
 /// xorshift64*: fast, deterministic bytes.
@@ -106,7 +119,7 @@ fn f16_scale_offsets(ty: GgmlType) -> &'static [usize] {
 
 /// Random blocks of `ty` whose scales are finite and small, so that every
 /// decoded value is finite.
-pub fn random_blocks(ty: GgmlType, n_elements: u64, seed: u64) -> Vec<u8> {
+fn random_blocks(ty: GgmlType, n_elements: u64, seed: u64) -> Vec<u8> {
     let mut rng = Rng(seed | 1);
     let n = n_elements as usize;
     let bytes: Vec<u8> = match ty {
@@ -165,8 +178,8 @@ fn weight_type(ty: GgmlType, ne0: u64) -> GgmlType {
         .unwrap_or(GgmlType::F32)
 }
 
-/// `(name, dims in GGUF order, type)` of every tensor, in llama.cpp's order.
-pub fn tensor_plan(p: &Preset, ty: GgmlType) -> Vec<(String, Vec<u64>, GgmlType)> {
+/// `(name, ne, type)` of every tensor, in llama.cpp's order.
+fn tensor_plan(p: &Preset, ty: GgmlType) -> Vec<(String, Vec<u64>, GgmlType)> {
     let kv = p.dim / p.heads * p.kv_heads;
     let w = |name: String, ne0: u64, ne1: u64| (name, vec![ne0, ne1], weight_type(ty, ne0));
     let mut out = vec![w("token_embd.weight".into(), p.dim, p.vocab)];
@@ -187,7 +200,12 @@ pub fn tensor_plan(p: &Preset, ty: GgmlType) -> Vec<(String, Vec<u64>, GgmlType)
     out
 }
 
-/// A whole synthetic GGUF file.
+/// A whole synthetic GGUF file of preset `p`, its weights of type `ty`
+/// (or the nearest type their row length allows, as llama-quantize falls
+/// back) and its norms f32, with random finite values from `seed`. Write it
+/// with [`GgufWriter::write_to`].
+///
+/// Errs only when `ty` cannot hold one of the shapes.
 pub fn synthesize(p: &Preset, ty: GgmlType, seed: u64) -> std::io::Result<GgufWriter<'static>> {
     let mut w = GgufWriter::new();
     let s = |v: &str| MetaValue::String(v.into());

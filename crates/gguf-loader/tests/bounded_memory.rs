@@ -10,8 +10,8 @@ mod common;
 use common::counting::{peak, reset_peak, Counting};
 mod corpus_cases;
 
-use gguf_loader::format::metadata::MAX_ARRAY_NESTING;
-use gguf_loader::format::{FormatErrorKind, GgufFile, Value};
+use gguf_loader::MAX_ARRAY_NESTING;
+use gguf_loader::{FormatErrorKind, GgufFile, Value};
 use gguf_loader::{LoadMode, MmapGGUFLoader};
 
 #[global_allocator]
@@ -59,8 +59,8 @@ fn opening_allocates_a_bounded_multiple_of_the_file() {
         "nested_at_limit".into(),
         corpus_cases::nested(MAX_ARRAY_NESTING - 1),
     ));
-    let synth = gguf_loader::synth::synthesize(
-        &gguf_loader::synth::TINY_TEST,
+    let synth = gguf_loader::synthesize(
+        &gguf_loader::Preset::TINY_TEST,
         gguf_loader::GgmlType::Q4_K,
         1,
     )

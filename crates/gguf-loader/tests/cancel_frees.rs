@@ -8,8 +8,8 @@ mod common;
 
 use common::counting::{live, peak, reset_peak, Counting};
 
-use gguf_loader::synth::{synthesize, TINY_TEST};
 use gguf_loader::{f16, Device, Error, GgmlType, LoadOptions, MmapGGUFLoader};
+use gguf_loader::{synthesize, Preset};
 
 #[global_allocator]
 static A: Counting = Counting;
@@ -20,7 +20,7 @@ fn cancel_at_half_frees_everything() {
     let path = dir.path().join("m.gguf");
     std::fs::write(
         &path,
-        synthesize(&TINY_TEST, GgmlType::Q4_0, 3)
+        synthesize(&Preset::TINY_TEST, GgmlType::Q4_0, 3)
             .unwrap()
             .to_bytes()
             .unwrap(),
@@ -29,7 +29,7 @@ fn cancel_at_half_frees_everything() {
     let loader = MmapGGUFLoader::new(&path).unwrap();
     let out_bytes: u64 = loader.tensors().map(|t| t.n_elements * 2).sum();
     // Warm the thread pool so its own allocations are not counted.
-    drop(loader.load_f16_model(&Device::Cpu).unwrap());
+    drop(loader.load_f16_model(Device::Cpu).unwrap());
 
     let before = reset_peak();
     let seen = AtomicU64::new(0);
@@ -38,8 +38,8 @@ fn cancel_at_half_frees_everything() {
         p.bytes_done * 2 < p.bytes_total
     };
     let r = loader.load_model_with::<f16>(
-        &Device::Cpu,
-        &LoadOptions::default().threads(1).progress(&cancel),
+        Device::Cpu,
+        LoadOptions::default().threads(1).progress(&cancel),
     );
     assert!(matches!(r, Err(Error::Cancelled)));
     let peak = peak() - before;

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use corpus_cases::cases;
-use gguf_loader::format::{FormatErrorKind as K, GgufFile};
+use gguf_loader::{FormatErrorKind as K, GgufFile};
 
 fn corpus_dir() -> PathBuf {
     common::repo_root().join("tests/corpus")
@@ -77,8 +77,8 @@ fn committed_corpus_files_give_their_errors() {
         // The loader gives the same error through a mapping or a read.
         for mode in [gguf_loader::LoadMode::Mmap, gguf_loader::LoadMode::Read] {
             match gguf_loader::MmapGGUFLoader::open(&path, mode) {
-                Err(gguf_loader::Error::Format { source, .. }) => {
-                    assert_eq!(*source, e, "{name} via {mode:?}")
+                Err(gguf_loader::Error::Format { error, .. }) => {
+                    assert_eq!(*error, e, "{name} via {mode:?}")
                 }
                 Err(other) => panic!("{name} via {mode:?}: {other}"),
                 Ok(_) => panic!("{name} via {mode:?}: accepted"),

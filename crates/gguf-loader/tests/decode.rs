@@ -3,11 +3,11 @@
 
 mod common;
 
-use gguf_loader::decode::{
-    dequantize, dequantize_into, dequantize_into_par, dequantize_rows_into, reference_row_fn,
-    DecodeError,
-};
+use gguf_loader::internals::reference_row_fn;
 use gguf_loader::{bf16, f16, GgmlType};
+use gguf_loader::{
+    dequantize, dequantize_into, dequantize_into_par, dequantize_rows_into, DecodeError,
+};
 
 fn golden_name(ty: GgmlType) -> String {
     ty.name().to_lowercase()

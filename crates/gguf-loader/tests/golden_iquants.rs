@@ -5,7 +5,7 @@ mod common;
 
 use common::Lcg;
 
-use gguf_loader::decode::iquants::{
+use gguf_loader::internals::iquants::{
     dequantize_row_iq1_m, dequantize_row_iq1_s, dequantize_row_iq2_s, dequantize_row_iq2_xs,
     dequantize_row_iq2_xxs, dequantize_row_iq3_s, dequantize_row_iq3_xxs, dequantize_row_iq4_nl,
     dequantize_row_iq4_xs,

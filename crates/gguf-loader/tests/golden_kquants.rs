@@ -6,7 +6,7 @@ mod common;
 
 use common::Lcg;
 
-use gguf_loader::decode::kquants::{
+use gguf_loader::internals::kquants::{
     dequantize_row_q2_k, dequantize_row_q3_k, dequantize_row_q4_k, dequantize_row_q5_k,
     dequantize_row_q6_k,
 };

@@ -6,8 +6,8 @@ mod common;
 
 use common::Lcg;
 
-use gguf_loader::decode::{float, fp4, legacy, ternary};
-use gguf_loader::format::types::GgmlType;
+use gguf_loader::internals::{float, fp4, legacy, ternary};
+use gguf_loader::GgmlType;
 
 type Decode = fn(&[u8], &mut [f32]);
 

@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use gguf_loader::format::{Endianness, GgmlType, GgufFile, GgufWriter, MetaValue, ValueType};
+use gguf_loader::{Endianness, GgmlType, GgufFile, GgufWriter, MetaValue, ValueType};
 use gguf_loader::{Error, MmapGGUFLoader};
 
 fn f32_bytes(v: &[f32]) -> Vec<u8> {
@@ -34,8 +34,8 @@ fn get_tensor_data_is_zero_copy_and_stable() {
     assert_eq!(a.as_ptr(), b.as_ptr(), "same pointer on every call");
     assert_eq!(a, &f32_bytes(&[1., 2., 3., 4., 5., 6., 7., 8.])[..]);
     let info = loader.tensor_info("w").unwrap();
-    assert_eq!(info.dims(), &[4, 2]);
-    assert_eq!(info.shape_row_major(), vec![2, 4]);
+    assert_eq!(info.ne(), &[4, 2]);
+    assert_eq!(info.shape(), vec![2, 4]);
     assert_eq!(loader.tensor_names(), vec!["w"]);
     assert_eq!(loader.version(), 3);
     assert_eq!(
@@ -128,7 +128,7 @@ fn v1_v2_and_big_endian_files_read_back() {
         assert_eq!(inner, vec![1, 0]);
         let t = f.tensor("t").unwrap();
         assert_eq!(
-            (t.ty, t.dims(), t.n_bytes),
+            (t.ty, t.ne(), t.n_bytes),
             (GgmlType::Q8_0, &[32u64, 2][..], 68)
         );
         assert_eq!(f.tensor_data(t), &[7u8; 68][..]);
@@ -238,9 +238,9 @@ fn big_endian_fixture_plain_tensors_decode_like_little_endian() {
     let mut plain = 0;
     for t in le.tensors() {
         let a = le
-            .load_tensor::<f32>(t.name, &gguf_loader::Device::Cpu)
+            .load_tensor::<f32>(t.name, gguf_loader::Device::Cpu)
             .unwrap();
-        match be.load_tensor::<f32>(t.name, &gguf_loader::Device::Cpu) {
+        match be.load_tensor::<f32>(t.name, gguf_loader::Device::Cpu) {
             Ok(b) => {
                 let bits = |x: &[f32]| x.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
                 assert_eq!(bits(a.data()), bits(b.data()), "{}", t.name);

@@ -26,7 +26,7 @@ fn every_tensor_decodes_as_gguf_py_does() {
     let loader = MmapGGUFLoader::new(&model).unwrap();
     assert_eq!(want.len(), loader.tensor_count());
     // The whole-model path (parallel, largest first).
-    let m = loader.load_f16_model(&Device::Cpu).unwrap();
+    let m = loader.load_f16_model(Device::Cpu).unwrap();
     assert_eq!(m.len(), want.len());
     for (name, t) in m.tensors() {
         assert_eq!(hex(t.data()), want[name]["f16"], "{name} in load_f16_model");
@@ -36,8 +36,8 @@ fn every_tensor_decodes_as_gguf_py_does() {
     assert_eq!(m.config.head_count_kv, Some(3));
     drop(m);
     for name in loader.tensor_names() {
-        let f = loader.load_tensor::<f32>(name, &Device::Cpu).unwrap();
-        let h = loader.load_tensor_f16(name, &Device::Cpu).unwrap();
+        let f = loader.load_tensor::<f32>(name, Device::Cpu).unwrap();
+        let h = loader.load_tensor_f16(name, Device::Cpu).unwrap();
         assert_eq!(hex(f.data()), want[name]["f32"], "{name} as f32");
         assert_eq!(hex(h.data()), want[name]["f16"], "{name} as f16");
     }

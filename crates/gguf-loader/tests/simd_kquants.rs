@@ -8,8 +8,8 @@ mod common;
 
 use common::Lcg;
 
-use gguf_loader::decode::{reference_row_fn, simd};
-use gguf_loader::format::GgmlType;
+use gguf_loader::internals::{reference_row_fn, simd};
+use gguf_loader::GgmlType;
 use half::f16;
 
 /// (type, golden name, bytes per block, byte offsets of the f16 scales).
@@ -155,9 +155,9 @@ fn dispatcher_uses_kernels_exactly() {
         let src = random_blocks(&mut rng, 333, ts, scales);
         let mut want = vec![0f32; 333 * 256];
         reference_row_fn(ty)(&src, &mut want);
-        let got32: Vec<f32> = gguf_loader::decode::dequantize(ty, &src).unwrap();
+        let got32: Vec<f32> = gguf_loader::dequantize(ty, &src).unwrap();
         common::assert_bits_eq(name, &got32, &want);
-        let got16: Vec<f16> = gguf_loader::decode::dequantize(ty, &src).unwrap();
+        let got16: Vec<f16> = gguf_loader::dequantize(ty, &src).unwrap();
         for (i, (g, w)) in got16.iter().zip(&want).enumerate() {
             if w.is_nan() {
                 assert!(g.is_nan(), "{name} f16: element {i}");

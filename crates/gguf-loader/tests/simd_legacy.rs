@@ -8,9 +8,9 @@ mod common;
 
 use common::Lcg;
 
-use gguf_loader::decode::{reference_row_fn, simd};
 use gguf_loader::f16;
-use gguf_loader::format::types::GgmlType;
+use gguf_loader::internals::{reference_row_fn, simd};
+use gguf_loader::GgmlType;
 
 const TYPES: &[GgmlType] = &[
     GgmlType::Q4_0,

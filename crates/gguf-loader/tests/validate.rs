@@ -5,12 +5,12 @@
 
 use std::path::Path;
 
-use gguf_loader::format::{Endianness, GgmlType, GgufWriter, MetaValue};
-use gguf_loader::validate::{
+use gguf_loader::MmapGGUFLoader;
+use gguf_loader::{
     check_model, check_model_report, check_tensor_data, checked_fields, count_tensor_data,
     DataProblem, ProblemKind,
 };
-use gguf_loader::MmapGGUFLoader;
+use gguf_loader::{Endianness, GgmlType, GgufWriter, MetaValue};
 use proptest::prelude::*;
 
 const F16_NAN: u16 = 0x7e00;

@@ -4,11 +4,11 @@
 mod corpus_cases;
 
 use corpus_cases::Raw;
-use gguf_loader::format::{
+use gguf_loader::{
     Context, FormatErrorKind as K, GgmlType, GgufFile, GgufWriter, MetaValue, ValueType,
 };
 
-fn err(bytes: &[u8]) -> gguf_loader::format::FormatError {
+fn err(bytes: &[u8]) -> gguf_loader::FormatError {
     GgufFile::parse(bytes).expect_err("must be rejected")
 }
 

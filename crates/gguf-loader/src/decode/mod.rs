@@ -7,7 +7,6 @@
 //! `src.len() / type_size * block_size`. The routines never panic on any
 //! bytes; they walk `chunks_exact` pairs, so a mismatched tail is ignored.
 
-mod element;
 pub mod float;
 pub mod fp4;
 pub mod iquants;
@@ -20,7 +19,7 @@ use std::ops::Range;
 
 use rayon::prelude::*;
 
-pub use element::{Element, ElementKind};
+pub use crate::element::Element;
 
 use crate::format::GgmlType;
 
@@ -97,6 +96,7 @@ pub fn reference_row_fn(ty: GgmlType) -> RowFn {
 
 /// The fastest routine for `ty` on this CPU (a SIMD path where there is one,
 /// tested equal to the reference).
+#[cfg_attr(not(feature = "internals"), allow(dead_code))]
 pub fn row_fn(ty: GgmlType) -> RowFn {
     simd::kernels(ty)
         .f32

@@ -3,7 +3,25 @@
 
 use std::fmt;
 
-use super::metadata::ValueType;
+use super::types::ValueType;
+
+/// Displays text from a file with control characters escaped (`\n`,
+/// `\u{1b}`), everything else (quotes, non-ASCII letters) as it is, so that
+/// a key or tensor name in a message cannot drive a terminal.
+pub(crate) struct Escaped<'a>(pub &'a str);
+
+impl fmt::Display for Escaped<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for c in self.0.chars() {
+            if c.is_control() {
+                write!(f, "{}", c.escape_default())?;
+            } else {
+                fmt::Write::write_char(f, c)?;
+            }
+        }
+        Ok(())
+    }
+}
 
 /// Where in the file a problem lies, beyond its byte offset.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,9 +42,9 @@ impl fmt::Display for Context {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Context::Header => f.write_str("header"),
-            Context::Key(k) => write!(f, "key '{k}'"),
+            Context::Key(k) => write!(f, "key '{}'", Escaped(k)),
             Context::KeyIndex(i) => write!(f, "metadata entry #{i}"),
-            Context::Tensor(t) => write!(f, "tensor '{t}'"),
+            Context::Tensor(t) => write!(f, "tensor '{}'", Escaped(t)),
             Context::TensorIndex(i) => write!(f, "tensor info #{i}"),
         }
     }
@@ -36,7 +54,7 @@ impl fmt::Display for Context {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum FormatErrorKind {
-    #[error("bad magic {0:02x?} (expected \"GGUF\")")]
+    #[error("bad magic {} (expected \"GGUF\")", Magic(.0))]
     BadMagic([u8; 4]),
     #[error("unsupported GGUF version {0} (supported: 1, 2, 3)")]
     UnsupportedVersion(u32),
@@ -96,7 +114,7 @@ pub enum FormatErrorKind {
         end: u128,
         file_len: u64,
     },
-    #[error("data [{start}, {end}) overlaps tensor '{other}'")]
+    #[error("data [{start}, {end}) overlaps tensor '{}'", Escaped(other))]
     Overlap { start: u64, end: u64, other: String },
 }
 
@@ -120,3 +138,18 @@ impl fmt::Display for FormatError {
 }
 
 impl std::error::Error for FormatError {}
+
+/// The four magic bytes as `0x17 0x14 0x67 0x67 ("\x17\x14gg")`.
+struct Magic<'a>(&'a [u8; 4]);
+
+impl fmt::Display for Magic<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, b) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(" ")?;
+            }
+            write!(f, "{b:#04x}")?;
+        }
+        write!(f, " (\"{}\")", self.0.escape_ascii())
+    }
+}

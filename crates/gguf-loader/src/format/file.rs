@@ -4,7 +4,8 @@ use std::collections::HashMap;
 
 use super::cursor::{Cursor, Encoding, Fail};
 use super::error::{Context, FormatError, FormatErrorKind};
-use super::metadata::{read_value, Metadata, Value, ValueType};
+use super::metadata::{read_value, Metadata, Value};
+use super::types::ValueType;
 use super::types::{GgmlType, TypeId};
 
 /// `"GGUF"` as it stands at the start of every file.
@@ -50,14 +51,17 @@ pub struct TensorInfo<'a> {
 }
 
 impl TensorInfo<'_> {
-    /// Dimensions in GGUF order: `ne[0]`, the fastest-varying, first.
-    pub fn dims(&self) -> &[u64] {
+    /// The dimensions in GGUF order, as ggml's `ne`: `ne[0]`, the
+    /// fastest-varying (the row length), first. The reverse of [`Self::shape`].
+    pub fn ne(&self) -> &[u64] {
         &self.dims[..self.n_dims as usize]
     }
 
-    /// Dimensions in row-major (PyTorch / safetensors) order: GGUF's reversed.
-    pub fn shape_row_major(&self) -> Vec<u64> {
-        self.dims().iter().rev().copied().collect()
+    /// The shape in row-major order (PyTorch, safetensors, numpy): the
+    /// slowest-varying dimension first, `ne` reversed. A 2-D weight of
+    /// `ne = [in, out]` has shape `[out, in]`.
+    pub fn shape(&self) -> Vec<u64> {
+        self.ne().iter().rev().copied().collect()
     }
 
     /// The byte range of the data in the file.

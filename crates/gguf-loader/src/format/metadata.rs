@@ -4,90 +4,12 @@ use std::collections::HashMap;
 use std::fmt;
 
 use super::cursor::{Cursor, Encoding, Fail};
-use super::error::FormatErrorKind;
+use super::error::{Escaped, FormatErrorKind};
+use super::types::ValueType;
 
 /// Arrays nested deeper than this are rejected; it bounds the recursion of
 /// every walk over a value.
 pub const MAX_ARRAY_NESTING: usize = 64;
-
-/// The 13 GGUF metadata value types, with their ids.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[repr(u32)]
-pub enum ValueType {
-    U8 = 0,
-    I8 = 1,
-    U16 = 2,
-    I16 = 3,
-    U32 = 4,
-    I32 = 5,
-    F32 = 6,
-    Bool = 7,
-    String = 8,
-    Array = 9,
-    U64 = 10,
-    I64 = 11,
-    F64 = 12,
-}
-
-impl ValueType {
-    pub fn from_id(id: u32) -> Option<ValueType> {
-        use ValueType::*;
-        Some(match id {
-            0 => U8,
-            1 => I8,
-            2 => U16,
-            3 => I16,
-            4 => U32,
-            5 => I32,
-            6 => F32,
-            7 => Bool,
-            8 => String,
-            9 => Array,
-            10 => U64,
-            11 => I64,
-            12 => F64,
-            _ => return None,
-        })
-    }
-
-    /// Bytes per value for the fixed-size types; `None` for strings and arrays.
-    pub fn fixed_size(self) -> Option<u64> {
-        use ValueType::*;
-        match self {
-            U8 | I8 | Bool => Some(1),
-            U16 | I16 => Some(2),
-            U32 | I32 | F32 => Some(4),
-            U64 | I64 | F64 => Some(8),
-            String | Array => None,
-        }
-    }
-
-    /// Lower-case name as in gguf-py (`"uint32"`, `"string"`…).
-    pub fn name(self) -> &'static str {
-        use ValueType::*;
-        match self {
-            U8 => "uint8",
-            I8 => "int8",
-            U16 => "uint16",
-            I16 => "int16",
-            U32 => "uint32",
-            I32 => "int32",
-            F32 => "float32",
-            Bool => "bool",
-            String => "string",
-            Array => "array",
-            U64 => "uint64",
-            I64 => "int64",
-            F64 => "float64",
-        }
-    }
-}
-
-impl fmt::Display for ValueType {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
 
 /// A GGUF string: bytes in the file, UTF-8 by the spec but checked only when
 /// asked for as `&str`.
@@ -384,6 +306,9 @@ fn skip_elements<'a>(
     Ok(c.slice_from(start))
 }
 
+/// The key that names a model's architecture.
+pub const ARCHITECTURE_KEY: &str = "general.architecture";
+
 /// The metadata of a file: key–value pairs in file order, with lookup by key.
 #[derive(Debug, Clone, Default)]
 pub struct Metadata<'a> {
@@ -393,17 +318,42 @@ pub struct Metadata<'a> {
 
 /// A failed typed lookup.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum MetadataError {
-    #[error("metadata key '{0}' is missing")]
+    /// No entry has this key.
+    #[error("metadata key '{}' is missing", Escaped(.0))]
     Missing(String),
-    #[error("metadata key '{key}' is {found}, expected {expected}")]
+    /// The entry holds another type (for arrays: another element type).
+    #[error("metadata key '{}' is {found}, expected {expected}", Escaped(key))]
     WrongType {
+        /// The key.
         key: String,
+        /// The type asked for.
         expected: &'static str,
+        /// The type stored (for arrays, the element type).
         found: ValueType,
     },
-    #[error("metadata key '{0}' is not valid UTF-8")]
-    NotUtf8(String),
+    /// An integer does not fit the type asked for.
+    #[error(
+        "metadata key '{}' is {value}, which does not fit {expected}",
+        Escaped(key)
+    )]
+    OutOfRange {
+        /// The key.
+        key: String,
+        /// The type asked for.
+        expected: &'static str,
+        /// The stored value.
+        value: i128,
+    },
+    /// A string (or, with `index`, an element of a string array) is not UTF-8.
+    #[error("metadata key '{}'{}: not valid UTF-8", Escaped(key), index.map(|i| format!(" element {i}")).unwrap_or_default())]
+    NotUtf8 {
+        /// The key.
+        key: String,
+        /// The array element, for string arrays.
+        index: Option<u64>,
+    },
 }
 
 macro_rules! getter {
@@ -496,11 +446,118 @@ impl<'a> Metadata<'a> {
     /// The string under `key`, checked to be UTF-8.
     pub fn get_str(&self, key: &str) -> Result<&'a str, MetadataError> {
         match self.require(key)? {
-            Value::String(s) => s
-                .to_str()
-                .map_err(|_| MetadataError::NotUtf8(key.to_string())),
+            Value::String(s) => s.to_str().map_err(|_| MetadataError::NotUtf8 {
+                key: key.to_string(),
+                index: None,
+            }),
             other => Err(wrong(key, "string", other)),
         }
+    }
+
+    /// Any non-negative integer under `key` that fits a u32, whatever its
+    /// stored width.
+    pub fn get_u32_any(&self, key: &str) -> Result<u32, MetadataError> {
+        let v = self.get_uint(key)?;
+        u32::try_from(v).map_err(|_| MetadataError::OutOfRange {
+            key: key.to_string(),
+            expected: "uint32",
+            value: i128::from(v),
+        })
+    }
+
+    /// The array under `key` with elements of type `elem`.
+    fn typed_array(
+        &self,
+        key: &str,
+        elem: ValueType,
+        expected: &'static str,
+    ) -> Result<ArrayView<'a>, MetadataError> {
+        let a = self.get_array(key)?;
+        if a.elem_type() != elem {
+            return Err(MetadataError::WrongType {
+                key: key.to_string(),
+                expected,
+                found: a.elem_type(),
+            });
+        }
+        Ok(a)
+    }
+
+    /// The f32 array under `key` (e.g. `tokenizer.ggml.scores`), copied out.
+    pub fn get_f32_array(&self, key: &str) -> Result<Vec<f32>, MetadataError> {
+        let a = self.typed_array(key, ValueType::F32, "array of float32")?;
+        Ok(a.iter()
+            .filter_map(|v| match v {
+                Value::F32(x) => Some(x),
+                _ => None,
+            })
+            .collect())
+    }
+
+    /// The i32 array under `key` (e.g. `tokenizer.ggml.token_type`), copied out.
+    pub fn get_i32_array(&self, key: &str) -> Result<Vec<i32>, MetadataError> {
+        let a = self.typed_array(key, ValueType::I32, "array of int32")?;
+        Ok(a.iter()
+            .filter_map(|v| match v {
+                Value::I32(x) => Some(x),
+                _ => None,
+            })
+            .collect())
+    }
+
+    /// The string array under `key` (e.g. `tokenizer.ggml.tokens`) as
+    /// `&str`s borrowed from the file, each checked to be UTF-8.
+    pub fn get_str_array(&self, key: &str) -> Result<Vec<&'a str>, MetadataError> {
+        let a = self.typed_array(key, ValueType::String, "array of string")?;
+        a.strings()
+            .enumerate()
+            .map(|(i, s)| {
+                s.to_str().map_err(|_| MetadataError::NotUtf8 {
+                    key: key.to_string(),
+                    index: Some(i as u64),
+                })
+            })
+            .collect()
+    }
+
+    /// `general.architecture` (e.g. `"llama"`, `"gemma3"`), the prefix of
+    /// the model's hyper-parameter keys.
+    pub fn architecture(&self) -> Result<&'a str, MetadataError> {
+        self.get_str(ARCHITECTURE_KEY)
+    }
+
+    /// `{general.architecture}.{key}`: `arch_key("block_count")` is
+    /// `"llama.block_count"` in a llama model, `"gemma3.block_count"` in a
+    /// Gemma 3.
+    pub fn arch_key(&self, key: &str) -> Result<String, MetadataError> {
+        Ok(format!("{}.{key}", self.architecture()?))
+    }
+
+    /// The value under `{general.architecture}.{key}`.
+    pub fn arch_get(&self, key: &str) -> Result<&Value<'a>, MetadataError> {
+        self.require(&self.arch_key(key)?)
+    }
+
+    /// `{arch}.{key}` as a u32, whatever integer width it is stored in
+    /// (`metadata.arch_u32("block_count")`).
+    pub fn arch_u32(&self, key: &str) -> Result<u32, MetadataError> {
+        self.get_u32_any(&self.arch_key(key)?)
+    }
+
+    /// `{arch}.{key}` as a u64, whatever integer width it is stored in.
+    pub fn arch_u64(&self, key: &str) -> Result<u64, MetadataError> {
+        self.get_uint(&self.arch_key(key)?)
+    }
+
+    /// `{arch}.{key}` as an f32 (stored as f32, f64 or an integer), e.g.
+    /// `arch_f32("rope.freq_base")`.
+    pub fn arch_f32(&self, key: &str) -> Result<f32, MetadataError> {
+        self.get_float(&self.arch_key(key)?).map(|x| x as f32)
+    }
+
+    /// `{arch}.{key}` as a UTF-8 string.
+    pub fn arch_str(&self, key: &str) -> Result<&'a str, MetadataError> {
+        self.get_str(&self.arch_key(key)?)
     }
 
     /// Any non-negative integer under `key`, whatever its stored width

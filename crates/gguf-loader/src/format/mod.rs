@@ -2,15 +2,20 @@
 //! Knows nothing of files or devices.
 
 mod cursor;
-pub mod error;
-pub mod file;
-pub mod metadata;
-pub mod types;
-pub mod writer;
+mod error;
+mod file;
+mod metadata;
+mod types;
+mod writer;
 
-pub use cursor::Encoding;
+pub(crate) use error::Escaped;
 pub use error::{Context, FormatError, FormatErrorKind};
-pub use file::{Endianness, GgufFile, TensorInfo, ALIGNMENT_KEY, DEFAULT_ALIGNMENT, GGUF_MAGIC};
-pub use metadata::{ArrayIter, ArrayView, GgufStr, Metadata, MetadataError, Value, ValueType};
-pub use types::{BlockLayout, GgmlType, TypeId};
+pub use file::{
+    Endianness, GgufFile, TensorInfo, ALIGNMENT_KEY, DEFAULT_ALIGNMENT, GGUF_MAGIC, MAX_DIMS,
+};
+pub use metadata::{
+    ArrayIter, ArrayView, GgufStr, Metadata, MetadataError, Value, ARCHITECTURE_KEY,
+    MAX_ARRAY_NESTING,
+};
+pub use types::{BlockLayout, GgmlType, TypeId, ValueType};
 pub use writer::{GgufWriter, MetaValue};

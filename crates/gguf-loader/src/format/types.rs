@@ -1,4 +1,5 @@
-//! The ggml tensor types: ids, names, block sizes and block byte sizes.
+//! The ggml tensor types (ids, names, block sizes and block byte sizes) and
+//! the GGUF metadata value types.
 //!
 //! The table follows `ggml.h` / `ggml.c` (`type_traits`) of the llama.cpp
 //! vendored in llama-cpp-python 0.3.36. Removed ids (4, 5, 31–33, 36–38) are
@@ -265,7 +266,86 @@ impl GgmlType {
 
 impl fmt::Display for GgmlType {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
+        f.pad(self.name())
+    }
+}
+
+/// The 13 GGUF metadata value types, with their ids.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u32)]
+pub enum ValueType {
+    U8 = 0,
+    I8 = 1,
+    U16 = 2,
+    I16 = 3,
+    U32 = 4,
+    I32 = 5,
+    F32 = 6,
+    Bool = 7,
+    String = 8,
+    Array = 9,
+    U64 = 10,
+    I64 = 11,
+    F64 = 12,
+}
+
+impl ValueType {
+    pub fn from_id(id: u32) -> Option<ValueType> {
+        use ValueType::*;
+        Some(match id {
+            0 => U8,
+            1 => I8,
+            2 => U16,
+            3 => I16,
+            4 => U32,
+            5 => I32,
+            6 => F32,
+            7 => Bool,
+            8 => String,
+            9 => Array,
+            10 => U64,
+            11 => I64,
+            12 => F64,
+            _ => return None,
+        })
+    }
+
+    /// Bytes per value for the fixed-size types; `None` for strings and arrays.
+    pub fn fixed_size(self) -> Option<u64> {
+        use ValueType::*;
+        match self {
+            U8 | I8 | Bool => Some(1),
+            U16 | I16 => Some(2),
+            U32 | I32 | F32 => Some(4),
+            U64 | I64 | F64 => Some(8),
+            String | Array => None,
+        }
+    }
+
+    /// Lower-case name as in gguf-py (`"uint32"`, `"string"`…).
+    pub fn name(self) -> &'static str {
+        use ValueType::*;
+        match self {
+            U8 => "uint8",
+            I8 => "int8",
+            U16 => "uint16",
+            I16 => "int16",
+            U32 => "uint32",
+            I32 => "int32",
+            F32 => "float32",
+            Bool => "bool",
+            String => "string",
+            Array => "array",
+            U64 => "uint64",
+            I64 => "int64",
+            F64 => "float64",
+        }
+    }
+}
+
+impl fmt::Display for ValueType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(self.name())
     }
 }
 

@@ -5,8 +5,9 @@ use std::borrow::Cow;
 use std::io::{self, Write};
 
 use super::file::{Endianness, ALIGNMENT_KEY, DEFAULT_ALIGNMENT, GGUF_MAGIC, MAX_DIMS};
-use super::metadata::{Value, ValueType};
+use super::metadata::Value;
 use super::types::GgmlType;
+use super::types::ValueType;
 
 /// An owned metadata value, for writing.
 #[derive(Debug, Clone, PartialEq)]

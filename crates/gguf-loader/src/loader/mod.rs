@@ -1,11 +1,6 @@
 //! The loader: owns the memory maps of a model's file or split shards and
 //! hands out zero-copy views of its metadata and tensor bytes.
 
-mod lazy;
-mod load;
-
-pub use lazy::{LayerIter, LazyLayer, LazyModel};
-pub use load::{load_model_f16, LoadOptions, Progress, ProgressFn};
 mod split;
 
 use std::fs::File;
@@ -74,9 +69,9 @@ const FIRST_HEADER_READ: u64 = 1 << 20;
 
 impl MappedFile {
     fn open(path: &Path, mode: LoadMode) -> Result<MappedFile> {
-        let io_err = |source| Error::Io {
+        let io_err = |error| Error::Io {
             path: path.to_path_buf(),
-            source,
+            error,
         };
         let file = File::open(path).map_err(io_err)?;
         let len = file.metadata().map_err(io_err)?.len();
@@ -100,10 +95,10 @@ impl MappedFile {
             path: path.to_path_buf(),
             source,
         };
-        MappedFile::try_new(backing, |b| GgufFile::parse_header(b.bytes(), len)).map_err(|source| {
+        MappedFile::try_new(backing, |b| GgufFile::parse_header(b.bytes(), len)).map_err(|error| {
             Error::Format {
                 path: path.to_path_buf(),
-                source: Box::new(source),
+                error: Box::new(error),
             }
         })
     }
@@ -249,11 +244,11 @@ impl MmapGGUFLoader {
             Source::Read { file, .. } => {
                 let mut buf = vec![0u8; t.n_bytes as usize];
                 file.read_exact_at(&mut buf, t.file_offset)
-                    .map_err(|source| Error::TensorIo {
+                    .map_err(|error| Error::TensorIo {
                         path: shard.path().to_path_buf(),
                         tensor: name.to_string(),
                         offset: t.file_offset,
-                        source,
+                        error,
                     })?;
                 Ok(Cow::Owned(buf))
             }

@@ -2,19 +2,42 @@
 //! layer.
 
 mod config;
+mod lazy;
+mod load;
 
 use std::collections::HashMap;
 
 pub use config::{ModelConfig, KNOWN_ARCHITECTURES};
+pub use lazy::{LayerIter, LazyLayer, LazyModel, Prefetch};
+pub use load::{load_model_f16, LoadOptions, Progress, ProgressFn};
 
-use crate::decode::Element;
+use crate::element::Element;
+use crate::error::{Error, Result};
 use crate::tensor::Tensor;
 
 /// The layer a tensor name belongs to: `blk.12.attn_q.weight` → `(12, "attn_q.weight")`.
-pub fn layer_of(name: &str) -> Option<(usize, &str)> {
+pub(crate) fn layer_of(name: &str) -> Option<(usize, &str)> {
     let rest = name.strip_prefix("blk.")?;
     let (n, suffix) = rest.split_once('.')?;
+    if n.is_empty() || !n.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
     Some((n.parse().ok()?, suffix))
+}
+
+/// The layers of a model: each distinct `blk.i` index that occurs (never a
+/// range up to the largest, which a file could set to 2^64 - 1), in
+/// ascending order, with the positions of its tensors in file order.
+pub(crate) fn layer_groups<'n>(
+    names: impl IntoIterator<Item = &'n str>,
+) -> Vec<(usize, Vec<usize>)> {
+    let mut groups: std::collections::BTreeMap<usize, Vec<usize>> = Default::default();
+    for (pos, name) in names.into_iter().enumerate() {
+        if let Some((i, _)) = layer_of(name) {
+            groups.entry(i).or_default().push(pos);
+        }
+    }
+    groups.into_iter().collect()
 }
 
 /// Every tensor of a model, decoded to `T`.
@@ -26,6 +49,7 @@ pub struct Model<T> {
 
 /// The tensors of one layer (`blk.i.*`), by their name within the layer.
 pub struct Layer<'m, T> {
+    /// The `i` of `blk.i`.
     pub index: usize,
     tensors: Vec<(&'m str, &'m Tensor<T>)>,
 }
@@ -109,28 +133,43 @@ impl<T: Element> Model<T> {
             .sum()
     }
 
-    /// Number of `blk.i` layers present (one past the highest index).
+    /// Number of layers: the distinct `blk.i` indices that occur.
     pub fn layer_count(&self) -> usize {
-        self.names()
-            .filter_map(layer_of)
-            .map(|(i, _)| i + 1)
-            .max()
-            .unwrap_or(0)
+        layer_groups(self.names()).len()
     }
 
-    /// The tensors of layer `i`.
-    pub fn layer(&self, i: usize) -> Layer<'_, T> {
-        Layer {
-            index: i,
-            tensors: self
-                .tensors
-                .iter()
-                .filter_map(|(n, t)| match layer_of(n) {
-                    Some((j, suffix)) if j == i => Some((suffix, t)),
-                    _ => None,
-                })
-                .collect(),
+    /// The tensors of layer `i` (those named `blk.i.*`), or
+    /// [`Error::LayerNotFound`] when there are none, as
+    /// [`LazyModel::layer`] answers.
+    pub fn layer(&self, i: usize) -> Result<Layer<'_, T>> {
+        let tensors: Vec<_> = self
+            .tensors
+            .iter()
+            .filter_map(|(n, t)| match layer_of(n) {
+                Some((j, suffix)) if j == i => Some((suffix, t)),
+                _ => None,
+            })
+            .collect();
+        if tensors.is_empty() {
+            return Err(Error::LayerNotFound(i));
         }
+        Ok(Layer { index: i, tensors })
+    }
+
+    /// Every layer in ascending `blk.i` order.
+    pub fn layers(&self) -> impl Iterator<Item = Layer<'_, T>> {
+        layer_groups(self.names())
+            .into_iter()
+            .map(|(index, pos)| Layer {
+                index,
+                tensors: pos
+                    .into_iter()
+                    .filter_map(|p| {
+                        let (n, t) = &self.tensors[p];
+                        Some((layer_of(n)?.1, t))
+                    })
+                    .collect(),
+            })
     }
 
     /// Tensors outside any layer (`token_embd.weight`, `output_norm.weight`,

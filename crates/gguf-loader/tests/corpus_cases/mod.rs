@@ -3,7 +3,7 @@
 //! committed copies under `tests/corpus/` in step) and `tests/bounded_memory.rs`.
 #![allow(dead_code)]
 
-use gguf_loader::format::{FormatErrorKind as K, GgmlType, ValueType};
+use gguf_loader::{FormatErrorKind as K, GgmlType, ValueType};
 
 /// Builds raw GGUF bytes field by field, for files our writer refuses to make.
 pub struct Raw {

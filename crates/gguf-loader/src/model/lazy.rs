@@ -3,17 +3,30 @@
 //! while the caller works on the current one.
 
 use std::collections::HashMap;
+use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 
-use super::MmapGGUFLoader;
-use crate::decode::Element;
+use super::{layer_groups, layer_of, ModelConfig};
+use crate::element::Element;
 use crate::error::{Error, Result};
-use crate::model::{layer_of, ModelConfig};
+use crate::loader::MmapGGUFLoader;
 use crate::tensor::{Device, Tensor};
+
+/// Whether [`LazyModel::layers`] decodes the next layer ahead.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Prefetch {
+    /// While the caller works on one layer, the next is read ahead and
+    /// decoded on a background thread.
+    #[default]
+    NextLayer,
+    /// Each layer is decoded when it is asked for.
+    Off,
+}
 
 /// The tensors of one layer, decoded.
 pub struct LazyLayer<T> {
+    /// The `i` of `blk.i`.
     pub index: usize,
     tensors: Vec<(String, Arc<Tensor<T>>)>,
 }
@@ -41,9 +54,10 @@ type Pending<T> = (usize, JoinHandle<Result<LazyLayer<T>>>);
 /// by name (until [`LazyModel::evict`]), and at most one prefetched layer.
 pub struct LazyModel<T> {
     loader: Arc<MmapGGUFLoader>,
+    /// The hyper-parameters read from the metadata.
     pub config: ModelConfig,
-    /// Tensor names of each layer, in file order.
-    layer_names: Vec<Vec<String>>,
+    /// Each distinct layer index, ascending, with its tensor names in file order.
+    layers: Vec<(usize, Vec<String>)>,
     cache: Mutex<HashMap<String, Arc<Tensor<T>>>>,
     pending: Mutex<Option<Pending<T>>>,
 }
@@ -54,32 +68,47 @@ fn lock<X>(m: &Mutex<X>) -> MutexGuard<'_, X> {
 }
 
 impl<T: Element> LazyModel<T> {
+    /// Opens `path` (mapped, like [`MmapGGUFLoader::new`]) for lazy decoding.
+    pub fn open(path: impl AsRef<Path>) -> Result<LazyModel<T>> {
+        Ok(Self::new(Arc::new(MmapGGUFLoader::new(path)?)))
+    }
+
+    /// A lazy model over an opened loader (in either [`LoadMode`](crate::LoadMode)).
     pub fn new(loader: Arc<MmapGGUFLoader>) -> LazyModel<T> {
-        let mut layer_names: Vec<Vec<String>> = Vec::new();
-        for name in loader.tensor_names() {
-            if let Some((i, _)) = layer_of(name) {
-                if layer_names.len() <= i {
-                    layer_names.resize(i + 1, Vec::new());
-                }
-                layer_names[i].push(name.to_string());
-            }
-        }
+        let names = loader.tensor_names();
+        let layers = layer_groups(names.iter().copied())
+            .into_iter()
+            .map(|(i, pos)| (i, pos.into_iter().map(|p| names[p].to_string()).collect()))
+            .collect();
         LazyModel {
             config: ModelConfig::from_metadata(loader.metadata()),
+            layers,
             loader,
-            layer_names,
             cache: Mutex::new(HashMap::new()),
             pending: Mutex::new(None),
         }
     }
 
+    /// The loader the tensors come from.
     pub fn loader(&self) -> &MmapGGUFLoader {
         &self.loader
     }
 
-    /// Number of `blk.i` layers.
+    /// Number of layers: the distinct `blk.i` indices that occur.
     pub fn layer_count(&self) -> usize {
-        self.layer_names.len()
+        self.layers.len()
+    }
+
+    /// The layer indices (the `i` of `blk.i`), ascending.
+    pub fn layer_indices(&self) -> impl ExactSizeIterator<Item = usize> + '_ {
+        self.layers.iter().map(|(i, _)| *i)
+    }
+
+    fn names_of(&self, i: usize) -> Option<&[String]> {
+        self.layers
+            .binary_search_by_key(&i, |(j, _)| *j)
+            .ok()
+            .map(|k| self.layers[k].1.as_slice())
     }
 
     /// The tensor, decoded on first access and kept until evicted.
@@ -87,7 +116,7 @@ impl<T: Element> LazyModel<T> {
         if let Some(t) = lock(&self.cache).get(name) {
             return Ok(t.clone());
         }
-        let t = Arc::new(self.loader.load_tensor::<T>(name, &Device::Cpu)?);
+        let t = Arc::new(self.loader.load_tensor::<T>(name, Device::Cpu)?);
         Ok(lock(&self.cache)
             .entry(name.to_string())
             .or_insert(t)
@@ -108,7 +137,7 @@ impl<T: Element> LazyModel<T> {
         let tensors = names
             .iter()
             .map(|n| {
-                let t = loader.load_tensor::<T>(n, &Device::Cpu)?;
+                let t = loader.load_tensor::<T>(n, Device::Cpu)?;
                 let suffix = layer_of(n).map_or(n.as_str(), |(_, s)| s).to_string();
                 Ok((suffix, Arc::new(t)))
             })
@@ -120,7 +149,7 @@ impl<T: Element> LazyModel<T> {
     /// background thread that decodes it. A later [`LazyModel::layer`]`(i)`
     /// takes that result. Replaces any earlier prefetch.
     pub fn prefetch_layer(&self, i: usize) {
-        let Some(names) = self.layer_names.get(i).cloned() else {
+        let Some(names) = self.names_of(i).map(<[String]>::to_vec) else {
             return;
         };
         for n in &names {
@@ -132,8 +161,9 @@ impl<T: Element> LazyModel<T> {
         *lock(&self.pending) = Some((i, handle));
     }
 
-    /// Layer `i`, decoded now or taken from a finished or running prefetch.
-    /// Not cached: it is freed when the caller drops it.
+    /// Layer `i` (the tensors named `blk.i.*`), decoded now or taken from a
+    /// finished or running prefetch; [`Error::LayerNotFound`] when no tensor
+    /// has that index. Not cached: it is freed when the caller drops it.
     pub fn layer(&self, i: usize) -> Result<LazyLayer<T>> {
         let pending = {
             let mut p = lock(&self.pending);
@@ -150,16 +180,14 @@ impl<T: Element> LazyModel<T> {
                 .join()
                 .unwrap_or_else(|_| Err(Error::ThreadPool("prefetch thread panicked".into())));
         }
-        let names = self
-            .layer_names
-            .get(i)
-            .ok_or_else(|| Error::TensorNotFound(format!("blk.{i}.*")))?;
+        let names = self.names_of(i).ok_or(Error::LayerNotFound(i))?;
         Self::decode_layer(&self.loader, i, names)
     }
 
-    /// Iterates over the layers in order; while the caller works on layer i,
-    /// layer i+1 is prefetched (if `prefetch`).
-    pub fn layers(&self, prefetch: bool) -> LayerIter<'_, T> {
+    /// Iterates over the layers in ascending order; with
+    /// [`Prefetch::NextLayer`], the next layer is decoded while the caller
+    /// works on the current one.
+    pub fn layers(&self, prefetch: Prefetch) -> LayerIter<'_, T> {
         LayerIter {
             model: self,
             next: 0,
@@ -171,23 +199,27 @@ impl<T: Element> LazyModel<T> {
 /// See [`LazyModel::layers`].
 pub struct LayerIter<'m, T> {
     model: &'m LazyModel<T>,
+    /// Position in `model.layers`.
     next: usize,
-    prefetch: bool,
+    prefetch: Prefetch,
 }
 
 impl<T: Element> Iterator for LayerIter<'_, T> {
     type Item = Result<LazyLayer<T>>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        let i = self.next;
-        if i >= self.model.layer_count() {
-            return None;
-        }
+        let layers = &self.model.layers;
+        let (i, _) = layers.get(self.next)?;
         self.next += 1;
-        let layer = self.model.layer(i);
-        if self.prefetch && i + 1 < self.model.layer_count() {
-            self.model.prefetch_layer(i + 1);
+        let layer = self.model.layer(*i);
+        if let (Prefetch::NextLayer, Some((j, _))) = (self.prefetch, layers.get(self.next)) {
+            self.model.prefetch_layer(*j);
         }
         Some(layer)
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let n = self.model.layers.len() - self.next;
+        (n, Some(n))
     }
 }

@@ -10,11 +10,12 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use half::f16;
 use rayon::prelude::*;
 
-use super::MmapGGUFLoader;
 use crate::alloc::zeroed_vec;
-use crate::decode::{dequantize_into, dequantize_into_with, Element, Stores};
+use crate::decode::{dequantize_into, dequantize_into_with, Stores};
+use crate::element::Element;
 use crate::error::{Error, Result};
 use crate::format::{Endianness, GgmlType, TensorInfo};
+use crate::loader::MmapGGUFLoader;
 use crate::model::{Model, ModelConfig};
 use crate::tensor::{Device, Tensor};
 
@@ -127,13 +128,13 @@ fn to_little_endian(ty: GgmlType, bytes: &[u8]) -> Option<Vec<u8>> {
 
 impl MmapGGUFLoader {
     /// Decodes one tensor to f16 on `device` (the design's entry point).
-    pub fn load_tensor_f16(&self, name: &str, device: &Device) -> Result<Tensor<f16>> {
+    pub fn load_tensor_f16(&self, name: &str, device: Device) -> Result<Tensor<f16>> {
         self.load_tensor::<f16>(name, device)
     }
 
     /// Decodes one tensor to `T` (f32, f16 or bf16) on `device`, using every
     /// rayon thread for large tensors.
-    pub fn load_tensor<T: Element>(&self, name: &str, device: &Device) -> Result<Tensor<T>> {
+    pub fn load_tensor<T: Element>(&self, name: &str, device: Device) -> Result<Tensor<T>> {
         check_device(device)?;
         let info = self
             .tensor_info(name)
@@ -161,7 +162,7 @@ impl MmapGGUFLoader {
         let mut data = zeroed_vec::<T>(n);
         // Fresh pages: see `Stores::Auto`.
         self.decode_into(info, &mut data, ctl, Stores::Cached)?;
-        Ok(Tensor::from_vec(info.dims().to_vec(), data).expect("decoded length matches dims"))
+        Tensor::from_ne(info.ne(), data).ok_or_else(|| Error::TooLarge(info.name.to_string()))
     }
 
     /// Decodes `info`'s bytes into `dst` in chunks spread over rayon's
@@ -185,9 +186,9 @@ impl MmapGGUFLoader {
             })?;
             bytes = Cow::Owned(le);
         }
-        let decode_err = |source| Error::Decode {
+        let decode_err = |error| Error::Decode {
             tensor: name.to_string(),
-            source,
+            error,
         };
         let block = ty.block_size() as usize;
         if bytes.len() / ty.type_size() as usize * block != dst.len() {
@@ -209,21 +210,21 @@ impl MmapGGUFLoader {
     }
 
     /// Decodes every tensor to f16 (the design's `load_f16_model`).
-    pub fn load_f16_model(&self, device: &Device) -> Result<Model<f16>> {
+    pub fn load_f16_model(&self, device: Device) -> Result<Model<f16>> {
         self.load_model::<f16>(device)
     }
 
     /// Decodes every tensor to `T` on `device`, in parallel.
-    pub fn load_model<T: Element>(&self, device: &Device) -> Result<Model<T>> {
-        self.load_model_with(device, &LoadOptions::default())
+    pub fn load_model<T: Element>(&self, device: Device) -> Result<Model<T>> {
+        self.load_model_with(device, LoadOptions::default())
     }
 
     /// Decodes every tensor to `T` with options: threads, progress, cancel.
     /// On cancellation or error, everything decoded so far is freed.
     pub fn load_model_with<T: Element>(
         &self,
-        device: &Device,
-        opts: &LoadOptions<'_>,
+        device: Device,
+        opts: LoadOptions<'_>,
     ) -> Result<Model<T>> {
         check_device(device)?;
         // Every byte will be read: start the kernel's read-ahead now (it
@@ -263,16 +264,17 @@ impl MmapGGUFLoader {
             })?;
             let buf = std::sync::Arc::new(buf);
             let mut start = 0;
-            Ok(infos
+            infos
                 .iter()
                 .zip(&sizes)
                 .map(|(info, n)| {
                     let range = start..start + n;
                     start += n;
-                    let t = Tensor::shared(info.dims().to_vec(), buf.clone(), range);
-                    (info.name.to_string(), t)
+                    let t = Tensor::shared(TensorInfo::ne(info), buf.clone(), range)
+                        .ok_or_else(|| Error::TooLarge(info.name.to_string()))?;
+                    Ok((info.name.to_string(), t))
                 })
-                .collect())
+                .collect()
         };
         let tensors = match opts.threads {
             Some(n) => rayon::ThreadPoolBuilder::new()
@@ -289,15 +291,15 @@ impl MmapGGUFLoader {
     }
 }
 
-fn check_device(device: &Device) -> Result<()> {
+fn check_device(device: Device) -> Result<()> {
     match device {
         Device::Cpu => Ok(()),
-        other => Err(Error::UnsupportedDevice(*other)),
+        other => Err(Error::UnsupportedDevice(other)),
     }
 }
 
 /// Opens `path` and decodes every tensor to f16 on the CPU: the design's
 /// one-call `load_model_f16`.
 pub fn load_model_f16(path: impl AsRef<Path>) -> Result<Model<f16>> {
-    MmapGGUFLoader::new(path)?.load_f16_model(&Device::Cpu)
+    MmapGGUFLoader::new(path)?.load_f16_model(Device::Cpu)
 }

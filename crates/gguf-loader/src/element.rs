@@ -1,4 +1,4 @@
-//! Output element types: f32, f16 and bf16.
+//! The floats tensors decode to: f32, f16 and bf16.
 
 use half::slice::HalfFloatSliceExt;
 use half::{bf16, f16};
@@ -6,14 +6,18 @@ use half::{bf16, f16};
 use crate::format::GgmlType;
 
 /// Which float an [`Element`] is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ElementKind {
+    /// IEEE single precision.
     F32,
+    /// IEEE half precision.
     F16,
+    /// bfloat16 (the top half of an f32).
     BF16,
 }
 
 impl ElementKind {
+    /// `"f32"`, `"f16"` or `"bf16"`.
     pub fn name(self) -> &'static str {
         match self {
             ElementKind::F32 => "f32",
@@ -40,35 +44,54 @@ impl ElementKind {
     }
 }
 
-/// A float that tensors decode to. f16 and bf16 values are the f32 value
-/// rounded to nearest-even, as ggml's `ggml_fp32_to_fp16` / `_to_bf16` do.
-pub trait Element: Copy + Default + Send + Sync + PartialEq + std::fmt::Debug + 'static {
+pub(crate) mod sealed {
+    use super::*;
+
+    /// What the decoders need of an output float; private, so that
+    /// [`Element`](super::Element) has exactly the three implementations
+    /// below (the zeroing allocator relies on all-zero bytes being a value).
+    pub trait Sealed: Sized + bytemuck::Pod {
+        /// Converts a run of f32 values.
+        fn from_f32_slice(src: &[f32], dst: &mut [Self]);
+
+        /// Copies `src` of type `ty` bit for bit when it already is this
+        /// float (little-endian bytes); `false` when it is not.
+        fn copy_same(ty: GgmlType, src: &[u8], dst: &mut [Self]) -> bool;
+
+        /// The buffer as f32, when this is f32.
+        fn as_f32_mut(_dst: &mut [Self]) -> Option<&mut [f32]> {
+            None
+        }
+
+        /// The buffer as f16, when this is f16.
+        fn as_f16_mut(_dst: &mut [Self]) -> Option<&mut [f16]> {
+            None
+        }
+    }
+}
+
+/// A float that tensors decode to: `f32`, [`f16`] or [`bf16`], and nothing
+/// else (the trait is sealed). f16 and bf16 values are the f32 value rounded
+/// to nearest-even, as ggml's `ggml_fp32_to_fp16` / `_to_bf16` do.
+pub trait Element:
+    sealed::Sealed + Copy + Default + Send + Sync + PartialEq + std::fmt::Debug + 'static
+{
+    /// Which float this is.
     const KIND: ElementKind;
 
-    /// Converts a run of f32 values.
-    fn from_f32_slice(src: &[f32], dst: &mut [Self]);
-
-    /// Copies `src` of type `ty` bit for bit when it already is this float
-    /// (little-endian bytes); `false` when it is not.
-    fn copy_same(ty: GgmlType, src: &[u8], dst: &mut [Self]) -> bool;
-
-    /// The buffer as f32, when this is f32.
-    fn as_f32_mut(_dst: &mut [Self]) -> Option<&mut [f32]> {
-        None
-    }
-
-    /// The buffer as f16, when this is f16.
-    fn as_f16_mut(_dst: &mut [Self]) -> Option<&mut [f16]> {
-        None
-    }
-
-    /// The value's little-endian bytes.
+    /// The values' little-endian bytes (a copy; see also `Tensor::as_bytes`).
     fn to_le_bytes_vec(values: &[Self]) -> Vec<u8>;
 }
 
 impl Element for f32 {
     const KIND: ElementKind = ElementKind::F32;
 
+    fn to_le_bytes_vec(values: &[f32]) -> Vec<u8> {
+        values.iter().flat_map(|v| v.to_le_bytes()).collect()
+    }
+}
+
+impl sealed::Sealed for f32 {
     fn from_f32_slice(src: &[f32], dst: &mut [f32]) {
         dst.copy_from_slice(src);
     }
@@ -86,15 +109,17 @@ impl Element for f32 {
         }
         true
     }
-
-    fn to_le_bytes_vec(values: &[f32]) -> Vec<u8> {
-        values.iter().flat_map(|v| v.to_le_bytes()).collect()
-    }
 }
 
 impl Element for f16 {
     const KIND: ElementKind = ElementKind::F16;
 
+    fn to_le_bytes_vec(values: &[f16]) -> Vec<u8> {
+        values.iter().flat_map(|v| v.to_le_bytes()).collect()
+    }
+}
+
+impl sealed::Sealed for f16 {
     fn from_f32_slice(src: &[f32], dst: &mut [f16]) {
         dst.convert_from_f32_slice(src);
     }
@@ -112,15 +137,17 @@ impl Element for f16 {
         }
         true
     }
-
-    fn to_le_bytes_vec(values: &[f16]) -> Vec<u8> {
-        values.iter().flat_map(|v| v.to_le_bytes()).collect()
-    }
 }
 
 impl Element for bf16 {
     const KIND: ElementKind = ElementKind::BF16;
 
+    fn to_le_bytes_vec(values: &[bf16]) -> Vec<u8> {
+        values.iter().flat_map(|v| v.to_le_bytes()).collect()
+    }
+}
+
+impl sealed::Sealed for bf16 {
     fn from_f32_slice(src: &[f32], dst: &mut [bf16]) {
         dst.convert_from_f32_slice(src);
     }
@@ -133,9 +160,5 @@ impl Element for bf16 {
             *d = bf16::from_bits(u16::from_le_bytes([s[0], s[1]]));
         }
         true
-    }
-
-    fn to_le_bytes_vec(values: &[bf16]) -> Vec<u8> {
-        values.iter().flat_map(|v| v.to_le_bytes()).collect()
     }
 }

@@ -41,11 +41,17 @@ echo "== built in $(( $(date +%s) - start )) s"
 for t in "${targets[@]}"; do
     # A scratch corpus per run: new inputs do not pile up in the seeds.
     work=$(mktemp -d)
-    # A target without committed seeds (roundtrip) starts from nothing.
-    mkdir -p "corpus/$t"
+    # Seeds: the target's own (fuzz/corpus/$t), and for the targets that take
+    # whole files the repository's malformed corpus and fixtures, read in
+    # place rather than copied.
+    seeds=()
+    [ -d "corpus/$t" ] && seeds+=("corpus/$t")
+    case "$t" in
+    open | lazy | inspect) seeds+=(../tests/corpus ../tests/fixtures) ;;
+    esac
     echo "== $t for ${seconds} s"
     status=0
-    cargo fuzz run -O "$t" "$work" "corpus/$t" -- \
+    cargo fuzz run -O "$t" "$work" "${seeds[@]}" -- \
         -max_total_time="$seconds" -rss_limit_mb=2048 -timeout=10 \
         -print_final_stats=1 >"$work.log" 2>&1 || status=$?
     grep -E "^stat::(number_of_executed_units|peak_rss_mb)|^#[0-9]+ +DONE" "$work.log" || true

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# The test command: installs the Python oracle (gguf-py), fetches the real
-# SmolLM2 model into the cache, then runs every test of the workspace.
+# The test command: installs the Python oracle (gguf-py), fetches the two real
+# models (SmolLM2-135M, Gemma-3-270M) into the cache, then runs every test of
+# the workspace.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python3 -m pip install --quiet --disable-pip-version-check -r scripts/requirements.txt
-model="$(scripts/fetch-model.sh)"
-export GGUF_LOADER_MODEL="$model" GGUF_LOADER_REQUIRE_MODEL=1
+model="$(scripts/fetch-model.sh smollm2)"
+gemma="$(scripts/fetch-model.sh gemma3)"
+export GGUF_LOADER_MODEL="$model" GGUF_LOADER_GEMMA="$gemma" GGUF_LOADER_REQUIRE_MODEL=1
 cargo test --workspace --release "$@"

@@ -69,7 +69,23 @@ pub fn assert_bits_eq(name: &str, got: &[f32], want: &[f32]) {
 /// `scripts/fetch-model.sh` fills. `None` (the test is skipped) when missing,
 /// unless `GGUF_LOADER_REQUIRE_MODEL` is set, as `scripts/test.sh` does.
 pub fn model_path() -> Option<PathBuf> {
-    let p = match std::env::var_os("GGUF_LOADER_MODEL") {
+    real_model("GGUF_LOADER_MODEL", "SmolLM2-135M-Instruct.Q4_1.gguf", "")
+}
+
+/// The real Gemma-3-270M model (Q4_K_M): `$GGUF_LOADER_GEMMA`, else the
+/// cache that `scripts/fetch-model.sh gemma3` fills; skipped like
+/// [`model_path`].
+pub fn gemma_path() -> Option<PathBuf> {
+    real_model("GGUF_LOADER_GEMMA", "gemma-3-270m-q4_k_m.gguf", " gemma3")
+}
+
+/// Both real models that are present.
+pub fn real_models() -> Vec<PathBuf> {
+    model_path().into_iter().chain(gemma_path()).collect()
+}
+
+fn real_model(var: &str, name: &str, fetch_arg: &str) -> Option<PathBuf> {
+    let p = match std::env::var_os(var) {
         Some(p) => PathBuf::from(p),
         None => std::env::var_os("GGUF_LOADER_CACHE")
             .map(PathBuf::from)
@@ -77,18 +93,18 @@ pub fn model_path() -> Option<PathBuf> {
                 PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
                     .join(".cache/gguf-loader")
             })
-            .join("SmolLM2-135M-Instruct.Q4_1.gguf"),
+            .join(name),
     };
     if p.exists() {
         return Some(p);
     }
     assert!(
         std::env::var_os("GGUF_LOADER_REQUIRE_MODEL").is_none(),
-        "{} is missing (run scripts/fetch-model.sh)",
+        "{} is missing (run scripts/fetch-model.sh{fetch_arg})",
         p.display()
     );
     eprintln!(
-        "skipped: {} is missing (run scripts/fetch-model.sh)",
+        "skipped: {} is missing (run scripts/fetch-model.sh{fetch_arg}; it needs the network once)",
         p.display()
     );
     None

@@ -1,4 +1,4 @@
-//! Data checks (`validate`): NaN/Inf in plain float values and in block
+//! The data check (`check_model`, `check_tensor_data`): NaN/Inf in plain float values and in block
 //! scales, at known positions, through files written with `GgufWriter` and
 //! through `check_tensor_data` for all 35 types; clean data reports nothing;
 //! no bytes panic.

@@ -54,76 +54,142 @@ impl fmt::Display for Context {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum FormatErrorKind {
+    /// The file does not start with `GGUF`: these are its first four bytes.
     #[error("bad magic {} (expected \"GGUF\")", Magic(.0))]
     BadMagic([u8; 4]),
+    /// A version other than 1, 2 or 3 (in either byte order).
     #[error("unsupported GGUF version {0} (supported: 1, 2, 3)")]
     UnsupportedVersion(u32),
     #[error("unexpected end of file reading {what}: need {needed} bytes, {available} left")]
+    /// The file ends inside a field.
     Truncated {
+        /// The field being read.
         what: &'static str,
+        /// Bytes it needs.
         needed: u64,
+        /// Bytes left in the file.
         available: u64,
     },
     #[error("{what} {count} cannot fit in the {remaining} bytes left")]
+    /// A count or length whose items could not fit in the rest of the file
+    /// even at their smallest (checked before anything is allocated from it).
     CountTooLarge {
+        /// The count's field.
         what: &'static str,
+        /// Its value.
         count: u64,
+        /// Bytes left in the file.
         remaining: u64,
     },
+    /// A metadata value type id outside 0..=12.
     #[error("unknown metadata value type {0}")]
     UnknownValueType(u32),
+    /// A bool stored as a byte other than 0 or 1.
     #[error("invalid bool byte {0} (must be 0 or 1)")]
     InvalidBool(u8),
+    /// A metadata key that is not UTF-8.
     #[error("key is not valid UTF-8")]
     KeyNotUtf8,
+    /// A metadata key that occurs twice.
     #[error("duplicate metadata key")]
     DuplicateKey,
+    /// Arrays of arrays nested deeper than [`MAX_ARRAY_NESTING`](crate::MAX_ARRAY_NESTING).
     #[error("arrays nested deeper than {0} levels")]
     NestingTooDeep(usize),
+    /// A tensor name that is not UTF-8.
     #[error("tensor name is not valid UTF-8")]
     TensorNameNotUtf8,
+    /// A tensor name that occurs twice.
     #[error("duplicate tensor name")]
     DuplicateTensor,
+    /// `general.alignment` stored as another type than u32.
     #[error("general.alignment must be a u32, found {0}")]
     AlignmentType(ValueType),
+    /// `general.alignment` zero or not a power of two.
     #[error("general.alignment {0} is not a non-zero power of two")]
     BadAlignment(u64),
+    /// More dimensions than ggml's four.
     #[error("{0} dimensions (at most 4)")]
     TooManyDims(u64),
     #[error("dimension {index} is {value}, past i64::MAX")]
-    DimTooLarge { index: usize, value: u64 },
+    /// A dimension past `i64::MAX` (ggml's `ne` are `int64_t`).
+    DimTooLarge {
+        /// Which dimension (0 = `ne[0]`).
+        index: usize,
+        /// Its value.
+        value: u64,
+    },
+    /// The product of the dimensions (given) passes `i64::MAX`.
     #[error("element count overflows (dims {0:?})")]
     ElementCountOverflow(Vec<u64>),
     #[error("byte size of {n_elements} {ty} elements overflows")]
-    ByteSizeOverflow { ty: &'static str, n_elements: u64 },
+    /// The data's byte size overflows u64.
+    ByteSizeOverflow {
+        /// The tensor type.
+        ty: &'static str,
+        /// Its element count.
+        n_elements: u64,
+    },
+    /// A tensor type id ggml never defined.
     #[error("unknown tensor type id {0}")]
     UnknownType(u32),
     #[error("tensor type id {id} ({name}) was removed from ggml")]
-    RemovedType { id: u32, name: &'static str },
+    /// A tensor type id ggml once used and has removed (e.g. 4 = Q4_2).
+    RemovedType {
+        /// The id.
+        id: u32,
+        /// ggml's old name for it.
+        name: &'static str,
+    },
     #[error("ne[0] = {ne0} is not a multiple of the {ty} block size {block_size}")]
+    /// A row length (`ne[0]`) that is not a whole number of blocks.
     NotBlockMultiple {
+        /// The tensor type.
         ty: &'static str,
+        /// The row length.
         ne0: u64,
+        /// The type's block size.
         block_size: u64,
     },
     #[error("data offset {offset} is not a multiple of the alignment {alignment}")]
-    MisalignedOffset { offset: u64, alignment: u64 },
+    /// A tensor's data offset that is not a multiple of the alignment.
+    MisalignedOffset {
+        /// The offset, relative to the data section.
+        offset: u64,
+        /// The file's alignment.
+        alignment: u64,
+    },
     #[error("data [{start}, {end}) runs past the end of the file ({file_len} bytes)")]
+    /// A tensor's data runs past the end of the file.
     DataPastEnd {
+        /// Its first byte in the file.
         start: u64,
+        /// One past its last byte (may exceed u64).
         end: u128,
+        /// The file's length.
         file_len: u64,
     },
     #[error("data [{start}, {end}) overlaps tensor '{}'", Escaped(other))]
-    Overlap { start: u64, end: u64, other: String },
+    /// Two tensors' data share bytes.
+    Overlap {
+        /// This tensor's first byte in the file.
+        start: u64,
+        /// One past its last byte.
+        end: u64,
+        /// The tensor it overlaps.
+        other: String,
+    },
 }
 
 /// A parse or validation failure: the problem, its byte offset in the file,
 /// and the key or tensor it concerns.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FormatError {
+    /// Where in the file (bytes from its start).
     pub offset: u64,
+    /// In which key or tensor, or the header.
     pub context: Context,
+    /// What is wrong.
     pub kind: FormatErrorKind,
 }
 

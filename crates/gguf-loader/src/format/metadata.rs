@@ -17,10 +17,16 @@ pub const MAX_ARRAY_NESTING: usize = 64;
 pub struct GgufStr<'a>(pub &'a [u8]);
 
 impl<'a> GgufStr<'a> {
+    /// The bytes as stored, borrowed from the file.
     pub fn as_bytes(&self) -> &'a [u8] {
         self.0
     }
 
+    /// The text, borrowed from the file; errs when it is not UTF-8.
+    ///
+    /// Under a memory map the bytes are the file's own: another process
+    /// rewriting the file while it is mapped could change them after this
+    /// check (see the crate's safety notes and [`LoadMode::Read`](crate::LoadMode::Read)).
     pub fn to_str(&self) -> Result<&'a str, std::str::Utf8Error> {
         std::str::from_utf8(self.0)
     }
@@ -46,22 +52,36 @@ impl fmt::Display for GgufStr<'_> {
 /// One metadata value. Strings and arrays borrow the file bytes.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Value<'a> {
+    /// `uint8`.
     U8(u8),
+    /// `int8`.
     I8(i8),
+    /// `uint16`.
     U16(u16),
+    /// `int16`.
     I16(i16),
+    /// `uint32`.
     U32(u32),
+    /// `int32`.
     I32(i32),
+    /// `float32`.
     F32(f32),
+    /// `bool` (stored as a byte, 0 or 1).
     Bool(bool),
+    /// `string`: a view of its bytes.
     String(GgufStr<'a>),
+    /// `array`: a view of its elements.
     Array(ArrayView<'a>),
+    /// `uint64`.
     U64(u64),
+    /// `int64`.
     I64(i64),
+    /// `float64`.
     F64(f64),
 }
 
 impl<'a> Value<'a> {
+    /// Its type.
     pub fn value_type(&self) -> ValueType {
         match self {
             Value::U8(_) => ValueType::U8,
@@ -116,6 +136,7 @@ impl<'a> Value<'a> {
         }
     }
 
+    /// The string, or `None` for any other type.
     pub fn as_str(&self) -> Option<GgufStr<'a>> {
         match *self {
             Value::String(s) => Some(s),
@@ -123,6 +144,7 @@ impl<'a> Value<'a> {
         }
     }
 
+    /// The array, or `None` for any other type.
     pub fn as_array(&self) -> Option<ArrayView<'a>> {
         match *self {
             Value::Array(a) => Some(a),
@@ -156,14 +178,17 @@ impl fmt::Debug for ArrayView<'_> {
 }
 
 impl<'a> ArrayView<'a> {
+    /// The type of every element.
     pub fn elem_type(&self) -> ValueType {
         self.elem_type
     }
 
+    /// The number of elements.
     pub fn len(&self) -> u64 {
         self.len
     }
 
+    /// True when the array has no elements.
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
@@ -359,6 +384,10 @@ pub enum MetadataError {
 macro_rules! getter {
     ($(#[$m:meta])* $name:ident, $variant:ident, $t:ty) => {
         $(#[$m])*
+        ///
+        /// Errs when the key is missing ([`MetadataError::Missing`]) or holds
+        /// another type ([`MetadataError::WrongType`]): the stored type must
+        /// match exactly (see [`Metadata::get_uint`] for any integer width).
         pub fn $name(&self, key: &str) -> Result<$t, MetadataError> {
             match self.require(key)? {
                 Value::$variant(v) => Ok(*v),
@@ -394,10 +423,12 @@ impl<'a> Metadata<'a> {
         true
     }
 
+    /// The number of entries.
     pub fn len(&self) -> usize {
         self.entries.len()
     }
 
+    /// True when the file has no metadata.
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }
@@ -407,14 +438,18 @@ impl<'a> Metadata<'a> {
         self.entries.iter().map(|(k, v)| (*k, v))
     }
 
+    /// The keys in file order.
     pub fn keys(&self) -> impl Iterator<Item = &'a str> + '_ {
         self.entries.iter().map(|(k, _)| *k)
     }
 
+    /// The value under `key`, of whatever type; `None` when missing. The
+    /// typed getters below err instead, naming the key.
     pub fn get(&self, key: &str) -> Option<&Value<'a>> {
         self.index.get(key).map(|i| &self.entries[*i].1)
     }
 
+    /// True when an entry has this key.
     pub fn contains_key(&self, key: &str) -> bool {
         self.index.contains_key(key)
     }
@@ -424,17 +459,72 @@ impl<'a> Metadata<'a> {
             .ok_or_else(|| MetadataError::Missing(key.to_string()))
     }
 
-    getter!(get_u8, U8, u8);
-    getter!(get_i8, I8, i8);
-    getter!(get_u16, U16, u16);
-    getter!(get_i16, I16, i16);
-    getter!(get_u32, U32, u32);
-    getter!(get_i32, I32, i32);
-    getter!(get_u64, U64, u64);
-    getter!(get_i64, I64, i64);
-    getter!(get_f32, F32, f32);
-    getter!(get_f64, F64, f64);
-    getter!(get_bool, Bool, bool);
+    getter!(
+        /// The `uint8` under `key`.
+        get_u8,
+        U8,
+        u8
+    );
+    getter!(
+        /// The `int8` under `key`.
+        get_i8,
+        I8,
+        i8
+    );
+    getter!(
+        /// The `uint16` under `key`.
+        get_u16,
+        U16,
+        u16
+    );
+    getter!(
+        /// The `int16` under `key`.
+        get_i16,
+        I16,
+        i16
+    );
+    getter!(
+        /// The `uint32` under `key`.
+        get_u32,
+        U32,
+        u32
+    );
+    getter!(
+        /// The `int32` under `key`.
+        get_i32,
+        I32,
+        i32
+    );
+    getter!(
+        /// The `uint64` under `key`.
+        get_u64,
+        U64,
+        u64
+    );
+    getter!(
+        /// The `int64` under `key`.
+        get_i64,
+        I64,
+        i64
+    );
+    getter!(
+        /// The `float32` under `key`.
+        get_f32,
+        F32,
+        f32
+    );
+    getter!(
+        /// The `float64` under `key`.
+        get_f64,
+        F64,
+        f64
+    );
+    getter!(
+        /// The `bool` under `key`.
+        get_bool,
+        Bool,
+        bool
+    );
     getter!(
         /// The array under `key`; iterate it with [`ArrayView::iter`] or
         /// [`ArrayView::strings`].

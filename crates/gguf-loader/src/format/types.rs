@@ -12,40 +12,75 @@ use std::fmt;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[repr(u32)]
 pub enum GgmlType {
+    /// IEEE single precision.
     F32 = 0,
+    /// IEEE half precision.
     F16 = 1,
+    /// 4-bit, blocks of 32 with an f16 scale.
     Q4_0 = 2,
+    /// 4-bit, blocks of 32 with an f16 scale and min.
     Q4_1 = 3,
+    /// 5-bit, blocks of 32 with an f16 scale.
     Q5_0 = 6,
+    /// 5-bit, blocks of 32 with an f16 scale and min.
     Q5_1 = 7,
+    /// 8-bit, blocks of 32 with an f16 scale.
     Q8_0 = 8,
+    /// 8-bit, blocks of 32 with an f16 scale and sum (a dot-product intermediate).
     Q8_1 = 9,
+    /// 2-bit k-quant, super-blocks of 256.
     Q2_K = 10,
+    /// 3-bit k-quant, super-blocks of 256.
     Q3_K = 11,
+    /// 4-bit k-quant, super-blocks of 256.
     Q4_K = 12,
+    /// 5-bit k-quant, super-blocks of 256.
     Q5_K = 13,
+    /// 6-bit k-quant, super-blocks of 256.
     Q6_K = 14,
+    /// 8-bit k-quant intermediate, super-blocks of 256 with an f32 scale.
     Q8_K = 15,
+    /// 2.06-bit i-quant (E8 lattice grid).
     IQ2_XXS = 16,
+    /// 2.31-bit i-quant.
     IQ2_XS = 17,
+    /// 3.06-bit i-quant.
     IQ3_XXS = 18,
+    /// 1.56-bit i-quant.
     IQ1_S = 19,
+    /// 4-bit non-linear, blocks of 32.
     IQ4_NL = 20,
+    /// 3.44-bit i-quant.
     IQ3_S = 21,
+    /// 2.5-bit i-quant.
     IQ2_S = 22,
+    /// 4.25-bit non-linear, super-blocks of 256.
     IQ4_XS = 23,
+    /// Signed 8-bit integers.
     I8 = 24,
+    /// Signed 16-bit integers.
     I16 = 25,
+    /// Signed 32-bit integers.
     I32 = 26,
+    /// Signed 64-bit integers.
     I64 = 27,
+    /// IEEE double precision.
     F64 = 28,
+    /// 1.75-bit i-quant.
     IQ1_M = 29,
+    /// bfloat16.
     BF16 = 30,
+    /// Ternary, 1.69 bits per weight.
     TQ1_0 = 34,
+    /// Ternary, 2 bits per weight.
     TQ2_0 = 35,
+    /// OCP microscaling FP4 (E2M1 values, an E8M0 scale per 32).
     MXFP4 = 39,
+    /// NVIDIA FP4 (E2M1 values, a UE4M3 scale per 16).
     NVFP4 = 40,
+    /// 1-bit sign, blocks of 128 with an f16 scale.
     Q1_0 = 41,
+    /// 2-bit, blocks of 64 with an f16 scale.
     Q2_0 = 42,
 }
 
@@ -63,7 +98,9 @@ pub enum TypeId {
 /// Block layout of one type: `block_size` elements stored in `type_size` bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BlockLayout {
+    /// Elements per block (1 for the plain number types).
     pub block_size: u64,
+    /// Bytes per block.
     pub type_size: u64,
 }
 
@@ -274,22 +311,36 @@ impl fmt::Display for GgmlType {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[repr(u32)]
 pub enum ValueType {
+    /// `uint8`.
     U8 = 0,
+    /// `int8`.
     I8 = 1,
+    /// `uint16`.
     U16 = 2,
+    /// `int16`.
     I16 = 3,
+    /// `uint32`.
     U32 = 4,
+    /// `int32`.
     I32 = 5,
+    /// `float32`.
     F32 = 6,
+    /// `bool`.
     Bool = 7,
+    /// `string`.
     String = 8,
+    /// `array`.
     Array = 9,
+    /// `uint64`.
     U64 = 10,
+    /// `int64`.
     I64 = 11,
+    /// `float64`.
     F64 = 12,
 }
 
 impl ValueType {
+    /// The type with this id, if GGUF defines it (0..=12).
     pub fn from_id(id: u32) -> Option<ValueType> {
         use ValueType::*;
         Some(match id {

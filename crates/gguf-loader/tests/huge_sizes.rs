@@ -11,7 +11,8 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use gguf_loader::{f16, Device, Error, GgmlType, LazyModel, LoadMode, LoadOptions, MmapGGUFLoader};
+use gguf_loader::MmapGGUFLoader;
+use gguf_loader::{f16, Device, Element, Error, GgmlType, LazyModel, LoadMode, LoadOptions};
 
 /// Writes a GGUF v3 header with one tensor `name` of `ty` and `dims`, then
 /// extends the file (sparse) to hold its data. `None` when the filesystem
@@ -51,6 +52,19 @@ fn sparse_model(dir: &Path, name: &str, ty: GgmlType, dims: &[u64]) -> Option<Pa
     }
 }
 
+/// The one tensor, alone and as a whole model, cannot be decoded to `T`:
+/// `Error::OutOfMemory` for `bytes`.
+fn assert_loads_refused<T: Element>(loader: &MmapGGUFLoader, tensor: &str, bytes: u64) {
+    let one = loader.load_tensor::<T>(tensor, Device::Cpu);
+    assert_oom(one, tensor, bytes, "load_tensor");
+    assert_oom(
+        loader.load_model::<T>(Device::Cpu),
+        tensor,
+        bytes,
+        "load_model",
+    );
+}
+
 fn assert_oom<T: std::fmt::Debug>(r: Result<T, Error>, tensor: &str, bytes: u64, what: &str) {
     match r {
         Err(Error::OutOfMemory {
@@ -77,18 +91,7 @@ fn outputs_beyond_the_address_space_are_refused() {
     let bytes = n * 4;
     assert!(bytes > 1 << 48);
     let loader = MmapGGUFLoader::new(&path).unwrap();
-    assert_oom(
-        loader.load_tensor::<f32>("iq1s", Device::Cpu),
-        "iq1s",
-        bytes,
-        "load_tensor",
-    );
-    assert_oom(
-        loader.load_model::<f32>(Device::Cpu),
-        "iq1s",
-        bytes,
-        "load_model",
-    );
+    assert_loads_refused::<f32>(&loader, "iq1s", bytes);
     let lazy = LazyModel::<f32>::open(&path).unwrap();
     assert_oom(lazy.tensor("iq1s"), "iq1s", bytes, "lazy");
     let mut dst = [0f32; 4];
@@ -141,18 +144,7 @@ fn read_mode_sizes_beyond_memory_fail_cleanly() {
         bytes,
         "read_tensor_data",
     );
-    assert_oom(
-        read.load_tensor::<f16>("f16", Device::Cpu),
-        "f16",
-        bytes,
-        "load_tensor",
-    );
-    assert_oom(
-        read.load_model::<f16>(Device::Cpu),
-        "f16",
-        bytes,
-        "load_model",
-    );
+    assert_loads_refused::<f16>(&read, "f16", bytes);
     let lazy = LazyModel::<f32>::open_with(&path, LoadMode::Read, LoadOptions::default());
     assert_oom(lazy.unwrap().tensor("f16"), "f16", bytes * 2, "lazy f32");
 

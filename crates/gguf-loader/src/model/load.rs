@@ -145,17 +145,13 @@ impl<'a> Control<'a> {
     }
 }
 
-/// Swaps each value of a plain number type from a big-endian file to
-/// little-endian in place; `false` for block-quantized types, whose
-/// big-endian layout ggml does not define.
-fn to_little_endian(ty: GgmlType, bytes: &mut [u8]) -> bool {
-    if ty.is_quantized() {
-        return false;
-    }
+/// Swaps each value of a plain number type (not block-quantized: ggml
+/// defines no big-endian layout for those) from a big-endian file to
+/// little-endian, in place.
+fn swap_to_little_endian(ty: GgmlType, bytes: &mut [u8]) {
     for value in bytes.chunks_exact_mut(ty.type_size() as usize) {
         value.reverse();
     }
-    true
 }
 
 /// [`Error::OutOfMemory`] for `tensor`.
@@ -230,7 +226,7 @@ fn decode_into<T: Element>(
             let len = (d.len() / block) as u64 * type_size;
             let mut bytes = t.read(start..start + len)?;
             if big {
-                to_little_endian(ty, bytes.to_mut());
+                swap_to_little_endian(ty, bytes.to_mut());
             }
             dequantize_into_with(ty, &bytes, d, stores).map_err(decode_err)?;
             ctl.report(len, 0);

@@ -1,44 +1,72 @@
 //! Output buffers: allocated once at their final size, untouched until the
 //! decoders write them, so that page faults happen in parallel in the decode
 //! threads, and backed by transparent huge pages where the kernel has them.
+//! Every allocation here is fallible: a size taken from a file that asks for
+//! more memory than there is gives an error, never an abort.
+
+use std::marker::PhantomData;
+
+use memmap2::{MmapMut, MmapOptions};
 
 use crate::element::Element;
 
-/// A vector of `n` zeros whose pages have not been touched yet.
+/// A transparent huge page (x86-64 and aarch64 with 4 KiB base pages).
+const HUGE: usize = 2 << 20;
+
+/// An allocation that failed: the bytes asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct AllocError {
+    pub bytes: u64,
+}
+
+/// Bytes of `n` values of `T`, if that fits the address space.
+fn bytes_of<T>(n: usize) -> Result<usize, AllocError> {
+    n.checked_mul(std::mem::size_of::<T>())
+        .filter(|b| *b <= isize::MAX as usize)
+        .ok_or(AllocError {
+            bytes: (n as u64).saturating_mul(std::mem::size_of::<T>() as u64),
+        })
+}
+
+/// A vector of `n` zeros whose pages have not been touched yet, or an error
+/// when the memory cannot be had.
 ///
 /// `vec![T::default(); n]` would write every element on this thread (for
 /// `f16`, which std cannot prove all-zero), faulting in each 4 KiB page
 /// serially at about 1 GB/s; the allocator's zeroed allocation gets fresh
 /// pages from the kernel without writing them.
-pub fn zeroed_vec<T: Element>(n: usize) -> Vec<T> {
-    if n == 0 || std::mem::size_of::<T>() == 0 {
-        return Vec::new();
+pub(crate) fn try_zeroed_vec<T: Element>(n: usize) -> Result<Vec<T>, AllocError> {
+    let bytes = bytes_of::<T>(n)?;
+    if bytes == 0 {
+        return Ok(Vec::new());
     }
     let Ok(layout) = std::alloc::Layout::array::<T>(n) else {
-        // Too large for the address space: let Vec report it.
-        return vec![T::default(); n];
+        return Err(AllocError {
+            bytes: bytes as u64,
+        });
     };
     // SAFETY: `layout` has a non-zero size. The elements (f32, f16, bf16) are
     // plain bit patterns for which all-zero bytes are a valid value (+0.0), so
     // the zeroed memory is `n` initialized `T`s. The pointer comes from the
     // global allocator with `Layout::array::<T>(n)`, exactly what `Vec<T>`
-    // with capacity `n` frees it with.
+    // with capacity `n` frees it with; a null pointer (no memory) is an error.
     let v = unsafe {
         let ptr = std::alloc::alloc_zeroed(layout) as *mut T;
         if ptr.is_null() {
-            std::alloc::handle_alloc_error(layout);
+            return Err(AllocError {
+                bytes: bytes as u64,
+            });
         }
         Vec::from_raw_parts(ptr, n, n)
     };
     advise_huge_pages(&v);
-    v
+    Ok(v)
 }
 
 /// Asks for transparent huge pages over the whole 2 MiB pages inside `v`.
 fn advise_huge_pages<T>(v: &[T]) {
     #[cfg(target_os = "linux")]
     {
-        const HUGE: usize = 2 << 20;
         let start = v.as_ptr() as usize;
         let end = start + std::mem::size_of_val(v);
         let a = start.next_multiple_of(HUGE);
@@ -55,4 +83,128 @@ fn advise_huge_pages<T>(v: &[T]) {
     }
     #[cfg(not(target_os = "linux"))]
     let _ = v;
+}
+
+/// [`try_zeroed_vec`] for sizes the caller chose (not a file): failing to
+/// allocate aborts, as `Vec` does.
+pub fn zeroed_vec<T: Element>(n: usize) -> Vec<T> {
+    match try_zeroed_vec(n) {
+        Ok(v) => v,
+        Err(_) => match std::alloc::Layout::array::<T>(n) {
+            Ok(layout) => std::alloc::handle_alloc_error(layout),
+            // Too large for the address space: let Vec report it.
+            Err(_) => vec![T::default(); n],
+        },
+    }
+}
+
+/// Outputs of at least this many bytes get pages of their own (smaller ones
+/// the heap): freed memory goes back to the system at once, where the C
+/// allocator would keep a freed heap block resident for reuse.
+const OWN_PAGES_MIN: usize = 64 << 10;
+
+/// `n` zeroed values in an anonymous mapping of their own, returned to the
+/// system when dropped. A mapping of a huge page or more starts on a
+/// huge-page boundary, with the huge pages inside advised as such.
+pub(crate) struct Pages<T> {
+    map: MmapMut,
+    /// Offset of the first value in `map` (a page boundary).
+    start: usize,
+    /// Number of values.
+    len: usize,
+    _values: PhantomData<T>,
+}
+
+impl<T: Element> Pages<T> {
+    fn zeroed(n: usize) -> Result<Pages<T>, AllocError> {
+        let bytes = bytes_of::<T>(n)?;
+        let fail = AllocError {
+            bytes: bytes as u64,
+        };
+        // A huge page more than needed, to start on a boundary inside; the
+        // pages before it are never touched and cost only address space.
+        let slack = if bytes >= HUGE { HUGE } else { 0 };
+        let map = MmapOptions::new()
+            .len(bytes.checked_add(slack).ok_or(fail)?)
+            .map_anon()
+            .map_err(|_| fail)?;
+        let base = map.as_ptr() as usize;
+        let start = if bytes >= HUGE {
+            base.next_multiple_of(HUGE) - base
+        } else {
+            0
+        };
+        #[cfg(target_os = "linux")]
+        if bytes >= HUGE {
+            // Advice only: without huge pages the values are the same.
+            let _ = map.advise_range(memmap2::Advice::HugePage, start, bytes / HUGE * HUGE);
+        }
+        Ok(Pages {
+            map,
+            start,
+            len: n,
+            _values: PhantomData,
+        })
+    }
+
+    fn byte_range(&self) -> std::ops::Range<usize> {
+        self.start..self.start + self.len * std::mem::size_of::<T>()
+    }
+
+    fn as_slice(&self) -> &[T] {
+        // The range lies in the map and starts on a page boundary, so it is
+        // aligned for T and a whole number of T: the cast always succeeds.
+        bytemuck::try_cast_slice(&self.map[self.byte_range()]).unwrap_or_default()
+    }
+
+    fn as_mut_slice(&mut self) -> &mut [T] {
+        let r = self.byte_range();
+        bytemuck::try_cast_slice_mut(&mut self.map[r]).unwrap_or_default()
+    }
+}
+
+/// The values of one tensor, in memory of their own: dropping the tensor
+/// frees them, whatever else was decoded with it.
+pub(crate) enum Buffer<T> {
+    /// A heap vector: small outputs, and vectors given by the caller.
+    Heap(Vec<T>),
+    /// Larger outputs: a mapping of their own, huge-page-aligned from a
+    /// huge page up (a heap allocation of that size starts 16 bytes past a
+    /// page, so neither its first nor its last 2 MiB could be a huge page).
+    Pages(Pages<T>),
+}
+
+impl<T: Element> Buffer<T> {
+    /// `n` zeros, untouched; [`AllocError`] when the memory cannot be had.
+    pub fn zeroed(n: usize) -> Result<Buffer<T>, AllocError> {
+        if bytes_of::<T>(n)? >= OWN_PAGES_MIN {
+            Ok(Buffer::Pages(Pages::zeroed(n)?))
+        } else {
+            Ok(Buffer::Heap(try_zeroed_vec(n)?))
+        }
+    }
+
+    /// The values.
+    pub fn as_slice(&self) -> &[T] {
+        match self {
+            Buffer::Heap(v) => v,
+            Buffer::Pages(p) => p.as_slice(),
+        }
+    }
+
+    /// The values, to write.
+    pub fn as_mut_slice(&mut self) -> &mut [T] {
+        match self {
+            Buffer::Heap(v) => v,
+            Buffer::Pages(p) => p.as_mut_slice(),
+        }
+    }
+
+    /// The values as a vector (a copy when they are in pages of their own).
+    pub fn into_vec(self) -> Vec<T> {
+        match self {
+            Buffer::Heap(v) => v,
+            Buffer::Pages(p) => p.as_slice().to_vec(),
+        }
+    }
 }

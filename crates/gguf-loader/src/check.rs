@@ -34,8 +34,10 @@ use std::fmt;
 
 use rayon::prelude::*;
 
+use crate::error::{Error, Result};
 use crate::format::{Endianness, GgmlType};
-use crate::loader::MmapGGUFLoader;
+use crate::loader::{Located, MmapGGUFLoader};
+use crate::model::{in_pool, LoadOptions};
 
 /// What is wrong with a value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -501,62 +503,93 @@ pub fn check_model(loader: &MmapGGUFLoader, max_per_tensor: usize) -> Vec<DataPr
 }
 
 /// [`check_model`] with counts and the tensors that could not be checked.
+/// In read mode a tensor whose bytes cannot be read (the file shrank) is
+/// listed as skipped; [`check_model_report_with`] returns that error.
 pub fn check_model_report(loader: &MmapGGUFLoader, max_per_tensor: usize) -> ModelReport {
+    check_report(loader, max_per_tensor).0
+}
+
+/// [`check_model_report`] with options: the check runs on
+/// [`LoadOptions::threads`] threads of its own (its progress callback and
+/// stores are not used). Errs with [`Error::ThreadPool`] when the pool
+/// cannot be built, and in read mode with the first [`Error::TensorIo`] a
+/// tensor's bytes gave.
+pub fn check_model_report_with(
+    loader: &MmapGGUFLoader,
+    max_per_tensor: usize,
+    opts: LoadOptions<'_>,
+) -> Result<ModelReport> {
+    let (report, error) = in_pool(opts.threads, || check_report(loader, max_per_tensor))?;
+    match error {
+        Some(e) => Err(e),
+        None => Ok(report),
+    }
+}
+
+/// The check, and the first error reading a tensor's bytes (read mode).
+fn check_report(loader: &MmapGGUFLoader, max_per_tensor: usize) -> (ModelReport, Option<Error>) {
     struct Task<'a> {
         tensor: usize,
-        name: &'a str,
-        ty: GgmlType,
+        located: Located<'a>,
         big: bool,
-        bytes: &'a [u8],
+        bytes: std::ops::Range<u64>,
         first: u64,
     }
     let mut tasks = Vec::new();
     let mut skipped = Vec::new();
     let mut n_tensors = 0usize;
-    let mut shards = 0usize;
-    for shard in loader.shards() {
-        shards += 1;
-        let big = shard.endianness == Endianness::Big;
-        for t in shard.tensors() {
-            let tensor = n_tensors;
-            n_tensors += 1;
-            if big && !is_plain_float(t.ty) && !block_fields(t.ty).is_empty() {
-                skipped.push(SkippedTensor {
-                    tensor: t.name.to_string(),
-                    ty: t.ty,
-                    reason: "quantized data in a big-endian file has no defined byte order",
-                });
-                continue;
-            }
-            if checked_fields(t.ty).is_empty() {
-                continue;
-            }
-            let ts = t.ty.type_size() as usize;
-            let per_task = (CHUNK_BYTES / ts).max(1) * ts;
-            let data = shard.tensor_data(t);
-            for (i, bytes) in data.chunks(per_task).enumerate() {
-                tasks.push(Task {
-                    tensor,
-                    name: t.name,
-                    ty: t.ty,
-                    big,
-                    bytes,
-                    first: (i * (per_task / ts)) as u64,
-                });
-            }
+    for t in loader.located() {
+        let tensor = n_tensors;
+        n_tensors += 1;
+        let (info, big) = (t.info, t.endianness() == Endianness::Big);
+        if big && !is_plain_float(info.ty) && !block_fields(info.ty).is_empty() {
+            skipped.push(SkippedTensor {
+                tensor: info.name.to_string(),
+                ty: info.ty,
+                reason: "quantized data in a big-endian file has no defined byte order",
+            });
+            continue;
+        }
+        if checked_fields(info.ty).is_empty() {
+            continue;
+        }
+        let ts = info.ty.type_size();
+        let per_task = (CHUNK_BYTES as u64 / ts).max(1) * ts;
+        let mut start = 0;
+        while start < info.n_bytes {
+            let end = info.n_bytes.min(start + per_task);
+            tasks.push(Task {
+                tensor,
+                located: t,
+                big,
+                bytes: start..end,
+                first: start / ts,
+            });
+            start = end;
         }
     }
-    let results: Vec<(usize, Vec<DataProblem>, u64)> = tasks
+    type Found = (usize, Result<(Vec<DataProblem>, u64)>);
+    let results: Vec<Found> = tasks
         .par_iter()
         .map(|task| {
+            let bytes = match task.located.read(task.bytes.clone()) {
+                Ok(b) => b,
+                Err(e) => return (task.tensor, Err(e)),
+            };
             let mut sink = Sink {
-                name: task.name,
+                name: task.located.info.name,
                 max: max_per_tensor,
                 out: Vec::new(),
                 count: 0,
             };
-            scan(task.ty, task.bytes, task.big, task.first, &mut sink);
-            (task.tensor, sink.out, sink.count)
+            scan(
+                task.located.info.ty,
+                &bytes,
+                task.big,
+                task.first,
+                &mut sink,
+            );
+            (task.tensor, Ok((sink.out, sink.count)))
         })
         .collect();
 
@@ -564,12 +597,29 @@ pub fn check_model_report(loader: &MmapGGUFLoader, max_per_tensor: usize) -> Mod
     let mut problem_count = 0u64;
     let mut current = usize::MAX;
     let mut listed = 0usize;
-    for (tensor, found, count) in results {
-        problem_count += count;
+    let mut error = None;
+    let mut unreadable = usize::MAX;
+    for ((tensor, found), task) in results.into_iter().zip(&tasks) {
         if tensor != current {
             current = tensor;
             listed = 0;
         }
+        let (found, count) = match found {
+            Ok(f) => f,
+            Err(e) => {
+                if unreadable != tensor {
+                    unreadable = tensor;
+                    skipped.push(SkippedTensor {
+                        tensor: task.located.info.name.to_string(),
+                        ty: task.located.info.ty,
+                        reason: "its bytes could not be read",
+                    });
+                }
+                error.get_or_insert(e);
+                continue;
+            }
+        };
+        problem_count += count;
         for p in found {
             if listed < max_per_tensor {
                 problems.push(p);
@@ -577,13 +627,14 @@ pub fn check_model_report(loader: &MmapGGUFLoader, max_per_tensor: usize) -> Mod
             }
         }
     }
-    ModelReport {
-        shards,
+    let report = ModelReport {
+        shards: loader.shards().count(),
         tensors_checked: n_tensors - skipped.len(),
         problems,
         problem_count,
         skipped,
-    }
+    };
+    (report, error)
 }
 
 #[cfg(test)]

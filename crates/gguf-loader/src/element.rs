@@ -73,6 +73,23 @@ pub(crate) mod sealed {
 /// A float that tensors decode to: `f32`, [`f16`] or [`bf16`], and nothing
 /// else (the trait is sealed). f16 and bf16 values are the f32 value rounded
 /// to nearest-even, as ggml's `ggml_fp32_to_fp16` / `_to_bf16` do.
+///
+/// A type of the caller's cannot be one, even with every item written out:
+/// the zeroing allocator and the decoders rely on the three floats' layout.
+///
+/// ```compile_fail,E0277
+/// use gguf_loader::{Element, ElementKind};
+///
+/// #[derive(Clone, Copy, Default, PartialEq, Debug)]
+/// struct Mine(u8);
+///
+/// impl Element for Mine {
+///     const KIND: ElementKind = ElementKind::F32;
+///     fn to_le_bytes_vec(values: &[Mine]) -> Vec<u8> {
+///         values.iter().map(|v| v.0).collect()
+///     }
+/// }
+/// ```
 pub trait Element:
     sealed::Sealed + Copy + Default + Send + Sync + PartialEq + std::fmt::Debug + 'static
 {

@@ -64,13 +64,15 @@ pub enum Error {
     /// A tensor too large for this platform's address space.
     #[error("tensor '{}' is too large for this platform", Escaped(.0))]
     TooLarge(String),
-    /// The memory for a tensor's (or a model's) output could not be allocated.
+    /// The memory for a tensor's output, or for its bytes read from the file
+    /// (read mode), could not be allocated: the size the file declares is
+    /// beyond what the system gives.
     #[error(
-        "tensor '{}': cannot allocate {bytes} bytes for its output",
+        "tensor '{}': cannot allocate {bytes} bytes (out of memory)",
         Escaped(tensor)
     )]
     OutOfMemory {
-        /// The tensor (or `"the model"` for a whole-model buffer).
+        /// The tensor.
         tensor: String,
         /// The bytes asked for.
         bytes: u64,

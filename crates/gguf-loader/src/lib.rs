@@ -43,12 +43,13 @@ mod synth;
 mod tensor;
 
 pub use check::{
-    check_model, check_model_report, check_tensor_data, checked_fields, count_tensor_data,
-    DataProblem, ModelReport, ProblemKind, SkippedTensor,
+    check_model, check_model_report, check_model_report_with, check_tensor_data, checked_fields,
+    count_tensor_data, DataProblem, ModelReport, ProblemKind, SkippedTensor,
 };
 pub use decode::{
     dequantize, dequantize_into, dequantize_into_par, dequantize_into_par_with,
-    dequantize_into_with, dequantize_rows_into, DecodeError, Stores, STREAMING_MIN_BYTES,
+    dequantize_into_with, dequantize_rows_into, DecodeError, OutputMemory, Stores,
+    STREAMING_MIN_BYTES,
 };
 pub use element::{Element, ElementKind};
 pub use error::{Error, Result};

@@ -1,9 +1,8 @@
 //! Decoded tensors and the devices they live on.
 
 use std::fmt;
-use std::ops::Range;
-use std::sync::Arc;
 
+use crate::alloc::Buffer;
 use crate::element::Element;
 
 /// Where a tensor's data lives. `Copy`: pass it by value.
@@ -27,24 +26,18 @@ impl fmt::Display for Device {
     }
 }
 
-/// Where a tensor's values are held.
-enum Storage<T> {
-    /// Its own buffer.
-    Owned(Vec<T>),
-    /// A range of a buffer shared by the tensors of one model load (one
-    /// allocation, so that its pages can be huge pages).
-    Shared(Arc<Vec<T>>, Range<usize>),
-}
-
 /// A decoded tensor: its shape and its values on a device.
 ///
 /// The values are row-major in [`Tensor::shape`] order (PyTorch,
 /// safetensors, numpy): the last dimension varies fastest. [`Tensor::ne`]
 /// gives the same dimensions in GGUF order.
+///
+/// Every tensor holds its values in memory of its own: a tensor taken out of
+/// a [`Model`](crate::Model) keeps nothing else of the model alive.
 pub struct Tensor<T> {
     /// GGUF order: `ne[0]` (the row length) first.
     ne: Vec<usize>,
-    data: Storage<T>,
+    data: Buffer<T>,
     device: Device,
 }
 
@@ -53,7 +46,7 @@ impl<T: Element> Clone for Tensor<T> {
     fn clone(&self) -> Self {
         Tensor {
             ne: self.ne.clone(),
-            data: Storage::Owned(self.data().to_vec()),
+            data: Buffer::Heap(self.data().to_vec()),
             device: self.device,
         }
     }
@@ -83,26 +76,17 @@ impl<T: Element> Tensor<T> {
         let ne = checked_ne(shape.iter().rev().map(|d| *d as u64), data.len())?;
         Some(Tensor {
             ne,
-            data: Storage::Owned(data),
+            data: Buffer::Heap(data),
             device: Device::Cpu,
         })
     }
 
-    /// A CPU tensor from GGUF-order dimensions (as in a tensor info).
-    pub(crate) fn from_ne(ne: &[u64], data: Vec<T>) -> Option<Tensor<T>> {
+    /// A CPU tensor from GGUF-order dimensions (as in a tensor info) over
+    /// its own buffer; `None` unless the dimensions multiply to its length.
+    pub(crate) fn from_buffer(ne: &[u64], data: Buffer<T>) -> Option<Tensor<T>> {
         Some(Tensor {
-            ne: checked_ne(ne.iter().copied(), data.len())?,
-            data: Storage::Owned(data),
-            device: Device::Cpu,
-        })
-    }
-
-    /// A CPU tensor over `range` of a buffer shared with other tensors.
-    pub(crate) fn shared(ne: &[u64], buf: Arc<Vec<T>>, range: Range<usize>) -> Option<Tensor<T>> {
-        buf.get(range.clone())?;
-        Some(Tensor {
-            ne: checked_ne(ne.iter().copied(), range.len())?,
-            data: Storage::Shared(buf, range),
+            ne: checked_ne(ne.iter().copied(), data.as_slice().len())?,
+            data,
             device: Device::Cpu,
         })
     }
@@ -136,10 +120,7 @@ impl<T: Element> Tensor<T> {
 
     /// The values, row-major.
     pub fn data(&self) -> &[T] {
-        match &self.data {
-            Storage::Owned(v) => v,
-            Storage::Shared(buf, r) => buf.get(r.clone()).unwrap_or_default(),
-        }
+        self.data.as_slice()
     }
 
     /// The values as bytes in this machine's byte order (little-endian on
@@ -148,12 +129,11 @@ impl<T: Element> Tensor<T> {
         bytemuck::cast_slice(self.data())
     }
 
-    /// The values as an owned vector (a copy when the buffer is shared).
+    /// The values as an owned vector: the tensor's own vector when it has
+    /// one (made by [`Self::from_vec`], or small), else a copy (a large
+    /// decoded tensor lives in huge pages of its own, not in a `Vec`).
     pub fn into_vec(self) -> Vec<T> {
-        match self.data {
-            Storage::Owned(v) => v,
-            Storage::Shared(buf, r) => buf.get(r).unwrap_or_default().to_vec(),
-        }
+        self.data.into_vec()
     }
 
     /// An `ndarray` view of the values in row-major [`Self::shape`]

@@ -252,3 +252,146 @@ fn big_endian_fixture_plain_tensors_decode_like_little_endian() {
     }
     assert!(plain >= 10, "{plain}");
 }
+
+/// Directories, FIFOs, sockets and devices are refused before anything is
+/// read, in both modes, with what they are: a directory said "No such
+/// device" (the mmap's error), and a FIFO with no writer blocked the open
+/// forever.
+#[test]
+fn only_regular_files_open() {
+    use gguf_loader::LoadMode;
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("fifo.gguf");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let socket = dir.path().join("socket.gguf");
+    let _listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+    let cases = [
+        (dir.path().to_path_buf(), "a directory"),
+        (fifo, "a FIFO"),
+        (socket, "a socket"),
+        (std::path::PathBuf::from("/dev/null"), "a character device"),
+    ];
+    for (path, what) in cases {
+        for mode in [LoadMode::Mmap, LoadMode::Read] {
+            // On a thread, so that an open that blocks fails the test
+            // instead of hanging it.
+            let (tx, rx) = mpsc::channel();
+            let p = path.clone();
+            std::thread::spawn(move || {
+                let _ = tx.send(MmapGGUFLoader::open(&p, mode).map(|_| ()));
+            });
+            let r = rx
+                .recv_timeout(Duration::from_secs(30))
+                .unwrap_or_else(|_| panic!("{}: open blocked", path.display()));
+            match r {
+                Err(e @ Error::NotAFile { .. }) => {
+                    let msg = e.to_string();
+                    assert_eq!(
+                        msg,
+                        format!("{}: is {what}, not a regular file", path.display())
+                    );
+                }
+                Err(e) => panic!("{} via {mode:?}: {e}", path.display()),
+                Ok(()) => panic!("{} via {mode:?}: opened", path.display()),
+            }
+        }
+    }
+}
+
+fn f32_shard(no: u16, count: u16, name: &str, endian: Endianness) -> GgufWriter<'static> {
+    let mut w = GgufWriter::new().endianness(endian);
+    w.add("split.no", MetaValue::U16(no))
+        .add("split.count", MetaValue::U16(count));
+    if no == 0 {
+        w.add("general.architecture", MetaValue::String("llama".into()));
+    }
+    let values: Vec<u8> = (1..=8u32)
+        .flat_map(|v| match endian {
+            Endianness::Little => (v as f32).to_le_bytes(),
+            Endianness::Big => (v as f32).to_be_bytes(),
+        })
+        .collect();
+    w.add_tensor(name, &[8], GgmlType::F32, values).unwrap();
+    w
+}
+
+/// Shards are decoded in their own byte order (a split model in big-endian
+/// gives its values), and shards that disagree on version, byte order or
+/// alignment, or come from a model of another architecture, are refused:
+/// shard 2 big-endian under a little-endian shard 1 decoded to 4.6e-41…
+#[test]
+fn split_shards_must_agree() {
+    use gguf_loader::{Device, LoadMode};
+    let dir = tempfile::tempdir().unwrap();
+    let p = |i: u16| dir.path().join(format!("s-{i:05}-of-00002.gguf"));
+    let values: Vec<f32> = (1..=8).map(|v| v as f32).collect();
+
+    for endian in [Endianness::Little, Endianness::Big] {
+        write(&p(1), &f32_shard(0, 2, "a", endian));
+        write(&p(2), &f32_shard(1, 2, "b", endian));
+        for mode in [LoadMode::Mmap, LoadMode::Read] {
+            let l = MmapGGUFLoader::open(p(1), mode).unwrap();
+            assert_eq!(l.endianness(), endian);
+            for name in ["a", "b"] {
+                let t = l.load_tensor::<f32>(name, Device::Cpu).unwrap();
+                assert_eq!(t.data(), &values[..], "{endian:?} {mode:?} {name}");
+            }
+            let m = l.load_model::<f32>(Device::Cpu).unwrap();
+            assert!(m.tensors().all(|(_, t)| t.data() == &values[..]));
+        }
+    }
+
+    let refused = |second: GgufWriter<'_>, what: &str| {
+        write(&p(1), &f32_shard(0, 2, "a", Endianness::Little));
+        write(&p(2), &second);
+        let e = MmapGGUFLoader::new(p(1)).unwrap_err();
+        let msg = e.to_string();
+        assert!(matches!(e, Error::Split { .. }), "{what}: {msg}");
+        assert!(
+            msg.contains("s-00002-of-00002.gguf") && msg.contains(what),
+            "{what}: {msg}"
+        );
+    };
+    refused(f32_shard(1, 2, "b", Endianness::Big), "byte order is big");
+    refused(
+        f32_shard(1, 2, "b", Endianness::Little).version(2),
+        "GGUF version is 2",
+    );
+    refused(
+        f32_shard(1, 2, "b", Endianness::Little).alignment(64),
+        "alignment is 64",
+    );
+    let mut other = f32_shard(1, 2, "b", Endianness::Little);
+    other.add("general.architecture", MetaValue::String("gemma3".into()));
+    refused(other, "general.architecture is 'gemma3'");
+}
+
+/// A split model's lookups go through one index by name, built at open:
+/// every tensor of a 300-shard set is found in its own shard.
+#[test]
+fn split_lookups_find_every_tensor_in_its_shard() {
+    let dir = tempfile::tempdir().unwrap();
+    let n = 300u16;
+    let p = |i: u16| dir.path().join(format!("m-{i:05}-of-{n:05}.gguf"));
+    for i in 0..n {
+        write(
+            &p(i + 1),
+            &f32_shard(i, n, &format!("t{i}"), Endianness::Little),
+        );
+    }
+    let l = MmapGGUFLoader::new(p(n / 2)).unwrap();
+    assert_eq!(l.tensor_count(), n as usize);
+    for i in 0..n {
+        let name = format!("t{i}");
+        assert_eq!(l.tensor_path(&name).unwrap(), p(i + 1));
+        assert_eq!(l.tensor_info(&name).unwrap().name, name);
+    }
+    assert!(l.tensor_info("t300").is_none());
+}

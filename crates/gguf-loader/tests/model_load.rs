@@ -200,3 +200,167 @@ fn read_mode_reports_a_file_truncated_while_open() {
         "{msg}"
     );
 }
+
+/// `Model::layers` walks the layers in order, `Model::layer` answers an
+/// index with no tensors as `LazyModel::layer` does, and a lazy model
+/// opens from a path and walks with and without prefetch.
+#[test]
+fn layers_of_eager_and_lazy_models_agree() {
+    use gguf_loader::Prefetch;
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_synth(dir.path(), GgmlType::Q8_0);
+    let m = gguf_loader::load_model_f16(&path).unwrap();
+    let eager: Vec<(usize, Vec<String>)> = m
+        .layers()
+        .map(|l| {
+            let names = l.tensors().iter().map(|(s, _)| s.to_string()).collect();
+            (l.index, names)
+        })
+        .collect();
+    assert_eq!(eager.len(), 2);
+    assert_eq!(eager[0].0, 0);
+    assert_eq!(eager[1].0, 1);
+    assert_eq!(eager[0].1.len(), 9);
+    assert!(matches!(m.layer(2), Err(Error::LayerNotFound(2))));
+    assert!(matches!(
+        m.layer(usize::MAX),
+        Err(Error::LayerNotFound(usize::MAX))
+    ));
+
+    let lazy = LazyModel::<f16>::open(&path).unwrap();
+    assert!(matches!(lazy.layer(2), Err(Error::LayerNotFound(2))));
+    for prefetch in [Prefetch::NextLayer, Prefetch::Off] {
+        let walked: Vec<(usize, Vec<String>)> = lazy
+            .layers(prefetch)
+            .map(|l| {
+                let l = l.unwrap();
+                let names = l.tensors().iter().map(|(s, _)| s.clone()).collect();
+                (l.index, names)
+            })
+            .collect();
+        assert_eq!(walked, eager, "{prefetch:?}");
+    }
+    for (i, layer) in m.layers().enumerate() {
+        let from_lazy = lazy.layer(layer.index).unwrap();
+        for (suffix, t) in layer.tensors() {
+            assert_eq!(
+                from_lazy.get(suffix).unwrap().data(),
+                t.data(),
+                "{i} {suffix}"
+            );
+        }
+    }
+}
+
+/// `LoadOptions` applies to one tensor, to a lazy model (in either mode)
+/// and to the data check as it does to a whole-model load.
+#[test]
+fn load_options_apply_everywhere() {
+    use gguf_loader::{check_model_report, check_model_report_with, Prefetch, Stores};
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_synth(dir.path(), GgmlType::Q4_K);
+    let loader = MmapGGUFLoader::new(&path).unwrap();
+    let reference = bytes_of(&loader.load_f16_model(Device::Cpu).unwrap());
+    let opts = [
+        LoadOptions::default().threads(1),
+        LoadOptions::default().threads(3).stores(Stores::Streaming),
+        LoadOptions::default().stores(Stores::Cached),
+    ];
+    for opts in opts {
+        for (n, want) in &reference {
+            let t = loader
+                .load_tensor_with::<f16>(n, Device::Cpu, opts)
+                .unwrap();
+            assert_eq!(&f16::to_le_bytes_vec(t.data()), want, "{n}");
+        }
+        for mode in [LoadMode::Mmap, LoadMode::Read] {
+            let lazy = LazyModel::<f16>::open_with(&path, mode, opts).unwrap();
+            for layer in lazy.layers(Prefetch::NextLayer) {
+                let layer = layer.unwrap();
+                for (suffix, t) in layer.tensors() {
+                    let name = format!("blk.{}.{suffix}", layer.index);
+                    let want = &reference.iter().find(|(n, _)| *n == name).unwrap().1;
+                    assert_eq!(&f16::to_le_bytes_vec(t.data()), want, "{mode:?} {name}");
+                }
+            }
+        }
+        assert_eq!(
+            check_model_report_with(&loader, 5, opts).unwrap(),
+            check_model_report(&loader, 5)
+        );
+    }
+    // Progress and cancel reach a single-tensor load too.
+    let cancel = |_: &gguf_loader::Progress| false;
+    let r = loader.load_tensor_with::<f16>(
+        "token_embd.weight",
+        Device::Cpu,
+        LoadOptions::default().progress(&cancel),
+    );
+    assert!(matches!(r, Err(Error::Cancelled)), "{r:?}");
+}
+
+/// The one place that settles `Stores::Auto`: fresh memory always gets
+/// ordinary stores, a reused buffer streams from `STREAMING_MIN_BYTES`;
+/// an explicit choice stands.
+#[test]
+fn stores_are_settled_in_one_place() {
+    use gguf_loader::{OutputMemory::*, Stores, STREAMING_MIN_BYTES as MIN};
+    for bytes in [0, MIN - 1, MIN, usize::MAX] {
+        assert_eq!(Stores::Auto.for_output(bytes, Fresh), Stores::Cached);
+        let reused = if bytes >= MIN {
+            Stores::Streaming
+        } else {
+            Stores::Cached
+        };
+        assert_eq!(Stores::Auto.for_output(bytes, Reused), reused);
+        assert_eq!(Stores::Auto.resolve(bytes), reused);
+        assert_eq!(Stores::Auto.streams(bytes), reused == Stores::Streaming);
+        for s in [Stores::Cached, Stores::Streaming] {
+            assert_eq!(s.for_output(bytes, Fresh), s);
+            assert_eq!(s.for_output(bytes, Reused), s);
+        }
+    }
+}
+
+/// A file of two tiny tensors, `blk.0.w` and `blk.{n}.w`: layers are the
+/// indices that exist, never a range up to the largest. With n = 2^64 - 1
+/// the lazy walk panicked, with 10^12 it aborted on a 24 TB allocation,
+/// with 10^8 it took gigabytes (and a prefetch thread per empty layer).
+#[test]
+fn layers_are_the_indices_that_exist() {
+    use gguf_loader::{GgufWriter, Prefetch};
+    let dir = tempfile::tempdir().unwrap();
+    for n in [1u64, 100_000_000, 1_000_000_000_000, u64::MAX] {
+        let mut w = GgufWriter::new();
+        w.add(
+            "general.architecture",
+            gguf_loader::MetaValue::String("llama".into()),
+        );
+        w.add_tensor("blk.0.w", &[4], GgmlType::F32, vec![0u8; 16])
+            .unwrap();
+        w.add_tensor(format!("blk.{n}.w"), &[4], GgmlType::F32, vec![0u8; 16])
+            .unwrap();
+        let path = dir.path().join("layers.gguf");
+        std::fs::write(&path, w.to_bytes().unwrap()).unwrap();
+        let big = usize::try_from(n).unwrap();
+
+        let m = MmapGGUFLoader::new(&path)
+            .unwrap()
+            .load_model::<f32>(Device::Cpu)
+            .unwrap();
+        assert_eq!(m.layer_count(), 2, "{n}");
+        let idx: Vec<usize> = m.layers().map(|l| l.index).collect();
+        assert_eq!(idx, vec![0, big]);
+        assert_eq!(m.layer(big).unwrap().len(), 1);
+        assert!(matches!(m.layer(big - 1), Err(Error::LayerNotFound(_))) || n == 1);
+
+        let lazy = LazyModel::<f32>::open(&path).unwrap();
+        assert_eq!(lazy.layer_count(), 2);
+        assert_eq!(lazy.layer_indices().collect::<Vec<_>>(), vec![0, big]);
+        for prefetch in [Prefetch::NextLayer, Prefetch::Off] {
+            let walked: Vec<usize> = lazy.layers(prefetch).map(|l| l.unwrap().index).collect();
+            assert_eq!(walked, vec![0, big], "{n} {prefetch:?}");
+        }
+        assert_eq!(lazy.layer(big).unwrap().tensors().len(), 1);
+    }
+}

@@ -137,24 +137,40 @@ pub enum Stores {
     Streaming,
 }
 
+/// What an output buffer is, for [`Stores::for_output`]: the one thing
+/// besides its size that decides how it is best written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OutputMemory {
+    /// Memory just allocated, not touched yet (a load's outputs).
+    Fresh,
+    /// A buffer written before (a caller's, reused from call to call).
+    Reused,
+}
+
 impl Stores {
-    /// Whether an output of `bytes` bytes is streamed.
-    pub fn streams(self, bytes: usize) -> bool {
-        match self {
-            Stores::Auto => bytes >= STREAMING_MIN_BYTES,
-            Stores::Cached => false,
-            Stores::Streaming => true,
+    /// How an output of `bytes` bytes in `memory` is written: `Auto` settled
+    /// (the crate's one place that decides it), the others as they are.
+    /// `Auto` streams a reused output of at least [`STREAMING_MIN_BYTES`]
+    /// and writes everything else with ordinary stores, fresh memory always
+    /// (see [`Stores::Auto`]).
+    pub fn for_output(self, bytes: usize, memory: OutputMemory) -> Stores {
+        match (self, memory) {
+            (Stores::Auto, OutputMemory::Reused) if bytes >= STREAMING_MIN_BYTES => {
+                Stores::Streaming
+            }
+            (Stores::Auto, _) => Stores::Cached,
+            (s, _) => s,
         }
     }
 
-    /// `Auto` settled for an output of `bytes` bytes, for callers that
-    /// decode it in pieces.
+    /// Whether a reused output of `bytes` bytes is streamed.
+    pub fn streams(self, bytes: usize) -> bool {
+        self.resolve(bytes) == Stores::Streaming
+    }
+
+    /// [`Stores::for_output`] for a reused output of `bytes` bytes.
     pub fn resolve(self, bytes: usize) -> Stores {
-        if self.streams(bytes) {
-            Stores::Streaming
-        } else {
-            Stores::Cached
-        }
+        self.for_output(bytes, OutputMemory::Reused)
     }
 }
 
@@ -274,8 +290,8 @@ pub fn dequantize<T: Element>(ty: GgmlType, src: &[u8]) -> Result<Vec<T>, Decode
     let type_size = ty.type_size() as usize;
     let n = src.len() / type_size * ty.block_size() as usize;
     let mut out = crate::alloc::zeroed_vec::<T>(n);
-    // Fresh pages: see `Stores::Auto`.
-    dequantize_into_par_with(ty, src, &mut out, Stores::Cached)?;
+    let stores = Stores::Auto.for_output(n.saturating_mul(T::KIND.size()), OutputMemory::Fresh);
+    dequantize_into_par_with(ty, src, &mut out, stores)?;
     Ok(out)
 }
 

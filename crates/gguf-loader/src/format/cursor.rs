@@ -25,9 +25,17 @@ impl Encoding {
 /// A failure while reading: byte offset and what went wrong.
 pub(crate) type Fail = (u64, FormatErrorKind);
 
+/// Reads `buf`, the first bytes of a file of `file_len` bytes (all of it
+/// unless the header is read without a mapping). A read past the end of the
+/// file fails with `Truncated` counting the bytes left in the file; a read
+/// that fits the file but not `buf` fails with `Truncated` counting the bytes
+/// left in `buf`, and its offset plus `needed` tells the reader how much
+/// more of the file to read. Count checks measure against the file, so a
+/// malformed file fails alike however much of it is in `buf`.
 pub(crate) struct Cursor<'a> {
     buf: &'a [u8],
     pos: usize,
+    file_len: u64,
     pub enc: Encoding,
 }
 
@@ -46,8 +54,20 @@ macro_rules! read_int {
 }
 
 impl<'a> Cursor<'a> {
+    /// A cursor over the whole of `buf`.
     pub fn new(buf: &'a [u8], pos: usize, enc: Encoding) -> Self {
-        Cursor { buf, pos, enc }
+        Self::over_prefix(buf, buf.len() as u64, pos, enc)
+    }
+
+    /// A cursor over `buf`, the start of a file of `file_len` bytes (at
+    /// least `buf.len()`).
+    pub fn over_prefix(buf: &'a [u8], file_len: u64, pos: usize, enc: Encoding) -> Self {
+        Cursor {
+            buf,
+            pos,
+            file_len: file_len.max(buf.len() as u64),
+            enc,
+        }
     }
 
     #[inline]
@@ -55,9 +75,16 @@ impl<'a> Cursor<'a> {
         self.pos as u64
     }
 
+    /// Bytes left in the buffer.
     #[inline]
     pub fn remaining(&self) -> u64 {
         (self.buf.len() - self.pos) as u64
+    }
+
+    /// Bytes left in the file (at least [`Self::remaining`]).
+    #[inline]
+    fn file_remaining_at(&self, pos: usize) -> u64 {
+        self.file_len - pos as u64
     }
 
     /// The bytes from `start` to the current position.
@@ -68,16 +95,8 @@ impl<'a> Cursor<'a> {
     /// Takes `n` bytes, or fails with `Truncated` at the current offset.
     #[inline]
     pub fn take(&mut self, n: u64, what: &'static str) -> Result<&'a [u8], Fail> {
-        let available = self.remaining();
-        if n > available {
-            return Err((
-                self.pos(),
-                FormatErrorKind::Truncated {
-                    what,
-                    needed: n,
-                    available,
-                },
-            ));
+        if n > self.remaining() {
+            return Err(self.truncated_at(self.pos, what, n));
         }
         let start = self.pos;
         // n <= available <= usize::MAX, so the cast is lossless.
@@ -112,13 +131,16 @@ impl<'a> Cursor<'a> {
         }
     }
 
-    /// Fails unless `count` items of at least `min_size` bytes each can fit
-    /// in what remains. Called before anything is allocated from a count.
+    /// Fails with `CountTooLarge` unless `count` items of at least
+    /// `min_size` bytes each can fit in what remains of the file, and with
+    /// `Truncated` when they fit the file but not the buffer. Called before
+    /// anything is allocated from a count.
     #[inline]
     pub fn check_count(&self, count: u64, min_size: u64, what: &'static str) -> Result<(), Fail> {
-        let remaining = self.remaining();
+        let remaining = self.file_remaining_at(self.pos);
         match count.checked_mul(min_size) {
-            Some(total) if total <= remaining => Ok(()),
+            Some(total) if total <= self.remaining() => Ok(()),
+            Some(total) if total <= remaining => Err(self.truncated_at(self.pos, what, total)),
             _ => Err((
                 self.pos(),
                 FormatErrorKind::CountTooLarge {
@@ -162,8 +184,7 @@ impl<'a> Cursor<'a> {
             b.copy_from_slice(head);
             let len = decode(b);
             pos += W;
-            let available = (buf.len() - pos) as u64;
-            if len > available {
+            if len > (buf.len() - pos) as u64 {
                 return Err(self.truncated_at(pos, "string", len));
             }
             pos += len as usize;
@@ -172,13 +193,24 @@ impl<'a> Cursor<'a> {
         Ok(())
     }
 
+    /// `Truncated` for `needed` bytes at `pos` that the buffer lacks: with
+    /// the bytes left in the file when they are not in the file either (the
+    /// file is malformed), else with the bytes left in the buffer (the reader
+    /// should read more of the file).
+    #[cold]
     fn truncated_at(&self, pos: usize, what: &'static str, needed: u64) -> Fail {
+        let in_file = self.file_remaining_at(pos);
+        let available = if needed > in_file {
+            in_file
+        } else {
+            (self.buf.len() - pos) as u64
+        };
         (
             pos as u64,
             FormatErrorKind::Truncated {
                 what,
                 needed,
-                available: (self.buf.len() - pos) as u64,
+                available,
             },
         )
     }

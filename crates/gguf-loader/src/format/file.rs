@@ -84,6 +84,7 @@ pub struct GgufFile<'a> {
     tensors: Vec<TensorInfo<'a>>,
     index: HashMap<&'a str, usize>,
     file_len: u64,
+    header_len: u64,
 }
 
 impl<'a> GgufFile<'a> {
@@ -100,7 +101,11 @@ impl<'a> GgufFile<'a> {
     /// Parses the start of a file of `file_len` bytes that `bytes` holds at
     /// least up to the data section (for reading without a mapping): every
     /// check runs as in [`GgufFile::parse`], tensor bounds against `file_len`.
-    /// A `Truncated` error means `bytes` ended too early.
+    ///
+    /// A `Truncated` error whose offset plus `needed` lies inside the file
+    /// means `bytes` ended too early: read at least that much and parse
+    /// again. Any other error is the one [`GgufFile::parse`] gives on the
+    /// whole file.
     pub fn parse_header(bytes: &'a [u8], file_len: u64) -> Result<GgufFile<'a>, FormatError> {
         Parser {
             bytes,
@@ -112,6 +117,13 @@ impl<'a> GgufFile<'a> {
     /// Length of the whole file (larger than `bytes()` for a header-only parse).
     pub fn file_len(&self) -> u64 {
         self.file_len
+    }
+
+    /// Bytes of the header: magic, version, counts, metadata and tensor
+    /// infos, up to (not including) the padding before the data section.
+    /// [`GgufFile::parse_header`] needs exactly these.
+    pub fn header_len(&self) -> u64 {
+        self.header_len
     }
 
     /// True when `bytes()` holds the whole file, tensor data included.
@@ -163,8 +175,9 @@ impl<'a> Parser<'a> {
         };
 
         // Magic and version; a big-endian file shows its version byte-swapped.
-        let mut c = Cursor::new(
+        let mut c = Cursor::over_prefix(
             bytes,
+            self.file_len,
             0,
             Encoding {
                 big_endian: false,
@@ -244,7 +257,8 @@ impl<'a> Parser<'a> {
         }
 
         // The data section starts at the next multiple of the alignment.
-        let data_offset = c.pos().next_multiple_of(alignment);
+        let header_len = c.pos();
+        let data_offset = header_len.next_multiple_of(alignment);
         let file_len = self.file_len;
         for t in &mut tensors {
             let ctx = || Context::Tensor(t.name.to_string());
@@ -287,6 +301,7 @@ impl<'a> Parser<'a> {
             tensors,
             index,
             file_len,
+            header_len,
         })
     }
 }

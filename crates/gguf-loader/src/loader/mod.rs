@@ -3,16 +3,17 @@
 
 mod split;
 
-use std::fs::File;
+use std::borrow::Cow;
+use std::fs::{File, FileType};
+use std::io;
+use std::ops::Range;
+use std::os::unix::fs::{FileExt, FileTypeExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use memmap2::Mmap;
 use self_cell::self_cell;
 
 use crate::error::{Error, Result};
-use std::borrow::Cow;
-use std::os::unix::fs::FileExt;
-
 use crate::format::{Endianness, FormatError, FormatErrorKind, GgufFile, Metadata, TensorInfo};
 
 /// How tensor bytes are reached.
@@ -53,6 +54,11 @@ impl Backing {
             Source::Empty => &[],
         }
     }
+
+    /// The header of a file of `file_len` bytes that starts with `bytes()`.
+    fn parse(&self, file_len: u64) -> Result<GgufFile<'_>, FormatError> {
+        GgufFile::parse_header(self.bytes(), file_len)
+    }
 }
 
 self_cell!(
@@ -64,8 +70,90 @@ self_cell!(
     }
 );
 
-/// Bytes first read in read mode; grown ×4 until the header fits.
+/// Bytes first read in read mode; grown ×4 (or to what the parser asks
+/// for, if more) until the header fits.
 const FIRST_HEADER_READ: u64 = 1 << 20;
+
+/// What a file type is, for [`Error::NotAFile`].
+fn describe(t: FileType) -> &'static str {
+    if t.is_dir() {
+        "a directory"
+    } else if t.is_fifo() {
+        "a FIFO"
+    } else if t.is_socket() {
+        "a socket"
+    } else if t.is_block_device() {
+        "a block device"
+    } else if t.is_char_device() {
+        "a character device"
+    } else {
+        "a special file"
+    }
+}
+
+/// Opens a regular file for reading and returns it with its length;
+/// anything else is refused with [`Error::NotAFile`] before a byte is read.
+/// The open does not block (`O_NONBLOCK`), so a FIFO with no writer is
+/// refused too, even one swapped in for the path after a check; the type
+/// comes from `fstat` on the opened descriptor.
+fn open_regular(path: &Path) -> Result<(File, u64)> {
+    let io_err = |error| Error::Io {
+        path: path.to_path_buf(),
+        error,
+    };
+    let not_a_file = |t: FileType| Error::NotAFile {
+        path: path.to_path_buf(),
+        what: describe(t),
+    };
+    let file = match File::options()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+    {
+        Ok(f) => f,
+        // A socket cannot be opened at all (ENXIO): say what it is.
+        Err(e) => {
+            return Err(match std::fs::metadata(path) {
+                Ok(m) if !m.is_file() => not_a_file(m.file_type()),
+                _ => io_err(e),
+            })
+        }
+    };
+    let meta = file.metadata().map_err(io_err)?;
+    if !meta.is_file() {
+        return Err(not_a_file(meta.file_type()));
+    }
+    Ok((file, meta.len()))
+}
+
+/// Extends `buf` with the file's bytes up to `n` (a fallible allocation: a
+/// header that asks for more memory than there is gives an error).
+fn read_more(file: &File, buf: &mut Vec<u8>, n: u64) -> io::Result<()> {
+    let old = buf.len();
+    let n = usize::try_from(n).map_err(|_| io::Error::from(io::ErrorKind::OutOfMemory))?;
+    if n <= old {
+        return Ok(());
+    }
+    buf.try_reserve_exact(n - old).map_err(|_| {
+        io::Error::new(
+            io::ErrorKind::OutOfMemory,
+            format!("cannot allocate {n} bytes for the header"),
+        )
+    })?;
+    buf.resize(n, 0);
+    file.read_exact_at(&mut buf[old..], old as u64)
+}
+
+/// How much of the file a read-mode parse that failed with `error` on the
+/// first `have` bytes needs, if more of the file would help: `None` when
+/// the error stands (it is what a parse of the whole file gives).
+fn header_wants(error: &FormatError, have: u64, file_len: u64) -> Option<u64> {
+    let FormatErrorKind::Truncated { needed, .. } = error.kind else {
+        return None;
+    };
+    let end = error.offset.checked_add(needed)?;
+    (have < file_len && end <= file_len).then(|| end.max(have.saturating_mul(4)).min(file_len))
+}
 
 impl MappedFile {
     fn open(path: &Path, mode: LoadMode) -> Result<MappedFile> {
@@ -73,34 +161,51 @@ impl MappedFile {
             path: path.to_path_buf(),
             error,
         };
-        let file = File::open(path).map_err(io_err)?;
-        let len = file.metadata().map_err(io_err)?.len();
-        let source = if len == 0 {
-            Source::Empty
-        } else if mode == LoadMode::Read {
-            Source::Read {
-                header: read_header(&file, len).map_err(io_err)?,
-                file,
-            }
-        } else {
+        let format_err = |error| Error::Format {
+            path: path.to_path_buf(),
+            error: Box::new(error),
+        };
+        let (file, len) = open_regular(path)?;
+        let backing = |source| Backing {
+            path: path.to_path_buf(),
+            source,
+        };
+        if len == 0 {
+            return MappedFile::try_new(backing(Source::Empty), |b| b.parse(len))
+                .map_err(format_err);
+        }
+        if mode == LoadMode::Mmap {
             // SAFETY: the mapping is read-only and private to this process. The
             // remaining hazard is another process truncating or rewriting the
             // file while it is mapped: reads past a truncation raise SIGBUS and
             // rewrites show through. That is inherent to mmap (llama.cpp,
             // safetensors and candle share it); callers who cannot rule it out
             // should use `LoadMode::Read`, which copies the bytes.
-            Source::Map(unsafe { Mmap::map(&file) }.map_err(io_err)?)
-        };
-        let backing = Backing {
-            path: path.to_path_buf(),
-            source,
-        };
-        MappedFile::try_new(backing, |b| GgufFile::parse_header(b.bytes(), len)).map_err(|error| {
-            Error::Format {
-                path: path.to_path_buf(),
-                error: Box::new(error),
+            let map = unsafe { Mmap::map(&file) }.map_err(io_err)?;
+            return MappedFile::try_new(backing(Source::Map(map)), |b| b.parse(len))
+                .map_err(format_err);
+        }
+
+        // Read mode: read the start of the file, more while the parser asks
+        // for bytes the file has, then keep only the header.
+        let mut header = Vec::new();
+        let mut want = len.min(FIRST_HEADER_READ);
+        let mut file = file;
+        loop {
+            read_more(&file, &mut header, want).map_err(io_err)?;
+            let b = backing(Source::Read { header, file });
+            let (b, error) = match MappedFile::try_new_or_recover(b, |b| b.parse(len)) {
+                Ok(parsed) => return shrink_header(parsed, len).map_err(format_err),
+                Err(failed) => failed,
+            };
+            let Source::Read { header: h, file: f } = b.source else {
+                return Err(format_err(error));
+            };
+            match header_wants(&error, h.len() as u64, len) {
+                Some(n) => (header, file, want) = (h, f, n),
+                None => return Err(format_err(error)),
             }
-        })
+        }
     }
 
     fn file(&self) -> &GgufFile<'_> {
@@ -116,23 +221,79 @@ impl MappedFile {
     }
 }
 
-/// Reads as much of the start of the file as its header needs.
-fn read_header(file: &File, len: u64) -> std::io::Result<Vec<u8>> {
-    let mut n = len.min(FIRST_HEADER_READ);
-    loop {
-        let mut buf = vec![0u8; n as usize];
-        file.read_exact_at(&mut buf, 0)?;
-        let truncated = matches!(
-            GgufFile::parse_header(&buf, len),
-            Err(FormatError {
-                kind: FormatErrorKind::Truncated { .. },
-                ..
-            })
-        );
-        if !truncated || n == len {
-            return Ok(buf);
+/// A read-mode file with its header buffer cut to the header's length (a
+/// shard with a small header and a large first read would keep the whole
+/// read otherwise), parsed again when it was cut.
+fn shrink_header(parsed: MappedFile, file_len: u64) -> Result<MappedFile, FormatError> {
+    let header_len = parsed.file().header_len();
+    if header_len >= parsed.borrow_owner().bytes().len() as u64 {
+        return Ok(parsed);
+    }
+    let mut backing = parsed.into_owner();
+    if let Source::Read { header, .. } = &mut backing.source {
+        // header_len < header.len(), so it fits usize.
+        header.truncate(header_len as usize);
+        header.shrink_to_fit();
+    }
+    MappedFile::try_new(backing, |b| b.parse(file_len))
+}
+
+/// A tensor with the shard that holds it: how its bytes are reached and in
+/// which byte order they are.
+#[derive(Clone, Copy)]
+pub(crate) struct Located<'l> {
+    shard: &'l MappedFile,
+    pub info: &'l TensorInfo<'l>,
+}
+
+impl<'l> Located<'l> {
+    /// The file that holds the tensor.
+    pub fn path(&self) -> &'l Path {
+        self.shard.path()
+    }
+
+    /// The byte order of the tensor's file.
+    pub fn endianness(&self) -> Endianness {
+        self.shard.file().endianness
+    }
+
+    /// The tensor's bytes in the mapping; `None` in read mode.
+    pub fn mapped(&self) -> Option<&'l [u8]> {
+        match self.shard.source() {
+            Source::Read { .. } => None,
+            _ => Some(self.shard.file().tensor_data(self.info)),
         }
-        n = len.min(n.saturating_mul(4));
+    }
+
+    /// Bytes `range` of the tensor's data (a range inside `0..n_bytes`):
+    /// borrowed from the mapping, or read from the file into a new buffer
+    /// (a fallible allocation: [`Error::OutOfMemory`] names the tensor).
+    pub fn read(&self, range: Range<u64>) -> Result<Cow<'l, [u8]>> {
+        let name = self.info.name;
+        let Source::Read { file, .. } = self.shard.source() else {
+            let data = self.shard.file().tensor_data(self.info);
+            let r = usize::try_from(range.start).unwrap_or(usize::MAX)
+                ..usize::try_from(range.end).unwrap_or(usize::MAX);
+            return Ok(Cow::Borrowed(data.get(r).unwrap_or_default()));
+        };
+        let len = range.end.saturating_sub(range.start);
+        let oom = || Error::OutOfMemory {
+            tensor: name.to_string(),
+            bytes: len,
+        };
+        let mut buf = Vec::new();
+        buf.try_reserve_exact(usize::try_from(len).map_err(|_| oom())?)
+            .map_err(|_| oom())?;
+        buf.resize(len as usize, 0);
+        let offset = self.info.file_offset + range.start;
+        file.read_exact_at(&mut buf, offset)
+            .map_err(|error| Error::TensorIo {
+                path: self.path().to_path_buf(),
+                tensor: name.to_string(),
+                offset,
+                error,
+            })?;
+        Ok(Cow::Owned(buf))
     }
 }
 
@@ -148,27 +309,43 @@ fn read_header(file: &File, len: u64) -> std::io::Result<Vec<u8>> {
 /// ```
 pub struct MmapGGUFLoader {
     shards: Vec<MappedFile>,
+    /// For a split model, the shard of every tensor by name (built once, so
+    /// that a lookup does not scan the shards); empty for one file, whose
+    /// own index answers.
+    index: split::ShardIndex,
     mode: LoadMode,
 }
 
 impl MmapGGUFLoader {
     /// Maps, parses and validates the file. A shard of a split model
     /// (`name-00001-of-00003.gguf` with `split.count` > 1) opens every shard.
+    ///
+    /// Errs with [`Error::NotAFile`] for a directory, FIFO, socket or device,
+    /// [`Error::Io`] when the file cannot be opened or mapped,
+    /// [`Error::Format`] when it is not a valid GGUF file, and
+    /// [`Error::Split`] when a shard is missing or does not belong.
     pub fn new(path: impl AsRef<Path>) -> Result<Self> {
         Self::open(path, LoadMode::Mmap)
     }
 
-    /// Opens in the given mode; see [`LoadMode`].
+    /// Opens in the given mode; see [`LoadMode`]. Errs as [`Self::new`]
+    /// does; in read mode the header is read whatever its size, and the
+    /// result (or the error) is the same as mapped.
     pub fn open(path: impl AsRef<Path>, mode: LoadMode) -> Result<Self> {
         let path = path.as_ref();
         let first = MappedFile::open(path, mode)?;
-        let shards = match split::split_count(first.file(), path)? {
-            None => vec![first],
+        let (shards, index) = match split::split_count(first.file(), path)? {
+            None => (vec![first], split::ShardIndex::new()),
             Some(count) => split::open_shards(first, path, count, mode)?,
         };
-        Ok(MmapGGUFLoader { shards, mode })
+        Ok(MmapGGUFLoader {
+            shards,
+            index,
+            mode,
+        })
     }
 
+    /// The mode the loader was opened in.
     pub fn mode(&self) -> LoadMode {
         self.mode
     }
@@ -188,10 +365,12 @@ impl MmapGGUFLoader {
         self.shards.iter().map(|s| s.file())
     }
 
+    /// The GGUF version (every shard of a split model has the same).
     pub fn version(&self) -> u32 {
         self.file().version
     }
 
+    /// The byte order (every shard of a split model has the same).
     pub fn endianness(&self) -> Endianness {
         self.file().endianness
     }
@@ -211,49 +390,59 @@ impl MmapGGUFLoader {
         self.tensors().map(|t| t.name).collect()
     }
 
+    /// Number of tensors in all shards.
     pub fn tensor_count(&self) -> usize {
         self.shards.iter().map(|s| s.file().tensors().len()).sum()
     }
 
+    /// The tensor's info, or `None` when no tensor has this name.
     pub fn tensor_info(&self, name: &str) -> Option<&TensorInfo<'_>> {
-        self.shards.iter().find_map(|s| s.file().tensor(name))
+        self.locate(name).ok().map(|l| l.info)
     }
 
-    fn find(&self, name: &str) -> Result<(&MappedFile, &TensorInfo<'_>)> {
-        self.shards
-            .iter()
-            .find_map(|s| s.file().tensor(name).map(|t| (s, t)))
+    /// Every tensor with its shard, in file order.
+    pub(crate) fn located(&self) -> impl Iterator<Item = Located<'_>> {
+        self.shards.iter().flat_map(|shard| {
+            shard
+                .file()
+                .tensors()
+                .iter()
+                .map(move |info| Located { shard, info })
+        })
+    }
+
+    /// The tensor named `name` with its shard, or [`Error::TensorNotFound`].
+    pub(crate) fn locate(&self, name: &str) -> Result<Located<'_>> {
+        let shard = match self.shards.as_slice() {
+            [only] => Some(only),
+            shards => self.index.get(name).and_then(|i| shards.get(*i)),
+        };
+        shard
+            .and_then(|shard| {
+                let info = shard.file().tensor(name)?;
+                Some(Located { shard, info })
+            })
             .ok_or_else(|| Error::TensorNotFound(name.to_string()))
     }
 
     /// The tensor's bytes: a slice of the mapping, the same on every call.
-    /// In [`LoadMode::Read`] there is no mapping: use [`Self::read_tensor_data`].
+    /// Errs with [`Error::TensorNotFound`], or in [`LoadMode::Read`], where
+    /// there is no mapping, with [`Error::NotMapped`]: use
+    /// [`Self::read_tensor_data`].
     pub fn get_tensor_data(&self, name: &str) -> Result<&[u8]> {
-        let (shard, t) = self.find(name)?;
-        match shard.source() {
-            Source::Read { .. } => Err(Error::NotMapped(name.to_string())),
-            _ => Ok(shard.file().tensor_data(t)),
-        }
+        self.locate(name)?
+            .mapped()
+            .ok_or_else(|| Error::NotMapped(name.to_string()))
     }
 
     /// The tensor's bytes in either mode: borrowed from the mapping, or read
-    /// from the file into a new buffer.
+    /// from the file into a new buffer. Errs with [`Error::TensorNotFound`],
+    /// and in read mode with [`Error::OutOfMemory`] when the buffer cannot
+    /// be allocated or [`Error::TensorIo`] when the read fails (the file
+    /// shrank).
     pub fn read_tensor_data(&self, name: &str) -> Result<Cow<'_, [u8]>> {
-        let (shard, t) = self.find(name)?;
-        match shard.source() {
-            Source::Read { file, .. } => {
-                let mut buf = vec![0u8; t.n_bytes as usize];
-                file.read_exact_at(&mut buf, t.file_offset)
-                    .map_err(|error| Error::TensorIo {
-                        path: shard.path().to_path_buf(),
-                        tensor: name.to_string(),
-                        offset: t.file_offset,
-                        error,
-                    })?;
-                Ok(Cow::Owned(buf))
-            }
-            _ => Ok(Cow::Borrowed(shard.file().tensor_data(t))),
-        }
+        let t = self.locate(name)?;
+        t.read(0..t.info.n_bytes)
     }
 
     /// Asks the kernel to read every mapped file ahead, for a whole-model
@@ -267,25 +456,23 @@ impl MmapGGUFLoader {
     }
 
     /// Asks the kernel to read a tensor's pages ahead (mmap mode; a no-op in
-    /// read mode). Advice only: errors are ignored.
+    /// read mode or for an unknown name). Advice only: errors are ignored.
     pub fn prefetch(&self, name: &str) {
-        if let Ok((shard, t)) = self.find(name) {
-            if let Source::Map(m) = shard.source() {
+        if let Ok(t) = self.locate(name) {
+            if let Source::Map(m) = t.shard.source() {
                 let _ = m.advise_range(
                     memmap2::Advice::WillNeed,
-                    t.file_offset as usize,
-                    t.n_bytes as usize,
+                    t.info.file_offset as usize,
+                    t.info.n_bytes as usize,
                 );
             }
         }
     }
 
-    /// The path of the file that holds `name`.
+    /// The path of the file that holds `name`, or `None` when no tensor has
+    /// this name.
     pub fn tensor_path(&self, name: &str) -> Option<&Path> {
-        self.shards
-            .iter()
-            .find(|s| s.file().tensor(name).is_some())
-            .map(|s| s.path())
+        self.locate(name).ok().map(|t| t.path())
     }
 }
 

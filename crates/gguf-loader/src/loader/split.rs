@@ -1,12 +1,12 @@
 //! Split models (`gguf-split`): shards named `PREFIX-00001-of-00003.gguf`
 //! whose first file carries `split.count`, each `split.no`.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use super::{LoadMode, MappedFile};
 use crate::error::{Error, Result};
-use crate::format::GgufFile;
+use crate::format::{Escaped, GgufFile, ARCHITECTURE_KEY};
 
 pub const KEY_SPLIT_NO: &str = "split.no";
 pub const KEY_SPLIT_COUNT: &str = "split.count";
@@ -44,12 +44,55 @@ pub fn shard_path(dir: &Path, prefix: &str, no: u64, count: u64) -> PathBuf {
     dir.join(format!("{prefix}-{no:05}-of-{count:05}.gguf"))
 }
 
+fn architecture<'f>(f: &GgufFile<'f>) -> Option<crate::format::GgufStr<'f>> {
+    f.metadata.get(ARCHITECTURE_KEY).and_then(|v| v.as_str())
+}
+
+/// Fails unless `shard` was written like `first`: same version, byte order
+/// and alignment, and no other architecture (a shard of another model).
+fn check_agrees(first: &MappedFile, shard: &MappedFile) -> Result<()> {
+    let (a, b) = (first.file(), shard.file());
+    let differs = |what: &str, x: &dyn std::fmt::Display, y: &dyn std::fmt::Display| {
+        Err(split_err(
+            shard.path(),
+            format!(
+                "{what} is {y} but {} has {x}: shards of one model agree",
+                first.path().display()
+            ),
+        ))
+    };
+    if a.version != b.version {
+        return differs("GGUF version", &a.version, &b.version);
+    }
+    if a.endianness != b.endianness {
+        return differs("byte order", &a.endianness.name(), &b.endianness.name());
+    }
+    if a.alignment != b.alignment {
+        return differs("alignment", &a.alignment, &b.alignment);
+    }
+    let (ours, theirs) = (architecture(a), architecture(b));
+    if let Some(theirs) = theirs {
+        if ours != Some(theirs) {
+            let quoted =
+                |s: crate::format::GgufStr<'_>| format!("'{}'", Escaped(&s.to_string_lossy()));
+            let ours = ours.map_or("none".to_string(), quoted);
+            return differs(ARCHITECTURE_KEY, &ours, &quoted(theirs));
+        }
+    }
+    Ok(())
+}
+
+/// The shard of every tensor of a split model, by name.
+pub(super) type ShardIndex = HashMap<Box<str>, usize>;
+
+/// Every shard of a split model, in order, checked to belong together, with
+/// the shard of each tensor by name.
 pub(super) fn open_shards(
     first: MappedFile,
     path: &Path,
     count: u64,
     mode: LoadMode,
-) -> Result<Vec<MappedFile>> {
+) -> Result<(Vec<MappedFile>, ShardIndex)> {
     let (prefix, opened_no) = shard_prefix(path).ok_or_else(|| {
         split_err(
             path,
@@ -107,13 +150,19 @@ pub(super) fn open_shards(
         ));
     }
 
-    let mut names = HashSet::new();
-    for s in &shards {
+    for s in &shards[1..] {
+        check_agrees(&shards[0], s)?;
+    }
+    let mut names = HashMap::new();
+    for (i, s) in shards.iter().enumerate() {
         for t in s.file().tensors() {
-            if !names.insert(t.name) {
+            if names.insert(Box::from(t.name), i).is_some() {
                 return Err(split_err(
                     s.path(),
-                    format!("tensor '{}' appears in more than one shard", t.name),
+                    format!(
+                        "tensor '{}' appears in more than one shard",
+                        Escaped(t.name)
+                    ),
                 ));
             }
         }
@@ -130,5 +179,5 @@ pub(super) fn open_shards(
             ));
         }
     }
-    Ok(shards)
+    Ok((shards, names))
 }

@@ -15,18 +15,25 @@ pub const KNOWN_ARCHITECTURES: &[&str] = &[
 pub struct ModelConfig {
     /// `general.architecture` (empty when missing).
     pub architecture: String,
+    /// Whether the architecture is one of [`KNOWN_ARCHITECTURES`].
     pub known_architecture: bool,
+    /// `{arch}.block_count`: transformer blocks.
     pub block_count: Option<usize>,
+    /// `{arch}.context_length`: the context the model was trained for.
     pub context_length: Option<usize>,
+    /// `{arch}.embedding_length`: the hidden size.
     pub embedding_length: Option<usize>,
     /// `feed_forward_length`; for per-layer arrays, the first layer's.
     pub feed_forward_length: Option<usize>,
+    /// `attention.head_count`.
     pub head_count: Option<usize>,
     /// Defaults to `head_count` (no grouped-query attention).
     pub head_count_kv: Option<usize>,
     /// `attention.key_length`, else `embedding_length / head_count`.
     pub head_dim: Option<usize>,
+    /// `attention.key_length`.
     pub key_length: Option<usize>,
+    /// `attention.value_length`.
     pub value_length: Option<usize>,
     /// `rope.freq_base`, default 10000 as in llama.cpp.
     pub rope_freq_base: f32,
@@ -47,6 +54,8 @@ fn uint(v: &Value<'_>) -> Option<usize> {
 }
 
 impl ModelConfig {
+    /// The configuration a file's metadata describes (never fails: what
+    /// is missing or mistyped is `None`).
     pub fn from_metadata(m: &Metadata<'_>) -> ModelConfig {
         let arch = m
             .get("general.architecture")

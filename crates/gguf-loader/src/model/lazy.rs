@@ -7,11 +7,13 @@ use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 
+use super::load::{decode_tensor, thread_pool, Control, LoadOptions};
 use super::{layer_groups, layer_of, ModelConfig};
+use crate::decode::Stores;
 use crate::element::Element;
 use crate::error::{Error, Result};
-use crate::loader::MmapGGUFLoader;
-use crate::tensor::{Device, Tensor};
+use crate::loader::{LoadMode, MmapGGUFLoader};
+use crate::tensor::Tensor;
 
 /// Whether [`LazyModel::layers`] decodes the next layer ahead.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -48,12 +50,47 @@ impl<T> LazyLayer<T> {
 
 type Pending<T> = (usize, JoinHandle<Result<LazyLayer<T>>>);
 
+/// What decodes a lazy model's tensors: the loader and the options, shared
+/// with the prefetch thread.
+#[derive(Clone)]
+struct Decoder {
+    loader: Arc<MmapGGUFLoader>,
+    /// The model's own threads ([`LoadOptions::threads`]), else rayon's
+    /// global pool.
+    pool: Option<Arc<rayon::ThreadPool>>,
+    stores: Stores,
+}
+
+impl Decoder {
+    fn tensor<T: Element>(&self, name: &str) -> Result<Tensor<T>> {
+        let t = self.loader.locate(name)?;
+        let ctl = Control::new(1, t.info.n_bytes, None);
+        let run = || decode_tensor(t, &ctl, self.stores);
+        match &self.pool {
+            Some(pool) => pool.install(run),
+            None => run(),
+        }
+    }
+
+    fn layer<T: Element>(&self, i: usize, names: &[String]) -> Result<LazyLayer<T>> {
+        let tensors = names
+            .iter()
+            .map(|n| {
+                let t = self.tensor::<T>(n)?;
+                let suffix = layer_of(n).map_or(n.as_str(), |(_, s)| s).to_string();
+                Ok((suffix, Arc::new(t)))
+            })
+            .collect::<Result<_>>()?;
+        Ok(LazyLayer { index: i, tensors })
+    }
+}
+
 /// A model whose tensors are decoded when asked for.
 ///
 /// Memory stays bounded by what the caller holds, the tensors it asked for
 /// by name (until [`LazyModel::evict`]), and at most one prefetched layer.
 pub struct LazyModel<T> {
-    loader: Arc<MmapGGUFLoader>,
+    decoder: Decoder,
     /// The hyper-parameters read from the metadata.
     pub config: ModelConfig,
     /// Each distinct layer index, ascending, with its tensor names in file order.
@@ -68,13 +105,46 @@ fn lock<X>(m: &Mutex<X>) -> MutexGuard<'_, X> {
 }
 
 impl<T: Element> LazyModel<T> {
-    /// Opens `path` (mapped, like [`MmapGGUFLoader::new`]) for lazy decoding.
+    /// Opens `path` (mapped, like [`MmapGGUFLoader::new`], whose errors it
+    /// returns) for lazy decoding with the default options.
     pub fn open(path: impl AsRef<Path>) -> Result<LazyModel<T>> {
-        Ok(Self::new(Arc::new(MmapGGUFLoader::new(path)?)))
+        Self::open_with(path, LoadMode::Mmap, LoadOptions::default())
     }
 
-    /// A lazy model over an opened loader (in either [`LoadMode`](crate::LoadMode)).
+    /// Opens `path` in `mode` for lazy decoding with `opts`: its threads
+    /// (a pool of the model's own, built now) and stores apply to every
+    /// tensor and layer decoded; its progress callback is not used. Errs as
+    /// [`MmapGGUFLoader::open`], or with [`Error::ThreadPool`].
+    pub fn open_with(
+        path: impl AsRef<Path>,
+        mode: LoadMode,
+        opts: LoadOptions<'_>,
+    ) -> Result<LazyModel<T>> {
+        Self::with_options(Arc::new(MmapGGUFLoader::open(path, mode)?), opts)
+    }
+
+    /// A lazy model over an opened loader (in either [`LoadMode`]) with the
+    /// default options.
     pub fn new(loader: Arc<MmapGGUFLoader>) -> LazyModel<T> {
+        Self::build(loader, None, Stores::default())
+    }
+
+    /// A lazy model over an opened loader with `opts`, as
+    /// [`Self::open_with`]; errs with [`Error::ThreadPool`] when its pool
+    /// cannot be built.
+    pub fn with_options(
+        loader: Arc<MmapGGUFLoader>,
+        opts: LoadOptions<'_>,
+    ) -> Result<LazyModel<T>> {
+        let pool = opts.threads.map(thread_pool).transpose()?.map(Arc::new);
+        Ok(Self::build(loader, pool, opts.stores))
+    }
+
+    fn build(
+        loader: Arc<MmapGGUFLoader>,
+        pool: Option<Arc<rayon::ThreadPool>>,
+        stores: Stores,
+    ) -> LazyModel<T> {
         let names = loader.tensor_names();
         let layers = layer_groups(names.iter().copied())
             .into_iter()
@@ -83,7 +153,11 @@ impl<T: Element> LazyModel<T> {
         LazyModel {
             config: ModelConfig::from_metadata(loader.metadata()),
             layers,
-            loader,
+            decoder: Decoder {
+                loader,
+                pool,
+                stores,
+            },
             cache: Mutex::new(HashMap::new()),
             pending: Mutex::new(None),
         }
@@ -91,7 +165,7 @@ impl<T: Element> LazyModel<T> {
 
     /// The loader the tensors come from.
     pub fn loader(&self) -> &MmapGGUFLoader {
-        &self.loader
+        &self.decoder.loader
     }
 
     /// Number of layers: the distinct `blk.i` indices that occur.
@@ -111,12 +185,13 @@ impl<T: Element> LazyModel<T> {
             .map(|k| self.layers[k].1.as_slice())
     }
 
-    /// The tensor, decoded on first access and kept until evicted.
+    /// The tensor, decoded on first access and kept until evicted. Errs as
+    /// [`MmapGGUFLoader::load_tensor_with`].
     pub fn tensor(&self, name: &str) -> Result<Arc<Tensor<T>>> {
         if let Some(t) = lock(&self.cache).get(name) {
             return Ok(t.clone());
         }
-        let t = Arc::new(self.loader.load_tensor::<T>(name, Device::Cpu)?);
+        let t = Arc::new(self.decoder.tensor::<T>(name)?);
         Ok(lock(&self.cache)
             .entry(name.to_string())
             .or_insert(t)
@@ -133,18 +208,6 @@ impl<T: Element> LazyModel<T> {
         lock(&self.cache).keys().cloned().collect()
     }
 
-    fn decode_layer(loader: &MmapGGUFLoader, i: usize, names: &[String]) -> Result<LazyLayer<T>> {
-        let tensors = names
-            .iter()
-            .map(|n| {
-                let t = loader.load_tensor::<T>(n, Device::Cpu)?;
-                let suffix = layer_of(n).map_or(n.as_str(), |(_, s)| s).to_string();
-                Ok((suffix, Arc::new(t)))
-            })
-            .collect::<Result<_>>()?;
-        Ok(LazyLayer { index: i, tensors })
-    }
-
     /// Starts reading layer `i` ahead: kernel read-ahead on its bytes and a
     /// background thread that decodes it. A later [`LazyModel::layer`]`(i)`
     /// takes that result. Replaces any earlier prefetch.
@@ -153,12 +216,15 @@ impl<T: Element> LazyModel<T> {
             return;
         };
         for n in &names {
-            self.loader.prefetch(n);
+            self.decoder.loader.prefetch(n);
         }
-        let loader = self.loader.clone();
-        let handle = std::thread::spawn(move || Self::decode_layer(&loader, i, &names));
-        // An earlier prefetch still running is dropped with its result.
-        *lock(&self.pending) = Some((i, handle));
+        let decoder = self.decoder.clone();
+        let spawned = std::thread::Builder::new()
+            .name(format!("prefetch-blk.{i}"))
+            .spawn(move || decoder.layer(i, &names));
+        // An earlier prefetch still running is dropped with its result. A
+        // thread that cannot be started leaves none: prefetching is a hint.
+        *lock(&self.pending) = spawned.ok().map(|handle| (i, handle));
     }
 
     /// Layer `i` (the tensors named `blk.i.*`), decoded now or taken from a
@@ -181,7 +247,7 @@ impl<T: Element> LazyModel<T> {
                 .unwrap_or_else(|_| Err(Error::ThreadPool("prefetch thread panicked".into())));
         }
         let names = self.names_of(i).ok_or(Error::LayerNotFound(i))?;
-        Self::decode_layer(&self.loader, i, names)
+        self.decoder.layer(i, names)
     }
 
     /// Iterates over the layers in ascending order; with

@@ -1,8 +1,8 @@
-//! Decoding mapped tensors into [`Tensor`]s and whole [`Model`]s: tensors in
-//! parallel (largest first), large ones split by block ranges, outputs
-//! allocated once at their final size, progress reported and cancellable.
+//! Decoding tensors into [`Tensor`]s and whole [`Model`]s: tensors in
+//! parallel (largest first), large ones split by block ranges, each output
+//! allocated once at its final size in memory of its own, progress reported
+//! and cancellable.
 
-use std::borrow::Cow;
 use std::cmp::Reverse;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -10,54 +10,84 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use half::f16;
 use rayon::prelude::*;
 
-use crate::alloc::zeroed_vec;
-use crate::decode::{dequantize_into, dequantize_into_with, Stores};
+use crate::alloc::{AllocError, Buffer};
+use crate::decode::{dequantize_into_with, DecodeError, OutputMemory, Stores};
 use crate::element::Element;
 use crate::error::{Error, Result};
-use crate::format::{Endianness, GgmlType, TensorInfo};
-use crate::loader::MmapGGUFLoader;
+use crate::format::{Endianness, GgmlType};
+use crate::loader::{Located, MmapGGUFLoader};
 use crate::model::{Model, ModelConfig};
 use crate::tensor::{Device, Tensor};
 
 /// Where a load stands; handed to the progress callback.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Progress {
+    /// Tensors decoded so far.
     pub tensors_done: usize,
+    /// Tensors to decode.
     pub tensors_total: usize,
     /// Bytes of tensor data read (and decoded) so far.
     pub bytes_done: u64,
+    /// Bytes of tensor data to read.
     pub bytes_total: u64,
 }
 
-/// A progress callback: return `false` to cancel the load. Called from the
-/// decoding threads, possibly at the same time.
+/// A progress callback: return `false` to cancel the load (the load then
+/// returns [`Error::Cancelled`], even if that was its last report). Called
+/// from the decoding threads, possibly at the same time.
 pub type ProgressFn<'a> = &'a (dyn Fn(&Progress) -> bool + Sync);
 
-/// How to load a model.
+/// How to load: for a whole model ([`MmapGGUFLoader::load_model_with`]),
+/// one tensor ([`MmapGGUFLoader::load_tensor_with`]), a lazy model
+/// ([`LazyModel::open_with`](crate::LazyModel::open_with)) and the data
+/// check ([`check_model_report_with`](crate::check_model_report_with)).
+/// `Copy`: pass it by value.
 #[derive(Clone, Copy, Default)]
 pub struct LoadOptions<'a> {
     /// Decoding threads; `None` uses rayon's global pool (all cores).
     pub threads: Option<usize>,
+    /// Called as the load goes; returning `false` cancels it. Not used by a
+    /// lazy model, whose loads are each one tensor or layer.
     pub progress: Option<ProgressFn<'a>>,
-    /// How outputs are written. A model load writes fresh memory, so `Auto`
-    /// means ordinary stores here (see [`Stores::Auto`]).
+    /// How outputs are written, settled by [`Stores::for_output`]: a load
+    /// writes fresh memory, so `Auto` means ordinary stores.
     pub stores: Stores,
 }
 
 impl<'a> LoadOptions<'a> {
+    /// Decodes on a pool of `n` threads of its own.
     pub fn threads(mut self, n: usize) -> Self {
         self.threads = Some(n);
         self
     }
 
+    /// Reports progress to `f`, which may cancel the load.
     pub fn progress(mut self, f: ProgressFn<'a>) -> Self {
         self.progress = Some(f);
         self
     }
 
+    /// Writes outputs with `stores`.
     pub fn stores(mut self, stores: Stores) -> Self {
         self.stores = stores;
         self
+    }
+}
+
+/// A thread pool of `n` threads, or [`Error::ThreadPool`].
+pub(crate) fn thread_pool(n: usize) -> Result<rayon::ThreadPool> {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(n)
+        .build()
+        .map_err(|e| Error::ThreadPool(e.to_string()))
+}
+
+/// Runs `f` on a pool of `threads` threads built for it, or on rayon's
+/// global pool when `threads` is `None`.
+pub(crate) fn in_pool<R: Send>(threads: Option<usize>, f: impl FnOnce() -> R + Send) -> Result<R> {
+    match threads {
+        None => Ok(f()),
+        Some(n) => Ok(thread_pool(n)?.install(f)),
     }
 }
 
@@ -65,7 +95,7 @@ impl<'a> LoadOptions<'a> {
 const CHUNK_ELEMENTS: usize = 1 << 20;
 
 /// Shared state of one load.
-struct Control<'a> {
+pub(crate) struct Control<'a> {
     cancelled: AtomicBool,
     tensors_done: AtomicUsize,
     bytes_done: AtomicU64,
@@ -75,7 +105,11 @@ struct Control<'a> {
 }
 
 impl<'a> Control<'a> {
-    fn new(tensors_total: usize, bytes_total: u64, callback: Option<ProgressFn<'a>>) -> Self {
+    pub(crate) fn new(
+        tensors_total: usize,
+        bytes_total: u64,
+        callback: Option<ProgressFn<'a>>,
+    ) -> Self {
         Control {
             cancelled: AtomicBool::new(false),
             tensors_done: AtomicUsize::new(0),
@@ -111,116 +145,160 @@ impl<'a> Control<'a> {
     }
 }
 
-/// Byte-swaps the data of a plain number type from a big-endian file;
-/// `None` for block-quantized types, whose big-endian layout ggml does not
-/// define.
-fn to_little_endian(ty: GgmlType, bytes: &[u8]) -> Option<Vec<u8>> {
-    if ty.is_quantized() {
-        return None;
+/// Swaps each value of a plain number type (not block-quantized: ggml
+/// defines no big-endian layout for those) from a big-endian file to
+/// little-endian, in place.
+fn swap_to_little_endian(ty: GgmlType, bytes: &mut [u8]) {
+    for value in bytes.chunks_exact_mut(ty.type_size() as usize) {
+        value.reverse();
     }
-    let size = ty.type_size() as usize;
-    let mut out = bytes.to_vec();
-    for chunk in out.chunks_exact_mut(size) {
-        chunk.reverse();
+}
+
+/// [`Error::OutOfMemory`] for `tensor`.
+fn out_of_memory(tensor: &str) -> impl FnOnce(AllocError) -> Error + '_ {
+    move |e| Error::OutOfMemory {
+        tensor: tensor.to_string(),
+        bytes: e.bytes,
     }
-    Some(out)
+}
+
+/// A new zeroed output for tensor `t`, untouched ([`Error::OutOfMemory`]
+/// when the memory cannot be had).
+fn output_for<T: Element>(t: Located<'_>) -> Result<Buffer<T>> {
+    let name = t.info.name;
+    let n = usize::try_from(t.info.n_elements).map_err(|_| Error::TooLarge(name.to_string()))?;
+    Buffer::zeroed(n).map_err(out_of_memory(name))
+}
+
+/// Decodes tensor `t` into a new tensor in memory of its own, its `stores`
+/// settled for fresh memory.
+pub(crate) fn decode_tensor<T: Element>(
+    t: Located<'_>,
+    ctl: &Control<'_>,
+    stores: Stores,
+) -> Result<Tensor<T>> {
+    let mut out = output_for::<T>(t)?;
+    let dst = out.as_mut_slice();
+    let stores = stores.for_output(std::mem::size_of_val(dst), OutputMemory::Fresh);
+    decode_into(t, dst, ctl, stores)?;
+    Tensor::from_buffer(t.info.ne(), out).ok_or_else(|| Error::TooLarge(t.info.name.to_string()))
+}
+
+/// Decodes tensor `t` into `dst` (exactly its element count) in chunks
+/// spread over rayon's threads, checking for cancellation and reporting
+/// progress per chunk. Each chunk's bytes come from the mapping, or in read
+/// mode from one positioned read, and a big-endian file's plain values are
+/// swapped chunk by chunk: no copy of the whole tensor is made.
+fn decode_into<T: Element>(
+    t: Located<'_>,
+    dst: &mut [T],
+    ctl: &Control<'_>,
+    stores: Stores,
+) -> Result<()> {
+    let (name, ty) = (t.info.name, t.info.ty);
+    let decode_err = |error| Error::Decode {
+        tensor: name.to_string(),
+        error,
+    };
+    if dst.len() as u64 != t.info.n_elements {
+        return Err(decode_err(DecodeError::OutputLength {
+            ty,
+            want: usize::try_from(t.info.n_elements).unwrap_or(usize::MAX),
+            got: dst.len(),
+        }));
+    }
+    let big = t.endianness() == Endianness::Big;
+    if big && ty.is_quantized() {
+        return Err(Error::BigEndianData {
+            tensor: name.to_string(),
+            ty,
+        });
+    }
+    let block = ty.block_size() as usize;
+    let type_size = ty.type_size();
+    let blocks = (CHUNK_ELEMENTS / block).max(1);
+    dst.par_chunks_mut(blocks * block)
+        .enumerate()
+        .try_for_each(|(k, d)| {
+            ctl.check()?;
+            // Whole blocks: the element count is a multiple of the block size.
+            let start = (k * blocks) as u64 * type_size;
+            let len = (d.len() / block) as u64 * type_size;
+            let mut bytes = t.read(start..start + len)?;
+            if big {
+                swap_to_little_endian(ty, bytes.to_mut());
+            }
+            dequantize_into_with(ty, &bytes, d, stores).map_err(decode_err)?;
+            ctl.report(len, 0);
+            Ok::<(), Error>(())
+        })?;
+    ctl.report(0, 1);
+    Ok(())
 }
 
 impl MmapGGUFLoader {
-    /// Decodes one tensor to f16 on `device` (the design's entry point).
+    /// Decodes one tensor to f16 on `device` (the design's entry point);
+    /// errs as [`Self::load_tensor_with`].
     pub fn load_tensor_f16(&self, name: &str, device: Device) -> Result<Tensor<f16>> {
         self.load_tensor::<f16>(name, device)
     }
 
     /// Decodes one tensor to `T` (f32, f16 or bf16) on `device`, using every
-    /// rayon thread for large tensors.
+    /// rayon thread for large tensors; errs as [`Self::load_tensor_with`].
     pub fn load_tensor<T: Element>(&self, name: &str, device: Device) -> Result<Tensor<T>> {
-        check_device(device)?;
-        let info = self
-            .tensor_info(name)
-            .ok_or_else(|| Error::TensorNotFound(name.to_string()))?;
-        let ctl = Control::new(1, info.n_bytes, None);
-        self.decode_tensor(info, &ctl)
+        self.load_tensor_with(name, device, LoadOptions::default())
     }
 
-    /// Decodes one tensor into the caller's buffer of exactly its element count.
-    pub fn load_tensor_into<T: Element>(&self, name: &str, dst: &mut [T]) -> Result<()> {
-        let info = self
-            .tensor_info(name)
-            .ok_or_else(|| Error::TensorNotFound(name.to_string()))?;
-        let ctl = Control::new(1, info.n_bytes, None);
-        self.decode_into(info, dst, &ctl, Stores::Auto)
-    }
-
-    fn decode_tensor<T: Element>(
+    /// Decodes one tensor to `T` on `device` with options (threads, stores,
+    /// progress and cancel). Errs with [`Error::TensorNotFound`],
+    /// [`Error::UnsupportedDevice`], [`Error::OutOfMemory`] when its output
+    /// cannot be allocated, [`Error::BigEndianData`] for quantized data in a
+    /// big-endian file, [`Error::TensorIo`] when a read fails (read mode),
+    /// [`Error::Cancelled`] and [`Error::ThreadPool`].
+    pub fn load_tensor_with<T: Element>(
         &self,
-        info: &TensorInfo<'_>,
-        ctl: &Control<'_>,
+        name: &str,
+        device: Device,
+        opts: LoadOptions<'_>,
     ) -> Result<Tensor<T>> {
-        let n =
-            usize::try_from(info.n_elements).map_err(|_| Error::TooLarge(info.name.to_string()))?;
-        let mut data = zeroed_vec::<T>(n);
-        // Fresh pages: see `Stores::Auto`.
-        self.decode_into(info, &mut data, ctl, Stores::Cached)?;
-        Tensor::from_ne(info.ne(), data).ok_or_else(|| Error::TooLarge(info.name.to_string()))
+        check_device(device)?;
+        let t = self.locate(name)?;
+        let ctl = Control::new(1, t.info.n_bytes, opts.progress);
+        let tensor = in_pool(opts.threads, || decode_tensor(t, &ctl, opts.stores))??;
+        // A cancel in the last report still cancels.
+        ctl.check()?;
+        Ok(tensor)
     }
 
-    /// Decodes `info`'s bytes into `dst` in chunks spread over rayon's
-    /// threads, checking for cancellation and reporting progress per chunk;
-    /// `Stores::Auto` is settled by the size of `dst`.
-    fn decode_into<T: Element>(
-        &self,
-        info: &TensorInfo<'_>,
-        dst: &mut [T],
-        ctl: &Control<'_>,
-        stores: Stores,
-    ) -> Result<()> {
-        let stores = stores.resolve(std::mem::size_of_val(dst));
-        let name = info.name;
-        let ty = info.ty;
-        let mut bytes = self.read_tensor_data(name)?;
-        if self.endianness() == Endianness::Big {
-            let le = to_little_endian(ty, &bytes).ok_or_else(|| Error::BigEndianData {
-                tensor: name.to_string(),
-                ty,
-            })?;
-            bytes = Cow::Owned(le);
-        }
-        let decode_err = |error| Error::Decode {
-            tensor: name.to_string(),
-            error,
-        };
-        let block = ty.block_size() as usize;
-        if bytes.len() / ty.type_size() as usize * block != dst.len() {
-            // Reported with the decoder's own wording.
-            return dequantize_into(ty, &bytes, dst).map_err(decode_err);
-        }
-        let blocks = (CHUNK_ELEMENTS / block).max(1);
-        bytes
-            .par_chunks(blocks * ty.type_size() as usize)
-            .zip(dst.par_chunks_mut(blocks * block))
-            .try_for_each(|(s, d)| {
-                ctl.check()?;
-                dequantize_into_with(ty, s, d, stores).map_err(decode_err)?;
-                ctl.report(s.len() as u64, 0);
-                Ok::<(), Error>(())
-            })?;
-        ctl.report(0, 1);
-        Ok(())
+    /// Decodes one tensor into the caller's buffer of exactly its element
+    /// count (a reused buffer: see [`Stores::for_output`]). Errs as
+    /// [`Self::load_tensor_with`], and with [`Error::Decode`] when `dst` has
+    /// another length.
+    pub fn load_tensor_into<T: Element>(&self, name: &str, dst: &mut [T]) -> Result<()> {
+        let t = self.locate(name)?;
+        let ctl = Control::new(1, t.info.n_bytes, None);
+        let stores = Stores::Auto.for_output(std::mem::size_of_val(dst), OutputMemory::Reused);
+        decode_into(t, dst, &ctl, stores)
     }
 
-    /// Decodes every tensor to f16 (the design's `load_f16_model`).
+    /// Decodes every tensor to f16 (the design's `load_f16_model`); errs as
+    /// [`Self::load_model_with`].
     pub fn load_f16_model(&self, device: Device) -> Result<Model<f16>> {
         self.load_model::<f16>(device)
     }
 
-    /// Decodes every tensor to `T` on `device`, in parallel.
+    /// Decodes every tensor to `T` on `device`, in parallel; errs as
+    /// [`Self::load_model_with`].
     pub fn load_model<T: Element>(&self, device: Device) -> Result<Model<T>> {
         self.load_model_with(device, LoadOptions::default())
     }
 
-    /// Decodes every tensor to `T` with options: threads, progress, cancel.
-    /// On cancellation or error, everything decoded so far is freed.
+    /// Decodes every tensor to `T` with options: threads, progress, cancel,
+    /// stores. Every output is allocated before anything is decoded, each in
+    /// memory of its own (a tensor taken from the model keeps nothing else
+    /// alive). Errs as [`Self::load_tensor_with`] does for the first tensor
+    /// that fails; on cancellation or error, everything decoded so far is
+    /// freed.
     pub fn load_model_with<T: Element>(
         &self,
         device: Device,
@@ -230,60 +308,42 @@ impl MmapGGUFLoader {
         // Every byte will be read: start the kernel's read-ahead now (it
         // matters for a cold page cache and costs nothing for a warm one).
         self.prefetch_all();
-        let infos: Vec<&TensorInfo<'_>> = self.tensors().collect();
-        let bytes_total = infos.iter().map(|t| t.n_bytes).sum();
-        let ctl = Control::new(infos.len(), bytes_total, opts.progress);
+        let tensors: Vec<Located<'_>> = self.located().collect();
+        let bytes_total = tensors.iter().map(|t| t.info.n_bytes).sum();
+        let ctl = Control::new(tensors.len(), bytes_total, opts.progress);
         let run = || -> Result<Vec<(String, Tensor<T>)>> {
-            // One allocation for every output, split into disjoint slices:
-            // few page faults (huge pages), taken in parallel by the decoders.
-            let sizes = infos
+            // Untouched pages cost nothing until the decoders write them (in
+            // parallel), and a model too large fails here, before any work.
+            let mut outs = tensors
                 .iter()
-                .map(|t| usize::try_from(t.n_elements).map_err(|_| Error::TooLarge(t.name.into())))
-                .collect::<Result<Vec<usize>>>()?;
-            let total = sizes
-                .iter()
-                .try_fold(0usize, |a, n| a.checked_add(*n))
-                .ok_or_else(|| Error::TooLarge("the model".into()))?;
-            let stores = match opts.stores {
-                Stores::Auto => Stores::Cached, // fresh pages
-                s => s,
-            };
-            let mut buf = zeroed_vec::<T>(total);
-            let mut slices: Vec<(usize, &mut [T])> = Vec::with_capacity(infos.len());
-            let mut rest: &mut [T] = &mut buf;
-            for (i, n) in sizes.iter().enumerate() {
-                let (head, tail) = rest.split_at_mut(*n);
-                slices.push((i, head));
-                rest = tail;
-            }
+                .map(|t| output_for::<T>(*t))
+                .collect::<Result<Vec<Buffer<T>>>>()?;
+            let stores = opts.stores.for_output(
+                outs.iter()
+                    .map(|o| std::mem::size_of_val(o.as_slice()))
+                    .sum(),
+                OutputMemory::Fresh,
+            );
+            let mut work: Vec<(Located<'_>, &mut Buffer<T>)> =
+                tensors.iter().copied().zip(outs.iter_mut()).collect();
             // Largest first, so that the big tensors do not end up alone.
-            slices.sort_by_key(|(i, _)| Reverse(infos[*i].n_bytes));
-            slices.into_par_iter().try_for_each(|(i, dst)| {
+            work.sort_by_key(|(t, _)| Reverse(t.info.n_bytes));
+            work.into_par_iter().try_for_each(|(t, out)| {
                 ctl.check()?;
-                self.decode_into(infos[i], dst, &ctl, stores)
+                decode_into(t, out.as_mut_slice(), &ctl, stores)
             })?;
-            let buf = std::sync::Arc::new(buf);
-            let mut start = 0;
-            infos
+            tensors
                 .iter()
-                .zip(&sizes)
-                .map(|(info, n)| {
-                    let range = start..start + n;
-                    start += n;
-                    let t = Tensor::shared(TensorInfo::ne(info), buf.clone(), range)
-                        .ok_or_else(|| Error::TooLarge(info.name.to_string()))?;
-                    Ok((info.name.to_string(), t))
+                .zip(outs)
+                .map(|(t, out)| {
+                    let tensor = Tensor::from_buffer(t.info.ne(), out)
+                        .ok_or_else(|| Error::TooLarge(t.info.name.to_string()))?;
+                    Ok((t.info.name.to_string(), tensor))
                 })
                 .collect()
         };
-        let tensors = match opts.threads {
-            Some(n) => rayon::ThreadPoolBuilder::new()
-                .num_threads(n)
-                .build()
-                .map_err(|e| Error::ThreadPool(e.to_string()))?
-                .install(run)?,
-            None => run()?,
-        };
+        let tensors = in_pool(opts.threads, run)??;
+        ctl.check()?;
         Ok(Model::new(
             ModelConfig::from_metadata(self.metadata()),
             tensors,
@@ -299,7 +359,8 @@ fn check_device(device: Device) -> Result<()> {
 }
 
 /// Opens `path` and decodes every tensor to f16 on the CPU: the design's
-/// one-call `load_model_f16`.
+/// one-call `load_model_f16`. Errs as [`MmapGGUFLoader::new`] and
+/// [`MmapGGUFLoader::load_model_with`] do.
 pub fn load_model_f16(path: impl AsRef<Path>) -> Result<Model<f16>> {
     MmapGGUFLoader::new(path)?.load_f16_model(Device::Cpu)
 }

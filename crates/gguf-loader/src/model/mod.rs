@@ -9,6 +9,7 @@ use std::collections::HashMap;
 
 pub use config::{ModelConfig, KNOWN_ARCHITECTURES};
 pub use lazy::{LayerIter, LazyLayer, LazyModel, Prefetch};
+pub(crate) use load::in_pool;
 pub use load::{load_model_f16, LoadOptions, Progress, ProgressFn};
 
 use crate::element::Element;
@@ -42,6 +43,7 @@ pub(crate) fn layer_groups<'n>(
 
 /// Every tensor of a model, decoded to `T`.
 pub struct Model<T> {
+    /// The hyper-parameters read from the metadata.
     pub config: ModelConfig,
     tensors: Vec<(String, Tensor<T>)>,
     index: HashMap<String, usize>,
@@ -68,10 +70,12 @@ impl<'m, T> Layer<'m, T> {
         &self.tensors
     }
 
+    /// Number of tensors in the layer.
     pub fn len(&self) -> usize {
         self.tensors.len()
     }
 
+    /// True when the layer has no tensors (never, for a layer of a model).
     pub fn is_empty(&self) -> bool {
         self.tensors.is_empty()
     }
@@ -92,11 +96,15 @@ impl<T: Element> Model<T> {
         }
     }
 
+    /// The tensor named `name`, or `None`.
     pub fn tensor(&self, name: &str) -> Option<&Tensor<T>> {
         self.index.get(name).map(|i| &self.tensors[*i].1)
     }
 
-    /// Removes and returns a tensor (to move it elsewhere without a copy).
+    /// Removes and returns a tensor (to move it elsewhere without a copy);
+    /// `None` when the model has no tensor of that name. Each tensor holds
+    /// memory of its own, so holding the one taken keeps nothing else of
+    /// the model alive once the model is dropped.
     pub fn take(&mut self, name: &str) -> Option<Tensor<T>> {
         let i = self.index.remove(name)?;
         let (_, t) = self.tensors.remove(i);
@@ -113,14 +121,17 @@ impl<T: Element> Model<T> {
         self.tensors.iter().map(|(n, t)| (n.as_str(), t))
     }
 
+    /// Tensor names in file order.
     pub fn names(&self) -> impl Iterator<Item = &str> {
         self.tensors.iter().map(|(n, _)| n.as_str())
     }
 
+    /// Number of tensors.
     pub fn len(&self) -> usize {
         self.tensors.len()
     }
 
+    /// True when the model has no tensors.
     pub fn is_empty(&self) -> bool {
         self.tensors.is_empty()
     }

@@ -17,31 +17,35 @@ fn trit(byte: u8, n: usize, d: f32) -> f32 {
     f32::from(xi - 1) * d
 }
 
+/// Digits `0..digits` of every byte of each `width`-byte group of `bytes`,
+/// into `ys`: for each group, digit `n` of every byte before digit `n + 1`.
+#[inline]
+fn trits(bytes: &[u8], width: usize, digits: usize, ys: &mut [f32], d: f32) {
+    for (group, ys) in bytes
+        .chunks_exact(width)
+        .zip(ys.chunks_exact_mut(width * digits))
+    {
+        for (n, ys) in ys.chunks_exact_mut(width).enumerate() {
+            for (&b, out) in group.iter().zip(ys) {
+                *out = trit(b, n, d);
+            }
+        }
+    }
+}
+
 /// TQ1_0: 240 values packed 5 per byte in `qs` (first 32 bytes, then 16
 /// bytes), then 16 values packed 4 per byte in `qh`. Output order follows
 /// ggml: for each group of bytes, digit `n` of every byte before digit `n + 1`.
 pub fn dequantize_row_tq1_0(src: &[u8], dst: &mut [f32]) {
     for_each_block(src, dst, |x: &BlockTQ1_0, y: &mut [f32; QK_K]| {
         let d = f16_le(x.d);
-        let mut out = y.iter_mut();
-        // sizeof(qs) = 48: one group of 32 bytes, then one group of 16.
-        let (head, tail) = x.qs.split_at(x.qs.len() - x.qs.len() % 32);
-        for group in head.chunks_exact(32).chain(tail.chunks_exact(16)) {
-            for n in 0..5 {
-                for &b in group {
-                    if let Some(o) = out.next() {
-                        *o = trit(b, n, d);
-                    }
-                }
-            }
-        }
-        for n in 0..4 {
-            for &b in &x.qh {
-                if let Some(o) = out.next() {
-                    *o = trit(b, n, d);
-                }
-            }
-        }
+        // sizeof(qs) = 48: groups of 32 bytes, then the rest in groups of 16.
+        let (qs32, qs16) = x.qs.split_at(x.qs.len() - x.qs.len() % 32);
+        let (y32, rest) = y.split_at_mut(5 * qs32.len());
+        let (y16, yh) = rest.split_at_mut(5 * qs16.len());
+        trits(qs32, 32, 5, y32, d);
+        trits(qs16, 16, 5, y16, d);
+        trits(&x.qh, x.qh.len(), 4, yh, d);
     });
 }
 
@@ -50,14 +54,11 @@ pub fn dequantize_row_tq1_0(src: &[u8], dst: &mut [f32]) {
 pub fn dequantize_row_tq2_0(src: &[u8], dst: &mut [f32]) {
     for_each_block(src, dst, |x: &BlockTQ2_0, y: &mut [f32; QK_K]| {
         let d = f16_le(x.d);
-        let mut out = y.iter_mut();
-        for group in x.qs.chunks_exact(32) {
-            for l in 0..4 {
-                for &b in group {
+        for (group, ys) in x.qs.chunks_exact(32).zip(y.chunks_exact_mut(128)) {
+            for (l, ys) in ys.chunks_exact_mut(32).enumerate() {
+                for (&b, out) in group.iter().zip(ys) {
                     let q = ((b >> (l * 2)) & 3) as i8;
-                    if let Some(o) = out.next() {
-                        *o = f32::from(q - 1) * d;
-                    }
+                    *out = f32::from(q - 1) * d;
                 }
             }
         }

@@ -2,11 +2,15 @@
 //! decoded to f32, f16 and bf16 (no panic allowed), and every SIMD f32
 //! kernel must match the scalar reference bit for bit (and the fused f16
 //! kernels the reference rounded to f16), streaming variants included;
-//! kernels given mismatched lengths must stay in bounds.
+//! kernels given mismatched lengths must stay in bounds. The NaN/Inf data
+//! check reads the same bytes through the block layouts' scale fields: it
+//! must not panic, and may report only fields of the type's layout, at most
+//! one problem per field and block.
 #![no_main]
 
-use gguf_loader::dequantize_into;
+use gguf_loader::internals::blocks::scale_fields;
 use gguf_loader::internals::{reference_row_fn, simd};
+use gguf_loader::{check_tensor_data, checked_fields, dequantize_into};
 use gguf_loader::GgmlType;
 use gguf_loader::{bf16, f16};
 use libfuzzer_sys::fuzz_target;
@@ -52,6 +56,22 @@ fuzz_target!(|data: &[u8]| {
                 "{ty}: fused f16 {a} != reference {want} at {i}"
             );
         }
+    }
+
+    // The data check, over the untrimmed bytes (a partial tail is ignored).
+    let blocks = (rest.len() / ts) as u64;
+    let fields = checked_fields(ty);
+    let problems = check_tensor_data("fuzz", ty, rest, usize::MAX);
+    let per_block = if ty.is_quantized() { fields.len() as u64 } else { 1 };
+    assert!(problems.len() as u64 <= blocks * per_block, "{ty}: too many problems");
+    for p in &problems {
+        assert!(p.block < blocks, "{ty}: problem past the last block: {p}");
+        assert!(fields.contains(&p.field), "{ty}: unchecked field {}", p.field);
+        assert!(
+            !ty.is_quantized() || scale_fields(ty).iter().any(|f| f.name == p.field),
+            "{ty}: {} is not a scale field of the layout",
+            p.field
+        );
     }
 
     // The kernels are safe functions: any pair of lengths must be sound

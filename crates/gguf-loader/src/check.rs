@@ -35,6 +35,7 @@ use std::fmt;
 use rayon::prelude::*;
 
 use crate::error::{Error, Result};
+use crate::format::blocks::{iq1m_scale, scale_fields, u16_at, u32_at, ScaleEnc, ScaleField};
 use crate::format::{Endianness, GgmlType};
 use crate::loader::{Located, MmapGGUFLoader};
 use crate::model::{in_pool, LoadOptions};
@@ -148,96 +149,14 @@ impl ModelReport {
     }
 }
 
-/// How a block's scale is stored.
-#[derive(Debug, Clone, Copy)]
-enum Enc {
-    /// Little-endian IEEE half at the offset.
-    F16,
-    /// Little-endian IEEE single at the offset.
-    F32,
-    /// One E8M0 byte at the offset: 0xFF is NaN.
-    E8M0,
-    /// IQ1_M: the f16 built from the top nibbles of the four u16 words at the
-    /// offset.
-    Iq1mScale,
-}
-
-#[derive(Debug, Clone, Copy)]
-struct Field {
-    name: &'static str,
-    offset: usize,
-    enc: Enc,
-}
-
-const fn f16_at(name: &'static str, offset: usize) -> Field {
-    Field {
-        name,
-        offset,
-        enc: Enc::F16,
-    }
-}
-
-const D0: &[Field] = &[f16_at("d", 0)];
-const DM0: &[Field] = &[f16_at("d", 0), f16_at("m", 2)];
-const DDMIN0: &[Field] = &[f16_at("d", 0), f16_at("dmin", 2)];
-
-/// The scale fields ggml checks in one block of `ty` (see the module table).
-/// Empty for the plain types and for types ggml does not check.
-fn block_fields(ty: GgmlType) -> &'static [Field] {
-    use GgmlType::*;
+/// The scale fields ggml checks in one block of `ty` (see the module table):
+/// the block's scale fields from its layout (`format::blocks`), none for the
+/// plain types and none for NVFP4.
+fn block_fields(ty: GgmlType) -> &'static [ScaleField] {
     match ty {
-        F32 | F16 | BF16 | F64 | I8 | I16 | I32 | I64 | NVFP4 => &[],
-        Q4_0 | Q5_0 | Q8_0 | Q1_0 | Q2_0 | IQ4_NL => D0,
-        IQ2_XXS | IQ2_XS | IQ2_S | IQ3_XXS | IQ3_S | IQ4_XS | IQ1_S => D0,
-        Q4_1 | Q5_1 => DM0,
-        Q8_1 => {
-            const F: &[Field] = &[f16_at("d", 0), f16_at("s", 2)];
-            F
-        }
-        Q4_K | Q5_K => DDMIN0,
-        // block_q2_K { scales[16], qs[64], d, dmin }
-        Q2_K => {
-            const F: &[Field] = &[f16_at("d", 80), f16_at("dmin", 82)];
-            F
-        }
-        // block_q3_K { hmask[32], qs[64], scales[12], d }
-        Q3_K => {
-            const F: &[Field] = &[f16_at("d", 108)];
-            F
-        }
-        // block_q6_K { ql[128], qh[64], scales[16], d }
-        Q6_K => {
-            const F: &[Field] = &[f16_at("d", 208)];
-            F
-        }
-        // block_q8_K { float d, qs[256], bsums[16] }
-        Q8_K => &[Field {
-            name: "d",
-            offset: 0,
-            enc: Enc::F32,
-        }],
-        // block_tq1_0 { qs[48], qh[4], d }
-        TQ1_0 => {
-            const F: &[Field] = &[f16_at("d", 52)];
-            F
-        }
-        // block_tq2_0 { qs[64], d }
-        TQ2_0 => {
-            const F: &[Field] = &[f16_at("d", 64)];
-            F
-        }
-        // block_iq1_m { qs[32], qh[16], scales[8] }
-        IQ1_M => &[Field {
-            name: "scale",
-            offset: 48,
-            enc: Enc::Iq1mScale,
-        }],
-        // block_mxfp4 { e, qs[16] }
-        MXFP4 => &[Field {
-            name: "e",
-            offset: 0,
-            enc: Enc::E8M0,
-        }],
+        // ggml: "UE4M3 scales are uint8_t — all byte values are valid".
+        GgmlType::NVFP4 => &[],
+        _ => scale_fields(ty),
     }
 }
 
@@ -256,33 +175,6 @@ fn is_plain_float(ty: GgmlType) -> bool {
         ty,
         GgmlType::F32 | GgmlType::F16 | GgmlType::BF16 | GgmlType::F64
     )
-}
-
-#[inline]
-fn u16_at(b: &[u8], at: usize) -> u16 {
-    match b.get(at..at + 2) {
-        Some(&[lo, hi]) => u16::from_le_bytes([lo, hi]),
-        _ => 0,
-    }
-}
-
-#[inline]
-fn u32_at(b: &[u8], at: usize) -> u32 {
-    match b.get(at..at + 4) {
-        Some(&[a, b, c, d]) => u32::from_le_bytes([a, b, c, d]),
-        _ => 0,
-    }
-}
-
-#[inline]
-fn iq1m_scale(b: &[u8], at: usize) -> u16 {
-    let sc = [
-        u16_at(b, at),
-        u16_at(b, at + 2),
-        u16_at(b, at + 4),
-        u16_at(b, at + 6),
-    ];
-    (sc[0] >> 12) | ((sc[1] >> 8) & 0x00f0) | ((sc[2] >> 4) & 0x0f00) | (sc[3] & 0xf000)
 }
 
 const F16_EXP: u16 = 0x7c00;
@@ -318,40 +210,44 @@ fn bf16_value(bits: u16) -> f64 {
 
 /// Checks one field of one whole block: `(kind, value, bits)` when bad.
 #[inline]
-fn check_field(block: &[u8], f: &Field) -> Option<(ProblemKind, f64, u64)> {
+fn check_field(block: &[u8], f: &ScaleField) -> Option<(ProblemKind, f64, u64)> {
+    let o = f.offset;
     match f.enc {
-        Enc::F16 => {
-            let b = u16_at(block, f.offset);
+        ScaleEnc::F16 => {
+            let b = u16_at(block, o);
             kind_of(u64::from(b), u64::from(F16_EXP)).map(|k| (k, f16_value(b), u64::from(b)))
         }
-        Enc::Iq1mScale => {
-            let b = iq1m_scale(block, f.offset);
+        ScaleEnc::Iq1mScale => {
+            let b = iq1m_scale(f.bytes(block));
             kind_of(u64::from(b), u64::from(F16_EXP)).map(|k| (k, f16_value(b), u64::from(b)))
         }
-        Enc::F32 => {
-            let b = u32_at(block, f.offset);
+        ScaleEnc::F32 => {
+            let b = u32_at(block, o);
             kind_of(u64::from(b), u64::from(F32_EXP))
                 .map(|k| (k, f64::from(f32::from_bits(b)), u64::from(b)))
         }
-        Enc::E8M0 => match block.get(f.offset) {
+        ScaleEnc::E8M0 => match block.get(o) {
             Some(&0xff) => Some((ProblemKind::NaN, f64::NAN, 0xff)),
             _ => None,
         },
+        // Every UE4M3 byte is a finite number (`block_fields` leaves them out).
+        ScaleEnc::UE4M3 => None,
     }
 }
 
 /// True when any block of `group` has a bad `f`: a branch-free pass over the
 /// blocks (the common, clean case), before the exact pass.
-fn group_has_bad(group: &[u8], type_size: usize, f: &Field) -> bool {
+fn group_has_bad(group: &[u8], type_size: usize, f: &ScaleField) -> bool {
     let blocks = group.chunks_exact(type_size);
     let o = f.offset;
     match f.enc {
-        Enc::F16 => blocks.fold(false, |acc, b| acc | (u16_at(b, o) & F16_EXP == F16_EXP)),
-        Enc::Iq1mScale => blocks.fold(false, |acc, b| {
-            acc | (iq1m_scale(b, o) & F16_EXP == F16_EXP)
+        ScaleEnc::F16 => blocks.fold(false, |acc, b| acc | (u16_at(b, o) & F16_EXP == F16_EXP)),
+        ScaleEnc::Iq1mScale => blocks.fold(false, |acc, b| {
+            acc | (iq1m_scale(f.bytes(b)) & F16_EXP == F16_EXP)
         }),
-        Enc::F32 => blocks.fold(false, |acc, b| acc | (u32_at(b, o) & F32_EXP == F32_EXP)),
-        Enc::E8M0 => blocks.fold(false, |acc, b| acc | (b.get(o) == Some(&0xff))),
+        ScaleEnc::F32 => blocks.fold(false, |acc, b| acc | (u32_at(b, o) & F32_EXP == F32_EXP)),
+        ScaleEnc::E8M0 => blocks.fold(false, |acc, b| acc | (b.get(o) == Some(&0xff))),
+        ScaleEnc::UE4M3 => false,
     }
 }
 
@@ -671,20 +567,15 @@ mod tests {
     }
 
     #[test]
-    fn field_offsets_fit_their_blocks() {
+    fn checked_fields_fit_their_blocks_and_can_be_bad() {
         for ty in GgmlType::ALL {
             for f in block_fields(ty) {
-                let width = match f.enc {
-                    Enc::F16 => 2,
-                    Enc::F32 => 4,
-                    Enc::E8M0 => 1,
-                    Enc::Iq1mScale => 8,
-                };
                 assert!(
-                    f.offset + width <= ty.type_size() as usize,
+                    f.offset + f.size <= ty.type_size() as usize,
                     "{ty} {}",
                     f.name
                 );
+                assert_ne!(f.enc, ScaleEnc::UE4M3, "{ty}: UE4M3 is never NaN or Inf");
             }
         }
     }

@@ -78,4 +78,5 @@ pub use tensor::{Device, Tensor};
 pub mod internals {
     pub use crate::decode::{float, fp4, iquants, kquants, legacy, simd, ternary};
     pub use crate::decode::{reference_row_fn, row_fn, RowFn};
+    pub use crate::format::blocks;
 }

@@ -4,6 +4,7 @@
 
 use half::{bf16, f16};
 
+use crate::format::blocks::{scale_fields, ScaleEnc};
 use crate::format::{GgmlType, GgufWriter, MetaValue};
 
 /// A transformer shape to synthesize (llama architecture): the real tensor
@@ -101,22 +102,6 @@ impl Rng {
     }
 }
 
-/// The f16 scale fields of each block (byte offsets), from ggml-common.h.
-fn f16_scale_offsets(ty: GgmlType) -> &'static [usize] {
-    use GgmlType::*;
-    match ty {
-        Q4_0 | Q5_0 | Q8_0 | IQ4_NL | Q1_0 | Q2_0 | IQ2_XXS | IQ2_XS | IQ2_S | IQ3_XXS | IQ3_S
-        | IQ1_S | IQ4_XS => &[0],
-        Q4_1 | Q5_1 | Q8_1 | Q4_K | Q5_K => &[0, 2],
-        Q2_K => &[80, 82],
-        Q3_K => &[108],
-        Q6_K => &[208],
-        TQ1_0 => &[52],
-        TQ2_0 => &[64],
-        _ => &[],
-    }
-}
-
 /// Random blocks of `ty` whose scales are finite and small, so that every
 /// decoded value is finite.
 fn random_blocks(ty: GgmlType, n_elements: u64, seed: u64) -> Vec<u8> {
@@ -143,30 +128,33 @@ fn random_blocks(ty: GgmlType, n_elements: u64, seed: u64) -> Vec<u8> {
     };
     let mut bytes = bytes;
     let ts = ty.type_size() as usize;
-    let scale = f16::from_f32(0.0123).to_le_bytes();
     for block in bytes.chunks_exact_mut(ts) {
-        for off in f16_scale_offsets(ty) {
-            block[*off..*off + 2].copy_from_slice(&scale);
-        }
-        match ty {
-            // f32 d.
-            GgmlType::Q8_K => block[..4].copy_from_slice(&0.0123f32.to_le_bytes()),
-            // E8M0 scale: 2^(e-127); 120 → 2^-7.
-            GgmlType::MXFP4 => block[0] = 120,
-            // Four UE4M3 sub-block scales.
-            GgmlType::NVFP4 => block[..4].fill(0x30),
-            // The f16 scale is the top nibbles of the four u16 scales at 48..56:
-            // 0x2c00 (≈0.0625).
-            GgmlType::IQ1_M => {
-                for (k, nib) in [0u8, 0, 0xc, 0x2].iter().enumerate() {
-                    let b = &mut block[48 + 2 * k + 1];
-                    *b = (*b & 0x0f) | (nib << 4);
-                }
-            }
-            _ => {}
+        for f in scale_fields(ty) {
+            set_scale(f.enc, f.bytes_mut(block));
         }
     }
     bytes
+}
+
+/// Writes a small finite scale into the bytes of a scale field stored as `enc`.
+fn set_scale(enc: ScaleEnc, field: &mut [u8]) {
+    match enc {
+        ScaleEnc::F16 => field.copy_from_slice(&f16::from_f32(0.0123).to_le_bytes()),
+        ScaleEnc::F32 => field.copy_from_slice(&0.0123f32.to_le_bytes()),
+        // 2^(e - 127): 120 gives 2^-7.
+        ScaleEnc::E8M0 => field.fill(120),
+        // One UE4M3 byte per sub-block.
+        ScaleEnc::UE4M3 => field.fill(0x30),
+        // The f16 scale is the top nibbles of the four u16 words (word 0
+        // holds bits 0..4): 0x2c00 (0.0625), the block scales kept.
+        ScaleEnc::Iq1mScale => {
+            let bits = f16::from_f32(0.0625).to_bits();
+            for (k, word) in field.chunks_exact_mut(2).enumerate() {
+                let nibble = ((bits >> (4 * k)) & 0xf) as u8;
+                word[1] = (word[1] & 0x0f) | (nibble << 4);
+            }
+        }
+    }
 }
 
 /// The type a weight of row length `ne0` can take: `ty` when `ne0` is a

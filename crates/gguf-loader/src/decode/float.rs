@@ -7,7 +7,7 @@
 //! and the integers are C casts `(float) x`, i.e. Rust's `as f32` (round to
 //! nearest even). All values are little-endian.
 
-use half::f16;
+use crate::format::blocks::{bf16_le, f16_le};
 
 /// F32: the bits as stored.
 pub fn dequantize_row_f32(src: &[u8], dst: &mut [f32]) {
@@ -22,7 +22,7 @@ pub fn dequantize_row_f32(src: &[u8], dst: &mut [f32]) {
 pub fn dequantize_row_f16(src: &[u8], dst: &mut [f32]) {
     for (b, y) in src.chunks_exact(2).zip(dst.iter_mut()) {
         if let [lo, hi] = *b {
-            *y = f16::from_bits(u16::from_le_bytes([lo, hi])).to_f32();
+            *y = f16_le([lo, hi]);
         }
     }
 }
@@ -31,7 +31,7 @@ pub fn dequantize_row_f16(src: &[u8], dst: &mut [f32]) {
 pub fn dequantize_row_bf16(src: &[u8], dst: &mut [f32]) {
     for (b, y) in src.chunks_exact(2).zip(dst.iter_mut()) {
         if let [lo, hi] = *b {
-            *y = f32::from_bits(u32::from(u16::from_le_bytes([lo, hi])) << 16);
+            *y = bf16_le([lo, hi]);
         }
     }
 }

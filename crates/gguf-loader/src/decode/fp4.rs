@@ -16,6 +16,9 @@
 //! `(float) kvalue * d`, as in `dequantize_row_mxfp4` / `dequantize_row_nvfp4`
 //! of `ggml-quants.c`.
 
+use super::for_each_block;
+use crate::format::blocks::{BlockMXFP4, BlockNVFP4, QK_MXFP4, QK_NVFP4, QK_NVFP4_SUB};
+
 /// E2M1 code -> doubled value (`kvalues_mxfp4`).
 const KVALUES_MXFP4: [i8; 16] = [0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12];
 
@@ -62,54 +65,27 @@ fn exp2i(e: i32) -> f32 {
     f32::from_bits(((e + 127) as u32) << 23)
 }
 
-// #define QK_MXFP4 32
-// typedef struct {
-//     uint8_t e; // E8M0
-//     uint8_t qs[QK_MXFP4/2];
-// } block_mxfp4;              // 17 bytes
-const QK_MXFP4: usize = 32;
-const MXFP4_SIZE: usize = 1 + QK_MXFP4 / 2;
-
 /// MXFP4: one E8M0 scale per 32 values; `y[j] = kv[lo4(qs[j])] * d`,
 /// `y[j + 16] = kv[hi4(qs[j])] * d` with `d = e8m0_to_fp32_half(e)`.
 pub fn dequantize_row_mxfp4(src: &[u8], dst: &mut [f32]) {
-    for (block, y) in src
-        .chunks_exact(MXFP4_SIZE)
-        .zip(dst.chunks_exact_mut(QK_MXFP4))
-    {
-        let d = e8m0_to_fp32_half(block.first().copied().unwrap_or(0));
-        let qs = block.get(1..).unwrap_or_default();
+    for_each_block(src, dst, |x: &BlockMXFP4, y: &mut [f32; QK_MXFP4]| {
+        let d = e8m0_to_fp32_half(x.e);
         let (lo, hi) = y.split_at_mut(QK_MXFP4 / 2);
-        for ((q, y0), y1) in qs.iter().zip(lo).zip(hi) {
+        for ((q, y0), y1) in x.qs.iter().zip(lo).zip(hi) {
             *y0 = kvalue(q & 0x0F) * d;
             *y1 = kvalue(q >> 4) * d;
         }
-    }
+    });
 }
-
-// #define QK_NVFP4 64
-// #define QK_NVFP4_SUB 16  // sub-block size for per-group scales
-// typedef struct {
-//     uint8_t d[QK_NVFP4/QK_NVFP4_SUB]; // UE4M3 scales (4 bytes, one per 16-element sub-block)
-//     uint8_t qs[QK_NVFP4/2];           // packed 4-bit E2M1 values (32 bytes)
-// } block_nvfp4;                        // 36 bytes
-const QK_NVFP4: usize = 64;
-const QK_NVFP4_SUB: usize = 16;
-const N_SUB: usize = QK_NVFP4 / QK_NVFP4_SUB;
-const NVFP4_SIZE: usize = N_SUB + QK_NVFP4 / 2;
 
 /// NVFP4: four 16-value sub-blocks, each with a UE4M3 scale; within sub-block
 /// `s`, `y[j] = kv[lo4(qs[8s + j])] * d[s]` and `y[j + 8]` the high nibble.
 pub fn dequantize_row_nvfp4(src: &[u8], dst: &mut [f32]) {
-    for (block, y) in src
-        .chunks_exact(NVFP4_SIZE)
-        .zip(dst.chunks_exact_mut(QK_NVFP4))
-    {
-        let (scales, qs) = block.split_at(N_SUB.min(block.len()));
-        for ((sc, qsub), ysub) in scales
-            .iter()
-            .zip(qs.chunks_exact(QK_NVFP4_SUB / 2))
-            .zip(y.chunks_exact_mut(QK_NVFP4_SUB))
+    for_each_block(src, dst, |x: &BlockNVFP4, y: &mut [f32; QK_NVFP4]| {
+        for ((sc, qsub), ysub) in
+            x.d.iter()
+                .zip(x.qs.chunks_exact(QK_NVFP4_SUB / 2))
+                .zip(y.chunks_exact_mut(QK_NVFP4_SUB))
         {
             let d = ue4m3_to_fp32(*sc);
             let (lo, hi) = ysub.split_at_mut(QK_NVFP4_SUB / 2);
@@ -118,5 +94,5 @@ pub fn dequantize_row_nvfp4(src: &[u8], dst: &mut [f32]) {
                 *y1 = kvalue(q >> 4) * d;
             }
         }
-    }
+    });
 }

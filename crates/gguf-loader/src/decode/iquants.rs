@@ -14,43 +14,18 @@
 #[path = "iq_tables.rs"]
 mod tables;
 
+use super::for_each_block;
+use crate::format::blocks::{
+    f16_le, iq1m_scale, u16_at, u32_at, BlockIQ1_M, BlockIQ1_S, BlockIQ2_S, BlockIQ2_XS,
+    BlockIQ2_XXS, BlockIQ3_S, BlockIQ3_XXS, BlockIQ4_NL, BlockIQ4_XS, QK4_NL, QK_K,
+};
 use tables::{
     IQ1S_GRID, IQ2S_GRID, IQ2XS_GRID, IQ2XXS_GRID, IQ3S_GRID, IQ3XXS_GRID, KMASK_IQ2XS,
     KSIGNS_IQ2XS, KVALUES_IQ4NL,
 };
 
-/// ggml's `QK_K`: elements in a super-block.
-const QK_K: usize = 256;
-/// ggml's `QK4_NL`: elements in an IQ4_NL block.
-const QK4_NL: usize = 32;
 /// ggml-common.h `IQ1S_DELTA` (IQ1_M uses it too; `IQ1M_DELTA` is equal and unused).
 const IQ1S_DELTA: f32 = 0.125;
-
-/// Bytes of one block of each type (`sizeof(block_iq*)`).
-pub const IQ2_XXS_TYPE_SIZE: usize = 2 + QK_K / 4;
-pub const IQ2_XS_TYPE_SIZE: usize = 2 + QK_K / 4 + QK_K / 32;
-pub const IQ2_S_TYPE_SIZE: usize = 2 + QK_K / 4 + QK_K / 16;
-pub const IQ3_XXS_TYPE_SIZE: usize = 2 + 3 * (QK_K / 8);
-pub const IQ3_S_TYPE_SIZE: usize = 2 + 13 * (QK_K / 32) + QK_K / 64;
-pub const IQ1_S_TYPE_SIZE: usize = 2 + QK_K / 8 + QK_K / 16;
-pub const IQ1_M_TYPE_SIZE: usize = QK_K / 8 + QK_K / 16 + QK_K / 32;
-pub const IQ4_NL_TYPE_SIZE: usize = 2 + QK4_NL / 2;
-pub const IQ4_XS_TYPE_SIZE: usize = 2 + 2 + QK_K / 64 + QK_K / 2;
-
-#[inline]
-fn f16_at(b: &[u8], at: usize) -> f32 {
-    half::f16::from_bits(u16::from_le_bytes([b[at], b[at + 1]])).to_f32()
-}
-
-#[inline]
-fn u16_at(b: &[u8], at: usize) -> u16 {
-    u16::from_le_bytes([b[at], b[at + 1]])
-}
-
-#[inline]
-fn u32_at(b: &[u8], at: usize) -> u32 {
-    u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
-}
 
 /// `(signs & kmask_iq2xs[j] ? -1.f : 1.f)`
 #[inline]
@@ -69,24 +44,14 @@ fn byte32(v: u32, j: usize) -> u8 {
     v.to_le_bytes()[j]
 }
 
-/// IQ2_XXS, 66 bytes per 256 elements:
-///
-/// ```c
-/// typedef struct {
-///     ggml_half d;
-///     uint16_t qs[QK_K/8];
-/// } block_iq2_xxs;
-/// ```
+/// IQ2_XXS, 66 bytes per 256 elements (`format::blocks::BlockIQ2_XXS`).
 ///
 /// Each 32-element group holds two u32: the first four grid indices (one byte
 /// each), then four 7-bit sign indices and a 4-bit scale in the top bits.
 pub fn dequantize_row_iq2_xxs(src: &[u8], dst: &mut [f32]) {
-    for (x, y) in src
-        .chunks_exact(IQ2_XXS_TYPE_SIZE)
-        .zip(dst.chunks_exact_mut(QK_K))
-    {
-        let d = f16_at(x, 0);
-        let qs = &x[2..];
+    for_each_block(src, dst, |x: &BlockIQ2_XXS, y: &mut [f32; QK_K]| {
+        let d = f16_le(x.d);
+        let qs = &x.qs;
         for ib32 in 0..QK_K / 32 {
             // memcpy(aux32, x[i].qs + 4*ib32, 2*sizeof(uint32_t));
             let aux8 = &qs[8 * ib32..8 * ib32 + 4];
@@ -101,28 +66,16 @@ pub fn dequantize_row_iq2_xxs(src: &[u8], dst: &mut [f32]) {
                 }
             }
         }
-    }
+    });
 }
 
-/// IQ2_XS, 74 bytes per 256 elements:
-///
-/// ```c
-/// typedef struct {
-///     ggml_half d;
-///     uint16_t qs[QK_K/8];
-///     uint8_t  scales[QK_K/32];
-/// } block_iq2_xs;
-/// ```
+/// IQ2_XS, 74 bytes per 256 elements (`format::blocks::BlockIQ2_XS`).
 ///
 /// Each u16 of `qs` is a 9-bit grid index and a 7-bit sign index.
 pub fn dequantize_row_iq2_xs(src: &[u8], dst: &mut [f32]) {
-    for (x, y) in src
-        .chunks_exact(IQ2_XS_TYPE_SIZE)
-        .zip(dst.chunks_exact_mut(QK_K))
-    {
-        let d = f16_at(x, 0);
-        let qs = &x[2..2 + QK_K / 4];
-        let scales = &x[2 + QK_K / 4..];
+    for_each_block(src, dst, |x: &BlockIQ2_XS, y: &mut [f32; QK_K]| {
+        let d = f16_le(x.d);
+        let (qs, scales) = (&x.qs, &x.scales);
         for ib32 in 0..QK_K / 32 {
             let db = [
                 d * (0.5f32 + (scales[ib32] & 0xf) as f32) * 0.25f32,
@@ -138,29 +91,15 @@ pub fn dequantize_row_iq2_xs(src: &[u8], dst: &mut [f32]) {
                 }
             }
         }
-    }
+    });
 }
 
-/// IQ2_S, 82 bytes per 256 elements:
-///
-/// ```c
-/// typedef struct {
-///     ggml_half d;
-///     uint8_t qs[QK_K/4];     // QK_K/8 grid index low bytes, then QK_K/8 sign bytes
-///     uint8_t qh[QK_K/32];
-///     uint8_t scales[QK_K/32];
-/// } block_iq2_s;
-/// ```
+/// IQ2_S, 82 bytes per 256 elements (`format::blocks::BlockIQ2_S`).
 pub fn dequantize_row_iq2_s(src: &[u8], dst: &mut [f32]) {
-    for (x, y) in src
-        .chunks_exact(IQ2_S_TYPE_SIZE)
-        .zip(dst.chunks_exact_mut(QK_K))
-    {
-        let d = f16_at(x, 0);
-        let qs = &x[2..2 + QK_K / 8];
-        let signs = &x[2 + QK_K / 8..2 + QK_K / 4];
-        let qh = &x[2 + QK_K / 4..2 + QK_K / 4 + QK_K / 32];
-        let scales = &x[2 + QK_K / 4 + QK_K / 32..];
+    for_each_block(src, dst, |x: &BlockIQ2_S, y: &mut [f32; QK_K]| {
+        let d = f16_le(x.d);
+        let (qs, signs) = x.qs.split_at(QK_K / 8);
+        let (qh, scales) = (&x.qh, &x.scales);
         for ib32 in 0..QK_K / 32 {
             let db = [
                 d * (0.5f32 + (scales[ib32] & 0xf) as f32) * 0.25f32,
@@ -179,25 +118,14 @@ pub fn dequantize_row_iq2_s(src: &[u8], dst: &mut [f32]) {
                 }
             }
         }
-    }
+    });
 }
 
-/// IQ3_XXS, 98 bytes per 256 elements:
-///
-/// ```c
-/// typedef struct {
-///     ggml_half d;
-///     uint8_t qs[3*QK_K/8];   // QK_K/4 grid indices, then QK_K/32 u32 scales_and_signs
-/// } block_iq3_xxs;
-/// ```
+/// IQ3_XXS, 98 bytes per 256 elements (`format::blocks::BlockIQ3_XXS`).
 pub fn dequantize_row_iq3_xxs(src: &[u8], dst: &mut [f32]) {
-    for (x, y) in src
-        .chunks_exact(IQ3_XXS_TYPE_SIZE)
-        .zip(dst.chunks_exact_mut(QK_K))
-    {
-        let d = f16_at(x, 0);
-        let qs = &x[2..2 + QK_K / 4];
-        let scales_and_signs = &x[2 + QK_K / 4..];
+    for_each_block(src, dst, |x: &BlockIQ3_XXS, y: &mut [f32; QK_K]| {
+        let d = f16_le(x.d);
+        let (qs, scales_and_signs) = x.qs.split_at(QK_K / 4);
         for ib32 in 0..QK_K / 32 {
             let aux32 = u32_at(scales_and_signs, 4 * ib32);
             let db = d * (0.5f32 + (aux32 >> 28) as f32) * 0.5f32;
@@ -213,34 +141,14 @@ pub fn dequantize_row_iq3_xxs(src: &[u8], dst: &mut [f32]) {
                 }
             }
         }
-    }
+    });
 }
 
-/// IQ3_S, 110 bytes per 256 elements:
-///
-/// ```c
-/// typedef struct {
-///     ggml_half d;
-///     uint8_t qs[QK_K/4];
-///     uint8_t qh[QK_K/32];
-///     uint8_t signs[QK_K/8];
-///     uint8_t scales[IQ3S_N_SCALE];   // QK_K/64
-/// } block_iq3_s;
-/// ```
+/// IQ3_S, 110 bytes per 256 elements (`format::blocks::BlockIQ3_S`).
 pub fn dequantize_row_iq3_s(src: &[u8], dst: &mut [f32]) {
-    const QS: usize = 2;
-    const QH: usize = QS + QK_K / 4;
-    const SIGNS: usize = QH + QK_K / 32;
-    const SCALES: usize = SIGNS + QK_K / 8;
-    for (x, y) in src
-        .chunks_exact(IQ3_S_TYPE_SIZE)
-        .zip(dst.chunks_exact_mut(QK_K))
-    {
-        let d = f16_at(x, 0);
-        let qs_all = &x[QS..QH];
-        let qh_all = &x[QH..SIGNS];
-        let signs_all = &x[SIGNS..SCALES];
-        let scales = &x[SCALES..];
+    for_each_block(src, dst, |x: &BlockIQ3_S, y: &mut [f32; QK_K]| {
+        let d = f16_le(x.d);
+        let (qs_all, qh_all, signs_all, scales) = (&x.qs, &x.qh, &x.signs, &x.scales);
         let mut qs = 0usize;
         let mut qh = 0usize;
         let mut signs = 0usize;
@@ -268,29 +176,17 @@ pub fn dequantize_row_iq3_s(src: &[u8], dst: &mut [f32]) {
             }
             qh += 2;
         }
-    }
+    });
 }
 
-/// IQ1_S, 50 bytes per 256 elements:
-///
-/// ```c
-/// typedef struct {
-///     ggml_half d;
-///     uint8_t  qs[QK_K/8];
-///     uint16_t qh[QK_K/32];
-/// } block_iq1_s;
-/// ```
+/// IQ1_S, 50 bytes per 256 elements (`format::blocks::BlockIQ1_S`).
 ///
 /// Each `qh` holds four 3-bit high index parts, a 3-bit scale (bits 12..15)
 /// and the sign of the shift (bit 15).
 pub fn dequantize_row_iq1_s(src: &[u8], dst: &mut [f32]) {
-    for (x, y) in src
-        .chunks_exact(IQ1_S_TYPE_SIZE)
-        .zip(dst.chunks_exact_mut(QK_K))
-    {
-        let d = f16_at(x, 0);
-        let qs = &x[2..2 + QK_K / 8];
-        let qh_bytes = &x[2 + QK_K / 8..];
+    for_each_block(src, dst, |x: &BlockIQ1_S, y: &mut [f32; QK_K]| {
+        let d = f16_le(x.d);
+        let (qs, qh_bytes) = (&x.qs, &x.qh);
         for ib in 0..QK_K / 32 {
             let qh = u16_at(qh_bytes, 2 * ib);
             let dl = d * (2 * ((qh >> 12) & 7) as i32 + 1) as f32;
@@ -309,41 +205,20 @@ pub fn dequantize_row_iq1_s(src: &[u8], dst: &mut [f32]) {
                 }
             }
         }
-    }
+    });
 }
 
-/// IQ1_M, 56 bytes per 256 elements:
-///
-/// ```c
-/// typedef struct {
-///     uint8_t  qs[QK_K/8];      // grid index, low 8 bits
-///     uint8_t  qh[QK_K/16];     // grid index, high 3 bits + grid shift bit (for two groups of 8)
-///     uint8_t  scales[QK_K/32]; // 3-bit block scales (4-bit if QK_K == 64)
-/// } block_iq1_m;
-/// ```
+/// IQ1_M, 56 bytes per 256 elements (`format::blocks::BlockIQ1_M`).
 ///
 /// There is no `d` field: the f16 super-block scale is assembled from the top
 /// nibbles of the four u16 words of `scales` (word 0 gives bits 0..3, word 3
 /// bits 12..15). The other 12 bits of each word are four 3-bit block scales.
 pub fn dequantize_row_iq1_m(src: &[u8], dst: &mut [f32]) {
-    const QH: usize = QK_K / 8;
-    const SC: usize = QH + QK_K / 16;
-    for (x, y) in src
-        .chunks_exact(IQ1_M_TYPE_SIZE)
-        .zip(dst.chunks_exact_mut(QK_K))
-    {
-        let sc = [
-            u16_at(x, SC),
-            u16_at(x, SC + 2),
-            u16_at(x, SC + 4),
-            u16_at(x, SC + 6),
-        ];
-        let scale =
-            (sc[0] >> 12) | ((sc[1] >> 8) & 0x00f0) | ((sc[2] >> 4) & 0x0f00) | (sc[3] & 0xf000);
-        let d = half::f16::from_bits(scale).to_f32();
+    for_each_block(src, dst, |x: &BlockIQ1_M, y: &mut [f32; QK_K]| {
+        let sc = [0, 2, 4, 6].map(|at| u16_at(&x.scales, at));
+        let d = f16_le(iq1m_scale(&x.scales).to_le_bytes());
 
-        let qs = &x[..QH];
-        let qh = &x[QH..SC];
+        let (qs, qh) = (&x.qs, &x.qh);
         for ib in 0..QK_K / 32 {
             let s = sc[ib / 2];
             let dl1 = d * (2 * ((s >> (6 * (ib % 2))) & 0x7) as i32 + 1) as f32;
@@ -377,55 +252,30 @@ pub fn dequantize_row_iq1_m(src: &[u8], dst: &mut [f32]) {
                 }
             }
         }
-    }
+    });
 }
 
-/// IQ4_NL, 18 bytes per 32 elements:
-///
-/// ```c
-/// typedef struct {
-///     ggml_half d;
-///     uint8_t qs[QK4_NL/2];
-/// } block_iq4_nl;
-/// ```
+/// IQ4_NL, 18 bytes per 32 elements (`format::blocks::BlockIQ4_NL`).
 pub fn dequantize_row_iq4_nl(src: &[u8], dst: &mut [f32]) {
-    for (x, y) in src
-        .chunks_exact(IQ4_NL_TYPE_SIZE)
-        .zip(dst.chunks_exact_mut(QK4_NL))
-    {
-        let d = f16_at(x, 0);
-        let qs = &x[2..];
+    for_each_block(src, dst, |x: &BlockIQ4_NL, y: &mut [f32; QK4_NL]| {
+        let d = f16_le(x.d);
+        let qs = &x.qs;
         for j in 0..QK4_NL / 2 {
             y[j] = d * KVALUES_IQ4NL[(qs[j] & 0xf) as usize] as f32;
             y[j + QK4_NL / 2] = d * KVALUES_IQ4NL[(qs[j] >> 4) as usize] as f32;
         }
-    }
+    });
 }
 
-/// IQ4_XS, 136 bytes per 256 elements:
-///
-/// ```c
-/// typedef struct {
-///     ggml_half d;
-///     uint16_t scales_h;
-///     uint8_t  scales_l[QK_K/64];
-///     uint8_t  qs[QK_K/2];
-/// } block_iq4_xs;
-/// ```
+/// IQ4_XS, 136 bytes per 256 elements (`format::blocks::BlockIQ4_XS`).
 ///
 /// Block scale `ib` is 6 bits: low nibble from `scales_l`, top two bits from
 /// `scales_h`, biased by 32.
 pub fn dequantize_row_iq4_xs(src: &[u8], dst: &mut [f32]) {
-    const SL: usize = 4;
-    const QS: usize = SL + QK_K / 64;
-    for (x, y) in src
-        .chunks_exact(IQ4_XS_TYPE_SIZE)
-        .zip(dst.chunks_exact_mut(QK_K))
-    {
-        let d = f16_at(x, 0);
-        let scales_h = u16_at(x, 2);
-        let scales_l = &x[SL..QS];
-        let qs_all = &x[QS..];
+    for_each_block(src, dst, |x: &BlockIQ4_XS, y: &mut [f32; QK_K]| {
+        let d = f16_le(x.d);
+        let scales_h = u16::from_le_bytes(x.scales_h);
+        let (scales_l, qs_all) = (&x.scales_l, &x.qs);
         for ib in 0..QK_K / 32 {
             let ls = ((scales_l[ib / 2] >> (4 * (ib % 2))) & 0xf) as i32
                 | (((scales_h >> (2 * ib)) & 3) as i32) << 4;
@@ -437,23 +287,5 @@ pub fn dequantize_row_iq4_xs(src: &[u8], dst: &mut [f32]) {
                 y[j + 16] = dl * KVALUES_IQ4NL[(qs[j] >> 4) as usize] as f32;
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn type_sizes_match_ggml() {
-        assert_eq!(IQ2_XXS_TYPE_SIZE, 66);
-        assert_eq!(IQ2_XS_TYPE_SIZE, 74);
-        assert_eq!(IQ2_S_TYPE_SIZE, 82);
-        assert_eq!(IQ3_XXS_TYPE_SIZE, 98);
-        assert_eq!(IQ3_S_TYPE_SIZE, 110);
-        assert_eq!(IQ1_S_TYPE_SIZE, 50);
-        assert_eq!(IQ1_M_TYPE_SIZE, 56);
-        assert_eq!(IQ4_NL_TYPE_SIZE, 18);
-        assert_eq!(IQ4_XS_TYPE_SIZE, 136);
-    }
+    });
 }

@@ -21,6 +21,7 @@ use rayon::prelude::*;
 
 pub use crate::element::Element;
 
+use crate::format::blocks::{as_blocks, Block};
 use crate::format::GgmlType;
 
 /// A decoding routine: whole blocks of bytes to f32.
@@ -50,6 +51,25 @@ pub enum DecodeError {
         rows: usize,
         row_len: usize,
     },
+}
+
+/// Pairs each whole block of `src`, viewed as its struct `B`, with its `N`
+/// outputs in `dst` (`N` is `B::ELEMENTS`, checked at compile time) and
+/// hands both to `f`: the loop of every scalar routine. A trailing partial
+/// block, or outputs past the last whole block, are left alone.
+#[inline(always)]
+pub(crate) fn for_each_block<B: Block, const N: usize>(
+    src: &[u8],
+    dst: &mut [f32],
+    mut f: impl FnMut(&B, &mut [f32; N]),
+) {
+    const { assert!(N == B::ELEMENTS) };
+    for (x, y) in as_blocks::<B>(src).iter().zip(dst.chunks_exact_mut(N)) {
+        // Always succeeds: `chunks_exact_mut` yields exactly `N` outputs.
+        if let Ok(y) = <&mut [f32; N]>::try_from(y) {
+            f(x, y);
+        }
+    }
 }
 
 /// The scalar reference routine for `ty` (ggml's `dequantize_row_*`).

@@ -2,28 +2,8 @@
 //! per-block f16 scale), mirroring `dequantize_row_tq1_0` /
 //! `dequantize_row_tq2_0` of ggml's `ggml-quants.c`.
 
-use half::f16;
-
-const QK_K: usize = 256;
-
-/// Reads the little-endian IEEE half at `b[0..2]` as ggml's `GGML_FP16_TO_FP32`.
-#[inline]
-fn f16_at(b: &[u8]) -> f32 {
-    match b {
-        [lo, hi, ..] => f16::from_bits(u16::from_le_bytes([*lo, *hi])).to_f32(),
-        _ => 0.0,
-    }
-}
-
-// // 1.6875 bpw
-// typedef struct {
-//     uint8_t qs[(QK_K - 4 * QK_K / 64) / 5]; // 5 elements per byte (3^5 = 243 < 256)
-//     uint8_t qh[QK_K/64]; // 4 elements per byte
-//     ggml_half d;
-// } block_tq1_0;           // 48 + 4 + 2 = 54 bytes
-const TQ1_0_QS: usize = (QK_K - 4 * QK_K / 64) / 5;
-const TQ1_0_QH: usize = QK_K / 64;
-const TQ1_0_SIZE: usize = TQ1_0_QS + TQ1_0_QH + 2;
+use super::for_each_block;
+use crate::format::blocks::{f16_le, BlockTQ1_0, BlockTQ2_0, QK_K};
 
 const POW3: [u8; 6] = [1, 3, 9, 27, 81, 243];
 
@@ -37,64 +17,50 @@ fn trit(byte: u8, n: usize, d: f32) -> f32 {
     f32::from(xi - 1) * d
 }
 
-/// TQ1_0: 240 values packed 5 per byte in `qs` (first 32 bytes, then 16
-/// bytes), then 16 values packed 4 per byte in `qh`. Output order follows
-/// ggml: for each group of bytes, digit `n` of every byte before digit `n + 1`.
-pub fn dequantize_row_tq1_0(src: &[u8], dst: &mut [f32]) {
-    for (block, y) in src.chunks_exact(TQ1_0_SIZE).zip(dst.chunks_exact_mut(QK_K)) {
-        let qs = block.get(..TQ1_0_QS).unwrap_or_default();
-        let qh = block.get(TQ1_0_QS..TQ1_0_QS + TQ1_0_QH).unwrap_or_default();
-        let d = f16_at(block.get(TQ1_0_QS + TQ1_0_QH..).unwrap_or_default());
-
-        let mut out = y.iter_mut();
-        // sizeof(qs) = 48: one group of 32 bytes, then one group of 16.
-        let split = TQ1_0_QS - TQ1_0_QS % 32;
-        for group in qs[..split.min(qs.len())]
-            .chunks_exact(32)
-            .chain(qs.get(split..).unwrap_or_default().chunks_exact(16))
-        {
-            for n in 0..5 {
-                for &b in group {
-                    if let Some(o) = out.next() {
-                        *o = trit(b, n, d);
-                    }
-                }
-            }
-        }
-        for n in 0..4 {
-            for &b in qh {
-                if let Some(o) = out.next() {
-                    *o = trit(b, n, d);
-                }
+/// Digits `0..digits` of every byte of each `width`-byte group of `bytes`,
+/// into `ys`: for each group, digit `n` of every byte before digit `n + 1`.
+#[inline]
+fn trits(bytes: &[u8], width: usize, digits: usize, ys: &mut [f32], d: f32) {
+    for (group, ys) in bytes
+        .chunks_exact(width)
+        .zip(ys.chunks_exact_mut(width * digits))
+    {
+        for (n, ys) in ys.chunks_exact_mut(width).enumerate() {
+            for (&b, out) in group.iter().zip(ys) {
+                *out = trit(b, n, d);
             }
         }
     }
 }
 
-// // 2.0625 bpw
-// typedef struct {
-//     uint8_t qs[QK_K/4]; // 2 bits per element
-//     ggml_half d;
-// } block_tq2_0;          // 64 + 2 = 66 bytes
-const TQ2_0_QS: usize = QK_K / 4;
-const TQ2_0_SIZE: usize = TQ2_0_QS + 2;
+/// TQ1_0: 240 values packed 5 per byte in `qs` (first 32 bytes, then 16
+/// bytes), then 16 values packed 4 per byte in `qh`. Output order follows
+/// ggml: for each group of bytes, digit `n` of every byte before digit `n + 1`.
+pub fn dequantize_row_tq1_0(src: &[u8], dst: &mut [f32]) {
+    for_each_block(src, dst, |x: &BlockTQ1_0, y: &mut [f32; QK_K]| {
+        let d = f16_le(x.d);
+        // sizeof(qs) = 48: groups of 32 bytes, then the rest in groups of 16.
+        let (qs32, qs16) = x.qs.split_at(x.qs.len() - x.qs.len() % 32);
+        let (y32, rest) = y.split_at_mut(5 * qs32.len());
+        let (y16, yh) = rest.split_at_mut(5 * qs16.len());
+        trits(qs32, 32, 5, y32, d);
+        trits(qs16, 16, 5, y16, d);
+        trits(&x.qh, x.qh.len(), 4, yh, d);
+    });
+}
 
 /// TQ2_0: 2-bit codes `q` in {0, 1, 2, (3)}, `y = (float)(q - 1) * d`; for each
 /// 32-byte group, bit pair `l` of every byte before bit pair `l + 1`.
 pub fn dequantize_row_tq2_0(src: &[u8], dst: &mut [f32]) {
-    for (block, y) in src.chunks_exact(TQ2_0_SIZE).zip(dst.chunks_exact_mut(QK_K)) {
-        let qs = block.get(..TQ2_0_QS).unwrap_or_default();
-        let d = f16_at(block.get(TQ2_0_QS..).unwrap_or_default());
-        let mut out = y.iter_mut();
-        for group in qs.chunks_exact(32) {
-            for l in 0..4 {
-                for &b in group {
+    for_each_block(src, dst, |x: &BlockTQ2_0, y: &mut [f32; QK_K]| {
+        let d = f16_le(x.d);
+        for (group, ys) in x.qs.chunks_exact(32).zip(y.chunks_exact_mut(128)) {
+            for (l, ys) in ys.chunks_exact_mut(32).enumerate() {
+                for (&b, out) in group.iter().zip(ys) {
                     let q = ((b >> (l * 2)) & 3) as i8;
-                    if let Some(o) = out.next() {
-                        *o = f32::from(q - 1) * d;
-                    }
+                    *out = f32::from(q - 1) * d;
                 }
             }
         }
-    }
+    });
 }

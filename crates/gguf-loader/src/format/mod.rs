@@ -1,6 +1,7 @@
 //! The GGUF format: parsing and validation over a byte slice, and writing.
 //! Knows nothing of files or devices.
 
+pub mod blocks;
 mod cursor;
 mod error;
 mod file;

@@ -225,50 +225,15 @@ impl GgmlType {
             .find(|t| t.name().eq_ignore_ascii_case(name))
     }
 
-    /// Elements per block and bytes per block, as in ggml's `type_traits`.
+    /// Elements per block and bytes per block, as in ggml's `type_traits`:
+    /// read from the type's block struct in the crate's block layouts
+    /// (`ggml-common.h`'s `block_*`), one element of the number type for the
+    /// plain types.
     pub fn layout(self) -> BlockLayout {
-        use GgmlType::*;
-        let (block_size, type_size) = match self {
-            F32 => (1, 4),
-            F16 => (1, 2),
-            BF16 => (1, 2),
-            F64 => (1, 8),
-            I8 => (1, 1),
-            I16 => (1, 2),
-            I32 => (1, 4),
-            I64 => (1, 8),
-            Q4_0 => (32, 18),
-            Q4_1 => (32, 20),
-            Q5_0 => (32, 22),
-            Q5_1 => (32, 24),
-            Q8_0 => (32, 34),
-            // ggml's block_q8_1 is two halves + 32 bytes; gguf-py 0.19 still says 40.
-            Q8_1 => (32, 36),
-            Q2_K => (256, 84),
-            Q3_K => (256, 110),
-            Q4_K => (256, 144),
-            Q5_K => (256, 176),
-            Q6_K => (256, 210),
-            Q8_K => (256, 292),
-            IQ2_XXS => (256, 66),
-            IQ2_XS => (256, 74),
-            IQ3_XXS => (256, 98),
-            IQ1_S => (256, 50),
-            IQ4_NL => (32, 18),
-            IQ3_S => (256, 110),
-            IQ2_S => (256, 82),
-            IQ4_XS => (256, 136),
-            IQ1_M => (256, 56),
-            TQ1_0 => (256, 54),
-            TQ2_0 => (256, 66),
-            MXFP4 => (32, 17),
-            NVFP4 => (64, 36),
-            Q1_0 => (128, 18),
-            Q2_0 => (64, 18),
-        };
+        let info = super::blocks::info(self);
         BlockLayout {
-            block_size,
-            type_size,
+            block_size: info.elements as u64,
+            type_size: info.bytes as u64,
         }
     }
 

@@ -19,9 +19,8 @@ use std::sync::OnceLock;
 use half::f16;
 
 use super::Kernels;
-use crate::decode::kquants::{
-    group_scales, K_SCALE_SIZE, Q4_K_TYPE_SIZE, Q5_K_TYPE_SIZE, Q6_K_TYPE_SIZE, QK_K,
-};
+use crate::decode::kquants::group_scales;
+use crate::format::blocks::{as_blocks, BlockQ4_K, BlockQ5_K, BlockQ6_K, Half, K_SCALE_SIZE, QK_K};
 use crate::format::GgmlType;
 
 /// Whether this CPU runs AVX2 and F16C (checked once).
@@ -58,18 +57,13 @@ pub fn kernels(ty: GgmlType) -> Kernels {
     }
 }
 
-/// Reads the little-endian f16 at `p` and widens it to f32 (exact, with
-/// F16C's `vcvtph2ps`, as `GGML_FP16_TO_FP32`; NaN payloads are kept).
-///
-/// # Safety
-/// `p..p + 2` must be readable and the CPU must support F16C.
+/// The f16 `h` widened to f32 (exact, with F16C's `vcvtph2ps`, as
+/// `GGML_FP16_TO_FP32`; NaN payloads are kept).
 #[inline]
 #[target_feature(enable = "avx2,f16c")]
-unsafe fn f16_at(p: *const u8) -> f32 {
-    // SAFETY: the caller guarantees two readable bytes at `p`.
-    let bits = unsafe { std::ptr::read_unaligned(p as *const [u8; 2]) };
-    let h = _mm_cvtsi32_si128(i32::from(u16::from_le_bytes(bits)));
-    _mm_cvtss_f32(_mm_cvtph_ps(h))
+fn widen_f16(h: Half) -> f32 {
+    let v = _mm_cvtsi32_si128(i32::from(u16::from_le_bytes(h)));
+    _mm_cvtss_f32(_mm_cvtph_ps(v))
 }
 
 /// Stores 16 values (`lo` then `hi`) at element `i` of the output at
@@ -142,33 +136,36 @@ fn dqm(q: __m128i, d: __m256, m: __m256) -> __m256 {
     _mm256_sub_ps(_mm256_mul_ps(d, qf), m)
 }
 
-/// The safe entry points over a `*_blocks` loop: `n` whole blocks that fit
-/// both slices, with ordinary stores or (on a 16-byte aligned output)
-/// streaming stores followed by a store fence.
+/// The safe entry points over a `*_blocks` loop: the `n` whole blocks of
+/// `src`, viewed as `$b`, that fit both slices, with ordinary stores or (on a
+/// 16-byte aligned output) streaming stores followed by a store fence.
 macro_rules! wrappers {
-    ($blocks:ident, $size:expr, $f32:ident, $f16:ident, $f32s:ident, $f16s:ident) => {
+    ($blocks:ident, $b:ty, $f32:ident, $f16:ident, $f32s:ident, $f16s:ident) => {
         fn $f32(src: &[u8], dst: &mut [f32]) {
-            let n = (src.len() / $size).min(dst.len() / QK_K);
+            let x = as_blocks::<$b>(src);
+            let n = x.len().min(dst.len() / QK_K);
             // SAFETY: `n` whole blocks fit in both slices, and `kernels` hands
             // this function out only after detecting AVX2 and F16C.
-            unsafe { $blocks::<false, false>(src.as_ptr(), dst.as_mut_ptr() as *mut u8, n) }
+            unsafe { $blocks::<false, false>(x.as_ptr(), dst.as_mut_ptr() as *mut u8, n) }
         }
 
         fn $f16(src: &[u8], dst: &mut [f16]) {
-            let n = (src.len() / $size).min(dst.len() / QK_K);
+            let x = as_blocks::<$b>(src);
+            let n = x.len().min(dst.len() / QK_K);
             // SAFETY: as above.
-            unsafe { $blocks::<true, false>(src.as_ptr(), dst.as_mut_ptr() as *mut u8, n) }
+            unsafe { $blocks::<true, false>(x.as_ptr(), dst.as_mut_ptr() as *mut u8, n) }
         }
 
         fn $f32s(src: &[u8], dst: &mut [f32]) {
             if !super::aligned16(dst) {
                 return $f32(src, dst);
             }
-            let n = (src.len() / $size).min(dst.len() / QK_K);
+            let x = as_blocks::<$b>(src);
+            let n = x.len().min(dst.len() / QK_K);
             // SAFETY: as above, and `dst` is 16-byte aligned; the fence
             // (SSE, always there on x86-64) orders the streamed stores.
             unsafe {
-                $blocks::<false, true>(src.as_ptr(), dst.as_mut_ptr() as *mut u8, n);
+                $blocks::<false, true>(x.as_ptr(), dst.as_mut_ptr() as *mut u8, n);
                 _mm_sfence();
             }
         }
@@ -177,11 +174,12 @@ macro_rules! wrappers {
             if !super::aligned16(dst) {
                 return $f16(src, dst);
             }
-            let n = (src.len() / $size).min(dst.len() / QK_K);
+            let x = as_blocks::<$b>(src);
+            let n = x.len().min(dst.len() / QK_K);
             // SAFETY: as above, and `dst` is 16-byte aligned; the fence
             // (SSE, always there on x86-64) orders the streamed stores.
             unsafe {
-                $blocks::<true, true>(src.as_ptr(), dst.as_mut_ptr() as *mut u8, n);
+                $blocks::<true, true>(x.as_ptr(), dst.as_mut_ptr() as *mut u8, n);
                 _mm_sfence();
             }
         }
@@ -191,23 +189,6 @@ macro_rules! wrappers {
 // ---------------------------------------------------------------------------
 // Q4_K
 // ---------------------------------------------------------------------------
-
-/// `d`, `dmin` and the 12 packed scale bytes that open a Q4_K or Q5_K block.
-///
-/// # Safety
-/// `x..x + 16` must be readable and the CPU must support F16C.
-#[inline]
-#[target_feature(enable = "avx2,f16c")]
-unsafe fn dm_header(x: *const u8) -> (f32, f32, [u8; K_SCALE_SIZE]) {
-    // SAFETY: the caller guarantees the 16 bytes.
-    unsafe {
-        (
-            f16_at(x),
-            f16_at(x.add(2)),
-            std::ptr::read_unaligned(x.add(4) as *const [u8; K_SCALE_SIZE]),
-        )
-    }
-}
 
 /// [`group_scales`] of group pair `j`, each value in all eight lanes.
 #[inline]
@@ -219,22 +200,25 @@ fn group_splats(d: f32, min: f32, scales: &[u8; K_SCALE_SIZE], j: usize) -> [(__
 /// Decodes `n` Q4_K blocks from `src` to `out` (f32, or f16 when `F16`).
 ///
 /// # Safety
-/// `src` must hold `n * 144` readable bytes, `out` room for `n * 256`
-/// output elements, and the CPU must support AVX2 and F16C.
+/// `src` must point to `n` blocks, `out` to room for `n * 256` output
+/// elements, and the CPU must support AVX2 and F16C.
 #[target_feature(enable = "avx2,f16c")]
-unsafe fn q4_k_blocks<const F16: bool, const NT: bool>(src: *const u8, out: *mut u8, n: usize) {
+unsafe fn q4_k_blocks<const F16: bool, const NT: bool>(
+    src: *const BlockQ4_K,
+    out: *mut u8,
+    n: usize,
+) {
     let mask = _mm_set1_epi8(0x0F);
     for b in 0..n {
         // SAFETY: block `b < n` lies inside the caller's buffers.
-        let (x, y) = unsafe { (src.add(b * Q4_K_TYPE_SIZE), b * QK_K) };
-        // SAFETY: bytes 0..16 of the block are readable.
-        let (d, min, scales) = unsafe { dm_header(x) };
+        let (x, y) = unsafe { (&*src.add(b), b * QK_K) };
+        let (d, min) = (widen_f16(x.d), widen_f16(x.dmin));
         for j in 0..4 {
-            let [(d1, m1), (d2, m2)] = group_splats(d, min, &scales, j);
+            let [(d1, m1), (d2, m2)] = group_splats(d, min, &x.scales, j);
             let yj = y + 64 * j;
             for l in [0, 16] {
-                // SAFETY: qs bytes 16 + 32j + l .. +16 lie inside the block.
-                let q = unsafe { load16(x.add(16 + 32 * j + l)) };
+                // SAFETY: qs bytes 32j + l .. +16 lie inside `x.qs` (128 bytes).
+                let q = unsafe { load16(x.qs.as_ptr().add(32 * j + l)) };
                 let lo = _mm_and_si128(q, mask);
                 let hi = _mm_and_si128(_mm_srli_epi16::<4>(q), mask);
                 // SAFETY: elements yj + l .. yj + 48 + l lie inside block `b`.
@@ -249,7 +233,7 @@ unsafe fn q4_k_blocks<const F16: bool, const NT: bool>(src: *const u8, out: *mut
 
 wrappers!(
     q4_k_blocks,
-    Q4_K_TYPE_SIZE,
+    BlockQ4_K,
     q4_k_f32,
     q4_k_f16,
     q4_k_f32_stream,
@@ -263,26 +247,34 @@ wrappers!(
 /// Decodes `n` Q5_K blocks from `src` to `out` (f32, or f16 when `F16`).
 ///
 /// # Safety
-/// `src` must hold `n * 176` readable bytes, `out` room for `n * 256`
-/// output elements, and the CPU must support AVX2 and F16C.
+/// `src` must point to `n` blocks, `out` to room for `n * 256` output
+/// elements, and the CPU must support AVX2 and F16C.
 #[target_feature(enable = "avx2,f16c")]
-unsafe fn q5_k_blocks<const F16: bool, const NT: bool>(src: *const u8, out: *mut u8, n: usize) {
+unsafe fn q5_k_blocks<const F16: bool, const NT: bool>(
+    src: *const BlockQ5_K,
+    out: *mut u8,
+    n: usize,
+) {
     let mask = _mm_set1_epi8(0x0F);
     let sixteen = _mm_set1_epi8(16);
     for b in 0..n {
         // SAFETY: block `b < n` lies inside the caller's buffers.
-        let (x, y) = unsafe { (src.add(b * Q5_K_TYPE_SIZE), b * QK_K) };
-        // SAFETY: bytes 0..16 of the block are readable.
-        let (d, min, scales) = unsafe { dm_header(x) };
+        let (x, y) = unsafe { (&*src.add(b), b * QK_K) };
+        let (d, min) = (widen_f16(x.d), widen_f16(x.dmin));
         for j in 0..4 {
-            let [(d1, m1), (d2, m2)] = group_splats(d, min, &scales, j);
+            let [(d1, m1), (d2, m2)] = group_splats(d, min, &x.scales, j);
             let u1 = _mm_set1_epi8((1u8 << (2 * j)) as i8);
             let u2 = _mm_set1_epi8((2u8 << (2 * j)) as i8);
             let yj = y + 64 * j;
             for l in [0, 16] {
-                // SAFETY: qh bytes 16 + l .. +16 and qs bytes 48 + 32j + l .. +16
-                // lie inside the block.
-                let (qh, q) = unsafe { (load16(x.add(16 + l)), load16(x.add(48 + 32 * j + l))) };
+                // SAFETY: qh bytes l .. l + 16 lie inside `x.qh` (32 bytes), qs
+                // bytes 32j + l .. +16 inside `x.qs` (128 bytes).
+                let (qh, q) = unsafe {
+                    (
+                        load16(x.qh.as_ptr().add(l)),
+                        load16(x.qs.as_ptr().add(32 * j + l)),
+                    )
+                };
                 let h1 = _mm_and_si128(_mm_cmpeq_epi8(_mm_and_si128(qh, u1), u1), sixteen);
                 let h2 = _mm_and_si128(_mm_cmpeq_epi8(_mm_and_si128(qh, u2), u2), sixteen);
                 let lo = _mm_add_epi8(_mm_and_si128(q, mask), h1);
@@ -299,7 +291,7 @@ unsafe fn q5_k_blocks<const F16: bool, const NT: bool>(src: *const u8, out: *mut
 
 wrappers!(
     q5_k_blocks,
-    Q5_K_TYPE_SIZE,
+    BlockQ5_K,
     q5_k_f32,
     q5_k_f16,
     q5_k_f32_stream,
@@ -321,41 +313,35 @@ fn sq(q: __m128i, s: f32) -> __m256 {
 /// Decodes `n` Q6_K blocks from `src` to `out` (f32, or f16 when `F16`).
 ///
 /// # Safety
-/// `src` must hold `n * 210` readable bytes, `out` room for `n * 256`
-/// output elements, and the CPU must support AVX2 and F16C.
+/// `src` must point to `n` blocks, `out` to room for `n * 256` output
+/// elements, and the CPU must support AVX2 and F16C.
 #[target_feature(enable = "avx2,f16c")]
-unsafe fn q6_k_blocks<const F16: bool, const NT: bool>(src: *const u8, out: *mut u8, n: usize) {
+unsafe fn q6_k_blocks<const F16: bool, const NT: bool>(
+    src: *const BlockQ6_K,
+    out: *mut u8,
+    n: usize,
+) {
     let mask = _mm_set1_epi8(0x0F);
     let three = _mm_set1_epi8(3);
     let bias = _mm_set1_epi8(32);
     for b in 0..n {
         // SAFETY: block `b < n` lies inside the caller's buffers.
-        let (x, y) = unsafe { (src.add(b * Q6_K_TYPE_SIZE), b * QK_K) };
-        // SAFETY: bytes 192..210 of the block are readable.
-        let (sc_all, d) = unsafe {
-            (
-                std::ptr::read_unaligned(x.add(192) as *const [u8; 16]),
-                f16_at(x.add(208)),
-            )
-        };
+        let (x, y) = unsafe { (&*src.add(b), b * QK_K) };
+        let d = widen_f16(x.d);
         for half in 0..2 {
-            let ql = 64 * half;
-            let qh = 128 + 32 * half;
-            let sc = &sc_all[8 * half..8 * half + 8];
+            let ql = x.ql.as_ptr().wrapping_add(64 * half);
+            let qh = x.qh.as_ptr().wrapping_add(32 * half);
+            let sc = &x.scales[8 * half..8 * half + 8];
             let yh = y + 128 * half;
             for l in [0, 16] {
                 let is = l / 16;
                 let s = |k: usize| d * f32::from(sc[is + k] as i8);
                 let (s1, s2, s3, s4) = (s(0), s(2), s(4), s(6));
-                // SAFETY: ql bytes ql + l .. ql + l + 48 and qh bytes
-                // qh + l .. +16 lie inside the block.
-                let (a, c, h) = unsafe {
-                    (
-                        load16(x.add(ql + l)),
-                        load16(x.add(ql + l + 32)),
-                        load16(x.add(qh + l)),
-                    )
-                };
+                // SAFETY: bytes l .. l + 48 from `ql` lie inside `x.ql` (128
+                // bytes, `ql` at 64 * half), bytes l .. l + 16 from `qh` inside
+                // `x.qh` (64 bytes, `qh` at 32 * half).
+                let (a, c, h) =
+                    unsafe { (load16(ql.add(l)), load16(ql.add(l + 32)), load16(qh.add(l))) };
                 let h0 = _mm_slli_epi16::<4>(_mm_and_si128(h, three));
                 let h2 = _mm_slli_epi16::<2>(_mm_and_si128(h, _mm_set1_epi8(0x0C)));
                 let h4 = _mm_and_si128(h, _mm_set1_epi8(0x30));
@@ -384,7 +370,7 @@ unsafe fn q6_k_blocks<const F16: bool, const NT: bool>(src: *const u8, out: *mut
 
 wrappers!(
     q6_k_blocks,
-    Q6_K_TYPE_SIZE,
+    BlockQ6_K,
     q6_k_f32,
     q6_k_f16,
     q6_k_f32_stream,

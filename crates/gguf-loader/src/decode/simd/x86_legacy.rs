@@ -19,7 +19,9 @@ use std::sync::OnceLock;
 use half::f16;
 
 use super::Kernels;
-use crate::decode::legacy::{Q4_0_SIZE, Q4_1_SIZE, Q5_0_SIZE, Q5_1_SIZE, Q8_0_SIZE, QK4_0};
+use crate::format::blocks::{
+    as_blocks, bf16_le, Block, BlockQ4_0, BlockQ4_1, BlockQ5_0, BlockQ5_1, BlockQ8_0, Half, QK4_0,
+};
 use crate::format::GgmlType;
 
 /// Whether this CPU runs AVX2 and F16C (checked once).
@@ -69,12 +71,11 @@ pub fn kernels(ty: GgmlType) -> Kernels {
 /// Elements per block of every legacy type here.
 const QK: usize = QK4_0;
 
-/// Eight lanes of the f16 at `b[off..off + 2]`, widened exactly.
+/// Eight lanes of the f16 `h`, widened exactly.
 #[inline]
 #[target_feature(enable = "avx2,f16c")]
-fn splat_f16(b: &[u8], off: usize) -> __m256 {
-    let bits = u16::from_le_bytes([b[off], b[off + 1]]);
-    _mm256_cvtph_ps(_mm_set1_epi16(bits as i16))
+fn splat_f16(h: Half) -> __m256 {
+    _mm256_cvtph_ps(_mm_set1_epi16(i16::from_le_bytes(h)))
 }
 
 /// Loads 16 bytes at `b[off..off + 16]`.
@@ -225,9 +226,9 @@ fn scale_add_u8(lo: __m128i, hi: __m128i, d: __m256, m: __m256) -> [__m256; 4] {
 /// Q4_0 block: `(nibble - 8) * d`.
 #[inline]
 #[target_feature(enable = "avx2,f16c")]
-fn block_q4_0(b: &[u8]) -> [__m256; 4] {
-    let d = splat_f16(b, 0);
-    let (lo, hi) = nibbles(load16(b, 2));
+fn block_q4_0(x: &BlockQ4_0) -> [__m256; 4] {
+    let d = splat_f16(x.d);
+    let (lo, hi) = nibbles(load16(&x.qs, 0));
     let eight = _mm_set1_epi8(8);
     scale_i8(_mm_sub_epi8(lo, eight), _mm_sub_epi8(hi, eight), d)
 }
@@ -235,10 +236,10 @@ fn block_q4_0(b: &[u8]) -> [__m256; 4] {
 /// Q4_1 block: `nibble * d + m` (separate mul and add, as the reference).
 #[inline]
 #[target_feature(enable = "avx2,f16c")]
-fn block_q4_1(b: &[u8]) -> [__m256; 4] {
-    let d = splat_f16(b, 0);
-    let m = splat_f16(b, 2);
-    let (lo, hi) = nibbles(load16(b, 4));
+fn block_q4_1(x: &BlockQ4_1) -> [__m256; 4] {
+    let d = splat_f16(x.d);
+    let m = splat_f16(x.m);
+    let (lo, hi) = nibbles(load16(&x.qs, 0));
     scale_add_u8(lo, hi, d, m)
 }
 
@@ -262,10 +263,10 @@ fn fifth_bits(qh: u32) -> (__m128i, __m128i) {
 /// of `qh`.
 #[inline]
 #[target_feature(enable = "avx2,f16c")]
-fn block_q5_0(b: &[u8]) -> [__m256; 4] {
-    let d = splat_f16(b, 0);
-    let qh = u32::from_le_bytes([b[2], b[3], b[4], b[5]]);
-    let (lo, hi) = nibbles(load16(b, 6));
+fn block_q5_0(x: &BlockQ5_0) -> [__m256; 4] {
+    let d = splat_f16(x.d);
+    let qh = u32::from_le_bytes(x.qh);
+    let (lo, hi) = nibbles(load16(&x.qs, 0));
     let (set_lo, set_hi) = fifth_bits(qh);
     // With the fifth bit set, x - 16 is the nibble itself; otherwise it is
     // nibble - 16 = nibble | 0xF0 as a signed byte.
@@ -278,11 +279,11 @@ fn block_q5_0(b: &[u8]) -> [__m256; 4] {
 /// Q5_1 block: `(nibble | bit << 4) * d + m` (separate mul and add).
 #[inline]
 #[target_feature(enable = "avx2,f16c")]
-fn block_q5_1(b: &[u8]) -> [__m256; 4] {
-    let d = splat_f16(b, 0);
-    let m = splat_f16(b, 2);
-    let qh = u32::from_le_bytes([b[4], b[5], b[6], b[7]]);
-    let (lo, hi) = nibbles(load16(b, 8));
+fn block_q5_1(x: &BlockQ5_1) -> [__m256; 4] {
+    let d = splat_f16(x.d);
+    let m = splat_f16(x.m);
+    let qh = u32::from_le_bytes(x.qh);
+    let (lo, hi) = nibbles(load16(&x.qs, 0));
     let (set_lo, set_hi) = fifth_bits(qh);
     let h = _mm_set1_epi8(0x10);
     let x_lo = _mm_or_si128(lo, _mm_and_si128(set_lo, h));
@@ -293,26 +294,28 @@ fn block_q5_1(b: &[u8]) -> [__m256; 4] {
 /// Q8_0 block: `q * d` with signed bytes.
 #[inline]
 #[target_feature(enable = "avx2,f16c")]
-fn block_q8_0(b: &[u8]) -> [__m256; 4] {
-    let d = splat_f16(b, 0);
-    scale_i8(load16(b, 2), load16(b, 18), d)
+fn block_q8_0(x: &BlockQ8_0) -> [__m256; 4] {
+    let d = splat_f16(x.d);
+    scale_i8(load16(&x.qs, 0), load16(&x.qs, 16), d)
 }
 
 /// Defines, in a module named after the type, the AVX2 loops over whole
 /// blocks and their safe wrappers, with ordinary and with streaming stores.
 macro_rules! block_kernels {
-    ($name:ident, $size:expr, $block:ident) => {
+    ($name:ident, $b:ty, $block:ident) => {
         mod $name {
             use super::*;
+
+            const _: () = assert!(<$b as Block>::ELEMENTS == QK);
 
             /// # Safety
             /// AVX2 and F16C must be available; with `NT`, `dst` must be
             /// 16-byte aligned.
             #[target_feature(enable = "avx2,f16c")]
             unsafe fn to_f32<const NT: bool>(src: &[u8], dst: &mut [f32]) {
-                for (b, y) in src.chunks_exact($size).zip(dst.chunks_exact_mut(QK)) {
+                for (x, y) in as_blocks::<$b>(src).iter().zip(dst.chunks_exact_mut(QK)) {
                     // SAFETY: blocks are 128 bytes apart from an aligned start.
-                    unsafe { store_f32::<NT>(y, $block(b)) };
+                    unsafe { store_f32::<NT>(y, $block(x)) };
                 }
                 if NT {
                     _mm_sfence();
@@ -323,9 +326,9 @@ macro_rules! block_kernels {
             /// As `to_f32`.
             #[target_feature(enable = "avx2,f16c")]
             unsafe fn to_f16<const NT: bool>(src: &[u8], dst: &mut [f16]) {
-                for (b, y) in src.chunks_exact($size).zip(dst.chunks_exact_mut(QK)) {
+                for (x, y) in as_blocks::<$b>(src).iter().zip(dst.chunks_exact_mut(QK)) {
                     // SAFETY: blocks are 64 bytes apart from an aligned start.
-                    unsafe { store_f16::<NT>(y, $block(b)) };
+                    unsafe { store_f16::<NT>(y, $block(x)) };
                 }
                 if NT {
                     _mm_sfence();
@@ -362,11 +365,11 @@ macro_rules! block_kernels {
     };
 }
 
-block_kernels!(q4_0, Q4_0_SIZE, block_q4_0);
-block_kernels!(q4_1, Q4_1_SIZE, block_q4_1);
-block_kernels!(q5_0, Q5_0_SIZE, block_q5_0);
-block_kernels!(q5_1, Q5_1_SIZE, block_q5_1);
-block_kernels!(q8_0, Q8_0_SIZE, block_q8_0);
+block_kernels!(q4_0, BlockQ4_0, block_q4_0);
+block_kernels!(q4_1, BlockQ4_1, block_q4_1);
+block_kernels!(q5_0, BlockQ5_0, block_q5_0);
+block_kernels!(q5_1, BlockQ5_1, block_q5_1);
+block_kernels!(q8_0, BlockQ8_0, block_q8_0);
 
 /// F16 → f32, 8 at a time (exact widening), the tail by the reference.
 ///
@@ -419,8 +422,7 @@ unsafe fn bf16_f16_avx<const NT: bool>(src: &[u8], dst: &mut [f16]) {
         _mm_sfence();
     }
     for (b, y) in s.remainder().chunks_exact(2).zip(d.into_remainder()) {
-        let x = f32::from_bits(u32::from(u16::from_le_bytes([b[0], b[1]])) << 16);
-        *y = f16::from_f32(x);
+        *y = f16::from_f32(bf16_le([b[0], b[1]]));
     }
 }
 

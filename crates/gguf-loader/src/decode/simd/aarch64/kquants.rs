@@ -15,9 +15,10 @@ use std::arch::aarch64::*;
 
 use half::f16;
 
-use super::{both, f16_at, i8x16_to_f32, load16, mul, store, u8x16_to_f32, Kernels, Out};
-use crate::decode::kquants::{
-    group_scales, K_SCALE_SIZE, Q4_K_TYPE_SIZE, Q5_K_TYPE_SIZE, Q6_K_TYPE_SIZE, QK_K,
+use super::{both, i8x16_to_f32, load16, mul, store, u8x16_to_f32, Kernels, Out};
+use crate::decode::kquants::group_scales;
+use crate::format::blocks::{
+    as_blocks, f16_le, BlockQ4_K, BlockQ5_K, BlockQ6_K, K_SCALE_SIZE, QK_K,
 };
 use crate::format::GgmlType;
 
@@ -49,13 +50,6 @@ fn dqm(q: uint8x16_t, d: float32x4_t, m: float32x4_t) -> [float32x4_t; 4] {
     v
 }
 
-/// The f16 scale and min and the packed scales of a Q4_K/Q5_K block.
-#[inline]
-fn header(b: &[u8]) -> (f32, f32, [u8; K_SCALE_SIZE]) {
-    let scales: [u8; K_SCALE_SIZE] = b[4..16].try_into().expect("12 scale bytes");
-    (f16_at(b, 0), f16_at(b, 2), scales)
-}
-
 /// [`group_scales`] of group pair `j`, each value in all four lanes.
 #[inline]
 #[target_feature(enable = "neon")]
@@ -73,16 +67,15 @@ fn group_splats(
 #[target_feature(enable = "neon")]
 fn q4_k<T: Out>(src: &[u8], dst: &mut [T]) {
     let mask = vdupq_n_u8(0x0F);
-    for (b, y) in src
-        .chunks_exact(Q4_K_TYPE_SIZE)
+    for (x, y) in as_blocks::<BlockQ4_K>(src)
+        .iter()
         .zip(dst.chunks_exact_mut(QK_K))
     {
-        let b: &[u8; Q4_K_TYPE_SIZE] = b.try_into().expect("chunks_exact: whole block");
-        let (d, min, scales) = header(b);
+        let (d, min) = (f16_le(x.d), f16_le(x.dmin));
         for (j, y) in y.chunks_exact_mut(64).enumerate() {
-            let [(d1, m1), (d2, m2)] = group_splats(d, min, &scales, j);
+            let [(d1, m1), (d2, m2)] = group_splats(d, min, &x.scales, j);
             for l in [0, 16] {
-                let q = load16(b, 16 + 32 * j + l);
+                let q = load16(&x.qs, 32 * j + l);
                 let lo = vandq_u8(q, mask);
                 let hi = vshrq_n_u8::<4>(q);
                 store(&mut y[l..], dqm(lo, d1, m1));
@@ -98,19 +91,18 @@ fn q4_k<T: Out>(src: &[u8], dst: &mut [T]) {
 fn q5_k<T: Out>(src: &[u8], dst: &mut [T]) {
     let mask = vdupq_n_u8(0x0F);
     let sixteen = vdupq_n_u8(16);
-    for (b, y) in src
-        .chunks_exact(Q5_K_TYPE_SIZE)
+    for (x, y) in as_blocks::<BlockQ5_K>(src)
+        .iter()
         .zip(dst.chunks_exact_mut(QK_K))
     {
-        let b: &[u8; Q5_K_TYPE_SIZE] = b.try_into().expect("chunks_exact: whole block");
-        let (d, min, scales) = header(b);
+        let (d, min) = (f16_le(x.d), f16_le(x.dmin));
         for (j, y) in y.chunks_exact_mut(64).enumerate() {
-            let [(d1, m1), (d2, m2)] = group_splats(d, min, &scales, j);
+            let [(d1, m1), (d2, m2)] = group_splats(d, min, &x.scales, j);
             let u1 = vdupq_n_u8(1 << (2 * j));
             let u2 = vdupq_n_u8(2 << (2 * j));
             for l in [0, 16] {
-                let qh = load16(b, 16 + l);
-                let q = load16(b, 48 + 32 * j + l);
+                let qh = load16(&x.qh, l);
+                let q = load16(&x.qs, 32 * j + l);
                 let h1 = vandq_u8(vtstq_u8(qh, u1), sixteen);
                 let h2 = vandq_u8(vtstq_u8(qh, u2), sixteen);
                 let lo = vaddq_u8(vandq_u8(q, mask), h1);
@@ -143,23 +135,21 @@ fn q6_k<T: Out>(src: &[u8], dst: &mut [T]) {
     let mask = vdupq_n_u8(0x0F);
     let three = vdupq_n_u8(3);
     let top = vdupq_n_u8(0x30);
-    for (b, y) in src
-        .chunks_exact(Q6_K_TYPE_SIZE)
+    for (x, y) in as_blocks::<BlockQ6_K>(src)
+        .iter()
         .zip(dst.chunks_exact_mut(QK_K))
     {
-        let b: &[u8; Q6_K_TYPE_SIZE] = b.try_into().expect("chunks_exact: whole block");
-        let sc_all: [u8; 16] = b[192..208].try_into().expect("16 scales");
-        let d = f16_at(b, 208);
+        let d = f16_le(x.d);
         for (n, y) in y.chunks_exact_mut(128).enumerate() {
-            let (ql, qh) = (64 * n, 128 + 32 * n);
-            let sc = &sc_all[8 * n..8 * n + 8];
+            let (ql, qh) = (&x.ql[64 * n..], &x.qh[32 * n..]);
+            let sc = &x.scales[8 * n..8 * n + 8];
             for l in [0, 16] {
                 // `is = l / 16`: elements 0..16 use scales 0, 2, 4, 6 and
                 // elements 16..32 scales 1, 3, 5, 7.
                 let s = |k: usize| d * f32::from(sc[l / 16 + k] as i8);
-                let a = load16(b, ql + l);
-                let c = load16(b, ql + l + 32);
-                let h = load16(b, qh + l);
+                let a = load16(ql, l);
+                let c = load16(ql, l + 32);
+                let h = load16(qh, l);
                 // The high bit pairs (h >> 2k) & 3, moved to bits 4..6.
                 let h0 = vshlq_n_u8::<4>(vandq_u8(h, three));
                 let h2 = vandq_u8(vshlq_n_u8::<2>(h), top);

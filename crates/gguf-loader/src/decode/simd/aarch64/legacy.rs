@@ -15,7 +15,9 @@ use super::{
     both, f16x8_to_f32, i8x16_to_f32, load16, mul, splat_f16, store, store_f32, u8x16_to_f32,
     Kernels, Out,
 };
-use crate::decode::legacy::{Q4_0_SIZE, Q4_1_SIZE, Q5_0_SIZE, Q5_1_SIZE, Q8_0_SIZE, QK4_0};
+use crate::format::blocks::{
+    as_blocks, bf16_le, Block, BlockQ4_0, BlockQ4_1, BlockQ5_0, BlockQ5_1, BlockQ8_0, QK4_0,
+};
 use crate::format::GgmlType;
 
 /// The kernels for `ty`, where this module has some.
@@ -54,24 +56,25 @@ neon_entry!(bf16_f16, f16, bf16_f16_neon);
 const QK: usize = QK4_0;
 
 /// Defines `fn $name<T: Out>(src, dst)`, storing `$block` of every whole
-/// `$size`-byte block of `src` as the matching 32 outputs of `dst`.
+/// block of `src`, viewed as `$b`, as the matching 32 outputs of `dst`.
 macro_rules! block_loop {
-    ($name:ident, $size:expr, $block:ident) => {
+    ($name:ident, $b:ty, $block:ident) => {
+        const _: () = assert!(<$b as Block>::ELEMENTS == QK);
+
         #[target_feature(enable = "neon")]
         fn $name<T: Out>(src: &[u8], dst: &mut [T]) {
-            for (b, y) in src.chunks_exact($size).zip(dst.chunks_exact_mut(QK)) {
-                let b: &[u8; $size] = b.try_into().expect("chunks_exact: whole block");
-                store(y, $block(b));
+            for (x, y) in as_blocks::<$b>(src).iter().zip(dst.chunks_exact_mut(QK)) {
+                store(y, $block(x));
             }
         }
     };
 }
 
-block_loop!(q4_0, Q4_0_SIZE, block_q4_0);
-block_loop!(q4_1, Q4_1_SIZE, block_q4_1);
-block_loop!(q5_0, Q5_0_SIZE, block_q5_0);
-block_loop!(q5_1, Q5_1_SIZE, block_q5_1);
-block_loop!(q8_0, Q8_0_SIZE, block_q8_0);
+block_loop!(q4_0, BlockQ4_0, block_q4_0);
+block_loop!(q4_1, BlockQ4_1, block_q4_1);
+block_loop!(q5_0, BlockQ5_0, block_q5_0);
+block_loop!(q5_1, BlockQ5_1, block_q5_1);
+block_loop!(q8_0, BlockQ8_0, block_q8_0);
 
 /// `v * d + m` as a separate multiply and add (never fused).
 #[inline]
@@ -118,9 +121,9 @@ fn fifth_bits(qh: u32) -> (uint8x16_t, uint8x16_t) {
 /// Q4_0 block: `(nibble - 8) * d`.
 #[inline]
 #[target_feature(enable = "neon")]
-fn block_q4_0(b: &[u8; Q4_0_SIZE]) -> [float32x4_t; 8] {
-    let d = splat_f16(b, 0);
-    let (lo, hi) = nibbles(load16(b, 2));
+fn block_q4_0(x: &BlockQ4_0) -> [float32x4_t; 8] {
+    let d = splat_f16(x.d);
+    let (lo, hi) = nibbles(load16(&x.qs, 0));
     let eight = vdupq_n_s8(8);
     let lo = vsubq_s8(vreinterpretq_s8_u8(lo), eight);
     let hi = vsubq_s8(vreinterpretq_s8_u8(hi), eight);
@@ -130,19 +133,19 @@ fn block_q4_0(b: &[u8; Q4_0_SIZE]) -> [float32x4_t; 8] {
 /// Q4_1 block: `nibble * d + m`.
 #[inline]
 #[target_feature(enable = "neon")]
-fn block_q4_1(b: &[u8; Q4_1_SIZE]) -> [float32x4_t; 8] {
-    let (d, m) = (splat_f16(b, 0), splat_f16(b, 2));
-    let (lo, hi) = nibbles(load16(b, 4));
+fn block_q4_1(x: &BlockQ4_1) -> [float32x4_t; 8] {
+    let (d, m) = (splat_f16(x.d), splat_f16(x.m));
+    let (lo, hi) = nibbles(load16(&x.qs, 0));
     mul_add(cat(u8x16_to_f32(lo), u8x16_to_f32(hi)), d, m)
 }
 
 /// Q5_0 block: `((nibble | fifth bit << 4) - 16) * d`.
 #[inline]
 #[target_feature(enable = "neon")]
-fn block_q5_0(b: &[u8; Q5_0_SIZE]) -> [float32x4_t; 8] {
-    let d = splat_f16(b, 0);
-    let qh = u32::from_le_bytes([b[2], b[3], b[4], b[5]]);
-    let (lo, hi) = nibbles(load16(b, 6));
+fn block_q5_0(x: &BlockQ5_0) -> [float32x4_t; 8] {
+    let d = splat_f16(x.d);
+    let qh = u32::from_le_bytes(x.qh);
+    let (lo, hi) = nibbles(load16(&x.qs, 0));
     let (h_lo, h_hi) = fifth_bits(qh);
     let sixteen = vdupq_n_s8(16);
     let lo = vsubq_s8(vreinterpretq_s8_u8(vorrq_u8(lo, h_lo)), sixteen);
@@ -153,10 +156,10 @@ fn block_q5_0(b: &[u8; Q5_0_SIZE]) -> [float32x4_t; 8] {
 /// Q5_1 block: `(nibble | fifth bit << 4) * d + m`.
 #[inline]
 #[target_feature(enable = "neon")]
-fn block_q5_1(b: &[u8; Q5_1_SIZE]) -> [float32x4_t; 8] {
-    let (d, m) = (splat_f16(b, 0), splat_f16(b, 2));
-    let qh = u32::from_le_bytes([b[4], b[5], b[6], b[7]]);
-    let (lo, hi) = nibbles(load16(b, 8));
+fn block_q5_1(x: &BlockQ5_1) -> [float32x4_t; 8] {
+    let (d, m) = (splat_f16(x.d), splat_f16(x.m));
+    let qh = u32::from_le_bytes(x.qh);
+    let (lo, hi) = nibbles(load16(&x.qs, 0));
     let (h_lo, h_hi) = fifth_bits(qh);
     let lo = u8x16_to_f32(vorrq_u8(lo, h_lo));
     let hi = u8x16_to_f32(vorrq_u8(hi, h_hi));
@@ -166,10 +169,10 @@ fn block_q5_1(b: &[u8; Q5_1_SIZE]) -> [float32x4_t; 8] {
 /// Q8_0 block: `q * d` with signed bytes.
 #[inline]
 #[target_feature(enable = "neon")]
-fn block_q8_0(b: &[u8; Q8_0_SIZE]) -> [float32x4_t; 8] {
-    let d = splat_f16(b, 0);
-    let lo = i8x16_to_f32(vreinterpretq_s8_u8(load16(b, 2)));
-    let hi = i8x16_to_f32(vreinterpretq_s8_u8(load16(b, 18)));
+fn block_q8_0(x: &BlockQ8_0) -> [float32x4_t; 8] {
+    let d = splat_f16(x.d);
+    let lo = i8x16_to_f32(vreinterpretq_s8_u8(load16(&x.qs, 0)));
+    let hi = i8x16_to_f32(vreinterpretq_s8_u8(load16(&x.qs, 16)));
     mul(cat(lo, hi), d)
 }
 
@@ -225,7 +228,6 @@ fn bf16_f16_neon(src: &[u8], dst: &mut [f16]) {
         store(y, bf16x8_to_f32(b));
     }
     for (b, y) in s.remainder().chunks_exact(2).zip(d.into_remainder()) {
-        let x = f32::from_bits(u32::from(u16::from_le_bytes([b[0], b[1]])) << 16);
-        *y = f16::from_f32(x);
+        *y = f16::from_f32(bf16_le([b[0], b[1]]));
     }
 }

@@ -29,6 +29,7 @@ use std::arch::asm;
 use half::f16;
 
 use super::{F16Kernel, F32Kernel, Kernels};
+use crate::format::blocks::Half;
 use crate::format::GgmlType;
 
 /// The NEON kernels for `ty` (all [`Kernels`] fields not set here stay
@@ -132,20 +133,13 @@ fn store_f16<const N: usize>(y: &mut [f16], v: [float32x4_t; N]) {
     }
 }
 
-/// The little-endian f16 at `b[off..off + 2]`, widened exactly (as the
-/// reference's `half::f16::to_f32`).
-#[inline]
-fn f16_at(b: &[u8], off: usize) -> f32 {
-    f16::from_bits(u16::from_le_bytes([b[off], b[off + 1]])).to_f32()
-}
-
-/// Four lanes of the f16 at `b[off..off + 2]`, widened exactly (with
-/// `fcvtl`, the same value as `half::f16::to_f32`, NaNs included: checked
-/// for every bit pattern by the test below).
+/// Four lanes of the f16 `h`, widened exactly (with `fcvtl`, the same value
+/// as `half::f16::to_f32`, NaNs included: checked for every bit pattern by
+/// the test below).
 #[inline]
 #[target_feature(enable = "neon")]
-fn splat_f16(b: &[u8], off: usize) -> float32x4_t {
-    f16x4_to_f32(vdup_n_u16(u16::from_le_bytes([b[off], b[off + 1]])))
+fn splat_f16(h: Half) -> float32x4_t {
+    f16x4_to_f32(vdup_n_u16(u16::from_le_bytes(h)))
 }
 
 /// Loads the 16 bytes at `b[off..off + 16]`.
@@ -278,7 +272,7 @@ mod tests {
             let want = f16::from_bits(bits).to_f32().to_bits();
             let b = bits.to_le_bytes();
             // SAFETY: the test runs on aarch64, where NEON is always there.
-            let (splat, (lo, hi)) = unsafe { (splat_f16(&b, 0), f16x8_to_f32(vdupq_n_u16(bits))) };
+            let (splat, (lo, hi)) = unsafe { (splat_f16(b), f16x8_to_f32(vdupq_n_u16(bits))) };
             for got in [lanes(splat), lanes(lo), lanes(hi)].concat() {
                 assert_eq!(got, want, "f16 {bits:#06x}");
             }

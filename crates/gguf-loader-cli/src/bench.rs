@@ -10,10 +10,10 @@ use std::io::{self, Write};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use gguf_loader::Escaped;
 use gguf_loader::{dequantize_into_par_with, dequantize_into_with};
 use gguf_loader::{Element, ElementKind, Error, GgmlType, MmapGGUFLoader, Stores, TensorInfo};
 
-use crate::text::Escaped;
 use crate::{host, with_element, CliError};
 
 /// What to benchmark and how.

@@ -6,7 +6,7 @@ use std::io::{self, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use crate::text::Escaped;
+use gguf_loader::Escaped;
 
 /// How every subcommand fails. [`exit_code`] prints it as one line,
 /// `gguf-loader: …`, on standard error and exits 2, except a closed standard

@@ -8,12 +8,12 @@
 use std::io::{self, Write};
 use std::path::Path;
 
-use gguf_loader::{GgufFile, MmapGGUFLoader, TensorInfo, Value};
+use gguf_loader::{Escaped, GgufFile, MmapGGUFLoader, TensorInfo, Value};
 use serde::ser::{SerializeMap, Serializer};
 use serde::Serialize;
 
 use crate::json::{JsonMetadata, JsonTensor, Seq};
-use crate::text::{clip, lossy_chars, Clip, Escaped};
+use crate::text::{clip, lossy_chars, Clip};
 use crate::CliError;
 
 /// Array elements shown in the table before `... (N more)`.

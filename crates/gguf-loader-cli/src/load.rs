@@ -14,13 +14,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use gguf_loader::{
-    Device, Element, ElementKind, Error, LazyModel, LoadMode, LoadOptions, MmapGGUFLoader,
+    Device, Element, ElementKind, Error, Escaped, LazyModel, LoadMode, LoadOptions, MmapGGUFLoader,
     Prefetch, Progress, Stores,
 };
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 
-use crate::text::Escaped;
 use crate::{host, with_element, CliError};
 
 /// What to load and how.

@@ -1,30 +1,13 @@
 //! Text from a file, made safe and short for a terminal: control characters
-//! escaped (an ESC sequence in a key cannot retitle or recolour the
-//! terminal), long names and values clipped with an ellipsis, invalid UTF-8
-//! replaced without copying the whole string.
+//! escaped as the library's [`Escaped`] escapes them (an ESC sequence in a
+//! key cannot retitle or recolour the terminal), long names and values
+//! clipped with an ellipsis, invalid UTF-8 replaced without copying the
+//! whole string.
 
 use std::fmt::{self, Write as _};
 
 /// Marks where text was clipped.
 pub const ELLIPSIS: char = '…';
-
-/// Displays text with its control characters escaped as Rust escapes them
-/// (`\n`, `\u{1b}`), everything else as it is. Escaping is idempotent: the
-/// escaped form holds no control character.
-pub struct Escaped<'a>(pub &'a str);
-
-impl fmt::Display for Escaped<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for c in self.0.chars() {
-            if c.is_control() {
-                write!(f, "{}", c.escape_default())?;
-            } else {
-                f.write_char(c)?;
-            }
-        }
-        Ok(())
-    }
-}
 
 /// Displays bytes as UTF-8 with each invalid sequence replaced by U+FFFD,
 /// exactly as `String::from_utf8_lossy` would, but without copying them.
@@ -166,6 +149,7 @@ pub fn count(n: u64, noun: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use gguf_loader::Escaped;
 
     #[test]
     fn escaped_is_idempotent_and_leaves_no_control() {

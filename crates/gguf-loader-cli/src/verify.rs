@@ -13,12 +13,12 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use gguf_loader::{check_model_report, DataProblem, ModelReport, SkippedTensor};
-use gguf_loader::{Error, MmapGGUFLoader};
+use gguf_loader::{Error, Escaped, MmapGGUFLoader};
 use serde::ser::{SerializeMap, Serializer};
 use serde::Serialize;
 
 use crate::json::Seq;
-use crate::text::{count, Escaped};
+use crate::text::count;
 use crate::CliError;
 
 /// Problems listed per tensor (all are counted).
@@ -137,8 +137,16 @@ struct Report<'a> {
 impl Serialize for Report<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let r = self.found;
-        let problems = || r.into_iter().flat_map(|r| &r.problems).map(JsonProblem);
-        let skipped = || r.into_iter().flat_map(|r| &r.skipped).map(JsonSkipped);
+        let problems = || {
+            r.into_iter()
+                .flat_map(|r| &r.problems)
+                .map(JsonProblem::from)
+        };
+        let skipped = || {
+            r.into_iter()
+                .flat_map(|r| &r.skipped)
+                .map(JsonSkipped::from)
+        };
         let mut map = s.serialize_map(None)?;
         map.serialize_entry("file", self.file)?;
         map.serialize_entry("shards", &r.map(|r| r.shards))?;
@@ -152,31 +160,45 @@ impl Serialize for Report<'_> {
     }
 }
 
-struct JsonProblem<'a>(&'a DataProblem);
+/// A problem as the report lists it.
+#[derive(Serialize)]
+struct JsonProblem<'a> {
+    tensor: &'a str,
+    block: u64,
+    field: &'a str,
+    kind: &'a str,
+    value: &'a str,
+    bits: String,
+}
 
-impl Serialize for JsonProblem<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let p = self.0;
-        let mut map = s.serialize_map(None)?;
-        map.serialize_entry("tensor", &p.tensor)?;
-        map.serialize_entry("block", &p.block)?;
-        map.serialize_entry("field", p.field)?;
-        map.serialize_entry("kind", p.kind.name())?;
-        map.serialize_entry("value", p.value_name())?;
-        map.serialize_entry("bits", &format_args!("{:#x}", p.bits))?;
-        map.end()
+impl<'a> From<&'a DataProblem> for JsonProblem<'a> {
+    fn from(p: &'a DataProblem) -> Self {
+        JsonProblem {
+            tensor: &p.tensor,
+            block: p.block,
+            field: p.field,
+            kind: p.kind.name(),
+            value: p.value_name(),
+            bits: format!("{:#x}", p.bits),
+        }
     }
 }
 
-struct JsonSkipped<'a>(&'a SkippedTensor);
+/// A tensor left unchecked, and why.
+#[derive(Serialize)]
+struct JsonSkipped<'a> {
+    tensor: &'a str,
+    #[serde(rename = "type")]
+    ty: &'a str,
+    reason: &'a str,
+}
 
-impl Serialize for JsonSkipped<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let t = self.0;
-        let mut map = s.serialize_map(None)?;
-        map.serialize_entry("tensor", &t.tensor)?;
-        map.serialize_entry("type", t.ty.name())?;
-        map.serialize_entry("reason", t.reason)?;
-        map.end()
+impl<'a> From<&'a SkippedTensor> for JsonSkipped<'a> {
+    fn from(t: &'a SkippedTensor) -> Self {
+        JsonSkipped {
+            tensor: &t.tensor,
+            ty: t.ty.name(),
+            reason: t.reason,
+        }
     }
 }

@@ -11,7 +11,7 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
-use support::{cli, quiet_pipe_exit, tiny_model, wait_within};
+use support::{cli, quiet_pipe_exit, spawn_piped, tiny_model, wait_within};
 
 /// Every command that writes to standard output, on `model`.
 fn commands(model: &Path) -> Vec<Vec<OsString>> {
@@ -39,13 +39,7 @@ fn commands(model: &Path) -> Vec<Vec<OsString>> {
 /// Runs `args` with standard output a pipe whose reader keeps `keep` bytes
 /// and then closes it; returns the exit status and standard error.
 fn reader_goes_away(args: &[OsString], keep: usize) -> (std::process::ExitStatus, String) {
-    let mut child = cli()
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_piped(args);
     let mut stdout = child.stdout.take().unwrap();
     let mut buf = vec![0u8; keep];
     let _ = stdout.read(&mut buf);

@@ -44,17 +44,22 @@ pub fn wait_within(mut child: Child, limit: Duration, what: &str) -> Output {
     }
 }
 
-/// Runs the binary with `args`, standard output and error captured,
-/// within `limit`.
-pub fn run_within(args: &[&std::ffi::OsStr], limit: Duration) -> Output {
-    let child = cli()
+/// Starts the binary with `args`, no input, standard output and error
+/// pipes.
+pub fn spawn_piped<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Child {
+    cli()
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .unwrap();
-    wait_within(child, limit, &format!("{args:?}"))
+        .unwrap()
+}
+
+/// Runs the binary with `args`, standard output and error captured,
+/// within `limit`.
+pub fn run_within(args: &[&std::ffi::OsStr], limit: Duration) -> Output {
+    wait_within(spawn_piped(args), limit, &format!("{args:?}"))
 }
 
 /// Runs `cmd` and returns its output, but kills it and panics once its

@@ -262,7 +262,12 @@ fn run(command: Command) -> Result<ExitCode, CliError> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// `convert` and `synth` still fail with a boxed error: its message.
+/// `convert` and `synth` still fail with a boxed error: its message, or,
+/// for a broken pipe (only standard output can be one), the quiet exit.
 fn message(e: Box<dyn std::error::Error>) -> CliError {
-    CliError::Message(e.to_string())
+    match e.downcast::<std::io::Error>() {
+        Ok(e) if e.kind() == std::io::ErrorKind::BrokenPipe => CliError::stdout(*e),
+        Ok(e) => CliError::Message(e.to_string()),
+        Err(e) => CliError::Message(e.to_string()),
+    }
 }

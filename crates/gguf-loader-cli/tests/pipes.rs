@@ -1,5 +1,5 @@
 //! Every command piped into a reader that goes away (`| head`) exits
-//! quietly; a closed or full standard error neither stops nor crashes it.
+//! quietly (`convert` too, which ends with a summary line); a closed or full standard error neither stops nor crashes it.
 
 #[path = "../../gguf-loader/tests/common/mod.rs"]
 mod common;
@@ -30,6 +30,7 @@ fn commands(model: &Path) -> Vec<Vec<OsString>> {
         with(&["load", "--json"]),
         with(&["load", "--lazy"]),
         with(&["bench", "--threads", "1"]),
+        with(&["convert", "-o"]),
         vec!["--help".into()],
         vec!["inspect".into(), "--help".into()],
         vec!["--version".into()],
@@ -65,6 +66,11 @@ fn closed_stdout_exits_quietly() {
     for args in commands(&model) {
         // Closed before anything is written, and after the first bytes.
         for keep in [0, 10] {
+            let mut args = args.clone();
+            if args[0] == "convert" {
+                // A new output each time (an existing one is refused).
+                args.push(dir.path().join(format!("out{keep}.safetensors")).into());
+            }
             let (status, err) = reader_goes_away(&args, keep);
             assert!(
                 quiet_pipe_exit(status),

@@ -1,125 +1,103 @@
-//! `gguf-loader inspect`: like llama.cpp's `gguf-dump`.
+//! `gguf-loader inspect`: the header, metadata and tensor table of a GGUF
+//! file, like llama.cpp's `gguf-dump`; or the whole structure as JSON.
+//!
+//! The table is for people: names and values from the file are escaped and
+//! clipped, so that one line stays short whatever the file holds. The JSON
+//! is for programs: everything whole, streamed.
 
-use std::fmt::Write as _;
 use std::io::{self, Write};
 use std::path::Path;
 
-use gguf_loader::MmapGGUFLoader;
-use gguf_loader::{ArrayView, Value};
-use serde_json::{json, Map, Value as Json};
+use gguf_loader::{Escaped, GgufFile, MmapGGUFLoader, TensorInfo, Value};
+use serde::ser::{SerializeMap, Serializer};
+use serde::Serialize;
 
-/// How many array elements the human form shows before eliding.
-const SHOWN_ELEMENTS: usize = 8;
+use crate::json::{JsonMetadata, JsonTensor, Seq};
+use crate::text::{clip, lossy_chars, Clip};
+use crate::CliError;
 
-pub fn run(path: &Path, as_json: bool) -> Result<(), Box<dyn std::error::Error>> {
+/// Array elements shown in the table before `... (N more)`.
+pub const SHOWN_ELEMENTS: usize = 8;
+/// The widest a key or tensor name is shown; longer ones end in `…`.
+pub const NAME_CHARS: usize = 48;
+/// The most characters of one value shown in the table.
+pub const VALUE_CHARS: usize = 200;
+/// The most characters of one string inside an array.
+pub const ELEMENT_CHARS: usize = 48;
+
+/// Opens `path` and writes its table (or its JSON) to standard output.
+/// Errs when the file cannot be opened or is malformed, or when standard
+/// output cannot be written ([`CliError::Stdout`]).
+pub fn run(path: &Path, as_json: bool) -> Result<(), CliError> {
     let loader = MmapGGUFLoader::new(path)?;
-    let out = io::stdout().lock();
-    let mut out = io::BufWriter::new(out);
+    let mut out = io::BufWriter::new(io::stdout().lock());
+    let tensors = || loader.tensors();
     if as_json {
-        serde_json::to_writer(&mut out, &to_json(&loader))?;
-        writeln!(out)?;
+        write_json(&mut out, loader.file(), tensors)
     } else {
-        write_human(&mut out, path, &loader)?;
+        let shards = loader.paths().count();
+        write_human(&mut out, path, shards, loader.file(), tensors)
     }
-    out.flush()?;
-    Ok(())
+    .and_then(|()| out.flush())
+    .map_err(CliError::stdout)
 }
 
-/// The whole structure: version, endianness, alignment, data offset, metadata
-/// and tensors (offsets absolute in their file).
-pub fn to_json(loader: &MmapGGUFLoader) -> Json {
-    let file = loader.file();
-    let mut metadata = Map::new();
-    for (k, v) in file.metadata.iter() {
-        metadata.insert(k.to_string(), value_json(v));
-    }
-    let tensors: Vec<Json> = loader
-        .tensors()
-        .map(|t| {
-            json!({
-                "name": t.name,
-                "type": t.ty.name(),
-                "ne": t.ne(),
-                "shape": t.shape(),
-                "offset": t.file_offset,
-                "n_bytes": t.n_bytes,
-            })
-        })
-        .collect();
-    json!({
-        "version": file.version,
-        "endianness": file.endianness.name(),
-        "alignment": file.alignment,
-        "data_offset": file.data_offset,
-        "metadata": metadata,
-        "tensors": tensors,
-    })
+/// Writes the whole structure as one line of JSON: version, endianness,
+/// alignment, data offset, metadata (arrays whole) and `tensors` (each with
+/// `ne` and `shape`, offsets absolute in their file), streamed: the memory
+/// used does not grow with the file. Errs only when `out` does.
+pub fn write_json<'t, I>(
+    out: &mut impl Write,
+    file: &GgufFile<'_>,
+    tensors: impl Fn() -> I,
+) -> io::Result<()>
+where
+    I: Iterator<Item = &'t TensorInfo<'t>>,
+{
+    crate::json::write_line(out, &JsonFile { file, tensors })
 }
 
-fn float_json(x: f64) -> Json {
-    if x.is_nan() {
-        Json::from("NaN")
-    } else if x.is_infinite() {
-        Json::from(if x > 0.0 { "Infinity" } else { "-Infinity" })
-    } else {
-        Json::from(x)
-    }
+struct JsonFile<'f, 'a, F> {
+    file: &'f GgufFile<'a>,
+    tensors: F,
 }
 
-fn value_json(v: &Value<'_>) -> Json {
-    match *v {
-        Value::U8(x) => x.into(),
-        Value::I8(x) => x.into(),
-        Value::U16(x) => x.into(),
-        Value::I16(x) => x.into(),
-        Value::U32(x) => x.into(),
-        Value::I32(x) => x.into(),
-        Value::U64(x) => x.into(),
-        Value::I64(x) => x.into(),
-        Value::F32(x) => float_json(x.into()),
-        Value::F64(x) => float_json(x),
-        Value::Bool(x) => x.into(),
-        Value::String(s) => s.to_string_lossy().into(),
-        Value::Array(a) => Json::Array(a.iter().map(|e| value_json(&e)).collect()),
+impl<'t, F, I> Serialize for JsonFile<'_, '_, F>
+where
+    F: Fn() -> I,
+    I: Iterator<Item = &'t TensorInfo<'t>>,
+{
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let f = self.file;
+        let mut map = s.serialize_map(None)?;
+        map.serialize_entry("version", &f.version)?;
+        map.serialize_entry("endianness", f.endianness.name())?;
+        map.serialize_entry("alignment", &f.alignment)?;
+        map.serialize_entry("data_offset", &f.data_offset)?;
+        map.serialize_entry("metadata", &JsonMetadata(&f.metadata))?;
+        map.serialize_entry("tensors", &Seq(|| (self.tensors)().map(JsonTensor)))?;
+        map.end()
     }
 }
 
-fn value_human(v: &Value<'_>) -> String {
-    match v {
-        Value::String(s) => format!("{:?}", s.to_string_lossy()),
-        Value::Array(a) => array_human(a),
-        Value::F32(x) => format!("{x}"),
-        Value::F64(x) => format!("{x}"),
-        other => value_json(other).to_string(),
-    }
-}
-
-fn array_human(a: &ArrayView<'_>) -> String {
-    let mut s = String::from("[");
-    for (i, e) in a.iter().take(SHOWN_ELEMENTS).enumerate() {
-        if i > 0 {
-            s.push_str(", ");
-        }
-        s.push_str(&value_human(&e));
-    }
-    if a.len() > SHOWN_ELEMENTS as u64 {
-        let _ = write!(s, ", ... ({} more)", a.len() - SHOWN_ELEMENTS as u64);
-    }
-    s.push(']');
-    s
-}
-
-fn type_human(v: &Value<'_>) -> String {
-    match v {
-        Value::Array(a) => format!("[{}; {}]", a.elem_type(), a.len()),
-        other => other.value_type().to_string(),
-    }
-}
-
-fn write_human(out: &mut impl Write, path: &Path, loader: &MmapGGUFLoader) -> io::Result<()> {
-    let file = loader.file();
-    writeln!(out, "{}", path.display())?;
-    let shards = loader.paths().count();
+/// Writes the human table of a file: `path` and the header, one line per
+/// metadata entry (type, value clipped to [`VALUE_CHARS`], arrays to
+/// [`SHOWN_ELEMENTS`] elements), one line per tensor (name, type, `ne` in
+/// GGUF order, bytes, absolute offset), and the totals. `shards` is the
+/// number of files of a split model; `tensors` yields those of all shards.
+/// Keys and names are escaped and clipped to [`NAME_CHARS`]. Errs only when
+/// `out` does.
+pub fn write_human<'t, I>(
+    out: &mut impl Write,
+    path: &Path,
+    shards: usize,
+    file: &GgufFile<'_>,
+    tensors: impl Fn() -> I,
+) -> io::Result<()>
+where
+    I: Iterator<Item = &'t TensorInfo<'t>>,
+{
+    writeln!(out, "{}", Escaped(&path.display().to_string()))?;
     if shards > 1 {
         writeln!(out, "  split model: {shards} shards")?;
     }
@@ -132,37 +110,123 @@ fn write_human(out: &mut impl Write, path: &Path, loader: &MmapGGUFLoader) -> io
         file.data_offset
     )?;
     writeln!(out, "\n{} metadata entries:", file.metadata.len())?;
-    let key_w = file.metadata.keys().map(str::len).max().unwrap_or(0);
+    let key_w = file
+        .metadata
+        .keys()
+        .map(|k| clip(k, NAME_CHARS).chars().count())
+        .max()
+        .unwrap_or(0);
+    let type_w = file
+        .metadata
+        .iter()
+        .map(|(_, v)| type_human(v).len())
+        .fold(8, usize::max);
     for (i, (k, v)) in file.metadata.iter().enumerate() {
         writeln!(
             out,
-            "  {:>4}: {k:<key_w$}  {:<16} = {}",
+            "  {:>4}: {:<key_w$}  {:<type_w$} = {}",
             i + 1,
+            clip(k, NAME_CHARS),
             type_human(v),
             value_human(v)
         )?;
     }
-    writeln!(out, "\n{} tensors:", loader.tensor_count())?;
-    let name_w = loader.tensors().map(|t| t.name.len()).max().unwrap_or(4);
+    writeln!(out, "\n{} tensors:", tensors().count())?;
+    let name_w = tensors()
+        .map(|t| clip(t.name, NAME_CHARS).chars().count())
+        .fold(4, usize::max);
     writeln!(
         out,
         "  {:>4}  {:<name_w$}  {:<8}  {:<22}  {:>12}  {:>12}",
         "#", "name", "type", "ne", "bytes", "offset"
     )?;
-    for (i, t) in loader.tensors().enumerate() {
-        let shape = format!("{:?}", t.ne());
+    let (mut total, mut params) = (0u128, 0u128);
+    for (i, t) in tensors().enumerate() {
+        let ne = format!("{:?}", t.ne());
         writeln!(
             out,
-            "  {:>4}  {:<name_w$}  {:<8}  {shape:<22}  {:>12}  {:>12}",
+            "  {:>4}  {:<name_w$}  {:<8}  {ne:<22}  {:>12}  {:>12}",
             i + 1,
-            t.name,
+            clip(t.name, NAME_CHARS),
             t.ty.name(),
             t.n_bytes,
             t.file_offset
         )?;
+        total += u128::from(t.n_bytes);
+        params += u128::from(t.n_elements);
     }
-    let total: u64 = loader.tensors().map(|t| t.n_bytes).sum();
-    let params: u64 = loader.tensors().map(|t| t.n_elements).sum();
-    writeln!(out, "\n  {params} parameters, {total} bytes of tensor data")?;
-    Ok(())
+    writeln!(out, "\n  {params} parameters, {total} bytes of tensor data")
+}
+
+/// `string`, `uint32`, `[string; 49152]`.
+fn type_human(v: &Value<'_>) -> String {
+    match v {
+        Value::Array(a) => format!("[{}; {}]", a.elem_type(), a.len()),
+        other => other.value_type().to_string(),
+    }
+}
+
+/// A value for the table, at most [`VALUE_CHARS`] characters (and the
+/// length of a clipped string).
+fn value_human(v: &Value<'_>) -> String {
+    let mut c = Clip::new(VALUE_CHARS);
+    // A lone string fits with its quotes.
+    let clipped = write_value(&mut c, v, VALUE_CHARS - 3);
+    let mut s = c.finish();
+    if let (true, Value::String(g)) = (clipped, v) {
+        s += &format!(" ({} bytes)", g.as_bytes().len());
+    }
+    s
+}
+
+/// Writes a value into the clip, strings quoted and escaped (at most
+/// `string_chars` of each), arrays' first [`SHOWN_ELEMENTS`] elements;
+/// stops as soon as the clip is full, so that nested arrays cost no more
+/// than what is shown. True when anything was left out.
+fn write_value(c: &mut Clip, v: &Value<'_>, string_chars: usize) -> bool {
+    match v {
+        Value::String(g) => {
+            let mut s = Clip::new(string_chars);
+            for ch in lossy_chars(g.as_bytes()) {
+                if s.is_cut() {
+                    break;
+                }
+                s.push_quoted(ch);
+            }
+            let clipped = s.is_cut();
+            c.push('"');
+            c.push_str(&s.finish());
+            c.push('"');
+            clipped || c.is_cut()
+        }
+        Value::Array(a) => {
+            c.push('[');
+            for (i, e) in a.iter().take(SHOWN_ELEMENTS).enumerate() {
+                if c.is_cut() {
+                    return true;
+                }
+                if i > 0 {
+                    c.push_str(", ");
+                }
+                write_value(c, &e, ELEMENT_CHARS);
+            }
+            if a.len() > SHOWN_ELEMENTS as u64 {
+                c.push_str(&format!(", ... ({} more)", a.len() - SHOWN_ELEMENTS as u64));
+            }
+            c.push(']');
+            c.is_cut()
+        }
+        Value::F32(x) => scalar(c, x),
+        Value::F64(x) => scalar(c, x),
+        Value::Bool(x) => scalar(c, x),
+        other => match other.as_i64() {
+            Some(i) => scalar(c, &i),
+            None => scalar(c, &other.as_u64().unwrap_or_default()),
+        },
+    }
+}
+
+fn scalar(c: &mut Clip, x: &impl std::fmt::Display) -> bool {
+    c.push_str(&x.to_string());
+    c.is_cut()
 }

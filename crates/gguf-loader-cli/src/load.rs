@@ -1,33 +1,51 @@
 //! `gguf-loader load`: decode a whole model (or walk it lazily by layer) and
 //! report what it took.
+//!
+//! Before a whole-model load, the decoded size is checked against the
+//! memory available, so that a model too big for the machine is one line
+//! of error rather than an abort. Progress goes to standard error and
+//! ignores write errors there.
 
 use std::collections::BTreeMap;
-use std::io::IsTerminal;
+use std::io::{self, IsTerminal, Write};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use gguf_loader::{
-    bf16, f16, Device, Element, ElementKind, LazyModel, LoadMode, LoadOptions, MmapGGUFLoader,
+    Device, Element, ElementKind, Error, Escaped, LazyModel, LoadMode, LoadOptions, MmapGGUFLoader,
     Prefetch, Progress, Stores,
 };
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 
-type BoxError = Box<dyn std::error::Error>;
+use crate::{host, with_element, CliError};
 
+/// What to load and how.
 pub struct Args<'a> {
+    /// The model (the first shard of a split model).
     pub file: &'a Path,
+    /// The float to decode to.
     pub dtype: ElementKind,
+    /// Where the tensors go.
     pub device: Device,
+    /// Decoding threads (`None`: all cores).
     pub threads: Option<usize>,
+    /// Mapped or read.
     pub mode: LoadMode,
+    /// How decoded values are written.
     pub stores: Stores,
+    /// Walk the model layer by layer instead of decoding it whole.
     pub lazy: bool,
+    /// With `lazy`: prefetch the next layer.
     pub prefetch: bool,
+    /// With `lazy`: simulated work per layer.
     pub work: Duration,
+    /// Report as one JSON object.
     pub json: bool,
+    /// Skip the check of the decoded size against the available memory.
+    pub no_memory_check: bool,
 }
 
 /// Reads a field of /proc/self/status in bytes (Linux; 0 elsewhere).
@@ -79,19 +97,19 @@ impl AnonSampler {
     }
 }
 
-pub fn run(a: &Args<'_>) -> Result<(), BoxError> {
-    match a.dtype {
-        ElementKind::F32 => load::<f32>(a),
-        ElementKind::F16 => load::<f16>(a),
-        ElementKind::BF16 => load::<bf16>(a),
-    }
+/// Loads the model as `a` says and reports times and memory on standard
+/// output. Errs when the model cannot be opened or decoded, when its decoded
+/// size exceeds the available memory (unless `no_memory_check`), or when
+/// standard output cannot be written.
+pub fn run(a: &Args<'_>) -> Result<(), CliError> {
+    with_element!(a.dtype, T => load::<T>(a))
 }
 
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
 
-fn load<T: Element>(a: &Args<'_>) -> Result<(), BoxError> {
+fn load<T: Element>(a: &Args<'_>) -> Result<(), CliError> {
     let anon_before = status_bytes("RssAnon:");
     let sampler = AnonSampler::start();
     let t0 = Instant::now();
@@ -106,8 +124,12 @@ fn load<T: Element>(a: &Args<'_>) -> Result<(), BoxError> {
     let bytes_in: u64 = loader.tensors().map(|t| t.n_bytes).sum();
     let bytes_out: u64 = loader
         .tensors()
-        .map(|t| t.n_elements * T::KIND.size() as u64)
-        .sum();
+        .map(|t| t.n_elements.saturating_mul(T::KIND.size() as u64))
+        .fold(0, u64::saturating_add);
+    if !a.lazy && !a.no_memory_check {
+        let what = format!("{} decoded to {}", a.file.display(), T::KIND.name());
+        host::check_memory(bytes_out, &what)?;
+    }
 
     let terminal = std::io::stderr().is_terminal() && !a.json;
     let bar = if terminal {
@@ -130,7 +152,8 @@ fn load<T: Element>(a: &Args<'_>) -> Result<(), BoxError> {
         if !terminal && !a.json && p.bytes_total > 0 {
             let d = (p.bytes_done * 10 / p.bytes_total) as usize;
             if last_decile.fetch_max(d, Ordering::Relaxed) < d {
-                eprintln!("loading: {}%", d * 10);
+                // A closed or full standard error does not stop the load.
+                let _ = writeln!(io::stderr().lock(), "loading: {}%", d * 10);
             }
         }
         true
@@ -153,47 +176,55 @@ fn load<T: Element>(a: &Args<'_>) -> Result<(), BoxError> {
     let peak_rss = status_bytes("VmHWM:");
     let gbps = bytes_out as f64 / load.as_secs_f64() / 1e9;
 
-    if a.json {
-        let mut j = json!({
-            "file": a.file.display().to_string(),
-            "dtype": T::KIND.name(),
-            "mode": format!("{:?}", a.mode).to_lowercase(),
-            "tensors": n_tensors,
-            "tensors_by_type": by_type,
-            "bytes_in": bytes_in,
-            "bytes_out": bytes_out,
-            "open_ms": ms(open),
-            "load_ms": ms(load),
-            "gb_per_s": gbps,
-            "peak_rss_bytes": peak_rss,
-            "peak_anon_bytes": peak_anon,
-            "anon_bytes_before": anon_before,
-        });
-        if let Some(s) = &lazy_stats {
-            j["lazy"] = s.to_json();
+    let mut out = io::BufWriter::new(io::stdout().lock());
+    let mut write = || -> io::Result<()> {
+        if a.json {
+            let mut j = json!({
+                "file": a.file.display().to_string(),
+                "dtype": T::KIND.name(),
+                "mode": format!("{:?}", a.mode).to_lowercase(),
+                "tensors": n_tensors,
+                "tensors_by_type": by_type,
+                "bytes_in": bytes_in,
+                "bytes_out": bytes_out,
+                "open_ms": ms(open),
+                "load_ms": ms(load),
+                "gb_per_s": gbps,
+                "peak_rss_bytes": peak_rss,
+                "peak_anon_bytes": peak_anon,
+                "anon_bytes_before": anon_before,
+            });
+            if let Some(s) = &lazy_stats {
+                j["lazy"] = s.to_json();
+            }
+            return crate::json::write_line(&mut out, &j);
         }
-        println!("{j}");
-    } else {
-        println!("{}", a.file.display());
+        writeln!(out, "{}", Escaped(&a.file.display().to_string()))?;
         let types: Vec<String> = by_type.iter().map(|(t, n)| format!("{n} {t}")).collect();
-        println!("  tensors:      {n_tensors} ({})", types.join(", "));
-        println!("  bytes read:   {bytes_in}");
-        println!("  bytes out:    {bytes_out} ({})", T::KIND.name());
-        println!("  open:         {:.3} ms", ms(open));
-        println!(
+        writeln!(out, "  tensors:      {n_tensors} ({})", types.join(", "))?;
+        writeln!(out, "  bytes read:   {bytes_in}")?;
+        writeln!(out, "  bytes out:    {bytes_out} ({})", T::KIND.name())?;
+        writeln!(out, "  open:         {:.3} ms", ms(open))?;
+        writeln!(
+            out,
             "  load:         {:.1} ms ({gbps:.2} GB/s of output)",
             ms(load)
-        );
-        println!("  peak RSS:     {peak_rss} bytes (file pages included)");
-        println!("  peak anon:    {peak_anon} bytes");
+        )?;
+        writeln!(
+            out,
+            "  peak RSS:     {peak_rss} bytes (file pages included)"
+        )?;
+        writeln!(out, "  peak anon:    {peak_anon} bytes")?;
         if let Some(s) = &lazy_stats {
-            println!(
+            writeln!(
+                out,
                 "  lazy:         first layer ready in {:.1} ms, then {:.1} ms waited per layer (median)",
                 s.first_ms, s.median_ms
-            );
+            )?;
         }
-    }
-    Ok(())
+        Ok(())
+    };
+    write().and_then(|()| out.flush()).map_err(CliError::stdout)
 }
 
 struct LazyStats {
@@ -215,9 +246,9 @@ fn walk_lazily<T: Element>(
     device: Device,
     prefetch: bool,
     work: Duration,
-) -> Result<LazyStats, BoxError> {
+) -> Result<LazyStats, Error> {
     if device != Device::Cpu {
-        return Err(format!("device {device} is not available in this build").into());
+        return Err(Error::UnsupportedDevice(device));
     }
     let model = LazyModel::<T>::new(Arc::new(loader));
     let mut times = Vec::new();

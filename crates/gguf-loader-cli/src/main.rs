@@ -1,17 +1,18 @@
 //! `gguf-loader`: inspect, load, convert, verify, benchmark and synthesize GGUF files.
+//!
+//! Argument parsing only; the subcommands (but `convert` and `synth`) and
+//! their output live in the library, `gguf_loader_cli`.
 
-mod bench;
 mod convert;
-mod inspect;
-mod load;
 mod synth;
-mod verify;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use gguf_loader::{Device, ElementKind, LoadMode, Stores};
+use gguf_loader_cli::host::parse_threads;
+use gguf_loader_cli::{bench, exit_code, inspect, load, verify, CliError};
 
 #[derive(Parser)]
 #[command(
@@ -113,7 +114,8 @@ enum Command {
         dtype: Dtype,
         #[arg(long, default_value = "cpu", value_parser = parse_device)]
         device: Device,
-        #[arg(long)]
+        /// Decoding threads, 1 to 4 per core (default: all cores).
+        #[arg(long, value_parser = parse_threads)]
         threads: Option<usize>,
         #[arg(long, value_enum, default_value = "mmap")]
         mode: Mode,
@@ -131,6 +133,10 @@ enum Command {
         work_ms: u64,
         #[arg(long)]
         json: bool,
+        /// Load even when the decoded model is larger than the memory
+        /// available (MemAvailable).
+        #[arg(long)]
+        no_memory_check: bool,
     },
     /// Write a model with real shapes and metadata and random weights.
     Synth {
@@ -150,11 +156,16 @@ enum Command {
         file: PathBuf,
         #[arg(long, value_enum, default_value = "f16")]
         dtype: Dtype,
-        /// Threads for the multithreaded figures (default: all cores).
-        #[arg(long)]
+        /// Threads for the multithreaded figures, 1 to 4 per core (default:
+        /// all cores).
+        #[arg(long, value_parser = parse_threads)]
         threads: Option<usize>,
         #[arg(long, value_enum, default_value = "auto")]
         stores: StoresArg,
+        /// Run even when the outputs of one tensor type are larger than the
+        /// memory available (MemAvailable).
+        #[arg(long)]
+        no_memory_check: bool,
     },
     /// Check the structure and scan the data for NaN/Inf values and scales
     /// (exit 0 clean, 1 data problems, 2 malformed).
@@ -166,16 +177,39 @@ enum Command {
     },
 }
 
+impl Command {
+    /// The model file a subcommand reads (`verify` examines its own, to
+    /// report in its own format).
+    fn input(&self) -> Option<&Path> {
+        match self {
+            Command::Inspect { file, .. }
+            | Command::Convert { file, .. }
+            | Command::Load { file, .. }
+            | Command::Bench { file, .. } => Some(file),
+            Command::Verify { .. } | Command::Synth { .. } => None,
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let result = match cli.command {
-        Command::Inspect { file, json } => inspect::run(&file, json),
+    // A directory or a FIFO is refused before it is opened (a FIFO with no
+    // writer would block the open forever).
+    if let Some(Err(e)) = cli.command.input().map(gguf_loader_cli::host::check_input) {
+        return exit_code(Err(e.into()));
+    }
+    exit_code(run(cli.command))
+}
+
+fn run(command: Command) -> Result<ExitCode, CliError> {
+    match command {
+        Command::Inspect { file, json } => inspect::run(&file, json)?,
         Command::Convert {
             file,
             output,
             dtype,
             tensors,
-        } => convert::run(&file, &output, dtype.into(), tensors.as_deref()),
+        } => convert::run(&file, &output, dtype.into(), tensors.as_deref()).map_err(message)?,
         Command::Load {
             file,
             dtype,
@@ -187,6 +221,7 @@ fn main() -> ExitCode {
             no_prefetch,
             work_ms,
             json,
+            no_memory_check,
         } => load::run(&load::Args {
             file: &file,
             dtype: dtype.into(),
@@ -201,36 +236,38 @@ fn main() -> ExitCode {
             prefetch: !no_prefetch,
             work: std::time::Duration::from_millis(work_ms),
             json,
-        }),
+            no_memory_check,
+        })?,
         Command::Synth {
             preset,
             ty,
             output,
             seed,
-        } => synth::run(&preset, &ty, &output, seed),
+        } => synth::run(&preset, &ty, &output, seed).map_err(message)?,
         Command::Bench {
             file,
             dtype,
             threads,
             stores,
-        } => bench::run(&file, dtype.into(), threads, stores.into()),
-        Command::Verify { file, json } => match verify::run(&file, json) {
-            Ok(code) => return code,
-            Err(e) => Err(e),
-        },
-    };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        // A closed pipe (`| head`) is not an error of ours.
-        Err(e)
-            if e.downcast_ref::<std::io::Error>()
-                .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe) =>
-        {
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("gguf-loader: {e}");
-            ExitCode::from(2)
-        }
+            no_memory_check,
+        } => bench::run(&bench::Args {
+            file: &file,
+            dtype: dtype.into(),
+            threads,
+            stores: stores.into(),
+            no_memory_check,
+        })?,
+        Command::Verify { file, json } => return verify::run(&file, json),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `convert` and `synth` still fail with a boxed error: its message, or,
+/// for a broken pipe (only standard output can be one), the quiet exit.
+fn message(e: Box<dyn std::error::Error>) -> CliError {
+    match e.downcast::<std::io::Error>() {
+        Ok(e) if e.kind() == std::io::ErrorKind::BrokenPipe => CliError::stdout(*e),
+        Ok(e) => CliError::Message(e.to_string()),
+        Err(e) => CliError::Message(e.to_string()),
     }
 }

@@ -1,21 +1,13 @@
 //! `gguf-loader synth` and `gguf-loader load`.
 
-use std::process::Command;
+mod support;
 
-fn cli() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_gguf-loader"))
-}
+use support::{cli, tiny_model};
 
 #[test]
 fn synth_then_load_in_every_mode() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("tiny.gguf");
-    let st = cli()
-        .args(["synth", "--preset", "tiny-test", "--type", "q4_k", "-o"])
-        .arg(&path)
-        .status()
-        .unwrap();
-    assert!(st.success());
+    let path = tiny_model(dir.path());
     for extra in [
         &[][..],
         &["--mode", "read"],

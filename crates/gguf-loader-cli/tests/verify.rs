@@ -1,5 +1,6 @@
 //! `gguf-loader verify`: exit 0 clean, 1 data problems, 2 malformed; one line
-//! per problem and a summary; the `--json` object.
+//! per problem and a summary on standard output, errors on standard error;
+//! the `--json` object, with the same keys in every outcome.
 
 #[path = "../../gguf-loader/tests/common/mod.rs"]
 mod common;
@@ -21,6 +22,26 @@ fn verify(path: &Path, json: bool) -> Output {
 
 fn stdout(o: &Output) -> String {
     String::from_utf8(o.stdout.clone()).unwrap()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8(o.stderr.clone()).unwrap()
+}
+
+/// The keys of every `--json` report, in order.
+const KEYS: [&str; 8] = [
+    "file",
+    "shards",
+    "tensors_checked",
+    "structure",
+    "error",
+    "problems",
+    "problem_count",
+    "skipped",
+];
+
+fn json_keys(v: &Value) -> Vec<&str> {
+    v.as_object().unwrap().keys().map(String::as_str).collect()
 }
 
 /// Two tensors with problems (an f32 NaN at element 3 and a Q4_0 block 1
@@ -50,7 +71,7 @@ fn clean_fixture_exits_0() {
     assert_eq!(
         text,
         format!(
-            "{}: 7 tensors in 1 shard(s) checked, 0 problems\n",
+            "{}: 7 tensors in 1 shard checked, 0 problems\n",
             path.display()
         )
     );
@@ -58,11 +79,15 @@ fn clean_fixture_exits_0() {
     let out = verify(&path, true);
     assert_eq!(out.status.code(), Some(0));
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json_keys(&v), KEYS);
     assert_eq!(v["structure"], "ok");
     assert_eq!(v["error"], Value::Null);
     assert_eq!(v["shards"], 1);
     assert_eq!(v["tensors_checked"], 7);
     assert_eq!(v["problems"], Value::Array(vec![]));
+    assert_eq!(v["problem_count"], 0);
+    assert_eq!(v["skipped"], Value::Array(vec![]));
+    assert!(out.stderr.is_empty());
 }
 
 #[test]
@@ -79,10 +104,36 @@ fn data_problems_exit_1_one_line_each() {
             "weights.f32: element 3: value is NaN".to_string(),
             "weights.q4_0: block 1: field d is Inf".to_string(),
             format!(
-                "{}: 3 tensors in 1 shard(s) checked, 2 problems",
+                "{}: 3 tensors in 1 shard checked, 2 problems",
                 path.display()
             ),
         ]
+    );
+    assert!(out.stderr.is_empty(), "{}", stderr(&out));
+}
+
+/// One problem is "1 problem".
+#[test]
+fn one_problem_is_singular() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut w = GgufWriter::new();
+    w.add_tensor(
+        "x",
+        &[1],
+        GgmlType::F32,
+        f32::INFINITY.to_le_bytes().to_vec(),
+    )
+    .unwrap();
+    let path = dir.path().join("one.gguf");
+    std::fs::write(&path, w.to_bytes().unwrap()).unwrap();
+    let out = verify(&path, false);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        stdout(&out),
+        format!(
+            "x: element 0: value is Inf\n{}: 1 tensor in 1 shard checked, 1 problem\n",
+            path.display()
+        )
     );
 }
 
@@ -93,6 +144,7 @@ fn json_shape() {
     let out = verify(&path, true);
     assert_eq!(out.status.code(), Some(1));
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json_keys(&v), KEYS);
     assert_eq!(v["file"], path.display().to_string());
     assert_eq!(v["shards"], 1);
     assert_eq!(v["tensors_checked"], 3);
@@ -127,9 +179,11 @@ fn truncated_file_exits_2() {
 
     let out = verify(&path, false);
     assert_eq!(out.status.code(), Some(2));
-    let text = stdout(&out);
+    // An error, on standard error; nothing on standard output.
+    assert_eq!(stdout(&out), "");
+    let text = stderr(&out);
     assert_eq!(text.lines().count(), 1, "{text}");
-    let prefix = format!("{}: malformed: ", path.display());
+    let prefix = format!("gguf-loader: {}: malformed: ", path.display());
     assert!(text.starts_with(&prefix), "{text}");
     // The path is not repeated inside the message.
     assert!(!text[prefix.len()..].contains("truncated.gguf"), "{text}");
@@ -137,18 +191,31 @@ fn truncated_file_exits_2() {
     let out = verify(&path, true);
     assert_eq!(out.status.code(), Some(2));
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json_keys(&v), KEYS);
     assert_eq!(v["structure"], "malformed");
     assert!(v["error"].as_str().is_some_and(|e| !e.is_empty()));
     assert_eq!(v["problems"], Value::Array(vec![]));
     assert_eq!(v["tensors_checked"], 0);
+    assert_eq!(v["problem_count"], 0);
+    assert_eq!(v["skipped"], Value::Array(vec![]));
+    assert_eq!(v["shards"], Value::Null);
+    assert_eq!(stderr(&out).lines().count(), 1);
 }
 
 #[test]
 fn missing_file_exits_2() {
     let dir = tempfile::tempdir().unwrap();
-    let out = verify(&dir.path().join("none.gguf"), false);
+    let path = dir.path().join("none.gguf");
+    let out = verify(&path, false);
     assert_eq!(out.status.code(), Some(2));
-    assert!(stdout(&out).contains(": unreadable: "));
+    assert_eq!(stdout(&out), "");
+    assert!(stderr(&out).contains(": unreadable: "), "{}", stderr(&out));
+
+    let out = verify(&path, true);
+    assert_eq!(out.status.code(), Some(2));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json_keys(&v), KEYS);
+    assert_eq!(v["structure"], "unreadable");
 }
 
 #[test]
@@ -159,7 +226,12 @@ fn big_endian_quantized_tensors_are_skipped() {
     let text = stdout(&out);
     let skipped = text.lines().filter(|l| l.contains(": skipped: ")).count();
     assert_eq!(skipped, 5, "{text}");
-    assert!(text.ends_with("11 tensors in 1 shard(s) checked, 0 problems, 5 skipped\n"));
+    assert!(text.ends_with("11 tensors in 1 shard checked, 0 problems, 5 skipped\n"));
+
+    let out = verify(&path, true);
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json_keys(&v), KEYS);
+    assert_eq!(v["skipped"].as_array().unwrap().len(), 5);
 
     // A big-endian float NaN is still found.
     let dir = tempfile::tempdir().unwrap();
@@ -201,7 +273,7 @@ fn smollm2_clean_then_one_bad_scale() {
     };
     let out = verify(&model, false);
     assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
-    assert!(stdout(&out).ends_with("272 tensors in 1 shard(s) checked, 0 problems\n"));
+    assert!(stdout(&out).ends_with("272 tensors in 1 shard checked, 0 problems\n"));
 
     let (name, at) = {
         let loader = gguf_loader::MmapGGUFLoader::new(&model).unwrap();

@@ -53,6 +53,7 @@ pub use decode::{
 };
 pub use element::{Element, ElementKind};
 pub use error::{Error, Result};
+pub use format::Escaped;
 pub use format::{
     ArrayIter, ArrayView, BlockLayout, Context, Endianness, FormatError, FormatErrorKind, GgmlType,
     GgufFile, GgufStr, GgufWriter, MetaValue, Metadata, MetadataError, TensorInfo, TypeId, Value,

@@ -7,8 +7,9 @@ use super::types::ValueType;
 
 /// Displays text from a file with control characters escaped (`\n`,
 /// `\u{1b}`), everything else (quotes, non-ASCII letters) as it is, so that
-/// a key or tensor name in a message cannot drive a terminal.
-pub(crate) struct Escaped<'a>(pub &'a str);
+/// a key or tensor name in a message cannot drive a terminal. Idempotent:
+/// the escaped form holds no control character.
+pub struct Escaped<'a>(pub &'a str);
 
 impl fmt::Display for Escaped<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

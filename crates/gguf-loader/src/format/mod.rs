@@ -9,8 +9,7 @@ mod metadata;
 mod types;
 mod writer;
 
-pub(crate) use error::Escaped;
-pub use error::{Context, FormatError, FormatErrorKind};
+pub use error::{Context, Escaped, FormatError, FormatErrorKind};
 pub use file::{
     Endianness, GgufFile, TensorInfo, ALIGNMENT_KEY, DEFAULT_ALIGNMENT, GGUF_MAGIC, MAX_DIMS,
 };

@@ -4,6 +4,7 @@ mod bench;
 mod convert;
 mod inspect;
 mod load;
+mod output;
 mod synth;
 mod verify;
 
@@ -96,8 +97,17 @@ enum Command {
     },
     /// Decode tensors and write them as safetensors (`-o x.safetensors`) or
     /// as a GGUF of one float type (`-o x.gguf`).
+    ///
+    /// One tensor is decoded at a time and streamed to a temporary file
+    /// beside the output, renamed into place when complete. A GGUF keeps
+    /// every metadata key (with `general.file_type` set) and, as llama.cpp's
+    /// converters do, its 1-D tensors (norms, biases) and norm weights in
+    /// f32. Safetensors' `__metadata__` keeps every key as a string: text as
+    /// itself, numbers as decimal text, arrays (tokenizer vocabularies,
+    /// `general.languages`) as JSON text.
     Convert {
         file: PathBuf,
+        /// The output; its extension, .safetensors or .gguf, picks the format.
         #[arg(short, long)]
         output: PathBuf,
         #[arg(long, value_enum, default_value = "f16")]
@@ -105,6 +115,9 @@ enum Command {
         /// Only tensors whose name matches this regular expression.
         #[arg(long)]
         tensors: Option<String>,
+        /// Replace the output if it exists (never an input).
+        #[arg(long)]
+        force: bool,
     },
     /// Decode every tensor (or walk the layers lazily) and report times and memory.
     Load {
@@ -140,10 +153,15 @@ enum Command {
         /// Weight type: q4_0, q8_0, q6_k, f16, … (norms stay f32).
         #[arg(long = "type")]
         ty: String,
+        /// The output, written to a temporary file beside it and renamed
+        /// into place when complete.
         #[arg(short, long)]
         output: PathBuf,
         #[arg(long, default_value_t = 1)]
         seed: u64,
+        /// Replace the output if it exists.
+        #[arg(long)]
+        force: bool,
     },
     /// Decode throughput per tensor type, next to memcpy of the same bytes.
     Bench {
@@ -175,7 +193,14 @@ fn main() -> ExitCode {
             output,
             dtype,
             tensors,
-        } => convert::run(&file, &output, dtype.into(), tensors.as_deref()),
+            force,
+        } => convert::run(&convert::Args {
+            input: &file,
+            output: &output,
+            dtype: dtype.into(),
+            filter: tensors.as_deref(),
+            force,
+        }),
         Command::Load {
             file,
             dtype,
@@ -207,7 +232,8 @@ fn main() -> ExitCode {
             ty,
             output,
             seed,
-        } => synth::run(&preset, &ty, &output, seed),
+            force,
+        } => synth::run(&preset, &ty, &output, seed, force),
         Command::Bench {
             file,
             dtype,

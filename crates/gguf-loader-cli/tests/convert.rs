@@ -611,3 +611,55 @@ fn safetensors_keeps_tokenizer_arrays_of_real_models() {
         assert_metadata_kept(&src, &meta);
     }
 }
+
+/// `convert --dtype f16|bf16` to GGUF gives what llama.cpp's own
+/// `llama-quantize --allow-requantize MODEL OUT F16|BF16` gives: the same
+/// tensor types (1-D in F32), the same data (SHA-256) and the same
+/// general.file_type. tests/golden/llama_cpp_requant.json is written by
+/// scripts/llama_cpp_golden.sh, which also checks that llama.cpp runs our
+/// files and continues a prompt as it does on its own.
+#[test]
+fn convert_matches_llama_quantize() {
+    use sha2::{Digest, Sha256};
+    let golden: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(common::repo_root().join("tests/golden/llama_cpp_requant.json")).unwrap(),
+    )
+    .unwrap();
+    for model in common::real_models() {
+        let name = model.file_name().unwrap().to_str().unwrap();
+        let (_, entry) = golden["models"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .find(|(_, m)| m["file"] == name)
+            .unwrap_or_else(|| panic!("{name} is not in the golden file"));
+        for dtype in ["f16", "bf16"] {
+            let want = &entry[dtype];
+            let dir = tempfile::tempdir().unwrap();
+            let out = dir.path().join("x.gguf");
+            conv(&model, &out, &["--dtype", dtype]).ok();
+            let l = MmapGGUFLoader::new(&out).unwrap();
+            assert_eq!(
+                u64::from(l.metadata().get_u32("general.file_type").unwrap()),
+                want["file_type"].as_u64().unwrap(),
+                "{name} {dtype}: general.file_type"
+            );
+            let tensors = want["tensors"].as_array().unwrap();
+            assert_eq!(l.tensor_count(), tensors.len(), "{name} {dtype}");
+            for t in tensors {
+                let tname = t[0].as_str().unwrap();
+                let info = l
+                    .tensor_info(tname)
+                    .unwrap_or_else(|| panic!("{name} {dtype}: {tname} missing"));
+                assert_eq!(
+                    info.ty.name(),
+                    t[1].as_str().unwrap(),
+                    "{name} {dtype}: {tname}"
+                );
+                let sha = Sha256::digest(l.get_tensor_data(tname).unwrap());
+                let hex: String = sha.iter().map(|b| format!("{b:02x}")).collect();
+                assert_eq!(hex, t[2].as_str().unwrap(), "{name} {dtype}: {tname} data");
+            }
+        }
+    }
+}

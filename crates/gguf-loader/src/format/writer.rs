@@ -129,8 +129,23 @@ pub struct GgufWriter<'d> {
     version: u32,
     endianness: Endianness,
     alignment: u64,
-    metadata: Vec<(String, MetaValue)>,
+    metadata: Vec<(String, Meta<'d>)>,
     tensors: Vec<TensorSpec<'d>>,
+}
+
+/// A metadata value to write: owned, or borrowed from a parsed file.
+enum Meta<'d> {
+    Owned(MetaValue),
+    Borrowed(Value<'d>),
+}
+
+impl Meta<'_> {
+    fn value_type(&self) -> ValueType {
+        match self {
+            Meta::Owned(v) => v.value_type(),
+            Meta::Borrowed(v) => v.value_type(),
+        }
+    }
 }
 
 impl Default for GgufWriter<'_> {
@@ -169,15 +184,28 @@ impl<'d> GgufWriter<'d> {
         self.alignment = u64::from(alignment);
         self.metadata.retain(|(k, _)| k != ALIGNMENT_KEY);
         if u64::from(alignment) != DEFAULT_ALIGNMENT {
-            self.metadata
-                .push((ALIGNMENT_KEY.to_string(), MetaValue::U32(alignment)));
+            self.metadata.push((
+                ALIGNMENT_KEY.to_string(),
+                Meta::Owned(MetaValue::U32(alignment)),
+            ));
         }
         self
     }
 
     /// Adds a metadata entry, replacing one with the same key.
     pub fn add(&mut self, key: impl Into<String>, value: MetaValue) -> &mut Self {
-        let key = key.into();
+        self.put(key.into(), Meta::Owned(value))
+    }
+
+    /// Adds a metadata entry read from a parsed file, replacing one with the
+    /// same key. Nothing is copied: the value (a tokenizer's vocabulary, say)
+    /// is written from the file's bytes, its strings byte for byte, its
+    /// numbers in this writer's byte order.
+    pub fn add_value(&mut self, key: impl Into<String>, value: Value<'d>) -> &mut Self {
+        self.put(key.into(), Meta::Borrowed(value))
+    }
+
+    fn put(&mut self, key: String, value: Meta<'d>) -> &mut Self {
         match self.metadata.iter_mut().find(|(k, _)| *k == key) {
             Some(slot) => slot.1 = value,
             None => self.metadata.push((key, value)),
@@ -288,7 +316,9 @@ impl<'d> GgufWriter<'d> {
             return Err(invalid(format!("alignment {}", self.alignment)));
         }
         for (_, v) in &self.metadata {
-            v.check()?;
+            if let Meta::Owned(v) = v {
+                v.check()?;
+            }
         }
         let mut e = Emitter {
             out: Vec::new(),
@@ -302,7 +332,10 @@ impl<'d> GgufWriter<'d> {
         for (k, v) in &self.metadata {
             e.string(k)?;
             e.u32(v.value_type() as u32);
-            e.value(v)?;
+            match v {
+                Meta::Owned(v) => e.value(v)?,
+                Meta::Borrowed(v) => e.borrowed(v)?,
+            }
         }
         let mut offset = 0u64;
         for t in &self.tensors {
@@ -455,8 +488,11 @@ impl Emitter {
         Ok(())
     }
     fn string(&mut self, s: &str) -> io::Result<()> {
+        self.raw_string(s.as_bytes())
+    }
+    fn raw_string(&mut self, s: &[u8]) -> io::Result<()> {
         self.len(s.len() as u64)?;
-        self.out.extend_from_slice(s.as_bytes());
+        self.out.extend_from_slice(s);
         Ok(())
     }
     fn value(&mut self, v: &MetaValue) -> io::Result<()> {
@@ -482,6 +518,32 @@ impl Emitter {
             MetaValue::U64(x) => self.bytes(x.to_le_bytes()),
             MetaValue::I64(x) => self.bytes(x.to_le_bytes()),
             MetaValue::F64(x) => self.bytes(x.to_le_bytes()),
+        }
+        Ok(())
+    }
+    /// A value of a parsed file, written as [`Emitter::value`] writes its
+    /// owned copy, item by item without one.
+    fn borrowed(&mut self, v: &Value<'_>) -> io::Result<()> {
+        match *v {
+            Value::U8(x) => self.bytes(x.to_le_bytes()),
+            Value::I8(x) => self.bytes(x.to_le_bytes()),
+            Value::U16(x) => self.bytes(x.to_le_bytes()),
+            Value::I16(x) => self.bytes(x.to_le_bytes()),
+            Value::U32(x) => self.bytes(x.to_le_bytes()),
+            Value::I32(x) => self.bytes(x.to_le_bytes()),
+            Value::F32(x) => self.bytes(x.to_le_bytes()),
+            Value::Bool(x) => self.out.push(u8::from(x)),
+            Value::String(s) => self.raw_string(s.as_bytes())?,
+            Value::Array(a) => {
+                self.u32(a.elem_type() as u32);
+                self.len(a.len())?;
+                for item in a.iter() {
+                    self.borrowed(&item)?;
+                }
+            }
+            Value::U64(x) => self.bytes(x.to_le_bytes()),
+            Value::I64(x) => self.bytes(x.to_le_bytes()),
+            Value::F64(x) => self.bytes(x.to_le_bytes()),
         }
         Ok(())
     }
@@ -586,5 +648,48 @@ mod tests {
         let f = GgufFile::parse(&bytes).unwrap();
         assert_eq!(f.tensors()[1].offset, 1 << 16);
         assert_eq!(bytes.len() as u64, f.data_offset + (2 << 16));
+    }
+}
+
+#[cfg(test)]
+mod copy_tests {
+    use super::*;
+    use crate::format::GgufFile;
+
+    const LE: &[u8] = include_bytes!("../../../../tests/fixtures/all_types_le.gguf");
+    const BE: &[u8] = include_bytes!("../../../../tests/fixtures/all_types_be.gguf");
+
+    /// A file's metadata and tensors copied through `add_value`, in its
+    /// layout.
+    fn copy(src: &GgufFile<'_>, bytes: &[u8]) -> Vec<u8> {
+        let mut w = GgufWriter::new();
+        w.alignment = src.alignment;
+        for (k, v) in src.metadata.iter() {
+            w.add_value(k, *v);
+        }
+        for t in src.tensors() {
+            w.add_tensor(t.name, t.ne(), t.ty, &bytes[t.file_range()])
+                .unwrap();
+        }
+        w.to_bytes().unwrap()
+    }
+
+    #[test]
+    fn borrowed_values_copy_a_file_byte_for_byte() {
+        let src = GgufFile::parse(LE).unwrap();
+        assert_eq!(copy(&src, LE), LE);
+    }
+
+    #[test]
+    fn borrowed_values_of_a_big_endian_file_are_written_in_the_writer_order() {
+        let be = GgufFile::parse(BE).unwrap();
+        let le = GgufFile::parse(LE).unwrap();
+        let copied = copy(&be, BE);
+        let f = GgufFile::parse(&copied).unwrap();
+        assert_eq!(f.endianness, Endianness::Little);
+        for ((k, v), (k2, v2)) in f.metadata.iter().zip(le.metadata.iter()) {
+            assert_eq!(k, k2);
+            assert_eq!(format!("{v:?}"), format!("{v2:?}"), "{k}");
+        }
     }
 }

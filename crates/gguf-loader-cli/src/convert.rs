@@ -161,19 +161,24 @@ pub fn run(a: &Args<'_>) -> Result<(), BoxError> {
     let bytes = out.commit()?;
     let kept = plan.iter().filter(|(_, k)| *k != a.dtype).count();
     let kept = if kept > 0 {
-        format!(" ({kept} 1-D and norm tensors as f32)")
+        format!(" ({} kept as f32: 1-D or norm)", tensors_text(kept))
     } else {
         String::new()
     };
     writeln!(
         io::stdout().lock(),
-        "wrote {}: {} tensors as {}{kept}, {bytes} bytes, in {:.1} s",
+        "wrote {}: {} as {}{kept}, {bytes} bytes, in {:.1} s",
         a.output.display(),
-        plan.len(),
+        tensors_text(plan.len()),
         a.dtype.name(),
         start.elapsed().as_secs_f64()
     )?;
     Ok(())
+}
+
+/// "1 tensor", "2 tensors".
+fn tensors_text(n: usize) -> String {
+    format!("{n} tensor{}", if n == 1 { "" } else { "s" })
 }
 
 fn progress(n: usize) -> ProgressBar {
@@ -288,7 +293,8 @@ fn write_gguf(
         if k.starts_with("split.") || k == gguf_loader::ALIGNMENT_KEY {
             continue;
         }
-        w.add(k, MetaValue::from_value(v));
+        // Written from the input's bytes: no owned copy of a vocabulary.
+        w.add_value(k, *v);
     }
     w.add("general.file_type", MetaValue::U32(file_type(dtype)));
     for (t, kind) in plan {
@@ -395,19 +401,40 @@ fn string_metadata(
         let s = match v {
             Value::Array(_) => {
                 budget.buf.clear();
-                write_json(v, &mut budget).map_err(|_| too_large(out, budget.total))?;
+                if write_json(v, &mut budget).is_err() {
+                    return Err(too_large(out, budget.total + budget.buf.len()));
+                }
                 String::from_utf8_lossy(&budget.buf).into_owned()
             }
             Value::String(s) => s.to_string_lossy().into_owned(),
             other => scalar_text(other),
         };
-        budget.total += k.len() + s.len();
+        // As the header will hold them: quoted and escaped, `"k":"s",`.
+        budget.total += json_len(k) + json_len(&s) + 2;
         if budget.total > MAX_SAFETENSORS_HEADER {
             return Err(too_large(out, budget.total));
         }
         map.insert(k.to_string(), serde_json::Value::String(s));
     }
     Ok(map)
+}
+
+/// The length of `s` as a JSON string (quoted, escaped).
+fn json_len(s: &str) -> usize {
+    struct Count(usize);
+    impl Write for Count {
+        fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+            self.0 += b.len();
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut c = Count(0);
+    // Writing to a counter cannot fail.
+    let _ = serde_json::to_writer(&mut c, s);
+    c.0
 }
 
 /// A number's or bool's text.
@@ -474,7 +501,12 @@ fn write_json(v: &Value<'_>, out: &mut impl Write) -> io::Result<()> {
             }
             out.write_all(b"]")?;
         }
-        ref other => out.write_all(scalar_text(other).as_bytes())?,
+        Value::Bool(b) => out.write_all(if b { b"true" } else { b"false" })?,
+        ref other => match (other.as_i64(), other.as_u64()) {
+            (Some(i), _) => write!(out, "{i}")?,
+            (None, Some(u)) => write!(out, "{u}")?,
+            (None, None) => {}
+        },
     }
     Ok(())
 }

@@ -112,17 +112,19 @@ impl Output {
                 return Err(self.error(format!("{bytes} bytes is too large a file")));
             };
             if len > 0 {
+                // fallocate, not posix_fallocate: where the file system has
+                // no preallocation, glibc's posix_fallocate would write the
+                // whole length block by block; this just says so.
                 // SAFETY: `fd` is the open temporary file, owned by `self`
-                // for the duration of the call; posix_fallocate reads no
-                // memory of ours.
-                let rc = unsafe { libc::posix_fallocate(fd, 0, len) };
-                match rc {
-                    0 => {}
-                    // File systems without preallocation.
-                    libc::EOPNOTSUPP | libc::EINVAL => {}
-                    rc => {
-                        let e = io::Error::from_raw_os_error(rc);
-                        return Err(self.error(format!("cannot reserve {bytes} bytes: {e}")));
+                // for the duration of the call; fallocate reads no memory of
+                // ours.
+                let rc = unsafe { libc::fallocate(fd, 0, 0, len) };
+                if rc != 0 {
+                    let e = io::Error::last_os_error();
+                    match e.raw_os_error() {
+                        // File systems without preallocation.
+                        Some(libc::EOPNOTSUPP | libc::ENOSYS | libc::EINVAL) => {}
+                        _ => return Err(self.error(format!("cannot reserve {bytes} bytes: {e}"))),
                     }
                 }
             }

@@ -663,3 +663,68 @@ fn convert_matches_llama_quantize() {
         }
     }
 }
+
+#[test]
+fn metadata_too_large_for_safetensors_is_an_error_in_bounded_memory() {
+    // A u8 array of 10 M items ("0,0,…": 20 MB of JSON text) and a string of
+    // 14 M NUL bytes (each "\u0000" in JSON: 84 MB): more than the 100 MB a
+    // safetensors header may hold. Written by hand, the data streamed.
+    use std::io::{Read, Write};
+    let (n, m): (u64, u64) = (10_000_000, 14_000_000);
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("big.gguf");
+    let mut f = std::io::BufWriter::new(std::fs::File::create(&input).unwrap());
+    let mut put = |b: &[u8]| f.write_all(b).unwrap();
+    let s = |put: &mut dyn FnMut(&[u8]), text: &str| {
+        put(&(text.len() as u64).to_le_bytes());
+        put(text.as_bytes());
+    };
+    put(b"GGUF");
+    put(&3u32.to_le_bytes());
+    put(&1u64.to_le_bytes()); // tensors
+    put(&2u64.to_le_bytes()); // keys
+    s(&mut put, "test.array");
+    put(&9u32.to_le_bytes()); // array
+    put(&0u32.to_le_bytes()); // of u8
+    put(&n.to_le_bytes());
+    let zeros = |put: &mut dyn FnMut(&[u8]), k: u64| {
+        let mut left = k;
+        let mut buf = vec![0u8; 1 << 20];
+        while left > 0 {
+            let c = left.min(buf.len() as u64) as usize;
+            std::io::repeat(0).read_exact(&mut buf[..c]).unwrap();
+            put(&buf[..c]);
+            left -= c as u64;
+        }
+    };
+    zeros(&mut put, n);
+    s(&mut put, "test.nuls");
+    put(&8u32.to_le_bytes()); // string
+    put(&m.to_le_bytes());
+    zeros(&mut put, m);
+    s(&mut put, "t");
+    put(&1u32.to_le_bytes()); // dims
+    put(&8u64.to_le_bytes());
+    put(&GgmlType::F32.id().to_le_bytes());
+    put(&0u64.to_le_bytes()); // offset
+    let len = f.get_ref().metadata().unwrap().len() + f.buffer().len() as u64;
+    f.write_all(&vec![0u8; (len.next_multiple_of(32) - len) as usize + 32])
+        .unwrap();
+    drop(f);
+
+    let out = dir.path().join("x.safetensors");
+    let r = conv(&input, &out, &[]);
+    let err = r.err();
+    assert!(
+        err.contains("safetensors header of over 10") && err.contains(".gguf instead"),
+        "{err}"
+    );
+    // The text stops at the limit: never more than about 100 MB of it.
+    assert!(r.max_rss < 400 << 20, "peak RSS {} MiB", r.max_rss >> 20);
+    assert_eq!(listing(dir.path()), ["big.gguf"]);
+    // The GGUF output keeps both, written from the input's bytes: no owned
+    // copy of 10 M items (32 bytes each as a MetaValue).
+    let r = conv(&input, &dir.path().join("x.gguf"), &[]);
+    r.ok();
+    assert!(r.max_rss < 200 << 20, "peak RSS {} MiB", r.max_rss >> 20);
+}

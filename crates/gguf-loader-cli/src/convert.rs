@@ -176,6 +176,20 @@ pub fn run(a: &Args<'_>) -> Result<(), BoxError> {
     Ok(())
 }
 
+/// A name from the file with its control characters escaped, so that the
+/// progress line cannot drive the terminal.
+fn escaped(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    for c in name.chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// "1 tensor", "2 tensors".
 fn tensors_text(n: usize) -> String {
     format!("{n} tensor{}", if n == 1 { "" } else { "s" })
@@ -303,7 +317,7 @@ fn write_gguf(
     let shown = out.path().to_path_buf();
     let mut stream = w.write_header(out).map_err(|e| write_error(&shown, e))?;
     for (t, kind) in plan {
-        bar.set_message(t.name.to_string());
+        bar.set_message(escaped(t.name));
         decoder.decode(loader, t, *kind, &mut |bytes| {
             stream.write_data(bytes).map_err(|e| write_error(&shown, e))
         })?;
@@ -364,7 +378,7 @@ fn write_safetensors(
         .map_err(|e| write_error(&shown, e))?;
     drop(json);
     for (t, kind) in plan {
-        bar.set_message(t.name.to_string());
+        bar.set_message(escaped(t.name));
         decoder.decode(loader, t, *kind, &mut |bytes| {
             out.write_all(bytes).map_err(|e| write_error(&shown, e))
         })?;
@@ -509,4 +523,15 @@ fn write_json(v: &Value<'_>, out: &mut impl Write) -> io::Result<()> {
         },
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn progress_names_are_escaped() {
+        assert_eq!(
+            super::escaped("blk.0\u{1b}]0;x\u{7}é"),
+            "blk.0\\u{1b}]0;x\\u{7}é"
+        );
+    }
 }

@@ -289,6 +289,22 @@ impl Decoder {
     }
 }
 
+/// Decodes the tensors of `plan` in order, handing their bytes to `sink`.
+fn decode_all(
+    loader: &MmapGGUFLoader,
+    plan: &[(&TensorInfo<'_>, ElementKind)],
+    decoder: &mut Decoder,
+    bar: &ProgressBar,
+    sink: &mut dyn FnMut(&[u8]) -> Result<(), BoxError>,
+) -> Result<(), BoxError> {
+    for (t, kind) in plan {
+        bar.set_message(escaped(t.name));
+        decoder.decode(loader, t, *kind, sink)?;
+        bar.inc(1);
+    }
+    Ok(())
+}
+
 fn write_error(out: &Path, e: io::Error) -> BoxError {
     format!("{}: cannot write: {e}", out.display()).into()
 }
@@ -316,13 +332,9 @@ fn write_gguf(
     }
     let shown = out.path().to_path_buf();
     let mut stream = w.write_header(out).map_err(|e| write_error(&shown, e))?;
-    for (t, kind) in plan {
-        bar.set_message(escaped(t.name));
-        decoder.decode(loader, t, *kind, &mut |bytes| {
-            stream.write_data(bytes).map_err(|e| write_error(&shown, e))
-        })?;
-        bar.inc(1);
-    }
+    decode_all(loader, plan, decoder, bar, &mut |bytes| {
+        stream.write_data(bytes).map_err(|e| write_error(&shown, e))
+    })?;
     stream.finish().map_err(|e| write_error(&shown, e))?;
     Ok(())
 }
@@ -377,14 +389,9 @@ fn write_safetensors(
         .and_then(|()| out.write_all(&json))
         .map_err(|e| write_error(&shown, e))?;
     drop(json);
-    for (t, kind) in plan {
-        bar.set_message(escaped(t.name));
-        decoder.decode(loader, t, *kind, &mut |bytes| {
-            out.write_all(bytes).map_err(|e| write_error(&shown, e))
-        })?;
-        bar.inc(1);
-    }
-    Ok(())
+    decode_all(loader, plan, decoder, bar, &mut |bytes| {
+        out.write_all(bytes).map_err(|e| write_error(&shown, e))
+    })
 }
 
 fn too_large(out: &Path, bytes: usize) -> BoxError {

@@ -84,9 +84,10 @@ impl Output {
             builder.permissions(std::fs::Permissions::from_mode(0o666));
         }
         let temp = builder.tempfile_in(dir).map_err(|e| {
-            // tempfile's message adds the temporary name; the system's
-            // reason is enough beside the directory.
-            let e = e.raw_os_error().map_or(e, io::Error::from_raw_os_error);
+            // tempfile's message is the system's followed by ` at path
+            // "<temporary name>"`, which tells nothing beside the directory.
+            let text = e.to_string();
+            let e = text.rsplit_once(" at path ").map_or(&*text, |(e, _)| e);
             fail(format!("cannot create a file in {}: {e}", dir.display()))
         })?;
         pending.push(temp.path().to_path_buf());

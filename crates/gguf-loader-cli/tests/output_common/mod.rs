@@ -1,7 +1,6 @@
 //! Helpers of the tests of the commands that write files (`convert`, `synth`).
 #![allow(dead_code)]
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -14,8 +13,6 @@ pub fn cli() -> Command {
 pub struct Ran {
     /// Exit status, `None` when killed by a signal.
     pub code: Option<i32>,
-    /// The signal that ended it, if one did.
-    pub signal: Option<i32>,
     pub stdout: String,
     pub stderr: String,
     /// Peak resident set (`ru_maxrss`) of the child, in bytes.
@@ -44,47 +41,43 @@ impl Ran {
     }
 }
 
-/// Runs `cmd` to its end and measures its peak RSS with `wait4`, which
-/// reports that one child's, not the maximum over this process's children.
+/// Starts `argv[2:]`, waits for it and writes "EXIT MAXRSS_KIB" to argv[1].
+const MEASURE: &str = r#"
+import os, subprocess, sys
+p = subprocess.Popen(sys.argv[2:])
+_, status, usage = os.wait4(p.pid, 0)
+code = os.waitstatus_to_exitcode(status)
+with open(sys.argv[1], "w") as f:
+    f.write(f"{code} {usage.ru_maxrss}")
+"#;
+
+/// Runs `cmd` to its end and measures its peak RSS.
+///
+/// Through a small Python parent: a child spawned straight from this test
+/// process would report the test process's own peak (Linux keeps the old
+/// memory's high-water mark in `ru_maxrss` across `exec`, and `posix_spawn`
+/// shares this process's memory until then), which the other tests running
+/// beside this one make large.
 pub fn run(cmd: &mut Command) -> Ran {
-    let mut child = cmd
+    let report = tempfile::NamedTempFile::new().unwrap();
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(MEASURE)
+        .arg(report.path())
+        .arg(cmd.get_program())
+        .args(cmd.get_args())
         .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
+        .output()
         .unwrap();
-    let pid = child.id() as libc::pid_t;
-    let mut out = child.stdout.take().unwrap();
-    let mut err = child.stderr.take().unwrap();
-    let out = std::thread::spawn(move || {
-        let mut s = String::new();
-        out.read_to_string(&mut s).unwrap();
-        s
-    });
-    let err = std::thread::spawn(move || {
-        let mut s = String::new();
-        err.read_to_string(&mut s).unwrap();
-        s
-    });
-    let mut status = 0;
-    // SAFETY: an all-zero rusage is a valid value of this plain C struct.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: `pid` is our child, not yet waited for (the `Child` is never
-    // waited on); `status` and `usage` are valid places for wait4 to write.
-    let rc = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
-    assert_eq!(rc, pid, "wait4: {}", std::io::Error::last_os_error());
-    drop(child);
-    let (code, signal) = if libc::WIFEXITED(status) {
-        (Some(libc::WEXITSTATUS(status)), None)
-    } else {
-        (None, Some(libc::WTERMSIG(status)))
-    };
+    assert!(out.status.success(), "python3: {out:?}");
+    let report = std::fs::read_to_string(report.path()).unwrap();
+    let (code, rss) = report.split_once(' ').unwrap();
+    let code: i32 = code.parse().unwrap();
     Ran {
-        code,
-        signal,
-        stdout: out.join().unwrap(),
-        stderr: err.join().unwrap(),
-        max_rss: usage.ru_maxrss as u64 * 1024,
+        code: (code >= 0).then_some(code),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        max_rss: rss.parse::<u64>().unwrap() * 1024,
     }
 }
 

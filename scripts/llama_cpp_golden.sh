@@ -55,7 +55,7 @@ build() {
     fi
     mkdir -p "$CACHE"
     local tarball="$CACHE/llama_cpp_python-$VERSION.tar.gz"
-    if ! echo "$SDIST_SHA256  $tarball" | sha256sum -c --quiet 2>/dev/null; then
+    if ! echo "$SDIST_SHA256  $tarball" | sha256sum -c --quiet >/dev/null 2>&1; then
         log "downloading the llama-cpp-python $VERSION sdist"
         curl -fsSL -o "$tarball.part" "$SDIST_URL"
         echo "$SDIST_SHA256  $tarball.part" | sha256sum -c --quiet

@@ -1,19 +1,60 @@
 //! `gguf-loader convert`: decode tensors and write safetensors or a GGUF of
-//! one float type.
+//! one float type, one tensor at a time.
+//!
+//! Both outputs are streamed: the header first (its size and every tensor's
+//! offset follow from the shapes), then each tensor decoded into one reused
+//! buffer and written out, so that memory holds about one tensor whatever the
+//! model's size. The output goes through [`Output`]: checked and created
+//! before anything is decoded, never one of the inputs, renamed into place
+//! when complete.
 
-use std::borrow::Cow;
-use std::collections::HashMap;
+use std::io::{self, Write};
 use std::path::Path;
+use std::time::Instant;
 
-use gguf_loader::{bf16, f16, Device, Element, ElementKind, MmapGGUFLoader};
-use gguf_loader::{GgufWriter, MetaValue, Value};
+use gguf_loader::{bf16, f16, Element, ElementKind, Endianness, Error, MmapGGUFLoader};
+use gguf_loader::{GgufWriter, MetaValue, TensorInfo, Value};
 use indicatif::{ProgressBar, ProgressStyle};
 use regex::Regex;
-use safetensors::tensor::{Dtype, View};
+
+use crate::output::Output;
 
 type BoxError = Box<dyn std::error::Error>;
 
-/// llama.cpp's `general.file_type` for an all-f32 / mostly-f16 / mostly-bf16 file.
+/// What `convert` is asked to do.
+pub struct Args<'a> {
+    pub input: &'a Path,
+    pub output: &'a Path,
+    pub dtype: ElementKind,
+    /// Only tensors whose name matches this regular expression.
+    pub filter: Option<&'a str>,
+    /// Replace an existing output.
+    pub force: bool,
+}
+
+/// The output's format, from its extension.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Format {
+    Safetensors,
+    Gguf,
+}
+
+impl Format {
+    fn of(path: &Path) -> Result<Format, BoxError> {
+        match path.extension().and_then(|e| e.to_str()) {
+            Some("safetensors") => Ok(Format::Safetensors),
+            Some("gguf") => Ok(Format::Gguf),
+            _ => Err(format!(
+                "{}: the output's name must end in .safetensors or .gguf (it picks the format)",
+                path.display()
+            )
+            .into()),
+        }
+    }
+}
+
+/// llama.cpp's `general.file_type` for an all-f32 / mostly-f16 / mostly-bf16
+/// file (`LLAMA_FTYPE_ALL_F32`, `_MOSTLY_F16`, `_MOSTLY_BF16`).
 fn file_type(kind: ElementKind) -> u32 {
     match kind {
         ElementKind::F32 => 0,
@@ -22,17 +63,136 @@ fn file_type(kind: ElementKind) -> u32 {
     }
 }
 
-pub fn run(
-    input: &Path,
-    output: &Path,
-    dtype: ElementKind,
-    filter: Option<&str>,
-) -> Result<(), BoxError> {
-    match dtype {
-        ElementKind::F32 => convert::<f32>(input, output, filter),
-        ElementKind::F16 => convert::<f16>(input, output, filter),
-        ElementKind::BF16 => convert::<bf16>(input, output, filter),
+/// ggml's `ggml_n_dims`: the dims up to the last one above 1 (at least 1).
+fn n_dims(info: &TensorInfo<'_>) -> usize {
+    info.ne().iter().rposition(|&d| d > 1).map_or(1, |i| i + 1)
+}
+
+/// The float a tensor is written as. In a GGUF, as llama.cpp's converters
+/// and `llama-quantize` do, 1-D tensors (norms, biases) and norm weights stay
+/// f32: llama.cpp's CPU kernels add and multiply them only as f32.
+fn kind_for(format: Format, dtype: ElementKind, info: &TensorInfo<'_>) -> ElementKind {
+    if format == Format::Gguf && (n_dims(info) <= 1 || info.name.ends_with("_norm.weight")) {
+        ElementKind::F32
+    } else {
+        dtype
     }
+}
+
+/// Runs `convert`; prints a one-line summary on stdout.
+///
+/// Errs, before decoding anything, on an output name that is neither
+/// `.safetensors` nor `.gguf`, an unreadable or malformed input, a bad
+/// `--tensors` expression or one that matches no tensor, quantized data in a
+/// big-endian file, a tensor whose output cannot be allocated
+/// ([`Error::OutOfMemory`]), and an output that cannot be written or has no
+/// room on its disk (see [`Output::create`]); then on a tensor that cannot
+/// be decoded and on a failed write.
+pub fn run(a: &Args<'_>) -> Result<(), BoxError> {
+    let start = Instant::now();
+    let format = Format::of(a.output)?;
+    let loader = MmapGGUFLoader::new(a.input)?;
+    let re = a
+        .filter
+        .map(|f| {
+            Regex::new(f).map_err(|e| {
+                // regex's message spans lines (pattern, caret, reason).
+                let text = e.to_string();
+                let msg: Vec<&str> = text.lines().map(str::trim).collect();
+                format!("--tensors: {}", msg.join(" "))
+            })
+        })
+        .transpose()?;
+    let tensors: Vec<&TensorInfo<'_>> = loader
+        .tensors()
+        .filter(|t| re.as_ref().is_none_or(|r| r.is_match(t.name)))
+        .collect();
+    if tensors.is_empty() {
+        return Err(match a.filter {
+            Some(f) => format!(
+                "--tensors '{f}' matches none of the {} tensors of {}",
+                loader.tensor_count(),
+                a.input.display()
+            ),
+            None => format!("{}: has no tensors to convert", a.input.display()),
+        }
+        .into());
+    }
+    // The one decode failure left after validation: quantized data of a
+    // big-endian file. Refused before anything is written.
+    if loader.endianness() == Endianness::Big {
+        if let Some(t) = tensors.iter().find(|t| t.ty.is_quantized()) {
+            return Err(Error::BigEndianData {
+                tensor: t.name.to_string(),
+                ty: t.ty,
+            }
+            .into());
+        }
+    }
+    if format == Format::Safetensors {
+        if let Some(t) = tensors.iter().find(|t| t.name == METADATA_KEY) {
+            return Err(format!(
+                "tensor '{}': the name safetensors keeps for its metadata",
+                t.name
+            )
+            .into());
+        }
+    }
+    let plan: Vec<(&TensorInfo<'_>, ElementKind)> = tensors
+        .iter()
+        .map(|t| (*t, kind_for(format, a.dtype, t)))
+        .collect();
+    let mut decoder = Decoder::default();
+    decoder.prepare(&plan)?;
+    let inputs: Vec<&Path> = loader.paths().collect();
+    let mut out = Output::create(a.output, &inputs, a.force)?;
+    let data_bytes: u64 = plan
+        .iter()
+        .map(|(t, k)| t.n_elements.saturating_mul(k.size() as u64))
+        .fold(0, u64::saturating_add);
+    out.reserve(data_bytes)?;
+
+    let bar = progress(plan.len());
+    match format {
+        Format::Gguf => write_gguf(&loader, &plan, a.dtype, &mut out, &mut decoder, &bar)?,
+        Format::Safetensors => write_safetensors(&loader, &plan, &mut out, &mut decoder, &bar)?,
+    }
+    bar.finish_and_clear();
+    let bytes = out.commit()?;
+    let kept = plan.iter().filter(|(_, k)| *k != a.dtype).count();
+    let kept = if kept > 0 {
+        format!(" ({} kept as f32: 1-D or norm)", tensors_text(kept))
+    } else {
+        String::new()
+    };
+    writeln!(
+        io::stdout().lock(),
+        "wrote {}: {} as {}{kept}, {bytes} bytes, in {:.1} s",
+        a.output.display(),
+        tensors_text(plan.len()),
+        a.dtype.name(),
+        start.elapsed().as_secs_f64()
+    )?;
+    Ok(())
+}
+
+/// A name from the file with its control characters escaped, so that the
+/// progress line cannot drive the terminal.
+fn escaped(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    for c in name.chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// "1 tensor", "2 tensors".
+fn tensors_text(n: usize) -> String {
+    format!("{n} tensor{}", if n == 1 { "" } else { "s" })
 }
 
 fn progress(n: usize) -> ProgressBar {
@@ -44,157 +204,341 @@ fn progress(n: usize) -> ProgressBar {
     bar
 }
 
-fn convert<T: Element>(input: &Path, output: &Path, filter: Option<&str>) -> Result<(), BoxError> {
-    let loader = MmapGGUFLoader::new(input)?;
-    let re = filter.map(Regex::new).transpose()?;
-    let names: Vec<&str> = loader
-        .tensor_names()
-        .into_iter()
-        .filter(|n| re.as_ref().is_none_or(|r| r.is_match(n)))
-        .collect();
-    // The one decode failure left after validation: quantized data of a
-    // big-endian file. Refuse it before writing anything (safetensors'
-    // `View::data` cannot return an error).
-    if loader.endianness() == gguf_loader::Endianness::Big {
-        if let Some(t) = names
-            .iter()
-            .filter_map(|n| loader.tensor_info(n))
-            .find(|t| t.ty.is_quantized())
-        {
-            return Err(format!(
-                "tensor '{}': {} data in a big-endian file cannot be decoded",
-                t.name, t.ty
-            )
-            .into());
+/// Decodes tensors one at a time into buffers reused from one tensor to the
+/// next, so that memory holds about the largest tensor, never the model.
+#[derive(Default)]
+struct Decoder {
+    f32: Vec<f32>,
+    f16: Vec<f16>,
+    bf16: Vec<bf16>,
+}
+
+impl Decoder {
+    /// Decodes `info` as `kind` and hands its little-endian bytes to `sink`
+    /// in pieces of at most 1 MiB.
+    fn decode(
+        &mut self,
+        loader: &MmapGGUFLoader,
+        info: &TensorInfo<'_>,
+        kind: ElementKind,
+        sink: &mut dyn FnMut(&[u8]) -> Result<(), BoxError>,
+    ) -> Result<(), BoxError> {
+        match kind {
+            ElementKind::F32 => decode_into(loader, info, &mut self.f32, sink),
+            ElementKind::F16 => decode_into(loader, info, &mut self.f16, sink),
+            ElementKind::BF16 => decode_into(loader, info, &mut self.bf16, sink),
         }
     }
-    let bar = progress(names.len());
-    let is_gguf = output.extension().is_some_and(|e| e == "gguf");
-    if is_gguf {
-        write_gguf::<T>(&loader, &names, output, &bar)?;
-    } else {
-        write_safetensors::<T>(&loader, &names, output, &bar)?;
-    }
-    bar.finish_and_clear();
-    Ok(())
 }
 
-/// A tensor decoded when safetensors asks for its bytes, so that only one
-/// decoded tensor is held at a time.
-struct Lazy<'a, T> {
-    loader: &'a MmapGGUFLoader,
-    name: &'a str,
-    shape: Vec<usize>,
-    bar: &'a ProgressBar,
-    _t: std::marker::PhantomData<T>,
-}
-
-impl<T: Element> View for Lazy<'_, T> {
-    fn dtype(&self) -> Dtype {
-        match T::KIND {
-            ElementKind::F32 => Dtype::F32,
-            ElementKind::F16 => Dtype::F16,
-            ElementKind::BF16 => Dtype::BF16,
-        }
-    }
-    fn shape(&self) -> &[usize] {
-        &self.shape
-    }
-    fn data(&self) -> Cow<'_, [u8]> {
-        self.bar.set_message(self.name.to_string());
-        // View::data cannot fail; the tensor was validated at open and its
-        // length checked, so decoding cannot fail either.
-        let t = self
-            .loader
-            .load_tensor::<T>(self.name, Device::Cpu)
-            .unwrap_or_else(|e| panic!("{e}"));
-        self.bar.inc(1);
-        Cow::Owned(T::to_le_bytes_vec(t.data()))
-    }
-    fn data_len(&self) -> usize {
-        self.shape.iter().product::<usize>() * T::KIND.size()
-    }
-}
-
-/// GGUF scalar metadata as strings for safetensors' `__metadata__` (arrays,
-/// such as tokenizer vocabularies, are left out).
-fn string_metadata(loader: &MmapGGUFLoader) -> HashMap<String, String> {
-    loader
-        .metadata()
-        .iter()
-        .filter_map(|(k, v)| {
-            let s = match v {
-                Value::Array(_) => return None,
-                Value::String(s) => s.to_string_lossy().into_owned(),
-                Value::Bool(b) => b.to_string(),
-                Value::F32(x) => x.to_string(),
-                Value::F64(x) => x.to_string(),
-                other => other
-                    .as_i64()
-                    .map(|i| i.to_string())
-                    .or_else(|| other.as_u64().map(|u| u.to_string()))?,
-            };
-            Some((k.to_string(), s))
-        })
-        .collect()
-}
-
-fn write_safetensors<T: Element>(
+fn decode_into<T: Element>(
     loader: &MmapGGUFLoader,
-    names: &[&str],
-    output: &Path,
-    bar: &ProgressBar,
+    info: &TensorInfo<'_>,
+    buf: &mut Vec<T>,
+    sink: &mut dyn FnMut(&[u8]) -> Result<(), BoxError>,
 ) -> Result<(), BoxError> {
-    let views: Vec<(String, Lazy<'_, T>)> = names
-        .iter()
-        .map(|name| {
-            let info = loader.tensor_info(name).expect("name from the loader");
-            let shape = info.shape().into_iter().map(|d| d as usize).collect();
-            (
-                name.to_string(),
-                Lazy {
-                    loader,
-                    name,
-                    shape,
-                    bar,
-                    _t: std::marker::PhantomData,
-                },
-            )
-        })
-        .collect();
-    safetensors::serialize_to_file(views, &Some(string_metadata(loader)), output)?;
+    let n = reserve(buf, info)?;
+    if buf.len() < n {
+        buf.resize(n, T::default());
+    }
+    let values = &mut buf[..n];
+    loader.load_tensor_into(info.name, values)?;
+    const PIECE: usize = 1 << 20;
+    for piece in values.chunks(PIECE / T::KIND.size()) {
+        sink(&T::to_le_bytes_vec(piece))?;
+    }
     Ok(())
 }
 
-fn write_gguf<T: Element>(
+/// Makes room in `buf` for `info`'s elements (without touching the memory)
+/// and returns their count. Errs with [`Error::OutOfMemory`] naming the
+/// tensor and the bytes when they cannot be allocated.
+fn reserve<T: Element>(buf: &mut Vec<T>, info: &TensorInfo<'_>) -> Result<usize, Error> {
+    let n = usize::try_from(info.n_elements).map_err(|_| Error::TooLarge(info.name.into()))?;
+    if buf.capacity() < n {
+        // The old buffer goes first, so that the two are never held at once.
+        *buf = Vec::new();
+        buf.try_reserve_exact(n).map_err(|_| Error::OutOfMemory {
+            tensor: info.name.to_string(),
+            bytes: info.n_elements.saturating_mul(T::KIND.size() as u64),
+        })?;
+    }
+    Ok(n)
+}
+
+impl Decoder {
+    /// Allocates (without touching) the buffers for the largest tensor of
+    /// each output type, so that a tensor too large for memory shows before
+    /// anything is written.
+    fn prepare(&mut self, plan: &[(&TensorInfo<'_>, ElementKind)]) -> Result<(), Error> {
+        for kind in [ElementKind::F32, ElementKind::F16, ElementKind::BF16] {
+            let Some((largest, _)) = plan
+                .iter()
+                .filter(|(_, k)| *k == kind)
+                .max_by_key(|(t, _)| t.n_elements)
+            else {
+                continue;
+            };
+            match kind {
+                ElementKind::F32 => reserve(&mut self.f32, largest)?,
+                ElementKind::F16 => reserve(&mut self.f16, largest)?,
+                ElementKind::BF16 => reserve(&mut self.bf16, largest)?,
+            };
+        }
+        Ok(())
+    }
+}
+
+/// Decodes the tensors of `plan` in order, handing their bytes to `sink`.
+fn decode_all(
     loader: &MmapGGUFLoader,
-    names: &[&str],
-    output: &Path,
+    plan: &[(&TensorInfo<'_>, ElementKind)],
+    decoder: &mut Decoder,
+    bar: &ProgressBar,
+    sink: &mut dyn FnMut(&[u8]) -> Result<(), BoxError>,
+) -> Result<(), BoxError> {
+    for (t, kind) in plan {
+        bar.set_message(escaped(t.name));
+        decoder.decode(loader, t, *kind, sink)?;
+        bar.inc(1);
+    }
+    Ok(())
+}
+
+fn write_error(out: &Path, e: io::Error) -> BoxError {
+    format!("{}: cannot write: {e}", out.display()).into()
+}
+
+fn write_gguf(
+    loader: &MmapGGUFLoader,
+    plan: &[(&TensorInfo<'_>, ElementKind)],
+    dtype: ElementKind,
+    out: &mut Output,
+    decoder: &mut Decoder,
     bar: &ProgressBar,
 ) -> Result<(), BoxError> {
     let file = loader.file();
     let mut w = GgufWriter::new().alignment(file.alignment as u32);
     for (k, v) in loader.metadata().iter() {
-        if k.starts_with("split.") || k == "general.alignment" {
+        if k.starts_with("split.") || k == gguf_loader::ALIGNMENT_KEY {
             continue;
         }
-        w.add(k, MetaValue::from_value(v));
+        // Written from the input's bytes: no owned copy of a vocabulary.
+        w.add_value(k, *v);
     }
-    w.add("general.file_type", MetaValue::U32(file_type(T::KIND)));
-    for name in names {
-        bar.set_message(name.to_string());
-        let t = loader.load_tensor::<T>(name, Device::Cpu)?;
-        let ne: Vec<u64> = t.ne().iter().map(|d| *d as u64).collect();
-        w.add_tensor(
-            *name,
-            &ne,
-            T::KIND.ggml_type(),
-            T::to_le_bytes_vec(t.data()),
-        )?;
-        bar.inc(1);
+    w.add("general.file_type", MetaValue::U32(file_type(dtype)));
+    for (t, kind) in plan {
+        w.add_tensor_info(t.name, TensorInfo::ne(t), kind.ggml_type())?;
     }
-    let mut out = std::io::BufWriter::new(std::fs::File::create(output)?);
-    w.write_to(&mut out)?;
-    std::io::Write::flush(&mut out)?;
+    let shown = out.path().to_path_buf();
+    let mut stream = w.write_header(out).map_err(|e| write_error(&shown, e))?;
+    decode_all(loader, plan, decoder, bar, &mut |bytes| {
+        stream.write_data(bytes).map_err(|e| write_error(&shown, e))
+    })?;
+    stream.finish().map_err(|e| write_error(&shown, e))?;
     Ok(())
+}
+
+/// The key of safetensors' metadata object in its header.
+const METADATA_KEY: &str = "__metadata__";
+
+/// The largest header safetensors' readers accept.
+const MAX_SAFETENSORS_HEADER: usize = 100_000_000;
+
+/// Writes safetensors as its format is documented: an 8-byte little-endian
+/// header length, the JSON header (padded with spaces to a multiple of 8),
+/// then each tensor's bytes in the header's order, contiguous.
+fn write_safetensors(
+    loader: &MmapGGUFLoader,
+    plan: &[(&TensorInfo<'_>, ElementKind)],
+    out: &mut Output,
+    decoder: &mut Decoder,
+    bar: &ProgressBar,
+) -> Result<(), BoxError> {
+    let mut header = serde_json::Map::new();
+    header.insert(
+        METADATA_KEY.into(),
+        serde_json::Value::Object(string_metadata(loader, out.path())?),
+    );
+    let mut offset = 0u64;
+    for (t, kind) in plan {
+        let end = t
+            .n_elements
+            .checked_mul(kind.size() as u64)
+            .and_then(|n| n.checked_add(offset))
+            .ok_or_else(|| Error::TooLarge(t.name.to_string()))?;
+        let dtype = match kind {
+            ElementKind::F32 => "F32",
+            ElementKind::F16 => "F16",
+            ElementKind::BF16 => "BF16",
+        };
+        header.insert(
+            t.name.to_string(),
+            serde_json::json!({ "dtype": dtype, "shape": t.shape(), "data_offsets": [offset, end] }),
+        );
+        offset = end;
+    }
+    let mut json = serde_json::to_vec(&header)?;
+    drop(header);
+    json.resize(json.len().next_multiple_of(8), b' ');
+    if json.len() > MAX_SAFETENSORS_HEADER {
+        return Err(too_large(out.path(), json.len()));
+    }
+    let shown = out.path().to_path_buf();
+    out.write_all(&(json.len() as u64).to_le_bytes())
+        .and_then(|()| out.write_all(&json))
+        .map_err(|e| write_error(&shown, e))?;
+    drop(json);
+    decode_all(loader, plan, decoder, bar, &mut |bytes| {
+        out.write_all(bytes).map_err(|e| write_error(&shown, e))
+    })
+}
+
+fn too_large(out: &Path, bytes: usize) -> BoxError {
+    format!(
+        "{}: the metadata makes a safetensors header of over {bytes} bytes, more than \
+         its readers accept ({MAX_SAFETENSORS_HEADER}); write a .gguf instead",
+        out.display()
+    )
+    .into()
+}
+
+/// Every GGUF metadata key as a string for safetensors' `__metadata__`
+/// (which holds only strings): a string as itself (invalid UTF-8 replaced),
+/// a number or bool as its decimal text, an array (tokenizer vocabularies,
+/// `general.languages`, …) as JSON text, its non-finite floats as the
+/// strings "NaN", "inf", "-inf". Errs when the text outgrows what a
+/// safetensors header may hold (so a hostile array cannot exhaust memory).
+fn string_metadata(
+    loader: &MmapGGUFLoader,
+    out: &Path,
+) -> Result<serde_json::Map<String, serde_json::Value>, BoxError> {
+    let mut budget = Capped {
+        buf: Vec::new(),
+        total: 0,
+    };
+    let mut map = serde_json::Map::new();
+    for (k, v) in loader.metadata().iter() {
+        let s = match v {
+            Value::Array(_) => {
+                budget.buf.clear();
+                if write_json(v, &mut budget).is_err() {
+                    return Err(too_large(out, budget.total + budget.buf.len()));
+                }
+                String::from_utf8_lossy(&budget.buf).into_owned()
+            }
+            Value::String(s) => s.to_string_lossy().into_owned(),
+            other => scalar_text(other),
+        };
+        // As the header will hold them: quoted and escaped, `"k":"s",`.
+        budget.total += json_len(k) + json_len(&s) + 2;
+        if budget.total > MAX_SAFETENSORS_HEADER {
+            return Err(too_large(out, budget.total));
+        }
+        map.insert(k.to_string(), serde_json::Value::String(s));
+    }
+    Ok(map)
+}
+
+/// The length of `s` as a JSON string (quoted, escaped).
+fn json_len(s: &str) -> usize {
+    struct Count(usize);
+    impl Write for Count {
+        fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+            self.0 += b.len();
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut c = Count(0);
+    // Writing to a counter cannot fail.
+    let _ = serde_json::to_writer(&mut c, s);
+    c.0
+}
+
+/// A number's or bool's text.
+fn scalar_text(v: &Value<'_>) -> String {
+    match *v {
+        Value::Bool(b) => b.to_string(),
+        Value::F32(x) => x.to_string(),
+        Value::F64(x) => x.to_string(),
+        ref other => other
+            .as_i64()
+            .map(|i| i.to_string())
+            .or_else(|| other.as_u64().map(|u| u.to_string()))
+            .unwrap_or_default(),
+    }
+}
+
+/// A buffer that refuses to grow the header past what safetensors accepts.
+struct Capped {
+    buf: Vec<u8>,
+    /// Bytes of the header so far, this buffer's included.
+    total: usize,
+}
+
+impl Write for Capped {
+    fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+        if self.total + self.buf.len() + b.len() > MAX_SAFETENSORS_HEADER {
+            return Err(io::Error::other("header too large"));
+        }
+        self.buf.extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A metadata value as JSON text, written as it is read.
+fn write_json(v: &Value<'_>, out: &mut impl Write) -> io::Result<()> {
+    fn float(x: f64, out: &mut impl Write) -> io::Result<()> {
+        if x.is_finite() {
+            // Debug always has a point or an exponent: read back as a
+            // float, -0.0 included.
+            write!(out, "{x:?}")
+        } else if x.is_nan() {
+            out.write_all(b"\"NaN\"")
+        } else if x > 0.0 {
+            out.write_all(b"\"inf\"")
+        } else {
+            out.write_all(b"\"-inf\"")
+        }
+    }
+    match *v {
+        Value::String(s) => serde_json::to_writer(&mut *out, &s.to_string_lossy())?,
+        Value::F32(x) if x.is_finite() => write!(out, "{x:?}")?,
+        Value::F32(x) => float(f64::from(x), out)?,
+        Value::F64(x) => float(x, out)?,
+        Value::Array(a) => {
+            out.write_all(b"[")?;
+            for (i, item) in a.iter().enumerate() {
+                if i > 0 {
+                    out.write_all(b",")?;
+                }
+                write_json(&item, out)?;
+            }
+            out.write_all(b"]")?;
+        }
+        Value::Bool(b) => out.write_all(if b { b"true" } else { b"false" })?,
+        ref other => match (other.as_i64(), other.as_u64()) {
+            (Some(i), _) => write!(out, "{i}")?,
+            (None, Some(u)) => write!(out, "{u}")?,
+            (None, None) => {}
+        },
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn progress_names_are_escaped() {
+        assert_eq!(
+            super::escaped("blk.0\u{1b}]0;x\u{7}é"),
+            "blk.0\\u{1b}]0;x\\u{7}é"
+        );
+    }
 }

@@ -4,6 +4,7 @@
 //! their output live in the library, `gguf_loader_cli`.
 
 mod convert;
+mod output;
 mod synth;
 
 use std::path::{Path, PathBuf};
@@ -97,8 +98,17 @@ enum Command {
     },
     /// Decode tensors and write them as safetensors (`-o x.safetensors`) or
     /// as a GGUF of one float type (`-o x.gguf`).
+    ///
+    /// One tensor is decoded at a time and streamed to a temporary file
+    /// beside the output, renamed into place when complete. A GGUF keeps
+    /// every metadata key (with `general.file_type` set) and, as llama.cpp's
+    /// converters do, its 1-D tensors (norms, biases) and norm weights in
+    /// f32. Safetensors' `__metadata__` keeps every key as a string: text as
+    /// itself, numbers as decimal text, arrays (tokenizer vocabularies,
+    /// `general.languages`) as JSON text.
     Convert {
         file: PathBuf,
+        /// The output; its extension, .safetensors or .gguf, picks the format.
         #[arg(short, long)]
         output: PathBuf,
         #[arg(long, value_enum, default_value = "f16")]
@@ -106,6 +116,9 @@ enum Command {
         /// Only tensors whose name matches this regular expression.
         #[arg(long)]
         tensors: Option<String>,
+        /// Replace the output if it exists (never an input).
+        #[arg(long)]
+        force: bool,
     },
     /// Decode every tensor (or walk the layers lazily) and report times and memory.
     Load {
@@ -146,10 +159,15 @@ enum Command {
         /// Weight type: q4_0, q8_0, q6_k, f16, … (norms stay f32).
         #[arg(long = "type")]
         ty: String,
+        /// The output, written to a temporary file beside it and renamed
+        /// into place when complete.
         #[arg(short, long)]
         output: PathBuf,
         #[arg(long, default_value_t = 1)]
         seed: u64,
+        /// Replace the output if it exists.
+        #[arg(long)]
+        force: bool,
     },
     /// Decode throughput per tensor type, next to memcpy of the same bytes.
     Bench {
@@ -209,7 +227,15 @@ fn run(command: Command) -> Result<ExitCode, CliError> {
             output,
             dtype,
             tensors,
-        } => convert::run(&file, &output, dtype.into(), tensors.as_deref()).map_err(message)?,
+            force,
+        } => convert::run(&convert::Args {
+            input: &file,
+            output: &output,
+            dtype: dtype.into(),
+            filter: tensors.as_deref(),
+            force,
+        })
+        .map_err(message)?,
         Command::Load {
             file,
             dtype,
@@ -243,7 +269,8 @@ fn run(command: Command) -> Result<ExitCode, CliError> {
             ty,
             output,
             seed,
-        } => synth::run(&preset, &ty, &output, seed).map_err(message)?,
+            force,
+        } => synth::run(&preset, &ty, &output, seed, force).map_err(message)?,
         Command::Bench {
             file,
             dtype,

@@ -1,14 +1,22 @@
 //! `gguf-loader synth`: a model with real shapes and random weights.
 
+use std::io::{self, Write};
 use std::path::Path;
 
 use gguf_loader::{synthesize, GgmlType, Preset};
 
+use crate::output::Output;
+
+/// Writes the model to `output` through [`Output`] (a temporary file renamed
+/// into place) and prints a one-line summary. Errs on an unknown preset or
+/// type, an output that cannot be written or exists without `force`, and a
+/// failed write, naming the output.
 pub fn run(
     preset_name: &str,
     ty: &str,
     output: &Path,
     seed: u64,
+    force: bool,
 ) -> Result<(), Box<dyn std::error::Error>> {
     let p = Preset::by_name(preset_name).ok_or_else(|| {
         let names: Vec<_> = Preset::ALL.iter().map(|p| p.name).collect();
@@ -18,9 +26,17 @@ pub fn run(
         )
     })?;
     let ty = GgmlType::from_name(ty).ok_or_else(|| format!("unknown tensor type '{ty}'"))?;
+    // Before the (long) synthesis: an output that cannot be written shows now.
+    let mut out = Output::create(output, &[], force)?;
     let w = synthesize(&p, ty, seed)?;
-    let mut out = std::io::BufWriter::new(std::fs::File::create(output)?);
-    w.write_to(&mut out)?;
-    std::io::Write::flush(&mut out)?;
+    w.write_to(&mut out)
+        .map_err(|e| out.error(format!("cannot write: {e}")))?;
+    let bytes = out.commit()?;
+    writeln!(
+        io::stdout().lock(),
+        "wrote {}: {} with {ty} weights, seed {seed}, {bytes} bytes",
+        output.display(),
+        p.name
+    )?;
     Ok(())
 }

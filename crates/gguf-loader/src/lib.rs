@@ -56,9 +56,9 @@ pub use error::{Error, Result};
 pub use format::Escaped;
 pub use format::{
     ArrayIter, ArrayView, BlockLayout, Context, Endianness, FormatError, FormatErrorKind, GgmlType,
-    GgufFile, GgufStr, GgufWriter, MetaValue, Metadata, MetadataError, TensorInfo, TypeId, Value,
-    ValueType, ALIGNMENT_KEY, ARCHITECTURE_KEY, DEFAULT_ALIGNMENT, GGUF_MAGIC, MAX_ARRAY_NESTING,
-    MAX_DIMS,
+    GgufDataWriter, GgufFile, GgufStr, GgufWriter, MetaValue, Metadata, MetadataError, TensorInfo,
+    TypeId, Value, ValueType, ALIGNMENT_KEY, ARCHITECTURE_KEY, DEFAULT_ALIGNMENT, GGUF_MAGIC,
+    MAX_ARRAY_NESTING, MAX_DIMS,
 };
 pub use half::{bf16, f16};
 pub use loader::{LoadMode, MmapGGUFLoader};

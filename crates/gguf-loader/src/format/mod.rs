@@ -18,4 +18,4 @@ pub use metadata::{
     MAX_ARRAY_NESTING,
 };
 pub use types::{BlockLayout, GgmlType, TypeId, ValueType};
-pub use writer::{GgufWriter, MetaValue};
+pub use writer::{GgufDataWriter, GgufWriter, MetaValue};

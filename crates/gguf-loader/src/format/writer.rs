@@ -93,26 +93,59 @@ struct TensorSpec<'d> {
     name: String,
     dims: Vec<u64>,
     ty: GgmlType,
-    data: Cow<'d, [u8]>,
+    /// The data's length in bytes.
+    size: u64,
+    /// The data, or `None` for a tensor streamed after the header through a
+    /// [`GgufDataWriter`].
+    data: Option<Cow<'d, [u8]>>,
 }
 
-/// Builds a GGUF file in memory and writes it out.
+/// Builds a GGUF file and writes it out: metadata and tensors with their
+/// bytes held in memory ([`GgufWriter::add_tensor`], then
+/// [`GgufWriter::write_to`]), or tensors declared by name, dims and type whose
+/// bytes are streamed after the header one after the other
+/// ([`GgufWriter::add_tensor_info`], then [`GgufWriter::write_header`]), so
+/// that a file of any size is written holding one tensor at a time.
 ///
 /// ```
-/// use gguf_loader::format::{GgufWriter, GgmlType, MetaValue};
+/// use gguf_loader::{GgmlType, GgufFile, GgufWriter, MetaValue};
 /// let mut w = GgufWriter::new();
 /// w.add("general.architecture", MetaValue::String("llama".into()));
 /// w.add_tensor("x", &[4], GgmlType::F32, vec![0u8; 16]).unwrap();
 /// let bytes = w.to_bytes().unwrap();
-/// let file = gguf_loader::format::GgufFile::parse(&bytes).unwrap();
+/// let file = GgufFile::parse(&bytes).unwrap();
 /// assert_eq!(file.tensors()[0].name, "x");
+///
+/// // The same file, its tensor data streamed after the header.
+/// let mut w = GgufWriter::new();
+/// w.add("general.architecture", MetaValue::String("llama".into()));
+/// w.add_tensor_info("x", &[4], GgmlType::F32).unwrap();
+/// let mut stream = w.write_header(Vec::new()).unwrap();
+/// assert_eq!(stream.next_tensor(), Some(("x", 16)));
+/// stream.write_data(&[0u8; 16]).unwrap();
+/// assert_eq!(stream.finish().unwrap(), bytes);
 /// ```
 pub struct GgufWriter<'d> {
     version: u32,
     endianness: Endianness,
     alignment: u64,
-    metadata: Vec<(String, MetaValue)>,
+    metadata: Vec<(String, Meta<'d>)>,
     tensors: Vec<TensorSpec<'d>>,
+}
+
+/// A metadata value to write: owned, or borrowed from a parsed file.
+enum Meta<'d> {
+    Owned(MetaValue),
+    Borrowed(Value<'d>),
+}
+
+impl Meta<'_> {
+    fn value_type(&self) -> ValueType {
+        match self {
+            Meta::Owned(v) => v.value_type(),
+            Meta::Borrowed(v) => v.value_type(),
+        }
+    }
 }
 
 impl Default for GgufWriter<'_> {
@@ -151,15 +184,28 @@ impl<'d> GgufWriter<'d> {
         self.alignment = u64::from(alignment);
         self.metadata.retain(|(k, _)| k != ALIGNMENT_KEY);
         if u64::from(alignment) != DEFAULT_ALIGNMENT {
-            self.metadata
-                .push((ALIGNMENT_KEY.to_string(), MetaValue::U32(alignment)));
+            self.metadata.push((
+                ALIGNMENT_KEY.to_string(),
+                Meta::Owned(MetaValue::U32(alignment)),
+            ));
         }
         self
     }
 
     /// Adds a metadata entry, replacing one with the same key.
     pub fn add(&mut self, key: impl Into<String>, value: MetaValue) -> &mut Self {
-        let key = key.into();
+        self.put(key.into(), Meta::Owned(value))
+    }
+
+    /// Adds a metadata entry read from a parsed file, replacing one with the
+    /// same key. Nothing is copied: the value (a tokenizer's vocabulary, say)
+    /// is written from the file's bytes, its strings byte for byte, its
+    /// numbers in this writer's byte order.
+    pub fn add_value(&mut self, key: impl Into<String>, value: Value<'d>) -> &mut Self {
+        self.put(key.into(), Meta::Borrowed(value))
+    }
+
+    fn put(&mut self, key: String, value: Meta<'d>) -> &mut Self {
         match self.metadata.iter_mut().find(|(k, _)| *k == key) {
             Some(slot) => slot.1 = value,
             None => self.metadata.push((key, value)),
@@ -168,7 +214,11 @@ impl<'d> GgufWriter<'d> {
     }
 
     /// Adds a tensor of type `ty` with dims in GGUF order (`ne[0]` first)
-    /// and its raw bytes, which must be exactly the type's size for the dims.
+    /// and its raw bytes.
+    ///
+    /// Errs (`InvalidInput`) when there are more than [`MAX_DIMS`] dims, the
+    /// element count overflows, `ne[0]` is not a whole number of the type's
+    /// blocks, or `data` is not exactly the type's size for the dims.
     pub fn add_tensor(
         &mut self,
         name: impl Into<String>,
@@ -178,20 +228,10 @@ impl<'d> GgufWriter<'d> {
     ) -> io::Result<&mut Self> {
         let name = name.into();
         let data = data.into();
-        if dims.len() > MAX_DIMS {
-            return Err(invalid(format!("tensor '{name}': {} dims", dims.len())));
-        }
-        let n = dims
-            .iter()
-            .try_fold(1u64, |a, d| a.checked_mul(*d))
-            .ok_or_else(|| invalid(format!("tensor '{name}': element count overflows")))?;
-        let want = ty
-            .byte_size(n)
-            .filter(|_| dims.first().is_none_or(|d| d % ty.block_size() == 0))
-            .ok_or_else(|| invalid(format!("tensor '{name}': {n} elements of {ty}")))?;
-        if want != data.len() as u64 {
+        let size = tensor_size(&name, dims, ty)?;
+        if size != data.len() as u64 {
             return Err(invalid(format!(
-                "tensor '{name}': {} bytes given, {ty} {dims:?} takes {want}",
+                "tensor '{name}': {} bytes given, {ty} {dims:?} takes {size}",
                 data.len()
             )));
         }
@@ -199,20 +239,76 @@ impl<'d> GgufWriter<'d> {
             name,
             dims: dims.to_vec(),
             ty,
-            data,
+            size,
+            data: Some(data),
         });
         Ok(self)
     }
 
-    /// The whole file as bytes.
+    /// Adds a tensor of type `ty` with dims in GGUF order whose bytes are
+    /// given later, after the header, through the [`GgufDataWriter`] that
+    /// [`GgufWriter::write_header`] returns. Errs as
+    /// [`GgufWriter::add_tensor`] does on the dims.
+    pub fn add_tensor_info(
+        &mut self,
+        name: impl Into<String>,
+        dims: &[u64],
+        ty: GgmlType,
+    ) -> io::Result<&mut Self> {
+        let name = name.into();
+        let size = tensor_size(&name, dims, ty)?;
+        self.tensors.push(TensorSpec {
+            name,
+            dims: dims.to_vec(),
+            ty,
+            size,
+            data: None,
+        });
+        Ok(self)
+    }
+
+    /// The whole file as bytes; errs as [`GgufWriter::write_to`] does.
     pub fn to_bytes(&self) -> io::Result<Vec<u8>> {
         let mut out = Vec::new();
         self.write_to(&mut out)?;
         Ok(out)
     }
 
-    /// Writes the whole file.
+    /// Writes the whole file. Errs (`InvalidInput`) on an unknown version, an
+    /// alignment that is not a power of two, an array item not of its
+    /// array's type, a length too large for a v1 file, or a tensor added by
+    /// [`GgufWriter::add_tensor_info`] (its bytes are not here); and with the
+    /// error of `w`.
     pub fn write_to(&self, w: &mut impl Write) -> io::Result<()> {
+        if let Some(t) = self.tensors.iter().find(|t| t.data.is_none()) {
+            return Err(invalid(format!(
+                "tensor '{}' has no data here: stream it through write_header",
+                t.name
+            )));
+        }
+        self.write_header(w)?.finish()?;
+        Ok(())
+    }
+
+    /// Writes the header (metadata, tensor table, padding) and the data of
+    /// the tensors added with their bytes up to the first one added by
+    /// [`GgufWriter::add_tensor_info`]; the returned [`GgufDataWriter`]
+    /// takes the bytes of those, in the order they were added. Errs as
+    /// [`GgufWriter::write_to`] does.
+    pub fn write_header<W: Write>(&self, mut w: W) -> io::Result<GgufDataWriter<'_, 'd, W>> {
+        w.write_all(&self.header()?)?;
+        let mut stream = GgufDataWriter {
+            writer: self,
+            out: w,
+            index: 0,
+            written: 0,
+        };
+        stream.advance()?;
+        Ok(stream)
+    }
+
+    /// The header, padded to the alignment.
+    fn header(&self) -> io::Result<Vec<u8>> {
         if !(1..=3).contains(&self.version) {
             return Err(invalid(format!("version {}", self.version)));
         }
@@ -220,7 +316,9 @@ impl<'d> GgufWriter<'d> {
             return Err(invalid(format!("alignment {}", self.alignment)));
         }
         for (_, v) in &self.metadata {
-            v.check()?;
+            if let Meta::Owned(v) = v {
+                v.check()?;
+            }
         }
         let mut e = Emitter {
             out: Vec::new(),
@@ -234,7 +332,10 @@ impl<'d> GgufWriter<'d> {
         for (k, v) in &self.metadata {
             e.string(k)?;
             e.u32(v.value_type() as u32);
-            e.value(v)?;
+            match v {
+                Meta::Owned(v) => e.value(v)?,
+                Meta::Borrowed(v) => e.borrowed(v)?,
+            }
         }
         let mut offset = 0u64;
         for t in &self.tensors {
@@ -245,19 +346,117 @@ impl<'d> GgufWriter<'d> {
             }
             e.u32(t.ty.id());
             e.u64(offset);
-            offset = (offset + t.data.len() as u64).next_multiple_of(self.alignment);
+            offset = offset
+                .checked_add(t.size)
+                .and_then(|o| o.checked_next_multiple_of(self.alignment))
+                .ok_or_else(|| invalid(format!("tensor '{}': offset overflows", t.name)))?;
         }
-        let pad = |n: usize| (n as u64).next_multiple_of(self.alignment) as usize - n;
-        let header_pad = pad(e.out.len());
-        e.out.resize(e.out.len() + header_pad, 0);
-        w.write_all(&e.out)?;
-        for t in &self.tensors {
-            w.write_all(&t.data)?;
-            w.write_all(&vec![0u8; pad(t.data.len())])?;
+        let len = e.out.len() as u64;
+        e.out
+            .resize(len.next_multiple_of(self.alignment) as usize, 0);
+        Ok(e.out)
+    }
+}
+
+/// The byte size of a tensor of type `ty` with these dims, or why it cannot
+/// be written.
+fn tensor_size(name: &str, dims: &[u64], ty: GgmlType) -> io::Result<u64> {
+    if dims.len() > MAX_DIMS {
+        return Err(invalid(format!("tensor '{name}': {} dims", dims.len())));
+    }
+    let n = dims
+        .iter()
+        .try_fold(1u64, |a, d| a.checked_mul(*d))
+        .ok_or_else(|| invalid(format!("tensor '{name}': element count overflows")))?;
+    ty.byte_size(n)
+        .filter(|_| dims.first().is_none_or(|d| d % ty.block_size() == 0))
+        .ok_or_else(|| invalid(format!("tensor '{name}': {n} elements of {ty}")))
+}
+
+/// The tensor data of a GGUF file after its header, written in order: what
+/// [`GgufWriter::write_header`] returns. Each tensor declared by
+/// [`GgufWriter::add_tensor_info`] takes exactly its byte size, in one or
+/// more [`GgufDataWriter::write_data`] calls; the padding between tensors,
+/// and the tensors whose bytes the writer already holds, are written
+/// in between by this type.
+pub struct GgufDataWriter<'w, 'd, W: Write> {
+    writer: &'w GgufWriter<'d>,
+    out: W,
+    /// The tensor being written (`tensors.len()` when done).
+    index: usize,
+    /// Its bytes written so far.
+    written: u64,
+}
+
+impl<W: Write> GgufDataWriter<'_, '_, W> {
+    /// The name and byte size of the tensor whose bytes come next, or `None`
+    /// when every tensor is written.
+    pub fn next_tensor(&self) -> Option<(&str, u64)> {
+        let t = self.writer.tensors.get(self.index)?;
+        Some((&t.name, t.size))
+    }
+
+    /// Appends bytes to the tensor data, running over into the next tensors
+    /// when it completes one. Errs (`InvalidInput`) when more bytes are given
+    /// than the tensors still take, and with the output's error.
+    pub fn write_data(&mut self, mut bytes: &[u8]) -> io::Result<()> {
+        while !bytes.is_empty() {
+            let Some(t) = self.writer.tensors.get(self.index) else {
+                return Err(invalid(format!(
+                    "{} bytes of tensor data beyond the last tensor",
+                    bytes.len()
+                )));
+            };
+            let room = usize::try_from(t.size - self.written).unwrap_or(usize::MAX);
+            let (now, rest) = bytes.split_at(bytes.len().min(room));
+            self.out.write_all(now)?;
+            self.written += now.len() as u64;
+            bytes = rest;
+            self.advance()?;
+        }
+        Ok(())
+    }
+
+    /// Checks that every tensor got all its bytes and returns the output
+    /// (not flushed). Errs (`InvalidInput`) naming the first tensor short of
+    /// bytes.
+    pub fn finish(self) -> io::Result<W> {
+        match self.writer.tensors.get(self.index) {
+            Some(t) => Err(invalid(format!(
+                "tensor '{}': {} of its {} bytes written",
+                t.name, self.written, t.size
+            ))),
+            None => Ok(self.out),
+        }
+    }
+
+    /// Pads after the tensor just completed and writes the held tensors that
+    /// follow, up to the next one still to be streamed.
+    fn advance(&mut self) -> io::Result<()> {
+        while let Some(t) = self.writer.tensors.get(self.index) {
+            match &t.data {
+                Some(data) if self.written == 0 => {
+                    self.out.write_all(data)?;
+                    self.written = t.size;
+                }
+                _ if self.written < t.size => return Ok(()),
+                _ => {}
+            }
+            let mut pad = t.size.next_multiple_of(self.writer.alignment) - t.size;
+            while pad > 0 {
+                let n = pad.min(ZEROS.len() as u64);
+                self.out.write_all(&ZEROS[..n as usize])?;
+                pad -= n;
+            }
+            self.index += 1;
+            self.written = 0;
         }
         Ok(())
     }
 }
+
+/// Zeros for the padding, written in pieces of this size.
+static ZEROS: [u8; 4096] = [0; 4096];
 
 struct Emitter {
     out: Vec<u8>,
@@ -289,8 +488,11 @@ impl Emitter {
         Ok(())
     }
     fn string(&mut self, s: &str) -> io::Result<()> {
+        self.raw_string(s.as_bytes())
+    }
+    fn raw_string(&mut self, s: &[u8]) -> io::Result<()> {
         self.len(s.len() as u64)?;
-        self.out.extend_from_slice(s.as_bytes());
+        self.out.extend_from_slice(s);
         Ok(())
     }
     fn value(&mut self, v: &MetaValue) -> io::Result<()> {
@@ -318,5 +520,176 @@ impl Emitter {
             MetaValue::F64(x) => self.bytes(x.to_le_bytes()),
         }
         Ok(())
+    }
+    /// A value of a parsed file, written as [`Emitter::value`] writes its
+    /// owned copy, item by item without one.
+    fn borrowed(&mut self, v: &Value<'_>) -> io::Result<()> {
+        match *v {
+            Value::U8(x) => self.bytes(x.to_le_bytes()),
+            Value::I8(x) => self.bytes(x.to_le_bytes()),
+            Value::U16(x) => self.bytes(x.to_le_bytes()),
+            Value::I16(x) => self.bytes(x.to_le_bytes()),
+            Value::U32(x) => self.bytes(x.to_le_bytes()),
+            Value::I32(x) => self.bytes(x.to_le_bytes()),
+            Value::F32(x) => self.bytes(x.to_le_bytes()),
+            Value::Bool(x) => self.out.push(u8::from(x)),
+            Value::String(s) => self.raw_string(s.as_bytes())?,
+            Value::Array(a) => {
+                self.u32(a.elem_type() as u32);
+                self.len(a.len())?;
+                for item in a.iter() {
+                    self.borrowed(&item)?;
+                }
+            }
+            Value::U64(x) => self.bytes(x.to_le_bytes()),
+            Value::I64(x) => self.bytes(x.to_le_bytes()),
+            Value::F64(x) => self.bytes(x.to_le_bytes()),
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::GgufFile;
+
+    /// A writer with held tensors (`held`) or declared ones, the same data.
+    fn sample(held: &[bool]) -> (GgufWriter<'static>, Vec<Vec<u8>>) {
+        let mut w = GgufWriter::new().alignment(64);
+        w.add("general.architecture", MetaValue::String("llama".into()));
+        let mut datas = Vec::new();
+        for (i, &h) in held.iter().enumerate() {
+            let n = [3u64, 0, 17, 64][i % 4];
+            let data: Vec<u8> = (0..n * 4).map(|b| (b as u8) ^ (i as u8)).collect();
+            let name = format!("t{i}");
+            if h {
+                w.add_tensor(name, &[n], GgmlType::F32, data.clone())
+                    .unwrap();
+            } else {
+                w.add_tensor_info(name, &[n], GgmlType::F32).unwrap();
+            }
+            datas.push(data);
+        }
+        (w, datas)
+    }
+
+    #[test]
+    fn streamed_file_is_byte_identical_to_the_held_one() {
+        let pattern = [true, false, false, true, false, true, true, false];
+        let (all_held, _) = sample(&[true; 8]);
+        let want = all_held.to_bytes().unwrap();
+        let (w, datas) = sample(&pattern);
+        let mut s = w.write_header(Vec::new()).unwrap();
+        for (i, data) in datas.iter().enumerate() {
+            // Held tensors are written by the writer, and so are declared
+            // ones of no bytes.
+            if pattern[i] || data.is_empty() {
+                continue;
+            }
+            let (name, size) = s.next_tensor().unwrap();
+            assert_eq!((name, size), (format!("t{i}").as_str(), data.len() as u64));
+            // In uneven pieces.
+            for piece in data.chunks(5) {
+                s.write_data(piece).unwrap();
+            }
+        }
+        assert_eq!(s.next_tensor(), None);
+        let got = s.finish().unwrap();
+        assert_eq!(got, want);
+        let f = GgufFile::parse(&got).unwrap();
+        assert_eq!(f.tensors().len(), 8);
+    }
+
+    #[test]
+    fn one_write_may_span_tensors() {
+        let (w, datas) = sample(&[false; 3]);
+        let mut s = w.write_header(Vec::new()).unwrap();
+        s.write_data(&datas.concat()).unwrap();
+        let (held, _) = sample(&[true; 3]);
+        assert_eq!(s.finish().unwrap(), held.to_bytes().unwrap());
+    }
+
+    #[test]
+    fn too_many_or_too_few_bytes_are_errors() {
+        let (w, datas) = sample(&[false; 2]);
+        let mut s = w.write_header(Vec::new()).unwrap();
+        let err = s
+            .write_data(&vec![0; datas.concat().len() + 1])
+            .unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
+        assert!(err.to_string().contains("beyond the last tensor"), "{err}");
+
+        let mut s = w.write_header(Vec::new()).unwrap();
+        s.write_data(&[1, 2, 3]).unwrap();
+        let err = s.finish().unwrap_err();
+        assert!(
+            err.to_string().contains("tensor 't0': 3 of its 12 bytes"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn write_to_refuses_declared_tensors() {
+        let (w, _) = sample(&[true, false]);
+        let err = w.to_bytes().unwrap_err();
+        assert!(err.to_string().contains("tensor 't1' has no data"), "{err}");
+    }
+
+    #[test]
+    fn padding_larger_than_the_zero_buffer() {
+        let mut w = GgufWriter::new().alignment(1 << 16);
+        w.add_tensor_info("a", &[1], GgmlType::F32).unwrap();
+        w.add_tensor("b", &[1], GgmlType::F32, vec![1u8; 4])
+            .unwrap();
+        let mut s = w.write_header(Vec::new()).unwrap();
+        s.write_data(&[2; 4]).unwrap();
+        let bytes = s.finish().unwrap();
+        let f = GgufFile::parse(&bytes).unwrap();
+        assert_eq!(f.tensors()[1].offset, 1 << 16);
+        assert_eq!(bytes.len() as u64, f.data_offset + (2 << 16));
+    }
+}
+
+#[cfg(test)]
+mod copy_tests {
+    use super::*;
+    use crate::format::GgufFile;
+
+    const LE: &[u8] = include_bytes!("../../../../tests/fixtures/all_types_le.gguf");
+    const BE: &[u8] = include_bytes!("../../../../tests/fixtures/all_types_be.gguf");
+
+    /// A file's metadata and tensors copied through `add_value`, in its
+    /// layout.
+    fn copy(src: &GgufFile<'_>, bytes: &[u8]) -> Vec<u8> {
+        let mut w = GgufWriter::new();
+        w.alignment = src.alignment;
+        for (k, v) in src.metadata.iter() {
+            w.add_value(k, *v);
+        }
+        for t in src.tensors() {
+            w.add_tensor(t.name, t.ne(), t.ty, &bytes[t.file_range()])
+                .unwrap();
+        }
+        w.to_bytes().unwrap()
+    }
+
+    #[test]
+    fn borrowed_values_copy_a_file_byte_for_byte() {
+        let src = GgufFile::parse(LE).unwrap();
+        assert_eq!(copy(&src, LE), LE);
+    }
+
+    #[test]
+    fn borrowed_values_of_a_big_endian_file_are_written_in_the_writer_order() {
+        let be = GgufFile::parse(BE).unwrap();
+        let le = GgufFile::parse(LE).unwrap();
+        let copied = copy(&be, BE);
+        let f = GgufFile::parse(&copied).unwrap();
+        assert_eq!(f.endianness, Endianness::Little);
+        for ((k, v), (k2, v2)) in f.metadata.iter().zip(le.metadata.iter()) {
+            assert_eq!(k, k2);
+            assert_eq!(format!("{v:?}"), format!("{v2:?}"), "{k}");
+        }
     }
 }

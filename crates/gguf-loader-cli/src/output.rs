@@ -1,0 +1,261 @@
+//! Output files that never destroy an input or a file in use: everything is
+//! written to a temporary file in the target's directory, synced, and renamed
+//! into place only once complete. An output that is one of the inputs (same
+//! device and inode, links followed) is refused, and so is an existing one
+//! without `--force`. A run that fails, or is interrupted (Ctrl-C, SIGTERM),
+//! removes its temporary file; a process that had the old file open or
+//! mapped keeps reading the old file.
+
+use std::fs::{File, Metadata};
+use std::io::{self, BufWriter, Seek, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, Once};
+
+use tempfile::NamedTempFile;
+
+type BoxError = Box<dyn std::error::Error>;
+
+/// Temporary files not yet renamed into place, removed by the Ctrl-C / SIGTERM
+/// handler.
+static PENDING: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+
+/// An output file being written; see the module documentation.
+pub struct Output {
+    /// The path as given, for messages.
+    shown: PathBuf,
+    /// Where the complete file goes (the file an existing link points at).
+    target: PathBuf,
+    /// Whether an existing `target` may be replaced.
+    force: bool,
+    temp: BufWriter<NamedTempFile>,
+    /// Takes the temporary file off the pending list when dropped.
+    _pending: Pending,
+}
+
+impl Output {
+    /// Prepares `path` for writing and creates its temporary file, so that
+    /// an unwritable directory shows before any work is done.
+    ///
+    /// Errs, naming `path`, when it has no file name, when it exists and is
+    /// not a regular file (a directory, a FIFO, a device), when it is one of
+    /// `inputs` (same device and inode, after following links: the same
+    /// path, a symbolic link to it or a hard link of it), when it exists and
+    /// `force` is false, and when the temporary file cannot be created.
+    pub fn create(path: &Path, inputs: &[&Path], force: bool) -> Result<Output, BoxError> {
+        let shown = path.to_path_buf();
+        let fail = |msg: String| -> BoxError { format!("{}: {msg}", path.display()).into() };
+        if path.file_name().is_none() {
+            return Err(fail("not a file name".into()));
+        }
+        let target = match std::fs::metadata(path) {
+            Ok(meta) => {
+                check_existing(&meta, inputs, force).map_err(fail)?;
+                // Replace the file a link points at, not the link.
+                path.canonicalize()
+                    .map_err(|e| fail(format!("cannot resolve: {e}")))?
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                if !force && path.symlink_metadata().is_ok() {
+                    return Err(fail(
+                        "exists (a dangling link); use --force to replace it".into(),
+                    ));
+                }
+                path.to_path_buf()
+            }
+            Err(e) => return Err(fail(e.to_string())),
+        };
+        let dir = match target.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
+        };
+        let name = target.file_name().unwrap_or_default().to_string_lossy();
+        install_signal_handler();
+        // The pending list is locked around the creation so that a signal
+        // arriving in between cannot miss the new file.
+        let mut pending = PENDING.lock().unwrap_or_else(|p| p.into_inner());
+        let prefix = format!(".{name}.");
+        let mut builder = tempfile::Builder::new();
+        builder.prefix(&prefix).suffix(".tmp");
+        #[cfg(unix)]
+        {
+            // What `open` gives a new file (0666 less the umask), not
+            // tempfile's 0600.
+            use std::os::unix::fs::PermissionsExt;
+            builder.permissions(std::fs::Permissions::from_mode(0o666));
+        }
+        let temp = builder.tempfile_in(dir).map_err(|e| {
+            // tempfile's message is the system's followed by ` at path
+            // "<temporary name>"`, which tells nothing beside the directory.
+            let text = e.to_string();
+            let e = text.rsplit_once(" at path ").map_or(&*text, |(e, _)| e);
+            fail(format!("cannot create a file in {}: {e}", dir.display()))
+        })?;
+        pending.push(temp.path().to_path_buf());
+        drop(pending);
+        Ok(Output {
+            shown,
+            target,
+            force,
+            _pending: Pending(temp.path().to_path_buf()),
+            temp: BufWriter::with_capacity(1 << 20, temp),
+        })
+    }
+
+    /// Reserves `bytes` of disk for the file where the file system can, so
+    /// that a full disk shows before any work is done. Errs, naming the
+    /// path, when there is not enough space.
+    pub fn reserve(&mut self, bytes: u64) -> Result<(), BoxError> {
+        #[cfg(target_os = "linux")]
+        {
+            use std::os::fd::AsRawFd;
+            let fd = self.temp.get_ref().as_file().as_raw_fd();
+            let Ok(len) = libc::off_t::try_from(bytes) else {
+                return Err(self.error(format!("{bytes} bytes is too large a file")));
+            };
+            if len > 0 {
+                // fallocate, not posix_fallocate: where the file system has
+                // no preallocation, glibc's posix_fallocate would write the
+                // whole length block by block; this just says so.
+                // SAFETY: `fd` is the open temporary file, owned by `self`
+                // for the duration of the call; fallocate reads no memory of
+                // ours.
+                let rc = unsafe { libc::fallocate(fd, 0, 0, len) };
+                if rc != 0 {
+                    let e = io::Error::last_os_error();
+                    match e.raw_os_error() {
+                        // File systems without preallocation.
+                        Some(libc::EOPNOTSUPP | libc::ENOSYS | libc::EINVAL) => {}
+                        _ => return Err(self.error(format!("cannot reserve {bytes} bytes: {e}"))),
+                    }
+                }
+            }
+        }
+        #[cfg(not(target_os = "linux"))]
+        let _ = bytes;
+        Ok(())
+    }
+
+    /// The path as given, for messages.
+    pub fn path(&self) -> &Path {
+        &self.shown
+    }
+
+    /// A one-line error naming the output.
+    pub fn error(&self, msg: impl std::fmt::Display) -> BoxError {
+        format!("{}: {msg}", self.shown.display()).into()
+    }
+
+    /// Flushes, trims the file to what was written (undoing a larger
+    /// reservation), syncs it to disk and renames it into place, then syncs
+    /// the directory. Errs, naming the output, when a write fails, or when
+    /// the output appeared meanwhile and `force` was not given; the
+    /// temporary file is then removed.
+    pub fn commit(self) -> Result<u64, BoxError> {
+        let Output {
+            shown,
+            target,
+            force,
+            temp,
+            _pending,
+        } = self;
+        let fail = |what: &str, e: &dyn std::fmt::Display| -> BoxError {
+            format!("{}: {what}: {e}", shown.display()).into()
+        };
+        let mut temp = temp
+            .into_inner()
+            .map_err(|e| fail("cannot write", e.error()))?;
+        let len = temp
+            .stream_position()
+            .map_err(|e| fail("cannot write", &e))?;
+        let file = temp.as_file();
+        file.set_len(len).map_err(|e| fail("cannot write", &e))?;
+        file.sync_all().map_err(|e| fail("cannot write", &e))?;
+        let placed = if force {
+            temp.persist(&target).map(drop)
+        } else {
+            // Fails, rather than replaces, if the file appeared meanwhile.
+            temp.persist_noclobber(&target).map(drop)
+        };
+        drop(_pending);
+        placed.map_err(|e| fail("cannot rename into place", &e.error))?;
+        if let Some(dir) = target.parent().filter(|d| !d.as_os_str().is_empty()) {
+            // Makes the rename durable; a directory that cannot be opened or
+            // synced (some file systems) leaves the data written anyway.
+            if let Ok(d) = File::open(dir) {
+                let _ = d.sync_all();
+            }
+        }
+        Ok(len)
+    }
+}
+
+impl Write for Output {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.temp.write(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.temp.flush()
+    }
+}
+
+/// A temporary file on the pending list, taken off when this is dropped:
+/// after the rename, or when an output dropped without `commit` (an error)
+/// has its temporary file removed by `NamedTempFile`.
+struct Pending(PathBuf);
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        let mut pending = PENDING.lock().unwrap_or_else(|p| p.into_inner());
+        pending.retain(|p| *p != self.0);
+    }
+}
+
+/// Why an existing output may not be written, if it may not.
+fn check_existing(meta: &Metadata, inputs: &[&Path], force: bool) -> Result<(), String> {
+    if meta.is_dir() {
+        return Err("is a directory".into());
+    }
+    if !meta.is_file() {
+        return Err("exists and is not a regular file".into());
+    }
+    for input in inputs {
+        if std::fs::metadata(input).is_ok_and(|m| same_file(&m, meta)) {
+            return Err(format!(
+                "is the input {} (same file); choose another output",
+                input.display()
+            ));
+        }
+    }
+    if !force {
+        return Err("exists; use --force to replace it".into());
+    }
+    Ok(())
+}
+
+#[cfg(unix)]
+fn same_file(a: &Metadata, b: &Metadata) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    a.dev() == b.dev() && a.ino() == b.ino()
+}
+
+#[cfg(not(unix))]
+fn same_file(_: &Metadata, _: &Metadata) -> bool {
+    false
+}
+
+/// On Ctrl-C or SIGTERM, removes the temporary files and exits with 130.
+fn install_signal_handler() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        // Without a handler an interrupt still ends the process; only the
+        // temporary file stays behind.
+        let _ = ctrlc::set_handler(|| {
+            let pending = PENDING.lock().unwrap_or_else(|p| p.into_inner());
+            for p in pending.iter() {
+                let _ = std::fs::remove_file(p);
+            }
+            let _ = writeln!(io::stderr(), "gguf-loader: interrupted");
+            std::process::exit(130);
+        });
+    });
+}

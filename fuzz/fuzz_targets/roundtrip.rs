@@ -166,7 +166,7 @@ fuzz_target!(|input: Input| {
     assert_eq!(f.tensors().len(), input.tensors.len());
     for (t, p) in input.tensors.iter().zip(f.tensors()) {
         assert_eq!(t.name, p.name);
-        assert_eq!(t.dims, p.dims());
+        assert_eq!(t.dims, p.ne());
         assert_eq!(t.ty, p.ty);
         assert_eq!(p.file_offset % f.alignment, 0);
         assert_eq!(t.data, f.tensor_data(p));

@@ -12,14 +12,14 @@ use std::io::{self, Write};
 use std::path::Path;
 use std::time::Instant;
 
-use gguf_loader::{bf16, f16, Element, ElementKind, Endianness, Error, MmapGGUFLoader};
+use gguf_loader::{bf16, f16, Element, ElementKind, Endianness, Error, Escaped, MmapGGUFLoader};
 use gguf_loader::{GgufWriter, MetaValue, TensorInfo, Value};
 use indicatif::{ProgressBar, ProgressStyle};
 use regex::Regex;
 
 use crate::output::Output;
 
-type BoxError = Box<dyn std::error::Error>;
+use gguf_loader_cli::CliError as BoxError;
 
 /// What `convert` is asked to do.
 pub struct Args<'a> {
@@ -172,22 +172,15 @@ pub fn run(a: &Args<'_>) -> Result<(), BoxError> {
         tensors_text(plan.len()),
         a.dtype.name(),
         start.elapsed().as_secs_f64()
-    )?;
+    )
+    .map_err(BoxError::stdout)?;
     Ok(())
 }
 
 /// A name from the file with its control characters escaped, so that the
 /// progress line cannot drive the terminal.
 fn escaped(name: &str) -> String {
-    let mut out = String::with_capacity(name.len());
-    for c in name.chars() {
-        if c.is_control() {
-            out.extend(c.escape_default());
-        } else {
-            out.push(c);
-        }
-    }
-    out
+    Escaped(name).to_string()
 }
 
 /// "1 tensor", "2 tensors".
@@ -328,7 +321,8 @@ fn write_gguf(
     }
     w.add("general.file_type", MetaValue::U32(file_type(dtype)));
     for (t, kind) in plan {
-        w.add_tensor_info(t.name, TensorInfo::ne(t), kind.ggml_type())?;
+        w.add_tensor_info(t.name, TensorInfo::ne(t), kind.ggml_type())
+            .map_err(|e| format!("tensor '{}': {e}", Escaped(t.name)))?;
     }
     let shown = out.path().to_path_buf();
     let mut stream = w.write_header(out).map_err(|e| write_error(&shown, e))?;
@@ -378,7 +372,7 @@ fn write_safetensors(
         );
         offset = end;
     }
-    let mut json = serde_json::to_vec(&header)?;
+    let mut json = serde_json::to_vec(&header).map_err(|e| e.to_string())?;
     drop(header);
     json.resize(json.len().next_multiple_of(8), b' ');
     if json.len() > MAX_SAFETENSORS_HEADER {

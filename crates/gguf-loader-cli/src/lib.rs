@@ -6,7 +6,7 @@
 //!   (a closed standard output, as in `| head`, ends the program quietly).
 //! - [`with_element!`]: the one dispatch from an [`ElementKind`] chosen at
 //!   run time to code generic over [`Element`].
-//! - [`inspect`], [`verify`], [`load`], [`bench`]: the subcommands. Their
+//! - [`inspect`], [`verify`], [`load`], [`bench`](mod@bench): the subcommands. Their
 //!   output is written with error propagation (never `println!`); text
 //!   taken from a file is printed with its control characters escaped, and
 //!   JSON is streamed, never built as a tree.

@@ -234,8 +234,7 @@ fn run(command: Command) -> Result<ExitCode, CliError> {
             dtype: dtype.into(),
             filter: tensors.as_deref(),
             force,
-        })
-        .map_err(message)?,
+        })?,
         Command::Load {
             file,
             dtype,
@@ -270,7 +269,7 @@ fn run(command: Command) -> Result<ExitCode, CliError> {
             output,
             seed,
             force,
-        } => synth::run(&preset, &ty, &output, seed, force).map_err(message)?,
+        } => synth::run(&preset, &ty, &output, seed, force)?,
         Command::Bench {
             file,
             dtype,
@@ -287,14 +286,4 @@ fn run(command: Command) -> Result<ExitCode, CliError> {
         Command::Verify { file, json } => return verify::run(&file, json),
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// `convert` and `synth` still fail with a boxed error: its message, or,
-/// for a broken pipe (only standard output can be one), the quiet exit.
-fn message(e: Box<dyn std::error::Error>) -> CliError {
-    match e.downcast::<std::io::Error>() {
-        Ok(e) if e.kind() == std::io::ErrorKind::BrokenPipe => CliError::stdout(*e),
-        Ok(e) => CliError::Message(e.to_string()),
-        Err(e) => CliError::Message(e.to_string()),
-    }
 }

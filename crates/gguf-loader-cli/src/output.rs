@@ -13,7 +13,7 @@ use std::sync::{Mutex, Once};
 
 use tempfile::NamedTempFile;
 
-type BoxError = Box<dyn std::error::Error>;
+use gguf_loader_cli::CliError as BoxError;
 
 /// Temporary files not yet renamed into place, removed by the Ctrl-C / SIGTERM
 /// handler.

@@ -6,6 +6,7 @@ use std::path::Path;
 use gguf_loader::{synthesize, GgmlType, Preset};
 
 use crate::output::Output;
+use gguf_loader_cli::CliError;
 
 /// Writes the model to `output` through [`Output`] (a temporary file renamed
 /// into place) and prints a one-line summary. Errs on an unknown preset or
@@ -17,7 +18,7 @@ pub fn run(
     output: &Path,
     seed: u64,
     force: bool,
-) -> Result<(), Box<dyn std::error::Error>> {
+) -> Result<(), CliError> {
     let p = Preset::by_name(preset_name).ok_or_else(|| {
         let names: Vec<_> = Preset::ALL.iter().map(|p| p.name).collect();
         format!(
@@ -28,7 +29,7 @@ pub fn run(
     let ty = GgmlType::from_name(ty).ok_or_else(|| format!("unknown tensor type '{ty}'"))?;
     // Before the (long) synthesis: an output that cannot be written shows now.
     let mut out = Output::create(output, &[], force)?;
-    let w = synthesize(&p, ty, seed)?;
+    let w = synthesize(&p, ty, seed).map_err(|e| e.to_string())?;
     w.write_to(&mut out)
         .map_err(|e| out.error(format!("cannot write: {e}")))?;
     let bytes = out.commit()?;
@@ -37,6 +38,7 @@ pub fn run(
         "wrote {}: {} with {ty} weights, seed {seed}, {bytes} bytes",
         output.display(),
         p.name
-    )?;
+    )
+    .map_err(CliError::stdout)?;
     Ok(())
 }

@@ -1,5 +1,5 @@
 //! Text from a file, made safe and short for a terminal: control characters
-//! escaped as the library's [`Escaped`] escapes them (an ESC sequence in a
+//! escaped as the library's [`Escaped`](gguf_loader::Escaped) escapes them (an ESC sequence in a
 //! key cannot retitle or recolour the terminal), long names and values
 //! clipped with an ellipsis, invalid UTF-8 replaced without copying the
 //! whole string.
@@ -123,7 +123,7 @@ impl Clip {
     }
 }
 
-/// `text` escaped ([`Escaped`]) and clipped to at most `max` characters,
+/// `text` escaped ([`Escaped`](gguf_loader::Escaped)) and clipped to at most `max` characters,
 /// the last of them `…` when it was longer. Reads no more of `text` than it
 /// shows.
 pub fn clip(text: &str, max: usize) -> String {

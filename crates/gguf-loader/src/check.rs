@@ -43,11 +43,14 @@ use crate::model::{in_pool, LoadOptions};
 /// What is wrong with a value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ProblemKind {
+    /// Not a number (for E8M0 scales: the byte 0xFF).
     NaN,
+    /// Plus or minus infinity.
     Inf,
 }
 
 impl ProblemKind {
+    /// `"NaN"` or `"Inf"`.
     pub fn name(self) -> &'static str {
         match self {
             ProblemKind::NaN => "NaN",
@@ -65,6 +68,7 @@ impl fmt::Display for ProblemKind {
 /// One NaN or infinite value found in a tensor's data.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DataProblem {
+    /// The tensor's name.
     pub tensor: String,
     /// Block index within the tensor, or element index for the plain float
     /// types (F32, F16, BF16, F64), as ggml reports it.
@@ -76,6 +80,7 @@ pub struct DataProblem {
     pub value: f64,
     /// The field's raw bits (e.g. `0x7e00` for an f16 NaN).
     pub bits: u64,
+    /// NaN or infinity.
     pub kind: ProblemKind,
 }
 
@@ -123,8 +128,11 @@ impl fmt::Display for DataProblem {
 /// A tensor whose data was not checked, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SkippedTensor {
+    /// The tensor's name.
     pub tensor: String,
+    /// Its type.
     pub ty: GgmlType,
+    /// Why it was not checked.
     pub reason: &'static str,
 }
 
@@ -140,10 +148,12 @@ pub struct ModelReport {
     pub problems: Vec<DataProblem>,
     /// Every problem found, listed or not.
     pub problem_count: u64,
+    /// Tensors whose data could not be checked, with why.
     pub skipped: Vec<SkippedTensor>,
 }
 
 impl ModelReport {
+    /// True when no problem was found (skipped tensors aside).
     pub fn is_clean(&self) -> bool {
         self.problem_count == 0
     }

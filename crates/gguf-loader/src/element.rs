@@ -70,7 +70,7 @@ pub(crate) mod sealed {
     }
 }
 
-/// A float that tensors decode to: `f32`, [`f16`] or [`bf16`], and nothing
+/// A float that tensors decode to: `f32`, [`f16`](struct@half::f16) or [`bf16`](struct@half::bf16), and nothing
 /// else (the trait is sealed). f16 and bf16 values are the f32 value rounded
 /// to nearest-even, as ggml's `ggml_fp32_to_fp16` / `_to_bf16` do.
 ///

@@ -28,7 +28,7 @@
 //! - `internals`: the per-type reference routines and SIMD kernel tables,
 //!   for the fuzz targets, benchmarks and tests; not a stable API.
 
-#![warn(missing_docs)] // PHASE-A: deny once documented
+#![deny(missing_docs)]
 
 mod alloc;
 mod check;

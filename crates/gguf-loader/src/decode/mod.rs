@@ -31,24 +31,39 @@ pub type RowFn = fn(&[u8], &mut [f32]);
 /// right length decode to some numbers.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DecodeError {
+    /// The input is not a whole number of blocks.
     #[error("{ty}: {len} bytes is not a whole number of {type_size}-byte blocks")]
     PartialBlock {
+        /// The type decoded.
         ty: GgmlType,
+        /// The input's length in bytes.
         len: usize,
+        /// The type's block size in bytes.
         type_size: usize,
     },
     #[error("{ty}: the input decodes to {want} values but the output holds {got}")]
+    /// The output does not hold exactly the values the input decodes to.
     OutputLength {
+        /// The type decoded.
         ty: GgmlType,
+        /// Values the input decodes to.
         want: usize,
+        /// Values the output holds.
         got: usize,
     },
     #[error("{ty}: rows {start}..{end} are out of range ({rows} rows of {row_len})")]
+    /// A row range outside the tensor, or a row length that is not a whole
+    /// number of blocks.
     RowRange {
+        /// The type decoded.
         ty: GgmlType,
+        /// First row asked for.
         start: usize,
+        /// One past the last row asked for.
         end: usize,
+        /// Rows the tensor has.
         rows: usize,
+        /// Elements per row.
         row_len: usize,
     },
 }

@@ -20,11 +20,14 @@ pub const MAX_DIMS: usize = 4;
 /// Byte order of a file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Endianness {
+    /// Little-endian: every file llama.cpp writes on x86 and Arm.
     Little,
+    /// Big-endian (s390x builds of ggml); told by a byte-swapped version.
     Big,
 }
 
 impl Endianness {
+    /// `"little"` or `"big"`.
     pub fn name(self) -> &'static str {
         match self {
             Endianness::Little => "little",
@@ -36,15 +39,19 @@ impl Endianness {
 /// One tensor's description, validated against the file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TensorInfo<'a> {
+    /// The tensor's name, borrowed from the file.
     pub name: &'a str,
     n_dims: u8,
     dims: [u64; MAX_DIMS],
+    /// Its ggml type.
     pub ty: GgmlType,
     /// Offset relative to the start of the data section, as stored.
     pub offset: u64,
     /// Absolute offset of the first byte in the file.
     pub file_offset: u64,
+    /// Number of elements (the product of `ne`).
     pub n_elements: u64,
+    /// Bytes of data in the file.
     pub n_bytes: u64,
     /// Where this tensor's offset field stands in the file (for errors).
     offset_field_at: u64,
@@ -75,11 +82,15 @@ impl TensorInfo<'_> {
 #[derive(Debug, Clone)]
 pub struct GgufFile<'a> {
     bytes: &'a [u8],
+    /// GGUF version: 1, 2 or 3.
     pub version: u32,
+    /// Byte order of every number in the file.
     pub endianness: Endianness,
+    /// Alignment of the data section and of every tensor's data.
     pub alignment: u64,
     /// Absolute offset of the data section.
     pub data_offset: u64,
+    /// The key–value metadata.
     pub metadata: Metadata<'a>,
     tensors: Vec<TensorInfo<'a>>,
     index: HashMap<&'a str, usize>,
@@ -141,6 +152,7 @@ impl<'a> GgufFile<'a> {
         &self.tensors
     }
 
+    /// The tensor info named `name`, if any.
     pub fn tensor(&self, name: &str) -> Option<&TensorInfo<'a>> {
         self.index.get(name).map(|i| &self.tensors[*i])
     }

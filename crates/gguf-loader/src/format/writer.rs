@@ -12,22 +12,36 @@ use super::types::ValueType;
 /// An owned metadata value, for writing.
 #[derive(Debug, Clone, PartialEq)]
 pub enum MetaValue {
+    /// `uint8`.
     U8(u8),
+    /// `int8`.
     I8(i8),
+    /// `uint16`.
     U16(u16),
+    /// `int16`.
     I16(i16),
+    /// `uint32`.
     U32(u32),
+    /// `int32`.
     I32(i32),
+    /// `float32`.
     F32(f32),
+    /// `bool`.
     Bool(bool),
+    /// `string`.
     String(String),
+    /// `array` of elements of the given type (all of it).
     Array(ValueType, Vec<MetaValue>),
+    /// `uint64`.
     U64(u64),
+    /// `int64`.
     I64(i64),
+    /// `float64`.
     F64(f64),
 }
 
 impl MetaValue {
+    /// Its type.
     pub fn value_type(&self) -> ValueType {
         match self {
             MetaValue::U8(_) => ValueType::U8,

@@ -31,7 +31,9 @@ pub type F16Kernel = fn(&[u8], &mut [f16]);
 /// SIMD routines for one type; `None` where there is no SIMD path here.
 #[derive(Clone, Copy, Default)]
 pub struct Kernels {
+    /// Whole blocks to f32, bit-exact with the reference.
     pub f32: Option<F32Kernel>,
+    /// Whole blocks straight to f16, equal to the reference rounded.
     pub f16: Option<F16Kernel>,
     /// `f32` with streaming stores.
     pub f32_stream: Option<F32Kernel>,

@@ -5,13 +5,13 @@
 
 #[path = "../../gguf-loader/tests/common/mod.rs"]
 mod common;
-mod output_common;
+mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use gguf_loader::{bf16, f16, Device, Element, GgmlType, MmapGGUFLoader, Value};
-use output_common::{cli, listing, run, Ran, Tmpfs, Unwritable};
+use support::{cli, listing, run, Ran, Tmpfs, Unwritable};
 
 fn fixture() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/all_types_le.gguf")
@@ -301,7 +301,7 @@ fn unwritable_outputs_are_named() {
         assert!(err.contains("is a directory"), "{err}");
     }
     let fifo = dir.path().join("p.gguf");
-    output_common::mkfifo(&fifo);
+    support::mkfifo(&fifo);
     let err = conv(&fixture(), &fifo, &["--force"]).err().to_string();
     assert!(err.contains("not a regular file"), "{err}");
     assert_eq!(listing(dir.path()), ["d.gguf", "in.gguf", "p.gguf"]);

@@ -6,7 +6,6 @@ mod support;
 
 use std::ffi::OsStr;
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use support::run_within;
@@ -70,8 +69,7 @@ fn a_directory_says_it_is_one() {
 fn a_fifo_is_refused_without_blocking() {
     let dir = tempfile::tempdir().unwrap();
     let fifo = dir.path().join("pipe.gguf");
-    let st = Command::new("mkfifo").arg(&fifo).status().unwrap();
-    assert!(st.success(), "mkfifo");
+    support::mkfifo(&fifo);
     refused(&fifo, "is a FIFO, not a regular file");
 }
 

@@ -2,12 +2,12 @@
 //! into place, so that a process reading the old file keeps it whole, an
 //! existing file needs `--force`, and a failed run leaves nothing behind.
 
-mod output_common;
+mod support;
 
 use std::path::Path;
 
 use gguf_loader::MmapGGUFLoader;
-use output_common::{cli, listing, run, Ran, Unwritable};
+use support::{cli, listing, run, Ran, Unwritable};
 
 fn synth(out: &Path, seed: u64, args: &[&str]) -> Ran {
     run(cli()
@@ -87,7 +87,7 @@ fn unwritable_outputs_are_named_and_leave_nothing() {
 
 #[test]
 fn a_full_disk_fails_cleanly() {
-    let Some(small) = output_common::Tmpfs::mount("size=64k") else {
+    let Some(small) = support::Tmpfs::mount("size=64k") else {
         return;
     };
     let out = small.path().join("m.gguf");

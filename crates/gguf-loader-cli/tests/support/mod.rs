@@ -1,5 +1,7 @@
 //! Helpers of the CLI tests: the binary, a tiny model, a run with a time
-//! limit.
+//! limit, and for the commands that write files (`convert`, `synth`) a run
+//! with its peak memory, directory listings, FIFOs, tmpfs and unwritable
+//! directories.
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
@@ -97,4 +99,164 @@ pub fn output_capped(cmd: &mut Command, cap: usize) -> Output {
 /// 0 or 141 (as `cat` killed by SIGPIPE reads in a shell).
 pub fn quiet_pipe_exit(status: ExitStatus) -> bool {
     matches!(status.code(), Some(0) | Some(141))
+}
+
+/// What a finished child did, with its peak resident memory.
+pub struct Ran {
+    /// Exit status, `None` when killed by a signal.
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+    /// Peak resident set (`ru_maxrss`) of the child, in bytes.
+    pub max_rss: u64,
+}
+
+impl Ran {
+    /// Asserts a clean success and returns stdout.
+    pub fn ok(&self) -> &str {
+        assert_eq!(self.code, Some(0), "stderr: {}", self.stderr);
+        &self.stdout
+    }
+
+    /// Asserts the one-line error of exit status 2 and returns it.
+    pub fn err(&self) -> &str {
+        assert_eq!(
+            self.code,
+            Some(2),
+            "stdout: {} stderr: {}",
+            self.stdout,
+            self.stderr
+        );
+        assert!(!self.stderr.contains("panicked"), "{}", self.stderr);
+        assert_eq!(self.stderr.trim_end().lines().count(), 1, "{}", self.stderr);
+        &self.stderr
+    }
+}
+
+/// Starts `argv[2:]`, waits for it and writes "EXIT MAXRSS_KIB" to argv[1].
+const MEASURE: &str = r#"
+import os, subprocess, sys
+p = subprocess.Popen(sys.argv[2:])
+_, status, usage = os.wait4(p.pid, 0)
+code = os.waitstatus_to_exitcode(status)
+with open(sys.argv[1], "w") as f:
+    f.write(f"{code} {usage.ru_maxrss}")
+"#;
+
+/// Runs `cmd` to its end and measures its peak RSS.
+///
+/// Through a small Python parent: a child spawned straight from this test
+/// process would report the test process's own peak (Linux keeps the old
+/// memory's high-water mark in `ru_maxrss` across `exec`, and `posix_spawn`
+/// shares this process's memory until then), which the other tests running
+/// beside this one make large.
+pub fn run(cmd: &mut Command) -> Ran {
+    let report = tempfile::NamedTempFile::new().unwrap();
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(MEASURE)
+        .arg(report.path())
+        .arg(cmd.get_program())
+        .args(cmd.get_args())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "python3: {out:?}");
+    let report = std::fs::read_to_string(report.path()).unwrap();
+    let (code, rss) = report.split_once(' ').unwrap();
+    let code: i32 = code.parse().unwrap();
+    Ran {
+        code: (code >= 0).then_some(code),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        max_rss: rss.parse::<u64>().unwrap() * 1024,
+    }
+}
+
+/// The files in `dir`, sorted (temporary files left behind show here).
+pub fn listing(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+/// A tmpfs mounted on a fresh directory with these options (e.g.
+/// "size=1m", "ro"), unmounted on drop; `None` where mounting is not allowed
+/// (not root).
+pub struct Tmpfs {
+    pub dir: tempfile::TempDir,
+}
+
+impl Tmpfs {
+    pub fn mount(options: &str) -> Option<Tmpfs> {
+        let dir = tempfile::tempdir().unwrap();
+        let ok = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", options, "tmpfs"])
+            .arg(dir.path())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            eprintln!("skipped: cannot mount a tmpfs here (not root?)");
+            return None;
+        }
+        Some(Tmpfs { dir })
+    }
+
+    pub fn path(&self) -> PathBuf {
+        self.dir.path().to_path_buf()
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(self.dir.path()).status();
+    }
+}
+
+/// A FIFO at `path`.
+pub fn mkfifo(path: &Path) {
+    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: `c` is a valid NUL-terminated path for the call's duration.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
+}
+
+/// A directory this process cannot create files in: a read-only tmpfs for
+/// root (whom modes do not stop), else a directory of mode 0555. `None`
+/// when neither can be had.
+pub enum Unwritable {
+    Mounted(Tmpfs),
+    Moded(tempfile::TempDir),
+}
+
+impl Unwritable {
+    pub fn new() -> Option<Unwritable> {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } == 0 {
+            return Tmpfs::mount("ro,size=1m").map(Unwritable::Mounted);
+        }
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o555)).unwrap();
+        Some(Unwritable::Moded(dir))
+    }
+
+    pub fn path(&self) -> PathBuf {
+        match self {
+            Unwritable::Mounted(t) => t.path(),
+            Unwritable::Moded(d) => d.path().to_path_buf(),
+        }
+    }
+}
+
+impl Drop for Unwritable {
+    fn drop(&mut self) {
+        if let Unwritable::Moded(d) = self {
+            use std::os::unix::fs::PermissionsExt;
+            let _ = std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o755));
+        }
+    }
 }

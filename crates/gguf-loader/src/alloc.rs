@@ -5,13 +5,15 @@
 //! more memory than there is gives an error, never an abort.
 
 use std::marker::PhantomData;
+use std::ops::Range;
+use std::sync::Arc;
 
 use memmap2::{MmapMut, MmapOptions};
 
 use crate::element::Element;
 
 /// A transparent huge page (x86-64 and aarch64 with 4 KiB base pages).
-const HUGE: usize = 2 << 20;
+pub(crate) const HUGE: usize = 2 << 20;
 
 /// An allocation that failed: the bytes asked for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -116,7 +118,8 @@ pub(crate) struct Pages<T> {
 }
 
 impl<T: Element> Pages<T> {
-    fn zeroed(n: usize) -> Result<Pages<T>, AllocError> {
+    /// `n` zeros, untouched; [`AllocError`] when the memory cannot be had.
+    pub(crate) fn zeroed(n: usize) -> Result<Pages<T>, AllocError> {
         let bytes = bytes_of::<T>(n)?;
         let fail = AllocError {
             bytes: bytes as u64,
@@ -157,7 +160,7 @@ impl<T: Element> Pages<T> {
         bytemuck::try_cast_slice(&self.map[self.byte_range()]).unwrap_or_default()
     }
 
-    fn as_mut_slice(&mut self) -> &mut [T] {
+    pub(crate) fn as_mut_slice(&mut self) -> &mut [T] {
         let r = self.byte_range();
         bytemuck::try_cast_slice_mut(&mut self.map[r]).unwrap_or_default()
     }
@@ -172,6 +175,11 @@ pub(crate) enum Buffer<T> {
     /// huge page up (a heap allocation of that size starts 16 bytes past a
     /// page, so neither its first nor its last 2 MiB could be a huge page).
     Pages(Pages<T>),
+    /// A range of an arena shared by the small tensors of one model load
+    /// (huge pages for them too, and one mapping instead of hundreds). Only
+    /// a [`Model`](crate::Model) holds these: a tensor taken out of it gets
+    /// its own copy ([`Buffer::into_own`]), so none can keep the arena alive.
+    Shared(Arc<Pages<T>>, Range<usize>),
 }
 
 impl<T: Element> Buffer<T> {
@@ -189,22 +197,114 @@ impl<T: Element> Buffer<T> {
         match self {
             Buffer::Heap(v) => v,
             Buffer::Pages(p) => p.as_slice(),
+            Buffer::Shared(p, r) => p.as_slice().get(r.clone()).unwrap_or_default(),
         }
     }
 
-    /// The values, to write.
+    /// The values, to write (nothing for a shared range, which is written
+    /// before it is shared).
     pub fn as_mut_slice(&mut self) -> &mut [T] {
         match self {
             Buffer::Heap(v) => v,
             Buffer::Pages(p) => p.as_mut_slice(),
+            Buffer::Shared(..) => &mut [],
         }
     }
 
-    /// The values as a vector (a copy when they are in pages of their own).
+    /// The values as a vector (a copy when they are in pages).
     pub fn into_vec(self) -> Vec<T> {
         match self {
             Buffer::Heap(v) => v,
-            Buffer::Pages(p) => p.as_slice().to_vec(),
+            b => b.as_slice().to_vec(),
         }
+    }
+
+    /// The same values in memory of their own: a shared range is copied
+    /// out (it is small: see [`ARENA_MAX`]), anything else moves.
+    pub fn into_own(self) -> Buffer<T> {
+        match self {
+            Buffer::Shared(..) => Buffer::Heap(self.as_slice().to_vec()),
+            b => b,
+        }
+    }
+}
+
+/// Outputs of a whole-model load smaller than this share one arena; larger
+/// ones get pages of their own. Copying one out of the arena (when a tensor
+/// is taken from its model) costs at most this much.
+pub(crate) const ARENA_MAX: usize = HUGE;
+
+/// Where each output of a model load lives: the small ones at element
+/// offsets of one arena (each on a 64-byte boundary, for the streaming
+/// stores), the others in pages of their own.
+pub(crate) struct ModelOutputs<T> {
+    /// `None` when no output is small.
+    arena: Option<Pages<T>>,
+    /// Per output: its range in the arena, or its own buffer.
+    slots: Vec<Result<Range<usize>, Buffer<T>>>,
+}
+
+impl<T: Element> ModelOutputs<T> {
+    /// Untouched zeroed outputs of `lens[i]` values each. Errs with the
+    /// index of the output that could not be had (the arena's error names
+    /// the first small one) and the bytes asked.
+    pub fn zeroed(lens: &[usize]) -> Result<ModelOutputs<T>, (usize, AllocError)> {
+        let align = (64 / std::mem::size_of::<T>()).max(1);
+        let mut offset = 0usize;
+        let mut slots = Vec::with_capacity(lens.len());
+        let mut first_small = None;
+        for (i, &n) in lens.iter().enumerate() {
+            let bytes = bytes_of::<T>(n).map_err(|e| (i, e))?;
+            if bytes < ARENA_MAX {
+                first_small.get_or_insert(i);
+                let start = offset.next_multiple_of(align);
+                // Below ARENA_MAX each, and at most usize::MAX outputs in all.
+                offset = start + n;
+                slots.push(Ok(start..offset));
+            } else {
+                slots.push(Err(Buffer::Pages(Pages::zeroed(n).map_err(|e| (i, e))?)));
+            }
+        }
+        let arena = match first_small {
+            Some(i) => Some(Pages::zeroed(offset).map_err(|e| (i, e))?),
+            None => None,
+        };
+        Ok(ModelOutputs { arena, slots })
+    }
+
+    /// Every output to write, in order, as disjoint slices.
+    pub fn slices_mut(&mut self) -> Vec<&mut [T]> {
+        let mut rest: &mut [T] = match &mut self.arena {
+            Some(a) => a.as_mut_slice(),
+            None => &mut [],
+        };
+        let mut taken = 0usize;
+        let mut out = Vec::with_capacity(self.slots.len());
+        for slot in &mut self.slots {
+            match slot {
+                Ok(r) => {
+                    let (_, tail) = std::mem::take(&mut rest).split_at_mut(r.start - taken);
+                    let (this, tail) = tail.split_at_mut(r.len());
+                    rest = tail;
+                    taken = r.end;
+                    out.push(this);
+                }
+                Err(b) => out.push(b.as_mut_slice()),
+            }
+        }
+        out
+    }
+
+    /// The outputs as buffers, in order: the arena shared by the small ones.
+    pub fn into_buffers(self) -> Vec<Buffer<T>> {
+        let arena = self.arena.map(Arc::new);
+        self.slots
+            .into_iter()
+            .map(|slot| match (slot, &arena) {
+                (Ok(r), Some(a)) => Buffer::Shared(a.clone(), r),
+                (Ok(_), None) => Buffer::Heap(Vec::new()),
+                (Err(b), _) => b,
+            })
+            .collect()
     }
 }

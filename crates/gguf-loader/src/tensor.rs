@@ -32,8 +32,10 @@ impl fmt::Display for Device {
 /// safetensors, numpy): the last dimension varies fastest. [`Tensor::ne`]
 /// gives the same dimensions in GGUF order.
 ///
-/// Every tensor holds its values in memory of its own: a tensor taken out of
-/// a [`Model`](crate::Model) keeps nothing else of the model alive.
+/// A tensor taken out of a [`Model`](crate::Model) ([`Model::take`](crate::Model::take)),
+/// cloned, or decoded alone holds its values in memory of its own: it keeps
+/// nothing else of the model alive. (Inside a model, tensors under 2 MiB
+/// share one huge-page arena.)
 pub struct Tensor<T> {
     /// GGUF order: `ne[0]` (the row length) first.
     ne: Vec<usize>,
@@ -127,6 +129,15 @@ impl<T: Element> Tensor<T> {
     /// x86-64 and aarch64): what safetensors and numpy `tobytes()` hold.
     pub fn as_bytes(&self) -> &[u8] {
         bytemuck::cast_slice(self.data())
+    }
+
+    /// The same tensor in memory of its own (a copy when its values are
+    /// in an arena shared with other tensors of its model).
+    pub(crate) fn into_own(self) -> Tensor<T> {
+        Tensor {
+            data: self.data.into_own(),
+            ..self
+        }
     }
 
     /// The values as an owned vector: the tensor's own vector when it has

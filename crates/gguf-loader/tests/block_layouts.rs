@@ -156,7 +156,9 @@ fn scale_fields_match_ggml() {
 /// 0.19 says 40 bytes; ggml's `block_q8_1` is 36).
 #[test]
 fn sizes_agree_with_gguf_py() {
-    let out = common::python_oracle("quant_sizes.py", std::path::Path::new(""));
+    let Some(out) = common::python_oracle("quant_sizes.py", std::path::Path::new("")) else {
+        return;
+    };
     let sizes: serde_json::Map<String, serde_json::Value> =
         serde_json::from_slice(&out).expect("gguf-py sizes as JSON");
     let mut compared = 0;

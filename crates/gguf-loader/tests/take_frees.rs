@@ -1,10 +1,10 @@
-//! Holding one tensor of a model keeps nothing else of it: each decoded
-//! tensor has memory of its own, so `model.take(name)` then `drop(model)`
-//! frees everything but that tensor. (It kept the whole model's one shared
-//! output buffer: 353 MB of SmolLM2 for 576 values.) Small tensors live on
-//! the heap, seen by the counting allocator; large ones in huge pages of
-//! their own, seen in `RssAnon`. One test in its own binary, so that no
-//! other test allocates meanwhile.
+//! Holding one tensor of a model keeps nothing else of it: `model.take(name)`
+//! then `drop(model)` frees everything but that tensor. (It kept the whole
+//! model's one shared output buffer: 353 MB of SmolLM2 for 576 values.) A
+//! small tensor is copied out of the arena it shared with the model's other
+//! small tensors onto the heap, seen by the counting allocator; a large one
+//! moves out with its huge pages, seen in `RssAnon`. One test in its own
+//! binary, so that no other test allocates meanwhile.
 
 mod common;
 
@@ -53,7 +53,7 @@ fn take_then_drop(path: &Path, name: &str) -> (i64, i64, usize, usize) {
 fn a_taken_tensor_keeps_nothing_else_alive() {
     let dir = tempfile::tempdir().unwrap();
 
-    // Small tensors (under a huge page each): heap allocations.
+    // Small tensors (under a huge page each): one shared arena in the model.
     let small = dir.path().join("tiny.gguf");
     let tiny = synthesize(&Preset::TINY_TEST, GgmlType::Q4_0, 5).unwrap();
     std::fs::write(&small, tiny.to_bytes().unwrap()).unwrap();

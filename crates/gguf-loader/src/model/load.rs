@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use half::f16;
 use rayon::prelude::*;
 
-use crate::alloc::{AllocError, Buffer};
+use crate::alloc::{AllocError, Buffer, ModelOutputs};
 use crate::decode::{dequantize_into_with, DecodeError, OutputMemory, Stores};
 use crate::element::Element;
 use crate::error::{Error, Result};
@@ -314,27 +314,32 @@ impl MmapGGUFLoader {
         let run = || -> Result<Vec<(String, Tensor<T>)>> {
             // Untouched pages cost nothing until the decoders write them (in
             // parallel), and a model too large fails here, before any work.
-            let mut outs = tensors
+            // Small outputs share one huge-page arena, large ones get pages
+            // of their own (see `ModelOutputs`).
+            let lens = tensors
                 .iter()
-                .map(|t| output_for::<T>(*t))
-                .collect::<Result<Vec<Buffer<T>>>>()?;
+                .map(|t| {
+                    usize::try_from(t.info.n_elements)
+                        .map_err(|_| Error::TooLarge(t.info.name.to_string()))
+                })
+                .collect::<Result<Vec<usize>>>()?;
+            let mut outs = ModelOutputs::<T>::zeroed(&lens)
+                .map_err(|(i, e)| out_of_memory(tensors[i].info.name)(e))?;
             let stores = opts.stores.for_output(
-                outs.iter()
-                    .map(|o| std::mem::size_of_val(o.as_slice()))
-                    .sum(),
+                lens.iter().sum::<usize>() * std::mem::size_of::<T>(),
                 OutputMemory::Fresh,
             );
-            let mut work: Vec<(Located<'_>, &mut Buffer<T>)> =
-                tensors.iter().copied().zip(outs.iter_mut()).collect();
+            let mut work: Vec<(Located<'_>, &mut [T])> =
+                tensors.iter().copied().zip(outs.slices_mut()).collect();
             // Largest first, so that the big tensors do not end up alone.
             work.sort_by_key(|(t, _)| Reverse(t.info.n_bytes));
             work.into_par_iter().try_for_each(|(t, out)| {
                 ctl.check()?;
-                decode_into(t, out.as_mut_slice(), &ctl, stores)
+                decode_into(t, out, &ctl, stores)
             })?;
             tensors
                 .iter()
-                .zip(outs)
+                .zip(outs.into_buffers())
                 .map(|(t, out)| {
                     let tensor = Tensor::from_buffer(t.info.ne(), out)
                         .ok_or_else(|| Error::TooLarge(t.info.name.to_string()))?;

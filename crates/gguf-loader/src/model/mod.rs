@@ -101,10 +101,11 @@ impl<T: Element> Model<T> {
         self.index.get(name).map(|i| &self.tensors[*i].1)
     }
 
-    /// Removes and returns a tensor (to move it elsewhere without a copy);
-    /// `None` when the model has no tensor of that name. Each tensor holds
-    /// memory of its own, so holding the one taken keeps nothing else of
-    /// the model alive once the model is dropped.
+    /// Removes and returns a tensor; `None` when the model has no tensor of
+    /// that name. The tensor returned holds memory of its own, so it keeps
+    /// nothing else of the model alive once the model is dropped: a tensor of
+    /// 2 MiB or more moves out without a copy, a smaller one (which shared a
+    /// huge-page arena with the model's other small tensors) is copied out.
     pub fn take(&mut self, name: &str) -> Option<Tensor<T>> {
         let i = self.index.remove(name)?;
         let (_, t) = self.tensors.remove(i);
@@ -113,7 +114,9 @@ impl<T: Element> Model<T> {
                 *v -= 1;
             }
         }
-        Some(t)
+        // Its own memory: a small tensor is copied out of the arena it
+        // shares with the rest of the model, so it keeps none of it alive.
+        Some(t.into_own())
     }
 
     /// `(name, tensor)` pairs in file order.

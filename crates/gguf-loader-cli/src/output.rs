@@ -106,27 +106,18 @@ impl Output {
     /// path, when there is not enough space.
     pub fn reserve(&mut self, bytes: u64) -> Result<(), BoxError> {
         #[cfg(target_os = "linux")]
-        {
-            use std::os::fd::AsRawFd;
-            let fd = self.temp.get_ref().as_file().as_raw_fd();
-            let Ok(len) = libc::off_t::try_from(bytes) else {
-                return Err(self.error(format!("{bytes} bytes is too large a file")));
-            };
-            if len > 0 {
-                // fallocate, not posix_fallocate: where the file system has
-                // no preallocation, glibc's posix_fallocate would write the
-                // whole length block by block; this just says so.
-                // SAFETY: `fd` is the open temporary file, owned by `self`
-                // for the duration of the call; fallocate reads no memory of
-                // ours.
-                let rc = unsafe { libc::fallocate(fd, 0, 0, len) };
-                if rc != 0 {
-                    let e = io::Error::last_os_error();
-                    match e.raw_os_error() {
-                        // File systems without preallocation.
-                        Some(libc::EOPNOTSUPP | libc::ENOSYS | libc::EINVAL) => {}
-                        _ => return Err(self.error(format!("cannot reserve {bytes} bytes: {e}"))),
-                    }
+        if bytes > 0 {
+            use rustix::fs::{fallocate, FallocateFlags};
+            use rustix::io::Errno;
+            // fallocate, not posix_fallocate: where the file system has no
+            // preallocation, glibc's posix_fallocate would write the whole
+            // length block by block; this just says so.
+            match fallocate(self.temp.get_ref().as_file(), FallocateFlags::empty(), 0, bytes) {
+                // File systems without preallocation.
+                Ok(()) | Err(Errno::OPNOTSUPP | Errno::NOSYS | Errno::INVAL) => {}
+                Err(e) => {
+                    let e = io::Error::from(e);
+                    return Err(self.error(format!("cannot reserve {bytes} bytes: {e}")));
                 }
             }
         }

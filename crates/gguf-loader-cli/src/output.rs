@@ -112,7 +112,12 @@ impl Output {
             // fallocate, not posix_fallocate: where the file system has no
             // preallocation, glibc's posix_fallocate would write the whole
             // length block by block; this just says so.
-            match fallocate(self.temp.get_ref().as_file(), FallocateFlags::empty(), 0, bytes) {
+            match fallocate(
+                self.temp.get_ref().as_file(),
+                FallocateFlags::empty(),
+                0,
+                bytes,
+            ) {
                 // File systems without preallocation.
                 Ok(()) | Err(Errno::OPNOTSUPP | Errno::NOSYS | Errno::INVAL) => {}
                 Err(e) => {

@@ -238,13 +238,15 @@ fn decode_into<T: Element>(
 
 impl MmapGGUFLoader {
     /// Decodes one tensor to f16 on `device` (the design's entry point);
-    /// errs as [`Self::load_tensor_with`].
+    /// errs as [`Self::load_tensor_with`]. The same as
+    /// [`load_tensor::<f16>`](Self::load_tensor).
     pub fn load_tensor_f16(&self, name: &str, device: Device) -> Result<Tensor<f16>> {
         self.load_tensor::<f16>(name, device)
     }
 
     /// Decodes one tensor to `T` (f32, f16 or bf16) on `device`, using every
     /// rayon thread for large tensors; errs as [`Self::load_tensor_with`].
+    /// With `T = f16` it is [`Self::load_tensor_f16`].
     pub fn load_tensor<T: Element>(&self, name: &str, device: Device) -> Result<Tensor<T>> {
         self.load_tensor_with(name, device, LoadOptions::default())
     }
@@ -282,13 +284,15 @@ impl MmapGGUFLoader {
     }
 
     /// Decodes every tensor to f16 (the design's `load_f16_model`); errs as
-    /// [`Self::load_model_with`].
+    /// [`Self::load_model_with`]. The same as
+    /// [`load_model::<f16>`](Self::load_model); [`load_model_f16`] opens a
+    /// path and does this in one call.
     pub fn load_f16_model(&self, device: Device) -> Result<Model<f16>> {
         self.load_model::<f16>(device)
     }
 
     /// Decodes every tensor to `T` on `device`, in parallel; errs as
-    /// [`Self::load_model_with`].
+    /// [`Self::load_model_with`]. With `T = f16` it is [`Self::load_f16_model`].
     pub fn load_model<T: Element>(&self, device: Device) -> Result<Model<T>> {
         self.load_model_with(device, LoadOptions::default())
     }
@@ -364,7 +368,8 @@ fn check_device(device: Device) -> Result<()> {
 }
 
 /// Opens `path` and decodes every tensor to f16 on the CPU: the design's
-/// one-call `load_model_f16`. Errs as [`MmapGGUFLoader::new`] and
+/// one-call `load_model_f16`, the same as
+/// `MmapGGUFLoader::new(path)?.load_f16_model(Device::Cpu)`. Errs as [`MmapGGUFLoader::new`] and
 /// [`MmapGGUFLoader::load_model_with`] do.
 pub fn load_model_f16(path: impl AsRef<Path>) -> Result<Model<f16>> {
     MmapGGUFLoader::new(path)?.load_f16_model(Device::Cpu)

@@ -1,0 +1,173 @@
+//! The public API's small promises: errors print their cause once and file
+//! text escaped, bad magic as hex, type names honour width and padding,
+//! shape is row-major and ne GGUF order, tensors as bytes and as ndarray
+//! views, architecture-prefixed and typed-array metadata getters.
+
+mod common;
+
+use std::error::Error as _;
+
+use gguf_loader::{
+    Device, GgmlType, GgufFile, GgufWriter, MetaValue, MetadataError, MmapGGUFLoader, Tensor,
+    ValueType,
+};
+
+fn small_model() -> Vec<u8> {
+    let mut w = GgufWriter::new();
+    w.add("general.architecture", MetaValue::String("gemma3".into()))
+        .add("gemma3.block_count", MetaValue::U64(2))
+        .add("gemma3.rope.freq_base", MetaValue::F32(1e6))
+        .add(
+            "tokenizer.ggml.tokens",
+            MetaValue::Array(
+                ValueType::String,
+                vec![
+                    MetaValue::String("<bos>".into()),
+                    MetaValue::String("a".into()),
+                ],
+            ),
+        )
+        .add(
+            "tokenizer.ggml.scores",
+            MetaValue::Array(
+                ValueType::F32,
+                vec![MetaValue::F32(0.5), MetaValue::F32(-1.0)],
+            ),
+        );
+    // ne = [3, 2]: rows of 3, 2 rows: shape [2, 3].
+    let values: Vec<u8> = (0..6).flat_map(|i| (i as f32).to_le_bytes()).collect();
+    w.add_tensor("blk.0.w", &[3, 2], GgmlType::F32, values)
+        .unwrap();
+    w.to_bytes().unwrap()
+}
+
+#[test]
+fn errors_hold_their_cause_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("missing.gguf");
+    let e = MmapGGUFLoader::new(&missing).unwrap_err();
+    let text = e.to_string();
+    assert!(
+        text.contains("missing.gguf") && text.contains("No such file"),
+        "{text}"
+    );
+    assert!(
+        e.source().is_none(),
+        "the cause is in the message, not repeated"
+    );
+    assert_eq!(
+        e.io_error().map(|e| e.kind()),
+        Some(std::io::ErrorKind::NotFound)
+    );
+}
+
+#[test]
+fn bad_magic_prints_as_hex_and_escaped_text() {
+    let mut bytes = small_model();
+    bytes[..4].copy_from_slice(&[0x17, 0x14, b'g', b'g']);
+    let e = GgufFile::parse(&bytes).unwrap_err().to_string();
+    assert!(e.contains(r#"0x17 0x14 0x67 0x67 ("\x17\x14gg")"#), "{e}");
+}
+
+#[test]
+fn names_from_a_file_are_escaped_in_errors() {
+    let loader = {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("m.gguf");
+        std::fs::write(&p, small_model()).unwrap();
+        MmapGGUFLoader::new(&p).unwrap()
+    };
+    let e = loader
+        .load_tensor_f16("x\u{1b}]0;TITLE\u{7}", Device::Cpu)
+        .unwrap_err()
+        .to_string();
+    assert!(!e.chars().any(|c| c.is_control()), "{e:?}");
+    assert!(e.contains(r"x\u{1b}]0;TITLE\u{7}"), "{e}");
+}
+
+#[test]
+fn type_names_honour_width() {
+    assert_eq!(format!("[{:<6}]", GgmlType::Q4_K), "[Q4_K  ]");
+    assert_eq!(format!("[{:>8}]", ValueType::U32), "[  uint32]");
+    assert_eq!(format!("[{:^7}]", Device::Cpu), "[  cpu  ]");
+}
+
+#[test]
+fn shape_is_row_major_and_ne_is_gguf_order() {
+    let bytes = small_model();
+    let f = GgufFile::parse(&bytes).unwrap();
+    let info = f.tensor("blk.0.w").unwrap();
+    assert_eq!(info.ne(), &[3, 2]);
+    assert_eq!(info.shape(), vec![2, 3]);
+
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("m.gguf");
+    std::fs::write(&p, &bytes).unwrap();
+    let t = MmapGGUFLoader::new(&p)
+        .unwrap()
+        .load_tensor::<f32>("blk.0.w", Device::Cpu)
+        .unwrap();
+    assert_eq!(t.ne(), &[3, 2]);
+    assert_eq!(t.shape(), vec![2, 3]);
+    let bytes_le: Vec<u8> = (0..6).flat_map(|i| (i as f32).to_ne_bytes()).collect();
+    assert_eq!(t.as_bytes(), &bytes_le[..]);
+    // Row-major: element [1, 0] is the second row's first value.
+    let v = t.view();
+    assert_eq!(v.shape(), &[2, 3]);
+    assert_eq!(v[[1, 0]], 3.0);
+    assert_eq!(v[[0, 2]], 2.0);
+
+    let made = Tensor::from_vec(&[2, 3], (0..6).map(|i| i as f32).collect()).unwrap();
+    assert_eq!(made.ne(), &[3, 2]);
+    assert_eq!(made.data(), t.data());
+    assert!(Tensor::from_vec(&[4, 2], vec![0f32; 6]).is_none());
+}
+
+#[test]
+fn architecture_keys_and_typed_arrays() {
+    let bytes = small_model();
+    let f = GgufFile::parse(&bytes).unwrap();
+    let m = &f.metadata;
+    assert_eq!(m.architecture().unwrap(), "gemma3");
+    assert_eq!(m.arch_key("block_count").unwrap(), "gemma3.block_count");
+    // Stored as u64: arch_u32 takes any width that fits.
+    assert_eq!(m.arch_u32("block_count").unwrap(), 2);
+    assert_eq!(m.arch_f32("rope.freq_base").unwrap(), 1e6);
+    assert_eq!(
+        m.arch_u32("context_length").unwrap_err(),
+        MetadataError::Missing("gemma3.context_length".into())
+    );
+    assert_eq!(
+        m.get_str_array("tokenizer.ggml.tokens").unwrap(),
+        ["<bos>", "a"]
+    );
+    assert_eq!(
+        m.get_f32_array("tokenizer.ggml.scores").unwrap(),
+        [0.5, -1.0]
+    );
+    assert!(matches!(
+        m.get_f32_array("tokenizer.ggml.tokens"),
+        Err(MetadataError::WrongType {
+            found: ValueType::String,
+            ..
+        })
+    ));
+}
+
+/// The README's keys on both real models: `{arch}.block_count` whatever the
+/// architecture.
+#[test]
+fn arch_keys_on_both_real_models() {
+    for (model, arch, layers) in common::model_path()
+        .map(|p| (p, "llama", 30))
+        .into_iter()
+        .chain(common::gemma_path().map(|p| (p, "gemma3", 18)))
+    {
+        let l = MmapGGUFLoader::new(&model).unwrap();
+        let m = l.metadata();
+        assert_eq!(m.architecture().unwrap(), arch);
+        assert_eq!(m.arch_u32("block_count").unwrap(), layers);
+        let tokens = m.get_str_array("tokenizer.ggml.tokens").unwrap();
+        assert!(tokens.len() >= 49152);
+    }
+}

@@ -1,7 +1,6 @@
-//! What the machine allows: how many threads, how much memory, which paths
-//! can be opened as a model without blocking.
-
-use std::path::Path;
+//! What the machine allows: how many threads, how much memory. (A FILE that
+//! is not a regular file, which could block the open, is refused by the
+//! library before anything is read.)
 
 /// How many threads `--threads` may ask for per available core.
 pub const THREADS_PER_CORE: usize = 4;
@@ -61,51 +60,6 @@ pub fn check_memory(needed: u64, what: &str) -> Result<(), String> {
 
 const GIB: f64 = (1u64 << 30) as f64;
 
-/// Refuses a path that is not a regular file (or a block device) before it
-/// is opened: a directory would fail later with a baffling "No such device",
-/// and opening a FIFO with no writer would block forever. A path that
-/// cannot be examined passes, so that opening it reports why.
-///
-/// The library refuses such paths itself where it opens them; this check
-/// keeps the CLI's answer the same meanwhile.
-pub fn check_input(path: &Path) -> Result<(), gguf_loader::Error> {
-    let Ok(meta) = std::fs::metadata(path) else {
-        return Ok(());
-    };
-    let ft = meta.file_type();
-    let what = if ft.is_dir() {
-        Some("a directory")
-    } else {
-        special_kind(&ft)
-    };
-    match what {
-        Some(what) => Err(gguf_loader::Error::NotAFile {
-            path: path.to_path_buf(),
-            what,
-        }),
-        None => Ok(()),
-    }
-}
-
-#[cfg(unix)]
-fn special_kind(ft: &std::fs::FileType) -> Option<&'static str> {
-    use std::os::unix::fs::FileTypeExt;
-    if ft.is_fifo() {
-        Some("a FIFO")
-    } else if ft.is_socket() {
-        Some("a socket")
-    } else if ft.is_char_device() {
-        Some("a character device")
-    } else {
-        None
-    }
-}
-
-#[cfg(not(unix))]
-fn special_kind(_: &std::fs::FileType) -> Option<&'static str> {
-    None
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -129,13 +83,5 @@ mod tests {
             assert!(e.contains("--no-memory-check"), "{e}");
         }
         assert!(check_memory(1, "one byte").is_ok());
-    }
-
-    #[test]
-    fn a_directory_is_not_a_file() {
-        let dir = std::env::temp_dir();
-        let e = check_input(&dir).unwrap_err();
-        assert!(e.to_string().contains("is a directory"), "{e}");
-        assert!(check_input(Path::new("/no/such/file")).is_ok());
     }
 }

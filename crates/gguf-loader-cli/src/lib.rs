@@ -11,7 +11,7 @@
 //!   taken from a file is printed with its control characters escaped, and
 //!   JSON is streamed, never built as a tree.
 //! - [`host`]: what the machine allows (`--threads` bounds, available
-//!   memory, refusing a FILE that is not a regular file).
+//!   memory).
 //!
 //! [`ElementKind`]: gguf_loader::ElementKind
 //! [`Element`]: gguf_loader::Element

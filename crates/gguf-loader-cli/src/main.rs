@@ -7,7 +7,7 @@ mod convert;
 mod output;
 mod synth;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -195,28 +195,8 @@ enum Command {
     },
 }
 
-impl Command {
-    /// The model file a subcommand reads (`verify` examines its own, to
-    /// report in its own format).
-    fn input(&self) -> Option<&Path> {
-        match self {
-            Command::Inspect { file, .. }
-            | Command::Convert { file, .. }
-            | Command::Load { file, .. }
-            | Command::Bench { file, .. } => Some(file),
-            Command::Verify { .. } | Command::Synth { .. } => None,
-        }
-    }
-}
-
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    // A directory or a FIFO is refused before it is opened (a FIFO with no
-    // writer would block the open forever).
-    if let Some(Err(e)) = cli.command.input().map(gguf_loader_cli::host::check_input) {
-        return exit_code(Err(e.into()));
-    }
-    exit_code(run(cli.command))
+    exit_code(run(Cli::parse().command))
 }
 
 fn run(command: Command) -> Result<ExitCode, CliError> {

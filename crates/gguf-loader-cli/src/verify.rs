@@ -31,7 +31,7 @@ pub const MAX_PER_TENSOR: usize = 16;
 pub fn run(path: &Path, as_json: bool) -> Result<ExitCode, CliError> {
     let mut out = io::BufWriter::new(io::stdout().lock());
     let file = path.display().to_string();
-    let opened = crate::host::check_input(path).and_then(|()| MmapGGUFLoader::new(path));
+    let opened = MmapGGUFLoader::new(path);
     let code = match &opened {
         Err(e) => {
             let (structure, message) = describe(path, e);

@@ -17,8 +17,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut elements = 0usize;
     let mut tensors = Vec::with_capacity(content.tensor_infos.len());
     for name in content.tensor_infos.keys() {
-        let q = content.tensor(&mut reader, name, Device::Cpu)?;
-        let t = q.dequantize_f16(Device::Cpu)?;
+        let q = content.tensor(&mut reader, name, &Device::Cpu)?;
+        let t = q.dequantize_f16(&Device::Cpu)?;
         elements += t.elem_count();
         tensors.push(t);
     }

@@ -54,10 +54,6 @@ pub(crate) mod sealed {
         /// Converts a run of f32 values.
         fn from_f32_slice(src: &[f32], dst: &mut [Self]);
 
-        /// Copies `src` of type `ty` bit for bit when it already is this
-        /// float (little-endian bytes); `false` when it is not.
-        fn copy_same(ty: GgmlType, src: &[u8], dst: &mut [Self]) -> bool;
-
         /// The buffer as f32, when this is f32.
         fn as_f32_mut(_dst: &mut [Self]) -> Option<&mut [f32]> {
             None
@@ -85,9 +81,6 @@ pub(crate) mod sealed {
 ///
 /// impl Element for Mine {
 ///     const KIND: ElementKind = ElementKind::F32;
-///     fn to_le_bytes_vec(values: &[Mine]) -> Vec<u8> {
-///         values.iter().map(|v| v.0).collect()
-///     }
 /// }
 /// ```
 pub trait Element:
@@ -97,15 +90,37 @@ pub trait Element:
     const KIND: ElementKind;
 
     /// The values' little-endian bytes (a copy; see also `Tensor::as_bytes`).
-    fn to_le_bytes_vec(values: &[Self]) -> Vec<u8>;
+    fn to_le_bytes_vec(values: &[Self]) -> Vec<u8> {
+        let mut out = bytemuck::cast_slice::<Self, u8>(values).to_vec();
+        if cfg!(target_endian = "big") {
+            for v in out.chunks_exact_mut(Self::KIND.size()) {
+                v.reverse();
+            }
+        }
+        out
+    }
+}
+
+/// Copies `src`, little-endian values of type `ty`, into `dst` bit for bit
+/// when `ty` is `T` itself (F32 → f32, F16 → f16, BF16 → bf16); `false`,
+/// touching nothing, when it is not. Copies the whole values that fit both.
+pub(crate) fn copy_same<T: Element>(ty: GgmlType, src: &[u8], dst: &mut [T]) -> bool {
+    if ty != T::KIND.ggml_type() {
+        return false;
+    }
+    let out: &mut [u8] = bytemuck::cast_slice_mut(dst);
+    let n = out.len().min(src.len()) / T::KIND.size() * T::KIND.size();
+    out[..n].copy_from_slice(&src[..n]);
+    if cfg!(target_endian = "big") {
+        for v in out[..n].chunks_exact_mut(T::KIND.size()) {
+            v.reverse();
+        }
+    }
+    true
 }
 
 impl Element for f32 {
     const KIND: ElementKind = ElementKind::F32;
-
-    fn to_le_bytes_vec(values: &[f32]) -> Vec<u8> {
-        values.iter().flat_map(|v| v.to_le_bytes()).collect()
-    }
 }
 
 impl sealed::Sealed for f32 {
@@ -116,24 +131,10 @@ impl sealed::Sealed for f32 {
     fn as_f32_mut(dst: &mut [f32]) -> Option<&mut [f32]> {
         Some(dst)
     }
-
-    fn copy_same(ty: GgmlType, src: &[u8], dst: &mut [f32]) -> bool {
-        if ty != GgmlType::F32 {
-            return false;
-        }
-        for (d, s) in dst.iter_mut().zip(src.chunks_exact(4)) {
-            *d = f32::from_le_bytes([s[0], s[1], s[2], s[3]]);
-        }
-        true
-    }
 }
 
 impl Element for f16 {
     const KIND: ElementKind = ElementKind::F16;
-
-    fn to_le_bytes_vec(values: &[f16]) -> Vec<u8> {
-        values.iter().flat_map(|v| v.to_le_bytes()).collect()
-    }
 }
 
 impl sealed::Sealed for f16 {
@@ -144,38 +145,14 @@ impl sealed::Sealed for f16 {
     fn as_f16_mut(dst: &mut [f16]) -> Option<&mut [f16]> {
         Some(dst)
     }
-
-    fn copy_same(ty: GgmlType, src: &[u8], dst: &mut [f16]) -> bool {
-        if ty != GgmlType::F16 {
-            return false;
-        }
-        for (d, s) in dst.iter_mut().zip(src.chunks_exact(2)) {
-            *d = f16::from_bits(u16::from_le_bytes([s[0], s[1]]));
-        }
-        true
-    }
 }
 
 impl Element for bf16 {
     const KIND: ElementKind = ElementKind::BF16;
-
-    fn to_le_bytes_vec(values: &[bf16]) -> Vec<u8> {
-        values.iter().flat_map(|v| v.to_le_bytes()).collect()
-    }
 }
 
 impl sealed::Sealed for bf16 {
     fn from_f32_slice(src: &[f32], dst: &mut [bf16]) {
         dst.convert_from_f32_slice(src);
-    }
-
-    fn copy_same(ty: GgmlType, src: &[u8], dst: &mut [bf16]) -> bool {
-        if ty != GgmlType::BF16 {
-            return false;
-        }
-        for (d, s) in dst.iter_mut().zip(src.chunks_exact(2)) {
-            *d = bf16::from_bits(u16::from_le_bytes([s[0], s[1]]));
-        }
-        true
     }
 }

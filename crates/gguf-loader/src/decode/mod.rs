@@ -258,7 +258,7 @@ pub fn dequantize_into_with<T: Element>(
 
 /// `src` and `dst` are known to match.
 fn decode_unchecked<T: Element>(ty: GgmlType, src: &[u8], dst: &mut [T], stream: bool) {
-    if T::copy_same(ty, src, dst) {
+    if crate::element::copy_same(ty, src, dst) {
         return;
     }
     let plain = simd::kernels(ty);

@@ -2,6 +2,7 @@
 //! raw bytes, in any version and byte order.
 
 use std::borrow::Cow;
+use std::collections::HashMap;
 use std::io::{self, Write};
 
 use super::file::{Endianness, ALIGNMENT_KEY, DEFAULT_ALIGNMENT, GGUF_MAGIC, MAX_DIMS};
@@ -144,6 +145,8 @@ pub struct GgufWriter<'d> {
     endianness: Endianness,
     alignment: u64,
     metadata: Vec<(String, Meta<'d>)>,
+    /// Position of each key in `metadata`, so that adding n keys is linear.
+    keys: HashMap<String, usize>,
     tensors: Vec<TensorSpec<'d>>,
 }
 
@@ -176,6 +179,7 @@ impl<'d> GgufWriter<'d> {
             endianness: Endianness::Little,
             alignment: DEFAULT_ALIGNMENT,
             metadata: Vec::new(),
+            keys: HashMap::new(),
             tensors: Vec::new(),
         }
     }
@@ -196,12 +200,19 @@ impl<'d> GgufWriter<'d> {
     /// `general.alignment`.
     pub fn alignment(mut self, alignment: u32) -> Self {
         self.alignment = u64::from(alignment);
-        self.metadata.retain(|(k, _)| k != ALIGNMENT_KEY);
+        if let Some(i) = self.keys.remove(ALIGNMENT_KEY) {
+            self.metadata.remove(i);
+            for v in self.keys.values_mut() {
+                if *v > i {
+                    *v -= 1;
+                }
+            }
+        }
         if u64::from(alignment) != DEFAULT_ALIGNMENT {
-            self.metadata.push((
+            self.put(
                 ALIGNMENT_KEY.to_string(),
                 Meta::Owned(MetaValue::U32(alignment)),
-            ));
+            );
         }
         self
     }
@@ -220,9 +231,12 @@ impl<'d> GgufWriter<'d> {
     }
 
     fn put(&mut self, key: String, value: Meta<'d>) -> &mut Self {
-        match self.metadata.iter_mut().find(|(k, _)| *k == key) {
-            Some(slot) => slot.1 = value,
-            None => self.metadata.push((key, value)),
+        match self.keys.get(&key) {
+            Some(&i) => self.metadata[i].1 = value,
+            None => {
+                self.keys.insert(key.clone(), self.metadata.len());
+                self.metadata.push((key, value));
+            }
         }
         self
     }

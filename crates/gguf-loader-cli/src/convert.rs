@@ -12,14 +12,15 @@ use std::io::{self, Write};
 use std::path::Path;
 use std::time::Instant;
 
-use gguf_loader::{bf16, f16, Element, ElementKind, Endianness, Error, Escaped, MmapGGUFLoader};
+use gguf_loader::{Element, ElementKind, Endianness, Error, Escaped, MmapGGUFLoader};
 use gguf_loader::{GgufWriter, MetaValue, TensorInfo, Value};
 use indicatif::{ProgressBar, ProgressStyle};
 use regex::Regex;
 
 use crate::output::Output;
+use gguf_loader_cli::with_element;
 
-use gguf_loader_cli::CliError as BoxError;
+use gguf_loader_cli::CliError;
 
 /// What `convert` is asked to do.
 pub struct Args<'a> {
@@ -40,7 +41,7 @@ enum Format {
 }
 
 impl Format {
-    fn of(path: &Path) -> Result<Format, BoxError> {
+    fn of(path: &Path) -> Result<Format, CliError> {
         match path.extension().and_then(|e| e.to_str()) {
             Some("safetensors") => Ok(Format::Safetensors),
             Some("gguf") => Ok(Format::Gguf),
@@ -88,7 +89,7 @@ fn kind_for(format: Format, dtype: ElementKind, info: &TensorInfo<'_>) -> Elemen
 /// ([`Error::OutOfMemory`]), and an output that cannot be written or has no
 /// room on its disk (see [`Output::create`]); then on a tensor that cannot
 /// be decoded and on a failed write.
-pub fn run(a: &Args<'_>) -> Result<(), BoxError> {
+pub fn run(a: &Args<'_>) -> Result<(), CliError> {
     let start = Instant::now();
     let format = Format::of(a.output)?;
     let loader = MmapGGUFLoader::new(a.input)?;
@@ -173,7 +174,7 @@ pub fn run(a: &Args<'_>) -> Result<(), BoxError> {
         a.dtype.name(),
         start.elapsed().as_secs_f64()
     )
-    .map_err(BoxError::stdout)?;
+    .map_err(CliError::stdout)?;
     Ok(())
 }
 
@@ -197,16 +198,50 @@ fn progress(n: usize) -> ProgressBar {
     bar
 }
 
-/// Decodes tensors one at a time into buffers reused from one tensor to the
-/// next, so that memory holds about the largest tensor, never the model.
+/// Decodes tensors one at a time into one buffer reused from one tensor to
+/// the next, whatever their output float, so that memory holds about the
+/// largest tensor, never the model.
 #[derive(Default)]
 struct Decoder {
-    f32: Vec<f32>,
-    f16: Vec<f16>,
-    bf16: Vec<bf16>,
+    /// Words, so that the buffer is aligned for every output float.
+    buf: Vec<u64>,
 }
 
 impl Decoder {
+    /// Allocates (without touching) the buffer for the largest output of
+    /// `plan`, so that a tensor too large for memory shows before anything
+    /// is written.
+    fn prepare(&mut self, plan: &[(&TensorInfo<'_>, ElementKind)]) -> Result<(), Error> {
+        let largest = plan
+            .iter()
+            .max_by_key(|(t, k)| t.n_elements.saturating_mul(k.size() as u64));
+        if let Some((t, kind)) = largest {
+            self.reserve(t, *kind)?;
+        }
+        Ok(())
+    }
+
+    /// Makes room for `info`'s elements as `kind` (without touching new
+    /// memory) and returns the words they take. Errs with
+    /// [`Error::OutOfMemory`] naming the tensor and the bytes when they
+    /// cannot be allocated.
+    fn reserve(&mut self, info: &TensorInfo<'_>, kind: ElementKind) -> Result<usize, Error> {
+        let bytes = info.n_elements.saturating_mul(kind.size() as u64);
+        let words =
+            usize::try_from(bytes.div_ceil(8)).map_err(|_| Error::TooLarge(info.name.into()))?;
+        if self.buf.capacity() < words {
+            // The old buffer goes first, so that the two are never held at once.
+            self.buf = Vec::new();
+            self.buf
+                .try_reserve_exact(words)
+                .map_err(|_| Error::OutOfMemory {
+                    tensor: info.name.to_string(),
+                    bytes,
+                })?;
+        }
+        Ok(words)
+    }
+
     /// Decodes `info` as `kind` and hands its little-endian bytes to `sink`
     /// in pieces of at most 1 MiB.
     fn decode(
@@ -214,70 +249,22 @@ impl Decoder {
         loader: &MmapGGUFLoader,
         info: &TensorInfo<'_>,
         kind: ElementKind,
-        sink: &mut dyn FnMut(&[u8]) -> Result<(), BoxError>,
-    ) -> Result<(), BoxError> {
-        match kind {
-            ElementKind::F32 => decode_into(loader, info, &mut self.f32, sink),
-            ElementKind::F16 => decode_into(loader, info, &mut self.f16, sink),
-            ElementKind::BF16 => decode_into(loader, info, &mut self.bf16, sink),
+        sink: &mut dyn FnMut(&[u8]) -> Result<(), CliError>,
+    ) -> Result<(), CliError> {
+        let words = self.reserve(info, kind)?;
+        if self.buf.len() < words {
+            self.buf.resize(words, 0);
         }
-    }
-}
-
-fn decode_into<T: Element>(
-    loader: &MmapGGUFLoader,
-    info: &TensorInfo<'_>,
-    buf: &mut Vec<T>,
-    sink: &mut dyn FnMut(&[u8]) -> Result<(), BoxError>,
-) -> Result<(), BoxError> {
-    let n = reserve(buf, info)?;
-    if buf.len() < n {
-        buf.resize(n, T::default());
-    }
-    let values = &mut buf[..n];
-    loader.load_tensor_into(info.name, values)?;
-    const PIECE: usize = 1 << 20;
-    for piece in values.chunks(PIECE / T::KIND.size()) {
-        sink(&T::to_le_bytes_vec(piece))?;
-    }
-    Ok(())
-}
-
-/// Makes room in `buf` for `info`'s elements (without touching the memory)
-/// and returns their count. Errs with [`Error::OutOfMemory`] naming the
-/// tensor and the bytes when they cannot be allocated.
-fn reserve<T: Element>(buf: &mut Vec<T>, info: &TensorInfo<'_>) -> Result<usize, Error> {
-    let n = usize::try_from(info.n_elements).map_err(|_| Error::TooLarge(info.name.into()))?;
-    if buf.capacity() < n {
-        // The old buffer goes first, so that the two are never held at once.
-        *buf = Vec::new();
-        buf.try_reserve_exact(n).map_err(|_| Error::OutOfMemory {
-            tensor: info.name.to_string(),
-            bytes: info.n_elements.saturating_mul(T::KIND.size() as u64),
-        })?;
-    }
-    Ok(n)
-}
-
-impl Decoder {
-    /// Allocates (without touching) the buffers for the largest tensor of
-    /// each output type, so that a tensor too large for memory shows before
-    /// anything is written.
-    fn prepare(&mut self, plan: &[(&TensorInfo<'_>, ElementKind)]) -> Result<(), Error> {
-        for kind in [ElementKind::F32, ElementKind::F16, ElementKind::BF16] {
-            let Some((largest, _)) = plan
-                .iter()
-                .filter(|(_, k)| *k == kind)
-                .max_by_key(|(t, _)| t.n_elements)
-            else {
-                continue;
-            };
-            match kind {
-                ElementKind::F32 => reserve(&mut self.f32, largest)?,
-                ElementKind::F16 => reserve(&mut self.f16, largest)?,
-                ElementKind::BF16 => reserve(&mut self.bf16, largest)?,
-            };
-        }
+        // Fits usize: `reserve` took its bytes.
+        let n = info.n_elements as usize;
+        const PIECE: usize = 1 << 20;
+        with_element!(kind, T => {
+            let values = &mut bytemuck::cast_slice_mut::<u64, T>(&mut self.buf[..words])[..n];
+            loader.load_tensor_into(info.name, values)?;
+            for piece in values.chunks(PIECE / T::KIND.size()) {
+                sink(&T::to_le_bytes_vec(piece))?;
+            }
+        });
         Ok(())
     }
 }
@@ -288,8 +275,8 @@ fn decode_all(
     plan: &[(&TensorInfo<'_>, ElementKind)],
     decoder: &mut Decoder,
     bar: &ProgressBar,
-    sink: &mut dyn FnMut(&[u8]) -> Result<(), BoxError>,
-) -> Result<(), BoxError> {
+    sink: &mut dyn FnMut(&[u8]) -> Result<(), CliError>,
+) -> Result<(), CliError> {
     for (t, kind) in plan {
         bar.set_message(escaped(t.name));
         decoder.decode(loader, t, *kind, sink)?;
@@ -298,7 +285,7 @@ fn decode_all(
     Ok(())
 }
 
-fn write_error(out: &Path, e: io::Error) -> BoxError {
+fn write_error(out: &Path, e: io::Error) -> CliError {
     format!("{}: cannot write: {e}", out.display()).into()
 }
 
@@ -309,7 +296,7 @@ fn write_gguf(
     out: &mut Output,
     decoder: &mut Decoder,
     bar: &ProgressBar,
-) -> Result<(), BoxError> {
+) -> Result<(), CliError> {
     let file = loader.file();
     let mut w = GgufWriter::new().alignment(file.alignment as u32);
     for (k, v) in loader.metadata().iter() {
@@ -348,7 +335,7 @@ fn write_safetensors(
     out: &mut Output,
     decoder: &mut Decoder,
     bar: &ProgressBar,
-) -> Result<(), BoxError> {
+) -> Result<(), CliError> {
     let mut header = serde_json::Map::new();
     header.insert(
         METADATA_KEY.into(),
@@ -361,11 +348,8 @@ fn write_safetensors(
             .checked_mul(kind.size() as u64)
             .and_then(|n| n.checked_add(offset))
             .ok_or_else(|| Error::TooLarge(t.name.to_string()))?;
-        let dtype = match kind {
-            ElementKind::F32 => "F32",
-            ElementKind::F16 => "F16",
-            ElementKind::BF16 => "BF16",
-        };
+        // safetensors names its floats as ggml does.
+        let dtype = kind.ggml_type().name();
         header.insert(
             t.name.to_string(),
             serde_json::json!({ "dtype": dtype, "shape": t.shape(), "data_offsets": [offset, end] }),
@@ -388,7 +372,7 @@ fn write_safetensors(
     })
 }
 
-fn too_large(out: &Path, bytes: usize) -> BoxError {
+fn too_large(out: &Path, bytes: usize) -> CliError {
     format!(
         "{}: the metadata makes a safetensors header of over {bytes} bytes, more than \
          its readers accept ({MAX_SAFETENSORS_HEADER}); write a .gguf instead",
@@ -406,7 +390,7 @@ fn too_large(out: &Path, bytes: usize) -> BoxError {
 fn string_metadata(
     loader: &MmapGGUFLoader,
     out: &Path,
-) -> Result<serde_json::Map<String, serde_json::Value>, BoxError> {
+) -> Result<serde_json::Map<String, serde_json::Value>, CliError> {
     let mut budget = Capped {
         buf: Vec::new(),
         total: 0,

@@ -13,7 +13,7 @@ use std::sync::{Mutex, Once};
 
 use tempfile::NamedTempFile;
 
-use gguf_loader_cli::CliError as BoxError;
+use gguf_loader_cli::CliError;
 
 /// Temporary files not yet renamed into place, removed by the Ctrl-C / SIGTERM
 /// handler.
@@ -41,9 +41,9 @@ impl Output {
     /// `inputs` (same device and inode, after following links: the same
     /// path, a symbolic link to it or a hard link of it), when it exists and
     /// `force` is false, and when the temporary file cannot be created.
-    pub fn create(path: &Path, inputs: &[&Path], force: bool) -> Result<Output, BoxError> {
+    pub fn create(path: &Path, inputs: &[&Path], force: bool) -> Result<Output, CliError> {
         let shown = path.to_path_buf();
-        let fail = |msg: String| -> BoxError { format!("{}: {msg}", path.display()).into() };
+        let fail = |msg: String| -> CliError { format!("{}: {msg}", path.display()).into() };
         if path.file_name().is_none() {
             return Err(fail("not a file name".into()));
         }
@@ -104,7 +104,7 @@ impl Output {
     /// Reserves `bytes` of disk for the file where the file system can, so
     /// that a full disk shows before any work is done. Errs, naming the
     /// path, when there is not enough space.
-    pub fn reserve(&mut self, bytes: u64) -> Result<(), BoxError> {
+    pub fn reserve(&mut self, bytes: u64) -> Result<(), CliError> {
         #[cfg(target_os = "linux")]
         if bytes > 0 {
             use rustix::fs::{fallocate, FallocateFlags};
@@ -137,7 +137,7 @@ impl Output {
     }
 
     /// A one-line error naming the output.
-    pub fn error(&self, msg: impl std::fmt::Display) -> BoxError {
+    pub fn error(&self, msg: impl std::fmt::Display) -> CliError {
         format!("{}: {msg}", self.shown.display()).into()
     }
 
@@ -146,7 +146,7 @@ impl Output {
     /// the directory. Errs, naming the output, when a write fails, or when
     /// the output appeared meanwhile and `force` was not given; the
     /// temporary file is then removed.
-    pub fn commit(self) -> Result<u64, BoxError> {
+    pub fn commit(self) -> Result<u64, CliError> {
         let Output {
             shown,
             target,
@@ -154,7 +154,7 @@ impl Output {
             temp,
             _pending,
         } = self;
-        let fail = |what: &str, e: &dyn std::fmt::Display| -> BoxError {
+        let fail = |what: &str, e: &dyn std::fmt::Display| -> CliError {
             format!("{}: {what}: {e}", shown.display()).into()
         };
         let mut temp = temp

@@ -307,6 +307,20 @@ impl<'l> Located<'l> {
 /// println!("{} tensors, version {}", loader.tensor_names().len(), loader.version());
 /// # Ok::<(), gguf_loader::Error>(())
 /// ```
+///
+/// # Files that change while mapped
+///
+/// In [`LoadMode::Mmap`] (the default) the bytes handed out — tensor data,
+/// and the `&str` keys, names and strings of the metadata — are the file's
+/// own pages. If another process truncates the file while it is mapped,
+/// touching a page past the new end raises SIGBUS and kills the process; if
+/// it rewrites the file in place, the new bytes show through, so a `&str`
+/// already checked as UTF-8 could hold other bytes, which Rust's `str`
+/// forbids. Every mmap-based reader (llama.cpp, safetensors, candle) shares
+/// this. For files others may write, open with [`LoadMode::Read`]: the
+/// header is copied into memory, so every `&str` stays as checked, and
+/// tensor data is read with `pread`, so a change can alter values or fail a
+/// read ([`Error::TensorIo`]) but never memory safety.
 pub struct MmapGGUFLoader {
     shards: Vec<MappedFile>,
     /// For a split model, the shard of every tensor by name (built once, so

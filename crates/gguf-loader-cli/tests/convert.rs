@@ -18,7 +18,7 @@ fn fixture() -> PathBuf {
 }
 
 fn convert(args: &[&str], input: &Path, output: &Path) {
-    let out = Command::new(env!("CARGO_BIN_EXE_gguf-loader"))
+    let out = cli()
         .arg("convert")
         .arg(input)
         .arg("-o")
@@ -179,7 +179,7 @@ fn tensor_filter_and_gguf_output() {
 #[test]
 fn bad_regex_is_one_line() {
     let dir = tempfile::tempdir().unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_gguf-loader"))
+    let out = cli()
         .arg("convert")
         .arg(fixture())
         .arg("-o")
@@ -195,7 +195,7 @@ fn big_endian_quantized_is_an_error_not_a_panic() {
     let dir = tempfile::tempdir().unwrap();
     let be = fixture().with_file_name("all_types_be.gguf");
     for out in ["x.safetensors", "x.gguf"] {
-        let o = Command::new(env!("CARGO_BIN_EXE_gguf-loader"))
+        let o = cli()
             .arg("convert")
             .arg(&be)
             .arg("-o")

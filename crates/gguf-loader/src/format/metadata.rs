@@ -573,26 +573,36 @@ impl<'a> Metadata<'a> {
         Ok(a)
     }
 
+    /// The elements of the array under `key`, of type `elem`, copied out
+    /// through `pick`.
+    fn typed_values<X>(
+        &self,
+        key: &str,
+        elem: ValueType,
+        expected: &'static str,
+        pick: fn(Value<'a>) -> Option<X>,
+    ) -> Result<Vec<X>, MetadataError> {
+        Ok(self
+            .typed_array(key, elem, expected)?
+            .iter()
+            .filter_map(pick)
+            .collect())
+    }
+
     /// The f32 array under `key` (e.g. `tokenizer.ggml.scores`), copied out.
     pub fn get_f32_array(&self, key: &str) -> Result<Vec<f32>, MetadataError> {
-        let a = self.typed_array(key, ValueType::F32, "array of float32")?;
-        Ok(a.iter()
-            .filter_map(|v| match v {
-                Value::F32(x) => Some(x),
-                _ => None,
-            })
-            .collect())
+        self.typed_values(key, ValueType::F32, "array of float32", |v| match v {
+            Value::F32(x) => Some(x),
+            _ => None,
+        })
     }
 
     /// The i32 array under `key` (e.g. `tokenizer.ggml.token_type`), copied out.
     pub fn get_i32_array(&self, key: &str) -> Result<Vec<i32>, MetadataError> {
-        let a = self.typed_array(key, ValueType::I32, "array of int32")?;
-        Ok(a.iter()
-            .filter_map(|v| match v {
-                Value::I32(x) => Some(x),
-                _ => None,
-            })
-            .collect())
+        self.typed_values(key, ValueType::I32, "array of int32", |v| match v {
+            Value::I32(x) => Some(x),
+            _ => None,
+        })
     }
 
     /// The string array under `key` (e.g. `tokenizer.ggml.tokens`) as

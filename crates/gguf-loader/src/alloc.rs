@@ -180,6 +180,9 @@ pub(crate) enum Buffer<T> {
     /// a [`Model`](crate::Model) holds these: a tensor taken out of it gets
     /// its own copy ([`Buffer::into_own`]), so none can keep the arena alive.
     Shared(Arc<Pages<T>>, Range<usize>),
+    /// Device memory of a GPU (feature `cuda`): no host view.
+    #[cfg(feature = "cuda")]
+    Cuda(cudarc::driver::CudaSlice<T>),
 }
 
 impl<T: Element> Buffer<T> {
@@ -198,6 +201,8 @@ impl<T: Element> Buffer<T> {
             Buffer::Heap(v) => v,
             Buffer::Pages(p) => p.as_slice(),
             Buffer::Shared(p, r) => p.as_slice().get(r.clone()).unwrap_or_default(),
+            #[cfg(feature = "cuda")]
+            Buffer::Cuda(_) => &[],
         }
     }
 
@@ -208,6 +213,8 @@ impl<T: Element> Buffer<T> {
             Buffer::Heap(v) => v,
             Buffer::Pages(p) => p.as_mut_slice(),
             Buffer::Shared(..) => &mut [],
+            #[cfg(feature = "cuda")]
+            Buffer::Cuda(_) => &mut [],
         }
     }
 

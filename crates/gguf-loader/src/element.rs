@@ -44,13 +44,25 @@ impl ElementKind {
     }
 }
 
+/// What a GPU buffer's values must be (feature `cuda`): cudarc's
+/// `DeviceRepr`. Nothing without the feature.
+#[cfg(feature = "cuda")]
+pub trait DeviceValue: cudarc::driver::DeviceRepr {}
+#[cfg(feature = "cuda")]
+impl<T: cudarc::driver::DeviceRepr> DeviceValue for T {}
+/// What a GPU buffer's values must be (feature `cuda`): nothing here.
+#[cfg(not(feature = "cuda"))]
+pub trait DeviceValue {}
+#[cfg(not(feature = "cuda"))]
+impl<T> DeviceValue for T {}
+
 pub(crate) mod sealed {
     use super::*;
 
     /// What the decoders need of an output float; private, so that
     /// [`Element`](super::Element) has exactly the three implementations
     /// below (the zeroing allocator relies on all-zero bytes being a value).
-    pub trait Sealed: Sized + bytemuck::Pod {
+    pub trait Sealed: Sized + bytemuck::Pod + DeviceValue {
         /// Converts a run of f32 values.
         fn from_f32_slice(src: &[f32], dst: &mut [Self]);
 

@@ -108,9 +108,34 @@ pub enum Error {
         /// Its type.
         ty: GgmlType,
     },
-    /// The device is not available in this build.
-    #[error("device {0} is not available in this build")]
+    /// The device is not available in this build (a GPU without the `cuda`
+    /// feature).
+    #[error("device {0} is not available in this build (built without the `cuda` feature)")]
     UnsupportedDevice(Device),
+    /// The GPU cannot be used: no driver library, no such device, or NVRTC
+    /// missing (`message` says which, in one line).
+    #[error("{device}: {message}")]
+    CudaUnavailable {
+        /// The device asked for.
+        device: Device,
+        /// Why it cannot be used.
+        message: String,
+    },
+    /// A CUDA call failed while working on `what` (a tensor's name, or a
+    /// step such as "compiling the decode kernels").
+    #[error("{device}: {what}: {message}")]
+    Cuda {
+        /// The device.
+        device: Device,
+        /// The tensor or step.
+        what: String,
+        /// The driver's or NVRTC's message.
+        message: String,
+    },
+    /// An operation needs the tensor's values on the host (or on a GPU) and
+    /// they are elsewhere: see `Tensor::to_host`.
+    #[error("the tensor is on {0}: copy it with Tensor::to_host first")]
+    WrongDevice(Device),
     /// A split model's shard is missing or does not belong with the others.
     #[error("{}: {message}", path.display())]
     Split {

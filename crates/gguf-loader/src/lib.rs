@@ -27,11 +27,19 @@
 //! - `ndarray`: [`Tensor::view`] as an `ndarray::ArrayViewD` in row-major shape.
 //! - `internals`: the per-type reference routines and SIMD kernel tables,
 //!   for the fuzz targets, benchmarks and tests; not a stable API.
+//! - `cuda`: tensors on NVIDIA GPUs ([`Device::Cuda`]): quantized bytes cross
+//!   PCIe through a pinned staging ring and are decoded on the device, bit
+//!   for bit like the CPU. The driver and NVRTC are loaded at run time, so a
+//!   build with the feature runs (and says why it cannot use a GPU) where
+//!   there is none. [`Tensor::cuda_slice`] hands a cudarc `CudaSlice` over,
+//!   and [`cudarc`] is re-exported so that a caller uses the same version.
 
 #![deny(missing_docs)]
 
 mod alloc;
 mod check;
+#[cfg(feature = "cuda")]
+mod cuda;
 mod decode;
 mod element;
 mod error;
@@ -42,6 +50,10 @@ mod model;
 mod synth;
 mod tensor;
 
+#[cfg(feature = "cuda")]
+pub use cuda::{cuda_memory, cuda_setup, CudaSetup};
+#[cfg(feature = "cuda")]
+pub use cudarc;
 pub use check::{
     check_model, check_model_report, check_model_report_with, check_tensor_data, checked_fields,
     count_tensor_data, DataProblem, ModelReport, ProblemKind, SkippedTensor,
@@ -63,8 +75,8 @@ pub use format::{
 pub use half::{bf16, f16};
 pub use loader::{LoadMode, MmapGGUFLoader};
 pub use model::{
-    load_model_f16, Layer, LayerIter, LazyLayer, LazyModel, LoadOptions, Model, ModelConfig,
-    Prefetch, Progress, ProgressFn, KNOWN_ARCHITECTURES,
+    load_model_f16, GpuStaging, Layer, LayerIter, LazyLayer, LazyModel, LoadOptions, Model,
+    ModelConfig, Prefetch, Progress, ProgressFn, KNOWN_ARCHITECTURES,
 };
 #[cfg(feature = "synth")]
 pub use synth::{synthesize, Preset};

@@ -54,6 +54,19 @@ impl Preset {
         context: 8192,
     };
 
+    /// Llama-2-7B: 32 layers, dim 4096, ff 11008, 32 heads, 32 KV heads,
+    /// vocab 32000 (the large GPU benchmarks: about 3.8 GB as Q4_K).
+    pub const LLAMA2_7B: Preset = Preset {
+        name: "llama2-7b",
+        layers: 32,
+        dim: 4096,
+        ff: 11008,
+        heads: 32,
+        kv_heads: 32,
+        vocab: 32000,
+        context: 4096,
+    };
+
     /// A tiny llama for tests: 2 layers, dim 256.
     pub const TINY_TEST: Preset = Preset {
         name: "tiny-test",
@@ -67,7 +80,12 @@ impl Preset {
     };
 
     /// Every preset.
-    pub const ALL: &'static [Preset] = &[Self::TINYLLAMA_1_1B, Self::SMOLLM2_135M, Self::TINY_TEST];
+    pub const ALL: &'static [Preset] = &[
+        Self::TINYLLAMA_1_1B,
+        Self::SMOLLM2_135M,
+        Self::LLAMA2_7B,
+        Self::TINY_TEST,
+    ];
 
     /// The preset with this name.
     pub fn by_name(name: &str) -> Option<Preset> {

@@ -11,8 +11,10 @@ pub enum Device {
     /// Host memory.
     #[default]
     Cpu,
-    /// An NVIDIA GPU by ordinal (needs the `cuda` feature; not built yet:
-    /// every load answers [`Error::UnsupportedDevice`](crate::Error::UnsupportedDevice)).
+    /// An NVIDIA GPU by ordinal. Needs the `cuda` feature: without it every
+    /// load answers [`Error::UnsupportedDevice`](crate::Error::UnsupportedDevice);
+    /// with it, where there is no usable GPU,
+    /// [`Error::CudaUnavailable`](crate::Error::CudaUnavailable).
     Cuda(usize),
 }
 
@@ -44,8 +46,25 @@ pub struct Tensor<T> {
 }
 
 impl<T: Element> Clone for Tensor<T> {
-    /// A deep copy with its own buffer.
+    /// A deep copy with its own buffer, on the same device.
+    ///
+    /// # Panics
+    /// For a GPU tensor, when the device cannot allocate or copy the copy
+    /// (as `Vec::clone` aborts when the host is out of memory).
     fn clone(&self) -> Self {
+        #[cfg(feature = "cuda")]
+        if let Buffer::Cuda(s) = &self.data {
+            let copy = s
+                .stream()
+                .clone_dtod(s)
+                .and_then(|c| s.stream().synchronize().map(|_| c))
+                .expect("device-to-device copy of a GPU tensor");
+            return Tensor {
+                ne: self.ne.clone(),
+                data: Buffer::Cuda(copy),
+                device: self.device,
+            };
+        }
         Tensor {
             ne: self.ne.clone(),
             data: Buffer::Heap(self.data().to_vec()),
@@ -55,8 +74,19 @@ impl<T: Element> Clone for Tensor<T> {
 }
 
 impl<T: Element> PartialEq for Tensor<T> {
+    /// Same shape, same device, same values (GPU tensors are compared
+    /// through copies to the host; a failed copy compares unequal).
     fn eq(&self, other: &Self) -> bool {
-        self.ne == other.ne && self.device == other.device && self.data() == other.data()
+        if self.ne != other.ne || self.device != other.device {
+            return false;
+        }
+        if self.device == Device::Cpu {
+            return self.data() == other.data();
+        }
+        match (self.to_host(), other.to_host()) {
+            (Ok(a), Ok(b)) => a.data() == b.data(),
+            _ => false,
+        }
     }
 }
 
@@ -105,14 +135,81 @@ impl<T: Element> Tensor<T> {
         self.ne.iter().rev().copied().collect()
     }
 
+    /// A GPU tensor over `slice` (of exactly the product of `ne` values).
+    #[cfg(feature = "cuda")]
+    pub(crate) fn from_cuda(
+        ne: &[u64],
+        slice: cudarc::driver::CudaSlice<T>,
+        device: Device,
+    ) -> Option<Tensor<T>> {
+        Some(Tensor {
+            ne: checked_ne(ne.iter().copied(), slice.len())?,
+            data: Buffer::Cuda(slice),
+            device,
+        })
+    }
+
     /// Number of values.
     pub fn len(&self) -> usize {
-        self.data().len()
+        self.ne.iter().product()
     }
 
     /// True when the tensor holds no values (some dimension is 0).
     pub fn is_empty(&self) -> bool {
-        self.data().is_empty()
+        self.len() == 0
+    }
+
+    /// The tensor on the host: a copy of a GPU tensor's values (waiting for
+    /// the device), or a copy of a CPU tensor. Errs with
+    /// [`Error::Cuda`](crate::Error::Cuda) when the device copy fails, and
+    /// [`Error::OutOfMemory`](crate::Error::OutOfMemory) when the host
+    /// cannot hold it.
+    pub fn to_host(&self) -> crate::Result<Tensor<T>> {
+        #[cfg(feature = "cuda")]
+        if let Buffer::Cuda(s) = &self.data {
+            let oom = |_| crate::Error::OutOfMemory {
+                tensor: format!("{self:?}"),
+                bytes: std::mem::size_of::<T>() as u64 * s.len() as u64,
+            };
+            let mut host = crate::alloc::try_zeroed_vec::<T>(s.len()).map_err(oom)?;
+            let cuda = |e| crate::Error::Cuda {
+                device: self.device,
+                what: "copying a tensor to the host".to_string(),
+                message: crate::cuda::driver_message(e),
+            };
+            s.stream().memcpy_dtoh(s, &mut host[..]).map_err(cuda)?;
+            s.stream().synchronize().map_err(cuda)?;
+            return Ok(Tensor {
+                ne: self.ne.clone(),
+                data: Buffer::Heap(host),
+                device: Device::Cpu,
+            });
+        }
+        Ok(Tensor {
+            ne: self.ne.clone(),
+            data: Buffer::Heap(self.data().to_vec()),
+            device: Device::Cpu,
+        })
+    }
+
+    /// The device buffer of a GPU tensor (`None` on the CPU): its
+    /// `stream()` and `context()` are the ones the loader used, so a cudarc
+    /// user (candle builds on cudarc) computes on the weights in place.
+    #[cfg(feature = "cuda")]
+    pub fn cuda_slice(&self) -> Option<&cudarc::driver::CudaSlice<T>> {
+        match &self.data {
+            Buffer::Cuda(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// The device buffer of a GPU tensor, taken (`Err(self)` on the CPU).
+    #[cfg(feature = "cuda")]
+    pub fn into_cuda_slice(self) -> Result<cudarc::driver::CudaSlice<T>, Tensor<T>> {
+        match self.data {
+            Buffer::Cuda(s) => Ok(s),
+            data => Err(Tensor { data, ..self }),
+        }
     }
 
     /// The device the values are on.
@@ -120,13 +217,15 @@ impl<T: Element> Tensor<T> {
         self.device
     }
 
-    /// The values, row-major.
+    /// The values, row-major. Empty for a tensor on a GPU, whose values are
+    /// not in host memory: see [`Self::to_host`].
     pub fn data(&self) -> &[T] {
         self.data.as_slice()
     }
 
     /// The values as bytes in this machine's byte order (little-endian on
     /// x86-64 and aarch64): what safetensors and numpy `tobytes()` hold.
+    /// Empty for a tensor on a GPU (see [`Self::to_host`]).
     pub fn as_bytes(&self) -> &[u8] {
         bytemuck::cast_slice(self.data())
     }
@@ -143,12 +242,25 @@ impl<T: Element> Tensor<T> {
     /// The values as an owned vector: the tensor's own vector when it has
     /// one (made by [`Self::from_vec`], or small), else a copy (a large
     /// decoded tensor lives in huge pages of its own, not in a `Vec`).
+    ///
+    /// # Panics
+    /// For a GPU tensor whose copy to the host fails: use [`Self::to_host`]
+    /// to have the error instead.
     pub fn into_vec(self) -> Vec<T> {
+        if self.device != Device::Cpu {
+            return self
+                .to_host()
+                .expect("copy of a GPU tensor to the host")
+                .into_vec();
+        }
         self.data.into_vec()
     }
 
     /// An `ndarray` view of the values in row-major [`Self::shape`]
     /// (feature `ndarray`).
+    ///
+    /// # Panics
+    /// For a tensor on a GPU (copy it with [`Self::to_host`] first).
     #[cfg(feature = "ndarray")]
     pub fn view(&self) -> ndarray::ArrayViewD<'_, T> {
         ndarray::ArrayViewD::from_shape(ndarray::IxDyn(&self.shape()), self.data())

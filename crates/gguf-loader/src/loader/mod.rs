@@ -31,7 +31,13 @@ pub enum LoadMode {
 
 /// The bytes behind one file.
 enum Source {
-    Map(Mmap),
+    /// The mapping, and the file (for positioned reads into a caller's
+    /// buffer, such as a GPU load's pinned staging).
+    Map {
+        map: Mmap,
+        #[cfg_attr(not(feature = "cuda"), allow(dead_code))]
+        file: File,
+    },
     /// Read mode: the header bytes, and the file for positioned reads.
     Read {
         header: Vec<u8>,
@@ -49,7 +55,7 @@ struct Backing {
 impl Backing {
     fn bytes(&self) -> &[u8] {
         match &self.source {
-            Source::Map(m) => m,
+            Source::Map { map, .. } => map,
             Source::Read { header, .. } => header,
             Source::Empty => &[],
         }
@@ -182,7 +188,7 @@ impl MappedFile {
             // safetensors and candle share it); callers who cannot rule it out
             // should use `LoadMode::Read`, which copies the bytes.
             let map = unsafe { Mmap::map(&file) }.map_err(io_err)?;
-            return MappedFile::try_new(backing(Source::Map(map)), |b| b.parse(len))
+            return MappedFile::try_new(backing(Source::Map { map, file }), |b| b.parse(len))
                 .map_err(format_err);
         }
 
@@ -294,6 +300,26 @@ impl<'l> Located<'l> {
                 error,
             })?;
         Ok(Cow::Owned(buf))
+    }
+
+    /// Reads bytes `start..start + dst.len()` of the tensor's data into
+    /// `dst` with positioned reads of the file, in either mode (a GPU
+    /// load's staging: no page of the mapping is touched).
+    #[cfg(feature = "cuda")]
+    pub fn read_into(&self, start: u64, dst: &mut [u8]) -> Result<()> {
+        let offset = self.info.file_offset + start;
+        let io = |error| Error::TensorIo {
+            path: self.path().to_path_buf(),
+            tensor: self.info.name.to_string(),
+            offset,
+            error,
+        };
+        match self.shard.source() {
+            Source::Read { file, .. } | Source::Map { file, .. } => {
+                file.read_exact_at(dst, offset).map_err(io)
+            }
+            Source::Empty => Err(io(std::io::ErrorKind::UnexpectedEof.into())),
+        }
     }
 }
 
@@ -463,7 +489,7 @@ impl MmapGGUFLoader {
     /// load (a no-op in read mode). Advice only: errors are ignored.
     pub fn prefetch_all(&self) {
         for s in &self.shards {
-            if let Source::Map(m) = s.source() {
+            if let Source::Map { map: m, .. } = s.source() {
                 let _ = m.advise(memmap2::Advice::WillNeed);
             }
         }
@@ -473,7 +499,7 @@ impl MmapGGUFLoader {
     /// read mode or for an unknown name). Advice only: errors are ignored.
     pub fn prefetch(&self, name: &str) {
         if let Ok(t) = self.locate(name) {
-            if let Source::Map(m) = t.shard.source() {
+            if let Source::Map { map: m, .. } = t.shard.source() {
                 let _ = m.advise_range(
                     memmap2::Advice::WillNeed,
                     t.info.file_offset as usize,

@@ -7,13 +7,13 @@ use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 
-use super::load::{decode_tensor, thread_pool, Control, LoadOptions};
+use super::load::{decode_tensor, thread_pool, Control, GpuStaging, LoadOptions};
 use super::{layer_groups, layer_of, ModelConfig};
 use crate::decode::Stores;
 use crate::element::Element;
 use crate::error::{Error, Result};
 use crate::loader::{LoadMode, MmapGGUFLoader};
-use crate::tensor::Tensor;
+use crate::tensor::{Device, Tensor};
 
 /// Whether [`LazyModel::layers`] decodes the next layer ahead.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -59,10 +59,45 @@ struct Decoder {
     /// global pool.
     pool: Option<Arc<rayon::ThreadPool>>,
     stores: Stores,
+    /// Where the tensors go, and a GPU's staging settings.
+    device: Device,
+    #[cfg_attr(not(feature = "cuda"), allow(dead_code))]
+    gpu_staging: GpuStaging,
+    #[cfg_attr(not(feature = "cuda"), allow(dead_code))]
+    gpu_ring_bytes: usize,
 }
 
 impl Decoder {
+    /// Uploads and decodes `names` on the GPU in one pipeline run.
+    #[cfg(feature = "cuda")]
+    fn on_gpu<T: Element>(&self, ordinal: usize, names: &[String]) -> Result<Vec<Tensor<T>>> {
+        let located = names
+            .iter()
+            .map(|n| self.loader.locate(n))
+            .collect::<Result<Vec<_>>>()?;
+        let bytes = located.iter().map(|t| t.info.n_bytes).sum();
+        let ctl = Control::new(located.len(), bytes, None);
+        let opts = LoadOptions {
+            threads: self.pool.as_ref().map(|p| p.current_num_threads()),
+            progress: None,
+            stores: self.stores,
+            gpu_staging: self.gpu_staging,
+            gpu_ring_bytes: self.gpu_ring_bytes,
+        };
+        let run = || self.loader.load_on_gpu::<T>(ordinal, &located, &ctl, opts);
+        let tensors = match &self.pool {
+            Some(pool) => pool.install(run),
+            None => run(),
+        }?;
+        Ok(tensors.into_iter().map(|(_, t)| t).collect())
+    }
+
     fn tensor<T: Element>(&self, name: &str) -> Result<Tensor<T>> {
+        #[cfg(feature = "cuda")]
+        if let Device::Cuda(ordinal) = self.device {
+            let mut one = self.on_gpu::<T>(ordinal, &[name.to_string()])?;
+            return one.pop().ok_or_else(|| Error::TensorNotFound(name.to_string()));
+        }
         let t = self.loader.locate(name)?;
         let ctl = Control::new(1, t.info.n_bytes, None);
         let run = || decode_tensor(t, &ctl, self.stores);
@@ -73,12 +108,22 @@ impl Decoder {
     }
 
     fn layer<T: Element>(&self, i: usize, names: &[String]) -> Result<LazyLayer<T>> {
+        let suffix = |n: &str| layer_of(n).map_or(n, |(_, s)| s).to_string();
+        #[cfg(feature = "cuda")]
+        if let Device::Cuda(ordinal) = self.device {
+            let tensors = self.on_gpu::<T>(ordinal, names)?;
+            let tensors = names
+                .iter()
+                .zip(tensors)
+                .map(|(n, t)| (suffix(n), Arc::new(t)))
+                .collect();
+            return Ok(LazyLayer { index: i, tensors });
+        }
         let tensors = names
             .iter()
             .map(|n| {
                 let t = self.tensor::<T>(n)?;
-                let suffix = layer_of(n).map_or(n.as_str(), |(_, s)| s).to_string();
-                Ok((suffix, Arc::new(t)))
+                Ok((suffix(n), Arc::new(t)))
             })
             .collect::<Result<_>>()?;
         Ok(LazyLayer { index: i, tensors })
@@ -126,7 +171,30 @@ impl<T: Element> LazyModel<T> {
     /// A lazy model over an opened loader (in either [`LoadMode`]) with the
     /// default options.
     pub fn new(loader: Arc<MmapGGUFLoader>) -> LazyModel<T> {
-        Self::build(loader, None, Stores::default())
+        Self::build(loader, None, LoadOptions::default())
+    }
+
+    /// The same lazy model decoding onto `device` from now on (tensors
+    /// already cached stay where they are): with [`Device::Cuda`], each
+    /// tensor or layer asked for is uploaded and decoded on the GPU, and
+    /// the next layer is prefetched by a thread of its own through a
+    /// staging ring of its own, on streams of its own, while the caller
+    /// works. The GPU is set up now: errs with
+    /// [`Error::UnsupportedDevice`] without the `cuda` feature, and
+    /// [`Error::CudaUnavailable`] or [`Error::Cuda`] as a load would.
+    pub fn on_device(mut self, device: Device) -> Result<LazyModel<T>> {
+        super::load::check_device(device)?;
+        #[cfg(feature = "cuda")]
+        if let Device::Cuda(ordinal) = device {
+            crate::cuda::gpu(ordinal)?;
+        }
+        self.decoder.device = device;
+        Ok(self)
+    }
+
+    /// Where this model decodes to.
+    pub fn device(&self) -> Device {
+        self.decoder.device
     }
 
     /// A lazy model over an opened loader with `opts`, as
@@ -137,13 +205,13 @@ impl<T: Element> LazyModel<T> {
         opts: LoadOptions<'_>,
     ) -> Result<LazyModel<T>> {
         let pool = opts.threads.map(thread_pool).transpose()?.map(Arc::new);
-        Ok(Self::build(loader, pool, opts.stores))
+        Ok(Self::build(loader, pool, opts))
     }
 
     fn build(
         loader: Arc<MmapGGUFLoader>,
         pool: Option<Arc<rayon::ThreadPool>>,
-        stores: Stores,
+        opts: LoadOptions<'_>,
     ) -> LazyModel<T> {
         let names = loader.tensor_names();
         let layers = layer_groups(names.iter().copied())
@@ -156,7 +224,10 @@ impl<T: Element> LazyModel<T> {
             decoder: Decoder {
                 loader,
                 pool,
-                stores,
+                stores: opts.stores,
+                device: Device::Cpu,
+                gpu_staging: opts.gpu_staging,
+                gpu_ring_bytes: opts.gpu_ring_bytes,
             },
             cache: Mutex::new(HashMap::new()),
             pending: Mutex::new(None),

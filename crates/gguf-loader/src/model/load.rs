@@ -37,6 +37,27 @@ pub struct Progress {
 /// from the decoding threads, possibly at the same time.
 pub type ProgressFn<'a> = &'a (dyn Fn(&Progress) -> bool + Sync);
 
+/// How a GPU load fills its pinned staging ring from the file (feature
+/// `cuda`; the CPU ignores it). The values are the same either way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
+pub enum GpuStaging {
+    /// The fastest measured here: positioned reads.
+    #[default]
+    Auto,
+    /// Positioned reads (`pread`) from the file into the pinned buffers:
+    /// the kernel copies from its page cache, no page of the mapping is
+    /// touched.
+    Pread,
+    /// Copies out of the memory map (read ahead first) into the pinned
+    /// buffers.
+    Mapping,
+    /// No host copy: the mapping itself is registered with the driver
+    /// (read-only where the device supports it) and the device copies from
+    /// the page cache. Falls back to `Pread` where registration fails, and
+    /// in read mode.
+    Register,
+}
+
 /// How to load: for a whole model ([`MmapGGUFLoader::load_model_with`]),
 /// one tensor ([`MmapGGUFLoader::load_tensor_with`]), a lazy model
 /// ([`LazyModel::open_with`](crate::LazyModel::open_with)) and the data
@@ -52,6 +73,13 @@ pub struct LoadOptions<'a> {
     /// How outputs are written, settled by [`Stores::for_output`]: a load
     /// writes fresh memory, so `Auto` means ordinary stores.
     pub stores: Stores,
+    /// GPU loads: how the staging ring is filled.
+    pub gpu_staging: GpuStaging,
+    /// GPU loads: the staging ring's size in bytes, split into four slots
+    /// of at least 1 MiB (0: the default, 64 MiB). The ring is pinned
+    /// host memory plus as much device memory, allocated once per size and
+    /// reused by later loads.
+    pub gpu_ring_bytes: usize,
 }
 
 impl<'a> LoadOptions<'a> {
@@ -70,6 +98,18 @@ impl<'a> LoadOptions<'a> {
     /// Writes outputs with `stores`.
     pub fn stores(mut self, stores: Stores) -> Self {
         self.stores = stores;
+        self
+    }
+
+    /// Fills a GPU load's staging ring with `staging`.
+    pub fn gpu_staging(mut self, staging: GpuStaging) -> Self {
+        self.gpu_staging = staging;
+        self
+    }
+
+    /// Stages a GPU load through a ring of `bytes` (0: the default).
+    pub fn gpu_ring_bytes(mut self, bytes: usize) -> Self {
+        self.gpu_ring_bytes = bytes;
         self
     }
 }
@@ -120,7 +160,7 @@ impl<'a> Control<'a> {
         }
     }
 
-    fn check(&self) -> Result<()> {
+    pub(crate) fn check(&self) -> Result<()> {
         if self.cancelled.load(Ordering::Relaxed) {
             Err(Error::Cancelled)
         } else {
@@ -128,7 +168,7 @@ impl<'a> Control<'a> {
         }
     }
 
-    fn report(&self, bytes: u64, tensors: usize) {
+    pub(crate) fn report(&self, bytes: u64, tensors: usize) {
         let bytes_done = self.bytes_done.fetch_add(bytes, Ordering::Relaxed) + bytes;
         let tensors_done = self.tensors_done.fetch_add(tensors, Ordering::Relaxed) + tensors;
         if let Some(cb) = self.callback {
@@ -266,6 +306,15 @@ impl MmapGGUFLoader {
         check_device(device)?;
         let t = self.locate(name)?;
         let ctl = Control::new(1, t.info.n_bytes, opts.progress);
+        #[cfg(feature = "cuda")]
+        if let Device::Cuda(ordinal) = device {
+            let mut tensors = self.load_on_gpu::<T>(ordinal, &[t], &ctl, opts)?;
+            ctl.check()?;
+            return tensors
+                .pop()
+                .map(|(_, t)| t)
+                .ok_or_else(|| Error::TensorNotFound(name.to_string()));
+        }
         let tensor = in_pool(opts.threads, || decode_tensor(t, &ctl, opts.stores))??;
         // A cancel in the last report still cancels.
         ctl.check()?;
@@ -315,6 +364,15 @@ impl MmapGGUFLoader {
         let tensors: Vec<Located<'_>> = self.located().collect();
         let bytes_total = tensors.iter().map(|t| t.info.n_bytes).sum();
         let ctl = Control::new(tensors.len(), bytes_total, opts.progress);
+        #[cfg(feature = "cuda")]
+        if let Device::Cuda(ordinal) = device {
+            let tensors = self.load_on_gpu::<T>(ordinal, &tensors, &ctl, opts)?;
+            ctl.check()?;
+            return Ok(Model::new(
+                ModelConfig::from_metadata(self.metadata()),
+                tensors,
+            ));
+        }
         let run = || -> Result<Vec<(String, Tensor<T>)>> {
             // Untouched pages cost nothing until the decoders write them (in
             // parallel), and a model too large fails here, before any work.
@@ -360,9 +418,48 @@ impl MmapGGUFLoader {
     }
 }
 
-fn check_device(device: Device) -> Result<()> {
+impl MmapGGUFLoader {
+    /// Uploads and decodes `tensors` on GPU `ordinal` (its threads fill the
+    /// staging ring), as named tensors in the order given.
+    #[cfg(feature = "cuda")]
+    pub(crate) fn load_on_gpu<T: Element>(
+        &self,
+        ordinal: usize,
+        tensors: &[Located<'_>],
+        ctl: &Control<'_>,
+        opts: LoadOptions<'_>,
+    ) -> Result<Vec<(String, Tensor<T>)>> {
+        let g = crate::cuda::gpu(ordinal)?;
+        let mode = self.mode();
+        let slices = in_pool(opts.threads, || {
+            crate::cuda::load_tensors::<T>(
+                &g,
+                tensors,
+                mode,
+                opts.gpu_staging,
+                opts.gpu_ring_bytes,
+                ctl,
+            )
+        })??;
+        tensors
+            .iter()
+            .zip(slices)
+            .map(|(t, s)| {
+                let tensor = Tensor::from_cuda(t.info.ne(), s, Device::Cuda(ordinal))
+                    .ok_or_else(|| Error::TooLarge(t.info.name.to_string()))?;
+                Ok((t.info.name.to_string(), tensor))
+            })
+            .collect()
+    }
+}
+
+/// `Ok` for a device this build can load onto.
+pub(crate) fn check_device(device: Device) -> Result<()> {
     match device {
         Device::Cpu => Ok(()),
+        #[cfg(feature = "cuda")]
+        Device::Cuda(_) => Ok(()),
+        #[cfg(not(feature = "cuda"))]
         other => Err(Error::UnsupportedDevice(other)),
     }
 }

@@ -3,14 +3,14 @@
 
 mod config;
 mod lazy;
-mod load;
+pub(crate) mod load;
 
 use std::collections::HashMap;
 
 pub use config::{ModelConfig, KNOWN_ARCHITECTURES};
 pub use lazy::{LayerIter, LazyLayer, LazyModel, Prefetch};
 pub(crate) use load::in_pool;
-pub use load::{load_model_f16, LoadOptions, Progress, ProgressFn};
+pub use load::{load_model_f16, GpuStaging, LoadOptions, Progress, ProgressFn};
 
 use crate::element::Element;
 use crate::error::{Error, Result};

@@ -1,0 +1,240 @@
+//! GPU loads (feature `cuda`): every type to f32, f16 and bf16 decoded on
+//! the GPU equals the CPU path bit for bit (NaN payloads included), on
+//! random blocks of every type and on every tensor of the real models, in
+//! every staging mode, through a ring small enough to split tensors, in
+//! read mode, lazily, with progress and cancel.
+//!
+//! Without a GPU (no driver, no device) every test checks that a GPU load
+//! is one clear error, and says it skipped the rest; with
+//! `GGUF_LOADER_REQUIRE_GPU=1` (scripts/gpu-check.sh) a missing GPU fails.
+#![cfg(feature = "cuda")]
+
+mod common;
+
+use std::io::Write;
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use common::Lcg;
+use gguf_loader::{
+    bf16, cuda_setup, f16, Device, Element, Error, GgmlType, GgufWriter, GpuStaging, LazyModel,
+    LoadMode, LoadOptions, MmapGGUFLoader, Model, Prefetch, Progress, Tensor,
+};
+
+const GPU: Device = Device::Cuda(0);
+
+/// Whether GPU 0 can be used; otherwise checks that the refusal is one
+/// line naming the device, and says the test is skipped.
+fn gpu() -> bool {
+    match cuda_setup(0) {
+        Ok(s) => {
+            eprintln!(
+                "GPU: {} (sm_{}{}), context {:.0} ms, kernels {:.0} ms (cached: {})",
+                s.name,
+                s.compute_capability.0,
+                s.compute_capability.1,
+                s.context_ms,
+                s.compile_ms,
+                s.kernels_cached
+            );
+            true
+        }
+        Err(e) => {
+            let msg = e.to_string();
+            assert!(
+                matches!(e, Error::CudaUnavailable { .. }),
+                "a missing GPU must be CudaUnavailable, got {e:?}"
+            );
+            assert!(msg.starts_with("cuda:0: "), "{msg}");
+            assert!(!msg.contains('\n'), "one line: {msg}");
+            assert!(
+                std::env::var_os("GGUF_LOADER_REQUIRE_GPU").is_none(),
+                "GGUF_LOADER_REQUIRE_GPU is set but: {msg}"
+            );
+            eprintln!("skipped: {msg}");
+            false
+        }
+    }
+}
+
+/// A GGUF with, for every type, a tensor of random bytes of a few rows of
+/// a few blocks, one of 1000+ blocks (split pieces with a small ring), one
+/// of a single block, and one of no values.
+fn every_type_file(dir: &Path) -> std::path::PathBuf {
+    let mut rng = Lcg(0x5eed_cafe);
+    let mut w = GgufWriter::new();
+    for ty in GgmlType::ALL {
+        let bs = ty.block_size();
+        let ts = ty.type_size() as usize;
+        for (suffix, dims) in [
+            ("rows", vec![bs * 3, 7]),
+            ("long", vec![bs * 1031, 1]),
+            ("one", vec![bs]),
+            ("empty", vec![bs, 0]),
+        ] {
+            let blocks = dims.iter().product::<u64>() / bs;
+            let data = rng.bytes(blocks as usize * ts);
+            w.add_tensor(format!("{}.{suffix}", ty.name()), &dims, ty, data)
+                .unwrap();
+        }
+    }
+    let path = dir.join("every-type.gguf");
+    let mut f = std::fs::File::create(&path).unwrap();
+    f.write_all(&w.to_bytes().unwrap()).unwrap();
+    path
+}
+
+/// The GPU model's tensors equal the CPU's bit for bit (same names, shapes,
+/// value bits).
+fn same_bits<T: Element>(cpu: &Model<T>, gpu: &Model<T>, what: &str) {
+    assert_eq!(cpu.len(), gpu.len(), "{what}: tensor count");
+    for (name, c) in cpu.tensors() {
+        let g = gpu.tensor(name).unwrap_or_else(|| panic!("{what}: {name} missing"));
+        assert_eq!(g.device(), GPU);
+        assert_eq!(c.ne(), g.ne(), "{what}: {name} shape");
+        let h = g.to_host().unwrap();
+        assert_eq!(h.device(), Device::Cpu);
+        if c.as_bytes() != h.as_bytes() {
+            let i = c
+                .as_bytes()
+                .iter()
+                .zip(h.as_bytes())
+                .position(|(a, b)| a != b)
+                .unwrap();
+            panic!(
+                "{what}: {name} ({:?}) differs from byte {i} (value {})",
+                gpu.tensor(name).map(|t| t.shape()),
+                i / std::mem::size_of::<T>()
+            );
+        }
+    }
+}
+
+fn both<T: Element>(path: &Path, opts: LoadOptions<'_>, what: &str) {
+    let loader = MmapGGUFLoader::new(path).unwrap();
+    let cpu = loader.load_model::<T>(Device::Cpu).unwrap();
+    let gpu = loader.load_model_with::<T>(GPU, opts).unwrap();
+    same_bits(&cpu, &gpu, &format!("{what} {}", T::KIND.name()));
+}
+
+#[test]
+fn every_type_every_output_bit_for_bit() {
+    if !gpu() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = every_type_file(dir.path());
+        let loader = MmapGGUFLoader::new(&path).unwrap();
+        let e = loader.load_model::<f16>(GPU).unwrap_err();
+        assert!(matches!(e, Error::CudaUnavailable { .. }), "{e:?}");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = every_type_file(dir.path());
+    for staging in [
+        GpuStaging::Auto,
+        GpuStaging::Pread,
+        GpuStaging::Mapping,
+        GpuStaging::Register,
+    ] {
+        let opts = LoadOptions::default().gpu_staging(staging);
+        let what = format!("every type, {staging:?}");
+        both::<f32>(&path, opts, &what);
+        both::<f16>(&path, opts, &what);
+        both::<bf16>(&path, opts, &what);
+    }
+    // A ring of four 1 MiB slots: long tensors are split into pieces.
+    let small = LoadOptions::default().gpu_ring_bytes(4 << 20);
+    both::<f16>(&path, small, "every type, small ring");
+    // One tensor at a time, and read mode.
+    let loader = MmapGGUFLoader::open(&path, LoadMode::Read).unwrap();
+    for name in loader.tensor_names() {
+        let c = loader.load_tensor::<f32>(name, Device::Cpu).unwrap();
+        let g = loader.load_tensor::<f32>(name, GPU).unwrap();
+        assert_eq!(c, g.to_host().unwrap(), "{name} (read mode)");
+        assert_eq!(c.len(), g.len());
+    }
+}
+
+#[test]
+fn real_models_bit_for_bit() {
+    if !gpu() {
+        return;
+    }
+    for path in common::real_models() {
+        let what = path.file_name().unwrap().to_string_lossy().to_string();
+        both::<f16>(&path, LoadOptions::default(), &what);
+        both::<bf16>(&path, LoadOptions::default(), &what);
+        both::<f32>(&path, LoadOptions::default().gpu_ring_bytes(8 << 20), &what);
+    }
+}
+
+#[test]
+fn lazy_layers_on_the_gpu() {
+    if !gpu() {
+        let Some(path) = common::model_path() else { return };
+        let lazy = LazyModel::<f16>::open(&path).unwrap();
+        assert!(matches!(lazy.on_device(GPU), Err(Error::CudaUnavailable { .. })));
+        return;
+    }
+    let Some(path) = common::model_path() else { return };
+    let cpu = MmapGGUFLoader::new(&path).unwrap().load_f16_model(Device::Cpu).unwrap();
+    let lazy = LazyModel::<f16>::open(&path).unwrap().on_device(GPU).unwrap();
+    assert_eq!(lazy.device(), GPU);
+    let mut seen = 0;
+    for layer in lazy.layers(Prefetch::NextLayer) {
+        let layer = layer.unwrap();
+        for (suffix, t) in layer.tensors() {
+            let name = format!("blk.{}.{suffix}", layer.index);
+            assert_eq!(t.device(), GPU);
+            assert_eq!(
+                cpu.tensor(&name).unwrap().as_bytes(),
+                t.to_host().unwrap().as_bytes(),
+                "{name}"
+            );
+            seen += 1;
+        }
+    }
+    assert!(seen > 0);
+    let emb = lazy.tensor("token_embd.weight").unwrap();
+    assert_eq!(emb.to_host().unwrap(), *cpu.tensor("token_embd.weight").unwrap());
+}
+
+#[test]
+fn progress_cancel_and_tensor_handles() {
+    if !gpu() {
+        return;
+    }
+    let Some(path) = common::model_path() else { return };
+    let loader = MmapGGUFLoader::new(&path).unwrap();
+    let calls = AtomicUsize::new(0);
+    let last = std::sync::Mutex::new(None::<Progress>);
+    let f = |p: &Progress| {
+        calls.fetch_add(1, Ordering::Relaxed);
+        *last.lock().unwrap() = Some(*p);
+        true
+    };
+    let model = loader
+        .load_model_with::<f16>(GPU, LoadOptions::default().progress(&f))
+        .unwrap();
+    let p = last.lock().unwrap().unwrap();
+    assert_eq!(p.tensors_done, p.tensors_total);
+    assert_eq!(p.bytes_done, p.bytes_total);
+    assert!(calls.load(Ordering::Relaxed) > 0);
+
+    let stop = |_: &Progress| false;
+    let e = loader
+        .load_model_with::<f16>(GPU, LoadOptions::default().progress(&stop))
+        .unwrap_err();
+    assert!(matches!(e, Error::Cancelled), "{e:?}");
+
+    // A GPU tensor: no host view, a cudarc slice of its length, a deep
+    // clone, equality through the host.
+    let t: &Tensor<f16> = model.tensor("token_embd.weight").unwrap();
+    assert!(t.data().is_empty() && t.as_bytes().is_empty());
+    let s = t.cuda_slice().unwrap();
+    assert_eq!(s.len(), t.len());
+    let c = t.clone();
+    assert_eq!(&c, t);
+    assert_eq!(c.device(), GPU);
+    let host = c.into_vec();
+    assert_eq!(host.len(), t.len());
+}

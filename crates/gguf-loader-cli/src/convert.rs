@@ -12,7 +12,7 @@ use std::io::{self, Write};
 use std::path::Path;
 use std::time::Instant;
 
-use gguf_loader::{Element, ElementKind, Endianness, Error, Escaped, MmapGGUFLoader};
+use gguf_loader::{Device, Element, ElementKind, Endianness, Error, Escaped, MmapGGUFLoader};
 use gguf_loader::{GgufWriter, MetaValue, TensorInfo, Value};
 use indicatif::{ProgressBar, ProgressStyle};
 use regex::Regex;
@@ -31,6 +31,9 @@ pub struct Args<'a> {
     pub filter: Option<&'a str>,
     /// Replace an existing output.
     pub force: bool,
+    /// Where to decode: the CPU, or a GPU (feature `cuda`) whose output is
+    /// copied back; the file is the same byte for byte.
+    pub device: Device,
 }
 
 /// The output's format, from its extension.
@@ -93,6 +96,8 @@ pub fn run(a: &Args<'_>) -> Result<(), CliError> {
     let start = Instant::now();
     let format = Format::of(a.output)?;
     let loader = MmapGGUFLoader::new(a.input)?;
+    // A GPU that cannot be used is refused before any output exists.
+    gguf_loader_cli::gpu::setup(a.device)?;
     let re = a
         .filter
         .map(|f| {
@@ -143,7 +148,10 @@ pub fn run(a: &Args<'_>) -> Result<(), CliError> {
         .iter()
         .map(|t| (*t, kind_for(format, a.dtype, t)))
         .collect();
-    let mut decoder = Decoder::default();
+    let mut decoder = Decoder {
+        device: a.device,
+        ..Decoder::default()
+    };
     decoder.prepare(&plan)?;
     let inputs: Vec<&Path> = loader.paths().collect();
     let mut out = Output::create(a.output, &inputs, a.force)?;
@@ -198,6 +206,9 @@ fn progress(n: usize) -> ProgressBar {
     bar
 }
 
+/// Bytes handed to the sink at a time.
+const PIECE: usize = 1 << 20;
+
 /// Decodes tensors one at a time into one buffer reused from one tensor to
 /// the next, whatever their output float, so that memory holds about the
 /// largest tensor, never the model.
@@ -205,6 +216,8 @@ fn progress(n: usize) -> ProgressBar {
 struct Decoder {
     /// Words, so that the buffer is aligned for every output float.
     buf: Vec<u64>,
+    /// Where tensors are decoded.
+    device: Device,
 }
 
 impl Decoder {
@@ -251,13 +264,22 @@ impl Decoder {
         kind: ElementKind,
         sink: &mut dyn FnMut(&[u8]) -> Result<(), CliError>,
     ) -> Result<(), CliError> {
+        if self.device != Device::Cpu {
+            // Decoded on the GPU, copied back whole (the same values).
+            return with_element!(kind, T => {
+                let t = loader.load_tensor::<T>(info.name, self.device)?.to_host()?;
+                for piece in t.data().chunks(PIECE / T::KIND.size()) {
+                    sink(&T::to_le_bytes_vec(piece))?;
+                }
+                Ok(())
+            });
+        }
         let words = self.reserve(info, kind)?;
         if self.buf.len() < words {
             self.buf.resize(words, 0);
         }
         // Fits usize: `reserve` took its bytes.
         let n = info.n_elements as usize;
-        const PIECE: usize = 1 << 20;
         with_element!(kind, T => {
             let values = &mut bytemuck::cast_slice_mut::<u64, T>(&mut self.buf[..words])[..n];
             loader.load_tensor_into(info.name, values)?;

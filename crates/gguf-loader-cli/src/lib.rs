@@ -20,6 +20,7 @@
 
 pub mod bench;
 mod error;
+pub mod gpu;
 pub mod host;
 pub mod inspect;
 mod json;

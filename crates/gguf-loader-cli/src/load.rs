@@ -14,8 +14,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use gguf_loader::{
-    Device, Element, ElementKind, Error, Escaped, LazyModel, LoadMode, LoadOptions, MmapGGUFLoader,
-    Prefetch, Progress, Stores,
+    Device, Element, ElementKind, Error, Escaped, GpuStaging, LazyModel, LoadMode, LoadOptions,
+    MmapGGUFLoader, Prefetch, Progress, Stores,
 };
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
@@ -46,6 +46,10 @@ pub struct Args<'a> {
     pub json: bool,
     /// Skip the check of the decoded size against the available memory.
     pub no_memory_check: bool,
+    /// GPU loads: how the staging ring is filled.
+    pub staging: GpuStaging,
+    /// GPU loads: the ring's size in bytes (0: the default).
+    pub ring_bytes: usize,
 }
 
 /// Reads a field of /proc/self/status in bytes (Linux; 0 elsewhere).
@@ -126,7 +130,10 @@ fn load<T: Element>(a: &Args<'_>) -> Result<(), CliError> {
         .tensors()
         .map(|t| t.n_elements.saturating_mul(T::KIND.size() as u64))
         .fold(0, u64::saturating_add);
-    if !a.lazy && !a.no_memory_check {
+    // A GPU is set up before the clock starts: its one-off costs (driver,
+    // context, kernel compile) are reported apart from the load.
+    let gpu = crate::gpu::setup(a.device)?;
+    if !a.lazy && !a.no_memory_check && a.device == Device::Cpu {
         let what = format!("{} decoded to {}", a.file.display(), T::KIND.name());
         host::check_memory(bytes_out, &what)?;
     }
@@ -161,14 +168,23 @@ fn load<T: Element>(a: &Args<'_>) -> Result<(), CliError> {
 
     let t1 = Instant::now();
     let mut lazy_stats = None;
+    let mut vram_after = None;
+    let opts = LoadOptions {
+        threads: a.threads,
+        stores: a.stores,
+        gpu_staging: a.staging,
+        gpu_ring_bytes: a.ring_bytes,
+        ..LoadOptions::default()
+    };
     if a.lazy {
-        lazy_stats = Some(walk_lazily::<T>(loader, a.device, a.prefetch, a.work)?);
+        lazy_stats = Some(walk_lazily::<T>(
+            loader, a.device, a.prefetch, a.work, opts,
+        )?);
     } else {
-        let mut opts = LoadOptions::default().progress(&report);
-        opts.threads = a.threads;
-        opts.stores = a.stores;
-        let model = loader.load_model_with::<T>(a.device, opts)?;
+        let model = loader.load_model_with::<T>(a.device, opts.progress(&report))?;
         std::hint::black_box(model.len());
+        // Measured with the model alive: what it holds on the device.
+        vram_after = crate::gpu::used_memory(a.device);
     }
     let load = t1.elapsed();
     bar.finish_and_clear();
@@ -197,6 +213,15 @@ fn load<T: Element>(a: &Args<'_>) -> Result<(), CliError> {
             if let Some(s) = &lazy_stats {
                 j["lazy"] = s.to_json();
             }
+            if let Some(g) = &gpu {
+                j["device"] = json!(a.device.to_string());
+                j["gpu"] = g.to_json();
+                j["gb_per_s_in"] = json!(bytes_in as f64 / load.as_secs_f64() / 1e9);
+                if let Some(after) = vram_after {
+                    j["vram_used_before_bytes"] = json!(g.used_before);
+                    j["vram_used_after_bytes"] = json!(after);
+                }
+            }
             return crate::json::write_line(&mut out, &j);
         }
         writeln!(out, "{}", Escaped(&a.file.display().to_string()))?;
@@ -215,6 +240,34 @@ fn load<T: Element>(a: &Args<'_>) -> Result<(), CliError> {
             "  peak RSS:     {peak_rss} bytes (file pages included)"
         )?;
         writeln!(out, "  peak anon:    {peak_anon} bytes")?;
+        if let Some(g) = &gpu {
+            writeln!(
+                out,
+                "  device:       {} ({}), quantized bytes in at {:.2} GB/s",
+                a.device,
+                g.name,
+                bytes_in as f64 / load.as_secs_f64() / 1e9
+            )?;
+            writeln!(
+                out,
+                "  one-off:      context {:.1} ms, kernels {:.1} ms ({})",
+                g.context_ms,
+                g.compile_ms,
+                if g.kernels_cached {
+                    "from the disk cache"
+                } else {
+                    "compiled"
+                }
+            )?;
+            if let Some(after) = vram_after {
+                writeln!(
+                    out,
+                    "  VRAM used:    {} bytes before, {after} bytes with the model loaded (+{})",
+                    g.used_before,
+                    after.saturating_sub(g.used_before)
+                )?;
+            }
+        }
         if let Some(s) = &lazy_stats {
             writeln!(
                 out,
@@ -246,11 +299,9 @@ fn walk_lazily<T: Element>(
     device: Device,
     prefetch: bool,
     work: Duration,
+    opts: LoadOptions<'_>,
 ) -> Result<LazyStats, Error> {
-    if device != Device::Cpu {
-        return Err(Error::UnsupportedDevice(device));
-    }
-    let model = LazyModel::<T>::new(Arc::new(loader));
+    let model = LazyModel::<T>::with_options(Arc::new(loader), opts)?.on_device(device)?;
     let mut times = Vec::new();
     let mut t = Instant::now();
     let prefetch = if prefetch {

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use gguf_loader::{Device, ElementKind, LoadMode, Stores};
+use gguf_loader::{Device, ElementKind, GpuStaging, LoadMode, Stores};
 use gguf_loader_cli::host::parse_threads;
 use gguf_loader_cli::{bench, exit_code, inspect, load, verify, CliError};
 
@@ -71,6 +71,30 @@ impl From<StoresArg> for Stores {
     }
 }
 
+/// How a GPU load fills its staging ring (the values are the same).
+#[derive(Clone, Copy, ValueEnum)]
+enum StagingArg {
+    /// The fastest measured: pread.
+    Auto,
+    /// Positioned reads from the file into pinned buffers.
+    Pread,
+    /// Copies out of the memory map into pinned buffers.
+    Mapping,
+    /// The mapping registered with the driver; no host copy.
+    Register,
+}
+
+impl From<StagingArg> for GpuStaging {
+    fn from(s: StagingArg) -> GpuStaging {
+        match s {
+            StagingArg::Auto => GpuStaging::Auto,
+            StagingArg::Pread => GpuStaging::Pread,
+            StagingArg::Mapping => GpuStaging::Mapping,
+            StagingArg::Register => GpuStaging::Register,
+        }
+    }
+}
+
 fn parse_device(s: &str) -> Result<Device, String> {
     match s {
         "cpu" => Ok(Device::Cpu),
@@ -119,6 +143,10 @@ enum Command {
         /// Replace the output if it exists (never an input).
         #[arg(long)]
         force: bool,
+        /// Decode on this device (cpu, cuda, cuda:N; a GPU needs a build
+        /// with the `cuda` feature). The file is the same byte for byte.
+        #[arg(long, default_value = "cpu", value_parser = parse_device)]
+        device: Device,
     },
     /// Decode every tensor (or walk the layers lazily) and report times and memory.
     Load {
@@ -144,6 +172,12 @@ enum Command {
         /// show what prefetching hides.
         #[arg(long, requires = "lazy", default_value_t = 0)]
         work_ms: u64,
+        /// GPU loads: how the pinned staging ring is filled.
+        #[arg(long, value_enum, default_value = "auto")]
+        staging: StagingArg,
+        /// GPU loads: the staging ring's size in MiB (four slots; 0: 64 MiB).
+        #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=4096))]
+        ring_mib: u32,
         #[arg(long)]
         json: bool,
         /// Load even when the decoded model is larger than the memory
@@ -208,12 +242,14 @@ fn run(command: Command) -> Result<ExitCode, CliError> {
             dtype,
             tensors,
             force,
+            device,
         } => convert::run(&convert::Args {
             input: &file,
             output: &output,
             dtype: dtype.into(),
             filter: tensors.as_deref(),
             force,
+            device,
         })?,
         Command::Load {
             file,
@@ -227,6 +263,8 @@ fn run(command: Command) -> Result<ExitCode, CliError> {
             work_ms,
             json,
             no_memory_check,
+            staging,
+            ring_mib,
         } => load::run(&load::Args {
             file: &file,
             dtype: dtype.into(),
@@ -242,6 +280,8 @@ fn run(command: Command) -> Result<ExitCode, CliError> {
             work: std::time::Duration::from_millis(work_ms),
             json,
             no_memory_check,
+            staging: staging.into(),
+            ring_bytes: ring_mib as usize * (1 << 20),
         })?,
         Command::Synth {
             preset,

@@ -50,14 +50,14 @@ mod model;
 mod synth;
 mod tensor;
 
-#[cfg(feature = "cuda")]
-pub use cuda::{cuda_memory, cuda_setup, CudaSetup};
-#[cfg(feature = "cuda")]
-pub use cudarc;
 pub use check::{
     check_model, check_model_report, check_model_report_with, check_tensor_data, checked_fields,
     count_tensor_data, DataProblem, ModelReport, ProblemKind, SkippedTensor,
 };
+#[cfg(feature = "cuda")]
+pub use cuda::{cuda_memory, cuda_setup, CudaSetup};
+#[cfg(feature = "cuda")]
+pub use cudarc;
 pub use decode::{
     dequantize, dequantize_into, dequantize_into_par, dequantize_into_par_with,
     dequantize_into_with, dequantize_rows_into, DecodeError, OutputMemory, Stores,

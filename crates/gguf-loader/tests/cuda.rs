@@ -89,7 +89,9 @@ fn every_type_file(dir: &Path) -> std::path::PathBuf {
 fn same_bits<T: Element>(cpu: &Model<T>, gpu: &Model<T>, what: &str) {
     assert_eq!(cpu.len(), gpu.len(), "{what}: tensor count");
     for (name, c) in cpu.tensors() {
-        let g = gpu.tensor(name).unwrap_or_else(|| panic!("{what}: {name} missing"));
+        let g = gpu
+            .tensor(name)
+            .unwrap_or_else(|| panic!("{what}: {name} missing"));
         assert_eq!(g.device(), GPU);
         assert_eq!(c.ne(), g.ne(), "{what}: {name} shape");
         let h = g.to_host().unwrap();
@@ -170,14 +172,27 @@ fn real_models_bit_for_bit() {
 #[test]
 fn lazy_layers_on_the_gpu() {
     if !gpu() {
-        let Some(path) = common::model_path() else { return };
+        let Some(path) = common::model_path() else {
+            return;
+        };
         let lazy = LazyModel::<f16>::open(&path).unwrap();
-        assert!(matches!(lazy.on_device(GPU), Err(Error::CudaUnavailable { .. })));
+        assert!(matches!(
+            lazy.on_device(GPU),
+            Err(Error::CudaUnavailable { .. })
+        ));
         return;
     }
-    let Some(path) = common::model_path() else { return };
-    let cpu = MmapGGUFLoader::new(&path).unwrap().load_f16_model(Device::Cpu).unwrap();
-    let lazy = LazyModel::<f16>::open(&path).unwrap().on_device(GPU).unwrap();
+    let Some(path) = common::model_path() else {
+        return;
+    };
+    let cpu = MmapGGUFLoader::new(&path)
+        .unwrap()
+        .load_f16_model(Device::Cpu)
+        .unwrap();
+    let lazy = LazyModel::<f16>::open(&path)
+        .unwrap()
+        .on_device(GPU)
+        .unwrap();
     assert_eq!(lazy.device(), GPU);
     let mut seen = 0;
     for layer in lazy.layers(Prefetch::NextLayer) {
@@ -195,7 +210,10 @@ fn lazy_layers_on_the_gpu() {
     }
     assert!(seen > 0);
     let emb = lazy.tensor("token_embd.weight").unwrap();
-    assert_eq!(emb.to_host().unwrap(), *cpu.tensor("token_embd.weight").unwrap());
+    assert_eq!(
+        emb.to_host().unwrap(),
+        *cpu.tensor("token_embd.weight").unwrap()
+    );
 }
 
 #[test]
@@ -203,7 +221,9 @@ fn progress_cancel_and_tensor_handles() {
     if !gpu() {
         return;
     }
-    let Some(path) = common::model_path() else { return };
+    let Some(path) = common::model_path() else {
+        return;
+    };
     let loader = MmapGGUFLoader::new(&path).unwrap();
     let calls = AtomicUsize::new(0);
     let last = std::sync::Mutex::new(None::<Progress>);

@@ -132,8 +132,12 @@ pub(crate) fn gpu(ordinal: usize) -> Result<Arc<Gpu>> {
     let device = Device::Cuda(ordinal);
     // cudarc panics where a library or symbol is missing: check first, and
     // turn any panic left into an error rather than an abort.
-    let g = std::panic::catch_unwind(|| open(ordinal))
-        .unwrap_or_else(|_| Err(unavailable(device, "the CUDA driver library failed to load")))?;
+    let g = std::panic::catch_unwind(|| open(ordinal)).unwrap_or_else(|_| {
+        Err(unavailable(
+            device,
+            "the CUDA driver library failed to load",
+        ))
+    })?;
     let g = Arc::new(g);
     map.insert(ordinal, g.clone());
     Ok(g)
@@ -156,7 +160,10 @@ fn open(ordinal: usize) -> Result<Gpu> {
     if ordinal >= count as usize {
         return Err(unavailable(
             device,
-            format!("no such GPU: this machine has {count} (cuda:0 to cuda:{})", count - 1),
+            format!(
+                "no such GPU: this machine has {count} (cuda:0 to cuda:{})",
+                count - 1
+            ),
         ));
     }
     let ctx = CudaContext::new(ordinal).map_err(|e| unavailable(device, driver_message(e)))?;
@@ -201,7 +208,9 @@ fn open(ordinal: usize) -> Result<Gpu> {
         compile::Image::Cubin(bytes) => cudarc::nvrtc::Ptx::from_binary(bytes),
         compile::Image::Ptx(src) => cudarc::nvrtc::Ptx::from_src(src),
     };
-    let module = ctx.load_module(ptx).map_err(e("loading the decode kernels"))?;
+    let module = ctx
+        .load_module(ptx)
+        .map_err(e("loading the decode kernels"))?;
     let compile_ms = t1.elapsed().as_secs_f64() * 1e3;
     let out_stream = ctx.new_stream().map_err(e("creating a stream"))?;
     Ok(Gpu {

@@ -217,12 +217,15 @@ pub(crate) fn load_tensors<T: Element>(
     ring_bytes: usize,
     ctl: &Control<'_>,
 ) -> Result<Vec<CudaSlice<T>>> {
-    g.ctx.bind_to_thread().map_err(g.err("binding the context"))?;
+    g.ctx
+        .bind_to_thread()
+        .map_err(g.err("binding the context"))?;
     // Every output first: a model too large for the device fails before
     // any work, and nothing is left half done.
     let mut outs = Vec::with_capacity(tensors.len());
     for t in tensors {
-        let n = usize::try_from(t.info.n_elements).map_err(|_| Error::TooLarge(t.info.name.to_string()))?;
+        let n = usize::try_from(t.info.n_elements)
+            .map_err(|_| Error::TooLarge(t.info.name.to_string()))?;
         outs.push(alloc_output::<T>(g, n, t.info.name)?);
     }
     // The allocations (asynchronous on the output stream) are done before
@@ -241,7 +244,8 @@ pub(crate) fn load_tensors<T: Element>(
                     ty: t.info.ty,
                 });
             }
-            let host = crate::model::load::decode_tensor::<T>(*t, ctl, crate::decode::Stores::Auto)?;
+            let host =
+                crate::model::load::decode_tensor::<T>(*t, ctl, crate::decode::Stores::Auto)?;
             g.out_stream
                 .memcpy_htod(host.data(), &mut outs[i])
                 .map_err(g.err(t.info.name))?;
@@ -305,8 +309,18 @@ pub(crate) fn load_tensors<T: Element>(
 
     let mut lease = RingLease::take(g, slot_bytes)?;
     let result = run_fills(
-        g, tensors, &on_gpu, &items, &fills, &funcs, &out_ptrs, &mut lease, staging, &mut left,
-        std::mem::size_of::<T>() as u64, ctl,
+        g,
+        tensors,
+        &on_gpu,
+        &items,
+        &fills,
+        &funcs,
+        &out_ptrs,
+        &mut lease,
+        staging,
+        &mut left,
+        std::mem::size_of::<T>() as u64,
+        ctl,
     );
     // Whatever happened, nothing may still be reading the mapping, the
     // ring or the outputs when they go.
@@ -379,8 +393,10 @@ fn run_fills(
                 // SAFETY: the host buffer is pinned and is not written again
                 // before `copied` (recorded next) completes; the destination
                 // is the slot's device buffer, as large as the host one.
-                unsafe { cu::memcpy_htod_async(dev_base, &host[..fill.used], slot.stream.cu_stream()) }
-                    .map_err(g.err("copying to the device"))?;
+                unsafe {
+                    cu::memcpy_htod_async(dev_base, &host[..fill.used], slot.stream.cu_stream())
+                }
+                .map_err(g.err("copying to the device"))?;
             }
         }
         slot.copied
@@ -462,15 +478,16 @@ fn fill_host(
             piece = more;
         }
     }
-    runs.into_par_iter().try_for_each(|(t, start, dst)| match staging {
-        Staging::Mapping => {
-            let data = t.mapped().unwrap_or_default();
-            let src = data
-                .get(start as usize..start as usize + dst.len())
-                .ok_or_else(|| Error::TooLarge(t.info.name.to_string()))?;
-            dst.copy_from_slice(src);
-            Ok(())
-        }
-        _ => t.read_into(start, dst),
-    })
+    runs.into_par_iter()
+        .try_for_each(|(t, start, dst)| match staging {
+            Staging::Mapping => {
+                let data = t.mapped().unwrap_or_default();
+                let src = data
+                    .get(start as usize..start as usize + dst.len())
+                    .ok_or_else(|| Error::TooLarge(t.info.name.to_string()))?;
+                dst.copy_from_slice(src);
+                Ok(())
+            }
+            _ => t.read_into(start, dst),
+        })
 }

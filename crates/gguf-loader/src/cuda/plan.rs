@@ -171,11 +171,26 @@ mod tests {
     #[test]
     fn small_items_share_and_large_ones_split() {
         let items = [
-            Item { n_bytes: 18 * 10, type_size: 18 },
-            Item { n_bytes: 4 * 3, type_size: 4 },
-            Item { n_bytes: 18 * 256 * 40 + 18 * 7, type_size: 18 },
-            Item { n_bytes: 0, type_size: 210 },
-            Item { n_bytes: 210 * 5, type_size: 210 },
+            Item {
+                n_bytes: 18 * 10,
+                type_size: 18,
+            },
+            Item {
+                n_bytes: 4 * 3,
+                type_size: 4,
+            },
+            Item {
+                n_bytes: 18 * 256 * 40 + 18 * 7,
+                type_size: 18,
+            },
+            Item {
+                n_bytes: 0,
+                type_size: 210,
+            },
+            Item {
+                n_bytes: 210 * 5,
+                type_size: 210,
+            },
         ];
         for slot in [18 * 256 + 256, 1 << 16, 1 << 20, 100_000] {
             let fills = plan(&items, slot).unwrap();
@@ -199,7 +214,10 @@ mod tests {
             let items: Vec<Item> = (0..n)
                 .map(|_| {
                     let ts = [2u64, 4, 18, 34, 144, 210, 292][rnd(7) as usize];
-                    Item { n_bytes: ts * rnd(3000), type_size: ts }
+                    Item {
+                        n_bytes: ts * rnd(3000),
+                        type_size: ts,
+                    }
                 })
                 .collect();
             let slot = 292 * 256 + rnd(1 << 18) as usize;
@@ -210,14 +228,26 @@ mod tests {
 
     #[test]
     fn refuses_what_cannot_be_planned() {
-        let big = [Item { n_bytes: 210 * 1000, type_size: 210 }];
+        let big = [Item {
+            n_bytes: 210 * 1000,
+            type_size: 210,
+        }];
         assert_eq!(plan(&big, 1000), Err(PlanError::SlotTooSmall { item: 0 }));
-        let odd = [Item { n_bytes: 19, type_size: 18 }];
+        let odd = [Item {
+            n_bytes: 19,
+            type_size: 18,
+        }];
         assert_eq!(plan(&odd, 1 << 20), Err(PlanError::BadItem { item: 0 }));
-        let zero = [Item { n_bytes: 0, type_size: 0 }];
+        let zero = [Item {
+            n_bytes: 0,
+            type_size: 0,
+        }];
         assert_eq!(plan(&zero, 1 << 20), Err(PlanError::BadItem { item: 0 }));
         // A small tensor fits a small slot whole even under ALIGN_BLOCKS blocks.
-        let small = [Item { n_bytes: 210 * 3, type_size: 210 }];
+        let small = [Item {
+            n_bytes: 210 * 3,
+            type_size: 210,
+        }];
         check(&small, 1000, &plan(&small, 1000).unwrap());
     }
 }

@@ -39,10 +39,7 @@ enum Source {
         file: File,
     },
     /// Read mode: the header bytes, and the file for positioned reads.
-    Read {
-        header: Vec<u8>,
-        file: File,
-    },
+    Read { header: Vec<u8>, file: File },
     /// An empty file, which cannot be mapped and fails to parse anyway.
     Empty,
 }

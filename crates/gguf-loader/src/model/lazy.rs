@@ -96,7 +96,9 @@ impl Decoder {
         #[cfg(feature = "cuda")]
         if let Device::Cuda(ordinal) = self.device {
             let mut one = self.on_gpu::<T>(ordinal, &[name.to_string()])?;
-            return one.pop().ok_or_else(|| Error::TensorNotFound(name.to_string()));
+            return one
+                .pop()
+                .ok_or_else(|| Error::TensorNotFound(name.to_string()));
         }
         let t = self.loader.locate(name)?;
         let ctl = Control::new(1, t.info.n_bytes, None);

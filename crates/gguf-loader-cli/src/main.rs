@@ -187,7 +187,7 @@ enum Command {
     },
     /// Write a model with real shapes and metadata and random weights.
     Synth {
-        /// tinyllama-1.1b, smollm2-135m or tiny-test.
+        /// tinyllama-1.1b, smollm2-135m, llama2-7b or tiny-test.
         #[arg(long)]
         preset: String,
         /// Weight type: q4_0, q8_0, q6_k, f16, … (norms stay f32).

@@ -92,4 +92,11 @@ pub mod internals {
     pub use crate::decode::{float, fp4, iquants, kquants, legacy, simd, ternary};
     pub use crate::decode::{reference_row_fn, row_fn, RowFn};
     pub use crate::format::blocks;
+    /// The decode kernels' sources, and (feature `cuda`) a GPU as the
+    /// loader sets it up, for the GPU benchmarks.
+    pub mod cuda {
+        #[cfg(feature = "cuda")]
+        pub use crate::cuda::{gpu, Gpu};
+        pub use crate::decode::cuda::*;
+    }
 }

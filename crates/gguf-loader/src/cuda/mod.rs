@@ -16,6 +16,7 @@ use std::time::Instant;
 
 use cudarc::driver::{
     result::DriverError, sys, CudaContext, CudaFunction, CudaModule, CudaSlice, CudaStream,
+    LaunchConfig, PushKernelArg,
 };
 
 use crate::element::{Element, ElementKind};
@@ -24,6 +25,13 @@ use crate::format::GgmlType;
 use crate::tensor::Device;
 
 pub(crate) use pipeline::load_tensors;
+
+/// Threads per block of every decode kernel (their ABI).
+const BLOCK_THREADS: u32 = 256;
+
+/// Values per block of threads the grid is sized for; the kernels loop
+/// over any excess.
+const VALUES_PER_BLOCK: usize = 2048;
 
 /// What setting up a GPU took, and what it is: the one-off costs a load
 /// pays before its first byte ([`cuda_setup`]).
@@ -52,17 +60,22 @@ pub struct CudaSetup {
 }
 
 /// One GPU set up for decoding: its context, the kernels, the rings.
-pub(crate) struct Gpu {
+pub struct Gpu {
+    /// The device.
     pub device: Device,
+    /// The loader's context on it (the primary context).
     pub ctx: Arc<CudaContext>,
     module: Arc<CudaModule>,
     functions: Mutex<HashMap<(GgmlType, ElementKind), CudaFunction>>,
     /// Staging rings not in use, reused by the next pipeline.
-    pub rings: Mutex<Vec<pipeline::Ring>>,
+    pub(crate) rings: Mutex<Vec<pipeline::Ring>>,
     /// The stream the outputs are allocated (and freed) on.
     pub out_stream: Arc<CudaStream>,
+    /// Streaming multiprocessors.
     pub sm_count: u32,
+    /// Whether host memory can be registered read-only.
     pub read_only_register: bool,
+    /// What setting it up took.
     pub setup: CudaSetup,
 }
 
@@ -104,6 +117,41 @@ impl Gpu {
         Ok(f)
     }
 
+    /// Queues decode kernel `f` on `stream`: `n_blocks` blocks of
+    /// `block_size` values each, from device address `src` to `dst`.
+    ///
+    /// # Safety
+    /// `f` decodes the type whose blocks lie at `src` (`n_blocks` of them,
+    /// written before anything queued after this on `stream` runs), and
+    /// `dst` has room for `n_blocks * block_size` values of `f`'s output;
+    /// both stay allocated until the stream has run the kernel.
+    pub unsafe fn launch(
+        &self,
+        f: &CudaFunction,
+        stream: &CudaStream,
+        src: u64,
+        dst: u64,
+        n_blocks: u64,
+        block_size: u64,
+    ) -> std::result::Result<(), DriverError> {
+        let values = n_blocks.saturating_mul(block_size) as usize;
+        // Enough thread blocks to fill the device several times over; the
+        // kernels' grid-stride loops take any excess.
+        let grid = values
+            .div_ceil(VALUES_PER_BLOCK)
+            .clamp(1, self.sm_count as usize * 64) as u32;
+        let cfg = LaunchConfig {
+            grid_dim: (grid, 1, 1),
+            block_dim: (BLOCK_THREADS, 1, 1),
+            shared_mem_bytes: 0,
+        };
+        let mut launch = stream.launch_builder(f);
+        launch.arg(&src).arg(&dst).arg(&n_blocks);
+        // SAFETY: the kernel ABI is (const u8*, out*, u64 n_blocks) for
+        // every kernel; the caller vouches for the buffers.
+        unsafe { launch.launch(cfg) }.map(|_| ())
+    }
+
     /// Free and total device memory in bytes.
     pub fn memory(&self) -> Result<(usize, usize)> {
         self.ctx.mem_get_info().map_err(self.err("memory query"))
@@ -124,7 +172,7 @@ fn gpus() -> &'static Mutex<HashMap<usize, Arc<Gpu>>> {
 
 /// The GPU `ordinal`, set up on first use (driver, context, kernels) and
 /// kept for the life of the process.
-pub(crate) fn gpu(ordinal: usize) -> Result<Arc<Gpu>> {
+pub fn gpu(ordinal: usize) -> Result<Arc<Gpu>> {
     let mut map = gpus().lock().unwrap_or_else(|e| e.into_inner());
     if let Some(g) = map.get(&ordinal) {
         return Ok(g.clone());

@@ -22,8 +22,7 @@
 use std::sync::Arc;
 
 use cudarc::driver::{
-    result as cu, sys, CudaEvent, CudaSlice, CudaStream, DevicePtr, LaunchConfig, PinnedHostSlice,
-    PushKernelArg,
+    result as cu, sys, CudaEvent, CudaSlice, CudaStream, DevicePtr, PinnedHostSlice,
 };
 use rayon::prelude::*;
 
@@ -47,13 +46,6 @@ const SLOT_BYTES: usize = 16 << 20;
 /// Host copies are cut into runs of at most this many bytes, spread over
 /// the host threads.
 const FILL_RUN: usize = 2 << 20;
-
-/// Threads per block of every decode kernel (their ABI).
-const BLOCK_THREADS: u32 = 256;
-
-/// Values per block of threads the grid is sized for; the kernels loop
-/// over any excess.
-const VALUES_PER_BLOCK: usize = 2048;
 
 /// One slot: a pinned host buffer, a device staging buffer, the stream
 /// that copies and decodes it, and the event marking its copy done.
@@ -407,28 +399,15 @@ fn run_fills(
         for p in &fill.pieces {
             let t = &tensors[on_gpu[p.item]];
             let it = &items[p.item];
-            let block = t.info.ty.block_size() as u64;
+            let block = t.info.ty.block_size();
             let src = dev_base + p.slot_offset as u64;
             let dst = out_ptrs[p.item] + p.first_block * block * elem_bytes;
-            let n_blocks = p.blocks;
-            let values = (p.blocks * block) as usize;
-            // Enough blocks to fill the device several times over; the
-            // kernels' grid-stride loops take any excess.
-            let grid = values
-                .div_ceil(VALUES_PER_BLOCK)
-                .clamp(1, g.sm_count as usize * 64) as u32;
-            let cfg = LaunchConfig {
-                grid_dim: (grid, 1, 1),
-                block_dim: (BLOCK_THREADS, 1, 1),
-                shared_mem_bytes: 0,
-            };
-            let mut launch = slot.stream.launch_builder(&funcs[p.item]);
-            launch.arg(&src).arg(&dst).arg(&n_blocks);
-            // SAFETY: the kernel reads `n_blocks` blocks at `src` (inside the
-            // slot's device buffer, just copied) and writes `n_blocks *
-            // block_size` values at `dst` (inside the tensor's output, by the
-            // plan); the ABI is (const u8*, out*, u64) for every kernel.
-            unsafe { launch.launch(cfg) }.map_err(g.err(t.info.name))?;
+            // SAFETY: `src` holds `p.blocks` blocks of the tensor's type
+            // (inside the slot's device buffer, just copied on this stream)
+            // and `dst` has room for their values (inside the tensor's
+            // output, by the plan), both 256-byte aligned by the plan.
+            unsafe { g.launch(&funcs[p.item], &slot.stream, src, dst, p.blocks, block) }
+                .map_err(g.err(t.info.name))?;
             bytes += p.byte_len(it);
             left[p.item] -= 1;
             if left[p.item] == 0 {

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The test command: installs the Python oracle (gguf-py), fetches the two real
 # models (SmolLM2-135M, Gemma-3-270M) into the cache, then runs every test of
-# the workspace.
+# the workspace, then the `cuda` build's tests (on a machine without a GPU
+# they check that a GPU load is one clear error; scripts/gpu-check.sh runs
+# them on a GPU).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python3 -m pip install --quiet --disable-pip-version-check -r scripts/requirements.txt
@@ -9,3 +11,5 @@ model="$(scripts/fetch-model.sh smollm2)"
 gemma="$(scripts/fetch-model.sh gemma3)"
 export GGUF_LOADER_MODEL="$model" GGUF_LOADER_GEMMA="$gemma" GGUF_LOADER_REQUIRE_MODEL=1
 cargo test --workspace --release "$@"
+cargo test --release -p gguf-loader --features cuda --lib --test cuda "$@"
+cargo test --release -p gguf-loader-cli --features cuda --test device "$@"

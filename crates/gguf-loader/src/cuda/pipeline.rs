@@ -164,21 +164,47 @@ impl Drop for Registered {
     }
 }
 
-/// Registers each mapped range in `ranges` (page-aligned starts and
-/// lengths are made so) with the driver; `None` where any registration
-/// fails, having undone the others.
+/// The page-aligned address ranges covering `ranges`, sorted, with
+/// overlapping or touching ones merged (neighbouring tensors share pages,
+/// and the driver refuses to register a page twice).
+pub(crate) fn page_ranges(ranges: &[(usize, usize)], page: usize) -> Vec<(usize, usize)> {
+    let mut r: Vec<(usize, usize)> = ranges
+        .iter()
+        .filter(|(_, len)| *len > 0)
+        .map(|&(start, len)| (start / page * page, (start + len).div_ceil(page) * page))
+        .collect();
+    r.sort_unstable();
+    let mut out: Vec<(usize, usize)> = Vec::with_capacity(r.len());
+    for (s, e) in r {
+        match out.last_mut() {
+            Some(last) if s <= last.1 => last.1 = last.1.max(e),
+            _ => out.push((s, e)),
+        }
+    }
+    out
+}
+
+/// Registers the pages of the mapped `ranges` with the driver; `None`
+/// where any registration fails, having undone the others.
 fn register(g: &Gpu, ranges: &[&[u8]]) -> Option<Registered> {
-    let page = 4096usize;
+    // SAFETY: sysconf has no preconditions.
+    let page = usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) })
+        .ok()
+        .filter(|p| p.is_power_of_two())
+        .unwrap_or(4096);
+    let spans: Vec<(usize, usize)> = ranges
+        .iter()
+        .map(|r| (r.as_ptr() as usize, r.len()))
+        .collect();
     let mut done = Registered { ptrs: Vec::new() };
-    for r in ranges {
-        let start = r.as_ptr() as usize / page * page;
-        let end = (r.as_ptr() as usize + r.len()).div_ceil(page) * page;
+    for (start, end) in page_ranges(&spans, page) {
         let mut flags = sys::CU_MEMHOSTREGISTER_PORTABLE;
         if g.read_only_register {
             flags |= sys::CU_MEMHOSTREGISTER_READ_ONLY;
         }
-        // SAFETY: the range lies within a live mapping of the loader, which
-        // outlives this registration (dropped before the load returns).
+        // SAFETY: the pages lie within live mappings of the loader (a
+        // mapping spans whole pages), which outlive this registration
+        // (dropped before the load returns).
         let rc = unsafe { sys::cuMemHostRegister_v2(start as *mut _, end - start, flags) };
         if rc != sys::CUresult::CUDA_SUCCESS {
             return None;
@@ -469,4 +495,20 @@ fn fill_host(
             }
             _ => t.read_into(start, dst),
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::page_ranges;
+
+    #[test]
+    fn page_ranges_merge_shared_pages() {
+        // Two tensors sharing a page, one alone further on, one empty.
+        let r = page_ranges(&[(5000, 100), (100, 4950), (20000, 1), (9000, 0)], 4096);
+        assert_eq!(r, vec![(0, 8192), (16384, 20480)]);
+        // Touching ranges merge; a range inside another disappears.
+        let r = page_ranges(&[(0, 4096), (4096, 10), (100, 10)], 4096);
+        assert_eq!(r, vec![(0, 8192)]);
+        assert!(page_ranges(&[], 4096).is_empty());
+    }
 }

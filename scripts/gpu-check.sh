@@ -22,6 +22,7 @@ W=$(mktemp -d)
 export LD_LIBRARY_PATH=${CUDA_LIB:-/usr/local/cuda/targets/x86_64-linux/lib}:${LD_LIBRARY_PATH:-}
 export GGUF_LOADER_CUDA_INCLUDE=${GGUF_LOADER_CUDA_INCLUDE:-/usr/local/cuda/include}
 export GGUF_LOADER_CUDA_CACHE=$W/kernel-cache GGUF_LOADER_REQUIRE_GPU=1
+mkdir -p "$OUT"
 report=$OUT/gpu-report.md
 exec > >(tee "$report") 2>&1
 fail=0
@@ -42,7 +43,10 @@ step "first and second start (kernels compiled, then from the disk cache)"
 "$B/gguf-loader" synth --preset tinyllama-1.1b --type q4_0 -o "$W/tinyllama-q4_0.gguf" >/dev/null
 "$B/gguf-loader" synth --preset smollm2-135m --type q4_1 -o "$W/smollm2-q4_1.gguf" >/dev/null
 for i in 1 2; do
-    "$B/gguf-loader" load "$W/tinyllama-q4_0.gguf" --device cuda --json
+    if ! "$B/gguf-loader" load "$W/tinyllama-q4_0.gguf" --device cuda --json; then
+        echo "FAIL: no usable GPU (above); nothing else can run"
+        exit 1
+    fi
 done
 
 step "CUDA tests (GPU against CPU, bit for bit)"

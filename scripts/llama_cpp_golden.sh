@@ -16,6 +16,9 @@
 #
 #   scripts/llama_cpp_golden.sh            build if needed, then write the golden file
 #   scripts/llama_cpp_golden.sh --build    only build
+#   scripts/llama_cpp_golden.sh --print-env
+#       print the build's paths as shell assignments (for other scripts
+#       that use this llama.cpp: eval "$(scripts/llama_cpp_golden.sh --print-env)")
 #
 # Environment: GGUF_LOADER_MODEL / GGUF_LOADER_GEMMA (else fetch-model.sh),
 # LLAMA_CPP_CACHE (default ~/.cache/gguf-loader/llama.cpp-$VERSION), JOBS.
@@ -74,6 +77,11 @@ build() {
     log "built $BUILD/bin/llama-quantize and libllama"
 }
 
+if [ "${1:-}" = "--print-env" ]; then
+    printf 'LLAMA_CPP_VERSION=%q\nLLAMA_CPP_SDIST_SHA256=%q\nLLAMA_CPP_SRC=%q\nLLAMA_CPP_BUILD=%q\nLLAMA_CPP_VENV=%q\n' \
+        "$VERSION" "$SDIST_SHA256" "$SRC" "$BUILD" "$VENV"
+    exit 0
+fi
 venv
 build
 if [ "${1:-}" = "--build" ]; then

@@ -1,1 +1,781 @@
-//! The forward pass: llama and gemma3 over `Model<f16>` weights.
+//! The forward pass: llama and gemma3 over weights loaded by gguf-loader
+//! (`Model<f16>`, or `Model<f32>`), on the CPU, with a KV cache and a
+//! sampler.
+//!
+//! ```no_run
+//! use gguf_loader::{f16, MmapGGUFLoader};
+//! use gguf_loader_llm::forward::{Sampler, Transformer};
+//!
+//! let loader = MmapGGUFLoader::new("model.gguf")?;
+//! let model = Transformer::<f16>::load(&loader)?;
+//! let mut cache = model.new_cache(64)?;
+//! let logits = model.forward(&mut cache, &[1, 415, 5565], false)?; // last position
+//! let next = Sampler::greedy().sample(&logits);
+//! # Ok::<(), gguf_loader_llm::forward::ForwardError>(())
+//! ```
+//!
+//! Weights are matrices in `T` (f16 as the design has it); 1-D tensors
+//! (norms) are read as f32, as llama.cpp keeps them. Everything else is f32:
+//! activations, the KV cache, accumulation.
+
+mod ops;
+mod sample;
+
+use gguf_loader::{f16, Device, MetadataError, MmapGGUFLoader, Model, Tensor, Value};
+use half::slice::HalfFloatSliceExt;
+use rayon::prelude::*;
+
+use ops::{gelu, matmul, rms_norm, silu, softmax, Rope};
+pub use ops::{RopeMode, WeightElement};
+pub use sample::{argmax, Sampler};
+
+/// What can go wrong building or running the forward pass.
+#[derive(Debug, thiserror::Error)]
+pub enum ForwardError {
+    /// Loading a tensor or the model failed.
+    #[error(transparent)]
+    Load(#[from] gguf_loader::Error),
+    /// A hyper-parameter is missing or mistyped.
+    #[error(transparent)]
+    Metadata(#[from] MetadataError),
+    /// The architecture (or a feature of it) has no forward pass here.
+    #[error("unsupported model: {0}")]
+    Unsupported(String),
+    /// A tensor the architecture needs is absent.
+    #[error("tensor '{0}' is missing")]
+    MissingTensor(String),
+    /// A tensor's shape disagrees with the hyper-parameters.
+    #[error("tensor '{name}' has ne {found:?}, expected {expected:?}")]
+    Shape {
+        /// The tensor.
+        name: String,
+        /// Its GGUF dimensions.
+        found: Vec<usize>,
+        /// What the hyper-parameters call for.
+        expected: Vec<usize>,
+    },
+    /// A hyper-parameter is out of range (zero, or inconsistent with others).
+    #[error("metadata key '{key}': {why}")]
+    BadParameter {
+        /// The key.
+        key: String,
+        /// What is wrong with it.
+        why: String,
+    },
+    /// A token id is not below the vocabulary size.
+    #[error("token id {id} is out of range (vocabulary of {n_vocab})")]
+    Token {
+        /// The id.
+        id: u32,
+        /// The vocabulary size.
+        n_vocab: usize,
+    },
+    /// The KV cache has no room for the tokens given.
+    #[error("the KV cache holds {capacity} positions; {len} are used and {more} more were given")]
+    CacheFull {
+        /// Positions the cache holds.
+        capacity: usize,
+        /// Positions used.
+        len: usize,
+        /// Positions asked for.
+        more: usize,
+    },
+    /// Memory for the cache or activations could not be had.
+    #[error("cannot allocate {0} bytes")]
+    Alloc(usize),
+}
+
+/// The architectures with a forward pass here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Arch {
+    /// `llama` (SmolLM2, TinyLlama, Llama 2/3 shapes): RMSNorm, RoPE on
+    /// adjacent pairs, grouped-query attention, SwiGLU.
+    Llama,
+    /// `gemma3`: embedding scale, per-head Q/K norms, post-norms, GELU,
+    /// sliding-window layers with their own RoPE base.
+    Gemma3,
+}
+
+/// The hyper-parameters the forward pass runs with, read from the metadata
+/// and checked against the tensors.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// The architecture.
+    pub arch: Arch,
+    /// Transformer blocks.
+    pub n_layer: usize,
+    /// Hidden size.
+    pub n_embd: usize,
+    /// Query heads.
+    pub n_head: usize,
+    /// Key/value heads.
+    pub n_head_kv: usize,
+    /// Dimensions per head (keys and values alike).
+    pub head_dim: usize,
+    /// Feed-forward width.
+    pub n_ff: usize,
+    /// Vocabulary size (rows of the output head).
+    pub n_vocab: usize,
+    /// RMSNorm epsilon.
+    pub rms_eps: f32,
+    /// Scale of the attention scores.
+    pub attn_scale: f32,
+    /// Sliding-window size for the layers that have one (gemma3).
+    pub sliding_window: Option<usize>,
+    /// Whether each layer attends through the sliding window.
+    pub layer_is_swa: Vec<bool>,
+    /// Final logit soft-capping (`tanh(x / c) · c`), if any.
+    pub logit_softcap: Option<f32>,
+    ropes: Vec<Rope>,
+}
+
+impl Config {
+    /// The RoPE mode (pairing of dimensions).
+    pub fn rope_mode(&self) -> RopeMode {
+        match self.arch {
+            Arch::Llama => RopeMode::Norm,
+            Arch::Gemma3 => RopeMode::Neox,
+        }
+    }
+
+    /// Layer `il`'s RoPE base frequency, or `None` past the last layer.
+    pub fn rope_base(&self, il: usize) -> Option<f32> {
+        self.ropes.get(il).map(|r| r.base)
+    }
+}
+
+struct Mat<T> {
+    t: Tensor<T>,
+    rows: usize,
+    cols: usize,
+}
+
+impl<T: WeightElement> Mat<T> {
+    fn mul(&self, x: &[f32], n: usize) -> Vec<f32> {
+        let mut x = x.to_vec();
+        T::round_inputs(&mut x);
+        matmul(self.t.data(), self.rows, self.cols, &x, n)
+    }
+}
+
+struct LayerWeights<T> {
+    attn_norm: Vec<f32>,
+    wq: Mat<T>,
+    wk: Mat<T>,
+    wv: Mat<T>,
+    wo: Mat<T>,
+    q_norm: Option<Vec<f32>>,
+    k_norm: Option<Vec<f32>>,
+    post_attn_norm: Option<Vec<f32>>,
+    ffn_norm: Vec<f32>,
+    gate: Mat<T>,
+    up: Mat<T>,
+    down: Mat<T>,
+    post_ffn_norm: Option<Vec<f32>>,
+}
+
+/// A llama or gemma3 model ready to run: matrices in `T`, norms in f32.
+pub struct Transformer<T> {
+    config: Config,
+    tok_embd: Mat<T>,
+    /// `None`: tied to the embeddings.
+    output: Option<Mat<T>>,
+    output_norm: Vec<f32>,
+    layers: Vec<LayerWeights<T>>,
+}
+
+/// The keys and values of every layer at the positions seen so far, in f16
+/// (llama.cpp's default cache type).
+pub struct KvCache {
+    k: Vec<Vec<f16>>,
+    v: Vec<Vec<f16>>,
+    kv_dim: usize,
+    len: usize,
+    capacity: usize,
+}
+
+impl KvCache {
+    /// Positions filled.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True when no position is filled.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Positions the cache can hold.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// Forgets every position (keeps the memory).
+    pub fn clear(&mut self) {
+        self.len = 0;
+    }
+
+    /// Bytes held.
+    pub fn n_bytes(&self) -> usize {
+        2 * self.k.len() * self.capacity * self.kv_dim * 2
+    }
+}
+
+/// One activation shown to the observer of [`Transformer::forward_observed`].
+#[derive(Debug, Clone, Copy)]
+pub struct Activation<'a> {
+    /// What it is (`"attn_norm"`, `"q"`, `"attn_out"`, `"ffn_out"`,
+    /// `"l_out"`, `"logits"`…).
+    pub name: &'static str,
+    /// The layer, or `None` outside the layers.
+    pub layer: Option<usize>,
+    /// The values, every position of the call.
+    pub values: &'a [f32],
+}
+
+fn try_zeros<X: Copy + Default>(n: usize) -> Result<Vec<X>, ForwardError> {
+    let mut v = Vec::new();
+    v.try_reserve_exact(n)
+        .map_err(|_| ForwardError::Alloc(n.saturating_mul(std::mem::size_of::<X>())))?;
+    v.resize(n, X::default());
+    Ok(v)
+}
+
+/// An optional `{arch}.{key}` read with `get` (absent: `None`).
+fn opt<X>(
+    loader: &MmapGGUFLoader,
+    key: &str,
+    get: impl Fn(&gguf_loader::Metadata<'_>, &str) -> Result<X, MetadataError>,
+) -> Result<Option<X>, ForwardError> {
+    let m = loader.metadata();
+    let full = m.arch_key(key)?;
+    if m.get(&full).is_none() {
+        return Ok(None);
+    }
+    Ok(Some(get(m, key)?))
+}
+
+fn positive(key: &str, v: u32) -> Result<usize, ForwardError> {
+    if v == 0 {
+        return Err(ForwardError::BadParameter {
+            key: key.into(),
+            why: "must not be 0".into(),
+        });
+    }
+    Ok(v as usize)
+}
+
+impl<T: WeightElement> Transformer<T> {
+    /// Loads every tensor of the file as `T` on the CPU and builds the
+    /// model; errs as [`Transformer::from_model`] does, or when loading
+    /// fails.
+    pub fn load(loader: &MmapGGUFLoader) -> Result<Transformer<T>, ForwardError> {
+        let model = loader.load_model::<T>(Device::Cpu)?;
+        Transformer::from_model(loader, model)
+    }
+
+    /// Builds the model from tensors already loaded (its matrices move out
+    /// of `model`; norms are read again from `loader` as f32). Errs when
+    /// the architecture is neither `llama` nor `gemma3`, a hyper-parameter
+    /// is missing or out of range, a tensor is missing, has the wrong shape
+    /// or is not on the CPU, or the RoPE scaling is one not implemented.
+    pub fn from_model(
+        loader: &MmapGGUFLoader,
+        mut model: Model<T>,
+    ) -> Result<Transformer<T>, ForwardError> {
+        let m = loader.metadata();
+        let arch = match m.architecture()? {
+            "llama" => Arch::Llama,
+            "gemma3" => Arch::Gemma3,
+            other => {
+                return Err(ForwardError::Unsupported(format!(
+                    "architecture '{}' (this forward pass knows llama and gemma3)",
+                    gguf_loader::Escaped(other)
+                )))
+            }
+        };
+        let n_layer = positive("block_count", m.arch_u32("block_count")?)?;
+        let n_embd = positive("embedding_length", m.arch_u32("embedding_length")?)?;
+        let n_head = positive("attention.head_count", m.arch_u32("attention.head_count")?)?;
+        let n_head_kv = match opt(loader, "attention.head_count_kv", |m, k| m.arch_u32(k))? {
+            Some(v) => positive("attention.head_count_kv", v)?,
+            None => n_head,
+        };
+        if n_head % n_head_kv != 0 {
+            return Err(ForwardError::BadParameter {
+                key: "attention.head_count_kv".into(),
+                why: format!("{n_head_kv} does not divide the {n_head} query heads"),
+            });
+        }
+        let head_dim = match opt(loader, "attention.key_length", |m, k| m.arch_u32(k))? {
+            Some(v) => positive("attention.key_length", v)?,
+            None => {
+                if n_embd % n_head != 0 {
+                    return Err(ForwardError::BadParameter {
+                        key: "attention.head_count".into(),
+                        why: format!("{n_head} heads do not divide the hidden size {n_embd}"),
+                    });
+                }
+                n_embd / n_head
+            }
+        };
+        if let Some(v) = opt(loader, "attention.value_length", |m, k| m.arch_u32(k))? {
+            if v as usize != head_dim {
+                return Err(ForwardError::Unsupported(format!(
+                    "value length {v} differs from key length {head_dim}"
+                )));
+            }
+        }
+        let rms_eps = m.arch_f32("attention.layer_norm_rms_epsilon")?;
+        let n_rot = match opt(loader, "rope.dimension_count", |m, k| m.arch_u32(k))? {
+            Some(v) => v as usize,
+            None => head_dim,
+        };
+        if n_rot % 2 != 0 || n_rot > head_dim {
+            return Err(ForwardError::BadParameter {
+                key: "rope.dimension_count".into(),
+                why: format!("{n_rot} is odd or above the head dimension {head_dim}"),
+            });
+        }
+        let base = opt(loader, "rope.freq_base", |m, k| m.arch_f32(k))?.unwrap_or(10_000.0);
+        let scaling = opt(loader, "rope.scaling.type", |m, k| {
+            m.arch_str(k).map(str::to_owned)
+        })?;
+        let factor = opt(loader, "rope.scaling.factor", |m, k| m.arch_f32(k))?;
+        let scale = match (scaling.as_deref(), factor) {
+            (None | Some("none"), _) | (Some("linear"), None) => 1.0,
+            (Some("linear"), Some(f)) if f > 0.0 && f.is_finite() => 1.0 / f,
+            (Some(other), _) => {
+                return Err(ForwardError::Unsupported(format!(
+                    "RoPE scaling '{}' (linear only)",
+                    gguf_loader::Escaped(other)
+                )))
+            }
+        };
+        let factors = match model.take("rope_freqs.weight") {
+            Some(_) => {
+                let f = loader.load_tensor::<f32>("rope_freqs.weight", Device::Cpu)?;
+                if f.len() != n_rot / 2 {
+                    return Err(ForwardError::Shape {
+                        name: "rope_freqs.weight".into(),
+                        found: f.ne().to_vec(),
+                        expected: vec![n_rot / 2],
+                    });
+                }
+                Some(f.into_vec())
+            }
+            None => None,
+        };
+        let mode = match arch {
+            Arch::Llama => RopeMode::Norm,
+            Arch::Gemma3 => RopeMode::Neox,
+        };
+        let global = Rope {
+            mode,
+            n_rot,
+            base,
+            scale,
+            factors,
+        };
+
+        // Sliding windows (gemma3): every layer but each sixth by default,
+        // with RoPE base `rope.freq_base_swa` (10000) and no scaling.
+        let mut layer_is_swa = vec![false; n_layer];
+        let mut sliding_window = None;
+        let mut attn_scale = 1.0 / (head_dim as f32).sqrt();
+        let mut logit_softcap = None;
+        let mut swa_rope = global.clone();
+        if arch == Arch::Gemma3 {
+            if let Some(w) = opt(loader, "attention.sliding_window", |m, k| m.arch_u32(k))? {
+                if w > 0 {
+                    sliding_window = Some(w as usize);
+                    let key = m.arch_key("attention.sliding_window_pattern")?;
+                    match m.get(&key) {
+                        None => set_pattern(&mut layer_is_swa, 6),
+                        Some(Value::Array(a)) => {
+                            let flags: Vec<bool> =
+                                a.iter().map(|v| matches!(v, Value::Bool(true))).collect();
+                            if flags.len() != n_layer {
+                                return Err(ForwardError::BadParameter {
+                                    key,
+                                    why: format!("{} flags for {n_layer} layers", flags.len()),
+                                });
+                            }
+                            layer_is_swa = flags;
+                        }
+                        Some(_) => {
+                            let p = m.arch_u32("attention.sliding_window_pattern")?;
+                            set_pattern(&mut layer_is_swa, p as usize);
+                        }
+                    }
+                    swa_rope.base = opt(loader, "rope.freq_base_swa", |m, k| m.arch_f32(k))?
+                        .unwrap_or(10_000.0);
+                    swa_rope.scale = 1.0;
+                }
+            }
+            // Gemma 3 27B scales by the hidden size per head, the others by
+            // the key length (llama.cpp, after gemma_pytorch).
+            if n_layer == 62 {
+                attn_scale = 1.0 / ((n_embd / n_head) as f32).sqrt();
+            }
+            logit_softcap =
+                opt(loader, "final_logit_softcapping", |m, k| m.arch_f32(k))?.filter(|c| *c != 0.0);
+        }
+        let ropes = layer_is_swa
+            .iter()
+            .map(|&s| if s { swa_rope.clone() } else { global.clone() })
+            .collect();
+
+        let mut take = |name: &str, cols, rows| take_mat(&mut model, name, cols, rows);
+        let q_dim = n_head * head_dim;
+        let kv_dim = n_head_kv * head_dim;
+        let tok_embd = take("token_embd.weight", n_embd, None)?;
+        let n_vocab = tok_embd.rows;
+        let output = match take("output.weight", n_embd, Some(n_vocab)) {
+            Err(ForwardError::MissingTensor(_)) => None,
+            other => Some(other?),
+        };
+        let mut layers = Vec::with_capacity(n_layer);
+        let mut n_ff = 0;
+        for il in 0..n_layer {
+            let p = |s: &str| format!("blk.{il}.{s}.weight");
+            let wq = take(&p("attn_q"), n_embd, Some(q_dim))?;
+            let wk = take(&p("attn_k"), n_embd, Some(kv_dim))?;
+            let wv = take(&p("attn_v"), n_embd, Some(kv_dim))?;
+            let wo = take(&p("attn_output"), q_dim, Some(n_embd))?;
+            let gate = take(&p("ffn_gate"), n_embd, None)?;
+            n_ff = gate.rows;
+            let up = take(&p("ffn_up"), n_embd, Some(n_ff))?;
+            let down = take(&p("ffn_down"), n_ff, Some(n_embd))?;
+            let gemma = arch == Arch::Gemma3;
+            layers.push(LayerWeights {
+                attn_norm: norm(loader, &p("attn_norm"), n_embd)?,
+                q_norm: gemma
+                    .then(|| norm(loader, &p("attn_q_norm"), head_dim))
+                    .transpose()?,
+                k_norm: gemma
+                    .then(|| norm(loader, &p("attn_k_norm"), head_dim))
+                    .transpose()?,
+                post_attn_norm: gemma
+                    .then(|| norm(loader, &p("post_attention_norm"), n_embd))
+                    .transpose()?,
+                ffn_norm: norm(loader, &p("ffn_norm"), n_embd)?,
+                post_ffn_norm: gemma
+                    .then(|| norm(loader, &p("post_ffw_norm"), n_embd))
+                    .transpose()?,
+                wq,
+                wk,
+                wv,
+                wo,
+                gate,
+                up,
+                down,
+            });
+        }
+        let output_norm = norm(loader, "output_norm.weight", n_embd)?;
+        Ok(Transformer {
+            config: Config {
+                arch,
+                n_layer,
+                n_embd,
+                n_head,
+                n_head_kv,
+                head_dim,
+                n_ff,
+                n_vocab,
+                rms_eps,
+                attn_scale,
+                sliding_window,
+                layer_is_swa,
+                logit_softcap,
+                ropes,
+            },
+            tok_embd,
+            output,
+            output_norm,
+            layers,
+        })
+    }
+
+    /// The hyper-parameters.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// An empty KV cache for up to `capacity` positions; errs with
+    /// [`ForwardError::Alloc`] when its memory cannot be had.
+    pub fn new_cache(&self, capacity: usize) -> Result<KvCache, ForwardError> {
+        let kv_dim = self.config.n_head_kv * self.config.head_dim;
+        let per = capacity
+            .checked_mul(kv_dim)
+            .ok_or(ForwardError::Alloc(usize::MAX))?;
+        let mut k = Vec::with_capacity(self.config.n_layer);
+        let mut v = Vec::with_capacity(self.config.n_layer);
+        for _ in 0..self.config.n_layer {
+            k.push(try_zeros(per)?);
+            v.push(try_zeros(per)?);
+        }
+        Ok(KvCache {
+            k,
+            v,
+            kv_dim,
+            len: 0,
+            capacity,
+        })
+    }
+
+    /// Runs `tokens` at the next positions of `cache` (which they then
+    /// fill) and returns the logits: of every position (`all`, row after
+    /// row of `n_vocab`) or of the last one only. Errs when a token id is
+    /// out of range, the cache has no room, or memory runs out. An empty
+    /// `tokens` gives no logits.
+    pub fn forward(
+        &self,
+        cache: &mut KvCache,
+        tokens: &[u32],
+        all: bool,
+    ) -> Result<Vec<f32>, ForwardError> {
+        self.forward_observed(cache, tokens, all, &mut |_| {})
+    }
+
+    /// [`Transformer::forward`], showing every intermediate activation to
+    /// `observe` as it is made (for stability checks: no NaN or Inf).
+    pub fn forward_observed(
+        &self,
+        cache: &mut KvCache,
+        tokens: &[u32],
+        all: bool,
+        observe: &mut dyn FnMut(Activation<'_>),
+    ) -> Result<Vec<f32>, ForwardError> {
+        let c = &self.config;
+        let n = tokens.len();
+        if n == 0 {
+            return Ok(Vec::new());
+        }
+        if let Some(&id) = tokens.iter().find(|&&t| t as usize >= c.n_vocab) {
+            return Err(ForwardError::Token {
+                id,
+                n_vocab: c.n_vocab,
+            });
+        }
+        if cache.kv_dim != c.n_head_kv * c.head_dim || cache.k.len() != c.n_layer {
+            return Err(ForwardError::Unsupported(
+                "the KV cache was made for another model".into(),
+            ));
+        }
+        if cache.capacity - cache.len < n {
+            return Err(ForwardError::CacheFull {
+                capacity: cache.capacity,
+                len: cache.len,
+                more: n,
+            });
+        }
+        let start = cache.len;
+        let (d, hd) = (c.n_embd, c.head_dim);
+        let kv_dim = c.n_head_kv * hd;
+
+        // Embeddings.
+        let mut x = try_zeros(n * d)?;
+        for (row, &t) in x.chunks_exact_mut(d).zip(tokens) {
+            let t = t as usize;
+            T::widen(&self.tok_embd.t.data()[t * d..(t + 1) * d], row);
+        }
+        if c.arch == Arch::Gemma3 {
+            let s = (d as f32).sqrt();
+            x.iter_mut().for_each(|v| *v *= s);
+        }
+        observe(Activation {
+            name: "inp_embd",
+            layer: None,
+            values: &x,
+        });
+
+        for (il, l) in self.layers.iter().enumerate() {
+            let obs = |observe: &mut dyn FnMut(Activation<'_>), name, values: &[f32]| {
+                observe(Activation {
+                    name,
+                    layer: Some(il),
+                    values,
+                })
+            };
+            let mut h = x.clone();
+            rms_norm(&mut h, &l.attn_norm, c.rms_eps);
+            obs(observe, "attn_norm", &h);
+            let mut q = l.wq.mul(&h, n);
+            let mut k = l.wk.mul(&h, n);
+            let v = l.wv.mul(&h, n);
+            if let Some(w) = &l.q_norm {
+                rms_norm(&mut q, w, c.rms_eps);
+            }
+            if let Some(w) = &l.k_norm {
+                rms_norm(&mut k, w, c.rms_eps);
+            }
+            let rope = &c.ropes[il];
+            for i in 0..n {
+                let angles = rope.angles(start + i);
+                for head in q[i * c.n_head * hd..(i + 1) * c.n_head * hd].chunks_exact_mut(hd) {
+                    rope.apply(head, &angles);
+                }
+                for head in k[i * kv_dim..(i + 1) * kv_dim].chunks_exact_mut(hd) {
+                    rope.apply(head, &angles);
+                }
+            }
+            obs(observe, "q", &q);
+            obs(observe, "k", &k);
+            obs(observe, "v", &v);
+            cache.k[il][start * kv_dim..(start + n) * kv_dim].convert_from_f32_slice(&k);
+            cache.v[il][start * kv_dim..(start + n) * kv_dim].convert_from_f32_slice(&v);
+            let used = (start + n) * kv_dim;
+            let (mut kf, mut vf) = (try_zeros(used)?, try_zeros(used)?);
+            cache.k[il][..used].convert_to_f32_slice(&mut kf);
+            cache.v[il][..used].convert_to_f32_slice(&mut vf);
+            let window = if c.layer_is_swa[il] {
+                c.sliding_window
+            } else {
+                None
+            };
+            let attn = attention(&q, &kf, &vf, c, start, n, window);
+            obs(observe, "kqv_out", &attn);
+            let mut o = l.wo.mul(&attn, n);
+            if let Some(w) = &l.post_attn_norm {
+                rms_norm(&mut o, w, c.rms_eps);
+            }
+            obs(observe, "attn_out", &o);
+            x.iter_mut().zip(&o).for_each(|(a, b)| *a += b);
+
+            let mut h = x.clone();
+            rms_norm(&mut h, &l.ffn_norm, c.rms_eps);
+            obs(observe, "ffn_norm", &h);
+            let mut g = l.gate.mul(&h, n);
+            let u = l.up.mul(&h, n);
+            let act: fn(f32) -> f32 = match c.arch {
+                Arch::Llama => silu,
+                Arch::Gemma3 => gelu,
+            };
+            g.iter_mut().zip(&u).for_each(|(a, b)| *a = act(*a) * b);
+            obs(observe, "ffn_act", &g);
+            let mut f = l.down.mul(&g, n);
+            if let Some(w) = &l.post_ffn_norm {
+                rms_norm(&mut f, w, c.rms_eps);
+            }
+            obs(observe, "ffn_out", &f);
+            x.iter_mut().zip(&f).for_each(|(a, b)| *a += b);
+            obs(observe, "l_out", &x);
+        }
+        cache.len += n;
+
+        let mut x = if all { x } else { x[(n - 1) * d..].to_vec() };
+        let rows = x.len() / d;
+        rms_norm(&mut x, &self.output_norm, c.rms_eps);
+        observe(Activation {
+            name: "result_norm",
+            layer: None,
+            values: &x,
+        });
+        let head = self.output.as_ref().unwrap_or(&self.tok_embd);
+        let mut logits = head.mul(&x, rows);
+        if let Some(cap) = c.logit_softcap {
+            logits.iter_mut().for_each(|v| *v = (*v / cap).tanh() * cap);
+        }
+        observe(Activation {
+            name: "logits",
+            layer: None,
+            values: &logits,
+        });
+        Ok(logits)
+    }
+}
+
+/// ggml's `set_swa_pattern` (dense last): layer `il` slides unless
+/// `il % n == n - 1`; a pattern of 0 makes every layer slide.
+fn set_pattern(flags: &mut [bool], n: usize) {
+    for (il, f) in flags.iter_mut().enumerate() {
+        *f = n == 0 || il % n < n - 1;
+    }
+}
+
+/// Moves the matrix `name` (`ne = [cols, rows]`; any `rows` when `None`)
+/// out of `model`.
+fn take_mat<T: WeightElement>(
+    model: &mut Model<T>,
+    name: &str,
+    cols: usize,
+    rows: Option<usize>,
+) -> Result<Mat<T>, ForwardError> {
+    let t = model
+        .take(name)
+        .ok_or_else(|| ForwardError::MissingTensor(name.into()))?;
+    let ne = t.ne().to_vec();
+    if ne.len() != 2 || ne[0] != cols || rows.is_some_and(|r| ne[1] != r) {
+        return Err(ForwardError::Shape {
+            name: name.into(),
+            found: ne,
+            expected: vec![cols, rows.unwrap_or(0)],
+        });
+    }
+    if t.device() != Device::Cpu {
+        return Err(ForwardError::Unsupported(format!(
+            "tensor '{name}' is not on the CPU"
+        )));
+    }
+    Ok(Mat {
+        rows: ne[1],
+        cols,
+        t,
+    })
+}
+
+/// A 1-D tensor read as f32, of length `len`.
+fn norm(loader: &MmapGGUFLoader, name: &str, len: usize) -> Result<Vec<f32>, ForwardError> {
+    if loader.tensor_info(name).is_none() {
+        return Err(ForwardError::MissingTensor(name.into()));
+    }
+    let t = loader.load_tensor::<f32>(name, Device::Cpu)?;
+    if t.ne() != [len] {
+        return Err(ForwardError::Shape {
+            name: name.into(),
+            found: t.ne().to_vec(),
+            expected: vec![len],
+        });
+    }
+    Ok(t.into_vec())
+}
+
+/// Causal (optionally sliding-window) grouped-query attention of `n` new
+/// queries at positions `start..start + n` over the cached keys/values of
+/// positions `0..start + n`. Returns `n` rows of `n_head * head_dim`.
+fn attention(
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    c: &Config,
+    start: usize,
+    n: usize,
+    window: Option<usize>,
+) -> Vec<f32> {
+    let hd = c.head_dim;
+    let kv_dim = c.n_head_kv * hd;
+    let group = c.n_head / c.n_head_kv;
+    let q_dim = c.n_head * hd;
+    // (llama.cpp folds gemma3's scale into the queries: the same product.)
+    let scale = c.attn_scale;
+    let mut out = vec![0f32; n * q_dim];
+    out.par_chunks_mut(hd).enumerate().for_each(|(idx, o)| {
+        let (i, h) = (idx / c.n_head, idx % c.n_head);
+        let pos = start + i;
+        let lo = window.map_or(0, |w| (pos + 1).saturating_sub(w));
+        // Queries meet the f16 keys as f16, as in llama.cpp.
+        let mut qh = q[i * q_dim + h * hd..][..hd].to_vec();
+        <f16 as WeightElement>::round_inputs(&mut qh);
+        let kvh = h / group;
+        let mut scores: Vec<f32> = (lo..=pos)
+            .map(|j| ops::dot(&qh, &k[j * kv_dim + kvh * hd..][..hd]) * scale)
+            .collect();
+        softmax(&mut scores);
+        for (j, p) in (lo..=pos).zip(&scores) {
+            let vj = &v[j * kv_dim + kvh * hd..][..hd];
+            o.iter_mut().zip(vj).for_each(|(a, b)| *a += p * b);
+        }
+    });
+    out
+}

@@ -1,0 +1,291 @@
+//! The numeric pieces of the forward pass, all in f32: matrix products over
+//! f16 or f32 weights, RMSNorm, RoPE, activations, softmax.
+
+use gguf_loader::{f16, Element};
+use half::slice::HalfFloatSliceExt;
+use rayon::prelude::*;
+
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for f32 {}
+    impl Sealed for gguf_loader::f16 {}
+}
+
+/// The element types the forward pass takes weights in: `f16` (as the
+/// issue's design has it) and `f32`. Products accumulate in f32 either way.
+pub trait WeightElement: Element + sealed::Sealed + Send + Sync {
+    /// Widens `src` into `dst` (same length).
+    fn widen(src: &[Self], dst: &mut [f32]);
+
+    /// Rounds the inputs of a product with weights of this type as ggml
+    /// does (its `vec_dot_type`): to f16 for f16 weights, so that the
+    /// products are exact f16 × f16 ones accumulated in f32; f32 keeps them.
+    fn round_inputs(x: &mut [f32]);
+}
+
+impl WeightElement for f32 {
+    fn widen(src: &[f32], dst: &mut [f32]) {
+        dst.copy_from_slice(src);
+    }
+
+    fn round_inputs(_: &mut [f32]) {}
+}
+
+impl WeightElement for f16 {
+    fn widen(src: &[f16], dst: &mut [f32]) {
+        src.convert_to_f32_slice(dst);
+    }
+
+    fn round_inputs(x: &mut [f32]) {
+        for v in x {
+            *v = f16::from_f32(*v).to_f32();
+        }
+    }
+}
+
+/// Weight rows widened to f32 per task: enough work to share out, little
+/// enough to stay in the L2 cache.
+const TILE_ELEMS: usize = 16 * 1024;
+
+/// `y = x · Wᵀ`: `w` holds `rows` rows of `cols` weights (a GGUF matrix of
+/// `ne = [cols, rows]`), `x` holds `n` rows of `cols` inputs; the result
+/// holds `n` rows of `rows` outputs. Weight tiles are widened to f32 on all
+/// cores; one input row goes through dot products, several through `gemm`.
+pub(crate) fn matmul<T: WeightElement>(
+    w: &[T],
+    rows: usize,
+    cols: usize,
+    x: &[f32],
+    n: usize,
+) -> Vec<f32> {
+    debug_assert_eq!(w.len(), rows * cols);
+    debug_assert_eq!(x.len(), n * cols);
+    let tile = (TILE_ELEMS / cols.max(1)).clamp(1, 64);
+    let tiles: Vec<Vec<f32>> = w
+        .par_chunks(tile * cols)
+        .map_init(Vec::new, |buf: &mut Vec<f32>, wt| {
+            let nr = wt.len() / cols;
+            buf.resize(wt.len(), 0.0);
+            T::widen(wt, buf);
+            let mut out = vec![0f32; n * nr];
+            if n == 1 {
+                for (o, row) in out.iter_mut().zip(buf.chunks_exact(cols)) {
+                    *o = dot(row, x);
+                }
+            } else {
+                // SAFETY: `out` is n × nr (row stride nr), `x` is n × cols
+                // (row stride cols) and `buf` read as its transpose is
+                // cols × nr (element (k, r) at r * cols + k); every index
+                // gemm forms lies inside these three live, distinct buffers,
+                // and `out` is written by this call alone.
+                unsafe {
+                    gemm::gemm(
+                        n,
+                        nr,
+                        cols,
+                        out.as_mut_ptr(),
+                        1,
+                        nr as isize,
+                        false,
+                        x.as_ptr(),
+                        1,
+                        cols as isize,
+                        buf.as_ptr(),
+                        cols as isize,
+                        1,
+                        0.0,
+                        1.0,
+                        false,
+                        false,
+                        false,
+                        gemm::Parallelism::None,
+                    );
+                }
+            }
+            out
+        })
+        .collect();
+    if n == 1 {
+        return tiles.concat();
+    }
+    let mut y = vec![0f32; n * rows];
+    let mut r0 = 0;
+    for t in &tiles {
+        let nr = t.len() / n;
+        for (i, src) in t.chunks_exact(nr).enumerate() {
+            y[i * rows + r0..i * rows + r0 + nr].copy_from_slice(src);
+        }
+        r0 += nr;
+    }
+    y
+}
+
+/// Dot product in f32 with 16 independent partial sums (vectorizable).
+pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0f32; 16];
+    let ca = a.chunks_exact(16);
+    let cb = b.chunks_exact(16);
+    let (ra, rb) = (ca.remainder(), cb.remainder());
+    for (x, y) in ca.zip(cb) {
+        for i in 0..16 {
+            acc[i] += x[i] * y[i];
+        }
+    }
+    let mut s: f32 = ra.iter().zip(rb).map(|(x, y)| x * y).sum();
+    for v in acc {
+        s += v;
+    }
+    s
+}
+
+/// RMSNorm of each `dim`-long row of `x` in place, times `weight`, as
+/// ggml computes it (sum of squares in f64, `1 / sqrt(mean + eps)` in f32).
+pub(crate) fn rms_norm(x: &mut [f32], weight: &[f32], eps: f32) {
+    let dim = weight.len();
+    for row in x.chunks_exact_mut(dim) {
+        let sum: f64 = row.iter().map(|&v| (v as f64) * (v as f64)).sum();
+        let mean = (sum / dim as f64) as f32;
+        let scale = 1.0 / (mean + eps).sqrt();
+        for (v, w) in row.iter_mut().zip(weight) {
+            *v = *v * scale * w;
+        }
+    }
+}
+
+/// How RoPE pairs the dimensions of a head: llama's converter permutes Q/K
+/// so that adjacent dimensions pair (`Norm`); gemma3 pairs dimension `i`
+/// with `i + n_rot / 2` (`Neox`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RopeMode {
+    /// Pairs `(2i, 2i + 1)`.
+    Norm,
+    /// Pairs `(i, i + n_rot / 2)`.
+    Neox,
+}
+
+/// The RoPE parameters of one layer.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Rope {
+    pub mode: RopeMode,
+    pub n_rot: usize,
+    pub base: f32,
+    pub scale: f32,
+    /// Per-pair frequency divisors (`rope_freqs.weight`), if any.
+    pub factors: Option<Vec<f32>>,
+}
+
+impl Rope {
+    /// `(cos, sin)` of each pair at position `pos`, as ggml's rope cache
+    /// computes them (the angle advanced by repeated f32 multiplication).
+    pub fn angles(&self, pos: usize) -> Vec<(f32, f32)> {
+        let theta_scale = self.base.powf(-2.0 / self.n_rot as f32);
+        let mut theta = pos as f32;
+        (0..self.n_rot / 2)
+            .map(|i| {
+                let ff = self.factors.as_ref().map_or(1.0, |f| f[i]);
+                let t = self.scale * (theta / ff);
+                theta *= theta_scale;
+                (t.cos(), t.sin())
+            })
+            .collect()
+    }
+
+    /// Rotates one head (`head_dim` values) in place.
+    pub fn apply(&self, head: &mut [f32], angles: &[(f32, f32)]) {
+        let half = self.n_rot / 2;
+        for (i, &(c, s)) in angles.iter().enumerate() {
+            let (a, b) = match self.mode {
+                RopeMode::Norm => (2 * i, 2 * i + 1),
+                RopeMode::Neox => (i, i + half),
+            };
+            let (x0, x1) = (head[a], head[b]);
+            head[a] = x0 * c - x1 * s;
+            head[b] = x0 * s + x1 * c;
+        }
+    }
+}
+
+/// SiLU (`x · sigmoid(x)`).
+pub(crate) fn silu(x: f32) -> f32 {
+    x / (1.0 + (-x).exp())
+}
+
+/// GELU, tanh approximation (ggml's `gelu`).
+pub(crate) fn gelu(x: f32) -> f32 {
+    const SQRT_2_OVER_PI: f32 = 0.797_884_6;
+    const A: f32 = 0.044715;
+    0.5 * x * (1.0 + (SQRT_2_OVER_PI * x * (1.0 + A * x * x)).tanh())
+}
+
+/// Softmax in place (max subtracted first).
+pub(crate) fn softmax(x: &mut [f32]) {
+    let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let mut sum = 0f64;
+    for v in x.iter_mut() {
+        *v = (*v - max).exp();
+        sum += *v as f64;
+    }
+    let inv = (1.0 / sum) as f32;
+    for v in x.iter_mut() {
+        *v *= inv;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn naive(w: &[f32], rows: usize, cols: usize, x: &[f32], n: usize) -> Vec<f32> {
+        let mut y = vec![0f32; n * rows];
+        for t in 0..n {
+            for r in 0..rows {
+                y[t * rows + r] = (0..cols).map(|k| w[r * cols + k] * x[t * cols + k]).sum();
+            }
+        }
+        y
+    }
+
+    #[test]
+    fn matmul_matches_naive_for_one_and_many_rows() {
+        let (rows, cols) = (300, 70);
+        let w: Vec<f32> = (0..rows * cols)
+            .map(|i| ((i * 37 % 101) as f32 - 50.0) / 50.0)
+            .collect();
+        for n in [1, 2, 7] {
+            let x: Vec<f32> = (0..n * cols)
+                .map(|i| ((i * 13 % 29) as f32 - 14.0) / 14.0)
+                .collect();
+            let got = matmul(&w, rows, cols, &x, n);
+            let want = naive(&w, rows, cols, &x, n);
+            for (g, e) in got.iter().zip(&want) {
+                assert!(
+                    (g - e).abs() < 1e-4 * (1.0 + e.abs()),
+                    "{g} vs {e} (n = {n})"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn rope_norm_and_neox_rotate_the_right_pairs() {
+        let rope = Rope {
+            mode: RopeMode::Norm,
+            n_rot: 4,
+            base: 10000.0,
+            scale: 1.0,
+            factors: None,
+        };
+        let mut h = [1.0, 0.0, 1.0, 0.0, 5.0];
+        let a = rope.angles(1);
+        rope.apply(&mut h, &a);
+        assert!((h[0] - 1f32.cos()).abs() < 1e-6 && (h[1] - 1f32.sin()).abs() < 1e-6);
+        assert_eq!(h[4], 5.0, "dimensions past n_rot are left alone");
+        let neox = Rope {
+            mode: RopeMode::Neox,
+            ..rope
+        };
+        let mut h = [1.0, 1.0, 0.0, 0.0];
+        neox.apply(&mut h, &a);
+        assert!((h[0] - 1f32.cos()).abs() < 1e-6 && (h[2] - 1f32.sin()).abs() < 1e-6);
+    }
+}

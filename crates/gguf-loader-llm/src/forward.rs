@@ -18,6 +18,8 @@
 //! (norms) are read as f32, as llama.cpp keeps them. Everything else is f32:
 //! activations, the KV cache, accumulation.
 
+#[cfg(feature = "cuda")]
+pub mod cuda;
 mod ops;
 mod sample;
 
@@ -184,6 +186,20 @@ pub struct Transformer<T> {
     layers: Vec<LayerWeights<T>>,
 }
 
+impl<T> Transformer<T> {
+    /// Every matrix: embeddings, output head, each layer's seven.
+    #[cfg_attr(not(feature = "cuda"), allow(dead_code))]
+    fn mats(&self) -> impl Iterator<Item = &Mat<T>> {
+        std::iter::once(&self.tok_embd)
+            .chain(self.output.as_ref())
+            .chain(
+                self.layers
+                    .iter()
+                    .flat_map(|l| [&l.wq, &l.wk, &l.wv, &l.wo, &l.gate, &l.up, &l.down]),
+            )
+    }
+}
+
 /// The keys and values of every layer at the positions seen so far, in f16
 /// (llama.cpp's default cache type).
 pub struct KvCache {
@@ -278,7 +294,9 @@ impl<T: WeightElement> Transformer<T> {
     /// of `model`; norms are read again from `loader` as f32). Errs when
     /// the architecture is neither `llama` nor `gemma3`, a hyper-parameter
     /// is missing or out of range, a tensor is missing, has the wrong shape
-    /// or is not on the CPU, or the RoPE scaling is one not implemented.
+    /// or the RoPE scaling is one not implemented. The matrices may be on a
+    /// GPU (`Model` loaded on `Device::Cuda`): `forward::cuda::CudaTransformer` runs
+    /// those (feature `cuda`); [`Transformer::forward`] wants them on the CPU.
     pub fn from_model(
         loader: &MmapGGUFLoader,
         mut model: Model<T>,
@@ -549,6 +567,12 @@ impl<T: WeightElement> Transformer<T> {
     ) -> Result<Vec<f32>, ForwardError> {
         let c = &self.config;
         let n = tokens.len();
+        if self.tok_embd.t.device() != Device::Cpu {
+            return Err(ForwardError::Unsupported(format!(
+                "the weights are on {}: run them with the GPU forward pass (feature cuda)",
+                self.tok_embd.t.device()
+            )));
+        }
         if n == 0 {
             return Ok(Vec::new());
         }
@@ -712,11 +736,6 @@ fn take_mat<T: WeightElement>(
             found: ne,
             expected: vec![cols, rows.unwrap_or(0)],
         });
-    }
-    if t.device() != Device::Cpu {
-        return Err(ForwardError::Unsupported(format!(
-            "tensor '{name}' is not on the CPU"
-        )));
     }
     Ok(Mat {
         rows: ne[1],

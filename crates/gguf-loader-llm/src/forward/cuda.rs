@@ -1,0 +1,678 @@
+//! The forward pass on an NVIDIA GPU (feature `cuda`), over the weights the
+//! loader put in VRAM: nothing goes back to the host but the logits.
+//!
+//! The same computation as [`Transformer::forward`](super::Transformer::forward)
+//! step for step: matrix products by cuBLAS (`cublasGemmEx`, f16 weights
+//! and f16-rounded inputs as ggml rounds them, f32 accumulation and
+//! output), small NVRTC kernels for the rest (embedding rows, RMSNorm with
+//! an f64 sum, RoPE from the CPU's own angle table, the f16 KV cache,
+//! causal and sliding-window grouped-query attention, SiLU / GELU, residual
+//! adds, logit soft-capping). The matrices are the loader's own
+//! `CudaSlice<f16>`s, used in place.
+//!
+//! ```no_run
+//! use gguf_loader::MmapGGUFLoader;
+//! use gguf_loader_llm::forward::cuda::CudaTransformer;
+//! use gguf_loader_llm::forward::Sampler;
+//!
+//! let loader = MmapGGUFLoader::new("model.gguf")?;
+//! let model = CudaTransformer::load(&loader, 0)?;
+//! let mut cache = model.new_cache(64)?;
+//! let logits = model.forward(&mut cache, &[1, 415, 5565], false)?;
+//! let next = Sampler::greedy().sample(&logits);
+//! # Ok::<(), gguf_loader_llm::forward::ForwardError>(())
+//! ```
+
+use std::sync::Arc;
+
+use gguf_loader::cudarc::cublas::{result as blas, sys as blas_sys, CudaBlas};
+use gguf_loader::cudarc::driver::{
+    CudaFunction, CudaModule, CudaSlice, CudaStream, DevicePtr, LaunchConfig, PushKernelArg,
+};
+use gguf_loader::cudarc::nvrtc::{compile_ptx_with_opts, CompileOptions};
+use gguf_loader::{f16, Device, MmapGGUFLoader};
+
+use super::{Arch, Config, ForwardError, Mat, RopeMode, Transformer};
+
+/// The kernels: no header (f16 conversions by PTX `cvt`), one thread block
+/// of [`THREADS`] per row, head or query.
+const SOURCE: &str = r#"
+#define THREADS 256
+__device__ __forceinline__ float h2f(unsigned short h) {
+    float f; asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(h)); return f;
+}
+__device__ __forceinline__ unsigned short f2h(float f) {
+    unsigned short h; asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(f)); return h;
+}
+__device__ __forceinline__ float r16(float f) { return h2f(f2h(f)); }
+
+extern "C" __global__ void embed(const unsigned short* table, const unsigned int* ids,
+                                 float* out, int d, float scale) {
+    const unsigned short* src = table + (unsigned long long)ids[blockIdx.x] * d;
+    float* dst = out + (unsigned long long)blockIdx.x * d;
+    for (int i = threadIdx.x; i < d; i += blockDim.x) dst[i] = h2f(src[i]) * scale;
+}
+
+// Each dim-long row of x (one block per row): x * (1 / sqrt(mean(x^2) + eps)) * w,
+// the sum of squares in f64 as ggml does.
+extern "C" __global__ void rms_norm(float* x, const float* w, int dim, float eps) {
+    __shared__ double part[THREADS];
+    float* row = x + (unsigned long long)blockIdx.x * dim;
+    double s = 0.0;
+    for (int i = threadIdx.x; i < dim; i += blockDim.x) { double v = row[i]; s += v * v; }
+    part[threadIdx.x] = s;
+    __syncthreads();
+    for (int k = blockDim.x / 2; k > 0; k >>= 1) {
+        if (threadIdx.x < k) part[threadIdx.x] += part[threadIdx.x + k];
+        __syncthreads();
+    }
+    const float mean = (float)(part[0] / dim);
+    const float scale = 1.0f / sqrtf(mean + eps);
+    for (int i = threadIdx.x; i < dim; i += blockDim.x) row[i] = row[i] * scale * w[i];
+}
+
+// x (f32) to f16, n values.
+extern "C" __global__ void to_f16(const float* x, unsigned short* y, unsigned long long n) {
+    for (unsigned long long i = blockIdx.x * (unsigned long long)blockDim.x + threadIdx.x; i < n;
+         i += (unsigned long long)gridDim.x * blockDim.x)
+        y[i] = f2h(x[i]);
+}
+
+// RoPE of every head (one block per head of a row): cs holds, per row,
+// `half` (cos, sin) pairs.
+extern "C" __global__ void rope(float* x, const float* cs, int n_heads, int hd, int half, int neox) {
+    const int row = blockIdx.x / n_heads;
+    float* head = x + (unsigned long long)blockIdx.x * hd;
+    const float* t = cs + (unsigned long long)row * half * 2;
+    for (int i = threadIdx.x; i < half; i += blockDim.x) {
+        const int a = neox ? i : 2 * i, b = neox ? i + half : 2 * i + 1;
+        const float c = t[2 * i], s = t[2 * i + 1], x0 = head[a], x1 = head[b];
+        head[a] = x0 * c - x1 * s;
+        head[b] = x0 * s + x1 * c;
+    }
+}
+
+// One block per (query row i, head h): causal (or sliding-window) attention
+// over the f16 cache; queries meet the keys rounded to f16, as in ggml.
+extern "C" __global__ void attention(const float* q, const unsigned short* k,
+                                     const unsigned short* v, float* out, int n_head, int group,
+                                     int hd, int kv_dim, int start, int window, float scale) {
+    extern __shared__ float sc[];
+    __shared__ float red[THREADS];
+    const int i = blockIdx.x / n_head, h = blockIdx.x % n_head;
+    const int pos = start + i;
+    const int lo = window > 0 ? max(0, pos + 1 - window) : 0;
+    const int len = pos - lo + 1;
+    const float* qh = q + ((unsigned long long)i * n_head + h) * hd;
+    const int kvh = h / group;
+    for (int j = threadIdx.x; j < len; j += blockDim.x) {
+        const unsigned short* kj = k + (unsigned long long)(lo + j) * kv_dim + kvh * hd;
+        float s = 0.0f;
+        for (int d = 0; d < hd; d++) s += r16(qh[d]) * h2f(kj[d]);
+        sc[j] = s * scale;
+    }
+    __syncthreads();
+    float m = -INFINITY;
+    for (int j = threadIdx.x; j < len; j += blockDim.x) m = fmaxf(m, sc[j]);
+    red[threadIdx.x] = m;
+    __syncthreads();
+    for (int k2 = blockDim.x / 2; k2 > 0; k2 >>= 1) {
+        if (threadIdx.x < k2) red[threadIdx.x] = fmaxf(red[threadIdx.x], red[threadIdx.x + k2]);
+        __syncthreads();
+    }
+    m = red[0];
+    __syncthreads();
+    float s = 0.0f;
+    for (int j = threadIdx.x; j < len; j += blockDim.x) { const float e = expf(sc[j] - m); sc[j] = e; s += e; }
+    red[threadIdx.x] = s;
+    __syncthreads();
+    for (int k2 = blockDim.x / 2; k2 > 0; k2 >>= 1) {
+        if (threadIdx.x < k2) red[threadIdx.x] += red[threadIdx.x + k2];
+        __syncthreads();
+    }
+    const float inv = 1.0f / red[0];
+    float* o = out + ((unsigned long long)i * n_head + h) * hd;
+    for (int d = threadIdx.x; d < hd; d += blockDim.x) {
+        float acc = 0.0f;
+        for (int j = 0; j < len; j++)
+            acc += sc[j] * inv * h2f(v[(unsigned long long)(lo + j) * kv_dim + kvh * hd + d]);
+        o[d] = acc;
+    }
+}
+
+// g = act(g) * u (act 0: SiLU, 1: GELU tanh approximation).
+extern "C" __global__ void act_mul(float* g, const float* u, unsigned long long n, int gelu) {
+    for (unsigned long long i = blockIdx.x * (unsigned long long)blockDim.x + threadIdx.x; i < n;
+         i += (unsigned long long)gridDim.x * blockDim.x) {
+        const float x = g[i];
+        float a;
+        if (gelu) a = 0.5f * x * (1.0f + tanhf(0.7978846f * x * (1.0f + 0.044715f * x * x)));
+        else a = x / (1.0f + expf(-x));
+        g[i] = a * u[i];
+    }
+}
+
+// x += y.
+extern "C" __global__ void add(float* x, const float* y, unsigned long long n) {
+    for (unsigned long long i = blockIdx.x * (unsigned long long)blockDim.x + threadIdx.x; i < n;
+         i += (unsigned long long)gridDim.x * blockDim.x)
+        x[i] += y[i];
+}
+
+// x = tanh(x / c) * c.
+extern "C" __global__ void softcap(float* x, unsigned long long n, float c) {
+    for (unsigned long long i = blockIdx.x * (unsigned long long)blockDim.x + threadIdx.x; i < n;
+         i += (unsigned long long)gridDim.x * blockDim.x)
+        x[i] = tanhf(x[i] / c) * c;
+}
+
+// Counts the values of x that are NaN or infinite into *count.
+extern "C" __global__ void count_nonfinite(const float* x, unsigned long long n, unsigned int* count) {
+    unsigned int c = 0;
+    for (unsigned long long i = blockIdx.x * (unsigned long long)blockDim.x + threadIdx.x; i < n;
+         i += (unsigned long long)gridDim.x * blockDim.x)
+        c += !isfinite(x[i]);
+    if (c) atomicAdd(count, c);
+}
+"#;
+
+const THREADS: u32 = 256;
+
+/// Longest attention span (positions) one kernel block's shared memory
+/// holds (44 KiB of f32 scores, within the 48 KiB every device gives).
+const MAX_SPAN: usize = 11 * 1024;
+
+struct Kernels {
+    _module: Arc<CudaModule>,
+    embed: CudaFunction,
+    rms_norm: CudaFunction,
+    to_f16: CudaFunction,
+    rope: CudaFunction,
+    attention: CudaFunction,
+    act_mul: CudaFunction,
+    add: CudaFunction,
+    softcap: CudaFunction,
+    count_nonfinite: CudaFunction,
+}
+
+/// A layer's norm weights on the device.
+struct Norms {
+    attn: CudaSlice<f32>,
+    q: Option<CudaSlice<f32>>,
+    k: Option<CudaSlice<f32>>,
+    post_attn: Option<CudaSlice<f32>>,
+    ffn: CudaSlice<f32>,
+    post_ffn: Option<CudaSlice<f32>>,
+}
+
+/// A llama or gemma3 model whose matrices are in VRAM (f16), run there.
+pub struct CudaTransformer {
+    inner: Transformer<f16>,
+    device: Device,
+    stream: Arc<CudaStream>,
+    blas: CudaBlas,
+    k: Kernels,
+    norms: Vec<Norms>,
+    output_norm: CudaSlice<f32>,
+}
+
+/// The keys and values of every layer in VRAM, in f16.
+pub struct CudaKvCache {
+    k: Vec<CudaSlice<f16>>,
+    v: Vec<CudaSlice<f16>>,
+    kv_dim: usize,
+    len: usize,
+    capacity: usize,
+}
+
+impl CudaKvCache {
+    /// Positions filled.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True when no position is filled.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Positions the cache can hold.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// Forgets every position (keeps the memory).
+    pub fn clear(&mut self) {
+        self.len = 0;
+    }
+
+    /// Bytes of VRAM held.
+    pub fn n_bytes(&self) -> usize {
+        2 * self.k.len() * self.capacity * self.kv_dim * 2
+    }
+}
+
+fn cuda_err(
+    what: &str,
+) -> impl FnOnce(gguf_loader::cudarc::driver::DriverError) -> ForwardError + '_ {
+    move |e| ForwardError::Unsupported(format!("CUDA: {what}: {e:?}"))
+}
+
+fn blas_err(e: blas::CublasError) -> ForwardError {
+    ForwardError::Unsupported(format!("cuBLAS: {e:?}"))
+}
+
+fn grid(n: usize) -> LaunchConfig {
+    LaunchConfig {
+        grid_dim: (n.div_ceil(THREADS as usize).clamp(1, 65535) as u32, 1, 1),
+        block_dim: (THREADS, 1, 1),
+        shared_mem_bytes: 0,
+    }
+}
+
+fn rows(n: usize, shared: u32) -> LaunchConfig {
+    LaunchConfig {
+        grid_dim: (n as u32, 1, 1),
+        block_dim: (THREADS, 1, 1),
+        shared_mem_bytes: shared,
+    }
+}
+
+/// The device address of a slice (the kernels take raw addresses).
+fn ptr<T>(s: &CudaSlice<T>, stream: &CudaStream) -> u64 {
+    let (p, _record) = s.device_ptr(stream);
+    p
+}
+
+impl CudaTransformer {
+    /// Loads every tensor of the file onto GPU `ordinal` as f16 (quantized
+    /// bytes cross PCIe and are decoded there by gguf-loader) and builds
+    /// the model; errs as [`Transformer::from_model`], or when the GPU
+    /// cannot be used.
+    pub fn load(loader: &MmapGGUFLoader, ordinal: usize) -> Result<CudaTransformer, ForwardError> {
+        let model = loader.load_model::<f16>(Device::Cuda(ordinal))?;
+        let inner = Transformer::from_model(loader, model)?;
+        Self::from_transformer(inner)
+    }
+
+    /// Runs a [`Transformer`] whose matrices are on a GPU (built by
+    /// [`Transformer::from_model`] from a model loaded there).
+    pub fn from_transformer(inner: Transformer<f16>) -> Result<CudaTransformer, ForwardError> {
+        let device = inner.tok_embd.t.device();
+        let slice = inner
+            .tok_embd
+            .t
+            .cuda_slice()
+            .ok_or_else(|| ForwardError::Unsupported("the weights are not on a GPU".into()))?;
+        let ctx = slice.context().clone();
+        let stream = ctx.new_stream().map_err(cuda_err("creating a stream"))?;
+        let blas = CudaBlas::new(stream.clone()).map_err(blas_err)?;
+        let ptx = compile_ptx_with_opts(
+            SOURCE,
+            CompileOptions {
+                name: Some("gguf_loader_llm_forward.cu".into()),
+                ..Default::default()
+            },
+        )
+        .map_err(|e| ForwardError::Unsupported(format!("NVRTC: {e:?}")))?;
+        let module = ctx
+            .load_module(ptx)
+            .map_err(cuda_err("loading the kernels"))?;
+        let f = |name: &str| module.load_function(name).map_err(cuda_err("a kernel"));
+        let k = Kernels {
+            embed: f("embed")?,
+            rms_norm: f("rms_norm")?,
+            to_f16: f("to_f16")?,
+            rope: f("rope")?,
+            attention: f("attention")?,
+            act_mul: f("act_mul")?,
+            add: f("add")?,
+            softcap: f("softcap")?,
+            count_nonfinite: f("count_nonfinite")?,
+            _module: module,
+        };
+        let up = |v: &Vec<f32>| stream.clone_htod(v).map_err(cuda_err("uploading a norm"));
+        let opt = |v: &Option<Vec<f32>>| v.as_ref().map(up).transpose();
+        let mut norms = Vec::with_capacity(inner.layers.len());
+        for l in &inner.layers {
+            norms.push(Norms {
+                attn: up(&l.attn_norm)?,
+                q: opt(&l.q_norm)?,
+                k: opt(&l.k_norm)?,
+                post_attn: opt(&l.post_attn_norm)?,
+                ffn: up(&l.ffn_norm)?,
+                post_ffn: opt(&l.post_ffn_norm)?,
+            });
+        }
+        let output_norm = up(&inner.output_norm)?;
+        for m in inner.mats() {
+            if m.t.cuda_slice().is_none() {
+                return Err(ForwardError::Unsupported(
+                    "some of the weights are not on the GPU".into(),
+                ));
+            }
+        }
+        Ok(CudaTransformer {
+            inner,
+            device,
+            stream,
+            blas,
+            k,
+            norms,
+            output_norm,
+        })
+    }
+
+    /// The hyper-parameters.
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    /// The GPU the model runs on.
+    pub fn device(&self) -> Device {
+        self.device
+    }
+
+    /// An empty KV cache in VRAM for up to `capacity` positions.
+    pub fn new_cache(&self, capacity: usize) -> Result<CudaKvCache, ForwardError> {
+        let c = &self.inner.config;
+        let kv_dim = c.n_head_kv * c.head_dim;
+        let per = capacity
+            .checked_mul(kv_dim)
+            .ok_or(ForwardError::Alloc(usize::MAX))?;
+        let mut k = Vec::with_capacity(c.n_layer);
+        let mut v = Vec::with_capacity(c.n_layer);
+        for _ in 0..c.n_layer {
+            k.push(
+                self.stream
+                    .alloc_zeros::<f16>(per)
+                    .map_err(|_| ForwardError::Alloc(per * 2))?,
+            );
+            v.push(
+                self.stream
+                    .alloc_zeros::<f16>(per)
+                    .map_err(|_| ForwardError::Alloc(per * 2))?,
+            );
+        }
+        Ok(CudaKvCache {
+            k,
+            v,
+            kv_dim,
+            len: 0,
+            capacity,
+        })
+    }
+
+    /// Runs `tokens` at the next positions of `cache` and returns the
+    /// logits (every position with `all`, else the last), as
+    /// [`Transformer::forward`] does.
+    pub fn forward(
+        &self,
+        cache: &mut CudaKvCache,
+        tokens: &[u32],
+        all: bool,
+    ) -> Result<Vec<f32>, ForwardError> {
+        self.forward_checked(cache, tokens, all, false)
+            .map(|(l, _)| l)
+    }
+
+    /// [`Self::forward`], and with `check` the number of NaN or infinite
+    /// values found in every intermediate activation (0 without `check`).
+    pub fn forward_checked(
+        &self,
+        cache: &mut CudaKvCache,
+        tokens: &[u32],
+        all: bool,
+        check: bool,
+    ) -> Result<(Vec<f32>, u64), ForwardError> {
+        let c = &self.inner.config;
+        let n = tokens.len();
+        if n == 0 {
+            return Ok((Vec::new(), 0));
+        }
+        if let Some(&id) = tokens.iter().find(|&&t| t as usize >= c.n_vocab) {
+            return Err(ForwardError::Token {
+                id,
+                n_vocab: c.n_vocab,
+            });
+        }
+        if cache.kv_dim != c.n_head_kv * c.head_dim || cache.k.len() != c.n_layer {
+            return Err(ForwardError::Unsupported(
+                "the KV cache was made for another model".into(),
+            ));
+        }
+        if cache.capacity - cache.len < n {
+            return Err(ForwardError::CacheFull {
+                capacity: cache.capacity,
+                len: cache.len,
+                more: n,
+            });
+        }
+        let start = cache.len;
+        if start + n > MAX_SPAN {
+            return Err(ForwardError::Unsupported(format!(
+                "the GPU attention holds at most {MAX_SPAN} positions"
+            )));
+        }
+        let s = &self.stream;
+        let (d, hd) = (c.n_embd, c.head_dim);
+        let kv_dim = c.n_head_kv * hd;
+        let q_dim = c.n_head * hd;
+        let e = cuda_err;
+        let alloc = |len: usize| {
+            s.alloc_zeros::<f32>(len)
+                .map_err(|_| ForwardError::Alloc(len * 4))
+        };
+        let widest = d.max(c.n_ff).max(q_dim);
+        let x = alloc(n * d)?;
+        let mut h = alloc(n * d)?;
+        let q = alloc(n * q_dim)?;
+        let kk = alloc(n * kv_dim)?;
+        let vv = alloc(n * kv_dim)?;
+        let att = alloc(n * q_dim)?;
+        let o = alloc(n * d)?;
+        let g = alloc(n * c.n_ff)?;
+        let u = alloc(n * c.n_ff)?;
+        let f = alloc(n * d)?;
+        let x16 = s
+            .alloc_zeros::<f16>(n * widest)
+            .map_err(|_| ForwardError::Alloc(n * widest * 2))?;
+        let ids = s.clone_htod(tokens).map_err(e("uploading the tokens"))?;
+        let bad = s.alloc_zeros::<u32>(1).map_err(e("a counter"))?;
+        let bad_p = ptr(&bad, s);
+        let x16_p = ptr(&x16, s);
+
+        // Kernel launches over raw device addresses: the arguments in the
+        // kernel's signature order.
+        macro_rules! launch {
+            ($func:expr, $cfg:expr; $($arg:expr),* $(,)?) => {{
+                let mut b = s.launch_builder($func);
+                $( b.arg($arg); )*
+                // SAFETY: every kernel gets its signature's arguments, with
+                // device addresses of buffers sized for the call.
+                unsafe { b.launch($cfg) }.map(|_| ()).map_err(e("a kernel"))
+            }};
+        }
+        let observe = |buf: u64, len: usize| -> Result<(), ForwardError> {
+            if check {
+                let n = len as u64;
+                launch!(&self.k.count_nonfinite, grid(len); &buf, &n, &bad_p)?;
+            }
+            Ok(())
+        };
+        let norm = |buf: u64, w: &CudaSlice<f32>, rows_: usize, dim: usize| {
+            let wp = ptr(w, s);
+            let dim_i = dim as i32;
+            let eps = c.rms_eps;
+            launch!(&self.k.rms_norm, rows(rows_, 0); &buf, &wp, &dim_i, &eps)
+        };
+        // y[n][m.rows] = x[n][m.cols] · Wᵀ, the inputs rounded to f16.
+        let matmul = |m: &Mat<f16>, xin: u64, y: u64, rows_n: usize| -> Result<(), ForwardError> {
+            let len = (rows_n * m.cols) as u64;
+            launch!(&self.k.to_f16, grid(rows_n * m.cols); &xin, &x16_p, &len)?;
+            let w =
+                m.t.cuda_slice()
+                    .ok_or_else(|| ForwardError::Unsupported("weight not on the GPU".into()))?;
+            let wp = ptr(w, s);
+            let (alpha, beta) = (1f32, 0f32);
+            // SAFETY: W is rows × cols f16 (column-major: cols × rows, ld =
+            // cols, transposed), X is rows_n × cols f16 (cols × rows_n, ld
+            // = cols), Y is rows_n × rows f32 (rows × rows_n, ld = rows).
+            unsafe {
+                blas::gemm_ex(
+                    *self.blas.handle(),
+                    blas_sys::cublasOperation_t::CUBLAS_OP_T,
+                    blas_sys::cublasOperation_t::CUBLAS_OP_N,
+                    m.rows as i32,
+                    rows_n as i32,
+                    m.cols as i32,
+                    (&alpha) as *const f32 as *const _,
+                    wp as *const _,
+                    blas_sys::cudaDataType_t::CUDA_R_16F,
+                    m.cols as i32,
+                    x16_p as *const _,
+                    blas_sys::cudaDataType_t::CUDA_R_16F,
+                    m.cols as i32,
+                    (&beta) as *const f32 as *const _,
+                    y as *mut _,
+                    blas_sys::cudaDataType_t::CUDA_R_32F,
+                    m.rows as i32,
+                    blas_sys::cublasComputeType_t::CUBLAS_COMPUTE_32F,
+                    blas_sys::cublasGemmAlgo_t::CUBLAS_GEMM_DEFAULT,
+                )
+            }
+            .map_err(blas_err)
+        };
+        let add = |a: u64, b_: u64, len: usize| {
+            let n = len as u64;
+            launch!(&self.k.add, grid(len); &a, &b_, &n)
+        };
+
+        let (xp, hp, qp, kp, vp, attp, op, gp, up_, fp) = (
+            ptr(&x, s),
+            ptr(&h, s),
+            ptr(&q, s),
+            ptr(&kk, s),
+            ptr(&vv, s),
+            ptr(&att, s),
+            ptr(&o, s),
+            ptr(&g, s),
+            ptr(&u, s),
+            ptr(&f, s),
+        );
+        // Embeddings.
+        let table = self
+            .inner
+            .tok_embd
+            .t
+            .cuda_slice()
+            .ok_or_else(|| ForwardError::Unsupported("embeddings not on the GPU".into()))?;
+        let (tp, idp) = (ptr(table, s), ptr(&ids, s));
+        let scale = if c.arch == Arch::Gemma3 {
+            (d as f32).sqrt()
+        } else {
+            1.0
+        };
+        let d_i = d as i32;
+        launch!(&self.k.embed, rows(n, 0); &tp, &idp, &xp, &d_i, &scale)?;
+        observe(xp, n * d)?;
+
+        for (il, l) in self.inner.layers.iter().enumerate() {
+            let nw = &self.norms[il];
+            s.memcpy_dtod(&x, &mut h).map_err(e("a copy"))?;
+            norm(hp, &nw.attn, n, d)?;
+            matmul(&l.wq, hp, qp, n)?;
+            matmul(&l.wk, hp, kp, n)?;
+            matmul(&l.wv, hp, vp, n)?;
+            if let Some(w) = &nw.q {
+                norm(qp, w, n * c.n_head, hd)?;
+            }
+            if let Some(w) = &nw.k {
+                norm(kp, w, n * c.n_head_kv, hd)?;
+            }
+            // RoPE from the CPU's own angle table.
+            let rope = &c.ropes[il];
+            let half = rope.n_rot / 2;
+            let mut table = Vec::with_capacity(n * half * 2);
+            for i in 0..n {
+                for (co, si) in rope.angles(start + i) {
+                    table.push(co);
+                    table.push(si);
+                }
+            }
+            let cs = s.clone_htod(&table).map_err(e("uploading RoPE angles"))?;
+            let csp = ptr(&cs, s);
+            let (hd_i, half_i, neox) =
+                (hd as i32, half as i32, (rope.mode == RopeMode::Neox) as i32);
+            let nh = c.n_head as i32;
+            launch!(&self.k.rope, rows(n * c.n_head, 0); &qp, &csp, &nh, &hd_i, &half_i, &neox)?;
+            let nkv = c.n_head_kv as i32;
+            launch!(&self.k.rope, rows(n * c.n_head_kv, 0); &kp, &csp, &nkv, &hd_i, &half_i, &neox)?;
+            observe(qp, n * q_dim)?;
+            observe(kp, n * kv_dim)?;
+            observe(vp, n * kv_dim)?;
+            // Into the f16 cache.
+            let len = (n * kv_dim) as u64;
+            let off = (start * kv_dim * 2) as u64;
+            let (ck, cv) = (ptr(&cache.k[il], s) + off, ptr(&cache.v[il], s) + off);
+            launch!(&self.k.to_f16, grid(n * kv_dim); &kp, &ck, &len)?;
+            launch!(&self.k.to_f16, grid(n * kv_dim); &vp, &cv, &len)?;
+            let window = if c.layer_is_swa[il] {
+                c.sliding_window.unwrap_or(0) as i32
+            } else {
+                0
+            };
+            let (ck0, cv0) = (ptr(&cache.k[il], s), ptr(&cache.v[il], s));
+            let group = (c.n_head / c.n_head_kv) as i32;
+            let (kv_i, start_i, sc) = (kv_dim as i32, start as i32, c.attn_scale);
+            // Scores of one query's span in shared memory: at most every
+            // position so far.
+            let shared = ((start + n) * 4) as u32;
+            launch!(&self.k.attention, rows(n * c.n_head, shared); &qp, &ck0, &cv0, &attp, &nh, &group, &hd_i, &kv_i, &start_i, &window, &sc)?;
+            observe(attp, n * q_dim)?;
+            matmul(&l.wo, attp, op, n)?;
+            if let Some(w) = &nw.post_attn {
+                norm(op, w, n, d)?;
+            }
+            observe(op, n * d)?;
+            add(xp, op, n * d)?;
+
+            s.memcpy_dtod(&x, &mut h).map_err(e("a copy"))?;
+            norm(hp, &nw.ffn, n, d)?;
+            matmul(&l.gate, hp, gp, n)?;
+            matmul(&l.up, hp, up_, n)?;
+            let gl = (n * c.n_ff) as u64;
+            let gelu = (c.arch == Arch::Gemma3) as i32;
+            launch!(&self.k.act_mul, grid(n * c.n_ff); &gp, &up_, &gl, &gelu)?;
+            observe(gp, n * c.n_ff)?;
+            matmul(&l.down, gp, fp, n)?;
+            if let Some(w) = &nw.post_ffn {
+                norm(fp, w, n, d)?;
+            }
+            observe(fp, n * d)?;
+            add(xp, fp, n * d)?;
+            observe(xp, n * d)?;
+        }
+        cache.len += n;
+
+        // The head, on every row or the last.
+        let (first, rows_out) = if all { (0, n) } else { (n - 1, 1) };
+        let last = xp + (first * d * 4) as u64;
+        norm(last, &self.output_norm, rows_out, d)?;
+        let head = self.inner.output.as_ref().unwrap_or(&self.inner.tok_embd);
+        let logits = alloc(rows_out * head.rows)?;
+        let lp = ptr(&logits, s);
+        matmul(head, last, lp, rows_out)?;
+        if let Some(cap) = c.logit_softcap {
+            let len = (rows_out * head.rows) as u64;
+            launch!(&self.k.softcap, grid(rows_out * head.rows); &lp, &len, &cap)?;
+        }
+        observe(lp, rows_out * head.rows)?;
+        let out = s.clone_dtoh(&logits).map_err(e("copying the logits"))?;
+        let bad = s.clone_dtoh(&bad).map_err(e("reading the counter"))?;
+        s.synchronize().map_err(e("running the forward pass"))?;
+        // Keep the scratch alive until the stream has run.
+        drop((x, h, q, kk, vv, att, o, g, u, f, x16, ids));
+        Ok((out, bad.first().copied().unwrap_or(0) as u64))
+    }
+}

@@ -135,7 +135,7 @@ const KMASK2: u32 = 0x0f0f_0f0f;
 /// high nibble for `j >= 8`) and its high 2 bits in byte `8 + j % 4`, at bit
 /// position `2 * (j / 4)`.
 #[inline(always)]
-fn q3_k_scales(packed: &[u8; 12]) -> [u8; 16] {
+pub(crate) fn q3_k_scales(packed: &[u8; 12]) -> [u8; 16] {
     let a0 = u32_at(packed, 0);
     let a1 = u32_at(packed, 4);
     let tmp = u32_at(packed, 8);

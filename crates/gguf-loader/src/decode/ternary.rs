@@ -5,7 +5,7 @@
 use super::for_each_block;
 use crate::format::blocks::{f16_le, BlockTQ1_0, BlockTQ2_0, QK_K};
 
-const POW3: [u8; 6] = [1, 3, 9, 27, 81, 243];
+pub(crate) const POW3: [u8; 6] = [1, 3, 9, 27, 81, 243];
 
 /// One base-3 digit of a TQ1_0 byte, as ggml extracts it:
 /// `q = byte * 3^n` (wrapping in `uint8_t`), then `((uint16_t) q * 3) >> 8`,

@@ -22,6 +22,8 @@ mod aarch64;
 mod x86_kquants;
 #[cfg(target_arch = "x86_64")]
 mod x86_legacy;
+#[cfg(target_arch = "x86_64")]
+mod x86_ternary;
 
 /// Whole blocks to f32.
 pub type F32Kernel = fn(&[u8], &mut [f32]);
@@ -65,7 +67,11 @@ pub fn kernels(ty: GgmlType) -> Kernels {
         if k.f32.is_some() || k.f16.is_some() {
             return k;
         }
-        x86_kquants::kernels(ty)
+        let k = x86_kquants::kernels(ty);
+        if k.f32.is_some() || k.f16.is_some() {
+            return k;
+        }
+        x86_ternary::kernels(ty)
     }
     #[cfg(all(target_arch = "aarch64", target_endian = "little"))]
     {

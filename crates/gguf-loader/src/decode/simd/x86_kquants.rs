@@ -1,17 +1,18 @@
-//! x86-64 AVX2 (+F16C) kernels for the K-quants Q4_K, Q5_K and Q6_K, to f32
-//! and fused to f16.
+//! x86-64 AVX2 (+F16C) kernels for the K-quants Q2_K, Q3_K, Q4_K, Q5_K and
+//! Q6_K, to f32 and fused to f16.
 //!
 //! The per-block scales are decoded with scalar code exactly as in
 //! [`crate::decode::kquants`] (`d1 = d * sc`, `m1 = dmin * m`, rounded to
 //! f32); the quants are then widened eight at a time to i32, converted to
 //! f32 and combined with the same float operations in the same order as the
 //! scalar routine (`d1 * q - m1` as a separate multiply and subtract, or
-//! `(d * sc) * q` for Q6_K). So the f32 outputs are bit-identical to the
-//! reference, and the f16 outputs are those values rounded to nearest-even by
-//! `vcvtps2ph`, as `half::f16::from_f32` rounds them.
+//! `(d * sc) * q` for Q3_K and Q6_K). So the f32 outputs are bit-identical to
+//! the reference, and the f16 outputs are those values rounded to
+//! nearest-even by `vcvtps2ph`, as `half::f16::from_f32` rounds them.
 //!
 //! Every kernel handles `min(src.len() / type_size, dst.len() / 256)` whole
-//! blocks and ignores the rest of both slices.
+//! blocks and ignores the rest of both slices. The store and load helpers and
+//! the `wrappers!` macro serve the other block kernels (`x86_ternary`) too.
 
 use std::arch::x86_64::*;
 use std::sync::OnceLock;
@@ -19,12 +20,15 @@ use std::sync::OnceLock;
 use half::f16;
 
 use super::Kernels;
-use crate::decode::kquants::group_scales;
-use crate::format::blocks::{as_blocks, BlockQ4_K, BlockQ5_K, BlockQ6_K, Half, K_SCALE_SIZE, QK_K};
+use crate::decode::kquants::{group_scales, q3_k_scales};
+use crate::format::blocks::{
+    as_blocks, Block, BlockQ2_K, BlockQ3_K, BlockQ4_K, BlockQ5_K, BlockQ6_K, Half, K_SCALE_SIZE,
+    QK_K,
+};
 use crate::format::GgmlType;
 
 /// Whether this CPU runs AVX2 and F16C (checked once).
-fn available() -> bool {
+pub(super) fn available() -> bool {
     static AVAILABLE: OnceLock<bool> = OnceLock::new();
     *AVAILABLE.get_or_init(|| is_x86_feature_detected!("avx2") && is_x86_feature_detected!("f16c"))
 }
@@ -35,24 +39,11 @@ pub fn kernels(ty: GgmlType) -> Kernels {
         return Kernels::default();
     }
     match ty {
-        GgmlType::Q4_K => Kernels {
-            f32: Some(q4_k_f32),
-            f16: Some(q4_k_f16),
-            f32_stream: Some(q4_k_f32_stream),
-            f16_stream: Some(q4_k_f16_stream),
-        },
-        GgmlType::Q5_K => Kernels {
-            f32: Some(q5_k_f32),
-            f16: Some(q5_k_f16),
-            f32_stream: Some(q5_k_f32_stream),
-            f16_stream: Some(q5_k_f16_stream),
-        },
-        GgmlType::Q6_K => Kernels {
-            f32: Some(q6_k_f32),
-            f16: Some(q6_k_f16),
-            f32_stream: Some(q6_k_f32_stream),
-            f16_stream: Some(q6_k_f16_stream),
-        },
+        GgmlType::Q2_K => q2_k::KERNELS,
+        GgmlType::Q3_K => q3_k::KERNELS,
+        GgmlType::Q4_K => q4_k::KERNELS,
+        GgmlType::Q5_K => q5_k::KERNELS,
+        GgmlType::Q6_K => q6_k::KERNELS,
         _ => Kernels::default(),
     }
 }
@@ -61,7 +52,7 @@ pub fn kernels(ty: GgmlType) -> Kernels {
 /// `GGML_FP16_TO_FP32`; NaN payloads are kept).
 #[inline]
 #[target_feature(enable = "avx2,f16c")]
-fn widen_f16(h: Half) -> f32 {
+pub(super) fn widen_f16(h: Half) -> f32 {
     let v = _mm_cvtsi32_si128(i32::from(u16::from_le_bytes(h)));
     _mm_cvtss_f32(_mm_cvtph_ps(v))
 }
@@ -75,7 +66,12 @@ fn widen_f16(h: Half) -> f32 {
 /// `out` 16-byte aligned when `NT`, and the CPU must support AVX2 and F16C.
 #[inline]
 #[target_feature(enable = "avx2,f16c")]
-unsafe fn store16<const F16: bool, const NT: bool>(out: *mut u8, i: usize, lo: __m256, hi: __m256) {
+pub(super) unsafe fn store16<const F16: bool, const NT: bool>(
+    out: *mut u8,
+    i: usize,
+    lo: __m256,
+    hi: __m256,
+) {
     if F16 {
         let (l, h) = (
             _mm256_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(lo),
@@ -116,7 +112,7 @@ unsafe fn store16<const F16: bool, const NT: bool>(out: *mut u8, i: usize, lo: _
 /// `p..p + 16` must be readable and the CPU must support AVX2.
 #[inline]
 #[target_feature(enable = "avx2,f16c")]
-unsafe fn load16(p: *const u8) -> __m128i {
+pub(super) unsafe fn load16(p: *const u8) -> __m128i {
     // SAFETY: the caller guarantees 16 readable bytes at `p`.
     unsafe { _mm_loadu_si128(p as *const __m128i) }
 }
@@ -124,67 +120,188 @@ unsafe fn load16(p: *const u8) -> __m128i {
 /// Bytes 8..16 of `v` moved to bytes 0..8.
 #[inline]
 #[target_feature(enable = "avx2,f16c")]
-fn upper8(v: __m128i) -> __m128i {
+pub(super) fn upper8(v: __m128i) -> __m128i {
     _mm_unpackhi_epi64(v, v)
 }
 
 /// `d * q - m` for the low 8 unsigned byte quants of `q`, as two separate rounded ops.
 #[inline]
 #[target_feature(enable = "avx2,f16c")]
-fn dqm(q: __m128i, d: __m256, m: __m256) -> __m256 {
+pub(super) fn dqm(q: __m128i, d: __m256, m: __m256) -> __m256 {
     let qf = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(q));
     _mm256_sub_ps(_mm256_mul_ps(d, qf), m)
 }
 
-/// The safe entry points over a `*_blocks` loop: the `n` whole blocks of
-/// `src`, viewed as `$b`, that fit both slices, with ordinary stores or (on a
-/// 16-byte aligned output) streaming stores followed by a store fence.
+/// Defines `mod $m`, the safe entry points over the `*_blocks` loop
+/// `$blocks`: the `n` whole blocks of `src`, viewed as `$b`, that fit both
+/// slices, with ordinary stores or (on a 16-byte aligned output) streaming
+/// stores followed by a store fence; and `$m::KERNELS`, the four of them.
+/// Every block's outputs must be a multiple of 16 bytes (8 f16s), so that
+/// each block starts aligned when the output does.
 macro_rules! wrappers {
-    ($blocks:ident, $b:ty, $f32:ident, $f16:ident, $f32s:ident, $f16s:ident) => {
-        fn $f32(src: &[u8], dst: &mut [f32]) {
-            let x = as_blocks::<$b>(src);
-            let n = x.len().min(dst.len() / QK_K);
-            // SAFETY: `n` whole blocks fit in both slices, and `kernels` hands
-            // this function out only after detecting AVX2 and F16C.
-            unsafe { $blocks::<false, false>(x.as_ptr(), dst.as_mut_ptr() as *mut u8, n) }
-        }
+    ($m:ident, $blocks:ident, $b:ty) => {
+        mod $m {
+            use super::*;
 
-        fn $f16(src: &[u8], dst: &mut [f16]) {
-            let x = as_blocks::<$b>(src);
-            let n = x.len().min(dst.len() / QK_K);
-            // SAFETY: as above.
-            unsafe { $blocks::<true, false>(x.as_ptr(), dst.as_mut_ptr() as *mut u8, n) }
-        }
+            const _: () = assert!(<$b as Block>::ELEMENTS % 8 == 0);
 
-        fn $f32s(src: &[u8], dst: &mut [f32]) {
-            if !super::aligned16(dst) {
-                return $f32(src, dst);
-            }
-            let x = as_blocks::<$b>(src);
-            let n = x.len().min(dst.len() / QK_K);
-            // SAFETY: as above, and `dst` is 16-byte aligned; the fence
-            // (SSE, always there on x86-64) orders the streamed stores.
-            unsafe {
-                $blocks::<false, true>(x.as_ptr(), dst.as_mut_ptr() as *mut u8, n);
-                _mm_sfence();
-            }
-        }
+            /// The four kernels, handed out only after AVX2 and F16C were
+            /// detected.
+            pub(super) const KERNELS: Kernels = Kernels {
+                f32: Some(f32),
+                f16: Some(f16),
+                f32_stream: Some(f32_stream),
+                f16_stream: Some(f16_stream),
+            };
 
-        fn $f16s(src: &[u8], dst: &mut [f16]) {
-            if !super::aligned16(dst) {
-                return $f16(src, dst);
+            fn f32(src: &[u8], dst: &mut [f32]) {
+                let x = as_blocks::<$b>(src);
+                let n = x.len().min(dst.len() / <$b as Block>::ELEMENTS);
+                // SAFETY: `n` whole blocks fit in both slices, and `kernels`
+                // hands this function out only after detecting AVX2 and F16C.
+                unsafe { $blocks::<false, false>(x.as_ptr(), dst.as_mut_ptr() as *mut u8, n) }
             }
-            let x = as_blocks::<$b>(src);
-            let n = x.len().min(dst.len() / QK_K);
-            // SAFETY: as above, and `dst` is 16-byte aligned; the fence
-            // (SSE, always there on x86-64) orders the streamed stores.
-            unsafe {
-                $blocks::<true, true>(x.as_ptr(), dst.as_mut_ptr() as *mut u8, n);
-                _mm_sfence();
+
+            fn f16(src: &[u8], dst: &mut [f16]) {
+                let x = as_blocks::<$b>(src);
+                let n = x.len().min(dst.len() / <$b as Block>::ELEMENTS);
+                // SAFETY: as above.
+                unsafe { $blocks::<true, false>(x.as_ptr(), dst.as_mut_ptr() as *mut u8, n) }
+            }
+
+            fn f32_stream(src: &[u8], dst: &mut [f32]) {
+                if !crate::decode::simd::aligned16(dst) {
+                    return f32(src, dst);
+                }
+                let x = as_blocks::<$b>(src);
+                let n = x.len().min(dst.len() / <$b as Block>::ELEMENTS);
+                // SAFETY: as above, and `dst` is 16-byte aligned; the fence
+                // (SSE, always there on x86-64) orders the streamed stores.
+                unsafe {
+                    $blocks::<false, true>(x.as_ptr(), dst.as_mut_ptr() as *mut u8, n);
+                    _mm_sfence();
+                }
+            }
+
+            fn f16_stream(src: &[u8], dst: &mut [f16]) {
+                if !crate::decode::simd::aligned16(dst) {
+                    return f16(src, dst);
+                }
+                let x = as_blocks::<$b>(src);
+                let n = x.len().min(dst.len() / <$b as Block>::ELEMENTS);
+                // SAFETY: as above, and `dst` is 16-byte aligned; the fence
+                // (SSE, always there on x86-64) orders the streamed stores.
+                unsafe {
+                    $blocks::<true, true>(x.as_ptr(), dst.as_mut_ptr() as *mut u8, n);
+                    _mm_sfence();
+                }
             }
         }
     };
 }
+
+pub(super) use wrappers;
+
+// ---------------------------------------------------------------------------
+// Q2_K
+// ---------------------------------------------------------------------------
+
+/// Decodes `n` Q2_K blocks from `src` to `out` (f32, or f16 when `F16`).
+///
+/// Each half of the block (128 values) reads 32 `qs` bytes four times, at
+/// bit shifts 0, 2, 4 and 6; each shift gives two groups of 16 values, each
+/// with its own scale byte (`d * (sc & 15)`, `dmin * (sc >> 4)`).
+///
+/// # Safety
+/// `src` must point to `n` blocks, `out` to room for `n * 256` output
+/// elements, and the CPU must support AVX2 and F16C.
+#[target_feature(enable = "avx2,f16c")]
+unsafe fn q2_k_blocks<const F16: bool, const NT: bool>(
+    src: *const BlockQ2_K,
+    out: *mut u8,
+    n: usize,
+) {
+    let three = _mm_set1_epi8(3);
+    for b in 0..n {
+        // SAFETY: block `b < n` lies inside the caller's buffers.
+        let (x, y) = unsafe { (&*src.add(b), b * QK_K) };
+        let (d, min) = (widen_f16(x.d), widen_f16(x.dmin));
+        for (h, sc) in x.scales.chunks_exact(8).enumerate() {
+            // SAFETY: qs bytes 32h .. 32h + 32 lie inside `x.qs` (64 bytes).
+            let q = unsafe {
+                let p = x.qs.as_ptr().add(32 * h);
+                [load16(p), load16(p.add(16))]
+            };
+            for (k, sc) in sc.chunks_exact(2).enumerate() {
+                let shift = _mm_cvtsi32_si128(2 * k as i32);
+                for (half, &s) in sc.iter().enumerate() {
+                    let dl = _mm256_set1_ps(d * f32::from(s & 0xF));
+                    let ml = _mm256_set1_ps(min * f32::from(s >> 4));
+                    let v = _mm_and_si128(_mm_srl_epi16(q[half], shift), three);
+                    let at = y + 128 * h + 32 * k + 16 * half;
+                    // SAFETY: elements at .. at + 16 lie inside block `b`.
+                    unsafe { store16::<F16, NT>(out, at, dqm(v, dl, ml), dqm(upper8(v), dl, ml)) };
+                }
+            }
+        }
+    }
+}
+
+wrappers!(q2_k, q2_k_blocks, BlockQ2_K);
+
+// ---------------------------------------------------------------------------
+// Q3_K
+// ---------------------------------------------------------------------------
+
+/// Decodes `n` Q3_K blocks from `src` to `out` (f32, or f16 when `F16`).
+///
+/// The layout of Q2_K's quants, plus a third (high) bit per value from
+/// `hmask`: bit `4h + k` of byte `l` for value `l` of shift `k` in half `h`;
+/// a clear bit subtracts 4. The value is `(d * (sc - 32)) * q`.
+///
+/// # Safety
+/// `src` must point to `n` blocks, `out` to room for `n * 256` output
+/// elements, and the CPU must support AVX2 and F16C.
+#[target_feature(enable = "avx2,f16c")]
+unsafe fn q3_k_blocks<const F16: bool, const NT: bool>(
+    src: *const BlockQ3_K,
+    out: *mut u8,
+    n: usize,
+) {
+    let three = _mm_set1_epi8(3);
+    let four = _mm_set1_epi8(4);
+    for b in 0..n {
+        // SAFETY: block `b < n` lies inside the caller's buffers.
+        let (x, y) = unsafe { (&*src.add(b), b * QK_K) };
+        let d = widen_f16(x.d);
+        let scales = q3_k_scales(&x.scales);
+        // SAFETY: hmask bytes 0 .. 32 are all of `x.hmask`.
+        let hm = unsafe { [load16(x.hmask.as_ptr()), load16(x.hmask.as_ptr().add(16))] };
+        for (h, sc) in scales.chunks_exact(8).enumerate() {
+            // SAFETY: qs bytes 32h .. 32h + 32 lie inside `x.qs` (64 bytes).
+            let q = unsafe {
+                let p = x.qs.as_ptr().add(32 * h);
+                [load16(p), load16(p.add(16))]
+            };
+            for (k, sc) in sc.chunks_exact(2).enumerate() {
+                let shift = _mm_cvtsi32_si128(2 * k as i32);
+                let bit = _mm_set1_epi8((1u8 << (4 * h + k)) as i8);
+                for (half, &s) in sc.iter().enumerate() {
+                    // `scales` are int8 in C; their values are 0..=63 here.
+                    let dl = d * (i32::from(s) - 32) as f32;
+                    let low = _mm_and_si128(_mm_srl_epi16(q[half], shift), three);
+                    let clear = _mm_cmpeq_epi8(_mm_and_si128(hm[half], bit), _mm_setzero_si128());
+                    let v = _mm_sub_epi8(low, _mm_and_si128(clear, four));
+                    let at = y + 128 * h + 32 * k + 16 * half;
+                    // SAFETY: elements at .. at + 16 lie inside block `b`.
+                    unsafe { store16::<F16, NT>(out, at, sq(v, dl), sq(upper8(v), dl)) };
+                }
+            }
+        }
+    }
+}
+
+wrappers!(q3_k, q3_k_blocks, BlockQ3_K);
 
 // ---------------------------------------------------------------------------
 // Q4_K
@@ -231,14 +348,7 @@ unsafe fn q4_k_blocks<const F16: bool, const NT: bool>(
     }
 }
 
-wrappers!(
-    q4_k_blocks,
-    BlockQ4_K,
-    q4_k_f32,
-    q4_k_f16,
-    q4_k_f32_stream,
-    q4_k_f16_stream
-);
+wrappers!(q4_k, q4_k_blocks, BlockQ4_K);
 
 // ---------------------------------------------------------------------------
 // Q5_K
@@ -289,14 +399,7 @@ unsafe fn q5_k_blocks<const F16: bool, const NT: bool>(
     }
 }
 
-wrappers!(
-    q5_k_blocks,
-    BlockQ5_K,
-    q5_k_f32,
-    q5_k_f16,
-    q5_k_f32_stream,
-    q5_k_f16_stream
-);
+wrappers!(q5_k, q5_k_blocks, BlockQ5_K);
 
 // ---------------------------------------------------------------------------
 // Q6_K
@@ -368,11 +471,4 @@ unsafe fn q6_k_blocks<const F16: bool, const NT: bool>(
     }
 }
 
-wrappers!(
-    q6_k_blocks,
-    BlockQ6_K,
-    q6_k_f32,
-    q6_k_f16,
-    q6_k_f32_stream,
-    q6_k_f16_stream
-);
+wrappers!(q6_k, q6_k_blocks, BlockQ6_K);

@@ -1,6 +1,6 @@
-//! aarch64 NEON kernels: the legacy types (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0) and
-//! the K-quants (Q4_K, Q5_K, Q6_K) to f32 and fused to f16, plus F16 → f32
-//! and BF16 → f32 / f16.
+//! aarch64 NEON kernels: the legacy types (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0),
+//! the K-quants (Q2_K to Q6_K) and the 1- and 2-bit types (TQ1_0, TQ2_0,
+//! Q1_0, Q2_0) to f32 and fused to f16, plus F16 → f32 and BF16 → f32 / f16.
 //!
 //! NEON (Advanced SIMD) is part of every aarch64 target Rust supports, so
 //! there is no run-time detection: the kernels are always handed out.
@@ -39,7 +39,11 @@ pub fn kernels(ty: GgmlType) -> Kernels {
     if k.f32.is_some() || k.f16.is_some() {
         return k;
     }
-    kquants::kernels(ty)
+    let k = kquants::kernels(ty);
+    if k.f32.is_some() || k.f16.is_some() {
+        return k;
+    }
+    ternary::kernels(ty)
 }
 
 /// Both kernels of a type; the streaming variants (x86 only) stay `None`.
@@ -66,6 +70,7 @@ macro_rules! neon_entry {
 // After the macro, so that it is in scope there.
 mod kquants;
 mod legacy;
+mod ternary;
 
 /// The kernels' element types: each routine writes through [`store`], which
 /// stores f32 lanes as f32 or rounded to f16.

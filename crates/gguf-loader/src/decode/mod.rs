@@ -7,6 +7,7 @@
 //! `src.len() / type_size * block_size`. The routines never panic on any
 //! bytes; they walk `chunks_exact` pairs, so a mismatched tail is ignored.
 
+pub mod cuda;
 pub mod float;
 pub mod fp4;
 pub mod iquants;

@@ -106,12 +106,6 @@ fn check(what: &str, ty: GgmlType, src: &[u8], launch: Launch) -> Vec<f32> {
     got
 }
 
-/// The families written so far (the rest come in the next commits).
-fn done(ty: GgmlType) -> bool {
-    gguf_loader_cuda_host::kernel_symbols()
-        .any(|k| k == cuda_kernels::kernel_name(ty, ElementKind::F32))
-}
-
 fn lower(ty: GgmlType) -> String {
     ty.name().to_ascii_lowercase()
 }
@@ -147,7 +141,7 @@ fn source_has_a_kernel_for_every_type_and_output() {
         assert!(seen.insert(d.name.as_str()), "{} defined twice", d.name);
     }
     let symbols: HashSet<&str> = kernel_symbols().collect();
-    for ty in GgmlType::ALL.into_iter().filter(|&t| done(t)) {
+    for ty in GgmlType::ALL {
         for kind in KINDS {
             let name = cuda_kernels::kernel_name(ty, kind);
             let d = decls
@@ -169,8 +163,11 @@ fn source_has_a_kernel_for_every_type_and_output() {
             assert!(symbols.contains(name.as_str()), "{name} not compiled");
         }
     }
-    let n_done = GgmlType::ALL.into_iter().filter(|&t| done(t)).count();
-    assert_eq!(decls.len(), n_done * KINDS.len(), "extra kernels");
+    assert_eq!(
+        decls.len(),
+        GgmlType::ALL.len() * KINDS.len(),
+        "extra kernels"
+    );
 }
 
 /// `source()` is the NVRTC prelude and the files in their order, and the
@@ -281,7 +278,7 @@ fn fp4_tables_are_the_cpus() {
 /// the golden one), on a grid of 3 blocks of 256 threads.
 #[test]
 fn golden_vectors_decode_as_on_the_cpu() {
-    for ty in GgmlType::ALL.into_iter().filter(|&t| done(t)) {
+    for ty in GgmlType::ALL {
         let name = lower(ty);
         let g = common::golden(&name);
         let got = check(
@@ -378,10 +375,7 @@ fn launches(values: usize) -> [Launch; 4] {
 #[test]
 fn random_blocks_with_special_scales_decode_as_on_the_cpu() {
     let mut rng = Lcg(0x5eed_c0da);
-    for ty in GgmlType::ALL
-        .into_iter()
-        .filter(|&t| !is_plain(t) && done(t))
-    {
+    for ty in GgmlType::ALL.into_iter().filter(|&t| !is_plain(t)) {
         for n in [1usize, 67, 300] {
             let src = random_blocks(&mut rng, ty, n);
             let values = n * ty.block_size() as usize;
@@ -451,7 +445,7 @@ fn plain_types_decode_as_on_the_cpu_with_tails() {
 fn real_models_decode_as_on_the_cpu() {
     for model in common::real_models() {
         let loader = MmapGGUFLoader::new(&model).expect("open the model");
-        for info in loader.tensors().filter(|i| done(i.ty)) {
+        for info in loader.tensors() {
             let data = loader.get_tensor_data(info.name).expect("tensor data");
             let launch = Launch::for_values(info.n_elements as usize);
             check(info.name, info.ty, data, launch);

@@ -294,22 +294,6 @@ fn golden_vectors_decode_as_on_the_cpu() {
     }
 }
 
-/// An f16 scale: sane most of the time, sometimes a special value.
-fn scale_f16(rng: &mut Lcg) -> u16 {
-    let r = rng.next_u32();
-    match r % 16 {
-        0 => 0x0000,                                        // +0
-        1 => 0x8000 | (rng.next_u32() as u16 & 0x3bff),     // negative
-        2 => rng.next_u32() as u16 & 0x03ff,                // subnormal
-        3 => 0x7c00 | 1 | (rng.next_u32() as u16 & 0x03ff), // NaN
-        4 => 0xfc00,                                        // -inf
-        5 => 0x7c00,                                        // +inf
-        6 => 0x8000,                                        // -0
-        7 => rng.next_u32() as u16,                         // anything
-        _ => f16::from_f32((r >> 8) as f32 / (1u32 << 24) as f32 * 0.1).to_bits(),
-    }
-}
-
 /// An f32 scale (Q8_K), likewise.
 fn scale_f32(rng: &mut Lcg) -> u32 {
     let r = rng.next_u32();
@@ -333,7 +317,9 @@ fn random_blocks(rng: &mut Lcg, ty: GgmlType, n: usize) -> Vec<u8> {
         for f in scale_fields(ty) {
             let field = f.bytes_mut(b);
             match f.enc {
-                ScaleEnc::F16 => field.copy_from_slice(&scale_f16(rng).to_le_bytes()),
+                ScaleEnc::F16 => {
+                    field.copy_from_slice(&common::special_f16_scale(rng).to_le_bytes())
+                }
                 ScaleEnc::F32 => field.copy_from_slice(&scale_f32(rng).to_le_bytes()),
                 ScaleEnc::E8M0 => {
                     field[0] = [0, 1, 2, 127, 128, 254, 255, rng.byte()][rng.below(8)]
@@ -345,7 +331,7 @@ fn random_blocks(rng: &mut Lcg, ty: GgmlType, n: usize) -> Vec<u8> {
                 }
                 ScaleEnc::Iq1mScale => {
                     // The f16's nibbles go to the top of the four words.
-                    let s = scale_f16(rng);
+                    let s = common::special_f16_scale(rng);
                     for k in 0..4 {
                         field[2 * k + 1] =
                             (field[2 * k + 1] & 0x0f) | (((s >> (4 * k)) as u8) << 4);

@@ -19,25 +19,11 @@ const TYPES: [(GgmlType, &str, usize, &[usize]); 3] = [
     (GgmlType::Q5_K, "q5_k", 176, &[0, 2]),
 ];
 
-/// A scale: sane most of the time, sometimes a special value.
-fn scale(rng: &mut Lcg) -> u16 {
-    let r = rng.next_u32();
-    match r % 16 {
-        0 => 0x0000,                                        // +0
-        1 => 0x8000 | (rng.next_u32() as u16 & 0x3bff),     // negative
-        2 => rng.next_u32() as u16 & 0x03ff,                // subnormal
-        3 => 0x7c00 | 1 | (rng.next_u32() as u16 & 0x03ff), // NaN
-        4 => 0xfc00,                                        // -inf
-        5 => rng.next_u32() as u16,                         // anything
-        _ => f16::from_f32((r >> 8) as f32 / (1u32 << 24) as f32 * 0.1).to_bits(),
-    }
-}
-
 fn random_blocks(rng: &mut Lcg, n: usize, type_size: usize, scales: &[usize]) -> Vec<u8> {
     let mut v: Vec<u8> = (0..n * type_size).map(|_| rng.next_u32() as u8).collect();
     for b in v.chunks_exact_mut(type_size) {
         for &o in scales {
-            b[o..o + 2].copy_from_slice(&scale(rng).to_le_bytes());
+            b[o..o + 2].copy_from_slice(&common::special_f16_scale(rng).to_le_bytes());
         }
     }
     v

@@ -234,6 +234,19 @@ static __device__ __forceinline__ gl_u32 gl_byte(gl_u64 v, int i) {
     return static_cast<gl_u32>(v >> (8 * i)) & 0xFFu;
 }
 
+// The 8 4-bit codes of unit s (0..4) of a 32-value block whose 16 nibble
+// bytes start at qs (A-aligned): element j in the low nibble of qs[j], j + 16
+// in the high one; units 0, 1 are the low nibbles of qs[0..8], qs[8..16],
+// units 2, 3 the high ones (Q4_*, Q5_*, IQ4_NL, MXFP4).
+template <int A>
+static __device__ __forceinline__ void gl_nibbles32(const gl_u8* qs, gl_u32 s, gl_u32* c) {
+    const gl_u64 q = gl_ld64<A>(qs + 8 * (s & 1));
+    const int shift = 4 * (s >> 1);
+    for (int i = 0; i < 8; i++) {
+        c[i] = (gl_byte(q, i) >> shift) & 0xF;
+    }
+}
+
 // ---------------------------------------------------------------------------
 // Float conversions, bit for bit as the `half` crate (which the CPU path
 // uses, and its F16C/NEON paths equal).

@@ -22,10 +22,10 @@ struct gl_mxfp4 {
     enum { BYTES = 17, UNITS = 4 };
     static __device__ __forceinline__ void unit(const gl_u8* b, gl_u32 s, float* y) {
         const float d = gl_e8m0_half(gl_ld8(b));
-        const gl_u64 q = gl_ld64<1>(b + 1 + 8 * (s & 1));
-        const int shift = 4 * (s >> 1);
+        gl_u32 c[8];
+        gl_nibbles32<1>(b + 1, s, c);
         for (int i = 0; i < 8; i++) {
-            y[i] = static_cast<float>(gl_kvalues_mxfp4[(gl_byte(q, i) >> shift) & 0xF]) * d;
+            y[i] = static_cast<float>(gl_kvalues_mxfp4[c[i]]) * d;
         }
     }
 };

@@ -162,10 +162,10 @@ struct gl_iq4_nl {
     enum { BYTES = 18, UNITS = 4 };
     static __device__ __forceinline__ void unit(const gl_u8* b, gl_u32 s, float* y) {
         const float d = gl_h2f(gl_ld16(b));
-        const gl_u64 q = gl_ld64<2>(b + 2 + 8 * (s & 1));
-        const int shift = 4 * (s >> 1);
+        gl_u32 c[8];
+        gl_nibbles32<2>(b + 2, s, c);
         for (int i = 0; i < 8; i++) {
-            y[i] = d * static_cast<float>(gl_kvalues_iq4nl[(gl_byte(q, i) >> shift) & 0xF]);
+            y[i] = d * static_cast<float>(gl_kvalues_iq4nl[c[i]]);
         }
     }
 };

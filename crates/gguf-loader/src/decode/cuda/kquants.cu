@@ -66,17 +66,24 @@ struct gl_q3_k {
     }
 };
 
-// ggml's get_scale_min_k4: the j-th (0..8) 6-bit scale and min of the 12
-// packed bytes q of a Q4_K / Q5_K block.
-static __device__ __forceinline__ void gl_scale_min_k4(gl_u32 j, const gl_u8* q, gl_u32* sc,
-                                                       gl_u32* m) {
+// The scale d * sc and min dmin * m of 32-value group j (0..8) of a Q4_K /
+// Q5_K block b (d, dmin, then the 12 packed bytes of 6-bit scales and mins,
+// unpacked as ggml's get_scale_min_k4).
+static __device__ __forceinline__ void gl_k4_scale_min(const gl_u8* b, gl_u32 j, float* d1,
+                                                       float* m1) {
+    const float d = gl_h2f(gl_ld16(b));
+    const float min = gl_h2f(gl_ld16(b + 2));
+    const gl_u8* q = b + 4;
+    gl_u32 sc, m;
     if (j < 4) {
-        *sc = gl_ld8(q + j) & 63;
-        *m = gl_ld8(q + j + 4) & 63;
+        sc = gl_ld8(q + j) & 63;
+        m = gl_ld8(q + j + 4) & 63;
     } else {
-        *sc = (gl_ld8(q + j + 4) & 0xF) | ((gl_ld8(q + j - 4) >> 6) << 4);
-        *m = (gl_ld8(q + j + 4) >> 4) | ((gl_ld8(q + j) >> 6) << 4);
+        sc = (gl_ld8(q + j + 4) & 0xF) | ((gl_ld8(q + j - 4) >> 6) << 4);
+        m = (gl_ld8(q + j + 4) >> 4) | ((gl_ld8(q + j) >> 6) << 4);
     }
+    *d1 = d * static_cast<float>(sc);
+    *m1 = min * static_cast<float>(m);
 }
 
 // Q4_K: 144 bytes (16-aligned): d, dmin, scales[12], qs[128].
@@ -86,12 +93,8 @@ struct gl_q4_k {
     static __device__ __forceinline__ void unit(const gl_u8* b, gl_u32 s, float* y) {
         const gl_u32 j = s >> 3;
         const gl_u32 hi = (s >> 2) & 1;
-        const float d = gl_h2f(gl_ld16(b));
-        const float min = gl_h2f(gl_ld16(b + 2));
-        gl_u32 sc, m;
-        gl_scale_min_k4(2 * j + hi, b + 4, &sc, &m);
-        const float d1 = d * static_cast<float>(sc);
-        const float m1 = min * static_cast<float>(m);
+        float d1, m1;
+        gl_k4_scale_min(b, 2 * j + hi, &d1, &m1);
         const gl_u64 q = gl_ld64<8>(b + 16 + 32 * j + 8 * (s & 3));
         const int shift = 4 * hi;
         for (int i = 0; i < 8; i++) {
@@ -107,12 +110,8 @@ struct gl_q5_k {
     static __device__ __forceinline__ void unit(const gl_u8* b, gl_u32 s, float* y) {
         const gl_u32 j = s >> 3;
         const gl_u32 hi = (s >> 2) & 1;
-        const float d = gl_h2f(gl_ld16(b));
-        const float min = gl_h2f(gl_ld16(b + 2));
-        gl_u32 sc, m;
-        gl_scale_min_k4(2 * j + hi, b + 4, &sc, &m);
-        const float d1 = d * static_cast<float>(sc);
-        const float m1 = min * static_cast<float>(m);
+        float d1, m1;
+        gl_k4_scale_min(b, 2 * j + hi, &d1, &m1);
         const gl_u32 l0 = 8 * (s & 3);
         const gl_u64 q = gl_ld64<8>(b + 48 + 32 * j + l0);
         const gl_u64 qh = gl_ld64<8>(b + 16 + l0);

@@ -18,11 +18,10 @@ struct gl_q4_0 {
     enum { BYTES = 18, UNITS = 4 };
     static __device__ __forceinline__ void unit(const gl_u8* b, gl_u32 s, float* y) {
         const float d = gl_h2f(gl_ld16(b));
-        const gl_u64 q = gl_ld64<2>(b + 2 + 8 * (s & 1));
-        const int shift = 4 * (s >> 1);
+        gl_u32 c[8];
+        gl_nibbles32<2>(b + 2, s, c);
         for (int i = 0; i < 8; i++) {
-            const gl_i32 x = static_cast<gl_i32>((q >> (8 * i + shift)) & 0xF) - 8;
-            y[i] = static_cast<float>(x) * d;
+            y[i] = static_cast<float>(static_cast<gl_i32>(c[i]) - 8) * d;
         }
     }
 };
@@ -33,14 +32,19 @@ struct gl_q4_1 {
     static __device__ __forceinline__ void unit(const gl_u8* b, gl_u32 s, float* y) {
         const float d = gl_h2f(gl_ld16(b));
         const float m = gl_h2f(gl_ld16(b + 2));
-        const gl_u64 q = gl_ld64<4>(b + 4 + 8 * (s & 1));
-        const int shift = 4 * (s >> 1);
+        gl_u32 c[8];
+        gl_nibbles32<4>(b + 4, s, c);
         for (int i = 0; i < 8; i++) {
-            const gl_i32 x = static_cast<gl_i32>((q >> (8 * i + shift)) & 0xF);
-            y[i] = static_cast<float>(x) * d + m;
+            y[i] = static_cast<float>(static_cast<gl_i32>(c[i])) * d + m;
         }
     }
 };
+
+// The fifth bit (as 16 or 0) of element i of unit s of a Q5_0 / Q5_1
+// block: element j < 16 takes bit j of qh, element j + 16 bit j + 16.
+static __device__ __forceinline__ gl_u32 gl_q5_high(gl_u32 qh, gl_u32 s, int i) {
+    return ((qh >> (8 * (s & 1) + 16 * (s >> 1) + i)) & 1) << 4;
+}
 
 // Q5_0: 22 bytes (2-aligned): d, qh (u32), qs[16]. Element j < 16 takes bit
 // j of qh as its fifth bit, element j + 16 bit j + 16. y = (q - 16) * d.
@@ -49,13 +53,10 @@ struct gl_q5_0 {
     static __device__ __forceinline__ void unit(const gl_u8* b, gl_u32 s, float* y) {
         const float d = gl_h2f(gl_ld16(b));
         const gl_u32 qh = gl_ld32<2>(b + 2);
-        const gl_u32 j0 = 8 * (s & 1);
-        const gl_u64 q = gl_ld64<2>(b + 6 + j0);
-        const int shift = 4 * (s >> 1);
-        const gl_u32 hbit = j0 + 16 * (s >> 1);
+        gl_u32 c[8];
+        gl_nibbles32<2>(b + 6, s, c);
         for (int i = 0; i < 8; i++) {
-            const gl_u32 h = ((qh >> (hbit + i)) & 1) << 4;
-            const gl_i32 x = static_cast<gl_i32>(((q >> (8 * i + shift)) & 0xF) | h) - 16;
+            const gl_i32 x = static_cast<gl_i32>(c[i] | gl_q5_high(qh, s, i)) - 16;
             y[i] = static_cast<float>(x) * d;
         }
     }
@@ -68,13 +69,10 @@ struct gl_q5_1 {
         const float d = gl_h2f(gl_ld16(b));
         const float m = gl_h2f(gl_ld16(b + 2));
         const gl_u32 qh = gl_ld32<4>(b + 4);
-        const gl_u32 j0 = 8 * (s & 1);
-        const gl_u64 q = gl_ld64<8>(b + 8 + j0);
-        const int shift = 4 * (s >> 1);
-        const gl_u32 hbit = j0 + 16 * (s >> 1);
+        gl_u32 c[8];
+        gl_nibbles32<8>(b + 8, s, c);
         for (int i = 0; i < 8; i++) {
-            const gl_u32 h = ((qh >> (hbit + i)) & 1) << 4;
-            const gl_i32 x = static_cast<gl_i32>(((q >> (8 * i + shift)) & 0xF) | h);
+            const gl_i32 x = static_cast<gl_i32>(c[i] | gl_q5_high(qh, s, i));
             y[i] = static_cast<float>(x) * d + m;
         }
     }

@@ -89,6 +89,7 @@ pub use tensor::{Device, Tensor};
 #[doc(hidden)]
 #[allow(missing_docs)]
 pub mod internals {
+    pub use crate::decode::cuda as cuda_kernels;
     pub use crate::decode::{float, fp4, iquants, kquants, legacy, simd, ternary};
     pub use crate::decode::{reference_row_fn, row_fn, RowFn};
     pub use crate::format::blocks;

@@ -7,7 +7,6 @@
 //! `src.len() / type_size * block_size`. The routines never panic on any
 //! bytes; they walk `chunks_exact` pairs, so a mismatched tail is ignored.
 
-#[cfg_attr(not(feature = "cuda"), allow(dead_code))]
 pub mod cuda;
 pub mod float;
 pub mod fp4;

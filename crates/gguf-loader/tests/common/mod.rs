@@ -143,6 +143,23 @@ impl Lcg {
     }
 }
 
+/// An f16 scale for random blocks: sane most of the time, sometimes a
+/// special value (±0, negative, subnormal, NaN, ±inf, any bits).
+pub fn special_f16_scale(rng: &mut Lcg) -> u16 {
+    let r = rng.next_u32();
+    match r % 16 {
+        0 => 0x0000,                                        // +0
+        1 => 0x8000 | (rng.next_u32() as u16 & 0x3bff),     // negative
+        2 => rng.next_u32() as u16 & 0x03ff,                // subnormal
+        3 => 0x7c00 | 1 | (rng.next_u32() as u16 & 0x03ff), // NaN
+        4 => 0xfc00,                                        // -inf
+        5 => rng.next_u32() as u16,                         // anything
+        6 => 0x7c00,                                        // +inf
+        7 => 0x8000,                                        // -0
+        _ => gguf_loader::f16::from_f32((r >> 8) as f32 / (1u32 << 24) as f32 * 0.1).to_bits(),
+    }
+}
+
 /// Runs one of the repository's Python oracle scripts (gguf-py) on `arg`
 /// and returns its standard output; `$PYTHON` picks the interpreter. `None`
 /// (the test is skipped, saying why) where gguf-py is not installed, unless

@@ -36,6 +36,38 @@ def load_bindings(pkg_dir: Path):
     return L
 
 
+def quiet_backend(L):
+    """Initializes llama.cpp with its log silenced; returns the callback,
+    which must be kept alive."""
+    L.llama_backend_init()
+    quiet = L.llama_log_callback(lambda level, text, user: None)
+    L.llama_log_set(quiet, ctypes.c_void_p())
+    return quiet
+
+
+def load_model(L, model_path: Path):
+    """The model at `model_path`, on the CPU."""
+    mp = L.llama_model_default_params()
+    mp.n_gpu_layers = 0
+    model = L.llama_model_load_from_file(str(model_path).encode(), mp)
+    if not model:
+        raise SystemExit(f"llama.cpp cannot load {model_path}")
+    return model
+
+
+def new_context(L, model, model_path: Path, threads: int = 2):
+    """A context of 256 positions running on `threads` threads."""
+    cp = L.llama_context_default_params()
+    cp.n_ctx = 256
+    cp.n_batch = 256
+    cp.n_threads = threads
+    cp.n_threads_batch = threads
+    ctx = L.llama_init_from_model(model, cp)
+    if not ctx:
+        raise SystemExit(f"llama.cpp cannot make a context for {model_path}")
+    return ctx
+
+
 def sha256_file(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -60,28 +92,15 @@ def tensors_of(path: Path):
 class Generator:
     def __init__(self, L):
         self.L = L
-        L.llama_backend_init()
-        self._quiet = L.llama_log_callback(lambda level, text, user: None)
-        L.llama_log_set(self._quiet, ctypes.c_void_p())
+        self._quiet = quiet_backend(L)
 
     def continue_prompt(self, model_path: Path):
         """Greedy continuation (argmax of the logits, no sampler) of PROMPT:
         the token ids and their text."""
         L = self.L
-        mp = L.llama_model_default_params()
-        mp.n_gpu_layers = 0
-        model = L.llama_model_load_from_file(str(model_path).encode(), mp)
-        if not model:
-            raise SystemExit(f"llama.cpp cannot load {model_path}")
+        model = load_model(L, model_path)
         vocab = L.llama_model_get_vocab(model)
-        cp = L.llama_context_default_params()
-        cp.n_ctx = 256
-        cp.n_batch = 256
-        cp.n_threads = 2
-        cp.n_threads_batch = 2
-        ctx = L.llama_init_from_model(model, cp)
-        if not ctx:
-            raise SystemExit(f"llama.cpp cannot make a context for {model_path}")
+        ctx = new_context(L, model, model_path)
         text = PROMPT.encode()
         buf = (L.llama_token * 256)()
         n = L.llama_tokenize(vocab, text, len(text), buf, 256, True, False)

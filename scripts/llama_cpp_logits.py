@@ -16,14 +16,14 @@ holds each position's mean and step.
 """
 
 import argparse
-import ctypes
 import gzip
 import json
 import sys
-import types
 from pathlib import Path
 
 import numpy as np
+
+from llama_cpp_golden import load_bindings, load_model, new_context, quiet_backend
 
 PROMPTS = {
     "smollm2": [
@@ -36,16 +36,6 @@ PROMPTS = {
 }
 N_PREDICT = 32
 STEPS_PER_STD = 256
-
-
-def load_bindings(pkg_dir: Path):
-    """llama_cpp.llama_cpp (pure ctypes) without the package's __init__."""
-    pkg = types.ModuleType("llama_cpp")
-    pkg.__path__ = [str(pkg_dir)]
-    sys.modules["llama_cpp"] = pkg
-    import llama_cpp.llama_cpp as L  # noqa: E402
-
-    return L
 
 
 def quantize(logits: np.ndarray):
@@ -66,30 +56,17 @@ class Runner:
     def __init__(self, L, threads: int):
         self.L = L
         self.threads = threads
-        L.llama_backend_init()
-        self._quiet = L.llama_log_callback(lambda level, text, user: None)
-        L.llama_log_set(self._quiet, ctypes.c_void_p())
+        self._quiet = quiet_backend(L)
 
     def run(self, model_path: Path, prompts):
         L = self.L
-        mp = L.llama_model_default_params()
-        mp.n_gpu_layers = 0
-        model = L.llama_model_load_from_file(str(model_path).encode(), mp)
-        if not model:
-            raise SystemExit(f"llama.cpp cannot load {model_path}")
+        model = load_model(L, model_path)
         vocab = L.llama_model_get_vocab(model)
         n_vocab = L.llama_vocab_n_tokens(vocab)
         add_bos = bool(L.llama_vocab_get_add_bos(vocab))
         results = []
         for text in prompts:
-            cp = L.llama_context_default_params()
-            cp.n_ctx = 256
-            cp.n_batch = 256
-            cp.n_threads = self.threads
-            cp.n_threads_batch = self.threads
-            ctx = L.llama_init_from_model(model, cp)
-            if not ctx:
-                raise SystemExit(f"llama.cpp cannot make a context for {model_path}")
+            ctx = new_context(L, model, model_path, self.threads)
             raw = text.encode()
             buf = (L.llama_token * 256)()
             n = L.llama_tokenize(vocab, raw, len(raw), buf, 256, add_bos, False)

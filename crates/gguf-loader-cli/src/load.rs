@@ -52,8 +52,9 @@ pub struct Args<'a> {
     pub ring_bytes: usize,
 }
 
-/// Reads a field of /proc/self/status in bytes (Linux; 0 elsewhere).
-fn status_bytes(field: &str) -> u64 {
+/// Reads a field of /proc/self/status (`"VmHWM:"`, `"VmRSS:"`…) in bytes;
+/// 0 where there is none (not Linux, or no such field).
+pub fn status_bytes(field: &str) -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {

@@ -4,6 +4,7 @@
 //! their output live in the library, `gguf_loader_cli`.
 
 mod convert;
+mod generate;
 mod output;
 mod synth;
 
@@ -219,6 +220,33 @@ enum Command {
         #[arg(long)]
         no_memory_check: bool,
     },
+    /// Continue a prompt with the model's own forward pass (llama, gemma3;
+    /// CPU): the generation on standard output, speeds and peak memory on
+    /// standard error. Greedy unless --temp is above 0.
+    Generate {
+        file: PathBuf,
+        /// The prompt as text.
+        #[arg(long, conflicts_with = "tokens")]
+        prompt: Option<String>,
+        /// The prompt as token ids, comma-separated.
+        #[arg(long, value_delimiter = ',', num_args = 1..)]
+        tokens: Option<Vec<u32>>,
+        /// Tokens to generate at most.
+        #[arg(short, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+        n: u32,
+        /// Weights as f16 (1-D tensors stay f32) or f32.
+        #[arg(long, value_enum, default_value = "f16")]
+        dtype: Dtype,
+        /// Sampling temperature; 0 is greedy.
+        #[arg(long, default_value_t = 0.0)]
+        temp: f32,
+        /// Nucleus sampling: the smallest set of tokens with this much mass.
+        #[arg(long, default_value_t = 1.0)]
+        top_p: f32,
+        /// Seed of the sampler.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+    },
     /// Check the structure and scan the data for NaN/Inf values and scales
     /// (exit 0 clean, 1 data problems, 2 malformed).
     Verify {
@@ -302,6 +330,25 @@ fn run(command: Command) -> Result<ExitCode, CliError> {
             threads,
             stores: stores.into(),
             no_memory_check,
+        })?,
+        Command::Generate {
+            file,
+            prompt,
+            tokens,
+            n,
+            dtype,
+            temp,
+            top_p,
+            seed,
+        } => generate::run(&generate::Args {
+            file: &file,
+            prompt: prompt.as_deref(),
+            tokens: tokens.as_deref(),
+            n: n as usize,
+            dtype: dtype.into(),
+            temp,
+            top_p,
+            seed,
         })?,
         Command::Verify { file, json } => return verify::run(&file, json),
     }

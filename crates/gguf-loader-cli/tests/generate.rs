@@ -1,0 +1,78 @@
+//! `gguf-loader generate`: greedy generation on SmolLM2 gives llama.cpp's
+//! tokens (tests/golden/logits) and stops at the end-of-sequence token;
+//! seeded sampling repeats; bad requests get one-line refusals.
+
+#[path = "../../gguf-loader/tests/common/mod.rs"]
+mod common;
+mod support;
+
+use support::{cli, run, tiny_model};
+
+fn ids(out: &str) -> Vec<u64> {
+    out.lines().map(|l| l.parse().unwrap()).collect()
+}
+
+#[test]
+fn greedy_generation_on_smollm2_is_llama_cpps_and_stops_at_eos() {
+    let Some(model) = common::model_path() else {
+        return;
+    };
+    let golden: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(common::repo_root().join("tests/golden/logits/smollm2.json")).unwrap(),
+    )
+    .unwrap();
+    let p = &golden["prompts"][0];
+    let prompt: Vec<String> = p["ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.to_string())
+        .collect();
+    let want: Vec<u64> = p["greedy"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap())
+        .collect();
+    assert!(
+        want.len() < 32,
+        "this prompt ends with EOS before 32 tokens"
+    );
+    let r =
+        run(cli()
+            .arg("generate")
+            .arg(&model)
+            .args(["-n", "32", "--tokens", &prompt.join(",")]));
+    assert_eq!(ids(r.ok()), want);
+    assert!(
+        r.stderr.contains("tokens/s") && r.stderr.contains("peak RSS"),
+        "{}",
+        r.stderr
+    );
+}
+
+#[test]
+fn sampling_repeats_with_a_seed_and_bad_requests_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_model(dir.path());
+    let sample = |seed: &str| {
+        let r = run(cli().arg("generate").arg(&model).args([
+            "--tokens", "1,2,3", "-n", "6", "--temp", "0.9", "--top-p", "0.9", "--seed", seed,
+        ]));
+        ids(r.ok())
+    };
+    assert_eq!(sample("4"), sample("4"));
+    let refused = |args: &[&str], says: &str| {
+        let r = run(cli().arg("generate").arg(&model).args(args));
+        assert!(r.err().contains(says), "{args:?}: {}", r.stderr);
+    };
+    refused(&["--prompt", "hello"], "tokenizer");
+    refused(&["--tokens", "4000000000"], "out of range");
+    refused(&["--tokens", "1", "--dtype", "bf16"], "bf16");
+    refused(&[], "--tokens");
+    let r = run(cli()
+        .arg("generate")
+        .arg(dir.path())
+        .args(["--tokens", "1"]));
+    assert!(r.err().contains("directory"), "{}", r.stderr);
+}

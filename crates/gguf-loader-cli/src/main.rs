@@ -246,6 +246,10 @@ enum Command {
         /// Seed of the sampler.
         #[arg(long, default_value_t = 0)]
         seed: u64,
+        /// Run on this device (cpu, cuda, cuda:N; a GPU needs a build with
+        /// the `cuda` feature, and f16 weights).
+        #[arg(long, default_value = "cpu", value_parser = parse_device)]
+        device: Device,
     },
     /// Check the structure and scan the data for NaN/Inf values and scales
     /// (exit 0 clean, 1 data problems, 2 malformed).
@@ -340,6 +344,7 @@ fn run(command: Command) -> Result<ExitCode, CliError> {
             temp,
             top_p,
             seed,
+            device,
         } => generate::run(&generate::Args {
             file: &file,
             prompt: prompt.as_deref(),
@@ -349,6 +354,7 @@ fn run(command: Command) -> Result<ExitCode, CliError> {
             temp,
             top_p,
             seed,
+            device,
         })?,
         Command::Verify { file, json } => return verify::run(&file, json),
     }

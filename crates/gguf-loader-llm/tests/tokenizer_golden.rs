@@ -106,3 +106,39 @@ fn stream_holds_partial_utf8() {
     assert_eq!(s.push(ids[0]), "");
     assert_eq!(s.finish(), "\u{FFFD}");
 }
+
+/// The real models' chat prompts: SmolLM2's own template (with its default
+/// system prompt), Gemma's built-in turn format (its file has no template);
+/// the turn markers encode as single control tokens with parse_special.
+#[test]
+fn chat_prompts_of_the_real_models() {
+    use gguf_loader_llm::chat::{self, Message};
+    let m = [Message::new("user", "What is 2+2?")];
+    if let Some(p) = common::model_path() {
+        let tok = Tokenizer::from_loader(&MmapGGUFLoader::new(&p).unwrap()).unwrap();
+        let s = chat::render(&tok, &m, true).unwrap();
+        assert_eq!(
+            s,
+            "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n<|im_start|>user\nWhat is 2+2?<|im_end|>\n<|im_start|>assistant\n"
+        );
+        assert!(chat::add_special(&tok, &s));
+        let ids = tok.encode(&s, chat::add_special(&tok, &s), true);
+        assert_eq!(ids[0], tok.token_id("<|im_start|>").unwrap());
+        assert!(tok.is_eog(tok.token_id("<|im_end|>").unwrap()));
+    }
+    if let Some(p) = common::gemma_path() {
+        let tok = Tokenizer::from_loader(&MmapGGUFLoader::new(&p).unwrap()).unwrap();
+        let s = chat::render(&tok, &m, true).unwrap();
+        assert_eq!(
+            s,
+            "<bos><start_of_turn>user\nWhat is 2+2?<end_of_turn>\n<start_of_turn>model\n"
+        );
+        assert!(!chat::add_special(&tok, &s));
+        let ids = tok.encode(&s, chat::add_special(&tok, &s), true);
+        assert_eq!(
+            ids[..2],
+            [tok.bos().unwrap(), tok.token_id("<start_of_turn>").unwrap()]
+        );
+        assert!(tok.is_eog(tok.token_id("<end_of_turn>").unwrap()));
+    }
+}

@@ -11,8 +11,10 @@ import argparse
 import ctypes
 import json
 import sys
-import types
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from llama_cpp_golden import load_bindings  # noqa: E402
 
 PROMPTS = [
     "",
@@ -36,15 +38,6 @@ PROMPTS = [
     "a" * 40 + " " + "ab" * 20,
     "\u00a0non-breaking\u2003em space\u200bzero width",
 ]
-
-
-def load_bindings(pkg_dir: Path):
-    pkg = types.ModuleType("llama_cpp")
-    pkg.__path__ = [str(pkg_dir)]
-    sys.modules["llama_cpp"] = pkg
-    import llama_cpp.llama_cpp as L  # noqa: E402
-
-    return L
 
 
 def tokenize(L, vocab, text: bytes, add_special: bool, parse_special: bool):

@@ -13,6 +13,7 @@
 //! ```
 
 mod bpe;
+mod merge;
 mod pre;
 mod spm;
 mod stream;

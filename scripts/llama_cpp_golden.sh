@@ -24,15 +24,13 @@
 # LLAMA_CPP_CACHE (default ~/.cache/gguf-loader/llama.cpp-$VERSION), JOBS.
 set -euo pipefail
 
-VERSION=0.3.36
-SDIST_URL="https://files.pythonhosted.org/packages/ec/e9/e7de2b0463ea3ffbf0ede6cb21b58c1258a8f6521aae45ca773a59fe7cf3/llama_cpp_python-$VERSION.tar.gz"
-SDIST_SHA256=832db0699007f1be95a7e41ef12e88926b02ba836461e36a36372db2760c1a2e
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+# VERSION, SDIST_SHA256, CACHE, fetch_sdist
+. "$ROOT/scripts/llama_cpp_sdist.sh"
 # The build tools, from PyPI wheels.
 CMAKE_PIN="cmake==4.1.3"
 NINJA_PIN="ninja==1.13.0"
 
-ROOT="$(cd "$(dirname "$0")/.." && pwd)"
-CACHE="${LLAMA_CPP_CACHE:-$HOME/.cache/gguf-loader/llama.cpp-$VERSION}"
 SRC="$CACHE/llama_cpp_python-$VERSION"
 BUILD="$CACHE/build"
 VENV="$CACHE/venv"
@@ -56,16 +54,9 @@ build() {
         log "reusing the build in $BUILD"
         return
     fi
-    mkdir -p "$CACHE"
-    local tarball="$CACHE/llama_cpp_python-$VERSION.tar.gz"
-    if ! echo "$SDIST_SHA256  $tarball" | sha256sum -c --quiet >/dev/null 2>&1; then
-        log "downloading the llama-cpp-python $VERSION sdist"
-        curl -fsSL -o "$tarball.part" "$SDIST_URL"
-        echo "$SDIST_SHA256  $tarball.part" | sha256sum -c --quiet
-        mv "$tarball.part" "$tarball"
-    fi
+    fetch_sdist
     rm -rf "$SRC"
-    tar -xzf "$tarball" -C "$CACHE"
+    tar -xzf "$SDIST_TARBALL" -C "$CACHE"
     log "building llama.cpp (vendored in the sdist) into $BUILD"
     PATH="$VENV/bin:$PATH" nice -n 19 cmake -S "$SRC/vendor/llama.cpp" -B "$BUILD" -G Ninja \
         -DCMAKE_BUILD_TYPE=Release -DBUILD_SHARED_LIBS=ON -DGGML_NATIVE=ON \

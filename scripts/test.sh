@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The test command: installs the Python oracle (gguf-py), fetches the two real
-# models (SmolLM2-135M, Gemma-3-270M) into the cache, then runs every test of
+# models (SmolLM2-135M, Gemma-3-270M) and llama.cpp's vocab tests into the cache, then runs every test of
 # the workspace, then the `cuda` build's tests (on a machine without a GPU
 # they check that a GPU load is one clear error; scripts/gpu-check.sh runs
 # them on a GPU).
@@ -9,6 +9,8 @@ cd "$(dirname "$0")/.."
 python3 -m pip install --quiet --disable-pip-version-check -r scripts/requirements.txt
 model="$(scripts/fetch-model.sh smollm2)"
 gemma="$(scripts/fetch-model.sh gemma3)"
+# llama.cpp's tokenizer tests (crates/gguf-loader-llm/tests/vocab.rs).
+scripts/fetch-vocab-tests.sh >/dev/null
 export GGUF_LOADER_MODEL="$model" GGUF_LOADER_GEMMA="$gemma" GGUF_LOADER_REQUIRE_MODEL=1
 cargo test --workspace --release "$@"
 cargo test --release -p gguf-loader --features cuda --lib --test cuda "$@"

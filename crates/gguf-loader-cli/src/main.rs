@@ -1,4 +1,4 @@
-//! `gguf-loader`: inspect, load, convert, verify, benchmark and synthesize GGUF files.
+//! `gguf-loader`: inspect, load, convert, verify, benchmark and synthesize GGUF files, and tokenize text with a model's tokenizer.
 //!
 //! Argument parsing only; the subcommands (but `convert` and `synth`) and
 //! their output live in the library, `gguf_loader_cli`.
@@ -7,6 +7,7 @@ mod convert;
 mod generate;
 mod output;
 mod synth;
+mod tokenize;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -259,6 +260,20 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Tokenize standard input (one UTF-8 text) with the model's tokenizer
+    /// and print the token ids on one line.
+    Tokenize {
+        file: PathBuf,
+        /// Add BOS/EOS as the model asks.
+        #[arg(long)]
+        add_special: bool,
+        /// Turn special-token text (`<|im_start|>`, ...) into those tokens.
+        #[arg(long)]
+        parse_special: bool,
+        /// Print a JSON array of {id, piece}.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -357,6 +372,12 @@ fn run(command: Command) -> Result<ExitCode, CliError> {
             device,
         })?,
         Command::Verify { file, json } => return verify::run(&file, json),
+        Command::Tokenize {
+            file,
+            add_special,
+            parse_special,
+            json,
+        } => tokenize::run(&file, add_special, parse_special, json)?,
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -8,3 +8,5 @@
 pub mod chat;
 pub mod forward;
 pub mod tokenizer;
+
+pub use tokenizer::{StreamDecoder, Tokenizer, TokenizerError, TokenizerKind};

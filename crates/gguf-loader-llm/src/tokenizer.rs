@@ -1,1 +1,0 @@
-//! The tokenizer stored in a GGUF: `gpt2` byte-level BPE and `llama` SentencePiece.

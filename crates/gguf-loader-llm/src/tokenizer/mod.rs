@@ -1,0 +1,902 @@
+//! The tokenizer stored in a GGUF: `gpt2` byte-level BPE and `llama`
+//! SentencePiece, encoding and decoding as llama.cpp does.
+//!
+//! ```no_run
+//! use gguf_loader::MmapGGUFLoader;
+//! use gguf_loader_llm::tokenizer::Tokenizer;
+//!
+//! let loader = MmapGGUFLoader::new("model.gguf")?;
+//! let tok = Tokenizer::from_loader(&loader)?;
+//! let ids = tok.encode("Hello world", true, false);
+//! assert_eq!(tok.decode(&ids, true, false), "Hello world");
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+mod bpe;
+mod merge;
+mod pre;
+mod spm;
+mod stream;
+
+use std::collections::HashMap;
+
+use gguf_loader::{Escaped, Metadata, MetadataError, MmapGGUFLoader, Value};
+
+pub use stream::StreamDecoder;
+
+use pre::PreTokenizer;
+
+/// Why a GGUF's tokenizer cannot be built.
+#[derive(Debug, thiserror::Error)]
+pub enum TokenizerError {
+    /// A `tokenizer.*` key is missing or of the wrong type.
+    #[error("tokenizer: {0}")]
+    Metadata(MetadataError),
+    /// `tokenizer.ggml.model` names a tokenizer this crate does not implement.
+    #[error("tokenizer.ggml.model '{}' is not supported (only 'gpt2' and 'llama')", Escaped(.0))]
+    UnsupportedModel(String),
+    /// `tokenizer.ggml.pre` names a pre-tokenizer this crate does not know.
+    #[error("tokenizer.ggml.pre '{}' is not a known pre-tokenizer", Escaped(.0))]
+    UnknownPre(String),
+    /// A per-token array is shorter than `tokenizer.ggml.tokens`.
+    #[error("metadata key '{key}' has {found} entries, fewer than the {expected} tokens")]
+    TooShort {
+        /// The key.
+        key: &'static str,
+        /// Its length.
+        found: usize,
+        /// The number of tokens.
+        expected: usize,
+    },
+    /// The vocabulary is empty or too large for 32-bit token ids.
+    #[error("metadata key 'tokenizer.ggml.tokens' holds {0} tokens; expected 1 to 2^31")]
+    VocabSize(usize),
+}
+
+impl From<MetadataError> for TokenizerError {
+    fn from(e: MetadataError) -> Self {
+        TokenizerError::Metadata(e)
+    }
+}
+
+/// Which algorithm the vocabulary uses (`tokenizer.ggml.model`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TokenizerKind {
+    /// `gpt2`: byte-level BPE over `tokenizer.ggml.merges`.
+    Bpe,
+    /// `llama`: SentencePiece, greedy merging of the best-scoring bigram
+    /// with `<0xXX>` byte fallback.
+    Spm,
+}
+
+/// A token's attributes, as llama.cpp derives them from
+/// `tokenizer.ggml.token_type` (bit flags).
+pub mod attr {
+    /// The unknown token.
+    pub const UNKNOWN: u32 = 1 << 0;
+    /// Unused (reserved) token.
+    pub const UNUSED: u32 = 1 << 1;
+    /// Ordinary text.
+    pub const NORMAL: u32 = 1 << 2;
+    /// Control token (BOS, EOS, turn markers): not text.
+    pub const CONTROL: u32 = 1 << 3;
+    /// User-defined token: matched in text before tokenizing.
+    pub const USER_DEFINED: u32 = 1 << 4;
+    /// One raw byte (`<0xXX>`).
+    pub const BYTE: u32 = 1 << 5;
+    /// Whitespace to the left of a match is stripped.
+    pub const LSTRIP: u32 = 1 << 7;
+    /// Whitespace to the right of a match is stripped.
+    pub const RSTRIP: u32 = 1 << 8;
+}
+
+/// The tokenizer of a GGUF model: vocabulary, merges or scores, special
+/// tokens and flags, all from the file's `tokenizer.*` metadata.
+pub struct Tokenizer {
+    kind: TokenizerKind,
+    pre_name: String,
+    tokens: Vec<String>,
+    scores: Vec<f32>,
+    attrs: Vec<u32>,
+    token_to_id: HashMap<String, u32>,
+    /// `"left right"` -> merge rank (gpt2 only).
+    merges: HashMap<String, u32>,
+    pre: Option<PreTokenizer>,
+    byte_chars: [char; 256],
+    byte_of_char: HashMap<char, u8>,
+    /// Control, user-defined and unknown tokens, longest text first.
+    special: Vec<u32>,
+    /// Each token's text as decoded bytes (with specials rendered).
+    pieces: Vec<Vec<u8>>,
+    bos: Option<u32>,
+    eos: Option<u32>,
+    eot: Option<u32>,
+    unk: Option<u32>,
+    eog: Vec<u32>,
+    add_bos: bool,
+    add_eos: bool,
+    add_space_prefix: bool,
+    clean_spaces: bool,
+    chat_template: Option<String>,
+}
+
+impl std::fmt::Debug for Tokenizer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tokenizer")
+            .field("kind", &self.kind)
+            .field("pre", &self.pre_name)
+            .field("n_tokens", &self.tokens.len())
+            .field("bos", &self.bos)
+            .field("eos", &self.eos)
+            .field("add_bos", &self.add_bos)
+            .finish_non_exhaustive()
+    }
+}
+
+// llama.cpp's LLAMA_TOKEN_TYPE_* values.
+fn attr_of_type(t: i32) -> u32 {
+    match t {
+        1 => attr::NORMAL,
+        2 => attr::UNKNOWN,
+        3 => attr::CONTROL,
+        4 => attr::USER_DEFINED,
+        5 => attr::UNUSED,
+        6 => attr::BYTE,
+        _ => 0,
+    }
+}
+
+const EOT_TEXTS: &[&str] = &[
+    "<|eot_id|>",
+    "<|im_end|>",
+    "<|end|>",
+    "<end_of_turn>",
+    "<|endoftext|>",
+    "<|end_of_text|>",
+    "<EOT>",
+    "_<EOT>",
+    "[EOT]",
+    "<｜end▁of▁sentence｜>",
+    "<end_of_utterance>",
+];
+const FIM_PAD: &[&str] = &["<|fim_pad|>", "<fim-pad>", "<fim_pad>", "<PAD>", "[PAD]"];
+const FIM_REP: &[&str] = &[
+    "<|fim_repo|>",
+    "<|repo_name|>",
+    "<fim-repo>",
+    "<REPO>",
+    "<reponame>",
+];
+const FIM_SEP: &[&str] = &["<|file_sep|>"];
+const EOG_TEXTS: &[&str] = &[
+    "<|eot_id|>",
+    "<|im_end|>",
+    "<|end|>",
+    "<|return|>",
+    "<|call|>",
+    "<|flush|>",
+    "<|calls|>",
+    "<end_of_turn>",
+    "<|endoftext|>",
+    "</s>",
+    "<|eom_id|>",
+    "<EOT>",
+    "_<EOT>",
+    "[EOT]",
+    "[EOS]",
+    "<|end_of_text|>",
+    "<end_of_utterance>",
+    "<eos>",
+    "<turn|>",
+    "<|tool_response>",
+    "<｜end▁of▁sentence｜>",
+    "[e~[",
+];
+
+fn opt_bool(md: &Metadata<'_>, key: &str) -> Result<Option<bool>, MetadataError> {
+    if md.contains_key(key) {
+        md.get_bool(key).map(Some)
+    } else {
+        Ok(None)
+    }
+}
+
+/// A special token id from the metadata: the default when the key is
+/// absent or its value is out of the vocabulary (as llama.cpp warns and
+/// keeps the default), a default out of the vocabulary dropped.
+fn special_id(
+    md: &Metadata<'_>,
+    key: &str,
+    default: Option<u32>,
+    n: usize,
+) -> Result<Option<u32>, MetadataError> {
+    let default = default.filter(|&d| (d as usize) < n);
+    match md.get(key) {
+        None => Ok(default),
+        Some(v) => match v.as_u64() {
+            Some(id) if (id as usize) < n && id <= u32::MAX as u64 => Ok(Some(id as u32)),
+            Some(_) => Ok(default),
+            None => Err(MetadataError::WrongType {
+                key: key.to_string(),
+                expected: "non-negative integer",
+                found: value_type(v),
+            }),
+        },
+    }
+}
+
+fn value_type(v: &Value<'_>) -> gguf_loader::ValueType {
+    v.value_type()
+}
+
+impl Tokenizer {
+    /// The tokenizer of the GGUF open in `loader`.
+    ///
+    /// Errs when `tokenizer.ggml.model` is neither `gpt2` nor `llama`, when
+    /// `tokenizer.ggml.pre` names a pre-tokenizer llama.cpp does not know,
+    /// or when a `tokenizer.*` key is missing, mistyped or too short.
+    pub fn from_loader(loader: &MmapGGUFLoader) -> Result<Self, TokenizerError> {
+        Self::from_metadata(loader.metadata())
+    }
+
+    /// The tokenizer described by `md` (see [`Tokenizer::from_loader`]).
+    pub fn from_metadata(md: &Metadata<'_>) -> Result<Self, TokenizerError> {
+        let model = md.get_str("tokenizer.ggml.model")?;
+        let pre_key = "tokenizer.ggml.pre";
+        let pre_name = if md.contains_key(pre_key) {
+            md.get_str(pre_key)?
+        } else {
+            "default"
+        };
+        let (kind, default_bos, default_eos, default_unk) = match model {
+            "llama" => (TokenizerKind::Spm, Some(1), Some(2), Some(0)),
+            "gpt2" => (TokenizerKind::Bpe, Some(11), Some(11), None),
+            other => return Err(TokenizerError::UnsupportedModel(other.to_string())),
+        };
+        let (pre, mut add_bos, mut add_eos, mut add_space_prefix, mut clean_spaces) = match kind {
+            TokenizerKind::Bpe => {
+                let pre = PreTokenizer::new(pre_name)
+                    .ok_or_else(|| TokenizerError::UnknownPre(pre_name.to_string()))?;
+                let (b, c) = (pre.add_bos, pre.clean_spaces);
+                (Some(pre), b, false, false, c)
+            }
+            TokenizerKind::Spm => (None, true, false, true, false),
+        };
+        if let Some(b) = opt_bool(md, "tokenizer.ggml.add_space_prefix")? {
+            add_space_prefix = b;
+        }
+
+        let words = md.get_str_array("tokenizer.ggml.tokens")?;
+        let n = words.len();
+        if n == 0 || n > i32::MAX as usize {
+            return Err(TokenizerError::VocabSize(n));
+        }
+        let scores = if md.contains_key("tokenizer.ggml.scores") {
+            let key = "tokenizer.ggml.scores";
+            let s = match md.get_f32_array(key) {
+                Ok(s) => s,
+                Err(MetadataError::WrongType { .. }) => md
+                    .get_i32_array(key)?
+                    .into_iter()
+                    .map(|x| x as f32)
+                    .collect(),
+                Err(e) => return Err(e.into()),
+            };
+            if s.len() < n {
+                return Err(TokenizerError::TooShort {
+                    key,
+                    found: s.len(),
+                    expected: n,
+                });
+            }
+            s
+        } else {
+            vec![0.0; n]
+        };
+        let mut attrs = if md.contains_key("tokenizer.ggml.token_type") {
+            let key = "tokenizer.ggml.token_type";
+            let t = md.get_i32_array(key)?;
+            if t.len() < n {
+                return Err(TokenizerError::TooShort {
+                    key,
+                    found: t.len(),
+                    expected: n,
+                });
+            }
+            t.iter().take(n).map(|&t| attr_of_type(t)).collect()
+        } else {
+            vec![attr::NORMAL; n]
+        };
+        let mut tokens = Vec::with_capacity(n);
+        let mut token_to_id = HashMap::with_capacity(n);
+        for (i, w) in words.iter().enumerate() {
+            let w = if w.is_empty() {
+                format!("[EMPTY_{i}]")
+            } else {
+                w.to_string()
+            };
+            // A later duplicate wins, as in llama.cpp.
+            token_to_id.insert(w.clone(), i as u32);
+            tokens.push(w);
+        }
+
+        let mut merges = HashMap::new();
+        if kind == TokenizerKind::Bpe {
+            let key = "tokenizer.ggml.merges";
+            for (rank, m) in md.get_str_array(key)?.iter().enumerate() {
+                // Split at the first space after the first byte, as llama.cpp.
+                // (a space is one byte, so both sides are whole UTF-8).
+                let key = match m.as_bytes().iter().skip(1).position(|&b| b == b' ') {
+                    Some(p) => format!("{} {}", &m[..p + 1], &m[p + 2..]),
+                    None => " ".to_string(),
+                };
+                merges.entry(key).or_insert(rank as u32);
+            }
+        }
+
+        let mut bos = special_id(md, "tokenizer.ggml.bos_token_id", default_bos, n)?;
+        if matches!(pre_name, "chatglm-bpe" | "glm4" | "glm5") && kind == TokenizerKind::Bpe {
+            bos = None;
+        }
+        let eos = special_id(md, "tokenizer.ggml.eos_token_id", default_eos, n)?;
+        let mut eot = special_id(md, "tokenizer.ggml.eot_token_id", None, n)?;
+        let mut eom = special_id(md, "tokenizer.ggml.eom_token_id", None, n)?;
+        let unk = special_id(md, "tokenizer.ggml.unknown_token_id", default_unk, n)?;
+        let mut fim = [
+            special_id(md, "tokenizer.ggml.fim_pad_token_id", None, n)?,
+            special_id(md, "tokenizer.ggml.fim_rep_token_id", None, n)?,
+            special_id(md, "tokenizer.ggml.fim_sep_token_id", None, n)?,
+        ];
+        if let Some(b) = opt_bool(md, "tokenizer.ggml.add_bos_token")? {
+            add_bos = b;
+        }
+        if let Some(b) = opt_bool(md, "tokenizer.ggml.add_eos_token")? {
+            add_eos = b;
+        }
+        if kind == TokenizerKind::Spm {
+            clean_spaces = false;
+        }
+
+        // Special tokens llama.cpp finds by their text: each found one is
+        // made a control token.
+        let by_text = |list: &[&str]| {
+            (0..n)
+                .find(|&i| {
+                    list.contains(&tokens[i].as_str())
+                        && token_to_id.get(&tokens[i]) == Some(&(i as u32))
+                })
+                .map(|i| i as u32)
+        };
+        let make_control = |id: Option<u32>, attrs: &mut Vec<u32>| {
+            if let Some(id) = id {
+                attrs[id as usize] |= attr::CONTROL;
+            }
+        };
+        if eot.is_none() {
+            eot = by_text(EOT_TEXTS);
+            make_control(eot, &mut attrs);
+        }
+        if eom.is_none() {
+            eom = by_text(&["<|eom_id|>"]);
+            make_control(eom, &mut attrs);
+        }
+        for (slot, list) in fim.iter_mut().zip([FIM_PAD, FIM_REP, FIM_SEP]) {
+            if slot.is_none() {
+                *slot = by_text(list);
+                make_control(*slot, &mut attrs);
+            }
+        }
+        // The prefix/suffix/middle FIM tokens are also made control tokens.
+        for list in [
+            &[
+                "<|fim_prefix|>",
+                "<fim-prefix>",
+                "<fim_prefix>",
+                "<｜fim▁begin｜>",
+                "<PRE>",
+                "▁<PRE>",
+                "<|code_prefix|>",
+                "<|prefix|>",
+            ][..],
+            &[
+                "<|fim_suffix|>",
+                "<fim-suffix>",
+                "<fim_suffix>",
+                "<｜fim▁hole｜>",
+                "<SUF>",
+                "▁<SUF>",
+                "<|code_suffix|>",
+                "<|suffix|>",
+            ][..],
+            &[
+                "<|fim_middle|>",
+                "<fim-middle>",
+                "<fim_middle>",
+                "<｜fim▁end｜>",
+                "<MID>",
+                "▁<MID>",
+                "<|code_middle|>",
+                "<|middle|>",
+            ][..],
+        ] {
+            let found = by_text(list);
+            make_control(found, &mut attrs);
+        }
+        for i in 0..n {
+            if attrs[i] & attr::CONTROL != 0 && tokens[i].contains("unused") {
+                attrs[i] |= attr::UNUSED;
+            }
+        }
+        let mut eog: Vec<u32> = fim.iter().flatten().copied().collect();
+        for (i, t) in tokens.iter().enumerate() {
+            if EOG_TEXTS.contains(&t.as_str()) && token_to_id.get(t) == Some(&(i as u32)) {
+                eog.push(i as u32);
+                attrs[i] |= attr::CONTROL;
+            }
+            if matches!(
+                t.as_str(),
+                "<|channel|>" | "<|message|>" | "<|start|>" | "<|constrain|>"
+            ) {
+                attrs[i] = attr::USER_DEFINED;
+            }
+        }
+        eog.extend([eos, eot, eom].into_iter().flatten());
+        eog.sort_unstable();
+        eog.dedup();
+        let text_of = |id: &u32| tokens[*id as usize].as_str();
+        let has = |eog: &[u32], s: &str| eog.iter().any(|id| text_of(id) == s);
+        if (has(&eog, "<|return|>") && has(&eog, "<|call|>")
+            || has(&eog, "<|calls|>") && has(&eog, "<|flush|>"))
+            && has(&eog, "<|end|>")
+        {
+            if let Some(pos) = eog.iter().position(|id| text_of(id) == "<|end|>") {
+                let id = eog.remove(pos);
+                attrs[id as usize] = attr::USER_DEFINED;
+            }
+        }
+        if has(&eog, "<|tool_response>") || has(&eog, "<|plamo:eos|>") {
+            if let Some(pos) = eog.iter().position(|id| text_of(id) == "</s>") {
+                let id = eog.remove(pos);
+                attrs[id as usize] = attr::NORMAL;
+            }
+        }
+
+        let mut special: Vec<u32> = (0..n as u32)
+            .filter(|&i| {
+                attrs[i as usize] & (attr::CONTROL | attr::USER_DEFINED | attr::UNKNOWN) != 0
+            })
+            .collect();
+        special.sort_by_key(|&i| std::cmp::Reverse(tokens[i as usize].len()));
+
+        // Per-model attributes llama.cpp sets by name.
+        let name = if md.contains_key("general.name") {
+            md.get_str("general.name").unwrap_or("").to_lowercase()
+        } else {
+            String::new()
+        };
+        if name.contains("phi-3") || name.contains("phi3") {
+            for &id in &special {
+                attrs[id as usize] |= attr::RSTRIP;
+            }
+            for (t, on) in [
+                ("</s>", true),
+                ("<unk>", false),
+                ("<s>", false),
+                ("<|endoftext|>", false),
+            ] {
+                if let Some(&id) = token_to_id.get(t) {
+                    if on {
+                        attrs[id as usize] |= attr::RSTRIP;
+                    } else {
+                        attrs[id as usize] &= !attr::RSTRIP;
+                    }
+                }
+            }
+        }
+
+        let byte_chars = pre::byte_to_char_table();
+        let byte_of_char = byte_chars
+            .iter()
+            .enumerate()
+            .map(|(b, &c)| (c, b as u8))
+            .collect();
+        let chat_template = if md.contains_key("tokenizer.chat_template") {
+            Some(md.get_str("tokenizer.chat_template")?.to_string())
+        } else {
+            None
+        };
+
+        let mut tok = Tokenizer {
+            kind,
+            pre_name: pre_name.to_string(),
+            tokens,
+            scores: scores.into_iter().take(n).collect(),
+            attrs,
+            token_to_id,
+            merges,
+            pre,
+            byte_chars,
+            byte_of_char,
+            special,
+            pieces: Vec::new(),
+            bos,
+            eos,
+            eot,
+            unk,
+            eog,
+            add_bos,
+            add_eos,
+            add_space_prefix,
+            clean_spaces,
+            chat_template,
+        };
+        tok.pieces = (0..n as u32).map(|i| tok.render_piece(i)).collect();
+        Ok(tok)
+    }
+
+    /// The algorithm (`gpt2` BPE or `llama` SentencePiece).
+    pub fn kind(&self) -> TokenizerKind {
+        self.kind
+    }
+
+    /// The pre-tokenizer name (`tokenizer.ggml.pre`, `"default"` when absent).
+    pub fn pre(&self) -> &str {
+        &self.pre_name
+    }
+
+    /// The number of tokens in the vocabulary.
+    pub fn vocab_size(&self) -> usize {
+        self.tokens.len()
+    }
+
+    /// The beginning-of-sequence token, if the vocabulary has one.
+    pub fn bos(&self) -> Option<u32> {
+        self.bos
+    }
+
+    /// The end-of-sequence token, if the vocabulary has one.
+    pub fn eos(&self) -> Option<u32> {
+        self.eos
+    }
+
+    /// The end-of-turn token (`<|im_end|>`, `<end_of_turn>`, ...), if any.
+    pub fn eot(&self) -> Option<u32> {
+        self.eot
+    }
+
+    /// The unknown token, if any.
+    pub fn unk(&self) -> Option<u32> {
+        self.unk
+    }
+
+    /// True when generation should stop at `id`: EOS, end-of-turn and the
+    /// other end-of-generation tokens llama.cpp recognises.
+    pub fn is_eog(&self, id: u32) -> bool {
+        self.eog.binary_search(&id).is_ok()
+    }
+
+    /// The end-of-generation tokens, ascending.
+    pub fn eog_tokens(&self) -> &[u32] {
+        &self.eog
+    }
+
+    /// True when `encode(.., add_special = true, ..)` prepends BOS.
+    pub fn add_bos(&self) -> bool {
+        self.add_bos && self.bos.is_some()
+    }
+
+    /// True when `encode(.., add_special = true, ..)` appends EOS.
+    pub fn add_eos(&self) -> bool {
+        self.add_eos && self.eos.is_some()
+    }
+
+    /// `tokenizer.chat_template`, if the file has one.
+    pub fn chat_template(&self) -> Option<&str> {
+        self.chat_template.as_deref()
+    }
+
+    /// The vocabulary text of `id` (`None` when out of range).
+    pub fn token_text(&self, id: u32) -> Option<&str> {
+        self.tokens.get(id as usize).map(String::as_str)
+    }
+
+    /// The attribute bits ([`attr`]) of `id` (0 when out of range).
+    pub fn token_attr(&self, id: u32) -> u32 {
+        self.attrs.get(id as usize).copied().unwrap_or(0)
+    }
+
+    /// The score of `id` (`tokenizer.ggml.scores`, 0 when absent or out of range).
+    pub fn token_score(&self, id: u32) -> f32 {
+        self.scores.get(id as usize).copied().unwrap_or(0.0)
+    }
+
+    /// The id of the token whose vocabulary text is exactly `text`.
+    pub fn token_id(&self, text: &str) -> Option<u32> {
+        self.token_to_id.get(text).copied()
+    }
+
+    /// Tokenizes `text` as llama.cpp's `llama_tokenize` does: with
+    /// `add_special`, BOS (and EOS) as the vocabulary asks; with
+    /// `parse_special`, control-token text such as `<|im_start|>` becomes
+    /// that token (user-defined tokens always do). Never fails: bytes no
+    /// token covers fall back to byte tokens, or are dropped when the
+    /// vocabulary has none.
+    pub fn encode(&self, text: &str, add_special: bool, parse_special: bool) -> Vec<u32> {
+        let mut out = Vec::new();
+        let fragments = if text.is_empty() {
+            Vec::new()
+        } else {
+            self.partition(text, parse_special)
+        };
+        if add_special && self.add_bos {
+            out.extend(self.bos);
+        }
+        match self.kind {
+            TokenizerKind::Spm => {
+                let mut prev_special = true;
+                for f in fragments {
+                    match f {
+                        Fragment::Text(a, b) => {
+                            let mut s = String::with_capacity(b - a + 3);
+                            if self.add_space_prefix && prev_special {
+                                s.push(' ');
+                            }
+                            s.push_str(&text[a..b]);
+                            let s = s.replace(' ', "\u{2581}");
+                            spm::tokenize(self, &s, &mut out);
+                            prev_special = false;
+                        }
+                        Fragment::Token(id) => {
+                            out.push(id);
+                            prev_special = true;
+                        }
+                    }
+                }
+            }
+            TokenizerKind::Bpe => {
+                for f in fragments {
+                    match f {
+                        Fragment::Text(a, b) => bpe::tokenize(self, &text[a..b], &mut out),
+                        Fragment::Token(id) => out.push(id),
+                    }
+                }
+            }
+        }
+        if add_special && self.add_eos {
+            out.extend(self.eos);
+        }
+        out
+    }
+
+    /// Splits `text` at the special tokens in it (longest first), as
+    /// llama.cpp's `tokenizer_st_partition`.
+    fn partition(&self, text: &str, parse_special: bool) -> Vec<Fragment> {
+        let mut frags = vec![Fragment::Text(0, text.len())];
+        for &id in &self.special {
+            let a = self.attrs[id as usize];
+            if !parse_special && a & (attr::CONTROL | attr::UNKNOWN) != 0 {
+                continue;
+            }
+            let needle = self.tokens[id as usize].as_str();
+            if !frags
+                .iter()
+                .any(|f| matches!(f, Fragment::Text(s, e) if text[*s..*e].contains(needle)))
+            {
+                continue;
+            }
+            let mut next = Vec::with_capacity(frags.len() + 2);
+            for f in frags {
+                let Fragment::Text(mut start, end) = f else {
+                    next.push(f);
+                    continue;
+                };
+                while let Some(p) = text[start..end].find(needle) {
+                    let m = start + p;
+                    let mut left_end = m;
+                    if a & attr::LSTRIP != 0 {
+                        while left_end > start
+                            && text.as_bytes()[left_end - 1].is_ascii_whitespace()
+                        {
+                            left_end -= 1;
+                        }
+                    }
+                    if left_end > start {
+                        next.push(Fragment::Text(start, left_end));
+                    }
+                    next.push(Fragment::Token(id));
+                    start = m + needle.len();
+                    if a & attr::RSTRIP != 0 {
+                        while start < end && text.as_bytes()[start].is_ascii_whitespace() {
+                            start += 1;
+                        }
+                    }
+                }
+                if start < end {
+                    next.push(Fragment::Text(start, end));
+                }
+            }
+            frags = next;
+        }
+        frags
+    }
+
+    /// The bytes token `id` stands for, as llama.cpp's `token_to_piece`
+    /// with no stripping: control and unknown tokens give their text with
+    /// `special`, nothing without; a byte token gives its byte (so a piece
+    /// may be part of a UTF-8 character). Out-of-range ids give nothing.
+    pub fn token_to_piece(&self, id: u32, special: bool) -> &[u8] {
+        let Some(a) = self.attrs.get(id as usize) else {
+            return &[];
+        };
+        if !special && a & (attr::UNKNOWN | attr::CONTROL) != 0 {
+            return &[];
+        }
+        &self.pieces[id as usize]
+    }
+
+    fn render_piece(&self, id: u32) -> Vec<u8> {
+        let text = &self.tokens[id as usize];
+        let a = self.attrs[id as usize];
+        if a & (attr::UNKNOWN | attr::CONTROL | attr::USER_DEFINED) != 0 {
+            return text.as_bytes().to_vec();
+        }
+        if a & attr::NORMAL != 0 {
+            return match self.kind {
+                TokenizerKind::Spm => text.replace('\u{2581}', " ").into_bytes(),
+                TokenizerKind::Bpe => {
+                    let mut out = Vec::with_capacity(text.len());
+                    for c in text.chars() {
+                        match self.byte_of_char.get(&c) {
+                            Some(&b) => out.push(b),
+                            None => {
+                                // llama.cpp's marker for a character outside
+                                // the byte alphabet.
+                                out.extend_from_slice(b"[UNK_BYTE_0x");
+                                let mut buf = [0u8; 4];
+                                for b in c.encode_utf8(&mut buf).bytes() {
+                                    out.extend_from_slice(format!("{b:02x}").as_bytes());
+                                }
+                                out.extend_from_slice(text.as_bytes());
+                                out.push(b']');
+                            }
+                        }
+                    }
+                    out
+                }
+            };
+        }
+        if a & attr::BYTE != 0 {
+            let b = text
+                .get(3..5)
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+                .unwrap_or(0);
+            return vec![b];
+        }
+        Vec::new()
+    }
+
+    /// The bytes of `ids` as llama.cpp's `llama_detokenize`: with
+    /// `remove_special`, a leading BOS and trailing EOS the tokenizer would
+    /// add are dropped; with `unparse_special`, control tokens are written
+    /// as their text. SentencePiece's leading space is removed, and `gpt2`
+    /// vocabularies that ask for it get the clean-up of spaces before
+    /// punctuation. Out-of-range ids are skipped.
+    pub fn decode_bytes(
+        &self,
+        ids: &[u32],
+        remove_special: bool,
+        unparse_special: bool,
+    ) -> Vec<u8> {
+        let mut ids = ids;
+        let mut remove_space = self.add_space_prefix;
+        if remove_special && self.add_bos && !ids.is_empty() && Some(ids[0]) == self.bos {
+            remove_space = false;
+            ids = &ids[1..];
+        }
+        if remove_special && self.add_eos && ids.last().copied() == self.eos && self.eos.is_some() {
+            ids = &ids[..ids.len() - 1];
+        }
+        let mut out = Vec::new();
+        for &id in ids {
+            let mut p = self.token_to_piece(id, unparse_special);
+            if remove_space && p.first() == Some(&b' ') {
+                p = &p[1..];
+            }
+            remove_space = false;
+            out.extend_from_slice(p);
+        }
+        if self.clean_spaces {
+            clean_spaces(&mut out);
+        }
+        out
+    }
+
+    /// [`Tokenizer::decode_bytes`] as a `String`, invalid UTF-8 replaced by U+FFFD.
+    pub fn decode(&self, ids: &[u32], remove_special: bool, unparse_special: bool) -> String {
+        String::from_utf8_lossy(&self.decode_bytes(ids, remove_special, unparse_special))
+            .into_owned()
+    }
+
+    /// A decoder that turns ids into text one at a time, holding back an
+    /// incomplete UTF-8 character until its last byte arrives.
+    pub fn stream_decoder(&self, unparse_special: bool) -> StreamDecoder<'_> {
+        StreamDecoder::new(self, unparse_special)
+    }
+
+    fn byte_token(&self, b: u8) -> Option<u32> {
+        match self.kind {
+            TokenizerKind::Spm => {
+                let hex = format!("<0x{b:02X}>");
+                self.token_id(&hex).or_else(|| {
+                    std::str::from_utf8(&[b])
+                        .ok()
+                        .and_then(|s| self.token_id(s))
+                })
+            }
+            TokenizerKind::Bpe => {
+                let mut buf = [0u8; 4];
+                self.token_id(self.byte_chars[b as usize].encode_utf8(&mut buf))
+            }
+        }
+    }
+}
+
+enum Fragment {
+    Text(usize, usize),
+    Token(u32),
+}
+
+/// llama.cpp's `clean_up_tokenization_spaces` passes, byte for byte.
+fn clean_spaces(text: &mut Vec<u8>) {
+    // First pass: " ?", " !", " .", " ," lose the space.
+    let mut out: Vec<u8> = Vec::with_capacity(text.len());
+    for (i, &x) in text.iter().enumerate() {
+        if i > 0 && text[i - 1] == b' ' && matches!(x, b'?' | b'!' | b'.' | b',') {
+            out.pop();
+        }
+        out.push(x);
+    }
+    // Second pass: " ' " becomes "'".
+    // llama.cpp overwrites the dropped space with NUL, which the next
+    // character then sees as its predecessor.
+    let mut t = std::mem::take(&mut out);
+    let mut i = 0;
+    while i < t.len() {
+        let x = t[i];
+        if i > 0 && x == b'\'' && i + 1 < t.len() && t[i - 1] == b' ' && t[i + 1] == b' ' {
+            out.pop();
+            out.push(x);
+            t[i + 1] = 0;
+            i += 2;
+            continue;
+        }
+        out.push(x);
+        i += 1;
+    }
+    // Third pass: " 's", " 'm", " 're", " 've" lose the space.
+    let t = std::mem::take(&mut out);
+    for (i, &x) in t.iter().enumerate() {
+        if i > 0 && t[i - 1] == b' ' && x == b'\'' && i + 1 < t.len() {
+            let x1 = t[i + 1];
+            let drop = matches!(x1, b's' | b'm')
+                || (i + 2 < t.len() && matches!((x1, t[i + 2]), (b'r', b'e') | (b'v', b'e')));
+            if drop {
+                out.pop();
+            }
+        }
+        out.push(x);
+    }
+    *text = out;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::clean_spaces;
+
+    #[test]
+    fn clean_up_spaces() {
+        let mut t = b"a , b . it 's I 've don 't ' x".to_vec();
+        clean_spaces(&mut t);
+        assert_eq!(String::from_utf8(t).unwrap(), "a, b. it's I've don 't'x");
+    }
+}

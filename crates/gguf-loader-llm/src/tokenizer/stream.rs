@@ -1,0 +1,75 @@
+//! Streaming decode: ids in, complete UTF-8 text out.
+
+use super::Tokenizer;
+
+/// Decodes ids one at a time ([`Tokenizer::stream_decoder`]). Bytes of a
+/// character split across tokens (byte-fallback tokens, byte-level BPE)
+/// are held back until the character is complete; bytes that can never
+/// form a character come out as U+FFFD.
+#[derive(Debug)]
+pub struct StreamDecoder<'t> {
+    tok: &'t Tokenizer,
+    unparse_special: bool,
+    pending: Vec<u8>,
+    first: bool,
+}
+
+impl<'t> StreamDecoder<'t> {
+    pub(super) fn new(tok: &'t Tokenizer, unparse_special: bool) -> Self {
+        Self {
+            tok,
+            unparse_special,
+            pending: Vec::new(),
+            first: true,
+        }
+    }
+
+    /// The text `id` completes: empty while a character is still partial.
+    /// SentencePiece's leading space is dropped from the first piece, as
+    /// [`Tokenizer::decode`] drops it.
+    pub fn push(&mut self, id: u32) -> String {
+        let mut piece = self.tok.token_to_piece(id, self.unparse_special);
+        if self.first && self.tok.add_space_prefix && piece.first() == Some(&b' ') {
+            piece = &piece[1..];
+        }
+        if !piece.is_empty() {
+            self.first = false;
+        }
+        self.pending.extend_from_slice(piece);
+        let mut out = String::new();
+        loop {
+            match std::str::from_utf8(&self.pending) {
+                Ok(s) => {
+                    out.push_str(s);
+                    self.pending.clear();
+                    break;
+                }
+                Err(e) => {
+                    let valid = e.valid_up_to();
+                    // Valid prefix: `valid_up_to` bytes are UTF-8.
+                    out.push_str(std::str::from_utf8(&self.pending[..valid]).unwrap_or(""));
+                    match e.error_len() {
+                        // An invalid sequence: replace it and go on.
+                        Some(n) => {
+                            out.push('\u{FFFD}');
+                            self.pending.drain(..valid + n);
+                        }
+                        // An incomplete character at the end: wait.
+                        None => {
+                            self.pending.drain(..valid);
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// What is still held back, as U+FFFD (empty when nothing is).
+    pub fn finish(&mut self) -> String {
+        let s = String::from_utf8_lossy(&self.pending).into_owned();
+        self.pending.clear();
+        s
+    }
+}

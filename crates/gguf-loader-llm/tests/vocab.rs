@@ -1,0 +1,177 @@
+//! The tokenizer against llama.cpp's own tokenizer tests (its
+//! `test-tokenizer-0`): every `ggml-vocab-*.gguf` whose
+//! `tokenizer.ggml.model` is `gpt2` or `llama` and that comes with `.inp`
+//! / `.out` files must give exactly the expected ids for every text
+//! (no BOS/EOS, special-token text not parsed, as that test calls it).
+//! The files are fetched by `scripts/fetch-vocab-tests.sh` into the cache
+//! (or `$GGUF_LOADER_VOCAB_TESTS`); the test is skipped with a message when
+//! they are absent, unless `GGUF_LOADER_REQUIRE_MODEL` is set.
+
+use std::path::PathBuf;
+
+use gguf_loader::MmapGGUFLoader;
+use gguf_loader_llm::{Tokenizer, TokenizerKind};
+
+fn vocab_dir() -> Option<PathBuf> {
+    let dir = match std::env::var_os("GGUF_LOADER_VOCAB_TESTS") {
+        Some(p) => PathBuf::from(p),
+        None => std::env::var_os("GGUF_LOADER_CACHE")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| {
+                PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
+                    .join(".cache/gguf-loader")
+            })
+            .join("vocab-tests"),
+    };
+    if dir.join("ggml-vocab-gpt-2.gguf.out").exists() {
+        return Some(dir);
+    }
+    assert!(
+        std::env::var_os("GGUF_LOADER_REQUIRE_MODEL").is_none(),
+        "{} has no vocab tests (run scripts/fetch-vocab-tests.sh)",
+        dir.display()
+    );
+    eprintln!(
+        "skipped: {} has no vocab tests (run scripts/fetch-vocab-tests.sh; it needs the network once)",
+        dir.display()
+    );
+    None
+}
+
+/// The `(text, ids)` pairs of one vocabulary's test files.
+fn cases(gguf: &std::path::Path) -> Vec<(String, Vec<u32>)> {
+    let inp = std::fs::read_to_string(gguf.with_extension("gguf.inp")).unwrap();
+    let out = std::fs::read_to_string(gguf.with_extension("gguf.out")).unwrap();
+    let texts: Vec<&str> = inp.split("\n__ggml_vocab_test__\n").collect();
+    let ids: Vec<Vec<u32>> = out
+        .lines()
+        .map(|l| l.split_whitespace().map(|t| t.parse().unwrap()).collect())
+        .collect();
+    // The last text is followed by a separator and an empty remainder.
+    let texts = &texts[..ids.len()];
+    texts.iter().map(|t| t.to_string()).zip(ids).collect()
+}
+
+/// The vocabularies this crate must pass, with their algorithm.
+const EXPECTED: &[(&str, TokenizerKind)] = &[
+    ("command-r", TokenizerKind::Bpe),
+    ("deepseek-coder", TokenizerKind::Bpe),
+    ("deepseek-llm", TokenizerKind::Bpe),
+    ("falcon", TokenizerKind::Bpe),
+    ("gpt-2", TokenizerKind::Bpe),
+    ("llama-bpe", TokenizerKind::Bpe),
+    ("mpt", TokenizerKind::Bpe),
+    ("qwen2", TokenizerKind::Bpe),
+    ("qwen35", TokenizerKind::Bpe),
+    ("refact", TokenizerKind::Bpe),
+    ("starcoder", TokenizerKind::Bpe),
+    ("llama-spm", TokenizerKind::Spm),
+    ("phi-3", TokenizerKind::Spm),
+];
+
+fn check(name: &str, kind: TokenizerKind) -> Result<usize, String> {
+    let Some(dir) = vocab_dir() else {
+        return Ok(0);
+    };
+    let path = dir.join(format!("ggml-vocab-{name}.gguf"));
+    let loader = MmapGGUFLoader::new(&path).unwrap();
+    let tok = Tokenizer::from_loader(&loader).unwrap();
+    assert_eq!(tok.kind(), kind, "{name}");
+    let cases = cases(&path);
+    let mut failures = Vec::new();
+    for (text, want) in &cases {
+        let got = tok.encode(text, false, false);
+        if &got != want {
+            failures.push(format!("{name}: {text:?}\n  got  {got:?}\n  want {want:?}"));
+        }
+    }
+    eprintln!(
+        "{name}: {}/{} pass",
+        cases.len() - failures.len(),
+        cases.len()
+    );
+    if failures.is_empty() {
+        Ok(cases.len())
+    } else {
+        Err(failures.join("\n"))
+    }
+}
+
+macro_rules! vocab_test {
+    ($fn:ident, $name:literal, $kind:ident) => {
+        #[test]
+        fn $fn() {
+            if let Err(e) = check($name, TokenizerKind::$kind) {
+                panic!("{e}");
+            }
+        }
+    };
+}
+
+vocab_test!(command_r, "command-r", Bpe);
+vocab_test!(deepseek_coder, "deepseek-coder", Bpe);
+vocab_test!(deepseek_llm, "deepseek-llm", Bpe);
+vocab_test!(falcon, "falcon", Bpe);
+vocab_test!(gpt_2, "gpt-2", Bpe);
+vocab_test!(llama_bpe, "llama-bpe", Bpe);
+vocab_test!(mpt, "mpt", Bpe);
+vocab_test!(qwen2, "qwen2", Bpe);
+vocab_test!(qwen35, "qwen35", Bpe);
+vocab_test!(refact, "refact", Bpe);
+vocab_test!(starcoder, "starcoder", Bpe);
+vocab_test!(llama_spm, "llama-spm", Spm);
+vocab_test!(phi_3, "phi-3", Spm);
+
+/// Every vocabulary in the folder whose model is `gpt2` or `llama` and that
+/// has test files is one of the list above, so none goes unchecked.
+#[test]
+fn every_gpt2_and_llama_vocab_is_tested() {
+    let Some(dir) = vocab_dir() else { return };
+    for e in std::fs::read_dir(&dir).unwrap() {
+        let p = e.unwrap().path();
+        let name = p.file_name().unwrap().to_string_lossy().to_string();
+        let Some(stem) = name
+            .strip_prefix("ggml-vocab-")
+            .and_then(|s| s.strip_suffix(".gguf"))
+        else {
+            continue;
+        };
+        if !p.with_extension("gguf.out").exists() {
+            continue;
+        }
+        let loader = MmapGGUFLoader::new(&p).unwrap();
+        let model = loader.metadata().get_str("tokenizer.ggml.model").unwrap();
+        if model == "gpt2" || model == "llama" {
+            assert!(
+                EXPECTED.iter().any(|(n, _)| *n == stem),
+                "{stem} ({model}) has tests but is not in EXPECTED"
+            );
+        }
+    }
+}
+
+/// A model this crate does not implement is refused by name.
+#[test]
+fn unsupported_model_is_refused() {
+    let Some(dir) = vocab_dir() else { return };
+    let loader = MmapGGUFLoader::new(dir.join("ggml-vocab-bert-bge.gguf")).unwrap();
+    let e = Tokenizer::from_loader(&loader).unwrap_err();
+    assert!(e.to_string().contains("'bert'"), "{e}");
+}
+
+/// Decoding what was encoded gives the text back byte for byte, in a
+/// byte-level vocabulary without llama.cpp's clean-up of spaces (qwen2).
+#[test]
+fn gpt2_round_trip() {
+    let Some(dir) = vocab_dir() else { return };
+    let loader = MmapGGUFLoader::new(dir.join("ggml-vocab-qwen2.gguf")).unwrap();
+    let tok = Tokenizer::from_loader(&loader).unwrap();
+    for (text, _) in cases(&dir.join("ggml-vocab-qwen2.gguf")) {
+        let ids = tok.encode(&text, false, false);
+        assert_eq!(
+            tok.decode_bytes(&ids, false, false),
+            text.as_bytes(),
+            "{text:?}"
+        );
+    }
+}

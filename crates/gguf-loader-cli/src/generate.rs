@@ -10,7 +10,9 @@ use std::time::Instant;
 use gguf_loader::{f16, Device, ElementKind, MmapGGUFLoader};
 use gguf_loader_cli::load::status_bytes;
 use gguf_loader_cli::CliError;
+use gguf_loader_llm::chat;
 use gguf_loader_llm::forward::{ForwardError, Sampler, Transformer, WeightElement};
+use gguf_loader_llm::tokenizer::{StreamDecoder, Tokenizer};
 
 /// What `generate` was asked for.
 pub struct Args<'a> {
@@ -32,6 +34,10 @@ pub struct Args<'a> {
     pub seed: u64,
     /// Where the forward pass runs (a GPU needs the `cuda` feature; f16).
     pub device: Device,
+    /// Render the prompt as a user turn of the file's chat template.
+    pub chat: bool,
+    /// Ids in and out, one per line: no tokenizer needed.
+    pub ids: bool,
 }
 
 /// A forward pass with its KV cache: the CPU's [`Transformer`] or, with
@@ -63,37 +69,75 @@ impl Step for gguf_loader_llm::forward::cuda::CudaTransformer {
     }
 }
 
-/// The prompt as token ids, generated ids as text, and the end of
-/// generation.
-///
-/// TODO(h-tok): encode `--prompt` and decode (streaming, partial UTF-8)
-/// with `gguf_loader_llm::tokenizer::Tokenizer` once it lands, stop on its
-/// `is_eog`, and add `--chat` through `chat::render`. Until then a text
-/// prompt is refused, the generated ids are printed one per line, and
-/// generation stops at `tokenizer.ggml.eos_token_id`.
-struct Text {
-    eos: Option<u64>,
+/// How the prompt becomes ids and the generated ids become output: the
+/// GGUF's own tokenizer, or (`--ids`) ids in and out, one per line.
+enum Text {
+    Tokenizer(Box<Tokenizer>),
+    /// No text: ids only; generation ends at `tokenizer.ggml.eos_token_id`.
+    Ids {
+        eos: Option<u64>,
+    },
 }
 
 impl Text {
-    fn from_loader(loader: &MmapGGUFLoader) -> Text {
-        let eos = loader.metadata().get("tokenizer.ggml.eos_token_id");
-        Text {
-            eos: eos.and_then(|v| v.as_u64()),
+    /// The tokenizer of `loader` (`ids`: none), or why there is none.
+    fn new(loader: &MmapGGUFLoader, ids: bool, file: &Path) -> Result<Text, CliError> {
+        if ids {
+            let eos = loader.metadata().get("tokenizer.ggml.eos_token_id");
+            return Ok(Text::Ids {
+                eos: eos.and_then(|v| v.as_u64()),
+            });
         }
+        let tok = Tokenizer::from_loader(loader).map_err(|e| {
+            CliError::Message(format!(
+                "{}: no usable tokenizer ({e}); give --tokens IDS with --ids",
+                file.display()
+            ))
+        })?;
+        Ok(Text::Tokenizer(Box::new(tok)))
     }
 
     fn is_eog(&self, id: u32) -> bool {
-        self.eos == Some(u64::from(id))
+        match self {
+            Text::Tokenizer(t) => t.is_eog(id),
+            Text::Ids { eos } => *eos == Some(u64::from(id)),
+        }
     }
 
-    fn encode(&self, prompt: &str) -> Result<Vec<u32>, CliError> {
-        let _ = prompt;
-        Err("--prompt needs the tokenizer, not built yet; give --tokens IDS".into())
+    /// `prompt` as ids: rendered as a user turn of the file's chat
+    /// template first with `chat`.
+    fn encode(&self, prompt: &str, chat: bool) -> Result<Vec<u32>, CliError> {
+        let Text::Tokenizer(tok) = self else {
+            return Err("--prompt needs the tokenizer; without --ids".into());
+        };
+        if chat {
+            let text = chat::render(tok, &[chat::Message::new("user", prompt)], true)
+                .map_err(|e| CliError::Message(format!("--chat: {e}")))?;
+            return Ok(tok.encode(&text, chat::add_special(tok, &text), true));
+        }
+        Ok(tok.encode(prompt, true, true))
+    }
+}
+
+/// Streams generated ids out as text (whole characters only) or as ids.
+enum Out<'t> {
+    Text(StreamDecoder<'t>),
+    Ids,
+}
+
+impl Out<'_> {
+    fn piece(&mut self, id: u32) -> String {
+        match self {
+            Out::Text(d) => d.push(id),
+            Out::Ids => format!("{id}\n"),
+        }
     }
 
-    fn piece(&self, id: u32) -> String {
-        format!("{id}\n")
+    fn finish(&mut self) -> String {
+        match self {
+            Out::Text(d) => d.finish(),
+            Out::Ids => String::new(),
+        }
     }
 }
 
@@ -139,11 +183,15 @@ fn run_on<M: Step>(
 ) -> Result<(), CliError> {
     let t0 = Instant::now();
     let loader = MmapGGUFLoader::new(a.file)?;
-    let text = Text::from_loader(&loader);
+    let text = Text::new(&loader, a.ids, a.file)?;
     let prompt = match (a.prompt, a.tokens) {
         (_, Some(ids)) => ids.to_vec(),
-        (Some(p), None) => text.encode(p)?,
+        (Some(p), None) => text.encode(p, a.chat)?,
         (None, None) => return Err("give --prompt TEXT or --tokens IDS".into()),
+    };
+    let mut stream = match &text {
+        Text::Tokenizer(t) => Out::Text(t.stream_decoder(false)),
+        Text::Ids { .. } => Out::Ids,
     };
     if prompt.is_empty() {
         return Err("the prompt has no tokens".into());
@@ -169,16 +217,34 @@ fn run_on<M: Step>(
         let Some(next) = sampler.sample(&logits) else {
             break;
         };
-        out.write_all(text.piece(next).as_bytes())
+        generated += 1;
+        // The end of generation is printed as an id, never as text.
+        let eog = text.is_eog(next);
+        if eog && matches!(stream, Out::Text(_)) {
+            break;
+        }
+        out.write_all(stream.piece(next).as_bytes())
             .and_then(|()| out.flush())
             .map_err(CliError::stdout)?;
-        generated += 1;
-        if text.is_eog(next) {
+        if eog {
             break;
         }
         if i + 1 < a.n {
             logits = model.step(&mut cache, &[next]).map_err(named)?;
         }
+    }
+    let tail = stream.finish();
+    if !tail.is_empty() || matches!(stream, Out::Text(_)) {
+        out.write_all(tail.as_bytes())
+            .and_then(|()| {
+                out.write_all(if matches!(stream, Out::Text(_)) {
+                    b"\n"
+                } else {
+                    b""
+                })
+            })
+            .and_then(|()| out.flush())
+            .map_err(CliError::stdout)?;
     }
     let gen_s = t2.elapsed().as_secs_f64();
     let vram = match (vram_before, vram_used(a.device)) {

@@ -251,6 +251,13 @@ enum Command {
         /// the `cuda` feature, and f16 weights).
         #[arg(long, default_value = "cpu", value_parser = parse_device)]
         device: Device,
+        /// Render the prompt as a user turn of the file's chat template.
+        #[arg(long, requires = "prompt")]
+        chat: bool,
+        /// Print the generated token ids, one per line, instead of text
+        /// (needs no tokenizer).
+        #[arg(long)]
+        ids: bool,
     },
     /// Check the structure and scan the data for NaN/Inf values and scales
     /// (exit 0 clean, 1 data problems, 2 malformed).
@@ -360,6 +367,8 @@ fn run(command: Command) -> Result<ExitCode, CliError> {
             top_p,
             seed,
             device,
+            chat,
+            ids,
         } => generate::run(&generate::Args {
             file: &file,
             prompt: prompt.as_deref(),
@@ -370,6 +379,8 @@ fn run(command: Command) -> Result<ExitCode, CliError> {
             top_p,
             seed,
             device,
+            chat,
+            ids,
         })?,
         Command::Verify { file, json } => return verify::run(&file, json),
         Command::Tokenize {

@@ -38,11 +38,13 @@ fn greedy_generation_on_smollm2_is_llama_cpps_and_stops_at_eos() {
         want.len() < 32,
         "this prompt ends with EOS before 32 tokens"
     );
-    let r =
-        run(cli()
-            .arg("generate")
-            .arg(&model)
-            .args(["-n", "32", "--tokens", &prompt.join(",")]));
+    let r = run(cli().arg("generate").arg(&model).args([
+        "-n",
+        "32",
+        "--ids",
+        "--tokens",
+        &prompt.join(","),
+    ]));
     assert_eq!(ids(r.ok()), want);
     assert!(
         r.stderr.contains("tokens/s") && r.stderr.contains("peak RSS"),
@@ -57,7 +59,8 @@ fn sampling_repeats_with_a_seed_and_bad_requests_are_refused() {
     let model = tiny_model(dir.path());
     let sample = |seed: &str| {
         let r = run(cli().arg("generate").arg(&model).args([
-            "--tokens", "1,2,3", "-n", "6", "--temp", "0.9", "--top-p", "0.9", "--seed", seed,
+            "--ids", "--tokens", "1,2,3", "-n", "6", "--temp", "0.9", "--top-p", "0.9", "--seed",
+            seed,
         ]));
         ids(r.ok())
     };
@@ -67,12 +70,13 @@ fn sampling_repeats_with_a_seed_and_bad_requests_are_refused() {
         assert!(r.err().contains(says), "{args:?}: {}", r.stderr);
     };
     refused(&["--prompt", "hello"], "tokenizer");
-    refused(&["--tokens", "4000000000"], "out of range");
-    refused(&["--tokens", "1", "--dtype", "bf16"], "bf16");
+    refused(&["--ids", "--tokens", "4000000000"], "out of range");
+    refused(&["--ids", "--tokens", "1", "--dtype", "bf16"], "bf16");
+    refused(&["--tokens", "1"], "tokenizer");
     refused(&[], "--tokens");
     let r = run(cli()
         .arg("generate")
         .arg(dir.path())
-        .args(["--tokens", "1"]));
+        .args(["--ids", "--tokens", "1"]));
     assert!(r.err().contains("directory"), "{}", r.stderr);
 }

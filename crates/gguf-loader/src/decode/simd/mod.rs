@@ -12,12 +12,17 @@
 //! 16-byte aligned, and ends with a store fence, so its writes are visible to
 //! whatever synchronizes with the caller afterwards.
 
-use half::f16;
+use half::slice::HalfFloatSliceExt;
+use half::{bf16, f16};
 
 use crate::format::GgmlType;
 
 #[cfg(all(target_arch = "aarch64", target_endian = "little"))]
 mod aarch64;
+#[cfg(target_arch = "x86_64")]
+mod x86_float;
+#[cfg(target_arch = "x86_64")]
+mod x86_fp4;
 #[cfg(target_arch = "x86_64")]
 mod x86_kquants;
 #[cfg(target_arch = "x86_64")]
@@ -65,6 +70,14 @@ pub fn kernels(ty: GgmlType) -> Kernels {
         if k.f32.is_some() || k.f16.is_some() {
             return k;
         }
+        let k = x86_fp4::kernels(ty);
+        if k.f32.is_some() || k.f16.is_some() {
+            return k;
+        }
+        let k = x86_float::kernels(ty);
+        if k.f32.is_some() || k.f16.is_some() {
+            return k;
+        }
         x86_kquants::kernels(ty)
     }
     #[cfg(all(target_arch = "aarch64", target_endian = "little"))]
@@ -79,6 +92,19 @@ pub fn kernels(ty: GgmlType) -> Kernels {
         let _ = ty;
         Kernels::default()
     }
+}
+
+/// Converts `min(src.len(), dst.len())` f32s to bf16, rounded to
+/// nearest-even exactly as `half::bf16::from_f32` (NaNs stay NaN, quiet, with
+/// their top bits): with SIMD where this CPU has it.
+pub fn f32_to_bf16(src: &[f32], dst: &mut [bf16]) {
+    let n = src.len().min(dst.len());
+    let (src, dst) = (&src[..n], &mut dst[..n]);
+    #[cfg(target_arch = "x86_64")]
+    if x86_float::f32_to_bf16(src, dst).is_some() {
+        return;
+    }
+    dst.convert_from_f32_slice(src);
 }
 
 /// Whether `s` starts on a 16-byte boundary (required by streaming stores).

@@ -12,7 +12,6 @@
 //! 16-byte aligned, and ends with a store fence, so its writes are visible to
 //! whatever synchronizes with the caller afterwards.
 
-use half::slice::HalfFloatSliceExt;
 use half::{bf16, f16};
 
 use crate::format::GgmlType;
@@ -100,11 +99,16 @@ pub fn kernels(ty: GgmlType) -> Kernels {
 pub fn f32_to_bf16(src: &[f32], dst: &mut [bf16]) {
     let n = src.len().min(dst.len());
     let (src, dst) = (&src[..n], &mut dst[..n]);
-    #[cfg(target_arch = "x86_64")]
-    if x86_float::f32_to_bf16(src, dst).is_some() {
-        return;
+    #[cfg(all(target_arch = "aarch64", target_endian = "little"))]
+    aarch64::f32_to_bf16(src, dst);
+    #[cfg(not(all(target_arch = "aarch64", target_endian = "little")))]
+    {
+        #[cfg(target_arch = "x86_64")]
+        if x86_float::f32_to_bf16(src, dst).is_some() {
+            return;
+        }
+        half::slice::HalfFloatSliceExt::convert_from_f32_slice(dst, src);
     }
-    dst.convert_from_f32_slice(src);
 }
 
 /// Whether `s` starts on a 16-byte boundary (required by streaming stores).

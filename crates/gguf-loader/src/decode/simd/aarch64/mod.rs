@@ -1,6 +1,7 @@
-//! aarch64 NEON kernels: the legacy types (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0) and
-//! the K-quants (Q4_K, Q5_K, Q6_K) to f32 and fused to f16, plus F16 → f32
-//! and BF16 → f32 / f16.
+//! aarch64 NEON kernels: the legacy types (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0),
+//! the K-quants (Q4_K, Q5_K, Q6_K) and the 16-entry-table types (IQ4_NL,
+//! IQ4_XS, MXFP4, NVFP4) to f32 and fused to f16, plus F16 → f32,
+//! BF16 → f32 / f16, F32 → f16 and f32 → bf16.
 //!
 //! NEON (Advanced SIMD) is part of every aarch64 target Rust supports, so
 //! there is no run-time detection: the kernels are always handed out.
@@ -39,6 +40,14 @@ pub fn kernels(ty: GgmlType) -> Kernels {
     if k.f32.is_some() || k.f16.is_some() {
         return k;
     }
+    let k = fp4::kernels(ty);
+    if k.f32.is_some() || k.f16.is_some() {
+        return k;
+    }
+    let k = float::kernels(ty);
+    if k.f32.is_some() || k.f16.is_some() {
+        return k;
+    }
     kquants::kernels(ty)
 }
 
@@ -64,8 +73,12 @@ macro_rules! neon_entry {
 }
 
 // After the macro, so that it is in scope there.
+mod float;
+mod fp4;
 mod kquants;
 mod legacy;
+
+pub use float::f32_to_bf16;
 
 /// The kernels' element types: each routine writes through [`store`], which
 /// stores f32 lanes as f32 or rounded to f16.

@@ -1,7 +1,8 @@
 //! The first byte picks a ggml type; the rest, cut to whole blocks, is
 //! decoded to f32, f16 and bf16 (no panic allowed), and every SIMD f32
 //! kernel must match the scalar reference bit for bit (and the fused f16
-//! kernels the reference rounded to f16), streaming variants included;
+//! kernels, and the bf16 output, the reference rounded), streaming variants
+//! included;
 //! kernels given mismatched lengths must stay in bounds. The NaN/Inf data
 //! check reads the same bytes through the block layouts' scale fields: it
 //! must not panic, and may report only fields of the type's layout, at most
@@ -56,6 +57,15 @@ fuzz_target!(|data: &[u8]| {
                 "{ty}: fused f16 {a} != reference {want} at {i}"
             );
         }
+    }
+
+    // bf16 output: the reference rounded (SIMD f32 → bf16 conversion).
+    for (i, (a, b)) in outb.iter().zip(&reference).enumerate() {
+        let want = bf16::from_f32(*b);
+        assert!(
+            a.to_bits() == want.to_bits() || (a.is_nan() && want.is_nan()),
+            "{ty}: bf16 {a} != reference {want} at {i}"
+        );
     }
 
     // The data check, over the untrimmed bytes (a partial tail is ignored).

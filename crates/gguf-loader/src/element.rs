@@ -165,6 +165,6 @@ impl Element for bf16 {
 
 impl sealed::Sealed for bf16 {
     fn from_f32_slice(src: &[f32], dst: &mut [bf16]) {
-        dst.convert_from_f32_slice(src);
+        crate::decode::simd::f32_to_bf16(src, dst);
     }
 }

@@ -20,7 +20,8 @@ use super::for_each_block;
 use crate::format::blocks::{BlockMXFP4, BlockNVFP4, QK_MXFP4, QK_NVFP4, QK_NVFP4_SUB};
 
 /// E2M1 code -> doubled value (`kvalues_mxfp4`).
-const KVALUES_MXFP4: [i8; 16] = [0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12];
+pub(crate) const KVALUES_MXFP4: [i8; 16] =
+    [0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12];
 
 #[inline]
 fn kvalue(code: u8) -> f32 {

@@ -12,7 +12,7 @@
 //! The lookup tables are generated from gguf-py by `scripts/gen_iq_tables.py`.
 
 #[path = "iq_tables.rs"]
-mod tables;
+pub(crate) mod tables;
 
 use super::for_each_block;
 use crate::format::blocks::{
@@ -267,20 +267,25 @@ pub fn dequantize_row_iq4_nl(src: &[u8], dst: &mut [f32]) {
     });
 }
 
-/// IQ4_XS, 136 bytes per 256 elements (`format::blocks::BlockIQ4_XS`).
-///
-/// Block scale `ib` is 6 bits: low nibble from `scales_l`, top two bits from
-/// `scales_h`, biased by 32.
+/// The scale of IQ4_XS group `ib` (values `32 ib..32 ib + 32`) of `x`, whose
+/// `d` is `d`: `d * (ls - 32)`, where `ls` is 6 bits, the low nibble from
+/// `scales_l`, the top two bits from `scales_h`.
+#[inline]
+pub(crate) fn iq4_xs_group_scale(x: &BlockIQ4_XS, d: f32, ib: usize) -> f32 {
+    let scales_h = u16::from_le_bytes(x.scales_h);
+    let ls = ((x.scales_l[ib / 2] >> (4 * (ib % 2))) & 0xf) as i32
+        | (((scales_h >> (2 * ib)) & 3) as i32) << 4;
+    d * (ls - 32) as f32
+}
+
+/// IQ4_XS, 136 bytes per 256 elements (`format::blocks::BlockIQ4_XS`):
+/// group `ib` is `kvalues_iq4nl` times [`iq4_xs_group_scale`].
 pub fn dequantize_row_iq4_xs(src: &[u8], dst: &mut [f32]) {
     for_each_block(src, dst, |x: &BlockIQ4_XS, y: &mut [f32; QK_K]| {
         let d = f16_le(x.d);
-        let scales_h = u16::from_le_bytes(x.scales_h);
-        let (scales_l, qs_all) = (&x.scales_l, &x.qs);
         for ib in 0..QK_K / 32 {
-            let ls = ((scales_l[ib / 2] >> (4 * (ib % 2))) & 0xf) as i32
-                | (((scales_h >> (2 * ib)) & 3) as i32) << 4;
-            let dl = d * (ls - 32) as f32;
-            let qs = &qs_all[16 * ib..16 * ib + 16];
+            let dl = iq4_xs_group_scale(x, d, ib);
+            let qs = &x.qs[16 * ib..16 * ib + 16];
             let y = &mut y[32 * ib..32 * ib + 32];
             for j in 0..16 {
                 y[j] = dl * KVALUES_IQ4NL[(qs[j] & 0xf) as usize] as f32;

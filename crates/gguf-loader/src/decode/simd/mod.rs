@@ -12,12 +12,16 @@
 //! 16-byte aligned, and ends with a store fence, so its writes are visible to
 //! whatever synchronizes with the caller afterwards.
 
-use half::f16;
+use half::{bf16, f16};
 
 use crate::format::GgmlType;
 
 #[cfg(all(target_arch = "aarch64", target_endian = "little"))]
 mod aarch64;
+#[cfg(target_arch = "x86_64")]
+mod x86_float;
+#[cfg(target_arch = "x86_64")]
+mod x86_fp4;
 #[cfg(target_arch = "x86_64")]
 mod x86_kquants;
 #[cfg(target_arch = "x86_64")]
@@ -59,19 +63,26 @@ impl Kernels {
     }
 }
 
-/// The SIMD routines this CPU can run for `ty`.
+/// The x86-64 kernel tables, one per family, asked in turn: the first with
+/// a kernel for the type gives all of them.
+#[cfg(target_arch = "x86_64")]
+const X86_FAMILIES: [fn(GgmlType) -> Kernels; 5] = [
+    x86_legacy::kernels,
+    x86_fp4::kernels,
+    x86_float::kernels,
+    x86_kquants::kernels,
+    x86_ternary::kernels,
+];
+
+/// The SIMD routines this CPU can run for `ty`: the one place that picks.
 pub fn kernels(ty: GgmlType) -> Kernels {
     #[cfg(target_arch = "x86_64")]
     {
-        let k = x86_legacy::kernels(ty);
-        if k.f32.is_some() || k.f16.is_some() {
-            return k;
-        }
-        let k = x86_kquants::kernels(ty);
-        if k.f32.is_some() || k.f16.is_some() {
-            return k;
-        }
-        x86_ternary::kernels(ty)
+        X86_FAMILIES
+            .iter()
+            .map(|f| f(ty))
+            .find(|k| k.f32.is_some() || k.f16.is_some())
+            .unwrap_or_default()
     }
     #[cfg(all(target_arch = "aarch64", target_endian = "little"))]
     {
@@ -84,6 +95,24 @@ pub fn kernels(ty: GgmlType) -> Kernels {
     {
         let _ = ty;
         Kernels::default()
+    }
+}
+
+/// Converts `min(src.len(), dst.len())` f32s to bf16, rounded to
+/// nearest-even exactly as `half::bf16::from_f32` (NaNs stay NaN, quiet, with
+/// their top bits): with SIMD where this CPU has it.
+pub fn f32_to_bf16(src: &[f32], dst: &mut [bf16]) {
+    let n = src.len().min(dst.len());
+    let (src, dst) = (&src[..n], &mut dst[..n]);
+    #[cfg(all(target_arch = "aarch64", target_endian = "little"))]
+    aarch64::f32_to_bf16(src, dst);
+    #[cfg(not(all(target_arch = "aarch64", target_endian = "little")))]
+    {
+        #[cfg(target_arch = "x86_64")]
+        if x86_float::f32_to_bf16(src, dst).is_some() {
+            return;
+        }
+        half::slice::HalfFloatSliceExt::convert_from_f32_slice(dst, src);
     }
 }
 

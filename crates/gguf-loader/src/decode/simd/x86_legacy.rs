@@ -25,7 +25,7 @@ use crate::format::blocks::{
 use crate::format::GgmlType;
 
 /// Whether this CPU runs AVX2 and F16C (checked once).
-fn supported() -> bool {
+pub(super) fn supported() -> bool {
     static OK: OnceLock<bool> = OnceLock::new();
     *OK.get_or_init(|| is_x86_feature_detected!("avx2") && is_x86_feature_detected!("f16c"))
 }
@@ -69,19 +69,19 @@ pub fn kernels(ty: GgmlType) -> Kernels {
 }
 
 /// Elements per block of every legacy type here.
-const QK: usize = QK4_0;
+pub(super) const QK: usize = QK4_0;
 
 /// Eight lanes of the f16 `h`, widened exactly.
 #[inline]
 #[target_feature(enable = "avx2,f16c")]
-fn splat_f16(h: Half) -> __m256 {
+pub(super) fn splat_f16(h: Half) -> __m256 {
     _mm256_cvtph_ps(_mm_set1_epi16(i16::from_le_bytes(h)))
 }
 
 /// Loads 16 bytes at `b[off..off + 16]`.
 #[inline]
 #[target_feature(enable = "avx2,f16c")]
-fn load16(b: &[u8], off: usize) -> __m128i {
+pub(super) fn load16(b: &[u8], off: usize) -> __m128i {
     let s = &b[off..off + 16];
     // SAFETY: `s` is exactly 16 bytes long (checked by the slice above) and
     // `_mm_loadu_si128` has no alignment requirement.
@@ -94,7 +94,7 @@ fn load16(b: &[u8], off: usize) -> __m128i {
 /// `p..p + 16` must be writable, and 16-byte aligned when `NT`.
 #[inline]
 #[target_feature(enable = "avx2,f16c")]
-unsafe fn st128<const NT: bool>(p: *mut __m128i, v: __m128i) {
+pub(super) unsafe fn st128<const NT: bool>(p: *mut __m128i, v: __m128i) {
     if NT {
         // SAFETY: the caller guarantees 16 writable, aligned bytes.
         unsafe { _mm_stream_si128(p, v) }
@@ -110,7 +110,7 @@ unsafe fn st128<const NT: bool>(p: *mut __m128i, v: __m128i) {
 /// `p..p + 8` must be writable, and 16-byte aligned when `NT`.
 #[inline]
 #[target_feature(enable = "avx2,f16c")]
-unsafe fn st_ps<const NT: bool>(p: *mut f32, v: __m256) {
+pub(super) unsafe fn st_ps<const NT: bool>(p: *mut f32, v: __m256) {
     if NT {
         // SAFETY: the caller guarantees 32 writable bytes, 16-byte aligned.
         unsafe {
@@ -129,7 +129,7 @@ unsafe fn st_ps<const NT: bool>(p: *mut f32, v: __m256) {
 /// With `NT`, `y` must start 16-byte aligned.
 #[inline]
 #[target_feature(enable = "avx2,f16c")]
-unsafe fn store_f32<const NT: bool>(y: &mut [f32], v: [__m256; 4]) {
+pub(super) unsafe fn store_f32<const NT: bool>(y: &mut [f32], v: [__m256; 4]) {
     let y: &mut [f32; QK] = y.try_into().expect("32 outputs");
     let p = y.as_mut_ptr();
     // SAFETY: `y` holds 32 f32s, the four stores write p[0..8], p[8..16],
@@ -148,7 +148,7 @@ unsafe fn store_f32<const NT: bool>(y: &mut [f32], v: [__m256; 4]) {
 /// With `NT`, `y` must start 16-byte aligned.
 #[inline]
 #[target_feature(enable = "avx2,f16c")]
-unsafe fn store_f16<const NT: bool>(y: &mut [f16], v: [__m256; 4]) {
+pub(super) unsafe fn store_f16<const NT: bool>(y: &mut [f16], v: [__m256; 4]) {
     let y: &mut [f16; QK] = y.try_into().expect("32 outputs");
     let p = y.as_mut_ptr().cast::<__m128i>();
     let h0 = _mm256_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(v[0]);
@@ -168,7 +168,7 @@ unsafe fn store_f16<const NT: bool>(y: &mut [f16], v: [__m256; 4]) {
 /// Widens 16 bytes (signed) to two 8-lane f32 vectors, low half first.
 #[inline]
 #[target_feature(enable = "avx2,f16c")]
-fn i8x16_to_ps(q: __m128i) -> (__m256, __m256) {
+pub(super) fn i8x16_to_ps(q: __m128i) -> (__m256, __m256) {
     let a = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q));
     let b = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128::<8>(q)));
     (a, b)
@@ -186,7 +186,7 @@ fn u8x16_to_ps(q: __m128i) -> (__m256, __m256) {
 /// The low and high nibbles of 16 bytes, as bytes 0..16.
 #[inline]
 #[target_feature(enable = "avx2,f16c")]
-fn nibbles(q: __m128i) -> (__m128i, __m128i) {
+pub(super) fn nibbles(q: __m128i) -> (__m128i, __m128i) {
     let m = _mm_set1_epi8(0x0F);
     (
         _mm_and_si128(q, m),
@@ -301,21 +301,32 @@ fn block_q8_0(x: &BlockQ8_0) -> [__m256; 4] {
 
 /// Defines, in a module named after the type, the AVX2 loops over whole
 /// blocks and their safe wrappers, with ordinary and with streaming stores.
+/// `$block(x)` gives the 32 values of a 32-value block; with `groups`,
+/// `$group(x, g)` gives values `32 g..32 g + 32` of a block of any multiple
+/// of 32 values.
 macro_rules! block_kernels {
     ($name:ident, $b:ty, $block:ident) => {
+        const _: () = assert!(<$b as Block>::ELEMENTS == QK);
+        block_kernels!($name, $b, groups |x: &$b, _: usize| $block(x));
+    };
+    ($name:ident, $b:ty, groups $group:expr) => {
         mod $name {
             use super::*;
 
-            const _: () = assert!(<$b as Block>::ELEMENTS == QK);
+            /// Values per block.
+            const N: usize = <$b as Block>::ELEMENTS;
+            const _: () = assert!(N % QK == 0);
 
             /// # Safety
             /// AVX2 and F16C must be available; with `NT`, `dst` must be
             /// 16-byte aligned.
             #[target_feature(enable = "avx2,f16c")]
             unsafe fn to_f32<const NT: bool>(src: &[u8], dst: &mut [f32]) {
-                for (x, y) in as_blocks::<$b>(src).iter().zip(dst.chunks_exact_mut(QK)) {
-                    // SAFETY: blocks are 128 bytes apart from an aligned start.
-                    unsafe { store_f32::<NT>(y, $block(x)) };
+                for (x, y) in as_blocks::<$b>(src).iter().zip(dst.chunks_exact_mut(N)) {
+                    for (g, y) in y.chunks_exact_mut(QK).enumerate() {
+                        // SAFETY: groups are 128 bytes apart from an aligned start.
+                        unsafe { store_f32::<NT>(y, $group(x, g)) };
+                    }
                 }
                 if NT {
                     _mm_sfence();
@@ -326,9 +337,11 @@ macro_rules! block_kernels {
             /// As `to_f32`.
             #[target_feature(enable = "avx2,f16c")]
             unsafe fn to_f16<const NT: bool>(src: &[u8], dst: &mut [f16]) {
-                for (x, y) in as_blocks::<$b>(src).iter().zip(dst.chunks_exact_mut(QK)) {
-                    // SAFETY: blocks are 64 bytes apart from an aligned start.
-                    unsafe { store_f16::<NT>(y, $block(x)) };
+                for (x, y) in as_blocks::<$b>(src).iter().zip(dst.chunks_exact_mut(N)) {
+                    for (g, y) in y.chunks_exact_mut(QK).enumerate() {
+                        // SAFETY: groups are 64 bytes apart from an aligned start.
+                        unsafe { store_f16::<NT>(y, $group(x, g)) };
+                    }
                 }
                 if NT {
                     _mm_sfence();
@@ -371,6 +384,9 @@ block_kernels!(q5_0, BlockQ5_0, block_q5_0);
 block_kernels!(q5_1, BlockQ5_1, block_q5_1);
 block_kernels!(q8_0, BlockQ8_0, block_q8_0);
 
+// For the other types built of 32-value groups (`x86_fp4`).
+pub(super) use {block_kernels, quant_kernels};
+
 /// F16 → f32, 8 at a time (exact widening), the tail by the reference.
 ///
 /// # Safety
@@ -393,12 +409,23 @@ unsafe fn f16_f32_avx<const NT: bool>(src: &[u8], dst: &mut [f32]) {
     crate::decode::float::dequantize_row_f16(s.remainder(), d.into_remainder());
 }
 
-/// Eight BF16s at `b[0..16]` as f32s (the bits shifted to the top half).
+/// Eight BF16s at `b[0..16]` as f32 bits (each 16 bits become the top half,
+/// interleaved with zero halves), values 0..4 then 4..8. Unpacking with zero
+/// keeps the work on the cheapest shuffles: widening with `vpmovzxwd` made
+/// the kernel slower than the scalar loop on some CPUs.
+#[inline]
+#[target_feature(enable = "avx2,f16c")]
+fn bf16x8_to_f32_bits(b: &[u8]) -> (__m128i, __m128i) {
+    let (v, z) = (load16(b, 0), _mm_setzero_si128());
+    (_mm_unpacklo_epi16(z, v), _mm_unpackhi_epi16(z, v))
+}
+
+/// Eight BF16s at `b[0..16]` as f32s.
 #[inline]
 #[target_feature(enable = "avx2,f16c")]
 fn bf16x8_to_ps(b: &[u8]) -> __m256 {
-    let v = _mm256_slli_epi32::<16>(_mm256_cvtepu16_epi32(load16(b, 0)));
-    _mm256_castsi256_ps(v)
+    let (lo, hi) = bf16x8_to_f32_bits(b);
+    _mm256_castsi256_ps(_mm256_set_m128i(hi, lo))
 }
 
 /// BF16 → f16 fused: exact widening to f32, then F16C round to nearest even
@@ -438,8 +465,14 @@ unsafe fn bf16_f32_avx<const NT: bool>(src: &[u8], dst: &mut [f32]) {
     let mut d = dst.chunks_exact_mut(8);
     for (b, y) in (&mut s).zip(&mut d) {
         let y: &mut [f32; 8] = y.try_into().expect("8 outputs");
-        // SAFETY: `y` holds exactly 8 f32s, 32 bytes from an aligned start.
-        unsafe { st_ps::<NT>(y.as_mut_ptr(), bf16x8_to_ps(b)) };
+        let (lo, hi) = bf16x8_to_f32_bits(b);
+        let p = y.as_mut_ptr().cast::<__m128i>();
+        // SAFETY: `y` holds exactly 8 f32s = two 16-byte stores at p[0..2]
+        // (in units of 16 bytes), from an aligned start under `NT`.
+        unsafe {
+            st128::<NT>(p, lo);
+            st128::<NT>(p.add(1), hi);
+        }
     }
     if NT {
         _mm_sfence();

@@ -53,18 +53,26 @@ neon_entry!(bf16_f32, f32, bf16_f32_neon);
 neon_entry!(bf16_f16, f16, bf16_f16_neon);
 
 /// Elements per block of every legacy type here.
-const QK: usize = QK4_0;
+pub(super) const QK: usize = QK4_0;
 
 /// Defines `fn $name<T: Out>(src, dst)`, storing `$block` of every whole
-/// block of `src`, viewed as `$b`, as the matching 32 outputs of `dst`.
+/// block of `src`, viewed as `$b`, as the matching 32 outputs of `dst`; with
+/// `groups`, a block of any multiple of 32 values, `$group(x, g)` giving its
+/// values `32 g..32 g + 32`.
 macro_rules! block_loop {
     ($name:ident, $b:ty, $block:ident) => {
         const _: () = assert!(<$b as Block>::ELEMENTS == QK);
-
+        block_loop!($name, $b, groups |x: &$b, _: usize| $block(x));
+    };
+    ($name:ident, $b:ty, groups $group:expr) => {
         #[target_feature(enable = "neon")]
         fn $name<T: Out>(src: &[u8], dst: &mut [T]) {
-            for (x, y) in as_blocks::<$b>(src).iter().zip(dst.chunks_exact_mut(QK)) {
-                store(y, $block(x));
+            const N: usize = <$b as Block>::ELEMENTS;
+            const { assert!(N % QK == 0) };
+            for (x, y) in as_blocks::<$b>(src).iter().zip(dst.chunks_exact_mut(N)) {
+                for (g, y) in y.chunks_exact_mut(QK).enumerate() {
+                    store(y, $group(x, g));
+                }
             }
         }
     };
@@ -75,6 +83,9 @@ block_loop!(q4_1, BlockQ4_1, block_q4_1);
 block_loop!(q5_0, BlockQ5_0, block_q5_0);
 block_loop!(q5_1, BlockQ5_1, block_q5_1);
 block_loop!(q8_0, BlockQ8_0, block_q8_0);
+
+// For the other types built of 32-value groups (`fp4`).
+pub(super) use block_loop;
 
 /// `v * d + m` as a separate multiply and add (never fused).
 #[inline]
@@ -88,14 +99,14 @@ fn mul_add(mut v: [float32x4_t; 8], d: float32x4_t, m: float32x4_t) -> [float32x
 
 /// Elements 0..16 then 16..32 from two groups of four vectors.
 #[inline]
-fn cat(a: [float32x4_t; 4], b: [float32x4_t; 4]) -> [float32x4_t; 8] {
+pub(super) fn cat(a: [float32x4_t; 4], b: [float32x4_t; 4]) -> [float32x4_t; 8] {
     [a[0], a[1], a[2], a[3], b[0], b[1], b[2], b[3]]
 }
 
 /// The low and high nibbles of 16 bytes.
 #[inline]
 #[target_feature(enable = "neon")]
-fn nibbles(q: uint8x16_t) -> (uint8x16_t, uint8x16_t) {
+pub(super) fn nibbles(q: uint8x16_t) -> (uint8x16_t, uint8x16_t) {
     (vandq_u8(q, vdupq_n_u8(0x0F)), vshrq_n_u8::<4>(q))
 }
 

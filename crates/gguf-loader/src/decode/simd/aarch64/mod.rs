@@ -1,6 +1,8 @@
 //! aarch64 NEON kernels: the legacy types (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0),
-//! the K-quants (Q2_K to Q6_K) and the 1- and 2-bit types (TQ1_0, TQ2_0,
-//! Q1_0, Q2_0) to f32 and fused to f16, plus F16 → f32 and BF16 → f32 / f16.
+//! the K-quants (Q2_K to Q6_K), the 1- and 2-bit types (TQ1_0, TQ2_0,
+//! Q1_0, Q2_0) and the 16-entry-table types (IQ4_NL, IQ4_XS, MXFP4, NVFP4)
+//! to f32 and fused to f16, plus F16 → f32, BF16 → f32 / f16, F32 → f16
+//! and f32 → bf16.
 //!
 //! NEON (Advanced SIMD) is part of every aarch64 target Rust supports, so
 //! there is no run-time detection: the kernels are always handed out.
@@ -32,18 +34,23 @@ use super::{F16Kernel, F32Kernel, Kernels};
 use crate::format::blocks::Half;
 use crate::format::GgmlType;
 
+/// The NEON kernel tables, one per family, asked in turn.
+const FAMILIES: [fn(GgmlType) -> Kernels; 5] = [
+    legacy::kernels,
+    fp4::kernels,
+    float::kernels,
+    kquants::kernels,
+    ternary::kernels,
+];
+
 /// The NEON kernels for `ty` (all [`Kernels`] fields not set here stay
 /// `None`).
 pub fn kernels(ty: GgmlType) -> Kernels {
-    let k = legacy::kernels(ty);
-    if k.f32.is_some() || k.f16.is_some() {
-        return k;
-    }
-    let k = kquants::kernels(ty);
-    if k.f32.is_some() || k.f16.is_some() {
-        return k;
-    }
-    ternary::kernels(ty)
+    FAMILIES
+        .iter()
+        .map(|f| f(ty))
+        .find(|k| k.f32.is_some() || k.f16.is_some())
+        .unwrap_or_default()
 }
 
 /// Both kernels of a type; the streaming variants (x86 only) stay `None`.
@@ -68,9 +75,13 @@ macro_rules! neon_entry {
 }
 
 // After the macro, so that it is in scope there.
+mod float;
+mod fp4;
 mod kquants;
 mod legacy;
 mod ternary;
+
+pub use float::f32_to_bf16;
 
 /// The kernels' element types: each routine writes through [`store`], which
 /// stores f32 lanes as f32 or rounded to f16.

@@ -1,0 +1,253 @@
+//! The SIMD float conversions against `half`, bit for bit: the fused
+//! F32 → f16 kernel (AVX2 + F16C on x86-64, NEON on aarch64) equal to
+//! `half::f16::from_f32` (any NaN where that is NaN), and the f32 → bf16
+//! slice conversion behind every bf16 output equal to `half::bf16::from_f32`
+//! exactly, NaNs included; then the dispatcher's f16 and bf16 outputs of every
+//! type equal to the reference rounded.
+
+mod common;
+
+use common::Lcg;
+
+use gguf_loader::internals::{reference_row_fn, simd};
+use gguf_loader::{bf16, f16, GgmlType};
+
+/// f32 bit patterns around every rounding edge of both half formats: each
+/// top-16-bit pattern with low halves at and around the bf16 halfway point,
+/// and each f16 value's neighbourhood (the value, the halfway point to the
+/// next and their neighbours), plus random bits.
+fn edge_values(rng: &mut Lcg) -> Vec<f32> {
+    let mut v = Vec::new();
+    for hi in 0..=0xFFFFu32 {
+        for lo in [0, 1, 0x7FFF, 0x8000, 0x8001, 0xFFFF] {
+            v.push(f32::from_bits(hi << 16 | lo));
+        }
+        v.push(f32::from_bits(hi << 16 | rng.next_u32() & 0xFFFF));
+    }
+    for bits in 0..0x7C00u16 {
+        let x = f16::from_bits(bits).to_f32();
+        let next = f16::from_bits(bits + 1).to_f32();
+        let mid = if bits == 0x7BFF {
+            65520.0
+        } else {
+            (x + next) / 2.0
+        };
+        let m = mid.to_bits();
+        for y in [x, mid, f32::from_bits(m - 1), f32::from_bits(m + 1)] {
+            v.extend([y, -y]);
+        }
+    }
+    v.extend((0..10_000).map(|_| f32::from_bits(rng.next_u32())));
+    v
+}
+
+fn le_bytes(v: &[f32]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+fn assert_f16_eq(what: &str, got: &[f16], want: &[f32]) {
+    assert_eq!(got.len(), want.len(), "{what}: length");
+    for (i, (g, w)) in got.iter().zip(want).enumerate() {
+        let w16 = f16::from_f32(*w);
+        assert!(
+            g.to_bits() == w16.to_bits() || (g.is_nan() && w16.is_nan()),
+            "{what}: element {i}: got {:#06x}, want {:#06x} (from {:#010x})",
+            g.to_bits(),
+            w16.to_bits(),
+            w.to_bits()
+        );
+    }
+}
+
+fn assert_bf16_eq(what: &str, got: &[bf16], want: &[f32]) {
+    assert_eq!(got.len(), want.len(), "{what}: length");
+    for (i, (g, w)) in got.iter().zip(want).enumerate() {
+        assert_eq!(
+            g.to_bits(),
+            bf16::from_f32(*w).to_bits(),
+            "{what}: element {i} (from {:#010x})",
+            w.to_bits()
+        );
+    }
+}
+
+fn f32_kernels() -> Option<simd::Kernels> {
+    let k = simd::kernels(GgmlType::F32);
+    if k.f16.is_none() {
+        eprintln!("F32: no SIMD f16 kernel on this CPU, skipped");
+        return None;
+    }
+    Some(k)
+}
+
+#[test]
+fn f32_to_f16_kernel_matches_half() {
+    let Some(k) = f32_kernels() else {
+        return;
+    };
+    let values = edge_values(&mut Lcg(0xF16));
+    let src = le_bytes(&values);
+    for (kind, f) in common::variants(k.f16, k.f16_stream) {
+        for got in common::run_placed(values.len(), f16::from_bits(0x7E55), |o| f(&src, o)) {
+            assert_f16_eq(&format!("F32 → f16 {kind}"), &got, &values);
+        }
+        // Every length mod the vector width, and a source not 4-byte aligned.
+        let mut shifted = [0u8; 1 + 4 * 40];
+        shifted[1..].copy_from_slice(&src[..4 * 40]);
+        for n in 0..40 {
+            let mut got = vec![f16::from_bits(0x7E55); n];
+            f(&shifted[1..1 + 4 * n], &mut got);
+            assert_f16_eq(&format!("F32 → f16 {kind} {n} values"), &got, &values[..n]);
+        }
+    }
+}
+
+#[test]
+fn f32_to_f16_kernel_stays_in_bounds() {
+    let Some(k) = f32_kernels() else {
+        return;
+    };
+    let values: Vec<f32> = (0..50).map(|i| i as f32 * 0.37 - 5.0).collect();
+    let src = le_bytes(&values);
+    for (kind, f) in common::variants(k.f16, k.f16_stream) {
+        for src_len in [0, 1, 3, 4, 31, 32, 33, 64, 100, 199, 200] {
+            for dst_len in [0, 1, 7, 8, 9, 17, 25, 50, 60] {
+                let done = (src_len / 4).min(dst_len);
+                let mut got = vec![f16::from_bits(0x7E55); dst_len];
+                f(&src[..src_len], &mut got);
+                let what = format!("F32 → f16 {kind} {src_len}/{dst_len}");
+                assert_f16_eq(&what, &got[..done], &values[..done]);
+                assert!(
+                    got[done..].iter().all(|h| h.to_bits() == 0x7E55),
+                    "{what}: wrote past {done} values"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn f32_to_bf16_matches_half_exactly() {
+    let values = edge_values(&mut Lcg(0xBF16));
+    let mut got = vec![bf16::from_bits(0x7E55); values.len()];
+    simd::f32_to_bf16(&values, &mut got);
+    assert_bf16_eq("f32 → bf16", &got, &values);
+    // Every length mod the vector width, at every offset of the output.
+    for off in 0..4 {
+        for n in 0..40 {
+            let mut buf = vec![bf16::from_bits(0x7E55); off + n + 3];
+            simd::f32_to_bf16(&values[off..off + n], &mut buf[off..off + n]);
+            assert_bf16_eq(
+                &format!("{n} values"),
+                &buf[off..off + n],
+                &values[off..off + n],
+            );
+            assert!(
+                buf[..off]
+                    .iter()
+                    .chain(&buf[off + n..])
+                    .all(|h| h.to_bits() == 0x7E55),
+                "{n} values at {off}: wrote outside"
+            );
+        }
+    }
+    // Mismatched lengths convert the values that fit both.
+    let mut short = vec![bf16::ZERO; 20];
+    simd::f32_to_bf16(&values[..37], &mut short);
+    assert_bf16_eq("short output", &short, &values[..20]);
+    let mut long = vec![bf16::from_bits(0x7E55); 37];
+    simd::f32_to_bf16(&values[..20], &mut long);
+    assert_bf16_eq("long output", &long[..20], &values[..20]);
+    assert!(long[20..].iter().all(|h| h.to_bits() == 0x7E55));
+}
+
+/// Every type's golden blocks through the dispatcher: f16 and bf16 outputs
+/// equal to the reference rounded, on one thread and on several.
+#[test]
+fn every_type_f16_and_bf16_output_is_the_reference_rounded() {
+    for ty in GgmlType::ALL {
+        let g = common::golden(&ty.name().to_ascii_lowercase());
+        let n = g.expected.len();
+        let mut want = vec![0f32; n];
+        reference_row_fn(ty)(&g.raw, &mut want);
+        let name = ty.name();
+        let mut h = vec![f16::ZERO; n];
+        gguf_loader::dequantize_into(ty, &g.raw, &mut h).unwrap();
+        let mut b = vec![bf16::ZERO; n];
+        gguf_loader::dequantize_into(ty, &g.raw, &mut b).unwrap();
+        let (hp, bp): (Vec<f16>, Vec<bf16>) = (
+            gguf_loader::dequantize(ty, &g.raw).unwrap(),
+            gguf_loader::dequantize(ty, &g.raw).unwrap(),
+        );
+        if ty == GgmlType::F16 {
+            // F16 → f16 copies the bits.
+            assert!(
+                h.iter()
+                    .chain(&hp)
+                    .zip(g.raw.chunks_exact(2).cycle())
+                    .all(|(h, r)| h.to_le_bytes() == r),
+                "{name}"
+            );
+        } else {
+            assert_f16_eq(&format!("{name} → f16"), &h, &want);
+            assert_f16_eq(&format!("{name} → f16 par"), &hp, &want);
+        }
+        if ty == GgmlType::BF16 {
+            assert!(
+                b.iter()
+                    .chain(&bp)
+                    .zip(g.raw.chunks_exact(2).cycle())
+                    .all(|(h, r)| h.to_le_bytes() == r),
+                "{name}"
+            );
+        } else {
+            assert_bf16_eq(&format!("{name} → bf16"), &b, &want);
+            assert_bf16_eq(&format!("{name} → bf16 par"), &bp, &want);
+        }
+    }
+}
+
+/// Plain float tensors with special values everywhere, through the
+/// dispatcher to each output float, in runs longer than its scratch.
+#[test]
+fn float_types_convert_between_each_other() {
+    let values = edge_values(&mut Lcg(0xF1));
+    let f32_src = le_bytes(&values);
+    let f16_src: Vec<u8> = values
+        .iter()
+        .flat_map(|v| f16::from_f32(*v).to_le_bytes())
+        .collect();
+    let bf16_src: Vec<u8> = values
+        .iter()
+        .flat_map(|v| bf16::from_f32(*v).to_le_bytes())
+        .collect();
+    for (ty, src) in [
+        (GgmlType::F32, &f32_src),
+        (GgmlType::F16, &f16_src),
+        (GgmlType::BF16, &bf16_src),
+    ] {
+        let mut want = vec![0f32; values.len()];
+        reference_row_fn(ty)(src, &mut want);
+        let got: Vec<f32> = gguf_loader::dequantize(ty, src).unwrap();
+        common::assert_bits_eq(&format!("{ty} → f32"), &got, &want);
+        if ty != GgmlType::F16 {
+            let got: Vec<f16> = gguf_loader::dequantize(ty, src).unwrap();
+            assert_f16_eq(&format!("{ty} → f16"), &got, &want);
+        }
+        if ty != GgmlType::BF16 {
+            let got: Vec<bf16> = gguf_loader::dequantize(ty, src).unwrap();
+            assert_bf16_eq(&format!("{ty} → bf16"), &got, &want);
+        }
+    }
+}
+
+/// NEON is on every aarch64 CPU, so there the F32 → f16 kernel must exist
+/// (the tests above would otherwise pass by skipping).
+#[cfg(all(target_arch = "aarch64", target_endian = "little"))]
+#[test]
+fn neon_kernels_present() {
+    assert!(
+        simd::kernels(GgmlType::F32).f16.is_some(),
+        "F32: no NEON f16 kernel"
+    );
+}

@@ -4,6 +4,8 @@
 # by git through .git/info/exclude; name it in the device tool's `carry`):
 #   gguf-loader     the CLI with the `cuda` feature
 #   cuda-tests      tests/cuda.rs (every type x three outputs, GPU vs CPU)
+#   forward-tests   gguf-loader-llm's tests/forward_cuda.rs (GPU forward vs CPU,
+#                   the stability check on the GPU)
 #   cuda-bench      examples/cuda_bench.rs (the report)
 #   cuda-cublas     examples/cuda_cublas.rs (a loaded weight through cuBLAS)
 #   gpu-check.sh    the script itself
@@ -25,10 +27,19 @@ for l in sys.stdin:
     if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["name"] == "cuda":
         print(m["executable"])')
 [ -n "$test_bin" ] || { echo "no cuda test binary" >&2; exit 1; }
+fwd_bin=$(cargo test --release -p gguf-loader-llm --features cuda --test forward_cuda --no-run \
+    --message-format=json 2>/dev/null |
+    python3 -c 'import json,sys
+for l in sys.stdin:
+    m = json.loads(l)
+    if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["name"] == "forward_cuda":
+        print(m["executable"])')
+[ -n "$fwd_bin" ] || { echo "no forward_cuda test binary" >&2; exit 1; }
 
 copy() { objcopy --strip-debug "$1" "$out/$2"; }
 copy target/release/gguf-loader gguf-loader
 copy "$test_bin" cuda-tests
+copy "$fwd_bin" forward-tests
 copy target/release/examples/cuda_bench cuda-bench
 copy target/release/examples/cuda_cublas cuda-cublas
 cp scripts/gpu-check.sh "$out/"

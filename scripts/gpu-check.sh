@@ -3,7 +3,8 @@
 # put in gpu-carry/ (run from the repository root: gpu-carry/gpu-check.sh).
 # Synthesizes the models it needs, runs the CUDA tests (every type x f32,
 # f16, bf16 against the CPU bit for bit, random blocks, every staging mode,
-# lazy layers, progress and cancel), converts synthesized models of every
+# lazy layers, progress and cancel), the GPU forward pass against the CPU's
+# and the stability check on the GPU, GPU generation speed, converts synthesized models of every
 # type on the CPU and on the GPU and compares the files byte for byte,
 # multiplies a loaded weight with cuBLAS, times the first and the second
 # start (kernel compile vs the disk cache), then prints the benchmark
@@ -67,6 +68,12 @@ for d in f16 bf16 f32; do
     "$B/gguf-loader" convert "$W/smollm2-q4_1.gguf" -o "$W/c.gguf" --dtype $d --force >/dev/null
     "$B/gguf-loader" convert "$W/smollm2-q4_1.gguf" -o "$W/g.gguf" --dtype $d --force --device cuda >/dev/null
     check "convert smollm2-shaped q4_1 -> $d" cmp "$W/c.gguf" "$W/g.gguf"
+done
+
+step "the forward pass on the GPU against the CPU's; the stability check on the GPU"
+check forward-tests env GGUF_LOADER_MODEL="$W/smollm2-q4_1.gguf" "$B/forward-tests" --test-threads 1 --nocapture
+for d in cpu cuda; do
+    "$B/gguf-loader" generate "$W/tinyllama-q4_0.gguf" --ids --tokens 1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16 -n 64 --device $d >/dev/null
 done
 
 step "cuBLAS on a loaded weight"

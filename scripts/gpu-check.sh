@@ -84,6 +84,17 @@ step "lazy on the GPU (time to first layer) against the eager load"
 "$B/gguf-loader" load "$W/tinyllama-q4_0.gguf" --device cuda
 "$B/gguf-loader" load "$W/tinyllama-q4_0.gguf" --device cuda --dtype f32
 
+step "CPU decode on this host (issue #13): every type, one thread and all threads, f16 out, against memcpy"
+grep -q avx512f /proc/cpuinfo && echo "AVX-512: present (the kernels are AVX2; an AVX-512 path is owed a measurement here)" || echo "AVX-512: absent"
+for ty in q4_0 q4_1 q5_0 q5_1 q8_0 q2_k q3_k q4_k q5_k q6_k iq2_xxs iq2_xs iq2_s iq3_xxs iq3_s iq1_s iq1_m \
+    iq4_nl iq4_xs tq1_0 tq2_0 mxfp4 nvfp4 q1_0 q2_0 f32 f16 bf16; do
+    m=$W/smol-$ty.gguf
+    "$B/gguf-loader" synth --preset smollm2-135m --type "$ty" -o "$m" >/dev/null 2>&1 || continue
+    echo "### $ty"
+    "$B/gguf-loader" bench "$m" --threads "$(nproc)"
+    rm -f "$m"
+done
+
 step benchmarks
 models=("$W/tinyllama-q4_0.gguf")
 if [ "${QUICK:-0}" != 1 ]; then

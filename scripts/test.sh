@@ -15,3 +15,4 @@ export GGUF_LOADER_MODEL="$model" GGUF_LOADER_GEMMA="$gemma" GGUF_LOADER_REQUIRE
 cargo test --workspace --release "$@"
 cargo test --release -p gguf-loader --features cuda --lib --test cuda "$@"
 cargo test --release -p gguf-loader-cli --features cuda --test device "$@"
+cargo test --release -p gguf-loader-llm --features cuda --test forward_cuda "$@"

@@ -38,6 +38,9 @@ pub struct Args<'a> {
     pub chat: bool,
     /// Ids in and out, one per line: no tokenizer needed.
     pub ids: bool,
+    /// Take the layers from a lazy model as the forward pass reaches them
+    /// (next layer prefetched), instead of decoding the model first.
+    pub lazy: bool,
 }
 
 /// A forward pass with its KV cache: the CPU's [`Transformer`] or, with
@@ -147,12 +150,17 @@ impl Out<'_> {
 /// or a failed write to standard output.
 pub fn run(a: &Args<'_>) -> Result<(), CliError> {
     if let Device::Cuda(ordinal) = a.device {
+        if a.lazy {
+            return Err(
+                "--lazy runs on the CPU (the GPU forward pass holds the whole model)".into(),
+            );
+        }
         if a.dtype != ElementKind::F16 {
             return Err("on a GPU the weights are f16 (--dtype f16)".into());
         }
         #[cfg(feature = "cuda")]
         {
-            return run_on(a, "f16", |loader| {
+            return run_on(a, "f16 weights", |loader| {
                 gguf_loader_llm::forward::cuda::CudaTransformer::load(loader, ordinal)
             });
         }
@@ -170,7 +178,15 @@ pub fn run(a: &Args<'_>) -> Result<(), CliError> {
 }
 
 fn run_with<T: WeightElement>(a: &Args<'_>) -> Result<(), CliError> {
-    run_on(a, T::KIND.name(), |loader| Transformer::<T>::load(loader))
+    if a.lazy {
+        let what = format!("{} weights, lazy", T::KIND.name());
+        return run_on(a, &what, |_| {
+            let loader = MmapGGUFLoader::new(a.file).map_err(ForwardError::from)?;
+            Transformer::<T>::load_lazy(std::sync::Arc::new(loader))
+        });
+    }
+    let what = format!("{} weights", T::KIND.name());
+    run_on(a, &what, |loader| Transformer::<T>::load(loader))
 }
 
 /// Loads the model with `load`, runs the prompt, then samples up to `n`
@@ -256,7 +272,7 @@ fn run_on<M: Step>(
     };
     let rate = |n: usize, s: f64| if s > 0.0 { n as f64 / s } else { 0.0 };
     eprintln!(
-        "load: {load_s:.2} s ({weights} weights on {}, RSS {:.1} MiB); first token after {first_token_s:.2} s; \
+        "load: {load_s:.2} s ({weights} on {}, RSS {:.1} MiB); first token after {first_token_s:.2} s; \
          prompt: {} tokens, {:.1} tokens/s; generation: {generated} tokens, {:.1} tokens/s; \
          peak RSS {:.1} MiB{vram}",
         a.device,

@@ -258,6 +258,11 @@ enum Command {
         /// (needs no tokenizer).
         #[arg(long)]
         ids: bool,
+        /// Decode each layer when the forward pass reaches it (the next one
+        /// prefetched) instead of loading the model first: a sooner first
+        /// token, a smaller footprint, slower tokens after.
+        #[arg(long)]
+        lazy: bool,
     },
     /// Check the structure and scan the data for NaN/Inf values and scales
     /// (exit 0 clean, 1 data problems, 2 malformed).
@@ -369,6 +374,7 @@ fn run(command: Command) -> Result<ExitCode, CliError> {
             device,
             chat,
             ids,
+            lazy,
         } => generate::run(&generate::Args {
             file: &file,
             prompt: prompt.as_deref(),
@@ -381,6 +387,7 @@ fn run(command: Command) -> Result<ExitCode, CliError> {
             device,
             chat,
             ids,
+            lazy,
         })?,
         Command::Verify { file, json } => return verify::run(&file, json),
         Command::Tokenize {

@@ -23,7 +23,9 @@ pub mod cuda;
 mod ops;
 mod sample;
 
-use gguf_loader::{f16, Device, MetadataError, MmapGGUFLoader, Model, Tensor, Value};
+use std::sync::Arc;
+
+use gguf_loader::{f16, Device, LazyModel, MetadataError, MmapGGUFLoader, Model, Tensor, Value};
 use half::slice::HalfFloatSliceExt;
 use rayon::prelude::*;
 
@@ -147,7 +149,8 @@ impl Config {
 }
 
 struct Mat<T> {
-    t: Tensor<T>,
+    /// Shared with a lazy model's layer, or the model's own.
+    t: Arc<Tensor<T>>,
     rows: usize,
     cols: usize,
 }
@@ -183,7 +186,64 @@ pub struct Transformer<T> {
     /// `None`: tied to the embeddings.
     output: Option<Mat<T>>,
     output_norm: Vec<f32>,
+    /// Every layer, or none when they come from `lazy`.
     layers: Vec<LayerWeights<T>>,
+    dims: Dims,
+    lazy: Option<LazyModel<T>>,
+}
+
+/// Where a model's matrices come from.
+enum Source<T> {
+    /// Moved out of a loaded model.
+    Model(Model<T>),
+    /// Taken from a lazy model, layer by layer as the forward pass goes.
+    Lazy(LazyModel<T>),
+}
+
+/// The widths a layer's tensors are checked against.
+#[derive(Debug, Clone, Copy)]
+struct Dims {
+    n_embd: usize,
+    q_dim: usize,
+    kv_dim: usize,
+    head_dim: usize,
+    gemma: bool,
+}
+
+/// Layer `il`'s matrices from `find` (checked against `d`) and its norms
+/// read as f32 from `loader`.
+fn layer_weights<T: WeightElement>(
+    find: &mut dyn FnMut(&str) -> Option<Arc<Tensor<T>>>,
+    loader: &MmapGGUFLoader,
+    il: usize,
+    d: &Dims,
+) -> Result<LayerWeights<T>, ForwardError> {
+    let p = |s: &str| format!("blk.{il}.{s}.weight");
+    let mut take = |name: &str, cols, rows| take_mat(find, name, cols, rows);
+    let wq = take(&p("attn_q"), d.n_embd, Some(d.q_dim))?;
+    let wk = take(&p("attn_k"), d.n_embd, Some(d.kv_dim))?;
+    let wv = take(&p("attn_v"), d.n_embd, Some(d.kv_dim))?;
+    let wo = take(&p("attn_output"), d.q_dim, Some(d.n_embd))?;
+    let gate = take(&p("ffn_gate"), d.n_embd, None)?;
+    let n_ff = gate.rows;
+    let up = take(&p("ffn_up"), d.n_embd, Some(n_ff))?;
+    let down = take(&p("ffn_down"), n_ff, Some(d.n_embd))?;
+    let gemma_norm = |name: &str, len| d.gemma.then(|| norm(loader, &p(name), len)).transpose();
+    Ok(LayerWeights {
+        attn_norm: norm(loader, &p("attn_norm"), d.n_embd)?,
+        q_norm: gemma_norm("attn_q_norm", d.head_dim)?,
+        k_norm: gemma_norm("attn_k_norm", d.head_dim)?,
+        post_attn_norm: gemma_norm("post_attention_norm", d.n_embd)?,
+        ffn_norm: norm(loader, &p("ffn_norm"), d.n_embd)?,
+        post_ffn_norm: gemma_norm("post_ffw_norm", d.n_embd)?,
+        wq,
+        wk,
+        wv,
+        wo,
+        gate,
+        up,
+        down,
+    })
 }
 
 impl<T> Transformer<T> {
@@ -299,7 +359,26 @@ impl<T: WeightElement> Transformer<T> {
     /// those (feature `cuda`); [`Transformer::forward`] wants them on the CPU.
     pub fn from_model(
         loader: &MmapGGUFLoader,
-        mut model: Model<T>,
+        model: Model<T>,
+    ) -> Result<Transformer<T>, ForwardError> {
+        Self::build(loader, Source::Model(model))
+    }
+
+    /// A model over a [`LazyModel`] of `loader` (phase 5 of the design):
+    /// only the embeddings, the output head and the norms are decoded now;
+    /// each forward pass takes every layer from the lazy model as it comes
+    /// to it, the next one prefetched (decoded on another thread) while this
+    /// one computes, and drops it after. Memory holds about two layers; the
+    /// first token comes as soon as the first layers are decoded, not after
+    /// the whole model. Errs as [`Transformer::from_model`].
+    pub fn load_lazy(loader: Arc<MmapGGUFLoader>) -> Result<Transformer<T>, ForwardError> {
+        let lazy = LazyModel::<T>::new(loader.clone());
+        Self::build(&loader, Source::Lazy(lazy))
+    }
+
+    fn build(
+        loader: &MmapGGUFLoader,
+        mut source: Source<T>,
     ) -> Result<Transformer<T>, ForwardError> {
         let m = loader.metadata();
         let arch = match m.architecture()? {
@@ -370,7 +449,11 @@ impl<T: WeightElement> Transformer<T> {
                 )))
             }
         };
-        let factors = match model.take("rope_freqs.weight") {
+        if let Source::Model(model) = &mut source {
+            // Read as f32 below; not a matrix.
+            model.take("rope_freqs.weight");
+        }
+        let factors = match loader.tensor_info("rope_freqs.weight") {
             Some(_) => {
                 let f = loader.load_tensor::<f32>("rope_freqs.weight", Device::Cpu)?;
                 if f.len() != n_rot / 2 {
@@ -444,51 +527,40 @@ impl<T: WeightElement> Transformer<T> {
             .map(|&s| if s { swa_rope.clone() } else { global.clone() })
             .collect();
 
-        let mut take = |name: &str, cols, rows| take_mat(&mut model, name, cols, rows);
-        let q_dim = n_head * head_dim;
-        let kv_dim = n_head_kv * head_dim;
-        let tok_embd = take("token_embd.weight", n_embd, None)?;
+        let dims = Dims {
+            n_embd,
+            q_dim: n_head * head_dim,
+            kv_dim: n_head_kv * head_dim,
+            head_dim,
+            gemma: arch == Arch::Gemma3,
+        };
+        let is_lazy = matches!(source, Source::Lazy(_));
+        let mut find: Box<dyn FnMut(&str) -> Option<Arc<Tensor<T>>> + '_> = match &mut source {
+            Source::Model(model) => Box::new(move |n: &str| model.take(n).map(Arc::new)),
+            Source::Lazy(lazy) => Box::new(move |n: &str| lazy.tensor(n).ok()),
+        };
+        let tok_embd = take_mat(&mut *find, "token_embd.weight", n_embd, None)?;
         let n_vocab = tok_embd.rows;
-        let output = match take("output.weight", n_embd, Some(n_vocab)) {
+        let output = match take_mat(&mut *find, "output.weight", n_embd, Some(n_vocab)) {
             Err(ForwardError::MissingTensor(_)) => None,
             other => Some(other?),
         };
         let mut layers = Vec::with_capacity(n_layer);
-        let mut n_ff = 0;
-        for il in 0..n_layer {
-            let p = |s: &str| format!("blk.{il}.{s}.weight");
-            let wq = take(&p("attn_q"), n_embd, Some(q_dim))?;
-            let wk = take(&p("attn_k"), n_embd, Some(kv_dim))?;
-            let wv = take(&p("attn_v"), n_embd, Some(kv_dim))?;
-            let wo = take(&p("attn_output"), q_dim, Some(n_embd))?;
-            let gate = take(&p("ffn_gate"), n_embd, None)?;
-            n_ff = gate.rows;
-            let up = take(&p("ffn_up"), n_embd, Some(n_ff))?;
-            let down = take(&p("ffn_down"), n_ff, Some(n_embd))?;
-            let gemma = arch == Arch::Gemma3;
-            layers.push(LayerWeights {
-                attn_norm: norm(loader, &p("attn_norm"), n_embd)?,
-                q_norm: gemma
-                    .then(|| norm(loader, &p("attn_q_norm"), head_dim))
-                    .transpose()?,
-                k_norm: gemma
-                    .then(|| norm(loader, &p("attn_k_norm"), head_dim))
-                    .transpose()?,
-                post_attn_norm: gemma
-                    .then(|| norm(loader, &p("post_attention_norm"), n_embd))
-                    .transpose()?,
-                ffn_norm: norm(loader, &p("ffn_norm"), n_embd)?,
-                post_ffn_norm: gemma
-                    .then(|| norm(loader, &p("post_ffw_norm"), n_embd))
-                    .transpose()?,
-                wq,
-                wk,
-                wv,
-                wo,
-                gate,
-                up,
-                down,
-            });
+        let n_ff;
+        if is_lazy {
+            drop(find);
+            // Layers come when asked; the width from the first one's info.
+            n_ff = loader
+                .tensor_info("blk.0.ffn_gate.weight")
+                .and_then(|t| t.ne().get(1).copied())
+                .and_then(|v| usize::try_from(v).ok())
+                .ok_or_else(|| ForwardError::MissingTensor("blk.0.ffn_gate.weight".into()))?;
+        } else {
+            for il in 0..n_layer {
+                layers.push(layer_weights(&mut *find, loader, il, &dims)?);
+            }
+            n_ff = layers.first().map_or(0, |l: &LayerWeights<T>| l.gate.rows);
+            drop(find);
         }
         let output_norm = norm(loader, "output_norm.weight", n_embd)?;
         Ok(Transformer {
@@ -512,7 +584,33 @@ impl<T: WeightElement> Transformer<T> {
             output,
             output_norm,
             layers,
+            dims,
+            lazy: match source {
+                Source::Lazy(l) => Some(l),
+                Source::Model(_) => None,
+            },
         })
+    }
+
+    /// Layer `il` from the lazy model (waiting for its prefetch if one is
+    /// running), the next one (after the last: the first, for the next
+    /// token) prefetched.
+    fn lazy_layer(&self, lazy: &LazyModel<T>, il: usize) -> Result<LayerWeights<T>, ForwardError> {
+        let layer = lazy.layer(il)?;
+        lazy.prefetch_layer((il + 1) % self.config.n_layer);
+        let mut find = |name: &str| {
+            let suffix = name
+                .split_once('.')
+                .and_then(|(_, r)| r.split_once('.'))
+                .map(|(_, s)| s)?;
+            layer.get(suffix).cloned()
+        };
+        layer_weights(&mut find, lazy.loader(), il, &self.dims)
+    }
+
+    /// Whether the layers come from a lazy model ([`Transformer::load_lazy`]).
+    pub fn is_lazy(&self) -> bool {
+        self.lazy.is_some()
     }
 
     /// The hyper-parameters.
@@ -614,7 +712,15 @@ impl<T: WeightElement> Transformer<T> {
             values: &x,
         });
 
-        for (il, l) in self.layers.iter().enumerate() {
+        for il in 0..c.n_layer {
+            let taken;
+            let l = match &self.lazy {
+                None => &self.layers[il],
+                Some(lazy) => {
+                    taken = self.lazy_layer(lazy, il)?;
+                    &taken
+                }
+            };
             let obs = |observe: &mut dyn FnMut(Activation<'_>), name, values: &[f32]| {
                 observe(Activation {
                     name,
@@ -718,18 +824,16 @@ fn set_pattern(flags: &mut [bool], n: usize) {
     }
 }
 
-/// Moves the matrix `name` (`ne = [cols, rows]`; any `rows` when `None`)
-/// out of `model`.
+/// The matrix `name` (`ne = [cols, rows]`; any `rows` when `None`), as
+/// `find` gives it (moved out of a model, or shared with a lazy layer).
 fn take_mat<T: WeightElement>(
-    model: &mut Model<T>,
+    find: &mut dyn FnMut(&str) -> Option<Arc<Tensor<T>>>,
     name: &str,
     cols: usize,
     rows: Option<usize>,
 ) -> Result<Mat<T>, ForwardError> {
-    let t = model
-        .take(name)
-        .ok_or_else(|| ForwardError::MissingTensor(name.into()))?;
-    let ne = t.ne().to_vec();
+    let t = find(name).ok_or_else(|| ForwardError::MissingTensor(name.into()))?;
+    let ne = Tensor::ne(&t).to_vec();
     if ne.len() != 2 || ne[0] != cols || rows.is_some_and(|r| ne[1] != r) {
         return Err(ForwardError::Shape {
             name: name.into(),

@@ -298,6 +298,11 @@ impl CudaTransformer {
     /// Runs a [`Transformer`] whose matrices are on a GPU (built by
     /// [`Transformer::from_model`] from a model loaded there).
     pub fn from_transformer(inner: Transformer<f16>) -> Result<CudaTransformer, ForwardError> {
+        if inner.is_lazy() {
+            return Err(ForwardError::Unsupported(
+                "a lazy model runs on the CPU here".into(),
+            ));
+        }
         let device = inner.tok_embd.t.device();
         let slice = inner
             .tok_embd

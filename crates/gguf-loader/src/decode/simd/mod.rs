@@ -18,6 +18,13 @@ use crate::format::GgmlType;
 
 #[cfg(all(target_arch = "aarch64", target_endian = "little"))]
 mod aarch64;
+#[cfg(any(
+    target_arch = "x86_64",
+    all(target_arch = "aarch64", target_endian = "little")
+))]
+mod iq_groups;
+#[cfg(target_arch = "x86_64")]
+mod x86_iquants;
 #[cfg(target_arch = "x86_64")]
 mod x86_kquants;
 #[cfg(target_arch = "x86_64")]
@@ -65,7 +72,11 @@ pub fn kernels(ty: GgmlType) -> Kernels {
         if k.f32.is_some() || k.f16.is_some() {
             return k;
         }
-        x86_kquants::kernels(ty)
+        let k = x86_kquants::kernels(ty);
+        if k.f32.is_some() || k.f16.is_some() {
+            return k;
+        }
+        x86_iquants::kernels(ty)
     }
     #[cfg(all(target_arch = "aarch64", target_endian = "little"))]
     {

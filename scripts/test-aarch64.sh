@@ -12,7 +12,7 @@
 # "SKIPPED: <why>" and exits 0; build, lint or test failures fail it.
 #
 # Runs: the lib unit tests and the simd_legacy, simd_kquants, golden_legacy,
-# golden_kquants, golden_iquants and decode tests (release), then the lib
+# golden_kquants, golden_iquants, decode and simd_iquants tests (release), then the lib
 # and SIMD tests again on an emulated Cortex-A53 (no FEAT_FP16, so `half`
 # converts f16 in software: the NEON f16 conversions are checked against
 # that too), then clippy -D warnings for the aarch64 target.
@@ -30,7 +30,7 @@ skip() {
 
 target=aarch64-unknown-linux-gnu
 tests=(--lib --test simd_legacy --test simd_kquants --test golden_legacy
-    --test golden_kquants --test golden_iquants --test decode)
+    --test golden_kquants --test golden_iquants --test decode --test simd_iquants)
 
 # Runs `cargo "$@"`, printing the test binaries and their summaries (the
 # whole log on failure).
@@ -133,7 +133,7 @@ run_tests test -p gguf-loader --release --target $target "${tests[@]}"
 
 echo "== lib and SIMD tests under qemu (cpu cortex-a53: no FEAT_FP16, software f16 in half)"
 QEMU_CPU=cortex-a53 run_tests test -p gguf-loader --release --target $target \
-    --lib --test simd_legacy --test simd_kquants
+    --lib --test simd_legacy --test simd_kquants --test simd_iquants
 
 echo "== clippy for $target"
 t_clippy=$(date +%s)

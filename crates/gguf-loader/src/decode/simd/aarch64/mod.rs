@@ -39,7 +39,11 @@ pub fn kernels(ty: GgmlType) -> Kernels {
     if k.f32.is_some() || k.f16.is_some() {
         return k;
     }
-    kquants::kernels(ty)
+    let k = kquants::kernels(ty);
+    if k.f32.is_some() || k.f16.is_some() {
+        return k;
+    }
+    iquants::kernels(ty)
 }
 
 /// Both kernels of a type; the streaming variants (x86 only) stay `None`.
@@ -64,6 +68,7 @@ macro_rules! neon_entry {
 }
 
 // After the macro, so that it is in scope there.
+mod iquants;
 mod kquants;
 mod legacy;
 

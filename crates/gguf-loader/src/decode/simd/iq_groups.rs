@@ -12,6 +12,7 @@
 //! Every grid index is built from masked bit fields, as the reference
 //! builds it, so it is below its table's length and no lookup can panic.
 
+use super::Kernels;
 use crate::decode::iquants::tables::{
     IQ1S_GRID, IQ2S_GRID, IQ2XS_GRID, IQ2XXS_GRID, IQ3S_GRID, IQ3XXS_GRID, KSIGNS_IQ2XS,
 };
@@ -19,6 +20,27 @@ use crate::format::blocks::{
     f16_le, iq1m_scale, u16_at, u32_at, Block, BlockIQ1_M, BlockIQ1_S, BlockIQ2_S, BlockIQ2_XS,
     BlockIQ2_XXS, BlockIQ3_S, BlockIQ3_XXS, QK_K,
 };
+use crate::format::GgmlType;
+
+/// The kernels of one architecture, made for any block type here.
+pub trait Tables {
+    /// The kernels of block type `B`.
+    fn table<B: IqBlock>() -> Kernels;
+}
+
+/// `A`'s kernels for `ty`, where `ty` is one of the types here.
+pub fn kernels<A: Tables>(ty: GgmlType) -> Kernels {
+    match ty {
+        GgmlType::IQ2_XXS => A::table::<BlockIQ2_XXS>(),
+        GgmlType::IQ2_XS => A::table::<BlockIQ2_XS>(),
+        GgmlType::IQ2_S => A::table::<BlockIQ2_S>(),
+        GgmlType::IQ3_XXS => A::table::<BlockIQ3_XXS>(),
+        GgmlType::IQ3_S => A::table::<BlockIQ3_S>(),
+        GgmlType::IQ1_S => A::table::<BlockIQ1_S>(),
+        GgmlType::IQ1_M => A::table::<BlockIQ1_M>(),
+        _ => Kernels::default(),
+    }
+}
 
 /// Groups of eight outputs in a block.
 pub const GROUPS: usize = QK_K / 8;

@@ -15,48 +15,33 @@
 //! blocks and ignores the rest of both slices.
 
 use std::arch::x86_64::*;
-use std::sync::OnceLock;
 
 use half::f16;
 
-use super::iq_groups::{IqBlock, GROUPS};
+use super::iq_groups::{self, IqBlock, Tables, GROUPS};
 use super::Kernels;
-use crate::format::blocks::{
-    as_blocks, BlockIQ1_M, BlockIQ1_S, BlockIQ2_S, BlockIQ2_XS, BlockIQ2_XXS, BlockIQ3_S,
-    BlockIQ3_XXS, QK_K,
-};
+use crate::format::blocks::{as_blocks, QK_K};
 use crate::format::GgmlType;
-
-/// Whether this CPU runs AVX2 and F16C (checked once).
-fn available() -> bool {
-    static AVAILABLE: OnceLock<bool> = OnceLock::new();
-    *AVAILABLE.get_or_init(|| is_x86_feature_detected!("avx2") && is_x86_feature_detected!("f16c"))
-}
 
 /// The kernels for `ty`, where there are some and the CPU can run them.
 pub fn kernels(ty: GgmlType) -> Kernels {
-    if !available() {
+    if !super::x86_kquants::available() {
         return Kernels::default();
     }
-    match ty {
-        GgmlType::IQ2_XXS => table::<BlockIQ2_XXS>(),
-        GgmlType::IQ2_XS => table::<BlockIQ2_XS>(),
-        GgmlType::IQ2_S => table::<BlockIQ2_S>(),
-        GgmlType::IQ3_XXS => table::<BlockIQ3_XXS>(),
-        GgmlType::IQ3_S => table::<BlockIQ3_S>(),
-        GgmlType::IQ1_S => table::<BlockIQ1_S>(),
-        GgmlType::IQ1_M => table::<BlockIQ1_M>(),
-        _ => Kernels::default(),
-    }
+    iq_groups::kernels::<Avx2>(ty)
 }
 
-/// All four kernels of block type `B`.
-fn table<B: IqBlock>() -> Kernels {
-    Kernels {
-        f32: Some(kernel::<B, f32, false>),
-        f16: Some(kernel::<B, f16, false>),
-        f32_stream: Some(kernel::<B, f32, true>),
-        f16_stream: Some(kernel::<B, f16, true>),
+/// The AVX2 kernels.
+struct Avx2;
+
+impl Tables for Avx2 {
+    fn table<B: IqBlock>() -> Kernels {
+        Kernels {
+            f32: Some(kernel::<B, f32, false>),
+            f16: Some(kernel::<B, f16, false>),
+            f32_stream: Some(kernel::<B, f32, true>),
+            f16_stream: Some(kernel::<B, f16, true>),
+        }
     }
 }
 

@@ -24,7 +24,7 @@ use crate::format::blocks::{as_blocks, BlockQ4_K, BlockQ5_K, BlockQ6_K, Half, K_
 use crate::format::GgmlType;
 
 /// Whether this CPU runs AVX2 and F16C (checked once).
-fn available() -> bool {
+pub(super) fn available() -> bool {
     static AVAILABLE: OnceLock<bool> = OnceLock::new();
     *AVAILABLE.get_or_init(|| is_x86_feature_detected!("avx2") && is_x86_feature_detected!("f16c"))
 }

@@ -19,30 +19,22 @@ use std::arch::aarch64::*;
 use half::f16;
 
 use super::{both, store, Kernels, Out};
-use crate::decode::simd::iq_groups::{IqBlock, GROUPS};
-use crate::format::blocks::{
-    as_blocks, BlockIQ1_M, BlockIQ1_S, BlockIQ2_S, BlockIQ2_XS, BlockIQ2_XXS, BlockIQ3_S,
-    BlockIQ3_XXS, QK_K,
-};
+use crate::decode::simd::iq_groups::{self, IqBlock, Tables, GROUPS};
+use crate::format::blocks::{as_blocks, QK_K};
 use crate::format::GgmlType;
 
 /// The kernels for `ty`, where this module has some.
 pub fn kernels(ty: GgmlType) -> Kernels {
-    match ty {
-        GgmlType::IQ2_XXS => table::<BlockIQ2_XXS>(),
-        GgmlType::IQ2_XS => table::<BlockIQ2_XS>(),
-        GgmlType::IQ2_S => table::<BlockIQ2_S>(),
-        GgmlType::IQ3_XXS => table::<BlockIQ3_XXS>(),
-        GgmlType::IQ3_S => table::<BlockIQ3_S>(),
-        GgmlType::IQ1_S => table::<BlockIQ1_S>(),
-        GgmlType::IQ1_M => table::<BlockIQ1_M>(),
-        _ => Kernels::default(),
-    }
+    iq_groups::kernels::<Neon>(ty)
 }
 
-/// Both kernels of block type `B`.
-fn table<B: IqBlock>() -> Kernels {
-    both(kernel::<B, f32>, kernel::<B, f16>)
+/// The NEON kernels.
+struct Neon;
+
+impl Tables for Neon {
+    fn table<B: IqBlock>() -> Kernels {
+        both(kernel::<B, f32>, kernel::<B, f16>)
+    }
 }
 
 /// The safe kernel around [`blocks`].

@@ -12,11 +12,11 @@
 # "SKIPPED: <why>" and exits 0; build, lint or test failures fail it.
 #
 # Runs: the lib unit tests and the simd_legacy, simd_kquants, simd_ternary,
-# simd_fp4, simd_float, golden_legacy, golden_kquants, golden_iquants and
-# decode tests (release), then the lib and SIMD tests again on an emulated
-# Cortex-A53 (no FEAT_FP16, so `half` converts f16 in software: the NEON f16
-# conversions are checked against that too), then clippy -D warnings for the
-# aarch64 target.
+# simd_iquants, simd_fp4, simd_float, golden_legacy, golden_kquants,
+# golden_iquants and decode tests (release), then the lib and SIMD tests
+# again on an emulated Cortex-A53 (no FEAT_FP16, so `half` converts f16 in
+# software: the NEON f16 conversions are checked against that too), then
+# clippy -D warnings for the aarch64 target.
 #
 #   scripts/test-aarch64.sh
 set -euo pipefail
@@ -31,8 +31,8 @@ skip() {
 
 target=aarch64-unknown-linux-gnu
 tests=(--lib --test simd_legacy --test simd_kquants --test simd_ternary
-    --test simd_fp4 --test simd_float --test golden_legacy --test golden_kquants
-    --test golden_iquants --test decode)
+    --test simd_iquants --test simd_fp4 --test simd_float --test golden_legacy
+    --test golden_kquants --test golden_iquants --test decode)
 
 # Runs `cargo "$@"`, printing the test binaries and their summaries (the
 # whole log on failure).
@@ -135,7 +135,7 @@ run_tests test -p gguf-loader --release --target $target "${tests[@]}"
 
 echo "== lib and SIMD tests under qemu (cpu cortex-a53: no FEAT_FP16, software f16 in half)"
 QEMU_CPU=cortex-a53 run_tests test -p gguf-loader --release --target $target \
-    --lib --test simd_legacy --test simd_kquants --test simd_ternary --test simd_fp4 --test simd_float
+    --lib --test simd_legacy --test simd_kquants --test simd_ternary --test simd_iquants --test simd_fp4 --test simd_float
 
 echo "== clippy for $target"
 t_clippy=$(date +%s)

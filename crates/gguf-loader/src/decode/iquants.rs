@@ -5,7 +5,9 @@
 //! (llama.cpp vendored in llama-cpp-python 0.3.36) statement for statement,
 //! including the order of float operations: Rust never contracts `a * b + c`
 //! into a fused multiply-add, like C compiled without contraction, so the
-//! results are bit-identical to ggml's.
+//! results are bit-identical to ggml's. The one departure: the `±1.f` sign
+//! factor of the grid types is applied as a negation, so that a NaN output
+//! has the same bits in every build (see `sign`).
 //!
 //! Every grid index is built from masked bit fields exactly as the C builds
 //! it, so it is always below the table length and the lookups cannot panic.
@@ -27,13 +29,20 @@ use tables::{
 /// ggml-common.h `IQ1S_DELTA` (IQ1_M uses it too; `IQ1M_DELTA` is equal and unused).
 const IQ1S_DELTA: f32 = 0.125;
 
-/// `(signs & kmask_iq2xs[j] ? -1.f : 1.f)`
+/// `x * (signs & kmask_iq2xs[j] ? -1.f : 1.f)`, written as a negation.
+///
+/// For every non-NaN `x` that is the product exactly. For a NaN `x` the
+/// product's sign is not specified (Rust, like LLVM, leaves the sign of a
+/// NaN result of arithmetic open): an optimized build turned the multiply
+/// into a sign flip, a debug build kept the `mulss`, which leaves a NaN's
+/// sign alone, so the two builds disagreed on NaN outputs. `-x` always flips
+/// the sign bit, so every build (and the SIMD kernels) give the same bits.
 #[inline]
-fn sign(signs: u8, j: usize) -> f32 {
+fn sign(x: f32, signs: u8, j: usize) -> f32 {
     if signs & KMASK_IQ2XS[j] != 0 {
-        -1.0
+        -x
     } else {
-        1.0
+        x
     }
 }
 
@@ -62,7 +71,7 @@ pub fn dequantize_row_iq2_xxs(src: &[u8], dst: &mut [f32]) {
                 let signs = KSIGNS_IQ2XS[((aux1 >> (7 * l)) & 127) as usize];
                 let y = &mut y[32 * ib32 + 8 * l..32 * ib32 + 8 * l + 8];
                 for (j, (v, g)) in y.iter_mut().zip(grid.to_le_bytes()).enumerate() {
-                    *v = db * g as f32 * sign(signs, j);
+                    *v = sign(db * g as f32, signs, j);
                 }
             }
         }
@@ -87,7 +96,7 @@ pub fn dequantize_row_iq2_xs(src: &[u8], dst: &mut [f32]) {
                 let signs = KSIGNS_IQ2XS[(q >> 9) as usize];
                 let y = &mut y[32 * ib32 + 8 * l..32 * ib32 + 8 * l + 8];
                 for (j, (v, g)) in y.iter_mut().zip(grid.to_le_bytes()).enumerate() {
-                    *v = db[l / 2] * g as f32 * sign(signs, j);
+                    *v = sign(db[l / 2] * g as f32, signs, j);
                 }
             }
         }
@@ -114,7 +123,7 @@ pub fn dequantize_row_iq2_s(src: &[u8], dst: &mut [f32]) {
                 let s = signs[4 * ib32 + l];
                 let y = &mut y[32 * ib32 + 8 * l..32 * ib32 + 8 * l + 8];
                 for (j, (v, g)) in y.iter_mut().zip(grid.to_le_bytes()).enumerate() {
-                    *v = dl * g as f32 * sign(s, j);
+                    *v = sign(dl * g as f32, s, j);
                 }
             }
         }
@@ -136,8 +145,8 @@ pub fn dequantize_row_iq3_xxs(src: &[u8], dst: &mut [f32]) {
                 let grid2 = IQ3XXS_GRID[qs[2 * l + 1] as usize];
                 let y = &mut y[32 * ib32 + 8 * l..32 * ib32 + 8 * l + 8];
                 for j in 0..4 {
-                    y[j] = db * byte32(grid1, j) as f32 * sign(signs, j);
-                    y[j + 4] = db * byte32(grid2, j) as f32 * sign(signs, j + 4);
+                    y[j] = sign(db * byte32(grid1, j) as f32, signs, j);
+                    y[j + 4] = sign(db * byte32(grid2, j) as f32, signs, j + 4);
                 }
             }
         }
@@ -166,8 +175,8 @@ pub fn dequantize_row_iq3_s(src: &[u8], dst: &mut [f32]) {
                     let s = signs_all[signs + l];
                     let y = &mut y[out..out + 8];
                     for j in 0..4 {
-                        y[j] = db * byte32(grid1, j) as f32 * sign(s, j);
-                        y[j + 4] = db * byte32(grid2, j) as f32 * sign(s, j + 4);
+                        y[j] = sign(db * byte32(grid1, j) as f32, s, j);
+                        y[j + 4] = sign(db * byte32(grid2, j) as f32, s, j + 4);
                     }
                     out += 8;
                 }

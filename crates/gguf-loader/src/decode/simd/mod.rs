@@ -18,10 +18,17 @@ use crate::format::GgmlType;
 
 #[cfg(all(target_arch = "aarch64", target_endian = "little"))]
 mod aarch64;
+#[cfg(any(
+    target_arch = "x86_64",
+    all(target_arch = "aarch64", target_endian = "little")
+))]
+mod iq_groups;
 #[cfg(target_arch = "x86_64")]
 mod x86_float;
 #[cfg(target_arch = "x86_64")]
 mod x86_fp4;
+#[cfg(target_arch = "x86_64")]
+mod x86_iquants;
 #[cfg(target_arch = "x86_64")]
 mod x86_kquants;
 #[cfg(target_arch = "x86_64")]
@@ -66,12 +73,13 @@ impl Kernels {
 /// The x86-64 kernel tables, one per family, asked in turn: the first with
 /// a kernel for the type gives all of them.
 #[cfg(target_arch = "x86_64")]
-const X86_FAMILIES: [fn(GgmlType) -> Kernels; 5] = [
+const X86_FAMILIES: [fn(GgmlType) -> Kernels; 6] = [
     x86_legacy::kernels,
     x86_fp4::kernels,
     x86_float::kernels,
     x86_kquants::kernels,
     x86_ternary::kernels,
+    x86_iquants::kernels,
 ];
 
 /// The SIMD routines this CPU can run for `ty`: the one place that picks.

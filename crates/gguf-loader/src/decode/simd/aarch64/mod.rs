@@ -1,6 +1,7 @@
 //! aarch64 NEON kernels: the legacy types (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0),
 //! the K-quants (Q2_K to Q6_K), the 1- and 2-bit types (TQ1_0, TQ2_0,
-//! Q1_0, Q2_0) and the 16-entry-table types (IQ4_NL, IQ4_XS, MXFP4, NVFP4)
+//! Q1_0, Q2_0), the i-quant grid types (IQ1_S to IQ3_S) and the
+//! 16-entry-table types (IQ4_NL, IQ4_XS, MXFP4, NVFP4)
 //! to f32 and fused to f16, plus F16 → f32, BF16 → f32 / f16, F32 → f16
 //! and f32 → bf16.
 //!
@@ -35,12 +36,13 @@ use crate::format::blocks::Half;
 use crate::format::GgmlType;
 
 /// The NEON kernel tables, one per family, asked in turn.
-const FAMILIES: [fn(GgmlType) -> Kernels; 5] = [
+const FAMILIES: [fn(GgmlType) -> Kernels; 6] = [
     legacy::kernels,
     fp4::kernels,
     float::kernels,
     kquants::kernels,
     ternary::kernels,
+    iquants::kernels,
 ];
 
 /// The NEON kernels for `ty` (all [`Kernels`] fields not set here stay
@@ -77,6 +79,7 @@ macro_rules! neon_entry {
 // After the macro, so that it is in scope there.
 mod float;
 mod fp4;
+mod iquants;
 mod kquants;
 mod legacy;
 mod ternary;

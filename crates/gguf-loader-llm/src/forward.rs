@@ -192,6 +192,9 @@ pub struct Transformer<T> {
     lazy: Option<LazyModel<T>>,
 }
 
+/// Finds a matrix by name.
+type Find<'a, T> = dyn FnMut(&str) -> Option<Arc<Tensor<T>>> + 'a;
+
 /// Where a model's matrices come from.
 enum Source<T> {
     /// Moved out of a loaded model.
@@ -213,7 +216,7 @@ struct Dims {
 /// Layer `il`'s matrices from `find` (checked against `d`) and its norms
 /// read as f32 from `loader`.
 fn layer_weights<T: WeightElement>(
-    find: &mut dyn FnMut(&str) -> Option<Arc<Tensor<T>>>,
+    find: &mut Find<'_, T>,
     loader: &MmapGGUFLoader,
     il: usize,
     d: &Dims,
@@ -535,7 +538,7 @@ impl<T: WeightElement> Transformer<T> {
             gemma: arch == Arch::Gemma3,
         };
         let is_lazy = matches!(source, Source::Lazy(_));
-        let mut find: Box<dyn FnMut(&str) -> Option<Arc<Tensor<T>>> + '_> = match &mut source {
+        let mut find: Box<Find<'_, T>> = match &mut source {
             Source::Model(model) => Box::new(move |n: &str| model.take(n).map(Arc::new)),
             Source::Lazy(lazy) => Box::new(move |n: &str| lazy.tensor(n).ok()),
         };
@@ -827,7 +830,7 @@ fn set_pattern(flags: &mut [bool], n: usize) {
 /// The matrix `name` (`ne = [cols, rows]`; any `rows` when `None`), as
 /// `find` gives it (moved out of a model, or shared with a lazy layer).
 fn take_mat<T: WeightElement>(
-    find: &mut dyn FnMut(&str) -> Option<Arc<Tensor<T>>>,
+    find: &mut Find<'_, T>,
     name: &str,
     cols: usize,
     rows: Option<usize>,

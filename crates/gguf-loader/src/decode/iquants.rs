@@ -288,7 +288,7 @@ pub(crate) fn iq4_xs_group_scale(x: &BlockIQ4_XS, d: f32, ib: usize) -> f32 {
 }
 
 /// IQ4_XS, 136 bytes per 256 elements (`format::blocks::BlockIQ4_XS`):
-/// group `ib` is `kvalues_iq4nl` times [`iq4_xs_group_scale`].
+/// group `ib` is `kvalues_iq4nl` times `iq4_xs_group_scale`.
 pub fn dequantize_row_iq4_xs(src: &[u8], dst: &mut [f32]) {
     for_each_block(src, dst, |x: &BlockIQ4_XS, y: &mut [f32; QK_K]| {
         let d = f16_le(x.d);

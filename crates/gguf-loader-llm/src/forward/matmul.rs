@@ -6,9 +6,10 @@
 //! `C` input rows), so that each weight loaded from memory meets several
 //! inputs (prompt processing) and each input several rows (generation).
 //! Weights are widened to f32 in registers as they are read, never into a
-//! buffer. On x86-64 the kernel uses AVX2, F16C and FMA when the CPU has
-//! them (detected at run time); elsewhere a portable kernel widens short
-//! runs of weights on the stack.
+//! buffer. Every dot product is summed in the order of ggml's single-token
+//! path (see [`Kernel::block`]). On x86-64 the kernel uses AVX2, F16C and
+//! FMA when the CPU has them (detected at run time); elsewhere a portable
+//! kernel sums in the same order without fusing.
 
 use rayon::prelude::*;
 
@@ -41,9 +42,13 @@ pub(crate) fn matmul<T: WeightElement>(
         return vec![0.0; rows * n];
     }
     let simd = Kernel::detect();
-    let chunk = (CHUNK_ELEMS / cols)
-        .next_multiple_of(R)
-        .clamp(R, rows.next_multiple_of(R));
+    // Chunks of about CHUNK_ELEMS weights, their count a multiple of the
+    // threads so that none waits long on the last.
+    let threads = rayon::current_num_threads();
+    let tasks = (rows * cols)
+        .div_ceil(CHUNK_ELEMS)
+        .next_multiple_of(threads);
+    let chunk = rows.div_ceil(tasks).next_multiple_of(R);
     // Output rows of the weights first (`rows × n`): each task owns a
     // contiguous run of it.
     let mut yt = vec![0f32; rows * n];
@@ -201,15 +206,26 @@ mod x86 {
     ) {
         assert!(w.len() >= RN * cols && x.len() >= CN * cols);
         let body = cols - cols % (4 * LANES);
-        // SAFETY (the four calls): as this function's.
-        let p = unsafe {
-            [
-                lane::<T, RN, CN>(w, x, cols, body, 0),
-                lane::<T, RN, CN>(w, x, cols, body, 1),
-                lane::<T, RN, CN>(w, x, cols, body, 2),
-                lane::<T, RN, CN>(w, x, cols, body, 3),
-            ]
-        };
+        let zero = _mm256_setzero_ps();
+        let mut p = [[[zero; CN]; RN]; 4];
+        if CN == 1 {
+            // One input: each row in a single sweep, its four sums at once,
+            // so that the weights stream through in order.
+            for i in 0..RN {
+                // SAFETY: as this function's; row i starts at i * cols.
+                let s = unsafe { sweep::<T, 1, 1, 4>(&w[i * cols..], x, cols, body, 0) };
+                for (part, v) in p.iter_mut().zip(s) {
+                    part[i][0] = v[0][0];
+                }
+            }
+        } else {
+            // Several inputs: one sweep per sum, to keep the R × C sums in
+            // registers; the rows stay in the L1 cache between sweeps.
+            for (k, part) in p.iter_mut().enumerate() {
+                // SAFETY: as this function's.
+                *part = unsafe { sweep::<T, RN, CN, 1>(w, x, cols, body, k) }[0];
+            }
+        }
         for i in 0..RN {
             for j in 0..CN {
                 // ggml's GGML_F32x8_REDUCE: (0 + 2) + (1 + 3), then the
@@ -226,38 +242,40 @@ mod x86 {
         }
     }
 
-    /// Partial sums `part`: over the blocks of eight columns `part`,
-    /// `part + 4`, `part + 8`, … below `body`.
+    /// The partial sums `first..first + P`: sum `q` over the blocks of
+    /// eight columns `q`, `q + 4`, `q + 8`, … below `body`.
     ///
     /// # Safety
-    /// As [`block`]'s, and `body <= cols`.
+    /// As [`block`]'s, and `body <= cols`, `first + P <= 4`.
     #[inline]
     #[target_feature(enable = "avx2,fma,f16c")]
-    unsafe fn lane<T: WeightElement, const RN: usize, const CN: usize>(
+    unsafe fn sweep<T: WeightElement, const RN: usize, const CN: usize, const P: usize>(
         w: &[T],
         x: &[f32],
         cols: usize,
         body: usize,
-        part: usize,
-    ) -> [[__m256; CN]; RN] {
+        first: usize,
+    ) -> [[[__m256; CN]; RN]; P] {
         let (wp, xp) = (w.as_ptr(), x.as_ptr());
-        let mut sum = [[_mm256_setzero_ps(); CN]; RN];
-        let mut k = part * LANES;
-        while k < body {
-            let mut xs = [_mm256_setzero_ps(); CN];
-            for (j, v) in xs.iter_mut().enumerate() {
-                // SAFETY: k + 8 <= body <= cols: the 8 floats lie in row j.
-                *v = unsafe { _mm256_loadu_ps(xp.add(j * cols + k)) };
-            }
-            for (i, row) in sum.iter_mut().enumerate() {
-                // SAFETY: as above, in weight row i; this function has the
-                // features `load8` needs.
-                let wv = unsafe { T::load8(wp.add(i * cols + k)) };
-                for (s, &xv) in row.iter_mut().zip(&xs) {
-                    *s = _mm256_fmadd_ps(wv, xv, *s);
+        let mut sum = [[[_mm256_setzero_ps(); CN]; RN]; P];
+        for k in (0..body).step_by(4 * LANES) {
+            for (q, sq) in sum.iter_mut().enumerate() {
+                let k = k + (first + q) * LANES;
+                let mut xs = [_mm256_setzero_ps(); CN];
+                for (j, v) in xs.iter_mut().enumerate() {
+                    // SAFETY: k + 8 <= body <= cols: the 8 floats lie in
+                    // row j.
+                    *v = unsafe { _mm256_loadu_ps(xp.add(j * cols + k)) };
+                }
+                for (i, row) in sq.iter_mut().enumerate() {
+                    // SAFETY: as above, in weight row i; this function has
+                    // the features `load8` needs.
+                    let wv = unsafe { T::load8(wp.add(i * cols + k)) };
+                    for (s, &xv) in row.iter_mut().zip(&xs) {
+                        *s = _mm256_fmadd_ps(wv, xv, *s);
+                    }
                 }
             }
-            k += 4 * LANES;
         }
         sum
     }

@@ -1,5 +1,5 @@
-//! The numeric pieces of the forward pass, all in f32: matrix products over
-//! f16 or f32 weights, RMSNorm, RoPE, activations, softmax.
+//! The numeric pieces of the forward pass, all in f32: the weight types
+//! (matrix products are in `matmul`), RMSNorm, RoPE, activations, softmax.
 
 use gguf_loader::{f16, Element};
 use half::slice::HalfFloatSliceExt;

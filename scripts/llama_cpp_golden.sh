@@ -16,6 +16,9 @@
 #
 #   scripts/llama_cpp_golden.sh            build if needed, then write the golden file
 #   scripts/llama_cpp_golden.sh --build    only build
+#   scripts/llama_cpp_golden.sh --bench    build, then also `llama-bench` (the
+#       speed reference for `gguf-loader generate`, scripts/bench-generate.sh);
+#       prints its path
 #   scripts/llama_cpp_golden.sh --print-env
 #       print the build's paths as shell assignments (for other scripts
 #       that use this llama.cpp: eval "$(scripts/llama_cpp_golden.sh --print-env)")
@@ -76,6 +79,15 @@ fi
 venv
 build
 if [ "${1:-}" = "--build" ]; then
+    exit 0
+fi
+if [ "${1:-}" = "--bench" ]; then
+    if [ ! -x "$BUILD/bin/llama-bench" ]; then
+        log "building llama-bench"
+        PATH="$VENV/bin:$PATH" nice -n 19 cmake --build "$BUILD" -j "$JOBS" \
+            --target llama-bench >>"$CACHE/cmake-build.log"
+    fi
+    echo "$BUILD/bin/llama-bench"
     exit 0
 fi
 

@@ -20,6 +20,7 @@
 
 #[cfg(feature = "cuda")]
 pub mod cuda;
+mod matmul;
 mod ops;
 mod sample;
 
@@ -29,7 +30,8 @@ use gguf_loader::{f16, Device, LazyModel, MetadataError, MmapGGUFLoader, Model, 
 use half::slice::HalfFloatSliceExt;
 use rayon::prelude::*;
 
-use ops::{gelu, matmul, rms_norm, silu, softmax, Rope};
+use matmul::matmul;
+use ops::{gelu, rms_norm, silu, softmax, Rope};
 pub use ops::{RopeMode, WeightElement};
 pub use sample::{argmax, Sampler};
 

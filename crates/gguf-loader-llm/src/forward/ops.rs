@@ -1,14 +1,51 @@
-//! The numeric pieces of the forward pass, all in f32: matrix products over
-//! f16 or f32 weights, RMSNorm, RoPE, activations, softmax.
+//! The numeric pieces of the forward pass, all in f32: the weight types
+//! (matrix products are in `matmul`), RMSNorm, RoPE, activations, softmax.
 
 use gguf_loader::{f16, Element};
 use half::slice::HalfFloatSliceExt;
-use rayon::prelude::*;
 
-mod sealed {
-    pub trait Sealed {}
-    impl Sealed for f32 {}
-    impl Sealed for gguf_loader::f16 {}
+pub(crate) mod sealed {
+    /// What the matrix kernels need of a weight type; out of reach outside
+    /// the crate, so that `WeightElement` stays closed.
+    pub trait Sealed: Copy {
+        /// This weight as f32.
+        fn to_f32(self) -> f32;
+
+        /// Eight consecutive weights from `p`, widened to f32.
+        ///
+        /// # Safety
+        /// The CPU has AVX2 and F16C, and `p..p + 8` is readable.
+        #[cfg(target_arch = "x86_64")]
+        unsafe fn load8(p: *const Self) -> core::arch::x86_64::__m256;
+    }
+
+    impl Sealed for f32 {
+        fn to_f32(self) -> f32 {
+            self
+        }
+
+        #[cfg(target_arch = "x86_64")]
+        #[inline(always)]
+        unsafe fn load8(p: *const f32) -> core::arch::x86_64::__m256 {
+            // SAFETY: the caller vouches for AVX and for 8 readable floats.
+            unsafe { core::arch::x86_64::_mm256_loadu_ps(p) }
+        }
+    }
+
+    impl Sealed for gguf_loader::f16 {
+        fn to_f32(self) -> f32 {
+            gguf_loader::f16::to_f32(self)
+        }
+
+        #[cfg(target_arch = "x86_64")]
+        #[inline(always)]
+        unsafe fn load8(p: *const gguf_loader::f16) -> core::arch::x86_64::__m256 {
+            use core::arch::x86_64::{_mm256_cvtph_ps, _mm_loadu_si128};
+            // SAFETY: the caller vouches for F16C and for 8 readable
+            // halves (16 bytes; the load is unaligned).
+            unsafe { _mm256_cvtph_ps(_mm_loadu_si128(p.cast())) }
+        }
+    }
 }
 
 /// The element types the forward pass takes weights in: `f16` (as the
@@ -41,83 +78,6 @@ impl WeightElement for f16 {
             *v = f16::from_f32(*v).to_f32();
         }
     }
-}
-
-/// Weight rows widened to f32 per task: enough work to share out, little
-/// enough to stay in the L2 cache.
-const TILE_ELEMS: usize = 16 * 1024;
-
-/// `y = x · Wᵀ`: `w` holds `rows` rows of `cols` weights (a GGUF matrix of
-/// `ne = [cols, rows]`), `x` holds `n` rows of `cols` inputs; the result
-/// holds `n` rows of `rows` outputs. Weight tiles are widened to f32 on all
-/// cores; one input row goes through dot products, several through `gemm`.
-pub(crate) fn matmul<T: WeightElement>(
-    w: &[T],
-    rows: usize,
-    cols: usize,
-    x: &[f32],
-    n: usize,
-) -> Vec<f32> {
-    debug_assert_eq!(w.len(), rows * cols);
-    debug_assert_eq!(x.len(), n * cols);
-    let tile = (TILE_ELEMS / cols.max(1)).clamp(1, 64);
-    let tiles: Vec<Vec<f32>> = w
-        .par_chunks(tile * cols)
-        .map_init(Vec::new, |buf: &mut Vec<f32>, wt| {
-            let nr = wt.len() / cols;
-            buf.resize(wt.len(), 0.0);
-            T::widen(wt, buf);
-            let mut out = vec![0f32; n * nr];
-            if n == 1 {
-                for (o, row) in out.iter_mut().zip(buf.chunks_exact(cols)) {
-                    *o = dot(row, x);
-                }
-            } else {
-                // SAFETY: `out` is n × nr (row stride nr), `x` is n × cols
-                // (row stride cols) and `buf` read as its transpose is
-                // cols × nr (element (k, r) at r * cols + k); every index
-                // gemm forms lies inside these three live, distinct buffers,
-                // and `out` is written by this call alone.
-                unsafe {
-                    gemm::gemm(
-                        n,
-                        nr,
-                        cols,
-                        out.as_mut_ptr(),
-                        1,
-                        nr as isize,
-                        false,
-                        x.as_ptr(),
-                        1,
-                        cols as isize,
-                        buf.as_ptr(),
-                        cols as isize,
-                        1,
-                        0.0,
-                        1.0,
-                        false,
-                        false,
-                        false,
-                        gemm::Parallelism::None,
-                    );
-                }
-            }
-            out
-        })
-        .collect();
-    if n == 1 {
-        return tiles.concat();
-    }
-    let mut y = vec![0f32; n * rows];
-    let mut r0 = 0;
-    for t in &tiles {
-        let nr = t.len() / n;
-        for (i, src) in t.chunks_exact(nr).enumerate() {
-            y[i * rows + r0..i * rows + r0 + nr].copy_from_slice(src);
-        }
-        r0 += nr;
-    }
-    y
 }
 
 /// Dot product in f32 with 16 independent partial sums (vectorizable).
@@ -234,37 +194,6 @@ pub(crate) fn softmax(x: &mut [f32]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn naive(w: &[f32], rows: usize, cols: usize, x: &[f32], n: usize) -> Vec<f32> {
-        let mut y = vec![0f32; n * rows];
-        for t in 0..n {
-            for r in 0..rows {
-                y[t * rows + r] = (0..cols).map(|k| w[r * cols + k] * x[t * cols + k]).sum();
-            }
-        }
-        y
-    }
-
-    #[test]
-    fn matmul_matches_naive_for_one_and_many_rows() {
-        let (rows, cols) = (300, 70);
-        let w: Vec<f32> = (0..rows * cols)
-            .map(|i| ((i * 37 % 101) as f32 - 50.0) / 50.0)
-            .collect();
-        for n in [1, 2, 7] {
-            let x: Vec<f32> = (0..n * cols)
-                .map(|i| ((i * 13 % 29) as f32 - 14.0) / 14.0)
-                .collect();
-            let got = matmul(&w, rows, cols, &x, n);
-            let want = naive(&w, rows, cols, &x, n);
-            for (g, e) in got.iter().zip(&want) {
-                assert!(
-                    (g - e).abs() < 1e-4 * (1.0 + e.abs()),
-                    "{g} vs {e} (n = {n})"
-                );
-            }
-        }
-    }
 
     #[test]
     fn rope_norm_and_neox_rotate_the_right_pairs() {

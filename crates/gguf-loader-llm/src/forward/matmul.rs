@@ -1,0 +1,362 @@
+//! `y = x · Wᵀ` over f16 or f32 weights with f32 inputs and f32
+//! accumulation, on all cores.
+//!
+//! Rows of `W` are shared out to rayon in chunks; inside a chunk a small
+//! kernel computes an `R × C` block of dot products (`R` weight rows against
+//! `C` input rows), so that each weight loaded from memory meets several
+//! inputs (prompt processing) and each input several rows (generation).
+//! Weights are widened to f32 in registers as they are read, never into a
+//! buffer. Every dot product is summed in the order of ggml's single-token
+//! path (see [`Kernel::block`]). On x86-64 the kernel uses AVX2, F16C and
+//! FMA when the CPU has them (detected at run time); elsewhere a portable
+//! kernel sums in the same order without fusing.
+
+use rayon::prelude::*;
+
+use super::ops::WeightElement;
+
+/// Weight rows per kernel call.
+const R: usize = 4;
+/// Input rows per kernel call.
+const C: usize = 3;
+/// Input rows per pass over a chunk of weights: enough to reuse each
+/// weight, few enough for their inputs to stay in the L2 cache.
+const T_BLOCK: usize = 48;
+/// Weights per rayon task, about: enough to amortize the task, little
+/// enough to share out evenly and stay in the L2 cache.
+const CHUNK_ELEMS: usize = 64 * 1024;
+
+/// `y = x · Wᵀ`: `w` holds `rows` rows of `cols` weights (a GGUF matrix of
+/// `ne = [cols, rows]`), `x` holds `n` rows of `cols` inputs; the result
+/// holds `n` rows of `rows` outputs.
+pub(crate) fn matmul<T: WeightElement>(
+    w: &[T],
+    rows: usize,
+    cols: usize,
+    x: &[f32],
+    n: usize,
+) -> Vec<f32> {
+    debug_assert_eq!(w.len(), rows * cols);
+    debug_assert_eq!(x.len(), n * cols);
+    if rows == 0 || cols == 0 || n == 0 {
+        return vec![0.0; rows * n];
+    }
+    let simd = Kernel::detect();
+    // Chunks of about CHUNK_ELEMS weights, their count a multiple of the
+    // threads so that none waits long on the last.
+    let threads = rayon::current_num_threads();
+    let tasks = (rows * cols)
+        .div_ceil(CHUNK_ELEMS)
+        .next_multiple_of(threads);
+    let chunk = rows.div_ceil(tasks).next_multiple_of(R);
+    // Output rows of the weights first (`rows × n`): each task owns a
+    // contiguous run of it.
+    let mut yt = vec![0f32; rows * n];
+    yt.par_chunks_mut(chunk * n)
+        .zip(w.par_chunks(chunk * cols))
+        .for_each(|(out, w)| simd.rows(w, cols, x, n, out));
+    if n == 1 {
+        return yt;
+    }
+    let mut y = vec![0f32; n * rows];
+    for (r, src) in yt.chunks_exact(n).enumerate() {
+        for (t, &v) in src.iter().enumerate() {
+            y[t * rows + r] = v;
+        }
+    }
+    y
+}
+
+/// Which block kernel runs.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Kernel {
+    Portable,
+    #[cfg(target_arch = "x86_64")]
+    Avx2,
+}
+
+impl Kernel {
+    fn detect() -> Kernel {
+        #[cfg(target_arch = "x86_64")]
+        if is_x86_feature_detected!("avx2")
+            && is_x86_feature_detected!("fma")
+            && is_x86_feature_detected!("f16c")
+        {
+            return Kernel::Avx2;
+        }
+        Kernel::Portable
+    }
+
+    /// `out[r * n + t] = w[r] · x[t]` for the `w.len() / cols` rows of `w`
+    /// and the `n` rows of `x`.
+    fn rows<T: WeightElement>(self, w: &[T], cols: usize, x: &[f32], n: usize, out: &mut [f32]) {
+        let nr = w.len() / cols;
+        for t0 in (0..n).step_by(T_BLOCK) {
+            let tn = T_BLOCK.min(n - t0);
+            let mut r = 0;
+            while r < nr {
+                let rn = if nr - r >= R { R } else { 1 };
+                let mut t = t0;
+                while t < t0 + tn {
+                    let cn = C.min(t0 + tn - t);
+                    let wb = &w[r * cols..(r + rn) * cols];
+                    let xb = &x[t * cols..(t + cn) * cols];
+                    let mut acc = [[0f32; C]; R];
+                    self.block(wb, xb, cols, &mut acc);
+                    for (i, a) in acc.iter().enumerate().take(rn) {
+                        out[(r + i) * n + t..][..cn].copy_from_slice(&a[..cn]);
+                    }
+                    t += cn;
+                }
+                r += rn;
+            }
+        }
+    }
+
+    /// `acc[i][j] = w[i] · x[j]` for the `w.len() / cols` (`R` or 1) rows
+    /// of `w` and the `x.len() / cols` (1 to `C`) rows of `x`.
+    ///
+    /// Each dot product is summed in the order of ggml's `ggml_vec_dot_f16`
+    /// on AVX2 (llama.cpp's single-token path), so that our logits follow
+    /// llama.cpp's closely even where the model amplifies rounding (the
+    /// first position of SmolLM2): four sums of eight lanes, one for each
+    /// block of eight columns modulo four, reduced as ggml reduces them,
+    /// and the columns past the last whole 32 added in f64.
+    fn block<T: WeightElement>(self, w: &[T], x: &[f32], cols: usize, acc: &mut [[f32; C]; R]) {
+        let (rn, cn) = (w.len() / cols, x.len() / cols);
+        match self {
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx2 => {
+                // SAFETY: `detect` saw AVX2, FMA and F16C on this CPU, and
+                // the slices hold exactly `rn` and `cn` rows of `cols`.
+                unsafe {
+                    match (rn, cn) {
+                        (R, 3) => x86::block::<T, R, 3>(w, x, cols, acc),
+                        (R, 2) => x86::block::<T, R, 2>(w, x, cols, acc),
+                        (R, 1) => x86::block::<T, R, 1>(w, x, cols, acc),
+                        (1, 3) => x86::block::<T, 1, 3>(w, x, cols, acc),
+                        (1, 2) => x86::block::<T, 1, 2>(w, x, cols, acc),
+                        _ => x86::block::<T, 1, 1>(w, x, cols, acc),
+                    }
+                }
+            }
+            Kernel::Portable => {
+                for (i, wr) in w.chunks_exact(cols).enumerate() {
+                    for (j, xr) in x.chunks_exact(cols).enumerate() {
+                        acc[i][j] = portable_dot(wr, xr);
+                    }
+                }
+            }
+        }
+        debug_assert!(rn <= R && cn <= C);
+    }
+}
+
+/// Lanes of one SIMD sum (ggml's `GGML_F32_EPR` on AVX2).
+const LANES: usize = 8;
+
+/// The portable dot product, in the order of [`Kernel::block`] (with
+/// separate multiplies and adds where the SIMD kernel fuses them).
+fn portable_dot<T: WeightElement>(w: &[T], x: &[f32]) -> f32 {
+    let body = w.len() - w.len() % (4 * LANES);
+    let mut p = [[0f32; LANES]; 4];
+    for (wc, xc) in w[..body]
+        .chunks_exact(4 * LANES)
+        .zip(x.chunks_exact(4 * LANES))
+    {
+        for (part, (wl, xl)) in p
+            .iter_mut()
+            .zip(wc.chunks_exact(LANES).zip(xc.chunks_exact(LANES)))
+        {
+            for (s, (a, b)) in part.iter_mut().zip(wl.iter().zip(xl)) {
+                *s += a.to_f32() * b;
+            }
+        }
+    }
+    let s: [f32; LANES] = std::array::from_fn(|l| (p[0][l] + p[2][l]) + (p[1][l] + p[3][l]));
+    let h: [f32; 4] = std::array::from_fn(|l| s[l] + s[l + 4]);
+    tail(((h[0] + h[1]) + (h[2] + h[3])) as f64, w, x, body)
+}
+
+/// `sum` plus the products of the columns from `body` on, in f64 (as
+/// ggml adds its leftovers), rounded to f32.
+fn tail<T: WeightElement>(sum: f64, w: &[T], x: &[f32], body: usize) -> f32 {
+    (body..w.len()).fold(sum, |s, k| s + (w[k].to_f32() * x[k]) as f64) as f32
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use std::arch::x86_64::*;
+
+    use super::super::ops::WeightElement;
+    use super::LANES;
+
+    /// `acc[i][j] = w[i] · x[j]` for `RN` rows of `w` and `CN` rows of `x`
+    /// (each `cols` long), in ggml's order (see [`super::Kernel::block`]).
+    ///
+    /// # Safety
+    /// The CPU has AVX2, FMA and F16C; `w` holds at least `RN * cols`
+    /// elements and `x` at least `CN * cols`.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(super) unsafe fn block<T: WeightElement, const RN: usize, const CN: usize>(
+        w: &[T],
+        x: &[f32],
+        cols: usize,
+        acc: &mut [[f32; super::C]; super::R],
+    ) {
+        assert!(w.len() >= RN * cols && x.len() >= CN * cols);
+        let body = cols - cols % (4 * LANES);
+        let zero = _mm256_setzero_ps();
+        let mut p = [[[zero; CN]; RN]; 4];
+        if CN == 1 {
+            // One input: each row in a single sweep, its four sums at once,
+            // so that the weights stream through in order.
+            for i in 0..RN {
+                // SAFETY: as this function's; row i starts at i * cols.
+                let s = unsafe { sweep::<T, 1, 1, 4>(&w[i * cols..], x, cols, body, 0) };
+                for (part, v) in p.iter_mut().zip(s) {
+                    part[i][0] = v[0][0];
+                }
+            }
+        } else {
+            // Several inputs: one sweep per sum, to keep the R × C sums in
+            // registers; the rows stay in the L1 cache between sweeps.
+            for (k, part) in p.iter_mut().enumerate() {
+                // SAFETY: as this function's.
+                *part = unsafe { sweep::<T, RN, CN, 1>(w, x, cols, body, k) }[0];
+            }
+        }
+        for i in 0..RN {
+            for j in 0..CN {
+                // ggml's GGML_F32x8_REDUCE: (0 + 2) + (1 + 3), then the
+                // two halves, then pairwise.
+                let s = _mm256_add_ps(
+                    _mm256_add_ps(p[0][i][j], p[2][i][j]),
+                    _mm256_add_ps(p[1][i][j], p[3][i][j]),
+                );
+                let h = _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps::<1>(s));
+                let h = _mm_hadd_ps(h, h);
+                let sum = _mm_cvtss_f32(_mm_hadd_ps(h, h)) as f64;
+                acc[i][j] = super::tail(sum, &w[i * cols..][..cols], &x[j * cols..][..cols], body);
+            }
+        }
+    }
+
+    /// The partial sums `first..first + P`: sum `q` over the blocks of
+    /// eight columns `q`, `q + 4`, `q + 8`, … below `body`.
+    ///
+    /// # Safety
+    /// As [`block`]'s, and `body <= cols`, `first + P <= 4`.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn sweep<T: WeightElement, const RN: usize, const CN: usize, const P: usize>(
+        w: &[T],
+        x: &[f32],
+        cols: usize,
+        body: usize,
+        first: usize,
+    ) -> [[[__m256; CN]; RN]; P] {
+        let (wp, xp) = (w.as_ptr(), x.as_ptr());
+        let mut sum = [[[_mm256_setzero_ps(); CN]; RN]; P];
+        for k in (0..body).step_by(4 * LANES) {
+            for (q, sq) in sum.iter_mut().enumerate() {
+                let k = k + (first + q) * LANES;
+                let mut xs = [_mm256_setzero_ps(); CN];
+                for (j, v) in xs.iter_mut().enumerate() {
+                    // SAFETY: k + 8 <= body <= cols: the 8 floats lie in
+                    // row j.
+                    *v = unsafe { _mm256_loadu_ps(xp.add(j * cols + k)) };
+                }
+                for (i, row) in sq.iter_mut().enumerate() {
+                    // SAFETY: as above, in weight row i; this function has
+                    // the features `load8` needs.
+                    let wv = unsafe { T::load8(wp.add(i * cols + k)) };
+                    for (s, &xv) in row.iter_mut().zip(&xs) {
+                        *s = _mm256_fmadd_ps(wv, xv, *s);
+                    }
+                }
+            }
+        }
+        sum
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gguf_loader::f16;
+
+    fn naive(w: &[f32], rows: usize, cols: usize, x: &[f32], n: usize) -> Vec<f32> {
+        let mut y = vec![0f32; n * rows];
+        for t in 0..n {
+            for r in 0..rows {
+                y[t * rows + r] = (0..cols).map(|k| w[r * cols + k] * x[t * cols + k]).sum();
+            }
+        }
+        y
+    }
+
+    fn close(got: &[f32], want: &[f32], what: &str) {
+        assert_eq!(got.len(), want.len());
+        for (g, e) in got.iter().zip(want) {
+            assert!(
+                (g - e).abs() < 1e-4 * (1.0 + e.abs()),
+                "{g} vs {e} ({what})"
+            );
+        }
+    }
+
+    #[test]
+    fn matmul_matches_naive_for_one_and_many_rows() {
+        // 301 rows: a chunk that is not a multiple of R; 70 columns: a
+        // tail past the last 8; 50 inputs: past one T_BLOCK, not a
+        // multiple of C.
+        let (rows, cols) = (301, 70);
+        let w: Vec<f32> = (0..rows * cols)
+            .map(|i| ((i * 37 % 101) as f32 - 50.0) / 50.0)
+            .collect();
+        let wh: Vec<f16> = w.iter().map(|&v| f16::from_f32(v)).collect();
+        let wr: Vec<f32> = wh.iter().map(|v| v.to_f32()).collect();
+        for n in [1, 2, 7, 50] {
+            let x: Vec<f32> = (0..n * cols)
+                .map(|i| ((i * 13 % 29) as f32 - 14.0) / 14.0)
+                .collect();
+            close(
+                &matmul(&w, rows, cols, &x, n),
+                &naive(&w, rows, cols, &x, n),
+                "f32",
+            );
+            close(
+                &matmul(&wh, rows, cols, &x, n),
+                &naive(&wr, rows, cols, &x, n),
+                "f16",
+            );
+        }
+    }
+
+    /// The SIMD kernel (where the CPU has one) and the portable one agree.
+    #[test]
+    fn simd_kernel_matches_portable() {
+        let cols = 333;
+        let w: Vec<f16> = (0..R * cols)
+            .map(|i| f16::from_f32(((i * 7919 % 1009) as f32 - 504.0) / 97.0))
+            .collect();
+        let x: Vec<f32> = (0..C * cols)
+            .map(|i| ((i * 31 % 67) as f32 - 33.0) / 9.0)
+            .collect();
+        let simd = Kernel::detect();
+        if simd == Kernel::Portable {
+            eprintln!("no SIMD kernel on this CPU: nothing to compare");
+            return;
+        }
+        for (rn, cn) in [(R, C), (R, 2), (R, 1), (1, C), (1, 1)] {
+            let (wb, xb) = (&w[..rn * cols], &x[..cn * cols]);
+            let (mut a, mut b) = ([[0f32; C]; R], [[0f32; C]; R]);
+            simd.block(wb, xb, cols, &mut a);
+            Kernel::Portable.block(wb, xb, cols, &mut b);
+            for (ra, rb) in a.iter().zip(&b) {
+                close(ra, rb, &format!("{rn} x {cn}"));
+            }
+        }
+    }
+}

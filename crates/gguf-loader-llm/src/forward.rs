@@ -33,7 +33,7 @@ use rayon::prelude::*;
 use matmul::matmul;
 use ops::{gelu, rms_norm, silu, softmax, Rope};
 pub use ops::{RopeMode, WeightElement};
-pub use sample::{argmax, Sampler};
+pub use sample::{argmax, nmse, Sampler};
 
 /// What can go wrong building or running the forward pass.
 #[derive(Debug, thiserror::Error)]

@@ -11,7 +11,7 @@ use std::io::Read;
 use std::path::Path;
 
 use gguf_loader::{f16, MmapGGUFLoader};
-use gguf_loader_llm::forward::{argmax, Transformer};
+use gguf_loader_llm::forward::{argmax, nmse, Transformer};
 
 const MAX_NMSE: f64 = 1e-4;
 
@@ -68,21 +68,6 @@ fn golden(name: &str) -> Vec<GoldenPrompt> {
     }
     assert_eq!(at, blob.len(), "{name}: golden blob length");
     out
-}
-
-/// Mean squared error over the variance of the reference.
-fn nmse(got: &[f32], want: &[f32]) -> f64 {
-    assert_eq!(got.len(), want.len());
-    let n = want.len() as f64;
-    let mean = want.iter().map(|&v| v as f64).sum::<f64>() / n;
-    let var = want.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / n;
-    let mse = got
-        .iter()
-        .zip(want)
-        .map(|(&a, &b)| (a as f64 - b as f64).powi(2))
-        .sum::<f64>()
-        / n;
-    mse / var
 }
 
 fn check(name: &str, path: &Path) {

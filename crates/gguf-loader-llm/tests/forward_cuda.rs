@@ -17,7 +17,7 @@ use std::path::Path;
 
 use gguf_loader::{cuda_memory, cuda_setup, f16, synthesize, GgmlType, MmapGGUFLoader, Preset};
 use gguf_loader_llm::forward::cuda::CudaTransformer;
-use gguf_loader_llm::forward::{argmax, Transformer};
+use gguf_loader_llm::forward::{argmax, nmse, Transformer};
 
 fn gpu() -> bool {
     match cuda_setup(0) {
@@ -34,19 +34,6 @@ fn gpu() -> bool {
             false
         }
     }
-}
-
-fn nmse(got: &[f32], want: &[f32]) -> f64 {
-    let n = want.len() as f64;
-    let mean = want.iter().map(|&v| v as f64).sum::<f64>() / n;
-    let var = want.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / n;
-    let mse = got
-        .iter()
-        .zip(want)
-        .map(|(&a, &b)| (a as f64 - b as f64).powi(2))
-        .sum::<f64>()
-        / n;
-    mse / var.max(f64::MIN_POSITIVE)
 }
 
 fn same_as_cpu(path: &Path) {

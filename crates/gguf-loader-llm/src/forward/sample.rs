@@ -100,6 +100,26 @@ pub fn argmax(logits: &[f32]) -> Option<u32> {
     .map(|(i, _)| i as u32)
 }
 
+/// The normalized mean squared error of `got` against the reference `want`
+/// (mean squared error over the variance of `want`): how issue #12 holds
+/// logits to llama.cpp's (≤ 1e-4). `NaN` when the lengths differ or
+/// `want` is empty; infinite when `want` is constant and `got` is not.
+pub fn nmse(got: &[f32], want: &[f32]) -> f64 {
+    if got.len() != want.len() || want.is_empty() {
+        return f64::NAN;
+    }
+    let n = want.len() as f64;
+    let mean = want.iter().map(|&v| v as f64).sum::<f64>() / n;
+    let var = want.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / n;
+    let mse = got
+        .iter()
+        .zip(want)
+        .map(|(&a, &b)| (a as f64 - b as f64).powi(2))
+        .sum::<f64>()
+        / n;
+    mse / var
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

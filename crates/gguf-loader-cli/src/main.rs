@@ -97,6 +97,24 @@ impl From<StagingArg> for GpuStaging {
     }
 }
 
+/// A temperature: a number from 0 (greedy) to 100.
+fn parse_temp(s: &str) -> Result<f32, String> {
+    match s.parse::<f32>() {
+        Ok(t) if (0.0..=100.0).contains(&t) => Ok(t),
+        _ => Err(format!("'{s}' is not a temperature from 0 to 100")),
+    }
+}
+
+/// A nucleus mass: above 0, at most 1.
+fn parse_top_p(s: &str) -> Result<f32, String> {
+    match s.parse::<f32>() {
+        Ok(p) if p > 0.0 && p <= 1.0 => Ok(p),
+        _ => Err(format!(
+            "'{s}' is not a probability mass above 0 and at most 1"
+        )),
+    }
+}
+
 fn parse_device(s: &str) -> Result<Device, String> {
     match s {
         "cpu" => Ok(Device::Cpu),
@@ -238,11 +256,12 @@ enum Command {
         /// Weights as f16 (1-D tensors stay f32) or f32.
         #[arg(long, value_enum, default_value = "f16")]
         dtype: Dtype,
-        /// Sampling temperature; 0 is greedy.
-        #[arg(long, default_value_t = 0.0)]
+        /// Sampling temperature, 0 to 100; 0 is greedy.
+        #[arg(long, default_value_t = 0.0, allow_negative_numbers = true, value_parser = parse_temp)]
         temp: f32,
-        /// Nucleus sampling: the smallest set of tokens with this much mass.
-        #[arg(long, default_value_t = 1.0)]
+        /// Nucleus sampling, above 0 and at most 1: the smallest set of
+        /// tokens with this much mass.
+        #[arg(long, default_value_t = 1.0, allow_negative_numbers = true, value_parser = parse_top_p)]
         top_p: f32,
         /// Seed of the sampler.
         #[arg(long, default_value_t = 0)]

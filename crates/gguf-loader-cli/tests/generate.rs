@@ -73,6 +73,20 @@ fn sampling_repeats_with_a_seed_and_bad_requests_are_refused() {
     refused(&["--ids", "--tokens", "4000000000"], "out of range");
     refused(&["--ids", "--tokens", "1", "--dtype", "bf16"], "bf16");
     refused(&["--tokens", "1"], "tokenizer");
+    for bad in [
+        ["--temp", "-1"],
+        ["--temp", "nan"],
+        ["--top-p", "5"],
+        ["--top-p", "0"],
+    ] {
+        let r = run(cli()
+            .arg("generate")
+            .arg(&model)
+            .args(["--ids", "--tokens", "1"])
+            .args(bad));
+        assert_eq!(r.code, Some(2), "{bad:?}: {}", r.stderr);
+        assert!(!r.stderr.contains("panicked"), "{}", r.stderr);
+    }
     refused(&[], "--tokens");
     let r = run(cli()
         .arg("generate")

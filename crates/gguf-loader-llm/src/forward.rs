@@ -267,15 +267,18 @@ impl<T> Transformer<T> {
 
 /// The keys and values of every layer at the positions seen so far, in f16
 /// (llama.cpp's default cache type).
-pub struct KvCache {
-    k: Vec<Vec<f16>>,
-    v: Vec<Vec<f16>>,
+///
+/// `B` is one layer's buffer: host memory here; the GPU forward pass keeps
+/// the same cache in VRAM (`forward::cuda::CudaKvCache`).
+pub struct KvCache<B = Vec<f16>> {
+    k: Vec<B>,
+    v: Vec<B>,
     kv_dim: usize,
     len: usize,
     capacity: usize,
 }
 
-impl KvCache {
+impl<B> KvCache<B> {
     /// Positions filled.
     pub fn len(&self) -> usize {
         self.len
@@ -296,7 +299,7 @@ impl KvCache {
         self.len = 0;
     }
 
-    /// Bytes held.
+    /// Bytes held (host memory, or VRAM for the GPU's cache).
     pub fn n_bytes(&self) -> usize {
         2 * self.k.len() * self.capacity * self.kv_dim * 2
     }

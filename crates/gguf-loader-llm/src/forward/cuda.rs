@@ -32,7 +32,7 @@ use gguf_loader::cudarc::driver::{
 use gguf_loader::cudarc::nvrtc::{compile_ptx_with_opts, CompileOptions};
 use gguf_loader::{f16, Device, MmapGGUFLoader};
 
-use super::{Arch, Config, ForwardError, Mat, RopeMode, Transformer};
+use super::{Arch, Config, ForwardError, KvCache, Mat, RopeMode, Transformer};
 
 /// The kernels: no header (f16 conversions by PTX `cvt`), one thread block
 /// of [`THREADS`] per row, head or query.
@@ -216,41 +216,9 @@ pub struct CudaTransformer {
     output_norm: CudaSlice<f32>,
 }
 
-/// The keys and values of every layer in VRAM, in f16.
-pub struct CudaKvCache {
-    k: Vec<CudaSlice<f16>>,
-    v: Vec<CudaSlice<f16>>,
-    kv_dim: usize,
-    len: usize,
-    capacity: usize,
-}
-
-impl CudaKvCache {
-    /// Positions filled.
-    pub fn len(&self) -> usize {
-        self.len
-    }
-
-    /// True when no position is filled.
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
-    /// Positions the cache can hold.
-    pub fn capacity(&self) -> usize {
-        self.capacity
-    }
-
-    /// Forgets every position (keeps the memory).
-    pub fn clear(&mut self) {
-        self.len = 0;
-    }
-
-    /// Bytes of VRAM held.
-    pub fn n_bytes(&self) -> usize {
-        2 * self.k.len() * self.capacity * self.kv_dim * 2
-    }
-}
+/// The keys and values of every layer in VRAM, in f16: the CPU's
+/// [`KvCache`] over device buffers.
+pub type CudaKvCache = KvCache<CudaSlice<f16>>;
 
 fn cuda_err(
     what: &str,
@@ -399,7 +367,7 @@ impl CudaTransformer {
                     .map_err(|_| ForwardError::Alloc(per * 2))?,
             );
         }
-        Ok(CudaKvCache {
+        Ok(KvCache {
             k,
             v,
             kv_dim,

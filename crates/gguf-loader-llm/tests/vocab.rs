@@ -7,22 +7,16 @@
 //! (or `$GGUF_LOADER_VOCAB_TESTS`); the test is skipped with a message when
 //! they are absent, unless `GGUF_LOADER_REQUIRE_MODEL` is set.
 
+#[path = "../../gguf-loader/tests/common/mod.rs"]
+mod common;
+
 use std::path::PathBuf;
 
 use gguf_loader::MmapGGUFLoader;
 use gguf_loader_llm::{Tokenizer, TokenizerKind};
 
 fn vocab_dir() -> Option<PathBuf> {
-    let dir = match std::env::var_os("GGUF_LOADER_VOCAB_TESTS") {
-        Some(p) => PathBuf::from(p),
-        None => std::env::var_os("GGUF_LOADER_CACHE")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| {
-                PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
-                    .join(".cache/gguf-loader")
-            })
-            .join("vocab-tests"),
-    };
+    let dir = common::cache_path("GGUF_LOADER_VOCAB_TESTS", "vocab-tests");
     if dir.join("ggml-vocab-gpt-2.gguf.out").exists() {
         return Some(dir);
     }

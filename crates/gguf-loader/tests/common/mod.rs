@@ -84,8 +84,10 @@ pub fn real_models() -> Vec<PathBuf> {
     model_path().into_iter().chain(gemma_path()).collect()
 }
 
-fn real_model(var: &str, name: &str, fetch_arg: &str) -> Option<PathBuf> {
-    let p = match std::env::var_os(var) {
+/// `$var`, else `name` in the cache the fetch scripts fill
+/// (`$GGUF_LOADER_CACHE`, else `~/.cache/gguf-loader`).
+pub fn cache_path(var: &str, name: &str) -> PathBuf {
+    match std::env::var_os(var) {
         Some(p) => PathBuf::from(p),
         None => std::env::var_os("GGUF_LOADER_CACHE")
             .map(PathBuf::from)
@@ -94,7 +96,11 @@ fn real_model(var: &str, name: &str, fetch_arg: &str) -> Option<PathBuf> {
                     .join(".cache/gguf-loader")
             })
             .join(name),
-    };
+    }
+}
+
+fn real_model(var: &str, name: &str, fetch_arg: &str) -> Option<PathBuf> {
+    let p = cache_path(var, name);
     if p.exists() {
         return Some(p);
     }

@@ -6,8 +6,11 @@
 //! NEON, always present, on aarch64).
 
 mod common;
+#[path = "common/kernels.rs"]
+mod kernels;
 
 use common::Lcg;
+use kernels::check;
 
 use gguf_loader::internals::{reference_row_fn, simd};
 use gguf_loader::GgmlType;
@@ -72,40 +75,6 @@ fn random_blocks(rng: &mut Lcg, n: usize, type_size: usize, at: Scale) -> Vec<u8
         set_scale(b, at, h);
     }
     v
-}
-
-/// Asserts the fused f16 output `got` is the reference `want` rounded.
-fn assert_f16_rounded(what: &str, got: &[f16], want: &[f32]) {
-    assert_eq!(got.len(), want.len(), "{what}: length");
-    for (i, (g, w)) in got.iter().zip(want).enumerate() {
-        let wh = f16::from_f32(*w);
-        if w.is_nan() {
-            assert!(g.is_nan(), "{what}: element {i}: got {g}, want NaN");
-        } else {
-            assert_eq!(
-                g.to_bits(),
-                wh.to_bits(),
-                "{what}: element {i}: got {g}, want {wh} (from {w:e})"
-            );
-        }
-    }
-}
-
-fn check(ty: GgmlType, name: &str, src: &[u8]) {
-    let k = simd::kernels(ty);
-    let n = src.len() / ty.type_size() as usize * 256;
-    let mut want = vec![0f32; n];
-    reference_row_fn(ty)(src, &mut want);
-    for (kind, f) in common::variants(k.f32, k.f32_stream) {
-        for got in common::run_placed(n, f32::from_bits(0x7fc0_dead), |o| f(src, o)) {
-            common::assert_bits_eq(&format!("{name} f32 {kind}"), &got, &want);
-        }
-    }
-    for (kind, f) in common::variants(k.f16, k.f16_stream) {
-        for got in common::run_placed(n, f16::from_bits(0x7e55), |o| f(src, o)) {
-            assert_f16_rounded(&format!("{name} f16 {kind}"), &got, &want);
-        }
-    }
 }
 
 fn has_kernels(ty: GgmlType) -> bool {
@@ -204,7 +173,7 @@ fn simd_iquants_mismatched_lengths() {
                     let mut got = vec![f16::from_bits(0x7e55); dst_len];
                     f(&src[..src_len], &mut got);
                     let what = format!("{name} f16 {kind}");
-                    assert_f16_rounded(&what, &got[..blocks * 256], &want[..blocks * 256]);
+                    kernels::assert_f16_rounds(&what, &got[..blocks * 256], &want[..blocks * 256]);
                     assert!(
                         got[blocks * 256..].iter().all(|v| v.to_bits() == 0x7e55),
                         "{what}: wrote past {blocks} blocks"
@@ -226,7 +195,7 @@ fn dispatcher_uses_iquant_kernels_exactly() {
         let got32: Vec<f32> = gguf_loader::dequantize(ty, &src).unwrap();
         common::assert_bits_eq(name, &got32, &want);
         let got16: Vec<f16> = gguf_loader::dequantize(ty, &src).unwrap();
-        assert_f16_rounded(&format!("{name} f16"), &got16, &want);
+        kernels::assert_f16_rounds(&format!("{name} f16"), &got16, &want);
     }
 }
 

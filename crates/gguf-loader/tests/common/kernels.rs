@@ -10,6 +10,9 @@
 //! kernels on this CPU (no AVX2 + F16C on x86-64) is skipped, saying so; on
 //! aarch64 [`neon_present`] makes sure nothing was skipped there.
 
+// Each test binary that includes this file uses some of it.
+#![allow(dead_code, unused_macros, unused_imports)]
+
 use gguf_loader::internals::{reference_row_fn, simd};
 use gguf_loader::GgmlType;
 use half::f16;
@@ -91,7 +94,7 @@ pub fn check(ty: GgmlType, name: &str, src: &[u8]) {
 
 /// Asserts `got` is `want` rounded by `half::f16::from_f32` (any NaN where
 /// `want` is NaN).
-fn assert_f16_rounds(what: &str, got: &[f16], want: &[f32]) {
+pub fn assert_f16_rounds(what: &str, got: &[f16], want: &[f32]) {
     assert_eq!(got.len(), want.len(), "{what}: length");
     for (i, (g, w)) in got.iter().zip(want).enumerate() {
         let wh = f16::from_f32(*w);

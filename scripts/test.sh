@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The test command: installs the Python oracle (gguf-py), fetches the two real
 # models (SmolLM2-135M, Gemma-3-270M) and llama.cpp's vocab tests into the cache, then runs every test of
-# the workspace, then the `cuda` build's tests (on a machine without a GPU
+# the workspace, then the Python package's (pytest), then the `cuda` build's tests (on a machine without a GPU
 # they check that a GPU load is one clear error; scripts/gpu-check.sh runs
 # them on a GPU).
 set -euo pipefail
@@ -13,6 +13,8 @@ gemma="$(scripts/fetch-model.sh gemma3)"
 scripts/fetch-vocab-tests.sh >/dev/null
 export GGUF_LOADER_MODEL="$model" GGUF_LOADER_GEMMA="$gemma" GGUF_LOADER_REQUIRE_MODEL=1
 cargo test --workspace --release "$@"
+# The Python package (crates/gguf-loader-py): wheel, install, pytest.
+scripts/test-python.sh
 cargo test --release -p gguf-loader --features cuda --lib --test cuda "$@"
 cargo test --release -p gguf-loader-cli --features cuda --test device "$@"
 cargo test --release -p gguf-loader-llm --features cuda --test forward_cuda "$@"

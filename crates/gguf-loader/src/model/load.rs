@@ -332,6 +332,42 @@ impl MmapGGUFLoader {
         decode_into(t, dst, &ctl, stores)
     }
 
+    /// Decodes the named tensors into the caller's buffers (each exactly its
+    /// tensor's element count), in parallel, largest first, with the
+    /// options' threads, progress and cancel: a whole model into one buffer
+    /// the caller owns and splits (the Python package's `load`). `memory`
+    /// says whether the buffers are fresh (untouched since allocation) or
+    /// reused, for [`Stores::for_output`]. Errs as [`Self::load_tensor_with`]
+    /// does for the first tensor that fails, and with [`Error::Decode`] for a
+    /// buffer of another length; on cancel or error the buffers hold what
+    /// was decoded so far. CPU only.
+    pub fn load_tensors_into<T: Element>(
+        &self,
+        outs: Vec<(&str, &mut [T])>,
+        memory: OutputMemory,
+        opts: LoadOptions<'_>,
+    ) -> Result<()> {
+        let mut work = outs
+            .into_iter()
+            .map(|(name, dst)| Ok((self.locate(name)?, dst)))
+            .collect::<Result<Vec<(Located<'_>, &mut [T])>>>()?;
+        let bytes_total = work.iter().map(|(t, _)| t.info.n_bytes).sum();
+        let out_bytes = work.iter().map(|(_, d)| std::mem::size_of_val(*d)).sum();
+        let ctl = Control::new(work.len(), bytes_total, opts.progress);
+        let stores = opts.stores.for_output(out_bytes, memory);
+        if work.len() > 1 {
+            self.prefetch_all();
+        }
+        work.sort_by_key(|(t, _)| Reverse(t.info.n_bytes));
+        in_pool(opts.threads, || {
+            work.into_par_iter().try_for_each(|(t, out)| {
+                ctl.check()?;
+                decode_into(t, out, &ctl, stores)
+            })
+        })??;
+        ctl.check()
+    }
+
     /// Decodes every tensor to f16 (the design's `load_f16_model`); errs as
     /// [`Self::load_model_with`]. The same as
     /// [`load_model::<f16>`](Self::load_model); [`load_model_f16`] opens a

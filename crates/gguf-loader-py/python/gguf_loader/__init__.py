@@ -1,0 +1,373 @@
+"""Open GGUF model files in milliseconds and decode every ggml type to numpy.
+
+``gguf_loader`` is the Python face of the Rust crate ``gguf-loader``: the file
+is memory-mapped (or read with positioned reads) and validated in one pass;
+metadata and tensor descriptions are views of its bytes; tensors decode on
+every core, without the GIL, bit for bit as ggml decodes them.
+
+>>> import gguf_loader
+>>> f = gguf_loader.open("model.gguf")
+>>> f.metadata["general.architecture"]
+'llama'
+>>> f.tensors["token_embd.weight"].shape
+(49152, 576)
+>>> w = f.tensor("token_embd.weight")            # float16, row-major
+>>> weights = f.load(dtype="float16")            # every tensor, one buffer
+
+For gguf-py users, :func:`dequantize` takes the arguments of
+``gguf.quants.dequantize`` and gives the same float32 arrays.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+from collections.abc import Mapping, Sequence
+from types import MappingProxyType
+from typing import Any, Callable, Dict, Iterator, NamedTuple, Optional, Tuple, Union
+
+import numpy as np
+
+from . import _native
+from ._native import Cancelled, DeviceTensor, StringArray
+
+__all__ = [
+    "open",
+    "dequantize",
+    "GGUFFile",
+    "GGMLType",
+    "TensorInfo",
+    "Metadata",
+    "Progress",
+    "StringArray",
+    "DeviceTensor",
+    "Cancelled",
+    "CUDA",
+]
+
+#: True when this build can load onto NVIDIA GPUs (``device="cuda:N"``).
+CUDA: bool = bool(_native.CUDA)
+
+_TYPES = _native.ggml_types()
+
+#: Every ggml tensor type, by its ggml name and id (an ``IntEnum``: it
+#: compares equal to gguf-py's ``GGMLQuantizationType`` of the same id).
+GGMLType = enum.IntEnum("GGMLType", [(name, id_) for id_, name, _, _ in _TYPES])
+GGMLType.__module__ = __name__
+GGMLType.__doc__ = "A ggml tensor type: ``GGMLType.Q4_K``, ``GGMLType(12)``."
+
+#: ``{type: (block_size, type_size)}``, as gguf-py's ``GGML_QUANT_SIZES``.
+GGML_QUANT_SIZES: Dict[GGMLType, Tuple[int, int]] = {
+    GGMLType(id_): (block, size) for id_, _, block, size in _TYPES
+}
+__all__.append("GGML_QUANT_SIZES")
+
+
+class TensorInfo(NamedTuple):
+    """One tensor's description, as the file gives it."""
+
+    name: str
+    #: Its ggml type (``.name`` and ``int()`` give name and id).
+    type: GGMLType
+    #: Dimensions in GGUF order (ggml's ``ne``: the row length first).
+    ne: Tuple[int, ...]
+    #: Row-major shape (numpy, PyTorch): ``ne`` reversed.
+    shape: Tuple[int, ...]
+    #: Absolute byte offset of its data in its file (gguf-py's ``data_offset``).
+    offset: int
+    #: Bytes of data in the file.
+    nbytes: int
+    #: Number of elements.
+    n_elements: int
+    #: Offset relative to the data section, as stored in the tensor info.
+    data_section_offset: int
+
+
+class Progress(NamedTuple):
+    """Where a load stands; handed to the ``progress`` callback."""
+
+    tensors_done: int
+    tensors_total: int
+    bytes_done: int
+    bytes_total: int
+
+
+try:  # bf16 outputs as ml_dtypes.bfloat16 where that package is installed
+    import ml_dtypes as _ml_dtypes
+
+    _BFLOAT16: Optional[np.dtype] = np.dtype(_ml_dtypes.bfloat16)
+except ImportError:  # pragma: no cover - depends on the environment
+    _BFLOAT16 = None
+
+_DTYPES = {
+    "float16": "float16",
+    "f16": "float16",
+    "float32": "float32",
+    "f32": "float32",
+    "bfloat16": "bfloat16",
+    "bf16": "bfloat16",
+}
+
+
+def _dtype_name(dtype: Any) -> str:
+    """``"float16"``, ``"float32"`` or ``"bfloat16"`` for a name or numpy dtype."""
+    if isinstance(dtype, str):
+        name = _DTYPES.get(dtype)
+    elif _BFLOAT16 is not None and np.dtype(dtype) == _BFLOAT16:
+        name = "bfloat16"
+    else:
+        name = _DTYPES.get(np.dtype(dtype).name)
+    if name is None:
+        raise ValueError(f'dtype must be "float16", "float32" or "bfloat16", not {dtype!r}')
+    return name
+
+
+def _as_bf16(array: np.ndarray) -> np.ndarray:
+    """bf16 bits (uint16) as ``ml_dtypes.bfloat16`` where installed."""
+    return array.view(_BFLOAT16) if _BFLOAT16 is not None else array
+
+
+def _progress(callback: Optional[Callable[[Progress], Any]]) -> Optional[Callable[..., Any]]:
+    if callback is None:
+        return None
+    return lambda *p: callback(Progress(*p))
+
+
+class Metadata(Mapping):
+    """The file's key–value metadata: a read-only ``Mapping`` in file order.
+
+    Values are converted when read: scalars to ``int`` / ``float`` / ``bool``
+    / ``str``, numeric arrays to read-only numpy views of the file's bytes,
+    string arrays to :class:`StringArray` (lazy: no string is built until
+    asked), arrays of arrays to lists.
+    """
+
+    __slots__ = ("_native", "_keys", "_index")
+
+    def __init__(self, native: "_native.File") -> None:
+        self._native = native
+        self._keys = tuple(native.metadata_keys())
+        self._index = frozenset(self._keys)
+
+    def __getitem__(self, key: str) -> Any:
+        if key not in self._index:
+            raise KeyError(key)
+        return self._native.metadata_get(key)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._index
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._keys)
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def type(self, key: str) -> str:
+        """The GGUF type of ``key``'s value: ``"uint32"``, ``"string"``,
+        ``"array[string]"``…"""
+        if key not in self._index:
+            raise KeyError(key)
+        return self._native.metadata_type(key)
+
+    def __repr__(self) -> str:
+        return f"<gguf_loader.Metadata: {len(self)} keys>"
+
+
+Sequence.register(StringArray)
+
+
+class GGUFFile:
+    """An open GGUF file (or split model). Use :func:`open`.
+
+    Everything it hands out (``raw`` views, metadata arrays, loaded arrays)
+    keeps what it needs alive on its own: closing the file, or dropping it,
+    while they exist is safe; the mapping goes when the last of them does.
+    """
+
+    def __init__(self, path: Union[str, "os.PathLike[str]"], mode: str = "mmap") -> None:
+        self._native = _native.File(os.fspath(path), mode)
+        self._metadata: Optional[Metadata] = None
+        self._tensors: Optional[Mapping[str, TensorInfo]] = None
+
+    # -- the header ----------------------------------------------------
+    @property
+    def version(self) -> int:
+        """GGUF version: 1, 2 or 3."""
+        return self._native.version
+
+    @property
+    def alignment(self) -> int:
+        """Alignment of the data section and of every tensor's data."""
+        return self._native.alignment
+
+    @property
+    def data_offset(self) -> int:
+        """Absolute offset of the (first file's) data section."""
+        return self._native.data_offset
+
+    @property
+    def endianness(self) -> str:
+        """``"little"`` or ``"big"``."""
+        return self._native.endianness
+
+    @property
+    def mode(self) -> str:
+        """``"mmap"`` or ``"read"``."""
+        return self._native.mode
+
+    @property
+    def paths(self) -> Tuple[str, ...]:
+        """The file, or every shard of a split model."""
+        return tuple(str(p) for p in self._native.paths)
+
+    @property
+    def closed(self) -> bool:
+        return self._native.closed
+
+    @property
+    def metadata(self) -> Metadata:
+        """The key–value metadata (see :class:`Metadata`)."""
+        if self._metadata is None:
+            self._metadata = Metadata(self._native)
+        return self._metadata
+
+    @property
+    def tensors(self) -> Mapping[str, TensorInfo]:
+        """Every tensor's :class:`TensorInfo` by name, in file order (read-only)."""
+        if self._tensors is None:
+            infos = {}
+            for name, ty, ne, offset, rel, nbytes, n in self._native.tensor_infos():
+                ne = tuple(ne)
+                infos[name] = TensorInfo(
+                    name, GGMLType(ty), ne, ne[::-1], offset, nbytes, n, rel
+                )
+            self._tensors = MappingProxyType(infos)
+        return self._tensors
+
+    # -- tensor data ---------------------------------------------------
+    def raw(self, name: str) -> np.ndarray:
+        """The tensor's bytes as stored, a read-only 1-D ``uint8`` array: a
+        view of the mapping (no copy), or in read mode a new array."""
+        return self._native.raw(name)
+
+    def tensor(
+        self,
+        name: str,
+        dtype: Any = "float16",
+        *,
+        threads: Optional[int] = None,
+        device: str = "cpu",
+    ) -> Union[np.ndarray, DeviceTensor]:
+        """Decodes one tensor to ``dtype`` (``"float16"``, ``"float32"`` or
+        ``"bfloat16"``) as a new array of its row-major shape, on every core
+        (or ``threads``), without the GIL.
+
+        bf16 comes as ``ml_dtypes.bfloat16`` where that package is installed,
+        else as its ``uint16`` bits. With ``device="cuda:N"`` (a ``CUDA``
+        build) the tensor is decoded on the GPU and returned as a
+        :class:`DeviceTensor`.
+        """
+        dtype = _dtype_name(dtype)
+        if device != "cpu":
+            ((_, t),) = _native.load_device(self._native, device, dtype, threads, None, [name])
+            return t
+        array = _native.tensor(self._native, name, dtype, threads)
+        return _as_bf16(array) if dtype == "bfloat16" else array
+
+    def load(
+        self,
+        dtype: Any = "float16",
+        *,
+        threads: Optional[int] = None,
+        progress: Optional[Callable[[Progress], Any]] = None,
+        device: str = "cpu",
+        names: Optional[Sequence[str]] = None,
+    ) -> Dict[str, Union[np.ndarray, DeviceTensor]]:
+        """Decodes every tensor (or those in ``names``) to ``dtype``: a dict
+        of name → array in file order.
+
+        On the CPU the arrays are views of one new buffer (no copy; each
+        starts on a 64-byte boundary), decoded in parallel on every core (or
+        ``threads``) without the GIL. ``progress(Progress)`` is called about
+        every 50 ms and at the end; returning ``False`` cancels the load
+        (:class:`Cancelled`), and so does Ctrl-C (``KeyboardInterrupt``).
+
+        With ``device="cuda:N"`` the quantized bytes go to the GPU and are
+        decoded there: the values are :class:`DeviceTensor` objects, which
+        ``torch.from_dlpack`` / ``cupy.from_dlpack`` take without a copy.
+        """
+        dtype = _dtype_name(dtype)
+        names = None if names is None else list(names)
+        callback = _progress(progress)
+        if device != "cpu":
+            return dict(
+                _native.load_device(self._native, device, dtype, threads, callback, names)
+            )
+        buffer, layout = _native.load(self._native, dtype, threads, callback, names)
+        if dtype == "bfloat16":
+            buffer = _as_bf16(buffer)
+        out = {}
+        for name, start, shape in layout:
+            n = 1
+            for d in shape:
+                n *= d
+            out[name] = buffer[start : start + n].reshape(shape)
+        return out
+
+    # -- life ----------------------------------------------------------
+    def close(self) -> None:
+        """Lets go of the file; what was handed out stays valid."""
+        self._native.close()
+
+    def __enter__(self) -> "GGUFFile":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return repr(self._native)
+
+
+def open(path: Union[str, "os.PathLike[str]"], mode: str = "mmap") -> GGUFFile:
+    """Opens and validates a GGUF file: ``mode="mmap"`` maps it (zero-copy),
+    ``mode="read"`` reads the header and reads tensor data with positioned
+    reads (for network filesystems, or files that may change). The first
+    shard of a split model (``-00001-of-0000N.gguf``) opens every shard.
+
+    Raises ``OSError`` (``FileNotFoundError``…) when the file cannot be read
+    and ``ValueError`` when it is not a valid GGUF file, with the message the
+    CLI prints. Usable as a context manager.
+    """
+    return GGUFFile(path, mode)
+
+
+def dequantize(data: np.ndarray, qtype: Union[int, GGMLType]) -> np.ndarray:
+    """gguf-py's ``gguf.quants.dequantize``, on every core: ``data`` holds
+    rows of ``qtype`` blocks (any dtype; its bytes are used), the result is
+    float32 with the last dimension in elements instead of bytes.
+
+    ``qtype`` is an ``int`` or gguf-py's ``GGMLQuantizationType``. As in
+    gguf-py, F32 data comes back as a view and F16 data is widened; this
+    function decodes every ggml type, including those gguf-py lacks.
+    """
+    qtype = GGMLType(int(qtype))
+    if qtype == GGMLType.F32:
+        return data.view(np.float32)
+    if qtype == GGMLType.F16:
+        data = data.view(np.float16)
+        shape = data.shape
+        out = _native.dequantize(np.ascontiguousarray(data).reshape(-1).view(np.uint8), int(qtype))
+        return out.reshape(shape)
+    rows = np.ascontiguousarray(data).view(np.uint8)
+    block_size, type_size = GGML_QUANT_SIZES[qtype]
+    shape = rows.shape
+    if len(shape) == 0 or shape[-1] % type_size != 0:
+        last = shape[-1] if len(shape) else 0
+        raise ValueError(
+            f"Quantized tensor bytes per row ({last}) is not a multiple of "
+            f"{qtype.name} type size ({type_size})"
+        )
+    out = _native.dequantize(rows.reshape(-1), int(qtype))
+    return out.reshape((*shape[:-1], shape[-1] // type_size * block_size))

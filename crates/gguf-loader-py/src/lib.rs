@@ -1,0 +1,102 @@
+//! `gguf_loader._native`: the Rust half of the Python package `gguf_loader`
+//! (the Python half, in `python/gguf_loader`, gives it its public shape:
+//! mappings, enums, numpy views, bf16 as `ml_dtypes`).
+//!
+//! Every call goes through the loader's public API. Decoding releases the
+//! GIL; a malformed file raises `ValueError`, an I/O failure `OSError`,
+//! both with the message the CLI prints.
+
+use gguf_loader::{Error, GgmlType};
+use numpy::{PyArray1, PyArrayMethods, PyReadonlyArray1};
+use pyo3::exceptions::{PyKeyError, PyMemoryError, PyOSError, PyRuntimeError, PyValueError};
+use pyo3::prelude::*;
+
+mod dlpack;
+mod file;
+mod load;
+mod meta;
+
+/// The Python exception for a loader error: `OSError` (with its errno, so
+/// that a missing file is `FileNotFoundError`) for I/O, `KeyError` for a
+/// missing tensor, `MemoryError` when an output cannot be allocated,
+/// `RuntimeError` for the GPU, `ValueError` for anything malformed. The
+/// message is the error's own, as the CLI prints it.
+pub(crate) fn py_err(e: Error) -> PyErr {
+    let message = e.to_string();
+    match &e {
+        Error::Io { .. } | Error::TensorIo { .. } | Error::NotAFile { .. } => {
+            match e.io_error().and_then(|io| io.raw_os_error()) {
+                Some(errno) => PyOSError::new_err((errno, message)),
+                None => PyOSError::new_err(message),
+            }
+        }
+        Error::TensorNotFound(_) => PyKeyError::new_err(message),
+        Error::OutOfMemory { .. } => PyMemoryError::new_err(message),
+        Error::ThreadPool(_) | Error::Cancelled | Error::UnsupportedDevice(_) => {
+            PyRuntimeError::new_err(message)
+        }
+        #[cfg(feature = "cuda")]
+        Error::CudaUnavailable { .. } | Error::Cuda { .. } | Error::WrongDevice(_) => {
+            PyRuntimeError::new_err(message)
+        }
+        _ => PyValueError::new_err(message),
+    }
+}
+
+/// The ggml type with id `id`, or `ValueError`.
+pub(crate) fn ggml_type(id: u32) -> PyResult<GgmlType> {
+    GgmlType::from_id(id).ok_or_else(|| PyValueError::new_err(format!("{id} is not a ggml type")))
+}
+
+/// Every ggml type this build decodes: `(id, name, block_size, type_size)`.
+#[pyfunction]
+fn ggml_types() -> Vec<(u32, &'static str, u64, u64)> {
+    (0..=u8::MAX as u32)
+        .filter_map(GgmlType::from_id)
+        .map(|t| (t.id(), t.name(), t.block_size(), t.type_size()))
+        .collect()
+}
+
+/// Decodes `data` (whole blocks of type `qtype`, contiguous bytes) to a new
+/// 1-D float32 array, on every core, without the GIL.
+#[pyfunction]
+fn dequantize<'py>(
+    py: Python<'py>,
+    data: PyReadonlyArray1<'py, u8>,
+    qtype: u32,
+) -> PyResult<Bound<'py, PyArray1<f32>>> {
+    let ty = ggml_type(qtype)?;
+    let src = data.as_slice()?;
+    let (type_size, block) = (ty.type_size() as usize, ty.block_size() as usize);
+    if src.len() % type_size != 0 {
+        return Err(PyValueError::new_err(format!(
+            "{} bytes is not a whole number of {ty} blocks of {type_size} bytes",
+            src.len()
+        )));
+    }
+    let out = PyArray1::<f32>::zeros(py, src.len() / type_size * block, false);
+    {
+        let mut rw = out.readwrite();
+        let dst = rw.as_slice_mut()?;
+        py.detach(|| gguf_loader::dequantize_into_par(ty, src, dst))
+            .map_err(|e| PyValueError::new_err(e.to_string()))?;
+    }
+    Ok(out)
+}
+
+/// The native module.
+#[pymodule]
+fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<file::File>()?;
+    m.add_class::<meta::StringArray>()?;
+    m.add_class::<meta::Owner>()?;
+    m.add_class::<dlpack::DeviceTensor>()?;
+    m.add_function(wrap_pyfunction!(ggml_types, m)?)?;
+    m.add_function(wrap_pyfunction!(dequantize, m)?)?;
+    m.add_function(wrap_pyfunction!(load::tensor, m)?)?;
+    m.add_function(wrap_pyfunction!(load::load, m)?)?;
+    m.add_function(wrap_pyfunction!(load::load_device, m)?)?;
+    m.add("Cancelled", m.py().get_type::<load::Cancelled>())?;
+    m.add("CUDA", cfg!(feature = "cuda"))?;
+    Ok(())
+}

@@ -1,0 +1,330 @@
+//! Decoding from Python: one tensor into a new numpy array, a whole model
+//! into one numpy buffer, or onto a device (`DeviceTensor`s). The work runs
+//! on another thread without the GIL while the calling thread watches for
+//! Ctrl-C and reports progress, so that `KeyboardInterrupt` cancels a load.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use gguf_loader::{
+    bf16, f16, Device, Element, LoadOptions, MmapGGUFLoader, OutputMemory, Progress,
+};
+use numpy::{PyArray1, PyArrayMethods};
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+
+use crate::dlpack::{AnyTensor, DeviceTensor};
+use crate::file::File;
+use crate::py_err;
+
+pyo3::create_exception!(
+    _native,
+    Cancelled,
+    pyo3::exceptions::PyException,
+    "A load cancelled by its progress callback (which returned False)."
+);
+
+/// An output type, by its numpy name.
+#[derive(Clone, Copy)]
+enum Dtype {
+    F32,
+    F16,
+    Bf16,
+}
+
+fn dtype(name: &str) -> PyResult<Dtype> {
+    Ok(match name {
+        "float32" | "f32" => Dtype::F32,
+        "float16" | "f16" => Dtype::F16,
+        "bfloat16" | "bf16" => Dtype::Bf16,
+        other => {
+            return Err(PyValueError::new_err(format!(
+                "dtype must be \"float16\", \"float32\" or \"bfloat16\", not {other:?}"
+            )))
+        }
+    })
+}
+
+/// `cpu`, `cuda` (GPU 0) or `cuda:N`.
+fn device(name: &str) -> PyResult<Device> {
+    match name {
+        "cpu" => Ok(Device::Cpu),
+        "cuda" => Ok(Device::Cuda(0)),
+        _ => name
+            .strip_prefix("cuda:")
+            .and_then(|n| n.parse().ok())
+            .map(Device::Cuda)
+            .ok_or_else(|| {
+                PyValueError::new_err(format!(
+                    "device must be \"cpu\", \"cuda\" or \"cuda:N\", not {name:?}"
+                ))
+            }),
+    }
+}
+
+fn threads(n: Option<usize>) -> PyResult<Option<usize>> {
+    match n {
+        Some(0) => Err(PyValueError::new_err("threads must be at least 1")),
+        n => Ok(n),
+    }
+}
+
+/// Runs `work` on a thread of its own, without the GIL, while this thread
+/// checks for signals and calls `progress(tensors_done, tensors_total,
+/// bytes_done, bytes_total)` about every 50 ms and once at the end.
+/// `KeyboardInterrupt` (or any exception a signal handler raises, or the
+/// callback raises) cancels the work and is raised once it has stopped; a
+/// callback returning `False` cancels it with `Cancelled`.
+fn cancellable<R: Send>(
+    py: Python<'_>,
+    progress: Option<&Bound<'_, PyAny>>,
+    work: impl FnOnce(LoadOptions<'_>) -> gguf_loader::Result<R> + Send,
+    opts: LoadOptions<'_>,
+) -> PyResult<R> {
+    let cancel = AtomicBool::new(false);
+    let latest: Mutex<Option<Progress>> = Mutex::new(None);
+    let report = |p: &Progress| {
+        if let Ok(mut l) = latest.lock() {
+            *l = Some(*p);
+        }
+        !cancel.load(Ordering::Relaxed)
+    };
+    let opts = opts.progress(&report);
+    let mut reported: Option<Progress> = None;
+    let mut call = |py: Python<'_>| -> PyResult<()> {
+        let Some(cb) = progress else { return Ok(()) };
+        let now = latest.lock().ok().and_then(|l| *l);
+        let Some(p) = now else { return Ok(()) };
+        if reported == Some(p) {
+            return Ok(());
+        }
+        reported = Some(p);
+        let r = cb.call1((p.tensors_done, p.tensors_total, p.bytes_done, p.bytes_total))?;
+        if r.is(pyo3::types::PyBool::new(py, false)) {
+            return Err(Cancelled::new_err("cancelled by the progress callback"));
+        }
+        Ok(())
+    };
+    let main = std::thread::current();
+    std::thread::scope(|s| {
+        let handle = s.spawn(|| {
+            let r = work(opts);
+            main.unpark();
+            r
+        });
+        let mut raised: Option<PyErr> = None;
+        while !handle.is_finished() {
+            py.detach(|| std::thread::park_timeout(Duration::from_millis(50)));
+            if raised.is_none() {
+                if let Err(e) = py.check_signals().and_then(|_| call(py)) {
+                    cancel.store(true, Ordering::Relaxed);
+                    raised = Some(e);
+                }
+            }
+        }
+        let result = py.detach(|| handle.join());
+        if let Some(e) = raised {
+            return Err(e);
+        }
+        let result = match result {
+            Ok(r) => r.map_err(py_err)?,
+            Err(_) => {
+                return Err(pyo3::exceptions::PyRuntimeError::new_err(
+                    "the decoding thread panicked",
+                ))
+            }
+        };
+        call(py)?;
+        Ok(result)
+    })
+}
+
+/// A load's buffer and where each tensor lies in it: `(name, start,
+/// shape)`.
+type Loaded<'py> = (Bound<'py, PyAny>, Vec<(String, usize, Vec<usize>)>);
+
+/// Element counts rounded up so that each tensor in a shared buffer starts
+/// on a 64-byte boundary.
+fn padded(n: usize, elem: usize) -> usize {
+    let per_line = 64 / elem;
+    n.div_ceil(per_line) * per_line
+}
+
+/// Decodes `names` into one buffer of `T` (views of which Python hands
+/// out): `(buffer, [(name, start, shape)])`.
+fn load_into<'py, T, N>(
+    py: Python<'py>,
+    loader: &MmapGGUFLoader,
+    names: &[String],
+    opts: LoadOptions<'_>,
+    progress: Option<&Bound<'py, PyAny>>,
+) -> PyResult<Loaded<'py>>
+where
+    T: Element,
+    N: numpy::Element + bytemuck::Pod,
+{
+    let mut layout = Vec::with_capacity(names.len());
+    let mut total = 0usize;
+    for name in names {
+        let info = loader
+            .tensor_info(name)
+            .ok_or_else(|| py_err(gguf_loader::Error::TensorNotFound(name.clone())))?;
+        let n = usize::try_from(info.n_elements)
+            .map_err(|_| py_err(gguf_loader::Error::TooLarge(name.clone())))?;
+        let shape = info
+            .shape()
+            .iter()
+            .map(|&d| usize::try_from(d))
+            .collect::<Result<Vec<usize>, _>>()
+            .map_err(|_| py_err(gguf_loader::Error::TooLarge(name.clone())))?;
+        layout.push((name.clone(), total, shape, n));
+        total = total
+            .checked_add(padded(n, std::mem::size_of::<T>()))
+            .ok_or_else(|| py_err(gguf_loader::Error::TooLarge(name.clone())))?;
+    }
+    let buffer = PyArray1::<N>::zeros(py, total, false);
+    {
+        let mut rw = buffer.readwrite();
+        let all: &mut [T] = bytemuck::cast_slice_mut(rw.as_slice_mut()?);
+        let mut outs = Vec::with_capacity(layout.len());
+        let mut rest = all;
+        let mut at = 0;
+        for (name, start, _, n) in &layout {
+            let (_, tail) = std::mem::take(&mut rest).split_at_mut(start - at);
+            let (dst, tail) = tail.split_at_mut(*n);
+            outs.push((name.as_str(), dst));
+            rest = tail;
+            at = start + n;
+        }
+        cancellable(
+            py,
+            progress,
+            |o| loader.load_tensors_into(outs, OutputMemory::Fresh, o),
+            opts,
+        )?;
+    }
+    let layout = layout
+        .into_iter()
+        .map(|(name, start, shape, _)| (name, start, shape))
+        .collect();
+    Ok((buffer.into_any(), layout))
+}
+
+/// Decodes every tensor named (all when `names` is `None`) to `dtype` into
+/// one new numpy buffer: `(buffer, [(name, start, shape)])`, bf16 as
+/// `uint16` bits.
+#[pyfunction]
+#[pyo3(signature = (file, dtype = "float16", threads = None, progress = None, names = None))]
+pub(crate) fn load<'py>(
+    py: Python<'py>,
+    file: &File,
+    dtype: &str,
+    threads: Option<usize>,
+    progress: Option<Bound<'py, PyAny>>,
+    names: Option<Vec<String>>,
+) -> PyResult<Loaded<'py>> {
+    let loader = file.loader()?;
+    let names = names.unwrap_or_else(|| loader.tensors().map(|t| t.name.to_string()).collect());
+    let opts = LoadOptions {
+        threads: self::threads(threads)?,
+        ..LoadOptions::default()
+    };
+    let p = progress.as_ref();
+    match self::dtype(dtype)? {
+        Dtype::F32 => load_into::<f32, f32>(py, &loader, &names, opts, p),
+        Dtype::F16 => load_into::<f16, f16>(py, &loader, &names, opts, p),
+        Dtype::Bf16 => load_into::<bf16, u16>(py, &loader, &names, opts, p),
+    }
+}
+
+/// Decodes one tensor to `dtype` into a new numpy array of its row-major
+/// shape (bf16 as `uint16` bits).
+#[pyfunction]
+#[pyo3(signature = (file, name, dtype = "float16", threads = None))]
+pub(crate) fn tensor<'py>(
+    py: Python<'py>,
+    file: &File,
+    name: &str,
+    dtype: &str,
+    threads: Option<usize>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let loader = file.loader()?;
+    let (buffer, layout) = {
+        let opts = LoadOptions {
+            threads: self::threads(threads)?,
+            ..LoadOptions::default()
+        };
+        let names = [name.to_string()];
+        match self::dtype(dtype)? {
+            Dtype::F32 => load_into::<f32, f32>(py, &loader, &names, opts, None)?,
+            Dtype::F16 => load_into::<f16, f16>(py, &loader, &names, opts, None)?,
+            Dtype::Bf16 => load_into::<bf16, u16>(py, &loader, &names, opts, None)?,
+        }
+    };
+    let shape = layout.into_iter().next().map(|l| l.2).unwrap_or_default();
+    let n: usize = shape.iter().product();
+    buffer
+        .get_item(pyo3::types::PySlice::new(py, 0, n as isize, 1))?
+        .call_method1("reshape", (shape,))
+}
+
+fn to_device<T: Element>(
+    py: Python<'_>,
+    loader: &MmapGGUFLoader,
+    names: Option<Vec<String>>,
+    device: Device,
+    opts: LoadOptions<'_>,
+    progress: Option<&Bound<'_, PyAny>>,
+    wrap: fn(Arc<gguf_loader::Tensor<T>>) -> AnyTensor,
+) -> PyResult<Vec<(String, DeviceTensor)>> {
+    let tensors = cancellable(
+        py,
+        progress,
+        |o| match &names {
+            None => loader.load_model_with::<T>(device, o).map(|mut m| {
+                let names: Vec<String> = m.names().map(str::to_string).collect();
+                names
+                    .into_iter()
+                    .filter_map(|n| m.take(&n).map(|t| (n, t)))
+                    .collect::<Vec<_>>()
+            }),
+            Some(names) => names
+                .iter()
+                .map(|n| Ok((n.clone(), loader.load_tensor_with::<T>(n, device, o)?)))
+                .collect(),
+        },
+        opts,
+    )?;
+    Ok(tensors
+        .into_iter()
+        .map(|(n, t)| (n, DeviceTensor::new(wrap(Arc::new(t)))))
+        .collect())
+}
+
+/// Decodes tensors (all when `names` is `None`) to `dtype` on `device`
+/// (`cuda:N`, or `cpu`) as `DeviceTensor`s, in file order.
+#[pyfunction]
+#[pyo3(signature = (file, device, dtype = "float16", threads = None, progress = None, names = None))]
+pub(crate) fn load_device<'py>(
+    py: Python<'py>,
+    file: &File,
+    device: &str,
+    dtype: &str,
+    threads: Option<usize>,
+    progress: Option<Bound<'py, PyAny>>,
+    names: Option<Vec<String>>,
+) -> PyResult<Vec<(String, DeviceTensor)>> {
+    let loader = file.loader()?;
+    let device = self::device(device)?;
+    let opts = LoadOptions {
+        threads: self::threads(threads)?,
+        ..LoadOptions::default()
+    };
+    let p = progress.as_ref();
+    match self::dtype(dtype)? {
+        Dtype::F32 => to_device::<f32>(py, &loader, names, device, opts, p, AnyTensor::F32),
+        Dtype::F16 => to_device::<f16>(py, &loader, names, device, opts, p, AnyTensor::F16),
+        Dtype::Bf16 => to_device::<bf16>(py, &loader, names, device, opts, p, AnyTensor::Bf16),
+    }
+}

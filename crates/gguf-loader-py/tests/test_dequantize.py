@@ -1,0 +1,132 @@
+"""`gguf_loader.dequantize` is gguf-py's `gguf.quants.dequantize`: the same
+shapes and bit-identical values on every type gguf-py has (golden blocks,
+random blocks, real tensors), and ggml's own values (the golden files made
+with ggml's C) on every type."""
+
+import gguf
+import gguf.quants
+import numpy as np
+import pytest
+
+import gguf_loader
+from conftest import GOLDEN
+
+# gguf-py's numpy arithmetic warns on the NaN and infinite scales.
+pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning")
+
+Q = gguf.GGMLQuantizationType
+GGUF_PY_TYPES = sorted(gguf.quants._type_traits, key=int)
+ALL_TYPES = list(gguf_loader.GGMLType)
+
+
+def bits_equal(a, b):
+    """Bit for bit, except that any NaN equals any NaN (numpy and ggml may
+    carry different payloads through arithmetic)."""
+    assert a.shape == b.shape and a.dtype == b.dtype == np.float32
+    nan = np.isnan(a) & np.isnan(b)
+    same = a.view(np.uint32) == b.view(np.uint32)
+    bad = np.flatnonzero(~(same | nan))
+    assert bad.size == 0, f"{bad.size} values differ, first at {bad[0]}: {a.flat[bad[0]]} != {b.flat[bad[0]]}"
+
+
+def golden(ty):
+    name = ty.name.lower()
+    raw = GOLDEN / f"{name}.raw"
+    if not raw.exists():
+        pytest.skip(f"no golden file for {ty.name}")
+    return np.fromfile(raw, dtype=np.uint8), np.fromfile(GOLDEN / f"{name}.f32", dtype="<f4")
+
+
+def test_types_match_gguf_py():
+    for ty in Q:
+        assert gguf_loader.GGMLType[ty.name] == ty
+        if ty == Q.Q8_1:
+            # gguf-py still has the old f32 scales (40 bytes); ggml's block_q8_1
+            # has been 2 + 2 + 32 = 36 bytes (ggml_half2 ds) for years.
+            assert gguf_loader.GGML_QUANT_SIZES[gguf_loader.GGMLType.Q8_1] == (32, 36)
+            continue
+        assert gguf_loader.GGML_QUANT_SIZES[gguf_loader.GGMLType(ty)] == gguf.GGML_QUANT_SIZES[ty]
+
+
+@pytest.mark.parametrize("ty", ALL_TYPES, ids=lambda t: t.name)
+def test_golden_equals_ggml(ty):
+    raw, want = golden(ty)
+    got = gguf_loader.dequantize(raw, ty)
+    if ty == gguf_loader.GGMLType.F32:
+        got = np.ascontiguousarray(got)
+    bits_equal(got, want)
+
+
+@pytest.mark.parametrize("ty", GGUF_PY_TYPES, ids=lambda t: t.name)
+def test_golden_equals_gguf_py(ty):
+    raw, _ = golden(gguf_loader.GGMLType(ty))
+    _, type_size = gguf.GGML_QUANT_SIZES[ty]
+    rows = raw.reshape(-1, type_size)
+    bits_equal(gguf_loader.dequantize(rows, ty), gguf.quants.dequantize(rows, ty))
+
+
+@pytest.mark.parametrize("ty", GGUF_PY_TYPES, ids=lambda t: t.name)
+def test_random_blocks_equal_gguf_py(ty):
+    """Random bytes: every code, and scales that are NaN, infinite or
+    subnormal among them."""
+    block, type_size = gguf.GGML_QUANT_SIZES[ty]
+    rng = np.random.default_rng(int(ty))
+    data = rng.integers(0, 256, size=(7, 3, 5 * type_size), dtype=np.uint8)
+    ours = gguf_loader.dequantize(data, ty)
+    assert ours.shape == (7, 3, 5 * block)
+    with np.errstate(all="ignore"):
+        theirs = gguf.quants.dequantize(data, ty)
+    bits_equal(ours, theirs)
+
+
+def test_real_tensors_equal_gguf_py(real_model):
+    """The first tensor of each type in the real models, as gguf-py reads it."""
+    r = gguf.GGUFReader(real_model)
+    seen = set()
+    for t in r.tensors:
+        if t.tensor_type in seen:
+            continue
+        seen.add(t.tensor_type)
+        ours = gguf_loader.dequantize(t.data, t.tensor_type)
+        theirs = gguf.quants.dequantize(t.data, t.tensor_type)
+        bits_equal(np.ascontiguousarray(ours), np.ascontiguousarray(theirs))
+    assert len(seen) >= 3
+
+
+def test_shapes_and_arguments():
+    raw, _ = golden(gguf_loader.GGMLType.Q4_K)
+    one = raw[:144]
+    for qtype in (12, Q.Q4_K, gguf_loader.GGMLType.Q4_K, np.int64(12)):
+        assert gguf_loader.dequantize(one, qtype).shape == (256,)
+    assert gguf_loader.dequantize(np.tile(one, (2, 3, 2)), Q.Q4_K).shape == (2, 3, 512)
+    # Not contiguous: decoded from a copy, as numpy would.
+    rows = np.tile(one, (4, 1))[::2]
+    assert np.array_equal(gguf_loader.dequantize(rows, Q.Q4_K), gguf.quants.dequantize(rows, Q.Q4_K))
+    with pytest.raises(ValueError, match="not a multiple of Q4_K type size"):
+        gguf_loader.dequantize(one[:100], Q.Q4_K)
+    with pytest.raises(ValueError):
+        gguf_loader.dequantize(one, 5)  # Q4_2: removed from ggml
+    with pytest.raises(ValueError):
+        gguf_loader.dequantize(one, 1000)
+
+
+def test_float_types_as_gguf_py():
+    x = np.linspace(-3, 3, 64, dtype=np.float32).reshape(4, 16)
+    view = gguf_loader.dequantize(x, Q.F32)
+    assert np.shares_memory(view, x) and view.shape == x.shape
+    h = x.astype(np.float16)
+    bits_equal(gguf_loader.dequantize(h, Q.F16), gguf.quants.dequantize(h, Q.F16))
+    b = h.view(np.uint8)
+    assert gguf_loader.dequantize(b, Q.F16).shape == (4, 16)
+    bf = (x.view(np.uint32) >> 16).astype(np.uint16).view(np.uint8)
+    bits_equal(gguf_loader.dequantize(bf, Q.BF16), gguf.quants.dequantize(bf, Q.BF16))
+
+
+def test_types_gguf_py_lacks():
+    """gguf-py raises NotImplementedError; we decode them (golden above)."""
+    missing = [t for t in gguf_loader.GGMLType if int(t) not in {int(q) for q in GGUF_PY_TYPES}]
+    assert {t.name for t in missing} >= {"Q8_1", "Q8_K", "I8", "I16", "I32", "I64", "F64"}
+    for t in missing:
+        block, size = gguf_loader.GGML_QUANT_SIZES[t]
+        out = gguf_loader.dequantize(np.zeros(2 * size, np.uint8), t)
+        assert out.shape == (2 * block,) and out.dtype == np.float32

@@ -1,0 +1,253 @@
+"""`tensor` and `load` give exactly what the CLI's `convert` writes, in
+every output type and both modes; `load` shares one buffer, reports
+progress, cancels on request and on Ctrl-C, and releases the GIL."""
+
+import json
+import os
+import signal
+import struct
+import threading
+import time
+
+import numpy as np
+import pytest
+
+import gguf_loader
+from conftest import run_cli
+
+SAFETENSORS_DTYPE = {"F16": np.float16, "F32": np.float32, "BF16": np.uint16}
+
+
+def read_safetensors(path):
+    """{name: array} from a safetensors file (its format is 8 bytes of header
+    length, a JSON header, then the data)."""
+    data = path.read_bytes()
+    (n,) = struct.unpack("<Q", data[:8])
+    header = json.loads(data[8 : 8 + n])
+    header.pop("__metadata__", None)
+    out = {}
+    for name, t in header.items():
+        start, end = t["data_offsets"]
+        raw = np.frombuffer(data, dtype=np.uint8, offset=8 + n + start, count=end - start)
+        out[name] = raw.view(SAFETENSORS_DTYPE[t["dtype"]]).reshape(t["shape"])
+    return out
+
+
+_CONVERTED = {}
+
+
+def converted(cli, tmp_path_factory, model, dtype):
+    """The CLI's `convert --dtype` of `model` to safetensors, once."""
+    key = (str(model), dtype)
+    if key not in _CONVERTED:
+        out = tmp_path_factory.mktemp("convert") / f"{model.stem}.{dtype}.safetensors"
+        run_cli(cli, "convert", str(model), "--dtype", dtype, "-o", str(out))
+        _CONVERTED[key] = read_safetensors(out)
+    return _CONVERTED[key]
+
+
+def bits(array):
+    """The array's values as raw bits (bf16 from ml_dtypes or uint16 alike)."""
+    return np.ascontiguousarray(array).view(np.uint8)
+
+
+def assert_same(ours, want, name):
+    assert ours.shape == want.shape, name
+    assert np.array_equal(bits(ours), bits(want)), name
+
+
+# Every output type on SmolLM2, f16 on Gemma-3 too (the same code path).
+CASES = [("smollm2", "f16"), ("smollm2", "f32"), ("smollm2", "bf16"), ("gemma", "f16")]
+
+
+@pytest.mark.parametrize("model,dtype", CASES)
+def test_load_equals_convert(cli, tmp_path_factory, request, model, dtype):
+    real_model = request.getfixturevalue(model)
+    want = converted(cli, tmp_path_factory, real_model, dtype)
+    f = gguf_loader.open(real_model)
+    got = f.load(dtype)
+    assert list(got) == list(f.tensors)
+    assert set(got) == set(want)
+    for name, array in got.items():
+        assert_same(array, want[name], name)
+
+
+def test_load_shares_one_aligned_buffer(smollm2):
+    f = gguf_loader.open(smollm2)
+    got = f.load("float16")
+    bases = {id(a.base) for a in got.values()}
+    assert len(bases) == 1
+    base = next(iter(got.values())).base
+    for name, a in got.items():
+        assert a.dtype == np.float16 and a.flags.c_contiguous and a.flags.writeable
+        assert a.shape == f.tensors[name].shape
+        assert (a.ctypes.data - base.ctypes.data) % 64 == 0, name
+    # The dict owns nothing of the file: closing it changes nothing.
+    f.close()
+    a = got["token_embd.weight"]
+    a[0, 0] = 1.0
+    assert a[0, 0] == 1.0
+
+
+def test_read_mode_equals_mmap(cli, tmp_path_factory, smollm2):
+    want = converted(cli, tmp_path_factory, smollm2, "f16")
+    f = gguf_loader.open(smollm2, mode="read")
+    for name, array in f.load().items():
+        assert_same(array, want[name], name)
+    name = "blk.3.ffn_down.weight"
+    assert_same(f.tensor(name), want[name], name)
+
+
+@pytest.mark.parametrize(
+    "model,dtype",
+    CASES[:3] + [("smollm2", np.float16), ("smollm2", np.float32), ("gemma", "float16")],
+)
+def test_tensor_equals_convert(cli, tmp_path_factory, request, model, dtype):
+    real_model = request.getfixturevalue(model)
+    name = dtype if isinstance(dtype, str) else np.dtype(dtype).name
+    short = {"float16": "f16", "float32": "f32", "bfloat16": "bf16"}.get(name, name)
+    want = converted(cli, tmp_path_factory, real_model, short)
+    f = gguf_loader.open(real_model)
+    for name in list(f.tensors)[:: max(1, len(f.tensors) // 12)] + ["token_embd.weight"]:
+        t = f.tensor(name, dtype)
+        assert t.flags.writeable and t.base is not None
+        assert_same(t, want[name], name)
+
+
+def test_bf16_dtypes(smollm2, monkeypatch):
+    f = gguf_loader.open(smollm2)
+    name = "blk.0.attn_k.weight"
+    t = f.tensor(name, "bfloat16")
+    import ml_dtypes
+
+    assert t.dtype == ml_dtypes.bfloat16
+    assert f.tensor(name, ml_dtypes.bfloat16).dtype == ml_dtypes.bfloat16
+    monkeypatch.setattr(gguf_loader, "_BFLOAT16", None)
+    u = f.tensor(name, "bfloat16")
+    assert u.dtype == np.uint16 and np.array_equal(u, t.view(np.uint16))
+    assert f.load("bfloat16", names=[name])[name].dtype == np.uint16
+
+
+def test_names_threads_and_bad_arguments(smollm2):
+    f = gguf_loader.open(smollm2)
+    names = ["output_norm.weight", "blk.0.attn_q.weight"]
+    some = f.load(names=names, threads=1)
+    assert list(some) == names
+    for name in names:
+        assert np.array_equal(some[name], f.tensor(name, threads=2))
+    with pytest.raises(KeyError, match="nope"):
+        f.load(names=["nope"])
+    with pytest.raises(KeyError, match="nope"):
+        f.tensor("nope")
+    with pytest.raises(ValueError, match="threads"):
+        f.load(threads=0)
+    with pytest.raises(ValueError, match="dtype"):
+        f.tensor(names[0], "int8")
+    with pytest.raises(ValueError, match="device"):
+        f.load(device="tpu")
+    with pytest.raises(ValueError, match="mode"):
+        gguf_loader.open(smollm2, mode="fast")
+    assert f.load(names=[]) == {}
+
+
+def test_progress(smollm2):
+    f = gguf_loader.open(smollm2)
+    seen = []
+    f.load("float32", threads=1, progress=seen.append)
+    assert seen, "no progress reported"
+    last = seen[-1]
+    assert last.tensors_done == last.tensors_total == len(f.tensors)
+    assert last.bytes_done == last.bytes_total == sum(t.nbytes for t in f.tensors.values())
+    assert all(a.bytes_done <= b.bytes_done for a, b in zip(seen, seen[1:]))
+
+
+def test_progress_cancels(gemma):
+    f = gguf_loader.open(gemma)
+    with pytest.raises(gguf_loader.Cancelled):
+        f.load("float32", threads=1, progress=lambda p: False)
+
+    class Boom(Exception):
+        pass
+
+    def boom(p):
+        raise Boom("from the callback")
+
+    with pytest.raises(Boom):
+        f.load("float32", threads=1, progress=boom)
+
+    def interrupt(p):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        f.load("float32", threads=1, progress=interrupt)
+    # The file is still usable.
+    assert f.tensor("output_norm.weight").shape == (640,)
+
+
+def test_ctrl_c_cancels_a_load(gemma):
+    """A real SIGINT during a load without a callback: KeyboardInterrupt
+    comes out of `load`, promptly, and nothing is left running."""
+    f = gguf_loader.open(gemma)
+    timer = threading.Timer(0.05, os.kill, (os.getpid(), signal.SIGINT))
+    start = time.perf_counter()
+    timer.start()
+    try:
+        f.load("float32", threads=1)
+        completed = True
+    except KeyboardInterrupt:
+        completed = False
+    elapsed = time.perf_counter() - start
+    timer.join()
+    if completed:
+        try:  # the signal may still be on its way
+            time.sleep(0.5)
+        except KeyboardInterrupt:
+            pass
+        pytest.skip(f"the load finished in {elapsed:.2f} s, before Ctrl-C")
+    assert elapsed < 5
+    assert f.load(names=["output_norm.weight"])["output_norm.weight"].shape == (640,)
+
+
+def test_gil_is_released(gemma):
+    """Python threads run while a load decodes."""
+    f = gguf_loader.open(gemma)
+    done = threading.Event()
+    ticks = 0
+
+    def load():
+        f.load("float32", threads=1)
+        done.set()
+
+    t = threading.Thread(target=load)
+    t.start()
+    while not done.is_set():
+        ticks += 1
+        time.sleep(0.001)
+    t.join()
+    assert ticks > 10
+
+
+def test_gpu_load(smollm2):
+    """On a GPU: equal to the CPU, and handed over by DLPack. Elsewhere: one
+    clear RuntimeError."""
+    f = gguf_loader.open(smollm2)
+    names = ["blk.0.attn_q.weight", "output_norm.weight"]
+    try:
+        got = f.load(device="cuda:0", names=names)
+    except RuntimeError as e:
+        if os.environ.get("GGUF_LOADER_REQUIRE_GPU"):
+            raise
+        assert "cuda:0" in str(e)
+        return
+    for name, t in got.items():
+        assert t.device == "cuda:0" and t.__dlpack_device__() == (2, 0)
+        assert np.array_equal(t.numpy(), f.tensor(name)), name
+        try:
+            import torch
+        except ImportError:
+            continue
+        tt = torch.from_dlpack(t)
+        assert tt.device.type == "cuda" and tuple(tt.shape) == t.shape
+        assert np.array_equal(tt.cpu().numpy(), f.tensor(name)), name
+    one = f.tensor(names[0], "float32", device="cuda:0")
+    assert np.array_equal(one.numpy(), f.tensor(names[0], "float32"))

@@ -1,0 +1,168 @@
+"""Metadata and tensor descriptions equal gguf-py's reading (`GGUFReader`),
+on every fixture and both real models, in both modes; raw bytes equal the
+file's."""
+
+import json
+import math
+
+import gguf
+import numpy as np
+import pytest
+
+import gguf_loader
+from conftest import FIXTURES
+
+FIXTURE_FILES = sorted(FIXTURES.glob("*.gguf"))
+_READERS = {}
+
+
+def reader(path):
+    """gguf-py's reading of `path`, once per session (it takes seconds)."""
+    if path not in _READERS:
+        _READERS[path] = gguf.GGUFReader(path)
+    return _READERS[path]
+
+
+def same(a, b):
+    """Equal values, NaN equal to NaN, -0.0 apart from 0.0."""
+    if isinstance(a, float) or isinstance(b, float):
+        if math.isnan(a) and math.isnan(b):
+            return True
+        return a == b and math.copysign(1, a) == math.copysign(1, b)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
+    return a == b
+
+
+def as_list(value):
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, gguf_loader.StringArray):
+        return list(value)
+    if isinstance(value, list):
+        return [as_list(v) for v in value]
+    return value
+
+
+def check_against_gguf_py(path, mode):
+    r = reader(path)
+    f = gguf_loader.open(path, mode)
+    fields = [(k, v) for k, v in r.fields.items() if not k.startswith("GGUF.")]
+    assert list(f.metadata) == [k for k, _ in fields]
+    assert f.version == int(r.fields["GGUF.version"].contents())
+    assert f.alignment == r.alignment
+    assert f.data_offset == r.data_offset
+    for key, field in fields:
+        ours = f.metadata[key]
+        types = [t.name.lower() for t in field.types]
+        if types[0] == "array":
+            if len(types) > 2 or (len(types) == 2 and types[1] == "array"):
+                continue  # nested: gguf-py flattens them; see test_fixture_json
+            if len(types) == 1:  # empty: gguf-py records no element type
+                assert len(ours) == 0 and field.contents() == [], key
+                continue
+            assert f.metadata.type(key) == f"array[{types[-1]}]", key
+            if types[-1] == "string":
+                assert isinstance(ours, gguf_loader.StringArray), key
+            else:
+                assert isinstance(ours, np.ndarray) and not ours.flags.writeable, key
+            assert same(as_list(ours), field.contents()), key
+        else:
+            assert f.metadata.type(key) == types[0], key
+            assert same(ours, field.contents()), key
+            assert type(ours) is type(field.contents()), key
+    infos = list(f.tensors.values())
+    assert [t.name for t in infos] == [t.name for t in r.tensors]
+    for ours, theirs in zip(infos, r.tensors):
+        assert int(ours.type) == int(theirs.tensor_type), ours.name
+        assert ours.type.name == theirs.tensor_type.name, ours.name
+        assert list(ours.ne) == [int(d) for d in theirs.shape], ours.name
+        assert ours.shape == ours.ne[::-1]
+        assert ours.n_elements == theirs.n_elements, ours.name
+        assert ours.nbytes == theirs.n_bytes, ours.name
+        assert ours.offset == theirs.data_offset, ours.name
+        assert ours.data_section_offset == theirs.data_offset - r.data_offset
+        raw = f.raw(ours.name)
+        assert raw.dtype == np.uint8 and raw.shape == (ours.nbytes,) and not raw.flags.writeable
+        assert raw.tobytes() == np.asarray(theirs.data).tobytes(), ours.name
+
+
+@pytest.mark.parametrize("mode", ["mmap", "read"])
+@pytest.mark.parametrize("path", FIXTURE_FILES, ids=lambda p: p.name)
+def test_fixture_equals_gguf_py(path, mode):
+    check_against_gguf_py(path, mode)
+
+
+@pytest.mark.parametrize("mode", ["mmap", "read"])
+def test_real_model_equals_gguf_py(real_model, mode):
+    check_against_gguf_py(real_model, mode)
+
+
+def json_value(v):
+    """The fixture JSON's floats: NaN and the infinities are strings."""
+    if isinstance(v, list):
+        return [json_value(x) for x in v]
+    return {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}.get(v, v) if isinstance(v, str) and v in ("NaN", "Infinity", "-Infinity") else v
+
+
+@pytest.mark.parametrize("path", FIXTURE_FILES, ids=lambda p: p.name)
+def test_fixture_json(path):
+    """Against the reference dumps, which also cover nested arrays."""
+    want = json.loads(path.with_suffix(".json").read_text())
+    f = gguf_loader.open(path)
+    assert f.version == want["version"]
+    assert f.endianness == want["endianness"]
+    assert f.alignment == want["alignment"]
+    assert f.data_offset == want["data_offset"]
+    assert list(f.metadata) == list(want["metadata"])
+    for key, value in want["metadata"].items():
+        ours = as_list(f.metadata[key])
+        if isinstance(ours, str):
+            assert ours == value, key
+        else:
+            assert same(ours, json_value(value)), key
+    for t in want["tensors"]:
+        info = f.tensors[t["name"]]
+        assert info.type.name == t["type"]
+        assert list(info.ne) == t["ne"] and list(info.shape) == t["shape"]
+        assert info.offset == t["offset"] and info.nbytes == t["n_bytes"]
+
+
+def test_metadata_is_a_read_only_mapping(smollm2):
+    from collections.abc import Mapping, Sequence
+
+    f = gguf_loader.open(smollm2)
+    m = f.metadata
+    assert isinstance(m, Mapping)
+    assert "general.architecture" in m and "nope" not in m
+    assert m.get("nope") is None
+    with pytest.raises(KeyError):
+        m["nope"]
+    with pytest.raises(TypeError):
+        m["general.architecture"] = "x"
+    assert dict(m.items())["general.architecture"] == "llama"
+    tokens = m["tokenizer.ggml.tokens"]
+    assert isinstance(tokens, Sequence)
+    assert tokens[-1] == tokens[len(tokens) - 1]
+    assert tokens[:3] == tokens.tolist()[:3] == [tokens[0], tokens[1], tokens[2]]
+    assert tokens[::-7000] == tokens.tolist()[::-7000]
+    with pytest.raises(IndexError):
+        tokens[len(tokens)]
+    with pytest.raises(TypeError):
+        tokens["a"]
+    scores = m["tokenizer.ggml.token_type"]
+    with pytest.raises(ValueError):
+        scores[0] = 1
+    tensors = f.tensors
+    assert isinstance(tensors, Mapping)
+    with pytest.raises(TypeError):
+        tensors["x"] = None
+    info = tensors["token_embd.weight"]
+    assert info.type == gguf.GGMLQuantizationType.Q8_0
+    assert info.type is gguf_loader.GGMLType.Q8_0
+
+
+def test_raw_missing_tensor(smollm2):
+    f = gguf_loader.open(smollm2)
+    with pytest.raises(KeyError, match="nope"):
+        f.raw("nope")

@@ -1,0 +1,178 @@
+"""Nothing a file holds crashes the interpreter (the malformed corpus
+raises ValueError / OSError), and a file object outlives nothing it hands
+out: views keep the mapping alive, closing while they exist is safe."""
+
+import gc
+import os
+import pathlib
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import gguf_loader
+from conftest import CORPUS, FIXTURES
+
+CORPUS_FILES = sorted(CORPUS.glob("*.gguf"))
+
+
+def exercise(path, mode):
+    """Opens `path` and touches everything it offers; returns the error
+    raised, if any."""
+    try:
+        with gguf_loader.open(path, mode) as f:
+            for key in f.metadata:
+                value = f.metadata[key]
+                f.metadata.type(key)
+                if isinstance(value, gguf_loader.StringArray):
+                    value.tolist()
+                    if len(value):
+                        value[-1]
+            for name, info in f.tensors.items():
+                f.raw(name)
+                f.tensor(name, "float32")
+            f.load("float16")
+    except (ValueError, OSError, MemoryError, KeyError) as e:
+        return e
+    return None
+
+
+@pytest.mark.parametrize("mode", ["mmap", "read"])
+@pytest.mark.parametrize("path", CORPUS_FILES, ids=lambda p: p.name)
+def test_malformed_corpus_raises(path, mode):
+    error = exercise(path, mode)
+    assert error is not None, f"{path.name} opened and decoded"
+    assert isinstance(error, (ValueError, OSError)), repr(error)
+    assert str(error), "an error without a message"
+
+
+def test_corpus_never_crashes_the_interpreter():
+    """The whole corpus in a child interpreter, so that a crash is a failure
+    of this test rather than of the run."""
+    code = (
+        "import sys, gguf_loader\n"
+        "sys.path.insert(0, sys.argv[1])\n"
+        "from test_safety import exercise, CORPUS_FILES\n"
+        "for p in CORPUS_FILES:\n"
+        "    for m in ('mmap', 'read'):\n"
+        "        exercise(p, m)\n"
+        "print('ok')\n"
+    )
+    here = str(pathlib.Path(__file__).parent)
+    r = subprocess.run([sys.executable, "-c", code, here], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr
+
+
+def test_messages_match_the_cli(cli):
+    """The same words as `gguf-loader inspect` prints after `error: `."""
+    for path in CORPUS_FILES[:10]:
+        with pytest.raises((ValueError, OSError)) as e:
+            gguf_loader.open(path)
+        r = subprocess.run([cli, "inspect", str(path)], capture_output=True, text=True)
+        assert r.returncode != 0
+        assert str(e.value) in r.stderr, (path.name, str(e.value), r.stderr)
+
+
+def test_os_errors(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        gguf_loader.open(tmp_path / "missing.gguf")
+    with pytest.raises(OSError, match="directory"):
+        gguf_loader.open(tmp_path)
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    with pytest.raises(OSError, match="not a regular file"):
+        gguf_loader.open(fifo)
+    empty = tmp_path / "empty.gguf"
+    empty.write_bytes(b"")
+    with pytest.raises(ValueError):
+        gguf_loader.open(empty)
+
+
+def test_views_outlive_the_file(smollm2):
+    f = gguf_loader.open(smollm2)
+    raw = f.raw("blk.0.attn_q.weight")
+    copy = raw.copy()
+    scores = f.metadata["tokenizer.ggml.token_type"]
+    tokens = f.metadata["tokenizer.ggml.tokens"]
+    weights = f.load(names=["output_norm.weight"])
+    f.close()
+    assert f.closed
+    with pytest.raises(ValueError, match="closed"):
+        f.raw("blk.0.attn_q.weight")
+    with pytest.raises(ValueError, match="closed"):
+        f.metadata["general.architecture"]
+    with pytest.raises(ValueError, match="closed"):
+        f.load()
+    del f
+    gc.collect()
+    assert np.array_equal(raw, copy)
+    assert scores.sum() > 0 and tokens[100] and len(tokens.tolist()) == len(tokens)
+    assert weights["output_norm.weight"].shape == (576,)
+    with pytest.raises(ValueError):
+        raw[0] = 1  # the mapping is read-only, and so is its view
+
+
+def test_close_twice_and_context_manager(smollm2):
+    with gguf_loader.open(smollm2) as f:
+        assert not f.closed
+        raw = f.raw("output_norm.weight")
+    assert f.closed
+    f.close()
+    assert raw.sum() != 0
+    assert "closed" in repr(f)
+
+
+def test_file_is_unmapped_when_the_last_view_goes(smollm2):
+    """The mapping goes with the last view, not before, not never."""
+
+    def mapped():
+        with open("/proc/self/maps") as m:
+            return sum(str(smollm2) in line for line in m)
+
+    before = mapped()
+    f = gguf_loader.open(smollm2)
+    raw = f.raw("output_norm.weight")
+    del f
+    gc.collect()
+    assert mapped() > before
+    del raw
+    gc.collect()
+    assert mapped() == before
+
+
+def test_dlpack_capsule_on_the_cpu(smollm2):
+    """The DLPack export (the GPU's path) through numpy on the CPU."""
+    from gguf_loader import _native
+
+    f = gguf_loader.open(smollm2)
+    name = "blk.0.attn_q.weight"
+    for dtype in ("float16", "float32"):
+        ((_, t),) = _native.load_device(f._native, "cpu", dtype, None, None, [name])
+        assert t.__dlpack_device__() == (1, 0) and t.device == "cpu"
+        a = np.from_dlpack(t)
+        assert a.dtype == dtype and a.shape == tuple(t.shape) == f.tensors[name].shape
+        assert np.array_equal(a, f.tensor(name, dtype))
+        assert np.array_equal(t.numpy(), a)
+        del t
+        gc.collect()
+        assert np.array_equal(a, f.tensor(name, dtype))  # the capsule keeps it alive
+    capsule = _native.load_device(f._native, "cpu", "float16", None, None, [name])[0][1].__dlpack__()
+    del capsule  # never consumed: freed by its destructor
+    with pytest.raises(BufferError):
+        _native.load_device(f._native, "cpu", "float16", None, None, [name])[0][1].__dlpack__(dl_device=(2, 0))
+    bf = _native.load_device(f._native, "cpu", "bfloat16", None, None, [name])[0][1]
+    assert bf.dtype == "bfloat16" and bf.numpy().dtype == np.uint16
+
+
+def test_fixtures_decode_everywhere():
+    """Every fixture tensor decodes in both byte orders to the same values."""
+    le = gguf_loader.open(FIXTURES / "all_types_le.gguf")
+    be = gguf_loader.open(FIXTURES / "all_types_be.gguf", mode="read")
+    for name, info in le.tensors.items():
+        a = le.tensor(name, "float32")
+        if info.type.name in ("F32", "F16", "BF16", "I8", "I16", "I32", "I64", "F64"):
+            assert np.array_equal(a, be.tensor(name, "float32"), equal_nan=True), name
+        else:  # ggml defines no big-endian layout for blocks
+            with pytest.raises(ValueError, match="big-endian"):
+                be.tensor(name)

@@ -15,6 +15,7 @@ mod dlpack;
 mod file;
 mod load;
 mod meta;
+mod pool;
 
 /// The Python exception for a loader error: `OSError` (with its errno, so
 /// that a missing file is `FileNotFoundError`) for I/O, `KeyError` for a
@@ -74,14 +75,33 @@ fn dequantize<'py>(
             src.len()
         )));
     }
-    let out = PyArray1::<f32>::zeros(py, src.len() / type_size * block, false);
-    {
-        let mut rw = out.readwrite();
-        let dst = rw.as_slice_mut()?;
-        py.detach(|| gguf_loader::dequantize_into_par(ty, src, dst))
-            .map_err(|e| PyValueError::new_err(e.to_string()))?;
+    let n = src.len() / type_size * block;
+    if n * 4 < pool::MIN_BYTES {
+        let out = PyArray1::<f32>::zeros(py, n, false);
+        {
+            let mut rw = out.readwrite();
+            let dst = rw.as_slice_mut()?;
+            py.detach(|| gguf_loader::dequantize_into_par(ty, src, dst))
+                .map_err(|e| PyValueError::new_err(e.to_string()))?;
+        }
+        return Ok(out);
     }
-    Ok(out)
+    let decoded = py
+        .detach(|| match pool::take(n) {
+            // Memory already faulted in: decode over the old values.
+            Some(mut v) => gguf_loader::dequantize_into_par(ty, src, &mut v).map(|_| v),
+            // Fresh pages (huge where the kernel allows), decoded in parallel.
+            None => gguf_loader::dequantize::<f32>(ty, src),
+        })
+        .map_err(|e| PyValueError::new_err(e.to_string()))?;
+    pool::into_array(py, decoded)
+}
+
+/// Sets how many bytes of freed `dequantize` outputs are kept for reuse
+/// (0: none; the default is 256 MiB) and returns the previous bound.
+#[pyfunction]
+fn set_dequantize_cache(max_bytes: usize) -> usize {
+    pool::set_max_bytes(max_bytes)
 }
 
 /// The native module.
@@ -93,6 +113,8 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<dlpack::DeviceTensor>()?;
     m.add_function(wrap_pyfunction!(ggml_types, m)?)?;
     m.add_function(wrap_pyfunction!(dequantize, m)?)?;
+    m.add_function(wrap_pyfunction!(set_dequantize_cache, m)?)?;
+    m.add_class::<pool::PooledOutput>()?;
     m.add_function(wrap_pyfunction!(load::tensor, m)?)?;
     m.add_function(wrap_pyfunction!(load::load, m)?)?;
     m.add_function(wrap_pyfunction!(load::load_device, m)?)?;

@@ -183,20 +183,34 @@ where
             .checked_add(padded(n, std::mem::size_of::<T>()))
             .ok_or_else(|| py_err(gguf_loader::Error::TooLarge(name.clone())))?;
     }
-    let buffer = PyArray1::<N>::zeros(py, total, false);
+    if total == 0 {
+        let buffer = PyArray1::<N>::zeros(py, 0, false);
+        return Ok((buffer.into_any(), strip(layout)));
+    }
+    // Not zeroed (np.empty): zeroing memory that malloc reuses costs as much
+    // as decoding into it. Every value is written below: the decoders fill
+    // each tensor's range (they check its length), the padding is zeroed.
+    // SAFETY: a new C-contiguous array of `total` elements that nothing
+    // else refers to until it is returned.
+    let buffer = unsafe { PyArray1::<N>::new(py, [total], false) };
     {
-        let mut rw = buffer.readwrite();
-        let all: &mut [T] = bytemuck::cast_slice_mut(rw.as_slice_mut()?);
+        // SAFETY: `buffer.data()` points to its `total` (> 0) elements, only
+        // written through this slice until the array is returned, and never
+        // read before written; every bit pattern is a valid f32, f16 or u16.
+        let all: &mut [N] = unsafe { std::slice::from_raw_parts_mut(buffer.data(), total) };
+        let all: &mut [T] = bytemuck::cast_slice_mut(all);
         let mut outs = Vec::with_capacity(layout.len());
         let mut rest = all;
         let mut at = 0;
         for (name, start, _, n) in &layout {
-            let (_, tail) = std::mem::take(&mut rest).split_at_mut(start - at);
+            let (pad, tail) = std::mem::take(&mut rest).split_at_mut(start - at);
+            pad.fill(T::default());
             let (dst, tail) = tail.split_at_mut(*n);
             outs.push((name.as_str(), dst));
             rest = tail;
             at = start + n;
         }
+        rest.fill(T::default());
         cancellable(
             py,
             progress,
@@ -204,11 +218,15 @@ where
             opts,
         )?;
     }
-    let layout = layout
+    Ok((buffer.into_any(), strip(layout)))
+}
+
+/// `(name, start, shape)` of each `(name, start, shape, elements)`.
+fn strip(layout: Vec<(String, usize, Vec<usize>, usize)>) -> Vec<(String, usize, Vec<usize>)> {
+    layout
         .into_iter()
         .map(|(name, start, shape, _)| (name, start, shape))
-        .collect();
-    Ok((buffer.into_any(), layout))
+        .collect()
 }
 
 /// Decodes every tensor named (all when `names` is `None`) to `dtype` into

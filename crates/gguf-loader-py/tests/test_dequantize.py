@@ -130,3 +130,32 @@ def test_types_gguf_py_lacks():
         block, size = gguf_loader.GGML_QUANT_SIZES[t]
         out = gguf_loader.dequantize(np.zeros(2 * size, np.uint8), t)
         assert out.shape == (2 * block,) and out.dtype == np.float32
+
+
+def test_reused_outputs_stay_correct():
+    """Freed outputs are decoded into again; live ones never are."""
+    raw, _ = golden(gguf_loader.GGMLType.Q4_K)
+    blocks = raw.reshape(-1, 144)
+    rng = np.random.default_rng(5)
+    # 2 MiB of float32 out: large enough to be kept.
+    datas = [blocks[rng.integers(0, len(blocks), 2048)] for _ in range(4)]
+    wants = [gguf.quants.dequantize(d, Q.Q4_K) for d in datas]
+    a = gguf_loader.dequantize(datas[0], Q.Q4_K)
+    b = gguf_loader.dequantize(datas[1], Q.Q4_K)
+    bits_equal(a, wants[0])
+    a_view = a[3:7]
+    a_copy = a.copy()
+    del a
+    c = gguf_loader.dequantize(datas[2], Q.Q4_K)  # a lives on in its view
+    assert np.array_equal(a_view, a_copy[3:7])
+    del a_view
+    d = gguf_loader.dequantize(datas[3], Q.Q4_K)  # may reuse a's memory
+    for got, want in zip((b, c, d), wants[1:]):
+        bits_equal(got, want)
+    assert d.flags.writeable
+    d[:] = 0
+    old = gguf_loader.set_dequantize_cache(0)
+    assert old > 0
+    assert gguf_loader.set_dequantize_cache(old) == 0
+    with pytest.raises(ValueError):
+        gguf_loader.set_dequantize_cache(-1)

@@ -364,3 +364,74 @@ fn layers_are_the_indices_that_exist() {
         assert_eq!(lazy.layer(big).unwrap().tensors().len(), 1);
     }
 }
+
+#[test]
+fn load_tensors_into_one_buffer_equals_the_model() {
+    use gguf_loader::{OutputMemory, Progress};
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_synth(dir.path(), GgmlType::Q4_K);
+    for mode in [LoadMode::Mmap, LoadMode::Read] {
+        let loader = MmapGGUFLoader::open(&path, mode).unwrap();
+        let reference = bytes_of(&loader.load_f16_model(Device::Cpu).unwrap());
+        let lens: Vec<usize> = loader.tensors().map(|t| t.n_elements as usize).collect();
+        let mut all = vec![f16::ZERO; lens.iter().sum()];
+        let mut outs = Vec::new();
+        let mut rest = &mut all[..];
+        for (t, n) in loader.tensors().zip(&lens) {
+            let (dst, tail) = rest.split_at_mut(*n);
+            outs.push((t.name, dst));
+            rest = tail;
+        }
+        let calls = AtomicUsize::new(0);
+        let last = std::sync::Mutex::new(None);
+        let progress = |p: &Progress| {
+            calls.fetch_add(1, Ordering::Relaxed);
+            *last.lock().unwrap() = Some(*p);
+            true
+        };
+        let opts = LoadOptions::default().threads(2).progress(&progress);
+        loader
+            .load_tensors_into(outs, OutputMemory::Fresh, opts)
+            .unwrap();
+        let p = last.lock().unwrap().unwrap();
+        assert_eq!(p.tensors_done, lens.len());
+        assert_eq!(p.bytes_done, p.bytes_total);
+        let mut at = 0;
+        for ((name, want), n) in reference.iter().zip(&lens) {
+            let got = f16::to_le_bytes_vec(&all[at..at + n]);
+            assert_eq!(&got, want, "{mode:?}: {name}");
+            at += n;
+        }
+
+        // A wrong length, a missing tensor and a cancel are errors.
+        let name = loader.tensor_names()[0].to_string();
+        let mut short = vec![f16::ZERO; 1];
+        let err = loader
+            .load_tensors_into(
+                vec![(name.as_str(), &mut short[..])],
+                OutputMemory::Reused,
+                LoadOptions::default(),
+            )
+            .unwrap_err();
+        assert!(matches!(err, Error::Decode { .. }), "{err}");
+        let err = loader
+            .load_tensors_into::<f16>(
+                vec![("nope", &mut [])],
+                OutputMemory::Reused,
+                LoadOptions::default(),
+            )
+            .unwrap_err();
+        assert!(matches!(err, Error::TensorNotFound(_)), "{err}");
+        let mut big = vec![f16::ZERO; lens[0]];
+        let cancel = |_: &Progress| false;
+        let err = loader
+            .load_tensors_into(
+                vec![(name.as_str(), &mut big[..])],
+                OutputMemory::Reused,
+                LoadOptions::default().progress(&cancel),
+            )
+            .unwrap_err();
+        assert!(matches!(err, Error::Cancelled), "{err}");
+        assert!(calls.load(Ordering::Relaxed) > 0);
+    }
+}

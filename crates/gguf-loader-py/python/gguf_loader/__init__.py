@@ -43,6 +43,7 @@ __all__ = [
     "DeviceTensor",
     "Cancelled",
     "CUDA",
+    "set_dequantize_cache",
 ]
 
 #: True when this build can load onto NVIDIA GPUs (``device="cuda:N"``).
@@ -371,3 +372,18 @@ def dequantize(data: np.ndarray, qtype: Union[int, GGMLType]) -> np.ndarray:
         )
     out = _native.dequantize(rows.reshape(-1), int(qtype))
     return out.reshape((*shape[:-1], shape[-1] // type_size * block_size))
+
+
+def set_dequantize_cache(max_bytes: int) -> int:
+    """Bounds the memory :func:`dequantize` keeps for reuse and returns the
+    previous bound.
+
+    An output of 1 MiB or more, once freed, is kept (at most four, 256 MiB
+    in all by default) and decoded into again by the next call of the same
+    size: a new output costs a page fault and the kernel's zeroing per page,
+    about as much as the decoding. ``set_dequantize_cache(0)`` frees them
+    and keeps none.
+    """
+    if max_bytes < 0:
+        raise ValueError("max_bytes must be at least 0")
+    return _native.set_dequantize_cache(max_bytes)

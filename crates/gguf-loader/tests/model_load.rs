@@ -405,7 +405,7 @@ fn load_tensors_into_one_buffer_equals_the_model() {
 
         // A wrong length, a missing tensor and a cancel are errors.
         let name = loader.tensor_names()[0].to_string();
-        let mut short = vec![f16::ZERO; 1];
+        let mut short = [f16::ZERO; 1];
         let err = loader
             .load_tensors_into(
                 vec![(name.as_str(), &mut short[..])],

@@ -9,6 +9,8 @@
 #   cuda-bench      examples/cuda_bench.rs (the report)
 #   cuda-cublas     examples/cuda_cublas.rs (a loaded weight through cuBLAS)
 #   gpu-check.sh    the script itself
+#   python/         the Python package's wheel (with `cuda`) and
+#                   gpu-python-check.py
 #
 #   scripts/gpu-build.sh
 set -euo pipefail
@@ -43,4 +45,7 @@ copy "$fwd_bin" forward-tests
 copy target/release/examples/cuda_bench cuda-bench
 copy target/release/examples/cuda_cublas cuda-cublas
 cp scripts/gpu-check.sh "$out/"
+rm -rf "$out/python" && mkdir -p "$out/python"
+python3 -m maturin build --release --quiet -m crates/gguf-loader-py/Cargo.toml -o "$out/python"
+cp scripts/gpu-python-check.py "$out/python/"
 du -sh "$out"

@@ -95,6 +95,15 @@ for ty in q4_0 q4_1 q5_0 q5_1 q8_0 q2_k q3_k q4_k q5_k q6_k iq2_xxs iq2_xs iq2_s
     rm -f "$m"
 done
 
+step "the Python package on the GPU (where this Python has numpy)"
+if python3 -c "import numpy" 2>/dev/null; then
+    python3 -m pip install --quiet --no-deps --no-index --target "$W/py" "$B"/python/gguf_loader-*.whl &&
+        check python env PYTHONPATH="$W/py" python3 "$B/python/gpu-python-check.py" \
+            "$W/smollm2-q4_1.gguf" "$W/tinyllama-q4_0.gguf"
+else
+    echo "python3 with numpy: not here; the Python GPU check is owed"
+fi
+
 step benchmarks
 models=("$W/tinyllama-q4_0.gguf")
 if [ "${QUICK:-0}" != 1 ]; then

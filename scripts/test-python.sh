@@ -3,7 +3,8 @@
 # maturin (release, abi3), installs it into this Python, and runs pytest on
 # crates/gguf-loader-py/tests. They compare against gguf-py and the CLI's
 # `convert` (built here if missing) on the fixtures, the malformed corpus
-# and the real models (scripts/test.sh exports their paths).
+# and the real models (scripts/test.sh exports their paths); mypy checks the
+# type stubs against the installed module.
 #
 #   scripts/test-python.sh [pytest arguments]
 set -euo pipefail
@@ -19,4 +20,7 @@ export GGUF_LOADER_CLI="${GGUF_LOADER_CLI:-$PWD/target/release/gguf-loader}"
 # From the tests' folder, so that the installed wheel (not the source tree's
 # python/ folder, which lacks the native module) is what gets imported.
 cd crates/gguf-loader-py/tests
+# The type stubs against the installed module, and the package's own types.
+"$PYTHON" -m mypy.stubtest gguf_loader
+"$PYTHON" -m mypy --no-incremental -p gguf_loader
 "$PYTHON" -m pytest -q -p no:cacheprovider "$@" .

@@ -159,3 +159,19 @@ def test_reused_outputs_stay_correct():
     assert gguf_loader.set_dequantize_cache(old) == 0
     with pytest.raises(ValueError):
         gguf_loader.set_dequantize_cache(-1)
+
+
+def test_generated_types_match_the_native_table():
+    """python/gguf_loader/_types.py is what scripts/gen-python-types.py makes
+    of the Rust crate's table."""
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    script = ROOT / "scripts" / "gen-python-types.py"
+    r = subprocess.run([sys.executable, str(script), "--check"])
+    assert r.returncode == 0, "stale _types.py: run scripts/gen-python-types.py"
+    assert [(int(t), t.name) for t in gguf_loader.GGMLType] == [
+        (i, n) for i, n, _, _ in gguf_loader._native.ggml_types()
+    ]

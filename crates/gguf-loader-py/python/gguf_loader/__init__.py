@@ -20,7 +20,6 @@ For gguf-py users, :func:`dequantize` takes the arguments of
 
 from __future__ import annotations
 
-import enum
 import os
 from collections.abc import Mapping, Sequence
 from types import MappingProxyType
@@ -49,18 +48,8 @@ __all__ = [
 #: True when this build can load onto NVIDIA GPUs (``device="cuda:N"``).
 CUDA: bool = bool(_native.CUDA)
 
-_TYPES = _native.ggml_types()
+from ._types import GGML_QUANT_SIZES, GGMLType
 
-#: Every ggml tensor type, by its ggml name and id (an ``IntEnum``: it
-#: compares equal to gguf-py's ``GGMLQuantizationType`` of the same id).
-GGMLType = enum.IntEnum("GGMLType", [(name, id_) for id_, name, _, _ in _TYPES])
-GGMLType.__module__ = __name__
-GGMLType.__doc__ = "A ggml tensor type: ``GGMLType.Q4_K``, ``GGMLType(12)``."
-
-#: ``{type: (block_size, type_size)}``, as gguf-py's ``GGML_QUANT_SIZES``.
-GGML_QUANT_SIZES: Dict[GGMLType, Tuple[int, int]] = {
-    GGMLType(id_): (block, size) for id_, _, block, size in _TYPES
-}
 __all__.append("GGML_QUANT_SIZES")
 
 
@@ -238,8 +227,8 @@ class GGUFFile:
         """Every tensor's :class:`TensorInfo` by name, in file order (read-only)."""
         if self._tensors is None:
             infos = {}
-            for name, ty, ne, offset, rel, nbytes, n in self._native.tensor_infos():
-                ne = tuple(ne)
+            for name, ty, dims, offset, rel, nbytes, n in self._native.tensor_infos():
+                ne = tuple(dims)
                 infos[name] = TensorInfo(
                     name, GGMLType(ty), ne, ne[::-1], offset, nbytes, n, rel
                 )
@@ -308,7 +297,7 @@ class GGUFFile:
         buffer, layout = _native.load(self._native, dtype, threads, callback, names)
         if dtype == "bfloat16":
             buffer = _as_bf16(buffer)
-        out = {}
+        out: Dict[str, Union[np.ndarray, DeviceTensor]] = {}
         for name, start, shape in layout:
             n = 1
             for d in shape:

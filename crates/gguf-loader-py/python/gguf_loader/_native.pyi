@@ -6,22 +6,41 @@ from typing import Any, Callable, List, Optional, Sequence, Tuple, Union, overlo
 
 import numpy as np
 import numpy.typing as npt
+from typing_extensions import final
+
+__all__ = [
+    "File",
+    "StringArray",
+    "Owner",
+    "DeviceTensor",
+    "ggml_types",
+    "dequantize",
+    "set_dequantize_cache",
+    "PooledOutput",
+    "tensor",
+    "load",
+    "load_device",
+    "Cancelled",
+    "CUDA",
+]
 
 CUDA: bool
 
 class Cancelled(Exception):
     """A load cancelled by its progress callback (which returned False)."""
 
+@final
 class StringArray(Sequence[str]):
     """A metadata array of strings, decoded one at a time when asked."""
 
     def __len__(self) -> int: ...
     @overload
-    def __getitem__(self, index: int) -> str: ...
+    def __getitem__(self, key: int, /) -> str: ...
     @overload
-    def __getitem__(self, index: slice) -> List[str]: ...
+    def __getitem__(self, key: slice, /) -> List[str]: ...
     def tolist(self) -> List[str]: ...
 
+@final
 class DeviceTensor:
     """A decoded tensor on a device, exported without a copy by DLPack."""
 
@@ -44,11 +63,14 @@ class DeviceTensor:
     ) -> Any: ...
     def numpy(self) -> np.ndarray: ...
 
+@final
 class Owner: ...
+@final
 class PooledOutput: ...
 
+@final
 class File:
-    def __init__(self, path: Union[str, PathLike[str]], mode: str = "mmap") -> None: ...
+    def __new__(cls, path: Union[str, PathLike[str]], mode: str = "mmap") -> "File": ...
     def close(self) -> None: ...
     @property
     def closed(self) -> bool: ...

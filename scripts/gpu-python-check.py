@@ -1,0 +1,78 @@
+#!/usr/bin/env python3
+"""The Python package on a GPU (run by gpu-check.sh where the GPU machine's
+Python has numpy): `load(device="cuda:0")` equals the CPU load bit for bit
+in every output type, `tensor(..., device=)` too, DLPack hands the buffers
+to torch / cupy without a copy where those are installed, and the GPU load
+is timed against the CPU's.
+
+  gpu-python-check.py MODEL.gguf [MORE.gguf ...]
+"""
+
+import sys
+import time
+
+import numpy as np
+
+import gguf_loader
+
+failed = 0
+
+
+def check(name, ok):
+    global failed
+    print(("PASS " if ok else "FAIL ") + name)
+    failed |= not ok
+
+
+def bits(a):
+    return np.ascontiguousarray(a).view(np.uint8)
+
+
+for path in sys.argv[1:]:
+    f = gguf_loader.open(path)
+    print(f"## {path}: {len(f.tensors)} tensors")
+    for dtype in ("float16", "float32", "bfloat16"):
+        cpu = f.load(dtype)
+        gpu = f.load(dtype, device="cuda:0")
+        same = list(gpu) == list(cpu) and all(
+            gpu[n].device == "cuda:0"
+            and gpu[n].__dlpack_device__() == (2, 0)
+            and tuple(gpu[n].shape) == cpu[n].shape
+            and np.array_equal(bits(gpu[n].numpy()), bits(cpu[n]))
+            for n in cpu
+        )
+        check(f"python load cuda:0 == cpu, {dtype}", same)
+        del gpu
+    name = next(iter(f.tensors))
+    one = f.tensor(name, "float32", device="cuda:0")
+    check("python tensor(device=cuda:0)", np.array_equal(one.numpy(), f.tensor(name, "float32")))
+    cpu = f.load("float16")
+    for lib in ("torch", "cupy"):
+        try:
+            mod = __import__(lib)
+        except ImportError:
+            print(f"{lib}: not installed, DLPack not checked with it")
+            continue
+        gpu = f.load("float16", device="cuda:0")
+        ok = True
+        for n, t in gpu.items():
+            x = mod.from_dlpack(t)
+            host = x.cpu().numpy() if lib == "torch" else mod.asnumpy(x)
+            ok &= np.array_equal(host, cpu[n])
+        check(f"python DLPack into {lib}", ok)
+    times = {}
+    for device in ("cpu", "cuda:0"):
+        runs = []
+        for _ in range(5):
+            start = time.perf_counter()
+            out = f.load("float16", device=device)
+            runs.append(time.perf_counter() - start)
+            del out
+        times[device] = sorted(runs)[2]
+    print(
+        f"python load float16: cpu {times['cpu'] * 1e3:.1f} ms, cuda:0 {times['cuda:0'] * 1e3:.1f} ms "
+        f"(median of 5, first call included in neither: warm-up above)"
+    )
+
+print("ALL PASSED" if not failed else "SOME CHECKS FAILED")
+sys.exit(1 if failed else 0)

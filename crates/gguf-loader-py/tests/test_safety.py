@@ -176,3 +176,40 @@ def test_fixtures_decode_everywhere():
         else:  # ggml defines no big-endian layout for blocks
             with pytest.raises(ValueError, match="big-endian"):
                 be.tensor(name)
+
+
+def test_split_model_opens_as_one(tmp_path):
+    """A model in shards (gguf-py writes them) is one file object; each
+    tensor's raw view is of its own shard, and shards outlive the object."""
+    import gguf
+
+    def shard(no, count, tensors, total):
+        path = tmp_path / f"model-{no + 1:05}-of-{count:05}.gguf"
+        w = gguf.GGUFWriter(path, arch="llama")
+        w.add_uint16("split.no", no)
+        w.add_uint16("split.count", count)
+        w.add_int32("split.tensors.count", total)
+        for name in tensors:
+            w.add_tensor(name, np.full(4, no + 0.5, dtype=np.float32))
+        w.write_header_to_file()
+        w.write_kv_data_to_file()
+        w.write_tensors_to_file()
+        w.close()
+        return path
+
+    first = shard(0, 2, ["a", "b"], 3)
+    second = shard(1, 2, ["c"], 3)
+    for mode in ("mmap", "read"):
+        f = gguf_loader.open(first, mode)
+        assert list(f.tensors) == ["a", "b", "c"]
+        assert f.paths == (str(first), str(second))
+        assert f.metadata["general.architecture"] == "llama"
+        raw_c = f.raw("c")
+        loaded = f.load("float32")
+        f.close()
+        assert np.array_equal(raw_c.view(np.float32), np.full(4, 1.5, np.float32))
+        assert np.array_equal(loaded["a"], np.full(4, 0.5, np.float32))
+        assert np.array_equal(loaded["c"], np.full(4, 1.5, np.float32))
+    second.unlink()
+    with pytest.raises(ValueError, match="shard 2 of 2 is missing"):
+        gguf_loader.open(first)

@@ -317,7 +317,8 @@ class GGUFFile:
         self.close()
 
     def __repr__(self) -> str:
-        return repr(self._native)
+        native = getattr(self, "_native", None)  # None when __init__ raised
+        return repr(native) if native is not None else "<gguf_loader.GGUFFile (not opened)>"
 
 
 def open(path: Union[str, "os.PathLike[str]"], mode: str = "mmap") -> GGUFFile:

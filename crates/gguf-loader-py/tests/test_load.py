@@ -276,3 +276,20 @@ def test_gpu_load(smollm2):
         assert np.array_equal(tt.cpu().numpy(), f.tensor(name)), name
     one = f.tensor(names[0], "float32", device="cuda:0")
     assert np.array_equal(one.numpy(), f.tensor(names[0], "float32"))
+
+
+def test_readme_example_runs(smollm2, capsys):
+    """The README's Python example, as written, on SmolLM2."""
+    import re
+
+    from conftest import ROOT
+
+    readme = (ROOT / "README.md").read_text()
+    code = re.search(r"## Python.*?```python\n(.*?)```", readme, re.S).group(1)
+    code = code.replace('"SmolLM2-135M-Instruct.Q4_1.gguf"', repr(str(smollm2)))
+    scope = {}
+    exec(compile(code, "README.md", "exec"), scope)
+    assert scope["w"].shape == (576, 576) and scope["w"].dtype == np.float16
+    assert len(scope["weights"]) == 272
+    assert scope["dequantize"] is gguf_loader.dequantize
+    assert "Progress(" in capsys.readouterr().out

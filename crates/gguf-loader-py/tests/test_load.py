@@ -213,6 +213,10 @@ def test_ctrl_c_cancels_a_load(gemma):
 
 def test_sigint_reaches_a_load(gemma):
     """The real SIGINT, sent by another thread (Python's own handler)."""
+    if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        # A shell starts background jobs with SIGINT ignored, and Python
+        # then leaves it so (the test above covers the same path).
+        pytest.skip("SIGINT is not Python's KeyboardInterrupt in this process")
     f = gguf_loader.open(gemma)
     timer = threading.Timer(0.05, os.kill, (os.getpid(), signal.SIGINT))
     start = time.perf_counter()

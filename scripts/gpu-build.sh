@@ -21,22 +21,21 @@ grep -qx "$out/" .git/info/exclude 2>/dev/null || echo "$out/" >>.git/info/exclu
 
 cargo build --release -p gguf-loader-cli --features cuda
 cargo build --release -p gguf-loader --features cuda,internals --example cuda_bench --example cuda_cublas
-test_bin=$(cargo test --release -p gguf-loader --features cuda --test cuda --no-run \
-    --message-format=json 2>/dev/null |
-    python3 -c 'import json,sys
+# The path of the release test binary of `--test NAME` in PACKAGE (with `cuda`).
+test_binary() {
+    local package=$1 name=$2 path
+    path=$(cargo test --release -p "$package" --features cuda --test "$name" --no-run \
+        --message-format=json 2>/dev/null |
+        python3 -c 'import json,sys
 for l in sys.stdin:
     m = json.loads(l)
-    if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["name"] == "cuda":
-        print(m["executable"])')
-[ -n "$test_bin" ] || { echo "no cuda test binary" >&2; exit 1; }
-fwd_bin=$(cargo test --release -p gguf-loader-llm --features cuda --test forward_cuda --no-run \
-    --message-format=json 2>/dev/null |
-    python3 -c 'import json,sys
-for l in sys.stdin:
-    m = json.loads(l)
-    if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["name"] == "forward_cuda":
-        print(m["executable"])')
-[ -n "$fwd_bin" ] || { echo "no forward_cuda test binary" >&2; exit 1; }
+    if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["name"] == sys.argv[1]:
+        print(m["executable"])' "$name")
+    [ -n "$path" ] || { echo "no $name test binary" >&2; exit 1; }
+    echo "$path"
+}
+test_bin=$(test_binary gguf-loader cuda)
+fwd_bin=$(test_binary gguf-loader-llm forward_cuda)
 
 copy() { objcopy --strip-debug "$1" "$out/$2"; }
 copy target/release/gguf-loader gguf-loader

@@ -63,10 +63,14 @@ fn device(name: &str) -> PyResult<Device> {
     }
 }
 
-fn threads(n: Option<usize>) -> PyResult<Option<usize>> {
-    match n {
+/// Load options with `threads` decoding threads (`None`: every core).
+fn options<'a>(threads: Option<usize>) -> PyResult<LoadOptions<'a>> {
+    match threads {
         Some(0) => Err(PyValueError::new_err("threads must be at least 1")),
-        n => Ok(n),
+        threads => Ok(LoadOptions {
+            threads,
+            ..LoadOptions::default()
+        }),
     }
 }
 
@@ -244,10 +248,7 @@ pub(crate) fn load<'py>(
 ) -> PyResult<Loaded<'py>> {
     let loader = file.loader()?;
     let names = names.unwrap_or_else(|| loader.tensors().map(|t| t.name.to_string()).collect());
-    let opts = LoadOptions {
-        threads: self::threads(threads)?,
-        ..LoadOptions::default()
-    };
+    let opts = options(threads)?;
     let p = progress.as_ref();
     match self::dtype(dtype)? {
         Dtype::F32 => load_into::<f32, f32>(py, &loader, &names, opts, p),
@@ -269,10 +270,7 @@ pub(crate) fn tensor<'py>(
 ) -> PyResult<Bound<'py, PyAny>> {
     let loader = file.loader()?;
     let (buffer, layout) = {
-        let opts = LoadOptions {
-            threads: self::threads(threads)?,
-            ..LoadOptions::default()
-        };
+        let opts = options(threads)?;
         let names = [name.to_string()];
         match self::dtype(dtype)? {
             Dtype::F32 => load_into::<f32, f32>(py, &loader, &names, opts, None)?,
@@ -335,10 +333,7 @@ pub(crate) fn load_device<'py>(
 ) -> PyResult<Vec<(String, DeviceTensor)>> {
     let loader = file.loader()?;
     let device = self::device(device)?;
-    let opts = LoadOptions {
-        threads: self::threads(threads)?,
-        ..LoadOptions::default()
-    };
+    let opts = options(threads)?;
     let p = progress.as_ref();
     match self::dtype(dtype)? {
         Dtype::F32 => to_device::<f32>(py, &loader, names, device, opts, p, AnyTensor::F32),

@@ -10,14 +10,15 @@ mod common;
 mod kernels;
 
 use gguf_loader::GgmlType;
+use kernels::Scale::At;
 
-/// (type, golden name, byte offsets of the f16 scales in a block).
+/// (type, golden name, f16 scales in a block).
 const TYPES: &[kernels::Case] = &[
-    (GgmlType::Q2_K, "q2_k", &[80, 82]),
-    (GgmlType::Q3_K, "q3_k", &[108]),
-    (GgmlType::Q4_K, "q4_k", &[0, 2]),
-    (GgmlType::Q6_K, "q6_k", &[208]),
-    (GgmlType::Q5_K, "q5_k", &[0, 2]),
+    (GgmlType::Q2_K, "q2_k", &[At(80), At(82)]),
+    (GgmlType::Q3_K, "q3_k", &[At(108)]),
+    (GgmlType::Q4_K, "q4_k", &[At(0), At(2)]),
+    (GgmlType::Q6_K, "q6_k", &[At(208)]),
+    (GgmlType::Q5_K, "q5_k", &[At(0), At(2)]),
 ];
 
 kernels::kernel_tests!(TYPES);

@@ -10,13 +10,14 @@ mod common;
 mod kernels;
 
 use gguf_loader::GgmlType;
+use kernels::Scale::At;
 
-/// (type, golden name, byte offsets of the f16 scales in a block).
+/// (type, golden name, f16 scales in a block).
 const TYPES: &[kernels::Case] = &[
-    (GgmlType::TQ1_0, "tq1_0", &[52]),
-    (GgmlType::TQ2_0, "tq2_0", &[64]),
-    (GgmlType::Q1_0, "q1_0", &[0]),
-    (GgmlType::Q2_0, "q2_0", &[0]),
+    (GgmlType::TQ1_0, "tq1_0", &[At(52)]),
+    (GgmlType::TQ2_0, "tq2_0", &[At(64)]),
+    (GgmlType::Q1_0, "q1_0", &[At(0)]),
+    (GgmlType::Q2_0, "q2_0", &[At(0)]),
 ];
 
 kernels::kernel_tests!(TYPES);

@@ -19,9 +19,33 @@ use half::f16;
 
 use crate::common::{self, Lcg};
 
-/// A block type under test: its type, golden-vector name, and the byte
-/// offsets of its f16 scale fields within a block.
-pub type Case = (GgmlType, &'static str, &'static [usize]);
+/// Where a block keeps one of its f16 scales.
+#[derive(Clone, Copy, Debug)]
+pub enum Scale {
+    /// A little-endian f16 at this byte offset.
+    At(usize),
+    /// IQ1_M: the top nibbles of the four u16 words from this offset.
+    Nibbles(usize),
+}
+
+/// A block type under test: its type, golden-vector name, and its f16 scale
+/// fields.
+pub type Case = (GgmlType, &'static str, &'static [Scale]);
+
+/// Writes the f16 bits `h` into a block's scale field.
+pub fn set_scale(block: &mut [u8], at: Scale, h: u16) {
+    match at {
+        Scale::At(o) => block[o..o + 2].copy_from_slice(&h.to_le_bytes()),
+        Scale::Nibbles(o) => {
+            for w in 0..4 {
+                let p = o + 2 * w;
+                let word = u16::from_le_bytes([block[p], block[p + 1]]) & 0x0fff;
+                let nib = (h >> (4 * w)) & 0xf;
+                block[p..p + 2].copy_from_slice(&(word | nib << 12).to_le_bytes());
+            }
+        }
+    }
+}
 
 /// Special f16 scales: ±0, negative, subnormals, ±max, ±inf, NaNs (quiet,
 /// signalling, negative), 1 and a small normal.
@@ -46,13 +70,14 @@ fn scale(rng: &mut Lcg) -> u16 {
 }
 
 /// `n` random blocks of `ty`, with a random (often special) scale at each
-/// offset of `scales`.
-pub fn random_blocks(rng: &mut Lcg, n: usize, ty: GgmlType, scales: &[usize]) -> Vec<u8> {
+/// field of `scales`.
+pub fn random_blocks(rng: &mut Lcg, n: usize, ty: GgmlType, scales: &[Scale]) -> Vec<u8> {
     let ts = ty.type_size() as usize;
     let mut v: Vec<u8> = (0..n * ts).map(|_| rng.next_u32() as u8).collect();
     for b in v.chunks_exact_mut(ts) {
-        for &o in scales {
-            b[o..o + 2].copy_from_slice(&scale(rng).to_le_bytes());
+        for &at in scales {
+            let h = scale(rng);
+            set_scale(b, at, h);
         }
     }
     v
@@ -138,13 +163,13 @@ pub fn every_byte_and_special_scale(cases: &[Case]) {
         for (si, &s) in SPECIAL_F16.iter().enumerate() {
             for start in 0..256 {
                 let mut b: Vec<u8> = (0..ts).map(|j| (start + j * 7 + si) as u8).collect();
-                for (f, &o) in scales.iter().enumerate() {
+                for (f, &at) in scales.iter().enumerate() {
                     let s = if f == 0 {
                         s
                     } else {
                         SPECIAL_F16[(si + start + f) % SPECIAL_F16.len()]
                     };
-                    b[o..o + 2].copy_from_slice(&s.to_le_bytes());
+                    set_scale(&mut b, at, s);
                 }
                 src.extend_from_slice(&b);
             }

@@ -682,24 +682,13 @@ impl<T: WeightElement> Transformer<T> {
         if n == 0 {
             return Ok(Vec::new());
         }
-        if let Some(&id) = tokens.iter().find(|&&t| t as usize >= c.n_vocab) {
-            return Err(ForwardError::Token {
-                id,
-                n_vocab: c.n_vocab,
-            });
-        }
-        if cache.kv_dim != c.n_head_kv * c.head_dim || cache.k.len() != c.n_layer {
-            return Err(ForwardError::Unsupported(
-                "the KV cache was made for another model".into(),
-            ));
-        }
-        if cache.capacity - cache.len < n {
-            return Err(ForwardError::CacheFull {
-                capacity: cache.capacity,
-                len: cache.len,
-                more: n,
-            });
-        }
+        check_step(
+            c,
+            tokens,
+            (cache.kv_dim, cache.k.len()),
+            cache.capacity,
+            cache.len,
+        )?;
         let start = cache.len;
         let (d, hd) = (c.n_embd, c.head_dim);
         let kv_dim = c.n_head_kv * hd;
@@ -909,4 +898,35 @@ fn attention(
         }
     });
     out
+}
+
+/// What a forward step checks before it touches anything, on the CPU and on
+/// the GPU: every token in the vocabulary, a cache made for this model
+/// (`cache_shape`: its KV width and layer count) with room for the tokens.
+fn check_step(
+    c: &Config,
+    tokens: &[u32],
+    cache_shape: (usize, usize),
+    capacity: usize,
+    len: usize,
+) -> Result<(), ForwardError> {
+    if let Some(&id) = tokens.iter().find(|&&t| t as usize >= c.n_vocab) {
+        return Err(ForwardError::Token {
+            id,
+            n_vocab: c.n_vocab,
+        });
+    }
+    if cache_shape != (c.n_head_kv * c.head_dim, c.n_layer) {
+        return Err(ForwardError::Unsupported(
+            "the KV cache was made for another model".into(),
+        ));
+    }
+    if capacity - len < tokens.len() {
+        return Err(ForwardError::CacheFull {
+            capacity,
+            len,
+            more: tokens.len(),
+        });
+    }
+    Ok(())
 }

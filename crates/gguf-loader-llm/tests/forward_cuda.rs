@@ -15,7 +15,7 @@ mod common;
 
 use std::path::Path;
 
-use gguf_loader::{cuda_memory, cuda_setup, f16, synthesize, GgmlType, MmapGGUFLoader, Preset};
+use gguf_loader::{cuda_memory, cuda_setup, f16, GgmlType, MmapGGUFLoader, Preset};
 use gguf_loader_llm::forward::cuda::CudaTransformer;
 use gguf_loader_llm::forward::{argmax, nmse, Transformer};
 
@@ -80,11 +80,12 @@ fn tinyllama_shaped_model_runs_256_tokens_on_the_gpu_without_nan_or_inf() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("tinyllama.gguf");
-    let w = synthesize(&Preset::TINYLLAMA_1_1B, GgmlType::Q4_0, 1).unwrap();
-    let mut f = std::io::BufWriter::new(std::fs::File::create(&path).unwrap());
-    w.write_to(&mut f).unwrap();
-    drop(f);
+    let path = common::write_synth(
+        dir.path(),
+        "tinyllama.gguf",
+        &Preset::TINYLLAMA_1_1B,
+        GgmlType::Q4_0,
+    );
     let (free0, _) = cuda_memory(0).unwrap();
     let loader = MmapGGUFLoader::new(&path).unwrap();
     let model = CudaTransformer::load(&loader, 0).unwrap();

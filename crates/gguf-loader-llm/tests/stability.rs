@@ -4,7 +4,10 @@
 //! or Inf in any activation. Release builds only (it is a billion
 //! parameters on the CPU).
 
-use gguf_loader::{f16, synthesize, GgmlType, MmapGGUFLoader, Preset};
+#[path = "../../gguf-loader/tests/common/mod.rs"]
+mod common;
+
+use gguf_loader::{f16, GgmlType, MmapGGUFLoader, Preset};
 use gguf_loader_llm::forward::{Activation, Sampler, Transformer};
 
 #[test]
@@ -14,11 +17,12 @@ fn tinyllama_shaped_model_runs_256_tokens_without_nan_or_inf() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("tinyllama.gguf");
-    let w = synthesize(&Preset::TINYLLAMA_1_1B, GgmlType::Q4_0, 1).unwrap();
-    let mut f = std::io::BufWriter::new(std::fs::File::create(&path).unwrap());
-    w.write_to(&mut f).unwrap();
-    drop(f);
+    let path = common::write_synth(
+        dir.path(),
+        "tinyllama.gguf",
+        &Preset::TINYLLAMA_1_1B,
+        GgmlType::Q4_0,
+    );
 
     let loader = MmapGGUFLoader::new(&path).unwrap();
     let model = Transformer::<f16>::load(&loader).unwrap();

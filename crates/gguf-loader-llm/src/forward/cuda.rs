@@ -403,24 +403,13 @@ impl CudaTransformer {
         if n == 0 {
             return Ok((Vec::new(), 0));
         }
-        if let Some(&id) = tokens.iter().find(|&&t| t as usize >= c.n_vocab) {
-            return Err(ForwardError::Token {
-                id,
-                n_vocab: c.n_vocab,
-            });
-        }
-        if cache.kv_dim != c.n_head_kv * c.head_dim || cache.k.len() != c.n_layer {
-            return Err(ForwardError::Unsupported(
-                "the KV cache was made for another model".into(),
-            ));
-        }
-        if cache.capacity - cache.len < n {
-            return Err(ForwardError::CacheFull {
-                capacity: cache.capacity,
-                len: cache.len,
-                more: n,
-            });
-        }
+        super::check_step(
+            c,
+            tokens,
+            (cache.kv_dim, cache.k.len()),
+            cache.capacity,
+            cache.len,
+        )?;
         let start = cache.len;
         if start + n > MAX_SPAN {
             return Err(ForwardError::Unsupported(format!(

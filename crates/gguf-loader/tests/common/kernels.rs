@@ -54,18 +54,13 @@ pub const SPECIAL_F16: &[u16] = &[
     0xFE01, 0x3C00, 0x1400,
 ];
 
-/// A scale: sane most of the time, sometimes a special value.
+/// A scale: [`common::special_f16_scale`], or now and then one of
+/// [`SPECIAL_F16`].
 fn scale(rng: &mut Lcg) -> u16 {
-    let r = rng.next_u32();
-    match r % 16 {
-        0 => 0x0000,                                        // +0
-        1 => 0x8000 | (rng.next_u32() as u16 & 0x3bff),     // negative
-        2 => rng.next_u32() as u16 & 0x03ff,                // subnormal
-        3 => 0x7c00 | 1 | (rng.next_u32() as u16 & 0x03ff), // NaN
-        4 => 0xfc00,                                        // -inf
-        5 => rng.next_u32() as u16,                         // anything
-        6 => SPECIAL_F16[rng.below(SPECIAL_F16.len())],
-        _ => f16::from_f32((r >> 8) as f32 / (1u32 << 24) as f32 * 0.1).to_bits(),
+    if rng.below(16) == 0 {
+        SPECIAL_F16[rng.below(SPECIAL_F16.len())]
+    } else {
+        common::special_f16_scale(rng)
     }
 }
 

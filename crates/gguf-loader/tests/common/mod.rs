@@ -166,6 +166,22 @@ pub fn special_f16_scale(rng: &mut Lcg) -> u16 {
     }
 }
 
+/// Writes the model `synth` makes of `preset` in `ty` (seed 1) to
+/// `dir/name`, and returns its path.
+pub fn write_synth(
+    dir: &std::path::Path,
+    name: &str,
+    preset: &gguf_loader::Preset,
+    ty: gguf_loader::GgmlType,
+) -> PathBuf {
+    let path = dir.join(name);
+    let w = gguf_loader::synthesize(preset, ty, 1).unwrap();
+    let mut f = std::io::BufWriter::new(std::fs::File::create(&path).unwrap());
+    w.write_to(&mut f).unwrap();
+    std::io::Write::flush(&mut f).unwrap();
+    path
+}
+
 /// Runs one of the repository's Python oracle scripts (gguf-py) on `arg`
 /// and returns its standard output; `$PYTHON` picks the interpreter. `None`
 /// (the test is skipped, saying why) where gguf-py is not installed, unless

@@ -2,17 +2,11 @@
 //! is not a regular file, which could block the open, is refused by the
 //! library before anything is read.)
 
-/// How many threads `--threads` may ask for per available core.
-pub const THREADS_PER_CORE: usize = 4;
+pub use gguf_loader::{max_threads, THREADS_PER_CORE};
 
 /// The cores this process may run on (1 when unknown).
 pub fn cores() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
-}
-
-/// The most threads `--threads` accepts: [`THREADS_PER_CORE`] per core.
-pub fn max_threads() -> usize {
-    cores().saturating_mul(THREADS_PER_CORE)
 }
 
 /// Parses `--threads`: a count from 1 to [`max_threads`]; the error is the

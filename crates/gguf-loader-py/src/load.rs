@@ -63,12 +63,18 @@ fn device(name: &str) -> PyResult<Device> {
     }
 }
 
-/// Load options with `threads` decoding threads (`None`: every core).
-fn options<'a>(threads: Option<usize>) -> PyResult<LoadOptions<'a>> {
-    match threads {
-        Some(0) => Err(PyValueError::new_err("threads must be at least 1")),
+/// Load options with `threads` decoding threads (`None`: every core). A
+/// count under 1 is refused here (it has no `usize`); one over
+/// `gguf_loader::max_threads()` by the load, before it starts a thread
+/// (`ValueError` either way).
+fn options<'a>(threads: Option<i64>) -> PyResult<LoadOptions<'a>> {
+    match threads.map(usize::try_from) {
+        Some(Ok(0) | Err(_)) => Err(PyValueError::new_err(format!(
+            "threads must be at least 1, not {}",
+            threads.unwrap_or_default()
+        ))),
         threads => Ok(LoadOptions {
-            threads,
+            threads: threads.and_then(Result::ok),
             ..LoadOptions::default()
         }),
     }
@@ -242,7 +248,7 @@ pub(crate) fn load<'py>(
     py: Python<'py>,
     file: &File,
     dtype: &str,
-    threads: Option<usize>,
+    threads: Option<i64>,
     progress: Option<Bound<'py, PyAny>>,
     names: Option<Vec<String>>,
 ) -> PyResult<Loaded<'py>> {
@@ -266,7 +272,7 @@ pub(crate) fn tensor<'py>(
     file: &File,
     name: &str,
     dtype: &str,
-    threads: Option<usize>,
+    threads: Option<i64>,
 ) -> PyResult<Bound<'py, PyAny>> {
     let loader = file.loader()?;
     let (buffer, layout) = {
@@ -327,7 +333,7 @@ pub(crate) fn load_device<'py>(
     file: &File,
     device: &str,
     dtype: &str,
-    threads: Option<usize>,
+    threads: Option<i64>,
     progress: Option<Bound<'py, PyAny>>,
     names: Option<Vec<String>>,
 ) -> PyResult<Vec<(String, DeviceTensor)>> {

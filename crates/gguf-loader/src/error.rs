@@ -77,6 +77,18 @@ pub enum Error {
         /// The bytes asked for.
         bytes: u64,
     },
+    /// A load asked for no decoding threads, or for more than
+    /// [`max_threads`](crate::max_threads).
+    #[error(
+        "{n} decoding threads asked for: a load takes 1 to {max} ({} per available core)",
+        crate::THREADS_PER_CORE
+    )]
+    Threads {
+        /// The threads asked for.
+        n: usize,
+        /// The most allowed here.
+        max: usize,
+    },
     /// The decoding thread pool could not be built, or a decoding thread died.
     #[error("thread pool: {0}")]
     ThreadPool(String),

@@ -75,8 +75,8 @@ pub use format::{
 pub use half::{bf16, f16};
 pub use loader::{LoadMode, MmapGGUFLoader};
 pub use model::{
-    load_model_f16, GpuStaging, Layer, LayerIter, LazyLayer, LazyModel, LoadOptions, Model,
-    ModelConfig, Prefetch, Progress, ProgressFn, KNOWN_ARCHITECTURES,
+    load_model_f16, max_threads, GpuStaging, Layer, LayerIter, LazyLayer, LazyModel, LoadOptions,
+    Model, ModelConfig, Prefetch, Progress, ProgressFn, KNOWN_ARCHITECTURES, THREADS_PER_CORE,
 };
 #[cfg(feature = "synth")]
 pub use synth::{synthesize, Preset};

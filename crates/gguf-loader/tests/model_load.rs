@@ -299,6 +299,59 @@ fn load_options_apply_everywhere() {
     assert!(matches!(r, Err(Error::Cancelled)), "{r:?}");
 }
 
+/// A thread count of 0 or over `max_threads()` (4 per core) is refused by
+/// every path that takes `LoadOptions`, before a thread is started (a
+/// billion threads, from a caller's input, once spent minutes trying).
+#[test]
+fn thread_counts_are_bounded_everywhere() {
+    use gguf_loader::{check_model_report_with, max_threads, OutputMemory, THREADS_PER_CORE};
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_synth(dir.path(), GgmlType::Q4_0);
+    let loader = MmapGGUFLoader::new(&path).unwrap();
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    assert_eq!(max_threads(), THREADS_PER_CORE * cores);
+    let name = "token_embd.weight";
+    let n = loader.tensor_info(name).unwrap().n_elements as usize;
+    for bad in [0, max_threads() + 1, 1_000_000_000, usize::MAX] {
+        let opts = LoadOptions::default().threads(bad);
+        let refused = |r: Result<(), Error>, what: &str| match r {
+            Err(Error::Threads { n, max }) => {
+                assert_eq!((n, max), (bad, max_threads()), "{what}");
+            }
+            other => panic!("{what} with {bad} threads: {other:?}"),
+        };
+        refused(
+            loader.load_model_with::<f16>(Device::Cpu, opts).map(drop),
+            "model",
+        );
+        refused(
+            loader
+                .load_tensor_with::<f16>(name, Device::Cpu, opts)
+                .map(drop),
+            "tensor",
+        );
+        let mut out = vec![f16::ZERO; n];
+        refused(
+            loader.load_tensors_into(vec![(name, &mut out[..])], OutputMemory::Fresh, opts),
+            "tensors into",
+        );
+        refused(
+            LazyModel::<f16>::open_with(&path, LoadMode::Mmap, opts).map(drop),
+            "lazy",
+        );
+        refused(check_model_report_with(&loader, 1, opts).map(drop), "check");
+    }
+    let e = loader
+        .load_model_with::<f16>(Device::Cpu, LoadOptions::default().threads(0))
+        .unwrap_err();
+    assert!(e.to_string().contains("a load takes 1 to"), "{e}");
+    // The largest count is allowed.
+    let opts = LoadOptions::default().threads(max_threads());
+    loader
+        .load_tensor_with::<f16>(name, Device::Cpu, opts)
+        .unwrap();
+}
+
 /// The one place that settles `Stores::Auto`: fresh memory always gets
 /// ordinary stores, a reused buffer streams from `STREAMING_MIN_BYTES`;
 /// an explicit choice stands.

@@ -66,6 +66,8 @@ pub enum GpuStaging {
 #[derive(Clone, Copy, Default)]
 pub struct LoadOptions<'a> {
     /// Decoding threads; `None` uses rayon's global pool (all cores).
+    /// From 1 to [`max_threads`]; a load asked for more (or none) fails
+    /// with [`Error::Threads`] before it starts one.
     pub threads: Option<usize>,
     /// Called as the load goes; returning `false` cancels it. Not used by a
     /// lazy model, whose loads are each one tensor or layer.
@@ -114,8 +116,24 @@ impl<'a> LoadOptions<'a> {
     }
 }
 
-/// A thread pool of `n` threads, or [`Error::ThreadPool`].
+/// How many decoding threads a load may ask for per available core.
+pub const THREADS_PER_CORE: usize = 4;
+
+/// The most decoding threads a load accepts: [`THREADS_PER_CORE`] per core
+/// this process may run on. (A count from a caller's input, such as a
+/// command line, could otherwise ask for a billion threads.)
+pub fn max_threads() -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    cores.saturating_mul(THREADS_PER_CORE)
+}
+
+/// A thread pool of `n` threads: [`Error::Threads`] unless `n` is from 1
+/// to [`max_threads`], [`Error::ThreadPool`] if it cannot be built.
 pub(crate) fn thread_pool(n: usize) -> Result<rayon::ThreadPool> {
+    let max = max_threads();
+    if n == 0 || n > max {
+        return Err(Error::Threads { n, max });
+    }
     rayon::ThreadPoolBuilder::new()
         .num_threads(n)
         .build()

@@ -139,8 +139,18 @@ def test_names_threads_and_bad_arguments(smollm2):
         f.load(names=["nope"])
     with pytest.raises(KeyError, match="nope"):
         f.tensor("nope")
-    with pytest.raises(ValueError, match="threads"):
-        f.load(threads=0)
+    for bad in (0, -1, 10**9):
+        # Refused before a thread starts (a billion once took minutes).
+        with pytest.raises(ValueError, match="threads"):
+            f.load(threads=bad)
+        with pytest.raises(ValueError, match="threads"):
+            f.tensor(names[0], threads=bad)
+    # A lone name is not a list of letters; a progress that is no callable
+    # is said before the load starts.
+    with pytest.raises(TypeError, match="names must be a sequence"):
+        f.load(names=names[0])
+    with pytest.raises(TypeError, match="progress must be callable"):
+        f.load(progress=3)
     with pytest.raises(ValueError, match="dtype"):
         f.tensor(names[0], "int8")
     with pytest.raises(ValueError, match="device"):

@@ -4,6 +4,8 @@ file's."""
 
 import json
 import math
+import os
+import pathlib
 
 import gguf
 import numpy as np
@@ -166,3 +168,15 @@ def test_raw_missing_tensor(smollm2):
     f = gguf_loader.open(smollm2)
     with pytest.raises(KeyError, match="nope"):
         f.raw("nope")
+
+
+def test_paths_as_builtin_open_takes_them(smollm2, tmp_path):
+    # str, bytes and path-like objects of either, and a name that is not
+    # UTF-8 (bytes, or the str os.fsdecode makes of them).
+    odd = os.path.join(os.fsencode(tmp_path), b"model-\xff.gguf")
+    os.symlink(os.fsencode(smollm2), odd)
+    for path in (str(smollm2), os.fsencode(smollm2), pathlib.Path(smollm2), odd, os.fsdecode(odd)):
+        with gguf_loader.open(path) as f:
+            assert "token_embd.weight" in f.tensors
+    with pytest.raises(TypeError):
+        gguf_loader.open(3)

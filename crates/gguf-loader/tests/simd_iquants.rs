@@ -39,7 +39,11 @@ fn has_kernels(ty: GgmlType) -> bool {
 #[test]
 fn simd_iquants_special_scales_and_extreme_bits() {
     // The shared specials, and a large normal scale.
-    let specials: Vec<u16> = kernels::SPECIAL_F16.iter().copied().chain([0x5bff]).collect();
+    let specials: Vec<u16> = kernels::SPECIAL_F16
+        .iter()
+        .copied()
+        .chain([0x5bff])
+        .collect();
     for &(ty, name, scales) in TYPES {
         if !has_kernels(ty) {
             continue;

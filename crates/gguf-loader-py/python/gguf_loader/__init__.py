@@ -50,6 +50,9 @@ CUDA: bool = bool(_native.CUDA)
 
 from ._types import GGML_QUANT_SIZES, GGMLType
 
+#: What `open` takes as a path: as `builtins.open` does, bytes too.
+_Path = Union[str, bytes, "os.PathLike[str]", "os.PathLike[bytes]"]
+
 __all__.append("GGML_QUANT_SIZES")
 
 
@@ -120,6 +123,9 @@ def _as_bf16(array: np.ndarray) -> np.ndarray:
 def _progress(callback: Optional[Callable[[Progress], Any]]) -> Optional[Callable[..., Any]]:
     if callback is None:
         return None
+    if not callable(callback):
+        # Said now, not once the load has started and first reports.
+        raise TypeError(f"progress must be callable, not {type(callback).__name__}")
     return lambda *p: callback(Progress(*p))
 
 
@@ -175,8 +181,9 @@ class GGUFFile:
     while they exist is safe; the mapping goes when the last of them does.
     """
 
-    def __init__(self, path: Union[str, "os.PathLike[str]"], mode: str = "mmap") -> None:
-        self._native = _native.File(os.fspath(path), mode)
+    def __init__(self, path: _Path, mode: str = "mmap") -> None:
+        # fsdecode: str, bytes and path-like objects, any bytes the OS allows.
+        self._native = _native.File(os.fsdecode(path), mode)
         self._metadata: Optional[Metadata] = None
         self._tensors: Optional[Mapping[str, TensorInfo]] = None
 
@@ -288,6 +295,9 @@ class GGUFFile:
         ``torch.from_dlpack`` / ``cupy.from_dlpack`` take without a copy.
         """
         dtype = _dtype_name(dtype)
+        if isinstance(names, (str, bytes)):
+            # A lone name would be taken letter by letter.
+            raise TypeError(f"names must be a sequence of tensor names, not {type(names).__name__}")
         names = None if names is None else list(names)
         callback = _progress(progress)
         if device != "cpu":
@@ -321,7 +331,7 @@ class GGUFFile:
         return repr(native) if native is not None else "<gguf_loader.GGUFFile (not opened)>"
 
 
-def open(path: Union[str, "os.PathLike[str]"], mode: str = "mmap") -> GGUFFile:
+def open(path: _Path, mode: str = "mmap") -> GGUFFile:
     """Opens and validates a GGUF file: ``mode="mmap"`` maps it (zero-copy),
     ``mode="read"`` reads the header and reads tensor data with positioned
     reads (for network filesystems, or files that may change). The first

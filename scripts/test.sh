@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The test command: installs the Python oracle (gguf-py), fetches the two real
 # models (SmolLM2-135M, Gemma-3-270M) and llama.cpp's vocab tests into the cache, then runs every test of
-# the workspace, then the Python package's (pytest), then the `cuda` build's tests (on a machine without a GPU
+# the workspace, then the Python package's (pytest; also on CPython 3.9 and 3.13
+# where installed), then the `cuda` build's tests (on a machine without a GPU
 # they check that a GPU load is one clear error; scripts/gpu-check.sh runs
 # them on a GPU).
 set -euo pipefail
@@ -15,6 +16,8 @@ export GGUF_LOADER_MODEL="$model" GGUF_LOADER_GEMMA="$gemma" GGUF_LOADER_REQUIRE
 cargo test --workspace --release "$@"
 # The Python package (crates/gguf-loader-py): wheel, install, pytest.
 scripts/test-python.sh
+# The same wheel on the oldest (3.9) and newest (3.13) CPython, where present.
+scripts/test-python-versions.sh
 cargo test --release -p gguf-loader --features cuda --lib --test cuda "$@"
 cargo test --release -p gguf-loader-cli --features cuda --test device "$@"
 cargo test --release -p gguf-loader-llm --features cuda --test forward_cuda "$@"

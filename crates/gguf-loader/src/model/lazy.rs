@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 
@@ -48,7 +49,25 @@ impl<T> LazyLayer<T> {
     }
 }
 
-type Pending<T> = (usize, JoinHandle<Result<LazyLayer<T>>>);
+/// A layer being decoded ahead on a thread of its own.
+struct Pending<T> {
+    /// The `i` of `blk.i`.
+    index: usize,
+    /// Set to stop the decode before its next tensor.
+    stop: Arc<AtomicBool>,
+    handle: JoinHandle<Result<LazyLayer<T>>>,
+}
+
+impl<T> Pending<T> {
+    /// Stops the decode (after the tensor it is on) and waits for its
+    /// thread, so that nothing of it outlives the model or touches the file
+    /// afterwards.
+    fn cancel(self) {
+        self.stop.store(true, Ordering::Relaxed);
+        // The result, or a panic, is dropped: nobody asked for this layer.
+        let _ = self.handle.join();
+    }
+}
 
 /// What decodes a lazy model's tensors: the loader and the options, shared
 /// with the prefetch thread.
@@ -109,10 +128,25 @@ impl Decoder {
         }
     }
 
-    fn layer<T: Element>(&self, i: usize, names: &[String]) -> Result<LazyLayer<T>> {
+    /// Layer `i`: the tensors `names`, in order. `stop`, once set, ends
+    /// the decode with [`Error::Cancelled`] before the next tensor.
+    fn layer<T: Element>(
+        &self,
+        i: usize,
+        names: &[String],
+        stop: &AtomicBool,
+    ) -> Result<LazyLayer<T>> {
+        let stopped = || {
+            if stop.load(Ordering::Relaxed) {
+                Err(Error::Cancelled)
+            } else {
+                Ok(())
+            }
+        };
         let suffix = |n: &str| layer_of(n).map_or(n, |(_, s)| s).to_string();
         #[cfg(feature = "cuda")]
         if let Device::Cuda(ordinal) = self.device {
+            stopped()?;
             let tensors = self.on_gpu::<T>(ordinal, names)?;
             let tensors = names
                 .iter()
@@ -124,6 +158,7 @@ impl Decoder {
         let tensors = names
             .iter()
             .map(|n| {
+                stopped()?;
                 let t = self.tensor::<T>(n)?;
                 Ok((suffix(n), Arc::new(t)))
             })
@@ -136,6 +171,9 @@ impl Decoder {
 ///
 /// Memory stays bounded by what the caller holds, the tensors it asked for
 /// by name (until [`LazyModel::evict`]), and at most one prefetched layer.
+/// Dropping the model stops and waits for a prefetch still running: once it
+/// is gone, nothing of it reads the file (which may then be rewritten, even
+/// while mapped).
 pub struct LazyModel<T> {
     decoder: Decoder,
     /// The hyper-parameters read from the metadata.
@@ -161,7 +199,8 @@ impl<T: Element> LazyModel<T> {
     /// Opens `path` in `mode` for lazy decoding with `opts`: its threads
     /// (a pool of the model's own, built now) and stores apply to every
     /// tensor and layer decoded; its progress callback is not used. Errs as
-    /// [`MmapGGUFLoader::open`], or with [`Error::ThreadPool`].
+    /// [`MmapGGUFLoader::open`], or with [`Error::Threads`] or
+    /// [`Error::ThreadPool`].
     pub fn open_with(
         path: impl AsRef<Path>,
         mode: LoadMode,
@@ -200,8 +239,8 @@ impl<T: Element> LazyModel<T> {
     }
 
     /// A lazy model over an opened loader with `opts`, as
-    /// [`Self::open_with`]; errs with [`Error::ThreadPool`] when its pool
-    /// cannot be built.
+    /// [`Self::open_with`]; errs with [`Error::Threads`] for a thread count
+    /// out of bounds and [`Error::ThreadPool`] when its pool cannot be built.
     pub fn with_options(
         loader: Arc<MmapGGUFLoader>,
         opts: LoadOptions<'_>,
@@ -291,13 +330,24 @@ impl<T: Element> LazyModel<T> {
         for n in &names {
             self.decoder.loader.prefetch(n);
         }
+        // An earlier prefetch still running is stopped (after its current
+        // tensor) and dropped with its result.
+        let earlier = lock(&self.pending).take();
+        if let Some(p) = earlier {
+            p.cancel();
+        }
         let decoder = self.decoder.clone();
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
         let spawned = std::thread::Builder::new()
             .name(format!("prefetch-blk.{i}"))
-            .spawn(move || decoder.layer(i, &names));
-        // An earlier prefetch still running is dropped with its result. A
-        // thread that cannot be started leaves none: prefetching is a hint.
-        *lock(&self.pending) = spawned.ok().map(|handle| (i, handle));
+            .spawn(move || decoder.layer(i, &names, &flag));
+        // A thread that cannot be started leaves none: prefetching is a hint.
+        *lock(&self.pending) = spawned.ok().map(|handle| Pending {
+            index: i,
+            stop,
+            handle,
+        });
     }
 
     /// Layer `i` (the tensors named `blk.i.*`), decoded now or taken from a
@@ -307,7 +357,7 @@ impl<T: Element> LazyModel<T> {
         let pending = {
             let mut p = lock(&self.pending);
             match p.take() {
-                Some((j, h)) if j == i => Some(h),
+                Some(Pending { index, handle, .. }) if index == i => Some(handle),
                 other => {
                     *p = other;
                     None
@@ -320,7 +370,7 @@ impl<T: Element> LazyModel<T> {
                 .unwrap_or_else(|_| Err(Error::ThreadPool("prefetch thread panicked".into())));
         }
         let names = self.names_of(i).ok_or(Error::LayerNotFound(i))?;
-        self.decoder.layer(i, names)
+        self.decoder.layer(i, names, &AtomicBool::new(false))
     }
 
     /// Iterates over the layers in ascending order; with
@@ -331,6 +381,15 @@ impl<T: Element> LazyModel<T> {
             model: self,
             next: 0,
             prefetch,
+        }
+    }
+}
+
+impl<T> Drop for LazyModel<T> {
+    fn drop(&mut self) {
+        let pending = self.pending.get_mut().unwrap_or_else(|e| e.into_inner());
+        if let Some(p) = pending.take() {
+            p.cancel();
         }
     }
 }

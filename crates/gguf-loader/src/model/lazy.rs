@@ -330,12 +330,9 @@ impl<T: Element> LazyModel<T> {
         for n in &names {
             self.decoder.loader.prefetch(n);
         }
-        // An earlier prefetch still running is stopped (after its current
-        // tensor) and dropped with its result.
-        let earlier = lock(&self.pending).take();
-        if let Some(p) = earlier {
-            p.cancel();
-        }
+        // An earlier prefetch still running is stopped and dropped with its
+        // result.
+        self.cancel_prefetch();
         let decoder = self.decoder.clone();
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
@@ -385,12 +382,20 @@ impl<T: Element> LazyModel<T> {
     }
 }
 
-impl<T> Drop for LazyModel<T> {
-    fn drop(&mut self) {
-        let pending = self.pending.get_mut().unwrap_or_else(|e| e.into_inner());
-        if let Some(p) = pending.take() {
+impl<T> LazyModel<T> {
+    /// Stops a prefetch still running (after its current tensor) and waits
+    /// for its thread.
+    fn cancel_prefetch(&self) {
+        let pending = lock(&self.pending).take();
+        if let Some(p) = pending {
             p.cancel();
         }
+    }
+}
+
+impl<T> Drop for LazyModel<T> {
+    fn drop(&mut self) {
+        self.cancel_prefetch();
     }
 }
 

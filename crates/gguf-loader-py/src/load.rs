@@ -63,21 +63,21 @@ fn device(name: &str) -> PyResult<Device> {
     }
 }
 
-/// Load options with `threads` decoding threads (`None`: every core). A
-/// count under 1 is refused here (it has no `usize`); one over
-/// `gguf_loader::max_threads()` by the load, before it starts a thread
-/// (`ValueError` either way).
+/// Load options with `threads` decoding threads (`None`: every core). The
+/// load itself refuses 0 or more than `gguf_loader::max_threads()`
+/// (`Error::Threads`, a `ValueError`) before it starts a thread; only a
+/// negative count, which has no `usize`, is refused here.
 fn options<'a>(threads: Option<i64>) -> PyResult<LoadOptions<'a>> {
-    match threads.map(usize::try_from) {
-        Some(Ok(0) | Err(_)) => Err(PyValueError::new_err(format!(
-            "threads must be at least 1, not {}",
-            threads.unwrap_or_default()
-        ))),
-        threads => Ok(LoadOptions {
-            threads: threads.and_then(Result::ok),
-            ..LoadOptions::default()
-        }),
-    }
+    let threads = threads
+        .map(|n| {
+            usize::try_from(n)
+                .map_err(|_| PyValueError::new_err(format!("threads must be at least 1, not {n}")))
+        })
+        .transpose()?;
+    Ok(LoadOptions {
+        threads,
+        ..LoadOptions::default()
+    })
 }
 
 /// Runs `work` on a thread of its own, without the GIL, while this thread

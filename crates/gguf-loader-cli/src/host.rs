@@ -4,11 +4,6 @@
 
 pub use gguf_loader::{max_threads, THREADS_PER_CORE};
 
-/// The cores this process may run on (1 when unknown).
-pub fn cores() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
-}
-
 /// Parses `--threads`: a count from 1 to [`max_threads`]; the error is the
 /// one line clap prints after the flag's name.
 pub fn parse_threads(s: &str) -> Result<usize, String> {
@@ -20,7 +15,7 @@ pub fn parse_threads(s: &str) -> Result<usize, String> {
         0 => Err("at least 1 thread is needed".to_string()),
         n if n > max => Err(format!(
             "{n} threads is more than {max} ({THREADS_PER_CORE} per available core, {} here)",
-            cores()
+            max / THREADS_PER_CORE
         )),
         n => Ok(n),
     }

@@ -85,6 +85,7 @@ fn tinyllama_shaped_model_runs_256_tokens_on_the_gpu_without_nan_or_inf() {
         "tinyllama.gguf",
         &Preset::TINYLLAMA_1_1B,
         GgmlType::Q4_0,
+        1,
     );
     let (free0, _) = cuda_memory(0).unwrap();
     let loader = MmapGGUFLoader::new(&path).unwrap();

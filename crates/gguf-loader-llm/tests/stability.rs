@@ -22,6 +22,7 @@ fn tinyllama_shaped_model_runs_256_tokens_without_nan_or_inf() {
         "tinyllama.gguf",
         &Preset::TINYLLAMA_1_1B,
         GgmlType::Q4_0,
+        1,
     );
 
     let loader = MmapGGUFLoader::new(&path).unwrap();

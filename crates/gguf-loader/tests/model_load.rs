@@ -1,26 +1,20 @@
 //! Model loading: every path (parallel, single-threaded, lazy, mmap, read)
 //! gives the same bytes; config and layers; progress; cancel.
 
+mod common;
+
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
+use gguf_loader::Preset;
 use gguf_loader::{
     f16, Device, Element, Error, GgmlType, LazyModel, LoadMode, LoadOptions, MmapGGUFLoader, Model,
 };
-use gguf_loader::{synthesize, Preset};
 
 fn write_synth(dir: &Path, ty: GgmlType) -> std::path::PathBuf {
-    let p = dir.join(format!("tiny-{}.gguf", ty.name()));
-    std::fs::write(
-        &p,
-        synthesize(&Preset::TINY_TEST, ty, 7)
-            .unwrap()
-            .to_bytes()
-            .unwrap(),
-    )
-    .unwrap();
-    p
+    let name = format!("tiny-{}.gguf", ty.name());
+    common::write_synth(dir, &name, &Preset::TINY_TEST, ty, 7)
 }
 
 fn bytes_of<T: Element>(m: &Model<T>) -> Vec<(String, Vec<u8>)> {

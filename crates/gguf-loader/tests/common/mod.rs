@@ -166,16 +166,17 @@ pub fn special_f16_scale(rng: &mut Lcg) -> u16 {
     }
 }
 
-/// Writes the model `synth` makes of `preset` in `ty` (seed 1) to
+/// Writes the model `synth` makes of `preset` in `ty` with `seed` to
 /// `dir/name`, and returns its path.
 pub fn write_synth(
     dir: &std::path::Path,
     name: &str,
     preset: &gguf_loader::Preset,
     ty: gguf_loader::GgmlType,
+    seed: u64,
 ) -> PathBuf {
     let path = dir.join(name);
-    let w = gguf_loader::synthesize(preset, ty, 1).unwrap();
+    let w = gguf_loader::synthesize(preset, ty, seed).unwrap();
     let mut f = std::io::BufWriter::new(std::fs::File::create(&path).unwrap());
     w.write_to(&mut f).unwrap();
     std::io::Write::flush(&mut f).unwrap();

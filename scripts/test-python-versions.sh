@@ -3,8 +3,9 @@
 # target/wheels) on the oldest CPython it claims, 3.9, with the oldest numpy
 # and ml_dtypes it claims, and on the newest CPython here, 3.13, with the
 # newest numpy: each in a venv of its own under target/, with the pins of
-# scripts/requirements-py<version>.txt, runs the whole pytest suite. A version that is not installed is skipped, saying
-# so (the main run, scripts/test-python.sh, covers the default python3).
+# scripts/requirements-py<version>.txt, runs the whole pytest suite. A
+# version that is not installed is skipped, saying so (the main run,
+# scripts/test-python.sh, covers the default python3).
 #
 #   scripts/test-python-versions.sh [pytest arguments]
 set -euo pipefail

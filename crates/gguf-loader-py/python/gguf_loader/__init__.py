@@ -286,8 +286,9 @@ class GGUFFile:
 
         On the CPU the arrays are views of one new buffer (no copy; each
         starts on a 64-byte boundary), decoded in parallel on every core (or
-        ``threads``: 1 to 4 per core, else ``ValueError``) without the GIL. ``progress(Progress)`` is called about
-        every 50 ms and at the end; returning ``False`` cancels the load
+        ``threads``: 1 to 4 per core, else ``ValueError``) without the GIL.
+        ``progress(Progress)`` is called about every 50 ms and at the end;
+        returning ``False`` cancels the load
         (:class:`Cancelled`), and so does Ctrl-C (``KeyboardInterrupt``).
 
         With ``device="cuda:N"`` the quantized bytes go to the GPU and are

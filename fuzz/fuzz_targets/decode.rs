@@ -1,8 +1,8 @@
 //! The first byte picks a ggml type; the rest, cut to whole blocks, is
 //! decoded to f32, f16 and bf16 (no panic allowed), and every SIMD f32
-//! kernel must match the scalar reference bit for bit (and the fused f16
-//! kernels, and the bf16 output, the reference rounded), streaming variants
-//! included;
+//! kernel must match the scalar reference bit for bit (and the fused f16 and
+//! bf16 kernels, and the bf16 output, the reference rounded), streaming
+//! variants included;
 //! kernels given mismatched lengths must stay in bounds. The NaN/Inf data
 //! check reads the same bytes through the block layouts' scale fields: it
 //! must not panic, and may report only fields of the type's layout, at most
@@ -59,7 +59,20 @@ fuzz_target!(|data: &[u8]| {
         }
     }
 
-    // bf16 output: the reference rounded (SIMD f32 → bf16 conversion).
+    for k in [kernels.bf16, kernels.bf16_stream].into_iter().flatten() {
+        let mut fast = vec![bf16::ZERO; n];
+        k(src, &mut fast);
+        for (i, (a, b)) in fast.iter().zip(&reference).enumerate() {
+            let want = bf16::from_f32(*b);
+            assert!(
+                a.to_bits() == want.to_bits() || (a.is_nan() && want.is_nan()),
+                "{ty}: fused bf16 {a} != reference {want} at {i}"
+            );
+        }
+    }
+
+    // bf16 output: the reference rounded (a fused kernel, or the SIMD
+    // f32 → bf16 conversion of an f32 scratch).
     for (i, (a, b)) in outb.iter().zip(&reference).enumerate() {
         let want = bf16::from_f32(*b);
         assert!(
@@ -94,6 +107,9 @@ fuzz_target!(|data: &[u8]| {
         }
         for f in [kernels.f16, kernels.f16_stream].into_iter().flatten() {
             f(untrimmed, &mut vec![f16::ZERO; len]);
+        }
+        for f in [kernels.bf16, kernels.bf16_stream].into_iter().flatten() {
+            f(untrimmed, &mut vec![bf16::ZERO; len]);
         }
         reference_row_fn(ty)(untrimmed, &mut vec![0f32; len]);
     }

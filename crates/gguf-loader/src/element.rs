@@ -75,6 +75,11 @@ pub(crate) mod sealed {
         fn as_f16_mut(_dst: &mut [Self]) -> Option<&mut [f16]> {
             None
         }
+
+        /// The buffer as bf16, when this is bf16.
+        fn as_bf16_mut(_dst: &mut [Self]) -> Option<&mut [bf16]> {
+            None
+        }
     }
 }
 
@@ -166,5 +171,9 @@ impl Element for bf16 {
 impl sealed::Sealed for bf16 {
     fn from_f32_slice(src: &[f32], dst: &mut [bf16]) {
         crate::decode::simd::f32_to_bf16(src, dst);
+    }
+
+    fn as_bf16_mut(dst: &mut [bf16]) -> Option<&mut [bf16]> {
+        Some(dst)
     }
 }

@@ -1,9 +1,10 @@
 //! The SIMD float conversions against `half`, bit for bit: the fused
 //! F32 → f16 kernel (AVX2 + F16C on x86-64, NEON on aarch64) equal to
-//! `half::f16::from_f32` (any NaN where that is NaN), and the f32 → bf16
-//! slice conversion behind every bf16 output equal to `half::bf16::from_f32`
-//! exactly, NaNs included; then the dispatcher's f16 and bf16 outputs of every
-//! type equal to the reference rounded.
+//! `half::f16::from_f32` (any NaN where that is NaN); the fused F32 → bf16
+//! and F16 → bf16 kernels (x86-64) and the f32 → bf16 slice conversion
+//! behind the other bf16 outputs equal to `half::bf16::from_f32` exactly,
+//! NaNs included; then the dispatcher's f16 and bf16 outputs of every type
+//! equal to the reference rounded.
 
 mod common;
 
@@ -102,6 +103,52 @@ fn f32_to_f16_kernel_matches_half() {
     }
 }
 
+/// A half-width float's bits.
+trait Bits: Copy {
+    fn bits(self) -> u16;
+}
+
+impl Bits for f16 {
+    fn bits(self) -> u16 {
+        self.to_bits()
+    }
+}
+
+impl Bits for bf16 {
+    fn bits(self) -> u16 {
+        self.to_bits()
+    }
+}
+
+/// Runs kernel `f` (whole values of `width` input bytes from `src`, which
+/// decode to `want`) on every pairing of input and output lengths: the values
+/// that fit both equal `want` as `eq` judges, and nothing past them is
+/// written.
+fn stays_in_bounds<T: Bits>(
+    what: &str,
+    f: fn(&[u8], &mut [T]),
+    (src, width, want): (&[u8], usize, &[f32]),
+    fill: T,
+    eq: fn(&str, &[T], &[f32]),
+) {
+    let n = want.len();
+    let src = &src[..width * n];
+    for src_len in [0, 1, width - 1, width, 31, 32, 33, 64, 100, 199, width * n] {
+        for dst_len in [0, 1, 7, 8, 9, 17, 25, n, n + 10] {
+            let src = &src[..src_len.min(src.len())];
+            let done = (src.len() / width).min(dst_len);
+            let mut got = vec![fill; dst_len];
+            f(src, &mut got);
+            let what = format!("{what} {src_len}/{dst_len}");
+            eq(&what, &got[..done], &want[..done]);
+            assert!(
+                got[done..].iter().all(|h| h.bits() == fill.bits()),
+                "{what}: wrote past {done} values"
+            );
+        }
+    }
+}
+
 #[test]
 fn f32_to_f16_kernel_stays_in_bounds() {
     let Some(k) = f32_kernels() else {
@@ -110,19 +157,70 @@ fn f32_to_f16_kernel_stays_in_bounds() {
     let values: Vec<f32> = (0..50).map(|i| i as f32 * 0.37 - 5.0).collect();
     let src = le_bytes(&values);
     for (kind, f) in common::variants(k.f16, k.f16_stream) {
-        for src_len in [0, 1, 3, 4, 31, 32, 33, 64, 100, 199, 200] {
-            for dst_len in [0, 1, 7, 8, 9, 17, 25, 50, 60] {
-                let done = (src_len / 4).min(dst_len);
-                let mut got = vec![f16::from_bits(0x7E55); dst_len];
-                f(&src[..src_len], &mut got);
-                let what = format!("F32 → f16 {kind} {src_len}/{dst_len}");
-                assert_f16_eq(&what, &got[..done], &values[..done]);
-                assert!(
-                    got[done..].iter().all(|h| h.to_bits() == 0x7E55),
-                    "{what}: wrote past {done} values"
-                );
-            }
+        let what = format!("F32 → f16 {kind}");
+        let fill = f16::from_bits(0x7E55);
+        stays_in_bounds(&what, f, (&src, 4, &values), fill, assert_f16_eq);
+    }
+}
+
+/// The fused bf16 kernels of `ty` (x86-64), or `None`, saying so.
+fn bf16_kernels(ty: GgmlType) -> Option<simd::Kernels> {
+    let k = simd::kernels(ty);
+    if k.bf16.is_none() {
+        eprintln!("{ty}: no fused bf16 kernel on this CPU, skipped");
+        return None;
+    }
+    assert!(k.bf16_stream.is_some(), "{ty}: no streaming bf16 kernel");
+    Some(k)
+}
+
+#[test]
+fn f32_to_bf16_kernel_matches_half_exactly() {
+    let Some(k) = bf16_kernels(GgmlType::F32) else {
+        return;
+    };
+    let values = edge_values(&mut Lcg(0xBF32));
+    let src = le_bytes(&values);
+    for (kind, f) in common::variants(k.bf16, k.bf16_stream) {
+        let fill = bf16::from_bits(0x7E55);
+        for got in common::run_placed(values.len(), fill, |o| f(&src, o)) {
+            assert_bf16_eq(&format!("F32 → bf16 {kind}"), &got, &values);
         }
+        // Every length mod the vector width, and a source not 4-byte aligned.
+        let mut shifted = [0u8; 1 + 4 * 40];
+        shifted[1..].copy_from_slice(&src[..4 * 40]);
+        for n in 0..40 {
+            let mut got = vec![fill; n];
+            f(&shifted[1..1 + 4 * n], &mut got);
+            assert_bf16_eq(&format!("F32 → bf16 {kind} {n} values"), &got, &values[..n]);
+        }
+        let what = format!("F32 → bf16 {kind}");
+        stays_in_bounds(&what, f, (&src, 4, &values[..50]), fill, assert_bf16_eq);
+    }
+}
+
+#[test]
+fn f16_to_bf16_kernel_matches_half_exactly() {
+    let Some(k) = bf16_kernels(GgmlType::F16) else {
+        return;
+    };
+    // Every f16 bit pattern, NaNs and subnormals included.
+    let src: Vec<u8> = (0..=u16::MAX).flat_map(u16::to_le_bytes).collect();
+    let mut want = vec![0f32; 1 << 16];
+    reference_row_fn(GgmlType::F16)(&src, &mut want);
+    for (kind, f) in common::variants(k.bf16, k.bf16_stream) {
+        let fill = bf16::from_bits(0x7E55);
+        for got in common::run_placed(want.len(), fill, |o| f(&src, o)) {
+            assert_bf16_eq(&format!("F16 → bf16 {kind}"), &got, &want);
+        }
+        for n in 0..40 {
+            let mut got = vec![fill; n];
+            f(&src[0x7BF0 * 2..(0x7BF0 + n) * 2], &mut got);
+            let what = format!("F16 → bf16 {kind} {n} values");
+            assert_bf16_eq(&what, &got, &want[0x7BF0..0x7BF0 + n]);
+        }
+        let what = format!("F16 → bf16 {kind}");
+        stays_in_bounds(&what, f, (&src, 2, &want[..60]), fill, assert_bf16_eq);
     }
 }
 

@@ -1,11 +1,14 @@
 //! The SIMD kernels of the 16-entry value-table types (IQ4_NL, IQ4_XS,
 //! MXFP4, NVFP4; AVX2 + F16C on x86-64, NEON on aarch64) against the scalar
-//! reference, bit for bit: f32 output exactly, fused f16 output equal to the
-//! reference rounded by `half::f16::from_f32` (any NaN where the reference
-//! is NaN), plain and streaming stores, aligned and misaligned outputs.
+//! reference, bit for bit: f32 output exactly, fused f16 and (x86-64) bf16
+//! output equal to the reference rounded by `half::f16::from_f32` /
+//! `half::bf16::from_f32` (any NaN where the reference is NaN), plain and
+//! streaming stores, aligned and misaligned outputs.
 //! Skipped on x86 CPUs without AVX2 + F16C; never skipped on aarch64.
 
 mod common;
+#[path = "common/kernels.rs"]
+mod kernels;
 
 use common::Lcg;
 
@@ -109,6 +112,11 @@ fn check(c: &Case, src: &[u8], what: &str) {
                     w.to_bits()
                 );
             }
+        }
+    }
+    for (kind, f) in common::variants(k.bf16, k.bf16_stream) {
+        for got in common::run_placed(n, bf16::from_bits(0x7E55), |o| f(src, o)) {
+            kernels::assert_bf16_rounds(&format!("{name} bf16 {kind} {what}"), &got, &want);
         }
     }
     let mut got = vec![bf16::ZERO; n];
@@ -240,6 +248,16 @@ fn mismatched_lengths_stay_in_bounds() {
                         "{what}: wrote past {blocks} blocks"
                     );
                 }
+                for (kind, f) in common::variants(k.bf16, k.bf16_stream) {
+                    let mut got = vec![bf16::from_bits(0x7E55); dst_len];
+                    f(&src[..src_len], &mut got);
+                    let what = format!("{name} bf16 {kind} {src_len}/{dst_len}");
+                    kernels::assert_bf16_rounds(&what, &got[..done], &want[..done]);
+                    assert!(
+                        got[done..].iter().all(|v| v.to_bits() == 0x7E55),
+                        "{what}: wrote past {blocks} blocks"
+                    );
+                }
             }
         }
     }
@@ -255,6 +273,23 @@ fn neon_kernels_present() {
         assert!(
             k.f32.is_some() && k.f16.is_some(),
             "{}: no NEON kernels",
+            c.name
+        );
+    }
+}
+
+/// On x86-64 with AVX2 + F16C these types write bf16 fused.
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn x86_fused_bf16_kernels_present() {
+    for c in &CASES {
+        if !have_kernels(c.ty) {
+            continue;
+        }
+        let k = simd::kernels(c.ty);
+        assert!(
+            k.bf16.is_some() && k.bf16_stream.is_some(),
+            "{}: no fused bf16 kernels",
             c.name
         );
     }

@@ -1,16 +1,19 @@
 //! The SIMD kernels of the legacy types (and F16/BF16 widening; AVX2 on
 //! x86-64, NEON on aarch64) against the scalar reference, bit for bit: f32
 //! output exactly, fused f16 output equal to the reference rounded by
-//! `half::f16::from_f32` (any NaN where the reference is NaN). Skipped on
+//! `half::f16::from_f32`, fused bf16 output (x86-64) equal to it rounded by
+//! `half::bf16::from_f32` (any NaN where the reference is NaN). Skipped on
 //! x86 CPUs without AVX2 + F16C; never skipped on aarch64.
 
 mod common;
+#[path = "common/kernels.rs"]
+mod kernels;
 
 use common::Lcg;
 
-use gguf_loader::f16;
 use gguf_loader::internals::{reference_row_fn, simd};
 use gguf_loader::GgmlType;
+use gguf_loader::{bf16, f16};
 
 const TYPES: &[GgmlType] = &[
     GgmlType::Q4_0,
@@ -99,6 +102,11 @@ fn check(ty: GgmlType, src: &[u8], what: &str) {
                     w.to_bits()
                 );
             }
+        }
+    }
+    for (kind, f) in common::variants(k.bf16, k.bf16_stream) {
+        for got in common::run_placed(n, bf16::from_bits(0x7E55), |o| f(src, o)) {
+            kernels::assert_bf16_rounds(&format!("{ty:?} bf16 {kind} {what}"), &got, &want);
         }
     }
 }
@@ -221,6 +229,17 @@ fn mismatched_lengths_stay_in_bounds() {
                         }
                     }
                 }
+                for (_, f) in common::variants(k.bf16, k.bf16_stream) {
+                    let mut got = vec![bf16::from_bits(0x7E55); dst_len];
+                    f(src, &mut got);
+                    let done = blocks * bs;
+                    let what = format!("{ty:?} bf16 {src_len}/{dst_len}");
+                    kernels::assert_bf16_rounds(&what, &got[..done], &want[..done]);
+                    assert!(
+                        got[done..].iter().all(|v| v.to_bits() == 0x7E55),
+                        "{what}: wrote past {blocks} blocks"
+                    );
+                }
             }
         }
     }
@@ -240,5 +259,21 @@ fn neon_kernels_present() {
             ty != GgmlType::F16,
             "{ty:?}: NEON f16 kernel"
         );
+    }
+}
+
+/// On x86-64 with AVX2 + F16C these types write bf16 fused (BF16 → bf16 is
+/// a copy and has no kernel).
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn x86_fused_bf16_kernels_present() {
+    if !have_kernels() {
+        return;
+    }
+    for &ty in TYPES {
+        let k = simd::kernels(ty);
+        let want = ty != GgmlType::BF16;
+        assert_eq!(k.bf16.is_some(), want, "{ty:?}: fused bf16 kernel");
+        assert_eq!(k.bf16_stream.is_some(), want, "{ty:?}: streaming bf16");
     }
 }

@@ -264,8 +264,12 @@ fn decode_unchecked<T: Element>(ty: GgmlType, src: &[u8], dst: &mut [T], stream:
     }
     let plain = simd::kernels(ty);
     let k = plain.for_output(stream);
-    // A fused SIMD kernel writes f16 without an f32 round trip.
+    // A fused SIMD kernel writes f16 or bf16 without an f32 round trip.
     if let (Some(out), Some(kernel)) = (T::as_f16_mut(dst), k.f16) {
+        kernel(src, out);
+        return;
+    }
+    if let (Some(out), Some(kernel)) = (T::as_bf16_mut(dst), k.bf16) {
         kernel(src, out);
         return;
     }

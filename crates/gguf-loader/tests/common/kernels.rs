@@ -3,10 +3,11 @@
 //! common`, since it needs the `internals` feature, which the CLI tests that
 //! include `common` lack).
 //!
-//! Bit for bit: f32 output exactly (`common::assert_bits_eq`), f16 output
-//! equal to the reference rounded with `half::f16::from_f32` (any NaN where
-//! the reference is NaN); ordinary and streaming variants, each into an
-//! output on a 16-byte boundary and one element past it. A type without
+//! Bit for bit: f32 output exactly (`common::assert_bits_eq`), f16 and bf16
+//! output equal to the reference rounded with `half::f16::from_f32` /
+//! `half::bf16::from_f32` (any NaN where the reference is NaN); ordinary and
+//! streaming variants, each into an output on a 16-byte boundary and one
+//! element past it. A type without
 //! kernels on this CPU (no AVX2 + F16C on x86-64) is skipped, saying so; on
 //! aarch64 [`neon_present`] makes sure nothing was skipped there.
 
@@ -15,7 +16,7 @@
 
 use gguf_loader::internals::{reference_row_fn, simd};
 use gguf_loader::GgmlType;
-use half::f16;
+use half::{bf16, f16};
 
 use crate::common::{self, Lcg};
 
@@ -109,6 +110,26 @@ pub fn check(ty: GgmlType, name: &str, src: &[u8]) {
         for got in common::run_placed(n, f16::from_bits(0x7e55), |o| f(src, o)) {
             assert_f16_rounds(&format!("{name} f16 {kind}"), &got, &want);
         }
+    }
+    for (kind, f) in common::variants(k.bf16, k.bf16_stream) {
+        for got in common::run_placed(n, bf16::from_bits(0x7e55), |o| f(src, o)) {
+            assert_bf16_rounds(&format!("{name} bf16 {kind}"), &got, &want);
+        }
+    }
+}
+
+/// Asserts `got` is `want` rounded by `half::bf16::from_f32` (any NaN where
+/// `want` is NaN).
+pub fn assert_bf16_rounds(what: &str, got: &[bf16], want: &[f32]) {
+    assert_eq!(got.len(), want.len(), "{what}: length");
+    for (i, (g, w)) in got.iter().zip(want).enumerate() {
+        let wb = bf16::from_f32(*w);
+        assert!(
+            g.to_bits() == wb.to_bits() || (w.is_nan() && g.is_nan()),
+            "{what}: element {i}: got {g} ({:#06x}), want {wb} ({:#06x}, from {w:e})",
+            g.to_bits(),
+            wb.to_bits()
+        );
     }
 }
 
@@ -223,6 +244,15 @@ pub fn mismatched_lengths(cases: &[Case]) {
                         "{name}: f16 wrote past {blocks} blocks"
                     );
                 }
+                for (_, f) in common::variants(k.bf16, k.bf16_stream) {
+                    let mut got = vec![bf16::from_bits(0x7e55); dst_len];
+                    f(&src[..src_len], &mut got);
+                    assert_bf16_rounds(name, &got[..done], &want[..done]);
+                    assert!(
+                        got[done..].iter().all(|v| v.to_bits() == 0x7e55),
+                        "{name}: bf16 wrote past {blocks} blocks"
+                    );
+                }
             }
         }
     }
@@ -241,6 +271,8 @@ pub fn dispatcher(cases: &[Case]) {
         common::assert_bits_eq(name, &got32, &want);
         let got16: Vec<f16> = gguf_loader::dequantize(ty, &src).unwrap();
         assert_f16_rounds(&format!("{name} f16"), &got16, &want);
+        let got_bf16: Vec<bf16> = gguf_loader::dequantize(ty, &src).unwrap();
+        assert_bf16_rounds(&format!("{name} bf16"), &got_bf16, &want);
     }
 }
 

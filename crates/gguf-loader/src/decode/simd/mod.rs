@@ -1,6 +1,10 @@
 //! SIMD decoding paths, chosen at run time, each tested equal to the scalar
 //! reference of its type. A path may decode to f32 and, fused, straight to
-//! f16 (skipping the f32 scratch round trip).
+//! f16 or bf16 (skipping the f32 scratch round trip). Fused bf16 kernels
+//! exist on x86-64 for the legacy types, the 16-entry-table types (IQ4_NL,
+//! IQ4_XS, MXFP4, NVFP4), F32 and F16, where they measured faster than
+//! the scratch; the other types, and aarch64, decode to an f32 scratch in
+//! cache and convert it (`f32_to_bf16`).
 //!
 //! Each path comes in two flavours that write the same values: with ordinary
 //! stores, and with streaming (non-temporal) stores, which send whole cache
@@ -40,6 +44,9 @@ mod x86_ternary;
 pub type F32Kernel = fn(&[u8], &mut [f32]);
 /// Whole blocks straight to f16 (round to nearest-even).
 pub type F16Kernel = fn(&[u8], &mut [f16]);
+/// Whole blocks straight to bf16 (round to nearest-even, as
+/// `half::bf16::from_f32`).
+pub type Bf16Kernel = fn(&[u8], &mut [bf16]);
 
 /// SIMD routines for one type; `None` where there is no SIMD path here.
 #[derive(Clone, Copy, Default)]
@@ -52,6 +59,10 @@ pub struct Kernels {
     pub f32_stream: Option<F32Kernel>,
     /// `f16` with streaming stores.
     pub f16_stream: Option<F16Kernel>,
+    /// Whole blocks straight to bf16, equal to the reference rounded.
+    pub bf16: Option<Bf16Kernel>,
+    /// `bf16` with streaming stores.
+    pub bf16_stream: Option<Bf16Kernel>,
 }
 
 impl Kernels {
@@ -62,6 +73,7 @@ impl Kernels {
             Kernels {
                 f32: self.f32_stream.or(self.f32),
                 f16: self.f16_stream.or(self.f16),
+                bf16: self.bf16_stream.or(self.bf16),
                 ..self
             }
         } else {

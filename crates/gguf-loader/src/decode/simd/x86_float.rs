@@ -1,8 +1,10 @@
 //! x86-64 AVX2 (+F16C) float conversions: F32 → f16 fused (the stored f32
 //! rounded by F16C's round-to-nearest-even `vcvtps2ph`, as
-//! `half::f16::from_f32`), and f32 → bf16 for a slice (every bf16 output
-//! goes through it), rounded to nearest-even exactly as
-//! `half::bf16::from_f32`, NaNs included.
+//! `half::f16::from_f32`); F32 → bf16 and F16 → bf16 fused, and f32 → bf16
+//! for a slice (the scratch path of the types without a fused bf16 kernel),
+//! rounded to nearest-even exactly as `half::bf16::from_f32`, NaNs
+//! included; and the bf16 rounding and stores the other families' fused
+//! bf16 kernels use.
 //!
 //! F16 → f32 and BF16 → f32 / f16 live with the legacy kernels
 //! (`x86_legacy`). Each kernel converts `min(src.len() / 4, dst.len())`
@@ -26,6 +28,8 @@ pub fn kernels(ty: GgmlType) -> Kernels {
         GgmlType::F32 => Kernels {
             f16: Some(f32_f16),
             f16_stream: Some(f32_f16_stream),
+            bf16: Some(f32_bf16),
+            bf16_stream: Some(f32_bf16_stream),
             ..Kernels::default()
         },
         _ => Kernels::default(),
@@ -72,50 +76,144 @@ fn f32_f16_stream(src: &[u8], dst: &mut [f16]) {
     unsafe { f32_f16_avx::<true>(src, dst) }
 }
 
-/// The bf16 bits of eight f32s (given as their bits), in the low half of
-/// each 32-bit lane: NaNs keep their top bits with the quiet bit set,
-/// everything else is rounded to nearest-even (`bits + 0x7FFF + lsb`, then
-/// the top half), as `half::bf16::from_f32`.
+/// The bf16 bits of eight f32s, in the low half of each 32-bit lane: NaNs
+/// keep their top bits with the quiet bit set, everything else is rounded to
+/// nearest-even (`bits + 0x7FFF + lsb`, then the top half), as
+/// `half::bf16::from_f32`.
 #[inline]
 #[target_feature(enable = "avx2,f16c")]
-fn bf16_bits(x: __m256i) -> __m256i {
+fn bf16_bits(v: __m256) -> __m256i {
+    let x = _mm256_castps_si256(v);
     let lsb = _mm256_and_si256(_mm256_srli_epi32::<16>(x), _mm256_set1_epi32(1));
-    let bias = _mm256_add_epi32(lsb, _mm256_set1_epi32(0x7FFF));
-    let rounded = _mm256_srli_epi32::<16>(_mm256_add_epi32(x, bias));
-    let quiet = _mm256_srli_epi32::<16>(_mm256_or_si256(x, _mm256_set1_epi32(0x0040_0000)));
-    let magnitude = _mm256_and_si256(x, _mm256_set1_epi32(0x7FFF_FFFF));
-    let nan = _mm256_cmpgt_epi32(magnitude, _mm256_set1_epi32(0x7F80_0000));
-    _mm256_blendv_epi8(rounded, quiet, nan)
+    let rounded = _mm256_add_epi32(_mm256_add_epi32(x, _mm256_set1_epi32(0x7FFF)), lsb);
+    let quiet = _mm256_or_si256(x, _mm256_set1_epi32(0x0040_0000));
+    let nan = _mm256_castps_si256(_mm256_cmp_ps::<_CMP_UNORD_Q>(v, v));
+    _mm256_srli_epi32::<16>(_mm256_blendv_epi8(rounded, quiet, nan))
 }
 
-/// f32 → bf16 for a slice: 16 values at a time, the tail by
-/// `half::bf16::from_f32`.
+/// Eight f32s rounded to bf16 (as [`bf16_bits`]), in order, in 16 bytes.
+#[inline]
+#[target_feature(enable = "avx2,f16c")]
+pub(super) fn ps_to_bf16x8(v: __m256) -> __m128i {
+    let b = bf16_bits(v);
+    // The values are below 2^16: the signed-to-unsigned pack only narrows.
+    _mm_packus_epi32(_mm256_castsi256_si128(b), _mm256_extracti128_si256::<1>(b))
+}
+
+/// Sixteen f32s (`lo`, then `hi`) rounded to bf16, in order, in 32 bytes.
+#[inline]
+#[target_feature(enable = "avx2,f16c")]
+pub(super) fn ps_to_bf16x16(lo: __m256, hi: __m256) -> __m256i {
+    // `packus` works per 128-bit lane (lo0..4 hi0..4 lo4..8 hi4..8); the
+    // permute puts the four 64-bit quarters back in order.
+    let h = _mm256_packus_epi32(bf16_bits(lo), bf16_bits(hi));
+    _mm256_permute4x64_epi64::<0b11_01_10_00>(h)
+}
+
+/// Stores 32 bytes at `p`: two streaming 16-byte stores when `NT`, else one
+/// unaligned store.
 ///
 /// # Safety
-/// AVX2 must be available.
+/// `p..p + 32` must be writable, and 16-byte aligned when `NT`.
+#[inline]
 #[target_feature(enable = "avx2,f16c")]
-unsafe fn f32_bf16_avx(src: &[f32], dst: &mut [bf16]) {
-    let n = src.len().min(dst.len());
-    let mut s = src[..n].chunks_exact(16);
-    let mut d = dst[..n].chunks_exact_mut(16);
-    for (x, y) in (&mut s).zip(&mut d) {
-        let x: &[f32; 16] = x.try_into().expect("16 inputs");
-        let y: &mut [bf16; 16] = y.try_into().expect("16 outputs");
-        // SAFETY: `x` holds 16 f32s = two unaligned 32-byte loads.
-        let (a, b) = unsafe {
-            let p = x.as_ptr().cast::<__m256i>();
-            (_mm256_loadu_si256(p), _mm256_loadu_si256(p.add(1)))
-        };
-        // `packus` works per 128-bit lane (a0..4 b0..4 a4..8 b4..8); the
-        // values are below 2^16, so it only narrows them.
-        let h = _mm256_packus_epi32(bf16_bits(a), bf16_bits(b));
-        let h = _mm256_permute4x64_epi64::<0b11_01_10_00>(h);
-        // SAFETY: `y` holds 16 bf16s = 32 bytes; unaligned store.
-        unsafe { _mm256_storeu_si256(y.as_mut_ptr().cast(), h) };
+pub(super) unsafe fn st256<const NT: bool>(p: *mut u8, v: __m256i) {
+    // SAFETY: the caller guarantees 32 writable bytes (16-byte aligned for
+    // the streaming stores).
+    unsafe {
+        if NT {
+            let p = p.cast::<__m128i>();
+            _mm_stream_si128(p, _mm256_castsi256_si128(v));
+            _mm_stream_si128(p.add(1), _mm256_extracti128_si256::<1>(v));
+        } else {
+            _mm256_storeu_si256(p.cast(), v);
+        }
     }
-    for (x, y) in s.remainder().iter().zip(d.into_remainder()) {
-        *y = bf16::from_f32(*x);
+}
+
+/// f32 → bf16 for `n` values, 16 at a time, the tail by
+/// `half::bf16::from_f32`. A store fence follows streaming stores.
+///
+/// # Safety
+/// AVX2 must be available; `src` must hold `n` f32s (little-endian, any
+/// alignment) and `dst` room for `n` bf16s, 16-byte aligned when `NT`.
+#[target_feature(enable = "avx2,f16c")]
+unsafe fn f32_bf16_raw<const NT: bool>(src: *const u8, dst: *mut bf16, n: usize) {
+    let whole = n / 16 * 16;
+    for i in (0..whole).step_by(16) {
+        // SAFETY: values `i..i + 16` lie inside both buffers; unaligned
+        // loads, and stores aligned under `NT` (a multiple of 32 bytes in).
+        unsafe {
+            let p = src.add(4 * i).cast::<f32>();
+            let h = ps_to_bf16x16(_mm256_loadu_ps(p), _mm256_loadu_ps(p.add(8)));
+            st256::<NT>(dst.add(i).cast(), h);
+        }
     }
+    if NT {
+        _mm_sfence();
+    }
+    for i in whole..n {
+        // SAFETY: value `i < n` lies inside both buffers.
+        unsafe {
+            let b = std::ptr::read_unaligned(src.add(4 * i).cast::<[u8; 4]>());
+            *dst.add(i) = bf16::from_f32(f32::from_le_bytes(b));
+        }
+    }
+}
+
+/// F32 → bf16 fused (from the tensor's bytes, no f32 scratch).
+fn f32_bf16(src: &[u8], dst: &mut [bf16]) {
+    let n = (src.len() / 4).min(dst.len());
+    // SAFETY: handed out only where AVX2 was detected; `n` values fit both.
+    unsafe { f32_bf16_raw::<false>(src.as_ptr(), dst.as_mut_ptr(), n) }
+}
+
+fn f32_bf16_stream(src: &[u8], dst: &mut [bf16]) {
+    if !super::aligned16(dst) {
+        return f32_bf16(src, dst);
+    }
+    let n = (src.len() / 4).min(dst.len());
+    // SAFETY: as above, and `dst` is 16-byte aligned.
+    unsafe { f32_bf16_raw::<true>(src.as_ptr(), dst.as_mut_ptr(), n) }
+}
+
+/// F16 → bf16: exact widening (`vcvtph2ps`), then rounded as [`bf16_bits`];
+/// the tail by the reference widening and `half::bf16::from_f32`.
+///
+/// # Safety
+/// AVX2 and F16C must be available; with `NT`, `dst` must be 16-byte aligned.
+#[target_feature(enable = "avx2,f16c")]
+unsafe fn f16_bf16_avx<const NT: bool>(src: &[u8], dst: &mut [bf16]) {
+    let n = (src.len() / 2).min(dst.len());
+    let (src, dst) = (&src[..2 * n], &mut dst[..n]);
+    let mut s = src.chunks_exact(16);
+    let mut d = dst.chunks_exact_mut(8);
+    for (b, y) in (&mut s).zip(&mut d) {
+        let y: &mut [bf16; 8] = y.try_into().expect("8 outputs");
+        let h = ps_to_bf16x8(_mm256_cvtph_ps(load16(b, 0)));
+        // SAFETY: `y` holds exactly 8 bf16s = 16 bytes, and starts 16-byte
+        // aligned under `NT` (its offset is a multiple of 8 elements).
+        unsafe { st128::<NT>(y.as_mut_ptr().cast(), h) };
+    }
+    if NT {
+        _mm_sfence();
+    }
+    for (b, y) in s.remainder().chunks_exact(2).zip(d.into_remainder()) {
+        *y = bf16::from_f32(f16::from_le_bytes([b[0], b[1]]).to_f32());
+    }
+}
+
+pub(super) fn f16_bf16(src: &[u8], dst: &mut [bf16]) {
+    // SAFETY: handed out only where AVX2 and F16C were detected.
+    unsafe { f16_bf16_avx::<false>(src, dst) }
+}
+
+pub(super) fn f16_bf16_stream(src: &[u8], dst: &mut [bf16]) {
+    if !super::aligned16(dst) {
+        return f16_bf16(src, dst);
+    }
+    // SAFETY: AVX2 and F16C were detected, `dst` is aligned.
+    unsafe { f16_bf16_avx::<true>(src, dst) }
 }
 
 /// f32 → bf16 for `min(src.len(), dst.len())` values with AVX2, or `None`
@@ -124,7 +222,9 @@ pub fn f32_to_bf16(src: &[f32], dst: &mut [bf16]) -> Option<()> {
     if !supported() {
         return None;
     }
-    // SAFETY: AVX2 was detected.
-    unsafe { f32_bf16_avx(src, dst) };
+    let n = src.len().min(dst.len());
+    // SAFETY: AVX2 was detected; `n` values fit both slices (an f32 slice is
+    // its values' bytes on little-endian x86-64).
+    unsafe { f32_bf16_raw::<false>(src.as_ptr().cast(), dst.as_mut_ptr(), n) };
     Some(())
 }

@@ -41,6 +41,9 @@ impl Tables for Avx2 {
             f16: Some(kernel::<B, f16, false>),
             f32_stream: Some(kernel::<B, f32, true>),
             f16_stream: Some(kernel::<B, f16, true>),
+            // bf16 goes through the f32 scratch: fused, these kernels
+            // measured slower (docs/BENCHMARKS.md).
+            ..Kernels::default()
         }
     }
 }

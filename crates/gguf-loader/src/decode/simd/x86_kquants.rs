@@ -152,6 +152,10 @@ macro_rules! wrappers {
                 f16: Some(f16),
                 f32_stream: Some(f32_stream),
                 f16_stream: Some(f16_stream),
+                // bf16 goes through the f32 scratch: fused, these kernels
+                // measured slower (docs/BENCHMARKS.md).
+                bf16: None,
+                bf16_stream: None,
             };
 
             fn f32(src: &[u8], dst: &mut [f32]) {

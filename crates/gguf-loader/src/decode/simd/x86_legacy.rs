@@ -16,8 +16,9 @@
 use std::arch::x86_64::*;
 use std::sync::OnceLock;
 
-use half::f16;
+use half::{bf16, f16};
 
+use super::x86_float::{ps_to_bf16x16, st256};
 use super::Kernels;
 use crate::format::blocks::{
     as_blocks, bf16_le, Block, BlockQ4_0, BlockQ4_1, BlockQ5_0, BlockQ5_1, BlockQ8_0, Half, QK4_0,
@@ -38,6 +39,8 @@ macro_rules! quant_kernels {
             f16: Some($m::f16),
             f32_stream: Some($m::f32_stream),
             f16_stream: Some($m::f16_stream),
+            bf16: Some($m::bf16),
+            bf16_stream: Some($m::bf16_stream),
         }
     };
 }
@@ -56,6 +59,8 @@ pub fn kernels(ty: GgmlType) -> Kernels {
         GgmlType::F16 => Kernels {
             f32: Some(f16_f32),
             f32_stream: Some(f16_f32_stream),
+            bf16: Some(super::x86_float::f16_bf16),
+            bf16_stream: Some(super::x86_float::f16_bf16_stream),
             ..Kernels::default()
         },
         GgmlType::BF16 => Kernels {
@@ -63,6 +68,7 @@ pub fn kernels(ty: GgmlType) -> Kernels {
             f16: Some(bf16_f16),
             f32_stream: Some(bf16_f32_stream),
             f16_stream: Some(bf16_f16_stream),
+            ..Kernels::default()
         },
         _ => Kernels::default(),
     }
@@ -162,6 +168,24 @@ pub(super) unsafe fn store_f16<const NT: bool>(y: &mut [f16], v: [__m256; 4]) {
         st128::<NT>(p.add(1), h1);
         st128::<NT>(p.add(2), h2);
         st128::<NT>(p.add(3), h3);
+    }
+}
+
+/// Stores four 8-lane vectors as 32 bf16s, rounded to nearest even.
+///
+/// # Safety
+/// With `NT`, `y` must start 16-byte aligned.
+#[inline]
+#[target_feature(enable = "avx2,f16c")]
+pub(super) unsafe fn store_bf16<const NT: bool>(y: &mut [bf16], v: [__m256; 4]) {
+    let y: &mut [bf16; QK] = y.try_into().expect("32 outputs");
+    let p = y.as_mut_ptr().cast::<u8>();
+    let (a, b) = (ps_to_bf16x16(v[0], v[1]), ps_to_bf16x16(v[2], v[3]));
+    // SAFETY: `y` holds 32 bf16s = 64 bytes = two 32-byte stores; alignment
+    // for `NT` is the caller's.
+    unsafe {
+        st256::<NT>(p, a);
+        st256::<NT>(p.add(32), b);
     }
 }
 
@@ -348,6 +372,21 @@ macro_rules! block_kernels {
                 }
             }
 
+            /// # Safety
+            /// As `to_f32`.
+            #[target_feature(enable = "avx2,f16c")]
+            unsafe fn to_bf16<const NT: bool>(src: &[u8], dst: &mut [bf16]) {
+                for (x, y) in as_blocks::<$b>(src).iter().zip(dst.chunks_exact_mut(N)) {
+                    for (g, y) in y.chunks_exact_mut(QK).enumerate() {
+                        // SAFETY: groups are 64 bytes apart from an aligned start.
+                        unsafe { store_bf16::<NT>(y, $group(x, g)) };
+                    }
+                }
+                if NT {
+                    _mm_sfence();
+                }
+            }
+
             pub fn f32(src: &[u8], dst: &mut [f32]) {
                 // SAFETY: these kernels are handed out only where `supported()`
                 // found AVX2 and F16C on this CPU; no streaming.
@@ -373,6 +412,19 @@ macro_rules! block_kernels {
                 }
                 // SAFETY: AVX2 and F16C were detected, `dst` is aligned.
                 unsafe { to_f16::<true>(src, dst) }
+            }
+
+            pub fn bf16(src: &[u8], dst: &mut [bf16]) {
+                // SAFETY: as `f16`.
+                unsafe { to_bf16::<false>(src, dst) }
+            }
+
+            pub fn bf16_stream(src: &[u8], dst: &mut [bf16]) {
+                if !super::super::aligned16(dst) {
+                    return bf16(src, dst);
+                }
+                // SAFETY: AVX2 and F16C were detected, `dst` is aligned.
+                unsafe { to_bf16::<true>(src, dst) }
             }
         }
     };

@@ -1,7 +1,7 @@
 //! x86-64 AVX2 (+F16C) kernels for the types whose 4-bit codes index a
 //! 16-entry table of small integers: IQ4_NL and IQ4_XS (`kvalues_iq4nl`),
 //! MXFP4 and NVFP4 (`kvalues_mxfp4`, the E2M1 values doubled), to f32 and
-//! fused to f16.
+//! fused to f16 and bf16.
 //!
 //! The table fits one 16-byte register, so 16 codes are looked up at once
 //! with a byte shuffle (`pshufb`), widened exactly to f32 and multiplied once
@@ -9,7 +9,8 @@
 //! (`f16_le`, `iq4_xs_group_scale`, `e8m0_to_fp32_half`, `ue4m3_to_fp32`), and
 //! the product is the reference's one rounded multiply, so the f32 output is
 //! bit-identical; the fused f16 output rounds it with F16C's
-//! round-to-nearest-even `vcvtps2ph`, as `half::f16::from_f32` does.
+//! round-to-nearest-even `vcvtps2ph`, as `half::f16::from_f32` does, and
+//! the fused bf16 output as `half::bf16::from_f32` does.
 //!
 //! The loops are `x86_legacy`'s (`block_kernels!`): each block is decoded as
 //! groups of 32 values, and each kernel handles the

@@ -1,12 +1,13 @@
 //! x86-64 AVX2 (+F16C) kernels for the legacy block types Q4_0, Q4_1, Q5_0,
-//! Q5_1 and Q8_0, to f32 and fused to f16, plus the plain F16 to f32 and BF16
-//! to f32 and (fused) f16.
+//! Q5_1 and Q8_0, to f32 and fused to f16 and bf16, plus the plain F16 to
+//! f32 (and, from `x86_float`, bf16) and BF16 to f32 and (fused) f16.
 //!
 //! Every value is computed with the same f32 operations as the scalar
 //! reference in `decode::legacy` (exact int → f32 conversion, one `mul`, and
 //! for Q4_1 a separate `add`; never an FMA), so the f32 output is bit-exact.
 //! The fused f16 path rounds those f32 values with F16C's round-to-nearest-even
-//! `vcvtps2ph`, the same result as `half::f16::from_f32`.
+//! `vcvtps2ph`, the same result as `half::f16::from_f32`; the fused bf16 path
+//! with `x86_float`'s rounding, the same result as `half::bf16::from_f32`.
 //!
 //! Each kernel processes `min(src.len() / type_size, dst.len() / block_size)`
 //! whole blocks (via `chunks_exact` zips) and touches nothing else.

@@ -32,17 +32,10 @@ pub(super) fn supported() -> bool {
     *OK.get_or_init(|| is_x86_feature_detected!("avx2") && is_x86_feature_detected!("f16c"))
 }
 
-/// The four kernels of a block type's module.
+/// The kernels of a block type's module.
 macro_rules! quant_kernels {
     ($m:ident) => {
-        Kernels {
-            f32: Some($m::f32),
-            f16: Some($m::f16),
-            f32_stream: Some($m::f32_stream),
-            f16_stream: Some($m::f16_stream),
-            bf16: Some($m::bf16),
-            bf16_stream: Some($m::bf16_stream),
-        }
+        $m::KERNELS
     };
 }
 
@@ -324,11 +317,50 @@ fn block_q8_0(x: &BlockQ8_0) -> [__m256; 4] {
     scale_i8(load16(&x.qs, 0), load16(&x.qs, 16), d)
 }
 
-/// Defines, in a module named after the type, the AVX2 loops over whole
-/// blocks and their safe wrappers, with ordinary and with streaming stores.
-/// `$block(x)` gives the 32 values of a 32-value block; with `groups`,
-/// `$group(x, g)` gives values `32 g..32 g + 32` of a block of any multiple
-/// of 32 values.
+/// An output float of the 32-value group kernels, and how four 8-lane
+/// vectors of f32 values are stored as 32 of it.
+pub(super) trait Group32: Sized {
+    /// Stores `v` as the 32 values of `y` (exactly, or rounded to
+    /// nearest-even), with streaming stores when `NT`.
+    ///
+    /// # Safety
+    /// AVX2 and F16C must be available; with `NT`, `y` must start 16-byte
+    /// aligned.
+    unsafe fn store<const NT: bool>(y: &mut [Self], v: [__m256; 4]);
+}
+
+impl Group32 for f32 {
+    #[inline]
+    #[target_feature(enable = "avx2,f16c")]
+    unsafe fn store<const NT: bool>(y: &mut [f32], v: [__m256; 4]) {
+        // SAFETY: as the caller guarantees.
+        unsafe { store_f32::<NT>(y, v) }
+    }
+}
+
+impl Group32 for f16 {
+    #[inline]
+    #[target_feature(enable = "avx2,f16c")]
+    unsafe fn store<const NT: bool>(y: &mut [f16], v: [__m256; 4]) {
+        // SAFETY: as the caller guarantees.
+        unsafe { store_f16::<NT>(y, v) }
+    }
+}
+
+impl Group32 for bf16 {
+    #[inline]
+    #[target_feature(enable = "avx2,f16c")]
+    unsafe fn store<const NT: bool>(y: &mut [bf16], v: [__m256; 4]) {
+        // SAFETY: as the caller guarantees.
+        unsafe { store_bf16::<NT>(y, v) }
+    }
+}
+
+/// Defines, in a module named after the type, the AVX2 loop over whole
+/// blocks and `KERNELS`, its six safe entry points (f32, f16 and bf16 out,
+/// with ordinary and with streaming stores). `$block(x)` gives the 32 values
+/// of a 32-value block; with `groups`, `$group(x, g)` gives values
+/// `32 g..32 g + 32` of a block of any multiple of 32 values.
 macro_rules! block_kernels {
     ($name:ident, $b:ty, $block:ident) => {
         const _: () = assert!(<$b as Block>::ELEMENTS == QK);
@@ -342,15 +374,27 @@ macro_rules! block_kernels {
             const N: usize = <$b as Block>::ELEMENTS;
             const _: () = assert!(N % QK == 0);
 
+            /// The six kernels, handed out only where `supported()` found
+            /// AVX2 and F16C on this CPU.
+            pub const KERNELS: Kernels = Kernels {
+                f32: Some(run::<f32, false>),
+                f16: Some(run::<f16, false>),
+                bf16: Some(run::<bf16, false>),
+                f32_stream: Some(run::<f32, true>),
+                f16_stream: Some(run::<f16, true>),
+                bf16_stream: Some(run::<bf16, true>),
+            };
+
             /// # Safety
             /// AVX2 and F16C must be available; with `NT`, `dst` must be
             /// 16-byte aligned.
             #[target_feature(enable = "avx2,f16c")]
-            unsafe fn to_f32<const NT: bool>(src: &[u8], dst: &mut [f32]) {
+            unsafe fn blocks<T: Group32, const NT: bool>(src: &[u8], dst: &mut [T]) {
                 for (x, y) in as_blocks::<$b>(src).iter().zip(dst.chunks_exact_mut(N)) {
                     for (g, y) in y.chunks_exact_mut(QK).enumerate() {
-                        // SAFETY: groups are 128 bytes apart from an aligned start.
-                        unsafe { store_f32::<NT>(y, $group(x, g)) };
+                        // SAFETY: groups are 64 or 128 bytes apart from an
+                        // aligned start.
+                        unsafe { T::store::<NT>(y, $group(x, g)) };
                     }
                 }
                 if NT {
@@ -358,74 +402,18 @@ macro_rules! block_kernels {
                 }
             }
 
-            /// # Safety
-            /// As `to_f32`.
-            #[target_feature(enable = "avx2,f16c")]
-            unsafe fn to_f16<const NT: bool>(src: &[u8], dst: &mut [f16]) {
-                for (x, y) in as_blocks::<$b>(src).iter().zip(dst.chunks_exact_mut(N)) {
-                    for (g, y) in y.chunks_exact_mut(QK).enumerate() {
-                        // SAFETY: groups are 64 bytes apart from an aligned start.
-                        unsafe { store_f16::<NT>(y, $group(x, g)) };
+            /// The whole blocks that fit both slices; streaming only into a
+            /// 16-byte aligned output.
+            fn run<T: Group32, const NT: bool>(src: &[u8], dst: &mut [T]) {
+                // SAFETY: handed out (in `KERNELS`) only where AVX2 and F16C
+                // were detected; streaming only where `dst` is aligned.
+                unsafe {
+                    if NT && super::super::aligned16(dst) {
+                        blocks::<T, true>(src, dst)
+                    } else {
+                        blocks::<T, false>(src, dst)
                     }
                 }
-                if NT {
-                    _mm_sfence();
-                }
-            }
-
-            /// # Safety
-            /// As `to_f32`.
-            #[target_feature(enable = "avx2,f16c")]
-            unsafe fn to_bf16<const NT: bool>(src: &[u8], dst: &mut [bf16]) {
-                for (x, y) in as_blocks::<$b>(src).iter().zip(dst.chunks_exact_mut(N)) {
-                    for (g, y) in y.chunks_exact_mut(QK).enumerate() {
-                        // SAFETY: groups are 64 bytes apart from an aligned start.
-                        unsafe { store_bf16::<NT>(y, $group(x, g)) };
-                    }
-                }
-                if NT {
-                    _mm_sfence();
-                }
-            }
-
-            pub fn f32(src: &[u8], dst: &mut [f32]) {
-                // SAFETY: these kernels are handed out only where `supported()`
-                // found AVX2 and F16C on this CPU; no streaming.
-                unsafe { to_f32::<false>(src, dst) }
-            }
-
-            pub fn f16(src: &[u8], dst: &mut [f16]) {
-                // SAFETY: as above.
-                unsafe { to_f16::<false>(src, dst) }
-            }
-
-            pub fn f32_stream(src: &[u8], dst: &mut [f32]) {
-                if !super::super::aligned16(dst) {
-                    return f32(src, dst);
-                }
-                // SAFETY: AVX2 and F16C were detected, `dst` is aligned.
-                unsafe { to_f32::<true>(src, dst) }
-            }
-
-            pub fn f16_stream(src: &[u8], dst: &mut [f16]) {
-                if !super::super::aligned16(dst) {
-                    return f16(src, dst);
-                }
-                // SAFETY: AVX2 and F16C were detected, `dst` is aligned.
-                unsafe { to_f16::<true>(src, dst) }
-            }
-
-            pub fn bf16(src: &[u8], dst: &mut [bf16]) {
-                // SAFETY: as `f16`.
-                unsafe { to_bf16::<false>(src, dst) }
-            }
-
-            pub fn bf16_stream(src: &[u8], dst: &mut [bf16]) {
-                if !super::super::aligned16(dst) {
-                    return bf16(src, dst);
-                }
-                // SAFETY: AVX2 and F16C were detected, `dst` is aligned.
-                unsafe { to_bf16::<true>(src, dst) }
             }
         }
     };

@@ -7,8 +7,9 @@
 //! bf16 kernels use.
 //!
 //! F16 → f32 and BF16 → f32 / f16 live with the legacy kernels
-//! (`x86_legacy`). Each kernel converts `min(src.len() / 4, dst.len())`
-//! values and touches nothing else.
+//! (`x86_legacy`). Each kernel converts the `min(src.len() / width,
+//! dst.len())` values that fit both slices (`width` 4 bytes for F32, 2 for
+//! F16) and touches nothing else.
 
 use std::arch::x86_64::*;
 
@@ -94,7 +95,7 @@ fn bf16_bits(v: __m256) -> __m256i {
 /// Eight f32s rounded to bf16 (as [`bf16_bits`]), in order, in 16 bytes.
 #[inline]
 #[target_feature(enable = "avx2,f16c")]
-pub(super) fn ps_to_bf16x8(v: __m256) -> __m128i {
+fn ps_to_bf16x8(v: __m256) -> __m128i {
     let b = bf16_bits(v);
     // The values are below 2^16: the signed-to-unsigned pack only narrows.
     _mm_packus_epi32(_mm256_castsi256_si128(b), _mm256_extracti128_si256::<1>(b))

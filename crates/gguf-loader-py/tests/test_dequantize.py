@@ -80,8 +80,13 @@ def test_random_blocks_equal_gguf_py(ty):
 
 
 def test_real_tensors_equal_gguf_py(real_model):
-    """The first tensor of each type in the real models, as gguf-py reads it."""
+    """The first tensor of each type in the real models, as gguf-py reads it;
+    and `tensor` in float16 and bfloat16 equal to gguf-py's values rounded
+    by numpy and by ml_dtypes (both to nearest-even): an oracle independent
+    of our rounding, for the fused kernels and the f32-scratch path alike."""
+    ml_dtypes = pytest.importorskip("ml_dtypes")
     r = gguf.GGUFReader(real_model)
+    f = gguf_loader.open(real_model)
     seen = set()
     for t in r.tensors:
         if t.tensor_type in seen:
@@ -90,6 +95,13 @@ def test_real_tensors_equal_gguf_py(real_model):
         ours = gguf_loader.dequantize(t.data, t.tensor_type)
         theirs = gguf.quants.dequantize(t.data, t.tensor_type)
         bits_equal(np.ascontiguousarray(ours), np.ascontiguousarray(theirs))
+        flat = np.ascontiguousarray(theirs).reshape(-1)
+        for dtype, rounded in (
+            ("float16", flat.astype(np.float16)),
+            ("bfloat16", flat.astype(ml_dtypes.bfloat16)),
+        ):
+            got = np.ascontiguousarray(f.tensor(t.name, dtype)).reshape(-1)
+            assert np.array_equal(got.view(np.uint16), rounded.view(np.uint16)), (t.name, dtype)
     assert len(seen) >= 3
 
 

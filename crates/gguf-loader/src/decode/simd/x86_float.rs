@@ -1,21 +1,19 @@
 //! x86-64 AVX2 (+F16C) float conversions: F32 → f16 fused (the stored f32
 //! rounded by F16C's round-to-nearest-even `vcvtps2ph`, as
-//! `half::f16::from_f32`); F32 → bf16 and F16 → bf16 fused, and f32 → bf16
-//! for a slice (the scratch path of the types without a fused bf16 kernel),
-//! rounded to nearest-even exactly as `half::bf16::from_f32`, NaNs
-//! included; and the bf16 rounding and stores the other families' fused
-//! bf16 kernels use.
+//! `half::f16::from_f32`); F32 → bf16 fused, and f32 → bf16 for a slice
+//! (the scratch path of the types without a fused bf16 kernel), rounded to
+//! nearest-even exactly as `half::bf16::from_f32`, NaNs included; and the
+//! bf16 rounding and stores the other fused bf16 kernels use.
 //!
-//! F16 → f32 and BF16 → f32 / f16 live with the legacy kernels
-//! (`x86_legacy`). Each kernel converts the `min(src.len() / width,
-//! dst.len())` values that fit both slices (`width` 4 bytes for F32, 2 for
-//! F16) and touches nothing else.
+//! F16 → f32 / bf16 and BF16 → f32 / f16 live with the legacy kernels
+//! (`x86_legacy`). Each kernel converts `min(src.len() / 4, dst.len())`
+//! values and touches nothing else.
 
 use std::arch::x86_64::*;
 
 use half::{bf16, f16};
 
-use super::x86_legacy::{load16, st128, supported};
+use super::x86_legacy::{float_kernels, load16, st128, supported};
 use super::Kernels;
 use crate::format::GgmlType;
 
@@ -64,18 +62,7 @@ unsafe fn f32_f16_avx<const NT: bool>(src: &[u8], dst: &mut [f16]) {
     }
 }
 
-fn f32_f16(src: &[u8], dst: &mut [f16]) {
-    // SAFETY: handed out only where AVX2 and F16C were detected.
-    unsafe { f32_f16_avx::<false>(src, dst) }
-}
-
-fn f32_f16_stream(src: &[u8], dst: &mut [f16]) {
-    if !super::aligned16(dst) {
-        return f32_f16(src, dst);
-    }
-    // SAFETY: AVX2 and F16C were detected, `dst` is aligned.
-    unsafe { f32_f16_avx::<true>(src, dst) }
-}
+float_kernels!(f32_f16_avx, f16, f32_f16, f32_f16_stream);
 
 /// The bf16 bits of eight f32s, in the low half of each 32-bit lane: NaNs
 /// keep their top bits with the quiet bit set, everything else is rounded to
@@ -95,7 +82,7 @@ fn bf16_bits(v: __m256) -> __m256i {
 /// Eight f32s rounded to bf16 (as [`bf16_bits`]), in order, in 16 bytes.
 #[inline]
 #[target_feature(enable = "avx2,f16c")]
-fn ps_to_bf16x8(v: __m256) -> __m128i {
+pub(super) fn ps_to_bf16x8(v: __m256) -> __m128i {
     let b = bf16_bits(v);
     // The values are below 2^16: the signed-to-unsigned pack only narrows.
     _mm_packus_epi32(_mm256_castsi256_si128(b), _mm256_extracti128_si256::<1>(b))
@@ -132,90 +119,37 @@ pub(super) unsafe fn st256<const NT: bool>(p: *mut u8, v: __m256i) {
     }
 }
 
-/// f32 → bf16 for `n` values, 16 at a time, the tail by
-/// `half::bf16::from_f32`. A store fence follows streaming stores.
+/// F32 → bf16 (from the values' little-endian bytes, no f32 scratch): 16
+/// values at a time, the tail by `half::bf16::from_f32`.
 ///
 /// # Safety
-/// AVX2 must be available; `src` must hold `n` f32s (little-endian, any
-/// alignment) and `dst` room for `n` bf16s, 16-byte aligned when `NT`.
+/// AVX2 must be available; with `NT`, `dst` must be 16-byte aligned.
 #[target_feature(enable = "avx2,f16c")]
-unsafe fn f32_bf16_raw<const NT: bool>(src: *const u8, dst: *mut bf16, n: usize) {
-    let whole = n / 16 * 16;
-    for i in (0..whole).step_by(16) {
-        // SAFETY: values `i..i + 16` lie inside both buffers; unaligned
-        // loads, and stores aligned under `NT` (a multiple of 32 bytes in).
-        unsafe {
-            let p = src.add(4 * i).cast::<f32>();
-            let h = ps_to_bf16x16(_mm256_loadu_ps(p), _mm256_loadu_ps(p.add(8)));
-            st256::<NT>(dst.add(i).cast(), h);
-        }
-    }
-    if NT {
-        _mm_sfence();
-    }
-    for i in whole..n {
-        // SAFETY: value `i < n` lies inside both buffers.
-        unsafe {
-            let b = std::ptr::read_unaligned(src.add(4 * i).cast::<[u8; 4]>());
-            *dst.add(i) = bf16::from_f32(f32::from_le_bytes(b));
-        }
-    }
-}
-
-/// F32 → bf16 fused (from the tensor's bytes, no f32 scratch).
-fn f32_bf16(src: &[u8], dst: &mut [bf16]) {
+unsafe fn f32_bf16_avx<const NT: bool>(src: &[u8], dst: &mut [bf16]) {
     let n = (src.len() / 4).min(dst.len());
-    // SAFETY: handed out only where AVX2 was detected; `n` values fit both.
-    unsafe { f32_bf16_raw::<false>(src.as_ptr(), dst.as_mut_ptr(), n) }
-}
-
-fn f32_bf16_stream(src: &[u8], dst: &mut [bf16]) {
-    if !super::aligned16(dst) {
-        return f32_bf16(src, dst);
-    }
-    let n = (src.len() / 4).min(dst.len());
-    // SAFETY: as above, and `dst` is 16-byte aligned.
-    unsafe { f32_bf16_raw::<true>(src.as_ptr(), dst.as_mut_ptr(), n) }
-}
-
-/// F16 → bf16: exact widening (`vcvtph2ps`), then rounded as [`bf16_bits`];
-/// the tail by the reference widening and `half::bf16::from_f32`.
-///
-/// # Safety
-/// AVX2 and F16C must be available; with `NT`, `dst` must be 16-byte aligned.
-#[target_feature(enable = "avx2,f16c")]
-unsafe fn f16_bf16_avx<const NT: bool>(src: &[u8], dst: &mut [bf16]) {
-    let n = (src.len() / 2).min(dst.len());
-    let (src, dst) = (&src[..2 * n], &mut dst[..n]);
-    let mut s = src.chunks_exact(16);
-    let mut d = dst.chunks_exact_mut(8);
+    let (src, dst) = (&src[..4 * n], &mut dst[..n]);
+    let mut s = src.chunks_exact(64);
+    let mut d = dst.chunks_exact_mut(16);
     for (b, y) in (&mut s).zip(&mut d) {
-        let y: &mut [bf16; 8] = y.try_into().expect("8 outputs");
-        let h = ps_to_bf16x8(_mm256_cvtph_ps(load16(b, 0)));
-        // SAFETY: `y` holds exactly 8 bf16s = 16 bytes, and starts 16-byte
-        // aligned under `NT` (its offset is a multiple of 8 elements).
-        unsafe { st128::<NT>(y.as_mut_ptr().cast(), h) };
+        let b: &[u8; 64] = b.try_into().expect("64 input bytes");
+        let p = b.as_ptr().cast::<f32>();
+        // SAFETY: `b` holds 64 bytes = two unaligned 32-byte loads; `y`
+        // holds 16 bf16s = 32 bytes, 16-byte aligned under `NT` (its offset
+        // is a multiple of 16 elements).
+        unsafe {
+            let h = ps_to_bf16x16(_mm256_loadu_ps(p), _mm256_loadu_ps(p.add(8)));
+            st256::<NT>(y.as_mut_ptr().cast(), h);
+        }
     }
     if NT {
         _mm_sfence();
     }
-    for (b, y) in s.remainder().chunks_exact(2).zip(d.into_remainder()) {
-        *y = bf16::from_f32(f16::from_le_bytes([b[0], b[1]]).to_f32());
+    for (b, y) in s.remainder().chunks_exact(4).zip(d.into_remainder()) {
+        *y = bf16::from_f32(f32::from_le_bytes([b[0], b[1], b[2], b[3]]));
     }
 }
 
-pub(super) fn f16_bf16(src: &[u8], dst: &mut [bf16]) {
-    // SAFETY: handed out only where AVX2 and F16C were detected.
-    unsafe { f16_bf16_avx::<false>(src, dst) }
-}
-
-pub(super) fn f16_bf16_stream(src: &[u8], dst: &mut [bf16]) {
-    if !super::aligned16(dst) {
-        return f16_bf16(src, dst);
-    }
-    // SAFETY: AVX2 and F16C were detected, `dst` is aligned.
-    unsafe { f16_bf16_avx::<true>(src, dst) }
-}
+float_kernels!(f32_bf16_avx, bf16, f32_bf16, f32_bf16_stream);
 
 /// f32 → bf16 for `min(src.len(), dst.len())` values with AVX2, or `None`
 /// (nothing written) where this CPU lacks it.
@@ -223,9 +157,8 @@ pub fn f32_to_bf16(src: &[f32], dst: &mut [bf16]) -> Option<()> {
     if !supported() {
         return None;
     }
-    let n = src.len().min(dst.len());
-    // SAFETY: AVX2 was detected; `n` values fit both slices (an f32 slice is
-    // its values' bytes on little-endian x86-64).
-    unsafe { f32_bf16_raw::<false>(src.as_ptr().cast(), dst.as_mut_ptr(), n) };
+    // SAFETY: AVX2 was detected; an f32 slice is its values' little-endian
+    // bytes on x86-64.
+    unsafe { f32_bf16_avx::<false>(bytemuck::cast_slice(src), dst) };
     Some(())
 }

@@ -1,6 +1,6 @@
 //! x86-64 AVX2 (+F16C) kernels for the legacy block types Q4_0, Q4_1, Q5_0,
 //! Q5_1 and Q8_0, to f32 and fused to f16 and bf16, plus the plain F16 to
-//! f32 (and, from `x86_float`, bf16) and BF16 to f32 and (fused) f16.
+//! f32 and (fused) bf16 and BF16 to f32 and (fused) f16.
 //!
 //! Every value is computed with the same f32 operations as the scalar
 //! reference in `decode::legacy` (exact int → f32 conversion, one `mul`, and
@@ -19,7 +19,7 @@ use std::sync::OnceLock;
 
 use half::{bf16, f16};
 
-use super::x86_float::{ps_to_bf16x16, st256};
+use super::x86_float::{ps_to_bf16x16, ps_to_bf16x8, st256};
 use super::Kernels;
 use crate::format::blocks::{
     as_blocks, bf16_le, Block, BlockQ4_0, BlockQ4_1, BlockQ5_0, BlockQ5_1, BlockQ8_0, Half, QK4_0,
@@ -53,8 +53,8 @@ pub fn kernels(ty: GgmlType) -> Kernels {
         GgmlType::F16 => Kernels {
             f32: Some(f16_f32),
             f32_stream: Some(f16_f32_stream),
-            bf16: Some(super::x86_float::f16_bf16),
-            bf16_stream: Some(super::x86_float::f16_bf16_stream),
+            bf16: Some(f16_bf16),
+            bf16_stream: Some(f16_bf16_stream),
             ..Kernels::default()
         },
         GgmlType::BF16 => Kernels {
@@ -450,6 +450,33 @@ unsafe fn f16_f32_avx<const NT: bool>(src: &[u8], dst: &mut [f32]) {
     crate::decode::float::dequantize_row_f16(s.remainder(), d.into_remainder());
 }
 
+/// F16 → bf16: exact widening (`vcvtph2ps`), then rounded by
+/// `x86_float::ps_to_bf16x8`; the tail by the reference widening and
+/// `half::bf16::from_f32`.
+///
+/// # Safety
+/// AVX2 and F16C must be available; with `NT`, `dst` must be 16-byte aligned.
+#[target_feature(enable = "avx2,f16c")]
+unsafe fn f16_bf16_avx<const NT: bool>(src: &[u8], dst: &mut [bf16]) {
+    let n = (src.len() / 2).min(dst.len());
+    let (src, dst) = (&src[..2 * n], &mut dst[..n]);
+    let mut s = src.chunks_exact(16);
+    let mut d = dst.chunks_exact_mut(8);
+    for (b, y) in (&mut s).zip(&mut d) {
+        let y: &mut [bf16; 8] = y.try_into().expect("8 outputs");
+        let h = ps_to_bf16x8(_mm256_cvtph_ps(load16(b, 0)));
+        // SAFETY: `y` holds exactly 8 bf16s = 16 bytes, and starts 16-byte
+        // aligned under `NT` (its offset is a multiple of 8 elements).
+        unsafe { st128::<NT>(y.as_mut_ptr().cast(), h) };
+    }
+    if NT {
+        _mm_sfence();
+    }
+    for (b, y) in s.remainder().chunks_exact(2).zip(d.into_remainder()) {
+        *y = bf16::from_f32(f16::from_le_bytes([b[0], b[1]]).to_f32());
+    }
+}
+
 /// Eight BF16s at `b[0..16]` as f32 bits (each 16 bits become the top half,
 /// interleaved with zero halves), values 0..4 then 4..8. Unpacking with zero
 /// keeps the work on the cheapest shuffles: widening with `vpmovzxwd` made
@@ -521,7 +548,9 @@ unsafe fn bf16_f32_avx<const NT: bool>(src: &[u8], dst: &mut [f32]) {
     crate::decode::float::dequantize_row_bf16(s.remainder(), d.into_remainder());
 }
 
-/// Safe wrappers, ordinary and streaming, over one of the functions above.
+/// Safe wrappers, ordinary and streaming, over one of the float conversions
+/// here or in `x86_float` (`$inner::<NT>(src, dst)`, needing AVX2 and F16C,
+/// and a 16-byte aligned `dst` when `NT`).
 macro_rules! float_kernels {
     ($inner:ident, $out:ty, $plain:ident, $stream:ident) => {
         fn $plain(src: &[u8], dst: &mut [$out]) {
@@ -539,6 +568,10 @@ macro_rules! float_kernels {
     };
 }
 
+// For `x86_float`'s conversions.
+pub(super) use float_kernels;
+
 float_kernels!(f16_f32_avx, f32, f16_f32, f16_f32_stream);
+float_kernels!(f16_bf16_avx, bf16, f16_bf16, f16_bf16_stream);
 float_kernels!(bf16_f16_avx, f16, bf16_f16, bf16_f16_stream);
 float_kernels!(bf16_f32_avx, f32, bf16_f32, bf16_f32_stream);

@@ -3,8 +3,8 @@
 # models (SmolLM2-135M, Gemma-3-270M) and llama.cpp's vocab tests into the cache, then runs every test of
 # the workspace, then the Python package's (pytest; also on CPython 3.9 and 3.13
 # where installed), then the `cuda` build's tests (on a machine without a GPU
-# they check that a GPU load is one clear error; scripts/gpu-check.sh runs
-# them on a GPU).
+# they compile every kernel with NVRTC fetched from PyPI and check that a GPU
+# load is one clear error; scripts/gpu-check.sh runs them on a GPU).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python3 -m pip install --quiet --disable-pip-version-check -r scripts/requirements.txt
@@ -18,6 +18,10 @@ cargo test --workspace --release "$@"
 scripts/test-python.sh
 # The same wheel on the oldest (3.9) and newest (3.13) CPython, where present.
 scripts/test-python-versions.sh
+# NVRTC from PyPI (no GPU needed): the `cuda` tests compile every kernel with
+# it, with the options a GPU load uses.
+nvrtc="$(scripts/fetch-nvrtc.sh)"
+export LD_LIBRARY_PATH="$nvrtc${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" GGUF_LOADER_REQUIRE_NVRTC=1
 cargo test --release -p gguf-loader --features cuda --lib --test cuda "$@"
 cargo test --release -p gguf-loader-cli --features cuda --test device "$@"
-cargo test --release -p gguf-loader-llm --features cuda --test forward_cuda "$@"
+cargo test --release -p gguf-loader-llm --features cuda --lib --test forward_cuda "$@"

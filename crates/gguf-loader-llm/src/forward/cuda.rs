@@ -29,7 +29,7 @@ use gguf_loader::cudarc::cublas::{result as blas, sys as blas_sys, CudaBlas};
 use gguf_loader::cudarc::driver::{
     CudaFunction, CudaModule, CudaSlice, CudaStream, DevicePtr, LaunchConfig, PushKernelArg,
 };
-use gguf_loader::cudarc::nvrtc::{compile_ptx_with_opts, CompileOptions};
+use gguf_loader::cudarc::nvrtc::{compile_ptx_with_opts, CompileOptions, Ptx};
 use gguf_loader::{f16, Device, MmapGGUFLoader};
 
 use super::{Arch, Config, ForwardError, KvCache, Mat, RopeMode, Transformer};
@@ -112,7 +112,7 @@ extern "C" __global__ void attention(const float* q, const unsigned short* k,
         sc[j] = s * scale;
     }
     __syncthreads();
-    float m = -INFINITY;
+    float m = __int_as_float(0xff800000); // -inf (NVRTC has no INFINITY without a header)
     for (int j = threadIdx.x; j < len; j += blockDim.x) m = fmaxf(m, sc[j]);
     red[threadIdx.x] = m;
     __syncthreads();
@@ -252,6 +252,19 @@ fn ptr<T>(s: &CudaSlice<T>, stream: &CudaStream) -> u64 {
     p
 }
 
+/// [`SOURCE`] compiled by NVRTC (default options: PTX for NVRTC's default
+/// target, which the driver finishes for the device at load).
+fn compile_kernels() -> Result<Ptx, ForwardError> {
+    compile_ptx_with_opts(
+        SOURCE,
+        CompileOptions {
+            name: Some("gguf_loader_llm_forward.cu".into()),
+            ..Default::default()
+        },
+    )
+    .map_err(|e| ForwardError::Unsupported(format!("NVRTC: {e:?}")))
+}
+
 impl CudaTransformer {
     /// Loads every tensor of the file onto GPU `ordinal` as f16 (quantized
     /// bytes cross PCIe and are decoded there by gguf-loader) and builds
@@ -280,14 +293,7 @@ impl CudaTransformer {
         let ctx = slice.context().clone();
         let stream = ctx.new_stream().map_err(cuda_err("creating a stream"))?;
         let blas = CudaBlas::new(stream.clone()).map_err(blas_err)?;
-        let ptx = compile_ptx_with_opts(
-            SOURCE,
-            CompileOptions {
-                name: Some("gguf_loader_llm_forward.cu".into()),
-                ..Default::default()
-            },
-        )
-        .map_err(|e| ForwardError::Unsupported(format!("NVRTC: {e:?}")))?;
+        let ptx = compile_kernels()?;
         let module = ctx
             .load_module(ptx)
             .map_err(cuda_err("loading the kernels"))?;
@@ -636,5 +642,42 @@ impl CudaTransformer {
         // Keep the scratch alive until the stream has run.
         drop((x, h, q, kk, vv, att, o, g, u, f, x16, ids));
         Ok((out, bad.first().copied().unwrap_or(0) as u64))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The kernels compile with a real NVRTC (no GPU needed) with the
+    /// options `from_transformer` uses, and the PTX holds every kernel it
+    /// loads by name. Skipped where NVRTC cannot be loaded, unless
+    /// `GGUF_LOADER_REQUIRE_NVRTC` is set (scripts/test.sh sets it after
+    /// scripts/fetch-nvrtc.sh).
+    #[test]
+    fn kernels_compile_with_nvrtc() {
+        // SAFETY: only tries to load the library.
+        if !unsafe { gguf_loader::cudarc::nvrtc::sys::is_culib_present() } {
+            assert!(
+                std::env::var_os("GGUF_LOADER_REQUIRE_NVRTC").is_none(),
+                "GGUF_LOADER_REQUIRE_NVRTC is set but libnvrtc cannot be loaded"
+            );
+            eprintln!("kernels_compile_with_nvrtc: skipped, NVRTC not found (scripts/fetch-nvrtc.sh, then its folder on LD_LIBRARY_PATH)");
+            return;
+        }
+        let ptx = compile_kernels().unwrap_or_else(|e| panic!("{e}"));
+        let ptx = ptx.to_src();
+        // The names `from_transformer` loads by name: every call of `f` with
+        // a string literal in this file.
+        let this = include_str!("cuda.rs");
+        let pattern = concat!("f", "(\"");
+        let names: Vec<&str> = this
+            .match_indices(pattern)
+            .filter_map(|(i, _)| this[i + pattern.len()..].split('"').next())
+            .collect();
+        assert_eq!(names.len(), 9, "{names:?}");
+        for name in names {
+            assert!(ptx.contains(&format!(".entry {name}(")), "{name} missing");
+        }
     }
 }

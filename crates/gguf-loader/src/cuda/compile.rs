@@ -210,6 +210,7 @@ fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()>
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::element::ElementKind;
 
     #[test]
     fn key_depends_on_every_part() {
@@ -217,6 +218,55 @@ mod tests {
         assert_ne!(a, fnv1a(&[b"a", b"bc"]));
         assert_ne!(a, fnv1a(&[b"ab", b"d"]));
         assert_eq!(a, fnv1a(&[b"ab", b"c"]));
+    }
+
+    /// Whether NVRTC can be loaded; without it the test is skipped, unless
+    /// `GGUF_LOADER_REQUIRE_NVRTC` is set (scripts/test.sh sets it after
+    /// fetching NVRTC with scripts/fetch-nvrtc.sh).
+    fn nvrtc_present(test: &str) -> bool {
+        // SAFETY: only tries to load the library.
+        let present = unsafe { nvrtc_sys::is_culib_present() };
+        if !present {
+            assert!(
+                std::env::var_os("GGUF_LOADER_REQUIRE_NVRTC").is_none(),
+                "GGUF_LOADER_REQUIRE_NVRTC is set but libnvrtc cannot be loaded"
+            );
+            eprintln!("{test}: skipped, NVRTC not found (scripts/fetch-nvrtc.sh, then its folder on LD_LIBRARY_PATH)");
+        }
+        present
+    }
+
+    /// The kernels compile with a real NVRTC, with the options a GPU load
+    /// uses, no GPU needed: a CUBIN for sm_90 (the H200) and sm_75 (the
+    /// oldest CUDA 13 targets), and PTX with one kernel per type and output
+    /// and no fused multiply-add.
+    #[test]
+    fn kernels_compile_with_nvrtc() {
+        if !nvrtc_present("kernels_compile_with_nvrtc") {
+            return;
+        }
+        let src = kernels::source();
+        for sm in ["sm_90", "sm_75"] {
+            match nvrtc_compile(&src, &options(sm), true) {
+                Ok(Image::Cubin(bytes)) => assert!(bytes.starts_with(b"\x7fELF"), "{sm}"),
+                Ok(Image::Ptx(_)) => panic!("{sm}: PTX where a CUBIN was asked for"),
+                Err(e) => panic!("{sm}: {e}"),
+            }
+        }
+        let ptx = match nvrtc_compile(&src, &options("compute_90"), false) {
+            Ok(Image::Ptx(p)) => p,
+            Ok(Image::Cubin(_)) => panic!("a CUBIN where PTX was asked for"),
+            Err(e) => panic!("compute_90: {e}"),
+        };
+        let entries = ptx.matches(".entry gl_").count();
+        assert_eq!(entries, 35 * 3, "one kernel per ggml type and output");
+        for ty in crate::format::GgmlType::ALL {
+            for kind in [ElementKind::F32, ElementKind::F16, ElementKind::BF16] {
+                let name = kernels::kernel_name(ty, kind);
+                assert!(ptx.contains(&format!(".entry {name}(")), "{name} missing");
+            }
+        }
+        assert!(!ptx.contains("fma."), "a fused multiply-add in the PTX");
     }
 
     #[test]

@@ -62,12 +62,50 @@ impl AnyTensor {
         #[cfg(feature = "cuda")]
         {
             use gguf_loader::cudarc::driver::DevicePtr;
+            let _restore = RestoreContext::new(self.device());
             let gpu = each!(self, t => t.cuda_slice().map(|s| s.device_ptr(s.stream()).0));
             if let Some(p) = gpu {
                 return p;
             }
         }
         each!(self, t => t.data().as_ptr() as u64)
+    }
+}
+
+/// Puts the calling thread's current CUDA context back when dropped.
+/// cudarc makes a tensor's context current on the thread that works on it,
+/// and a Python thread's current context is what torch and cupy take for
+/// their current device: a tensor of GPU 1 must not move them off GPU 0.
+#[cfg(feature = "cuda")]
+struct RestoreContext(Option<gguf_loader::cudarc::driver::sys::CUcontext>);
+
+#[cfg(feature = "cuda")]
+impl RestoreContext {
+    /// Remembers the current context before work on a tensor of `device`
+    /// (nothing for the CPU, where the driver may not even be loaded).
+    fn new(device: Device) -> RestoreContext {
+        use gguf_loader::cudarc::driver::sys;
+        if device == Device::Cpu {
+            return RestoreContext(None);
+        }
+        let mut current = std::ptr::null_mut();
+        // SAFETY: one valid out-pointer; the driver is loaded, since the
+        // tensor is on a GPU.
+        let ok = unsafe { sys::cuCtxGetCurrent(&mut current) } == sys::CUresult::CUDA_SUCCESS;
+        RestoreContext(ok.then_some(current))
+    }
+}
+
+#[cfg(feature = "cuda")]
+impl Drop for RestoreContext {
+    fn drop(&mut self) {
+        if let Some(c) = self.0 {
+            // SAFETY: `c` was the current context (or none) of this thread
+            // when this value was made.
+            unsafe {
+                let _ = gguf_loader::cudarc::driver::sys::cuCtxSetCurrent(c);
+            }
+        }
     }
 }
 
@@ -117,7 +155,10 @@ struct Context {
 const DLTENSOR: &CStr = c"dltensor";
 
 /// The `DLManagedTensor` deleter: frees the context (dropping this
-/// capsule's reference to the tensor) and the struct itself.
+/// capsule's reference to the tensor) and the struct itself. For a GPU
+/// tensor it first waits for the device: a consumer calls the deleter when
+/// its tensor dies, maybe with kernels that read the memory still queued on
+/// its own streams, which nothing orders before the free on ours.
 unsafe extern "C" fn delete_managed(m: *mut DLManagedTensor) {
     if m.is_null() {
         return;
@@ -125,7 +166,15 @@ unsafe extern "C" fn delete_managed(m: *mut DLManagedTensor) {
     // SAFETY: `m` and its context were made by `Box::into_raw` in
     // `DeviceTensor::__dlpack__`, and DLPack calls the deleter once.
     unsafe {
-        drop(Box::from_raw((*m).manager_ctx.cast::<Context>()));
+        let ctx = Box::from_raw((*m).manager_ctx.cast::<Context>());
+        #[cfg(feature = "cuda")]
+        {
+            let _restore = RestoreContext::new(ctx._tensor.device());
+            // An error here (a failed device) has nowhere to go; the free
+            // below reports nothing either.
+            let _ = each!(&ctx._tensor, t => t.cuda_slice().map(|s| s.context().synchronize()));
+        }
+        drop(ctx);
         drop(Box::from_raw(m));
     }
 }
@@ -150,12 +199,26 @@ unsafe extern "C" fn capsule_destructor(capsule: *mut pyo3::ffi::PyObject) {
 /// device=...)`.
 #[pyclass(module = "gguf_loader._native", frozen)]
 pub struct DeviceTensor {
-    tensor: AnyTensor,
+    /// Dropped by hand, in [`Drop`], to put the thread's CUDA context back.
+    tensor: std::mem::ManuallyDrop<AnyTensor>,
 }
 
 impl DeviceTensor {
     pub(crate) fn new(tensor: AnyTensor) -> DeviceTensor {
-        DeviceTensor { tensor }
+        DeviceTensor {
+            tensor: std::mem::ManuallyDrop::new(tensor),
+        }
+    }
+}
+
+impl Drop for DeviceTensor {
+    fn drop(&mut self) {
+        // Freeing the last reference to a GPU tensor makes its context
+        // current on this (Python's) thread.
+        #[cfg(feature = "cuda")]
+        let _restore = RestoreContext::new(self.tensor.device());
+        // SAFETY: dropped once, here, and never used again.
+        unsafe { std::mem::ManuallyDrop::drop(&mut self.tensor) };
     }
 }
 
@@ -182,7 +245,7 @@ impl DeviceTensor {
     /// Bytes of data.
     #[getter]
     fn nbytes(&self) -> usize {
-        let elem = if matches!(self.tensor, AnyTensor::F32(_)) {
+        let elem = if matches!(*self.tensor, AnyTensor::F32(_)) {
             4
         } else {
             2
@@ -234,7 +297,7 @@ impl DeviceTensor {
         }
         let (code, bits) = self.tensor.dl_dtype();
         let mut ctx = Box::new(Context {
-            _tensor: self.tensor.clone(),
+            _tensor: (*self.tensor).clone(),
             shape,
             strides,
         });
@@ -289,11 +352,17 @@ impl DeviceTensor {
             t: &Tensor<T>,
             shape: Vec<usize>,
         ) -> PyResult<Bound<'py, PyAny>> {
-            let h = py.detach(|| t.to_host()).map_err(crate::py_err)?;
+            let h = py
+                .detach(|| {
+                    #[cfg(feature = "cuda")]
+                    let _restore = RestoreContext::new(t.device());
+                    t.to_host()
+                })
+                .map_err(crate::py_err)?;
             let values: Vec<N> = bytemuck::cast_slice::<T, N>(h.data()).to_vec();
             numpy::PyArray1::from_vec(py, values).call_method1("reshape", (shape,))
         }
-        match &self.tensor {
+        match &*self.tensor {
             AnyTensor::F32(t) => host::<f32, f32>(py, t, shape),
             AnyTensor::F16(t) => host::<f16, f16>(py, t, shape),
             AnyTensor::Bf16(t) => host::<bf16, u16>(py, t, shape),

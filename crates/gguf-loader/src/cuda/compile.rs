@@ -60,7 +60,7 @@ fn cache_dir() -> Option<PathBuf> {
 }
 
 /// NVRTC's version, part of the cache key.
-fn nvrtc_version() -> (c_int, c_int) {
+pub(crate) fn nvrtc_version() -> (c_int, c_int) {
     let (mut major, mut minor) = (0, 0);
     // SAFETY: two valid out-pointers; the library is present (checked by
     // the caller before anything else runs).
@@ -68,6 +68,29 @@ fn nvrtc_version() -> (c_int, c_int) {
         let _ = nvrtc_sys::nvrtcVersion(&mut major, &mut minor);
     }
     (major, minor)
+}
+
+/// The newest architecture (as `10 * major + minor`) this NVRTC can target
+/// that is not newer than compute capability `cc`; `None` when it targets
+/// none of them, or is too old (before 11.2) to say.
+fn newest_arch_up_to(cc: (i32, i32)) -> Option<i32> {
+    if nvrtc_version() < (11, 2) {
+        return None;
+    }
+    let mut n: c_int = 0;
+    // SAFETY: one valid out-pointer; NVRTC 11.2+ has this function.
+    let r = unsafe { nvrtc_sys::nvrtcGetNumSupportedArchs(&mut n) };
+    if r != nvrtc_sys::nvrtcResult::NVRTC_SUCCESS || !(1..=1024).contains(&n) {
+        return None;
+    }
+    let mut archs = vec![0 as c_int; n as usize];
+    // SAFETY: `archs` holds the `n` values NVRTC just said it writes.
+    let r = unsafe { nvrtc_sys::nvrtcGetSupportedArchs(archs.as_mut_ptr()) };
+    if r != nvrtc_sys::nvrtcResult::NVRTC_SUCCESS {
+        return None;
+    }
+    let want = cc.0.saturating_mul(10).saturating_add(cc.1);
+    archs.into_iter().filter(|&a| a <= want).max()
 }
 
 /// The NVRTC options: no contraction of `a*b+c` into an FMA (the CPU
@@ -143,10 +166,15 @@ fn nvrtc_compile(src: &str, opts: &[String], cubin: bool) -> Result<Image, Strin
 }
 
 /// The decode module for a device of compute capability `cc` named `name`
-/// under driver `driver_version`: from the cache when it holds it, else
-/// compiled (to a CUBIN for `sm_XY`, or to PTX for `compute_XY` where this
-/// NVRTC cannot target the device) and written to the cache.
-pub(crate) fn compile(cc: (i32, i32), name: &str, driver_version: i32) -> Result<Compiled, String> {
+/// under driver `driver_version`: from the cache when it holds it (and
+/// `read_cache`), else compiled (to a CUBIN for `sm_XY`, or to PTX where
+/// this NVRTC cannot target the device) and written to the cache.
+pub(crate) fn compile(
+    cc: (i32, i32),
+    name: &str,
+    driver_version: i32,
+    read_cache: bool,
+) -> Result<Compiled, String> {
     let src = kernels::source();
     let sm = format!("sm_{}{}", cc.0, cc.1);
     let opts = options(&sm);
@@ -161,7 +189,11 @@ pub(crate) fn compile(cc: (i32, i32), name: &str, driver_version: i32) -> Result
         env!("CARGO_PKG_VERSION").as_bytes(),
     ]);
     let cache_file = cache_dir().map(|d| d.join(format!("decode-{sm}-{key:016x}.cubin")));
-    if let Some(bytes) = cache_file.as_ref().and_then(|f| std::fs::read(f).ok()) {
+    let cached = cache_file
+        .as_ref()
+        .filter(|_| read_cache)
+        .and_then(|f| std::fs::read(f).ok());
+    if let Some(bytes) = cached {
         // An ELF image: anything else (a torn or foreign file) is ignored.
         if bytes.starts_with(b"\x7fELF") {
             return Ok(Compiled {
@@ -174,10 +206,14 @@ pub(crate) fn compile(cc: (i32, i32), name: &str, driver_version: i32) -> Result
     let image = match nvrtc_compile(&src, &opts, true) {
         Ok(image) => image,
         Err(cubin_err) => {
-            // An NVRTC older than the device: PTX for the driver to finish.
-            let ptx_opts = options(&format!("compute_{}{}", cc.0, cc.1));
-            nvrtc_compile(&src, &ptx_opts, false)
-                .map_err(|ptx_err| format!("{cubin_err}; as PTX: {ptx_err}"))?
+            // An NVRTC older than the device: PTX for the newest
+            // architecture it knows that the device runs, for the driver to
+            // finish.
+            let arch = newest_arch_up_to(cc)
+                .map(|a| format!("compute_{a}"))
+                .unwrap_or_else(|| format!("compute_{}{}", cc.0, cc.1));
+            nvrtc_compile(&src, &options(&arch), false)
+                .map_err(|ptx_err| format!("{cubin_err}; as PTX for {arch}: {ptx_err}"))?
         }
     };
     if let (Some(file), Image::Cubin(bytes)) = (&cache_file, &image) {
@@ -267,6 +303,28 @@ mod tests {
             }
         }
         assert!(!ptx.contains("fma."), "a fused multiply-add in the PTX");
+    }
+
+    /// The PTX fallback's choice of architecture, with a real NVRTC.
+    #[test]
+    fn newest_arch_is_the_devices_or_below() {
+        if !nvrtc_present("newest_arch_is_the_devices_or_below") {
+            return;
+        }
+        assert_eq!(newest_arch_up_to((9, 0)), Some(90));
+        // A device newer than any this NVRTC knows: its newest.
+        let newest = newest_arch_up_to((99, 9)).expect("some architecture");
+        assert!(newest >= 90, "{newest}");
+        assert_eq!(newest_arch_up_to((i32::MAX, i32::MAX)), Some(newest));
+        // Older than any it knows (CUDA 13 starts at 7.5).
+        assert_eq!(newest_arch_up_to((1, 0)), None);
+        // What the fallback compiles for a device past this NVRTC.
+        let arch = format!("compute_{newest}");
+        match nvrtc_compile(&kernels::source(), &options(&arch), false) {
+            Ok(Image::Ptx(p)) => assert!(p.contains(&format!(".target sm_{newest}"))),
+            Ok(Image::Cubin(_)) => panic!("a CUBIN where PTX was asked for"),
+            Err(e) => panic!("{arch}: {e}"),
+        }
     }
 
     #[test]

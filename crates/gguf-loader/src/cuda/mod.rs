@@ -247,18 +247,45 @@ fn open(ordinal: usize) -> Result<Gpu> {
         ));
     }
     let t1 = Instant::now();
-    let compiled = compile::compile(cc, &name, driver_version).map_err(|message| Error::Cuda {
-        device,
-        what: "compiling the decode kernels".to_string(),
-        message,
-    })?;
-    let ptx = match compiled.image {
-        compile::Image::Cubin(bytes) => cudarc::nvrtc::Ptx::from_binary(bytes),
-        compile::Image::Ptx(src) => cudarc::nvrtc::Ptx::from_src(src),
+    let build = |read_cache| {
+        compile::compile(cc, &name, driver_version, read_cache).map_err(|message| Error::Cuda {
+            device,
+            what: "compiling the decode kernels".to_string(),
+            message,
+        })
     };
-    let module = ctx
-        .load_module(ptx)
-        .map_err(e("loading the decode kernels"))?;
+    let load = |image: &compile::Image| {
+        ctx.load_module(match image {
+            compile::Image::Cubin(bytes) => cudarc::nvrtc::Ptx::from_binary(bytes.clone()),
+            compile::Image::Ptx(src) => cudarc::nvrtc::Ptx::from_src(src.clone()),
+        })
+    };
+    let mut compiled = build(true)?;
+    let module = match load(&compiled.image) {
+        Ok(m) => m,
+        // A cached file the driver refuses (damaged, or from another
+        // driver): compiled afresh, which also rewrites the cache.
+        Err(_) if compiled.from_cache => {
+            compiled = build(false)?;
+            load(&compiled.image).map_err(e("loading the decode kernels"))?
+        }
+        Err(err) => {
+            let mut message = driver_message(err);
+            let nvrtc = compile::nvrtc_version();
+            let driver = (driver_version / 1000, driver_version % 1000 / 10);
+            if nvrtc > driver {
+                message += &format!(
+                    "; NVRTC {}.{} is newer than the driver (CUDA {}.{}): use the NVRTC of a CUDA no newer than the driver (LD_LIBRARY_PATH), or update the driver",
+                    nvrtc.0, nvrtc.1, driver.0, driver.1
+                );
+            }
+            return Err(Error::Cuda {
+                device,
+                what: "loading the decode kernels".to_string(),
+                message,
+            });
+        }
+    };
     let compile_ms = t1.elapsed().as_secs_f64() * 1e3;
     let out_stream = ctx.new_stream().map_err(e("creating a stream"))?;
     Ok(Gpu {
@@ -303,7 +330,17 @@ pub fn cuda_memory(ordinal: usize) -> Result<(usize, usize)> {
 /// (uninitialised: the caller writes every value before anyone reads).
 pub(crate) fn alloc_output<T: Element>(g: &Gpu, n: usize, tensor: &str) -> Result<CudaSlice<T>> {
     if n == 0 {
-        return g.out_stream.null::<T>().map_err(g.err(tensor));
+        // No zero-byte allocation: `cuMemAlloc` refuses one and what
+        // `cuMemAllocAsync` / `cuMemFreeAsync` do with one is undocumented.
+        // One value is allocated and the slice over it holds none; its drop
+        // frees that one value.
+        // SAFETY: nothing reads the value.
+        let one = unsafe { g.out_stream.alloc::<T>(1) }.map_err(g.err(tensor))?;
+        let ptr = one.leak();
+        // SAFETY: `ptr` is the live allocation of the output stream leaked
+        // just above, now owned by this slice alone, which claims 0 of its
+        // bytes and frees it on the same stream.
+        return Ok(unsafe { g.out_stream.upgrade_device_ptr::<T>(ptr, 0) });
     }
     let bytes = n
         .checked_mul(std::mem::size_of::<T>())

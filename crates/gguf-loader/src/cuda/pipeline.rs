@@ -388,7 +388,7 @@ fn run_fills(
                     let start = p.byte_start(it) as usize;
                     let src = data
                         .get(start..start + p.byte_len(it) as usize)
-                        .unwrap_or_default();
+                        .ok_or_else(|| Error::TooLarge(t.info.name.to_string()))?;
                     // SAFETY: `src` lies in a registered (pinned) mapping that
                     // outlives the copy; the destination lies in the slot's
                     // device buffer (offset + length ≤ slot size, by the plan).

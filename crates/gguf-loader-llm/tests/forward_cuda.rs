@@ -2,7 +2,8 @@
 //! tests/forward.rs holds against llama.cpp: the same model (the real
 //! SmolLM2 and Gemma-3 where present; scripts/gpu-check.sh gives a
 //! synthesized SmolLM2-shaped one) gives logits within NMSE 1e-4 of the
-//! CPU's at every position and the same greedy tokens; and the design's
+//! CPU's at every position and the same greedy tokens (but for near ties,
+//! which random weights make); and the design's
 //! stability check on the GPU: the TinyLlama-shaped model in f16 runs 256
 //! tokens with no NaN or Inf in any activation, in under 4 GB of VRAM.
 //!
@@ -58,9 +59,31 @@ fn same_as_cpu(path: &Path) {
     );
     for step in 0..16 {
         let (ta, tb) = (argmax(&a).unwrap(), argmax(&b).unwrap());
-        assert_eq!(ta, tb, "{}: greedy token {step}", path.display());
+        if ta != tb {
+            // Only a near tie may differ (random weights make some): the
+            // CPU's two candidates no further apart than the two sides'
+            // logits are from each other.
+            let rms = (a
+                .iter()
+                .zip(&b)
+                .map(|(x, y)| ((x - y) as f64).powi(2))
+                .sum::<f64>()
+                / a.len() as f64)
+                .sqrt();
+            let gap = (a[ta as usize] - a[tb as usize]) as f64;
+            eprintln!(
+                "{}: greedy token {step}: cpu {ta}, gpu {tb}, gap {gap:.3e}, logits' rms difference {rms:.3e}",
+                path.display()
+            );
+            assert!(
+                gap <= 4.0 * rms,
+                "{}: greedy token {step} differs beyond a tie",
+                path.display()
+            );
+        }
+        // Both go on with the CPU's token, so that their caches stay equal.
         a = cpu.forward(&mut cc, &[ta], false).unwrap();
-        b = gpu.forward(&mut gc, &[tb], false).unwrap();
+        b = gpu.forward(&mut gc, &[ta], false).unwrap();
     }
 }
 

@@ -54,10 +54,16 @@ impl<T: Element> Clone for Tensor<T> {
     fn clone(&self) -> Self {
         #[cfg(feature = "cuda")]
         if let Buffer::Cuda(s) = &self.data {
-            let copy = s
-                .stream()
-                .clone_dtod(s)
-                .and_then(|c| s.stream().synchronize().map(|_| c))
+            let stream = s.stream();
+            // SAFETY: every value is written by the copy before the stream
+            // is waited for and the copy handed out.
+            let copy = unsafe { crate::cuda::alloc_uninit::<T>(stream, s.len()) }
+                .and_then(|mut c| {
+                    if !s.is_empty() {
+                        stream.memcpy_dtod(s, &mut c)?;
+                    }
+                    stream.synchronize().map(|_| c)
+                })
                 .expect("device-to-device copy of a GPU tensor");
             return Tensor {
                 ne: self.ne.clone(),
@@ -177,8 +183,10 @@ impl<T: Element> Tensor<T> {
                 what: "copying a tensor to the host".to_string(),
                 message: crate::cuda::driver_message(e),
             };
-            s.stream().memcpy_dtoh(s, &mut host[..]).map_err(cuda)?;
-            s.stream().synchronize().map_err(cuda)?;
+            if !s.is_empty() {
+                s.stream().memcpy_dtoh(s, &mut host[..]).map_err(cuda)?;
+                s.stream().synchronize().map_err(cuda)?;
+            }
             return Ok(Tensor {
                 ne: self.ne.clone(),
                 data: Buffer::Heap(host),

@@ -326,28 +326,39 @@ pub fn cuda_memory(ordinal: usize) -> Result<(usize, usize)> {
     gpu(ordinal)?.memory()
 }
 
+/// An uninitialised device buffer of `n` values of `T` on `stream`, with
+/// no zero-byte allocation: `cuMemAlloc` refuses one, and what
+/// `cuMemAllocAsync` / `cuMemFreeAsync` make of one is undocumented. For
+/// `n == 0` one value is allocated and the slice over it holds none; its
+/// drop frees that value.
+///
+/// # Safety
+/// Nothing reads a value before it is written.
+pub(crate) unsafe fn alloc_uninit<T: cudarc::driver::DeviceRepr>(
+    stream: &Arc<CudaStream>,
+    n: usize,
+) -> std::result::Result<CudaSlice<T>, DriverError> {
+    if n > 0 {
+        // SAFETY: the caller's.
+        return unsafe { stream.alloc::<T>(n) };
+    }
+    // SAFETY: the caller's (and a slice of none reads nothing).
+    let ptr = unsafe { stream.alloc::<T>(1) }?.leak();
+    // SAFETY: `ptr` is the live allocation of `stream` leaked just above,
+    // now owned by this slice alone, which claims none of its bytes and
+    // frees it on the same stream.
+    Ok(unsafe { stream.upgrade_device_ptr::<T>(ptr, 0) })
+}
+
 /// A device buffer of `n` values of `T`, allocated on the output stream
 /// (uninitialised: the caller writes every value before anyone reads).
 pub(crate) fn alloc_output<T: Element>(g: &Gpu, n: usize, tensor: &str) -> Result<CudaSlice<T>> {
-    if n == 0 {
-        // No zero-byte allocation: `cuMemAlloc` refuses one and what
-        // `cuMemAllocAsync` / `cuMemFreeAsync` do with one is undocumented.
-        // One value is allocated and the slice over it holds none; its drop
-        // frees that one value.
-        // SAFETY: nothing reads the value.
-        let one = unsafe { g.out_stream.alloc::<T>(1) }.map_err(g.err(tensor))?;
-        let ptr = one.leak();
-        // SAFETY: `ptr` is the live allocation of the output stream leaked
-        // just above, now owned by this slice alone, which claims 0 of its
-        // bytes and frees it on the same stream.
-        return Ok(unsafe { g.out_stream.upgrade_device_ptr::<T>(ptr, 0) });
-    }
     let bytes = n
         .checked_mul(std::mem::size_of::<T>())
         .ok_or_else(|| Error::TooLarge(tensor.to_string()))?;
     // SAFETY: every value is written by the decode kernels before the
     // tensor is handed out (the pipeline synchronizes first).
-    unsafe { g.out_stream.alloc::<T>(n) }.map_err(|e| Error::Cuda {
+    unsafe { alloc_uninit::<T>(&g.out_stream, n) }.map_err(|e| Error::Cuda {
         device: g.device,
         what: tensor.to_string(),
         message: format!("allocating {bytes} bytes: {}", driver_message(e)),

@@ -25,7 +25,7 @@ cargo build --release -p gguf-loader --features cuda,internals --example cuda_be
 test_binary() {
     local package=$1 name=$2 path
     path=$(cargo test --release -p "$package" --features cuda --test "$name" --no-run \
-        --message-format=json 2>/dev/null |
+        --message-format=json-render-diagnostics |
         python3 -c 'import json,sys
 for l in sys.stdin:
     m = json.loads(l)

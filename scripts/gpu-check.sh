@@ -4,12 +4,15 @@
 # Synthesizes the models it needs, runs the CUDA tests (every type x f32,
 # f16, bf16 against the CPU bit for bit, random blocks, every staging mode,
 # lazy layers, progress and cancel), the GPU forward pass against the CPU's
-# and the stability check on the GPU, GPU generation speed, converts synthesized models of every
-# type on the CPU and on the GPU and compares the files byte for byte,
-# multiplies a loaded weight with cuBLAS, times the first and the second
-# start (kernel compile vs the disk cache), then prints the benchmark
-# report (transfer rates, every kernel, whole-model loads). Everything it
-# prints also goes to $OUT/gpu-report.md.
+# and the stability check on the GPU, GPU generation speed, converts
+# synthesized models of every type on the CPU and on the GPU and compares the
+# files byte for byte, multiplies a loaded weight with cuBLAS, times the first
+# and the second start (kernel compile vs the disk cache), checks the Python
+# package (DLPack into torch and cupy), prints the benchmark report (transfer
+# rates, every kernel, whole-model loads), and last the host CPU's decode
+# rates (issue #13; needs no GPU, so a timeout cuts only that). Everything it
+# prints also goes to $OUT/gpu-report.md; run it with a timeout near 590 s
+# (about 6 minutes expected; QUICK=1 skips the 7B model).
 #
 # Settings: CUDA_LIB (default /usr/local/cuda/targets/x86_64-linux/lib) is
 # put on LD_LIBRARY_PATH; GGUF_LOADER_CUDA_INCLUDE (default
@@ -20,12 +23,20 @@ cd "$(dirname "$0")"
 B=$PWD
 OUT=${OUT:-$(mktemp -d)}
 W=$(mktemp -d)
-export LD_LIBRARY_PATH=${CUDA_LIB:-/usr/local/cuda/targets/x86_64-linux/lib}:${LD_LIBRARY_PATH:-}
+export LD_LIBRARY_PATH=${CUDA_LIB:-/usr/local/cuda/targets/x86_64-linux/lib}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+# Where the toolkit lacks libnvrtc / libcublas: the ones in python3's pip
+# packages (nvidia-cuda-nvrtc, nvidia-cublas), after the toolkit's.
+for d in "$(python3 -c 'import sys; print(sys.prefix)' 2>/dev/null)"/lib/python3*/site-packages/nvidia/{cu13,cuda_nvrtc,cublas}/lib; do
+    [ -d "$d" ] && LD_LIBRARY_PATH=$LD_LIBRARY_PATH:$d
+done
 export GGUF_LOADER_CUDA_INCLUDE=${GGUF_LOADER_CUDA_INCLUDE:-/usr/local/cuda/include}
 export GGUF_LOADER_CUDA_CACHE=$W/kernel-cache GGUF_LOADER_REQUIRE_GPU=1
 mkdir -p "$OUT"
 report=$OUT/gpu-report.md
 exec > >(tee "$report") 2>&1
+tee_pid=$!
+# On any exit: tee writes the last lines before the script ends (bash 5.1+).
+trap 'exec >&- 2>&-; wait $tee_pid 2>/dev/null; rm -rf "$W"' EXIT
 fail=0
 step() { echo; echo "## $*"; }
 check() {
@@ -39,6 +50,10 @@ nvidia-smi --query-gpu=name,memory.total,driver_version,pcie.link.gen.current,pc
 lscpu | grep -E '^(Model name|CPU\(s\)|Flags)' | sed 's/\(Flags:\).*\(avx512[a-z]*\).*/\1 ... \2 .../' | head -3
 grep -o 'avx512[a-z_]*' /proc/cpuinfo | sort -u | tr '\n' ' '; echo
 free -g | head -2
+echo "LD_LIBRARY_PATH=$LD_LIBRARY_PATH"
+for l in libnvrtc.so libcublas.so; do
+    echo "$l: $(for d in ${LD_LIBRARY_PATH//:/ }; do ls "$d"/$l* 2>/dev/null; done | head -1)"
+done
 
 step "first and second start (kernels compiled, then from the disk cache)"
 "$B/gguf-loader" synth --preset tinyllama-1.1b --type q4_0 -o "$W/tinyllama-q4_0.gguf" >/dev/null
@@ -54,17 +69,30 @@ step "CUDA tests (GPU against CPU, bit for bit)"
 check cuda-tests env GGUF_LOADER_MODEL="$W/smollm2-q4_1.gguf" "$B/cuda-tests" --test-threads 1
 
 step "convert on the GPU = convert on the CPU, byte for byte, every type"
+# One output per type, in turn (cuda-tests above has every type x output bit
+# for bit; this is the CLI's path, a process each, so fewer starts).
+converted=0
+outs=(f16 bf16 f32)
+i=0
 for ty in f32 f16 bf16 q4_0 q4_1 q5_0 q5_1 q8_0 q2_k q3_k q4_k q5_k q6_k iq2_xxs iq2_xs iq2_s \
     iq3_xxs iq3_s iq1_s iq1_m iq4_nl iq4_xs tq1_0 tq2_0 mxfp4 nvfp4 q1_0 q2_0; do
     m=$W/tiny-$ty.gguf
+    d=${outs[i % 3]}
+    i=$((i + 1))
     "$B/gguf-loader" synth --preset tiny-test --type "$ty" -o "$m" >/dev/null 2>&1 || { echo "synth $ty: not made"; continue; }
-    for d in f32 f16 bf16; do
-        "$B/gguf-loader" convert "$m" -o "$W/c.gguf" --dtype $d --force >/dev/null 2>&1
-        "$B/gguf-loader" convert "$m" -o "$W/g.gguf" --dtype $d --force --device cuda >/dev/null 2>&1
-        cmp -s "$W/c.gguf" "$W/g.gguf" || { echo "FAIL convert $ty -> $d"; fail=1; }
+    for d in $d; do
+        # No file of an earlier type may be compared if a convert fails.
+        rm -f "$W/c.gguf" "$W/g.gguf"
+        "$B/gguf-loader" convert "$m" -o "$W/c.gguf" --dtype $d --force >/dev/null 2>"$W/err" ||
+            { echo "FAIL convert $ty -> $d on the CPU: $(tail -1 "$W/err")"; fail=1; continue; }
+        "$B/gguf-loader" convert "$m" -o "$W/g.gguf" --dtype $d --force --device cuda >/dev/null 2>"$W/err" ||
+            { echo "FAIL convert $ty -> $d on the GPU: $(tail -1 "$W/err")"; fail=1; continue; }
+        if cmp -s "$W/c.gguf" "$W/g.gguf"; then converted=$((converted + 1)); else echo "FAIL convert $ty -> $d"; fail=1; fi
     done
 done
+echo "$converted conversions (type x output) the same on the GPU as on the CPU"
 for d in f16 bf16 f32; do
+    rm -f "$W/c.gguf" "$W/g.gguf"
     "$B/gguf-loader" convert "$W/smollm2-q4_1.gguf" -o "$W/c.gguf" --dtype $d --force >/dev/null
     "$B/gguf-loader" convert "$W/smollm2-q4_1.gguf" -o "$W/g.gguf" --dtype $d --force --device cuda >/dev/null
     check "convert smollm2-shaped q4_1 -> $d" cmp "$W/c.gguf" "$W/g.gguf"
@@ -73,16 +101,41 @@ done
 step "the forward pass on the GPU against the CPU's; the stability check on the GPU"
 check forward-tests env GGUF_LOADER_MODEL="$W/smollm2-q4_1.gguf" "$B/forward-tests" --test-threads 1 --nocapture
 for d in cpu cuda; do
-    "$B/gguf-loader" generate "$W/tinyllama-q4_0.gguf" --ids --tokens 1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16 -n 64 --device $d >/dev/null
+    "$B/gguf-loader" generate "$W/tinyllama-q4_0.gguf" --ids --tokens 1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16 -n 64 --device $d >"$W/gen-$d.txt" ||
+        { echo "FAIL generate on $d"; fail=1; }
 done
+cmp -s "$W/gen-cpu.txt" "$W/gen-cuda.txt" && echo "the same 64 token ids on cpu and cuda" ||
+    echo "the token ids differ between cpu and cuda (near ties may differ: random weights)"
 
 step "cuBLAS on a loaded weight"
 check cublas "$B/cuda-cublas" "$W/smollm2-q4_1.gguf"
 
 step "lazy on the GPU (time to first layer) against the eager load"
-"$B/gguf-loader" load "$W/tinyllama-q4_0.gguf" --device cuda --lazy
-"$B/gguf-loader" load "$W/tinyllama-q4_0.gguf" --device cuda
-"$B/gguf-loader" load "$W/tinyllama-q4_0.gguf" --device cuda --dtype f32
+check "load --lazy" "$B/gguf-loader" load "$W/tinyllama-q4_0.gguf" --device cuda --lazy
+check load "$B/gguf-loader" load "$W/tinyllama-q4_0.gguf" --device cuda
+check "load --dtype f32" "$B/gguf-loader" load "$W/tinyllama-q4_0.gguf" --device cuda --dtype f32
+
+step "the Python package on the GPU (where this Python has numpy)"
+if python3 -c "import numpy" 2>/dev/null; then
+    if python3 -m pip install --quiet --no-deps --no-index --target "$W/py" "$B"/python/gguf_loader-*.whl; then
+        check python env PYTHONPATH="$W/py" PYTHONUNBUFFERED=1 python3 "$B/python/gpu-python-check.py" \
+            "$W/smollm2-q4_1.gguf" "$W/tinyllama-q4_0.gguf"
+    else
+        echo "FAIL python: the wheel did not install"
+        fail=1
+    fi
+else
+    echo "python3 with numpy: not here; the Python GPU check is owed"
+fi
+
+step benchmarks
+models=("$W/tinyllama-q4_0.gguf")
+if [ "${QUICK:-0}" != 1 ]; then
+    "$B/gguf-loader" synth --preset llama2-7b --type q4_k -o "$W/llama2-7b-q4_k.gguf" >/dev/null
+    models+=("$W/llama2-7b-q4_k.gguf")
+fi
+quick=(); [ "${QUICK:-0}" = 1 ] && quick=(--quick)
+check cuda-bench "$B/cuda-bench" "${quick[@]}" "${models[@]}"
 
 step "CPU decode on this host (issue #13): every type, one thread and all threads, f16 out, against memcpy"
 grep -q avx512f /proc/cpuinfo && echo "AVX-512: present (the kernels are AVX2; an AVX-512 path is owed a measurement here)" || echo "AVX-512: absent"
@@ -95,25 +148,6 @@ for ty in q4_0 q4_1 q5_0 q5_1 q8_0 q2_k q3_k q4_k q5_k q6_k iq2_xxs iq2_xs iq2_s
     rm -f "$m"
 done
 
-step "the Python package on the GPU (where this Python has numpy)"
-if python3 -c "import numpy" 2>/dev/null; then
-    python3 -m pip install --quiet --no-deps --no-index --target "$W/py" "$B"/python/gguf_loader-*.whl &&
-        check python env PYTHONPATH="$W/py" python3 "$B/python/gpu-python-check.py" \
-            "$W/smollm2-q4_1.gguf" "$W/tinyllama-q4_0.gguf"
-else
-    echo "python3 with numpy: not here; the Python GPU check is owed"
-fi
-
-step benchmarks
-models=("$W/tinyllama-q4_0.gguf")
-if [ "${QUICK:-0}" != 1 ]; then
-    "$B/gguf-loader" synth --preset llama2-7b --type q4_k -o "$W/llama2-7b-q4_k.gguf" >/dev/null
-    models+=("$W/llama2-7b-q4_k.gguf")
-fi
-quick=(); [ "${QUICK:-0}" = 1 ] && quick=(--quick)
-"$B/cuda-bench" "${quick[@]}" "${models[@]}"
-
 step "result"
 if [ $fail = 0 ]; then echo "ALL PASSED"; else echo "SOME CHECKS FAILED"; fi
-rm -rf "$W"
 exit $fail

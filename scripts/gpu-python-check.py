@@ -10,6 +10,7 @@ is timed against the CPU's.
 
 import sys
 import time
+import traceback
 
 import numpy as np
 
@@ -28,7 +29,7 @@ def bits(a):
     return np.ascontiguousarray(a).view(np.uint8)
 
 
-for path in sys.argv[1:]:
+def check_file(path):
     f = gguf_loader.open(path)
     print(f"## {path}: {len(f.tensors)} tensors")
     for dtype in ("float16", "float32", "bfloat16"):
@@ -50,15 +51,19 @@ for path in sys.argv[1:]:
     for lib in ("torch", "cupy"):
         try:
             mod = __import__(lib)
-        except ImportError:
-            print(f"{lib}: not installed, DLPack not checked with it")
+        except ImportError as e:
+            print(f"{lib}: not importable ({e}), DLPack not checked with it")
             continue
-        gpu = f.load("float16", device="cuda:0")
-        ok = True
-        for n, t in gpu.items():
-            x = mod.from_dlpack(t)
-            host = x.cpu().numpy() if lib == "torch" else mod.asnumpy(x)
-            ok &= np.array_equal(host, cpu[n])
+        try:
+            gpu = f.load("float16", device="cuda:0")
+            ok = True
+            for n, t in gpu.items():
+                x = mod.from_dlpack(t)
+                host = x.cpu().numpy() if lib == "torch" else mod.asnumpy(x)
+                ok &= np.array_equal(host, cpu[n])
+        except Exception as e:
+            print(f"{lib}: {type(e).__name__}: {e}")
+            ok = False
         check(f"python DLPack into {lib}", ok)
     times = {}
     for device in ("cpu", "cuda:0"):
@@ -73,6 +78,15 @@ for path in sys.argv[1:]:
         f"python load float16: cpu {times['cpu'] * 1e3:.1f} ms, cuda:0 {times['cuda:0'] * 1e3:.1f} ms "
         f"(median of 5, first call included in neither: warm-up above)"
     )
+
+
+for path in sys.argv[1:]:
+    # An exception fails this file's check and lets the next file's run.
+    try:
+        check_file(path)
+    except Exception:
+        traceback.print_exc()
+        check(f"python {path}: no exception", False)
 
 print("ALL PASSED" if not failed else "SOME CHECKS FAILED")
 sys.exit(1 if failed else 0)

@@ -13,6 +13,8 @@
 
 use rayon::prelude::*;
 
+use gguf_loader::ElementKind;
+
 use super::ops::WeightElement;
 
 /// Weight rows per kernel call.
@@ -91,18 +93,36 @@ impl Kernel {
     /// and the `n` rows of `x`.
     fn rows<T: WeightElement>(self, w: &[T], cols: usize, x: &[f32], n: usize, out: &mut [f32]) {
         let nr = w.len() / cols;
+        // With several inputs (prompt processing) each tile's weight rows are
+        // widened to f32 once and meet every input from there: the same
+        // products in the same order, and 1.15-1.25x faster, since the f32
+        // kernel keeps its twelve sums, three inputs and one weight vector
+        // in the sixteen registers where converting in the loop spills a sum.
+        let widen = n > 1 && self != Kernel::Portable && T::KIND != ElementKind::F32;
+        let mut wide = if widen {
+            vec![0f32; R * cols]
+        } else {
+            Vec::new()
+        };
         for t0 in (0..n).step_by(T_BLOCK) {
             let tn = T_BLOCK.min(n - t0);
             let mut r = 0;
             while r < nr {
                 let rn = if nr - r >= R { R } else { 1 };
+                let wb = &w[r * cols..(r + rn) * cols];
+                if widen {
+                    T::widen(wb, &mut wide[..rn * cols]);
+                }
                 let mut t = t0;
                 while t < t0 + tn {
                     let cn = C.min(t0 + tn - t);
-                    let wb = &w[r * cols..(r + rn) * cols];
                     let xb = &x[t * cols..(t + cn) * cols];
                     let mut acc = [[0f32; C]; R];
-                    self.block(wb, xb, cols, &mut acc);
+                    if widen {
+                        self.block(&wide[..rn * cols], xb, cols, &mut acc);
+                    } else {
+                        self.block(wb, xb, cols, &mut acc);
+                    }
                     for (i, a) in acc.iter().enumerate().take(rn) {
                         out[(r + i) * n + t..][..cn].copy_from_slice(&a[..cn]);
                     }
@@ -331,6 +351,32 @@ mod tests {
                 &naive(&wr, rows, cols, &x, n),
                 "f16",
             );
+        }
+    }
+
+    /// Several inputs at once (their tiles' weights widened to f32 first)
+    /// give each input's one-at-a-time products bit for bit: prompt
+    /// processing and generation sum in the same order.
+    #[test]
+    fn many_inputs_equal_one_at_a_time_bit_for_bit() {
+        let (rows, cols) = (70, 333);
+        let w: Vec<f16> = (0..rows * cols)
+            .map(|i| f16::from_f32(((i * 7919 % 1009) as f32 - 504.0) / 97.0))
+            .collect();
+        let n = 7;
+        let x: Vec<f32> = (0..n * cols)
+            .map(|i| ((i * 31 % 67) as f32 - 33.0) / 9.0)
+            .collect();
+        let all = matmul(&w, rows, cols, &x, n);
+        for t in 0..n {
+            let one = matmul(&w, rows, cols, &x[t * cols..(t + 1) * cols], 1);
+            for r in 0..rows {
+                assert_eq!(
+                    all[t * rows + r].to_bits(),
+                    one[r].to_bits(),
+                    "input {t} row {r}"
+                );
+            }
         }
     }
 

@@ -60,10 +60,15 @@ pub(crate) fn matmul<T: WeightElement>(
     if n == 1 {
         return yt;
     }
+    // Transposed in bands of 64 rows, whose n-long lines stay in the L1
+    // cache while each input's 64 outputs are written.
     let mut y = vec![0f32; n * rows];
-    for (r, src) in yt.chunks_exact(n).enumerate() {
-        for (t, &v) in src.iter().enumerate() {
-            y[t * rows + r] = v;
+    for (b, band) in yt.chunks(64 * n).enumerate() {
+        for t in 0..n {
+            let dst = &mut y[t * rows + b * 64..][..band.len() / n];
+            for (d, src) in dst.iter_mut().zip(band.chunks_exact(n)) {
+                *d = src[t];
+            }
         }
     }
     y
@@ -104,7 +109,11 @@ impl Kernel {
                 static WIDE: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
             }
             return WIDE.with_borrow_mut(|wide| {
-                wide.resize(w.len(), 0.0);
+                // Grown, never shrunk: every chunk's values are written.
+                if wide.len() < w.len() {
+                    wide.resize(w.len(), 0.0);
+                }
+                let wide = &mut wide[..w.len()];
                 // SAFETY: `detect` saw AVX2 and F16C on this CPU.
                 unsafe { x86::widen(w, wide) };
                 self.tiles(wide, cols, x, n, out);

@@ -880,22 +880,63 @@ fn attention(
     // (llama.cpp folds gemma3's scale into the queries: the same product.)
     let scale = c.attn_scale;
     let mut out = vec![0f32; n * q_dim];
+    // One query row and head: the scores against every key in its span,
+    // their softmax, the weighted sum of the values into `o`.
+    #[inline(always)]
+    fn one(
+        q: &[f32],
+        k: &[f32],
+        v: &[f32],
+        o: &mut [f32],
+        span: std::ops::RangeInclusive<usize>,
+        kv_dim: usize,
+        scale: f32,
+    ) {
+        let hd = o.len();
+        // Queries meet the f16 keys as f16, as in llama.cpp.
+        let mut qh = q.to_vec();
+        <f16 as WeightElement>::round_inputs(&mut qh);
+        let mut scores: Vec<f32> = span
+            .clone()
+            .map(|j| ops::dot(&qh, &k[j * kv_dim..][..hd]) * scale)
+            .collect();
+        softmax(&mut scores);
+        for (j, p) in span.zip(&scores) {
+            let vj = &v[j * kv_dim..][..hd];
+            o.iter_mut().zip(vj).for_each(|(a, b)| *a += p * b);
+        }
+    }
+    // The same code compiled for AVX2 where the CPU has it: wider vectors,
+    // the same operations in the same order (nothing is fused), so the
+    // same bits.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    fn one_avx2(
+        q: &[f32],
+        k: &[f32],
+        v: &[f32],
+        o: &mut [f32],
+        span: std::ops::RangeInclusive<usize>,
+        kv_dim: usize,
+        scale: f32,
+    ) {
+        one(q, k, v, o, span, kv_dim, scale)
+    }
+    #[cfg(target_arch = "x86_64")]
+    let avx2 = is_x86_feature_detected!("avx2");
     out.par_chunks_mut(hd).enumerate().for_each(|(idx, o)| {
         let (i, h) = (idx / c.n_head, idx % c.n_head);
         let pos = start + i;
         let lo = window.map_or(0, |w| (pos + 1).saturating_sub(w));
-        // Queries meet the f16 keys as f16, as in llama.cpp.
-        let mut qh = q[i * q_dim + h * hd..][..hd].to_vec();
-        <f16 as WeightElement>::round_inputs(&mut qh);
-        let kvh = h / group;
-        let mut scores: Vec<f32> = (lo..=pos)
-            .map(|j| ops::dot(&qh, &k[j * kv_dim + kvh * hd..][..hd]) * scale)
-            .collect();
-        softmax(&mut scores);
-        for (j, p) in (lo..=pos).zip(&scores) {
-            let vj = &v[j * kv_dim + kvh * hd..][..hd];
-            o.iter_mut().zip(vj).for_each(|(a, b)| *a += p * b);
+        let qh = &q[i * q_dim + h * hd..][..hd];
+        let kvh = (h / group) * hd;
+        let (k, v) = (&k[kvh..], &v[kvh..]);
+        #[cfg(target_arch = "x86_64")]
+        if avx2 {
+            // SAFETY: the CPU has AVX2 (detected above).
+            return unsafe { one_avx2(qh, k, v, o, lo..=pos, kv_dim, scale) };
         }
+        one(qh, k, v, o, lo..=pos, kv_dim, scale)
     });
     out
 }

@@ -81,6 +81,7 @@ impl WeightElement for f16 {
 }
 
 /// Dot product in f32 with 16 independent partial sums (vectorizable).
+#[inline(always)]
 pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
     let mut acc = [0f32; 16];
     let ca = a.chunks_exact(16);
@@ -178,6 +179,7 @@ pub(crate) fn gelu(x: f32) -> f32 {
 }
 
 /// Softmax in place (max subtracted first).
+#[inline(always)]
 pub(crate) fn softmax(x: &mut [f32]) {
     let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     let mut sum = 0f64;

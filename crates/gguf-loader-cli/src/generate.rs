@@ -114,6 +114,16 @@ impl Text {
             return Err("--prompt needs the tokenizer; without --ids".into());
         };
         if chat {
+            if tok.chat_template().is_none() {
+                let built_in = if chat::template_of(tok) == chat::GEMMA {
+                    "Gemma's turn format"
+                } else {
+                    "ChatML"
+                };
+                eprintln!(
+                    "gguf-loader: the file has no tokenizer.chat_template: --chat uses {built_in}, as llama.cpp does"
+                );
+            }
             let text = chat::render(tok, &[chat::Message::new("user", prompt)], true)
                 .map_err(|e| CliError::Message(format!("--chat: {e}")))?;
             return Ok(tok.encode(&text, chat::add_special(tok, &text), true));

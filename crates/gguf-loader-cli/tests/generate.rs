@@ -94,3 +94,34 @@ fn sampling_repeats_with_a_seed_and_bad_requests_are_refused() {
         .args(["--ids", "--tokens", "1"]));
     assert!(r.err().contains("directory"), "{}", r.stderr);
 }
+
+/// `--chat` renders the file's template (SmolLM2-Instruct's, and the model
+/// answers), or says which built-in turn format it uses where the file has
+/// none (the Gemma-3 base model).
+#[test]
+fn chat_uses_the_files_template_or_says_which_it_falls_back_to() {
+    if let Some(model) = common::model_path() {
+        let r = run(cli().arg("generate").arg(&model).args([
+            "--chat",
+            "--prompt",
+            "What is the capital of France?",
+            "-n",
+            "12",
+        ]));
+        assert!(r.ok().contains("Paris"), "{}", r.stdout);
+        assert!(!r.stderr.contains("chat_template"), "{}", r.stderr);
+    }
+    if let Some(gemma) = common::gemma_path() {
+        let r = run(cli()
+            .arg("generate")
+            .arg(&gemma)
+            .args(["--chat", "--prompt", "Hi", "-n", "2"]));
+        r.ok();
+        assert!(
+            r.stderr.contains("no tokenizer.chat_template")
+                && r.stderr.contains("Gemma's turn format"),
+            "{}",
+            r.stderr
+        );
+    }
+}

@@ -880,29 +880,32 @@ fn attention(
     // (llama.cpp folds gemma3's scale into the queries: the same product.)
     let scale = c.attn_scale;
     let mut out = vec![0f32; n * q_dim];
-    // One query row and head: the scores against every key in its span,
-    // their softmax, the weighted sum of the values into `o`.
-    #[inline(always)]
-    fn one(
-        q: &[f32],
-        k: &[f32],
-        v: &[f32],
-        o: &mut [f32],
+    /// One query row and head: its query, the keys and values from its KV
+    /// head on (rows `kv_dim` apart), the positions it sees.
+    struct Head<'a> {
+        q: &'a [f32],
+        k: &'a [f32],
+        v: &'a [f32],
         span: std::ops::RangeInclusive<usize>,
         kv_dim: usize,
         scale: f32,
-    ) {
+    }
+    // The scores against every key in the span, their softmax, the
+    // weighted sum of the values into `o`.
+    #[inline(always)]
+    fn one(h: Head<'_>, o: &mut [f32]) {
         let hd = o.len();
         // Queries meet the f16 keys as f16, as in llama.cpp.
-        let mut qh = q.to_vec();
+        let mut qh = h.q.to_vec();
         <f16 as WeightElement>::round_inputs(&mut qh);
-        let mut scores: Vec<f32> = span
+        let mut scores: Vec<f32> = h
+            .span
             .clone()
-            .map(|j| ops::dot(&qh, &k[j * kv_dim..][..hd]) * scale)
+            .map(|j| ops::dot(&qh, &h.k[j * h.kv_dim..][..hd]) * h.scale)
             .collect();
         softmax(&mut scores);
-        for (j, p) in span.zip(&scores) {
-            let vj = &v[j * kv_dim..][..hd];
+        for (j, p) in h.span.zip(&scores) {
+            let vj = &h.v[j * h.kv_dim..][..hd];
             o.iter_mut().zip(vj).for_each(|(a, b)| *a += p * b);
         }
     }
@@ -911,16 +914,8 @@ fn attention(
     // same bits.
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2")]
-    fn one_avx2(
-        q: &[f32],
-        k: &[f32],
-        v: &[f32],
-        o: &mut [f32],
-        span: std::ops::RangeInclusive<usize>,
-        kv_dim: usize,
-        scale: f32,
-    ) {
-        one(q, k, v, o, span, kv_dim, scale)
+    fn one_avx2(h: Head<'_>, o: &mut [f32]) {
+        one(h, o)
     }
     #[cfg(target_arch = "x86_64")]
     let avx2 = is_x86_feature_detected!("avx2");
@@ -928,15 +923,21 @@ fn attention(
         let (i, h) = (idx / c.n_head, idx % c.n_head);
         let pos = start + i;
         let lo = window.map_or(0, |w| (pos + 1).saturating_sub(w));
-        let qh = &q[i * q_dim + h * hd..][..hd];
         let kvh = (h / group) * hd;
-        let (k, v) = (&k[kvh..], &v[kvh..]);
+        let head = Head {
+            q: &q[i * q_dim + h * hd..][..hd],
+            k: &k[kvh..],
+            v: &v[kvh..],
+            span: lo..=pos,
+            kv_dim,
+            scale,
+        };
         #[cfg(target_arch = "x86_64")]
         if avx2 {
             // SAFETY: the CPU has AVX2 (detected above).
-            return unsafe { one_avx2(qh, k, v, o, lo..=pos, kv_dim, scale) };
+            return unsafe { one_avx2(head, o) };
         }
-        one(qh, k, v, o, lo..=pos, kv_dim, scale)
+        one(head, o)
     });
     out
 }

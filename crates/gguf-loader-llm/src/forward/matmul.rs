@@ -98,11 +98,11 @@ impl Kernel {
     /// and the `n` rows of `x`.
     fn rows<T: WeightElement>(self, w: &[T], cols: usize, x: &[f32], n: usize, out: &mut [f32]) {
         // With several inputs (prompt processing) f16 weights are widened
-        // to f32 once, into this thread's buffer, and meet every input from
-        // there: the same products in the same order, and faster, since the
-        // f32 kernel keeps its twelve sums, three inputs and one weight
-        // vector in the sixteen registers where converting in the loop
-        // spills a sum.
+        // to f32 once (`WeightElement::widen`), into this thread's buffer,
+        // and meet every input from there: the same products in the same
+        // order, and faster, since the f32 kernel keeps its twelve sums,
+        // three inputs and one weight vector in the sixteen registers where
+        // converting in the loop spills a sum.
         #[cfg(target_arch = "x86_64")]
         if n > 1 && self == Kernel::Avx2 && T::KIND != ElementKind::F32 {
             thread_local! {
@@ -114,8 +114,7 @@ impl Kernel {
                     wide.resize(w.len(), 0.0);
                 }
                 let wide = &mut wide[..w.len()];
-                // SAFETY: `detect` saw AVX2 and F16C on this CPU.
-                unsafe { x86::widen(w, wide) };
+                T::widen(w, wide);
                 self.tiles(wide, cols, x, n, out);
             });
         }
@@ -273,24 +272,6 @@ mod x86 {
                 let sum = _mm_cvtss_f32(_mm_hadd_ps(h, h)) as f64;
                 acc[i][j] = super::tail(sum, &w[i * cols..][..cols], &x[j * cols..][..cols], body);
             }
-        }
-    }
-
-    /// `dst = src` widened to f32 (`dst` as long as `src`), eight at a time.
-    ///
-    /// # Safety
-    /// The CPU has AVX2 and F16C.
-    #[target_feature(enable = "avx2,f16c")]
-    pub(super) unsafe fn widen<T: WeightElement>(src: &[T], dst: &mut [f32]) {
-        assert_eq!(src.len(), dst.len());
-        let body = src.len() - src.len() % LANES;
-        for k in (0..body).step_by(LANES) {
-            // SAFETY: k + 8 <= body <= both lengths; this function has the
-            // features `load8` needs.
-            unsafe { _mm256_storeu_ps(dst.as_mut_ptr().add(k), T::load8(src.as_ptr().add(k))) };
-        }
-        for (d, s) in dst[body..].iter_mut().zip(&src[body..]) {
-            *d = s.to_f32();
         }
     }
 

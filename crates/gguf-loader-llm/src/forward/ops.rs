@@ -70,6 +70,20 @@ impl WeightElement for f32 {
 
 impl WeightElement for f16 {
     fn widen(src: &[f16], dst: &mut [f32]) {
+        // gguf-loader's F16 decoder (AVX2 + F16C or NEON where the CPU has
+        // them) with ordinary stores: the caller reads the values at once.
+        // It reads little-endian bytes, which an f16 slice is only there.
+        #[cfg(target_endian = "little")]
+        if gguf_loader::dequantize_into_with(
+            gguf_loader::GgmlType::F16,
+            bytemuck::cast_slice(src),
+            dst,
+            gguf_loader::Stores::Cached,
+        )
+        .is_ok()
+        {
+            return;
+        }
         src.convert_to_f32_slice(dst);
     }
 

@@ -4,7 +4,8 @@
 # the workspace, then the Python package's (pytest; also on CPython 3.9 and 3.13
 # where installed), then the `cuda` build's tests (on a machine without a GPU
 # they compile every kernel with NVRTC fetched from PyPI and check that a GPU
-# load is one clear error; scripts/gpu-check.sh runs them on a GPU).
+# load is one clear error; scripts/gpu-check.sh runs them on a GPU), and the
+# GPU loads' host code against a stand-in for the driver library.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python3 -m pip install --quiet --disable-pip-version-check -r scripts/requirements.txt
@@ -25,3 +26,5 @@ export LD_LIBRARY_PATH="$nvrtc${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" GGUF_LOADER
 cargo test --release -p gguf-loader --features cuda --lib --test cuda "$@"
 cargo test --release -p gguf-loader-cli --features cuda --test device "$@"
 cargo test --release -p gguf-loader-llm --features cuda --lib --test forward_cuda "$@"
+# The GPU loads' host code against a stand-in for the driver (no GPU needed).
+scripts/test-fake-gpu.sh "$@"

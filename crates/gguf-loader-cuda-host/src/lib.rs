@@ -121,6 +121,100 @@ pub fn kernel_symbols() -> impl Iterator<Item = &'static str> {
     KERNELS.iter().map(|(name, _)| *name)
 }
 
+/// The memory one kernel run may touch: it reads `src_len` bytes from
+/// `src` and writes `dst_len` bytes from `dst`.
+#[derive(Debug, Clone, Copy)]
+pub struct Bounds {
+    /// The kernel's input pointer (its first argument).
+    pub src: *const u8,
+    /// Readable bytes from `src`.
+    pub src_len: usize,
+    /// The kernel's output pointer (its second argument).
+    pub dst: *mut c_void,
+    /// Writable bytes from `dst`.
+    pub dst_len: usize,
+}
+
+/// A kernel of this crate, by symbol.
+#[derive(Clone, Copy)]
+pub struct HostKernel {
+    name: &'static str,
+    f: Kernel,
+}
+
+impl std::fmt::Debug for HostKernel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name)
+    }
+}
+
+impl HostKernel {
+    /// The kernel named `symbol` (e.g. `gl_q4_0_to_f16`), if the source
+    /// has it.
+    pub fn find(symbol: &str) -> Option<HostKernel> {
+        KERNELS
+            .iter()
+            .find(|(n, _)| *n == symbol)
+            .map(|&(name, f)| HostKernel { name, f })
+    }
+
+    /// Its symbol.
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
+    /// Runs the kernel with the decode ABI's arguments `(bounds.src,
+    /// bounds.dst, n_blocks)` once for every (block, thread) of `launch`,
+    /// on one host thread. Errs with [`HostError::Fault`] where it read or
+    /// wrote outside `bounds` or misaligned (the faulting access is
+    /// skipped), or [`HostError::EmptyLaunch`].
+    ///
+    /// # Safety
+    /// `bounds` describes memory that is live for the call: `src_len`
+    /// readable bytes at `src` and `dst_len` writable bytes at `dst`, which
+    /// nothing else writes (or, for `src`, writes) meanwhile.
+    pub unsafe fn run(
+        self,
+        bounds: Bounds,
+        n_blocks: u64,
+        launch: Launch,
+    ) -> Result<(), HostError> {
+        if launch.grid == 0 || launch.block == 0 {
+            return Err(HostError::EmptyLaunch);
+        }
+        // SAFETY: the caller's.
+        match unsafe { run_kernel(self.f, bounds, n_blocks, launch) } {
+            0 => Ok(()),
+            code => Err(HostError::Fault {
+                kernel: self.name.to_string(),
+                code,
+            }),
+        }
+    }
+}
+
+/// Runs `kernel` over the emulated grid `launch` within `bounds`; the
+/// fault code (0: none).
+///
+/// # Safety
+/// As [`HostKernel::run`].
+unsafe fn run_kernel(kernel: Kernel, b: Bounds, n_blocks: u64, launch: Launch) -> i32 {
+    // SAFETY: the bounds are the caller's live buffers; the kernel reads
+    // and writes only through the bounds-checked accessors of the host
+    // build, which skip (and record) any access outside them, so it
+    // touches nothing else whatever its arguments.
+    unsafe {
+        gl_host_set_bounds(b.src, b.src_len as u64, b.dst, b.dst_len as u64);
+        for blk in 0..launch.grid {
+            for t in 0..launch.block {
+                gl_host_set_index(blk, t, launch.block, launch.grid);
+                kernel(b.src, b.dst, n_blocks);
+            }
+        }
+        gl_host_take_fault()
+    }
+}
+
 /// A zeroed buffer of `len` bytes whose start is [`ALIGN`]-aligned.
 struct Aligned {
     buf: Vec<u8>,
@@ -164,11 +258,7 @@ pub fn decode_with<T: Element>(
     launch: Launch,
 ) -> Result<(), HostError> {
     let name = cuda_kernels::kernel_name(ty, T::KIND);
-    let kernel = KERNELS
-        .iter()
-        .find(|(n, _)| *n == name)
-        .map(|(_, k)| *k)
-        .ok_or_else(|| HostError::NoKernel(name.clone()))?;
+    let kernel = HostKernel::find(&name).ok_or_else(|| HostError::NoKernel(name.clone()))?;
     let type_size = ty.type_size() as usize;
     let n_blocks = src.len() / type_size;
     if src.len() % type_size != 0 || n_blocks * ty.block_size() as usize != out.len() {
@@ -178,37 +268,21 @@ pub fn decode_with<T: Element>(
             dst: out.len(),
         });
     }
-    if launch.grid == 0 || launch.block == 0 {
-        return Err(HostError::EmptyLaunch);
-    }
     let mut input = Aligned::new(src.len(), 0);
     input.bytes_mut().copy_from_slice(src);
     let out_bytes = std::mem::size_of_val(out);
     let mut output = Aligned::new(out_bytes + GUARD, 0xA5);
     let dst = output.bytes_mut().as_mut_ptr().cast::<c_void>();
     let src_ptr = input.bytes().as_ptr();
-    // SAFETY: the bounds cover exactly the two live buffers above, which
-    // outlive the calls; the kernel reads `n_blocks` whole blocks from
-    // `src_ptr` (`src.len()` bytes) and writes `out.len()` values of
-    // `T::KIND` (`out_bytes` bytes) to `dst`, both 256-byte aligned as the
-    // ABI requires; a kernel that strays is caught by the bounds checks,
-    // which make it touch nothing outside the buffers.
-    let fault = unsafe {
-        gl_host_set_bounds(src_ptr, src.len() as u64, dst, out_bytes as u64);
-        for b in 0..launch.grid {
-            for t in 0..launch.block {
-                gl_host_set_index(b, t, launch.block, launch.grid);
-                kernel(src_ptr, dst, n_blocks as u64);
-            }
-        }
-        gl_host_take_fault()
+    let bounds = Bounds {
+        src: src_ptr,
+        src_len: src.len(),
+        dst,
+        dst_len: out_bytes,
     };
-    if fault != 0 {
-        return Err(HostError::Fault {
-            kernel: name,
-            code: fault,
-        });
-    }
+    // SAFETY: the bounds are exactly the two live buffers above, which
+    // outlive the call and which nothing else touches.
+    unsafe { kernel.run(bounds, n_blocks as u64, launch) }?;
     if output.bytes()[out_bytes..].iter().any(|&b| b != 0xA5) {
         return Err(HostError::Guard(name));
     }

@@ -2,6 +2,7 @@
 every output type and both modes; `load` shares one buffer, reports
 progress, cancels on request and on Ctrl-C, and releases the GIL."""
 
+import ctypes
 import json
 import os
 import signal
@@ -266,6 +267,82 @@ def test_gil_is_released(gemma):
     assert ticks > 10
 
 
+class _DLDevice(ctypes.Structure):
+    _fields_ = [("device_type", ctypes.c_int32), ("device_id", ctypes.c_int32)]
+
+
+class _DLDataType(ctypes.Structure):
+    _fields_ = [("code", ctypes.c_uint8), ("bits", ctypes.c_uint8), ("lanes", ctypes.c_uint16)]
+
+
+class _DLTensor(ctypes.Structure):
+    _fields_ = [
+        ("data", ctypes.c_void_p),
+        ("device", _DLDevice),
+        ("ndim", ctypes.c_int32),
+        ("dtype", _DLDataType),
+        ("shape", ctypes.POINTER(ctypes.c_int64)),
+        ("strides", ctypes.POINTER(ctypes.c_int64)),
+        ("byte_offset", ctypes.c_uint64),
+    ]
+
+
+class _DLManagedTensor(ctypes.Structure):
+    pass
+
+
+_DLManagedTensor._fields_ = [
+    ("dl_tensor", _DLTensor),
+    ("manager_ctx", ctypes.c_void_p),
+    ("deleter", ctypes.CFUNCTYPE(None, ctypes.POINTER(_DLManagedTensor))),
+]
+
+
+def dlpack_consume_on_gpu(t):
+    """What a DLPack consumer such as torch does with a GPU tensor, through
+    ctypes and the CUDA driver (so it runs where torch is not installed):
+    takes the capsule, checks device, dtype, shape and strides, copies the
+    device bytes to the host in the primary context, renames the capsule
+    used and calls its deleter. The host bytes, as a numpy array of t's
+    dtype and shape."""
+    api = ctypes.pythonapi
+    api.PyCapsule_GetPointer.restype = ctypes.c_void_p
+    api.PyCapsule_GetPointer.argtypes = [ctypes.py_object, ctypes.c_char_p]
+    api.PyCapsule_SetName.argtypes = [ctypes.py_object, ctypes.c_char_p]
+    cap = t.__dlpack__(stream=None)
+    managed = ctypes.cast(
+        api.PyCapsule_GetPointer(cap, b"dltensor"), ctypes.POINTER(_DLManagedTensor)
+    )
+    dl = managed.contents.dl_tensor
+    assert (dl.device.device_type, dl.device.device_id) == (2, 0)
+    shape = tuple(dl.shape[i] for i in range(dl.ndim))
+    assert shape == tuple(t.shape)
+    dtype = {(2, 16): np.float16, (2, 32): np.float32, (4, 16): np.uint16}[(dl.dtype.code, dl.dtype.bits)]
+    assert dl.dtype.lanes == 1
+    if dl.strides:
+        row_major = [int(np.prod(shape[i + 1 :], dtype=np.int64)) for i in range(dl.ndim)]
+        assert [dl.strides[i] for i in range(dl.ndim)] == row_major
+    out = np.empty(shape, dtype)
+    cuda = ctypes.CDLL("libcuda.so.1")
+    ctx = ctypes.c_void_p()
+    assert cuda.cuDevicePrimaryCtxRetain(ctypes.byref(ctx), 0) == 0
+    assert cuda.cuCtxPushCurrent_v2(ctx) == 0
+    try:
+        if out.nbytes:
+            rc = cuda.cuMemcpyDtoH_v2(
+                out.ctypes.data_as(ctypes.c_void_p),
+                ctypes.c_uint64(dl.data + dl.byte_offset),
+                ctypes.c_size_t(out.nbytes),
+            )
+            assert rc == 0, f"cuMemcpyDtoH: {rc}"
+    finally:
+        cuda.cuCtxPopCurrent_v2(ctypes.byref(ctypes.c_void_p()))
+        cuda.cuDevicePrimaryCtxRelease_v2(0)
+    api.PyCapsule_SetName(cap, b"used_dltensor")
+    managed.contents.deleter(managed)
+    return out
+
+
 def test_gpu_load(smollm2):
     """On a GPU: equal to the CPU, and handed over by DLPack. Elsewhere: one
     clear RuntimeError."""
@@ -280,6 +357,9 @@ def test_gpu_load(smollm2):
         return
     for name, t in got.items():
         assert t.device == "cuda:0" and t.__dlpack_device__() == (2, 0)
+        assert np.array_equal(t.numpy(), f.tensor(name)), name
+        assert np.array_equal(dlpack_consume_on_gpu(t), f.tensor(name)), name
+        # The tensor outlives the consumer's deleter.
         assert np.array_equal(t.numpy(), f.tensor(name)), name
         try:
             import torch

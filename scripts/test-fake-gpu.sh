@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# The GPU paths' host code run against crates/gguf-loader-fake-cuda, a
+# stand-in for the NVIDIA driver library that runs the decode kernels' host
+# build on the CPU, asynchronously (a thread per stream, random delays), and
+# checks every pointer, size and alignment the host code hands it; the kernels
+# are compiled by the real NVRTC (fetched from PyPI). No GPU needed. It covers
+# the library's GPU loads (every type and output, the real models, every
+# staging mode, registration refused, lazy, progress, cancel), the CLI's
+# --device cuda, and the Python package's GPU loads and DLPack capsules; not
+# the forward pass (it needs cuBLAS). scripts/gpu-check.sh runs the same tests
+# on a GPU. Expects the models in GGUF_LOADER_MODEL / GGUF_LOADER_GEMMA and
+# the Python package installed (scripts/test.sh does both).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+nvrtc="$(scripts/fetch-nvrtc.sh)"
+cargo build --release -p gguf-loader-fake-cuda
+target="$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')"
+fake="$target/fake-cuda"
+mkdir -p "$fake"
+cp "$target/release/libgl_fake_cuda.so" "$fake/libcuda.so"
+ln -sf libcuda.so "$fake/libcuda.so.1"
+# The kernels go to a cache of this run's own: the first load compiles them,
+# the others read the cache, so both paths run.
+cache="$(mktemp -d)"
+trap 'rm -rf "$cache"' EXIT
+export LD_LIBRARY_PATH="$fake:$nvrtc${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+export GGUF_LOADER_REQUIRE_GPU=1 GGUF_LOADER_CUDA_CACHE="$cache"
+cargo test --release -p gguf-loader --features cuda --test cuda "$@"
+# A driver that cannot register host memory: --staging register falls back.
+GL_FAKE_CUDA_REGISTER=0 cargo test --release -p gguf-loader --features cuda --test cuda "$@" every_type
+cargo test --release -p gguf-loader-cli --features cuda --test device "$@"
+python3 -m pytest -q crates/gguf-loader-py/tests/test_load.py -k gpu
+python3 scripts/gpu-python-check.py "$GGUF_LOADER_MODEL" "$GGUF_LOADER_GEMMA"

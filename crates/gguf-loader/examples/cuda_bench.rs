@@ -265,7 +265,7 @@ fn main() -> Res<()> {
         let (free1, _) = g.memory()?;
         let vram = free0.saturating_sub(free1);
         drop(m);
-        println!("\nVRAM for the model: {:.0} MB (f16 bytes {:.0} MB, +{:.1}%); host anon memory beyond the start: {:.0} MB",
+        println!("\nVRAM for the model: {:.0} MB (f16 bytes {:.0} MB, {:+.1}%); host anon memory beyond the start: {:.0} MB",
             vram as f64 / 1e6, f16_bytes as f64 / 1e6, 100.0 * (vram as f64 / f16_bytes as f64 - 1.0), peak.saturating_sub(anon0) as f64 / 1e6);
 
         // The CPU path: decode with every thread, then upload f16 (pageable).

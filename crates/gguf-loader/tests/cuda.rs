@@ -17,8 +17,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use common::Lcg;
 use gguf_loader::{
-    bf16, cuda_setup, f16, Device, Element, ElementKind, Error, GgmlType, GgufWriter, GpuStaging,
-    LazyModel, LoadMode, LoadOptions, MmapGGUFLoader, Model, Prefetch, Progress, Tensor,
+    bf16, cuda_memory, cuda_setup, f16, Device, Element, ElementKind, Error, GgmlType, GgufWriter,
+    GpuStaging, LazyModel, LoadMode, LoadOptions, MmapGGUFLoader, Model, Prefetch, Progress,
+    Tensor,
 };
 
 const GPU: Device = Device::Cuda(0);
@@ -283,4 +284,19 @@ fn progress_cancel_and_tensor_handles() {
     assert_eq!(c.device(), GPU);
     let host = c.into_vec();
     assert_eq!(host.len(), t.len());
+
+    // VRAM: a dropped model's memory counts as free again (its frees are
+    // stream-ordered; `cuda_memory` waits for them).
+    let bytes: usize = model.tensors().map(|(_, t)| t.len() * 2).sum();
+    drop(model);
+    let (free_a, total) = cuda_memory(0).unwrap();
+    let model = loader.load_model::<f16>(GPU).unwrap();
+    let (free_b, _) = cuda_memory(0).unwrap();
+    drop(model);
+    let (free_c, _) = cuda_memory(0).unwrap();
+    assert!(free_a - free_b >= bytes, "{free_a} - {free_b} < {bytes}");
+    assert!(
+        free_c + total / 100 >= free_a,
+        "{free_c} after the drop, {free_a} before the load"
+    );
 }

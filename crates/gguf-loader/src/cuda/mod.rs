@@ -152,8 +152,12 @@ impl Gpu {
         unsafe { launch.launch(cfg) }.map(|_| ())
     }
 
-    /// Free and total device memory in bytes.
+    /// Free and total device memory in bytes, once the work queued in the
+    /// context is done: a dropped tensor's memory is freed in stream order
+    /// (`cuMemFreeAsync`), and the pool gives it back at a synchronization,
+    /// so without the wait it would still count as used.
     pub fn memory(&self) -> Result<(usize, usize)> {
+        self.ctx.synchronize().map_err(self.err("memory query"))?;
         self.ctx.mem_get_info().map_err(self.err("memory query"))
     }
 }
@@ -321,7 +325,9 @@ pub fn cuda_setup(ordinal: usize) -> Result<CudaSetup> {
 }
 
 /// Free and total memory of GPU `ordinal`, in bytes, as the driver counts
-/// them (sets the GPU up first, as [`cuda_setup`] does).
+/// them once the work queued on it is done, so that the memory of tensors
+/// already dropped counts as free (sets the GPU up first, as
+/// [`cuda_setup`] does).
 pub fn cuda_memory(ordinal: usize) -> Result<(usize, usize)> {
     gpu(ordinal)?.memory()
 }

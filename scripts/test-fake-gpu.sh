@@ -6,8 +6,9 @@
 # are compiled by the real NVRTC (fetched from PyPI). No GPU needed. It covers
 # the library's GPU loads (every type and output, the real models, every
 # staging mode, registration refused, lazy, progress, cancel), the CLI's
-# --device cuda, and the Python package's GPU loads and DLPack capsules; not
-# the forward pass (it needs cuBLAS). scripts/gpu-check.sh runs the same tests
+# --device cuda, the Python package's GPU loads and DLPack capsules, and the
+# GPU forward pass (the stand-in also answers for cuBLAS's GEMM, and runs the
+# forward kernels as written again in Rust). scripts/gpu-check.sh runs the tests
 # on a GPU. Expects the models in GGUF_LOADER_MODEL / GGUF_LOADER_GEMMA and
 # the Python package installed (scripts/test.sh does both).
 set -euo pipefail
@@ -18,7 +19,10 @@ target="$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,
 fake="$target/fake-cuda"
 mkdir -p "$fake"
 cp "$target/release/libgl_fake_cuda.so" "$fake/libcuda.so"
+# One library, under every name cudarc looks for (links, so that it is loaded
+# once: the driver and cuBLAS share its streams and memory).
 ln -sf libcuda.so "$fake/libcuda.so.1"
+ln -sf libcuda.so "$fake/libcublas.so"
 # The kernels go to a cache of this run's own: the first load compiles them,
 # the others read the cache, so both paths run.
 cache="$(mktemp -d)"
@@ -29,5 +33,9 @@ cargo test --release -p gguf-loader --features cuda --test cuda "$@"
 # A driver that cannot register host memory: --staging register falls back.
 GL_FAKE_CUDA_REGISTER=0 cargo test --release -p gguf-loader --features cuda --test cuda "$@" every_type
 cargo test --release -p gguf-loader-cli --features cuda --test device "$@"
+# The GPU forward pass (its kernels and cuBLAS's GEMM written again in the
+# stand-in) against llama.cpp's logits and the CPU's; not the 1.1B-parameter
+# stability run, too slow here.
+cargo test --release -p gguf-loader-llm --features cuda --test forward_cuda "$@" -- --skip tinyllama
 python3 -m pytest -q crates/gguf-loader-py/tests/test_load.py -k gpu
 python3 scripts/gpu-python-check.py "$GGUF_LOADER_MODEL" "$GGUF_LOADER_GEMMA"

@@ -26,10 +26,17 @@
 //!   allocations and registrations; zero-byte allocations are refused, as
 //!   `cuMemAlloc` refuses them; a fixed capacity runs out.
 //!
-//! What it cannot check: the device code itself (the host build of the same
-//! source is tested bit for bit against the CPU elsewhere, and NVRTC
-//! compiles the real one), real concurrency between the copy engines and
-//! the SMs, and timing.
+//! - **The forward pass.** `gguf-loader-llm`'s GPU kernels (RMSNorm, RoPE,
+//!   attention, ...) are written again in Rust from their CUDA source
+//!   (`forward.rs`), with the same reductions, and the library also answers
+//!   for cuBLAS (`cublas.rs`: a handle on a stream and `cublasGemmEx`),
+//!   each launch's and GEMM's ranges checked against the device memory.
+//!
+//! What it cannot check: the device code itself (the decode kernels' host
+//! build is tested bit for bit against the CPU elsewhere, NVRTC compiles
+//! the real ones, and the forward kernels here are a second writing, not
+//! the first), real concurrency between the copy engines and the SMs, and
+//! timing.
 //!
 //! Settings (environment): `GL_FAKE_CUDA_DEVICES` (GPUs, default 1),
 //! `GL_FAKE_CUDA_MEMORY` (bytes per GPU, default 16 GiB),
@@ -39,6 +46,8 @@
 #![allow(non_snake_case)] // the driver API's names
 #![allow(clippy::missing_safety_doc)] // the driver API's contracts
 
+mod cublas;
+mod forward;
 mod mem;
 mod queue;
 
@@ -959,11 +968,14 @@ struct Module {
 }
 
 /// A function: the host build of a decode kernel, with its type and
-/// output.
-struct Function {
-    kernel: HostKernel,
-    ty: GgmlType,
-    kind: ElementKind,
+/// output, or one of the forward pass's kernels.
+enum Function {
+    Decode {
+        kernel: HostKernel,
+        ty: GgmlType,
+        kind: ElementKind,
+    },
+    Forward(forward::Kernel),
 }
 
 /// The decode kernels by symbol: (type, output).
@@ -1064,13 +1076,16 @@ pub unsafe extern "C" fn cuModuleGetFunction(
     let Ok(name) = name.to_str() else {
         return NOT_FOUND;
     };
-    let (Some(kernel), Some(&(ty, kind))) = (HostKernel::find(name), kernel_types().get(name))
-    else {
-        return NOT_FOUND;
+    let func = match (HostKernel::find(name), kernel_types().get(name)) {
+        (Some(kernel), Some(&(ty, kind))) => Function::Decode { kernel, ty, kind },
+        _ => match forward::Kernel::find(name) {
+            Some(k) => Function::Forward(k),
+            None => return NOT_FOUND,
+        },
     };
     // SAFETY: the caller's out-pointer, checked non-null. Functions live as
     // long as the process (a few hundred at most).
-    unsafe { *f = Box::into_raw(Box::new(Function { kernel, ty, kind })) as usize };
+    unsafe { *f = Box::into_raw(Box::new(func)) as usize };
     SUCCESS
 }
 
@@ -1094,7 +1109,7 @@ pub unsafe extern "C" fn cuLaunchKernel(
     bx: c_uint,
     by: c_uint,
     bz: c_uint,
-    _shared: c_uint,
+    shared: c_uint,
     s: usize,
     params: *mut *mut c_void,
     extra: *mut *mut c_void,
@@ -1106,20 +1121,36 @@ pub unsafe extern "C" fn cuLaunchKernel(
     if gx == 0 || gy != 1 || gz != 1 || bx == 0 || bx > 1024 || by != 1 || bz != 1 {
         return INVALID_VALUE;
     }
-    // SAFETY: a function handle made by `cuModuleGetFunction` (never
-    // freed), and the decode ABI's three parameters, each a pointer to a
-    // 64-bit value, read now as the driver reads them at launch.
-    let (func, src, dst, n_blocks) = unsafe {
+    // SAFETY: a function handle made by `cuModuleGetFunction` (never freed).
+    let (kernel, ty, kind) = match *unsafe { &*(f as *const Function) } {
+        Function::Decode { kernel, ty, kind } => (kernel, ty, kind),
+        Function::Forward(k) => {
+            if bx != 256 {
+                return INVALID_VALUE;
+            }
+            // SAFETY: the kernel's parameters, as the driver API promises.
+            let launch = unsafe { forward::prepare(k, params, gx, shared) };
+            return enqueue(
+                s,
+                Box::new(move || {
+                    if let Err(e) = launch.run() {
+                        fault(e);
+                    }
+                }),
+            );
+        }
+    };
+    // SAFETY: the decode ABI's three parameters, each a pointer to a 64-bit
+    // value, read now as the driver reads them at launch.
+    let (src, dst, n_blocks) = unsafe {
         let p = std::slice::from_raw_parts(params, 3);
         (
-            &*(f as *const Function),
             *(p[0] as *const u64) as usize,
             *(p[1] as *const u64) as usize,
             *(p[2] as *const u64),
         )
     };
-    let (kernel, ty) = (func.kernel, func.ty);
-    let elem = match func.kind {
+    let elem = match kind {
         ElementKind::F32 => 4,
         ElementKind::F16 | ElementKind::BF16 => 2,
     };

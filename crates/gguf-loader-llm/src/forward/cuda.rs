@@ -166,6 +166,35 @@ extern "C" __global__ void softcap(float* x, unsigned long long n, float c) {
         x[i] = tanhf(x[i] / c) * c;
 }
 
+// y[j * rows + i] = W[i] . x[j] (W: rows x cols f16, x: n x cols f16), one
+// warp per (i, j), summed exactly as the CPU's matmul (and ggml's AVX2
+// ggml_vec_dot_f16) sums: lane t fuses the products of the columns k = t
+// (mod 32) of the whole 32s into one sum, the 32 sums are reduced as
+// (p0 + p2) + (p1 + p3) per lane of 8, then halves, then pairs, and the
+// columns past the last whole 32 are added in f64.
+extern "C" __global__ void matmul_ggml(const unsigned short* w, const unsigned short* x, float* y,
+                                       int rows, int cols, int n) {
+    const unsigned long long warp = (blockIdx.x * (unsigned long long)blockDim.x + threadIdx.x) / 32;
+    const int lane = threadIdx.x % 32;
+    if (warp >= (unsigned long long)rows * n) return;  // a whole warp (blockDim is a multiple of 32)
+    const int i = (int)(warp % rows), j = (int)(warp / rows);
+    const unsigned short* wr = w + (unsigned long long)i * cols;
+    const unsigned short* xr = x + (unsigned long long)j * cols;
+    const int body = cols - cols % 32;
+    float p = 0.0f;
+    for (int k = lane; k < body; k += 32) p = fmaf(h2f(wr[k]), h2f(xr[k]), p);
+    const float a = p + __shfl_down_sync(0xffffffffu, p, 16);
+    const float s = a + __shfl_down_sync(0xffffffffu, a, 8);
+    const float h = s + __shfl_down_sync(0xffffffffu, s, 4);
+    const float u = h + __shfl_down_sync(0xffffffffu, h, 1);
+    const float v = u + __shfl_down_sync(0xffffffffu, u, 2);
+    if (lane == 0) {
+        double t = v;
+        for (int k = body; k < cols; k++) t += (double)__fmul_rn(h2f(wr[k]), h2f(xr[k]));
+        y[(unsigned long long)j * rows + i] = (float)t;
+    }
+}
+
 // Counts the values of x that are NaN or infinite into *count.
 extern "C" __global__ void count_nonfinite(const float* x, unsigned long long n, unsigned int* count) {
     unsigned int c = 0;
@@ -182,8 +211,24 @@ const THREADS: u32 = 256;
 /// holds (44 KiB of f32 scores, within the 48 KiB every device gives).
 const MAX_SPAN: usize = 11 * 1024;
 
+/// How the GPU forward pass multiplies matrices.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum GpuMatmul {
+    /// cuBLAS (`cublasGemmEx`, f16 in, f32 accumulation): the fastest. Its
+    /// summation order is its own, and where a model amplifies rounding
+    /// (SmolLM2's first position) its logits can stray from llama.cpp's
+    /// beyond NMSE 1e-4.
+    #[default]
+    Cublas,
+    /// A warp per dot product, summed in exactly the CPU's (and ggml's
+    /// AVX2) order, so that the GPU's logits follow the CPU's, and
+    /// llama.cpp's, as closely as the CPU's do; slower.
+    GgmlOrder,
+}
+
 struct Kernels {
     _module: Arc<CudaModule>,
+    matmul_ggml: CudaFunction,
     embed: CudaFunction,
     rms_norm: CudaFunction,
     to_f16: CudaFunction,
@@ -214,6 +259,7 @@ pub struct CudaTransformer {
     k: Kernels,
     norms: Vec<Norms>,
     output_norm: CudaSlice<f32>,
+    matmul: GpuMatmul,
 }
 
 /// The keys and values of every layer in VRAM, in f16: the CPU's
@@ -308,6 +354,7 @@ impl CudaTransformer {
             add: f("add")?,
             softcap: f("softcap")?,
             count_nonfinite: f("count_nonfinite")?,
+            matmul_ggml: f("matmul_ggml")?,
             _module: module,
         };
         let up = |v: &Vec<f32>| stream.clone_htod(v).map_err(cuda_err("uploading a norm"));
@@ -339,7 +386,19 @@ impl CudaTransformer {
             k,
             norms,
             output_norm,
+            matmul: GpuMatmul::default(),
         })
+    }
+
+    /// Chooses how matrices are multiplied from now on (default
+    /// [`GpuMatmul::Cublas`]).
+    pub fn set_matmul(&mut self, matmul: GpuMatmul) {
+        self.matmul = matmul;
+    }
+
+    /// How matrices are multiplied.
+    pub fn matmul(&self) -> GpuMatmul {
+        self.matmul
     }
 
     /// The hyper-parameters.
@@ -482,6 +541,25 @@ impl CudaTransformer {
                 m.t.cuda_slice()
                     .ok_or_else(|| ForwardError::Unsupported("weight not on the GPU".into()))?;
             let wp = ptr(w, s);
+            if self.matmul == GpuMatmul::GgmlOrder {
+                let (r, c, nn) = (m.rows as i32, m.cols as i32, rows_n as i32);
+                let blocks = (m.rows * rows_n * 32).div_ceil(THREADS as usize);
+                let blocks = u32::try_from(blocks)
+                    .ok()
+                    .filter(|&b| b <= i32::MAX as u32)
+                    .ok_or_else(|| {
+                        ForwardError::Unsupported(format!(
+                            "{} x {} dot products in one launch",
+                            m.rows, rows_n
+                        ))
+                    })?;
+                let cfg = LaunchConfig {
+                    grid_dim: (blocks, 1, 1),
+                    block_dim: (THREADS, 1, 1),
+                    shared_mem_bytes: 0,
+                };
+                return launch!(&self.k.matmul_ggml, cfg; &wp, &x16_p, &y, &r, &c, &nn);
+            }
             let (alpha, beta) = (1f32, 0f32);
             // SAFETY: W is rows × cols f16 (column-major: cols × rows, ld =
             // cols, transposed), X is rows_n × cols f16 (cols × rows_n, ld
@@ -675,7 +753,7 @@ mod tests {
             .match_indices(pattern)
             .filter_map(|(i, _)| this[i + pattern.len()..].split('"').next())
             .collect();
-        assert_eq!(names.len(), 9, "{names:?}");
+        assert_eq!(names.len(), 10, "{names:?}");
         for name in names {
             assert!(ptx.contains(&format!(".entry {name}(")), "{name} missing");
         }

@@ -225,6 +225,8 @@ fn run_on<M: Step>(
     let named = |e: ForwardError| CliError::Message(format!("{}: {e}", a.file.display()));
     let vram_before = vram_used(a.device);
     let model = load(&loader).map_err(named)?;
+    // Loaded once: the loader's staging ring is of no more use.
+    gguf_loader_cli::gpu::release_staging(a.device);
     let load_s = t0.elapsed().as_secs_f64();
     let rss_loaded = status_bytes("VmRSS:");
 

@@ -65,3 +65,13 @@ pub fn used_memory(device: Device) -> Option<usize> {
     let _ = device;
     None
 }
+
+/// Frees the loader's staging ring on `device` when it is a GPU (a program
+/// that loads once has no more use for it).
+pub fn release_staging(device: Device) {
+    #[cfg(feature = "cuda")]
+    if let Device::Cuda(i) = device {
+        gguf_loader::cuda_release_staging(i);
+    }
+    let _ = device;
+}

@@ -32,6 +32,10 @@ struct EventState {
 }
 
 static STREAMS: Mutex<Vec<usize>> = Mutex::new(Vec::new());
+/// Operations queued and not yet run, on every stream (destroyed ones
+/// included: their queues still run), and its condition.
+static PENDING: Mutex<usize> = Mutex::new(0);
+static PENDING_CV: Condvar = Condvar::new();
 static EVENTS: Mutex<Option<HashSet<usize>>> = Mutex::new(None);
 static SEED: AtomicU64 = AtomicU64::new(0x9e37_79b9_7f4a_7c15);
 
@@ -77,6 +81,8 @@ impl Stream {
                         std::thread::sleep(d);
                     }
                     op();
+                    *lock(&PENDING) -= 1;
+                    PENDING_CV.notify_all();
                 }
             })
             .expect("spawn a stream thread");
@@ -115,7 +121,10 @@ impl Stream {
     /// Queues `op`.
     pub fn push(&self, op: Op) {
         if let Some(tx) = lock(&self.tx).as_ref() {
-            let _ = tx.send(op);
+            *lock(&PENDING) += 1;
+            if tx.send(op).is_err() {
+                *lock(&PENDING) -= 1;
+            }
         }
     }
 
@@ -128,13 +137,12 @@ impl Stream {
         let _ = rx.recv();
     }
 
-    /// Waits for every live stream.
+    /// Waits until every operation queued so far, on any stream (destroyed
+    /// ones too), has run.
     pub fn synchronize_all() {
-        let list: Vec<usize> = lock(&STREAMS).clone();
-        for h in list {
-            if let Some(s) = Stream::get(h) {
-                s.synchronize();
-            }
+        let mut n = lock(&PENDING);
+        while *n > 0 {
+            n = PENDING_CV.wait(n).unwrap_or_else(|e| e.into_inner());
         }
     }
 }

@@ -55,7 +55,7 @@ pub use check::{
     count_tensor_data, DataProblem, ModelReport, ProblemKind, SkippedTensor,
 };
 #[cfg(feature = "cuda")]
-pub use cuda::{cuda_memory, cuda_setup, CudaSetup};
+pub use cuda::{cuda_memory, cuda_release_staging, cuda_setup, CudaSetup};
 #[cfg(feature = "cuda")]
 pub use cudarc;
 pub use decode::{

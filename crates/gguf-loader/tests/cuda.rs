@@ -24,6 +24,13 @@ use gguf_loader::{
 
 const GPU: Device = Device::Cuda(0);
 
+/// Runs the tests of this file one at a time: they measure the GPU's free
+/// memory, which another test's load would change.
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// Whether GPU 0 can be used; otherwise checks that the refusal is one
 /// line naming the device, and says the test is skipped.
 fn gpu() -> bool {
@@ -136,6 +143,7 @@ fn both<T: Element>(path: &Path, opts: LoadOptions<'_>, what: &str, nan_any: boo
 
 #[test]
 fn every_type_every_output_bit_for_bit() {
+    let _serial = serial();
     if !gpu() {
         let dir = tempfile::tempdir().unwrap();
         let path = every_type_file(dir.path());
@@ -179,6 +187,7 @@ fn every_type_every_output_bit_for_bit() {
 
 #[test]
 fn real_models_bit_for_bit() {
+    let _serial = serial();
     if !gpu() {
         return;
     }
@@ -198,6 +207,7 @@ fn real_models_bit_for_bit() {
 
 #[test]
 fn lazy_layers_on_the_gpu() {
+    let _serial = serial();
     if !gpu() {
         let Some(path) = common::model_path() else {
             return;
@@ -245,6 +255,7 @@ fn lazy_layers_on_the_gpu() {
 
 #[test]
 fn progress_cancel_and_tensor_handles() {
+    let _serial = serial();
     if !gpu() {
         return;
     }
@@ -299,4 +310,13 @@ fn progress_cancel_and_tensor_handles() {
         free_c + total / 100 >= free_a,
         "{free_c} after the drop, {free_a} before the load"
     );
+    // The pooled staging ring (four 16 MiB slots) goes on request, and a
+    // load after makes it again.
+    gguf_loader::cuda_release_staging(0);
+    let (free_d, _) = cuda_memory(0).unwrap();
+    assert!(
+        free_d >= free_c + (64 << 20),
+        "{free_d} after the release, {free_c} before"
+    );
+    drop(loader.load_model::<f16>(GPU).unwrap());
 }

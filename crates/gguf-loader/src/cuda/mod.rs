@@ -332,6 +332,23 @@ pub fn cuda_memory(ordinal: usize) -> Result<(usize, usize)> {
     gpu(ordinal)?.memory()
 }
 
+/// Frees the staging rings GPU `ordinal` keeps between loads (by default
+/// four 16 MiB slots: 64 MiB of VRAM and as much pinned host memory), for a
+/// program done loading; a later load makes them again. Sets nothing up: a
+/// GPU not used yet has none. The memory is back once the GPU's queued work
+/// is done ([`cuda_memory`] waits for it).
+pub fn cuda_release_staging(ordinal: usize) {
+    let g = gpus()
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(&ordinal)
+        .cloned();
+    if let Some(g) = g {
+        let rings = std::mem::take(&mut *g.rings.lock().unwrap_or_else(|e| e.into_inner()));
+        drop(rings);
+    }
+}
+
 /// An uninitialised device buffer of `n` values of `T` on `stream`, with
 /// no zero-byte allocation: `cuMemAlloc` refuses one, and what
 /// `cuMemAllocAsync` / `cuMemFreeAsync` make of one is undocumented. For

@@ -41,6 +41,9 @@ pub struct Args<'a> {
     /// Take the layers from a lazy model as the forward pass reaches them
     /// (next layer prefetched), instead of decoding the model first.
     pub lazy: bool,
+    /// On a GPU: whether matrices are multiplied in the CPU's order
+    /// (`Some(true)`) or by cuBLAS; `None` where not asked.
+    pub ggml_order: Option<bool>,
 }
 
 /// A forward pass with its KV cache: the CPU's [`Transformer`] or, with
@@ -159,6 +162,9 @@ impl Out<'_> {
 /// a model that cannot be loaded or run, an empty or out-of-range prompt,
 /// or a failed write to standard output.
 pub fn run(a: &Args<'_>) -> Result<(), CliError> {
+    if a.ggml_order.is_some() && !matches!(a.device, Device::Cuda(_)) {
+        return Err("--gpu-matmul is for a GPU (--device cuda)".into());
+    }
     if let Device::Cuda(ordinal) = a.device {
         if a.lazy {
             return Err(
@@ -170,8 +176,16 @@ pub fn run(a: &Args<'_>) -> Result<(), CliError> {
         }
         #[cfg(feature = "cuda")]
         {
+            use gguf_loader_llm::forward::cuda::{CudaTransformer, GpuMatmul};
+            let matmul = if a.ggml_order == Some(true) {
+                GpuMatmul::GgmlOrder
+            } else {
+                GpuMatmul::Cublas
+            };
             return run_on(a, "f16 weights", |loader| {
-                gguf_loader_llm::forward::cuda::CudaTransformer::load(loader, ordinal)
+                let mut m = CudaTransformer::load(loader, ordinal)?;
+                m.set_matmul(matmul);
+                Ok(m)
             });
         }
         #[cfg(not(feature = "cuda"))]

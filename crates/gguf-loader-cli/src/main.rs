@@ -28,6 +28,15 @@ struct Cli {
     command: Command,
 }
 
+/// `generate --gpu-matmul`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum GpuMatmulArg {
+    /// cuBLAS.
+    Cublas,
+    /// The CPU's (and ggml's) summation order.
+    GgmlOrder,
+}
+
 #[derive(Clone, Copy, ValueEnum)]
 enum Dtype {
     F32,
@@ -240,8 +249,8 @@ enum Command {
         no_memory_check: bool,
     },
     /// Continue a prompt with the model's own forward pass (llama, gemma3;
-    /// CPU): the generation on standard output, speeds and peak memory on
-    /// standard error. Greedy unless --temp is above 0.
+    /// CPU or GPU): the generation on standard output, speeds and peak
+    /// memory on standard error. Greedy unless --temp is above 0.
     Generate {
         file: PathBuf,
         /// The prompt as text.
@@ -282,6 +291,11 @@ enum Command {
         /// token, a smaller footprint, slower tokens after.
         #[arg(long)]
         lazy: bool,
+        /// On a GPU, how matrices are multiplied: cuBLAS (fastest), or
+        /// summed in the CPU's and ggml's order (the logits llama.cpp's CPU
+        /// gives, to rounding; slower).
+        #[arg(long, value_enum)]
+        gpu_matmul: Option<GpuMatmulArg>,
     },
     /// Check the structure and scan the data for NaN/Inf values and scales
     /// (exit 0 clean, 1 data problems, 2 malformed).
@@ -394,6 +408,7 @@ fn run(command: Command) -> Result<ExitCode, CliError> {
             chat,
             ids,
             lazy,
+            gpu_matmul,
         } => generate::run(&generate::Args {
             file: &file,
             prompt: prompt.as_deref(),
@@ -407,6 +422,7 @@ fn run(command: Command) -> Result<ExitCode, CliError> {
             chat,
             ids,
             lazy,
+            ggml_order: gpu_matmul.map(|m| m == GpuMatmulArg::GgmlOrder),
         })?,
         Command::Verify { file, json } => return verify::run(&file, json),
         Command::Tokenize {

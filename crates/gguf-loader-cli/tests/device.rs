@@ -99,4 +99,20 @@ fn bad_devices_and_ring_sizes_are_refused() {
         assert_eq!(r.code, Some(2), "{args:?}: {}", r.stderr);
         assert!(!r.stderr.contains("panicked"), "{}", r.stderr);
     }
+    // The GPU's matmul choice: an unknown one, and any on the CPU.
+    for (args, says) in [
+        (vec!["--gpu-matmul", "fast"], "possible values"),
+        (
+            vec!["--gpu-matmul", "ggml-order"],
+            "--gpu-matmul is for a GPU",
+        ),
+    ] {
+        let r = run(cli()
+            .arg("generate")
+            .arg(&model)
+            .args(["--tokens", "1", "--ids"])
+            .args(&args));
+        assert_eq!(r.code, Some(2), "{args:?}: {}", r.stderr);
+        assert!(r.stderr.contains(says), "{args:?}: {}", r.stderr);
+    }
 }

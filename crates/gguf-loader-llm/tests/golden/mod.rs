@@ -67,6 +67,28 @@ fn golden(name: &str) -> Vec<GoldenPrompt> {
     out
 }
 
+/// The `general.name` of the models the golden files were made from.
+const MODEL_NAMES: [(&str, &str); 2] = [
+    ("smollm2", "Smollm2 135M 8k Lc100K Mix1 Ep2"),
+    ("gemma3", "Gemma 3 270m"),
+];
+
+/// Whether the file `loader` opened is the model of golden files `name`;
+/// when not (a synthesized stand-in, as scripts/gpu-check.sh gives where
+/// the real models cannot be fetched), says so and the check is skipped.
+pub fn applies(name: &str, loader: &gguf_loader::MmapGGUFLoader) -> bool {
+    let want = MODEL_NAMES
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, m)| *m);
+    let got = loader.metadata().get_str("general.name").ok();
+    if want.is_some() && got == want {
+        return true;
+    }
+    eprintln!("{name}: skipped, the file is {got:?}, not the model llama.cpp's logits came from");
+    false
+}
+
 /// Checks a forward pass against llama.cpp's logits of `name` ("smollm2",
 /// "gemma3"): `open(capacity)` starts a sequence (an empty KV cache), and
 /// the closure it gives runs tokens at its next positions, returning the

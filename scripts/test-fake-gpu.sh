@@ -6,7 +6,8 @@
 # are compiled by the real NVRTC (fetched from PyPI). No GPU needed. It covers
 # the library's GPU loads (every type and output, the real models, every
 # staging mode, registration refused, lazy, progress, cancel), the CLI's
-# --device cuda, the Python package's GPU loads and DLPack capsules, and the
+# --device cuda, the cuBLAS example, the Python package's GPU loads and DLPack
+# capsules, and the
 # GPU forward pass (the stand-in also answers for cuBLAS's GEMM, and runs the
 # forward kernels as written again in Rust). scripts/gpu-check.sh runs the tests
 # on a GPU. Expects the models in GGUF_LOADER_MODEL / GGUF_LOADER_GEMMA and
@@ -37,5 +38,7 @@ cargo test --release -p gguf-loader-cli --features cuda --test device "$@"
 # stand-in) against llama.cpp's logits and the CPU's; not the 1.1B-parameter
 # stability run, too slow here.
 cargo test --release -p gguf-loader-llm --features cuda --test forward_cuda "$@" -- --skip tinyllama
+# The cuBLAS example: a loaded weight multiplied in place.
+cargo run --release -q -p gguf-loader --features cuda,internals --example cuda_cublas -- "$GGUF_LOADER_MODEL"
 python3 -m pytest -q crates/gguf-loader-py/tests/test_load.py -k gpu
 python3 scripts/gpu-python-check.py "$GGUF_LOADER_MODEL" "$GGUF_LOADER_GEMMA"

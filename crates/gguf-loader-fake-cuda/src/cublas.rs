@@ -83,6 +83,22 @@ impl Operand {
         }
     }
 
+    /// Writes element `(r, c)`, rounded to the operand's type.
+    ///
+    /// # Safety
+    /// As [`Operand::get`].
+    unsafe fn set(&self, r: usize, c: usize, v: f32) {
+        let i = c * self.ld + r;
+        // SAFETY: the caller's.
+        unsafe {
+            if self.ty == R_16F {
+                *(self.p as *mut u16).add(i) = f16::from_f32(v).to_bits();
+            } else {
+                *(self.p as *mut f32).add(i) = v;
+            }
+        }
+    }
+
     /// Whether the stored `rows × cols` matrix lies in one device
     /// allocation.
     fn fits(&self, rows: usize, cols: usize) -> bool {
@@ -133,7 +149,7 @@ pub unsafe extern "C" fn cublasGemmEx(
         return NOT_SUPPORTED;
     }
     let ok_in = |t| t == R_16F || t == R_32F;
-    if !ok_in(a_type) || !ok_in(b_type) || c_type != R_32F || compute != COMPUTE_32F {
+    if !ok_in(a_type) || !ok_in(b_type) || !ok_in(c_type) || compute != COMPUTE_32F {
         return NOT_SUPPORTED;
     }
     // SAFETY: a live handle; host scalars (the default pointer mode), read
@@ -165,7 +181,7 @@ pub unsafe extern "C" fn cublasGemmEx(
         let (br, bc) = if tb { (n, k) } else { (k, n) };
         let out = Operand {
             p: cp,
-            ty: R_32F,
+            ty: c_type,
             ld: ldc,
         };
         if !a.fits(ar, ac) || !b.fits(br, bc) || !out.fits(m, n) {
@@ -174,7 +190,7 @@ pub unsafe extern "C" fn cublasGemmEx(
                 a.ld, b.ld
             ));
         }
-        gemm(&a, &b, cp, ldc, (m, n, k), (ta, tb), (alpha, beta));
+        gemm(&a, &b, &out, (m, n, k), (ta, tb), (alpha, beta));
     };
     match enqueue(stream, Box::new(op)) {
         0 => SUCCESS,
@@ -187,8 +203,7 @@ pub unsafe extern "C" fn cublasGemmEx(
 fn gemm(
     a: &Operand,
     b: &Operand,
-    cp: u64,
-    ldc: usize,
+    c: &Operand,
     (m, n, k): (usize, usize, usize),
     (ta, tb): (bool, bool),
     (alpha, beta): (f32, f32),
@@ -221,7 +236,6 @@ fn gemm(
     let threads = std::thread::available_parallelism()
         .map_or(1, |t| t.get())
         .min(16);
-    let cp = cp as usize;
     std::thread::scope(|s| {
         for t in 0..threads {
             let (row_a, col_b) = (&row_a, &col_b);
@@ -244,12 +258,12 @@ fn gemm(
                         // SAFETY: (i, j) lies in C's checked extent; each
                         // element is written by one thread.
                         unsafe {
-                            let c = (cp as *mut f32).add(j * ldc + i);
-                            *c = if beta == 0.0 {
+                            let v = if beta == 0.0 {
                                 alpha * s
                             } else {
-                                alpha * s + beta * *c
+                                alpha * s + beta * c.get(i, j)
                             };
+                            c.set(i, j, v);
                         }
                     }
                 }

@@ -7,10 +7,9 @@
 # the library's GPU loads (every type and output, the real models, every
 # staging mode, registration refused, lazy, progress, cancel), the CLI's
 # --device cuda, the cuBLAS example, the Python package's GPU loads and DLPack
-# capsules, and the
-# GPU forward pass (the stand-in also answers for cuBLAS's GEMM, and runs the
-# forward kernels as written again in Rust). scripts/gpu-check.sh runs the tests
-# on a GPU. Expects the models in GGUF_LOADER_MODEL / GGUF_LOADER_GEMMA and
+# capsules, and the GPU forward pass (the stand-in also answers for cuBLAS's
+# GEMM, and runs the forward kernels as written again in Rust).
+# scripts/gpu-check.sh runs the tests on a GPU. Expects the models in GGUF_LOADER_MODEL / GGUF_LOADER_GEMMA and
 # the Python package installed (scripts/test.sh does both).
 set -euo pipefail
 cd "$(dirname "$0")/.."

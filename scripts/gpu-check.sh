@@ -98,12 +98,16 @@ done
 
 step "the forward pass on the GPU against the CPU's; the stability check on the GPU"
 check forward-tests env GGUF_LOADER_MODEL="$W/smollm2-q4_1.gguf" "$B/forward-tests" --test-threads 1 --nocapture
-for d in cpu cuda; do
-    "$B/gguf-loader" generate "$W/tinyllama-q4_0.gguf" --ids --tokens 1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16 -n 64 --device $d >"$W/gen-$d.txt" ||
+for d in cpu cuda cuda-ggml; do
+    args=(--device "${d%-ggml}")
+    [ "$d" = cuda-ggml ] && args+=(--gpu-matmul ggml-order)
+    "$B/gguf-loader" generate "$W/tinyllama-q4_0.gguf" --ids --tokens 1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16 -n 64 "${args[@]}" >"$W/gen-$d.txt" ||
         { echo "FAIL generate on $d"; fail=1; }
 done
-cmp -s "$W/gen-cpu.txt" "$W/gen-cuda.txt" && echo "the same 64 token ids on cpu and cuda" ||
-    echo "the token ids differ between cpu and cuda (near ties may differ: random weights)"
+for d in cuda cuda-ggml; do
+    cmp -s "$W/gen-cpu.txt" "$W/gen-$d.txt" && echo "the same 64 token ids on cpu and $d" ||
+        echo "the token ids differ between cpu and $d (near ties may differ: random weights)"
+done
 
 step "cuBLAS on a loaded weight"
 check cublas "$B/cuda-cublas" "$W/smollm2-q4_1.gguf"

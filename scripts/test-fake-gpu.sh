@@ -33,11 +33,12 @@ cargo test --release -p gguf-loader --features cuda --test cuda "$@"
 # A driver that cannot register host memory: --staging register falls back.
 GL_FAKE_CUDA_REGISTER=0 cargo test --release -p gguf-loader --features cuda --test cuda "$@" every_type
 cargo test --release -p gguf-loader-cli --features cuda --test device "$@"
-# The GPU forward pass (its kernels and cuBLAS's GEMM written again in the
-# stand-in) against llama.cpp's logits and the CPU's; not the 1.1B-parameter
-# stability run, too slow here.
-cargo test --release -p gguf-loader-llm --features cuda --test forward_cuda "$@" -- --skip tinyllama
 # The cuBLAS example: a loaded weight multiplied in place.
 cargo run --release -q -p gguf-loader --features cuda,internals --example cuda_cublas -- "$GGUF_LOADER_MODEL"
 python3 -m pytest -q crates/gguf-loader-py/tests/test_load.py -k gpu
 python3 scripts/gpu-python-check.py "$GGUF_LOADER_MODEL" "$GGUF_LOADER_GEMMA"
+# The GPU forward pass (its kernels and cuBLAS's GEMM written again in the
+# stand-in) against llama.cpp's logits and the CPU's; not the 1.1B-parameter
+# stability run, too slow here. Last, so that a cargo test summary closes the
+# log, as .ci/run says.
+cargo test --release -p gguf-loader-llm --features cuda --test forward_cuda "$@" -- --skip tinyllama

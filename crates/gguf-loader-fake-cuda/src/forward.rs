@@ -202,8 +202,8 @@ fn r16(x: f32) -> f32 {
 
 impl Launch {
     /// Runs the launch: every block, in order. `Err` names what it would
-    /// have touched outside device memory (nothing is written then... or
-    /// only the blocks before it).
+    /// have touched outside device memory (the blocks before it may have
+    /// been written).
     pub fn run(&self) -> Result<(), String> {
         let a = &self.args;
         let name = format!("{:?}", self.kernel);

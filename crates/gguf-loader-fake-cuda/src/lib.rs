@@ -195,6 +195,18 @@ fn ready() -> Result<(), CUresult> {
     }
 }
 
+/// Writes `v` through the caller's out-pointer `p`; `INVALID_VALUE` when
+/// `p` is null.
+fn put<T>(p: *mut T, v: T) -> CUresult {
+    if p.is_null() {
+        return INVALID_VALUE;
+    }
+    // SAFETY: a non-null out-pointer of the caller's, valid for one write
+    // of a `T` (the driver API's contract).
+    unsafe { p.write(v) };
+    SUCCESS
+}
+
 macro_rules! check {
     ($e:expr) => {
         match $e {
@@ -248,23 +260,13 @@ pub extern "C" fn cuInit(flags: c_uint) -> CUresult {
 
 #[no_mangle]
 pub unsafe extern "C" fn cuDriverGetVersion(v: *mut c_int) -> CUresult {
-    if v.is_null() {
-        return INVALID_VALUE;
-    }
-    // SAFETY: the caller's out-pointer, checked non-null.
-    unsafe { *v = 13000 };
-    SUCCESS
+    put(v, 13000)
 }
 
 #[no_mangle]
 pub unsafe extern "C" fn cuDeviceGetCount(n: *mut c_int) -> CUresult {
     check!(ready());
-    if n.is_null() {
-        return INVALID_VALUE;
-    }
-    // SAFETY: the caller's out-pointer, checked non-null.
-    unsafe { *n = device_count() };
-    SUCCESS
+    put(n, device_count())
 }
 
 fn valid_device(dev: CUdevice) -> Result<(), CUresult> {
@@ -278,12 +280,7 @@ fn valid_device(dev: CUdevice) -> Result<(), CUresult> {
 #[no_mangle]
 pub unsafe extern "C" fn cuDeviceGet(dev: *mut CUdevice, ordinal: c_int) -> CUresult {
     check!(valid_device(ordinal));
-    if dev.is_null() {
-        return INVALID_VALUE;
-    }
-    // SAFETY: the caller's out-pointer, checked non-null.
-    unsafe { *dev = ordinal };
-    SUCCESS
+    put(dev, ordinal)
 }
 
 #[no_mangle]
@@ -305,12 +302,7 @@ pub unsafe extern "C" fn cuDeviceGetName(name: *mut c_char, len: c_int, dev: CUd
 #[no_mangle]
 pub unsafe extern "C" fn cuDeviceTotalMem_v2(bytes: *mut usize, dev: CUdevice) -> CUresult {
     check!(valid_device(dev));
-    if bytes.is_null() {
-        return INVALID_VALUE;
-    }
-    // SAFETY: the caller's out-pointer, checked non-null.
-    unsafe { *bytes = capacity() };
-    SUCCESS
+    put(bytes, capacity())
 }
 
 #[no_mangle]
@@ -320,9 +312,6 @@ pub unsafe extern "C" fn cuDeviceGetAttribute(
     dev: CUdevice,
 ) -> CUresult {
     check!(valid_device(dev));
-    if v.is_null() {
-        return INVALID_VALUE;
-    }
     let value = match attrib {
         1 => 1024,      // max threads per block
         2 => 1024,      // max block dim x
@@ -338,9 +327,7 @@ pub unsafe extern "C" fn cuDeviceGetAttribute(
         115 => 1,       // memory pools supported
         _ => 0,
     };
-    // SAFETY: the caller's out-pointer, checked non-null.
-    unsafe { *v = value };
-    SUCCESS
+    put(v, value)
 }
 
 #[no_mangle]
@@ -363,12 +350,7 @@ pub unsafe extern "C" fn cuDeviceGetUuid(uuid: *mut u8, dev: CUdevice) -> CUresu
 #[no_mangle]
 pub unsafe extern "C" fn cuDevicePrimaryCtxRetain(ctx: *mut usize, dev: CUdevice) -> CUresult {
     check!(valid_device(dev));
-    if ctx.is_null() {
-        return INVALID_VALUE;
-    }
-    // SAFETY: the caller's out-pointer, checked non-null.
-    unsafe { *ctx = primary_ctx(dev) };
-    SUCCESS
+    put(ctx, primary_ctx(dev))
 }
 
 #[no_mangle]
@@ -380,13 +362,10 @@ pub extern "C" fn cuDevicePrimaryCtxRelease_v2(dev: CUdevice) -> CUresult {
 #[no_mangle]
 pub unsafe extern "C" fn cuCtxGetCurrent(ctx: *mut usize) -> CUresult {
     check!(ready());
-    if ctx.is_null() {
-        return INVALID_VALUE;
-    }
-    let c = CURRENT.with(|s| s.borrow().last().copied().unwrap_or(0));
-    // SAFETY: the caller's out-pointer, checked non-null.
-    unsafe { *ctx = c };
-    SUCCESS
+    put(
+        ctx,
+        CURRENT.with(|s| s.borrow().last().copied().unwrap_or(0)),
+    )
 }
 
 #[no_mangle]
@@ -441,12 +420,7 @@ fn current_device() -> Result<CUdevice, CUresult> {
 #[no_mangle]
 pub unsafe extern "C" fn cuCtxGetDevice(dev: *mut CUdevice) -> CUresult {
     let d = check!(current_device());
-    if dev.is_null() {
-        return INVALID_VALUE;
-    }
-    // SAFETY: the caller's out-pointer, checked non-null.
-    unsafe { *dev = d };
-    SUCCESS
+    put(dev, d)
 }
 
 #[no_mangle]

@@ -8,7 +8,8 @@
 # staging mode, registration refused, lazy, progress, cancel), the CLI's
 # --device cuda, the cuBLAS example, the Python package's GPU loads and DLPack
 # capsules, and the GPU forward pass (the stand-in also answers for cuBLAS's
-# GEMM, and runs the forward kernels as written again in Rust).
+# GEMM, and runs the forward kernels as written again in Rust, which its unit
+# tests in the workspace's hold equal to the CUDA text run as host C++).
 # scripts/gpu-check.sh runs the tests on a GPU. Expects the models in GGUF_LOADER_MODEL / GGUF_LOADER_GEMMA and
 # the Python package installed (scripts/test.sh does both).
 set -euo pipefail

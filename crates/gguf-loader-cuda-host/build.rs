@@ -51,4 +51,90 @@ fn main() {
         .compile("gl_kernels_host");
     println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rerun-if-changed=src/parse.rs");
+    forward_kernels(&out);
+}
+
+/// The forward pass's kernels (`gguf-loader-llm`'s `src/forward/kernels.cu`,
+/// the text its GPU side hands NVRTC) as host C++: `src/forward_host.h`
+/// (thread blocks as fibers), the kernels in a namespace of their own (their
+/// names are plain C words: `add`, `rope`), each `extern __shared__` array
+/// made a pointer to the launch's dynamic shared memory, and
+/// `gl_fwd_launch`, which runs a kernel by name with cuLaunchKernel-style
+/// arguments.
+fn forward_kernels(out: &std::path::Path) {
+    let dir = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR"));
+    let cu = dir.join("../gguf-loader-llm/src/forward/kernels.cu");
+    let header = dir.join("src/forward_host.h");
+    let source = std::fs::read_to_string(&cu).expect("read gguf-loader-llm's forward kernels");
+    const HEAD: &str = "extern \"C\" __global__ void ";
+    let mut names = Vec::new();
+    let mut body = String::new();
+    for line in source.lines() {
+        let line = match line.strip_prefix(HEAD) {
+            Some(rest) => {
+                let name = rest.split('(').next().unwrap_or_default();
+                assert!(
+                    !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'),
+                    "a kernel line without a name: {line}"
+                );
+                names.push(name.to_string());
+                format!("__global__ void {rest}")
+            }
+            None => match line.trim_start().strip_prefix("extern __shared__ ") {
+                // `extern __shared__ float sc[];` -> `float* sc = (float*)...;`
+                Some(decl) => {
+                    let decl = decl.trim_end().trim_end_matches(';').trim_end();
+                    let decl = decl
+                        .strip_suffix("[]")
+                        .expect("extern __shared__ T name[];");
+                    let (ty, name) = decl.rsplit_once(' ').expect("extern __shared__ T name[];");
+                    format!("    {ty}* {name} = static_cast<{ty}*>(gl_sim::dyn_shared());")
+                }
+                None => line.to_string(),
+            },
+        };
+        body.push_str(&line);
+        body.push('\n');
+    }
+    assert!(!names.is_empty(), "no kernels in {}", cu.display());
+    let mut cpp = format!(
+        "#define GL_HOST 1\n#include \"{}\"\nnamespace glfwd {{\nusing std::isfinite;\nusing std::max;\nusing std::min;\n{body}}}  // namespace glfwd\n\n",
+        header.display()
+    );
+    cpp.push_str(
+        "// Runs kernel `name`: 0, or a gl_sim error (NO_KERNEL for an unknown name).\n\
+         extern \"C\" int gl_fwd_launch(const char* name, unsigned grid, unsigned block,\n\
+         \x20                            unsigned long long shared, int order, void** params) {\n",
+    );
+    for n in &names {
+        writeln!(
+            cpp,
+            "    if (std::strcmp(name, \"{n}\") == 0) return gl_sim::launch(glfwd::{n}, grid, block, shared, order, params);"
+        )
+        .unwrap();
+    }
+    cpp.push_str("    return gl_sim::NO_KERNEL;\n}\n");
+    let mut list = String::from("/// The forward kernels' names, in source order.\npub static FORWARD_KERNELS: &[&str] = &[\n");
+    for n in &names {
+        writeln!(list, "    {n:?},").unwrap();
+    }
+    list.push_str("];\n");
+    std::fs::write(out.join("forward_kernels.rs"), list).expect("write the forward kernel list");
+    let file = out.join("gl_forward_host.cpp");
+    std::fs::write(&file, cpp).expect("write the forward host C++");
+    cc::Build::new()
+        .cpp(true)
+        .std("c++17")
+        .file(&file)
+        .opt_level(2)
+        .flag("-ffp-contract=off")
+        .flag("-fno-fast-math")
+        .warnings(true)
+        .extra_warnings(true)
+        .warnings_into_errors(true)
+        // CUDA's idiom `threadIdx.x < k` (unsigned against int).
+        .flag("-Wno-sign-compare")
+        .compile("gl_forward_host");
+    println!("cargo:rerun-if-changed={}", cu.display());
+    println!("cargo:rerun-if-changed={}", header.display());
 }

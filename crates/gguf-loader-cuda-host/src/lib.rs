@@ -9,7 +9,13 @@
 //! emulated grid, so the kernels' index arithmetic, grid-stride loops and
 //! tails run as on a GPU. Every global memory access is checked for bounds
 //! and alignment, and the output is surrounded by guard bytes.
+//!
+//! [`forward`] does the same for the forward pass's kernels
+//! (`gguf-loader-llm`'s `src/forward/kernels.cu`), whose threads cooperate
+//! (shared memory, `__syncthreads`, warp shuffles): each thread of a block
+//! is a fiber, and a barrier that not all live threads reach is an error.
 
+pub mod forward;
 mod parse;
 
 use std::ffi::c_void;

@@ -31,12 +31,16 @@
 //!   (`forward.rs`), with the same reductions, and the library also answers
 //!   for cuBLAS (`cublas.rs`: a handle on a stream and `cublasGemmEx`),
 //!   each launch's and GEMM's ranges checked against the device memory.
+//!   That Rust is held to the CUDA text bit for bit (`forward_tests.rs`):
+//!   every kernel's launches on random inputs against the kernel text run
+//!   as host C++ with its thread blocks emulated
+//!   (`gguf_loader_cuda_host::forward`), its threads in three orders.
 //!
-//! What it cannot check: the device code itself (the decode kernels' host
-//! build is tested bit for bit against the CPU elsewhere, NVRTC compiles
-//! the real ones, and the forward kernels here are a second writing, not
-//! the first), real concurrency between the copy engines and the SMs, and
-//! timing.
+//! What it cannot check: the device code on a device (the decode kernels'
+//! host build is tested bit for bit against the CPU elsewhere, the forward
+//! kernels' against this crate's, and NVRTC compiles both; a GPU's expf,
+//! tanhf and sqrtf are its own), real concurrency between the copy engines
+//! and the SMs, and timing.
 //!
 //! Settings (environment): `GL_FAKE_CUDA_DEVICES` (GPUs, default 1),
 //! `GL_FAKE_CUDA_MEMORY` (bytes per GPU, default 16 GiB),

@@ -104,6 +104,53 @@ fn set_dequantize_cache(max_bytes: usize) -> usize {
     pool::set_max_bytes(max_bytes)
 }
 
+/// The GPU named by `device` (`"cuda"` or `"cuda:N"`): its ordinal, or
+/// `ValueError`.
+fn cuda_ordinal(device: &str) -> PyResult<usize> {
+    match load::device(device)? {
+        gguf_loader::Device::Cuda(n) => Ok(n),
+        gguf_loader::Device::Cpu => Err(PyValueError::new_err(format!(
+            "device must be \"cuda\" or \"cuda:N\", not {device:?}"
+        ))),
+    }
+}
+
+/// Free and total memory of a GPU in bytes, counted once the work queued on
+/// it is done (so that the memory of tensors already dropped counts as
+/// free); sets the GPU up if nothing has yet. `RuntimeError` where the GPU
+/// cannot be used or the build has no `cuda` feature.
+#[pyfunction]
+#[pyo3(signature = (device = "cuda:0"))]
+fn cuda_memory(py: Python<'_>, device: &str) -> PyResult<(usize, usize)> {
+    let n = cuda_ordinal(device)?;
+    #[cfg(feature = "cuda")]
+    {
+        py.detach(|| gguf_loader::cuda_memory(n)).map_err(py_err)
+    }
+    #[cfg(not(feature = "cuda"))]
+    {
+        let _ = py;
+        Err(py_err(Error::UnsupportedDevice(gguf_loader::Device::Cuda(
+            n,
+        ))))
+    }
+}
+
+/// Frees the staging buffers a GPU keeps between loads (64 MiB of VRAM and
+/// as much pinned host memory by default), for a program done loading; a
+/// later load makes them again. Does nothing for a GPU not used yet, or in
+/// a build without the `cuda` feature (where none can have been made).
+#[pyfunction]
+#[pyo3(signature = (device = "cuda:0"))]
+fn cuda_release_staging(py: Python<'_>, device: &str) -> PyResult<()> {
+    let n = cuda_ordinal(device)?;
+    #[cfg(feature = "cuda")]
+    py.detach(|| gguf_loader::cuda_release_staging(n));
+    #[cfg(not(feature = "cuda"))]
+    let _ = (py, n);
+    Ok(())
+}
+
 /// The native module.
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -118,6 +165,8 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(load::tensor, m)?)?;
     m.add_function(wrap_pyfunction!(load::load, m)?)?;
     m.add_function(wrap_pyfunction!(load::load_device, m)?)?;
+    m.add_function(wrap_pyfunction!(cuda_memory, m)?)?;
+    m.add_function(wrap_pyfunction!(cuda_release_staging, m)?)?;
     m.add("Cancelled", m.py().get_type::<load::Cancelled>())?;
     m.add("CUDA", cfg!(feature = "cuda"))?;
     Ok(())

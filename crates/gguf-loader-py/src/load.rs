@@ -47,7 +47,7 @@ fn dtype(name: &str) -> PyResult<Dtype> {
 }
 
 /// `cpu`, `cuda` (GPU 0) or `cuda:N`.
-fn device(name: &str) -> PyResult<Device> {
+pub(crate) fn device(name: &str) -> PyResult<Device> {
     match name {
         "cpu" => Ok(Device::Cpu),
         "cuda" => Ok(Device::Cuda(0)),

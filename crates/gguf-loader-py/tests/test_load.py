@@ -372,6 +372,42 @@ def test_gpu_load(smollm2):
     assert np.array_equal(one.numpy(), f.tensor(names[0], "float32"))
 
 
+def test_gpu_memory_and_release_staging(smollm2):
+    """cuda_memory counts a load's VRAM and gives it back on the drop;
+    cuda_release_staging frees the staging ring (four 16 MiB slots). Without
+    a GPU: one clear RuntimeError, and releasing nothing is no error."""
+    for bad in ["cpu", "cuda:x", "gpu", ""]:
+        with pytest.raises(ValueError, match="cuda"):
+            gguf_loader.cuda_memory(bad)
+        with pytest.raises(ValueError, match="cuda"):
+            gguf_loader.cuda_release_staging(bad)
+    try:
+        free_a, total = gguf_loader.cuda_memory("cuda:0")
+    except RuntimeError as e:
+        if os.environ.get("GGUF_LOADER_REQUIRE_GPU"):
+            raise
+        assert "cuda:0" in str(e)
+        gguf_loader.cuda_release_staging("cuda:0")
+        gguf_loader.cuda_release_staging()
+        return
+    assert 0 < free_a <= total
+    f = gguf_loader.open(smollm2)
+    name = "token_embd.weight"
+    t = f.tensor(name, "float32", device="cuda:0")
+    free_b, _ = gguf_loader.cuda_memory()
+    nbytes = t.nbytes
+    assert free_a - free_b >= nbytes, (free_a, free_b, nbytes)
+    del t
+    free_c, _ = gguf_loader.cuda_memory("cuda")
+    assert free_c - free_b >= nbytes, (free_b, free_c, nbytes)
+    gguf_loader.cuda_release_staging("cuda:0")
+    free_d, _ = gguf_loader.cuda_memory("cuda:0")
+    assert free_d - free_c >= 64 << 20, (free_c, free_d)
+    # A load after makes the ring again.
+    t = f.tensor(name, "float16", device="cuda:0")
+    assert np.array_equal(t.numpy(), f.tensor(name, "float16"))
+
+
 def test_readme_example_runs(smollm2, capsys):
     """The README's Python example, as written, on SmolLM2."""
     import re

@@ -42,6 +42,8 @@ __all__ = [
     "DeviceTensor",
     "Cancelled",
     "CUDA",
+    "cuda_memory",
+    "cuda_release_staging",
     "set_dequantize_cache",
 ]
 
@@ -388,3 +390,28 @@ def set_dequantize_cache(max_bytes: int) -> int:
     if max_bytes < 0:
         raise ValueError("max_bytes must be at least 0")
     return _native.set_dequantize_cache(max_bytes)
+
+
+def cuda_memory(device: str = "cuda:0") -> Tuple[int, int]:
+    """Free and total memory of a GPU (``"cuda"`` or ``"cuda:N"``) in bytes,
+    counted once the work queued on it is done, so that the memory of tensors
+    already dropped counts as free.
+
+    Sets the GPU up if no load has. Raises ``RuntimeError`` where the GPU
+    cannot be used (no driver, no such device, no NVRTC) or the build has no
+    ``cuda`` feature (:data:`CUDA` is false), ``ValueError`` for a device
+    that is not a GPU.
+    """
+    free, total = _native.cuda_memory(device)
+    return int(free), int(total)
+
+
+def cuda_release_staging(device: str = "cuda:0") -> None:
+    """Frees the staging buffers a GPU keeps between loads (64 MiB of VRAM
+    and as much pinned host memory by default), for a program done loading;
+    a later load makes them again.
+
+    Does nothing for a GPU no load has used, or where the build has no
+    ``cuda`` feature. Raises ``ValueError`` for a device that is not a GPU.
+    """
+    _native.cuda_release_staging(device)

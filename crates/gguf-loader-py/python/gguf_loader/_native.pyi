@@ -20,6 +20,8 @@ __all__ = [
     "tensor",
     "load",
     "load_device",
+    "cuda_memory",
+    "cuda_release_staging",
     "Cancelled",
     "CUDA",
 ]
@@ -111,3 +113,9 @@ def load_device(
     progress: Optional[Callable[[int, int, int, int], Any]] = None,
     names: Optional[List[str]] = None,
 ) -> List[Tuple[str, DeviceTensor]]: ...
+
+def cuda_memory(device: str = "cuda:0") -> Tuple[int, int]:
+    """Free and total bytes of a GPU, once its queued work is done."""
+
+def cuda_release_staging(device: str = "cuda:0") -> None:
+    """Frees the staging buffers a GPU keeps between loads."""

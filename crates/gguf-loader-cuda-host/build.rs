@@ -38,17 +38,7 @@ fn main() {
     rs.push_str("];\n");
     std::fs::write(out.join("kernels.rs"), rs).expect("write the kernel table");
 
-    cc::Build::new()
-        .cpp(true)
-        .std("c++17")
-        .file(&cpp)
-        .opt_level(2)
-        .flag("-ffp-contract=off")
-        .flag("-fno-fast-math")
-        .warnings(true)
-        .extra_warnings(true)
-        .warnings_into_errors(true)
-        .compile("gl_kernels_host");
+    strict_cpp(&cpp).compile("gl_kernels_host");
     println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rerun-if-changed=src/parse.rs");
     forward_kernels(&out);
@@ -122,19 +112,27 @@ fn forward_kernels(out: &std::path::Path) {
     std::fs::write(out.join("forward_kernels.rs"), list).expect("write the forward kernel list");
     let file = out.join("gl_forward_host.cpp");
     std::fs::write(&file, cpp).expect("write the forward host C++");
-    cc::Build::new()
-        .cpp(true)
-        .std("c++17")
-        .file(&file)
-        .opt_level(2)
-        .flag("-ffp-contract=off")
-        .flag("-fno-fast-math")
-        .warnings(true)
-        .extra_warnings(true)
-        .warnings_into_errors(true)
+    strict_cpp(&file)
         // CUDA's idiom `threadIdx.x < k` (unsigned against int).
         .flag("-Wno-sign-compare")
         .compile("gl_forward_host");
     println!("cargo:rerun-if-changed={}", cu.display());
     println!("cargo:rerun-if-changed={}", header.display());
+}
+
+/// A C++17 build of `file` with strict IEEE arithmetic (no contraction, no
+/// fast math: each operation rounded as the kernels' PTX rounds it) and
+/// every warning an error.
+fn strict_cpp(file: &std::path::Path) -> cc::Build {
+    let mut b = cc::Build::new();
+    b.cpp(true)
+        .std("c++17")
+        .file(file)
+        .opt_level(2)
+        .flag("-ffp-contract=off")
+        .flag("-fno-fast-math")
+        .warnings(true)
+        .extra_warnings(true)
+        .warnings_into_errors(true);
+    b
 }

@@ -97,7 +97,7 @@ pub mod internals {
     /// loader sets it up, for the GPU benchmarks.
     pub mod cuda {
         #[cfg(feature = "cuda")]
-        pub use crate::cuda::{gpu, Gpu};
+        pub use crate::cuda::{compile::nvrtc_present_for_test, gpu, Gpu};
         pub use crate::decode::cuda::*;
     }
 }

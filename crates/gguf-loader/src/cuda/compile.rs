@@ -243,6 +243,25 @@ fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()>
     })
 }
 
+/// For tests that compile kernels with NVRTC (no GPU needed): whether NVRTC
+/// can be loaded. Where it cannot, the test `test` is to be skipped, and
+/// this says so on stderr, unless `GGUF_LOADER_REQUIRE_NVRTC` is set
+/// (scripts/test.sh sets it after fetching NVRTC with
+/// scripts/fetch-nvrtc.sh): then it panics, failing the test.
+#[cfg(any(test, feature = "internals"))]
+pub fn nvrtc_present_for_test(test: &str) -> bool {
+    // SAFETY: only tries to load the library.
+    let present = unsafe { nvrtc_sys::is_culib_present() };
+    if !present {
+        assert!(
+            std::env::var_os("GGUF_LOADER_REQUIRE_NVRTC").is_none(),
+            "GGUF_LOADER_REQUIRE_NVRTC is set but libnvrtc cannot be loaded"
+        );
+        eprintln!("{test}: skipped, NVRTC not found (scripts/fetch-nvrtc.sh, then its folder on LD_LIBRARY_PATH)");
+    }
+    present
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -256,29 +275,13 @@ mod tests {
         assert_eq!(a, fnv1a(&[b"ab", b"c"]));
     }
 
-    /// Whether NVRTC can be loaded; without it the test is skipped, unless
-    /// `GGUF_LOADER_REQUIRE_NVRTC` is set (scripts/test.sh sets it after
-    /// fetching NVRTC with scripts/fetch-nvrtc.sh).
-    fn nvrtc_present(test: &str) -> bool {
-        // SAFETY: only tries to load the library.
-        let present = unsafe { nvrtc_sys::is_culib_present() };
-        if !present {
-            assert!(
-                std::env::var_os("GGUF_LOADER_REQUIRE_NVRTC").is_none(),
-                "GGUF_LOADER_REQUIRE_NVRTC is set but libnvrtc cannot be loaded"
-            );
-            eprintln!("{test}: skipped, NVRTC not found (scripts/fetch-nvrtc.sh, then its folder on LD_LIBRARY_PATH)");
-        }
-        present
-    }
-
     /// The kernels compile with a real NVRTC, with the options a GPU load
     /// uses, no GPU needed: a CUBIN for sm_90 (the H200) and sm_75 (the
     /// oldest CUDA 13 targets), and PTX with one kernel per type and output
     /// and no fused multiply-add.
     #[test]
     fn kernels_compile_with_nvrtc() {
-        if !nvrtc_present("kernels_compile_with_nvrtc") {
+        if !super::nvrtc_present_for_test("kernels_compile_with_nvrtc") {
             return;
         }
         let src = kernels::source();
@@ -308,7 +311,7 @@ mod tests {
     /// The PTX fallback's choice of architecture, with a real NVRTC.
     #[test]
     fn newest_arch_is_the_devices_or_below() {
-        if !nvrtc_present("newest_arch_is_the_devices_or_below") {
+        if !super::nvrtc_present_for_test("newest_arch_is_the_devices_or_below") {
             return;
         }
         assert_eq!(newest_arch_up_to((9, 0)), Some(90));

@@ -6,7 +6,7 @@
 //! a binary built with the feature runs where there is no GPU, and a load
 //! on one answers [`Error::CudaUnavailable`] saying why, in one line.
 
-mod compile;
+pub(crate) mod compile;
 mod pipeline;
 pub(crate) mod plan;
 

@@ -3,7 +3,9 @@
 # put in gpu-carry/ (run from the repository root: gpu-carry/gpu-check.sh).
 # Synthesizes the models it needs, runs the CUDA tests (every type x f32,
 # f16, bf16 against the CPU bit for bit, random blocks, every staging mode,
-# lazy layers, progress and cancel), the GPU forward pass against the CPU's
+# lazy layers, progress and cancel), the real models where the device calls
+# carried their pieces (scripts/gpu-models.sh: llama.cpp's golden logits on the
+# GPU, whole models GPU vs CPU, real text), the GPU forward pass against the CPU's
 # and the stability check on the GPU, GPU generation speed, converts
 # synthesized models of every type on the CPU and on the GPU and compares the
 # files byte for byte, multiplies a loaded weight with cuBLAS, times the first
@@ -17,8 +19,11 @@
 # Settings: CUDA_LIB (default /usr/local/cuda/targets/x86_64-linux/lib) is
 # put on LD_LIBRARY_PATH; GGUF_LOADER_CUDA_INCLUDE (default
 # /usr/local/cuda/include) is NVRTC's include path; QUICK=1 skips the 7B
-# model and repeats less.
+# model and repeats less; REHEARSAL=1 is a dry run against the stand-in driver
+# (scripts/gpu-rehearse.sh): QUICK, without the 1.1B-parameter stability run
+# and the host CPU's decode rates, which the stand-in would make slow.
 set -uo pipefail
+[ "${REHEARSAL:-0}" = 1 ] && QUICK=1
 cd "$(dirname "$0")"
 B=$PWD
 OUT=${OUT:-$(mktemp -d)}
@@ -68,6 +73,51 @@ done
 step "CUDA tests (GPU against CPU, bit for bit)"
 check cuda-tests env GGUF_LOADER_MODEL="$W/smollm2-q4_1.gguf" "$B/cuda-tests" --test-threads 1
 
+step "the real models, where carried (scripts/gpu-models.sh): llama.cpp's logits on the GPU, GPU = CPU"
+# Reassembled from the pieces the device calls carried into ../gpu-models,
+# checked by size and SHA-256; a model with a piece missing is owed.
+real_smol="" real_gemma=""
+if [ -f "$B/../gpu-models/manifest.txt" ]; then
+    mkdir -p "$W/real"
+    while read -r name file bytes sum pieces; do
+        whole=1
+        for p in $pieces; do [ -f "$B/../gpu-models/$p" ] || whole=0; done
+        if [ $whole = 0 ]; then
+            echo "$name: pieces missing (the machine went back between calls?): its real-model checks are owed"
+            continue
+        fi
+        for p in $pieces; do cat "$B/../gpu-models/$p"; done >"$W/real/$file"
+        if [ "$(stat -c %s "$W/real/$file")" = "$bytes" ] &&
+            [ "$(sha256sum "$W/real/$file" | cut -d' ' -f1)" = "$sum" ]; then
+            echo "$name: $file whole ($bytes bytes, SHA-256 checked)"
+            case $name in smollm2) real_smol=$W/real/$file ;; gemma3) real_gemma=$W/real/$file ;; esac
+        else
+            echo "FAIL $name: $file reassembled with the wrong size or SHA-256"
+            fail=1
+        fi
+    done <"$B/../gpu-models/manifest.txt"
+else
+    echo "no gpu-models/manifest.txt: the real models were not carried; their GPU checks are owed"
+fi
+if [ -n "$real_smol$real_gemma" ]; then
+    # Unset variables fall back to a cache that is not here: that model is skipped.
+    real_env=(GGUF_LOADER_REPO="$B/.." GGUF_LOADER_MODEL="${real_smol:-/nonexistent}" GGUF_LOADER_GEMMA="${real_gemma:-/nonexistent}")
+    check "golden logits and GPU = CPU on the real models" env "${real_env[@]}" \
+        "$B/forward-tests" --test-threads 1 --nocapture gpu_logits_and_greedy_tokens
+    check "real models loaded on the GPU = CPU, bit for bit" env "${real_env[@]}" \
+        "$B/cuda-tests" --test-threads 1 real_models_bit_for_bit
+    for m in $real_smol $real_gemma; do
+        for d in cpu cuda; do
+            "$B/gguf-loader" generate "$m" --prompt "The capital of France is" -n 24 --device $d >"$W/text-$d.txt" ||
+                { echo "FAIL generate $(basename "$m") on $d"; fail=1; }
+        done
+        echo "$(basename "$m") on the GPU: $(tr '\n' ' ' <"$W/text-cuda.txt")"
+        cmp -s "$W/text-cpu.txt" "$W/text-cuda.txt" && echo "  the same text as on the CPU" ||
+            echo "  CPU's text: $(tr '\n' ' ' <"$W/text-cpu.txt")"
+        check "load $(basename "$m") --device cuda" "$B/gguf-loader" load "$m" --device cuda
+    done
+fi
+
 step "convert on the GPU = convert on the CPU, byte for byte, every type"
 # One output per type, in turn (cuda-tests above has every type x output bit
 # for bit; this is the CLI's path, a process each, so fewer starts).
@@ -97,15 +147,18 @@ for d in f16 bf16 f32; do
 done
 
 step "the forward pass on the GPU against the CPU's; the stability check on the GPU"
-check forward-tests env GGUF_LOADER_MODEL="$W/smollm2-q4_1.gguf" "$B/forward-tests" --test-threads 1 --nocapture
+skip=(); [ "${REHEARSAL:-0}" = 1 ] && skip=(--skip tinyllama)
+check forward-tests env GGUF_LOADER_MODEL="$W/smollm2-q4_1.gguf" "$B/forward-tests" --test-threads 1 --nocapture "${skip[@]}"
+# (8 tokens in a rehearsal: the stand-in's matrix products are slow.)
+n_gen=64; [ "${REHEARSAL:-0}" = 1 ] && n_gen=8
 for d in cpu cuda cuda-ggml; do
     args=(--device "${d%-ggml}")
     [ "$d" = cuda-ggml ] && args+=(--gpu-matmul ggml-order)
-    "$B/gguf-loader" generate "$W/tinyllama-q4_0.gguf" --ids --tokens 1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16 -n 64 "${args[@]}" >"$W/gen-$d.txt" ||
+    "$B/gguf-loader" generate "$W/tinyllama-q4_0.gguf" --ids --tokens 1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16 -n $n_gen "${args[@]}" >"$W/gen-$d.txt" ||
         { echo "FAIL generate on $d"; fail=1; }
 done
 for d in cuda cuda-ggml; do
-    cmp -s "$W/gen-cpu.txt" "$W/gen-$d.txt" && echo "the same 64 token ids on cpu and $d" ||
+    cmp -s "$W/gen-cpu.txt" "$W/gen-$d.txt" && echo "the same $n_gen token ids on cpu and $d" ||
         echo "the token ids differ between cpu and $d (near ties may differ: random weights)"
 done
 
@@ -140,6 +193,12 @@ quick=(); [ "${QUICK:-0}" = 1 ] && quick=(--quick)
 check cuda-bench "$B/cuda-bench" "${quick[@]}" "${models[@]}"
 
 step "CPU decode on this host (issue #13): every type, one thread and all threads, f16 out, against memcpy"
+if [ "${REHEARSAL:-0}" = 1 ]; then
+    echo "(a rehearsal: not run)"
+    step result
+    if [ $fail = 0 ]; then echo "ALL PASSED"; else echo "SOME CHECKS FAILED"; fi
+    exit $fail
+fi
 grep -q avx512f /proc/cpuinfo && echo "AVX-512: present (the kernels are AVX2; an AVX-512 path is owed a measurement here)" || echo "AVX-512: absent"
 for ty in q4_0 q4_1 q5_0 q5_1 q8_0 q2_k q3_k q4_k q5_k q6_k iq2_xxs iq2_xs iq2_s iq3_xxs iq3_s iq1_s iq1_m \
     iq4_nl iq4_xs tq1_0 tq2_0 mxfp4 nvfp4 q1_0 q2_0 f32 f16 bf16; do

@@ -5,12 +5,17 @@ pub mod counting;
 
 use std::path::PathBuf;
 
-/// The repository root (two levels above this crate).
+/// The repository root: `$GGUF_LOADER_REPO` where set (a test binary run
+/// from another copy of the repository, as scripts/gpu-check.sh runs them on
+/// the GPU machine), else two levels above this crate.
 pub fn repo_root() -> PathBuf {
+    if let Some(p) = std::env::var_os("GGUF_LOADER_REPO") {
+        return PathBuf::from(p);
+    }
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("../..")
         .canonicalize()
-        .expect("repo root")
+        .expect("repo root (set GGUF_LOADER_REPO where the tests run from another copy)")
 }
 
 /// Golden vectors for one type, written by the scripts under `scripts/`:

@@ -12,13 +12,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 [ -x gpu-carry/gguf-loader ] || { echo "gpu-carry/ is missing: run scripts/gpu-build.sh first" >&2; exit 1; }
 nvrtc="$(scripts/fetch-nvrtc.sh)"
-cargo build --release -p gguf-loader-fake-cuda
-target="$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')"
-fake="$target/fake-cuda"
-mkdir -p "$fake"
-cp "$target/release/libgl_fake_cuda.so" "$fake/libcuda.so"
-ln -sf libcuda.so "$fake/libcuda.so.1"
-ln -sf libcuda.so "$fake/libcublas.so"
+fake="$(scripts/fake-cuda.sh)"
 # As on the GPU machine: the carried copy, run from the repository root.
 chmod +x gpu-carry/* gpu-carry/python/*
 OUT="${OUT:-$(mktemp -d)}" REHEARSAL=1 CUDA_LIB="$fake" LD_LIBRARY_PATH="$nvrtc${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" \

@@ -15,15 +15,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 nvrtc="$(scripts/fetch-nvrtc.sh)"
-cargo build --release -p gguf-loader-fake-cuda
-target="$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')"
-fake="$target/fake-cuda"
-mkdir -p "$fake"
-cp "$target/release/libgl_fake_cuda.so" "$fake/libcuda.so"
-# One library, under every name cudarc looks for (links, so that it is loaded
-# once: the driver and cuBLAS share its streams and memory).
-ln -sf libcuda.so "$fake/libcuda.so.1"
-ln -sf libcuda.so "$fake/libcublas.so"
+fake="$(scripts/fake-cuda.sh)"
 # The kernels go to a cache of this run's own: the first load compiles them,
 # the others read the cache, so both paths run.
 cache="$(mktemp -d)"

@@ -12,7 +12,9 @@
 // live thread reaches (a __syncthreads under a divergent branch) is caught:
 // after every round, the live threads must all wait at the same source line. A warp
 // shuffle is two such steps: every lane writes its value to the warp's slot
-// table, then reads its source lane's. Blocks run one after another;
+// table, then reads its source lane's. (So a shuffle is a block-wide step
+// here: warps that shuffle at different lines, legal on a GPU, would be
+// reported as diverged. The forward kernels' warps all shuffle alike.) Blocks run one after another;
 // `__shared__` arrays are per OS thread (thread_local), so a block sees what
 // the previous block left there, as on a GPU it sees garbage, and the
 // dynamic shared memory is refilled with NaN bytes before every block.

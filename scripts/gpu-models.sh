@@ -24,12 +24,12 @@ models=("$@")
 out=gpu-models
 [ -d gpu-carry ] || { echo "gpu-carry/ is missing: run scripts/gpu-build.sh first" >&2; exit 1; }
 grep -qx "$out/" .git/info/exclude 2>/dev/null || echo "$out/" >>.git/info/exclude
-rm -rf "$out"
-mkdir -p "$out"
 paths=()
 for m in "${models[@]}"; do
     paths+=("$m=$(scripts/fetch-model.sh "$m")")
 done
+rm -rf "$out"
+mkdir -p "$out"
 # What travels with every call besides the carried paths: the files git
 # tracks, and those it neither tracks nor ignores.
 tree=$(git ls-files -z -co --exclude-standard | du -cb --files0-from=- 2>/dev/null | tail -1 | cut -f1)

@@ -2,8 +2,9 @@
 // at run time by NVRTC with no header: f16 conversions by PTX `cvt`, one
 // thread block of THREADS per row, head or query. The same text is compiled
 // as host C++ by gguf-loader-cuda-host (GL_HOST defined, thread blocks
-// emulated with __syncthreads and warp shuffles) and tested there against
-// the stand-in driver's kernels.
+// emulated with __syncthreads and warp shuffles), and the stand-in driver's
+// tests (gguf-loader-fake-cuda, forward_tests.rs) hold its Rust writing of
+// these kernels equal to that build, bit for bit.
 #define THREADS 256
 #ifndef GL_HOST
 // f16 <-> f32 by PTX `cvt` (no header). The host C++ test build

@@ -10,8 +10,9 @@
 # capsules, and the GPU forward pass (the stand-in also answers for cuBLAS's
 # GEMM, and runs the forward kernels as written again in Rust, which its unit
 # tests in the workspace's hold equal to the CUDA text run as host C++).
-# scripts/gpu-check.sh runs the tests on a GPU. Expects the models in GGUF_LOADER_MODEL / GGUF_LOADER_GEMMA and
-# the Python package installed (scripts/test.sh does both).
+# scripts/gpu-check.sh runs the tests on a GPU. Expects the models in
+# GGUF_LOADER_MODEL / GGUF_LOADER_GEMMA and the Python package installed
+# (scripts/test.sh does both).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 nvrtc="$(scripts/fetch-nvrtc.sh)"

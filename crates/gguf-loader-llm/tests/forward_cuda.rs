@@ -23,13 +23,6 @@ use gguf_loader::{cuda_memory, cuda_setup, f16, GgmlType, MmapGGUFLoader, Preset
 use gguf_loader_llm::forward::cuda::{CudaTransformer, GpuMatmul};
 use gguf_loader_llm::forward::{argmax, nmse, Transformer};
 
-/// Runs the tests of this file one at a time: the stability test measures
-/// the GPU's free memory, which another test's load would change.
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    LOCK.lock().unwrap_or_else(|e| e.into_inner())
-}
-
 fn gpu() -> bool {
     match cuda_setup(0) {
         Ok(s) => {
@@ -111,7 +104,7 @@ fn same_as_cpu(path: &Path, matmul: GpuMatmul) {
 /// order, within NMSE 1e-3 (its greedy tokens reported).
 #[test]
 fn gpu_logits_and_greedy_tokens_match_llama_cpp() {
-    let _serial = serial();
+    let _serial = common::serial();
     if !gpu() {
         return;
     }
@@ -156,7 +149,7 @@ const LOOSE_NMSE: f64 = 1e-3;
 
 #[test]
 fn gpu_logits_and_greedy_tokens_are_the_cpus() {
-    let _serial = serial();
+    let _serial = common::serial();
     if !gpu() {
         return;
     }
@@ -168,7 +161,7 @@ fn gpu_logits_and_greedy_tokens_are_the_cpus() {
 
 #[test]
 fn tinyllama_shaped_model_runs_256_tokens_on_the_gpu_without_nan_or_inf() {
-    let _serial = serial();
+    let _serial = common::serial();
     if !gpu() {
         return;
     }

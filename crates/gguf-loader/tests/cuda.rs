@@ -24,13 +24,6 @@ use gguf_loader::{
 
 const GPU: Device = Device::Cuda(0);
 
-/// Runs the tests of this file one at a time: they measure the GPU's free
-/// memory, which another test's load would change.
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    LOCK.lock().unwrap_or_else(|e| e.into_inner())
-}
-
 /// Whether GPU 0 can be used; otherwise checks that the refusal is one
 /// line naming the device, and says the test is skipped.
 fn gpu() -> bool {
@@ -143,7 +136,7 @@ fn both<T: Element>(path: &Path, opts: LoadOptions<'_>, what: &str, nan_any: boo
 
 #[test]
 fn every_type_every_output_bit_for_bit() {
-    let _serial = serial();
+    let _serial = common::serial();
     if !gpu() {
         let dir = tempfile::tempdir().unwrap();
         let path = every_type_file(dir.path());
@@ -187,7 +180,7 @@ fn every_type_every_output_bit_for_bit() {
 
 #[test]
 fn real_models_bit_for_bit() {
-    let _serial = serial();
+    let _serial = common::serial();
     if !gpu() {
         return;
     }
@@ -207,7 +200,7 @@ fn real_models_bit_for_bit() {
 
 #[test]
 fn lazy_layers_on_the_gpu() {
-    let _serial = serial();
+    let _serial = common::serial();
     if !gpu() {
         let Some(path) = common::model_path() else {
             return;
@@ -255,7 +248,7 @@ fn lazy_layers_on_the_gpu() {
 
 #[test]
 fn progress_cancel_and_tensor_handles() {
-    let _serial = serial();
+    let _serial = common::serial();
     if !gpu() {
         return;
     }

@@ -18,6 +18,14 @@ pub fn repo_root() -> PathBuf {
         .expect("repo root (set GGUF_LOADER_REPO where the tests run from another copy)")
 }
 
+/// Runs the tests that take it one at a time within a test binary: the GPU
+/// tests measure the GPU's free memory, which another test's load would
+/// change. Hold the guard for the whole test.
+pub fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// Golden vectors for one type, written by the scripts under `scripts/`:
 /// `tests/golden/<name>.raw` holds whole blocks of that type and
 /// `tests/golden/<name>.f32` the little-endian f32 values ggml decodes them to.

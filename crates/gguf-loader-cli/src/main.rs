@@ -37,11 +37,28 @@ enum GpuMatmulArg {
     GgmlOrder,
 }
 
+/// The element type tensors are decoded to.
 #[derive(Clone, Copy, ValueEnum)]
 enum Dtype {
     F32,
     F16,
     Bf16,
+}
+
+/// `generate --dtype`: the weight types the forward pass takes.
+#[derive(Clone, Copy, ValueEnum)]
+enum WeightDtype {
+    F32,
+    F16,
+}
+
+impl From<WeightDtype> for ElementKind {
+    fn from(d: WeightDtype) -> ElementKind {
+        match d {
+            WeightDtype::F32 => ElementKind::F32,
+            WeightDtype::F16 => ElementKind::F16,
+        }
+    }
 }
 
 impl From<Dtype> for ElementKind {
@@ -144,6 +161,7 @@ fn parse_device(s: &str) -> Result<Device, String> {
 enum Command {
     /// Print the header, metadata and tensor table of a GGUF file.
     Inspect {
+        /// The GGUF file (any shard of a split model opens them all).
         file: PathBuf,
         /// Print the whole structure as JSON (arrays written out whole).
         #[arg(long)]
@@ -160,6 +178,7 @@ enum Command {
     /// itself, numbers as decimal text, arrays (tokenizer vocabularies,
     /// `general.languages`) as JSON text.
     Convert {
+        /// The GGUF file (any shard of a split model opens them all).
         file: PathBuf,
         /// The output; its extension, .safetensors or .gguf, picks the format.
         #[arg(short, long)]
@@ -179,16 +198,22 @@ enum Command {
     },
     /// Decode every tensor (or walk the layers lazily) and report times and memory.
     Load {
+        /// The GGUF file (any shard of a split model opens them all).
         file: PathBuf,
+        /// The element type of the decoded tensors.
         #[arg(long, value_enum, default_value = "f16")]
         dtype: Dtype,
+        /// Load into this device's memory (cpu, cuda, cuda:N; a GPU needs a
+        /// build with the `cuda` feature).
         #[arg(long, default_value = "cpu", value_parser = parse_device)]
         device: Device,
         /// Decoding threads, 1 to 4 per core (default: all cores).
         #[arg(long, value_parser = parse_threads)]
         threads: Option<usize>,
+        /// How the file is read: mapped into memory, or read into buffers.
         #[arg(long, value_enum, default_value = "mmap")]
         mode: Mode,
+        /// How decoded outputs are written (the values are the same).
         #[arg(long, value_enum, default_value = "auto")]
         stores: StoresArg,
         /// Walk the model layer by layer, prefetching the next.
@@ -207,6 +232,7 @@ enum Command {
         /// GPU loads: the staging ring's size in MiB (four slots; 0: 64 MiB).
         #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=4096))]
         ring_mib: u32,
+        /// Print the report as one JSON object.
         #[arg(long)]
         json: bool,
         /// Load even when the decoded model is larger than the memory
@@ -234,13 +260,16 @@ enum Command {
     },
     /// Decode throughput per tensor type, next to memcpy of the same bytes.
     Bench {
+        /// The GGUF file (any shard of a split model opens them all).
         file: PathBuf,
+        /// The element type decoded to.
         #[arg(long, value_enum, default_value = "f16")]
         dtype: Dtype,
         /// Threads for the multithreaded figures, 1 to 4 per core (default:
         /// all cores).
         #[arg(long, value_parser = parse_threads)]
         threads: Option<usize>,
+        /// How decoded outputs are written (the values are the same).
         #[arg(long, value_enum, default_value = "auto")]
         stores: StoresArg,
         /// Run even when the outputs of one tensor type are larger than the
@@ -252,6 +281,7 @@ enum Command {
     /// CPU or GPU): the generation on standard output, speeds and peak
     /// memory on standard error. Greedy unless --temp is above 0.
     Generate {
+        /// The GGUF file (any shard of a split model opens them all).
         file: PathBuf,
         /// The prompt as text.
         #[arg(long, conflicts_with = "tokens")]
@@ -264,7 +294,7 @@ enum Command {
         n: u32,
         /// Weights as f16 (1-D tensors stay f32) or f32.
         #[arg(long, value_enum, default_value = "f16")]
-        dtype: Dtype,
+        dtype: WeightDtype,
         /// Sampling temperature, 0 to 100; 0 is greedy.
         #[arg(long, default_value_t = 0.0, allow_negative_numbers = true, value_parser = parse_temp)]
         temp: f32,
@@ -300,6 +330,7 @@ enum Command {
     /// Check the structure and scan the data for NaN/Inf values and scales
     /// (exit 0 clean, 1 data problems, 2 malformed).
     Verify {
+        /// The GGUF file (any shard of a split model opens them all).
         file: PathBuf,
         /// Print the report as one JSON object.
         #[arg(long)]
@@ -308,6 +339,7 @@ enum Command {
     /// Tokenize standard input (one UTF-8 text) with the model's tokenizer
     /// and print the token ids on one line.
     Tokenize {
+        /// The GGUF file (any shard of a split model opens them all).
         file: PathBuf,
         /// Add BOS/EOS as the model asks.
         #[arg(long)]

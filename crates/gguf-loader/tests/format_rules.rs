@@ -20,6 +20,40 @@ fn bad_magic() {
 }
 
 #[test]
+fn other_formats_are_named() {
+    // A safetensors file: its header's length, then the JSON header.
+    let json = br#"{"__metadata__":{}}"#;
+    let mut st = (json.len() as u64).to_le_bytes().to_vec();
+    st.extend(json);
+    let e = err(&st);
+    assert_eq!(e.kind, K::Safetensors(json.len() as u64));
+    assert!(e.to_string().contains("a safetensors file"), "{e}");
+    // A length past the end is no safetensors file.
+    st[0] += 1;
+    assert!(matches!(err(&st).kind, K::BadMagic(_)));
+
+    for (start, says) in [
+        (&b"tjgg\x03\0\0\0"[..], "llama.cpp's format before GGUF"),
+        (
+            b"version https://git-lfs.github.com/spec/v1\n",
+            "Git LFS pointer",
+        ),
+        (b"<!DOCTYPE html>", "HTML"),
+        (b"\x1f\x8b\x08\0\0\0\0\0", "gzip"),
+        (b"PK\x03\x04\0\0\0\0", "zip"),
+        (b"\x80\x02}q\0(X\0\0", "pickle"),
+    ] {
+        let e = err(start);
+        assert!(matches!(e.kind, K::BadMagic(_)), "{e}");
+        assert!(e.to_string().contains(says), "{e}");
+    }
+    // Unknown bytes get no guess.
+    assert!(err(b"GGUG\x03\0\0\0")
+        .to_string()
+        .ends_with("(expected \"GGUF\") (at byte 0)"));
+}
+
+#[test]
 fn unknown_versions() {
     for v in [0u32, 4, 0x0400_0000, u32::MAX] {
         let mut b = b"GGUF".to_vec();

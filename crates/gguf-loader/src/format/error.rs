@@ -56,8 +56,12 @@ impl fmt::Display for Context {
 #[non_exhaustive]
 pub enum FormatErrorKind {
     /// The file does not start with `GGUF`: these are its first four bytes.
-    #[error("bad magic {} (expected \"GGUF\")", Magic(.0))]
+    #[error("bad magic {} (expected \"GGUF\"){}", Magic(.0), MagicHint(.0))]
     BadMagic([u8; 4]),
+    /// The file is a safetensors file (a little-endian header length, then
+    /// a JSON header), not GGUF.
+    #[error("a safetensors file (its JSON header {0} bytes long), not GGUF")]
+    Safetensors(u64),
     /// A version other than 1, 2 or 3 (in either byte order).
     #[error("unsupported GGUF version {0} (supported: 1, 2, 3)")]
     UnsupportedVersion(u32),
@@ -205,6 +209,33 @@ impl fmt::Display for FormatError {
 }
 
 impl std::error::Error for FormatError {}
+
+/// What a file with these first four bytes is likely to be, where they are
+/// another format's well-known start: `": a gzip stream (…)"`, or nothing.
+struct MagicHint<'a>(&'a [u8; 4]);
+
+impl fmt::Display for MagicHint<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let hint = match self.0 {
+            // ggml's magics before GGUF, written as little-endian u32s:
+            // 'ggml', 'ggmf', 'ggjt', and LoRA adapters' 'ggla'.
+            b"lmgg" | b"fmgg" | b"tjgg" | b"algg" => {
+                "a GGML / GGJT file, llama.cpp's format before GGUF (llama.cpp's \
+                 convert_llama_ggml_to_gguf.py converts it)"
+            }
+            b"vers" => "text: a Git LFS pointer? (`git lfs pull` fetches the file itself)",
+            [b'<', ..] => "text: an HTML or XML page (a failed download?)",
+            [0x1f, 0x8b, ..] => "a gzip stream (decompress it first)",
+            [0x28, 0xb5, 0x2f, 0xfd] => "a zstd stream (decompress it first)",
+            [b'P', b'K', 3, 4] => "a zip archive (a PyTorch checkpoint?)",
+            [0x80, 2..=5, ..] => "a Python pickle (a PyTorch checkpoint?)",
+            [0x89, b'H', b'D', b'F'] => "an HDF5 file",
+            [0x7f, b'E', b'L', b'F'] => "an ELF executable",
+            _ => return Ok(()),
+        };
+        write!(f, ": {hint}")
+    }
+}
 
 /// The four magic bytes as `0x17 0x14 0x67 0x67 ("\x17\x14gg")`.
 struct Magic<'a>(&'a [u8; 4]);

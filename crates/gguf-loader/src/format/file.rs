@@ -198,6 +198,13 @@ impl<'a> Parser<'a> {
         );
         let magic = c.array::<4>("magic").map_err(at(Context::Header))?;
         if magic != GGUF_MAGIC {
+            // Safetensors: a little-endian u64 header length, then JSON.
+            if let (Some(len), Some(b'{')) = (bytes.get(..8), bytes.get(8)) {
+                let len = u64::from_le_bytes(len.try_into().unwrap_or_default());
+                if len >= 2 && len <= self.file_len.saturating_sub(8) {
+                    return Err(header(0, FormatErrorKind::Safetensors(len)));
+                }
+            }
             return Err(header(0, FormatErrorKind::BadMagic(magic)));
         }
         let raw = c.array::<4>("version").map_err(at(Context::Header))?;

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The test command: installs the Python oracle (gguf-py), fetches the two real
-# models (SmolLM2-135M, Gemma-3-270M) and llama.cpp's vocab tests into the cache, then runs every test of
+# models (SmolLM2-135M, Gemma-3-270M), llama.cpp's vocab tests and chat
+# templates into the cache, then runs every test of
 # the workspace, then the Python package's (pytest; also on CPython 3.9 and 3.13
 # where installed), then the `cuda` build's tests (on a machine without a GPU
 # they compile every kernel with NVRTC fetched from PyPI and check that a GPU
@@ -13,6 +14,8 @@ model="$(scripts/fetch-model.sh smollm2)"
 gemma="$(scripts/fetch-model.sh gemma3)"
 # llama.cpp's tokenizer tests (crates/gguf-loader-llm/tests/vocab.rs).
 scripts/fetch-vocab-tests.sh >/dev/null
+# llama.cpp's chat templates (crates/gguf-loader-llm/tests/chat_templates.rs).
+scripts/fetch-chat-templates.sh >/dev/null
 export GGUF_LOADER_MODEL="$model" GGUF_LOADER_GEMMA="$gemma" GGUF_LOADER_REQUIRE_MODEL=1
 cargo test --workspace --release "$@"
 # The Python package (crates/gguf-loader-py): wheel, install, pytest.

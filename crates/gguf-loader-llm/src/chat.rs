@@ -1,6 +1,14 @@
-//! Chat templates (`tokenizer.chat_template`) rendered with minijinja, with
-//! Python-compatible string and dict methods (`minijinja-contrib`'s
-//! pycompat) as Hugging Face's Jinja templates expect.
+//! Chat templates (`tokenizer.chat_template`) rendered with minijinja the
+//! way Hugging Face transformers' `apply_chat_template` renders them with
+//! Jinja2 (and llama.cpp after it): `trim_blocks` and `lstrip_blocks`,
+//! loop controls, Python-compatible string and dict methods
+//! (`minijinja-contrib`'s pycompat), Python's `json.dumps` as `tojson`,
+//! `raise_exception`, `strftime_now`, and the `{% generation %}` block.
+//! Held against Jinja2 on every template llama.cpp vendors
+//! (tests/chat_templates.rs).
+//!
+//! The template comes from the file, so it is hostile input: a render has a
+//! budget of work and memory ([`FUEL`]) and fails cleanly past it.
 //!
 //! ```no_run
 //! use gguf_loader::MmapGGUFLoader;
@@ -15,6 +23,11 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+use std::fmt::Write as _;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use minijinja::syntax::SyntaxConfig;
+use minijinja::value::{Kwargs, Value, ValueKind};
 use minijinja::{context, Environment, Error as JinjaError, ErrorKind};
 
 use crate::tokenizer::Tokenizer;
@@ -103,8 +116,8 @@ pub fn render(
 
 /// Renders `messages` with the Jinja `template` (Hugging Face's context:
 /// `messages`, `add_generation_prompt`, `bos_token`, `eos_token`, and the
-/// `raise_exception` function). Errs when the template does not parse or
-/// fails.
+/// `raise_exception` and `strftime_now` functions). Errs when the template
+/// does not parse, fails, or spends more than [`FUEL`].
 pub fn render_template(
     template: &str,
     messages: &[Message],
@@ -112,16 +125,58 @@ pub fn render_template(
     bos_token: &str,
     eos_token: &str,
 ) -> Result<String, ChatError> {
+    render_template_at(
+        template,
+        messages,
+        add_generation_prompt,
+        bos_token,
+        eos_token,
+        SystemTime::now(),
+    )
+}
+
+/// The work one render may do: minijinja's fuel, about one unit per
+/// instruction and per 64 bytes allocated (so at most about 256 MiB).
+/// Every template llama.cpp vendors renders a four-turn chat on under
+/// 1 000, so this leaves room for thousands of turns; a template that
+/// loops without end, or builds an enormous string, stops here with an
+/// error instead of taking the machine.
+pub const FUEL: u64 = 4_000_000;
+
+/// [`render_template`] with `strftime_now` reading the clock `now` (UTC).
+pub fn render_template_at(
+    template: &str,
+    messages: &[Message],
+    add_generation_prompt: bool,
+    bos_token: &str,
+    eos_token: &str,
+    now: SystemTime,
+) -> Result<String, ChatError> {
     let mut env = Environment::new();
     minijinja_contrib::add_to_environment(&mut env);
     env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
+    env.set_syntax(
+        SyntaxConfig::builder()
+            .trim_blocks(true)
+            .lstrip_blocks(true)
+            .build()?,
+    );
+    env.set_fuel(Some(FUEL));
     env.add_function(
         "raise_exception",
         |msg: String| -> Result<String, JinjaError> {
             Err(JinjaError::new(ErrorKind::InvalidOperation, msg))
         },
     );
-    env.add_template("chat", template)?;
+    let secs = now
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    env.add_function("strftime_now", move |format: String| {
+        strftime(&format, secs)
+    });
+    env.add_filter("tojson", tojson);
+    let source = without_generation_tags(template);
+    env.add_template("chat", &source)?;
     let msgs: Vec<_> = messages
         .iter()
         .map(|m| context! { role => m.role.as_str(), content => m.content.as_str() })
@@ -133,6 +188,315 @@ pub fn render_template(
         eos_token => eos_token,
     })?;
     Ok(out)
+}
+
+/// `{% generation %}` … `{% endgeneration %}` (transformers' marker of the
+/// assistant's tokens, rendered as its body) as `{% if true %}` …
+/// `{% endif %}`, whitespace control kept, so that trimming around the
+/// tags is Jinja2's.
+fn without_generation_tags(template: &str) -> std::borrow::Cow<'_, str> {
+    if !template.contains("generation") {
+        return template.into();
+    }
+    let re = fancy_regex::Regex::new(r"\{%([-+]?)\s*(end)?generation\s*([-+]?)%\}")
+        .expect("a valid pattern");
+    re.replace_all(template, |c: &fancy_regex::Captures<'_, str>| {
+        let tag = if c.get(2).is_some() {
+            "endif"
+        } else {
+            "if true"
+        };
+        format!("{{%{} {tag} {}%}}", &c[1], &c[3])
+    })
+}
+
+/// Python's `json.dumps(value, ensure_ascii=False, indent=None,
+/// separators=None, sort_keys=False)`, the `tojson` transformers gives
+/// templates (Jinja2's own escapes HTML characters; this does not).
+fn tojson(value: Value, kwargs: Kwargs) -> Result<Value, JinjaError> {
+    let ensure_ascii = kwargs.get::<Option<bool>>("ensure_ascii")?.unwrap_or(false);
+    let sort_keys = kwargs.get::<Option<bool>>("sort_keys")?.unwrap_or(false);
+    let indent = match kwargs.get::<Option<Value>>("indent")? {
+        None => None,
+        Some(v) if v.is_none() => None,
+        Some(v) => Some(match v.as_str() {
+            Some(s) => s.to_string(),
+            None => " ".repeat(
+                usize::try_from(v)
+                    .map_err(|_| JinjaError::new(ErrorKind::InvalidOperation, "bad indent"))?
+                    .min(64),
+            ),
+        }),
+    };
+    let (item, key) = match kwargs.get::<Option<Vec<String>>>("separators")? {
+        Some(s) if s.len() == 2 => (s[0].clone(), s[1].clone()),
+        Some(_) => {
+            return Err(JinjaError::new(
+                ErrorKind::InvalidOperation,
+                "separators must be a pair",
+            ))
+        }
+        None if indent.is_some() => (",".into(), ": ".into()),
+        None => (", ".into(), ": ".into()),
+    };
+    kwargs.assert_all_used()?;
+    let json = Json {
+        ensure_ascii,
+        sort_keys,
+        indent,
+        item,
+        key,
+    };
+    let mut out = String::new();
+    json.write(&value, 0, &mut out)?;
+    Ok(Value::from_safe_string(out))
+}
+
+/// `json.dumps`'s options.
+struct Json {
+    ensure_ascii: bool,
+    sort_keys: bool,
+    indent: Option<String>,
+    item: String,
+    key: String,
+}
+
+impl Json {
+    fn write(&self, v: &Value, depth: usize, out: &mut String) -> Result<(), JinjaError> {
+        let unsupported = |what: &str| {
+            JinjaError::new(
+                ErrorKind::InvalidOperation,
+                format!("Object of type {what} is not JSON serializable"),
+            )
+        };
+        if depth > 500 {
+            return Err(JinjaError::new(
+                ErrorKind::InvalidOperation,
+                "tojson: nested too deeply",
+            ));
+        }
+        match v.kind() {
+            ValueKind::None => out.push_str("null"),
+            ValueKind::Bool => out.push_str(if v.is_true() { "true" } else { "false" }),
+            ValueKind::Number if v.is_integer() => write!(out, "{v}").expect("a String"),
+            ValueKind::Number => out.push_str(&python_float(f64::try_from(v.clone())?)),
+            ValueKind::String => self.string(v.as_str().unwrap_or_default(), out),
+            ValueKind::Seq | ValueKind::Iterable => {
+                let items: Vec<Value> = v.try_iter()?.collect();
+                self.container(('[', ']'), items.len(), depth, out, |i, out| {
+                    self.write(&items[i], depth + 1, out)
+                })?;
+            }
+            ValueKind::Map => {
+                let mut keys: Vec<Value> = v.try_iter()?.collect();
+                let mut names = Vec::with_capacity(keys.len());
+                for k in &keys {
+                    names.push(match k.kind() {
+                        ValueKind::String => k.as_str().unwrap_or_default().to_string(),
+                        ValueKind::Number | ValueKind::Bool | ValueKind::None => {
+                            let mut s = String::new();
+                            self.write(k, depth + 1, &mut s)?;
+                            s
+                        }
+                        _ => return Err(unsupported("key")),
+                    });
+                }
+                let mut order: Vec<usize> = (0..keys.len()).collect();
+                if self.sort_keys {
+                    order.sort_by(|&a, &b| names[a].cmp(&names[b]));
+                }
+                let values = order
+                    .iter()
+                    .map(|&i| v.get_item(&keys[i]))
+                    .collect::<Result<Vec<_>, _>>()?;
+                keys.clear();
+                self.container(('{', '}'), order.len(), depth, out, |i, out| {
+                    self.string(&names[order[i]], out);
+                    out.push_str(&self.key);
+                    self.write(&values[i], depth + 1, out)
+                })?;
+            }
+            ValueKind::Undefined => return Err(unsupported("Undefined")),
+            _ => return Err(unsupported(&v.kind().to_string())),
+        }
+        Ok(())
+    }
+
+    /// `[a, b]` / `{…}`, with the indent and separators.
+    fn container(
+        &self,
+        (open, close): (char, char),
+        len: usize,
+        depth: usize,
+        out: &mut String,
+        mut item: impl FnMut(usize, &mut String) -> Result<(), JinjaError>,
+    ) -> Result<(), JinjaError> {
+        out.push(open);
+        if len == 0 {
+            out.push(close);
+            return Ok(());
+        }
+        let newline = |out: &mut String, level: usize| {
+            if let Some(ind) = &self.indent {
+                out.push('\n');
+                for _ in 0..level {
+                    out.push_str(ind);
+                }
+            }
+        };
+        for i in 0..len {
+            if i > 0 {
+                out.push_str(&self.item);
+            }
+            newline(out, depth + 1);
+            item(i, out)?;
+        }
+        newline(out, depth);
+        out.push(close);
+        Ok(())
+    }
+
+    /// A JSON string as Python writes it.
+    fn string(&self, s: &str, out: &mut String) {
+        out.push('"');
+        for c in s.chars() {
+            match c {
+                '"' => out.push_str("\\\""),
+                '\\' => out.push_str("\\\\"),
+                '\n' => out.push_str("\\n"),
+                '\r' => out.push_str("\\r"),
+                '\t' => out.push_str("\\t"),
+                '\u{8}' => out.push_str("\\b"),
+                '\u{c}' => out.push_str("\\f"),
+                c if (c as u32) < 0x20 || (self.ensure_ascii && !c.is_ascii()) => {
+                    let mut units = [0u16; 2];
+                    for u in c.encode_utf16(&mut units) {
+                        write!(out, "\\u{u:04x}").expect("a String");
+                    }
+                }
+                c => out.push(c),
+            }
+        }
+        out.push('"');
+    }
+}
+
+/// A float as Python's `repr` writes it (`1.0`, `1e+16`, `1e-07`,
+/// `Infinity` and `NaN` as `json.dumps` does).
+fn python_float(x: f64) -> String {
+    if x.is_nan() {
+        return "NaN".into();
+    }
+    if x.is_infinite() {
+        return if x > 0.0 { "Infinity" } else { "-Infinity" }.into();
+    }
+    // Python switches to exponent form outside 1e-4 <= |x| < 1e16.
+    let a = x.abs();
+    if a != 0.0 && !(1e-4..1e16).contains(&a) {
+        let s = format!("{x:e}"); // "1e16", "1.5e-7"
+        let (m, e) = s.split_once('e').unwrap_or((&s, "0"));
+        let (sign, digits) = e.strip_prefix('-').map_or(("+", e), |d| ("-", d));
+        return format!("{m}e{sign}{digits:0>2}");
+    }
+    let s = format!("{x}");
+    if s.contains('.') {
+        s
+    } else {
+        s + ".0"
+    }
+}
+
+/// `strftime(format)` at `secs` past the Unix epoch, in UTC, for the
+/// conversions chat templates use (`%Y %m %d %B %b %A %a %H %M %S %y %j
+/// %p %I %e %%`); others are written as they are, as Python would not.
+fn strftime(format: &str, secs: i64) -> String {
+    const MONTHS: [&str; 12] = [
+        "January",
+        "February",
+        "March",
+        "April",
+        "May",
+        "June",
+        "July",
+        "August",
+        "September",
+        "October",
+        "November",
+        "December",
+    ];
+    const DAYS: [&str; 7] = [
+        "Monday",
+        "Tuesday",
+        "Wednesday",
+        "Thursday",
+        "Friday",
+        "Saturday",
+        "Sunday",
+    ];
+    let days = secs.div_euclid(86_400);
+    let tod = secs.rem_euclid(86_400);
+    let (y, m, d) = civil_from_days(days);
+    let weekday = (days + 3).rem_euclid(7) as usize; // 1970-01-01 was a Thursday
+    let yday = days - days_from_civil(y, 1, 1) + 1;
+    let (hh, mm, ss) = (tod / 3600, tod / 60 % 60, tod % 60);
+    let mut out = String::new();
+    let mut it = format.chars();
+    while let Some(c) = it.next() {
+        if c != '%' {
+            out.push(c);
+            continue;
+        }
+        let Some(f) = it.next() else {
+            out.push('%');
+            break;
+        };
+        let _ = match f {
+            'Y' => write!(out, "{y}"),
+            'y' => write!(out, "{:02}", y.rem_euclid(100)),
+            'm' => write!(out, "{m:02}"),
+            'd' => write!(out, "{d:02}"),
+            'e' => write!(out, "{d:2}"),
+            'B' => write!(out, "{}", MONTHS[m as usize - 1]),
+            'b' | 'h' => write!(out, "{}", &MONTHS[m as usize - 1][..3]),
+            'A' => write!(out, "{}", DAYS[weekday]),
+            'a' => write!(out, "{}", &DAYS[weekday][..3]),
+            'j' => write!(out, "{yday:03}"),
+            'H' => write!(out, "{hh:02}"),
+            'I' => write!(out, "{:02}", (hh + 11) % 12 + 1),
+            'p' => write!(out, "{}", if hh < 12 { "AM" } else { "PM" }),
+            'M' => write!(out, "{mm:02}"),
+            'S' => write!(out, "{ss:02}"),
+            '%' => write!(out, "%"),
+            other => write!(out, "%{other}"),
+        };
+    }
+    out
+}
+
+/// (year, month, day) of the day `z` days after 1970-01-01 (Howard
+/// Hinnant's `civil_from_days`).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+/// Days from 1970-01-01 to (y, m, d) (Howard Hinnant's `days_from_civil`).
+fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let m = i64::from(m);
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(d) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
 }
 
 /// The `add_special` to encode a rendered `prompt` with: false when the

@@ -1,0 +1,164 @@
+//! Chat templates against Jinja2: every template llama.cpp vendors
+//! (`models/templates/*.jinja`: Llama 3, Qwen, Gemma, DeepSeek, Mistral,
+//! gpt-oss, …), rendered by `gguf_loader_llm::chat` for a few fixed
+//! conversations, must give exactly the text Jinja2 gives when it renders
+//! them as transformers' `apply_chat_template` does
+//! (tests/golden/chat_templates.json, from scripts/chat_templates_golden.py),
+//! and refuse where Jinja2 refuses. The templates are fetched by
+//! `scripts/fetch-chat-templates.sh` into the cache (or
+//! `$GGUF_LOADER_CHAT_TEMPLATES`); the test is skipped with a message when
+//! they are absent, unless `GGUF_LOADER_REQUIRE_MODEL` is set.
+
+#[path = "../../gguf-loader/tests/common/mod.rs"]
+mod common;
+
+use std::path::PathBuf;
+use std::time::{Duration, UNIX_EPOCH};
+
+use gguf_loader_llm::chat::{self, Message};
+use serde_json::Value;
+
+fn templates_dir() -> Option<PathBuf> {
+    let dir = common::cache_path("GGUF_LOADER_CHAT_TEMPLATES", "chat-templates");
+    if dir.join("google-gemma-2-2b-it.jinja").exists() {
+        return Some(dir);
+    }
+    assert!(
+        std::env::var_os("GGUF_LOADER_REQUIRE_MODEL").is_none(),
+        "{} has no chat templates (run scripts/fetch-chat-templates.sh)",
+        dir.display()
+    );
+    eprintln!(
+        "skipped: {} has no chat templates (run scripts/fetch-chat-templates.sh; it needs the network once)",
+        dir.display()
+    );
+    None
+}
+
+fn golden() -> Value {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/golden/chat_templates.json"
+    );
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+#[test]
+fn every_vendored_template_renders_as_jinja2_does() {
+    let Some(dir) = templates_dir() else { return };
+    let g = golden();
+    let now = UNIX_EPOCH + Duration::from_secs(g["now"].as_u64().unwrap());
+    let (bos, eos) = (
+        g["bos_token"].as_str().unwrap(),
+        g["eos_token"].as_str().unwrap(),
+    );
+    let conversations: Vec<(&String, Vec<Message>, bool)> = g["conversations"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(name, c)| {
+            let messages = c["messages"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|m| Message::new(m["role"].as_str().unwrap(), m["content"].as_str().unwrap()))
+                .collect();
+            (
+                name,
+                messages,
+                c["add_generation_prompt"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    let templates = g["templates"].as_object().unwrap();
+    let on_disk = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .path()
+                .extension()
+                .is_some_and(|x| x == "jinja")
+        })
+        .count();
+    assert_eq!(on_disk, templates.len(), "templates in {}", dir.display());
+
+    let (mut same, mut failures) = (0, Vec::new());
+    for (file, want) in templates {
+        let source = std::fs::read_to_string(dir.join(file)).unwrap();
+        assert_eq!(
+            source.len() as u64,
+            want["bytes"].as_u64().unwrap(),
+            "{file} is not the template the golden file was made from"
+        );
+        for (name, messages, gen) in &conversations {
+            let got = chat::render_template_at(&source, messages, *gen, bos, eos, now);
+            let expected = want.get("error").or_else(|| want.get(name.as_str()));
+            match (expected.and_then(Value::as_str), &got) {
+                (Some(w), Ok(g)) if w == g => same += 1,
+                // Both refuse (the template's own raise_exception, or an
+                // undefined variable it needs).
+                (None, Err(_)) => same += 1,
+                _ => failures.push(format!(
+                    "{file} / {name}:\n  jinja2: {expected:?}\n  ours:   {got:?}"
+                )),
+            }
+        }
+    }
+    eprintln!(
+        "{same} of {} renders equal to Jinja2's",
+        templates.len() * conversations.len()
+    );
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// A template is hostile input: one that loops without end, or builds an
+/// enormous string, fails with an error once it spends the render's fuel.
+#[test]
+fn runaway_templates_stop_with_an_error() {
+    let one = [Message::new("user", "hi")];
+    for bomb in [
+        "{% for i in range(100000) %}{% for j in range(100000) %}x{% endfor %}{% endfor %}",
+        "{% set s = namespace(v='xxxxxxxxxxxxxxxx') %}{% for i in range(100000) %}{% set s.v = s.v ~ s.v %}{% endfor %}{{ s.v|length }}",
+        "{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}",
+    ] {
+        let e = chat::render_template(bomb, &one, true, "", "").expect_err(bomb);
+        assert!(e.to_string().starts_with("chat template: "), "{e}");
+    }
+}
+
+/// Python's `json.dumps` as `tojson`: its separators, key order, indent and
+/// escapes (Jinja2's own `tojson` escapes `<`, `>`, `&` and `'`).
+#[test]
+fn tojson_writes_what_python_writes() {
+    let one = [Message::new("user", "a \"q\" <b> & 'c'\n\u{1}é")];
+    let render = |t: &str| chat::render_template(t, &one, false, "", "").unwrap();
+    assert_eq!(
+        render("{{ messages | tojson }}"),
+        r#"[{"role": "user", "content": "a \"q\" <b> & 'c'\n\u0001é"}]"#
+    );
+    assert_eq!(
+        render("{{ messages[0] | tojson(indent=2, sort_keys=true, ensure_ascii=true) }}"),
+        "{\n  \"content\": \"a \\\"q\\\" <b> & 'c'\\n\\u0001\\u00e9\",\n  \"role\": \"user\"\n}"
+    );
+    assert_eq!(
+        render("{{ {'a': [1, 2.5, 1e20, none, true], 'b': {}} | tojson(separators=[',', ':']) }}"),
+        r#"{"a":[1,2.5,1e+20,null,true],"b":{}}"#
+    );
+}
+
+#[test]
+fn strftime_now_and_generation_blocks() {
+    let one = [Message::new("user", "hi")];
+    // 2026-01-02 03:04:05 UTC, a Friday.
+    let now = UNIX_EPOCH + Duration::from_secs(1_767_323_045);
+    let r = |t: &str| chat::render_template_at(t, &one, false, "", "", now).unwrap();
+    assert_eq!(
+        r("{{ strftime_now('%Y-%m-%d %H:%M:%S|%d %b %Y|%B %d, %Y|%A %j %I%p %%') }}"),
+        "2026-01-02 03:04:05|02 Jan 2026|January 02, 2026|Friday 002 03AM %"
+    );
+    assert_eq!(
+        r("{% for m in messages %}\n{% generation %}\n[{{ m.content }}]\n{% endgeneration %}\n{% endfor %}"),
+        "[hi]\n"
+    );
+}

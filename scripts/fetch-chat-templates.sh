@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# The chat templates llama.cpp vendors (`models/templates/*.jinja`: Llama 3,
+# Qwen, Gemma, DeepSeek, Mistral, gpt-oss, …), taken from the llama.cpp in
+# the pinned llama-cpp-python sdist (scripts/llama_cpp_sdist.sh; downloaded
+# once, or reused from the other scripts' cache). Extracts them into a cache
+# folder and prints its path on stdout; idempotent. Never committed.
+#
+# Cache dir: ${GGUF_LOADER_CACHE:-$HOME/.cache/gguf-loader}/chat-templates
+# The test crates/gguf-loader-llm/tests/chat_templates.rs reads it (or
+# GGUF_LOADER_CHAT_TEMPLATES); scripts/chat_templates_golden.py renders
+# them with Jinja2 for that test's golden file.
+set -euo pipefail
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+. "$ROOT/scripts/llama_cpp_sdist.sh"
+
+OUT="${GGUF_LOADER_CACHE:-$HOME/.cache/gguf-loader}/chat-templates"
+STAMP="$OUT/.complete-$VERSION"
+if [ -e "$STAMP" ]; then
+    echo "$OUT"
+    exit 0
+fi
+fetch_sdist
+mkdir -p "${OUT%/*}"
+tmp="$(mktemp -d "${OUT%/*}/.chat-templates.XXXXXX")"
+trap 'rm -rf "$tmp"' EXIT
+tar -xzf "$SDIST_TARBALL" -C "$tmp" --wildcards \
+    "llama_cpp_python-$VERSION/vendor/llama.cpp/models/templates/*.jinja"
+mkdir -p "$OUT"
+for f in "$tmp/llama_cpp_python-$VERSION/vendor/llama.cpp/models/templates/"*.jinja; do
+    mv -f "$f" "$OUT/"
+done
+touch "$STAMP"
+echo "$OUT"

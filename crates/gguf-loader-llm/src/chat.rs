@@ -181,13 +181,40 @@ pub fn render_template_at(
         .iter()
         .map(|m| context! { role => m.role.as_str(), content => m.content.as_str() })
         .collect();
-    let out = env.get_template("chat")?.render(context! {
-        messages => msgs,
-        add_generation_prompt => add_generation_prompt,
-        bos_token => bos_token,
-        eos_token => eos_token,
-    })?;
-    Ok(out)
+    // Into a bounded buffer: a value that shares its parts (a list holding
+    // one list many times over) prints as far more text than its fuel.
+    let mut out = Bounded(Vec::new());
+    env.get_template("chat")?.render_captured_to(
+        context! {
+            messages => msgs,
+            add_generation_prompt => add_generation_prompt,
+            bos_token => bos_token,
+            eos_token => eos_token,
+        },
+        &mut out,
+    )?;
+    String::from_utf8(out.0).map_err(|_| ChatError::Template("output is not UTF-8".into()))
+}
+
+/// The longest prompt a template may write, and the longest text `tojson`
+/// writes.
+const MAX_TEXT: usize = 16 << 20;
+
+/// A buffer that refuses to grow past [`MAX_TEXT`].
+struct Bounded(Vec<u8>);
+
+impl std::io::Write for Bounded {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.0.len() + buf.len() > MAX_TEXT {
+            return Err(std::io::Error::other("the prompt would pass 16 MiB"));
+        }
+        self.0.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// `{% generation %}` … `{% endgeneration %}` (transformers' marker of the
@@ -273,6 +300,14 @@ impl Json {
             return Err(JinjaError::new(
                 ErrorKind::InvalidOperation,
                 "tojson: nested too deeply",
+            ));
+        }
+        // Values can share parts: a few small lists can stand for an
+        // enormous text, which the fuel does not see being written.
+        if out.len() > MAX_TEXT {
+            return Err(JinjaError::new(
+                ErrorKind::InvalidOperation,
+                "tojson: the text would pass 16 MiB",
             ));
         }
         match v.kind() {

@@ -121,6 +121,10 @@ fn runaway_templates_stop_with_an_error() {
         "{% for i in range(100000) %}{% for j in range(100000) %}x{% endfor %}{% endfor %}",
         "{% set s = namespace(v='xxxxxxxxxxxxxxxx') %}{% for i in range(100000) %}{% set s.v = s.v ~ s.v %}{% endfor %}{{ s.v|length }}",
         "{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}",
+        // A list that holds itself; lists sharing lists, 100^6 leaves.
+        "{% set ns = namespace() %}{% set ns.x = [ns, ns] %}{{ ns | tojson }}",
+        "{% set a = [[[[[[1] * 100] * 100] * 100] * 100] * 100] * 100 %}{{ a | tojson }}",
+        "{% set a = [[[[[[1] * 100] * 100] * 100] * 100] * 100] * 100 %}{{ a }}",
     ] {
         let e = chat::render_template(bomb, &one, true, "", "").expect_err(bomb);
         assert!(e.to_string().starts_with("chat template: "), "{e}");

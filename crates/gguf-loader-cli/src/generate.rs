@@ -36,6 +36,8 @@ pub struct Args<'a> {
     pub device: Device,
     /// Render the prompt as a user turn of the file's chat template.
     pub chat: bool,
+    /// With `chat`: a system turn before the user's.
+    pub system: Option<&'a str>,
     /// Ids in and out, one per line: no tokenizer needed.
     pub ids: bool,
     /// Take the layers from a lazy model as the forward pass reaches them
@@ -111,8 +113,8 @@ impl Text {
     }
 
     /// `prompt` as ids: rendered as a user turn of the file's chat
-    /// template first with `chat`.
-    fn encode(&self, prompt: &str, chat: bool) -> Result<Vec<u32>, CliError> {
+    /// template first with `chat` (after a system turn with `system`).
+    fn encode(&self, prompt: &str, chat: bool, system: Option<&str>) -> Result<Vec<u32>, CliError> {
         let Text::Tokenizer(tok) = self else {
             return Err("--prompt needs the tokenizer; without --ids".into());
         };
@@ -127,7 +129,12 @@ impl Text {
                     "gguf-loader: the file has no tokenizer.chat_template: --chat uses {built_in}, as llama.cpp does"
                 );
             }
-            let text = chat::render(tok, &[chat::Message::new("user", prompt)], true)
+            let mut turns = Vec::new();
+            if let Some(system) = system {
+                turns.push(chat::Message::new("system", system));
+            }
+            turns.push(chat::Message::new("user", prompt));
+            let text = chat::render(tok, &turns, true)
                 .map_err(|e| CliError::Message(format!("--chat: {e}")))?;
             return Ok(tok.encode(&text, chat::add_special(tok, &text), true));
         }
@@ -226,7 +233,7 @@ fn run_on<M: Step>(
     let text = Text::new(&loader, a.ids, a.file)?;
     let prompt = match (a.prompt, a.tokens) {
         (_, Some(ids)) => ids.to_vec(),
-        (Some(p), None) => text.encode(p, a.chat)?,
+        (Some(p), None) => text.encode(p, a.chat, a.system)?,
         (None, None) => return Err("give --prompt TEXT or --tokens IDS".into()),
     };
     let mut stream = match &text {

@@ -312,6 +312,10 @@ enum Command {
         /// Render the prompt as a user turn of the file's chat template.
         #[arg(long, requires = "prompt")]
         chat: bool,
+        /// With --chat: a system turn before the prompt's (the template
+        /// decides where it goes; some refuse one).
+        #[arg(long, requires = "chat")]
+        system: Option<String>,
         /// Print the generated token ids, one per line, instead of text
         /// (needs no tokenizer).
         #[arg(long)]
@@ -438,6 +442,7 @@ fn run(command: Command) -> Result<ExitCode, CliError> {
             seed,
             device,
             chat,
+            system,
             ids,
             lazy,
             gpu_matmul,
@@ -452,6 +457,7 @@ fn run(command: Command) -> Result<ExitCode, CliError> {
             seed,
             device,
             chat,
+            system: system.as_deref(),
             ids,
             lazy,
             ggml_order: gpu_matmul.map(|m| m == GpuMatmulArg::GgmlOrder),

@@ -111,6 +111,30 @@ fn chat_uses_the_files_template_or_says_which_it_falls_back_to() {
         ]));
         assert!(r.ok().contains("Paris"), "{}", r.stdout);
         assert!(!r.stderr.contains("chat_template"), "{}", r.stderr);
+        // A system turn replaces the template's default one (SmolLM2's
+        // names the model): a shorter prompt.
+        let prompt_tokens = |r: &support::Ran| -> usize {
+            let after = r.stderr.split("prompt: ").nth(1).expect("a prompt figure");
+            after.split(' ').next().unwrap().parse().unwrap()
+        };
+        let with = |system: Option<&str>| {
+            let mut c = cli();
+            c.arg("generate")
+                .arg(&model)
+                .args(["--chat", "--prompt", "Hi", "-n", "1"]);
+            if let Some(s) = system {
+                c.args(["--system", s]);
+            }
+            run(&mut c)
+        };
+        let (plain, brief) = (with(None), with(Some("Be brief.")));
+        brief.ok();
+        assert!(
+            prompt_tokens(&brief) < prompt_tokens(&plain),
+            "{}\n{}",
+            plain.stderr,
+            brief.stderr
+        );
     }
     if let Some(gemma) = common::gemma_path() {
         let r = run(cli()

@@ -12,22 +12,4 @@
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 . "$ROOT/scripts/llama_cpp_sdist.sh"
-
-OUT="${GGUF_LOADER_CACHE:-$HOME/.cache/gguf-loader}/chat-templates"
-STAMP="$OUT/.complete-$VERSION"
-if [ -e "$STAMP" ]; then
-    echo "$OUT"
-    exit 0
-fi
-fetch_sdist
-mkdir -p "${OUT%/*}"
-tmp="$(mktemp -d "${OUT%/*}/.chat-templates.XXXXXX")"
-trap 'rm -rf "$tmp"' EXIT
-tar -xzf "$SDIST_TARBALL" -C "$tmp" --wildcards \
-    "llama_cpp_python-$VERSION/vendor/llama.cpp/models/templates/*.jinja"
-mkdir -p "$OUT"
-for f in "$tmp/llama_cpp_python-$VERSION/vendor/llama.cpp/models/templates/"*.jinja; do
-    mv -f "$f" "$OUT/"
-done
-touch "$STAMP"
-echo "$OUT"
+extract_models_files chat-templates 'templates/*.jinja'

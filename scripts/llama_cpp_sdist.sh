@@ -1,7 +1,9 @@
-# Sourced by scripts/llama_cpp_golden.sh and scripts/fetch-vocab-tests.sh:
-# the llama-cpp-python sdist on PyPI whose vendored llama.cpp those scripts
-# use, pinned by version and SHA-256, and the function that downloads it
-# (once) into the cache. Nothing of it is committed.
+# Sourced by scripts/llama_cpp_golden.sh, llama_cpp_tokens.sh,
+# fetch-vocab-tests.sh and fetch-chat-templates.sh: the llama-cpp-python
+# sdist on PyPI whose vendored llama.cpp those scripts use, pinned by
+# version and SHA-256, the function that downloads it (once) into the cache,
+# and the one that extracts files of it into the cache. Nothing of it is
+# committed.
 #
 # Environment: LLAMA_CPP_CACHE (default ~/.cache/gguf-loader/llama.cpp-$VERSION).
 
@@ -21,4 +23,29 @@ fetch_sdist() {
         echo "$SDIST_SHA256  $SDIST_TARBALL.part" | sha256sum -c --quiet
         mv "$SDIST_TARBALL.part" "$SDIST_TARBALL"
     fi
+}
+
+# extract_models_files NAME GLOB: the files of the vendored llama.cpp's
+# models/ folder matching GLOB (e.g. 'templates/*.jinja'), extracted flat
+# into the cache folder NAME (${GGUF_LOADER_CACHE:-~/.cache/gguf-loader}/NAME)
+# once per sdist version; prints that folder.
+extract_models_files() {
+    local name=$1 glob=$2
+    local out="${GGUF_LOADER_CACHE:-$HOME/.cache/gguf-loader}/$name"
+    local stamp="$out/.complete-$VERSION"
+    if [ -e "$stamp" ]; then
+        echo "$out"
+        return
+    fi
+    fetch_sdist
+    mkdir -p "${out%/*}"
+    # Global, so that the trap still sees it if tar fails.
+    _extract_tmp="$(mktemp -d "${out%/*}/.$name.XXXXXX")"
+    trap 'rm -rf "$_extract_tmp"' EXIT
+    local models="llama_cpp_python-$VERSION/vendor/llama.cpp/models"
+    tar -xzf "$SDIST_TARBALL" -C "$_extract_tmp" --wildcards "$models/$glob"
+    mkdir -p "$out"
+    find "$_extract_tmp/$models" -type f -exec mv -f {} "$out/" \;
+    touch "$stamp"
+    echo "$out"
 }

@@ -323,7 +323,7 @@ impl Json {
                 })?;
             }
             ValueKind::Map => {
-                let mut keys: Vec<Value> = v.try_iter()?.collect();
+                let keys: Vec<Value> = v.try_iter()?.collect();
                 let mut names = Vec::with_capacity(keys.len());
                 for k in &keys {
                     names.push(match k.kind() {
@@ -344,7 +344,6 @@ impl Json {
                     .iter()
                     .map(|&i| v.get_item(&keys[i]))
                     .collect::<Result<Vec<_>, _>>()?;
-                keys.clear();
                 self.container(('{', '}'), order.len(), depth, out, |i, out| {
                     self.string(&names[order[i]], out);
                     out.push_str(&self.key);

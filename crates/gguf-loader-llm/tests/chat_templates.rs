@@ -19,20 +19,12 @@ use gguf_loader_llm::chat::{self, Message};
 use serde_json::Value;
 
 fn templates_dir() -> Option<PathBuf> {
-    let dir = common::cache_path("GGUF_LOADER_CHAT_TEMPLATES", "chat-templates");
-    if dir.join("google-gemma-2-2b-it.jinja").exists() {
-        return Some(dir);
-    }
-    assert!(
-        std::env::var_os("GGUF_LOADER_REQUIRE_MODEL").is_none(),
-        "{} has no chat templates (run scripts/fetch-chat-templates.sh)",
-        dir.display()
-    );
-    eprintln!(
-        "skipped: {} has no chat templates (run scripts/fetch-chat-templates.sh; it needs the network once)",
-        dir.display()
-    );
-    None
+    common::cached(
+        "GGUF_LOADER_CHAT_TEMPLATES",
+        "chat-templates",
+        "google-gemma-2-2b-it.jinja",
+        "scripts/fetch-chat-templates.sh",
+    )
 }
 
 fn golden() -> Value {

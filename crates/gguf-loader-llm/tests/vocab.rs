@@ -16,20 +16,12 @@ use gguf_loader::MmapGGUFLoader;
 use gguf_loader_llm::{Tokenizer, TokenizerKind};
 
 fn vocab_dir() -> Option<PathBuf> {
-    let dir = common::cache_path("GGUF_LOADER_VOCAB_TESTS", "vocab-tests");
-    if dir.join("ggml-vocab-gpt-2.gguf.out").exists() {
-        return Some(dir);
-    }
-    assert!(
-        std::env::var_os("GGUF_LOADER_REQUIRE_MODEL").is_none(),
-        "{} has no vocab tests (run scripts/fetch-vocab-tests.sh)",
-        dir.display()
-    );
-    eprintln!(
-        "skipped: {} has no vocab tests (run scripts/fetch-vocab-tests.sh; it needs the network once)",
-        dir.display()
-    );
-    None
+    common::cached(
+        "GGUF_LOADER_VOCAB_TESTS",
+        "vocab-tests",
+        "ggml-vocab-gpt-2.gguf.out",
+        "scripts/fetch-vocab-tests.sh",
+    )
 }
 
 /// The `(text, ids)` pairs of one vocabulary's test files.

@@ -82,14 +82,24 @@ pub fn assert_bits_eq(name: &str, got: &[f32], want: &[f32]) {
 /// `scripts/fetch-model.sh` fills. `None` (the test is skipped) when missing,
 /// unless `GGUF_LOADER_REQUIRE_MODEL` is set, as `scripts/test.sh` does.
 pub fn model_path() -> Option<PathBuf> {
-    real_model("GGUF_LOADER_MODEL", "SmolLM2-135M-Instruct.Q4_1.gguf", "")
+    cached(
+        "GGUF_LOADER_MODEL",
+        "SmolLM2-135M-Instruct.Q4_1.gguf",
+        "",
+        "scripts/fetch-model.sh",
+    )
 }
 
 /// The real Gemma-3-270M model (Q4_K_M): `$GGUF_LOADER_GEMMA`, else the
 /// cache that `scripts/fetch-model.sh gemma3` fills; skipped like
 /// [`model_path`].
 pub fn gemma_path() -> Option<PathBuf> {
-    real_model("GGUF_LOADER_GEMMA", "gemma-3-270m-q4_k_m.gguf", " gemma3")
+    cached(
+        "GGUF_LOADER_GEMMA",
+        "gemma-3-270m-q4_k_m.gguf",
+        "",
+        "scripts/fetch-model.sh gemma3",
+    )
 }
 
 /// Both real models that are present.
@@ -112,19 +122,28 @@ pub fn cache_path(var: &str, name: &str) -> PathBuf {
     }
 }
 
-fn real_model(var: &str, name: &str, fetch_arg: &str) -> Option<PathBuf> {
+/// [`cache_path`]`(var, name)` when `probe` (a file inside it; empty: the
+/// path itself) exists. Otherwise `None`, with a line saying the test is
+/// skipped and which `fetch` script fills the cache, or a failure where
+/// `GGUF_LOADER_REQUIRE_MODEL` is set (scripts/test.sh sets it).
+pub fn cached(var: &str, name: &str, probe: &str, fetch: &str) -> Option<PathBuf> {
     let p = cache_path(var, name);
-    if p.exists() {
+    let probe = if probe.is_empty() {
+        p.clone()
+    } else {
+        p.join(probe)
+    };
+    if probe.exists() {
         return Some(p);
     }
     assert!(
         std::env::var_os("GGUF_LOADER_REQUIRE_MODEL").is_none(),
-        "{} is missing (run scripts/fetch-model.sh{fetch_arg})",
-        p.display()
+        "{} is missing (run {fetch})",
+        probe.display()
     );
     eprintln!(
-        "skipped: {} is missing (run scripts/fetch-model.sh{fetch_arg}; it needs the network once)",
-        p.display()
+        "skipped: {} is missing (run {fetch}; it needs the network once)",
+        probe.display()
     );
     None
 }

@@ -47,7 +47,7 @@ for t in "${targets[@]}"; do
     seeds=()
     [ -d "corpus/$t" ] && seeds+=("corpus/$t")
     case "$t" in
-    open | lazy | inspect) seeds+=(../tests/corpus ../tests/fixtures) ;;
+    open | lazy | inspect | llm) seeds+=(../tests/corpus ../tests/fixtures) ;;
     esac
     echo "== $t for ${seconds} s"
     status=0

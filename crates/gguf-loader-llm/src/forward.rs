@@ -400,6 +400,17 @@ impl<T: WeightElement> Transformer<T> {
             }
         };
         let n_layer = positive("block_count", m.arch_u32("block_count")?)?;
+        // Each block has tensors of its own, so a count beyond the file's
+        // tensors is not a model (and would size allocations from the file).
+        if n_layer > loader.tensor_count() {
+            return Err(ForwardError::BadParameter {
+                key: "block_count".into(),
+                why: format!(
+                    "{n_layer} blocks, but the file holds only {} tensors",
+                    loader.tensor_count()
+                ),
+            });
+        }
         let n_embd = positive("embedding_length", m.arch_u32("embedding_length")?)?;
         let n_head = positive("attention.head_count", m.arch_u32("attention.head_count")?)?;
         let n_head_kv = match opt(loader, "attention.head_count_kv", |m, k| m.arch_u32(k))? {
@@ -553,23 +564,17 @@ impl<T: WeightElement> Transformer<T> {
             Err(ForwardError::MissingTensor(_)) => None,
             other => Some(other?),
         };
-        let mut layers = Vec::with_capacity(n_layer);
-        let n_ff;
-        if is_lazy {
-            drop(find);
-            // Layers come when asked; the width from the first one's info.
-            n_ff = loader
-                .tensor_info("blk.0.ffn_gate.weight")
-                .and_then(|t| t.ne().get(1).copied())
-                .and_then(|v| usize::try_from(v).ok())
-                .ok_or_else(|| ForwardError::MissingTensor("blk.0.ffn_gate.weight".into()))?;
-        } else {
+        // Every layer held to the hyper-parameters now, by the tensors'
+        // infos, lazy or not: a cache or scratch sized from them is then
+        // sized by tensors the file holds.
+        let n_ff = check_layers(loader, n_layer, &dims)?;
+        let mut layers = Vec::with_capacity(if is_lazy { 0 } else { n_layer });
+        if !is_lazy {
             for il in 0..n_layer {
                 layers.push(layer_weights(&mut *find, loader, il, &dims)?);
             }
-            n_ff = layers.first().map_or(0, |l: &LayerWeights<T>| l.gate.rows);
-            drop(find);
         }
+        drop(find);
         let output_norm = norm(loader, "output_norm.weight", n_embd)?;
         Ok(Transformer {
             config: Config {
@@ -830,19 +835,82 @@ fn take_mat<T: WeightElement>(
     rows: Option<usize>,
 ) -> Result<Mat<T>, ForwardError> {
     let t = find(name).ok_or_else(|| ForwardError::MissingTensor(name.into()))?;
-    let ne = Tensor::ne(&t).to_vec();
-    if ne.len() != 2 || ne[0] != cols || rows.is_some_and(|r| ne[1] != r) {
-        return Err(ForwardError::Shape {
+    let rows = mat_rows(name, Tensor::ne(&t), cols, rows)?;
+    Ok(Mat { rows, cols, t })
+}
+
+/// The rows of matrix `name` whose `ne` is `[cols, rows]` (any `rows`
+/// when `None`); a [`ForwardError::Shape`] when it is not.
+fn mat_rows(
+    name: &str,
+    ne: &[usize],
+    cols: usize,
+    rows: Option<usize>,
+) -> Result<usize, ForwardError> {
+    match *ne {
+        [c, r] if c == cols && rows.is_none_or(|rows| r == rows) => Ok(r),
+        _ => Err(ForwardError::Shape {
             name: name.into(),
-            found: ne,
+            found: ne.to_vec(),
             expected: vec![cols, rows.unwrap_or(0)],
-        });
+        }),
     }
-    Ok(Mat {
-        rows: ne[1],
-        cols,
-        t,
-    })
+}
+
+/// Holds every layer's tensors to the hyper-parameters by their infos
+/// alone (nothing is decoded), as [`layer_weights`] holds the tensors:
+/// the matrices' widths, one feed-forward width for all layers (the GPU
+/// pass sizes its scratch by it) and the norms' lengths. Returns that
+/// width.
+fn check_layers(loader: &MmapGGUFLoader, n_layer: usize, d: &Dims) -> Result<usize, ForwardError> {
+    let mut n_ff = None;
+    for il in 0..n_layer {
+        let ne = |s: &str| {
+            let name = format!("blk.{il}.{s}.weight");
+            let info = loader
+                .tensor_info(&name)
+                .ok_or_else(|| ForwardError::MissingTensor(name.clone()))?;
+            let ne: Vec<usize> = info
+                .ne()
+                .iter()
+                .map(|&v| usize::try_from(v).unwrap_or(usize::MAX))
+                .collect();
+            Ok::<_, ForwardError>((name, ne))
+        };
+        let mat = |s: &str, cols, rows| {
+            let (name, ne) = ne(s)?;
+            mat_rows(&name, &ne, cols, rows)
+        };
+        mat("attn_q", d.n_embd, Some(d.q_dim))?;
+        mat("attn_k", d.n_embd, Some(d.kv_dim))?;
+        mat("attn_v", d.n_embd, Some(d.kv_dim))?;
+        mat("attn_output", d.q_dim, Some(d.n_embd))?;
+        let ff = mat("ffn_gate", d.n_embd, n_ff)?;
+        n_ff = Some(ff);
+        mat("ffn_up", d.n_embd, Some(ff))?;
+        mat("ffn_down", ff, Some(d.n_embd))?;
+        let mut norms = vec![("attn_norm", d.n_embd), ("ffn_norm", d.n_embd)];
+        if d.gemma {
+            norms.extend([
+                ("attn_q_norm", d.head_dim),
+                ("attn_k_norm", d.head_dim),
+                ("post_attention_norm", d.n_embd),
+                ("post_ffw_norm", d.n_embd),
+            ]);
+        }
+        for (s, len) in norms {
+            let (name, ne) = ne(s)?;
+            if ne != [len] {
+                return Err(ForwardError::Shape {
+                    name,
+                    found: ne,
+                    expected: vec![len],
+                });
+            }
+        }
+    }
+    // `n_layer` is positive.
+    Ok(n_ff.unwrap_or(0))
 }
 
 /// A 1-D tensor read as f32, of length `len`.

@@ -48,10 +48,30 @@ pub enum TokenizerError {
         /// The number of tokens.
         expected: usize,
     },
+    /// The tokens' decoded pieces would pass their texts by more than
+    /// [`PIECE_SLACK`] bytes (characters outside the byte alphabet of a
+    /// `gpt2` vocabulary are spelled out, each with the token's whole text).
+    #[error(
+        "metadata key 'tokenizer.ggml.tokens': token {id}'s text renders to a piece that takes \
+         the vocabulary's pieces more than {} bytes past its texts (characters outside the \
+         byte-level alphabet)",
+        PIECE_SLACK
+    )]
+    Pieces {
+        /// The token where the budget ran out.
+        id: u32,
+    },
     /// The vocabulary is empty or too large for 32-bit token ids.
     #[error("metadata key 'tokenizer.ggml.tokens' holds {0} tokens; expected 1 to 2^31")]
     VocabSize(usize),
 }
+
+/// How many bytes the decoded pieces of a vocabulary may pass its token
+/// texts by, in all (64 MiB): a real vocabulary's pieces are never longer
+/// than its texts, but a `gpt2` token's character outside the byte alphabet
+/// is spelled out with the token's whole text, as llama.cpp does, so a
+/// file could otherwise ask for memory quadratic in its size.
+pub const PIECE_SLACK: usize = 64 << 20;
 
 impl From<MetadataError> for TokenizerError {
     fn from(e: MetadataError) -> Self {
@@ -530,7 +550,20 @@ impl Tokenizer {
             clean_spaces,
             chat_template,
         };
-        tok.pieces = (0..n as u32).map(|i| tok.render_piece(i)).collect();
+        // A piece is at most its text, except in a `gpt2` vocabulary whose
+        // text holds characters outside the byte alphabet: each is spelled
+        // out with the whole text (as llama.cpp does), quadratic in the
+        // text's length. The pieces may pass the texts by PIECE_SLACK in all.
+        let mut left = tok.tokens.iter().map(String::len).sum::<usize>() + PIECE_SLACK;
+        let mut pieces = Vec::with_capacity(n);
+        for id in 0..n as u32 {
+            let piece = tok
+                .render_piece(id, left)
+                .ok_or(TokenizerError::Pieces { id })?;
+            left -= piece.len();
+            pieces.push(piece);
+        }
+        tok.pieces = pieces;
         Ok(tok)
     }
 
@@ -734,23 +767,28 @@ impl Tokenizer {
         &self.pieces[id as usize]
     }
 
-    fn render_piece(&self, id: u32) -> Vec<u8> {
+    /// Token `id`'s bytes as decoding writes them; `None` when they would
+    /// pass `limit` bytes.
+    fn render_piece(&self, id: u32, limit: usize) -> Option<Vec<u8>> {
         let text = &self.tokens[id as usize];
         let a = self.attrs[id as usize];
-        if a & (attr::UNKNOWN | attr::CONTROL | attr::USER_DEFINED) != 0 {
-            return text.as_bytes().to_vec();
-        }
-        if a & attr::NORMAL != 0 {
-            return match self.kind {
+        let piece = if a & (attr::UNKNOWN | attr::CONTROL | attr::USER_DEFINED) != 0 {
+            text.as_bytes().to_vec()
+        } else if a & attr::NORMAL != 0 {
+            match self.kind {
                 TokenizerKind::Spm => text.replace('\u{2581}', " ").into_bytes(),
                 TokenizerKind::Bpe => {
-                    let mut out = Vec::with_capacity(text.len());
+                    let mut out = Vec::with_capacity(text.len().min(limit));
                     for c in text.chars() {
                         match self.byte_of_char.get(&c) {
                             Some(&b) => out.push(b),
                             None => {
                                 // llama.cpp's marker for a character outside
                                 // the byte alphabet.
+                                let marker = b"[UNK_BYTE_0x".len() + 2 * c.len_utf8() + 1;
+                                if out.len() + marker + text.len() > limit {
+                                    return None;
+                                }
                                 out.extend_from_slice(b"[UNK_BYTE_0x");
                                 let mut buf = [0u8; 4];
                                 for b in c.encode_utf8(&mut buf).bytes() {
@@ -763,16 +801,17 @@ impl Tokenizer {
                     }
                     out
                 }
-            };
-        }
-        if a & attr::BYTE != 0 {
+            }
+        } else if a & attr::BYTE != 0 {
             let b = text
                 .get(3..5)
                 .and_then(|h| u8::from_str_radix(h, 16).ok())
                 .unwrap_or(0);
-            return vec![b];
-        }
-        Vec::new()
+            vec![b]
+        } else {
+            Vec::new()
+        };
+        (piece.len() <= limit).then_some(piece)
     }
 
     /// The bytes of `ids` as llama.cpp's `llama_detokenize`: with

@@ -1,0 +1,360 @@
+//! Files whose metadata is hostile to the tokenizer and the forward pass:
+//! every value from the file that sizes or indexes something (layer counts,
+//! head counts and widths, token ids, the vocabulary's pieces) ends in a
+//! typed error, quickly, before anything is allocated from it; never a
+//! panic or an abort. The fuzz target `llm` (fuzz/) runs the same paths on
+//! mutated files.
+
+use std::time::{Duration, Instant};
+
+use gguf_loader::{GgmlType, GgufWriter, MetaValue, MmapGGUFLoader, ValueType};
+use gguf_loader_llm::forward::{ForwardError, Transformer};
+use gguf_loader_llm::tokenizer::{Tokenizer, TokenizerError, PIECE_SLACK};
+
+const N_EMBD: u64 = 8;
+const N_HEAD: u32 = 2;
+const N_KV: u32 = 1;
+const HEAD: u64 = 4;
+const N_FF: u64 = 16;
+const N_VOCAB: u64 = 16;
+
+fn f32_bytes(n: u64, seed: u32) -> Vec<u8> {
+    (0..n as u32)
+        .flat_map(|i| {
+            (((i.wrapping_mul(2_654_435_761) ^ seed) % 1000) as f32 / 5000.0 - 0.1).to_le_bytes()
+        })
+        .collect()
+}
+
+/// A llama model with one block per entry of `ffs` (its feed-forward
+/// width), every tensor F32, with `meta` added after (and so overriding)
+/// its own hyper-parameters.
+fn llama(ffs: &[u64], meta: &[(&str, MetaValue)]) -> tempfile::NamedTempFile {
+    let mut w = GgufWriter::new();
+    let mut keys: Vec<(String, MetaValue)> = vec![
+        (
+            "general.architecture".into(),
+            MetaValue::String("llama".into()),
+        ),
+        ("llama.block_count".into(), MetaValue::U32(ffs.len() as u32)),
+        (
+            "llama.embedding_length".into(),
+            MetaValue::U32(N_EMBD as u32),
+        ),
+        (
+            "llama.feed_forward_length".into(),
+            MetaValue::U32(N_FF as u32),
+        ),
+        ("llama.attention.head_count".into(), MetaValue::U32(N_HEAD)),
+        ("llama.attention.head_count_kv".into(), MetaValue::U32(N_KV)),
+        (
+            "llama.attention.layer_norm_rms_epsilon".into(),
+            MetaValue::F32(1e-5),
+        ),
+    ];
+    for (k, v) in meta {
+        match keys.iter_mut().find(|(key, _)| key == k) {
+            Some(slot) => slot.1 = v.clone(),
+            None => keys.push((k.to_string(), v.clone())),
+        }
+    }
+    for (k, v) in keys {
+        w.add(k, v);
+    }
+    let q = N_HEAD as u64 * HEAD;
+    let kv = N_KV as u64 * HEAD;
+    let mut mats: Vec<(String, [u64; 2])> = vec![
+        ("token_embd.weight".into(), [N_EMBD, N_VOCAB]),
+        ("output.weight".into(), [N_EMBD, N_VOCAB]),
+    ];
+    let mut norms = vec!["output_norm.weight".to_string()];
+    for (il, &ff) in ffs.iter().enumerate() {
+        let p = |s: &str| format!("blk.{il}.{s}.weight");
+        mats.extend([
+            (p("attn_q"), [N_EMBD, q]),
+            (p("attn_k"), [N_EMBD, kv]),
+            (p("attn_v"), [N_EMBD, kv]),
+            (p("attn_output"), [q, N_EMBD]),
+            (p("ffn_gate"), [N_EMBD, ff]),
+            (p("ffn_up"), [N_EMBD, ff]),
+            (p("ffn_down"), [ff, N_EMBD]),
+        ]);
+        norms.extend([p("attn_norm"), p("ffn_norm")]);
+    }
+    for (i, (name, ne)) in mats.iter().enumerate() {
+        let data = f32_bytes(ne[0] * ne[1], i as u32);
+        w.add_tensor(name.as_str(), ne, GgmlType::F32, data)
+            .unwrap();
+    }
+    for name in norms {
+        let ones: Vec<u8> = (0..N_EMBD).flat_map(|_| 1f32.to_le_bytes()).collect();
+        w.add_tensor(name, &[N_EMBD], GgmlType::F32, ones).unwrap();
+    }
+    let file = tempfile::Builder::new().suffix(".gguf").tempfile().unwrap();
+    std::fs::write(file.path(), w.to_bytes().unwrap()).unwrap();
+    file
+}
+
+/// [`llama`] with one block.
+fn tiny_llama(meta: &[(&str, MetaValue)]) -> tempfile::NamedTempFile {
+    llama(&[N_FF], meta)
+}
+
+fn eager(file: &tempfile::NamedTempFile) -> Result<Transformer<f32>, ForwardError> {
+    Transformer::<f32>::load(&MmapGGUFLoader::new(file.path()).unwrap())
+}
+
+fn lazy(file: &tempfile::NamedTempFile) -> Result<Transformer<f32>, ForwardError> {
+    Transformer::<f32>::load_lazy(std::sync::Arc::new(
+        MmapGGUFLoader::new(file.path()).unwrap(),
+    ))
+}
+
+/// Builds (and for a model, runs a token through) both ways; returns the
+/// eager error's text, after checking the lazy one fails too.
+fn refused(file: &tempfile::NamedTempFile) -> String {
+    let start = Instant::now();
+    let mut errors = Vec::new();
+    for build in [eager, lazy] {
+        let e = match build(file) {
+            Err(e) => e,
+            Ok(model) => {
+                let mut cache = model.new_cache(2).expect("a two-position cache");
+                model
+                    .forward(&mut cache, &[1], false)
+                    .expect_err("a forward pass over a hostile model")
+            }
+        };
+        errors.push(e.to_string());
+    }
+    assert!(start.elapsed() < Duration::from_secs(5), "{errors:?}");
+    errors.swap_remove(0)
+}
+
+#[test]
+fn the_tiny_model_runs_eager_and_lazy_alike() {
+    let file = tiny_llama(&[]);
+    let mut logits = Vec::new();
+    for build in [eager, lazy] {
+        let model = build(&file).unwrap();
+        assert_eq!(model.config().n_layer, 1);
+        let mut cache = model.new_cache(4).unwrap();
+        let out = model.forward(&mut cache, &[1, 2, 3], true).unwrap();
+        assert_eq!(out.len(), 3 * N_VOCAB as usize);
+        assert!(out.iter().all(|x| x.is_finite()));
+        logits.push(out);
+    }
+    assert_eq!(logits[0], logits[1]);
+}
+
+#[test]
+fn a_block_count_beyond_the_tensors_is_refused_before_allocating() {
+    for n in [u32::MAX, 1 << 24, 13] {
+        let file = tiny_llama(&[("llama.block_count", MetaValue::U32(n))]);
+        let e = refused(&file);
+        assert!(
+            e.contains("block_count") && e.contains(&format!("{n} blocks")),
+            "{e}"
+        );
+    }
+    // Within the tensor count, a block with no tensors is missing.
+    let file = tiny_llama(&[("llama.block_count", MetaValue::U32(2))]);
+    let e = refused(&file);
+    assert!(e.contains("blk.1"), "{e}");
+}
+
+#[test]
+fn every_layer_is_checked_before_any_runs() {
+    let two = llama(&[N_FF, N_FF], &[]);
+    for build in [eager, lazy] {
+        let model = build(&two).unwrap();
+        let mut cache = model.new_cache(2).unwrap();
+        assert_eq!(
+            model.forward(&mut cache, &[1, 2], true).unwrap().len(),
+            2 * N_VOCAB as usize
+        );
+    }
+    // One feed-forward width for all layers (the GPU pass sizes its
+    // scratch by it); a lazy model is held to it before its first layer.
+    let uneven = llama(&[N_FF, 2 * N_FF], &[]);
+    for build in [eager, lazy] {
+        let e = build(&uneven)
+            .err()
+            .expect("an uneven feed-forward width")
+            .to_string();
+        assert!(
+            e.contains("blk.1.ffn_gate.weight") && e.contains("[8, 32]"),
+            "{e}"
+        );
+    }
+    // A KV width no tensor has: refused before a cache is sized by it.
+    let wide = tiny_llama(&[("llama.attention.key_length", MetaValue::U32(1 << 30))]);
+    for build in [eager, lazy] {
+        let e = build(&wide)
+            .err()
+            .expect("a key length the tensors do not have")
+            .to_string();
+        assert!(e.contains("blk.0.attn_q.weight"), "{e}");
+    }
+}
+
+#[test]
+fn hyper_parameters_that_do_not_fit_the_tensors_are_refused() {
+    let cases: [(&str, MetaValue, &str); 11] = [
+        ("llama.block_count", MetaValue::U32(0), "must not be 0"),
+        (
+            "llama.attention.head_count",
+            MetaValue::U32(0),
+            "must not be 0",
+        ),
+        (
+            "llama.attention.head_count_kv",
+            MetaValue::U32(0),
+            "must not be 0",
+        ),
+        (
+            "llama.attention.head_count_kv",
+            MetaValue::U32(3),
+            "does not divide",
+        ),
+        (
+            "llama.attention.head_count",
+            MetaValue::U32(3),
+            "do not divide",
+        ),
+        (
+            "llama.attention.head_count",
+            MetaValue::U32(u32::MAX),
+            "do not divide",
+        ),
+        (
+            "llama.embedding_length",
+            MetaValue::U32(1 << 30),
+            "token_embd.weight",
+        ),
+        (
+            "llama.attention.key_length",
+            MetaValue::U32(1 << 30),
+            "attn_q",
+        ),
+        ("llama.rope.dimension_count", MetaValue::U32(5), "odd"),
+        (
+            "llama.rope.dimension_count",
+            MetaValue::U32(u32::MAX),
+            "above the head dimension",
+        ),
+        (
+            "llama.attention.head_count",
+            MetaValue::String("two".into()),
+            "head_count",
+        ),
+    ];
+    for (key, value, why) in cases {
+        let file = tiny_llama(&[(key, value.clone())]);
+        let e = refused(&file);
+        assert!(e.contains(why), "{key} = {value:?}: {e}");
+    }
+    let file = tiny_llama(&[("general.architecture", MetaValue::String("mamba".into()))]);
+    assert!(refused(&file).contains("architecture 'mamba'"));
+}
+
+/// A `gpt2` vocabulary: GPT-2's 256-character byte alphabet, then `extra`.
+fn bpe_vocab(extra: &[String]) -> tempfile::NamedTempFile {
+    let mut tokens: Vec<MetaValue> = Vec::new();
+    // The printable bytes stand for themselves; the others are shifted
+    // past U+0100, in byte order.
+    let mut shifted = 0u32;
+    for b in 0u32..256 {
+        let printable = (0x21..=0x7E).contains(&b) || (0xA1..=0xAC).contains(&b) || b >= 0xAE;
+        let c = if printable {
+            b
+        } else {
+            shifted += 1;
+            0xFF + shifted
+        };
+        tokens.push(MetaValue::String(char::from_u32(c).unwrap().to_string()));
+    }
+    tokens.extend(extra.iter().map(|t| MetaValue::String(t.clone())));
+    let mut w = GgufWriter::new();
+    w.add("tokenizer.ggml.model", MetaValue::String("gpt2".into()));
+    w.add("tokenizer.ggml.pre", MetaValue::String("gpt-2".into()));
+    w.add(
+        "tokenizer.ggml.tokens",
+        MetaValue::Array(ValueType::String, tokens),
+    );
+    w.add(
+        "tokenizer.ggml.merges",
+        MetaValue::Array(ValueType::String, vec![MetaValue::String("h i".into())]),
+    );
+    let file = tempfile::Builder::new().suffix(".gguf").tempfile().unwrap();
+    std::fs::write(file.path(), w.to_bytes().unwrap()).unwrap();
+    file
+}
+
+fn tokenizer(file: &tempfile::NamedTempFile) -> Result<Tokenizer, TokenizerError> {
+    Tokenizer::from_loader(&MmapGGUFLoader::new(file.path()).unwrap())
+}
+
+#[test]
+fn a_character_outside_the_byte_alphabet_is_spelled_out_as_llama_cpp_does() {
+    let file = bpe_vocab(&["a中b".into()]);
+    let tok = tokenizer(&file).unwrap();
+    assert_eq!(
+        tok.token_to_piece(256, false),
+        "a[UNK_BYTE_0xe4b8ada中b]b".as_bytes()
+    );
+}
+
+#[test]
+fn pieces_quadratic_in_a_token_are_refused_without_building_them() {
+    // 1 Mi characters outside the byte alphabet in one token (3 MiB):
+    // spelled out, its piece would take 1 Mi times 3 MiB.
+    let huge = "中".repeat(1 << 20);
+    let start = Instant::now();
+    let file = bpe_vocab(&[huge]);
+    let e = tokenizer(&file).expect_err("a vocabulary whose pieces pass the budget");
+    assert!(matches!(e, TokenizerError::Pieces { id: 256 }), "{e}");
+    assert!(e.to_string().contains("token 256"), "{e}");
+    // Many tokens each under the budget, together over it.
+    let each = "中".repeat(2048);
+    let many = vec![each; PIECE_SLACK / (2048 * 6144) + 8];
+    let e = tokenizer(&bpe_vocab(&many)).expect_err("pieces past the budget in all");
+    assert!(matches!(e, TokenizerError::Pieces { .. }), "{e}");
+    assert!(start.elapsed() < Duration::from_secs(20));
+}
+
+#[test]
+fn per_token_arrays_shorter_than_the_vocabulary_are_refused() {
+    for key in ["tokenizer.ggml.scores", "tokenizer.ggml.token_type"] {
+        let mut w = GgufWriter::new();
+        w.add("tokenizer.ggml.model", MetaValue::String("llama".into()));
+        let tokens = ["<unk>", "<s>", "</s>", "a"].map(|t| MetaValue::String(t.into()));
+        w.add(
+            "tokenizer.ggml.tokens",
+            MetaValue::Array(ValueType::String, tokens.to_vec()),
+        );
+        let short = if key.ends_with("scores") {
+            MetaValue::Array(ValueType::F32, vec![MetaValue::F32(0.0); 3])
+        } else {
+            MetaValue::Array(ValueType::I32, vec![MetaValue::I32(1); 3])
+        };
+        w.add(key, short);
+        // Special ids out of the vocabulary fall back as llama.cpp's do.
+        w.add("tokenizer.ggml.bos_token_id", MetaValue::U32(u32::MAX));
+        let file = tempfile::Builder::new().suffix(".gguf").tempfile().unwrap();
+        std::fs::write(file.path(), w.to_bytes().unwrap()).unwrap();
+        let e = tokenizer(&file).expect_err(key);
+        assert!(
+            matches!(
+                e,
+                TokenizerError::TooShort {
+                    found: 3,
+                    expected: 4,
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        assert!(e.to_string().contains(key), "{e}");
+    }
+}

@@ -125,9 +125,10 @@ pub fn run(a: &Args<'_>) -> Result<(), CliError> {
         .into());
     }
     // The one decode failure left after validation: quantized data of a
-    // big-endian file. Refused before anything is written.
+    // big-endian file in a type with no defined byte order. Refused before
+    // anything is written.
     if loader.endianness() == Endianness::Big {
-        if let Some(t) = tensors.iter().find(|t| t.ty.is_quantized()) {
+        if let Some(t) = tensors.iter().find(|t| !t.ty.has_big_endian_order()) {
             return Err(Error::BigEndianData {
                 tensor: t.name.to_string(),
                 ty: t.ty,

@@ -25,8 +25,10 @@
 //! a file the loader accepted) is ignored rather than rejected.
 //!
 //! Data is read little-endian. In a big-endian file the plain float types are
-//! read big-endian; quantized tensors are skipped and named in
-//! [`ModelReport::skipped`], as ggml defines no byte order for their blocks.
+//! read big-endian, and so are the f16 scales of the quantized types with a
+//! big-endian byte order ([`GgmlType::has_big_endian_order`]); tensors of
+//! the other quantized types are skipped and named in
+//! [`ModelReport::skipped`], as nothing defines a byte order for their blocks.
 //!
 //! No input panics: every field is read from a whole block.
 
@@ -35,7 +37,9 @@ use std::fmt;
 use rayon::prelude::*;
 
 use crate::error::{Error, Result};
-use crate::format::blocks::{iq1m_scale, scale_fields, u16_at, u32_at, ScaleEnc, ScaleField};
+use crate::format::blocks::{
+    iq1m_scale, scale_fields, swap_to_little_endian, u16_at, u32_at, ScaleEnc, ScaleField,
+};
 use crate::format::{Endianness, GgmlType};
 use crate::loader::{Located, MmapGGUFLoader};
 use crate::model::{in_pool, LoadOptions};
@@ -177,14 +181,6 @@ pub fn checked_fields(ty: GgmlType) -> Vec<&'static str> {
         GgmlType::F32 | GgmlType::F16 | GgmlType::BF16 | GgmlType::F64 => vec!["value"],
         _ => block_fields(ty).iter().map(|f| f.name).collect(),
     }
-}
-
-/// True for the types whose every element is checked.
-fn is_plain_float(ty: GgmlType) -> bool {
-    matches!(
-        ty,
-        GgmlType::F32 | GgmlType::F16 | GgmlType::BF16 | GgmlType::F64
-    )
 }
 
 const F16_EXP: u16 = 0x7c00;
@@ -361,6 +357,11 @@ fn scan(ty: GgmlType, bytes: &[u8], big: bool, first: u64, sink: &mut Sink<'_>) 
         GgmlType::F16 => scan_f16(bytes, big, first, sink),
         GgmlType::BF16 => scan_bf16(bytes, big, first, sink),
         GgmlType::F64 => scan_f64(bytes, big, first, sink),
+        _ if big && ty.has_big_endian_order() => {
+            let mut little = bytes.to_vec();
+            swap_to_little_endian(ty, &mut little);
+            scan_blocks(ty, &little, first, sink)
+        }
         _ => scan_blocks(ty, bytes, first, sink),
     }
 }
@@ -379,8 +380,9 @@ pub fn check_tensor_data(
 
 /// Like [`check_tensor_data`] with a byte order, also returning how many
 /// problems there were in all (listed or not). Big-endian data is read as
-/// such for the plain float types; for the others it is read little-endian
-/// (callers skip it, see [`ModelReport::skipped`]).
+/// such for the plain float types and the quantized types with a big-endian
+/// byte order ([`GgmlType::has_big_endian_order`]); for the others it is
+/// read little-endian (callers skip it, see [`ModelReport::skipped`]).
 pub fn count_tensor_data(
     name: &str,
     ty: GgmlType,
@@ -448,11 +450,11 @@ fn check_report(loader: &MmapGGUFLoader, max_per_tensor: usize) -> (ModelReport,
         let tensor = n_tensors;
         n_tensors += 1;
         let (info, big) = (t.info, t.endianness() == Endianness::Big);
-        if big && !is_plain_float(info.ty) && !block_fields(info.ty).is_empty() {
+        if big && !info.ty.has_big_endian_order() && !block_fields(info.ty).is_empty() {
             skipped.push(SkippedTensor {
                 tensor: info.name.to_string(),
                 ty: info.ty,
-                reason: "quantized data in a big-endian file has no defined byte order",
+                reason: "data has no defined big-endian byte order",
             });
             continue;
         }

@@ -109,9 +109,12 @@ pub enum Error {
         /// Why.
         error: DecodeError,
     },
-    /// Quantized data in a big-endian file has no defined byte order in ggml.
+    /// Quantized data of a type with no defined big-endian byte order in a
+    /// big-endian file ([`GgmlType::has_big_endian_order`]).
     #[error(
-        "tensor '{}': {ty} data in a big-endian file cannot be decoded",
+        "tensor '{}': {ty} data in a big-endian file cannot be decoded (a big-endian byte \
+         order is defined for Q4_0, Q8_0, Q4_K, Q6_K, MXFP4 and NVFP4 only, the types \
+         llama.cpp's gguf_convert_endian.py converts)",
         Escaped(tensor)
     )]
     BigEndianData {

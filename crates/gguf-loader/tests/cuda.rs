@@ -178,6 +178,48 @@ fn every_type_every_output_bit_for_bit() {
     }
 }
 
+/// A big-endian file (the fixture whose quantized blocks are in
+/// gguf_convert_endian.py's byte order): each tensor loads on the GPU as on
+/// the CPU (swapped and decoded there, then uploaded), and Q4_1, which has
+/// no big-endian order, is refused on both alike.
+#[test]
+fn big_endian_files_load_as_on_the_cpu() {
+    let _serial = common::serial();
+    if !gpu() {
+        return;
+    }
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/all_types_be.gguf");
+    let loader = MmapGGUFLoader::new(&path).unwrap();
+    let mut uploaded = 0;
+    for t in loader.tensors() {
+        let cpu = loader.load_tensor::<f32>(t.name, Device::Cpu);
+        let gpu = loader.load_tensor::<f32>(t.name, GPU);
+        match (cpu, gpu) {
+            (Ok(c), Ok(g)) => {
+                assert_eq!(g.device(), GPU);
+                assert_eq!(c.as_bytes(), g.to_host().unwrap().as_bytes(), "{}", t.name);
+                uploaded += 1;
+            }
+            (Err(Error::BigEndianData { ty: a, .. }), Err(Error::BigEndianData { ty: b, .. })) => {
+                assert_eq!((a, b), (GgmlType::Q4_1, GgmlType::Q4_1));
+            }
+            (c, g) => panic!("{}: cpu {:?}, gpu {:?}", t.name, c.err(), g.err()),
+        }
+    }
+    assert_eq!(uploaded, loader.tensor_count() - 1);
+    let e = loader.load_model::<f16>(GPU).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            Error::BigEndianData {
+                ty: GgmlType::Q4_1,
+                ..
+            }
+        ),
+        "{e}"
+    );
+}
+
 #[test]
 fn real_models_bit_for_bit() {
     let _serial = common::serial();

@@ -388,7 +388,13 @@ fn big_endian_files() {
     let mut w = GgufWriter::new().endianness(Endianness::Big);
     w.add_tensor("f32", &[5], GgmlType::F32, f).unwrap();
     w.add_tensor("f16", &[2], GgmlType::F16, h).unwrap();
-    w.add_tensor("q4_0", &[32], GgmlType::Q4_0, vec![0xffu8; 18])
+    // Q4_0's f16 scale is big-endian (gguf_convert_endian.py's order):
+    // 7c 00 is +Inf, a tiny number if read little-endian.
+    let mut q = vec![0x7c, 0x00];
+    q.extend_from_slice(&[0u8; 16]);
+    w.add_tensor("q4_0", &[32], GgmlType::Q4_0, q).unwrap();
+    // Q5_0 has no big-endian byte order: skipped.
+    w.add_tensor("q5_0", &[32], GgmlType::Q5_0, vec![0xffu8; 22])
         .unwrap();
     w.add_tensor("i32", &[4], GgmlType::I32, vec![0xffu8; 16])
         .unwrap();
@@ -400,12 +406,13 @@ fn big_endian_files() {
         vec![
             ("f32".to_string(), 2, "value", ProblemKind::NaN),
             ("f16".to_string(), 1, "value", ProblemKind::Inf),
+            ("q4_0".to_string(), 0, "d", ProblemKind::Inf),
         ]
     );
     assert_eq!(report.skipped.len(), 1);
-    assert_eq!(report.skipped[0].tensor, "q4_0");
-    assert_eq!(report.skipped[0].ty, GgmlType::Q4_0);
-    assert_eq!(report.tensors_checked, 3);
+    assert_eq!(report.skipped[0].tensor, "q5_0");
+    assert_eq!(report.skipped[0].ty, GgmlType::Q5_0);
+    assert_eq!(report.tensors_checked, 4);
 }
 
 #[test]

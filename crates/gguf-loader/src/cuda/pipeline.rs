@@ -225,8 +225,9 @@ fn settle(staging: Staging, mode: LoadMode) -> Staging {
 }
 
 /// Uploads and decodes `tensors` to `T` on `g`, one output buffer each, in
-/// the order given. Quantized data of a big-endian file errs as on the CPU;
-/// a big-endian file's plain values are decoded on the CPU and uploaded.
+/// the order given. A big-endian file's data is decoded on the CPU and
+/// uploaded, or errs as on the CPU (a quantized type with no big-endian
+/// byte order).
 pub(crate) fn load_tensors<T: Element>(
     g: &Gpu,
     tensors: &[Located<'_>],
@@ -252,11 +253,11 @@ pub(crate) fn load_tensors<T: Element>(
         .synchronize()
         .map_err(g.err("allocating the outputs"))?;
 
-    // Big-endian plain values: swapped and decoded on the CPU, uploaded.
+    // Big-endian data: swapped and decoded on the CPU, uploaded.
     let mut on_gpu = Vec::with_capacity(tensors.len());
     for (i, t) in tensors.iter().enumerate() {
         if t.endianness() == Endianness::Big {
-            if t.info.ty.is_quantized() {
+            if !t.info.ty.has_big_endian_order() {
                 return Err(Error::BigEndianData {
                     tensor: t.info.name.to_string(),
                     ty: t.info.ty,

@@ -751,7 +751,6 @@ impl ScaleField {
     }
 
     /// The field's bytes in `block`, for writing (empty if `block` is too short).
-    #[cfg_attr(not(feature = "synth"), allow(dead_code))]
     pub fn bytes_mut(self, block: &mut [u8]) -> &mut [u8] {
         block
             .get_mut(self.offset..)
@@ -838,6 +837,47 @@ pub const fn info(ty: GgmlType) -> BlockInfo {
 /// assembled `scale`. Empty for the plain types.
 pub const fn scale_fields(ty: GgmlType) -> &'static [ScaleField] {
     info(ty).scales
+}
+
+// ---------------------------------------------------------------------------
+// Big-endian files
+// ---------------------------------------------------------------------------
+
+/// [`GgmlType::has_big_endian_order`]: the plain types, and the quantized
+/// types `gguf_convert_endian.py` (gguf-py 0.19) byte-swaps, whose only
+/// multi-byte fields are their f16 scales (checked by a test against the
+/// script's offsets).
+pub const fn big_endian_order(ty: GgmlType) -> bool {
+    use GgmlType::*;
+    matches!(
+        ty,
+        F32 | F16 | BF16 | F64 | I8 | I16 | I32 | I64 | Q4_0 | Q8_0 | Q4_K | Q6_K | MXFP4 | NVFP4
+    )
+}
+
+/// Turns `ty`'s data from a big-endian file little-endian in place: each
+/// value of a plain type reversed; in each whole block of a quantized type
+/// with a byte order ([`big_endian_order`]), each f16 scale reversed (the
+/// rest are bytes). Data of the other types, and a trailing partial block,
+/// are left as they are.
+pub fn swap_to_little_endian(ty: GgmlType, bytes: &mut [u8]) {
+    let block = info(ty);
+    if !big_endian_order(ty) || block.bytes < 2 {
+        return;
+    }
+    if block.elements == 1 {
+        for value in bytes.chunks_exact_mut(block.bytes) {
+            value.reverse();
+        }
+        return;
+    }
+    for b in bytes.chunks_exact_mut(block.bytes) {
+        for f in block.scales {
+            if f.enc == ScaleEnc::F16 {
+                f.bytes_mut(b).reverse();
+            }
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -935,6 +975,49 @@ mod tests {
         check::<BlockIQ1_M>();
         check::<BlockIQ4_NL>();
         check::<BlockIQ4_XS>();
+    }
+
+    /// The byte order of big-endian quantized data is the one llama.cpp's
+    /// `gguf_convert_endian.py` (gguf-py 0.19) writes: it reverses the two
+    /// bytes at these offsets of each block, and nothing else.
+    #[test]
+    fn big_endian_blocks_swap_what_gguf_convert_endian_swaps() {
+        use GgmlType::*;
+        let script: [(GgmlType, &[usize]); 6] = [
+            (Q4_0, &[0]),
+            (Q8_0, &[0]),
+            (Q4_K, &[0, 2]),
+            (Q6_K, &[208]),
+            (MXFP4, &[]),
+            (NVFP4, &[]),
+        ];
+        for ty in GgmlType::ALL {
+            let expected = script.iter().find(|(t, _)| *t == ty).map(|(_, o)| *o);
+            assert_eq!(
+                big_endian_order(ty),
+                !ty.is_quantized() || expected.is_some(),
+                "{ty}"
+            );
+            let Some(offsets) = expected else { continue };
+            let n = info(ty).bytes;
+            let original: Vec<u8> = (0..2 * n + 1).map(|i| i as u8).collect();
+            let mut swapped = original.clone();
+            swap_to_little_endian(ty, &mut swapped);
+            let mut want = original.clone();
+            for block in 0..2 {
+                for &o in offsets {
+                    want.swap(block * n + o, block * n + o + 1);
+                }
+            }
+            assert_eq!(swapped, want, "{ty}");
+        }
+        // Plain values are reversed whole; other types are left alone.
+        let mut v = vec![1, 2, 3, 4, 5, 6, 7, 8, 9];
+        swap_to_little_endian(F32, &mut v);
+        assert_eq!(v, [4, 3, 2, 1, 8, 7, 6, 5, 9]);
+        let mut q = vec![1u8; 22];
+        swap_to_little_endian(Q5_0, &mut q);
+        assert_eq!(q, [1u8; 22]);
     }
 
     #[test]

@@ -252,6 +252,17 @@ impl GgmlType {
         self.block_size() > 1
     }
 
+    /// Whether data of this type in a big-endian file has a defined byte
+    /// order, and so decodes: every plain type (each value big-endian), and
+    /// the quantized types llama.cpp's `gguf_convert_endian.py` converts —
+    /// Q4_0, Q8_0, Q4_K, Q6_K (their f16 scales big-endian, the rest bytes),
+    /// MXFP4 and NVFP4 (all bytes). The other quantized types read
+    /// multi-byte words of packed bits in ways ggml leaves to the host's byte
+    /// order, and no converter defines them.
+    pub fn has_big_endian_order(self) -> bool {
+        super::blocks::big_endian_order(self)
+    }
+
     /// Bytes taken by `n_elements` elements, or `None` when `n_elements` is not
     /// a whole number of blocks or the size overflows `u64`.
     pub fn byte_size(self, n_elements: u64) -> Option<u64> {

@@ -14,7 +14,8 @@ use crate::alloc::{AllocError, Buffer, ModelOutputs};
 use crate::decode::{dequantize_into_with, DecodeError, OutputMemory, Stores};
 use crate::element::Element;
 use crate::error::{Error, Result};
-use crate::format::{Endianness, GgmlType};
+use crate::format::blocks::swap_to_little_endian;
+use crate::format::Endianness;
 use crate::loader::{Located, MmapGGUFLoader};
 use crate::model::{Model, ModelConfig};
 use crate::tensor::{Device, Tensor};
@@ -203,15 +204,6 @@ impl<'a> Control<'a> {
     }
 }
 
-/// Swaps each value of a plain number type (not block-quantized: ggml
-/// defines no big-endian layout for those) from a big-endian file to
-/// little-endian, in place.
-fn swap_to_little_endian(ty: GgmlType, bytes: &mut [u8]) {
-    for value in bytes.chunks_exact_mut(ty.type_size() as usize) {
-        value.reverse();
-    }
-}
-
 /// [`Error::OutOfMemory`] for `tensor`.
 fn out_of_memory(tensor: &str) -> impl FnOnce(AllocError) -> Error + '_ {
     move |e| Error::OutOfMemory {
@@ -245,8 +237,9 @@ pub(crate) fn decode_tensor<T: Element>(
 /// Decodes tensor `t` into `dst` (exactly its element count) in chunks
 /// spread over rayon's threads, checking for cancellation and reporting
 /// progress per chunk. Each chunk's bytes come from the mapping, or in read
-/// mode from one positioned read, and a big-endian file's plain values are
-/// swapped chunk by chunk: no copy of the whole tensor is made.
+/// mode from one positioned read, and a big-endian file's values (or its
+/// blocks' f16 scales) are swapped chunk by chunk: no copy of the whole
+/// tensor is made.
 fn decode_into<T: Element>(
     t: Located<'_>,
     dst: &mut [T],
@@ -266,7 +259,7 @@ fn decode_into<T: Element>(
         }));
     }
     let big = t.endianness() == Endianness::Big;
-    if big && ty.is_quantized() {
+    if big && !ty.has_big_endian_order() {
         return Err(Error::BigEndianData {
             tensor: name.to_string(),
             ty,
@@ -313,7 +306,8 @@ impl MmapGGUFLoader {
     /// progress and cancel). Errs with [`Error::TensorNotFound`],
     /// [`Error::UnsupportedDevice`], [`Error::OutOfMemory`] when its output
     /// cannot be allocated, [`Error::BigEndianData`] for quantized data in a
-    /// big-endian file, [`Error::TensorIo`] when a read fails (read mode),
+    /// big-endian file of a type with no big-endian byte order
+    /// ([`GgmlType::has_big_endian_order`]), [`Error::TensorIo`] when a read fails (read mode),
     /// [`Error::Cancelled`] and [`Error::ThreadPool`].
     pub fn load_tensor_with<T: Element>(
         &self,

@@ -116,7 +116,10 @@ impl Text {
     /// template first with `chat` (after a system turn with `system`).
     fn encode(&self, prompt: &str, chat: bool, system: Option<&str>) -> Result<Vec<u32>, CliError> {
         let Text::Tokenizer(tok) = self else {
-            return Err("--prompt needs the tokenizer; without --ids".into());
+            return Err(
+                "--prompt needs the tokenizer, which --ids leaves out: give the prompt as --tokens IDS, or drop --ids"
+                    .into(),
+            );
         };
         if chat {
             if tok.chat_template().is_none() {

@@ -109,6 +109,9 @@ if ! have_all; then
     echo "== installed in $(elapsed)"
 fi
 
+# scripts/test-python-aarch64.sh wants the toolchain only.
+[ -z "${AARCH64_SETUP_ONLY:-}" ] || exit 0
+
 export RUSTC=/usr/bin/rustc
 export CARGO_TARGET_DIR=target/aarch64
 export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc

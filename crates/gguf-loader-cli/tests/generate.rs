@@ -72,7 +72,10 @@ fn sampling_repeats_with_a_seed_and_bad_requests_are_refused() {
     refused(&["--prompt", "hello"], "tokenizer");
     refused(&["--ids", "--tokens", "4000000000"], "out of range");
     refused(&["--tokens", "1"], "tokenizer");
-    refused(&["--ids", "--prompt", "1 2"], "give the prompt as --tokens IDS");
+    refused(
+        &["--ids", "--prompt", "1 2"],
+        "give the prompt as --tokens IDS",
+    );
     for bad in [
         ["--temp", "-1"],
         ["--temp", "nan"],

@@ -307,7 +307,8 @@ impl MmapGGUFLoader {
     /// [`Error::UnsupportedDevice`], [`Error::OutOfMemory`] when its output
     /// cannot be allocated, [`Error::BigEndianData`] for quantized data in a
     /// big-endian file of a type with no big-endian byte order
-    /// ([`GgmlType::has_big_endian_order`]), [`Error::TensorIo`] when a read fails (read mode),
+    /// ([`has_big_endian_order`](crate::GgmlType::has_big_endian_order)),
+    /// [`Error::TensorIo`] when a read fails (read mode),
     /// [`Error::Cancelled`] and [`Error::ThreadPool`].
     pub fn load_tensor_with<T: Element>(
         &self,

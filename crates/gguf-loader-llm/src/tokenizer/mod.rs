@@ -52,10 +52,10 @@ pub enum TokenizerError {
     /// [`PIECE_SLACK`] bytes (characters outside the byte alphabet of a
     /// `gpt2` vocabulary are spelled out, each with the token's whole text).
     #[error(
-        "metadata key 'tokenizer.ggml.tokens': token {id}'s text renders to a piece that takes \
-         the vocabulary's pieces more than {} bytes past its texts (characters outside the \
-         byte-level alphabet)",
-        PIECE_SLACK
+        "metadata key 'tokenizer.ggml.tokens': the decoded pieces pass the tokens' texts by \
+         more than {} MiB at token {id} (each character outside the byte-level alphabet is \
+         spelled out with the whole token)",
+        PIECE_SLACK >> 20
     )]
     Pieces {
         /// The token where the budget ran out.

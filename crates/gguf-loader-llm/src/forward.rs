@@ -399,36 +399,41 @@ impl<T: WeightElement> Transformer<T> {
                 )))
             }
         };
-        let n_layer = positive("block_count", m.arch_u32("block_count")?)?;
+        // Keys in errors as the file spells them (`llama.block_count`).
+        let full = |k: &str| m.arch_key(k).unwrap_or_else(|_| k.to_string());
+        let n_layer = positive(&full("block_count"), m.arch_u32("block_count")?)?;
         // Each block has tensors of its own, so a count beyond the file's
         // tensors is not a model (and would size allocations from the file).
         if n_layer > loader.tensor_count() {
             return Err(ForwardError::BadParameter {
-                key: "block_count".into(),
+                key: full("block_count"),
                 why: format!(
                     "{n_layer} blocks, but the file holds only {} tensors",
                     loader.tensor_count()
                 ),
             });
         }
-        let n_embd = positive("embedding_length", m.arch_u32("embedding_length")?)?;
-        let n_head = positive("attention.head_count", m.arch_u32("attention.head_count")?)?;
+        let n_embd = positive(&full("embedding_length"), m.arch_u32("embedding_length")?)?;
+        let n_head = positive(
+            &full("attention.head_count"),
+            m.arch_u32("attention.head_count")?,
+        )?;
         let n_head_kv = match opt(loader, "attention.head_count_kv", |m, k| m.arch_u32(k))? {
-            Some(v) => positive("attention.head_count_kv", v)?,
+            Some(v) => positive(&full("attention.head_count_kv"), v)?,
             None => n_head,
         };
         if n_head % n_head_kv != 0 {
             return Err(ForwardError::BadParameter {
-                key: "attention.head_count_kv".into(),
+                key: full("attention.head_count_kv"),
                 why: format!("{n_head_kv} does not divide the {n_head} query heads"),
             });
         }
         let head_dim = match opt(loader, "attention.key_length", |m, k| m.arch_u32(k))? {
-            Some(v) => positive("attention.key_length", v)?,
+            Some(v) => positive(&full("attention.key_length"), v)?,
             None => {
                 if n_embd % n_head != 0 {
                     return Err(ForwardError::BadParameter {
-                        key: "attention.head_count".into(),
+                        key: full("attention.head_count"),
                         why: format!("{n_head} heads do not divide the hidden size {n_embd}"),
                     });
                 }
@@ -449,7 +454,7 @@ impl<T: WeightElement> Transformer<T> {
         };
         if n_rot % 2 != 0 || n_rot > head_dim {
             return Err(ForwardError::BadParameter {
-                key: "rope.dimension_count".into(),
+                key: full("rope.dimension_count"),
                 why: format!("{n_rot} is odd or above the head dimension {head_dim}"),
             });
         }

@@ -153,7 +153,7 @@ fn a_block_count_beyond_the_tensors_is_refused_before_allocating() {
         let file = tiny_llama(&[("llama.block_count", MetaValue::U32(n))]);
         let e = refused(&file);
         assert!(
-            e.contains("block_count") && e.contains(&format!("{n} blocks")),
+            e.contains("'llama.block_count'") && e.contains(&format!("{n} blocks")),
             "{e}"
         );
     }

@@ -65,6 +65,11 @@ fi
 python=(qemu-aarch64-static -L "$root" "$root/usr/bin/python3.11")
 "${python[@]}" -c "import numpy, platform; print('==', platform.machine(), 'CPython', platform.python_version(), 'numpy', numpy.__version__)"
 
+# The x86-64 CLI, whose outputs the suite compares with (built before the
+# cross-build settings below apply).
+[ -x target/release/gguf-loader ] || cargo build --release -p gguf-loader-cli
+export GGUF_LOADER_CLI="$PWD/target/release/gguf-loader"
+
 echo "== building the aarch64 wheel"
 export RUSTC=/usr/bin/rustc
 export CARGO_TARGET_DIR=target/aarch64
@@ -85,8 +90,6 @@ for m in gguf yaml tqdm certifi pytest _pytest pluggy iniconfig pygments py.py p
     [ -e "$host_site/$m" ] && ln -s "$host_site/$m" "$site/$m"
 done
 
-[ -x target/release/gguf-loader ] || cargo build --release -p gguf-loader-cli
-export GGUF_LOADER_CLI="$PWD/target/release/gguf-loader"
 echo "== pytest under qemu"
 cd crates/gguf-loader-py/tests
 PYTHONPATH="$site" PYTHONDONTWRITEBYTECODE=1 "${python[@]}" -m pytest -q -p no:cacheprovider \

@@ -38,7 +38,8 @@ use rayon::prelude::*;
 
 use crate::error::{Error, Result};
 use crate::format::blocks::{
-    iq1m_scale, scale_fields, swap_to_little_endian, u16_at, u32_at, ScaleEnc, ScaleField,
+    big_endian_swaps, iq1m_scale, scale_fields, swap_to_little_endian, u16_at, u32_at, ScaleEnc,
+    ScaleField,
 };
 use crate::format::{Endianness, GgmlType};
 use crate::loader::{Located, MmapGGUFLoader};
@@ -357,7 +358,7 @@ fn scan(ty: GgmlType, bytes: &[u8], big: bool, first: u64, sink: &mut Sink<'_>) 
         GgmlType::F16 => scan_f16(bytes, big, first, sink),
         GgmlType::BF16 => scan_bf16(bytes, big, first, sink),
         GgmlType::F64 => scan_f64(bytes, big, first, sink),
-        _ if big && ty.has_big_endian_order() => {
+        _ if big && big_endian_swaps(ty) => {
             let mut little = bytes.to_vec();
             swap_to_little_endian(ty, &mut little);
             scan_blocks(ty, &little, first, sink)

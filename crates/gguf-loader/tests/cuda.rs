@@ -17,9 +17,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use common::Lcg;
 use gguf_loader::{
-    bf16, cuda_memory, cuda_setup, f16, Device, Element, ElementKind, Error, GgmlType, GgufWriter,
-    GpuStaging, LazyModel, LoadMode, LoadOptions, MmapGGUFLoader, Model, Prefetch, Progress,
-    Tensor,
+    bf16, cuda_memory, cuda_setup, f16, Device, Element, ElementKind, Endianness, Error, GgmlType,
+    GgufWriter, GpuStaging, LazyModel, LoadMode, LoadOptions, MmapGGUFLoader, Model, Prefetch,
+    Progress, Tensor,
 };
 
 const GPU: Device = Device::Cuda(0);
@@ -218,6 +218,38 @@ fn big_endian_files_load_as_on_the_cpu() {
         ),
         "{e}"
     );
+}
+
+/// Big-endian data that is its own little-endian form (I8, MXFP4, NVFP4:
+/// bytes only) is decoded on the GPU, not on the CPU: equal to the same
+/// bytes in a little-endian file.
+#[test]
+fn big_endian_byte_types_decode_on_the_gpu() {
+    let _serial = common::serial();
+    if !gpu() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut files = Vec::new();
+    for e in [Endianness::Little, Endianness::Big] {
+        let mut rng = Lcg(0xb16e);
+        let mut w = GgufWriter::new().endianness(e);
+        for ty in [GgmlType::I8, GgmlType::MXFP4, GgmlType::NVFP4] {
+            let dims = [ty.block_size() * 1031, 3];
+            let data = rng.bytes(1031 * 3 * ty.type_size() as usize);
+            w.add_tensor(ty.name(), &dims, ty, data).unwrap();
+        }
+        let path = dir.path().join(format!("{e:?}.gguf"));
+        std::fs::write(&path, w.to_bytes().unwrap()).unwrap();
+        files.push(path);
+    }
+    let le = MmapGGUFLoader::new(&files[0]).unwrap();
+    let be = MmapGGUFLoader::new(&files[1]).unwrap();
+    assert_eq!(be.endianness(), Endianness::Big);
+    let small = LoadOptions::default().gpu_ring_bytes(4 << 20);
+    let cpu = le.load_model::<f16>(Device::Cpu).unwrap();
+    let gpu = be.load_model_with::<f16>(GPU, small).unwrap();
+    same_bits(&cpu, &gpu, "big-endian byte types", true);
 }
 
 #[test]

@@ -264,6 +264,51 @@ fn big_endian_fixture_decodes_like_little_endian() {
     }
 }
 
+/// Data of the types whose blocks hold only bytes (I8, MXFP4, NVFP4) is
+/// the same in either byte order: a big-endian file's decodes as the same
+/// bytes in a little-endian file, in both load modes, eagerly and one
+/// tensor at a time.
+#[test]
+fn big_endian_byte_types_decode_like_little_endian() {
+    use gguf_loader::{Device, LoadMode};
+    let dir = tempfile::tempdir().unwrap();
+    let mut paths = Vec::new();
+    for e in [Endianness::Little, Endianness::Big] {
+        let mut w = GgufWriter::new().endianness(e);
+        let mut x = 0x9e37_79b9_u32;
+        for ty in [GgmlType::I8, GgmlType::MXFP4, GgmlType::NVFP4] {
+            let n = 300 * ty.type_size() as usize;
+            let data: Vec<u8> = (0..n)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 17;
+                    x ^= x << 5;
+                    x as u8
+                })
+                .collect();
+            w.add_tensor(ty.name(), &[ty.block_size() * 100, 3], ty, data)
+                .unwrap();
+        }
+        let path = dir.path().join(format!("{e:?}.gguf"));
+        write(&path, &w);
+        paths.push(path);
+    }
+    let le = MmapGGUFLoader::new(&paths[0]).unwrap();
+    let want = le.load_model::<f32>(Device::Cpu).unwrap();
+    let bits = |x: &[f32]| x.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+    for mode in [LoadMode::Mmap, LoadMode::Read] {
+        let be = MmapGGUFLoader::open(&paths[1], mode).unwrap();
+        assert_eq!(be.endianness(), Endianness::Big);
+        let got = be.load_model::<f32>(Device::Cpu).unwrap();
+        for (name, w) in want.tensors() {
+            let g = got.tensor(name).unwrap();
+            assert_eq!(bits(w.data()), bits(g.data()), "{name} ({mode:?})");
+            let one = be.load_tensor::<f32>(name, Device::Cpu).unwrap();
+            assert_eq!(bits(w.data()), bits(one.data()), "{name} ({mode:?})");
+        }
+    }
+}
+
 /// Directories, FIFOs, sockets and devices are refused before anything is
 /// read, in both modes, with what they are: a directory said "No such
 /// device" (the mmap's error), and a FIFO with no writer blocked the open

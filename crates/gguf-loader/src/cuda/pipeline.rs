@@ -30,6 +30,7 @@ use super::plan::{plan, Item, PlanError};
 use super::{alloc_output, driver_message, Gpu};
 use crate::element::Element;
 use crate::error::{Error, Result};
+use crate::format::blocks::big_endian_swaps;
 use crate::format::Endianness;
 use crate::loader::{LoadMode, Located};
 use crate::model::load::Control;
@@ -225,9 +226,9 @@ fn settle(staging: Staging, mode: LoadMode) -> Staging {
 }
 
 /// Uploads and decodes `tensors` to `T` on `g`, one output buffer each, in
-/// the order given. A big-endian file's data is decoded on the CPU and
-/// uploaded, or errs as on the CPU (a quantized type with no big-endian
-/// byte order).
+/// the order given. A big-endian file's data with bytes to swap is
+/// swapped and decoded on the CPU and uploaded; data of a quantized type
+/// with no big-endian byte order errs as on the CPU.
 pub(crate) fn load_tensors<T: Element>(
     g: &Gpu,
     tensors: &[Located<'_>],
@@ -253,16 +254,18 @@ pub(crate) fn load_tensors<T: Element>(
         .synchronize()
         .map_err(g.err("allocating the outputs"))?;
 
-    // Big-endian data: swapped and decoded on the CPU, uploaded.
+    // Big-endian data with bytes to swap: swapped and decoded on the CPU,
+    // uploaded. Big-endian data that is its own little-endian form (I8,
+    // MXFP4, NVFP4) takes the GPU path like any other.
     let mut on_gpu = Vec::with_capacity(tensors.len());
     for (i, t) in tensors.iter().enumerate() {
-        if t.endianness() == Endianness::Big {
-            if !t.info.ty.has_big_endian_order() {
-                return Err(Error::BigEndianData {
-                    tensor: t.info.name.to_string(),
-                    ty: t.info.ty,
-                });
-            }
+        if t.endianness() == Endianness::Big && !t.info.ty.has_big_endian_order() {
+            return Err(Error::BigEndianData {
+                tensor: t.info.name.to_string(),
+                ty: t.info.ty,
+            });
+        }
+        if t.endianness() == Endianness::Big && big_endian_swaps(t.info.ty) {
             let host =
                 crate::model::load::decode_tensor::<T>(*t, ctl, crate::decode::Stores::Auto)?;
             if !host.is_empty() {

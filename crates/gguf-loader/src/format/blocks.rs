@@ -855,16 +855,28 @@ pub const fn big_endian_order(ty: GgmlType) -> bool {
     )
 }
 
+/// Whether [`swap_to_little_endian`] changes `ty`'s data: false for the
+/// types with a byte order whose big-endian bytes are their little-endian
+/// ones (I8, and MXFP4 and NVFP4, whose blocks hold only bytes), and for the
+/// types without one. Callers that would copy the data to swap it skip the
+/// copy where this is false.
+pub fn big_endian_swaps(ty: GgmlType) -> bool {
+    let block = info(ty);
+    big_endian_order(ty)
+        && block.bytes >= 2
+        && (block.elements == 1 || block.scales.iter().any(|f| f.enc == ScaleEnc::F16))
+}
+
 /// Turns `ty`'s data from a big-endian file little-endian in place: each
 /// value of a plain type reversed; in each whole block of a quantized type
 /// with a byte order ([`big_endian_order`]), each f16 scale reversed (the
 /// rest are bytes). Data of the other types, and a trailing partial block,
 /// are left as they are.
 pub fn swap_to_little_endian(ty: GgmlType, bytes: &mut [u8]) {
-    let block = info(ty);
-    if !big_endian_order(ty) || block.bytes < 2 {
+    if !big_endian_swaps(ty) {
         return;
     }
+    let block = info(ty);
     if block.elements == 1 {
         for value in bytes.chunks_exact_mut(block.bytes) {
             value.reverse();
@@ -998,6 +1010,13 @@ mod tests {
                 !ty.is_quantized() || expected.is_some(),
                 "{ty}"
             );
+            // The copy to swap into is skipped exactly where nothing moves.
+            let moves = if ty.is_quantized() {
+                expected.is_some_and(|o| !o.is_empty())
+            } else {
+                info(ty).bytes >= 2
+            };
+            assert_eq!(big_endian_swaps(ty), moves, "{ty}");
             let Some(offsets) = expected else { continue };
             let n = info(ty).bytes;
             let original: Vec<u8> = (0..2 * n + 1).map(|i| i as u8).collect();

@@ -14,7 +14,7 @@ use crate::alloc::{AllocError, Buffer, ModelOutputs};
 use crate::decode::{dequantize_into_with, DecodeError, OutputMemory, Stores};
 use crate::element::Element;
 use crate::error::{Error, Result};
-use crate::format::blocks::swap_to_little_endian;
+use crate::format::blocks::{big_endian_swaps, swap_to_little_endian};
 use crate::format::Endianness;
 use crate::loader::{Located, MmapGGUFLoader};
 use crate::model::{Model, ModelConfig};
@@ -276,7 +276,7 @@ fn decode_into<T: Element>(
             let start = (k * blocks) as u64 * type_size;
             let len = (d.len() / block) as u64 * type_size;
             let mut bytes = t.read(start..start + len)?;
-            if big {
+            if big && big_endian_swaps(ty) {
                 swap_to_little_endian(ty, bytes.to_mut());
             }
             dequantize_into_with(ty, &bytes, d, stores).map_err(decode_err)?;

@@ -169,5 +169,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(cuda_release_staging, m)?)?;
     m.add("Cancelled", m.py().get_type::<load::Cancelled>())?;
     m.add("CUDA", cfg!(feature = "cuda"))?;
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

@@ -180,3 +180,10 @@ def test_paths_as_builtin_open_takes_them(smollm2, tmp_path):
             assert "token_embd.weight" in f.tensors
     with pytest.raises(TypeError):
         gguf_loader.open(3)
+
+
+def test_version_is_the_installed_distributions():
+    from importlib.metadata import version
+
+    assert gguf_loader.__version__ == version("gguf-loader")
+    assert gguf_loader.__version__.count(".") == 2

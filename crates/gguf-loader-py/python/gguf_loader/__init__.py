@@ -50,6 +50,9 @@ __all__ = [
 #: True when this build can load onto NVIDIA GPUs (``device="cuda:N"``).
 CUDA: bool = bool(_native.CUDA)
 
+#: The package's version (the Rust crates' version it was built from).
+__version__: str = _native.__version__
+
 from ._types import GGML_QUANT_SIZES, GGMLType
 
 #: What `open` takes as a path: as `builtins.open` does, bytes too.

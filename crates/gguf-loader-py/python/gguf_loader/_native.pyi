@@ -24,9 +24,11 @@ __all__ = [
     "cuda_release_staging",
     "Cancelled",
     "CUDA",
+    "__version__",
 ]
 
 CUDA: bool
+__version__: str
 
 class Cancelled(Exception):
     """A load cancelled by its progress callback (which returned False)."""

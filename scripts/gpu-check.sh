@@ -11,7 +11,8 @@
 # files byte for byte, multiplies a loaded weight with cuBLAS, times the first
 # and the second start (kernel compile vs the disk cache), checks the Python
 # package (DLPack into torch and cupy), prints the benchmark report (transfer
-# rates, every kernel, whole-model loads), and last the host CPU's decode
+# rates, every kernel, whole-model loads), times `verify` on the host CPU
+# against one read of the same bytes, and last the host CPU's decode
 # rates (issue #13; needs no GPU, so a timeout cuts only that). Everything it
 # prints also goes to $OUT/gpu-report.md; run it with a timeout near 590 s
 # (about 6 minutes expected; QUICK=1 skips the 7B model).
@@ -191,6 +192,21 @@ if [ "${QUICK:-0}" != 1 ]; then
 fi
 quick=(); [ "${QUICK:-0}" = 1 ] && quick=(--quick)
 check cuda-bench "$B/cuda-bench" "${quick[@]}" "${models[@]}"
+
+# Whether `verify --device cuda` would pay (issue #11): a GPU verify must
+# first read every byte on the host (into the pinned ring) or have the GPU
+# read the registered mapping over PCIe; the CPU's scan is timed here
+# against one read of the same bytes (dd, one thread) and the pinned rate
+# printed above.
+step "verify on this host's CPU against one read of the same bytes (does a GPU verify pay?)"
+for m in "${models[@]}"; do
+    cat "$m" >/dev/null
+    for _ in 1 2 3; do
+        s=$(date +%s%N); "$B/gguf-loader" verify "$m" >/dev/null; e=$(date +%s%N)
+        s2=$(date +%s%N); dd if="$m" of=/dev/null bs=16M 2>/dev/null; e2=$(date +%s%N)
+        echo "$(basename "$m") ($(stat -c %s "$m") bytes): verify $(( (e - s) / 1000000 )) ms, one read $(( (e2 - s2) / 1000000 )) ms"
+    done
+done
 
 step "CPU decode on this host (issue #13): every type, one thread and all threads, f16 out, against memcpy"
 if [ "${REHEARSAL:-0}" = 1 ]; then

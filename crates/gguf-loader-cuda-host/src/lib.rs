@@ -267,7 +267,7 @@ pub fn decode_with<T: Element>(
     let kernel = HostKernel::find(&name).ok_or_else(|| HostError::NoKernel(name.clone()))?;
     let type_size = ty.type_size() as usize;
     let n_blocks = src.len() / type_size;
-    if src.len() % type_size != 0 || n_blocks * ty.block_size() as usize != out.len() {
+    if !src.len().is_multiple_of(type_size) || n_blocks * ty.block_size() as usize != out.len() {
         return Err(HostError::Length {
             kernel: name,
             src: src.len(),

@@ -156,7 +156,7 @@ fn view<'a, T>(what: &str, p: u64, len: usize) -> Result<&'a mut [T], String> {
     let bytes = len
         .checked_mul(std::mem::size_of::<T>())
         .ok_or_else(|| format!("{what}: {len} values overflow"))?;
-    if p as usize % std::mem::align_of::<T>() != 0 {
+    if !(p as usize).is_multiple_of(std::mem::align_of::<T>()) {
         return Err(format!("{what}: {p:#x} misaligned"));
     }
     if !mem::is_device(p as usize, bytes) {

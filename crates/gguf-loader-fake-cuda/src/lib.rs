@@ -889,7 +889,7 @@ fn memset(dst: CUdeviceptr, value: u32, width: usize, count: usize, stream: usiz
         return SUCCESS;
     }
     let dst = dst as usize;
-    if !mem::is_device(dst, n) || dst % width != 0 {
+    if !mem::is_device(dst, n) || !dst.is_multiple_of(width) {
         return INVALID_VALUE;
     }
     enqueue(

@@ -180,7 +180,7 @@ fn set_scale(enc: ScaleEnc, field: &mut [u8]) {
 fn weight_type(ty: GgmlType, ne0: u64) -> GgmlType {
     [ty, GgmlType::Q8_0, GgmlType::F16]
         .into_iter()
-        .find(|t| ne0 % t.block_size() == 0)
+        .find(|t| ne0.is_multiple_of(t.block_size()))
         .unwrap_or(GgmlType::F32)
 }
 

@@ -2,7 +2,8 @@
 //! F32 → f16 kernel (AVX2 + F16C on x86-64, NEON on aarch64) equal to
 //! `half::f16::from_f32` (any NaN where that is NaN); the fused F32 → bf16
 //! and F16 → bf16 kernels (x86-64) and the f32 → bf16 slice conversion
-//! behind the other bf16 outputs equal to `half::bf16::from_f32` exactly,
+//! behind the other bf16 outputs (each of its x86-64 paths: AVX2, and
+//! AVX-512 where present) equal to `half::bf16::from_f32` exactly,
 //! NaNs included; then the dispatcher's f16 and bf16 outputs of every type
 //! equal to the reference rounded.
 
@@ -224,39 +225,66 @@ fn f16_to_bf16_kernel_matches_half_exactly() {
     }
 }
 
+fn slice_to_bf16(src: &[f32], dst: &mut [bf16]) {
+    simd::f32_to_bf16(src, dst)
+}
+
+/// The slice conversion the dispatcher uses, and every x86-64 path this CPU
+/// can run whichever it picks (AVX2, and AVX-512 where present; ordinary and
+/// streaming stores, which fall back to ordinary ones where the output is
+/// not 16-byte aligned).
 #[test]
 fn f32_to_bf16_matches_half_exactly() {
     let values = edge_values(&mut Lcg(0xBF16));
-    let mut got = vec![bf16::from_bits(0x7E55); values.len()];
-    simd::f32_to_bf16(&values, &mut got);
-    assert_bf16_eq("f32 → bf16", &got, &values);
-    // Every length mod the vector width, at every offset of the output.
-    for off in 0..4 {
-        for n in 0..40 {
-            let mut buf = vec![bf16::from_bits(0x7E55); off + n + 3];
-            simd::f32_to_bf16(&values[off..off + n], &mut buf[off..off + n]);
-            assert_bf16_eq(
-                &format!("{n} values"),
-                &buf[off..off + n],
-                &values[off..off + n],
-            );
-            assert!(
-                buf[..off]
-                    .iter()
-                    .chain(&buf[off + n..])
-                    .all(|h| h.to_bits() == 0x7E55),
-                "{n} values at {off}: wrote outside"
-            );
-        }
+    type Convert = Box<dyn Fn(&[f32], &mut [bf16])>;
+    let mut paths: Vec<(String, Convert)> = vec![(String::new(), Box::new(slice_to_bf16))];
+    for (name, k) in simd::f32_to_bf16_paths() {
+        paths.push((
+            format!(" ({name})"),
+            Box::new(move |s: &[f32], d: &mut [bf16]| k(&le_bytes(s), d)),
+        ));
     }
-    // Mismatched lengths convert the values that fit both.
-    let mut short = vec![bf16::ZERO; 20];
-    simd::f32_to_bf16(&values[..37], &mut short);
-    assert_bf16_eq("short output", &short, &values[..20]);
-    let mut long = vec![bf16::from_bits(0x7E55); 37];
-    simd::f32_to_bf16(&values[..20], &mut long);
-    assert_bf16_eq("long output", &long[..20], &values[..20]);
-    assert!(long[20..].iter().all(|h| h.to_bits() == 0x7E55));
+    #[cfg(target_arch = "x86_64")]
+    {
+        let has = |f: &[bool]| f.iter().all(|&b| b);
+        use std::is_x86_feature_detected as x86;
+        let avx2 = has(&[x86!("avx2"), x86!("f16c")]);
+        let avx512 = avx2 && has(&[x86!("avx512f"), x86!("avx512bw")]);
+        let want = 1 + 2 * usize::from(avx2) + 2 * usize::from(avx512);
+        assert_eq!(paths.len(), want, "every path this CPU runs is tested");
+    }
+    for (how, f) in &paths {
+        let mut got = vec![bf16::from_bits(0x7E55); values.len()];
+        f(&values, &mut got);
+        assert_bf16_eq(&format!("f32 → bf16{how}"), &got, &values);
+        // Every length mod the vector width, at every offset of the output.
+        for off in 0..12 {
+            for n in 0..40 {
+                let mut buf = vec![bf16::from_bits(0x7E55); off + n + 3];
+                f(&values[off..off + n], &mut buf[off..off + n]);
+                assert_bf16_eq(
+                    &format!("{n} values{how}"),
+                    &buf[off..off + n],
+                    &values[off..off + n],
+                );
+                assert!(
+                    buf[..off]
+                        .iter()
+                        .chain(&buf[off + n..])
+                        .all(|h| h.to_bits() == 0x7E55),
+                    "{n} values at {off}{how}: wrote outside"
+                );
+            }
+        }
+        // Mismatched lengths convert the values that fit both.
+        let mut short = vec![bf16::ZERO; 20];
+        f(&values[..37], &mut short);
+        assert_bf16_eq(&format!("short output{how}"), &short, &values[..20]);
+        let mut long = vec![bf16::from_bits(0x7E55); 37];
+        f(&values[..20], &mut long);
+        assert_bf16_eq(&format!("long output{how}"), &long[..20], &values[..20]);
+        assert!(long[20..].iter().all(|h| h.to_bits() == 0x7E55));
+    }
 }
 
 /// Every type's golden blocks through the dispatcher: f16 and bf16 outputs
@@ -273,6 +301,23 @@ fn every_type_f16_and_bf16_output_is_the_reference_rounded() {
         gguf_loader::dequantize_into(ty, &g.raw, &mut h).unwrap();
         let mut b = vec![bf16::ZERO; n];
         gguf_loader::dequantize_into(ty, &g.raw, &mut b).unwrap();
+        // Streaming stores (the f32 scratch's conversion too) write the same.
+        let mut bs = vec![bf16::ZERO; n];
+        gguf_loader::dequantize_into_with(ty, &g.raw, &mut bs, gguf_loader::Stores::Streaming)
+            .unwrap();
+        let mut hs = vec![f16::ZERO; n];
+        gguf_loader::dequantize_into_with(ty, &g.raw, &mut hs, gguf_loader::Stores::Streaming)
+            .unwrap();
+        assert!(
+            bs.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits()),
+            "{} → bf16 streamed",
+            ty.name()
+        );
+        assert!(
+            hs.iter().zip(&h).all(|(x, y)| x.to_bits() == y.to_bits()),
+            "{} → f16 streamed",
+            ty.name()
+        );
         let (hp, bp): (Vec<f16>, Vec<bf16>) = (
             gguf_loader::dequantize(ty, &g.raw).unwrap(),
             gguf_loader::dequantize(ty, &g.raw).unwrap(),

@@ -73,7 +73,7 @@ fn random_blocks(c: &Case, n: usize, rng: &mut Lcg) -> Vec<u8> {
     let mut v = rng.bytes(n * ts);
     for b in v.chunks_exact_mut(ts) {
         let r = rng.next_u32();
-        if r % 3 == 0 {
+        if r.is_multiple_of(3) {
             (c.special)(b, r / 3);
         } else if matches!(c.ty, GgmlType::IQ4_NL | GgmlType::IQ4_XS) {
             let h = (rng.next_u32() as u16 & 0x3FFF) | ((r as u16 & 1) << 15);

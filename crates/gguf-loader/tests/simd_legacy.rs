@@ -44,7 +44,7 @@ fn random_blocks(ty: GgmlType, blocks: usize, rng: &mut Lcg) -> Vec<u8> {
     for b in v.chunks_exact_mut(ts) {
         for h in 0..header_halves {
             let r = rng.next_u32();
-            let bits = if r % 3 == 0 {
+            let bits = if r.is_multiple_of(3) {
                 SPECIAL_F16[(r as usize / 3) % SPECIAL_F16.len()]
             } else {
                 // A finite, moderate scale most of the time.
@@ -57,7 +57,7 @@ fn random_blocks(ty: GgmlType, blocks: usize, rng: &mut Lcg) -> Vec<u8> {
         // Plain F16/BF16: sprinkle special values among the elements.
         for e in v.chunks_exact_mut(2) {
             let r = rng.next_u32();
-            if r % 5 == 0 {
+            if r.is_multiple_of(5) {
                 let bits = SPECIAL_F16[(r as usize / 5) % SPECIAL_F16.len()];
                 e.copy_from_slice(&bits.to_le_bytes());
             }

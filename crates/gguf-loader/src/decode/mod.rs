@@ -212,7 +212,7 @@ impl Stores {
 
 fn check(ty: GgmlType, src: &[u8], dst_len: usize) -> Result<usize, DecodeError> {
     let type_size = ty.type_size() as usize;
-    if src.len() % type_size != 0 {
+    if !src.len().is_multiple_of(type_size) {
         return Err(DecodeError::PartialBlock {
             ty,
             len: src.len(),
@@ -348,7 +348,7 @@ pub fn dequantize_rows_into<T: Element>(
     let type_size = ty.type_size() as usize;
     let row_bytes = row_len / block * type_size;
     let n_rows = tensor.len().checked_div(row_bytes).unwrap_or(0);
-    if row_len % block != 0 || rows.start > rows.end || rows.end > n_rows {
+    if !row_len.is_multiple_of(block) || rows.start > rows.end || rows.end > n_rows {
         return Err(DecodeError::RowRange {
             ty,
             start: rows.start,

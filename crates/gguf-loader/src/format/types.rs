@@ -270,7 +270,7 @@ impl GgmlType {
             block_size,
             type_size,
         } = self.layout();
-        if n_elements % block_size != 0 {
+        if !n_elements.is_multiple_of(block_size) {
             return None;
         }
         (n_elements / block_size).checked_mul(type_size)

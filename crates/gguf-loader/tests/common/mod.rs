@@ -266,7 +266,7 @@ pub fn run_placed<T: Copy>(n: usize, fill: T, f: impl Fn(&mut [T])) -> [Vec<T>; 
     let size = std::mem::size_of::<T>();
     let mut buf = vec![fill; n + 32 / size];
     let aligned = (0..16 / size)
-        .find(|o| (buf.as_ptr() as usize + o * size) % 16 == 0)
+        .find(|o| (buf.as_ptr() as usize + o * size).is_multiple_of(16))
         .expect("some element of the first 16 bytes is 16-byte aligned");
     [aligned, aligned + 1].map(|o| {
         buf.fill(fill);

@@ -136,8 +136,19 @@ pub fn f32_to_bf16(src: &[f32], dst: &mut [bf16]) {
     }
 }
 
+/// Every x86-64 F32 → bf16 path this CPU can run, named (AVX2, and AVX-512
+/// where present; ordinary and streaming stores), from the values'
+/// little-endian bytes: for the tests. Empty elsewhere.
+#[cfg(any(test, feature = "internals"))]
+pub fn f32_to_bf16_paths() -> Vec<(&'static str, Bf16Kernel)> {
+    #[cfg(target_arch = "x86_64")]
+    return x86_float::f32_to_bf16_paths();
+    #[cfg(not(target_arch = "x86_64"))]
+    Vec::new()
+}
+
 /// Whether `s` starts on a 16-byte boundary (required by streaming stores).
 #[allow(dead_code)] // unused where no streaming kernel exists
 fn aligned16<T>(s: &[T]) -> bool {
-    s.as_ptr() as usize % 16 == 0
+    (s.as_ptr() as usize).is_multiple_of(16)
 }

@@ -140,7 +140,7 @@ fn store_f32<const N: usize>(y: &mut [f32], v: [float32x4_t; N]) {
 #[inline]
 #[target_feature(enable = "neon")]
 fn store_f16<const N: usize>(y: &mut [f16], v: [float32x4_t; N]) {
-    const { assert!(N % 2 == 0) };
+    const { assert!(N.is_multiple_of(2)) };
     let y = &mut y[..4 * N];
     let p = y.as_mut_ptr().cast::<u16>();
     for i in 0..N / 2 {

@@ -146,35 +146,55 @@ pub(super) unsafe fn st256<const NT: bool>(p: *mut u8, v: __m256i) {
     }
 }
 
-/// F32 → bf16 (from the values' little-endian bytes, no f32 scratch): 16
-/// values at a time, the tail by `half::bf16::from_f32`.
-///
-/// # Safety
-/// AVX2 must be available; with `NT`, `dst` must be 16-byte aligned.
-#[target_feature(enable = "avx2,f16c")]
-unsafe fn f32_bf16_avx<const NT: bool>(src: &[u8], dst: &mut [bf16]) {
-    let n = (src.len() / 4).min(dst.len());
-    let (src, dst) = (&src[..4 * n], &mut dst[..n]);
-    let mut s = src.chunks_exact(64);
-    let mut d = dst.chunks_exact_mut(16);
-    for (b, y) in (&mut s).zip(&mut d) {
-        let b: &[u8; 64] = b.try_into().expect("64 input bytes");
-        let p = b.as_ptr().cast::<f32>();
-        // SAFETY: `b` holds 64 bytes = two unaligned 32-byte loads; `y`
-        // holds 16 bf16s = 32 bytes, 16-byte aligned under `NT` (its offset
-        // is a multiple of 16 elements).
-        unsafe {
-            let h = ps_to_bf16x16(_mm256_loadu_ps(p), _mm256_loadu_ps(p.add(8)));
-            st256::<NT>(y.as_mut_ptr().cast(), h);
+/// Defines an F32 → bf16 kernel (from the values' little-endian bytes, no
+/// f32 scratch) with the given target features: sixteen values at a time
+/// rounded by `$round` (64 input bytes to 32 bytes of bf16), the tail by
+/// `half::bf16::from_f32`.
+macro_rules! f32_bf16_kernel {
+    ($(#[$doc:meta])* $name:ident, $features:literal, $round:ident) => {
+        $(#[$doc])*
+        #[target_feature(enable = $features)]
+        unsafe fn $name<const NT: bool>(src: &[u8], dst: &mut [bf16]) {
+            let n = (src.len() / 4).min(dst.len());
+            let (src, dst) = (&src[..4 * n], &mut dst[..n]);
+            let mut s = src.chunks_exact(64);
+            let mut d = dst.chunks_exact_mut(16);
+            for (b, y) in (&mut s).zip(&mut d) {
+                let h = $round(b.try_into().expect("64 input bytes"));
+                // SAFETY: `y` holds 16 bf16s = 32 bytes, 16-byte aligned
+                // under `NT` (its offset is a multiple of 16 elements).
+                unsafe { st256::<NT>(y.as_mut_ptr().cast(), h) };
+            }
+            if NT {
+                _mm_sfence();
+            }
+            for (b, y) in s.remainder().chunks_exact(4).zip(d.into_remainder()) {
+                *y = bf16::from_f32(f32::from_le_bytes([b[0], b[1], b[2], b[3]]));
+            }
         }
-    }
-    if NT {
-        _mm_sfence();
-    }
-    for (b, y) in s.remainder().chunks_exact(4).zip(d.into_remainder()) {
-        *y = bf16::from_f32(f32::from_le_bytes([b[0], b[1], b[2], b[3]]));
-    }
+    };
 }
+
+/// Sixteen f32s (64 little-endian bytes) rounded to bf16 by
+/// [`ps_to_bf16x16`].
+#[inline]
+#[target_feature(enable = "avx2,f16c")]
+fn bf16x16_avx2(b: &[u8; 64]) -> __m256i {
+    let p = b.as_ptr().cast::<f32>();
+    // SAFETY: `b` holds 64 bytes = two unaligned 32-byte loads.
+    unsafe { ps_to_bf16x16(_mm256_loadu_ps(p), _mm256_loadu_ps(p.add(8))) }
+}
+
+f32_bf16_kernel!(
+    /// F32 → bf16 with AVX2, eight values per rounding.
+    ///
+    /// # Safety
+    /// AVX2 and F16C must be available; with `NT`, `dst` must be 16-byte
+    /// aligned.
+    f32_bf16_avx,
+    "avx2,f16c",
+    bf16x16_avx2
+);
 
 float_kernels!(f32_bf16_avx, bf16, f32_bf16, f32_bf16_stream);
 
@@ -193,34 +213,25 @@ fn ps_to_bf16x16_512(v: __m512) -> __m256i {
     _mm512_cvtepi32_epi16(_mm512_srli_epi32::<16>(bits))
 }
 
-/// F32 → bf16 as [`f32_bf16_avx`], sixteen values per AVX-512 rounding.
-///
-/// # Safety
-/// AVX2, F16C, AVX-512F and AVX-512BW must be available; with `NT`, `dst`
-/// must be 16-byte aligned.
+/// Sixteen f32s (64 little-endian bytes) rounded to bf16 by
+/// [`ps_to_bf16x16_512`].
+#[inline]
 #[target_feature(enable = "avx2,f16c,avx512f,avx512bw")]
-unsafe fn f32_bf16_avx512<const NT: bool>(src: &[u8], dst: &mut [bf16]) {
-    let n = (src.len() / 4).min(dst.len());
-    let (src, dst) = (&src[..4 * n], &mut dst[..n]);
-    let mut s = src.chunks_exact(64);
-    let mut d = dst.chunks_exact_mut(16);
-    for (b, y) in (&mut s).zip(&mut d) {
-        let b: &[u8; 64] = b.try_into().expect("64 input bytes");
-        // SAFETY: `b` holds 64 bytes = one unaligned 64-byte load; `y`
-        // holds 16 bf16s = 32 bytes, 16-byte aligned under `NT` (its offset
-        // is a multiple of 16 elements).
-        unsafe {
-            let h = ps_to_bf16x16_512(_mm512_loadu_ps(b.as_ptr().cast()));
-            st256::<NT>(y.as_mut_ptr().cast(), h);
-        }
-    }
-    if NT {
-        _mm_sfence();
-    }
-    for (b, y) in s.remainder().chunks_exact(4).zip(d.into_remainder()) {
-        *y = bf16::from_f32(f32::from_le_bytes([b[0], b[1], b[2], b[3]]));
-    }
+fn bf16x16_avx512(b: &[u8; 64]) -> __m256i {
+    // SAFETY: `b` holds 64 bytes = one unaligned 64-byte load.
+    ps_to_bf16x16_512(unsafe { _mm512_loadu_ps(b.as_ptr().cast()) })
 }
+
+f32_bf16_kernel!(
+    /// F32 → bf16 with AVX-512F/BW, sixteen values per rounding.
+    ///
+    /// # Safety
+    /// AVX2, F16C, AVX-512F and AVX-512BW must be available; with `NT`,
+    /// `dst` must be 16-byte aligned.
+    f32_bf16_avx512,
+    "avx2,f16c,avx512f,avx512bw",
+    bf16x16_avx512
+);
 
 fn f32_bf16_512(src: &[u8], dst: &mut [bf16]) {
     // SAFETY: handed out only where `avx512()` found AVX-512F, AVX-512BW,

@@ -1,5 +1,7 @@
 //! The mmap loader: zero-copy access, versions, byte orders and split models.
 
+mod common;
+
 use std::path::Path;
 
 use gguf_loader::{Endianness, GgmlType, GgufFile, GgufWriter, MetaValue, ValueType};
@@ -275,17 +277,9 @@ fn big_endian_byte_types_decode_like_little_endian() {
     let mut paths = Vec::new();
     for e in [Endianness::Little, Endianness::Big] {
         let mut w = GgufWriter::new().endianness(e);
-        let mut x = 0x9e37_79b9_u32;
+        let mut rng = common::Lcg(0x9e37_79b9);
         for ty in [GgmlType::I8, GgmlType::MXFP4, GgmlType::NVFP4] {
-            let n = 300 * ty.type_size() as usize;
-            let data: Vec<u8> = (0..n)
-                .map(|_| {
-                    x ^= x << 13;
-                    x ^= x >> 17;
-                    x ^= x << 5;
-                    x as u8
-                })
-                .collect();
+            let data = rng.bytes(300 * ty.type_size() as usize);
             w.add_tensor(ty.name(), &[ty.block_size() * 100, 3], ty, data)
                 .unwrap();
         }

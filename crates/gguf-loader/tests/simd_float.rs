@@ -225,10 +225,6 @@ fn f16_to_bf16_kernel_matches_half_exactly() {
     }
 }
 
-fn slice_to_bf16(src: &[f32], dst: &mut [bf16]) {
-    simd::f32_to_bf16(src, dst)
-}
-
 /// The slice conversion the dispatcher uses, and every x86-64 path this CPU
 /// can run whichever it picks (AVX2, and AVX-512 where present; ordinary and
 /// streaming stores, which fall back to ordinary ones where the output is
@@ -237,7 +233,7 @@ fn slice_to_bf16(src: &[f32], dst: &mut [bf16]) {
 fn f32_to_bf16_matches_half_exactly() {
     let values = edge_values(&mut Lcg(0xBF16));
     type Convert = Box<dyn Fn(&[f32], &mut [bf16])>;
-    let mut paths: Vec<(String, Convert)> = vec![(String::new(), Box::new(slice_to_bf16))];
+    let mut paths: Vec<(String, Convert)> = vec![(String::new(), Box::new(simd::f32_to_bf16))];
     for (name, k) in simd::f32_to_bf16_paths() {
         paths.push((
             format!(" ({name})"),

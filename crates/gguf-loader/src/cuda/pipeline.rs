@@ -259,13 +259,14 @@ pub(crate) fn load_tensors<T: Element>(
     // MXFP4, NVFP4) takes the GPU path like any other.
     let mut on_gpu = Vec::with_capacity(tensors.len());
     for (i, t) in tensors.iter().enumerate() {
-        if t.endianness() == Endianness::Big && !t.info.ty.has_big_endian_order() {
+        let big = t.endianness() == Endianness::Big;
+        if big && !t.info.ty.has_big_endian_order() {
             return Err(Error::BigEndianData {
                 tensor: t.info.name.to_string(),
                 ty: t.info.ty,
             });
         }
-        if t.endianness() == Endianness::Big && big_endian_swaps(t.info.ty) {
+        if big && big_endian_swaps(t.info.ty) {
             let host =
                 crate::model::load::decode_tensor::<T>(*t, ctl, crate::decode::Stores::Auto)?;
             if !host.is_empty() {

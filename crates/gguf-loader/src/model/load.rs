@@ -265,6 +265,9 @@ fn decode_into<T: Element>(
             ty,
         });
     }
+    // Whether each chunk is copied to swap its bytes (not where big-endian
+    // data is its own little-endian form).
+    let swap = big && big_endian_swaps(ty);
     let block = ty.block_size() as usize;
     let type_size = ty.type_size();
     let blocks = (CHUNK_ELEMENTS / block).max(1);
@@ -276,7 +279,7 @@ fn decode_into<T: Element>(
             let start = (k * blocks) as u64 * type_size;
             let len = (d.len() / block) as u64 * type_size;
             let mut bytes = t.read(start..start + len)?;
-            if big && big_endian_swaps(ty) {
+            if swap {
                 swap_to_little_endian(ty, bytes.to_mut());
             }
             dequantize_into_with(ty, &bytes, d, stores).map_err(decode_err)?;

@@ -23,9 +23,7 @@ use std::sync::OnceLock;
 use half::{bf16, f16};
 
 use super::x86_legacy::{float_kernels, load16, st128, supported};
-#[cfg(any(test, feature = "internals"))]
-use super::Bf16Kernel;
-use super::Kernels;
+use super::{Bf16Kernel, Kernels};
 use crate::format::GgmlType;
 
 /// The AVX2 kernels for `ty`, where this CPU supports them. F32 → f32 is a
@@ -35,21 +33,27 @@ pub fn kernels(ty: GgmlType) -> Kernels {
         return Kernels::default();
     }
     match ty {
-        GgmlType::F32 if avx512() => Kernels {
-            f16: Some(f32_f16),
-            f16_stream: Some(f32_f16_stream),
-            bf16: Some(f32_bf16_512),
-            bf16_stream: Some(f32_bf16_512_stream),
-            ..Kernels::default()
-        },
-        GgmlType::F32 => Kernels {
-            f16: Some(f32_f16),
-            f16_stream: Some(f32_f16_stream),
-            bf16: Some(f32_bf16),
-            bf16_stream: Some(f32_bf16_stream),
-            ..Kernels::default()
-        },
+        GgmlType::F32 => {
+            let (bf16, bf16_stream) = f32_bf16_kernels();
+            Kernels {
+                f16: Some(f32_f16),
+                f16_stream: Some(f32_f16_stream),
+                bf16: Some(bf16),
+                bf16_stream: Some(bf16_stream),
+                ..Kernels::default()
+            }
+        }
         _ => Kernels::default(),
+    }
+}
+
+/// The F32 → bf16 kernels for this CPU, ordinary and streaming: AVX-512
+/// where it has AVX-512F/BW, else AVX2. Call only where `supported()`.
+fn f32_bf16_kernels() -> (Bf16Kernel, Bf16Kernel) {
+    if avx512() {
+        (f32_bf16_512, f32_bf16_512_stream)
+    } else {
+        (f32_bf16, f32_bf16_stream)
     }
 }
 
@@ -254,13 +258,7 @@ pub fn f32_to_bf16(src: &[f32], dst: &mut [bf16]) -> Option<()> {
         return None;
     }
     // An f32 slice is its values' little-endian bytes on x86-64.
-    let src = bytemuck::cast_slice(src);
-    if avx512() {
-        f32_bf16_512(src, dst);
-    } else {
-        // SAFETY: AVX2 and F16C were detected.
-        unsafe { f32_bf16_avx::<false>(src, dst) };
-    }
+    f32_bf16_kernels().0(bytemuck::cast_slice(src), dst);
     Some(())
 }
 

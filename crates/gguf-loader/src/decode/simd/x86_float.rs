@@ -237,19 +237,8 @@ f32_bf16_kernel!(
     bf16x16_avx512
 );
 
-fn f32_bf16_512(src: &[u8], dst: &mut [bf16]) {
-    // SAFETY: handed out only where `avx512()` found AVX-512F, AVX-512BW,
-    // AVX2 and F16C.
-    unsafe { f32_bf16_avx512::<false>(src, dst) }
-}
-
-fn f32_bf16_512_stream(src: &[u8], dst: &mut [bf16]) {
-    if !super::aligned16(dst) {
-        return f32_bf16_512(src, dst);
-    }
-    // SAFETY: as `f32_bf16_512`, and `dst` is aligned.
-    unsafe { f32_bf16_avx512::<true>(src, dst) }
-}
+// Handed out only where `avx512()` found AVX-512F/BW besides AVX2 and F16C.
+float_kernels!(f32_bf16_avx512, bf16, f32_bf16_512, f32_bf16_512_stream);
 
 /// f32 → bf16 for `min(src.len(), dst.len())` values with AVX-512 or AVX2,
 /// or `None` (nothing written) where this CPU has neither.

@@ -549,12 +549,16 @@ unsafe fn bf16_f32_avx<const NT: bool>(src: &[u8], dst: &mut [f32]) {
 }
 
 /// Safe wrappers, ordinary and streaming, over one of the float conversions
-/// here or in `x86_float` (`$inner::<NT>(src, dst)`, needing AVX2 and F16C,
-/// and a 16-byte aligned `dst` when `NT`).
+/// here or in `x86_float` (`$inner::<NT>(src, dst)`, needing the CPU
+/// features it enables, and a 16-byte aligned `dst` when `NT`). The
+/// wrappers are handed out only where those features were detected: AVX2
+/// and F16C (`supported()`), and AVX-512F/BW too for `x86_float`'s AVX-512
+/// conversion (`avx512()`).
 macro_rules! float_kernels {
     ($inner:ident, $out:ty, $plain:ident, $stream:ident) => {
         fn $plain(src: &[u8], dst: &mut [$out]) {
-            // SAFETY: handed out only where AVX2 and F16C were detected.
+            // SAFETY: handed out only where `$inner`'s target features were
+            // detected.
             unsafe { $inner::<false>(src, dst) }
         }
 
@@ -562,7 +566,8 @@ macro_rules! float_kernels {
             if !super::aligned16(dst) {
                 return $plain(src, dst);
             }
-            // SAFETY: AVX2 and F16C were detected, `dst` is aligned.
+            // SAFETY: `$inner`'s target features were detected, `dst` is
+            // aligned.
             unsafe { $inner::<true>(src, dst) }
         }
     };

@@ -64,7 +64,8 @@ const HALF: usize = size_of::<Half>();
 
 /// A ggml block type: [`Block::ELEMENTS`] values in `size_of::<Self>()` bytes.
 pub trait Block: Pod {
-    /// The ggml type whose blocks these are (for tests and the internals).
+    /// The ggml type whose blocks these are (for tests, the internals and
+    /// the x86 IQ3_S kernels).
     #[cfg_attr(not(feature = "internals"), allow(dead_code))]
     const TYPE: GgmlType;
     /// Elements per block (ggml's `QK*`).

@@ -95,25 +95,26 @@ fn has_kernels(ty: GgmlType, name: &str) -> bool {
 }
 
 /// Checks every kernel of `ty` on `src` (whole blocks) against the
-/// reference.
+/// reference: every path this CPU has for `ty` (`simd::kernel_paths`).
 pub fn check(ty: GgmlType, name: &str, src: &[u8]) {
-    let k = simd::kernels(ty);
     let n = values(ty, src);
     let mut want = vec![0f32; n];
     reference_row_fn(ty)(src, &mut want);
-    for (kind, f) in common::variants(k.f32, k.f32_stream) {
-        for got in common::run_placed(n, f32::from_bits(0x7fc0_dead), |o| f(src, o)) {
-            common::assert_bits_eq(&format!("{name} f32 {kind}"), &got, &want);
+    for (path, k) in simd::kernel_paths(ty) {
+        for (kind, f) in common::variants(k.f32, k.f32_stream) {
+            for got in common::run_placed(n, f32::from_bits(0x7fc0_dead), |o| f(src, o)) {
+                common::assert_bits_eq(&format!("{name} {path} f32 {kind}"), &got, &want);
+            }
         }
-    }
-    for (kind, f) in common::variants(k.f16, k.f16_stream) {
-        for got in common::run_placed(n, f16::from_bits(0x7e55), |o| f(src, o)) {
-            assert_f16_rounds(&format!("{name} f16 {kind}"), &got, &want);
+        for (kind, f) in common::variants(k.f16, k.f16_stream) {
+            for got in common::run_placed(n, f16::from_bits(0x7e55), |o| f(src, o)) {
+                assert_f16_rounds(&format!("{name} {path} f16 {kind}"), &got, &want);
+            }
         }
-    }
-    for (kind, f) in common::variants(k.bf16, k.bf16_stream) {
-        for got in common::run_placed(n, bf16::from_bits(0x7e55), |o| f(src, o)) {
-            assert_bf16_rounds(&format!("{name} bf16 {kind}"), &got, &want);
+        for (kind, f) in common::variants(k.bf16, k.bf16_stream) {
+            for got in common::run_placed(n, bf16::from_bits(0x7e55), |o| f(src, o)) {
+                assert_bf16_rounds(&format!("{name} {path} bf16 {kind}"), &got, &want);
+            }
         }
     }
 }
@@ -204,10 +205,12 @@ pub fn golden(cases: &[Case]) {
         for n in 0..20.min(g.raw.len() / ts) {
             check(ty, name, &g.raw[..n * ts]);
         }
-        if let Some(f) = simd::kernels(ty).f32 {
-            let mut got = vec![0f32; g.expected.len()];
-            f(&g.raw, &mut got);
-            common::assert_bits_eq(name, &got, &g.expected);
+        for (path, k) in simd::kernel_paths(ty) {
+            if let Some(f) = k.f32 {
+                let mut got = vec![0f32; g.expected.len()];
+                f(&g.raw, &mut got);
+                common::assert_bits_eq(&format!("{name} {path}"), &got, &g.expected);
+            }
         }
     }
 }
@@ -216,43 +219,49 @@ pub fn golden(cases: &[Case]) {
 /// blocks that fit both and write nothing past them.
 pub fn mismatched_lengths(cases: &[Case]) {
     for &(ty, name, scales) in cases {
-        let k = simd::kernels(ty);
-        let (ts, bs) = (ty.type_size() as usize, ty.block_size() as usize);
-        let mut rng = Lcg(7);
-        let src = random_blocks(&mut rng, 5, ty, scales);
-        let mut want = vec![0f32; 5 * bs];
-        reference_row_fn(ty)(&src, &mut want);
-        for src_len in [0, 1, ts - 1, ts, ts + 7, 3 * ts + 1, 5 * ts] {
-            for dst_len in [0, 1, bs - 1, bs, bs + 44, 2 * bs, 5 * bs + 13, 7 * bs] {
-                let blocks = (src_len / ts).min(dst_len / bs);
-                let done = blocks * bs;
-                for (_, f) in common::variants(k.f32, k.f32_stream) {
-                    let mut got = vec![f32::from_bits(0x7fc0_beef); dst_len];
-                    f(&src[..src_len], &mut got);
-                    common::assert_bits_eq(name, &got[..done], &want[..done]);
-                    assert!(
-                        got[done..].iter().all(|v| v.to_bits() == 0x7fc0_beef),
-                        "{name}: wrote past {blocks} blocks"
-                    );
-                }
-                for (_, f) in common::variants(k.f16, k.f16_stream) {
-                    let mut got = vec![f16::from_bits(0x7e55); dst_len];
-                    f(&src[..src_len], &mut got);
-                    assert_f16_rounds(name, &got[..done], &want[..done]);
-                    assert!(
-                        got[done..].iter().all(|v| v.to_bits() == 0x7e55),
-                        "{name}: f16 wrote past {blocks} blocks"
-                    );
-                }
-                for (_, f) in common::variants(k.bf16, k.bf16_stream) {
-                    let mut got = vec![bf16::from_bits(0x7e55); dst_len];
-                    f(&src[..src_len], &mut got);
-                    assert_bf16_rounds(name, &got[..done], &want[..done]);
-                    assert!(
-                        got[done..].iter().all(|v| v.to_bits() == 0x7e55),
-                        "{name}: bf16 wrote past {blocks} blocks"
-                    );
-                }
+        for (_, k) in simd::kernel_paths(ty) {
+            mismatched_lengths_of(ty, name, scales, k);
+        }
+    }
+}
+
+/// [`mismatched_lengths`] for the kernel set `k` of `ty`.
+fn mismatched_lengths_of(ty: GgmlType, name: &str, scales: &[Scale], k: simd::Kernels) {
+    let (ts, bs) = (ty.type_size() as usize, ty.block_size() as usize);
+    let mut rng = Lcg(7);
+    let src = random_blocks(&mut rng, 5, ty, scales);
+    let mut want = vec![0f32; 5 * bs];
+    reference_row_fn(ty)(&src, &mut want);
+    for src_len in [0, 1, ts - 1, ts, ts + 7, 3 * ts + 1, 5 * ts] {
+        for dst_len in [0, 1, bs - 1, bs, bs + 44, 2 * bs, 5 * bs + 13, 7 * bs] {
+            let blocks = (src_len / ts).min(dst_len / bs);
+            let done = blocks * bs;
+            for (_, f) in common::variants(k.f32, k.f32_stream) {
+                let mut got = vec![f32::from_bits(0x7fc0_beef); dst_len];
+                f(&src[..src_len], &mut got);
+                common::assert_bits_eq(name, &got[..done], &want[..done]);
+                assert!(
+                    got[done..].iter().all(|v| v.to_bits() == 0x7fc0_beef),
+                    "{name}: wrote past {blocks} blocks"
+                );
+            }
+            for (_, f) in common::variants(k.f16, k.f16_stream) {
+                let mut got = vec![f16::from_bits(0x7e55); dst_len];
+                f(&src[..src_len], &mut got);
+                assert_f16_rounds(name, &got[..done], &want[..done]);
+                assert!(
+                    got[done..].iter().all(|v| v.to_bits() == 0x7e55),
+                    "{name}: f16 wrote past {blocks} blocks"
+                );
+            }
+            for (_, f) in common::variants(k.bf16, k.bf16_stream) {
+                let mut got = vec![bf16::from_bits(0x7e55); dst_len];
+                f(&src[..src_len], &mut got);
+                assert_bf16_rounds(name, &got[..done], &want[..done]);
+                assert!(
+                    got[done..].iter().all(|v| v.to_bits() == 0x7e55),
+                    "{name}: bf16 wrote past {blocks} blocks"
+                );
             }
         }
     }

@@ -136,6 +136,28 @@ pub fn f32_to_bf16(src: &[f32], dst: &mut [bf16]) {
     }
 }
 
+/// Every kernel set this CPU can run for `ty`, named: [`kernels`]'s pick,
+/// and where a type has more than one path here (IQ3_S on x86-64 with
+/// AVX-512: AVX2 and AVX-512), each of them, so that the tests hold every
+/// path to the reference and not only the one the dispatcher picks. Empty
+/// where `ty` has no SIMD path.
+#[cfg(any(test, feature = "internals"))]
+pub fn kernel_paths(ty: GgmlType) -> Vec<(&'static str, Kernels)> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let paths = x86_iquants::paths(ty);
+        if paths.len() > 1 {
+            return paths;
+        }
+    }
+    let k = kernels(ty);
+    if k.f32.is_some() || k.f16.is_some() {
+        vec![("simd", k)]
+    } else {
+        Vec::new()
+    }
+}
+
 /// Every x86-64 F32 → bf16 path this CPU can run, named (AVX2, and AVX-512
 /// where present; ordinary and streaming stores), from the values'
 /// little-endian bytes: for the tests. Empty elsewhere.

@@ -58,8 +58,8 @@ fn f32_bf16_kernels() -> (Bf16Kernel, Bf16Kernel) {
 }
 
 /// Whether this CPU has AVX-512F and AVX-512BW besides AVX2 and F16C: the
-/// sixteen-lane bf16 rounding.
-fn avx512() -> bool {
+/// sixteen-lane bf16 rounding here, and IQ3_S's kernels in `x86_iquants`.
+pub(super) fn avx512() -> bool {
     static OK: OnceLock<bool> = OnceLock::new();
     *OK.get_or_init(|| {
         supported() && is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512bw")

@@ -11,6 +11,13 @@
 //! `half::f16::from_f32` rounds. (Grid bytes of the signed types are below
 //! 128, so widening them as i8 is exact.)
 //!
+//! Where the CPU has AVX-512, IQ3_S has kernels of its own, sixteen outputs
+//! at a time (its eight grid lookups per 32 outputs left the AVX2 kernel
+//! bound by the vector work of widening, converting and storing eight lanes
+//! at a time; docs/BENCHMARKS.md): the same products, and the sign flipped
+//! after the multiply by a masked XOR of the sign bit, as the reference's
+//! negation flips it (NaNs included).
+//!
 //! Every kernel handles `min(src.len() / type_size, dst.len() / 256)` whole
 //! blocks and ignores the rest of both slices.
 
@@ -19,8 +26,10 @@ use std::arch::x86_64::*;
 use half::f16;
 
 use super::iq_groups::{self, IqBlock, Tables, GROUPS};
+use super::x86_float::avx512;
 use super::Kernels;
-use crate::format::blocks::{as_blocks, QK_K};
+use crate::decode::iquants::tables::IQ3S_GRID;
+use crate::format::blocks::{as_blocks, bytes_at, f16_le, u32_at, BlockIQ3_S, QK_K};
 use crate::format::GgmlType;
 
 /// The kernels for `ty`, where there are some and the CPU can run them.
@@ -28,7 +37,38 @@ pub fn kernels(ty: GgmlType) -> Kernels {
     if !super::x86_kquants::available() {
         return Kernels::default();
     }
+    if ty == GgmlType::IQ3_S && avx512() {
+        return iq3s_avx512();
+    }
     iq_groups::kernels::<Avx2>(ty)
+}
+
+/// Every kernel set this CPU can run for `ty`, named (IQ3_S on a CPU with
+/// AVX-512 has two), so that the tests hold each to the reference.
+#[cfg(any(test, feature = "internals"))]
+pub fn paths(ty: GgmlType) -> Vec<(&'static str, Kernels)> {
+    let mut paths = Vec::new();
+    if super::x86_kquants::available() {
+        let k = iq_groups::kernels::<Avx2>(ty);
+        if k.f32.is_some() {
+            paths.push(("avx2", k));
+        }
+        if ty == GgmlType::IQ3_S && avx512() {
+            paths.push(("avx512", iq3s_avx512()));
+        }
+    }
+    paths
+}
+
+/// IQ3_S's AVX-512 kernels. Hand out only where `avx512()`.
+fn iq3s_avx512() -> Kernels {
+    Kernels {
+        f32: Some(kernel::<BlockIQ3_S, f32, false, true>),
+        f16: Some(kernel::<BlockIQ3_S, f16, false, true>),
+        f32_stream: Some(kernel::<BlockIQ3_S, f32, true, true>),
+        f16_stream: Some(kernel::<BlockIQ3_S, f16, true, true>),
+        ..Kernels::default()
+    }
 }
 
 /// The AVX2 kernels.
@@ -37,10 +77,10 @@ struct Avx2;
 impl Tables for Avx2 {
     fn table<B: IqBlock>() -> Kernels {
         Kernels {
-            f32: Some(kernel::<B, f32, false>),
-            f16: Some(kernel::<B, f16, false>),
-            f32_stream: Some(kernel::<B, f32, true>),
-            f16_stream: Some(kernel::<B, f16, true>),
+            f32: Some(kernel::<B, f32, false, false>),
+            f16: Some(kernel::<B, f16, false, false>),
+            f32_stream: Some(kernel::<B, f32, true, false>),
+            f16_stream: Some(kernel::<B, f16, true, false>),
             // bf16 goes through the f32 scratch: fused, these kernels
             // measured slower (docs/BENCHMARKS.md).
             ..Kernels::default()
@@ -64,21 +104,28 @@ impl Out for f16 {
 
 /// The safe kernel: the whole blocks of `src` that fit `dst`, with
 /// streaming stores and a closing store fence when `NT` and `dst` is 16-byte
-/// aligned, else with ordinary stores.
-fn kernel<B: IqBlock, T: Out, const NT: bool>(src: &[u8], dst: &mut [T]) {
+/// aligned, else with ordinary stores; by [`iq3s_blocks`] when `WIDE` (IQ3_S
+/// only), else group by group.
+fn kernel<B: IqBlock, T: Out, const NT: bool, const WIDE: bool>(src: &[u8], dst: &mut [T]) {
     let x = as_blocks::<B>(src);
     let n = x.len().min(dst.len() / QK_K);
     let out = dst.as_mut_ptr().cast::<u8>();
+    let nt = NT && super::aligned16(dst);
     // SAFETY: `n` whole blocks fit both slices, `kernels` hands this out only
-    // after detecting AVX2 and F16C, and streaming stores are used only on a
-    // 16-byte aligned output; the fence (SSE, always there on x86-64) orders
-    // the streamed stores before whatever follows.
+    // after detecting AVX2 and F16C (and AVX-512F when `WIDE`, which it
+    // hands out for IQ3_S alone: `B` is then `BlockIQ3_S`, so the pointer
+    // cast keeps the layout), and streaming stores are used only on a 16-byte
+    // aligned output; the fence (SSE, always there on x86-64) orders the
+    // streamed stores before whatever follows.
     unsafe {
-        if NT && super::aligned16(dst) {
-            blocks::<B, T, true>(x.as_ptr(), out, n);
+        match (WIDE && B::TYPE == GgmlType::IQ3_S, nt) {
+            (true, true) => iq3s_blocks::<T, true>(x.as_ptr().cast(), out, n),
+            (true, false) => iq3s_blocks::<T, false>(x.as_ptr().cast(), out, n),
+            (false, true) => blocks::<B, T, true>(x.as_ptr(), out, n),
+            (false, false) => blocks::<B, T, false>(x.as_ptr(), out, n),
+        }
+        if nt {
             _mm_sfence();
-        } else {
-            blocks::<B, T, false>(x.as_ptr(), out, n);
         }
     }
 }
@@ -114,6 +161,96 @@ unsafe fn blocks<B: IqBlock, T: Out, const NT: bool>(src: *const B, out: *mut u8
             // carries over, as a group is 16 or 32 bytes of output.
             unsafe { store8::<T, NT>(out, b * QK_K + 8 * (k % GROUPS), v) }
         });
+    }
+}
+
+/// IQ3_S with AVX-512, 32 outputs (one scale) at a time: the eight grid
+/// indices put together in one vector (index `j`: byte `j` of the group's
+/// `qs`, and bit `j` of its `qh` as bit 8), looked up two to a 64-bit word,
+/// widened sixteen to a vector and multiplied by the scale; the 32 sign bits
+/// are the masks of the sign flips.
+///
+/// # Safety
+/// As for [`blocks`], and the CPU must support AVX-512F.
+#[target_feature(enable = "avx512f,avx2,f16c")]
+unsafe fn iq3s_blocks<T: Out, const NT: bool>(src: *const BlockIQ3_S, out: *mut u8, n: usize) {
+    let bit = _mm_set1_epi64x(0x8040_2010_0804_0201u64 as i64);
+    let one = _mm_set1_epi8(1);
+    let sign = _mm512_set1_epi32(i32::MIN);
+    for b in 0..n {
+        // SAFETY: block `b < n` lies inside the caller's buffers.
+        let x = unsafe { &*src.add(b) };
+        let d = f16_le(x.d);
+        for ib in 0..QK_K / 32 {
+            let s = (x.scales[ib / 2] >> (4 * (ib % 2))) & 0xf;
+            let scale = _mm512_set1_ps(d * (1 + 2 * i32::from(s)) as f32);
+            let lo = _mm_cvtsi64_si128(u64::from_le_bytes(bytes_at(&x.qs, 8 * ib)) as i64);
+            // Byte `j`: bit `j` of `qh`, as 0 or 1.
+            let hi = _mm_min_epu8(_mm_and_si128(_mm_set1_epi8(x.qh[ib] as i8), bit), one);
+            // The eight indices as u16, four to a 64-bit word.
+            let idx = _mm_unpacklo_epi8(lo, hi);
+            let w = [
+                _mm_cvtsi128_si64(idx) as u64,
+                _mm_extract_epi64::<1>(idx) as u64,
+            ];
+            // Each index is below 512, the grid's length: the mask only
+            // spares the bounds check.
+            let g = |j: usize| u64::from(IQ3S_GRID[(w[j / 4] >> (16 * (j % 4))) as usize & 511]);
+            let signs = u32_at(&x.signs, 4 * ib);
+            for h in 0..2 {
+                let (g0, g1) = (
+                    g(4 * h) | g(4 * h + 1) << 32,
+                    g(4 * h + 2) | g(4 * h + 3) << 32,
+                );
+                let q = _mm512_cvtepu8_epi32(_mm_set_epi64x(g1 as i64, g0 as i64));
+                let v = _mm512_castps_si512(_mm512_mul_ps(scale, _mm512_cvtepi32_ps(q)));
+                let v = _mm512_mask_xor_epi32(v, (signs >> (16 * h)) as u16, v, sign);
+                // SAFETY: outputs `32 * ib + 16 * h..` (sixteen) of block
+                // `b` lie inside the caller's `n * 256`, 16-byte aligned for
+                // `NT` as the output is.
+                unsafe {
+                    store16::<T, NT>(out, b * QK_K + 32 * ib + 16 * h, _mm512_castsi512_ps(v))
+                };
+            }
+        }
+    }
+}
+
+/// Stores the sixteen lanes of `v` at element `i` of the output at `out`:
+/// as f32, or rounded to f16 (nearest-even) when `T` is f16; with streaming
+/// 16-byte stores when `NT`.
+///
+/// # Safety
+/// Elements `i..i + 16` of the output must be writable, 16-byte aligned when
+/// `NT`, and the CPU must support AVX-512F.
+#[inline]
+#[target_feature(enable = "avx512f,avx2,f16c")]
+unsafe fn store16<T: Out, const NT: bool>(out: *mut u8, i: usize, v: __m512) {
+    if T::F16 {
+        let h = _mm512_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(v);
+        // SAFETY: the caller guarantees 32 writable bytes at element `i`.
+        unsafe {
+            let p = out.add(2 * i).cast::<__m128i>();
+            if NT {
+                _mm_stream_si128(p, _mm256_castsi256_si128(h));
+                _mm_stream_si128(p.add(1), _mm256_extracti128_si256::<1>(h));
+            } else {
+                _mm256_storeu_si256(p.cast(), h);
+            }
+        }
+    } else {
+        // SAFETY: the caller guarantees 64 writable bytes at element `i`.
+        unsafe {
+            let p = out.add(4 * i).cast::<f32>();
+            if NT {
+                _mm_stream_ps(p, _mm512_extractf32x4_ps::<0>(v));
+                _mm_stream_ps(p.add(4), _mm512_extractf32x4_ps::<1>(v));
+                _mm_stream_ps(p.add(8), _mm512_extractf32x4_ps::<2>(v));
+                _mm_stream_ps(p.add(12), _mm512_extractf32x4_ps::<3>(v));
+            } else {
+                _mm512_storeu_ps(p, v);
+            }
+        }
     }
 }
 

@@ -82,22 +82,21 @@ fn iquant_kernels_present() {
             );
         }
     }
-    // IQ3_S's AVX-512 kernels, where the CPU has AVX-512F/BW, and its AVX2
-    // ones: the checks above hold both to the reference.
+    // The AVX-512 kernels, where the CPU has AVX-512F/BW, and the AVX2 ones:
+    // the checks above hold both to the reference.
     #[cfg(target_arch = "x86_64")]
     if x86 {
         let avx512 = std::arch::is_x86_feature_detected!("avx512f")
             && std::arch::is_x86_feature_detected!("avx512bw");
-        let names: Vec<_> = simd::kernel_paths(GgmlType::IQ3_S)
-            .into_iter()
-            .map(|(n, _)| n)
-            .collect();
         let want: &[&str] = if avx512 {
             &["avx2", "avx512"]
         } else {
             &["simd"]
         };
-        assert_eq!(names, want);
+        for &(ty, name, _) in TYPES {
+            let names: Vec<_> = simd::kernel_paths(ty).into_iter().map(|(n, _)| n).collect();
+            assert_eq!(names, want, "{name}");
+        }
     }
 }
 

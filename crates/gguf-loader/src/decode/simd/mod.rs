@@ -137,10 +137,10 @@ pub fn f32_to_bf16(src: &[f32], dst: &mut [bf16]) {
 }
 
 /// Every kernel set this CPU can run for `ty`, named: [`kernels`]'s pick,
-/// and where a type has more than one path here (IQ3_S on x86-64 with
-/// AVX-512: AVX2 and AVX-512), each of them, so that the tests hold every
-/// path to the reference and not only the one the dispatcher picks. Empty
-/// where `ty` has no SIMD path.
+/// and where a type has more than one path here (the i-quants with grids on
+/// x86-64 with AVX-512: AVX2 and AVX-512), each of them, so that the tests
+/// hold every path to the reference and not only the one the dispatcher
+/// picks. Empty where `ty` has no SIMD path.
 #[cfg(any(test, feature = "internals"))]
 pub fn kernel_paths(ty: GgmlType) -> Vec<(&'static str, Kernels)> {
     #[cfg(target_arch = "x86_64")]

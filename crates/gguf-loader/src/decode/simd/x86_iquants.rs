@@ -11,12 +11,13 @@
 //! `half::f16::from_f32` rounds. (Grid bytes of the signed types are below
 //! 128, so widening them as i8 is exact.)
 //!
-//! Where the CPU has AVX-512, IQ3_S has kernels of its own, sixteen outputs
-//! at a time (its eight grid lookups per 32 outputs left the AVX2 kernel
-//! bound by the vector work of widening, converting and storing eight lanes
-//! at a time; docs/BENCHMARKS.md): the same products, and the sign flipped
-//! after the multiply by a masked XOR of the sign bit, as the reference's
-//! negation flips it (NaNs included).
+//! Where the CPU has AVX-512, the same arithmetic runs sixteen lanes at a
+//! time, two groups together (the AVX2 kernels were bound by the vector work
+//! of widening, converting and storing eight lanes at a time, not by the
+//! lookups; docs/BENCHMARKS.md), and a sign flip is a masked XOR of the sign
+//! bit after the multiply, as the reference's negation flips it (NaNs
+//! included). IQ3_S there has a kernel of its own that also builds its grid
+//! indices in a vector and takes its sign masks straight from the sign bits.
 //!
 //! Every kernel handles `min(src.len() / type_size, dst.len() / 256)` whole
 //! blocks and ignores the rest of both slices.
@@ -37,54 +38,54 @@ pub fn kernels(ty: GgmlType) -> Kernels {
     if !super::x86_kquants::available() {
         return Kernels::default();
     }
-    if ty == GgmlType::IQ3_S && avx512() {
-        return iq3s_avx512();
+    if avx512() {
+        return iq_groups::kernels::<Wide>(ty);
     }
     iq_groups::kernels::<Avx2>(ty)
 }
 
-/// Every kernel set this CPU can run for `ty`, named (IQ3_S on a CPU with
-/// AVX-512 has two), so that the tests hold each to the reference.
+/// Every kernel set this CPU can run for `ty`, named (AVX2, and AVX-512
+/// where the CPU has it), so that the tests hold each to the reference.
 #[cfg(any(test, feature = "internals"))]
 pub fn paths(ty: GgmlType) -> Vec<(&'static str, Kernels)> {
     let mut paths = Vec::new();
-    if super::x86_kquants::available() {
-        let k = iq_groups::kernels::<Avx2>(ty);
-        if k.f32.is_some() {
-            paths.push(("avx2", k));
-        }
-        if ty == GgmlType::IQ3_S && avx512() {
-            paths.push(("avx512", iq3s_avx512()));
+    if super::x86_kquants::available() && iq_groups::kernels::<Avx2>(ty).f32.is_some() {
+        paths.push(("avx2", iq_groups::kernels::<Avx2>(ty)));
+        if avx512() {
+            paths.push(("avx512", iq_groups::kernels::<Wide>(ty)));
         }
     }
     paths
 }
 
-/// IQ3_S's AVX-512 kernels. Hand out only where `avx512()`.
-fn iq3s_avx512() -> Kernels {
+/// The AVX2 kernels.
+struct Avx2;
+
+/// The AVX-512 kernels: hand them out only where `avx512()`.
+struct Wide;
+
+/// The kernels of `B`, sixteen lanes at a time when `WIDE`.
+fn table<B: IqBlock, const WIDE: bool>() -> Kernels {
     Kernels {
-        f32: Some(kernel::<BlockIQ3_S, f32, false, true>),
-        f16: Some(kernel::<BlockIQ3_S, f16, false, true>),
-        f32_stream: Some(kernel::<BlockIQ3_S, f32, true, true>),
-        f16_stream: Some(kernel::<BlockIQ3_S, f16, true, true>),
+        f32: Some(kernel::<B, f32, false, WIDE>),
+        f16: Some(kernel::<B, f16, false, WIDE>),
+        f32_stream: Some(kernel::<B, f32, true, WIDE>),
+        f16_stream: Some(kernel::<B, f16, true, WIDE>),
+        // bf16 goes through the f32 scratch: fused, these kernels
+        // measured slower (docs/BENCHMARKS.md).
         ..Kernels::default()
     }
 }
 
-/// The AVX2 kernels.
-struct Avx2;
-
 impl Tables for Avx2 {
     fn table<B: IqBlock>() -> Kernels {
-        Kernels {
-            f32: Some(kernel::<B, f32, false, false>),
-            f16: Some(kernel::<B, f16, false, false>),
-            f32_stream: Some(kernel::<B, f32, true, false>),
-            f16_stream: Some(kernel::<B, f16, true, false>),
-            // bf16 goes through the f32 scratch: fused, these kernels
-            // measured slower (docs/BENCHMARKS.md).
-            ..Kernels::default()
-        }
+        table::<B, false>()
+    }
+}
+
+impl Tables for Wide {
+    fn table<B: IqBlock>() -> Kernels {
+        table::<B, true>()
     }
 }
 
@@ -104,25 +105,28 @@ impl Out for f16 {
 
 /// The safe kernel: the whole blocks of `src` that fit `dst`, with
 /// streaming stores and a closing store fence when `NT` and `dst` is 16-byte
-/// aligned, else with ordinary stores; by [`iq3s_blocks`] when `WIDE` (IQ3_S
-/// only), else group by group.
+/// aligned, else with ordinary stores; with AVX-512 when `WIDE` (IQ3_S by
+/// [`iq3s_blocks`], the others by [`wide_blocks`]), else by [`blocks`].
 fn kernel<B: IqBlock, T: Out, const NT: bool, const WIDE: bool>(src: &[u8], dst: &mut [T]) {
     let x = as_blocks::<B>(src);
     let n = x.len().min(dst.len() / QK_K);
     let out = dst.as_mut_ptr().cast::<u8>();
     let nt = NT && super::aligned16(dst);
     // SAFETY: `n` whole blocks fit both slices, `kernels` hands this out only
-    // after detecting AVX2 and F16C (and AVX-512F when `WIDE`, which it
-    // hands out for IQ3_S alone: `B` is then `BlockIQ3_S`, so the pointer
-    // cast keeps the layout), and streaming stores are used only on a 16-byte
-    // aligned output; the fence (SSE, always there on x86-64) orders the
-    // streamed stores before whatever follows.
+    // after detecting AVX2 and F16C (and AVX-512F/BW when `WIDE`), and
+    // streaming stores are used only on a 16-byte aligned output; where
+    // `B::TYPE` is IQ3_S, `B` is `BlockIQ3_S` (one block struct per type), so
+    // the pointer cast keeps the layout; the fence (SSE, always there on
+    // x86-64) orders the streamed stores before whatever follows.
     unsafe {
-        match (WIDE && B::TYPE == GgmlType::IQ3_S, nt) {
-            (true, true) => iq3s_blocks::<T, true>(x.as_ptr().cast(), out, n),
-            (true, false) => iq3s_blocks::<T, false>(x.as_ptr().cast(), out, n),
-            (false, true) => blocks::<B, T, true>(x.as_ptr(), out, n),
-            (false, false) => blocks::<B, T, false>(x.as_ptr(), out, n),
+        let iq3s = B::TYPE == GgmlType::IQ3_S;
+        match (WIDE, iq3s, nt) {
+            (true, true, true) => iq3s_blocks::<T, true>(x.as_ptr().cast(), out, n),
+            (true, true, false) => iq3s_blocks::<T, false>(x.as_ptr().cast(), out, n),
+            (true, false, true) => wide_blocks::<B, T, true>(x.as_ptr(), out, n),
+            (true, false, false) => wide_blocks::<B, T, false>(x.as_ptr(), out, n),
+            (false, _, true) => blocks::<B, T, true>(x.as_ptr(), out, n),
+            (false, _, false) => blocks::<B, T, false>(x.as_ptr(), out, n),
         }
         if nt {
             _mm_sfence();
@@ -160,6 +164,47 @@ unsafe fn blocks<B: IqBlock, T: Out, const NT: bool>(src: *const B, out: *mut u8
             // outputs lie inside the caller's `n * 256`; alignment for `NT`
             // carries over, as a group is 16 or 32 bytes of output.
             unsafe { store8::<T, NT>(out, b * QK_K + 8 * (k % GROUPS), v) }
+        });
+    }
+}
+
+/// [`blocks`] with AVX-512: the groups two by two (group `2i` and `2i + 1`,
+/// each with its own scale, mask or shift), sixteen lanes at a time.
+///
+/// # Safety
+/// As for [`blocks`], and the CPU must support AVX-512F.
+#[target_feature(enable = "avx512f,avx2,f16c")]
+unsafe fn wide_blocks<B: IqBlock, T: Out, const NT: bool>(src: *const B, out: *mut u8, n: usize) {
+    let sign = _mm512_set1_epi32(i32::MIN);
+    // Lanes 8..16 take the second group's scale and shift.
+    let pair = |a: f32, b: f32| _mm512_mask_blend_ps(0xff00, _mm512_set1_ps(a), _mm512_set1_ps(b));
+    for b in 0..n {
+        // SAFETY: block `b < n` lies inside the caller's buffers.
+        let x = unsafe { &*src.add(b) };
+        let mut first = None;
+        x.groups(|k, g| {
+            // Groups come in order: hold each even one for the next.
+            let Some((k0, g0)) = first.take() else {
+                first = Some((k, g));
+                return;
+            };
+            let grid = _mm_set_epi64x(g.grid as i64, g0.grid as i64);
+            let scale = pair(g0.scale, g.scale);
+            let v = if B::SHIFTED {
+                let q = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(grid));
+                _mm512_mul_ps(scale, _mm512_add_ps(q, pair(g0.delta, g.delta)))
+            } else {
+                let neg = _mm_movemask_epi8(_mm_set_epi64x(g.neg as i64, g0.neg as i64)) as u16;
+                let q = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(grid));
+                let v = _mm512_castps_si512(_mm512_mul_ps(scale, q));
+                _mm512_castsi512_ps(_mm512_mask_xor_epi32(v, neg, v, sign))
+            };
+            // The first group's place, kept at least sixteen outputs from
+            // the block's end.
+            let at = 8 * (k0 % GROUPS).min(GROUPS - 2);
+            // SAFETY: outputs `at..at + 16` of block `b` lie inside the
+            // caller's `n * 256`, 16-byte aligned for `NT` as the output is.
+            unsafe { store16::<T, NT>(out, b * QK_K + at, v) }
         });
     }
 }

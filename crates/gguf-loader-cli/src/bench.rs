@@ -103,11 +103,12 @@ fn bench<T: Element>(a: &Args<'_>) -> Result<(), CliError> {
     let mut out = io::stdout().lock();
     writeln!(
         out,
-        "{}: decode to {} ({}, {:?} stores), GB/s of output; memcpy = copying the same output bytes",
+        "{}: decode to {} ({}, {:?} stores, SIMD: {}), GB/s of output; memcpy = copying the same output bytes",
         Escaped(&a.file.display().to_string()),
         T::KIND.name(),
         crate::text::count(n_threads as u64, "thread"),
-        a.stores
+        a.stores,
+        gguf_loader::simd_features()
     )
     .map_err(CliError::stdout)?;
     writeln!(

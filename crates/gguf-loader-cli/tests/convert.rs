@@ -729,3 +729,90 @@ fn metadata_too_large_for_safetensors_is_an_error_in_bounded_memory() {
     r.ok();
     assert!(r.max_rss < 200 << 20, "peak RSS {} MiB", r.max_rss >> 20);
 }
+
+/// `convert` with `GGUF_LOADER_SIMD` set to `cap` (`None`: unset).
+fn conv_capped(input: &Path, output: &Path, dtype: &str, cap: Option<&str>) -> Vec<u8> {
+    let mut cmd = cli();
+    cmd.arg("convert")
+        .arg(input)
+        .arg("-o")
+        .arg(output)
+        .args(["--dtype", dtype, "--force"])
+        .env_remove(gguf_loader::SIMD_ENV);
+    if let Some(cap) = cap {
+        cmd.env(gguf_loader::SIMD_ENV, cap);
+    }
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{cap:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::read(output).unwrap()
+}
+
+/// The first line `bench` prints (its header) with `GGUF_LOADER_SIMD=cap`.
+fn bench_header(input: &Path, cap: &str) -> String {
+    use std::io::BufRead;
+    let mut child = cli()
+        .arg("bench")
+        .arg(input)
+        .env(gguf_loader::SIMD_ENV, cap)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    line
+}
+
+/// Every SIMD cap (`scalar`: the references alone; `avx2`: no AVX-512; the
+/// widest the CPU has) writes the same file: every type of the fixture to
+/// f16, bf16 and f32, synthesized i-quant models (their AVX-512 kernels
+/// where the CPU has them), and the real models to f16. `bench` names the
+/// SIMD in use.
+#[test]
+fn every_simd_cap_writes_the_same_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut inputs = vec![(fixture(), vec!["f16", "bf16", "f32"])];
+    for ty in ["iq2_xs", "iq3_s", "iq1_m"] {
+        let m = dir.path().join(format!("{ty}.gguf"));
+        let out = cli()
+            .args(["synth", "--preset", "tiny-test", "--type", ty, "-o"])
+            .arg(&m)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "synth {ty}");
+        inputs.push((m, vec!["f16", "f32"]));
+    }
+    for model in common::real_models() {
+        inputs.push((model, vec!["f16"]));
+    }
+    let out = dir.path().join("out.gguf");
+    for (input, dtypes) in &inputs {
+        for dtype in dtypes {
+            let widest = conv_capped(input, &out, dtype, None);
+            for cap in ["scalar", "avx2"] {
+                assert!(
+                    conv_capped(input, &out, dtype, Some(cap)) == widest,
+                    "{}: {dtype} with {cap} differs from the widest SIMD",
+                    input.display()
+                );
+            }
+        }
+    }
+    let header = bench_header(&fixture(), "scalar");
+    assert!(header.contains("SIMD: scalar"), "{header}");
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("f16c") {
+        let widest = bench_header(&fixture(), "");
+        assert!(widest.contains("SIMD: AVX"), "{widest}");
+        let avx2 = bench_header(&fixture(), "avx2");
+        assert!(avx2.contains("SIMD: AVX2)"), "{avx2}");
+    }
+}

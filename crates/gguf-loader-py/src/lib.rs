@@ -151,6 +151,13 @@ fn cuda_release_staging(py: Python<'_>, device: &str) -> PyResult<()> {
     Ok(())
 }
 
+/// The SIMD the decoders use in this process: "AVX-512 + AVX2", "AVX2",
+/// "NEON" or "scalar" (none here, or ``GGUF_LOADER_SIMD=scalar``).
+#[pyfunction]
+fn simd_features() -> &'static str {
+    gguf_loader::simd_features()
+}
+
 /// The native module.
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -167,6 +174,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(load::load_device, m)?)?;
     m.add_function(wrap_pyfunction!(cuda_memory, m)?)?;
     m.add_function(wrap_pyfunction!(cuda_release_staging, m)?)?;
+    m.add_function(wrap_pyfunction!(simd_features, m)?)?;
     m.add("Cancelled", m.py().get_type::<load::Cancelled>())?;
     m.add("CUDA", cfg!(feature = "cuda"))?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;

@@ -187,3 +187,17 @@ def test_version_is_the_installed_distributions():
 
     assert gguf_loader.__version__ == version("gguf-loader")
     assert gguf_loader.__version__.count(".") == 2
+
+
+def test_simd_features_names_the_path_and_follows_the_variable():
+    import os
+    import subprocess
+    import sys
+
+    assert gguf_loader.simd_features() in ("AVX-512 + AVX2", "AVX2", "NEON", "scalar")
+    code = "import gguf_loader; print(gguf_loader.simd_features())"
+    env = dict(os.environ, GGUF_LOADER_SIMD="scalar")
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == "scalar"

@@ -244,8 +244,9 @@ fn f32_to_bf16_matches_half_exactly() {
     {
         let has = |f: &[bool]| f.iter().all(|&b| b);
         use std::is_x86_feature_detected as x86;
-        let avx2 = has(&[x86!("avx2"), x86!("f16c")]);
-        let avx512 = avx2 && has(&[x86!("avx512f"), x86!("avx512bw")]);
+        let (allow_avx2, allow_avx512) = common::simd_allowed();
+        let avx2 = allow_avx2 && has(&[x86!("avx2"), x86!("f16c")]);
+        let avx512 = avx2 && allow_avx512 && has(&[x86!("avx512f"), x86!("avx512bw")]);
         let want = 1 + 2 * usize::from(avx2) + 2 * usize::from(avx512);
         assert_eq!(paths.len(), want, "every path this CPU runs is tested");
     }

@@ -45,6 +45,7 @@ __all__ = [
     "cuda_memory",
     "cuda_release_staging",
     "set_dequantize_cache",
+    "simd_features",
 ]
 
 #: True when this build can load onto NVIDIA GPUs (``device="cuda:N"``).
@@ -418,3 +419,15 @@ def cuda_release_staging(device: str = "cuda:0") -> None:
     ``cuda`` feature. Raises ``ValueError`` for a device that is not a GPU.
     """
     _native.cuda_release_staging(device)
+
+
+def simd_features() -> str:
+    """The SIMD the decoders use in this process: ``"AVX-512 + AVX2"``,
+    ``"AVX2"`` (both with F16C), ``"NEON"`` or ``"scalar"`` (no SIMD path
+    on this CPU, or the environment variable ``GGUF_LOADER_SIMD=scalar``).
+
+    ``GGUF_LOADER_SIMD`` is read once, at the first decode: ``avx2`` keeps
+    x86-64 to AVX2, ``scalar`` (or ``none``) runs the scalar references;
+    every path gives the same bits.
+    """
+    return _native.simd_features()

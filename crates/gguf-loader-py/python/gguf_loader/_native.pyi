@@ -22,6 +22,7 @@ __all__ = [
     "load_device",
     "cuda_memory",
     "cuda_release_staging",
+    "simd_features",
     "Cancelled",
     "CUDA",
     "__version__",
@@ -29,6 +30,8 @@ __all__ = [
 
 CUDA: bool
 __version__: str
+
+def simd_features() -> str: ...
 
 class Cancelled(Exception):
     """A load cancelled by its progress callback (which returned False)."""

@@ -274,3 +274,17 @@ pub fn run_placed<T: Copy>(n: usize, fill: T, f: impl Fn(&mut [T])) -> [Vec<T>; 
         buf[o..o + n].to_vec()
     })
 }
+
+/// What `GGUF_LOADER_SIMD` leaves the decoders in this process: whether
+/// they may use AVX2, and AVX-512 (where the CPU has them).
+#[allow(dead_code)]
+pub fn simd_allowed() -> (bool, bool) {
+    let cap = std::env::var(gguf_loader::SIMD_ENV)
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    match cap.as_str() {
+        "scalar" | "none" => (false, false),
+        "avx2" => (true, false),
+        _ => (true, true),
+    }
+}

@@ -16,6 +16,8 @@
 //! 16-byte aligned, and ends with a store fence, so its writes are visible to
 //! whatever synchronizes with the caller afterwards.
 
+use std::sync::OnceLock;
+
 use half::{bf16, f16};
 
 use crate::format::GgmlType;
@@ -82,6 +84,104 @@ impl Kernels {
     }
 }
 
+/// The environment variable that caps the SIMD the decoders use, read once
+/// per process: `scalar` (or `none`) runs every type's scalar reference,
+/// `avx2` keeps x86-64 to AVX2 and F16C (no AVX-512); unset, empty or
+/// anything else, the widest the CPU has. Every path gives the same bits;
+/// the cap is for measuring one path against another, and for a CPU where
+/// a wider path runs slower.
+pub const SIMD_ENV: &str = "GGUF_LOADER_SIMD";
+
+/// How wide the decoders may go ([`SIMD_ENV`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Ceiling {
+    /// The scalar references only.
+    Scalar,
+    /// At most AVX2 and F16C on x86-64.
+    Avx2,
+    /// Whatever the CPU has.
+    Widest,
+}
+
+/// The cap from [`SIMD_ENV`], read once.
+fn ceiling() -> Ceiling {
+    static CEILING: OnceLock<Ceiling> = OnceLock::new();
+    *CEILING.get_or_init(|| {
+        match std::env::var(SIMD_ENV)
+            .unwrap_or_default()
+            .to_ascii_lowercase()
+            .as_str()
+        {
+            "scalar" | "none" => Ceiling::Scalar,
+            "avx2" => Ceiling::Avx2,
+            _ => Ceiling::Widest,
+        }
+    })
+}
+
+/// Whether the x86-64 kernels may run: the CPU has AVX2 and F16C, and
+/// [`SIMD_ENV`] allows them (checked once).
+#[cfg(target_arch = "x86_64")]
+fn avx2() -> bool {
+    static OK: OnceLock<bool> = OnceLock::new();
+    *OK.get_or_init(|| {
+        ceiling() >= Ceiling::Avx2
+            && is_x86_feature_detected!("avx2")
+            && is_x86_feature_detected!("f16c")
+    })
+}
+
+/// Whether the AVX-512 kernels may run besides: [`avx2`], AVX-512F and
+/// AVX-512BW, and no cap below the widest (checked once).
+#[cfg(target_arch = "x86_64")]
+fn avx512() -> bool {
+    static OK: OnceLock<bool> = OnceLock::new();
+    *OK.get_or_init(|| {
+        ceiling() == Ceiling::Widest
+            && avx2()
+            && is_x86_feature_detected!("avx512f")
+            && is_x86_feature_detected!("avx512bw")
+    })
+}
+
+/// Whether the NEON kernels may run ([`SIMD_ENV`]; NEON itself is always
+/// there on aarch64).
+#[cfg(all(target_arch = "aarch64", target_endian = "little"))]
+fn neon() -> bool {
+    ceiling() > Ceiling::Scalar
+}
+
+/// The SIMD the decoders use in this process, for reports: `"AVX-512 +
+/// AVX2"`, `"AVX2"` (both with F16C), `"NEON"` or `"scalar"` (no SIMD path
+/// here, or [`SIMD_ENV`] set to `scalar`).
+pub fn simd_features() -> &'static str {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if avx512() {
+            "AVX-512 + AVX2"
+        } else if avx2() {
+            "AVX2"
+        } else {
+            "scalar"
+        }
+    }
+    #[cfg(all(target_arch = "aarch64", target_endian = "little"))]
+    {
+        if neon() {
+            "NEON"
+        } else {
+            "scalar"
+        }
+    }
+    #[cfg(not(any(
+        target_arch = "x86_64",
+        all(target_arch = "aarch64", target_endian = "little")
+    )))]
+    {
+        "scalar"
+    }
+}
+
 /// The x86-64 kernel tables, one per family, asked in turn: the first with
 /// a kernel for the type gives all of them.
 #[cfg(target_arch = "x86_64")]
@@ -106,7 +206,11 @@ pub fn kernels(ty: GgmlType) -> Kernels {
     }
     #[cfg(all(target_arch = "aarch64", target_endian = "little"))]
     {
-        aarch64::kernels(ty)
+        if neon() {
+            aarch64::kernels(ty)
+        } else {
+            Kernels::default()
+        }
     }
     #[cfg(not(any(
         target_arch = "x86_64",
@@ -125,15 +229,14 @@ pub fn f32_to_bf16(src: &[f32], dst: &mut [bf16]) {
     let n = src.len().min(dst.len());
     let (src, dst) = (&src[..n], &mut dst[..n]);
     #[cfg(all(target_arch = "aarch64", target_endian = "little"))]
-    aarch64::f32_to_bf16(src, dst);
-    #[cfg(not(all(target_arch = "aarch64", target_endian = "little")))]
-    {
-        #[cfg(target_arch = "x86_64")]
-        if x86_float::f32_to_bf16(src, dst).is_some() {
-            return;
-        }
-        half::slice::HalfFloatSliceExt::convert_from_f32_slice(dst, src);
+    if neon() {
+        return aarch64::f32_to_bf16(src, dst);
     }
+    #[cfg(target_arch = "x86_64")]
+    if x86_float::f32_to_bf16(src, dst).is_some() {
+        return;
+    }
+    half::slice::HalfFloatSliceExt::convert_from_f32_slice(dst, src);
 }
 
 /// Every kernel set this CPU can run for `ty`, named: [`kernels`]'s pick,

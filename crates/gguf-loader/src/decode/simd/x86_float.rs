@@ -18,18 +18,18 @@
 //! values and touches nothing else.
 
 use std::arch::x86_64::*;
-use std::sync::OnceLock;
 
 use half::{bf16, f16};
 
-use super::x86_legacy::{float_kernels, load16, st128, supported};
+use super::x86_legacy::{float_kernels, load16, st128};
+use super::{avx2, avx512};
 use super::{Bf16Kernel, Kernels};
 use crate::format::GgmlType;
 
 /// The AVX2 kernels for `ty`, where this CPU supports them. F32 → f32 is a
 /// plain copy, done before any kernel is asked for.
 pub fn kernels(ty: GgmlType) -> Kernels {
-    if !supported() {
+    if !avx2() {
         return Kernels::default();
     }
     match ty {
@@ -48,22 +48,13 @@ pub fn kernels(ty: GgmlType) -> Kernels {
 }
 
 /// The F32 → bf16 kernels for this CPU, ordinary and streaming: AVX-512
-/// where it has AVX-512F/BW, else AVX2. Call only where `supported()`.
+/// where it has AVX-512F/BW, else AVX2. Call only where `avx2()`.
 fn f32_bf16_kernels() -> (Bf16Kernel, Bf16Kernel) {
     if avx512() {
         (f32_bf16_512, f32_bf16_512_stream)
     } else {
         (f32_bf16, f32_bf16_stream)
     }
-}
-
-/// Whether this CPU has AVX-512F and AVX-512BW besides AVX2 and F16C: the
-/// sixteen-lane bf16 rounding here, and IQ3_S's kernels in `x86_iquants`.
-pub(super) fn avx512() -> bool {
-    static OK: OnceLock<bool> = OnceLock::new();
-    *OK.get_or_init(|| {
-        supported() && is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512bw")
-    })
 }
 
 /// F32 → f16: eight values at a time rounded by `vcvtps2ph`, the tail by
@@ -243,7 +234,7 @@ float_kernels!(f32_bf16_avx512, bf16, f32_bf16_512, f32_bf16_512_stream);
 /// f32 → bf16 for `min(src.len(), dst.len())` values with AVX-512 or AVX2,
 /// or `None` (nothing written) where this CPU has neither.
 pub fn f32_to_bf16(src: &[f32], dst: &mut [bf16]) -> Option<()> {
-    if !supported() {
+    if !avx2() {
         return None;
     }
     // An f32 slice is its values' little-endian bytes on x86-64.
@@ -257,7 +248,7 @@ pub fn f32_to_bf16(src: &[f32], dst: &mut [bf16]) -> Option<()> {
 #[cfg(any(test, feature = "internals"))]
 pub fn f32_to_bf16_paths() -> Vec<(&'static str, Bf16Kernel)> {
     let mut paths: Vec<(&'static str, Bf16Kernel)> = Vec::new();
-    if supported() {
+    if avx2() {
         paths.push(("avx2", f32_bf16));
         paths.push(("avx2 streamed", f32_bf16_stream));
     }

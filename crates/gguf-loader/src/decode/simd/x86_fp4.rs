@@ -22,7 +22,7 @@ use std::arch::x86_64::*;
 use half::{bf16, f16};
 
 use super::x86_legacy::{
-    block_kernels, i8x16_to_ps, load16, nibbles, quant_kernels, splat_f16, supported, Group32, QK,
+    block_kernels, i8x16_to_ps, load16, nibbles, quant_kernels, splat_f16, Group32, QK,
 };
 use super::Kernels;
 use crate::decode::fp4::{e8m0_to_fp32_half, ue4m3_to_fp32, KVALUES_MXFP4};
@@ -35,7 +35,7 @@ use crate::format::GgmlType;
 
 /// The AVX2 kernels for `ty`, where this CPU supports them.
 pub fn kernels(ty: GgmlType) -> Kernels {
-    if !supported() {
+    if !super::avx2() {
         return Kernels::default();
     }
     match ty {

@@ -27,15 +27,15 @@ use std::arch::x86_64::*;
 use half::f16;
 
 use super::iq_groups::{self, IqBlock, Tables, GROUPS};
-use super::x86_float::avx512;
 use super::Kernels;
+use super::{avx2, avx512};
 use crate::decode::iquants::tables::IQ3S_GRID;
 use crate::format::blocks::{as_blocks, bytes_at, f16_le, u32_at, BlockIQ3_S, QK_K};
 use crate::format::GgmlType;
 
 /// The kernels for `ty`, where there are some and the CPU can run them.
 pub fn kernels(ty: GgmlType) -> Kernels {
-    if !super::x86_kquants::available() {
+    if !avx2() {
         return Kernels::default();
     }
     if avx512() {
@@ -49,7 +49,7 @@ pub fn kernels(ty: GgmlType) -> Kernels {
 #[cfg(any(test, feature = "internals"))]
 pub fn paths(ty: GgmlType) -> Vec<(&'static str, Kernels)> {
     let mut paths = Vec::new();
-    if super::x86_kquants::available() && iq_groups::kernels::<Avx2>(ty).f32.is_some() {
+    if avx2() && iq_groups::kernels::<Avx2>(ty).f32.is_some() {
         paths.push(("avx2", iq_groups::kernels::<Avx2>(ty)));
         if avx512() {
             paths.push(("avx512", iq_groups::kernels::<Wide>(ty)));

@@ -15,7 +15,6 @@
 //! the `wrappers!` macro serve the other block kernels (`x86_ternary`) too.
 
 use std::arch::x86_64::*;
-use std::sync::OnceLock;
 
 use half::f16;
 
@@ -27,15 +26,9 @@ use crate::format::blocks::{
 };
 use crate::format::GgmlType;
 
-/// Whether this CPU runs AVX2 and F16C (checked once).
-pub(super) fn available() -> bool {
-    static AVAILABLE: OnceLock<bool> = OnceLock::new();
-    *AVAILABLE.get_or_init(|| is_x86_feature_detected!("avx2") && is_x86_feature_detected!("f16c"))
-}
-
 /// The kernels for `ty`, where there are some and the CPU can run them.
 pub fn kernels(ty: GgmlType) -> Kernels {
-    if !available() {
+    if !super::avx2() {
         return Kernels::default();
     }
     match ty {

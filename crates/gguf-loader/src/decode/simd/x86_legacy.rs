@@ -15,7 +15,6 @@
 #![warn(unsafe_op_in_unsafe_fn)]
 
 use std::arch::x86_64::*;
-use std::sync::OnceLock;
 
 use half::{bf16, f16};
 
@@ -26,12 +25,6 @@ use crate::format::blocks::{
 };
 use crate::format::GgmlType;
 
-/// Whether this CPU runs AVX2 and F16C (checked once).
-pub(super) fn supported() -> bool {
-    static OK: OnceLock<bool> = OnceLock::new();
-    *OK.get_or_init(|| is_x86_feature_detected!("avx2") && is_x86_feature_detected!("f16c"))
-}
-
 /// The kernels of a block type's module.
 macro_rules! quant_kernels {
     ($m:ident) => {
@@ -41,7 +34,7 @@ macro_rules! quant_kernels {
 
 /// The AVX2 kernels for `ty`, where this CPU supports them.
 pub fn kernels(ty: GgmlType) -> Kernels {
-    if !supported() {
+    if !super::avx2() {
         return Kernels::default();
     }
     match ty {
@@ -374,7 +367,7 @@ macro_rules! block_kernels {
             const N: usize = <$b as Block>::ELEMENTS;
             const _: () = assert!(N % QK == 0);
 
-            /// The six kernels, handed out only where `supported()` found
+            /// The six kernels, handed out only where `avx2()` found
             /// AVX2 and F16C on this CPU.
             pub const KERNELS: Kernels = Kernels {
                 f32: Some(run::<f32, false>),
@@ -552,8 +545,8 @@ unsafe fn bf16_f32_avx<const NT: bool>(src: &[u8], dst: &mut [f32]) {
 /// here or in `x86_float` (`$inner::<NT>(src, dst)`, needing the CPU
 /// features it enables, and a 16-byte aligned `dst` when `NT`). The
 /// wrappers are handed out only where those features were detected: AVX2
-/// and F16C (`supported()`), and AVX-512F/BW too for `x86_float`'s AVX-512
-/// conversion (`avx512()`).
+/// and F16C (`avx2()`), and AVX-512F/BW too for `x86_float`'s AVX-512
+/// conversion (`avx512()`, both in `simd`).
 macro_rules! float_kernels {
     ($inner:ident, $out:ty, $plain:ident, $stream:ident) => {
         fn $plain(src: &[u8], dst: &mut [$out]) {

@@ -16,7 +16,7 @@ use std::arch::x86_64::*;
 
 use half::f16;
 
-use super::x86_kquants::{available, load16, store16, upper8, widen_f16, wrappers};
+use super::x86_kquants::{load16, store16, upper8, widen_f16, wrappers};
 use super::Kernels;
 use crate::decode::ternary::POW3;
 use crate::format::blocks::{as_blocks, Block, BlockQ1_0, BlockQ2_0, BlockTQ1_0, BlockTQ2_0};
@@ -24,7 +24,7 @@ use crate::format::GgmlType;
 
 /// The kernels for `ty`, where there are some and the CPU can run them.
 pub fn kernels(ty: GgmlType) -> Kernels {
-    if !available() {
+    if !super::avx2() {
         return Kernels::default();
     }
     match ty {

@@ -240,15 +240,15 @@ pub fn f32_to_bf16(src: &[f32], dst: &mut [bf16]) {
 }
 
 /// Every kernel set this CPU can run for `ty`, named: [`kernels`]'s pick,
-/// and where a type has more than one path here (the i-quants with grids on
-/// x86-64 with AVX-512: AVX2 and AVX-512), each of them, so that the tests
-/// hold every path to the reference and not only the one the dispatcher
-/// picks. Empty where `ty` has no SIMD path.
+/// and where a type has more than one path here (the K-quants and the
+/// i-quants with grids on x86-64 with AVX-512: AVX2 and AVX-512), each of
+/// them, so that the tests hold every path to the reference and not only
+/// the one the dispatcher picks. Empty where `ty` has no SIMD path.
 #[cfg(any(test, feature = "internals"))]
 pub fn kernel_paths(ty: GgmlType) -> Vec<(&'static str, Kernels)> {
     #[cfg(target_arch = "x86_64")]
-    {
-        let paths = x86_iquants::paths(ty);
+    for family in [x86_kquants::paths, x86_iquants::paths] {
+        let paths = family(ty);
         if paths.len() > 1 {
             return paths;
         }

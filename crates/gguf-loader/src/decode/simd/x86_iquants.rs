@@ -27,6 +27,7 @@ use std::arch::x86_64::*;
 use half::f16;
 
 use super::iq_groups::{self, IqBlock, Tables, GROUPS};
+use super::x86_kquants::store16_512;
 use super::Kernels;
 use super::{avx2, avx512};
 use crate::decode::iquants::tables::IQ3S_GRID;
@@ -261,40 +262,20 @@ unsafe fn iq3s_blocks<T: Out, const NT: bool>(src: *const BlockIQ3_S, out: *mut 
     }
 }
 
-/// Stores the sixteen lanes of `v` at element `i` of the output at `out`:
-/// as f32, or rounded to f16 (nearest-even) when `T` is f16; with streaming
-/// 16-byte stores when `NT`.
+/// Stores the sixteen lanes of `v` at element `i` of the output at `out`,
+/// as `T` ([`store16_512`]).
 ///
 /// # Safety
-/// Elements `i..i + 16` of the output must be writable, 16-byte aligned when
-/// `NT`, and the CPU must support AVX-512F.
+/// As for [`store16_512`].
 #[inline]
 #[target_feature(enable = "avx512f,avx2,f16c")]
 unsafe fn store16<T: Out, const NT: bool>(out: *mut u8, i: usize, v: __m512) {
-    if T::F16 {
-        let h = _mm512_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(v);
-        // SAFETY: the caller guarantees 32 writable bytes at element `i`.
-        unsafe {
-            let p = out.add(2 * i).cast::<__m128i>();
-            if NT {
-                _mm_stream_si128(p, _mm256_castsi256_si128(h));
-                _mm_stream_si128(p.add(1), _mm256_extracti128_si256::<1>(h));
-            } else {
-                _mm256_storeu_si256(p.cast(), h);
-            }
-        }
-    } else {
-        // SAFETY: the caller guarantees 64 writable bytes at element `i`.
-        unsafe {
-            let p = out.add(4 * i).cast::<f32>();
-            if NT {
-                _mm_stream_ps(p, _mm512_extractf32x4_ps::<0>(v));
-                _mm_stream_ps(p.add(4), _mm512_extractf32x4_ps::<1>(v));
-                _mm_stream_ps(p.add(8), _mm512_extractf32x4_ps::<2>(v));
-                _mm_stream_ps(p.add(12), _mm512_extractf32x4_ps::<3>(v));
-            } else {
-                _mm512_storeu_ps(p, v);
-            }
+    // SAFETY: the caller's guarantees.
+    unsafe {
+        if T::F16 {
+            store16_512::<true, NT>(out, i, v);
+        } else {
+            store16_512::<false, NT>(out, i, v);
         }
     }
 }

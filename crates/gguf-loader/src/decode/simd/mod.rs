@@ -6,6 +6,11 @@
 //! the scratch; the other types, and aarch64, decode to an f32 scratch in
 //! cache and convert it (`f32_to_bf16`).
 //!
+//! On x86-64 every path needs AVX2 and F16C; where the CPU also has
+//! AVX-512F/BW, the K-quants, the i-quants with grids and the F32 → bf16
+//! rounding run sixteen lanes wide. [`SIMD_ENV`] caps the choice, and
+//! [`kernels`] is the one place that makes it.
+//!
 //! Each path comes in two flavours that write the same values: with ordinary
 //! stores, and with streaming (non-temporal) stores, which send whole cache
 //! lines to memory without first reading them and without evicting the cache.

@@ -1,5 +1,6 @@
-//! x86-64 AVX2 (+F16C) kernels for the i-quants with grids (IQ2_XXS, IQ2_XS,
-//! IQ2_S, IQ3_XXS, IQ3_S, IQ1_S, IQ1_M), to f32 and fused to f16.
+//! x86-64 AVX2 (+F16C) and AVX-512 kernels for the i-quants with grids
+//! (IQ2_XXS, IQ2_XS, IQ2_S, IQ3_XXS, IQ3_S, IQ1_S, IQ1_M), to f32 and fused
+//! to f16.
 //!
 //! [`super::iq_groups`] unpacks each block into groups of eight grid bytes
 //! with their scale and negation mask or shift; here each group is widened

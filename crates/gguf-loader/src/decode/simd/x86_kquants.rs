@@ -1,5 +1,5 @@
-//! x86-64 AVX2 (+F16C) kernels for the K-quants Q2_K, Q3_K, Q4_K, Q5_K and
-//! Q6_K, to f32 and fused to f16.
+//! x86-64 AVX2 (+F16C) and AVX-512 kernels for the K-quants Q2_K, Q3_K,
+//! Q4_K, Q5_K and Q6_K, to f32 and fused to f16.
 //!
 //! The per-block scales are decoded with scalar code exactly as in
 //! [`crate::decode::kquants`] (`d1 = d * sc`, `m1 = dmin * m`, rounded to

@@ -82,24 +82,14 @@ fn iquant_kernels_present() {
             );
         }
     }
-    // The AVX-512 kernels, where the CPU has AVX-512F/BW, and the AVX2 ones:
-    // the checks above hold both to the reference.
-    #[cfg(target_arch = "x86_64")]
-    if x86 {
-        // Unless GGUF_LOADER_SIMD keeps the decoders to AVX2.
-        let avx512 = std::arch::is_x86_feature_detected!("avx512f")
-            && std::arch::is_x86_feature_detected!("avx512bw")
-            && common::simd_allowed().1;
-        let want: &[&str] = if avx512 {
-            &["avx2", "avx512"]
-        } else {
-            &["simd"]
-        };
-        for &(ty, name, _) in TYPES {
-            let names: Vec<_> = simd::kernel_paths(ty).into_iter().map(|(n, _)| n).collect();
-            assert_eq!(names, want, "{name}");
-        }
-    }
+}
+
+/// Where the CPU has AVX-512F/BW, each type has AVX-512 kernels besides its
+/// AVX2 ones, and the checks above hold both to the reference.
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn iquant_avx512_and_avx2_paths_are_both_checked() {
+    kernels::avx512_and_avx2_paths(TYPES);
 }
 
 /// The reference's `±1` sign factor flips the sign of a NaN output too, in

@@ -23,26 +23,10 @@ const TYPES: &[kernels::Case] = &[
 
 kernels::kernel_tests!(TYPES);
 
-/// Where the CPU has AVX-512F/BW (and GGUF_LOADER_SIMD allows it), each
-/// K-quant has AVX-512 kernels besides its AVX2 ones, and the checks above
-/// hold both to the reference.
+/// Where the CPU has AVX-512F/BW, each K-quant has AVX-512 kernels besides
+/// its AVX2 ones, and the checks above hold both to the reference.
 #[cfg(target_arch = "x86_64")]
 #[test]
 fn kquant_avx512_and_avx2_paths_are_both_checked() {
-    use gguf_loader::internals::simd;
-    if simd::kernels(GgmlType::Q4_K).f16.is_none() {
-        return; // no AVX2 here, or GGUF_LOADER_SIMD=scalar
-    }
-    let avx512 = std::arch::is_x86_feature_detected!("avx512f")
-        && std::arch::is_x86_feature_detected!("avx512bw")
-        && common::simd_allowed().1;
-    let want: &[&str] = if avx512 {
-        &["avx2", "avx512"]
-    } else {
-        &["simd"]
-    };
-    for &(ty, name, _) in TYPES {
-        let names: Vec<_> = simd::kernel_paths(ty).into_iter().map(|(n, _)| n).collect();
-        assert_eq!(names, want, "{name}");
-    }
+    kernels::avx512_and_avx2_paths(TYPES);
 }

@@ -298,6 +298,29 @@ pub fn neon_present(cases: &[Case]) {
     }
 }
 
+/// For types with AVX-512 kernels besides AVX2 ones (the K-quants, the
+/// i-quants with grids): where the CPU has AVX-512F/BW and
+/// `GGUF_LOADER_SIMD` allows it, `simd::kernel_paths` names both, so the
+/// checks above hold both to the reference; elsewhere the one it picks.
+#[cfg(target_arch = "x86_64")]
+pub fn avx512_and_avx2_paths(cases: &[Case]) {
+    if simd::kernels(GgmlType::Q4_K).f16.is_none() {
+        return; // no AVX2 here, or GGUF_LOADER_SIMD=scalar
+    }
+    let avx512 = std::arch::is_x86_feature_detected!("avx512f")
+        && std::arch::is_x86_feature_detected!("avx512bw")
+        && common::simd_allowed().1;
+    let want: &[&str] = if avx512 {
+        &["avx2", "avx512"]
+    } else {
+        &["simd"]
+    };
+    for &(ty, name, _) in cases {
+        let names: Vec<_> = simd::kernel_paths(ty).into_iter().map(|(n, _)| n).collect();
+        assert_eq!(names, want, "{name}");
+    }
+}
+
 /// Defines one `#[test]` per check above, over the cases `$cases`.
 macro_rules! kernel_tests {
     ($cases:expr) => {

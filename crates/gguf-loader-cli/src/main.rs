@@ -358,7 +358,27 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    exit_code(run(Cli::parse().command))
+    let cli = Cli::parse();
+    warn_unknown_simd_cap();
+    exit_code(run(cli.command))
+}
+
+/// Says so on standard error where `GGUF_LOADER_SIMD` holds a value the
+/// decoders do not know (they then use the widest SIMD the CPU has).
+fn warn_unknown_simd_cap() {
+    let Some(v) = std::env::var_os(gguf_loader::SIMD_ENV) else {
+        return;
+    };
+    let v = v.to_string_lossy();
+    let lower = v.to_ascii_lowercase();
+    if !v.is_empty() && !gguf_loader::SIMD_CAPS.contains(&lower.as_str()) {
+        eprintln!(
+            "gguf-loader: warning: {}={} is not one of {}; decoding with the widest SIMD this CPU has",
+            gguf_loader::SIMD_ENV,
+            gguf_loader::Escaped(&v),
+            gguf_loader::SIMD_CAPS.join(", ")
+        );
+    }
 }
 
 fn run(command: Command) -> Result<ExitCode, CliError> {

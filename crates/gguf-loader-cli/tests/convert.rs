@@ -730,8 +730,9 @@ fn metadata_too_large_for_safetensors_is_an_error_in_bounded_memory() {
     assert!(r.max_rss < 200 << 20, "peak RSS {} MiB", r.max_rss >> 20);
 }
 
-/// `convert` with `GGUF_LOADER_SIMD` set to `cap` (`None`: unset).
-fn conv_capped(input: &Path, output: &Path, dtype: &str, cap: Option<&str>) -> Vec<u8> {
+/// `convert` with `GGUF_LOADER_SIMD` set to `cap` (`None`: unset): the file
+/// written, and what was said on standard error.
+fn conv_capped(input: &Path, output: &Path, dtype: &str, cap: Option<&str>) -> (Vec<u8>, String) {
     let mut cmd = cli();
     cmd.arg("convert")
         .arg(input)
@@ -748,7 +749,10 @@ fn conv_capped(input: &Path, output: &Path, dtype: &str, cap: Option<&str>) -> V
         "{cap:?}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    std::fs::read(output).unwrap()
+    (
+        std::fs::read(output).unwrap(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 /// The first line `bench` prints (its header) with `GGUF_LOADER_SIMD=cap`.
@@ -796,16 +800,25 @@ fn every_simd_cap_writes_the_same_file() {
     let out = dir.path().join("out.gguf");
     for (input, dtypes) in &inputs {
         for dtype in dtypes {
-            let widest = conv_capped(input, &out, dtype, None);
-            for cap in ["scalar", "avx2"] {
+            let (widest, _) = conv_capped(input, &out, dtype, None);
+            for cap in ["scalar", "avx2", "AVX2", "widest"] {
+                let (file, said) = conv_capped(input, &out, dtype, Some(cap));
                 assert!(
-                    conv_capped(input, &out, dtype, Some(cap)) == widest,
+                    file == widest,
                     "{}: {dtype} with {cap} differs from the widest SIMD",
                     input.display()
                 );
+                assert!(!said.contains("warning"), "{cap}: {said}");
             }
         }
     }
+    // A value the decoders do not know: one line of warning, the widest.
+    let (file, said) = conv_capped(&fixture(), &out, "f32", Some("avx9000"));
+    assert_eq!(file, conv_capped(&fixture(), &out, "f32", None).0);
+    assert!(
+        said.contains("warning: GGUF_LOADER_SIMD=avx9000 is not one of"),
+        "{said}"
+    );
     let header = bench_header(&fixture(), "scalar");
     assert!(header.contains("SIMD: scalar"), "{header}");
     #[cfg(target_arch = "x86_64")]

@@ -58,7 +58,7 @@ pub use check::{
 pub use cuda::{cuda_memory, cuda_release_staging, cuda_setup, CudaSetup};
 #[cfg(feature = "cuda")]
 pub use cudarc;
-pub use decode::simd::{simd_features, SIMD_ENV};
+pub use decode::simd::{simd_features, SIMD_CAPS, SIMD_ENV};
 pub use decode::{
     dequantize, dequantize_into, dequantize_into_par, dequantize_into_par_with,
     dequantize_into_with, dequantize_rows_into, DecodeError, OutputMemory, Stores,

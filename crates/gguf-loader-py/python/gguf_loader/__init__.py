@@ -427,7 +427,8 @@ def simd_features() -> str:
     on this CPU, or the environment variable ``GGUF_LOADER_SIMD=scalar``).
 
     ``GGUF_LOADER_SIMD`` is read once, at the first decode: ``avx2`` keeps
-    x86-64 to AVX2, ``scalar`` (or ``none``) runs the scalar references;
-    every path gives the same bits.
+    x86-64 to AVX2, ``scalar`` (or ``none``) runs the scalar references,
+    ``widest`` (or unset, or any other value) uses all the CPU has; every
+    path gives the same bits.
     """
     return _native.simd_features()

@@ -90,12 +90,15 @@ impl Kernels {
 }
 
 /// The environment variable that caps the SIMD the decoders use, read once
-/// per process: `scalar` (or `none`) runs every type's scalar reference,
-/// `avx2` keeps x86-64 to AVX2 and F16C (no AVX-512); unset, empty or
-/// anything else, the widest the CPU has. Every path gives the same bits;
-/// the cap is for measuring one path against another, and for a CPU where
-/// a wider path runs slower.
+/// per process (case aside, one of [`SIMD_CAPS`]): `scalar` (or `none`)
+/// runs every type's scalar reference, `avx2` keeps x86-64 to AVX2 and F16C
+/// (no AVX-512); `widest`, unset, empty or anything else, the widest the CPU
+/// has. Every path gives the same bits; the cap is for measuring one path
+/// against another, and for a CPU where a wider path runs slower.
 pub const SIMD_ENV: &str = "GGUF_LOADER_SIMD";
+
+/// The values [`SIMD_ENV`] understands (lowercase).
+pub const SIMD_CAPS: [&str; 4] = ["widest", "avx2", "scalar", "none"];
 
 /// How wide the decoders may go ([`SIMD_ENV`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]

@@ -18,7 +18,7 @@ use crate::decode::iquants::tables::{
 };
 use crate::format::blocks::{
     f16_le, iq1m_scale, u16_at, u32_at, Block, BlockIQ1_M, BlockIQ1_S, BlockIQ2_S, BlockIQ2_XS,
-    BlockIQ2_XXS, BlockIQ3_S, BlockIQ3_XXS, QK_K,
+    BlockIQ2_XXS, BlockIQ3_S, BlockIQ3_XXS, IQ3S_N_SCALE, QK_K,
 };
 use crate::format::GgmlType;
 
@@ -266,6 +266,14 @@ fn pair(g1: u32, g2: u32) -> u64 {
     u64::from(g1) | u64::from(g2) << 32
 }
 
+/// IQ3_S's scale of its 32-output group `ib`: `d * (1 + 2 * s)` (the int
+/// converted, then multiplied), `s` the group's nibble of `scales`.
+#[inline(always)]
+pub fn iq3s_scale(d: f32, scales: &[u8; IQ3S_N_SCALE], ib: usize) -> f32 {
+    let s = (scales[ib / 2] >> (4 * (ib % 2))) & 0xf;
+    d * (1 + 2 * i32::from(s)) as f32
+}
+
 impl IqBlock for BlockIQ3_S {
     const SHIFTED: bool = false;
 
@@ -273,8 +281,7 @@ impl IqBlock for BlockIQ3_S {
     fn groups(&self, mut f: impl FnMut(usize, Group)) {
         let d = f16_le(self.d);
         for ib in 0..QK_K / 32 {
-            let s = (self.scales[ib / 2] >> (4 * (ib % 2))) & 0xf;
-            let db = d * (1 + 2 * i32::from(s)) as f32;
+            let db = iq3s_scale(d, &self.scales, ib);
             let h = usize::from(self.qh[ib]);
             let qs = &self.qs[8 * ib..8 * ib + 8];
             for l in 0..4 {

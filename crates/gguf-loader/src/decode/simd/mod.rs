@@ -97,8 +97,16 @@ impl Kernels {
 /// against another, and for a CPU where a wider path runs slower.
 pub const SIMD_ENV: &str = "GGUF_LOADER_SIMD";
 
+/// The values [`SIMD_ENV`] understands (lowercase), with their caps.
+const CAPS: [(&str, Ceiling); 4] = [
+    ("widest", Ceiling::Widest),
+    ("avx2", Ceiling::Avx2),
+    ("scalar", Ceiling::Scalar),
+    ("none", Ceiling::Scalar),
+];
+
 /// The values [`SIMD_ENV`] understands (lowercase).
-pub const SIMD_CAPS: [&str; 4] = ["widest", "avx2", "scalar", "none"];
+pub const SIMD_CAPS: [&str; 4] = [CAPS[0].0, CAPS[1].0, CAPS[2].0, CAPS[3].0];
 
 /// How wide the decoders may go ([`SIMD_ENV`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -115,15 +123,12 @@ enum Ceiling {
 fn ceiling() -> Ceiling {
     static CEILING: OnceLock<Ceiling> = OnceLock::new();
     *CEILING.get_or_init(|| {
-        match std::env::var(SIMD_ENV)
+        let v = std::env::var(SIMD_ENV)
             .unwrap_or_default()
-            .to_ascii_lowercase()
-            .as_str()
-        {
-            "scalar" | "none" => Ceiling::Scalar,
-            "avx2" => Ceiling::Avx2,
-            _ => Ceiling::Widest,
-        }
+            .to_ascii_lowercase();
+        CAPS.iter()
+            .find(|&&(name, _)| name == v)
+            .map_or(Ceiling::Widest, |&(_, cap)| cap)
     })
 }
 
@@ -202,6 +207,12 @@ const X86_FAMILIES: [fn(GgmlType) -> Kernels; 6] = [
     x86_iquants::kernels,
 ];
 
+/// The x86-64 families built both eight and sixteen lanes wide: their
+/// kernel tables by width (`true`: AVX-512).
+#[cfg(all(target_arch = "x86_64", any(test, feature = "internals")))]
+const X86_WIDE_FAMILIES: [fn(GgmlType, bool) -> Kernels; 2] =
+    [x86_kquants::table, x86_iquants::table];
+
 /// The SIMD routines this CPU can run for `ty`: the one place that picks.
 pub fn kernels(ty: GgmlType) -> Kernels {
     #[cfg(target_arch = "x86_64")]
@@ -255,10 +266,11 @@ pub fn f32_to_bf16(src: &[f32], dst: &mut [bf16]) {
 #[cfg(any(test, feature = "internals"))]
 pub fn kernel_paths(ty: GgmlType) -> Vec<(&'static str, Kernels)> {
     #[cfg(target_arch = "x86_64")]
-    for family in [x86_kquants::paths, x86_iquants::paths] {
-        let paths = family(ty);
-        if paths.len() > 1 {
-            return paths;
+    if avx512() {
+        for table in X86_WIDE_FAMILIES {
+            if table(ty, false).f32.is_some() {
+                return vec![("avx2", table(ty, false)), ("avx512", table(ty, true))];
+            }
         }
     }
     let k = kernels(ty);

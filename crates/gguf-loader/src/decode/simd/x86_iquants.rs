@@ -40,24 +40,17 @@ pub fn kernels(ty: GgmlType) -> Kernels {
     if !avx2() {
         return Kernels::default();
     }
-    if avx512() {
-        return iq_groups::kernels::<Wide>(ty);
-    }
-    iq_groups::kernels::<Avx2>(ty)
+    table(ty, avx512())
 }
 
-/// Every kernel set this CPU can run for `ty`, named (AVX2, and AVX-512
-/// where the CPU has it), so that the tests hold each to the reference.
-#[cfg(any(test, feature = "internals"))]
-pub fn paths(ty: GgmlType) -> Vec<(&'static str, Kernels)> {
-    let mut paths = Vec::new();
-    if avx2() && iq_groups::kernels::<Avx2>(ty).f32.is_some() {
-        paths.push(("avx2", iq_groups::kernels::<Avx2>(ty)));
-        if avx512() {
-            paths.push(("avx512", iq_groups::kernels::<Wide>(ty)));
-        }
+/// The kernels for `ty`, sixteen lanes wide when `wide` (call only where
+/// `avx2()`, and `avx512()` too when `wide`).
+pub(super) fn table(ty: GgmlType, wide: bool) -> Kernels {
+    if wide {
+        iq_groups::kernels::<Wide>(ty)
+    } else {
+        iq_groups::kernels::<Avx2>(ty)
     }
-    paths
 }
 
 /// The AVX2 kernels.
@@ -67,7 +60,7 @@ struct Avx2;
 struct Wide;
 
 /// The kernels of `B`, sixteen lanes at a time when `WIDE`.
-fn table<B: IqBlock, const WIDE: bool>() -> Kernels {
+fn block_table<B: IqBlock, const WIDE: bool>() -> Kernels {
     Kernels {
         f32: Some(kernel::<B, f32, false, WIDE>),
         f16: Some(kernel::<B, f16, false, WIDE>),
@@ -81,13 +74,13 @@ fn table<B: IqBlock, const WIDE: bool>() -> Kernels {
 
 impl Tables for Avx2 {
     fn table<B: IqBlock>() -> Kernels {
-        table::<B, false>()
+        block_table::<B, false>()
     }
 }
 
 impl Tables for Wide {
     fn table<B: IqBlock>() -> Kernels {
-        table::<B, true>()
+        block_table::<B, true>()
     }
 }
 
@@ -229,8 +222,7 @@ unsafe fn iq3s_blocks<T: Out, const NT: bool>(src: *const BlockIQ3_S, out: *mut 
         let x = unsafe { &*src.add(b) };
         let d = f16_le(x.d);
         for ib in 0..QK_K / 32 {
-            let s = (x.scales[ib / 2] >> (4 * (ib % 2))) & 0xf;
-            let scale = _mm512_set1_ps(d * (1 + 2 * i32::from(s)) as f32);
+            let scale = _mm512_set1_ps(iq_groups::iq3s_scale(d, &x.scales, ib));
             let lo = _mm_cvtsi64_si128(u64::from_le_bytes(bytes_at(&x.qs, 8 * ib)) as i64);
             // Byte `j`: bit `j` of `qh`, as 0 or 1.
             let hi = _mm_min_epu8(_mm_and_si128(_mm_set1_epi8(x.qh[ib] as i8), bit), one);

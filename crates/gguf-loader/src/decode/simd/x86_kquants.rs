@@ -42,7 +42,7 @@ pub fn kernels(ty: GgmlType) -> Kernels {
 
 /// The kernels for `ty`, sixteen lanes wide when `wide` (call only where
 /// `avx2()`, and `avx512()` too when `wide`).
-fn table(ty: GgmlType, wide: bool) -> Kernels {
+pub(super) fn table(ty: GgmlType, wide: bool) -> Kernels {
     match (ty, wide) {
         (GgmlType::Q2_K, false) => q2_k::KERNELS,
         (GgmlType::Q3_K, false) => q3_k::KERNELS,
@@ -56,20 +56,6 @@ fn table(ty: GgmlType, wide: bool) -> Kernels {
         (GgmlType::Q6_K, true) => q6_k_wide::KERNELS,
         _ => Kernels::default(),
     }
-}
-
-/// Every kernel set this CPU can run for `ty`, named (AVX2, and AVX-512
-/// where the CPU has it), so that the tests hold each to the reference.
-#[cfg(any(test, feature = "internals"))]
-pub fn paths(ty: GgmlType) -> Vec<(&'static str, Kernels)> {
-    let mut paths = Vec::new();
-    if super::avx2() && table(ty, false).f32.is_some() {
-        paths.push(("avx2", table(ty, false)));
-        if super::avx512() {
-            paths.push(("avx512", table(ty, true)));
-        }
-    }
-    paths
 }
 
 /// The f16 `h` widened to f32 (exact, with F16C's `vcvtph2ps`, as

@@ -137,8 +137,7 @@ impl Text {
                 turns.push(chat::Message::new("system", system));
             }
             turns.push(chat::Message::new("user", prompt));
-            let text = chat::render(tok, &turns, true)
-                .map_err(|e| CliError::Message(format!("--chat: {e}")))?;
+            let text = crate::chat_render::render(tok, &turns, true)?;
             return Ok(tok.encode(&text, chat::add_special(tok, &text), true));
         }
         Ok(tok.encode(prompt, true, true))

@@ -3,6 +3,7 @@
 //! Argument parsing only; the subcommands (but `convert` and `synth`) and
 //! their output live in the library, `gguf_loader_cli`.
 
+mod chat_render;
 mod convert;
 mod generate;
 mod output;
@@ -355,6 +356,10 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// `generate --chat`'s template render, in a child process with limits
+    /// (see `chat_render`).
+    #[command(name = chat_render::SUBCOMMAND, hide = true)]
+    RenderChat,
 }
 
 fn main() -> ExitCode {
@@ -383,6 +388,7 @@ fn warn_unknown_simd_cap() {
 
 fn run(command: Command) -> Result<ExitCode, CliError> {
     match command {
+        Command::RenderChat => return Ok(chat_render::serve()),
         Command::Inspect { file, json } => inspect::run(&file, json)?,
         Command::Convert {
             file,

@@ -154,3 +154,77 @@ fn chat_uses_the_files_template_or_says_which_it_falls_back_to() {
         );
     }
 }
+
+/// A `gpt2` vocabulary (GPT-2's byte alphabet, one merge) with `template`
+/// as its chat template, and no tensors: `generate --chat` renders the
+/// prompt before it loads the model.
+fn vocab_with_template(dir: &std::path::Path, template: &str) -> std::path::PathBuf {
+    use gguf_loader::{GgufWriter, MetaValue, ValueType};
+    let mut shifted = 0u32;
+    let tokens = (0u32..256)
+        .map(|b| {
+            let printable = (0x21..=0x7E).contains(&b) || (0xA1..=0xAC).contains(&b) || b >= 0xAE;
+            let c = if printable {
+                b
+            } else {
+                shifted += 1;
+                0xFF + shifted
+            };
+            MetaValue::String(char::from_u32(c).unwrap().to_string())
+        })
+        .collect();
+    let mut w = GgufWriter::new();
+    w.add("tokenizer.ggml.model", MetaValue::String("gpt2".into()));
+    w.add("tokenizer.ggml.pre", MetaValue::String("gpt-2".into()));
+    w.add(
+        "tokenizer.ggml.tokens",
+        MetaValue::Array(ValueType::String, tokens),
+    );
+    w.add(
+        "tokenizer.ggml.merges",
+        MetaValue::Array(ValueType::String, vec![MetaValue::String("h i".into())]),
+    );
+    w.add(
+        "tokenizer.chat_template",
+        MetaValue::String(template.into()),
+    );
+    let path = dir.join("vocab.gguf");
+    std::fs::write(&path, w.to_bytes().unwrap()).unwrap();
+    path
+}
+
+/// The chat template is hostile input. Its render runs in a child process
+/// with a memory limit: a template that builds a value too large to write
+/// (shared parts, which minijinja's fuel does not meter when `~` writes them
+/// out) stops there with a one-line error, and neither takes the machine's
+/// memory nor aborts `generate`. The template's own errors pass through.
+#[test]
+fn a_chat_template_that_runs_out_of_memory_is_stopped_in_its_own_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let chat = |template: &str| {
+        let file = vocab_with_template(dir.path(), template);
+        let t = std::time::Instant::now();
+        let r = run(cli()
+            .arg("generate")
+            .arg(&file)
+            .args(["--chat", "--prompt", "hi", "-n", "1"]));
+        (r, t.elapsed())
+    };
+    let bomb =
+        "{% set a = [[[[[[1] * 100] * 100] * 100] * 100] * 100] * 100 %}{{ (a ~ '') | length }}";
+    let (r, took) = chat(bomb);
+    assert!(r
+        .err()
+        .contains("--chat: chat template: the render ran past its limits"));
+    assert!(took.as_secs() < 60, "{took:?}");
+    // The peak counts the render's process (reaped by `generate`): held
+    // under its 1 GiB address space.
+    assert!(r.max_rss < 1 << 30, "{} bytes", r.max_rss);
+    let (r, _) = chat("{{ raise_exception('no system turns here') }}");
+    assert!(
+        r.err().contains("--chat: chat template: ") && r.stderr.contains("no system turns here")
+    );
+    // A template that renders: on to the model, which this file lacks.
+    let (r, _) = chat("{% for m in messages %}{{ m.content }}{% endfor %}");
+    assert!(!r.err().contains("chat template"), "{}", r.stderr);
+}

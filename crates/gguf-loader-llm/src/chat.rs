@@ -8,7 +8,13 @@
 //! (tests/chat_templates.rs).
 //!
 //! The template comes from the file, so it is hostile input: a render has a
-//! budget of work and memory ([`FUEL`]) and fails cleanly past it.
+//! budget of work and memory ([`FUEL`]) and fails cleanly past it. One
+//! hole remains, in minijinja (3.1): a list built of shared parts (`[[x] *
+//! 100] * 100`, nested) costs little fuel, and `~` or a filter that turns
+//! it into a string writes it out whole, unmetered, until memory runs out.
+//! A caller that renders templates from untrusted files should render in a
+//! process of its own with a memory limit, as `gguf-loader generate --chat`
+//! does.
 //!
 //! ```no_run
 //! use gguf_loader::MmapGGUFLoader;
@@ -104,14 +110,15 @@ pub fn render(
     messages: &[Message],
     add_generation_prompt: bool,
 ) -> Result<String, ChatError> {
+    let (bos, eos) = bos_eos_texts(tok);
+    render_template(template_of(tok), messages, add_generation_prompt, bos, eos)
+}
+
+/// The texts of `tok`'s BOS and EOS tokens, as [`render`] gives them to the
+/// template (`bos_token`, `eos_token`); empty where it has none.
+pub fn bos_eos_texts(tok: &Tokenizer) -> (&str, &str) {
     let text = |id: Option<u32>| id.and_then(|i| tok.token_text(i)).unwrap_or("");
-    render_template(
-        template_of(tok),
-        messages,
-        add_generation_prompt,
-        text(tok.bos()),
-        text(tok.eos()),
-    )
+    (text(tok.bos()), text(tok.eos()))
 }
 
 /// Renders `messages` with the Jinja `template` (Hugging Face's context:

@@ -99,6 +99,14 @@ pub fn render(
         let said = String::from_utf8_lossy(&out.stderr);
         return Err(failed(said.trim_end().to_string()));
     }
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::ExitStatusExt;
+        // Ctrl-C reaches the child too: not the template's doing.
+        if matches!(out.status.signal(), Some(2 | 15)) {
+            return Err(failed("chat template: the render was interrupted".into()));
+        }
+    }
     Err(failed(format!(
         "chat template: the render ran past its limits ({} GiB of memory, {CPU_LIMIT_S} s of CPU) and was stopped ({}): the template builds a value too large to write",
         MEMORY_LIMIT >> 30,

@@ -245,6 +245,19 @@ fn run_on<M: Step>(
     if prompt.is_empty() {
         return Err("the prompt has no tokens".into());
     }
+    // The KV cache holds the prompt and the generation, up to the context
+    // the model was trained for (as llama.cpp's): -n past it stops there.
+    let context = context_length(&loader);
+    if let Some(ctx) = context.filter(|&c| prompt.len() >= c) {
+        return Err(CliError::Message(format!(
+            "the prompt has {} tokens; the model's context holds {ctx}",
+            prompt.len()
+        )));
+    }
+    let wanted = prompt.len().saturating_add(a.n);
+    let capacity = context.map_or(wanted, |c| wanted.min(c));
+    // The last token generated is never run, so it needs no room.
+    let n = a.n.min(capacity - prompt.len() + 1);
     let named = |e: ForwardError| CliError::Message(format!("{}: {e}", a.file.display()));
     let vram_before = vram_used(a.device);
     let model = load(&loader).map_err(named)?;
@@ -253,7 +266,6 @@ fn run_on<M: Step>(
     let load_s = t0.elapsed().as_secs_f64();
     let rss_loaded = status_bytes("VmRSS:");
 
-    let capacity = prompt.len().saturating_add(a.n);
     let mut cache = model.cache(capacity).map_err(named)?;
     let mut sampler = Sampler::new(a.temp, a.top_p, a.seed);
     let t1 = Instant::now();
@@ -264,13 +276,15 @@ fn run_on<M: Step>(
     let mut out = io::stdout().lock();
     let t2 = Instant::now();
     let mut generated = 0usize;
-    for i in 0..a.n {
+    let mut ended = false;
+    for i in 0..n {
         let Some(next) = sampler.sample(&logits) else {
             break;
         };
         generated += 1;
         // The end of generation is printed as an id, never as text.
         let eog = text.is_eog(next);
+        ended |= eog;
         if eog && matches!(stream, Out::Text(_)) {
             break;
         }
@@ -280,7 +294,7 @@ fn run_on<M: Step>(
         if eog {
             break;
         }
-        if i + 1 < a.n {
+        if i + 1 < n {
             logits = model.step(&mut cache, &[next]).map_err(named)?;
         }
     }
@@ -317,8 +331,24 @@ fn run_on<M: Step>(
         rate(generated.saturating_sub(1), gen_s),
         status_bytes("VmHWM:") as f64 / (1 << 20) as f64,
     );
+    if n < a.n && generated == n && !ended {
+        eprintln!(
+            "gguf-loader: stopped at the model's context length ({capacity} tokens, prompt included)"
+        );
+    }
     drop(model);
     Ok(())
+}
+
+/// The context the model was trained for (`{arch}.context_length`), where
+/// the file gives a positive one.
+fn context_length(loader: &MmapGGUFLoader) -> Option<usize> {
+    let v = loader
+        .metadata()
+        .arch_get("context_length")
+        .ok()?
+        .as_u64()?;
+    usize::try_from(v).ok().filter(|&c| c > 0)
 }
 
 /// Device memory in use on `device` (a GPU), in bytes.

@@ -290,7 +290,8 @@ enum Command {
         /// The prompt as token ids, comma-separated.
         #[arg(long, value_delimiter = ',', num_args = 1..)]
         tokens: Option<Vec<u32>>,
-        /// Tokens to generate at most.
+        /// Tokens to generate at most (stopping sooner at the end of
+        /// generation or the model's context length).
         #[arg(short, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
         n: u32,
         /// Weights as f16 (1-D tensors stay f32) or f32.

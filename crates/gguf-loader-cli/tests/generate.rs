@@ -228,3 +228,44 @@ fn a_chat_template_that_runs_out_of_memory_is_stopped_in_its_own_process() {
     let (r, _) = chat("{% for m in messages %}{{ m.content }}{% endfor %}");
     assert!(!r.err().contains("chat template"), "{}", r.stderr);
 }
+
+/// The KV cache is sized to the prompt and `-n`, but never past the
+/// model's context (`llama.context_length`, 512 in the tiny model): a huge
+/// `-n` stops there with a note instead of allocating for a million
+/// tokens, and a prompt that fills the context is refused.
+#[test]
+fn generation_stops_at_the_models_context_length() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_model(dir.path());
+    let r = run(cli()
+        .arg("generate")
+        .arg(&model)
+        .args(["--ids", "--tokens", "1,2,3", "-n", "1000000"]));
+    // 3 + 509 positions run; the last token generated needs none.
+    assert_eq!(ids(r.ok()).len(), 510);
+    assert!(
+        r.stderr
+            .contains("stopped at the model's context length (512 tokens"),
+        "{}",
+        r.stderr
+    );
+    assert!(r.max_rss < 256 << 20, "{} bytes", r.max_rss);
+    // Within the context: no note.
+    let r = run(cli()
+        .arg("generate")
+        .arg(&model)
+        .args(["--ids", "--tokens", "1,2,3", "-n", "509"]));
+    assert_eq!(ids(r.ok()).len(), 509);
+    assert!(!r.stderr.contains("context length"), "{}", r.stderr);
+    let long = vec!["1"; 512].join(",");
+    let r = run(cli()
+        .arg("generate")
+        .arg(&model)
+        .args(["--ids", "--tokens", &long]));
+    assert!(
+        r.err()
+            .contains("the prompt has 512 tokens; the model's context holds 512"),
+        "{}",
+        r.stderr
+    );
+}

@@ -317,12 +317,12 @@ pub struct Activation<'a> {
     pub values: &'a [f32],
 }
 
-fn try_zeros<X: Copy + Default>(n: usize) -> Result<Vec<X>, ForwardError> {
-    let mut v = Vec::new();
-    v.try_reserve_exact(n)
-        .map_err(|_| ForwardError::Alloc(n.saturating_mul(std::mem::size_of::<X>())))?;
-    v.resize(n, X::default());
-    Ok(v)
+/// `n` zeros, or [`ForwardError::Alloc`]. Allocated zeroed (`calloc`), not
+/// written: a large buffer's pages (a KV cache sized for a long generation)
+/// take memory only once they are used.
+fn try_zeros<X: bytemuck::Zeroable>(n: usize) -> Result<Vec<X>, ForwardError> {
+    bytemuck::allocation::try_zeroed_vec(n)
+        .map_err(|()| ForwardError::Alloc(n.saturating_mul(std::mem::size_of::<X>())))
 }
 
 /// An optional `{arch}.{key}` read with `get` (absent: `None`).

@@ -51,6 +51,15 @@ fn greedy_generation_on_smollm2_is_llama_cpps_and_stops_at_eos() {
         "{}",
         r.stderr
     );
+    // The forward pass takes the loaded matrices without copying them out
+    // of the model (SmolLM2's are all small tensors sharing one arena: the
+    // copies made the peak 200 MiB over the loaded model).
+    let mib = |after: &str| -> f64 {
+        let rest = r.stderr.split(after).nth(1).expect(after);
+        rest.split(' ').next().unwrap().parse().unwrap()
+    };
+    let (loaded, peak) = (mib("RSS "), mib("peak RSS "));
+    assert!(peak < loaded + 64.0, "{}", r.stderr);
 }
 
 #[test]

@@ -475,7 +475,7 @@ impl<T: WeightElement> Transformer<T> {
         };
         if let Source::Model(model) = &mut source {
             // Read as f32 below; not a matrix.
-            model.take("rope_freqs.weight");
+            model.take_shared("rope_freqs.weight");
         }
         let factors = match loader.tensor_info("rope_freqs.weight") {
             Some(_) => {
@@ -560,7 +560,9 @@ impl<T: WeightElement> Transformer<T> {
         };
         let is_lazy = matches!(source, Source::Lazy(_));
         let mut find: Box<Find<'_, T>> = match &mut source {
-            Source::Model(model) => Box::new(move |n: &str| model.take(n).map(Arc::new)),
+            // Shared, not copied out of the model's arena: every matrix is
+            // taken, so the arena is not held for a few.
+            Source::Model(model) => Box::new(move |n: &str| model.take_shared(n).map(Arc::new)),
             Source::Lazy(lazy) => Box::new(move |n: &str| lazy.tensor(n).ok()),
         };
         let tok_embd = take_mat(&mut *find, "token_embd.weight", n_embd, None)?;

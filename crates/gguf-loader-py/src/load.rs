@@ -308,7 +308,9 @@ fn to_device<T: Element>(
                 let names: Vec<String> = m.names().map(str::to_string).collect();
                 names
                     .into_iter()
-                    .filter_map(|n| m.take(&n).map(|t| (n, t)))
+                    // Every tensor is taken: shared, not copied out of
+                    // the model's arena (which would double the peak).
+                    .filter_map(|n| m.take_shared(&n).map(|t| (n, t)))
                     .collect::<Vec<_>>()
             }),
             Some(names) => names

@@ -3,7 +3,8 @@
 //! model's one shared output buffer: 353 MB of SmolLM2 for 576 values.) A
 //! small tensor is copied out of the arena it shared with the model's other
 //! small tensors onto the heap, seen by the counting allocator; a large one
-//! moves out with its huge pages, seen in `RssAnon`. One test in its own
+//! moves out with its huge pages, seen in `RssAnon`; `take_shared` copies
+//! none. One test in its own
 //! binary, so that no other test allocates meanwhile.
 
 mod common;
@@ -94,6 +95,30 @@ fn a_taken_tensor_keeps_nothing_else_alive() {
     assert!(total >= 32 << 20);
     assert!(held <= kept as i64 + 16 * 1024, "{held} heap bytes held");
     assert!(held_rss < 8 << 20, "{held_rss} anonymous bytes held");
+
+    // `take_shared`: every tensor taken without a copy (the heap grows by
+    // the list of tensors, not by their values), the values `take`'s.
+    let loader = MmapGGUFLoader::new(&small).unwrap();
+    let want: Vec<Vec<gguf_loader::f16>> = {
+        let m = loader.load_f16_model(Device::Cpu).unwrap();
+        m.tensors().map(|(_, t)| t.data().to_vec()).collect()
+    };
+    let small_bytes: usize = want.iter().map(|w| w.len() * 2).sum();
+    let mut model = loader.load_f16_model(Device::Cpu).unwrap();
+    let names: Vec<String> = model.names().map(str::to_string).collect();
+    let mut taken = Vec::with_capacity(names.len());
+    let before = live() as i64;
+    for n in &names {
+        taken.push(model.take_shared(n).unwrap());
+    }
+    let grew = live() as i64 - before;
+    drop(model);
+    println!("take_shared: the heap grew {grew} bytes for {small_bytes} bytes of tensors");
+    assert!(small_bytes > 1 << 20);
+    assert!(grew < 16 * 1024, "{grew} bytes copied");
+    for (t, w) in taken.iter().zip(&want) {
+        assert_eq!(t.data(), &w[..]);
+    }
 
     // The case on the real model.
     if let Some(path) = common::model_path() {

@@ -109,6 +109,21 @@ impl<T: Element> Model<T> {
     /// 2 MiB or more moves out without a copy, a smaller one (which shared a
     /// huge-page arena with the model's other small tensors) is copied out.
     pub fn take(&mut self, name: &str) -> Option<Tensor<T>> {
+        // Its own memory: a small tensor is copied out of the arena it
+        // shares with the rest of the model, so it keeps none of it alive.
+        self.take_shared(name).map(Tensor::into_own)
+    }
+
+    /// Removes and returns a tensor without a copy; `None` when the model
+    /// has no tensor of that name. A tensor under 2 MiB stays in the
+    /// huge-page arena it shares with the model's other small tensors,
+    /// which then lives as long as any tensor taken from it.
+    ///
+    /// For a caller that takes (nearly) every tensor, as a forward pass
+    /// does: there [`Self::take`] would copy each small tensor while the
+    /// arena is still held, and a model of small tensors (SmolLM2-135M's
+    /// are all under 2 MiB in f16) would peak at twice its size.
+    pub fn take_shared(&mut self, name: &str) -> Option<Tensor<T>> {
         let i = self.index.remove(name)?;
         let (_, t) = self.tensors.remove(i);
         for v in self.index.values_mut() {
@@ -116,9 +131,7 @@ impl<T: Element> Model<T> {
                 *v -= 1;
             }
         }
-        // Its own memory: a small tensor is copied out of the arena it
-        // shares with the rest of the model, so it keeps none of it alive.
-        Some(t.into_own())
+        Some(t)
     }
 
     /// `(name, tensor)` pairs in file order.

@@ -132,6 +132,20 @@ fn ceiling() -> Ceiling {
     })
 }
 
+/// Orders a kernel's streaming stores before whatever follows (`sfence`):
+/// every streaming kernel ends with it.
+#[cfg(target_arch = "x86_64")]
+#[inline]
+fn sfence() {
+    // A safe intrinsic in newer Rust, an unsafe one in 1.89 (the crate's
+    // rust-version): one call site for both.
+    #[allow(unused_unsafe)]
+    // SAFETY: SSE is part of x86-64's baseline, and `sfence` takes nothing.
+    unsafe {
+        std::arch::x86_64::_mm_sfence()
+    }
+}
+
 /// Whether the x86-64 kernels may run: the CPU has AVX2 and F16C, and
 /// [`SIMD_ENV`] allows them (checked once).
 #[cfg(target_arch = "x86_64")]

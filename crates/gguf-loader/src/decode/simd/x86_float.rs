@@ -77,7 +77,7 @@ unsafe fn f32_f16_avx<const NT: bool>(src: &[u8], dst: &mut [f16]) {
         unsafe { st128::<NT>(y.as_mut_ptr().cast(), h) };
     }
     if NT {
-        _mm_sfence();
+        crate::decode::simd::sfence();
     }
     for (b, y) in s.remainder().chunks_exact(4).zip(d.into_remainder()) {
         *y = f16::from_f32(f32::from_le_bytes([b[0], b[1], b[2], b[3]]));
@@ -161,7 +161,7 @@ macro_rules! f32_bf16_kernel {
                 unsafe { st256::<NT>(y.as_mut_ptr().cast(), h) };
             }
             if NT {
-                _mm_sfence();
+                crate::decode::simd::sfence();
             }
             for (b, y) in s.remainder().chunks_exact(4).zip(d.into_remainder()) {
                 *y = bf16::from_f32(f32::from_le_bytes([b[0], b[1], b[2], b[3]]));

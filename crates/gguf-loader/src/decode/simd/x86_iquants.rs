@@ -124,7 +124,7 @@ fn kernel<B: IqBlock, T: Out, const NT: bool, const WIDE: bool>(src: &[u8], dst:
             (false, _, false) => blocks::<B, T, false>(x.as_ptr(), out, n),
         }
         if nt {
-            _mm_sfence();
+            crate::decode::simd::sfence();
         }
     }
 }

@@ -345,7 +345,7 @@ macro_rules! wrappers {
                 // (SSE, always there on x86-64) orders the streamed stores.
                 unsafe {
                     $blocks::<false, true>(x.as_ptr(), dst.as_mut_ptr() as *mut u8, n);
-                    _mm_sfence();
+                    crate::decode::simd::sfence();
                 }
             }
 
@@ -359,7 +359,7 @@ macro_rules! wrappers {
                 // (SSE, always there on x86-64) orders the streamed stores.
                 unsafe {
                     $blocks::<true, true>(x.as_ptr(), dst.as_mut_ptr() as *mut u8, n);
-                    _mm_sfence();
+                    crate::decode::simd::sfence();
                 }
             }
         }

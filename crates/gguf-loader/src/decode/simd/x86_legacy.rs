@@ -391,7 +391,7 @@ macro_rules! block_kernels {
                     }
                 }
                 if NT {
-                    _mm_sfence();
+                    crate::decode::simd::sfence();
                 }
             }
 
@@ -438,7 +438,7 @@ unsafe fn f16_f32_avx<const NT: bool>(src: &[u8], dst: &mut [f32]) {
         unsafe { st_ps::<NT>(y.as_mut_ptr(), v) };
     }
     if NT {
-        _mm_sfence();
+        crate::decode::simd::sfence();
     }
     crate::decode::float::dequantize_row_f16(s.remainder(), d.into_remainder());
 }
@@ -463,7 +463,7 @@ unsafe fn f16_bf16_avx<const NT: bool>(src: &[u8], dst: &mut [bf16]) {
         unsafe { st128::<NT>(y.as_mut_ptr().cast(), h) };
     }
     if NT {
-        _mm_sfence();
+        crate::decode::simd::sfence();
     }
     for (b, y) in s.remainder().chunks_exact(2).zip(d.into_remainder()) {
         *y = bf16::from_f32(f16::from_le_bytes([b[0], b[1]]).to_f32());
@@ -507,7 +507,7 @@ unsafe fn bf16_f16_avx<const NT: bool>(src: &[u8], dst: &mut [f16]) {
         unsafe { st128::<NT>(y.as_mut_ptr().cast(), h) };
     }
     if NT {
-        _mm_sfence();
+        crate::decode::simd::sfence();
     }
     for (b, y) in s.remainder().chunks_exact(2).zip(d.into_remainder()) {
         *y = f16::from_f32(bf16_le([b[0], b[1]]));
@@ -536,7 +536,7 @@ unsafe fn bf16_f32_avx<const NT: bool>(src: &[u8], dst: &mut [f32]) {
         }
     }
     if NT {
-        _mm_sfence();
+        crate::decode::simd::sfence();
     }
     crate::decode::float::dequantize_row_bf16(s.remainder(), d.into_remainder());
 }

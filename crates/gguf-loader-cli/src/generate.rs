@@ -7,7 +7,7 @@ use std::io::{self, Write};
 use std::path::Path;
 use std::time::Instant;
 
-use gguf_loader::{f16, Device, ElementKind, MmapGGUFLoader};
+use gguf_loader::{f16, Device, ElementKind, MmapGGUFLoader, ModelConfig};
 use gguf_loader_cli::load::status_bytes;
 use gguf_loader_cli::CliError;
 use gguf_loader_llm::chat;
@@ -343,12 +343,9 @@ fn run_on<M: Step>(
 /// The context the model was trained for (`{arch}.context_length`), where
 /// the file gives a positive one.
 fn context_length(loader: &MmapGGUFLoader) -> Option<usize> {
-    let v = loader
-        .metadata()
-        .arch_get("context_length")
-        .ok()?
-        .as_u64()?;
-    usize::try_from(v).ok().filter(|&c| c > 0)
+    ModelConfig::from_metadata(loader.metadata())
+        .context_length
+        .filter(|&c| c > 0)
 }
 
 /// Device memory in use on `device` (a GPU), in bytes.

@@ -50,9 +50,10 @@ pub fn render(
     add_generation_prompt: bool,
 ) -> Result<String, CliError> {
     let failed = |why: String| CliError::Message(format!("--chat: {why}"));
+    let in_this_process =
+        || chat::render(tok, messages, add_generation_prompt).map_err(|e| failed(e.to_string()));
     if !cfg!(unix) {
-        return chat::render(tok, messages, add_generation_prompt)
-            .map_err(|e| failed(e.to_string()));
+        return in_this_process();
     }
     let (bos, eos) = chat::bos_eos_texts(tok);
     let request = Request {
@@ -78,10 +79,7 @@ pub fn render(
         Ok(c) => c,
         // No child to be had (the binary is gone, no processes left): the
         // fuel still bounds the render's work.
-        Err(_) => {
-            return chat::render(tok, messages, add_generation_prompt)
-                .map_err(|e| failed(e.to_string()))
-        }
+        Err(_) => return in_this_process(),
     };
     // The child reads all its input before it writes: no deadlock. It may
     // die first (its limits); its status says so below.

@@ -39,28 +39,11 @@ fn bytes_of<T>(n: usize) -> Result<usize, AllocError> {
 /// pages from the kernel without writing them.
 pub(crate) fn try_zeroed_vec<T: Element>(n: usize) -> Result<Vec<T>, AllocError> {
     let bytes = bytes_of::<T>(n)?;
-    if bytes == 0 {
-        return Ok(Vec::new());
-    }
-    let Ok(layout) = std::alloc::Layout::array::<T>(n) else {
-        return Err(AllocError {
-            bytes: bytes as u64,
-        });
-    };
-    // SAFETY: `layout` has a non-zero size. The elements (f32, f16, bf16) are
-    // plain bit patterns for which all-zero bytes are a valid value (+0.0), so
-    // the zeroed memory is `n` initialized `T`s. The pointer comes from the
-    // global allocator with `Layout::array::<T>(n)`, exactly what `Vec<T>`
-    // with capacity `n` frees it with; a null pointer (no memory) is an error.
-    let v = unsafe {
-        let ptr = std::alloc::alloc_zeroed(layout) as *mut T;
-        if ptr.is_null() {
-            return Err(AllocError {
-                bytes: bytes as u64,
-            });
-        }
-        Vec::from_raw_parts(ptr, n, n)
-    };
+    // The elements are `Pod` (all-zero bytes are +0.0); bytemuck asks the
+    // allocator for zeroed memory, and a null pointer is its error.
+    let v = bytemuck::allocation::try_zeroed_vec(n).map_err(|()| AllocError {
+        bytes: bytes as u64,
+    })?;
     advise_huge_pages(&v);
     Ok(v)
 }

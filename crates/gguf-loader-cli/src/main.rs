@@ -224,8 +224,8 @@ enum Command {
         #[arg(long, requires = "lazy")]
         no_prefetch: bool,
         /// With --lazy: simulate this much caller work per layer (sleep), to
-        /// show what prefetching hides.
-        #[arg(long, requires = "lazy", default_value_t = 0)]
+        /// show what prefetching hides (at most a minute).
+        #[arg(long, requires = "lazy", default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=60_000))]
         work_ms: u64,
         /// GPU loads: how the pinned staging ring is filled.
         #[arg(long, value_enum, default_value = "auto")]

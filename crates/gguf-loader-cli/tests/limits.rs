@@ -1,4 +1,5 @@
-//! What the machine allows: `--threads` between 1 and a cap, and a model
+//! What the machine allows: `--threads` between 1 and a cap, `--work-ms` at
+//! most a minute, and a model
 //! whose decoded size exceeds the available memory refused up front.
 
 mod support;
@@ -38,6 +39,32 @@ fn threads_zero_or_absurd_are_refused() {
         .arg("load")
         .arg(&model)
         .args(["--threads", "1"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+/// `--work-ms` sleeps once per layer: a value of years would hang the walk,
+/// so more than a minute is refused before anything is opened.
+#[test]
+fn lazy_work_of_more_than_a_minute_per_layer_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_model(dir.path());
+    for ms in ["60001", "99999999999999", "1e3"] {
+        let out = cli()
+            .arg("load")
+            .arg(&model)
+            .args(["--lazy", "--work-ms", ms])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "--work-ms {ms}");
+        assert!(stderr(&out).contains("--work-ms"), "{}", stderr(&out));
+        assert!(out.stdout.is_empty(), "--work-ms {ms}");
+    }
+    let out = cli()
+        .arg("load")
+        .arg(&model)
+        .args(["--lazy", "--work-ms", "1"])
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));

@@ -44,8 +44,10 @@ enum Format {
 }
 
 impl Format {
+    /// The extension in any case (`.GGUF` as `.gguf`).
     fn of(path: &Path) -> Result<Format, CliError> {
-        match path.extension().and_then(|e| e.to_str()) {
+        let ext = path.extension().and_then(|e| e.to_str());
+        match ext.map(str::to_ascii_lowercase).as_deref() {
             Some("safetensors") => Ok(Format::Safetensors),
             Some("gguf") => Ok(Format::Gguf),
             _ => Err(format!(

@@ -247,6 +247,16 @@ fn output_name_must_pick_a_format() {
         );
     }
     assert!(listing(dir.path()).is_empty());
+    // The extension's case does not matter.
+    for name in ["x.GGUF", "x.SafeTensors"] {
+        let out = dir.path().join(name);
+        conv(&fixture(), &out, &["--tensors", "^tensor.f32_1d$"]).ok();
+        assert!(out.is_file(), "{name}");
+    }
+    let g = MmapGGUFLoader::new(dir.path().join("x.GGUF")).unwrap();
+    assert_eq!(g.tensor_names(), ["tensor.f32_1d"]);
+    let st = std::fs::read(dir.path().join("x.SafeTensors")).unwrap();
+    safetensors::SafeTensors::deserialize(&st).unwrap();
 }
 
 #[test]

@@ -215,7 +215,7 @@ if [ "${REHEARSAL:-0}" = 1 ]; then
     if [ $fail = 0 ]; then echo "ALL PASSED"; else echo "SOME CHECKS FAILED"; fi
     exit $fail
 fi
-grep -q avx512f /proc/cpuinfo && echo "AVX-512: present (AVX-512 kernels: the i-quants with grids, F32 -> bf16; measured against AVX2 below)" || echo "AVX-512: absent"
+grep -q avx512f /proc/cpuinfo && echo "AVX-512: present (AVX-512 kernels: the K-quants, the i-quants with grids, F32 -> f16 and bf16; measured against AVX2 below)" || echo "AVX-512: absent"
 for ty in q4_0 q4_1 q5_0 q5_1 q8_0 q2_k q3_k q4_k q5_k q6_k iq2_xxs iq2_xs iq2_s iq3_xxs iq3_s iq1_s iq1_m \
     iq4_nl iq4_xs tq1_0 tq2_0 mxfp4 nvfp4 q1_0 q2_0 f32 f16 bf16; do
     m=$W/smol-$ty.gguf
@@ -226,18 +226,20 @@ for ty in q4_0 q4_1 q5_0 q5_1 q8_0 q2_k q3_k q4_k q5_k q6_k iq2_xxs iq2_xs iq2_s
 done
 
 # Whether AVX-512 pays on this host (issue #13): the types with AVX-512
-# kernels, and the F32 -> bf16 rounding, with GGUF_LOADER_SIMD=avx2 (the
-# same binary kept to AVX2) and without, one thread and all threads.
+# kernels (F32 to f16 and to bf16), with GGUF_LOADER_SIMD=avx2 (the same
+# binary kept to AVX2) and without, one thread and all threads.
 if grep -q avx512f /proc/cpuinfo; then
     step "AVX-512 against AVX2 on this host (issue #13)"
-    for ty in iq1_s iq1_m iq2_xxs iq2_xs iq2_s iq3_xxs iq3_s f32; do
+    for ty in q2_k q3_k q4_k q5_k q6_k iq1_s iq1_m iq2_xxs iq2_xs iq2_s iq3_xxs iq3_s f32; do
         m=$W/smol-$ty.gguf
         "$B/gguf-loader" synth --preset smollm2-135m --type "$ty" -o "$m" >/dev/null 2>&1 || continue
-        dtype=f16
-        [ "$ty" = f32 ] && dtype=bf16
+        dtypes=f16
+        [ "$ty" = f32 ] && dtypes="f16 bf16"
         T=$(echo "$ty" | tr a-z A-Z)
-        for cap in avx2 widest avx2 widest; do
-            echo "$ty -> $dtype, $cap: $(GGUF_LOADER_SIMD=$cap "$B/gguf-loader" bench "$m" --dtype "$dtype" --threads "$(nproc)" | awk -v t="$T" '$1 == t')"
+        for dtype in $dtypes; do
+            for cap in avx2 widest avx2 widest; do
+                echo "$ty -> $dtype, $cap: $(GGUF_LOADER_SIMD=$cap "$B/gguf-loader" bench "$m" --dtype "$dtype" --threads "$(nproc)" | awk -v t="$T" '$1 == t')"
+            done
         done
         rm -f "$m"
     done

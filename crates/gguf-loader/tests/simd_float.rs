@@ -1,5 +1,6 @@
 //! The SIMD float conversions against `half`, bit for bit: the fused
-//! F32 → f16 kernel (AVX2 + F16C on x86-64, NEON on aarch64) equal to
+//! F32 → f16 kernel (AVX2 + F16C on x86-64, and AVX-512 where present; NEON
+//! on aarch64) equal to
 //! `half::f16::from_f32` (any NaN where that is NaN); the fused F32 → bf16
 //! and F16 → bf16 kernels (x86-64) and the f32 → bf16 slice conversion
 //! behind the other bf16 outputs (each of its x86-64 paths: AVX2, and
@@ -73,33 +74,45 @@ fn assert_bf16_eq(what: &str, got: &[bf16], want: &[f32]) {
     }
 }
 
-fn f32_kernels() -> Option<simd::Kernels> {
-    let k = simd::kernels(GgmlType::F32);
-    if k.f16.is_none() {
+/// Every F32 kernel set this CPU runs (`simd::kernel_paths`: AVX2, and
+/// AVX-512 where present and allowed), named; empty, saying so, where there
+/// is none. Asserts that the list is what the CPU's features call for.
+fn f32_kernels() -> Vec<(&'static str, simd::Kernels)> {
+    let paths = simd::kernel_paths(GgmlType::F32);
+    if paths.is_empty() {
         eprintln!("F32: no SIMD f16 kernel on this CPU, skipped");
-        return None;
     }
-    Some(k)
+    #[cfg(target_arch = "x86_64")]
+    if !paths.is_empty() {
+        use std::is_x86_feature_detected as x86;
+        let avx512 = x86!("avx512f") && x86!("avx512bw") && common::simd_allowed().1;
+        let names: Vec<_> = paths.iter().map(|(n, _)| *n).collect();
+        let want: &[&str] = if avx512 { &["avx2", "avx512"] } else { &["simd"] };
+        assert_eq!(names, want, "every path this CPU runs is tested");
+    }
+    paths
 }
 
 #[test]
 fn f32_to_f16_kernel_matches_half() {
-    let Some(k) = f32_kernels() else {
-        return;
-    };
     let values = edge_values(&mut Lcg(0xF16));
     let src = le_bytes(&values);
-    for (kind, f) in common::variants(k.f16, k.f16_stream) {
-        for got in common::run_placed(values.len(), f16::from_bits(0x7E55), |o| f(&src, o)) {
-            assert_f16_eq(&format!("F32 → f16 {kind}"), &got, &values);
-        }
-        // Every length mod the vector width, and a source not 4-byte aligned.
-        let mut shifted = [0u8; 1 + 4 * 40];
-        shifted[1..].copy_from_slice(&src[..4 * 40]);
-        for n in 0..40 {
-            let mut got = vec![f16::from_bits(0x7E55); n];
-            f(&shifted[1..1 + 4 * n], &mut got);
-            assert_f16_eq(&format!("F32 → f16 {kind} {n} values"), &got, &values[..n]);
+    for (path, k) in f32_kernels() {
+        for (kind, f) in common::variants(k.f16, k.f16_stream) {
+            let fill = f16::from_bits(0x7E55);
+            for got in common::run_placed(values.len(), fill, |o| f(&src, o)) {
+                assert_f16_eq(&format!("F32 → f16 {path} {kind}"), &got, &values);
+            }
+            // Every length mod the vector width, and a source not 4-byte
+            // aligned.
+            let mut shifted = [0u8; 1 + 4 * 40];
+            shifted[1..].copy_from_slice(&src[..4 * 40]);
+            for n in 0..40 {
+                let mut got = vec![fill; n];
+                f(&shifted[1..1 + 4 * n], &mut got);
+                let what = format!("F32 → f16 {path} {kind} {n} values");
+                assert_f16_eq(&what, &got, &values[..n]);
+            }
         }
     }
 }
@@ -152,15 +165,14 @@ fn stays_in_bounds<T: Bits>(
 
 #[test]
 fn f32_to_f16_kernel_stays_in_bounds() {
-    let Some(k) = f32_kernels() else {
-        return;
-    };
     let values: Vec<f32> = (0..50).map(|i| i as f32 * 0.37 - 5.0).collect();
     let src = le_bytes(&values);
-    for (kind, f) in common::variants(k.f16, k.f16_stream) {
-        let what = format!("F32 → f16 {kind}");
-        let fill = f16::from_bits(0x7E55);
-        stays_in_bounds(&what, f, (&src, 4, &values), fill, assert_f16_eq);
+    for (path, k) in f32_kernels() {
+        for (kind, f) in common::variants(k.f16, k.f16_stream) {
+            let what = format!("F32 → f16 {path} {kind}");
+            let fill = f16::from_bits(0x7E55);
+            stays_in_bounds(&what, f, (&src, 4, &values), fill, assert_f16_eq);
+        }
     }
 }
 
@@ -177,26 +189,30 @@ fn bf16_kernels(ty: GgmlType) -> Option<simd::Kernels> {
 
 #[test]
 fn f32_to_bf16_kernel_matches_half_exactly() {
-    let Some(k) = bf16_kernels(GgmlType::F32) else {
-        return;
-    };
     let values = edge_values(&mut Lcg(0xBF32));
     let src = le_bytes(&values);
-    for (kind, f) in common::variants(k.bf16, k.bf16_stream) {
-        let fill = bf16::from_bits(0x7E55);
-        for got in common::run_placed(values.len(), fill, |o| f(&src, o)) {
-            assert_bf16_eq(&format!("F32 → bf16 {kind}"), &got, &values);
+    for (path, k) in f32_kernels() {
+        if bf16_kernels(GgmlType::F32).is_none() {
+            return;
         }
-        // Every length mod the vector width, and a source not 4-byte aligned.
-        let mut shifted = [0u8; 1 + 4 * 40];
-        shifted[1..].copy_from_slice(&src[..4 * 40]);
-        for n in 0..40 {
-            let mut got = vec![fill; n];
-            f(&shifted[1..1 + 4 * n], &mut got);
-            assert_bf16_eq(&format!("F32 → bf16 {kind} {n} values"), &got, &values[..n]);
+        for (kind, f) in common::variants(k.bf16, k.bf16_stream) {
+            let fill = bf16::from_bits(0x7E55);
+            for got in common::run_placed(values.len(), fill, |o| f(&src, o)) {
+                assert_bf16_eq(&format!("F32 → bf16 {path} {kind}"), &got, &values);
+            }
+            // Every length mod the vector width, and a source not 4-byte
+            // aligned.
+            let mut shifted = [0u8; 1 + 4 * 40];
+            shifted[1..].copy_from_slice(&src[..4 * 40]);
+            for n in 0..40 {
+                let mut got = vec![fill; n];
+                f(&shifted[1..1 + 4 * n], &mut got);
+                let what = format!("F32 → bf16 {path} {kind} {n} values");
+                assert_bf16_eq(&what, &got, &values[..n]);
+            }
+            let what = format!("F32 → bf16 {path} {kind}");
+            stays_in_bounds(&what, f, (&src, 4, &values[..50]), fill, assert_bf16_eq);
         }
-        let what = format!("F32 → bf16 {kind}");
-        stays_in_bounds(&what, f, (&src, 4, &values[..50]), fill, assert_bf16_eq);
     }
 }
 

@@ -224,8 +224,8 @@ const X86_FAMILIES: [fn(GgmlType) -> Kernels; 6] = [
 /// The x86-64 families built both eight and sixteen lanes wide: their
 /// kernel tables by width (`true`: AVX-512).
 #[cfg(all(target_arch = "x86_64", any(test, feature = "internals")))]
-const X86_WIDE_FAMILIES: [fn(GgmlType, bool) -> Kernels; 2] =
-    [x86_kquants::table, x86_iquants::table];
+const X86_WIDE_FAMILIES: [fn(GgmlType, bool) -> Kernels; 3] =
+    [x86_kquants::table, x86_iquants::table, x86_float::table];
 
 /// The SIMD routines this CPU can run for `ty`: the one place that picks.
 pub fn kernels(ty: GgmlType) -> Kernels {
@@ -273,8 +273,8 @@ pub fn f32_to_bf16(src: &[f32], dst: &mut [bf16]) {
 }
 
 /// Every kernel set this CPU can run for `ty`, named: [`kernels`]'s pick,
-/// and where a type has more than one path here (the K-quants and the
-/// i-quants with grids on x86-64 with AVX-512: AVX2 and AVX-512), each of
+/// and where a type has more than one path here (the K-quants, the i-quants
+/// with grids and F32 on x86-64 with AVX-512: AVX2 and AVX-512), each of
 /// them, so that the tests hold every path to the reference and not only
 /// the one the dispatcher picks. Empty where `ty` has no SIMD path.
 #[cfg(any(test, feature = "internals"))]
@@ -282,7 +282,8 @@ pub fn kernel_paths(ty: GgmlType) -> Vec<(&'static str, Kernels)> {
     #[cfg(target_arch = "x86_64")]
     if avx512() {
         for table in X86_WIDE_FAMILIES {
-            if table(ty, false).f32.is_some() {
+            let narrow = table(ty, false);
+            if narrow.f32.is_some() || narrow.f16.is_some() {
                 return vec![("avx2", table(ty, false)), ("avx512", table(ty, true))];
             }
         }

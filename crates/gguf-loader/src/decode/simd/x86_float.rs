@@ -9,7 +9,8 @@
 //! sixteen values per operation instead of eight (the same integer
 //! arithmetic, so the same bits): measured 1.44× on the conversion and
 //! 1.02–1.33× on whole decodes to bf16 through the scratch
-//! (docs/BENCHMARKS.md). AVX-512 BF16's `vcvtneps2bf16` flushes denormal
+//! (docs/BENCHMARKS.md); F32 → f16 does too, with the 512-bit form of the
+//! same `vcvtps2ph`. AVX-512 BF16's `vcvtneps2bf16` flushes denormal
 //! inputs to zero, where `half` rounds them, and with the fix-up that needs
 //! it measured no faster: it is not used.
 //!
@@ -26,23 +27,34 @@ use super::{avx2, avx512};
 use super::{Bf16Kernel, Kernels};
 use crate::format::GgmlType;
 
-/// The AVX2 kernels for `ty`, where this CPU supports them. F32 → f32 is a
-/// plain copy, done before any kernel is asked for.
+/// The kernels for `ty`, where this CPU supports them: AVX-512 where it has
+/// AVX-512F/BW, else AVX2. F32 → f32 is a plain copy, done before any kernel
+/// is asked for.
 pub fn kernels(ty: GgmlType) -> Kernels {
     if !avx2() {
         return Kernels::default();
     }
-    match ty {
-        GgmlType::F32 => {
-            let (bf16, bf16_stream) = f32_bf16_kernels();
-            Kernels {
-                f16: Some(f32_f16),
-                f16_stream: Some(f32_f16_stream),
-                bf16: Some(bf16),
-                bf16_stream: Some(bf16_stream),
-                ..Kernels::default()
-            }
-        }
+    table(ty, avx512())
+}
+
+/// The kernels for `ty`, sixteen lanes wide when `wide` (call only where
+/// `avx2()`, and `avx512()` too when `wide`).
+pub(super) fn table(ty: GgmlType, wide: bool) -> Kernels {
+    match (ty, wide) {
+        (GgmlType::F32, false) => Kernels {
+            f16: Some(f32_f16),
+            f16_stream: Some(f32_f16_stream),
+            bf16: Some(f32_bf16),
+            bf16_stream: Some(f32_bf16_stream),
+            ..Kernels::default()
+        },
+        (GgmlType::F32, true) => Kernels {
+            f16: Some(f32_f16_512),
+            f16_stream: Some(f32_f16_512_stream),
+            bf16: Some(f32_bf16_512),
+            bf16_stream: Some(f32_bf16_512_stream),
+            ..Kernels::default()
+        },
         _ => Kernels::default(),
     }
 }
@@ -85,6 +97,39 @@ unsafe fn f32_f16_avx<const NT: bool>(src: &[u8], dst: &mut [f16]) {
 }
 
 float_kernels!(f32_f16_avx, f16, f32_f16, f32_f16_stream);
+
+/// F32 → f16 with AVX-512F: sixteen values at a time rounded by the
+/// 512-bit `vcvtps2ph` (the same instruction, so the same bits as
+/// [`f32_f16_avx`]), the tail by `half::f16::from_f32`.
+///
+/// # Safety
+/// AVX2, F16C, AVX-512F and AVX-512BW must be available; with `NT`, `dst`
+/// must be 16-byte aligned.
+#[target_feature(enable = "avx2,f16c,avx512f,avx512bw")]
+unsafe fn f32_f16_avx512<const NT: bool>(src: &[u8], dst: &mut [f16]) {
+    let n = (src.len() / 4).min(dst.len());
+    let (src, dst) = (&src[..4 * n], &mut dst[..n]);
+    let mut s = src.chunks_exact(64);
+    let mut d = dst.chunks_exact_mut(16);
+    for (b, y) in (&mut s).zip(&mut d) {
+        let y: &mut [f16; 16] = y.try_into().expect("16 outputs");
+        // SAFETY: `b` holds 64 bytes = one unaligned 64-byte load.
+        let v = unsafe { _mm512_loadu_ps(b.as_ptr().cast()) };
+        let h = _mm512_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(v);
+        // SAFETY: `y` holds exactly 16 f16s = 32 bytes, and starts 16-byte
+        // aligned under `NT` (its offset is a multiple of 16 elements).
+        unsafe { st256::<NT>(y.as_mut_ptr().cast(), h) };
+    }
+    if NT {
+        crate::decode::simd::sfence();
+    }
+    for (b, y) in s.remainder().chunks_exact(4).zip(d.into_remainder()) {
+        *y = f16::from_f32(f32::from_le_bytes([b[0], b[1], b[2], b[3]]));
+    }
+}
+
+// Handed out only where `avx512()` found AVX-512F/BW besides AVX2 and F16C.
+float_kernels!(f32_f16_avx512, f16, f32_f16_512, f32_f16_512_stream);
 
 /// The bf16 bits of eight f32s, in the low half of each 32-bit lane: NaNs
 /// keep their top bits with the quiet bit set, everything else is rounded to

@@ -87,7 +87,11 @@ fn f32_kernels() -> Vec<(&'static str, simd::Kernels)> {
         use std::is_x86_feature_detected as x86;
         let avx512 = x86!("avx512f") && x86!("avx512bw") && common::simd_allowed().1;
         let names: Vec<_> = paths.iter().map(|(n, _)| *n).collect();
-        let want: &[&str] = if avx512 { &["avx2", "avx512"] } else { &["simd"] };
+        let want: &[&str] = if avx512 {
+            &["avx2", "avx512"]
+        } else {
+            &["simd"]
+        };
         assert_eq!(names, want, "every path this CPU runs is tested");
     }
     paths
@@ -99,20 +103,9 @@ fn f32_to_f16_kernel_matches_half() {
     let src = le_bytes(&values);
     for (path, k) in f32_kernels() {
         for (kind, f) in common::variants(k.f16, k.f16_stream) {
+            let what = format!("F32 → f16 {path} {kind}");
             let fill = f16::from_bits(0x7E55);
-            for got in common::run_placed(values.len(), fill, |o| f(&src, o)) {
-                assert_f16_eq(&format!("F32 → f16 {path} {kind}"), &got, &values);
-            }
-            // Every length mod the vector width, and a source not 4-byte
-            // aligned.
-            let mut shifted = [0u8; 1 + 4 * 40];
-            shifted[1..].copy_from_slice(&src[..4 * 40]);
-            for n in 0..40 {
-                let mut got = vec![fill; n];
-                f(&shifted[1..1 + 4 * n], &mut got);
-                let what = format!("F32 → f16 {path} {kind} {n} values");
-                assert_f16_eq(&what, &got, &values[..n]);
-            }
+            matches_placed(&what, f, (&src, &values), fill, assert_f16_eq);
         }
     }
 }
@@ -163,6 +156,29 @@ fn stays_in_bounds<T: Bits>(
     }
 }
 
+/// Runs the F32 kernel `f` on `src` (the little-endian bytes of `values`)
+/// into outputs aligned and misaligned for streaming stores, then on every
+/// length up to 40 (every remainder of the vector width) from a source not
+/// 4-byte aligned: each output equals `values` as `eq` judges.
+fn matches_placed<T: Bits>(
+    what: &str,
+    f: fn(&[u8], &mut [T]),
+    (src, values): (&[u8], &[f32]),
+    fill: T,
+    eq: fn(&str, &[T], &[f32]),
+) {
+    for got in common::run_placed(values.len(), fill, |o| f(src, o)) {
+        eq(what, &got, values);
+    }
+    let mut shifted = [0u8; 1 + 4 * 40];
+    shifted[1..].copy_from_slice(&src[..4 * 40]);
+    for n in 0..40 {
+        let mut got = vec![fill; n];
+        f(&shifted[1..1 + 4 * n], &mut got);
+        eq(&format!("{what} {n} values"), &got, &values[..n]);
+    }
+}
+
 #[test]
 fn f32_to_f16_kernel_stays_in_bounds() {
     let values: Vec<f32> = (0..50).map(|i| i as f32 * 0.37 - 5.0).collect();
@@ -196,21 +212,9 @@ fn f32_to_bf16_kernel_matches_half_exactly() {
             return;
         }
         for (kind, f) in common::variants(k.bf16, k.bf16_stream) {
-            let fill = bf16::from_bits(0x7E55);
-            for got in common::run_placed(values.len(), fill, |o| f(&src, o)) {
-                assert_bf16_eq(&format!("F32 → bf16 {path} {kind}"), &got, &values);
-            }
-            // Every length mod the vector width, and a source not 4-byte
-            // aligned.
-            let mut shifted = [0u8; 1 + 4 * 40];
-            shifted[1..].copy_from_slice(&src[..4 * 40]);
-            for n in 0..40 {
-                let mut got = vec![fill; n];
-                f(&shifted[1..1 + 4 * n], &mut got);
-                let what = format!("F32 → bf16 {path} {kind} {n} values");
-                assert_bf16_eq(&what, &got, &values[..n]);
-            }
             let what = format!("F32 → bf16 {path} {kind}");
+            let fill = bf16::from_bits(0x7E55);
+            matches_placed(&what, f, (&src, &values), fill, assert_bf16_eq);
             stays_in_bounds(&what, f, (&src, 4, &values[..50]), fill, assert_bf16_eq);
         }
     }

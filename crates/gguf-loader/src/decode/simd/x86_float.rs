@@ -22,7 +22,7 @@ use std::arch::x86_64::*;
 
 use half::{bf16, f16};
 
-use super::x86_legacy::{float_kernels, load16, st128};
+use super::x86_legacy::float_kernels;
 use super::{avx2, avx512};
 use super::{Bf16Kernel, Kernels};
 use crate::format::GgmlType;
@@ -68,68 +68,6 @@ fn f32_bf16_kernels() -> (Bf16Kernel, Bf16Kernel) {
         (f32_bf16, f32_bf16_stream)
     }
 }
-
-/// F32 → f16: eight values at a time rounded by `vcvtps2ph`, the tail by
-/// `half::f16::from_f32`.
-///
-/// # Safety
-/// AVX2 and F16C must be available; with `NT`, `dst` must be 16-byte aligned.
-#[target_feature(enable = "avx2,f16c")]
-unsafe fn f32_f16_avx<const NT: bool>(src: &[u8], dst: &mut [f16]) {
-    let n = (src.len() / 4).min(dst.len());
-    let (src, dst) = (&src[..4 * n], &mut dst[..n]);
-    let mut s = src.chunks_exact(32);
-    let mut d = dst.chunks_exact_mut(8);
-    for (b, y) in (&mut s).zip(&mut d) {
-        let y: &mut [f16; 8] = y.try_into().expect("8 outputs");
-        let v = _mm256_set_m128i(load16(b, 16), load16(b, 0));
-        let h = _mm256_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(_mm256_castsi256_ps(v));
-        // SAFETY: `y` holds exactly 8 f16s = 16 bytes, and starts 16-byte
-        // aligned under `NT` (its offset is a multiple of 8 elements).
-        unsafe { st128::<NT>(y.as_mut_ptr().cast(), h) };
-    }
-    if NT {
-        crate::decode::simd::sfence();
-    }
-    for (b, y) in s.remainder().chunks_exact(4).zip(d.into_remainder()) {
-        *y = f16::from_f32(f32::from_le_bytes([b[0], b[1], b[2], b[3]]));
-    }
-}
-
-float_kernels!(f32_f16_avx, f16, f32_f16, f32_f16_stream);
-
-/// F32 → f16 with AVX-512F: sixteen values at a time rounded by the
-/// 512-bit `vcvtps2ph` (the same instruction, so the same bits as
-/// [`f32_f16_avx`]), the tail by `half::f16::from_f32`.
-///
-/// # Safety
-/// AVX2, F16C, AVX-512F and AVX-512BW must be available; with `NT`, `dst`
-/// must be 16-byte aligned.
-#[target_feature(enable = "avx2,f16c,avx512f,avx512bw")]
-unsafe fn f32_f16_avx512<const NT: bool>(src: &[u8], dst: &mut [f16]) {
-    let n = (src.len() / 4).min(dst.len());
-    let (src, dst) = (&src[..4 * n], &mut dst[..n]);
-    let mut s = src.chunks_exact(64);
-    let mut d = dst.chunks_exact_mut(16);
-    for (b, y) in (&mut s).zip(&mut d) {
-        let y: &mut [f16; 16] = y.try_into().expect("16 outputs");
-        // SAFETY: `b` holds 64 bytes = one unaligned 64-byte load.
-        let v = unsafe { _mm512_loadu_ps(b.as_ptr().cast()) };
-        let h = _mm512_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(v);
-        // SAFETY: `y` holds exactly 16 f16s = 32 bytes, and starts 16-byte
-        // aligned under `NT` (its offset is a multiple of 16 elements).
-        unsafe { st256::<NT>(y.as_mut_ptr().cast(), h) };
-    }
-    if NT {
-        crate::decode::simd::sfence();
-    }
-    for (b, y) in s.remainder().chunks_exact(4).zip(d.into_remainder()) {
-        *y = f16::from_f32(f32::from_le_bytes([b[0], b[1], b[2], b[3]]));
-    }
-}
-
-// Handed out only where `avx512()` found AVX-512F/BW besides AVX2 and F16C.
-float_kernels!(f32_f16_avx512, f16, f32_f16_512, f32_f16_512_stream);
 
 /// The bf16 bits of eight f32s, in the low half of each 32-bit lane: NaNs
 /// keep their top bits with the quiet bit set, everything else is rounded to
@@ -186,34 +124,89 @@ pub(super) unsafe fn st256<const NT: bool>(p: *mut u8, v: __m256i) {
     }
 }
 
-/// Defines an F32 → bf16 kernel (from the values' little-endian bytes, no
-/// f32 scratch) with the given target features: sixteen values at a time
-/// rounded by `$round` (64 input bytes to 32 bytes of bf16), the tail by
-/// `half::bf16::from_f32`.
-macro_rules! f32_bf16_kernel {
-    ($(#[$doc:meta])* $name:ident, $features:literal, $round:ident) => {
+/// Defines an F32 → f16 or bf16 kernel (from the values' little-endian
+/// bytes, no f32 scratch) with the given target features: sixteen values at
+/// a time rounded by `$round` (64 input bytes to 32 bytes of output), the
+/// tail by `$out::from_f32`.
+macro_rules! f32_half_kernel {
+    ($(#[$doc:meta])* $name:ident, $out:ident, $features:literal, $round:ident) => {
         $(#[$doc])*
         #[target_feature(enable = $features)]
-        unsafe fn $name<const NT: bool>(src: &[u8], dst: &mut [bf16]) {
+        unsafe fn $name<const NT: bool>(src: &[u8], dst: &mut [$out]) {
             let n = (src.len() / 4).min(dst.len());
             let (src, dst) = (&src[..4 * n], &mut dst[..n]);
             let mut s = src.chunks_exact(64);
             let mut d = dst.chunks_exact_mut(16);
             for (b, y) in (&mut s).zip(&mut d) {
                 let h = $round(b.try_into().expect("64 input bytes"));
-                // SAFETY: `y` holds 16 bf16s = 32 bytes, 16-byte aligned
-                // under `NT` (its offset is a multiple of 16 elements).
+                // SAFETY: `y` holds 16 two-byte values = 32 bytes, 16-byte
+                // aligned under `NT` (its offset is a multiple of 16
+                // elements).
                 unsafe { st256::<NT>(y.as_mut_ptr().cast(), h) };
             }
             if NT {
                 crate::decode::simd::sfence();
             }
             for (b, y) in s.remainder().chunks_exact(4).zip(d.into_remainder()) {
-                *y = bf16::from_f32(f32::from_le_bytes([b[0], b[1], b[2], b[3]]));
+                *y = $out::from_f32(f32::from_le_bytes([b[0], b[1], b[2], b[3]]));
             }
         }
     };
 }
+
+/// Sixteen f32s (64 little-endian bytes) rounded to f16 by F16C's
+/// round-to-nearest-even `vcvtps2ph`, eight at a time.
+#[inline]
+#[target_feature(enable = "avx2,f16c")]
+fn f16x16_avx2(b: &[u8; 64]) -> __m256i {
+    let p = b.as_ptr().cast::<f32>();
+    // SAFETY: `b` holds 64 bytes = two unaligned 32-byte loads.
+    let (lo, hi) = unsafe { (_mm256_loadu_ps(p), _mm256_loadu_ps(p.add(8))) };
+    _mm256_set_m128i(
+        _mm256_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(hi),
+        _mm256_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(lo),
+    )
+}
+
+f32_half_kernel!(
+    /// F32 → f16 with AVX2 and F16C, eight values per rounding.
+    ///
+    /// # Safety
+    /// AVX2 and F16C must be available; with `NT`, `dst` must be 16-byte
+    /// aligned.
+    f32_f16_avx,
+    f16,
+    "avx2,f16c",
+    f16x16_avx2
+);
+
+float_kernels!(f32_f16_avx, f16, f32_f16, f32_f16_stream);
+
+/// Sixteen f32s (64 little-endian bytes) rounded to f16 by the 512-bit
+/// `vcvtps2ph` (the same instruction as [`f16x16_avx2`]'s, so the same
+/// bits).
+#[inline]
+#[target_feature(enable = "avx2,f16c,avx512f,avx512bw")]
+fn f16x16_avx512(b: &[u8; 64]) -> __m256i {
+    // SAFETY: `b` holds 64 bytes = one unaligned 64-byte load.
+    let v = unsafe { _mm512_loadu_ps(b.as_ptr().cast()) };
+    _mm512_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(v)
+}
+
+f32_half_kernel!(
+    /// F32 → f16 with AVX-512F, sixteen values per rounding.
+    ///
+    /// # Safety
+    /// AVX2, F16C, AVX-512F and AVX-512BW must be available; with `NT`,
+    /// `dst` must be 16-byte aligned.
+    f32_f16_avx512,
+    f16,
+    "avx2,f16c,avx512f,avx512bw",
+    f16x16_avx512
+);
+
+// Handed out only where `avx512()` found AVX-512F/BW besides AVX2 and F16C.
+float_kernels!(f32_f16_avx512, f16, f32_f16_512, f32_f16_512_stream);
 
 /// Sixteen f32s (64 little-endian bytes) rounded to bf16 by
 /// [`ps_to_bf16x16`].
@@ -225,13 +218,14 @@ fn bf16x16_avx2(b: &[u8; 64]) -> __m256i {
     unsafe { ps_to_bf16x16(_mm256_loadu_ps(p), _mm256_loadu_ps(p.add(8))) }
 }
 
-f32_bf16_kernel!(
+f32_half_kernel!(
     /// F32 → bf16 with AVX2, eight values per rounding.
     ///
     /// # Safety
     /// AVX2 and F16C must be available; with `NT`, `dst` must be 16-byte
     /// aligned.
     f32_bf16_avx,
+    bf16,
     "avx2,f16c",
     bf16x16_avx2
 );
@@ -262,13 +256,14 @@ fn bf16x16_avx512(b: &[u8; 64]) -> __m256i {
     ps_to_bf16x16_512(unsafe { _mm512_loadu_ps(b.as_ptr().cast()) })
 }
 
-f32_bf16_kernel!(
+f32_half_kernel!(
     /// F32 → bf16 with AVX-512F/BW, sixteen values per rounding.
     ///
     /// # Safety
     /// AVX2, F16C, AVX-512F and AVX-512BW must be available; with `NT`,
     /// `dst` must be 16-byte aligned.
     f32_bf16_avx512,
+    bf16,
     "avx2,f16c,avx512f,avx512bw",
     bf16x16_avx512
 );

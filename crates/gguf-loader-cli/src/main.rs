@@ -132,10 +132,11 @@ fn parse_temp(s: &str) -> Result<f32, String> {
     }
 }
 
-/// A nucleus mass: above 0, at most 1.
+/// A nucleus mass: above 0, at most 1 (one too small for an f32, such as
+/// 1e-300, is the smallest positive f32: the most likely token alone).
 fn parse_top_p(s: &str) -> Result<f32, String> {
-    match s.parse::<f32>() {
-        Ok(p) if p > 0.0 && p <= 1.0 => Ok(p),
+    match s.parse::<f64>() {
+        Ok(p) if p > 0.0 && p <= 1.0 => Ok((p as f32).max(f32::MIN_POSITIVE)),
         _ => Err(format!(
             "'{s}' is not a probability mass above 0 and at most 1"
         )),

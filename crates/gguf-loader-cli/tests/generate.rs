@@ -74,6 +74,17 @@ fn sampling_repeats_with_a_seed_and_bad_requests_are_refused() {
         ids(r.ok())
     };
     assert_eq!(sample("4"), sample("4"));
+    // A nucleus mass too small for an f32 keeps the most likely token: the
+    // greedy choice.
+    let greedy = |extra: &[&str]| {
+        let r = run(cli()
+            .arg("generate")
+            .arg(&model)
+            .args(["--ids", "--tokens", "1,2,3", "-n", "4"])
+            .args(extra));
+        ids(r.ok())
+    };
+    assert_eq!(greedy(&["--temp", "0.9", "--top-p", "1e-300"]), greedy(&[]));
     let refused = |args: &[&str], says: &str| {
         let r = run(cli().arg("generate").arg(&model).args(args));
         assert!(r.err().contains(says), "{args:?}: {}", r.stderr);

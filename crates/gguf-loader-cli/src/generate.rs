@@ -236,7 +236,7 @@ fn run_on<M: Step>(
     let prompt = match (a.prompt, a.tokens) {
         (_, Some(ids)) => ids.to_vec(),
         (Some(p), None) => text.encode(p, a.chat, a.system)?,
-        (None, None) => return Err("give --prompt TEXT or --tokens IDS".into()),
+        (None, None) => return Err("give --prompt TEXT, --prompt-file FILE or --tokens IDS".into()),
     };
     let mut stream = match &text {
         Text::Tokenizer(t) => Out::Text(t.stream_decoder(false)),

@@ -10,7 +10,7 @@ mod output;
 mod synth;
 mod tokenize;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -130,6 +130,16 @@ fn parse_temp(s: &str) -> Result<f32, String> {
         Ok(t) if (0.0..=100.0).contains(&t) => Ok(t),
         _ => Err(format!("'{s}' is not a temperature from 0 to 100")),
     }
+}
+
+/// The text of `--prompt-file`: the file's, or standard input's for `-`.
+fn read_prompt(path: &Path) -> Result<String, CliError> {
+    if path == Path::new("-") {
+        return tokenize::read_text(std::io::stdin().lock(), "standard input");
+    }
+    let what = path.display().to_string();
+    let file = std::fs::File::open(path).map_err(|e| CliError::Message(format!("{what}: {e}")))?;
+    tokenize::read_text(file, &what)
 }
 
 /// A nucleus mass: above 0, at most 1 (one too small for an f32, such as
@@ -282,12 +292,17 @@ enum Command {
     /// Continue a prompt with the model's own forward pass (llama, gemma3;
     /// CPU or GPU): the generation on standard output, speeds and peak
     /// memory on standard error. Greedy unless --temp is above 0.
+    #[command(group(clap::ArgGroup::new("text").args(["prompt", "prompt_file"])))]
     Generate {
         /// The GGUF file (any shard of a split model opens them all).
         file: PathBuf,
         /// The prompt as text.
         #[arg(long, conflicts_with = "tokens")]
         prompt: Option<String>,
+        /// The prompt as the text of this file (UTF-8, at most 256 MiB; `-`:
+        /// standard input).
+        #[arg(long, conflicts_with = "tokens", value_name = "FILE")]
+        prompt_file: Option<PathBuf>,
         /// The prompt as token ids, comma-separated.
         #[arg(long, value_delimiter = ',', num_args = 1..)]
         tokens: Option<Vec<u32>>,
@@ -313,7 +328,7 @@ enum Command {
         #[arg(long, default_value = "cpu", value_parser = parse_device)]
         device: Device,
         /// Render the prompt as a user turn of the file's chat template.
-        #[arg(long, requires = "prompt")]
+        #[arg(long, requires = "text")]
         chat: bool,
         /// With --chat: a system turn before the prompt's (the template
         /// decides where it goes; some refuse one).
@@ -462,6 +477,7 @@ fn run(command: Command) -> Result<ExitCode, CliError> {
         Command::Generate {
             file,
             prompt,
+            prompt_file,
             tokens,
             n,
             dtype,
@@ -476,7 +492,11 @@ fn run(command: Command) -> Result<ExitCode, CliError> {
             gpu_matmul,
         } => generate::run(&generate::Args {
             file: &file,
-            prompt: prompt.as_deref(),
+            prompt: match prompt_file {
+                Some(p) => Some(read_prompt(&p)?),
+                None => prompt,
+            }
+            .as_deref(),
             tokens: tokens.as_deref(),
             n: n as usize,
             dtype: dtype.into(),

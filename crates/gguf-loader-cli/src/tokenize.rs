@@ -3,7 +3,8 @@
 //! ids on one line, separated by spaces, or with `--json` an array of
 //! `{id, piece}` objects (and `bytes` where the piece is part of a
 //! character). By default no BOS/EOS is added and special-token
-//! text is not parsed, as llama.cpp's tokenizer tests call it.
+//! text is not parsed, as llama.cpp's tokenizer tests call it. The text
+//! may be up to [`MAX_TEXT`] bytes long.
 
 use std::io::{self, Read, Write};
 use std::path::Path;
@@ -25,18 +26,8 @@ pub fn run(
     let loader = MmapGGUFLoader::new(file)?;
     let tok = Tokenizer::from_loader(&loader)
         .map_err(|e| CliError::Message(format!("{}: {e}", file.display())))?;
-    let mut input = Vec::new();
-    io::stdin()
-        .lock()
-        .read_to_end(&mut input)
-        .map_err(|e| CliError::Message(format!("reading standard input: {e}")))?;
-    let text = std::str::from_utf8(&input).map_err(|e| {
-        CliError::Message(format!(
-            "standard input is not UTF-8 (at byte offset {})",
-            e.valid_up_to()
-        ))
-    })?;
-    let ids = tok.encode(text, add_special, parse_special);
+    let text = read_text(io::stdin().lock(), "standard input")?;
+    let ids = tok.encode(&text, add_special, parse_special);
     let mut out = io::BufWriter::new(io::stdout().lock());
     if json {
         let items: Vec<_> = ids
@@ -61,4 +52,31 @@ pub fn run(
         writeln!(out, "{}", line.join(" ")).map_err(CliError::stdout)?;
     }
     out.flush().map_err(CliError::stdout)
+}
+
+/// The most text `tokenize` (standard input) and `generate --prompt-file`
+/// take: 256 MiB. Endless input (`< /dev/zero`) is refused when it passes
+/// this instead of filling the memory.
+pub const MAX_TEXT: u64 = 256 << 20;
+
+/// All of `r` as UTF-8 text of at most [`MAX_TEXT`] bytes. Errs, naming
+/// `what` (and the byte offset of invalid UTF-8), when `r` cannot be read,
+/// is longer, or is not UTF-8.
+pub fn read_text(r: impl Read, what: &str) -> Result<String, CliError> {
+    let mut input = Vec::new();
+    r.take(MAX_TEXT + 1)
+        .read_to_end(&mut input)
+        .map_err(|e| CliError::Message(format!("reading {what}: {e}")))?;
+    if input.len() as u64 > MAX_TEXT {
+        return Err(CliError::Message(format!(
+            "{what} is longer than {} MiB, the most text taken at once",
+            MAX_TEXT >> 20
+        )));
+    }
+    String::from_utf8(input).map_err(|e| {
+        CliError::Message(format!(
+            "{what} is not UTF-8 (at byte offset {})",
+            e.utf8_error().valid_up_to()
+        ))
+    })
 }

@@ -120,6 +120,49 @@ fn sampling_repeats_with_a_seed_and_bad_requests_are_refused() {
     assert!(r.err().contains("directory"), "{}", r.stderr);
 }
 
+/// `--prompt-file` takes the prompt from a file or, as `-`, from standard
+/// input: the same generation as `--prompt` with that text; a directory, a
+/// missing file, text that is not UTF-8 or endless input are refused in one
+/// line.
+#[test]
+fn prompt_file_and_standard_input_give_the_prompts_generation() {
+    let Some(model) = common::model_path() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let text = "What is the capital of France?";
+    let file = dir.path().join("prompt.txt");
+    std::fs::write(&file, text).unwrap();
+    let gen = |how: &[&std::ffi::OsStr], stdin: &[u8]| {
+        let mut c = cli();
+        c.arg("generate")
+            .arg(&model)
+            .args(["--chat", "-n", "12"])
+            .args(how);
+        support::run_with_stdin(&mut c, stdin)
+    };
+    let want = gen(&["--prompt".as_ref(), text.as_ref()], b"");
+    let from_file = gen(&["--prompt-file".as_ref(), file.as_os_str()], b"");
+    let from_stdin = gen(&["--prompt-file".as_ref(), "-".as_ref()], text.as_bytes());
+    assert!(want.ok().contains("Paris"), "{}", want.stdout);
+    assert_eq!(from_file.ok(), want.stdout);
+    assert_eq!(from_stdin.ok(), want.stdout);
+
+    let bad = dir.path().join("bad.txt");
+    std::fs::write(&bad, b"a\xffb").unwrap();
+    for (path, says) in [
+        (dir.path().to_path_buf(), "Is a directory"),
+        (dir.path().join("missing.txt"), "No such file"),
+        (bad, "is not UTF-8 (at byte offset 1)"),
+        ("/dev/zero".into(), "is longer than 256 MiB"),
+    ] {
+        let r = gen(&["--prompt-file".as_ref(), path.as_os_str()], b"");
+        let err = r.err();
+        assert!(err.contains(says) && err.lines().count() == 1, "{err}");
+        assert!(r.stdout.is_empty());
+    }
+}
+
 /// `--chat` renders the file's template (SmolLM2-Instruct's, and the model
 /// answers), or says which built-in turn format it uses where the file has
 /// none (the Gemma-3 base model).

@@ -118,4 +118,13 @@ fn refusals_are_one_line() {
     let out = tokenize(&m, b"", &[]);
     assert!(out.status.success());
     assert_eq!(out.stdout, b"\n");
+    // Input past 256 MiB (endless input, such as /dev/zero) is refused
+    // instead of filling the memory.
+    let out = tokenize(&m, &vec![b'a'; (256 << 20) + 1], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        String::from_utf8(out.stderr).unwrap(),
+        "gguf-loader: standard input is longer than 256 MiB, the most text taken at once\n"
+    );
+    assert!(out.stdout.is_empty());
 }

@@ -173,6 +173,27 @@ pub fn run(cmd: &mut Command) -> Ran {
     }
 }
 
+/// Runs `cmd` to its end with `stdin` as its standard input (a broken pipe
+/// is fine: the command may not read it). Its peak memory is not measured
+/// (`max_rss` is 0).
+pub fn run_with_stdin(cmd: &mut Command, stdin: &[u8]) -> Ran {
+    use std::io::Write;
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let _ = child.stdin.take().unwrap().write_all(stdin);
+    let out = child.wait_with_output().unwrap();
+    Ran {
+        code: out.status.code(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        max_rss: 0,
+    }
+}
+
 /// The files in `dir`, sorted (temporary files left behind show here).
 pub fn listing(dir: &Path) -> Vec<String> {
     let mut v: Vec<String> = std::fs::read_dir(dir)

@@ -10,8 +10,8 @@ use gguf_loader_cli::CliError;
 
 /// Writes the model to `output` through [`Output`] (a temporary file renamed
 /// into place) and prints a one-line summary. Errs on an unknown preset or
-/// type, an output that cannot be written or exists without `force`, and a
-/// failed write, naming the output.
+/// type, an output named `.safetensors`, an output that cannot be written or
+/// exists without `force`, and a failed write, naming the output.
 pub fn run(
     preset_name: &str,
     ty: &str,
@@ -27,6 +27,15 @@ pub fn run(
         )
     })?;
     let ty = GgmlType::from_name(ty).ok_or_else(|| format!("unknown tensor type '{ty}'"))?;
+    // The model is a GGUF: a name that says safetensors would mislead.
+    let ext = output.extension().and_then(|e| e.to_str());
+    if ext.is_some_and(|e| e.eq_ignore_ascii_case("safetensors")) {
+        return Err(format!(
+            "{}: synth writes a GGUF; name the output .gguf (convert makes safetensors)",
+            output.display()
+        )
+        .into());
+    }
     // Before the (long) synthesis: an output that cannot be written shows now.
     let mut out = Output::create(output, &[], force)?;
     let w = synthesize(&p, ty, seed).map_err(|e| e.to_string())?;

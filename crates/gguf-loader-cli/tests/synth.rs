@@ -83,6 +83,14 @@ fn unwritable_outputs_are_named_and_leave_nothing() {
         .arg(&out));
     assert!(r.err().contains("unknown preset"));
     assert!(listing(dir.path()).is_empty());
+    // A GGUF is never written under a safetensors name.
+    for name in ["m.safetensors", "m.SafeTensors"] {
+        let r = run(cli()
+            .args(["synth", "--preset", "tiny-test", "--type", "q8_0", "-o"])
+            .arg(dir.path().join(name)));
+        assert!(r.err().contains("synth writes a GGUF"), "{}", r.stderr);
+    }
+    assert!(listing(dir.path()).is_empty());
 }
 
 #[test]

@@ -117,7 +117,7 @@ impl Text {
     fn encode(&self, prompt: &str, chat: bool, system: Option<&str>) -> Result<Vec<u32>, CliError> {
         let Text::Tokenizer(tok) = self else {
             return Err(
-                "--prompt needs the tokenizer, which --ids leaves out: give the prompt as --tokens IDS, or drop --ids"
+                "a text prompt needs the tokenizer, which --ids leaves out: give the prompt as --tokens IDS, or drop --ids"
                     .into(),
             );
         };

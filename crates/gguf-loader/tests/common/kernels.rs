@@ -307,14 +307,7 @@ pub fn avx512_and_avx2_paths(cases: &[Case]) {
     if simd::kernels(GgmlType::Q4_K).f16.is_none() {
         return; // no AVX2 here, or GGUF_LOADER_SIMD=scalar
     }
-    let avx512 = std::arch::is_x86_feature_detected!("avx512f")
-        && std::arch::is_x86_feature_detected!("avx512bw")
-        && common::simd_allowed().1;
-    let want: &[&str] = if avx512 {
-        &["avx2", "avx512"]
-    } else {
-        &["simd"]
-    };
+    let want = common::wide_path_names();
     for &(ty, name, _) in cases {
         let names: Vec<_> = simd::kernel_paths(ty).into_iter().map(|(n, _)| n).collect();
         assert_eq!(names, want, "{name}");

@@ -288,3 +288,20 @@ pub fn simd_allowed() -> (bool, bool) {
         _ => (true, true),
     }
 }
+
+/// The names `simd::kernel_paths` gives a type built both eight and sixteen
+/// lanes wide (the K-quants, the i-quants with grids, F32) on an x86-64 CPU
+/// with AVX2: both builds where the CPU has AVX-512F/BW and
+/// `GGUF_LOADER_SIMD` allows it, else the dispatcher's one pick.
+#[cfg(target_arch = "x86_64")]
+#[allow(dead_code)]
+pub fn wide_path_names() -> &'static [&'static str] {
+    let avx512 = std::arch::is_x86_feature_detected!("avx512f")
+        && std::arch::is_x86_feature_detected!("avx512bw")
+        && simd_allowed().1;
+    if avx512 {
+        &["avx2", "avx512"]
+    } else {
+        &["simd"]
+    }
+}

@@ -4,25 +4,15 @@
 
 #[path = "../../gguf-loader/tests/common/mod.rs"]
 mod common;
+mod support;
 
-use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 
 fn tokenize(model: &Path, input: &[u8], flags: &[&str]) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_gguf-loader"))
-        .arg("tokenize")
-        .arg(model)
-        .args(flags)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    // A refusal may exit before reading its input: a broken pipe here is
-    // then expected, and the exit status and stderr say the rest.
-    let _ = child.stdin.take().unwrap().write_all(input);
-    child.wait_with_output().unwrap()
+    let mut cmd = support::cli();
+    cmd.arg("tokenize").arg(model).args(flags);
+    support::output_with_stdin(&mut cmd, input)
 }
 
 fn check(name: &str, model: &Path) {

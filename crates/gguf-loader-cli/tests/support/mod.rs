@@ -173,10 +173,11 @@ pub fn run(cmd: &mut Command) -> Ran {
     }
 }
 
-/// Runs `cmd` to its end with `stdin` as its standard input (a broken pipe
-/// is fine: the command may not read it). Its peak memory is not measured
-/// (`max_rss` is 0).
-pub fn run_with_stdin(cmd: &mut Command, stdin: &[u8]) -> Ran {
+/// Runs `cmd` to its end with `stdin` as its standard input, standard
+/// output and error captured. A refusal may exit before reading its input:
+/// a broken pipe here is then expected, and the exit status and standard
+/// error say the rest.
+pub fn output_with_stdin(cmd: &mut Command, stdin: &[u8]) -> Output {
     use std::io::Write;
     let mut child = cmd
         .stdin(Stdio::piped())
@@ -185,7 +186,13 @@ pub fn run_with_stdin(cmd: &mut Command, stdin: &[u8]) -> Ran {
         .spawn()
         .unwrap();
     let _ = child.stdin.take().unwrap().write_all(stdin);
-    let out = child.wait_with_output().unwrap();
+    child.wait_with_output().unwrap()
+}
+
+/// [`output_with_stdin`] as a [`Ran`]; its peak memory is not measured
+/// (`max_rss` is 0).
+pub fn run_with_stdin(cmd: &mut Command, stdin: &[u8]) -> Ran {
+    let out = output_with_stdin(cmd, stdin);
     Ran {
         code: out.status.code(),
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),

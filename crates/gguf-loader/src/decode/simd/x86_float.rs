@@ -59,16 +59,6 @@ pub(super) fn table(ty: GgmlType, wide: bool) -> Kernels {
     }
 }
 
-/// The F32 → bf16 kernels for this CPU, ordinary and streaming: AVX-512
-/// where it has AVX-512F/BW, else AVX2. Call only where `avx2()`.
-fn f32_bf16_kernels() -> (Bf16Kernel, Bf16Kernel) {
-    if avx512() {
-        (f32_bf16_512, f32_bf16_512_stream)
-    } else {
-        (f32_bf16, f32_bf16_stream)
-    }
-}
-
 /// The bf16 bits of eight f32s, in the low half of each 32-bit lane: NaNs
 /// keep their top bits with the quiet bit set, everything else is rounded to
 /// nearest-even (`bits + 0x7FFF + lsb`, then the top half), as
@@ -274,11 +264,9 @@ float_kernels!(f32_bf16_avx512, bf16, f32_bf16_512, f32_bf16_512_stream);
 /// f32 → bf16 for `min(src.len(), dst.len())` values with AVX-512 or AVX2,
 /// or `None` (nothing written) where this CPU has neither.
 pub fn f32_to_bf16(src: &[f32], dst: &mut [bf16]) -> Option<()> {
-    if !avx2() {
-        return None;
-    }
-    // An f32 slice is its values' little-endian bytes on x86-64.
-    f32_bf16_kernels().0(bytemuck::cast_slice(src), dst);
+    // F32's own bf16 kernel: an f32 slice is its values' little-endian
+    // bytes on x86-64.
+    kernels(GgmlType::F32).bf16?(bytemuck::cast_slice(src), dst);
     Some(())
 }
 

@@ -23,8 +23,8 @@ use std::arch::x86_64::*;
 use half::{bf16, f16};
 
 use super::x86_legacy::float_kernels;
+use super::Kernels;
 use super::{avx2, avx512};
-use super::{Bf16Kernel, Kernels};
 use crate::format::GgmlType;
 
 /// The kernels for `ty`, where this CPU supports them: AVX-512 where it has
@@ -274,8 +274,8 @@ pub fn f32_to_bf16(src: &[f32], dst: &mut [bf16]) -> Option<()> {
 /// with ordinary and with streaming stores, by name: for the tests, which
 /// hold each to `half` whichever the dispatcher picks here.
 #[cfg(any(test, feature = "internals"))]
-pub fn f32_to_bf16_paths() -> Vec<(&'static str, Bf16Kernel)> {
-    let mut paths: Vec<(&'static str, Bf16Kernel)> = Vec::new();
+pub fn f32_to_bf16_paths() -> Vec<(&'static str, super::Bf16Kernel)> {
+    let mut paths: Vec<(&'static str, super::Bf16Kernel)> = Vec::new();
     if avx2() {
         paths.push(("avx2", f32_bf16));
         paths.push(("avx2 streamed", f32_bf16_stream));

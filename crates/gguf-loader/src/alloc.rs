@@ -70,19 +70,6 @@ fn advise_huge_pages<T>(v: &[T]) {
     let _ = v;
 }
 
-/// [`try_zeroed_vec`] for sizes the caller chose (not a file): failing to
-/// allocate aborts, as `Vec` does.
-pub fn zeroed_vec<T: Element>(n: usize) -> Vec<T> {
-    match try_zeroed_vec(n) {
-        Ok(v) => v,
-        Err(_) => match std::alloc::Layout::array::<T>(n) {
-            Ok(layout) => std::alloc::handle_alloc_error(layout),
-            // Too large for the address space: let Vec report it.
-            Err(_) => vec![T::default(); n],
-        },
-    }
-}
-
 /// Outputs of at least this many bytes get pages of their own (smaller ones
 /// the heap): freed memory goes back to the system at once, where the C
 /// allocator would keep a freed heap block resident for reuse.

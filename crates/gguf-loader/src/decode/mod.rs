@@ -67,6 +67,14 @@ pub enum DecodeError {
         /// Elements per row.
         row_len: usize,
     },
+    #[error("{ty}: the output of {bytes} bytes cannot be allocated (out of memory)")]
+    /// [`dequantize`] could not allocate its output.
+    OutOfMemory {
+        /// The type decoded.
+        ty: GgmlType,
+        /// Bytes of the output asked for.
+        bytes: u64,
+    },
 }
 
 /// Pairs each whole block of `src`, viewed as its struct `B`, with its `N`
@@ -326,10 +334,13 @@ pub fn dequantize_into_par_with<T: Element>(
 }
 
 /// Decodes a whole tensor into a new vector (multithreaded).
+/// [`DecodeError::OutOfMemory`] when the output cannot be allocated: the
+/// input's length, like a file's, decides its size.
 pub fn dequantize<T: Element>(ty: GgmlType, src: &[u8]) -> Result<Vec<T>, DecodeError> {
     let type_size = ty.type_size() as usize;
     let n = src.len() / type_size * ty.block_size() as usize;
-    let mut out = crate::alloc::zeroed_vec::<T>(n);
+    let mut out = crate::alloc::try_zeroed_vec::<T>(n)
+        .map_err(|e| DecodeError::OutOfMemory { ty, bytes: e.bytes })?;
     let stores = Stores::Auto.for_output(n.saturating_mul(T::KIND.size()), OutputMemory::Fresh);
     dequantize_into_par_with(ty, src, &mut out, stores)?;
     Ok(out)

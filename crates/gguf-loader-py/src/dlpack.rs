@@ -359,7 +359,15 @@ impl DeviceTensor {
                     t.to_host()
                 })
                 .map_err(crate::py_err)?;
-            let values: Vec<N> = bytemuck::cast_slice::<T, N>(h.data()).to_vec();
+            let src = bytemuck::cast_slice::<T, N>(h.data());
+            let mut values: Vec<N> = Vec::new();
+            values.try_reserve_exact(src.len()).map_err(|_| {
+                pyo3::exceptions::PyMemoryError::new_err(format!(
+                    "cannot allocate {} bytes for a host copy (out of memory)",
+                    std::mem::size_of_val(src)
+                ))
+            })?;
+            values.extend_from_slice(src);
             numpy::PyArray1::from_vec(py, values).call_method1("reshape", (shape,))
         }
         match &*self.tensor {

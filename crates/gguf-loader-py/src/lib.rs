@@ -13,6 +13,7 @@ use pyo3::prelude::*;
 
 mod dlpack;
 mod file;
+mod fork;
 mod load;
 mod meta;
 mod pool;
@@ -58,6 +59,14 @@ fn ggml_types() -> Vec<(u32, &'static str, u64, u64)> {
         .collect()
 }
 
+/// `MemoryError` for an output that cannot be allocated, else `ValueError`.
+fn decode_err(e: gguf_loader::DecodeError) -> PyErr {
+    match e {
+        gguf_loader::DecodeError::OutOfMemory { .. } => PyMemoryError::new_err(e.to_string()),
+        e => PyValueError::new_err(e.to_string()),
+    }
+}
+
 /// Decodes `data` (whole blocks of type `qtype`, contiguous bytes) to a new
 /// 1-D float32 array, on every core, without the GIL.
 #[pyfunction]
@@ -77,23 +86,25 @@ fn dequantize<'py>(
     }
     let n = src.len() / type_size * block;
     if n * 4 < pool::MIN_BYTES {
-        let out = PyArray1::<f32>::zeros(py, n, false);
+        let out = load::empty::<f32>(py, n)?;
         {
             let mut rw = out.readwrite();
             let dst = rw.as_slice_mut()?;
-            py.detach(|| gguf_loader::dequantize_into_par(ty, src, dst))
-                .map_err(|e| PyValueError::new_err(e.to_string()))?;
+            py.detach(|| fork::run(|| gguf_loader::dequantize_into_par(ty, src, dst)))?
+                .map_err(decode_err)?;
         }
         return Ok(out);
     }
     let decoded = py
-        .detach(|| match pool::take(n) {
-            // Memory already faulted in: decode over the old values.
-            Some(mut v) => gguf_loader::dequantize_into_par(ty, src, &mut v).map(|_| v),
-            // Fresh pages (huge where the kernel allows), decoded in parallel.
-            None => gguf_loader::dequantize::<f32>(ty, src),
-        })
-        .map_err(|e| PyValueError::new_err(e.to_string()))?;
+        .detach(|| {
+            fork::run(|| match pool::take(n) {
+                // Memory already faulted in: decode over the old values.
+                Some(mut v) => gguf_loader::dequantize_into_par(ty, src, &mut v).map(|_| v),
+                // Fresh pages (huge where the kernel allows), decoded in parallel.
+                None => gguf_loader::dequantize::<f32>(ty, src),
+            })
+        })?
+        .map_err(decode_err)?;
     pool::into_array(py, decoded)
 }
 
@@ -161,6 +172,7 @@ fn simd_features() -> &'static str {
 /// The native module.
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    fork::init();
     m.add_class::<file::File>()?;
     m.add_class::<meta::StringArray>()?;
     m.add_class::<meta::Owner>()?;

@@ -102,7 +102,7 @@ fn cancellable<R: Send>(
     };
     let opts = opts.progress(&report);
     let mut reported: Option<Progress> = None;
-    let mut call = |py: Python<'_>| -> PyResult<()> {
+    let mut call = |_: Python<'_>| -> PyResult<()> {
         let Some(cb) = progress else { return Ok(()) };
         let now = latest.lock().ok().and_then(|l| *l);
         let Some(p) = now else { return Ok(()) };
@@ -110,21 +110,23 @@ fn cancellable<R: Send>(
             return Ok(());
         }
         reported = Some(p);
-        let r = cb.call1((p.tensors_done, p.tensors_total, p.bytes_done, p.bytes_total))?;
-        if r.is(pyo3::types::PyBool::new(py, false)) {
-            return Err(Cancelled::new_err("cancelled by the progress callback"));
-        }
-        Ok(())
+        call_progress(cb, &p)
     };
     let main = std::thread::current();
+    // Set by the worker just before it wakes this thread: `is_finished`
+    // turns true only once the thread has exited, after the wake-up, which
+    // would cost a whole 50 ms wait on every small load.
+    let done = AtomicBool::new(false);
     std::thread::scope(|s| {
         let handle = s.spawn(|| {
-            let r = work(opts);
+            let r = crate::fork::run(|| work(opts));
+            done.store(true, Ordering::Release);
             main.unpark();
             r
         });
         let mut raised: Option<PyErr> = None;
-        while !handle.is_finished() {
+        // A worker that panicked never sets `done`, but finishes.
+        while !done.load(Ordering::Acquire) && !handle.is_finished() {
             py.detach(|| std::thread::park_timeout(Duration::from_millis(50)));
             if raised.is_none() {
                 if let Err(e) = py.check_signals().and_then(|_| call(py)) {
@@ -138,7 +140,7 @@ fn cancellable<R: Send>(
             return Err(e);
         }
         let result = match result {
-            Ok(r) => r.map_err(py_err)?,
+            Ok(r) => r?.map_err(py_err)?,
             Err(_) => {
                 return Err(pyo3::exceptions::PyRuntimeError::new_err(
                     "the decoding thread panicked",
@@ -193,20 +195,32 @@ where
             .checked_add(padded(n, std::mem::size_of::<T>()))
             .ok_or_else(|| py_err(gguf_loader::Error::TooLarge(name.clone())))?;
     }
-    if total == 0 {
-        let buffer = PyArray1::<N>::zeros(py, 0, false);
-        return Ok((buffer.into_any(), strip(layout)));
-    }
     // Not zeroed (np.empty): zeroing memory that malloc reuses costs as much
     // as decoding into it. Every value is written below: the decoders fill
     // each tensor's range (they check its length), the padding is zeroed.
-    // SAFETY: a new C-contiguous array of `total` elements that nothing
-    // else refers to until it is returned.
-    let buffer = unsafe { PyArray1::<N>::new(py, [total], false) };
+    let buffer = empty::<N>(py, total)?;
+    if total == 0 {
+        // Nothing to decode: the callback still hears of the end.
+        if let Some(cb) = progress {
+            let n = layout.len();
+            call_progress(
+                cb,
+                &Progress {
+                    tensors_done: n,
+                    tensors_total: n,
+                    bytes_done: 0,
+                    bytes_total: 0,
+                },
+            )?;
+        }
+        return Ok((buffer.into_any(), strip(layout)));
+    }
     {
-        // SAFETY: `buffer.data()` points to its `total` (> 0) elements, only
-        // written through this slice until the array is returned, and never
-        // read before written; every bit pattern is a valid f32, f16 or u16.
+        // SAFETY: `buffer` is a new C-contiguous 1-D array (numpy's
+        // `empty`) that nothing else refers to until it is returned:
+        // `buffer.data()` points to its `total` (> 0) elements, only written
+        // through this slice meanwhile, and never read before written; every
+        // bit pattern is a valid f32, f16 or u16.
         let all: &mut [N] = unsafe { std::slice::from_raw_parts_mut(buffer.data(), total) };
         let all: &mut [T] = bytemuck::cast_slice_mut(all);
         let mut outs = Vec::with_capacity(layout.len());
@@ -229,6 +243,29 @@ where
         )?;
     }
     Ok((buffer.into_any(), strip(layout)))
+}
+
+/// A new, uninitialized 1-D array of `n` elements (numpy's `empty`):
+/// `MemoryError` when numpy cannot allocate it.
+pub(crate) fn empty<N: numpy::Element>(
+    py: Python<'_>,
+    n: usize,
+) -> PyResult<Bound<'_, PyArray1<N>>> {
+    let array = py
+        .import("numpy")?
+        .getattr("empty")?
+        .call1((n, numpy::dtype::<N>(py)))?;
+    Ok(array.cast_into::<PyArray1<N>>()?)
+}
+
+/// Calls `progress(tensors_done, tensors_total, bytes_done, bytes_total)`:
+/// `Cancelled` when it returns `False`.
+fn call_progress(cb: &Bound<'_, PyAny>, p: &Progress) -> PyResult<()> {
+    let r = cb.call1((p.tensors_done, p.tensors_total, p.bytes_done, p.bytes_total))?;
+    if r.is(pyo3::types::PyBool::new(cb.py(), false)) {
+        return Err(Cancelled::new_err("cancelled by the progress callback"));
+    }
+    Ok(())
 }
 
 /// `(name, start, shape)` of each `(name, start, shape, elements)`.

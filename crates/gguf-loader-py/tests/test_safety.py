@@ -213,3 +213,102 @@ def test_split_model_opens_as_one(tmp_path):
     second.unlink()
     with pytest.raises(ValueError, match="shard 2 of 2 is missing"):
         gguf_loader.open(first)
+
+
+def _run_python(code: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    """`code` in a Python of its own (a crash there fails the test, not the
+    test run)."""
+    return subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout
+    )
+
+
+# A child process's address space limited to what it holds plus `room`
+# bytes: outputs larger than that cannot be allocated, whatever the machine.
+_LIMIT_ADDRESS_SPACE = """
+import resource
+
+def limit_address_space(room):
+    with open("/proc/self/status") as status:
+        vm = next(int(l.split()[1]) * 1024 for l in status if l.startswith("VmSize:"))
+    resource.setrlimit(resource.RLIMIT_AS, (vm + room, vm + room))
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="RLIMIT_AS and /proc: Linux")
+def test_outputs_that_cannot_be_allocated_raise_memory_error(tmp_path):
+    """`dequantize`, `tensor` and `load` raise MemoryError when their output
+    cannot be had; they once aborted the interpreter (dequantize) or raised
+    a PanicException (load, tensor)."""
+    import gguf
+
+    path = tmp_path / "sparse.gguf"
+    n = 64 << 20  # Q4_0 elements: 36 MiB in the file (sparse), 256 MiB as f32
+    nbytes = n // 32 * 18
+    w = gguf.GGUFWriter(str(path), arch="llama")
+    w.add_tensor_info("big", [nbytes], np.dtype(np.uint8), nbytes, raw_dtype=gguf.GGMLQuantizationType.Q4_0)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_ti_data_to_file()
+    w.close()
+    os.truncate(path, (os.path.getsize(path) + 31) // 32 * 32 + nbytes)
+    code = _LIMIT_ADDRESS_SPACE + f"""
+import numpy as np, gguf_loader
+f = gguf_loader.open({str(path)!r})
+data = np.ones(34 * 2_000_000, np.uint8)  # Q8_0: 256 MB as f32
+gguf_loader.dequantize(data[:34 * 100], 8)  # the decoding threads start
+f.tensor("big", "float16", threads=1)[:1]
+limit_address_space(96 << 20)
+for call in (
+    lambda: gguf_loader.dequantize(data, 8),
+    lambda: f.tensor("big", "float32"),
+    lambda: f.load("float32"),
+):
+    try:
+        call()
+        print("allocated")
+    except MemoryError as e:
+        print("MemoryError:", e)
+"""
+    r = _run_python(code)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert len(lines) == 3 and all(l.startswith("MemoryError:") for l in lines), r.stdout
+    assert "Q8_0" in lines[0]
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="os.fork")
+def test_decoding_in_a_forked_child(smollm2):
+    """A child of os.fork() (multiprocessing's default on Linux before 3.14)
+    decodes after its parent did: rayon's thread pool does not survive a
+    fork, and work queued on it there once waited forever."""
+    code = f"""
+import os, signal, numpy as np, gguf_loader
+f = gguf_loader.open({str(smollm2)!r})
+want = f.load()
+raw = f.raw("token_embd.weight")
+deq = gguf_loader.dequantize(raw, f.tensors["token_embd.weight"].type)
+def child():
+    signal.alarm(60)  # a hang fails the test instead of the run
+    assert all(np.array_equal(v, want[k]) for k, v in f.load().items())
+    assert np.array_equal(f.tensor("blk.0.attn_q.weight"), want["blk.0.attn_q.weight"])
+    assert np.array_equal(gguf_loader.dequantize(raw, f.tensors["token_embd.weight"].type), deq)
+    if os.fork() == 0:  # and its own child
+        assert np.array_equal(f.tensor("output_norm.weight"), want["output_norm.weight"])
+        os._exit(0)
+    _, status = os.wait()
+    assert status == 0
+pid = os.fork()
+if pid == 0:
+    try:
+        child()
+        os._exit(0)
+    except BaseException as e:
+        print("child:", repr(e), flush=True)
+        os._exit(1)
+_, status = os.waitpid(pid, 0)
+print("child exit", status)
+"""
+    r = _run_python(code, timeout=240)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip().endswith("child exit 0"), r.stdout + r.stderr

@@ -172,7 +172,7 @@ impl File {
         let owner = self.owner(py)?;
         let loader = owner.get().loader.clone();
         if loader.tensor_info(name).is_none() {
-            return Err(PyKeyError::new_err(format!("tensor '{name}' not found")));
+            return Err(py_err(gguf_loader::Error::TensorNotFound(name.to_string())));
         }
         match loader.mode() {
             LoadMode::Mmap => {

@@ -9,7 +9,7 @@ use numpy::ndarray::ArrayView1;
 use numpy::PyArray1;
 use pyo3::exceptions::{PyIndexError, PyKeyError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyList, PySlice, PyString};
+use pyo3::types::{PyDict, PyList, PySlice, PyString, PyTuple};
 use pyo3::IntoPyObjectExt;
 
 /// Keeps a loader (its mapping or header bytes) alive for as long as a
@@ -217,9 +217,20 @@ impl StringArray {
             }
             return Ok(list.into_any());
         }
-        let i: isize = index
-            .extract()
-            .map_err(|_| PyTypeError::new_err("string array indices must be integers or slices"))?;
+        let i: isize = match index.extract() {
+            Ok(i) => i,
+            // An integer too large for an index, as a list says it.
+            Err(_) if index.call_method0("__index__").is_ok() => {
+                return Err(PyIndexError::new_err(
+                    "cannot fit 'int' into an index-sized integer",
+                ))
+            }
+            Err(_) => {
+                return Err(PyTypeError::new_err(
+                    "string array indices must be integers or slices",
+                ))
+            }
+        };
         let i = if i < 0 { i + self.len as isize } else { i };
         if i < 0 {
             return Err(PyIndexError::new_err("string array index out of range"));
@@ -235,20 +246,81 @@ impl StringArray {
             .collect())
     }
 
-    fn __eq__(&self, other: &Bound<'_, PyAny>) -> PyResult<bool> {
-        let Ok(n) = other.len() else { return Ok(false) };
-        if n != self.len {
-            return Ok(false);
+    /// Equal to another `StringArray`, or to a `list` or `tuple`, of the
+    /// same strings (anything else: `NotImplemented`, so not equal).
+    fn __eq__<'py>(&self, other: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+        let py = other.py();
+        let theirs: Vec<Bound<'py, PyAny>> = if let Ok(o) = other.cast::<StringArray>() {
+            if o.get().len != self.len {
+                return false.into_bound_py_any(py);
+            }
+            o.get()
+                .tolist()?
+                .into_iter()
+                .map(|s| PyString::new(py, &s).into_any())
+                .collect()
+        } else if let Ok(l) = other.cast::<PyList>() {
+            l.iter().collect()
+        } else if let Ok(t) = other.cast::<PyTuple>() {
+            t.iter().collect()
+        } else {
+            return Ok(py.NotImplemented().into_bound(py));
+        };
+        if theirs.len() != self.len {
+            return false.into_bound_py_any(py);
         }
-        let mine = self.tolist()?;
-        for (i, s) in mine.iter().enumerate() {
-            let theirs = other.get_item(i)?;
-            match theirs.extract::<String>() {
-                Ok(t) if &t == s => {}
-                _ => return Ok(false),
+        let a = self.view()?;
+        let bytes = a.raw_bytes();
+        for (i, t) in theirs.iter().enumerate() {
+            let Ok(t) = t.cast::<PyString>() else {
+                return false.into_bound_py_any(py);
+            };
+            if self.get_str(bytes, i)? != t.to_cow()? {
+                return false.into_bound_py_any(py);
             }
         }
-        Ok(true)
+        true.into_bound_py_any(py)
+    }
+
+    /// Where `value` first is, from `start` up to `stop` (as `list.index`):
+    /// `ValueError` if it is not there.
+    #[pyo3(signature = (value, start = 0, stop = None))]
+    fn index(
+        &self,
+        value: &Bound<'_, PyAny>,
+        start: isize,
+        stop: Option<isize>,
+    ) -> PyResult<usize> {
+        let len = self.len as isize;
+        let clamp = |i: isize| if i < 0 { (i + len).max(0) } else { i.min(len) } as usize;
+        let (start, stop) = (clamp(start), clamp(stop.unwrap_or(len)));
+        if let Ok(value) = value.extract::<String>() {
+            let a = self.view()?;
+            let bytes = a.raw_bytes();
+            for i in start..stop.max(start) {
+                if self.get_str(bytes, i)? == value {
+                    return Ok(i);
+                }
+            }
+        }
+        Err(PyValueError::new_err(format!(
+            "{} is not in the string array",
+            value.repr()?
+        )))
+    }
+
+    /// How many times `value` is in the array.
+    fn count(&self, value: &Bound<'_, PyAny>) -> PyResult<usize> {
+        let Ok(value) = value.extract::<String>() else {
+            return Ok(0);
+        };
+        let a = self.view()?;
+        let bytes = a.raw_bytes();
+        let mut n = 0;
+        for i in 0..self.len {
+            n += usize::from(self.get_str(bytes, i)? == value);
+        }
+        Ok(n)
     }
 
     fn __repr__(&self) -> String {

@@ -120,6 +120,15 @@ def test_shapes_and_arguments():
         gguf_loader.dequantize(one, 5)  # Q4_2: removed from ggml
     with pytest.raises(ValueError):
         gguf_loader.dequantize(one, 1000)
+    # Bytes-like objects are one row of bytes; a list (whose numbers would
+    # become int64s, 8 bytes each) is refused.
+    want = gguf_loader.dequantize(one, Q.Q4_K)
+    for data in (one.tobytes(), bytearray(one.tobytes()), memoryview(one.tobytes())):
+        bits_equal(gguf_loader.dequantize(data, Q.Q4_K), want)
+    for qtype in (Q.F32, Q.F16, Q.BF16):
+        assert gguf_loader.dequantize(one.tobytes(), qtype).size == 144 // (4 if qtype == Q.F32 else 2)
+    with pytest.raises(TypeError, match="not list"):
+        gguf_loader.dequantize(one.tolist(), Q.Q4_K)
 
 
 def test_float_types_as_gguf_py():

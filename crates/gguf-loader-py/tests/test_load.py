@@ -161,6 +161,13 @@ def test_names_threads_and_bad_arguments(smollm2):
         f.load(progress=3)
     with pytest.raises(ValueError, match="dtype"):
         f.tensor(names[0], "int8")
+    # Any name numpy gives a float16 / float32 dtype.
+    for name, dtype in (("<f4", np.float32), ("e", np.float16), ("half", np.float16)):
+        assert f.tensor(names[0], name).dtype == dtype
+    # A name given twice is decoded once.
+    twice = f.load(names=[names[1], names[0], names[1]])
+    assert list(twice) == [names[1], names[0]]
+    assert twice[names[0]].base.nbytes < 2 * sum(a.nbytes for a in twice.values())
     with pytest.raises(ValueError, match="device"):
         f.load(device="tpu")
     with pytest.raises(ValueError, match="mode"):
@@ -177,6 +184,10 @@ def test_progress(smollm2):
     assert last.tensors_done == last.tensors_total == len(f.tensors)
     assert last.bytes_done == last.bytes_total == sum(t.nbytes for t in f.tensors.values())
     assert all(a.bytes_done <= b.bytes_done for a, b in zip(seen, seen[1:]))
+    # Nothing to decode: the end is still reported, once.
+    seen.clear()
+    assert f.load(names=[], progress=seen.append) == {}
+    assert seen == [gguf_loader.Progress(0, 0, 0, 0)]
 
 
 def test_progress_cancels(gemma):

@@ -150,8 +150,32 @@ def test_metadata_is_a_read_only_mapping(smollm2):
     assert tokens[::-7000] == tokens.tolist()[::-7000]
     with pytest.raises(IndexError):
         tokens[len(tokens)]
+    with pytest.raises(IndexError):  # as a list says it, not TypeError
+        tokens[2**63]
     with pytest.raises(TypeError):
         tokens["a"]
+    # The Sequence methods, as a list has them.
+    words = tokens.tolist()
+    for word in ("<|im_end|>", words[-1], words[1000]):
+        assert tokens.index(word) == words.index(word)
+        assert tokens.count(word) == words.count(word)
+    assert tokens.index(words[5], 5, 6) == 5
+    assert tokens.index(words[-1], -1) == len(words) - 1
+    with pytest.raises(ValueError):
+        tokens.index(words[5], 6)
+    with pytest.raises(ValueError):
+        tokens.index("no such token \x00")
+    assert tokens.count(3) == 0
+    # Equal to a list, tuple or StringArray of the same strings, nothing else.
+    first = m["tokenizer.ggml.merges"]
+    assert tokens == words and tokens == tuple(words) and tokens == tokens
+    assert not tokens == first and tokens != words[:-1] and tokens != words[:-1] + ["x"]
+    two = tokens[:2]
+    short = f.metadata["general.languages"] if "general.languages" in m else None
+    for other in ("".join(two), dict(enumerate(two)), {"x": 1, "y": 2}, 5, None):
+        assert tokens != other and not tokens == other
+    if short is not None:
+        assert short == short.tolist() and short != "".join(short.tolist())
     scores = m["tokenizer.ggml.token_type"]
     with pytest.raises(ValueError):
         scores[0] = 1
@@ -168,6 +192,14 @@ def test_raw_missing_tensor(smollm2):
     f = gguf_loader.open(smollm2)
     with pytest.raises(KeyError, match="nope"):
         f.raw("nope")
+    # The same message as tensor()'s (and the CLI's), control characters
+    # escaped alike.
+    for name in ("nope", "no\x00pe\n"):
+        with pytest.raises(KeyError) as raw:
+            f.raw(name)
+        with pytest.raises(KeyError) as decoded:
+            f.tensor(name)
+        assert str(raw.value) == str(decoded.value)
 
 
 def test_paths_as_builtin_open_takes_them(smollm2, tmp_path):

@@ -110,8 +110,10 @@ _DTYPES = {
 
 def _dtype_name(dtype: Any) -> str:
     """``"float16"``, ``"float32"`` or ``"bfloat16"`` for a name or numpy dtype."""
-    if isinstance(dtype, str):
-        name = _DTYPES.get(dtype)
+    if isinstance(dtype, str) and dtype in _DTYPES:
+        name = _DTYPES[dtype]
+    elif isinstance(dtype, str) and not _numpy_dtype_string(dtype):
+        name = None
     elif _BFLOAT16 is not None and np.dtype(dtype) == _BFLOAT16:
         name = "bfloat16"
     else:
@@ -119,6 +121,15 @@ def _dtype_name(dtype: Any) -> str:
     if name is None:
         raise ValueError(f'dtype must be "float16", "float32" or "bfloat16", not {dtype!r}')
     return name
+
+
+def _numpy_dtype_string(name: str) -> bool:
+    """Whether numpy reads ``name`` as a dtype (``"<f4"``, ``"e"``…)."""
+    try:
+        np.dtype(name)
+    except TypeError:
+        return False
+    return True
 
 
 def _as_bf16(array: np.ndarray) -> np.ndarray:
@@ -305,7 +316,9 @@ class GGUFFile:
         if isinstance(names, (str, bytes)):
             # A lone name would be taken letter by letter.
             raise TypeError(f"names must be a sequence of tensor names, not {type(names).__name__}")
-        names = None if names is None else list(names)
+        # Each tensor once (the result is a dict): a name given twice would
+        # be decoded twice into the one buffer.
+        names = None if names is None else list(dict.fromkeys(names))
         callback = _progress(progress)
         if device != "cpu":
             return dict(
@@ -353,14 +366,25 @@ def open(path: _Path, mode: str = "mmap") -> GGUFFile:
 
 def dequantize(data: np.ndarray, qtype: Union[int, GGMLType]) -> np.ndarray:
     """gguf-py's ``gguf.quants.dequantize``, on every core: ``data`` holds
-    rows of ``qtype`` blocks (any dtype; its bytes are used), the result is
-    float32 with the last dimension in elements instead of bytes.
+    rows of ``qtype`` blocks (a numpy array of any dtype, whose bytes are
+    used, or a bytes-like object: one row), the result is float32 with the
+    last dimension in elements instead of bytes. Anything else (a list)
+    raises ``TypeError``; an output that cannot be allocated, ``MemoryError``.
 
     ``qtype`` is an ``int`` or gguf-py's ``GGMLQuantizationType``. As in
     gguf-py, F32 data comes back as a view and F16 data is widened; this
     function decodes every ggml type, including those gguf-py lacks.
     """
     qtype = GGMLType(int(qtype))
+    if not isinstance(data, np.ndarray):
+        # Bytes-like objects are bytes; anything else (a list of numbers
+        # would become int64s, 8 bytes each) is not what the caller meant.
+        try:
+            data = np.frombuffer(memoryview(data).cast("B"), np.uint8)
+        except TypeError:
+            raise TypeError(
+                f"data must be a numpy array or a bytes-like object, not {type(data).__name__}"
+            ) from None
     if qtype == GGMLType.F32:
         return data.view(np.float32)
     if qtype == GGMLType.F16:

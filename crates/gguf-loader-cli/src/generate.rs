@@ -46,6 +46,9 @@ pub struct Args<'a> {
     /// On a GPU: whether matrices are multiplied in the CPU's order
     /// (`Some(true)`) or by cuBLAS; `None` where not asked.
     pub ggml_order: Option<bool>,
+    /// Skip the check of the decoded weights' size against the available
+    /// memory (an eager load on the CPU).
+    pub no_memory_check: bool,
 }
 
 /// A forward pass with its KV cache: the CPU's [`Transformer`] or, with
@@ -219,7 +222,26 @@ fn run_with<T: WeightElement>(a: &Args<'_>) -> Result<(), CliError> {
         });
     }
     let what = format!("{} weights", T::KIND.name());
+    if !a.no_memory_check {
+        // Refused in one line before the load, as `load` does, rather than
+        // ended by the kernel's out-of-memory killer.
+        let loader = MmapGGUFLoader::new(a.file)?;
+        let what = format!("{} with {what}", a.file.display());
+        gguf_loader_cli::host::check_memory(weight_bytes(&loader, T::KIND), &what)?;
+    }
     run_on(a, &what, |loader| Transformer::<T>::load(loader))
+}
+
+/// Bytes of the decoded weights: matrices as `kind`, 1-D tensors (norms)
+/// as f32, as the forward pass keeps them.
+fn weight_bytes(loader: &MmapGGUFLoader, kind: ElementKind) -> u64 {
+    loader
+        .tensors()
+        .map(|t| {
+            let size = if t.ne().len() >= 2 { kind.size() } else { 4 };
+            t.n_elements.saturating_mul(size as u64)
+        })
+        .fold(0, u64::saturating_add)
 }
 
 /// Loads the model with `load`, runs the prompt, then samples up to `n`

@@ -348,6 +348,10 @@ enum Command {
         /// gives, to rounding; slower).
         #[arg(long, value_enum)]
         gpu_matmul: Option<GpuMatmulArg>,
+        /// Run even when the decoded weights are larger than the memory
+        /// available (MemAvailable).
+        #[arg(long)]
+        no_memory_check: bool,
     },
     /// Check the structure and scan the data for NaN/Inf values and scales
     /// (exit 0 clean, 1 data problems, 2 malformed).
@@ -490,6 +494,7 @@ fn run(command: Command) -> Result<ExitCode, CliError> {
             ids,
             lazy,
             gpu_matmul,
+            no_memory_check,
         } => generate::run(&generate::Args {
             file: &file,
             prompt: match prompt_file {
@@ -509,6 +514,7 @@ fn run(command: Command) -> Result<ExitCode, CliError> {
             ids,
             lazy,
             ggml_order: gpu_matmul.map(|m| m == GpuMatmulArg::GgmlOrder),
+            no_memory_check,
         })?,
         Command::Verify { file, json } => return verify::run(&file, json),
         Command::Tokenize {

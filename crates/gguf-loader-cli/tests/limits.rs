@@ -1,6 +1,7 @@
 //! What the machine allows: `--threads` between 1 and a cap, `--work-ms` at
 //! most a minute, and a model
-//! whose decoded size exceeds the available memory refused up front.
+//! whose decoded size exceeds the available memory refused up front (by
+//! `load`, `bench` and `generate`).
 
 mod support;
 
@@ -102,7 +103,9 @@ fn a_model_larger_than_memory_is_refused_up_front() {
     }
     let dir = tempfile::tempdir().unwrap();
     let model = terabyte_model(dir.path());
-    for args in [&["load"][..], &["load", "--json"], &["bench"]] {
+    // `generate` once ran until the kernel killed it.
+    let generate = &["generate", "--tokens", "1", "--ids", "--dtype", "f32"][..];
+    for args in [&["load"][..], &["load", "--json"], &["bench"], generate] {
         let out = cli()
             .arg(args[0])
             .arg(&model)

@@ -3,8 +3,11 @@
 //! into place only once complete. An output that is one of the inputs (same
 //! device and inode, links followed) is refused, and so is an existing one
 //! without `--force`. A run that fails, or is interrupted (Ctrl-C, SIGTERM),
-//! removes its temporary file; a process that had the old file open or
-//! mapped keeps reading the old file.
+//! removes its temporary file, and so does one ended by a fault (SIGBUS: a
+//! mapped input truncated meanwhile), an abort (an allocation that fails)
+//! or another signal that terminates (SIGUSR1, SIGALRM, SIGXFSZ…); only
+//! SIGKILL leaves it. A process that had the old file open or mapped keeps
+//! reading the old file.
 
 use std::fs::{File, Metadata};
 use std::io::{self, BufWriter, Seek, Write};
@@ -16,8 +19,9 @@ use tempfile::NamedTempFile;
 use gguf_loader_cli::CliError;
 
 /// Temporary files not yet renamed into place, removed by the Ctrl-C / SIGTERM
-/// handler.
-static PENDING: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+/// handler and the fatal-signal handler (which needs each path as a C
+/// string, made beforehand: a signal handler may not allocate).
+static PENDING: Mutex<Vec<(PathBuf, Option<std::ffi::CString>)>> = Mutex::new(Vec::new());
 
 /// An output file being written; see the module documentation.
 pub struct Output {
@@ -46,6 +50,12 @@ impl Output {
         let fail = |msg: String| -> CliError { format!("{}: {msg}", path.display()).into() };
         if path.file_name().is_none() {
             return Err(fail("not a file name".into()));
+        }
+        // `x.gguf/` or `x.gguf/.` names a directory: said now, not at the
+        // rename after all the work.
+        let text = path.as_os_str().to_string_lossy();
+        if text.ends_with(std::path::is_separator) || text.ends_with("/.") {
+            return Err(fail("names a directory, not a file".into()));
         }
         let target = match std::fs::metadata(path) {
             Ok(meta) => {
@@ -90,7 +100,7 @@ impl Output {
             let e = text.rsplit_once(" at path ").map_or(&*text, |(e, _)| e);
             fail(format!("cannot create a file in {}: {e}", dir.display()))
         })?;
-        pending.push(temp.path().to_path_buf());
+        pending.push((temp.path().to_path_buf(), c_path(temp.path())));
         drop(pending);
         Ok(Output {
             shown,
@@ -202,7 +212,7 @@ struct Pending(PathBuf);
 impl Drop for Pending {
     fn drop(&mut self) {
         let mut pending = PENDING.lock().unwrap_or_else(|p| p.into_inner());
-        pending.retain(|p| *p != self.0);
+        pending.retain(|(p, _)| *p != self.0);
     }
 }
 
@@ -239,19 +249,138 @@ fn same_file(_: &Metadata, _: &Metadata) -> bool {
     false
 }
 
-/// On Ctrl-C or SIGTERM, removes the temporary files and exits with 130.
+/// `path` as a C string, for the fatal-signal handler.
+#[cfg(unix)]
+fn c_path(path: &Path) -> Option<std::ffi::CString> {
+    use std::os::unix::ffi::OsStrExt;
+    std::ffi::CString::new(path.as_os_str().as_bytes()).ok()
+}
+
+#[cfg(not(unix))]
+fn c_path(_: &Path) -> Option<std::ffi::CString> {
+    None
+}
+
+/// On Ctrl-C or SIGTERM, removes the temporary files and exits with 130;
+/// on a fatal signal, removes them and lets the signal end the process.
 fn install_signal_handler() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
+        #[cfg(unix)]
+        fatal::install();
         // Without a handler an interrupt still ends the process; only the
         // temporary file stays behind.
         let _ = ctrlc::set_handler(|| {
             let pending = PENDING.lock().unwrap_or_else(|p| p.into_inner());
-            for p in pending.iter() {
+            for (p, _) in pending.iter() {
                 let _ = std::fs::remove_file(p);
             }
             let _ = writeln!(io::stderr(), "gguf-loader: interrupted");
             std::process::exit(130);
         });
     });
+}
+
+/// The handler of the signals that end the process without passing through
+/// Ctrl-C's: it unlinks the pending temporary files, then hands the signal
+/// to the handler there was before (std's, which reports a stack overflow)
+/// or to the default action, so that the process still ends by it.
+#[cfg(unix)]
+mod fatal {
+    use std::sync::OnceLock;
+
+    use super::PENDING;
+
+    /// Faults, aborts and the signals whose default action terminates that
+    /// Ctrl-C's handler leaves alone (it takes SIGINT, SIGTERM, SIGHUP).
+    const SIGNALS: [libc::c_int; 12] = [
+        libc::SIGBUS,
+        libc::SIGSEGV,
+        libc::SIGABRT,
+        libc::SIGILL,
+        libc::SIGFPE,
+        libc::SIGQUIT,
+        libc::SIGUSR1,
+        libc::SIGUSR2,
+        libc::SIGALRM,
+        libc::SIGVTALRM,
+        libc::SIGXFSZ,
+        libc::SIGXCPU,
+    ];
+
+    /// The action each of [`SIGNALS`] had before (set once, before the
+    /// handler is installed).
+    static OLD: [OnceLock<libc::sigaction>; SIGNALS.len()] = [const { OnceLock::new() }; 12];
+
+    pub(super) fn install() {
+        for (i, &sig) in SIGNALS.iter().enumerate() {
+            // SAFETY: sigaction with a null new action only reads the
+            // current one into `old`, a zeroed (valid) struct.
+            let mut old: libc::sigaction = unsafe { std::mem::zeroed() };
+            if unsafe { libc::sigaction(sig, std::ptr::null(), &mut old) } != 0 {
+                continue;
+            }
+            if old.sa_sigaction == libc::SIG_IGN {
+                continue; // ignored by whoever started us: left so
+            }
+            if OLD[i].set(old).is_err() {
+                continue;
+            }
+            // SAFETY: a zeroed sigaction is valid; sigemptyset initializes
+            // its mask. The handler only does what a signal handler may
+            // (see `on_signal`).
+            unsafe {
+                let mut new: libc::sigaction = std::mem::zeroed();
+                new.sa_sigaction = on_signal as *const () as usize;
+                new.sa_flags = libc::SA_SIGINFO | libc::SA_ONSTACK;
+                libc::sigemptyset(&mut new.sa_mask);
+                libc::sigaction(sig, &new, std::ptr::null_mut());
+            }
+        }
+    }
+
+    /// Unlinks the pending temporary files (only if no thread holds the
+    /// list at this instant: a handler must not wait on a lock), then
+    /// passes the signal on. Only async-signal-safe calls: `unlink`,
+    /// `signal`, `raise`, an atomic try-lock, the previous handler.
+    extern "C" fn on_signal(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut libc::c_void) {
+        let pending = match PENDING.try_lock() {
+            Ok(p) => Some(p),
+            Err(std::sync::TryLockError::Poisoned(p)) => Some(p.into_inner()),
+            Err(std::sync::TryLockError::WouldBlock) => None,
+        };
+        if let Some(pending) = pending {
+            for c in pending.iter().filter_map(|(_, c)| c.as_ref()) {
+                // SAFETY: a NUL-terminated path made before the signal.
+                unsafe { libc::unlink(c.as_ptr()) };
+            }
+        }
+        let old = SIGNALS
+            .iter()
+            .position(|&s| s == sig)
+            .and_then(|i| OLD[i].get());
+        if let Some(old) = old.filter(|o| o.sa_sigaction != libc::SIG_DFL) {
+            // SAFETY: the handler installed before ours (std's, for SIGSEGV
+            // and SIGBUS: it reports a stack overflow and aborts), with the
+            // signature its flags say, called as the kernel would.
+            unsafe {
+                if old.sa_flags & libc::SA_SIGINFO != 0 {
+                    let f: extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut libc::c_void) =
+                        std::mem::transmute(old.sa_sigaction);
+                    f(sig, info, ctx);
+                } else {
+                    let f: extern "C" fn(libc::c_int) = std::mem::transmute(old.sa_sigaction);
+                    f(sig);
+                }
+            }
+        }
+        // SAFETY: signal and raise are async-signal-safe. With the default
+        // action back, the signal ends the process: at once if sent by
+        // another process (std's handler returns from those), or when the
+        // handler returns for a fault, which recurs.
+        unsafe {
+            libc::signal(sig, libc::SIG_DFL);
+            libc::raise(sig);
+        }
+    }
 }

@@ -234,6 +234,40 @@ fn copy_fixture(dir: &Path, name: &str) -> PathBuf {
     p
 }
 
+/// An output that names a directory (`x.gguf/`, `x.gguf/.`) is refused
+/// before any work; it once failed at the rename, after the decoding.
+#[test]
+fn an_output_naming_a_directory_is_refused_up_front() {
+    let dir = tempfile::tempdir().unwrap();
+    for name in ["x.gguf/", "x.gguf/.", "x.safetensors/"] {
+        let out = PathBuf::from(format!("{}/{name}", dir.path().display()));
+        let r = conv(&fixture(), &out, &[]);
+        let err = r.err();
+        assert!(
+            err.contains("names a directory, not a file"),
+            "{name}: {err}"
+        );
+    }
+    assert!(listing(dir.path()).is_empty());
+}
+
+/// `--mode read` (positioned reads, for an input that may change) writes
+/// the same file as the memory map, on both real models.
+#[test]
+fn read_mode_converts_real_models_as_mmap_does() {
+    for model in common::real_models() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("mmap.gguf"), dir.path().join("read.gguf"));
+        conv(&model, &a, &["--mode", "mmap"]).ok();
+        conv(&model, &b, &["--mode", "read"]).ok();
+        assert!(
+            std::fs::read(&a).unwrap() == std::fs::read(&b).unwrap(),
+            "{}",
+            model.display()
+        );
+    }
+}
+
 #[test]
 fn output_name_must_pick_a_format() {
     let dir = tempfile::tempdir().unwrap();
@@ -571,7 +605,19 @@ fn an_interrupted_run_leaves_nothing_behind() {
     let Some(model) = common::real_models().pop() else {
         return;
     };
-    for signal in [libc::SIGINT, libc::SIGTERM] {
+    // Ctrl-C and SIGTERM end the run with 130; a fault (SIGBUS: a mapped
+    // input truncated meanwhile), an abort (a failed allocation) and the
+    // other terminating signals end it by the signal. Each removes the
+    // temporary file first.
+    let signals = [
+        libc::SIGINT,
+        libc::SIGTERM,
+        libc::SIGBUS,
+        libc::SIGABRT,
+        libc::SIGUSR1,
+        libc::SIGXFSZ,
+    ];
+    for signal in signals {
         let dir = tempfile::tempdir().unwrap();
         let out = dir.path().join("x.gguf");
         let mut child = cli()
@@ -603,8 +649,17 @@ fn an_interrupted_run_leaves_nothing_behind() {
             eprintln!("skipped: the conversion finished before the signal");
             continue;
         }
-        assert_eq!(status.code(), Some(130), "{status:?}");
-        assert!(listing(dir.path()).is_empty(), "{:?}", listing(dir.path()));
+        if signal == libc::SIGINT || signal == libc::SIGTERM {
+            assert_eq!(status.code(), Some(130), "{status:?}");
+        } else {
+            use std::os::unix::process::ExitStatusExt;
+            assert_eq!(status.signal(), Some(signal), "{status:?}");
+        }
+        assert!(
+            listing(dir.path()).is_empty(),
+            "{signal}: {:?}",
+            listing(dir.path())
+        );
     }
 }
 

@@ -12,7 +12,9 @@ use std::io::{self, Write};
 use std::path::Path;
 use std::time::Instant;
 
-use gguf_loader::{Device, Element, ElementKind, Endianness, Error, Escaped, MmapGGUFLoader};
+use gguf_loader::{
+    Device, Element, ElementKind, Endianness, Error, Escaped, LoadMode, MmapGGUFLoader,
+};
 use gguf_loader::{GgufWriter, MetaValue, TensorInfo, Value};
 use indicatif::{ProgressBar, ProgressStyle};
 use regex::Regex;
@@ -34,6 +36,8 @@ pub struct Args<'a> {
     /// Where to decode: the CPU, or a GPU (feature `cuda`) whose output is
     /// copied back; the file is the same byte for byte.
     pub device: Device,
+    /// How the input is read (mapped, or read into buffers).
+    pub mode: LoadMode,
 }
 
 /// The output's format, from its extension.
@@ -97,7 +101,7 @@ fn kind_for(format: Format, dtype: ElementKind, info: &TensorInfo<'_>) -> Elemen
 pub fn run(a: &Args<'_>) -> Result<(), CliError> {
     let start = Instant::now();
     let format = Format::of(a.output)?;
-    let loader = MmapGGUFLoader::new(a.input)?;
+    let loader = MmapGGUFLoader::open(a.input, a.mode)?;
     // A GPU that cannot be used is refused before any output exists.
     gguf_loader_cli::gpu::setup(a.device)?;
     let re = a

@@ -78,6 +78,15 @@ enum Mode {
     Read,
 }
 
+impl From<Mode> for LoadMode {
+    fn from(m: Mode) -> LoadMode {
+        match m {
+            Mode::Mmap => LoadMode::Mmap,
+            Mode::Read => LoadMode::Read,
+        }
+    }
+}
+
 /// How decoded outputs are written (the values are the same).
 #[derive(Clone, Copy, ValueEnum)]
 enum StoresArg {
@@ -207,6 +216,11 @@ enum Command {
         /// with the `cuda` feature). The file is the same byte for byte.
         #[arg(long, default_value = "cpu", value_parser = parse_device)]
         device: Device,
+        /// How the input is read: mapped into memory, or read into buffers
+        /// (for a file that may change meanwhile: a mapped file truncated
+        /// by another process kills the reader with SIGBUS).
+        #[arg(long, value_enum, default_value = "mmap")]
+        mode: Mode,
     },
     /// Decode every tensor (or walk the layers lazily) and report times and memory.
     Load {
@@ -386,7 +400,45 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     warn_unknown_simd_cap();
+    let decodes = !matches!(
+        cli.command,
+        Command::Inspect { .. } | Command::Tokenize { .. } | Command::RenderChat
+    );
+    if decodes {
+        if let Err(e) = start_thread_pool() {
+            return exit_code(Err(e));
+        }
+    }
     exit_code(run(cli.command))
+}
+
+/// Starts rayon's global pool (the decoding threads) before the command
+/// rather than at its first decode: with `RAYON_NUM_THREADS` read as rayon
+/// reads it but capped at [`gguf_loader::max_threads`] (ten thousand
+/// threads took most of a minute to start), and a pool that cannot start
+/// (too many threads for the process's limits) is one line, not a panic.
+fn start_thread_pool() -> Result<(), CliError> {
+    let max = gguf_loader::max_threads();
+    let asked = std::env::var("RAYON_NUM_THREADS")
+        .ok()
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .filter(|&n| n > 0);
+    let n = match asked {
+        Some(n) if n > max => {
+            eprintln!(
+                "gguf-loader: warning: RAYON_NUM_THREADS={n} is more than {max} ({} per available \
+                 core); starting {max} threads",
+                gguf_loader::THREADS_PER_CORE
+            );
+            max
+        }
+        Some(n) => n,
+        None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+    };
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(n)
+        .build_global()
+        .map_err(|e| CliError::from(format!("cannot start {n} decoding threads: {e}")))
 }
 
 /// Says so on standard error where `GGUF_LOADER_SIMD` holds a value the
@@ -418,6 +470,7 @@ fn run(command: Command) -> Result<ExitCode, CliError> {
             tensors,
             force,
             device,
+            mode,
         } => convert::run(&convert::Args {
             input: &file,
             output: &output,
@@ -425,6 +478,7 @@ fn run(command: Command) -> Result<ExitCode, CliError> {
             filter: tensors.as_deref(),
             force,
             device,
+            mode: mode.into(),
         })?,
         Command::Load {
             file,
@@ -445,10 +499,7 @@ fn run(command: Command) -> Result<ExitCode, CliError> {
             dtype: dtype.into(),
             device,
             threads,
-            mode: match mode {
-                Mode::Mmap => LoadMode::Mmap,
-                Mode::Read => LoadMode::Read,
-            },
+            mode: mode.into(),
             stores: stores.into(),
             lazy,
             prefetch: !no_prefetch,

@@ -135,3 +135,27 @@ fn a_model_larger_than_memory_is_refused_up_front() {
         stderr(&out)
     );
 }
+
+/// `RAYON_NUM_THREADS` is capped as `--threads` is: ten thousand threads
+/// once took most of a minute to start (and a pool that cannot start
+/// panicked; it is now one line).
+#[test]
+fn rayon_num_threads_is_capped() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_model(dir.path());
+    for cmd in ["load", "verify"] {
+        let out = cli()
+            .arg(cmd)
+            .arg(&model)
+            .env("RAYON_NUM_THREADS", "100000")
+            .output()
+            .unwrap();
+        let err = stderr(&out);
+        assert!(out.status.success(), "{cmd}: {err}");
+        let max = gguf_loader::max_threads();
+        assert!(
+            err.contains(&format!("RAYON_NUM_THREADS=100000 is more than {max}")),
+            "{cmd}: {err}"
+        );
+    }
+}

@@ -219,17 +219,27 @@ fn split_models_open_as_one() {
         .unwrap_err()
         .to_string()
         .contains("more than one shard"));
+    // Values are said as numbers (not `Some(2)`, `U32(5)`).
+    let said = |what: &str| {
+        let msg = MmapGGUFLoader::new(p(1)).unwrap_err().to_string();
+        assert!(msg.contains(what), "{what}: {msg}");
+    };
     write(&p(2), &shard(1, 3, &["c", "x"], 5));
-    assert!(MmapGGUFLoader::new(p(1))
-        .unwrap_err()
-        .to_string()
-        .contains("split.tensors.count"));
+    said("split.tensors.count is 5 but the shards hold 6 tensors");
     // A shard that claims the wrong number.
     write(&p(2), &shard(2, 3, &["c"], 5));
-    assert!(MmapGGUFLoader::new(p(1))
-        .unwrap_err()
-        .to_string()
-        .contains("split.no"));
+    said("split.no is 2, expected 1");
+
+    // A name whose -of- count is not the file's split.count: the other
+    // shards' names would be another model's.
+    write(&p(2), &shard(1, 3, &["c"], 5));
+    let two = dir.path().join("model-00001-of-00002.gguf");
+    std::fs::copy(p(1), &two).unwrap();
+    let msg = MmapGGUFLoader::new(&two).unwrap_err().to_string();
+    assert!(
+        msg.contains("split.count is 3 but the name says -of-00002"),
+        "{msg}"
+    );
 }
 
 #[test]

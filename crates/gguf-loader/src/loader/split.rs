@@ -30,13 +30,25 @@ pub(super) fn split_count(file: &GgufFile<'_>, path: &Path) -> Result<Option<u64
     Ok((count > 1).then_some(count))
 }
 
-/// `(prefix, n)` for `PREFIX-0000n-of-0000m.gguf`.
-fn shard_prefix(path: &Path) -> Option<(String, u64)> {
+/// `(prefix, n, m)` for `PREFIX-0000n-of-0000m.gguf`.
+fn shard_prefix(path: &Path) -> Option<(String, u64, u64)> {
     let name = path.file_name()?.to_str()?;
     let stem = name.strip_suffix(".gguf")?;
-    let (rest, _count) = stem.rsplit_once("-of-")?;
+    let (rest, count) = stem.rsplit_once("-of-")?;
     let (prefix, no) = rest.rsplit_once('-')?;
-    Some((prefix.to_string(), no.parse().ok()?))
+    Some((prefix.to_string(), no.parse().ok()?, count.parse().ok()?))
+}
+
+/// A split key's value for a message: the number, `missing`, or what it is
+/// instead (`a string`).
+fn shown(v: Option<&crate::format::Value<'_>>) -> String {
+    match v {
+        None => "missing".into(),
+        Some(v) => match v.as_u64() {
+            Some(n) => n.to_string(),
+            None => format!("a {}", v.value_type()),
+        },
+    }
 }
 
 /// The path of shard `no` (1-based) of `count`, as llama.cpp names them.
@@ -93,12 +105,20 @@ pub(super) fn open_shards(
     count: u64,
     mode: LoadMode,
 ) -> Result<(Vec<MappedFile>, ShardIndex)> {
-    let (prefix, opened_no) = shard_prefix(path).ok_or_else(|| {
+    let (prefix, opened_no, named_count) = shard_prefix(path).ok_or_else(|| {
         split_err(
             path,
             format!("{KEY_SPLIT_COUNT} is {count} but the name is not PREFIX-NNNNN-of-MMMMM.gguf"),
         )
     })?;
+    if named_count != count {
+        // The other shards' names would not be this one's (llama.cpp
+        // refuses it too): another model's shards could be taken.
+        return Err(split_err(
+            path,
+            format!("{KEY_SPLIT_COUNT} is {count} but the name says -of-{named_count:05}"),
+        ));
+    }
     if count > 99_999 {
         return Err(split_err(
             path,
@@ -127,18 +147,21 @@ pub(super) fn open_shards(
             MappedFile::open(&p, mode)?
         };
         let meta = &shard.file().metadata;
-        let got_no = meta.get(KEY_SPLIT_NO).and_then(|v| v.as_u64());
-        if got_no != Some(no - 1) {
+        let got_no = meta.get(KEY_SPLIT_NO);
+        if got_no.and_then(|v| v.as_u64()) != Some(no - 1) {
             return Err(split_err(
                 &p,
-                format!("{KEY_SPLIT_NO} is {got_no:?}, expected {}", no - 1),
+                format!("{KEY_SPLIT_NO} is {}, expected {}", shown(got_no), no - 1),
             ));
         }
-        let got_count = meta.get(KEY_SPLIT_COUNT).and_then(|v| v.as_u64());
-        if got_count != Some(count) {
+        let got_count = meta.get(KEY_SPLIT_COUNT);
+        if got_count.and_then(|v| v.as_u64()) != Some(count) {
             return Err(split_err(
                 &p,
-                format!("{KEY_SPLIT_COUNT} is {got_count:?}, expected {count}"),
+                format!(
+                    "{KEY_SPLIT_COUNT} is {}, expected {count}",
+                    shown(got_count)
+                ),
             ));
         }
         shards.push(shard);
@@ -173,7 +196,8 @@ pub(super) fn open_shards(
             return Err(split_err(
                 shards[0].path(),
                 format!(
-                    "{KEY_SPLIT_TENSORS_COUNT} is {v:?} but the shards hold {} tensors",
+                    "{KEY_SPLIT_TENSORS_COUNT} is {} but the shards hold {} tensors",
+                    shown(Some(v)),
                     names.len()
                 ),
             ));

@@ -90,16 +90,13 @@ impl Clip {
         self.push_whole(c.encode_utf8(&mut [0; 4]));
     }
 
-    /// Appends one character from a file: a control character as its escape
-    /// sequence (whole or not at all), others as they are.
+    /// Appends one character from a file: a control character (or a
+    /// bidirectional one) as its escape sequence (whole or not at all), as
+    /// [`Escaped`](gguf_loader::Escaped) shows it, others as they are.
     pub fn push_escaped(&mut self, c: char) {
-        if c.is_control() {
-            let mut buf = String::new();
-            let _ = write!(buf, "{}", c.escape_default());
-            self.push_whole(&buf);
-        } else {
-            self.push(c);
-        }
+        let mut buf = String::new();
+        let _ = write!(buf, "{}", gguf_loader::Escaped(c.encode_utf8(&mut [0; 4])));
+        self.push_whole(&buf);
     }
 
     /// Appends one character of a double-quoted string, escaped as `{:?}`
@@ -158,6 +155,16 @@ mod tests {
         assert_eq!(once, "a\\u{1b}]0;TITLE\\u{7}b\\n\\u{9b}c");
         assert_eq!(Escaped(&once).to_string(), once);
         assert!(!once.chars().any(char::is_control));
+        // The bidirectional overrides that make one name look like another
+        // ("Trojan Source"), in keys, names and messages alike.
+        let spoof = "general.\u{202e}eman\u{202c}\u{2066}x\u{2069}\u{200f}";
+        let shown = "general.\\u{202e}eman\\u{202c}\\u{2066}x\\u{2069}\\u{200f}";
+        assert_eq!(Escaped(spoof).to_string(), shown);
+        assert_eq!(clip(spoof, 80), shown);
+        assert_eq!(
+            Escaped("ünïcödé 文字 \u{200d}").to_string(),
+            "ünïcödé 文字 \u{200d}"
+        );
     }
 
     #[test]

@@ -13,7 +13,7 @@ use std::sync::{Arc, OnceLock};
 
 use gguf_loader::{LoadMode, MmapGGUFLoader};
 use gguf_loader_llm::chat::{self, Message};
-use gguf_loader_llm::forward::{ForwardError, Sampler, Transformer};
+use gguf_loader_llm::forward::{check_logits, ForwardError, Sampler, Transformer};
 use gguf_loader_llm::tokenizer::Tokenizer;
 use libfuzzer_sys::fuzz_target;
 
@@ -87,12 +87,14 @@ fn run(model: Result<Transformer<f32>, ForwardError>) {
     match model.forward(&mut cache, &tokens, true) {
         Ok(logits) => {
             assert_eq!(logits.len(), tokens.len() * n);
-            // The weights may hold NaN or Inf: sampling still answers.
+            // The weights may hold NaN or Inf: logits with NaN (or nothing
+            // finite) are an error of `forward`, so what it returns can be
+            // sampled, and every sampler answers.
             let last = &logits[logits.len() - n..];
+            assert!(check_logits(&logits, n, 0).is_ok());
             for mut s in [Sampler::greedy(), Sampler::new(0.8, 0.9, 7)] {
-                if let Some(id) = s.sample(last) {
-                    assert!((id as usize) < n);
-                }
+                let id = s.sample(last).expect("checked logits give a token");
+                assert!((id as usize) < n);
             }
         }
         Err(_) => return,

@@ -33,7 +33,7 @@ use rayon::prelude::*;
 use matmul::matmul;
 use ops::{gelu, rms_norm, silu, softmax, Rope};
 pub use ops::{RopeMode, WeightElement};
-pub use sample::{argmax, nmse, Sampler};
+pub use sample::{argmax, check_logits, nmse, Sampler};
 
 /// What can go wrong building or running the forward pass.
 #[derive(Debug, thiserror::Error)]
@@ -89,6 +89,20 @@ pub enum ForwardError {
     /// Memory for the cache or activations could not be had.
     #[error("cannot allocate {0} bytes")]
     Alloc(usize),
+    /// The logits of a position hold NaN, or no finite value: no token can
+    /// be chosen from them (NaN or Inf in the weights or the settings).
+    #[error(
+        "{}: the weights or the settings hold NaN or Inf (`gguf-loader verify FILE` checks the weights)",
+        sample::bad_logits(*position, *nan, *n_vocab)
+    )]
+    BadLogits {
+        /// The position (in the sequence, from 0) whose logits they are.
+        position: usize,
+        /// How many of them are NaN (0: none is, but none is finite).
+        nan: usize,
+        /// How many there are (the vocabulary size).
+        n_vocab: usize,
+    },
 }
 
 /// The architectures with a forward pass here.
@@ -339,6 +353,19 @@ fn opt<X>(
     Ok(Some(get(m, key)?))
 }
 
+/// A float hyper-parameter that must be finite and above 0 (an epsilon, a
+/// RoPE base, a scaling factor): NaN, infinite, 0 or negative would make
+/// every logit NaN.
+fn positive_f32(key: &str, v: f32) -> Result<f32, ForwardError> {
+    if !(v.is_finite() && v > 0.0) {
+        return Err(ForwardError::BadParameter {
+            key: key.into(),
+            why: format!("{v} is not a finite number above 0"),
+        });
+    }
+    Ok(v)
+}
+
 fn positive(key: &str, v: u32) -> Result<usize, ForwardError> {
     if v == 0 {
         return Err(ForwardError::BadParameter {
@@ -447,7 +474,10 @@ impl<T: WeightElement> Transformer<T> {
                 )));
             }
         }
-        let rms_eps = m.arch_f32("attention.layer_norm_rms_epsilon")?;
+        let rms_eps = positive_f32(
+            &full("attention.layer_norm_rms_epsilon"),
+            m.arch_f32("attention.layer_norm_rms_epsilon")?,
+        )?;
         let n_rot = match opt(loader, "rope.dimension_count", |m, k| m.arch_u32(k))? {
             Some(v) => v as usize,
             None => head_dim,
@@ -458,14 +488,17 @@ impl<T: WeightElement> Transformer<T> {
                 why: format!("{n_rot} is odd or above the head dimension {head_dim}"),
             });
         }
-        let base = opt(loader, "rope.freq_base", |m, k| m.arch_f32(k))?.unwrap_or(10_000.0);
+        let base = match opt(loader, "rope.freq_base", |m, k| m.arch_f32(k))? {
+            Some(b) => positive_f32(&full("rope.freq_base"), b)?,
+            None => 10_000.0,
+        };
         let scaling = opt(loader, "rope.scaling.type", |m, k| {
             m.arch_str(k).map(str::to_owned)
         })?;
         let factor = opt(loader, "rope.scaling.factor", |m, k| m.arch_f32(k))?;
         let scale = match (scaling.as_deref(), factor) {
             (None | Some("none"), _) | (Some("linear"), None) => 1.0,
-            (Some("linear"), Some(f)) if f > 0.0 && f.is_finite() => 1.0 / f,
+            (Some("linear"), Some(f)) => 1.0 / positive_f32(&full("rope.scaling.factor"), f)?,
             (Some(other), _) => {
                 return Err(ForwardError::Unsupported(format!(
                     "RoPE scaling '{}' (linear only)",
@@ -533,8 +566,10 @@ impl<T: WeightElement> Transformer<T> {
                             set_pattern(&mut layer_is_swa, p as usize);
                         }
                     }
-                    swa_rope.base = opt(loader, "rope.freq_base_swa", |m, k| m.arch_f32(k))?
-                        .unwrap_or(10_000.0);
+                    swa_rope.base = match opt(loader, "rope.freq_base_swa", |m, k| m.arch_f32(k))? {
+                        Some(b) => positive_f32(&full("rope.freq_base_swa"), b)?,
+                        None => 10_000.0,
+                    };
                     swa_rope.scale = 1.0;
                 }
             }
@@ -543,8 +578,17 @@ impl<T: WeightElement> Transformer<T> {
             if n_layer == 62 {
                 attn_scale = 1.0 / ((n_embd / n_head) as f32).sqrt();
             }
-            logit_softcap =
-                opt(loader, "final_logit_softcapping", |m, k| m.arch_f32(k))?.filter(|c| *c != 0.0);
+            // 0: none.
+            logit_softcap = match opt(loader, "final_logit_softcapping", |m, k| m.arch_f32(k))? {
+                None | Some(0.0) => None,
+                Some(c) if c.is_finite() && c > 0.0 => Some(c),
+                Some(c) => {
+                    return Err(ForwardError::BadParameter {
+                        key: full("final_logit_softcapping"),
+                        why: format!("{c} is neither 0 (none) nor a finite number above 0"),
+                    })
+                }
+            };
         }
         let ropes = layer_is_swa
             .iter()
@@ -663,7 +707,9 @@ impl<T: WeightElement> Transformer<T> {
     /// Runs `tokens` at the next positions of `cache` (which they then
     /// fill) and returns the logits: of every position (`all`, row after
     /// row of `n_vocab`) or of the last one only. Errs when a token id is
-    /// out of range, the cache has no room, or memory runs out. An empty
+    /// out of range, the cache has no room, memory runs out, or the logits
+    /// hold NaN or no finite value ([`ForwardError::BadLogits`], see
+    /// [`check_logits`]; the cache is then left as it was). An empty
     /// `tokens` gives no logits.
     pub fn forward(
         &self,
@@ -801,7 +847,6 @@ impl<T: WeightElement> Transformer<T> {
             x.iter_mut().zip(&f).for_each(|(a, b)| *a += b);
             obs(observe, "l_out", &x);
         }
-        cache.len += n;
 
         let mut x = if all { x } else { x[(n - 1) * d..].to_vec() };
         let rows = x.len() / d;
@@ -821,6 +866,10 @@ impl<T: WeightElement> Transformer<T> {
             layer: None,
             values: &logits,
         });
+        // NaN here would be sampled as some token: an error instead, and
+        // the cache left as it was.
+        check_logits(&logits, c.n_vocab, if all { start } else { start + n - 1 })?;
+        cache.len += n;
         Ok(logits)
     }
 }

@@ -532,7 +532,6 @@ impl CudaTransformer {
             add(xp, fp, n * d)?;
             observe(xp, n * d)?;
         }
-        cache.len += n;
 
         // The head, on every row or the last.
         let (first, rows_out) = if all { (0, n) } else { (n - 1, 1) };
@@ -552,6 +551,9 @@ impl CudaTransformer {
         s.synchronize().map_err(e("running the forward pass"))?;
         // Keep the scratch alive until the stream has run.
         drop((x, h, q, kk, vv, att, o, g, u, f, x16, ids));
+        // As on the CPU: NaN logits are an error, the cache left as it was.
+        super::check_logits(&out, head.rows, start + first)?;
+        cache.len += n;
         Ok((out, bad.first().copied().unwrap_or(0) as u64))
     }
 }

@@ -4,6 +4,44 @@
 use rand_chacha::rand_core::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+use super::ForwardError;
+
+/// Holds `logits` (rows of `n_vocab`, the first of position `first`, the
+/// next of the positions after) to what a token can be chosen from: no
+/// NaN, and at least one finite value per row. Otherwise a
+/// [`ForwardError::BadLogits`] naming the first such row's position: a
+/// sampler would have made up a token (argmax skips NaN; all NaN was id 0).
+/// One pass over the values; the forward passes run it on what they return.
+pub fn check_logits(logits: &[f32], n_vocab: usize, first: usize) -> Result<(), ForwardError> {
+    if n_vocab == 0 {
+        return Ok(());
+    }
+    for (i, row) in logits.chunks(n_vocab).enumerate() {
+        let (mut nan, mut finite) = (0usize, false);
+        for &v in row {
+            nan += v.is_nan() as usize;
+            finite |= v.is_finite();
+        }
+        if nan > 0 || !finite {
+            return Err(ForwardError::BadLogits {
+                position: first + i,
+                nan,
+                n_vocab: row.len(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// What [`ForwardError::BadLogits`] says of the logits, before its hint.
+pub(super) fn bad_logits(position: usize, nan: usize, n_vocab: usize) -> String {
+    if nan > 0 {
+        format!("{nan} of the {n_vocab} logits at position {position} are NaN")
+    } else {
+        format!("the {n_vocab} logits at position {position} are all infinite")
+    }
+}
+
 /// Picks tokens from logits. Greedy (argmax) when the temperature is 0.
 #[derive(Debug, Clone)]
 pub struct Sampler {
@@ -40,7 +78,8 @@ impl Sampler {
     }
 
     /// The next token id from one position's logits; `None` when `logits`
-    /// is empty.
+    /// is empty or every value is NaN. NaN values are never chosen; see
+    /// [`Sampler::try_sample`] to have them refused.
     pub fn sample(&mut self, logits: &[f32]) -> Option<u32> {
         if self.temperature <= 0.0 {
             return argmax(logits);
@@ -78,10 +117,24 @@ impl Sampler {
         }
         probs[..kept].last().map(|p| p.0)
     }
+
+    /// [`Sampler::sample`] on logits held to [`check_logits`] first: a
+    /// [`ForwardError::BadLogits`] naming `position` (the position in the
+    /// sequence whose logits they are) when they hold NaN or no finite
+    /// value, instead of a token made up from them. `Ok(None)` only when
+    /// `logits` is empty.
+    pub fn try_sample(
+        &mut self,
+        logits: &[f32],
+        position: usize,
+    ) -> Result<Option<u32>, ForwardError> {
+        check_logits(logits, logits.len(), position)?;
+        Ok(self.sample(logits))
+    }
 }
 
 /// The index of the largest value (the first of equals; NaN never wins);
-/// `None` when empty.
+/// `None` when empty or every value is NaN (no token to pick: not id 0).
 pub fn argmax(logits: &[f32]) -> Option<u32> {
     let mut best: Option<(usize, f32)> = None;
     for (i, &v) in logits.iter().enumerate() {
@@ -92,12 +145,7 @@ pub fn argmax(logits: &[f32]) -> Option<u32> {
             best = Some((i, v));
         }
     }
-    best.or(if logits.is_empty() {
-        None
-    } else {
-        Some((0, 0.0))
-    })
-    .map(|(i, _)| i as u32)
+    best.map(|(i, _)| i as u32)
 }
 
 /// The normalized mean squared error of `got` against the reference `want`
@@ -130,6 +178,71 @@ mod tests {
         assert_eq!(argmax(&[f32::NAN, 0.5]), Some(1));
         assert_eq!(argmax(&[]), None);
         assert_eq!(Sampler::greedy().sample(&[0.0, -1.0, 2.0]), Some(2));
+    }
+
+    #[test]
+    fn nan_logits_choose_no_token() {
+        let all_nan = [f32::NAN; 4];
+        assert_eq!(argmax(&all_nan), None);
+        assert_eq!(Sampler::greedy().sample(&all_nan), None);
+        assert_eq!(Sampler::new(0.8, 0.9, 1).sample(&all_nan), None);
+    }
+
+    #[test]
+    fn try_sample_refuses_nan_and_no_finite_logit_greedy_and_at_temperature() {
+        let nan1 = [0.5, f32::NAN, 2.0, -1.0];
+        let all_nan = [f32::NAN; 3];
+        let inf = [f32::NEG_INFINITY, f32::INFINITY, f32::NEG_INFINITY];
+        let neg_inf = [f32::NEG_INFINITY; 3];
+        for make in [Sampler::greedy, || Sampler::new(0.8, 0.9, 7)] {
+            for (logits, said) in [
+                (&nan1[..], "1 of the 4 logits at position 41 are NaN"),
+                (&all_nan[..], "3 of the 3 logits at position 41 are NaN"),
+                (&inf[..], "the 3 logits at position 41 are all infinite"),
+                (&neg_inf[..], "the 3 logits at position 41 are all infinite"),
+            ] {
+                let e = make().try_sample(logits, 41).unwrap_err();
+                assert!(
+                    matches!(e, ForwardError::BadLogits { position: 41, .. }),
+                    "{e:?}"
+                );
+                let e = e.to_string();
+                assert!(e.starts_with(said), "{e}");
+                assert!(
+                    e.contains("NaN or Inf") && e.contains("gguf-loader verify"),
+                    "{e}"
+                );
+            }
+            // Usable logits: the same token as `sample`; an +Inf among
+            // finite values is chosen; no logits, no token.
+            let ok = [0.5, 3.0, 2.0, -1.0];
+            assert_eq!(make().try_sample(&ok, 0).unwrap(), make().sample(&ok));
+            let mut greedy = Sampler::greedy();
+            assert_eq!(
+                greedy.try_sample(&[0.0, f32::INFINITY, 1.0], 0).unwrap(),
+                Some(1)
+            );
+            assert_eq!(make().try_sample(&[], 0).unwrap(), None);
+        }
+    }
+
+    #[test]
+    fn check_logits_names_the_position_of_the_first_bad_row() {
+        let rows = [1.0, 2.0, 3.0, 4.0, f32::NAN, 6.0, f32::NAN, 8.0, 9.0];
+        assert!(check_logits(&rows[..3], 3, 0).is_ok());
+        let e = check_logits(&rows, 3, 10).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                ForwardError::BadLogits {
+                    position: 11,
+                    nan: 1,
+                    n_vocab: 3
+                }
+            ),
+            "{e:?}"
+        );
+        assert!(check_logits(&[], 3, 0).is_ok());
     }
 
     #[test]

@@ -1,0 +1,309 @@
+//! Float settings and weights that would make every logit NaN: an RMS
+//! epsilon or a RoPE base that is NaN, infinite, 0 or negative, a bad RoPE
+//! scaling factor or logit soft-cap are refused when the model is built,
+//! naming the key and the value; a NaN weight ends the forward pass in a
+//! typed error naming the position, never in logits a sampler would turn
+//! into token 0.
+
+use gguf_loader::{GgmlType, GgufWriter, MetaValue, MmapGGUFLoader};
+use gguf_loader_llm::forward::{ForwardError, Transformer};
+
+const N_EMBD: u64 = 8;
+const N_HEAD: u32 = 2;
+const N_KV: u32 = 1;
+const HEAD: u64 = 4;
+const N_FF: u64 = 16;
+const N_VOCAB: u64 = 16;
+const N_LAYER: usize = 2;
+
+fn f32_bytes(n: u64, seed: u32) -> Vec<u8> {
+    (0..n as u32)
+        .flat_map(|i| {
+            (((i.wrapping_mul(2_654_435_761) ^ seed) % 1000) as f32 / 5000.0 - 0.1).to_le_bytes()
+        })
+        .collect()
+}
+
+/// A model of architecture `arch` (`llama` or `gemma3`, two blocks, every
+/// tensor F32) with the settings real models use, `meta` added after (and
+/// so overriding) them, and `nan` (a tensor's name and an index) written
+/// into one weight.
+fn model(
+    arch: &str,
+    meta: &[(&str, MetaValue)],
+    nan: Option<(&str, usize)>,
+) -> tempfile::NamedTempFile {
+    let gemma = arch == "gemma3";
+    let mut w = GgufWriter::new();
+    w.add("general.architecture", MetaValue::String(arch.into()));
+    let k = |s: &str| format!("{arch}.{s}");
+    w.add(k("block_count"), MetaValue::U32(N_LAYER as u32))
+        .add(k("embedding_length"), MetaValue::U32(N_EMBD as u32))
+        .add(k("feed_forward_length"), MetaValue::U32(N_FF as u32))
+        .add(k("attention.head_count"), MetaValue::U32(N_HEAD))
+        .add(k("attention.head_count_kv"), MetaValue::U32(N_KV))
+        .add(k("attention.layer_norm_rms_epsilon"), MetaValue::F32(1e-6))
+        .add(k("rope.freq_base"), MetaValue::F32(1e6));
+    if gemma {
+        w.add(k("attention.key_length"), MetaValue::U32(HEAD as u32))
+            .add(k("attention.sliding_window"), MetaValue::U32(512))
+            .add(k("attention.sliding_window_pattern"), MetaValue::U32(2))
+            .add(k("rope.freq_base_swa"), MetaValue::F32(10_000.0));
+    }
+    for (key, v) in meta {
+        w.add(*key, v.clone());
+    }
+    let q = N_HEAD as u64 * HEAD;
+    let kv = N_KV as u64 * HEAD;
+    let mut tensors: Vec<(String, Vec<u64>)> = vec![
+        ("token_embd.weight".into(), vec![N_EMBD, N_VOCAB]),
+        ("output.weight".into(), vec![N_EMBD, N_VOCAB]),
+        ("output_norm.weight".into(), vec![N_EMBD]),
+    ];
+    for il in 0..N_LAYER {
+        let p = |s: &str| format!("blk.{il}.{s}.weight");
+        tensors.extend([
+            (p("attn_q"), vec![N_EMBD, q]),
+            (p("attn_k"), vec![N_EMBD, kv]),
+            (p("attn_v"), vec![N_EMBD, kv]),
+            (p("attn_output"), vec![q, N_EMBD]),
+            (p("ffn_gate"), vec![N_EMBD, N_FF]),
+            (p("ffn_up"), vec![N_EMBD, N_FF]),
+            (p("ffn_down"), vec![N_FF, N_EMBD]),
+            (p("attn_norm"), vec![N_EMBD]),
+            (p("ffn_norm"), vec![N_EMBD]),
+        ]);
+        if gemma {
+            tensors.extend([
+                (p("attn_q_norm"), vec![HEAD]),
+                (p("attn_k_norm"), vec![HEAD]),
+                (p("post_attention_norm"), vec![N_EMBD]),
+                (p("post_ffw_norm"), vec![N_EMBD]),
+            ]);
+        }
+    }
+    for (i, (name, ne)) in tensors.iter().enumerate() {
+        let mut data = if ne.len() == 1 {
+            // Norms: ones.
+            (0..ne[0]).flat_map(|_| 1f32.to_le_bytes()).collect()
+        } else {
+            f32_bytes(ne.iter().product(), i as u32)
+        };
+        if let Some((_, at)) = nan.filter(|(t, _)| t == name) {
+            data[at * 4..at * 4 + 4].copy_from_slice(&f32::NAN.to_le_bytes());
+        }
+        w.add_tensor(name.as_str(), ne, GgmlType::F32, data)
+            .unwrap();
+    }
+    let file = tempfile::Builder::new().suffix(".gguf").tempfile().unwrap();
+    std::fs::write(file.path(), w.to_bytes().unwrap()).unwrap();
+    file
+}
+
+fn eager(file: &tempfile::NamedTempFile) -> Result<Transformer<f32>, ForwardError> {
+    Transformer::<f32>::load(&MmapGGUFLoader::new(file.path()).unwrap())
+}
+
+fn lazy(file: &tempfile::NamedTempFile) -> Result<Transformer<f32>, ForwardError> {
+    Transformer::<f32>::load_lazy(std::sync::Arc::new(
+        MmapGGUFLoader::new(file.path()).unwrap(),
+    ))
+}
+
+#[test]
+fn the_settings_real_models_use_run() {
+    let linear = || MetaValue::String("linear".into());
+    let cases: Vec<(&str, Vec<(&str, MetaValue)>)> = vec![
+        ("llama", vec![]),
+        (
+            "llama",
+            vec![
+                (
+                    "llama.attention.layer_norm_rms_epsilon",
+                    MetaValue::F32(1e-5),
+                ),
+                ("llama.rope.freq_base", MetaValue::F32(10_000.0)),
+                ("llama.rope.scaling.type", linear()),
+                ("llama.rope.scaling.factor", MetaValue::F32(4.0)),
+            ],
+        ),
+        // A factor is not read without linear scaling.
+        (
+            "llama",
+            vec![
+                ("llama.rope.scaling.type", MetaValue::String("none".into())),
+                ("llama.rope.scaling.factor", MetaValue::F32(0.0)),
+            ],
+        ),
+        ("gemma3", vec![]),
+        (
+            "gemma3",
+            vec![
+                ("gemma3.rope.scaling.type", linear()),
+                ("gemma3.rope.scaling.factor", MetaValue::F32(8.0)),
+                ("gemma3.final_logit_softcapping", MetaValue::F32(30.0)),
+            ],
+        ),
+        // 0: no soft-capping.
+        (
+            "gemma3",
+            vec![("gemma3.final_logit_softcapping", MetaValue::F32(0.0))],
+        ),
+        // The sliding window's base is not read without a window.
+        (
+            "gemma3",
+            vec![
+                ("gemma3.attention.sliding_window", MetaValue::U32(0)),
+                ("gemma3.rope.freq_base_swa", MetaValue::F32(f32::NAN)),
+            ],
+        ),
+    ];
+    for (arch, meta) in cases {
+        let file = model(arch, &meta, None);
+        for build in [eager, lazy] {
+            let m = build(&file).unwrap_or_else(|e| panic!("{arch} {meta:?}: {e}"));
+            let mut cache = m.new_cache(4).unwrap();
+            let logits = m.forward(&mut cache, &[1, 2, 3], true).unwrap();
+            assert_eq!(logits.len(), 3 * N_VOCAB as usize);
+            assert!(logits.iter().all(|v| v.is_finite()), "{arch} {meta:?}");
+        }
+    }
+}
+
+#[test]
+fn unusable_float_settings_are_refused_naming_the_key_and_the_value() {
+    let bad = [f32::NAN, f32::INFINITY, f32::NEG_INFINITY, 0.0, -0.0, -1.0];
+    // (arch, key, whether it is read only with linear RoPE scaling)
+    let keys = [
+        ("llama", "attention.layer_norm_rms_epsilon", false),
+        ("llama", "rope.freq_base", false),
+        ("llama", "rope.scaling.factor", true),
+        ("gemma3", "attention.layer_norm_rms_epsilon", false),
+        ("gemma3", "rope.freq_base", false),
+        ("gemma3", "rope.freq_base_swa", false),
+        ("gemma3", "rope.scaling.factor", true),
+    ];
+    for (arch, key, linear) in keys {
+        let key = format!("{arch}.{key}");
+        let scaling = format!("{arch}.rope.scaling.type");
+        for v in bad {
+            let mut meta = vec![(key.as_str(), MetaValue::F32(v))];
+            if linear {
+                meta.push((scaling.as_str(), MetaValue::String("linear".into())));
+            }
+            let file = model(arch, &meta, None);
+            for build in [eager, lazy] {
+                let e = build(&file).err().expect("an unusable value");
+                assert!(
+                    matches!(&e, ForwardError::BadParameter { key: k, .. } if *k == key),
+                    "{e:?}"
+                );
+                assert_eq!(
+                    e.to_string(),
+                    format!("metadata key '{key}': {v} is not a finite number above 0")
+                );
+            }
+        }
+    }
+    // The soft-cap: 0 is none; NaN, infinite or negative are refused.
+    for v in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY, -30.0] {
+        let file = model(
+            "gemma3",
+            &[("gemma3.final_logit_softcapping", MetaValue::F32(v))],
+            None,
+        );
+        for build in [eager, lazy] {
+            let e = build(&file).err().expect("an unusable soft-cap");
+            assert_eq!(
+                e.to_string(),
+                format!(
+                    "metadata key 'gemma3.final_logit_softcapping': {v} is neither 0 (none) \
+                     nor a finite number above 0"
+                )
+            );
+        }
+    }
+    // The spelled-out values: what a user reads.
+    let file = model(
+        "llama",
+        &[(
+            "llama.attention.layer_norm_rms_epsilon",
+            MetaValue::F32(f32::NAN),
+        )],
+        None,
+    );
+    assert_eq!(
+        eager(&file).err().unwrap().to_string(),
+        "metadata key 'llama.attention.layer_norm_rms_epsilon': NaN is not a finite number above 0"
+    );
+}
+
+#[test]
+fn a_nan_weight_is_an_error_naming_the_position_not_token_0() {
+    for arch in ["llama", "gemma3"] {
+        // In the final norm: every position's logits are NaN.
+        let file = model(arch, &[], Some(("output_norm.weight", 0)));
+        for build in [eager, lazy] {
+            let m = build(&file).unwrap();
+            let mut cache = m.new_cache(8).unwrap();
+            let e = m.forward(&mut cache, &[1, 2, 3], false).unwrap_err();
+            assert!(
+                matches!(
+                    e,
+                    ForwardError::BadLogits {
+                        position: 2,
+                        nan: 16,
+                        n_vocab: 16
+                    }
+                ),
+                "{arch}: {e:?}"
+            );
+            assert_eq!(
+                e.to_string(),
+                "16 of the 16 logits at position 2 are NaN: the weights or the settings hold \
+                 NaN or Inf (`gguf-loader verify FILE` checks the weights)"
+            );
+            // The cache is left as it was.
+            assert_eq!(cache.len(), 0);
+        }
+        // In one row of the embeddings (token 2's): the positions from its
+        // own on (attention reads its key and value); the first is named.
+        let row2 = 2 * N_EMBD as usize;
+        let file = model(arch, &[], Some(("token_embd.weight", row2)));
+        let m = eager(&file).unwrap();
+        let mut cache = m.new_cache(8).unwrap();
+        let e = m.forward(&mut cache, &[1, 1, 2, 3], true).unwrap_err();
+        assert!(
+            matches!(e, ForwardError::BadLogits { position: 2, .. }),
+            "{arch}: {e:?}"
+        );
+        assert_eq!(cache.len(), 0);
+        // Without the token, the same model and cache run.
+        let logits = m.forward(&mut cache, &[1, 3], false).unwrap();
+        assert!(logits.iter().all(|v| v.is_finite()));
+        assert_eq!(cache.len(), 2);
+        // It at position 2 then: the error names it too.
+        let e = m.forward(&mut cache, &[2], false).unwrap_err();
+        assert!(
+            matches!(e, ForwardError::BadLogits { position: 2, .. }),
+            "{arch}: {e:?}"
+        );
+        assert_eq!(cache.len(), 2);
+        // In one row of the output head (token 5's): that logit only.
+        let file = model(arch, &[], Some(("output.weight", 5 * N_EMBD as usize)));
+        let m = eager(&file).unwrap();
+        let mut cache = m.new_cache(8).unwrap();
+        let e = m.forward(&mut cache, &[1], false).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                ForwardError::BadLogits {
+                    position: 0,
+                    nan: 1,
+                    ..
+                }
+            ),
+            "{arch}: {e:?}"
+        );
+    }
+}

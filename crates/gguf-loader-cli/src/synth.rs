@@ -3,7 +3,7 @@
 use std::io::{self, Write};
 use std::path::Path;
 
-use gguf_loader::{synthesize, GgmlType, Preset};
+use gguf_loader::{write_synthetic, GgmlType, Preset};
 
 use crate::output::Output;
 use gguf_loader_cli::CliError;
@@ -26,7 +26,13 @@ pub fn run(
             names.join(", ")
         )
     })?;
-    let ty = GgmlType::from_name(ty).ok_or_else(|| format!("unknown tensor type '{ty}'"))?;
+    let ty = GgmlType::from_name(ty).ok_or_else(|| {
+        let names: Vec<_> = (0..=u8::MAX as u32)
+            .filter_map(GgmlType::from_id)
+            .map(|t| t.name().to_ascii_lowercase())
+            .collect();
+        format!("unknown tensor type '{ty}' (known: {})", names.join(", "))
+    })?;
     // The model is a GGUF: a name that says safetensors would mislead.
     let ext = output.extension().and_then(|e| e.to_str());
     if ext.is_some_and(|e| e.eq_ignore_ascii_case("safetensors")) {
@@ -38,9 +44,8 @@ pub fn run(
     }
     // Before the (long) synthesis: an output that cannot be written shows now.
     let mut out = Output::create(output, &[], force)?;
-    let w = synthesize(&p, ty, seed).map_err(|e| e.to_string())?;
-    w.write_to(&mut out)
-        .map_err(|e| out.error(format!("cannot write: {e}")))?;
+    // One tensor in memory at a time, straight into the file.
+    write_synthetic(&p, ty, seed, &mut out).map_err(|e| out.error(format!("cannot write: {e}")))?;
     let bytes = out.commit()?;
     writeln!(
         io::stdout().lock(),

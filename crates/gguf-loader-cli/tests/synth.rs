@@ -83,6 +83,16 @@ fn unwritable_outputs_are_named_and_leave_nothing() {
         .arg(&out));
     assert!(r.err().contains("unknown preset"));
     assert!(listing(dir.path()).is_empty());
+    // An unknown type is said with the known ones.
+    let r = run(cli()
+        .args(["synth", "--preset", "tiny-test", "--type", "q9", "-o"])
+        .arg(&out));
+    let err = r.err();
+    assert!(
+        err.contains("unknown tensor type 'q9' (known: f32, f16, q4_0,") && err.contains("nvfp4"),
+        "{err}"
+    );
+    assert!(listing(dir.path()).is_empty());
     // A GGUF is never written under a safetensors name.
     for name in ["m.safetensors", "m.SafeTensors"] {
         let r = run(cli()

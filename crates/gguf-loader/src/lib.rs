@@ -23,7 +23,7 @@
 //! Every name the crate offers is listed here, at its root.
 //!
 //! # Features
-//! - `synth`: [`synthesize`] models with real shapes and random weights.
+//! - `synth`: [`synthesize`] (or stream, [`write_synthetic`]) models with real shapes and random weights.
 //! - `ndarray`: [`Tensor::view`] as an `ndarray::ArrayViewD` in row-major shape.
 //! - `internals`: the per-type reference routines and SIMD kernel tables,
 //!   for the fuzz targets, benchmarks and tests; not a stable API.
@@ -80,7 +80,7 @@ pub use model::{
     Model, ModelConfig, Prefetch, Progress, ProgressFn, KNOWN_ARCHITECTURES, THREADS_PER_CORE,
 };
 #[cfg(feature = "synth")]
-pub use synth::{synthesize, Preset};
+pub use synth::{synthesize, write_synthetic, Preset};
 pub use tensor::{Device, Tensor};
 
 /// The pieces below the public API, for the fuzz targets, benchmarks and

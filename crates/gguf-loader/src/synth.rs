@@ -208,11 +208,69 @@ fn tensor_plan(p: &Preset, ty: GgmlType) -> Vec<(String, Vec<u64>, GgmlType)> {
 
 /// A whole synthetic GGUF file of preset `p`, its weights of type `ty`
 /// (or the nearest type their row length allows, as llama-quantize falls
-/// back) and its norms f32, with random finite values from `seed`. Write it
-/// with [`GgufWriter::write_to`].
+/// back) and its norms f32, with random finite values from `seed`, held in
+/// memory. Write it with [`GgufWriter::write_to`]; [`write_synthetic`]
+/// writes the same bytes holding one tensor at a time.
 ///
 /// Errs only when `ty` cannot hold one of the shapes.
 pub fn synthesize(p: &Preset, ty: GgmlType, seed: u64) -> std::io::Result<GgufWriter<'static>> {
+    let mut w = metadata(p, ty);
+    for (i, (name, dims, t)) in tensor_plan(p, ty).into_iter().enumerate() {
+        let data = tensor_data(t, &dims, seed, i);
+        w.add_tensor(name, &dims, t, data)?;
+    }
+    Ok(w)
+}
+
+/// Writes what [`synthesize`] makes to `out`, byte for byte, generating one
+/// tensor at a time: the memory it takes is the largest tensor's, not the
+/// model's (a 7B model in f32 is 27 GB). Returns the bytes written.
+pub fn write_synthetic(
+    p: &Preset,
+    ty: GgmlType,
+    seed: u64,
+    out: impl std::io::Write,
+) -> std::io::Result<u64> {
+    let mut w = metadata(p, ty);
+    let plan = tensor_plan(p, ty);
+    for (name, dims, t) in &plan {
+        w.add_tensor_info(name.clone(), dims, *t)?;
+    }
+    let mut counted = Counted { out, bytes: 0 };
+    let mut data = w.write_header(&mut counted)?;
+    for (i, (_, dims, t)) in plan.into_iter().enumerate() {
+        data.write_data(&tensor_data(t, &dims, seed, i))?;
+    }
+    data.finish()?;
+    Ok(counted.bytes)
+}
+
+/// A writer that counts what goes through it.
+struct Counted<W> {
+    out: W,
+    bytes: u64,
+}
+
+impl<W: std::io::Write> std::io::Write for Counted<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.out.write(buf)?;
+        self.bytes += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.out.flush()
+    }
+}
+
+/// The random bytes of the `i`-th tensor of a plan.
+fn tensor_data(t: GgmlType, dims: &[u64], seed: u64, i: usize) -> Vec<u8> {
+    let n: u64 = dims.iter().product();
+    random_blocks(t, n, seed.wrapping_add(i as u64 * 0x9e37_79b9))
+}
+
+/// The metadata of a synthetic model: llama's keys for preset `p`.
+fn metadata(p: &Preset, ty: GgmlType) -> GgufWriter<'static> {
     let mut w = GgufWriter::new();
     let s = |v: &str| MetaValue::String(v.into());
     let u = MetaValue::U32;
@@ -242,10 +300,29 @@ pub fn synthesize(p: &Preset, ty: GgmlType, seed: u64) -> std::io::Result<GgufWr
         )
         .add(format!("{arch}.vocab_size"), u(p.vocab as u32))
         .add("general.quantization_version", u(2));
-    for (i, (name, dims, t)) in tensor_plan(p, ty).into_iter().enumerate() {
-        let n: u64 = dims.iter().product();
-        let data = random_blocks(t, n, seed.wrapping_add(i as u64 * 0x9e37_79b9));
-        w.add_tensor(name, &dims, t, data)?;
+    w
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn streamed_file_is_the_one_held_in_memory() {
+        for ty in [
+            GgmlType::Q4_0,
+            GgmlType::F32,
+            GgmlType::Q6_K,
+            GgmlType::IQ2_XXS,
+        ] {
+            let held = synthesize(&Preset::TINY_TEST, ty, 9)
+                .unwrap()
+                .to_bytes()
+                .unwrap();
+            let mut streamed = Vec::new();
+            let n = write_synthetic(&Preset::TINY_TEST, ty, 9, &mut streamed).unwrap();
+            assert_eq!(n, streamed.len() as u64, "{ty}");
+            assert!(held == streamed, "{ty}");
+        }
     }
-    Ok(w)
 }

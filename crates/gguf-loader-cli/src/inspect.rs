@@ -32,14 +32,55 @@ pub fn run(path: &Path, as_json: bool) -> Result<(), CliError> {
     let loader = MmapGGUFLoader::new(path)?;
     let mut out = io::BufWriter::new(io::stdout().lock());
     let tensors = || loader.tensors();
+    // A split model's tensor offsets are in their own shard: which one is
+    // said per shard (their tensors come in shard order).
+    let shards: Vec<Shard> = loader
+        .paths()
+        .zip(loader.shards())
+        .map(|(p, f)| Shard {
+            path: p.display().to_string(),
+            tensors: f.tensors().len(),
+            data_offset: f.data_offset,
+        })
+        .collect();
+    let shards = if shards.len() > 1 { shards } else { Vec::new() };
     if as_json {
-        write_json(&mut out, loader.file(), tensors)
+        crate::json::write_line(
+            &mut out,
+            &JsonFile {
+                file: loader.file(),
+                tensors,
+                shards: &shards,
+            },
+        )
     } else {
-        let shards = loader.paths().count();
-        write_human(&mut out, path, shards, loader.file(), tensors)
+        write_human(&mut out, path, shards.len().max(1), loader.file(), tensors).and_then(|()| {
+            let mut first = 1;
+            for (i, s) in shards.iter().enumerate() {
+                writeln!(
+                    out,
+                    "  shard {}: tensors {first}-{} (offsets in this file), data at byte {}: {}",
+                    i + 1,
+                    first + s.tensors - 1,
+                    s.data_offset,
+                    Escaped(&s.path)
+                )?;
+                first += s.tensors;
+            }
+            Ok(())
+        })
     }
     .and_then(|()| out.flush())
     .map_err(CliError::stdout)
+}
+
+/// One file of a split model, for the listing.
+#[derive(Serialize)]
+struct Shard {
+    path: String,
+    /// How many tensors it holds (they follow the previous shard's).
+    tensors: usize,
+    data_offset: u64,
 }
 
 /// Writes the whole structure as one line of JSON: version, endianness,
@@ -54,12 +95,21 @@ pub fn write_json<'t, I>(
 where
     I: Iterator<Item = &'t TensorInfo<'t>>,
 {
-    crate::json::write_line(out, &JsonFile { file, tensors })
+    crate::json::write_line(
+        out,
+        &JsonFile {
+            file,
+            tensors,
+            shards: &[],
+        },
+    )
 }
 
 struct JsonFile<'f, 'a, F> {
     file: &'f GgufFile<'a>,
     tensors: F,
+    /// A split model's files, in order (empty for one file).
+    shards: &'f [Shard],
 }
 
 impl<'t, F, I> Serialize for JsonFile<'_, '_, F>
@@ -76,6 +126,9 @@ where
         map.serialize_entry("data_offset", &f.data_offset)?;
         map.serialize_entry("metadata", &JsonMetadata(&f.metadata))?;
         map.serialize_entry("tensors", &Seq(|| (self.tensors)().map(JsonTensor)))?;
+        if !self.shards.is_empty() {
+            map.serialize_entry("shards", self.shards)?;
+        }
         map.end()
     }
 }

@@ -117,3 +117,53 @@ fn bad_input_gives_one_line_and_exit_2() {
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// A split model's tensor offsets are each in its own shard: the table
+/// says which tensors each shard holds, and the JSON lists the shards.
+#[test]
+fn split_models_say_which_shard_holds_which_tensors() {
+    use gguf_loader::{GgmlType, GgufWriter, MetaValue};
+    let dir = tempfile::tempdir().unwrap();
+    let p = |i: u16| dir.path().join(format!("m-{i:05}-of-00002.gguf"));
+    for (i, names) in [&["a", "b"][..], &["c"]].iter().enumerate() {
+        let mut w = GgufWriter::new();
+        w.add("split.no", MetaValue::U16(i as u16))
+            .add("split.count", MetaValue::U16(2))
+            .add("split.tensors.count", MetaValue::I32(3))
+            .add("general.architecture", MetaValue::String("llama".into()));
+        for name in *names {
+            w.add_tensor(*name, &[4], GgmlType::F32, vec![0u8; 16])
+                .unwrap();
+        }
+        std::fs::write(p(i as u16 + 1), w.to_bytes().unwrap()).unwrap();
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_gguf-loader"))
+        .arg("inspect")
+        .arg(p(1))
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("split model: 2 shards"), "{text}");
+    assert!(
+        text.contains("shard 1: tensors 1-2 (offsets in this file)")
+            && text.contains("m-00001-of-00002.gguf"),
+        "{text}"
+    );
+    assert!(text.contains("shard 2: tensors 3-3"), "{text}");
+    let json = inspect_json(&p(2));
+    let shards = json["shards"].as_array().unwrap();
+    assert_eq!(shards.len(), 2);
+    assert_eq!(shards[0]["tensors"], 2);
+    assert_eq!(shards[1]["tensors"], 1);
+    assert!(shards[1]["path"]
+        .as_str()
+        .unwrap()
+        .ends_with("m-00002-of-00002.gguf"));
+    assert_eq!(json["tensors"].as_array().unwrap().len(), 3);
+    // One file: no shard list.
+    assert!(
+        inspect_json(&common::repo_root().join("tests/fixtures/all_types_le.gguf"))
+            .get("shards")
+            .is_none()
+    );
+}

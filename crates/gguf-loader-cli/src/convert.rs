@@ -15,7 +15,7 @@ use std::time::Instant;
 use gguf_loader::{
     Device, Element, ElementKind, Endianness, Error, Escaped, LoadMode, MmapGGUFLoader,
 };
-use gguf_loader::{GgufWriter, MetaValue, TensorInfo, Value};
+use gguf_loader::{GgmlType, GgufWriter, MetaValue, TensorInfo, Value};
 use indicatif::{ProgressBar, ProgressStyle};
 use regex::Regex;
 
@@ -89,6 +89,59 @@ fn kind_for(format: Format, dtype: ElementKind, info: &TensorInfo<'_>) -> Elemen
     }
 }
 
+/// The magnitude up to which every integer is exact in `kind` (2^11 in
+/// f16, 2^8 in bf16, 2^24 in f32).
+fn exact_integers(kind: ElementKind) -> u64 {
+    match kind {
+        ElementKind::F16 => 1 << 11,
+        ElementKind::BF16 => 1 << 8,
+        _ => 1 << 24,
+    }
+}
+
+/// Says on standard error, once per source type, when tensors of integers
+/// (I8…I64) or of f64 become a float that does not hold every value of
+/// their type: llama.cpp's converters keep such tensors as they are, this
+/// command makes every tensor a float.
+fn warn_inexact(plan: &[(&TensorInfo<'_>, ElementKind)]) {
+    let mut seen: Vec<(GgmlType, ElementKind, &str, usize)> = Vec::new();
+    for (t, kind) in plan {
+        let largest: u64 = match t.ty {
+            GgmlType::I8 => 1 << 7,
+            GgmlType::I16 => 1 << 15,
+            GgmlType::I32 => 1 << 31,
+            GgmlType::I64 => 1 << 63,
+            GgmlType::F64 => u64::MAX,
+            _ => continue,
+        };
+        if largest <= exact_integers(*kind) {
+            continue;
+        }
+        match seen.iter_mut().find(|s| s.0 == t.ty && s.1 == *kind) {
+            Some(s) => s.3 += 1,
+            None => seen.push((t.ty, *kind, t.name, 1)),
+        }
+    }
+    for (ty, kind, first, n) in seen {
+        // f16 ends at 65504; f32 and bf16 hold every integer's magnitude.
+        let overflow = kind == ElementKind::F16 || ty == GgmlType::F64;
+        eprintln!(
+            "gguf-loader: warning: {n} {ty} tensor{} ('{}'{}) become{} {}, which does not hold \
+             every {ty} value exactly: they are rounded{}",
+            if n == 1 { "" } else { "s" },
+            Escaped(first),
+            if n > 1 { ", …" } else { "" },
+            if n == 1 { "s" } else { "" },
+            kind.name(),
+            if overflow {
+                ", and beyond its range infinite"
+            } else {
+                ""
+            }
+        );
+    }
+}
+
 /// Runs `convert`; prints a one-line summary on stdout.
 ///
 /// Errs, before decoding anything, on an output name that is neither
@@ -155,6 +208,7 @@ pub fn run(a: &Args<'_>) -> Result<(), CliError> {
         .iter()
         .map(|t| (*t, kind_for(format, a.dtype, t)))
         .collect();
+    warn_inexact(&plan);
     let mut decoder = Decoder {
         device: a.device,
         ..Decoder::default()

@@ -894,3 +894,46 @@ fn every_simd_cap_writes_the_same_file() {
         assert!(avx2.contains("SIMD: AVX2)"), "{avx2}");
     }
 }
+
+/// Integer and f64 tensors become floats that may not hold their values:
+/// said on standard error, once per type, naming a tensor; I8 in f32 (or
+/// any float) and I16 in f32 are exact, and not warned of.
+#[test]
+fn inexact_integer_tensors_are_warned_of() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = conv(&fixture(), &dir.path().join("x.gguf"), &["--dtype", "f32"]);
+    r.ok();
+    let warned: Vec<&str> = r.stderr.lines().filter(|l| l.contains("warning")).collect();
+    assert_eq!(warned.len(), 3, "{}", r.stderr);
+    for (ty, name) in [
+        ("I32", "tensor.i32"),
+        ("I64", "tensor.i64"),
+        ("F64", "tensor.f64"),
+    ] {
+        assert!(
+            warned
+                .iter()
+                .any(|l| l.contains(&format!("1 {ty} tensor ('{name}') becomes f32"))),
+            "{}",
+            r.stderr
+        );
+    }
+    assert!(
+        !r.stderr.contains("I8") && !r.stderr.contains("I16"),
+        "{}",
+        r.stderr
+    );
+    // f16 holds I16 inexactly, and overflows.
+    let r = conv(
+        &fixture(),
+        &dir.path().join("y.safetensors"),
+        &["--dtype", "f16"],
+    );
+    r.ok();
+    assert!(
+        r.stderr.contains("1 I16 tensor ('tensor.i16') becomes f16")
+            && r.stderr.contains("beyond its range infinite"),
+        "{}",
+        r.stderr
+    );
+}

@@ -268,9 +268,10 @@ fn run_on<M: Step>(
         return Err("the prompt has no tokens".into());
     }
     // The KV cache holds the prompt and the generation, up to the context
-    // the model was trained for (as llama.cpp's): -n past it stops there.
+    // the model was trained for (as llama.cpp's): -n past it stops there. A
+    // prompt that fills it still gives one token (which is never run).
     let context = context_length(&loader);
-    if let Some(ctx) = context.filter(|&c| prompt.len() >= c) {
+    if let Some(ctx) = context.filter(|&c| prompt.len() > c) {
         return Err(CliError::Message(format!(
             "the prompt has {} tokens; the model's context holds {ctx}",
             prompt.len()

@@ -287,7 +287,8 @@ fn a_chat_template_that_runs_out_of_memory_is_stopped_in_its_own_process() {
 /// The KV cache is sized to the prompt and `-n`, but never past the
 /// model's context (`llama.context_length`, 512 in the tiny model): a huge
 /// `-n` stops there with a note instead of allocating for a million
-/// tokens, and a prompt that fills the context is refused.
+/// tokens; a prompt that fills the context gives one token, a longer one
+/// is refused.
 #[test]
 fn generation_stops_at_the_models_context_length() {
     let dir = tempfile::tempdir().unwrap();
@@ -312,14 +313,25 @@ fn generation_stops_at_the_models_context_length() {
         .args(["--ids", "--tokens", "1,2,3", "-n", "509"]));
     assert_eq!(ids(r.ok()).len(), 509);
     assert!(!r.stderr.contains("context length"), "{}", r.stderr);
-    let long = vec!["1"; 512].join(",");
+    let full = vec!["1"; 512].join(",");
+    let r = run(cli()
+        .arg("generate")
+        .arg(&model)
+        .args(["--ids", "--tokens", &full]));
+    assert_eq!(ids(r.ok()).len(), 1);
+    assert!(
+        r.stderr.contains("context length (512 tokens"),
+        "{}",
+        r.stderr
+    );
+    let long = vec!["1"; 513].join(",");
     let r = run(cli()
         .arg("generate")
         .arg(&model)
         .args(["--ids", "--tokens", &long]));
     assert!(
         r.err()
-            .contains("the prompt has 512 tokens; the model's context holds 512"),
+            .contains("the prompt has 513 tokens; the model's context holds 512"),
         "{}",
         r.stderr
     );

@@ -102,7 +102,7 @@ fn cancellable<R: Send>(
     };
     let opts = opts.progress(&report);
     let mut reported: Option<Progress> = None;
-    let mut call = |_: Python<'_>| -> PyResult<()> {
+    let mut call = || -> PyResult<()> {
         let Some(cb) = progress else { return Ok(()) };
         let now = latest.lock().ok().and_then(|l| *l);
         let Some(p) = now else { return Ok(()) };
@@ -129,7 +129,7 @@ fn cancellable<R: Send>(
         while !done.load(Ordering::Acquire) && !handle.is_finished() {
             py.detach(|| std::thread::park_timeout(Duration::from_millis(50)));
             if raised.is_none() {
-                if let Err(e) = py.check_signals().and_then(|_| call(py)) {
+                if let Err(e) = py.check_signals().and_then(|_| call()) {
                     cancel.store(true, Ordering::Relaxed);
                     raised = Some(e);
                 }
@@ -147,7 +147,7 @@ fn cancellable<R: Send>(
                 ))
             }
         };
-        call(py)?;
+        call()?;
         Ok(result)
     })
 }

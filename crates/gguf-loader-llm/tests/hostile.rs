@@ -5,26 +5,15 @@
 //! panic or an abort. The fuzz target `llm` (fuzz/) runs the same paths on
 //! mutated files.
 
+mod common;
+
 use std::time::{Duration, Instant};
 
 use gguf_loader::{GgmlType, GgufWriter, MetaValue, MmapGGUFLoader, ValueType};
 use gguf_loader_llm::forward::{ForwardError, Transformer};
 use gguf_loader_llm::tokenizer::{Tokenizer, TokenizerError, PIECE_SLACK};
 
-const N_EMBD: u64 = 8;
-const N_HEAD: u32 = 2;
-const N_KV: u32 = 1;
-const HEAD: u64 = 4;
-const N_FF: u64 = 16;
-const N_VOCAB: u64 = 16;
-
-fn f32_bytes(n: u64, seed: u32) -> Vec<u8> {
-    (0..n as u32)
-        .flat_map(|i| {
-            (((i.wrapping_mul(2_654_435_761) ^ seed) % 1000) as f32 / 5000.0 - 0.1).to_le_bytes()
-        })
-        .collect()
-}
+use common::{f32_bytes, HEAD, N_EMBD, N_FF, N_HEAD, N_KV, N_VOCAB};
 
 /// A llama model with one block per entry of `ffs` (its feed-forward
 /// width), every tensor F32, with `meta` added after (and so overriding)

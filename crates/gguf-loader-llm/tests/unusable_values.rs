@@ -5,24 +5,14 @@
 //! typed error naming the position, never in logits a sampler would turn
 //! into token 0.
 
+mod common;
+
 use gguf_loader::{GgmlType, GgufWriter, MetaValue, MmapGGUFLoader};
 use gguf_loader_llm::forward::{ForwardError, Transformer};
 
-const N_EMBD: u64 = 8;
-const N_HEAD: u32 = 2;
-const N_KV: u32 = 1;
-const HEAD: u64 = 4;
-const N_FF: u64 = 16;
-const N_VOCAB: u64 = 16;
-const N_LAYER: usize = 2;
+use common::{f32_bytes, HEAD, N_EMBD, N_FF, N_HEAD, N_KV, N_VOCAB};
 
-fn f32_bytes(n: u64, seed: u32) -> Vec<u8> {
-    (0..n as u32)
-        .flat_map(|i| {
-            (((i.wrapping_mul(2_654_435_761) ^ seed) % 1000) as f32 / 5000.0 - 0.1).to_le_bytes()
-        })
-        .collect()
-}
+const N_LAYER: usize = 2;
 
 /// A model of architecture `arch` (`llama` or `gemma3`, two blocks, every
 /// tensor F32) with the settings real models use, `meta` added after (and

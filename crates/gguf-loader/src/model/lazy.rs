@@ -330,9 +330,15 @@ impl<T: Element> LazyModel<T> {
         for n in &names {
             self.decoder.loader.prefetch(n);
         }
-        // An earlier prefetch still running is stopped and dropped with its
-        // result.
-        self.cancel_prefetch();
+        // One prefetch at a time, whatever the threads calling: the slot is
+        // held from stopping the earlier prefetch (dropped with its result)
+        // to storing the new one, so that no two callers can each start a
+        // thread and one overwrite the other's, which would run on detached
+        // (reading the file after the model is gone).
+        let mut pending = lock(&self.pending);
+        if let Some(p) = pending.take() {
+            p.cancel();
+        }
         let decoder = self.decoder.clone();
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
@@ -340,7 +346,7 @@ impl<T: Element> LazyModel<T> {
             .name(format!("prefetch-blk.{i}"))
             .spawn(move || decoder.layer(i, &names, &flag));
         // A thread that cannot be started leaves none: prefetching is a hint.
-        *lock(&self.pending) = spawned.ok().map(|handle| Pending {
+        *pending = spawned.ok().map(|handle| Pending {
             index: i,
             stop,
             handle,

@@ -159,3 +159,62 @@ fn w_metadata_prefix(alignment: u32) -> Vec<(String, MetaValue)> {
         vec![("general.alignment".into(), MetaValue::U32(alignment))]
     }
 }
+
+/// What the writer would write but a reader rejects, or reads wrongly, it
+/// refuses (`InvalidInput`), naming it: a `general.alignment` entry that is
+/// not the writer's alignment (the tensors were read from the wrong offsets:
+/// 1..16 decoded as eight zeros then 1..8), a tensor name added twice, a dim
+/// or element count above `i64::MAX`, arrays nested deeper than a reader
+/// takes. Just inside each limit, the file parses.
+#[test]
+fn the_writer_refuses_what_a_reader_would_not_read() {
+    use gguf_loader::MAX_ARRAY_NESTING;
+    let refused = |w: &GgufWriter<'_>, says: &str| {
+        let e = w.to_bytes().unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput, "{says}: {e}");
+        assert!(e.to_string().contains(says), "{says}: {e}");
+    };
+    let data = |n: usize| vec![0u8; n * 4];
+    // The alignment key, added instead of set.
+    let mut w = GgufWriter::new().alignment(64);
+    w.add("general.alignment", MetaValue::U32(32));
+    w.add_tensor("x", &[16], GgmlType::F32, data(16)).unwrap();
+    refused(&w, "general.alignment is not the writer's alignment (64)");
+    let mut w = GgufWriter::new();
+    w.add("general.alignment", MetaValue::U64(32));
+    refused(&w, "general.alignment is not the writer's alignment (32)");
+    let mut w = GgufWriter::new().alignment(64);
+    w.add("general.alignment", MetaValue::U32(64));
+    w.add_tensor("x", &[16], GgmlType::F32, data(16)).unwrap();
+    let bytes = w.to_bytes().unwrap();
+    assert_eq!(GgufFile::parse(&bytes).unwrap().alignment, 64);
+    // A name twice.
+    let mut w = GgufWriter::new();
+    w.add_tensor("x", &[4], GgmlType::F32, data(4)).unwrap();
+    w.add_tensor("x", &[4], GgmlType::F32, data(4)).unwrap();
+    refused(&w, "tensor 'x' is added twice");
+    // Dims and counts past i64::MAX.
+    let mut w = GgufWriter::new();
+    for dims in [&[1u64 << 63, 0][..], &[1 << 32, 1 << 32]] {
+        let e = w.add_tensor_info("big", dims, GgmlType::F32).err().unwrap();
+        assert!(
+            e.to_string().contains("element count overflows"),
+            "{dims:?}: {e}"
+        );
+    }
+    w.add_tensor_info("big", &[1 << 31, 1 << 31], GgmlType::I8)
+        .unwrap();
+    // Nesting: as deep as a reader takes, and one deeper.
+    let nested = |depth: usize| {
+        let mut v = MetaValue::Array(ValueType::U8, vec![MetaValue::U8(1)]);
+        for _ in 1..depth {
+            v = MetaValue::Array(ValueType::Array, vec![v]);
+        }
+        v
+    };
+    let mut w = GgufWriter::new();
+    w.add("deep", nested(MAX_ARRAY_NESTING));
+    GgufFile::parse(&w.to_bytes().unwrap()).unwrap();
+    w.add("deep", nested(MAX_ARRAY_NESTING + 1));
+    refused(&w, "key 'deep': arrays nested deeper than 64");
+}

@@ -84,8 +84,16 @@ impl MetaValue {
     }
 
     /// Checks that every array's items have its element type.
-    fn check(&self) -> io::Result<()> {
+    /// Items of their array's type, arrays nested no deeper than a reader
+    /// takes ([`MAX_ARRAY_NESTING`](crate::MAX_ARRAY_NESTING)).
+    fn check(&self, depth: usize) -> io::Result<()> {
         if let MetaValue::Array(ty, items) = self {
+            if depth >= crate::MAX_ARRAY_NESTING {
+                return Err(invalid(format!(
+                    "arrays nested deeper than {}",
+                    crate::MAX_ARRAY_NESTING
+                )));
+            }
             for item in items {
                 if item.value_type() != *ty {
                     return Err(invalid(format!(
@@ -93,7 +101,7 @@ impl MetaValue {
                         item.value_type()
                     )));
                 }
-                item.check()?;
+                item.check(depth + 1)?;
             }
         }
         Ok(())
@@ -244,8 +252,9 @@ impl<'d> GgufWriter<'d> {
     /// Adds a tensor of type `ty` with dims in GGUF order (`ne[0]` first)
     /// and its raw bytes.
     ///
-    /// Errs (`InvalidInput`) when there are more than [`MAX_DIMS`] dims, the
-    /// element count overflows, `ne[0]` is not a whole number of the type's
+    /// Errs (`InvalidInput`) when there are more than [`MAX_DIMS`] dims, a
+    /// dim or the element count is above `i64::MAX` (the most a reader
+    /// takes), `ne[0]` is not a whole number of the type's
     /// blocks, or `data` is not exactly the type's size for the dims.
     pub fn add_tensor(
         &mut self,
@@ -303,8 +312,12 @@ impl<'d> GgufWriter<'d> {
     }
 
     /// Writes the whole file. Errs (`InvalidInput`) on an unknown version, an
-    /// alignment that is not a power of two, an array item not of its
-    /// array's type, a length too large for a v1 file, or a tensor added by
+    /// alignment that is not a power of two, a `general.alignment` entry
+    /// that is not that alignment as a uint32 (added with
+    /// [`GgufWriter::add`] instead of set with [`GgufWriter::alignment`]), an
+    /// array item not of its array's type, arrays nested deeper than
+    /// [`MAX_ARRAY_NESTING`](crate::MAX_ARRAY_NESTING), a tensor name added
+    /// twice, a length too large for a v1 file, or a tensor added by
     /// [`GgufWriter::add_tensor_info`] (its bytes are not here); and with the
     /// error of `w`.
     pub fn write_to(&self, w: &mut impl Write) -> io::Result<()> {
@@ -343,10 +356,31 @@ impl<'d> GgufWriter<'d> {
         if !self.alignment.is_power_of_two() {
             return Err(invalid(format!("alignment {}", self.alignment)));
         }
-        for (_, v) in &self.metadata {
+        for (k, v) in &self.metadata {
             if let Meta::Owned(v) = v {
-                v.check()?;
+                v.check(0).map_err(|e| invalid(format!("key '{k}': {e}")))?;
             }
+        }
+        // The alignment a reader takes is the key's: it must be this one
+        // (set by `alignment`), or the tensors would be read from the wrong
+        // offsets.
+        if let Some(&i) = self.keys.get(ALIGNMENT_KEY) {
+            let stored = match &self.metadata[i].1 {
+                Meta::Owned(MetaValue::U32(a)) => Some(*a),
+                Meta::Borrowed(Value::U32(a)) => Some(*a),
+                _ => None,
+            };
+            if stored.map(u64::from) != Some(self.alignment) {
+                return Err(invalid(format!(
+                    "{ALIGNMENT_KEY} is not the writer's alignment ({}) as a uint32: set it \
+                     with GgufWriter::alignment",
+                    self.alignment
+                )));
+            }
+        }
+        let mut names = std::collections::HashSet::with_capacity(self.tensors.len());
+        if let Some(t) = self.tensors.iter().find(|t| !names.insert(t.name.as_str())) {
+            return Err(invalid(format!("tensor '{}' is added twice", t.name)));
         }
         let mut e = Emitter {
             out: Vec::new(),
@@ -392,9 +426,11 @@ fn tensor_size(name: &str, dims: &[u64], ty: GgmlType) -> io::Result<u64> {
     if dims.len() > MAX_DIMS {
         return Err(invalid(format!("tensor '{name}': {} dims", dims.len())));
     }
+    // A reader takes dims and element counts up to i64::MAX (ggml's int64_t).
     let n = dims
         .iter()
         .try_fold(1u64, |a, d| a.checked_mul(*d))
+        .filter(|n| *n <= i64::MAX as u64 && dims.iter().all(|d| *d <= i64::MAX as u64))
         .ok_or_else(|| invalid(format!("tensor '{name}': element count overflows")))?;
     ty.byte_size(n)
         .filter(|_| dims.first().is_none_or(|d| d % ty.block_size() == 0))

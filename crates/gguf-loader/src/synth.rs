@@ -121,37 +121,77 @@ impl Rng {
 }
 
 /// Random blocks of `ty` whose scales are finite and small, so that every
-/// decoded value is finite.
-fn random_blocks(ty: GgmlType, n_elements: u64, seed: u64) -> Vec<u8> {
+/// decoded value is finite; `OutOfMemory` when they cannot be allocated.
+fn random_blocks(ty: GgmlType, n_elements: u64, seed: u64) -> std::io::Result<Vec<u8>> {
     let mut rng = Rng(seed | 1);
+    let size = ty
+        .byte_size(n_elements)
+        .and_then(|b| usize::try_from(b).ok())
+        .ok_or_else(|| invalid(format!("{n_elements} elements of {ty}")))?;
+    let mut bytes: Vec<u8> = Vec::new();
+    bytes.try_reserve_exact(size).map_err(|_| {
+        std::io::Error::new(
+            std::io::ErrorKind::OutOfMemory,
+            format!("cannot allocate {size} bytes for a tensor"),
+        )
+    })?;
     let n = n_elements as usize;
-    let bytes: Vec<u8> = match ty {
-        GgmlType::F32 => (0..n)
-            .flat_map(|_| (rng.unit() * 0.1).to_le_bytes())
-            .collect(),
-        GgmlType::F16 => (0..n)
-            .flat_map(|_| f16::from_f32(rng.unit() * 0.1).to_le_bytes())
-            .collect(),
-        GgmlType::BF16 => (0..n)
-            .flat_map(|_| bf16::from_f32(rng.unit() * 0.1).to_le_bytes())
-            .collect(),
-        GgmlType::F64 => (0..n)
-            .flat_map(|_| f64::from(rng.unit()).to_le_bytes())
-            .collect(),
-        _ => {
-            let mut out = vec![0u8; ty.byte_size(n_elements).unwrap_or(0) as usize];
-            rng.fill(&mut out);
-            out
+    match ty {
+        GgmlType::F32 => bytes.extend((0..n).flat_map(|_| (rng.unit() * 0.1).to_le_bytes())),
+        GgmlType::F16 => {
+            bytes.extend((0..n).flat_map(|_| f16::from_f32(rng.unit() * 0.1).to_le_bytes()))
         }
-    };
-    let mut bytes = bytes;
+        GgmlType::BF16 => {
+            bytes.extend((0..n).flat_map(|_| bf16::from_f32(rng.unit() * 0.1).to_le_bytes()))
+        }
+        GgmlType::F64 => bytes.extend((0..n).flat_map(|_| f64::from(rng.unit()).to_le_bytes())),
+        _ => {
+            bytes.resize(size, 0);
+            rng.fill(&mut bytes);
+        }
+    }
     let ts = ty.type_size() as usize;
     for block in bytes.chunks_exact_mut(ts) {
         for f in scale_fields(ty) {
             set_scale(f.enc, f.bytes_mut(block));
         }
     }
-    bytes
+    Ok(bytes)
+}
+
+fn invalid(msg: String) -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::InvalidInput, msg)
+}
+
+/// Why preset `p` cannot make a model, if it cannot: a count of 0 where
+/// one is needed, heads that do not divide the width or the KV heads, or a
+/// value the metadata's uint32 cannot hold.
+fn check(p: &Preset) -> std::io::Result<()> {
+    let fields = [
+        ("layers", p.layers),
+        ("dim", p.dim),
+        ("ff", p.ff),
+        ("heads", p.heads),
+        ("kv_heads", p.kv_heads),
+        ("vocab", p.vocab),
+        ("context", p.context),
+    ];
+    for (name, v) in fields {
+        if v == 0 || v > u64::from(u32::MAX) {
+            return Err(invalid(format!(
+                "preset '{}': {name} is {v} (1 to {} for a model)",
+                p.name,
+                u32::MAX
+            )));
+        }
+    }
+    if p.dim % p.heads != 0 || p.heads % p.kv_heads != 0 {
+        return Err(invalid(format!(
+            "preset '{}': {} heads do not divide the width {} or are not a multiple of the {} KV heads",
+            p.name, p.heads, p.dim, p.kv_heads
+        )));
+    }
+    Ok(())
 }
 
 /// Writes a small finite scale into the bytes of a scale field stored as `enc`.
@@ -212,11 +252,15 @@ fn tensor_plan(p: &Preset, ty: GgmlType) -> Vec<(String, Vec<u64>, GgmlType)> {
 /// memory. Write it with [`GgufWriter::write_to`]; [`write_synthetic`]
 /// writes the same bytes holding one tensor at a time.
 ///
-/// Errs only when `ty` cannot hold one of the shapes.
+/// Errs (`InvalidInput`) on a preset no model has (a count of 0 or above
+/// `u32::MAX`, heads that do not divide the width or the KV heads) or a
+/// type that cannot hold one of the shapes, and (`OutOfMemory`) when a
+/// tensor cannot be allocated.
 pub fn synthesize(p: &Preset, ty: GgmlType, seed: u64) -> std::io::Result<GgufWriter<'static>> {
+    check(p)?;
     let mut w = metadata(p, ty);
     for (i, (name, dims, t)) in tensor_plan(p, ty).into_iter().enumerate() {
-        let data = tensor_data(t, &dims, seed, i);
+        let data = tensor_data(t, &dims, seed, i)?;
         w.add_tensor(name, &dims, t, data)?;
     }
     Ok(w)
@@ -224,13 +268,15 @@ pub fn synthesize(p: &Preset, ty: GgmlType, seed: u64) -> std::io::Result<GgufWr
 
 /// Writes what [`synthesize`] makes to `out`, byte for byte, generating one
 /// tensor at a time: the memory it takes is the largest tensor's, not the
-/// model's (a 7B model in f32 is 27 GB). Returns the bytes written.
+/// model's (a 7B model in f32 is 27 GB). Returns the bytes written; errs
+/// as [`synthesize`] does, and with `out`'s error.
 pub fn write_synthetic(
     p: &Preset,
     ty: GgmlType,
     seed: u64,
     out: impl std::io::Write,
 ) -> std::io::Result<u64> {
+    check(p)?;
     let mut w = metadata(p, ty);
     let plan = tensor_plan(p, ty);
     for (name, dims, t) in &plan {
@@ -239,7 +285,7 @@ pub fn write_synthetic(
     let mut counted = Counted { out, bytes: 0 };
     let mut data = w.write_header(&mut counted)?;
     for (i, (_, dims, t)) in plan.into_iter().enumerate() {
-        data.write_data(&tensor_data(t, &dims, seed, i))?;
+        data.write_data(&tensor_data(t, &dims, seed, i)?)?;
     }
     data.finish()?;
     Ok(counted.bytes)
@@ -264,8 +310,11 @@ impl<W: std::io::Write> std::io::Write for Counted<W> {
 }
 
 /// The random bytes of the `i`-th tensor of a plan.
-fn tensor_data(t: GgmlType, dims: &[u64], seed: u64, i: usize) -> Vec<u8> {
-    let n: u64 = dims.iter().product();
+fn tensor_data(t: GgmlType, dims: &[u64], seed: u64, i: usize) -> std::io::Result<Vec<u8>> {
+    let n = dims
+        .iter()
+        .try_fold(1u64, |a, d| a.checked_mul(*d))
+        .ok_or_else(|| invalid(format!("{dims:?}: element count overflows")))?;
     random_blocks(t, n, seed.wrapping_add(i as u64 * 0x9e37_79b9))
 }
 
@@ -324,5 +373,54 @@ mod tests {
             assert_eq!(n, streamed.len() as u64, "{ty}");
             assert!(held == streamed, "{ty}");
         }
+    }
+
+    /// `Preset`'s fields are public: a shape no model has is an error, not a
+    /// division by zero, a truncated uint32 or an aborting allocation.
+    #[test]
+    fn presets_no_model_has_are_errors() {
+        use std::io::ErrorKind;
+        let t = Preset::TINY_TEST;
+        for (p, says) in [
+            (Preset { heads: 0, ..t }, "heads is 0"),
+            (Preset { layers: 0, ..t }, "layers is 0"),
+            (
+                Preset {
+                    context: (1 << 32) + 5,
+                    ..t
+                },
+                "context is 4294967301",
+            ),
+            (
+                Preset {
+                    vocab: 1 << 33,
+                    ..t
+                },
+                "vocab is 8589934592",
+            ),
+            (
+                Preset { heads: 3, ..t },
+                "3 heads do not divide the width 256",
+            ),
+            (
+                Preset { kv_heads: 3, ..t },
+                "not a multiple of the 3 KV heads",
+            ),
+        ] {
+            let e = synthesize(&p, GgmlType::Q4_0, 1).err().unwrap();
+            assert_eq!(e.kind(), ErrorKind::InvalidInput, "{p:?}");
+            assert!(e.to_string().contains(says), "{e}");
+            let e = write_synthetic(&p, GgmlType::Q4_0, 1, std::io::sink()).unwrap_err();
+            assert!(e.to_string().contains(says), "{e}");
+        }
+        // A petabyte of embeddings: refused by the allocator, not an abort.
+        let huge = Preset {
+            vocab: u64::from(u32::MAX),
+            dim: 1 << 16,
+            heads: 1 << 8,
+            ..t
+        };
+        let e = write_synthetic(&huge, GgmlType::F32, 1, std::io::sink()).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::OutOfMemory, "{e}");
     }
 }

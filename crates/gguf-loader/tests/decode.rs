@@ -162,4 +162,20 @@ fn row_ranges_decode_the_same_values() {
         dequantize_rows_into(ty, &g.raw, 48, 0..1, &mut out),
         Err(DecodeError::RowRange { .. })
     ));
+    // A row whose byte length overflows is no row of any slice (it once
+    // wrapped around and decoded one value of a 4-byte F32 tensor).
+    for (ty, row_len) in [
+        (GgmlType::F32, (1usize << 62) + 1),
+        (GgmlType::F64, usize::MAX),
+        (ty, usize::MAX / 64 * 64),
+    ] {
+        let mut one = vec![0f32; 1];
+        assert!(
+            matches!(
+                dequantize_rows_into(ty, &[0u8; 8], row_len, 0..1, &mut one),
+                Err(DecodeError::RowRange { .. })
+            ),
+            "{ty} {row_len}"
+        );
+    }
 }

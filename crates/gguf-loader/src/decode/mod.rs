@@ -357,9 +357,16 @@ pub fn dequantize_rows_into<T: Element>(
 ) -> Result<(), DecodeError> {
     let block = ty.block_size() as usize;
     let type_size = ty.type_size() as usize;
-    let row_bytes = row_len / block * type_size;
-    let n_rows = tensor.len().checked_div(row_bytes).unwrap_or(0);
-    if !row_len.is_multiple_of(block) || rows.start > rows.end || rows.end > n_rows {
+    // A row longer than any slice (its bytes overflow) holds no row of it.
+    let row_bytes = (row_len / block).checked_mul(type_size);
+    let n_rows = row_bytes
+        .and_then(|b| tensor.len().checked_div(b))
+        .unwrap_or(0);
+    let range = row_bytes
+        .filter(|_| row_len.is_multiple_of(block) && rows.start <= rows.end && rows.end <= n_rows)
+        // In range: `rows.end * row_bytes` is at most the slice's length.
+        .map(|b| rows.start * b..rows.end * b);
+    let Some(range) = range else {
         return Err(DecodeError::RowRange {
             ty,
             start: rows.start,
@@ -367,7 +374,6 @@ pub fn dequantize_rows_into<T: Element>(
             rows: n_rows,
             row_len,
         });
-    }
-    let src = &tensor[rows.start * row_bytes..rows.end * row_bytes];
-    dequantize_into(ty, src, dst)
+    };
+    dequantize_into(ty, &tensor[range], dst)
 }

@@ -155,6 +155,9 @@ fn typed_getters_report_missing_keys_and_wrong_types() {
     assert_eq!(m.get_uint("u8").unwrap(), 255);
     assert!(m.get_uint("i8").is_err());
     assert_eq!(m.get_float("f32").unwrap(), -1.5);
+    // Any integer, a u64 beyond i64::MAX too.
+    assert_eq!(m.get_float("u64").unwrap(), u64::MAX as f64);
+    assert_eq!(m.get_float("i64").unwrap(), i64::MIN as f64);
     let strings: Vec<String> = m
         .get_array("nested")
         .unwrap()

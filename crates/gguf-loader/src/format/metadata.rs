@@ -668,11 +668,14 @@ impl<'a> Metadata<'a> {
             .ok_or_else(|| wrong(key, "non-negative integer", v))
     }
 
-    /// Any float or integer under `key`, as f64.
+    /// Any float or integer under `key`, as f64 (the nearest, for integers
+    /// beyond 2^53).
     pub fn get_float(&self, key: &str) -> Result<f64, MetadataError> {
         let v = self.require(key)?;
         v.as_f64()
             .or_else(|| v.as_i64().map(|i| i as f64))
+            // A u64 above i64::MAX.
+            .or_else(|| v.as_u64().map(|u| u as f64))
             .ok_or_else(|| wrong(key, "number", v))
     }
 }

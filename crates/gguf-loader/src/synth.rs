@@ -185,7 +185,7 @@ fn check(p: &Preset) -> std::io::Result<()> {
             )));
         }
     }
-    if p.dim % p.heads != 0 || p.heads % p.kv_heads != 0 {
+    if !p.dim.is_multiple_of(p.heads) || !p.heads.is_multiple_of(p.kv_heads) {
         return Err(invalid(format!(
             "preset '{}': {} heads do not divide the width {} or are not a multiple of the {} KV heads",
             p.name, p.heads, p.dim, p.kv_heads

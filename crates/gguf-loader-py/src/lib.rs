@@ -26,6 +26,11 @@ mod pool;
 pub(crate) fn py_err(e: Error) -> PyErr {
     let message = e.to_string();
     match &e {
+        // As builtins.open says it (EISDIR is 21 on Linux and macOS).
+        Error::NotAFile {
+            what: "a directory",
+            ..
+        } => pyo3::exceptions::PyIsADirectoryError::new_err((21, message)),
         Error::Io { .. } | Error::TensorIo { .. } | Error::NotAFile { .. } => {
             match e.io_error().and_then(|io| io.raw_os_error()) {
                 Some(errno) => PyOSError::new_err((errno, message)),

@@ -18,8 +18,10 @@ use crate::dlpack::{AnyTensor, DeviceTensor};
 use crate::file::File;
 use crate::py_err;
 
+// Named in `gguf_loader` (which re-exports it), so that pickle finds it:
+// a load cancelled in a multiprocessing worker reaches the parent as itself.
 pyo3::create_exception!(
-    _native,
+    gguf_loader,
     Cancelled,
     pyo3::exceptions::PyException,
     "A load cancelled by its progress callback (which returned False)."
@@ -262,10 +264,21 @@ pub(crate) fn empty<N: numpy::Element>(
 /// `Cancelled` when it returns `False`.
 fn call_progress(cb: &Bound<'_, PyAny>, p: &Progress) -> PyResult<()> {
     let r = cb.call1((p.tensors_done, p.tensors_total, p.bytes_done, p.bytes_total))?;
-    if r.is(pyo3::types::PyBool::new(cb.py(), false)) {
+    if is_false(&r)? {
         return Err(Cancelled::new_err("cancelled by the progress callback"));
     }
     Ok(())
+}
+
+/// Whether `r` is `False`: Python's, or numpy's (`np.False_`, what numpy
+/// code returns for a comparison). `None`, `0` and the rest do not cancel.
+fn is_false(r: &Bound<'_, PyAny>) -> PyResult<bool> {
+    let py = r.py();
+    if r.is(pyo3::types::PyBool::new(py, false)) {
+        return Ok(true);
+    }
+    let np_bool = py.import("numpy")?.getattr("bool_")?;
+    Ok(r.is_instance(&np_bool)? && !r.is_truthy()?)
 }
 
 /// `(name, start, shape)` of each `(name, start, shape, elements)`.

@@ -284,16 +284,36 @@ impl StringArray {
 
     /// Where `value` first is, from `start` up to `stop` (as `list.index`):
     /// `ValueError` if it is not there.
-    #[pyo3(signature = (value, start = 0, stop = None))]
+    #[pyo3(signature = (value, start = None, stop = None))]
     fn index(
         &self,
         value: &Bound<'_, PyAny>,
-        start: isize,
-        stop: Option<isize>,
+        start: Option<&Bound<'_, PyAny>>,
+        stop: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<usize> {
         let len = self.len as isize;
-        let clamp = |i: isize| if i < 0 { (i + len).max(0) } else { i.min(len) } as usize;
-        let (start, stop) = (clamp(start), clamp(stop.unwrap_or(len)));
+        // As list.index: any integer, clamped (one beyond 64 bits too).
+        let bound = |i: &Bound<'_, PyAny>| -> PyResult<usize> {
+            let i = i.call_method0("__index__")?;
+            let i = match i.extract::<isize>() {
+                Ok(i) => i,
+                Err(_) if i.lt(0)? => isize::MIN,
+                Err(_) => isize::MAX,
+            };
+            Ok(if i < 0 {
+                i.saturating_add(len).max(0)
+            } else {
+                i.min(len)
+            } as usize)
+        };
+        let start = match start {
+            Some(s) => bound(s)?,
+            None => 0,
+        };
+        let stop = match stop {
+            Some(s) => bound(s)?,
+            None => self.len,
+        };
         if let Ok(value) = value.extract::<String>() {
             let a = self.view()?;
             let bytes = a.raw_bytes();
@@ -325,5 +345,20 @@ impl StringArray {
 
     fn __repr__(&self) -> String {
         format!("StringArray({:?}, len={})", self.key, self.len)
+    }
+
+    /// Itself: it is immutable.
+    fn __copy__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    /// Itself: it is immutable, and holds only strings.
+    fn __deepcopy__(slf: Py<Self>, _memo: &Bound<'_, PyAny>) -> Py<Self> {
+        slf
+    }
+
+    /// Pickled as the list of its strings (a file's bytes are not pickled).
+    fn __reduce__<'py>(&self, py: Python<'py>) -> PyResult<(Bound<'py, PyAny>, (Vec<String>,))> {
+        Ok((py.get_type::<PyList>().into_any(), (self.tolist()?,)))
     }
 }

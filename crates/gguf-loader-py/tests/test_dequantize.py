@@ -129,6 +129,9 @@ def test_shapes_and_arguments():
         assert gguf_loader.dequantize(one.tobytes(), qtype).size == 144 // (4 if qtype == Q.F32 else 2)
     with pytest.raises(TypeError, match="not list"):
         gguf_loader.dequantize(one.tolist(), Q.Q4_K)
+    # A memoryview that is not contiguous: its bytes in logical order.
+    strided = np.repeat(one, 2)[::2]
+    bits_equal(gguf_loader.dequantize(memoryview(strided), Q.Q4_K), want)
 
 
 def test_float_types_as_gguf_py():

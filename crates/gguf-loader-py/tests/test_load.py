@@ -164,6 +164,10 @@ def test_names_threads_and_bad_arguments(smollm2):
     # Any name numpy gives a float16 / float32 dtype.
     for name, dtype in (("<f4", np.float32), ("e", np.float16), ("half", np.float16)):
         assert f.tensor(names[0], name).dtype == dtype
+    # The outputs are in native byte order: another is refused, not ignored.
+    for other in (">f4", np.dtype(">f2")):
+        with pytest.raises(ValueError, match="native byte order"):
+            f.tensor(names[0], other)
     # A name given twice is decoded once.
     twice = f.load(names=[names[1], names[0], names[1]])
     assert list(twice) == [names[1], names[0]]
@@ -194,6 +198,15 @@ def test_progress_cancels(gemma):
     f = gguf_loader.open(gemma)
     with pytest.raises(gguf_loader.Cancelled):
         f.load("float32", threads=1, progress=lambda p: False)
+    # numpy's False too (what a comparison in numpy code returns).
+    with pytest.raises(gguf_loader.Cancelled) as cancelled:
+        f.load("float32", threads=1, progress=lambda p: np.bool_(p.bytes_done < 0))
+    # It pickles as itself: a load cancelled in a multiprocessing worker
+    # reaches the parent as Cancelled.
+    import pickle
+
+    again = pickle.loads(pickle.dumps(cancelled.value))
+    assert type(again) is gguf_loader.Cancelled and str(again) == str(cancelled.value)
 
     class Boom(Exception):
         pass

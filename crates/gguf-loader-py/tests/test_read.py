@@ -166,6 +166,15 @@ def test_metadata_is_a_read_only_mapping(smollm2):
     with pytest.raises(ValueError):
         tokens.index("no such token \x00")
     assert tokens.count(3) == 0
+    # Bounds beyond 64 bits are clamped, as list.index clamps them.
+    assert tokens.index(words[5], -(10**30), 10**30) == words.index(words[5], -(10**30), 10**30)
+    # Copies are itself (it is immutable); a pickle is the list of strings.
+    import copy
+    import pickle
+
+    assert copy.copy(tokens) is tokens and copy.deepcopy(tokens) is tokens
+    assert copy.deepcopy(dict(m))["tokenizer.ggml.tokens"] == words
+    assert pickle.loads(pickle.dumps(tokens)) == words
     # Equal to a list, tuple or StringArray of the same strings, nothing else.
     first = m["tokenizer.ggml.merges"]
     assert tokens == words and tokens == tuple(words) and tokens == tokens

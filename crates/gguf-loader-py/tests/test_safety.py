@@ -77,8 +77,9 @@ def test_messages_match_the_cli(cli):
 def test_os_errors(tmp_path):
     with pytest.raises(FileNotFoundError):
         gguf_loader.open(tmp_path / "missing.gguf")
-    with pytest.raises(OSError, match="directory"):
+    with pytest.raises(IsADirectoryError, match="directory") as e:
         gguf_loader.open(tmp_path)
+    assert e.value.errno == 21  # as builtins.open says it
     fifo = tmp_path / "fifo"
     os.mkfifo(fifo)
     with pytest.raises(OSError, match="not a regular file"):

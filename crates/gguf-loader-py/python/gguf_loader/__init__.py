@@ -21,6 +21,7 @@ For gguf-py users, :func:`dequantize` takes the arguments of
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Mapping, Sequence
 from types import MappingProxyType
 from typing import Any, Callable, Dict, Iterator, NamedTuple, Optional, Tuple, Union
@@ -120,6 +121,10 @@ def _dtype_name(dtype: Any) -> str:
         name = _DTYPES.get(np.dtype(dtype).name)
     if name is None:
         raise ValueError(f'dtype must be "float16", "float32" or "bfloat16", not {dtype!r}')
+    if not isinstance(dtype, str) or dtype not in _DTYPES:
+        if np.dtype(dtype).byteorder not in "=|" + ("<" if sys.byteorder == "little" else ">"):
+            # The outputs are in this machine's byte order.
+            raise ValueError(f"dtype {dtype!r}: the outputs are in native byte order")
     return name
 
 
@@ -337,7 +342,10 @@ class GGUFFile:
 
     # -- life ----------------------------------------------------------
     def close(self) -> None:
-        """Lets go of the file; what was handed out stays valid."""
+        """Lets go of the file; what was handed out stays valid, and keeps
+        the file (its mapping, and one descriptor) open until the last of it
+        goes: ``raw`` views and metadata arrays are views of the file's
+        bytes. Decoded arrays (``tensor``, ``load``) hold nothing of it."""
         self._native.close()
 
     def __enter__(self) -> "GGUFFile":
@@ -380,7 +388,10 @@ def dequantize(data: np.ndarray, qtype: Union[int, GGMLType]) -> np.ndarray:
         # Bytes-like objects are bytes; anything else (a list of numbers
         # would become int64s, 8 bytes each) is not what the caller meant.
         try:
-            data = np.frombuffer(memoryview(data).cast("B"), np.uint8)
+            view = memoryview(data)
+            if not view.c_contiguous:
+                view = memoryview(view.tobytes())  # its bytes in logical order
+            data = np.frombuffer(view.cast("B"), np.uint8)
         except TypeError:
             raise TypeError(
                 f"data must be a numpy array or a bytes-like object, not {type(data).__name__}"

@@ -356,8 +356,10 @@ fn opt<X>(
 /// A float hyper-parameter that must be finite and above 0 (an epsilon, a
 /// RoPE base, a scaling factor): NaN, infinite, 0 or negative would make
 /// every logit NaN.
+/// Subnormal values count as 0: a soft-cap of 1e-42 made every logit the
+/// same.
 fn positive_f32(key: &str, v: f32) -> Result<f32, ForwardError> {
-    if !(v.is_finite() && v > 0.0) {
+    if !(v.is_normal() && v > 0.0) {
         return Err(ForwardError::BadParameter {
             key: key.into(),
             why: format!("{v} is not a finite number above 0"),
@@ -496,9 +498,13 @@ impl<T: WeightElement> Transformer<T> {
             m.arch_str(k).map(str::to_owned)
         })?;
         let factor = opt(loader, "rope.scaling.factor", |m, k| m.arch_f32(k))?;
+        // As llama.cpp reads them: no type is linear, and a factor of 0 is
+        // no scaling.
         let scale = match (scaling.as_deref(), factor) {
-            (None | Some("none"), _) | (Some("linear"), None) => 1.0,
-            (Some("linear"), Some(f)) => 1.0 / positive_f32(&full("rope.scaling.factor"), f)?,
+            (Some("none"), _) | (None | Some("linear"), None | Some(0.0)) => 1.0,
+            (None | Some("linear"), Some(f)) => {
+                1.0 / positive_f32(&full("rope.scaling.factor"), f)?
+            }
             (Some(other), _) => {
                 return Err(ForwardError::Unsupported(format!(
                     "RoPE scaling '{}' (linear only)",
@@ -581,7 +587,7 @@ impl<T: WeightElement> Transformer<T> {
             // 0: none.
             logit_softcap = match opt(loader, "final_logit_softcapping", |m, k| m.arch_f32(k))? {
                 None | Some(0.0) => None,
-                Some(c) if c.is_finite() && c > 0.0 => Some(c),
+                Some(c) if c.is_normal() && c > 0.0 => Some(c),
                 Some(c) => {
                     return Err(ForwardError::BadParameter {
                         key: full("final_logit_softcapping"),

@@ -117,13 +117,25 @@ fn the_settings_real_models_use_run() {
                 ("llama.rope.scaling.factor", MetaValue::F32(4.0)),
             ],
         ),
-        // A factor is not read without linear scaling.
+        // A factor is not read with scaling "none"; as llama.cpp reads it,
+        // a factor of 0 is no scaling, and no type is linear.
         (
             "llama",
             vec![
                 ("llama.rope.scaling.type", MetaValue::String("none".into())),
+                ("llama.rope.scaling.factor", MetaValue::F32(f32::NAN)),
+            ],
+        ),
+        (
+            "llama",
+            vec![
+                ("llama.rope.scaling.type", linear()),
                 ("llama.rope.scaling.factor", MetaValue::F32(0.0)),
             ],
+        ),
+        (
+            "llama",
+            vec![("llama.rope.scaling.factor", MetaValue::F32(4.0))],
         ),
         ("gemma3", vec![]),
         (
@@ -162,8 +174,18 @@ fn the_settings_real_models_use_run() {
 
 #[test]
 fn unusable_float_settings_are_refused_naming_the_key_and_the_value() {
-    let bad = [f32::NAN, f32::INFINITY, f32::NEG_INFINITY, 0.0, -0.0, -1.0];
-    // (arch, key, whether it is read only with linear RoPE scaling)
+    // 1e-42 is subnormal: as good as 0.
+    let bad = [
+        f32::NAN,
+        f32::INFINITY,
+        f32::NEG_INFINITY,
+        0.0,
+        -0.0,
+        -1.0,
+        1e-42,
+    ];
+    // (arch, key, whether it is a RoPE scaling factor: read with linear
+    // scaling or none named, and 0 is no scaling)
     let keys = [
         ("llama", "attention.layer_norm_rms_epsilon", false),
         ("llama", "rope.freq_base", false),
@@ -176,9 +198,12 @@ fn unusable_float_settings_are_refused_naming_the_key_and_the_value() {
     for (arch, key, linear) in keys {
         let key = format!("{arch}.{key}");
         let scaling = format!("{arch}.rope.scaling.type");
-        for v in bad {
+        for (i, v) in bad.into_iter().enumerate() {
+            if linear && v == 0.0 {
+                continue;
+            }
             let mut meta = vec![(key.as_str(), MetaValue::F32(v))];
-            if linear {
+            if linear && i % 2 == 0 {
                 meta.push((scaling.as_str(), MetaValue::String("linear".into())));
             }
             let file = model(arch, &meta, None);
@@ -195,8 +220,9 @@ fn unusable_float_settings_are_refused_naming_the_key_and_the_value() {
             }
         }
     }
-    // The soft-cap: 0 is none; NaN, infinite or negative are refused.
-    for v in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY, -30.0] {
+    // The soft-cap: 0 is none; NaN, infinite, negative or subnormal (every
+    // logit the same) are refused.
+    for v in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY, -30.0, 1e-42] {
         let file = model(
             "gemma3",
             &[("gemma3.final_logit_softcapping", MetaValue::F32(v))],

@@ -161,10 +161,12 @@ mod tests {
         let shown = "general.\\u{202e}eman\\u{202c}\\u{2066}x\\u{2069}\\u{200f}";
         assert_eq!(Escaped(spoof).to_string(), shown);
         assert_eq!(clip(spoof, 80), shown);
+        // Invisible ones too; letters of every script stay as they are.
         assert_eq!(
-            Escaped("ünïcödé 文字 \u{200d}").to_string(),
-            "ünïcödé 文字 \u{200d}"
+            Escaped("a\u{2029}b\u{feff}c\u{200b}").to_string(),
+            "a\\u{2029}b\\u{feff}c\\u{200b}"
         );
+        assert_eq!(Escaped("ünïcödé 文字 ✓").to_string(), "ünïcödé 文字 ✓");
     }
 
     #[test]

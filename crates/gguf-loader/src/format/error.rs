@@ -7,22 +7,35 @@ use super::types::ValueType;
 
 /// Displays text from a file with control characters escaped (`\n`,
 /// `\u{1b}`), and the bidirectional controls that reorder what a terminal
-/// shows (`\u{202e}`: the "Trojan Source" set), everything else (quotes,
+/// shows (`\u{202e}`: the "Trojan Source" set) and the invisible characters
+/// (`\u{200b}`, `\u{feff}`…), everything else (quotes,
 /// non-ASCII letters) as it is, so that a key or tensor name in a message
 /// can neither drive a terminal nor pass for another. Idempotent: the
 /// escaped form holds no such character.
 pub struct Escaped<'a>(pub &'a str);
 
-/// U+061C, U+200E/F, U+202A–E, U+2066–9: the characters that change the
-/// direction of the text around them.
-fn is_bidi_control(c: char) -> bool {
-    matches!(c, '\u{061c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+/// The characters that change the direction of the text around them
+/// (U+061C, U+200E/F, U+202A–E, U+2066–9), and the invisible ones that
+/// break or join text without showing (soft hyphen, zero-width space and
+/// joiners, line and paragraph separators, word joiner and invisible
+/// operators, the byte-order mark).
+fn is_bidi_or_invisible(c: char) -> bool {
+    matches!(
+        c,
+        '\u{00ad}'
+            | '\u{061c}'
+            | '\u{180e}'
+            | '\u{200b}'..='\u{200f}'
+            | '\u{2028}'..='\u{202e}'
+            | '\u{2060}'..='\u{2069}'
+            | '\u{feff}'
+    )
 }
 
 impl fmt::Display for Escaped<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for c in self.0.chars() {
-            if c.is_control() || is_bidi_control(c) {
+            if c.is_control() || is_bidi_or_invisible(c) {
                 write!(f, "{}", c.escape_default())?;
             } else {
                 fmt::Write::write_char(f, c)?;

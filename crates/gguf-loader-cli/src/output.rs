@@ -261,15 +261,17 @@ fn c_path(_: &Path) -> Option<std::ffi::CString> {
     None
 }
 
-/// On Ctrl-C or SIGTERM, removes the temporary files and exits with 130;
-/// on a fatal signal, removes them and lets the signal end the process.
+/// On a signal that ends the process (Ctrl-C, SIGTERM, a fault…), removes
+/// the temporary files, then lets the signal end the process, so that the
+/// caller sees it (a shell loop stops on a Ctrl-C'd command).
 fn install_signal_handler() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
         #[cfg(unix)]
         fatal::install();
-        // Without a handler an interrupt still ends the process; only the
-        // temporary file stays behind.
+        // Elsewhere, Ctrl-C's handler: without one an interrupt still ends
+        // the process; only the temporary file stays behind.
+        #[cfg(not(unix))]
         let _ = ctrlc::set_handler(|| {
             let pending = PENDING.lock().unwrap_or_else(|p| p.into_inner());
             for (p, _) in pending.iter() {
@@ -281,19 +283,23 @@ fn install_signal_handler() {
     });
 }
 
-/// The handler of the signals that end the process without passing through
-/// Ctrl-C's: it unlinks the pending temporary files, then hands the signal
-/// to the handler there was before (std's, which reports a stack overflow)
-/// or to the default action, so that the process still ends by it.
+/// The handler of the signals that end the process: it unlinks the pending
+/// temporary files (and says "interrupted" for Ctrl-C, SIGTERM and
+/// SIGHUP), then hands the signal to the handler there was before (std's,
+/// which reports a stack overflow) or to the default action, so that the
+/// process still ends by it.
 #[cfg(unix)]
 mod fatal {
     use std::sync::OnceLock;
 
     use super::PENDING;
 
-    /// Faults, aborts and the signals whose default action terminates that
-    /// Ctrl-C's handler leaves alone (it takes SIGINT, SIGTERM, SIGHUP).
-    const SIGNALS: [libc::c_int; 12] = [
+    /// Interrupts, faults, aborts and the other signals whose default action
+    /// terminates the process.
+    const SIGNALS: [libc::c_int; 15] = [
+        libc::SIGINT,
+        libc::SIGTERM,
+        libc::SIGHUP,
         libc::SIGBUS,
         libc::SIGSEGV,
         libc::SIGABRT,
@@ -310,7 +316,8 @@ mod fatal {
 
     /// The action each of [`SIGNALS`] had before (set once, before the
     /// handler is installed).
-    static OLD: [OnceLock<libc::sigaction>; SIGNALS.len()] = [const { OnceLock::new() }; 12];
+    static OLD: [OnceLock<libc::sigaction>; SIGNALS.len()] =
+        [const { OnceLock::new() }; SIGNALS.len()];
 
     pub(super) fn install() {
         for (i, &sig) in SIGNALS.iter().enumerate() {
@@ -354,6 +361,11 @@ mod fatal {
                 // SAFETY: a NUL-terminated path made before the signal.
                 unsafe { libc::unlink(c.as_ptr()) };
             }
+        }
+        if matches!(sig, libc::SIGINT | libc::SIGTERM | libc::SIGHUP) {
+            let said = b"gguf-loader: interrupted\n";
+            // SAFETY: write(2) of a static buffer, async-signal-safe.
+            unsafe { libc::write(2, said.as_ptr().cast(), said.len()) };
         }
         let old = SIGNALS
             .iter()

@@ -208,8 +208,9 @@ pub struct Transformer<T> {
     lazy: Option<LazyModel<T>>,
 }
 
-/// Finds a matrix by name.
-type Find<'a, T> = dyn FnMut(&str) -> Option<Arc<Tensor<T>>> + 'a;
+/// Finds a matrix by name: `Ok(None)` when the file has none of that name;
+/// an error when it has one that cannot be loaded (out of memory…).
+type Find<'a, T> = dyn FnMut(&str) -> Result<Option<Arc<Tensor<T>>>, ForwardError> + 'a;
 
 /// Where a model's matrices come from.
 enum Source<T> {
@@ -612,8 +613,13 @@ impl<T: WeightElement> Transformer<T> {
         let mut find: Box<Find<'_, T>> = match &mut source {
             // Shared, not copied out of the model's arena: every matrix is
             // taken, so the arena is not held for a few.
-            Source::Model(model) => Box::new(move |n: &str| model.take_shared(n).map(Arc::new)),
-            Source::Lazy(lazy) => Box::new(move |n: &str| lazy.tensor(n).ok()),
+            Source::Model(model) => Box::new(move |n: &str| Ok(model.take_shared(n).map(Arc::new))),
+            // A tensor that cannot be decoded is that error, not "missing".
+            Source::Lazy(lazy) => Box::new(move |n: &str| match lazy.tensor(n) {
+                Ok(t) => Ok(Some(t)),
+                Err(gguf_loader::Error::TensorNotFound(_)) => Ok(None),
+                Err(e) => Err(e.into()),
+            }),
         };
         let tok_embd = take_mat(&mut *find, "token_embd.weight", n_embd, None)?;
         let n_vocab = tok_embd.rows;
@@ -672,8 +678,8 @@ impl<T: WeightElement> Transformer<T> {
             let suffix = name
                 .split_once('.')
                 .and_then(|(_, r)| r.split_once('.'))
-                .map(|(_, s)| s)?;
-            layer.get(suffix).cloned()
+                .map(|(_, s)| s);
+            Ok(suffix.and_then(|s| layer.get(s).cloned()))
         };
         layer_weights(&mut find, lazy.loader(), il, &self.dims)
     }
@@ -896,7 +902,7 @@ fn take_mat<T: WeightElement>(
     cols: usize,
     rows: Option<usize>,
 ) -> Result<Mat<T>, ForwardError> {
-    let t = find(name).ok_or_else(|| ForwardError::MissingTensor(name.into()))?;
+    let t = find(name)?.ok_or_else(|| ForwardError::MissingTensor(name.into()))?;
     let rows = mat_rows(name, Tensor::ne(&t), cols, rows)?;
     Ok(Mat { rows, cols, t })
 }

@@ -323,3 +323,25 @@ fn a_nan_weight_is_an_error_naming_the_position_not_token_0() {
         );
     }
 }
+
+/// A lazy model's tensor that cannot be read (here: the file truncated
+/// under a read-mode loader; out of memory alike) is that error, naming
+/// the tensor, not "tensor '…' is missing".
+#[test]
+fn an_unreadable_lazy_tensor_is_its_error_not_missing() {
+    use gguf_loader::LoadMode;
+    let file = model("llama", &[], None);
+    let loader = MmapGGUFLoader::open(file.path(), LoadMode::Read).unwrap();
+    let header = loader.file().data_offset;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(file.path())
+        .unwrap()
+        .set_len(header)
+        .unwrap();
+    let e = Transformer::<f32>::load_lazy(std::sync::Arc::new(loader))
+        .err()
+        .expect("a truncated file");
+    assert!(!matches!(e, ForwardError::MissingTensor(_)), "{e:?}");
+    assert!(e.to_string().contains("token_embd.weight"), "{e}");
+}

@@ -229,6 +229,7 @@ pub fn run(a: &Args<'_>) -> Result<(), CliError> {
     }
     bar.finish_and_clear();
     let bytes = out.commit()?;
+    decoder.warn_infinities();
     let kept = plan.iter().filter(|(_, k)| *k != a.dtype).count();
     let kept = if kept > 0 {
         format!(" ({} kept as f32: 1-D or norm)", tensors_text(kept))
@@ -279,6 +280,21 @@ struct Decoder {
     buf: Vec<u64>,
     /// Where tensors are decoded.
     device: Device,
+    /// The f16 outputs holding infinities, with how many: values beyond
+    /// f16's range (±65504) become infinite, said once the file is written.
+    infinite: Vec<(String, usize)>,
+}
+
+/// How many of `values` (f16 bits, or any other float) are infinite, for an
+/// f16 output; 0 for another.
+fn f16_infinities<T: Element>(values: &[T]) -> usize {
+    if T::KIND != ElementKind::F16 {
+        return 0;
+    }
+    bytemuck::cast_slice::<T, u16>(values)
+        .iter()
+        .filter(|&&b| b & 0x7fff == 0x7c00)
+        .count()
 }
 
 impl Decoder {
@@ -316,6 +332,41 @@ impl Decoder {
         Ok(words)
     }
 
+    fn note_infinities(&mut self, info: &TensorInfo<'_>, n: usize) {
+        if n > 0 {
+            self.infinite.push((info.name.to_string(), n));
+        }
+    }
+
+    /// Says on standard error which f16 outputs hold infinities (at most
+    /// three named).
+    fn warn_infinities(&self) {
+        if self.infinite.is_empty() {
+            return;
+        }
+        let named: Vec<String> = self
+            .infinite
+            .iter()
+            .take(3)
+            .map(|(t, n)| format!("'{}' ({n})", Escaped(t)))
+            .collect();
+        eprintln!(
+            "gguf-loader: warning: {} infinite values in f16 (beyond its range, ±65504, or \
+             infinite in the file): {}{}; --dtype bf16 or f32 keeps their range",
+            if self.infinite.len() == 1 {
+                "1 tensor holds"
+            } else {
+                "tensors hold"
+            },
+            named.join(", "),
+            if self.infinite.len() > 3 {
+                format!(" and {} more", self.infinite.len() - 3)
+            } else {
+                String::new()
+            }
+        );
+    }
+
     /// Decodes `info` as `kind` and hands its little-endian bytes to `sink`
     /// in pieces of at most 1 MiB.
     fn decode(
@@ -329,6 +380,7 @@ impl Decoder {
             // Decoded on the GPU, copied back whole (the same values).
             return with_element!(kind, T => {
                 let t = loader.load_tensor::<T>(info.name, self.device)?.to_host()?;
+                self.note_infinities(info, f16_infinities(t.data()));
                 for piece in t.data().chunks(PIECE / T::KIND.size()) {
                     sink(&T::to_le_bytes_vec(piece))?;
                 }
@@ -344,9 +396,11 @@ impl Decoder {
         with_element!(kind, T => {
             let values = &mut bytemuck::cast_slice_mut::<u64, T>(&mut self.buf[..words])[..n];
             loader.load_tensor_into(info.name, values)?;
+            let inf = f16_infinities(values);
             for piece in values.chunks(PIECE / T::KIND.size()) {
                 sink(&T::to_le_bytes_vec(piece))?;
             }
+            self.note_infinities(info, inf);
         });
         Ok(())
     }

@@ -934,3 +934,39 @@ fn inexact_integer_tensors_are_warned_of() {
         r.stderr
     );
 }
+
+/// Values beyond f16's range become infinite in an f16 output: said once
+/// the file is written, naming the tensors; bf16 keeps their range.
+#[test]
+fn infinities_made_by_f16_are_warned_of() {
+    use gguf_loader::{GgufWriter, MetaValue};
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("big.gguf");
+    let mut w = GgufWriter::new();
+    w.add("general.architecture", MetaValue::String("llama".into()));
+    let values: Vec<u8> = [1e38f32, 7e4, 1.0, -2.0]
+        .iter()
+        .flat_map(|v| v.to_le_bytes())
+        .collect();
+    w.add_tensor("big", &[2, 2], GgmlType::F32, values).unwrap();
+    std::fs::write(&input, w.to_bytes().unwrap()).unwrap();
+    let r = conv(
+        &input,
+        &dir.path().join("x.safetensors"),
+        &["--dtype", "f16"],
+    );
+    r.ok();
+    assert!(
+        r.stderr.contains("1 tensor holds infinite values in f16")
+            && r.stderr.contains("'big' (2)"),
+        "{}",
+        r.stderr
+    );
+    let r = conv(
+        &input,
+        &dir.path().join("y.safetensors"),
+        &["--dtype", "bf16"],
+    );
+    r.ok();
+    assert!(!r.stderr.contains("infinite"), "{}", r.stderr);
+}

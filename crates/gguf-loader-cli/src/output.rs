@@ -80,8 +80,10 @@ impl Output {
         };
         let name = target.file_name().unwrap_or_default().to_string_lossy();
         install_signal_handler();
-        // The pending list is locked around the creation so that a signal
-        // arriving in between cannot miss the new file.
+        // The pending list is locked around the creation, so that the list
+        // and the directory agree whenever the handler can read the list (it
+        // never waits on it: a signal in this window of one open(2) leaves
+        // the file behind).
         let mut pending = PENDING.lock().unwrap_or_else(|p| p.into_inner());
         let prefix = format!(".{name}.");
         let mut builder = tempfile::Builder::new();

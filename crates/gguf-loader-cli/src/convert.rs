@@ -99,11 +99,11 @@ fn exact_integers(kind: ElementKind) -> u64 {
     }
 }
 
-/// Says on standard error, once per source type, when tensors of integers
-/// (I8…I64) or of f64 become a float that does not hold every value of
-/// their type: llama.cpp's converters keep such tensors as they are, this
-/// command makes every tensor a float.
-fn warn_inexact(plan: &[(&TensorInfo<'_>, ElementKind)]) {
+/// What to say, once per source type, when tensors of integers (I8…I64)
+/// or of f64 become a float that does not hold every value of their type:
+/// llama.cpp's converters keep such tensors as they are, this command makes
+/// every tensor a float.
+fn inexact_warnings(plan: &[(&TensorInfo<'_>, ElementKind)]) -> Vec<String> {
     let mut seen: Vec<(GgmlType, ElementKind, &str, usize)> = Vec::new();
     for (t, kind) in plan {
         let largest: u64 = match t.ty {
@@ -122,11 +122,12 @@ fn warn_inexact(plan: &[(&TensorInfo<'_>, ElementKind)]) {
             None => seen.push((t.ty, *kind, t.name, 1)),
         }
     }
+    let mut said = Vec::with_capacity(seen.len());
     for (ty, kind, first, n) in seen {
         // f16 ends at 65504; f32 and bf16 hold every integer's magnitude.
         let overflow = kind == ElementKind::F16 || ty == GgmlType::F64;
-        eprintln!(
-            "gguf-loader: warning: {n} {ty} tensor{} ('{}'{}) become{} {}, which does not hold \
+        said.push(format!(
+            "{n} {ty} tensor{} ('{}'{}) become{} {}, which does not hold \
              every {ty} value exactly: they are rounded{}",
             if n == 1 { "" } else { "s" },
             Escaped(first),
@@ -138,8 +139,9 @@ fn warn_inexact(plan: &[(&TensorInfo<'_>, ElementKind)]) {
             } else {
                 ""
             }
-        );
+        ));
     }
+    said
 }
 
 /// Runs `convert`; prints a one-line summary on stdout.
@@ -208,7 +210,8 @@ pub fn run(a: &Args<'_>) -> Result<(), CliError> {
         .iter()
         .map(|t| (*t, kind_for(format, a.dtype, t)))
         .collect();
-    warn_inexact(&plan);
+    // Said once the file is written: an error before that stays one line.
+    let inexact = inexact_warnings(&plan);
     let mut decoder = Decoder {
         device: a.device,
         ..Decoder::default()
@@ -229,6 +232,9 @@ pub fn run(a: &Args<'_>) -> Result<(), CliError> {
     }
     bar.finish_and_clear();
     let bytes = out.commit()?;
+    for w in inexact {
+        eprintln!("gguf-loader: warning: {w}");
+    }
     decoder.warn_infinities();
     let kept = plan.iter().filter(|(_, k)| *k != a.dtype).count();
     let kept = if kept > 0 {

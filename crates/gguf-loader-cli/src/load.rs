@@ -307,14 +307,7 @@ fn walk_lazily<T: Element>(
     opts: LoadOptions<'_>,
 ) -> Result<LazyStats, Error> {
     let model = LazyModel::<T>::with_options(Arc::new(loader), opts)?.on_device(device)?;
-    let globals: Vec<String> = model
-        .loader()
-        .tensors()
-        .map(|t| t.name)
-        .filter(|n| !n.starts_with("blk."))
-        .map(str::to_string)
-        .collect();
-    for name in &globals {
+    for name in model.global_names() {
         std::hint::black_box(model.tensor(name)?.len());
         // Decoded once, as a consumer keeps it; not held for the walk.
         model.evict(name);

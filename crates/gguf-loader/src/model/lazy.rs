@@ -290,6 +290,17 @@ impl<T: Element> LazyModel<T> {
         self.layers.iter().map(|(i, _)| *i)
     }
 
+    /// The tensors outside any layer (`token_embd.weight`,
+    /// `output_norm.weight`, `output.weight`…), in file order: what
+    /// [`Model::globals`](crate::Model::globals) holds, by name.
+    pub fn global_names(&self) -> impl Iterator<Item = &str> + '_ {
+        self.decoder
+            .loader
+            .tensors()
+            .map(|t| t.name)
+            .filter(|n| layer_of(n).is_none())
+    }
+
     fn names_of(&self, i: usize) -> Option<&[String]> {
         self.layers
             .binary_search_by_key(&i, |(j, _)| *j)

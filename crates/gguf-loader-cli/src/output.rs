@@ -81,9 +81,11 @@ impl Output {
         let name = target.file_name().unwrap_or_default().to_string_lossy();
         install_signal_handler();
         // The pending list is locked around the creation, so that the list
-        // and the directory agree whenever the handler can read the list (it
-        // never waits on it: a signal in this window of one open(2) leaves
-        // the file behind).
+        // and the directory agree whenever the handler reads the list. This
+        // thread takes none of the handled signals meanwhile: a signal goes
+        // to another thread, whose handler waits for the lock.
+        #[cfg(unix)]
+        let blocked = fatal::Blocked::new();
         let mut pending = PENDING.lock().unwrap_or_else(|p| p.into_inner());
         let prefix = format!(".{name}.");
         let mut builder = tempfile::Builder::new();
@@ -104,6 +106,8 @@ impl Output {
         })?;
         pending.push((temp.path().to_path_buf(), c_path(temp.path())));
         drop(pending);
+        #[cfg(unix)]
+        drop(blocked);
         Ok(Output {
             shown,
             target,
@@ -321,6 +325,34 @@ mod fatal {
     static OLD: [OnceLock<libc::sigaction>; SIGNALS.len()] =
         [const { OnceLock::new() }; SIGNALS.len()];
 
+    /// The calling thread blocks the handled signals until dropped.
+    pub(super) struct Blocked(libc::sigset_t);
+
+    impl Blocked {
+        pub(super) fn new() -> Blocked {
+            // SAFETY: sigemptyset/sigaddset initialize the set;
+            // pthread_sigmask writes the old mask into a valid sigset_t.
+            unsafe {
+                let mut set: libc::sigset_t = std::mem::zeroed();
+                libc::sigemptyset(&mut set);
+                for &sig in &SIGNALS {
+                    libc::sigaddset(&mut set, sig);
+                }
+                let mut old: libc::sigset_t = std::mem::zeroed();
+                libc::pthread_sigmask(libc::SIG_BLOCK, &set, &mut old);
+                Blocked(old)
+            }
+        }
+    }
+
+    impl Drop for Blocked {
+        fn drop(&mut self) {
+            // SAFETY: restores the mask `new` read; a signal that came
+            // meanwhile is delivered now.
+            unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &self.0, std::ptr::null_mut()) };
+        }
+    }
+
     pub(super) fn install() {
         for (i, &sig) in SIGNALS.iter().enumerate() {
             // SAFETY: sigaction with a null new action only reads the
@@ -353,11 +385,21 @@ mod fatal {
     /// passes the signal on. Only async-signal-safe calls: `unlink`,
     /// `signal`, `raise`, an atomic try-lock, the previous handler.
     extern "C" fn on_signal(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut libc::c_void) {
-        let pending = match PENDING.try_lock() {
-            Ok(p) => Some(p),
-            Err(std::sync::TryLockError::Poisoned(p)) => Some(p.into_inner()),
-            Err(std::sync::TryLockError::WouldBlock) => None,
-        };
+        // The lock is held only by a thread that blocks these signals
+        // meanwhile (see `Blocked`), for one open(2): waited for by spinning
+        // (no call), bounded in case a fault hit the holder itself.
+        let mut pending = None;
+        for _ in 0..(1u32 << 26) {
+            match PENDING.try_lock() {
+                Ok(p) => pending = Some(p),
+                Err(std::sync::TryLockError::Poisoned(p)) => pending = Some(p.into_inner()),
+                Err(std::sync::TryLockError::WouldBlock) => {
+                    std::hint::spin_loop();
+                    continue;
+                }
+            }
+            break;
+        }
         if let Some(pending) = pending {
             for c in pending.iter().filter_map(|(_, c)| c.as_ref()) {
                 // SAFETY: a NUL-terminated path made before the signal.

@@ -19,10 +19,14 @@ use crate::error::{Error, Result};
 use crate::tensor::Tensor;
 
 /// The layer a tensor name belongs to: `blk.12.attn_q.weight` → `(12, "attn_q.weight")`.
+/// The number is written as llama.cpp writes it (`blk.%d.`): `blk.00.x` or
+/// `blk.+0.x` belong to no layer, so that one layer never holds two tensors
+/// under the same suffix.
 pub(crate) fn layer_of(name: &str) -> Option<(usize, &str)> {
     let rest = name.strip_prefix("blk.")?;
     let (n, suffix) = rest.split_once('.')?;
-    if n.is_empty() || !n.bytes().all(|b| b.is_ascii_digit()) {
+    if n.is_empty() || !n.bytes().all(|b| b.is_ascii_digit()) || (n.len() > 1 && n.starts_with('0'))
+    {
         return None;
     }
     Some((n.parse().ok()?, suffix))
@@ -262,6 +266,33 @@ mod tests {
 
     fn t(v: f32) -> Tensor<f32> {
         Tensor::from_vec(&[1], vec![v]).unwrap()
+    }
+
+    /// A layer number is spelled as llama.cpp spells it: `blk.00.x` once
+    /// stood for layer 0 too, so that layer 0 held two `x` and the lazy
+    /// forward pass took the one first in the file where the eager one
+    /// took `blk.0.x`.
+    #[test]
+    fn a_layer_number_has_one_spelling() {
+        assert_eq!(layer_of("blk.0.attn_q.weight"), Some((0, "attn_q.weight")));
+        assert_eq!(
+            layer_of("blk.12.ffn_up.weight"),
+            Some((12, "ffn_up.weight"))
+        );
+        for name in [
+            "blk.00.attn_q.weight",
+            "blk.012.x",
+            "blk.+1.x",
+            "blk.-1.x",
+            "blk..x",
+            "blk.1",
+            "blk.x.y",
+            "blk. 1.x",
+            "blk.99999999999999999999999.x",
+            "output.weight",
+        ] {
+            assert_eq!(layer_of(name), None, "{name}");
+        }
     }
 
     /// Taking keeps every view consistent (names, len, tensor, layers,

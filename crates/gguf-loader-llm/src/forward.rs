@@ -583,6 +583,15 @@ impl<T: WeightElement> Transformer<T> {
             // Gemma 3 27B scales by the hidden size per head, the others by
             // the key length (llama.cpp, after gemma_pytorch).
             if n_layer == 62 {
+                if n_embd < n_head {
+                    return Err(ForwardError::BadParameter {
+                        key: full("attention.head_count"),
+                        why: format!(
+                            "{n_head} heads leave no hidden size per head in {n_embd} \
+                             (a 62-layer Gemma 3 scales attention by it)"
+                        ),
+                    });
+                }
                 attn_scale = 1.0 / ((n_embd / n_head) as f32).sqrt();
             }
             // 0: none.

@@ -345,3 +345,42 @@ fn an_unreadable_lazy_tensor_is_its_error_not_missing() {
     assert!(!matches!(e, ForwardError::MissingTensor(_)), "{e:?}");
     assert!(e.to_string().contains("token_embd.weight"), "{e}");
 }
+
+/// A 62-layer Gemma 3 scales attention by the hidden size per head: with
+/// fewer hidden units than heads that is 1/sqrt(0), every logit NaN, and
+/// the error blamed the weights. It names the head count instead.
+#[test]
+fn a_62_layer_gemma_with_more_heads_than_hidden_units_is_refused() {
+    let meta = [
+        ("gemma3.block_count", MetaValue::U32(62)),
+        ("gemma3.embedding_length", MetaValue::U32(N_HEAD - 1)),
+    ];
+    let file = model("gemma3", &meta, None);
+    // Enough tensors that 62 blocks are not refused by the count alone.
+    let loader = MmapGGUFLoader::new(file.path()).unwrap();
+    let mut w = GgufWriter::new();
+    for (k, v) in loader.metadata().iter() {
+        w.add_value(k, *v);
+    }
+    for t in loader.tensors() {
+        let data = loader.get_tensor_data(t.name).unwrap().to_vec();
+        w.add_tensor(t.name, t.ne(), t.ty, data).unwrap();
+    }
+    for i in 0..62 {
+        w.add_tensor(format!("pad.{i}"), &[1], GgmlType::F32, vec![0u8; 4])
+            .unwrap();
+    }
+    let padded = tempfile::Builder::new().suffix(".gguf").tempfile().unwrap();
+    std::fs::write(padded.path(), w.to_bytes().unwrap()).unwrap();
+    for build in [eager, lazy] {
+        let e = build(&padded).err().expect("more heads than hidden units");
+        assert!(
+            matches!(&e, ForwardError::BadParameter { key, .. } if key == "gemma3.attention.head_count"),
+            "{e:?}"
+        );
+        assert!(
+            e.to_string().contains("leave no hidden size per head"),
+            "{e}"
+        );
+    }
+}

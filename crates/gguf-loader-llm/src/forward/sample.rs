@@ -24,7 +24,7 @@ pub fn check_logits(logits: &[f32], n_vocab: usize, first: usize) -> Result<(), 
         }
         if nan > 0 || !finite {
             return Err(ForwardError::BadLogits {
-                position: first + i,
+                position: first.saturating_add(i),
                 nan,
                 n_vocab: row.len(),
             });
@@ -243,6 +243,18 @@ mod tests {
             "{e:?}"
         );
         assert!(check_logits(&[], 3, 0).is_ok());
+        // A position past usize::MAX stays at the top instead of wrapping.
+        let e = check_logits(&rows, 3, usize::MAX).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                ForwardError::BadLogits {
+                    position: usize::MAX,
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
     }
 
     #[test]

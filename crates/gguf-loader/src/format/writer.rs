@@ -337,7 +337,12 @@ impl<'d> GgufWriter<'d> {
     /// takes the bytes of those, in the order they were added. Errs as
     /// [`GgufWriter::write_to`] does.
     pub fn write_header<W: Write>(&self, mut w: W) -> io::Result<GgufDataWriter<'_, 'd, W>> {
-        w.write_all(&self.header()?)?;
+        let header = self.header()?;
+        w.write_all(&header)?;
+        // The padding streamed, not built: an alignment of 2^31 once meant
+        // 2 GiB of zeros in memory before the first byte was written.
+        let len = header.len() as u64;
+        write_zeros(&mut w, len.next_multiple_of(self.alignment) - len)?;
         let mut stream = GgufDataWriter {
             writer: self,
             out: w,
@@ -348,7 +353,7 @@ impl<'d> GgufWriter<'d> {
         Ok(stream)
     }
 
-    /// The header, padded to the alignment.
+    /// The header, without the padding to the alignment that follows it.
     fn header(&self) -> io::Result<Vec<u8>> {
         if !(1..=3).contains(&self.version) {
             return Err(invalid(format!("version {}", self.version)));
@@ -413,9 +418,6 @@ impl<'d> GgufWriter<'d> {
                 .and_then(|o| o.checked_next_multiple_of(self.alignment))
                 .ok_or_else(|| invalid(format!("tensor '{}': offset overflows", t.name)))?;
         }
-        let len = e.out.len() as u64;
-        e.out
-            .resize(len.next_multiple_of(self.alignment) as usize, 0);
         Ok(e.out)
     }
 }
@@ -506,12 +508,10 @@ impl<W: Write> GgufDataWriter<'_, '_, W> {
                 _ if self.written < t.size => return Ok(()),
                 _ => {}
             }
-            let mut pad = t.size.next_multiple_of(self.writer.alignment) - t.size;
-            while pad > 0 {
-                let n = pad.min(ZEROS.len() as u64);
-                self.out.write_all(&ZEROS[..n as usize])?;
-                pad -= n;
-            }
+            write_zeros(
+                &mut self.out,
+                t.size.next_multiple_of(self.writer.alignment) - t.size,
+            )?;
             self.index += 1;
             self.written = 0;
         }
@@ -521,6 +521,16 @@ impl<W: Write> GgufDataWriter<'_, '_, W> {
 
 /// Zeros for the padding, written in pieces of this size.
 static ZEROS: [u8; 4096] = [0; 4096];
+
+/// Writes `n` zero bytes, a piece at a time.
+fn write_zeros<W: Write>(w: &mut W, mut n: u64) -> io::Result<()> {
+    while n > 0 {
+        let k = n.min(ZEROS.len() as u64);
+        w.write_all(&ZEROS[..k as usize])?;
+        n -= k;
+    }
+    Ok(())
+}
 
 struct Emitter {
     out: Vec<u8>,
@@ -712,6 +722,28 @@ mod tests {
         let f = GgufFile::parse(&bytes).unwrap();
         assert_eq!(f.tensors()[1].offset, 1 << 16);
         assert_eq!(bytes.len() as u64, f.data_offset + (2 << 16));
+    }
+
+    /// The padding after the header is streamed: an alignment of 2^31 once
+    /// built 2 GiB of zeros in memory (an abort under a memory limit).
+    #[test]
+    fn the_padding_after_the_header_is_streamed() {
+        struct Count(u64, usize);
+        impl Write for Count {
+            fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+                self.0 += b.len() as u64;
+                self.1 = self.1.max(b.len());
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> io::Result<()> {
+                Ok(())
+            }
+        }
+        let w = GgufWriter::new().alignment(1 << 31);
+        let mut out = Count(0, 0);
+        w.write_header(&mut out).unwrap().finish().unwrap();
+        assert_eq!(out.0, 1 << 31);
+        assert!(out.1 <= 4096, "a write of {} bytes", out.1);
     }
 }
 

@@ -166,6 +166,10 @@ fn invalid(msg: String) -> std::io::Error {
 /// Why preset `p` cannot make a model, if it cannot: a count of 0 where
 /// one is needed, heads that do not divide the width or the KV heads, or a
 /// value the metadata's uint32 cannot hold.
+/// The most layers a preset may have: far beyond any model (the largest
+/// have about 128), and a tensor table of tens of megabytes.
+const MAX_LAYERS: u64 = 1 << 16;
+
 fn check(p: &Preset) -> std::io::Result<()> {
     let fields = [
         ("layers", p.layers),
@@ -184,6 +188,15 @@ fn check(p: &Preset) -> std::io::Result<()> {
                 u32::MAX
             )));
         }
+    }
+    // Every layer is nine entries of the tensor table, which is held in
+    // memory (a header precedes the data): four billion layers once
+    // aborted on an allocation of the table, before any tensor.
+    if p.layers > MAX_LAYERS {
+        return Err(invalid(format!(
+            "preset '{}': layers is {} (1 to {MAX_LAYERS} for a model)",
+            p.name, p.layers
+        )));
     }
     if !p.dim.is_multiple_of(p.heads) || !p.heads.is_multiple_of(p.kv_heads) {
         return Err(invalid(format!(
@@ -253,7 +266,7 @@ fn tensor_plan(p: &Preset, ty: GgmlType) -> Vec<(String, Vec<u64>, GgmlType)> {
 /// writes the same bytes holding one tensor at a time.
 ///
 /// Errs (`InvalidInput`) on a preset no model has (a count of 0 or above
-/// `u32::MAX`, heads that do not divide the width or the KV heads) or a
+/// `u32::MAX`, more than 65 536 layers, heads that do not divide the width or the KV heads) or a
 /// type that cannot hold one of the shapes, and (`OutOfMemory`) when a
 /// tensor cannot be allocated.
 pub fn synthesize(p: &Preset, ty: GgmlType, seed: u64) -> std::io::Result<GgufWriter<'static>> {
@@ -384,6 +397,13 @@ mod tests {
         for (p, says) in [
             (Preset { heads: 0, ..t }, "heads is 0"),
             (Preset { layers: 0, ..t }, "layers is 0"),
+            (
+                Preset {
+                    layers: u64::from(u32::MAX),
+                    ..t
+                },
+                "layers is 4294967295 (1 to 65536",
+            ),
             (
                 Preset {
                     context: (1 << 32) + 5,

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use gguf_loader::{GgmlType, GgufWriter, MetaValue, MmapGGUFLoader, ValueType};
 use gguf_loader_llm::forward::{ForwardError, Transformer};
-use gguf_loader_llm::tokenizer::{Tokenizer, TokenizerError, PIECE_SLACK};
+use gguf_loader_llm::tokenizer::{Tokenizer, TokenizerError, MAX_VOCAB, PIECE_SLACK};
 
 use common::{f32_bytes, HEAD, N_EMBD, N_FF, N_HEAD, N_KV, N_VOCAB};
 
@@ -310,6 +310,50 @@ fn pieces_quadratic_in_a_token_are_refused_without_building_them() {
     let e = tokenizer(&bpe_vocab(&many)).expect_err("pieces past the budget in all");
     assert!(matches!(e, TokenizerError::Pieces { .. }), "{e}");
     assert!(start.elapsed() < Duration::from_secs(20));
+}
+
+/// A vocabulary, or a merge list, past MAX_VOCAB is refused by its count:
+/// 8 M empty token texts (a 64 MB file) once took 1.9 GB of tables, and
+/// aborted under a memory limit.
+#[test]
+fn vocabularies_and_merge_lists_past_the_bound_are_refused() {
+    let start = Instant::now();
+    let empty = vec![MetaValue::String(String::new()); MAX_VOCAB + 1];
+    let mut w = GgufWriter::new();
+    w.add("tokenizer.ggml.model", MetaValue::String("llama".into()));
+    w.add(
+        "tokenizer.ggml.tokens",
+        MetaValue::Array(ValueType::String, empty.clone()),
+    );
+    let file = tempfile::Builder::new().suffix(".gguf").tempfile().unwrap();
+    std::fs::write(file.path(), w.to_bytes().unwrap()).unwrap();
+    let e = tokenizer(&file).expect_err("a vocabulary past the bound");
+    assert!(
+        matches!(e, TokenizerError::VocabSize(n) if n == MAX_VOCAB + 1),
+        "{e}"
+    );
+    assert!(e.to_string().contains("expected 1 to 4194304"), "{e}");
+
+    let file = bpe_vocab(&[]);
+    let loader = MmapGGUFLoader::new(file.path()).unwrap();
+    let mut w = GgufWriter::new();
+    for (k, v) in loader.metadata().iter() {
+        if k != "tokenizer.ggml.merges" {
+            w.add_value(k, *v);
+        }
+    }
+    w.add(
+        "tokenizer.ggml.merges",
+        MetaValue::Array(ValueType::String, empty),
+    );
+    let merges = tempfile::Builder::new().suffix(".gguf").tempfile().unwrap();
+    std::fs::write(merges.path(), w.to_bytes().unwrap()).unwrap();
+    let e = tokenizer(&merges).expect_err("a merge list past the bound");
+    assert!(
+        matches!(e, TokenizerError::MergeCount(n) if n == MAX_VOCAB + 1),
+        "{e}"
+    );
+    assert!(start.elapsed() < Duration::from_secs(60));
 }
 
 #[test]

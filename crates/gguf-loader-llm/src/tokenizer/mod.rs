@@ -61,9 +61,32 @@ pub enum TokenizerError {
         /// The token where the budget ran out.
         id: u32,
     },
-    /// The vocabulary is empty or too large for 32-bit token ids.
-    #[error("metadata key 'tokenizer.ggml.tokens' holds {0} tokens; expected 1 to 2^31")]
+    /// The vocabulary is empty or larger than [`MAX_VOCAB`].
+    #[error("metadata key 'tokenizer.ggml.tokens' holds {0} tokens; expected 1 to {max}", max = MAX_VOCAB)]
     VocabSize(usize),
+    /// `tokenizer.ggml.merges` holds more than [`MAX_VOCAB`] merges.
+    #[error("metadata key 'tokenizer.ggml.merges' holds {0} merges; expected at most {max}", max = MAX_VOCAB)]
+    MergeCount(usize),
+    /// The memory the tokenizer's tables would take could not be
+    /// allocated.
+    #[error("the tokenizer's tables would take about {mib} MiB, which cannot be allocated", mib = .0 >> 20)]
+    OutOfMemory(usize),
+}
+
+/// The most tokens (and merges) a vocabulary may hold: 16 times the
+/// largest real ones (Gemma's 262 144). The tables take about 240 bytes a
+/// token, so a file of empty token texts (8 bytes each) asks for some 30
+/// times its size, and a bound keeps that from growing with the file.
+pub const MAX_VOCAB: usize = 1 << 22;
+
+/// A guess, on the high side, of the bytes [`Tokenizer::from_metadata`]
+/// allocates for `n` tokens of `text` bytes in all and `m` merges of
+/// `merge_text` bytes.
+fn table_bytes(n: usize, text: usize, m: usize, merge_text: usize) -> usize {
+    n.saturating_mul(256)
+        .saturating_add(text.saturating_mul(3))
+        .saturating_add(m.saturating_mul(96))
+        .saturating_add(merge_text.saturating_mul(2))
 }
 
 /// How many bytes the decoded pieces of a vocabulary may pass its token
@@ -286,10 +309,43 @@ impl Tokenizer {
             add_space_prefix = b;
         }
 
+        // Counted before the arrays are collected.
+        let count = |key: &str| {
+            md.get(key)
+                .and_then(|v| v.as_array())
+                .map_or(0, |a| usize::try_from(a.len()).unwrap_or(usize::MAX))
+        };
+        let n = count("tokenizer.ggml.tokens");
+        if n > MAX_VOCAB {
+            return Err(TokenizerError::VocabSize(n));
+        }
         let words = md.get_str_array("tokenizer.ggml.tokens")?;
         let n = words.len();
-        if n == 0 || n > i32::MAX as usize {
+        if n == 0 {
             return Err(TokenizerError::VocabSize(n));
+        }
+        let merge_words = if kind == TokenizerKind::Bpe {
+            let m = count("tokenizer.ggml.merges");
+            if m > MAX_VOCAB {
+                return Err(TokenizerError::MergeCount(m));
+            }
+            Some(md.get_str_array("tokenizer.ggml.merges")?)
+        } else {
+            None
+        };
+        // The tables are many small allocations, which cannot fail softly:
+        // ask for their sum once, fallibly, so that a vocabulary that will
+        // not fit (under a memory limit) is an error instead of an abort.
+        let need = table_bytes(
+            n,
+            words.iter().map(|w| w.len()).sum(),
+            merge_words.as_ref().map_or(0, |m| m.len()),
+            merge_words
+                .as_ref()
+                .map_or(0, |m| m.iter().map(|w| w.len()).sum()),
+        );
+        if Vec::<u8>::new().try_reserve_exact(need).is_err() {
+            return Err(TokenizerError::OutOfMemory(need));
         }
         let scores = if md.contains_key("tokenizer.ggml.scores") {
             let key = "tokenizer.ggml.scores";
@@ -341,9 +397,8 @@ impl Tokenizer {
         }
 
         let mut merges = HashMap::new();
-        if kind == TokenizerKind::Bpe {
-            let key = "tokenizer.ggml.merges";
-            for (rank, m) in md.get_str_array(key)?.iter().enumerate() {
+        if let Some(merge_words) = merge_words {
+            for (rank, m) in merge_words.iter().enumerate() {
                 // Split at the first space after the first byte, as llama.cpp.
                 // (a space is one byte, so both sides are whole UTF-8).
                 let key = match m.as_bytes().iter().skip(1).position(|&b| b == b' ') {

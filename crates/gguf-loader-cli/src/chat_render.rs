@@ -25,8 +25,10 @@ use serde::{Deserialize, Serialize};
 pub const SUBCOMMAND: &str = "__render-chat";
 
 /// The child's address space: the rendered prompt is at most 16 MiB, the
-/// template and the messages what the parent holds; the rest is headroom.
-const MEMORY_LIMIT: u64 = 1 << 30;
+/// template and the messages what the parent holds, the render's stack a
+/// reservation of 512 MiB (touched only as deep as a value nests); the
+/// rest is headroom.
+const MEMORY_LIMIT: u64 = 2 << 30;
 
 /// The child's CPU time in seconds (the fuel stops a render long before).
 const CPU_LIMIT_S: u64 = 60;

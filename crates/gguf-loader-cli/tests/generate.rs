@@ -269,8 +269,8 @@ fn a_chat_template_that_runs_out_of_memory_is_stopped_in_its_own_process() {
         .contains("--chat: chat template: the render ran past its limits"));
     assert!(took.as_secs() < 60, "{took:?}");
     // The peak counts the render's process (reaped by `generate`): held
-    // under its 1 GiB address space.
-    assert!(r.max_rss < 1 << 30, "{} bytes", r.max_rss);
+    // under its 2 GiB address space.
+    assert!(r.max_rss < 2 << 30, "{} bytes", r.max_rss);
     let (r, _) = chat("{{ raise_exception('no system turns here') }}");
     assert!(
         r.err().contains("--chat: chat template: ") && r.stderr.contains("no system turns here")

@@ -8,10 +8,12 @@
 //! (tests/chat_templates.rs).
 //!
 //! The template comes from the file, so it is hostile input: a render has a
-//! budget of work and memory ([`FUEL`]) and fails cleanly past it. One
-//! hole remains, in minijinja (3.1): a list built of shared parts (`[[x] *
-//! 100] * 100`, nested) costs little fuel, and `~` or a filter that turns
-//! it into a string writes it out whole, unmetered, until memory runs out.
+//! budget of work and memory ([`FUEL`]), runs on a thread of its own with a
+//! stack as deep as the budget lets values nest (a 512 MiB reservation),
+//! and fails cleanly past it. One hole remains, in minijinja (3.1): a list
+//! built of shared parts (`[[x] * 100] * 100`, nested) costs little fuel,
+//! and `~` or a filter that turns it into a string writes it out whole,
+//! unmetered, until memory runs out.
 //! A caller that renders templates from untrusted files should render in a
 //! process of its own with a memory limit, as `gguf-loader generate --chat`
 //! does.
@@ -150,6 +152,15 @@ pub fn render_template(
 /// error instead of taking the machine.
 pub const FUEL: u64 = 4_000_000;
 
+/// The stack a render runs on. minijinja writes, compares, hashes and
+/// drops a nested value by recursion, and the fuel lets a template nest a
+/// list some 470 000 deep (`{% set ns.x = [ns.x] %}` in a loop), which
+/// overflows any thread's usual stack (an abort). 256 MiB held the
+/// deepest such list in the tests and 128 MiB did not; this is twice
+/// that, a reservation of which only the pages a render touches are ever
+/// committed.
+const RENDER_STACK: usize = 512 << 20;
+
 /// [`render_template`] with `strftime_now` reading the clock `now` (UTC).
 pub fn render_template_at(
     template: &str,
@@ -159,9 +170,62 @@ pub fn render_template_at(
     eos_token: &str,
     now: SystemTime,
 ) -> Result<String, ChatError> {
+    std::thread::scope(|scope| {
+        std::thread::Builder::new()
+            .name("chat-template".into())
+            .stack_size(RENDER_STACK)
+            .spawn_scoped(scope, || {
+                render_here(
+                    template,
+                    messages,
+                    add_generation_prompt,
+                    bos_token,
+                    eos_token,
+                    now,
+                )
+            })
+            .map_err(|e| ChatError::Template(format!("cannot start a thread to render on: {e}")))?
+            .join()
+            .unwrap_or_else(|p| std::panic::resume_unwind(p))
+    })
+}
+
+/// [`render_template_at`] on this thread.
+fn render_here(
+    template: &str,
+    messages: &[Message],
+    add_generation_prompt: bool,
+    bos_token: &str,
+    eos_token: &str,
+    now: SystemTime,
+) -> Result<String, ChatError> {
     let mut env = Environment::new();
     minijinja_contrib::add_to_environment(&mut env);
-    env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
+    env.set_unknown_method_callback(|state, value, method, args| {
+        if method == "format" {
+            if let Some(format) = value.as_str() {
+                check_format(format, args)?;
+            }
+        }
+        minijinja_contrib::pycompat::unknown_method_callback(state, value, method, args)
+    });
+    // minijinja's `pprint` and `debug` (which Jinja2 has not) indent
+    // through one adapter per level: time cubic in a value's nesting, a
+    // list 5 000 deep (a few thousand units of fuel) half an hour. `pprint`
+    // writes indented JSON instead, bounded as `tojson`.
+    env.remove_global("debug");
+    env.add_filter("pprint", |value: Value| -> Result<Value, JinjaError> {
+        let json = Json {
+            ensure_ascii: false,
+            sort_keys: false,
+            indent: Some("    ".into()),
+            item: ",".into(),
+            key: ": ".into(),
+        };
+        let mut out = String::new();
+        json.write(&value, 0, &mut out)?;
+        Ok(Value::from(out))
+    });
     env.set_syntax(
         SyntaxConfig::builder()
             .trim_blocks(true)
@@ -206,6 +270,81 @@ pub fn render_template_at(
 /// The longest prompt a template may write, and the longest text `tojson`
 /// writes.
 const MAX_TEXT: usize = 16 << 20;
+
+/// Refuses a `str.format` whose widths or precisions (written in the
+/// format, or given as arguments to nested fields, `{:>{}}`) pass
+/// [`MAX_TEXT`]: minijinja-contrib pads in memory before any fuel is
+/// spent, and `"{:>1000000000000}".format(1)` aborted on the allocation.
+fn check_format(format: &str, args: &[Value]) -> Result<(), JinjaError> {
+    let too_wide = || {
+        JinjaError::new(
+            ErrorKind::InvalidOperation,
+            format!("str.format: a width or precision past {MAX_TEXT}"),
+        )
+    };
+    let bytes = format.as_bytes();
+    let mut nested = false;
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'{' if bytes.get(i + 1) == Some(&b'{') => i += 2,
+            b'{' => {
+                // One field, nested fields in its spec included.
+                let mut depth = 0usize;
+                let start = i;
+                while i < bytes.len() {
+                    match bytes[i] {
+                        b'{' => depth += 1,
+                        b'}' => {
+                            depth -= 1;
+                            if depth == 0 {
+                                break;
+                            }
+                        }
+                        _ => {}
+                    }
+                    i += 1;
+                }
+                let field = &bytes[start..i.min(bytes.len())];
+                nested |= field[1..].contains(&b'{');
+                if let Some(colon) = field.iter().position(|&b| b == b':') {
+                    for run in field[colon..].split(|b| !b.is_ascii_digit()) {
+                        if run.len() > 9 || (!run.is_empty() && parse_digits(run) > MAX_TEXT) {
+                            return Err(too_wide());
+                        }
+                    }
+                }
+                i += 1;
+            }
+            _ => i += 1,
+        }
+    }
+    if nested {
+        let mut values: Vec<Value> = Vec::new();
+        for a in args {
+            if a.kind() == ValueKind::Map {
+                for k in a.try_iter()? {
+                    values.push(a.get_item(&k)?);
+                }
+            } else {
+                values.push(a.clone());
+            }
+        }
+        for v in values {
+            if let Some(n) = v.as_i64() {
+                if n.unsigned_abs() > MAX_TEXT as u64 {
+                    return Err(too_wide());
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The value of at most nine ASCII digits.
+fn parse_digits(run: &[u8]) -> usize {
+    run.iter().fold(0, |n, d| n * 10 + usize::from(d - b'0'))
+}
 
 /// A buffer that refuses to grow past [`MAX_TEXT`].
 struct Bounded(Vec<u8>);

@@ -117,10 +117,86 @@ fn runaway_templates_stop_with_an_error() {
         "{% set ns = namespace() %}{% set ns.x = [ns, ns] %}{{ ns | tojson }}",
         "{% set a = [[[[[[1] * 100] * 100] * 100] * 100] * 100] * 100 %}{{ a | tojson }}",
         "{% set a = [[[[[[1] * 100] * 100] * 100] * 100] * 100] * 100 %}{{ a }}",
+        // Padding in memory before any fuel is spent (an abort on 1 TB).
+        "{{ '{:>1000000000000}'.format(1) }}",
+        "{{ '{:.1000000000f}'.format(1.0) }}",
+        // minijinja's pprint and debug take time cubic in the nesting: half
+        // an hour for a list 5 000 deep.
+        "{% set ns = namespace(x=[]) %}{% for i in range(5000) %}{% set ns.x = [ns.x] %}{% endfor %}{{ ns.x|pprint }}",
+        "{% set ns = namespace(x=[]) %}{% for i in range(5000) %}{% set ns.x = [ns.x] %}{% endfor %}{{ debug(ns.x) }}",
     ] {
+        let start = std::time::Instant::now();
         let e = chat::render_template(bomb, &one, true, "", "").expect_err(bomb);
         assert!(e.to_string().starts_with("chat template: "), "{e}");
+        assert!(start.elapsed().as_secs() < 30, "{bomb}: {:?}", start.elapsed());
     }
+    // Formats within the bounds still work, and pprint is indented JSON.
+    let t = "{{ '{:>5}|{:.2f}'.format(1, 0.5) }} {{ [1, {'a': none}]|pprint }}";
+    assert_eq!(
+        chat::render_template(t, &one, true, "", "").unwrap(),
+        "    1|0.50 [\n    1,\n    {\n        \"a\": null\n    }\n]"
+    );
+}
+
+/// A list nested as deep as the fuel allows, written, stringified,
+/// compared and dropped (all by recursion in minijinja): an error or a
+/// result, never a stack overflow (an abort, once, at 100 000 deep).
+#[test]
+fn lists_nested_as_deep_as_the_fuel_allows_do_not_overflow_the_stack() {
+    let one = [Message::new("user", "hi")];
+    // n thousand deep (`range` stops at 100 000).
+    let nest = |n: usize, body: &str| {
+        let deep = |v: &str| {
+            format!(
+                "{{% for i in range({n}) %}}{{% for j in range(1000) %}}{{% set ns.{v} = [ns.{v}] %}}{{% endfor %}}{{% endfor %}}"
+            )
+        };
+        format!(
+            "{{% set ns = namespace(x=[], y=[]) %}}{}{}{body}",
+            deep("x"),
+            deep("y")
+        )
+    };
+    // The deepest pair of lists the fuel builds, by bisection.
+    let fits = |n: usize| chat::render_template(&nest(n, "ok"), &one, true, "", "").is_ok();
+    let (mut lo, mut hi) = (1usize, 1 << 14);
+    assert!(fits(lo) && !fits(hi));
+    while hi - lo > 1 {
+        let mid = lo + (hi - lo) / 2;
+        if fits(mid) {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    eprintln!("the fuel nests two lists {lo} thousand deep");
+    assert!(lo >= 30, "{lo}");
+    for body in [
+        "{{ ns.x }}",
+        "{{ (ns.x ~ '')|length }}",
+        "{{ ns.x|string|length }}",
+        "{{ ns.x == ns.y }}",
+        "{{ ns.x|tojson }}",
+        "{{ ns.x|length }}",
+        "{{ ns.x|pprint|length }}",
+        "{{ [ns.x, ns.y]|sort|length }}",
+        "{{ [ns.x, ns.y]|unique|list|length }}",
+        "{{ ns.x in [ns.y] }}",
+        "{{ {ns.x: 1}|length }}",
+    ] {
+        for n in [lo / 2, lo, hi] {
+            match chat::render_template(&nest(n, body), &one, true, "", "") {
+                Ok(out) => assert!(out.len() < 16 << 20),
+                Err(e) => assert!(e.to_string().starts_with("chat template: "), "{e}"),
+            }
+        }
+    }
+    // One list, twice as deep.
+    let t = format!(
+        "{{% set ns = namespace(x=[]) %}}{{% for i in range({}) %}}{{% for j in range(1000) %}}{{% set ns.x = [ns.x] %}}{{% endfor %}}{{% endfor %}}{{{{ ns.x }}}}",
+        2 * lo
+    );
+    let _ = chat::render_template(&t, &one, true, "", "");
 }
 
 /// Python's `json.dumps` as `tojson`: its separators, key order, indent and

@@ -28,7 +28,7 @@ pub const SUBCOMMAND: &str = "__render-chat";
 /// template and the messages what the parent holds, the render's stack a
 /// reservation of 512 MiB (touched only as deep as a value nests); the
 /// rest is headroom.
-const MEMORY_LIMIT: u64 = 2 << 30;
+const MEMORY_LIMIT: u64 = 1 << 30;
 
 /// The child's CPU time in seconds (the fuel stops a render long before).
 const CPU_LIMIT_S: u64 = 60;

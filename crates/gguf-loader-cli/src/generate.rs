@@ -24,6 +24,10 @@ pub struct Args<'a> {
     pub tokens: Option<&'a [u32]>,
     /// Tokens to generate at most.
     pub n: usize,
+    /// The context (KV cache) in tokens, prompt included: `None` for the
+    /// model's own, at most [`DEFAULT_CONTEXT`]; `Some(0)` for the model's
+    /// own, all of it.
+    pub ctx: Option<usize>,
     /// Weights as f16 or f32.
     pub dtype: ElementKind,
     /// Sampling temperature (0: greedy).
@@ -268,17 +272,18 @@ fn run_on<M: Step>(
         return Err("the prompt has no tokens".into());
     }
     // The KV cache holds the prompt and the generation, up to the context
-    // the model was trained for (as llama.cpp's): -n past it stops there. A
-    // prompt that fills it still gives one token (which is never run).
-    let context = context_length(&loader);
-    if let Some(ctx) = context.filter(|&c| prompt.len() > c) {
+    // (as llama.cpp's): -n past it stops there. A prompt that fills it
+    // still gives one token (which is never run).
+    let context = Context::of(&loader, a.ctx)?;
+    if prompt.len() > context.tokens {
         return Err(CliError::Message(format!(
-            "the prompt has {} tokens; the model's context holds {ctx}",
-            prompt.len()
+            "the prompt has {} tokens; {}",
+            prompt.len(),
+            context.holds()
         )));
     }
     let wanted = prompt.len().saturating_add(a.n);
-    let capacity = context.map_or(wanted, |c| wanted.min(c));
+    let capacity = wanted.min(context.tokens);
     // The last token generated is never run, so it needs no room.
     let n = a.n.min(capacity - prompt.len() + 1);
     let named = |e: ForwardError| CliError::Message(format!("{}: {e}", a.file.display()));
@@ -356,19 +361,70 @@ fn run_on<M: Step>(
     );
     if n < a.n && generated == n && !ended {
         eprintln!(
-            "gguf-loader: stopped at the model's context length ({capacity} tokens, prompt included)"
+            "gguf-loader: stopped at the end of the context: {} (prompt included)",
+            context.holds()
         );
     }
     drop(model);
     Ok(())
 }
 
-/// The context the model was trained for (`{arch}.context_length`), where
-/// the file gives a positive one.
-fn context_length(loader: &MmapGGUFLoader) -> Option<usize> {
-    ModelConfig::from_metadata(loader.metadata())
-        .context_length
-        .filter(|&c| c > 0)
+/// The context without `--ctx`, where the model's is longer or unknown:
+/// llama.cpp's default. A file's context length is no bound on the work
+/// (it may say 2^63, or nothing, and its chat template may write a prompt
+/// of millions of tokens from a word; attention is quadratic in it).
+pub const DEFAULT_CONTEXT: usize = 4096;
+
+/// The KV cache's length in tokens and where it came from.
+struct Context {
+    tokens: usize,
+    /// The model's (`{arch}.context_length`), where the file gives one.
+    model: Option<usize>,
+    /// Whether `--ctx` set it.
+    asked: bool,
+}
+
+impl Context {
+    fn of(loader: &MmapGGUFLoader, ctx: Option<usize>) -> Result<Self, CliError> {
+        let model = ModelConfig::from_metadata(loader.metadata())
+            .context_length
+            .filter(|&c| c > 0);
+        let tokens = match (ctx, model) {
+            (Some(0), Some(m)) => m,
+            (Some(0), None) => {
+                return Err(
+                    "--ctx 0 asks for the model's context length, and the file gives none".into(),
+                )
+            }
+            (Some(c), _) => c,
+            (None, m) => m.unwrap_or(DEFAULT_CONTEXT).min(DEFAULT_CONTEXT),
+        };
+        if let Some(m) = model.filter(|&m| tokens > m) {
+            eprintln!(
+                "gguf-loader: warning: a context of {tokens} tokens is longer than the model's \
+                 ({m}), so positions past it were never trained"
+            );
+        }
+        Ok(Self {
+            tokens,
+            model,
+            asked: ctx.is_some(),
+        })
+    }
+
+    /// "the context holds N …", saying where N came from.
+    fn holds(&self) -> String {
+        let n = self.tokens;
+        let model = match self.model {
+            Some(m) => format!("the model's: {m}"),
+            None => "the file gives the model's none".into(),
+        };
+        match self.model {
+            Some(m) if m == n && !self.asked => format!("the model's context holds {n}"),
+            _ if self.asked => format!("the context holds {n} (--ctx; {model})"),
+            _ => format!("the context holds {n} (the default; --ctx sets it; {model})"),
+        }
+    }
 }
 
 /// Device memory in use on `device` (a GPU), in bytes.

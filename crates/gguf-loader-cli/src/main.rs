@@ -321,9 +321,14 @@ enum Command {
         #[arg(long, value_delimiter = ',', num_args = 1..)]
         tokens: Option<Vec<u32>>,
         /// Tokens to generate at most (stopping sooner at the end of
-        /// generation or the model's context length).
+        /// generation or of the context, --ctx).
         #[arg(short, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
         n: u32,
+        /// The context (the KV cache) in tokens, prompt included; 0: the
+        /// model's context length, all of it [default: the model's, at
+        /// most 4096, as llama.cpp's]
+        #[arg(long, value_parser = clap::value_parser!(u32).range(0..=16_777_216))]
+        ctx: Option<u32>,
         /// Weights as f16 (1-D tensors stay f32) or f32.
         #[arg(long, value_enum, default_value = "f16")]
         dtype: WeightDtype,
@@ -535,6 +540,7 @@ fn run(command: Command) -> Result<ExitCode, CliError> {
             prompt_file,
             tokens,
             n,
+            ctx,
             dtype,
             temp,
             top_p,
@@ -555,6 +561,7 @@ fn run(command: Command) -> Result<ExitCode, CliError> {
             .as_deref(),
             tokens: tokens.as_deref(),
             n: n as usize,
+            ctx: ctx.map(|c| c as usize),
             dtype: dtype.into(),
             temp,
             top_p,

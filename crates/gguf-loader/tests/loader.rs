@@ -243,6 +243,53 @@ fn split_models_open_as_one() {
         msg.contains("split.count is 3 but the name says -of-00002"),
         "{msg}"
     );
+
+    // A negative total is said as the number it is.
+    write(&p(1), &shard(0, 3, &["a", "b"], -1));
+    said("split.tensors.count is -1 but the shards hold 5 tensors");
+    write(&p(1), &shard(0, 3, &["a", "b"], 5));
+
+    // A count of 0 or 1 in a shard named -of-00003 (or with a total the
+    // file does not hold) once opened as a whole model of its own tensors.
+    for count in [0, 1] {
+        let w = shard(0, count, &["a", "b"], 5);
+        write(&p(1), &w);
+        said(&format!(
+            "split.count is {count} but the name says -of-00003"
+        ));
+        let alone = dir.path().join(format!("alone{count}.gguf"));
+        write(&alone, &w);
+        let msg = MmapGGUFLoader::new(&alone).unwrap_err().to_string();
+        assert!(
+            msg.contains("split.tensors.count is 5 but the file holds 2 tensors"),
+            "{msg}"
+        );
+        // Its own total: one file, as llama.cpp opens it.
+        write(&alone, &shard(0, count, &["a", "b"], 2));
+        assert_eq!(
+            MmapGGUFLoader::new(&alone).unwrap().tensor_names(),
+            ["a", "b"]
+        );
+    }
+}
+
+/// Shards whose common prefix is not UTF-8 open as any others (a single
+/// file of such a name always did).
+#[cfg(unix)]
+#[test]
+fn split_models_whose_names_are_not_utf8_open_as_one() {
+    use std::os::unix::ffi::OsStrExt;
+    let dir = tempfile::tempdir().unwrap();
+    let p = |i: u16| {
+        let mut name = b"m\xff-".to_vec();
+        name.extend_from_slice(format!("{i:05}-of-00002.gguf").as_bytes());
+        dir.path().join(std::ffi::OsStr::from_bytes(&name))
+    };
+    write(&p(1), &shard(0, 2, &["a"], 2));
+    write(&p(2), &shard(1, 2, &["b"], 2));
+    let l = MmapGGUFLoader::new(p(2)).unwrap();
+    assert_eq!(l.tensor_names(), ["a", "b"]);
+    assert_eq!(l.tensor_path("a").unwrap(), p(1));
 }
 
 #[test]

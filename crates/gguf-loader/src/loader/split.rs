@@ -2,6 +2,7 @@
 //! whose first file carries `split.count`, each `split.no`.
 
 use std::collections::HashMap;
+use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
 
 use super::{LoadMode, MappedFile};
@@ -26,17 +27,54 @@ pub(super) fn split_count(file: &GgufFile<'_>, path: &Path) -> Result<Option<u64
     };
     let count = v
         .as_u64()
-        .ok_or_else(|| split_err(path, format!("{KEY_SPLIT_COUNT} is {}", v.value_type())))?;
-    Ok((count > 1).then_some(count))
+        .ok_or_else(|| split_err(path, format!("{KEY_SPLIT_COUNT} is {}", shown(Some(v)))))?;
+    if count > 1 {
+        return Ok(Some(count));
+    }
+    // One file, by its count (as llama.cpp takes it): but a name or a
+    // tensor count that says otherwise is one shard of several, which
+    // would otherwise open as a whole model short of most of its tensors.
+    if let Some((_, _, named)) = shard_prefix(path).filter(|&(_, _, m)| m > 1) {
+        return Err(split_err(
+            path,
+            format!("{KEY_SPLIT_COUNT} is {count} but the name says -of-{named:05}"),
+        ));
+    }
+    if let Some(v) = file.metadata.get(KEY_SPLIT_TENSORS_COUNT) {
+        let held = file.tensors().len();
+        if v.as_u64() != Some(held as u64) {
+            return Err(split_err(
+                path,
+                format!(
+                    "{KEY_SPLIT_TENSORS_COUNT} is {} but the file holds {held} tensors \
+                     ({KEY_SPLIT_COUNT} {count}: one file)",
+                    shown(Some(v))
+                ),
+            ));
+        }
+    }
+    Ok(None)
 }
 
-/// `(prefix, n, m)` for `PREFIX-0000n-of-0000m.gguf`.
-fn shard_prefix(path: &Path) -> Option<(String, u64, u64)> {
-    let name = path.file_name()?.to_str()?;
-    let stem = name.strip_suffix(".gguf")?;
-    let (rest, count) = stem.rsplit_once("-of-")?;
-    let (prefix, no) = rest.rsplit_once('-')?;
-    Some((prefix.to_string(), no.parse().ok()?, count.parse().ok()?))
+/// `(prefix, n, m)` for `PREFIX-0000n-of-0000m.gguf`; the prefix may be
+/// any bytes the file system takes.
+fn shard_prefix(path: &Path) -> Option<(OsString, u64, u64)> {
+    let name = path.file_name()?;
+    #[cfg(unix)]
+    let bytes = std::os::unix::ffi::OsStrExt::as_bytes(name);
+    #[cfg(not(unix))]
+    let bytes = name.to_str()?.as_bytes();
+    let stem = bytes.strip_suffix(b".gguf")?;
+    let of = stem.windows(4).rposition(|w| w == b"-of-")?;
+    let (rest, count) = (&stem[..of], &stem[of + 4..]);
+    let dash = rest.iter().rposition(|&b| b == b'-')?;
+    let (prefix, no) = (&rest[..dash], &rest[dash + 1..]);
+    let number = |d: &[u8]| std::str::from_utf8(d).ok()?.parse::<u64>().ok();
+    #[cfg(unix)]
+    let prefix = <OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(prefix).to_os_string();
+    #[cfg(not(unix))]
+    let prefix = OsString::from(std::str::from_utf8(prefix).ok()?);
+    Some((prefix, number(no)?, number(count)?))
 }
 
 /// A split key's value for a message: the number, `missing`, or what it is
@@ -44,16 +82,19 @@ fn shard_prefix(path: &Path) -> Option<(String, u64, u64)> {
 fn shown(v: Option<&crate::format::Value<'_>>) -> String {
     match v {
         None => "missing".into(),
-        Some(v) => match v.as_u64() {
-            Some(n) => n.to_string(),
-            None => format!("a {}", v.value_type()),
+        Some(v) => match (v.as_u64(), v.as_i64()) {
+            (Some(n), _) => n.to_string(),
+            (None, Some(n)) => n.to_string(),
+            _ => format!("a {}", v.value_type()),
         },
     }
 }
 
 /// The path of shard `no` (1-based) of `count`, as llama.cpp names them.
-pub fn shard_path(dir: &Path, prefix: &str, no: u64, count: u64) -> PathBuf {
-    dir.join(format!("{prefix}-{no:05}-of-{count:05}.gguf"))
+pub fn shard_path(dir: &Path, prefix: &OsStr, no: u64, count: u64) -> PathBuf {
+    let mut name = prefix.to_os_string();
+    name.push(format!("-{no:05}-of-{count:05}.gguf"));
+    dir.join(name)
 }
 
 fn architecture<'f>(f: &GgufFile<'f>) -> Option<crate::format::GgufStr<'f>> {

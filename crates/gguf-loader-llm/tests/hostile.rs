@@ -391,3 +391,72 @@ fn per_token_arrays_shorter_than_the_vocabulary_are_refused() {
         assert!(e.to_string().contains(key), "{e}");
     }
 }
+
+/// A vocabulary of many special tokens over a long text: each special was
+/// looked for in the whole text in turn (100 000 of them over a 16 MiB
+/// chat prompt: over three minutes). Now only those the text holds are,
+/// and they still split it as llama.cpp does (longest first).
+#[test]
+fn many_special_tokens_over_a_long_text_split_it_quickly() {
+    let n_special = 100_000;
+    let mut tokens = vec!["<unk>".to_string(), "<s>".into(), "</s>".into()];
+    let mut types = vec![2, 3, 3];
+    for c in ["\u{2581}", "x", "y"] {
+        tokens.push(c.into());
+        types.push(1);
+    }
+    for i in 0..n_special {
+        tokens.push(format!("<c{i}>"));
+        types.push(3);
+    }
+    // Two specials where the longer wins though the shorter starts first.
+    tokens.push("<c1><c2".into());
+    types.push(4);
+    let mut w = GgufWriter::new();
+    w.add("tokenizer.ggml.model", MetaValue::String("llama".into()));
+    w.add(
+        "tokenizer.ggml.tokens",
+        MetaValue::Array(
+            ValueType::String,
+            tokens
+                .iter()
+                .map(|t| MetaValue::String(t.clone()))
+                .collect(),
+        ),
+    );
+    w.add(
+        "tokenizer.ggml.token_type",
+        MetaValue::Array(
+            ValueType::I32,
+            types.iter().map(|&t| MetaValue::I32(t)).collect(),
+        ),
+    );
+    w.add("tokenizer.ggml.add_space_prefix", MetaValue::Bool(false));
+    let file = tempfile::Builder::new().suffix(".gguf").tempfile().unwrap();
+    std::fs::write(file.path(), w.to_bytes().unwrap()).unwrap();
+    let tok = tokenizer(&file).unwrap();
+    let id = |t: &str| tok.token_id(t).unwrap();
+
+    let start = Instant::now();
+    let mut text = "x".repeat(8 << 20);
+    text.push_str("<c7>y<c0><c1><c2>");
+    let ids = tok.encode(&text, false, true);
+    let took = start.elapsed();
+    assert_eq!(ids.len(), (8 << 20) + 5);
+    // `<c1><c2` (7 bytes) is looked for before `<c1>` (4): the `>` left
+    // over has no token.
+    assert_eq!(
+        ids[8 << 20..],
+        [
+            id("<c7>"),
+            id("y"),
+            id("<c0>"),
+            id("<c1><c2"),
+            tok.unk().unwrap()
+        ]
+    );
+    assert!(took < Duration::from_secs(20), "{took:?}");
+    // Without parsing specials, control tokens are text.
+    let ids = tok.encode("<c7>", false, false);
+    assert!(!ids.contains(&id("<c7>")), "{ids:?}");
+}

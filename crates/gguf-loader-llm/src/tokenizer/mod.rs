@@ -73,6 +73,20 @@ pub enum TokenizerError {
     OutOfMemory(usize),
 }
 
+/// Texts of special tokens past this many bytes in all are not put in a
+/// finder (its automaton takes tens of bytes a byte); real vocabularies
+/// hold well under 1 MiB of them.
+const MAX_FINDER_TEXT: usize = 16 << 20;
+
+/// The finder of [`Tokenizer::specials_present`].
+fn special_finder(special: &[u32], tokens: &[String]) -> Option<aho_corasick::AhoCorasick> {
+    let texts = || special.iter().map(|&id| tokens[id as usize].as_str());
+    if texts().map(str::len).sum::<usize>() > MAX_FINDER_TEXT {
+        return None;
+    }
+    aho_corasick::AhoCorasick::new(texts()).ok()
+}
+
 /// The most tokens (and merges) a vocabulary may hold: 16 times the
 /// largest real ones (Gemma's 262 144). The tables take about 240 bytes a
 /// token, so a file of empty token texts (8 bytes each) asks for some 30
@@ -149,6 +163,9 @@ pub struct Tokenizer {
     byte_of_char: HashMap<char, u8>,
     /// Control, user-defined and unknown tokens, longest text first.
     special: Vec<u32>,
+    /// Finds which of `special` occur in a text, in one pass (pattern `k`
+    /// is `special[k]`); `None` where their texts are too long in all.
+    special_finder: Option<aho_corasick::AhoCorasick>,
     /// Each token's text as decoded bytes (with specials rendered).
     pieces: Vec<Vec<u8>>,
     bos: Option<u32>,
@@ -581,6 +598,7 @@ impl Tokenizer {
             None
         };
 
+        let finder = special_finder(&special, &tokens);
         let mut tok = Tokenizer {
             kind,
             pre_name: pre_name.to_string(),
@@ -592,6 +610,7 @@ impl Tokenizer {
             pre,
             byte_chars,
             byte_of_char,
+            special_finder: finder,
             special,
             pieces: Vec::new(),
             bos,
@@ -756,11 +775,34 @@ impl Tokenizer {
         out
     }
 
+    /// Which of `special` occur in `text` (overlapping occurrences
+    /// counted), or `None` to try them all: where there is no finder, or
+    /// the occurrences pass a few per byte (special texts that are
+    /// suffixes of one another, run over a text that repeats them).
+    fn specials_present(&self, text: &str) -> Option<Vec<bool>> {
+        let finder = self.special_finder.as_ref()?;
+        let mut present = vec![false; self.special.len()];
+        let mut budget = text.len().saturating_mul(4).saturating_add(1 << 16);
+        for m in finder.find_overlapping_iter(text) {
+            present[m.pattern().as_usize()] = true;
+            budget = budget.checked_sub(1)?;
+        }
+        Some(present)
+    }
+
     /// Splits `text` at the special tokens in it (longest first), as
-    /// llama.cpp's `tokenizer_st_partition`.
+    /// llama.cpp's `tokenizer_st_partition`. Only the special tokens found
+    /// in the text in one pass are looked for piece by piece: a fragment
+    /// is a part of the text, so the others cannot split it, and looking
+    /// for each of a vocabulary's specials in turn cost their number times
+    /// the text (100 000 of them over a 16 MiB prompt: minutes).
     fn partition(&self, text: &str, parse_special: bool) -> Vec<Fragment> {
+        let present = self.specials_present(text);
         let mut frags = vec![Fragment::Text(0, text.len())];
-        for &id in &self.special {
+        for (k, &id) in self.special.iter().enumerate() {
+            if present.as_ref().is_some_and(|p| !p[k]) {
+                continue;
+            }
             let a = self.attrs[id as usize];
             if !parse_special && a & (attr::CONTROL | attr::UNKNOWN) != 0 {
                 continue;

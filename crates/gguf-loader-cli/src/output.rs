@@ -5,8 +5,9 @@
 //! without `--force`. A run that fails, or is interrupted (Ctrl-C, SIGTERM),
 //! removes its temporary file, and so does one ended by a fault (SIGBUS: a
 //! mapped input truncated meanwhile), an abort (an allocation that fails)
-//! or another signal that terminates (SIGUSR1, SIGALRM, SIGXFSZ…); only
-//! SIGKILL leaves it. A process that had the old file open or mapped keeps
+//! or another signal that terminates (SIGUSR1, SIGALRM, SIGXFSZ, SIGPROF…);
+//! only SIGKILL and the real-time signals (which nothing sends a loader)
+//! leave it. A process that had the old file open or mapped keeps
 //! reading the old file.
 
 use std::fs::{File, Metadata};
@@ -301,8 +302,9 @@ mod fatal {
     use super::PENDING;
 
     /// Interrupts, faults, aborts and the other signals whose default action
-    /// terminates the process.
-    const SIGNALS: [libc::c_int; 15] = [
+    /// terminates the process (the real-time signals aside).
+    #[cfg(target_os = "linux")]
+    const SIGNALS: [libc::c_int; 21] = [
         libc::SIGINT,
         libc::SIGTERM,
         libc::SIGHUP,
@@ -318,6 +320,35 @@ mod fatal {
         libc::SIGVTALRM,
         libc::SIGXFSZ,
         libc::SIGXCPU,
+        libc::SIGPROF,
+        libc::SIGSYS,
+        libc::SIGTRAP,
+        libc::SIGIO,
+        libc::SIGPWR,
+        libc::SIGSTKFLT,
+    ];
+    /// As on Linux, less SIGIO (ignored by default elsewhere) and the
+    /// Linux-only SIGPWR and SIGSTKFLT.
+    #[cfg(not(target_os = "linux"))]
+    const SIGNALS: [libc::c_int; 18] = [
+        libc::SIGINT,
+        libc::SIGTERM,
+        libc::SIGHUP,
+        libc::SIGBUS,
+        libc::SIGSEGV,
+        libc::SIGABRT,
+        libc::SIGILL,
+        libc::SIGFPE,
+        libc::SIGQUIT,
+        libc::SIGUSR1,
+        libc::SIGUSR2,
+        libc::SIGALRM,
+        libc::SIGVTALRM,
+        libc::SIGXFSZ,
+        libc::SIGXCPU,
+        libc::SIGPROF,
+        libc::SIGSYS,
+        libc::SIGTRAP,
     ];
 
     /// The action each of [`SIGNALS`] had before (set once, before the

@@ -524,8 +524,8 @@ fn too_large(out: &Path, bytes: usize) -> CliError {
     .into()
 }
 
-/// Every GGUF metadata key as a string for safetensors' `__metadata__`
-/// (which holds only strings): a string as itself (invalid UTF-8 replaced),
+/// Every GGUF metadata key (but a split model's `split.*`) as a string for
+/// safetensors' `__metadata__` (which holds only strings): a string as itself (invalid UTF-8 replaced),
 /// a number or bool as its decimal text, an array (tokenizer vocabularies,
 /// `general.languages`, …) as JSON text, its non-finite floats as the
 /// strings "NaN", "inf", "-inf". Errs when the text outgrows what a
@@ -540,6 +540,11 @@ fn string_metadata(
     };
     let mut map = serde_json::Map::new();
     for (k, v) in loader.metadata().iter() {
+        // One file out, as in a GGUF output: a split model's keys would
+        // describe shards it has not.
+        if k.starts_with("split.") {
+            continue;
+        }
         let s = match v {
             Value::Array(_) => {
                 budget.buf.clear();

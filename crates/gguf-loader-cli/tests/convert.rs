@@ -460,10 +460,17 @@ fn no_shard_of_a_split_input_is_the_output() {
     // Both shards' tensors go to another file.
     let out = dir.path().join("whole.gguf");
     conv(&p(1), &out, &["--dtype", "f32"]).ok();
-    assert_eq!(
-        MmapGGUFLoader::new(&out).unwrap().tensor_names(),
-        ["t0", "t1"]
-    );
+    let whole = MmapGGUFLoader::new(&out).unwrap();
+    assert_eq!(whole.tensor_names(), ["t0", "t1"]);
+    // One file out: no split keys, in either format.
+    assert!(!whole.metadata().keys().any(|k| k.starts_with("split.")));
+    let st = dir.path().join("whole.safetensors");
+    conv(&p(1), &st, &["--dtype", "f32"]).ok();
+    let bytes = std::fs::read(&st).unwrap();
+    let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+    let meta = meta.metadata().clone().unwrap();
+    assert!(meta.contains_key("general.architecture"), "{meta:?}");
+    assert!(!meta.keys().any(|k| k.starts_with("split.")), "{meta:?}");
 }
 
 /// A GGUF of one F32 tensor of `n` elements.

@@ -301,55 +301,48 @@ mod fatal {
 
     use super::PENDING;
 
+    /// The signals whose default action terminates the process everywhere.
+    const COMMON: [libc::c_int; 18] = [
+        libc::SIGINT,
+        libc::SIGTERM,
+        libc::SIGHUP,
+        libc::SIGBUS,
+        libc::SIGSEGV,
+        libc::SIGABRT,
+        libc::SIGILL,
+        libc::SIGFPE,
+        libc::SIGQUIT,
+        libc::SIGUSR1,
+        libc::SIGUSR2,
+        libc::SIGALRM,
+        libc::SIGVTALRM,
+        libc::SIGXFSZ,
+        libc::SIGXCPU,
+        libc::SIGPROF,
+        libc::SIGSYS,
+        libc::SIGTRAP,
+    ];
+    /// And on Linux (SIGIO is ignored by default elsewhere).
+    #[cfg(target_os = "linux")]
+    const LINUX: [libc::c_int; 3] = [libc::SIGIO, libc::SIGPWR, libc::SIGSTKFLT];
+    #[cfg(not(target_os = "linux"))]
+    const LINUX: [libc::c_int; 0] = [];
+
     /// Interrupts, faults, aborts and the other signals whose default action
     /// terminates the process (the real-time signals aside).
-    #[cfg(target_os = "linux")]
-    const SIGNALS: [libc::c_int; 21] = [
-        libc::SIGINT,
-        libc::SIGTERM,
-        libc::SIGHUP,
-        libc::SIGBUS,
-        libc::SIGSEGV,
-        libc::SIGABRT,
-        libc::SIGILL,
-        libc::SIGFPE,
-        libc::SIGQUIT,
-        libc::SIGUSR1,
-        libc::SIGUSR2,
-        libc::SIGALRM,
-        libc::SIGVTALRM,
-        libc::SIGXFSZ,
-        libc::SIGXCPU,
-        libc::SIGPROF,
-        libc::SIGSYS,
-        libc::SIGTRAP,
-        libc::SIGIO,
-        libc::SIGPWR,
-        libc::SIGSTKFLT,
-    ];
-    /// As on Linux, less SIGIO (ignored by default elsewhere) and the
-    /// Linux-only SIGPWR and SIGSTKFLT.
-    #[cfg(not(target_os = "linux"))]
-    const SIGNALS: [libc::c_int; 18] = [
-        libc::SIGINT,
-        libc::SIGTERM,
-        libc::SIGHUP,
-        libc::SIGBUS,
-        libc::SIGSEGV,
-        libc::SIGABRT,
-        libc::SIGILL,
-        libc::SIGFPE,
-        libc::SIGQUIT,
-        libc::SIGUSR1,
-        libc::SIGUSR2,
-        libc::SIGALRM,
-        libc::SIGVTALRM,
-        libc::SIGXFSZ,
-        libc::SIGXCPU,
-        libc::SIGPROF,
-        libc::SIGSYS,
-        libc::SIGTRAP,
-    ];
+    const SIGNALS: [libc::c_int; COMMON.len() + LINUX.len()] = {
+        let mut all = [0; COMMON.len() + LINUX.len()];
+        let mut i = 0;
+        while i < all.len() {
+            all[i] = if i < COMMON.len() {
+                COMMON[i]
+            } else {
+                LINUX[i - COMMON.len()]
+            };
+            i += 1;
+        }
+        all
+    };
 
     /// The action each of [`SIGNALS`] had before (set once, before the
     /// handler is installed).

@@ -131,12 +131,12 @@ impl Text {
         if chat {
             if tok.chat_template().is_none() {
                 let built_in = if chat::template_of(tok) == chat::GEMMA {
-                    "Gemma's turn format"
+                    "Gemma's turn format (its vocabulary has <start_of_turn>; llama.cpp would use ChatML)"
                 } else {
-                    "ChatML"
+                    "ChatML, as llama.cpp does"
                 };
                 eprintln!(
-                    "gguf-loader: the file has no tokenizer.chat_template: --chat uses {built_in}, as llama.cpp does"
+                    "gguf-loader: the file has no tokenizer.chat_template: --chat uses {built_in}"
                 );
             }
             let mut turns = Vec::new();

@@ -10,10 +10,12 @@
 //! The template comes from the file, so it is hostile input: a render has a
 //! budget of work and memory ([`FUEL`]), runs on a thread of its own with a
 //! stack as deep as the budget lets values nest (a 512 MiB reservation),
-//! and fails cleanly past it. One hole remains, in minijinja (3.1): a list
+//! and fails cleanly past it. Two holes remain, in minijinja (3.1): a list
 //! built of shared parts (`[[x] * 100] * 100`, nested) costs little fuel,
 //! and `~` or a filter that turns it into a string writes it out whole,
-//! unmetered, until memory runs out.
+//! unmetered, until memory runs out; and a list doubled by `+` 33 times or
+//! more (`{% set ns.l = ns.l + ns.l %}` in a loop) is made whole, 2^33
+//! items and up, unmetered.
 //! A caller that renders templates from untrusted files should render in a
 //! process of its own with a memory limit, as `gguf-loader generate --chat`
 //! does.

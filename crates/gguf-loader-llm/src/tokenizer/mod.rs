@@ -15,6 +15,8 @@
 mod bpe;
 mod merge;
 mod pre;
+#[cfg(test)]
+mod pre_oracle;
 mod spm;
 mod stream;
 

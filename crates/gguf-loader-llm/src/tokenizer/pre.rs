@@ -1,14 +1,41 @@
 //! The pre-tokenizers of `gpt2` (byte-level BPE) vocabularies, chosen by
 //! `tokenizer.ggml.pre` as llama.cpp chooses them, and the GPT-2 byte-to-
 //! character mapping.
+//!
+//! The table mirrors `llama-vocab.cpp` of the llama.cpp this crate is held
+//! against (the one vendored in llama-cpp-python 0.3.36): the same names,
+//! the same expressions in the same order, the same flags. Two things of
+//! llama.cpp's that a Unicode regex engine does otherwise are copied too:
+//! its character categories are those of its own generated table (an older
+//! Unicode than the `regex` crate's, see [`CATEGORY_FIXES`]), and it reads
+//! `\p{Lu}`, `\p{Ll}`, `\p{Lt}`, `\p{Lm}` and `\p{Lo}` all as `\p{L}`.
 
-use fancy_regex::Regex;
+use fancy_regex::{Regex, RegexBuilder};
+
+/// One step of a pre-tokenizer: splits each piece the previous step left
+/// into its matches and the text between them.
+pub(crate) enum Split {
+    /// The matches of an expression.
+    Regex(Regex),
+    /// The matches of an expression that ends in `|\s+(?!\S)` (or
+    /// `|\s+(?!\S)|\s+`, `fallback`), that alternative written `(?P<ws>\s+)`
+    /// and its look-ahead done by [`split_words`]: the rest is a plain
+    /// regex, which matches in linear time with no backtracking stack
+    /// (fancy-regex's holds a million entries, fewer than the spaces of a
+    /// long run).
+    Words { re: Regex, fallback: bool },
+    /// llama.cpp's `unicode_regex_split_custom_afmoe` (its
+    /// `\p{AFMoE_digits}` and tiny_aya's `\d{1,3}(?=(?:\d{3})*\b)`): each
+    /// run of digits is cut into groups of three from the right, the text
+    /// before a run going with its first group. The predicate is `\p{N}`.
+    Digits3(Regex),
+}
 
 /// How llama.cpp's BPE treats one `tokenizer.ggml.pre` value.
 pub(crate) struct PreTokenizer {
     /// Applied in turn: each splits the pieces the previous one left, keeping
     /// both its matches and the text between them.
-    pub(crate) regexes: Vec<Regex>,
+    pub(crate) steps: Vec<Split>,
     /// A whole pre-tokenized word that is itself a token is taken as is.
     pub(crate) ignore_merges: bool,
     /// `clean_up_tokenization_spaces` when decoding.
@@ -19,18 +46,48 @@ pub(crate) struct PreTokenizer {
 
 const CONTRACTIONS: &str = r"(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])";
 const GPT2: &str = r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)";
+/// The step that stands for llama.cpp's custom digit splitter.
+pub(crate) const DIGITS3: &str = "<digits3>";
+/// The tail that llama3, qwen2 and their kin share after the numbers.
+const TAIL: &str = r"| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+/// The two word alternatives of gpt-4o's, tekken's and tiny_aya's
+/// expression, in the original casing form (upper* lower+ | upper+
+/// lower*), `{C}` standing for an optional contraction.
+const CASED: &str = r"[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+{C}|[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*{C}";
+/// The same alternatives as llama.cpp rewrites them for gpt-4o and tekken:
+/// `((?=[\p{L}])([^a-z]))` is one letter that is not `a`–`z`, written here
+/// as the class it is (no look-ahead), and marks are no longer part of a
+/// word. `{W}` is the word class (`\p{L}`, or `\p{L}\p{M}` for
+/// granite-embed-multi).
+const CASED_LLAMA: &str = r"[^\r\n\p{L}\p{N}]?[[{W}]--[a-z]]*[[{W}]--[A-Z]]+{C}|[^\r\n\p{L}\p{N}]?[[{W}]--[a-z]]+[[{W}]--[A-Z]]*{C}";
 
 /// The expressions (in order) and flags for a pre-tokenizer name, `None`
-/// for a name llama.cpp does not know or this crate does not implement.
-fn table(name: &str) -> Option<(Vec<String>, bool, bool, bool)> {
-    let llama3 = format!(
-        r"{CONTRACTIONS}|[^\r\n\p{{L}}\p{{N}}]?\p{{L}}+|\p{{N}}{{1,3}}| ?[^\s\p{{L}}\p{{N}}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
+/// for a name llama.cpp does not know or this crate does not implement
+/// (`kimi-k2`'s hand-written splitter; `gemma4`, `sarvam-moe` and
+/// `whitespace`, which are not byte-level).
+pub(crate) fn table(name: &str) -> Option<(Vec<String>, bool, bool, bool)> {
+    let c = CONTRACTIONS;
+    let llama3 = format!(r"{c}|[^\r\n\p{{L}}\p{{N}}]?\p{{L}}+|\p{{N}}{{1,3}}{TAIL}");
+    let qwen2 = format!(r"{c}|[^\r\n\p{{L}}\p{{N}}]?\p{{L}}+|\p{{N}}{TAIL}");
+    let cased = |c: &str| CASED.replace("{C}", c);
+    let cased_llama = |w: &str| {
+        CASED_LLAMA
+            .replace("{W}", w)
+            .replace("{C}", &format!("{c}?"))
+    };
+    let gpt4o = format!(
+        r"{}|\p{{N}}{{1,3}}| ?[^\s\p{{L}}\p{{N}}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+",
+        cased_llama(r"\p{L}")
     );
-    let qwen2 = format!(
-        r"{CONTRACTIONS}|[^\r\n\p{{L}}\p{{N}}]?\p{{L}}+|\p{{N}}| ?[^\s\p{{L}}\p{{N}}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
-    );
+    let deepseek3 = [
+        r"\p{N}{1,3}",
+        "[\u{4e00}-\u{9fa5}\u{3040}-\u{309f}\u{30a0}-\u{30ff}]+",
+        "[!\"#$%&'()*+,\\-./:;<=>?@\\[\\\\\\]^_`{|}~][A-Za-z]+|[^\r\n\\p{L}\\p{P}\\p{S}]?[\\p{L}\\p{M}]+| ?[\\p{P}\\p{S}]+[\r\n]*|\\s*[\r\n]+|\\s+(?!\\S)|\\s+",
+    ];
+    let starcoder = [r"\p{N}", GPT2];
     let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
-    // (regexes, ignore_merges, clean_spaces, add_bos)
+    // (expressions, ignore_merges, clean_spaces, add_bos); llama.cpp's
+    // defaults for BPE are (false, true, false).
     Some(match name {
         "default" => (
             s(&[
@@ -43,11 +100,27 @@ fn table(name: &str) -> Option<(Vec<String>, bool, bool, bool)> {
             true,
             false,
         ),
+        "minicpm5" => (
+            s(&[
+                r"\p{N}{1,3}",
+                &format!(r"{c}|[^\r\n\p{{L}}\p{{N}}]?\p{{L}}+|\p{{N}}+{TAIL}"),
+            ]),
+            true,
+            true,
+            false,
+        ),
         "llama3" | "llama-v3" | "llama-bpe" | "falcon3" | "falcon-h1" | "pixtral" | "midm-2.0"
         | "lfm2" | "jina-v5-nano" => (vec![llama3], true, true, true),
-        "dbrx" | "smaug-bpe" => (vec![llama3], false, true, false),
-        "chatglm-bpe" => (vec![llama3], false, true, false),
+        "dbrx" | "smaug-bpe" | "chatglm-bpe" => (vec![llama3], false, true, false),
         "glm4" | "glm5" => (vec![llama3], true, true, false),
+        "jais-2" => (
+            vec![format!(
+                r"{c}|[^\r\n\p{{L}}\p{{N}}]?\p{{L}}+|\p{{N}}{{1,3}}| ?[^\s\p{{L}}\p{{N}}]+[\r\n]*|\s*[\r\n]+|\s{{512}}(?!\S)|\s{{256}}(?!\S)|\s{{128}}(?!\S)|\s{{64}}(?!\S)|\s{{32}}(?!\S)|\s{{16}}(?!\S)|\s{{8}}(?!\S)|\s{{4}}(?!\S)|\s{{1,2}}(?!\S)|\s{{1}}"
+            )],
+            false,
+            true,
+            false,
+        ),
         "deepseek-llm" => (
             s(&[
                 "[\r\n]",
@@ -73,13 +146,27 @@ fn table(name: &str) -> Option<(Vec<String>, bool, bool, bool)> {
             false,
             false,
         ),
-        "deepseek-v3" => (
+        "deepseek-v3" | "hunyuan-dense" | "hy_v4" | "joyai-llm" => (s(&deepseek3), false, false, false),
+        "spark2_5" => (
             s(&[
                 r"\p{N}{1,3}",
                 "[\u{4e00}-\u{9fa5}\u{3040}-\u{309f}\u{30a0}-\u{30ff}]+",
-                "[!\"#$%&'()*+,\\-./:;<=>?@\\[\\\\\\]^_`{|}~][A-Za-z]+|[^\r\n\\p{L}\\p{P}\\p{S}]?[\\p{L}\\p{M}]+| ?[\\p{P}\\p{S}]+[\r\n]*|\\s*[\r\n]+|\\s+(?!\\S)|\\s+",
+                "[!\"#$%&'()*+,\\-./:;<=>?@\\[\\\\\\]^_`{|}~][A-Za-z]+|[^\r\n\\p{L}\\p{P}\\p{S}]?[\\p{L}\\p{M}]+| ?[\\p{P}\\p{S}]+|[\r\n]|\\s+(?!\\S)|\\s+",
+                r"\p{N}",
             ]),
             false,
+            false,
+            false,
+        ),
+        "youtu" => (
+            vec![
+                "[\u{ac00}-\u{d7a3}\u{3131}-\u{318e}]+|[\u{ff01}\u{2026}\u{201c}\u{201d}\u{2018}\u{2019}\u{2014}\u{ff1a}\u{ff1b}\u{ff0c}\u{3001}-\u{303f}\u{fe30}-\u{fe4f}]+|[\u{3105}-\u{312f}]+|[\u{4e00}-\u{9fa5}\u{3040}-\u{309f}\u{30a0}-\u{30ff}]+".to_string(),
+                format!(
+                    r"{}|\p{{N}}| ?[^\s\p{{L}}\p{{N}}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+",
+                    cased(&format!("{c}?"))
+                ),
+            ],
+            true,
             false,
             false,
         ),
@@ -90,9 +177,11 @@ fn table(name: &str) -> Option<(Vec<String>, bool, bool, bool)> {
             false,
         ),
         "starcoder" | "refact" | "codeshell" | "exaone" | "minerva-7b" | "mellum2" => {
-            (s(&[r"\p{N}", GPT2]), false, true, false)
+            (s(&starcoder), false, true, false)
         }
-        "command-r" | "smollm" => (s(&[r"\p{N}", GPT2]), false, false, false),
+        "command-r" | "smollm" => (s(&starcoder), false, false, false),
+        // jina-v1-en, jina-v2-code and roberta-bpe also add a separator
+        // token in llama.cpp (`add_sep`), which this crate does not.
         "gpt-2" | "phi-2" | "jina-es" | "jina-de" | "gigachat" | "jina-v2-es" | "jina-v2-de"
         | "a.x-4.0" | "mellum" | "modern-bert" | "jina-v1-en" | "jina-v2-code"
         | "roberta-bpe" | "exaone4" | "mpt" | "olmo" | "jais" => (s(&[GPT2]), false, true, false),
@@ -103,7 +192,7 @@ fn table(name: &str) -> Option<(Vec<String>, bool, bool, bool)> {
         }
         "qwen35" => (
             vec![format!(
-                r"{CONTRACTIONS}|[^\r\n\p{{L}}\p{{N}}]?[\p{{L}}\p{{M}}]+|\p{{N}}| ?[^\s\p{{L}}\p{{M}}\p{{N}}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
+                r"{c}|[^\r\n\p{{L}}\p{{N}}]?[\p{{L}}\p{{M}}]+|\p{{N}}| ?[^\s\p{{L}}\p{{M}}\p{{N}}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
             )],
             false,
             false,
@@ -117,22 +206,237 @@ fn table(name: &str) -> Option<(Vec<String>, bool, bool, bool)> {
             false,
             false,
         ),
-        "gpt-4o" | "llama4" | "kanana2" | "talkie" | "minimax-m2" => (
+        "tekken" => (
             vec![format!(
-                r"[^\r\n\p{{L}}\p{{N}}]?[\p{{Lu}}\p{{Lt}}\p{{Lm}}\p{{Lo}}\p{{M}}]*[\p{{Ll}}\p{{Lm}}\p{{Lo}}\p{{M}}]+{CONTRACTIONS}?|[^\r\n\p{{L}}\p{{N}}]?[\p{{Lu}}\p{{Lt}}\p{{Lm}}\p{{Lo}}\p{{M}}]+[\p{{Ll}}\p{{Lm}}\p{{Lo}}\p{{M}}]*{CONTRACTIONS}?|\p{{N}}{{1,3}}| ?[^\s\p{{L}}\p{{N}}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+"
+                r"{}|\p{{N}}| ?[^\s\p{{L}}\p{{N}}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+",
+                CASED_LLAMA.replace("{W}", r"\p{L}").replace("{C}", "")
+            )],
+            true,
+            false,
+            true,
+        ),
+        "chameleon" => (
+            s(&[
+                "<sentinel:[0-9]+>",
+                "(IMGIMG)((A|B|C|D|E|F|G|H|I){1,4})Z",
+                "([\\t\\n]|    |  )",
+                r"\p{N}",
+                "[\\p{P}!-/:-@\\[-`{-~]",
+                GPT2,
+            ]),
+            false,
+            false,
+            true,
+        ),
+        "gpt-4o" | "llama4" | "kanana2" | "talkie" | "minimax-m2" => {
+            (vec![gpt4o], false, false, false)
+        }
+        "granite-embed-multi-97m" => (
+            vec![format!(
+                r"{}|\p{{N}}{{1,3}}| ?[^\s\p{{L}}\p{{N}}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+",
+                cased_llama(r"\p{L}\p{M}")
+            )],
+            true,
+            false,
+            false,
+        ),
+        "tiny_aya" | "cohere2moe" => (
+            vec![
+                DIGITS3.to_string(),
+                format!(
+                    r"{}|\p{{N}}{{1,3}}| ?[^\s\p{{L}}\p{{N}}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+",
+                    cased(&format!("{c}?"))
+                ),
+            ],
+            false,
+            false,
+            false,
+        ),
+        // std::regex reads `\d` as ASCII digits.
+        "superbpe" => (s(&[r"\p{N}+", "(?=([0-9]{3})+(?![0-9]))"]), false, false, false),
+        "bailingmoe" | "bailingmoe2" | "llada-moe" => (
+            s(&[r"'(?:[sSdDmMtT]|[lL][lL]|[vV][eE]|[rR][eE])|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]|\s+(?!\S)|\s+"]),
+            false,
+            false,
+            false,
+        ),
+        "seed-coder" => (
+            vec![format!(
+                r"{c}|[^\r\n\p{{L}}\p{{N}}]?\p{{L}}+|\p{{N}}{{1}}| ?[^\s\p{{L}}\p{{N}}\r\n]+|\s*[\r\n]+|\s+(?!\S)|\s+"
             )],
             false,
             false,
             false,
         ),
-        "tekken" => (
-            vec![r"[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+|[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+".to_string()],
-            true,
+        "ufakzeka" => (
+            vec![format!(r"[^\r\n\p{{L}}\p{{N}}]?\p{{L}}+|\p{{N}}{TAIL}")],
+            false,
+            false,
+            false,
+        ),
+        "grok-2" => (vec![qwen2], false, false, false),
+        // llama.cpp's CJK class starts its third range at U+8C48, the
+        // unified ideograph, where the tokenizer it copies has U+F900 (the
+        // compatibility one, which NFC turns into U+8C48): kept as is.
+        "afmoe" => (
+            vec![
+                DIGITS3.to_string(),
+                "[\u{4e00}-\u{9fff}\u{3400}-\u{4dbf}\u{8c48}-\u{faff}\u{3040}-\u{309f}\u{30a0}-\u{30ff}\u{ff65}-\u{ff9f}\u{2f00}-\u{2fdf}\u{e40}-\u{e7f}\u{e80}-\u{eff}\u{1780}-\u{17ff}\u{1000}-\u{109f}\u{aa60}-\u{aa7f}\u{a9e0}-\u{a9ff}\u{ac00}-\u{d7af}\u{1100}-\u{11ff}]+".to_string(),
+                "[!\"#$%&'()*+,\\-./:;<=>?@\\[\\\\\\]^_`{|}~][A-Za-z]+|[^\\r\\n\\p{L}\\p{P}\\p{S}]?[\\p{L}\\p{M}]+| ?[\\p{P}\\p{S}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+".to_string(),
+            ],
+            false,
+            false,
+            false,
+        ),
+        "laguna" => (vec!["[^\\n]+|[\\n]+".to_string(), qwen2], false, false, false),
+        "exaone-moe" => (
+            vec![format!(
+                r"{c}|[^\r\n\p{{L}}\p{{N}}]?(?:\p{{L}}\p{{M}}*(?: \p{{L}}\p{{M}}*)*)+|\p{{N}}| ?[^\s\p{{L}}\p{{N}}]+[\r\n/]?|\s*[\r\n]|\s+(?!\S)|\s+"
+            )],
             false,
             true,
+            false,
         ),
         _ => return None,
     })
+}
+
+/// Inclusive ranges of code points.
+type Ranges = &'static [(u32, u32)];
+
+/// Where llama.cpp's character categories (its `unicode-data.cpp`,
+/// generated from an older Unicode) differ from the `regex` crate's:
+/// `(category, code points the regex crate has and llama.cpp has not,
+/// code points llama.cpp has and the regex crate has not)`, as inclusive
+/// ranges. Checked code point by code point against llama.cpp's table by
+/// the test `categories_are_llama_cpps`.
+#[rustfmt::skip]
+pub(crate) const CATEGORY_FIXES: &[(&str, Ranges, Ranges)] = &[
+    ("L", &[
+        (0x1C89, 0x1C8A), (0xA7CB, 0xA7CD), (0xA7DA, 0xA7DC), (0x105C0, 0x105F3),
+        (0x10D4A, 0x10D65), (0x10D6F, 0x10D85), (0x10EC2, 0x10EC4), (0x11380, 0x11389),
+        (0x1138B, 0x1138B), (0x1138E, 0x1138E), (0x11390, 0x113B5), (0x113B7, 0x113B7),
+        (0x113D1, 0x113D1), (0x113D3, 0x113D3), (0x11BC0, 0x11BE0), (0x13460, 0x143FA),
+        (0x16100, 0x1611D), (0x16D40, 0x16D6C), (0x18CFF, 0x18CFF), (0x1E5D0, 0x1E5ED),
+        (0x1E5F0, 0x1E5F0),
+    ], &[]),
+    ("N", &[
+        (0x10D40, 0x10D49), (0x116D0, 0x116E3), (0x11BF0, 0x11BF9), (0x16130, 0x16139),
+        (0x16D70, 0x16D79), (0x1CCF0, 0x1CCF9), (0x1E5F1, 0x1E5FA),
+    ], &[]),
+    ("M", &[
+        (0x897, 0x897), (0x10D69, 0x10D6D), (0x10EFC, 0x10EFC), (0x113B8, 0x113C0),
+        (0x113C2, 0x113C2), (0x113C5, 0x113C5), (0x113C7, 0x113CA), (0x113CC, 0x113D0),
+        (0x113D2, 0x113D2), (0x113E1, 0x113E2), (0x11F5A, 0x11F5A), (0x1611E, 0x1612F),
+        (0x1E5EE, 0x1E5EF),
+    ], &[]),
+    ("P", &[
+        (0x1B4E, 0x1B4F), (0x1B7F, 0x1B7F), (0x10D6E, 0x10D6E), (0x113D4, 0x113D5),
+        (0x113D7, 0x113D8), (0x11BE1, 0x11BE1), (0x16D6D, 0x16D6F), (0x1E5FF, 0x1E5FF),
+    ], &[]),
+    ("S", &[
+        (0x2427, 0x2429), (0x31E4, 0x31E5), (0x10D8E, 0x10D8F), (0x1CC00, 0x1CCEF),
+        (0x1CD00, 0x1CEB3), (0x1F8B2, 0x1F8BB), (0x1F8C0, 0x1F8C1), (0x1FA89, 0x1FA89),
+        (0x1FA8F, 0x1FA8F), (0x1FABE, 0x1FABE), (0x1FAC6, 0x1FAC6), (0x1FADC, 0x1FADC),
+        (0x1FADF, 0x1FADF), (0x1FAE9, 0x1FAE9), (0x1FBCB, 0x1FBEF),
+    ], &[]),
+];
+
+/// `expr` with every `\p{…}` category made llama.cpp's: the letter
+/// subcategories read as `\p{L}`, and each of `L`, `N`, `P`, `S` and `M`
+/// the class of [`CATEGORY_FIXES`]. Valid inside a bracket class and out.
+pub(crate) fn llama_categories(expr: &str) -> String {
+    let mut out = String::with_capacity(expr.len());
+    let mut chars = expr.char_indices();
+    while let Some((i, ch)) = chars.next() {
+        if ch != '\\' {
+            out.push(ch);
+            continue;
+        }
+        let rest = &expr[i + 1..];
+        if let Some(name) = rest
+            .strip_prefix("p{")
+            .and_then(|r| r.split_once('}'))
+            .map(|(n, _)| n)
+        {
+            let name = match name {
+                "Lu" | "Ll" | "Lt" | "Lm" | "Lo" => "L",
+                n => n,
+            };
+            out.push_str(&category_class(name));
+            // Skip `p{name}`.
+            for _ in 0..rest.find('}').unwrap_or(0) + 1 {
+                chars.next();
+            }
+            continue;
+        }
+        out.push('\\');
+        if let Some((_, next)) = chars.next() {
+            out.push(next);
+        }
+    }
+    out
+}
+
+/// The class of category `name` as llama.cpp has it.
+pub(crate) fn category_class(name: &str) -> String {
+    let ranges = |rs: &[(u32, u32)]| {
+        let mut s = String::new();
+        for &(a, b) in rs {
+            // The ranges are constants of valid scalar values.
+            let (a, b) = (
+                char::from_u32(a).unwrap_or('\0'),
+                char::from_u32(b).unwrap_or('\0'),
+            );
+            s.push(a);
+            if b != a {
+                s.push('-');
+                s.push(b);
+            }
+        }
+        s
+    };
+    match CATEGORY_FIXES.iter().find(|f| f.0 == name) {
+        Some((_, minus, plus)) => {
+            let mut class = format!(r"[\p{{{name}}}");
+            if !minus.is_empty() {
+                class = format!("{class}--[{}]", ranges(minus));
+            }
+            class.push(']');
+            if !plus.is_empty() {
+                class = format!("[{class}[{}]]", ranges(plus));
+            }
+            class
+        }
+        None => format!(r"\p{{{name}}}"),
+    }
+}
+
+/// The regex of one expression of the table: llama.cpp's categories, and
+/// no backtracking limit. The expressions are fixed and match in time
+/// linear in the text (a limit would end matching early in a long run of
+/// spaces and give other words than llama.cpp's).
+fn compile(expr: &str) -> Option<Regex> {
+    RegexBuilder::new(&llama_categories(expr))
+        .backtrack_limit(usize::MAX)
+        .build()
+        .ok()
+}
+
+/// The step of one expression of the table: [`Split::Words`] where it
+/// ends in the whitespace look-ahead, [`Split::Regex`] otherwise.
+fn step(expr: &str) -> Option<Split> {
+    const WS: &str = r"|\s+(?!\S)";
+    const WS_FALLBACK: &str = r"|\s+(?!\S)|\s+";
+    let (head, fallback) = match expr.strip_suffix(WS_FALLBACK) {
+        Some(head) => (head, true),
+        None => match expr.strip_suffix(WS) {
+            Some(head) => (head, false),
+            None => return compile(expr).map(Split::Regex),
+        },
+    };
+    let re = compile(&format!(r"{head}|(?P<ws>\s+)"))?;
+    Some(Split::Words { re, fallback })
 }
 
 impl PreTokenizer {
@@ -140,47 +444,139 @@ impl PreTokenizer {
     /// `tokenizer.ggml.pre` is `"default"`), or `None` for an unknown name.
     pub(crate) fn new(name: &str) -> Option<Self> {
         let (exprs, ignore_merges, clean_spaces, add_bos) = table(name)?;
-        let regexes = exprs
+        let steps = exprs
             .iter()
             // The expressions are constants of this file, each compiled in
             // the tests; an error here is a bug, reported as "unknown".
-            .map(|e| Regex::new(e).ok())
+            .map(|e| match e.as_str() {
+                DIGITS3 => compile(r"\p{N}").map(Split::Digits3),
+                e => step(e),
+            })
             .collect::<Option<Vec<_>>>()?;
         Some(Self {
-            regexes,
+            steps,
             ignore_merges,
             clean_spaces,
             add_bos,
         })
     }
 
-    /// Splits `text` into words: each expression in turn splits every piece
-    /// left by the previous one into its matches and the gaps between them.
+    /// Splits `text` into words: each step in turn splits every piece left
+    /// by the previous one into its matches and the gaps between them.
     pub(crate) fn split<'t>(&self, text: &'t str) -> Vec<&'t str> {
         let mut pieces = vec![text];
-        for re in &self.regexes {
+        for step in &self.steps {
             let mut next = Vec::with_capacity(pieces.len() * 2);
             for piece in pieces {
-                let mut last = 0;
-                for m in re.find_iter(piece) {
-                    // A backtracking limit hit on hostile text ends the
-                    // matching; the rest of the piece stays one word.
-                    let Ok(m) = m else { break };
-                    if m.start() > last {
-                        next.push(&piece[last..m.start()]);
-                    }
-                    if m.end() > m.start() {
-                        next.push(m.as_str());
-                    }
-                    last = m.end();
-                }
-                if last < piece.len() {
-                    next.push(&piece[last..]);
+                match step {
+                    Split::Regex(re) => split_regex(re, piece, &mut next),
+                    Split::Words { re, fallback } => split_words(re, *fallback, piece, &mut next),
+                    Split::Digits3(digit) => split_digits3(digit, piece, &mut next),
                 }
             }
             pieces = next;
         }
         pieces
+    }
+}
+
+/// `piece` cut at the matches of `re`: matches and gaps, empty ones left out.
+fn split_regex<'t>(re: &Regex, piece: &'t str, next: &mut Vec<&'t str>) {
+    let mut last = 0;
+    for m in re.find_iter(piece) {
+        // With no backtracking limit matching cannot fail; were it to, the
+        // rest of the piece stays one word.
+        let Ok(m) = m else { break };
+        if m.start() > last {
+            next.push(&piece[last..m.start()]);
+        }
+        if m.end() > m.start() {
+            next.push(m.as_str());
+        }
+        last = m.end();
+    }
+    if last < piece.len() {
+        next.push(&piece[last..]);
+    }
+}
+
+/// `piece` cut at the matches of a [`Split::Words`] expression, as the
+/// expression with `\s+(?!\S)` would cut it. A run of whitespace matched by
+/// `ws` that a non-space follows gives back its last character, as the
+/// look-ahead backtracks one; a run of one character then does not match
+/// there (the search goes on one character later), unless `fallback` (the
+/// expression's last alternative, `\s+`, takes it whole).
+fn split_words<'t>(re: &Regex, fallback: bool, piece: &'t str, next: &mut Vec<&'t str>) {
+    let (mut last, mut pos) = (0, 0);
+    while pos <= piece.len() {
+        // The expression is a plain regex: matching does not fail.
+        let Ok(Some(caps)) = re.captures_from_pos(piece, pos) else {
+            break;
+        };
+        let Some(m) = caps.get(0) else { break };
+        let (start, mut end) = (m.start(), m.end());
+        if caps.name("ws").is_some() && end < piece.len() {
+            // `\s+` is greedy: a non-space follows.
+            let w = piece[start..end]
+                .chars()
+                .next_back()
+                .map_or(1, char::len_utf8);
+            if end - start > w {
+                end -= w;
+            } else if !fallback {
+                pos = start + w;
+                continue;
+            }
+        }
+        if start > last {
+            next.push(&piece[last..start]);
+        }
+        if end > start {
+            next.push(&piece[start..end]);
+            pos = end;
+        } else {
+            // An empty match: the search goes on after the next character.
+            pos = end + piece[end..].chars().next().map_or(1, char::len_utf8);
+        }
+        last = end;
+    }
+    if last < piece.len() {
+        next.push(&piece[last..]);
+    }
+}
+
+/// `piece` cut as llama.cpp's `unicode_regex_split_custom_afmoe` cuts it:
+/// a run of `n` digits (`digit` matches one) ends a word after its first
+/// `n % 3` digits (where not 0) and after each three digits that follow;
+/// what comes before a run is part of its first word.
+fn split_digits3<'t>(digit: &Regex, piece: &'t str, next: &mut Vec<&'t str>) {
+    let is_digit = |c: char| digit.is_match(c.encode_utf8(&mut [0; 4])).unwrap_or(false);
+    let mut last = 0;
+    let mut chars = piece.char_indices().peekable();
+    while let Some((_, c)) = chars.next() {
+        if !is_digit(c) {
+            continue;
+        }
+        // The ends of the digits of the run, in bytes.
+        let mut ends = vec![chars.peek().map_or(piece.len(), |&(i, _)| i)];
+        while let Some(&(_, d)) = chars.peek() {
+            if !is_digit(d) {
+                break;
+            }
+            chars.next();
+            ends.push(chars.peek().map_or(piece.len(), |&(i, _)| i));
+        }
+        let first = ends.len() % 3;
+        for (k, &end) in ends.iter().enumerate() {
+            let k = k + 1;
+            if (k >= first && (k - first) % 3 == 0 && k > 0) && end > last {
+                next.push(&piece[last..end]);
+                last = end;
+            }
+        }
+    }
+    if last < piece.len() {
+        next.push(&piece[last..]);
     }
 }
 
@@ -229,14 +625,31 @@ mod tests {
         "viking",
         "gpt-4o",
         "tekken",
+        "jais-2",
+        "spark2_5",
+        "youtu",
+        "chameleon",
+        "granite-embed-multi-97m",
+        "tiny_aya",
+        "superbpe",
+        "bailingmoe",
+        "seed-coder",
+        "ufakzeka",
+        "grok-2",
+        "afmoe",
+        "laguna",
+        "exaone-moe",
+        "minicpm5",
     ];
 
     #[test]
     fn every_expression_compiles() {
         for name in NAMES {
             for e in table(name).unwrap().0 {
-                if let Err(err) = Regex::new(&e) {
-                    panic!("{name}: {e}: {err}");
+                if e != DIGITS3 {
+                    if let Err(err) = Regex::new(&llama_categories(&e)) {
+                        panic!("{name}: {e}: {err}");
+                    }
                 }
             }
             assert!(PreTokenizer::new(name).is_some(), "{name}");
@@ -251,6 +664,117 @@ mod tests {
             p.split("Hello world's   end\n"),
             ["Hello", " world", "'s", "  ", " end", "\n"]
         );
+    }
+
+    fn split(name: &str, text: &str) -> Vec<String> {
+        let p = PreTokenizer::new(name).unwrap();
+        p.split(text).into_iter().map(String::from).collect()
+    }
+
+    #[test]
+    fn cased_words_split_as_llama_cpps() {
+        // ASCII case splits words; other letters are both cases to
+        // llama.cpp, and marks are not part of a word.
+        assert_eq!(split("gpt-4o", "HelloWorld's"), ["Hello", "World's"]);
+        assert_eq!(split("gpt-4o", "\u{c0}bc\u{c9}fg"), ["\u{c0}bc\u{c9}fg"]);
+        assert_eq!(split("gpt-4o", "cafe\u{301}"), ["cafe", "\u{301}"]);
+        assert_eq!(split("tekken", "ABCdef"), ["ABCdef"]);
+        assert_eq!(split("tekken", "abcDEF"), ["abc", "DEF"]);
+        // tiny_aya keeps HF's expression, whose cases llama.cpp also reads
+        // as letters.
+        assert_eq!(split("tiny_aya", "abcDEF"), ["abcDEF"]);
+        assert_eq!(
+            split("granite-embed-multi-97m", "cafe\u{301}"),
+            ["cafe\u{301}"]
+        );
+    }
+
+    #[test]
+    fn newer_unicode_letters_are_not_letters() {
+        // U+1C89 (Unicode 16) is not in llama.cpp's table: not a letter.
+        assert_eq!(split("gpt-2", "a\u{1c89}b"), ["a", "\u{1c89}", "b"]);
+        // U+1CCF0 is a Unicode 16 digit.
+        assert_eq!(split("starcoder", "1\u{1ccf0}2"), ["1", "\u{1ccf0}", "2"]);
+    }
+
+    #[test]
+    fn digit_runs_split_in_threes_from_the_right() {
+        let digits = compile(r"\p{N}").unwrap();
+        let cut = |t: &'static str| {
+            let mut v = Vec::new();
+            split_digits3(&digits, t, &mut v);
+            v
+        };
+        assert_eq!(cut("ab1234"), ["ab1", "234"]);
+        assert_eq!(cut("123456"), ["123", "456"]);
+        assert_eq!(cut("12"), ["12"]);
+        assert_eq!(cut("1a22b"), ["1", "a22", "b"]);
+        assert_eq!(
+            cut("x\u{664}\u{665}\u{666}\u{667}"),
+            ["x\u{664}", "\u{665}\u{666}\u{667}"]
+        );
+        assert!(cut("").is_empty());
+        assert_eq!(split("tiny_aya", "ab1234"), ["ab", "1", "234"]);
+        assert_eq!(split("superbpe", "x1234567"), ["x", "1", "234", "567"]);
+    }
+
+    #[test]
+    fn a_long_run_of_spaces_is_one_word_as_in_llama_cpp() {
+        // fancy-regex's default backtracking limit (a million) ended the
+        // matching inside such a run, leaving the rest one word.
+        let n = 2_000_000;
+        let text = format!("{}hello", " ".repeat(n));
+        for name in ["gpt-2", "llama3", "qwen2", "gpt-4o", "tekken"] {
+            let words = split(name, &text);
+            assert_eq!(words.len(), 2, "{name}");
+            assert_eq!(words[0].len(), n - 1, "{name}");
+            assert_eq!(words[1], " hello", "{name}");
+        }
+    }
+
+    /// Random texts split by every pre-tokenizer as [`split_words`] does
+    /// and by the expressions as written (fancy-regex's look-ahead).
+    #[test]
+    fn words_split_as_the_look_ahead_does() {
+        const ALPHABET: &[char] = &[
+            ' ', ' ', ' ', '\t', '\n', '\r', 'a', 'B', 'z', 'Q', 's', 't', '\'', '1', '7', '.',
+            '$', '/', '\u{a0}', '\u{3000}', '\u{2028}', '\u{e9}', '\u{c9}', '\u{301}', '\u{664}',
+            '\u{4e00}', '\u{1c89}', '\u{df}', '\u{ac00}',
+        ];
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let texts: Vec<String> = (0..1500)
+            .map(|_| {
+                let n = (next() % 24) as usize;
+                (0..n)
+                    .map(|_| ALPHABET[(next() % ALPHABET.len() as u64) as usize])
+                    .collect()
+            })
+            .collect();
+        for name in NAMES {
+            let ours = PreTokenizer::new(name).unwrap();
+            let (exprs, ..) = table(name).unwrap();
+            let reference = PreTokenizer {
+                steps: exprs
+                    .iter()
+                    .map(|e| match e.as_str() {
+                        DIGITS3 => Split::Digits3(compile(r"\p{N}").unwrap()),
+                        e => Split::Regex(compile(e).unwrap()),
+                    })
+                    .collect(),
+                ignore_merges: false,
+                clean_spaces: false,
+                add_bos: false,
+            };
+            for t in &texts {
+                assert_eq!(ours.split(t), reference.split(t), "{name}: {t:?}");
+            }
+        }
     }
 
     #[test]

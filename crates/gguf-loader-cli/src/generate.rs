@@ -416,13 +416,14 @@ impl Context {
     fn holds(&self) -> String {
         let n = self.tokens;
         let model = match self.model {
+            Some(m) if m == n && !self.asked => return format!("the model's context holds {n}"),
             Some(m) => format!("the model's: {m}"),
             None => "the file gives the model's none".into(),
         };
-        match self.model {
-            Some(m) if m == n && !self.asked => format!("the model's context holds {n}"),
-            _ if self.asked => format!("the context holds {n} (--ctx; {model})"),
-            _ => format!("the context holds {n} (the default; --ctx sets it; {model})"),
+        if self.asked {
+            format!("the context holds {n} (--ctx; {model})")
+        } else {
+            format!("the context holds {n} (the default; --ctx sets it; {model})")
         }
     }
 }

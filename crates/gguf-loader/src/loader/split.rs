@@ -40,20 +40,32 @@ pub(super) fn split_count(file: &GgufFile<'_>, path: &Path) -> Result<Option<u64
             format!("{KEY_SPLIT_COUNT} is {count} but the name says -of-{named:05}"),
         ));
     }
-    if let Some(v) = file.metadata.get(KEY_SPLIT_TENSORS_COUNT) {
-        let held = file.tensors().len();
-        if v.as_u64() != Some(held as u64) {
-            return Err(split_err(
-                path,
-                format!(
-                    "{KEY_SPLIT_TENSORS_COUNT} is {} but the file holds {held} tensors \
-                     ({KEY_SPLIT_COUNT} {count}: one file)",
-                    shown(Some(v))
-                ),
-            ));
-        }
-    }
+    let held = file.tensors().len();
+    check_tensor_count(file, path, held, || {
+        format!("the file holds {held} tensors ({KEY_SPLIT_COUNT} {count}: one file)")
+    })?;
     Ok(None)
+}
+
+/// Fails unless `split.tensors.count`, where `file` has it, is `held`;
+/// `holds` says what holds them ("the shards hold 12 tensors").
+fn check_tensor_count(
+    file: &GgufFile<'_>,
+    path: &Path,
+    held: usize,
+    holds: impl FnOnce() -> String,
+) -> Result<()> {
+    match file.metadata.get(KEY_SPLIT_TENSORS_COUNT) {
+        Some(v) if v.as_u64() != Some(held as u64) => Err(split_err(
+            path,
+            format!(
+                "{KEY_SPLIT_TENSORS_COUNT} is {} but {}",
+                shown(Some(v)),
+                holds()
+            ),
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// `(prefix, n, m)` for `PREFIX-0000n-of-0000m.gguf`; the prefix may be
@@ -231,18 +243,8 @@ pub(super) fn open_shards(
             }
         }
     }
-    let meta = &shards[0].file().metadata;
-    if let Some(v) = meta.get(KEY_SPLIT_TENSORS_COUNT) {
-        if v.as_u64() != Some(names.len() as u64) {
-            return Err(split_err(
-                shards[0].path(),
-                format!(
-                    "{KEY_SPLIT_TENSORS_COUNT} is {} but the shards hold {} tensors",
-                    shown(Some(v)),
-                    names.len()
-                ),
-            ));
-        }
-    }
+    check_tensor_count(shards[0].file(), shards[0].path(), names.len(), || {
+        format!("the shards hold {} tensors", names.len())
+    })?;
     Ok((shards, names))
 }

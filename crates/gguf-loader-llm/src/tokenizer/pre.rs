@@ -61,10 +61,23 @@ const CASED: &str = r"[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\
 /// granite-embed-multi).
 const CASED_LLAMA: &str = r"[^\r\n\p{L}\p{N}]?[[{W}]--[a-z]]*[[{W}]--[A-Z]]+{C}|[^\r\n\p{L}\p{N}]?[[{W}]--[a-z]]+[[{W}]--[A-Z]]*{C}";
 
+/// llama.cpp's `unicode_cpt_is_han`, as a class.
+const HAN: &str = "[\u{3400}-\u{4dbf}\u{4e00}-\u{9fff}\u{f900}-\u{faff}\u{20000}-\u{2a6df}\u{2a700}-\u{2ebef}\u{2f800}-\u{2fa1f}]";
+
+/// kimi-k2: llama.cpp's hand-written `unicode_regex_split_custom_kimi_k2`
+/// (which stands for the expression `\p{Han}+` in its table) as the
+/// expression it implements: Han runs, words of other letters (no marks,
+/// either case) with an optional contraction, then llama3's numbers,
+/// symbols and whitespace. Tested against a port of that function.
+pub(crate) fn kimi_k2() -> String {
+    format!(
+        r"{HAN}+|[^\r\n\p{{L}}\p{{N}}]?[\p{{L}}--{HAN}]+(?:'[sStTmMdD]|'[rR][eE]|'[vV][eE]|'[lL][lL])?|\p{{N}}{{1,3}}{TAIL}"
+    )
+}
+
 /// The expressions (in order) and flags for a pre-tokenizer name, `None`
 /// for a name llama.cpp does not know or this crate does not implement
-/// (`kimi-k2`'s hand-written splitter; `gemma4`, `sarvam-moe` and
-/// `whitespace`, which are not byte-level).
+/// (`gemma4`, `sarvam-moe` and `whitespace`, which are not byte-level).
 pub(crate) fn table(name: &str) -> Option<(Vec<String>, bool, bool, bool)> {
     let c = CONTRACTIONS;
     let llama3 = format!(r"{c}|[^\r\n\p{{L}}\p{{N}}]?\p{{L}}+|\p{{N}}{{1,3}}{TAIL}");
@@ -275,6 +288,7 @@ pub(crate) fn table(name: &str) -> Option<(Vec<String>, bool, bool, bool)> {
             false,
         ),
         "grok-2" => (vec![qwen2], false, false, false),
+        "kimi-k2" => (vec![kimi_k2()], false, false, false),
         // llama.cpp's CJK class starts its third range at U+8C48, the
         // unified ideograph, where the tokenizer it copies has U+F900 (the
         // compatibility one, which NFC turns into U+8C48): kept as is.
@@ -640,6 +654,7 @@ mod tests {
         "laguna",
         "exaone-moe",
         "minicpm5",
+        "kimi-k2",
     ];
 
     #[test]
@@ -775,6 +790,192 @@ mod tests {
                 assert_eq!(ours.split(t), reference.split(t), "{name}: {t:?}");
             }
         }
+    }
+
+    /// llama.cpp's `unicode_regex_split_custom_kimi_k2`, ported line for
+    /// line (the oracle of [`kimi_k2`]).
+    fn kimi_reference(text: &str) -> Vec<String> {
+        let cps: Vec<char> = text.chars().collect();
+        let n = cps.len();
+        let (l, num, ws) = (
+            compile(r"\p{L}").unwrap(),
+            compile(r"\p{N}").unwrap(),
+            compile(r"\s").unwrap(),
+        );
+        let is =
+            |re: &Regex, p: usize| p < n && re.is_match(cps[p].encode_utf8(&mut [0; 4])).unwrap();
+        let han = |p: usize| {
+            p < n
+                && matches!(cps[p] as u32, 0x4E00..=0x9FFF | 0x3400..=0x4DBF | 0x20000..=0x2A6DF
+                    | 0x2A700..=0x2EBEF | 0xF900..=0xFAFF | 0x2F800..=0x2FA1F)
+        };
+        let letter = |p: usize| is(&l, p) && !han(p);
+        let nl = |p: usize| p < n && (cps[p] == '\r' || cps[p] == '\n');
+        let lower = |p: usize| cps[p].to_lowercase().next().unwrap();
+        let mut out = Vec::new();
+        let mut prev = 0;
+        let mut add = |end: usize, out: &mut Vec<String>| {
+            if end > prev {
+                out.push(cps[prev..end].iter().collect());
+            }
+            prev = end;
+        };
+        let mut pos = 0;
+        while pos < n {
+            if han(pos) {
+                while han(pos) {
+                    pos += 1;
+                }
+                add(pos, &mut out);
+                continue;
+            }
+            let lead = !(nl(pos) || is(&l, pos) || is(&num, pos));
+            if letter(pos) || (lead && letter(pos + 1)) {
+                let mut has_leading = false;
+                if lead {
+                    has_leading = true;
+                    pos += 1;
+                }
+                let mut has_letters = false;
+                while letter(pos) {
+                    has_letters = true;
+                    pos += 1;
+                }
+                if has_letters || (!has_leading && letter(pos)) {
+                    if !has_letters {
+                        pos += 1;
+                    }
+                    while letter(pos) {
+                        pos += 1;
+                    }
+                    if pos < n && cps[pos] == '\'' && pos + 1 < n {
+                        let a = lower(pos + 1);
+                        if matches!(a, 's' | 't' | 'm' | 'd') {
+                            pos += 2;
+                        } else if pos + 2 < n {
+                            let b = lower(pos + 2);
+                            if matches!((a, b), ('r', 'e') | ('v', 'e') | ('l', 'l')) {
+                                pos += 3;
+                            }
+                        }
+                    }
+                    add(pos, &mut out);
+                    continue;
+                } else if has_leading {
+                    pos -= 1;
+                }
+            }
+            if is(&num, pos) {
+                let mut ini = pos;
+                while is(&num, pos) {
+                    pos += 1;
+                    if pos - ini >= 3 {
+                        add(pos, &mut out);
+                        ini = pos;
+                    }
+                }
+                add(pos, &mut out);
+                continue;
+            }
+            let other = |p: usize| p < n && !(is(&ws, p) || is(&l, p) || is(&num, p));
+            if other(if cps[pos] == ' ' { pos + 1 } else { pos }) {
+                if cps[pos] == ' ' {
+                    pos += 1;
+                }
+                while other(pos) {
+                    pos += 1;
+                }
+                while nl(pos) {
+                    pos += 1;
+                }
+                add(pos, &mut out);
+                continue;
+            }
+            let (mut k, mut last_nl) = (0, 0);
+            while is(&ws, pos + k) {
+                if nl(pos + k) {
+                    last_nl = pos + k + 1;
+                }
+                k += 1;
+            }
+            if last_nl > 0 {
+                pos = last_nl;
+            } else if k > 1 && pos + k < n {
+                pos += k - 1;
+            } else if k > 0 {
+                pos += k;
+            } else {
+                pos += 1;
+            }
+            add(pos, &mut out);
+        }
+        out
+    }
+
+    #[test]
+    fn kimi_k2_splits_as_llama_cpps_hand_written_splitter() {
+        const ALPHABET: &[char] = &[
+            ' ',
+            ' ',
+            '\t',
+            '\n',
+            '\r',
+            'a',
+            'B',
+            's',
+            'S',
+            'r',
+            'e',
+            'L',
+            'l',
+            'v',
+            '\'',
+            '1',
+            '7',
+            '.',
+            '$',
+            '\u{a0}',
+            '\u{3000}',
+            '\u{e9}',
+            '\u{301}',
+            '\u{664}',
+            '\u{4e00}',
+            '\u{3400}',
+            '\u{f900}',
+            '\u{3042}',
+            '\u{1c89}',
+            '\u{ac00}',
+            '\u{20000}',
+        ];
+        let p = PreTokenizer::new("kimi-k2").unwrap();
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        for _ in 0..4000 {
+            let t: String = (0..seed % 20)
+                .map(|_| {
+                    seed ^= seed << 13;
+                    seed ^= seed >> 7;
+                    seed ^= seed << 17;
+                    ALPHABET[(seed % ALPHABET.len() as u64) as usize]
+                })
+                .collect();
+            seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+            assert_eq!(p.split(&t), kimi_reference(&t), "{t:?}");
+        }
+        assert_eq!(
+            p.split("I'm \u{4e2d}\u{6587}Text we're  1234\n"),
+            [
+                "I'm",
+                " ",
+                "\u{4e2d}\u{6587}",
+                "Text",
+                " we're",
+                " ",
+                " ",
+                "123",
+                "4",
+                "\n"
+            ]
+        );
     }
 
     #[test]

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 
 use fancy_regex::Regex;
 
-use super::pre::{category_class, table, DIGITS3};
+use super::pre::{category_class, kimi_k2, table, DIGITS3};
 
 /// One file of llama.cpp's `src/`, from the vocab-tests cache.
 fn llama_src(file: &str) -> Option<String> {
@@ -134,10 +134,12 @@ fn llama_exprs(src: &str) -> BTreeMap<String, Vec<String>> {
 
 /// A llama.cpp expression as this crate's table writes it: the
 /// look-ahead letter classes as plain classes, the custom digit splitters
-/// as [`DIGITS3`], std::regex's ASCII `\d` as `[0-9]`.
+/// as [`DIGITS3`], kimi-k2's custom splitter as [`kimi_k2`], std::regex's
+/// ASCII `\d` as `[0-9]`.
 fn as_ours(e: &str) -> String {
     match e {
         r"\p{AFMoE_digits}" | r"\d{1,3}(?=(?:\d{3})*\b)" => return DIGITS3.to_string(),
+        r"\p{Han}+" => return kimi_k2(),
         _ => {}
     }
     let mut e = e.to_string();
@@ -151,7 +153,6 @@ fn as_ours(e: &str) -> String {
 
 /// The names llama.cpp knows that this crate refuses.
 const REFUSED: &[&str] = &[
-    "kimi-k2",
     "gemma4",
     "granite-embed-multi-311m",
     "sarvam-moe",

@@ -373,7 +373,8 @@ enum Command {
         no_memory_check: bool,
     },
     /// Check the structure and scan the data for NaN/Inf values and scales
-    /// (exit 0 clean, 1 data problems, 2 malformed).
+    /// (exit 0 clean, 1 data problems, 2 malformed, 3 the report could not
+    /// be written).
     Verify {
         /// The GGUF file (any shard of a split model opens them all).
         file: PathBuf,
@@ -423,23 +424,14 @@ fn main() -> ExitCode {
 /// threads took most of a minute to start), and a pool that cannot start
 /// (too many threads for the process's limits) is one line, not a panic.
 fn start_thread_pool() -> Result<(), CliError> {
-    let max = gguf_loader::max_threads();
-    let asked = std::env::var("RAYON_NUM_THREADS")
-        .ok()
-        .and_then(|v| v.trim().parse::<usize>().ok())
-        .filter(|&n| n > 0);
-    let n = match asked {
-        Some(n) if n > max => {
-            eprintln!(
-                "gguf-loader: warning: RAYON_NUM_THREADS={n} is more than {max} ({} per available \
-                 core); starting {max} threads",
-                gguf_loader::THREADS_PER_CORE
-            );
-            max
-        }
-        Some(n) => n,
-        None => std::thread::available_parallelism().map_or(1, |n| n.get()),
-    };
+    let (n, asked) = gguf_loader::pool_threads();
+    if let Some(asked) = asked {
+        eprintln!(
+            "gguf-loader: warning: RAYON_NUM_THREADS={asked} is more than {n} ({} per available \
+             core); starting {n} threads",
+            gguf_loader::THREADS_PER_CORE
+        );
+    }
     rayon::ThreadPoolBuilder::new()
         .num_threads(n)
         .build_global()
@@ -574,7 +566,17 @@ fn run(command: Command) -> Result<ExitCode, CliError> {
             ggml_order: gpu_matmul.map(|m| m == GpuMatmulArg::GgmlOrder),
             no_memory_check,
         })?,
-        Command::Verify { file, json } => return verify::run(&file, json),
+        Command::Verify { file, json } => {
+            // Its exit code is the verdict: a report it could not write (a
+            // full disk) is not "malformed".
+            return match verify::run(&file, json) {
+                Err(e) if !e.is_broken_pipe() => {
+                    gguf_loader_cli::warn(format_args!("{e}"));
+                    Ok(ExitCode::from(3))
+                }
+                r => r,
+            };
+        }
         Command::Tokenize {
             file,
             add_special,

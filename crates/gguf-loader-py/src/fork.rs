@@ -1,46 +1,36 @@
-//! Decoding in a child of `os.fork()` (`multiprocessing`'s default start
-//! method on Linux before Python 3.14).
+//! The pool the module decodes on, one per process: made at the
+//! process's first decode, with [`gguf_loader::pool_threads`] threads
+//! (`RAYON_NUM_THREADS` as rayon reads it, but cut at four per core: rayon's
+//! own global pool would start ten thousand threads if asked, which takes
+//! most of a minute).
 //!
-//! rayon's global thread pool does not survive a fork: the child inherits
-//! the pool's state but none of its threads, so work queued on it there
-//! would wait forever. A process other than the one that imported the
-//! module therefore decodes on a pool of its own, made at its first decode
-//! (as many threads as the global pool would have).
+//! One per process because a pool does not survive `os.fork()`
+//! (`multiprocessing`'s default start method on Linux before Python 3.14):
+//! the child inherits the pool's state but none of its threads, so work
+//! queued on it there would wait forever.
 
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::PyResult;
 
-/// The process that imported the module.
-static IMPORTER: OnceLock<u32> = OnceLock::new();
+/// This process's pool, with the process it belongs to (a child of a fork
+/// makes its own again).
+static POOL: Mutex<Option<(u32, Arc<rayon::ThreadPool>)>> = Mutex::new(None);
 
-/// A forked process's own pool, with the process it belongs to (a child of
-/// a child makes its own again).
-static CHILD_POOL: Mutex<Option<(u32, Arc<rayon::ThreadPool>)>> = Mutex::new(None);
-
-/// Notes the importing process (at module initialization).
-pub(crate) fn init() {
-    IMPORTER.get_or_init(std::process::id);
-}
-
-/// The pool a forked process decodes on (`None` in the importing process,
-/// which uses rayon's global pool).
-fn child_pool() -> PyResult<Option<Arc<rayon::ThreadPool>>> {
+/// The pool this process decodes on.
+fn process_pool() -> PyResult<Arc<rayon::ThreadPool>> {
     let pid = std::process::id();
-    if IMPORTER.get().is_none_or(|&p| p == pid) {
-        return Ok(None);
-    }
     // A lock held by a thread of the parent at the fork stays held in the
     // child: it is poisoned-or-not, never waited on (try_lock).
-    let mut slot = match CHILD_POOL.try_lock() {
+    let mut slot = match POOL.try_lock() {
         Ok(slot) => slot,
         Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
-        Err(std::sync::TryLockError::WouldBlock) => return build(pid).map(Some),
+        Err(std::sync::TryLockError::WouldBlock) => return build(pid),
     };
     if let Some((owner, pool)) = slot.as_ref() {
         if *owner == pid {
-            return Ok(Some(pool.clone()));
+            return Ok(pool.clone());
         }
     }
     let pool = build(pid)?;
@@ -49,11 +39,20 @@ fn child_pool() -> PyResult<Option<Arc<rayon::ThreadPool>>> {
     if let Some(old) = slot.replace((pid, pool.clone())) {
         std::mem::forget(old);
     }
-    Ok(Some(pool))
+    Ok(pool)
 }
 
 fn build(pid: u32) -> PyResult<Arc<rayon::ThreadPool>> {
+    let (n, asked) = gguf_loader::pool_threads();
+    if let Some(asked) = asked {
+        eprintln!(
+            "gguf_loader: warning: RAYON_NUM_THREADS={asked} is more than {n} ({} per available \
+             core); starting {n} threads",
+            gguf_loader::THREADS_PER_CORE
+        );
+    }
     rayon::ThreadPoolBuilder::new()
+        .num_threads(n)
         .build()
         .map(Arc::new)
         .map_err(|e| {
@@ -63,11 +62,8 @@ fn build(pid: u32) -> PyResult<Arc<rayon::ThreadPool>> {
         })
 }
 
-/// Runs `f`, whose parallel work goes to rayon's global pool, or to this
-/// process's own pool in a forked child.
+/// Runs `f`, whose parallel work goes to rayon's current pool, on this
+/// process's pool.
 pub(crate) fn run<R: Send>(f: impl FnOnce() -> R + Send) -> PyResult<R> {
-    Ok(match child_pool()? {
-        Some(pool) => pool.install(f),
-        None => f(),
-    })
+    Ok(process_pool()?.install(f))
 }

@@ -177,7 +177,6 @@ fn simd_features() -> &'static str {
 /// The native module.
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    fork::init();
     m.add_class::<file::File>()?;
     m.add_class::<meta::StringArray>()?;
     m.add_class::<meta::Owner>()?;

@@ -200,7 +200,16 @@ where
     // Not zeroed (np.empty): zeroing memory that malloc reuses costs as much
     // as decoding into it. Every value is written below: the decoders fill
     // each tensor's range (they check its length), the padding is zeroed.
-    let buffer = empty::<N>(py, total)?;
+    // numpy aligns a buffer to 16 bytes: 64 bytes more leave room to start
+    // the first tensor on a 64-byte boundary.
+    let elem = std::mem::size_of::<T>();
+    let room = 64 / elem;
+    let buffer = empty::<N>(
+        py,
+        total
+            .checked_add(room)
+            .ok_or_else(|| py_err(gguf_loader::Error::TooLarge("the load".into())))?,
+    )?;
     if total == 0 {
         // Nothing to decode: the callback still hears of the end.
         if let Some(cb) = progress {
@@ -220,11 +229,17 @@ where
     {
         // SAFETY: `buffer` is a new C-contiguous 1-D array (numpy's
         // `empty`) that nothing else refers to until it is returned:
-        // `buffer.data()` points to its `total` (> 0) elements, only written
+        // `buffer.data()` points to its `total + room` (> 0) elements, only written
         // through this slice meanwhile, and never read before written; every
         // bit pattern is a valid f32, f16 or u16.
-        let all: &mut [N] = unsafe { std::slice::from_raw_parts_mut(buffer.data(), total) };
+        let all: &mut [N] = unsafe { std::slice::from_raw_parts_mut(buffer.data(), total + room) };
         let all: &mut [T] = bytemuck::cast_slice_mut(all);
+        // The elements before the first 64-byte boundary (numpy's buffer is
+        // aligned to an element at least) are padding.
+        let shift = (64 - all.as_ptr() as usize % 64) % 64 / elem;
+        for l in &mut layout {
+            l.1 += shift;
+        }
         let mut outs = Vec::with_capacity(layout.len());
         let mut rest = all;
         let mut at = 0;
@@ -334,10 +349,19 @@ pub(crate) fn tensor<'py>(
             Dtype::Bf16 => load_into::<bf16, u16>(py, &loader, &names, opts, None)?,
         }
     };
-    let shape = layout.into_iter().next().map(|l| l.2).unwrap_or_default();
+    let (start, shape) = layout
+        .into_iter()
+        .next()
+        .map(|l| (l.1, l.2))
+        .unwrap_or_default();
     let n: usize = shape.iter().product();
     buffer
-        .get_item(pyo3::types::PySlice::new(py, 0, n as isize, 1))?
+        .get_item(pyo3::types::PySlice::new(
+            py,
+            start as isize,
+            (start + n) as isize,
+            1,
+        ))?
         .call_method1("reshape", (shape,))
 }
 

@@ -82,7 +82,10 @@ def test_load_shares_one_aligned_buffer(smollm2):
     for name, a in got.items():
         assert a.dtype == np.float16 and a.flags.c_contiguous and a.flags.writeable
         assert a.shape == f.tensors[name].shape
-        assert (a.ctypes.data - base.ctypes.data) % 64 == 0, name
+        # On a 64-byte boundary of memory, not only of the buffer (numpy's
+        # own buffers are aligned to 16).
+        assert a.ctypes.data % 64 == 0, name
+        assert base.ctypes.data <= a.ctypes.data < base.ctypes.data + base.nbytes
     # The dict owns nothing of the file: closing it changes nothing.
     f.close()
     a = got["token_embd.weight"]

@@ -313,3 +313,25 @@ print("child exit", status)
     r = _run_python(code, timeout=240)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip().endswith("child exit 0"), r.stdout + r.stderr
+
+
+def test_rayon_num_threads_is_cut_at_four_per_core(smollm2):
+    """RAYON_NUM_THREADS=8000 once started 8000 decoding threads (41 s for
+    a load of a fifth of a second): the pool is cut at four per core, as
+    the CLI's, with a warning."""
+    code = (
+        "import os, sys, gguf_loader\n"
+        "f = gguf_loader.open(sys.argv[1])\n"
+        "f.load()\n"
+        "print(len(os.listdir('/proc/self/task')))\n"
+    )
+    env = dict(os.environ, RAYON_NUM_THREADS="8000")
+    r = subprocess.run(
+        [sys.executable, "-c", code, str(smollm2)],
+        capture_output=True, text=True, timeout=120, env=env,
+    )
+    assert r.returncode == 0, r.stderr
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    # The decoding pool, the thread a load runs on, Python's own.
+    assert int(r.stdout.split()[-1]) <= 4 * cores + 8, r.stdout
+    assert "RAYON_NUM_THREADS=8000 is more than" in r.stderr

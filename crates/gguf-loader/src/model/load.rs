@@ -128,6 +128,30 @@ pub fn max_threads() -> usize {
     cores.saturating_mul(THREADS_PER_CORE)
 }
 
+/// How many threads a process's decoding pool starts: `RAYON_NUM_THREADS`
+/// where it holds a positive number (as rayon reads it), else one per
+/// available core; at most [`max_threads`]. The second value is the count
+/// `RAYON_NUM_THREADS` asked for where it was more, and so cut.
+///
+/// rayon's own global pool takes `RAYON_NUM_THREADS` uncut (ten thousand
+/// threads take most of a minute to start): a program that lets it be set
+/// by its users builds its pool with this count.
+pub fn pool_threads() -> (usize, Option<usize>) {
+    let max = max_threads();
+    let asked = std::env::var("RAYON_NUM_THREADS")
+        .ok()
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .filter(|&n| n > 0);
+    match asked {
+        Some(n) if n > max => (max, Some(n)),
+        Some(n) => (n, None),
+        None => (
+            std::thread::available_parallelism().map_or(1, |n| n.get()),
+            None,
+        ),
+    }
+}
+
 /// A thread pool of `n` threads: [`Error::Threads`] unless `n` is from 1
 /// to [`max_threads`], [`Error::ThreadPool`] if it cannot be built.
 pub(crate) fn thread_pool(n: usize) -> Result<rayon::ThreadPool> {

@@ -6,40 +6,23 @@
 //! is set.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 
 use fancy_regex::Regex;
 
 use super::pre::{category_class, kimi_k2, table, DIGITS3};
 
+#[path = "../../../gguf-loader/tests/common/mod.rs"]
+mod common;
+
 /// One file of llama.cpp's `src/`, from the vocab-tests cache.
 fn llama_src(file: &str) -> Option<String> {
-    let dir = match std::env::var_os("GGUF_LOADER_VOCAB_TESTS") {
-        Some(p) => PathBuf::from(p),
-        None => std::env::var_os("GGUF_LOADER_CACHE")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| {
-                PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
-                    .join(".cache/gguf-loader")
-            })
-            .join("vocab-tests"),
-    };
-    let path = dir.join(file);
-    match std::fs::read_to_string(&path) {
-        Ok(s) => Some(s),
-        Err(e) => {
-            assert!(
-                std::env::var_os("GGUF_LOADER_REQUIRE_MODEL").is_none(),
-                "{}: {e} (run scripts/fetch-vocab-tests.sh)",
-                path.display()
-            );
-            eprintln!(
-                "skipped: {} is missing (run scripts/fetch-vocab-tests.sh)",
-                path.display()
-            );
-            None
-        }
-    }
+    let dir = common::cached(
+        "GGUF_LOADER_VOCAB_TESTS",
+        "vocab-tests",
+        file,
+        "scripts/fetch-vocab-tests.sh",
+    )?;
+    Some(std::fs::read_to_string(dir.join(file)).unwrap())
 }
 
 /// The C string literal that starts at the first `"` of `line`, unescaped.

@@ -1,6 +1,6 @@
 //! The tokenizer against llama.cpp's own tokenizer tests (its
 //! `test-tokenizer-0`): every `ggml-vocab-*.gguf` whose
-//! `tokenizer.ggml.model` is `gpt2` or `llama` and that comes with `.inp`
+//! `tokenizer.ggml.model` is `gpt2`, `llama` or `gemma4` and that comes with `.inp`
 //! / `.out` files must give exactly the expected ids for every text
 //! (no BOS/EOS, special-token text not parsed, as that test calls it).
 //! The files are fetched by `scripts/fetch-vocab-tests.sh` into the cache
@@ -53,6 +53,7 @@ const EXPECTED: &[(&str, TokenizerKind)] = &[
     ("starcoder", TokenizerKind::Bpe),
     ("llama-spm", TokenizerKind::Spm),
     ("phi-3", TokenizerKind::Spm),
+    ("gemma-4", TokenizerKind::Bpe),
 ];
 
 fn check(name: &str, kind: TokenizerKind) -> Result<usize, String> {
@@ -107,9 +108,11 @@ vocab_test!(refact, "refact", Bpe);
 vocab_test!(starcoder, "starcoder", Bpe);
 vocab_test!(llama_spm, "llama-spm", Spm);
 vocab_test!(phi_3, "phi-3", Spm);
+vocab_test!(gemma_4, "gemma-4", Bpe);
 
-/// Every vocabulary in the folder whose model is `gpt2` or `llama` and that
-/// has test files is one of the list above, so none goes unchecked.
+/// Every vocabulary in the folder whose model is `gpt2`, `llama` or
+/// `gemma4` and that has test files is one of the list above, so none goes
+/// unchecked.
 #[test]
 fn every_gpt2_and_llama_vocab_is_tested() {
     let Some(dir) = vocab_dir() else { return };
@@ -127,7 +130,7 @@ fn every_gpt2_and_llama_vocab_is_tested() {
         }
         let loader = MmapGGUFLoader::new(&p).unwrap();
         let model = loader.metadata().get_str("tokenizer.ggml.model").unwrap();
-        if model == "gpt2" || model == "llama" {
+        if matches!(model, "gpt2" | "llama" | "gemma4") {
             assert!(
                 EXPECTED.iter().any(|(n, _)| *n == stem),
                 "{stem} ({model}) has tests but is not in EXPECTED"
@@ -160,4 +163,35 @@ fn gpt2_round_trip() {
             "{text:?}"
         );
     }
+}
+
+/// gemma4 (SentencePiece-style BPE: `▁` for spaces, `<0xXX>` bytes):
+/// decoding what was encoded gives the text back, where llama.cpp's
+/// clean-up of spaces before punctuation (on for gemma4) has nothing to
+/// remove; BOS is added whatever the metadata says, as llama.cpp does.
+#[test]
+fn gemma4_round_trip() {
+    let Some(dir) = vocab_dir() else { return };
+    let path = dir.join("ggml-vocab-gemma-4.gguf");
+    let loader = MmapGGUFLoader::new(&path).unwrap();
+    let tok = Tokenizer::from_loader(&loader).unwrap();
+    assert!(tok.add_bos());
+    let mut checked = 0;
+    for (text, _) in cases(&path) {
+        if [" ?", " !", " .", " ,", " '"]
+            .iter()
+            .any(|p| text.contains(p))
+        {
+            continue;
+        }
+        let ids = tok.encode(&text, false, false);
+        assert_eq!(tok.decode(&ids, false, false), text, "{text:?}");
+        checked += 1;
+    }
+    assert!(checked > 20, "{checked}");
+    // A character the vocabulary lacks goes through <0xXX> byte tokens.
+    let ids = tok.encode("\u{10FFFD}", false, false);
+    assert_eq!(tok.decode(&ids, false, false), "\u{10FFFD}");
+    let with_bos = tok.encode("Hi", true, false);
+    assert_eq!(with_bos[0], tok.bos().unwrap());
 }

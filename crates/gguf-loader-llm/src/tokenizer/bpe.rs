@@ -23,13 +23,28 @@ pub(super) fn tokenize(tok: &Tokenizer, text: &str, out: &mut Vec<u32>) {
         key.push_str(right);
         tok.merges.get(key.as_str()).map(|&r| Reverse(r))
     };
+    // SentencePiece-style vocabularies (gemma4) write spaces as `▁` and
+    // keep the text's own characters; byte-level ones map every byte to
+    // GPT-2's alphabet.
+    let escaped;
+    let text = if pre.escape_spaces {
+        escaped = text.replace(' ', "\u{2581}");
+        escaped.as_str()
+    } else {
+        text
+    };
     let mut word = String::new();
     for piece in pre.split(text) {
         word.clear();
-        for b in piece.bytes() {
-            word.push(tok.byte_chars[b as usize]);
+        if pre.escape_spaces {
+            word.push_str(piece);
+        } else {
+            for b in piece.bytes() {
+                word.push(tok.byte_chars[b as usize]);
+            }
         }
-        if pre.ignore_merges {
+        let whole = pre.ignore_merges || (pre.newline_words && piece.bytes().all(|b| b == b'\n'));
+        if whole {
             if let Some(id) = tok.token_id(&word) {
                 out.push(id);
                 continue;
@@ -39,14 +54,16 @@ pub(super) fn tokenize(tok: &Tokenizer, text: &str, out: &mut Vec<u32>) {
             match tok.token_id(piece) {
                 Some(id) => out.push(id),
                 None => {
-                    // llama.cpp looks each byte of the piece up as a
-                    // one-byte token and drops those it does not find.
+                    // llama.cpp looks each byte of the piece up, as a
+                    // one-byte token (byte-level) or as `<0xXX>`, and drops
+                    // those it does not find.
                     for b in piece.bytes() {
-                        if let Some(id) =
+                        let id = if pre.escape_spaces {
+                            tok.byte_token(b)
+                        } else {
                             std::str::from_utf8(&[b]).ok().and_then(|s| tok.token_id(s))
-                        {
-                            out.push(id);
-                        }
+                        };
+                        out.extend(id);
                     }
                 }
             }

@@ -1,5 +1,6 @@
-//! The tokenizer stored in a GGUF: `gpt2` byte-level BPE and `llama`
-//! SentencePiece, encoding and decoding as llama.cpp does.
+//! The tokenizer stored in a GGUF: `gpt2` byte-level BPE, `llama`
+//! SentencePiece and `gemma4`'s SentencePiece-style BPE, encoding and
+//! decoding as llama.cpp does.
 //!
 //! ```no_run
 //! use gguf_loader::MmapGGUFLoader;
@@ -35,7 +36,7 @@ pub enum TokenizerError {
     #[error("tokenizer: {0}")]
     Metadata(MetadataError),
     /// `tokenizer.ggml.model` names a tokenizer this crate does not implement.
-    #[error("tokenizer.ggml.model '{}' is not supported (only 'gpt2' and 'llama')", Escaped(.0))]
+    #[error("tokenizer.ggml.model '{}' is not supported (only 'gpt2', 'llama' and 'gemma4')", Escaped(.0))]
     UnsupportedModel(String),
     /// `tokenizer.ggml.pre` names a pre-tokenizer this crate does not know.
     #[error("tokenizer.ggml.pre '{}' is not a known pre-tokenizer", Escaped(.0))]
@@ -121,7 +122,9 @@ impl From<MetadataError> for TokenizerError {
 /// Which algorithm the vocabulary uses (`tokenizer.ggml.model`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TokenizerKind {
-    /// `gpt2`: byte-level BPE over `tokenizer.ggml.merges`.
+    /// `gpt2`: byte-level BPE over `tokenizer.ggml.merges` (and `gemma4`:
+    /// the same merging over UTF-8 text with `▁` for spaces and `<0xXX>`
+    /// byte tokens, as llama.cpp counts it among its BPE vocabularies).
     Bpe,
     /// `llama`: SentencePiece, greedy merging of the best-scoring bigram
     /// with `<0xXX>` byte fallback.
@@ -294,7 +297,7 @@ fn value_type(v: &Value<'_>) -> gguf_loader::ValueType {
 impl Tokenizer {
     /// The tokenizer of the GGUF open in `loader`.
     ///
-    /// Errs when `tokenizer.ggml.model` is neither `gpt2` nor `llama`, when
+    /// Errs when `tokenizer.ggml.model` is not `gpt2`, `llama` or `gemma4`, when
     /// `tokenizer.ggml.pre` names a pre-tokenizer llama.cpp does not know,
     /// or when a `tokenizer.*` key is missing, mistyped or too short.
     pub fn from_loader(loader: &MmapGGUFLoader) -> Result<Self, TokenizerError> {
@@ -305,7 +308,10 @@ impl Tokenizer {
     pub fn from_metadata(md: &Metadata<'_>) -> Result<Self, TokenizerError> {
         let model = md.get_str("tokenizer.ggml.model")?;
         let pre_key = "tokenizer.ggml.pre";
-        let pre_name = if md.contains_key(pre_key) {
+        let pre_name = if model == "gemma4" {
+            // llama.cpp's choice, whatever the key says.
+            "gemma4"
+        } else if md.contains_key(pre_key) {
             md.get_str(pre_key)?
         } else {
             "default"
@@ -313,6 +319,8 @@ impl Tokenizer {
         let (kind, default_bos, default_eos, default_unk) = match model {
             "llama" => (TokenizerKind::Spm, Some(1), Some(2), Some(0)),
             "gpt2" => (TokenizerKind::Bpe, Some(11), Some(11), None),
+            // SentencePiece-style BPE: UTF-8 tokens, `▁` for spaces.
+            "gemma4" => (TokenizerKind::Bpe, None, None, None),
             other => return Err(TokenizerError::UnsupportedModel(other.to_string())),
         };
         let (pre, mut add_bos, mut add_eos, mut add_space_prefix, mut clean_spaces) = match kind {
@@ -446,6 +454,10 @@ impl Tokenizer {
         }
         if let Some(b) = opt_bool(md, "tokenizer.ggml.add_eos_token")? {
             add_eos = b;
+        }
+        // llama.cpp turns BOS on for gemma4 whatever the metadata says.
+        if pre.as_ref().is_some_and(|p| p.newline_words) {
+            add_bos = true;
         }
         if kind == TokenizerKind::Spm {
             clean_spaces = false;
@@ -643,7 +655,7 @@ impl Tokenizer {
         Ok(tok)
     }
 
-    /// The algorithm (`gpt2` BPE or `llama` SentencePiece).
+    /// The algorithm (`gpt2` / `gemma4` BPE or `llama` SentencePiece).
     pub fn kind(&self) -> TokenizerKind {
         self.kind
     }
@@ -876,6 +888,9 @@ impl Tokenizer {
         } else if a & attr::NORMAL != 0 {
             match self.kind {
                 TokenizerKind::Spm => text.replace('\u{2581}', " ").into_bytes(),
+                TokenizerKind::Bpe if self.escapes_spaces() => {
+                    text.replace('\u{2581}', " ").into_bytes()
+                }
                 TokenizerKind::Bpe => {
                     let mut out = Vec::with_capacity(text.len().min(limit));
                     for c in text.chars() {
@@ -961,8 +976,15 @@ impl Tokenizer {
         StreamDecoder::new(self, unparse_special)
     }
 
+    /// A SentencePiece-style BPE vocabulary (gemma4): `▁` for spaces,
+    /// UTF-8 tokens, `<0xXX>` bytes.
+    fn escapes_spaces(&self) -> bool {
+        self.pre.as_ref().is_some_and(|p| p.escape_spaces)
+    }
+
     fn byte_token(&self, b: u8) -> Option<u32> {
         match self.kind {
+            TokenizerKind::Bpe if self.escapes_spaces() => self.token_id(&format!("<0x{b:02X}>")),
             TokenizerKind::Spm => {
                 let hex = format!("<0x{b:02X}>");
                 self.token_id(&hex).or_else(|| {

@@ -42,6 +42,19 @@ pub(crate) struct PreTokenizer {
     pub(crate) clean_spaces: bool,
     /// The pre-tokenizer turns on BOS (llama3) before the metadata says.
     pub(crate) add_bos: bool,
+    /// SentencePiece-style BPE (llama.cpp's `escape_whitespaces` with
+    /// `byte_encode` off: gemma4, sarvam-moe): spaces are written `▁` before
+    /// splitting, tokens are UTF-8 text rather than GPT-2's byte alphabet,
+    /// bytes fall back to `<0xXX>` tokens.
+    pub(crate) escape_spaces: bool,
+    /// gemma4's rule: a word of newlines only that is a token is that token.
+    pub(crate) newline_words: bool,
+}
+
+/// The names whose vocabularies are SentencePiece-style BPE
+/// ([`PreTokenizer::escape_spaces`]).
+pub(crate) fn escapes_spaces(name: &str) -> bool {
+    matches!(name, "gemma4" | "granite-embed-multi-311m" | "sarvam-moe")
 }
 
 const CONTRACTIONS: &str = r"(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])";
@@ -77,7 +90,7 @@ pub(crate) fn kimi_k2() -> String {
 
 /// The expressions (in order) and flags for a pre-tokenizer name, `None`
 /// for a name llama.cpp does not know or this crate does not implement
-/// (`gemma4`, `sarvam-moe` and `whitespace`, which are not byte-level).
+/// (`whitespace`, which llama.cpp tokenizes with a session of its own).
 pub(crate) fn table(name: &str) -> Option<(Vec<String>, bool, bool, bool)> {
     let c = CONTRACTIONS;
     let llama3 = format!(r"{c}|[^\r\n\p{{L}}\p{{N}}]?\p{{L}}+|\p{{N}}{{1,3}}{TAIL}");
@@ -303,6 +316,10 @@ pub(crate) fn table(name: &str) -> Option<(Vec<String>, bool, bool, bool)> {
             false,
         ),
         "laguna" => (vec!["[^\\n]+|[\\n]+".to_string(), qwen2], false, false, false),
+        // SentencePiece-style BPE (`escapes_spaces`); gemma4 turns BOS on
+        // after the metadata (`Tokenizer::from_metadata`).
+        "gemma4" | "granite-embed-multi-311m" => (s(&["[^\\n]+|[\\n]+"]), false, true, false),
+        "sarvam-moe" => (s(&["[^\\n]+|[\\n]+"]), false, false, false),
         "exaone-moe" => (
             vec![format!(
                 r"{c}|[^\r\n\p{{L}}\p{{N}}]?(?:\p{{L}}\p{{M}}*(?: \p{{L}}\p{{M}}*)*)+|\p{{N}}| ?[^\s\p{{L}}\p{{N}}]+[\r\n/]?|\s*[\r\n]|\s+(?!\S)|\s+"
@@ -472,6 +489,8 @@ impl PreTokenizer {
             ignore_merges,
             clean_spaces,
             add_bos,
+            escape_spaces: escapes_spaces(name),
+            newline_words: matches!(name, "gemma4" | "granite-embed-multi-311m"),
         })
     }
 
@@ -655,6 +674,8 @@ mod tests {
         "exaone-moe",
         "minicpm5",
         "kimi-k2",
+        "gemma4",
+        "sarvam-moe",
     ];
 
     #[test]
@@ -785,6 +806,8 @@ mod tests {
                 ignore_merges: false,
                 clean_spaces: false,
                 add_bos: false,
+                escape_spaces: false,
+                newline_words: false,
             };
             for t in &texts {
                 assert_eq!(ours.split(t), reference.split(t), "{name}: {t:?}");

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 
 use fancy_regex::Regex;
 
-use super::pre::{category_class, kimi_k2, table, DIGITS3};
+use super::pre::{category_class, escapes_spaces, kimi_k2, table, DIGITS3};
 
 #[path = "../../../gguf-loader/tests/common/mod.rs"]
 mod common;
@@ -46,20 +46,22 @@ fn c_literal(line: &str) -> Option<String> {
 }
 
 /// llama.cpp's flags of a pre-tokenizer name: `(pre type, ignore_merges,
-/// clean_spaces, add_bos)`, read off `llama_vocab::impl::load`.
-fn llama_names(src: &str) -> BTreeMap<String, (String, bool, bool, bool)> {
+/// clean_spaces, add_bos, escape_whitespaces)`, read off
+/// `llama_vocab::impl::load`.
+fn llama_names(src: &str) -> BTreeMap<String, (String, bool, bool, bool, bool)> {
     let begin = src.find("if (tokenizer_pre.empty())").unwrap();
     let end = src[begin..].find("unknown pre-tokenizer type").unwrap() + begin;
     let mut out = BTreeMap::new();
     let mut names = Vec::new();
-    let (mut ty, mut ignore, mut clean, mut bos) = (String::new(), false, true, false);
+    let (mut ty, mut ignore, mut clean, mut bos, mut escape) =
+        (String::new(), false, true, false, false);
     for line in src[begin..end].lines() {
         let line = line.trim();
         if line.starts_with("} else") {
             for n in names.drain(..) {
-                out.insert(n, (ty.clone(), ignore, clean, bos));
+                out.insert(n, (ty.clone(), ignore, clean, bos, escape));
             }
-            (ignore, clean, bos) = (false, true, false);
+            (ignore, clean, bos, escape) = (false, true, false, false);
         }
         if line.contains("tokenizer_pre == ") {
             names.push(c_literal(line).unwrap());
@@ -71,18 +73,20 @@ fn llama_names(src: &str) -> BTreeMap<String, (String, bool, bool, bool)> {
             "ignore_merges = true;" => ignore = true,
             "clean_spaces = false;" => clean = false,
             "add_bos = true;" => bos = true,
+            "escape_whitespaces = true;" => escape = true,
             _ => {}
         }
     }
     for n in names.drain(..) {
-        out.insert(n, (ty.clone(), ignore, clean, bos));
+        out.insert(n, (ty.clone(), ignore, clean, bos, escape));
     }
     out
 }
 
-/// llama.cpp's expressions of each pre type, read off the constructor of
-/// `llm_tokenizer_bpe` (`default:` is `DEFAULT`).
-fn llama_exprs(src: &str) -> BTreeMap<String, Vec<String>> {
+/// llama.cpp's expressions of each pre type and whether it turns
+/// `byte_encode` off, read off the constructor of `llm_tokenizer_bpe`
+/// (`default:` is `DEFAULT`).
+fn llama_exprs(src: &str) -> BTreeMap<String, (Vec<String>, bool)> {
     let begin = src
         .find("llm_tokenizer_bpe(const llama_vocab & vocab)")
         .unwrap();
@@ -93,6 +97,7 @@ fn llama_exprs(src: &str) -> BTreeMap<String, Vec<String>> {
     let mut out = BTreeMap::new();
     let mut types = Vec::new();
     let mut exprs: Option<Vec<String>> = None;
+    let mut done: Vec<String> = Vec::new();
     for line in src[begin..end].lines() {
         let line = line.trim();
         if let Some(t) = line.strip_prefix("case LLAMA_VOCAB_PRE_TYPE_") {
@@ -104,8 +109,17 @@ fn llama_exprs(src: &str) -> BTreeMap<String, Vec<String>> {
         } else if line == "};" {
             let e = exprs.take().unwrap();
             for t in types.drain(..) {
-                out.insert(t, e.clone());
+                out.insert(t.clone(), (e.clone(), false));
+                done.push(t);
             }
+        } else if line.starts_with("byte_encode = false;") {
+            for t in &done {
+                if let Some(v) = out.get_mut(t) {
+                    v.1 = true;
+                }
+            }
+        } else if line == "break;" {
+            done.clear();
         } else if line.starts_with('"') {
             if let Some(e) = exprs.as_mut() {
                 e.push(c_literal(line).unwrap());
@@ -135,12 +149,7 @@ fn as_ours(e: &str) -> String {
 }
 
 /// The names llama.cpp knows that this crate refuses.
-const REFUSED: &[&str] = &[
-    "gemma4",
-    "granite-embed-multi-311m",
-    "sarvam-moe",
-    "whitespace",
-];
+const REFUSED: &[&str] = &["whitespace"];
 
 #[test]
 fn the_table_is_llama_cpps() {
@@ -152,7 +161,7 @@ fn the_table_is_llama_cpps() {
     assert!(names.len() > 80, "{} names read", names.len());
     let mut checked = 0;
     let mut errors = Vec::new();
-    for (name, (ty, ignore, clean, bos)) in &names {
+    for (name, (ty, ignore, clean, bos, escape)) in &names {
         let ours = table(name);
         if REFUSED.contains(&name.as_str()) {
             if ours.is_some() {
@@ -164,13 +173,15 @@ fn the_table_is_llama_cpps() {
             errors.push(format!("{name} ({ty}) is missing"));
             continue;
         };
-        let theirs: Vec<String> = exprs
-            .get(ty)
-            .or_else(|| exprs.get("DEFAULT"))
-            .unwrap()
-            .iter()
-            .map(|e| as_ours(e))
-            .collect();
+        let (theirs, no_byte_encode) = exprs.get(ty).or_else(|| exprs.get("DEFAULT")).unwrap();
+        let theirs: Vec<String> = theirs.iter().map(|e| as_ours(e)).collect();
+        if escapes_spaces(name) != *escape || *escape != *no_byte_encode {
+            errors.push(format!(
+                "{name} ({ty}): escape_whitespaces {escape}, byte_encode off {no_byte_encode}, \
+                 ours {}",
+                escapes_spaces(name)
+            ));
+        }
         if ours != theirs {
             errors.push(format!(
                 "{name} ({ty}): expressions\n  ours:   {ours:?}\n  theirs: {theirs:?}"

@@ -443,12 +443,76 @@ pub(crate) fn category_class(name: &str) -> String {
     }
 }
 
+/// llama.cpp's non-ASCII whitespace (its `unicode_set_whitespace` above
+/// U+007F), which it turns into U+000B before matching an expression.
+const WIDE_SPACES: &str =
+    "\u{85}\u{a0}\u{1680}\u{2000}-\u{200a}\u{2028}\u{2029}\u{202f}\u{205f}\u{3000}";
+
+/// `expr` with every bracket class that lists non-ASCII characters (not
+/// negated) made to leave out non-ASCII whitespace. llama.cpp turns such
+/// whitespace into U+000B in the text before matching (std::regex's `\s`
+/// knows only ASCII), so a class like deepseek's `[ࠀ-一]` (which spans
+/// U+3000) never matches it there, while `\s` does.
+pub(crate) fn mask_wide_spaces(expr: &str) -> String {
+    let mut out = String::with_capacity(expr.len());
+    let mut rest = expr;
+    while let Some(c) = rest.chars().next() {
+        match c {
+            '\\' => {
+                let n = rest.chars().nth(1).map_or(0, char::len_utf8);
+                out.push_str(&rest[..1 + n]);
+                rest = &rest[1 + n..];
+            }
+            '[' => {
+                // The class runs to the first `]` not escaped and not its
+                // first character (llama.cpp's classes do not nest).
+                let body = &rest[1..];
+                let mut end = None;
+                let mut chars = body.char_indices().peekable();
+                if body.starts_with('^') {
+                    chars.next();
+                }
+                let mut first = true;
+                while let Some((i, ch)) = chars.next() {
+                    match ch {
+                        '\\' => {
+                            chars.next();
+                        }
+                        ']' if !first => {
+                            end = Some(i);
+                            break;
+                        }
+                        _ => {}
+                    }
+                    first = false;
+                }
+                let Some(end) = end else {
+                    out.push_str(rest);
+                    break;
+                };
+                let class = &rest[..end + 2];
+                if !body.starts_with('^') && class.chars().any(|c| !c.is_ascii()) {
+                    out.push_str(&format!("[{class}--[{WIDE_SPACES}]]"));
+                } else {
+                    out.push_str(class);
+                }
+                rest = &rest[end + 2..];
+            }
+            c => {
+                out.push(c);
+                rest = &rest[c.len_utf8()..];
+            }
+        }
+    }
+    out
+}
+
 /// The regex of one expression of the table: llama.cpp's categories, and
 /// no backtracking limit. The expressions are fixed and match in time
 /// linear in the text (a limit would end matching early in a long run of
 /// spaces and give other words than llama.cpp's).
 fn compile(expr: &str) -> Option<Regex> {
-    RegexBuilder::new(&llama_categories(expr))
+    RegexBuilder::new(&llama_categories(&mask_wide_spaces(expr)))
         .backtrack_limit(usize::MAX)
         .build()
         .ok()
@@ -998,6 +1062,30 @@ mod tests {
                 "4",
                 "\n"
             ]
+        );
+    }
+
+    #[test]
+    fn wide_spaces_are_left_out_of_classes_as_in_llama_cpp() {
+        assert_eq!(mask_wide_spaces("[a-z]+|[^\u{3000}]"), "[a-z]+|[^\u{3000}]");
+        assert_eq!(
+            mask_wide_spaces("\\s?[!-~\u{3000}-\u{3002}]+"),
+            format!("\\s?[[!-~\u{3000}-\u{3002}]--[{WIDE_SPACES}]]+")
+        );
+        assert_eq!(
+            mask_wide_spaces("[]\u{e9}]"),
+            format!("[[]\u{e9}]--[{WIDE_SPACES}]]")
+        );
+        assert_eq!(mask_wide_spaces("\\[\u{e9}"), "\\[\u{e9}");
+        // deepseek's CJK class spans U+3000: llama.cpp's ideographic space
+        // is whitespace, not part of the run.
+        assert_eq!(
+            split("deepseek-coder", "\u{4e00}\u{3000}\u{4e01}"),
+            ["\u{4e00}", "\u{3000}", "\u{4e01}"]
+        );
+        assert_eq!(
+            split("deepseek-llm", "  \u{3000}\tx"),
+            ["  \u{3000}", "\tx"]
         );
     }
 

@@ -491,7 +491,7 @@ pub(crate) fn mask_wide_spaces(expr: &str) -> String {
                     break;
                 };
                 let class = &rest[..end + 2];
-                if !body.starts_with('^') && class.chars().any(|c| !c.is_ascii()) {
+                if !body.starts_with('^') && !class.is_ascii() {
                     out.push_str(&format!("[{class}--[{WIDE_SPACES}]]"));
                 } else {
                     out.push_str(class);

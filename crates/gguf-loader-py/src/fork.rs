@@ -22,11 +22,19 @@ static POOL: Mutex<Option<(u32, Arc<rayon::ThreadPool>)>> = Mutex::new(None);
 fn process_pool() -> PyResult<Arc<rayon::ThreadPool>> {
     let pid = std::process::id();
     // A lock held by a thread of the parent at the fork stays held in the
-    // child: it is poisoned-or-not, never waited on (try_lock).
-    let mut slot = match POOL.try_lock() {
-        Ok(slot) => slot,
-        Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
-        Err(std::sync::TryLockError::WouldBlock) => return build(pid),
+    // child forever: it is only tried, a while (another thread of this
+    // process holds it for a moment), then a pool is made for this call.
+    let mut tries = 0;
+    let mut slot = loop {
+        match POOL.try_lock() {
+            Ok(slot) => break slot,
+            Err(std::sync::TryLockError::Poisoned(p)) => break p.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) if tries < 10_000 => {
+                tries += 1;
+                std::thread::yield_now();
+            }
+            Err(std::sync::TryLockError::WouldBlock) => return build(pid),
+        }
     };
     if let Some((owner, pool)) = slot.as_ref() {
         if *owner == pid {

@@ -63,6 +63,9 @@ const GPT2: &str = r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]
 pub(crate) const DIGITS3: &str = "<digits3>";
 /// The tail that llama3, qwen2 and their kin share after the numbers.
 const TAIL: &str = r"| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+/// The same tail as gpt-4o, tekken and their kin have it (a symbol run may
+/// end in slashes too).
+const TAIL_SLASH: &str = r"| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+";
 /// The two word alternatives of gpt-4o's, tekken's and tiny_aya's
 /// expression, in the original casing form (upper* lower+ | upper+
 /// lower*), `{C}` standing for an optional contraction.
@@ -101,10 +104,7 @@ pub(crate) fn table(name: &str) -> Option<(Vec<String>, bool, bool, bool)> {
             .replace("{W}", w)
             .replace("{C}", &format!("{c}?"))
     };
-    let gpt4o = format!(
-        r"{}|\p{{N}}{{1,3}}| ?[^\s\p{{L}}\p{{N}}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+",
-        cased_llama(r"\p{L}")
-    );
+    let gpt4o = format!(r"{}|\p{{N}}{{1,3}}{TAIL_SLASH}", cased_llama(r"\p{L}"));
     let deepseek3 = [
         r"\p{N}{1,3}",
         "[\u{4e00}-\u{9fa5}\u{3040}-\u{309f}\u{30a0}-\u{30ff}]+",
@@ -188,7 +188,7 @@ pub(crate) fn table(name: &str) -> Option<(Vec<String>, bool, bool, bool)> {
             vec![
                 "[\u{ac00}-\u{d7a3}\u{3131}-\u{318e}]+|[\u{ff01}\u{2026}\u{201c}\u{201d}\u{2018}\u{2019}\u{2014}\u{ff1a}\u{ff1b}\u{ff0c}\u{3001}-\u{303f}\u{fe30}-\u{fe4f}]+|[\u{3105}-\u{312f}]+|[\u{4e00}-\u{9fa5}\u{3040}-\u{309f}\u{30a0}-\u{30ff}]+".to_string(),
                 format!(
-                    r"{}|\p{{N}}| ?[^\s\p{{L}}\p{{N}}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+",
+                    r"{}|\p{{N}}{TAIL_SLASH}",
                     cased(&format!("{c}?"))
                 ),
             ],
@@ -234,7 +234,7 @@ pub(crate) fn table(name: &str) -> Option<(Vec<String>, bool, bool, bool)> {
         ),
         "tekken" => (
             vec![format!(
-                r"{}|\p{{N}}| ?[^\s\p{{L}}\p{{N}}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+",
+                r"{}|\p{{N}}{TAIL_SLASH}",
                 CASED_LLAMA.replace("{W}", r"\p{L}").replace("{C}", "")
             )],
             true,
@@ -259,7 +259,7 @@ pub(crate) fn table(name: &str) -> Option<(Vec<String>, bool, bool, bool)> {
         }
         "granite-embed-multi-97m" => (
             vec![format!(
-                r"{}|\p{{N}}{{1,3}}| ?[^\s\p{{L}}\p{{N}}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+",
+                r"{}|\p{{N}}{{1,3}}{TAIL_SLASH}",
                 cased_llama(r"\p{L}\p{M}")
             )],
             true,
@@ -270,7 +270,7 @@ pub(crate) fn table(name: &str) -> Option<(Vec<String>, bool, bool, bool)> {
             vec![
                 DIGITS3.to_string(),
                 format!(
-                    r"{}|\p{{N}}{{1,3}}| ?[^\s\p{{L}}\p{{N}}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+",
+                    r"{}|\p{{N}}{{1,3}}{TAIL_SLASH}",
                     cased(&format!("{c}?"))
                 ),
             ],
@@ -468,7 +468,7 @@ pub(crate) fn mask_wide_spaces(expr: &str) -> String {
                 // first character (llama.cpp's classes do not nest).
                 let body = &rest[1..];
                 let mut end = None;
-                let mut chars = body.char_indices().peekable();
+                let mut chars = body.char_indices();
                 if body.starts_with('^') {
                     chars.next();
                 }
@@ -663,10 +663,10 @@ fn split_digits3<'t>(digit: &Regex, piece: &'t str, next: &mut Vec<&'t str>) {
             chars.next();
             ends.push(chars.peek().map_or(piece.len(), |&(i, _)| i));
         }
+        // A word ends after digit k (1-based) where k ≡ n (mod 3).
         let first = ends.len() % 3;
-        for (k, &end) in ends.iter().enumerate() {
-            let k = k + 1;
-            if (k >= first && (k - first) % 3 == 0 && k > 0) && end > last {
+        for (k, &end) in (1..).zip(&ends) {
+            if k % 3 == first {
                 next.push(&piece[last..end]);
                 last = end;
             }
@@ -832,6 +832,25 @@ mod tests {
         }
     }
 
+    /// `count` texts of fewer than `max_len` characters drawn from
+    /// `alphabet` (xorshift64 from `seed`).
+    fn random_texts(alphabet: &[char], count: usize, max_len: u64, mut seed: u64) -> Vec<String> {
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        (0..count)
+            .map(|_| {
+                let n = next() % max_len;
+                (0..n)
+                    .map(|_| alphabet[(next() % alphabet.len() as u64) as usize])
+                    .collect()
+            })
+            .collect()
+    }
+
     /// Random texts split by every pre-tokenizer as [`split_words`] does
     /// and by the expressions as written (fancy-regex's look-ahead).
     #[test]
@@ -841,21 +860,7 @@ mod tests {
             '$', '/', '\u{a0}', '\u{3000}', '\u{2028}', '\u{e9}', '\u{c9}', '\u{301}', '\u{664}',
             '\u{4e00}', '\u{1c89}', '\u{df}', '\u{ac00}',
         ];
-        let mut seed = 0x2545_f491_4f6c_dd1du64;
-        let mut next = move || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
-        let texts: Vec<String> = (0..1500)
-            .map(|_| {
-                let n = (next() % 24) as usize;
-                (0..n)
-                    .map(|_| ALPHABET[(next() % ALPHABET.len() as u64) as usize])
-                    .collect()
-            })
-            .collect();
+        let texts = random_texts(ALPHABET, 1500, 24, 0x2545_f491_4f6c_dd1d);
         for name in NAMES {
             let ours = PreTokenizer::new(name).unwrap();
             let (exprs, ..) = table(name).unwrap();
@@ -1035,17 +1040,7 @@ mod tests {
             '\u{20000}',
         ];
         let p = PreTokenizer::new("kimi-k2").unwrap();
-        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
-        for _ in 0..4000 {
-            let t: String = (0..seed % 20)
-                .map(|_| {
-                    seed ^= seed << 13;
-                    seed ^= seed >> 7;
-                    seed ^= seed << 17;
-                    ALPHABET[(seed % ALPHABET.len() as u64) as usize]
-                })
-                .collect();
-            seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+        for t in random_texts(ALPHABET, 4000, 20, 0x9e37_79b9_7f4a_7c15) {
             assert_eq!(p.split(&t), kimi_reference(&t), "{t:?}");
         }
         assert_eq!(

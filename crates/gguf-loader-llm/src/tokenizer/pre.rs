@@ -29,6 +29,10 @@ pub(crate) enum Split {
     /// run of digits is cut into groups of three from the right, the text
     /// before a run going with its first group. The predicate is `\p{N}`.
     Digits3(Regex),
+    /// superbpe's `(?=([0-9]{3})+(?![0-9]))`, done by hand
+    /// ([`split_before_thousands`]): fancy-regex's backtracking stack ran
+    /// out in a run of a few million digits and left the run unsplit.
+    Thousands,
 }
 
 /// How llama.cpp's BPE treats one `tokenizer.ggml.pre` value.
@@ -61,6 +65,8 @@ const CONTRACTIONS: &str = r"(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|
 const GPT2: &str = r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)";
 /// The step that stands for llama.cpp's custom digit splitter.
 pub(crate) const DIGITS3: &str = "<digits3>";
+/// superbpe's second expression, which [`Split::Thousands`] does by hand.
+const THOUSANDS: &str = "(?=([0-9]{3})+(?![0-9]))";
 /// The tail that llama3, qwen2 and their kin share after the numbers.
 const TAIL: &str = r"| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
 /// The same tail as gpt-4o, tekken and their kin have it (a symbol run may
@@ -279,7 +285,7 @@ pub(crate) fn table(name: &str) -> Option<(Vec<String>, bool, bool, bool)> {
             false,
         ),
         // std::regex reads `\d` as ASCII digits.
-        "superbpe" => (s(&[r"\p{N}+", "(?=([0-9]{3})+(?![0-9]))"]), false, false, false),
+        "superbpe" => (s(&[r"\p{N}+", THOUSANDS]), false, false, false),
         "bailingmoe" | "bailingmoe2" | "llada-moe" => (
             s(&[r"'(?:[sSdDmMtT]|[lL][lL]|[vV][eE]|[rR][eE])|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]|\s+(?!\S)|\s+"]),
             false,
@@ -545,6 +551,7 @@ impl PreTokenizer {
             // the tests; an error here is a bug, reported as "unknown".
             .map(|e| match e.as_str() {
                 DIGITS3 => compile(r"\p{N}").map(Split::Digits3),
+                THOUSANDS => Some(Split::Thousands),
                 e => step(e),
             })
             .collect::<Option<Vec<_>>>()?;
@@ -569,6 +576,7 @@ impl PreTokenizer {
                     Split::Regex(re) => split_regex(re, piece, &mut next),
                     Split::Words { re, fallback } => split_words(re, *fallback, piece, &mut next),
                     Split::Digits3(digit) => split_digits3(digit, piece, &mut next),
+                    Split::Thousands => split_before_thousands(piece, &mut next),
                 }
             }
             pieces = next;
@@ -670,6 +678,39 @@ fn split_digits3<'t>(digit: &Regex, piece: &'t str, next: &mut Vec<&'t str>) {
                 next.push(&piece[last..end]);
                 last = end;
             }
+        }
+    }
+    if last < piece.len() {
+        next.push(&piece[last..]);
+    }
+}
+
+/// `piece` cut where `(?=([0-9]{3})+(?![0-9]))` matches (an empty match,
+/// so a cut and no word of its own): before each ASCII digit that a
+/// positive multiple of three ASCII digits, itself included, ends the run
+/// of. Digits are one byte each, so byte positions are character bounds.
+fn split_before_thousands<'t>(piece: &'t str, next: &mut Vec<&'t str>) {
+    let bytes = piece.as_bytes();
+    let mut last = 0;
+    let mut i = 0;
+    while i < bytes.len() {
+        if !bytes[i].is_ascii_digit() {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        while i < bytes.len() && bytes[i].is_ascii_digit() {
+            i += 1;
+        }
+        // The cuts: start + j for j < n - 2 with n - j ≡ 0 (mod 3).
+        let n = i - start;
+        let mut cut = start + n % 3;
+        while cut + 3 <= i {
+            if cut > last {
+                next.push(&piece[last..cut]);
+                last = cut;
+            }
+            cut += 3;
         }
     }
     if last < piece.len() {
@@ -882,6 +923,26 @@ mod tests {
                 assert_eq!(ours.split(t), reference.split(t), "{name}: {t:?}");
             }
         }
+    }
+
+    /// superbpe's hand-done look-ahead against fancy-regex's on digit-heavy
+    /// random texts, and on a run longer than fancy-regex's stack holds.
+    #[test]
+    fn thousands_split_as_the_look_ahead_does() {
+        const ALPHABET: &[char] = &['1', '2', '0', '9', '1', '5', 'a', ' ', '\u{664}', '\u{e9}'];
+        let fancy = compile(THOUSANDS).unwrap();
+        for t in random_texts(ALPHABET, 4000, 40, 0x9e37_79b9_7f4a_7c15) {
+            let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+            split_before_thousands(&t, &mut ours);
+            split_regex(&fancy, &t, &mut theirs);
+            assert_eq!(ours, theirs, "{t:?}");
+        }
+        let n = 3_000_001;
+        let text = format!("x{}", "7".repeat(n));
+        let words = split("superbpe", &text);
+        assert_eq!(words.len(), 2 + n / 3);
+        assert_eq!(words[..3], ["x", "7", "777"]);
+        assert!(words[1..].iter().skip(1).all(|w| *w == "777"));
     }
 
     /// llama.cpp's `unicode_regex_split_custom_kimi_k2`, ported line for

@@ -265,7 +265,7 @@ fn run_on<M: Step>(
         (None, None) => return Err("give --prompt TEXT, --prompt-file FILE or --tokens IDS".into()),
     };
     let mut stream = match &text {
-        Text::Tokenizer(t) => Out::Text(t.stream_decoder(false)),
+        Text::Tokenizer(t) => Out::Text(t.stream_decoder(false).continuing()),
         Text::Ids { .. } => Out::Ids,
     };
     if prompt.is_empty() {

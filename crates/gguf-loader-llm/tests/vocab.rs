@@ -195,3 +195,27 @@ fn gemma4_round_trip() {
     let with_bos = tok.encode("Hi", true, false);
     assert_eq!(with_bos[0], tok.bos().unwrap());
 }
+
+/// A continuation keeps the leading space of its first piece, so that the
+/// prompt and the streamed text join into what the ids decode to whole; a
+/// fresh stream drops it as `decode` does (llama-spm: add_space_prefix).
+#[test]
+fn a_continuation_keeps_its_leading_space() {
+    let Some(dir) = vocab_dir() else { return };
+    let loader = MmapGGUFLoader::new(dir.join("ggml-vocab-llama-spm.gguf")).unwrap();
+    let tok = Tokenizer::from_loader(&loader).unwrap();
+    let prompt = tok.encode("The capital of France is", false, false);
+    let more = tok.encode("The capital of France is Paris.", false, false);
+    assert_eq!(more[..prompt.len()], prompt[..]);
+    let stream = |mut s: gguf_loader_llm::StreamDecoder<'_>| {
+        let mut t: String = more[prompt.len()..].iter().map(|&id| s.push(id)).collect();
+        t.push_str(&s.finish());
+        t
+    };
+    assert_eq!(stream(tok.stream_decoder(false).continuing()), " Paris.");
+    assert_eq!(stream(tok.stream_decoder(false)), "Paris.");
+    assert_eq!(
+        tok.decode(&more, false, false),
+        "The capital of France is Paris."
+    );
+}

@@ -24,6 +24,17 @@ impl<'t> StreamDecoder<'t> {
         }
     }
 
+    /// The decoder for ids that continue text already written (the
+    /// continuation of a prompt, as `generate` prints it): the first piece
+    /// keeps SentencePiece's leading space, as llama.cpp's
+    /// `llama_token_to_piece` keeps it, so that the text and what is
+    /// written here join as the model wrote them.
+    #[must_use]
+    pub fn continuing(mut self) -> Self {
+        self.first = false;
+        self
+    }
+
     /// The text `id` completes: empty while a character is still partial.
     /// SentencePiece's leading space is dropped from the first piece, as
     /// [`Tokenizer::decode`] drops it.

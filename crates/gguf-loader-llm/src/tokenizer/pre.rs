@@ -212,8 +212,10 @@ pub(crate) fn table(name: &str) -> Option<(Vec<String>, bool, bool, bool)> {
             (s(&starcoder), false, true, false)
         }
         "command-r" | "smollm" => (s(&starcoder), false, false, false),
-        // jina-v1-en, jina-v2-code and roberta-bpe also add a separator
-        // token in llama.cpp (`add_sep`), which this crate does not.
+        // llama.cpp also sets `add_sep` for jina-v1-en, jina-v2-code and
+        // roberta-bpe; its BPE tokenizer does not read it (only its
+        // reranking prompts join query and document with SEP), nor does
+        // this one.
         "gpt-2" | "phi-2" | "jina-es" | "jina-de" | "gigachat" | "jina-v2-es" | "jina-v2-de"
         | "a.x-4.0" | "mellum" | "modern-bert" | "jina-v1-en" | "jina-v2-code"
         | "roberta-bpe" | "exaone4" | "mpt" | "olmo" | "jais" => (s(&[GPT2]), false, true, false),

@@ -134,7 +134,7 @@ impl File {
             .metadata()
             .get(key)
             .ok_or_else(|| PyKeyError::new_err(key.to_string()))?;
-        meta::to_py(&owner, key, &mut Vec::new(), v)
+        meta::to_py(&owner, key, v)
     }
 
     /// The GGUF type of `key`'s value: `uint32`, `string`, `array[string]`…

@@ -69,23 +69,37 @@ fn numpy_dtype(ty: ValueType, endianness: Endianness) -> Option<String> {
 }
 
 /// The type of a metadata value as a string: `uint32`, `string`, or for
-/// arrays `array[uint32]`, `array[array[string]]`…
+/// arrays `array[uint32]`, `array[array[string]]`…; an array of arrays of
+/// different types (or of none) is `array[array]`.
 pub(crate) fn type_name(v: &Value<'_>) -> String {
     match v {
-        Value::Array(a) => match a.iter().next() {
-            Some(first @ Value::Array(_)) => format!("array[{}]", type_name(&first)),
-            _ => format!("array[{}]", a.elem_type().name()),
-        },
+        Value::Array(a) if a.elem_type() == ValueType::Array => {
+            let mut names = a.iter().map(|item| type_name(&item));
+            match names.next() {
+                Some(first) if names.all(|n| n == first) => format!("array[{first}]"),
+                _ => "array[array]".to_string(),
+            }
+        }
+        Value::Array(a) => format!("array[{}]", a.elem_type().name()),
         other => other.value_type().name().to_string(),
     }
 }
 
-/// `v` as a Python object. `path` locates an array inside the value of
-/// `key` (indices into nested arrays), for the string arrays built lazily.
+/// `v`, the value of `key`, as a Python object.
 pub(crate) fn to_py<'py>(
     owner: &Bound<'py, Owner>,
     key: &str,
-    path: &mut Vec<usize>,
+    v: &Value<'_>,
+) -> PyResult<Bound<'py, PyAny>> {
+    value_to_py(owner, key, None, v)
+}
+
+/// `v` as a Python object; `top` is the bytes of the array of `key` that
+/// holds it, `None` when `v` is that value itself.
+fn value_to_py<'py>(
+    owner: &Bound<'py, Owner>,
+    key: &str,
+    top: Option<&[u8]>,
     v: &Value<'_>,
 ) -> PyResult<Bound<'py, PyAny>> {
     let py = owner.py();
@@ -102,14 +116,14 @@ pub(crate) fn to_py<'py>(
         Value::F64(x) => x.into_bound_py_any(py)?,
         Value::Bool(x) => x.into_bound_py_any(py)?,
         Value::String(s) => PyString::new(py, &s.to_string_lossy()).into_any(),
-        Value::Array(a) => array_to_py(owner, key, path, a)?,
+        Value::Array(a) => array_to_py(owner, key, top, a)?,
     })
 }
 
 fn array_to_py<'py>(
     owner: &Bound<'py, Owner>,
     key: &str,
-    path: &mut Vec<usize>,
+    top: Option<&[u8]>,
     a: &ArrayView<'_>,
 ) -> PyResult<Bound<'py, PyAny>> {
     let py = owner.py();
@@ -117,28 +131,53 @@ fn array_to_py<'py>(
     if let Some(dtype) = numpy_dtype(a.elem_type(), endianness) {
         return bytes_view(owner, a.raw_bytes())?.call_method1("view", (dtype,));
     }
+    let raw = a.raw_bytes();
     match a.elem_type() {
-        ValueType::String => Ok(Bound::new(
-            py,
-            StringArray {
-                loader: owner.get().loader.clone(),
-                key: key.to_string(),
-                path: path.clone(),
-                len: usize::try_from(a.len()).unwrap_or(usize::MAX),
-                spans: OnceLock::new(),
-            },
-        )?
-        .into_any()),
+        ValueType::String => {
+            let (sub, spans) = match top {
+                // The value of `key` itself: its strings are found on
+                // first use.
+                None => (None, OnceLock::new()),
+                // An array inside it: where its bytes lie in the value's,
+                // and its strings, found now (walking the value again on
+                // every use made reading n such arrays take n² steps).
+                Some(top) => {
+                    let start = raw.as_ptr() as usize - top.as_ptr() as usize;
+                    (
+                        Some((start, start + raw.len())),
+                        OnceLock::from(string_spans(a)),
+                    )
+                }
+            };
+            Ok(Bound::new(
+                py,
+                StringArray {
+                    loader: owner.get().loader.clone(),
+                    key: key.to_string(),
+                    sub,
+                    len: usize::try_from(a.len()).unwrap_or(usize::MAX),
+                    spans,
+                },
+            )?
+            .into_any())
+        }
         _ => {
+            let top = top.unwrap_or(raw);
             let list = PyList::empty(py);
-            for (i, item) in a.iter().enumerate() {
-                path.push(i);
-                list.append(to_py(owner, key, path, &item)?)?;
-                path.pop();
+            for item in a.iter() {
+                list.append(value_to_py(owner, key, Some(top), &item)?)?;
             }
             Ok(list.into_any())
         }
     }
+}
+
+/// Each string's byte range in the bytes of `a`, an array of strings.
+fn string_spans(a: &ArrayView<'_>) -> Vec<(usize, usize)> {
+    let base = a.raw_bytes().as_ptr() as usize;
+    a.strings()
+        .map(|s| (s.as_bytes().as_ptr() as usize - base, s.as_bytes().len()))
+        .collect()
 }
 
 /// A metadata array of strings, decoded one at a time when asked (a 262k
@@ -148,36 +187,49 @@ fn array_to_py<'py>(
 pub struct StringArray {
     loader: Arc<MmapGGUFLoader>,
     key: String,
-    /// Indices into nested arrays, from the value of `key`.
-    path: Vec<usize>,
+    /// Where this array's bytes lie in those of the value of `key`, when
+    /// it is an array inside that value.
+    sub: Option<(usize, usize)>,
     len: usize,
     /// Each string's byte range in the array's bytes, found on first use.
     spans: OnceLock<Vec<(usize, usize)>>,
 }
 
 impl StringArray {
-    /// The array this object stands for (the file was validated when
-    /// opened, so it is found).
-    fn view(&self) -> PyResult<ArrayView<'_>> {
-        let mut v = self.loader.metadata().get(&self.key).copied();
-        for &i in &self.path {
-            v = v.and_then(|v| v.as_array()).and_then(|a| a.iter().nth(i));
-        }
-        v.and_then(|v| v.as_array())
+    /// The value of `key` (the file was validated when opened, so it is
+    /// found).
+    fn top(&self) -> PyResult<ArrayView<'_>> {
+        self.loader
+            .metadata()
+            .get(&self.key)
+            .and_then(|v| v.as_array())
             .ok_or_else(|| PyKeyError::new_err(self.key.clone()))
+    }
+
+    /// This array's bytes.
+    fn bytes(&self) -> PyResult<&[u8]> {
+        let top = self.top()?.raw_bytes();
+        match self.sub {
+            None => Ok(top),
+            Some((start, end)) => top
+                .get(start..end)
+                .ok_or_else(|| PyValueError::new_err("string array out of bounds")),
+        }
     }
 
     fn spans(&self) -> PyResult<&[(usize, usize)]> {
         if let Some(s) = self.spans.get() {
             return Ok(s);
         }
-        let a = self.view()?;
-        let base = a.raw_bytes().as_ptr() as usize;
-        let spans = a
-            .strings()
-            .map(|s| (s.as_bytes().as_ptr() as usize - base, s.as_bytes().len()))
-            .collect();
+        // Only the value of `key` itself is found late (`sub` is `None`).
+        let spans = string_spans(&self.top()?);
         Ok(self.spans.get_or_init(|| spans))
+    }
+
+    /// Every string.
+    fn all(&self) -> PyResult<Vec<String>> {
+        let bytes = self.bytes()?;
+        (0..self.len).map(|i| self.get_str(bytes, i)).collect()
     }
 
     fn get_str(&self, bytes: &[u8], i: usize) -> PyResult<String> {
@@ -205,8 +257,7 @@ impl StringArray {
         py: Python<'py>,
         index: &Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let a = self.view()?;
-        let bytes = a.raw_bytes();
+        let bytes = self.bytes()?;
         if let Ok(slice) = index.cast::<PySlice>() {
             let ind = slice.indices(self.len as isize)?;
             let list = PyList::empty(py);
@@ -240,10 +291,7 @@ impl StringArray {
 
     /// Every string, as a list.
     fn tolist(&self) -> PyResult<Vec<String>> {
-        let a = self.view()?;
-        Ok(a.strings()
-            .map(|s| s.to_string_lossy().into_owned())
-            .collect())
+        self.all()
     }
 
     /// Equal to another `StringArray`, or to a `list` or `tuple`, of the
@@ -269,8 +317,7 @@ impl StringArray {
         if theirs.len() != self.len {
             return false.into_bound_py_any(py);
         }
-        let a = self.view()?;
-        let bytes = a.raw_bytes();
+        let bytes = self.bytes()?;
         for (i, t) in theirs.iter().enumerate() {
             let Ok(t) = t.cast::<PyString>() else {
                 return false.into_bound_py_any(py);
@@ -315,8 +362,7 @@ impl StringArray {
             None => self.len,
         };
         if let Ok(value) = value.extract::<String>() {
-            let a = self.view()?;
-            let bytes = a.raw_bytes();
+            let bytes = self.bytes()?;
             for i in start..stop.max(start) {
                 if self.get_str(bytes, i)? == value {
                     return Ok(i);
@@ -334,8 +380,7 @@ impl StringArray {
         let Ok(value) = value.extract::<String>() else {
             return Ok(0);
         };
-        let a = self.view()?;
-        let bytes = a.raw_bytes();
+        let bytes = self.bytes()?;
         let mut n = 0;
         for i in 0..self.len {
             n += usize::from(self.get_str(bytes, i)? == value);

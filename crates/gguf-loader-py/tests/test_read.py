@@ -245,3 +245,47 @@ def test_simd_features_follows_the_variable_in_a_new_interpreter():
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
     )
     assert out.stdout.strip() == "scalar"
+
+
+def test_nested_string_arrays(tmp_path):
+    """Arrays of string arrays: each inner array reads its own strings
+    (found once, when the value is converted, not by walking the outer
+    array on every access), and type() names mixed inner types
+    ``array[array]``."""
+    path = tmp_path / "nested.gguf"
+    w = gguf.GGUFWriter(str(path), "llama")
+    inner = [[f"s{i}", f"t{i}", "é" * (i % 3)] for i in range(3000)]
+    w.add_key_value("n", inner, gguf.GGUFValueType.ARRAY, sub_type=gguf.GGUFValueType.ARRAY)
+    w.add_key_value(
+        "mixed", [["a", "b"], [1, 2]], gguf.GGUFValueType.ARRAY, sub_type=gguf.GGUFValueType.ARRAY
+    )
+    w.add_key_value("deep", [[["x"]], [["y", "z"]]], gguf.GGUFValueType.ARRAY,
+                    sub_type=gguf.GGUFValueType.ARRAY)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    with gguf_loader.open(path) as f:
+        m = f.metadata
+        n = m["n"]
+        assert [a.tolist() for a in n] == inner
+        assert [a[-1] for a in n[::-997]] == [x[-1] for x in inner[::-997]]
+        assert n[1234].index("t1234") == 1 and n[7].count("é") == 1
+        assert m.type("n") == "array[array[string]]"
+        assert m.type("mixed") == "array[array]"
+        assert m.type("deep") == "array[array[array[string]]]"
+        mixed = m["mixed"]
+        assert mixed[0] == ["a", "b"] and list(mixed[1]) == [1, 2]
+        assert [[list(b) for b in a] for a in m["deep"]] == [[["x"]], [["y", "z"]]]
+    # Views outlive the file object.
+    assert n[2999].tolist() == inner[2999]
+
+
+def test_a_name_utf8_cannot_hold_is_missing(smollm2):
+    """A lone surrogate is no tensor's name: KeyError, as for any other
+    missing name (not UnicodeEncodeError)."""
+    f = gguf_loader.open(smollm2)
+    for call in (f.raw, f.tensor, lambda n: f.load(names=[n])):
+        with pytest.raises(KeyError):
+            call("\udcff")
+    assert "\udcff" not in f.metadata and "\udcff" not in f.tensors

@@ -137,6 +137,18 @@ def _numpy_dtype_string(name: str) -> bool:
     return True
 
 
+def _tensor_name(name: Any) -> Any:
+    """``name``, or ``KeyError`` for a ``str`` no file can hold (a lone
+    surrogate, which UTF-8 cannot encode): not a tensor, as any other
+    missing name."""
+    if isinstance(name, str):
+        try:
+            name.encode("utf-8")
+        except UnicodeEncodeError:
+            raise KeyError(name) from None
+    return name
+
+
 def _as_bf16(array: np.ndarray) -> np.ndarray:
     """bf16 bits (uint16) as ``ml_dtypes.bfloat16`` where installed."""
     return array.view(_BFLOAT16) if _BFLOAT16 is not None else array
@@ -183,7 +195,8 @@ class Metadata(Mapping):
 
     def type(self, key: str) -> str:
         """The GGUF type of ``key``'s value: ``"uint32"``, ``"string"``,
-        ``"array[string]"``…"""
+        ``"array[string]"``…; an array of arrays of mixed types is
+        ``"array[array]"``."""
         if key not in self._index:
             raise KeyError(key)
         return self._native.metadata_type(key)
@@ -268,7 +281,7 @@ class GGUFFile:
     def raw(self, name: str) -> np.ndarray:
         """The tensor's bytes as stored, a read-only 1-D ``uint8`` array: a
         view of the mapping (no copy), or in read mode a new array."""
-        return self._native.raw(name)
+        return self._native.raw(_tensor_name(name))
 
     def tensor(
         self,
@@ -288,6 +301,7 @@ class GGUFFile:
         :class:`DeviceTensor`.
         """
         dtype = _dtype_name(dtype)
+        name = _tensor_name(name)
         if device != "cpu":
             ((_, t),) = _native.load_device(self._native, device, dtype, threads, None, [name])
             return t
@@ -323,7 +337,7 @@ class GGUFFile:
             raise TypeError(f"names must be a sequence of tensor names, not {type(names).__name__}")
         # Each tensor once (the result is a dict): a name given twice would
         # be decoded twice into the one buffer.
-        names = None if names is None else list(dict.fromkeys(names))
+        names = None if names is None else list(dict.fromkeys(map(_tensor_name, names)))
         callback = _progress(progress)
         if device != "cpu":
             return dict(

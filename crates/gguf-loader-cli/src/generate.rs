@@ -109,6 +109,21 @@ impl Text {
                 file.display()
             ))
         })?;
+        // llama.cpp sizes the embedding by the vocabulary and refuses a file
+        // whose table differs; ids past the vocabulary would have no text.
+        if let Some(rows) = loader
+            .tensor_info("token_embd.weight")
+            .and_then(|t| t.ne().get(1).copied())
+        {
+            if rows != tok.vocab_size() as u64 {
+                return Err(CliError::Message(format!(
+                    "{}: the tokenizer has {} tokens but token_embd.weight has {rows} rows \
+                     (one per token); give --tokens IDS with --ids to run the model alone",
+                    file.display(),
+                    tok.vocab_size()
+                )));
+            }
+        }
         Ok(Text::Tokenizer(Box::new(tok)))
     }
 
@@ -347,10 +362,18 @@ fn run_on<M: Step>(
         ),
         _ => String::new(),
     };
-    let rate = |n: usize, s: f64| if s > 0.0 { n as f64 / s } else { 0.0 };
+    // A rate needs a step timed: the first generated token comes from the
+    // prompt's pass, so one token alone has none.
+    let rate = |n: usize, s: f64| {
+        if n > 0 && s > 0.0 {
+            format!("{:.1} tokens/s", n as f64 / s)
+        } else {
+            "no rate".to_string()
+        }
+    };
     eprintln!(
         "load: {load_s:.2} s ({weights} on {}, RSS {:.1} MiB); first token after {first_token_s:.2} s; \
-         prompt: {} tokens, {:.1} tokens/s; generation: {generated} tokens, {:.1} tokens/s; \
+         prompt: {} tokens, {}; generation: {generated} tokens, {}; \
          peak RSS {:.1} MiB{vram}",
         a.device,
         rss_loaded as f64 / (1 << 20) as f64,

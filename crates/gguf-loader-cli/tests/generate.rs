@@ -417,3 +417,43 @@ fn generation_stops_at_the_models_context_length() {
         r.stderr
     );
 }
+
+/// A tokenizer of another size than the embedding table is refused, as
+/// llama.cpp refuses it (it sizes the table by the vocabulary): ids past
+/// the vocabulary would have been generated and printed as nothing.
+#[test]
+fn a_tokenizer_smaller_than_the_embedding_is_refused() {
+    use gguf_loader::{GgmlType, GgufWriter, MetaValue, ValueType};
+    let dir = tempfile::tempdir().unwrap();
+    let mut w = GgufWriter::new();
+    w.add("tokenizer.ggml.model", MetaValue::String("llama".into()));
+    w.add(
+        "tokenizer.ggml.tokens",
+        MetaValue::Array(
+            ValueType::String,
+            ["<unk>", "<s>", "</s>", "\u{2581}", "h", "i"]
+                .iter()
+                .map(|t| MetaValue::String(t.to_string()))
+                .collect(),
+        ),
+    );
+    w.add_tensor(
+        "token_embd.weight",
+        &[4, 8],
+        GgmlType::F32,
+        vec![0; 4 * 8 * 4],
+    )
+    .unwrap();
+    let path = dir.path().join("m.gguf");
+    std::fs::write(&path, w.to_bytes().unwrap()).unwrap();
+    let r = run(cli()
+        .arg("generate")
+        .arg(&path)
+        .args(["--prompt", "hi", "-n", "1"]));
+    assert!(
+        r.err()
+            .contains("the tokenizer has 6 tokens but token_embd.weight has 8 rows"),
+        "{}",
+        r.stderr
+    );
+}

@@ -26,7 +26,9 @@ mod sample;
 
 use std::sync::Arc;
 
-use gguf_loader::{f16, Device, LazyModel, MetadataError, MmapGGUFLoader, Model, Tensor, Value};
+use gguf_loader::{
+    f16, Device, LazyModel, MetadataError, MmapGGUFLoader, Model, Tensor, Value, ValueType,
+};
 use half::slice::HalfFloatSliceExt;
 use rayon::prelude::*;
 
@@ -363,10 +365,19 @@ fn positive_f32(key: &str, v: f32) -> Result<f32, ForwardError> {
     if !(v.is_normal() && v > 0.0) {
         return Err(ForwardError::BadParameter {
             key: key.into(),
-            why: format!("{v} is not a finite number above 0"),
+            why: not_positive(v),
         });
     }
     Ok(v)
+}
+
+/// Why `v` is refused by [`positive_f32`].
+fn not_positive(v: f32) -> String {
+    if v.is_subnormal() && v > 0.0 {
+        format!("{v:e} is subnormal, too small to use (it must be a normal number above 0)")
+    } else {
+        format!("{v} is not a finite number above 0")
+    }
 }
 
 fn positive(key: &str, v: u32) -> Result<usize, ForwardError> {
@@ -558,6 +569,15 @@ impl<T: WeightElement> Transformer<T> {
                     match m.get(&key) {
                         None => set_pattern(&mut layer_is_swa, 6),
                         Some(Value::Array(a)) => {
+                            if a.elem_type() != ValueType::Bool {
+                                return Err(ForwardError::BadParameter {
+                                    key,
+                                    why: format!(
+                                        "an array of {}, not of bool (one flag per layer)",
+                                        a.elem_type()
+                                    ),
+                                });
+                            }
                             let flags: Vec<bool> =
                                 a.iter().map(|v| matches!(v, Value::Bool(true))).collect();
                             if flags.len() != n_layer {
@@ -601,7 +621,11 @@ impl<T: WeightElement> Transformer<T> {
                 Some(c) => {
                     return Err(ForwardError::BadParameter {
                         key: full("final_logit_softcapping"),
-                        why: format!("{c} is neither 0 (none) nor a finite number above 0"),
+                        why: if c.is_subnormal() && c > 0.0 {
+                            format!("{c:e} is subnormal, too small to cap with (0 means none)")
+                        } else {
+                            format!("{c} is neither 0 (none) nor a finite number above 0")
+                        },
                     })
                 }
             };
@@ -640,6 +664,7 @@ impl<T: WeightElement> Transformer<T> {
         // infos, lazy or not: a cache or scratch sized from them is then
         // sized by tensors the file holds.
         let n_ff = check_layers(loader, n_layer, &dims)?;
+        check_ff_length(loader, n_layer, n_ff)?;
         let mut layers = Vec::with_capacity(if is_lazy { 0 } else { n_layer });
         if !is_lazy {
             for il in 0..n_layer {
@@ -988,6 +1013,45 @@ fn check_layers(loader: &MmapGGUFLoader, n_layer: usize, d: &Dims) -> Result<usi
     }
     // `n_layer` is positive.
     Ok(n_ff.unwrap_or(0))
+}
+
+/// `{arch}.feed_forward_length`, where the file has it, held to the
+/// width of the feed-forward tensors, `n_ff`: one count, or one per layer
+/// (as llama.cpp reads it). llama.cpp sizes those tensors by it, so a file
+/// whose tensors say otherwise does not load there either.
+fn check_ff_length(
+    loader: &MmapGGUFLoader,
+    n_layer: usize,
+    n_ff: usize,
+) -> Result<(), ForwardError> {
+    let m = loader.metadata();
+    let key = m.arch_key("feed_forward_length")?;
+    let bad = |why: String| ForwardError::BadParameter {
+        key: key.clone(),
+        why,
+    };
+    let counts: Vec<Option<u64>> = match m.get(&key) {
+        None => return Ok(()),
+        Some(Value::Array(a)) => {
+            if usize::try_from(a.len()).ok() != Some(n_layer) {
+                return Err(bad(format!("{} counts for {n_layer} layers", a.len())));
+            }
+            a.iter().map(|v| v.as_u64()).collect()
+        }
+        Some(v) => vec![v.as_u64()],
+    };
+    for c in counts {
+        match c {
+            Some(c) if c == n_ff as u64 => {}
+            Some(c) => {
+                return Err(bad(format!(
+                    "{c}, but the feed-forward tensors are {n_ff} wide"
+                )))
+            }
+            None => return Err(bad("not a count (an unsigned integer)".into())),
+        }
+    }
+    Ok(())
 }
 
 /// A 1-D tensor read as f32, of length `len`.

@@ -213,10 +213,14 @@ fn unusable_float_settings_are_refused_naming_the_key_and_the_value() {
                     matches!(&e, ForwardError::BadParameter { key: k, .. } if *k == key),
                     "{e:?}"
                 );
-                assert_eq!(
-                    e.to_string(),
-                    format!("metadata key '{key}': {v} is not a finite number above 0")
-                );
+                let why = if v.is_subnormal() {
+                    format!(
+                        "{v:e} is subnormal, too small to use (it must be a normal number above 0)"
+                    )
+                } else {
+                    format!("{v} is not a finite number above 0")
+                };
+                assert_eq!(e.to_string(), format!("metadata key '{key}': {why}"));
             }
         }
     }
@@ -230,12 +234,14 @@ fn unusable_float_settings_are_refused_naming_the_key_and_the_value() {
         );
         for build in [eager, lazy] {
             let e = build(&file).err().expect("an unusable soft-cap");
+            let why = if v.is_subnormal() {
+                format!("{v:e} is subnormal, too small to cap with (0 means none)")
+            } else {
+                format!("{v} is neither 0 (none) nor a finite number above 0")
+            };
             assert_eq!(
                 e.to_string(),
-                format!(
-                    "metadata key 'gemma3.final_logit_softcapping': {v} is neither 0 (none) \
-                     nor a finite number above 0"
-                )
+                format!("metadata key 'gemma3.final_logit_softcapping': {why}")
             );
         }
     }
@@ -382,5 +388,79 @@ fn a_62_layer_gemma_with_more_heads_than_hidden_units_is_refused() {
             e.to_string().contains("leave no hidden size per head"),
             "{e}"
         );
+    }
+}
+
+/// gemma3's per-layer sliding-window flags must be bools: an array of
+/// integers (read as all false before) is refused, naming its type.
+#[test]
+fn sliding_window_flags_of_another_type_are_refused() {
+    use gguf_loader::ValueType;
+    let key = "gemma3.attention.sliding_window_pattern";
+    let ints = MetaValue::Array(ValueType::I32, vec![MetaValue::I32(5), MetaValue::I32(7)]);
+    let file = model("gemma3", &[(key, ints)], None);
+    for build in [eager, lazy] {
+        let e = build(&file).err().expect("flags that are not bools");
+        assert_eq!(
+            e.to_string(),
+            format!("metadata key '{key}': an array of int32, not of bool (one flag per layer)")
+        );
+    }
+    let flags = MetaValue::Array(
+        ValueType::Bool,
+        vec![MetaValue::Bool(true), MetaValue::Bool(false)],
+    );
+    let file = model("gemma3", &[(key, flags)], None);
+    assert!(eager(&file).is_ok() && lazy(&file).is_ok());
+}
+
+/// `feed_forward_length` is held to the feed-forward tensors, as llama.cpp
+/// sizes them by it: 0 or another width is refused, one count per layer
+/// is read as llama.cpp reads it.
+#[test]
+fn a_feed_forward_length_the_tensors_do_not_have_is_refused() {
+    use gguf_loader::ValueType;
+    for arch in ["llama", "gemma3"] {
+        let key = format!("{arch}.feed_forward_length");
+        let per_layer = |v: u32| MetaValue::Array(ValueType::U32, vec![MetaValue::U32(v); N_LAYER]);
+        let bad = [
+            (
+                MetaValue::U32(0),
+                format!("0, but the feed-forward tensors are {N_FF} wide"),
+            ),
+            (
+                MetaValue::U32(N_FF as u32 + 1),
+                format!("{}, but the feed-forward tensors are {N_FF} wide", N_FF + 1),
+            ),
+            (
+                per_layer(7),
+                format!("7, but the feed-forward tensors are {N_FF} wide"),
+            ),
+            (
+                MetaValue::Array(ValueType::U32, vec![MetaValue::U32(N_FF as u32)]),
+                format!("1 counts for {N_LAYER} layers"),
+            ),
+            (
+                MetaValue::F32(N_FF as f32),
+                "not a count (an unsigned integer)".to_string(),
+            ),
+            (
+                MetaValue::I32(-1),
+                "not a count (an unsigned integer)".to_string(),
+            ),
+        ];
+        for (v, why) in bad {
+            let file = model(arch, &[(key.as_str(), v.clone())], None);
+            for build in [eager, lazy] {
+                let e = build(&file).err().expect("a width the tensors do not have");
+                assert_eq!(
+                    e.to_string(),
+                    format!("metadata key '{key}': {why}"),
+                    "{v:?}"
+                );
+            }
+        }
+        let file = model(arch, &[(key.as_str(), per_layer(N_FF as u32))], None);
+        assert!(eager(&file).is_ok() && lazy(&file).is_ok());
     }
 }

@@ -142,7 +142,11 @@ fn array_to_py<'py>(
                 // and its strings, found now (walking the value again on
                 // every use made reading n such arrays take n² steps).
                 Some(top) => {
-                    let start = raw.as_ptr() as usize - top.as_ptr() as usize;
+                    // Views of one buffer: the inner array lies in the value.
+                    let start = (raw.as_ptr() as usize)
+                        .checked_sub(top.as_ptr() as usize)
+                        .filter(|s| s + raw.len() <= top.len())
+                        .ok_or_else(|| PyValueError::new_err("string array out of bounds"))?;
                     (
                         Some((start, start + raw.len())),
                         OnceLock::from(string_spans(a)),

@@ -14,6 +14,7 @@
 //! standard error with exit status 1.
 
 use std::io::{self, Read, Write};
+use std::path::Path;
 use std::process::{Command, ExitCode, Stdio};
 
 use gguf_loader_cli::CliError;
@@ -45,13 +46,15 @@ struct Request {
 
 /// Renders `messages` with `tok`'s template as [`chat::render`] does, in a
 /// child process with [`MEMORY_LIMIT`] and [`CPU_LIMIT_S`] where this
-/// platform can set them, else in this process.
+/// platform can set them, else in this process. Errors name `file`, the
+/// template's.
 pub fn render(
     tok: &Tokenizer,
     messages: &[Message],
     add_generation_prompt: bool,
+    file: &Path,
 ) -> Result<String, CliError> {
-    let failed = |why: String| CliError::Message(format!("--chat: {why}"));
+    let failed = |why: String| CliError::Message(format!("{}: --chat: {why}", file.display()));
     let in_this_process =
         || chat::render(tok, messages, add_generation_prompt).map_err(|e| failed(e.to_string()));
     if !cfg!(unix) {

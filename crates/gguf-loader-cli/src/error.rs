@@ -3,7 +3,7 @@
 
 use std::fmt;
 use std::io::{self, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use gguf_loader::Escaped;
@@ -40,6 +40,28 @@ impl CliError {
     /// is still recognised).
     pub fn stdout(e: impl Into<io::Error>) -> CliError {
         CliError::Stdout(e.into())
+    }
+
+    /// This error with `file` named first where it is the library's error
+    /// about a tensor or key of that file (not found, not decodable, out of
+    /// memory, a GPU failure on it), whose message names only the tensor or
+    /// key: every error line names the file it is about.
+    pub fn in_file(self, file: &Path) -> CliError {
+        use gguf_loader::Error as E;
+        match self {
+            CliError::Gguf(
+                e @ (E::Metadata(_)
+                | E::NotMapped(_)
+                | E::TooLarge(_)
+                | E::OutOfMemory { .. }
+                | E::TensorNotFound(_)
+                | E::LayerNotFound(_)
+                | E::Decode { .. }
+                | E::BigEndianData { .. }
+                | E::Cuda { .. }),
+            ) => CliError::Message(format!("{}: {e}", file.display())),
+            e => e,
+        }
     }
 
     /// True when standard output was closed by its reader (`| head`): not an

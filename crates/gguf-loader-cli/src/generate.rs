@@ -136,7 +136,13 @@ impl Text {
 
     /// `prompt` as ids: rendered as a user turn of the file's chat
     /// template first with `chat` (after a system turn with `system`).
-    fn encode(&self, prompt: &str, chat: bool, system: Option<&str>) -> Result<Vec<u32>, CliError> {
+    fn encode(
+        &self,
+        prompt: &str,
+        chat: bool,
+        system: Option<&str>,
+        file: &Path,
+    ) -> Result<Vec<u32>, CliError> {
         let Text::Tokenizer(tok) = self else {
             return Err(
                 "a text prompt needs the tokenizer, which --ids leaves out: give the prompt as --tokens IDS, or drop --ids"
@@ -159,7 +165,7 @@ impl Text {
                 turns.push(chat::Message::new("system", system));
             }
             turns.push(chat::Message::new("user", prompt));
-            let text = crate::chat_render::render(tok, &turns, true)?;
+            let text = crate::chat_render::render(tok, &turns, true, file)?;
             return Ok(tok.encode(&text, chat::add_special(tok, &text), true));
         }
         Ok(tok.encode(prompt, true, true))
@@ -276,7 +282,7 @@ fn run_on<M: Step>(
     let text = Text::new(&loader, a.ids, a.file)?;
     let prompt = match (a.prompt, a.tokens) {
         (_, Some(ids)) => ids.to_vec(),
-        (Some(p), None) => text.encode(p, a.chat, a.system)?,
+        (Some(p), None) => text.encode(p, a.chat, a.system, a.file)?,
         (None, None) => return Err("give --prompt TEXT, --prompt-file FILE or --tokens IDS".into()),
     };
     let mut stream = match &text {

@@ -459,7 +459,9 @@ fn warn_unknown_simd_cap() {
 fn run(command: Command) -> Result<ExitCode, CliError> {
     match command {
         Command::RenderChat => return Ok(chat_render::serve()),
-        Command::Inspect { file, json } => inspect::run(&file, json)?,
+        Command::Inspect { file, json } => {
+            inspect::run(&file, json).map_err(|e| e.in_file(&file))?
+        }
         Command::Convert {
             file,
             output,
@@ -476,7 +478,8 @@ fn run(command: Command) -> Result<ExitCode, CliError> {
             force,
             device,
             mode: mode.into(),
-        })?,
+        })
+        .map_err(|e| e.in_file(&file))?,
         Command::Load {
             file,
             dtype,
@@ -505,7 +508,8 @@ fn run(command: Command) -> Result<ExitCode, CliError> {
             no_memory_check,
             staging: staging.into(),
             ring_bytes: ring_mib as usize * (1 << 20),
-        })?,
+        })
+        .map_err(|e| e.in_file(&file))?,
         Command::Synth {
             preset,
             ty,
@@ -525,7 +529,8 @@ fn run(command: Command) -> Result<ExitCode, CliError> {
             threads,
             stores: stores.into(),
             no_memory_check,
-        })?,
+        })
+        .map_err(|e| e.in_file(&file))?,
         Command::Generate {
             file,
             prompt,
@@ -565,7 +570,8 @@ fn run(command: Command) -> Result<ExitCode, CliError> {
             lazy,
             ggml_order: gpu_matmul.map(|m| m == GpuMatmulArg::GgmlOrder),
             no_memory_check,
-        })?,
+        })
+        .map_err(|e| e.in_file(&file))?,
         Command::Verify { file, json } => {
             // Its exit code is the verdict: a report it could not write (a
             // full disk) is not "malformed".
@@ -582,7 +588,9 @@ fn run(command: Command) -> Result<ExitCode, CliError> {
             add_special,
             parse_special,
             json,
-        } => tokenize::run(&file, add_special, parse_special, json)?,
+        } => {
+            tokenize::run(&file, add_special, parse_special, json).map_err(|e| e.in_file(&file))?
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

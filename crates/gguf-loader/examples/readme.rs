@@ -1,7 +1,7 @@
 use gguf_loader::{f16, load_model_f16, Device, LazyModel, MmapGGUFLoader, Prefetch};
 
 pub fn run(path: &str) -> Result<(), gguf_loader::Error> {
-    // Open: mmap + parse + full validation, in well under a millisecond.
+    // Open: mmap + parse + full validation, in a millisecond or two.
     let loader = MmapGGUFLoader::new(path)?;
     let meta = loader.metadata();
     let arch = meta.architecture()?; // "llama", "gemma3", …

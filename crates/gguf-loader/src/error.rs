@@ -1,5 +1,7 @@
-//! The crate's error type: every failure names the file, and where it can the
-//! key or tensor and the byte offset.
+//! The crate's error type: a failure of a file (opening, parsing, reading)
+//! names it, and where it can the key or tensor and the byte offset; a
+//! failure of a tensor or key names that ([`Error::path`] says which file
+//! an error names, so that a caller can add its own).
 //!
 //! Each message is one line that already holds its cause, so
 //! [`std::error::Error::source`] returns `None` (a chain printer would print
@@ -8,7 +10,7 @@
 //! characters escaped, so an error line cannot drive a terminal.
 
 use std::io;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use crate::decode::DecodeError;
 use crate::format::{Escaped, FormatError, GgmlType, MetadataError};
@@ -162,6 +164,22 @@ pub enum Error {
 }
 
 impl Error {
+    /// The file this error's message names, if it names one: the file that
+    /// could not be opened, parsed or read, or the shard that disagrees. A
+    /// tensor's or key's error (not found, not decodable, of another type)
+    /// names the tensor or key only; a caller that opened the file can
+    /// prefix its path.
+    pub fn path(&self) -> Option<&Path> {
+        match self {
+            Error::Io { path, .. }
+            | Error::NotAFile { path, .. }
+            | Error::Format { path, .. }
+            | Error::TensorIo { path, .. }
+            | Error::Split { path, .. } => Some(path),
+            _ => None,
+        }
+    }
+
     /// The I/O error behind an [`Error::Io`] or [`Error::TensorIo`], e.g. to
     /// tell a missing file (`NotFound`) from a malformed one.
     pub fn io_error(&self) -> Option<&io::Error> {

@@ -59,6 +59,11 @@ fn errors_hold_their_cause_once() {
         e.io_error().map(|e| e.kind()),
         Some(std::io::ErrorKind::NotFound)
     );
+    // It names the file, and says which.
+    assert_eq!(e.path(), Some(missing.as_path()));
+    // A tensor's error names the tensor only: no path, for a caller to add.
+    let e = gguf_loader::Error::TensorNotFound("w".into());
+    assert_eq!(e.path(), None);
 }
 
 #[test]

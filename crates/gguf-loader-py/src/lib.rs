@@ -19,23 +19,44 @@ mod meta;
 mod pool;
 
 /// The Python exception for a loader error: `OSError` (with its errno, so
-/// that a missing file is `FileNotFoundError`) for I/O, `KeyError` for a
-/// missing tensor, `MemoryError` when an output cannot be allocated,
-/// `RuntimeError` for the GPU, `ValueError` for anything malformed. The
-/// message is the error's own, as the CLI prints it.
+/// that a missing file is `FileNotFoundError`, and its `filename`, as
+/// `builtins.open` raises it) for I/O, `KeyError` for a missing tensor,
+/// `MemoryError` when an output cannot be allocated, `RuntimeError` for the
+/// GPU, `ValueError` for anything malformed. The message is the error's own,
+/// as the CLI prints it (an `OSError` with a file says it Python's way:
+/// `[Errno 2] No such file or directory: 'path'`).
 pub(crate) fn py_err(e: Error) -> PyErr {
     let message = e.to_string();
+    let errno = e.io_error().and_then(|io| io.raw_os_error());
     match &e {
         // As builtins.open says it (EISDIR is 21 on Linux and macOS).
         Error::NotAFile {
+            path,
             what: "a directory",
-            ..
-        } => pyo3::exceptions::PyIsADirectoryError::new_err((21, message)),
+        } => pyo3::exceptions::PyIsADirectoryError::new_err((
+            21,
+            "is a directory, not a regular file",
+            path.clone().into_os_string(),
+        )),
+        Error::Io { path, error } if errno.is_some() => {
+            PyOSError::new_err((errno, strerror(error), path.clone().into_os_string()))
+        }
+        Error::TensorIo {
+            path,
+            tensor,
+            offset,
+            error,
+        } if errno.is_some() => PyOSError::new_err((
+            errno,
+            format!(
+                "tensor '{}' at byte {offset}: {}",
+                gguf_loader::Escaped(tensor),
+                strerror(error)
+            ),
+            path.clone().into_os_string(),
+        )),
         Error::Io { .. } | Error::TensorIo { .. } | Error::NotAFile { .. } => {
-            match e.io_error().and_then(|io| io.raw_os_error()) {
-                Some(errno) => PyOSError::new_err((errno, message)),
-                None => PyOSError::new_err(message),
-            }
+            PyOSError::new_err(message)
         }
         Error::TensorNotFound(_) => PyKeyError::new_err(message),
         Error::OutOfMemory { .. } => PyMemoryError::new_err(message),
@@ -47,6 +68,18 @@ pub(crate) fn py_err(e: Error) -> PyErr {
             PyRuntimeError::new_err(message)
         }
         _ => PyValueError::new_err(message),
+    }
+}
+
+/// The system's words for `error` without Rust's ` (os error N)`: the
+/// errno is the exception's own.
+fn strerror(error: &std::io::Error) -> String {
+    let text = error.to_string();
+    match error.raw_os_error() {
+        Some(n) => text
+            .strip_suffix(&format!(" (os error {n})"))
+            .map_or(text.clone(), str::to_string),
+        None => text,
     }
 }
 

@@ -2,6 +2,7 @@
 raises ValueError / OSError), and a file object outlives nothing it hands
 out: views keep the mapping alive, closing while they exist is safe."""
 
+import builtins
 import gc
 import os
 import pathlib
@@ -75,11 +76,22 @@ def test_messages_match_the_cli(cli):
 
 
 def test_os_errors(tmp_path):
-    with pytest.raises(FileNotFoundError):
-        gguf_loader.open(tmp_path / "missing.gguf")
+    missing = tmp_path / "missing.gguf"
+    with pytest.raises(FileNotFoundError) as e:
+        gguf_loader.open(missing)
+    # As builtins.open raises it: errno, strerror and filename apart.
+    with pytest.raises(FileNotFoundError) as builtin:
+        builtins.open(missing, "rb")
+    assert (e.value.errno, e.value.strerror, e.value.filename) == (
+        builtin.value.errno,
+        builtin.value.strerror,
+        str(missing),
+    )
+    assert str(e.value) == str(builtin.value)
     with pytest.raises(IsADirectoryError, match="directory") as e:
         gguf_loader.open(tmp_path)
     assert e.value.errno == 21  # as builtins.open says it
+    assert e.value.filename == str(tmp_path)
     fifo = tmp_path / "fifo"
     os.mkfifo(fifo)
     with pytest.raises(OSError, match="not a regular file"):

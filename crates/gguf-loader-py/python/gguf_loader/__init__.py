@@ -379,9 +379,10 @@ def open(path: _Path, mode: str = "mmap") -> GGUFFile:
     reads (for network filesystems, or files that may change). The first
     shard of a split model (``-00001-of-0000N.gguf``) opens every shard.
 
-    Raises ``OSError`` (``FileNotFoundError``…) when the file cannot be read
-    and ``ValueError`` when it is not a valid GGUF file, with the message the
-    CLI prints. Usable as a context manager.
+    Raises ``OSError`` (``FileNotFoundError``…, with ``errno`` and
+    ``filename`` as ``builtins.open`` sets them) when the file cannot be
+    read, and ``ValueError`` when it is not a valid GGUF file, with the
+    message the CLI prints. Usable as a context manager.
     """
     return GGUFFile(path, mode)
 

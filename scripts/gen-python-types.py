@@ -35,7 +35,8 @@ def render() -> str:
     lines += [
         "",
         "",
-        "#: ``{type: (block_size, type_size)}``, as gguf-py's ``GGML_QUANT_SIZES``.",
+        "#: ``{type: (block_size, type_size)}``, as gguf-py's ``GGML_QUANT_SIZES``",
+        "#: (but Q8_1's 36 bytes, ggml's ``block_q8_1``, where gguf-py says 40).",
         "GGML_QUANT_SIZES: Dict[GGMLType, Tuple[int, int]] = {",
     ]
     lines += [f"    GGMLType.{name}: ({block}, {size})," for _, name, block, size in types]

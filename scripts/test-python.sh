@@ -23,4 +23,5 @@ cd crates/gguf-loader-py/tests
 # The type stubs against the installed module, and the package's own types.
 "$PYTHON" -m mypy.stubtest gguf_loader
 "$PYTHON" -m mypy --no-incremental -p gguf_loader
+"$PYTHON" -m mypy --no-incremental typing_use.py  # the hints against ordinary uses
 "$PYTHON" -m pytest -q -p no:cacheprovider "$@" .

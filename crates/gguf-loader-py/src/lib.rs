@@ -19,10 +19,10 @@ mod meta;
 mod pool;
 
 /// The Python exception for a loader error: `OSError` (with its errno, so
-/// that a missing file is `FileNotFoundError`, and its `filename`, as
-/// `builtins.open` raises it) for I/O, `KeyError` for a missing tensor,
-/// `MemoryError` when an output cannot be allocated, `RuntimeError` for the
-/// GPU, `ValueError` for anything malformed. The message is the error's own,
+/// that a missing file or shard is `FileNotFoundError`, and its `filename`,
+/// as `builtins.open` raises it) for I/O, `KeyError(name)` for a missing
+/// tensor, `MemoryError` when an output cannot be allocated, `RuntimeError`
+/// for the GPU, `ValueError` for anything malformed. The message is the error's own,
 /// as the CLI prints it (an `OSError` with a file says it Python's way:
 /// `[Errno 2] No such file or directory: 'path'`).
 pub(crate) fn py_err(e: Error) -> PyErr {
@@ -58,7 +58,21 @@ pub(crate) fn py_err(e: Error) -> PyErr {
         Error::Io { .. } | Error::TensorIo { .. } | Error::NotAFile { .. } => {
             PyOSError::new_err(message)
         }
-        Error::TensorNotFound(_) => PyKeyError::new_err(message),
+        // As a dict says it: the key itself.
+        Error::TensorNotFound(name) => PyKeyError::new_err(name.clone()),
+        Error::MissingShard {
+            path,
+            no,
+            count,
+            opened,
+        } => pyo3::exceptions::PyFileNotFoundError::new_err((
+            2,
+            format!(
+                "shard {no} of {count} is missing (opened from {})",
+                opened.display()
+            ),
+            path.clone().into_os_string(),
+        )),
         Error::OutOfMemory { .. } => PyMemoryError::new_err(message),
         Error::ThreadPool(_) | Error::Cancelled | Error::UnsupportedDevice(_) => {
             PyRuntimeError::new_err(message)
@@ -86,6 +100,13 @@ fn strerror(error: &std::io::Error) -> String {
 /// The ggml type with id `id`, or `ValueError`.
 pub(crate) fn ggml_type(id: u32) -> PyResult<GgmlType> {
     GgmlType::from_id(id).ok_or_else(|| PyValueError::new_err(format!("{id} is not a ggml type")))
+}
+
+/// The most decoding threads a load takes here (`threads`): 4 per
+/// available core.
+#[pyfunction]
+fn max_threads() -> usize {
+    gguf_loader::max_threads()
 }
 
 /// Every ggml type this build decodes: `(id, name, block_size, type_size)`.
@@ -170,7 +191,7 @@ fn cuda_ordinal(device: &str) -> PyResult<usize> {
 /// cannot be used or the build has no `cuda` feature.
 #[pyfunction]
 #[pyo3(signature = (device = "cuda:0"))]
-fn cuda_memory(py: Python<'_>, device: &str) -> PyResult<(usize, usize)> {
+pub(crate) fn cuda_memory(py: Python<'_>, device: &str) -> PyResult<(usize, usize)> {
     let n = cuda_ordinal(device)?;
     #[cfg(feature = "cuda")]
     {
@@ -215,6 +236,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<meta::Owner>()?;
     m.add_class::<dlpack::DeviceTensor>()?;
     m.add_function(wrap_pyfunction!(ggml_types, m)?)?;
+    m.add_function(wrap_pyfunction!(max_threads, m)?)?;
     m.add_function(wrap_pyfunction!(dequantize, m)?)?;
     m.add_function(wrap_pyfunction!(set_dequantize_cache, m)?)?;
     m.add_class::<pool::PooledOutput>()?;

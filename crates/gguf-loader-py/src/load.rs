@@ -414,8 +414,15 @@ pub(crate) fn load_device<'py>(
     names: Option<Vec<String>>,
 ) -> PyResult<Vec<(String, DeviceTensor)>> {
     let loader = file.loader()?;
+    let device_name = device;
     let device = self::device(device)?;
     let opts = options(threads)?;
+    if device != Device::Cpu && names.as_ref().is_some_and(Vec::is_empty) {
+        // Nothing to load, but a GPU that cannot be used is said so all
+        // the same, as a load of anything would.
+        crate::cuda_memory(py, device_name)?;
+        return Ok(Vec::new());
+    }
     let p = progress.as_ref();
     match self::dtype(dtype)? {
         Dtype::F32 => to_device::<f32>(py, &loader, names, device, opts, p, AnyTensor::F32),

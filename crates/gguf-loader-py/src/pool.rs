@@ -9,7 +9,7 @@
 //! (Python: `gguf_loader.set_dequantize_cache(0)`) turns this off and
 //! frees them.
 
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard, TryLockError};
 
 use numpy::ndarray::ArrayView1;
 use numpy::PyArray1;
@@ -45,10 +45,25 @@ static POOL: Mutex<Pool> = Mutex::new(Pool {
     max_bytes: DEFAULT_MAX_BYTES,
 });
 
+/// The pool, or `None` when its lock cannot be had: it is only tried, a
+/// while (another thread holds it for a moment), because a lock held by a
+/// thread of the parent at an `os.fork()` stays held in the child forever;
+/// the cache is then skipped, not waited for.
+fn pool() -> Option<MutexGuard<'static, Pool>> {
+    for _ in 0..10_000 {
+        match POOL.try_lock() {
+            Ok(pool) => return Some(pool),
+            Err(TryLockError::Poisoned(p)) => return Some(p.into_inner()),
+            Err(TryLockError::WouldBlock) => std::thread::yield_now(),
+        }
+    }
+    None
+}
+
 /// A kept buffer of exactly `n` values, if there is one. Its values are
 /// old outputs: the caller overwrites every one.
 pub(crate) fn take(n: usize) -> Option<Vec<f32>> {
-    let mut pool = POOL.lock().ok()?;
+    let mut pool = pool()?;
     let i = pool.free.iter().rposition(|v| v.len() == n)?;
     Some(pool.free.remove(i))
 }
@@ -57,7 +72,7 @@ fn give(v: Vec<f32>) {
     if v.len() * 4 < MIN_BYTES {
         return;
     }
-    if let Ok(mut pool) = POOL.lock() {
+    if let Some(mut pool) = pool() {
         if v.len() * 4 <= pool.max_bytes {
             pool.free.push(v);
             pool.trim();
@@ -67,13 +82,13 @@ fn give(v: Vec<f32>) {
 
 /// Sets the bound on the bytes kept (0: keep none) and returns the old one.
 pub(crate) fn set_max_bytes(max: usize) -> usize {
-    match POOL.lock() {
-        Ok(mut pool) => {
+    match pool() {
+        Some(mut pool) => {
             let old = std::mem::replace(&mut pool.max_bytes, max);
             pool.trim();
             old
         }
-        Err(_) => 0,
+        None => 0,
     }
 }
 

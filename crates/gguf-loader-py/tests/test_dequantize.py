@@ -129,6 +129,11 @@ def test_shapes_and_arguments():
         assert gguf_loader.dequantize(one.tobytes(), qtype).size == 144 // (4 if qtype == Q.F32 else 2)
     with pytest.raises(TypeError, match="not list"):
         gguf_loader.dequantize(one.tolist(), Q.Q4_K)
+    # A float or a bool is no type id (int() would have made 2.9 Q4_0).
+    for qtype in (2.9, True, "12", None):
+        with pytest.raises(TypeError, match="qtype"):
+            gguf_loader.dequantize(one, qtype)
+    bits_equal(gguf_loader.dequantize(one, np.int32(int(Q.Q4_K))), want)
     # A memoryview that is not contiguous: its bytes in logical order.
     strided = np.repeat(one, 2)[::2]
     bits_equal(gguf_loader.dequantize(memoryview(strided), Q.Q4_K), want)

@@ -146,16 +146,24 @@ def test_names_threads_and_bad_arguments(smollm2):
     assert list(some) == names
     for name in names:
         assert np.array_equal(some[name], f.tensor(name, threads=2))
-    with pytest.raises(KeyError, match="nope"):
-        f.load(names=["nope"])
-    with pytest.raises(KeyError, match="nope"):
-        f.tensor("nope")
-    for bad in (0, -1, 10**9):
-        # Refused before a thread starts (a billion once took minutes).
+    # KeyError(name), as a dict raises it.
+    for call in (lambda: f.load(names=["nope"]), lambda: f.tensor("nope"), lambda: f.raw("nope")):
+        with pytest.raises(KeyError) as e:
+            call()
+        assert e.value.args == ("nope",)
+    for bad in (0, -1, 10**9, 2**64, -(2**70)):
+        # Refused before a thread starts (a billion once took minutes),
+        # and when there is nothing to decode.
         with pytest.raises(ValueError, match="threads"):
             f.load(threads=bad)
         with pytest.raises(ValueError, match="threads"):
+            f.load(threads=bad, names=[])
+        with pytest.raises(ValueError, match="threads"):
             f.tensor(names[0], threads=bad)
+    for bad in (1.5, True, "2"):
+        with pytest.raises(TypeError, match="threads"):
+            f.load(threads=bad, names=[])
+    assert f.load(threads=np.int64(1), names=names[:1]).keys() == {names[0]}
     # A lone name is not a list of letters; a progress that is no callable
     # is said before the load starts.
     with pytest.raises(TypeError, match="names must be a sequence"):
@@ -177,6 +185,14 @@ def test_names_threads_and_bad_arguments(smollm2):
     assert twice[names[0]].base.nbytes < 2 * sum(a.nbytes for a in twice.values())
     with pytest.raises(ValueError, match="device"):
         f.load(device="tpu")
+    # A GPU that cannot be used is said so with nothing to load too.
+    try:
+        gguf_loader.cuda_memory("cuda:0")
+    except RuntimeError:
+        with pytest.raises(RuntimeError):
+            f.load(device="cuda:0", names=[])
+    else:  # pragma: no cover - on a GPU machine
+        assert f.load(device="cuda:0", names=[]) == {}
     with pytest.raises(ValueError, match="mode"):
         gguf_loader.open(smollm2, mode="fast")
     assert f.load(names=[]) == {}

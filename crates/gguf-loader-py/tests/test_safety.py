@@ -92,6 +92,9 @@ def test_os_errors(tmp_path):
         gguf_loader.open(tmp_path)
     assert e.value.errno == 21  # as builtins.open says it
     assert e.value.filename == str(tmp_path)
+    for bad in ("a\0b", b"a\0b"):
+        with pytest.raises(ValueError, match="embedded null byte"):
+            gguf_loader.open(bad)
     fifo = tmp_path / "fifo"
     os.mkfifo(fifo)
     with pytest.raises(OSError, match="not a regular file"):
@@ -224,8 +227,9 @@ def test_split_model_opens_as_one(tmp_path):
         assert np.array_equal(loaded["a"], np.full(4, 0.5, np.float32))
         assert np.array_equal(loaded["c"], np.full(4, 1.5, np.float32))
     second.unlink()
-    with pytest.raises(ValueError, match="shard 2 of 2 is missing"):
+    with pytest.raises(FileNotFoundError, match="shard 2 of 2 is missing") as e:
         gguf_loader.open(first)
+    assert (e.value.errno, e.value.filename) == (2, str(second))
 
 
 def _run_python(code: str, timeout: float = 120) -> subprocess.CompletedProcess:

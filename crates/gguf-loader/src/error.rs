@@ -153,13 +153,31 @@ pub enum Error {
     /// they are elsewhere: see `Tensor::to_host`.
     #[error("the tensor is on {0}: copy it with Tensor::to_host first")]
     WrongDevice(Device),
-    /// A split model's shard is missing or does not belong with the others.
+    /// A split model's shard does not belong with the others (or names
+    /// shards that cannot be there).
     #[error("{}: {message}", path.display())]
     Split {
         /// The shard (or the first one).
         path: PathBuf,
         /// What is wrong (names from the files already escaped).
         message: String,
+    },
+    /// A shard of a split model is not there (`path` is where it was
+    /// looked for, beside the shard opened).
+    #[error(
+        "{}: shard {no} of {count} is missing (opened from {})",
+        path.display(),
+        opened.display()
+    )]
+    MissingShard {
+        /// Where the shard was looked for.
+        path: PathBuf,
+        /// Its number, from 1.
+        no: u64,
+        /// How many shards the model has.
+        count: u64,
+        /// The shard that was opened.
+        opened: PathBuf,
     },
 }
 
@@ -175,7 +193,8 @@ impl Error {
             | Error::NotAFile { path, .. }
             | Error::Format { path, .. }
             | Error::TensorIo { path, .. }
-            | Error::Split { path, .. } => Some(path),
+            | Error::Split { path, .. }
+            | Error::MissingShard { path, .. } => Some(path),
             _ => None,
         }
     }

@@ -481,6 +481,23 @@ fn split_shards_must_agree() {
     let mut other = f32_shard(1, 2, "b", Endianness::Little);
     other.add("general.architecture", MetaValue::String("gemma3".into()));
     refused(other, "general.architecture is 'gemma3'");
+
+    // A shard not there names where it was looked for.
+    std::fs::remove_file(p(2)).unwrap();
+    let e = MmapGGUFLoader::new(p(1)).unwrap_err();
+    assert!(
+        matches!(&e, Error::MissingShard { path, no: 2, count: 2, opened } if *path == p(2) && *opened == p(1)),
+        "{e}"
+    );
+    assert_eq!(e.path(), Some(p(2).as_path()));
+    assert_eq!(
+        e.to_string(),
+        format!(
+            "{}: shard 2 of 2 is missing (opened from {})",
+            p(2).display(),
+            p(1).display()
+        )
+    );
 }
 
 /// A split model's lookups go through one index by name, built at open:

@@ -24,7 +24,18 @@ import os
 import sys
 from collections.abc import Mapping, Sequence
 from types import MappingProxyType
-from typing import Any, Callable, Dict, Iterator, NamedTuple, Optional, Tuple, Union
+from typing import (
+    Any,
+    Callable,
+    Dict,
+    Iterator,
+    Literal,
+    NamedTuple,
+    Optional,
+    Tuple,
+    Union,
+    overload,
+)
 
 import numpy as np
 
@@ -149,6 +160,22 @@ def _tensor_name(name: Any) -> Any:
     return name
 
 
+def _threads(threads: Any) -> Optional[int]:
+    """``threads`` checked: ``None`` (every core) or an ``int`` from 1 to
+    4 per available core (``TypeError`` / ``ValueError`` otherwise, before
+    any work, whatever there is to decode)."""
+    if threads is None:
+        return None
+    if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)):
+        raise TypeError(f"threads must be an int or None, not {type(threads).__name__}")
+    most = _native.max_threads()
+    if not 1 <= threads <= most:
+        raise ValueError(
+            f"threads must be 1 to {most} (4 per available core), not {int(threads)}"
+        )
+    return int(threads)
+
+
 def _as_bf16(array: np.ndarray) -> np.ndarray:
     """bf16 bits (uint16) as ``ml_dtypes.bfloat16`` where installed."""
     return array.view(_BFLOAT16) if _BFLOAT16 is not None else array
@@ -214,11 +241,18 @@ class GGUFFile:
     Everything it hands out (``raw`` views, metadata arrays, loaded arrays)
     keeps what it needs alive on its own: closing the file, or dropping it,
     while they exist is safe; the mapping goes when the last of them does.
+    After :meth:`close`, what reads the file (a metadata value, ``raw``,
+    ``tensor``, ``load``, a first look at ``tensors``) raises
+    ``ValueError``, as a closed Python file does; the keys of a
+    :class:`Metadata` and a ``tensors`` mapping already had stay readable.
     """
 
     def __init__(self, path: _Path, mode: str = "mmap") -> None:
         # fsdecode: str, bytes and path-like objects, any bytes the OS allows.
-        self._native = _native.File(os.fsdecode(path), mode)
+        path = os.fsdecode(path)
+        if "\0" in path:
+            raise ValueError("embedded null byte")  # as builtins.open says it
+        self._native = _native.File(path, mode)
         self._metadata: Optional[Metadata] = None
         self._tensors: Optional[Mapping[str, TensorInfo]] = None
 
@@ -283,6 +317,26 @@ class GGUFFile:
         view of the mapping (no copy), or in read mode a new array."""
         return self._native.raw(_tensor_name(name))
 
+    @overload
+    def tensor(
+        self,
+        name: str,
+        dtype: Any = ...,
+        *,
+        threads: Optional[int] = ...,
+        device: Literal["cpu"] = ...,
+    ) -> np.ndarray: ...
+
+    @overload
+    def tensor(
+        self,
+        name: str,
+        dtype: Any = ...,
+        *,
+        threads: Optional[int] = ...,
+        device: str,
+    ) -> Union[np.ndarray, DeviceTensor]: ...
+
     def tensor(
         self,
         name: str,
@@ -302,11 +356,34 @@ class GGUFFile:
         """
         dtype = _dtype_name(dtype)
         name = _tensor_name(name)
+        threads = _threads(threads)
         if device != "cpu":
             ((_, t),) = _native.load_device(self._native, device, dtype, threads, None, [name])
             return t
         array = _native.tensor(self._native, name, dtype, threads)
         return _as_bf16(array) if dtype == "bfloat16" else array
+
+    @overload
+    def load(
+        self,
+        dtype: Any = ...,
+        *,
+        threads: Optional[int] = ...,
+        progress: Optional[Callable[[Progress], Any]] = ...,
+        device: Literal["cpu"] = ...,
+        names: Optional[Sequence[str]] = ...,
+    ) -> Dict[str, np.ndarray]: ...
+
+    @overload
+    def load(
+        self,
+        dtype: Any = ...,
+        *,
+        threads: Optional[int] = ...,
+        progress: Optional[Callable[[Progress], Any]] = ...,
+        device: str,
+        names: Optional[Sequence[str]] = ...,
+    ) -> Union[Dict[str, np.ndarray], Dict[str, DeviceTensor]]: ...
 
     def load(
         self,
@@ -316,7 +393,7 @@ class GGUFFile:
         progress: Optional[Callable[[Progress], Any]] = None,
         device: str = "cpu",
         names: Optional[Sequence[str]] = None,
-    ) -> Dict[str, Union[np.ndarray, DeviceTensor]]:
+    ) -> Union[Dict[str, np.ndarray], Dict[str, DeviceTensor]]:
         """Decodes every tensor (or those in ``names``) to ``dtype``: a dict
         of name → array in file order.
 
@@ -332,6 +409,7 @@ class GGUFFile:
         ``torch.from_dlpack`` / ``cupy.from_dlpack`` take without a copy.
         """
         dtype = _dtype_name(dtype)
+        threads = _threads(threads)
         if isinstance(names, (str, bytes)):
             # A lone name would be taken letter by letter.
             raise TypeError(f"names must be a sequence of tensor names, not {type(names).__name__}")
@@ -346,7 +424,7 @@ class GGUFFile:
         buffer, layout = _native.load(self._native, dtype, threads, callback, names)
         if dtype == "bfloat16":
             buffer = _as_bf16(buffer)
-        out: Dict[str, Union[np.ndarray, DeviceTensor]] = {}
+        out: Dict[str, np.ndarray] = {}
         for name, start, shape in layout:
             n = 1
             for d in shape:
@@ -387,17 +465,24 @@ def open(path: _Path, mode: str = "mmap") -> GGUFFile:
     return GGUFFile(path, mode)
 
 
-def dequantize(data: np.ndarray, qtype: Union[int, GGMLType]) -> np.ndarray:
+def dequantize(
+    data: Union[np.ndarray, bytes, bytearray, memoryview], qtype: Union[int, GGMLType]
+) -> np.ndarray:
     """gguf-py's ``gguf.quants.dequantize``, on every core: ``data`` holds
     rows of ``qtype`` blocks (a numpy array of any dtype, whose bytes are
     used, or a bytes-like object: one row), the result is float32 with the
     last dimension in elements instead of bytes. Anything else (a list)
     raises ``TypeError``; an output that cannot be allocated, ``MemoryError``.
 
-    ``qtype`` is an ``int`` or gguf-py's ``GGMLQuantizationType``. As in
-    gguf-py, F32 data comes back as a view and F16 data is widened; this
-    function decodes every ggml type, including those gguf-py lacks.
+    ``qtype`` is an ``int`` or gguf-py's ``GGMLQuantizationType`` (a float
+    or a bool is ``TypeError``). As in gguf-py, F32 data comes back as a
+    view and F16 data is widened; this function decodes every ggml type,
+    including those gguf-py lacks. The bits are gguf-py's, but for F16's
+    signalling NaNs, which come out quiet as ggml's conversion makes them
+    (numpy keeps them signalling).
     """
+    if isinstance(qtype, bool) or not isinstance(qtype, (int, np.integer)):
+        raise TypeError(f"qtype must be an int or a GGMLType, not {type(qtype).__name__}")
     qtype = GGMLType(int(qtype))
     if not isinstance(data, np.ndarray):
         # Bytes-like objects are bytes; anything else (a list of numbers

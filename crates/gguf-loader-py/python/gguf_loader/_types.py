@@ -47,7 +47,8 @@ class GGMLType(enum.IntEnum):
     Q2_0 = 42
 
 
-#: ``{type: (block_size, type_size)}``, as gguf-py's ``GGML_QUANT_SIZES``.
+#: ``{type: (block_size, type_size)}``, as gguf-py's ``GGML_QUANT_SIZES``
+#: (but Q8_1's 36 bytes, ggml's ``block_q8_1``, where gguf-py says 40).
 GGML_QUANT_SIZES: Dict[GGMLType, Tuple[int, int]] = {
     GGMLType.F32: (1, 4),
     GGMLType.F16: (1, 2),

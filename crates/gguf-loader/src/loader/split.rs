@@ -189,13 +189,12 @@ pub(super) fn open_shards(
                 .ok_or_else(|| split_err(path, "shard opened twice".into()))?
         } else {
             if !p.exists() {
-                return Err(split_err(
-                    &p,
-                    format!(
-                        "shard {no} of {count} is missing (opened from {})",
-                        path.display()
-                    ),
-                ));
+                return Err(Error::MissingShard {
+                    path: p,
+                    no,
+                    count,
+                    opened: path.to_path_buf(),
+                });
             }
             MappedFile::open(&p, mode)?
         };

@@ -1,0 +1,18 @@
+"""Ordinary uses of the API, checked by mypy (scripts/test-python.sh), never
+run: the type hints must take what the functions take and give what they
+give (a CPU load is numpy arrays, not a union to narrow)."""
+
+import numpy as np
+
+import gguf_loader
+
+
+def uses(path: str) -> None:
+    f = gguf_loader.open(path)
+    w: np.ndarray = f.tensor("w").astype(np.float32)
+    loaded: np.ndarray = f.load()["w"]
+    on_gpu = f.load(device="cuda:0", names=["w"])
+    gguf_loader.dequantize(b"\0" * 18, 2)
+    gguf_loader.dequantize(bytearray(18), gguf_loader.GGMLType.Q4_0)
+    gguf_loader.dequantize(memoryview(b"\0" * 18), 2)
+    print(w, loaded, on_gpu, f.paths[0].endswith(".gguf"))

@@ -62,7 +62,9 @@ pub fn render(
     }
     let (bos, eos) = chat::bos_eos_texts(tok);
     let request = Request {
-        template: chat::template_of(tok).to_string(),
+        template: chat::template_of(tok)
+            .map_err(|e| failed(e.to_string()))?
+            .to_string(),
         messages: messages
             .iter()
             .map(|m| (m.role.clone(), m.content.clone()))
@@ -137,7 +139,9 @@ pub fn serve() -> ExitCode {
                 maximum: lower(old.maximum),
             };
             if setrlimit(resource, new).is_err() {
-                eprintln!("chat template: cannot limit the render's memory and time");
+                gguf_loader_cli::note(format_args!(
+                    "chat template: cannot limit the render's memory and time"
+                ));
                 return ExitCode::from(1);
             }
         }
@@ -151,7 +155,9 @@ pub fn serve() -> ExitCode {
     let request = match request {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("chat template: a bad request to {SUBCOMMAND}: {e}");
+            gguf_loader_cli::note(format_args!(
+                "chat template: a bad request to {SUBCOMMAND}: {e}"
+            ));
             return ExitCode::from(1);
         }
     };
@@ -171,12 +177,12 @@ pub fn serve() -> ExitCode {
         Ok(text) => match io::stdout().lock().write_all(text.as_bytes()) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
-                eprintln!("chat template: writing the render: {e}");
+                gguf_loader_cli::note(format_args!("chat template: writing the render: {e}"));
                 ExitCode::from(1)
             }
         },
         Err(e) => {
-            eprintln!("{e}");
+            gguf_loader_cli::note(format_args!("{e}"));
             ExitCode::from(1)
         }
     }

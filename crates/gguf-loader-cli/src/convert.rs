@@ -233,7 +233,7 @@ pub fn run(a: &Args<'_>) -> Result<(), CliError> {
     bar.finish_and_clear();
     let bytes = out.commit()?;
     for w in inexact {
-        eprintln!("gguf-loader: warning: {w}");
+        gguf_loader_cli::warn(format_args!("warning: {w}"));
     }
     decoder.warn_infinities();
     let kept = plan.iter().filter(|(_, k)| *k != a.dtype).count();
@@ -356,8 +356,8 @@ impl Decoder {
             .take(3)
             .map(|(t, n)| format!("'{}' ({n})", Escaped(t)))
             .collect();
-        eprintln!(
-            "gguf-loader: warning: {} infinite values in f16 (beyond its range, ±65504, or \
+        gguf_loader_cli::warn(format_args!(
+            "warning: {} infinite values in f16 (beyond its range, ±65504, or \
              infinite in the file): {}{}; --dtype bf16 or f32 keeps their range",
             if self.infinite.len() == 1 {
                 "1 tensor holds"
@@ -370,7 +370,7 @@ impl Decoder {
             } else {
                 String::new()
             }
-        );
+        ));
     }
 
     /// Decodes `info` as `kind` and hands its little-endian bytes to `sink`

@@ -105,3 +105,11 @@ pub fn warn(message: fmt::Arguments<'_>) {
     let line = message.to_string();
     let _ = writeln!(io::stderr().lock(), "gguf-loader: {}", Escaped(&line));
 }
+
+/// Writes `message` and a newline on standard error as it is (no prefix, no
+/// escaping: text of ours, such as `generate`'s timings), ignoring a failed
+/// write as [`warn`] does. `eprintln!` would panic on a full or closed
+/// standard error (`2>/dev/full`).
+pub fn note(message: fmt::Arguments<'_>) {
+    let _ = writeln!(io::stderr().lock(), "{message}");
+}

@@ -84,8 +84,8 @@ impl Step for gguf_loader_llm::forward::cuda::CudaTransformer {
     }
 }
 
-/// How the prompt becomes ids and the generated ids become output: the
-/// GGUF's own tokenizer, or (`--ids`) ids in and out, one per line.
+/// How the prompt becomes ids and ends generation: the GGUF's own
+/// tokenizer, or (`--ids` with `--tokens`) none, ids in and out.
 enum Text {
     Tokenizer(Box<Tokenizer>),
     /// No text: ids only; generation ends at `tokenizer.ggml.eos_token_id`.
@@ -95,7 +95,8 @@ enum Text {
 }
 
 impl Text {
-    /// The tokenizer of `loader` (`ids`: none), or why there is none.
+    /// The tokenizer of `loader` (`ids`: none, `--ids` with `--tokens`), or
+    /// why there is none.
     fn new(loader: &MmapGGUFLoader, ids: bool, file: &Path) -> Result<Text, CliError> {
         if ids {
             let eos = loader.metadata().get("tokenizer.ggml.eos_token_id");
@@ -109,6 +110,9 @@ impl Text {
                 file.display()
             ))
         })?;
+        for w in tok.warnings() {
+            gguf_loader_cli::warn(format_args!("{}: warning: {w}", file.display()));
+        }
         // llama.cpp sizes the embedding by the vocabulary and refuses a file
         // whose table differs; ids past the vocabulary would have no text.
         if let Some(rows) = loader
@@ -145,20 +149,20 @@ impl Text {
     ) -> Result<Vec<u32>, CliError> {
         let Text::Tokenizer(tok) = self else {
             return Err(
-                "a text prompt needs the tokenizer, which --ids leaves out: give the prompt as --tokens IDS, or drop --ids"
-                    .into(),
+                "a text prompt needs the tokenizer, which --ids with --tokens leaves out".into(),
             );
         };
         if chat {
-            if tok.chat_template().is_none() {
-                let built_in = if chat::template_of(tok) == chat::GEMMA {
+            if tok.chat_template().is_none() && tok.chat_template_error().is_none() {
+                let built_in = if tok.token_id("<start_of_turn>").is_some() {
                     "Gemma's turn format (its vocabulary has <start_of_turn>; llama.cpp would use ChatML)"
                 } else {
                     "ChatML, as llama.cpp does"
                 };
-                eprintln!(
-                    "gguf-loader: the file has no tokenizer.chat_template: --chat uses {built_in}"
-                );
+                gguf_loader_cli::warn(format_args!(
+                    "{}: no tokenizer.chat_template: --chat uses {built_in}",
+                    file.display()
+                ));
             }
             let mut turns = Vec::new();
             if let Some(system) = system {
@@ -279,26 +283,29 @@ fn run_on<M: Step>(
 ) -> Result<(), CliError> {
     let t0 = Instant::now();
     let loader = MmapGGUFLoader::new(a.file)?;
-    let text = Text::new(&loader, a.ids, a.file)?;
+    // --ids prints ids; the tokenizer is left out only where nothing needs
+    // it (the prompt as ids too).
+    let text = Text::new(&loader, a.ids && a.tokens.is_some(), a.file)?;
     let prompt = match (a.prompt, a.tokens) {
         (_, Some(ids)) => ids.to_vec(),
         (Some(p), None) => text.encode(p, a.chat, a.system, a.file)?,
         (None, None) => return Err("give --prompt TEXT, --prompt-file FILE or --tokens IDS".into()),
     };
     let mut stream = match &text {
-        Text::Tokenizer(t) => Out::Text(t.stream_decoder(false).continuing()),
-        Text::Ids { .. } => Out::Ids,
+        Text::Tokenizer(t) if !a.ids => Out::Text(t.stream_decoder(false).continuing()),
+        _ => Out::Ids,
     };
     if prompt.is_empty() {
-        return Err("the prompt has no tokens".into());
+        return Err(format!("{}: the prompt has no tokens", a.file.display()).into());
     }
     // The KV cache holds the prompt and the generation, up to the context
     // (as llama.cpp's): -n past it stops there. A prompt that fills it
     // still gives one token (which is never run).
-    let context = Context::of(&loader, a.ctx)?;
+    let context = Context::of(&loader, a.ctx, a.file)?;
     if prompt.len() > context.tokens {
         return Err(CliError::Message(format!(
-            "the prompt has {} tokens; {}",
+            "{}: the prompt has {} tokens; {}",
+            a.file.display(),
             prompt.len(),
             context.holds()
         )));
@@ -377,7 +384,7 @@ fn run_on<M: Step>(
             "no rate".to_string()
         }
     };
-    eprintln!(
+    gguf_loader_cli::note(format_args!(
         "load: {load_s:.2} s ({weights} on {}, RSS {:.1} MiB); first token after {first_token_s:.2} s; \
          prompt: {} tokens, {}; generation: {generated} tokens, {}; \
          peak RSS {:.1} MiB{vram}",
@@ -387,12 +394,13 @@ fn run_on<M: Step>(
         rate(prompt.len(), prompt_s),
         rate(generated.saturating_sub(1), gen_s),
         status_bytes("VmHWM:") as f64 / (1 << 20) as f64,
-    );
+    ));
     if n < a.n && generated == n && !ended {
-        eprintln!(
-            "gguf-loader: stopped at the end of the context: {} (prompt included)",
+        gguf_loader_cli::warn(format_args!(
+            "{}: stopped at the end of the context: {} (prompt included)",
+            a.file.display(),
             context.holds()
-        );
+        ));
     }
     drop(model);
     Ok(())
@@ -414,25 +422,28 @@ struct Context {
 }
 
 impl Context {
-    fn of(loader: &MmapGGUFLoader, ctx: Option<usize>) -> Result<Self, CliError> {
+    fn of(loader: &MmapGGUFLoader, ctx: Option<usize>, file: &Path) -> Result<Self, CliError> {
         let model = ModelConfig::from_metadata(loader.metadata())
             .context_length
             .filter(|&c| c > 0);
         let tokens = match (ctx, model) {
             (Some(0), Some(m)) => m,
             (Some(0), None) => {
-                return Err(
-                    "--ctx 0 asks for the model's context length, and the file gives none".into(),
+                return Err(format!(
+                    "{}: --ctx 0 asks for the model's context length, and the file gives none",
+                    file.display()
                 )
+                .into())
             }
             (Some(c), _) => c,
             (None, m) => m.unwrap_or(DEFAULT_CONTEXT).min(DEFAULT_CONTEXT),
         };
         if let Some(m) = model.filter(|&m| tokens > m) {
-            eprintln!(
-                "gguf-loader: warning: a context of {tokens} tokens is longer than the model's \
-                 ({m}), so positions past it were never trained"
-            );
+            gguf_loader_cli::warn(format_args!(
+                "{}: warning: a context of {tokens} tokens is longer than the model's ({m}), \
+                 so positions past it were never trained",
+                file.display()
+            ));
         }
         Ok(Self {
             tokens,

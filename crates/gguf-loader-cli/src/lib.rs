@@ -28,7 +28,7 @@ pub mod load;
 pub mod text;
 pub mod verify;
 
-pub use error::{exit_code, warn, CliError};
+pub use error::{exit_code, note, warn, CliError};
 
 /// Runs `$body` with the type alias `$t` naming the Rust float of an
 /// [`ElementKind`](gguf_loader::ElementKind) known only at run time: the one

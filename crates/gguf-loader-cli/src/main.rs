@@ -252,12 +252,13 @@ enum Command {
         /// show what prefetching hides (at most a minute).
         #[arg(long, requires = "lazy", default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=60_000))]
         work_ms: u64,
-        /// GPU loads: how the pinned staging ring is filled.
-        #[arg(long, value_enum, default_value = "auto")]
-        staging: StagingArg,
-        /// GPU loads: the staging ring's size in MiB (four slots; 0: 64 MiB).
-        #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=4096))]
-        ring_mib: u32,
+        /// GPU loads: how the pinned staging ring is filled [default: auto]
+        #[arg(long, value_enum)]
+        staging: Option<StagingArg>,
+        /// GPU loads: the staging ring's size in MiB (four slots; 0: 64 MiB)
+        /// [default: 0]
+        #[arg(long, value_parser = clap::value_parser!(u32).range(0..=4096))]
+        ring_mib: Option<u32>,
         /// Print the report as one JSON object.
         #[arg(long)]
         json: bool,
@@ -310,15 +311,15 @@ enum Command {
     Generate {
         /// The GGUF file (any shard of a split model opens them all).
         file: PathBuf,
-        /// The prompt as text.
-        #[arg(long, conflicts_with = "tokens")]
+        /// The prompt as text (it may start with '-').
+        #[arg(long, conflicts_with = "tokens", allow_hyphen_values = true)]
         prompt: Option<String>,
         /// The prompt as the text of this file (UTF-8, at most 256 MiB; `-`:
         /// standard input).
         #[arg(long, conflicts_with = "tokens", value_name = "FILE")]
         prompt_file: Option<PathBuf>,
         /// The prompt as token ids, comma-separated.
-        #[arg(long, value_delimiter = ',', num_args = 1..)]
+        #[arg(long, value_delimiter = ',', num_args = 1, value_name = "IDS")]
         tokens: Option<Vec<u32>>,
         /// Tokens to generate at most (stopping sooner at the end of
         /// generation or of the context, --ctx).
@@ -351,10 +352,10 @@ enum Command {
         chat: bool,
         /// With --chat: a system turn before the prompt's (the template
         /// decides where it goes; some refuse one).
-        #[arg(long, requires = "chat")]
+        #[arg(long, requires = "chat", allow_hyphen_values = true)]
         system: Option<String>,
         /// Print the generated token ids, one per line, instead of text
-        /// (needs no tokenizer).
+        /// (with --tokens, needs no tokenizer).
         #[arg(long)]
         ids: bool,
         /// Decode each layer when the forward pass reaches it (the next one
@@ -404,7 +405,10 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return parse_error(&e),
+    };
     warn_unknown_simd_cap();
     let decodes = !matches!(
         cli.command,
@@ -418,6 +422,32 @@ fn main() -> ExitCode {
     exit_code(run(cli.command))
 }
 
+/// Prints clap's help, version or usage error and gives the exit status:
+/// 0 for help and version, 2 for an error, as clap's own `exit` would, but
+/// a help that cannot be written (`--help >/dev/full`) is an error (2), and
+/// one whose reader left (`--help | head -1`) ends quietly (141).
+fn parse_error(e: &clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    let shown = e.print();
+    let help = matches!(
+        e.kind(),
+        ErrorKind::DisplayHelp
+            | ErrorKind::DisplayVersion
+            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    );
+    match shown {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::from(141),
+        Err(e) if help => {
+            gguf_loader_cli::warn(format_args!("writing the help: {e}"));
+            ExitCode::from(2)
+        }
+        _ if help && e.kind() != ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            ExitCode::SUCCESS
+        }
+        _ => ExitCode::from(2),
+    }
+}
+
 /// Starts rayon's global pool (the decoding threads) before the command
 /// rather than at its first decode: with `RAYON_NUM_THREADS` read as rayon
 /// reads it but capped at [`gguf_loader::max_threads`] (ten thousand
@@ -426,11 +456,11 @@ fn main() -> ExitCode {
 fn start_thread_pool() -> Result<(), CliError> {
     let (n, asked) = gguf_loader::pool_threads();
     if let Some(asked) = asked {
-        eprintln!(
-            "gguf-loader: warning: RAYON_NUM_THREADS={asked} is more than {n} ({} per available \
-             core); starting {n} threads",
+        gguf_loader_cli::warn(format_args!(
+            "warning: RAYON_NUM_THREADS={asked} is more than {n} ({} per available core); \
+             starting {n} threads",
             gguf_loader::THREADS_PER_CORE
-        );
+        ));
     }
     rayon::ThreadPoolBuilder::new()
         .num_threads(n)
@@ -447,12 +477,12 @@ fn warn_unknown_simd_cap() {
     let v = v.to_string_lossy();
     let lower = v.to_ascii_lowercase();
     if !v.is_empty() && !gguf_loader::SIMD_CAPS.contains(&lower.as_str()) {
-        eprintln!(
-            "gguf-loader: warning: {}={} is not one of {}; decoding with the widest SIMD this CPU has",
+        gguf_loader_cli::warn(format_args!(
+            "warning: {}={} is not one of {}; decoding with the widest SIMD this CPU has",
             gguf_loader::SIMD_ENV,
             gguf_loader::Escaped(&v),
             gguf_loader::SIMD_CAPS.join(", ")
-        );
+        ));
     }
 }
 
@@ -494,22 +524,27 @@ fn run(command: Command) -> Result<ExitCode, CliError> {
             no_memory_check,
             staging,
             ring_mib,
-        } => load::run(&load::Args {
-            file: &file,
-            dtype: dtype.into(),
-            device,
-            threads,
-            mode: mode.into(),
-            stores: stores.into(),
-            lazy,
-            prefetch: !no_prefetch,
-            work: std::time::Duration::from_millis(work_ms),
-            json,
-            no_memory_check,
-            staging: staging.into(),
-            ring_bytes: ring_mib as usize * (1 << 20),
-        })
-        .map_err(|e| e.in_file(&file))?,
+        } => {
+            if device == Device::Cpu && (staging.is_some() || ring_mib.is_some()) {
+                return Err("--staging and --ring-mib are for GPU loads (--device cuda)".into());
+            }
+            load::run(&load::Args {
+                file: &file,
+                dtype: dtype.into(),
+                device,
+                threads,
+                mode: mode.into(),
+                stores: stores.into(),
+                lazy,
+                prefetch: !no_prefetch,
+                work: std::time::Duration::from_millis(work_ms),
+                json,
+                no_memory_check,
+                staging: staging.unwrap_or(StagingArg::Auto).into(),
+                ring_bytes: ring_mib.unwrap_or(0) as usize * (1 << 20),
+            })
+            .map_err(|e| e.in_file(&file))?
+        }
         Command::Synth {
             preset,
             ty,

@@ -26,6 +26,9 @@ pub fn run(
     let loader = MmapGGUFLoader::new(file)?;
     let tok = Tokenizer::from_loader(&loader)
         .map_err(|e| CliError::Message(format!("{}: {e}", file.display())))?;
+    for w in tok.warnings() {
+        gguf_loader_cli::warn(format_args!("{}: warning: {w}", file.display()));
+    }
     let text = read_text(io::stdin().lock(), "standard input")?;
     let ids = tok.encode(&text, add_special, parse_special);
     let mut out = io::BufWriter::new(io::stdout().lock());

@@ -99,6 +99,17 @@ fn bad_devices_and_ring_sizes_are_refused() {
         assert_eq!(r.code, Some(2), "{args:?}: {}", r.stderr);
         assert!(!r.stderr.contains("panicked"), "{}", r.stderr);
     }
+    // The staging ring's settings are a GPU load's: on the CPU they would
+    // be ignored, so they are refused.
+    for args in [vec!["--staging", "pread"], vec!["--ring-mib", "8"]] {
+        let r = run(cli().arg("load").arg(&model).args(&args));
+        assert!(
+            r.err()
+                .contains("--staging and --ring-mib are for GPU loads"),
+            "{args:?}: {}",
+            r.stderr
+        );
+    }
     // The GPU's matmul choice: an unknown one, and any on the CPU.
     for (args, says) in [
         (vec!["--gpu-matmul", "fast"], "possible values"),

@@ -92,10 +92,8 @@ fn sampling_repeats_with_a_seed_and_bad_requests_are_refused() {
     refused(&["--prompt", "hello"], "tokenizer");
     refused(&["--ids", "--tokens", "4000000000"], "out of range");
     refused(&["--tokens", "1"], "tokenizer");
-    refused(
-        &["--ids", "--prompt", "1 2"],
-        "give the prompt as --tokens IDS",
-    );
+    // --ids with a text prompt needs the tokenizer, to encode it.
+    refused(&["--ids", "--prompt", "1 2"], "no usable tokenizer");
     for bad in [
         ["--temp", "-1"],
         ["--temp", "nan"],
@@ -454,6 +452,158 @@ fn a_tokenizer_smaller_than_the_embedding_is_refused() {
     assert!(
         r.err()
             .contains("the tokenizer has 6 tokens but token_embd.weight has 8 rows"),
+        "{}",
+        r.stderr
+    );
+}
+
+/// `/dev/full`, opened for writing.
+fn full() -> std::fs::File {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .unwrap()
+}
+
+/// Arguments as a stranger gives them: the prompt's ids before the file, a
+/// prompt or system turn starting with '-', --ids with a text prompt, a
+/// full standard error, a help that cannot be written.
+#[test]
+fn arguments_as_a_stranger_gives_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let tiny = tiny_model(dir.path());
+    // --tokens takes one value, comma-separated: the file may follow it
+    // (it was taken for more ids).
+    let r = run(cli()
+        .args(["generate", "--ids", "-n", "2", "--tokens", "1,2"])
+        .arg(&tiny));
+    assert_eq!(ids(r.ok()).len(), 2);
+    // Standard error full: the figures are lost, the generation is not
+    // (eprintln! panicked, exit 101).
+    let out = cli()
+        .arg("generate")
+        .arg(&tiny)
+        .args(["--ids", "--tokens", "1,2", "-n", "2"])
+        .stderr(full())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(ids(&String::from_utf8(out.stdout).unwrap()).len(), 2);
+    // A help or version that cannot be written is an error, not exit 0.
+    for args in [&["--help"][..], &["--version"], &["generate", "--help"]] {
+        let out = cli().args(args).stdout(full()).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = String::from_utf8(out.stderr).unwrap();
+        assert!(err.starts_with("gguf-loader: writing the help: "), "{err}");
+    }
+    let Some(model) = common::model_path() else {
+        return;
+    };
+    for args in [
+        &["--prompt", "-hi"][..],
+        &["--prompt", "-n"],
+        &["--chat", "--prompt", "hi", "--system", "-be brief"],
+    ] {
+        let r = run(cli()
+            .arg("generate")
+            .arg(&model)
+            .args(["-n", "2"])
+            .args(args));
+        assert!(!r.ok().is_empty(), "{args:?}");
+    }
+    // --ids prints the ids of a text prompt's generation (the tokenizer is
+    // left out only with --tokens too): those of its ids given as --tokens.
+    let prompt = "The capital of France is";
+    let as_ids = run(cli()
+        .arg("generate")
+        .arg(&model)
+        .args(["--prompt", prompt, "-n", "3", "--ids"]));
+    let out = support::output_with_stdin(
+        cli().arg("tokenize").arg(&model).arg("--add-special"),
+        prompt.as_bytes(),
+    );
+    let prompt_ids = String::from_utf8(out.stdout)
+        .unwrap()
+        .trim()
+        .replace(' ', ",");
+    let by_ids =
+        run(cli()
+            .arg("generate")
+            .arg(&model)
+            .args(["-n", "3", "--ids", "--tokens", &prompt_ids]));
+    assert_eq!(ids(as_ids.ok()), ids(by_ids.ok()));
+    // Errors about the prompt name the file whose tokenizer made it.
+    let r = run(cli().arg("generate").arg(&model).args([
+        "--prompt",
+        "one two three four",
+        "--ctx",
+        "2",
+    ]));
+    let shown = model.display().to_string();
+    assert!(
+        r.err()
+            .starts_with(&format!("gguf-loader: {shown}: the prompt has ")),
+        "{}",
+        r.stderr
+    );
+}
+
+/// A chat template that is not a string fails a chat render only: a
+/// tokenizer needs none (tokenize and generate refused the file).
+#[test]
+fn a_chat_template_of_another_type_fails_only_chat() {
+    use gguf_loader::{GgufWriter, MetaValue, ValueType};
+    let dir = tempfile::tempdir().unwrap();
+    let mut w = GgufWriter::new();
+    w.add("tokenizer.ggml.model", MetaValue::String("llama".into()));
+    w.add(
+        "tokenizer.ggml.tokens",
+        MetaValue::Array(
+            ValueType::String,
+            ["<unk>", "<s>", "</s>", "\u{2581}", "h", "i"]
+                .iter()
+                .map(|t| MetaValue::String(t.to_string()))
+                .collect(),
+        ),
+    );
+    w.add("tokenizer.chat_template", MetaValue::U32(7));
+    // Past the vocabulary: the default (1) is used, and said, as llama.cpp
+    // does.
+    w.add("tokenizer.ggml.bos_token_id", MetaValue::U32(600));
+    let path = dir.path().join("v.gguf");
+    std::fs::write(&path, w.to_bytes().unwrap()).unwrap();
+    let shown = path.display().to_string();
+
+    let out =
+        support::output_with_stdin(cli().arg("tokenize").arg(&path).arg("--add-special"), b"hi");
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(String::from_utf8(out.stdout).unwrap().starts_with("1 "));
+    assert_eq!(
+        err,
+        format!(
+            "gguf-loader: {shown}: warning: bad special token: tokenizer.ggml.bos_token_id = 600 \
+             is not below the vocabulary's 6 tokens; using default id 1\n"
+        )
+    );
+    // Without --chat, generate goes past the tokenizer (to the model that
+    // is not there); with it, the template's type is the error.
+    let r = run(cli().arg("generate").arg(&path).args(["--prompt", "hi"]));
+    assert_eq!(r.code, Some(2), "{}", r.stderr);
+    let last = r.stderr.trim_end().lines().last().unwrap();
+    assert!(
+        last.contains("general.architecture") && !last.contains("chat_template"),
+        "{}",
+        r.stderr
+    );
+    let r = run(cli()
+        .arg("generate")
+        .arg(&path)
+        .args(["--chat", "--prompt", "hi"]));
+    assert!(
+        r.stderr.contains(&format!(
+            "gguf-loader: {shown}: --chat: chat template: metadata key 'tokenizer.chat_template' is uint32, expected string"
+        )),
         "{}",
         r.stderr
     );

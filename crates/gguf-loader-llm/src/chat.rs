@@ -96,13 +96,17 @@ pub const GEMMA: &str = "{{ bos_token }}{% for message in messages %}{% if messa
 
 /// The template `tok` renders chats with: the file's
 /// `tokenizer.chat_template`, else [`GEMMA`] for a vocabulary with
-/// `<start_of_turn>`, else [`CHATML`].
-pub fn template_of(tok: &Tokenizer) -> &str {
-    match tok.chat_template() {
+/// `<start_of_turn>`, else [`CHATML`]. Errs where the file's is not a
+/// UTF-8 string ([`Tokenizer::chat_template_error`]).
+pub fn template_of(tok: &Tokenizer) -> Result<&str, ChatError> {
+    if let Some(e) = tok.chat_template_error() {
+        return Err(ChatError::Template(e.to_string()));
+    }
+    Ok(match tok.chat_template() {
         Some(t) => t,
         None if tok.token_id("<start_of_turn>").is_some() => GEMMA,
         None => CHATML,
-    }
+    })
 }
 
 /// Renders `messages` with `tok`'s template ([`template_of`]), BOS and
@@ -115,7 +119,7 @@ pub fn render(
     add_generation_prompt: bool,
 ) -> Result<String, ChatError> {
     let (bos, eos) = bos_eos_texts(tok);
-    render_template(template_of(tok), messages, add_generation_prompt, bos, eos)
+    render_template(template_of(tok)?, messages, add_generation_prompt, bos, eos)
 }
 
 /// The texts of `tok`'s BOS and EOS tokens, as [`render`] gives them to the

@@ -152,11 +152,17 @@ fn architecture_keys_and_typed_arrays() {
     );
     assert!(matches!(
         m.get_f32_array("tokenizer.ggml.tokens"),
-        Err(MetadataError::WrongType {
+        Err(MetadataError::WrongElementType {
             found: ValueType::String,
             ..
         })
     ));
+    assert_eq!(
+        m.get_i32_array("tokenizer.ggml.tokens")
+            .unwrap_err()
+            .to_string(),
+        "metadata key 'tokenizer.ggml.tokens' is an array of string, expected array of int32"
+    );
 }
 
 /// The README's keys on both real models: `{arch}.block_count` whatever the

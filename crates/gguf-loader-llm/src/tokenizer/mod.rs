@@ -182,7 +182,11 @@ pub struct Tokenizer {
     add_eos: bool,
     add_space_prefix: bool,
     clean_spaces: bool,
-    chat_template: Option<String>,
+    /// The file's template; a wrongly typed one fails only a chat render
+    /// (tokenizing needs none).
+    chat_template: Result<Option<String>, MetadataError>,
+    /// What llama.cpp would warn of while loading it.
+    warnings: Vec<String>,
 }
 
 impl std::fmt::Debug for Tokenizer {
@@ -267,20 +271,32 @@ fn opt_bool(md: &Metadata<'_>, key: &str) -> Result<Option<bool>, MetadataError>
 }
 
 /// A special token id from the metadata: the default when the key is
-/// absent or its value is out of the vocabulary (as llama.cpp warns and
-/// keeps the default), a default out of the vocabulary dropped.
+/// absent or its value is out of the vocabulary (as llama.cpp warns, in
+/// `warnings`, and keeps the default), a default out of the vocabulary
+/// dropped.
 fn special_id(
     md: &Metadata<'_>,
     key: &str,
     default: Option<u32>,
     n: usize,
+    warnings: &mut Vec<String>,
 ) -> Result<Option<u32>, MetadataError> {
     let default = default.filter(|&d| (d as usize) < n);
     match md.get(key) {
         None => Ok(default),
         Some(v) => match v.as_u64() {
             Some(id) if (id as usize) < n && id <= u32::MAX as u64 => Ok(Some(id as u32)),
-            Some(_) => Ok(default),
+            Some(id) => {
+                let using = match default {
+                    Some(d) => format!("using default id {d}"),
+                    None => "using none".to_string(),
+                };
+                warnings.push(format!(
+                    "bad special token: {key} = {id} is not below the vocabulary's {n} tokens; \
+                     {using}"
+                ));
+                Ok(default)
+            }
             None => Err(MetadataError::WrongType {
                 key: key.to_string(),
                 expected: "non-negative integer",
@@ -378,7 +394,7 @@ impl Tokenizer {
             let key = "tokenizer.ggml.scores";
             let s = match md.get_f32_array(key) {
                 Ok(s) => s,
-                Err(MetadataError::WrongType { .. }) => md
+                Err(MetadataError::WrongElementType { .. }) => md
                     .get_i32_array(key)?
                     .into_iter()
                     .map(|x| x as f32)
@@ -436,18 +452,55 @@ impl Tokenizer {
             }
         }
 
-        let mut bos = special_id(md, "tokenizer.ggml.bos_token_id", default_bos, n)?;
+        let mut warnings = Vec::new();
+        let mut bos = special_id(
+            md,
+            "tokenizer.ggml.bos_token_id",
+            default_bos,
+            n,
+            &mut warnings,
+        )?;
         if matches!(pre_name, "chatglm-bpe" | "glm4" | "glm5") && kind == TokenizerKind::Bpe {
             bos = None;
         }
-        let eos = special_id(md, "tokenizer.ggml.eos_token_id", default_eos, n)?;
-        let mut eot = special_id(md, "tokenizer.ggml.eot_token_id", None, n)?;
-        let mut eom = special_id(md, "tokenizer.ggml.eom_token_id", None, n)?;
-        let unk = special_id(md, "tokenizer.ggml.unknown_token_id", default_unk, n)?;
+        let eos = special_id(
+            md,
+            "tokenizer.ggml.eos_token_id",
+            default_eos,
+            n,
+            &mut warnings,
+        )?;
+        let mut eot = special_id(md, "tokenizer.ggml.eot_token_id", None, n, &mut warnings)?;
+        let mut eom = special_id(md, "tokenizer.ggml.eom_token_id", None, n, &mut warnings)?;
+        let unk = special_id(
+            md,
+            "tokenizer.ggml.unknown_token_id",
+            default_unk,
+            n,
+            &mut warnings,
+        )?;
         let mut fim = [
-            special_id(md, "tokenizer.ggml.fim_pad_token_id", None, n)?,
-            special_id(md, "tokenizer.ggml.fim_rep_token_id", None, n)?,
-            special_id(md, "tokenizer.ggml.fim_sep_token_id", None, n)?,
+            special_id(
+                md,
+                "tokenizer.ggml.fim_pad_token_id",
+                None,
+                n,
+                &mut warnings,
+            )?,
+            special_id(
+                md,
+                "tokenizer.ggml.fim_rep_token_id",
+                None,
+                n,
+                &mut warnings,
+            )?,
+            special_id(
+                md,
+                "tokenizer.ggml.fim_sep_token_id",
+                None,
+                n,
+                &mut warnings,
+            )?,
         ];
         if let Some(b) = opt_bool(md, "tokenizer.ggml.add_bos_token")? {
             add_bos = b;
@@ -607,9 +660,10 @@ impl Tokenizer {
             .map(|(b, &c)| (c, b as u8))
             .collect();
         let chat_template = if md.contains_key("tokenizer.chat_template") {
-            Some(md.get_str("tokenizer.chat_template")?.to_string())
+            md.get_str("tokenizer.chat_template")
+                .map(|t| Some(t.to_string()))
         } else {
-            None
+            Ok(None)
         };
 
         let finder = special_finder(&special, &tokens);
@@ -637,6 +691,7 @@ impl Tokenizer {
             add_space_prefix,
             clean_spaces,
             chat_template,
+            warnings,
         };
         // A piece is at most its text, except in a `gpt2` vocabulary whose
         // text holds characters outside the byte alphabet: each is spelled
@@ -711,9 +766,24 @@ impl Tokenizer {
         self.add_eos && self.eos.is_some()
     }
 
-    /// `tokenizer.chat_template`, if the file has one.
+    /// `tokenizer.chat_template`, if the file has one (and it is a UTF-8
+    /// string: see [`chat_template_error`](Self::chat_template_error)).
     pub fn chat_template(&self) -> Option<&str> {
-        self.chat_template.as_deref()
+        self.chat_template.as_ref().ok().and_then(|t| t.as_deref())
+    }
+
+    /// What llama.cpp warns of while loading this tokenizer and this one
+    /// works around as it does (a special token id out of the vocabulary
+    /// is replaced by the default): one line each, for the caller to show.
+    pub fn warnings(&self) -> &[String] {
+        &self.warnings
+    }
+
+    /// Why the file's `tokenizer.chat_template` cannot be used (not a
+    /// string, or not UTF-8): an error for a chat render only, since
+    /// tokenizing needs no template.
+    pub fn chat_template_error(&self) -> Option<&MetadataError> {
+        self.chat_template.as_ref().err()
     }
 
     /// The vocabulary text of `id` (`None` when out of range).

@@ -348,14 +348,27 @@ pub enum MetadataError {
     /// No entry has this key.
     #[error("metadata key '{}' is missing", Escaped(.0))]
     Missing(String),
-    /// The entry holds another type (for arrays: another element type).
+    /// The entry holds another type.
     #[error("metadata key '{}' is {found}, expected {expected}", Escaped(key))]
     WrongType {
         /// The key.
         key: String,
         /// The type asked for.
         expected: &'static str,
-        /// The type stored (for arrays, the element type).
+        /// The type stored.
+        found: ValueType,
+    },
+    /// The entry is an array of another element type.
+    #[error(
+        "metadata key '{}' is an array of {found}, expected {expected}",
+        Escaped(key)
+    )]
+    WrongElementType {
+        /// The key.
+        key: String,
+        /// The type asked for (`array of ...`).
+        expected: &'static str,
+        /// The element type stored.
         found: ValueType,
     },
     /// An integer does not fit the type asked for.
@@ -564,7 +577,7 @@ impl<'a> Metadata<'a> {
     ) -> Result<ArrayView<'a>, MetadataError> {
         let a = self.get_array(key)?;
         if a.elem_type() != elem {
-            return Err(MetadataError::WrongType {
+            return Err(MetadataError::WrongElementType {
                 key: key.to_string(),
                 expected,
                 found: a.elem_type(),

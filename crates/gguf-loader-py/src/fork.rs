@@ -9,6 +9,7 @@
 //! the child inherits the pool's state but none of its threads, so work
 //! queued on it there would wait forever.
 
+use std::io::Write;
 use std::sync::{Arc, Mutex};
 
 use pyo3::exceptions::PyRuntimeError;
@@ -53,7 +54,9 @@ fn process_pool() -> PyResult<Arc<rayon::ThreadPool>> {
 fn build(pid: u32) -> PyResult<Arc<rayon::ThreadPool>> {
     let (n, asked) = gguf_loader::pool_threads();
     if let Some(asked) = asked {
-        eprintln!(
+        // Not eprintln!, which panics where standard error is closed or full.
+        let _ = writeln!(
+            std::io::stderr(),
             "gguf_loader: warning: RAYON_NUM_THREADS={asked} is more than {n} ({} per available \
              core); starting {n} threads",
             gguf_loader::THREADS_PER_CORE

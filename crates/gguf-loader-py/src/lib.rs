@@ -6,7 +6,7 @@
 //! GIL; a malformed file raises `ValueError`, an I/O failure `OSError`,
 //! both with the message the CLI prints.
 
-use gguf_loader::{Error, GgmlType};
+use gguf_loader::{Error, GgmlType, OutputMemory, Stores};
 use numpy::{PyArray1, PyArrayMethods, PyReadonlyArray1};
 use pyo3::exceptions::{PyKeyError, PyMemoryError, PyOSError, PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
@@ -154,18 +154,34 @@ fn dequantize<'py>(
         }
         return Ok(out);
     }
-    let decoded = py
-        .detach(|| {
-            fork::run(|| match pool::take(n) {
-                // Memory already faulted in: decode over the old values.
-                Some(mut v) => gguf_loader::dequantize_into_par(ty, src, &mut v).map(|_| v),
-                // Fresh pages (huge where the kernel allows), decoded in parallel.
-                None => gguf_loader::dequantize::<f32>(ty, src),
-            })
-        })?
-        .map_err(decode_err)?;
-    pool::into_array(py, decoded)
+    let (mut out, memory) = match pool::take(n) {
+        // Memory already faulted in: decoded over the old values.
+        Some(v) => (v, OutputMemory::Reused),
+        // Fresh pages (huge where the kernel allows), faulted in by the
+        // decoding threads.
+        None => (
+            gguf_loader::fresh_output::<f32>(ty, n).map_err(decode_err)?,
+            OutputMemory::Fresh,
+        ),
+    };
+    let stores = Stores::Auto.for_output(n * 4, memory);
+    // In pieces, with the signal handlers run between them: Ctrl-C
+    // (`KeyboardInterrupt`) stops a long decode within a piece's time.
+    let piece_blocks = (PIECE_ELEMENTS / block).max(1);
+    let pieces = src
+        .chunks(piece_blocks * type_size)
+        .zip(out.chunks_mut(piece_blocks * block));
+    for (s, d) in pieces {
+        py.check_signals()?;
+        py.detach(|| fork::run(|| gguf_loader::dequantize_into_par_with(ty, s, d, stores)))?
+            .map_err(decode_err)?;
+    }
+    pool::into_array(py, out)
 }
+
+/// Elements decoded between two checks for Ctrl-C in [`dequantize`]:
+/// 128 MiB of output, a few milliseconds' work on a many-core host.
+const PIECE_ELEMENTS: usize = 32 << 20;
 
 /// Sets how many bytes of freed `dequantize` outputs are kept for reuse
 /// (0: none; the default is 256 MiB) and returns the previous bound.

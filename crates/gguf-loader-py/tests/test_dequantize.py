@@ -3,6 +3,10 @@ shapes and bit-identical values on every type gguf-py has (golden blocks,
 random blocks, real tensors), and ggml's own values (the golden files made
 with ggml's C) on every type."""
 
+import signal
+import sys
+import time
+
 import gguf
 import gguf.quants
 import numpy as np
@@ -137,6 +141,49 @@ def test_shapes_and_arguments():
     # A memoryview that is not contiguous: its bytes in logical order.
     strided = np.repeat(one, 2)[::2]
     bits_equal(gguf_loader.dequantize(memoryview(strided), Q.Q4_K), want)
+    # A 0-d array has no rows (it was one row of one element for I8).
+    for qtype in (Q.I8, Q.Q8_0):
+        with pytest.raises(ValueError, match="0-d"):
+            gguf_loader.dequantize(np.array(5, np.int8), qtype)
+
+
+def test_ctrl_c_stops_a_long_dequantize():
+    """A signal whose handler raises KeyboardInterrupt (as Ctrl-C's does)
+    stops a long decode (1 GiB of output) between two of its pieces: it came
+    out only when all was done."""
+    data = np.ones(((1 << 28) // 32) * 34, np.uint8)  # 1 GiB as float32
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    # How the native call ended: by its exception (stopped inside), or by
+    # returning (the interrupt raised after it, at the next bytecode).
+    ends = []
+
+    def profile(frame, event, arg):
+        if event in ("c_return", "c_exception") and getattr(arg, "__name__", "") == "dequantize":
+            ends.append(event)
+
+    old = signal.signal(signal.SIGALRM, interrupt)
+    start = time.perf_counter()
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.01)
+        sys.setprofile(profile)
+        gguf_loader.dequantize(data, Q.Q8_0)
+        completed = True
+    except KeyboardInterrupt:
+        completed = False
+    finally:
+        sys.setprofile(None)
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+    elapsed = time.perf_counter() - start
+    if completed:
+        pytest.skip(f"the decode finished in {elapsed:.3f} s, before the signal")
+    # (Raised after a return, it would have waited for the whole decode.)
+    assert ends == ["c_exception"], f"{ends} after {elapsed:.3f} s"
+    # Still usable, and right, after.
+    assert gguf_loader.dequantize(data[:34], Q.Q8_0).shape == (32,)
 
 
 def test_float_types_as_gguf_py():

@@ -61,7 +61,7 @@ pub use cudarc;
 pub use decode::simd::{simd_features, SIMD_CAPS, SIMD_ENV};
 pub use decode::{
     dequantize, dequantize_into, dequantize_into_par, dequantize_into_par_with,
-    dequantize_into_with, dequantize_rows_into, DecodeError, OutputMemory, Stores,
+    dequantize_into_with, dequantize_rows_into, fresh_output, DecodeError, OutputMemory, Stores,
     STREAMING_MIN_BYTES,
 };
 pub use element::{Element, ElementKind};

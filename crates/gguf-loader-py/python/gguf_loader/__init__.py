@@ -479,7 +479,8 @@ def dequantize(
     view and F16 data is widened; this function decodes every ggml type,
     including those gguf-py lacks. The bits are gguf-py's, but for F16's
     signalling NaNs, which come out quiet as ggml's conversion makes them
-    (numpy keeps them signalling).
+    (numpy keeps them signalling). The GIL is released while it decodes, and
+    Ctrl-C (``KeyboardInterrupt``) stops a long decode.
     """
     if isinstance(qtype, bool) or not isinstance(qtype, (int, np.integer)):
         raise TypeError(f"qtype must be an int or a GGMLType, not {type(qtype).__name__}")
@@ -503,8 +504,14 @@ def dequantize(
         shape = data.shape
         out = _native.dequantize(np.ascontiguousarray(data).reshape(-1).view(np.uint8), int(qtype))
         return out.reshape(shape)
-    rows = np.ascontiguousarray(data).view(np.uint8)
     block_size, type_size = GGML_QUANT_SIZES[qtype]
+    if data.ndim == 0:
+        # (ascontiguousarray would make it one row of one element)
+        raise ValueError(
+            f"Quantized tensor bytes per row (a 0-d array has no rows) are not a multiple "
+            f"of {qtype.name} type size ({type_size})"
+        )
+    rows = np.ascontiguousarray(data).view(np.uint8)
     shape = rows.shape
     if len(shape) == 0 or shape[-1] % type_size != 0:
         last = shape[-1] if len(shape) else 0

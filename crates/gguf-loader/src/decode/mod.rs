@@ -339,11 +339,22 @@ pub fn dequantize_into_par_with<T: Element>(
 pub fn dequantize<T: Element>(ty: GgmlType, src: &[u8]) -> Result<Vec<T>, DecodeError> {
     let type_size = ty.type_size() as usize;
     let n = src.len() / type_size * ty.block_size() as usize;
-    let mut out = crate::alloc::try_zeroed_vec::<T>(n)
-        .map_err(|e| DecodeError::OutOfMemory { ty, bytes: e.bytes })?;
+    let mut out = fresh_output::<T>(ty, n)?;
     let stores = Stores::Auto.for_output(n.saturating_mul(T::KIND.size()), OutputMemory::Fresh);
     dequantize_into_par_with(ty, src, &mut out, stores)?;
     Ok(out)
+}
+
+/// A new output of `n` elements for decoding `ty` into, as [`dequantize`]
+/// makes its own: zeros on pages not touched yet (huge pages asked for,
+/// on Linux), so that the decoding threads fault them in in parallel, not
+/// this thread serially; [`OutputMemory::Fresh`] to
+/// [`Stores::for_output`]. For a caller that decodes it in pieces (to
+/// check for cancellation between them) with [`dequantize_into_par_with`].
+/// [`DecodeError::OutOfMemory`] when the memory cannot be had.
+pub fn fresh_output<T: Element>(ty: GgmlType, n: usize) -> Result<Vec<T>, DecodeError> {
+    crate::alloc::try_zeroed_vec::<T>(n)
+        .map_err(|e| DecodeError::OutOfMemory { ty, bytes: e.bytes })
 }
 
 /// Decodes rows `rows` of a tensor whose rows hold `row_len` elements

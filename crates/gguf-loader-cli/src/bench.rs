@@ -75,6 +75,14 @@ fn output<T: Element>(t: &TensorInfo<'_>) -> Result<Vec<T>, Error> {
 
 fn bench<T: Element>(a: &Args<'_>) -> Result<(), CliError> {
     let loader = MmapGGUFLoader::new(a.file)?;
+    if loader.endianness() == gguf_loader::Endianness::Big {
+        crate::warn(format_args!(
+            "warning: {} is big-endian: its bytes are decoded as stored, without the byte swap \
+             of a load (which refuses its quantized tensors); the figures are the little-endian \
+             decoders'",
+            a.file.display()
+        ));
+    }
     let mut by_type: BTreeMap<GgmlType, Vec<&TensorInfo<'_>>> = BTreeMap::new();
     for t in loader.tensors() {
         by_type.entry(t.ty).or_default().push(t);

@@ -219,6 +219,27 @@ fn big_endian_quantized_is_an_error_not_a_panic() {
     );
 }
 
+/// `bench` on a big-endian file times the decoders on its bytes as stored,
+/// and says so: a load would swap them, or refuse them.
+#[test]
+fn bench_says_a_big_endian_file_is_timed_as_stored() {
+    use gguf_loader::{Endianness, GgufWriter};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("be.gguf");
+    let mut w = GgufWriter::new().endianness(Endianness::Big);
+    w.add_tensor("t", &[64], GgmlType::F32, vec![0u8; 256])
+        .unwrap();
+    std::fs::write(&path, w.to_bytes().unwrap()).unwrap();
+    let r = run(cli().arg("bench").arg(&path).args(["--threads", "1"]));
+    assert!(r.ok().contains("F32"), "{}", r.stdout);
+    assert!(
+        r.stderr
+            .contains("is big-endian: its bytes are decoded as stored"),
+        "{}",
+        r.stderr
+    );
+}
+
 /// `convert INPUT -o OUTPUT ARGS…`, measured.
 fn conv(input: &Path, output: &Path, args: &[&str]) -> Ran {
     run(cli()

@@ -220,19 +220,9 @@ fn chat_uses_the_files_template_or_says_which_it_falls_back_to() {
 /// template, and no tensors: `generate --chat` renders the prompt before it
 /// loads the model.
 fn vocab_with_template(dir: &std::path::Path, template: &str) -> std::path::PathBuf {
-    use gguf_loader::{GgufWriter, MetaValue, ValueType};
-    let strings = |v: &[&str]| {
-        MetaValue::Array(
-            ValueType::String,
-            v.iter().map(|t| MetaValue::String(t.to_string())).collect(),
-        )
-    };
+    use gguf_loader::{GgufWriter, MetaValue};
     let mut w = GgufWriter::new();
-    w.add("tokenizer.ggml.model", MetaValue::String("llama".into()));
-    w.add(
-        "tokenizer.ggml.tokens",
-        strings(&["<unk>", "<s>", "</s>", "\u{2581}", "h", "i"]),
-    );
+    small_vocab(&mut w);
     w.add(
         "tokenizer.chat_template",
         MetaValue::String(template.into()),
@@ -240,6 +230,22 @@ fn vocab_with_template(dir: &std::path::Path, template: &str) -> std::path::Path
     let path = dir.join("vocab.gguf");
     std::fs::write(&path, w.to_bytes().unwrap()).unwrap();
     path
+}
+
+/// Adds a six-token SentencePiece (`llama`) vocabulary to `w`.
+fn small_vocab(w: &mut gguf_loader::GgufWriter) {
+    use gguf_loader::{MetaValue, ValueType};
+    w.add("tokenizer.ggml.model", MetaValue::String("llama".into()));
+    w.add(
+        "tokenizer.ggml.tokens",
+        MetaValue::Array(
+            ValueType::String,
+            ["<unk>", "<s>", "</s>", "\u{2581}", "h", "i"]
+                .iter()
+                .map(|t| MetaValue::String(t.to_string()))
+                .collect(),
+        ),
+    );
 }
 
 /// The chat template is hostile input. Its render runs in a child process
@@ -422,20 +428,10 @@ fn generation_stops_at_the_models_context_length() {
 /// the vocabulary would have been generated and printed as nothing.
 #[test]
 fn a_tokenizer_smaller_than_the_embedding_is_refused() {
-    use gguf_loader::{GgmlType, GgufWriter, MetaValue, ValueType};
+    use gguf_loader::{GgmlType, GgufWriter};
     let dir = tempfile::tempdir().unwrap();
     let mut w = GgufWriter::new();
-    w.add("tokenizer.ggml.model", MetaValue::String("llama".into()));
-    w.add(
-        "tokenizer.ggml.tokens",
-        MetaValue::Array(
-            ValueType::String,
-            ["<unk>", "<s>", "</s>", "\u{2581}", "h", "i"]
-                .iter()
-                .map(|t| MetaValue::String(t.to_string()))
-                .collect(),
-        ),
-    );
+    small_vocab(&mut w);
     w.add_tensor(
         "token_embd.weight",
         &[4, 8],
@@ -552,20 +548,10 @@ fn arguments_as_a_stranger_gives_them() {
 /// tokenizer needs none (tokenize and generate refused the file).
 #[test]
 fn a_chat_template_of_another_type_fails_only_chat() {
-    use gguf_loader::{GgufWriter, MetaValue, ValueType};
+    use gguf_loader::{GgufWriter, MetaValue};
     let dir = tempfile::tempdir().unwrap();
     let mut w = GgufWriter::new();
-    w.add("tokenizer.ggml.model", MetaValue::String("llama".into()));
-    w.add(
-        "tokenizer.ggml.tokens",
-        MetaValue::Array(
-            ValueType::String,
-            ["<unk>", "<s>", "</s>", "\u{2581}", "h", "i"]
-                .iter()
-                .map(|t| MetaValue::String(t.to_string()))
-                .collect(),
-        ),
-    );
+    small_vocab(&mut w);
     w.add("tokenizer.chat_template", MetaValue::U32(7));
     // Past the vocabulary: the default (1) is used, and said, as llama.cpp
     // does.

@@ -2,6 +2,8 @@
 //! is not a regular file, which could block the open, is refused by the
 //! library before anything is read.)
 
+use std::path::{Path, PathBuf};
+
 pub use gguf_loader::{max_threads, THREADS_PER_CORE};
 
 /// Parses `--threads`: a count from 1 to [`max_threads`]; the error is the
@@ -21,14 +23,93 @@ pub fn parse_threads(s: &str) -> Result<usize, String> {
     }
 }
 
-/// The memory the kernel reckons can be allocated without swapping
-/// (`MemAvailable` in `/proc/meminfo`), in bytes; `None` where that file is
-/// missing or unreadable (not Linux).
+/// The memory this process can allocate without swapping or being killed,
+/// in bytes: the machine's (`MemAvailable` in `/proc/meminfo`), or less
+/// where the process's memory cgroup (a container's `--memory`) leaves
+/// less ([`cgroup_available`]); `None` where neither is known (not Linux).
 pub fn mem_available() -> Option<u64> {
-    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
-    let line = info.lines().find(|l| l.starts_with("MemAvailable:"))?;
-    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    kb.checked_mul(1024)
+    let machine = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|info| {
+            let line = info.lines().find(|l| l.starts_with("MemAvailable:"))?;
+            let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+            kb.checked_mul(1024)
+        });
+    let cgroup = std::fs::read_to_string("/proc/self/cgroup")
+        .ok()
+        .and_then(|own| cgroup_available(Path::new("/sys/fs/cgroup"), &own));
+    match (machine, cgroup) {
+        (Some(m), Some(c)) => Some(m.min(c)),
+        (m, c) => m.or(c),
+    }
+}
+
+/// What the memory cgroup named in `own` (the text of `/proc/self/cgroup`)
+/// and its ancestors still allow, under the cgroup mount `root`: the
+/// smallest limit less usage, usage counted without the inactive file
+/// pages the kernel reclaims before it kills (as `docker stats` counts
+/// it). cgroup v2 (`0::/path`: `memory.max`, `memory.current`) or v1 (the
+/// `memory` controller: `memory.limit_in_bytes`, `memory.usage_in_bytes`,
+/// and `hierarchical_memory_limit` for the ancestors); `None` where no
+/// limit is set or none can be read.
+pub fn cgroup_available(root: &Path, own: &str) -> Option<u64> {
+    let read = |p: PathBuf| std::fs::read_to_string(p).ok();
+    let number = |s: Option<String>| s.and_then(|s| s.trim().parse::<u64>().ok());
+    let stat = |dir: &Path, key: &str| {
+        read(dir.join("memory.stat")).and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix(key)?.strip_prefix(' ')?.trim().parse().ok())
+        })
+    };
+    let mut least: Option<u64> = None;
+    let mut take = |limit: u64, usage: u64, inactive: u64| {
+        let left = limit.saturating_sub(usage.saturating_sub(inactive));
+        least = Some(least.map_or(left, |l| l.min(left)));
+    };
+    for line in own.lines() {
+        let mut parts = line.splitn(3, ':');
+        let (Some(_), Some(controllers), Some(path)) = (parts.next(), parts.next(), parts.next())
+        else {
+            continue;
+        };
+        let path = path.trim_start_matches('/');
+        if controllers.is_empty() {
+            // v2: every level from the process's cgroup up to the root.
+            let mut dir = root.join(path);
+            while dir.starts_with(root) {
+                if let (Some(max), Some(current)) = (
+                    number(read(dir.join("memory.max"))),
+                    number(read(dir.join("memory.current"))),
+                ) {
+                    take(max, current, stat(&dir, "inactive_file").unwrap_or(0));
+                }
+                if !dir.pop() {
+                    break;
+                }
+            }
+        } else if controllers.split(',').any(|c| c == "memory") {
+            // v1. Inside a container the mount's root is the process's
+            // own cgroup, whatever the path says.
+            let mount = root.join("memory");
+            let dir = [mount.join(path), mount.clone()]
+                .into_iter()
+                .find(|d| d.join("memory.usage_in_bytes").exists())?;
+            let usage = number(read(dir.join("memory.usage_in_bytes")))?;
+            let limit = number(read(dir.join("memory.limit_in_bytes")));
+            let hierarchical = stat(&dir, "hierarchical_memory_limit");
+            // No limit is the largest page-aligned i64 (2^63 - 4096 on
+            // x86-64): anything past 2^62 bytes is none.
+            let limit = [limit, hierarchical]
+                .into_iter()
+                .flatten()
+                .filter(|&l| l < 1 << 62)
+                .min();
+            if let Some(limit) = limit {
+                take(limit, usage, stat(&dir, "total_inactive_file").unwrap_or(0));
+            }
+        }
+    }
+    least
 }
 
 /// Refuses, before anything is read, to allocate `needed` bytes for `what`
@@ -72,5 +153,39 @@ mod tests {
             assert!(e.contains("--no-memory-check"), "{e}");
         }
         assert!(check_memory(1, "one byte").is_ok());
+    }
+
+    #[test]
+    fn a_cgroups_limit_less_its_usage_is_whats_available() {
+        let root = tempfile::tempdir().unwrap();
+        let write = |rel: &str, text: &str| {
+            let p = root.path().join(rel);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, text).unwrap();
+        };
+        // v2: the parent's limit is the smaller; inactive files count free.
+        write("a/memory.max", "1000000\n");
+        write("a/memory.current", "600000\n");
+        write("a/memory.stat", "anon 1\ninactive_file 100000\n");
+        write("a/b/memory.max", "max\n");
+        write("a/b/memory.current", "500000\n");
+        assert_eq!(
+            cgroup_available(root.path(), "0::/a/b\n"),
+            Some(1_000_000 - 500_000)
+        );
+        // v1, with no limit set at its level but one above it.
+        write("memory/c/memory.limit_in_bytes", "9223372036854771712\n");
+        write("memory/c/memory.usage_in_bytes", "300\n");
+        write(
+            "memory/c/memory.stat",
+            "hierarchical_memory_limit 1000\ntotal_inactive_file 100\n",
+        );
+        let own = "4:memory:/c\n1:cpu:/\n";
+        assert_eq!(cgroup_available(root.path(), own), Some(800));
+        // None set: unknown, not zero.
+        write("memory/d/memory.limit_in_bytes", "9223372036854771712\n");
+        write("memory/d/memory.usage_in_bytes", "300\n");
+        assert_eq!(cgroup_available(root.path(), "4:memory:/d\n"), None);
+        assert_eq!(cgroup_available(root.path(), "garbage"), None);
     }
 }

@@ -263,7 +263,7 @@ enum Command {
         #[arg(long)]
         json: bool,
         /// Load even when the decoded model is larger than the memory
-        /// available (MemAvailable).
+        /// available (MemAvailable, or what the memory cgroup leaves).
         #[arg(long)]
         no_memory_check: bool,
     },
@@ -300,7 +300,7 @@ enum Command {
         #[arg(long, value_enum, default_value = "auto")]
         stores: StoresArg,
         /// Run even when the outputs of one tensor type are larger than the
-        /// memory available (MemAvailable).
+        /// memory available (MemAvailable, or what the memory cgroup leaves).
         #[arg(long)]
         no_memory_check: bool,
     },
@@ -369,7 +369,7 @@ enum Command {
         #[arg(long, value_enum)]
         gpu_matmul: Option<GpuMatmulArg>,
         /// Run even when the decoded weights are larger than the memory
-        /// available (MemAvailable).
+        /// available (MemAvailable, or what the memory cgroup leaves).
         #[arg(long)]
         no_memory_check: bool,
     },

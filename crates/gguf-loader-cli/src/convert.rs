@@ -236,18 +236,23 @@ pub fn run(a: &Args<'_>) -> Result<(), CliError> {
         gguf_loader_cli::warn(format_args!("warning: {w}"));
     }
     decoder.warn_infinities();
+    // What went as asked and what was kept as f32, apart (the count as
+    // asked included those kept).
     let kept = plan.iter().filter(|(_, k)| *k != a.dtype).count();
-    let kept = if kept > 0 {
-        format!(" ({} kept as f32: 1-D or norm)", tensors_text(kept))
-    } else {
-        String::new()
+    let asked = plan.len() - kept;
+    let what = match (asked, kept) {
+        (_, 0) => format!("{} as {}", tensors_text(asked), a.dtype.name()),
+        (0, _) => format!("{} kept as f32 (1-D or norm)", tensors_text(kept)),
+        _ => format!(
+            "{} as {}, {kept} kept as f32 (1-D or norm)",
+            tensors_text(asked),
+            a.dtype.name()
+        ),
     };
     writeln!(
         io::stdout().lock(),
-        "wrote {}: {} as {}{kept}, {bytes} bytes, in {:.1} s",
-        a.output.display(),
-        tensors_text(plan.len()),
-        a.dtype.name(),
+        "wrote {}: {what}, {bytes} bytes, in {:.1} s",
+        Escaped(&a.output.display().to_string()),
         start.elapsed().as_secs_f64()
     )
     .map_err(CliError::stdout)?;

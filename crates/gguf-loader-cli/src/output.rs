@@ -88,7 +88,13 @@ impl Output {
         #[cfg(unix)]
         let blocked = fatal::Blocked::new();
         let mut pending = PENDING.lock().unwrap_or_else(|p| p.into_inner());
-        let prefix = format!(".{name}.");
+        // At most 128 bytes of the name: the temporary name is 12 longer,
+        // and a name near the file system's limit (255) must still work.
+        let mut end = name.len().min(128);
+        while !name.is_char_boundary(end) {
+            end -= 1;
+        }
+        let prefix = format!(".{}.", &name[..end]);
         let mut builder = tempfile::Builder::new();
         builder.prefix(&prefix).suffix(".tmp");
         #[cfg(unix)]
@@ -155,6 +161,13 @@ impl Output {
 
     /// A one-line error naming the output.
     pub fn error(&self, msg: impl std::fmt::Display) -> CliError {
+        // An error of the temporary file ends ` at path "<its name>"`: the
+        // output is named already.
+        let msg = msg.to_string();
+        let msg = match msg.rsplit_once(" at path \"") {
+            Some((head, _)) if msg.ends_with('"') => head,
+            _ => &msg,
+        };
         format!("{}: {msg}", self.shown.display()).into()
     }
 

@@ -50,7 +50,7 @@ pub fn run(
     writeln!(
         io::stdout().lock(),
         "wrote {}: {} with {ty} weights, seed {seed}, {bytes} bytes",
-        output.display(),
+        gguf_loader::Escaped(&output.display().to_string()),
         p.name
     )
     .map_err(CliError::stdout)?;

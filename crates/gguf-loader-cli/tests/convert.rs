@@ -411,8 +411,10 @@ fn an_output_is_never_replaced_without_force() {
     let summary = r.ok();
     assert_eq!(summary.lines().count(), 1, "{summary}");
     assert!(
-        summary.starts_with(&format!("wrote {}: 16 tensors as f16", out.display()))
-            && summary.contains("bytes"),
+        summary.starts_with(&format!(
+            "wrote {}: 10 tensors as f16, 6 kept as f32",
+            out.display()
+        )) && summary.contains("bytes"),
         "{summary}"
     );
     MmapGGUFLoader::new(&out).unwrap();
@@ -1001,4 +1003,37 @@ fn infinities_made_by_f16_are_warned_of() {
     );
     r.ok();
     assert!(!r.stderr.contains("infinite"), "{}", r.stderr);
+}
+
+/// The summary line counts the tensors written as asked apart from those
+/// kept as f32, and escapes the output's name as the errors do; a name
+/// near the file system's limit (255 bytes) converts (the temporary file's
+/// name, 12 bytes longer, was refused).
+#[test]
+fn the_summary_counts_and_names_as_it_should() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = support::tiny_model(dir.path());
+    let out = dir.path().join("x.gguf");
+    let summary = |args: &[&str]| {
+        let r = conv(&model, &out, &[&["--force"], args].concat());
+        r.ok().to_string()
+    };
+    let s = summary(&[]);
+    assert!(
+        s.contains(": 16 tensors as f16, 5 kept as f32 (1-D or norm), "),
+        "{s}"
+    );
+    let s = summary(&["--tensors", "norm"]);
+    assert!(s.contains(": 5 tensors kept as f32 (1-D or norm), "), "{s}");
+    let s = summary(&["--dtype", "f32"]);
+    assert!(s.contains(": 21 tensors as f32, "), "{s}");
+
+    let long = dir.path().join(format!("{}.gguf", "a".repeat(250)));
+    assert!(conv(&model, &long, &[]).ok().starts_with("wrote "));
+    assert!(long.exists());
+
+    let odd = dir.path().join("e\u{1b}[31mx.safetensors");
+    let s = conv(&model, &odd, &[]).ok().to_string();
+    assert!(s.contains("e\\u{1b}[31mx.safetensors: "), "{s}");
+    assert!(!s.contains('\u{1b}'), "{s}");
 }

@@ -269,13 +269,28 @@ fn write_value(c: &mut Clip, v: &Value<'_>, string_chars: usize) -> bool {
             c.push(']');
             c.is_cut()
         }
-        Value::F32(x) => scalar(c, x),
-        Value::F64(x) => scalar(c, x),
+        Value::F32(x) => scalar(
+            c,
+            &float_text(f64::from(*x), x.to_string(), format!("{x:e}")),
+        ),
+        Value::F64(x) => scalar(c, &float_text(*x, x.to_string(), format!("{x:e}"))),
         Value::Bool(x) => scalar(c, x),
         other => match other.as_i64() {
             Some(i) => scalar(c, &i),
             None => scalar(c, &other.as_u64().unwrap_or_default()),
         },
+    }
+}
+
+/// A float as its shortest decimal (`plain`, Rust's `Display`) where that
+/// is short, else in scientific notation (`exp`): `1e308` and `5e-324`
+/// were hundreds of digits, clipped before their value showed.
+fn float_text(x: f64, plain: String, exp: String) -> String {
+    let a = x.abs();
+    if a == 0.0 || !a.is_finite() || (1e-5..1e16).contains(&a) {
+        plain
+    } else {
+        exp
     }
 }
 

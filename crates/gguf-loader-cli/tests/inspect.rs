@@ -167,3 +167,44 @@ fn split_models_say_which_shard_holds_which_tensors() {
             .is_none()
     );
 }
+
+/// Floats print as their shortest decimal, in scientific notation where
+/// that is long: `1e308` was 309 digits, clipped before its value showed.
+#[test]
+fn floats_print_short() {
+    use gguf_loader::{GgufWriter, MetaValue};
+    let dir = tempfile::tempdir().unwrap();
+    let mut w = GgufWriter::new();
+    for (key, v) in [
+        ("t.tiny", MetaValue::F64(5e-324)),
+        ("t.neg", MetaValue::F64(-1.5e200)),
+        ("t.big", MetaValue::F64(1e308)),
+        ("t.eps", MetaValue::F32(1e-5)),
+        ("t.rope", MetaValue::F32(10000.0)),
+        ("t.half", MetaValue::F32(0.5)),
+        ("t.nan", MetaValue::F64(f64::NAN)),
+    ] {
+        w.add(key, v);
+    }
+    let path = dir.path().join("f.gguf");
+    std::fs::write(&path, w.to_bytes().unwrap()).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_gguf-loader"))
+        .arg("inspect")
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    for (key, shown) in [
+        ("t.tiny", "5e-324"),
+        ("t.neg", "-1.5e200"),
+        ("t.big", "1e308"),
+        ("t.eps", "1e-5"),
+        ("t.rope", "10000"),
+        ("t.half", "0.5"),
+        ("t.nan", "NaN"),
+    ] {
+        let line = text.lines().find(|l| l.contains(key)).unwrap();
+        assert!(line.ends_with(&format!("= {shown}")), "{line}");
+    }
+}

@@ -455,6 +455,17 @@ fn parse_error(e: &clap::Error) -> ExitCode {
 /// (too many threads for the process's limits) is one line, not a panic.
 fn start_thread_pool() -> Result<(), CliError> {
     let (n, asked) = gguf_loader::pool_threads();
+    if let Some(v) = std::env::var_os("RAYON_NUM_THREADS") {
+        let v = v.to_string_lossy();
+        // rayon ignores what it cannot read, as pool_threads does: say so.
+        if !v.trim().is_empty() && v.trim().parse::<usize>().is_err() {
+            gguf_loader_cli::warn(format_args!(
+                "warning: RAYON_NUM_THREADS={} is not a thread count; starting {n} threads (one \
+                 per available core)",
+                gguf_loader::Escaped(&v)
+            ));
+        }
+    }
     if let Some(asked) = asked {
         gguf_loader_cli::warn(format_args!(
             "warning: RAYON_NUM_THREADS={asked} is more than {n} ({} per available core); \

@@ -158,4 +158,20 @@ fn rayon_num_threads_is_capped() {
             "{cmd}: {err}"
         );
     }
+    // A value that is no count is said to be ignored (rayon ignores it
+    // silently).
+    for v in ["abc", "-1"] {
+        let out = cli()
+            .arg("load")
+            .arg(&model)
+            .env("RAYON_NUM_THREADS", v)
+            .output()
+            .unwrap();
+        let err = stderr(&out);
+        assert!(out.status.success(), "{v}: {err}");
+        assert!(
+            err.contains(&format!("RAYON_NUM_THREADS={v} is not a thread count")),
+            "{v}: {err}"
+        );
+    }
 }

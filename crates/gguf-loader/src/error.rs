@@ -49,7 +49,12 @@ pub enum Error {
     #[error(transparent)]
     Metadata(#[from] MetadataError),
     /// Reading a tensor's bytes failed (read mode: e.g. the file shrank).
-    #[error("{}: tensor '{}' at byte {offset}: {error}", path.display(), Escaped(tensor))]
+    #[error(
+        "{}: tensor '{}' at byte {offset}: {}",
+        path.display(),
+        Escaped(tensor),
+        tensor_io_text(error)
+    )]
     TensorIo {
         /// The file.
         path: PathBuf,
@@ -211,3 +216,15 @@ impl Error {
 
 /// `std::result::Result` with this crate's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// A tensor read's error in words: an end of file met before the tensor's
+/// end means the file shrank after it was opened (std says "failed to fill
+/// whole buffer").
+fn tensor_io_text(error: &io::Error) -> String {
+    if error.kind() == io::ErrorKind::UnexpectedEof {
+        "the file ends before the tensor's data does (truncated or changed since it was opened)"
+            .to_string()
+    } else {
+        error.to_string()
+    }
+}

@@ -235,7 +235,7 @@ pub fn run(a: &Args<'_>) -> Result<(), CliError> {
     for w in inexact {
         gguf_loader_cli::warn(format_args!("warning: {w}"));
     }
-    decoder.warn_infinities();
+    decoder.warn_non_finite();
     // What went as asked and what was kept as f32, apart (the count as
     // asked included those kept).
     let kept = plan.iter().filter(|(_, k)| *k != a.dtype).count();
@@ -291,21 +291,64 @@ struct Decoder {
     buf: Vec<u64>,
     /// Where tensors are decoded.
     device: Device,
-    /// The f16 outputs holding infinities, with how many: values beyond
-    /// f16's range (±65504) become infinite, said once the file is written.
-    infinite: Vec<(String, usize)>,
+    /// The outputs that hold values beyond f16's range (±65504), made
+    /// infinite by an f16 output, with how many.
+    overflowed: Vec<(String, usize)>,
+    /// The outputs that hold NaN or infinite values as the file gives them
+    /// (a float tensor's, or a block's scale), with how many.
+    non_finite: Vec<(String, usize)>,
 }
 
-/// How many of `values` (f16 bits, or any other float) are infinite, for an
-/// f16 output; 0 for another.
-fn f16_infinities<T: Element>(values: &[T]) -> usize {
-    if T::KIND != ElementKind::F16 {
-        return 0;
+/// How many of `values` are infinite and how many NaN, from their bits.
+fn non_finite<T: Element>(values: &[T]) -> (usize, usize) {
+    // (magnitude mask, the infinity's bits): above it is NaN.
+    fn count<B: Copy + Into<u32>>(bits: &[B], mask: u32, inf: u32) -> (usize, usize) {
+        bits.iter().fold((0, 0), |(i, n), &b| {
+            let m = b.into() & mask;
+            (i + usize::from(m == inf), n + usize::from(m > inf))
+        })
     }
-    bytemuck::cast_slice::<T, u16>(values)
+    match T::KIND {
+        ElementKind::F32 => count(
+            bytemuck::cast_slice::<T, u32>(values),
+            0x7fff_ffff,
+            0x7f80_0000,
+        ),
+        ElementKind::F16 => count(bytemuck::cast_slice::<T, u16>(values), 0x7fff, 0x7c00),
+        ElementKind::BF16 => count(bytemuck::cast_slice::<T, u16>(values), 0x7fff, 0x7f80),
+    }
+}
+
+/// The values of `info` (decoded as `T` into `values`) made infinite by an
+/// f16 output, and those NaN or infinite as the file gives them. In an f16
+/// output an infinity may be a finite value beyond f16's range: told apart
+/// by decoding the tensor again as f32 (only where there are infinities).
+fn overflowed_and_non_finite<T: Element>(
+    loader: &MmapGGUFLoader,
+    info: &TensorInfo<'_>,
+    values: &[T],
+) -> (usize, usize) {
+    let (inf, nan) = non_finite(values);
+    let mut in_file = inf;
+    if inf > 0 && T::KIND == ElementKind::F16 {
+        in_file = loader
+            .load_tensor::<f32>(info.name, Device::Cpu)
+            .map_or(0, |t| non_finite(t.data()).0);
+    }
+    (inf.saturating_sub(in_file), in_file + nan)
+}
+
+/// Names at most three of `tensors` with their counts, and how many more.
+fn named(tensors: &[(String, usize)]) -> String {
+    let mut text: Vec<String> = tensors
         .iter()
-        .filter(|&&b| b & 0x7fff == 0x7c00)
-        .count()
+        .take(3)
+        .map(|(t, n)| format!("'{}' ({n})", Escaped(t)))
+        .collect();
+    if tensors.len() > 3 {
+        text.push(format!("and {} more", tensors.len() - 3));
+    }
+    text.join(", ")
 }
 
 impl Decoder {
@@ -343,39 +386,43 @@ impl Decoder {
         Ok(words)
     }
 
-    fn note_infinities(&mut self, info: &TensorInfo<'_>, n: usize) {
-        if n > 0 {
-            self.infinite.push((info.name.to_string(), n));
+    /// Keeps `info`'s counts from [`overflowed_and_non_finite`].
+    fn note(&mut self, info: &TensorInfo<'_>, (overflowed, non_finite): (usize, usize)) {
+        if overflowed > 0 {
+            self.overflowed.push((info.name.to_string(), overflowed));
+        }
+        if non_finite > 0 {
+            self.non_finite.push((info.name.to_string(), non_finite));
         }
     }
 
-    /// Says on standard error which f16 outputs hold infinities (at most
-    /// three named).
-    fn warn_infinities(&self) {
-        if self.infinite.is_empty() {
-            return;
-        }
-        let named: Vec<String> = self
-            .infinite
-            .iter()
-            .take(3)
-            .map(|(t, n)| format!("'{}' ({n})", Escaped(t)))
-            .collect();
-        gguf_loader_cli::warn(format_args!(
-            "warning: {} infinite values in f16 (beyond its range, ±65504, or \
-             infinite in the file): {}{}; --dtype bf16 or f32 keeps their range",
-            if self.infinite.len() == 1 {
+    /// Says on standard error which outputs hold values made infinite by
+    /// f16, and which hold NaN or infinite values from the file (at most
+    /// three named each).
+    fn warn_non_finite(&self) {
+        let tensors = |n: usize| {
+            if n == 1 {
                 "1 tensor holds"
             } else {
                 "tensors hold"
-            },
-            named.join(", "),
-            if self.infinite.len() > 3 {
-                format!(" and {} more", self.infinite.len() - 3)
-            } else {
-                String::new()
             }
-        ));
+        };
+        if !self.overflowed.is_empty() {
+            gguf_loader_cli::warn(format_args!(
+                "warning: {} values beyond f16's range (±65504), infinite in f16: {}; --dtype \
+                 bf16 or f32 keeps their range",
+                tensors(self.overflowed.len()),
+                named(&self.overflowed)
+            ));
+        }
+        if !self.non_finite.is_empty() {
+            gguf_loader_cli::warn(format_args!(
+                "warning: {} NaN or infinite values as the file gives them: {}; `gguf-loader \
+                 verify` says where",
+                tensors(self.non_finite.len()),
+                named(&self.non_finite)
+            ));
+        }
     }
 
     /// Decodes `info` as `kind` and hands its little-endian bytes to `sink`
@@ -391,7 +438,7 @@ impl Decoder {
             // Decoded on the GPU, copied back whole (the same values).
             return with_element!(kind, T => {
                 let t = loader.load_tensor::<T>(info.name, self.device)?.to_host()?;
-                self.note_infinities(info, f16_infinities(t.data()));
+                self.note(info, overflowed_and_non_finite(loader, info, t.data()));
                 for piece in t.data().chunks(PIECE / T::KIND.size()) {
                     sink(&T::to_le_bytes_vec(piece))?;
                 }
@@ -407,11 +454,11 @@ impl Decoder {
         with_element!(kind, T => {
             let values = &mut bytemuck::cast_slice_mut::<u64, T>(&mut self.buf[..words])[..n];
             loader.load_tensor_into(info.name, values)?;
-            let inf = f16_infinities(values);
+            let counts = overflowed_and_non_finite(loader, info, values);
             for piece in values.chunks(PIECE / T::KIND.size()) {
                 sink(&T::to_le_bytes_vec(piece))?;
             }
-            self.note_infinities(info, inf);
+            self.note(info, counts);
         });
         Ok(())
     }

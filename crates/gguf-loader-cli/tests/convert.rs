@@ -970,7 +970,8 @@ fn inexact_integer_tensors_are_warned_of() {
 }
 
 /// Values beyond f16's range become infinite in an f16 output: said once
-/// the file is written, naming the tensors; bf16 keeps their range.
+/// the file is written, naming the tensors; bf16 keeps their range. NaN
+/// and infinite values in the file are said apart, for every output.
 #[test]
 fn infinities_made_by_f16_are_warned_of() {
     use gguf_loader::{GgufWriter, MetaValue};
@@ -978,11 +979,17 @@ fn infinities_made_by_f16_are_warned_of() {
     let input = dir.path().join("big.gguf");
     let mut w = GgufWriter::new();
     w.add("general.architecture", MetaValue::String("llama".into()));
-    let values: Vec<u8> = [1e38f32, 7e4, 1.0, -2.0]
-        .iter()
-        .flat_map(|v| v.to_le_bytes())
-        .collect();
-    w.add_tensor("big", &[2, 2], GgmlType::F32, values).unwrap();
+    let bytes = |v: &[f32]| v.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>();
+    w.add_tensor(
+        "big",
+        &[2, 2],
+        GgmlType::F32,
+        bytes(&[1e38, 7e4, 1.0, -2.0]),
+    )
+    .unwrap();
+    // Infinite and NaN in the file: whatever the output, no --dtype helps.
+    let odd = bytes(&[f32::INFINITY, 7e4, f32::NAN, 1.0]);
+    w.add_tensor("odd", &[2, 2], GgmlType::F32, odd).unwrap();
     std::fs::write(&input, w.to_bytes().unwrap()).unwrap();
     let r = conv(
         &input,
@@ -990,19 +997,31 @@ fn infinities_made_by_f16_are_warned_of() {
         &["--dtype", "f16"],
     );
     r.ok();
-    assert!(
-        r.stderr.contains("1 tensor holds infinite values in f16")
-            && r.stderr.contains("'big' (2)"),
+    let lines: Vec<&str> = r.stderr.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            "gguf-loader: warning: tensors hold values beyond f16's range (±65504), infinite \
+             in f16: 'big' (2), 'odd' (1); --dtype bf16 or f32 keeps their range",
+            "gguf-loader: warning: 1 tensor holds NaN or infinite values as the file gives \
+             them: 'odd' (2); `gguf-loader verify` says where",
+        ],
         "{}",
         r.stderr
     );
-    let r = conv(
-        &input,
-        &dir.path().join("y.safetensors"),
-        &["--dtype", "bf16"],
-    );
-    r.ok();
-    assert!(!r.stderr.contains("infinite"), "{}", r.stderr);
+    for dtype in ["bf16", "f32"] {
+        let r = conv(
+            &input,
+            &dir.path().join(format!("{dtype}.safetensors")),
+            &["--dtype", dtype],
+        );
+        r.ok();
+        assert!(
+            !r.stderr.contains("f16's range") && r.stderr.contains("'odd' (2)"),
+            "{}",
+            r.stderr
+        );
+    }
 }
 
 /// The summary line counts the tensors written as asked apart from those

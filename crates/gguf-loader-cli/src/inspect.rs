@@ -152,7 +152,11 @@ where
 {
     writeln!(out, "{}", Escaped(&path.display().to_string()))?;
     if shards > 1 {
-        writeln!(out, "  split model: {shards} shards")?;
+        writeln!(
+            out,
+            "  split model: {shards} shards (the header and metadata below are the first \
+             shard's, whichever was named)"
+        )?;
     }
     writeln!(
         out,

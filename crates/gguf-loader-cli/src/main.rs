@@ -193,7 +193,8 @@ enum Command {
     ///
     /// One tensor is decoded at a time and streamed to a temporary file
     /// beside the output, renamed into place when complete. A GGUF keeps
-    /// every metadata key (with `general.file_type` set) and, as llama.cpp's
+    /// every metadata key (with `general.file_type` set; a split model's
+    /// `split.*` keys go, since the output is one file) and, as llama.cpp's
     /// converters do, its 1-D tensors (norms, biases) and norm weights in
     /// f32. Safetensors' `__metadata__` keeps every key as a string: text as
     /// itself, numbers as decimal text, arrays (tokenizer vocabularies,
@@ -204,6 +205,8 @@ enum Command {
         /// The output; its extension, .safetensors or .gguf, picks the format.
         #[arg(short, long)]
         output: PathBuf,
+        /// The float type of the output's tensors (a GGUF keeps its 1-D and
+        /// norm tensors f32).
         #[arg(long, value_enum, default_value = "f16")]
         dtype: Dtype,
         /// Only tensors whose name matches this regular expression.

@@ -269,12 +269,19 @@ fn load<T: Element>(a: &Args<'_>) -> Result<(), CliError> {
                 )?;
             }
         }
-        if let Some(s) = &lazy_stats {
-            writeln!(
+        match &lazy_stats {
+            Some(s) if s.layers == 0 => {
+                writeln!(out, "  lazy:         no layers (no blk.N tensors) to walk")?;
+            }
+            Some(s) => writeln!(
                 out,
-                "  lazy:         first layer ready in {:.1} ms, then {:.1} ms waited per layer (median)",
-                s.first_ms, s.median_ms
-            )?;
+                "  lazy:         {}: first ready in {:.1} ms, then {:.1} ms waited per layer \
+                 (median)",
+                crate::text::count(s.layers as u64, "layer"),
+                s.first_ms,
+                s.median_ms
+            )?,
+            None => {}
         }
         Ok(())
     };

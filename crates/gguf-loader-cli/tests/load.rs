@@ -47,6 +47,29 @@ fn synth_then_load_in_every_mode() {
     let out = cli().arg("load").arg(&path).output().unwrap();
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(text.contains("GB/s") && text.contains("Q4_K"), "{text}");
+    let out = cli().arg("load").arg(&path).arg("--lazy").output().unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains("lazy:         2 layers: first ready in "),
+        "{text}"
+    );
+    // A file with no layers says so, not "first layer ready in 0.0 ms".
+    let none = dir.path().join("none.gguf");
+    let mut w = gguf_loader::GgufWriter::new();
+    w.add_tensor(
+        "token_embd.weight",
+        &[8, 4],
+        gguf_loader::GgmlType::F32,
+        vec![0; 128],
+    )
+    .unwrap();
+    std::fs::write(&none, w.to_bytes().unwrap()).unwrap();
+    let out = cli().arg("load").arg(&none).arg("--lazy").output().unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains("lazy:         no layers (no blk.N tensors) to walk"),
+        "{text}"
+    );
 }
 
 #[test]

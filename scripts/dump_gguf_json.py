@@ -10,6 +10,7 @@ Usage:
 Schema (must match `gguf-loader inspect --json`):
     {"version": int, "endianness": "little"|"big", "alignment": int,
      "data_offset": int, "metadata": {key: value, ...},
+     "metadata_types": {key: "uint32" | "string" | "array[float32]" | ...},
      "tensors": [{"name": str, "type": "Q4_0", "ne": [ne0, ne1, ...],
                   "shape": row-major, ne reversed,
                   "offset": absolute byte offset, "n_bytes": int}, ...]}
@@ -91,14 +92,24 @@ def field_value(field: Any) -> Any:
     return value
 
 
+def field_type(field: Any) -> str:
+    """The GGUF type name of a field's value ("array[ELEMENT]" for arrays)."""
+    vtype = VT(int(field.parts[2][0]))
+    if vtype == VT.ARRAY:
+        return f"array[{VT(int(field.parts[3][0])).name.lower()}]"
+    return vtype.name.lower()
+
+
 def dump(path: str | Path) -> dict[str, Any]:
     r = GGUFReader(path, "r")
     version = int(r.fields["GGUF.version"].parts[0][0])
     metadata: dict[str, Any] = {}
+    types: dict[str, str] = {}
     for name, field in r.fields.items():
         if name.startswith("GGUF."):
             continue  # synthetic header fields added by GGUFReader
         metadata[name] = field_value(field)
+        types[name] = field_type(field)
     tensors = []
     for t in r.tensors:
         tensors.append({
@@ -118,6 +129,7 @@ def dump(path: str | Path) -> dict[str, Any]:
         "alignment": int(align),
         "data_offset": int(r.data_offset),
         "metadata": metadata,
+        "metadata_types": types,
         "tensors": tensors,
     }
 

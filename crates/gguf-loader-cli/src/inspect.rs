@@ -12,7 +12,7 @@ use gguf_loader::{Escaped, GgufFile, MmapGGUFLoader, TensorInfo, Value};
 use serde::ser::{SerializeMap, Serializer};
 use serde::Serialize;
 
-use crate::json::{JsonMetadata, JsonTensor, Seq};
+use crate::json::{JsonMetadata, JsonMetadataTypes, JsonTensor, Seq};
 use crate::text::{clip, lossy_chars, Clip};
 use crate::CliError;
 
@@ -125,6 +125,7 @@ where
         map.serialize_entry("alignment", &f.alignment)?;
         map.serialize_entry("data_offset", &f.data_offset)?;
         map.serialize_entry("metadata", &JsonMetadata(&f.metadata))?;
+        map.serialize_entry("metadata_types", &JsonMetadataTypes(&f.metadata))?;
         map.serialize_entry("tensors", &Seq(|| (self.tensors)().map(JsonTensor)))?;
         if !self.shards.is_empty() {
             map.serialize_entry("shards", self.shards)?;

@@ -72,6 +72,24 @@ impl Serialize for JsonMetadata<'_, '_> {
     }
 }
 
+/// Each metadata key's GGUF type (`uint32`, `float32`, `string`, …;
+/// `array[ELEMENT]` for an array): what the values alone cannot say (a
+/// float, an integer; NaN or the string "NaN").
+pub struct JsonMetadataTypes<'m, 'a>(pub &'m Metadata<'a>);
+
+impl Serialize for JsonMetadataTypes<'_, '_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(None)?;
+        for (k, v) in self.0.iter() {
+            match v {
+                Value::Array(a) => map.serialize_entry(k, &format!("array[{}]", a.elem_type()))?,
+                other => map.serialize_entry(k, other.value_type().name())?,
+            }
+        }
+        map.end()
+    }
+}
+
 /// One tensor: name, type, `ne` (GGUF order, fastest first), `shape`
 /// (row-major, slowest first), absolute offset in its file, bytes.
 pub struct JsonTensor<'t, 'a>(pub &'t TensorInfo<'a>);

@@ -212,7 +212,8 @@ enum Command {
         /// Only tensors whose name matches this regular expression.
         #[arg(long)]
         tensors: Option<String>,
-        /// Replace the output if it exists (never an input).
+        /// Replace the output if it exists (never an input). A link's target
+        /// is replaced, the link kept; a dangling link is replaced.
         #[arg(long)]
         force: bool,
         /// Decode on this device (cpu, cuda, cuda:N; a GPU needs a build
@@ -284,7 +285,8 @@ enum Command {
         output: PathBuf,
         #[arg(long, default_value_t = 1)]
         seed: u64,
-        /// Replace the output if it exists.
+        /// Replace the output if it exists. A link's target is replaced, the
+        /// link kept; a dangling link is replaced.
         #[arg(long)]
         force: bool,
     },

@@ -28,6 +28,8 @@ pub struct Args<'a> {
     pub stores: Stores,
     /// Skip the check of the outputs' size against the available memory.
     pub no_memory_check: bool,
+    /// One JSON object at the end instead of a table line per type.
+    pub json: bool,
 }
 
 /// Runs `f` until at least `min` has passed (and at least 3 times) and
@@ -109,7 +111,9 @@ fn bench<T: Element>(a: &Args<'_>) -> Result<(), CliError> {
     let min = Duration::from_millis(300);
     // Unbuffered: each line is written as soon as it is measured.
     let mut out = io::stdout().lock();
-    writeln!(
+    let mut rows = Vec::new();
+    if !a.json {
+        writeln!(
         out,
         "{}: decode to {} ({}, {:?} stores, SIMD: {}), GB/s of output; memcpy = copying the same output bytes",
         Escaped(&a.file.display().to_string()),
@@ -118,13 +122,22 @@ fn bench<T: Element>(a: &Args<'_>) -> Result<(), CliError> {
         a.stores,
         gguf_loader::simd_features()
     )
-    .map_err(CliError::stdout)?;
-    writeln!(
-        out,
-        "{:<8} {:>8} {:>12} {:>9} {:>9} {:>9} {:>9} {:>7} {:>7}",
-        "type", "tensors", "out bytes", "1 thread", "memcpy 1", "all", "memcpy N", "1t/cpy", "N/1t"
-    )
-    .map_err(CliError::stdout)?;
+        .map_err(CliError::stdout)?;
+        writeln!(
+            out,
+            "{:<8} {:>8} {:>12} {:>9} {:>9} {:>9} {:>9} {:>7} {:>7}",
+            "type",
+            "tensors",
+            "out bytes",
+            "1 thread",
+            "memcpy 1",
+            "all",
+            "memcpy N",
+            "1t/cpy",
+            "N/1t"
+        )
+        .map_err(CliError::stdout)?;
+    }
     for (ty, tensors) in by_type {
         let inputs: Vec<&[u8]> = tensors
             .iter()
@@ -179,6 +192,18 @@ fn bench<T: Element>(a: &Args<'_>) -> Result<(), CliError> {
                 }
             })
         });
+        if a.json {
+            rows.push(serde_json::json!({
+                "type": ty.name(),
+                "tensors": tensors.len(),
+                "out_bytes": out_bytes,
+                "gb_per_s_1_thread": gbps(out_bytes, t_one),
+                "memcpy_gb_per_s_1_thread": gbps(out_bytes, t_cpy1),
+                "gb_per_s_all": gbps(out_bytes, t_all),
+                "memcpy_gb_per_s_all": gbps(out_bytes, t_cpyn),
+            }));
+            continue;
+        }
         writeln!(
             out,
             "{:<8} {:>8} {:>12} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>6.0}% {:>6.2}x",
@@ -193,6 +218,17 @@ fn bench<T: Element>(a: &Args<'_>) -> Result<(), CliError> {
             t_one.as_secs_f64() / t_all.as_secs_f64(),
         )
         .map_err(CliError::stdout)?;
+    }
+    if a.json {
+        let report = serde_json::json!({
+            "file": a.file.display().to_string(),
+            "dtype": T::KIND.name(),
+            "threads": n_threads,
+            "stores": format!("{:?}", a.stores),
+            "simd": gguf_loader::simd_features().to_string(),
+            "types": rows,
+        });
+        crate::json::write_line(&mut out, &report).map_err(CliError::stdout)?;
     }
     Ok(())
 }

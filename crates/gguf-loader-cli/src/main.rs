@@ -308,6 +308,9 @@ enum Command {
         /// memory available (MemAvailable, or what the memory cgroup leaves).
         #[arg(long)]
         no_memory_check: bool,
+        /// Print the figures as one JSON object (once all are measured).
+        #[arg(long)]
+        json: bool,
     },
     /// Continue a prompt with the model's own forward pass (llama, gemma3;
     /// CPU or GPU): the generation on standard output, speeds and peak
@@ -574,12 +577,14 @@ fn run(command: Command) -> Result<ExitCode, CliError> {
             threads,
             stores,
             no_memory_check,
+            json,
         } => bench::run(&bench::Args {
             file: &file,
             dtype: dtype.into(),
             threads,
             stores: stores.into(),
             no_memory_check,
+            json,
         })
         .map_err(|e| e.in_file(&file))?,
         Command::Generate {

@@ -219,6 +219,38 @@ fn big_endian_quantized_is_an_error_not_a_panic() {
     );
 }
 
+/// `bench --json`: one object with a row per tensor type, the same
+/// figures as the table.
+#[test]
+fn bench_json_has_a_row_per_type() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = support::tiny_model(dir.path());
+    let r = run(cli()
+        .arg("bench")
+        .arg(&model)
+        .args(["--threads", "1", "--json"]));
+    let j: serde_json::Value = serde_json::from_str(r.ok()).unwrap();
+    assert_eq!(j["threads"], 1);
+    assert_eq!(j["dtype"], "f16");
+    let types: Vec<&str> = j["types"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(types, ["F32", "Q4_K"]);
+    let q4k = &j["types"][1];
+    assert_eq!(q4k["tensors"], 16);
+    for key in [
+        "gb_per_s_1_thread",
+        "memcpy_gb_per_s_1_thread",
+        "gb_per_s_all",
+        "memcpy_gb_per_s_all",
+    ] {
+        assert!(q4k[key].as_f64().unwrap() > 0.0, "{key}: {q4k}");
+    }
+}
+
 /// `bench` on a big-endian file times the decoders on its bytes as stored,
 /// and says so: a load would swap them, or refuse them.
 #[test]

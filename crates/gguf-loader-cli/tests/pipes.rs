@@ -30,6 +30,7 @@ fn commands(model: &Path) -> Vec<Vec<OsString>> {
         with(&["load", "--json"]),
         with(&["load", "--lazy"]),
         with(&["bench", "--threads", "1"]),
+        with(&["bench", "--threads", "1", "--json"]),
         with(&["convert", "-o"]),
         vec!["--help".into()],
         vec!["inspect".into(), "--help".into()],

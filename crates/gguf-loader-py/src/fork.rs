@@ -10,7 +10,7 @@
 //! queued on it there would wait forever.
 
 use std::io::Write;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
 
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::PyResult;
@@ -19,23 +19,27 @@ use pyo3::PyResult;
 /// makes its own again).
 static POOL: Mutex<Option<(u32, Arc<rayon::ThreadPool>)>> = Mutex::new(None);
 
+/// `lock`, or `None` when it cannot be had: it is only tried, a while
+/// (another thread of this process may hold it for a moment), because a
+/// lock held by a thread of the parent at an `os.fork()` stays held in the
+/// child forever. A poisoned lock is taken as it is.
+pub(crate) fn try_lock_a_while<T>(lock: &Mutex<T>) -> Option<MutexGuard<'_, T>> {
+    for _ in 0..10_000 {
+        match lock.try_lock() {
+            Ok(guard) => return Some(guard),
+            Err(TryLockError::Poisoned(p)) => return Some(p.into_inner()),
+            Err(TryLockError::WouldBlock) => std::thread::yield_now(),
+        }
+    }
+    None
+}
+
 /// The pool this process decodes on.
 fn process_pool() -> PyResult<Arc<rayon::ThreadPool>> {
     let pid = std::process::id();
-    // A lock held by a thread of the parent at the fork stays held in the
-    // child forever: it is only tried, a while (another thread of this
-    // process holds it for a moment), then a pool is made for this call.
-    let mut tries = 0;
-    let mut slot = loop {
-        match POOL.try_lock() {
-            Ok(slot) => break slot,
-            Err(std::sync::TryLockError::Poisoned(p)) => break p.into_inner(),
-            Err(std::sync::TryLockError::WouldBlock) if tries < 10_000 => {
-                tries += 1;
-                std::thread::yield_now();
-            }
-            Err(std::sync::TryLockError::WouldBlock) => return build(pid),
-        }
+    // A pool is made for this call where the lock cannot be had.
+    let Some(mut slot) = try_lock_a_while(&POOL) else {
+        return build(pid);
     };
     if let Some((owner, pool)) = slot.as_ref() {
         if *owner == pid {

@@ -9,7 +9,7 @@
 //! (Python: `gguf_loader.set_dequantize_cache(0)`) turns this off and
 //! frees them.
 
-use std::sync::{Mutex, MutexGuard, TryLockError};
+use std::sync::{Mutex, MutexGuard};
 
 use numpy::ndarray::ArrayView1;
 use numpy::PyArray1;
@@ -45,19 +45,11 @@ static POOL: Mutex<Pool> = Mutex::new(Pool {
     max_bytes: DEFAULT_MAX_BYTES,
 });
 
-/// The pool, or `None` when its lock cannot be had: it is only tried, a
-/// while (another thread holds it for a moment), because a lock held by a
-/// thread of the parent at an `os.fork()` stays held in the child forever;
-/// the cache is then skipped, not waited for.
+/// The pool, or `None` when its lock cannot be had
+/// ([`try_lock_a_while`](crate::fork::try_lock_a_while)): the cache is then
+/// skipped, not waited for.
 fn pool() -> Option<MutexGuard<'static, Pool>> {
-    for _ in 0..10_000 {
-        match POOL.try_lock() {
-            Ok(pool) => return Some(pool),
-            Err(TryLockError::Poisoned(p)) => return Some(p.into_inner()),
-            Err(TryLockError::WouldBlock) => std::thread::yield_now(),
-        }
-    }
-    None
+    crate::fork::try_lock_a_while(&POOL)
 }
 
 /// A kept buffer of exactly `n` values, if there is one. Its values are

@@ -37,6 +37,16 @@ pub struct Output {
     _pending: Pending,
 }
 
+/// `text` without the ` at path "<temporary name>"` that tempfile puts
+/// after the system's message: the output is named already, and the
+/// temporary name tells nothing more.
+fn without_temp_path(text: &str) -> &str {
+    match text.rsplit_once(" at path \"") {
+        Some((head, _)) if text.ends_with('"') => head,
+        _ => text,
+    }
+}
+
 impl Output {
     /// Prepares `path` for writing and creates its temporary file, so that
     /// an unwritable directory shows before any work is done.
@@ -108,8 +118,11 @@ impl Output {
             // tempfile's message is the system's followed by ` at path
             // "<temporary name>"`, which tells nothing beside the directory.
             let text = e.to_string();
-            let e = text.rsplit_once(" at path ").map_or(&*text, |(e, _)| e);
-            fail(format!("cannot create a file in {}: {e}", dir.display()))
+            fail(format!(
+                "cannot create a file in {}: {}",
+                dir.display(),
+                without_temp_path(&text)
+            ))
         })?;
         pending.push((temp.path().to_path_buf(), c_path(temp.path())));
         drop(pending);
@@ -161,14 +174,8 @@ impl Output {
 
     /// A one-line error naming the output.
     pub fn error(&self, msg: impl std::fmt::Display) -> CliError {
-        // An error of the temporary file ends ` at path "<its name>"`: the
-        // output is named already.
         let msg = msg.to_string();
-        let msg = match msg.rsplit_once(" at path \"") {
-            Some((head, _)) if msg.ends_with('"') => head,
-            _ => &msg,
-        };
-        format!("{}: {msg}", self.shown.display()).into()
+        format!("{}: {}", self.shown.display(), without_temp_path(&msg)).into()
     }
 
     /// Flushes, trims the file to what was written (undoing a larger

@@ -114,14 +114,15 @@ fn bench<T: Element>(a: &Args<'_>) -> Result<(), CliError> {
     let mut rows = Vec::new();
     if !a.json {
         writeln!(
-        out,
-        "{}: decode to {} ({}, {:?} stores, SIMD: {}), GB/s of output; memcpy = copying the same output bytes",
-        Escaped(&a.file.display().to_string()),
-        T::KIND.name(),
-        crate::text::count(n_threads as u64, "thread"),
-        a.stores,
-        gguf_loader::simd_features()
-    )
+            out,
+            "{}: decode to {} ({}, {:?} stores, SIMD: {}), GB/s of output; memcpy = copying \
+             the same output bytes",
+            Escaped(&a.file.display().to_string()),
+            T::KIND.name(),
+            crate::text::count(n_threads as u64, "thread"),
+            a.stores,
+            gguf_loader::simd_features()
+        )
         .map_err(CliError::stdout)?;
         writeln!(
             out,

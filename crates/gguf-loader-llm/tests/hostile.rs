@@ -249,20 +249,10 @@ fn hyper_parameters_that_do_not_fit_the_tensors_are_refused() {
 
 /// A `gpt2` vocabulary: GPT-2's 256-character byte alphabet, then `extra`.
 fn bpe_vocab(extra: &[String]) -> tempfile::NamedTempFile {
-    let mut tokens: Vec<MetaValue> = Vec::new();
-    // The printable bytes stand for themselves; the others are shifted
-    // past U+0100, in byte order.
-    let mut shifted = 0u32;
-    for b in 0u32..256 {
-        let printable = (0x21..=0x7E).contains(&b) || (0xA1..=0xAC).contains(&b) || b >= 0xAE;
-        let c = if printable {
-            b
-        } else {
-            shifted += 1;
-            0xFF + shifted
-        };
-        tokens.push(MetaValue::String(char::from_u32(c).unwrap().to_string()));
-    }
+    let mut tokens: Vec<MetaValue> = common::gpt2_byte_alphabet()
+        .into_iter()
+        .map(MetaValue::String)
+        .collect();
     tokens.extend(extra.iter().map(|t| MetaValue::String(t.clone())));
     let mut w = GgufWriter::new();
     w.add("tokenizer.ggml.model", MetaValue::String("gpt2".into()));

@@ -3,24 +3,15 @@
 //! merges make each run of 2^k spaces (k ≤ 9) one token, so the token ids
 //! show where the pre-tokenizer cut.
 
+mod common;
+
 use gguf_loader::{GgufWriter, MetaValue, MmapGGUFLoader, ValueType};
 use gguf_loader_llm::tokenizer::Tokenizer;
 
 /// GPT-2's byte alphabet, then `Ġ` × 2^k for k in 1..=9, with the merges
 /// that build them.
 fn tokenizer(pre: &str) -> Tokenizer {
-    let mut tokens: Vec<String> = Vec::new();
-    let mut shifted = 0u32;
-    for b in 0u32..256 {
-        let printable = (0x21..=0x7E).contains(&b) || (0xA1..=0xAC).contains(&b) || b >= 0xAE;
-        let c = if printable {
-            b
-        } else {
-            shifted += 1;
-            0xFF + shifted
-        };
-        tokens.push(char::from_u32(c).unwrap().to_string());
-    }
+    let mut tokens = common::gpt2_byte_alphabet();
     let mut merges = Vec::new();
     for k in 1..=9 {
         let half = "\u{120}".repeat(1 << (k - 1));

@@ -1,5 +1,7 @@
 //! The tiny model the hostile-metadata tests build: its sizes and its
-//! weights' bytes.
+//! weights' bytes; GPT-2's byte alphabet for test vocabularies. (Each test
+//! file uses some of it.)
+#![allow(dead_code)]
 
 pub const N_EMBD: u64 = 8;
 pub const N_HEAD: u32 = 2;
@@ -14,6 +16,25 @@ pub fn f32_bytes(n: u64, seed: u32) -> Vec<u8> {
     (0..n as u32)
         .flat_map(|i| {
             (((i.wrapping_mul(2_654_435_761) ^ seed) % 1000) as f32 / 5000.0 - 0.1).to_le_bytes()
+        })
+        .collect()
+}
+
+/// GPT-2's byte alphabet, the first 256 tokens of a `gpt2` vocabulary: the
+/// printable bytes stand for themselves; the others are shifted past
+/// U+0100, in byte order.
+pub fn gpt2_byte_alphabet() -> Vec<String> {
+    let mut shifted = 0u32;
+    (0u32..256)
+        .map(|b| {
+            let printable = (0x21..=0x7E).contains(&b) || (0xA1..=0xAC).contains(&b) || b >= 0xAE;
+            let c = if printable {
+                b
+            } else {
+                shifted += 1;
+                0xFF + shifted
+            };
+            char::from_u32(c).unwrap().to_string()
         })
         .collect()
 }

@@ -445,8 +445,13 @@ fn parse_error(e: &clap::Error) -> ExitCode {
     );
     match shown {
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::from(141),
-        Err(e) if help => {
-            gguf_loader_cli::warn(format_args!("writing the help: {e}"));
+        Err(err) if help => {
+            let what = if e.kind() == ErrorKind::DisplayVersion {
+                "the version"
+            } else {
+                "the help"
+            };
+            gguf_loader_cli::warn(format_args!("writing {what}: {err}"));
             ExitCode::from(2)
         }
         _ if help && e.kind() != ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {

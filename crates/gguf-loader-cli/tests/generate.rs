@@ -486,11 +486,18 @@ fn arguments_as_a_stranger_gives_them() {
     assert_eq!(out.status.code(), Some(0));
     assert_eq!(ids(&String::from_utf8(out.stdout).unwrap()).len(), 2);
     // A help or version that cannot be written is an error, not exit 0.
-    for args in [&["--help"][..], &["--version"], &["generate", "--help"]] {
+    for (args, what) in [
+        (&["--help"][..], "the help"),
+        (&["--version"], "the version"),
+        (&["generate", "--help"], "the help"),
+    ] {
         let out = cli().args(args).stdout(full()).output().unwrap();
         assert_eq!(out.status.code(), Some(2), "{args:?}");
         let err = String::from_utf8(out.stderr).unwrap();
-        assert!(err.starts_with("gguf-loader: writing the help: "), "{err}");
+        assert!(
+            err.starts_with(&format!("gguf-loader: writing {what}: ")),
+            "{err}"
+        );
     }
     let Some(model) = common::model_path() else {
         return;

@@ -160,11 +160,13 @@ impl Serialize for Report<'_> {
     }
 }
 
-/// A problem as the report lists it.
+/// A problem as the report lists it: `block` for a block type's scale or
+/// `element` for a plain float type's value (the other one `null`).
 #[derive(Serialize)]
 struct JsonProblem<'a> {
     tensor: &'a str,
-    block: u64,
+    block: Option<u64>,
+    element: Option<u64>,
     field: &'a str,
     kind: &'a str,
     value: &'a str,
@@ -175,7 +177,8 @@ impl<'a> From<&'a DataProblem> for JsonProblem<'a> {
     fn from(p: &'a DataProblem) -> Self {
         JsonProblem {
             tensor: &p.tensor,
-            block: p.block,
+            block: (!p.is_element()).then_some(p.block),
+            element: p.is_element().then_some(p.block),
             field: p.field,
             kind: p.kind.name(),
             value: p.value_name(),

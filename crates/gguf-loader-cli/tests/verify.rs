@@ -155,14 +155,14 @@ fn json_shape() {
     assert_eq!(
         problems[0],
         serde_json::json!({
-            "tensor": "weights.f32", "block": 3, "field": "value",
+            "tensor": "weights.f32", "block": null, "element": 3, "field": "value",
             "kind": "NaN", "value": "NaN", "bits": "0x7fc00000",
         })
     );
     assert_eq!(
         problems[1],
         serde_json::json!({
-            "tensor": "weights.q4_0", "block": 1, "field": "d",
+            "tensor": "weights.q4_0", "block": 1, "element": null, "field": "d",
             "kind": "Inf", "value": "Inf", "bits": "0x7c00",
         })
     );

@@ -467,25 +467,11 @@ fn parse_error(e: &clap::Error) -> ExitCode {
 /// threads took most of a minute to start), and a pool that cannot start
 /// (too many threads for the process's limits) is one line, not a panic.
 fn start_thread_pool() -> Result<(), CliError> {
-    let (n, asked) = gguf_loader::pool_threads();
-    if let Some(v) = std::env::var_os("RAYON_NUM_THREADS") {
-        let v = v.to_string_lossy();
-        // rayon ignores what it cannot read, as pool_threads does: say so.
-        if !v.trim().is_empty() && v.trim().parse::<usize>().is_err() {
-            gguf_loader_cli::warn(format_args!(
-                "warning: RAYON_NUM_THREADS={} is not a thread count; starting {n} threads (one \
-                 per available core)",
-                gguf_loader::Escaped(&v)
-            ));
-        }
+    let pool = gguf_loader::pool_threads();
+    if let Some(w) = pool.warning() {
+        gguf_loader_cli::warn(format_args!("warning: {w}"));
     }
-    if let Some(asked) = asked {
-        gguf_loader_cli::warn(format_args!(
-            "warning: RAYON_NUM_THREADS={asked} is more than {n} ({} per available core); \
-             starting {n} threads",
-            gguf_loader::THREADS_PER_CORE
-        ));
-    }
+    let n = pool.threads;
     rayon::ThreadPoolBuilder::new()
         .num_threads(n)
         .build_global()

@@ -56,16 +56,12 @@ fn process_pool() -> PyResult<Arc<rayon::ThreadPool>> {
 }
 
 fn build(pid: u32) -> PyResult<Arc<rayon::ThreadPool>> {
-    let (n, asked) = gguf_loader::pool_threads();
-    if let Some(asked) = asked {
+    let pool = gguf_loader::pool_threads();
+    if let Some(w) = pool.warning() {
         // Not eprintln!, which panics where standard error is closed or full.
-        let _ = writeln!(
-            std::io::stderr(),
-            "gguf_loader: warning: RAYON_NUM_THREADS={asked} is more than {n} ({} per available \
-             core); starting {n} threads",
-            gguf_loader::THREADS_PER_CORE
-        );
+        let _ = writeln!(std::io::stderr(), "gguf_loader: warning: {w}");
     }
+    let n = pool.threads;
     rayon::ThreadPoolBuilder::new()
         .num_threads(n)
         .build()

@@ -351,3 +351,17 @@ def test_rayon_num_threads_is_cut_at_four_per_core(smollm2):
     # The decoding pool, the thread a load runs on, Python's own.
     assert int(r.stdout.split()[-1]) <= 4 * cores + 8, r.stdout
     assert "RAYON_NUM_THREADS=8000 is more than" in r.stderr
+
+
+def test_unreadable_rayon_num_threads_is_warned(smollm2):
+    """rayon ignores a RAYON_NUM_THREADS it cannot read; the package says so
+    (as the CLI does) and starts one thread per core."""
+    code = "import sys, gguf_loader\ngguf_loader.open(sys.argv[1]).load()\n"
+    for value in ("abc", "-1"):
+        env = dict(os.environ, RAYON_NUM_THREADS=value)
+        r = subprocess.run(
+            [sys.executable, "-c", code, str(smollm2)],
+            capture_output=True, text=True, timeout=120, env=env,
+        )
+        assert r.returncode == 0, r.stderr
+        assert f"RAYON_NUM_THREADS={value} is not a thread count" in r.stderr, r.stderr

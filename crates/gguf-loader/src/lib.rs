@@ -77,7 +77,7 @@ pub use half::{bf16, f16};
 pub use loader::{LoadMode, MmapGGUFLoader};
 pub use model::{
     load_model_f16, max_threads, pool_threads, GpuStaging, Layer, LayerIter, LazyLayer, LazyModel,
-    LoadOptions, Model, ModelConfig, ModelTensors, Prefetch, Progress, ProgressFn,
+    LoadOptions, Model, ModelConfig, ModelTensors, PoolThreads, Prefetch, Progress, ProgressFn,
     KNOWN_ARCHITECTURES, THREADS_PER_CORE,
 };
 #[cfg(feature = "synth")]

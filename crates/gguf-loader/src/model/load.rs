@@ -128,27 +128,82 @@ pub fn max_threads() -> usize {
     cores.saturating_mul(THREADS_PER_CORE)
 }
 
-/// How many threads a process's decoding pool starts: `RAYON_NUM_THREADS`
-/// where it holds a positive number (as rayon reads it), else one per
-/// available core; at most [`max_threads`]. The second value is the count
-/// `RAYON_NUM_THREADS` asked for where it was more, and so cut.
+/// How many threads a process's decoding pool starts, and what
+/// `RAYON_NUM_THREADS` said: see [`pool_threads`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PoolThreads {
+    /// The threads to start: `RAYON_NUM_THREADS` where it holds a positive
+    /// number, else one per available core; at most [`max_threads`].
+    pub threads: usize,
+    /// The count `RAYON_NUM_THREADS` asked for where it was more than
+    /// [`max_threads`], and so cut.
+    pub cut_from: Option<usize>,
+    /// `RAYON_NUM_THREADS` where it is set but is not a count (`abc`, `-1`,
+    /// `2.5`, not UTF-8): ignored, as rayon ignores it.
+    pub unreadable: Option<String>,
+}
+
+impl PoolThreads {
+    /// The warning a program shows its user where `RAYON_NUM_THREADS` was
+    /// not taken as it stands (`None` where it was, or is unset): the
+    /// value escaped for a terminal.
+    pub fn warning(&self) -> Option<String> {
+        let n = self.threads;
+        if let Some(v) = &self.unreadable {
+            return Some(format!(
+                "RAYON_NUM_THREADS={} is not a thread count; starting {n} threads (one per \
+                 available core)",
+                crate::Escaped(v)
+            ));
+        }
+        self.cut_from.map(|asked| {
+            format!(
+                "RAYON_NUM_THREADS={asked} is more than {n} ({THREADS_PER_CORE} per available \
+                 core); starting {n} threads"
+            )
+        })
+    }
+}
+
+/// How many threads a process's decoding pool starts:
+/// `RAYON_NUM_THREADS` where it holds a positive number (as rayon reads it:
+/// `0`, empty or unreadable mean one per available core), at most
+/// [`max_threads`]; with what was cut or ignored, for a warning
+/// ([`PoolThreads::warning`]).
 ///
 /// rayon's own global pool takes `RAYON_NUM_THREADS` uncut (ten thousand
-/// threads take most of a minute to start): a program that lets it be set
-/// by its users builds its pool with this count.
-pub fn pool_threads() -> (usize, Option<usize>) {
-    let max = max_threads();
-    let asked = std::env::var("RAYON_NUM_THREADS")
-        .ok()
-        .and_then(|v| v.trim().parse::<usize>().ok())
-        .filter(|&n| n > 0);
-    match asked {
+/// threads take most of a minute to start) and ignores an unreadable value
+/// silently: a program that lets it be set by its users builds its pool
+/// with this count.
+pub fn pool_threads() -> PoolThreads {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    pool_threads_from(std::env::var_os("RAYON_NUM_THREADS").as_deref(), cores)
+}
+
+/// [`pool_threads`] with `RAYON_NUM_THREADS` = `env` on `cores` cores.
+fn pool_threads_from(env: Option<&std::ffi::OsStr>, cores: usize) -> PoolThreads {
+    let max = cores.saturating_mul(THREADS_PER_CORE);
+    // rayon's reading: a positive count, else its default (0, empty).
+    let parsed = env.map(|v| match v.to_str().map(str::trim) {
+        Some("") => Ok(0),
+        Some(t) => t.parse::<usize>().map_err(|_| v),
+        None => Err(v),
+    });
+    let (asked, unreadable) = match parsed {
+        None => (None, None),
+        Some(Ok(n)) => (Some(n).filter(|&n| n > 0), None),
+        Some(Err(v)) => (None, Some(v.to_string_lossy().into_owned())),
+    };
+    let (threads, cut_from) = match asked {
         Some(n) if n > max => (max, Some(n)),
         Some(n) => (n, None),
-        None => (
-            std::thread::available_parallelism().map_or(1, |n| n.get()),
-            None,
-        ),
+        None => (cores, None),
+    };
+    PoolThreads {
+        threads,
+        cut_from,
+        unreadable,
     }
 }
 
@@ -546,4 +601,52 @@ pub(crate) fn check_device(device: Device) -> Result<()> {
 /// [`MmapGGUFLoader::load_model_with`] do.
 pub fn load_model_f16(path: impl AsRef<Path>) -> Result<Model<f16>> {
     MmapGGUFLoader::new(path)?.load_f16_model(Device::Cpu)
+}
+
+#[cfg(test)]
+mod pool_tests {
+    use super::{pool_threads_from, PoolThreads};
+    use std::ffi::OsStr;
+    #[cfg(unix)]
+    use std::os::unix::ffi::OsStrExt;
+
+    fn at(v: Option<&str>) -> PoolThreads {
+        pool_threads_from(v.map(OsStr::new), 2)
+    }
+
+    #[test]
+    fn rayon_num_threads_as_rayon_reads_it_capped_and_warned() {
+        // Unset, empty, blank or 0: one per core, nothing to say.
+        for v in [None, Some(""), Some("  "), Some("0")] {
+            let p = at(v);
+            assert_eq!((p.threads, p.warning()), (2, None), "{v:?}");
+        }
+        assert_eq!(at(Some(" 3 ")).threads, 3);
+        assert_eq!(at(Some("8")).warning(), None);
+        let p = at(Some("9"));
+        assert_eq!((p.threads, p.cut_from), (8, Some(9)));
+        assert_eq!(
+            p.warning().unwrap(),
+            "RAYON_NUM_THREADS=9 is more than 8 (4 per available core); starting 8 threads"
+        );
+        for v in ["abc", "-1", "2.5", "99999999999999999999999"] {
+            let p = at(Some(v));
+            assert_eq!((p.threads, p.unreadable.as_deref()), (2, Some(v)));
+            assert_eq!(
+                p.warning().unwrap(),
+                format!(
+                    "RAYON_NUM_THREADS={v} is not a thread count; starting 2 threads (one per \
+                     available core)"
+                )
+            );
+        }
+        // Escaped for a terminal.
+        let w = at(Some("\x1b[31m")).warning().unwrap();
+        assert!(!w.contains('\x1b'), "{w}");
+        #[cfg(unix)]
+        {
+            let p = pool_threads_from(Some(OsStr::from_bytes(b"4\xff")), 2);
+            assert_eq!((p.threads, p.unreadable.is_some()), (2, true));
+        }
+    }
 }

@@ -11,8 +11,8 @@ pub use config::{ModelConfig, KNOWN_ARCHITECTURES};
 pub use lazy::{LayerIter, LazyLayer, LazyModel, Prefetch};
 pub(crate) use load::in_pool;
 pub use load::{
-    load_model_f16, max_threads, pool_threads, GpuStaging, LoadOptions, Progress, ProgressFn,
-    THREADS_PER_CORE,
+    load_model_f16, max_threads, pool_threads, GpuStaging, LoadOptions, PoolThreads, Progress,
+    ProgressFn, THREADS_PER_CORE,
 };
 
 use crate::element::Element;

@@ -65,8 +65,25 @@ impl<T> Pending<T> {
     fn cancel(self) {
         self.stop.store(true, Ordering::Relaxed);
         // The result, or a panic, is dropped: nobody asked for this layer.
-        let _ = self.handle.join();
+        let _ = join_helping(self.handle);
     }
+}
+
+/// Waits for a prefetch thread. That thread decodes on a rayon pool (the
+/// model's or the global one); where the waiting thread is itself one of a
+/// pool's threads (a layer loop run inside `rayon::join`, `scope` or
+/// `par_iter`), it runs the pool's waiting jobs meanwhile, as rayon's own
+/// waits do: a plain `join` there could leave the pool with no thread free
+/// for the decode it waits on, and wait forever.
+fn join_helping<R>(handle: JoinHandle<R>) -> std::thread::Result<R> {
+    if rayon::current_thread_index().is_some() {
+        while !handle.is_finished() {
+            if rayon::yield_now() != Some(rayon::Yield::Executed) {
+                std::thread::sleep(std::time::Duration::from_micros(50));
+            }
+        }
+    }
+    handle.join()
 }
 
 /// What decodes a lazy model's tensors: the loader and the options, shared
@@ -341,15 +358,24 @@ impl<T: Element> LazyModel<T> {
         for n in &names {
             self.decoder.loader.prefetch(n);
         }
-        // One prefetch at a time, whatever the threads calling: the slot is
-        // held from stopping the earlier prefetch (dropped with its result)
-        // to storing the new one, so that no two callers can each start a
-        // thread and one overwrite the other's, which would run on detached
-        // (reading the file after the model is gone).
-        let mut pending = lock(&self.pending);
-        if let Some(p) = pending.take() {
-            p.cancel();
-        }
+        // One prefetch at a time, whatever the threads calling: the new one
+        // is stored only into an empty slot, under the lock held since it
+        // was found empty, so that no two callers can each start a thread
+        // and one overwrite the other's, which would run on detached
+        // (reading the file after the model is gone). An earlier prefetch is
+        // stopped (dropped with its result) with the lock released: the wait
+        // may run other rayon jobs on this thread (`join_helping`), which
+        // may use this model.
+        let mut pending = loop {
+            let mut slot = lock(&self.pending);
+            match slot.take() {
+                None => break slot,
+                Some(p) => {
+                    drop(slot);
+                    p.cancel();
+                }
+            }
+        };
         let decoder = self.decoder.clone();
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
@@ -379,8 +405,7 @@ impl<T: Element> LazyModel<T> {
             }
         };
         if let Some(h) = pending {
-            return h
-                .join()
+            return join_helping(h)
                 .unwrap_or_else(|_| Err(Error::ThreadPool("prefetch thread panicked".into())));
         }
         let names = self.names_of(i).ok_or(Error::LayerNotFound(i))?;

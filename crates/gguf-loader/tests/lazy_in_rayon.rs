@@ -1,0 +1,98 @@
+//! A lazy model's layer loop run on rayon's own threads. The prefetch thread
+//! decodes a large tensor on rayon's global pool; a layer loop that waited
+//! for it with a plain `join` on every thread of that pool left none free
+//! for the decode, and hung (two models' loops under `rayon::join` with two
+//! threads). Its own binary: the global pool is built here, with two
+//! threads whatever the machine.
+
+use std::sync::mpsc;
+use std::time::Duration;
+
+use gguf_loader::{write_synthetic, GgmlType, LazyModel, Prefetch, Preset};
+use half::f16;
+
+/// Two layers whose feed-forward tensors (1024 × 2048) are over the million
+/// elements from which a decode goes parallel.
+const WIDE: Preset = Preset {
+    name: "wide-test",
+    layers: 3,
+    dim: 1024,
+    ff: 2048,
+    heads: 8,
+    kv_heads: 8,
+    vocab: 64,
+    context: 64,
+};
+
+/// Runs `f` on another thread and fails the test, rather than hanging it,
+/// if it is not done in a minute.
+fn within_a_minute(what: &str, f: impl FnOnce() + Send + 'static) {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        f();
+        let _ = tx.send(());
+    });
+    match rx.recv_timeout(Duration::from_secs(60)) {
+        Ok(()) => {}
+        Err(mpsc::RecvTimeoutError::Timeout) => panic!("{what}: still waiting after a minute"),
+        Err(mpsc::RecvTimeoutError::Disconnected) => panic!("{what}: panicked"),
+    }
+}
+
+#[test]
+fn layer_loops_on_every_pool_thread_finish() {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(2)
+        .build_global()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("wide.gguf");
+    let file = std::fs::File::create(&path).unwrap();
+    write_synthetic(&WIDE, GgmlType::Q8_0, 7, std::io::BufWriter::new(file)).unwrap();
+
+    // Both pool threads in a layer loop with the next layer prefetched.
+    let p = path.clone();
+    within_a_minute("two layer loops under rayon::join", move || {
+        let a = LazyModel::<f16>::open(&p).unwrap();
+        let b = LazyModel::<f16>::open(&p).unwrap();
+        let (na, nb) = rayon::join(
+            || {
+                a.layers(Prefetch::NextLayer)
+                    .map(|l| l.unwrap().index)
+                    .collect::<Vec<_>>()
+            },
+            || {
+                b.layers(Prefetch::NextLayer)
+                    .map(|l| l.unwrap().index)
+                    .collect::<Vec<_>>()
+            },
+        );
+        assert_eq!((na, nb), (vec![0, 1, 2], vec![0, 1, 2]));
+    });
+
+    // A loop left after its first layer, the model dropped with the next
+    // one being decoded: the drop waits for that decode.
+    let p = path.clone();
+    within_a_minute("models dropped mid-prefetch under rayon::join", move || {
+        let stop_early = || {
+            let m = LazyModel::<f16>::open(&p).unwrap();
+            let first = m.layers(Prefetch::NextLayer).next().unwrap().unwrap();
+            assert_eq!(first.index, 0);
+        };
+        rayon::join(stop_early, stop_early);
+    });
+
+    // One model shared by both threads' loops, each prefetch stopping the
+    // other's.
+    within_a_minute("one model's layers from both pool threads", move || {
+        let m = LazyModel::<f16>::open(&path).unwrap();
+        let loop_ = || {
+            m.layers(Prefetch::NextLayer)
+                .map(|l| l.unwrap().tensors().len())
+                .sum::<usize>()
+        };
+        let (x, y) = rayon::join(loop_, loop_);
+        assert_eq!(x, y);
+        assert!(x > 0);
+    });
+}

@@ -133,8 +133,38 @@ fn v1_v2_and_big_endian_files_read_back() {
             (t.ty, t.ne(), t.n_bytes),
             (GgmlType::Q8_0, &[32u64, 2][..], 68)
         );
-        assert_eq!(f.tensor_data(t), &[7u8; 68][..]);
+        assert_eq!(f.tensor_data(t), Some(&[7u8; 68][..]));
     }
+}
+
+/// `GgufFile::tensor_data` gives the bytes of its own tensors only: the
+/// description of another file's tensor (another shard's: the same name at
+/// another offset) read this file's bytes at that offset.
+#[test]
+fn tensor_data_of_another_files_tensor_is_none() {
+    let file = |pad: usize| {
+        let mut w = GgufWriter::new();
+        if pad > 0 {
+            w.add_tensor("pad", &[pad as u64], GgmlType::F32, vec![1u8; 4 * pad])
+                .unwrap();
+        }
+        w.add_tensor("t", &[4], GgmlType::F32, vec![pad as u8; 16])
+            .unwrap();
+        w.to_bytes().unwrap()
+    };
+    let (a, b) = (file(0), file(64));
+    let (fa, fb) = (GgufFile::parse(&a).unwrap(), GgufFile::parse(&b).unwrap());
+    let (ta, tb) = (fa.tensor("t").unwrap(), fb.tensor("t").unwrap());
+    assert_eq!(fa.tensor_data(ta), Some(&[0u8; 16][..]));
+    assert_eq!(fb.tensor_data(tb), Some(&[64u8; 16][..]));
+    assert_eq!(fa.tensor_data(tb), None);
+    assert_eq!(fb.tensor_data(ta), None);
+    // A copy of its own description is its own.
+    assert_eq!(fb.tensor_data(&tb.clone()), Some(&[64u8; 16][..]));
+    // Nothing of the data after a header-only parse.
+    let header = &b[..fb.data_offset as usize];
+    let h = GgufFile::parse_header(header, b.len() as u64).unwrap();
+    assert_eq!(h.tensor_data(h.tensor("t").unwrap()), None);
 }
 
 #[test]

@@ -157,9 +157,19 @@ impl<'a> GgufFile<'a> {
         self.index.get(name).map(|i| &self.tensors[*i])
     }
 
-    /// The bytes of a tensor described by this file (empty after a
+    /// The bytes of `info`, one of this file's tensors: `None` where `info`
+    /// describes no tensor of this file (one of another file, such as
+    /// another shard of a split model) or the data was not parsed (a
     /// header-only parse).
-    pub fn tensor_data(&self, info: &TensorInfo<'_>) -> &'a [u8] {
+    pub fn tensor_data(&self, info: &TensorInfo<'_>) -> Option<&'a [u8]> {
+        self.tensor(info.name)
+            .filter(|own| *own == info)
+            .and_then(|own| self.bytes.get(own.file_range()))
+    }
+
+    /// The bytes of `info`, known to be one of this file's tensors (empty
+    /// after a header-only parse).
+    pub(crate) fn own_tensor_data(&self, info: &TensorInfo<'_>) -> &'a [u8] {
         self.bytes.get(info.file_range()).unwrap_or_default()
     }
 }

@@ -264,7 +264,7 @@ impl<'l> Located<'l> {
     pub fn mapped(&self) -> Option<&'l [u8]> {
         match self.shard.source() {
             Source::Read { .. } => None,
-            _ => Some(self.shard.file().tensor_data(self.info)),
+            _ => Some(self.shard.file().own_tensor_data(self.info)),
         }
     }
 
@@ -274,7 +274,7 @@ impl<'l> Located<'l> {
     pub fn read(&self, range: Range<u64>) -> Result<Cow<'l, [u8]>> {
         let name = self.info.name;
         let Source::Read { file, .. } = self.shard.source() else {
-            let data = self.shard.file().tensor_data(self.info);
+            let data = self.shard.file().own_tensor_data(self.info);
             let r = usize::try_from(range.start).unwrap_or(usize::MAX)
                 ..usize::try_from(range.end).unwrap_or(usize::MAX);
             return Ok(Cow::Borrowed(data.get(r).unwrap_or_default()));
@@ -387,7 +387,9 @@ impl MmapGGUFLoader {
         self.mode
     }
 
-    /// The parsed first (or only) file.
+    /// The parsed first (or only) file. Of a split model, it holds the first
+    /// shard's tensors only: [`Self::tensor_info`] and
+    /// [`Self::get_tensor_data`] cover every shard.
     pub fn file(&self) -> &GgufFile<'_> {
         self.shards[0].file()
     }

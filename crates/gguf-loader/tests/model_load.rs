@@ -127,31 +127,52 @@ fn progress_reaches_the_totals_and_cancel_stops() {
     let loader = MmapGGUFLoader::new(&path).unwrap();
     let total: u64 = loader.tensors().map(|t| t.n_bytes).sum();
 
-    let calls = AtomicUsize::new(0);
-    let last = std::sync::Mutex::new(None);
-    let cb = |p: &gguf_loader::Progress| {
-        calls.fetch_add(1, Ordering::Relaxed);
-        assert!(p.bytes_done <= p.bytes_total && p.tensors_done <= p.tensors_total);
-        let mut l = last.lock().unwrap();
-        let cur = l.get_or_insert(*p);
-        cur.bytes_done = cur.bytes_done.max(p.bytes_done);
-        cur.tensors_done = cur.tensors_done.max(p.tensors_done);
-        true
-    };
-    loader
-        .load_model_with::<f16>(Device::Cpu, LoadOptions::default().progress(&cb))
-        .unwrap();
-    let p = last.lock().unwrap().unwrap();
-    assert_eq!((p.bytes_done, p.bytes_total), (total, total));
-    assert_eq!(p.tensors_done, loader.tensor_count());
-    assert!(calls.load(Ordering::Relaxed) >= loader.tensor_count());
+    // One call at a time (a second inside the first would find the lock
+    // held), the counts never going back, the last at the totals.
+    for threads in [1, 2, 4] {
+        let calls = AtomicUsize::new(0);
+        let last = std::sync::Mutex::new(None::<gguf_loader::Progress>);
+        let cb = |p: &gguf_loader::Progress| {
+            calls.fetch_add(1, Ordering::Relaxed);
+            assert!(p.bytes_done <= p.bytes_total && p.tensors_done <= p.tensors_total);
+            let mut l = last.try_lock().expect("two progress calls at once");
+            if let Some(before) = *l {
+                assert!(
+                    p.bytes_done >= before.bytes_done && p.tensors_done >= before.tensors_done,
+                    "{threads} threads: {before:?} then {p:?}"
+                );
+            }
+            *l = Some(*p);
+            true
+        };
+        loader
+            .load_model_with::<f16>(
+                Device::Cpu,
+                LoadOptions::default().threads(threads).progress(&cb),
+            )
+            .unwrap();
+        let p = last.lock().unwrap().unwrap();
+        assert_eq!((p.bytes_done, p.bytes_total), (total, total));
+        assert_eq!(p.tensors_done, loader.tensor_count());
+        assert!(calls.load(Ordering::Relaxed) >= loader.tensor_count());
+    }
 
-    let cancel_at_half = |p: &gguf_loader::Progress| p.bytes_done * 2 < p.bytes_total;
+    // Cancelled at half: not called again once it said so.
+    let said_stop = AtomicUsize::new(0);
+    let cancel_at_half = |p: &gguf_loader::Progress| {
+        assert_eq!(said_stop.load(Ordering::Relaxed), 0, "called after a false");
+        let go_on = p.bytes_done * 2 < p.bytes_total;
+        if !go_on {
+            said_stop.fetch_add(1, Ordering::Relaxed);
+        }
+        go_on
+    };
     let r = loader.load_model_with::<f16>(
         Device::Cpu,
-        LoadOptions::default().progress(&cancel_at_half),
+        LoadOptions::default().threads(4).progress(&cancel_at_half),
     );
     assert!(matches!(r, Err(Error::Cancelled)));
+    assert_eq!(said_stop.load(Ordering::Relaxed), 1);
 }
 
 #[test]

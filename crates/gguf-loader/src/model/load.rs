@@ -6,6 +6,7 @@
 use std::cmp::Reverse;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Mutex;
 
 use half::f16;
 use rayon::prelude::*;
@@ -34,8 +35,9 @@ pub struct Progress {
 }
 
 /// A progress callback: return `false` to cancel the load (the load then
-/// returns [`Error::Cancelled`], even if that was its last report). Called
-/// from the decoding threads, possibly at the same time.
+/// returns [`Error::Cancelled`], even if that was its last report, and the
+/// callback is not called again). Called from the decoding threads, one
+/// call at a time, with counts that never go back.
 pub type ProgressFn<'a> = &'a (dyn Fn(&Progress) -> bool + Sync);
 
 /// How a GPU load fills its pinned staging ring from the file (feature
@@ -240,6 +242,9 @@ pub(crate) struct Control<'a> {
     tensors_total: usize,
     bytes_total: u64,
     callback: Option<ProgressFn<'a>>,
+    /// Held through each callback: one at a time, each reading the counts
+    /// after the one before did (so they never go back).
+    reporting: Mutex<()>,
 }
 
 impl<'a> Control<'a> {
@@ -255,6 +260,7 @@ impl<'a> Control<'a> {
             tensors_total,
             bytes_total,
             callback,
+            reporting: Mutex::new(()),
         }
     }
 
@@ -267,18 +273,25 @@ impl<'a> Control<'a> {
     }
 
     pub(crate) fn report(&self, bytes: u64, tensors: usize) {
-        let bytes_done = self.bytes_done.fetch_add(bytes, Ordering::Relaxed) + bytes;
-        let tensors_done = self.tensors_done.fetch_add(tensors, Ordering::Relaxed) + tensors;
-        if let Some(cb) = self.callback {
-            let p = Progress {
-                tensors_done,
-                tensors_total: self.tensors_total,
-                bytes_done,
-                bytes_total: self.bytes_total,
-            };
-            if !cb(&p) {
-                self.cancelled.store(true, Ordering::Relaxed);
-            }
+        self.bytes_done.fetch_add(bytes, Ordering::Relaxed);
+        self.tensors_done.fetch_add(tensors, Ordering::Relaxed);
+        let Some(cb) = self.callback else {
+            return;
+        };
+        // A callback that panicked leaves nothing inconsistent behind it.
+        let _one_at_a_time = self.reporting.lock().unwrap_or_else(|e| e.into_inner());
+        if self.cancelled.load(Ordering::Relaxed) {
+            return;
+        }
+        // Read under the lock: at least what the report before this one read.
+        let p = Progress {
+            tensors_done: self.tensors_done.load(Ordering::Relaxed),
+            tensors_total: self.tensors_total,
+            bytes_done: self.bytes_done.load(Ordering::Relaxed),
+            bytes_total: self.bytes_total,
+        };
+        if !cb(&p) {
+            self.cancelled.store(true, Ordering::Relaxed);
         }
     }
 }

@@ -359,8 +359,9 @@ impl MmapGGUFLoader {
     ///
     /// Errs with [`Error::NotAFile`] for a directory, FIFO, socket or device,
     /// [`Error::Io`] when the file cannot be opened or mapped,
-    /// [`Error::Format`] when it is not a valid GGUF file, and
-    /// [`Error::Split`] when a shard is missing or does not belong.
+    /// [`Error::Format`] when it is not a valid GGUF file,
+    /// [`Error::MissingShard`] when a shard of a split model is not there,
+    /// and [`Error::Split`] when a shard does not belong.
     pub fn new(path: impl AsRef<Path>) -> Result<Self> {
         Self::open(path, LoadMode::Mmap)
     }

@@ -393,6 +393,8 @@ impl<T: Element> LazyModel<T> {
     /// Layer `i` (the tensors named `blk.i.*`), decoded now or taken from a
     /// finished or running prefetch; [`Error::LayerNotFound`] when no tensor
     /// has that index. Not cached: it is freed when the caller drops it.
+    /// Nor taken from [`Self::tensor`]'s cache: a tensor asked for both
+    /// ways is decoded (and held) twice.
     pub fn layer(&self, i: usize) -> Result<LazyLayer<T>> {
         let pending = {
             let mut p = lock(&self.pending);

@@ -404,6 +404,8 @@ impl MmapGGUFLoader {
     /// big-endian file of a type with no big-endian byte order
     /// ([`has_big_endian_order`](crate::GgmlType::has_big_endian_order)),
     /// [`Error::TensorIo`] when a read fails (read mode),
+    /// [`Error::TooLarge`] for a tensor this platform cannot address,
+    /// [`Error::Threads`] for a thread count out of range,
     /// [`Error::Cancelled`] and [`Error::ThreadPool`].
     pub fn load_tensor_with<T: Element>(
         &self,

@@ -182,3 +182,47 @@ fn arch_keys_on_both_real_models() {
         assert!(tokens.len() >= 49152);
     }
 }
+
+/// Every public type has a `Debug` that says what it holds (not its data),
+/// so that a user's own `#[derive(Debug)]` struct can hold it; the lazy
+/// model's layer iterator knows its length.
+#[test]
+fn debug_on_every_public_type() {
+    use gguf_loader::{LazyModel, LoadOptions, Prefetch};
+    use half::f16;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tiny.gguf");
+    let w = gguf_loader::synthesize(&gguf_loader::Preset::TINY_TEST, GgmlType::Q8_0, 1).unwrap();
+    let text = format!("{w:?}");
+    assert!(text.starts_with("GgufWriter { version: 3,"), "{text}");
+    assert!(text.contains("\"general.architecture\""), "{text}");
+    std::fs::write(&path, w.to_bytes().unwrap()).unwrap();
+
+    let noop = |_: &gguf_loader::Progress| true;
+    let opts = LoadOptions::default().threads(1).progress(&noop);
+    let text = format!("{opts:?}");
+    assert!(text.contains("threads: Some(1)") && text.contains("progress: Some(\"callback\")"));
+
+    let lazy = LazyModel::<f16>::open(&path).unwrap();
+    lazy.tensor("output_norm.weight").unwrap();
+    let text = format!("{lazy:?}");
+    assert!(text.contains("layers: 2, cached: 1"), "{text}");
+    let mut layers = lazy.layers(Prefetch::NextLayer);
+    assert_eq!(layers.len(), 2);
+    let first = layers.next().unwrap().unwrap();
+    assert_eq!(layers.len(), 1);
+    assert!(format!("{layers:?}").contains("left: 1"));
+    let text = format!("{first:?}");
+    assert!(
+        text.starts_with("LazyLayer { index: 0, tensors: [\"attn_norm.weight\""),
+        "{text}"
+    );
+
+    let model = MmapGGUFLoader::new(&path)
+        .unwrap()
+        .load_f16_model(Device::Cpu)
+        .unwrap();
+    let text = format!("{:?}", model.layer(1).unwrap());
+    assert!(text.starts_with("Layer { index: 1, tensors: [\""), "{text}");
+    assert!(text.ends_with("dtype: \"f16\" }"), "{text}");
+}

@@ -158,6 +158,19 @@ pub struct GgufWriter<'d> {
     tensors: Vec<TensorSpec<'d>>,
 }
 
+impl std::fmt::Debug for GgufWriter<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let keys: Vec<&str> = self.metadata.iter().map(|(k, _)| k.as_str()).collect();
+        f.debug_struct("GgufWriter")
+            .field("version", &self.version)
+            .field("endianness", &self.endianness)
+            .field("alignment", &self.alignment)
+            .field("metadata", &keys)
+            .field("tensors", &self.tensors.len())
+            .finish()
+    }
+}
+
 /// A metadata value to write: owned, or borrowed from a parsed file.
 enum Meta<'d> {
     Owned(MetaValue),

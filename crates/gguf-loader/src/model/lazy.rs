@@ -437,6 +437,41 @@ impl<T> LazyModel<T> {
     }
 }
 
+impl<T: Element> std::fmt::Debug for LazyModel<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LazyModel")
+            .field("architecture", &self.config.architecture)
+            .field("layers", &self.layers.len())
+            .field("cached", &lock(&self.cache).len())
+            .field(
+                "prefetching",
+                &lock(&self.pending).as_ref().map(|p| p.index),
+            )
+            .field("dtype", &T::KIND.name())
+            .finish()
+    }
+}
+
+impl<T: Element> std::fmt::Debug for LazyLayer<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<&str> = self.tensors.iter().map(|(n, _)| n.as_str()).collect();
+        f.debug_struct("LazyLayer")
+            .field("index", &self.index)
+            .field("tensors", &names)
+            .field("dtype", &T::KIND.name())
+            .finish()
+    }
+}
+
+impl<T: Element> std::fmt::Debug for LayerIter<'_, T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LayerIter")
+            .field("left", &(self.model.layers.len() - self.next))
+            .field("prefetch", &self.prefetch)
+            .finish()
+    }
+}
+
 impl<T> Drop for LazyModel<T> {
     fn drop(&mut self) {
         self.cancel_prefetch();
@@ -470,3 +505,5 @@ impl<T: Element> Iterator for LayerIter<'_, T> {
         (n, Some(n))
     }
 }
+
+impl<T: Element> ExactSizeIterator for LayerIter<'_, T> {}

@@ -87,6 +87,18 @@ pub struct LoadOptions<'a> {
     pub gpu_ring_bytes: usize,
 }
 
+impl std::fmt::Debug for LoadOptions<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoadOptions")
+            .field("threads", &self.threads)
+            .field("progress", &self.progress.map(|_| "callback"))
+            .field("stores", &self.stores)
+            .field("gpu_staging", &self.gpu_staging)
+            .field("gpu_ring_bytes", &self.gpu_ring_bytes)
+            .finish()
+    }
+}
+
 impl<'a> LoadOptions<'a> {
     /// Decodes on a pool of `n` threads of its own.
     pub fn threads(mut self, n: usize) -> Self {

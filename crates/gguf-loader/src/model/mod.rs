@@ -261,6 +261,17 @@ impl<T: Element> std::fmt::Debug for Model<T> {
     }
 }
 
+impl<T: Element> std::fmt::Debug for Layer<'_, T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<&str> = self.tensors.iter().map(|(n, _)| *n).collect();
+        f.debug_struct("Layer")
+            .field("index", &self.index)
+            .field("tensors", &names)
+            .field("dtype", &T::KIND.name())
+            .finish()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -163,19 +163,8 @@ fn parse_top_p(s: &str) -> Result<f32, String> {
 }
 
 fn parse_device(s: &str) -> Result<Device, String> {
-    match s {
-        "cpu" => Ok(Device::Cpu),
-        _ => match s
-            .strip_prefix("cuda:")
-            .or(if s == "cuda" { Some("0") } else { None })
-        {
-            Some(i) => i
-                .parse()
-                .map(Device::Cuda)
-                .map_err(|_| format!("bad device '{s}'")),
-            None => Err(format!("unknown device '{s}' (cpu, cuda:N)")),
-        },
-    }
+    s.parse()
+        .map_err(|e: gguf_loader::ParseDeviceError| e.to_string())
 }
 
 #[derive(Subcommand)]

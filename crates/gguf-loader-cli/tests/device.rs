@@ -91,6 +91,8 @@ fn bad_devices_and_ring_sizes_are_refused() {
         vec!["--device", "cuda:"],
         vec!["--device", "cuda:-1"],
         vec!["--device", "cuda:99999999999999999999999"],
+        vec!["--device", "cuda:+1"],
+        vec!["--device", "CUDA"],
         vec!["--ring-mib", "100000"],
         vec!["--ring-mib", "-1"],
         vec!["--staging", "dma"],

@@ -50,19 +50,11 @@ fn dtype(name: &str) -> PyResult<Dtype> {
 
 /// `cpu`, `cuda` (GPU 0) or `cuda:N`.
 pub(crate) fn device(name: &str) -> PyResult<Device> {
-    match name {
-        "cpu" => Ok(Device::Cpu),
-        "cuda" => Ok(Device::Cuda(0)),
-        _ => name
-            .strip_prefix("cuda:")
-            .and_then(|n| n.parse().ok())
-            .map(Device::Cuda)
-            .ok_or_else(|| {
-                PyValueError::new_err(format!(
-                    "device must be \"cpu\", \"cuda\" or \"cuda:N\", not {name:?}"
-                ))
-            }),
-    }
+    name.parse().map_err(|_| {
+        PyValueError::new_err(format!(
+            "device must be \"cpu\", \"cuda\" or \"cuda:N\", not {name:?}"
+        ))
+    })
 }
 
 /// Load options with `threads` decoding threads (`None`: every core). The

@@ -183,8 +183,9 @@ def test_names_threads_and_bad_arguments(smollm2):
     twice = f.load(names=[names[1], names[0], names[1]])
     assert list(twice) == [names[1], names[0]]
     assert twice[names[0]].base.nbytes < 2 * sum(a.nbytes for a in twice.values())
-    with pytest.raises(ValueError, match="device"):
-        f.load(device="tpu")
+    for bad in ("tpu", "cuda:", "cuda:+1", "cuda:-1", "CUDA"):
+        with pytest.raises(ValueError, match="device"):
+            f.load(device=bad)
     # A GPU that cannot be used is said so with nothing to load too.
     try:
         gguf_loader.cuda_memory("cuda:0")

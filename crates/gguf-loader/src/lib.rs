@@ -82,7 +82,7 @@ pub use model::{
 };
 #[cfg(feature = "synth")]
 pub use synth::{synthesize, write_synthetic, Preset};
-pub use tensor::{Device, Tensor};
+pub use tensor::{Device, ParseDeviceError, Tensor};
 
 /// The pieces below the public API, for the fuzz targets, benchmarks and
 /// tests (feature `internals`): per-type reference routines, the SIMD kernel

@@ -28,6 +28,38 @@ impl fmt::Display for Device {
     }
 }
 
+impl std::str::FromStr for Device {
+    type Err = ParseDeviceError;
+
+    /// `cpu`, `cuda` (GPU 0) or `cuda:N` (N in decimal digits), as
+    /// [`Display`](fmt::Display) writes it and as PyTorch spells it.
+    fn from_str(s: &str) -> Result<Device, ParseDeviceError> {
+        let err = || ParseDeviceError {
+            input: s.to_string(),
+        };
+        match s {
+            "cpu" => Ok(Device::Cpu),
+            "cuda" => Ok(Device::Cuda(0)),
+            _ => {
+                let n = s.strip_prefix("cuda:").ok_or_else(err)?;
+                if n.is_empty() || !n.bytes().all(|b| b.is_ascii_digit()) {
+                    return Err(err());
+                }
+                n.parse().map(Device::Cuda).map_err(|_| err())
+            }
+        }
+    }
+}
+
+/// A device name that is not `cpu`, `cuda` or `cuda:N` ([`Device`]'s
+/// `FromStr`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown device '{}' (cpu, cuda, cuda:N)", crate::Escaped(.input))]
+pub struct ParseDeviceError {
+    /// The name given.
+    pub input: String,
+}
+
 /// A decoded tensor: its shape and its values on a device.
 ///
 /// The values are row-major in [`Tensor::shape`] order (PyTorch,

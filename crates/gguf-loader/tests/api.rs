@@ -226,3 +226,34 @@ fn debug_on_every_public_type() {
     assert!(text.starts_with("Layer { index: 1, tensors: [\""), "{text}");
     assert!(text.ends_with("dtype: \"f16\" }"), "{text}");
 }
+
+/// `Device` parses what it displays (`cpu`, `cuda:N`), and `cuda` as GPU 0;
+/// anything else is a `ParseDeviceError` naming it, escaped.
+#[test]
+fn device_names_round_trip() {
+    for d in [Device::Cpu, Device::Cuda(0), Device::Cuda(7)] {
+        assert_eq!(d.to_string().parse::<Device>(), Ok(d));
+    }
+    assert_eq!("cuda".parse::<Device>(), Ok(Device::Cuda(0)));
+    for bad in [
+        "",
+        "gpu",
+        "CPU",
+        "cuda:",
+        "cuda:+1",
+        "cuda:-1",
+        " cuda",
+        "cuda:1 ",
+        "cuda:0x1",
+        "cuda:99999999999999999999999",
+    ] {
+        let e = bad.parse::<Device>().unwrap_err();
+        assert_eq!(e.input, bad);
+        assert_eq!(
+            e.to_string(),
+            format!("unknown device '{bad}' (cpu, cuda, cuda:N)")
+        );
+    }
+    let e = "cuda:\x1b[2J".parse::<Device>().unwrap_err();
+    assert!(!e.to_string().contains('\x1b'), "{e}");
+}

@@ -205,6 +205,12 @@ fn debug_on_every_public_type() {
 
     let lazy = LazyModel::<f16>::open(&path).unwrap();
     lazy.tensor("output_norm.weight").unwrap();
+    let loader = MmapGGUFLoader::new(&path).unwrap();
+    let text = format!("{:?}", loader.tensor_info("output_norm.weight").unwrap());
+    assert!(
+        text.starts_with("TensorInfo { name: \"output_norm.weight\", ne: [256], ty: F32,"),
+        "{text}"
+    );
     let text = format!("{lazy:?}");
     assert!(text.contains("layers: 2, cached: 1"), "{text}");
     let mut layers = lazy.layers(Prefetch::NextLayer);

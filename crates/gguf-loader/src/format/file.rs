@@ -37,7 +37,7 @@ impl Endianness {
 }
 
 /// One tensor's description, validated against the file.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct TensorInfo<'a> {
     /// The tensor's name, borrowed from the file.
     pub name: &'a str,
@@ -55,6 +55,21 @@ pub struct TensorInfo<'a> {
     pub n_bytes: u64,
     /// Where this tensor's offset field stands in the file (for errors).
     offset_field_at: u64,
+}
+
+impl std::fmt::Debug for TensorInfo<'_> {
+    /// Its public fields, with `ne` as many dimensions as it has.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TensorInfo")
+            .field("name", &self.name)
+            .field("ne", &self.ne())
+            .field("ty", &self.ty)
+            .field("offset", &self.offset)
+            .field("file_offset", &self.file_offset)
+            .field("n_elements", &self.n_elements)
+            .field("n_bytes", &self.n_bytes)
+            .finish()
+    }
 }
 
 impl TensorInfo<'_> {

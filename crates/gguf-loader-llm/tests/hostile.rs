@@ -450,3 +450,83 @@ fn many_special_tokens_over_a_long_text_split_it_quickly() {
     let ids = tok.encode("<c7>", false, false);
     assert!(!ids.contains(&id("<c7>")), "{ids:?}");
 }
+
+/// A SentencePiece vocabulary of `<unk>`, `<s>`, `</s>`, `▁`, `x`, `y` and
+/// `specials` as user-defined tokens.
+fn with_user_defined(specials: impl IntoIterator<Item = String>) -> tempfile::NamedTempFile {
+    let mut tokens: Vec<String> = ["<unk>", "<s>", "</s>", "\u{2581}", "x", "y"]
+        .map(String::from)
+        .into();
+    let mut types = vec![2, 3, 3, 1, 1, 1];
+    for t in specials {
+        tokens.push(t);
+        types.push(4);
+    }
+    let mut w = GgufWriter::new();
+    w.add("tokenizer.ggml.model", MetaValue::String("llama".into()));
+    w.add(
+        "tokenizer.ggml.tokens",
+        MetaValue::Array(
+            ValueType::String,
+            tokens.into_iter().map(MetaValue::String).collect(),
+        ),
+    );
+    w.add(
+        "tokenizer.ggml.token_type",
+        MetaValue::Array(
+            ValueType::I32,
+            types.into_iter().map(MetaValue::I32).collect(),
+        ),
+    );
+    w.add("tokenizer.ggml.add_space_prefix", MetaValue::Bool(false));
+    let file = tempfile::Builder::new().suffix(".gguf").tempfile().unwrap();
+    std::fs::write(file.path(), w.to_bytes().unwrap()).unwrap();
+    file
+}
+
+/// Special-token texts that defeat a finder, each once a hang: one 64 KiB
+/// special of one repeated byte (the DFA that the `AhoCorasick` type
+/// builds for 100 patterns or fewer took 97 s, growing with the square of
+/// its length); 200 000 specials each present once in a 2 MB text (each
+/// was searched for in the whole text: 200 000 searches); and `a` to
+/// `a`×300 over a 4 MB run of `a` (300 occurrences a byte, where only the
+/// specials present were to be found).
+#[test]
+fn special_texts_that_defeat_a_finder_split_quickly() {
+    let start = Instant::now();
+    let tok = tokenizer(&with_user_defined(["B".repeat(1 << 16)])).unwrap();
+    let long = tok.token_id(&"B".repeat(1 << 16)).unwrap();
+    let text = format!("x{}y{}", "B".repeat(1 << 16), "B".repeat(1 << 15));
+    let ids = tok.encode(&text, false, true);
+    assert_eq!(
+        ids[..3],
+        [tok.token_id("x").unwrap(), long, tok.token_id("y").unwrap()]
+    );
+    assert!(!ids[3..].contains(&long));
+    let took = start.elapsed();
+    assert!(took < Duration::from_secs(20), "one long special: {took:?}");
+
+    let n = 200_000;
+    let specials: Vec<String> = (0..n).map(|i| format!("<u{i:07}>")).collect();
+    let tok = tokenizer(&with_user_defined(specials.clone())).unwrap();
+    let start = Instant::now();
+    let text: String = specials.iter().rev().map(|s| format!("{s}x")).collect();
+    let ids = tok.encode(&text, false, true);
+    let took = start.elapsed();
+    assert_eq!(ids.len(), 2 * n);
+    assert_eq!(ids[0], tok.token_id(&specials[n - 1]).unwrap());
+    assert_eq!(ids[2 * n - 2], tok.token_id(&specials[0]).unwrap());
+    assert!(
+        took < Duration::from_secs(20),
+        "{n} specials present: {took:?}"
+    );
+
+    let tok = tokenizer(&with_user_defined((1..=300).map(|k| "a".repeat(k)))).unwrap();
+    let start = Instant::now();
+    let ids = tok.encode(&"a".repeat(4_000_000 + 7), false, true);
+    let took = start.elapsed();
+    // 13 333 of `a`×300, then `a`×107 (longest first).
+    assert_eq!(ids.len(), 4_000_000 / 300 + 1);
+    assert_eq!(ids[ids.len() - 1], tok.token_id(&"a".repeat(107)).unwrap());
+    assert!(took < Duration::from_secs(20), "nested specials: {took:?}");
+}

@@ -21,7 +21,11 @@ mod pre_oracle;
 mod spm;
 mod stream;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use aho_corasick::automaton::{Automaton, StateID};
+use aho_corasick::nfa::contiguous::NFA as ContiguousNfa;
+use aho_corasick::Anchored;
 
 use gguf_loader::{Escaped, Metadata, MetadataError, MmapGGUFLoader, Value};
 
@@ -77,17 +81,21 @@ pub enum TokenizerError {
 }
 
 /// Texts of special tokens past this many bytes in all are not put in a
-/// finder (its automaton takes tens of bytes a byte); real vocabularies
-/// hold well under 1 MiB of them.
-const MAX_FINDER_TEXT: usize = 16 << 20;
+/// finder (its automaton took some 7 bytes a byte: 130 MB for 2M specials
+/// of 10 bytes); real vocabularies hold well under 1 MiB of them. Without
+/// a finder each special is searched for in the text in turn.
+const MAX_FINDER_TEXT: usize = 64 << 20;
 
-/// The finder of [`Tokenizer::specials_present`].
-fn special_finder(special: &[u32], tokens: &[String]) -> Option<aho_corasick::AhoCorasick> {
+/// The finder of [`Tokenizer::specials_present`]: an Aho-Corasick NFA,
+/// whose build is linear in the texts. (The `AhoCorasick` type builds a DFA
+/// for 100 patterns or fewer, in time that grows with the square of a
+/// repetitive text: one 64 KiB special token took over 90 s.)
+fn special_finder(special: &[u32], tokens: &[String]) -> Option<ContiguousNfa> {
     let texts = || special.iter().map(|&id| tokens[id as usize].as_str());
     if texts().map(str::len).sum::<usize>() > MAX_FINDER_TEXT {
         return None;
     }
-    aho_corasick::AhoCorasick::new(texts()).ok()
+    ContiguousNfa::new(texts()).ok()
 }
 
 /// The most tokens (and merges) a vocabulary may hold: 16 times the
@@ -170,7 +178,7 @@ pub struct Tokenizer {
     special: Vec<u32>,
     /// Finds which of `special` occur in a text, in one pass (pattern `k`
     /// is `special[k]`); `None` where their texts are too long in all.
-    special_finder: Option<aho_corasick::AhoCorasick>,
+    special_finder: Option<ContiguousNfa>,
     /// Each token's text as decoded bytes (with specials rendered).
     pieces: Vec<Vec<u8>>,
     bos: Option<u32>,
@@ -859,32 +867,155 @@ impl Tokenizer {
         out
     }
 
-    /// Which of `special` occur in `text` (overlapping occurrences
-    /// counted), or `None` to try them all: where there is no finder, or
-    /// the occurrences pass a few per byte (special texts that are
-    /// suffixes of one another, run over a text that repeats them).
-    fn specials_present(&self, text: &str) -> Option<Vec<bool>> {
-        let finder = self.special_finder.as_ref()?;
+    /// Where the special tokens occur in `text`, found in one walk of the
+    /// finder's automaton over it: the patterns that end at a byte are
+    /// those of the state it is in (every special that is a suffix of the
+    /// text read so far). `None` where there is no finder.
+    ///
+    /// Where the occurrences, overlapping ones counted, are a few per byte
+    /// at most, each present special's are listed ([`Found::At`]); else
+    /// only which specials are present ([`Found::Present`]), each distinct
+    /// state's patterns listed once. (Specials that are suffixes of one
+    /// another, such as all of Gemma's tokens as user-defined ones over a
+    /// 12 MB run of `a`, occur many times a byte: listing every occurrence
+    /// to see which were present took minutes.)
+    fn find_specials(&self, text: &str) -> Option<Found> {
+        let nfa = self.special_finder.as_ref()?;
+        let walk = |on_match: &mut dyn FnMut(usize, StateID)| -> Option<()> {
+            let mut sid = nfa.start_state(Anchored::No).ok()?;
+            for (i, &b) in text.as_bytes().iter().enumerate() {
+                sid = nfa.next_state(Anchored::No, sid, b);
+                if nfa.is_dead(sid) {
+                    break;
+                }
+                if nfa.is_match(sid) {
+                    on_match(i + 1, sid);
+                }
+            }
+            Some(())
+        };
         let mut present = vec![false; self.special.len()];
-        let mut budget = text.len().saturating_mul(4).saturating_add(1 << 16);
-        for m in finder.find_overlapping_iter(text) {
-            present[m.pattern().as_usize()] = true;
-            budget = budget.checked_sub(1)?;
+        let mut listed = HashSet::new();
+        let mut occurrences = 0usize;
+        let mut last = None;
+        walk(&mut |_, sid| {
+            occurrences = occurrences.saturating_add(nfa.match_len(sid));
+            // (A run of one byte stays in one state: no lookup for it.)
+            if last != Some(sid) && listed.insert(sid) {
+                for k in 0..nfa.match_len(sid) {
+                    present[nfa.match_pattern(sid, k).as_usize()] = true;
+                }
+            }
+            last = Some(sid);
+        })?;
+        let budget = text.len().saturating_mul(4).saturating_add(1 << 16);
+        if occurrences > budget || u32::try_from(text.len()).is_err() {
+            return Some(Found::Present(present));
         }
-        Some(present)
+        // Each present special's starts, ascending (one length a pattern).
+        let mut at: HashMap<usize, Vec<u32>> = HashMap::new();
+        walk(&mut |end, sid| {
+            for k in 0..nfa.match_len(sid) {
+                let k = nfa.match_pattern(sid, k).as_usize();
+                let len = self.tokens[self.special[k] as usize].len();
+                at.entry(k).or_default().push((end - len) as u32);
+            }
+        })?;
+        Some(Found::At(at))
     }
 
     /// Splits `text` at the special tokens in it (longest first), as
-    /// llama.cpp's `tokenizer_st_partition`. Only the special tokens found
-    /// in the text in one pass are looked for piece by piece: a fragment
-    /// is a part of the text, so the others cannot split it, and looking
-    /// for each of a vocabulary's specials in turn cost their number times
-    /// the text (100 000 of them over a 16 MiB prompt: minutes).
+    /// llama.cpp's `tokenizer_st_partition`: each special in turn, in
+    /// priority order, takes its occurrences left to right in the parts of
+    /// the text no special has taken yet (with the spaces around it where
+    /// it strips them).
     fn partition(&self, text: &str, parse_special: bool) -> Vec<Fragment> {
-        let present = self.specials_present(text);
+        match self.find_specials(text) {
+            Some(Found::At(at)) => self.partition_at(text, &at, parse_special),
+            Some(Found::Present(present)) => {
+                self.partition_scan(text, Some(&present), parse_special)
+            }
+            None => self.partition_scan(text, None, parse_special),
+        }
+    }
+
+    /// [`Self::partition`] from each special's occurrences: the taken spans
+    /// kept by their start, so that an occurrence is checked against its
+    /// neighbours, not looked for in the whole text (a million specials
+    /// each once in a 10 MB text: 1M searches of the text). Its cost is the
+    /// occurrences', not the specials' times the text's.
+    fn partition_at(
+        &self,
+        text: &str,
+        at: &HashMap<usize, Vec<u32>>,
+        parse_special: bool,
+    ) -> Vec<Fragment> {
+        let bytes = text.as_bytes();
+        // Taken spans (the token and the spaces it strips): start -> (end, id).
+        let mut taken: BTreeMap<usize, (usize, u32)> = BTreeMap::new();
+        let mut order: Vec<usize> = at.keys().copied().collect();
+        order.sort_unstable();
+        for k in order {
+            let id = self.special[k];
+            let a = self.attrs[id as usize];
+            if !parse_special && a & (attr::CONTROL | attr::UNKNOWN) != 0 {
+                continue;
+            }
+            let len = self.tokens[id as usize].len();
+            for &start in &at[&k] {
+                let (start, end) = (start as usize, start as usize + len);
+                // The span before `end` that ends last: it overlaps this
+                // occurrence, or it bounds the free part on the left.
+                let before = taken.range(..end).next_back().map(|(_, &(e, _))| e);
+                if before.is_some_and(|e| e > start) {
+                    continue;
+                }
+                let (free_start, free_end) = (
+                    before.unwrap_or(0),
+                    taken.range(end..).next().map_or(bytes.len(), |(&s, _)| s),
+                );
+                let mut left = start;
+                if a & attr::LSTRIP != 0 {
+                    while left > free_start && bytes[left - 1].is_ascii_whitespace() {
+                        left -= 1;
+                    }
+                }
+                let mut right = end;
+                if a & attr::RSTRIP != 0 {
+                    while right < free_end && bytes[right].is_ascii_whitespace() {
+                        right += 1;
+                    }
+                }
+                taken.insert(left, (right, id));
+            }
+        }
+        let mut frags = Vec::with_capacity(2 * taken.len() + 1);
+        let mut done = 0;
+        for (&start, &(end, id)) in &taken {
+            if start > done {
+                frags.push(Fragment::Text(done, start));
+            }
+            frags.push(Fragment::Token(id));
+            done = end;
+        }
+        if done < bytes.len() {
+            frags.push(Fragment::Text(done, bytes.len()));
+        }
+        frags
+    }
+
+    /// [`Self::partition`] by searching the text for each special in turn:
+    /// only those `present` (all without it). Its cost is the specials'
+    /// times the text's.
+    fn partition_scan(
+        &self,
+        text: &str,
+        present: Option<&Vec<bool>>,
+        parse_special: bool,
+    ) -> Vec<Fragment> {
         let mut frags = vec![Fragment::Text(0, text.len())];
         for (k, &id) in self.special.iter().enumerate() {
-            if present.as_ref().is_some_and(|p| !p[k]) {
+            if present.is_some_and(|p| !p[k]) {
                 continue;
             }
             let a = self.attrs[id as usize];
@@ -1071,9 +1202,18 @@ impl Tokenizer {
     }
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Fragment {
     Text(usize, usize),
     Token(u32),
+}
+
+/// What [`Tokenizer::find_specials`] found.
+enum Found {
+    /// Each present special's (pattern `k`'s) occurrences by start, ascending.
+    At(HashMap<usize, Vec<u32>>),
+    /// Which specials are present (too many occurrences to list).
+    Present(Vec<bool>),
 }
 
 /// llama.cpp's `clean_up_tokenization_spaces` passes, byte for byte.
@@ -1121,7 +1261,88 @@ fn clean_spaces(text: &mut Vec<u8>) {
 
 #[cfg(test)]
 mod tests {
-    use super::clean_spaces;
+    use super::{attr, clean_spaces, Found, Tokenizer};
+    use gguf_loader::{GgufFile, GgufWriter, MetaValue, ValueType};
+    use rand_chacha::rand_core::{RngCore, SeedableRng};
+
+    /// A llama (SentencePiece) vocabulary whose tokens after the first
+    /// three are `specials`, user-defined (even) or control (odd).
+    fn with_specials(specials: &[String]) -> Tokenizer {
+        let mut tokens = vec!["<unk>".to_string(), "<s>".into(), "</s>".into()];
+        let mut types = vec![2, 3, 3];
+        for (i, t) in specials.iter().enumerate() {
+            tokens.push(t.clone());
+            types.push(if i % 2 == 0 { 4 } else { 3 });
+        }
+        let mut w = GgufWriter::new();
+        w.add("tokenizer.ggml.model", MetaValue::String("llama".into()));
+        w.add(
+            "tokenizer.ggml.tokens",
+            MetaValue::Array(
+                ValueType::String,
+                tokens.into_iter().map(MetaValue::String).collect(),
+            ),
+        );
+        w.add(
+            "tokenizer.ggml.token_type",
+            MetaValue::Array(
+                ValueType::I32,
+                types.into_iter().map(MetaValue::I32).collect(),
+            ),
+        );
+        let bytes = w.to_bytes().unwrap();
+        let file = GgufFile::parse(&bytes).unwrap();
+        Tokenizer::from_metadata(&file.metadata).unwrap()
+    }
+
+    /// The split from each special's occurrences is the split from
+    /// searching the text for each in turn (llama.cpp's way), on random
+    /// vocabularies of specials that overlap, nest and hold spaces, with
+    /// and without stripping, and random texts of their characters.
+    #[test]
+    fn partition_from_occurrences_is_the_search_in_turn() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+        let mut pick = |n: u32| (rng.next_u32() % n) as usize;
+        let alphabet = [b'a', b'b', b' ', b'<', b'>'];
+        let word = |pick: &mut dyn FnMut(u32) -> usize, max: u32| {
+            let n = 1 + pick(max);
+            (0..n)
+                .map(|_| alphabet[pick(alphabet.len() as u32)] as char)
+                .collect::<String>()
+        };
+        let mut compared = 0;
+        for round in 0..400 {
+            let n = 1 + pick(12);
+            let mut specials: Vec<String> = (0..n).map(|_| word(&mut pick, 5)).collect();
+            specials.sort();
+            specials.dedup();
+            let mut tok = with_specials(&specials);
+            for &id in &tok.special.clone() {
+                match pick(4) {
+                    0 => tok.attrs[id as usize] |= attr::LSTRIP,
+                    1 => tok.attrs[id as usize] |= attr::RSTRIP,
+                    2 => tok.attrs[id as usize] |= attr::LSTRIP | attr::RSTRIP,
+                    _ => {}
+                }
+            }
+            for _ in 0..8 {
+                let text = word(&mut pick, 60);
+                for parse_special in [false, true] {
+                    let Some(Found::At(at)) = tok.find_specials(&text) else {
+                        continue;
+                    };
+                    let by_occurrence = tok.partition_at(&text, &at, parse_special);
+                    let by_search = tok.partition_scan(&text, None, parse_special);
+                    assert_eq!(
+                        by_occurrence, by_search,
+                        "round {round}: specials {specials:?}, text {text:?}, parse_special {parse_special}"
+                    );
+                    compared += 1;
+                }
+            }
+        }
+        assert!(compared > 5000, "{compared}");
+    }
 
     #[test]
     fn clean_up_spaces() {

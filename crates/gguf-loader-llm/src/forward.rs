@@ -70,6 +70,14 @@ pub enum ForwardError {
         /// What is wrong with it.
         why: String,
     },
+    /// A tensor of settings holds a value out of range.
+    #[error("tensor '{name}': {why}")]
+    BadTensor {
+        /// The tensor's name.
+        name: String,
+        /// What is wrong with it.
+        why: String,
+    },
     /// A token id is not below the vocabulary size.
     #[error("token id {id} is out of range (vocabulary of {n_vocab})")]
     Token {
@@ -371,6 +379,60 @@ fn positive_f32(key: &str, v: f32) -> Result<f32, ForwardError> {
     Ok(v)
 }
 
+/// The positions RoPE is checked to: 2^24, past which an f32 no longer
+/// counts them one by one.
+const ROPE_CHECKED_TO: usize = 1 << 24;
+
+/// Refuses RoPE settings whose angles are not finite at some position up
+/// to [`ROPE_CHECKED_TO`] (their cosine and sine NaN, and so every logit),
+/// naming what makes them so: a `rope_freqs.weight` element that is not a
+/// finite number above 0, or else the base (`base_key`) and the scaling
+/// factor (`factor_key`, `""` where it does not apply). Each is finite and
+/// above 0 alone, but a base of 1e-38 grows the angle past f32's range
+/// within a few pairs, and a factor of 1e-38 multiplies it by 1e38.
+fn usable_rope(rope: &Rope, base_key: &str, factor_key: &str) -> Result<(), ForwardError> {
+    if let Some(f) = &rope.factors {
+        if let Some((i, v)) = f
+            .iter()
+            .enumerate()
+            .find(|(_, v)| !(v.is_normal() && **v > 0.0))
+        {
+            return Err(ForwardError::BadTensor {
+                name: "rope_freqs.weight".into(),
+                why: format!(
+                    "element {i} is {v:e}: each pair's frequency is divided by it, so it \
+                     must be a normal number above 0"
+                ),
+            });
+        }
+    }
+    let Some((i, t)) = rope.first_unusable_pair(ROPE_CHECKED_TO) else {
+        return Ok(());
+    };
+    let unscaled = Rope {
+        scale: 1.0,
+        ..rope.clone()
+    };
+    let at = format!("pair {i}'s angle is {t} at position {ROPE_CHECKED_TO} (no cosine or sine)");
+    Err(
+        if !factor_key.is_empty() && unscaled.first_unusable_pair(ROPE_CHECKED_TO).is_none() {
+            ForwardError::BadParameter {
+                key: factor_key.into(),
+                why: format!(
+                    "{:e} scales RoPE's angles by {:e}: {at}",
+                    1.0 / rope.scale,
+                    rope.scale
+                ),
+            }
+        } else {
+            ForwardError::BadParameter {
+                key: base_key.into(),
+                why: format!("a RoPE base of {:e}: {at}", rope.base),
+            }
+        },
+    )
+}
+
 /// Why `v` is refused by [`positive_f32`].
 fn not_positive(v: f32) -> String {
     if v.is_subnormal() && v > 0.0 {
@@ -629,6 +691,14 @@ impl<T: WeightElement> Transformer<T> {
                     })
                 }
             };
+        }
+        usable_rope(
+            &global,
+            &full("rope.freq_base"),
+            &full("rope.scaling.factor"),
+        )?;
+        if layer_is_swa.contains(&true) {
+            usable_rope(&swa_rope, &full("rope.freq_base_swa"), "")?;
         }
         let ropes = layer_is_swa
             .iter()
@@ -1180,4 +1250,47 @@ fn check_step(
         });
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{usable_rope, Rope, RopeMode};
+
+    /// SmolLM2's RoPE (64 dimensions, base 1e5) is usable; a base of 1.2e-38
+    /// grows the angle past f32's range at pair 27 (every logit NaN from a
+    /// 100-token prompt on), and is refused naming the base's key.
+    #[test]
+    fn a_tiny_rope_base_is_refused_naming_its_key() {
+        let rope = |base: f32| Rope {
+            mode: RopeMode::Norm,
+            n_rot: 64,
+            base,
+            scale: 1.0,
+            factors: None,
+        };
+        usable_rope(
+            &rope(1e5),
+            "llama.rope.freq_base",
+            "llama.rope.scaling.factor",
+        )
+        .unwrap();
+        let e = usable_rope(
+            &rope(1.2e-38),
+            "llama.rope.freq_base",
+            "llama.rope.scaling.factor",
+        )
+        .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "metadata key 'llama.rope.freq_base': a RoPE base of 1.2e-38: pair 27's angle is inf \
+             at position 16777216 (no cosine or sine)"
+        );
+        // A gemma3 sliding-window base: no scaling factor to blame.
+        let e = usable_rope(&rope(1.2e-38), "gemma3.rope.freq_base_swa", "").unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("metadata key 'gemma3.rope.freq_base_swa'"),
+            "{e}"
+        );
+    }
 }

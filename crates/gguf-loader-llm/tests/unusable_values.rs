@@ -1,7 +1,9 @@
 //! Float settings and weights that would make every logit NaN: an RMS
 //! epsilon or a RoPE base that is NaN, infinite, 0 or negative, a bad RoPE
 //! scaling factor or logit soft-cap are refused when the model is built,
-//! naming the key and the value; a NaN weight ends the forward pass in a
+//! naming the key and the value, and so are RoPE settings whose angles
+//! leave f32's range (a factor of 1e-38, a `rope_freqs.weight` of 0),
+//! naming the key or tensor; a NaN weight ends the forward pass in a
 //! typed error naming the position, never in logits a sampler would turn
 //! into token 0.
 
@@ -22,6 +24,16 @@ fn model(
     arch: &str,
     meta: &[(&str, MetaValue)],
     nan: Option<(&str, usize)>,
+) -> tempfile::NamedTempFile {
+    model_with(arch, meta, nan, &[])
+}
+
+/// [`model`] with `extra` F32 tensors (name, ne, values) added.
+fn model_with(
+    arch: &str,
+    meta: &[(&str, MetaValue)],
+    nan: Option<(&str, usize)>,
+    extra: &[(&str, Vec<u64>, Vec<f32>)],
 ) -> tempfile::NamedTempFile {
     let gemma = arch == "gemma3";
     let mut w = GgufWriter::new();
@@ -84,6 +96,10 @@ fn model(
         }
         w.add_tensor(name.as_str(), ne, GgmlType::F32, data)
             .unwrap();
+    }
+    for (name, ne, values) in extra {
+        let data: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        w.add_tensor(*name, ne, GgmlType::F32, data).unwrap();
     }
     let file = tempfile::Builder::new().suffix(".gguf").tempfile().unwrap();
     std::fs::write(file.path(), w.to_bytes().unwrap()).unwrap();
@@ -462,5 +478,80 @@ fn a_feed_forward_length_the_tensors_do_not_have_is_refused() {
         }
         let file = model(arch, &[(key.as_str(), per_layer(N_FF as u32))], None);
         assert!(eager(&file).is_ok() && lazy(&file).is_ok());
+    }
+}
+
+/// RoPE settings each finite and above 0 but whose angles leave f32's
+/// range (so every logit was NaN, blamed on the weights): refused when the
+/// model is built, naming the key or tensor that does it. Real settings
+/// (a 4× linear scaling, Llama 3's frequency factors of 1 to 8) run. (A
+/// tiny base takes more pairs than these heads have to overflow: the unit
+/// test in forward.rs has SmolLM2's.)
+#[test]
+fn rope_settings_whose_angles_overflow_are_refused_naming_the_cause() {
+    let pairs = HEAD / 2;
+    // (architecture, settings, rope_freqs.weight if any, the message's start)
+    type Case = (
+        &'static str,
+        Vec<(&'static str, MetaValue)>,
+        Vec<f32>,
+        &'static str,
+    );
+    let cases: Vec<Case> = vec![
+        (
+            "llama",
+            vec![("llama.rope.scaling.factor", MetaValue::F32(1.2e-38))],
+            vec![],
+            "metadata key 'llama.rope.scaling.factor': 1.2e-38 scales RoPE's angles by ",
+        ),
+        (
+            "llama",
+            vec![],
+            (0..pairs).map(|i| if i == 1 { 0.0 } else { 1.0 }).collect(),
+            "tensor 'rope_freqs.weight': element 1 is 0e0: ",
+        ),
+        (
+            "llama",
+            vec![],
+            (0..pairs)
+                .map(|i| if i == 1 { -2.0 } else { 1.0 })
+                .collect(),
+            "tensor 'rope_freqs.weight': element 1 is -2e0: ",
+        ),
+        (
+            "llama",
+            vec![],
+            vec![1e-38; pairs as usize],
+            "tensor 'rope_freqs.weight': element 0 is 1e-38: ",
+        ),
+    ];
+    for (arch, meta, freqs, message) in cases {
+        let extra = if freqs.is_empty() {
+            vec![]
+        } else {
+            vec![("rope_freqs.weight", vec![pairs], freqs)]
+        };
+        let file = model_with(arch, &meta, None, &extra);
+        for build in [eager, lazy] {
+            let e = build(&file)
+                .err()
+                .unwrap_or_else(|| panic!("{message}: built"));
+            assert!(e.to_string().starts_with(message), "{e}");
+        }
+    }
+    let real: Vec<f32> = (0..pairs)
+        .map(|i| 1.0 + 7.0 * i as f32 / pairs as f32)
+        .collect();
+    let file = model_with(
+        "llama",
+        &[("llama.rope.scaling.factor", MetaValue::F32(4.0))],
+        None,
+        &[("rope_freqs.weight", vec![pairs], real)],
+    );
+    for build in [eager, lazy] {
+        let m = build(&file).unwrap();
+        let mut cache = m.new_cache(4).unwrap();
+        let logits = m.forward(&mut cache, &[1, 2, 3], true).unwrap();
+        assert!(logits.iter().all(|v| v.is_finite()));
     }
 }

@@ -165,6 +165,22 @@ impl Rope {
             .collect()
     }
 
+    /// The first pair whose angle at position `pos` is not finite (its
+    /// cosine and sine would be NaN), with that angle; `None` where all are.
+    pub fn first_unusable_pair(&self, pos: usize) -> Option<(usize, f32)> {
+        let theta_scale = self.base.powf(-2.0 / self.n_rot as f32);
+        let mut theta = pos as f32;
+        for i in 0..self.n_rot / 2 {
+            let ff = self.factors.as_ref().map_or(1.0, |f| f[i]);
+            let t = self.scale * (theta / ff);
+            if !t.is_finite() {
+                return Some((i, t));
+            }
+            theta *= theta_scale;
+        }
+        None
+    }
+
     /// Rotates one head (`head_dim` values) in place.
     pub fn apply(&self, head: &mut [f32], angles: &[(f32, f32)]) {
         let half = self.n_rot / 2;

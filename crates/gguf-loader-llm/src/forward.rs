@@ -113,6 +113,21 @@ pub enum ForwardError {
         /// How many there are (the vocabulary size).
         n_vocab: usize,
     },
+    /// The logits of a position are all one value: nothing to choose
+    /// from (a setting such as a huge RMS epsilon, or weights, that leave
+    /// no signal; every token would be id 0).
+    #[error(
+        "the {n_vocab} logits at position {position} are all {value}: nothing to choose from \
+         (the settings, such as the RMS epsilon, or the weights leave no signal)"
+    )]
+    FlatLogits {
+        /// The position (in the sequence, from 0) whose logits they are.
+        position: usize,
+        /// Their one value.
+        value: f32,
+        /// How many there are (the vocabulary size).
+        n_vocab: usize,
+    },
 }
 
 /// The architectures with a forward pass here.

@@ -8,9 +8,11 @@ use super::ForwardError;
 
 /// Holds `logits` (rows of `n_vocab`, the first of position `first`, the
 /// next of the positions after) to what a token can be chosen from: no
-/// NaN, and at least one finite value per row. Otherwise a
-/// [`ForwardError::BadLogits`] naming the first such row's position: a
-/// sampler would have made up a token (argmax skips NaN; all NaN was id 0).
+/// NaN, at least one finite value per row, and not all one value.
+/// Otherwise a [`ForwardError::BadLogits`] or
+/// [`ForwardError::FlatLogits`] naming the first such row's position: a
+/// sampler would have made up a token (argmax skips NaN; all NaN, or all
+/// equal, was id 0).
 /// One pass over the values; the forward passes run it on what they return.
 pub fn check_logits(logits: &[f32], n_vocab: usize, first: usize) -> Result<(), ForwardError> {
     if n_vocab == 0 {
@@ -18,14 +20,25 @@ pub fn check_logits(logits: &[f32], n_vocab: usize, first: usize) -> Result<(), 
     }
     for (i, row) in logits.chunks(n_vocab).enumerate() {
         let (mut nan, mut finite) = (0usize, false);
+        let (mut lo, mut hi) = (f32::INFINITY, f32::NEG_INFINITY);
         for &v in row {
             nan += v.is_nan() as usize;
             finite |= v.is_finite();
+            lo = lo.min(v);
+            hi = hi.max(v);
         }
+        let position = first.saturating_add(i);
         if nan > 0 || !finite {
             return Err(ForwardError::BadLogits {
-                position: first.saturating_add(i),
+                position,
                 nan,
+                n_vocab: row.len(),
+            });
+        }
+        if row.len() > 1 && lo == hi {
+            return Err(ForwardError::FlatLogits {
+                position,
+                value: lo,
                 n_vocab: row.len(),
             });
         }
@@ -255,6 +268,26 @@ mod tests {
             ),
             "{e:?}"
         );
+    }
+
+    /// All of a row's logits one value (a huge RMS epsilon zeroed them):
+    /// an error naming the position, not id 0; a one-token vocabulary has
+    /// nothing else to be.
+    #[test]
+    fn flat_logits_are_an_error_naming_the_position() {
+        let rows = [1.0, 2.0, 0.0, 0.0, 3.0, 3.0];
+        let e = check_logits(&rows, 2, 5).unwrap_err();
+        assert!(
+            matches!(e, ForwardError::FlatLogits { position: 6, value, n_vocab: 2 } if value == 0.0),
+            "{e:?}"
+        );
+        assert_eq!(
+            e.to_string(),
+            "the 2 logits at position 6 are all 0: nothing to choose from (the settings, such as \
+             the RMS epsilon, or the weights leave no signal)"
+        );
+        assert!(check_logits(&[-1.0, -0.0], 2, 0).is_ok());
+        assert!(check_logits(&[7.0, 7.0], 1, 0).is_ok());
     }
 
     #[test]

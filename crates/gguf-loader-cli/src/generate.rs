@@ -423,9 +423,29 @@ struct Context {
 
 impl Context {
     fn of(loader: &MmapGGUFLoader, ctx: Option<usize>, file: &Path) -> Result<Self, CliError> {
-        let model = ModelConfig::from_metadata(loader.metadata())
+        let md = loader.metadata();
+        let model = ModelConfig::from_metadata(md)
             .context_length
             .filter(|&c| c > 0);
+        // A context length of another type, or below 1, is taken as none:
+        // say so, not silently.
+        let key = md.arch_key("context_length").ok();
+        if let Some((key, v)) = key.and_then(|k| md.get(&k).map(|v| (k, v))) {
+            if model.is_none() {
+                let value = match (v.as_i64(), v.as_f64()) {
+                    (Some(i), _) => format!(" {i}"),
+                    (None, Some(f)) => format!(" {f}"),
+                    _ => String::new(),
+                };
+                gguf_loader_cli::warn(format_args!(
+                    "{}: warning: {} is {}{value}, not a context length of 1 or more tokens; \
+                     taken as none",
+                    file.display(),
+                    gguf_loader::Escaped(&key),
+                    v.value_type()
+                ));
+            }
+        }
         let tokens = match (ctx, model) {
             (Some(0), Some(m)) => m,
             (Some(0), None) => {

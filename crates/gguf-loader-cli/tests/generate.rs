@@ -336,30 +336,68 @@ fn ctx_sets_the_context() {
         "{}",
         r.stderr
     );
-    // Files that give no context length, or 2^63.
-    for (name, value) in [("none.gguf", 0u64), ("huge.gguf", 1 << 63)] {
+    // Files that give no context length (0, or a value of another type,
+    // each said to be taken as none), or 2^63.
+    use gguf_loader::MetaValue;
+    for (name, value, said) in [
+        ("none.gguf", MetaValue::U64(0), Some("is uint64 0, not")),
+        ("huge.gguf", MetaValue::U64(1 << 63), None),
+        (
+            "negative.gguf",
+            MetaValue::I32(-1),
+            Some("is int32 -1, not"),
+        ),
+        (
+            "text.gguf",
+            MetaValue::String("2048".into()),
+            Some("is string, not"),
+        ),
+        (
+            "nan.gguf",
+            MetaValue::F32(f32::NAN),
+            Some("is float32 NaN, not"),
+        ),
+    ] {
         let mut w = gguf_loader::synthesize(
             &gguf_loader::Preset::TINY_TEST,
             gguf_loader::GgmlType::Q8_0,
             1,
         )
         .unwrap();
-        w.add("llama.context_length", gguf_loader::MetaValue::U64(value));
+        w.add("llama.context_length", value.clone());
         let path = dir.path().join(name);
         std::fs::write(&path, w.to_bytes().unwrap()).unwrap();
         let long = vec!["1"; 4097].join(",");
+        let warning = said.map(|said| {
+            format!("warning: llama.context_length {said} a context length of 1 or more tokens")
+        });
+        // The error on its line; before it, the warning where one is due.
+        let error = |r: &support::Ran| {
+            assert_eq!(r.code, Some(2), "{name}: {}", r.stderr);
+            let lines: Vec<&str> = r.stderr.lines().collect();
+            assert_eq!(
+                lines.len(),
+                1 + warning.is_some() as usize,
+                "{name}: {}",
+                r.stderr
+            );
+            if let Some(w) = &warning {
+                assert!(lines[0].contains(w.as_str()), "{name}: {}", r.stderr);
+            }
+            lines[lines.len() - 1].to_string()
+        };
         let r = gen(&path, &long, &[]);
         assert!(
-            r.err().contains(
+            error(&r).contains(
                 "the prompt has 4097 tokens; the context holds 4096 (the default; --ctx sets it"
             ),
             "{}",
             r.stderr
         );
         let r = gen(&path, "1,2", &["--ctx", "0"]);
-        if value == 0 {
+        if warning.is_some() {
             assert!(
-                r.err().contains(
+                error(&r).contains(
                     "--ctx 0 asks for the model's context length, and the file gives none"
                 ),
                 "{}",

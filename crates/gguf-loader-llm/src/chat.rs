@@ -72,15 +72,26 @@ pub enum ChatError {
 
 impl From<JinjaError> for ChatError {
     fn from(e: JinjaError) -> Self {
-        // The error with its chain of causes, on one line.
-        let mut msg = e.to_string();
+        // The error with its chain of causes, on one line; a cause repeated
+        // (a template that includes itself: one per level) once, counted.
+        let mut chain = vec![e.to_string()];
         let mut src = std::error::Error::source(&e);
         while let Some(s) = src {
-            msg.push_str(": ");
-            msg.push_str(&s.to_string());
+            chain.push(s.to_string());
             src = s.source();
         }
-        ChatError::Template(msg)
+        let mut parts: Vec<String> = Vec::new();
+        let mut i = 0;
+        while i < chain.len() {
+            let same = chain[i..].iter().take_while(|c| **c == chain[i]).count();
+            parts.push(if same > 1 {
+                format!("{} ({same} times)", chain[i])
+            } else {
+                chain[i].clone()
+            });
+            i += same;
+        }
+        ChatError::Template(parts.join(": "))
     }
 }
 
@@ -737,5 +748,17 @@ mod tests {
         assert!(e.to_string().contains("only one"), "{e}");
         let e = render_template("{% for %}", &one, false, "", "").unwrap_err();
         assert!(e.to_string().starts_with("chat template: "), "{e}");
+    }
+
+    /// A template that includes itself fails at the recursion limit with a
+    /// cause per level: said once, counted (it was 2.8 kB on one line).
+    #[test]
+    fn a_repeated_cause_is_said_once() {
+        let one = [Message::new("user", "hi")];
+        let e = render_template("{% include 'chat' %}", &one, false, "", "").unwrap_err();
+        let e = e.to_string();
+        assert!(e.len() < 300, "{e}");
+        assert!(e.contains(" times): "), "{e}");
+        assert!(e.ends_with("recursion limit exceeded (in chat:1)"), "{e}");
     }
 }

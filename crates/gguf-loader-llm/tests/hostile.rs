@@ -489,8 +489,8 @@ fn with_user_defined(specials: impl IntoIterator<Item = String>) -> tempfile::Na
 /// builds for 100 patterns or fewer took 97 s, growing with the square of
 /// its length); 200 000 specials each present once in a 2 MB text (each
 /// was searched for in the whole text: 200 000 searches); and `a` to
-/// `a`×300 over a 4 MB run of `a` (300 occurrences a byte, where only the
-/// specials present were to be found).
+/// `a`×300 over a 4 MB run of `a` beside those 200 000 (300 occurrences
+/// a byte: too many to list, so every special was searched for).
 #[test]
 fn special_texts_that_defeat_a_finder_split_quickly() {
     let start = Instant::now();
@@ -521,12 +521,18 @@ fn special_texts_that_defeat_a_finder_split_quickly() {
         "{n} specials present: {took:?}"
     );
 
-    let tok = tokenizer(&with_user_defined((1..=300).map(|k| "a".repeat(k)))).unwrap();
+    // The nested ones beside the 200 000 (each once): too frequent to
+    // list, they are searched for in what the others leave free (all
+    // 200 000 were searched for once a text held too many occurrences).
+    let nested = (1..=300).map(|k| "a".repeat(k));
+    let tok = tokenizer(&with_user_defined(nested.chain(specials.iter().cloned()))).unwrap();
     let start = Instant::now();
-    let ids = tok.encode(&"a".repeat(4_000_000 + 7), false, true);
+    let ids = tok.encode(&format!("{}{text}", "a".repeat(4_000_000 + 7)), false, true);
     let took = start.elapsed();
-    // 13 333 of `a`×300, then `a`×107 (longest first).
-    assert_eq!(ids.len(), 4_000_000 / 300 + 1);
-    assert_eq!(ids[ids.len() - 1], tok.token_id(&"a".repeat(107)).unwrap());
+    // 13 333 of `a`×300, then `a`×107 (longest first), then the others.
+    let runs = 4_000_000 / 300 + 1;
+    assert_eq!(ids.len(), runs + 2 * n);
+    assert_eq!(ids[runs - 1], tok.token_id(&"a".repeat(107)).unwrap());
+    assert_eq!(ids[runs], tok.token_id(&specials[n - 1]).unwrap());
     assert!(took < Duration::from_secs(20), "nested specials: {took:?}");
 }

@@ -81,12 +81,16 @@ pub enum TokenizerError {
 }
 
 /// Texts of special tokens past this many bytes in all are not put in a
-/// finder (its automaton took some 7 bytes a byte: 130 MB for 2M specials
-/// of 10 bytes); real vocabularies hold well under 1 MiB of them. Without
-/// a finder each special is searched for in the text in turn.
+/// finder; real vocabularies hold well under 1 MiB of them. Without a
+/// finder each special is searched for in the text in turn. (The finder
+/// took 130 MB more than none for 2M specials of 10 bytes, 20 MB. Its
+/// automaton also lists, at each state, every special that is a suffix of
+/// the state's text, so specials nested as `a`, `aa`, … beside a long one
+/// of `a` take memory that grows with their product: 1.3 GB for 100 of
+/// them and one of 1 MiB. Left as it is: see docs/SECURITY.md.)
 const MAX_FINDER_TEXT: usize = 64 << 20;
 
-/// The finder of [`Tokenizer::specials_present`]: an Aho-Corasick NFA,
+/// The finder of [`Tokenizer::find_specials`]: an Aho-Corasick NFA,
 /// whose build is linear in the texts. (The `AhoCorasick` type builds a DFA
 /// for 100 patterns or fewer, in time that grows with the square of a
 /// repetitive text: one 64 KiB special token took over 90 s.)
@@ -867,20 +871,31 @@ impl Tokenizer {
         out
     }
 
-    /// Where the special tokens occur in `text`, found in one walk of the
-    /// finder's automaton over it: the patterns that end at a byte are
-    /// those of the state it is in (every special that is a suffix of the
-    /// text read so far). `None` where there is no finder.
+    /// Where the special tokens occur in `text`, found by walking the
+    /// finder's automaton over it: the patterns that end at a byte are those
+    /// of the state it is in (every special that is a suffix of the text
+    /// read so far). `None` where there is no finder (or the text passes
+    /// 4 GiB).
     ///
-    /// Where the occurrences, overlapping ones counted, are a few per byte
-    /// at most, each present special's are listed ([`Found::At`]); else
-    /// only which specials are present ([`Found::Present`]), each distinct
-    /// state's patterns listed once. (Specials that are suffixes of one
-    /// another, such as all of Gemma's tokens as user-defined ones over a
-    /// 12 MB run of `a`, occur many times a byte: listing every occurrence
-    /// to see which were present took minutes.)
+    /// The first walk counts each state's visits, and so each present
+    /// special's occurrences (overlapping ones counted). The specials with
+    /// the fewest are listed, up to a few occurrences per byte of text in
+    /// all ([`Found::at`], from a second walk); the rest, present but too
+    /// frequent, are searched for in the text left free
+    /// ([`Found::searched`]). (Specials that are suffixes of one another,
+    /// such as `a` to `a`×300 over a run of `a`, occur hundreds of times a
+    /// byte.)
     fn find_specials(&self, text: &str) -> Option<Found> {
+        let budget = (text.len() as u64)
+            .saturating_mul(4)
+            .saturating_add(1 << 16);
+        self.find_specials_within(text, budget)
+    }
+
+    /// [`Self::find_specials`] listing at most `budget` occurrences.
+    fn find_specials_within(&self, text: &str, mut budget: u64) -> Option<Found> {
         let nfa = self.special_finder.as_ref()?;
+        u32::try_from(text.len()).ok()?;
         let walk = |on_match: &mut dyn FnMut(usize, StateID)| -> Option<()> {
             let mut sid = nfa.start_state(Anchored::No).ok()?;
             for (i, &b) in text.as_bytes().iter().enumerate() {
@@ -894,34 +909,64 @@ impl Tokenizer {
             }
             Some(())
         };
-        let mut present = vec![false; self.special.len()];
-        let mut listed = HashSet::new();
-        let mut occurrences = 0usize;
-        let mut last = None;
-        walk(&mut |_, sid| {
-            occurrences = occurrences.saturating_add(nfa.match_len(sid));
-            // (A run of one byte stays in one state: no lookup for it.)
-            if last != Some(sid) && listed.insert(sid) {
-                for k in 0..nfa.match_len(sid) {
-                    present[nfa.match_pattern(sid, k).as_usize()] = true;
+        // Visits of each match state. (A run of one byte stays in one
+        // state: counted without a lookup.)
+        let mut visits: HashMap<StateID, u64> = HashMap::new();
+        let mut run: Option<(StateID, u64)> = None;
+        walk(&mut |_, sid| match &mut run {
+            Some((last, n)) if *last == sid => *n += 1,
+            _ => {
+                if let Some((last, n)) = run.replace((sid, 1)) {
+                    *visits.entry(last).or_default() += n;
                 }
             }
-            last = Some(sid);
         })?;
-        let budget = text.len().saturating_mul(4).saturating_add(1 << 16);
-        if occurrences > budget || u32::try_from(text.len()).is_err() {
-            return Some(Found::Present(present));
+        if let Some((last, n)) = run {
+            *visits.entry(last).or_default() += n;
         }
-        // Each present special's starts, ascending (one length a pattern).
-        let mut at: HashMap<usize, Vec<u32>> = HashMap::new();
-        walk(&mut |end, sid| {
-            for k in 0..nfa.match_len(sid) {
-                let k = nfa.match_pattern(sid, k).as_usize();
-                let len = self.tokens[self.special[k] as usize].len();
-                at.entry(k).or_default().push((end - len) as u32);
+        let mut count: HashMap<usize, u64> = HashMap::new();
+        for (&sid, &n) in &visits {
+            for j in 0..nfa.match_len(sid) {
+                *count
+                    .entry(nfa.match_pattern(sid, j).as_usize())
+                    .or_default() += n;
             }
-        })?;
-        Some(Found::At(at))
+        }
+        // The least frequent first, while the budget lasts.
+        let mut by_count: Vec<(u64, usize)> = count.iter().map(|(&k, &n)| (n, k)).collect();
+        by_count.sort_unstable();
+        let mut listed = HashSet::new();
+        let mut searched = Vec::new();
+        for (n, k) in by_count {
+            if n <= budget {
+                budget -= n;
+                listed.insert(k);
+            } else {
+                searched.push(k);
+            }
+        }
+        // Each visited state's listed patterns (with their lengths), so that
+        // the second walk touches no other.
+        let lists: HashMap<StateID, Vec<(usize, usize)>> = visits
+            .keys()
+            .map(|&sid| {
+                let mine = (0..nfa.match_len(sid))
+                    .map(|j| nfa.match_pattern(sid, j).as_usize())
+                    .filter(|k| listed.contains(k))
+                    .map(|k| (k, self.tokens[self.special[k] as usize].len()))
+                    .collect();
+                (sid, mine)
+            })
+            .collect();
+        let mut at: HashMap<usize, Vec<u32>> = HashMap::new();
+        if !listed.is_empty() {
+            walk(&mut |end, sid| {
+                for &(k, len) in &lists[&sid] {
+                    at.entry(k).or_default().push((end - len) as u32);
+                }
+            })?;
+        }
+        Some(Found { at, searched })
     }
 
     /// Splits `text` at the special tokens in it (longest first), as
@@ -931,29 +976,23 @@ impl Tokenizer {
     /// it strips them).
     fn partition(&self, text: &str, parse_special: bool) -> Vec<Fragment> {
         match self.find_specials(text) {
-            Some(Found::At(at)) => self.partition_at(text, &at, parse_special),
-            Some(Found::Present(present)) => {
-                self.partition_scan(text, Some(&present), parse_special)
-            }
-            None => self.partition_scan(text, None, parse_special),
+            Some(found) => self.partition_at(text, &found, parse_special),
+            None => self.partition_scan(text, parse_special),
         }
     }
 
-    /// [`Self::partition`] from each special's occurrences: the taken spans
-    /// kept by their start, so that an occurrence is checked against its
-    /// neighbours, not looked for in the whole text (a million specials
-    /// each once in a 10 MB text: 1M searches of the text). Its cost is the
-    /// occurrences', not the specials' times the text's.
-    fn partition_at(
-        &self,
-        text: &str,
-        at: &HashMap<usize, Vec<u32>>,
-        parse_special: bool,
-    ) -> Vec<Fragment> {
+    /// [`Self::partition`] from what [`Self::find_specials`] found: the
+    /// taken spans kept by their start, so that a listed occurrence is
+    /// checked against its neighbours, not looked for in the whole text (a
+    /// million specials each once in a 10 MB text: 1M searches of the
+    /// text), and a frequent special is searched for in the free parts
+    /// only. Its cost is the occurrences' and the frequent specials' times
+    /// the free text's, not every special's times the text's.
+    fn partition_at(&self, text: &str, found: &Found, parse_special: bool) -> Vec<Fragment> {
         let bytes = text.as_bytes();
         // Taken spans (the token and the spaces it strips): start -> (end, id).
         let mut taken: BTreeMap<usize, (usize, u32)> = BTreeMap::new();
-        let mut order: Vec<usize> = at.keys().copied().collect();
+        let mut order: Vec<usize> = found.at.keys().chain(&found.searched).copied().collect();
         order.sort_unstable();
         for k in order {
             let id = self.special[k];
@@ -961,32 +1000,58 @@ impl Tokenizer {
             if !parse_special && a & (attr::CONTROL | attr::UNKNOWN) != 0 {
                 continue;
             }
-            let len = self.tokens[id as usize].len();
-            for &start in &at[&k] {
-                let (start, end) = (start as usize, start as usize + len);
-                // The span before `end` that ends last: it overlaps this
-                // occurrence, or it bounds the free part on the left.
-                let before = taken.range(..end).next_back().map(|(_, &(e, _))| e);
-                if before.is_some_and(|e| e > start) {
-                    continue;
-                }
-                let (free_start, free_end) = (
-                    before.unwrap_or(0),
-                    taken.range(end..).next().map_or(bytes.len(), |(&s, _)| s),
-                );
+            let needle = self.tokens[id as usize].as_str();
+            let len = needle.len();
+            // Takes `start..start + len`, free from `free_start` to
+            // `free_end`, with the spaces it strips there; returns the end.
+            let take = |taken: &mut BTreeMap<usize, (usize, u32)>,
+                        start: usize,
+                        free_start: usize,
+                        free_end: usize| {
                 let mut left = start;
                 if a & attr::LSTRIP != 0 {
-                    while left > free_start && bytes[left - 1].is_ascii_whitespace() {
+                    while left > free_start && is_c_space(bytes[left - 1]) {
                         left -= 1;
                     }
                 }
-                let mut right = end;
+                let mut right = start + len;
                 if a & attr::RSTRIP != 0 {
-                    while right < free_end && bytes[right].is_ascii_whitespace() {
+                    while right < free_end && is_c_space(bytes[right]) {
                         right += 1;
                     }
                 }
                 taken.insert(left, (right, id));
+                right
+            };
+            if let Some(starts) = found.at.get(&k) {
+                for &start in starts {
+                    let (start, end) = (start as usize, start as usize + len);
+                    // The span before `end` that ends last: it overlaps
+                    // this occurrence, or it bounds the free part on the left.
+                    let before = taken.range(..end).next_back().map(|(_, &(e, _))| e);
+                    if before.is_some_and(|e| e > start) {
+                        continue;
+                    }
+                    let free_end = taken.range(end..).next().map_or(bytes.len(), |(&s, _)| s);
+                    take(&mut taken, start, before.unwrap_or(0), free_end);
+                }
+            } else {
+                let mut free = Vec::with_capacity(taken.len() + 1);
+                let mut done = 0;
+                for (&s, &(e, _)) in &taken {
+                    if s > done {
+                        free.push((done, s));
+                    }
+                    done = e;
+                }
+                if done < bytes.len() {
+                    free.push((done, bytes.len()));
+                }
+                for (mut start, end) in free {
+                    while let Some(p) = text[start..end].find(needle) {
+                        start = take(&mut taken, start + p, start, end);
+                    }
+                }
             }
         }
         let mut frags = Vec::with_capacity(2 * taken.len() + 1);
@@ -1004,20 +1069,12 @@ impl Tokenizer {
         frags
     }
 
-    /// [`Self::partition`] by searching the text for each special in turn:
-    /// only those `present` (all without it). Its cost is the specials'
-    /// times the text's.
-    fn partition_scan(
-        &self,
-        text: &str,
-        present: Option<&Vec<bool>>,
-        parse_special: bool,
-    ) -> Vec<Fragment> {
+    /// [`Self::partition`] by searching the text for each special in turn
+    /// (where there is no finder). Its cost is the specials' times the
+    /// text's.
+    fn partition_scan(&self, text: &str, parse_special: bool) -> Vec<Fragment> {
         let mut frags = vec![Fragment::Text(0, text.len())];
-        for (k, &id) in self.special.iter().enumerate() {
-            if present.is_some_and(|p| !p[k]) {
-                continue;
-            }
+        for &id in &self.special {
             let a = self.attrs[id as usize];
             if !parse_special && a & (attr::CONTROL | attr::UNKNOWN) != 0 {
                 continue;
@@ -1039,9 +1096,7 @@ impl Tokenizer {
                     let m = start + p;
                     let mut left_end = m;
                     if a & attr::LSTRIP != 0 {
-                        while left_end > start
-                            && text.as_bytes()[left_end - 1].is_ascii_whitespace()
-                        {
+                        while left_end > start && is_c_space(text.as_bytes()[left_end - 1]) {
                             left_end -= 1;
                         }
                     }
@@ -1051,7 +1106,7 @@ impl Tokenizer {
                     next.push(Fragment::Token(id));
                     start = m + needle.len();
                     if a & attr::RSTRIP != 0 {
-                        while start < end && text.as_bytes()[start].is_ascii_whitespace() {
+                        while start < end && is_c_space(text.as_bytes()[start]) {
                             start += 1;
                         }
                     }
@@ -1208,12 +1263,18 @@ enum Fragment {
     Token(u32),
 }
 
-/// What [`Tokenizer::find_specials`] found.
-enum Found {
-    /// Each present special's (pattern `k`'s) occurrences by start, ascending.
-    At(HashMap<usize, Vec<u32>>),
-    /// Which specials are present (too many occurrences to list).
-    Present(Vec<bool>),
+/// What [`Tokenizer::find_specials`] found, by pattern (`k`: `special[k]`).
+struct Found {
+    /// Listed specials' occurrences by start, ascending.
+    at: HashMap<usize, Vec<u32>>,
+    /// Specials present but too frequent to list: searched for in the text.
+    searched: Vec<usize>,
+}
+
+/// C's `isspace` in the C locale, as llama.cpp strips spaces around a
+/// special token: Rust's `is_ascii_whitespace` without vertical tab.
+fn is_c_space(b: u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r')
 }
 
 /// llama.cpp's `clean_up_tokenization_spaces` passes, byte for byte.
@@ -1261,7 +1322,7 @@ fn clean_spaces(text: &mut Vec<u8>) {
 
 #[cfg(test)]
 mod tests {
-    use super::{attr, clean_spaces, Found, Tokenizer};
+    use super::{attr, clean_spaces, Tokenizer};
     use gguf_loader::{GgufFile, GgufWriter, MetaValue, ValueType};
     use rand_chacha::rand_core::{RngCore, SeedableRng};
 
@@ -1303,7 +1364,7 @@ mod tests {
     fn partition_from_occurrences_is_the_search_in_turn() {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
         let mut pick = |n: u32| (rng.next_u32() % n) as usize;
-        let alphabet = [b'a', b'b', b' ', b'<', b'>'];
+        let alphabet = [b'a', b'b', b' ', b'<', b'>', b'\x0b'];
         let word = |pick: &mut dyn FnMut(u32) -> usize, max: u32| {
             let n = 1 + pick(max);
             (0..n)
@@ -1328,11 +1389,11 @@ mod tests {
             for _ in 0..8 {
                 let text = word(&mut pick, 60);
                 for parse_special in [false, true] {
-                    let Some(Found::At(at)) = tok.find_specials(&text) else {
-                        continue;
-                    };
-                    let by_occurrence = tok.partition_at(&text, &at, parse_special);
-                    let by_search = tok.partition_scan(&text, None, parse_special);
+                    // Every special listed, none, or some (the rest searched).
+                    let budget = [u64::MAX, 0, pick(40) as u64][pick(3)];
+                    let found = tok.find_specials_within(&text, budget).unwrap();
+                    let by_occurrence = tok.partition_at(&text, &found, parse_special);
+                    let by_search = tok.partition_scan(&text, parse_special);
                     assert_eq!(
                         by_occurrence, by_search,
                         "round {round}: specials {specials:?}, text {text:?}, parse_special {parse_special}"

@@ -37,7 +37,9 @@ pub struct Progress {
 /// A progress callback: return `false` to cancel the load (the load then
 /// returns [`Error::Cancelled`], even if that was its last report, and the
 /// callback is not called again). Called from the decoding threads, one
-/// call at a time, with counts that never go back.
+/// call at a time, with counts that never go back and are never the same
+/// twice; it may use rayon (a chunk of the load that its work runs on the
+/// same thread is reported when it returns).
 pub type ProgressFn<'a> = &'a (dyn Fn(&Progress) -> bool + Sync);
 
 /// How a GPU load fills its pinned staging ring from the file (feature
@@ -181,8 +183,9 @@ impl PoolThreads {
 }
 
 /// How many threads a process's decoding pool starts:
-/// `RAYON_NUM_THREADS` where it holds a positive number (as rayon reads it:
-/// `0`, empty or unreadable mean one per available core), at most
+/// `RAYON_NUM_THREADS` where it holds a positive number (as rayon reads it,
+/// but with spaces around it trimmed: `0`, empty or unreadable mean one per
+/// available core), at most
 /// [`max_threads`]; with what was cut or ignored, for a warning
 /// ([`PoolThreads::warning`]).
 ///
@@ -254,9 +257,27 @@ pub(crate) struct Control<'a> {
     tensors_total: usize,
     bytes_total: u64,
     callback: Option<ProgressFn<'a>>,
-    /// Held through each callback: one at a time, each reading the counts
-    /// after the one before did (so they never go back).
-    reporting: Mutex<()>,
+    /// Held through each callback, with the counts it was last given: one
+    /// call at a time, each reading the counts after the one before did
+    /// (so they never go back), none repeating the last.
+    reporting: Mutex<Option<Progress>>,
+}
+
+thread_local! {
+    /// The [`Control`] whose callback this thread is in (its address), so
+    /// that a report from inside it (the callback's own rayon work ran one
+    /// of the load's chunks on this thread) is left to the call in
+    /// progress, not a second lock of its mutex.
+    static IN_CALLBACK: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// Clears [`IN_CALLBACK`] when the callback returns or unwinds.
+struct LeaveCallback(usize);
+
+impl Drop for LeaveCallback {
+    fn drop(&mut self) {
+        IN_CALLBACK.with(|c| c.set(self.0));
+    }
 }
 
 impl<'a> Control<'a> {
@@ -272,7 +293,7 @@ impl<'a> Control<'a> {
             tensors_total,
             bytes_total,
             callback,
-            reporting: Mutex::new(()),
+            reporting: Mutex::new(None),
         }
     }
 
@@ -290,20 +311,31 @@ impl<'a> Control<'a> {
         let Some(cb) = self.callback else {
             return;
         };
-        // A callback that panicked leaves nothing inconsistent behind it.
-        let _one_at_a_time = self.reporting.lock().unwrap_or_else(|e| e.into_inner());
-        if self.cancelled.load(Ordering::Relaxed) {
+        let me = self as *const Self as usize;
+        if IN_CALLBACK.with(|c| c.get()) == me {
+            // From inside this load's callback: it reports again on return.
             return;
         }
-        // Read under the lock: at least what the report before this one read.
-        let p = Progress {
-            tensors_done: self.tensors_done.load(Ordering::Relaxed),
-            tensors_total: self.tensors_total,
-            bytes_done: self.bytes_done.load(Ordering::Relaxed),
-            bytes_total: self.bytes_total,
-        };
-        if !cb(&p) {
-            self.cancelled.store(true, Ordering::Relaxed);
+        // A callback that panicked leaves nothing inconsistent behind it.
+        let mut last = self.reporting.lock().unwrap_or_else(|e| e.into_inner());
+        let _leave = LeaveCallback(IN_CALLBACK.with(|c| c.replace(me)));
+        // Again while the counts moved during the call (a report from
+        // inside it was left to this one).
+        while !self.cancelled.load(Ordering::Relaxed) {
+            // Read under the lock: at least what the report before read.
+            let p = Progress {
+                tensors_done: self.tensors_done.load(Ordering::Relaxed),
+                tensors_total: self.tensors_total,
+                bytes_done: self.bytes_done.load(Ordering::Relaxed),
+                bytes_total: self.bytes_total,
+            };
+            if *last == Some(p) {
+                break;
+            }
+            *last = Some(p);
+            if !cb(&p) {
+                self.cancelled.store(true, Ordering::Relaxed);
+            }
         }
     }
 }

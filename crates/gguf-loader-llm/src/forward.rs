@@ -39,6 +39,7 @@ pub use sample::{argmax, check_logits, nmse, Sampler};
 
 /// What can go wrong building or running the forward pass.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ForwardError {
     /// Loading a tensor or the model failed.
     #[error(transparent)]

@@ -15,6 +15,18 @@ use super::ForwardError;
 /// equal, was id 0).
 /// One pass over the values; the forward passes run it on what they return.
 pub fn check_logits(logits: &[f32], n_vocab: usize, first: usize) -> Result<(), ForwardError> {
+    check_rows(logits, n_vocab, first, true)
+}
+
+/// [`check_logits`], refusing rows of one value only with `flat` (a
+/// forward pass's are never flat; logits a caller hands a sampler may be
+/// uniform on purpose).
+fn check_rows(
+    logits: &[f32],
+    n_vocab: usize,
+    first: usize,
+    flat: bool,
+) -> Result<(), ForwardError> {
     if n_vocab == 0 {
         return Ok(());
     }
@@ -35,7 +47,7 @@ pub fn check_logits(logits: &[f32], n_vocab: usize, first: usize) -> Result<(), 
                 n_vocab: row.len(),
             });
         }
-        if row.len() > 1 && lo == hi {
+        if flat && row.len() > 1 && lo == hi {
             return Err(ForwardError::FlatLogits {
                 position,
                 value: lo,
@@ -131,17 +143,18 @@ impl Sampler {
         probs[..kept].last().map(|p| p.0)
     }
 
-    /// [`Sampler::sample`] on logits held to [`check_logits`] first: a
+    /// [`Sampler::sample`] on logits checked first: a
     /// [`ForwardError::BadLogits`] naming `position` (the position in the
     /// sequence whose logits they are) when they hold NaN or no finite
-    /// value, instead of a token made up from them. `Ok(None)` only when
-    /// `logits` is empty.
+    /// value, instead of a token made up from them (logits all of one
+    /// value are a uniform choice here; a forward pass refuses them).
+    /// `Ok(None)` only when `logits` is empty.
     pub fn try_sample(
         &mut self,
         logits: &[f32],
         position: usize,
     ) -> Result<Option<u32>, ForwardError> {
-        check_logits(logits, logits.len(), position)?;
+        check_rows(logits, logits.len(), position, false)?;
         Ok(self.sample(logits))
     }
 }
@@ -288,6 +301,11 @@ mod tests {
         );
         assert!(check_logits(&[-1.0, -0.0], 2, 0).is_ok());
         assert!(check_logits(&[7.0, 7.0], 1, 0).is_ok());
+        // A sampler takes them: a uniform choice.
+        assert_eq!(
+            Sampler::greedy().try_sample(&[3.0, 3.0], 0).unwrap(),
+            Some(0)
+        );
     }
 
     #[test]

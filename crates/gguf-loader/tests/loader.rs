@@ -165,6 +165,11 @@ fn tensor_data_of_another_files_tensor_is_none() {
     let header = &b[..fb.data_offset as usize];
     let h = GgufFile::parse_header(header, b.len() as u64).unwrap();
     assert_eq!(h.tensor_data(h.tensor("t").unwrap()), None);
+    // Nor where the bytes parsed hold some of the data (read mode reads
+    // the first MiB): the first tensor's are there, not the file's.
+    let some = &b[..b.len() - 16];
+    let h = GgufFile::parse_header(some, b.len() as u64).unwrap();
+    assert_eq!(h.tensor_data(h.tensor("pad").unwrap()), None);
 }
 
 #[test]

@@ -177,6 +177,10 @@ impl<'a> GgufFile<'a> {
     /// another shard of a split model) or the data was not parsed (a
     /// header-only parse).
     pub fn tensor_data(&self, info: &TensorInfo<'_>) -> Option<&'a [u8]> {
+        // A header-only parse holds some data past the header, not all.
+        if (self.bytes.len() as u64) < self.file_len {
+            return None;
+        }
         self.tensor(info.name)
             .filter(|own| *own == info)
             .and_then(|own| self.bytes.get(own.file_range()))

@@ -402,28 +402,9 @@ fn many_special_tokens_over_a_long_text_split_it_quickly() {
     // Two specials where the longer wins though the shorter starts first.
     tokens.push("<c1><c2".into());
     types.push(4);
-    let mut w = GgufWriter::new();
-    w.add("tokenizer.ggml.model", MetaValue::String("llama".into()));
-    w.add(
-        "tokenizer.ggml.tokens",
-        MetaValue::Array(
-            ValueType::String,
-            tokens
-                .iter()
-                .map(|t| MetaValue::String(t.clone()))
-                .collect(),
-        ),
-    );
-    w.add(
-        "tokenizer.ggml.token_type",
-        MetaValue::Array(
-            ValueType::I32,
-            types.iter().map(|&t| MetaValue::I32(t)).collect(),
-        ),
-    );
+    let mut w = common::vocab_writer("llama", tokens, Some(types));
     w.add("tokenizer.ggml.add_space_prefix", MetaValue::Bool(false));
-    let file = tempfile::Builder::new().suffix(".gguf").tempfile().unwrap();
-    std::fs::write(file.path(), w.to_bytes().unwrap()).unwrap();
+    let file = common::temp_gguf(&w);
     let tok = tokenizer(&file).unwrap();
     let id = |t: &str| tok.token_id(t).unwrap();
 
@@ -462,26 +443,9 @@ fn with_user_defined(specials: impl IntoIterator<Item = String>) -> tempfile::Na
         tokens.push(t);
         types.push(4);
     }
-    let mut w = GgufWriter::new();
-    w.add("tokenizer.ggml.model", MetaValue::String("llama".into()));
-    w.add(
-        "tokenizer.ggml.tokens",
-        MetaValue::Array(
-            ValueType::String,
-            tokens.into_iter().map(MetaValue::String).collect(),
-        ),
-    );
-    w.add(
-        "tokenizer.ggml.token_type",
-        MetaValue::Array(
-            ValueType::I32,
-            types.into_iter().map(MetaValue::I32).collect(),
-        ),
-    );
+    let mut w = common::vocab_writer("llama", tokens, Some(types));
     w.add("tokenizer.ggml.add_space_prefix", MetaValue::Bool(false));
-    let file = tempfile::Builder::new().suffix(".gguf").tempfile().unwrap();
-    std::fs::write(file.path(), w.to_bytes().unwrap()).unwrap();
-    file
+    common::temp_gguf(&w)
 }
 
 /// Special-token texts that defeat a finder, each once a hang: one 64 KiB

@@ -5,7 +5,7 @@
 
 mod common;
 
-use gguf_loader::{GgufWriter, MetaValue, MmapGGUFLoader, ValueType};
+use gguf_loader::{MetaValue, MmapGGUFLoader, ValueType};
 use gguf_loader_llm::tokenizer::Tokenizer;
 
 /// GPT-2's byte alphabet, then `Ġ` × 2^k for k in 1..=9, with the merges
@@ -18,22 +18,13 @@ fn tokenizer(pre: &str) -> Tokenizer {
         merges.push(MetaValue::String(format!("{half} {half}")));
         tokens.push(half.repeat(2));
     }
-    let mut w = GgufWriter::new();
-    w.add("tokenizer.ggml.model", MetaValue::String("gpt2".into()));
+    let mut w = common::vocab_writer("gpt2", tokens, None);
     w.add("tokenizer.ggml.pre", MetaValue::String(pre.into()));
-    w.add(
-        "tokenizer.ggml.tokens",
-        MetaValue::Array(
-            ValueType::String,
-            tokens.into_iter().map(MetaValue::String).collect(),
-        ),
-    );
     w.add(
         "tokenizer.ggml.merges",
         MetaValue::Array(ValueType::String, merges),
     );
-    let file = tempfile::Builder::new().suffix(".gguf").tempfile().unwrap();
-    std::fs::write(file.path(), w.to_bytes().unwrap()).unwrap();
+    let file = common::temp_gguf(&w);
     Tokenizer::from_loader(&MmapGGUFLoader::new(file.path()).unwrap()).unwrap()
 }
 

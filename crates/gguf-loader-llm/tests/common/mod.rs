@@ -1,7 +1,9 @@
 //! The tiny model the hostile-metadata tests build: its sizes and its
-//! weights' bytes; GPT-2's byte alphabet for test vocabularies. (Each test
-//! file uses some of it.)
+//! weights' bytes; GPT-2's byte alphabet and a writer for test
+//! vocabularies. (Each test file uses some of it.)
 #![allow(dead_code)]
+
+use gguf_loader::{GgufWriter, MetaValue, ValueType};
 
 pub const N_EMBD: u64 = 8;
 pub const N_HEAD: u32 = 2;
@@ -37,4 +39,39 @@ pub fn gpt2_byte_alphabet() -> Vec<String> {
             char::from_u32(c).unwrap().to_string()
         })
         .collect()
+}
+
+/// A writer holding a vocabulary: `tokenizer.ggml.model` = `model`,
+/// `tokens` and, where given, their `types` (`tokenizer.ggml.token_type`).
+pub fn vocab_writer(
+    model: &str,
+    tokens: Vec<String>,
+    types: Option<Vec<i32>>,
+) -> GgufWriter<'static> {
+    let mut w = GgufWriter::new();
+    w.add("tokenizer.ggml.model", MetaValue::String(model.into()));
+    w.add(
+        "tokenizer.ggml.tokens",
+        MetaValue::Array(
+            ValueType::String,
+            tokens.into_iter().map(MetaValue::String).collect(),
+        ),
+    );
+    if let Some(types) = types {
+        w.add(
+            "tokenizer.ggml.token_type",
+            MetaValue::Array(
+                ValueType::I32,
+                types.into_iter().map(MetaValue::I32).collect(),
+            ),
+        );
+    }
+    w
+}
+
+/// `w` written to a new temporary `.gguf` file.
+pub fn temp_gguf(w: &GgufWriter<'_>) -> tempfile::NamedTempFile {
+    let file = tempfile::Builder::new().suffix(".gguf").tempfile().unwrap();
+    std::fs::write(file.path(), w.to_bytes().unwrap()).unwrap();
+    file
 }

@@ -14,6 +14,7 @@
 //! ```
 
 mod bpe;
+mod finder;
 mod merge;
 mod pre;
 #[cfg(test)]
@@ -23,9 +24,7 @@ mod stream;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use aho_corasick::automaton::{Automaton, StateID};
-use aho_corasick::nfa::contiguous::NFA as ContiguousNfa;
-use aho_corasick::Anchored;
+use finder::{Finder, ROOT};
 
 use gguf_loader::{Escaped, Metadata, MetadataError, MmapGGUFLoader, Value};
 
@@ -83,23 +82,28 @@ pub enum TokenizerError {
 /// Texts of special tokens past this many bytes in all are not put in a
 /// finder; real vocabularies hold well under 1 MiB of them. Without a
 /// finder each special is searched for in the text in turn. (The finder
-/// took 130 MB more than none for 2M specials of 10 bytes, 20 MB. Its
-/// automaton also lists, at each state, every special that is a suffix of
-/// the state's text, so specials nested as `a`, `aa`, … beside a long one
-/// of `a` take memory that grows with their product: 1.3 GB for 100 of
-/// them and one of 1 MiB. Left as it is: see docs/SECURITY.md.)
+/// takes some 19 bytes a byte of their text, and about 30 while it is
+/// built.)
 const MAX_FINDER_TEXT: usize = 64 << 20;
 
-/// The finder of [`Tokenizer::find_specials`]: an Aho-Corasick NFA,
-/// whose build is linear in the texts. (The `AhoCorasick` type builds a DFA
-/// for 100 patterns or fewer, in time that grows with the square of a
-/// repetitive text: one 64 KiB special token took over 90 s.)
-fn special_finder(special: &[u32], tokens: &[String]) -> Option<ContiguousNfa> {
-    let texts = || special.iter().map(|&id| tokens[id as usize].as_str());
-    if texts().map(str::len).sum::<usize>() > MAX_FINDER_TEXT {
+/// The finder of [`Tokenizer::find_specials`]: an Aho-Corasick automaton of
+/// our own ([`finder`]), linear in the texts to build and to hold. (The
+/// `AhoCorasick` type builds a DFA for 100 patterns or fewer, in time that
+/// grows with the square of a repetitive text: one 64 KiB special token
+/// took over 90 s; the crate's NFA lists at each state every special that
+/// is a suffix of its text: 1.3 GB for `a` to `a`×100 and one `a`×2^20.)
+fn special_finder(special: &[u32], tokens: &[String]) -> Option<Finder> {
+    let texts: Vec<&[u8]> = special
+        .iter()
+        .map(|&id| tokens[id as usize].as_bytes())
+        .collect();
+    // (No text is empty: an empty token is renamed `[EMPTY_i]`.)
+    if texts.iter().any(|t| t.is_empty())
+        || texts.iter().map(|t| t.len()).sum::<usize>() > MAX_FINDER_TEXT
+    {
         return None;
     }
-    ContiguousNfa::new(texts()).ok()
+    Finder::new(&texts)
 }
 
 /// The most tokens (and merges) a vocabulary may hold: 16 times the
@@ -182,7 +186,7 @@ pub struct Tokenizer {
     special: Vec<u32>,
     /// Finds which of `special` occur in a text, in one pass (pattern `k`
     /// is `special[k]`); `None` where their texts are too long in all.
-    special_finder: Option<ContiguousNfa>,
+    special_finder: Option<Finder>,
     /// Each token's text as decoded bytes (with specials rendered).
     pieces: Vec<Vec<u8>>,
     bos: Option<u32>,
@@ -894,77 +898,93 @@ impl Tokenizer {
 
     /// [`Self::find_specials`] listing at most `budget` occurrences.
     fn find_specials_within(&self, text: &str, mut budget: u64) -> Option<Found> {
-        let nfa = self.special_finder.as_ref()?;
+        let f = self.special_finder.as_ref()?;
         u32::try_from(text.len()).ok()?;
-        let walk = |on_match: &mut dyn FnMut(usize, StateID)| -> Option<()> {
-            let mut sid = nfa.start_state(Anchored::No).ok()?;
+        // The nearest pattern end of each byte's state: where the patterns
+        // that end at that byte begin, down the dictionary links.
+        let walk = |on_end: &mut dyn FnMut(usize, u32)| {
+            let mut s = ROOT;
             for (i, &b) in text.as_bytes().iter().enumerate() {
-                sid = nfa.next_state(Anchored::No, sid, b);
-                if nfa.is_dead(sid) {
-                    break;
-                }
-                if nfa.is_match(sid) {
-                    on_match(i + 1, sid);
+                s = f.next(s, b);
+                if let Some(d) = f.nearest_end(s) {
+                    on_end(i + 1, d);
                 }
             }
-            Some(())
         };
-        // Visits of each match state. (A run of one byte stays in one
+        // Visits of each such state. (A run of one byte stays in one
         // state: counted without a lookup.)
-        let mut visits: HashMap<StateID, u64> = HashMap::new();
-        let mut run: Option<(StateID, u64)> = None;
-        walk(&mut |_, sid| match &mut run {
-            Some((last, n)) if *last == sid => *n += 1,
+        let mut visits: HashMap<u32, u64> = HashMap::new();
+        let mut run: Option<(u32, u64)> = None;
+        walk(&mut |_, d| match &mut run {
+            Some((last, n)) if *last == d => *n += 1,
             _ => {
-                if let Some((last, n)) = run.replace((sid, 1)) {
+                if let Some((last, n)) = run.replace((d, 1)) {
                     *visits.entry(last).or_default() += n;
                 }
             }
-        })?;
+        });
         if let Some((last, n)) = run {
             *visits.entry(last).or_default() += n;
         }
-        let mut count: HashMap<usize, u64> = HashMap::new();
-        for (&sid, &n) in &visits {
-            for j in 0..nfa.match_len(sid) {
-                *count
-                    .entry(nfa.match_pattern(sid, j).as_usize())
-                    .or_default() += n;
+        // Each pattern end's occurrences: its own visits and those of the
+        // ends whose dictionary links lead to it (deeper, so numbered
+        // higher: taken highest first, each is complete when taken).
+        let mut pending: BTreeMap<u32, u64> = visits.into_iter().collect();
+        let mut count: Vec<(u32, u64)> = Vec::new();
+        while let Some((s, n)) = pending.pop_last() {
+            if let Some(d) = f.next_end(s) {
+                *pending.entry(d).or_default() += n;
             }
+            count.push((s, n));
         }
-        // The least frequent first, while the budget lasts.
-        let mut by_count: Vec<(u64, usize)> = count.iter().map(|(&k, &n)| (n, k)).collect();
+        // The least frequent listed while the budget lasts (a state's
+        // patterns, one text, together), none found more than once in 8
+        // bytes: a search of the free text costs less than placing each of
+        // those. The rest are searched for.
+        let mut by_count: Vec<(u64, u32)> = count.iter().map(|&(s, n)| (n, s)).collect();
         by_count.sort_unstable();
-        let mut listed = HashSet::new();
+        let frequent = text.len() as u64 / 8 + 64;
+        let mut listed: HashSet<u32> = HashSet::new();
         let mut searched = Vec::new();
-        for (n, k) in by_count {
-            if n <= budget {
-                budget -= n;
-                listed.insert(k);
+        for (n, s) in by_count {
+            let cost = n.saturating_mul(f.patterns_at(s).count() as u64);
+            if n <= frequent && cost <= budget {
+                budget -= cost;
+                listed.insert(s);
             } else {
-                searched.push(k);
+                searched.extend(f.patterns_at(s).map(|k| k as usize));
             }
         }
-        // Each visited state's listed patterns (with their lengths), so that
-        // the second walk touches no other.
-        let lists: HashMap<StateID, Vec<(usize, usize)>> = visits
-            .keys()
-            .map(|&sid| {
-                let mine = (0..nfa.match_len(sid))
-                    .map(|j| nfa.match_pattern(sid, j).as_usize())
-                    .filter(|k| listed.contains(k))
-                    .map(|k| (k, self.tokens[self.special[k] as usize].len()))
-                    .collect();
-                (sid, mine)
-            })
-            .collect();
+        // From each end, the nearest listed one down the dictionary links
+        // (itself excluded), shallowest first so that each link's is known.
+        count.sort_unstable_by_key(|&(s, _)| s);
+        let mut below: HashMap<u32, Option<u32>> = HashMap::with_capacity(count.len());
+        for &(s, _) in &count {
+            let next = f.next_end(s).and_then(|d| {
+                if listed.contains(&d) {
+                    Some(d)
+                } else {
+                    below[&d]
+                }
+            });
+            below.insert(s, next);
+        }
         let mut at: HashMap<usize, Vec<u32>> = HashMap::new();
         if !listed.is_empty() {
-            walk(&mut |end, sid| {
-                for &(k, len) in &lists[&sid] {
-                    at.entry(k).or_default().push((end - len) as u32);
+            walk(&mut |end, d| {
+                let mut x = if listed.contains(&d) {
+                    Some(d)
+                } else {
+                    below[&d]
+                };
+                while let Some(s) = x {
+                    for k in f.patterns_at(s) {
+                        let len = self.tokens[self.special[k as usize] as usize].len();
+                        at.entry(k as usize).or_default().push((end - len) as u32);
+                    }
+                    x = below[&s];
                 }
-            })?;
+            });
         }
         Some(Found { at, searched })
     }

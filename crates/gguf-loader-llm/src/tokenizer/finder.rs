@@ -140,19 +140,13 @@ impl Finder {
         for v in 0..n as u32 {
             for c in f.children(v) {
                 let b = f.byte[c as usize];
+                // The longest proper suffix of `c`'s text in the trie: what
+                // `v`'s failure state reads `b` into (the root's children
+                // fail to the root).
                 let fc = if v == ROOT {
                     ROOT
                 } else {
-                    let mut s = f.fail[v as usize];
-                    loop {
-                        if let Some(x) = f.child(s, b) {
-                            break x;
-                        }
-                        if s == ROOT {
-                            break ROOT;
-                        }
-                        s = f.fail[s as usize];
-                    }
+                    f.next(f.fail[v as usize], b)
                 };
                 f.fail[c as usize] = fc;
                 f.dict[c as usize] = if f.out[fc as usize] != NONE {

@@ -150,35 +150,30 @@ pub(crate) struct Rope {
 }
 
 impl Rope {
-    /// `(cos, sin)` of each pair at position `pos`, as ggml's rope cache
-    /// computes them (the angle advanced by repeated f32 multiplication).
-    pub fn angles(&self, pos: usize) -> Vec<(f32, f32)> {
+    /// Each pair's angle at position `pos`, as ggml's rope cache computes
+    /// it (advanced by repeated f32 multiplication).
+    fn pair_angles(&self, pos: usize) -> impl Iterator<Item = f32> + '_ {
         let theta_scale = self.base.powf(-2.0 / self.n_rot as f32);
         let mut theta = pos as f32;
-        (0..self.n_rot / 2)
-            .map(|i| {
-                let ff = self.factors.as_ref().map_or(1.0, |f| f[i]);
-                let t = self.scale * (theta / ff);
-                theta *= theta_scale;
-                (t.cos(), t.sin())
-            })
-            .collect()
+        (0..self.n_rot / 2).map(move |i| {
+            let ff = self.factors.as_ref().map_or(1.0, |f| f[i]);
+            let t = self.scale * (theta / ff);
+            theta *= theta_scale;
+            t
+        })
+    }
+
+    /// `(cos, sin)` of each pair at position `pos`.
+    pub fn angles(&self, pos: usize) -> Vec<(f32, f32)> {
+        self.pair_angles(pos).map(|t| (t.cos(), t.sin())).collect()
     }
 
     /// The first pair whose angle at position `pos` is not finite (its
     /// cosine and sine would be NaN), with that angle; `None` where all are.
     pub fn first_unusable_pair(&self, pos: usize) -> Option<(usize, f32)> {
-        let theta_scale = self.base.powf(-2.0 / self.n_rot as f32);
-        let mut theta = pos as f32;
-        for i in 0..self.n_rot / 2 {
-            let ff = self.factors.as_ref().map_or(1.0, |f| f[i]);
-            let t = self.scale * (theta / ff);
-            if !t.is_finite() {
-                return Some((i, t));
-            }
-            theta *= theta_scale;
-        }
-        None
+        self.pair_angles(pos)
+            .enumerate()
+            .find(|(_, t)| !t.is_finite())
     }
 
     /// Rotates one head (`head_dim` values) in place.

@@ -995,10 +995,12 @@ impl Tokenizer {
     /// the text no special has taken yet (with the spaces around it where
     /// it strips them).
     fn partition(&self, text: &str, parse_special: bool) -> Vec<Fragment> {
-        match self.find_specials(text) {
-            Some(found) => self.partition_at(text, &found, parse_special),
-            None => self.partition_scan(text, parse_special),
-        }
+        // Without a finder, every special is searched for in turn.
+        let found = self.find_specials(text).unwrap_or_else(|| Found {
+            at: HashMap::new(),
+            searched: (0..self.special.len()).collect(),
+        });
+        self.partition_at(text, &found, parse_special)
     }
 
     /// [`Self::partition`] from what [`Self::find_specials`] found: the
@@ -1056,17 +1058,13 @@ impl Tokenizer {
                     take(&mut taken, start, before.unwrap_or(0), free_end);
                 }
             } else {
-                let mut free = Vec::with_capacity(taken.len() + 1);
-                let mut done = 0;
-                for (&s, &(e, _)) in &taken {
-                    if s > done {
-                        free.push((done, s));
-                    }
-                    done = e;
-                }
-                if done < bytes.len() {
-                    free.push((done, bytes.len()));
-                }
+                let free: Vec<(usize, usize)> = fragments(&taken, bytes.len())
+                    .into_iter()
+                    .filter_map(|f| match f {
+                        Fragment::Text(s, e) => Some((s, e)),
+                        Fragment::Token(_) => None,
+                    })
+                    .collect();
                 for (mut start, end) in free {
                     while let Some(p) = text[start..end].find(needle) {
                         start = take(&mut taken, start + p, start, end);
@@ -1074,70 +1072,7 @@ impl Tokenizer {
                 }
             }
         }
-        let mut frags = Vec::with_capacity(2 * taken.len() + 1);
-        let mut done = 0;
-        for (&start, &(end, id)) in &taken {
-            if start > done {
-                frags.push(Fragment::Text(done, start));
-            }
-            frags.push(Fragment::Token(id));
-            done = end;
-        }
-        if done < bytes.len() {
-            frags.push(Fragment::Text(done, bytes.len()));
-        }
-        frags
-    }
-
-    /// [`Self::partition`] by searching the text for each special in turn
-    /// (where there is no finder). Its cost is the specials' times the
-    /// text's.
-    fn partition_scan(&self, text: &str, parse_special: bool) -> Vec<Fragment> {
-        let mut frags = vec![Fragment::Text(0, text.len())];
-        for &id in &self.special {
-            let a = self.attrs[id as usize];
-            if !parse_special && a & (attr::CONTROL | attr::UNKNOWN) != 0 {
-                continue;
-            }
-            let needle = self.tokens[id as usize].as_str();
-            if !frags
-                .iter()
-                .any(|f| matches!(f, Fragment::Text(s, e) if text[*s..*e].contains(needle)))
-            {
-                continue;
-            }
-            let mut next = Vec::with_capacity(frags.len() + 2);
-            for f in frags {
-                let Fragment::Text(mut start, end) = f else {
-                    next.push(f);
-                    continue;
-                };
-                while let Some(p) = text[start..end].find(needle) {
-                    let m = start + p;
-                    let mut left_end = m;
-                    if a & attr::LSTRIP != 0 {
-                        while left_end > start && is_c_space(text.as_bytes()[left_end - 1]) {
-                            left_end -= 1;
-                        }
-                    }
-                    if left_end > start {
-                        next.push(Fragment::Text(start, left_end));
-                    }
-                    next.push(Fragment::Token(id));
-                    start = m + needle.len();
-                    if a & attr::RSTRIP != 0 {
-                        while start < end && is_c_space(text.as_bytes()[start]) {
-                            start += 1;
-                        }
-                    }
-                }
-                if start < end {
-                    next.push(Fragment::Text(start, end));
-                }
-            }
-            frags = next;
-        }
-        frags
+        fragments(&taken, bytes.len())
     }
 
     /// The bytes token `id` stands for, as llama.cpp's `token_to_piece`
@@ -1287,8 +1222,28 @@ enum Fragment {
 struct Found {
     /// Listed specials' occurrences by start, ascending.
     at: HashMap<usize, Vec<u32>>,
-    /// Specials present but too frequent to list: searched for in the text.
+    /// Specials present but too frequent to list (every special where
+    /// there is no finder): searched for in the text.
     searched: Vec<usize>,
+}
+
+/// The text of `len` bytes as [`Tokenizer::partition_at`]'s taken spans
+/// (start -> (end, id)) leave it, in order: each span's token, and the
+/// free parts between them (the spaces a span strips are in no part).
+fn fragments(taken: &BTreeMap<usize, (usize, u32)>, len: usize) -> Vec<Fragment> {
+    let mut frags = Vec::with_capacity(2 * taken.len() + 1);
+    let mut done = 0;
+    for (&start, &(end, id)) in taken {
+        if start > done {
+            frags.push(Fragment::Text(done, start));
+        }
+        frags.push(Fragment::Token(id));
+        done = end;
+    }
+    if done < len {
+        frags.push(Fragment::Text(done, len));
+    }
+    frags
 }
 
 /// C's `isspace` in the C locale, as llama.cpp strips spaces around a
@@ -1342,9 +1297,10 @@ fn clean_spaces(text: &mut Vec<u8>) {
 
 #[cfg(test)]
 mod tests {
-    use super::{attr, clean_spaces, Tokenizer};
+    use super::{attr, clean_spaces, is_c_space, Found, Fragment, Tokenizer};
     use gguf_loader::{GgufFile, GgufWriter, MetaValue, ValueType};
     use rand_chacha::rand_core::{RngCore, SeedableRng};
+    use std::collections::HashMap;
 
     /// A llama (SentencePiece) vocabulary whose tokens after the first
     /// three are `specials`, user-defined (even) or control (odd).
@@ -1374,6 +1330,57 @@ mod tests {
         let bytes = w.to_bytes().unwrap();
         let file = GgufFile::parse(&bytes).unwrap();
         Tokenizer::from_metadata(&file.metadata).unwrap()
+    }
+
+    /// llama.cpp's `tokenizer_st_partition` as it is written: each special
+    /// in turn searched for in each fragment of text left. The oracle of
+    /// [`Tokenizer::partition_at`].
+    fn search_in_turn(tok: &Tokenizer, text: &str, parse_special: bool) -> Vec<Fragment> {
+        let mut frags = vec![Fragment::Text(0, text.len())];
+        for &id in &tok.special {
+            let a = tok.attrs[id as usize];
+            if !parse_special && a & (attr::CONTROL | attr::UNKNOWN) != 0 {
+                continue;
+            }
+            let needle = tok.tokens[id as usize].as_str();
+            if !frags
+                .iter()
+                .any(|f| matches!(f, Fragment::Text(s, e) if text[*s..*e].contains(needle)))
+            {
+                continue;
+            }
+            let mut next = Vec::with_capacity(frags.len() + 2);
+            for f in frags {
+                let Fragment::Text(mut start, end) = f else {
+                    next.push(f);
+                    continue;
+                };
+                while let Some(p) = text[start..end].find(needle) {
+                    let m = start + p;
+                    let mut left_end = m;
+                    if a & attr::LSTRIP != 0 {
+                        while left_end > start && is_c_space(text.as_bytes()[left_end - 1]) {
+                            left_end -= 1;
+                        }
+                    }
+                    if left_end > start {
+                        next.push(Fragment::Text(start, left_end));
+                    }
+                    next.push(Fragment::Token(id));
+                    start = m + needle.len();
+                    if a & attr::RSTRIP != 0 {
+                        while start < end && is_c_space(text.as_bytes()[start]) {
+                            start += 1;
+                        }
+                    }
+                }
+                if start < end {
+                    next.push(Fragment::Text(start, end));
+                }
+            }
+            frags = next;
+        }
+        frags
     }
 
     /// The split from each special's occurrences is the split from
@@ -1413,10 +1420,20 @@ mod tests {
                     let budget = [u64::MAX, 0, pick(40) as u64][pick(3)];
                     let found = tok.find_specials_within(&text, budget).unwrap();
                     let by_occurrence = tok.partition_at(&text, &found, parse_special);
-                    let by_search = tok.partition_scan(&text, parse_special);
+                    let by_search = search_in_turn(&tok, &text, parse_special);
                     assert_eq!(
                         by_occurrence, by_search,
                         "round {round}: specials {specials:?}, text {text:?}, parse_special {parse_special}"
+                    );
+                    // As without a finder: every special searched for.
+                    let all = Found {
+                        at: HashMap::new(),
+                        searched: (0..tok.special.len()).collect(),
+                    };
+                    assert_eq!(
+                        tok.partition_at(&text, &all, parse_special),
+                        by_search,
+                        "round {round}, all searched: {specials:?}, {text:?}"
                     );
                     compared += 1;
                 }

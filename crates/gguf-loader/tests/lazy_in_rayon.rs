@@ -5,7 +5,8 @@
 //! threads). Its own binary: the global pool is built here, with two
 //! threads whatever the machine.
 
-use std::sync::mpsc;
+mod common;
+
 use std::time::Duration;
 
 use gguf_loader::{write_synthetic, GgmlType, LazyModel, Prefetch, Preset};
@@ -24,19 +25,10 @@ const WIDE: Preset = Preset {
     context: 64,
 };
 
-/// Runs `f` on another thread and fails the test, rather than hanging it,
-/// if it is not done in a minute.
+/// Runs `f`, failing the test rather than hanging it if it is not done in
+/// a minute.
 fn within_a_minute(what: &str, f: impl FnOnce() + Send + 'static) {
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        f();
-        let _ = tx.send(());
-    });
-    match rx.recv_timeout(Duration::from_secs(60)) {
-        Ok(()) => {}
-        Err(mpsc::RecvTimeoutError::Timeout) => panic!("{what}: still waiting after a minute"),
-        Err(mpsc::RecvTimeoutError::Disconnected) => panic!("{what}: panicked"),
-    }
+    common::within(Duration::from_secs(60), what, f)
 }
 
 #[test]

@@ -405,7 +405,6 @@ fn big_endian_byte_types_decode_like_little_endian() {
 #[test]
 fn only_regular_files_open() {
     use gguf_loader::LoadMode;
-    use std::sync::mpsc;
     use std::time::Duration;
 
     let dir = tempfile::tempdir().unwrap();
@@ -427,14 +426,12 @@ fn only_regular_files_open() {
         for mode in [LoadMode::Mmap, LoadMode::Read] {
             // On a thread, so that an open that blocks fails the test
             // instead of hanging it.
-            let (tx, rx) = mpsc::channel();
             let p = path.clone();
-            std::thread::spawn(move || {
-                let _ = tx.send(MmapGGUFLoader::open(&p, mode).map(|_| ()));
-            });
-            let r = rx
-                .recv_timeout(Duration::from_secs(30))
-                .unwrap_or_else(|_| panic!("{}: open blocked", path.display()));
+            let r = common::within(
+                Duration::from_secs(30),
+                &format!("{}: open", path.display()),
+                move || MmapGGUFLoader::open(&p, mode).map(|_| ()),
+            );
             match r {
                 Err(e @ Error::NotAFile { .. }) => {
                     let msg = e.to_string();

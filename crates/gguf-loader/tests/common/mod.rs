@@ -305,3 +305,23 @@ pub fn wide_path_names() -> &'static [&'static str] {
         &["simd"]
     }
 }
+
+/// `f`'s result, run on another thread; the test fails, naming `what`,
+/// rather than hanging where `f` is not done within `limit` (a panic in
+/// `f` fails it too).
+pub fn within<R: Send + 'static>(
+    limit: std::time::Duration,
+    what: &str,
+    f: impl FnOnce() -> R + Send + 'static,
+) -> R {
+    use std::sync::mpsc;
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    match rx.recv_timeout(limit) {
+        Ok(r) => r,
+        Err(mpsc::RecvTimeoutError::Timeout) => panic!("{what}: still waiting after {limit:?}"),
+        Err(mpsc::RecvTimeoutError::Disconnected) => panic!("{what}: panicked"),
+    }
+}

@@ -140,7 +140,16 @@ pub const THREADS_PER_CORE: usize = 4;
 /// this process may run on. (A count from a caller's input, such as a
 /// command line, could otherwise ask for a billion threads.)
 pub fn max_threads() -> usize {
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    max_threads_on(cores())
+}
+
+/// The cores this process may run on (1 where that cannot be told).
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// [`max_threads`] on `cores` cores.
+fn max_threads_on(cores: usize) -> usize {
     cores.saturating_mul(THREADS_PER_CORE)
 }
 
@@ -194,13 +203,12 @@ impl PoolThreads {
 /// silently: a program that lets it be set by its users builds its pool
 /// with this count.
 pub fn pool_threads() -> PoolThreads {
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    pool_threads_from(std::env::var_os("RAYON_NUM_THREADS").as_deref(), cores)
+    pool_threads_from(std::env::var_os("RAYON_NUM_THREADS").as_deref(), cores())
 }
 
 /// [`pool_threads`] with `RAYON_NUM_THREADS` = `env` on `cores` cores.
 fn pool_threads_from(env: Option<&std::ffi::OsStr>, cores: usize) -> PoolThreads {
-    let max = cores.saturating_mul(THREADS_PER_CORE);
+    let max = max_threads_on(cores);
     // rayon's reading: a positive count, else its default (0, empty).
     let parsed = env.map(|v| match v.to_str().map(str::trim) {
         Some("") => Ok(0),

@@ -454,12 +454,8 @@ impl<T: Element> std::fmt::Debug for LazyModel<T> {
 
 impl<T: Element> std::fmt::Debug for LazyLayer<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let names: Vec<&str> = self.tensors.iter().map(|(n, _)| n.as_str()).collect();
-        f.debug_struct("LazyLayer")
-            .field("index", &self.index)
-            .field("tensors", &names)
-            .field("dtype", &T::KIND.name())
-            .finish()
+        let names = self.tensors.iter().map(|(n, _)| n.as_str());
+        super::debug_layer::<T>(f, "LazyLayer", self.index, names)
     }
 }
 

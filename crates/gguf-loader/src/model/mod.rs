@@ -263,13 +263,25 @@ impl<T: Element> std::fmt::Debug for Model<T> {
 
 impl<T: Element> std::fmt::Debug for Layer<'_, T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let names: Vec<&str> = self.tensors.iter().map(|(n, _)| *n).collect();
-        f.debug_struct("Layer")
-            .field("index", &self.index)
-            .field("tensors", &names)
-            .field("dtype", &T::KIND.name())
-            .finish()
+        let names = self.tensors.iter().map(|(n, _)| *n);
+        debug_layer::<T>(f, "Layer", self.index, names)
     }
+}
+
+/// A layer's `Debug` ([`Layer`], [`LazyLayer`]): its index, its tensors'
+/// names within it and the element type, not their values.
+pub(crate) fn debug_layer<'n, T: Element>(
+    f: &mut std::fmt::Formatter<'_>,
+    ty: &str,
+    index: usize,
+    names: impl Iterator<Item = &'n str>,
+) -> std::fmt::Result {
+    let names: Vec<&str> = names.collect();
+    f.debug_struct(ty)
+        .field("index", &index)
+        .field("tensors", &names)
+        .field("dtype", &T::KIND.name())
+        .finish()
 }
 
 #[cfg(test)]

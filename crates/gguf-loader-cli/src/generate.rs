@@ -423,29 +423,27 @@ struct Context {
 
 impl Context {
     fn of(loader: &MmapGGUFLoader, ctx: Option<usize>, file: &Path) -> Result<Self, CliError> {
-        let md = loader.metadata();
-        let model = ModelConfig::from_metadata(md)
-            .context_length
-            .filter(|&c| c > 0);
-        // A context length of another type, or below 1, is taken as none:
-        // say so, not silently.
-        let key = md.arch_key("context_length").ok();
-        if let Some((key, v)) = key.and_then(|k| md.get(&k).map(|v| (k, v))) {
-            if model.is_none() {
-                let value = match (v.as_i64(), v.as_f64()) {
-                    (Some(i), _) => format!(" {i}"),
-                    (None, Some(f)) => format!(" {f}"),
-                    _ => String::new(),
-                };
-                gguf_loader_cli::warn(format_args!(
-                    "{}: warning: {} is {}{value}, not a context length of 1 or more tokens; \
-                     taken as none",
-                    file.display(),
-                    gguf_loader::Escaped(&key),
-                    v.value_type()
-                ));
-            }
+        let config = ModelConfig::from_metadata(loader.metadata());
+        let key = format!("{}.context_length", config.architecture);
+        // A context length of another type, or of 0, is taken as none: say
+        // so, not silently.
+        let why = match config.context_length {
+            Some(0) => Some("0, not a context length of 1 or more tokens".to_string()),
+            Some(_) => None,
+            None => config
+                .ignored
+                .iter()
+                .find(|k| k.key == key)
+                .map(|k| k.why.clone()),
+        };
+        if let Some(why) = why {
+            gguf_loader_cli::warn(format_args!(
+                "{}: warning: {} is {why}; taken as none",
+                file.display(),
+                gguf_loader::Escaped(&key),
+            ));
         }
+        let model = config.context_length.filter(|&c| c > 0);
         let tokens = match (ctx, model) {
             (Some(0), Some(m)) => m,
             (Some(0), None) => {

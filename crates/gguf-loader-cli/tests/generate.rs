@@ -340,22 +340,26 @@ fn ctx_sets_the_context() {
     // each said to be taken as none), or 2^63.
     use gguf_loader::MetaValue;
     for (name, value, said) in [
-        ("none.gguf", MetaValue::U64(0), Some("is uint64 0, not")),
+        (
+            "none.gguf",
+            MetaValue::U64(0),
+            Some("is 0, not a context length of 1 or more tokens"),
+        ),
         ("huge.gguf", MetaValue::U64(1 << 63), None),
         (
             "negative.gguf",
             MetaValue::I32(-1),
-            Some("is int32 -1, not"),
+            Some("is int32 -1, not an unsigned integer"),
         ),
         (
             "text.gguf",
             MetaValue::String("2048".into()),
-            Some("is string, not"),
+            Some("is string, not an unsigned integer"),
         ),
         (
             "nan.gguf",
             MetaValue::F32(f32::NAN),
-            Some("is float32 NaN, not"),
+            Some("is float32 NaN, not an unsigned integer"),
         ),
     ] {
         let mut w = gguf_loader::synthesize(
@@ -368,9 +372,8 @@ fn ctx_sets_the_context() {
         let path = dir.path().join(name);
         std::fs::write(&path, w.to_bytes().unwrap()).unwrap();
         let long = vec!["1"; 4097].join(",");
-        let warning = said.map(|said| {
-            format!("warning: llama.context_length {said} a context length of 1 or more tokens")
-        });
+        let warning =
+            said.map(|said| format!("warning: llama.context_length {said}; taken as none"));
         // The error on its line; before it, the warning where one is due.
         let error = |r: &support::Ran| {
             assert_eq!(r.code, Some(2), "{name}: {}", r.stderr);

@@ -76,9 +76,9 @@ pub use format::{
 pub use half::{bf16, f16};
 pub use loader::{LoadMode, MmapGGUFLoader};
 pub use model::{
-    load_model_f16, max_threads, pool_threads, GpuStaging, Layer, LayerIter, LazyLayer, LazyModel,
-    LoadOptions, Model, ModelConfig, ModelTensors, PoolThreads, Prefetch, Progress, ProgressFn,
-    KNOWN_ARCHITECTURES, THREADS_PER_CORE,
+    load_model_f16, max_threads, pool_threads, GpuStaging, IgnoredKey, Layer, LayerIter, LazyLayer,
+    LazyModel, LoadOptions, Model, ModelConfig, ModelTensors, PoolThreads, Prefetch, Progress,
+    ProgressFn, KNOWN_ARCHITECTURES, THREADS_PER_CORE,
 };
 #[cfg(feature = "synth")]
 pub use synth::{synthesize, write_synthetic, Preset};

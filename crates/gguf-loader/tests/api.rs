@@ -263,3 +263,84 @@ fn device_names_round_trip() {
     let e = "cuda:\x1b[2J".parse::<Device>().unwrap_err();
     assert!(!e.to_string().contains('\x1b'), "{e}");
 }
+
+/// `ModelConfig::from_metadata` never fails, but lists the keys it had to
+/// leave aside, each with what it holds: a mistyped key is not silently
+/// the same as a missing one.
+#[test]
+fn model_config_lists_the_keys_it_cannot_use() {
+    use gguf_loader::ModelConfig;
+    let mut w = GgufWriter::new();
+    w.add("general.architecture", MetaValue::String("llama".into()))
+        .add("llama.block_count", MetaValue::U32(2))
+        .add("llama.context_length", MetaValue::String("8192".into()))
+        .add("llama.embedding_length", MetaValue::I32(-5))
+        .add(
+            "llama.feed_forward_length",
+            MetaValue::Array(ValueType::U32, vec![MetaValue::U32(64), MetaValue::U32(32)]),
+        )
+        .add(
+            "llama.attention.head_count",
+            MetaValue::Array(ValueType::F32, vec![MetaValue::F32(4.0)]),
+        )
+        .add(
+            "llama.attention.head_count_kv",
+            MetaValue::Array(ValueType::U32, vec![]),
+        )
+        .add("llama.rope.freq_base", MetaValue::U32(500_000))
+        .add(
+            "llama.attention.layer_norm_rms_epsilon",
+            MetaValue::F64(1e-6),
+        )
+        .add("tokenizer.ggml.tokens", MetaValue::String("a".into()));
+    let bytes = w.to_bytes().unwrap();
+    let file = GgufFile::parse(&bytes).unwrap();
+    let c = ModelConfig::from_metadata(&file.metadata);
+    assert_eq!(c.architecture, "llama");
+    assert_eq!(c.block_count, Some(2));
+    assert_eq!(c.feed_forward_length, Some(64), "an array's first element");
+    assert_eq!(c.rms_norm_eps, Some(1e-6), "float64 is read, rounded");
+    assert_eq!(
+        (
+            c.context_length,
+            c.embedding_length,
+            c.head_count,
+            c.head_count_kv
+        ),
+        (None, None, None, None)
+    );
+    assert_eq!(c.rope_freq_base, 10_000.0, "the default, as for no key");
+    assert_eq!(c.vocab_size, None);
+    let said: Vec<String> = c.ignored.iter().map(|k| k.to_string()).collect();
+    assert_eq!(
+        said,
+        [
+            "llama.context_length is string, not an unsigned integer",
+            "llama.embedding_length is int32 -5, not an unsigned integer",
+            "llama.attention.head_count is an array whose first element is float32 4, \
+             not an unsigned integer",
+            "llama.attention.head_count_kv is an empty array of uint32, not an unsigned integer",
+            "llama.rope.freq_base is uint32 500000, not a float",
+            "tokenizer.ggml.tokens is string, not an array of strings",
+        ]
+    );
+
+    // A file whose keys are all usable has nothing to list; one whose
+    // architecture is no string has its keys read under no prefix.
+    let mut w = GgufWriter::new();
+    w.add("general.architecture", MetaValue::U8(1))
+        .add("llama.block_count", MetaValue::U32(2));
+    let bytes = w.to_bytes().unwrap();
+    let file = GgufFile::parse(&bytes).unwrap();
+    let c = ModelConfig::from_metadata(&file.metadata);
+    assert_eq!((c.architecture.as_str(), c.block_count), ("", None));
+    assert_eq!(
+        c.ignored.iter().map(|k| k.to_string()).collect::<Vec<_>>(),
+        ["general.architecture is uint8 1, not a string"]
+    );
+    let bytes = small_model();
+    let file = GgufFile::parse(&bytes).unwrap();
+    assert!(ModelConfig::from_metadata(&file.metadata)
+        .ignored
+        .is_empty());
+}

@@ -7,7 +7,7 @@ pub(crate) mod load;
 
 use std::collections::HashMap;
 
-pub use config::{ModelConfig, KNOWN_ARCHITECTURES};
+pub use config::{IgnoredKey, ModelConfig, KNOWN_ARCHITECTURES};
 pub use lazy::{LayerIter, LazyLayer, LazyModel, Prefetch};
 pub(crate) use load::in_pool;
 pub use load::{

@@ -7,7 +7,8 @@
 //! mapped input truncated meanwhile), an abort (an allocation that fails)
 //! or another signal that terminates (SIGUSR1, SIGALRM, SIGXFSZ, SIGPROF…);
 //! only SIGKILL and the real-time signals (which nothing sends a loader)
-//! leave it. A process that had the old file open or mapped keeps
+//! leave it, and the next run writing the same output removes it (a run
+//! holds a lock on its temporary file while it lives). A process that had the old file open or mapped keeps
 //! reading the old file.
 
 use std::fs::{File, Metadata};
@@ -128,6 +129,10 @@ impl Output {
         drop(pending);
         #[cfg(unix)]
         drop(blocked);
+        // Held until the file is closed (renamed or removed): the mark of a
+        // run still writing, which a later run's sweep leaves alone.
+        let _ = temp.as_file().try_lock();
+        remove_stale(dir, &prefix, temp.path());
         Ok(Output {
             shown,
             target,
@@ -242,6 +247,62 @@ impl Drop for Pending {
         pending.retain(|(p, _)| *p != self.0);
     }
 }
+
+/// How old a temporary file must be before a later run may take it for one
+/// left by a run that was killed (SIGKILL, a power cut): a run locks its
+/// file right after creating it, so only the moment between the two needs
+/// this, and a minute also covers a network file system's clock.
+const STALE_AFTER: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Removes, with a warning, the temporary files of this same output in `dir`
+/// (`{prefix}XXXXXX.tmp`, as [`Output::create`] names them; `own` excepted)
+/// that a run left when it was killed: older than [`STALE_AFTER`] and
+/// locked by no process. A file that cannot be opened or locked (a file
+/// system without locks, another user's file) is left as it is.
+#[cfg(unix)]
+fn remove_stale(dir: &Path, prefix: &str, own: &Path) {
+    use std::os::unix::fs::OpenOptionsExt;
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let now = std::time::SystemTime::now();
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(middle) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix(prefix))
+            .and_then(|n| n.strip_suffix(".tmp"))
+        else {
+            continue;
+        };
+        let path = entry.path();
+        if middle.len() != 6 || !middle.bytes().all(|b| b.is_ascii_alphanumeric()) || path == own {
+            continue;
+        }
+        // Opened without following a link, and without blocking on a FIFO
+        // put there meanwhile; then it must be a file old enough.
+        let Ok(file) = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+            .open(&path)
+        else {
+            continue;
+        };
+        let old = file.metadata().ok().filter(|m| m.is_file()).and_then(|m| {
+            let modified = m.modified().ok()?;
+            Some(now.duration_since(modified).ok()? >= STALE_AFTER)
+        });
+        if old == Some(true) && file.try_lock().is_ok() && std::fs::remove_file(&path).is_ok() {
+            gguf_loader_cli::warn(format_args!(
+                "warning: removed {}, a temporary file left by an earlier run that was killed",
+                path.display()
+            ));
+        }
+    }
+}
+
+#[cfg(not(unix))]
+fn remove_stale(_: &Path, _: &str, _: &Path) {}
 
 /// Why an existing output may not be written, if it may not.
 fn check_existing(meta: &Metadata, inputs: &[&Path], force: bool) -> Result<(), String> {

@@ -726,6 +726,94 @@ fn an_interrupted_run_leaves_nothing_behind() {
     }
 }
 
+/// SIGKILL cannot be caught, so its run leaves its temporary file; the next
+/// run writing the same output removes it, with a warning, once it is a
+/// minute old and no process holds its lock. Files of a run still alive
+/// (locked), too young, or of another output stay.
+#[test]
+fn a_killed_runs_temporary_file_is_removed_by_the_next_run() {
+    let Some(model) = common::real_models().pop() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("x.gguf");
+    let mut child = cli()
+        .arg("convert")
+        .arg(&model)
+        .arg("-o")
+        .arg(&out)
+        .args(["--dtype", "f32"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while listing(dir.path()).is_empty() {
+        assert!(std::time::Instant::now() < deadline, "no temporary file");
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    // SAFETY: kill has no memory preconditions; the pid is our child's.
+    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGKILL) };
+    child.wait().unwrap();
+    let killed = listing(dir.path());
+    if killed.iter().any(|n| n == "x.gguf") {
+        eprintln!("skipped: the conversion finished before the signal");
+        return;
+    }
+    assert_eq!(killed.len(), 1, "{killed:?}");
+    let an_hour_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+    let aged = |name: &str| {
+        let f = std::fs::File::options()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(dir.path().join(name))
+            .unwrap();
+        f.set_modified(an_hour_ago).unwrap();
+        f
+    };
+    aged(&killed[0]);
+    // Alive: locked by this process, as a running conversion locks its own.
+    let alive = aged(".x.gguf.Alive1.tmp");
+    alive.lock().unwrap();
+    // Too young to tell from a run between its file's creation and lock.
+    std::fs::write(dir.path().join(".x.gguf.Young1.tmp"), b"").unwrap();
+    // Another output's, and names this tool does not make.
+    for name in [
+        ".y.gguf.Other1.tmp",
+        ".x.gguf.long123.tmp",
+        ".x.gguf.tmp",
+        "x.gguf.Abcde1.tmp",
+    ] {
+        aged(name);
+    }
+
+    let r = conv(&model, &out, &["--tensors", "output_norm"]);
+    r.ok();
+    let mut want = vec![
+        ".x.gguf.Alive1.tmp",
+        ".x.gguf.Young1.tmp",
+        ".x.gguf.long123.tmp",
+        ".x.gguf.tmp",
+        ".y.gguf.Other1.tmp",
+        "x.gguf",
+        "x.gguf.Abcde1.tmp",
+    ];
+    want.sort();
+    assert_eq!(listing(dir.path()), want);
+    let warned: Vec<&str> = r.stderr.lines().collect();
+    assert_eq!(warned.len(), 1, "{}", r.stderr);
+    assert!(
+        warned[0].contains(&format!(
+            "warning: removed {}",
+            dir.path().join(&killed[0]).display()
+        )) && warned[0].ends_with("a temporary file left by an earlier run that was killed"),
+        "{}",
+        r.stderr
+    );
+    drop(alive);
+}
+
 #[test]
 fn safetensors_keeps_tokenizer_arrays_of_real_models() {
     for model in common::real_models() {

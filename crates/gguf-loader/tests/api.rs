@@ -344,3 +344,43 @@ fn model_config_lists_the_keys_it_cannot_use() {
         .ignored
         .is_empty());
 }
+
+/// `Value`'s `Display`: numbers as Rust prints them (floats with `{:?}`),
+/// strings quoted with quotes, backslashes and terminal controls escaped,
+/// arrays (nested too) in full.
+#[test]
+fn metadata_values_display_as_written() {
+    let mut w = GgufWriter::new();
+    w.add("u", MetaValue::U32(7))
+        .add("i", MetaValue::I64(-3))
+        .add("f", MetaValue::F32(1.0))
+        .add("e", MetaValue::F32(1e-5))
+        .add("n", MetaValue::F64(f64::NAN))
+        .add("b", MetaValue::Bool(true))
+        .add(
+            "s",
+            MetaValue::String("say \"hi\"\\ \u{1b}[31m\u{202e}é\n".into()),
+        )
+        .add(
+            "a",
+            MetaValue::Array(
+                ValueType::Array,
+                vec![
+                    MetaValue::Array(ValueType::I8, vec![MetaValue::I8(-1), MetaValue::I8(2)]),
+                    MetaValue::Array(ValueType::String, vec![MetaValue::String("x".into())]),
+                    MetaValue::Array(ValueType::U8, vec![]),
+                ],
+            ),
+        );
+    let bytes = w.to_bytes().unwrap();
+    let file = GgufFile::parse(&bytes).unwrap();
+    let shown = |k: &str| file.metadata.get(k).unwrap().to_string();
+    assert_eq!(shown("u"), "7");
+    assert_eq!(shown("i"), "-3");
+    assert_eq!(shown("f"), "1.0");
+    assert_eq!(shown("e"), "1e-5");
+    assert_eq!(shown("n"), "NaN");
+    assert_eq!(shown("b"), "true");
+    assert_eq!(shown("s"), r#""say \"hi\"\\ \u{1b}[31m\u{202e}é\n""#);
+    assert_eq!(shown("a"), r#"[[-1, 2], ["x"], []]"#);
+}

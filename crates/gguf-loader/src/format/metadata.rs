@@ -171,6 +171,54 @@ impl PartialEq for ArrayView<'_> {
     }
 }
 
+/// The value as one would write it: integers and booleans as Rust prints
+/// them, floats as Rust's `{:?}` does (`1.0`, `1e-5`, `NaN`), strings in
+/// double quotes with `"` and `\\` escaped and the characters
+/// [`Escaped`](super::Escaped) escapes (control, bidirectional, invisible)
+/// escaped as it does, bytes that are not UTF-8 as U+FFFD; arrays in full
+/// as `[1, 2, 3]`. A whole vocabulary is megabytes of text: clip a long
+/// array yourself (`ArrayView::iter().take(n)`).
+impl fmt::Display for Value<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Value::U8(v) => write!(f, "{v}"),
+            Value::I8(v) => write!(f, "{v}"),
+            Value::U16(v) => write!(f, "{v}"),
+            Value::I16(v) => write!(f, "{v}"),
+            Value::U32(v) => write!(f, "{v}"),
+            Value::I32(v) => write!(f, "{v}"),
+            Value::U64(v) => write!(f, "{v}"),
+            Value::I64(v) => write!(f, "{v}"),
+            Value::Bool(v) => write!(f, "{v}"),
+            Value::F32(v) => write!(f, "{v:?}"),
+            Value::F64(v) => write!(f, "{v:?}"),
+            Value::String(s) => {
+                f.write_str("\"")?;
+                for part in s.to_string_lossy().split_inclusive(['"', '\\']) {
+                    match part.strip_suffix(['"', '\\']) {
+                        Some(head) => {
+                            write!(f, "{}\\", super::Escaped(head))?;
+                            f.write_str(&part[head.len()..])?;
+                        }
+                        None => write!(f, "{}", super::Escaped(part))?,
+                    }
+                }
+                f.write_str("\"")
+            }
+            Value::Array(a) => {
+                f.write_str("[")?;
+                for (i, e) in a.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str(", ")?;
+                    }
+                    write!(f, "{e}")?;
+                }
+                f.write_str("]")
+            }
+        }
+    }
+}
+
 impl fmt::Debug for ArrayView<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "[{}; {}]", self.elem_type, self.len)

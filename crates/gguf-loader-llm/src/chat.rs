@@ -32,6 +32,14 @@
 //! let ids = tok.encode(&prompt, chat::add_special(&tok, &prompt), true);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
+//!
+//! The prompt is encoded with special tokens parsed (`parse_special`
+//! true), so that the template's turn markers become their control tokens,
+//! as llama.cpp and transformers encode it; a message's text is then
+//! parsed too, and a user who writes `<|im_end|>` ends their turn with the
+//! real token. Where messages come from someone else, check them first
+//! ([`Tokenizer::special_in`](crate::Tokenizer::special_in) finds a special
+//! token's text in them).
 
 use std::fmt::Write as _;
 use std::time::{SystemTime, UNIX_EPOCH};

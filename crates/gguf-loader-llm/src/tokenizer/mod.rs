@@ -9,9 +9,16 @@
 //! let loader = MmapGGUFLoader::new("model.gguf")?;
 //! let tok = Tokenizer::from_loader(&loader)?;
 //! let ids = tok.encode("Hello world", true, false);
-//! assert_eq!(tok.decode(&ids, true, false), "Hello world");
+//! // BOS (where the model adds one) and the text's ids.
+//! assert_eq!(ids.first() == tok.bos().as_ref(), tok.add_bos());
+//! let text = tok.decode(&ids, true, false);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
+//!
+//! Decoding is llama.cpp's, so it does not give every text back: with BOS
+//! removed, a SentencePiece vocabulary keeps the space it put before the
+//! first word (`" Hello world"`), and a GPT-2-style one that cleans up
+//! spaces ([`Tokenizer::cleans_spaces`]) writes `"you ?"` as `"you?"`.
 
 mod bpe;
 mod finder;
@@ -782,6 +789,14 @@ impl Tokenizer {
         self.add_eos && self.eos.is_some()
     }
 
+    /// True when [`decode`](Self::decode) cleans up spaces as llama.cpp's
+    /// `clean_up_tokenization_spaces` does (`" ?"` → `"?"`, `" 's"` →
+    /// `"'s"`…; GPT-2-style vocabularies): its text then differs from the
+    /// pieces a [`StreamDecoder`] gives, and neither round-trips every text.
+    pub fn cleans_spaces(&self) -> bool {
+        self.clean_spaces
+    }
+
     /// `tokenizer.chat_template`, if the file has one (and it is a UTF-8
     /// string: see [`chat_template_error`](Self::chat_template_error)).
     pub fn chat_template(&self) -> Option<&str> {
@@ -873,6 +888,28 @@ impl Tokenizer {
             out.extend(self.eos);
         }
         out
+    }
+
+    /// The first token that `text` holds the text of and that only
+    /// `parse_special` makes a token (a control token such as
+    /// `<|im_end|>`, or the unknown token's text), if any: a check for text
+    /// from someone else before it goes into a prompt encoded with
+    /// `parse_special` (see [`crate::chat`]). User-defined tokens are
+    /// tokens either way and not reported.
+    pub fn special_in(&self, text: &str) -> Option<u32> {
+        if text.is_empty() {
+            return None;
+        }
+        self.partition(text, true)
+            .into_iter()
+            .find_map(|f| match f {
+                Fragment::Token(id)
+                    if self.attrs[id as usize] & (attr::CONTROL | attr::UNKNOWN) != 0 =>
+                {
+                    Some(id)
+                }
+                _ => None,
+            })
     }
 
     /// Where the special tokens occur in `text`, found by walking the

@@ -36,16 +36,19 @@ impl<'t> StreamDecoder<'t> {
     }
 
     /// The text `id` completes: empty while a character is still partial.
-    /// SentencePiece's leading space is dropped from the first piece, as
-    /// [`Tokenizer::decode`] drops it.
+    /// SentencePiece's leading space is dropped from the first id's piece
+    /// only, as [`Tokenizer::decode`] drops it with `remove_special` false
+    /// (and as llama.cpp's `detokenize`): after a first piece that is empty
+    /// (BOS) or a lone space, the next keeps its space. The pieces joined
+    /// are `decode`'s text before its clean-up of spaces (`tokenizer.ggml.
+    /// clean_spaces`, which looks at neighbouring pieces), as llama.cpp's
+    /// `common_token_to_piece` streams them.
     pub fn push(&mut self, id: u32) -> String {
         let mut piece = self.tok.token_to_piece(id, self.unparse_special);
         if self.first && self.tok.add_space_prefix && piece.first() == Some(&b' ') {
             piece = &piece[1..];
         }
-        if !piece.is_empty() {
-            self.first = false;
-        }
+        self.first = false;
         self.pending.extend_from_slice(piece);
         let mut out = String::new();
         loop {

@@ -34,6 +34,10 @@ pub struct Args<'a> {
     pub temp: f32,
     /// Nucleus mass.
     pub top_p: f32,
+    /// Most likely tokens kept (0: all).
+    pub top_k: usize,
+    /// Least probability kept, against the most likely's (0: all).
+    pub min_p: f32,
     /// Sampler seed.
     pub seed: u64,
     /// Where the forward pass runs (a GPU needs the `cuda` feature; f16).
@@ -323,7 +327,9 @@ fn run_on<M: Step>(
     let rss_loaded = status_bytes("VmRSS:");
 
     let mut cache = model.cache(capacity).map_err(named)?;
-    let mut sampler = Sampler::new(a.temp, a.top_p, a.seed);
+    let mut sampler = Sampler::new(a.temp, a.top_p, a.seed)
+        .with_top_k(a.top_k)
+        .with_min_p(a.min_p);
     let t1 = Instant::now();
     let mut logits = model.step(&mut cache, &prompt).map_err(named)?;
     let prompt_s = t1.elapsed().as_secs_f64();

@@ -162,6 +162,13 @@ fn parse_top_p(s: &str) -> Result<f32, String> {
     }
 }
 
+fn parse_min_p(s: &str) -> Result<f32, String> {
+    match s.parse::<f64>() {
+        Ok(p) if (0.0..=1.0).contains(&p) => Ok(p as f32),
+        _ => Err(format!("'{s}' is not a ratio from 0 to 1")),
+    }
+}
+
 fn parse_device(s: &str) -> Result<Device, String> {
     s.parse()
         .map_err(|e: gguf_loader::ParseDeviceError| e.to_string())
@@ -337,6 +344,13 @@ enum Command {
         /// tokens with this much mass.
         #[arg(long, default_value_t = 1.0, allow_negative_numbers = true, value_parser = parse_top_p)]
         top_p: f32,
+        /// Keep only the K most likely tokens; 0: all.
+        #[arg(long, default_value_t = 0)]
+        top_k: usize,
+        /// Keep only the tokens at least this many times as likely as the
+        /// most likely, 0 to 1; 0: all.
+        #[arg(long, default_value_t = 0.0, allow_negative_numbers = true, value_parser = parse_min_p)]
+        min_p: f32,
         /// Seed of the sampler.
         #[arg(long, default_value_t = 0)]
         seed: u64,
@@ -577,6 +591,8 @@ fn run(command: Command) -> Result<ExitCode, CliError> {
             dtype,
             temp,
             top_p,
+            top_k,
+            min_p,
             seed,
             device,
             chat,
@@ -598,6 +614,8 @@ fn run(command: Command) -> Result<ExitCode, CliError> {
             dtype: dtype.into(),
             temp,
             top_p,
+            top_k,
+            min_p,
             seed,
             device,
             chat,

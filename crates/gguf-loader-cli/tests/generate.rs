@@ -85,6 +85,9 @@ fn sampling_repeats_with_a_seed_and_bad_requests_are_refused() {
         ids(r.ok())
     };
     assert_eq!(greedy(&["--temp", "0.9", "--top-p", "1e-300"]), greedy(&[]));
+    // So do top-k 1 and min-p 1, at any temperature.
+    assert_eq!(greedy(&["--temp", "50", "--top-k", "1"]), greedy(&[]));
+    assert_eq!(greedy(&["--temp", "50", "--min-p", "1"]), greedy(&[]));
     let refused = |args: &[&str], says: &str| {
         let r = run(cli().arg("generate").arg(&model).args(args));
         assert!(r.err().contains(says), "{args:?}: {}", r.stderr);
@@ -99,6 +102,9 @@ fn sampling_repeats_with_a_seed_and_bad_requests_are_refused() {
         ["--temp", "nan"],
         ["--top-p", "5"],
         ["--top-p", "0"],
+        ["--min-p", "1.5"],
+        ["--min-p", "-0.1"],
+        ["--top-k", "-1"],
         // The forward pass takes f16 or f32 weights; clap lists them.
         ["--dtype", "bf16"],
     ] {

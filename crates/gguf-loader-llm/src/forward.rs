@@ -53,14 +53,16 @@ pub enum ForwardError {
     /// A tensor the architecture needs is absent.
     #[error("tensor '{0}' is missing")]
     MissingTensor(String),
-    /// A tensor's shape disagrees with the hyper-parameters.
-    #[error("tensor '{name}' has ne {found:?}, expected {expected:?}")]
+    /// A tensor's shape disagrees with the hyper-parameters (or, from
+    /// [`Transformer::from_model`], a model loaded from another file than
+    /// the loader's).
+    #[error("tensor '{name}' has ne {found:?}, expected {}", shape_text(expected))]
     Shape {
         /// The tensor.
         name: String,
         /// Its GGUF dimensions.
         found: Vec<usize>,
-        /// What the hyper-parameters call for.
+        /// What the hyper-parameters call for; 0: any (`[576, any]`).
         expected: Vec<usize>,
     },
     /// A hyper-parameter is out of range (zero, or inconsistent with others).
@@ -97,9 +99,24 @@ pub enum ForwardError {
         /// Positions asked for.
         more: usize,
     },
-    /// Memory for the cache or activations could not be had.
-    #[error("cannot allocate {0} bytes")]
+    /// Memory for the cache or activations could not be had: the bytes
+    /// asked for (`usize::MAX` where they are more than a `usize` counts).
+    #[error("cannot allocate {}", bytes_text(*.0))]
     Alloc(usize),
+    /// The KV cache was made for a model of other widths (its KV width
+    /// and layer count are not this model's). A cache holds positions,
+    /// not a model's identity: one made by a model of the same widths is
+    /// taken.
+    #[error(
+        "the KV cache was made for another model ({} layers of {} KV values, this one has {} of {})",
+        found.1, found.0, expected.1, expected.0
+    )]
+    CacheMismatch {
+        /// This model's (KV width, layers).
+        expected: (usize, usize),
+        /// The cache's.
+        found: (usize, usize),
+    },
     /// The logits of a position hold NaN, or no finite value: no token can
     /// be chosen from them (NaN or Inf in the weights or the settings).
     #[error(
@@ -129,6 +146,24 @@ pub enum ForwardError {
         /// How many there are (the vocabulary size).
         n_vocab: usize,
     },
+}
+
+/// `[576, any]`: a shape whose 0s mean any length.
+fn shape_text(ne: &[usize]) -> String {
+    let dims: Vec<String> = ne
+        .iter()
+        .map(|&d| if d == 0 { "any".into() } else { d.to_string() })
+        .collect();
+    format!("[{}]", dims.join(", "))
+}
+
+/// `1024 bytes`, or more than a `usize` counts.
+fn bytes_text(n: usize) -> String {
+    if n == usize::MAX {
+        format!("more than {n} bytes (the size overflows)")
+    } else {
+        format!("{n} bytes")
+    }
 }
 
 /// The architectures with a forward pass here.
@@ -172,6 +207,10 @@ pub struct Config {
     pub layer_is_swa: Vec<bool>,
     /// Final logit soft-capping (`tanh(x / c) · c`), if any.
     pub logit_softcap: Option<f32>,
+    /// The context the model was trained for (`{arch}.context_length`),
+    /// where the file gives one of 1 or more: a KV cache may be longer, but
+    /// positions past it were never trained.
+    pub context_length: Option<usize>,
     ropes: Vec<Rope>,
 }
 
@@ -311,6 +350,7 @@ impl<T> Transformer<T> {
 ///
 /// `B` is one layer's buffer: host memory here; the GPU forward pass keeps
 /// the same cache in VRAM (`forward::cuda::CudaKvCache`).
+#[derive(Clone)]
 pub struct KvCache<B = Vec<f16>> {
     k: Vec<B>,
     v: Vec<B>,
@@ -340,9 +380,39 @@ impl<B> KvCache<B> {
         self.len = 0;
     }
 
+    /// Keeps the first `len` positions and forgets the rest (nothing when
+    /// `len` is not below [`len`](Self::len)): the next forward pass
+    /// continues from position `len`. With [`Clone`], a prompt's common
+    /// prefix is computed once: clone the cache after it, or truncate back
+    /// to it, for each continuation.
+    pub fn truncate(&mut self, len: usize) {
+        self.len = self.len.min(len);
+    }
+
     /// Bytes held (host memory, or VRAM for the GPU's cache).
     pub fn n_bytes(&self) -> usize {
         2 * self.k.len() * self.capacity * self.kv_dim * 2
+    }
+}
+
+impl<B> std::fmt::Debug for KvCache<B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KvCache")
+            .field("len", &self.len)
+            .field("capacity", &self.capacity)
+            .field("layers", &self.k.len())
+            .field("kv_dim", &self.kv_dim)
+            .finish()
+    }
+}
+
+impl<T: gguf_loader::Element> std::fmt::Debug for Transformer<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Transformer")
+            .field("config", &self.config)
+            .field("device", &self.tok_embd.t.device())
+            .field("lazy", &self.lazy.is_some())
+            .finish_non_exhaustive()
     }
 }
 
@@ -774,6 +844,9 @@ impl<T: WeightElement> Transformer<T> {
                 sliding_window,
                 layer_is_swa,
                 logit_softcap,
+                context_length: gguf_loader::ModelConfig::from_metadata(m)
+                    .context_length
+                    .filter(|&n| n > 0),
                 ropes,
             },
             tok_embd,
@@ -814,18 +887,26 @@ impl<T: WeightElement> Transformer<T> {
         &self.config
     }
 
-    /// An empty KV cache for up to `capacity` positions; errs with
-    /// [`ForwardError::Alloc`] when its memory cannot be had.
+    /// An empty KV cache for up to `capacity` positions (f16 keys and
+    /// values of every layer: [`KvCache::n_bytes`]); errs with
+    /// [`ForwardError::Alloc`], naming the whole cache's bytes, when its
+    /// memory cannot be had. A capacity past the model's own context
+    /// ([`Config::context_length`]) is allowed: positions past it were
+    /// never trained.
     pub fn new_cache(&self, capacity: usize) -> Result<KvCache, ForwardError> {
         let kv_dim = self.config.n_head_kv * self.config.head_dim;
-        let per = capacity
-            .checked_mul(kv_dim)
-            .ok_or(ForwardError::Alloc(usize::MAX))?;
+        let per = capacity.checked_mul(kv_dim);
+        let total = per
+            .and_then(|p| p.checked_mul(self.config.n_layer))
+            .and_then(|p| p.checked_mul(2 * std::mem::size_of::<f16>()))
+            .unwrap_or(usize::MAX);
+        let per = per.ok_or(ForwardError::Alloc(total))?;
         let mut k = Vec::with_capacity(self.config.n_layer);
         let mut v = Vec::with_capacity(self.config.n_layer);
+        let whole = |_| ForwardError::Alloc(total);
         for _ in 0..self.config.n_layer {
-            k.push(try_zeros(per)?);
-            v.push(try_zeros(per)?);
+            k.push(try_zeros(per).map_err(whole)?);
+            v.push(try_zeros(per).map_err(whole)?);
         }
         Ok(KvCache {
             k,
@@ -1253,10 +1334,12 @@ fn check_step(
             n_vocab: c.n_vocab,
         });
     }
-    if cache_shape != (c.n_head_kv * c.head_dim, c.n_layer) {
-        return Err(ForwardError::Unsupported(
-            "the KV cache was made for another model".into(),
-        ));
+    let expected = (c.n_head_kv * c.head_dim, c.n_layer);
+    if cache_shape != expected {
+        return Err(ForwardError::CacheMismatch {
+            expected,
+            found: cache_shape,
+        });
     }
     if capacity - len < tokens.len() {
         return Err(ForwardError::CacheFull {

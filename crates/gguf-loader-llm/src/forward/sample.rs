@@ -67,11 +67,24 @@ pub(super) fn bad_logits(position: usize, nan: usize, n_vocab: usize) -> String 
     }
 }
 
-/// Picks tokens from logits. Greedy (argmax) when the temperature is 0.
+/// Picks tokens from logits. Greedy (argmax) when the temperature is 0;
+/// otherwise the logits are divided by the temperature, made
+/// probabilities, cut by top-k, top-p and min-p in that order (as
+/// transformers' samplers do, after the temperature), and one is drawn.
+///
+/// ```
+/// use gguf_loader_llm::forward::Sampler;
+///
+/// let mut s = Sampler::new(0.8, 0.95, 42).with_top_k(40).with_min_p(0.05);
+/// let id = s.sample(&[0.1, 2.0, 1.5]).unwrap();
+/// assert!(id < 3);
+/// ```
 #[derive(Debug, Clone)]
 pub struct Sampler {
     temperature: f32,
     top_p: f32,
+    top_k: usize,
+    min_p: f32,
     rng: ChaCha8Rng,
 }
 
@@ -98,13 +111,42 @@ impl Sampler {
         Sampler {
             temperature,
             top_p,
+            top_k: 0,
+            min_p: 0.0,
             rng: ChaCha8Rng::seed_from_u64(seed),
         }
     }
 
-    /// The next token id from one position's logits; `None` when `logits`
-    /// is empty or every value is NaN. NaN values are never chosen; see
-    /// [`Sampler::try_sample`] to have them refused.
+    /// Keeps only the `k` most likely tokens (0: all, the default).
+    #[must_use]
+    pub fn with_top_k(mut self, k: usize) -> Sampler {
+        self.top_k = k;
+        self
+    }
+
+    /// Keeps only the tokens at least `min_p` times as likely as the most
+    /// likely one (0, the default, or NaN: all; clamped to at most 1).
+    #[must_use]
+    pub fn with_min_p(mut self, min_p: f32) -> Sampler {
+        self.min_p = if min_p.is_nan() {
+            0.0
+        } else {
+            min_p.clamp(0.0, 1.0)
+        };
+        self
+    }
+
+    /// Restarts the generator from `seed`, as [`Sampler::new`] seeds it.
+    pub fn reseed(&mut self, seed: u64) {
+        self.rng = ChaCha8Rng::seed_from_u64(seed);
+    }
+
+    /// The next token id from one position's logits (`n_vocab` values);
+    /// `None` when `logits` is empty or every value is NaN. NaN values are
+    /// never chosen; see [`Sampler::try_sample`] to have them refused.
+    /// Of the rows of every position (`Transformer::forward` with `all`),
+    /// pass one: `&logits[i * n_vocab..][..n_vocab]` (the ids of all of
+    /// them at once would run past the vocabulary).
     pub fn sample(&mut self, logits: &[f32]) -> Option<u32> {
         if self.temperature <= 0.0 {
             return argmax(logits);
@@ -121,6 +163,9 @@ impl Sampler {
             .filter(|(_, p)| *p > 0.0)
             .collect();
         probs.sort_unstable_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        if self.top_k > 0 {
+            probs.truncate(self.top_k);
+        }
         let total: f64 = probs.iter().map(|p| p.1 as f64).sum();
         // The smallest prefix whose mass reaches top_p.
         let mut kept = 0;
@@ -131,6 +176,12 @@ impl Sampler {
             if mass >= self.top_p as f64 * total {
                 break;
             }
+        }
+        // Min-p against the most likely (probability 1 here: exp(0)).
+        if self.min_p > 0.0 {
+            let floor = self.min_p * probs[0].1;
+            kept = probs[..kept].iter().take_while(|p| p.1 >= floor).count();
+            mass = probs[..kept].iter().map(|p| p.1 as f64).sum();
         }
         let u = (self.rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64 * mass;
         let mut acc = 0f64;
@@ -204,6 +255,44 @@ mod tests {
         assert_eq!(argmax(&[f32::NAN, 0.5]), Some(1));
         assert_eq!(argmax(&[]), None);
         assert_eq!(Sampler::greedy().sample(&[0.0, -1.0, 2.0]), Some(2));
+    }
+
+    /// Top-k 1 and min-p 1 leave the most likely token only; top-k 2
+    /// draws from the two most likely; min-p keeps those within its ratio
+    /// of the best; a reseeded sampler draws again what it drew.
+    #[test]
+    fn top_k_min_p_and_reseed() {
+        let logits = [0.0, 3.0, 2.9, 2.8, -5.0];
+        for s in [
+            Sampler::new(5.0, 1.0, 3).with_top_k(1),
+            Sampler::new(5.0, 1.0, 3).with_min_p(1.0),
+        ] {
+            let mut s = s;
+            assert!((0..200).all(|_| s.sample(&logits) == Some(1)));
+        }
+        let mut s = Sampler::new(100.0, 1.0, 3).with_top_k(2);
+        let drawn: std::collections::BTreeSet<u32> =
+            (0..400).filter_map(|_| s.sample(&logits)).collect();
+        assert_eq!(drawn.into_iter().collect::<Vec<_>>(), [1, 2]);
+        // At temperature 1, exp(2.8 - 3) = 0.82 and exp(0 - 3) = 0.05:
+        // min-p 0.5 keeps ids 1, 2 and 3.
+        let mut s = Sampler::new(1.0, 1.0, 9).with_min_p(0.5);
+        let drawn: std::collections::BTreeSet<u32> =
+            (0..400).filter_map(|_| s.sample(&logits)).collect();
+        assert_eq!(drawn.into_iter().collect::<Vec<_>>(), [1, 2, 3]);
+        // Off, as by default: NaN min-p, top-k 0.
+        let mut a = Sampler::new(1.0, 1.0, 5).with_min_p(f32::NAN).with_top_k(0);
+        let mut b = Sampler::new(1.0, 1.0, 5);
+        let first: Vec<_> = (0..50).map(|_| a.sample(&logits)).collect();
+        assert_eq!(
+            first,
+            (0..50).map(|_| b.sample(&logits)).collect::<Vec<_>>()
+        );
+        a.reseed(5);
+        assert_eq!(
+            first,
+            (0..50).map(|_| a.sample(&logits)).collect::<Vec<_>>()
+        );
     }
 
     #[test]

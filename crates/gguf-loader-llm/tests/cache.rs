@@ -1,0 +1,112 @@
+//! The KV cache's API: a clone or a truncation continues exactly as the
+//! cache it came from would (a common prefix computed once), a cache made
+//! for a model of other widths is refused with its own error, a cache too
+//! large to count or allocate names the whole cache's bytes; the model
+//! carries its context length. On the real SmolLM2 where it is cached,
+//! and on tiny synthesized llamas.
+
+#[path = "../../gguf-loader/tests/common/mod.rs"]
+mod common;
+
+use gguf_loader::{f16, GgmlType, MmapGGUFLoader, Preset};
+use gguf_loader_llm::forward::{ForwardError, Transformer};
+
+fn tiny(dir: &std::path::Path, name: &str, preset: &Preset) -> Transformer<f16> {
+    let path = common::write_synth(dir, name, preset, GgmlType::Q8_0, 1);
+    Transformer::<f16>::load(&MmapGGUFLoader::new(&path).unwrap()).unwrap()
+}
+
+/// The prefix once, then two continuations: from a clone, and from the
+/// cache truncated back to the prefix; each gives the logits a fresh
+/// cache gives for the whole sequence.
+fn prefix_reuse(model: &Transformer<f16>, prefix: &[u32], a: &[u32], b: &[u32]) {
+    let whole = |rest: &[u32]| {
+        let mut c = model.new_cache(64).unwrap();
+        let seq: Vec<u32> = prefix.iter().chain(rest).copied().collect();
+        model.forward(&mut c, &seq, false).unwrap()
+    };
+    let mut cache = model.new_cache(64).unwrap();
+    model.forward(&mut cache, prefix, false).unwrap();
+    let mut fork = cache.clone();
+    assert_eq!(fork.len(), prefix.len());
+    assert_eq!(model.forward(&mut fork, a, false).unwrap(), whole(a));
+    assert_eq!(model.forward(&mut cache, b, false).unwrap(), whole(b));
+    cache.truncate(prefix.len());
+    assert_eq!(cache.len(), prefix.len());
+    assert_eq!(model.forward(&mut cache, a, false).unwrap(), whole(a));
+    // Truncating past the end keeps every position.
+    cache.truncate(1000);
+    assert_eq!(cache.len(), prefix.len() + a.len());
+}
+
+#[test]
+fn a_cloned_or_truncated_cache_continues_as_a_fresh_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny(dir.path(), "tiny.gguf", &Preset::TINY_TEST);
+    prefix_reuse(&model, &[1, 7, 300, 12], &[5, 6], &[400, 2, 9]);
+    if let Some(path) = common::model_path() {
+        let model = Transformer::<f16>::load(&MmapGGUFLoader::new(&path).unwrap()).unwrap();
+        // "The capital of France is" / " Paris" / " a".
+        prefix_reuse(&model, &[504, 3458, 282, 4649, 314], &[7042], &[253, 1345]);
+    }
+}
+
+#[test]
+fn a_cache_of_other_widths_is_refused_by_its_own_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny(dir.path(), "tiny.gguf", &Preset::TINY_TEST);
+    let wider = Preset {
+        name: "tiny-wider",
+        layers: 3,
+        ..Preset::TINY_TEST
+    };
+    let other = tiny(dir.path(), "wider.gguf", &wider);
+    let mut foreign = other.new_cache(8).unwrap();
+    let e = model.forward(&mut foreign, &[1, 2], false).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            ForwardError::CacheMismatch {
+                expected: (128, 2),
+                found: (128, 3)
+            }
+        ),
+        "{e:?}"
+    );
+    assert_eq!(
+        e.to_string(),
+        "the KV cache was made for another model (3 layers of 128 KV values, this one has 2 of 128)"
+    );
+    assert_eq!(foreign.len(), 0, "left as it was");
+}
+
+#[test]
+fn a_cache_too_large_names_its_whole_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny(dir.path(), "tiny.gguf", &Preset::TINY_TEST);
+    // 2 layers × K and V × 128 values × 2 bytes a position.
+    let per_position = 2 * 2 * 128 * 2;
+    let e = model.new_cache(usize::MAX / 2).unwrap_err();
+    assert!(matches!(e, ForwardError::Alloc(usize::MAX)), "{e:?}");
+    assert!(e.to_string().contains("the size overflows"), "{e}");
+    let positions = 1usize << 44;
+    let e = model.new_cache(positions).unwrap_err();
+    assert!(
+        matches!(e, ForwardError::Alloc(n) if n == positions * per_position),
+        "{e:?}"
+    );
+    let cache = model.new_cache(3).unwrap();
+    assert_eq!(cache.n_bytes(), 3 * per_position);
+    let shown = format!("{cache:?}");
+    assert_eq!(
+        shown,
+        "KvCache { len: 0, capacity: 3, layers: 2, kv_dim: 128 }"
+    );
+    let shown = format!("{model:?}");
+    assert!(
+        shown.starts_with("Transformer { config: Config { arch: Llama, n_layer: 2,")
+            && shown.contains("device: Cpu, lazy: false, .. }"),
+        "{shown}"
+    );
+    assert_eq!(model.config().context_length, Some(512));
+}

@@ -168,8 +168,7 @@ fn every_layer_is_checked_before_any_runs() {
     let uneven = llama(&[N_FF, 2 * N_FF], &[]);
     for build in [eager, lazy] {
         let e = build(&uneven)
-            .err()
-            .expect("an uneven feed-forward width")
+            .expect_err("an uneven feed-forward width")
             .to_string();
         assert!(
             e.contains("blk.1.ffn_gate.weight") && e.contains("[8, 32]"),
@@ -180,8 +179,7 @@ fn every_layer_is_checked_before_any_runs() {
     let wide = tiny_llama(&[("llama.attention.key_length", MetaValue::U32(1 << 30))]);
     for build in [eager, lazy] {
         let e = build(&wide)
-            .err()
-            .expect("a key length the tensors do not have")
+            .expect_err("a key length the tensors do not have")
             .to_string();
         assert!(e.contains("blk.0.attn_q.weight"), "{e}");
     }

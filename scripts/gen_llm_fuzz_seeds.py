@@ -20,6 +20,10 @@ Deterministic (fixed seed): re-running writes the same bytes.
                        window on every layer but the last of two),
                        SentencePiece vocabulary with Gemma's turn markers,
                        Q8_0 embeddings.
+* seed-llama-wpm.gguf  the llama model with a WordPiece (`bert`) vocabulary:
+                       `▁` word starts and bare continuations, CLS / SEP /
+                       MASK, lowercase letters, digits, punctuation and two
+                       CJK ideographs; F32 matrices.
 """
 
 from __future__ import annotations
@@ -220,6 +224,25 @@ def main() -> None:
     gtokens, gscores, gtypes = spm_vocab(["<start_of_turn>", "<end_of_turn>"])
     write_model(out / "seed-gemma3.gguf", "gemma3", len(gtokens), rng, "f16", True,
                 spm(GEMMA, gtokens, gscores, gtypes))
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    letters = [chr(c) for c in range(ord("a"), ord("z") + 1)] + list("0123456789")
+    wtokens = (specials + ["\u2581" + c for c in letters + list("!,.?-") + ["中", "文"]]
+               + letters + ["\u2581hello", "\u2581world", "ll", "\u2581ap", "fe"])
+    wtypes = [3] * len(specials) + [1] * (len(wtokens) - len(specials))
+
+    def wpm(w: GGUFWriter) -> None:
+        w.add_tokenizer_model("bert")
+        w.add_tokenizer_pre("bert-bge")
+        w.add_token_list(wtokens)
+        w.add_token_types(wtypes)
+        w.add_unk_token_id(1)
+        w.add_sep_token_id(3)
+        w.add_pad_token_id(0)
+        w.add_uint32("tokenizer.ggml.cls_token_id", 2)
+        w.add_bos_token_id(2)  # CLS: the default, 101, is past this vocabulary
+        w.add_mask_token_id(4)
+
+    write_model(out / "seed-llama-wpm.gguf", "llama", len(wtokens), rng, "f32", False, wpm)
     for f in sorted(out.glob("*.gguf")):
         print(f, f.stat().st_size)
 

@@ -20,6 +20,7 @@
 
 #[cfg(feature = "cuda")]
 pub mod cuda;
+mod generate;
 mod matmul;
 mod ops;
 mod sample;
@@ -32,6 +33,7 @@ use gguf_loader::{
 use half::slice::HalfFloatSliceExt;
 use rayon::prelude::*;
 
+pub use generate::Generate;
 use matmul::matmul;
 use ops::{gelu, rms_norm, silu, softmax, Rope};
 pub use ops::{RopeMode, WeightElement};

@@ -43,6 +43,10 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
+//! [`forward::Transformer::generate`] is that loop as an iterator of ids
+//! (max tokens, stop tokens, a full cache), for a caller that needs no
+//! per-token work.
+//!
 //! [`Tokenizer`], [`forward::Transformer`] and [`forward::KvCache`] are
 //! `Send + Sync`: one model serves many threads, each with a cache of its
 //! own (`forward` takes the model by `&self`, the cache by `&mut`). A

@@ -55,7 +55,27 @@ struct Pending<T> {
     index: usize,
     /// Set to stop the decode before its next tensor.
     stop: Arc<AtomicBool>,
+    /// Told when the decode is done.
+    done: Arc<Done>,
     handle: JoinHandle<Result<LazyLayer<T>>>,
+}
+
+/// The end of a prefetch thread's work, and the thread waiting for it (to
+/// wake it then rather than have it poll).
+#[derive(Default)]
+struct Done {
+    finished: AtomicBool,
+    waiter: Mutex<Option<std::thread::Thread>>,
+}
+
+impl Done {
+    /// Marks the work done and wakes the waiter, if one waits.
+    fn finish(&self) {
+        self.finished.store(true, Ordering::Release);
+        if let Some(t) = lock(&self.waiter).take() {
+            t.unpark();
+        }
+    }
 }
 
 impl<T> Pending<T> {
@@ -65,7 +85,7 @@ impl<T> Pending<T> {
     fn cancel(self) {
         self.stop.store(true, Ordering::Relaxed);
         // The result, or a panic, is dropped: nobody asked for this layer.
-        let _ = join_helping(self.handle);
+        let _ = join_helping(self.handle, &self.done);
     }
 }
 
@@ -74,14 +94,18 @@ impl<T> Pending<T> {
 /// pool's threads (a layer loop run inside `rayon::join`, `scope` or
 /// `par_iter`), it runs the pool's waiting jobs meanwhile, as rayon's own
 /// waits do: a plain `join` there could leave the pool with no thread free
-/// for the decode it waits on, and wait forever.
-fn join_helping<R>(handle: JoinHandle<R>) -> std::thread::Result<R> {
+/// for the decode it waits on, and wait forever. With no job to run, it
+/// sleeps until the thread says it is done (`done`), looking for new jobs
+/// every millisecond.
+fn join_helping<R>(handle: JoinHandle<R>, done: &Done) -> std::thread::Result<R> {
     if rayon::current_thread_index().is_some() {
-        while !handle.is_finished() {
+        *lock(&done.waiter) = Some(std::thread::current());
+        while !done.finished.load(Ordering::Acquire) && !handle.is_finished() {
             if rayon::yield_now() != Some(rayon::Yield::Executed) {
-                std::thread::sleep(std::time::Duration::from_micros(50));
+                std::thread::park_timeout(std::time::Duration::from_millis(1));
             }
         }
+        lock(&done.waiter).take();
     }
     handle.join()
 }
@@ -379,13 +403,26 @@ impl<T: Element> LazyModel<T> {
         let decoder = self.decoder.clone();
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
+        let done = Arc::new(Done::default());
+        let told = done.clone();
         let spawned = std::thread::Builder::new()
             .name(format!("prefetch-blk.{i}"))
-            .spawn(move || decoder.layer(i, &names, &flag));
+            .spawn(move || {
+                // Told even if the decode panics.
+                struct Tell(Arc<Done>);
+                impl Drop for Tell {
+                    fn drop(&mut self) {
+                        self.0.finish();
+                    }
+                }
+                let _tell = Tell(told);
+                decoder.layer(i, &names, &flag)
+            });
         // A thread that cannot be started leaves none: prefetching is a hint.
         *pending = spawned.ok().map(|handle| Pending {
             index: i,
             stop,
+            done,
             handle,
         });
     }
@@ -399,15 +436,20 @@ impl<T: Element> LazyModel<T> {
         let pending = {
             let mut p = lock(&self.pending);
             match p.take() {
-                Some(Pending { index, handle, .. }) if index == i => Some(handle),
+                Some(Pending {
+                    index,
+                    handle,
+                    done,
+                    ..
+                }) if index == i => Some((handle, done)),
                 other => {
                     *p = other;
                     None
                 }
             }
         };
-        if let Some(h) = pending {
-            return join_helping(h)
+        if let Some((h, done)) = pending {
+            return join_helping(h, &done)
                 .unwrap_or_else(|_| Err(Error::ThreadPool("prefetch thread panicked".into())));
         }
         let names = self.names_of(i).ok_or(Error::LayerNotFound(i))?;

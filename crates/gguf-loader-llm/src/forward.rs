@@ -1025,16 +1025,19 @@ impl<T: WeightElement> Transformer<T> {
             obs(observe, "v", &v);
             cache.k[il][start * kv_dim..(start + n) * kv_dim].convert_from_f32_slice(&k);
             cache.v[il][start * kv_dim..(start + n) * kv_dim].convert_from_f32_slice(&v);
-            let used = (start + n) * kv_dim;
-            let (mut kf, mut vf) = (try_zeros(used)?, try_zeros(used)?);
-            cache.k[il][..used].convert_to_f32_slice(&mut kf);
-            cache.v[il][..used].convert_to_f32_slice(&mut vf);
             let window = if c.layer_is_swa[il] {
                 c.sliding_window
             } else {
                 None
             };
-            let attn = attention(&q, &kf, &vf, c, start, n, window);
+            // The positions these queries see, widened to f32: from the
+            // first the window lets the first query see.
+            let base = window.map_or(0, |w| (start + 1).saturating_sub(w));
+            let seen = base * kv_dim..(start + n) * kv_dim;
+            let (mut kf, mut vf) = (try_zeros(seen.len())?, try_zeros(seen.len())?);
+            cache.k[il][seen.clone()].convert_to_f32_slice(&mut kf);
+            cache.v[il][seen].convert_to_f32_slice(&mut vf);
+            let attn = attention(&q, &kf, &vf, c, (start, base), n, window);
             obs(observe, "kqv_out", &attn);
             let mut o = l.wo.mul(&attn, n);
             if let Some(w) = &l.post_attn_norm {
@@ -1241,13 +1244,14 @@ fn norm(loader: &MmapGGUFLoader, name: &str, len: usize) -> Result<Vec<f32>, For
 
 /// Causal (optionally sliding-window) grouped-query attention of `n` new
 /// queries at positions `start..start + n` over the cached keys/values of
-/// positions `0..start + n`. Returns `n` rows of `n_head * head_dim`.
+/// positions `base..start + n` (`k` and `v` begin at position `base`, the
+/// first any query sees). Returns `n` rows of `n_head * head_dim`.
 fn attention(
     q: &[f32],
     k: &[f32],
     v: &[f32],
     c: &Config,
-    start: usize,
+    (start, base): (usize, usize),
     n: usize,
     window: Option<usize>,
 ) -> Vec<f32> {
@@ -1265,6 +1269,8 @@ fn attention(
         k: &'a [f32],
         v: &'a [f32],
         span: std::ops::RangeInclusive<usize>,
+        /// The position of the first key and value in `k` and `v`.
+        base: usize,
         kv_dim: usize,
         scale: f32,
     }
@@ -1279,11 +1285,11 @@ fn attention(
         let mut scores: Vec<f32> = h
             .span
             .clone()
-            .map(|j| ops::dot(&qh, &h.k[j * h.kv_dim..][..hd]) * h.scale)
+            .map(|j| ops::dot(&qh, &h.k[(j - h.base) * h.kv_dim..][..hd]) * h.scale)
             .collect();
         softmax(&mut scores);
         for (j, p) in h.span.zip(&scores) {
-            let vj = &h.v[j * h.kv_dim..][..hd];
+            let vj = &h.v[(j - h.base) * h.kv_dim..][..hd];
             o.iter_mut().zip(vj).for_each(|(a, b)| *a += p * b);
         }
     }
@@ -1307,6 +1313,7 @@ fn attention(
             k: &k[kvh..],
             v: &v[kvh..],
             span: lo..=pos,
+            base,
             kv_dim,
             scale,
         };

@@ -43,6 +43,7 @@ use pre::PreTokenizer;
 
 /// Why a GGUF's tokenizer cannot be built.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum TokenizerError {
     /// A `tokenizer.*` key is missing or of the wrong type.
     #[error("tokenizer: {0}")]
@@ -82,6 +83,14 @@ pub enum TokenizerError {
     /// `tokenizer.ggml.merges` holds more than [`MAX_VOCAB`] merges.
     #[error("metadata key 'tokenizer.ggml.merges' holds {0} merges; expected at most {max}", max = MAX_VOCAB)]
     MergeCount(usize),
+    /// A WordPiece vocabulary whose token texts pass [`MAX_WORDPIECE_TEXT`]
+    /// bytes in all (real ones hold well under 1 MiB).
+    #[error(
+        "metadata key 'tokenizer.ggml.tokens': a WordPiece vocabulary of {0} bytes of text; \
+         at most {max} MiB is taken",
+        max = MAX_WORDPIECE_TEXT >> 20
+    )]
+    WordPieceText(usize),
     /// The memory the tokenizer's tables would take could not be
     /// allocated.
     #[error("the tokenizer's tables would take about {mib} MiB, which cannot be allocated", mib = .0 >> 20)]
@@ -114,6 +123,13 @@ fn special_finder(special: &[u32], tokens: &[String]) -> Option<Finder> {
     }
     Finder::new(&texts)
 }
+
+/// The most bytes of token text a WordPiece vocabulary may hold: its
+/// tokens all go into an automaton (about 19 bytes a byte of text, 30
+/// while it is built), which finds the longest token at each place of a
+/// word in one pass. (Trying every length at each place, as llama.cpp
+/// does, costs the cube of a word's length with a token as long.)
+pub const MAX_WORDPIECE_TEXT: usize = 64 << 20;
 
 /// The most tokens (and merges) a vocabulary may hold: 16 times the
 /// largest real ones (Gemma's 262 144). The tables take about 240 bytes a
@@ -218,8 +234,8 @@ pub struct Tokenizer {
     clean_spaces: bool,
     /// WordPiece's normalization.
     normalizer: wpm::Normalizer,
-    /// WordPiece's automaton of the reversed token texts (`None`: other
-    /// kinds, or texts too long in all).
+    /// WordPiece's automaton of the reversed token texts (`None` for
+    /// other kinds).
     wpm_finder: Option<Finder>,
     /// The file's template; a wrongly typed one fails only a chat render
     /// (tokenizing needs none).
@@ -420,14 +436,25 @@ impl Tokenizer {
         // The tables are many small allocations, which cannot fail softly:
         // ask for their sum once, fallibly, so that a vocabulary that will
         // not fit (under a memory limit) is an error instead of an abort.
+        let text: usize = words.iter().map(|w| w.len()).sum();
+        let wordpiece = kind == TokenizerKind::Wpm;
+        if wordpiece && text > MAX_WORDPIECE_TEXT {
+            return Err(TokenizerError::WordPieceText(text));
+        }
         let need = table_bytes(
             n,
-            words.iter().map(|w| w.len()).sum(),
+            text,
             merge_words.as_ref().map_or(0, |m| m.len()),
             merge_words
                 .as_ref()
                 .map_or(0, |m| m.iter().map(|w| w.len()).sum()),
-        );
+        )
+        // WordPiece's automaton while it is built.
+        .saturating_add(if wordpiece {
+            text.saturating_mul(32)
+        } else {
+            0
+        });
         if Vec::<u8>::new().try_reserve_exact(need).is_err() {
             return Err(TokenizerError::OutOfMemory(need));
         }
@@ -723,10 +750,8 @@ impl Tokenizer {
         };
 
         let finder = special_finder(&special, &tokens);
-        let wpm_finder = if kind == TokenizerKind::Wpm
-            && tokens.iter().map(String::len).sum::<usize>() <= MAX_FINDER_TEXT
-        {
-            wpm::reversed_finder(&tokens)
+        let wpm_finder = if wordpiece {
+            Some(wpm::reversed_finder(&tokens).ok_or(TokenizerError::OutOfMemory(need))?)
         } else {
             None
         };
@@ -891,11 +916,12 @@ impl Tokenizer {
     }
 
     /// Tokenizes `text` as llama.cpp's `llama_tokenize` does: with
-    /// `add_special`, BOS (and EOS) as the vocabulary asks; with
-    /// `parse_special`, control-token text such as `<|im_start|>` becomes
-    /// that token (user-defined tokens always do). Never fails: bytes no
-    /// token covers fall back to byte tokens, or are dropped when the
-    /// vocabulary has none.
+    /// `add_special`, BOS (and EOS) as the vocabulary asks (WordPiece: CLS
+    /// before and SEP after, always); with `parse_special`, control-token
+    /// text such as `<|im_start|>` becomes that token (user-defined tokens
+    /// always do). Never fails: bytes no token covers fall back to byte
+    /// tokens, or are dropped when the vocabulary has none; a WordPiece
+    /// word that cannot be covered whole is the unknown token.
     pub fn encode(&self, text: &str, add_special: bool, parse_special: bool) -> Vec<u32> {
         let mut out = Vec::new();
         let fragments = if text.is_empty() {

@@ -40,9 +40,10 @@ impl<'t> StreamDecoder<'t> {
     /// only, as [`Tokenizer::decode`] drops it with `remove_special` false
     /// (and as llama.cpp's `detokenize`): after a first piece that is empty
     /// (BOS) or a lone space, the next keeps its space. The pieces joined
-    /// are `decode`'s text before its clean-up of spaces (`tokenizer.ggml.
-    /// clean_spaces`, which looks at neighbouring pieces), as llama.cpp's
-    /// `common_token_to_piece` streams them.
+    /// are `decode`'s text before its clean-up of spaces
+    /// ([`Tokenizer::cleans_spaces`], which looks at neighbouring pieces):
+    /// llama.cpp's `common_token_to_piece` streams pieces without it too
+    /// (and keeps every leading space, as [`Self::continuing`] does).
     pub fn push(&mut self, id: u32) -> String {
         let mut piece = self.tok.token_to_piece(id, self.unparse_special);
         if self.first && self.tok.add_space_prefix && piece.first() == Some(&b' ') {

@@ -99,15 +99,19 @@ impl Output {
         #[cfg(unix)]
         let blocked = fatal::Blocked::new();
         let mut pending = PENDING.lock().unwrap_or_else(|p| p.into_inner());
-        // At most 128 bytes of the name: the temporary name is 12 longer,
+        // At most 128 bytes of the name: the temporary name is 33 longer,
         // and a name near the file system's limit (255) must still work.
+        // The whole name's hash tells this output's files from those of
+        // another whose name begins with the same 128 bytes, and the suffix
+        // ours from other programs' (see `remove_stale`).
         let mut end = name.len().min(128);
         while !name.is_char_boundary(end) {
             end -= 1;
         }
         let prefix = format!(".{}.", &name[..end]);
+        let suffix = format!(".{:08x}{TEMP_SUFFIX}", fnv1a(name.as_bytes()));
         let mut builder = tempfile::Builder::new();
-        builder.prefix(&prefix).suffix(".tmp");
+        builder.prefix(&prefix).suffix(&suffix);
         #[cfg(unix)]
         {
             // What `open` gives a new file (0666 less the umask), not
@@ -132,7 +136,7 @@ impl Output {
         // Held until the file is closed (renamed or removed): the mark of a
         // run still writing, which a later run's sweep leaves alone.
         let _ = temp.as_file().try_lock();
-        remove_stale(dir, &prefix, temp.path());
+        remove_stale(dir, &prefix, &suffix, temp.path());
         Ok(Output {
             shown,
             target,
@@ -254,13 +258,26 @@ impl Drop for Pending {
 /// this, and a minute also covers a network file system's clock.
 const STALE_AFTER: std::time::Duration = std::time::Duration::from_secs(60);
 
+/// How a temporary output's name ends (after the random part and the
+/// output name's hash).
+const TEMP_SUFFIX: &str = ".gguf-loader.tmp";
+
+/// The 32-bit FNV-1a hash of `bytes`.
+fn fnv1a(bytes: &[u8]) -> u32 {
+    bytes.iter().fold(0x811c_9dc5, |h: u32, &b| {
+        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    })
+}
+
 /// Removes, with a warning, the temporary files of this same output in `dir`
-/// (`{prefix}XXXXXX.tmp`, as [`Output::create`] names them; `own` excepted)
-/// that a run left when it was killed: older than [`STALE_AFTER`] and
-/// locked by no process. A file that cannot be opened or locked (a file
-/// system without locks, another user's file) is left as it is.
+/// (`{prefix}XXXXXX{suffix}`, as [`Output::create`] names them: the
+/// output's name, six random letters or digits, the hash of the name and
+/// `.gguf-loader.tmp`; `own` excepted) that a run left when it was killed:
+/// this user's, older than [`STALE_AFTER`] and locked by no process. A
+/// file of another user, or one that cannot be opened or locked (a file
+/// system without locks), is left as it is.
 #[cfg(unix)]
-fn remove_stale(dir: &Path, prefix: &str, own: &Path) {
+fn remove_stale(dir: &Path, prefix: &str, suffix: &str, own: &Path) {
     use std::os::unix::fs::OpenOptionsExt;
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
@@ -271,7 +288,7 @@ fn remove_stale(dir: &Path, prefix: &str, own: &Path) {
         let Some(middle) = name
             .to_str()
             .and_then(|n| n.strip_prefix(prefix))
-            .and_then(|n| n.strip_suffix(".tmp"))
+            .and_then(|n| n.strip_suffix(suffix))
         else {
             continue;
         };
@@ -288,7 +305,12 @@ fn remove_stale(dir: &Path, prefix: &str, own: &Path) {
         else {
             continue;
         };
+        let me = rustix::process::geteuid().as_raw();
         let old = file.metadata().ok().filter(|m| m.is_file()).and_then(|m| {
+            use std::os::unix::fs::MetadataExt;
+            if m.uid() != me {
+                return None;
+            }
             let modified = m.modified().ok()?;
             Some(now.duration_since(modified).ok()? >= STALE_AFTER)
         });
@@ -302,7 +324,7 @@ fn remove_stale(dir: &Path, prefix: &str, own: &Path) {
 }
 
 #[cfg(not(unix))]
-fn remove_stale(_: &Path, _: &str, _: &Path) {}
+fn remove_stale(_: &Path, _: &str, _: &str, _: &Path) {}
 
 /// Why an existing output may not be written, if it may not.
 fn check_existing(meta: &Metadata, inputs: &[&Path], force: bool) -> Result<(), String> {

@@ -664,6 +664,38 @@ fn unwritable_output_fails_before_decoding_on_real_models() {
     }
 }
 
+/// A conversion of `model` to `out` (f32: long enough to be caught),
+/// spawned, once its temporary file is there; `stderr` piped or not.
+fn convert_caught_writing(model: &Path, out: &Path, stderr: bool) -> std::process::Child {
+    let dir = out.parent().unwrap();
+    let child = cli()
+        .arg("convert")
+        .arg(model)
+        .arg("-o")
+        .arg(out)
+        .args(["--dtype", "f32"])
+        .stdout(std::process::Stdio::null())
+        .stderr(if stderr {
+            std::process::Stdio::piped()
+        } else {
+            std::process::Stdio::null()
+        })
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while listing(dir).is_empty() {
+        assert!(std::time::Instant::now() < deadline, "no temporary file");
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    let tmp = listing(dir);
+    let name = out.file_name().unwrap().to_str().unwrap();
+    assert!(
+        tmp[0].starts_with(&format!(".{name}.")) && tmp[0].ends_with(".gguf-loader.tmp"),
+        "{tmp:?}"
+    );
+    child
+}
+
 #[test]
 fn an_interrupted_run_leaves_nothing_behind() {
     let Some(model) = common::real_models().pop() else {
@@ -686,28 +718,7 @@ fn an_interrupted_run_leaves_nothing_behind() {
     ];
     for signal in signals {
         let dir = tempfile::tempdir().unwrap();
-        let out = dir.path().join("x.gguf");
-        let mut child = cli()
-            .arg("convert")
-            .arg(&model)
-            .arg("-o")
-            .arg(&out)
-            .args(["--dtype", "f32"])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        // Wait for the temporary file, then interrupt.
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-        while listing(dir.path()).is_empty() {
-            assert!(std::time::Instant::now() < deadline, "no temporary file");
-            std::thread::sleep(std::time::Duration::from_millis(1));
-        }
-        let tmp = listing(dir.path());
-        assert!(
-            tmp[0].starts_with(".x.gguf.") && tmp[0].ends_with(".tmp"),
-            "{tmp:?}"
-        );
+        let mut child = convert_caught_writing(&model, &dir.path().join("x.gguf"), true);
         // SAFETY: kill has no memory preconditions; the pid is our child's.
         unsafe { libc::kill(child.id() as libc::pid_t, signal) };
         let status = child.wait().unwrap();
@@ -729,7 +740,9 @@ fn an_interrupted_run_leaves_nothing_behind() {
 /// SIGKILL cannot be caught, so its run leaves its temporary file; the next
 /// run writing the same output removes it, with a warning, once it is a
 /// minute old and no process holds its lock. Files of a run still alive
-/// (locked), too young, or of another output stay.
+/// (locked), too young, of another output (another name, or the same first
+/// 128 bytes of one: another hash), of another program or of another user
+/// stay.
 #[test]
 fn a_killed_runs_temporary_file_is_removed_by_the_next_run() {
     let Some(model) = common::real_models().pop() else {
@@ -737,21 +750,7 @@ fn a_killed_runs_temporary_file_is_removed_by_the_next_run() {
     };
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("x.gguf");
-    let mut child = cli()
-        .arg("convert")
-        .arg(&model)
-        .arg("-o")
-        .arg(&out)
-        .args(["--dtype", "f32"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while listing(dir.path()).is_empty() {
-        assert!(std::time::Instant::now() < deadline, "no temporary file");
-        std::thread::sleep(std::time::Duration::from_millis(1));
-    }
+    let mut child = convert_caught_writing(&model, &out, false);
     // SAFETY: kill has no memory preconditions; the pid is our child's.
     unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGKILL) };
     child.wait().unwrap();
@@ -761,6 +760,8 @@ fn a_killed_runs_temporary_file_is_removed_by_the_next_run() {
         return;
     }
     assert_eq!(killed.len(), 1, "{killed:?}");
+    // `.x.gguf.` + six random characters + `.<hash>.gguf-loader.tmp`.
+    let ours = &killed[0][".x.gguf.".len() + 6..];
     let an_hour_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
     let aged = |name: &str| {
         let f = std::fs::File::options()
@@ -774,33 +775,38 @@ fn a_killed_runs_temporary_file_is_removed_by_the_next_run() {
     };
     aged(&killed[0]);
     // Alive: locked by this process, as a running conversion locks its own.
-    let alive = aged(".x.gguf.Alive1.tmp");
+    let alive_name = format!(".x.gguf.Alive1{ours}");
+    let alive = aged(&alive_name);
     alive.lock().unwrap();
     // Too young to tell from a run between its file's creation and lock.
-    std::fs::write(dir.path().join(".x.gguf.Young1.tmp"), b"").unwrap();
-    // Another output's, and names this tool does not make.
+    let young = format!(".x.gguf.Young1{ours}");
+    std::fs::write(dir.path().join(&young), b"").unwrap();
+    // Another output's (by name, or by hash), and names this tool does not
+    // make.
+    let mut kept = vec![alive_name, young, "x.gguf".to_string()];
     for name in [
-        ".y.gguf.Other1.tmp",
-        ".x.gguf.long123.tmp",
-        ".x.gguf.tmp",
-        "x.gguf.Abcde1.tmp",
+        format!(".y.gguf.Other1{ours}"),
+        ".x.gguf.Other2.00000000.gguf-loader.tmp".to_string(),
+        ".x.gguf.backup.tmp".to_string(),
+        format!(".x.gguf.long123{ours}"),
+        "x.gguf.Abcde1.tmp".to_string(),
     ] {
-        aged(name);
+        aged(&name);
+        kept.push(name);
+    }
+    // Another user's, where this test may make one (as root).
+    let me = unsafe { libc::geteuid() };
+    if me == 0 {
+        let theirs = format!(".x.gguf.Their1{ours}");
+        aged(&theirs);
+        std::os::unix::fs::chown(dir.path().join(&theirs), Some(4321), None).unwrap();
+        kept.push(theirs);
     }
 
     let r = conv(&model, &out, &["--tensors", "output_norm"]);
     r.ok();
-    let mut want = vec![
-        ".x.gguf.Alive1.tmp",
-        ".x.gguf.Young1.tmp",
-        ".x.gguf.long123.tmp",
-        ".x.gguf.tmp",
-        ".y.gguf.Other1.tmp",
-        "x.gguf",
-        "x.gguf.Abcde1.tmp",
-    ];
-    want.sort();
-    assert_eq!(listing(dir.path()), want);
+    kept.sort();
+    assert_eq!(listing(dir.path()), kept);
     let warned: Vec<&str> = r.stderr.lines().collect();
     assert_eq!(warned.len(), 1, "{}", r.stderr);
     assert!(

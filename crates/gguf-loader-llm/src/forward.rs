@@ -384,9 +384,9 @@ impl<B> KvCache<B> {
 
     /// Keeps the first `len` positions and forgets the rest (nothing when
     /// `len` is not below [`len`](Self::len)): the next forward pass
-    /// continues from position `len`. With [`Clone`], a prompt's common
-    /// prefix is computed once: clone the cache after it, or truncate back
-    /// to it, for each continuation.
+    /// continues from position `len`. With a copy ([`KvCache::try_clone`],
+    /// or `Clone`), a prompt's common prefix is computed once: copy the
+    /// cache after it, or truncate back to it, for each continuation.
     pub fn truncate(&mut self, len: usize) {
         self.len = self.len.min(len);
     }
@@ -394,6 +394,33 @@ impl<B> KvCache<B> {
     /// Bytes held (host memory, or VRAM for the GPU's cache).
     pub fn n_bytes(&self) -> usize {
         2 * self.k.len() * self.capacity * self.kv_dim * 2
+    }
+}
+
+impl KvCache {
+    /// A copy of the cache, or [`ForwardError::Alloc`] where its memory
+    /// cannot be had (`Clone` aborts the process then, as every failed
+    /// allocation of a `Vec` does; the GPU cache's `Clone` panics).
+    pub fn try_clone(&self) -> Result<KvCache, ForwardError> {
+        let copy = |layers: &[Vec<f16>]| {
+            layers
+                .iter()
+                .map(|l| {
+                    let mut c = Vec::new();
+                    c.try_reserve_exact(l.len())
+                        .map_err(|_| ForwardError::Alloc(self.n_bytes()))?;
+                    c.extend_from_slice(l);
+                    Ok(c)
+                })
+                .collect::<Result<Vec<_>, ForwardError>>()
+        };
+        Ok(KvCache {
+            k: copy(&self.k)?,
+            v: copy(&self.v)?,
+            kv_dim: self.kv_dim,
+            len: self.len,
+            capacity: self.capacity,
+        })
     }
 }
 

@@ -30,6 +30,8 @@ fn prefix_reuse(model: &Transformer<f16>, prefix: &[u32], a: &[u32], b: &[u32]) 
     let mut fork = cache.clone();
     assert_eq!(fork.len(), prefix.len());
     assert_eq!(model.forward(&mut fork, a, false).unwrap(), whole(a));
+    let mut fork = cache.try_clone().unwrap();
+    assert_eq!(model.forward(&mut fork, b, false).unwrap(), whole(b));
     assert_eq!(model.forward(&mut cache, b, false).unwrap(), whole(b));
     cache.truncate(prefix.len());
     assert_eq!(cache.len(), prefix.len());

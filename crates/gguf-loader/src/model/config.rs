@@ -11,7 +11,11 @@ pub const KNOWN_ARCHITECTURES: &[&str] = &[
 /// Hyper-parameters of a transformer as llama.cpp names them. Fields a file
 /// does not carry are `None`; derived ones (head dim, RoPE dims) fall back
 /// the way llama.cpp does.
+///
+/// `#[non_exhaustive]`: made by [`ModelConfig::from_metadata`] or from
+/// `ModelConfig::default()` with fields set.
 #[derive(Debug, Clone, PartialEq, Default)]
+#[non_exhaustive]
 pub struct ModelConfig {
     /// `general.architecture` (empty when missing).
     pub architecture: String,

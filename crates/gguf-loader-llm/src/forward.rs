@@ -1009,6 +1009,14 @@ impl<T: WeightElement> Transformer<T> {
             values: &x,
         });
 
+        // The cached keys and values each layer's queries see: for a batch,
+        // widened to f32 once, into one pair of buffers for every layer (a
+        // pair of its own for each took a fresh zeroed allocation, page by
+        // page, per layer per step); a step of a few tokens reads the f16
+        // cache itself, a row at a time, instead of a pass over all of it.
+        let batch = n > FEW_QUERIES;
+        let most = if batch { (start + n) * kv_dim } else { 0 };
+        let (mut kf, mut vf) = (try_zeros::<f32>(most)?, try_zeros::<f32>(most)?);
         for il in 0..c.n_layer {
             let taken;
             let l = match &self.lazy {
@@ -1061,10 +1069,18 @@ impl<T: WeightElement> Transformer<T> {
             // first the window lets the first query see.
             let base = window.map_or(0, |w| (start + 1).saturating_sub(w));
             let seen = base * kv_dim..(start + n) * kv_dim;
-            let (mut kf, mut vf) = (try_zeros(seen.len())?, try_zeros(seen.len())?);
-            cache.k[il][seen.clone()].convert_to_f32_slice(&mut kf);
-            cache.v[il][seen].convert_to_f32_slice(&mut vf);
-            let attn = attention(&q, &kf, &vf, c, (start, base), n, window);
+            let (kr, vr) = if batch {
+                let (kf, vf) = (&mut kf[..seen.len()], &mut vf[..seen.len()]);
+                cache.k[il][seen.clone()].convert_to_f32_slice(kf);
+                cache.v[il][seen].convert_to_f32_slice(vf);
+                (Rows::F32(kf), Rows::F32(vf))
+            } else {
+                (
+                    Rows::F16(&cache.k[il][seen.clone()]),
+                    Rows::F16(&cache.v[il][seen]),
+                )
+            };
+            let attn = attention(&q, kr, vr, c, (start, base), n, window);
             obs(observe, "kqv_out", &attn);
             let mut o = l.wo.mul(&attn, n);
             if let Some(w) = &l.post_attn_norm {
@@ -1269,14 +1285,48 @@ fn norm(loader: &MmapGGUFLoader, name: &str, len: usize) -> Result<Vec<f32>, For
     Ok(t.into_vec())
 }
 
+/// Queries at most in a step whose attention reads the f16 cache row by
+/// row; more widen it to f32 once (each row is then read by many).
+const FEW_QUERIES: usize = 4;
+
+/// The cached keys or values attention reads: widened to f32 beforehand,
+/// or the cache's f16 rows, widened one at a time (exactly: every f16 is
+/// an f32).
+#[derive(Clone, Copy)]
+enum Rows<'a> {
+    F32(&'a [f32]),
+    F16(&'a [f16]),
+}
+
+impl Rows<'_> {
+    /// The `len` values from `at`, widened into `buf` where they are f16.
+    #[inline(always)]
+    fn row<'b>(&'b self, at: usize, len: usize, buf: &'b mut [f32]) -> &'b [f32] {
+        match *self {
+            Rows::F32(r) => &r[at..][..len],
+            Rows::F16(r) => {
+                r[at..][..len].convert_to_f32_slice(&mut buf[..len]);
+                &buf[..len]
+            }
+        }
+    }
+
+    fn from(self, at: usize) -> Self {
+        match self {
+            Rows::F32(r) => Rows::F32(&r[at..]),
+            Rows::F16(r) => Rows::F16(&r[at..]),
+        }
+    }
+}
+
 /// Causal (optionally sliding-window) grouped-query attention of `n` new
 /// queries at positions `start..start + n` over the cached keys/values of
 /// positions `base..start + n` (`k` and `v` begin at position `base`, the
 /// first any query sees). Returns `n` rows of `n_head * head_dim`.
 fn attention(
     q: &[f32],
-    k: &[f32],
-    v: &[f32],
+    k: Rows<'_>,
+    v: Rows<'_>,
     c: &Config,
     (start, base): (usize, usize),
     n: usize,
@@ -1289,35 +1339,51 @@ fn attention(
     // (llama.cpp folds gemma3's scale into the queries: the same product.)
     let scale = c.attn_scale;
     let mut out = vec![0f32; n * q_dim];
-    /// One query row and head: its query, the keys and values from its KV
-    /// head on (rows `kv_dim` apart), the positions it sees.
-    struct Head<'a> {
+    /// One query row and some heads of one KV group: their queries (one
+    /// after the other), the keys and values from their KV head on (rows
+    /// `kv_dim` apart), the positions they see.
+    struct Heads<'a> {
         q: &'a [f32],
-        k: &'a [f32],
-        v: &'a [f32],
+        k: Rows<'a>,
+        v: Rows<'a>,
         span: std::ops::RangeInclusive<usize>,
         /// The position of the first key and value in `k` and `v`.
         base: usize,
         kv_dim: usize,
         scale: f32,
     }
-    // The scores against every key in the span, their softmax, the
-    // weighted sum of the values into `o`.
+    // Each head's scores against every key in the span, their softmax, the
+    // weighted sum of the values into its part of `o`. The heads share
+    // each key and value row as it is read (and widened); each head's own
+    // operations come in the same order as alone, so the same bits.
     #[inline(always)]
-    fn one(h: Head<'_>, o: &mut [f32]) {
-        let hd = o.len();
+    fn some(h: Heads<'_>, hd: usize, o: &mut [f32]) {
         // Queries meet the f16 keys as f16, as in llama.cpp.
         let mut qh = h.q.to_vec();
         <f16 as WeightElement>::round_inputs(&mut qh);
-        let mut scores: Vec<f32> = h
-            .span
-            .clone()
-            .map(|j| ops::dot(&qh, &h.k[(j - h.base) * h.kv_dim..][..hd]) * h.scale)
-            .collect();
-        softmax(&mut scores);
-        for (j, p) in h.span.zip(&scores) {
-            let vj = &h.v[(j - h.base) * h.kv_dim..][..hd];
-            o.iter_mut().zip(vj).for_each(|(a, b)| *a += p * b);
+        let span = h.span.clone().count();
+        // Plain loops: the closure of a `map` over the span was compiled
+        // apart, without AVX2 (a quarter of a step's time at a long
+        // context).
+        let mut buf = vec![0f32; hd];
+        let mut scores = vec![0f32; qh.len() / hd * span];
+        for (t, j) in h.span.clone().enumerate() {
+            let kj = h.k.row((j - h.base) * h.kv_dim, hd, &mut buf);
+            for (qr, sr) in qh.chunks_exact(hd).zip(scores.chunks_exact_mut(span)) {
+                sr[t] = ops::dot(qr, kj) * h.scale;
+            }
+        }
+        for sr in scores.chunks_exact_mut(span) {
+            softmax(sr);
+        }
+        for (t, j) in h.span.enumerate() {
+            let vj = h.v.row((j - h.base) * h.kv_dim, hd, &mut buf);
+            for (or, sr) in o.chunks_exact_mut(hd).zip(scores.chunks_exact(span)) {
+                let p = sr[t];
+                for (a, b) in or.iter_mut().zip(vj) {
+                    *a += p * b;
+                }
+            }
         }
     }
     // The same code compiled for AVX2 where the CPU has it: wider vectors,
@@ -1325,32 +1391,41 @@ fn attention(
     // same bits.
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2")]
-    fn one_avx2(h: Head<'_>, o: &mut [f32]) {
-        one(h, o)
+    fn some_avx2(h: Heads<'_>, hd: usize, o: &mut [f32]) {
+        some(h, hd, o)
     }
     #[cfg(target_arch = "x86_64")]
     let avx2 = is_x86_feature_detected!("avx2");
-    out.par_chunks_mut(hd).enumerate().for_each(|(idx, o)| {
-        let (i, h) = (idx / c.n_head, idx % c.n_head);
-        let pos = start + i;
-        let lo = window.map_or(0, |w| (pos + 1).saturating_sub(w));
-        let kvh = (h / group) * hd;
-        let head = Head {
-            q: &q[i * q_dim + h * hd..][..hd],
-            k: &k[kvh..],
-            v: &v[kvh..],
-            span: lo..=pos,
-            base,
-            kv_dim,
-            scale,
-        };
-        #[cfg(target_arch = "x86_64")]
-        if avx2 {
-            // SAFETY: the CPU has AVX2 (detected above).
-            return unsafe { one_avx2(head, o) };
-        }
-        one(head, o)
-    });
+    // Heads a task takes together: the most of a group that still leaves
+    // a task for every thread.
+    let threads = rayon::current_num_threads();
+    let per = (1..=group)
+        .rev()
+        .find(|&p| group.is_multiple_of(p) && n * c.n_head / p >= threads)
+        .unwrap_or(1);
+    out.par_chunks_mut(per * hd)
+        .enumerate()
+        .for_each(|(idx, o)| {
+            let (i, h) = (idx / (c.n_head / per), idx % (c.n_head / per) * per);
+            let pos = start + i;
+            let lo = window.map_or(0, |w| (pos + 1).saturating_sub(w));
+            let kvh = (h / group) * hd;
+            let heads = Heads {
+                q: &q[i * q_dim + h * hd..][..per * hd],
+                k: k.from(kvh),
+                v: v.from(kvh),
+                span: lo..=pos,
+                base,
+                kv_dim,
+                scale,
+            };
+            #[cfg(target_arch = "x86_64")]
+            if avx2 {
+                // SAFETY: the CPU has AVX2 (detected above).
+                return unsafe { some_avx2(heads, hd, o) };
+            }
+            some(heads, hd, o)
+        });
     out
 }
 

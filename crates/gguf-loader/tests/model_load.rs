@@ -196,6 +196,20 @@ fn unsupported_device_and_missing_tensor() {
         r.get_tensor_data("output.weight"),
         Err(Error::NotMapped(_))
     ));
+    // A lazy model that cannot move to a GPU is kept, decoding where it
+    // did (without the `cuda` feature; with it and no GPU, the error is
+    // CudaUnavailable).
+    let mut lazy = LazyModel::<f16>::open(&path).unwrap();
+    let e = lazy.set_device(Device::Cuda(0)).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            Error::UnsupportedDevice(Device::Cuda(0)) | Error::CudaUnavailable { .. }
+        ),
+        "{e:?}"
+    );
+    assert_eq!(lazy.device(), Device::Cpu);
+    assert!(lazy.tensor("output.weight").is_ok());
 }
 
 #[test]

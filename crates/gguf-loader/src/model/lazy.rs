@@ -265,13 +265,20 @@ impl<T: Element> LazyModel<T> {
     /// [`Error::UnsupportedDevice`] without the `cuda` feature, and
     /// [`Error::CudaUnavailable`] or [`Error::Cuda`] as a load would.
     pub fn on_device(mut self, device: Device) -> Result<LazyModel<T>> {
+        self.set_device(device)?;
+        Ok(self)
+    }
+
+    /// [`Self::on_device`] in place: on an error the model is left as it
+    /// was, decoding where it did.
+    pub fn set_device(&mut self, device: Device) -> Result<()> {
         super::load::check_device(device)?;
         #[cfg(feature = "cuda")]
         if let Device::Cuda(ordinal) = device {
             crate::cuda::gpu(ordinal)?;
         }
         self.decoder.device = device;
-        Ok(self)
+        Ok(())
     }
 
     /// Where this model decodes to.

@@ -8,8 +8,8 @@
 //! or another signal that terminates (SIGUSR1, SIGALRM, SIGXFSZ, SIGPROF…);
 //! only SIGKILL and the real-time signals (which nothing sends a loader)
 //! leave it, and the next run writing the same output removes it (a run
-//! holds a lock on its temporary file while it lives). A process that had the old file open or mapped keeps
-//! reading the old file.
+//! holds a lock on its temporary file while it lives). A process that had
+//! the old file open or mapped keeps reading the old file.
 
 use std::fs::{File, Metadata};
 use std::io::{self, BufWriter, Seek, Write};

@@ -849,7 +849,7 @@ impl Tokenizer {
     }
 
     /// True when `encode(.., add_special = true, ..)` prepends BOS (CLS
-    /// for WordPiece).
+    /// for WordPiece, whatever `add_bos_token` says, as llama.cpp does).
     pub fn add_bos(&self) -> bool {
         (self.add_bos || self.kind == TokenizerKind::Wpm) && self.bos.is_some()
     }
@@ -929,9 +929,7 @@ impl Tokenizer {
         } else {
             self.partition(text, parse_special)
         };
-        // WordPiece puts CLS and SEP around the text whatever add_bos says,
-        // as llama.cpp does.
-        if add_special && (self.add_bos || self.kind == TokenizerKind::Wpm) {
+        if add_special && self.add_bos() {
             out.extend(self.bos);
         }
         match self.kind {
@@ -979,7 +977,7 @@ impl Tokenizer {
                 return out;
             }
         }
-        if add_special && self.add_eos {
+        if add_special && self.add_eos() {
             out.extend(self.eos);
         }
         out
@@ -998,13 +996,15 @@ impl Tokenizer {
         self.partition(text, true)
             .into_iter()
             .find_map(|f| match f {
-                Fragment::Token(id)
-                    if self.attrs[id as usize] & (attr::CONTROL | attr::UNKNOWN) != 0 =>
-                {
-                    Some(id)
-                }
+                Fragment::Token(id) if self.needs_parse_special(id) => Some(id),
                 _ => None,
             })
+    }
+
+    /// Whether `id`'s text becomes the token only with `parse_special`
+    /// (control and unknown tokens; user-defined ones always do).
+    fn needs_parse_special(&self, id: u32) -> bool {
+        self.attrs[id as usize] & (attr::CONTROL | attr::UNKNOWN) != 0
     }
 
     /// Where the special tokens occur in `text`, found by walking the
@@ -1151,7 +1151,7 @@ impl Tokenizer {
         for k in order {
             let id = self.special[k];
             let a = self.attrs[id as usize];
-            if !parse_special && a & (attr::CONTROL | attr::UNKNOWN) != 0 {
+            if !parse_special && self.needs_parse_special(id) {
                 continue;
             }
             let needle = self.tokens[id as usize].as_str();

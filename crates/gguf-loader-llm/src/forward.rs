@@ -406,10 +406,9 @@ impl KvCache {
             layers
                 .iter()
                 .map(|l| {
-                    let mut c = Vec::new();
-                    c.try_reserve_exact(l.len())
-                        .map_err(|_| ForwardError::Alloc(self.n_bytes()))?;
-                    c.extend_from_slice(l);
+                    let mut c =
+                        try_zeros(l.len()).map_err(|_| ForwardError::Alloc(self.n_bytes()))?;
+                    c.copy_from_slice(l);
                     Ok(c)
                 })
                 .collect::<Result<Vec<_>, ForwardError>>()

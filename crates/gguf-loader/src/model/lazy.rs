@@ -85,29 +85,31 @@ impl<T> Pending<T> {
     fn cancel(self) {
         self.stop.store(true, Ordering::Relaxed);
         // The result, or a panic, is dropped: nobody asked for this layer.
-        let _ = join_helping(self.handle, &self.done);
+        let _ = self.join();
     }
-}
 
-/// Waits for a prefetch thread. That thread decodes on a rayon pool (the
-/// model's or the global one); where the waiting thread is itself one of a
-/// pool's threads (a layer loop run inside `rayon::join`, `scope` or
-/// `par_iter`), it runs the pool's waiting jobs meanwhile, as rayon's own
-/// waits do: a plain `join` there could leave the pool with no thread free
-/// for the decode it waits on, and wait forever. With no job to run, it
-/// sleeps until the thread says it is done (`done`), looking for new jobs
-/// every millisecond.
-fn join_helping<R>(handle: JoinHandle<R>, done: &Done) -> std::thread::Result<R> {
-    if rayon::current_thread_index().is_some() {
-        *lock(&done.waiter) = Some(std::thread::current());
-        while !done.finished.load(Ordering::Acquire) && !handle.is_finished() {
-            if rayon::yield_now() != Some(rayon::Yield::Executed) {
-                std::thread::park_timeout(std::time::Duration::from_millis(1));
+    /// Waits for the prefetch thread and takes what it decoded. That
+    /// thread decodes on a rayon pool (the model's or the global one);
+    /// where the waiting thread is itself one of a pool's threads (a layer
+    /// loop run inside `rayon::join`, `scope` or `par_iter`), it runs the
+    /// pool's waiting jobs meanwhile, as rayon's own waits do: a plain
+    /// `join` there could leave the pool with no thread free for the decode
+    /// it waits on, and wait forever. With no job to run, it sleeps until
+    /// the thread says it is done (`done`), looking for new jobs every
+    /// millisecond.
+    fn join(self) -> std::thread::Result<Result<LazyLayer<T>>> {
+        let Pending { handle, done, .. } = self;
+        if rayon::current_thread_index().is_some() {
+            *lock(&done.waiter) = Some(std::thread::current());
+            while !done.finished.load(Ordering::Acquire) && !handle.is_finished() {
+                if rayon::yield_now() != Some(rayon::Yield::Executed) {
+                    std::thread::park_timeout(std::time::Duration::from_millis(1));
+                }
             }
+            lock(&done.waiter).take();
         }
-        lock(&done.waiter).take();
+        handle.join()
     }
-    handle.join()
 }
 
 /// What decodes a lazy model's tensors: the loader and the options, shared
@@ -395,7 +397,7 @@ impl<T: Element> LazyModel<T> {
         // and one overwrite the other's, which would run on detached
         // (reading the file after the model is gone). An earlier prefetch is
         // stopped (dropped with its result) with the lock released: the wait
-        // may run other rayon jobs on this thread (`join_helping`), which
+        // may run other rayon jobs on this thread (`Pending::join`), which
         // may use this model.
         let mut pending = loop {
             let mut slot = lock(&self.pending);
@@ -443,20 +445,16 @@ impl<T: Element> LazyModel<T> {
         let pending = {
             let mut p = lock(&self.pending);
             match p.take() {
-                Some(Pending {
-                    index,
-                    handle,
-                    done,
-                    ..
-                }) if index == i => Some((handle, done)),
+                Some(p) if p.index == i => Some(p),
                 other => {
                     *p = other;
                     None
                 }
             }
         };
-        if let Some((h, done)) = pending {
-            return join_helping(h, &done)
+        if let Some(p) = pending {
+            return p
+                .join()
                 .unwrap_or_else(|_| Err(Error::ThreadPool("prefetch thread panicked".into())));
         }
         let names = self.names_of(i).ok_or(Error::LayerNotFound(i))?;

@@ -24,10 +24,17 @@ Deterministic (fixed seed): re-running writes the same bytes.
                        `▁` word starts and bare continuations, CLS / SEP /
                        MASK, lowercase letters, digits, punctuation and two
                        CJK ideographs; F32 matrices.
+* seed-llama-ugm.gguf  the llama model with a Unigram (`t5`) vocabulary:
+                       scores with ties, unused, user-defined and byte
+                       tokens, and a small precompiled charsmap (full-width
+                       and compatibility forms, a prefix of another key, a
+                       key replaced by nothing); add_space_prefix and
+                       remove_extra_whitespaces on, as T5's.
 """
 
 from __future__ import annotations
 
+import struct
 import sys
 from pathlib import Path
 
@@ -181,6 +188,47 @@ def write_model(
     w.close()
 
 
+# The charsmap of seed-llama-ugm.gguf: what SentencePiece's NFKC rewrites.
+CHARSMAP = {
+    "Ａ": "A", "ｂ": "b", "ﬁ": "fi", "①": "1", "\u3000": " ", "\u00a0": " ",
+    "ｶ": "カ", "ｶﾞ": "ガ", "™": "TM", "…": "...", "\u200b": "", "Ⅻ": "XII",
+}
+
+
+def charsmap(pairs: dict[str, str]) -> bytes:
+    """A precompiled charsmap as llama.cpp reads it: the length of a
+    XOR-compressed double array, its 32-bit units (little-endian), then
+    NUL-terminated replacements. Each trie node gets a block of 256 units
+    for its children (child `c` of block `b` at `b ^ c`); unit `b` itself
+    holds the node's replacement offset (bit 31 set, so no child matches
+    it). A unit: BASE << 10 (the XOR from it to its block), leaf bit 8,
+    LCHECK (its byte) in bits 0-7."""
+    repl = bytearray()
+    offset = {}
+    for k, v in pairs.items():
+        offset[k.encode()] = len(repl)
+        repl += v.encode() + b"\0"
+    units = [0] * 512  # unit 0 (the root's base) and the root's block
+    units[0] = 256 << 10
+    blocks = {b"": 256}
+    for key in sorted(offset):
+        for i in range(1, len(key) + 1):
+            prefix = key[:i]
+            if prefix in blocks:
+                continue
+            parent, c = blocks[prefix[:-1]], prefix[-1]
+            block = len(units)
+            units += [0] * 256
+            blocks[prefix] = block
+            idx = parent ^ c
+            units[idx] = ((idx ^ block) << 10) | c
+        block = blocks[key]
+        units[blocks[key[:-1]] ^ key[-1]] |= 1 << 8
+        units[block] = (1 << 31) | offset[key]
+    blob = struct.pack(f"<{len(units)}I", *units)
+    return struct.pack("<I", len(blob)) + blob + bytes(repl)
+
+
 def main() -> None:
     root = Path(__file__).resolve().parent.parent
     out = Path(sys.argv[1]) if len(sys.argv) > 1 else root / "fuzz" / "corpus" / "llm"
@@ -243,6 +291,38 @@ def main() -> None:
         w.add_mask_token_id(4)
 
     write_model(out / "seed-llama-wpm.gguf", "llama", len(wtokens), rng, "f32", False, wpm)
+
+    # Unigram: scores in few values, so that tokenizations tie.
+    utokens = ["<pad>", "</s>", "<unk>", "<mask>", "[PAD7]", "<0xE4>", "\u2581"]
+    utypes = [3, 3, 2, 4, 5, 6, 1]
+    uscores = [0.0, 0.0, 0.0, 0.0, -20.0, 0.0, -3.0]
+    pieces = (letters + [c.upper() for c in letters[:26]] + list("!,.?-'")
+              + ["\u2581" + c for c in letters[:26]]
+              + ["he", "ll", "llo", "\u2581he", "\u2581hel", "lo", "\u2581the", "\u2581hello",
+                 "\u2581world", "wor", "ld", "fi", "TM", "XII", "カ", "ガ", "...", "中", "文",
+                 "\u2581中文", "ing", "\u2581th", "\u2581a", "an", "\u2581an"])
+    for i, t in enumerate(pieces):
+        if t in utokens:
+            continue
+        utokens.append(t)
+        utypes.append(1)
+        uscores.append([-4.0, -5.0, -6.0][i % 3] if len(t) < 3 else -7.0 - (i % 2))
+    cmap = np.frombuffer(charsmap(CHARSMAP), dtype=np.uint8)
+
+    def ugm(w: GGUFWriter) -> None:
+        w.add_tokenizer_model("t5")
+        w.add_tokenizer_pre("default")
+        w.add_token_list(utokens)
+        w.add_token_scores(uscores)
+        w.add_token_types(utypes)
+        w.add_eos_token_id(1)
+        w.add_unk_token_id(2)
+        w.add_pad_token_id(0)
+        w.add_add_space_prefix(True)
+        w.add_remove_extra_whitespaces(True)
+        w.add_precompiled_charsmap(cmap.tobytes())
+
+    write_model(out / "seed-llama-ugm.gguf", "llama", len(utokens), rng, "f32", False, ugm)
     for f in sorted(out.glob("*.gguf")):
         print(f, f.stat().st_size)
 

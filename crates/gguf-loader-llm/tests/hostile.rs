@@ -498,3 +498,130 @@ fn special_texts_that_defeat_a_finder_split_quickly() {
     assert_eq!(ids[runs], tok.token_id(&specials[n - 1]).unwrap());
     assert!(took < Duration::from_secs(20), "nested specials: {took:?}");
 }
+
+/// A Unigram (`t5`) vocabulary of `<pad>`, `</s>`, `<unk>`, `▁` and
+/// `tokens` (normal, score -1 each), with `meta` added (no space prefix
+/// by default).
+fn unigram(tokens: &[String], meta: &[(&str, MetaValue)]) -> tempfile::NamedTempFile {
+    let mut all: Vec<String> = ["<pad>", "</s>", "<unk>", "\u{2581}"]
+        .map(String::from)
+        .into();
+    all.extend(tokens.iter().cloned());
+    let mut types = vec![3, 3, 2, 1];
+    types.resize(all.len(), 1);
+    let n = all.len();
+    let mut w = common::vocab_writer("t5", all, Some(types));
+    w.add(
+        "tokenizer.ggml.scores",
+        MetaValue::Array(ValueType::F32, vec![MetaValue::F32(-1.0); n]),
+    );
+    for (k, v) in meta {
+        w.add(*k, v.clone());
+    }
+    common::temp_gguf(&w)
+}
+
+fn charsmap(bytes: &[u8]) -> MetaValue {
+    MetaValue::Array(
+        ValueType::U8,
+        bytes.iter().map(|&b| MetaValue::U8(b)).collect(),
+    )
+}
+
+/// A charsmap a walk could read past (llama.cpp throws there, on some
+/// text) is refused when the tokenizer is built, naming the key and the
+/// byte; so is one of the wrong type, one past the bound, and a Unigram
+/// vocabulary without its unknown token.
+#[test]
+fn malformed_unigram_charsmaps_are_refused() {
+    use gguf_loader_llm::tokenizer::MAX_CHARSMAP;
+    let refused = |meta: &[(&str, MetaValue)]| {
+        tokenizer(&unigram(&["a".into()], meta))
+            .expect_err("refused")
+            .to_string()
+    };
+    let key = "tokenizer.ggml.precompiled_charsmap";
+    // Shorter than its length word; a double array past the end; a root
+    // whose block of children passes the array (one unit).
+    let e = refused(&[(key, charsmap(&[1, 0]))]);
+    assert!(e.contains(key) && e.contains("too small"), "{e}");
+    let e = refused(&[(key, charsmap(&[8, 0, 0, 0, 0, 0, 0, 0, 0]))]);
+    assert!(e.contains("passes its end"), "{e}");
+    let e = refused(&[(key, charsmap(&[4, 0, 0, 0, 0, 0, 0, 0, 0]))]);
+    assert!(e.contains("children pass") && e.contains("byte 4"), "{e}");
+    // A root block of 256 units whose child `a` is a leaf whose value
+    // points past the replacements.
+    let mut units = vec![0u32; 512];
+    units[0] = 256 << 10;
+    let a = 256 ^ b'a' as usize;
+    units[a] = ((a as u32 ^ 256) << 10) | (1 << 8) | b'a' as u32;
+    units[256] = (1 << 31) | 5;
+    let mut b = ((units.len() * 4) as u32).to_le_bytes().to_vec();
+    b.extend(units.iter().flat_map(|u| u.to_le_bytes()));
+    b.extend_from_slice(b"x\0");
+    let e = refused(&[(key, charsmap(&b))]);
+    assert!(e.contains("replacement string"), "{e}");
+    // The same with a replacement in bounds builds and rewrites `a`.
+    // (Unit 256: bit 31 and replacement offset 0.)
+    b[4 + 256 * 4..4 + 257 * 4].copy_from_slice(&(1u32 << 31).to_le_bytes());
+    let tok = tokenizer(&unigram(&["x".into()], &[(key, charsmap(&b))])).unwrap();
+    assert_eq!(tok.encode("a", false, false), [tok.token_id("x").unwrap()]);
+    // A replacement past 64 bytes (a text's lattice would grow with it).
+    let long = [b'y'; 65];
+    let mut c = b[..4 + 512 * 4].to_vec();
+    c.extend_from_slice(&long);
+    c.push(0);
+    let e = refused(&[(key, charsmap(&c))]);
+    assert!(e.contains("longer than the 64 bytes"), "{e}");
+    // Wrong type; past the bound.
+    let e = refused(&[(key, MetaValue::U32(7))]);
+    assert!(e.contains(key), "{e}");
+    let e = refused(&[(key, charsmap(&vec![0; MAX_CHARSMAP + 1]))]);
+    assert!(e.contains("4 MiB"), "{e}");
+    // No unknown token: the default id 2 is past a two-token vocabulary.
+    let mut w = common::vocab_writer("t5", vec!["<pad>".into(), "a".into()], None);
+    w.add(
+        "tokenizer.ggml.scores",
+        MetaValue::Array(ValueType::F32, vec![MetaValue::F32(-1.0); 2]),
+    );
+    let e = tokenizer(&common::temp_gguf(&w)).expect_err("no unknown token");
+    assert!(e.to_string().contains("unknown_token_id"), "{e}");
+}
+
+/// The lattice is walked in time linear in the text and its edges, not in
+/// the longest token: one token of 1 Mi `a` over a text of as many (a
+/// walk from each code point, as llama.cpp's trie, would take 2^39 steps),
+/// and `a` to `a`×300 nested over 1 MB (300 edges a byte).
+#[test]
+fn unigram_lattices_of_long_and_nested_tokens_are_quick() {
+    let long = "a".repeat(1 << 20);
+    let tok = tokenizer(&unigram(&["a".into(), long.clone()], &[])).unwrap();
+    let start = Instant::now();
+    let ids = tok.encode(&long, false, false);
+    assert_eq!(ids, [tok.token_id(&long).unwrap()]);
+    let took = start.elapsed();
+    assert!(took < Duration::from_secs(20), "one long token: {took:?}");
+
+    let nested: Vec<String> = (1..=300).map(|k| "a".repeat(k)).collect();
+    let tok = tokenizer(&unigram(&nested, &[])).unwrap();
+    let start = Instant::now();
+    let ids = tok.encode(&"a".repeat(1_000_000), false, false);
+    let took = start.elapsed();
+    // The fewest tokens (each scores -1): 3 334.
+    assert_eq!(ids.len(), 1_000_000usize.div_ceil(300));
+    assert!(took < Duration::from_secs(20), "nested tokens: {took:?}");
+}
+
+/// A million tokens of one text (llama.cpp refuses duplicate texts; ours
+/// keeps the last, as its trie would): one pattern in the lattice's
+/// automaton, not a million at each place of the text.
+#[test]
+fn unigram_duplicate_texts_cost_one_token() {
+    let tokens = vec!["a".to_string(); 1 << 20];
+    let tok = tokenizer(&unigram(&tokens, &[])).unwrap();
+    let start = Instant::now();
+    let ids = tok.encode(&"a".repeat(20_000), false, false);
+    let took = start.elapsed();
+    assert_eq!(ids, vec![4 + (1 << 20) - 1; 20_000]);
+    assert!(took < Duration::from_secs(20), "duplicates: {took:?}");
+}

@@ -166,7 +166,7 @@ impl Finder {
     }
 
     /// The child of `s` on byte `b`.
-    fn child(&self, s: u32, b: u8) -> Option<u32> {
+    pub fn child(&self, s: u32, b: u8) -> Option<u32> {
         if s == ROOT {
             return Some(self.root_next[b as usize]).filter(|&c| c != NONE);
         }

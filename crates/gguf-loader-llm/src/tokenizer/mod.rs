@@ -1,6 +1,6 @@
 //! The tokenizer stored in a GGUF: `gpt2` byte-level BPE, `llama`
-//! SentencePiece, `gemma4`'s SentencePiece-style BPE and `bert`
-//! WordPiece, encoding and decoding as llama.cpp does.
+//! SentencePiece, `gemma4`'s SentencePiece-style BPE, `bert` WordPiece and
+//! `t5` Unigram, encoding and decoding as llama.cpp does.
 //!
 //! ```no_run
 //! use gguf_loader::MmapGGUFLoader;
@@ -27,9 +27,13 @@ mod pre;
 #[cfg(test)]
 mod pre_oracle;
 mod spm;
+mod std_sort;
 mod stream;
+mod ugm;
 mod unicode_data;
 mod wpm;
+
+pub use ugm::{MAX_CHARSMAP, MAX_REPLACEMENT};
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -49,7 +53,7 @@ pub enum TokenizerError {
     #[error("tokenizer: {0}")]
     Metadata(MetadataError),
     /// `tokenizer.ggml.model` names a tokenizer this crate does not implement.
-    #[error("tokenizer.ggml.model '{}' is not supported (only 'gpt2', 'llama', 'gemma4' and 'bert')", Escaped(.0))]
+    #[error("tokenizer.ggml.model '{}' is not supported (only 'gpt2', 'llama', 'gemma4', 'bert' and 't5')", Escaped(.0))]
     UnsupportedModel(String),
     /// `tokenizer.ggml.pre` names a pre-tokenizer this crate does not know.
     #[error("tokenizer.ggml.pre '{}' is not a known pre-tokenizer", Escaped(.0))]
@@ -91,6 +95,34 @@ pub enum TokenizerError {
         max = MAX_WORDPIECE_TEXT >> 20
     )]
     WordPieceText(usize),
+    /// A Unigram vocabulary whose token texts pass [`MAX_UNIGRAM_TEXT`]
+    /// bytes in all.
+    #[error(
+        "metadata key 'tokenizer.ggml.tokens': a Unigram vocabulary of {0} bytes of text; \
+         at most {max} MiB is taken",
+        max = MAX_UNIGRAM_TEXT >> 20
+    )]
+    UnigramText(usize),
+    /// `tokenizer.ggml.precompiled_charsmap` is malformed: a walk of its
+    /// double array could read past it (llama.cpp throws there), or it is
+    /// larger than [`MAX_CHARSMAP`].
+    #[error(
+        "metadata key 'tokenizer.ggml.precompiled_charsmap': {why} (at byte {offset} of the array)"
+    )]
+    Charsmap {
+        /// The byte in the array where the fault is.
+        offset: usize,
+        /// What is wrong.
+        why: &'static str,
+    },
+    /// A token the algorithm needs is missing or out of the vocabulary.
+    #[error("metadata key '{key}': {why}")]
+    MissingToken {
+        /// The key that names it.
+        key: &'static str,
+        /// Why it is needed.
+        why: &'static str,
+    },
     /// The memory the tokenizer's tables would take could not be
     /// allocated.
     #[error("the tokenizer's tables would take about {mib} MiB, which cannot be allocated", mib = .0 >> 20)]
@@ -130,6 +162,11 @@ fn special_finder(special: &[u32], tokens: &[String]) -> Option<Finder> {
 /// word in one pass. (Trying every length at each place, as llama.cpp
 /// does, costs the cube of a word's length with a token as long.)
 pub const MAX_WORDPIECE_TEXT: usize = 64 << 20;
+
+/// The most bytes of token text a Unigram vocabulary may hold: its normal,
+/// user-defined and unused tokens all go into an automaton (about 19 bytes
+/// a byte of text), walked once over the text to find each place's tokens.
+pub const MAX_UNIGRAM_TEXT: usize = 64 << 20;
 
 /// The most tokens (and merges) a vocabulary may hold: 16 times the
 /// largest real ones (Gemma's 262 144). The tables take about 240 bytes a
@@ -176,6 +213,10 @@ pub enum TokenizerKind {
     /// cannot be covered; with `add_special`, CLS (the BOS id) before and
     /// SEP after.
     Wpm,
+    /// `t5`: Unigram, the best-scoring tokenization (Viterbi) of the text
+    /// normalized by the vocabulary's precompiled charsmap, as llama.cpp's
+    /// UGM tokenizer (T5, XLM-RoBERTa, bge-m3, nomic-embed-v2).
+    Ugm,
 }
 
 /// A token's attributes, as llama.cpp derives them from
@@ -237,6 +278,8 @@ pub struct Tokenizer {
     /// WordPiece's automaton of the reversed token texts (`None` for
     /// other kinds).
     wpm_finder: Option<Finder>,
+    /// Unigram's charsmap and lattice automaton (`None` for other kinds).
+    ugm: Option<ugm::Ugm>,
     /// The file's template; a wrongly typed one fails only a chat render
     /// (tokenizing needs none).
     chat_template: Result<Option<String>, MetadataError>,
@@ -368,9 +411,11 @@ fn value_type(v: &Value<'_>) -> gguf_loader::ValueType {
 impl Tokenizer {
     /// The tokenizer of the GGUF open in `loader`.
     ///
-    /// Errs when `tokenizer.ggml.model` is not `gpt2`, `llama` or `gemma4`, when
-    /// `tokenizer.ggml.pre` names a pre-tokenizer llama.cpp does not know,
-    /// or when a `tokenizer.*` key is missing, mistyped or too short.
+    /// Errs when `tokenizer.ggml.model` is not `gpt2`, `llama`, `gemma4`,
+    /// `bert` or `t5`, when `tokenizer.ggml.pre` names a pre-tokenizer
+    /// llama.cpp does not know, when a `tokenizer.*` key is missing,
+    /// mistyped or too short, or when a table cannot be built (a `t5`
+    /// charsmap that would read past itself, or no unknown token).
     pub fn from_loader(loader: &MmapGGUFLoader) -> Result<Self, TokenizerError> {
         Self::from_metadata(loader.metadata())
     }
@@ -393,6 +438,7 @@ impl Tokenizer {
             // SentencePiece-style BPE: UTF-8 tokens, `▁` for spaces.
             "gemma4" => (TokenizerKind::Bpe, None, None, None),
             "bert" => (TokenizerKind::Wpm, Some(101), None, Some(100)),
+            "t5" => (TokenizerKind::Ugm, None, Some(1), Some(2)),
             other => return Err(TokenizerError::UnsupportedModel(other.to_string())),
         };
         let (pre, mut add_bos, mut add_eos, mut add_space_prefix, mut clean_spaces) = match kind {
@@ -404,6 +450,7 @@ impl Tokenizer {
             }
             TokenizerKind::Spm => (None, true, false, true, false),
             TokenizerKind::Wpm => (None, true, false, false, true),
+            TokenizerKind::Ugm => (None, false, true, false, false),
         };
         if let Some(b) = opt_bool(md, "tokenizer.ggml.add_space_prefix")? {
             add_space_prefix = b;
@@ -441,6 +488,10 @@ impl Tokenizer {
         if wordpiece && text > MAX_WORDPIECE_TEXT {
             return Err(TokenizerError::WordPieceText(text));
         }
+        let unigram = kind == TokenizerKind::Ugm;
+        if unigram && text > MAX_UNIGRAM_TEXT {
+            return Err(TokenizerError::UnigramText(text));
+        }
         let need = table_bytes(
             n,
             text,
@@ -449,8 +500,8 @@ impl Tokenizer {
                 .as_ref()
                 .map_or(0, |m| m.iter().map(|w| w.len()).sum()),
         )
-        // WordPiece's automaton while it is built.
-        .saturating_add(if wordpiece {
+        // WordPiece's or Unigram's automaton while it is built.
+        .saturating_add(if wordpiece || unigram {
             text.saturating_mul(32)
         } else {
             0
@@ -496,7 +547,16 @@ impl Tokenizer {
         };
         let mut tokens = Vec::with_capacity(n);
         let mut token_to_id = HashMap::with_capacity(n);
+        // The attributes from `token_type` alone: llama.cpp builds its
+        // Unigram tables from these, before it marks tokens by their text.
+        let type_attrs = if kind == TokenizerKind::Ugm {
+            attrs.clone()
+        } else {
+            Vec::new()
+        };
         for (i, w) in words.iter().enumerate() {
+            // llama.cpp reads each text as a C string: up to its first NUL.
+            let w = w.split('\0').next().unwrap_or_default();
             let w = if w.is_empty() {
                 format!("[EMPTY_{i}]")
             } else {
@@ -510,6 +570,8 @@ impl Tokenizer {
         let mut merges = HashMap::new();
         if let Some(merge_words) = merge_words {
             for (rank, m) in merge_words.iter().enumerate() {
+                // A C string in llama.cpp, as the tokens.
+                let m = m.split('\0').next().unwrap_or_default();
                 // Split at the first space after the first byte, as llama.cpp.
                 // (a space is one byte, so both sides are whole UTF-8).
                 let key = match m.as_bytes().iter().skip(1).position(|&b| b == b' ') {
@@ -708,15 +770,40 @@ impl Tokenizer {
                 attrs[i as usize] & (attr::CONTROL | attr::USER_DEFINED | attr::UNKNOWN) != 0
             })
             .collect();
-        special.sort_by_key(|&i| std::cmp::Reverse(tokens[i as usize].len()));
+        // Longest first, in libstdc++'s `std::sort` order as llama.cpp
+        // sorts them (not the ids' among texts of one length: introsort is
+        // not stable), which decides between overlapping specials of one
+        // length.
+        std_sort::std_sort(&mut special, &|&a: &u32, &b: &u32| {
+            tokens[a as usize].len() > tokens[b as usize].len()
+        });
 
-        // Per-model attributes llama.cpp sets by name.
-        let name = if md.contains_key("general.name") {
-            md.get_str("general.name").unwrap_or("").to_lowercase()
-        } else {
-            String::new()
+        // Per-model attributes llama.cpp sets by name (lowercased byte by
+        // byte, as `std::tolower` there), architecture or pre-tokenizer.
+        let str_or_empty = |key: &str| {
+            if md.contains_key(key) {
+                md.get_str(key).unwrap_or("")
+            } else {
+                ""
+            }
         };
-        if name.contains("phi-3") || name.contains("phi3") {
+        let name = str_or_empty("general.name").to_ascii_lowercase();
+        let raw_pre = str_or_empty(pre_key);
+        let arch = str_or_empty("general.architecture");
+        let set_lstrip = |attrs: &mut Vec<u32>, text: &str| {
+            if let Some(&id) = token_to_id.get(text) {
+                attrs[id as usize] |= attr::LSTRIP;
+            }
+        };
+        if ["jina-v2-de", "jina-v2-es", "jina-v2-code"]
+            .iter()
+            .any(|p| raw_pre.contains(p))
+            || ["nomic-bert-moe", "jina-bert-v3"]
+                .iter()
+                .any(|a| arch.contains(a))
+        {
+            set_lstrip(&mut attrs, "<mask>");
+        } else if name.contains("phi-3") || name.contains("phi3") {
             for &id in &special {
                 attrs[id as usize] |= attr::RSTRIP;
             }
@@ -734,6 +821,8 @@ impl Tokenizer {
                     }
                 }
             }
+        } else if name.contains("modern-bert") {
+            set_lstrip(&mut attrs, "[MASK]");
         }
 
         let byte_chars = pre::byte_to_char_table();
@@ -749,9 +838,31 @@ impl Tokenizer {
             Ok(None)
         };
 
+        // One special a text (the first in that order takes every
+        // occurrence, so later ones of the same text never match; llama.cpp
+        // refuses duplicate texts outright).
+        let mut seen_text = HashSet::with_capacity(special.len());
+        special.retain(|&id| seen_text.insert(tokens[id as usize].as_str()));
+        drop(seen_text);
         let finder = special_finder(&special, &tokens);
         let wpm_finder = if wordpiece {
             Some(wpm::reversed_finder(&tokens).ok_or(TokenizerError::OutOfMemory(need))?)
+        } else {
+            None
+        };
+        let ugm = if unigram {
+            let remove_extra_whitespaces =
+                opt_bool(md, "tokenizer.ggml.remove_extra_whitespaces")?.unwrap_or(false);
+            Some(ugm::Ugm::new(
+                md,
+                &tokens,
+                &scores,
+                &type_attrs,
+                &attrs,
+                unk,
+                add_space_prefix,
+                remove_extra_whitespaces,
+            )?)
         } else {
             None
         };
@@ -781,6 +892,7 @@ impl Tokenizer {
             clean_spaces,
             normalizer,
             wpm_finder,
+            ugm,
             chat_template,
             warnings,
         };
@@ -801,8 +913,8 @@ impl Tokenizer {
         Ok(tok)
     }
 
-    /// The algorithm (`gpt2` / `gemma4` BPE, `llama` SentencePiece or `bert`
-    /// WordPiece).
+    /// The algorithm (`gpt2` / `gemma4` BPE, `llama` SentencePiece, `bert`
+    /// WordPiece or `t5` Unigram).
     pub fn kind(&self) -> TokenizerKind {
         self.kind
     }
@@ -921,7 +1033,8 @@ impl Tokenizer {
     /// text such as `<|im_start|>` becomes that token (user-defined tokens
     /// always do). Never fails: bytes no token covers fall back to byte
     /// tokens, or are dropped when the vocabulary has none; a WordPiece
-    /// word that cannot be covered whole is the unknown token.
+    /// word that cannot be covered whole is the unknown token, and so is
+    /// a run of code points no Unigram token covers.
     pub fn encode(&self, text: &str, add_special: bool, parse_special: bool) -> Vec<u32> {
         let mut out = Vec::new();
         let fragments = if text.is_empty() {
@@ -975,6 +1088,18 @@ impl Tokenizer {
                     out.extend(self.sep);
                 }
                 return out;
+            }
+            TokenizerKind::Ugm => {
+                for f in fragments {
+                    match f {
+                        Fragment::Text(a, b) => {
+                            if let Some(u) = &self.ugm {
+                                u.tokenize(&text[a..b], &mut out);
+                            }
+                        }
+                        Fragment::Token(id) => out.push(id),
+                    }
+                }
             }
         }
         if add_special && self.add_eos() {
@@ -1230,7 +1355,7 @@ impl Tokenizer {
             text.as_bytes().to_vec()
         } else if a & attr::NORMAL != 0 {
             match self.kind {
-                TokenizerKind::Spm | TokenizerKind::Wpm => {
+                TokenizerKind::Spm | TokenizerKind::Wpm | TokenizerKind::Ugm => {
                     text.replace('\u{2581}', " ").into_bytes()
                 }
                 TokenizerKind::Bpe if self.escapes_spaces() => {
@@ -1330,7 +1455,7 @@ impl Tokenizer {
     fn byte_token(&self, b: u8) -> Option<u32> {
         match self.kind {
             TokenizerKind::Bpe if self.escapes_spaces() => self.token_id(&format!("<0x{b:02X}>")),
-            TokenizerKind::Spm => {
+            TokenizerKind::Spm | TokenizerKind::Ugm => {
                 let hex = format!("<0x{b:02X}>");
                 self.token_id(&hex).or_else(|| {
                     std::str::from_utf8(&[b])

@@ -15,6 +15,9 @@ use crate::mem;
 /// Threads per block of every forward kernel (their `THREADS`).
 const THREADS: usize = 256;
 
+/// The attention's tile of scores (its `ATT_TILE`).
+const ATT_TILE: usize = 8192;
+
 /// The forward kernels, by their symbol.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kernel {
@@ -364,7 +367,9 @@ impl Launch {
     }
 
     /// One block per (query row, head): scores into the dynamic shared
-    /// memory (checked to hold them), softmax, the weighted values.
+    /// memory (checked to hold them), softmax, the weighted values; a span
+    /// past [`ATT_TILE`] tile by tile, with a running maximum and sum and
+    /// the outputs after the tile in shared memory.
     fn attention(&self, name: &str) -> Result<(), String> {
         let a = &self.args;
         let n_head = nonneg("n_head", a[4].i())?;
@@ -395,37 +400,70 @@ impl Launch {
                 0
             };
             let len = pos - lo + 1;
-            if len * 4 > self.shared {
+            let need = if len <= ATT_TILE {
+                len * 4
+            } else {
+                (ATT_TILE + hd) * 4
+            };
+            if need > self.shared {
                 return Err(format!(
-                    "{name}: {len} scores need {} bytes of shared memory, the launch gave {}",
-                    len * 4,
+                    "{name}: {len} positions need {need} bytes of shared memory, the launch gave {}",
                     self.shared
                 ));
             }
             let qh = &q[blk * hd..(blk + 1) * hd];
             let kvh = h / group;
-            let mut sc: Vec<f32> = (0..len)
-                .map(|j| {
-                    let kj = &k[(lo + j) * kv_dim + kvh * hd..][..hd];
-                    let mut s = 0f32;
-                    for d in 0..hd {
-                        s += r16(qh[d]) * h2f(kj[d]);
-                    }
-                    s * scale
-                })
-                .collect();
-            let m = sc.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x));
-            for x in sc.iter_mut() {
-                *x = (*x - m).exp();
-            }
-            let inv = 1.0f32 / block_sum(len, 0f32, |j| sc[j]);
-            let o = &mut out[blk * hd..(blk + 1) * hd];
-            for (d, o) in o.iter_mut().enumerate() {
-                let mut acc = 0f32;
-                for (j, &s) in sc.iter().enumerate() {
-                    acc += s * inv * h2f(v[(lo + j) * kv_dim + kvh * hd + d]);
+            let score = |j: usize| {
+                let kj = &k[(lo + j) * kv_dim + kvh * hd..][..hd];
+                let mut s = 0f32;
+                for d in 0..hd {
+                    s += r16(qh[d]) * h2f(kj[d]);
                 }
-                *o = acc;
+                s * scale
+            };
+            let value = |j: usize, d: usize| h2f(v[(lo + j) * kv_dim + kvh * hd + d]);
+            let o = &mut out[blk * hd..(blk + 1) * hd];
+            if len <= ATT_TILE {
+                let mut sc: Vec<f32> = (0..len).map(score).collect();
+                let m = sc.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x));
+                for x in sc.iter_mut() {
+                    *x = (*x - m).exp();
+                }
+                let inv = 1.0f32 / block_sum(len, 0f32, |j| sc[j]);
+                for (d, o) in o.iter_mut().enumerate() {
+                    let mut acc = 0f32;
+                    for (j, &s) in sc.iter().enumerate() {
+                        acc += s * inv * value(j, d);
+                    }
+                    *o = acc;
+                }
+                continue;
+            }
+            let mut acc = vec![0f32; hd];
+            let (mut m_run, mut s_run) = (f32::NEG_INFINITY, 0f32);
+            let mut t0 = 0;
+            while t0 < len {
+                let tl = ATT_TILE.min(len - t0);
+                let mut sc: Vec<f32> = (0..tl).map(|j| score(t0 + j)).collect();
+                let m = sc.iter().fold(m_run, |m, &x| m.max(x));
+                let corr = (m_run - m).exp();
+                for x in sc.iter_mut() {
+                    *x = (*x - m).exp();
+                }
+                s_run = s_run * corr + block_sum(tl, 0f32, |j| sc[j]);
+                m_run = m;
+                for (d, a) in acc.iter_mut().enumerate() {
+                    let mut x = *a * corr;
+                    for (j, &s) in sc.iter().enumerate() {
+                        x += s * value(t0 + j, d);
+                    }
+                    *a = x;
+                }
+                t0 += ATT_TILE;
+            }
+            let inv = 1.0f32 / s_run;
+            for (o, a) in o.iter_mut().zip(&acc) {
+                *o = a * inv;
             }
         }
         Ok(())

@@ -11,7 +11,7 @@ use std::ffi::c_void;
 use gguf_loader_cuda_host::forward as source;
 use half::f16;
 
-use super::{prepare, Kernel, THREADS};
+use super::{prepare, Kernel, ATT_TILE, THREADS};
 use crate::mem;
 
 /// xorshift64*: a fixed stream of test values.
@@ -384,6 +384,12 @@ fn attention_matches_the_kernel_text() {
         (2, 4, 4, 256, 300, 0),
         (2, 4, 2, 64, 600, 512),
         (5, 3, 1, 32, 7, 4),
+        // Past a tile of scores: two tiles, three, a window wider than a
+        // tile, and a batch whose rows cross from one path to the other.
+        (2, 2, 1, 16, 8200, 0),
+        (1, 2, 2, 64, 16400, 0),
+        (2, 2, 1, 8, 9000, 8500),
+        (4, 2, 1, 16, 8190, 0),
     ] {
         let kv_dim = n_head / group * hd;
         let span = start + rows;
@@ -393,7 +399,11 @@ fn attention_matches_the_kernel_text() {
         Case {
             name: "attention",
             grid: (rows * n_head) as u32,
-            shared: span * 4,
+            shared: if span <= ATT_TILE {
+                span * 4
+            } else {
+                (ATT_TILE + hd) * 4
+            },
             args: vec![
                 f32_buf(&q),
                 u16_buf(&k),

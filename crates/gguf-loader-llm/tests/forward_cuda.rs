@@ -159,6 +159,46 @@ fn gpu_logits_and_greedy_tokens_are_the_cpus() {
     }
 }
 
+/// Past 8192 positions the attention kernel takes a query's span tile by
+/// tile (a running maximum and sum): a one-layer model's logits after an
+/// 8200-token prompt, and at the next positions, are the CPU's.
+#[test]
+fn gpu_attention_past_a_tile_of_positions_is_the_cpus() {
+    let _serial = common::serial();
+    if !gpu() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let preset = Preset {
+        name: "tiny-long",
+        layers: 1,
+        dim: 32,
+        ff: 64,
+        heads: 2,
+        kv_heads: 1,
+        vocab: 64,
+        context: 16384,
+    };
+    let path = common::write_synth(dir.path(), "tiny-long.gguf", &preset, GgmlType::F16, 7);
+    let loader = MmapGGUFLoader::new(&path).unwrap();
+    let cpu = Transformer::<f16>::load(&loader).unwrap();
+    let gpu = CudaTransformer::load(&loader, 0).unwrap();
+    let n = 8200;
+    let prompt: Vec<u32> = (0..n as u32).map(|i| (i * 7919 + 3) % 64).collect();
+    let mut cc = cpu.new_cache(n + 4).unwrap();
+    let mut gc = gpu.new_cache(n + 4).unwrap();
+    let mut a = cpu.forward(&mut cc, &prompt, false).unwrap();
+    let mut b = gpu.forward(&mut gc, &prompt, false).unwrap();
+    for pos in n..n + 4 {
+        let e = nmse(&b, &a);
+        eprintln!("position {}: NMSE {e:.2e}", pos - 1);
+        assert!(e <= LOOSE_NMSE, "position {}: NMSE {e:.3e}", pos - 1);
+        let t = argmax(&a).unwrap();
+        a = cpu.forward(&mut cc, &[t], false).unwrap();
+        b = gpu.forward(&mut gc, &[t], false).unwrap();
+    }
+}
+
 #[test]
 fn tinyllama_shaped_model_runs_256_tokens_on_the_gpu_without_nan_or_inf() {
     let _serial = common::serial();

@@ -8,7 +8,10 @@
 //! an f64 sum, RoPE from the CPU's own angle table, the f16 KV cache,
 //! causal and sliding-window grouped-query attention, SiLU / GELU, residual
 //! adds, logit soft-capping). The matrices are the loader's own
-//! `CudaSlice<f16>`s, used in place.
+//! `CudaSlice<f16>`s, used in place. The attention holds a query's scores
+//! in shared memory up to 8192 positions, and takes a longer span tile by
+//! tile with a running maximum and sum, so the context is bounded by VRAM
+//! only.
 //!
 //! ```no_run
 //! use gguf_loader::MmapGGUFLoader;
@@ -40,9 +43,14 @@ const SOURCE: &str = include_str!("kernels.cu");
 
 const THREADS: u32 = 256;
 
-/// Longest attention span (positions) one kernel block's shared memory
-/// holds (44 KiB of f32 scores, within the 48 KiB every device gives).
-const MAX_SPAN: usize = 11 * 1024;
+/// Positions whose scores the attention kernel holds in shared memory at
+/// once (`ATT_TILE` in kernels.cu): a longer span is taken tile by tile.
+const ATT_TILE: usize = 8192;
+
+/// The largest head the attention's shared memory takes beside a tile of
+/// scores (its outputs, one f32 a dimension: 48 KiB in all, what every
+/// device gives a block).
+const MAX_ATT_HEAD: usize = 4096;
 
 /// How the GPU forward pass multiplies matrices.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -309,9 +317,10 @@ impl CudaTransformer {
             cache.len,
         )?;
         let start = cache.len;
-        if start + n > MAX_SPAN {
+        if c.head_dim > MAX_ATT_HEAD {
             return Err(ForwardError::Unsupported(format!(
-                "the GPU attention holds at most {MAX_SPAN} positions"
+                "the GPU attention takes heads of at most {MAX_ATT_HEAD} dimensions, not {}",
+                c.head_dim
             )));
         }
         let s = &self.stream;
@@ -504,9 +513,14 @@ impl CudaTransformer {
             let (ck0, cv0) = (ptr(&cache.k[il], s), ptr(&cache.v[il], s));
             let group = (c.n_head / c.n_head_kv) as i32;
             let (kv_i, start_i, sc) = (kv_dim as i32, start as i32, c.attn_scale);
-            // Scores of one query's span in shared memory: at most every
-            // position so far.
-            let shared = ((start + n) * 4) as u32;
+            // Scores of one query's span in shared memory (every position
+            // so far), or past a tile of them, a tile and the outputs.
+            let span = start + n;
+            let shared = if span <= ATT_TILE {
+                span * 4
+            } else {
+                (ATT_TILE + hd) * 4
+            } as u32;
             launch!(&self.k.attention, rows(n * c.n_head, shared); &qp, &ck0, &cv0, &attp, &nh, &group, &hd_i, &kv_i, &start_i, &window, &sc)?;
             observe(attp, n * q_dim)?;
             matmul(&l.wo, attp, op, n)?;
@@ -561,6 +575,13 @@ impl CudaTransformer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The host's tile of attention scores is the kernel's.
+    #[test]
+    fn the_attention_tile_is_the_kernels() {
+        assert!(SOURCE.contains(&format!("#define ATT_TILE {ATT_TILE}\n")));
+        assert_eq!((ATT_TILE + MAX_ATT_HEAD) * 4, 48 << 10);
+    }
 
     /// The kernels compile with a real NVRTC (no GPU needed) with the
     /// options `from_transformer` uses, and the PTX holds every kernel it

@@ -64,8 +64,46 @@ extern "C" __global__ void rope(float* x, const float* cs, int n_heads, int hd, 
     }
 }
 
+// The block's maximum of every thread's `m` (NaN ignored), for all threads;
+// `red` is free again when it returns.
+__device__ float block_max(float m, float* red) {
+    red[threadIdx.x] = m;
+    __syncthreads();
+    for (int k2 = blockDim.x / 2; k2 > 0; k2 >>= 1) {
+        if (threadIdx.x < k2) red[threadIdx.x] = fmaxf(red[threadIdx.x], red[threadIdx.x + k2]);
+        __syncthreads();
+    }
+    m = red[0];
+    __syncthreads();
+    return m;
+}
+
+// The block's sum of every thread's `s` (a tree over the threads), for all
+// threads; `red` is free again when it returns.
+__device__ float block_add(float s, float* red) {
+    red[threadIdx.x] = s;
+    __syncthreads();
+    for (int k2 = blockDim.x / 2; k2 > 0; k2 >>= 1) {
+        if (threadIdx.x < k2) red[threadIdx.x] += red[threadIdx.x + k2];
+        __syncthreads();
+    }
+    s = red[0];
+    __syncthreads();
+    return s;
+}
+
+// Positions whose scores one pass of the attention holds in shared memory;
+// a longer span is taken in tiles of this many, with a running maximum and
+// sum (the host gives ATT_TILE + hd floats of shared memory then).
+#define ATT_TILE 8192
+
 // One block per (query row i, head h): causal (or sliding-window) attention
 // over the f16 cache; queries meet the keys rounded to f16, as in ggml.
+// A span of at most ATT_TILE positions: every score in shared memory, then
+// the softmax and the weighted values. A longer one: tile by tile, the
+// running maximum m, sum s and outputs rescaled by exp(m_old - m_new) as
+// each tile raises m (the outputs, one per thread's dimension, kept in
+// shared memory after the tile's scores).
 extern "C" __global__ void attention(const float* q, const unsigned short* k,
                                      const unsigned short* v, float* out, int n_head, int group,
                                      int hd, int kv_dim, int start, int window, float scale) {
@@ -77,39 +115,60 @@ extern "C" __global__ void attention(const float* q, const unsigned short* k,
     const int len = pos - lo + 1;
     const float* qh = q + ((unsigned long long)i * n_head + h) * hd;
     const int kvh = h / group;
-    for (int j = threadIdx.x; j < len; j += blockDim.x) {
-        const unsigned short* kj = k + (unsigned long long)(lo + j) * kv_dim + kvh * hd;
-        float s = 0.0f;
-        for (int d = 0; d < hd; d++) s += r16(qh[d]) * h2f(kj[d]);
-        sc[j] = s * scale;
-    }
-    __syncthreads();
-    float m = __int_as_float(0xff800000); // -inf (NVRTC has no INFINITY without a header)
-    for (int j = threadIdx.x; j < len; j += blockDim.x) m = fmaxf(m, sc[j]);
-    red[threadIdx.x] = m;
-    __syncthreads();
-    for (int k2 = blockDim.x / 2; k2 > 0; k2 >>= 1) {
-        if (threadIdx.x < k2) red[threadIdx.x] = fmaxf(red[threadIdx.x], red[threadIdx.x + k2]);
-        __syncthreads();
-    }
-    m = red[0];
-    __syncthreads();
-    float s = 0.0f;
-    for (int j = threadIdx.x; j < len; j += blockDim.x) { const float e = expf(sc[j] - m); sc[j] = e; s += e; }
-    red[threadIdx.x] = s;
-    __syncthreads();
-    for (int k2 = blockDim.x / 2; k2 > 0; k2 >>= 1) {
-        if (threadIdx.x < k2) red[threadIdx.x] += red[threadIdx.x + k2];
-        __syncthreads();
-    }
-    const float inv = 1.0f / red[0];
     float* o = out + ((unsigned long long)i * n_head + h) * hd;
-    for (int d = threadIdx.x; d < hd; d += blockDim.x) {
-        float acc = 0.0f;
-        for (int j = 0; j < len; j++)
-            acc += sc[j] * inv * h2f(v[(unsigned long long)(lo + j) * kv_dim + kvh * hd + d]);
-        o[d] = acc;
+    if (len <= ATT_TILE) {
+        for (int j = threadIdx.x; j < len; j += blockDim.x) {
+            const unsigned short* kj = k + (unsigned long long)(lo + j) * kv_dim + kvh * hd;
+            float s = 0.0f;
+            for (int d = 0; d < hd; d++) s += r16(qh[d]) * h2f(kj[d]);
+            sc[j] = s * scale;
+        }
+        __syncthreads();
+        float m = __int_as_float(0xff800000); // -inf (NVRTC has no INFINITY without a header)
+        for (int j = threadIdx.x; j < len; j += blockDim.x) m = fmaxf(m, sc[j]);
+        m = block_max(m, red);
+        float s = 0.0f;
+        for (int j = threadIdx.x; j < len; j += blockDim.x) { const float e = expf(sc[j] - m); sc[j] = e; s += e; }
+        const float inv = 1.0f / block_add(s, red);
+        for (int d = threadIdx.x; d < hd; d += blockDim.x) {
+            float acc = 0.0f;
+            for (int j = 0; j < len; j++)
+                acc += sc[j] * inv * h2f(v[(unsigned long long)(lo + j) * kv_dim + kvh * hd + d]);
+            o[d] = acc;
+        }
+        return;
     }
+    float* acc = sc + ATT_TILE;
+    for (int d = threadIdx.x; d < hd; d += blockDim.x) acc[d] = 0.0f;
+    float m_run = __int_as_float(0xff800000), s_run = 0.0f;
+    for (int t0 = 0; t0 < len; t0 += ATT_TILE) {
+        const int tl = min(ATT_TILE, len - t0);
+        for (int j = threadIdx.x; j < tl; j += blockDim.x) {
+            const unsigned short* kj = k + (unsigned long long)(lo + t0 + j) * kv_dim + kvh * hd;
+            float s = 0.0f;
+            for (int d = 0; d < hd; d++) s += r16(qh[d]) * h2f(kj[d]);
+            sc[j] = s * scale;
+        }
+        __syncthreads();
+        float m = m_run;
+        for (int j = threadIdx.x; j < tl; j += blockDim.x) m = fmaxf(m, sc[j]);
+        m = block_max(m, red);
+        const float corr = expf(m_run - m);
+        float s = 0.0f;
+        for (int j = threadIdx.x; j < tl; j += blockDim.x) { const float e = expf(sc[j] - m); sc[j] = e; s += e; }
+        s_run = s_run * corr + block_add(s, red);
+        m_run = m;
+        for (int d = threadIdx.x; d < hd; d += blockDim.x) {
+            float a = acc[d] * corr;
+            for (int j = 0; j < tl; j++)
+                a += sc[j] * h2f(v[(unsigned long long)(lo + t0 + j) * kv_dim + kvh * hd + d]);
+            acc[d] = a;
+        }
+        // The next tile's scores overwrite these.
+        __syncthreads();
+    }
+    const float inv = 1.0f / s_run;
+    for (int d = threadIdx.x; d < hd; d += blockDim.x) o[d] = acc[d] * inv;
 }
 
 // g = act(g) * u (act 0: SiLU, 1: GELU tanh approximation).

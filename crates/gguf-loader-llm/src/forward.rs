@@ -34,7 +34,7 @@ use half::slice::HalfFloatSliceExt;
 use rayon::prelude::*;
 
 pub use generate::Generate;
-use matmul::matmul;
+use matmul::matmul_many;
 use ops::{gelu, rms_norm, silu, softmax, Rope};
 pub use ops::{RopeMode, WeightElement};
 pub use sample::{argmax, check_logits, nmse, Sampler};
@@ -240,9 +240,18 @@ struct Mat<T> {
 
 impl<T: WeightElement> Mat<T> {
     fn mul(&self, x: &[f32], n: usize) -> Vec<f32> {
+        let [y] = Self::mul_many([self], x, n);
+        y
+    }
+
+    /// The products of `x` by matrices of the same width, in one parallel
+    /// section (see [`matmul_many`]).
+    fn mul_many<const M: usize>(mats: [&Self; M], x: &[f32], n: usize) -> [Vec<f32>; M] {
         let mut x = x.to_vec();
         T::round_inputs(&mut x);
-        matmul(self.t.data(), self.rows, self.cols, &x, n)
+        let cols = mats.first().map_or(0, |m| m.cols);
+        debug_assert!(mats.iter().all(|m| m.cols == cols));
+        matmul_many(mats.map(|m| (m.t.data(), m.rows)), cols, &x, n)
     }
 }
 
@@ -1035,9 +1044,7 @@ impl<T: WeightElement> Transformer<T> {
             let mut h = x.clone();
             rms_norm(&mut h, &l.attn_norm, c.rms_eps);
             obs(observe, "attn_norm", &h);
-            let mut q = l.wq.mul(&h, n);
-            let mut k = l.wk.mul(&h, n);
-            let v = l.wv.mul(&h, n);
+            let [mut q, mut k, v] = Mat::mul_many([&l.wq, &l.wk, &l.wv], &h, n);
             if let Some(w) = &l.q_norm {
                 rms_norm(&mut q, w, c.rms_eps);
             }
@@ -1091,8 +1098,7 @@ impl<T: WeightElement> Transformer<T> {
             let mut h = x.clone();
             rms_norm(&mut h, &l.ffn_norm, c.rms_eps);
             obs(observe, "ffn_norm", &h);
-            let mut g = l.gate.mul(&h, n);
-            let u = l.up.mul(&h, n);
+            let [mut g, u] = Mat::mul_many([&l.gate, &l.up], &h, n);
             let act: fn(f32) -> f32 = match c.arch {
                 Arch::Llama => silu,
                 Arch::Gemma3 => gelu,

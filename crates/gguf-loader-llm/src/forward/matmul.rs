@@ -7,9 +7,13 @@
 //! inputs (prompt processing) and each input several rows (generation).
 //! Weights are widened to f32 in registers as they are read, never into a
 //! buffer. Every dot product is summed in the order of ggml's single-token
-//! path (see [`Kernel::block`]). On x86-64 the kernel uses AVX2, F16C and
-//! FMA when the CPU has them (detected at run time); elsewhere a portable
-//! kernel sums in the same order without fusing.
+//! path (see [`Kernel::block`]). On x86-64 the kernel uses AVX-512, or AVX2,
+//! F16C and FMA, when the CPU has them (detected at run time; the AVX-512
+//! kernel holds two of AVX2's eight-lane sums in each register, so every
+//! lane sums the same products in the same order: the same bits, in half
+//! the instructions and with twice the registers); elsewhere a portable
+//! kernel sums in the same order without fusing. `GGUF_LOADER_SIMD=avx2`
+//! (or `scalar`) caps it as it caps the decoders.
 
 use rayon::prelude::*;
 
@@ -31,6 +35,7 @@ const CHUNK_ELEMS: usize = 64 * 1024;
 /// `y = x · Wᵀ`: `w` holds `rows` rows of `cols` weights (a GGUF matrix of
 /// `ne = [cols, rows]`), `x` holds `n` rows of `cols` inputs; the result
 /// holds `n` rows of `rows` outputs.
+#[cfg(test)]
 pub(crate) fn matmul<T: WeightElement>(
     w: &[T],
     rows: usize,
@@ -38,30 +43,55 @@ pub(crate) fn matmul<T: WeightElement>(
     x: &[f32],
     n: usize,
 ) -> Vec<f32> {
-    debug_assert_eq!(w.len(), rows * cols);
+    let [y] = matmul_many([(w, rows)], cols, x, n);
+    y
+}
+
+/// [`matmul`] of the same inputs by `M` matrices of `cols` columns at once
+/// (`(weights, rows)` each): one parallel section for all, so that a
+/// step's Q, K and V (or gate and up) cost one wake-up of the threads, not
+/// one each. Each product is the one [`matmul`] gives, bit for bit.
+pub(crate) fn matmul_many<T: WeightElement, const M: usize>(
+    ws: [(&[T], usize); M],
+    cols: usize,
+    x: &[f32],
+    n: usize,
+) -> [Vec<f32>; M] {
     debug_assert_eq!(x.len(), n * cols);
-    if rows == 0 || cols == 0 || n == 0 {
-        return vec![0.0; rows * n];
-    }
     let simd = Kernel::detect();
-    // Chunks of about CHUNK_ELEMS weights, their count a multiple of the
-    // threads so that none waits long on the last.
     let threads = rayon::current_num_threads();
-    let tasks = (rows * cols)
-        .div_ceil(CHUNK_ELEMS)
-        .next_multiple_of(threads);
-    let chunk = rows.div_ceil(tasks).next_multiple_of(R);
     // Output rows of the weights first (`rows × n`): each task owns a
-    // contiguous run of it.
-    let mut yt = vec![0f32; rows * n];
-    yt.par_chunks_mut(chunk * n)
-        .zip(w.par_chunks(chunk * cols))
+    // contiguous run of one matrix's.
+    let mut yts: [Vec<f32>; M] = ws.map(|(_, rows)| vec![0f32; rows * n]);
+    let mut jobs: Vec<(&mut [f32], &[T])> = Vec::new();
+    for (yt, &(w, rows)) in yts.iter_mut().zip(&ws) {
+        debug_assert_eq!(w.len(), rows * cols);
+        if rows == 0 || cols == 0 || n == 0 {
+            continue;
+        }
+        // Chunks of about CHUNK_ELEMS weights, their count a multiple of
+        // the threads so that none waits long on the last.
+        let tasks = (rows * cols)
+            .div_ceil(CHUNK_ELEMS)
+            .next_multiple_of(threads);
+        let chunk = rows.div_ceil(tasks).next_multiple_of(R);
+        jobs.extend(yt.chunks_mut(chunk * n).zip(w.chunks(chunk * cols)));
+    }
+    jobs.into_par_iter()
         .for_each(|(out, w)| simd.rows(w, cols, x, n, out));
-    if n == 1 {
+    for (yt, &(_, rows)) in yts.iter_mut().zip(&ws) {
+        *yt = transpose(std::mem::take(yt), rows, n);
+    }
+    yts
+}
+
+/// `yt` (`rows × n`) as `n × rows`.
+fn transpose(yt: Vec<f32>, rows: usize, n: usize) -> Vec<f32> {
+    if n <= 1 {
         return yt;
     }
-    // Transposed in bands of 64 rows, whose n-long lines stay in the L1
-    // cache while each input's 64 outputs are written.
+    // In bands of 64 rows, whose n-long lines stay in the L1 cache while
+    // each input's 64 outputs are written.
     let mut y = vec![0f32; n * rows];
     for (b, band) in yt.chunks(64 * n).enumerate() {
         for t in 0..n {
@@ -80,17 +110,39 @@ enum Kernel {
     Portable,
     #[cfg(target_arch = "x86_64")]
     Avx2,
+    #[cfg(target_arch = "x86_64")]
+    Avx512,
 }
 
 impl Kernel {
+    /// The widest kernel the CPU runs, under `GGUF_LOADER_SIMD`'s cap
+    /// (read once).
     fn detect() -> Kernel {
+        static KERNEL: std::sync::OnceLock<Kernel> = std::sync::OnceLock::new();
+        *KERNEL.get_or_init(|| {
+            let cap = std::env::var(gguf_loader::SIMD_ENV)
+                .unwrap_or_default()
+                .to_ascii_lowercase();
+            if matches!(cap.as_str(), "scalar" | "none") {
+                return Kernel::Portable;
+            }
+            Self::widest(cap != "avx2")
+        })
+    }
+
+    /// The widest kernel the CPU runs (AVX-512 only when `avx512`).
+    fn widest(avx512: bool) -> Kernel {
         #[cfg(target_arch = "x86_64")]
         if is_x86_feature_detected!("avx2")
             && is_x86_feature_detected!("fma")
             && is_x86_feature_detected!("f16c")
         {
+            if avx512 && is_x86_feature_detected!("avx512f") {
+                return Kernel::Avx512;
+            }
             return Kernel::Avx2;
         }
+        let _ = avx512;
         Kernel::Portable
     }
 
@@ -104,7 +156,7 @@ impl Kernel {
         // three inputs and one weight vector in the sixteen registers where
         // converting in the loop spills a sum.
         #[cfg(target_arch = "x86_64")]
-        if n > 1 && self == Kernel::Avx2 && T::KIND != ElementKind::F32 {
+        if n > 1 && self != Kernel::Portable && T::KIND != ElementKind::F32 {
             thread_local! {
                 static WIDE: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
             }
@@ -157,22 +209,28 @@ impl Kernel {
     /// and the columns past the last whole 32 added in f64.
     fn block<T: WeightElement>(self, w: &[T], x: &[f32], cols: usize, acc: &mut [[f32; C]; R]) {
         let (rn, cn) = (w.len() / cols, x.len() / cols);
-        match self {
-            #[cfg(target_arch = "x86_64")]
-            Kernel::Avx2 => {
-                // SAFETY: `detect` saw AVX2, FMA and F16C on this CPU, and
-                // the slices hold exactly `rn` and `cn` rows of `cols`.
-                unsafe {
-                    match (rn, cn) {
-                        (R, 3) => x86::block::<T, R, 3>(w, x, cols, acc),
-                        (R, 2) => x86::block::<T, R, 2>(w, x, cols, acc),
-                        (R, 1) => x86::block::<T, R, 1>(w, x, cols, acc),
-                        (1, 3) => x86::block::<T, 1, 3>(w, x, cols, acc),
-                        (1, 2) => x86::block::<T, 1, 2>(w, x, cols, acc),
-                        _ => x86::block::<T, 1, 1>(w, x, cols, acc),
-                    }
+        // The x86 kernel `x86::$f` instantiated for the block's shape.
+        #[cfg(target_arch = "x86_64")]
+        macro_rules! by_shape {
+            ($f:ident, $rn:expr, $cn:expr, $($arg:expr),*) => {
+                match ($rn, $cn) {
+                    (R, 3) => x86::$f::<T, R, 3>($($arg),*),
+                    (R, 2) => x86::$f::<T, R, 2>($($arg),*),
+                    (R, 1) => x86::$f::<T, R, 1>($($arg),*),
+                    (1, 3) => x86::$f::<T, 1, 3>($($arg),*),
+                    (1, 2) => x86::$f::<T, 1, 2>($($arg),*),
+                    _ => x86::$f::<T, 1, 1>($($arg),*),
                 }
-            }
+            };
+        }
+        match self {
+            // SAFETY: `detect` saw the kernel's features (AVX2, FMA and
+            // F16C; AVX-512F too for `Avx512`) on this CPU, and the slices
+            // hold exactly `rn` and `cn` rows of `cols`.
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx2 => unsafe { by_shape!(block, rn, cn, w, x, cols, acc) },
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx512 => unsafe { by_shape!(block512, rn, cn, w, x, cols, acc) },
             Kernel::Portable => {
                 for (i, wr) in w.chunks_exact(cols).enumerate() {
                     for (j, xr) in x.chunks_exact(cols).enumerate() {
@@ -275,6 +333,63 @@ mod x86 {
         }
     }
 
+    /// [`block`] with AVX-512: the sums of column blocks 0 and 1 of each
+    /// 32 (ggml's first two eight-lane sums) side by side in one register,
+    /// those of blocks 2 and 3 in another, so each lane sums what it sums
+    /// there, in the same order, and the reduction adds the same pairs.
+    ///
+    /// # Safety
+    /// The CPU has AVX-512F, AVX2, FMA and F16C; `w` holds at least
+    /// `RN * cols` elements and `x` at least `CN * cols`.
+    #[target_feature(enable = "avx512f,avx2,fma,f16c")]
+    pub(super) unsafe fn block512<T: WeightElement, const RN: usize, const CN: usize>(
+        w: &[T],
+        x: &[f32],
+        cols: usize,
+        acc: &mut [[f32; super::C]; super::R],
+    ) {
+        assert!(w.len() >= RN * cols && x.len() >= CN * cols);
+        let body = cols - cols % (4 * LANES);
+        let (wp, xp) = (w.as_ptr(), x.as_ptr());
+        let zero = _mm512_setzero_ps();
+        // Blocks 0 and 1 (`lo`), 2 and 3 (`hi`) of each 32 columns.
+        let mut lo = [[zero; CN]; RN];
+        let mut hi = [[zero; CN]; RN];
+        for k in (0..body).step_by(4 * LANES) {
+            for (half, sums) in [(0, &mut lo), (2 * LANES, &mut hi)] {
+                let k = k + half;
+                let mut xs = [zero; CN];
+                for (j, v) in xs.iter_mut().enumerate() {
+                    // SAFETY: k + 16 <= body <= cols: the 16 floats lie in
+                    // row j.
+                    *v = unsafe { _mm512_loadu_ps(xp.add(j * cols + k)) };
+                }
+                for (i, row) in sums.iter_mut().enumerate() {
+                    // SAFETY: as above, in weight row i; this function has
+                    // the features `load16` needs.
+                    let wv = unsafe { T::load16(wp.add(i * cols + k)) };
+                    for (s, &xv) in row.iter_mut().zip(&xs) {
+                        *s = _mm512_fmadd_ps(wv, xv, *s);
+                    }
+                }
+            }
+        }
+        for i in 0..RN {
+            for j in 0..CN {
+                // [0 + 2 | 1 + 3], then its halves: (0 + 2) + (1 + 3), then
+                // as ggml's GGML_F32x8_REDUCE goes on.
+                let s = _mm512_add_ps(lo[i][j], hi[i][j]);
+                let s0 = _mm512_castps512_ps256(s);
+                let s1 = _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(s)));
+                let s = _mm256_add_ps(s0, s1);
+                let h = _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps::<1>(s));
+                let h = _mm_hadd_ps(h, h);
+                let sum = _mm_cvtss_f32(_mm_hadd_ps(h, h)) as f64;
+                acc[i][j] = super::tail(sum, &w[i * cols..][..cols], &x[j * cols..][..cols], body);
+            }
+        }
+    }
+
     /// The partial sums `first..first + P`: sum `q` over the blocks of
     /// eight columns `q`, `q + 4`, `q + 8`, … below `body`.
     ///
@@ -335,6 +450,64 @@ mod tests {
             assert!(
                 (g - e).abs() < 1e-4 * (1.0 + e.abs()),
                 "{g} vs {e} ({what})"
+            );
+        }
+    }
+
+    /// The AVX-512 kernel gives the AVX2 kernel's bits (and the portable
+    /// one's order), for f32 and f16 weights, every block shape, columns
+    /// with and without a tail past the last 32; and whole products with
+    /// f16 weights (widened once for several inputs) likewise.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn avx512_kernel_is_the_avx2_kernels_bits() {
+        let (Kernel::Avx512, Kernel::Avx2) = (Kernel::widest(true), Kernel::widest(false)) else {
+            eprintln!("skipped: no AVX-512 here");
+            return;
+        };
+        let mut seed = 0x1234_5678_9abc_def0u64;
+        let mut next = move || {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((seed >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 4.0
+        };
+        for cols in [32, 64, 70, 576, 640, 1000] {
+            for (rn, cn) in [(R, 3), (R, 2), (R, 1), (1, 3), (1, 2), (1, 1)] {
+                let w: Vec<f32> = (0..rn * cols).map(|_| next()).collect();
+                let wh: Vec<f16> = w.iter().map(|&v| f16::from_f32(v)).collect();
+                let x: Vec<f32> = (0..cn * cols).map(|_| next()).collect();
+                let run = |k: Kernel, f16w: bool| {
+                    let mut acc = [[0f32; C]; R];
+                    if f16w {
+                        k.block(&wh, &x, cols, &mut acc);
+                    } else {
+                        k.block(&w, &x, cols, &mut acc);
+                    }
+                    acc.map(|r| r.map(f32::to_bits))
+                };
+                for f16w in [false, true] {
+                    let want = run(Kernel::Avx2, f16w);
+                    assert_eq!(
+                        run(Kernel::Avx512, f16w),
+                        want,
+                        "{rn}x{cn}, {cols} cols, f16 {f16w}"
+                    );
+                }
+            }
+        }
+        let (rows, cols) = (37, 640);
+        let w: Vec<f16> = (0..rows * cols).map(|_| f16::from_f32(next())).collect();
+        for n in [1, 5, 50] {
+            let x: Vec<f32> = (0..n * cols).map(|_| next()).collect();
+            let mut a = vec![0f32; rows * n];
+            let mut b = vec![0f32; rows * n];
+            Kernel::Avx2.rows(&w, cols, &x, n, &mut a);
+            Kernel::Avx512.rows(&w, cols, &x, n, &mut b);
+            assert_eq!(
+                a.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                b.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                "{n} inputs"
             );
         }
     }

@@ -17,6 +17,13 @@ pub(crate) mod sealed {
         /// The CPU has AVX2 and F16C, and `p..p + 8` is readable.
         #[cfg(target_arch = "x86_64")]
         unsafe fn load8(p: *const Self) -> core::arch::x86_64::__m256;
+
+        /// Sixteen consecutive weights from `p`, widened to f32.
+        ///
+        /// # Safety
+        /// The CPU has AVX-512F, and `p..p + 16` is readable.
+        #[cfg(target_arch = "x86_64")]
+        unsafe fn load16(p: *const Self) -> core::arch::x86_64::__m512;
     }
 
     impl Sealed for f32 {
@@ -29,6 +36,13 @@ pub(crate) mod sealed {
         unsafe fn load8(p: *const f32) -> core::arch::x86_64::__m256 {
             // SAFETY: the caller vouches for AVX and for 8 readable floats.
             unsafe { core::arch::x86_64::_mm256_loadu_ps(p) }
+        }
+
+        #[cfg(target_arch = "x86_64")]
+        #[inline(always)]
+        unsafe fn load16(p: *const f32) -> core::arch::x86_64::__m512 {
+            // SAFETY: the caller vouches for AVX-512F and 16 readable floats.
+            unsafe { core::arch::x86_64::_mm512_loadu_ps(p) }
         }
     }
 
@@ -44,6 +58,15 @@ pub(crate) mod sealed {
             // SAFETY: the caller vouches for F16C and for 8 readable
             // halves (16 bytes; the load is unaligned).
             unsafe { _mm256_cvtph_ps(_mm_loadu_si128(p.cast())) }
+        }
+
+        #[cfg(target_arch = "x86_64")]
+        #[inline(always)]
+        unsafe fn load16(p: *const gguf_loader::f16) -> core::arch::x86_64::__m512 {
+            use core::arch::x86_64::{_mm256_loadu_si256, _mm512_cvtph_ps};
+            // SAFETY: the caller vouches for AVX-512F and for 16 readable
+            // halves (32 bytes; the load is unaligned).
+            unsafe { _mm512_cvtph_ps(_mm256_loadu_si256(p.cast())) }
         }
     }
 }

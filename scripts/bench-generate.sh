@@ -10,13 +10,20 @@
 #   scripts/bench-generate.sh [REPS]      (default 3)
 #
 # Environment: THREADS (2), PP (64 prompt tokens), TG (64 generated tokens),
-# GGUF_LOADER_MODEL / GGUF_LOADER_GEMMA (else fetch-model.sh).
+# DEPTH (0: with DEPTH=N, generation is measured after an N-token prompt,
+# llama-bench's `tg@dN` against ours after `--tokens` of N, and prompt
+# processing is of those N tokens), GGUF_LOADER_MODEL / GGUF_LOADER_GEMMA
+# (else fetch-model.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 reps="${1:-3}"
 threads="${THREADS:-2}"
 pp="${PP:-64}"
 tg="${TG:-64}"
+depth="${DEPTH:-0}"
+if [ "$depth" -gt 0 ]; then
+    pp="$depth"
+fi
 
 echo "load average at the start: $(cut -d" " -f1-3 /proc/loadavg)"
 llama_bench="$(scripts/llama_cpp_golden.sh --bench)"
@@ -24,8 +31,9 @@ cargo build --release --quiet -p gguf-loader-cli
 bin=./target/release/gguf-loader
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
-# Any ids will do for speed: 100, 137, 174, …
-tokens="$(python3 -c "print(','.join(str(100 + 37 * i) for i in range($pp)))")"
+# Any ids will do for speed: 100, 137, 174, … (below 32000, inside both
+# vocabularies)
+tokens="$(python3 -c "print(','.join(str((100 + 37 * i) % 32000) for i in range($pp)))")"
 results="$work/results.tsv"
 
 smollm2="${GGUF_LOADER_MODEL:-$(scripts/fetch-model.sh smollm2)}"
@@ -34,7 +42,15 @@ for name in smollm2 gemma3; do
     f16="$work/$name-f16.gguf"
     "$bin" convert --dtype f16 -o "$f16" "${!name}" >/dev/null
     for _ in $(seq "$reps"); do
-        "$llama_bench" -m "$f16" -t "$threads" -p "$pp" -n "$tg" -r 1 -o csv 2>/dev/null |
+        {
+            if [ "$depth" -gt 0 ]; then
+                "$llama_bench" -m "$f16" -t "$threads" -p "$pp" -n 0 -r 1 -o csv
+                "$llama_bench" -m "$f16" -t "$threads" -p 0 -n "$tg" -d "$depth" -r 1 -o csv |
+                    tail -n +2
+            else
+                "$llama_bench" -m "$f16" -t "$threads" -p "$pp" -n "$tg" -r 1 -o csv
+            fi
+        } 2>/dev/null |
             python3 -c '
 import csv, sys
 for row in csv.DictReader(sys.stdin):
@@ -42,14 +58,18 @@ for row in csv.DictReader(sys.stdin):
     print(sys.argv[1], "llama.cpp", test, row["avg_ts"], sep="\t")' "$name" >>"$results"
         for dtype in f16 f32; do
             # -n tg + 1: generation tokens/s times the tokens after the first.
-            RAYON_NUM_THREADS="$threads" "$bin" generate "$f16" --tokens "$tokens" \
-                -n $((tg + 1)) --dtype "$dtype" 2>&1 >/dev/null |
+            if ! out="$(RAYON_NUM_THREADS="$threads" "$bin" generate "$f16" --tokens "$tokens" \
+                -n $((tg + 1)) --ctx $((pp + tg + 1)) --dtype "$dtype" 2>&1 >/dev/null)"; then
+                echo "generate failed on $name ($dtype): $out" >&2
+                exit 1
+            fi
+            echo "$out" |
                 sed -nE "s/.*prompt: [0-9]+ tokens, ([0-9.]+) tokens\/s; generation: ([0-9]+) tokens, ([0-9.]+) tokens\/s.*/$name\tours-$dtype\tpp\t\1\n$name\tours-$dtype\ttg\t\3/p" >>"$results"
         done
     done
 done
 
-echo "threads $threads, pp$pp, tg$tg, $reps runs each (medians, tokens/s); load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "threads $threads, pp$pp, tg$tg, depth $depth, $reps runs each (medians, tokens/s); load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
 python3 - "$results" <<'EOF'
 import statistics, sys
 from collections import defaultdict

@@ -605,9 +605,14 @@ fn load_tensors_into_one_buffer_equals_the_model() {
 }
 
 /// A progress callback that uses rayon itself: its work may run a chunk of
-/// the load on the same thread, whose report took the lock the callback's
-/// call held (a thread waiting on itself). That report is left to the call
-/// in progress, which reports again when the counts moved.
+/// the load on the same thread, whose report found the lock the callback's
+/// call held (a thread waiting on itself); and another thread that took a
+/// piece of that work may, waiting for its own pieces, run a chunk of the
+/// load whose report found the lock held, while the callback waited for
+/// that thread (the two waiting on each other: this test hung once in 30
+/// runs of CI). No report waits for the lock: the call holding it reports
+/// again when the counts moved. Many small pieces of work, so that the
+/// other thread takes some.
 #[test]
 fn a_progress_callback_using_rayon_finishes() {
     use rayon::prelude::*;
@@ -617,10 +622,14 @@ fn a_progress_callback_using_rayon_finishes() {
     let total: u64 = loader.tensors().map(|t| t.n_bytes).sum();
     let what = "a load whose callback uses rayon";
     common::within(std::time::Duration::from_secs(60), what, move || {
-        for threads in [1, 2] {
+        for threads in [1, 2, 2, 2, 2, 2, 2, 2, 2, 2] {
             let last = std::sync::Mutex::new(None::<gguf_loader::Progress>);
             let cb = |p: &gguf_loader::Progress| {
-                let spin: u64 = (0..256u64).into_par_iter().map(|x| x * x).sum();
+                let spin: u64 = (0..256usize)
+                    .into_par_iter()
+                    .with_max_len(1)
+                    .map(|x| (x * x) as u64)
+                    .sum();
                 assert!(spin > 0);
                 // What a wait in rayon does: run the pool's other jobs
                 // (chunks of this load) here.

@@ -5,8 +5,8 @@
 
 use std::cmp::Reverse;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::atomic::{fence, AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Mutex, TryLockError};
 
 use half::f16;
 use rayon::prelude::*;
@@ -267,25 +267,9 @@ pub(crate) struct Control<'a> {
     callback: Option<ProgressFn<'a>>,
     /// Held through each callback, with the counts it was last given: one
     /// call at a time, each reading the counts after the one before did
-    /// (so they never go back), none repeating the last.
+    /// (so they never go back), none repeating the last. Never waited for
+    /// (see [`Control::report`]).
     reporting: Mutex<Option<Progress>>,
-}
-
-thread_local! {
-    /// The [`Control`] whose callback this thread is in (its address), so
-    /// that a report from inside it (the callback's own rayon work ran one
-    /// of the load's chunks on this thread) is left to the call in
-    /// progress, not a second lock of its mutex.
-    static IN_CALLBACK: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
-}
-
-/// Clears [`IN_CALLBACK`] when the callback returns or unwinds.
-struct LeaveCallback(usize);
-
-impl Drop for LeaveCallback {
-    fn drop(&mut self) {
-        IN_CALLBACK.with(|c| c.set(self.0));
-    }
 }
 
 impl<'a> Control<'a> {
@@ -314,36 +298,58 @@ impl<'a> Control<'a> {
     }
 
     pub(crate) fn report(&self, bytes: u64, tensors: usize) {
-        self.bytes_done.fetch_add(bytes, Ordering::Relaxed);
-        self.tensors_done.fetch_add(tensors, Ordering::Relaxed);
+        self.bytes_done.fetch_add(bytes, Ordering::SeqCst);
+        self.tensors_done.fetch_add(tensors, Ordering::SeqCst);
         let Some(cb) = self.callback else {
             return;
         };
-        let me = self as *const Self as usize;
-        if IN_CALLBACK.with(|c| c.get()) == me {
-            // From inside this load's callback: it reports again on return.
-            return;
-        }
-        // A callback that panicked leaves nothing inconsistent behind it.
-        let mut last = self.reporting.lock().unwrap_or_else(|e| e.into_inner());
-        let _leave = LeaveCallback(IN_CALLBACK.with(|c| c.replace(me)));
-        // Again while the counts moved during the call (a report from
-        // inside it was left to this one).
-        while !self.cancelled.load(Ordering::Relaxed) {
-            // Read under the lock: at least what the report before read.
-            let p = Progress {
-                tensors_done: self.tensors_done.load(Ordering::Relaxed),
-                tensors_total: self.tensors_total,
-                bytes_done: self.bytes_done.load(Ordering::Relaxed),
-                bytes_total: self.bytes_total,
+        // The counts added above, seen by a holder of the lock that lets it
+        // go after this thread found it held (the fence there pairs with
+        // this one).
+        fence(Ordering::SeqCst);
+        loop {
+            // Never wait for the lock. Its holder may be in the callback,
+            // waiting in rayon for work this very thread has taken on (a
+            // callback that uses rayon lets the pool run the load's chunks
+            // meanwhile, and one of them reports): waiting here would be
+            // waiting for itself. The holder reports again when the counts
+            // moved during its call, and after letting the lock go, so the
+            // last counts are always reported. (A report from inside the
+            // callback, on its own thread, finds the lock held too.)
+            let mut last = match self.reporting.try_lock() {
+                Ok(guard) => guard,
+                // A callback that panicked leaves nothing inconsistent.
+                Err(TryLockError::Poisoned(e)) => e.into_inner(),
+                Err(TryLockError::WouldBlock) => return,
             };
-            if *last == Some(p) {
-                break;
+            // Read under the lock: at least what the report before read.
+            let mut p = self.progress();
+            while !self.cancelled.load(Ordering::Relaxed) && *last != Some(p) {
+                *last = Some(p);
+                if !cb(&p) {
+                    self.cancelled.store(true, Ordering::Relaxed);
+                }
+                p = self.progress();
             }
-            *last = Some(p);
-            if !cb(&p) {
-                self.cancelled.store(true, Ordering::Relaxed);
+            let reported = *last;
+            drop(last);
+            fence(Ordering::SeqCst);
+            // Counts that moved since, from a report that found the lock
+            // held, are this thread's to report (unless another took the
+            // lock meanwhile).
+            if self.cancelled.load(Ordering::Relaxed) || reported == Some(self.progress()) {
+                return;
             }
+        }
+    }
+
+    /// The counts now.
+    fn progress(&self) -> Progress {
+        Progress {
+            tensors_done: self.tensors_done.load(Ordering::SeqCst),
+            tensors_total: self.tensors_total,
+            bytes_done: self.bytes_done.load(Ordering::SeqCst),
+            bytes_total: self.bytes_total,
         }
     }
 }

@@ -12,8 +12,11 @@
 //! kernel holds two of AVX2's eight-lane sums in each register, so every
 //! lane sums the same products in the same order: the same bits, in half
 //! the instructions and with twice the registers); elsewhere a portable
-//! kernel sums in the same order without fusing. `GGUF_LOADER_SIMD=avx2`
-//! (or `scalar`) caps it as it caps the decoders.
+//! kernel sums in the same order without fusing. With AVX-512 and many
+//! inputs (prompt processing), the lane kernel ([`Lanes`]) takes the
+//! product instead: each of the order's 32 partial sums as a matrix
+//! product of its own, sixteen inputs a vector, the same bits again.
+//! `GGUF_LOADER_SIMD=avx2` (or `scalar`) caps it as it caps the decoders.
 
 use rayon::prelude::*;
 
@@ -60,6 +63,10 @@ pub(crate) fn matmul_many<T: WeightElement, const M: usize>(
     debug_assert_eq!(x.len(), n * cols);
     let simd = Kernel::detect();
     let threads = rayon::current_num_threads();
+    // Many inputs on AVX-512: packed by lane once for every matrix (see
+    // [`Lanes`]), and chunks of whole lane tiles.
+    let lanes = simd.takes_lanes(n, cols).then(|| Lanes::pack(x, n, cols));
+    let unit = if lanes.is_some() { LANE_ROWS } else { R };
     // Output rows of the weights first (`rows × n`): each task owns a
     // contiguous run of one matrix's.
     let mut yts: [Vec<f32>; M] = ws.map(|(_, rows)| vec![0f32; rows * n]);
@@ -74,11 +81,11 @@ pub(crate) fn matmul_many<T: WeightElement, const M: usize>(
         let tasks = (rows * cols)
             .div_ceil(CHUNK_ELEMS)
             .next_multiple_of(threads);
-        let chunk = rows.div_ceil(tasks).next_multiple_of(R);
+        let chunk = rows.div_ceil(tasks).next_multiple_of(unit);
         jobs.extend(yt.chunks_mut(chunk * n).zip(w.chunks(chunk * cols)));
     }
     jobs.into_par_iter()
-        .for_each(|(out, w)| simd.rows(w, cols, x, n, out));
+        .for_each(|(out, w)| simd.rows(w, cols, x, lanes.as_ref(), n, out));
     for (yt, &(_, rows)) in yts.iter_mut().zip(&ws) {
         *yt = transpose(std::mem::take(yt), rows, n);
     }
@@ -146,30 +153,74 @@ impl Kernel {
         Kernel::Portable
     }
 
+    /// Whether a product of `n` inputs of `cols` takes the lane kernel
+    /// ([`Lanes`]): AVX-512, at least one whole sum of 32 columns, and
+    /// enough inputs to fill its tiles.
+    fn takes_lanes(self, n: usize, cols: usize) -> bool {
+        #[cfg(target_arch = "x86_64")]
+        if self == Kernel::Avx512 {
+            return n >= LANE_MIN_INPUTS && cols >= 4 * LANES;
+        }
+        let _ = (n, cols);
+        false
+    }
+
     /// `out[r * n + t] = w[r] · x[t]` for the `w.len() / cols` rows of `w`
-    /// and the `n` rows of `x`.
-    fn rows<T: WeightElement>(self, w: &[T], cols: usize, x: &[f32], n: usize, out: &mut [f32]) {
+    /// and the `n` rows of `x` (`lanes`: `x` packed by lane, where
+    /// [`Self::takes_lanes`]).
+    fn rows<T: WeightElement>(
+        self,
+        w: &[T],
+        cols: usize,
+        x: &[f32],
+        lanes: Option<&Lanes>,
+        n: usize,
+        out: &mut [f32],
+    ) {
         // With several inputs (prompt processing) f16 weights are widened
         // to f32 once (`WeightElement::widen`), into this thread's buffer,
         // and meet every input from there: the same products in the same
         // order, and faster, since the f32 kernel keeps its twelve sums,
         // three inputs and one weight vector in the sixteen registers where
-        // converting in the loop spills a sum.
+        // converting in the loop spills a sum. The lane kernel takes whole
+        // tiles of rows: the buffer is padded with rows of zeros.
         #[cfg(target_arch = "x86_64")]
-        if n > 1 && self != Kernel::Portable && T::KIND != ElementKind::F32 {
+        if n > 1 && self != Kernel::Portable && (T::KIND != ElementKind::F32 || lanes.is_some()) {
             thread_local! {
                 static WIDE: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+                static PACKED: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
             }
             return WIDE.with_borrow_mut(|wide| {
-                // Grown, never shrunk: every chunk's values are written.
-                if wide.len() < w.len() {
-                    wide.resize(w.len(), 0.0);
+                let padded = match lanes {
+                    Some(_) => (w.len() / cols).next_multiple_of(LANE_ROWS) * cols,
+                    None => w.len(),
+                };
+                // Grown, never shrunk: every value used is written.
+                if wide.len() < padded {
+                    wide.resize(padded, 0.0);
                 }
-                let wide = &mut wide[..w.len()];
-                T::widen(w, wide);
-                self.tiles(wide, cols, x, n, out);
+                let wide = &mut wide[..padded];
+                T::widen(w, &mut wide[..w.len()]);
+                wide[w.len()..].fill(0.0);
+                match lanes {
+                    Some(lanes) if self == Kernel::Avx512 => PACKED.with_borrow_mut(|packed| {
+                        let steps = lanes.steps;
+                        let size = padded / cols * steps * 4 * LANES;
+                        if packed.len() < size {
+                            packed.resize(size, 0.0);
+                        }
+                        let packed = &mut packed[..size];
+                        pack_tiles(wide, cols, steps, packed);
+                        // SAFETY: `takes_lanes` saw AVX-512F; `wide` holds
+                        // whole tiles of `cols`-long rows and `packed` the
+                        // same packed, `lanes` is `x` packed.
+                        unsafe { x86::lane_tiles(wide, packed, cols, lanes, x, n, out) }
+                    }),
+                    _ => self.tiles(&wide[..w.len()], cols, x, n, out),
+                }
             });
         }
+        let _ = lanes;
         self.tiles(w, cols, x, n, out)
     }
 
@@ -246,6 +297,88 @@ impl Kernel {
 /// Lanes of one SIMD sum (ggml's `GGML_F32_EPR` on AVX2).
 const LANES: usize = 8;
 
+/// Weight rows of one lane tile.
+const LANE_ROWS: usize = 12;
+/// Inputs of one lane tile (two vectors of sixteen).
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+const LANE_INPUTS: usize = 32;
+/// The fewest inputs the lane kernel takes (fewer would leave most of a
+/// tile's inputs padding).
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+const LANE_MIN_INPUTS: usize = 16;
+
+/// The inputs of a product packed by lane, for the lane kernel.
+///
+/// ggml's order gives each dot product 32 partial sums: lane `l` sums the
+/// products of columns `l`, `l + 32`, `l + 64`, … in order, fused, and the
+/// 32 lanes are then added in a fixed tree. Each lane is thus a matrix
+/// product of its own, over every 32nd column. The lane kernel computes
+/// it as a matrix product is best computed, a vector of sixteen inputs
+/// against one weight at a time (so no sum is ever split across a
+/// register, and each weight and input loaded meets many of the other),
+/// then adds the 32 lanes' results in ggml's tree, sixteen outputs at a
+/// time: the same operations on the same values, so the same bits.
+///
+/// The inputs come in tiles of [`LANE_INPUTS`] (the last padded with
+/// zeros), each tile's values by lane and 32 of columns, the tile's
+/// inputs side by side: `xp[((b * 32 + l) * steps + k) * 32 + i]` is
+/// `x[t * cols + 32 k + l]` for input `t = 32 b + i`, over the `steps`
+/// whole 32s of a row. A tile's values lie together, so the kernel
+/// streams them.
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+struct Lanes {
+    xp: Vec<f32>,
+    steps: usize,
+}
+
+/// The weights of whole lane tiles, `w` (rows of `cols`), packed for the
+/// lane kernel: tile by tile, lane by lane, the weights of each 32 of
+/// columns for the tile's rows side by side:
+/// `packed[((tile * 32 + l) * steps + k) * LANE_ROWS + r]` is row
+/// `tile * LANE_ROWS + r`'s column `32 k + l`.
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+fn pack_tiles(w: &[f32], cols: usize, steps: usize, packed: &mut [f32]) {
+    let tile_len = LANE_ROWS * 4 * LANES * steps;
+    for (tw, tp) in w
+        .chunks_exact(LANE_ROWS * cols)
+        .zip(packed.chunks_exact_mut(tile_len))
+    {
+        // A 32 of columns at a time: its 12 × 32 weights read from the L1
+        // cache, each lane's 12 written beside the previous 32's.
+        for k in 0..steps {
+            for l in 0..4 * LANES {
+                let dst = &mut tp[(l * steps + k) * LANE_ROWS..][..LANE_ROWS];
+                for (r, d) in dst.iter_mut().enumerate() {
+                    *d = tw[r * cols + 4 * LANES * k + l];
+                }
+            }
+        }
+    }
+}
+
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+impl Lanes {
+    fn pack(x: &[f32], n: usize, cols: usize) -> Lanes {
+        let steps = cols / (4 * LANES);
+        let tile = 4 * LANES * steps * LANE_INPUTS;
+        let mut xp = vec![0f32; n.div_ceil(LANE_INPUTS) * tile];
+        for (xt, pt) in x.chunks(LANE_INPUTS * cols).zip(xp.chunks_exact_mut(tile)) {
+            // A 32 of columns at a time: its (up to) 32 × 32 inputs read
+            // from the L1 cache, each lane's 32 written beside the
+            // previous 32's.
+            for k in 0..steps {
+                for l in 0..4 * LANES {
+                    let dst = &mut pt[(l * steps + k) * LANE_INPUTS..][..LANE_INPUTS];
+                    for (d, row) in dst.iter_mut().zip(xt.chunks_exact(cols)) {
+                        *d = row[4 * LANES * k + l];
+                    }
+                }
+            }
+        }
+        Lanes { xp, steps }
+    }
+}
+
 /// The portable dot product, in the order of [`Kernel::block`] (with
 /// separate multiplies and adds where the SIMD kernel fuses them).
 fn portable_dot<T: WeightElement>(w: &[T], x: &[f32]) -> f32 {
@@ -280,7 +413,7 @@ mod x86 {
     use std::arch::x86_64::*;
 
     use super::super::ops::WeightElement;
-    use super::LANES;
+    use super::{LANES, LANE_INPUTS};
 
     /// `acc[i][j] = w[i] · x[j]` for `RN` rows of `w` and `CN` rows of `x`
     /// (each `cols` long), in ggml's order (see [`super::Kernel::block`]).
@@ -388,6 +521,153 @@ mod x86 {
                 acc[i][j] = super::tail(sum, &w[i * cols..][..cols], &x[j * cols..][..cols], body);
             }
         }
+    }
+
+    /// A lane tile's sums: [`super::LANE_ROWS`] rows, each two vectors of
+    /// sixteen inputs.
+    type Tile = [[__m512; 2]; super::LANE_ROWS];
+
+    /// `out[r * n + t] = w[r] · x[t]` by the lane kernel (see
+    /// [`super::Lanes`]) for the `out.len() / n` rows of `w`.
+    ///
+    /// # Safety
+    /// The CPU has AVX-512F; `w` holds `cols`-long rows, whole lane tiles
+    /// of them (zeros past the last row of `out`), and `packed` the same
+    /// packed by [`super::pack_tiles`]; `lanes` is `x` (`n` rows of
+    /// `cols`) packed.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn lane_tiles(
+        w: &[f32],
+        packed: &[f32],
+        cols: usize,
+        lanes: &super::Lanes,
+        x: &[f32],
+        n: usize,
+        out: &mut [f32],
+    ) {
+        use super::LANE_ROWS;
+        let rows = out.len() / n;
+        let steps = lanes.steps;
+        let tile = 4 * LANES * steps * LANE_INPUTS;
+        let body = steps * 4 * LANES;
+        assert!(
+            body <= cols
+                && x.len() >= n * cols
+                && lanes.xp.len() >= n.div_ceil(LANE_INPUTS) * tile
+                && w.len() >= rows.next_multiple_of(LANE_ROWS) * cols
+                && packed.len() >= rows.next_multiple_of(LANE_ROWS) * body
+        );
+        let mut buf = [0f32; LANE_INPUTS];
+        // Inputs outer: a tile of inputs (32 of every packed row) stays in
+        // the L2 cache while every tile of weights meets it.
+        for t0 in (0..n).step_by(LANE_INPUTS) {
+            for r0 in (0..rows).step_by(LANE_ROWS) {
+                // SAFETY: the tile of rows r0.. lies whole in `packed`,
+                // that of inputs t0.. in `xp`.
+                let sums = unsafe {
+                    lane_tile(
+                        packed.as_ptr().add(r0 * body),
+                        lanes.xp.as_ptr().add(t0 / LANE_INPUTS * tile),
+                        steps,
+                    )
+                };
+                let tn = LANE_INPUTS.min(n - t0);
+                for (r, s) in sums.iter().enumerate().take(rows - r0) {
+                    // SAFETY: `buf` holds 32 floats.
+                    unsafe {
+                        _mm512_storeu_ps(buf.as_mut_ptr(), s[0]);
+                        _mm512_storeu_ps(buf.as_mut_ptr().add(16), s[1]);
+                    }
+                    let o = &mut out[(r0 + r) * n + t0..][..tn];
+                    if body == cols {
+                        o.copy_from_slice(&buf[..tn]);
+                    } else {
+                        let wr = &w[(r0 + r) * cols..][..cols];
+                        for (i, v) in o.iter_mut().enumerate() {
+                            let xr = &x[(t0 + i) * cols..][..cols];
+                            *v = super::tail(buf[i] as f64, wr, xr, body);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// One lane tile: the dot products of the [`super::LANE_ROWS`] rows
+    /// packed at `w` with the tile of 32 inputs packed at `xp`, over
+    /// `steps` 32s of columns, each lane summed alone and the lanes
+    /// added as ggml adds them.
+    ///
+    /// # Safety
+    /// The CPU has AVX-512F; `w` and `xp` point at a packed tile of
+    /// weights and one of inputs, of `steps` 32s of columns.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn lane_tile(w: *const f32, xp: *const f32, steps: usize) -> Tile {
+        let rows = super::LANE_ROWS;
+        // ggml's GGML_F32x8_REDUCE, its eight-lane sums p0..p3 being lanes
+        // m, 8 + m, 16 + m and 24 + m here: s_m = (p0 + p2) + (p1 + p3),
+        // then h_m = s_m + s_(m + 4), then (h0 + h1) + (h2 + h3). (No array
+        // of tiles: each would be zeroed, 1.5 KiB a tile, before it is
+        // written.)
+        let s = |m: usize| {
+            // SAFETY: lanes m, 8 + m, 16 + m and 24 + m (< 32) of the same
+            // tile and inputs.
+            let p = |j: usize| unsafe {
+                let l = j * LANES + m;
+                lane_sums(
+                    w.add(l * steps * rows),
+                    xp.add(l * steps * LANE_INPUTS),
+                    steps,
+                )
+            };
+            let a = add(&p(0), &p(2));
+            add(&a, &add(&p(1), &p(3)))
+        };
+        let h = |m: usize| add(&s(m), &s(m + 4));
+        let a = add(&h(0), &h(1));
+        add(&a, &add(&h(2), &h(3)))
+    }
+
+    /// `a + b`, sum by sum.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    fn add(a: &Tile, b: &Tile) -> Tile {
+        let mut s = *a;
+        for (sr, br) in s.iter_mut().zip(b) {
+            for (v, &w) in sr.iter_mut().zip(br) {
+                *v = _mm512_add_ps(*v, w);
+            }
+        }
+        s
+    }
+
+    /// One lane's sums of a tile: for each row, its weight of step `k`
+    /// times the inputs' value of that step fused into the sum, `k` in
+    /// order, sixteen inputs a vector.
+    ///
+    /// # Safety
+    /// As [`lane_tile`]'s, `w` and `xp` at the lane.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn lane_sums(w: *const f32, xp: *const f32, steps: usize) -> Tile {
+        let mut acc = [[_mm512_setzero_ps(); 2]; super::LANE_ROWS];
+        for k in 0..steps {
+            // SAFETY: step k of this lane's inputs: 32 floats from here.
+            let (xa, xb) = unsafe {
+                (
+                    _mm512_loadu_ps(xp.add(k * LANE_INPUTS)),
+                    _mm512_loadu_ps(xp.add(k * LANE_INPUTS + 16)),
+                )
+            };
+            for (r, a) in acc.iter_mut().enumerate() {
+                // SAFETY: row r's weight of step k, inside the lane.
+                let wv = _mm512_set1_ps(unsafe { *w.add(k * super::LANE_ROWS + r) });
+                a[0] = _mm512_fmadd_ps(wv, xa, a[0]);
+                a[1] = _mm512_fmadd_ps(wv, xb, a[1]);
+            }
+        }
+        acc
     }
 
     /// The partial sums `first..first + P`: sum `q` over the blocks of
@@ -502,13 +782,73 @@ mod tests {
             let x: Vec<f32> = (0..n * cols).map(|_| next()).collect();
             let mut a = vec![0f32; rows * n];
             let mut b = vec![0f32; rows * n];
-            Kernel::Avx2.rows(&w, cols, &x, n, &mut a);
-            Kernel::Avx512.rows(&w, cols, &x, n, &mut b);
+            Kernel::Avx2.rows(&w, cols, &x, None, n, &mut a);
+            Kernel::Avx512.rows(&w, cols, &x, None, n, &mut b);
             assert_eq!(
                 a.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
                 b.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
                 "{n} inputs"
             );
+        }
+    }
+
+    /// The lane kernel gives the AVX2 kernel's bits, for f16 and f32
+    /// weights, rows that fill a tile or not, columns with and without a
+    /// tail past the last 32, inputs that fill a tile or not; and so do
+    /// whole products that take it.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn lane_kernel_is_the_avx2_kernels_bits() {
+        let (Kernel::Avx512, Kernel::Avx2) = (Kernel::widest(true), Kernel::widest(false)) else {
+            eprintln!("skipped: no AVX-512 here");
+            return;
+        };
+        let mut seed = 0x0bad_cafe_1234_5678u64;
+        let mut next = move || {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((seed >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 4.0
+        };
+        let bits = |v: &[f32]| v.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+        for cols in [32, 64, 70, 576, 640, 1000] {
+            for rows in [1, 5, LANE_ROWS, 13, 37] {
+                let w: Vec<f32> = (0..rows * cols).map(|_| next()).collect();
+                let wh: Vec<f16> = w.iter().map(|&v| f16::from_f32(v)).collect();
+                for n in [LANE_MIN_INPUTS, 33, 50] {
+                    let x: Vec<f32> = (0..n * cols).map(|_| next()).collect();
+                    assert!(Kernel::Avx512.takes_lanes(n, cols));
+                    let lanes = Lanes::pack(&x, n, cols);
+                    for f16w in [false, true] {
+                        let mut a = vec![0f32; rows * n];
+                        let mut b = vec![0f32; rows * n];
+                        if f16w {
+                            Kernel::Avx2.rows(&wh, cols, &x, None, n, &mut a);
+                            Kernel::Avx512.rows(&wh, cols, &x, Some(&lanes), n, &mut b);
+                        } else {
+                            Kernel::Avx2.rows(&w, cols, &x, None, n, &mut a);
+                            Kernel::Avx512.rows(&w, cols, &x, Some(&lanes), n, &mut b);
+                        }
+                        assert_eq!(
+                            bits(&a),
+                            bits(&b),
+                            "{rows} x {cols}, {n} inputs, f16 {f16w}"
+                        );
+                    }
+                }
+            }
+        }
+        // Whole products: several matrices, chunks of whole tiles.
+        let cols = 640;
+        let w1: Vec<f16> = (0..300 * cols).map(|_| f16::from_f32(next())).collect();
+        let w2: Vec<f16> = (0..64 * cols).map(|_| f16::from_f32(next())).collect();
+        let n = 40;
+        let x: Vec<f32> = (0..n * cols).map(|_| next()).collect();
+        let [y1, y2] = matmul_many([(&w1[..], 300), (&w2[..], 64)], cols, &x, n);
+        for (w, rows, y) in [(&w1, 300, y1), (&w2, 64, y2)] {
+            let mut want = vec![0f32; rows * n];
+            Kernel::Avx2.rows(&w[..], cols, &x, None, n, &mut want);
+            assert_eq!(bits(&transpose(want, rows, n)), bits(&y));
         }
     }
 

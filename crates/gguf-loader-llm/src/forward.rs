@@ -35,7 +35,7 @@ use rayon::prelude::*;
 
 pub use generate::Generate;
 use matmul::matmul_many;
-use ops::{gelu, rms_norm, silu, softmax, Rope};
+use ops::{gelu, rms_norm, silu, softmax, Rope, SCORE_KEYS};
 pub use ops::{RopeMode, WeightElement};
 pub use sample::{argmax, check_logits, nmse, Sampler};
 
@@ -1025,6 +1025,12 @@ impl<T: WeightElement> Transformer<T> {
         let batch = n > FEW_QUERIES;
         let most = if batch { (start + n) * kv_dim } else { 0 };
         let (mut kf, mut vf) = (try_zeros::<f32>(most)?, try_zeros::<f32>(most)?);
+        // With AVX-512, the keys transposed too (`kt[c * tp + t]`, padded
+        // past the last position for whole vectors of keys), for
+        // `ops::lane_scores`.
+        let tp = (start + n).next_multiple_of(SCORE_KEYS) + SCORE_KEYS;
+        let lane_keys = batch && attention_simd() == AttentionSimd::Avx512;
+        let mut kt = try_zeros::<f32>(if lane_keys { kv_dim * tp } else { 0 })?;
         for il in 0..c.n_layer {
             let taken;
             let l = match &self.lazy {
@@ -1079,6 +1085,13 @@ impl<T: WeightElement> Transformer<T> {
                 let (kf, vf) = (&mut kf[..seen.len()], &mut vf[..seen.len()]);
                 cache.k[il][seen.clone()].convert_to_f32_slice(kf);
                 cache.v[il][seen].convert_to_f32_slice(vf);
+                if lane_keys {
+                    for (t, row) in kf.chunks_exact(kv_dim).enumerate() {
+                        for (c, &v) in row.iter().enumerate() {
+                            kt[c * tp + t] = v;
+                        }
+                    }
+                }
                 (Rows::F32(kf), Rows::F32(vf))
             } else {
                 (
@@ -1086,7 +1099,8 @@ impl<T: WeightElement> Transformer<T> {
                     Rows::F16(&cache.v[il][seen]),
                 )
             };
-            let attn = attention(&q, kr, vr, c, (start, base), n, window);
+            let keys_t = lane_keys.then_some((&kt[..], tp));
+            let attn = attention(&q, (kr, keys_t), vr, c, (start, base), n, window);
             obs(observe, "kqv_out", &attn);
             let mut o = l.wo.mul(&attn, n);
             if let Some(w) = &l.post_attn_norm {
@@ -1324,13 +1338,44 @@ impl Rows<'_> {
     }
 }
 
+/// The widest code the attention runs.
+#[derive(Clone, Copy, Debug, PartialEq)]
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+enum AttentionSimd {
+    None,
+    Avx2,
+    Avx512,
+}
+
+/// The widest attention code the CPU runs, under `GGUF_LOADER_SIMD`'s cap
+/// (read once).
+fn attention_simd() -> AttentionSimd {
+    static SIMD: std::sync::OnceLock<AttentionSimd> = std::sync::OnceLock::new();
+    *SIMD.get_or_init(|| {
+        let cap = std::env::var(gguf_loader::SIMD_ENV)
+            .unwrap_or_default()
+            .to_ascii_lowercase();
+        #[cfg(target_arch = "x86_64")]
+        if !matches!(cap.as_str(), "scalar" | "none") && is_x86_feature_detected!("avx2") {
+            if cap != "avx2" && is_x86_feature_detected!("avx512f") {
+                return AttentionSimd::Avx512;
+            }
+            return AttentionSimd::Avx2;
+        }
+        let _ = cap;
+        AttentionSimd::None
+    })
+}
+
 /// Causal (optionally sliding-window) grouped-query attention of `n` new
 /// queries at positions `start..start + n` over the cached keys/values of
 /// positions `base..start + n` (`k` and `v` begin at position `base`, the
-/// first any query sees). Returns `n` rows of `n_head * head_dim`.
+/// first any query sees; with the keys, where the CPU has AVX-512F, the
+/// same transposed and the distance between their rows, for
+/// [`ops::lane_scores`]). Returns `n` rows of `n_head * head_dim`.
 fn attention(
     q: &[f32],
-    k: Rows<'_>,
+    (k, kt): (Rows<'_>, Option<(&[f32], usize)>),
     v: Rows<'_>,
     c: &Config,
     (start, base): (usize, usize),
@@ -1354,6 +1399,9 @@ fn attention(
         span: std::ops::RangeInclusive<usize>,
         /// The position of the first key and value in `k` and `v`.
         base: usize,
+        /// The KV head's keys transposed (from position `base`, rows `tp`
+        /// apart) and `tp`: only where the CPU has AVX-512F.
+        kt: Option<(&'a [f32], usize)>,
         kv_dim: usize,
         scale: f32,
     }
@@ -1371,19 +1419,41 @@ fn attention(
         // apart, without AVX2 (a quarter of a step's time at a long
         // context).
         let mut buf = vec![0f32; hd];
-        let mut scores = vec![0f32; qh.len() / hd * span];
-        for (t, j) in h.span.clone().enumerate() {
-            let kj = h.k.row((j - h.base) * h.kv_dim, hd, &mut buf);
-            for (qr, sr) in qh.chunks_exact(hd).zip(scores.chunks_exact_mut(span)) {
-                sr[t] = ops::dot(qr, kj) * h.scale;
+        // Rows of whole vectors of keys (`lane_scores` writes them).
+        let stride = span.next_multiple_of(SCORE_KEYS);
+        let mut scores = vec![0f32; qh.len() / hd * stride];
+        match h.kt {
+            #[cfg(target_arch = "x86_64")]
+            Some((kt, tp)) => {
+                let first = h.span.start() - h.base;
+                // SAFETY: `kt` is given only where the CPU has AVX-512F.
+                unsafe {
+                    ops::lane_scores(
+                        &qh,
+                        hd,
+                        (&kt[first..], tp),
+                        span,
+                        h.scale,
+                        &mut scores,
+                        stride,
+                    )
+                }
+            }
+            _ => {
+                for (t, j) in h.span.clone().enumerate() {
+                    let kj = h.k.row((j - h.base) * h.kv_dim, hd, &mut buf);
+                    for (qr, sr) in qh.chunks_exact(hd).zip(scores.chunks_exact_mut(stride)) {
+                        sr[t] = ops::dot(qr, kj) * h.scale;
+                    }
+                }
             }
         }
-        for sr in scores.chunks_exact_mut(span) {
-            softmax(sr);
+        for sr in scores.chunks_exact_mut(stride) {
+            softmax(&mut sr[..span]);
         }
         for (t, j) in h.span.enumerate() {
             let vj = h.v.row((j - h.base) * h.kv_dim, hd, &mut buf);
-            for (or, sr) in o.chunks_exact_mut(hd).zip(scores.chunks_exact(span)) {
+            for (or, sr) in o.chunks_exact_mut(hd).zip(scores.chunks_exact(stride)) {
                 let p = sr[t];
                 for (a, b) in or.iter_mut().zip(vj) {
                     *a += p * b;
@@ -1399,8 +1469,14 @@ fn attention(
     fn some_avx2(h: Heads<'_>, hd: usize, o: &mut [f32]) {
         some(h, hd, o)
     }
+    // And for AVX-512 (sixteen lanes: a head's 16 partial sums of `dot`
+    // in one register).
     #[cfg(target_arch = "x86_64")]
-    let avx2 = is_x86_feature_detected!("avx2");
+    #[target_feature(enable = "avx512f,avx2")]
+    fn some_avx512(h: Heads<'_>, hd: usize, o: &mut [f32]) {
+        some(h, hd, o)
+    }
+    let simd = attention_simd();
     // Heads a task takes together: the most of a group that still leaves
     // a task for every thread.
     let threads = rayon::current_num_threads();
@@ -1421,11 +1497,17 @@ fn attention(
                 v: v.from(kvh),
                 span: lo..=pos,
                 base,
+                kt: kt.map(|(kt, tp)| (&kt[kvh * tp..], tp)),
                 kv_dim,
                 scale,
             };
             #[cfg(target_arch = "x86_64")]
-            if avx2 {
+            if simd == AttentionSimd::Avx512 {
+                // SAFETY: the CPU has AVX-512F and AVX2 (detected above).
+                return unsafe { some_avx512(heads, hd, o) };
+            }
+            #[cfg(target_arch = "x86_64")]
+            if simd == AttentionSimd::Avx2 {
                 // SAFETY: the CPU has AVX2 (detected above).
                 return unsafe { some_avx2(heads, hd, o) };
             }

@@ -195,3 +195,45 @@ fn generate_yields_what_a_loop_of_forward_and_sample_gives() {
         check(&model, &[504, 3458, 282, 4649, 314]);
     }
 }
+
+/// A prompt's logits at every position: at once, in two batches, and one
+/// token at a time, bit for bit the same (the batched matrix and attention
+/// kernels sum in the single-token order).
+fn batched_is_one_at_a_time(model: &Transformer<f16>, prompt: &[u32]) {
+    let n_vocab = model.config().n_vocab;
+    let mut cache = model.new_cache(prompt.len()).unwrap();
+    let whole = model.forward(&mut cache, prompt, true).unwrap();
+    let mut cache = model.new_cache(prompt.len()).unwrap();
+    let (a, b) = prompt.split_at(prompt.len() / 2 + 3);
+    let mut halves = model.forward(&mut cache, a, true).unwrap();
+    halves.extend(model.forward(&mut cache, b, true).unwrap());
+    let mut cache = model.new_cache(prompt.len()).unwrap();
+    let mut single = Vec::new();
+    for &t in prompt {
+        single.extend(model.forward(&mut cache, &[t], true).unwrap());
+    }
+    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    for (what, got) in [("at once", &whole), ("in two batches", &halves)] {
+        for (i, (g, s)) in got.chunks(n_vocab).zip(single.chunks(n_vocab)).enumerate() {
+            assert!(
+                bits(g) == bits(s),
+                "position {i}: {what} is not one at a time"
+            );
+        }
+    }
+}
+
+#[test]
+fn batched_logits_are_one_token_at_a_time_bit_for_bit() {
+    let prompt: Vec<u32> = (0..45).map(|i| (17 + 131 * i) % 500).collect();
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny(dir.path(), "tiny.gguf", &Preset::TINY_TEST);
+    batched_is_one_at_a_time(&model, &prompt);
+    if let Some(model) = smollm2() {
+        batched_is_one_at_a_time(&model, &prompt);
+    }
+    if let Some(path) = common::gemma_path() {
+        let model = Transformer::<f16>::load(&MmapGGUFLoader::new(&path).unwrap()).unwrap();
+        batched_is_one_at_a_time(&model, &prompt);
+    }
+}

@@ -92,21 +92,38 @@ pub(crate) fn matmul_many<T: WeightElement, const M: usize>(
     yts
 }
 
-/// `yt` (`rows × n`) as `n × rows`.
+/// `yt` (`rows × n`) as `n × rows`, on every thread for a batch.
 fn transpose(yt: Vec<f32>, rows: usize, n: usize) -> Vec<f32> {
     if n <= 1 {
         return yt;
     }
-    // In bands of 64 rows, whose n-long lines stay in the L1 cache while
-    // each input's 64 outputs are written.
     let mut y = vec![0f32; n * rows];
-    for (b, band) in yt.chunks(64 * n).enumerate() {
-        for t in 0..n {
-            let dst = &mut y[t * rows + b * 64..][..band.len() / n];
-            for (d, src) in dst.iter_mut().zip(band.chunks_exact(n)) {
-                *d = src[t];
+    // Each task writes the outputs of some inputs: in bands of 64 rows,
+    // whose lines of those inputs stay in the L1 cache while each input's
+    // 64 outputs are written.
+    // Inputs a task takes (all of them on this thread for a few tokens'
+    // outputs: a wake-up of the others would cost more).
+    let per = if n * rows < 1 << 15 {
+        n
+    } else {
+        (n / rayon::current_num_threads()).clamp(1, 64)
+    };
+    let inputs = |(i, ys): (usize, &mut [f32])| {
+        let t0 = i * per;
+        for (b, band) in yt.chunks(64 * n).enumerate() {
+            let band_rows = band.len() / n;
+            for (dt, yr) in ys.chunks_exact_mut(rows).enumerate() {
+                let dst = &mut yr[b * 64..][..band_rows];
+                for (d, src) in dst.iter_mut().zip(band.chunks_exact(n)) {
+                    *d = src[t0 + dt];
+                }
             }
         }
+    };
+    if per == n {
+        inputs((0, &mut y));
+    } else {
+        y.par_chunks_mut(per * rows).enumerate().for_each(inputs);
     }
     y
 }
@@ -856,14 +873,15 @@ mod tests {
     fn matmul_matches_naive_for_one_and_many_rows() {
         // 301 rows: a chunk that is not a multiple of R; 70 columns: a
         // tail past the last 8; 50 inputs: past one T_BLOCK, not a
-        // multiple of C.
+        // multiple of C; 120: outputs transposed on every thread, the last
+        // task's inputs fewer than the others'.
         let (rows, cols) = (301, 70);
         let w: Vec<f32> = (0..rows * cols)
             .map(|i| ((i * 37 % 101) as f32 - 50.0) / 50.0)
             .collect();
         let wh: Vec<f16> = w.iter().map(|&v| f16::from_f32(v)).collect();
         let wr: Vec<f32> = wh.iter().map(|v| v.to_f32()).collect();
-        for n in [1, 2, 7, 50] {
+        for n in [1, 2, 7, 50, 121] {
             let x: Vec<f32> = (0..n * cols)
                 .map(|i| ((i * 13 % 29) as f32 - 14.0) / 14.0)
                 .collect();

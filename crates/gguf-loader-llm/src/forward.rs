@@ -1467,6 +1467,16 @@ fn attention(
         for sr in scores.chunks_exact_mut(stride) {
             softmax(&mut sr[..span]);
         }
+        #[cfg(target_arch = "x86_64")]
+        if let (Some(_), Rows::F32(v)) = (h.kt, h.v) {
+            if hd.is_multiple_of(ops::VALUE_BLOCK) {
+                let first = (h.span.start() - h.base) * h.kv_dim;
+                // SAFETY: `kt` is given only where the CPU has AVX-512F.
+                return unsafe {
+                    ops::weighted_values((&scores, stride), span, (&v[first..], h.kv_dim), hd, o)
+                };
+            }
+        }
         for (t, j) in h.span.enumerate() {
             let vj = h.v.row((j - h.base) * h.kv_dim, hd, &mut buf);
             for (or, sr) in o.chunks_exact_mut(hd).zip(scores.chunks_exact(stride)) {

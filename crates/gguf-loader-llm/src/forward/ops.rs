@@ -210,6 +210,99 @@ pub(crate) unsafe fn lane_scores(
     }
 }
 
+/// Each head's output in `o` (`hd` values, a multiple of 64, each head's
+/// after the one before) plus its weighted sum of the values: `o += p_t *
+/// v_t` for `t` in `0..span` in order, a product then a sum for each
+/// value, as a plain loop over the positions adds them; here sixty-four
+/// values of up to four heads at a time, held in registers over all the
+/// positions, each value row read once for them. Head `i`'s weights are
+/// `scores[i * stride..][..span]`; `v` holds the values from the first
+/// position of the span, rows `kv_dim` apart.
+///
+/// # Safety
+/// The CPU has AVX-512F.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+pub(crate) unsafe fn weighted_values(
+    (scores, stride): (&[f32], usize),
+    span: usize,
+    (v, kv_dim): (&[f32], usize),
+    hd: usize,
+    o: &mut [f32],
+) {
+    let heads = o.len() / hd;
+    assert!(hd.is_multiple_of(VALUE_BLOCK) && span >= 1 && stride >= span);
+    assert!(v.len() >= (span - 1) * kv_dim + hd && scores.len() >= heads * stride);
+    let mut h0 = 0;
+    while h0 < heads {
+        let nh = (heads - h0).min(4);
+        let (sp, op) = (scores[h0 * stride..].as_ptr(), o[h0 * hd..].as_mut_ptr());
+        let vp = v.as_ptr();
+        // SAFETY: heads h0..h0 + nh of `o` and `scores`, `span` rows of
+        // `v` (checked above).
+        unsafe {
+            match nh {
+                4 => value_group::<4>(sp, stride, span, vp, kv_dim, hd, op),
+                3 => value_group::<3>(sp, stride, span, vp, kv_dim, hd, op),
+                2 => value_group::<2>(sp, stride, span, vp, kv_dim, hd, op),
+                _ => value_group::<1>(sp, stride, span, vp, kv_dim, hd, op),
+            }
+        }
+        h0 += nh;
+    }
+}
+
+/// Values [`weighted_values`] holds at once for each head.
+pub(crate) const VALUE_BLOCK: usize = 64;
+
+/// [`weighted_values`] for `H` heads.
+///
+/// # Safety
+/// As [`weighted_values`]'s, for `H` heads from `scores` and `o`.
+#[cfg(target_arch = "x86_64")]
+#[inline]
+#[target_feature(enable = "avx512f")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn value_group<const H: usize>(
+    scores: *const f32,
+    stride: usize,
+    span: usize,
+    v: *const f32,
+    kv_dim: usize,
+    hd: usize,
+    o: *mut f32,
+) {
+    use core::arch::x86_64::*;
+    for c0 in (0..hd).step_by(VALUE_BLOCK) {
+        let mut acc = [[_mm512_setzero_ps(); 4]; H];
+        for (h, a) in acc.iter_mut().enumerate() {
+            for (j, aj) in a.iter_mut().enumerate() {
+                // SAFETY: value c0 + 16 j of head h, inside `o`.
+                *aj = unsafe { _mm512_loadu_ps(o.add(h * hd + c0 + 16 * j)) };
+            }
+        }
+        for t in 0..span {
+            // SAFETY: row t's values c0..c0 + 64, inside `v`.
+            let vr = unsafe { v.add(t * kv_dim + c0) };
+            let vv: [__m512; 4] =
+                std::array::from_fn(|j| unsafe { _mm512_loadu_ps(vr.add(16 * j)) });
+            for (h, a) in acc.iter_mut().enumerate() {
+                // SAFETY: head h's weight of position t.
+                let p = _mm512_set1_ps(unsafe { *scores.add(h * stride + t) });
+                for (aj, &vj) in a.iter_mut().zip(&vv) {
+                    *aj = _mm512_add_ps(*aj, _mm512_mul_ps(p, vj));
+                }
+            }
+        }
+        for (h, a) in acc.iter().enumerate() {
+            for (j, &aj) in a.iter().enumerate() {
+                // SAFETY: as the loads above.
+                unsafe { _mm512_storeu_ps(o.add(h * hd + c0 + 16 * j), aj) };
+            }
+        }
+    }
+}
+
 /// RMSNorm of each `dim`-long row of `x` in place, times `weight`, as
 /// ggml computes it (sum of squares in f64, `1 / sqrt(mean + eps)` in f32).
 pub(crate) fn rms_norm(x: &mut [f32], weight: &[f32], eps: f32) {
@@ -356,6 +449,53 @@ mod tests {
                             "hd {hd}, span {span}, head {i}, key {t}"
                         );
                     }
+                }
+            }
+        }
+    }
+
+    /// The weighted values are the plain loop's (each position in order, a
+    /// product then a sum) bit for bit, for one to five heads (a group of
+    /// four and the rest), heads of 64 and 256 values, rows of values
+    /// wider than a head.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn weighted_values_are_the_plain_loops_bit_for_bit() {
+        if !is_x86_feature_detected!("avx512f") {
+            eprintln!("skipped: no AVX-512 here");
+            return;
+        }
+        let mut seed = 0x5851_f42d_4c95_7f2du64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            ((seed >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 8.0
+        };
+        for hd in [64, 256] {
+            for heads in 1..=5 {
+                for span in [1usize, 7, 40] {
+                    let (kv_dim, stride) = (hd * 2, span.next_multiple_of(16));
+                    let scores: Vec<f32> = (0..heads * stride).map(|_| next()).collect();
+                    let v: Vec<f32> = (0..span * kv_dim).map(|_| next()).collect();
+                    let mut want = vec![0f32; heads * hd];
+                    for t in 0..span {
+                        for (h, o) in want.chunks_exact_mut(hd).enumerate() {
+                            let p = scores[h * stride + t];
+                            for (a, b) in o.iter_mut().zip(&v[t * kv_dim..][..hd]) {
+                                *a += p * b;
+                            }
+                        }
+                    }
+                    let mut got = vec![0f32; heads * hd];
+                    // SAFETY: the CPU has AVX-512F (checked above).
+                    unsafe { weighted_values((&scores, stride), span, (&v, kv_dim), hd, &mut got) };
+                    let bits = |x: &[f32]| x.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+                    assert_eq!(
+                        bits(&got),
+                        bits(&want),
+                        "hd {hd}, {heads} heads, span {span}"
+                    );
                 }
             }
         }

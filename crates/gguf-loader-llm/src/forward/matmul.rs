@@ -316,9 +316,11 @@ const LANES: usize = 8;
 
 /// Weight rows of one lane tile.
 const LANE_ROWS: usize = 12;
+/// Vectors of sixteen inputs in one lane tile.
+const LANE_VECS: usize = 2;
 /// Inputs of one lane tile (two vectors of sixteen).
 #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
-const LANE_INPUTS: usize = 32;
+const LANE_INPUTS: usize = 16 * LANE_VECS;
 /// The fewest inputs the lane kernel takes (fewer would leave most of a
 /// tile's inputs padding).
 #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
@@ -542,7 +544,9 @@ mod x86 {
 
     /// A lane tile's sums: [`super::LANE_ROWS`] rows, each two vectors of
     /// sixteen inputs.
-    type Tile = [[__m512; 2]; super::LANE_ROWS];
+    /// A lane tile's sums: [`super::LANE_ROWS`] rows, each `V` vectors of
+    /// sixteen inputs.
+    type Tile<const V: usize> = [[__m512; V]; super::LANE_ROWS];
 
     /// `out[r * n + t] = w[r] · x[t]` by the lane kernel (see
     /// [`super::Lanes`]) for the `out.len() / n` rows of `w`.
@@ -575,64 +579,82 @@ mod x86 {
                 && packed.len() >= rows.next_multiple_of(LANE_ROWS) * body
         );
         let mut buf = [0f32; LANE_INPUTS];
-        // Inputs outer: a tile of inputs (32 of every packed row) stays in
-        // the L2 cache while every tile of weights meets it.
+        // Inputs outer: a tile of inputs (of every packed row) stays in the
+        // L2 cache while every tile of weights meets it.
         for t0 in (0..n).step_by(LANE_INPUTS) {
+            let tn = LANE_INPUTS.min(n - t0);
             for r0 in (0..rows).step_by(LANE_ROWS) {
-                // SAFETY: the tile of rows r0.. lies whole in `packed`,
-                // that of inputs t0.. in `xp`.
-                let sums = unsafe {
-                    lane_tile(
-                        packed.as_ptr().add(r0 * body),
-                        lanes.xp.as_ptr().add(t0 / LANE_INPUTS * tile),
-                        steps,
-                    )
-                };
-                let tn = LANE_INPUTS.min(n - t0);
-                for (r, s) in sums.iter().enumerate().take(rows - r0) {
-                    // SAFETY: `buf` holds 32 floats.
-                    unsafe {
-                        _mm512_storeu_ps(buf.as_mut_ptr(), s[0]);
-                        _mm512_storeu_ps(buf.as_mut_ptr().add(16), s[1]);
-                    }
-                    let o = &mut out[(r0 + r) * n + t0..][..tn];
-                    if body == cols {
-                        o.copy_from_slice(&buf[..tn]);
-                    } else {
-                        let wr = &w[(r0 + r) * cols..][..cols];
-                        for (i, v) in o.iter_mut().enumerate() {
-                            let xr = &x[(t0 + i) * cols..][..cols];
-                            *v = super::tail(buf[i] as f64, wr, xr, body);
+                let (wp, xp) = (
+                    // SAFETY: the tile of rows r0.. lies whole in `packed`,
+                    // that of inputs t0.. in `xp`.
+                    unsafe { packed.as_ptr().add(r0 * body) },
+                    unsafe { lanes.xp.as_ptr().add(t0 / LANE_INPUTS * tile) },
+                );
+                // The sums into `buf`, row by row: a last tile of a few
+                // inputs takes as few vectors as hold them.
+                let mut rows_out = |sums: &[&[__m512]]| {
+                    for (r, s) in sums.iter().enumerate().take(rows - r0) {
+                        for (v, &sv) in s.iter().enumerate() {
+                            // SAFETY: `buf` holds LANE_INPUTS floats.
+                            unsafe { _mm512_storeu_ps(buf.as_mut_ptr().add(16 * v), sv) };
+                        }
+                        let o = &mut out[(r0 + r) * n + t0..][..tn];
+                        if body == cols {
+                            o.copy_from_slice(&buf[..tn]);
+                        } else {
+                            let wr = &w[(r0 + r) * cols..][..cols];
+                            for (i, v) in o.iter_mut().enumerate() {
+                                let xr = &x[(t0 + i) * cols..][..cols];
+                                *v = super::tail(buf[i] as f64, wr, xr, body);
+                            }
                         }
                     }
+                };
+                // SAFETY (each arm): as above; V vectors of the tile.
+                match tn.div_ceil(16) {
+                    1 => rows_out(
+                        &unsafe { lane_tile::<1>(wp, xp, steps) }
+                            .each_ref()
+                            .map(|r| &r[..]),
+                    ),
+                    2 => rows_out(
+                        &unsafe { lane_tile::<2>(wp, xp, steps) }
+                            .each_ref()
+                            .map(|r| &r[..]),
+                    ),
+                    _ => rows_out(
+                        &unsafe { lane_tile::<{ super::LANE_VECS }>(wp, xp, steps) }
+                            .each_ref()
+                            .map(|r| &r[..]),
+                    ),
                 }
             }
         }
     }
 
     /// One lane tile: the dot products of the [`super::LANE_ROWS`] rows
-    /// packed at `w` with the tile of 32 inputs packed at `xp`, over
+    /// packed at `w` with `16 V` inputs of the tile packed at `xp`, over
     /// `steps` 32s of columns, each lane summed alone and the lanes
     /// added as ggml adds them.
     ///
     /// # Safety
     /// The CPU has AVX-512F; `w` and `xp` point at a packed tile of
-    /// weights and one of inputs, of `steps` 32s of columns.
+    /// weights and one of inputs, of `steps` 32s of columns;
+    /// `V <= LANE_VECS`.
     #[inline]
     #[target_feature(enable = "avx512f")]
-    unsafe fn lane_tile(w: *const f32, xp: *const f32, steps: usize) -> Tile {
+    unsafe fn lane_tile<const V: usize>(w: *const f32, xp: *const f32, steps: usize) -> Tile<V> {
         let rows = super::LANE_ROWS;
         // ggml's GGML_F32x8_REDUCE, its eight-lane sums p0..p3 being lanes
         // m, 8 + m, 16 + m and 24 + m here: s_m = (p0 + p2) + (p1 + p3),
         // then h_m = s_m + s_(m + 4), then (h0 + h1) + (h2 + h3). (No array
-        // of tiles: each would be zeroed, 1.5 KiB a tile, before it is
-        // written.)
+        // of tiles: each would be zeroed before it is written.)
         let s = |m: usize| {
             // SAFETY: lanes m, 8 + m, 16 + m and 24 + m (< 32) of the same
             // tile and inputs.
             let p = |j: usize| unsafe {
                 let l = j * LANES + m;
-                lane_sums(
+                lane_sums::<V>(
                     w.add(l * steps * rows),
                     xp.add(l * steps * LANE_INPUTS),
                     steps,
@@ -649,7 +671,7 @@ mod x86 {
     /// `a + b`, sum by sum.
     #[inline]
     #[target_feature(enable = "avx512f")]
-    fn add(a: &Tile, b: &Tile) -> Tile {
+    fn add<const V: usize>(a: &Tile<V>, b: &Tile<V>) -> Tile<V> {
         let mut s = *a;
         for (sr, br) in s.iter_mut().zip(b) {
             for (v, &w) in sr.iter_mut().zip(br) {
@@ -667,21 +689,21 @@ mod x86 {
     /// As [`lane_tile`]'s, `w` and `xp` at the lane.
     #[inline]
     #[target_feature(enable = "avx512f")]
-    unsafe fn lane_sums(w: *const f32, xp: *const f32, steps: usize) -> Tile {
-        let mut acc = [[_mm512_setzero_ps(); 2]; super::LANE_ROWS];
+    unsafe fn lane_sums<const V: usize>(w: *const f32, xp: *const f32, steps: usize) -> Tile<V> {
+        let mut acc = [[_mm512_setzero_ps(); V]; super::LANE_ROWS];
         for k in 0..steps {
-            // SAFETY: step k of this lane's inputs: 32 floats from here.
-            let (xa, xb) = unsafe {
-                (
-                    _mm512_loadu_ps(xp.add(k * LANE_INPUTS)),
-                    _mm512_loadu_ps(xp.add(k * LANE_INPUTS + 16)),
-                )
-            };
+            let mut xs = [_mm512_setzero_ps(); V];
+            for (v, xv) in xs.iter_mut().enumerate() {
+                // SAFETY: step k of this lane's inputs: at least 16 V
+                // floats from here.
+                *xv = unsafe { _mm512_loadu_ps(xp.add(k * LANE_INPUTS + 16 * v)) };
+            }
             for (r, a) in acc.iter_mut().enumerate() {
                 // SAFETY: row r's weight of step k, inside the lane.
                 let wv = _mm512_set1_ps(unsafe { *w.add(k * super::LANE_ROWS + r) });
-                a[0] = _mm512_fmadd_ps(wv, xa, a[0]);
-                a[1] = _mm512_fmadd_ps(wv, xb, a[1]);
+                for (av, &xv) in a.iter_mut().zip(&xs) {
+                    *av = _mm512_fmadd_ps(wv, xv, *av);
+                }
             }
         }
         acc
@@ -832,7 +854,7 @@ mod tests {
             for rows in [1, 5, LANE_ROWS, 13, 37] {
                 let w: Vec<f32> = (0..rows * cols).map(|_| next()).collect();
                 let wh: Vec<f16> = w.iter().map(|&v| f16::from_f32(v)).collect();
-                for n in [LANE_MIN_INPUTS, 33, 50] {
+                for n in [LANE_MIN_INPUTS, 33, 50, 80] {
                     let x: Vec<f32> = (0..n * cols).map(|_| next()).collect();
                     assert!(Kernel::Avx512.takes_lanes(n, cols));
                     let lanes = Lanes::pack(&x, n, cols);

@@ -773,6 +773,22 @@ mod tests {
         }
     }
 
+    /// Where the CPU has both the AVX-512 and the AVX2 kernels, values
+    /// in [-2, 2) from `seed` (else `None`, saying the test is skipped).
+    #[cfg(target_arch = "x86_64")]
+    fn avx512_and_values(mut seed: u64) -> Option<impl FnMut() -> f32> {
+        let (Kernel::Avx512, Kernel::Avx2) = (Kernel::widest(true), Kernel::widest(false)) else {
+            eprintln!("skipped: no AVX-512 here");
+            return None;
+        };
+        Some(move || {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((seed >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 4.0
+        })
+    }
+
     /// The AVX-512 kernel gives the AVX2 kernel's bits (and the portable
     /// one's order), for f32 and f16 weights, every block shape, columns
     /// with and without a tail past the last 32; and whole products with
@@ -780,16 +796,8 @@ mod tests {
     #[cfg(target_arch = "x86_64")]
     #[test]
     fn avx512_kernel_is_the_avx2_kernels_bits() {
-        let (Kernel::Avx512, Kernel::Avx2) = (Kernel::widest(true), Kernel::widest(false)) else {
-            eprintln!("skipped: no AVX-512 here");
+        let Some(mut next) = avx512_and_values(0x1234_5678_9abc_def0) else {
             return;
-        };
-        let mut seed = 0x1234_5678_9abc_def0u64;
-        let mut next = move || {
-            seed = seed
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            ((seed >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 4.0
         };
         for cols in [32, 64, 70, 576, 640, 1000] {
             for (rn, cn) in [(R, 3), (R, 2), (R, 1), (1, 3), (1, 2), (1, 1)] {
@@ -838,16 +846,8 @@ mod tests {
     #[cfg(target_arch = "x86_64")]
     #[test]
     fn lane_kernel_is_the_avx2_kernels_bits() {
-        let (Kernel::Avx512, Kernel::Avx2) = (Kernel::widest(true), Kernel::widest(false)) else {
-            eprintln!("skipped: no AVX-512 here");
+        let Some(mut next) = avx512_and_values(0x0bad_cafe_1234_5678) else {
             return;
-        };
-        let mut seed = 0x0bad_cafe_1234_5678u64;
-        let mut next = move || {
-            seed = seed
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            ((seed >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 4.0
         };
         let bits = |v: &[f32]| v.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
         for cols in [32, 64, 70, 576, 640, 1000] {

@@ -412,22 +412,30 @@ pub(crate) fn softmax(x: &mut [f32]) {
 mod tests {
     use super::*;
 
+    /// Where the CPU has AVX-512F, values in [-4, 4) from `seed` (else
+    /// `None`, saying the test is skipped).
+    #[cfg(target_arch = "x86_64")]
+    fn avx512_and_values(mut seed: u64) -> Option<impl FnMut() -> f32> {
+        if !is_x86_feature_detected!("avx512f") {
+            eprintln!("skipped: no AVX-512 here");
+            return None;
+        }
+        Some(move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            ((seed >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 8.0
+        })
+    }
+
     /// The lane scores are `dot(q, k) * scale` bit for bit, for heads of
     /// whole sixteens and with a tail past them, spans that fill their
     /// last vector of keys or not.
     #[cfg(target_arch = "x86_64")]
     #[test]
     fn lane_scores_are_dots_bit_for_bit() {
-        if !is_x86_feature_detected!("avx512f") {
-            eprintln!("skipped: no AVX-512 here");
+        let Some(mut next) = avx512_and_values(0x2545_f491_4f6c_dd1d) else {
             return;
-        }
-        let mut seed = 0x2545_f491_4f6c_dd1du64;
-        let mut next = move || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            ((seed >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 8.0
         };
         for hd in [8, 16, 64, 70, 256] {
             for span in [1usize, 15, 16, 17, 100] {
@@ -461,16 +469,8 @@ mod tests {
     #[cfg(target_arch = "x86_64")]
     #[test]
     fn weighted_values_are_the_plain_loops_bit_for_bit() {
-        if !is_x86_feature_detected!("avx512f") {
-            eprintln!("skipped: no AVX-512 here");
+        let Some(mut next) = avx512_and_values(0x5851_f42d_4c95_7f2d) else {
             return;
-        }
-        let mut seed = 0x5851_f42d_4c95_7f2du64;
-        let mut next = move || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            ((seed >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 8.0
         };
         for hd in [64, 256] {
             for heads in 1..=5 {

@@ -34,7 +34,7 @@ use half::slice::HalfFloatSliceExt;
 use rayon::prelude::*;
 
 pub use generate::Generate;
-use matmul::matmul_many;
+use matmul::{matmul_many, Kernel};
 use ops::{gelu, rms_norm, silu, softmax, Rope, SCORE_KEYS};
 pub use ops::{RopeMode, WeightElement};
 pub use sample::{argmax, check_logits, nmse, Sampler};
@@ -1029,7 +1029,7 @@ impl<T: WeightElement> Transformer<T> {
         // past the last position for whole vectors of keys), for
         // `ops::lane_scores`.
         let tp = (start + n).next_multiple_of(SCORE_KEYS) + SCORE_KEYS;
-        let lane_keys = batch && attention_simd() == AttentionSimd::Avx512;
+        let lane_keys = batch && Kernel::detect().is_avx512();
         let mut kt = try_zeros::<f32>(if lane_keys { kv_dim * tp } else { 0 })?;
         for il in 0..c.n_layer {
             let taken;
@@ -1354,35 +1354,6 @@ impl Rows<'_> {
     }
 }
 
-/// The widest code the attention runs.
-#[derive(Clone, Copy, Debug, PartialEq)]
-#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
-enum AttentionSimd {
-    None,
-    Avx2,
-    Avx512,
-}
-
-/// The widest attention code the CPU runs, under `GGUF_LOADER_SIMD`'s cap
-/// (read once).
-fn attention_simd() -> AttentionSimd {
-    static SIMD: std::sync::OnceLock<AttentionSimd> = std::sync::OnceLock::new();
-    *SIMD.get_or_init(|| {
-        let cap = std::env::var(gguf_loader::SIMD_ENV)
-            .unwrap_or_default()
-            .to_ascii_lowercase();
-        #[cfg(target_arch = "x86_64")]
-        if !matches!(cap.as_str(), "scalar" | "none") && is_x86_feature_detected!("avx2") {
-            if cap != "avx2" && is_x86_feature_detected!("avx512f") {
-                return AttentionSimd::Avx512;
-            }
-            return AttentionSimd::Avx2;
-        }
-        let _ = cap;
-        AttentionSimd::None
-    })
-}
-
 /// Causal (optionally sliding-window) grouped-query attention of `n` new
 /// queries at positions `start..start + n` over the cached keys/values of
 /// positions `base..start + n` (`k` and `v` begin at position `base`, the
@@ -1503,7 +1474,9 @@ fn attention(
     fn some_avx512(h: Heads<'_>, hd: usize, o: &mut [f32]) {
         some(h, hd, o)
     }
-    let simd = attention_simd();
+    // The matrix kernels' choice (AVX2 with FMA and F16C, AVX-512F besides,
+    // under `GGUF_LOADER_SIMD`'s cap).
+    let simd = Kernel::detect();
     // Heads a task takes together: the most of a group that still leaves
     // a task for every thread.
     let threads = rayon::current_num_threads();
@@ -1529,12 +1502,12 @@ fn attention(
                 scale,
             };
             #[cfg(target_arch = "x86_64")]
-            if simd == AttentionSimd::Avx512 && heads.kt.is_some() {
+            if simd.is_avx512() && heads.kt.is_some() {
                 // SAFETY: the CPU has AVX-512F and AVX2 (detected above).
                 return unsafe { some_avx512(heads, hd, o) };
             }
             #[cfg(target_arch = "x86_64")]
-            if simd == AttentionSimd::Avx2 {
+            if simd != Kernel::Portable {
                 // SAFETY: the CPU has AVX2 (detected above).
                 return unsafe { some_avx2(heads, hd, o) };
             }

@@ -98,11 +98,10 @@ fn transpose(yt: Vec<f32>, rows: usize, n: usize) -> Vec<f32> {
         return yt;
     }
     let mut y = vec![0f32; n * rows];
-    // Each task writes the outputs of some inputs: in bands of 64 rows,
-    // whose lines of those inputs stay in the L1 cache while each input's
-    // 64 outputs are written.
-    // Inputs a task takes (all of them on this thread for a few tokens'
-    // outputs: a wake-up of the others would cost more).
+    // Each task writes the outputs of `per` inputs (all of them on this
+    // thread for a few tokens' outputs: a wake-up of the others would cost
+    // more), in bands of 64 rows, whose lines of those inputs stay in the
+    // L1 cache while each input's 64 outputs are written.
     let per = if n * rows < 1 << 15 {
         n
     } else {
@@ -130,7 +129,7 @@ fn transpose(yt: Vec<f32>, rows: usize, n: usize) -> Vec<f32> {
 
 /// Which block kernel runs.
 #[derive(Clone, Copy, Debug, PartialEq)]
-enum Kernel {
+pub(super) enum Kernel {
     Portable,
     #[cfg(target_arch = "x86_64")]
     Avx2,
@@ -141,7 +140,7 @@ enum Kernel {
 impl Kernel {
     /// The widest kernel the CPU runs, under `GGUF_LOADER_SIMD`'s cap
     /// (read once).
-    fn detect() -> Kernel {
+    pub(super) fn detect() -> Kernel {
         static KERNEL: std::sync::OnceLock<Kernel> = std::sync::OnceLock::new();
         *KERNEL.get_or_init(|| {
             let cap = std::env::var(gguf_loader::SIMD_ENV)
@@ -170,16 +169,19 @@ impl Kernel {
         Kernel::Portable
     }
 
+    /// Whether this is the AVX-512 kernel.
+    pub(super) fn is_avx512(self) -> bool {
+        #[cfg(target_arch = "x86_64")]
+        return self == Kernel::Avx512;
+        #[cfg(not(target_arch = "x86_64"))]
+        false
+    }
+
     /// Whether a product of `n` inputs of `cols` takes the lane kernel
     /// ([`Lanes`]): AVX-512, at least one whole sum of 32 columns, and
     /// enough inputs to fill its tiles.
     fn takes_lanes(self, n: usize, cols: usize) -> bool {
-        #[cfg(target_arch = "x86_64")]
-        if self == Kernel::Avx512 {
-            return n >= LANE_MIN_INPUTS && cols >= 4 * LANES;
-        }
-        let _ = (n, cols);
-        false
+        self.is_avx512() && n >= LANE_MIN_INPUTS && cols >= 4 * LANES
     }
 
     /// `out[r * n + t] = w[r] · x[t]` for the `w.len() / cols` rows of `w`
@@ -227,7 +229,8 @@ impl Kernel {
                             packed.resize(size, 0.0);
                         }
                         let packed = &mut packed[..size];
-                        pack_tiles(wide, cols, steps, packed);
+                        // The weights of whole tiles, packed as the inputs.
+                        pack_by_lane(wide, cols, steps, LANE_ROWS, packed);
                         // SAFETY: `takes_lanes` saw AVX-512F; `wide` holds
                         // whole tiles of `cols`-long rows and `packed` the
                         // same packed, `lanes` is `x` packed.
@@ -323,7 +326,6 @@ const LANE_VECS: usize = 2;
 const LANE_INPUTS: usize = 16 * LANE_VECS;
 /// The fewest inputs the lane kernel takes (fewer would leave most of a
 /// tile's inputs padding).
-#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 const LANE_MIN_INPUTS: usize = 16;
 
 /// The inputs of a product packed by lane, for the lane kernel.
@@ -350,25 +352,25 @@ struct Lanes {
     steps: usize,
 }
 
-/// The weights of whole lane tiles, `w` (rows of `cols`), packed for the
-/// lane kernel: tile by tile, lane by lane, the weights of each 32 of
-/// columns for the tile's rows side by side:
-/// `packed[((tile * 32 + l) * steps + k) * LANE_ROWS + r]` is row
-/// `tile * LANE_ROWS + r`'s column `32 k + l`.
+/// Rows of `cols` values (`src`), packed by lane in groups of `group`
+/// rows, group after group: in each group, lane by lane, the values of
+/// each 32 of columns for the group's rows side by side, so that
+/// `dst[((g * 32 + l) * steps + k) * group + i]` is row `g * group + i`'s
+/// column `32 k + l`, over the `steps` whole 32s of a row. A last group of
+/// fewer rows leaves the rest of its part of `dst` as it was.
 #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
-fn pack_tiles(w: &[f32], cols: usize, steps: usize, packed: &mut [f32]) {
-    let tile_len = LANE_ROWS * 4 * LANES * steps;
-    for (tw, tp) in w
-        .chunks_exact(LANE_ROWS * cols)
-        .zip(packed.chunks_exact_mut(tile_len))
+fn pack_by_lane(src: &[f32], cols: usize, steps: usize, group: usize, dst: &mut [f32]) {
+    for (sg, dg) in src
+        .chunks(group * cols)
+        .zip(dst.chunks_exact_mut(group * 4 * LANES * steps))
     {
-        // A 32 of columns at a time: its 12 × 32 weights read from the L1
-        // cache, each lane's 12 written beside the previous 32's.
+        // A 32 of columns at a time: its (up to) group × 32 values read
+        // from the L1 cache, each lane's written beside the previous 32's.
         for k in 0..steps {
             for l in 0..4 * LANES {
-                let dst = &mut tp[(l * steps + k) * LANE_ROWS..][..LANE_ROWS];
-                for (r, d) in dst.iter_mut().enumerate() {
-                    *d = tw[r * cols + 4 * LANES * k + l];
+                let d = &mut dg[(l * steps + k) * group..][..group];
+                for (v, row) in d.iter_mut().zip(sg.chunks_exact(cols)) {
+                    *v = row[4 * LANES * k + l];
                 }
             }
         }
@@ -379,21 +381,8 @@ fn pack_tiles(w: &[f32], cols: usize, steps: usize, packed: &mut [f32]) {
 impl Lanes {
     fn pack(x: &[f32], n: usize, cols: usize) -> Lanes {
         let steps = cols / (4 * LANES);
-        let tile = 4 * LANES * steps * LANE_INPUTS;
-        let mut xp = vec![0f32; n.div_ceil(LANE_INPUTS) * tile];
-        for (xt, pt) in x.chunks(LANE_INPUTS * cols).zip(xp.chunks_exact_mut(tile)) {
-            // A 32 of columns at a time: its (up to) 32 × 32 inputs read
-            // from the L1 cache, each lane's 32 written beside the
-            // previous 32's.
-            for k in 0..steps {
-                for l in 0..4 * LANES {
-                    let dst = &mut pt[(l * steps + k) * LANE_INPUTS..][..LANE_INPUTS];
-                    for (d, row) in dst.iter_mut().zip(xt.chunks_exact(cols)) {
-                        *d = row[4 * LANES * k + l];
-                    }
-                }
-            }
-        }
+        let mut xp = vec![0f32; n.div_ceil(LANE_INPUTS) * LANE_INPUTS * 4 * LANES * steps];
+        pack_by_lane(x, cols, steps, LANE_INPUTS, &mut xp);
         Lanes { xp, steps }
     }
 }
@@ -477,12 +466,20 @@ mod x86 {
                     _mm256_add_ps(p[0][i][j], p[2][i][j]),
                     _mm256_add_ps(p[1][i][j], p[3][i][j]),
                 );
-                let h = _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps::<1>(s));
-                let h = _mm_hadd_ps(h, h);
-                let sum = _mm_cvtss_f32(_mm_hadd_ps(h, h)) as f64;
+                let sum = halves_then_pairs(s) as f64;
                 acc[i][j] = super::tail(sum, &w[i * cols..][..cols], &x[j * cols..][..cols], body);
             }
         }
+    }
+
+    /// The end of ggml's GGML_F32x8_REDUCE: the two halves of `s` added,
+    /// then pairwise.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    fn halves_then_pairs(s: __m256) -> f32 {
+        let h = _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps::<1>(s));
+        let h = _mm_hadd_ps(h, h);
+        _mm_cvtss_f32(_mm_hadd_ps(h, h))
     }
 
     /// [`block`] with AVX-512: the sums of column blocks 0 and 1 of each
@@ -534,16 +531,12 @@ mod x86 {
                 let s0 = _mm512_castps512_ps256(s);
                 let s1 = _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(s)));
                 let s = _mm256_add_ps(s0, s1);
-                let h = _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps::<1>(s));
-                let h = _mm_hadd_ps(h, h);
-                let sum = _mm_cvtss_f32(_mm_hadd_ps(h, h)) as f64;
+                let sum = halves_then_pairs(s) as f64;
                 acc[i][j] = super::tail(sum, &w[i * cols..][..cols], &x[j * cols..][..cols], body);
             }
         }
     }
 
-    /// A lane tile's sums: [`super::LANE_ROWS`] rows, each two vectors of
-    /// sixteen inputs.
     /// A lane tile's sums: [`super::LANE_ROWS`] rows, each `V` vectors of
     /// sixteen inputs.
     type Tile<const V: usize> = [[__m512; V]; super::LANE_ROWS];
@@ -554,7 +547,7 @@ mod x86 {
     /// # Safety
     /// The CPU has AVX-512F; `w` holds `cols`-long rows, whole lane tiles
     /// of them (zeros past the last row of `out`), and `packed` the same
-    /// packed by [`super::pack_tiles`]; `lanes` is `x` (`n` rows of
+    /// packed by [`super::pack_by_lane`] in tiles; `lanes` is `x` (`n` rows of
     /// `cols`) packed.
     #[target_feature(enable = "avx512f")]
     pub(super) unsafe fn lane_tiles(
@@ -614,11 +607,6 @@ mod x86 {
                 match tn.div_ceil(16) {
                     1 => rows_out(
                         &unsafe { lane_tile::<1>(wp, xp, steps) }
-                            .each_ref()
-                            .map(|r| &r[..]),
-                    ),
-                    2 => rows_out(
-                        &unsafe { lane_tile::<2>(wp, xp, steps) }
                             .each_ref()
                             .map(|r| &r[..]),
                     ),

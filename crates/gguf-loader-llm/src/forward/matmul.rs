@@ -12,14 +12,15 @@
 //! kernel holds two of AVX2's eight-lane sums in each register, so every
 //! lane sums the same products in the same order: the same bits, in half
 //! the instructions and with twice the registers); elsewhere a portable
-//! kernel sums in the same order without fusing. With AVX-512 and many
-//! inputs (prompt processing), the lane kernel ([`Lanes`]) takes the
+//! kernel sums in the same order without fusing. With AVX-512 or AVX2 and
+//! many inputs (prompt processing), the lane kernel ([`Lanes`]) takes the
 //! product instead: each of the order's 32 partial sums as a matrix
-//! product of its own, sixteen inputs a vector, the same bits again.
+//! product of its own, a vector of inputs at a time, the same bits again.
 //! `GGUF_LOADER_SIMD=avx2` (or `scalar`) caps it as it caps the decoders.
 
 use rayon::prelude::*;
 
+#[cfg(target_arch = "x86_64")]
 use gguf_loader::ElementKind;
 
 use super::ops::WeightElement;
@@ -63,10 +64,11 @@ pub(crate) fn matmul_many<T: WeightElement, const M: usize>(
     debug_assert_eq!(x.len(), n * cols);
     let simd = Kernel::detect();
     let threads = rayon::current_num_threads();
-    // Many inputs on AVX-512: packed by lane once for every matrix (see
-    // [`Lanes`]), and chunks of whole lane tiles.
-    let lanes = simd.takes_lanes(n, cols).then(|| Lanes::pack(x, n, cols));
-    let unit = if lanes.is_some() { LANE_ROWS } else { R };
+    // Many inputs on AVX-512 or AVX2: packed by lane once for every matrix
+    // (see [`Lanes`]), and chunks of whole lane tiles.
+    let tile = simd.lane_tile(n, cols);
+    let lanes = tile.map(|(_, inputs)| Lanes::pack(x, n, cols, inputs));
+    let unit = tile.map_or(R, |(rows, _)| rows);
     // Output rows of the weights first (`rows × n`): each task owns a
     // contiguous run of one matrix's.
     let mut yts: [Vec<f32>; M] = ws.map(|(_, rows)| vec![0f32; rows * n]);
@@ -170,23 +172,29 @@ impl Kernel {
     }
 
     /// Whether this is the AVX-512 kernel.
+    #[cfg(target_arch = "x86_64")]
     pub(super) fn is_avx512(self) -> bool {
-        #[cfg(target_arch = "x86_64")]
-        return self == Kernel::Avx512;
-        #[cfg(not(target_arch = "x86_64"))]
-        false
+        self == Kernel::Avx512
     }
 
-    /// Whether a product of `n` inputs of `cols` takes the lane kernel
-    /// ([`Lanes`]): AVX-512, at least one whole sum of 32 columns, and
-    /// enough inputs to fill its tiles.
-    fn takes_lanes(self, n: usize, cols: usize) -> bool {
-        self.is_avx512() && n >= LANE_MIN_INPUTS && cols >= 4 * LANES
+    /// The lane kernel's tile (weight rows, inputs) for a product of `n`
+    /// inputs of `cols` where it takes the product ([`Lanes`]): AVX-512 or
+    /// AVX2, at least one whole sum of 32 columns, and inputs to fill half
+    /// a tile at least (fewer would leave most of a tile padding).
+    fn lane_tile(self, n: usize, cols: usize) -> Option<(usize, usize)> {
+        let tile = match self {
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx512 => Some((x86::avx512::ROWS, x86::avx512::INPUTS)),
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx2 => Some((x86::avx2::ROWS, x86::avx2::INPUTS)),
+            Kernel::Portable => None,
+        };
+        tile.filter(|&(_, inputs)| 2 * n >= inputs && cols >= 4 * LANES)
     }
 
     /// `out[r * n + t] = w[r] · x[t]` for the `w.len() / cols` rows of `w`
     /// and the `n` rows of `x` (`lanes`: `x` packed by lane, where
-    /// [`Self::takes_lanes`]).
+    /// [`Self::lane_tile`] gives a tile).
     fn rows<T: WeightElement>(
         self,
         w: &[T],
@@ -210,10 +218,11 @@ impl Kernel {
                 static PACKED: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
             }
             return WIDE.with_borrow_mut(|wide| {
-                let padded = match lanes {
-                    Some(_) => (w.len() / cols).next_multiple_of(LANE_ROWS) * cols,
-                    None => w.len(),
+                let tile_rows = match (lanes, self.lane_tile(n, cols)) {
+                    (Some(_), Some((rows, _))) => rows,
+                    _ => 1,
                 };
+                let padded = (w.len() / cols).next_multiple_of(tile_rows) * cols;
                 // Grown, never shrunk: every value used is written.
                 if wide.len() < padded {
                     wide.resize(padded, 0.0);
@@ -222,7 +231,7 @@ impl Kernel {
                 T::widen(w, &mut wide[..w.len()]);
                 wide[w.len()..].fill(0.0);
                 match lanes {
-                    Some(lanes) if self == Kernel::Avx512 => PACKED.with_borrow_mut(|packed| {
+                    Some(lanes) if tile_rows > 1 => PACKED.with_borrow_mut(|packed| {
                         let steps = lanes.steps;
                         let size = padded / cols * steps * 4 * LANES;
                         if packed.len() < size {
@@ -230,11 +239,19 @@ impl Kernel {
                         }
                         let packed = &mut packed[..size];
                         // The weights of whole tiles, packed as the inputs.
-                        pack_by_lane(wide, cols, steps, LANE_ROWS, packed);
-                        // SAFETY: `takes_lanes` saw AVX-512F; `wide` holds
-                        // whole tiles of `cols`-long rows and `packed` the
-                        // same packed, `lanes` is `x` packed.
-                        unsafe { x86::lane_tiles(wide, packed, cols, lanes, x, n, out) }
+                        pack_by_lane(wide, cols, steps, tile_rows, packed);
+                        // SAFETY (each arm): `detect` saw the kernel's
+                        // features; `wide` holds whole tiles of `cols`-long
+                        // rows and `packed` the same packed, `lanes` is `x`
+                        // packed in the kernel's tiles (`lane_tile`).
+                        match self {
+                            Kernel::Avx512 => unsafe {
+                                x86::avx512::lane_tiles(wide, packed, cols, lanes, x, n, out)
+                            },
+                            _ => unsafe {
+                                x86::avx2::lane_tiles(wide, packed, cols, lanes, x, n, out)
+                            },
+                        }
                     }),
                     _ => self.tiles(&wide[..w.len()], cols, x, n, out),
                 }
@@ -317,39 +334,30 @@ impl Kernel {
 /// Lanes of one SIMD sum (ggml's `GGML_F32_EPR` on AVX2).
 const LANES: usize = 8;
 
-/// Weight rows of one lane tile.
-const LANE_ROWS: usize = 12;
-/// Vectors of sixteen inputs in one lane tile.
-const LANE_VECS: usize = 2;
-/// Inputs of one lane tile (two vectors of sixteen).
-#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
-const LANE_INPUTS: usize = 16 * LANE_VECS;
-/// The fewest inputs the lane kernel takes (fewer would leave most of a
-/// tile's inputs padding).
-const LANE_MIN_INPUTS: usize = 16;
-
 /// The inputs of a product packed by lane, for the lane kernel.
 ///
 /// ggml's order gives each dot product 32 partial sums: lane `l` sums the
 /// products of columns `l`, `l + 32`, `l + 64`, … in order, fused, and the
 /// 32 lanes are then added in a fixed tree. Each lane is thus a matrix
 /// product of its own, over every 32nd column. The lane kernel computes
-/// it as a matrix product is best computed, a vector of sixteen inputs
-/// against one weight at a time (so no sum is ever split across a
-/// register, and each weight and input loaded meets many of the other),
-/// then adds the 32 lanes' results in ggml's tree, sixteen outputs at a
-/// time: the same operations on the same values, so the same bits.
+/// it as a matrix product is best computed, a vector of inputs (sixteen
+/// with AVX-512, eight with AVX2) against one weight at a time (so no sum
+/// is ever split across a register, and each weight and input loaded
+/// meets many of the other), then adds the 32 lanes' results in ggml's
+/// tree, a vector of outputs at a time: the same operations on the same
+/// values, so the same bits.
 ///
-/// The inputs come in tiles of [`LANE_INPUTS`] (the last padded with
-/// zeros), each tile's values by lane and 32 of columns, the tile's
-/// inputs side by side: `xp[((b * 32 + l) * steps + k) * 32 + i]` is
-/// `x[t * cols + 32 k + l]` for input `t = 32 b + i`, over the `steps`
-/// whole 32s of a row. A tile's values lie together, so the kernel
-/// streams them.
+/// The inputs come in tiles of `inputs` (the kernel's: 32 with AVX-512,
+/// 16 with AVX2; the last tile padded with zeros), each tile's values by
+/// lane and 32 of columns, the tile's inputs side by side:
+/// `xp[((b * 32 + l) * steps + k) * inputs + i]` is `x[t * cols + 32 k + l]`
+/// for input `t = inputs * b + i`, over the `steps` whole 32s of a row. A
+/// tile's values lie together, so the kernel streams them.
 #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 struct Lanes {
     xp: Vec<f32>,
     steps: usize,
+    inputs: usize,
 }
 
 /// Rows of `cols` values (`src`), packed by lane in groups of `group`
@@ -379,11 +387,12 @@ fn pack_by_lane(src: &[f32], cols: usize, steps: usize, group: usize, dst: &mut 
 
 #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 impl Lanes {
-    fn pack(x: &[f32], n: usize, cols: usize) -> Lanes {
+    /// `n` rows of `cols` inputs, packed in tiles of `inputs`.
+    fn pack(x: &[f32], n: usize, cols: usize, inputs: usize) -> Lanes {
         let steps = cols / (4 * LANES);
-        let mut xp = vec![0f32; n.div_ceil(LANE_INPUTS) * LANE_INPUTS * 4 * LANES * steps];
-        pack_by_lane(x, cols, steps, LANE_INPUTS, &mut xp);
-        Lanes { xp, steps }
+        let mut xp = vec![0f32; n.div_ceil(inputs) * inputs * 4 * LANES * steps];
+        pack_by_lane(x, cols, steps, inputs, &mut xp);
+        Lanes { xp, steps, inputs }
     }
 }
 
@@ -421,7 +430,7 @@ mod x86 {
     use std::arch::x86_64::*;
 
     use super::super::ops::WeightElement;
-    use super::{LANES, LANE_INPUTS};
+    use super::LANES;
 
     /// `acc[i][j] = w[i] · x[j]` for `RN` rows of `w` and `CN` rows of `x`
     /// (each `cols` long), in ggml's order (see [`super::Kernel::block`]).
@@ -537,165 +546,241 @@ mod x86 {
         }
     }
 
-    /// A lane tile's sums: [`super::LANE_ROWS`] rows, each `V` vectors of
-    /// sixteen inputs.
-    type Tile<const V: usize> = [[__m512; V]; super::LANE_ROWS];
+    /// The lane kernel (see [`super::Lanes`]) for one vector type: `$v`
+    /// of `$width` floats, the `$feature` CPU features, `$rows` weight rows
+    /// to a tile, and the intrinsics that zero, load, broadcast, fuse,
+    /// add and store its vectors. One source for AVX-512 and AVX2, each
+    /// function compiled with its features (as generic code would not be).
+    macro_rules! lane_kernel {
+        (
+            $name:ident, $feature:literal, $v:ty, $width:expr, $rows:expr, $vecs:expr,
+            $zero:ident, $load:ident, $splat:ident, $fmadd:ident, $add:ident, $store:ident
+        ) => {
+            pub(in super::super) mod $name {
+                use std::arch::x86_64::*;
 
-    /// `out[r * n + t] = w[r] · x[t]` by the lane kernel (see
-    /// [`super::Lanes`]) for the `out.len() / n` rows of `w`.
-    ///
-    /// # Safety
-    /// The CPU has AVX-512F; `w` holds `cols`-long rows, whole lane tiles
-    /// of them (zeros past the last row of `out`), and `packed` the same
-    /// packed by [`super::pack_by_lane`] in tiles; `lanes` is `x` (`n` rows of
-    /// `cols`) packed.
-    #[target_feature(enable = "avx512f")]
-    pub(super) unsafe fn lane_tiles(
-        w: &[f32],
-        packed: &[f32],
-        cols: usize,
-        lanes: &super::Lanes,
-        x: &[f32],
-        n: usize,
-        out: &mut [f32],
-    ) {
-        use super::LANE_ROWS;
-        let rows = out.len() / n;
-        let steps = lanes.steps;
-        let tile = 4 * LANES * steps * LANE_INPUTS;
-        let body = steps * 4 * LANES;
-        assert!(
-            body <= cols
-                && x.len() >= n * cols
-                && lanes.xp.len() >= n.div_ceil(LANE_INPUTS) * tile
-                && w.len() >= rows.next_multiple_of(LANE_ROWS) * cols
-                && packed.len() >= rows.next_multiple_of(LANE_ROWS) * body
-        );
-        let mut buf = [0f32; LANE_INPUTS];
-        // Inputs outer: a tile of inputs (of every packed row) stays in the
-        // L2 cache while every tile of weights meets it.
-        for t0 in (0..n).step_by(LANE_INPUTS) {
-            let tn = LANE_INPUTS.min(n - t0);
-            for r0 in (0..rows).step_by(LANE_ROWS) {
-                let (wp, xp) = (
-                    // SAFETY: the tile of rows r0.. lies whole in `packed`,
-                    // that of inputs t0.. in `xp`.
-                    unsafe { packed.as_ptr().add(r0 * body) },
-                    unsafe { lanes.xp.as_ptr().add(t0 / LANE_INPUTS * tile) },
-                );
-                // The sums into `buf`, row by row: a last tile of a few
-                // inputs takes as few vectors as hold them.
-                let mut rows_out = |sums: &[&[__m512]]| {
-                    for (r, s) in sums.iter().enumerate().take(rows - r0) {
-                        for (v, &sv) in s.iter().enumerate() {
-                            // SAFETY: `buf` holds LANE_INPUTS floats.
-                            unsafe { _mm512_storeu_ps(buf.as_mut_ptr().add(16 * v), sv) };
-                        }
-                        let o = &mut out[(r0 + r) * n + t0..][..tn];
-                        if body == cols {
-                            o.copy_from_slice(&buf[..tn]);
-                        } else {
-                            let wr = &w[(r0 + r) * cols..][..cols];
-                            for (i, v) in o.iter_mut().enumerate() {
-                                let xr = &x[(t0 + i) * cols..][..cols];
-                                *v = super::tail(buf[i] as f64, wr, xr, body);
+                use super::super::{Lanes, LANES};
+
+                /// Weight rows of one lane tile.
+                pub(in super::super) const ROWS: usize = $rows;
+                /// Vectors of inputs in one lane tile.
+                const VECS: usize = $vecs;
+                /// Inputs of one lane tile.
+                pub(in super::super) const INPUTS: usize = $width * VECS;
+
+                /// A lane tile's sums: [`ROWS`] rows, each `V` vectors of
+                /// inputs.
+                type Tile<const V: usize> = [[$v; V]; ROWS];
+
+                /// `out[r * n + t] = w[r] · x[t]` by the lane kernel for
+                /// the `out.len() / n` rows of `w`.
+                ///
+                /// # Safety
+                /// The CPU has the features; `w` holds `cols`-long rows,
+                /// whole tiles of them (zeros past the last row of `out`),
+                /// and `packed` the same packed by
+                /// [`super::super::pack_by_lane`] in tiles; `lanes` is `x`
+                /// (`n` rows of `cols`) packed in tiles of [`INPUTS`].
+                #[target_feature(enable = $feature)]
+                pub(in super::super) unsafe fn lane_tiles(
+                    w: &[f32],
+                    packed: &[f32],
+                    cols: usize,
+                    lanes: &Lanes,
+                    x: &[f32],
+                    n: usize,
+                    out: &mut [f32],
+                ) {
+                    let rows = out.len() / n;
+                    let steps = lanes.steps;
+                    let tile = 4 * LANES * steps * INPUTS;
+                    let body = steps * 4 * LANES;
+                    assert!(
+                        lanes.inputs == INPUTS
+                            && body <= cols
+                            && x.len() >= n * cols
+                            && lanes.xp.len() >= n.div_ceil(INPUTS) * tile
+                            && w.len() >= rows.next_multiple_of(ROWS) * cols
+                            && packed.len() >= rows.next_multiple_of(ROWS) * body
+                    );
+                    let mut buf = [0f32; INPUTS];
+                    // Inputs outer: a tile of inputs (of every packed row)
+                    // stays in the L2 cache while every tile of weights
+                    // meets it.
+                    for t0 in (0..n).step_by(INPUTS) {
+                        let tn = INPUTS.min(n - t0);
+                        for r0 in (0..rows).step_by(ROWS) {
+                            let (wp, xp) = (
+                                // SAFETY: the tile of rows r0.. lies whole
+                                // in `packed`, that of inputs t0.. in `xp`.
+                                unsafe { packed.as_ptr().add(r0 * body) },
+                                unsafe { lanes.xp.as_ptr().add(t0 / INPUTS * tile) },
+                            );
+                            // The sums into `buf`, row by row: a last tile
+                            // of a few inputs takes as few vectors as hold
+                            // them.
+                            let mut rows_out = |sums: &[&[$v]]| {
+                                for (r, s) in sums.iter().enumerate().take(rows - r0) {
+                                    for (v, &sv) in s.iter().enumerate() {
+                                        // SAFETY: `buf` holds INPUTS floats.
+                                        unsafe { $store(buf.as_mut_ptr().add($width * v), sv) };
+                                    }
+                                    let o = &mut out[(r0 + r) * n + t0..][..tn];
+                                    if body == cols {
+                                        o.copy_from_slice(&buf[..tn]);
+                                    } else {
+                                        let wr = &w[(r0 + r) * cols..][..cols];
+                                        for (i, v) in o.iter_mut().enumerate() {
+                                            let xr = &x[(t0 + i) * cols..][..cols];
+                                            *v = super::super::tail(buf[i] as f64, wr, xr, body);
+                                        }
+                                    }
+                                }
+                            };
+                            // SAFETY (each arm): as above; V vectors of the
+                            // tile.
+                            match tn.div_ceil($width) {
+                                1 => rows_out(
+                                    &unsafe { lane_tile::<1>(wp, xp, steps) }
+                                        .each_ref()
+                                        .map(|r| &r[..]),
+                                ),
+                                2 => rows_out(
+                                    &unsafe { lane_tile::<2>(wp, xp, steps) }
+                                        .each_ref()
+                                        .map(|r| &r[..]),
+                                ),
+                                _ => rows_out(
+                                    &unsafe { lane_tile::<VECS>(wp, xp, steps) }
+                                        .each_ref()
+                                        .map(|r| &r[..]),
+                                ),
                             }
                         }
                     }
-                };
-                // SAFETY (each arm): as above; V vectors of the tile.
-                match tn.div_ceil(16) {
-                    1 => rows_out(
-                        &unsafe { lane_tile::<1>(wp, xp, steps) }
-                            .each_ref()
-                            .map(|r| &r[..]),
-                    ),
-                    _ => rows_out(
-                        &unsafe { lane_tile::<{ super::LANE_VECS }>(wp, xp, steps) }
-                            .each_ref()
-                            .map(|r| &r[..]),
-                    ),
+                }
+
+                /// One lane tile: the dot products of the [`ROWS`] rows
+                /// packed at `w` with `V` vectors of inputs of the tile
+                /// packed at `xp`, over `steps` 32s of columns, each lane summed
+                /// alone and the lanes added as ggml adds them.
+                ///
+                /// # Safety
+                /// The CPU has the features; `w` and `xp` point at a packed
+                /// tile of weights and one of inputs, of `steps` 32s of
+                /// columns; `V <= VECS`.
+                #[inline]
+                #[target_feature(enable = $feature)]
+                unsafe fn lane_tile<const V: usize>(
+                    w: *const f32,
+                    xp: *const f32,
+                    steps: usize,
+                ) -> Tile<V> {
+                    // ggml's GGML_F32x8_REDUCE, its eight-lane sums p0..p3
+                    // being lanes m, 8 + m, 16 + m and 24 + m here:
+                    // s_m = (p0 + p2) + (p1 + p3), then h_m = s_m + s_(m + 4),
+                    // then (h0 + h1) + (h2 + h3). (No array of tiles: each
+                    // would be zeroed before it is written.)
+                    let s = |m: usize| {
+                        // SAFETY: lanes m, 8 + m, 16 + m and 24 + m (< 32)
+                        // of the same tile and inputs.
+                        let p = |j: usize| unsafe {
+                            let l = j * LANES + m;
+                            lane_sums::<V>(
+                                w.add(l * steps * ROWS),
+                                xp.add(l * steps * INPUTS),
+                                steps,
+                            )
+                        };
+                        let a = add(&p(0), &p(2));
+                        add(&a, &add(&p(1), &p(3)))
+                    };
+                    let h = |m: usize| add(&s(m), &s(m + 4));
+                    let a = add(&h(0), &h(1));
+                    add(&a, &add(&h(2), &h(3)))
+                }
+
+                /// `a + b`, sum by sum.
+                #[inline]
+                #[target_feature(enable = $feature)]
+                fn add<const V: usize>(a: &Tile<V>, b: &Tile<V>) -> Tile<V> {
+                    let mut s = *a;
+                    for (sr, br) in s.iter_mut().zip(b) {
+                        for (v, &w) in sr.iter_mut().zip(br) {
+                            *v = $add(*v, w);
+                        }
+                    }
+                    s
+                }
+
+                /// One lane's sums of a tile: for each row, its weight of
+                /// step `k` times the inputs' value of that step fused into
+                /// the sum, `k` in order, a vector of inputs at a time.
+                ///
+                /// # Safety
+                /// As [`lane_tile`]'s, `w` and `xp` at the lane.
+                #[inline]
+                #[target_feature(enable = $feature)]
+                unsafe fn lane_sums<const V: usize>(
+                    w: *const f32,
+                    xp: *const f32,
+                    steps: usize,
+                ) -> Tile<V> {
+                    let mut acc = [[$zero(); V]; ROWS];
+                    for k in 0..steps {
+                        let mut xs = [$zero(); V];
+                        for (v, xv) in xs.iter_mut().enumerate() {
+                            // SAFETY: step k of this lane's inputs: at
+                            // least V vectors' floats from here.
+                            *xv = unsafe { $load(xp.add(k * INPUTS + $width * v)) };
+                        }
+                        for (r, a) in acc.iter_mut().enumerate() {
+                            // SAFETY: row r's weight of step k, inside the
+                            // lane.
+                            let wv = $splat(unsafe { *w.add(k * ROWS + r) });
+                            for (av, &xv) in a.iter_mut().zip(&xs) {
+                                *av = $fmadd(wv, xv, *av);
+                            }
+                        }
+                    }
+                    acc
                 }
             }
-        }
-    }
-
-    /// One lane tile: the dot products of the [`super::LANE_ROWS`] rows
-    /// packed at `w` with `16 V` inputs of the tile packed at `xp`, over
-    /// `steps` 32s of columns, each lane summed alone and the lanes
-    /// added as ggml adds them.
-    ///
-    /// # Safety
-    /// The CPU has AVX-512F; `w` and `xp` point at a packed tile of
-    /// weights and one of inputs, of `steps` 32s of columns;
-    /// `V <= LANE_VECS`.
-    #[inline]
-    #[target_feature(enable = "avx512f")]
-    unsafe fn lane_tile<const V: usize>(w: *const f32, xp: *const f32, steps: usize) -> Tile<V> {
-        let rows = super::LANE_ROWS;
-        // ggml's GGML_F32x8_REDUCE, its eight-lane sums p0..p3 being lanes
-        // m, 8 + m, 16 + m and 24 + m here: s_m = (p0 + p2) + (p1 + p3),
-        // then h_m = s_m + s_(m + 4), then (h0 + h1) + (h2 + h3). (No array
-        // of tiles: each would be zeroed before it is written.)
-        let s = |m: usize| {
-            // SAFETY: lanes m, 8 + m, 16 + m and 24 + m (< 32) of the same
-            // tile and inputs.
-            let p = |j: usize| unsafe {
-                let l = j * LANES + m;
-                lane_sums::<V>(
-                    w.add(l * steps * rows),
-                    xp.add(l * steps * LANE_INPUTS),
-                    steps,
-                )
-            };
-            let a = add(&p(0), &p(2));
-            add(&a, &add(&p(1), &p(3)))
         };
-        let h = |m: usize| add(&s(m), &s(m + 4));
-        let a = add(&h(0), &h(1));
-        add(&a, &add(&h(2), &h(3)))
     }
 
-    /// `a + b`, sum by sum.
-    #[inline]
-    #[target_feature(enable = "avx512f")]
-    fn add<const V: usize>(a: &Tile<V>, b: &Tile<V>) -> Tile<V> {
-        let mut s = *a;
-        for (sr, br) in s.iter_mut().zip(b) {
-            for (v, &w) in sr.iter_mut().zip(br) {
-                *v = _mm512_add_ps(*v, w);
-            }
-        }
-        s
-    }
-
-    /// One lane's sums of a tile: for each row, its weight of step `k`
-    /// times the inputs' value of that step fused into the sum, `k` in
-    /// order, sixteen inputs a vector.
-    ///
-    /// # Safety
-    /// As [`lane_tile`]'s, `w` and `xp` at the lane.
-    #[inline]
-    #[target_feature(enable = "avx512f")]
-    unsafe fn lane_sums<const V: usize>(w: *const f32, xp: *const f32, steps: usize) -> Tile<V> {
-        let mut acc = [[_mm512_setzero_ps(); V]; super::LANE_ROWS];
-        for k in 0..steps {
-            let mut xs = [_mm512_setzero_ps(); V];
-            for (v, xv) in xs.iter_mut().enumerate() {
-                // SAFETY: step k of this lane's inputs: at least 16 V
-                // floats from here.
-                *xv = unsafe { _mm512_loadu_ps(xp.add(k * LANE_INPUTS + 16 * v)) };
-            }
-            for (r, a) in acc.iter_mut().enumerate() {
-                // SAFETY: row r's weight of step k, inside the lane.
-                let wv = _mm512_set1_ps(unsafe { *w.add(k * super::LANE_ROWS + r) });
-                for (av, &xv) in a.iter_mut().zip(&xs) {
-                    *av = _mm512_fmadd_ps(wv, xv, *av);
-                }
-            }
-        }
-        acc
-    }
+    // Twelve rows by two vectors of sixteen inputs: 24 of the 32 registers
+    // hold sums.
+    lane_kernel!(
+        avx512,
+        "avx512f",
+        __m512,
+        16,
+        12,
+        2,
+        _mm512_setzero_ps,
+        _mm512_loadu_ps,
+        _mm512_set1_ps,
+        _mm512_fmadd_ps,
+        _mm512_add_ps,
+        _mm512_storeu_ps
+    );
+    // Six rows by two vectors of eight inputs: 12 of the 16 registers hold
+    // sums.
+    lane_kernel!(
+        avx2,
+        "avx2,fma",
+        __m256,
+        8,
+        6,
+        2,
+        _mm256_setzero_ps,
+        _mm256_loadu_ps,
+        _mm256_set1_ps,
+        _mm256_fmadd_ps,
+        _mm256_add_ps,
+        _mm256_storeu_ps
+    );
 
     /// The partial sums `first..first + P`: sum `q` over the blocks of
     /// eight columns `q`, `q + 4`, `q + 8`, … below `body`.
@@ -761,20 +846,26 @@ mod tests {
         }
     }
 
-    /// Where the CPU has both the AVX-512 and the AVX2 kernels, values
-    /// in [-2, 2) from `seed` (else `None`, saying the test is skipped).
+    /// Values in [-2, 2) from `seed`.
     #[cfg(target_arch = "x86_64")]
-    fn avx512_and_values(mut seed: u64) -> Option<impl FnMut() -> f32> {
-        let (Kernel::Avx512, Kernel::Avx2) = (Kernel::widest(true), Kernel::widest(false)) else {
-            eprintln!("skipped: no AVX-512 here");
-            return None;
-        };
-        Some(move || {
+    fn values(mut seed: u64) -> impl FnMut() -> f32 {
+        move || {
             seed = seed
                 .wrapping_mul(6364136223846793005)
                 .wrapping_add(1442695040888963407);
             ((seed >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 4.0
-        })
+        }
+    }
+
+    /// Where the CPU has both the AVX-512 and the AVX2 kernels, values
+    /// from `seed` (else `None`, saying the test is skipped).
+    #[cfg(target_arch = "x86_64")]
+    fn avx512_and_values(seed: u64) -> Option<impl FnMut() -> f32> {
+        let (Kernel::Avx512, Kernel::Avx2) = (Kernel::widest(true), Kernel::widest(false)) else {
+            eprintln!("skipped: no AVX-512 here");
+            return None;
+        };
+        Some(values(seed))
     }
 
     /// The AVX-512 kernel gives the AVX2 kernel's bits (and the portable
@@ -827,43 +918,55 @@ mod tests {
         }
     }
 
-    /// The lane kernel gives the AVX2 kernel's bits, for f16 and f32
-    /// weights, rows that fill a tile or not, columns with and without a
-    /// tail past the last 32, inputs that fill a tile or not; and so do
-    /// whole products that take it.
+    /// The lane kernel, AVX-512's and AVX2's (each where the CPU has it),
+    /// gives the AVX2 block kernel's bits, for f16 and f32 weights, rows
+    /// that fill a tile or not, columns with and without a tail past the
+    /// last 32, inputs that fill a tile or not; and so do whole products
+    /// that take it.
     #[cfg(target_arch = "x86_64")]
     #[test]
     fn lane_kernel_is_the_avx2_kernels_bits() {
-        let Some(mut next) = avx512_and_values(0x0bad_cafe_1234_5678) else {
+        let Kernel::Avx2 = Kernel::widest(false) else {
+            eprintln!("skipped: no AVX2 here");
             return;
         };
+        let mut next = values(0x0bad_cafe_1234_5678);
         let bits = |v: &[f32]| v.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
-        for cols in [32, 64, 70, 576, 640, 1000] {
-            for rows in [1, 5, LANE_ROWS, 13, 37] {
-                let w: Vec<f32> = (0..rows * cols).map(|_| next()).collect();
-                let wh: Vec<f16> = w.iter().map(|&v| f16::from_f32(v)).collect();
-                for n in [LANE_MIN_INPUTS, 33, 50, 80] {
-                    let x: Vec<f32> = (0..n * cols).map(|_| next()).collect();
-                    assert!(Kernel::Avx512.takes_lanes(n, cols));
-                    let lanes = Lanes::pack(&x, n, cols);
-                    for f16w in [false, true] {
-                        let mut a = vec![0f32; rows * n];
-                        let mut b = vec![0f32; rows * n];
-                        if f16w {
-                            Kernel::Avx2.rows(&wh, cols, &x, None, n, &mut a);
-                            Kernel::Avx512.rows(&wh, cols, &x, Some(&lanes), n, &mut b);
-                        } else {
-                            Kernel::Avx2.rows(&w, cols, &x, None, n, &mut a);
-                            Kernel::Avx512.rows(&w, cols, &x, Some(&lanes), n, &mut b);
+        let mut kernels = vec![Kernel::Avx2];
+        kernels.extend(Some(Kernel::widest(true)).filter(|k| k.is_avx512()));
+        for lane in kernels {
+            let (tile_rows, tile_inputs) = lane.lane_tile(1 << 20, 32).unwrap();
+            for cols in [32, 64, 70, 576, 640, 1000] {
+                for rows in [1, 5, tile_rows, 13, 37] {
+                    let w: Vec<f32> = (0..rows * cols).map(|_| next()).collect();
+                    let wh: Vec<f16> = w.iter().map(|&v| f16::from_f32(v)).collect();
+                    for n in [tile_inputs / 2, tile_inputs / 2 + 1, 33, 50, 80] {
+                        let x: Vec<f32> = (0..n * cols).map(|_| next()).collect();
+                        assert_eq!(lane.lane_tile(n, cols), Some((tile_rows, tile_inputs)));
+                        let lanes = Lanes::pack(&x, n, cols, tile_inputs);
+                        for f16w in [false, true] {
+                            let mut a = vec![0f32; rows * n];
+                            let mut b = vec![0f32; rows * n];
+                            if f16w {
+                                Kernel::Avx2.rows(&wh, cols, &x, None, n, &mut a);
+                                lane.rows(&wh, cols, &x, Some(&lanes), n, &mut b);
+                            } else {
+                                Kernel::Avx2.rows(&w, cols, &x, None, n, &mut a);
+                                lane.rows(&w, cols, &x, Some(&lanes), n, &mut b);
+                            }
+                            assert_eq!(
+                                bits(&a),
+                                bits(&b),
+                                "{lane:?}: {rows} x {cols}, {n} inputs, f16 {f16w}"
+                            );
                         }
-                        assert_eq!(
-                            bits(&a),
-                            bits(&b),
-                            "{rows} x {cols}, {n} inputs, f16 {f16w}"
-                        );
                     }
                 }
             }
+            // Fewer inputs than half a tile, or fewer columns than 32, take
+            // the block kernel.
+            assert_eq!(lane.lane_tile(tile_inputs / 2 - 1, 640), None);
+            assert_eq!(lane.lane_tile(tile_inputs, 31), None);
         }
         // Whole products: several matrices, chunks of whole tiles.
         let cols = 640;

@@ -1025,11 +1025,11 @@ impl<T: WeightElement> Transformer<T> {
         let batch = n > FEW_QUERIES;
         let most = if batch { (start + n) * kv_dim } else { 0 };
         let (mut kf, mut vf) = (try_zeros::<f32>(most)?, try_zeros::<f32>(most)?);
-        // With AVX-512, the keys transposed too (`kt[c * tp + t]`, padded
-        // past the last position for whole vectors of keys), for
-        // `ops::lane_scores`.
+        // With AVX-512 or AVX2, the keys transposed too (`kt[c * tp + t]`,
+        // padded past the last position for whole vectors of keys), for
+        // the lane scores (`ops::avx512::lane_scores`, `ops::avx2::…`).
         let tp = (start + n).next_multiple_of(SCORE_KEYS) + SCORE_KEYS;
-        let lane_keys = batch && Kernel::detect().is_avx512();
+        let lane_keys = batch && Kernel::detect() != Kernel::Portable;
         let mut kt = try_zeros::<f32>(if lane_keys { kv_dim * tp } else { 0 })?;
         for il in 0..c.n_layer {
             let taken;
@@ -1334,14 +1334,38 @@ enum Rows<'a> {
 }
 
 impl Rows<'_> {
-    /// The `len` values from `at`, widened into `buf` where they are f16.
+    /// The `len` values from `at`, widened into `buf` where they are f16:
+    /// by F16C in line where `simd` is a SIMD kernel (whose callers are
+    /// compiled with F16C), else by `half` (a call per eight values).
     #[inline(always)]
-    fn row<'b>(&'b self, at: usize, len: usize, buf: &'b mut [f32]) -> &'b [f32] {
+    fn row<'b>(&'b self, at: usize, len: usize, buf: &'b mut [f32], simd: Kernel) -> &'b [f32] {
         match *self {
             Rows::F32(r) => &r[at..][..len],
             Rows::F16(r) => {
-                r[at..][..len].convert_to_f32_slice(&mut buf[..len]);
-                &buf[..len]
+                let (src, dst) = (&r[at..][..len], &mut buf[..len]);
+                #[cfg(target_arch = "x86_64")]
+                if simd != Kernel::Portable {
+                    use ops::sealed::Sealed;
+                    let body = len - len % 8;
+                    for (s, d) in src.chunks_exact(8).zip(dst.chunks_exact_mut(8)) {
+                        // SAFETY: the CPU has AVX and F16C (a SIMD kernel
+                        // was detected); eight halves are read and eight
+                        // floats written.
+                        unsafe {
+                            core::arch::x86_64::_mm256_storeu_ps(
+                                d.as_mut_ptr(),
+                                f16::load8(s.as_ptr()),
+                            )
+                        };
+                    }
+                    for (d, s) in dst[body..].iter_mut().zip(&src[body..]) {
+                        *d = s.to_f32();
+                    }
+                    return dst;
+                }
+                let _ = simd;
+                src.convert_to_f32_slice(dst);
+                dst
             }
         }
     }
@@ -1357,9 +1381,10 @@ impl Rows<'_> {
 /// Causal (optionally sliding-window) grouped-query attention of `n` new
 /// queries at positions `start..start + n` over the cached keys/values of
 /// positions `base..start + n` (`k` and `v` begin at position `base`, the
-/// first any query sees; with the keys, where the CPU has AVX-512F, the
-/// same transposed and the distance between their rows, for
-/// [`ops::lane_scores`]). Returns `n` rows of `n_head * head_dim`.
+/// first any query sees; with the keys, for a batch where the CPU has
+/// AVX2 or AVX-512F, the same transposed and the distance between their
+/// rows, for the lane scores, [`ops::avx512::lane_scores`] or
+/// [`ops::avx2::lane_scores`]). Returns `n` rows of `n_head * head_dim`.
 fn attention(
     q: &[f32],
     (k, kt): (Rows<'_>, Option<(&[f32], usize)>),
@@ -1387,7 +1412,8 @@ fn attention(
         /// The position of the first key and value in `k` and `v`.
         base: usize,
         /// The KV head's keys transposed (from position `base`, rows `tp`
-        /// apart) and `tp`: only where the CPU has AVX-512F.
+        /// apart) and `tp`: only where the CPU has AVX2 (AVX-512F too
+        /// where `some` is told so).
         kt: Option<(&'a [f32], usize)>,
         kv_dim: usize,
         scale: f32,
@@ -1396,8 +1422,14 @@ fn attention(
     // weighted sum of the values into its part of `o`. The heads share
     // each key and value row as it is read (and widened); each head's own
     // operations come in the same order as alone, so the same bits.
+    //
+    // `simd`: the kernel the caller is compiled for. With the keys
+    // transposed, the scores and weighted values take the batch kernels,
+    // AVX-512's or AVX2's.
     #[inline(always)]
-    fn some(h: Heads<'_>, hd: usize, o: &mut [f32]) {
+    fn some(h: Heads<'_>, hd: usize, o: &mut [f32], simd: Kernel) {
+        #[cfg(target_arch = "x86_64")]
+        let wide = simd.is_avx512();
         // Queries meet the f16 keys as f16, as in llama.cpp.
         let mut qh = h.q.to_vec();
         <f16 as WeightElement>::round_inputs(&mut qh);
@@ -1406,29 +1438,27 @@ fn attention(
         // apart, without AVX2 (a quarter of a step's time at a long
         // context).
         let mut buf = vec![0f32; hd];
-        // Rows of whole vectors of keys (`lane_scores` writes them).
+        // Rows of whole vectors of keys (the lane scores write them).
         let stride = span.next_multiple_of(SCORE_KEYS);
         let mut scores = vec![0f32; qh.len() / hd * stride];
         match h.kt {
             #[cfg(target_arch = "x86_64")]
             Some((kt, tp)) => {
-                let first = h.span.start() - h.base;
-                // SAFETY: `kt` is given only where the CPU has AVX-512F.
+                let kt = (&kt[h.span.start() - h.base..], tp);
+                let (q, scale, scores) = (&qh, h.scale, &mut scores);
+                // SAFETY: `kt` is given only where the CPU has AVX2, and
+                // `simd` is AVX-512 (`wide`) only where it has AVX-512F.
                 unsafe {
-                    ops::lane_scores(
-                        &qh,
-                        hd,
-                        (&kt[first..], tp),
-                        span,
-                        h.scale,
-                        &mut scores,
-                        stride,
-                    )
+                    if wide {
+                        ops::avx512::lane_scores(q, hd, kt, span, scale, scores, stride)
+                    } else {
+                        ops::avx2::lane_scores(q, hd, kt, span, scale, scores, stride)
+                    }
                 }
             }
             _ => {
                 for (t, j) in h.span.clone().enumerate() {
-                    let kj = h.k.row((j - h.base) * h.kv_dim, hd, &mut buf);
+                    let kj = h.k.row((j - h.base) * h.kv_dim, hd, &mut buf, simd);
                     for (qr, sr) in qh.chunks_exact(hd).zip(scores.chunks_exact_mut(stride)) {
                         sr[t] = ops::dot(qr, kj) * h.scale;
                     }
@@ -1440,16 +1470,28 @@ fn attention(
         }
         #[cfg(target_arch = "x86_64")]
         if let (Some(_), Rows::F32(v)) = (h.kt, h.v) {
-            if hd.is_multiple_of(ops::VALUE_BLOCK) {
-                let first = (h.span.start() - h.base) * h.kv_dim;
-                // SAFETY: `kt` is given only where the CPU has AVX-512F.
-                return unsafe {
-                    ops::weighted_values((&scores, stride), span, (&v[first..], h.kv_dim), hd, o)
-                };
+            let block = if wide {
+                ops::avx512::VALUE_BLOCK
+            } else {
+                ops::avx2::VALUE_BLOCK
+            };
+            if hd.is_multiple_of(block) {
+                let p = (&scores[..], stride);
+                let v = (&v[(h.span.start() - h.base) * h.kv_dim..], h.kv_dim);
+                // SAFETY: `kt` is given only where the CPU has AVX2, and
+                // `simd` is AVX-512 (`wide`) only where it has AVX-512F.
+                unsafe {
+                    if wide {
+                        ops::avx512::weighted_values(p, span, v, hd, o)
+                    } else {
+                        ops::avx2::weighted_values(p, span, v, hd, o)
+                    }
+                }
+                return;
             }
         }
         for (t, j) in h.span.enumerate() {
-            let vj = h.v.row((j - h.base) * h.kv_dim, hd, &mut buf);
+            let vj = h.v.row((j - h.base) * h.kv_dim, hd, &mut buf, simd);
             for (or, sr) in o.chunks_exact_mut(hd).zip(scores.chunks_exact(stride)) {
                 let p = sr[t];
                 for (a, b) in or.iter_mut().zip(vj) {
@@ -1460,11 +1502,11 @@ fn attention(
     }
     // The same code compiled for AVX2 where the CPU has it: wider vectors,
     // the same operations in the same order (nothing is fused), so the
-    // same bits.
+    // same bits. F16C too, for the f16 cache's rows (`Rows::row`).
     #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2")]
+    #[target_feature(enable = "avx2,f16c")]
     fn some_avx2(h: Heads<'_>, hd: usize, o: &mut [f32]) {
-        some(h, hd, o)
+        some(h, hd, o, Kernel::Avx2)
     }
     // And for AVX-512, for a batch (whose scores and values take the lane
     // kernels): a step of a few tokens ran 12% slower so at 3000
@@ -1472,10 +1514,11 @@ fn attention(
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx512f,avx2")]
     fn some_avx512(h: Heads<'_>, hd: usize, o: &mut [f32]) {
-        some(h, hd, o)
+        some(h, hd, o, Kernel::Avx512)
     }
     // The matrix kernels' choice (AVX2 with FMA and F16C, AVX-512F besides,
     // under `GGUF_LOADER_SIMD`'s cap).
+    #[cfg(target_arch = "x86_64")]
     let simd = Kernel::detect();
     // Heads a task takes together: the most of a group that still leaves
     // a task for every thread.
@@ -1508,10 +1551,10 @@ fn attention(
             }
             #[cfg(target_arch = "x86_64")]
             if simd != Kernel::Portable {
-                // SAFETY: the CPU has AVX2 (detected above).
+                // SAFETY: the CPU has AVX2 and F16C (detected above).
                 return unsafe { some_avx2(heads, hd, o) };
             }
-            some(heads, hd, o)
+            some(heads, hd, o, Kernel::Portable)
         });
     out
 }

@@ -141,167 +141,239 @@ pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
     s
 }
 
-/// Keys a vector of [`lane_scores`] takes.
+/// What the batch attention kernels ([`avx512`], [`avx2`]) pad to: each
+/// head's scores fill rows of a multiple of this, and the transposed keys
+/// are readable that far past the last position.
 pub(crate) const SCORE_KEYS: usize = 16;
 
-/// The attention scores of the query heads in `q` (`hd` values each)
-/// against `span` keys, `dot(q, k) * scale` bit for bit, sixteen keys at a
-/// time: `kt` holds the keys transposed (`kt[c * tp + t]` is key `t`'s
-/// value `c`, readable up to key `span` rounded up to sixteen); head `i`'s
-/// scores go to `scores[i * stride..]`.
-///
-/// [`dot`] sums sixteen lanes of a head, each over every sixteenth value,
-/// then adds the lanes one by one to the sum of the values past the last
-/// sixteen. Here a vector holds one lane of sixteen keys' dot products,
-/// and the lanes are added the same way, sixteen keys at once: the same
-/// operations on the same values (none fused), so the same bits, without
-/// a chain of sixteen scalar additions a score.
-///
-/// # Safety
-/// The CPU has AVX-512F.
+/// Positions the batch kernels' weighted values take at a time.
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-pub(crate) unsafe fn lane_scores(
-    q: &[f32],
-    hd: usize,
-    (kt, tp): (&[f32], usize),
-    span: usize,
-    scale: f32,
-    scores: &mut [f32],
-    stride: usize,
-) {
-    use core::arch::x86_64::*;
-    const L: usize = SCORE_KEYS;
-    let spanp = span.next_multiple_of(L);
-    assert!(stride >= spanp && tp >= spanp && kt.len() >= (hd - 1) * tp + spanp.max(1));
-    assert!(scores.len() >= q.len() / hd * stride);
-    let body = hd - hd % L;
-    let (ktp, sp) = (kt.as_ptr(), scores.as_mut_ptr());
-    let empty: f32 = std::iter::empty::<f32>().sum();
-    for (i, qh) in q.chunks_exact(hd).enumerate() {
-        for t0 in (0..span).step_by(L) {
-            // The products past the last sixteen values, summed key by key
-            // as `dot` sums them.
-            let mut s = if body == hd {
-                _mm512_set1_ps(empty)
-            } else {
-                let tails: [f32; L] =
-                    std::array::from_fn(|j| (body..hd).map(|c| qh[c] * kt[c * tp + t0 + j]).sum());
-                // SAFETY: 16 floats.
-                unsafe { _mm512_loadu_ps(tails.as_ptr()) }
-            };
-            for l in 0..L {
-                let mut a = _mm512_setzero_ps();
-                for c in (l..body).step_by(L) {
-                    // SAFETY: c < hd and t0 + 16 <= spanp: inside `kt`.
-                    let k = unsafe { _mm512_loadu_ps(ktp.add(c * tp + t0)) };
-                    a = _mm512_add_ps(a, _mm512_mul_ps(_mm512_set1_ps(qh[c]), k));
-                }
-                s = _mm512_add_ps(s, a);
-            }
-            // SAFETY: head i's row holds `stride >= spanp` scores.
-            unsafe {
-                _mm512_storeu_ps(
-                    sp.add(i * stride + t0),
-                    _mm512_mul_ps(s, _mm512_set1_ps(scale)),
-                )
-            };
-        }
-    }
-}
+const VALUE_CHUNK: usize = 128;
 
-/// Each head's output in `o` (`hd` values, a multiple of 64, each head's
-/// after the one before) plus its weighted sum of the values: `o += p_t *
-/// v_t` for `t` in `0..span` in order, a product then a sum for each
-/// value, as a plain loop over the positions adds them; here sixty-four
-/// values of up to four heads at a time, held in registers over all the
-/// positions, each value row read once for them. Head `i`'s weights are
-/// `scores[i * stride..][..span]`; `v` holds the values from the first
-/// position of the span, rows `kv_dim` apart.
-///
-/// # Safety
-/// The CPU has AVX-512F.
+/// The attention's batch kernels for one vector type: `$v` of `$width`
+/// floats, the `$feature` CPU features, at most `$heads` heads' weighted
+/// values at once, and the intrinsics that zero, load, broadcast,
+/// multiply, add and store its vectors. One source for AVX-512 and AVX2,
+/// each function compiled with its features.
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-pub(crate) unsafe fn weighted_values(
-    (scores, stride): (&[f32], usize),
-    span: usize,
-    (v, kv_dim): (&[f32], usize),
-    hd: usize,
-    o: &mut [f32],
-) {
-    let heads = o.len() / hd;
-    assert!(hd.is_multiple_of(VALUE_BLOCK) && span >= 1 && stride >= span);
-    assert!(v.len() >= (span - 1) * kv_dim + hd && scores.len() >= heads * stride);
-    let mut h0 = 0;
-    while h0 < heads {
-        let nh = (heads - h0).min(4);
-        let (sp, op) = (scores[h0 * stride..].as_ptr(), o[h0 * hd..].as_mut_ptr());
-        let vp = v.as_ptr();
-        // SAFETY: heads h0..h0 + nh of `o` and `scores`, `span` rows of
-        // `v` (checked above).
-        unsafe {
-            match nh {
-                4 => value_group::<4>(sp, stride, span, vp, kv_dim, hd, op),
-                3 => value_group::<3>(sp, stride, span, vp, kv_dim, hd, op),
-                2 => value_group::<2>(sp, stride, span, vp, kv_dim, hd, op),
-                _ => value_group::<1>(sp, stride, span, vp, kv_dim, hd, op),
-            }
-        }
-        h0 += nh;
-    }
-}
+macro_rules! attention_kernels {
+    (
+        $name:ident, $feature:literal, $v:ty, $width:expr, $heads:expr, $vecs:expr,
+        $zero:ident, $load:ident, $splat:ident, $mul:ident, $add:ident, $store:ident
+    ) => {
+        pub(crate) mod $name {
+            use core::arch::x86_64::*;
 
-/// Values [`weighted_values`] holds at once for each head.
-pub(crate) const VALUE_BLOCK: usize = 64;
+            /// Keys a vector of [`lane_scores`] takes.
+            const L: usize = $width;
+            const _: () = assert!(super::SCORE_KEYS.is_multiple_of(L));
 
-/// [`weighted_values`] for `H` heads.
-///
-/// # Safety
-/// As [`weighted_values`]'s, for `H` heads from `scores` and `o`.
-#[cfg(target_arch = "x86_64")]
-#[inline]
-#[target_feature(enable = "avx512f")]
-#[allow(clippy::too_many_arguments)]
-unsafe fn value_group<const H: usize>(
-    scores: *const f32,
-    stride: usize,
-    span: usize,
-    v: *const f32,
-    kv_dim: usize,
-    hd: usize,
-    o: *mut f32,
-) {
-    use core::arch::x86_64::*;
-    for c0 in (0..hd).step_by(VALUE_BLOCK) {
-        let mut acc = [[_mm512_setzero_ps(); 4]; H];
-        for (h, a) in acc.iter_mut().enumerate() {
-            for (j, aj) in a.iter_mut().enumerate() {
-                // SAFETY: value c0 + 16 j of head h, inside `o`.
-                *aj = unsafe { _mm512_loadu_ps(o.add(h * hd + c0 + 16 * j)) };
-            }
-        }
-        for t in 0..span {
-            // SAFETY: row t's values c0..c0 + 64, inside `v`.
-            let vr = unsafe { v.add(t * kv_dim + c0) };
-            let vv: [__m512; 4] =
-                std::array::from_fn(|j| unsafe { _mm512_loadu_ps(vr.add(16 * j)) });
-            for (h, a) in acc.iter_mut().enumerate() {
-                // SAFETY: head h's weight of position t.
-                let p = _mm512_set1_ps(unsafe { *scores.add(h * stride + t) });
-                for (aj, &vj) in a.iter_mut().zip(&vv) {
-                    *aj = _mm512_add_ps(*aj, _mm512_mul_ps(p, vj));
+            /// The attention scores of the query heads in `q` (`hd` values
+            /// each) against `span` keys, `dot(q, k) * scale` bit for bit,
+            /// a vector of keys at a time: `kt` holds the keys transposed
+            /// (`kt[c * tp + t]` is key `t`'s value `c`, readable up to key
+            /// `span` rounded up to [`super::SCORE_KEYS`]); head `i`'s
+            /// scores go to `scores[i * stride..]`.
+            ///
+            /// [`super::dot`] sums sixteen lanes of a head, each over every
+            /// sixteenth value, then adds the lanes one by one to the sum
+            /// of the values past the last sixteen. Here a vector holds one
+            /// lane of a vector of keys' dot products, and the lanes are
+            /// added the same way, for all those keys at once: the same
+            /// operations on the same values (none fused), so the same
+            /// bits, without a chain of sixteen scalar additions a score.
+            ///
+            /// # Safety
+            /// The CPU has the features.
+            #[target_feature(enable = $feature)]
+            pub(crate) unsafe fn lane_scores(
+                q: &[f32],
+                hd: usize,
+                (kt, tp): (&[f32], usize),
+                span: usize,
+                scale: f32,
+                scores: &mut [f32],
+                stride: usize,
+            ) {
+                const D: usize = 16;
+                let spanp = span.next_multiple_of(L);
+                assert!(stride >= spanp && tp >= spanp && kt.len() >= (hd - 1) * tp + spanp.max(1));
+                assert!(scores.len() >= q.len() / hd * stride);
+                let body = hd - hd % D;
+                let (ktp, sp) = (kt.as_ptr(), scores.as_mut_ptr());
+                let empty: f32 = std::iter::empty::<f32>().sum();
+                // Keys outer: a vector of keys' values (`hd` rows of `kt`)
+                // stay in the L1 cache while every head meets them; heads
+                // outer read all of `kt` once a head (3 MB a layer at 3000
+                // positions of Gemma-3, from memory each time).
+                for t0 in (0..span).step_by(L) {
+                    for (i, qh) in q.chunks_exact(hd).enumerate() {
+                        // The products past the last sixteen values, summed
+                        // key by key as `dot` sums them.
+                        let mut s = if body == hd {
+                            $splat(empty)
+                        } else {
+                            let tails: [f32; L] = std::array::from_fn(|j| {
+                                (body..hd).map(|c| qh[c] * kt[c * tp + t0 + j]).sum()
+                            });
+                            // SAFETY: a vector's floats.
+                            unsafe { $load(tails.as_ptr()) }
+                        };
+                        for l in 0..D {
+                            let mut a = $zero();
+                            for c in (l..body).step_by(D) {
+                                // SAFETY: c < hd and t0 + L <= spanp: inside
+                                // `kt`.
+                                let k = unsafe { $load(ktp.add(c * tp + t0)) };
+                                a = $add(a, $mul($splat(qh[c]), k));
+                            }
+                            s = $add(s, a);
+                        }
+                        // SAFETY: head i's row holds `stride >= spanp`
+                        // scores.
+                        unsafe { $store(sp.add(i * stride + t0), $mul(s, $splat(scale))) };
+                    }
                 }
             }
-        }
-        for (h, a) in acc.iter().enumerate() {
-            for (j, &aj) in a.iter().enumerate() {
-                // SAFETY: as the loads above.
-                unsafe { _mm512_storeu_ps(o.add(h * hd + c0 + 16 * j), aj) };
+
+            /// Vectors of values [`weighted_values`] holds at once for each
+            /// head.
+            const VECS: usize = $vecs;
+            /// Values [`weighted_values`] holds at once for each head.
+            pub(crate) const VALUE_BLOCK: usize = VECS * $width;
+
+            /// Each head's output in `o` (`hd` values, a multiple of
+            /// [`VALUE_BLOCK`], each head's after the one before) plus its
+            /// weighted sum of the values: `o += p_t * v_t` for `t` in
+            /// `0..span` in order, a product then a sum for each value, as
+            /// a plain loop over the positions adds them; here a block of
+            /// values of a few heads at a time, held in registers over the
+            /// positions (a chunk of them at a time, whose rows stay in the
+            /// L2 cache while every block of values reads them), each value
+            /// row read once for them. Head `i`'s
+            /// weights are `scores[i * stride..][..span]`; `v` holds the
+            /// values from the first position of the span, rows `kv_dim`
+            /// apart.
+            ///
+            /// # Safety
+            /// The CPU has the features.
+            #[target_feature(enable = $feature)]
+            pub(crate) unsafe fn weighted_values(
+                (scores, stride): (&[f32], usize),
+                span: usize,
+                (v, kv_dim): (&[f32], usize),
+                hd: usize,
+                o: &mut [f32],
+            ) {
+                let heads = o.len() / hd;
+                assert!(hd.is_multiple_of(VALUE_BLOCK) && span >= 1 && stride >= span);
+                assert!(v.len() >= (span - 1) * kv_dim + hd && scores.len() >= heads * stride);
+                for p0 in (0..span).step_by(super::VALUE_CHUNK) {
+                    let pn = super::VALUE_CHUNK.min(span - p0);
+                    let vp = v[p0 * kv_dim..].as_ptr();
+                    let mut h0 = 0;
+                    while h0 < heads {
+                        let nh = (heads - h0).min($heads);
+                        let sp = scores[h0 * stride + p0..].as_ptr();
+                        let op = o[h0 * hd..].as_mut_ptr();
+                        // SAFETY: heads h0..h0 + nh of `o` and `scores`,
+                        // positions p0..p0 + pn of `scores` and `v`
+                        // (checked above).
+                        unsafe {
+                            match nh {
+                                4 => value_group::<4>(sp, stride, pn, vp, kv_dim, hd, op),
+                                3 => value_group::<3>(sp, stride, pn, vp, kv_dim, hd, op),
+                                2 => value_group::<2>(sp, stride, pn, vp, kv_dim, hd, op),
+                                _ => value_group::<1>(sp, stride, pn, vp, kv_dim, hd, op),
+                            }
+                        }
+                        h0 += nh;
+                    }
+                }
+            }
+
+            /// [`weighted_values`] for `H` heads.
+            ///
+            /// # Safety
+            /// As [`weighted_values`]'s, for `H` heads from `scores` and
+            /// `o`.
+            #[inline]
+            #[target_feature(enable = $feature)]
+            #[allow(clippy::too_many_arguments)]
+            unsafe fn value_group<const H: usize>(
+                scores: *const f32,
+                stride: usize,
+                span: usize,
+                v: *const f32,
+                kv_dim: usize,
+                hd: usize,
+                o: *mut f32,
+            ) {
+                for c0 in (0..hd).step_by(VALUE_BLOCK) {
+                    let mut acc = [[$zero(); VECS]; H];
+                    for (h, a) in acc.iter_mut().enumerate() {
+                        for (j, aj) in a.iter_mut().enumerate() {
+                            // SAFETY: vector j of head h's block, inside `o`.
+                            *aj = unsafe { $load(o.add(h * hd + c0 + L * j)) };
+                        }
+                    }
+                    for t in 0..span {
+                        // SAFETY: row t's values of the block, inside `v`.
+                        let vr = unsafe { v.add(t * kv_dim + c0) };
+                        let vv: [$v; VECS] =
+                            std::array::from_fn(|j| unsafe { $load(vr.add(L * j)) });
+                        for (h, a) in acc.iter_mut().enumerate() {
+                            // SAFETY: head h's weight of position t.
+                            let p = $splat(unsafe { *scores.add(h * stride + t) });
+                            for (aj, &vj) in a.iter_mut().zip(&vv) {
+                                *aj = $add(*aj, $mul(p, vj));
+                            }
+                        }
+                    }
+                    for (h, a) in acc.iter().enumerate() {
+                        for (j, &aj) in a.iter().enumerate() {
+                            // SAFETY: as the loads above.
+                            unsafe { $store(o.add(h * hd + c0 + L * j), aj) };
+                        }
+                    }
+                }
             }
         }
-    }
+    };
 }
+
+// Four heads of four vectors: 16 of the 32 registers hold sums.
+#[cfg(target_arch = "x86_64")]
+attention_kernels!(
+    avx512,
+    "avx512f",
+    __m512,
+    16,
+    4,
+    4,
+    _mm512_setzero_ps,
+    _mm512_loadu_ps,
+    _mm512_set1_ps,
+    _mm512_mul_ps,
+    _mm512_add_ps,
+    _mm512_storeu_ps
+);
+// Four heads of two vectors: 8 of the 16 registers hold sums.
+#[cfg(target_arch = "x86_64")]
+attention_kernels!(
+    avx2,
+    "avx2",
+    __m256,
+    8,
+    4,
+    2,
+    _mm256_setzero_ps,
+    _mm256_loadu_ps,
+    _mm256_set1_ps,
+    _mm256_mul_ps,
+    _mm256_add_ps,
+    _mm256_storeu_ps
+);
 
 /// RMSNorm of each `dim`-long row of `x` in place, times `weight`, as
 /// ggml computes it (sum of squares in f64, `1 / sqrt(mean + eps)` in f32).
@@ -412,90 +484,121 @@ pub(crate) fn softmax(x: &mut [f32]) {
 mod tests {
     use super::*;
 
-    /// Where the CPU has AVX-512F, values in [-4, 4) from `seed` (else
-    /// `None`, saying the test is skipped).
+    /// The batch attention kernels the CPU has: (AVX-512F, AVX2); and
+    /// values in [-4, 4) from `seed`.
     #[cfg(target_arch = "x86_64")]
-    fn avx512_and_values(mut seed: u64) -> Option<impl FnMut() -> f32> {
-        if !is_x86_feature_detected!("avx512f") {
-            eprintln!("skipped: no AVX-512 here");
-            return None;
+    fn kernels_and_values(mut seed: u64) -> ((bool, bool), impl FnMut() -> f32) {
+        let has = (
+            is_x86_feature_detected!("avx512f"),
+            is_x86_feature_detected!("avx2"),
+        );
+        if !has.0 || !has.1 {
+            eprintln!("partly skipped: AVX-512F {}, AVX2 {}", has.0, has.1);
         }
-        Some(move || {
+        let next = move || {
             seed ^= seed << 13;
             seed ^= seed >> 7;
             seed ^= seed << 17;
             ((seed >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 8.0
-        })
+        };
+        (has, next)
     }
 
-    /// The lane scores are `dot(q, k) * scale` bit for bit, for heads of
-    /// whole sixteens and with a tail past them, spans that fill their
-    /// last vector of keys or not.
+    /// The lane scores, AVX-512's and AVX2's, are `dot(q, k) * scale` bit
+    /// for bit, for heads of whole sixteens and with a tail past them,
+    /// spans that fill their last vector of keys or not.
     #[cfg(target_arch = "x86_64")]
     #[test]
     fn lane_scores_are_dots_bit_for_bit() {
-        let Some(mut next) = avx512_and_values(0x2545_f491_4f6c_dd1d) else {
-            return;
-        };
-        for hd in [8, 16, 64, 70, 256] {
-            for span in [1usize, 15, 16, 17, 100] {
-                let heads = 3;
-                let tp = span.next_multiple_of(SCORE_KEYS) + SCORE_KEYS;
-                let q: Vec<f32> = (0..heads * hd).map(|_| next()).collect();
-                let kt: Vec<f32> = (0..hd * tp).map(|_| next()).collect();
-                let stride = span.next_multiple_of(SCORE_KEYS);
-                let mut scores = vec![0f32; heads * stride];
-                // SAFETY: the CPU has AVX-512F (checked above).
-                unsafe { lane_scores(&q, hd, (&kt, tp), span, 0.125, &mut scores, stride) };
-                for (i, qh) in q.chunks_exact(hd).enumerate() {
-                    for t in 0..span {
-                        let k: Vec<f32> = (0..hd).map(|c| kt[c * tp + t]).collect();
-                        let want = dot(qh, &k) * 0.125;
-                        assert_eq!(
-                            scores[i * stride + t].to_bits(),
-                            want.to_bits(),
-                            "hd {hd}, span {span}, head {i}, key {t}"
-                        );
+        let ((avx512, avx2), mut next) = kernels_and_values(0x2545_f491_4f6c_dd1d);
+        for (wide, has) in [(true, avx512), (false, avx2)] {
+            if !has {
+                continue;
+            }
+            for hd in [8, 16, 64, 70, 256] {
+                for span in [1usize, 7, 8, 9, 15, 16, 17, 100] {
+                    let heads = 3;
+                    let tp = span.next_multiple_of(SCORE_KEYS) + SCORE_KEYS;
+                    let q: Vec<f32> = (0..heads * hd).map(|_| next()).collect();
+                    let kt: Vec<f32> = (0..hd * tp).map(|_| next()).collect();
+                    let stride = span.next_multiple_of(SCORE_KEYS);
+                    let mut scores = vec![0f32; heads * stride];
+                    let kts = (&kt[..], tp);
+                    // SAFETY: the CPU has the kernel's features (checked above).
+                    unsafe {
+                        if wide {
+                            avx512::lane_scores(&q, hd, kts, span, 0.125, &mut scores, stride)
+                        } else {
+                            avx2::lane_scores(&q, hd, kts, span, 0.125, &mut scores, stride)
+                        }
+                    }
+                    for (i, qh) in q.chunks_exact(hd).enumerate() {
+                        for t in 0..span {
+                            let k: Vec<f32> = (0..hd).map(|c| kt[c * tp + t]).collect();
+                            let want = dot(qh, &k) * 0.125;
+                            assert_eq!(
+                                scores[i * stride + t].to_bits(),
+                                want.to_bits(),
+                                "AVX-512 {wide}: hd {hd}, span {span}, head {i}, key {t}"
+                            );
+                        }
                     }
                 }
             }
         }
     }
 
-    /// The weighted values are the plain loop's (each position in order, a
-    /// product then a sum) bit for bit, for one to five heads (a group of
-    /// four and the rest), heads of 64 and 256 values, rows of values
-    /// wider than a head.
+    /// The weighted values, AVX-512's and AVX2's, are the plain loop's
+    /// (each position in order, a product then a sum) bit for bit, for one
+    /// to five heads (a group of four and the rest), heads of 16 to 256
+    /// values (those of whole blocks), rows of values wider than a head,
+    /// spans of one chunk of positions and of several.
     #[cfg(target_arch = "x86_64")]
     #[test]
     fn weighted_values_are_the_plain_loops_bit_for_bit() {
-        let Some(mut next) = avx512_and_values(0x5851_f42d_4c95_7f2d) else {
-            return;
-        };
-        for hd in [64, 256] {
-            for heads in 1..=5 {
-                for span in [1usize, 7, 40] {
-                    let (kv_dim, stride) = (hd * 2, span.next_multiple_of(16));
-                    let scores: Vec<f32> = (0..heads * stride).map(|_| next()).collect();
-                    let v: Vec<f32> = (0..span * kv_dim).map(|_| next()).collect();
-                    let mut want = vec![0f32; heads * hd];
-                    for t in 0..span {
-                        for (h, o) in want.chunks_exact_mut(hd).enumerate() {
-                            let p = scores[h * stride + t];
-                            for (a, b) in o.iter_mut().zip(&v[t * kv_dim..][..hd]) {
-                                *a += p * b;
+        let ((avx512, avx2), mut next) = kernels_and_values(0x5851_f42d_4c95_7f2d);
+        for (wide, has) in [(true, avx512), (false, avx2)] {
+            let block = if wide {
+                avx512::VALUE_BLOCK
+            } else {
+                avx2::VALUE_BLOCK
+            };
+            for hd in [16, 32, 48, 64, 256]
+                .into_iter()
+                .filter(|hd| has && hd % block == 0)
+            {
+                for heads in 1..=5 {
+                    for span in [1usize, 7, 40, 128, 300] {
+                        let (kv_dim, stride) = (hd * 2, span.next_multiple_of(16));
+                        let scores: Vec<f32> = (0..heads * stride).map(|_| next()).collect();
+                        let v: Vec<f32> = (0..span * kv_dim).map(|_| next()).collect();
+                        let mut want = vec![0f32; heads * hd];
+                        for t in 0..span {
+                            for (h, o) in want.chunks_exact_mut(hd).enumerate() {
+                                let p = scores[h * stride + t];
+                                for (a, b) in o.iter_mut().zip(&v[t * kv_dim..][..hd]) {
+                                    *a += p * b;
+                                }
                             }
                         }
+                        let mut got = vec![0f32; heads * hd];
+                        let (p, vs) = ((&scores[..], stride), (&v[..], kv_dim));
+                        // SAFETY: the CPU has the kernel's features (checked
+                        // above).
+                        unsafe {
+                            if wide {
+                                avx512::weighted_values(p, span, vs, hd, &mut got)
+                            } else {
+                                avx2::weighted_values(p, span, vs, hd, &mut got)
+                            }
+                        }
+                        let bits = |x: &[f32]| x.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+                        assert_eq!(
+                            bits(&got),
+                            bits(&want),
+                            "AVX-512 {wide}: hd {hd}, {heads} heads, span {span}"
+                        );
                     }
-                    let mut got = vec![0f32; heads * hd];
-                    // SAFETY: the CPU has AVX-512F (checked above).
-                    unsafe { weighted_values((&scores, stride), span, (&v, kv_dim), hd, &mut got) };
-                    let bits = |x: &[f32]| x.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
-                    assert_eq!(
-                        bits(&got),
-                        bits(&want),
-                        "hd {hd}, {heads} heads, span {span}"
-                    );
                 }
             }
         }

@@ -248,12 +248,11 @@ macro_rules! attention_kernels {
             /// `0..span` in order, a product then a sum for each value, as
             /// a plain loop over the positions adds them; here a block of
             /// values of a few heads at a time, held in registers over the
-            /// positions (a chunk of them at a time, whose rows stay in the
-            /// L2 cache while every block of values reads them), each value
-            /// row read once for them. Head `i`'s
-            /// weights are `scores[i * stride..][..span]`; `v` holds the
-            /// values from the first position of the span, rows `kv_dim`
-            /// apart.
+            /// positions, each value row read once for those heads; the
+            /// positions a chunk at a time, whose rows stay in the L2 cache
+            /// while every block of values reads them. Head `i`'s weights
+            /// are `scores[i * stride..][..span]`; `v` holds the values
+            /// from the first position of the span, rows `kv_dim` apart.
             ///
             /// # Safety
             /// The CPU has the features.

@@ -1363,6 +1363,7 @@ impl Rows<'_> {
                     }
                     return dst;
                 }
+                #[cfg(not(target_arch = "x86_64"))]
                 let _ = simd;
                 src.convert_to_f32_slice(dst);
                 dst

@@ -334,6 +334,10 @@ impl Kernel {
 /// Lanes of one SIMD sum (ggml's `GGML_F32_EPR` on AVX2).
 const LANES: usize = 8;
 
+/// Vectors of inputs in one lane tile, at either width.
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+const LANE_VECS: usize = 2;
+
 /// The inputs of a product packed by lane, for the lane kernel.
 ///
 /// ggml's order gives each dot product 32 partial sums: lane `l` sums the
@@ -553,20 +557,18 @@ mod x86 {
     /// function compiled with its features (as generic code would not be).
     macro_rules! lane_kernel {
         (
-            $name:ident, $feature:literal, $v:ty, $width:expr, $rows:expr, $vecs:expr,
+            $name:ident, $feature:literal, $v:ty, $width:expr, $rows:expr,
             $zero:ident, $load:ident, $splat:ident, $fmadd:ident, $add:ident, $store:ident
         ) => {
             pub(in super::super) mod $name {
                 use std::arch::x86_64::*;
 
-                use super::super::{Lanes, LANES};
+                use super::super::{Lanes, LANES, LANE_VECS};
 
                 /// Weight rows of one lane tile.
                 pub(in super::super) const ROWS: usize = $rows;
-                /// Vectors of inputs in one lane tile.
-                const VECS: usize = $vecs;
                 /// Inputs of one lane tile.
-                pub(in super::super) const INPUTS: usize = $width * VECS;
+                pub(in super::super) const INPUTS: usize = $width * LANE_VECS;
 
                 /// A lane tile's sums: [`ROWS`] rows, each `V` vectors of
                 /// inputs.
@@ -645,13 +647,8 @@ mod x86 {
                                         .each_ref()
                                         .map(|r| &r[..]),
                                 ),
-                                2 => rows_out(
-                                    &unsafe { lane_tile::<2>(wp, xp, steps) }
-                                        .each_ref()
-                                        .map(|r| &r[..]),
-                                ),
                                 _ => rows_out(
-                                    &unsafe { lane_tile::<VECS>(wp, xp, steps) }
+                                    &unsafe { lane_tile::<LANE_VECS>(wp, xp, steps) }
                                         .each_ref()
                                         .map(|r| &r[..]),
                                 ),
@@ -662,13 +659,13 @@ mod x86 {
 
                 /// One lane tile: the dot products of the [`ROWS`] rows
                 /// packed at `w` with `V` vectors of inputs of the tile
-                /// packed at `xp`, over `steps` 32s of columns, each lane summed
-                /// alone and the lanes added as ggml adds them.
+                /// packed at `xp`, over `steps` 32s of columns, each lane
+                /// summed alone and the lanes added as ggml adds them.
                 ///
                 /// # Safety
                 /// The CPU has the features; `w` and `xp` point at a packed
                 /// tile of weights and one of inputs, of `steps` 32s of
-                /// columns; `V <= VECS`.
+                /// columns; `V <= LANE_VECS`.
                 #[inline]
                 #[target_feature(enable = $feature)]
                 unsafe fn lane_tile<const V: usize>(
@@ -757,7 +754,6 @@ mod x86 {
         __m512,
         16,
         12,
-        2,
         _mm512_setzero_ps,
         _mm512_loadu_ps,
         _mm512_set1_ps,
@@ -773,7 +769,6 @@ mod x86 {
         __m256,
         8,
         6,
-        2,
         _mm256_setzero_ps,
         _mm256_loadu_ps,
         _mm256_set1_ps,

@@ -150,15 +150,20 @@ pub(crate) const SCORE_KEYS: usize = 16;
 #[cfg(target_arch = "x86_64")]
 const VALUE_CHUNK: usize = 128;
 
+/// Heads the batch kernels' weighted values take at a time, at either
+/// width.
+#[cfg(target_arch = "x86_64")]
+const VALUE_HEADS: usize = 4;
+
 /// The attention's batch kernels for one vector type: `$v` of `$width`
-/// floats, the `$feature` CPU features, at most `$heads` heads' weighted
-/// values at once, and the intrinsics that zero, load, broadcast,
+/// floats, the `$feature` CPU features, `$vecs` vectors of each head's
+/// weighted values at once, and the intrinsics that zero, load, broadcast,
 /// multiply, add and store its vectors. One source for AVX-512 and AVX2,
 /// each function compiled with its features.
 #[cfg(target_arch = "x86_64")]
 macro_rules! attention_kernels {
     (
-        $name:ident, $feature:literal, $v:ty, $width:expr, $heads:expr, $vecs:expr,
+        $name:ident, $feature:literal, $v:ty, $width:expr, $vecs:expr,
         $zero:ident, $load:ident, $splat:ident, $mul:ident, $add:ident, $store:ident
     ) => {
         pub(crate) mod $name {
@@ -272,7 +277,7 @@ macro_rules! attention_kernels {
                     let vp = v[p0 * kv_dim..].as_ptr();
                     let mut h0 = 0;
                     while h0 < heads {
-                        let nh = (heads - h0).min($heads);
+                        let nh = (heads - h0).min(super::VALUE_HEADS);
                         let sp = scores[h0 * stride + p0..].as_ptr();
                         let op = o[h0 * hd..].as_mut_ptr();
                         // SAFETY: heads h0..h0 + nh of `o` and `scores`,
@@ -349,7 +354,6 @@ attention_kernels!(
     __m512,
     16,
     4,
-    4,
     _mm512_setzero_ps,
     _mm512_loadu_ps,
     _mm512_set1_ps,
@@ -364,7 +368,6 @@ attention_kernels!(
     "avx2",
     __m256,
     8,
-    4,
     2,
     _mm256_setzero_ps,
     _mm256_loadu_ps,

@@ -460,11 +460,53 @@ pub(crate) fn silu(x: f32) -> f32 {
     x / (1.0 + (-x).exp())
 }
 
-/// GELU, tanh approximation (ggml's `gelu`).
-pub(crate) fn gelu(x: f32) -> f32 {
+/// `g = silu(g) · u`, value by value (llama's feed-forward gate).
+pub(crate) fn silu_mul(g: &mut [f32], u: &[f32]) {
+    g.iter_mut().zip(u).for_each(|(a, b)| *a = silu(*a) * b)
+}
+
+/// GELU, tanh approximation: ggml's `ggml_gelu_f32` as a native build
+/// compiles it where the CPU has FMA (GCC and Clang fuse `1 + A·x·x` into
+/// one `fma`; one f16 entry of the table, at x = -1.999, tells the two
+/// apart). `mul_add` rounds once on any CPU, so the table is the same
+/// everywhere.
+fn gelu_tanh(x: f32) -> f32 {
     const SQRT_2_OVER_PI: f32 = 0.797_884_6;
     const A: f32 = 0.044715;
-    0.5 * x * (1.0 + (SQRT_2_OVER_PI * x * (1.0 + A * x * x)).tanh())
+    0.5 * x * (1.0 + (SQRT_2_OVER_PI * x * (A * x).mul_add(x, 1.0)).tanh())
+}
+
+/// `gelu_tanh` of every f16 value, rounded to f16 and held widened to f32,
+/// indexed by the f16's bits: ggml's `ggml_table_gelu_f16` (256 KiB, made
+/// on first use in about a millisecond). A NaN maps to the quiet NaN of
+/// its sign, as in ggml's.
+static GELU_TABLE: std::sync::LazyLock<Box<[f32]>> = std::sync::LazyLock::new(|| {
+    (0..=u16::MAX)
+        .map(|bits| match f16::from_bits(bits).to_f32() {
+            x if x.is_nan() => f32::NAN.copysign(x),
+            x => f16::from_f32(gelu_tanh(x)).to_f32(),
+        })
+        .collect()
+});
+
+/// `g = gelu(g) · u`, value by value (gemma3's feed-forward gate), as
+/// ggml's CPU computes it (`ggml_vec_geglu_f32` under `GGML_GELU_FP16`,
+/// which ggml defines): 0 at or below -10, `g` itself at or above 10, and
+/// between them the table entry of `g` rounded to f16. A lookup instead of
+/// libm's `tanhf` and `expm1f`, which were a seventh of a Gemma-3 prompt.
+pub(crate) fn gelu_mul(g: &mut [f32], u: &[f32]) {
+    let table: &[f32] = &GELU_TABLE;
+    g.iter_mut().zip(u).for_each(|(a, b)| {
+        let x = *a;
+        let y = if x <= -10.0 {
+            0.0
+        } else if x >= 10.0 {
+            x
+        } else {
+            table[usize::from(f16::from_f32(x).to_bits())]
+        };
+        *a = y * b
+    })
 }
 
 /// Softmax in place (max subtracted first).
@@ -485,6 +527,70 @@ pub(crate) fn softmax(x: &mut [f32]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Our GELU table is ggml's `ggml_table_gelu_f16`, all 65536 entries:
+    /// the digest is what `scripts/ggml_gelu_table.sh` prints for the
+    /// llama.cpp the golden logits came from.
+    #[test]
+    fn gelu_table_is_ggmls() {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        for &v in GELU_TABLE.iter() {
+            h.update(f16::from_f32(v).to_bits().to_le_bytes());
+        }
+        let got: String = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(
+            got,
+            "5eceda6f287dec9dc0bcfa24516d6744a031a5c52d1984688b4558aeb1daf909"
+        );
+    }
+
+    /// The gate outside the table's span and on values that are not
+    /// numbers, as ggml's: 0 at or below -10, `g · u` at or above 10, NaN
+    /// through; inside, the table entry of `g` rounded to f16.
+    #[test]
+    fn gelu_mul_is_ggmls_at_the_edges() {
+        let g = [
+            -f32::INFINITY,
+            -1e30,
+            -10.0,
+            -9.999,
+            -0.0,
+            1.0,
+            1.0001,
+            9.999,
+            10.0,
+            12.5,
+            f32::INFINITY,
+            f32::NAN,
+        ];
+        let mut out = g;
+        gelu_mul(&mut out, &[2.0; 12]);
+        let want = |x: f32| 2.0 * f16::from_f32(gelu_tanh(f16::from_f32(x).to_f32())).to_f32();
+        let expect = [
+            0.0,
+            0.0,
+            0.0,
+            want(-9.999),
+            want(-0.0),
+            want(1.0),
+            want(1.0),
+            want(9.999),
+            20.0,
+            25.0,
+            f32::INFINITY,
+            f32::NAN,
+        ];
+        for (i, (a, b)) in out.iter().zip(expect).enumerate() {
+            assert!(
+                a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan()),
+                "g = {}: {a} against {b}",
+                g[i]
+            );
+        }
+        // 1.0001 rounds to the f16 1.0: the same entry.
+        assert_eq!(out[5], out[6]);
+    }
 
     /// The batch attention kernels the CPU has: (AVX-512F, AVX2); and
     /// values in [-4, 4) from `seed`.

@@ -41,6 +41,9 @@ echo "== built in $(( $(date +%s) - start )) s"
 for t in "${targets[@]}"; do
     # A scratch corpus per run: new inputs do not pile up in the seeds.
     work=$(mktemp -d)
+    # And a scratch TMPDIR: the lazy and llm targets write each input to a
+    # file there, which libFuzzer's exit leaves behind.
+    scratch=$(mktemp -d)
     # Seeds: the target's own (fuzz/corpus/$t), and for the targets that take
     # whole files the repository's malformed corpus and fixtures, read in
     # place rather than copied.
@@ -51,16 +54,16 @@ for t in "${targets[@]}"; do
     esac
     echo "== $t for ${seconds} s"
     status=0
-    cargo fuzz run -O "$t" "$work" "${seeds[@]}" -- \
+    TMPDIR="$scratch" cargo fuzz run -O "$t" "$work" "${seeds[@]}" -- \
         -max_total_time="$seconds" -rss_limit_mb=2048 -timeout=10 \
         -print_final_stats=1 >"$work.log" 2>&1 || status=$?
     grep -E "^stat::(number_of_executed_units|peak_rss_mb)|^#[0-9]+ +DONE" "$work.log" || true
     if [ "$status" -ne 0 ]; then
         tail -40 "$work.log"
         echo "== $t FAILED (exit $status); reproducer under fuzz/artifacts/$t/"
-        rm -rf "$work" "$work.log"
+        rm -rf "$work" "$work.log" "$scratch"
         exit 1
     fi
-    rm -rf "$work" "$work.log"
+    rm -rf "$work" "$work.log" "$scratch"
 done
 echo "== fuzz smoke passed"

@@ -714,9 +714,16 @@ mod x86 {
                 /// step `k` times the inputs' value of that step fused into
                 /// the sum, `k` in order, a vector of inputs at a time.
                 ///
+                /// Never inlined: its loop keeps the tile's sums in
+                /// registers only as a function of its own. Inlined into
+                /// [`lane_tile`], whether they stayed there hung on how the
+                /// crate's code fell into codegen units: an unrelated
+                /// change once spilled them to the stack in the loop, and a
+                /// prompt's products took 40% longer.
+                ///
                 /// # Safety
                 /// As [`lane_tile`]'s, `w` and `xp` at the lane.
-                #[inline]
+                #[inline(never)]
                 #[target_feature(enable = $feature)]
                 unsafe fn lane_sums<const V: usize>(
                     w: *const f32,

@@ -1455,6 +1455,39 @@ fn attention(
                     }
                 }
             }
+            // A few tokens' keys from the cache's rows, by the row kernel.
+            #[cfg(target_arch = "x86_64")]
+            None if simd != Kernel::Portable => {
+                let at = (h.span.start() - h.base) * h.kv_dim;
+                let (q, scale, scores) = (&qh, h.scale, &mut scores);
+                // SAFETY: `simd` is a SIMD kernel only where the CPU has
+                // AVX2, FMA and F16C, and AVX-512 (`wide`) only where it
+                // has AVX-512F.
+                unsafe {
+                    match h.k {
+                        Rows::F32(k) => ops::row_scores(
+                            wide,
+                            q,
+                            hd,
+                            (&k[at..], h.kv_dim),
+                            span,
+                            scale,
+                            scores,
+                            stride,
+                        ),
+                        Rows::F16(k) => ops::row_scores(
+                            wide,
+                            q,
+                            hd,
+                            (&k[at..], h.kv_dim),
+                            span,
+                            scale,
+                            scores,
+                            stride,
+                        ),
+                    }
+                }
+            }
             _ => {
                 for (t, j) in h.span.clone().enumerate() {
                     let kj = h.k.row((j - h.base) * h.kv_dim, hd, &mut buf, simd);
@@ -1467,8 +1500,11 @@ fn attention(
         for sr in scores.chunks_exact_mut(stride) {
             softmax(&mut sr[..span]);
         }
+        // The weighted values by the batch kernel wherever the CPU has one:
+        // from the widened rows of a batch, or from the cache's f16 rows
+        // (a few-token step), widened as they are read.
         #[cfg(target_arch = "x86_64")]
-        if let (Some(_), Rows::F32(v)) = (h.kt, h.v) {
+        if simd != Kernel::Portable {
             let block = if wide {
                 ops::avx512::VALUE_BLOCK
             } else {
@@ -1476,14 +1512,18 @@ fn attention(
             };
             if hd.is_multiple_of(block) {
                 let p = (&scores[..], stride);
-                let v = (&v[(h.span.start() - h.base) * h.kv_dim..], h.kv_dim);
-                // SAFETY: `kt` is given only where the CPU has AVX2, and
-                // `simd` is AVX-512 (`wide`) only where it has AVX-512F.
+                let at = (h.span.start() - h.base) * h.kv_dim;
+                // SAFETY: `simd` is a SIMD kernel only where the CPU has
+                // AVX2, FMA and F16C, and AVX-512 (`wide`) only where it
+                // has AVX-512F.
                 unsafe {
-                    if wide {
-                        ops::avx512::weighted_values(p, span, v, hd, o)
-                    } else {
-                        ops::avx2::weighted_values(p, span, v, hd, o)
+                    match h.v {
+                        Rows::F32(v) => {
+                            ops::weighted_values(wide, p, span, (&v[at..], h.kv_dim), hd, o)
+                        }
+                        Rows::F16(v) => {
+                            ops::weighted_values(wide, p, span, (&v[at..], h.kv_dim), hd, o)
+                        }
                     }
                 }
                 return;

@@ -164,10 +164,13 @@ const VALUE_HEADS: usize = 4;
 macro_rules! attention_kernels {
     (
         $name:ident, $feature:literal, $v:ty, $width:expr, $vecs:expr,
-        $zero:ident, $load:ident, $splat:ident, $mul:ident, $add:ident, $store:ident
+        $zero:ident, $load:ident, $widen:ident, $splat:ident, $mul:ident, $add:ident,
+        $store:ident
     ) => {
         pub(crate) mod $name {
             use core::arch::x86_64::*;
+
+            use super::sealed::Sealed;
 
             /// Keys a vector of [`lane_scores`] takes.
             const L: usize = $width;
@@ -241,6 +244,110 @@ macro_rules! attention_kernels {
                 }
             }
 
+            /// [`lane_scores`] from the keys as the cache holds them: `span`
+            /// rows of `k` (f32 or f16, rows `kv_dim` apart, the first at
+            /// the span's first position), `dot(q, k) * scale` bit for bit
+            /// into `scores[i * stride..][..span]` for head `i`. For a
+            /// step of a few tokens, whose keys are not transposed: `dot`'s
+            /// sixteen lanes of a vector of keys at a time (one register of
+            /// sums a key, or two passes of eight lanes with AVX2), then
+            /// each key's lanes added in `dot`'s order; independent sums,
+            /// where `dot` key by key waits on a chain of additions.
+            ///
+            /// # Safety
+            /// The CPU has the features.
+            #[target_feature(enable = $feature)]
+            #[allow(clippy::too_many_arguments)]
+            pub(crate) unsafe fn row_scores<E: Sealed>(
+                q: &[f32],
+                hd: usize,
+                (k, kv_dim): (&[E], usize),
+                span: usize,
+                scale: f32,
+                scores: &mut [f32],
+                stride: usize,
+            ) {
+                let heads = q.len() / hd;
+                assert!(heads >= 1 && span >= 1 && stride >= span);
+                assert!(
+                    k.len() >= (span - 1) * kv_dim + hd
+                        && scores.len() >= (heads - 1) * stride + span
+                );
+                let mut t0 = 0;
+                while t0 < span {
+                    let kp = k[t0 * kv_dim..].as_ptr();
+                    let sp = scores[t0..].as_mut_ptr();
+                    // SAFETY: keys t0..t0 + L (or t0) inside `k`, their
+                    // scores inside `scores` (checked above).
+                    unsafe {
+                        if span - t0 >= L {
+                            row_block::<E, L>(q, hd, kp, kv_dim, scale, sp, stride);
+                            t0 += L;
+                        } else {
+                            row_block::<E, 1>(q, hd, kp, kv_dim, scale, sp, stride);
+                            t0 += 1;
+                        }
+                    }
+                }
+            }
+
+            /// [`row_scores`] of `N` keys from `k`, into `scores` (head
+            /// `i`'s from `scores + i * stride`).
+            ///
+            /// # Safety
+            /// As [`row_scores`]'s, for `N` rows from `k` and `N` scores a
+            /// head from `scores`.
+            #[inline]
+            #[target_feature(enable = $feature)]
+            unsafe fn row_block<E: Sealed, const N: usize>(
+                q: &[f32],
+                hd: usize,
+                k: *const E,
+                kv_dim: usize,
+                scale: f32,
+                scores: *mut f32,
+                stride: usize,
+            ) {
+                const D: usize = 16;
+                let body = hd - hd % D;
+                let empty: f32 = std::iter::empty::<f32>().sum();
+                for (i, qh) in q.chunks_exact(hd).enumerate() {
+                    let mut lanes = [[0f32; D]; N];
+                    for half in (0..D).step_by(L) {
+                        let mut acc = [$zero(); N];
+                        for c in (half..body).step_by(D) {
+                            // SAFETY: c + L <= body <= hd: inside the query
+                            // and each key row.
+                            let qv = unsafe { $load(qh.as_ptr().add(c)) };
+                            for (j, a) in acc.iter_mut().enumerate() {
+                                // SAFETY: as above, in key row j.
+                                let kv = unsafe { E::$widen(k.add(j * kv_dim + c)) };
+                                *a = $add(*a, $mul(qv, kv));
+                            }
+                        }
+                        for (l, a) in lanes.iter_mut().zip(&acc) {
+                            // SAFETY: L floats of the key's sixteen lanes.
+                            unsafe { $store(l[half..].as_mut_ptr(), *a) };
+                        }
+                    }
+                    for (j, l) in lanes.iter().enumerate() {
+                        let mut s = if body == hd {
+                            empty
+                        } else {
+                            // SAFETY: the key row's values past the body.
+                            (body..hd)
+                                .map(|c| qh[c] * unsafe { *k.add(j * kv_dim + c) }.to_f32())
+                                .sum()
+                        };
+                        for &v in l {
+                            s += v;
+                        }
+                        // SAFETY: head i's score of key j.
+                        unsafe { *scores.add(i * stride + j) = s * scale };
+                    }
+                }
+            }
+
             /// Vectors of values [`weighted_values`] holds at once for each
             /// head.
             const VECS: usize = $vecs;
@@ -257,15 +364,17 @@ macro_rules! attention_kernels {
             /// positions a chunk at a time, whose rows stay in the L2 cache
             /// while every block of values reads them. Head `i`'s weights
             /// are `scores[i * stride..][..span]`; `v` holds the values
-            /// from the first position of the span, rows `kv_dim` apart.
+            /// from the first position of the span, rows `kv_dim` apart,
+            /// f32 or f16 (the cache's rows, widened as they are read:
+            /// every f16 is an f32, so the same bits).
             ///
             /// # Safety
             /// The CPU has the features.
             #[target_feature(enable = $feature)]
-            pub(crate) unsafe fn weighted_values(
+            pub(crate) unsafe fn weighted_values<E: Sealed>(
                 (scores, stride): (&[f32], usize),
                 span: usize,
-                (v, kv_dim): (&[f32], usize),
+                (v, kv_dim): (&[E], usize),
                 hd: usize,
                 o: &mut [f32],
             ) {
@@ -285,10 +394,10 @@ macro_rules! attention_kernels {
                         // (checked above).
                         unsafe {
                             match nh {
-                                4 => value_group::<4>(sp, stride, pn, vp, kv_dim, hd, op),
-                                3 => value_group::<3>(sp, stride, pn, vp, kv_dim, hd, op),
-                                2 => value_group::<2>(sp, stride, pn, vp, kv_dim, hd, op),
-                                _ => value_group::<1>(sp, stride, pn, vp, kv_dim, hd, op),
+                                4 => value_group::<E, 4>(sp, stride, pn, vp, kv_dim, hd, op),
+                                3 => value_group::<E, 3>(sp, stride, pn, vp, kv_dim, hd, op),
+                                2 => value_group::<E, 2>(sp, stride, pn, vp, kv_dim, hd, op),
+                                _ => value_group::<E, 1>(sp, stride, pn, vp, kv_dim, hd, op),
                             }
                         }
                         h0 += nh;
@@ -304,11 +413,11 @@ macro_rules! attention_kernels {
             #[inline]
             #[target_feature(enable = $feature)]
             #[allow(clippy::too_many_arguments)]
-            unsafe fn value_group<const H: usize>(
+            unsafe fn value_group<E: Sealed, const H: usize>(
                 scores: *const f32,
                 stride: usize,
                 span: usize,
-                v: *const f32,
+                v: *const E,
                 kv_dim: usize,
                 hd: usize,
                 o: *mut f32,
@@ -325,7 +434,7 @@ macro_rules! attention_kernels {
                         // SAFETY: row t's values of the block, inside `v`.
                         let vr = unsafe { v.add(t * kv_dim + c0) };
                         let vv: [$v; VECS] =
-                            std::array::from_fn(|j| unsafe { $load(vr.add(L * j)) });
+                            std::array::from_fn(|j| unsafe { E::$widen(vr.add(L * j)) });
                         for (h, a) in acc.iter_mut().enumerate() {
                             // SAFETY: head h's weight of position t.
                             let p = $splat(unsafe { *scores.add(h * stride + t) });
@@ -356,6 +465,7 @@ attention_kernels!(
     4,
     _mm512_setzero_ps,
     _mm512_loadu_ps,
+    load16,
     _mm512_set1_ps,
     _mm512_mul_ps,
     _mm512_add_ps,
@@ -365,17 +475,68 @@ attention_kernels!(
 #[cfg(target_arch = "x86_64")]
 attention_kernels!(
     avx2,
-    "avx2",
+    "avx2,f16c",
     __m256,
     8,
     2,
     _mm256_setzero_ps,
     _mm256_loadu_ps,
+    load8,
     _mm256_set1_ps,
     _mm256_mul_ps,
     _mm256_add_ps,
     _mm256_storeu_ps
 );
+
+/// [`avx512::row_scores`] where `wide`, else [`avx2::row_scores`].
+///
+/// # Safety
+/// The CPU has AVX2, FMA and F16C, and AVX-512F where `wide`.
+#[cfg(target_arch = "x86_64")]
+#[allow(clippy::too_many_arguments)]
+pub(crate) unsafe fn row_scores<E: sealed::Sealed>(
+    wide: bool,
+    q: &[f32],
+    hd: usize,
+    k: (&[E], usize),
+    span: usize,
+    scale: f32,
+    scores: &mut [f32],
+    stride: usize,
+) {
+    // SAFETY: the caller vouches for the features.
+    unsafe {
+        if wide {
+            avx512::row_scores(q, hd, k, span, scale, scores, stride)
+        } else {
+            avx2::row_scores(q, hd, k, span, scale, scores, stride)
+        }
+    }
+}
+
+/// [`avx512::weighted_values`] where `wide`, else
+/// [`avx2::weighted_values`].
+///
+/// # Safety
+/// The CPU has AVX2, FMA and F16C, and AVX-512F where `wide`.
+#[cfg(target_arch = "x86_64")]
+pub(crate) unsafe fn weighted_values<E: sealed::Sealed>(
+    wide: bool,
+    p: (&[f32], usize),
+    span: usize,
+    v: (&[E], usize),
+    hd: usize,
+    o: &mut [f32],
+) {
+    // SAFETY: the caller vouches for the features.
+    unsafe {
+        if wide {
+            avx512::weighted_values(p, span, v, hd, o)
+        } else {
+            avx2::weighted_values(p, span, v, hd, o)
+        }
+    }
+}
 
 /// RMSNorm of each `dim`-long row of `x` in place, times `weight`, as
 /// ggml computes it (sum of squares in f64, `1 / sqrt(mean + eps)` in f32).
@@ -656,11 +817,64 @@ mod tests {
         }
     }
 
+    /// The row scores, AVX-512's and AVX2's, are `dot(q, k) * scale` bit
+    /// for bit, from f32 rows and from f16 rows (widened), for heads of
+    /// whole sixteens and with a tail past them, spans of whole vectors of
+    /// keys and not, rows of keys wider than a head.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn row_scores_are_dots_bit_for_bit() {
+        let ((avx512, avx2), mut next) = kernels_and_values(0x6a09_e667_f3bc_c908);
+        for (wide, has) in [(true, avx512), (false, avx2)] {
+            if !has {
+                continue;
+            }
+            for hd in [8, 16, 64, 70, 256] {
+                for span in [1usize, 7, 8, 9, 15, 16, 17, 100] {
+                    let (heads, kv_dim) = (3, hd + 5);
+                    let q: Vec<f32> = (0..heads * hd).map(|_| next()).collect();
+                    let k32: Vec<f32> = (0..span * kv_dim).map(|_| next()).collect();
+                    let k16: Vec<f16> = k32.iter().map(|&v| f16::from_f32(v)).collect();
+                    let stride = span + 3;
+                    let mut got = [vec![0f32; heads * stride], vec![0f32; heads * stride]];
+                    // SAFETY: the CPU has the kernel's features (checked above).
+                    unsafe {
+                        let (k32, k16) = ((&k32[..], kv_dim), (&k16[..], kv_dim));
+                        let [g32, g16] = &mut got;
+                        if wide {
+                            avx512::row_scores(&q, hd, k32, span, 0.125, g32, stride);
+                            avx512::row_scores(&q, hd, k16, span, 0.125, g16, stride);
+                        } else {
+                            avx2::row_scores(&q, hd, k32, span, 0.125, g32, stride);
+                            avx2::row_scores(&q, hd, k16, span, 0.125, g16, stride);
+                        }
+                    }
+                    for (i, qh) in q.chunks_exact(hd).enumerate() {
+                        for t in 0..span {
+                            let k32 = &k32[t * kv_dim..][..hd];
+                            let k16: Vec<f32> =
+                                k16[t * kv_dim..][..hd].iter().map(|v| v.to_f32()).collect();
+                            for (kind, g, k) in [("f32", &got[0], k32), ("f16", &got[1], &k16)] {
+                                let want = dot(qh, k) * 0.125;
+                                assert_eq!(
+                                    g[i * stride + t].to_bits(),
+                                    want.to_bits(),
+                                    "AVX-512 {wide}, {kind}: hd {hd}, span {span}, head {i}, key {t}"
+                                );
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     /// The weighted values, AVX-512's and AVX2's, are the plain loop's
     /// (each position in order, a product then a sum) bit for bit, for one
     /// to five heads (a group of four and the rest), heads of 16 to 256
     /// values (those of whole blocks), rows of values wider than a head,
-    /// spans of one chunk of positions and of several.
+    /// spans of one chunk of positions and of several; and from f16 rows
+    /// what they are from the same values as f32.
     #[cfg(target_arch = "x86_64")]
     #[test]
     fn weighted_values_are_the_plain_loops_bit_for_bit() {
@@ -705,6 +919,28 @@ mod tests {
                             bits(&got),
                             bits(&want),
                             "AVX-512 {wide}: hd {hd}, {heads} heads, span {span}"
+                        );
+                        // From f16 rows (a few-token step's cache), widened
+                        // as read: the f32 rows' result on their values.
+                        let v16: Vec<f16> = v.iter().map(|&x| f16::from_f32(x)).collect();
+                        let v32: Vec<f32> = v16.iter().map(|x| x.to_f32()).collect();
+                        let (mut got16, mut want16) =
+                            (vec![0f32; heads * hd], vec![0f32; heads * hd]);
+                        // SAFETY: as above.
+                        unsafe {
+                            let (w16, w32) = ((&v16[..], kv_dim), (&v32[..], kv_dim));
+                            if wide {
+                                avx512::weighted_values(p, span, w16, hd, &mut got16);
+                                avx512::weighted_values(p, span, w32, hd, &mut want16);
+                            } else {
+                                avx2::weighted_values(p, span, w16, hd, &mut got16);
+                                avx2::weighted_values(p, span, w32, hd, &mut want16);
+                            }
+                        }
+                        assert_eq!(
+                            bits(&got16),
+                            bits(&want16),
+                            "f16 rows, AVX-512 {wide}: hd {hd}, {heads} heads, span {span}"
                         );
                     }
                 }

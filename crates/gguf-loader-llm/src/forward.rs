@@ -1459,32 +1459,14 @@ fn attention(
             #[cfg(target_arch = "x86_64")]
             None if simd != Kernel::Portable => {
                 let at = (h.span.start() - h.base) * h.kv_dim;
-                let (q, scale, scores) = (&qh, h.scale, &mut scores);
+                let (q, out) = ((&qh[..], hd, h.scale), (&mut scores[..], stride));
                 // SAFETY: `simd` is a SIMD kernel only where the CPU has
                 // AVX2, FMA and F16C, and AVX-512 (`wide`) only where it
                 // has AVX-512F.
                 unsafe {
                     match h.k {
-                        Rows::F32(k) => ops::row_scores(
-                            wide,
-                            q,
-                            hd,
-                            (&k[at..], h.kv_dim),
-                            span,
-                            scale,
-                            scores,
-                            stride,
-                        ),
-                        Rows::F16(k) => ops::row_scores(
-                            wide,
-                            q,
-                            hd,
-                            (&k[at..], h.kv_dim),
-                            span,
-                            scale,
-                            scores,
-                            stride,
-                        ),
+                        Rows::F32(k) => ops::row_scores(wide, (&k[at..], h.kv_dim), span, q, out),
+                        Rows::F16(k) => ops::row_scores(wide, (&k[at..], h.kv_dim), span, q, out),
                     }
                 }
             }

@@ -493,16 +493,12 @@ attention_kernels!(
 /// # Safety
 /// The CPU has AVX2, FMA and F16C, and AVX-512F where `wide`.
 #[cfg(target_arch = "x86_64")]
-#[allow(clippy::too_many_arguments)]
 pub(crate) unsafe fn row_scores<E: sealed::Sealed>(
     wide: bool,
-    q: &[f32],
-    hd: usize,
     k: (&[E], usize),
     span: usize,
-    scale: f32,
-    scores: &mut [f32],
-    stride: usize,
+    (q, hd, scale): (&[f32], usize, f32),
+    (scores, stride): (&mut [f32], usize),
 ) {
     // SAFETY: the caller vouches for the features.
     unsafe {

@@ -1444,16 +1444,11 @@ fn attention(
             #[cfg(target_arch = "x86_64")]
             Some((kt, tp)) => {
                 let kt = (&kt[h.span.start() - h.base..], tp);
-                let (q, scale, scores) = (&qh, h.scale, &mut scores);
-                // SAFETY: `kt` is given only where the CPU has AVX2, and
-                // `simd` is AVX-512 (`wide`) only where it has AVX-512F.
-                unsafe {
-                    if wide {
-                        ops::avx512::lane_scores(q, hd, kt, span, scale, scores, stride)
-                    } else {
-                        ops::avx2::lane_scores(q, hd, kt, span, scale, scores, stride)
-                    }
-                }
+                let (q, out) = ((&qh[..], hd, h.scale), (&mut scores[..], stride));
+                // SAFETY: `kt` is given only where the CPU has AVX2, FMA and
+                // F16C (a SIMD kernel), and `simd` is AVX-512 (`wide`) only
+                // where it has AVX-512F.
+                unsafe { ops::lane_scores(wide, kt, span, q, out) }
             }
             // A few tokens' keys from the cache's rows, by the row kernel.
             #[cfg(target_arch = "x86_64")]
@@ -1486,30 +1481,22 @@ fn attention(
         // from the widened rows of a batch, or from the cache's f16 rows
         // (a few-token step), widened as they are read.
         #[cfg(target_arch = "x86_64")]
-        if simd != Kernel::Portable {
-            let block = if wide {
-                ops::avx512::VALUE_BLOCK
-            } else {
-                ops::avx2::VALUE_BLOCK
-            };
-            if hd.is_multiple_of(block) {
-                let p = (&scores[..], stride);
-                let at = (h.span.start() - h.base) * h.kv_dim;
-                // SAFETY: `simd` is a SIMD kernel only where the CPU has
-                // AVX2, FMA and F16C, and AVX-512 (`wide`) only where it
-                // has AVX-512F.
-                unsafe {
-                    match h.v {
-                        Rows::F32(v) => {
-                            ops::weighted_values(wide, p, span, (&v[at..], h.kv_dim), hd, o)
-                        }
-                        Rows::F16(v) => {
-                            ops::weighted_values(wide, p, span, (&v[at..], h.kv_dim), hd, o)
-                        }
+        if simd != Kernel::Portable && hd.is_multiple_of(ops::value_block(wide)) {
+            let p = (&scores[..], stride);
+            let at = (h.span.start() - h.base) * h.kv_dim;
+            // SAFETY: `simd` is a SIMD kernel only where the CPU has AVX2,
+            // FMA and F16C, and AVX-512 (`wide`) only where it has AVX-512F.
+            unsafe {
+                match h.v {
+                    Rows::F32(v) => {
+                        ops::weighted_values(wide, p, span, (&v[at..], h.kv_dim), hd, o)
+                    }
+                    Rows::F16(v) => {
+                        ops::weighted_values(wide, p, span, (&v[at..], h.kv_dim), hd, o)
                     }
                 }
-                return;
             }
+            return;
         }
         for (t, j) in h.span.enumerate() {
             let vj = h.v.row((j - h.base) * h.kv_dim, hd, &mut buf, simd);

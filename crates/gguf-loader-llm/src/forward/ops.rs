@@ -488,6 +488,28 @@ attention_kernels!(
     _mm256_storeu_ps
 );
 
+/// [`avx512::lane_scores`] where `wide`, else [`avx2::lane_scores`].
+///
+/// # Safety
+/// The CPU has AVX2, FMA and F16C, and AVX-512F where `wide`.
+#[cfg(target_arch = "x86_64")]
+pub(crate) unsafe fn lane_scores(
+    wide: bool,
+    kt: (&[f32], usize),
+    span: usize,
+    (q, hd, scale): (&[f32], usize, f32),
+    (scores, stride): (&mut [f32], usize),
+) {
+    // SAFETY: the caller vouches for the features.
+    unsafe {
+        if wide {
+            avx512::lane_scores(q, hd, kt, span, scale, scores, stride)
+        } else {
+            avx2::lane_scores(q, hd, kt, span, scale, scores, stride)
+        }
+    }
+}
+
 /// [`avx512::row_scores`] where `wide`, else [`avx2::row_scores`].
 ///
 /// # Safety
@@ -507,6 +529,17 @@ pub(crate) unsafe fn row_scores<E: sealed::Sealed>(
         } else {
             avx2::row_scores(q, hd, k, span, scale, scores, stride)
         }
+    }
+}
+
+/// The values [`weighted_values`] takes a block of at a time (a head's
+/// values must be a multiple): AVX-512's where `wide`, else AVX2's.
+#[cfg(target_arch = "x86_64")]
+pub(crate) fn value_block(wide: bool) -> usize {
+    if wide {
+        avx512::VALUE_BLOCK
+    } else {
+        avx2::VALUE_BLOCK
     }
 }
 
@@ -613,7 +646,7 @@ impl Rope {
 }
 
 /// SiLU (`x · sigmoid(x)`).
-pub(crate) fn silu(x: f32) -> f32 {
+fn silu(x: f32) -> f32 {
     x / (1.0 + (-x).exp())
 }
 
@@ -749,16 +782,21 @@ mod tests {
         assert_eq!(out[5], out[6]);
     }
 
-    /// The batch attention kernels the CPU has: (AVX-512F, AVX2); and
+    /// The batch attention kernels the CPU has: (AVX-512F, AVX2), each with
+    /// AVX2, FMA and F16C; and
     /// values in [-4, 4) from `seed`.
     #[cfg(target_arch = "x86_64")]
     fn kernels_and_values(mut seed: u64) -> ((bool, bool), impl FnMut() -> f32) {
-        let has = (
-            is_x86_feature_detected!("avx512f"),
-            is_x86_feature_detected!("avx2"),
-        );
+        // The kernels' wrappers ask for AVX2, FMA and F16C at either width.
+        let avx2 = is_x86_feature_detected!("avx2")
+            && is_x86_feature_detected!("fma")
+            && is_x86_feature_detected!("f16c");
+        let has = (avx2 && is_x86_feature_detected!("avx512f"), avx2);
         if !has.0 || !has.1 {
-            eprintln!("partly skipped: AVX-512F {}, AVX2 {}", has.0, has.1);
+            eprintln!(
+                "partly skipped: AVX-512F {}, AVX2 + FMA + F16C {}",
+                has.0, has.1
+            );
         }
         let next = move || {
             seed ^= seed << 13;
@@ -791,11 +829,7 @@ mod tests {
                     let kts = (&kt[..], tp);
                     // SAFETY: the CPU has the kernel's features (checked above).
                     unsafe {
-                        if wide {
-                            avx512::lane_scores(&q, hd, kts, span, 0.125, &mut scores, stride)
-                        } else {
-                            avx2::lane_scores(&q, hd, kts, span, 0.125, &mut scores, stride)
-                        }
+                        super::lane_scores(wide, kts, span, (&q, hd, 0.125), (&mut scores, stride))
                     }
                     for (i, qh) in q.chunks_exact(hd).enumerate() {
                         for t in 0..span {
@@ -835,15 +869,11 @@ mod tests {
                     let mut got = [vec![0f32; heads * stride], vec![0f32; heads * stride]];
                     // SAFETY: the CPU has the kernel's features (checked above).
                     unsafe {
-                        let (k32, k16) = ((&k32[..], kv_dim), (&k16[..], kv_dim));
+                        let (k32, k16, q) =
+                            ((&k32[..], kv_dim), (&k16[..], kv_dim), (&q[..], hd, 0.125));
                         let [g32, g16] = &mut got;
-                        if wide {
-                            avx512::row_scores(&q, hd, k32, span, 0.125, g32, stride);
-                            avx512::row_scores(&q, hd, k16, span, 0.125, g16, stride);
-                        } else {
-                            avx2::row_scores(&q, hd, k32, span, 0.125, g32, stride);
-                            avx2::row_scores(&q, hd, k16, span, 0.125, g16, stride);
-                        }
+                        super::row_scores(wide, k32, span, q, (g32, stride));
+                        super::row_scores(wide, k16, span, q, (g16, stride));
                     }
                     for (i, qh) in q.chunks_exact(hd).enumerate() {
                         for t in 0..span {
@@ -876,11 +906,7 @@ mod tests {
     fn weighted_values_are_the_plain_loops_bit_for_bit() {
         let ((avx512, avx2), mut next) = kernels_and_values(0x5851_f42d_4c95_7f2d);
         for (wide, has) in [(true, avx512), (false, avx2)] {
-            let block = if wide {
-                avx512::VALUE_BLOCK
-            } else {
-                avx2::VALUE_BLOCK
-            };
+            let block = value_block(wide);
             for hd in [16, 32, 48, 64, 256]
                 .into_iter()
                 .filter(|hd| has && hd % block == 0)
@@ -903,13 +929,7 @@ mod tests {
                         let (p, vs) = ((&scores[..], stride), (&v[..], kv_dim));
                         // SAFETY: the CPU has the kernel's features (checked
                         // above).
-                        unsafe {
-                            if wide {
-                                avx512::weighted_values(p, span, vs, hd, &mut got)
-                            } else {
-                                avx2::weighted_values(p, span, vs, hd, &mut got)
-                            }
-                        }
+                        unsafe { super::weighted_values(wide, p, span, vs, hd, &mut got) }
                         let bits = |x: &[f32]| x.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
                         assert_eq!(
                             bits(&got),
@@ -924,14 +944,22 @@ mod tests {
                             (vec![0f32; heads * hd], vec![0f32; heads * hd]);
                         // SAFETY: as above.
                         unsafe {
-                            let (w16, w32) = ((&v16[..], kv_dim), (&v32[..], kv_dim));
-                            if wide {
-                                avx512::weighted_values(p, span, w16, hd, &mut got16);
-                                avx512::weighted_values(p, span, w32, hd, &mut want16);
-                            } else {
-                                avx2::weighted_values(p, span, w16, hd, &mut got16);
-                                avx2::weighted_values(p, span, w32, hd, &mut want16);
-                            }
+                            super::weighted_values(
+                                wide,
+                                p,
+                                span,
+                                (&v16[..], kv_dim),
+                                hd,
+                                &mut got16,
+                            );
+                            super::weighted_values(
+                                wide,
+                                p,
+                                span,
+                                (&v32[..], kv_dim),
+                                hd,
+                                &mut want16,
+                            );
                         }
                         assert_eq!(
                             bits(&got16),

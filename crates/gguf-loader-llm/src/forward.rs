@@ -1377,6 +1377,13 @@ impl Rows<'_> {
     }
 }
 
+/// Query rows a task of a batch's attention takes at most (with the keys
+/// transposed): each vector of keys the lane scores load, and each chunk of
+/// value rows, then serves every head of those rows from the L1 / L2 cache,
+/// where a task of one row read a long context's keys and values from
+/// memory for its few heads.
+const BLOCK_ROWS: usize = 8;
+
 /// Causal (optionally sliding-window) grouped-query attention of `n` new
 /// queries at positions `start..start + n` over the cached keys/values of
 /// positions `base..start + n` (`k` and `v` begin at position `base`, the
@@ -1399,15 +1406,18 @@ fn attention(
     let q_dim = c.n_head * hd;
     // (llama.cpp folds gemma3's scale into the queries: the same product.)
     let scale = c.attn_scale;
-    let mut out = vec![0f32; n * q_dim];
-    /// One query row and some heads of one KV group: their queries (one
-    /// after the other), the keys and values from their KV head on (rows
-    /// `kv_dim` apart), the positions they see.
+    /// Some query rows and some heads of one KV group: their queries (row
+    /// by row, each row's heads one after the other), the keys and values
+    /// from their KV head on (rows `kv_dim` apart), the positions each row
+    /// sees.
     struct Heads<'a> {
-        q: &'a [f32],
+        q: Vec<f32>,
+        /// Heads a row.
+        per: usize,
         k: Rows<'a>,
         v: Rows<'a>,
-        span: std::ops::RangeInclusive<usize>,
+        /// Each row's positions: the first and the last rise row by row.
+        spans: Vec<std::ops::RangeInclusive<usize>>,
         /// The position of the first key and value in `k` and `v`.
         base: usize,
         /// The KV head's keys transposed (from position `base`, rows `tp`
@@ -1417,10 +1427,14 @@ fn attention(
         kv_dim: usize,
         scale: f32,
     }
-    // Each head's scores against every key in the span, their softmax, the
-    // weighted sum of the values into its part of `o`. The heads share
-    // each key and value row as it is read (and widened); each head's own
-    // operations come in the same order as alone, so the same bits.
+    // Each head's scores against every key its rows see, their softmax
+    // over its own row's span, the weighted sum of the values into its
+    // part of `o`. The heads share each key and value as it is read (and
+    // widened); each head's own operations come in the same order as
+    // alone, so the same bits: the scores are of one key each, whatever
+    // the other keys; the values are added position by position in order,
+    // a stretch of positions at a time (each stretch for the rows that see
+    // all of it).
     //
     // `simd`: the kernel the caller is compiled for. With the keys
     // transposed, the scores and weighted values take the batch kernels,
@@ -1430,9 +1444,15 @@ fn attention(
         #[cfg(target_arch = "x86_64")]
         let wide = simd.is_avx512();
         // Queries meet the f16 keys as f16, as in llama.cpp.
-        let mut qh = h.q.to_vec();
+        let mut qh = h.q;
         <f16 as WeightElement>::round_inputs(&mut qh);
-        let span = h.span.clone().count();
+        // Every position a row sees: the scores are of all of them, each
+        // row's softmax and values of its own.
+        let (lo, hi) = match (h.spans.first(), h.spans.last()) {
+            (Some(a), Some(b)) => (*a.start(), *b.end()),
+            _ => return,
+        };
+        let span = hi - lo + 1;
         // Plain loops: the closure of a `map` over the span was compiled
         // apart, without AVX2 (a quarter of a step's time at a long
         // context).
@@ -1443,7 +1463,7 @@ fn attention(
         match h.kt {
             #[cfg(target_arch = "x86_64")]
             Some((kt, tp)) => {
-                let kt = (&kt[h.span.start() - h.base..], tp);
+                let kt = (&kt[lo - h.base..], tp);
                 let (q, out) = ((&qh[..], hd, h.scale), (&mut scores[..], stride));
                 // SAFETY: `kt` is given only where the CPU has AVX2, FMA and
                 // F16C (a SIMD kernel), and `simd` is AVX-512 (`wide`) only
@@ -1453,7 +1473,7 @@ fn attention(
             // A few tokens' keys from the cache's rows, by the row kernel.
             #[cfg(target_arch = "x86_64")]
             None if simd != Kernel::Portable => {
-                let at = (h.span.start() - h.base) * h.kv_dim;
+                let at = (lo - h.base) * h.kv_dim;
                 let (q, out) = ((&qh[..], hd, h.scale), (&mut scores[..], stride));
                 // SAFETY: `simd` is a SIMD kernel only where the CPU has
                 // AVX2, FMA and F16C, and AVX-512 (`wide`) only where it
@@ -1466,7 +1486,7 @@ fn attention(
                 }
             }
             _ => {
-                for (t, j) in h.span.clone().enumerate() {
+                for (t, j) in (lo..=hi).enumerate() {
                     let kj = h.k.row((j - h.base) * h.kv_dim, hd, &mut buf, simd);
                     for (qr, sr) in qh.chunks_exact(hd).zip(scores.chunks_exact_mut(stride)) {
                         sr[t] = ops::dot(qr, kj) * h.scale;
@@ -1474,45 +1494,81 @@ fn attention(
                 }
             }
         }
-        for sr in scores.chunks_exact_mut(stride) {
-            softmax(&mut sr[..span]);
+        let row_scores = h.per * stride;
+        for (sp, rs) in h.spans.iter().zip(scores.chunks_exact_mut(row_scores)) {
+            for sr in rs.chunks_exact_mut(stride) {
+                softmax(&mut sr[sp.start() - lo..=sp.end() - lo], simd);
+            }
         }
-        // The weighted values by the batch kernel wherever the CPU has one:
-        // from the widened rows of a batch, or from the cache's f16 rows
-        // (a few-token step), widened as they are read.
-        #[cfg(target_arch = "x86_64")]
-        if simd != Kernel::Portable && hd.is_multiple_of(ops::value_block(wide)) {
-            let p = (&scores[..], stride);
-            let at = (h.span.start() - h.base) * h.kv_dim;
-            // SAFETY: `simd` is a SIMD kernel only where the CPU has AVX2,
-            // FMA and F16C, and AVX-512 (`wide`) only where it has AVX-512F.
-            unsafe {
-                match h.v {
-                    Rows::F32(v) => {
-                        ops::weighted_values(wide, p, span, (&v[at..], h.kv_dim), hd, o)
-                    }
-                    Rows::F16(v) => {
-                        ops::weighted_values(wide, p, span, (&v[at..], h.kv_dim), hd, o)
+        // The values a stretch of positions at a time, between the firsts
+        // and past-the-lasts of the rows' spans, each for the rows that see
+        // all of it (consecutive rows: the ends rise row by row).
+        let mut ends: Vec<usize> = h
+            .spans
+            .iter()
+            .flat_map(|sp| [*sp.start(), sp.end() + 1])
+            .collect();
+        ends.sort_unstable();
+        ends.dedup();
+        for w in ends.windows(2) {
+            let (a, b) = (w[0], w[1]);
+            let sees =
+                |sp: &std::ops::RangeInclusive<usize>| *sp.start() <= a && *sp.end() >= b - 1;
+            let Some(first) = h.spans.iter().position(sees) else {
+                continue;
+            };
+            let rows = h.spans[first..].iter().take_while(|sp| sees(sp)).count();
+            let heads = first * h.per..(first + rows) * h.per;
+            let p = &scores[heads.start * stride + (a - lo)..];
+            let o = &mut o[heads.start * hd..heads.end * hd];
+            // The weighted values by the batch kernel wherever the CPU has
+            // one: from the widened rows of a batch, or from the cache's
+            // f16 rows (a few-token step), widened as they are read.
+            #[cfg(target_arch = "x86_64")]
+            if simd != Kernel::Portable && hd.is_multiple_of(ops::value_block(wide)) {
+                let at = (a - h.base) * h.kv_dim;
+                // SAFETY: `simd` is a SIMD kernel only where the CPU has
+                // AVX2, FMA and F16C, and AVX-512 (`wide`) only where it
+                // has AVX-512F.
+                unsafe {
+                    match h.v {
+                        Rows::F32(v) => ops::weighted_values(
+                            wide,
+                            (p, stride),
+                            b - a,
+                            (&v[at..], h.kv_dim),
+                            hd,
+                            o,
+                        ),
+                        Rows::F16(v) => ops::weighted_values(
+                            wide,
+                            (p, stride),
+                            b - a,
+                            (&v[at..], h.kv_dim),
+                            hd,
+                            o,
+                        ),
                     }
                 }
+                continue;
             }
-            return;
-        }
-        for (t, j) in h.span.enumerate() {
-            let vj = h.v.row((j - h.base) * h.kv_dim, hd, &mut buf, simd);
-            for (or, sr) in o.chunks_exact_mut(hd).zip(scores.chunks_exact(stride)) {
-                let p = sr[t];
-                for (a, b) in or.iter_mut().zip(vj) {
-                    *a += p * b;
+            for (t, j) in (a..b).enumerate() {
+                let vj = h.v.row((j - h.base) * h.kv_dim, hd, &mut buf, simd);
+                for (or, sr) in o.chunks_exact_mut(hd).zip(p.chunks(stride)) {
+                    let p = sr[t];
+                    for (a, b) in or.iter_mut().zip(vj) {
+                        *a = p.mul_add(*b, *a);
+                    }
                 }
             }
         }
     }
     // The same code compiled for AVX2 where the CPU has it: wider vectors,
-    // the same operations in the same order (nothing is fused), so the
-    // same bits. F16C too, for the f16 cache's rows (`Rows::row`).
+    // the same operations in the same order (the products fused into the
+    // sums by `mul_add`, an FMA instruction here), so the same bits. F16C
+    // too, for the f16 cache's rows (`Rows::row`).
     #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2,f16c")]
+    #[target_feature(enable = "avx2,fma,f16c")]
     fn some_avx2(h: Heads<'_>, hd: usize, o: &mut [f32]) {
         some(h, hd, o, Kernel::Avx2)
     }
@@ -1535,35 +1591,64 @@ fn attention(
         .rev()
         .find(|&p| group.is_multiple_of(p) && n * c.n_head / p >= threads)
         .unwrap_or(1);
-    out.par_chunks_mut(per * hd)
-        .enumerate()
-        .for_each(|(idx, o)| {
-            let (i, h) = (idx / (c.n_head / per), idx % (c.n_head / per) * per);
-            let pos = start + i;
-            let lo = window.map_or(0, |w| (pos + 1).saturating_sub(w));
+    let chunks = c.n_head / per;
+    // Rows a task takes: with the keys transposed (a batch), up to
+    // BLOCK_ROWS while eight tasks a thread are left; else one.
+    let rows_per = match kt {
+        Some(_) => (n * chunks / (8 * threads)).clamp(1, BLOCK_ROWS),
+        None => 1,
+    };
+    let parts: Vec<Vec<f32>> = (0..n.div_ceil(rows_per) * chunks)
+        .into_par_iter()
+        .map(|task| {
+            let (block, h) = (task / chunks, task % chunks * per);
+            let rows = block * rows_per..((block + 1) * rows_per).min(n);
             let kvh = (h / group) * hd;
             let heads = Heads {
-                q: &q[i * q_dim + h * hd..][..per * hd],
+                q: rows
+                    .clone()
+                    .flat_map(|i| &q[i * q_dim + h * hd..][..per * hd])
+                    .copied()
+                    .collect(),
+                per,
                 k: k.from(kvh),
                 v: v.from(kvh),
-                span: lo..=pos,
+                spans: rows
+                    .clone()
+                    .map(|i| {
+                        let pos = start + i;
+                        window.map_or(0, |w| (pos + 1).saturating_sub(w))..=pos
+                    })
+                    .collect(),
                 base,
                 kt: kt.map(|(kt, tp)| (&kt[kvh * tp..], tp)),
                 kv_dim,
                 scale,
             };
+            let mut o = vec![0f32; rows.len() * per * hd];
             #[cfg(target_arch = "x86_64")]
             if simd.is_avx512() && heads.kt.is_some() {
                 // SAFETY: the CPU has AVX-512F and AVX2 (detected above).
-                return unsafe { some_avx512(heads, hd, o) };
+                unsafe { some_avx512(heads, hd, &mut o) };
+                return o;
             }
             #[cfg(target_arch = "x86_64")]
             if simd != Kernel::Portable {
-                // SAFETY: the CPU has AVX2 and F16C (detected above).
-                return unsafe { some_avx2(heads, hd, o) };
+                // SAFETY: the CPU has AVX2, FMA and F16C (detected above).
+                unsafe { some_avx2(heads, hd, &mut o) };
+                return o;
             }
-            some(heads, hd, o, Kernel::Portable)
-        });
+            some(heads, hd, &mut o, Kernel::Portable);
+            o
+        })
+        .collect();
+    let mut out = vec![0f32; n * q_dim];
+    out.par_chunks_mut(q_dim).enumerate().for_each(|(i, row)| {
+        let (block, r) = (i / rows_per, i % rows_per);
+        for (g, o) in row.chunks_exact_mut(per * hd).enumerate() {
+            o.copy_from_slice(&parts[block * chunks + g][r * per * hd..][..per * hd]);
+        }
+    });
     out
 }
 

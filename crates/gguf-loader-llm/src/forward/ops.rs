@@ -4,6 +4,8 @@
 use gguf_loader::{f16, Element};
 use half::slice::HalfFloatSliceExt;
 
+use super::matmul::Kernel;
+
 pub(crate) mod sealed {
     /// What the matrix kernels need of a weight type; out of reach outside
     /// the crate, so that `WeightElement` stays closed.
@@ -122,7 +124,10 @@ impl WeightElement for f16 {
     }
 }
 
-/// Dot product in f32 with 16 independent partial sums (vectorizable).
+/// Dot product in f32 with 16 independent partial sums (vectorizable),
+/// each product fused into its sum (`mul_add`: one rounding, as ggml's
+/// f16 dot products on the CPU, which fuse them; an FMA instruction where
+/// the caller is compiled for one, else libm's `fmaf`, slow but exact).
 #[inline(always)]
 pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
     let mut acc = [0f32; 16];
@@ -131,7 +136,7 @@ pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
     let (ra, rb) = (ca.remainder(), cb.remainder());
     for (x, y) in ca.zip(cb) {
         for i in 0..16 {
-            acc[i] += x[i] * y[i];
+            acc[i] = x[i].mul_add(y[i], acc[i]);
         }
     }
     let mut s: f32 = ra.iter().zip(rb).map(|(x, y)| x * y).sum();
@@ -164,8 +169,8 @@ const VALUE_HEADS: usize = 4;
 macro_rules! attention_kernels {
     (
         $name:ident, $feature:literal, $v:ty, $width:expr, $vecs:expr,
-        $zero:ident, $load:ident, $widen:ident, $splat:ident, $mul:ident, $add:ident,
-        $store:ident
+        $zero:ident, $load:ident, $widen:ident, $splat:ident, $mul:ident, $add:ident, $fma:ident,
+        $store:ident, $heads:expr
     ) => {
         pub(crate) mod $name {
             use core::arch::x86_64::*;
@@ -188,8 +193,9 @@ macro_rules! attention_kernels {
             /// of the values past the last sixteen. Here a vector holds one
             /// lane of a vector of keys' dot products, and the lanes are
             /// added the same way, for all those keys at once: the same
-            /// operations on the same values (none fused), so the same
-            /// bits, without a chain of sixteen scalar additions a score.
+            /// operations on the same values (the products fused into the
+            /// lanes' sums, as `dot`'s `mul_add`), so the same bits,
+            /// without a chain of sixteen scalar additions a score.
             ///
             /// # Safety
             /// The CPU has the features.
@@ -203,45 +209,92 @@ macro_rules! attention_kernels {
                 scores: &mut [f32],
                 stride: usize,
             ) {
-                const D: usize = 16;
                 let spanp = span.next_multiple_of(L);
                 assert!(stride >= spanp && tp >= spanp && kt.len() >= (hd - 1) * tp + spanp.max(1));
                 assert!(scores.len() >= q.len() / hd * stride);
-                let body = hd - hd % D;
-                let (ktp, sp) = (kt.as_ptr(), scores.as_mut_ptr());
-                let empty: f32 = std::iter::empty::<f32>().sum();
+                let heads = q.len() / hd;
                 // Keys outer: a vector of keys' values (`hd` rows of `kt`)
                 // stay in the L1 cache while every head meets them; heads
                 // outer read all of `kt` once a head (3 MB a layer at 3000
                 // positions of Gemma-3, from memory each time).
                 for t0 in (0..span).step_by(L) {
-                    for (i, qh) in q.chunks_exact(hd).enumerate() {
-                        // The products past the last sixteen values, summed
-                        // key by key as `dot` sums them.
-                        let mut s = if body == hd {
-                            $splat(empty)
-                        } else {
-                            let tails: [f32; L] = std::array::from_fn(|j| {
-                                (body..hd).map(|c| qh[c] * kt[c * tp + t0 + j]).sum()
-                            });
-                            // SAFETY: a vector's floats.
-                            unsafe { $load(tails.as_ptr()) }
-                        };
-                        for l in 0..D {
-                            let mut a = $zero();
-                            for c in (l..body).step_by(D) {
-                                // SAFETY: c < hd and t0 + L <= spanp: inside
-                                // `kt`.
-                                let k = unsafe { $load(ktp.add(c * tp + t0)) };
-                                a = $add(a, $mul($splat(qh[c]), k));
+                    let mut h0 = 0;
+                    while h0 < heads {
+                        let (q, sp) = (&q[h0 * hd..], scores[h0 * stride..].as_mut_ptr());
+                        let kt = (kt, tp, t0);
+                        // SAFETY: heads h0.. of `q` and `scores` (checked
+                        // above), keys t0..t0 + L of `kt`.
+                        h0 += unsafe {
+                            match heads - h0 {
+                                left if left >= HEADS => {
+                                    lane_group::<HEADS>(q, hd, kt, scale, sp, stride)
+                                }
+                                left if left >= 4 => lane_group::<4>(q, hd, kt, scale, sp, stride),
+                                left if left >= 2 => lane_group::<2>(q, hd, kt, scale, sp, stride),
+                                _ => lane_group::<1>(q, hd, kt, scale, sp, stride),
                             }
-                            s = $add(s, a);
-                        }
-                        // SAFETY: head i's row holds `stride >= spanp`
-                        // scores.
-                        unsafe { $store(sp.add(i * stride + t0), $mul(s, $splat(scale))) };
+                        };
                     }
                 }
+            }
+
+            /// Heads [`lane_scores`] takes at a time.
+            const HEADS: usize = $heads;
+
+            /// [`lane_scores`] of `H` heads (from `q`, into `scores + h *
+            /// stride` for head `h`) for the vector of keys from `t0` in
+            /// `kt`; returns `H`. The heads' sums are independent chains,
+            /// interleaved, and each vector of keys' values is loaded once
+            /// for them.
+            ///
+            /// # Safety
+            /// As [`lane_scores`]'s, for `H` heads and keys `t0..t0 + L`.
+            #[inline]
+            #[target_feature(enable = $feature)]
+            unsafe fn lane_group<const H: usize>(
+                q: &[f32],
+                hd: usize,
+                (kt, tp, t0): (&[f32], usize, usize),
+                scale: f32,
+                scores: *mut f32,
+                stride: usize,
+            ) -> usize {
+                const D: usize = 16;
+                let body = hd - hd % D;
+                let ktp = kt.as_ptr();
+                let empty: f32 = std::iter::empty::<f32>().sum();
+                // The products past the last sixteen values, summed key by
+                // key as `dot` sums them.
+                let mut s: [$v; H] = std::array::from_fn(|h| {
+                    let qh = &q[h * hd..][..hd];
+                    if body == hd {
+                        $splat(empty)
+                    } else {
+                        let tails: [f32; L] = std::array::from_fn(|j| {
+                            (body..hd).map(|c| qh[c] * kt[c * tp + t0 + j]).sum()
+                        });
+                        // SAFETY: a vector's floats.
+                        unsafe { $load(tails.as_ptr()) }
+                    }
+                });
+                for l in 0..D {
+                    let mut a = [$zero(); H];
+                    for c in (l..body).step_by(D) {
+                        // SAFETY: c < hd and t0 + L <= spanp: inside `kt`.
+                        let k = unsafe { $load(ktp.add(c * tp + t0)) };
+                        for (h, a) in a.iter_mut().enumerate() {
+                            *a = $fma($splat(q[h * hd + c]), k, *a);
+                        }
+                    }
+                    for (s, a) in s.iter_mut().zip(a) {
+                        *s = $add(*s, a);
+                    }
+                }
+                for (h, s) in s.into_iter().enumerate() {
+                    // SAFETY: head h's row holds `stride >= spanp` scores.
+                    unsafe { $store(scores.add(h * stride + t0), $mul(s, $splat(scale))) };
+                }
+                H
             }
 
             /// [`lane_scores`] from the keys as the cache holds them: `span`
@@ -322,7 +375,7 @@ macro_rules! attention_kernels {
                             for (j, a) in acc.iter_mut().enumerate() {
                                 // SAFETY: as above, in key row j.
                                 let kv = unsafe { E::$widen(k.add(j * kv_dim + c)) };
-                                *a = $add(*a, $mul(qv, kv));
+                                *a = $fma(qv, kv, *a);
                             }
                         }
                         for (l, a) in lanes.iter_mut().zip(&acc) {
@@ -357,8 +410,9 @@ macro_rules! attention_kernels {
             /// Each head's output in `o` (`hd` values, a multiple of
             /// [`VALUE_BLOCK`], each head's after the one before) plus its
             /// weighted sum of the values: `o += p_t * v_t` for `t` in
-            /// `0..span` in order, a product then a sum for each value, as
-            /// a plain loop over the positions adds them; here a block of
+            /// `0..span` in order, one fused multiply-add for each value,
+            /// as a plain loop of `mul_add` over the positions adds them
+            /// (as ggml's f16 products sum, fused); here a block of
             /// values of a few heads at a time, held in registers over the
             /// positions, each value row read once for those heads; the
             /// positions a chunk at a time, whose rows stay in the L2 cache
@@ -380,7 +434,8 @@ macro_rules! attention_kernels {
             ) {
                 let heads = o.len() / hd;
                 assert!(hd.is_multiple_of(VALUE_BLOCK) && span >= 1 && stride >= span);
-                assert!(v.len() >= (span - 1) * kv_dim + hd && scores.len() >= heads * stride);
+                assert!(v.len() >= (span - 1) * kv_dim + hd);
+                assert!(heads == 0 || scores.len() >= (heads - 1) * stride + span);
                 for p0 in (0..span).step_by(super::VALUE_CHUNK) {
                     let pn = super::VALUE_CHUNK.min(span - p0);
                     let vp = v[p0 * kv_dim..].as_ptr();
@@ -439,7 +494,7 @@ macro_rules! attention_kernels {
                             // SAFETY: head h's weight of position t.
                             let p = $splat(unsafe { *scores.add(h * stride + t) });
                             for (aj, &vj) in a.iter_mut().zip(&vv) {
-                                *aj = $add(*aj, $mul(p, vj));
+                                *aj = $fma(p, vj, *aj);
                             }
                         }
                     }
@@ -455,7 +510,8 @@ macro_rules! attention_kernels {
     };
 }
 
-// Four heads of four vectors: 16 of the 32 registers hold sums.
+// Weighted values: four heads of four vectors, 16 of the 32 registers hold
+// sums; lane scores: eight heads' sums and lanes, 16 registers.
 #[cfg(target_arch = "x86_64")]
 attention_kernels!(
     avx512,
@@ -469,13 +525,16 @@ attention_kernels!(
     _mm512_set1_ps,
     _mm512_mul_ps,
     _mm512_add_ps,
-    _mm512_storeu_ps
+    _mm512_fmadd_ps,
+    _mm512_storeu_ps,
+    8
 );
-// Four heads of two vectors: 8 of the 16 registers hold sums.
+// Weighted values: four heads of two vectors, 8 of the 16 registers hold
+// sums; lane scores: four heads' sums and lanes, 8 registers.
 #[cfg(target_arch = "x86_64")]
 attention_kernels!(
     avx2,
-    "avx2,f16c",
+    "avx2,fma,f16c",
     __m256,
     8,
     2,
@@ -485,7 +544,9 @@ attention_kernels!(
     _mm256_set1_ps,
     _mm256_mul_ps,
     _mm256_add_ps,
-    _mm256_storeu_ps
+    _mm256_fmadd_ps,
+    _mm256_storeu_ps,
+    4
 );
 
 /// [`avx512::lane_scores`] where `wide`, else [`avx2::lane_scores`].
@@ -645,13 +706,273 @@ impl Rope {
     }
 }
 
-/// SiLU (`x · sigmoid(x)`).
-fn silu(x: f32) -> f32 {
-    x / (1.0 + (-x).exp())
+/// The constants of [`expf`], as ggml's source writes them in hex.
+mod exp_consts {
+    /// 0x1.8p23: adding it rounds to an integer.
+    pub(super) const SHIFT: u32 = 0x4b40_0000;
+    /// 0x1.715476p+0: log2(e).
+    pub(super) const LOG2E: u32 = 0x3fb8_aa3b;
+    /// 0x1.62e4p-1 and 0x1.7f7d1cp-20: ln 2 in two parts.
+    pub(super) const LN2_HI: u32 = 0x3f31_7200;
+    pub(super) const LN2_LO: u32 = 0x35bf_be8e;
+    /// The polynomial's coefficients, 0x1.ffffecp-1 … 0x1.0e4020p-7.
+    pub(super) const C1: u32 = 0x3f7f_fff6;
+    pub(super) const C2: u32 = 0x3eff_fedb;
+    pub(super) const C3: u32 = 0x3e2a_af33;
+    pub(super) const C4: u32 = 0x3d2b_9f17;
+    pub(super) const C5: u32 = 0x3c07_2010;
 }
 
-/// `g = silu(g) · u`, value by value (llama's feed-forward gate).
+/// `e^x` as ggml's AVX-512 code computes it (`ggml_v_expf`, after Arm's
+/// optimized routines: within 1.5 ulp; inf above 88.38, 0 below -103.97,
+/// NaN for NaN), value by value: the reference of the vector versions
+/// ([`exp8`], [`exp16`]), which give the same bits. `mul_add` is their
+/// fused multiply-add (one rounding on any CPU); AVX-512's `scalef`
+/// (`j · 2^n`, rounded once) is a product by `2^n` where that is a normal
+/// float, else a product in f64 rounded to f32. Instead of libm's `expf` a
+/// value at a time, which was a twelfth of a long prompt's time in the
+/// softmax.
+pub(crate) fn expf(x: f32) -> f32 {
+    use exp_consts::*;
+    let f = f32::from_bits;
+    let r = f(SHIFT);
+    let z = x.mul_add(f(LOG2E), r);
+    let n = z - r;
+    let b = (-n).mul_add(f(LN2_LO), (-n).mul_add(f(LN2_HI), x));
+    let u = b * b;
+    let j = f(C5)
+        .mul_add(b, f(C4))
+        .mul_add(u, f(C3).mul_add(b, f(C2)))
+        .mul_add(u, f(C1).mul_add(b, 1.0));
+    // (A NaN takes this way, as in ggml, whose ordered comparisons are
+    // false for it.)
+    if n.abs() <= 126.0 || n.is_nan() {
+        // 2^n, exactly: n is an integer of at most 126 in size.
+        let k = f((z.to_bits() << 23).wrapping_add(1f32.to_bits()));
+        return j * k;
+    }
+    if n.abs() > 192.0 {
+        return if n <= 0.0 { 0.0 } else { f32::INFINITY };
+    }
+    // 2^n in f64 (n an integer within ±192): the product is exact there.
+    let k = f64::from_bits(((n as i64 + 1023) as u64) << 52);
+    (j as f64 * k) as f32
+}
+
+/// [`expf`] of eight values (AVX2 and FMA): ggml's AVX-512 operations at
+/// half the width, AVX-512's `scalef` (`j · 2^n`, rounded once) by
+/// products: by `2^n` as ggml's AVX2 code forms it where that is a normal
+/// float, else in two steps, of which only the second rounds.
+///
+/// # Safety
+/// The CPU has AVX2 and FMA.
+#[cfg(target_arch = "x86_64")]
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+pub(crate) unsafe fn exp8(x: core::arch::x86_64::__m256) -> core::arch::x86_64::__m256 {
+    use core::arch::x86_64::*;
+    use exp_consts::*;
+    let c = |bits: u32| _mm256_castsi256_ps(_mm256_set1_epi32(bits as i32));
+    let one = _mm256_set1_ps(1.0);
+    let r = c(SHIFT);
+    let z = _mm256_fmadd_ps(x, c(LOG2E), r);
+    let n = _mm256_sub_ps(z, r);
+    let b = _mm256_fnmadd_ps(n, c(LN2_LO), _mm256_fnmadd_ps(n, c(LN2_HI), x));
+    let u = _mm256_mul_ps(b, b);
+    let j = _mm256_fmadd_ps(
+        _mm256_fmadd_ps(
+            _mm256_fmadd_ps(c(C5), b, c(C4)),
+            u,
+            _mm256_fmadd_ps(c(C3), b, c(C2)),
+        ),
+        u,
+        _mm256_fmadd_ps(c(C1), b, one),
+    );
+    let abs_n = _mm256_andnot_ps(_mm256_set1_ps(-0.0), n);
+    let big = _mm256_cmp_ps::<_CMP_GT_OQ>(abs_n, _mm256_set1_ps(126.0));
+    // 2^n (n an integer within ±126 in such a lane).
+    let e = _mm256_slli_epi32::<23>(_mm256_castps_si256(z));
+    let k = _mm256_castsi256_ps(_mm256_add_epi32(e, _mm256_castps_si256(one)));
+    let plain = _mm256_mul_ps(j, k);
+    if _mm256_movemask_ps(big) == 0 {
+        return plain;
+    }
+    // Beyond: `j · 2^n` as `(j · s2) · s1`, the first product exact (a
+    // normal float), the second rounded once, as `scalef` rounds: s1 is
+    // 2^-125 and s2 2^(n + 125) where n <= 0, else 2^127 and 2^(n - 127)
+    // (ggml's AVX2 split).
+    let le0 = _mm256_cmp_ps::<_CMP_LE_OQ>(n, _mm256_setzero_ps());
+    let g = _mm256_and_si256(
+        _mm256_castps_si256(le0),
+        _mm256_set1_epi32(0x8200_0000u32 as i32),
+    );
+    let s1 = _mm256_castsi256_ps(_mm256_add_epi32(g, _mm256_set1_epi32(0x7f00_0000)));
+    let s2 = _mm256_castsi256_ps(_mm256_sub_epi32(e, g));
+    let scaled = _mm256_mul_ps(_mm256_mul_ps(s2, j), s1);
+    // And beyond 192, 0 or inf.
+    let huge = _mm256_cmp_ps::<_CMP_GT_OQ>(abs_n, _mm256_set1_ps(192.0));
+    let alt = _mm256_blendv_ps(_mm256_set1_ps(f32::INFINITY), _mm256_setzero_ps(), le0);
+    _mm256_blendv_ps(_mm256_blendv_ps(plain, scaled, big), alt, huge)
+}
+
+/// [`expf`] of sixteen values (AVX-512F): ggml's `ggml_v_expf` for AVX-512
+/// operation for operation.
+///
+/// # Safety
+/// The CPU has AVX-512F.
+#[cfg(target_arch = "x86_64")]
+#[inline]
+#[target_feature(enable = "avx512f")]
+pub(crate) unsafe fn exp16(x: core::arch::x86_64::__m512) -> core::arch::x86_64::__m512 {
+    use core::arch::x86_64::*;
+    use exp_consts::*;
+    let c = |bits: u32| _mm512_castsi512_ps(_mm512_set1_epi32(bits as i32));
+    let r = c(SHIFT);
+    let z = _mm512_fmadd_ps(x, c(LOG2E), r);
+    let n = _mm512_sub_ps(z, r);
+    let b = _mm512_fnmadd_ps(n, c(LN2_LO), _mm512_fnmadd_ps(n, c(LN2_HI), x));
+    let huge = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(_mm512_abs_ps(n), _mm512_set1_ps(192.0));
+    let u = _mm512_mul_ps(b, b);
+    let j = _mm512_fmadd_ps(
+        _mm512_fmadd_ps(
+            _mm512_fmadd_ps(c(C5), b, c(C4)),
+            u,
+            _mm512_fmadd_ps(c(C3), b, c(C2)),
+        ),
+        u,
+        _mm512_fmadd_ps(c(C1), b, _mm512_set1_ps(1.0)),
+    );
+    let res = _mm512_scalef_ps(j, n);
+    if huge == 0 {
+        return res;
+    }
+    let le0 = _mm512_cmp_ps_mask::<_CMP_LE_OQ>(n, _mm512_setzero_ps());
+    let alt = _mm512_mask_blend_ps(le0, _mm512_set1_ps(f32::INFINITY), _mm512_setzero_ps());
+    _mm512_mask_blend_ps(huge, res, alt)
+}
+
+/// `x[i] = expf(x[i] - sub)` for every value, by the widest [`expf`] the
+/// kernel `simd` has (the same bits at every width).
+#[inline(always)]
+fn exp_all(x: &mut [f32], sub: f32, simd: Kernel) {
+    /// `f` of each `W` values of `x` (loaded and stored by `f`), the last
+    /// ones padded with zeros: the vectors serve the tail too, where the
+    /// reference, compiled apart, would call libm's `fmaf` for each
+    /// `mul_add` on a CPU it does not assume FMA of.
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    fn by<const W: usize>(x: &mut [f32], f: impl Fn(&mut [f32; W])) {
+        let mut chunks = x.chunks_exact_mut(W);
+        for c in &mut chunks {
+            f(c.try_into().expect("W values"));
+        }
+        let tail = chunks.into_remainder();
+        if !tail.is_empty() {
+            let mut v = [0f32; W];
+            v[..tail.len()].copy_from_slice(tail);
+            f(&mut v);
+            tail.copy_from_slice(&v[..tail.len()]);
+        }
+    }
+    match simd {
+        #[cfg(target_arch = "x86_64")]
+        Kernel::Avx512 => by::<16>(x, |c| {
+            use core::arch::x86_64::*;
+            // SAFETY: the AVX-512 kernel is chosen only where the CPU has
+            // AVX-512F; sixteen values are loaded and stored.
+            unsafe {
+                let v = _mm512_sub_ps(_mm512_loadu_ps(c.as_ptr()), _mm512_set1_ps(sub));
+                _mm512_storeu_ps(c.as_mut_ptr(), exp16(v));
+            }
+        }),
+        #[cfg(target_arch = "x86_64")]
+        Kernel::Avx2 => by::<8>(x, |c| {
+            use core::arch::x86_64::*;
+            // SAFETY: the AVX2 kernel is chosen only where the CPU has AVX2
+            // and FMA; eight values are loaded and stored.
+            unsafe {
+                let v = _mm256_sub_ps(_mm256_loadu_ps(c.as_ptr()), _mm256_set1_ps(sub));
+                _mm256_storeu_ps(c.as_mut_ptr(), exp8(v));
+            }
+        }),
+        Kernel::Portable => x.iter_mut().for_each(|v| *v = expf(*v - sub)),
+    }
+}
+
+/// SiLU (`x · sigmoid(x)`) as ggml's AVX-512 code computes it:
+/// `x / (1 + e^(0 - x))` with [`expf`].
+fn silu(x: f32) -> f32 {
+    x / (1.0 + expf(0.0 - x))
+}
+
+/// `g = silu(g) · u`, value by value (llama's feed-forward gate): ggml's
+/// `ggml_vec_swiglu_f32` as its AVX-512 code computes it, by the widest
+/// [`expf`] the CPU has (the same bits at every width).
 pub(crate) fn silu_mul(g: &mut [f32], u: &[f32]) {
+    let len = u.len().min(g.len());
+    let (g, u) = (&mut g[..len], &u[..len]);
+    /// `f` of each `W` values of `g` and `u`, the last ones padded with
+    /// zeros (as in [`exp_all`]).
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    fn by<const W: usize>(g: &mut [f32], u: &[f32], f: impl Fn(&mut [f32; W], &[f32; W])) {
+        let mut gs = g.chunks_exact_mut(W);
+        let mut us = u.chunks_exact(W);
+        for (a, b) in (&mut gs).zip(&mut us) {
+            f(
+                a.try_into().expect("W values"),
+                b.try_into().expect("W values"),
+            );
+        }
+        let (ga, ua) = (gs.into_remainder(), us.remainder());
+        if !ga.is_empty() {
+            let (mut a, mut b) = ([0f32; W], [0f32; W]);
+            a[..ga.len()].copy_from_slice(ga);
+            b[..ua.len()].copy_from_slice(ua);
+            f(&mut a, &b);
+            ga.copy_from_slice(&a[..ga.len()]);
+        }
+    }
+    #[cfg(target_arch = "x86_64")]
+    {
+        #[target_feature(enable = "avx512f")]
+        fn wide(g: &mut [f32], u: &[f32]) {
+            use core::arch::x86_64::*;
+            by::<16>(g, u, |a, b| {
+                // SAFETY: sixteen values of `a` and of `b`; the CPU has
+                // AVX-512F (the caller's kernel).
+                unsafe {
+                    let x = _mm512_loadu_ps(a.as_ptr());
+                    let e = exp16(_mm512_sub_ps(_mm512_setzero_ps(), x));
+                    let s = _mm512_div_ps(x, _mm512_add_ps(_mm512_set1_ps(1.0), e));
+                    let y = _mm512_mul_ps(s, _mm512_loadu_ps(b.as_ptr()));
+                    _mm512_storeu_ps(a.as_mut_ptr(), y);
+                }
+            })
+        }
+        #[target_feature(enable = "avx2,fma")]
+        fn narrow(g: &mut [f32], u: &[f32]) {
+            use core::arch::x86_64::*;
+            by::<8>(g, u, |a, b| {
+                // SAFETY: eight values of `a` and of `b`; the CPU has AVX2
+                // and FMA (the caller's kernel).
+                unsafe {
+                    let x = _mm256_loadu_ps(a.as_ptr());
+                    let e = exp8(_mm256_sub_ps(_mm256_setzero_ps(), x));
+                    let s = _mm256_div_ps(x, _mm256_add_ps(_mm256_set1_ps(1.0), e));
+                    let y = _mm256_mul_ps(s, _mm256_loadu_ps(b.as_ptr()));
+                    _mm256_storeu_ps(a.as_mut_ptr(), y);
+                }
+            })
+        }
+        match Kernel::detect() {
+            // SAFETY: the kernels are detected from the CPU's features.
+            Kernel::Avx512 => return unsafe { wide(g, u) },
+            // SAFETY: as above.
+            Kernel::Avx2 => return unsafe { narrow(g, u) },
+            Kernel::Portable => {}
+        }
+    }
     g.iter_mut().zip(u).for_each(|(a, b)| *a = silu(*a) * b)
 }
 
@@ -699,16 +1020,34 @@ pub(crate) fn gelu_mul(g: &mut [f32], u: &[f32]) {
     })
 }
 
-/// Softmax in place (max subtracted first).
+/// The sum in f64 of each sixteen values' f32 sum, the last sixteen filled
+/// with zeros, each sixteen added as `_mm512_reduce_add_ps` adds them.
 #[inline(always)]
-pub(crate) fn softmax(x: &mut [f32]) {
-    let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+fn sum_by_sixteens(x: &[f32]) -> f64 {
     let mut sum = 0f64;
-    for v in x.iter_mut() {
-        *v = (*v - max).exp();
-        sum += *v as f64;
+    for c in x.chunks(16) {
+        let v: [f32; 16] = std::array::from_fn(|i| c.get(i).copied().unwrap_or(0.0));
+        let h: [f32; 8] = std::array::from_fn(|i| v[i + 8] + v[i]);
+        let q: [f32; 4] = std::array::from_fn(|i| h[i + 4] + h[i]);
+        sum += ((q[0] + q[2]) + (q[1] + q[3])) as f64;
     }
-    let inv = (1.0 / sum) as f32;
+    sum
+}
+
+/// Softmax in place, as ggml's AVX-512 code computes it
+/// (`ggml_vec_soft_max_f32`) for a row of attention scores that begins at
+/// a multiple of sixteen and is padded past its end with masked scores
+/// (as llama.cpp's KV cache pads a causal row): the max subtracted,
+/// [`expf`] of each value (by the widest the kernel `simd` has: the same
+/// bits at every width), the sum in f64 of each sixteen's f32 sum (added
+/// as `_mm512_reduce_add_ps` adds them; the last sixteen filled with
+/// zeros, the `e^-inf` of the padding), then each value times `1 / sum`
+/// rounded to f32.
+#[inline(always)]
+pub(crate) fn softmax(x: &mut [f32], simd: Kernel) {
+    let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    exp_all(x, max, simd);
+    let inv = (1.0 / sum_by_sixteens(x)) as f32;
     for v in x.iter_mut() {
         *v *= inv;
     }
@@ -717,6 +1056,111 @@ pub(crate) fn softmax(x: &mut [f32]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The values `scripts/ggml_expf_digest.sh` sweeps: every f32 bit
+    /// pattern 4093 apart, then -110 to 95 by 1/1024.
+    fn exp_sweep() -> Vec<f32> {
+        const WIDE: u32 = 1 << 20;
+        (0..WIDE + 205 * 1024)
+            .map(|i| match i {
+                i if i < WIDE => f32::from_bits(i.wrapping_mul(4093)),
+                i => -110.0 + (i - WIDE) as f32 / 1024.0,
+            })
+            .collect()
+    }
+
+    /// A value's bytes, every NaN as one (Rust promises no NaN's bits).
+    fn le32(v: &f32) -> [u8; 4] {
+        if v.is_nan() {
+            0x7fc0_0000u32
+        } else {
+            v.to_bits()
+        }
+        .to_le_bytes()
+    }
+
+    fn sha256(bytes: impl IntoIterator<Item = u8>) -> String {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        h.update(bytes.into_iter().collect::<Vec<u8>>());
+        h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// Our `e^x`, softmax sums and SiLU are ggml's CPU ones (AVX-512, as the
+    /// llama.cpp the golden logits came from computes them) on 1.3 million
+    /// values, NaNs and infinities among them: the digests are what
+    /// `scripts/ggml_expf_digest.sh` prints. The vector versions give the
+    /// reference's bits.
+    #[test]
+    fn expf_softmax_and_silu_are_ggmls() {
+        let x = exp_sweep();
+        let e: Vec<f32> = x.iter().map(|&v| expf(v)).collect();
+        assert_eq!(
+            sha256(e.iter().flat_map(le32)),
+            "76236b742e7445fae191c356b5143fee9063fd790beea1d30f2355d6605b15d0"
+        );
+        assert_eq!(
+            sha256(e.chunks(16).flat_map(|c| match sum_by_sixteens(c) {
+                s if s.is_nan() => 0x7ff8_0000_0000_0000u64.to_le_bytes(),
+                s => s.to_le_bytes(),
+            })),
+            "a39864bf998fc37e8fb652a2541b287b2b197bbc133be90e1f4133126d9f1471"
+        );
+        let mut l = x.clone();
+        silu_mul(&mut l, &vec![1.0; x.len()]);
+        assert_eq!(
+            sha256(l.iter().flat_map(le32)),
+            "6daf5ce1c1c0bea18e8bf5e9ac5755a3dc50bf622ca6f2e461ce69b68d680c1f"
+        );
+        // Value by value (the scalar SiLU), as the vectors.
+        let scalar: Vec<f32> = x.iter().map(|&v| silu(v)).collect();
+        assert!(scalar.iter().zip(&l).all(|(a, b)| le32(a) == le32(b)));
+        // Every width of `exp_all` (the softmax's) gives the reference's
+        // bits, on lengths that leave a tail.
+        #[allow(unused_mut)]
+        let mut kernels = vec![Kernel::Portable];
+        #[cfg(target_arch = "x86_64")]
+        {
+            if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+                kernels.push(Kernel::Avx2);
+            }
+            if is_x86_feature_detected!("avx512f") {
+                kernels.push(Kernel::Avx512);
+            }
+        }
+        for k in kernels {
+            let mut y = x[..x.len() - 5].to_vec();
+            exp_all(&mut y, 0.0, k);
+            let same = y.iter().zip(&e).all(|(a, b)| le32(a) == le32(b));
+            assert!(same, "{k:?}");
+        }
+    }
+
+    /// `expf` within 2 ulp of `e^x` over its normal range, and its edges.
+    #[test]
+    fn expf_is_accurate() {
+        let mut worst = 0f64;
+        for x in exp_sweep() {
+            let want = (x as f64).exp();
+            if !(x.is_finite() && want > f32::MIN_POSITIVE as f64 && want < f32::MAX as f64) {
+                continue;
+            }
+            let ulp = (want as f32).to_bits();
+            let ulp = (f32::from_bits(ulp + 1) - f32::from_bits(ulp)) as f64;
+            worst = worst.max((expf(x) as f64 - want).abs() / ulp);
+        }
+        // (ggml's bound, 1.45 ulp plus the rounding, in units of the ulp
+        // of the rounded result, half as large below a power of two.)
+        assert!(worst < 2.5, "{worst} ulp");
+        assert_eq!(expf(0.0), 1.0);
+        assert_eq!(expf(-0.0), 1.0);
+        assert_eq!(expf(f32::INFINITY), f32::INFINITY);
+        assert_eq!(expf(f32::NEG_INFINITY), 0.0);
+        assert_eq!(expf(89.0), f32::INFINITY);
+        assert_eq!(expf(-104.0), 0.0);
+        assert!(expf(f32::NAN).is_nan());
+        assert!(expf(-100.0) > 0.0, "subnormal results are kept");
+    }
 
     /// Our GELU table is ggml's `ggml_table_gelu_f16`, all 65536 entries:
     /// the digest is what `scripts/ggml_gelu_table.sh` prints for the
@@ -809,7 +1253,8 @@ mod tests {
 
     /// The lane scores, AVX-512's and AVX2's, are `dot(q, k) * scale` bit
     /// for bit, for heads of whole sixteens and with a tail past them,
-    /// spans that fill their last vector of keys or not.
+    /// spans that fill their last vector of keys or not, every group of
+    /// heads the kernels take.
     #[cfg(target_arch = "x86_64")]
     #[test]
     fn lane_scores_are_dots_bit_for_bit() {
@@ -818,9 +1263,13 @@ mod tests {
             if !has {
                 continue;
             }
-            for hd in [8, 16, 64, 70, 256] {
+            // 3 heads: a pair and one; 15: every size of group of heads
+            // the kernels take (8 or 4, 4, 2, 1).
+            for (hd, heads) in [8, 16, 64, 70, 256]
+                .into_iter()
+                .flat_map(|hd| [(hd, 3), (hd, 15)])
+            {
                 for span in [1usize, 7, 8, 9, 15, 16, 17, 100] {
-                    let heads = 3;
                     let tp = span.next_multiple_of(SCORE_KEYS) + SCORE_KEYS;
                     let q: Vec<f32> = (0..heads * hd).map(|_| next()).collect();
                     let kt: Vec<f32> = (0..hd * tp).map(|_| next()).collect();
@@ -896,7 +1345,7 @@ mod tests {
     }
 
     /// The weighted values, AVX-512's and AVX2's, are the plain loop's
-    /// (each position in order, a product then a sum) bit for bit, for one
+    /// (each position in order, a fused multiply-add) bit for bit, for one
     /// to five heads (a group of four and the rest), heads of 16 to 256
     /// values (those of whole blocks), rows of values wider than a head,
     /// spans of one chunk of positions and of several; and from f16 rows
@@ -921,7 +1370,7 @@ mod tests {
                             for (h, o) in want.chunks_exact_mut(hd).enumerate() {
                                 let p = scores[h * stride + t];
                                 for (a, b) in o.iter_mut().zip(&v[t * kv_dim..][..hd]) {
-                                    *a += p * b;
+                                    *a = p.mul_add(*b, *a);
                                 }
                             }
                         }

@@ -1029,12 +1029,23 @@ pub(crate) fn gelu_mul(g: &mut [f32], u: &[f32]) {
 /// with zeros, each sixteen added as `_mm512_reduce_add_ps` adds them.
 #[inline(always)]
 fn sum_by_sixteens(x: &[f32]) -> f64 {
-    let mut sum = 0f64;
-    for c in x.chunks(16) {
-        let v: [f32; 16] = std::array::from_fn(|i| c.get(i).copied().unwrap_or(0.0));
+    let tree = |v: &[f32; 16]| {
         let h: [f32; 8] = std::array::from_fn(|i| v[i + 8] + v[i]);
         let q: [f32; 4] = std::array::from_fn(|i| h[i + 4] + h[i]);
-        sum += ((q[0] + q[2]) + (q[1] + q[3])) as f64;
+        ((q[0] + q[2]) + (q[1] + q[3])) as f64
+    };
+    let mut sum = 0f64;
+    let mut sixteens = x.chunks_exact(16);
+    for c in &mut sixteens {
+        sum += tree(c.try_into().expect("16 values"));
+    }
+    // Only the tail is padded: the whole sixteens are read as they are,
+    // with no bounds test for each value.
+    let tail = sixteens.remainder();
+    if !tail.is_empty() {
+        let mut v = [0f32; 16];
+        v[..tail.len()].copy_from_slice(tail);
+        sum += tree(&v);
     }
     sum
 }

@@ -24,6 +24,7 @@ mod generate;
 mod matmul;
 mod ops;
 mod sample;
+mod scratch;
 
 use std::sync::Arc;
 
@@ -38,6 +39,7 @@ use matmul::{matmul_many, Kernel};
 use ops::{gelu_mul, rms_norm, silu_mul, softmax, Rope, SCORE_KEYS};
 pub use ops::{RopeMode, WeightElement};
 pub use sample::{argmax, check_logits, nmse, Sampler};
+use scratch::Scratch;
 
 /// What can go wrong building or running the forward pass.
 #[derive(Debug, thiserror::Error)]
@@ -239,19 +241,36 @@ struct Mat<T> {
 }
 
 impl<T: WeightElement> Mat<T> {
-    fn mul(&self, x: &[f32], n: usize) -> Vec<f32> {
-        let [y] = Self::mul_many([self], x, n);
-        y
+    fn mul(&self, x: &[f32], n: usize, scratch: &mut Scratch) -> Result<Vec<f32>, ForwardError> {
+        let [y] = Self::mul_many([self], x, n, scratch)?;
+        Ok(y)
     }
 
     /// The products of `x` by matrices of the same width, in one parallel
-    /// section (see [`matmul_many`]).
-    fn mul_many<const M: usize>(mats: [&Self; M], x: &[f32], n: usize) -> [Vec<f32>; M] {
-        let mut x = x.to_vec();
-        T::round_inputs(&mut x);
+    /// section (see [`matmul_many`]), in buffers taken from `scratch` (the
+    /// rounded inputs' too, given back).
+    fn mul_many<const M: usize>(
+        mats: [&Self; M],
+        x: &[f32],
+        n: usize,
+        scratch: &mut Scratch,
+    ) -> Result<[Vec<f32>; M], ForwardError> {
         let cols = mats.first().map_or(0, |m| m.cols);
         debug_assert!(mats.iter().all(|m| m.cols == cols));
-        matmul_many(mats.map(|m| (m.t.data(), m.rows)), cols, &x, n)
+        let mut outs = [(); M].map(|_| Vec::new());
+        for (o, m) in outs.iter_mut().zip(&mats) {
+            *o = scratch.take(n * m.rows)?;
+        }
+        let mut buf = scratch.take(x.len())?;
+        let y = matmul_many(
+            mats.map(|m| (m.t.data(), m.rows)),
+            cols,
+            T::rounded(x, &mut buf),
+            n,
+            outs,
+        );
+        scratch.give([buf]);
+        Ok(y)
     }
 }
 
@@ -368,6 +387,8 @@ pub struct KvCache<B = Vec<f16>> {
     kv_dim: usize,
     len: usize,
     capacity: usize,
+    /// The CPU forward pass's activation buffers, kept for its next step.
+    scratch: Scratch,
 }
 
 impl<B> KvCache<B> {
@@ -428,6 +449,7 @@ impl KvCache {
             kv_dim: self.kv_dim,
             len: self.len,
             capacity: self.capacity,
+            scratch: Scratch::default(),
         })
     }
 }
@@ -951,6 +973,7 @@ impl<T: WeightElement> Transformer<T> {
             kv_dim,
             len: 0,
             capacity,
+            scratch: Scratch::default(),
         })
     }
 
@@ -1001,8 +1024,11 @@ impl<T: WeightElement> Transformer<T> {
         let (d, hd) = (c.n_embd, c.head_dim);
         let kv_dim = c.n_head_kv * hd;
 
+        // The buffers of the last step, and of each layer for the next.
+        let mut ws = std::mem::take(&mut cache.scratch);
+
         // Embeddings.
-        let mut x = try_zeros(n * d)?;
+        let mut x = ws.take(n * d)?;
         for (row, &t) in x.chunks_exact_mut(d).zip(tokens) {
             let t = t as usize;
             T::widen(&self.tok_embd.t.data()[t * d..(t + 1) * d], row);
@@ -1024,13 +1050,14 @@ impl<T: WeightElement> Transformer<T> {
         // cache itself, a row at a time, instead of a pass over all of it.
         let batch = n > FEW_QUERIES;
         let most = if batch { (start + n) * kv_dim } else { 0 };
-        let (mut kf, mut vf) = (try_zeros::<f32>(most)?, try_zeros::<f32>(most)?);
+        let (mut kf, mut vf) = (ws.take(most)?, ws.take(most)?);
         // With AVX-512 or AVX2, the keys transposed too (`kt[c * tp + t]`,
         // padded past the last position for whole vectors of keys), for
         // the lane scores (`ops::avx512::lane_scores`, `ops::avx2::…`).
         let tp = (start + n).next_multiple_of(SCORE_KEYS) + SCORE_KEYS;
         let lane_keys = batch && Kernel::detect() != Kernel::Portable;
-        let mut kt = try_zeros::<f32>(if lane_keys { kv_dim * tp } else { 0 })?;
+        let mut kt = ws.take(if lane_keys { kv_dim * tp } else { 0 })?;
+        kt.fill(0.0);
         for il in 0..c.n_layer {
             let taken;
             let l = match &self.lazy {
@@ -1047,10 +1074,10 @@ impl<T: WeightElement> Transformer<T> {
                     values,
                 })
             };
-            let mut h = x.clone();
+            let mut h = ws.copy_of(&x)?;
             rms_norm(&mut h, &l.attn_norm, c.rms_eps);
             obs(observe, "attn_norm", &h);
-            let [mut q, mut k, v] = Mat::mul_many([&l.wq, &l.wk, &l.wv], &h, n);
+            let [mut q, mut k, v] = Mat::mul_many([&l.wq, &l.wk, &l.wv], &h, n, &mut ws)?;
             if let Some(w) = &l.q_norm {
                 rms_norm(&mut q, w, c.rms_eps);
             }
@@ -1100,19 +1127,21 @@ impl<T: WeightElement> Transformer<T> {
                 )
             };
             let keys_t = lane_keys.then_some((&kt[..], tp));
-            let attn = attention(&q, (kr, keys_t), vr, c, (start, base), n, window);
+            let attn = ws.take(q.len())?;
+            let attn = attention(&q, (kr, keys_t), vr, c, (start, base), window, attn);
             obs(observe, "kqv_out", &attn);
-            let mut o = l.wo.mul(&attn, n);
+            let mut o = l.wo.mul(&attn, n, &mut ws)?;
             if let Some(w) = &l.post_attn_norm {
                 rms_norm(&mut o, w, c.rms_eps);
             }
             obs(observe, "attn_out", &o);
             x.iter_mut().zip(&o).for_each(|(a, b)| *a += b);
+            ws.give([h, q, k, v, attn, o]);
 
-            let mut h = x.clone();
+            let mut h = ws.copy_of(&x)?;
             rms_norm(&mut h, &l.ffn_norm, c.rms_eps);
             obs(observe, "ffn_norm", &h);
-            let [mut g, u] = Mat::mul_many([&l.gate, &l.up], &h, n);
+            let [mut g, u] = Mat::mul_many([&l.gate, &l.up], &h, n, &mut ws)?;
             let act: fn(&mut [f32], &[f32]) = match c.arch {
                 Arch::Llama => silu_mul,
                 Arch::Gemma3 => gelu_mul,
@@ -1128,16 +1157,24 @@ impl<T: WeightElement> Transformer<T> {
                 gate((&mut g, &u));
             }
             obs(observe, "ffn_act", &g);
-            let mut f = l.down.mul(&g, n);
+            let mut f = l.down.mul(&g, n, &mut ws)?;
             if let Some(w) = &l.post_ffn_norm {
                 rms_norm(&mut f, w, c.rms_eps);
             }
             obs(observe, "ffn_out", &f);
             x.iter_mut().zip(&f).for_each(|(a, b)| *a += b);
             obs(observe, "l_out", &x);
+            ws.give([h, g, u, f]);
         }
+        ws.give([kf, vf, kt]);
 
-        let mut x = if all { x } else { x[(n - 1) * d..].to_vec() };
+        let mut x = if all {
+            x
+        } else {
+            let last = x[(n - 1) * d..].to_vec();
+            ws.give([x]);
+            last
+        };
         let rows = x.len() / d;
         rms_norm(&mut x, &self.output_norm, c.rms_eps);
         observe(Activation {
@@ -1146,7 +1183,10 @@ impl<T: WeightElement> Transformer<T> {
             values: &x,
         });
         let head = self.output.as_ref().unwrap_or(&self.tok_embd);
-        let mut logits = head.mul(&x, rows);
+        // The logits leave with the caller: in a buffer of their own.
+        let mut logits = head.mul(&x, rows, &mut Scratch::default())?;
+        ws.give([x]);
+        cache.scratch = ws;
         if let Some(cap) = c.logit_softcap {
             logits.iter_mut().for_each(|v| *v = (*v / cap).tanh() * cap);
         }
@@ -1390,20 +1430,22 @@ const BLOCK_ROWS: usize = 8;
 /// first any query sees; with the keys, for a batch where the CPU has
 /// AVX2 or AVX-512F, the same transposed and the distance between their
 /// rows, for the lane scores, [`ops::avx512::lane_scores`] or
-/// [`ops::avx2::lane_scores`]). Returns `n` rows of `n_head * head_dim`.
+/// [`ops::avx2::lane_scores`]). Returns `n` rows of `n_head * head_dim`,
+/// written over `out` (as long as `q`; whatever it held).
 fn attention(
     q: &[f32],
     (k, kt): (Rows<'_>, Option<(&[f32], usize)>),
     v: Rows<'_>,
     c: &Config,
     (start, base): (usize, usize),
-    n: usize,
     window: Option<usize>,
+    mut out: Vec<f32>,
 ) -> Vec<f32> {
     let hd = c.head_dim;
     let kv_dim = c.n_head_kv * hd;
     let group = c.n_head / c.n_head_kv;
     let q_dim = c.n_head * hd;
+    let n = q.len() / q_dim;
     // (llama.cpp folds gemma3's scale into the queries: the same product.)
     let scale = c.attn_scale;
     /// Some query rows and some heads of one KV group: their queries (row
@@ -1642,7 +1684,8 @@ fn attention(
             o
         })
         .collect();
-    let mut out = vec![0f32; n * q_dim];
+    // Every value written.
+    assert_eq!(out.len(), q.len());
     out.par_chunks_mut(q_dim).enumerate().for_each(|(i, row)| {
         let (block, r) = (i / rows_per, i % rows_per);
         for (g, o) in row.chunks_exact_mut(per * hd).enumerate() {

@@ -279,6 +279,7 @@ impl CudaTransformer {
             kv_dim,
             len: 0,
             capacity,
+            scratch: Default::default(),
         })
     }
 

@@ -83,6 +83,10 @@ pub trait WeightElement: Element + sealed::Sealed + Send + Sync {
     /// does (its `vec_dot_type`): to f16 for f16 weights, so that the
     /// products are exact f16 × f16 ones accumulated in f32; f32 keeps them.
     fn round_inputs(x: &mut [f32]);
+
+    /// `x` rounded by [`Self::round_inputs`]: in `buf` where that changes
+    /// anything, `x` itself where not.
+    fn rounded<'a>(x: &'a [f32], buf: &'a mut Vec<f32>) -> &'a [f32];
 }
 
 impl WeightElement for f32 {
@@ -91,6 +95,10 @@ impl WeightElement for f32 {
     }
 
     fn round_inputs(_: &mut [f32]) {}
+
+    fn rounded<'a>(x: &'a [f32], _: &'a mut Vec<f32>) -> &'a [f32] {
+        x
+    }
 }
 
 impl WeightElement for f16 {
@@ -121,6 +129,13 @@ impl WeightElement for f16 {
             h.convert_from_f32_slice(block);
             h.convert_to_f32_slice(block);
         }
+    }
+
+    fn rounded<'a>(x: &'a [f32], buf: &'a mut Vec<f32>) -> &'a [f32] {
+        buf.clear();
+        buf.extend_from_slice(x);
+        Self::round_inputs(buf);
+        buf
     }
 }
 

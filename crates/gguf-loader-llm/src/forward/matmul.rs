@@ -539,6 +539,20 @@ mod x86 {
         }
     }
 
+    /// Asks memory now for the `4 * LANES` weights from `p` (a hint, which
+    /// never faults, wherever `p` points): a block kernel reads the next
+    /// block's rows so, a block ahead. With one input (generation), where
+    /// reading the weights is the work, the hardware's own prefetching
+    /// left a Gemma-3-270M step at 31 tokens/s (16.5 GB/s of f16 weights
+    /// on two threads); asked a block ahead, 42.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    fn prefetch<T>(p: *const T) {
+        for line in (0..4 * LANES * size_of::<T>()).step_by(64) {
+            _mm_prefetch::<_MM_HINT_T0>(p.cast::<i8>().wrapping_add(line));
+        }
+    }
+
     /// The end of ggml's GGML_F32x8_REDUCE: the two halves of `s` added,
     /// then pairwise.
     #[inline]
@@ -572,6 +586,10 @@ mod x86 {
         let mut lo = [[zero; CN]; RN];
         let mut hi = [[zero; CN]; RN];
         for k in (0..body).step_by(4 * LANES) {
+            // The next block's rows, these columns (see `prefetch`).
+            for i in RN..2 * RN {
+                prefetch(wp.wrapping_add(i * cols + k));
+            }
             for (half, sums) in [(0, &mut lo), (2 * LANES, &mut hi)] {
                 let k = k + half;
                 let mut xs = [zero; CN];
@@ -859,6 +877,11 @@ mod x86 {
         let (wp, xp) = (w.as_ptr(), x.as_ptr());
         let mut sum = [[[_mm256_setzero_ps(); CN]; RN]; P];
         for k in (0..body).step_by(4 * LANES) {
+            if P == 4 {
+                // A row at a time (one input): the next block's row, these
+                // columns.
+                prefetch(wp.wrapping_add(super::R * cols + k));
+            }
             for (q, sq) in sum.iter_mut().enumerate() {
                 let k = k + (first + q) * LANES;
                 let mut xs = [_mm256_setzero_ps(); CN];

@@ -539,18 +539,13 @@ mod x86 {
         }
     }
 
-    /// Asks memory now for the `4 * LANES` weights from `p` (a hint, which
-    /// never faults, wherever `p` points): a block kernel reads the next
-    /// block's rows so, a block ahead. With one input (generation), where
-    /// reading the weights is the work, the hardware's own prefetching
-    /// left a Gemma-3-270M step at 31 tokens/s (16.5 GB/s of f16 weights
-    /// on two threads); asked a block ahead, 42.
+    /// [`ops::prefetch`](super::super::ops::prefetch) of the `4 * LANES`
+    /// weights from `p`: a block kernel's next block's rows, a block ahead
+    /// (with one input, where reading the weights is the work, Gemma-3's
+    /// F16 step read 16.5 GB/s of them on two threads without it).
     #[inline]
-    #[target_feature(enable = "avx2")]
     fn prefetch<T>(p: *const T) {
-        for line in (0..4 * LANES * size_of::<T>()).step_by(64) {
-            _mm_prefetch::<_MM_HINT_T0>(p.cast::<i8>().wrapping_add(line));
-        }
+        super::super::ops::prefetch(p, 4 * LANES);
     }
 
     /// The end of ggml's GGML_F32x8_REDUCE: the two halves of `s` added,

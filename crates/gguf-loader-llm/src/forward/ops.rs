@@ -170,6 +170,27 @@ pub(crate) const SCORE_KEYS: usize = 16;
 #[cfg(target_arch = "x86_64")]
 const VALUE_CHUNK: usize = 128;
 
+/// Rows [`avx2::weighted_values`] (and AVX-512's) asks memory for ahead
+/// of the one it reads.
+#[cfg(target_arch = "x86_64")]
+const VALUE_AHEAD: usize = 8;
+
+/// Asks memory now for the `len` values from `p`: a hint, which never
+/// faults, wherever `p` points. The kernels that stream weights or a
+/// cache's rows from memory (a step of one token) ask so for what they
+/// read next: this machine's hardware prefetching alone left them waiting
+/// on memory (a Gemma-3-270M step at 31 tokens/s, 42 with the matrices'
+/// rows asked for a block ahead).
+#[cfg(target_arch = "x86_64")]
+#[inline]
+pub(crate) fn prefetch<E>(p: *const E, len: usize) {
+    use core::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+    for line in (0..len * size_of::<E>()).step_by(64) {
+        // SAFETY: SSE is in every x86-64 CPU; a prefetch only hints.
+        unsafe { _mm_prefetch::<_MM_HINT_T0>(p.cast::<i8>().wrapping_add(line)) };
+    }
+}
+
 /// Heads the batch kernels' weighted values take at a time, at either
 /// width.
 #[cfg(target_arch = "x86_64")]
@@ -350,6 +371,10 @@ macro_rules! attention_kernels {
                 while t0 < span {
                     let kp = k[t0 * kv_dim..].as_ptr();
                     let sp = scores[t0..].as_mut_ptr();
+                    // The next block's keys (see `prefetch`).
+                    for j in L..2 * L {
+                        super::prefetch(kp.wrapping_add(j * kv_dim), hd);
+                    }
                     // SAFETY: keys t0..t0 + L (or t0) inside `k`, their
                     // scores inside `scores` (checked above).
                     unsafe {
@@ -506,6 +531,11 @@ macro_rules! attention_kernels {
                         }
                     }
                     for t in 0..span {
+                        if c0 == 0 {
+                            // A row ahead's values (see `prefetch`); the
+                            // next blocks find them in the cache.
+                            super::prefetch(v.wrapping_add((t + super::VALUE_AHEAD) * kv_dim), hd);
+                        }
                         // SAFETY: row t's values of the block, inside `v`.
                         let vr = unsafe { v.add(t * kv_dim + c0) };
                         let vv: [$v; VECS] =

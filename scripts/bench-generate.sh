@@ -57,14 +57,28 @@ for row in csv.DictReader(sys.stdin):
     test = "pp" if int(row["n_prompt"]) > 0 else "tg"
     print(sys.argv[1], "llama.cpp", test, row["avg_ts"], sep="\t")' "$name" >>"$results"
         for dtype in f16 f32; do
-            # -n tg + 1: generation tokens/s times the tokens after the first.
-            if ! out="$(RAYON_NUM_THREADS="$threads" "$bin" generate "$f16" --tokens "$tokens" \
-                -n $((tg + 1)) --ctx $((pp + tg + 1)) --dtype "$dtype" 2>&1 >/dev/null)"; then
-                echo "generate failed on $name ($dtype): $out" >&2
-                exit 1
+            # ours PROMPT N TESTS: `generate` after PROMPT's tokens, N more
+            # (-n tg + 1: generation tokens/s times the tokens after the
+            # first); the figures of TESTS (pp, tg or both) to the results.
+            ours() {
+                local prompt="$1" n="$2" tests="$3" out
+                if ! out="$(RAYON_NUM_THREADS="$threads" "$bin" generate "$f16" --tokens "$prompt" \
+                    -n "$n" --ctx $((pp + n)) --dtype "$dtype" 2>&1 >/dev/null)"; then
+                    echo "generate failed on $name ($dtype): $out" >&2
+                    exit 1
+                fi
+                echo "$out" |
+                    sed -nE "s/.*prompt: [0-9]+ tokens, ([0-9.]+) tokens\/s; generation: ([0-9]+) tokens, ([0-9.]+) tokens\/s.*/$name\tours-$dtype\tpp\t\1\n$name\tours-$dtype\ttg\t\3/p" |
+                    grep -E $'\t'"($tests)"$'\t' >>"$results"
+            }
+            if [ "$depth" -gt 0 ]; then
+                ours "$tokens" $((tg + 1)) "pp|tg"
+            else
+                # llama-bench's tg starts from an empty context: ours from
+                # a prompt of one token, not after the pp prompt.
+                ours "$tokens" 2 pp
+                ours "${tokens%%,*}" $((tg + 1)) tg
             fi
-            echo "$out" |
-                sed -nE "s/.*prompt: [0-9]+ tokens, ([0-9.]+) tokens\/s; generation: ([0-9]+) tokens, ([0-9.]+) tokens\/s.*/$name\tours-$dtype\tpp\t\1\n$name\tours-$dtype\ttg\t\3/p" >>"$results"
         done
     done
 done

@@ -380,6 +380,11 @@ impl<T> Transformer<T> {
 ///
 /// `B` is one layer's buffer: host memory here; the GPU forward pass keeps
 /// the same cache in VRAM (`forward::cuda::CudaKvCache`).
+///
+/// The CPU forward pass also keeps its activations' buffers here from one
+/// step to the next (sixteen at most, of the largest step's sizes), so
+/// that a step does not fault in fresh memory page by page; they go with
+/// the cache (not with [`KvCache::clear`], nor into a copy).
 #[derive(Clone)]
 pub struct KvCache<B = Vec<f16>> {
     k: Vec<B>,

@@ -69,7 +69,7 @@ pub(crate) fn matmul_many<T: WeightElement, const M: usize>(
     // Many inputs on AVX-512 or AVX2: packed by lane once for every matrix
     // (see [`Lanes`]), and chunks of whole lane tiles.
     let tile = simd.lane_tile(n, cols);
-    let lanes = tile.map(|(_, inputs)| Lanes::pack(x, n, cols, inputs));
+    let lanes = tile.map(|(_, inputs)| Lanes::pack(simd, x, n, cols, inputs));
     let unit = tile.map_or(R, |(rows, _)| rows);
     // Each task owns a block of whole tiles of one matrix's rows and writes
     // their outputs, each input's beside each other, straight into the
@@ -264,7 +264,7 @@ impl Kernel {
                         }
                         let packed = &mut packed[..size];
                         // The weights of whole tiles, packed as the inputs.
-                        pack_by_lane(wide, cols, steps, tile_rows, packed);
+                        pack_by_lane(self, wide, cols, steps, tile_rows, packed);
                         // SAFETY (each arm): `detect` saw the kernel's
                         // features; `wide` holds whole tiles of `cols`-long
                         // rows and `packed` the same packed, `lanes` is `x`
@@ -399,7 +399,29 @@ struct Lanes {
 /// column `32 k + l`, over the `steps` whole 32s of a row. A last group of
 /// fewer rows leaves the rest of its part of `dst` as it was.
 #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
-fn pack_by_lane(src: &[f32], cols: usize, steps: usize, group: usize, dst: &mut [f32]) {
+fn pack_by_lane(
+    simd: Kernel,
+    src: &[f32],
+    cols: usize,
+    steps: usize,
+    group: usize,
+    dst: &mut [f32],
+) {
+    // SAFETY (each arm): `detect` (or a test's `widest`) saw the kernel's
+    // features.
+    match simd {
+        #[cfg(target_arch = "x86_64")]
+        Kernel::Avx512 => return unsafe { x86::pack_by_lane512(src, cols, steps, group, dst) },
+        #[cfg(target_arch = "x86_64")]
+        Kernel::Avx2 => return unsafe { x86::pack_by_lane256(src, cols, steps, group, dst) },
+        Kernel::Portable => {}
+    }
+    pack_by_lane_scalar(src, cols, steps, group, dst);
+}
+
+/// [`pack_by_lane`] a value at a time.
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+fn pack_by_lane_scalar(src: &[f32], cols: usize, steps: usize, group: usize, dst: &mut [f32]) {
     for (sg, dg) in src
         .chunks(group * cols)
         .zip(dst.chunks_exact_mut(group * 4 * LANES * steps))
@@ -427,8 +449,8 @@ thread_local! {
 #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 impl Lanes {
     /// `n` rows of `cols` inputs, packed in tiles of `inputs`, a tile a
-    /// task.
-    fn pack(x: &[f32], n: usize, cols: usize, inputs: usize) -> Lanes {
+    /// task (by `simd`'s [`pack_by_lane`]).
+    fn pack(simd: Kernel, x: &[f32], n: usize, cols: usize, inputs: usize) -> Lanes {
         let steps = cols / (4 * LANES);
         let tile = inputs * 4 * LANES * steps;
         let mut xp = PACKED_INPUTS.take();
@@ -442,7 +464,7 @@ impl Lanes {
         if tile > 0 {
             xp.par_chunks_mut(tile)
                 .zip(x.par_chunks(inputs * cols))
-                .for_each(|(dst, src)| pack_by_lane(src, cols, steps, inputs, dst));
+                .for_each(|(dst, src)| pack_by_lane(simd, src, cols, steps, inputs, dst));
         }
         Lanes { xp, steps, inputs }
     }
@@ -489,6 +511,104 @@ mod x86 {
 
     use super::super::ops::WeightElement;
     use super::LANES;
+
+    /// [`super::pack_by_lane`] with AVX-512F: a lane's values of a 32 of
+    /// columns for up to sixteen rows of a group by one gather, stored
+    /// under a mask of the rows. (A value at a time, the packing of a
+    /// product's weights, once for every prompt whatever its length, cost
+    /// most of what the lane kernel's arithmetic did on 64 inputs.)
+    ///
+    /// # Safety
+    /// The CPU has AVX-512F.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn pack_by_lane512(
+        src: &[f32],
+        cols: usize,
+        steps: usize,
+        group: usize,
+        dst: &mut [f32],
+    ) {
+        assert!(4 * LANES * steps <= cols && 16 * cols <= i32::MAX as usize);
+        let zero = _mm512_setzero_ps();
+        // Row i's offset from the first of sixteen (`cols` fits an i32).
+        let rows16 = _mm512_mullo_epi32(
+            _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+            _mm512_set1_epi32(cols as i32),
+        );
+        for (sg, dg) in src
+            .chunks(group * cols)
+            .zip(dst.chunks_exact_mut(group * 4 * LANES * steps))
+        {
+            let rows = sg.len() / cols;
+            for i0 in (0..rows).step_by(16) {
+                let rn = (rows - i0).min(16);
+                let mask: __mmask16 = ((1u32 << rn) - 1) as u16;
+                let base = sg[i0 * cols..].as_ptr();
+                for k in 0..steps {
+                    for l in 0..4 * LANES {
+                        let at = 4 * LANES * k + l;
+                        // SAFETY: rows i0..i0 + rn (the mask's) of `sg`,
+                        // column `at < cols`: inside `sg`; lanes past rn
+                        // read nothing.
+                        let v = unsafe {
+                            _mm512_mask_i32gather_ps::<4>(zero, mask, rows16, base.add(at))
+                        };
+                        let d = &mut dg[(l * steps + k) * group + i0..][..rn];
+                        // SAFETY: `rn` floats at `d` (the mask's).
+                        unsafe { _mm512_mask_storeu_ps(d.as_mut_ptr(), mask, v) };
+                    }
+                }
+            }
+        }
+    }
+
+    /// [`pack_by_lane512`] with AVX2: eight rows a gather.
+    ///
+    /// # Safety
+    /// The CPU has AVX2.
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn pack_by_lane256(
+        src: &[f32],
+        cols: usize,
+        steps: usize,
+        group: usize,
+        dst: &mut [f32],
+    ) {
+        assert!(4 * LANES * steps <= cols && 8 * cols <= i32::MAX as usize);
+        let zero = _mm256_setzero_ps();
+        let lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+        // Row i's offset from the first of eight (`cols` fits an i32).
+        let rows8 = _mm256_mullo_epi32(lanes, _mm256_set1_epi32(cols as i32));
+        for (sg, dg) in src
+            .chunks(group * cols)
+            .zip(dst.chunks_exact_mut(group * 4 * LANES * steps))
+        {
+            let rows = sg.len() / cols;
+            for i0 in (0..rows).step_by(8) {
+                let rn = (rows - i0).min(8);
+                // All ones in the first rn lanes.
+                let mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(rn as i32), lanes);
+                let base = sg[i0 * cols..].as_ptr();
+                for k in 0..steps {
+                    for l in 0..4 * LANES {
+                        let at = 4 * LANES * k + l;
+                        // SAFETY: as in `pack_by_lane512`, eight rows.
+                        let v = unsafe {
+                            _mm256_mask_i32gather_ps::<4>(
+                                zero,
+                                base.add(at),
+                                rows8,
+                                _mm256_castsi256_ps(mask),
+                            )
+                        };
+                        let d = &mut dg[(l * steps + k) * group + i0..][..rn];
+                        // SAFETY: `rn` floats at `d` (the mask's).
+                        unsafe { _mm256_maskstore_ps(d.as_mut_ptr(), mask, v) };
+                    }
+                }
+            }
+        }
+    }
 
     /// `acc[i][j] = w[i] · x[j]` for `RN` rows of `w` and `CN` rows of `x`
     /// (each `cols` long), in ggml's order (see [`super::Kernel::block`]).
@@ -1038,7 +1158,7 @@ mod tests {
                     for n in [tile_inputs / 2, tile_inputs / 2 + 1, 33, 50, 80] {
                         let x: Vec<f32> = (0..n * cols).map(|_| next()).collect();
                         assert_eq!(lane.lane_tile(n, cols), Some((tile_rows, tile_inputs)));
-                        let lanes = Lanes::pack(&x, n, cols, tile_inputs);
+                        let lanes = Lanes::pack(lane, &x, n, cols, tile_inputs);
                         for f16w in [false, true] {
                             let (a, b) = if f16w {
                                 (
@@ -1083,6 +1203,33 @@ mod tests {
         for (w, y) in [(&w1, y1), (&w2, y2)] {
             let want = product(Kernel::Avx2, &w[..], cols, &x, None, n);
             assert_eq!(bits(&want), bits(&y));
+        }
+    }
+
+    /// The gathers pack as the scalar loop does, every value of `dst` (a
+    /// last group of fewer rows leaves the rest as it was), for groups of
+    /// a lane tile's rows and inputs at both widths.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn packing_by_gathers_is_the_scalar_packing() {
+        let mut next = values(0x5eed_0f9a_7e00);
+        let mut kernels = vec![Kernel::widest(false)];
+        kernels.extend(Some(Kernel::widest(true)).filter(|k| k.is_avx512()));
+        for simd in kernels.into_iter().filter(|&k| k != Kernel::Portable) {
+            for (cols, group, rows) in [(64, 12, 12), (70, 6, 13), (640, 32, 50), (96, 16, 3)] {
+                let steps = cols / (4 * LANES);
+                let src: Vec<f32> = (0..rows * cols).map(|_| next()).collect();
+                let len = rows.div_ceil(group) * group * 4 * LANES * steps;
+                let (mut want, mut got) = (vec![-7.5f32; len], vec![-7.5f32; len]);
+                pack_by_lane_scalar(&src, cols, steps, group, &mut want);
+                pack_by_lane(simd, &src, cols, steps, group, &mut got);
+                assert!(
+                    want.iter()
+                        .zip(&got)
+                        .all(|(a, b)| a.to_bits() == b.to_bits()),
+                    "{simd:?}: {rows} rows of {cols} in groups of {group}"
+                );
+            }
         }
     }
 

@@ -229,57 +229,55 @@ impl Kernel {
     ) {
         let n = out.n;
         debug_assert_eq!(w.len(), out.width() * cols);
-        // With several inputs (prompt processing) f16 weights are widened
-        // to f32 once (`WeightElement::widen`), into this thread's buffer,
-        // and meet every input from there: the same products in the same
-        // order, and faster, since the f32 kernel keeps its twelve sums,
-        // three inputs and one weight vector in the sixteen registers where
-        // converting in the loop spills a sum. The lane kernel takes whole
-        // tiles of rows: the buffer is padded with rows of zeros.
+        thread_local! {
+            static WIDE: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+            static PACKED: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+        }
+        // The lane kernel (many inputs, AVX-512 or AVX2): the weights packed
+        // as the inputs (see `Lanes`), widened to f32 as they are packed,
+        // in whole tiles of rows (the last padded with rows of zeros).
         #[cfg(target_arch = "x86_64")]
-        if n > 1 && self != Kernel::Portable && (T::KIND != ElementKind::F32 || lanes.is_some()) {
-            thread_local! {
-                static WIDE: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
-                static PACKED: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
-            }
-            return WIDE.with_borrow_mut(|wide| {
-                let tile_rows = match (lanes, self.lane_tile(n, cols)) {
-                    (Some(_), Some((rows, _))) => rows,
-                    _ => 1,
-                };
-                let padded = (w.len() / cols).next_multiple_of(tile_rows) * cols;
+        if let (Some(lanes), Some((tile_rows, _))) = (lanes, self.lane_tile(n, cols)) {
+            return PACKED.with_borrow_mut(|packed| {
+                let (rows, steps) = (w.len() / cols, lanes.steps);
+                let group = tile_rows * steps * 4 * LANES;
+                let size = rows.div_ceil(tile_rows) * group;
                 // Grown, never shrunk: every value used is written.
-                if wide.len() < padded {
-                    wide.resize(padded, 0.0);
+                if packed.len() < size {
+                    packed.resize(size, 0.0);
                 }
-                let wide = &mut wide[..padded];
-                T::widen(w, &mut wide[..w.len()]);
-                wide[w.len()..].fill(0.0);
-                match lanes {
-                    Some(lanes) if tile_rows > 1 => PACKED.with_borrow_mut(|packed| {
-                        let steps = lanes.steps;
-                        let size = padded / cols * steps * 4 * LANES;
-                        if packed.len() < size {
-                            packed.resize(size, 0.0);
-                        }
-                        let packed = &mut packed[..size];
-                        // The weights of whole tiles, packed as the inputs.
-                        pack_by_lane(self, wide, cols, steps, tile_rows, packed);
-                        // SAFETY (each arm): `detect` saw the kernel's
-                        // features; `wide` holds whole tiles of `cols`-long
-                        // rows and `packed` the same packed, `lanes` is `x`
-                        // packed in the kernel's tiles (`lane_tile`).
-                        match self {
-                            Kernel::Avx512 => unsafe {
-                                x86::avx512::lane_tiles(wide, packed, cols, lanes, x, out)
-                            },
-                            _ => unsafe {
-                                x86::avx2::lane_tiles(wide, packed, cols, lanes, x, out)
-                            },
-                        }
-                    }),
-                    _ => self.tiles(&wide[..w.len()], cols, x, n, out),
+                let packed = &mut packed[..size];
+                if !rows.is_multiple_of(tile_rows) {
+                    packed[size - group..].fill(0.0);
                 }
+                pack_by_lane(self, w, cols, steps, tile_rows, packed);
+                // SAFETY (each arm): `detect` saw the kernel's features;
+                // `packed` holds `w`'s rows packed in whole tiles, `lanes`
+                // is `x` packed in the kernel's tiles (`lane_tile`).
+                match self {
+                    Kernel::Avx512 => unsafe {
+                        x86::avx512::lane_tiles(w, packed, cols, lanes, x, out)
+                    },
+                    _ => unsafe { x86::avx2::lane_tiles(w, packed, cols, lanes, x, out) },
+                }
+            });
+        }
+        // With several inputs (prompt processing) and no lane kernel, f16
+        // weights are widened to f32 once (`WeightElement::widen`), into
+        // this thread's buffer, and meet every input from there: the same
+        // products in the same order, and faster, since the f32 kernel
+        // keeps its twelve sums, three inputs and one weight vector in the
+        // sixteen registers where converting in the loop spills a sum.
+        #[cfg(target_arch = "x86_64")]
+        if n > 1 && self != Kernel::Portable && T::KIND != ElementKind::F32 {
+            return WIDE.with_borrow_mut(|wide| {
+                // Grown, never shrunk: every value used is written.
+                if wide.len() < w.len() {
+                    wide.resize(w.len(), 0.0);
+                }
+                let wide = &mut wide[..w.len()];
+                T::widen(w, wide);
+                self.tiles(wide, cols, x, n, out)
             });
         }
         let _ = lanes;
@@ -399,9 +397,9 @@ struct Lanes {
 /// column `32 k + l`, over the `steps` whole 32s of a row. A last group of
 /// fewer rows leaves the rest of its part of `dst` as it was.
 #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
-fn pack_by_lane(
+fn pack_by_lane<T: WeightElement>(
     simd: Kernel,
-    src: &[f32],
+    src: &[T],
     cols: usize,
     steps: usize,
     group: usize,
@@ -421,7 +419,13 @@ fn pack_by_lane(
 
 /// [`pack_by_lane`] a value at a time.
 #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
-fn pack_by_lane_scalar(src: &[f32], cols: usize, steps: usize, group: usize, dst: &mut [f32]) {
+fn pack_by_lane_scalar<T: WeightElement>(
+    src: &[T],
+    cols: usize,
+    steps: usize,
+    group: usize,
+    dst: &mut [f32],
+) {
     for (sg, dg) in src
         .chunks(group * cols)
         .zip(dst.chunks_exact_mut(group * 4 * LANES * steps))
@@ -432,7 +436,7 @@ fn pack_by_lane_scalar(src: &[f32], cols: usize, steps: usize, group: usize, dst
             for l in 0..4 * LANES {
                 let d = &mut dg[(l * steps + k) * group..][..group];
                 for (v, row) in d.iter_mut().zip(sg.chunks_exact(cols)) {
-                    *v = row[4 * LANES * k + l];
+                    *v = T::to_f32(row[4 * LANES * k + l]);
                 }
             }
         }
@@ -512,29 +516,24 @@ mod x86 {
     use super::super::ops::WeightElement;
     use super::LANES;
 
-    /// [`super::pack_by_lane`] with AVX-512F: a lane's values of a 32 of
-    /// columns for up to sixteen rows of a group by one gather, stored
+    /// [`super::pack_by_lane`] with AVX-512F, from f32 or f16 rows: sixteen
+    /// rows of a group by sixteen columns at a time, widened as they are
+    /// loaded, transposed in registers, and each column's values stored
     /// under a mask of the rows. (A value at a time, the packing of a
     /// product's weights, once for every prompt whatever its length, cost
     /// most of what the lane kernel's arithmetic did on 64 inputs.)
     ///
     /// # Safety
-    /// The CPU has AVX-512F.
-    #[target_feature(enable = "avx512f")]
-    pub(super) unsafe fn pack_by_lane512(
-        src: &[f32],
+    /// The CPU has AVX-512F and F16C.
+    #[target_feature(enable = "avx512f,f16c")]
+    pub(super) unsafe fn pack_by_lane512<T: WeightElement>(
+        src: &[T],
         cols: usize,
         steps: usize,
         group: usize,
         dst: &mut [f32],
     ) {
-        assert!(4 * LANES * steps <= cols && 16 * cols <= i32::MAX as usize);
-        let zero = _mm512_setzero_ps();
-        // Row i's offset from the first of sixteen (`cols` fits an i32).
-        let rows16 = _mm512_mullo_epi32(
-            _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
-            _mm512_set1_epi32(cols as i32),
-        );
+        assert!(4 * LANES * steps <= cols);
         for (sg, dg) in src
             .chunks(group * cols)
             .zip(dst.chunks_exact_mut(group * 4 * LANES * steps))
@@ -543,42 +542,84 @@ mod x86 {
             for i0 in (0..rows).step_by(16) {
                 let rn = (rows - i0).min(16);
                 let mask: __mmask16 = ((1u32 << rn) - 1) as u16;
-                let base = sg[i0 * cols..].as_ptr();
                 for k in 0..steps {
-                    for l in 0..4 * LANES {
-                        let at = 4 * LANES * k + l;
-                        // SAFETY: rows i0..i0 + rn (the mask's) of `sg`,
-                        // column `at < cols`: inside `sg`; lanes past rn
-                        // read nothing.
-                        let v = unsafe {
-                            _mm512_mask_i32gather_ps::<4>(zero, mask, rows16, base.add(at))
-                        };
-                        let d = &mut dg[(l * steps + k) * group + i0..][..rn];
-                        // SAFETY: `rn` floats at `d` (the mask's).
-                        unsafe { _mm512_mask_storeu_ps(d.as_mut_ptr(), mask, v) };
+                    for c0 in (0..4 * LANES).step_by(16) {
+                        let at = 4 * LANES * k + c0;
+                        let block: [__m512; 16] = std::array::from_fn(|r| {
+                            if r < rn {
+                                // SAFETY: row i0 + r of `sg`, columns at..at
+                                // + 16 (at most 32 k + 32 <= cols).
+                                unsafe { T::load16(sg[(i0 + r) * cols + at..][..16].as_ptr()) }
+                            } else {
+                                _mm512_setzero_ps()
+                            }
+                        });
+                        for (c, v) in transpose16(block).into_iter().enumerate() {
+                            let d = &mut dg[((c0 + c) * steps + k) * group + i0..][..rn];
+                            // SAFETY: `rn` floats at `d` (the mask's).
+                            unsafe { _mm512_mask_storeu_ps(d.as_mut_ptr(), mask, v) };
+                        }
                     }
                 }
             }
         }
     }
 
-    /// [`pack_by_lane512`] with AVX2: eight rows a gather.
+    /// The 16 × 16 matrix of rows `r` as columns.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    fn transpose16(r: [__m512; 16]) -> [__m512; 16] {
+        // Pairs of rows interleaved: t[2m] holds, in each 128-bit lane L,
+        // rows 2m and 2m + 1 of columns 4L and 4L + 1; t[2m + 1] of 4L + 2
+        // and 4L + 3.
+        let t: [__m512; 16] = std::array::from_fn(|i| {
+            let (a, b) = (r[i & !1], r[i | 1]);
+            if i % 2 == 0 {
+                _mm512_unpacklo_ps(a, b)
+            } else {
+                _mm512_unpackhi_ps(a, b)
+            }
+        });
+        // u[4m + q] holds, in lane L, rows 4m..4m + 4 of column 4L + q.
+        let u: [__m512; 16] = std::array::from_fn(|i| {
+            let (m, q) = (i / 4, i % 4);
+            let (a, b) = (t[4 * m + q / 2], t[4 * m + 2 + q / 2]);
+            if q % 2 == 0 {
+                _mm512_shuffle_ps::<0x44>(a, b)
+            } else {
+                _mm512_shuffle_ps::<0xee>(a, b)
+            }
+        });
+        // Column 4L + q: lane L of u[q], u[4 + q], u[8 + q], u[12 + q].
+        let mut out = [_mm512_setzero_ps(); 16];
+        for q in 0..4 {
+            let v0 = _mm512_shuffle_f32x4::<0x44>(u[q], u[4 + q]);
+            let v1 = _mm512_shuffle_f32x4::<0xee>(u[q], u[4 + q]);
+            let v2 = _mm512_shuffle_f32x4::<0x44>(u[8 + q], u[12 + q]);
+            let v3 = _mm512_shuffle_f32x4::<0xee>(u[8 + q], u[12 + q]);
+            out[q] = _mm512_shuffle_f32x4::<0x88>(v0, v2);
+            out[4 + q] = _mm512_shuffle_f32x4::<0xdd>(v0, v2);
+            out[8 + q] = _mm512_shuffle_f32x4::<0x88>(v1, v3);
+            out[12 + q] = _mm512_shuffle_f32x4::<0xdd>(v1, v3);
+        }
+        out
+    }
+
+    /// [`pack_by_lane512`] with AVX2 and F16C: eight rows by eight columns
+    /// at a time.
     ///
     /// # Safety
-    /// The CPU has AVX2.
-    #[target_feature(enable = "avx2")]
-    pub(super) unsafe fn pack_by_lane256(
-        src: &[f32],
+    /// The CPU has AVX2 and F16C.
+    #[target_feature(enable = "avx2,f16c")]
+    pub(super) unsafe fn pack_by_lane256<T: WeightElement>(
+        src: &[T],
         cols: usize,
         steps: usize,
         group: usize,
         dst: &mut [f32],
     ) {
-        assert!(4 * LANES * steps <= cols && 8 * cols <= i32::MAX as usize);
-        let zero = _mm256_setzero_ps();
+        assert!(4 * LANES * steps <= cols);
         let lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-        // Row i's offset from the first of eight (`cols` fits an i32).
-        let rows8 = _mm256_mullo_epi32(lanes, _mm256_set1_epi32(cols as i32));
         for (sg, dg) in src
             .chunks(group * cols)
             .zip(dst.chunks_exact_mut(group * 4 * LANES * steps))
@@ -588,26 +629,56 @@ mod x86 {
                 let rn = (rows - i0).min(8);
                 // All ones in the first rn lanes.
                 let mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(rn as i32), lanes);
-                let base = sg[i0 * cols..].as_ptr();
                 for k in 0..steps {
-                    for l in 0..4 * LANES {
-                        let at = 4 * LANES * k + l;
-                        // SAFETY: as in `pack_by_lane512`, eight rows.
-                        let v = unsafe {
-                            _mm256_mask_i32gather_ps::<4>(
-                                zero,
-                                base.add(at),
-                                rows8,
-                                _mm256_castsi256_ps(mask),
-                            )
-                        };
-                        let d = &mut dg[(l * steps + k) * group + i0..][..rn];
-                        // SAFETY: `rn` floats at `d` (the mask's).
-                        unsafe { _mm256_maskstore_ps(d.as_mut_ptr(), mask, v) };
+                    for c0 in (0..4 * LANES).step_by(8) {
+                        let at = 4 * LANES * k + c0;
+                        let block: [__m256; 8] = std::array::from_fn(|r| {
+                            if r < rn {
+                                // SAFETY: as in `pack_by_lane512`, 8 columns.
+                                unsafe { T::load8(sg[(i0 + r) * cols + at..][..8].as_ptr()) }
+                            } else {
+                                _mm256_setzero_ps()
+                            }
+                        });
+                        for (c, v) in transpose8(block).into_iter().enumerate() {
+                            let d = &mut dg[((c0 + c) * steps + k) * group + i0..][..rn];
+                            // SAFETY: `rn` floats at `d` (the mask's).
+                            unsafe { _mm256_maskstore_ps(d.as_mut_ptr(), mask, v) };
+                        }
                     }
                 }
             }
         }
+    }
+
+    /// The 8 × 8 matrix of rows `r` as columns (as [`transpose16`], two
+    /// 128-bit lanes).
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    fn transpose8(r: [__m256; 8]) -> [__m256; 8] {
+        let t: [__m256; 8] = std::array::from_fn(|i| {
+            let (a, b) = (r[i & !1], r[i | 1]);
+            if i % 2 == 0 {
+                _mm256_unpacklo_ps(a, b)
+            } else {
+                _mm256_unpackhi_ps(a, b)
+            }
+        });
+        let u: [__m256; 8] = std::array::from_fn(|i| {
+            let (m, q) = (i / 4, i % 4);
+            let (a, b) = (t[4 * m + q / 2], t[4 * m + 2 + q / 2]);
+            if q % 2 == 0 {
+                _mm256_shuffle_ps::<0x44>(a, b)
+            } else {
+                _mm256_shuffle_ps::<0xee>(a, b)
+            }
+        });
+        let mut out = [_mm256_setzero_ps(); 8];
+        for q in 0..4 {
+            out[q] = _mm256_permute2f128_ps::<0x20>(u[q], u[4 + q]);
+            out[4 + q] = _mm256_permute2f128_ps::<0x31>(u[q], u[4 + q]);
+        }
+        out
     }
 
     /// `acc[i][j] = w[i] · x[j]` for `RN` rows of `w` and `CN` rows of `x`
@@ -750,7 +821,7 @@ mod x86 {
             pub(in super::super) mod $name {
                 use std::arch::x86_64::*;
 
-                use super::super::{Lanes, Outputs, LANES, LANE_VECS};
+                use super::super::{Lanes, Outputs, WeightElement, LANES, LANE_VECS};
 
                 /// Weight rows of one lane tile.
                 pub(in super::super) const ROWS: usize = $rows;
@@ -765,14 +836,14 @@ mod x86 {
                 /// the `out.width()` rows of `w`.
                 ///
                 /// # Safety
-                /// The CPU has the features; `w` holds `cols`-long rows,
-                /// whole tiles of them (zeros past the last row of `out`),
-                /// and `packed` the same packed by
-                /// [`super::super::pack_by_lane`] in tiles; `lanes` is `x`
-                /// (`n` rows of `cols`) packed in tiles of [`INPUTS`].
+                /// The CPU has the features; `w` holds `out.width()`
+                /// `cols`-long rows, and `packed` the same packed by
+                /// [`super::super::pack_by_lane`] in whole tiles (zeros
+                /// past the last row); `lanes` is `x` (`n` rows of `cols`)
+                /// packed in tiles of [`INPUTS`].
                 #[target_feature(enable = $feature)]
-                pub(in super::super) unsafe fn lane_tiles(
-                    w: &[f32],
+                pub(in super::super) unsafe fn lane_tiles<T: WeightElement>(
+                    w: &[T],
                     packed: &[f32],
                     cols: usize,
                     lanes: &Lanes,
@@ -788,7 +859,7 @@ mod x86 {
                             && body <= cols
                             && x.len() >= n * cols
                             && lanes.xp.len() >= n.div_ceil(INPUTS) * tile
-                            && w.len() >= rows.next_multiple_of(ROWS) * cols
+                            && w.len() >= rows * cols
                             && packed.len() >= rows.next_multiple_of(ROWS) * body
                     );
                     let mut buf = [[0f32; INPUTS]; ROWS];
@@ -1206,28 +1277,42 @@ mod tests {
         }
     }
 
-    /// The gathers pack as the scalar loop does, every value of `dst` (a
-    /// last group of fewer rows leaves the rest as it was), for groups of
-    /// a lane tile's rows and inputs at both widths.
+    /// The transposes in registers pack as the scalar loop does, every
+    /// value of `dst` (a last group of fewer rows leaves the rest as it
+    /// was), from f32 and f16 rows, for groups of a lane tile's rows and
+    /// inputs at both widths.
     #[cfg(target_arch = "x86_64")]
     #[test]
-    fn packing_by_gathers_is_the_scalar_packing() {
+    fn packing_in_registers_is_the_scalar_packing() {
         let mut next = values(0x5eed_0f9a_7e00);
         let mut kernels = vec![Kernel::widest(false)];
         kernels.extend(Some(Kernel::widest(true)).filter(|k| k.is_avx512()));
         for simd in kernels.into_iter().filter(|&k| k != Kernel::Portable) {
-            for (cols, group, rows) in [(64, 12, 12), (70, 6, 13), (640, 32, 50), (96, 16, 3)] {
+            for (cols, group, rows) in [
+                (64, 12, 12),
+                (70, 6, 13),
+                (640, 32, 50),
+                (96, 16, 3),
+                (128, 32, 17),
+            ] {
                 let steps = cols / (4 * LANES);
                 let src: Vec<f32> = (0..rows * cols).map(|_| next()).collect();
+                let src16: Vec<f16> = src.iter().map(|&v| f16::from_f32(v)).collect();
                 let len = rows.div_ceil(group) * group * 4 * LANES * steps;
-                let (mut want, mut got) = (vec![-7.5f32; len], vec![-7.5f32; len]);
-                pack_by_lane_scalar(&src, cols, steps, group, &mut want);
-                pack_by_lane(simd, &src, cols, steps, group, &mut got);
-                assert!(
-                    want.iter()
-                        .zip(&got)
-                        .all(|(a, b)| a.to_bits() == b.to_bits()),
+                let packed = |f: &dyn Fn(&mut [f32])| {
+                    let mut dst = vec![-7.5f32; len];
+                    f(&mut dst);
+                    dst.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+                };
+                assert_eq!(
+                    packed(&|d| pack_by_lane_scalar(&src, cols, steps, group, d)),
+                    packed(&|d| pack_by_lane(simd, &src, cols, steps, group, d)),
                     "{simd:?}: {rows} rows of {cols} in groups of {group}"
+                );
+                assert_eq!(
+                    packed(&|d| pack_by_lane_scalar(&src16, cols, steps, group, d)),
+                    packed(&|d| pack_by_lane(simd, &src16, cols, steps, group, d)),
+                    "{simd:?}: {rows} f16 rows of {cols} in groups of {group}"
                 );
             }
         }

@@ -516,53 +516,100 @@ mod x86 {
     use super::super::ops::WeightElement;
     use super::LANES;
 
-    /// [`super::pack_by_lane`] with AVX-512F, from f32 or f16 rows: sixteen
-    /// rows of a group by sixteen columns at a time, widened as they are
-    /// loaded, transposed in registers, and each column's values stored
-    /// under a mask of the rows. (A value at a time, the packing of a
-    /// product's weights, once for every prompt whatever its length, cost
-    /// most of what the lane kernel's arithmetic did on 64 inputs.)
-    ///
-    /// # Safety
-    /// The CPU has AVX-512F and F16C.
-    #[target_feature(enable = "avx512f,f16c")]
-    pub(super) unsafe fn pack_by_lane512<T: WeightElement>(
-        src: &[T],
-        cols: usize,
-        steps: usize,
-        group: usize,
-        dst: &mut [f32],
-    ) {
-        assert!(4 * LANES * steps <= cols);
-        for (sg, dg) in src
-            .chunks(group * cols)
-            .zip(dst.chunks_exact_mut(group * 4 * LANES * steps))
-        {
-            let rows = sg.len() / cols;
-            for i0 in (0..rows).step_by(16) {
-                let rn = (rows - i0).min(16);
-                let mask: __mmask16 = ((1u32 << rn) - 1) as u16;
-                for k in 0..steps {
-                    for c0 in (0..4 * LANES).step_by(16) {
-                        let at = 4 * LANES * k + c0;
-                        let block: [__m512; 16] = std::array::from_fn(|r| {
-                            if r < rn {
-                                // SAFETY: row i0 + r of `sg`, columns at..at
-                                // + 16 (at most 32 k + 32 <= cols).
-                                unsafe { T::load16(sg[(i0 + r) * cols + at..][..16].as_ptr()) }
-                            } else {
-                                _mm512_setzero_ps()
+    /// [`super::pack_by_lane`] from f32 or f16 rows, `$width` rows of a
+    /// group by `$width` columns at a time: loaded and widened (`$load`),
+    /// transposed in registers (`$transpose`), each column's values stored
+    /// under a mask of the rows (`$mask`, `$store`). (A value at a time,
+    /// the packing of a product's weights, once for every prompt whatever
+    /// its length, cost most of what the lane kernel's arithmetic did on
+    /// 64 inputs.) One source for AVX-512 and AVX2, as the lane kernel.
+    macro_rules! pack_by_lane_simd {
+        (
+            $name:ident, $feature:literal, $v:ty, $width:literal,
+            $zero:ident, $load:ident, $transpose:ident, $mask:ident, $store:ident
+        ) => {
+            /// # Safety
+            /// The CPU has the features.
+            #[target_feature(enable = $feature)]
+            pub(super) unsafe fn $name<T: WeightElement>(
+                src: &[T],
+                cols: usize,
+                steps: usize,
+                group: usize,
+                dst: &mut [f32],
+            ) {
+                assert!(4 * LANES * steps <= cols);
+                for (sg, dg) in src
+                    .chunks(group * cols)
+                    .zip(dst.chunks_exact_mut(group * 4 * LANES * steps))
+                {
+                    let rows = sg.len() / cols;
+                    for i0 in (0..rows).step_by($width) {
+                        let rn = (rows - i0).min($width);
+                        let mask = $mask(rn);
+                        for k in 0..steps {
+                            for c0 in (0..4 * LANES).step_by($width) {
+                                let at = 4 * LANES * k + c0;
+                                let block: [$v; $width] = std::array::from_fn(|r| {
+                                    if r < rn {
+                                        let row = &sg[(i0 + r) * cols + at..][..$width];
+                                        // SAFETY: row i0 + r of `sg`, columns
+                                        // at..at + $width (at most 32 k + 32
+                                        // <= cols).
+                                        unsafe { T::$load(row.as_ptr()) }
+                                    } else {
+                                        $zero()
+                                    }
+                                });
+                                for (c, v) in $transpose(block).into_iter().enumerate() {
+                                    let d = &mut dg[((c0 + c) * steps + k) * group + i0..][..rn];
+                                    // SAFETY: `rn` floats at `d` (the mask's).
+                                    unsafe { $store(d.as_mut_ptr(), mask, v) };
+                                }
                             }
-                        });
-                        for (c, v) in transpose16(block).into_iter().enumerate() {
-                            let d = &mut dg[((c0 + c) * steps + k) * group + i0..][..rn];
-                            // SAFETY: `rn` floats at `d` (the mask's).
-                            unsafe { _mm512_mask_storeu_ps(d.as_mut_ptr(), mask, v) };
                         }
                     }
                 }
             }
-        }
+        };
+    }
+    pack_by_lane_simd!(
+        pack_by_lane512,
+        "avx512f,f16c",
+        __m512,
+        16,
+        _mm512_setzero_ps,
+        load16,
+        transpose16,
+        mask16,
+        _mm512_mask_storeu_ps
+    );
+    pack_by_lane_simd!(
+        pack_by_lane256,
+        "avx2,f16c",
+        __m256,
+        8,
+        _mm256_setzero_ps,
+        load8,
+        transpose8,
+        mask8,
+        _mm256_maskstore_ps
+    );
+
+    /// The first `rn` of sixteen lanes.
+    #[inline]
+    fn mask16(rn: usize) -> __mmask16 {
+        ((1u32 << rn) - 1) as u16
+    }
+
+    /// The first `rn` of eight lanes: all ones there.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    fn mask8(rn: usize) -> __m256i {
+        _mm256_cmpgt_epi32(
+            _mm256_set1_epi32(rn as i32),
+            _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
+        )
     }
 
     /// The 16 × 16 matrix of rows `r` as columns.
@@ -603,52 +650,6 @@ mod x86 {
             out[12 + q] = _mm512_shuffle_f32x4::<0xdd>(v1, v3);
         }
         out
-    }
-
-    /// [`pack_by_lane512`] with AVX2 and F16C: eight rows by eight columns
-    /// at a time.
-    ///
-    /// # Safety
-    /// The CPU has AVX2 and F16C.
-    #[target_feature(enable = "avx2,f16c")]
-    pub(super) unsafe fn pack_by_lane256<T: WeightElement>(
-        src: &[T],
-        cols: usize,
-        steps: usize,
-        group: usize,
-        dst: &mut [f32],
-    ) {
-        assert!(4 * LANES * steps <= cols);
-        let lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-        for (sg, dg) in src
-            .chunks(group * cols)
-            .zip(dst.chunks_exact_mut(group * 4 * LANES * steps))
-        {
-            let rows = sg.len() / cols;
-            for i0 in (0..rows).step_by(8) {
-                let rn = (rows - i0).min(8);
-                // All ones in the first rn lanes.
-                let mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(rn as i32), lanes);
-                for k in 0..steps {
-                    for c0 in (0..4 * LANES).step_by(8) {
-                        let at = 4 * LANES * k + c0;
-                        let block: [__m256; 8] = std::array::from_fn(|r| {
-                            if r < rn {
-                                // SAFETY: as in `pack_by_lane512`, 8 columns.
-                                unsafe { T::load8(sg[(i0 + r) * cols + at..][..8].as_ptr()) }
-                            } else {
-                                _mm256_setzero_ps()
-                            }
-                        });
-                        for (c, v) in transpose8(block).into_iter().enumerate() {
-                            let d = &mut dg[((c0 + c) * steps + k) * group + i0..][..rn];
-                            // SAFETY: `rn` floats at `d` (the mask's).
-                            unsafe { _mm256_maskstore_ps(d.as_mut_ptr(), mask, v) };
-                        }
-                    }
-                }
-            }
-        }
     }
 
     /// The 8 × 8 matrix of rows `r` as columns (as [`transpose16`], two

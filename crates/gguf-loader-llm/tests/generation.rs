@@ -311,3 +311,44 @@ fn batched_logits_are_one_token_at_a_time_bit_for_bit() {
         batched_is_one_at_a_time(&tiny_gemma3(dir.path(), window), &prompt);
     }
 }
+
+/// A cache's kept buffers (`KvCache` holds the last step's, for the next)
+/// hold old values: none of them may reach a later step. After a longer
+/// prompt and a few single tokens, the cache cleared, a shorter prompt
+/// (a batch, by the lane kernel) and single tokens give a fresh cache's
+/// logits, bit for bit; on a llama and on a gemma3 whose sliding window
+/// lets the layers see spans of other lengths.
+#[test]
+fn a_caches_kept_buffers_never_reach_a_later_step() {
+    let dir = tempfile::tempdir().unwrap();
+    let llama = tiny(dir.path(), "tiny.gguf", &Preset::TINY_TEST);
+    let gemma = tiny_gemma3(dir.path(), 5);
+    let long: Vec<u32> = (0..120).map(|i| (29 + 97 * i) % 500).collect();
+    let short: Vec<u32> = (0..40).map(|i| (3 + 53 * i) % 500).collect();
+    let tail = [7u32, 301, 44];
+    for model in [&llama, &gemma] {
+        let run = |cache: &mut gguf_loader_llm::forward::KvCache| {
+            let mut logits = model.forward(cache, &short, true).unwrap();
+            for &t in &tail {
+                logits.extend(model.forward(cache, &[t], true).unwrap());
+            }
+            logits
+        };
+        let mut fresh = model.new_cache(200).unwrap();
+        let want = run(&mut fresh);
+        let mut used = model.new_cache(200).unwrap();
+        model.forward(&mut used, &long, true).unwrap();
+        for &t in &tail {
+            model.forward(&mut used, &[t], false).unwrap();
+        }
+        used.clear();
+        let got = run(&mut used);
+        assert!(
+            want.iter()
+                .zip(&got)
+                .all(|(a, b)| a.to_bits() == b.to_bits())
+                && want.len() == got.len(),
+            "{model:?}"
+        );
+    }
+}

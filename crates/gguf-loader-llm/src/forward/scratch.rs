@@ -33,6 +33,11 @@ impl Scratch {
     /// `len`), a new one is zeros. [`ForwardError::Alloc`] where the memory
     /// cannot be had.
     pub(super) fn take(&mut self, len: usize) -> Result<Vec<f32>, ForwardError> {
+        if len == 0 {
+            // Nothing to hold (a one-token step's widened keys): no kept
+            // buffer taken from the next take that needs one.
+            return Ok(Vec::new());
+        }
         let fit = (self.free.iter().enumerate())
             .filter(|(_, b)| b.capacity() >= len)
             .min_by_key(|(_, b)| b.capacity())
@@ -88,6 +93,8 @@ mod tests {
         // The big one for more than the small holds, grown within it.
         let b = s.take(11).unwrap();
         assert_eq!((b.as_ptr(), b.len()), (pb, 11));
+        // No values: no kept buffer.
+        assert_eq!(s.take(0).unwrap().capacity(), 0);
         // Nothing left that fits: a new one.
         let c = s.copy_of(&[1.0, 2.0]).unwrap();
         assert_eq!(c, [1.0, 2.0]);

@@ -247,9 +247,6 @@ impl Kernel {
                     packed.resize(size, 0.0);
                 }
                 let packed = &mut packed[..size];
-                if !rows.is_multiple_of(tile_rows) {
-                    packed[size - group..].fill(0.0);
-                }
                 pack_by_lane(self, w, cols, steps, tile_rows, packed);
                 // SAFETY (each arm): `detect` saw the kernel's features;
                 // `packed` holds `w`'s rows packed in whole tiles, `lanes`
@@ -395,7 +392,8 @@ struct Lanes {
 /// each 32 of columns for the group's rows side by side, so that
 /// `dst[((g * 32 + l) * steps + k) * group + i]` is row `g * group + i`'s
 /// column `32 k + l`, over the `steps` whole 32s of a row. A last group of
-/// fewer rows leaves the rest of its part of `dst` as it was.
+/// fewer rows is padded with zeros (its part of `dst` whole tiles, as the
+/// lane kernel reads them).
 #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 fn pack_by_lane<T: WeightElement>(
     simd: Kernel,
@@ -405,6 +403,17 @@ fn pack_by_lane<T: WeightElement>(
     group: usize,
     dst: &mut [f32],
 ) {
+    let rows = src.len() / cols;
+    if !rows.is_multiple_of(group) {
+        // The last group's padding: every row of it zeroed, then its rows
+        // packed over them.
+        if let Some(last) = dst
+            .chunks_exact_mut(group * 4 * LANES * steps)
+            .nth(rows / group)
+        {
+            last.fill(0.0);
+        }
+    }
     // SAFETY (each arm): `detect` (or a test's `widest`) saw the kernel's
     // features.
     match simd {
@@ -460,11 +469,6 @@ impl Lanes {
         let mut xp = PACKED_INPUTS.take();
         // Every value is written: packed, or the last tile's padding zeroed.
         xp.resize(n.div_ceil(inputs) * tile, 0.0);
-        if !n.is_multiple_of(inputs) {
-            if let Some(last) = xp.rchunks_mut(tile).next() {
-                last.fill(0.0);
-            }
-        }
         if tile > 0 {
             xp.par_chunks_mut(tile)
                 .zip(x.par_chunks(inputs * cols))
@@ -1279,9 +1283,9 @@ mod tests {
     }
 
     /// The transposes in registers pack as the scalar loop does, every
-    /// value of `dst` (a last group of fewer rows leaves the rest as it
-    /// was), from f32 and f16 rows, for groups of a lane tile's rows and
-    /// inputs at both widths.
+    /// value of `dst` (a last group of fewer rows padded with zeros), from
+    /// f32 and f16 rows, for groups of a lane tile's rows and inputs at
+    /// both widths.
     #[cfg(target_arch = "x86_64")]
     #[test]
     fn packing_in_registers_is_the_scalar_packing() {
@@ -1305,16 +1309,27 @@ mod tests {
                     f(&mut dst);
                     dst.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
                 };
+                let scalar =
+                    packed(&|d| pack_by_lane(Kernel::Portable, &src, cols, steps, group, d));
                 assert_eq!(
-                    packed(&|d| pack_by_lane_scalar(&src, cols, steps, group, d)),
+                    scalar,
                     packed(&|d| pack_by_lane(simd, &src, cols, steps, group, d)),
                     "{simd:?}: {rows} rows of {cols} in groups of {group}"
                 );
                 assert_eq!(
-                    packed(&|d| pack_by_lane_scalar(&src16, cols, steps, group, d)),
+                    packed(&|d| pack_by_lane(Kernel::Portable, &src16, cols, steps, group, d)),
                     packed(&|d| pack_by_lane(simd, &src16, cols, steps, group, d)),
                     "{simd:?}: {rows} f16 rows of {cols} in groups of {group}"
                 );
+                // The padding rows of a last group are zeros.
+                let last = &scalar[rows / group * group * 4 * LANES * steps..];
+                for (l, run) in last.chunks_exact(group).enumerate() {
+                    let pad = &run[rows % group..];
+                    assert!(
+                        rows.is_multiple_of(group) || pad.iter().all(|&b| b == 0),
+                        "{rows} rows in groups of {group}: lane {l}'s padding"
+                    );
+                }
             }
         }
     }

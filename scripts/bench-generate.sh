@@ -36,6 +36,22 @@ trap 'rm -rf "$work"' EXIT
 tokens="$(python3 -c "print(','.join(str((100 + 37 * i) % 32000) for i in range($pp)))")"
 results="$work/results.tsv"
 
+# ours NAME GGUF DTYPE PROMPT N TESTS: `generate` on GGUF with DTYPE weights
+# after PROMPT's tokens, N more (-n tg + 1: generation tokens/s times the
+# tokens after the first); the figures of TESTS (pp, tg or both) to the
+# results.
+ours() {
+    local name="$1" gguf="$2" dtype="$3" prompt="$4" n="$5" tests="$6" out
+    if ! out="$(RAYON_NUM_THREADS="$threads" "$bin" generate "$gguf" --tokens "$prompt" \
+        -n "$n" --ctx $((pp + n)) --dtype "$dtype" 2>&1 >/dev/null)"; then
+        echo "generate failed on $name ($dtype): $out" >&2
+        exit 1
+    fi
+    echo "$out" |
+        sed -nE "s/.*prompt: [0-9]+ tokens, ([0-9.]+) tokens\/s; generation: ([0-9]+) tokens, ([0-9.]+) tokens\/s.*/$name\tours-$dtype\tpp\t\1\n$name\tours-$dtype\ttg\t\3/p" |
+        grep -E $'\t'"($tests)"$'\t' >>"$results"
+}
+
 smollm2="${GGUF_LOADER_MODEL:-$(scripts/fetch-model.sh smollm2)}"
 gemma3="${GGUF_LOADER_GEMMA:-$(scripts/fetch-model.sh gemma3)}"
 for name in smollm2 gemma3; do
@@ -57,27 +73,13 @@ for row in csv.DictReader(sys.stdin):
     test = "pp" if int(row["n_prompt"]) > 0 else "tg"
     print(sys.argv[1], "llama.cpp", test, row["avg_ts"], sep="\t")' "$name" >>"$results"
         for dtype in f16 f32; do
-            # ours PROMPT N TESTS: `generate` after PROMPT's tokens, N more
-            # (-n tg + 1: generation tokens/s times the tokens after the
-            # first); the figures of TESTS (pp, tg or both) to the results.
-            ours() {
-                local prompt="$1" n="$2" tests="$3" out
-                if ! out="$(RAYON_NUM_THREADS="$threads" "$bin" generate "$f16" --tokens "$prompt" \
-                    -n "$n" --ctx $((pp + n)) --dtype "$dtype" 2>&1 >/dev/null)"; then
-                    echo "generate failed on $name ($dtype): $out" >&2
-                    exit 1
-                fi
-                echo "$out" |
-                    sed -nE "s/.*prompt: [0-9]+ tokens, ([0-9.]+) tokens\/s; generation: ([0-9]+) tokens, ([0-9.]+) tokens\/s.*/$name\tours-$dtype\tpp\t\1\n$name\tours-$dtype\ttg\t\3/p" |
-                    grep -E $'\t'"($tests)"$'\t' >>"$results"
-            }
             if [ "$depth" -gt 0 ]; then
-                ours "$tokens" $((tg + 1)) "pp|tg"
+                ours "$name" "$f16" "$dtype" "$tokens" $((tg + 1)) "pp|tg"
             else
                 # llama-bench's tg starts from an empty context: ours from
                 # a prompt of one token, not after the pp prompt.
-                ours "$tokens" 2 pp
-                ours "${tokens%%,*}" $((tg + 1)) tg
+                ours "$name" "$f16" "$dtype" "$tokens" 2 pp
+                ours "$name" "$f16" "$dtype" "${tokens%%,*}" $((tg + 1)) tg
             fi
         done
     done

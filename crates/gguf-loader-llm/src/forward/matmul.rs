@@ -517,6 +517,7 @@ fn tail<T: WeightElement>(sum: f64, w: &[T], x: &[f32], body: usize) -> f32 {
 mod x86 {
     use std::arch::x86_64::*;
 
+    use super::super::ops::transpose::{transpose16, transpose8};
     use super::super::ops::WeightElement;
     use super::LANES;
 
@@ -614,76 +615,6 @@ mod x86 {
             _mm256_set1_epi32(rn as i32),
             _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
         )
-    }
-
-    /// The 16 × 16 matrix of rows `r` as columns.
-    #[inline]
-    #[target_feature(enable = "avx512f")]
-    fn transpose16(r: [__m512; 16]) -> [__m512; 16] {
-        // Pairs of rows interleaved: t[2m] holds, in each 128-bit lane L,
-        // rows 2m and 2m + 1 of columns 4L and 4L + 1; t[2m + 1] of 4L + 2
-        // and 4L + 3.
-        let t: [__m512; 16] = std::array::from_fn(|i| {
-            let (a, b) = (r[i & !1], r[i | 1]);
-            if i % 2 == 0 {
-                _mm512_unpacklo_ps(a, b)
-            } else {
-                _mm512_unpackhi_ps(a, b)
-            }
-        });
-        // u[4m + q] holds, in lane L, rows 4m..4m + 4 of column 4L + q.
-        let u: [__m512; 16] = std::array::from_fn(|i| {
-            let (m, q) = (i / 4, i % 4);
-            let (a, b) = (t[4 * m + q / 2], t[4 * m + 2 + q / 2]);
-            if q % 2 == 0 {
-                _mm512_shuffle_ps::<0x44>(a, b)
-            } else {
-                _mm512_shuffle_ps::<0xee>(a, b)
-            }
-        });
-        // Column 4L + q: lane L of u[q], u[4 + q], u[8 + q], u[12 + q].
-        let mut out = [_mm512_setzero_ps(); 16];
-        for q in 0..4 {
-            let v0 = _mm512_shuffle_f32x4::<0x44>(u[q], u[4 + q]);
-            let v1 = _mm512_shuffle_f32x4::<0xee>(u[q], u[4 + q]);
-            let v2 = _mm512_shuffle_f32x4::<0x44>(u[8 + q], u[12 + q]);
-            let v3 = _mm512_shuffle_f32x4::<0xee>(u[8 + q], u[12 + q]);
-            out[q] = _mm512_shuffle_f32x4::<0x88>(v0, v2);
-            out[4 + q] = _mm512_shuffle_f32x4::<0xdd>(v0, v2);
-            out[8 + q] = _mm512_shuffle_f32x4::<0x88>(v1, v3);
-            out[12 + q] = _mm512_shuffle_f32x4::<0xdd>(v1, v3);
-        }
-        out
-    }
-
-    /// The 8 × 8 matrix of rows `r` as columns (as [`transpose16`], two
-    /// 128-bit lanes).
-    #[inline]
-    #[target_feature(enable = "avx2")]
-    fn transpose8(r: [__m256; 8]) -> [__m256; 8] {
-        let t: [__m256; 8] = std::array::from_fn(|i| {
-            let (a, b) = (r[i & !1], r[i | 1]);
-            if i % 2 == 0 {
-                _mm256_unpacklo_ps(a, b)
-            } else {
-                _mm256_unpackhi_ps(a, b)
-            }
-        });
-        let u: [__m256; 8] = std::array::from_fn(|i| {
-            let (m, q) = (i / 4, i % 4);
-            let (a, b) = (t[4 * m + q / 2], t[4 * m + 2 + q / 2]);
-            if q % 2 == 0 {
-                _mm256_shuffle_ps::<0x44>(a, b)
-            } else {
-                _mm256_shuffle_ps::<0xee>(a, b)
-            }
-        });
-        let mut out = [_mm256_setzero_ps(); 8];
-        for q in 0..4 {
-            out[q] = _mm256_permute2f128_ps::<0x20>(u[q], u[4 + q]);
-            out[4 + q] = _mm256_permute2f128_ps::<0x31>(u[q], u[4 + q]);
-        }
-        out
     }
 
     /// `acc[i][j] = w[i] · x[j]` for `RN` rows of `w` and `CN` rows of `x`

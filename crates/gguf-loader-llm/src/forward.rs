@@ -1631,9 +1631,17 @@ fn attention(
     // under `GGUF_LOADER_SIMD`'s cap).
     #[cfg(target_arch = "x86_64")]
     let simd = Kernel::detect();
+    let threads = rayon::current_num_threads();
+    // One query at a long context: shared out by positions and dimensions.
+    #[cfg(target_arch = "x86_64")]
+    if n == 1 && kt.is_none() && simd != Kernel::Portable && threads > 1 {
+        let first = window.map_or(0, |w| (start + 1).saturating_sub(w));
+        if start + 1 - first >= SPLIT_SPAN && hd.is_multiple_of(ops::value_block(false)) {
+            return one_query(q, (k, v), c, (first..=start, base), threads, out);
+        }
+    }
     // Heads a task takes together: the most of a group that still leaves
     // a task for every thread.
-    let threads = rayon::current_num_threads();
     let per = (1..=group)
         .rev()
         .find(|&p| group.is_multiple_of(p) && n * c.n_head / p >= threads)
@@ -1698,6 +1706,135 @@ fn attention(
         }
     });
     out
+}
+
+/// Positions from which [`attention`] shares a step's one query out by
+/// [`one_query`] (below them its three parallel sections cost more than
+/// the balance they buy).
+#[cfg(target_arch = "x86_64")]
+const SPLIT_SPAN: usize = 256;
+
+/// [`attention`] of one query (at the last of `positions`, whose keys and
+/// values `k` and `v` hold from position `base`, rows of the cache) where
+/// the CPU has AVX2, FMA and F16C, shared out so that every thread has
+/// work whatever the number of KV heads: the scores by runs of positions,
+/// each task every head of a group against its run of keys; each head's
+/// softmax; the weighted values by runs of dimensions, each task every
+/// head of a group over every position for its dimensions. (A task a
+/// group left one of two threads idle a third of the time on SmolLM2's
+/// three groups; a task a head read its group's keys again for each.)
+/// Each score is of one key, each value's sum runs over the positions in
+/// order, whatever the split: the same kernels, the same bits as
+/// [`attention`]'s tasks. Returns the query's `n_head * head_dim` outputs
+/// over `out`.
+#[cfg(target_arch = "x86_64")]
+fn one_query(
+    q: &[f32],
+    (k, v): (Rows<'_>, Rows<'_>),
+    c: &Config,
+    (positions, base): (std::ops::RangeInclusive<usize>, usize),
+    threads: usize,
+    mut out: Vec<f32>,
+) -> Vec<f32> {
+    use matmul::Outputs;
+    let (hd, kv_heads) = (c.head_dim, c.n_head_kv);
+    let group = c.n_head / kv_heads;
+    let kv_dim = kv_heads * hd;
+    let (first, span) = (*positions.start(), positions.count());
+    // The position of each run's first key in the rows.
+    let at = (first - base) * kv_dim;
+    // Queries meet the f16 keys as f16, as in llama.cpp.
+    let mut q = q.to_vec();
+    <f16 as WeightElement>::round_inputs(&mut q);
+    let stride = span.next_multiple_of(SCORE_KEYS);
+    let mut scores = vec![0f32; c.n_head * stride];
+    // Two tasks a thread; runs of whole vectors of keys.
+    let runs = (2 * threads).div_ceil(kv_heads);
+    let width = span.div_ceil(runs).next_multiple_of(SCORE_KEYS);
+    let jobs: Vec<_> = scores
+        .chunks_exact_mut(group * stride)
+        .enumerate()
+        .flat_map(|(g, s)| {
+            Outputs::blocks(s, group, stride, width)
+                .enumerate()
+                .map(move |(i, o)| (g, i * width, o))
+        })
+        .collect();
+    jobs.into_par_iter().for_each(|(g, from, mut o)| {
+        // Every block starts inside the span (`width` and `stride` are
+        // whole vectors of keys, and the span ends in the last).
+        let len = o.width().min(span - from);
+        let mut local = vec![0f32; group * len];
+        let q = (&q[g * group * hd..][..group * hd], hd, c.attn_scale);
+        let at = at + from * kv_dim + g * hd;
+        // SAFETY: the caller checked for AVX2, FMA and F16C (`wide`
+        // false: AVX2's kernel, as a step's other tasks take).
+        unsafe {
+            match k {
+                Rows::F32(k) => {
+                    ops::row_scores(false, (&k[at..], kv_dim), len, q, (&mut local, len))
+                }
+                Rows::F16(k) => {
+                    ops::row_scores(false, (&k[at..], kv_dim), len, q, (&mut local, len))
+                }
+            }
+        }
+        for (h, l) in local.chunks_exact(len).enumerate() {
+            o.row(h)[..len].copy_from_slice(l);
+        }
+    });
+    scores.par_chunks_mut(stride).for_each(|row| {
+        // SAFETY: as above.
+        unsafe { softmax_avx2(&mut row[..span]) }
+    });
+    // Runs of whole vectors of values: the fewest that leave two tasks a
+    // thread.
+    let block = ops::value_block(false);
+    let mut runs = 1;
+    while kv_heads * runs < 2 * threads && hd.is_multiple_of(2 * runs * block) {
+        runs *= 2;
+    }
+    let width = hd / runs;
+    assert_eq!(out.len(), c.n_head * hd);
+    let jobs: Vec<_> = out
+        .chunks_exact_mut(group * hd)
+        .enumerate()
+        .flat_map(|(g, o)| {
+            Outputs::blocks(o, group, hd, width)
+                .enumerate()
+                .map(move |(i, o)| (g, i * width, o))
+        })
+        .collect();
+    jobs.into_par_iter().for_each(|(g, from, mut o)| {
+        let mut local = vec![0f32; group * width];
+        let p = (&scores[g * group * stride..], stride);
+        let at = at + g * hd + from;
+        // SAFETY: as above; `width` is a multiple of AVX2's value block.
+        unsafe {
+            match v {
+                Rows::F32(v) => {
+                    ops::weighted_values(false, p, span, (&v[at..], kv_dim), width, &mut local)
+                }
+                Rows::F16(v) => {
+                    ops::weighted_values(false, p, span, (&v[at..], kv_dim), width, &mut local)
+                }
+            }
+        }
+        for (h, l) in local.chunks_exact(width).enumerate() {
+            o.row(h).copy_from_slice(l);
+        }
+    });
+    out
+}
+
+/// [`softmax`] compiled with AVX2, FMA and F16C, by their kernels.
+///
+/// # Safety
+/// The CPU has AVX2, FMA and F16C.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn softmax_avx2(x: &mut [f32]) {
+    softmax(x, Kernel::Avx2)
 }
 
 /// What a forward step checks before it touches anything, on the CPU and on

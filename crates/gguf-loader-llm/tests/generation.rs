@@ -292,9 +292,10 @@ fn tiny_gemma3(dir: &std::path::Path, window: u32) -> Transformer<f16> {
 
 #[test]
 fn batched_logits_are_one_token_at_a_time_bit_for_bit() {
-    // 160 positions: past a chunk of the batch kernels' weighted values
-    // (128 positions).
-    let prompt: Vec<u32> = (0..160).map(|i| (17 + 131 * i) % 500).collect();
+    // 300 positions: past a chunk of the batch kernels' weighted values
+    // (128 positions), and past the span from which a single token's
+    // attention is shared out by positions and dimensions (256).
+    let prompt: Vec<u32> = (0..300).map(|i| (17 + 131 * i) % 500).collect();
     let dir = tempfile::tempdir().unwrap();
     let model = tiny(dir.path(), "tiny.gguf", &Preset::TINY_TEST);
     batched_is_one_at_a_time(&model, &prompt);
@@ -306,8 +307,9 @@ fn batched_logits_are_one_token_at_a_time_bit_for_bit() {
         batched_is_one_at_a_time(&model, &prompt);
     }
     // A sliding window shorter than the prompt: the rows a task of the
-    // batch's attention takes together see different first positions.
-    for window in [5, 37] {
+    // batch's attention takes together see different first positions (and
+    // a single token's spans of 270 positions start past the first).
+    for window in [5, 37, 270] {
         batched_is_one_at_a_time(&tiny_gemma3(dir.path(), window), &prompt);
     }
 }

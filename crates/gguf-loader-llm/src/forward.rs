@@ -1002,7 +1002,8 @@ impl<T: WeightElement> Transformer<T> {
     /// `observe` as it is made (for stability checks: no NaN or Inf).
     ///
     /// A step runs on a thread of rayon's pool: the caller's, when it is
-    /// one, else the global pool's, the caller waiting. The step's many
+    /// one, else the global pool's, the caller waiting (so `observe` is
+    /// called there, and must be `Send`). The step's many
     /// parallel sections (a few a layer) are then shared out from a thread
     /// of the pool, which works on them too and wakes no one to wait on;
     /// shared out from a thread outside, each cost two hand-overs between

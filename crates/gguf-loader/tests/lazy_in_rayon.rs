@@ -1,9 +1,12 @@
 //! A lazy model's layer loop run on rayon's own threads. The prefetch thread
-//! decodes a large tensor on rayon's global pool; a layer loop that waited
+//! decoded a large tensor on rayon's global pool; a layer loop that waited
 //! for it with a plain `join` on every thread of that pool left none free
 //! for the decode, and hung (two models' loops under `rayon::join` with two
-//! threads). Its own binary: the global pool is built here, with two
-//! threads whatever the machine.
+//! threads). Waiting while running the pool's jobs, a thread could then
+//! take up the job waiting for the very decode it was running (the forward
+//! pass of a lazy model, run on the pool, hung one run in three): the
+//! prefetch decodes on a pool of its own now. Its own binary: the global
+//! pool is built here, with two threads whatever the machine.
 
 mod common;
 
@@ -73,6 +76,25 @@ fn layer_loops_on_every_pool_thread_finish() {
         };
         rayon::join(stop_early, stop_early);
     });
+
+    // A layer asked for by a job handed to the pool while the prefetch
+    // decodes that layer there: a thread of the pool waiting on its share
+    // of the decode may take the job up, and the job then waits for a
+    // decode that can only end below it on that thread's own stack.
+    let p = path.clone();
+    within_a_minute(
+        "a job of the pool waiting for the layer it prefetches",
+        move || {
+            let m = LazyModel::<f16>::open(&p).unwrap();
+            for i in 0..200 {
+                m.prefetch_layer(0);
+                // The job handed over at moments through the decode.
+                std::thread::sleep(Duration::from_micros(37 * (i % 50)));
+                let n = rayon::scope(|_| m.layer(0).unwrap().tensors().len());
+                assert!(n > 0);
+            }
+        },
+    );
 
     // One model shared by both threads' loops, each prefetch stopping the
     // other's.

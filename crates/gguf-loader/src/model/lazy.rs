@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::thread::JoinHandle;
 
 use super::load::{decode_tensor, thread_pool, Control, GpuStaging, LoadOptions};
@@ -89,14 +89,13 @@ impl<T> Pending<T> {
     }
 
     /// Waits for the prefetch thread and takes what it decoded. That
-    /// thread decodes on a rayon pool (the model's or the global one);
-    /// where the waiting thread is itself one of a pool's threads (a layer
-    /// loop run inside `rayon::join`, `scope` or `par_iter`), it runs the
-    /// pool's waiting jobs meanwhile, as rayon's own waits do: a plain
-    /// `join` there could leave the pool with no thread free for the decode
-    /// it waits on, and wait forever. With no job to run, it sleeps until
-    /// the thread says it is done (`done`), looking for new jobs every
-    /// millisecond.
+    /// thread decodes on the model's prefetch pool, never the waiter's
+    /// (see [`LazyModel::prefetch_layer`]); where the waiting thread is one
+    /// of a pool's threads (a layer loop run inside `rayon::join`, `scope`
+    /// or `par_iter`), it runs its pool's waiting jobs meanwhile, as
+    /// rayon's own waits do, rather than leave the pool a thread short.
+    /// With no job to run, it sleeps until the thread says it is done
+    /// (`done`), looking for new jobs every millisecond.
     fn join(self) -> std::thread::Result<Result<LazyLayer<T>>> {
         let Pending { handle, done, .. } = self;
         if rayon::current_thread_index().is_some() {
@@ -225,6 +224,9 @@ pub struct LazyModel<T> {
     layers: Vec<(usize, Vec<String>)>,
     cache: Mutex<HashMap<String, Arc<Tensor<T>>>>,
     pending: Mutex<Option<Pending<T>>>,
+    /// The pool the prefetch decodes on (see [`LazyModel::prefetch_layer`]),
+    /// built at the first prefetch; `None` where it could not be.
+    prefetch_pool: OnceLock<Option<Arc<rayon::ThreadPool>>>,
 }
 
 fn lock<X>(m: &Mutex<X>) -> MutexGuard<'_, X> {
@@ -322,6 +324,7 @@ impl<T: Element> LazyModel<T> {
             },
             cache: Mutex::new(HashMap::new()),
             pending: Mutex::new(None),
+            prefetch_pool: OnceLock::new(),
         }
     }
 
@@ -384,8 +387,32 @@ impl<T: Element> LazyModel<T> {
     /// Starts reading layer `i` ahead: kernel read-ahead on its bytes and a
     /// background thread that decodes it. A later [`LazyModel::layer`]`(i)`
     /// takes that result. Replaces any earlier prefetch.
+    ///
+    /// The decode runs on a pool of its own (as many threads as the
+    /// model's pool, or the caller's), built at the first prefetch, never
+    /// on the pool of whoever waits for it: a thread of that pool waiting
+    /// for its share of the decode could take up the job that asks for
+    /// the layer (rayon runs other jobs while it waits), which would then
+    /// wait for a decode that can only end below it on the same thread,
+    /// forever. Where that pool cannot be built, nothing is prefetched.
     pub fn prefetch_layer(&self, i: usize) {
         let Some(names) = self.names_of(i).map(<[String]>::to_vec) else {
+            return;
+        };
+        let pool = self.prefetch_pool.get_or_init(|| {
+            let threads = self
+                .decoder
+                .pool
+                .as_ref()
+                .map_or_else(rayon::current_num_threads, |p| p.current_num_threads());
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .thread_name(|i| format!("prefetch-{i}"))
+                .build()
+                .ok()
+                .map(Arc::new)
+        });
+        let Some(pool) = pool.clone() else {
             return;
         };
         for n in &names {
@@ -409,7 +436,10 @@ impl<T: Element> LazyModel<T> {
                 }
             }
         };
-        let decoder = self.decoder.clone();
+        let decoder = Decoder {
+            pool: Some(pool),
+            ..self.decoder.clone()
+        };
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
         let done = Arc::new(Done::default());

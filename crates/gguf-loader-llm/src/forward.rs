@@ -1748,7 +1748,6 @@ fn one_query(
     threads: usize,
     mut out: Vec<f32>,
 ) -> Vec<f32> {
-    use matmul::Outputs;
     let (hd, kv_heads) = (c.head_dim, c.n_head_kv);
     let group = c.n_head / kv_heads;
     let kv_dim = kv_heads * hd;
@@ -1763,15 +1762,7 @@ fn one_query(
     // Two tasks a thread; runs of whole vectors of keys.
     let runs = (2 * threads).div_ceil(kv_heads);
     let width = span.div_ceil(runs).next_multiple_of(SCORE_KEYS);
-    let jobs: Vec<_> = scores
-        .chunks_exact_mut(group * stride)
-        .enumerate()
-        .flat_map(|(g, s)| {
-            Outputs::blocks(s, group, stride, width)
-                .enumerate()
-                .map(move |(i, o)| (g, i * width, o))
-        })
-        .collect();
+    let jobs = group_blocks(&mut scores, group, stride, width);
     jobs.into_par_iter().for_each(|(g, from, mut o)| {
         // Every block starts inside the span (`width` and `stride` are
         // whole vectors of keys, and the span ends in the last).
@@ -1808,15 +1799,7 @@ fn one_query(
     }
     let width = hd / runs;
     assert_eq!(out.len(), c.n_head * hd);
-    let jobs: Vec<_> = out
-        .chunks_exact_mut(group * hd)
-        .enumerate()
-        .flat_map(|(g, o)| {
-            Outputs::blocks(o, group, hd, width)
-                .enumerate()
-                .map(move |(i, o)| (g, i * width, o))
-        })
-        .collect();
+    let jobs = group_blocks(&mut out, group, hd, width);
     jobs.into_par_iter().for_each(|(g, from, mut o)| {
         let mut local = vec![0f32; group * width];
         let p = (&scores[g * group * stride..], stride);
@@ -1837,6 +1820,26 @@ fn one_query(
         }
     });
     out
+}
+
+/// `y` (the KV groups one after the other, each `group` rows of `stride`)
+/// lent out by group in blocks of `width` columns: `(group, first column,
+/// block)` for each, a task's share of [`one_query`]'s scores or outputs.
+#[cfg(target_arch = "x86_64")]
+fn group_blocks(
+    y: &mut [f32],
+    group: usize,
+    stride: usize,
+    width: usize,
+) -> Vec<(usize, usize, matmul::Outputs<'_>)> {
+    y.chunks_exact_mut(group * stride)
+        .enumerate()
+        .flat_map(|(g, y)| {
+            matmul::Outputs::blocks(y, group, stride, width)
+                .enumerate()
+                .map(move |(i, o)| (g, i * width, o))
+        })
+        .collect()
 }
 
 /// [`softmax`] compiled with AVX2, FMA and F16C, by their kernels.

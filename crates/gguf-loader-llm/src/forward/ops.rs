@@ -143,18 +143,20 @@ impl WeightElement for f16 {
 /// each product fused into its sum (`mul_add`: one rounding, as ggml's
 /// f16 dot products on the CPU, which fuse them; an FMA instruction where
 /// the caller is compiled for one, else libm's `fmaf`, slow but exact).
+/// `b` in f32 or f16, widened as it is read (exactly: every f16 is an
+/// f32).
 #[inline(always)]
-pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
+pub(crate) fn dot<E: sealed::Sealed>(a: &[f32], b: &[E]) -> f32 {
     let mut acc = [0f32; 16];
     let ca = a.chunks_exact(16);
     let cb = b.chunks_exact(16);
     let (ra, rb) = (ca.remainder(), cb.remainder());
     for (x, y) in ca.zip(cb) {
         for i in 0..16 {
-            acc[i] = x[i].mul_add(y[i], acc[i]);
+            acc[i] = x[i].mul_add(y[i].to_f32(), acc[i]);
         }
     }
-    let mut s: f32 = ra.iter().zip(rb).map(|(x, y)| x * y).sum();
+    let mut s: f32 = ra.iter().zip(rb).map(|(x, y)| x * y.to_f32()).sum();
     for v in acc {
         s += v;
     }
@@ -549,20 +551,9 @@ macro_rules! attention_kernels {
             ) {
                 // SAFETY: the row's `hd` values (the caller's).
                 let k = unsafe { std::slice::from_raw_parts(k, hd) };
-                let mut buf = [0f32; 1024];
-                let mut wide = Vec::new();
-                let row: &[f32] = if hd <= buf.len() {
-                    for (b, v) in buf.iter_mut().zip(k) {
-                        *b = v.to_f32();
-                    }
-                    &buf[..hd]
-                } else {
-                    wide.extend(k.iter().map(|v| v.to_f32()));
-                    &wide
-                };
                 for (i, qh) in q.chunks_exact(hd).enumerate() {
                     // SAFETY: head i's score of the key.
-                    unsafe { *scores.add(i * stride) = super::dot(qh, row) * scale };
+                    unsafe { *scores.add(i * stride) = super::dot(qh, k) * scale };
                 }
             }
 
@@ -1491,7 +1482,6 @@ mod tests {
             if !has {
                 continue;
             }
-            // 1040: past the one-key kernel's buffer on the stack.
             for hd in [8, 16, 64, 70, 256, 1040] {
                 for span in [1usize, 7, 8, 9, 15, 16, 17, 100] {
                     let (heads, kv_dim) = (3, hd + 5);

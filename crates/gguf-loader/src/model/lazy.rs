@@ -6,7 +6,6 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
-use std::thread::JoinHandle;
 
 use super::load::{decode_tensor, thread_pool, Control, GpuStaging, LoadOptions};
 use super::{layer_groups, layer_of, ModelConfig};
@@ -20,7 +19,7 @@ use crate::tensor::{Device, Tensor};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Prefetch {
     /// While the caller works on one layer, the next is read ahead and
-    /// decoded on a background thread.
+    /// decoded on the model's prefetch pool.
     #[default]
     NextLayer,
     /// Each layer is decoded when it is asked for.
@@ -49,28 +48,38 @@ impl<T> LazyLayer<T> {
     }
 }
 
-/// A layer being decoded ahead on a thread of its own.
+/// A layer being decoded ahead, as a job of the model's prefetch pool.
 struct Pending<T> {
     /// The `i` of `blk.i`.
     index: usize,
     /// Set to stop the decode before its next tensor.
     stop: Arc<AtomicBool>,
-    /// Told when the decode is done.
-    done: Arc<Done>,
-    handle: JoinHandle<Result<LazyLayer<T>>>,
+    /// The job's result, and the signal that it is there.
+    done: Arc<Done<T>>,
 }
 
-/// The end of a prefetch thread's work, and the thread waiting for it (to
-/// wake it then rather than have it poll).
-#[derive(Default)]
-struct Done {
+/// What a prefetch job decoded (or its panic), with the thread waiting for
+/// it (to wake it then rather than have it poll).
+struct Done<T> {
     finished: AtomicBool,
+    result: Mutex<Option<std::thread::Result<Result<LazyLayer<T>>>>>,
     waiter: Mutex<Option<std::thread::Thread>>,
 }
 
-impl Done {
-    /// Marks the work done and wakes the waiter, if one waits.
-    fn finish(&self) {
+impl<T> Done<T> {
+    fn new() -> Self {
+        Done {
+            finished: AtomicBool::new(false),
+            result: Mutex::new(None),
+            waiter: Mutex::new(None),
+        }
+    }
+
+    /// Stores the job's result, marks it done and wakes the waiter, if one
+    /// waits. The waiter registers itself (under `waiter`'s lock) before it
+    /// looks at `finished`: either it sees `true` here, or this finds it.
+    fn finish(&self, result: std::thread::Result<Result<LazyLayer<T>>>) {
+        *lock(&self.result) = Some(result);
         self.finished.store(true, Ordering::Release);
         if let Some(t) = lock(&self.waiter).take() {
             t.unpark();
@@ -79,8 +88,8 @@ impl Done {
 }
 
 impl<T> Pending<T> {
-    /// Stops the decode (after the tensor it is on) and waits for its
-    /// thread, so that nothing of it outlives the model or touches the file
+    /// Stops the decode (after the tensor it is on) and waits for its job,
+    /// so that nothing of it outlives the model or touches the file
     /// afterwards.
     fn cancel(self) {
         self.stop.store(true, Ordering::Relaxed);
@@ -88,31 +97,33 @@ impl<T> Pending<T> {
         let _ = self.join();
     }
 
-    /// Waits for the prefetch thread and takes what it decoded. That
-    /// thread decodes on the model's prefetch pool, never the waiter's
-    /// (see [`LazyModel::prefetch_layer`]); where the waiting thread is one
-    /// of a pool's threads (a layer loop run inside `rayon::join`, `scope`
-    /// or `par_iter`), it runs its pool's waiting jobs meanwhile, as
-    /// rayon's own waits do, rather than leave the pool a thread short.
-    /// With no job to run, it sleeps until the thread says it is done
-    /// (`done`), looking for new jobs every millisecond.
+    /// Waits for the prefetch job and takes what it decoded. That job runs
+    /// on the model's prefetch pool, never the waiter's (see
+    /// [`LazyModel::prefetch_layer`]); where the waiting thread is one of
+    /// a pool's threads (a layer loop run inside `rayon::join`, `scope` or
+    /// `par_iter`), it runs its pool's waiting jobs meanwhile, as rayon's
+    /// own waits do, rather than leave the pool a thread short. With no job
+    /// to run, it sleeps until the job says it is done, looking for new
+    /// jobs every millisecond.
     fn join(self) -> std::thread::Result<Result<LazyLayer<T>>> {
-        let Pending { handle, done, .. } = self;
-        if rayon::current_thread_index().is_some() {
-            *lock(&done.waiter) = Some(std::thread::current());
-            while !done.finished.load(Ordering::Acquire) && !handle.is_finished() {
-                if rayon::yield_now() != Some(rayon::Yield::Executed) {
-                    std::thread::park_timeout(std::time::Duration::from_millis(1));
-                }
+        let done = self.done;
+        *lock(&done.waiter) = Some(std::thread::current());
+        let on_pool = rayon::current_thread_index().is_some();
+        while !done.finished.load(Ordering::Acquire) {
+            if !on_pool {
+                std::thread::park();
+            } else if rayon::yield_now() != Some(rayon::Yield::Executed) {
+                std::thread::park_timeout(std::time::Duration::from_millis(1));
             }
-            lock(&done.waiter).take();
         }
-        handle.join()
+        lock(&done.waiter).take();
+        let result = lock(&done.result).take();
+        result.unwrap_or_else(|| Ok(Err(Error::ThreadPool("prefetch left no result".into()))))
     }
 }
 
 /// What decodes a lazy model's tensors: the loader and the options, shared
-/// with the prefetch thread.
+/// with the prefetch job.
 #[derive(Clone)]
 struct Decoder {
     loader: Arc<MmapGGUFLoader>,
@@ -263,7 +274,7 @@ impl<T: Element> LazyModel<T> {
     /// The same lazy model decoding onto `device` from now on (tensors
     /// already cached stay where they are): with [`Device::Cuda`], each
     /// tensor or layer asked for is uploaded and decoded on the GPU, and
-    /// the next layer is prefetched by a thread of its own through a
+    /// the next layer is prefetched by a job of its own through a
     /// staging ring of its own, on streams of its own, while the caller
     /// works. The GPU is set up now: errs with
     /// [`Error::UnsupportedDevice`] without the `cuda` feature, and
@@ -385,10 +396,10 @@ impl<T: Element> LazyModel<T> {
     }
 
     /// Starts reading layer `i` ahead: kernel read-ahead on its bytes and a
-    /// background thread that decodes it. A later [`LazyModel::layer`]`(i)`
-    /// takes that result. Replaces any earlier prefetch.
+    /// job that decodes it. A later [`LazyModel::layer`]`(i)` takes that
+    /// result. Replaces any earlier prefetch.
     ///
-    /// The decode runs on a pool of its own (as many threads as the
+    /// The job runs on a pool of the model's own (as many threads as the
     /// model's pool, or the caller's), built at the first prefetch, never
     /// on the pool of whoever waits for it: a thread of that pool waiting
     /// for its share of the decode could take up the job that asks for
@@ -420,8 +431,8 @@ impl<T: Element> LazyModel<T> {
         }
         // One prefetch at a time, whatever the threads calling: the new one
         // is stored only into an empty slot, under the lock held since it
-        // was found empty, so that no two callers can each start a thread
-        // and one overwrite the other's, which would run on detached
+        // was found empty, so that no two callers can each start a job and
+        // one overwrite the other's, which would run on detached
         // (reading the file after the model is gone). An earlier prefetch is
         // stopped (dropped with its result) with the lock released: the wait
         // may run other rayon jobs on this thread (`Pending::join`), which
@@ -437,32 +448,27 @@ impl<T: Element> LazyModel<T> {
             }
         };
         let decoder = Decoder {
-            pool: Some(pool),
+            pool: Some(pool.clone()),
             ..self.decoder.clone()
         };
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
-        let done = Arc::new(Done::default());
+        let done = Arc::new(Done::new());
         let told = done.clone();
-        let spawned = std::thread::Builder::new()
-            .name(format!("prefetch-blk.{i}"))
-            .spawn(move || {
-                // Told even if the decode panics.
-                struct Tell(Arc<Done>);
-                impl Drop for Tell {
-                    fn drop(&mut self) {
-                        self.0.finish();
-                    }
-                }
-                let _tell = Tell(told);
+        pool.spawn(move || {
+            // A panic is caught and handed to the waiter (rayon would abort
+            // the process on a spawned job's panic); the decoder, and with
+            // it the loader, is dropped before the waiter is told.
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 decoder.layer(i, &names, &flag)
-            });
-        // A thread that cannot be started leaves none: prefetching is a hint.
-        *pending = spawned.ok().map(|handle| Pending {
+            }));
+            drop(decoder);
+            told.finish(result);
+        });
+        *pending = Some(Pending {
             index: i,
             stop,
             done,
-            handle,
         });
     }
 
@@ -485,7 +491,7 @@ impl<T: Element> LazyModel<T> {
         if let Some(p) = pending {
             return p
                 .join()
-                .unwrap_or_else(|_| Err(Error::ThreadPool("prefetch thread panicked".into())));
+                .unwrap_or_else(|_| Err(Error::ThreadPool("prefetch panicked".into())));
         }
         let names = self.names_of(i).ok_or(Error::LayerNotFound(i))?;
         self.decoder.layer(i, names, &AtomicBool::new(false))
@@ -505,7 +511,7 @@ impl<T: Element> LazyModel<T> {
 
 impl<T> LazyModel<T> {
     /// Stops a prefetch still running (after its current tensor) and waits
-    /// for its thread.
+    /// for its job.
     fn cancel_prefetch(&self) {
         let pending = lock(&self.pending).take();
         if let Some(p) = pending {

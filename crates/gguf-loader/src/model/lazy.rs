@@ -7,6 +7,8 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
+use rayon::prelude::*;
+
 use super::load::{decode_tensor, thread_pool, Control, GpuStaging, LoadOptions};
 use super::{layer_groups, layer_of, ModelConfig};
 use crate::decode::Stores;
@@ -208,14 +210,27 @@ impl Decoder {
                 .collect();
             return Ok(LazyLayer { index: i, tensors });
         }
-        let tensors = names
-            .iter()
-            .map(|n| {
-                stopped()?;
-                let t = self.tensor::<T>(n)?;
-                Ok((suffix(n), Arc::new(t)))
-            })
-            .collect::<Result<_>>()?;
+        // The tensors at once, each a task of its own (most of a layer's
+        // are too small to be split by the decode itself, so one at a time
+        // left all threads but one idle); the first error in file order
+        // is the one returned.
+        let decode = || {
+            names
+                .par_iter()
+                .with_max_len(1)
+                .map(|n| {
+                    stopped()?;
+                    let t = self.tensor::<T>(n)?;
+                    Ok((suffix(n), Arc::new(t)))
+                })
+                .collect::<Vec<Result<_>>>()
+        };
+        let tensors = match &self.pool {
+            Some(pool) => pool.install(decode),
+            None => decode(),
+        }
+        .into_iter()
+        .collect::<Result<_>>()?;
         Ok(LazyLayer { index: i, tensors })
     }
 }

@@ -6,7 +6,7 @@
 
 use std::marker::PhantomData;
 use std::ops::Range;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, Weak};
 
 use memmap2::{MmapMut, MmapOptions};
 
@@ -79,12 +79,88 @@ const OWN_PAGES_MIN: usize = 64 << 10;
 /// system when dropped. A mapping of a huge page or more starts on a
 /// huge-page boundary, with the huge pages inside advised as such.
 pub(crate) struct Pages<T> {
-    map: MmapMut,
+    /// `None` only while being dropped (handed back to its [`Bin`]).
+    map: Option<MmapMut>,
     /// Offset of the first value in `map` (a page boundary).
     start: usize,
     /// Number of values.
     len: usize,
+    /// Where the mapping goes when dropped, if that bin still exists;
+    /// else back to the system.
+    home: Option<Weak<Bin>>,
     _values: PhantomData<T>,
+}
+
+/// Mappings of dropped outputs kept for the next outputs of the same size
+/// (a lazy model's layers, decoded again and again): written over rather
+/// than faulted in afresh, page by page, each page zeroed by the kernel
+/// first, which cost most of a lazy layer's decode. Holds at most `cap`
+/// bytes; what does not fit goes back to the system.
+pub(crate) struct Bin {
+    cap: usize,
+    kept: Mutex<Kept>,
+}
+
+/// What a [`Bin`] holds.
+#[derive(Default)]
+struct Kept {
+    /// Bytes held: the sum of `maps`' sizes.
+    bytes: usize,
+    /// Each mapping with the byte size of its values and their offset.
+    maps: Vec<(usize, MmapMut, usize)>,
+}
+
+impl Bin {
+    /// A bin that keeps up to `cap` bytes of mappings.
+    pub(crate) fn new(cap: usize) -> Bin {
+        Bin {
+            cap,
+            kept: Mutex::new(Kept::default()),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Kept> {
+        // Nothing panics while holding it; a poisoned lock holds a whole state.
+        self.kept.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A kept mapping whose values are `bytes` long, with their offset.
+    fn take(&self, bytes: usize) -> Option<(MmapMut, usize)> {
+        let mut kept = self.lock();
+        let i = kept.maps.iter().position(|(b, ..)| *b == bytes)?;
+        let (b, map, start) = kept.maps.swap_remove(i);
+        kept.bytes -= b;
+        Some((map, start))
+    }
+
+    /// Keeps `map` (values of `bytes` at `start`) if it fits under the cap;
+    /// else it is unmapped (after the lock is released).
+    fn give(&self, bytes: usize, map: MmapMut, start: usize) {
+        let mut kept = self.lock();
+        if kept.bytes.saturating_add(bytes) <= self.cap {
+            kept.bytes += bytes;
+            kept.maps.push((bytes, map, start));
+        } else {
+            drop(kept);
+            drop(map);
+        }
+    }
+
+    /// Bytes held now.
+    #[cfg(test)]
+    pub(crate) fn held(&self) -> usize {
+        self.lock().bytes
+    }
+}
+
+impl<T> Drop for Pages<T> {
+    fn drop(&mut self) {
+        if let (Some(home), Some(map)) =
+            (self.home.take().and_then(|w| w.upgrade()), self.map.take())
+        {
+            home.give(self.len * std::mem::size_of::<T>(), map, self.start);
+        }
+    }
 }
 
 impl<T: Element> Pages<T> {
@@ -113,11 +189,34 @@ impl<T: Element> Pages<T> {
             let _ = map.advise_range(memmap2::Advice::HugePage, start, bytes / HUGE * HUGE);
         }
         Ok(Pages {
-            map,
+            map: Some(map),
             start,
             len: n,
+            home: None,
             _values: PhantomData,
         })
+    }
+
+    /// `n` values in a mapping from `bin` that held as many before, or else
+    /// in a new one ([`Self::zeroed`]); handed back to `bin` when dropped.
+    /// The values are whatever the mapping held: for outputs written whole.
+    /// The flag says whether the mapping is a reused one.
+    pub(crate) fn reused(n: usize, bin: &Arc<Bin>) -> Result<(Pages<T>, bool), AllocError> {
+        let bytes = bytes_of::<T>(n)?;
+        let home = Some(Arc::downgrade(bin));
+        if let Some((map, start)) = bin.take(bytes) {
+            let pages = Pages {
+                map: Some(map),
+                start,
+                len: n,
+                home,
+                _values: PhantomData,
+            };
+            return Ok((pages, true));
+        }
+        let mut pages = Pages::zeroed(n)?;
+        pages.home = home;
+        Ok((pages, false))
     }
 
     fn byte_range(&self) -> std::ops::Range<usize> {
@@ -127,17 +226,25 @@ impl<T: Element> Pages<T> {
     fn as_slice(&self) -> &[T] {
         // The range lies in the map and starts on a page boundary, so it is
         // aligned for T and a whole number of T: the cast always succeeds.
-        bytemuck::try_cast_slice(&self.map[self.byte_range()]).unwrap_or_default()
+        let r = self.byte_range();
+        self.map
+            .as_ref()
+            .and_then(|m| bytemuck::try_cast_slice(m.get(r)?).ok())
+            .unwrap_or_default()
     }
 
     pub(crate) fn as_mut_slice(&mut self) -> &mut [T] {
         let r = self.byte_range();
-        bytemuck::try_cast_slice_mut(&mut self.map[r]).unwrap_or_default()
+        self.map
+            .as_mut()
+            .and_then(|m| bytemuck::try_cast_slice_mut(m.get_mut(r)?).ok())
+            .unwrap_or_default()
     }
 }
 
 /// The values of one tensor, in memory of their own: dropping the tensor
-/// frees them, whatever else was decoded with it.
+/// frees them (or hands their mapping back to the [`Bin`] it came from),
+/// whatever else was decoded with it.
 pub(crate) enum Buffer<T> {
     /// A heap vector: small outputs, and vectors given by the caller.
     Heap(Vec<T>),
@@ -163,6 +270,24 @@ impl<T: Element> Buffer<T> {
         } else {
             Ok(Buffer::Heap(try_zeroed_vec(n)?))
         }
+    }
+
+    /// `n` values for an output written whole: from [`Pages::reused`]
+    /// where it would get pages of its own, else as [`Self::zeroed`]. The
+    /// flag says whether the memory was written before.
+    pub fn reused(n: usize, bin: &Arc<Bin>) -> Result<(Buffer<T>, bool), AllocError> {
+        if bytes_of::<T>(n)? >= OWN_PAGES_MIN {
+            let (pages, reused) = Pages::reused(n, bin)?;
+            Ok((Buffer::Pages(pages), reused))
+        } else {
+            Ok((Buffer::Heap(try_zeroed_vec(n)?), false))
+        }
+    }
+
+    /// Whether an output of `n` values would get pages of its own (and so
+    /// could come from, and go back to, a [`Bin`]).
+    pub fn own_pages(n: usize) -> bool {
+        bytes_of::<T>(n).is_ok_and(|b| b >= OWN_PAGES_MIN)
     }
 
     /// The values.
@@ -283,5 +408,63 @@ impl<T: Element> ModelOutputs<T> {
                 (Err(b), _) => b,
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn filled(n: usize, bin: &Arc<Bin>, value: f32) -> (Pages<f32>, bool) {
+        let (mut p, reused) = Pages::<f32>::reused(n, bin).unwrap();
+        p.as_mut_slice().fill(value);
+        (p, reused)
+    }
+
+    #[test]
+    fn a_bin_gives_back_mappings_of_the_same_size_up_to_its_cap() {
+        let n = OWN_PAGES_MIN; // f32: 4 × OWN_PAGES_MIN bytes
+        let bytes = 4 * n;
+        let bin = Arc::new(Bin::new(2 * bytes + 4));
+        let (a, reused) = filled(n, &bin, 1.0);
+        assert!(!reused);
+        let a_at = a.as_slice().as_ptr();
+        drop(a);
+        assert_eq!(bin.held(), bytes);
+        // Another size: a new mapping; the kept one stays.
+        let (b, reused) = filled(n + 1, &bin, 2.0);
+        assert!(!reused);
+        assert_eq!(bin.held(), bytes);
+        // The same size: the kept mapping, as it was left.
+        let (c, reused) = Pages::<f32>::reused(n, &bin).unwrap();
+        assert!(reused);
+        assert_eq!(c.as_slice().as_ptr(), a_at);
+        assert!(c.as_slice().iter().all(|&v| v == 1.0));
+        assert_eq!(bin.held(), 0);
+        // Over the cap: b and c fit (2 × bytes + 4), d does not.
+        let (d, _) = filled(n, &bin, 3.0);
+        drop(c);
+        drop(b);
+        assert_eq!(bin.held(), bytes + 4 * (n + 1));
+        drop(d);
+        assert_eq!(bin.held(), bytes + 4 * (n + 1));
+        // Once the bin is gone, a mapping is unmapped as any other.
+        let (e, _) = filled(n, &bin, 4.0);
+        drop(bin);
+        drop(e);
+    }
+
+    #[test]
+    fn a_reused_buffer_is_a_fresh_one_below_own_pages() {
+        let bin = Arc::new(Bin::new(usize::MAX));
+        let (b, reused) = Buffer::<f32>::reused(16, &bin).unwrap();
+        assert!(!reused);
+        assert!(matches!(b, Buffer::Heap(_)));
+        assert!(b.as_slice().iter().all(|&v| v == 0.0));
+        drop(b);
+        assert_eq!(bin.held(), 0);
+        assert!(!Buffer::<f32>::own_pages(16));
+        assert!(Buffer::<f32>::own_pages(OWN_PAGES_MIN / 4));
+        assert!(!Buffer::<f32>::own_pages(usize::MAX));
     }
 }

@@ -57,17 +57,33 @@ fn every_load_path_gives_identical_bytes() {
         }
 
         let lazy = LazyModel::<f16>::new(Arc::new(MmapGGUFLoader::new(&path).unwrap()));
-        let mut seen = 0;
-        for layer in lazy.layers(gguf_loader::Prefetch::NextLayer) {
-            let layer = layer.unwrap();
-            for (suffix, t) in layer.tensors() {
-                let name = format!("blk.{}.{suffix}", layer.index);
-                let want = &reference.iter().find(|(n, _)| *n == name).unwrap().1;
-                assert_eq!(&f16::to_le_bytes_vec(t.data()), want, "{ty}: lazy {name}");
-                seen += 1;
+        // Walked three times, with and without prefetch: from the second
+        // walk on, the outputs are written over the mappings of the
+        // layers dropped before (other values, every one overwritten).
+        for (walk, prefetch) in [
+            gguf_loader::Prefetch::NextLayer,
+            gguf_loader::Prefetch::Off,
+            gguf_loader::Prefetch::NextLayer,
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let mut seen = 0;
+            for layer in lazy.layers(prefetch) {
+                let layer = layer.unwrap();
+                for (suffix, t) in layer.tensors() {
+                    let name = format!("blk.{}.{suffix}", layer.index);
+                    let want = &reference.iter().find(|(n, _)| *n == name).unwrap().1;
+                    assert_eq!(
+                        &f16::to_le_bytes_vec(t.data()),
+                        want,
+                        "{ty}: lazy {name}, walk {walk}"
+                    );
+                    seen += 1;
+                }
             }
+            assert_eq!(seen, Preset::TINY_TEST.layers as usize * 9);
         }
-        assert_eq!(seen, Preset::TINY_TEST.layers as usize * 9);
         let emb = lazy.tensor("token_embd.weight").unwrap();
         assert_eq!(
             &f16::to_le_bytes_vec(emb.data()),

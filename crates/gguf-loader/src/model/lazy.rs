@@ -9,8 +9,9 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use rayon::prelude::*;
 
-use super::load::{decode_tensor, thread_pool, Control, GpuStaging, LoadOptions};
+use super::load::{decode_tensor_reusing, thread_pool, Control, GpuStaging, LoadOptions};
 use super::{layer_groups, layer_of, ModelConfig};
+use crate::alloc::{Bin, Buffer};
 use crate::decode::Stores;
 use crate::element::Element;
 use crate::error::{Error, Result};
@@ -133,6 +134,8 @@ struct Decoder {
     /// global pool.
     pool: Option<Arc<rayon::ThreadPool>>,
     stores: Stores,
+    /// Mappings of dropped outputs, for the next ones of their size.
+    bin: Arc<Bin>,
     /// Where the tensors go, and a GPU's staging settings.
     device: Device,
     #[cfg_attr(not(feature = "cuda"), allow(dead_code))]
@@ -176,7 +179,7 @@ impl Decoder {
         }
         let t = self.loader.locate(name)?;
         let ctl = Control::new(1, t.info.n_bytes, None);
-        let run = || decode_tensor(t, &ctl, self.stores);
+        let run = || decode_tensor_reusing(t, &ctl, self.stores, &self.bin);
         match &self.pool {
             Some(pool) => pool.install(run),
             None => run(),
@@ -238,7 +241,12 @@ impl Decoder {
 /// A model whose tensors are decoded when asked for.
 ///
 /// Memory stays bounded by what the caller holds, the tensors it asked for
-/// by name (until [`LazyModel::evict`]), and at most one prefetched layer.
+/// by name (until [`LazyModel::evict`]), at most one prefetched layer, and
+/// the memory of dropped outputs kept for the next ones of the same size,
+/// up to the size of the largest layer: a layer the caller drops is where
+/// the next one is decoded (written over, where fresh memory would be
+/// faulted in and zeroed page by page, which took most of a layer's
+/// decode). Outputs under 64 KiB live on the heap and are not kept.
 /// Dropping the model stops and waits for a prefetch still running: once it
 /// is gone, nothing of it reads the file (which may then be rewritten, even
 /// while mapped).
@@ -333,10 +341,27 @@ impl<T: Element> LazyModel<T> {
         opts: LoadOptions<'_>,
     ) -> LazyModel<T> {
         let names = loader.tensor_names();
-        let layers = layer_groups(names.iter().copied())
+        let layers: Vec<(usize, Vec<String>)> = layer_groups(names.iter().copied())
             .into_iter()
             .map(|(i, pos)| (i, pos.into_iter().map(|p| names[p].to_string()).collect()))
             .collect();
+        // The bin keeps up to the largest layer's outputs of pages of
+        // their own: the layer a caller just dropped, for the next one.
+        let layer_bytes = |names: &[String]| -> usize {
+            names
+                .iter()
+                .filter_map(|n| loader.tensor_info(n))
+                .filter_map(|t| usize::try_from(t.n_elements).ok())
+                .filter(|&n| Buffer::<T>::own_pages(n))
+                .fold(0usize, |a, n| {
+                    a.saturating_add(n.saturating_mul(T::KIND.size()))
+                })
+        };
+        let cap = layers
+            .iter()
+            .map(|(_, n)| layer_bytes(n))
+            .max()
+            .unwrap_or(0);
         LazyModel {
             config: ModelConfig::from_metadata(loader.metadata()),
             layers,
@@ -344,6 +369,7 @@ impl<T: Element> LazyModel<T> {
                 loader,
                 pool,
                 stores: opts.stores,
+                bin: Arc::new(Bin::new(cap)),
                 device: Device::Cpu,
                 gpu_staging: opts.gpu_staging,
                 gpu_ring_bytes: opts.gpu_ring_bytes,
@@ -400,7 +426,8 @@ impl<T: Element> LazyModel<T> {
             .clone())
     }
 
-    /// Drops the cached tensor (memory is freed once the caller drops its copies).
+    /// Drops the cached tensor (its memory is freed, or kept for reuse as
+    /// the model's doc says, once the caller drops its copies).
     pub fn evict(&self, name: &str) {
         lock(&self.cache).remove(name);
     }

@@ -6,12 +6,12 @@
 use std::cmp::Reverse;
 use std::path::Path;
 use std::sync::atomic::{fence, AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Mutex, TryLockError};
+use std::sync::{Arc, Mutex, TryLockError};
 
 use half::f16;
 use rayon::prelude::*;
 
-use crate::alloc::{AllocError, Buffer, ModelOutputs};
+use crate::alloc::{AllocError, Bin, Buffer, ModelOutputs};
 use crate::decode::{dequantize_into_with, DecodeError, OutputMemory, Stores};
 use crate::element::Element;
 use crate::error::{Error, Result};
@@ -377,9 +377,41 @@ pub(crate) fn decode_tensor<T: Element>(
     ctl: &Control<'_>,
     stores: Stores,
 ) -> Result<Tensor<T>> {
-    let mut out = output_for::<T>(t)?;
+    let out = output_for::<T>(t)?;
+    decode_tensor_to(t, out, OutputMemory::Fresh, ctl, stores)
+}
+
+/// [`decode_tensor`] into a mapping of `bin`'s where one of the size is
+/// kept there (its stores settled for reused memory then), the tensor's
+/// mapping going back to `bin` when dropped.
+pub(crate) fn decode_tensor_reusing<T: Element>(
+    t: Located<'_>,
+    ctl: &Control<'_>,
+    stores: Stores,
+    bin: &Arc<Bin>,
+) -> Result<Tensor<T>> {
+    let name = t.info.name;
+    let n = usize::try_from(t.info.n_elements).map_err(|_| Error::TooLarge(name.to_string()))?;
+    let (out, reused) = Buffer::reused(n, bin).map_err(out_of_memory(name))?;
+    let memory = if reused {
+        OutputMemory::Reused
+    } else {
+        OutputMemory::Fresh
+    };
+    decode_tensor_to(t, out, memory, ctl, stores)
+}
+
+/// Decodes `t` into `out` (its element count, every value written) and
+/// makes it the tensor.
+fn decode_tensor_to<T: Element>(
+    t: Located<'_>,
+    mut out: Buffer<T>,
+    memory: OutputMemory,
+    ctl: &Control<'_>,
+    stores: Stores,
+) -> Result<Tensor<T>> {
     let dst = out.as_mut_slice();
-    let stores = stores.for_output(std::mem::size_of_val(dst), OutputMemory::Fresh);
+    let stores = stores.for_output(std::mem::size_of_val(dst), memory);
     decode_into(t, dst, ctl, stores)?;
     Tensor::from_buffer(t.info.ne(), out).ok_or_else(|| Error::TooLarge(t.info.name.to_string()))
 }

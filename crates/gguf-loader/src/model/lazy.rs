@@ -9,7 +9,9 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use rayon::prelude::*;
 
-use super::load::{decode_tensor_reusing, thread_pool, Control, GpuStaging, LoadOptions};
+use super::load::{
+    decode_tensor_to, output_reusing, thread_pool, Control, GpuStaging, LoadOptions,
+};
 use super::{layer_groups, layer_of, ModelConfig};
 use crate::alloc::{Bin, Buffer};
 use crate::decode::Stores;
@@ -179,7 +181,8 @@ impl Decoder {
         }
         let t = self.loader.locate(name)?;
         let ctl = Control::new(1, t.info.n_bytes, None);
-        let run = || decode_tensor_reusing(t, &ctl, self.stores, &self.bin);
+        let (out, memory) = output_reusing::<T>(t, &self.bin)?;
+        let run = || decode_tensor_to(t, out, memory, &ctl, self.stores);
         match &self.pool {
             Some(pool) => pool.install(run),
             None => run(),
@@ -213,17 +216,28 @@ impl Decoder {
                 .collect();
             return Ok(LazyLayer { index: i, tensors });
         }
-        // The tensors at once, each a task of its own (most of a layer's
-        // are too small to be split by the decode itself, so one at a time
-        // left all threads but one idle); the first error in file order
-        // is the one returned.
+        // Every output first, in order: taken from the bin now, while it
+        // holds the layer the caller dropped last, rather than while the
+        // caller may drop another into it, full.
+        let outs = names
+            .iter()
+            .map(|n| {
+                let t = self.loader.locate(n)?;
+                let (out, memory) = output_reusing::<T>(t, &self.bin)?;
+                Ok((n, t, out, memory))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        // Then the tensors at once, each a task of its own (most of a
+        // layer's are too small to be split by the decode itself, so one
+        // at a time left all threads but one idle); the first error in
+        // file order is the one returned.
         let decode = || {
-            names
-                .par_iter()
+            outs.into_par_iter()
                 .with_max_len(1)
-                .map(|n| {
+                .map(|(n, t, out, memory)| {
                     stopped()?;
-                    let t = self.tensor::<T>(n)?;
+                    let ctl = Control::new(1, t.info.n_bytes, None);
+                    let t = decode_tensor_to(t, out, memory, &ctl, self.stores)?;
                     Ok((suffix(n), Arc::new(t)))
                 })
                 .collect::<Vec<Result<_>>>()

@@ -381,15 +381,13 @@ pub(crate) fn decode_tensor<T: Element>(
     decode_tensor_to(t, out, OutputMemory::Fresh, ctl, stores)
 }
 
-/// [`decode_tensor`] into a mapping of `bin`'s where one of the size is
-/// kept there (its stores settled for reused memory then), the tensor's
-/// mapping going back to `bin` when dropped.
-pub(crate) fn decode_tensor_reusing<T: Element>(
+/// An output for tensor `t` in a mapping of `bin`'s where one of the size
+/// is kept there (written before: [`OutputMemory::Reused`]), else a new
+/// one; a mapping goes back to `bin` when its tensor is dropped.
+pub(crate) fn output_reusing<T: Element>(
     t: Located<'_>,
-    ctl: &Control<'_>,
-    stores: Stores,
     bin: &Arc<Bin>,
-) -> Result<Tensor<T>> {
+) -> Result<(Buffer<T>, OutputMemory)> {
     let name = t.info.name;
     let n = usize::try_from(t.info.n_elements).map_err(|_| Error::TooLarge(name.to_string()))?;
     let (out, reused) = Buffer::reused(n, bin).map_err(out_of_memory(name))?;
@@ -398,12 +396,12 @@ pub(crate) fn decode_tensor_reusing<T: Element>(
     } else {
         OutputMemory::Fresh
     };
-    decode_tensor_to(t, out, memory, ctl, stores)
+    Ok((out, memory))
 }
 
-/// Decodes `t` into `out` (its element count, every value written) and
-/// makes it the tensor.
-fn decode_tensor_to<T: Element>(
+/// Decodes `t` into `out` (its element count, every value written; its
+/// stores settled for `memory`) and makes it the tensor.
+pub(crate) fn decode_tensor_to<T: Element>(
     t: Located<'_>,
     mut out: Buffer<T>,
     memory: OutputMemory,

@@ -103,6 +103,24 @@ pub enum ForwardError {
         /// Positions asked for.
         more: usize,
     },
+    /// A step would need positions a sliding-window layer's ring no
+    /// longer holds: the cache was truncated further back than
+    /// [`SlidingWindow::Ring`]'s chunk below the furthest position written.
+    #[error(
+        "the KV cache's sliding-window layers keep only the last {kept} positions written \
+         (below {written}); continuing from position {start} needs position {needed}: \
+         truncate back less far, or make the cache with SlidingWindow::Full"
+    )]
+    Forgotten {
+        /// Where the step starts.
+        start: usize,
+        /// The first position it needs.
+        needed: usize,
+        /// One past the furthest position written.
+        written: usize,
+        /// Positions a ring keeps.
+        kept: usize,
+    },
     /// Memory for the cache or activations could not be had: the bytes
     /// asked for (`usize::MAX` where they are more than a `usize` counts).
     #[error("cannot allocate {}", bytes_text(*.0))]
@@ -385,6 +403,14 @@ impl<T> Transformer<T> {
 /// step to the next (sixteen at most, of the largest step's sizes), so
 /// that a step does not fault in fresh memory page by page; they go with
 /// the cache (not with [`KvCache::clear`], nor into a copy).
+///
+/// A sliding-window layer (gemma3) sees only the last positions of its
+/// window: made with [`SlidingWindow::Ring`] (what
+/// [`Transformer::new_cache`] makes), such a layer keeps only the last
+/// `window + chunk` positions, in a ring written twice over (position `p`
+/// at rows `p % r` and `p % r + r`, `r` the ring's positions) so that any
+/// `r` consecutive positions lie in consecutive rows; a step then runs at
+/// most `chunk` tokens at a time.
 #[derive(Clone)]
 pub struct KvCache<B = Vec<f16>> {
     k: Vec<B>,
@@ -392,8 +418,40 @@ pub struct KvCache<B = Vec<f16>> {
     kv_dim: usize,
     len: usize,
     capacity: usize,
+    /// Per layer, the positions its ring keeps (`None`, or no entry: every
+    /// position, at its own row).
+    rings: Vec<Option<usize>>,
+    /// Tokens a step runs at once where a layer has a ring (0: any).
+    chunk: usize,
+    /// One past the furthest position written since the last clear.
+    written: usize,
     /// The CPU forward pass's activation buffers, kept for its next step.
     scratch: Scratch,
+}
+
+/// How a KV cache keeps the positions of the sliding-window layers (see
+/// [`KvCache`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SlidingWindow {
+    /// A ring of the last `window + chunk` positions in each such layer,
+    /// where that is smaller than the cache: a step (a prompt) of more
+    /// than `chunk` tokens runs `chunk` at a time, and a step after
+    /// [`KvCache::truncate`] back more than `chunk` positions below the
+    /// furthest written is [`ForwardError::Forgotten`]. With a chunked
+    /// step, an error leaves the chunks before it in the cache.
+    Ring {
+        /// Tokens a step runs at once (at least 1).
+        chunk: usize,
+    },
+    /// Every position in every layer: truncate anywhere.
+    Full,
+}
+
+impl SlidingWindow {
+    /// The ring [`Transformer::new_cache`] makes: chunks of 512 tokens
+    /// (llama.cpp's default micro-batch).
+    pub const DEFAULT: SlidingWindow = SlidingWindow::Ring { chunk: 512 };
 }
 
 impl<B> KvCache<B> {
@@ -415,6 +473,7 @@ impl<B> KvCache<B> {
     /// Forgets every position (keeps the memory).
     pub fn clear(&mut self) {
         self.len = 0;
+        self.written = 0;
     }
 
     /// Keeps the first `len` positions and forgets the rest (nothing when
@@ -422,13 +481,48 @@ impl<B> KvCache<B> {
     /// continues from position `len`. With a copy ([`KvCache::try_clone`],
     /// or `Clone`), a prompt's common prefix is computed once: copy the
     /// cache after it, or truncate back to it, for each continuation.
+    /// Where sliding-window layers keep a ring ([`SlidingWindow::Ring`]),
+    /// at most its chunk below the furthest position written (else the
+    /// next step is [`ForwardError::Forgotten`]).
     pub fn truncate(&mut self, len: usize) {
         self.len = self.len.min(len);
     }
 
+    /// Rows of layer `il`'s buffers: the capacity, or twice its ring.
+    fn rows(&self, il: usize) -> usize {
+        match self.rings.get(il).copied().flatten() {
+            Some(r) => 2 * r,
+            None => self.capacity,
+        }
+    }
+
     /// Bytes held (host memory, or VRAM for the GPU's cache).
     pub fn n_bytes(&self) -> usize {
-        2 * self.k.len() * self.capacity * self.kv_dim * 2
+        (0..self.k.len())
+            .map(|il| 2 * self.rows(il) * self.kv_dim * 2)
+            .sum()
+    }
+
+    /// Where a step from `start` fails for want of a position a ring no
+    /// longer holds: the first position layer `il` needs with a window of
+    /// `window` must be among the last `r` written.
+    fn check_kept(
+        &self,
+        start: usize,
+        windows: impl Iterator<Item = (usize, usize)>,
+    ) -> Result<(), ForwardError> {
+        for (r, window) in windows {
+            let needed = start.saturating_sub(window.saturating_sub(1));
+            if start > needed && needed < self.written.saturating_sub(r) {
+                return Err(ForwardError::Forgotten {
+                    start,
+                    needed,
+                    written: self.written,
+                    kept: r,
+                });
+            }
+        }
+        Ok(())
     }
 }
 
@@ -454,6 +548,9 @@ impl KvCache {
             kv_dim: self.kv_dim,
             len: self.len,
             capacity: self.capacity,
+            rings: self.rings.clone(),
+            chunk: self.chunk,
+            written: self.written,
             scratch: Scratch::default(),
         })
     }
@@ -958,17 +1055,49 @@ impl<T: WeightElement> Transformer<T> {
     /// ([`Config::context_length`]) is allowed: positions past it were
     /// never trained.
     pub fn new_cache(&self, capacity: usize) -> Result<KvCache, ForwardError> {
-        let kv_dim = self.config.n_head_kv * self.config.head_dim;
-        let per = capacity.checked_mul(kv_dim);
-        let total = per
-            .and_then(|p| p.checked_mul(self.config.n_layer))
-            .and_then(|p| p.checked_mul(2 * std::mem::size_of::<f16>()))
+        self.new_cache_with(capacity, SlidingWindow::DEFAULT)
+    }
+
+    /// [`Self::new_cache`] keeping the sliding-window layers' positions as
+    /// `sliding` says (a ring's chunk of 0 counts as 1).
+    pub fn new_cache_with(
+        &self,
+        capacity: usize,
+        sliding: SlidingWindow,
+    ) -> Result<KvCache, ForwardError> {
+        let c = &self.config;
+        let kv_dim = c.n_head_kv * c.head_dim;
+        let chunk = match sliding {
+            SlidingWindow::Ring { chunk } => chunk.max(1),
+            SlidingWindow::Full => 0,
+        };
+        // A ring where it holds fewer rows (twice its positions) than the
+        // capacity.
+        let rings: Vec<Option<usize>> = (0..c.n_layer)
+            .map(|il| {
+                let w = c
+                    .sliding_window
+                    .filter(|_| chunk > 0 && c.layer_is_swa[il])?;
+                let r = w.checked_add(chunk)?;
+                (r.checked_mul(2)? < capacity).then_some(r)
+            })
+            .collect();
+        let rows = |il: usize| rings[il].map_or(capacity, |r| 2 * r);
+        let total = (0..c.n_layer)
+            .try_fold(0usize, |a, il| {
+                rows(il)
+                    .checked_mul(kv_dim)?
+                    .checked_mul(2 * std::mem::size_of::<f16>())?
+                    .checked_add(a)
+            })
             .unwrap_or(usize::MAX);
-        let per = per.ok_or(ForwardError::Alloc(total))?;
-        let mut k = Vec::with_capacity(self.config.n_layer);
-        let mut v = Vec::with_capacity(self.config.n_layer);
+        let mut k = Vec::with_capacity(c.n_layer);
+        let mut v = Vec::with_capacity(c.n_layer);
         let whole = |_| ForwardError::Alloc(total);
-        for _ in 0..self.config.n_layer {
+        for il in 0..c.n_layer {
+            let per = rows(il)
+                .checked_mul(kv_dim)
+                .ok_or(ForwardError::Alloc(total))?;
             k.push(try_zeros(per).map_err(whole)?);
             v.push(try_zeros(per).map_err(whole)?);
         }
@@ -978,6 +1107,13 @@ impl<T: WeightElement> Transformer<T> {
             kv_dim,
             len: 0,
             capacity,
+            chunk: if rings.iter().any(Option::is_some) {
+                chunk
+            } else {
+                0
+            },
+            rings,
+            written: 0,
             scratch: Scratch::default(),
         })
     }
@@ -1038,6 +1174,27 @@ impl<T: WeightElement> Transformer<T> {
             cache.len,
         )?;
         let start = cache.len;
+        cache.check_kept(
+            start,
+            cache.rings.iter().filter_map(|r| r.zip(c.sliding_window)),
+        )?;
+        if cache.chunk > 0 && n > cache.chunk {
+            // A ring holds the window and one chunk: the step a chunk at a
+            // time (each gives the logits it would in one step).
+            let mut logits = Vec::new();
+            for part in tokens.chunks(cache.chunk) {
+                let l = self.forward_observed(cache, part, all, observe)?;
+                if all {
+                    logits.extend(l);
+                } else {
+                    logits = l;
+                }
+            }
+            return Ok(logits);
+        }
+        // Written from here on, whatever befalls the step: the rows of
+        // older positions it overwrites in a ring are gone.
+        cache.written = cache.written.max(start + n);
         let (d, hd) = (c.n_embd, c.head_dim);
         let kv_dim = c.n_head_kv * hd;
 
@@ -1114,17 +1271,39 @@ impl<T: WeightElement> Transformer<T> {
             obs(observe, "q", &q);
             obs(observe, "k", &k);
             obs(observe, "v", &v);
-            cache.k[il][start * kv_dim..(start + n) * kv_dim].convert_from_f32_slice(&k);
-            cache.v[il][start * kv_dim..(start + n) * kv_dim].convert_from_f32_slice(&v);
+            let ring = cache.rings.get(il).copied().flatten();
+            match ring {
+                None => {
+                    cache.k[il][start * kv_dim..(start + n) * kv_dim].convert_from_f32_slice(&k);
+                    cache.v[il][start * kv_dim..(start + n) * kv_dim].convert_from_f32_slice(&v);
+                }
+                Some(r) => {
+                    // Each position at both of its rows.
+                    for (i, (kr, vr)) in k
+                        .chunks_exact(kv_dim)
+                        .zip(v.chunks_exact(kv_dim))
+                        .enumerate()
+                    {
+                        let row = (start + i) % r;
+                        for at in [row, row + r] {
+                            let span = at * kv_dim..(at + 1) * kv_dim;
+                            cache.k[il][span.clone()].convert_from_f32_slice(kr);
+                            cache.v[il][span].convert_from_f32_slice(vr);
+                        }
+                    }
+                }
+            }
             let window = if c.layer_is_swa[il] {
                 c.sliding_window
             } else {
                 None
             };
             // The positions these queries see, widened to f32: from the
-            // first the window lets the first query see.
+            // first the window lets the first query see (in a ring, from
+            // that position's first row: the rest follow it, at most `r`).
             let base = window.map_or(0, |w| (start + 1).saturating_sub(w));
-            let seen = base * kv_dim..(start + n) * kv_dim;
+            let first = ring.map_or(base, |r| base % r);
+            let seen = first * kv_dim..(first + start + n - base) * kv_dim;
             let (kr, vr) = if batch {
                 let (kf, vf) = (&mut kf[..seen.len()], &mut vf[..seen.len()]);
                 cache.k[il][seen.clone()].convert_to_f32_slice(kf);

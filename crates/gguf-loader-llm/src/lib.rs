@@ -51,7 +51,9 @@
 //! `Send + Sync`: one model serves many threads, each with a cache of its
 //! own (`forward` takes the model by `&self`, the cache by `&mut`). A
 //! cache holds positions, and can be cloned or truncated to reuse a
-//! common prefix ([`forward::KvCache::truncate`]).
+//! common prefix ([`forward::KvCache::truncate`]); a sliding-window
+//! layer's keeps only its window and a chunk more, unless made with
+//! [`forward::SlidingWindow::Full`].
 
 #![deny(missing_docs)]
 

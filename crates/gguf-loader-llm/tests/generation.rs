@@ -354,3 +354,101 @@ fn a_caches_kept_buffers_never_reach_a_later_step() {
         );
     }
 }
+
+/// The logits of `prompt` (at once, every position) and of `more` tokens
+/// after it (one at a time), through `cache`.
+fn run_through(
+    model: &Transformer<f16>,
+    cache: &mut gguf_loader_llm::forward::KvCache,
+    prompt: &[u32],
+    more: &[u32],
+) -> Vec<u32> {
+    let mut logits = model.forward(cache, prompt, true).unwrap();
+    for &t in more {
+        logits.extend(model.forward(cache, &[t], true).unwrap());
+    }
+    logits.iter().map(|v| v.to_bits()).collect()
+}
+
+/// A sliding-window layer's ring (the last `window + chunk` positions,
+/// each written at two rows) gives the logits of a cache that keeps every
+/// position, bit for bit: a prompt longer than the chunk (run a chunk at
+/// a time), single tokens after it, and a truncation back by the chunk.
+/// Truncated further back, the next step is `Forgotten`, and the cache is
+/// left as it was.
+#[test]
+fn a_sliding_windows_ring_gives_the_full_caches_logits() {
+    use gguf_loader_llm::forward::SlidingWindow;
+    let dir = tempfile::tempdir().unwrap();
+    let prompt: Vec<u32> = (0..300).map(|i| (17 + 131 * i) % 500).collect();
+    let more: Vec<u32> = (0..20).map(|i| (5 + 71 * i) % 500).collect();
+    let again = [9u32, 250, 77];
+    for window in [5u32, 37, 270] {
+        let model = tiny_gemma3(dir.path(), window);
+        let mut full = model.new_cache_with(400, SlidingWindow::Full).unwrap();
+        let want = run_through(&model, &mut full, &prompt, &more);
+        for chunk in [1usize, 7, 64] {
+            let what = format!("window {window}, chunk {chunk}");
+            let mut ring = model
+                .new_cache_with(400, SlidingWindow::Ring { chunk })
+                .unwrap();
+            let ringed = 2 * (window as usize + chunk) < 400;
+            assert_eq!(ring.n_bytes() < full.n_bytes(), ringed, "{what}");
+            assert!(
+                run_through(&model, &mut ring, &prompt, &more) == want,
+                "{what}"
+            );
+
+            // Back by the chunk: the same continuation as the full cache's.
+            let end = prompt.len() + more.len();
+            let mut full_back = full.try_clone().unwrap();
+            full_back.truncate(end - chunk);
+            ring.truncate(end - chunk);
+            let bits = |m: &Transformer<f16>, c: &mut _| {
+                let l: Vec<f32> = m.forward(c, &again, true).unwrap();
+                l.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+            };
+            assert!(
+                bits(&model, &mut ring) == bits(&model, &mut full_back),
+                "{what}"
+            );
+            // Further back than the window and chunk allow: refused where
+            // the layer has a ring, and nothing changes.
+            let back = end - chunk - 2;
+            ring.truncate(back);
+            match model.forward(&mut ring, &again, true) {
+                Err(ForwardError::Forgotten { start, .. }) if ringed => assert_eq!(start, back),
+                Ok(_) if !ringed => {}
+                other => panic!("{what}: {:?}", other.map(|l| l.len())),
+            }
+            if ringed {
+                assert_eq!(ring.len(), back, "{what}");
+                let e = model
+                    .forward(&mut ring, &again, true)
+                    .unwrap_err()
+                    .to_string();
+                assert!(e.contains("SlidingWindow::Full"), "{e}");
+            }
+        }
+    }
+    // The real Gemma-3 (a window of 512): a prompt past two rings' worth.
+    if let Some(path) = common::gemma_path() {
+        let model = Transformer::<f16>::load(&MmapGGUFLoader::new(&path).unwrap()).unwrap();
+        let long: Vec<u32> = (0..1090).map(|i| (100 + 37 * i) % 32000).collect();
+        let last = |sliding| {
+            let mut c = model.new_cache_with(1100, sliding).unwrap();
+            let mut l = model.forward(&mut c, &long, false).unwrap();
+            for &t in &again {
+                l = model.forward(&mut c, &[t], false).unwrap();
+            }
+            (
+                l.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                c.n_bytes(),
+            )
+        };
+        let (want, full_bytes) = last(SlidingWindow::Full);
+        let (got, ring_bytes) = last(SlidingWindow::Ring { chunk: 16 });
+        assert!(got == want, "Gemma-3: ring against full");
+        assert!(ring_bytes < full_bytes);
+    }
+}

@@ -279,6 +279,9 @@ impl CudaTransformer {
             kv_dim,
             len: 0,
             capacity,
+            rings: Vec::new(),
+            chunk: 0,
+            written: 0,
             scratch: Default::default(),
         })
     }

@@ -104,8 +104,9 @@ pub enum ForwardError {
         more: usize,
     },
     /// A step would need positions a sliding-window layer's ring no
-    /// longer holds: the cache was truncated further back than
-    /// [`SlidingWindow::Ring`]'s chunk below the furthest position written.
+    /// longer holds: the cache was truncated back by more than
+    /// [`SlidingWindow::Ring`]'s chunk plus one below the furthest position
+    /// written.
     #[error(
         "the KV cache's sliding-window layers keep only the last {kept} positions written \
          (below {written}); continuing from position {start} needs position {needed}: \
@@ -437,8 +438,8 @@ pub enum SlidingWindow {
     /// A ring of the last `window + chunk` positions in each such layer,
     /// where that is smaller than the cache: a step (a prompt) of more
     /// than `chunk` tokens runs `chunk` at a time, and a step after
-    /// [`KvCache::truncate`] back more than `chunk` positions below the
-    /// furthest written is [`ForwardError::Forgotten`]. With a chunked
+    /// [`KvCache::truncate`] back by more than `chunk + 1` positions below
+    /// the furthest written is [`ForwardError::Forgotten`]. With a chunked
     /// step, an error leaves the chunks before it in the cache.
     Ring {
         /// Tokens a step runs at once (at least 1).
@@ -482,8 +483,8 @@ impl<B> KvCache<B> {
     /// or `Clone`), a prompt's common prefix is computed once: copy the
     /// cache after it, or truncate back to it, for each continuation.
     /// Where sliding-window layers keep a ring ([`SlidingWindow::Ring`]),
-    /// at most its chunk below the furthest position written (else the
-    /// next step is [`ForwardError::Forgotten`]).
+    /// back by at most its chunk plus one below the furthest position
+    /// written (else the next step is [`ForwardError::Forgotten`]).
     pub fn truncate(&mut self, len: usize) {
         self.len = self.len.min(len);
     }
@@ -503,9 +504,9 @@ impl<B> KvCache<B> {
             .sum()
     }
 
-    /// Where a step from `start` fails for want of a position a ring no
-    /// longer holds: the first position layer `il` needs with a window of
-    /// `window` must be among the last `r` written.
+    /// Errs where a step from `start` needs a position that a ring (of
+    /// `r` positions, for a window of `window`) no longer holds: the first
+    /// position the step needs must be among the last `r` written.
     fn check_kept(
         &self,
         start: usize,

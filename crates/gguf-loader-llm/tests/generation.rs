@@ -399,19 +399,23 @@ fn a_sliding_windows_ring_gives_the_full_caches_logits() {
                 "{what}"
             );
 
-            // Back by the chunk: the same continuation as the full cache's.
+            // Back by the chunk, and by one more: the same continuation
+            // as the full cache's.
             let end = prompt.len() + more.len();
-            let mut full_back = full.try_clone().unwrap();
-            full_back.truncate(end - chunk);
-            ring.truncate(end - chunk);
             let bits = |m: &Transformer<f16>, c: &mut _| {
                 let l: Vec<f32> = m.forward(c, &again, true).unwrap();
                 l.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
             };
-            assert!(
-                bits(&model, &mut ring) == bits(&model, &mut full_back),
-                "{what}"
-            );
+            for back in [chunk, chunk + 1] {
+                let mut full_back = full.try_clone().unwrap();
+                full_back.truncate(end - back);
+                let mut ring_back = ring.try_clone().unwrap();
+                ring_back.truncate(end - back);
+                assert!(
+                    bits(&model, &mut ring_back) == bits(&model, &mut full_back),
+                    "{what}, back {back}"
+                );
+            }
             // Further back than the window and chunk allow: refused where
             // the layer has a ring, and nothing changes.
             let back = end - chunk - 2;

@@ -504,15 +504,12 @@ impl<B> KvCache<B> {
             .sum()
     }
 
-    /// Errs where a step from `start` needs a position that a ring (of
-    /// `r` positions, for a window of `window`) no longer holds: the first
-    /// position the step needs must be among the last `r` written.
-    fn check_kept(
-        &self,
-        start: usize,
-        windows: impl Iterator<Item = (usize, usize)>,
-    ) -> Result<(), ForwardError> {
-        for (r, window) in windows {
+    /// Errs where a step from `start` needs a position that the rings (of
+    /// `r` positions, for a window of `window`; the same in every such
+    /// layer) no longer hold: the first position the step needs must be
+    /// among the last `r` written.
+    fn check_kept(&self, start: usize, ring: Option<(usize, usize)>) -> Result<(), ForwardError> {
+        if let Some((r, window)) = ring {
             let needed = start.saturating_sub(window.saturating_sub(1));
             if start > needed && needed < self.written.saturating_sub(r) {
                 return Err(ForwardError::Forgotten {
@@ -1175,10 +1172,8 @@ impl<T: WeightElement> Transformer<T> {
             cache.len,
         )?;
         let start = cache.len;
-        cache.check_kept(
-            start,
-            cache.rings.iter().filter_map(|r| r.zip(c.sliding_window)),
-        )?;
+        let ring = cache.rings.iter().flatten().next().copied();
+        cache.check_kept(start, ring.zip(c.sliding_window))?;
         if cache.chunk > 0 && n > cache.chunk {
             // A ring holds the window and one chunk: the step a chunk at a
             // time (each gives the logits it would in one step).

@@ -265,7 +265,7 @@ pub(crate) enum Buffer<T> {
 impl<T: Element> Buffer<T> {
     /// `n` zeros, untouched; [`AllocError`] when the memory cannot be had.
     pub fn zeroed(n: usize) -> Result<Buffer<T>, AllocError> {
-        if bytes_of::<T>(n)? >= OWN_PAGES_MIN {
+        if Self::own_pages(n) {
             Ok(Buffer::Pages(Pages::zeroed(n)?))
         } else {
             Ok(Buffer::Heap(try_zeroed_vec(n)?))
@@ -276,7 +276,7 @@ impl<T: Element> Buffer<T> {
     /// where it would get pages of its own, else as [`Self::zeroed`]. The
     /// flag says whether the memory was written before.
     pub fn reused(n: usize, bin: &Arc<Bin>) -> Result<(Buffer<T>, bool), AllocError> {
-        if bytes_of::<T>(n)? >= OWN_PAGES_MIN {
+        if Self::own_pages(n) {
             let (pages, reused) = Pages::reused(n, bin)?;
             Ok((Buffer::Pages(pages), reused))
         } else {
@@ -285,7 +285,8 @@ impl<T: Element> Buffer<T> {
     }
 
     /// Whether an output of `n` values would get pages of its own (and so
-    /// could come from, and go back to, a [`Bin`]).
+    /// could come from, and go back to, a [`Bin`]); not where its size
+    /// overflows (the heap's allocation then errs).
     pub fn own_pages(n: usize) -> bool {
         bytes_of::<T>(n).is_ok_and(|b| b >= OWN_PAGES_MIN)
     }

@@ -23,6 +23,41 @@ fn bytes_of<T: Element>(m: &Model<T>) -> Vec<(String, Vec<u8>)> {
         .collect()
 }
 
+/// Walks `lazy`'s layers three times, with and without prefetch (from the
+/// second walk on, the outputs are written over the mappings of the layers
+/// dropped before: other values, every one overwritten), each tensor's
+/// bytes against `reference`'s; `tensors` of them in all, each walk.
+fn lazy_walks_equal(
+    lazy: &LazyModel<f16>,
+    reference: &[(String, Vec<u8>)],
+    tensors: usize,
+    what: &str,
+) {
+    for (walk, prefetch) in [
+        gguf_loader::Prefetch::NextLayer,
+        gguf_loader::Prefetch::Off,
+        gguf_loader::Prefetch::NextLayer,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut seen = 0;
+        for layer in lazy.layers(prefetch) {
+            let layer = layer.unwrap();
+            for (suffix, t) in layer.tensors() {
+                let name = format!("blk.{}.{suffix}", layer.index);
+                let want = &reference.iter().find(|(n, _)| *n == name).unwrap().1;
+                assert!(
+                    &f16::to_le_bytes_vec(t.data()) == want,
+                    "{what}: lazy {name}, walk {walk}"
+                );
+                seen += 1;
+            }
+        }
+        assert_eq!(seen, tensors, "{what}");
+    }
+}
+
 #[test]
 fn every_load_path_gives_identical_bytes() {
     let dir = tempfile::tempdir().unwrap();
@@ -57,33 +92,12 @@ fn every_load_path_gives_identical_bytes() {
         }
 
         let lazy = LazyModel::<f16>::new(Arc::new(MmapGGUFLoader::new(&path).unwrap()));
-        // Walked three times, with and without prefetch: from the second
-        // walk on, the outputs are written over the mappings of the
-        // layers dropped before (other values, every one overwritten).
-        for (walk, prefetch) in [
-            gguf_loader::Prefetch::NextLayer,
-            gguf_loader::Prefetch::Off,
-            gguf_loader::Prefetch::NextLayer,
-        ]
-        .into_iter()
-        .enumerate()
-        {
-            let mut seen = 0;
-            for layer in lazy.layers(prefetch) {
-                let layer = layer.unwrap();
-                for (suffix, t) in layer.tensors() {
-                    let name = format!("blk.{}.{suffix}", layer.index);
-                    let want = &reference.iter().find(|(n, _)| *n == name).unwrap().1;
-                    assert_eq!(
-                        &f16::to_le_bytes_vec(t.data()),
-                        want,
-                        "{ty}: lazy {name}, walk {walk}"
-                    );
-                    seen += 1;
-                }
-            }
-            assert_eq!(seen, Preset::TINY_TEST.layers as usize * 9);
-        }
+        lazy_walks_equal(
+            &lazy,
+            &reference,
+            Preset::TINY_TEST.layers as usize * 9,
+            &ty.to_string(),
+        );
         let emb = lazy.tensor("token_embd.weight").unwrap();
         assert_eq!(
             &f16::to_le_bytes_vec(emb.data()),
@@ -126,29 +140,7 @@ fn lazy_layers_streamed_over_reused_memory_equal_the_eager_load() {
         .load_f16_model(Device::Cpu)
         .unwrap();
     let lazy = LazyModel::<f16>::open(&path).unwrap();
-    for (walk, prefetch) in [
-        gguf_loader::Prefetch::NextLayer,
-        gguf_loader::Prefetch::Off,
-        gguf_loader::Prefetch::NextLayer,
-    ]
-    .into_iter()
-    .enumerate()
-    {
-        let mut seen = 0;
-        for layer in lazy.layers(prefetch) {
-            let layer = layer.unwrap();
-            for (suffix, t) in layer.tensors() {
-                let name = format!("blk.{}.{suffix}", layer.index);
-                let want = eager.tensor(&name).unwrap();
-                assert!(
-                    f16::to_le_bytes_vec(t.data()) == f16::to_le_bytes_vec(want.data()),
-                    "lazy {name}, walk {walk}"
-                );
-                seen += 1;
-            }
-        }
-        assert_eq!(seen, 2 * 9);
-    }
+    lazy_walks_equal(&lazy, &bytes_of(&eager), 2 * 9, "streamed");
 }
 
 #[test]

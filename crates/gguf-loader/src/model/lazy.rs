@@ -163,11 +163,8 @@ impl Decoder {
             gpu_staging: self.gpu_staging,
             gpu_ring_bytes: self.gpu_ring_bytes,
         };
-        let run = || self.loader.load_on_gpu::<T>(ordinal, &located, &ctl, opts);
-        let tensors = match &self.pool {
-            Some(pool) => pool.install(run),
-            None => run(),
-        }?;
+        let tensors =
+            self.on_pool(|| self.loader.load_on_gpu::<T>(ordinal, &located, &ctl, opts))?;
         Ok(tensors.into_iter().map(|(_, t)| t).collect())
     }
 
@@ -182,10 +179,14 @@ impl Decoder {
         let t = self.loader.locate(name)?;
         let ctl = Control::new(1, t.info.n_bytes, None);
         let (out, memory) = output_reusing::<T>(t, &self.bin)?;
-        let run = || decode_tensor_to(t, out, memory, &ctl, self.stores);
+        self.on_pool(|| decode_tensor_to(t, out, memory, &ctl, self.stores))
+    }
+
+    /// `f` on the model's own pool where it has one, else here.
+    fn on_pool<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
         match &self.pool {
-            Some(pool) => pool.install(run),
-            None => run(),
+            Some(pool) => pool.install(f),
+            None => f(),
         }
     }
 
@@ -231,23 +232,20 @@ impl Decoder {
         // layer's are too small to be split by the decode itself, so one
         // at a time left all threads but one idle); the first error in
         // file order is the one returned.
-        let decode = || {
-            outs.into_par_iter()
-                .with_max_len(1)
-                .map(|(n, t, out, memory)| {
-                    stopped()?;
-                    let ctl = Control::new(1, t.info.n_bytes, None);
-                    let t = decode_tensor_to(t, out, memory, &ctl, self.stores)?;
-                    Ok((suffix(n), Arc::new(t)))
-                })
-                .collect::<Vec<Result<_>>>()
-        };
-        let tensors = match &self.pool {
-            Some(pool) => pool.install(decode),
-            None => decode(),
-        }
-        .into_iter()
-        .collect::<Result<_>>()?;
+        let tensors = self
+            .on_pool(|| {
+                outs.into_par_iter()
+                    .with_max_len(1)
+                    .map(|(n, t, out, memory)| {
+                        stopped()?;
+                        let ctl = Control::new(1, t.info.n_bytes, None);
+                        let t = decode_tensor_to(t, out, memory, &ctl, self.stores)?;
+                        Ok((suffix(n), Arc::new(t)))
+                    })
+                    .collect::<Vec<Result<_>>>()
+            })
+            .into_iter()
+            .collect::<Result<_>>()?;
         Ok(LazyLayer { index: i, tensors })
     }
 }

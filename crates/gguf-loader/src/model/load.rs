@@ -365,9 +365,13 @@ fn out_of_memory(tensor: &str) -> impl FnOnce(AllocError) -> Error + '_ {
 /// A new zeroed output for tensor `t`, untouched ([`Error::OutOfMemory`]
 /// when the memory cannot be had).
 fn output_for<T: Element>(t: Located<'_>) -> Result<Buffer<T>> {
-    let name = t.info.name;
-    let n = usize::try_from(t.info.n_elements).map_err(|_| Error::TooLarge(name.to_string()))?;
-    Buffer::zeroed(n).map_err(out_of_memory(name))
+    Buffer::zeroed(elements(t)?).map_err(out_of_memory(t.info.name))
+}
+
+/// Tensor `t`'s element count as a `usize` ([`Error::TooLarge`] where it
+/// is more than one counts).
+fn elements(t: Located<'_>) -> Result<usize> {
+    usize::try_from(t.info.n_elements).map_err(|_| Error::TooLarge(t.info.name.to_string()))
 }
 
 /// Decodes tensor `t` into a new tensor in memory of its own, its `stores`
@@ -388,9 +392,7 @@ pub(crate) fn output_reusing<T: Element>(
     t: Located<'_>,
     bin: &Arc<Bin>,
 ) -> Result<(Buffer<T>, OutputMemory)> {
-    let name = t.info.name;
-    let n = usize::try_from(t.info.n_elements).map_err(|_| Error::TooLarge(name.to_string()))?;
-    let (out, reused) = Buffer::reused(n, bin).map_err(out_of_memory(name))?;
+    let (out, reused) = Buffer::reused(elements(t)?, bin).map_err(out_of_memory(t.info.name))?;
     let memory = if reused {
         OutputMemory::Reused
     } else {
@@ -614,10 +616,7 @@ impl MmapGGUFLoader {
             // of their own (see `ModelOutputs`).
             let lens = tensors
                 .iter()
-                .map(|t| {
-                    usize::try_from(t.info.n_elements)
-                        .map_err(|_| Error::TooLarge(t.info.name.to_string()))
-                })
+                .map(|&t| elements(t))
                 .collect::<Result<Vec<usize>>>()?;
             let mut outs = ModelOutputs::<T>::zeroed(&lens)
                 .map_err(|(i, e)| out_of_memory(tensors[i].info.name)(e))?;

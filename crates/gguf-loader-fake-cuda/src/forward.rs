@@ -59,7 +59,7 @@ impl Kernel {
             Kernel::RmsNorm => &[Ptr, Ptr, I32, F32],
             Kernel::ToF16 => &[Ptr, Ptr, U64],
             Kernel::Rope => &[Ptr, Ptr, I32, I32, I32, I32],
-            Kernel::Attention => &[Ptr, Ptr, Ptr, Ptr, I32, I32, I32, I32, I32, I32, F32],
+            Kernel::Attention => &[Ptr, Ptr, Ptr, Ptr, I32, I32, I32, I32, I32, I32, I32, F32],
             Kernel::ActMul => &[Ptr, Ptr, U64, I32],
             Kernel::Add => &[Ptr, Ptr, U64],
             Kernel::Softcap => &[Ptr, U64, F32],
@@ -366,8 +366,9 @@ impl Launch {
         Ok(())
     }
 
-    /// One block per (query row, head): scores into the dynamic shared
-    /// memory (checked to hold them), softmax, the weighted values; a span
+    /// One block per (query row, head), position `p` at row `p - shift` of
+    /// the cache: scores into the dynamic shared memory (checked to hold
+    /// them), softmax, the weighted values; a span
     /// past [`ATT_TILE`] tile by tile, with a running maximum and sum and
     /// the outputs after the tile in shared memory.
     fn attention(&self, name: &str) -> Result<(), String> {
@@ -378,7 +379,8 @@ impl Launch {
         let kv_dim = nonneg("kv_dim", a[7].i())?;
         let start = nonneg("start", a[8].i())?;
         let window = nonneg("window", a[9].i())?;
-        let scale = a[10].f();
+        let shift = nonneg("shift", a[10].i())?;
+        let scale = a[11].f();
         if n_head == 0 || group == 0 || n_head % group != 0 || (n_head / group) * hd > kv_dim {
             return Err(format!(
                 "{name}: {n_head} heads in groups of {group}, head {hd}, kv_dim {kv_dim}"
@@ -386,9 +388,21 @@ impl Launch {
         }
         let rows = self.grid.div_ceil(n_head);
         let q = view::<f32>(name, a[0].u(), self.grid * hd)?.to_vec();
+        // Position p at row p - shift: the rows from the first query's
+        // first position to the last query's.
         let span = start + rows;
-        let k = view::<u16>(name, a[1].u(), span * kv_dim)?.to_vec();
-        let v = view::<u16>(name, a[2].u(), span * kv_dim)?.to_vec();
+        let first = if window > 0 {
+            (start + 1).saturating_sub(window)
+        } else {
+            0
+        };
+        if shift > first {
+            return Err(format!(
+                "{name}: shift {shift} puts position {first} before the cache"
+            ));
+        }
+        let k = view::<u16>(name, a[1].u(), (span - shift) * kv_dim)?.to_vec();
+        let v = view::<u16>(name, a[2].u(), (span - shift) * kv_dim)?.to_vec();
         let out = view::<f32>(name, a[3].u(), self.grid * hd)?;
         let h2f = |h: u16| f16::from_bits(h).to_f32();
         for blk in 0..self.grid {
@@ -413,15 +427,16 @@ impl Launch {
             }
             let qh = &q[blk * hd..(blk + 1) * hd];
             let kvh = h / group;
+            let row0 = lo - shift;
             let score = |j: usize| {
-                let kj = &k[(lo + j) * kv_dim + kvh * hd..][..hd];
+                let kj = &k[(row0 + j) * kv_dim + kvh * hd..][..hd];
                 let mut s = 0f32;
                 for d in 0..hd {
                     s += r16(qh[d]) * h2f(kj[d]);
                 }
                 s * scale
             };
-            let value = |j: usize, d: usize| h2f(v[(lo + j) * kv_dim + kvh * hd + d]);
+            let value = |j: usize, d: usize| h2f(v[(row0 + j) * kv_dim + kvh * hd + d]);
             let o = &mut out[blk * hd..(blk + 1) * hd];
             if len <= ATT_TILE {
                 let mut sc: Vec<f32> = (0..len).map(score).collect();

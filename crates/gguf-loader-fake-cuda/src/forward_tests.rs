@@ -375,27 +375,32 @@ fn rope_and_elementwise_kernels_match_the_kernel_text() {
 #[test]
 fn attention_matches_the_kernel_text() {
     let mut r = Rng(0xfeed_face_cafe_beef);
-    // (query rows, heads, group, head dim, start, window)
-    for &(rows, n_head, group, hd, start, window) in &[
-        (1, 1, 1, 2, 0, 0),
-        (1, 9, 3, 64, 0, 0),
-        (4, 9, 3, 64, 0, 0),
-        (3, 9, 3, 64, 20, 0),
-        (2, 4, 4, 256, 300, 0),
-        (2, 4, 2, 64, 600, 512),
-        (5, 3, 1, 32, 7, 4),
+    // (query rows, heads, group, head dim, start, window, shift: position
+    // p at row p - shift, as in a sliding-window layer's ring)
+    for &(rows, n_head, group, hd, start, window, shift) in &[
+        (1, 1, 1, 2, 0, 0, 0),
+        (1, 9, 3, 64, 0, 0, 0),
+        (4, 9, 3, 64, 0, 0, 0),
+        (3, 9, 3, 64, 20, 0, 0),
+        (2, 4, 4, 256, 300, 0, 0),
+        (2, 4, 2, 64, 600, 512, 0),
+        (2, 4, 2, 64, 600, 512, 89),
+        (5, 3, 1, 32, 7, 4, 0),
+        (5, 3, 1, 32, 7, 4, 4),
         // Past a tile of scores: two tiles, three, a window wider than a
-        // tile, and a batch whose rows cross from one path to the other.
-        (2, 2, 1, 16, 8200, 0),
-        (1, 2, 2, 64, 16400, 0),
-        (2, 2, 1, 8, 9000, 8500),
-        (4, 2, 1, 16, 8190, 0),
+        // tile (and shifted), and a batch whose rows cross from one path
+        // to the other.
+        (2, 2, 1, 16, 8200, 0, 0),
+        (1, 2, 2, 64, 16400, 0, 0),
+        (2, 2, 1, 8, 9000, 8500, 0),
+        (2, 2, 1, 8, 9000, 8500, 500),
+        (4, 2, 1, 16, 8190, 0, 0),
     ] {
         let kv_dim = n_head / group * hd;
         let span = start + rows;
         let q = r.f32s(rows * n_head * hd, 2.0);
-        let k = r.f16s(span * kv_dim, 2.0);
-        let v = r.f16s(span * kv_dim, 1.0);
+        let k = r.f16s((span - shift) * kv_dim, 2.0);
+        let v = r.f16s((span - shift) * kv_dim, 1.0);
         Case {
             name: "attention",
             grid: (rows * n_head) as u32,
@@ -415,11 +420,13 @@ fn attention_matches_the_kernel_text() {
                 Arg::I32(kv_dim as i32),
                 Arg::I32(start as i32),
                 Arg::I32(window),
+                Arg::I32(shift as i32),
                 Arg::F32(1.0 / (hd as f32).sqrt()),
             ],
         }
         .check(&format!(
-            "{rows} rows x {n_head} heads / {group}, head {hd}, from {start}, window {window}"
+            "{rows} rows x {n_head} heads / {group}, head {hd}, from {start}, window {window}, \
+             shift {shift}"
         ));
     }
 }

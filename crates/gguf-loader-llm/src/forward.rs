@@ -455,6 +455,37 @@ impl SlidingWindow {
     pub const DEFAULT: SlidingWindow = SlidingWindow::Ring { chunk: 512 };
 }
 
+/// The positions each layer's ring keeps (`None`: every position, at its
+/// own row) and the tokens a step runs at once (0: any), for a cache of
+/// `capacity` positions kept as `sliding` says: a sliding-window layer
+/// gets a ring of its window plus the chunk where that holds fewer rows
+/// (twice its positions) than the capacity. The CPU's cache and the GPU's.
+pub(crate) fn ring_layout(
+    c: &Config,
+    capacity: usize,
+    sliding: SlidingWindow,
+) -> (Vec<Option<usize>>, usize) {
+    let chunk = match sliding {
+        SlidingWindow::Ring { chunk } => chunk.max(1),
+        SlidingWindow::Full => 0,
+    };
+    let rings: Vec<Option<usize>> = (0..c.n_layer)
+        .map(|il| {
+            let w = c
+                .sliding_window
+                .filter(|_| chunk > 0 && c.layer_is_swa[il])?;
+            let r = w.checked_add(chunk)?;
+            (r.checked_mul(2)? < capacity).then_some(r)
+        })
+        .collect();
+    let chunk = if rings.iter().any(Option::is_some) {
+        chunk
+    } else {
+        0
+    };
+    (rings, chunk)
+}
+
 impl<B> KvCache<B> {
     /// Positions filled.
     pub fn len(&self) -> usize {
@@ -504,12 +535,22 @@ impl<B> KvCache<B> {
             .sum()
     }
 
-    /// Errs where a step from `start` needs a position that the rings (of
-    /// `r` positions, for a window of `window`; the same in every such
-    /// layer) no longer hold: the first position the step needs must be
-    /// among the last `r` written.
-    fn check_kept(&self, start: usize, ring: Option<(usize, usize)>) -> Result<(), ForwardError> {
-        if let Some((r, window)) = ring {
+    /// Before a step of `n` tokens from [`len`](Self::len) of a model with
+    /// a sliding window of `window`: errs where a ring no longer holds a
+    /// position the step needs (the first position it needs must be among
+    /// the last `r` written; every ring is the same); `Some(chunk)` where
+    /// the step must run `chunk` tokens at a time (each part calls this
+    /// again); else marks its positions written (whatever befalls the
+    /// step: the rows of older positions it overwrites in a ring are gone)
+    /// and `None`.
+    fn begin_step(
+        &mut self,
+        window: Option<usize>,
+        n: usize,
+    ) -> Result<Option<usize>, ForwardError> {
+        let start = self.len;
+        let ring = self.rings.iter().flatten().next().copied();
+        if let Some((r, window)) = ring.zip(window) {
             let needed = start.saturating_sub(window.saturating_sub(1));
             if start > needed && needed < self.written.saturating_sub(r) {
                 return Err(ForwardError::Forgotten {
@@ -520,7 +561,21 @@ impl<B> KvCache<B> {
                 });
             }
         }
-        Ok(())
+        if self.chunk > 0 && n > self.chunk {
+            return Ok(Some(self.chunk));
+        }
+        self.written = self.written.max(start + n);
+        Ok(None)
+    }
+
+    /// Where layer `il`'s step from `start` finds its positions: the first
+    /// position its queries see (the window's start for the first query,
+    /// 0 without a window) and the row that position is at (in a ring, its
+    /// first row; the rest follow it, at most `r` of them).
+    fn seen_from(&self, il: usize, start: usize, window: Option<usize>) -> (usize, usize) {
+        let base = window.map_or(0, |w| (start + 1).saturating_sub(w));
+        let ring = self.rings.get(il).copied().flatten();
+        (base, ring.map_or(base, |r| base % r))
     }
 }
 
@@ -1065,21 +1120,7 @@ impl<T: WeightElement> Transformer<T> {
     ) -> Result<KvCache, ForwardError> {
         let c = &self.config;
         let kv_dim = c.n_head_kv * c.head_dim;
-        let chunk = match sliding {
-            SlidingWindow::Ring { chunk } => chunk.max(1),
-            SlidingWindow::Full => 0,
-        };
-        // A ring where it holds fewer rows (twice its positions) than the
-        // capacity.
-        let rings: Vec<Option<usize>> = (0..c.n_layer)
-            .map(|il| {
-                let w = c
-                    .sliding_window
-                    .filter(|_| chunk > 0 && c.layer_is_swa[il])?;
-                let r = w.checked_add(chunk)?;
-                (r.checked_mul(2)? < capacity).then_some(r)
-            })
-            .collect();
+        let (rings, chunk) = ring_layout(c, capacity, sliding);
         let rows = |il: usize| rings[il].map_or(capacity, |r| 2 * r);
         let total = (0..c.n_layer)
             .try_fold(0usize, |a, il| {
@@ -1105,11 +1146,7 @@ impl<T: WeightElement> Transformer<T> {
             kv_dim,
             len: 0,
             capacity,
-            chunk: if rings.iter().any(Option::is_some) {
-                chunk
-            } else {
-                0
-            },
+            chunk,
             rings,
             written: 0,
             scratch: Scratch::default(),
@@ -1172,13 +1209,11 @@ impl<T: WeightElement> Transformer<T> {
             cache.len,
         )?;
         let start = cache.len;
-        let ring = cache.rings.iter().flatten().next().copied();
-        cache.check_kept(start, ring.zip(c.sliding_window))?;
-        if cache.chunk > 0 && n > cache.chunk {
+        if let Some(chunk) = cache.begin_step(c.sliding_window, n)? {
             // A ring holds the window and one chunk: the step a chunk at a
             // time (each gives the logits it would in one step).
             let mut logits = Vec::new();
-            for part in tokens.chunks(cache.chunk) {
+            for part in tokens.chunks(chunk) {
                 let l = self.forward_observed(cache, part, all, observe)?;
                 if all {
                     logits.extend(l);
@@ -1188,9 +1223,6 @@ impl<T: WeightElement> Transformer<T> {
             }
             return Ok(logits);
         }
-        // Written from here on, whatever befalls the step: the rows of
-        // older positions it overwrites in a ring are gone.
-        cache.written = cache.written.max(start + n);
         let (d, hd) = (c.n_embd, c.head_dim);
         let kv_dim = c.n_head_kv * hd;
 
@@ -1294,11 +1326,8 @@ impl<T: WeightElement> Transformer<T> {
             } else {
                 None
             };
-            // The positions these queries see, widened to f32: from the
-            // first the window lets the first query see (in a ring, from
-            // that position's first row: the rest follow it, at most `r`).
-            let base = window.map_or(0, |w| (start + 1).saturating_sub(w));
-            let first = ring.map_or(base, |r| base % r);
+            // The positions these queries see, widened to f32.
+            let (base, first) = cache.seen_from(il, start, window);
             let seen = first * kv_dim..(first + start + n - base) * kv_dim;
             let (kr, vr) = if batch {
                 let (kf, vf) = (&mut kf[..seen.len()], &mut vf[..seen.len()]);

@@ -16,12 +16,14 @@
 #[path = "../../gguf-loader/tests/common/mod.rs"]
 mod common;
 mod golden;
+mod tiny_gemma3;
 
 use std::path::Path;
 
 use gguf_loader::{cuda_memory, cuda_setup, f16, GgmlType, MmapGGUFLoader, Preset};
+use gguf_loader_llm::forward::cuda::CudaKvCache;
 use gguf_loader_llm::forward::cuda::{CudaTransformer, GpuMatmul};
-use gguf_loader_llm::forward::{argmax, nmse, Transformer};
+use gguf_loader_llm::forward::{argmax, nmse, ForwardError, SlidingWindow, Transformer};
 
 fn gpu() -> bool {
     match cuda_setup(0) {
@@ -196,6 +198,94 @@ fn gpu_attention_past_a_tile_of_positions_is_the_cpus() {
         let t = argmax(&a).unwrap();
         a = cpu.forward(&mut cc, &[t], false).unwrap();
         b = gpu.forward(&mut gc, &[t], false).unwrap();
+    }
+}
+
+/// The logits' bits of `parts` run one step each, then of `more` one
+/// token at a time, every position.
+fn run_through(
+    model: &CudaTransformer,
+    cache: &mut CudaKvCache,
+    parts: &[&[u32]],
+    more: &[u32],
+) -> Vec<u32> {
+    let mut logits = Vec::new();
+    for part in parts {
+        logits.extend(model.forward(cache, part, true).unwrap());
+    }
+    for &t in more {
+        logits.extend(model.forward(cache, &[t], true).unwrap());
+    }
+    logits.iter().map(|v| v.to_bits()).collect()
+}
+
+/// As on the CPU (tests/generation.rs), the sliding-window layers' ring in
+/// VRAM (the last `window + chunk` positions, each written at two rows)
+/// gives the logits of a cache that keeps every position, bit for bit: a
+/// prompt longer than the chunk (run a chunk at a time), single tokens
+/// after it, a truncation back by the chunk plus one; truncated further
+/// back, the next step is `Forgotten` and the cache is left as it was.
+/// With the matrices multiplied in ggml's order, whose every dot product
+/// is the same in a step of any size, the full cache takes the prompt in
+/// one step; with cuBLAS's, in the ring's chunks (cuBLAS may choose
+/// another order for another shape).
+#[test]
+fn gpu_sliding_windows_ring_gives_the_full_caches_logits() {
+    let _serial = common::serial();
+    if !gpu() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let prompt: Vec<u32> = (0..300).map(|i| (17 + 131 * i) % 500).collect();
+    let more: Vec<u32> = (0..12).map(|i| (5 + 71 * i) % 500).collect();
+    let again = [9u32, 250, 77];
+    let end = prompt.len() + more.len();
+    for (window, chunks) in [(5u32, &[3usize, 64][..]), (37, &[7][..]), (270, &[7][..])] {
+        let path = tiny_gemma3::write(dir.path(), window);
+        let mut model = CudaTransformer::load(&MmapGGUFLoader::new(&path).unwrap(), 0).unwrap();
+        for matmul in [GpuMatmul::GgmlOrder, GpuMatmul::Cublas] {
+            model.set_matmul(matmul);
+            for &chunk in chunks {
+                let what = format!("window {window}, chunk {chunk}, {matmul:?}");
+                let parts: Vec<&[u32]> = match matmul {
+                    GpuMatmul::GgmlOrder => vec![&prompt],
+                    GpuMatmul::Cublas => prompt.chunks(chunk).collect(),
+                };
+                let mut full = model.new_cache_with(400, SlidingWindow::Full).unwrap();
+                let want = run_through(&model, &mut full, &parts, &more);
+                let mut ring = model
+                    .new_cache_with(400, SlidingWindow::Ring { chunk })
+                    .unwrap();
+                let ringed = 2 * (window as usize + chunk) < 400;
+                assert_eq!(ring.n_bytes() < full.n_bytes(), ringed, "{what}");
+                let got = run_through(&model, &mut ring, &[&prompt], &more);
+                assert!(got == want, "{what}");
+
+                // Back by the chunk plus one: the full cache's continuation.
+                full.truncate(end - chunk - 1);
+                ring.truncate(end - chunk - 1);
+                let want = run_through(&model, &mut full, &[&again], &[]);
+                assert!(
+                    run_through(&model, &mut ring, &[&again], &[]) == want,
+                    "{what}, back {}",
+                    chunk + 1
+                );
+                // Further back than the window and chunk allow: refused
+                // where the layer has a ring, and nothing changes.
+                let back = end - chunk - 2;
+                ring.truncate(back);
+                match model.forward(&mut ring, &again, true) {
+                    Err(ForwardError::Forgotten { start, .. }) if ringed => {
+                        assert_eq!(start, back)
+                    }
+                    Ok(_) if !ringed => {}
+                    other => panic!("{what}: {:?}", other.map(|l| l.len())),
+                }
+                if ringed {
+                    assert_eq!(ring.len(), back, "{what}");
+                }
+            }
+        }
     }
 }
 

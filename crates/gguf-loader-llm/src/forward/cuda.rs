@@ -5,8 +5,10 @@
 //! step for step: matrix products by cuBLAS (`cublasGemmEx`, f16 weights
 //! and f16-rounded inputs as ggml rounds them, f32 accumulation and
 //! output), small NVRTC kernels for the rest (embedding rows, RMSNorm with
-//! an f64 sum, RoPE from the CPU's own angle table, the f16 KV cache,
-//! causal and sliding-window grouped-query attention, SiLU / GELU, residual
+//! an f64 sum, RoPE from the CPU's own angle table, the f16 KV cache (its
+//! sliding-window layers in a ring of their window plus a chunk, as on the
+//! CPU: [`SlidingWindow`]), causal and sliding-window grouped-query
+//! attention, SiLU / GELU, residual
 //! adds, logit soft-capping). The matrices are the loader's own
 //! `CudaSlice<f16>`s, used in place. The attention holds a query's scores
 //! in shared memory up to 8192 positions, and takes a longer span tile by
@@ -35,7 +37,7 @@ use gguf_loader::cudarc::driver::{
 use gguf_loader::cudarc::nvrtc::{compile_ptx_with_opts, CompileOptions, Ptx};
 use gguf_loader::{f16, Device, MmapGGUFLoader};
 
-use super::{Arch, Config, ForwardError, KvCache, Mat, RopeMode, Transformer};
+use super::{Arch, Config, ForwardError, KvCache, Mat, RopeMode, SlidingWindow, Transformer};
 
 /// The kernels: no header (f16 conversions by PTX `cvt`), one thread block
 /// of [`THREADS`] per row, head or query.
@@ -252,16 +254,30 @@ impl CudaTransformer {
         self.device
     }
 
-    /// An empty KV cache in VRAM for up to `capacity` positions.
+    /// An empty KV cache in VRAM for up to `capacity` positions, its
+    /// sliding-window layers keeping a ring ([`SlidingWindow::DEFAULT`]),
+    /// as [`Transformer::new_cache`] makes on the CPU.
     pub fn new_cache(&self, capacity: usize) -> Result<CudaKvCache, ForwardError> {
+        self.new_cache_with(capacity, SlidingWindow::DEFAULT)
+    }
+
+    /// [`Self::new_cache`] keeping the sliding-window layers' positions as
+    /// `sliding` says, as [`Transformer::new_cache_with`] does.
+    pub fn new_cache_with(
+        &self,
+        capacity: usize,
+        sliding: SlidingWindow,
+    ) -> Result<CudaKvCache, ForwardError> {
         let c = &self.inner.config;
         let kv_dim = c.n_head_kv * c.head_dim;
-        let per = capacity
-            .checked_mul(kv_dim)
-            .ok_or(ForwardError::Alloc(usize::MAX))?;
+        let (rings, chunk) = super::ring_layout(c, capacity, sliding);
         let mut k = Vec::with_capacity(c.n_layer);
         let mut v = Vec::with_capacity(c.n_layer);
-        for _ in 0..c.n_layer {
+        for ring in &rings {
+            let per = ring
+                .map_or(Some(capacity), |r| r.checked_mul(2))
+                .and_then(|rows| rows.checked_mul(kv_dim))
+                .ok_or(ForwardError::Alloc(usize::MAX))?;
             k.push(
                 self.stream
                     .alloc_zeros::<f16>(per)
@@ -279,8 +295,8 @@ impl CudaTransformer {
             kv_dim,
             len: 0,
             capacity,
-            rings: Vec::new(),
-            chunk: 0,
+            rings,
+            chunk,
             written: 0,
             scratch: Default::default(),
         })
@@ -321,6 +337,21 @@ impl CudaTransformer {
             cache.len,
         )?;
         let start = cache.len;
+        if let Some(chunk) = cache.begin_step(c.sliding_window, n)? {
+            // A ring holds the window and one chunk: the step a chunk at a
+            // time, as on the CPU.
+            let (mut logits, mut bad) = (Vec::new(), 0);
+            for part in tokens.chunks(chunk) {
+                let (l, b) = self.forward_checked(cache, part, all, check)?;
+                bad += b;
+                if all {
+                    logits.extend(l);
+                } else {
+                    logits = l;
+                }
+            }
+            return Ok((logits, bad));
+        }
         if c.head_dim > MAX_ATT_HEAD {
             return Err(ForwardError::Unsupported(format!(
                 "the GPU attention takes heads of at most {MAX_ATT_HEAD} dimensions, not {}",
@@ -503,18 +534,39 @@ impl CudaTransformer {
             observe(qp, n * q_dim)?;
             observe(kp, n * kv_dim)?;
             observe(vp, n * kv_dim)?;
-            // Into the f16 cache.
-            let len = (n * kv_dim) as u64;
-            let off = (start * kv_dim * 2) as u64;
-            let (ck, cv) = (ptr(&cache.k[il], s) + off, ptr(&cache.v[il], s) + off);
-            launch!(&self.k.to_f16, grid(n * kv_dim); &kp, &ck, &len)?;
-            launch!(&self.k.to_f16, grid(n * kv_dim); &vp, &cv, &len)?;
-            let window = if c.layer_is_swa[il] {
-                c.sliding_window.unwrap_or(0) as i32
-            } else {
-                0
-            };
+            // Into the f16 cache: `count` positions from the step's `from`
+            // at row `row`.
             let (ck0, cv0) = (ptr(&cache.k[il], s), ptr(&cache.v[il], s));
+            let row_bytes = (kv_dim * 2) as u64;
+            let put = |from: usize, row: usize, count: usize| -> Result<(), ForwardError> {
+                let len = (count * kv_dim) as u64;
+                let src = (from * kv_dim * 4) as u64;
+                let (ck, cv) = (ck0 + row as u64 * row_bytes, cv0 + row as u64 * row_bytes);
+                let (ks, vs) = (kp + src, vp + src);
+                launch!(&self.k.to_f16, grid(count * kv_dim); &ks, &ck, &len)?;
+                launch!(&self.k.to_f16, grid(count * kv_dim); &vs, &cv, &len)
+            };
+            match cache.rings.get(il).copied().flatten() {
+                None => put(0, start, n)?,
+                Some(r) => {
+                    // Each position at both of its rows (p % r, p % r + r):
+                    // the step's rows from start % r (those past r are the
+                    // wrapped positions' second rows), then the first
+                    // positions' second rows and the wrapped ones' first.
+                    let a = start % r;
+                    let m = n.min(r - a);
+                    put(0, a, n)?;
+                    put(0, a + r, m)?;
+                    if n > m {
+                        put(m, 0, n - m)?;
+                    }
+                }
+            }
+            let window = c.sliding_window.filter(|_| c.layer_is_swa[il]);
+            // Position p at row p - shift.
+            let (base, first) = cache.seen_from(il, start, window);
+            let shift = (base - first) as i32;
+            let window = window.unwrap_or(0) as i32;
             let group = (c.n_head / c.n_head_kv) as i32;
             let (kv_i, start_i, sc) = (kv_dim as i32, start as i32, c.attn_scale);
             // Scores of one query's span in shared memory (every position
@@ -525,7 +577,7 @@ impl CudaTransformer {
             } else {
                 (ATT_TILE + hd) * 4
             } as u32;
-            launch!(&self.k.attention, rows(n * c.n_head, shared); &qp, &ck0, &cv0, &attp, &nh, &group, &hd_i, &kv_i, &start_i, &window, &sc)?;
+            launch!(&self.k.attention, rows(n * c.n_head, shared); &qp, &ck0, &cv0, &attp, &nh, &group, &hd_i, &kv_i, &start_i, &window, &shift, &sc)?;
             observe(attp, n * q_dim)?;
             matmul(&l.wo, attp, op, n)?;
             if let Some(w) = &nw.post_attn {

@@ -98,7 +98,8 @@ __device__ float block_add(float s, float* red) {
 #define ATT_TILE 8192
 
 // One block per (query row i, head h): causal (or sliding-window) attention
-// over the f16 cache; queries meet the keys rounded to f16, as in ggml.
+// over the f16 cache, position p at row p - shift (a sliding-window layer's
+// ring; 0 otherwise); queries meet the keys rounded to f16, as in ggml.
 // A span of at most ATT_TILE positions: every score in shared memory, then
 // the softmax and the weighted values. A longer one: tile by tile, the
 // running maximum m, sum s and outputs rescaled by exp(m_old - m_new) as
@@ -106,19 +107,21 @@ __device__ float block_add(float s, float* red) {
 // shared memory after the tile's scores).
 extern "C" __global__ void attention(const float* q, const unsigned short* k,
                                      const unsigned short* v, float* out, int n_head, int group,
-                                     int hd, int kv_dim, int start, int window, float scale) {
+                                     int hd, int kv_dim, int start, int window, int shift,
+                                     float scale) {
     extern __shared__ float sc[];
     __shared__ float red[THREADS];
     const int i = blockIdx.x / n_head, h = blockIdx.x % n_head;
     const int pos = start + i;
     const int lo = window > 0 ? max(0, pos + 1 - window) : 0;
     const int len = pos - lo + 1;
+    const int row0 = lo - shift;
     const float* qh = q + ((unsigned long long)i * n_head + h) * hd;
     const int kvh = h / group;
     float* o = out + ((unsigned long long)i * n_head + h) * hd;
     if (len <= ATT_TILE) {
         for (int j = threadIdx.x; j < len; j += blockDim.x) {
-            const unsigned short* kj = k + (unsigned long long)(lo + j) * kv_dim + kvh * hd;
+            const unsigned short* kj = k + (unsigned long long)(row0 + j) * kv_dim + kvh * hd;
             float s = 0.0f;
             for (int d = 0; d < hd; d++) s += r16(qh[d]) * h2f(kj[d]);
             sc[j] = s * scale;
@@ -133,7 +136,7 @@ extern "C" __global__ void attention(const float* q, const unsigned short* k,
         for (int d = threadIdx.x; d < hd; d += blockDim.x) {
             float acc = 0.0f;
             for (int j = 0; j < len; j++)
-                acc += sc[j] * inv * h2f(v[(unsigned long long)(lo + j) * kv_dim + kvh * hd + d]);
+                acc += sc[j] * inv * h2f(v[(unsigned long long)(row0 + j) * kv_dim + kvh * hd + d]);
             o[d] = acc;
         }
         return;
@@ -144,7 +147,7 @@ extern "C" __global__ void attention(const float* q, const unsigned short* k,
     for (int t0 = 0; t0 < len; t0 += ATT_TILE) {
         const int tl = min(ATT_TILE, len - t0);
         for (int j = threadIdx.x; j < tl; j += blockDim.x) {
-            const unsigned short* kj = k + (unsigned long long)(lo + t0 + j) * kv_dim + kvh * hd;
+            const unsigned short* kj = k + (unsigned long long)(row0 + t0 + j) * kv_dim + kvh * hd;
             float s = 0.0f;
             for (int d = 0; d < hd; d++) s += r16(qh[d]) * h2f(kj[d]);
             sc[j] = s * scale;
@@ -161,7 +164,7 @@ extern "C" __global__ void attention(const float* q, const unsigned short* k,
         for (int d = threadIdx.x; d < hd; d += blockDim.x) {
             float a = acc[d] * corr;
             for (int j = 0; j < tl; j++)
-                a += sc[j] * h2f(v[(unsigned long long)(lo + t0 + j) * kv_dim + kvh * hd + d]);
+                a += sc[j] * h2f(v[(unsigned long long)(row0 + t0 + j) * kv_dim + kvh * hd + d]);
             acc[d] = a;
         }
         // The next tile's scores overwrite these.

@@ -272,7 +272,54 @@ pub struct LazyModel<T> {
     pending: Mutex<Option<Pending<T>>>,
     /// The pool the prefetch decodes on (see [`LazyModel::prefetch_layer`]),
     /// built at the first prefetch; `None` where it could not be.
-    prefetch_pool: OnceLock<Option<Arc<rayon::ThreadPool>>>,
+    prefetch_pool: OnceLock<Option<PrefetchPool>>,
+}
+
+/// The prefetch's pool and its threads, which a dropped model joins: no
+/// thread of a model outlives it (a process that exits right after
+/// dropping one has no thread of it still running, as a fuzz run's exit
+/// found one).
+struct PrefetchPool {
+    pool: Arc<rayon::ThreadPool>,
+    threads: Arc<Mutex<Vec<std::thread::JoinHandle<()>>>>,
+}
+
+impl PrefetchPool {
+    fn new(threads: usize) -> Option<PrefetchPool> {
+        let handles = Arc::new(Mutex::new(Vec::with_capacity(threads)));
+        let kept = handles.clone();
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .spawn_handler(move |thread| {
+                let name = format!("prefetch-{}", thread.index());
+                let handle = std::thread::Builder::new()
+                    .name(name)
+                    .spawn(|| thread.run())?;
+                lock(&kept).push(handle);
+                Ok(())
+            })
+            .build()
+            .ok()?;
+        Some(PrefetchPool {
+            pool: Arc::new(pool),
+            threads: handles,
+        })
+    }
+
+    /// Ends the pool and joins its threads; not where the pool is still
+    /// shared, nor from one of its own threads.
+    fn end(self) {
+        if self.pool.current_thread_index().is_some() {
+            return;
+        }
+        let Some(pool) = Arc::into_inner(self.pool) else {
+            return;
+        };
+        drop(pool);
+        for t in std::mem::take(&mut *lock(&self.threads)) {
+            let _ = t.join();
+        }
+    }
 }
 
 fn lock<X>(m: &Mutex<X>) -> MutexGuard<'_, X> {
@@ -470,14 +517,9 @@ impl<T: Element> LazyModel<T> {
                 .pool
                 .as_ref()
                 .map_or_else(rayon::current_num_threads, |p| p.current_num_threads());
-            rayon::ThreadPoolBuilder::new()
-                .num_threads(threads)
-                .thread_name(|i| format!("prefetch-{i}"))
-                .build()
-                .ok()
-                .map(Arc::new)
+            PrefetchPool::new(threads)
         });
-        let Some(pool) = pool.clone() else {
+        let Some(pool) = pool.as_ref().map(|p| p.pool.clone()) else {
             return;
         };
         for n in &names {
@@ -608,6 +650,9 @@ impl<T: Element> std::fmt::Debug for LayerIter<'_, T> {
 impl<T> Drop for LazyModel<T> {
     fn drop(&mut self) {
         self.cancel_prefetch();
+        if let Some(Some(pool)) = self.prefetch_pool.take() {
+            pool.end();
+        }
     }
 }
 

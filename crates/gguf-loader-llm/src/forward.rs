@@ -1820,7 +1820,7 @@ fn attention(
                 for (or, sr) in o.chunks_exact_mut(hd).zip(p.chunks(stride)) {
                     let p = sr[t];
                     for (a, b) in or.iter_mut().zip(vj) {
-                        *a = p.mul_add(*b, *a);
+                        *a = ops::fma32(p, *b, *a);
                     }
                 }
             }

@@ -139,8 +139,63 @@ impl WeightElement for f16 {
     }
 }
 
+/// `a · b + c` rounded once: [`f32::mul_add`], an FMA instruction where
+/// the caller is compiled for one, else the C library's `fmaf`. Except
+/// with MinGW (`windows-gnu`), whose `fmaf` (linked into the program)
+/// rounds twice, one product in 2^20 or so a unit off, which moved
+/// `expf` by up to 26 units of the last place: there the instruction where
+/// the CPU has it (the same bits), else [`fma_by_f64`].
+#[inline(always)]
+pub(crate) fn fma32(a: f32, b: f32, c: f32) -> f32 {
+    #[cfg(all(windows, target_env = "gnu", target_arch = "x86_64"))]
+    {
+        /// # Safety
+        /// The CPU has FMA.
+        #[target_feature(enable = "fma")]
+        #[inline]
+        unsafe fn instruction(a: f32, b: f32, c: f32) -> f32 {
+            a.mul_add(b, c)
+        }
+        if std::arch::is_x86_feature_detected!("fma") {
+            // SAFETY: the CPU has FMA (detected just above).
+            return unsafe { instruction(a, b, c) };
+        }
+        fma_by_f64(a, b, c)
+    }
+    #[cfg(not(all(windows, target_env = "gnu", target_arch = "x86_64")))]
+    {
+        a.mul_add(b, c)
+    }
+}
+
+/// `a · b + c` rounded once, in f64 arithmetic: the product is exact there
+/// (24 + 24 bits), the sum is rounded to odd (its exact error, by TwoSum,
+/// sets the last bit where it is not zero), and a sum rounded to odd with
+/// two more bits than f32 rounds to f32 as the exact value does (Boldo
+/// and Melquiond). Infinities and NaNs give what `mul_add` gives.
+#[cfg_attr(not(all(windows, target_env = "gnu")), allow(dead_code))]
+pub(crate) fn fma_by_f64(a: f32, b: f32, c: f32) -> f32 {
+    let p = a as f64 * b as f64;
+    let c = c as f64;
+    let s = p + c;
+    let v = s - p;
+    let e = (p - (s - v)) + (c - v);
+    let bits = s.to_bits();
+    if s.is_finite() && e != 0.0 && bits & 1 == 0 {
+        // One unit toward the exact value: up in magnitude where the error
+        // has the sum's sign. (s is not zero: p + c = 0 is exact.)
+        let toward = if (e > 0.0) == (s > 0.0) {
+            bits + 1
+        } else {
+            bits - 1
+        };
+        return f64::from_bits(toward) as f32;
+    }
+    s as f32
+}
+
 /// Dot product in f32 with 16 independent partial sums (vectorizable),
-/// each product fused into its sum (`mul_add`: one rounding, as ggml's
+/// each product fused into its sum ([`fma32`]: one rounding, as ggml's
 /// f16 dot products on the CPU, which fuse them; an FMA instruction where
 /// the caller is compiled for one, else libm's `fmaf`, slow but exact).
 /// `b` in f32 or f16, widened as it is read (exactly: every f16 is an
@@ -153,7 +208,7 @@ pub(crate) fn dot<E: sealed::Sealed>(a: &[f32], b: &[E]) -> f32 {
     let (ra, rb) = (ca.remainder(), cb.remainder());
     for (x, y) in ca.zip(cb) {
         for i in 0..16 {
-            acc[i] = x[i].mul_add(y[i].to_f32(), acc[i]);
+            acc[i] = fma32(x[i], y[i].to_f32(), acc[i]);
         }
     }
     let mut s: f32 = ra.iter().zip(rb).map(|(x, y)| x * y.to_f32()).sum();
@@ -889,7 +944,7 @@ mod exp_consts {
 /// `e^x` as ggml's AVX-512 code computes it (`ggml_v_expf`, after Arm's
 /// optimized routines: within 1.5 ulp; inf above 88.38, 0 below -103.97,
 /// NaN for NaN), value by value: the reference of the vector versions
-/// ([`exp8`], [`exp16`]), which give the same bits. `mul_add` is their
+/// ([`exp8`], [`exp16`]), which give the same bits. [`fma32`] is their
 /// fused multiply-add (one rounding on any CPU); AVX-512's `scalef`
 /// (`j · 2^n`, rounded once) is a product by `2^n` where that is a normal
 /// float, else a product in f64 rounded to f32. Instead of libm's `expf` a
@@ -899,14 +954,15 @@ pub(crate) fn expf(x: f32) -> f32 {
     use exp_consts::*;
     let f = f32::from_bits;
     let r = f(SHIFT);
-    let z = x.mul_add(f(LOG2E), r);
+    let z = fma32(x, f(LOG2E), r);
     let n = z - r;
-    let b = (-n).mul_add(f(LN2_LO), (-n).mul_add(f(LN2_HI), x));
+    let b = fma32(-n, f(LN2_LO), fma32(-n, f(LN2_HI), x));
     let u = b * b;
-    let j = f(C5)
-        .mul_add(b, f(C4))
-        .mul_add(u, f(C3).mul_add(b, f(C2)))
-        .mul_add(u, f(C1).mul_add(b, 1.0));
+    let j = fma32(
+        fma32(fma32(f(C5), b, f(C4)), u, fma32(f(C3), b, f(C2))),
+        u,
+        fma32(f(C1), b, 1.0),
+    );
     // (A NaN takes this way, as in ggml, whose ordered comparisons are
     // false for it.)
     if n.abs() <= 126.0 || n.is_nan() {
@@ -1142,12 +1198,12 @@ pub(crate) fn silu_mul(g: &mut [f32], u: &[f32]) {
 /// GELU, tanh approximation: ggml's `ggml_gelu_f32` as a native build
 /// compiles it where the CPU has FMA (GCC and Clang fuse `1 + A·x·x` into
 /// one `fma`; one f16 entry of the table, at x = -1.999, tells the two
-/// apart). `mul_add` rounds once on any CPU, so the table is the same
+/// apart). [`fma32`] rounds once on any CPU, so the table is the same
 /// everywhere.
 fn gelu_tanh(x: f32) -> f32 {
     const SQRT_2_OVER_PI: f32 = 0.797_884_6;
     const A: f32 = 0.044715;
-    0.5 * x * (1.0 + (SQRT_2_OVER_PI * x * (A * x).mul_add(x, 1.0)).tanh())
+    0.5 * x * (1.0 + (SQRT_2_OVER_PI * x * fma32(A * x, x, 1.0)).tanh())
 }
 
 /// `gelu_tanh` of every f16 value, rounded to f16 and held widened to f32,
@@ -1307,6 +1363,72 @@ mod tests {
             exp_all(&mut y, 0.0, k);
             let same = y.iter().zip(&e).all(|(a, b)| le32(a) == le32(b));
             assert!(same, "{k:?}");
+        }
+    }
+
+    /// The f64 fused multiply-add (MinGW's stand-in) is [`fma32`] bit for
+    /// bit (the C library's `fmaf`, or the FMA instruction on MinGW): on random products near a cancelling sum (where rounding twice
+    /// shows), on sums of far magnitudes, subnormals, zeros of both signs,
+    /// infinities and NaNs.
+    #[test]
+    fn fma_by_f64_rounds_once() {
+        let mut s = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = || {
+            s ^= s >> 12;
+            s ^= s << 25;
+            s ^= s >> 27;
+            s.wrapping_mul(0x2545_f491_4f6c_dd1d)
+        };
+        let special = [
+            0.0,
+            -0.0,
+            1.0,
+            -1.0,
+            f32::MIN_POSITIVE,
+            1e-45,
+            -1e-45,
+            f32::MAX,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            f32::NAN,
+        ];
+        let same = |a: f32, b: f32, c: f32| {
+            let (got, want) = (fma_by_f64(a, b, c), fma32(a, b, c));
+            assert!(
+                got.to_bits() == want.to_bits() || (got.is_nan() && want.is_nan()),
+                "fma({a:e}, {b:e}, {c:e}): {got:e} against {want:e}"
+            );
+        };
+        for &a in &special {
+            for &b in &special {
+                for &c in &special {
+                    same(a, b, c);
+                }
+            }
+        }
+        // Where rounding the f64 sum and then to f32 goes wrong: the sum
+        // an f32 `h` (even) plus just over half its unit, the excess below
+        // f64's last bit. (1 + 2^-12)(1 - 4095 · 2^-24) = 1 + 2^-36, so
+        // h + half · that rounds up, and h + half (the f64 sum) to even.
+        let b = 1.0 - 4095.0 * 2f32.powi(-24);
+        for _ in 0..10_000 {
+            let h = f32::from_bits((next() as u32 & 0x3fff_fffe) | 0x0d00_0000);
+            let half = f32::from_bits((h.to_bits() & 0x7f80_0000) - (24 << 23));
+            let a = half * (1.0 + 2f32.powi(-12));
+            assert_eq!(fma32(a, b, h), f32::from_bits(h.to_bits() + 1));
+            same(a, b, h);
+            same(-a, b, -h);
+        }
+        for i in 0..2_000_000u32 {
+            let r = next();
+            let (a, b) = (f32::from_bits(r as u32), f32::from_bits((r >> 32) as u32));
+            let c = match i % 3 {
+                // Cancelling: minus the product rounded, nudged.
+                0 => -f32::from_bits((a * b).to_bits() ^ (next() as u32 & 3)),
+                1 => f32::from_bits(next() as u32),
+                _ => f32::from_bits(next() as u32 & 0x807f_ffff),
+            };
+            same(a, b, c);
         }
     }
 
@@ -1544,7 +1666,7 @@ mod tests {
                             for (h, o) in want.chunks_exact_mut(hd).enumerate() {
                                 let p = scores[h * stride + t];
                                 for (a, b) in o.iter_mut().zip(&v[t * kv_dim..][..hd]) {
-                                    *a = p.mul_add(*b, *a);
+                                    *a = fma32(p, *b, *a);
                                 }
                             }
                         }

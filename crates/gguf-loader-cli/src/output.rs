@@ -71,7 +71,7 @@ impl Output {
         }
         let target = match std::fs::metadata(path) {
             Ok(meta) => {
-                check_existing(&meta, inputs, force).map_err(fail)?;
+                check_existing(path, &meta, inputs, force).map_err(fail)?;
                 // Replace the file a link points at, not the link.
                 path.canonicalize()
                     .map_err(|e| fail(format!("cannot resolve: {e}")))?
@@ -256,6 +256,7 @@ impl Drop for Pending {
 /// left by a run that was killed (SIGKILL, a power cut): a run locks its
 /// file right after creating it, so only the moment between the two needs
 /// this, and a minute also covers a network file system's clock.
+#[cfg(unix)]
 const STALE_AFTER: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// How a temporary output's name ends (after the random part and the
@@ -327,7 +328,12 @@ fn remove_stale(dir: &Path, prefix: &str, suffix: &str, own: &Path) {
 fn remove_stale(_: &Path, _: &str, _: &str, _: &Path) {}
 
 /// Why an existing output may not be written, if it may not.
-fn check_existing(meta: &Metadata, inputs: &[&Path], force: bool) -> Result<(), String> {
+fn check_existing(
+    path: &Path,
+    meta: &Metadata,
+    inputs: &[&Path],
+    force: bool,
+) -> Result<(), String> {
     if meta.is_dir() {
         return Err("is a directory".into());
     }
@@ -335,7 +341,7 @@ fn check_existing(meta: &Metadata, inputs: &[&Path], force: bool) -> Result<(), 
         return Err("exists and is not a regular file".into());
     }
     for input in inputs {
-        if std::fs::metadata(input).is_ok_and(|m| same_file(&m, meta)) {
+        if std::fs::metadata(input).is_ok_and(|m| same_file((input, &m), (path, meta))) {
             return Err(format!(
                 "is the input {} (same file); choose another output",
                 input.display()
@@ -348,15 +354,22 @@ fn check_existing(meta: &Metadata, inputs: &[&Path], force: bool) -> Result<(), 
     Ok(())
 }
 
+/// Whether two existing paths are one file: the same device and inode on
+/// Unix (links of either kind); elsewhere the same canonical path (a
+/// symbolic link, `..`, case), which misses hard links (Windows then
+/// refuses the rename over the open input: an error, the input intact).
 #[cfg(unix)]
-fn same_file(a: &Metadata, b: &Metadata) -> bool {
+fn same_file(a: (&Path, &Metadata), b: (&Path, &Metadata)) -> bool {
     use std::os::unix::fs::MetadataExt;
-    a.dev() == b.dev() && a.ino() == b.ino()
+    a.1.dev() == b.1.dev() && a.1.ino() == b.1.ino()
 }
 
 #[cfg(not(unix))]
-fn same_file(_: &Metadata, _: &Metadata) -> bool {
-    false
+fn same_file(a: (&Path, &Metadata), b: (&Path, &Metadata)) -> bool {
+    match (a.0.canonicalize(), b.0.canonicalize()) {
+        (Ok(x), Ok(y)) => x == y,
+        _ => false,
+    }
 }
 
 /// `path` as a C string, for the fatal-signal handler.

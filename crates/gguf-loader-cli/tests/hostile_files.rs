@@ -205,7 +205,10 @@ fn terminal_escapes_are_escaped() {
     let mut bytes = w.to_bytes().unwrap();
     let at = bytes.iter().rposition(|b| *b == 1).unwrap();
     bytes[at] = 2;
-    let bad = dir.path().join(format!("bad{title}.gguf"));
+    // (Windows takes no control character in a file name.)
+    let bad = dir
+        .path()
+        .join(format!("bad{}.gguf", if cfg!(unix) { title } else { "" }));
     std::fs::write(&bad, bytes).unwrap();
     for args in [&["inspect"][..], &["verify"], &["load"], &["bench"]] {
         let out = run(args, &bad);
@@ -215,7 +218,7 @@ fn terminal_escapes_are_escaped() {
         assert!(!err.trim_end().chars().any(char::is_control), "{err:?}");
         assert!(err.contains("flag\\u{1b}[31mred"), "{args:?}: {err}");
         assert!(
-            err.contains("bad\\u{1b}]0;TITLE\\u{7}.gguf"),
+            !cfg!(unix) || err.contains("bad\\u{1b}]0;TITLE\\u{7}.gguf"),
             "{args:?}: {err}"
         );
     }

@@ -118,6 +118,10 @@ fn lazy_load_decodes_the_embedding_it_reports() {
     // SmolLM2's token_embd: 49152 × 576 f32 = 113 MB, against 14 MB a
     // layer (two with the prefetch); the peak is sampled, so half of it.
     let embedding = 49152 * 576 * 4;
+    if !cfg!(target_os = "linux") {
+        eprintln!("skipped: no memory figures on this system (Linux's /proc)");
+        return;
+    }
     let grew = j["peak_anon_bytes"].as_u64().unwrap() - j["anon_bytes_before"].as_u64().unwrap();
     assert!(grew >= embedding / 2, "{grew} < {embedding} / 2: {j}");
 }

@@ -65,6 +65,7 @@ fn a_directory_says_it_is_one() {
 
 /// Opening a FIFO with no writer blocks; each run is killed (and the test
 /// fails) if it does not end within the limit.
+#[cfg(unix)]
 #[test]
 fn a_fifo_is_refused_without_blocking() {
     let dir = tempfile::tempdir().unwrap();
@@ -76,5 +77,5 @@ fn a_fifo_is_refused_without_blocking() {
 #[test]
 fn a_missing_file_is_one_line() {
     let dir = tempfile::tempdir().unwrap();
-    refused(&dir.path().join("none.gguf"), "No such file");
+    refused(&dir.path().join("none.gguf"), support::NO_SUCH_FILE);
 }

@@ -64,7 +64,10 @@ fn peak_anon<R>(f: impl FnOnce() -> R) -> (R, u64) {
 
 /// Reads the whole file (into the page cache), returns the seconds taken.
 fn read_file(path: &str, threads: usize) -> Res<f64> {
+    #[cfg(unix)]
     use std::os::unix::fs::FileExt;
+    #[cfg(windows)]
+    use std::os::windows::fs::FileExt;
     let f = std::fs::File::open(path)?;
     let len = f.metadata()?.len();
     let t = Instant::now();
@@ -80,7 +83,10 @@ fn read_file(path: &str, threads: usize) -> Res<f64> {
                         break;
                     }
                     let n = chunk.min(len - off) as usize;
+                    #[cfg(unix)]
                     let _ = f.read_exact_at(&mut buf[..n], off);
+                    #[cfg(windows)]
+                    let _ = f.seek_read(&mut buf[..n], off);
                 }
             });
         }
@@ -89,8 +95,11 @@ fn read_file(path: &str, threads: usize) -> Res<f64> {
 }
 
 fn drop_caches() -> bool {
+    #[cfg(unix)]
     // SAFETY: sync(2) takes no arguments and cannot fail.
-    unsafe { libc::sync() };
+    unsafe {
+        libc::sync()
+    };
     std::fs::write("/proc/sys/vm/drop_caches", "3").is_ok()
 }
 

@@ -150,7 +150,11 @@ with open(sys.argv[1], "w") as f:
 /// memory's high-water mark in `ru_maxrss` across `exec`, and `posix_spawn`
 /// shares this process's memory until then), which the other tests running
 /// beside this one make large.
+/// Elsewhere than on Unix (no `wait4`), not measured: `max_rss` is 0.
 pub fn run(cmd: &mut Command) -> Ran {
+    if !cfg!(unix) {
+        return run_with_stdin(cmd, b"");
+    }
     let report = tempfile::NamedTempFile::new().unwrap();
     let out = Command::new("python3")
         .arg("-c")
@@ -245,7 +249,12 @@ impl Drop for Tmpfs {
     }
 }
 
+/// What the system says of a missing file or directory, where it can be
+/// told: Unix's words; Windows has others (and Wine others again).
+pub const NO_SUCH_FILE: &str = if cfg!(unix) { "No such file" } else { "" };
+
 /// A FIFO at `path`.
+#[cfg(unix)]
 pub fn mkfifo(path: &Path) {
     let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
     // SAFETY: `c` is a valid NUL-terminated path for the call's duration.
@@ -262,14 +271,19 @@ pub enum Unwritable {
 
 impl Unwritable {
     pub fn new() -> Option<Unwritable> {
-        // SAFETY: geteuid has no preconditions.
-        if unsafe { libc::geteuid() } == 0 {
-            return Tmpfs::mount("ro,size=1m").map(Unwritable::Mounted);
+        #[cfg(unix)]
+        {
+            // SAFETY: geteuid has no preconditions.
+            if unsafe { libc::geteuid() } == 0 {
+                return Tmpfs::mount("ro,size=1m").map(Unwritable::Mounted);
+            }
+            use std::os::unix::fs::PermissionsExt;
+            let dir = tempfile::tempdir().unwrap();
+            std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o555)).unwrap();
+            Some(Unwritable::Moded(dir))
         }
-        use std::os::unix::fs::PermissionsExt;
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o555)).unwrap();
-        Some(Unwritable::Moded(dir))
+        #[cfg(not(unix))]
+        None
     }
 
     pub fn path(&self) -> PathBuf {
@@ -282,6 +296,7 @@ impl Unwritable {
 
 impl Drop for Unwritable {
     fn drop(&mut self) {
+        #[cfg(unix)]
         if let Unwritable::Moded(d) = self {
             use std::os::unix::fs::PermissionsExt;
             let _ = std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o755));

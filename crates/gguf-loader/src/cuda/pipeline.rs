@@ -188,11 +188,14 @@ pub(crate) fn page_ranges(ranges: &[(usize, usize)], page: usize) -> Vec<(usize,
 /// Registers the pages of the mapped `ranges` with the driver; `None`
 /// where any registration fails, having undone the others.
 fn register(g: &Gpu, ranges: &[&[u8]]) -> Option<Registered> {
+    #[cfg(unix)]
     // SAFETY: sysconf has no preconditions.
     let page = usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) })
         .ok()
         .filter(|p| p.is_power_of_two())
         .unwrap_or(4096);
+    #[cfg(not(unix))]
+    let page = 4096;
     let spans: Vec<(usize, usize)> = ranges
         .iter()
         .map(|r| (r.as_ptr() as usize, r.len()))

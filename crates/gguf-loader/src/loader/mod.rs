@@ -1,13 +1,13 @@
 //! The loader: owns the memory maps of a model's file or split shards and
 //! hands out zero-copy views of its metadata and tensor bytes.
 
+mod os;
 mod split;
 
 use std::borrow::Cow;
 use std::fs::{File, FileType};
 use std::io;
 use std::ops::Range;
-use std::os::unix::fs::{FileExt, FileTypeExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use memmap2::Mmap;
@@ -77,28 +77,11 @@ self_cell!(
 /// for, if more) until the header fits.
 const FIRST_HEADER_READ: u64 = 1 << 20;
 
-/// What a file type is, for [`Error::NotAFile`].
-fn describe(t: FileType) -> &'static str {
-    if t.is_dir() {
-        "a directory"
-    } else if t.is_fifo() {
-        "a FIFO"
-    } else if t.is_socket() {
-        "a socket"
-    } else if t.is_block_device() {
-        "a block device"
-    } else if t.is_char_device() {
-        "a character device"
-    } else {
-        "a special file"
-    }
-}
-
 /// Opens a regular file for reading and returns it with its length;
 /// anything else is refused with [`Error::NotAFile`] before a byte is read.
-/// The open does not block (`O_NONBLOCK`), so a FIFO with no writer is
-/// refused too, even one swapped in for the path after a check; the type
-/// comes from `fstat` on the opened descriptor.
+/// On Unix the open does not block (`O_NONBLOCK`), so a FIFO with no
+/// writer is refused too, even one swapped in for the path after a check;
+/// the type comes from the opened file (`fstat`), not from the path.
 fn open_regular(path: &Path) -> Result<(File, u64)> {
     let io_err = |error| Error::Io {
         path: path.to_path_buf(),
@@ -106,13 +89,9 @@ fn open_regular(path: &Path) -> Result<(File, u64)> {
     };
     let not_a_file = |t: FileType| Error::NotAFile {
         path: path.to_path_buf(),
-        what: describe(t),
+        what: os::describe(t),
     };
-    let file = match File::options()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK)
-        .open(path)
-    {
+    let file = match os::open_for_reading(path) {
         Ok(f) => f,
         // A socket cannot be opened at all (ENXIO): say what it is.
         Err(e) => {
@@ -144,7 +123,7 @@ fn read_more(file: &File, buf: &mut Vec<u8>, n: u64) -> io::Result<()> {
         )
     })?;
     buf.resize(n, 0);
-    file.read_exact_at(&mut buf[old..], old as u64)
+    os::read_exact_at(file, &mut buf[old..], old as u64)
 }
 
 /// How much of the file a read-mode parse that failed with `error` on the
@@ -289,13 +268,12 @@ impl<'l> Located<'l> {
             .map_err(|_| oom())?;
         buf.resize(len as usize, 0);
         let offset = self.info.file_offset + range.start;
-        file.read_exact_at(&mut buf, offset)
-            .map_err(|error| Error::TensorIo {
-                path: self.path().to_path_buf(),
-                tensor: name.to_string(),
-                offset,
-                error,
-            })?;
+        os::read_exact_at(file, &mut buf, offset).map_err(|error| Error::TensorIo {
+            path: self.path().to_path_buf(),
+            tensor: name.to_string(),
+            offset,
+            error,
+        })?;
         Ok(Cow::Owned(buf))
     }
 
@@ -313,7 +291,7 @@ impl<'l> Located<'l> {
         };
         match self.shard.source() {
             Source::Read { file, .. } | Source::Map { file, .. } => {
-                file.read_exact_at(dst, offset).map_err(io)
+                os::read_exact_at(file, dst, offset).map_err(io)
             }
             Source::Empty => Err(io(std::io::ErrorKind::UnexpectedEof.into())),
         }
@@ -490,7 +468,7 @@ impl MmapGGUFLoader {
     pub fn prefetch_all(&self) {
         for s in &self.shards {
             if let Source::Map { map: m, .. } = s.source() {
-                let _ = m.advise(memmap2::Advice::WillNeed);
+                os::will_need(m, None);
             }
         }
     }
@@ -500,10 +478,9 @@ impl MmapGGUFLoader {
     pub fn prefetch(&self, name: &str) {
         if let Ok(t) = self.locate(name) {
             if let Source::Map { map: m, .. } = t.shard.source() {
-                let _ = m.advise_range(
-                    memmap2::Advice::WillNeed,
-                    t.info.file_offset as usize,
-                    t.info.n_bytes as usize,
+                os::will_need(
+                    m,
+                    Some((t.info.file_offset as usize, t.info.n_bytes as usize)),
                 );
             }
         }

@@ -1,0 +1,100 @@
+//! What the loader asks of the operating system beyond `std`'s portable
+//! surface, in one place: opening without blocking, positioned reads,
+//! naming a file type, read-ahead advice. Unix (Linux, macOS) has them
+//! all; Windows has positioned reads (`seek_read`) and the rest is done
+//! without: a pipe or device there is refused as "not a regular file"
+//! before any read, and the advice is skipped.
+
+use std::fs::{File, FileType};
+use std::io;
+use std::path::Path;
+
+use memmap2::Mmap;
+
+/// Opens `path` for reading. On Unix the open does not block
+/// (`O_NONBLOCK`), so a FIFO with no writer is refused afterwards rather
+/// than hanging the open.
+pub(super) fn open_for_reading(path: &Path) -> io::Result<File> {
+    let mut options = File::options();
+    options.read(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::custom_flags(&mut options, libc::O_NONBLOCK);
+    options.open(path)
+}
+
+/// Fills `buf` from the file's bytes at `offset`, without moving a cursor
+/// that another thread's read depends on (`pread` on Unix; on Windows
+/// `seek_read`, which reads at its offset whatever the cursor).
+pub(super) fn read_exact_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<()> {
+    #[cfg(unix)]
+    {
+        std::os::unix::fs::FileExt::read_exact_at(file, buf, offset)
+    }
+    #[cfg(windows)]
+    {
+        let (mut buf, mut offset) = (buf, offset);
+        while !buf.is_empty() {
+            match std::os::windows::fs::FileExt::seek_read(file, buf, offset) {
+                Ok(0) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "failed to fill whole buffer",
+                    ))
+                }
+                Ok(n) => {
+                    buf = &mut buf[n..];
+                    offset += n as u64;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+    #[cfg(not(any(unix, windows)))]
+    {
+        let _ = (file, buf, offset);
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "positioned reads are not supported on this platform",
+        ))
+    }
+}
+
+/// What a file type that is not a regular file is, for
+/// [`Error::NotAFile`](crate::Error::NotAFile).
+pub(super) fn describe(t: FileType) -> &'static str {
+    if t.is_dir() {
+        return "a directory";
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        if t.is_fifo() {
+            return "a FIFO";
+        } else if t.is_socket() {
+            return "a socket";
+        } else if t.is_block_device() {
+            return "a block device";
+        } else if t.is_char_device() {
+            return "a character device";
+        }
+    }
+    "a special file"
+}
+
+/// Asks the kernel to read `len` bytes of the map from `offset` ahead
+/// (the whole map with `None`). Advice only: errors are ignored, and
+/// where there is no `madvise` (Windows) nothing is asked.
+pub(super) fn will_need(map: &Mmap, range: Option<(usize, usize)>) {
+    #[cfg(unix)]
+    {
+        let advice = memmap2::Advice::WillNeed;
+        let _ = match range {
+            None => map.advise(advice),
+            Some((offset, len)) => map.advise_range(advice, offset, len),
+        };
+    }
+    #[cfg(not(unix))]
+    let _ = (map, range);
+}

@@ -22,12 +22,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-t0=$(date +%s)
-elapsed() { echo "$(($(date +%s) - t0)) s"; }
-skip() {
-    echo "SKIPPED: $*"
-    exit 0
-}
+# shellcheck source=lib/skippable.sh
+. scripts/lib/skippable.sh
 
 target=aarch64-unknown-linux-gnu
 tests=(--lib --test simd_legacy --test simd_kquants --test simd_ternary
@@ -35,20 +31,8 @@ tests=(--lib --test simd_legacy --test simd_kquants --test simd_ternary
     --test golden_kquants --test golden_iquants --test decode)
 
 # Runs `cargo "$@"`, printing the test binaries and their summaries (the
-# whole log on failure).
-run_tests() {
-    local log status=0
-    log=$(mktemp)
-    cargo "$@" >"$log" 2>&1 || status=$?
-    grep -E "^ +Running |^test result:|FAILED|panicked" "$log" || true
-    if [ "$status" -ne 0 ]; then
-        tail -n 100 "$log"
-        rm -f "$log"
-        echo "== aarch64 tests FAILED (exit $status) after $(elapsed)"
-        exit "$status"
-    fi
-    rm -f "$log"
-}
+# log's end on failure).
+run_tests() { run_summarized "aarch64 tests" cargo "$@"; }
 
 if [ "$(uname -m)" = aarch64 ]; then
     echo "== native aarch64: cargo test"

@@ -20,12 +20,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-t0=$(date +%s)
-elapsed() { echo "$(($(date +%s) - t0)) s"; }
-skip() {
-    echo "SKIPPED: $*"
-    exit 0
-}
+# shellcheck source=lib/skippable.sh
+. scripts/lib/skippable.sh
 [ "$(uname -m)" = x86_64 ] || skip "host $(uname -m) is not x86_64"
 
 # The cross toolchain (and arm64 as a dpkg architecture): test-aarch64.sh's

@@ -23,12 +23,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-t0=$(date +%s)
-elapsed() { echo "$(($(date +%s) - t0)) s"; }
-skip() {
-    echo "SKIPPED: $*"
-    exit 0
-}
+# shellcheck source=lib/skippable.sh
+. scripts/lib/skippable.sh
 [ "$(uname -m)" = x86_64 ] || skip "host $(uname -m) is not x86_64"
 
 if ! command -v x86_64-w64-mingw32-gcc >/dev/null || ! command -v wine >/dev/null; then
@@ -79,15 +75,5 @@ fi
 
 echo "== Windows: cargo test under Wine"
 export CARGO_TARGET_X86_64_PC_WINDOWS_GNU_RUNNER=wine
-log=$(mktemp)
-status=0
-cargo test --release --target x86_64-pc-windows-gnu "${crates[@]}" >"$log" 2>&1 || status=$?
-grep -E "^ +Running |^test result:|FAILED|panicked" "$log" || true
-if [ "$status" -ne 0 ]; then
-    tail -n 100 "$log"
-    rm -f "$log"
-    echo "== Windows tests FAILED (exit $status) after $(elapsed)"
-    exit "$status"
-fi
-rm -f "$log"
+run_summarized "Windows tests" cargo test --release --target x86_64-pc-windows-gnu "${crates[@]}"
 echo "== Windows tests passed, macOS checked, in $(elapsed)"

@@ -1,0 +1,32 @@
+# Sourced by the scripts that test another platform and skip where its
+# toolchain cannot be had (test-aarch64.sh, test-python-aarch64.sh,
+# test-windows.sh): a clock, `skip WHY`, and `run_summarized`.
+
+t0=$(date +%s)
+
+# Seconds since the script started.
+elapsed() { echo "$(($(date +%s) - t0)) s"; }
+
+# Prints "SKIPPED: WHY" and exits 0.
+skip() {
+    echo "SKIPPED: $*"
+    exit 0
+}
+
+# `run_summarized LABEL CMD...`: runs CMD into a log and prints its test
+# binaries and their summaries; on failure the log's last 100 lines, then
+# exits with CMD's status.
+run_summarized() {
+    local label=$1 log status=0
+    shift
+    log=$(mktemp)
+    "$@" >"$log" 2>&1 || status=$?
+    grep -E "^ +Running |^test result:|FAILED|panicked" "$log" || true
+    if [ "$status" -ne 0 ]; then
+        tail -n 100 "$log"
+        rm -f "$log"
+        echo "== $label FAILED (exit $status) after $(elapsed)"
+        exit "$status"
+    fi
+    rm -f "$log"
+}

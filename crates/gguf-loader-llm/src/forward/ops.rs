@@ -1367,9 +1367,10 @@ mod tests {
     }
 
     /// The f64 fused multiply-add (MinGW's stand-in) is [`fma32`] bit for
-    /// bit (the C library's `fmaf`, or the FMA instruction on MinGW): on random products near a cancelling sum (where rounding twice
-    /// shows), on sums of far magnitudes, subnormals, zeros of both signs,
-    /// infinities and NaNs.
+    /// bit (the C library's `fmaf`, or the FMA instruction on MinGW): on
+    /// random products near a cancelling sum (where rounding twice shows),
+    /// on sums of far magnitudes, subnormals, zeros of both signs,
+    /// infinities and NaNs, and on sums built to round wrong twice.
     #[test]
     fn fma_by_f64_rounds_once() {
         let mut s = 0x9e37_79b9_7f4a_7c15u64;

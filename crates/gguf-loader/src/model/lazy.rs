@@ -281,28 +281,28 @@ pub struct LazyModel<T> {
 /// found one).
 struct PrefetchPool {
     pool: Arc<rayon::ThreadPool>,
-    threads: Arc<Mutex<Vec<std::thread::JoinHandle<()>>>>,
+    threads: Vec<std::thread::JoinHandle<()>>,
 }
 
 impl PrefetchPool {
-    fn new(threads: usize) -> Option<PrefetchPool> {
-        let handles = Arc::new(Mutex::new(Vec::with_capacity(threads)));
-        let kept = handles.clone();
+    fn new(n: usize) -> Option<PrefetchPool> {
+        let mut threads = Vec::with_capacity(n);
         let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .spawn_handler(move |thread| {
+            .num_threads(n)
+            .spawn_handler(|thread| {
                 let name = format!("prefetch-{}", thread.index());
-                let handle = std::thread::Builder::new()
-                    .name(name)
-                    .spawn(|| thread.run())?;
-                lock(&kept).push(handle);
+                threads.push(
+                    std::thread::Builder::new()
+                        .name(name)
+                        .spawn(|| thread.run())?,
+                );
                 Ok(())
             })
             .build()
             .ok()?;
         Some(PrefetchPool {
             pool: Arc::new(pool),
-            threads: handles,
+            threads,
         })
     }
 
@@ -316,7 +316,7 @@ impl PrefetchPool {
             return;
         };
         drop(pool);
-        for t in std::mem::take(&mut *lock(&self.threads)) {
+        for t in self.threads {
             let _ = t.join();
         }
     }

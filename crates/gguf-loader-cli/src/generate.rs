@@ -8,7 +8,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use gguf_loader::{f16, Device, ElementKind, MmapGGUFLoader, ModelConfig};
-use gguf_loader_cli::load::status_bytes;
+use gguf_loader_cli::memory;
 use gguf_loader_cli::CliError;
 use gguf_loader_llm::chat;
 use gguf_loader_llm::forward::{ForwardError, Sampler, Transformer, WeightElement};
@@ -324,7 +324,7 @@ fn run_on<M: Step>(
     // Loaded once: the loader's staging ring is of no more use.
     gguf_loader_cli::gpu::release_staging(a.device);
     let load_s = t0.elapsed().as_secs_f64();
-    let rss_loaded = status_bytes("VmRSS:");
+    let rss_loaded = memory::resident();
 
     let mut cache = model.cache(capacity).map_err(named)?;
     let mut sampler = Sampler::new(a.temp, a.top_p, a.seed)
@@ -391,15 +391,15 @@ fn run_on<M: Step>(
         }
     };
     gguf_loader_cli::note(format_args!(
-        "load: {load_s:.2} s ({weights} on {}, RSS {:.1} MiB); first token after {first_token_s:.2} s; \
+        "load: {load_s:.2} s ({weights} on {}, RSS {}); first token after {first_token_s:.2} s; \
          prompt: {} tokens, {}; generation: {generated} tokens, {}; \
-         peak RSS {:.1} MiB{vram}",
+         peak RSS {}{vram}",
         a.device,
-        rss_loaded as f64 / (1 << 20) as f64,
+        memory::mib(rss_loaded),
         prompt.len(),
         rate(prompt.len(), prompt_s),
         rate(generated.saturating_sub(1), gen_s),
-        status_bytes("VmHWM:") as f64 / (1 << 20) as f64,
+        memory::mib(memory::peak_resident()),
     ));
     if n < a.n && generated == n && !ended {
         gguf_loader_cli::warn(format_args!(

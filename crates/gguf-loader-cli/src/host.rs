@@ -24,17 +24,13 @@ pub fn parse_threads(s: &str) -> Result<usize, String> {
 }
 
 /// The memory this process can allocate without swapping or being killed,
-/// in bytes: the machine's (`MemAvailable` in `/proc/meminfo`), or less
-/// where the process's memory cgroup (a container's `--memory`) leaves
-/// less ([`cgroup_available`]); `None` where neither is known (not Linux).
+/// in bytes: the machine's (`MemAvailable` in `/proc/meminfo`; on Windows
+/// the available physical memory, `GlobalMemoryStatusEx`), or less where
+/// the process's memory cgroup (a container's `--memory`) leaves less
+/// ([`cgroup_available`]); `None` where none of these is known (macOS, the
+/// BSDs).
 pub fn mem_available() -> Option<u64> {
-    let machine = std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|info| {
-            let line = info.lines().find(|l| l.starts_with("MemAvailable:"))?;
-            let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-            kb.checked_mul(1024)
-        });
+    let machine = machine_available();
     let cgroup = std::fs::read_to_string("/proc/self/cgroup")
         .ok()
         .and_then(|own| cgroup_available(Path::new("/sys/fs/cgroup"), &own));
@@ -42,6 +38,26 @@ pub fn mem_available() -> Option<u64> {
         (Some(m), Some(c)) => Some(m.min(c)),
         (m, c) => m.or(c),
     }
+}
+
+#[cfg(not(windows))]
+fn machine_available() -> Option<u64> {
+    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = info.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    kb.checked_mul(1024)
+}
+
+#[cfg(windows)]
+fn machine_available() -> Option<u64> {
+    use windows_sys::Win32::System::SystemInformation::{GlobalMemoryStatusEx, MEMORYSTATUSEX};
+    // SAFETY: all-zero is a valid MEMORYSTATUSEX (integers).
+    let mut status: MEMORYSTATUSEX = unsafe { std::mem::zeroed() };
+    status.dwLength = std::mem::size_of::<MEMORYSTATUSEX>() as u32;
+    // SAFETY: `status` is a writable MEMORYSTATUSEX whose dwLength says
+    // its size, as the call requires.
+    let ok = unsafe { GlobalMemoryStatusEx(&mut status) };
+    (ok != 0).then_some(status.ullAvailPhys)
 }
 
 /// What the memory cgroup named in `own` (the text of `/proc/self/cgroup`)

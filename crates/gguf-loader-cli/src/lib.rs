@@ -11,7 +11,7 @@
 //!   taken from a file is printed with its control characters escaped, and
 //!   JSON is streamed, never built as a tree.
 //! - [`host`]: what the machine allows (`--threads` bounds, available
-//!   memory).
+//!   memory); [`memory`]: what this process holds, where the system says.
 //!
 //! [`ElementKind`]: gguf_loader::ElementKind
 //! [`Element`]: gguf_loader::Element
@@ -25,6 +25,7 @@ pub mod host;
 pub mod inspect;
 mod json;
 pub mod load;
+pub mod memory;
 pub mod text;
 pub mod verify;
 

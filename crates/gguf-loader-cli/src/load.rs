@@ -20,7 +20,7 @@ use gguf_loader::{
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 
-use crate::{host, with_element, CliError};
+use crate::{host, memory, with_element, CliError};
 
 /// What to load and how.
 pub struct Args<'a> {
@@ -52,21 +52,8 @@ pub struct Args<'a> {
     pub ring_bytes: usize,
 }
 
-/// Reads a field of /proc/self/status (`"VmHWM:"`, `"VmRSS:"`…) in bytes;
-/// 0 where there is none (not Linux, or no such field).
-pub fn status_bytes(field: &str) -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with(field))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kb| kb.parse::<u64>().ok())
-        })
-        .map_or(0, |kb| kb * 1024)
-}
-
-/// Samples anonymous resident memory every millisecond while alive.
+/// Samples anonymous resident memory every millisecond while alive, where
+/// the system gives that figure ([`memory::anonymous`]).
 struct AnonSampler {
     peak: Arc<AtomicU64>,
     stop: Arc<AtomicBool>,
@@ -74,21 +61,21 @@ struct AnonSampler {
 }
 
 impl AnonSampler {
-    fn start() -> AnonSampler {
-        let peak = Arc::new(AtomicU64::new(status_bytes("RssAnon:")));
+    fn start() -> Option<AnonSampler> {
+        let peak = Arc::new(AtomicU64::new(memory::anonymous()?));
         let stop = Arc::new(AtomicBool::new(false));
         let (p, s) = (peak.clone(), stop.clone());
         let handle = std::thread::spawn(move || {
             while !s.load(Ordering::Relaxed) {
-                p.fetch_max(status_bytes("RssAnon:"), Ordering::Relaxed);
+                p.fetch_max(memory::anonymous().unwrap_or(0), Ordering::Relaxed);
                 std::thread::sleep(Duration::from_millis(1));
             }
         });
-        AnonSampler {
+        Some(AnonSampler {
             peak,
             stop,
             handle: Some(handle),
-        }
+        })
     }
 
     fn finish(mut self) -> u64 {
@@ -98,7 +85,7 @@ impl AnonSampler {
         }
         self.peak
             .load(Ordering::Relaxed)
-            .max(status_bytes("RssAnon:"))
+            .max(memory::anonymous().unwrap_or(0))
     }
 }
 
@@ -115,7 +102,7 @@ fn ms(d: Duration) -> f64 {
 }
 
 fn load<T: Element>(a: &Args<'_>) -> Result<(), CliError> {
-    let anon_before = status_bytes("RssAnon:");
+    let anon_before = memory::anonymous();
     let sampler = AnonSampler::start();
     let t0 = Instant::now();
     let loader = MmapGGUFLoader::open(a.file, a.mode)?;
@@ -189,8 +176,8 @@ fn load<T: Element>(a: &Args<'_>) -> Result<(), CliError> {
     }
     let load = t1.elapsed();
     bar.finish_and_clear();
-    let peak_anon = sampler.finish();
-    let peak_rss = status_bytes("VmHWM:");
+    let peak_anon = sampler.map(AnonSampler::finish);
+    let peak_rss = memory::peak_resident();
     let gbps = bytes_out as f64 / load.as_secs_f64() / 1e9;
 
     let mut out = io::BufWriter::new(io::stdout().lock());
@@ -236,11 +223,17 @@ fn load<T: Element>(a: &Args<'_>) -> Result<(), CliError> {
             "  load:         {:.1} ms ({gbps:.2} GB/s of output)",
             ms(load)
         )?;
+        let bytes = |b: Option<u64>| {
+            b.map_or("unknown on this system".to_string(), |b| {
+                format!("{b} bytes")
+            })
+        };
         writeln!(
             out,
-            "  peak RSS:     {peak_rss} bytes (file pages included)"
+            "  peak RSS:     {} (file pages included)",
+            bytes(peak_rss)
         )?;
-        writeln!(out, "  peak anon:    {peak_anon} bytes")?;
+        writeln!(out, "  peak anon:    {}", bytes(peak_anon))?;
         if let Some(g) = &gpu {
             writeln!(
                 out,

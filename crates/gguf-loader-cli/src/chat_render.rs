@@ -10,8 +10,9 @@
 //!
 //! The child is this binary run as `gguf-loader __render-chat`: it reads a
 //! [`Request`] as JSON on standard input, sets its limits before it reads
-//! it, and writes the rendered text on standard output, or the error on
-//! standard error with exit status 1.
+//! it (on Windows the parent puts it in a job object with those limits
+//! before it writes the request), and writes the rendered text on
+//! standard output, or the error on standard error with exit status 1.
 
 use std::io::{self, Read, Write};
 use std::path::Path;
@@ -46,7 +47,8 @@ struct Request {
 
 /// Renders `messages` with `tok`'s template as [`chat::render`] does, in a
 /// child process with [`MEMORY_LIMIT`] and [`CPU_LIMIT_S`] where this
-/// platform can set them, else in this process. Errors name `file`, the
+/// platform can set them (Unix: `setrlimit` in the child; Windows: a job
+/// object), else in this process. Errors name `file`, the
 /// template's.
 pub fn render(
     tok: &Tokenizer,
@@ -57,7 +59,7 @@ pub fn render(
     let failed = |why: String| CliError::Message(format!("{}: --chat: {why}", file.display()));
     let in_this_process =
         || chat::render(tok, messages, add_generation_prompt).map_err(|e| failed(e.to_string()));
-    if !cfg!(unix) {
+    if !cfg!(any(unix, windows)) {
         return in_this_process();
     }
     let (bos, eos) = chat::bos_eos_texts(tok);
@@ -88,6 +90,18 @@ pub fn render(
         // fuel still bounds the render's work.
         Err(_) => return in_this_process(),
     };
+    // Windows: the limits are the parent's to set, on a job object, before
+    // the child has its request (it does nothing until then). Where the job
+    // cannot be made, the child goes and the render stays here.
+    #[cfg(windows)]
+    let _job = match job::Job::limiting(&child) {
+        Some(job) => job,
+        None => {
+            let _ = child.kill();
+            let _ = child.wait();
+            return in_this_process();
+        }
+    };
     // The child reads all its input before it writes: no deadlock. It may
     // die first (its limits); its status says so below.
     if let Some(mut stdin) = child.stdin.take() {
@@ -117,6 +131,73 @@ pub fn render(
         MEMORY_LIMIT >> 30,
         out.status
     )))
+}
+
+/// A job object that holds the render's child to [`MEMORY_LIMIT`] of
+/// committed memory and [`CPU_LIMIT_S`] of CPU time, and ends it when the
+/// job's handle closes: when [`render`] returns, or this process dies.
+#[cfg(windows)]
+mod job {
+    use std::os::windows::io::AsRawHandle;
+    use std::process::Child;
+
+    use windows_sys::Win32::Foundation::{CloseHandle, HANDLE};
+    use windows_sys::Win32::System::JobObjects::{
+        AssignProcessToJobObject, CreateJobObjectW, JobObjectExtendedLimitInformation,
+        SetInformationJobObject, JOBOBJECT_EXTENDED_LIMIT_INFORMATION,
+        JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE, JOB_OBJECT_LIMIT_PROCESS_MEMORY,
+        JOB_OBJECT_LIMIT_PROCESS_TIME,
+    };
+
+    use super::{CPU_LIMIT_S, MEMORY_LIMIT};
+
+    pub struct Job(HANDLE);
+
+    impl Job {
+        /// A new job with the limits, `child` in it; `None` where Windows
+        /// refuses any step.
+        pub fn limiting(child: &Child) -> Option<Job> {
+            // SAFETY: no security attributes, no name: an anonymous job
+            // whose handle this process alone holds.
+            let handle = unsafe { CreateJobObjectW(std::ptr::null(), std::ptr::null()) };
+            if handle.is_null() {
+                return None;
+            }
+            let job = Job(handle);
+            let mut limits = JOBOBJECT_EXTENDED_LIMIT_INFORMATION::default();
+            let basic = &mut limits.BasicLimitInformation;
+            basic.LimitFlags = JOB_OBJECT_LIMIT_PROCESS_MEMORY
+                | JOB_OBJECT_LIMIT_PROCESS_TIME
+                | JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE;
+            // In units of 100 ns.
+            basic.PerProcessUserTimeLimit = CPU_LIMIT_S as i64 * 10_000_000;
+            limits.ProcessMemoryLimit = MEMORY_LIMIT as usize;
+            // SAFETY: `job.0` is the job just made; `limits` is the
+            // structure that JobObjectExtendedLimitInformation names, of
+            // the size passed, alive for the call.
+            let set = unsafe {
+                SetInformationJobObject(
+                    job.0,
+                    JobObjectExtendedLimitInformation,
+                    (&limits as *const JOBOBJECT_EXTENDED_LIMIT_INFORMATION).cast(),
+                    std::mem::size_of::<JOBOBJECT_EXTENDED_LIMIT_INFORMATION>() as u32,
+                )
+            };
+            // SAFETY: `child`'s handle is a live process handle, owned by
+            // `child`, which outlives the call.
+            if set == 0 || unsafe { AssignProcessToJobObject(job.0, child.as_raw_handle()) } == 0 {
+                return None;
+            }
+            Some(job)
+        }
+    }
+
+    impl Drop for Job {
+        fn drop(&mut self) {
+            // SAFETY: the handle CreateJobObjectW gave, closed once.
+            unsafe { CloseHandle(self.0) };
+        }
+    }
 }
 
 /// The child: limits set, the [`Request`] on standard input rendered to

@@ -3,9 +3,9 @@
 # - macOS: `cargo check` of the library, the llm crate, the CLI and the
 #   Python package, every target, for aarch64-apple-darwin (no Apple linker
 #   here, so nothing runs);
-# - Windows: the library, the llm crate and the CLI built for
-#   x86_64-pc-windows-gnu (MinGW) and their whole test suites run under
-#   Wine, on the real models (GGUF_LOADER_MODEL / GGUF_LOADER_GEMMA, and the
+# - Windows: clippy of those four crates for x86_64-pc-windows-gnu
+#   (MinGW); the library, the llm crate and the CLI built for it and their
+#   whole test suites run under Wine, on the real models (GGUF_LOADER_MODEL / GGUF_LOADER_GEMMA, and the
 #   vocab tests and chat templates in the cache). The tests that need a
 #   Unix (FIFOs, signals, `ulimit`, file modes, Python's `wait4`) are
 #   compiled out there; the ones that call gguf-py skip.
@@ -43,8 +43,8 @@ echo "== macOS (aarch64-apple-darwin): cargo check, every target"
 cargo check --quiet --target aarch64-apple-darwin --all-targets "${crates[@]}" -p gguf-loader-py
 cargo clippy --quiet --target aarch64-apple-darwin --all-targets "${crates[@]}" -- -D warnings
 
-echo "== Windows (x86_64-pc-windows-gnu): clippy, with and without cuda"
-cargo clippy --quiet --target x86_64-pc-windows-gnu --all-targets "${crates[@]}" -- -D warnings
+echo "== Windows (x86_64-pc-windows-gnu): clippy, with and without cuda (the Python package: without)"
+cargo clippy --quiet --target x86_64-pc-windows-gnu --all-targets "${crates[@]}" -p gguf-loader-py -- -D warnings
 cargo clippy --quiet --target x86_64-pc-windows-gnu --all-targets "${crates[@]}" \
     --features gguf-loader/cuda,gguf-loader-llm/cuda,gguf-loader-cli/cuda -- -D warnings
 

@@ -4,7 +4,7 @@
 #   Python package, every target, for aarch64-apple-darwin (no Apple linker
 #   here, so nothing runs);
 # - Windows: clippy of those four crates for x86_64-pc-windows-gnu
-#   (MinGW); the library, the llm crate and the CLI built for it and their
+#   (MinGW) and x86_64-pc-windows-msvc (not linked); the library, the llm crate and the CLI built for it and their
 #   whole test suites run under Wine, on the real models (GGUF_LOADER_MODEL / GGUF_LOADER_GEMMA, and the
 #   vocab tests and chat templates in the cache). The tests that need a
 #   Unix (FIFOs, signals, `ulimit`, file modes, Python's `wait4`) are
@@ -35,7 +35,7 @@ if ! command -v x86_64-w64-mingw32-gcc >/dev/null || ! command -v wine >/dev/nul
         --no-install-recommends gcc-mingw-w64-x86-64 wine64 wine) >/dev/null 2>&1 ||
         skip "apt-get could not install gcc-mingw-w64-x86-64 and wine"
 fi
-rustup target add x86_64-pc-windows-gnu aarch64-apple-darwin >/dev/null 2>&1 ||
+rustup target add x86_64-pc-windows-gnu x86_64-pc-windows-msvc aarch64-apple-darwin >/dev/null 2>&1 ||
     skip "rustup could not add the Windows and macOS targets"
 
 crates=(-p gguf-loader -p gguf-loader-llm -p gguf-loader-cli)
@@ -47,6 +47,9 @@ echo "== Windows (x86_64-pc-windows-gnu): clippy, with and without cuda (the Pyt
 cargo clippy --quiet --target x86_64-pc-windows-gnu --all-targets "${crates[@]}" -p gguf-loader-py -- -D warnings
 cargo clippy --quiet --target x86_64-pc-windows-gnu --all-targets "${crates[@]}" \
     --features gguf-loader/cuda,gguf-loader-llm/cuda,gguf-loader-cli/cuda -- -D warnings
+
+echo "== Windows (x86_64-pc-windows-msvc): clippy (no MSVC linker here: nothing links)"
+cargo clippy --quiet --target x86_64-pc-windows-msvc --all-targets "${crates[@]}" -p gguf-loader-py -- -D warnings
 
 cache="${GGUF_LOADER_CACHE:-$HOME/.cache/gguf-loader}"
 export GGUF_LOADER_CACHE="$cache" WINEPREFIX="$cache/wine" WINEDEBUG=-all

@@ -140,14 +140,14 @@ impl WeightElement for f16 {
 }
 
 /// `a · b + c` rounded once: [`f32::mul_add`], an FMA instruction where
-/// the caller is compiled for one, else the C library's `fmaf`. Except
-/// with MinGW (`windows-gnu`), whose `fmaf` (linked into the program)
-/// rounds twice, one product in 2^20 or so a unit off, which moved
-/// `expf` by up to 26 units of the last place: there the instruction where
-/// the CPU has it (the same bits), else [`fma_by_f64`].
+/// the caller is compiled for one, else the C library's `fmaf`. Except on
+/// Windows: MinGW's `fmaf` (linked into the program) rounds twice, one
+/// product in 2^20 or so a unit off, which moved `expf` by up to 26 units
+/// of the last place; MSVC's (the UCRT's) has not been run here. There the
+/// instruction where the CPU has it (the same bits), else [`fma_by_f64`].
 #[inline(always)]
 pub(crate) fn fma32(a: f32, b: f32, c: f32) -> f32 {
-    #[cfg(all(windows, target_env = "gnu", target_arch = "x86_64"))]
+    #[cfg(all(windows, target_arch = "x86_64"))]
     {
         /// # Safety
         /// The CPU has FMA.
@@ -162,7 +162,7 @@ pub(crate) fn fma32(a: f32, b: f32, c: f32) -> f32 {
         }
         fma_by_f64(a, b, c)
     }
-    #[cfg(not(all(windows, target_env = "gnu", target_arch = "x86_64")))]
+    #[cfg(not(all(windows, target_arch = "x86_64")))]
     {
         a.mul_add(b, c)
     }
@@ -173,7 +173,7 @@ pub(crate) fn fma32(a: f32, b: f32, c: f32) -> f32 {
 /// sets the last bit where it is not zero), and a sum rounded to odd with
 /// two more bits than f32 rounds to f32 as the exact value does (Boldo
 /// and Melquiond). Infinities and NaNs give what `mul_add` gives.
-#[cfg_attr(not(all(windows, target_env = "gnu")), allow(dead_code))]
+#[cfg_attr(not(all(windows, target_arch = "x86_64")), allow(dead_code))]
 pub(crate) fn fma_by_f64(a: f32, b: f32, c: f32) -> f32 {
     let p = a as f64 * b as f64;
     let c = c as f64;

@@ -27,8 +27,9 @@ pub fn parse_threads(s: &str) -> Result<usize, String> {
 /// in bytes: the machine's (`MemAvailable` in `/proc/meminfo`; on Windows
 /// the available physical memory, `GlobalMemoryStatusEx`), or less where
 /// the process's memory cgroup (a container's `--memory`) leaves less
-/// ([`cgroup_available`]); `None` where none of these is known (macOS, the
-/// BSDs).
+/// ([`cgroup_available`]). On macOS, whose free-page count leaves out what
+/// the system would reclaim or compress, an upper bound: the physical
+/// memory (`hw.memsize`). `None` where none of these is known (the BSDs).
 pub fn mem_available() -> Option<u64> {
     let machine = machine_available();
     let cgroup = std::fs::read_to_string("/proc/self/cgroup")
@@ -40,7 +41,25 @@ pub fn mem_available() -> Option<u64> {
     }
 }
 
-#[cfg(not(windows))]
+#[cfg(target_os = "macos")]
+fn machine_available() -> Option<u64> {
+    let mut bytes: u64 = 0;
+    let mut len = std::mem::size_of::<u64>();
+    // SAFETY: the name is NUL-terminated; `bytes` is a writable u64 and
+    // `len` its size, which is what hw.memsize fills; nothing is set.
+    let r = unsafe {
+        libc::sysctlbyname(
+            c"hw.memsize".as_ptr(),
+            (&mut bytes as *mut u64).cast(),
+            &mut len,
+            std::ptr::null_mut(),
+            0,
+        )
+    };
+    (r == 0 && len == std::mem::size_of::<u64>() && bytes > 0).then_some(bytes)
+}
+
+#[cfg(not(any(windows, target_os = "macos")))]
 fn machine_available() -> Option<u64> {
     let info = std::fs::read_to_string("/proc/meminfo").ok()?;
     let line = info.lines().find(|l| l.starts_with("MemAvailable:"))?;

@@ -1,9 +1,9 @@
 //! What the loader asks of the operating system beyond `std`'s portable
 //! surface, in one place: opening without blocking, positioned reads,
 //! naming a file type, read-ahead advice. Unix (Linux, macOS) has them
-//! all; Windows has positioned reads (`seek_read`) and the rest is done
-//! without: a pipe or device there is refused as "not a regular file"
-//! before any read, and the advice is skipped.
+//! all; Windows has positioned reads (`seek_read`) and read-ahead
+//! (`PrefetchVirtualMemory`), and the rest is done without: a pipe or
+//! device there is refused as "not a regular file" before any read.
 
 use std::fs::{File, FileType};
 use std::io;
@@ -84,8 +84,9 @@ pub(super) fn describe(t: FileType) -> &'static str {
 }
 
 /// Asks the kernel to read `len` bytes of the map from `offset` ahead
-/// (the whole map with `None`). Advice only: errors are ignored, and
-/// where there is no `madvise` (Windows) nothing is asked.
+/// (the whole map with `None`): `madvise(MADV_WILLNEED)` on Unix,
+/// `PrefetchVirtualMemory` on Windows (as llama.cpp asks it there). Advice
+/// only: errors are ignored.
 pub(super) fn will_need(map: &Mmap, range: Option<(usize, usize)>) {
     #[cfg(unix)]
     {
@@ -95,6 +96,25 @@ pub(super) fn will_need(map: &Mmap, range: Option<(usize, usize)>) {
             Some((offset, len)) => map.advise_range(advice, offset, len),
         };
     }
-    #[cfg(not(unix))]
+    #[cfg(windows)]
+    {
+        use windows_sys::Win32::System::Memory::{PrefetchVirtualMemory, WIN32_MEMORY_RANGE_ENTRY};
+        use windows_sys::Win32::System::Threading::GetCurrentProcess;
+        let (offset, len) = range.unwrap_or((0, map.len()));
+        // Out of the map, or empty: nothing to ask.
+        if len == 0 || offset.checked_add(len).is_none_or(|end| end > map.len()) {
+            return;
+        }
+        let entry = WIN32_MEMORY_RANGE_ENTRY {
+            VirtualAddress: map.as_ptr().wrapping_add(offset) as *mut std::ffi::c_void,
+            NumberOfBytes: len,
+        };
+        // SAFETY: the range lies inside the mapping (checked above), which
+        // `map` keeps alive for the call; the call only schedules reads of
+        // those pages and changes no memory. GetCurrentProcess's handle
+        // needs no closing.
+        unsafe { PrefetchVirtualMemory(GetCurrentProcess(), 1, &entry, 0) };
+    }
+    #[cfg(not(any(unix, windows)))]
     let _ = (map, range);
 }

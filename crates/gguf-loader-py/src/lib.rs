@@ -247,6 +247,14 @@ fn simd_features() -> &'static str {
 /// The native module.
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    // rust-numpy reaches numpy's C API, and its own borrow-checking API, on
+    // first use, and panics where that fails: as it did when a signal
+    // handler raised (Ctrl-C during a first `dequantize`) while numpy's
+    // version check ran Python code. Reached here instead, at import, where
+    // a failure is the import's own exception; no Python code runs on those
+    // paths after this.
+    numpy::get_array_module(m.py())?;
+    drop(PyArray1::<u8>::zeros(m.py(), 0, false).readonly());
     m.add_class::<file::File>()?;
     m.add_class::<meta::StringArray>()?;
     m.add_class::<meta::Owner>()?;

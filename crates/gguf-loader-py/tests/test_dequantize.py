@@ -195,7 +195,7 @@ def test_ctrl_c_stops_a_long_dequantize():
     assert gguf_loader.dequantize(data[:34], Q.Q8_0).shape == (32,)
 
 
-def test_ctrl_c_during_a_first_call_is_keyboard_interrupt_not_a_panic():
+def test_ctrl_c_during_a_first_call_in_a_new_interpreter_is_not_a_panic():
     """rust-numpy reaches numpy's C API on first use and panics where that
     fails: a signal handler that raised during numpy's version check (Python
     code) made the first `dequantize` of a process a PanicException (3 runs

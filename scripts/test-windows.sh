@@ -4,8 +4,9 @@
 #   Python package, every target, for aarch64-apple-darwin (no Apple linker
 #   here, so nothing runs);
 # - Windows: clippy of those four crates for x86_64-pc-windows-gnu
-#   (MinGW) and x86_64-pc-windows-msvc (not linked); the library, the llm crate and the CLI built for it and their
-#   whole test suites run under Wine, on the real models (GGUF_LOADER_MODEL / GGUF_LOADER_GEMMA, and the
+#   (MinGW) and x86_64-pc-windows-msvc (not linked); the library, the llm
+#   crate and the CLI built for MinGW and their whole test suites run under
+#   Wine, on the real models (GGUF_LOADER_MODEL / GGUF_LOADER_GEMMA, and the
 #   vocab tests and chat templates in the cache). The tests that need a
 #   Unix (FIFOs, signals, `ulimit`, file modes, Python's `wait4`) are
 #   compiled out there; the ones that call gguf-py skip.

@@ -36,14 +36,21 @@ pub fn mib(bytes: Option<u64>) -> String {
     }
 }
 
+/// The value of the line starting with `key` (`"VmHWM:"`,
+/// `"MemAvailable:"`…) in a `/proc` file's `text`, given there in KiB, in
+/// bytes.
+#[cfg(not(any(windows, target_os = "macos")))]
+pub(crate) fn kib_field(text: &str, key: &str) -> Option<u64> {
+    let line = text.lines().find(|l| l.starts_with(key))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    kib.checked_mul(1024)
+}
+
 #[cfg(target_os = "linux")]
 mod imp {
-    /// A field of /proc/self/status (`"VmHWM:"`…), given there in KiB.
+    /// A field of /proc/self/status, in bytes.
     fn status_bytes(field: &str) -> Option<u64> {
-        let s = std::fs::read_to_string("/proc/self/status").ok()?;
-        let line = s.lines().find(|l| l.starts_with(field))?;
-        let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-        kib.checked_mul(1024)
+        super::kib_field(&std::fs::read_to_string("/proc/self/status").ok()?, field)
     }
 
     pub fn resident() -> Option<u64> {

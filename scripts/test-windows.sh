@@ -77,7 +77,24 @@ EOF
     rm -rf "$stub"
 fi
 
+# One wineserver for the whole run, kept up (`-p`) until the script ends.
+# Without it, Wine starts a server that leaves as soon as its last client
+# does (Debian's `wineserver` wrapper passes `-p0`), so each test binary
+# connects just as the previous one's server shuts down; one that connects in that moment dies with "wine client
+# error:0: recvmsg: Connection reset by peer" before its first test (three
+# CI runs failed so, in a different test binary each time). Kept up, the
+# server also spares each binary Wine's start-up. Should the server die
+# all the same (Wine's own failure, not a test's), the tests run once more
+# under a new one, and the log says so.
+new_wineserver() {
+    wineserver -k >/dev/null 2>&1 || true
+    wineserver -p
+}
+new_wineserver
+trap 'wineserver -k >/dev/null 2>&1 || true' EXIT
+
 echo "== Windows: cargo test under Wine"
 export CARGO_TARGET_X86_64_PC_WINDOWS_GNU_RUNNER=wine
-run_summarized "Windows tests" cargo test --release --target x86_64-pc-windows-gnu "${crates[@]}"
+RERUN_WHEN="^wine client error" RERUN_FIRST=new_wineserver \
+    run_summarized "Windows tests" cargo test --release --target x86_64-pc-windows-gnu "${crates[@]}"
 echo "== Windows tests passed, macOS checked, in $(elapsed)"

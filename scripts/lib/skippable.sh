@@ -16,11 +16,25 @@ skip() {
 # `run_summarized LABEL CMD...`: runs CMD into a log and prints its test
 # binaries and their summaries; on failure the log's last 100 lines, then
 # exits with CMD's status.
+#
+# With RERUN_WHEN set (an extended regex for a failure of the platform's
+# stand-in itself, such as Wine's server dying), a failed run whose log
+# matches it and shows no failed test prints that line, runs RERUN_FIRST
+# (shell code, if set) and runs CMD once more; only the second run counts.
 run_summarized() {
-    local label=$1 log status=0
+    local label=$1 log status=0 cause
     shift
     log=$(mktemp)
     "$@" >"$log" 2>&1 || status=$?
+    if [ "$status" -ne 0 ] && [ -n "${RERUN_WHEN:-}" ] &&
+        ! grep -qE "^test result: FAILED|panicked at" "$log" &&
+        cause=$(grep -m1 -E "$RERUN_WHEN" "$log"); then
+        grep -E "^ +Running |^test result:" "$log" || true
+        echo "== $label: not a test's failure but \"$cause\" (exit $status): once more"
+        [ -z "${RERUN_FIRST:-}" ] || eval "$RERUN_FIRST"
+        status=0
+        "$@" >"$log" 2>&1 || status=$?
+    fi
     grep -E "^ +Running |^test result:|FAILED|panicked" "$log" || true
     if [ "$status" -ne 0 ]; then
         tail -n 100 "$log"

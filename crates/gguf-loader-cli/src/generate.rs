@@ -3,7 +3,7 @@
 //! standard output; load time, prompt and generation speed and peak memory
 //! go to standard error.
 
-use std::io::{self, Write};
+use std::io::{self, BufRead, IsTerminal, Read, Write};
 use std::path::Path;
 use std::time::Instant;
 
@@ -11,7 +11,7 @@ use gguf_loader::{f16, Device, ElementKind, MmapGGUFLoader, ModelConfig};
 use gguf_loader_cli::memory;
 use gguf_loader_cli::CliError;
 use gguf_loader_llm::chat;
-use gguf_loader_llm::forward::{ForwardError, Sampler, Transformer, WeightElement};
+use gguf_loader_llm::forward::{ForwardError, KvCache, Sampler, Transformer, WeightElement};
 use gguf_loader_llm::tokenizer::{StreamDecoder, Tokenizer};
 
 /// What `generate` was asked for.
@@ -48,6 +48,10 @@ pub struct Args<'a> {
     pub system: Option<&'a str>,
     /// Ids in and out, one per line: no tokenizer needed.
     pub ids: bool,
+    /// A conversation: user turns from standard input, one a line, each
+    /// answered through the file's chat template, the KV cache kept
+    /// between turns (`prompt` and `tokens` are then `None`).
+    pub interactive: bool,
     /// Take the layers from a lazy model as the forward pass reaches them
     /// (next layer prefetched), instead of decoding the model first.
     pub lazy: bool,
@@ -62,28 +66,37 @@ pub struct Args<'a> {
 /// A forward pass with its KV cache: the CPU's [`Transformer`] or, with
 /// the `cuda` feature, the GPU's.
 trait Step {
-    type Cache;
-    fn cache(&self, capacity: usize) -> Result<Self::Cache, ForwardError>;
-    fn step(&self, cache: &mut Self::Cache, tokens: &[u32]) -> Result<Vec<f32>, ForwardError>;
+    /// A [`KvCache`] in host memory or VRAM.
+    type Buffer;
+    fn cache(&self, capacity: usize) -> Result<KvCache<Self::Buffer>, ForwardError>;
+    fn step(
+        &self,
+        cache: &mut KvCache<Self::Buffer>,
+        tokens: &[u32],
+    ) -> Result<Vec<f32>, ForwardError>;
 }
 
 impl<T: WeightElement> Step for Transformer<T> {
-    type Cache = gguf_loader_llm::forward::KvCache;
-    fn cache(&self, capacity: usize) -> Result<Self::Cache, ForwardError> {
+    type Buffer = Vec<f16>;
+    fn cache(&self, capacity: usize) -> Result<KvCache, ForwardError> {
         self.new_cache(capacity)
     }
-    fn step(&self, cache: &mut Self::Cache, tokens: &[u32]) -> Result<Vec<f32>, ForwardError> {
+    fn step(&self, cache: &mut KvCache, tokens: &[u32]) -> Result<Vec<f32>, ForwardError> {
         self.forward(cache, tokens, false)
     }
 }
 
 #[cfg(feature = "cuda")]
 impl Step for gguf_loader_llm::forward::cuda::CudaTransformer {
-    type Cache = gguf_loader_llm::forward::cuda::CudaKvCache;
-    fn cache(&self, capacity: usize) -> Result<Self::Cache, ForwardError> {
+    type Buffer = gguf_loader::cudarc::driver::CudaSlice<f16>;
+    fn cache(&self, capacity: usize) -> Result<KvCache<Self::Buffer>, ForwardError> {
         self.new_cache(capacity)
     }
-    fn step(&self, cache: &mut Self::Cache, tokens: &[u32]) -> Result<Vec<f32>, ForwardError> {
+    fn step(
+        &self,
+        cache: &mut KvCache<Self::Buffer>,
+        tokens: &[u32],
+    ) -> Result<Vec<f32>, ForwardError> {
         self.forward(cache, tokens, false)
     }
 }
@@ -277,6 +290,62 @@ fn weight_bytes(loader: &MmapGGUFLoader, kind: ElementKind) -> u64 {
         .fold(0, u64::saturating_add)
 }
 
+/// The model as `load` gave it, with the figures of its load.
+struct Loaded<M> {
+    model: M,
+    /// Seconds since the command started.
+    load_s: f64,
+    /// Resident memory once loaded.
+    rss: Option<u64>,
+    /// VRAM in use before the load (on a GPU).
+    vram_before: Option<usize>,
+}
+
+impl<M> Loaded<M> {
+    fn new(
+        a: &Args<'_>,
+        loader: &MmapGGUFLoader,
+        t0: Instant,
+        load: impl FnOnce(&MmapGGUFLoader) -> Result<M, ForwardError>,
+    ) -> Result<Self, CliError> {
+        let vram_before = vram_used(a.device);
+        let model = load(loader).map_err(|e| named(a, e))?;
+        // Loaded once: the loader's staging ring is of no more use.
+        gguf_loader_cli::gpu::release_staging(a.device);
+        Ok(Self {
+            model,
+            load_s: t0.elapsed().as_secs_f64(),
+            rss: memory::resident(),
+            vram_before,
+        })
+    }
+
+    /// "; VRAM … MiB (model and cache)" on a GPU, else nothing.
+    fn vram(&self, a: &Args<'_>) -> String {
+        match (self.vram_before, vram_used(a.device)) {
+            (Some(b), Some(after)) => format!(
+                "; VRAM {:.1} MiB (model and cache)",
+                after.saturating_sub(b) as f64 / (1 << 20) as f64
+            ),
+            _ => String::new(),
+        }
+    }
+}
+
+/// A forward pass's error, naming the file.
+fn named(a: &Args<'_>, e: ForwardError) -> CliError {
+    CliError::Message(format!("{}: {e}", a.file.display()))
+}
+
+/// A rate, or "no rate" where nothing was timed.
+fn rate(n: usize, s: f64) -> String {
+    if n > 0 && s > 0.0 {
+        format!("{:.1} tokens/s", n as f64 / s)
+    } else {
+        "no rate".to_string()
+    }
+}
+
 /// Loads the model with `load`, runs the prompt, then samples up to `n`
 /// tokens, streaming them to standard output; the figures go to standard
 /// error (`weights` names the weights' float).
@@ -290,9 +359,20 @@ fn run_on<M: Step>(
     // --ids prints ids; the tokenizer is left out only where nothing needs
     // it (the prompt as ids too).
     let text = Text::new(&loader, a.ids && a.tokens.is_some(), a.file)?;
+    if a.interactive {
+        let Text::Tokenizer(tok) = &text else {
+            return Err("--interactive needs the tokenizer".into());
+        };
+        return converse(a, weights, &loader, tok, t0, load);
+    }
     let prompt = match (a.prompt, a.tokens) {
         (_, Some(ids)) => ids.to_vec(),
         (Some(p), None) => text.encode(p, a.chat, a.system, a.file)?,
+        (None, None) if a.chat => {
+            return Err(
+                "--chat needs --prompt TEXT or --prompt-file FILE (or --interactive)".into(),
+            )
+        }
         (None, None) => return Err("give --prompt TEXT, --prompt-file FILE or --tokens IDS".into()),
     };
     let mut stream = match &text {
@@ -318,98 +398,293 @@ fn run_on<M: Step>(
     let capacity = wanted.min(context.tokens);
     // The last token generated is never run, so it needs no room.
     let n = a.n.min(capacity - prompt.len() + 1);
-    let named = |e: ForwardError| CliError::Message(format!("{}: {e}", a.file.display()));
-    let vram_before = vram_used(a.device);
-    let model = load(&loader).map_err(named)?;
-    // Loaded once: the loader's staging ring is of no more use.
-    gguf_loader_cli::gpu::release_staging(a.device);
-    let load_s = t0.elapsed().as_secs_f64();
-    let rss_loaded = memory::resident();
+    let loaded = Loaded::new(a, &loader, t0, load)?;
+    let model = &loaded.model;
 
-    let mut cache = model.cache(capacity).map_err(named)?;
+    let mut cache = model.cache(capacity).map_err(|e| named(a, e))?;
     let mut sampler = Sampler::new(a.temp, a.top_p, a.seed)
         .with_top_k(a.top_k)
         .with_min_p(a.min_p);
     let t1 = Instant::now();
-    let mut logits = model.step(&mut cache, &prompt).map_err(named)?;
+    let logits = model.step(&mut cache, &prompt).map_err(|e| named(a, e))?;
     let prompt_s = t1.elapsed().as_secs_f64();
     let first_token_s = t0.elapsed().as_secs_f64();
 
     let mut out = io::stdout().lock();
     let t2 = Instant::now();
-    let mut generated = 0usize;
-    let mut ended = false;
-    for i in 0..n {
-        let Some(next) = sampler.sample(&logits) else {
-            break;
-        };
-        generated += 1;
-        // The end of generation is printed as an id, never as text.
-        let eog = text.is_eog(next);
-        ended |= eog;
-        if eog && matches!(stream, Out::Text(_)) {
-            break;
-        }
-        out.write_all(stream.piece(next).as_bytes())
-            .and_then(|()| out.flush())
-            .map_err(CliError::stdout)?;
-        if eog {
-            break;
-        }
-        if i + 1 < n {
-            logits = model.step(&mut cache, &[next]).map_err(named)?;
-        }
-    }
-    let tail = stream.finish();
-    if !tail.is_empty() || matches!(stream, Out::Text(_)) {
-        out.write_all(tail.as_bytes())
-            .and_then(|()| {
-                out.write_all(if matches!(stream, Out::Text(_)) {
-                    b"\n"
-                } else {
-                    b""
-                })
-            })
-            .and_then(|()| out.flush())
-            .map_err(CliError::stdout)?;
-    }
+    let answer = answer(
+        a,
+        model,
+        &mut cache,
+        logits,
+        n,
+        &mut sampler,
+        |id| text.is_eog(id),
+        &mut stream,
+        &mut out,
+    )?;
+    let generated = answer.ids.len();
     let gen_s = t2.elapsed().as_secs_f64();
-    let vram = match (vram_before, vram_used(a.device)) {
-        (Some(b), Some(after)) => format!(
-            "; VRAM {:.1} MiB (model and cache)",
-            after.saturating_sub(b) as f64 / (1 << 20) as f64
-        ),
-        _ => String::new(),
-    };
     // A rate needs a step timed: the first generated token comes from the
     // prompt's pass, so one token alone has none.
-    let rate = |n: usize, s: f64| {
-        if n > 0 && s > 0.0 {
-            format!("{:.1} tokens/s", n as f64 / s)
-        } else {
-            "no rate".to_string()
-        }
-    };
     gguf_loader_cli::note(format_args!(
-        "load: {load_s:.2} s ({weights} on {}, RSS {}); first token after {first_token_s:.2} s; \
+        "load: {:.2} s ({weights} on {}, RSS {}); first token after {first_token_s:.2} s; \
          prompt: {} tokens, {}; generation: {generated} tokens, {}; \
-         peak RSS {}{vram}",
+         peak RSS {}{}",
+        loaded.load_s,
         a.device,
-        memory::mib(rss_loaded),
+        memory::mib(loaded.rss),
         prompt.len(),
         rate(prompt.len(), prompt_s),
         rate(generated.saturating_sub(1), gen_s),
         memory::mib(memory::peak_resident()),
+        loaded.vram(a),
     ));
-    if n < a.n && generated == n && !ended {
+    if n < a.n && generated == n && !answer.ended {
         gguf_loader_cli::warn(format_args!(
             "{}: stopped at the end of the context: {} (prompt included)",
             a.file.display(),
             context.holds()
         ));
     }
-    drop(model);
     Ok(())
+}
+
+/// What [`answer`] sampled.
+struct Answer {
+    /// Every token sampled, the end of generation included.
+    ids: Vec<u32>,
+    /// Whether it stopped at the end of generation.
+    ended: bool,
+    /// The text streamed out (with `--ids`, the ids' lines).
+    text: String,
+}
+
+/// Samples up to `n` tokens after `logits` (the last step's), streaming
+/// each to `out` as `stream` writes it and running each but the last
+/// through `model`; stops at the end of generation (printed as an id with
+/// `--ids`, never as text). Ends text with a line break.
+#[allow(clippy::too_many_arguments)]
+fn answer<M: Step>(
+    a: &Args<'_>,
+    model: &M,
+    cache: &mut KvCache<M::Buffer>,
+    mut logits: Vec<f32>,
+    n: usize,
+    sampler: &mut Sampler,
+    is_eog: impl Fn(u32) -> bool,
+    stream: &mut Out<'_>,
+    out: &mut impl Write,
+) -> Result<Answer, CliError> {
+    let mut answer = Answer {
+        ids: Vec::new(),
+        ended: false,
+        text: String::new(),
+    };
+    let is_text = matches!(stream, Out::Text(_));
+    for i in 0..n {
+        let Some(next) = sampler.sample(&logits) else {
+            break;
+        };
+        answer.ids.push(next);
+        let eog = is_eog(next);
+        answer.ended |= eog;
+        if eog && is_text {
+            break;
+        }
+        let piece = stream.piece(next);
+        out.write_all(piece.as_bytes())
+            .and_then(|()| out.flush())
+            .map_err(CliError::stdout)?;
+        answer.text.push_str(&piece);
+        if eog {
+            break;
+        }
+        if i + 1 < n {
+            logits = model.step(cache, &[next]).map_err(|e| named(a, e))?;
+        }
+    }
+    let tail = stream.finish();
+    if !tail.is_empty() || is_text {
+        out.write_all(tail.as_bytes())
+            .and_then(|()| out.write_all(if is_text { b"\n" } else { b"" }))
+            .and_then(|()| out.flush())
+            .map_err(CliError::stdout)?;
+        answer.text.push_str(&tail);
+    }
+    Ok(answer)
+}
+
+/// `--interactive`: user turns from standard input, one a line (a line
+/// ending in `\` goes on to the next), each rendered with those before
+/// and their answers through the file's chat template, tokenized whole,
+/// and run from the first token the KV cache does not already hold; each
+/// answer (up to `n` tokens) streamed to standard output and ended by a
+/// line break. Ends at the end of standard input; a conversation longer
+/// than the context is an error naming it. On a terminal, "> " on standard
+/// error asks for each turn.
+fn converse<M: Step>(
+    a: &Args<'_>,
+    weights: &str,
+    loader: &MmapGGUFLoader,
+    tok: &Tokenizer,
+    t0: Instant,
+    load: impl FnOnce(&MmapGGUFLoader) -> Result<M, ForwardError>,
+) -> Result<(), CliError> {
+    let context = Context::of(loader, a.ctx, a.file)?;
+    let capacity = context.tokens;
+    let loaded = Loaded::new(a, loader, t0, load)?;
+    let model = &loaded.model;
+    let mut cache = model.cache(capacity).map_err(|e| named(a, e))?;
+    let mut sampler = Sampler::new(a.temp, a.top_p, a.seed)
+        .with_top_k(a.top_k)
+        .with_min_p(a.min_p);
+    let mut turns: Vec<chat::Message> = a
+        .system
+        .map(|s| chat::Message::new("system", s))
+        .into_iter()
+        .collect();
+    // The tokens whose keys and values the cache holds, in order.
+    let mut held: Vec<u32> = Vec::new();
+    let (mut run, mut reused, mut generated, mut timed) = (0usize, 0usize, 0usize, 0usize);
+    let (mut prompt_s, mut gen_s) = (0.0f64, 0.0f64);
+    let mut input = io::stdin().lock();
+    let asking = input.is_terminal();
+    let mut out = io::stdout().lock();
+    let mut answered = 0usize;
+    while let Some(line) = read_turn(&mut input, asking)? {
+        if line.trim().is_empty() {
+            continue;
+        }
+        turns.push(chat::Message::new("user", line));
+        let rendered = crate::chat_render::render(tok, &turns, true, a.file)?;
+        let ids = tok.encode(&rendered, chat::add_special(tok, &rendered), true);
+        if ids.is_empty() || ids.len() > capacity {
+            return Err(CliError::Message(format!(
+                "{}: the conversation has {} tokens; {}",
+                a.file.display(),
+                ids.len(),
+                context.holds()
+            )));
+        }
+        // At least the last token runs, for its logits.
+        let mut keep = held
+            .iter()
+            .zip(&ids)
+            .take_while(|(h, i)| h == i)
+            .count()
+            .min(ids.len() - 1);
+        cache.truncate(keep);
+        let t = Instant::now();
+        let logits = match model.step(&mut cache, &ids[keep..]) {
+            // A sliding-window layer's ring no longer holds the point the
+            // conversation went back to: all of it again.
+            Err(ForwardError::Forgotten { .. }) => {
+                keep = 0;
+                cache.clear();
+                model.step(&mut cache, &ids)
+            }
+            r => r,
+        }
+        .map_err(|e| named(a, e))?;
+        prompt_s += t.elapsed().as_secs_f64();
+        run += ids.len() - keep;
+        reused += keep;
+        let n = a.n.min(capacity - ids.len() + 1);
+        let mut stream = Out::Text(tok.stream_decoder(false).continuing());
+        let t = Instant::now();
+        let answer = answer(
+            a,
+            model,
+            &mut cache,
+            logits,
+            n,
+            &mut sampler,
+            |id| tok.is_eog(id),
+            &mut stream,
+            &mut out,
+        )?;
+        gen_s += t.elapsed().as_secs_f64();
+        generated += answer.ids.len();
+        timed += answer.ids.len().saturating_sub(1);
+        answered += 1;
+        held = ids;
+        held.extend_from_slice(&answer.ids);
+        held.truncate(cache.len());
+        turns.push(chat::Message::new("assistant", answer.text));
+        if n < a.n && answer.ids.len() == n && !answer.ended {
+            gguf_loader_cli::warn(format_args!(
+                "{}: stopped at the end of the context: {} (the conversation included)",
+                a.file.display(),
+                context.holds()
+            ));
+            break;
+        }
+    }
+    gguf_loader_cli::note(format_args!(
+        "load: {:.2} s ({weights} on {}, RSS {}); turns: {answered}; \
+         prompts: {run} tokens run, {reused} reused from the KV cache, {}; \
+         generation: {generated} tokens, {}; peak RSS {}{}",
+        loaded.load_s,
+        a.device,
+        memory::mib(loaded.rss),
+        rate(run, prompt_s),
+        rate(timed, gen_s),
+        memory::mib(memory::peak_resident()),
+        loaded.vram(a),
+    ));
+    Ok(())
+}
+
+/// The next turn of `input`: a line without its line break, lines ending
+/// in `\` joined to the next (without the `\`, with a line break);
+/// `None` at the end of input with nothing read. Asks with "> " on
+/// standard error where `ask`. Errs on text that is not UTF-8 or longer
+/// than [`crate::tokenize::MAX_TEXT`].
+fn read_turn(input: &mut impl BufRead, ask: bool) -> Result<Option<String>, CliError> {
+    let mut turn = Vec::new();
+    let mut started = false;
+    loop {
+        if ask {
+            eprint!("{}", if started { "  " } else { "> " });
+        }
+        let room = (crate::tokenize::MAX_TEXT + 1).saturating_sub(turn.len() as u64);
+        let before = turn.len();
+        let read = input
+            .by_ref()
+            .take(room)
+            .read_until(b'\n', &mut turn)
+            .map_err(|e| CliError::Message(format!("reading standard input: {e}")))?;
+        if turn.len() as u64 > crate::tokenize::MAX_TEXT {
+            return Err(CliError::Message(format!(
+                "a turn on standard input is longer than {} MiB, the most text taken at once",
+                crate::tokenize::MAX_TEXT >> 20
+            )));
+        }
+        if read == 0 && !started {
+            return Ok(None);
+        }
+        started = true;
+        let ended = turn.last() == Some(&b'\n');
+        if ended {
+            turn.pop();
+            if turn.last() == Some(&b'\r') {
+                turn.pop();
+            }
+        }
+        if ended && turn.len() > before && turn.last() == Some(&b'\\') {
+            turn.pop();
+            turn.push(b'\n');
+            continue;
+        }
+        break;
+    }
+    String::from_utf8(turn).map(Some).map_err(|e| {
+        CliError::Message(format!(
+            "a turn on standard input is not UTF-8 (at byte offset {} of the turn)",
+            e.utf8_error().valid_up_to()
+        ))
+    })
 }
 
 /// The context without `--ctx`, where the model's is longer or unknown:

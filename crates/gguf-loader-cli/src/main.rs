@@ -312,6 +312,7 @@ enum Command {
     /// CPU or GPU): the generation on standard output, speeds and peak
     /// memory on standard error. Greedy unless --temp is above 0.
     #[command(group(clap::ArgGroup::new("text").args(["prompt", "prompt_file"])))]
+    #[command(group(clap::ArgGroup::new("turns").args(["chat", "interactive"]).multiple(true)))]
     Generate {
         /// The GGUF file (any shard of a split model opens them all).
         file: PathBuf,
@@ -358,12 +359,19 @@ enum Command {
         /// the `cuda` feature, and f16 weights).
         #[arg(long, default_value = "cpu", value_parser = parse_device)]
         device: Device,
-        /// Render the prompt as a user turn of the file's chat template.
-        #[arg(long, requires = "text")]
+        /// Render the prompt as a user turn of the file's chat template
+        /// (--interactive does, turn by turn).
+        #[arg(long, conflicts_with = "tokens")]
         chat: bool,
-        /// With --chat: a system turn before the prompt's (the template
-        /// decides where it goes; some refuse one).
-        #[arg(long, requires = "chat", allow_hyphen_values = true)]
+        /// A conversation: user turns from standard input, one a line (a
+        /// line ending in '\' goes on), each answered (up to -n tokens)
+        /// through the file's chat template, the KV cache kept between
+        /// turns; it ends with the input.
+        #[arg(short, long, conflicts_with_all = ["text", "tokens", "ids"])]
+        interactive: bool,
+        /// With --chat or --interactive: a system turn before the prompt's
+        /// (the template decides where it goes; some refuse one).
+        #[arg(long, requires = "turns", allow_hyphen_values = true)]
         system: Option<String>,
         /// Print the generated token ids, one per line, instead of text
         /// (with --tokens, needs no tokenizer).
@@ -596,6 +604,7 @@ fn run(command: Command) -> Result<ExitCode, CliError> {
             seed,
             device,
             chat,
+            interactive,
             system,
             ids,
             lazy,
@@ -621,6 +630,7 @@ fn run(command: Command) -> Result<ExitCode, CliError> {
             chat,
             system: system.as_deref(),
             ids,
+            interactive,
             lazy,
             ggml_order: gpu_matmul.map(|m| m == GpuMatmulArg::GgmlOrder),
             no_memory_check,

@@ -1,0 +1,181 @@
+//! `gguf-loader generate --interactive`: a conversation on standard input,
+//! the KV cache kept between turns, on both real models: each answer is
+//! the one the whole conversation so far gives as a fresh prompt, the
+//! first is `--chat`'s, the lazy model answers alike; bad input and
+//! arguments get one-line refusals.
+
+#[path = "../../gguf-loader/tests/common/mod.rs"]
+mod common;
+mod support;
+
+use std::path::Path;
+
+use support::{cli, run, run_with_stdin, Ran};
+
+const SYSTEM: &str = "Be brief.";
+const TURNS: [&str; 2] = ["What is the capital of France?", "And of Germany?"];
+
+/// `generate MODEL --interactive -n N --system SYSTEM` with `input` on
+/// standard input, and `extra` arguments.
+fn converse(model: &Path, input: &str, n: &str, extra: &[&str]) -> Ran {
+    run_with_stdin(
+        cli()
+            .arg("generate")
+            .arg(model)
+            .args(["--interactive", "-n", n, "--system", SYSTEM])
+            .args(extra),
+        input.as_bytes(),
+    )
+}
+
+/// The number before `what` in `stderr`'s figures.
+fn figure(stderr: &str, what: &str) -> usize {
+    let before = stderr.split(what).next().expect(what);
+    before.split(' ').rev().nth(1).unwrap().parse().expect(what)
+}
+
+/// The conversation so far as the model's chat template writes it
+/// (SmolLM2: its file's ChatML; Gemma-3: the built-in turn format, the
+/// system turn in the first user turn), after the BOS that a prompt gets.
+fn rendered(gemma: bool, answer: &str) -> String {
+    let [t1, t2] = TURNS;
+    if gemma {
+        format!(
+            "<start_of_turn>user\n{SYSTEM}\n\n{t1}<end_of_turn>\n<start_of_turn>model\n{}<end_of_turn>\n\
+             <start_of_turn>user\n{t2}<end_of_turn>\n<start_of_turn>model\n",
+            answer.trim()
+        )
+    } else {
+        format!(
+            "<|im_start|>system\n{SYSTEM}<|im_end|>\n<|im_start|>user\n{t1}<|im_end|>\n\
+             <|im_start|>assistant\n{answer}<|im_end|>\n<|im_start|>user\n{t2}<|im_end|>\n\
+             <|im_start|>assistant\n"
+        )
+    }
+}
+
+/// Two turns on `model`: the second answer, run from the tokens the cache
+/// kept, is the whole conversation's as a fresh prompt; the first is
+/// `--chat`'s; `--lazy` answers alike.
+fn two_turns(model: &Path, gemma: bool) {
+    let n = "24";
+    let one = converse(model, &format!("{}\n", TURNS[0]), n, &[]);
+    let first = one.ok().strip_suffix('\n').expect("an answer ends a line");
+    assert!(one.stderr.contains("; turns: 1;"), "{}", one.stderr);
+    let chat = run(cli().arg("generate").arg(model).args([
+        "--chat",
+        "--prompt",
+        TURNS[0],
+        "-n",
+        n,
+        "--system",
+        SYSTEM,
+    ]));
+    assert_eq!(chat.ok(), one.stdout);
+
+    // A blank line is no turn; a last line without its line break is one.
+    let input = format!("{}\n\n{}", TURNS[0], TURNS[1]);
+    let two = converse(model, &input, n, &[]);
+    let second = two
+        .ok()
+        .strip_prefix(&one.stdout)
+        .expect("the first answer comes first, as alone");
+    assert!(two.stderr.contains("; turns: 2;"), "{}", two.stderr);
+    // The second turn ran only what the cache did not hold: the first
+    // turn's prompt and answer were reused.
+    let reused = figure(&two.stderr, "reused from the KV cache");
+    assert!(reused > 10, "{}", two.stderr);
+    let fresh = run(cli().arg("generate").arg(model).args([
+        "--prompt",
+        &rendered(gemma, first),
+        "-n",
+        n,
+    ]));
+    assert_eq!(fresh.ok(), second, "the conversation as one prompt");
+    // Gemma-3's sliding-window layers keep a ring in a cache longer than
+    // twice their window: with one (the default context) and without.
+    let short = converse(model, &input, n, &["--ctx", "300"]);
+    assert_eq!(short.ok(), two.stdout);
+    let lazy = converse(model, &input, n, &["--lazy"]);
+    assert_eq!(lazy.ok(), two.stdout);
+}
+
+#[test]
+fn smollm2_answers_each_turn_as_a_fresh_prompt_would() {
+    if let Some(model) = common::model_path() {
+        two_turns(&model, false);
+    }
+}
+
+#[test]
+fn gemma3_answers_each_turn_as_a_fresh_prompt_would() {
+    if let Some(model) = common::gemma_path() {
+        two_turns(&model, true);
+    }
+}
+
+#[test]
+fn bad_input_and_arguments_are_refused_in_one_line() {
+    let Some(model) = common::model_path() else {
+        return;
+    };
+    let shown = model.display().to_string();
+    // Nothing to answer: no turns, exit 0.
+    for input in ["", "\n\n  \n"] {
+        let r = converse(&model, input, "4", &[]);
+        assert_eq!(r.ok(), "");
+        assert!(r.stderr.contains("; turns: 0;"), "{}", r.stderr);
+    }
+    // A line ending in '\' goes on: one turn of two lines.
+    let r = converse(&model, "Name a color.\\\nOne word.\n", "4", &[]);
+    assert!(r.stderr.contains("; turns: 1;"), "{}", r.stderr);
+    // Not UTF-8: said, with the offset in the turn.
+    let r = run_with_stdin(
+        cli().arg("generate").arg(&model).arg("-i"),
+        b"hello \xff there\n",
+    );
+    assert_eq!(
+        r.err(),
+        "gguf-loader: a turn on standard input is not UTF-8 (at byte offset 6 of the turn)\n"
+    );
+    // A conversation longer than the context names both.
+    let r = converse(&model, "Hi\nTell me more, at length.\n", "4", &["--ctx", "30"]);
+    let err = r.stderr.lines().last().unwrap_or_default();
+    assert!(
+        err.starts_with(&format!("gguf-loader: {shown}: the conversation has "))
+            && err.contains("the context holds 30 (--ctx"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(r.code, Some(2));
+    // An answer that reaches the end of the context ends the conversation,
+    // saying so.
+    let r = converse(&model, "Hi\nMore.\n", "64", &["--ctx", "25"]);
+    assert!(
+        r.stderr.contains("stopped at the end of the context")
+            && r.stderr.contains("; turns: 1;"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(r.code, Some(0));
+    // What a conversation cannot take is refused before the model loads.
+    for args in [
+        &["-i", "--prompt", "hi"][..],
+        &["-i", "--tokens", "1,2"],
+        &["-i", "--ids"],
+        &["--system", "x", "--prompt", "hi"],
+    ] {
+        let r = run_with_stdin(cli().arg("generate").arg(&model).args(args), b"hi\n");
+        assert_eq!(r.code, Some(2), "{args:?}: {}", r.stderr);
+    }
+    let r = run(cli().arg("generate").arg(&model).arg("--chat"));
+    assert!(
+        r.err().contains("--chat needs --prompt TEXT or --prompt-file FILE (or --interactive)"),
+        "{}",
+        r.stderr
+    );
+    // --chat with --interactive is the same conversation.
+    let a = converse(&model, "Hi\n", "3", &[]);
+    let b = converse(&model, "Hi\n", "3", &["--chat"]);
+    assert_eq!(a.ok(), b.ok());
+}

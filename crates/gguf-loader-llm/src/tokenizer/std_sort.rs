@@ -217,10 +217,16 @@ mod tests {
     /// its special tokens by length.
     #[test]
     fn orders_are_libstdcxx() {
-        let path = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../../tests/golden/std_sort.json"
-        );
+        let golden = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/golden");
+        if !golden.is_dir() {
+            // Built from the crate's package, which carries no test data.
+            eprintln!(
+                "skipped: {} is not here (the repository's tests)",
+                golden.display()
+            );
+            return;
+        }
+        let path = golden.join("std_sort.json");
         let doc: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
         let ints = |v: &serde_json::Value| -> Vec<usize> {

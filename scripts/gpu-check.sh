@@ -116,6 +116,16 @@ if [ -n "$real_smol$real_gemma" ]; then
         cmp -s "$W/text-cpu.txt" "$W/text-cuda.txt" && echo "  the same text as on the CPU" ||
             echo "  CPU's text: $(tr '\n' ' ' <"$W/text-cpu.txt")"
         check "load $(basename "$m") --device cuda" "$B/gguf-loader" load "$m" --device cuda
+        # A conversation on the GPU: the VRAM cache truncated back and
+        # continued between turns.
+        for d in cpu cuda; do
+            printf 'What is the capital of France?\nAnd of Germany?\n' |
+                "$B/gguf-loader" generate "$m" --interactive -n 24 --device $d >"$W/turns-$d.txt" ||
+                { echo "FAIL generate --interactive $(basename "$m") on $d"; fail=1; }
+        done
+        echo "$(basename "$m") conversation on the GPU: $(tr '\n' '|' <"$W/turns-cuda.txt")"
+        cmp -s "$W/turns-cpu.txt" "$W/turns-cuda.txt" && echo "  the same turns as on the CPU" ||
+            echo "  CPU's turns: $(tr '\n' '|' <"$W/turns-cpu.txt")"
     done
 fi
 

@@ -62,15 +62,10 @@ fn two_turns(model: &Path, gemma: bool) {
     let one = converse(model, &format!("{}\n", TURNS[0]), n, &[]);
     let first = one.ok().strip_suffix('\n').expect("an answer ends a line");
     assert!(one.stderr.contains("; turns: 1;"), "{}", one.stderr);
-    let chat = run(cli().arg("generate").arg(model).args([
-        "--chat",
-        "--prompt",
-        TURNS[0],
-        "-n",
-        n,
-        "--system",
-        SYSTEM,
-    ]));
+    let chat = run(cli()
+        .arg("generate")
+        .arg(model)
+        .args(["--chat", "--prompt", TURNS[0], "-n", n, "--system", SYSTEM]));
     assert_eq!(chat.ok(), one.stdout);
 
     // A blank line is no turn; a last line without its line break is one.
@@ -85,12 +80,11 @@ fn two_turns(model: &Path, gemma: bool) {
     // turn's prompt and answer were reused.
     let reused = figure(&two.stderr, "reused from the KV cache");
     assert!(reused > 10, "{}", two.stderr);
-    let fresh = run(cli().arg("generate").arg(model).args([
-        "--prompt",
-        &rendered(gemma, first),
-        "-n",
-        n,
-    ]));
+    let fresh =
+        run(cli()
+            .arg("generate")
+            .arg(model)
+            .args(["--prompt", &rendered(gemma, first), "-n", n]));
     assert_eq!(fresh.ok(), second, "the conversation as one prompt");
     // Gemma-3's sliding-window layers keep a ring in a cache longer than
     // twice their window: with one (the default context) and without.
@@ -139,7 +133,12 @@ fn bad_input_and_arguments_are_refused_in_one_line() {
         "gguf-loader: a turn on standard input is not UTF-8 (at byte offset 6 of the turn)\n"
     );
     // A conversation longer than the context names both.
-    let r = converse(&model, "Hi\nTell me more, at length.\n", "4", &["--ctx", "30"]);
+    let r = converse(
+        &model,
+        "Hi\nTell me more, at length.\n",
+        "4",
+        &["--ctx", "30"],
+    );
     let err = r.stderr.lines().last().unwrap_or_default();
     assert!(
         err.starts_with(&format!("gguf-loader: {shown}: the conversation has "))
@@ -152,8 +151,7 @@ fn bad_input_and_arguments_are_refused_in_one_line() {
     // saying so.
     let r = converse(&model, "Hi\nMore.\n", "64", &["--ctx", "25"]);
     assert!(
-        r.stderr.contains("stopped at the end of the context")
-            && r.stderr.contains("; turns: 1;"),
+        r.stderr.contains("stopped at the end of the context") && r.stderr.contains("; turns: 1;"),
         "{}",
         r.stderr
     );
@@ -170,7 +168,8 @@ fn bad_input_and_arguments_are_refused_in_one_line() {
     }
     let r = run(cli().arg("generate").arg(&model).arg("--chat"));
     assert!(
-        r.err().contains("--chat needs --prompt TEXT or --prompt-file FILE (or --interactive)"),
+        r.err()
+            .contains("--chat needs --prompt TEXT or --prompt-file FILE (or --interactive)"),
         "{}",
         r.stderr
     );

@@ -367,7 +367,7 @@ enum Command {
         /// line ending in '\' goes on), each answered (up to -n tokens)
         /// through the file's chat template, the KV cache kept between
         /// turns; it ends with the input.
-        #[arg(short, long, conflicts_with_all = ["text", "tokens", "ids"])]
+        #[arg(short, long, conflicts_with_all = ["prompt", "prompt_file", "tokens", "ids"])]
         interactive: bool,
         /// With --chat or --interactive: a system turn before the prompt's
         /// (the template decides where it goes; some refuse one).

@@ -159,12 +159,20 @@ fn bad_input_and_arguments_are_refused_in_one_line() {
     // What a conversation cannot take is refused before the model loads.
     for args in [
         &["-i", "--prompt", "hi"][..],
+        &["-i", "--prompt-file", "-"],
         &["-i", "--tokens", "1,2"],
         &["-i", "--ids"],
         &["--system", "x", "--prompt", "hi"],
     ] {
         let r = run_with_stdin(cli().arg("generate").arg(&model).args(args), b"hi\n");
         assert_eq!(r.code, Some(2), "{args:?}: {}", r.stderr);
+        // The argument given is the one named.
+        let named = args.iter().skip(1).find(|a| a.starts_with("--")).unwrap();
+        assert!(
+            args[0] != "-i" || r.stderr.contains(&format!("'{named}")),
+            "{args:?}: {}",
+            r.stderr
+        );
     }
     let r = run(cli().arg("generate").arg(&model).arg("--chat"));
     assert!(

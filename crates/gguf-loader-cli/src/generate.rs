@@ -186,11 +186,21 @@ impl Text {
                 turns.push(chat::Message::new("system", system));
             }
             turns.push(chat::Message::new("user", prompt));
-            let text = crate::chat_render::render(tok, &turns, true, file)?;
-            return Ok(tok.encode(&text, chat::add_special(tok, &text), true));
+            return encode_turns(tok, &turns, file);
         }
         Ok(tok.encode(prompt, true, true))
     }
+}
+
+/// `turns` rendered through the file's chat template (the model's turn
+/// to answer next) and tokenized, BOS added unless the template wrote it.
+fn encode_turns(
+    tok: &Tokenizer,
+    turns: &[chat::Message],
+    file: &Path,
+) -> Result<Vec<u32>, CliError> {
+    let text = crate::chat_render::render(tok, turns, true, file)?;
+    Ok(tok.encode(&text, chat::add_special(tok, &text), true))
 }
 
 /// Streams generated ids out as text (whole characters only) or as ids.
@@ -557,8 +567,7 @@ fn converse<M: Step>(
             continue;
         }
         turns.push(chat::Message::new("user", line));
-        let rendered = crate::chat_render::render(tok, &turns, true, a.file)?;
-        let ids = tok.encode(&rendered, chat::add_special(tok, &rendered), true);
+        let ids = encode_turns(tok, &turns, a.file)?;
         if ids.is_empty() || ids.len() > capacity {
             return Err(CliError::Message(format!(
                 "{}: the conversation has {} tokens; {}",

@@ -530,9 +530,11 @@ fn answer<M: Step>(
 /// and their answers through the file's chat template, tokenized whole,
 /// and run from the first token the KV cache does not already hold; each
 /// answer (up to `n` tokens) streamed to standard output and ended by a
-/// line break. Ends at the end of standard input; a conversation longer
-/// than the context is an error naming it. On a terminal, "> " on standard
-/// error asks for each turn.
+/// line break. Ends at the end of standard input. When the conversation
+/// leaves no room for an answer, its oldest turns are forgotten (see
+/// [`fit_turns`]); a newest turn that does not fit even then is an error
+/// naming both lengths. On a terminal, "> " on standard error asks for
+/// each turn.
 fn converse<M: Step>(
     a: &Args<'_>,
     weights: &str,
@@ -554,6 +556,9 @@ fn converse<M: Step>(
         .map(|s| chat::Message::new("system", s))
         .into_iter()
         .collect();
+    // The first turn that can be forgotten: the system turn stays.
+    let first = turns.len();
+    let mut forgotten = 0usize;
     // The tokens whose keys and values the cache holds, in order.
     let mut held: Vec<u32> = Vec::new();
     let (mut run, mut reused, mut generated, mut timed) = (0usize, 0usize, 0usize, 0usize);
@@ -567,14 +572,31 @@ fn converse<M: Step>(
             continue;
         }
         turns.push(chat::Message::new("user", line));
-        let ids = encode_turns(tok, &turns, a.file)?;
+        let (ids, dropped) = fit_turns(tok, &mut turns, first, capacity, a.n, a.file)?;
         if ids.is_empty() || ids.len() > capacity {
+            // Every earlier exchange is forgotten by now.
+            let with = if first > 0 {
+                " the system turn and"
+            } else {
+                ""
+            };
             return Err(CliError::Message(format!(
-                "{}: the conversation has {} tokens; {}",
+                "{}: the newest turn needs {} tokens (with{with} the chat template); {}",
                 a.file.display(),
                 ids.len(),
                 context.holds()
             )));
+        }
+        if dropped > 0 {
+            forgotten += dropped;
+            gguf_loader_cli::note(format_args!(
+                "{}: forgot the conversation's oldest {dropped} turns ({} left, {} tokens) \
+                 to leave room for an answer: {}",
+                a.file.display(),
+                turns.len() - first,
+                ids.len(),
+                context.holds()
+            ));
         }
         // At least the last token runs, for its logits.
         let mut keep = held
@@ -623,26 +645,78 @@ fn converse<M: Step>(
         turns.push(chat::Message::new("assistant", answer.text));
         if n < a.n && answer.ids.len() == n && !answer.ended {
             gguf_loader_cli::warn(format_args!(
-                "{}: stopped at the end of the context: {} (the conversation included)",
+                "{}: an answer stopped at the end of the context: {} (the conversation \
+                 included); the next turn forgets the oldest",
                 a.file.display(),
                 context.holds()
             ));
-            break;
         }
     }
     gguf_loader_cli::note(format_args!(
-        "load: {:.2} s ({weights} on {}, RSS {}); turns: {answered}; \
+        "load: {:.2} s ({weights} on {}, RSS {}); turns: {answered}; {}\
          prompts: {run} tokens run, {reused} reused from the KV cache, {}; \
          generation: {generated} tokens, {}; peak RSS {}{}",
         loaded.load_s,
         a.device,
         memory::mib(loaded.rss),
+        if forgotten > 0 {
+            format!("forgotten: {forgotten} turns; ")
+        } else {
+            String::new()
+        },
         rate(run, prompt_s),
         rate(timed, gen_s),
         memory::mib(memory::peak_resident()),
         loaded.vram(a),
     ));
     Ok(())
+}
+
+/// `turns` (whose newest is a user turn) rendered and tokenized, with as
+/// many of its oldest exchanges (a user turn and its answer; never a turn
+/// before `first`, the system turn, nor the newest) forgotten, removed from
+/// `turns`, as it takes to leave room for an answer of `n` tokens (at most
+/// half the context) in a context of `capacity`. Once it must forget,
+/// it forgets until the conversation fills at most half the context where
+/// it can, as llama.cpp's context shift discards half, so that a long
+/// conversation runs its whole prompt again once every few turns, not
+/// every turn. Returns the ids and how many turns went; the ids
+/// may still be longer than `capacity` when the newest turn is.
+fn fit_turns(
+    tok: &Tokenizer,
+    turns: &mut Vec<chat::Message>,
+    first: usize,
+    capacity: usize,
+    n: usize,
+    file: &Path,
+) -> Result<(Vec<u32>, usize), CliError> {
+    let room = n.min(capacity / 2);
+    let ids = encode_turns(tok, turns, file)?;
+    if ids.len() + room <= capacity {
+        return Ok((ids, 0));
+    }
+    let exchanges = turns.len().saturating_sub(first + 1) / 2;
+    // The fewest exchanges forgotten that fit the context, and that fit half.
+    let mut fits = None;
+    for k in 1..=exchanges {
+        let mut kept = turns[..first].to_vec();
+        kept.extend_from_slice(&turns[first + 2 * k..]);
+        let ids = encode_turns(tok, &kept, file)?;
+        if ids.len() <= capacity / 2 || (k == exchanges && fits.is_none()) {
+            fits = Some((k, ids));
+            break;
+        }
+        if ids.len() + room <= capacity && fits.is_none() {
+            fits = Some((k, ids));
+        }
+    }
+    match fits {
+        Some((k, ids)) => {
+            turns.drain(first..first + 2 * k);
+            Ok((ids, 2 * k))
+        }
+        None => Ok((ids, 0)),
+    }
 }
 
 /// The next turn of `input`: a line without its line break, lines ending

@@ -366,7 +366,8 @@ enum Command {
         /// A conversation: user turns from standard input, one a line (a
         /// line ending in '\' goes on), each answered (up to -n tokens)
         /// through the file's chat template, the KV cache kept between
-        /// turns; it ends with the input.
+        /// turns; the oldest turns are forgotten when the context is full;
+        /// it ends with the input.
         #[arg(short, long, conflicts_with_all = ["prompt", "prompt_file", "tokens", "ids"])]
         interactive: bool,
         /// With --chat or --interactive: a system turn before the prompt's

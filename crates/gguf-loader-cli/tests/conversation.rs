@@ -94,6 +94,127 @@ fn two_turns(model: &Path, gemma: bool) {
     assert_eq!(lazy.ok(), two.stdout);
 }
 
+/// `turns` (user turn, then its answer where it has one) after the system
+/// turn, as [`rendered`] writes two.
+fn rendered_turns(gemma: bool, turns: &[(&str, Option<&str>)]) -> String {
+    let mut text = if gemma {
+        String::new()
+    } else {
+        format!("<|im_start|>system\n{SYSTEM}<|im_end|>\n")
+    };
+    for (i, (user, answer)) in turns.iter().enumerate() {
+        if gemma {
+            let system = if i == 0 {
+                format!("{SYSTEM}\n\n")
+            } else {
+                String::new()
+            };
+            text += &format!(
+                "<start_of_turn>user\n{system}{user}<end_of_turn>\n<start_of_turn>model\n"
+            );
+            if let Some(a) = answer {
+                text += &format!("{}<end_of_turn>\n", a.trim());
+            }
+        } else {
+            text += &format!("<|im_start|>user\n{user}<|im_end|>\n<|im_start|>assistant\n");
+            if let Some(a) = answer {
+                text += &format!("{a}<|im_end|>\n");
+            }
+        }
+    }
+    text
+}
+
+/// Four turns in a context of 110 tokens: before the last, the oldest
+/// turns are forgotten (said on standard error, counted in the figures),
+/// and the last answer is the one the turns kept give as a fresh prompt.
+/// The answers are told apart by running the first two and three turns
+/// alone (the same ones, as no turn is forgotten before the fourth).
+fn forgets_oldest_turns(model: &Path, gemma: bool) {
+    const FOUR: [&str; 4] = [
+        "What is the capital of France?",
+        "And of Germany?",
+        "Which of the two is larger?",
+        "Name a museum there.",
+    ];
+    let (n, ctx) = ("16", ["--ctx", "110"]);
+    let input = |k: usize| {
+        FOUR[..k]
+            .iter()
+            .map(|t| format!("{t}\n"))
+            .collect::<String>()
+    };
+    let mut outs = vec![String::new()];
+    for k in 2..=4 {
+        let r = converse(model, &input(k), n, &ctx);
+        assert_eq!(r.code, Some(0), "{}", r.stderr);
+        assert_eq!(
+            r.stderr.contains("forgot"),
+            k == 4,
+            "{k} turns: {}",
+            r.stderr
+        );
+        if k == 2 {
+            // The first answer alone, as the first turn alone gives it.
+            outs.push(converse(model, &input(1), n, &ctx).ok().to_string());
+        }
+        outs.push(r.stdout);
+    }
+    // Each answer: what its turn added to standard output, its line break
+    // off.
+    let answers: Vec<&str> = (1..=4)
+        .map(|k| {
+            let more = outs[k]
+                .strip_prefix(outs[k - 1].as_str())
+                .expect("answers add up");
+            more.strip_suffix('\n').expect("an answer ends a line")
+        })
+        .collect();
+    let last = converse(model, &input(4), n, &ctx).stderr;
+    let forgot: usize = last
+        .split("forgot the conversation's oldest ")
+        .nth(1)
+        .and_then(|s| s.split(' ').next())
+        .and_then(|k| k.parse().ok())
+        .unwrap_or_else(|| panic!("{last}"));
+    assert!(
+        forgot % 2 == 0 && (2..=6).contains(&forgot),
+        "whole exchanges, never the newest turn: {last}"
+    );
+    assert!(
+        last.contains(&format!("; turns: 4; forgotten: {forgot} turns;")),
+        "{last}"
+    );
+    let kept: Vec<(&str, Option<&str>)> = (forgot / 2..4)
+        .map(|i| (FOUR[i], (i < 3).then(|| answers[i])))
+        .collect();
+    let fresh = run(cli().arg("generate").arg(model).args([
+        "--prompt",
+        &rendered_turns(gemma, &kept),
+        "-n",
+        n,
+    ]));
+    assert_eq!(
+        fresh.ok(),
+        format!("{}\n", answers[3]),
+        "the turns kept as one prompt"
+    );
+}
+
+#[test]
+fn smollm2_forgets_the_oldest_turns_when_the_context_is_full() {
+    if let Some(model) = common::model_path() {
+        forgets_oldest_turns(&model, false);
+    }
+}
+
+#[test]
+fn gemma3_forgets_the_oldest_turns_when_the_context_is_full() {
+    if let Some(model) = common::gemma_path() {
+        forgets_oldest_turns(&model, true);
+    }
+}
+
 #[test]
 fn smollm2_answers_each_turn_as_a_fresh_prompt_would() {
     if let Some(model) = common::model_path() {
@@ -132,26 +253,38 @@ fn bad_input_and_arguments_are_refused_in_one_line() {
         r.err(),
         "gguf-loader: a turn on standard input is not UTF-8 (at byte offset 6 of the turn)\n"
     );
-    // A conversation longer than the context names both.
+    // A turn that does not fit the context even with every turn before it
+    // forgotten names both lengths.
     let r = converse(
         &model,
-        "Hi\nTell me more, at length.\n",
+        "Hi\nTell me more about the history, the people and the food of France.\n",
         "4",
         &["--ctx", "30"],
     );
+    assert_eq!(r.stdout.lines().count(), 1, "the first turn is answered");
     let err = r.stderr.lines().last().unwrap_or_default();
     assert!(
-        err.starts_with(&format!("gguf-loader: {shown}: the conversation has "))
-            && err.contains("the context holds 30 (--ctx"),
+        err.starts_with(&format!("gguf-loader: {shown}: the newest turn needs "))
+            && err.contains(
+                " tokens (with the system turn and the chat template); the context holds 30 (--ctx"
+            ),
         "{}",
         r.stderr
     );
     assert_eq!(r.code, Some(2));
-    // An answer that reaches the end of the context ends the conversation,
-    // saying so.
+    // An answer that reaches the end of the context is cut, saying so, and
+    // the next turn forgets the one before.
     let r = converse(&model, "Hi\nMore.\n", "64", &["--ctx", "25"]);
+    assert_eq!(
+        r.stderr
+            .matches("an answer stopped at the end of the context")
+            .count(),
+        2,
+        "{}",
+        r.stderr
+    );
     assert!(
-        r.stderr.contains("stopped at the end of the context") && r.stderr.contains("; turns: 1;"),
+        r.stderr.contains("; turns: 2; forgotten: 2 turns;"),
         "{}",
         r.stderr
     );

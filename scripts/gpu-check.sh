@@ -117,10 +117,11 @@ if [ -n "$real_smol$real_gemma" ]; then
             echo "  CPU's text: $(tr '\n' ' ' <"$W/text-cpu.txt")"
         check "load $(basename "$m") --device cuda" "$B/gguf-loader" load "$m" --device cuda
         # A conversation on the GPU: the VRAM cache truncated back and
-        # continued between turns.
+        # continued between turns, and (in 110 tokens) the oldest turns
+        # forgotten before the fourth.
         for d in cpu cuda; do
-            printf 'What is the capital of France?\nAnd of Germany?\n' |
-                "$B/gguf-loader" generate "$m" --interactive -n 24 --device $d >"$W/turns-$d.txt" ||
+            printf 'What is the capital of France?\nAnd of Germany?\nWhich of the two is larger?\nName a museum there.\n' |
+                "$B/gguf-loader" generate "$m" --interactive -n 16 --ctx 110 --device $d >"$W/turns-$d.txt" ||
                 { echo "FAIL generate --interactive $(basename "$m") on $d"; fail=1; }
         done
         echo "$(basename "$m") conversation on the GPU: $(tr '\n' '|' <"$W/turns-cuda.txt")"

@@ -412,9 +412,7 @@ fn run_on<M: Step>(
     let model = &loaded.model;
 
     let mut cache = model.cache(capacity).map_err(|e| named(a, e))?;
-    let mut sampler = Sampler::new(a.temp, a.top_p, a.seed)
-        .with_top_k(a.top_k)
-        .with_min_p(a.min_p);
+    let mut sampler = sampler(a);
     let t1 = Instant::now();
     let logits = model.step(&mut cache, &prompt).map_err(|e| named(a, e))?;
     let prompt_s = t1.elapsed().as_secs_f64();
@@ -458,6 +456,13 @@ fn run_on<M: Step>(
         ));
     }
     Ok(())
+}
+
+/// The sampler `--temp`, `--top-p`, `--top-k`, `--min-p` and `--seed` ask for.
+fn sampler(a: &Args<'_>) -> Sampler {
+    Sampler::new(a.temp, a.top_p, a.seed)
+        .with_top_k(a.top_k)
+        .with_min_p(a.min_p)
 }
 
 /// What [`answer`] sampled.
@@ -548,9 +553,7 @@ fn converse<M: Step>(
     let loaded = Loaded::new(a, loader, t0, load)?;
     let model = &loaded.model;
     let mut cache = model.cache(capacity).map_err(|e| named(a, e))?;
-    let mut sampler = Sampler::new(a.temp, a.top_p, a.seed)
-        .with_top_k(a.top_k)
-        .with_min_p(a.min_p);
+    let mut sampler = sampler(a);
     let mut turns: Vec<chat::Message> = a
         .system
         .map(|s| chat::Message::new("system", s))

@@ -699,27 +699,44 @@ fn fit_turns(
         return Ok((ids, 0));
     }
     let exchanges = turns.len().saturating_sub(first + 1) / 2;
-    // The fewest exchanges forgotten that fit the context, and that fit half.
-    let mut fits = None;
-    for k in 1..=exchanges {
+    if exchanges == 0 {
+        return Ok((ids, 0));
+    }
+    // The conversation with its oldest `k` exchanges left out, tokenized.
+    let without = |k: usize| {
         let mut kept = turns[..first].to_vec();
         kept.extend_from_slice(&turns[first + 2 * k..]);
-        let ids = encode_turns(tok, &kept, file)?;
-        if ids.len() <= capacity / 2 || (k == exchanges && fits.is_none()) {
-            fits = Some((k, ids));
-            break;
+        encode_turns(tok, &kept, file)
+    };
+    // The fewest exchanges left out that bring it to `limit` tokens or
+    // fewer: a binary search, as fewer turns never render longer (a long
+    // context's conversation has thousands of exchanges, each tokenized
+    // whole).
+    let fewest = |limit: usize| -> Result<Option<(usize, Vec<u32>)>, CliError> {
+        let (mut lo, mut hi, mut best) = (1, exchanges, None);
+        while lo <= hi {
+            let mid = lo + (hi - lo) / 2;
+            let ids = without(mid)?;
+            if ids.len() <= limit {
+                best = Some((mid, ids));
+                hi = mid - 1;
+            } else {
+                lo = mid + 1;
+            }
         }
-        if ids.len() + room <= capacity && fits.is_none() {
-            fits = Some((k, ids));
-        }
-    }
-    match fits {
-        Some((k, ids)) => {
-            turns.drain(first..first + 2 * k);
-            Ok((ids, 2 * k))
-        }
-        None => Ok((ids, 0)),
-    }
+        Ok(best)
+    };
+    let (k, ids) = match fewest(capacity / 2)? {
+        Some(half) => half,
+        None => match fewest(capacity - room)? {
+            Some(fits) => fits,
+            // Not even the newest turn alone leaves room: the caller runs
+            // it with what room there is, or says it does not fit.
+            None => (exchanges, without(exchanges)?),
+        },
+    };
+    turns.drain(first..first + 2 * k);
+    Ok((ids, 2 * k))
 }
 
 /// The next turn of `input`: a line without its line break, lines ending

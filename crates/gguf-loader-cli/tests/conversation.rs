@@ -178,7 +178,7 @@ fn forgets_oldest_turns(model: &Path, gemma: bool) {
         .and_then(|k| k.parse().ok())
         .unwrap_or_else(|| panic!("{last}"));
     assert!(
-        forgot % 2 == 0 && (2..=6).contains(&forgot),
+        forgot.is_multiple_of(2) && (2..=6).contains(&forgot),
         "whole exchanges, never the newest turn: {last}"
     );
     assert!(

@@ -34,69 +34,12 @@ fn figure(stderr: &str, what: &str) -> usize {
     before.split(' ').rev().nth(1).unwrap().parse().expect(what)
 }
 
-/// The conversation so far as the model's chat template writes it
-/// (SmolLM2: its file's ChatML; Gemma-3: the built-in turn format, the
-/// system turn in the first user turn), after the BOS that a prompt gets.
-fn rendered(gemma: bool, answer: &str) -> String {
-    let [t1, t2] = TURNS;
-    if gemma {
-        format!(
-            "<start_of_turn>user\n{SYSTEM}\n\n{t1}<end_of_turn>\n<start_of_turn>model\n{}<end_of_turn>\n\
-             <start_of_turn>user\n{t2}<end_of_turn>\n<start_of_turn>model\n",
-            answer.trim()
-        )
-    } else {
-        format!(
-            "<|im_start|>system\n{SYSTEM}<|im_end|>\n<|im_start|>user\n{t1}<|im_end|>\n\
-             <|im_start|>assistant\n{answer}<|im_end|>\n<|im_start|>user\n{t2}<|im_end|>\n\
-             <|im_start|>assistant\n"
-        )
-    }
-}
-
-/// Two turns on `model`: the second answer, run from the tokens the cache
-/// kept, is the whole conversation's as a fresh prompt; the first is
-/// `--chat`'s; `--lazy` answers alike.
-fn two_turns(model: &Path, gemma: bool) {
-    let n = "24";
-    let one = converse(model, &format!("{}\n", TURNS[0]), n, &[]);
-    let first = one.ok().strip_suffix('\n').expect("an answer ends a line");
-    assert!(one.stderr.contains("; turns: 1;"), "{}", one.stderr);
-    let chat = run(cli()
-        .arg("generate")
-        .arg(model)
-        .args(["--chat", "--prompt", TURNS[0], "-n", n, "--system", SYSTEM]));
-    assert_eq!(chat.ok(), one.stdout);
-
-    // A blank line is no turn; a last line without its line break is one.
-    let input = format!("{}\n\n{}", TURNS[0], TURNS[1]);
-    let two = converse(model, &input, n, &[]);
-    let second = two
-        .ok()
-        .strip_prefix(&one.stdout)
-        .expect("the first answer comes first, as alone");
-    assert!(two.stderr.contains("; turns: 2;"), "{}", two.stderr);
-    // The second turn ran only what the cache did not hold: the first
-    // turn's prompt and answer were reused.
-    let reused = figure(&two.stderr, "reused from the KV cache");
-    assert!(reused > 10, "{}", two.stderr);
-    let fresh =
-        run(cli()
-            .arg("generate")
-            .arg(model)
-            .args(["--prompt", &rendered(gemma, first), "-n", n]));
-    assert_eq!(fresh.ok(), second, "the conversation as one prompt");
-    // Gemma-3's sliding-window layers keep a ring in a cache longer than
-    // twice their window: with one (the default context) and without.
-    let short = converse(model, &input, n, &["--ctx", "300"]);
-    assert_eq!(short.ok(), two.stdout);
-    let lazy = converse(model, &input, n, &["--lazy"]);
-    assert_eq!(lazy.ok(), two.stdout);
-}
-
-/// `turns` (user turn, then its answer where it has one) after the system
-/// turn, as [`rendered`] writes two.
-fn rendered_turns(gemma: bool, turns: &[(&str, Option<&str>)]) -> String {
+/// The conversation so far, `turns` (each a user turn, then its answer
+/// where it has one) after the system turn, as the model's chat template
+/// writes it (SmolLM2: its file's ChatML; Gemma-3: the built-in turn
+/// format, the system turn in the first user turn), after the BOS that a
+/// prompt gets.
+fn rendered(gemma: bool, turns: &[(&str, Option<&str>)]) -> String {
     let mut text = if gemma {
         String::new()
     } else {
@@ -125,6 +68,47 @@ fn rendered_turns(gemma: bool, turns: &[(&str, Option<&str>)]) -> String {
     text
 }
 
+/// Two turns on `model`: the second answer, run from the tokens the cache
+/// kept, is the whole conversation's as a fresh prompt; the first is
+/// `--chat`'s; `--lazy` answers alike.
+fn two_turns(model: &Path, gemma: bool) {
+    let n = "24";
+    let one = converse(model, &format!("{}\n", TURNS[0]), n, &[]);
+    let first = one.ok().strip_suffix('\n').expect("an answer ends a line");
+    assert!(one.stderr.contains("; turns: 1;"), "{}", one.stderr);
+    let chat = run(cli()
+        .arg("generate")
+        .arg(model)
+        .args(["--chat", "--prompt", TURNS[0], "-n", n, "--system", SYSTEM]));
+    assert_eq!(chat.ok(), one.stdout);
+
+    // A blank line is no turn; a last line without its line break is one.
+    let input = format!("{}\n\n{}", TURNS[0], TURNS[1]);
+    let two = converse(model, &input, n, &[]);
+    let second = two
+        .ok()
+        .strip_prefix(&one.stdout)
+        .expect("the first answer comes first, as alone");
+    assert!(two.stderr.contains("; turns: 2;"), "{}", two.stderr);
+    // The second turn ran only what the cache did not hold: the first
+    // turn's prompt and answer were reused.
+    let reused = figure(&two.stderr, "reused from the KV cache");
+    assert!(reused > 10, "{}", two.stderr);
+    let fresh = run(cli().arg("generate").arg(model).args([
+        "--prompt",
+        &rendered(gemma, &[(TURNS[0], Some(first)), (TURNS[1], None)]),
+        "-n",
+        n,
+    ]));
+    assert_eq!(fresh.ok(), second, "the conversation as one prompt");
+    // Gemma-3's sliding-window layers keep a ring in a cache longer than
+    // twice their window: with one (the default context) and without.
+    let short = converse(model, &input, n, &["--ctx", "300"]);
+    assert_eq!(short.ok(), two.stdout);
+    let lazy = converse(model, &input, n, &["--lazy"]);
+    assert_eq!(lazy.ok(), two.stdout);
+}
+
 /// Four turns in a context of 110 tokens: before the last, the oldest
 /// turns are forgotten (said on standard error, counted in the figures),
 /// and the last answer is the one the turns kept give as a fresh prompt.
@@ -144,7 +128,7 @@ fn forgets_oldest_turns(model: &Path, gemma: bool) {
             .map(|t| format!("{t}\n"))
             .collect::<String>()
     };
-    let mut outs = vec![String::new()];
+    let (mut outs, mut last) = (vec![String::new()], String::new());
     for k in 2..=4 {
         let r = converse(model, &input(k), n, &ctx);
         assert_eq!(r.code, Some(0), "{}", r.stderr);
@@ -159,6 +143,7 @@ fn forgets_oldest_turns(model: &Path, gemma: bool) {
             outs.push(converse(model, &input(1), n, &ctx).ok().to_string());
         }
         outs.push(r.stdout);
+        last = r.stderr;
     }
     // Each answer: what its turn added to standard output, its line break
     // off.
@@ -170,7 +155,6 @@ fn forgets_oldest_turns(model: &Path, gemma: bool) {
             more.strip_suffix('\n').expect("an answer ends a line")
         })
         .collect();
-    let last = converse(model, &input(4), n, &ctx).stderr;
     let forgot: usize = last
         .split("forgot the conversation's oldest ")
         .nth(1)
@@ -188,12 +172,11 @@ fn forgets_oldest_turns(model: &Path, gemma: bool) {
     let kept: Vec<(&str, Option<&str>)> = (forgot / 2..4)
         .map(|i| (FOUR[i], (i < 3).then(|| answers[i])))
         .collect();
-    let fresh = run(cli().arg("generate").arg(model).args([
-        "--prompt",
-        &rendered_turns(gemma, &kept),
-        "-n",
-        n,
-    ]));
+    let fresh =
+        run(cli()
+            .arg("generate")
+            .arg(model)
+            .args(["--prompt", &rendered(gemma, &kept), "-n", n]));
     assert_eq!(
         fresh.ok(),
         format!("{}\n", answers[3]),

@@ -35,6 +35,13 @@
 //!   and [`cudarc`] is re-exported so that a caller uses the same version.
 
 #![deny(missing_docs)]
+// The feature list above links to gated items; a build without every feature
+// (a plain `cargo doc`) would see those links dangle. docs.rs and CI document
+// all features, where every link must resolve.
+#![cfg_attr(
+    not(all(feature = "synth", feature = "ndarray", feature = "cuda")),
+    allow(rustdoc::broken_intra_doc_links)
+)]
 
 mod alloc;
 mod check;

@@ -59,6 +59,7 @@
 
 pub mod chat;
 pub mod forward;
+pub mod perplexity;
 pub mod tokenizer;
 
 pub use tokenizer::{StreamDecoder, Tokenizer, TokenizerError, TokenizerKind};

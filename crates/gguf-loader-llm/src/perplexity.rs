@@ -1,0 +1,279 @@
+//! Perplexity as llama.cpp's `llama-perplexity` computes it: the text's
+//! tokens (BOS added where the model asks) cut into chunks of `n_ctx`, each
+//! run from an empty KV cache with its first token replaced by BOS (where
+//! the model adds one), and the tokens of each chunk's second half scored:
+//! the logits at position `j` (from `n_ctx / 2` to `n_ctx - 2`) against
+//! the token at `j + 1`. The perplexity is `exp` of the mean negative log
+//! likelihood over every scored token, and its uncertainty the standard
+//! error of that mean times the perplexity.
+//!
+//! The log-softmax is llama.cpp's, operation for operation: the largest
+//! logit in f32, the sum of `expf(logit - max)` in f64 (in vocabulary
+//! order), then `logit - max - ln(sum)`. Given the same logits, the same
+//! bits; given ours (within 1e-4 NMSE of llama.cpp's), a perplexity equal
+//! to a few digits.
+//!
+//! ```
+//! use gguf_loader_llm::perplexity::{chunks, Perplexity};
+//!
+//! // 1,100 tokens in chunks of 512: two chunks, 255 tokens scored each.
+//! let plan = chunks(1100, 512, None).unwrap();
+//! assert_eq!((plan.chunks, plan.first, plan.scored()), (2, 256, 510));
+//!
+//! let mut ppl = Perplexity::default();
+//! ppl.add(&[0.0, 0.0, 0.0, 0.0], 1).unwrap(); // uniform over 4: ln 4
+//! assert!((ppl.value() - 4.0).abs() < 1e-12);
+//! ```
+
+use std::ops::Range;
+
+/// Why a perplexity cannot be computed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum PerplexityError {
+    /// Too few tokens for two chunks of the context (llama.cpp's rule).
+    #[error(
+        "the text has {tokens} tokens; a context of {n_ctx} needs at least {} \
+         (two chunks; a smaller --ctx, or more text)",
+        2 * *n_ctx as u128
+    )]
+    TooFewTokens {
+        /// The text's tokens.
+        tokens: usize,
+        /// The context asked for.
+        n_ctx: usize,
+    },
+    /// A context too small to score a token (at least 4: its second half
+    /// less the last position must hold one).
+    #[error("a context of {0} tokens scores none; at least 4 are needed")]
+    ContextTooSmall(usize),
+    /// No chunk asked for.
+    #[error("0 chunks asked for; at least 1")]
+    NoChunks,
+    /// A row of logits that does not hold the token, or holds no finite
+    /// value to normalize by.
+    #[error("{0}")]
+    BadLogits(String),
+}
+
+/// Which tokens a perplexity run evaluates (see the module's page).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Chunks {
+    /// Tokens a chunk: the context.
+    pub n_ctx: usize,
+    /// Chunks evaluated.
+    pub chunks: usize,
+    /// The first position of a chunk whose logits are scored (`n_ctx / 2`).
+    pub first: usize,
+}
+
+impl Chunks {
+    /// The tokens of chunk `i` in the text's tokens.
+    pub fn range(&self, i: usize) -> Range<usize> {
+        i * self.n_ctx..(i + 1) * self.n_ctx
+    }
+
+    /// Tokens scored in a chunk: positions `first` to `n_ctx - 2`, each
+    /// against the token after it.
+    pub fn per_chunk(&self) -> usize {
+        self.n_ctx - 1 - self.first
+    }
+
+    /// Tokens scored in all.
+    pub fn scored(&self) -> usize {
+        self.per_chunk() * self.chunks
+    }
+}
+
+/// The chunks of `n_ctx` tokens that `n_tokens` tokens give, at most
+/// `max_chunks` of them (`None`: all): errs, as llama.cpp does, where the
+/// text holds fewer than two chunks, and where `n_ctx` scores no token.
+pub fn chunks(
+    n_tokens: usize,
+    n_ctx: usize,
+    max_chunks: Option<usize>,
+) -> Result<Chunks, PerplexityError> {
+    if n_ctx < 4 {
+        return Err(PerplexityError::ContextTooSmall(n_ctx));
+    }
+    if max_chunks == Some(0) {
+        return Err(PerplexityError::NoChunks);
+    }
+    if n_tokens / 2 < n_ctx {
+        return Err(PerplexityError::TooFewTokens {
+            tokens: n_tokens,
+            n_ctx,
+        });
+    }
+    let all = n_tokens / n_ctx;
+    Ok(Chunks {
+        n_ctx,
+        chunks: max_chunks.map_or(all, |m| m.min(all)),
+        first: n_ctx / 2,
+    })
+}
+
+/// The natural log of the probability of `token` under `logits`, as
+/// llama.cpp's perplexity tool computes it (see the module's page). Errs
+/// where `token` is out of the row, or where the row's largest logit is
+/// not finite (NaN anywhere, or every logit infinite).
+pub fn log_prob(logits: &[f32], token: u32) -> Result<f64, PerplexityError> {
+    let t = token as usize;
+    let Some(&lt) = logits.get(t) else {
+        return Err(PerplexityError::BadLogits(format!(
+            "token {token} is past the {} logits of a row",
+            logits.len()
+        )));
+    };
+    // std::max over the row, from the first: NaN stays out unless first,
+    // so look for NaN apart.
+    if logits.iter().any(|v| v.is_nan()) {
+        return Err(PerplexityError::BadLogits(
+            "a row of logits holds NaN".into(),
+        ));
+    }
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    if !max.is_finite() {
+        return Err(PerplexityError::BadLogits(
+            "a row of logits has no finite largest value".into(),
+        ));
+    }
+    let sum: f64 = logits.iter().map(|&l| f64::from((l - max).exp())).sum();
+    Ok(f64::from(lt - max) - sum.ln())
+}
+
+/// The running negative log likelihood of the scored tokens, and the
+/// perplexity it gives.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Perplexity {
+    nll: f64,
+    nll2: f64,
+    count: usize,
+}
+
+impl Perplexity {
+    /// Scores `next` against `logits` (the row of the position before it)
+    /// and returns its negative log likelihood.
+    pub fn add(&mut self, logits: &[f32], next: u32) -> Result<f64, PerplexityError> {
+        let v = -log_prob(logits, next)?;
+        self.nll += v;
+        self.nll2 += v * v;
+        self.count += 1;
+        Ok(v)
+    }
+
+    /// Tokens scored.
+    pub fn count(&self) -> usize {
+        self.count
+    }
+
+    /// The mean negative log likelihood (nats a token); NaN before any.
+    pub fn mean_nll(&self) -> f64 {
+        self.nll / self.count as f64
+    }
+
+    /// The perplexity: `exp` of [`mean_nll`](Self::mean_nll).
+    pub fn value(&self) -> f64 {
+        self.mean_nll().exp()
+    }
+
+    /// llama.cpp's "±": the standard error of the mean negative log
+    /// likelihood times the perplexity; `None` with fewer than two tokens
+    /// or no spread.
+    pub fn error(&self) -> Option<f64> {
+        if self.count < 2 {
+            return None;
+        }
+        let n = self.count as f64;
+        let mean = self.nll / n;
+        let var = self.nll2 / n - mean * mean;
+        (var > 0.0).then(|| (var / (n - 1.0)).sqrt() * mean.exp())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunks_follow_llama_cpp() {
+        // llama-perplexity: at least 2 * n_ctx tokens, n_chunk = tokens /
+        // n_ctx, scored n_ctx - 1 - n_ctx / 2 a chunk.
+        let c = chunks(1024, 512, None).unwrap();
+        assert_eq!((c.chunks, c.first, c.per_chunk()), (2, 256, 255));
+        assert_eq!(c.range(1), 512..1024);
+        assert_eq!(chunks(5000, 512, Some(3)).unwrap().chunks, 3);
+        assert_eq!(chunks(5000, 512, Some(30)).unwrap().chunks, 9);
+        let odd = chunks(14, 7, None).unwrap();
+        assert_eq!((odd.first, odd.per_chunk()), (3, 3));
+        assert_eq!(
+            chunks(1023, 512, None),
+            Err(PerplexityError::TooFewTokens {
+                tokens: 1023,
+                n_ctx: 512
+            })
+        );
+        assert_eq!(
+            chunks(100, 3, None),
+            Err(PerplexityError::ContextTooSmall(3))
+        );
+        assert_eq!(chunks(100, 4, Some(0)), Err(PerplexityError::NoChunks));
+        // Sizes from a hostile --ctx do not overflow.
+        assert!(chunks(usize::MAX, usize::MAX, None).is_err());
+        let msg = chunks(3, usize::MAX, None).unwrap_err().to_string();
+        assert!(msg.contains("needs at least 36893488147419103230"), "{msg}");
+    }
+
+    #[test]
+    fn log_prob_is_llama_cpps() {
+        // Written out as llama.cpp's log_softmax: max in f32, sum in f64.
+        let logits = [1.5f32, -2.25, 3.0, 0.125, 3.0];
+        let max = 3.0f32;
+        let sum: f64 = logits.iter().map(|&l| f64::from((l - max).exp())).sum();
+        for t in 0..5 {
+            let want = f64::from(logits[t] - max) - sum.ln();
+            assert_eq!(
+                log_prob(&logits, t as u32).unwrap().to_bits(),
+                want.to_bits()
+            );
+        }
+        let p: f64 = (0..5).map(|t| log_prob(&logits, t).unwrap().exp()).sum();
+        // (each exp in f32, as llama.cpp's expf)
+        assert!((p - 1.0).abs() < 1e-6);
+        // -inf logits are probability 0; the row still normalizes.
+        let lp = log_prob(&[f32::NEG_INFINITY, 0.0], 0).unwrap();
+        assert_eq!(lp, f64::NEG_INFINITY);
+        assert!(log_prob(&[0.0, f32::NAN], 0).is_err());
+        assert!(log_prob(&[f32::NAN, 0.0], 1).is_err());
+        assert!(log_prob(&[f32::INFINITY, 0.0], 1).is_err());
+        assert!(log_prob(&[f32::NEG_INFINITY; 3], 1).is_err());
+        assert!(log_prob(&[0.0; 3], 3).is_err());
+        assert!(log_prob(&[], 0).is_err());
+    }
+
+    #[test]
+    fn perplexity_and_its_error() {
+        let mut p = Perplexity::default();
+        assert_eq!(p.error(), None);
+        assert!(p.value().is_nan());
+        // Two tokens: probabilities 1/2 and 1/4.
+        let a = p.add(&[0.0, 0.0], 0).unwrap();
+        let b = p.add(&[0.0, 0.0, 0.0, 0.0], 3).unwrap();
+        assert!((a - 2f64.ln()).abs() < 1e-15 && (b - 4f64.ln()).abs() < 1e-15);
+        assert_eq!(p.count(), 2);
+        assert!((p.value() - 8f64.sqrt()).abs() < 1e-12);
+        // llama.cpp: sqrt((mean(v²) - mean(v)²) / (n - 1)) * ppl.
+        let mean = (a + b) / 2.0;
+        let var = (a * a + b * b) / 2.0 - mean * mean;
+        let want = (var / 1.0).sqrt() * mean.exp();
+        assert!((p.error().unwrap() - want).abs() < 1e-12);
+        // Equal likelihoods: no spread, no error.
+        let mut q = Perplexity::default();
+        q.add(&[0.0, 0.0], 0).unwrap();
+        q.add(&[0.0, 0.0], 1).unwrap();
+        assert_eq!(q.error(), None);
+        // A bad row leaves the sums as they were.
+        assert!(q.add(&[0.0], 1).is_err());
+        assert_eq!(q.count(), 2);
+    }
+}

@@ -116,6 +116,14 @@ if [ -n "$real_smol$real_gemma" ]; then
         cmp -s "$W/text-cpu.txt" "$W/text-cuda.txt" && echo "  the same text as on the CPU" ||
             echo "  CPU's text: $(tr '\n' ' ' <"$W/text-cpu.txt")"
         check "load $(basename "$m") --device cuda" "$B/gguf-loader" load "$m" --device cuda
+        # Perplexity over the license (4 chunks of 128): the GPU's against
+        # the CPU's (tests/golden/perplexity.json holds llama.cpp's).
+        for d in cpu cuda; do
+            "$B/gguf-loader" perplexity "$m" -f "$B/../LICENSE-APACHE" --ctx 128 --chunks 4 --json \
+                --device $d >"$W/ppl-$d.json" || { echo "FAIL perplexity $(basename "$m") on $d"; fail=1; }
+        done
+        echo "$(basename "$m") perplexity, CPU: $(cat "$W/ppl-cpu.json")"
+        echo "$(basename "$m") perplexity, GPU: $(cat "$W/ppl-cuda.json")"
         # A conversation on the GPU: the VRAM cache truncated back and
         # continued between turns, and (in 110 tokens) the oldest turns
         # forgotten before the fourth.

@@ -19,6 +19,9 @@
 #   scripts/llama_cpp_golden.sh --bench    build, then also `llama-bench` (the
 #       speed reference for `gguf-loader generate`, scripts/bench-generate.sh);
 #       prints its path
+#   scripts/llama_cpp_golden.sh --perplexity    build, then also `llama-perplexity`
+#       (the reference of `gguf-loader perplexity`,
+#       scripts/llama_cpp_perplexity.sh); prints its path
 #   scripts/llama_cpp_golden.sh --print-env
 #       print the build's paths as shell assignments (for other scripts
 #       that use this llama.cpp: eval "$(scripts/llama_cpp_golden.sh --print-env)")
@@ -81,13 +84,21 @@ build
 if [ "${1:-}" = "--build" ]; then
     exit 0
 fi
-if [ "${1:-}" = "--bench" ]; then
-    if [ ! -x "$BUILD/bin/llama-bench" ]; then
-        log "building llama-bench"
+# tool NAME: builds llama.cpp's tool NAME if needed and prints its path.
+tool() {
+    if [ ! -x "$BUILD/bin/$1" ]; then
+        log "building $1"
         PATH="$VENV/bin:$PATH" nice -n 19 cmake --build "$BUILD" -j "$JOBS" \
-            --target llama-bench >>"$CACHE/cmake-build.log"
+            --target "$1" >>"$CACHE/cmake-build.log"
     fi
-    echo "$BUILD/bin/llama-bench"
+    echo "$BUILD/bin/$1"
+}
+if [ "${1:-}" = "--bench" ]; then
+    tool llama-bench
+    exit 0
+fi
+if [ "${1:-}" = "--perplexity" ]; then
+    tool llama-perplexity
     exit 0
 fi
 

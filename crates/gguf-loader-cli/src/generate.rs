@@ -63,16 +63,63 @@ pub struct Args<'a> {
     pub no_memory_check: bool,
 }
 
+impl<'a> Args<'a> {
+    /// Arguments that name the model alone: its file, the context, the
+    /// weights' float, the device and how it is loaded (what
+    /// [`with_model`] reads); no prompt, greedy, nothing else asked.
+    pub(crate) fn model_only(
+        file: &'a Path,
+        ctx: Option<usize>,
+        dtype: ElementKind,
+        device: Device,
+        lazy: bool,
+        ggml_order: Option<bool>,
+        no_memory_check: bool,
+    ) -> Self {
+        Args {
+            file,
+            prompt: None,
+            tokens: None,
+            n: 0,
+            ctx,
+            dtype,
+            temp: 0.0,
+            top_p: 1.0,
+            top_k: 0,
+            min_p: 0.0,
+            seed: 0,
+            device,
+            chat: false,
+            system: None,
+            ids: false,
+            interactive: false,
+            lazy,
+            ggml_order,
+            no_memory_check,
+        }
+    }
+}
+
 /// A forward pass with its KV cache: the CPU's [`Transformer`] or, with
 /// the `cuda` feature, the GPU's.
-trait Step {
+pub(crate) trait Step {
     /// A [`KvCache`] in host memory or VRAM.
     type Buffer;
     fn cache(&self, capacity: usize) -> Result<KvCache<Self::Buffer>, ForwardError>;
+    /// The last position's logits.
     fn step(
         &self,
         cache: &mut KvCache<Self::Buffer>,
         tokens: &[u32],
+    ) -> Result<Vec<f32>, ForwardError> {
+        self.step_all(cache, tokens, false)
+    }
+    /// The logits of every position (`all`) or of the last.
+    fn step_all(
+        &self,
+        cache: &mut KvCache<Self::Buffer>,
+        tokens: &[u32],
+        all: bool,
     ) -> Result<Vec<f32>, ForwardError>;
 }
 
@@ -81,8 +128,13 @@ impl<T: WeightElement> Step for Transformer<T> {
     fn cache(&self, capacity: usize) -> Result<KvCache, ForwardError> {
         self.new_cache(capacity)
     }
-    fn step(&self, cache: &mut KvCache, tokens: &[u32]) -> Result<Vec<f32>, ForwardError> {
-        self.forward(cache, tokens, false)
+    fn step_all(
+        &self,
+        cache: &mut KvCache,
+        tokens: &[u32],
+        all: bool,
+    ) -> Result<Vec<f32>, ForwardError> {
+        self.forward(cache, tokens, all)
     }
 }
 
@@ -92,12 +144,39 @@ impl Step for gguf_loader_llm::forward::cuda::CudaTransformer {
     fn cache(&self, capacity: usize) -> Result<KvCache<Self::Buffer>, ForwardError> {
         self.new_cache(capacity)
     }
-    fn step(
+    fn step_all(
         &self,
         cache: &mut KvCache<Self::Buffer>,
         tokens: &[u32],
+        all: bool,
     ) -> Result<Vec<f32>, ForwardError> {
-        self.forward(cache, tokens, false)
+        self.forward(cache, tokens, all)
+    }
+}
+
+/// What runs on the model `load` gives (`weights` names its float):
+/// `generate`'s conversation or continuation, or `perplexity`. Both load
+/// the model as [`Args`] ask: device, float, eager or lazy.
+pub(crate) trait Job {
+    fn run<M: Step>(
+        &self,
+        a: &Args<'_>,
+        weights: &str,
+        load: impl FnOnce(&MmapGGUFLoader) -> Result<M, ForwardError>,
+    ) -> Result<(), CliError>;
+}
+
+/// `generate` itself.
+struct Generate;
+
+impl Job for Generate {
+    fn run<M: Step>(
+        &self,
+        a: &Args<'_>,
+        weights: &str,
+        load: impl FnOnce(&MmapGGUFLoader) -> Result<M, ForwardError>,
+    ) -> Result<(), CliError> {
+        run_on(a, weights, load)
     }
 }
 
@@ -230,6 +309,12 @@ impl Out<'_> {
 /// a model that cannot be loaded or run, an empty or out-of-range prompt,
 /// or a failed write to standard output.
 pub fn run(a: &Args<'_>) -> Result<(), CliError> {
+    with_model(a, &Generate)
+}
+
+/// Runs `job` on the model `a` asks for: on its device, with its weights'
+/// float, eager or lazy, refused in one line where that cannot be.
+pub(crate) fn with_model(a: &Args<'_>, job: &impl Job) -> Result<(), CliError> {
     if a.ggml_order.is_some() && !matches!(a.device, Device::Cuda(_)) {
         return Err("--gpu-matmul is for a GPU (--device cuda)".into());
     }
@@ -250,7 +335,7 @@ pub fn run(a: &Args<'_>) -> Result<(), CliError> {
             } else {
                 GpuMatmul::Cublas
             };
-            return run_on(a, "f16 weights", |loader| {
+            return job.run(a, "f16 weights", |loader| {
                 let mut m = CudaTransformer::load(loader, ordinal)?;
                 m.set_matmul(matmul);
                 Ok(m)
@@ -263,16 +348,16 @@ pub fn run(a: &Args<'_>) -> Result<(), CliError> {
         }
     }
     match a.dtype {
-        ElementKind::F16 => run_with::<f16>(a),
-        ElementKind::F32 => run_with::<f32>(a),
+        ElementKind::F16 => run_with::<f16>(a, job),
+        ElementKind::F32 => run_with::<f32>(a, job),
         other => Err(format!("--dtype {} is not supported here (f16, f32)", other.name()).into()),
     }
 }
 
-fn run_with<T: WeightElement>(a: &Args<'_>) -> Result<(), CliError> {
+fn run_with<T: WeightElement>(a: &Args<'_>, job: &impl Job) -> Result<(), CliError> {
     if a.lazy {
         let what = format!("{} weights, lazy", T::KIND.name());
-        return run_on(a, &what, |_| {
+        return job.run(a, &what, |_| {
             let loader = MmapGGUFLoader::new(a.file).map_err(ForwardError::from)?;
             Transformer::<T>::load_lazy(std::sync::Arc::new(loader))
         });
@@ -285,7 +370,7 @@ fn run_with<T: WeightElement>(a: &Args<'_>) -> Result<(), CliError> {
         let what = format!("{} with {what}", a.file.display());
         gguf_loader_cli::host::check_memory(weight_bytes(&loader, T::KIND), &what)?;
     }
-    run_on(a, &what, |loader| Transformer::<T>::load(loader))
+    job.run(a, &what, |loader| Transformer::<T>::load(loader))
 }
 
 /// Bytes of the decoded weights: matrices as `kind`, 1-D tensors (norms)
@@ -301,18 +386,18 @@ fn weight_bytes(loader: &MmapGGUFLoader, kind: ElementKind) -> u64 {
 }
 
 /// The model as `load` gave it, with the figures of its load.
-struct Loaded<M> {
-    model: M,
+pub(crate) struct Loaded<M> {
+    pub(crate) model: M,
     /// Seconds since the command started.
-    load_s: f64,
+    pub(crate) load_s: f64,
     /// Resident memory once loaded.
-    rss: Option<u64>,
+    pub(crate) rss: Option<u64>,
     /// VRAM in use before the load (on a GPU).
     vram_before: Option<usize>,
 }
 
 impl<M> Loaded<M> {
-    fn new(
+    pub(crate) fn new(
         a: &Args<'_>,
         loader: &MmapGGUFLoader,
         t0: Instant,
@@ -331,7 +416,7 @@ impl<M> Loaded<M> {
     }
 
     /// "; VRAM … MiB (model and cache)" on a GPU, else nothing.
-    fn vram(&self, a: &Args<'_>) -> String {
+    pub(crate) fn vram(&self, a: &Args<'_>) -> String {
         match (self.vram_before, vram_used(a.device)) {
             (Some(b), Some(after)) => format!(
                 "; VRAM {:.1} MiB (model and cache)",
@@ -343,12 +428,12 @@ impl<M> Loaded<M> {
 }
 
 /// A forward pass's error, naming the file.
-fn named(a: &Args<'_>, e: ForwardError) -> CliError {
+pub(crate) fn named(a: &Args<'_>, e: ForwardError) -> CliError {
     CliError::Message(format!("{}: {e}", a.file.display()))
 }
 
 /// A rate, or "no rate" where nothing was timed.
-fn rate(n: usize, s: f64) -> String {
+pub(crate) fn rate(n: usize, s: f64) -> String {
     if n > 0 && s > 0.0 {
         format!("{:.1} tokens/s", n as f64 / s)
     } else {

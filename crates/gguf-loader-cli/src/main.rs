@@ -7,6 +7,7 @@ mod chat_render;
 mod convert;
 mod generate;
 mod output;
+mod perplexity;
 mod synth;
 mod tokenize;
 
@@ -393,6 +394,46 @@ enum Command {
         #[arg(long)]
         no_memory_check: bool,
     },
+    /// The model's perplexity over a text, as llama.cpp's llama-perplexity
+    /// computes it: chunks of --ctx tokens, the second half of each scored.
+    /// The running figure on standard output, chunk by chunk, then
+    /// "Final estimate: PPL = … +/- …"; speed and memory on standard error.
+    Perplexity {
+        /// The GGUF file (any shard of a split model opens them all).
+        file: PathBuf,
+        /// The text (UTF-8, at most 256 MiB; `-`: standard input). It must
+        /// hold at least two chunks' tokens.
+        #[arg(short = 'f', long, value_name = "FILE")]
+        text_file: PathBuf,
+        /// Tokens a chunk (the context; at least 4).
+        #[arg(long, default_value_t = perplexity::DEFAULT_CONTEXT as u32,
+              value_parser = clap::value_parser!(u32).range(4..=16_777_216))]
+        ctx: u32,
+        /// Chunks at most [default: every whole chunk of the text].
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+        chunks: Option<u32>,
+        /// Weights as f16 (1-D tensors stay f32) or f32.
+        #[arg(long, value_enum, default_value = "f16")]
+        dtype: WeightDtype,
+        /// Run on this device (cpu, cuda, cuda:N; a GPU needs a build with
+        /// the `cuda` feature, and f16 weights).
+        #[arg(long, default_value = "cpu", value_parser = parse_device)]
+        device: Device,
+        /// Decode each layer when the forward pass reaches it (the next one
+        /// prefetched) instead of loading the model first.
+        #[arg(long)]
+        lazy: bool,
+        /// On a GPU, how matrices are multiplied (as `generate`'s).
+        #[arg(long, value_enum)]
+        gpu_matmul: Option<GpuMatmulArg>,
+        /// Run even when the decoded weights are larger than the memory
+        /// available.
+        #[arg(long)]
+        no_memory_check: bool,
+        /// Print the result as one JSON object (no lines per chunk).
+        #[arg(long)]
+        json: bool,
+    },
     /// Check the structure and scan the data for NaN/Inf values and scales
     /// (exit 0 clean, 1 data problems, 2 malformed, 3 the report could not
     /// be written).
@@ -637,6 +678,35 @@ fn run(command: Command) -> Result<ExitCode, CliError> {
             no_memory_check,
         })
         .map_err(|e| e.in_file(&file))?,
+        Command::Perplexity {
+            file,
+            text_file,
+            ctx,
+            chunks,
+            dtype,
+            device,
+            lazy,
+            gpu_matmul,
+            no_memory_check,
+            json,
+        } => {
+            let text = read_prompt(&text_file)?;
+            perplexity::run(&perplexity::Args {
+                model: generate::Args::model_only(
+                    &file,
+                    Some(ctx as usize),
+                    dtype.into(),
+                    device,
+                    lazy,
+                    gpu_matmul.map(|m| m == GpuMatmulArg::GgmlOrder),
+                    no_memory_check,
+                ),
+                text: &text,
+                chunks: chunks.map(|c| c as usize),
+                json,
+            })
+            .map_err(|e| e.in_file(&file))?
+        }
         Command::Verify { file, json } => {
             // Its exit code is the verdict: a report it could not write (a
             // full disk) is not "malformed".

@@ -405,9 +405,9 @@ enum Command {
         /// hold at least two chunks' tokens.
         #[arg(short = 'f', long, value_name = "FILE")]
         text_file: PathBuf,
-        /// Tokens a chunk (the context; at least 4).
+        /// Tokens a chunk (the context; at least 3).
         #[arg(long, default_value_t = perplexity::DEFAULT_CONTEXT as u32,
-              value_parser = clap::value_parser!(u32).range(4..=16_777_216))]
+              value_parser = clap::value_parser!(u32).range(3..=16_777_216))]
         ctx: u32,
         /// Chunks at most [default: every whole chunk of the text].
         #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]

@@ -248,7 +248,7 @@ fn refusals_are_one_line() {
         assert!(e.err().contains("cuda"));
     }
     // clap's own refusals (exit 2, a usage message).
-    for args in [["--ctx", "3"], ["--chunks", "0"], ["--ctx", "abc"]] {
+    for args in [["--ctx", "2"], ["--chunks", "0"], ["--ctx", "abc"]] {
         let mut a: Vec<&std::ffi::OsStr> = vec![os("-f"), short.as_os_str()];
         a.extend(args.iter().map(std::ffi::OsStr::new));
         let r = ppl(&a);

@@ -43,9 +43,9 @@ pub enum PerplexityError {
         /// The context asked for.
         n_ctx: usize,
     },
-    /// A context too small to score a token (at least 4: its second half
+    /// A context too small to score a token (at least 3: its second half
     /// less the last position must hold one).
-    #[error("a context of {0} tokens scores none; at least 4 are needed")]
+    #[error("a context of {0} tokens scores none; at least 3 are needed")]
     ContextTooSmall(usize),
     /// No chunk asked for.
     #[error("0 chunks asked for; at least 1")]
@@ -93,7 +93,7 @@ pub fn chunks(
     n_ctx: usize,
     max_chunks: Option<usize>,
 ) -> Result<Chunks, PerplexityError> {
-    if n_ctx < 4 {
+    if n_ctx < 3 {
         return Err(PerplexityError::ContextTooSmall(n_ctx));
     }
     if max_chunks == Some(0) {
@@ -213,11 +213,13 @@ mod tests {
                 n_ctx: 512
             })
         );
+        let three = chunks(6, 3, None).unwrap();
+        assert_eq!((three.chunks, three.first, three.per_chunk()), (2, 1, 1));
         assert_eq!(
-            chunks(100, 3, None),
-            Err(PerplexityError::ContextTooSmall(3))
+            chunks(100, 2, None),
+            Err(PerplexityError::ContextTooSmall(2))
         );
-        assert_eq!(chunks(100, 4, Some(0)), Err(PerplexityError::NoChunks));
+        assert_eq!(chunks(100, 3, Some(0)), Err(PerplexityError::NoChunks));
         // Sizes from a hostile --ctx do not overflow.
         assert!(chunks(usize::MAX, usize::MAX, None).is_err());
         let msg = chunks(3, usize::MAX, None).unwrap_err().to_string();

@@ -102,6 +102,14 @@ impl Job for Args<'_> {
                     .step_all(&mut cache, &chunk[from..to], true)
                     .map_err(|e| named(a, e))?;
                 let n_vocab = logits.len() / (to - from);
+                if n_vocab == 0 || logits.len() % (to - from) != 0 {
+                    return Err(format!(
+                        "{file}: {} logits for {} positions",
+                        logits.len(),
+                        to - from
+                    )
+                    .into());
+                }
                 for (j, row) in (from..to).zip(logits.chunks_exact(n_vocab)) {
                     let next = chunk[j + 1];
                     let bad = |e| CliError::Message(format!("{file}: chunk {}: {e}", i + 1));

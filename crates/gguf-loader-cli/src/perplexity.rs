@@ -81,7 +81,7 @@ impl Job for Args<'_> {
 
         let mut out = io::stdout().lock();
         let mut ppl = Perplexity::default();
-        let mut chunk_ppl = Vec::with_capacity(plan.chunks);
+        let mut chunk_ppl = Vec::new();
         let t1 = Instant::now();
         for i in 0..plan.chunks {
             let mut chunk = tokens[plan.range(i)].to_vec();

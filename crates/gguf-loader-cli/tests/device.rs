@@ -3,7 +3,8 @@
 //! `convert` answer one line naming the device and `convert` leaves no
 //! file; bad device names and ring sizes are refused by the parser. On a
 //! machine with a GPU and a `cuda` build (scripts/gpu-check.sh), the GPU
-//! conversion is the CPU's byte for byte.
+//! conversion is the CPU's byte for byte, and the GPU's perplexity near
+//! the CPU's.
 
 #[path = "../../gguf-loader/tests/common/mod.rs"]
 mod common;
@@ -54,6 +55,24 @@ fn load_and_convert_on_a_gpu_or_one_line_why_not() {
             .arg(&model)
             .args(["--device", "cuda", "--lazy"]));
         r.ok();
+        // Perplexity on the GPU's forward pass: near the CPU's (cuBLAS sums
+        // in its own order).
+        let ppl = |device: &str| -> Vec<f64> {
+            let r = run(cli()
+                .arg("perplexity")
+                .arg(&model)
+                .arg("-f")
+                .arg(common::repo_root().join("LICENSE-APACHE"))
+                .args(["--ctx", "64", "--chunks", "2", "--json", "--device", device]));
+            let v: serde_json::Value = serde_json::from_str(r.ok().trim_end()).unwrap();
+            let chunks = v["chunk_ppl"].as_array().unwrap();
+            chunks.iter().map(|x| x.as_f64().unwrap()).collect()
+        };
+        let (cpu, gpu) = (ppl("cpu"), ppl("cuda"));
+        assert_eq!(cpu.len(), 2);
+        for (c, g) in cpu.iter().zip(&gpu) {
+            assert!((c - g).abs() / c < 1e-3, "CPU {cpu:?}, GPU {gpu:?}");
+        }
         return;
     }
     for args in [
@@ -66,6 +85,14 @@ fn load_and_convert_on_a_gpu_or_one_line_why_not() {
         assert!(e.contains("cuda:"), "{e}");
         assert!(r.stdout.is_empty(), "{}", r.stdout);
     }
+    let r = run(cli()
+        .arg("perplexity")
+        .arg(&model)
+        .arg("-f")
+        .arg(common::repo_root().join("LICENSE-APACHE"))
+        .args(["--device", "cuda"]));
+    assert!(r.err().contains("cuda:0"), "{}", r.stderr);
+    assert!(r.stdout.is_empty(), "{}", r.stdout);
     let out = dir.path().join("x.gguf");
     let r = run(cli()
         .arg("convert")

@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Speed of `gguf-loader perplexity` against llama.cpp's `llama-perplexity`
+# on the same F16 GGUFs (`gguf-loader convert --dtype f16` of the two real
+# models), the same text (LICENSE-APACHE) and threads: the whole process's
+# wall time (load, tokenize, evaluate), alternating (llama.cpp, ours, again),
+# medians printed with both tools' perplexities. Never in CI: it builds
+# llama-perplexity (scripts/llama_cpp_golden.sh --perplexity).
+#
+#   scripts/bench-perplexity.sh [REPS]      (default 5)
+#
+# Environment: THREADS (2), CTX (512: llama-perplexity's default),
+# GGUF_LOADER_MODEL / GGUF_LOADER_GEMMA (else fetch-model.sh).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+reps="${1:-5}"
+threads="${THREADS:-2}"
+ctx="${CTX:-512}"
+text=LICENSE-APACHE
+
+echo "load average at the start: $(cut -d" " -f1-3 /proc/loadavg)"
+ppl_bin="$(scripts/llama_cpp_golden.sh --perplexity)"
+eval "$(scripts/llama_cpp_golden.sh --print-env)"
+cargo build --release --quiet -p gguf-loader-cli
+bin=./target/release/gguf-loader
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
+smollm2="${GGUF_LOADER_MODEL:-$(scripts/fetch-model.sh smollm2)}"
+gemma3="${GGUF_LOADER_GEMMA:-$(scripts/fetch-model.sh gemma3)}"
+
+# wall CMD...: the seconds CMD took (its output to $work/out, $work/err).
+wall() {
+    local t0 t1
+    t0=$(date +%s.%N)
+    "$@" >"$work/out" 2>"$work/err" || { cat "$work/err" >&2; exit 1; }
+    t1=$(date +%s.%N)
+    python3 -c "print(f'{$t1 - $t0:.3f}')"
+}
+
+for name in smollm2 gemma3; do
+    f16="$work/$name-f16.gguf"
+    "$bin" convert --dtype f16 -o "$f16" "${!name}" >/dev/null
+    ours=() theirs=()
+    for _ in $(seq "$reps"); do
+        theirs+=("$(LD_LIBRARY_PATH="$LLAMA_CPP_BUILD/bin" wall "$ppl_bin" -m "$f16" -f "$text" \
+            -c "$ctx" -b "$ctx" -t "$threads")")
+        their_ppl="$(cat "$work/out" "$work/err" | sed -nE 's/.*Final estimate: PPL = ([0-9.]+ \+\/- [0-9.]+).*/\1/p')"
+        ours+=("$(RAYON_NUM_THREADS="$threads" wall "$bin" perplexity "$f16" -f "$text" --ctx "$ctx")")
+        our_ppl="$(sed -nE 's/Final estimate: PPL = (.*)/\1/p' "$work/out")"
+    done
+    python3 - "$name" "$ctx" "$their_ppl" "$our_ppl" "${theirs[*]}" "${ours[*]}" <<'EOF'
+import statistics, sys
+name, ctx, their_ppl, our_ppl, theirs, ours = sys.argv[1:]
+t = statistics.median(map(float, theirs.split()))
+o = statistics.median(map(float, ours.split()))
+print(f"{name} (ctx {ctx}): llama-perplexity {t:.2f} s (PPL {their_ppl}), "
+      f"gguf-loader perplexity {o:.2f} s (PPL {our_ppl}): ratio {t / o:.2f} "
+      f"(runs: {theirs} / {ours})")
+EOF
+done
+echo "load average at the end: $(cut -d" " -f1-3 /proc/loadavg)"

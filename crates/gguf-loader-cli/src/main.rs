@@ -175,6 +175,25 @@ fn parse_device(s: &str) -> Result<Device, String> {
         .map_err(|e: gguf_loader::ParseDeviceError| e.to_string())
 }
 
+/// How `generate` and `perplexity` run the forward pass.
+#[derive(clap::Args)]
+struct ForwardArgs {
+    /// Decode each layer when the forward pass reaches it (the next one
+    /// prefetched) instead of loading the model first: a sooner first
+    /// token, a smaller footprint, slower tokens after.
+    #[arg(long)]
+    lazy: bool,
+    /// On a GPU, how matrices are multiplied: cuBLAS (fastest), or summed
+    /// in the CPU's and ggml's order (the logits llama.cpp's CPU gives, to
+    /// rounding; slower).
+    #[arg(long, value_enum)]
+    gpu_matmul: Option<GpuMatmulArg>,
+    /// Run even when the decoded weights are larger than the memory
+    /// available (MemAvailable, or what the memory cgroup leaves).
+    #[arg(long)]
+    no_memory_check: bool,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Print the header, metadata and tensor table of a GGUF file.
@@ -379,20 +398,8 @@ enum Command {
         /// (with --tokens, needs no tokenizer).
         #[arg(long)]
         ids: bool,
-        /// Decode each layer when the forward pass reaches it (the next one
-        /// prefetched) instead of loading the model first: a sooner first
-        /// token, a smaller footprint, slower tokens after.
-        #[arg(long)]
-        lazy: bool,
-        /// On a GPU, how matrices are multiplied: cuBLAS (fastest), or
-        /// summed in the CPU's and ggml's order (the logits llama.cpp's CPU
-        /// gives, to rounding; slower).
-        #[arg(long, value_enum)]
-        gpu_matmul: Option<GpuMatmulArg>,
-        /// Run even when the decoded weights are larger than the memory
-        /// available (MemAvailable, or what the memory cgroup leaves).
-        #[arg(long)]
-        no_memory_check: bool,
+        #[command(flatten)]
+        forward: ForwardArgs,
     },
     /// The model's perplexity over a text, as llama.cpp's llama-perplexity
     /// computes it: chunks of --ctx tokens, the second half of each scored.
@@ -419,20 +426,11 @@ enum Command {
         /// the `cuda` feature, and f16 weights).
         #[arg(long, default_value = "cpu", value_parser = parse_device)]
         device: Device,
-        /// Decode each layer when the forward pass reaches it (the next one
-        /// prefetched) instead of loading the model first.
-        #[arg(long)]
-        lazy: bool,
-        /// On a GPU, how matrices are multiplied (as `generate`'s).
-        #[arg(long, value_enum)]
-        gpu_matmul: Option<GpuMatmulArg>,
-        /// Run even when the decoded weights are larger than the memory
-        /// available.
-        #[arg(long)]
-        no_memory_check: bool,
         /// Print the result as one JSON object (no lines per chunk).
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        forward: ForwardArgs,
     },
     /// Check the structure and scan the data for NaN/Inf values and scales
     /// (exit 0 clean, 1 data problems, 2 malformed, 3 the report could not
@@ -649,9 +647,12 @@ fn run(command: Command) -> Result<ExitCode, CliError> {
             interactive,
             system,
             ids,
-            lazy,
-            gpu_matmul,
-            no_memory_check,
+            forward:
+                ForwardArgs {
+                    lazy,
+                    gpu_matmul,
+                    no_memory_check,
+                },
         } => generate::run(&generate::Args {
             file: &file,
             prompt: match prompt_file {
@@ -685,10 +686,13 @@ fn run(command: Command) -> Result<ExitCode, CliError> {
             chunks,
             dtype,
             device,
-            lazy,
-            gpu_matmul,
-            no_memory_check,
             json,
+            forward:
+                ForwardArgs {
+                    lazy,
+                    gpu_matmul,
+                    no_memory_check,
+                },
         } => {
             let text = read_prompt(&text_file)?;
             perplexity::run(&perplexity::Args {

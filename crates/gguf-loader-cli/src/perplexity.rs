@@ -14,7 +14,7 @@ use gguf_loader::MmapGGUFLoader;
 use gguf_loader_cli::memory;
 use gguf_loader_cli::CliError;
 use gguf_loader_llm::forward::ForwardError;
-use gguf_loader_llm::perplexity::{self, Perplexity};
+use gguf_loader_llm::perplexity::{self, EvalError, Perplexity};
 use gguf_loader_llm::Tokenizer;
 
 use crate::generate::{self, named, rate, Job, Loaded, Step};
@@ -80,44 +80,18 @@ impl Job for Args<'_> {
         let per_step = (MAX_LOGITS_BYTES / 4 / tok.vocab_size().max(1)).max(1);
 
         let mut out = io::stdout().lock();
-        let mut ppl = Perplexity::default();
         let mut chunk_ppl = Vec::new();
         let t1 = Instant::now();
-        for i in 0..plan.chunks {
-            let mut chunk = tokens[plan.range(i)].to_vec();
-            if let Some(b) = bos {
-                chunk[0] = b;
+        let step = |ids: &[u32], fresh: bool, all: bool| {
+            if fresh {
+                cache.clear();
             }
-            cache.clear();
-            let mut this = Perplexity::default();
-            // The first half only fills the cache; the last position's
-            // logits would score a token past the chunk, so it is not run.
             model
-                .step_all(&mut cache, &chunk[..plan.first], false)
-                .map_err(|e| named(a, e))?;
-            let scored = plan.first..plan.n_ctx - 1;
-            for from in scored.clone().step_by(per_step) {
-                let to = (from + per_step).min(scored.end);
-                let logits = model
-                    .step_all(&mut cache, &chunk[from..to], true)
-                    .map_err(|e| named(a, e))?;
-                let n_vocab = logits.len() / (to - from);
-                if n_vocab == 0 || logits.len() % (to - from) != 0 {
-                    return Err(format!(
-                        "{file}: {} logits for {} positions",
-                        logits.len(),
-                        to - from
-                    )
-                    .into());
-                }
-                for (j, row) in (from..to).zip(logits.chunks_exact(n_vocab)) {
-                    let next = chunk[j + 1];
-                    let bad = |e| CliError::Message(format!("{file}: chunk {}: {e}", i + 1));
-                    ppl.add(row, next).map_err(bad)?;
-                    this.add(row, next).map_err(bad)?;
-                }
-            }
-            chunk_ppl.push((ppl.value(), this.value()));
+                .step_all(&mut cache, ids, all)
+                .map_err(|e| named(a, e))
+        };
+        let chunk_done = |i: usize, total: &Perplexity, this: &Perplexity| {
+            chunk_ppl.push(total.value());
             if i == 0 && plan.chunks > 1 {
                 let s = t1.elapsed().as_secs_f64();
                 gguf_loader_cli::note(format_args!(
@@ -126,19 +100,27 @@ impl Job for Args<'_> {
                     plan.chunks
                 ));
             }
-            if !self.json {
-                writeln!(
-                    out,
-                    "[{}/{}] PPL {:.4} (this chunk {:.4})",
-                    i + 1,
-                    plan.chunks,
-                    ppl.value(),
-                    this.value()
-                )
-                .and_then(|()| out.flush())
-                .map_err(CliError::stdout)?;
+            if self.json {
+                return Ok(());
             }
-        }
+            writeln!(
+                out,
+                "[{}/{}] PPL {:.4} (this chunk {:.4})",
+                i + 1,
+                plan.chunks,
+                total.value(),
+                this.value()
+            )
+            .and_then(|()| out.flush())
+            .map_err(CliError::stdout)
+        };
+        let ppl =
+            perplexity::evaluate(&tokens, &plan, bos, per_step, step, chunk_done).map_err(|e| {
+                match e {
+                    EvalError::Caller(e) => e,
+                    e => CliError::Message(format!("{file}: {e}")),
+                }
+            })?;
         let eval_s = t1.elapsed().as_secs_f64();
         // Every position run: the first half of each chunk and its scored
         // positions, not the last.
@@ -154,7 +136,7 @@ impl Job for Args<'_> {
                 "mean_nll": ppl.mean_nll(),
                 "ppl": ppl.value(),
                 "ppl_error": error,
-                "chunk_ppl": chunk_ppl.iter().map(|c| c.0).collect::<Vec<_>>(),
+                "chunk_ppl": chunk_ppl,
                 "seconds": eval_s,
             });
             serde_json::to_writer(&mut out, &v).map_err(CliError::stdout)?;

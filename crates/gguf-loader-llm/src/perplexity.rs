@@ -24,6 +24,31 @@
 //! ppl.add(&[0.0, 0.0, 0.0, 0.0], 1).unwrap(); // uniform over 4: ln 4
 //! assert!((ppl.value() - 4.0).abs() < 1e-12);
 //! ```
+//!
+//! [`evaluate`] runs a whole plan through a forward pass:
+//!
+//! ```no_run
+//! use gguf_loader::{f16, MmapGGUFLoader};
+//! use gguf_loader_llm::forward::Transformer;
+//! use gguf_loader_llm::perplexity::{chunks, evaluate};
+//! use gguf_loader_llm::Tokenizer;
+//!
+//! let loader = MmapGGUFLoader::new("model.gguf")?;
+//! let tok = Tokenizer::from_loader(&loader)?;
+//! let model = Transformer::<f16>::load(&loader)?;
+//! let tokens = tok.encode(&std::fs::read_to_string("text.txt")?, true, false);
+//! let plan = chunks(tokens.len(), 512, None)?;
+//! let bos = tok.bos().filter(|_| tok.add_bos());
+//! let mut cache = model.new_cache(plan.n_ctx)?;
+//! let ppl = evaluate(&tokens, &plan, bos, 64, |ids, fresh, all| {
+//!     if fresh {
+//!         cache.clear();
+//!     }
+//!     model.forward(&mut cache, ids, all)
+//! }, |_, _, _| Ok(()))?;
+//! println!("PPL = {:.4} +/- {:.5}", ppl.value(), ppl.error().unwrap_or(0.0));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 use std::ops::Range;
 
@@ -191,6 +216,78 @@ impl Perplexity {
     }
 }
 
+/// Why [`evaluate`] stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum EvalError<E> {
+    /// The caller's forward pass or chunk callback failed.
+    #[error(transparent)]
+    Caller(E),
+    /// A row of logits could not be scored, or the plan does not fit the
+    /// tokens.
+    #[error("chunk {}: {error}", chunk + 1)]
+    Logits {
+        /// The chunk (from 0).
+        chunk: usize,
+        /// What was wrong.
+        error: PerplexityError,
+    },
+}
+
+/// Runs `plan` over `tokens` and returns the perplexity of every scored
+/// token. For each chunk: `step(ids, fresh, all)` runs `ids` at the next
+/// positions of the forward pass, after forgetting every position first
+/// where `fresh` (a chunk's first step: its first half, with `bos` in its
+/// first place where given), and returns the logits of every position
+/// (`all`, row after row) or of none that matter (`!all`). The second half
+/// runs in steps of at most `max_rows` positions (at least 1), each row
+/// scored against the token after it; the last position is not run (its
+/// logits would score a token past the chunk). `chunk_done(i, total,
+/// this)` follows each chunk with the running perplexity and the chunk's
+/// own.
+pub fn evaluate<E>(
+    tokens: &[u32],
+    plan: &Chunks,
+    bos: Option<u32>,
+    max_rows: usize,
+    mut step: impl FnMut(&[u32], bool, bool) -> Result<Vec<f32>, E>,
+    mut chunk_done: impl FnMut(usize, &Perplexity, &Perplexity) -> Result<(), E>,
+) -> Result<Perplexity, EvalError<E>> {
+    let mut total = Perplexity::default();
+    let bad = |chunk, error| EvalError::Logits { chunk, error };
+    for i in 0..plan.chunks {
+        let too_few = PerplexityError::TooFewTokens {
+            tokens: tokens.len(),
+            n_ctx: plan.n_ctx,
+        };
+        let mut chunk = tokens
+            .get(plan.range(i))
+            .filter(|_| plan.first >= 1 && plan.per_chunk() >= 1)
+            .ok_or_else(|| bad(i, too_few))?
+            .to_vec();
+        if let Some(b) = bos {
+            chunk[0] = b;
+        }
+        step(&chunk[..plan.first], true, false).map_err(EvalError::Caller)?;
+        let mut this = Perplexity::default();
+        let scored = plan.first..plan.n_ctx - 1;
+        for from in scored.clone().step_by(max_rows.max(1)) {
+            let to = (from + max_rows.max(1)).min(scored.end);
+            let logits = step(&chunk[from..to], false, true).map_err(EvalError::Caller)?;
+            let rows = to - from;
+            if logits.is_empty() || logits.len() % rows != 0 {
+                let why = format!("{} logits for {rows} positions", logits.len());
+                return Err(bad(i, PerplexityError::BadLogits(why)));
+            }
+            for (j, row) in (from..to).zip(logits.chunks_exact(logits.len() / rows)) {
+                total.add(row, chunk[j + 1]).map_err(|e| bad(i, e))?;
+                this.add(row, chunk[j + 1]).map_err(|e| bad(i, e))?;
+            }
+        }
+        chunk_done(i, &total, &this).map_err(EvalError::Caller)?;
+    }
+    Ok(total)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -277,5 +374,85 @@ mod tests {
         // A bad row leaves the sums as they were.
         assert!(q.add(&[0.0], 1).is_err());
         assert_eq!(q.count(), 2);
+    }
+
+    /// The steps `evaluate` asks for, and the token each row is scored
+    /// against: a fake forward pass whose row for input `t` puts its mass
+    /// on `t + 1`, over tokens that count up, scores every token at the
+    /// same probability only if each row meets the token after its input.
+    #[test]
+    fn evaluate_runs_llama_cpps_chunks() {
+        let tokens: Vec<u32> = (0..20).collect();
+        let plan = chunks(tokens.len(), 8, None).unwrap();
+        assert_eq!((plan.chunks, plan.first, plan.per_chunk()), (2, 4, 3));
+        let mut calls = Vec::new();
+        let mut done = Vec::new();
+        const V: usize = 64;
+        let ppl = evaluate(
+            &tokens,
+            &plan,
+            Some(63),
+            2,
+            |ids, fresh, all| {
+                calls.push((ids.to_vec(), fresh, all));
+                let mut rows = Vec::new();
+                for &t in ids.iter().filter(|_| all) {
+                    let mut row = [0f32; V];
+                    row[(t as usize + 1) % V] = 10.0;
+                    rows.extend(row);
+                }
+                Ok::<_, ()>(rows)
+            },
+            |i, total, this| {
+                done.push((i, total.count(), this.count()));
+                Ok(())
+            },
+        )
+        .unwrap();
+        let want: Vec<(Vec<u32>, bool, bool)> = vec![
+            (vec![63, 1, 2, 3], true, false),
+            (vec![4, 5], false, true),
+            (vec![6], false, true),
+            (vec![63, 9, 10, 11], true, false),
+            (vec![12, 13], false, true),
+            (vec![14], false, true),
+        ];
+        assert_eq!(calls, want);
+        assert_eq!(done, vec![(0, 3, 3), (1, 6, 3)]);
+        // Every scored token at e^10 / (e^10 + 63).
+        let p = (10f64).exp() / ((10f64).exp() + 63.0);
+        assert_eq!(ppl.count(), 6);
+        assert!((ppl.value() - 1.0 / p).abs() < 1e-5, "{}", ppl.value());
+
+        // A row short of the vocabulary's token, rows that are not whole,
+        // a plan of other tokens, a failing step: errors, not panics.
+        let rows = |n: usize| {
+            move |ids: &[u32], _: bool, all: bool| {
+                Ok::<_, &str>(if all {
+                    vec![0.0; ids.len() * n]
+                } else {
+                    vec![]
+                })
+            }
+        };
+        let e = evaluate(&tokens, &plan, None, 2, rows(2), |_, _, _| Ok(())).unwrap_err();
+        assert!(e.to_string().starts_with("chunk 1: token 5 is past"), "{e}");
+        let odd = |ids: &[u32], _: bool, all: bool| {
+            Ok::<_, &str>(if all {
+                vec![0.0; ids.len() * 30 + 1]
+            } else {
+                vec![]
+            })
+        };
+        let e = evaluate(&tokens, &plan, None, 2, odd, |_, _, _| Ok(())).unwrap_err();
+        assert!(e.to_string().contains("61 logits for 2 positions"), "{e}");
+        let e = evaluate(&tokens[..10], &plan, None, 2, rows(V), |_, _, _| Ok(())).unwrap_err();
+        assert!(matches!(e, EvalError::Logits { chunk: 1, .. }), "{e}");
+        let failing = |_: &[u32], _: bool, _: bool| Err::<Vec<f32>, _>("no");
+        let e = evaluate(&tokens, &plan, None, 2, failing, |_, _, _| Ok(())).unwrap_err();
+        assert!(matches!(e, EvalError::Caller("no")));
+        // max_rows 0 counts as 1.
+        let ppl = evaluate(&tokens, &plan, None, 0, rows(V), |_, _, _| Ok(())).unwrap();
+        assert_eq!(ppl.count(), 6);
     }
 }

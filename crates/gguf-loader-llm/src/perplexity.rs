@@ -52,6 +52,8 @@
 
 use std::ops::Range;
 
+use rayon::prelude::*;
+
 /// Why a perplexity cannot be computed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -181,10 +183,15 @@ impl Perplexity {
     /// and returns its negative log likelihood.
     pub fn add(&mut self, logits: &[f32], next: u32) -> Result<f64, PerplexityError> {
         let v = -log_prob(logits, next)?;
+        self.add_nll(v);
+        Ok(v)
+    }
+
+    /// Counts a token of negative log likelihood `v` (from [`log_prob`]).
+    pub fn add_nll(&mut self, v: f64) {
         self.nll += v;
         self.nll2 += v * v;
         self.count += 1;
-        Ok(v)
     }
 
     /// Tokens scored.
@@ -278,9 +285,17 @@ pub fn evaluate<E>(
                 let why = format!("{} logits for {rows} positions", logits.len());
                 return Err(bad(i, PerplexityError::BadLogits(why)));
             }
-            for (j, row) in (from..to).zip(logits.chunks_exact(logits.len() / rows)) {
-                total.add(row, chunk[j + 1]).map_err(|e| bad(i, e))?;
-                this.add(row, chunk[j + 1]).map_err(|e| bad(i, e))?;
+            // Each row on its own thread (a 262k-token row is a quarter of
+            // a millisecond), then added in order: the same sums as one by one.
+            let nll: Vec<Result<f64, PerplexityError>> = logits
+                .par_chunks_exact(logits.len() / rows)
+                .zip(&chunk[from + 1..=to])
+                .map(|(row, &next)| log_prob(row, next).map(|l| -l))
+                .collect();
+            for v in nll {
+                let v = v.map_err(|e| bad(i, e))?;
+                total.add_nll(v);
+                this.add_nll(v);
             }
         }
         chunk_done(i, &total, &this).map_err(EvalError::Caller)?;

@@ -3,9 +3,10 @@
 //! tokenizer, encodes fixed texts and the vocabulary's own tokens (with and
 //! without special tokens), decodes them whole and streamed, renders the
 //! chat template, then builds the forward pass, eager and lazy, and runs a
-//! few tokens through it. Everything a file sizes (layers, widths, the
-//! vocabulary, its pieces) is hostile here: the only allowed outcomes are
-//! values or typed errors, in bounded time and memory.
+//! few tokens through it and a perplexity of two chunks. Everything a file
+//! sizes (layers, widths, the vocabulary, its pieces) is hostile here: the
+//! only allowed outcomes are values or typed errors, in bounded time and
+//! memory.
 #![no_main]
 
 use std::path::PathBuf;
@@ -14,6 +15,7 @@ use std::sync::{Arc, OnceLock};
 use gguf_loader::{LoadMode, MmapGGUFLoader};
 use gguf_loader_llm::chat::{self, Message};
 use gguf_loader_llm::forward::{check_logits, ForwardError, Sampler, Transformer};
+use gguf_loader_llm::perplexity;
 use gguf_loader_llm::tokenizer::Tokenizer;
 use libfuzzer_sys::fuzz_target;
 
@@ -98,6 +100,23 @@ fn run(model: Result<Transformer<f32>, ForwardError>) {
             }
         }
         Err(_) => return,
+    }
+    // Perplexity over two chunks of 4, BOS first: each row scored, or a
+    // typed error; never NaN (every token's negative log likelihood is at
+    // least 0, or infinite).
+    if let Ok(mut pc) = model.new_cache(4) {
+        let text: Vec<u32> = (0..8u32).map(|t| t % n as u32).collect();
+        let plan = perplexity::chunks(text.len(), 4, None).expect("two chunks of 4");
+        let step = |ids: &[u32], fresh: bool, all: bool| {
+            if fresh {
+                pc.clear();
+            }
+            model.forward(&mut pc, ids, all)
+        };
+        if let Ok(p) = perplexity::evaluate(&text, &plan, Some(0), 2, step, |_, _, _| Ok(())) {
+            assert_eq!(p.count(), 2);
+            assert!(p.value() >= 1.0, "{p:?}");
+        }
     }
     // One more, then past the cache and past the vocabulary: errors.
     let _ = model.forward(&mut cache, &tokens[..1], false);

@@ -45,7 +45,8 @@
 //!
 //! [`forward::Transformer::generate`] is that loop as an iterator of ids
 //! (max tokens, stop tokens, a full cache), for a caller that needs no
-//! per-token work.
+//! per-token work. [`perplexity::evaluate`] scores a text as llama.cpp's
+//! `llama-perplexity` does (`gguf-loader perplexity`).
 //!
 //! [`Tokenizer`], [`forward::Transformer`] and [`forward::KvCache`] are
 //! `Send + Sync`: one model serves many threads, each with a cache of its

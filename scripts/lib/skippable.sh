@@ -21,14 +21,18 @@ skip() {
 # stand-in itself, such as Wine's server dying), a failed run whose log
 # matches it and shows no failed test prints that line, runs RERUN_FIRST
 # (shell code, if set) and runs CMD once more; only the second run counts.
+# RERUN_ANYWAY (a regex too) does the same where a test did fail, but on
+# an error only the stand-in gives (Wine failing to start a test's child
+# process): the test runs again, and must pass the second time.
 run_summarized() {
     local label=$1 log status=0 cause
     shift
     log=$(mktemp)
     "$@" >"$log" 2>&1 || status=$?
-    if [ "$status" -ne 0 ] && [ -n "${RERUN_WHEN:-}" ] &&
+    if [ "$status" -ne 0 ] && { { [ -n "${RERUN_WHEN:-}" ] &&
         ! grep -qE "^test result: FAILED|panicked at" "$log" &&
-        cause=$(grep -m1 -E "$RERUN_WHEN" "$log"); then
+        cause=$(grep -m1 -E "$RERUN_WHEN" "$log"); } ||
+        { [ -n "${RERUN_ANYWAY:-}" ] && cause=$(grep -m1 -E "$RERUN_ANYWAY" "$log"); }; }; then
         grep -E "^ +Running |^test result:" "$log" || true
         echo "== $label: not a test's failure but \"$cause\" (exit $status): once more"
         [ -z "${RERUN_FIRST:-}" ] || eval "$RERUN_FIRST"

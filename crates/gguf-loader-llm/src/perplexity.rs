@@ -266,9 +266,16 @@ pub fn evaluate<E>(
             tokens: tokens.len(),
             n_ctx: plan.n_ctx,
         };
-        let mut chunk = tokens
-            .get(plan.range(i))
-            .filter(|_| plan.first >= 1 && plan.per_chunk() >= 1)
+        // `Chunks` has public fields: a plan made by hand is checked here
+        // without arithmetic that could overflow (a first half of at least
+        // one position, a scored one after it, the chunk inside the tokens).
+        let fits = plan.first >= 1 && plan.first.checked_add(2).is_some_and(|f| f <= plan.n_ctx);
+        let range = i
+            .checked_mul(plan.n_ctx)
+            .and_then(|s| Some(s..s.checked_add(plan.n_ctx)?));
+        let mut chunk = range
+            .filter(|_| fits)
+            .and_then(|r| tokens.get(r))
             .ok_or_else(|| bad(i, too_few))?
             .to_vec();
         if let Some(b) = bos {
@@ -466,6 +473,16 @@ mod tests {
         let failing = |_: &[u32], _: bool, _: bool| Err::<Vec<f32>, _>("no");
         let e = evaluate(&tokens, &plan, None, 2, failing, |_, _, _| Ok(())).unwrap_err();
         assert!(matches!(e, EvalError::Caller("no")));
+        // Plans made by hand that do not fit: errors, not overflows.
+        for (n_ctx, first, chunks) in [(0, 1, 1), (4, 3, 1), (usize::MAX, 1, 3), (8, 0, 1)] {
+            let odd = Chunks {
+                n_ctx,
+                chunks,
+                first,
+            };
+            let e = evaluate(&tokens, &odd, None, 2, rows(V), |_, _, _| Ok(())).unwrap_err();
+            assert!(matches!(e, EvalError::Logits { .. }), "{odd:?}: {e}");
+        }
         // max_rows 0 counts as 1.
         let ppl = evaluate(&tokens, &plan, None, 0, rows(V), |_, _, _| Ok(())).unwrap();
         assert_eq!(ppl.count(), 6);

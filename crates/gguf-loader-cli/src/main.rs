@@ -410,15 +410,37 @@ enum Command {
         file: PathBuf,
         /// The text (UTF-8, at most 256 MiB; `-`: standard input). It must
         /// hold at least two chunks' tokens.
-        #[arg(short = 'f', long, value_name = "FILE")]
-        text_file: PathBuf,
-        /// Tokens a chunk (the context; at least 3).
-        #[arg(long, default_value_t = perplexity::DEFAULT_CONTEXT as u32,
-              value_parser = clap::value_parser!(u32).range(3..=16_777_216))]
-        ctx: u32,
-        /// Chunks at most [default: every whole chunk of the text].
+        #[arg(
+            short = 'f',
+            long,
+            value_name = "FILE",
+            required_unless_present = "kl_divergence",
+            conflicts_with = "kl_divergence"
+        )]
+        text_file: Option<PathBuf>,
+        /// Tokens a chunk (the context; at least 3) [default: 512].
+        #[arg(long, value_parser = clap::value_parser!(u32).range(3..=16_777_216),
+              conflicts_with = "kl_divergence")]
+        ctx: Option<u32>,
+        /// Chunks at most [default: every whole chunk of the text, or of
+        /// the --kl-divergence-base file].
         #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
         chunks: Option<u32>,
+        /// A file of a base model's log-probabilities, as llama.cpp's
+        /// llama-perplexity writes and reads it: written here (with the
+        /// perplexity) from this model over the text, or, with
+        /// --kl-divergence, read, and this model compared with it.
+        #[arg(long, value_name = "FILE")]
+        kl_divergence_base: Option<PathBuf>,
+        /// Compare this model's token distributions with the base's over
+        /// the base file's own text and context (no -f, no --ctx): KL
+        /// divergence, both perplexities, Δp and the same top token, chunk
+        /// by chunk and then in all, as llama.cpp prints them.
+        #[arg(long, requires = "kl_divergence_base")]
+        kl_divergence: bool,
+        /// Replace an existing --kl-divergence-base file when writing one.
+        #[arg(long, conflicts_with = "kl_divergence")]
+        force: bool,
         /// Weights as f16 (1-D tensors stay f32) or f32.
         #[arg(long, value_enum, default_value = "f16")]
         dtype: WeightDtype,
@@ -684,6 +706,9 @@ fn run(command: Command) -> Result<ExitCode, CliError> {
             text_file,
             ctx,
             chunks,
+            kl_divergence_base,
+            kl_divergence,
+            force,
             dtype,
             device,
             json,
@@ -694,20 +719,28 @@ fn run(command: Command) -> Result<ExitCode, CliError> {
                     no_memory_check,
                 },
         } => {
-            let text = read_prompt(&text_file)?;
+            // (clap: a text unless comparing, and then none.)
+            let text = text_file.as_deref().map(read_prompt).transpose()?;
+            let kld = match (&kl_divergence_base, kl_divergence) {
+                (Some(path), true) => perplexity::Kld::Compare { path },
+                (Some(path), false) => perplexity::Kld::Write { path, force },
+                (None, _) => perplexity::Kld::None,
+            };
             perplexity::run(&perplexity::Args {
                 model: generate::Args::model_only(
                     &file,
-                    Some(ctx as usize),
+                    ctx.map(|c| c as usize),
                     dtype.into(),
                     device,
                     lazy,
                     gpu_matmul.map(|m| m == GpuMatmulArg::GgmlOrder),
                     no_memory_check,
                 ),
-                text: &text,
+                text: text.as_deref().unwrap_or_default(),
+                text_path: text_file.as_deref(),
                 chunks: chunks.map(|c| c as usize),
                 json,
+                kld,
             })
             .map_err(|e| e.in_file(&file))?
         }

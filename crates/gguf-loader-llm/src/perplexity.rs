@@ -54,6 +54,8 @@ use std::ops::Range;
 
 use rayon::prelude::*;
 
+pub mod kld;
+
 /// Why a perplexity cannot be computed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -240,26 +242,43 @@ pub enum EvalError<E> {
     },
 }
 
-/// Runs `plan` over `tokens` and returns the perplexity of every scored
-/// token. For each chunk: `step(ids, fresh, all)` runs `ids` at the next
-/// positions of the forward pass, after forgetting every position first
-/// where `fresh` (a chunk's first step: its first half, with `bos` in its
-/// first place where given), and returns the logits of every position
-/// (`all`, row after row) or of none that matter (`!all`). The second half
-/// runs in steps of at most `max_rows` positions (at least 1), each row
-/// scored against the token after it; the last position is not run (its
-/// logits would score a token past the chunk). `chunk_done(i, total,
-/// this)` follows each chunk with the running perplexity and the chunk's
-/// own.
-pub fn evaluate<E>(
+/// What [`run_plan`] hands its caller as a plan runs.
+#[derive(Debug, Clone, Copy)]
+pub enum Event<'a> {
+    /// The logits of consecutive scored positions of chunk `chunk`, row
+    /// after row (`logits.len() / next.len()` a row: the vocabulary), and
+    /// the token each row is scored against (the one after its position).
+    Rows {
+        /// The chunk (from 0).
+        chunk: usize,
+        /// The rows, whole.
+        logits: &'a [f32],
+        /// A token a row.
+        next: &'a [u32],
+    },
+    /// Chunk `0` is done: every row of it has been handed over.
+    ChunkDone(usize),
+}
+
+/// Runs `plan` over `tokens` through a forward pass, and hands each step's
+/// scored rows to `on` ([`Event::Rows`], in order) and each chunk's end
+/// ([`Event::ChunkDone`]). For each chunk: `step(ids, fresh, all)` runs
+/// `ids` at the next positions of the forward pass, after forgetting every
+/// position first where `fresh` (a chunk's first step: its first half,
+/// with `bos` in its first place where given), and returns the logits of
+/// every position (`all`, row after row) or of none that matter (`!all`).
+/// The second half runs in steps of at most `max_rows` positions (at least
+/// 1); the last position is not run (its logits would score a token past
+/// the chunk). [`evaluate`] is this with a perplexity as `on`; the KL
+/// divergence ([`kld`]) is another.
+pub fn run_plan<E>(
     tokens: &[u32],
     plan: &Chunks,
     bos: Option<u32>,
     max_rows: usize,
     mut step: impl FnMut(&[u32], bool, bool) -> Result<Vec<f32>, E>,
-    mut chunk_done: impl FnMut(usize, &Perplexity, &Perplexity) -> Result<(), E>,
-) -> Result<Perplexity, EvalError<E>> {
-    let mut total = Perplexity::default();
+    mut on: impl FnMut(Event<'_>) -> Result<(), EvalError<E>>,
+) -> Result<(), EvalError<E>> {
     let bad = |chunk, error| EvalError::Logits { chunk, error };
     for i in 0..plan.chunks {
         let too_few = PerplexityError::TooFewTokens {
@@ -282,7 +301,6 @@ pub fn evaluate<E>(
             chunk[0] = b;
         }
         step(&chunk[..plan.first], true, false).map_err(EvalError::Caller)?;
-        let mut this = Perplexity::default();
         let scored = plan.first..plan.n_ctx - 1;
         for from in scored.clone().step_by(max_rows.max(1)) {
             let to = (from + max_rows.max(1)).min(scored.end);
@@ -292,21 +310,60 @@ pub fn evaluate<E>(
                 let why = format!("{} logits for {rows} positions", logits.len());
                 return Err(bad(i, PerplexityError::BadLogits(why)));
             }
+            // (Scored positions start at 1 or later: the token after each
+            // is the text's, never the BOS put in place.)
+            on(Event::Rows {
+                chunk: i,
+                logits: &logits,
+                next: &chunk[from + 1..=to],
+            })?;
+        }
+        on(Event::ChunkDone(i))?;
+    }
+    Ok(())
+}
+
+/// Runs `plan` over `tokens` (as [`run_plan`]) and returns the perplexity
+/// of every scored token, each row scored against the token after its
+/// position. `chunk_done(i, total, this)` follows each chunk with the
+/// running perplexity and the chunk's own.
+pub fn evaluate<E>(
+    tokens: &[u32],
+    plan: &Chunks,
+    bos: Option<u32>,
+    max_rows: usize,
+    step: impl FnMut(&[u32], bool, bool) -> Result<Vec<f32>, E>,
+    mut chunk_done: impl FnMut(usize, &Perplexity, &Perplexity) -> Result<(), E>,
+) -> Result<Perplexity, EvalError<E>> {
+    let mut total = Perplexity::default();
+    let mut this = Perplexity::default();
+    run_plan(tokens, plan, bos, max_rows, step, |event| match event {
+        Event::Rows {
+            chunk,
+            logits,
+            next,
+        } => {
             // Each row on its own thread (a 262k-token row is a quarter of
-            // a millisecond), then added in order: the same sums as one by one.
+            // a millisecond), then added in order: the same sums as one by
+            // one.
             let nll: Vec<Result<f64, PerplexityError>> = logits
-                .par_chunks_exact(logits.len() / rows)
-                .zip(&chunk[from + 1..=to])
+                .par_chunks_exact(logits.len() / next.len())
+                .zip(next)
                 .map(|(row, &next)| log_prob(row, next).map(|l| -l))
                 .collect();
             for v in nll {
-                let v = v.map_err(|e| bad(i, e))?;
+                let v = v.map_err(|error| EvalError::Logits { chunk, error })?;
                 total.add_nll(v);
                 this.add_nll(v);
             }
+            Ok(())
         }
-        chunk_done(i, &total, &this).map_err(EvalError::Caller)?;
-    }
+        Event::ChunkDone(i) => {
+            chunk_done(i, &total, &this).map_err(EvalError::Caller)?;
+            this = Perplexity::default();
+            Ok(())
+        }
+    })?;
     Ok(total)
 }
 

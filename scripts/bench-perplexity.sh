@@ -8,7 +8,12 @@
 #
 #   scripts/bench-perplexity.sh [REPS]      (default 5)
 #
-# Environment: THREADS (2), CTX (512: llama-perplexity's default),
+# With KLD=1, the KL divergence instead: each tool writes the F16 model's
+# log-probabilities (--kl-divergence-base), then compares the original
+# quantized file with its own base file (--kl-divergence); medians of
+# both steps, and both tools' mean KL divergence.
+#
+# Environment: THREADS (2), CTX (512: llama-perplexity's default), KLD,
 # GGUF_LOADER_MODEL / GGUF_LOADER_GEMMA (else fetch-model.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -35,6 +40,40 @@ wall() {
     t1=$(date +%s.%N)
     python3 -c "print(f'{$t1 - $t0:.3f}')"
 }
+
+if [ -n "${KLD:-}" ]; then
+    for name in smollm2 gemma3; do
+        f16="$work/$name-f16.gguf"
+        "$bin" convert --dtype f16 -o "$f16" "${!name}" >/dev/null
+        tw=() ow=() tc=() oc=()
+        for _ in $(seq "$reps"); do
+            rm -f "$work/base.llama" "$work/base.ours"
+            tw+=("$(LD_LIBRARY_PATH="$LLAMA_CPP_BUILD/bin" wall "$ppl_bin" -m "$f16" -f "$text" \
+                -c "$ctx" -b "$ctx" -t "$threads" --kl-divergence-base "$work/base.llama")")
+            ow+=("$(RAYON_NUM_THREADS="$threads" wall "$bin" perplexity "$f16" -f "$text" \
+                --ctx "$ctx" --kl-divergence-base "$work/base.ours")")
+            tc+=("$(LD_LIBRARY_PATH="$LLAMA_CPP_BUILD/bin" wall "$ppl_bin" -m "${!name}" \
+                -c "$ctx" -b "$ctx" -t "$threads" --kl-divergence-base "$work/base.llama" --kl-divergence)")
+            their_kld="$(cat "$work/out" "$work/err" | sed -nE 's/^Mean    KLD: +(.*)/\1/p')"
+            oc+=("$(RAYON_NUM_THREADS="$threads" wall "$bin" perplexity "${!name}" \
+                --kl-divergence-base "$work/base.ours" --kl-divergence)")
+            our_kld="$(sed -nE 's/^Mean    KLD: +(.*)/\1/p' "$work/out")"
+        done
+        python3 - "$name" "$ctx" "${tw[*]}" "${ow[*]}" "${tc[*]}" "${oc[*]}" "$their_kld" "$our_kld" \
+            "$(stat -c %s "$work/base.ours")" <<'EOF'
+import statistics, sys
+name, ctx, tw, ow, tc, oc, tk, ok, size = sys.argv[1:]
+m = lambda v: statistics.median(map(float, v.split()))
+print(f"{name} (ctx {ctx}, base file {int(size) / 2**20:.0f} MiB): writing the base: "
+      f"llama.cpp {m(tw):.2f} s, ours {m(ow):.2f} s, ratio {m(tw) / m(ow):.2f}; "
+      f"comparing the quantized file: llama.cpp {m(tc):.2f} s, ours {m(oc):.2f} s, "
+      f"ratio {m(tc) / m(oc):.2f}; mean KLD llama.cpp {tk}, ours {ok} "
+      f"(runs: {tw} / {ow} / {tc} / {oc})")
+EOF
+    done
+    echo "load average at the end: $(cut -d" " -f1-3 /proc/loadavg)"
+    exit 0
+fi
 
 for name in smollm2 gemma3; do
     f16="$work/$name-f16.gguf"

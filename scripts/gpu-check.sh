@@ -117,13 +117,20 @@ if [ -n "$real_smol$real_gemma" ]; then
             echo "  CPU's text: $(tr '\n' ' ' <"$W/text-cpu.txt")"
         check "load $(basename "$m") --device cuda" "$B/gguf-loader" load "$m" --device cuda
         # Perplexity over the license (4 chunks of 128): the GPU's against
-        # the CPU's (tests/golden/perplexity.json holds llama.cpp's).
+        # the CPU's (tests/golden/perplexity.json holds llama.cpp's); the
+        # CPU's log-probabilities kept, and the GPU's KL divergence from them.
         for d in cpu cuda; do
+            base=()
+            [ $d = cpu ] && base=(--kl-divergence-base "$W/base.kld" --force)
             "$B/gguf-loader" perplexity "$m" -f "$B/../LICENSE-APACHE" --ctx 128 --chunks 4 --json \
-                --device $d >"$W/ppl-$d.json" || { echo "FAIL perplexity $(basename "$m") on $d"; fail=1; }
+                --device $d "${base[@]}" >"$W/ppl-$d.json" || { echo "FAIL perplexity $(basename "$m") on $d"; fail=1; }
         done
         echo "$(basename "$m") perplexity, CPU: $(cat "$W/ppl-cpu.json")"
         echo "$(basename "$m") perplexity, GPU: $(cat "$W/ppl-cuda.json")"
+        "$B/gguf-loader" perplexity "$m" --kl-divergence-base "$W/base.kld" --kl-divergence --device cuda \
+            >"$W/kld.txt" || { echo "FAIL perplexity --kl-divergence $(basename "$m") on cuda"; fail=1; }
+        echo "$(basename "$m") the GPU's KL divergence from the CPU:"
+        grep -E '^(Mean    KLD|Maximum KLD|RMS|Same)' "$W/kld.txt" | sed 's/^/  /'
         # A conversation on the GPU: the VRAM cache truncated back and
         # continued between turns, and (in 110 tokens) the oldest turns
         # forgotten before the fourth.

@@ -10,6 +10,7 @@
 use std::fs::File;
 use std::io::{self, BufReader, Read, Write};
 use std::path::Path;
+use std::sync::mpsc;
 use std::time::Instant;
 
 use rayon::prelude::*;
@@ -177,7 +178,7 @@ enum Scoring {
     /// The perplexity.
     Plain,
     /// The perplexity, and the rows' log-probabilities to a file.
-    Write(Box<Output>),
+    Write(Writer),
     /// The divergence from a base.
     Compare(Box<BaseIn>, Divergence),
 }
@@ -186,6 +187,88 @@ enum Scoring {
 fn merge(into: &mut serde_json::Value, more: serde_json::Value) {
     if let (Some(o), serde_json::Value::Object(m)) = (into.as_object_mut(), more) {
         o.extend(m);
+    }
+}
+
+/// The base file written on a thread of its own, so that writing a step's
+/// rows overlaps the next step's forward pass (on Gemma-3 at `--ctx 512`,
+/// 510 MiB); two buffers go round.
+struct Writer {
+    full: Option<mpsc::SyncSender<Vec<u8>>>,
+    empty: mpsc::Receiver<Vec<u8>>,
+    made: usize,
+    thread: Option<std::thread::JoinHandle<Result<Output, CliError>>>,
+}
+
+impl Writer {
+    fn new(mut out: Output) -> Writer {
+        let (full, rows) = mpsc::sync_channel::<Vec<u8>>(1);
+        let (back, empty) = mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            for buf in rows {
+                out.write_all(&buf).map_err(|e| out.error(e))?;
+                // (The other side may be gone: an error there.)
+                let _ = back.send(buf);
+            }
+            Ok(out)
+        });
+        Writer {
+            full: Some(full),
+            empty,
+            made: 0,
+            thread: Some(thread),
+        }
+    }
+
+    /// A buffer of `len` bytes to fill: a new one for the first two, then
+    /// one the thread has written.
+    fn buffer(&mut self, len: usize) -> Result<Vec<u8>, CliError> {
+        let mut buf = if self.made < 2 {
+            self.made += 1;
+            row_buffer(len)?
+        } else {
+            self.empty.recv().map_err(|_| self.stopped())?
+        };
+        buf.resize(len, 0);
+        Ok(buf)
+    }
+
+    /// Hands `buf` to the thread.
+    fn send(&mut self, buf: Vec<u8>) -> Result<(), CliError> {
+        let sent = self.full.as_ref().map(|f| f.send(buf));
+        match sent {
+            Some(Ok(())) => Ok(()),
+            _ => Err(self.stopped()),
+        }
+    }
+
+    fn stopped(&mut self) -> CliError {
+        match self.finish() {
+            Err(e) => e,
+            Ok(_) => CliError::Message("the log-probabilities' writer stopped".into()),
+        }
+    }
+
+    /// Waits for every buffer to be written: the output, or the error that
+    /// stopped the thread.
+    fn finish(&mut self) -> Result<Output, CliError> {
+        drop(self.full.take());
+        match self.thread.take().map(|t| t.join()) {
+            Some(Ok(r)) => r,
+            Some(Err(_)) => Err(CliError::Message(
+                "the log-probabilities' writer panicked".into(),
+            )),
+            None => Err(CliError::Message(
+                "the log-probabilities' writer stopped".into(),
+            )),
+        }
+    }
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        // The output dropped on its thread: its temporary file removed.
+        let _ = self.finish();
     }
 }
 
@@ -253,7 +336,7 @@ impl Job for Args<'_> {
                             head.extend(t.to_le_bytes());
                         }
                         out.write_all(&head).map_err(|e| out.error(e))?;
-                        Scoring::Write(Box::new(out))
+                        Scoring::Write(Writer::new(out))
                     }
                     _ => Scoring::Plain,
                 };
@@ -272,9 +355,10 @@ impl Job for Args<'_> {
         let mut cache = model.cache(plan.n_ctx).map_err(|e| named(a, e))?;
         let n_vocab = tok.vocab_size().max(1);
         let per_step = (MAX_LOGITS_BYTES / 4 / n_vocab).max(1);
+        let buf_len = per_step.min(plan.per_chunk()) * kld::row_bytes(n_vocab);
         let mut rows_buf = match scoring {
-            Scoring::Plain => Vec::new(),
-            _ => row_buffer(per_step.min(plan.per_chunk()) * kld::row_bytes(n_vocab))?,
+            Scoring::Compare(..) => row_buffer(buf_len)?,
+            _ => Vec::new(),
         };
 
         let mut out = io::stdout().lock();
@@ -322,7 +406,8 @@ impl Job for Args<'_> {
                             }
                         }
                         Scoring::Write(file) => {
-                            let buf = &mut rows_buf[..next.len() * row];
+                            let mut whole = file.buffer(buf_len).map_err(EvalError::Caller)?;
+                            let buf = &mut whole[..next.len() * row];
                             let nll: Vec<_> = logits
                                 .par_chunks_exact(width)
                                 .zip(buf.par_chunks_exact_mut(row))
@@ -334,8 +419,8 @@ impl Job for Args<'_> {
                                 total.add_nll(v);
                                 this.add_nll(v);
                             }
-                            file.write_all(buf)
-                                .map_err(|e| EvalError::Caller(file.error(e)))?;
+                            whole.truncate(next.len() * row);
+                            file.send(whole).map_err(EvalError::Caller)?;
                         }
                         Scoring::Compare(base, div) => {
                             let buf = &mut rows_buf[..next.len() * row];
@@ -395,7 +480,12 @@ impl Job for Args<'_> {
                 }
             }
         };
-        perplexity::run_plan(&tokens, &plan, bos, per_step, step, on).map_err(|e| match e {
+        let done = perplexity::run_plan(&tokens, &plan, bos, per_step, step, on);
+        if let (Err(_), Scoring::Write(w)) = (&done, &mut scoring) {
+            // The writer's own error, where it stopped first.
+            w.finish()?;
+        }
+        done.map_err(|e| match e {
             EvalError::Caller(e) => e,
             e => CliError::Message(format!("{file}: {e}")),
         })?;
@@ -475,7 +565,8 @@ impl Job for Args<'_> {
                     )
                     .map_err(CliError::stdout)?;
                 }
-                if let Scoring::Write(file) = scoring {
+                if let Scoring::Write(mut w) = scoring {
+                    let file = w.finish()?;
                     let shown = file.path().display().to_string();
                     let bytes = file.commit()?;
                     gguf_loader_cli::note(format_args!(

@@ -56,15 +56,23 @@ fn load_and_convert_on_a_gpu_or_one_line_why_not() {
             .args(["--device", "cuda", "--lazy"]));
         r.ok();
         // Perplexity on the GPU's forward pass: near the CPU's (cuBLAS sums
-        // in its own order).
+        // in its own order); its KL divergence from the CPU's
+        // log-probabilities (written by the CPU's run) near 0.
+        let base = dir.path().join("cpu.kld");
+        let json = |r: support::Ran| -> serde_json::Value {
+            serde_json::from_str(r.ok().trim_end()).unwrap()
+        };
         let ppl = |device: &str| -> Vec<f64> {
-            let r = run(cli()
-                .arg("perplexity")
+            let mut c = cli();
+            c.arg("perplexity")
                 .arg(&model)
                 .arg("-f")
                 .arg(common::repo_root().join("LICENSE-APACHE"))
-                .args(["--ctx", "64", "--chunks", "2", "--json", "--device", device]));
-            let v: serde_json::Value = serde_json::from_str(r.ok().trim_end()).unwrap();
+                .args(["--ctx", "64", "--chunks", "2", "--json", "--device", device]);
+            if device == "cpu" {
+                c.arg("--kl-divergence-base").arg(&base);
+            }
+            let v = json(run(&mut c));
             let chunks = v["chunk_ppl"].as_array().unwrap();
             chunks.iter().map(|x| x.as_f64().unwrap()).collect()
         };
@@ -73,6 +81,17 @@ fn load_and_convert_on_a_gpu_or_one_line_why_not() {
         for (c, g) in cpu.iter().zip(&gpu) {
             assert!((c - g).abs() / c < 1e-3, "CPU {cpu:?}, GPU {gpu:?}");
         }
+        let v = json(run(cli()
+            .arg("perplexity")
+            .arg(&model)
+            .arg("--kl-divergence-base")
+            .arg(&base)
+            .args(["--kl-divergence", "--json", "--device", "cuda"])));
+        let (kld, top) = (
+            v["kld"][0].as_f64().unwrap(),
+            v["same_top"][0].as_f64().unwrap(),
+        );
+        assert!(kld.abs() < 1e-3 && top > 0.95, "{v}");
         return;
     }
     for args in [

@@ -69,7 +69,9 @@ fn walk(path: &PathBuf, mode: LoadMode) {
     assert_eq!(walks[0], walks[1], "prefetch changes nothing");
 
     // An index with no tensors answers as the eager model does.
-    let missing = (0..=indices.len()).find(|i| !indices.contains(i)).unwrap_or(usize::MAX);
+    let missing = (0..=indices.len())
+        .find(|i| !indices.contains(i))
+        .unwrap_or(usize::MAX);
     assert!(matches!(lazy.layer(missing), Err(Error::LayerNotFound(_))));
 
     let Ok(model) = eager else {

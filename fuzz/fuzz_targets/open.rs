@@ -5,8 +5,8 @@
 
 use std::hint::black_box;
 
-use gguf_loader::{GgufFile, Value};
 use gguf_loader::check_tensor_data;
+use gguf_loader::{GgufFile, Value};
 use libfuzzer_sys::fuzz_target;
 
 fn touch(v: &Value<'_>, depth: usize) -> u64 {

@@ -417,7 +417,8 @@ fn percentile(sorted: &[f32], fraction: f32) -> f32 {
         return last;
     }
     let p = fraction * (sorted.len() - 1) as f32;
-    let ip = p as usize;
+    // (Within the values for any length: f32 rounding cannot carry it past.)
+    let ip = (p as usize).min(sorted.len() - 1);
     let p = p - ip as f32;
     (1.0 - p) * sorted[ip] + p * sorted[(ip + 1).min(sorted.len() - 1)]
 }

@@ -121,6 +121,9 @@ pub(crate) trait Step {
         tokens: &[u32],
         all: bool,
     ) -> Result<Vec<f32>, ForwardError>;
+    /// Hands a step's logits back for the next step's (where the forward
+    /// pass can: the CPU's).
+    fn recycle(&self, _cache: &mut KvCache<Self::Buffer>, _logits: Vec<f32>) {}
 }
 
 impl<T: WeightElement> Step for Transformer<T> {
@@ -135,6 +138,9 @@ impl<T: WeightElement> Step for Transformer<T> {
         all: bool,
     ) -> Result<Vec<f32>, ForwardError> {
         self.forward(cache, tokens, all)
+    }
+    fn recycle(&self, cache: &mut KvCache, logits: Vec<f32>) {
+        cache.recycle(logits);
     }
 }
 

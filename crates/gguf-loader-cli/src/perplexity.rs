@@ -7,6 +7,7 @@
 //! …`; load time, speed and memory go to standard error. With `--json`,
 //! one object at the end instead.
 
+use std::cell::Cell;
 use std::fs::File;
 use std::io::{self, BufReader, Read, Write};
 use std::path::Path;
@@ -367,9 +368,14 @@ impl Job for Args<'_> {
         let mut total = Perplexity::default();
         let mut this = Perplexity::default();
         let t1 = Instant::now();
+        // The last step's logits, handed back for the next's.
+        let spare: Cell<Option<Vec<f32>>> = Cell::new(None);
         let step = |ids: &[u32], fresh: bool, all: bool| {
             if fresh {
                 cache.clear();
+            }
+            if let Some(v) = spare.take() {
+                model.recycle(&mut cache, v);
             }
             model
                 .step_all(&mut cache, ids, all)
@@ -480,7 +486,8 @@ impl Job for Args<'_> {
                 }
             }
         };
-        let done = perplexity::run_plan(&tokens, &plan, bos, per_step, step, on);
+        let recycle = |v| spare.set(Some(v));
+        let done = perplexity::run_plan(&tokens, &plan, bos, per_step, step, on, recycle);
         if let (Err(_), Scoring::Write(w)) = (&done, &mut scoring) {
             // The writer's own error, where it stopped first.
             w.finish()?;

@@ -269,8 +269,11 @@ pub enum Event<'a> {
 /// every position (`all`, row after row) or of none that matter (`!all`).
 /// The second half runs in steps of at most `max_rows` positions (at least
 /// 1); the last position is not run (its logits would score a token past
-/// the chunk). [`evaluate`] is this with a perplexity as `on`; the KL
-/// divergence ([`kld`]) is another.
+/// the chunk). Each step's logits go to `recycle` once handed over (a
+/// forward pass may write the next step's into them:
+/// [`KvCache::recycle`](crate::forward::KvCache::recycle)). [`evaluate`]
+/// is this with a perplexity as `on`; the KL divergence ([`kld`]) is
+/// another.
 pub fn run_plan<E>(
     tokens: &[u32],
     plan: &Chunks,
@@ -278,6 +281,7 @@ pub fn run_plan<E>(
     max_rows: usize,
     mut step: impl FnMut(&[u32], bool, bool) -> Result<Vec<f32>, E>,
     mut on: impl FnMut(Event<'_>) -> Result<(), EvalError<E>>,
+    mut recycle: impl FnMut(Vec<f32>),
 ) -> Result<(), EvalError<E>> {
     let bad = |chunk, error| EvalError::Logits { chunk, error };
     for i in 0..plan.chunks {
@@ -317,6 +321,7 @@ pub fn run_plan<E>(
                 logits: &logits,
                 next: &chunk[from + 1..=to],
             })?;
+            recycle(logits);
         }
         on(Event::ChunkDone(i))?;
     }
@@ -337,7 +342,7 @@ pub fn evaluate<E>(
 ) -> Result<Perplexity, EvalError<E>> {
     let mut total = Perplexity::default();
     let mut this = Perplexity::default();
-    run_plan(tokens, plan, bos, max_rows, step, |event| match event {
+    let on = |event: Event<'_>| match event {
         Event::Rows {
             chunk,
             logits,
@@ -363,7 +368,8 @@ pub fn evaluate<E>(
             this = Perplexity::default();
             Ok(())
         }
-    })?;
+    };
+    run_plan(tokens, plan, bos, max_rows, step, on, drop)?;
     Ok(total)
 }
 

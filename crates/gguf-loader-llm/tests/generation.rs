@@ -258,7 +258,8 @@ fn batched_logits_are_one_token_at_a_time_bit_for_bit() {
 /// hold old values: none of them may reach a later step. After a longer
 /// prompt and a few single tokens, the cache cleared, a shorter prompt
 /// (a batch, by the lane kernel) and single tokens give a fresh cache's
-/// logits, bit for bit; on a llama and on a gemma3 whose sliding window
+/// logits, bit for bit, also where an old step's logits were handed back
+/// ([`KvCache::recycle`]) for a later step's; on a llama and on a gemma3 whose sliding window
 /// lets the layers see spans of other lengths.
 #[test]
 fn a_caches_kept_buffers_never_reach_a_later_step() {
@@ -279,11 +280,14 @@ fn a_caches_kept_buffers_never_reach_a_later_step() {
         let mut fresh = model.new_cache(200).unwrap();
         let want = run(&mut fresh);
         let mut used = model.new_cache(200).unwrap();
-        model.forward(&mut used, &long, true).unwrap();
+        let old = model.forward(&mut used, &long, true).unwrap();
         for &t in &tail {
             model.forward(&mut used, &[t], false).unwrap();
         }
         used.clear();
+        // The long step's logits handed back: the next step writes its own
+        // into them, over the old values.
+        used.recycle(old);
         let got = run(&mut used);
         assert!(
             want.iter()

@@ -299,6 +299,7 @@ impl CudaTransformer {
             chunk,
             written: 0,
             scratch: Default::default(),
+            spare_logits: Vec::new(),
         })
     }
 

@@ -405,6 +405,9 @@ enum Command {
     /// computes it: chunks of --ctx tokens, the second half of each scored.
     /// The running figure on standard output, chunk by chunk, then
     /// "Final estimate: PPL = … +/- …"; speed and memory on standard error.
+    /// With --kl-divergence-base, also the model's log-probabilities in
+    /// llama.cpp's file; with --kl-divergence too, another model's KL
+    /// divergence from them.
     Perplexity {
         /// The GGUF file (any shard of a split model opens them all).
         file: PathBuf,

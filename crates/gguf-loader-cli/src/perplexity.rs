@@ -6,6 +6,13 @@
 //! is known, then llama.cpp's own last line, `Final estimate: PPL = … +/-
 //! …`; load time, speed and memory go to standard error. With `--json`,
 //! one object at the end instead.
+//!
+//! `--kl-divergence-base FILE` also writes every scored position's
+//! log-probabilities to `FILE` (llama.cpp's file, on a thread of its own);
+//! with `--kl-divergence`, the file's tokens and context are run instead of
+//! a text, and each position's distribution is compared with the file's
+//! (`gguf_loader_llm::perplexity::kld`): llama.cpp's table, a line a chunk,
+//! then its statistics.
 
 use std::cell::Cell;
 use std::fs::File;
@@ -593,12 +600,17 @@ impl Job for Args<'_> {
         }
         out.flush().map_err(CliError::stdout)?;
         gguf_loader_cli::note(format_args!(
-            "load: {:.2} s ({weights} on {}, RSS {}); text: {} tokens, {} chunks of {} \
+            "load: {:.2} s ({weights} on {}, RSS {}); text: {} tokens{}, {} chunks of {} \
              ({scored} tokens scored); evaluation: {:.2} s, {}; peak RSS {}{}",
             loaded.load_s,
             a.device,
             memory::mib(loaded.rss),
             tokens.len(),
+            if matches!(self.kld, Kld::Compare { .. }) {
+                " (the base file's)"
+            } else {
+                ""
+            },
             plan.chunks,
             plan.n_ctx,
             eval_s,

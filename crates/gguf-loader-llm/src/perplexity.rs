@@ -147,8 +147,16 @@ pub fn chunks(
 /// where `token` is out of the row, or where the row's largest logit is
 /// not finite (NaN anywhere, or every logit infinite).
 pub fn log_prob(logits: &[f32], token: u32) -> Result<f64, PerplexityError> {
-    let t = token as usize;
-    let Some(&lt) = logits.get(t) else {
+    let (lt, max) = checked_row(logits, token)?;
+    let sum: f64 = logits.iter().map(|&l| f64::from((l - max).exp())).sum();
+    Ok(f64::from(lt - max) - sum.ln())
+}
+
+/// `token`'s logit and the row's largest, where the row holds `token`, no
+/// NaN, and a finite largest value (what [`log_prob`] and the KL
+/// divergence's rows need).
+pub(crate) fn checked_row(logits: &[f32], token: u32) -> Result<(f32, f32), PerplexityError> {
+    let Some(&lt) = logits.get(token as usize) else {
         return Err(PerplexityError::BadLogits(format!(
             "token {token} is past the {} logits of a row",
             logits.len()
@@ -167,8 +175,7 @@ pub fn log_prob(logits: &[f32], token: u32) -> Result<f64, PerplexityError> {
             "a row of logits has no finite largest value".into(),
         ));
     }
-    let sum: f64 = logits.iter().map(|&l| f64::from((l - max).exp())).sum();
-    Ok(f64::from(lt - max) - sum.ln())
+    Ok((lt, max))
 }
 
 /// The running negative log likelihood of the scored tokens, and the

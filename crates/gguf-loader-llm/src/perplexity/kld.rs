@@ -214,27 +214,6 @@ impl Header {
     }
 }
 
-fn check_row(logits: &[f32], token: u32) -> Result<f32, PerplexityError> {
-    let Some(&lt) = logits.get(token as usize) else {
-        return Err(PerplexityError::BadLogits(format!(
-            "token {token} is past the {} logits of a row",
-            logits.len()
-        )));
-    };
-    if logits.iter().any(|v| v.is_nan()) {
-        return Err(PerplexityError::BadLogits(
-            "a row of logits holds NaN".into(),
-        ));
-    }
-    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    if !max.is_finite() {
-        return Err(PerplexityError::BadLogits(
-            "a row of logits has no finite largest value".into(),
-        ));
-    }
-    Ok(lt)
-}
-
 /// llama.cpp's `nearest_int`: the nearest integer, ties to even, by adding
 /// 1.5 · 2^23 (exact for |x| < 2^22), then stored as a u16 (as llama.cpp's
 /// `uint16_t`).
@@ -249,7 +228,7 @@ fn nearest_u16(x: f32) -> u16 {
 /// `token` as it computes it there (in f32). Errs where `out` is not a
 /// row's size, and as [`super::log_prob`] does.
 pub fn encode_row(logits: &[f32], token: u32, out: &mut [u8]) -> Result<f32, PerplexityError> {
-    let lt = check_row(logits, token)?;
+    let (lt, max) = super::checked_row(logits, token)?;
     if out.len() != row_bytes(logits.len()) {
         return Err(PerplexityError::BadLogits(format!(
             "a row of {} logits takes {} bytes, not {}",
@@ -258,7 +237,6 @@ pub fn encode_row(logits: &[f32], token: u32, out: &mut [u8]) -> Result<f32, Per
             out.len()
         )));
     }
-    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     let min = logits
         .iter()
         .copied()
@@ -310,7 +288,7 @@ pub struct RowStats {
 /// llama.cpp's `log_softmax` of `kl_divergence`. Errs where the row sizes
 /// differ, and as [`super::log_prob`] does.
 pub fn compare_row(logits: &[f32], base: &[u8], token: u32) -> Result<RowStats, PerplexityError> {
-    let lt = check_row(logits, token)?;
+    let (lt, _) = super::checked_row(logits, token)?;
     if base.len() != row_bytes(logits.len()) {
         return Err(PerplexityError::BadLogits(format!(
             "a base row of {} bytes against {} logits (of {} bytes): another vocabulary",

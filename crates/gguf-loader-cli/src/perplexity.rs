@@ -98,6 +98,8 @@ struct BaseIn {
     shown: String,
     /// The byte the next row starts at.
     offset: u64,
+    /// The rows last read.
+    rows: Vec<u8>,
 }
 
 impl BaseIn {
@@ -112,9 +114,12 @@ impl BaseIn {
         let file = File::open(path).map_err(|e| fail(&e))?;
         let meta = file.metadata().map_err(|e| fail(&e))?;
         let mut file = BufReader::with_capacity(1 << 20, file);
-        let mut head = [0u8; kld::HEADER_BYTES];
-        let got = read_up_to(&mut file, &mut head).map_err(|e| fail(&e))?;
-        let header = kld::Header::parse(&head[..got]).map_err(|e| fail(&e))?;
+        let mut head = Vec::with_capacity(kld::HEADER_BYTES);
+        (&mut file)
+            .take(kld::HEADER_BYTES as u64)
+            .read_to_end(&mut head)
+            .map_err(|e| fail(&e))?;
+        let header = kld::Header::parse(&head).map_err(|e| fail(&e))?;
         if header.n_vocab != n_vocab {
             return Err(fail(&format_args!(
                 "byte 12: log-probabilities over a vocabulary of {}; the model's has {n_vocab} \
@@ -154,31 +159,22 @@ impl BaseIn {
             file,
             shown,
             offset: kld::HEADER_BYTES as u64 + token_bytes,
+            rows: Vec::new(),
         })
     }
 
-    /// The next `buf.len()` bytes of rows.
-    fn read_rows(&mut self, buf: &mut [u8]) -> Result<(), CliError> {
+    /// The next `len` bytes of rows, in a buffer kept for the next call.
+    fn read_rows(&mut self, len: usize) -> Result<&[u8], CliError> {
+        if self.rows.len() < len {
+            self.rows = row_buffer(len)?;
+        }
+        let buf = &mut self.rows[..len];
         self.file
             .read_exact(buf)
             .map_err(|e| CliError::Message(format!("{}: byte {}: {e}", self.shown, self.offset)))?;
-        self.offset += buf.len() as u64;
-        Ok(())
+        self.offset += len as u64;
+        Ok(buf)
     }
-}
-
-/// Reads up to `buf.len()` bytes: fewer only at the end of the file.
-fn read_up_to(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
-    let mut n = 0;
-    while n < buf.len() {
-        match r.read(&mut buf[n..]) {
-            Ok(0) => break,
-            Ok(k) => n += k,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(n)
 }
 
 /// What each scored row feeds.
@@ -364,10 +360,6 @@ impl Job for Args<'_> {
         let n_vocab = tok.vocab_size().max(1);
         let per_step = (MAX_LOGITS_BYTES / 4 / n_vocab).max(1);
         let buf_len = per_step.min(plan.per_chunk()) * kld::row_bytes(n_vocab);
-        let mut rows_buf = match scoring {
-            Scoring::Compare(..) => row_buffer(buf_len)?,
-            _ => Vec::new(),
-        };
 
         let mut out = io::stdout().lock();
         let mut chunk_ppl = Vec::new();
@@ -404,20 +396,8 @@ impl Job for Args<'_> {
                         return Err(bad(PerplexityError::BadLogits(why)));
                     }
                     let row = kld::row_bytes(n_vocab);
-                    match &mut scoring {
-                        Scoring::Plain => {
-                            // Each row on its own thread, added in order.
-                            let nll: Vec<_> = logits
-                                .par_chunks_exact(width)
-                                .zip(next)
-                                .map(|(row, &t)| perplexity::log_prob(row, t).map(|l| -l))
-                                .collect();
-                            for v in nll {
-                                let v = v.map_err(bad)?;
-                                total.add_nll(v);
-                                this.add_nll(v);
-                            }
-                        }
+                    let nll = match &mut scoring {
+                        Scoring::Plain => perplexity::row_nlls(logits, next).map_err(bad)?,
                         Scoring::Write(file) => {
                             let mut whole = file.buffer(buf_len).map_err(EvalError::Caller)?;
                             let buf = &mut whole[..next.len() * row];
@@ -425,19 +405,19 @@ impl Job for Args<'_> {
                                 .par_chunks_exact(width)
                                 .zip(buf.par_chunks_exact_mut(row))
                                 .zip(next)
-                                .map(|((row, o), &t)| kld::encode_row(row, t, o))
+                                .map(|((row, o), &t)| kld::encode_row(row, t, o).map(f64::from))
                                 .collect();
-                            for v in nll {
-                                let v = f64::from(v.map_err(bad)?);
-                                total.add_nll(v);
-                                this.add_nll(v);
-                            }
+                            // (The first bad row's error, in order.)
+                            let nll = nll.into_iter().collect::<Result<Vec<_>, _>>();
+                            let nll = nll.map_err(bad)?;
                             whole.truncate(next.len() * row);
                             file.send(whole).map_err(EvalError::Caller)?;
+                            nll
                         }
                         Scoring::Compare(base, div) => {
-                            let buf = &mut rows_buf[..next.len() * row];
-                            base.read_rows(buf).map_err(EvalError::Caller)?;
+                            let buf = base
+                                .read_rows(next.len() * row)
+                                .map_err(EvalError::Caller)?;
                             let rows: Vec<_> = logits
                                 .par_chunks_exact(width)
                                 .zip(buf.par_chunks_exact(row))
@@ -447,7 +427,13 @@ impl Job for Args<'_> {
                             for r in rows {
                                 div.add(r.map_err(bad)?);
                             }
+                            Vec::new()
                         }
+                    };
+                    // Added in order: the same sums as one by one.
+                    for v in nll {
+                        total.add_nll(v);
+                        this.add_nll(v);
                     }
                     Ok(())
                 }

@@ -152,6 +152,27 @@ pub fn log_prob(logits: &[f32], token: u32) -> Result<f64, PerplexityError> {
     Ok(f64::from(lt - max) - sum.ln())
 }
 
+/// The negative log likelihood of each row of `logits` (`next.len()` rows
+/// of equal width) against its token in `next`: [`log_prob`] of each,
+/// negated, the rows on every thread (a 262k-token row is a quarter of a
+/// millisecond). Errs with the first bad row's error, in order, and where
+/// the rows are not whole.
+pub fn row_nlls(logits: &[f32], next: &[u32]) -> Result<Vec<f64>, PerplexityError> {
+    if next.is_empty() || logits.is_empty() || !logits.len().is_multiple_of(next.len()) {
+        return Err(PerplexityError::BadLogits(format!(
+            "{} logits for {} rows",
+            logits.len(),
+            next.len()
+        )));
+    }
+    let nll: Vec<Result<f64, PerplexityError>> = logits
+        .par_chunks_exact(logits.len() / next.len())
+        .zip(next)
+        .map(|(row, &t)| log_prob(row, t).map(|l| -l))
+        .collect();
+    nll.into_iter().collect()
+}
+
 /// `token`'s logit and the row's largest, where the row holds `token`, no
 /// NaN, and a finite largest value (what [`log_prob`] and the KL
 /// divergence's rows need).
@@ -355,16 +376,9 @@ pub fn evaluate<E>(
             logits,
             next,
         } => {
-            // Each row on its own thread (a 262k-token row is a quarter of
-            // a millisecond), then added in order: the same sums as one by
-            // one.
-            let nll: Vec<Result<f64, PerplexityError>> = logits
-                .par_chunks_exact(logits.len() / next.len())
-                .zip(next)
-                .map(|(row, &next)| log_prob(row, next).map(|l| -l))
-                .collect();
+            // Added in order: the same sums as one by one.
+            let nll = row_nlls(logits, next).map_err(|error| EvalError::Logits { chunk, error })?;
             for v in nll {
-                let v = v.map_err(|error| EvalError::Logits { chunk, error })?;
                 total.add_nll(v);
                 this.add_nll(v);
             }
@@ -440,6 +454,23 @@ mod tests {
         assert!(log_prob(&[f32::NEG_INFINITY; 3], 1).is_err());
         assert!(log_prob(&[0.0; 3], 3).is_err());
         assert!(log_prob(&[], 0).is_err());
+    }
+
+    #[test]
+    fn row_nlls_are_log_prob_row_by_row() {
+        let logits = [0.0f32, 1.0, 2.0, 3.0, -1.0, 0.5];
+        let nll = row_nlls(&logits, &[2, 0]).unwrap();
+        let want = [
+            -log_prob(&logits[..3], 2).unwrap(),
+            -log_prob(&logits[3..], 0).unwrap(),
+        ];
+        assert_eq!(nll, want);
+        // The first bad row's error, in order; rows that are not whole.
+        let e = row_nlls(&[0.0, f32::NAN, f32::NAN, 0.0], &[5, 0]).unwrap_err();
+        assert!(e.to_string().contains("token 5 is past"), "{e}");
+        assert!(row_nlls(&logits, &[0; 4]).is_err());
+        assert!(row_nlls(&logits, &[]).is_err());
+        assert!(row_nlls(&[], &[0]).is_err());
     }
 
     #[test]

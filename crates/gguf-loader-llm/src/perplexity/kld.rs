@@ -573,6 +573,22 @@ impl fmt::Display for Summary {
     /// llama.cpp's closing statistics, line for line.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let pm = |(v, u): (f64, f64)| format!("{v:10.6} ± {u:10.6}");
+        // A run of percentile lines: " 5.0%   KLD:   0.000123".
+        let percentiles = |f: &mut fmt::Formatter<'_>,
+                           rows: &[(f32, f32)],
+                           what: &str,
+                           value: &dyn Fn(f32) -> String| {
+            rows.iter().try_for_each(|&(p, v)| {
+                writeln!(
+                    f,
+                    "{:>5}   {what}: {}",
+                    format!("{:.1}%", 100.0 * p),
+                    value(v)
+                )
+            })
+        };
+        let kld = |v: f32| format!("{v:10.6}");
+        let p_diff = |v: f32| format!("{:6.3}%", 100.0 * v);
         writeln!(f, "====== Perplexity statistics ======")?;
         writeln!(f, "Mean PPL(Q)                   : {}", pm(self.ppl))?;
         writeln!(f, "Mean PPL(base)                : {}", pm(self.ppl_base))?;
@@ -591,15 +607,11 @@ impl fmt::Display for Summary {
         writeln!(f)?;
         writeln!(f, "====== KL divergence statistics ======")?;
         writeln!(f, "Mean    KLD: {}", pm(self.kld))?;
-        writeln!(f, "Maximum KLD: {:10.6}", self.kld_max)?;
-        for &(p, v) in &self.kld_percentiles[..4] {
-            writeln!(f, "{:>5}   KLD: {v:10.6}", format!("{:.1}%", 100.0 * p))?;
-        }
-        writeln!(f, "Median  KLD: {:10.6}", self.kld_median)?;
-        for &(p, v) in &self.kld_percentiles[4..] {
-            writeln!(f, "{:>5}   KLD: {v:10.6}", format!("{:.1}%", 100.0 * p))?;
-        }
-        writeln!(f, "Minimum KLD: {:10.6}", self.kld_min)?;
+        writeln!(f, "Maximum KLD: {}", kld(self.kld_max))?;
+        percentiles(f, &self.kld_percentiles[..4], "KLD", &kld)?;
+        writeln!(f, "Median  KLD: {}", kld(self.kld_median))?;
+        percentiles(f, &self.kld_percentiles[4..], "KLD", &kld)?;
+        writeln!(f, "Minimum KLD: {}", kld(self.kld_min))?;
         writeln!(f)?;
         writeln!(f, "====== Token probability statistics ======")?;
         writeln!(
@@ -608,25 +620,11 @@ impl fmt::Display for Summary {
             100.0 * self.p_diff.0,
             100.0 * self.p_diff.1
         )?;
-        writeln!(f, "Maximum Δp: {:6.3}%", 100.0 * self.p_diff_max)?;
-        for &(p, v) in &self.p_diff_percentiles[..5] {
-            writeln!(
-                f,
-                "{:>5}   Δp: {:6.3}%",
-                format!("{:.1}%", 100.0 * p),
-                100.0 * v
-            )?;
-        }
-        writeln!(f, "Median  Δp: {:6.3}%", 100.0 * self.p_diff_median)?;
-        for &(p, v) in &self.p_diff_percentiles[5..] {
-            writeln!(
-                f,
-                "{:>5}   Δp: {:6.3}%",
-                format!("{:.1}%", 100.0 * p),
-                100.0 * v
-            )?;
-        }
-        writeln!(f, "Minimum Δp: {:6.3}%", 100.0 * self.p_diff_min)?;
+        writeln!(f, "Maximum Δp: {}", p_diff(self.p_diff_max))?;
+        percentiles(f, &self.p_diff_percentiles[..5], "Δp", &p_diff)?;
+        writeln!(f, "Median  Δp: {}", p_diff(self.p_diff_median))?;
+        percentiles(f, &self.p_diff_percentiles[5..], "Δp", &p_diff)?;
+        writeln!(f, "Minimum Δp: {}", p_diff(self.p_diff_min))?;
         writeln!(
             f,
             "RMS Δp    : {:6.3} ± {:5.3} %",

@@ -8,7 +8,7 @@ use std::marker::PhantomData;
 use std::ops::Range;
 use std::sync::{Arc, Mutex, Weak};
 
-use memmap2::{MmapMut, MmapOptions};
+use memmap2::{Mmap, MmapMut, MmapOptions};
 
 use crate::element::Element;
 
@@ -257,6 +257,11 @@ pub(crate) enum Buffer<T> {
     /// a [`Model`](crate::Model) holds these: a tensor taken out of it gets
     /// its own copy ([`Buffer::into_own`]), so none can keep the arena alive.
     Shared(Arc<Pages<T>>, Range<usize>),
+    /// A byte range of a file's read-only mapping that already holds the
+    /// values as `T`'s (an f16 tensor of an F16 file): no copy and no
+    /// memory of its own; the mapping lives as long as any view of it.
+    /// Made only by [`Buffer::view`], which checks the range.
+    Mapped(Arc<Mmap>, Range<usize>),
     /// Device memory of a GPU (feature `cuda`): no host view.
     #[cfg(feature = "cuda")]
     Cuda(cudarc::driver::CudaSlice<T>),
@@ -284,6 +289,19 @@ impl<T: Element> Buffer<T> {
         }
     }
 
+    /// Bytes `range` of `map` as `T`'s values, where the range lies in the
+    /// map, starts at an address aligned for `T` and holds whole values.
+    pub fn view(map: Arc<Mmap>, range: Range<usize>) -> Option<Buffer<T>> {
+        let bytes = map.get(range.clone())?;
+        bytemuck::try_cast_slice::<u8, T>(bytes).ok()?;
+        Some(Buffer::Mapped(map, range))
+    }
+
+    /// Whether the values are a view of a file's mapping.
+    pub fn is_mapped(&self) -> bool {
+        matches!(self, Buffer::Mapped(..))
+    }
+
     /// Whether an output of `n` values would get pages of its own (and so
     /// could come from, and go back to, a [`Bin`]); not where its size
     /// overflows (the heap's allocation then errs).
@@ -297,18 +315,23 @@ impl<T: Element> Buffer<T> {
             Buffer::Heap(v) => v,
             Buffer::Pages(p) => p.as_slice(),
             Buffer::Shared(p, r) => p.as_slice().get(r.clone()).unwrap_or_default(),
+            // Checked by `view`: in the map, aligned, whole values.
+            Buffer::Mapped(m, r) => m
+                .get(r.clone())
+                .and_then(|b| bytemuck::try_cast_slice(b).ok())
+                .unwrap_or_default(),
             #[cfg(feature = "cuda")]
             Buffer::Cuda(_) => &[],
         }
     }
 
     /// The values, to write (nothing for a shared range, which is written
-    /// before it is shared).
+    /// before it is shared, nor for a read-only view of a file).
     pub fn as_mut_slice(&mut self) -> &mut [T] {
         match self {
             Buffer::Heap(v) => v,
             Buffer::Pages(p) => p.as_mut_slice(),
-            Buffer::Shared(..) => &mut [],
+            Buffer::Shared(..) | Buffer::Mapped(..) => &mut [],
             #[cfg(feature = "cuda")]
             Buffer::Cuda(_) => &mut [],
         }
@@ -323,7 +346,8 @@ impl<T: Element> Buffer<T> {
     }
 
     /// The same values in memory of their own: a shared range is copied
-    /// out (it is small: see [`ARENA_MAX`]), anything else moves.
+    /// out (it is small: see [`ARENA_MAX`]), anything else moves (a view
+    /// of a file stays one: it holds no memory of a model's).
     pub fn into_own(self) -> Buffer<T> {
         match self {
             Buffer::Shared(..) => Buffer::Heap(self.as_slice().to_vec()),

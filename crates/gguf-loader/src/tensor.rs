@@ -69,7 +69,11 @@ pub struct ParseDeviceError {
 /// A tensor taken out of a [`Model`](crate::Model) ([`Model::take`](crate::Model::take)),
 /// cloned, or decoded alone holds its values in memory of its own: it keeps
 /// nothing else of the model alive. (Inside a model, tensors under 2 MiB
-/// share one huge-page arena.)
+/// share one huge-page arena.) The exception is a tensor the file holds as
+/// `T` already (f16 of an F16 file): unless
+/// [`LoadOptions::own_memory`](crate::LoadOptions#structfield.own_memory)
+/// asks for a copy, it is a view of the file's read-only mapping
+/// ([`Self::is_mapped`]), which it keeps alive; a clone is a copy.
 pub struct Tensor<T> {
     /// GGUF order: `ne[0]` (the row length) first.
     ne: Vec<usize>,
@@ -250,6 +254,13 @@ impl<T: Element> Tensor<T> {
             Buffer::Cuda(s) => Ok(s),
             data => Err(Tensor { data, ..self }),
         }
+    }
+
+    /// Whether the values are a view of the model file's read-only mapping
+    /// (no copy was made: the file holds them as `T` already; see
+    /// [`LoadOptions::own_memory`](crate::LoadOptions#structfield.own_memory)).
+    pub fn is_mapped(&self) -> bool {
+        self.data.is_mapped()
     }
 
     /// The device the values are on.

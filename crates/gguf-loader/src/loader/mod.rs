@@ -9,6 +9,7 @@ use std::fs::{File, FileType};
 use std::io;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use memmap2::Mmap;
 use self_cell::self_cell;
@@ -31,10 +32,11 @@ pub enum LoadMode {
 
 /// The bytes behind one file.
 enum Source {
-    /// The mapping, and the file (for positioned reads into a caller's
-    /// buffer, such as a GPU load's pinned staging).
+    /// The mapping (shared with the tensors that are views of it), and the
+    /// file (for positioned reads into a caller's buffer, such as a GPU
+    /// load's pinned staging).
     Map {
-        map: Mmap,
+        map: Arc<Mmap>,
         #[cfg_attr(not(feature = "cuda"), allow(dead_code))]
         file: File,
     },
@@ -164,6 +166,7 @@ impl MappedFile {
             // safetensors and candle share it); callers who cannot rule it out
             // should use `LoadMode::Read`, which copies the bytes.
             let map = unsafe { Mmap::map(&file) }.map_err(io_err)?;
+            let map = Arc::new(map);
             return MappedFile::try_new(backing(Source::Map { map, file }), |b| b.parse(len))
                 .map_err(format_err);
         }
@@ -244,6 +247,29 @@ impl<'l> Located<'l> {
         match self.shard.source() {
             Source::Read { .. } => None,
             _ => Some(self.shard.file().own_tensor_data(self.info)),
+        }
+    }
+
+    /// The tensor's bytes as a byte range of its file's mapping, with the
+    /// mapping itself (which a view of it keeps alive); `None` in read mode.
+    pub fn mapping(&self) -> Option<(Arc<Mmap>, Range<usize>)> {
+        let Source::Map { map, .. } = self.shard.source() else {
+            return None;
+        };
+        let range = self.info.file_range();
+        (range.end <= map.len()).then(|| (Arc::clone(map), range))
+    }
+
+    /// Reads in and maps bytes `range` of the tensor's data (a range inside
+    /// `0..n_bytes`), so that reading them through the mapping waits for no
+    /// disk and takes no page fault; a no-op in read mode.
+    pub fn populate(&self, range: Range<u64>) {
+        if let Source::Map { map, .. } = self.shard.source() {
+            let start = self.info.file_offset.saturating_add(range.start);
+            let len = range.end.saturating_sub(range.start);
+            if let (Ok(start), Ok(len)) = (usize::try_from(start), usize::try_from(len)) {
+                os::populate(map, start, len);
+            }
         }
     }
 

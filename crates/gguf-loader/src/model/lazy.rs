@@ -10,7 +10,8 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use rayon::prelude::*;
 
 use super::load::{
-    decode_tensor_to, output_reusing, thread_pool, Control, GpuStaging, LoadOptions,
+    decode_tensor_to, output_reusing, populate, tensor_of, thread_pool, view_of, Control,
+    GpuStaging, LoadOptions,
 };
 use super::{layer_groups, layer_of, ModelConfig};
 use crate::alloc::{Bin, Buffer};
@@ -144,6 +145,8 @@ struct Decoder {
     gpu_staging: GpuStaging,
     #[cfg_attr(not(feature = "cuda"), allow(dead_code))]
     gpu_ring_bytes: usize,
+    /// No views of the file ([`LoadOptions::own_memory`]).
+    own_memory: bool,
 }
 
 impl Decoder {
@@ -162,6 +165,7 @@ impl Decoder {
             stores: self.stores,
             gpu_staging: self.gpu_staging,
             gpu_ring_bytes: self.gpu_ring_bytes,
+            own_memory: self.own_memory,
         };
         let tensors =
             self.on_pool(|| self.loader.load_on_gpu::<T>(ordinal, &located, &ctl, opts))?;
@@ -178,6 +182,9 @@ impl Decoder {
         }
         let t = self.loader.locate(name)?;
         let ctl = Control::new(1, t.info.n_bytes, None);
+        if let Some(view) = view_of::<T>(t, self.own_memory) {
+            return self.on_pool(|| populate(t, &ctl).and_then(|()| tensor_of(t, view)));
+        }
         let (out, memory) = output_reusing::<T>(t, &self.bin)?;
         self.on_pool(|| decode_tensor_to(t, out, memory, &ctl, self.stores))
     }
@@ -219,13 +226,17 @@ impl Decoder {
         }
         // Every output first, in order: taken from the bin now, while it
         // holds the layer the caller dropped last, rather than while the
-        // caller may drop another into it, full.
+        // caller may drop another into it, full. A view of the file needs
+        // none (`None`): its pages are read in instead.
         let outs = names
             .iter()
             .map(|n| {
                 let t = self.loader.locate(n)?;
+                if let Some(view) = view_of::<T>(t, self.own_memory) {
+                    return Ok((n, t, view, None));
+                }
                 let (out, memory) = output_reusing::<T>(t, &self.bin)?;
-                Ok((n, t, out, memory))
+                Ok((n, t, out, Some(memory)))
             })
             .collect::<Result<Vec<_>>>()?;
         // Then the tensors at once, each a task of its own (most of a
@@ -239,7 +250,10 @@ impl Decoder {
                     .map(|(n, t, out, memory)| {
                         stopped()?;
                         let ctl = Control::new(1, t.info.n_bytes, None);
-                        let t = decode_tensor_to(t, out, memory, &ctl, self.stores)?;
+                        let t = match memory {
+                            Some(memory) => decode_tensor_to(t, out, memory, &ctl, self.stores)?,
+                            None => populate(t, &ctl).and_then(|()| tensor_of(t, out))?,
+                        };
                         Ok((suffix(n), Arc::new(t)))
                     })
                     .collect::<Vec<Result<_>>>()
@@ -432,6 +446,7 @@ impl<T: Element> LazyModel<T> {
                 device: Device::Cpu,
                 gpu_staging: opts.gpu_staging,
                 gpu_ring_bytes: opts.gpu_ring_bytes,
+                own_memory: opts.own_memory,
             },
             cache: Mutex::new(HashMap::new()),
             pending: Mutex::new(None),

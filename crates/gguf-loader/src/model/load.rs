@@ -1,7 +1,8 @@
 //! Decoding tensors into [`Tensor`]s and whole [`Model`]s: tensors in
 //! parallel (largest first), large ones split by block ranges, each output
-//! allocated once at its final size in memory of its own, progress reported
-//! and cancellable.
+//! allocated once at its final size in memory of its own (or, for a tensor
+//! the file holds as the asked float already, a view of the file's
+//! mapping, its pages read in), progress reported and cancellable.
 
 use std::cmp::Reverse;
 use std::path::Path;
@@ -87,6 +88,21 @@ pub struct LoadOptions<'a> {
     /// host memory plus as much device memory, allocated once per size and
     /// reused by later loads.
     pub gpu_ring_bytes: usize,
+    /// Every CPU tensor in memory of its own. By default (`false`) a tensor
+    /// the file already holds as `T`'s values in this machine's byte order
+    /// (an f16 tensor of an F16 file, bf16 of BF16, f32 of F32) is not
+    /// copied: it is a view of the file's read-only mapping, as safetensors
+    /// and llama.cpp load such weights, with no memory of the process's
+    /// own ([`Tensor::is_mapped`]). Its pages are read in and mapped before
+    /// the load returns it (`MADV_POPULATE_READ`, as llama.cpp's
+    /// `MAP_POPULATE`), so that using it waits for no disk.
+    ///
+    /// A view keeps the mapping alive after the loader is gone, and shares
+    /// the hazard of every mapping: a file truncated or rewritten while
+    /// mapped faults (SIGBUS) or shows the new bytes. Set this where that
+    /// must not happen (or load in [`LoadMode::Read`](crate::LoadMode::Read),
+    /// which never makes views). GPU loads ignore it.
+    pub own_memory: bool,
 }
 
 impl std::fmt::Debug for LoadOptions<'_> {
@@ -97,6 +113,7 @@ impl std::fmt::Debug for LoadOptions<'_> {
             .field("stores", &self.stores)
             .field("gpu_staging", &self.gpu_staging)
             .field("gpu_ring_bytes", &self.gpu_ring_bytes)
+            .field("own_memory", &self.own_memory)
             .finish()
     }
 }
@@ -129,6 +146,14 @@ impl<'a> LoadOptions<'a> {
     /// Stages a GPU load through a ring of `bytes` (0: the default).
     pub fn gpu_ring_bytes(mut self, bytes: usize) -> Self {
         self.gpu_ring_bytes = bytes;
+        self
+    }
+
+    /// Gives every CPU tensor memory of its own (`true`) instead of views
+    /// of the file where it holds the values already: see
+    /// [`Self::own_memory`](LoadOptions#structfield.own_memory).
+    pub fn own_memory(mut self, own: bool) -> Self {
+        self.own_memory = own;
         self
     }
 }
@@ -257,6 +282,10 @@ pub(crate) fn in_pool<R: Send>(threads: Option<usize>, f: impl FnOnce() -> R + S
 /// Elements decoded between two cancellation checks / progress reports.
 const CHUNK_ELEMENTS: usize = 1 << 20;
 
+/// Bytes of a view populated between two cancellation checks / progress
+/// reports.
+const POPULATE_CHUNK: u64 = 4 << 20;
+
 /// Shared state of one load.
 pub(crate) struct Control<'a> {
     cancelled: AtomicBool,
@@ -374,6 +403,48 @@ fn elements(t: Located<'_>) -> Result<usize> {
     usize::try_from(t.info.n_elements).map_err(|_| Error::TooLarge(t.info.name.to_string()))
 }
 
+/// The tensor of `t`'s dimensions over `out` (its element count).
+pub(crate) fn tensor_of<T: Element>(t: Located<'_>, out: Buffer<T>) -> Result<Tensor<T>> {
+    Tensor::from_buffer(t.info.ne(), out).ok_or_else(|| Error::TooLarge(t.info.name.to_string()))
+}
+
+/// Tensor `t`'s values as a view of its file's mapping, where the file
+/// holds them as `T`'s in this machine's byte order; `None` where they
+/// must be decoded or copied (another type, the other byte order, read
+/// mode, an offset not aligned for `T`), or where `own_memory` asks for
+/// memory of its own.
+pub(crate) fn view_of<T: Element>(t: Located<'_>, own_memory: bool) -> Option<Buffer<T>> {
+    let native = if cfg!(target_endian = "little") {
+        Endianness::Little
+    } else {
+        Endianness::Big
+    };
+    if own_memory || t.info.ty != T::KIND.ggml_type() || t.endianness() != native {
+        return None;
+    }
+    let (map, range) = t.mapping()?;
+    Buffer::view(map, range)
+}
+
+/// Reads in and maps the pages of tensor `t`, a view of its file, in
+/// chunks spread over rayon's threads, checking for cancellation and
+/// reporting progress per chunk, as a decode does.
+pub(crate) fn populate(t: Located<'_>, ctl: &Control<'_>) -> Result<()> {
+    let n = t.info.n_bytes;
+    (0..n.div_ceil(POPULATE_CHUNK))
+        .into_par_iter()
+        .try_for_each(|k| {
+            ctl.check()?;
+            let start = k * POPULATE_CHUNK;
+            let end = n.min(start + POPULATE_CHUNK);
+            t.populate(start..end);
+            ctl.report(end - start, 0);
+            Ok::<(), Error>(())
+        })?;
+    ctl.report(0, 1);
+    Ok(())
+}
+
 /// Decodes tensor `t` into a new tensor in memory of its own, its `stores`
 /// settled for fresh memory.
 pub(crate) fn decode_tensor<T: Element>(
@@ -413,7 +484,7 @@ pub(crate) fn decode_tensor_to<T: Element>(
     let dst = out.as_mut_slice();
     let stores = stores.for_output(std::mem::size_of_val(dst), memory);
     decode_into(t, dst, ctl, stores)?;
-    Tensor::from_buffer(t.info.ne(), out).ok_or_else(|| Error::TooLarge(t.info.name.to_string()))
+    tensor_of(t, out)
 }
 
 /// Decodes tensor `t` into `dst` (exactly its element count) in chunks
@@ -515,10 +586,24 @@ impl MmapGGUFLoader {
                 .map(|(_, t)| t)
                 .ok_or_else(|| Error::TensorNotFound(name.to_string()));
         }
-        let tensor = in_pool(opts.threads, || decode_tensor(t, &ctl, opts.stores))??;
+        let tensor = in_pool(opts.threads, || match view_of::<T>(t, opts.own_memory) {
+            Some(view) => populate(t, &ctl).and_then(|()| tensor_of(t, view)),
+            None => decode_tensor(t, &ctl, opts.stores),
+        })??;
         // A cancel in the last report still cancels.
         ctl.check()?;
         Ok(tensor)
+    }
+
+    /// Whether a CPU load of tensor `name` as `T` gives a view of the
+    /// file's mapping rather than memory of its own (unless
+    /// [`LoadOptions::own_memory`] asks for that): the file holds it as
+    /// `T`'s values in this machine's byte order, and is mapped. `false`
+    /// for an unknown name. For sizing: a view takes no memory of the
+    /// process's own.
+    pub fn loads_as_view<T: Element>(&self, name: &str) -> bool {
+        self.locate(name)
+            .is_ok_and(|t| view_of::<T>(t, false).is_some())
     }
 
     /// Decodes one tensor into the caller's buffer of exactly its element
@@ -585,9 +670,10 @@ impl MmapGGUFLoader {
     /// Decodes every tensor to `T` with options: threads, progress, cancel,
     /// stores. Every output is allocated before anything is decoded, each in
     /// memory of its own (a tensor taken from the model keeps nothing else
-    /// alive). Errs as [`Self::load_tensor_with`] does for the first tensor
-    /// that fails; on cancellation or error, everything decoded so far is
-    /// freed.
+    /// alive), but for the tensors the file holds as `T` already: views of
+    /// its mapping, unless [`LoadOptions::own_memory`] is set. Errs as
+    /// [`Self::load_tensor_with`] does for the first tensor that fails; on
+    /// cancellation or error, everything decoded so far is freed.
     pub fn load_model_with<T: Element>(
         &self,
         device: Device,
@@ -614,9 +700,15 @@ impl MmapGGUFLoader {
             // parallel), and a model too large fails here, before any work.
             // Small outputs share one huge-page arena, large ones get pages
             // of their own (see `ModelOutputs`).
+            // Views of the file have no output (0 values here).
+            let mut views: Vec<Option<Buffer<T>>> = tensors
+                .iter()
+                .map(|&t| view_of(t, opts.own_memory))
+                .collect();
             let lens = tensors
                 .iter()
-                .map(|&t| elements(t))
+                .zip(&views)
+                .map(|(&t, v)| if v.is_some() { Ok(0) } else { elements(t) })
                 .collect::<Result<Vec<usize>>>()?;
             let mut outs = ModelOutputs::<T>::zeroed(&lens)
                 .map_err(|(i, e)| out_of_memory(tensors[i].info.name)(e))?;
@@ -624,20 +716,37 @@ impl MmapGGUFLoader {
                 lens.iter().sum::<usize>() * std::mem::size_of::<T>(),
                 OutputMemory::Fresh,
             );
-            let mut work: Vec<(Located<'_>, &mut [T])> =
-                tensors.iter().copied().zip(outs.slices_mut()).collect();
+            // What each tensor takes: a decode into its output, or the
+            // pages of its view read in.
+            enum Work<'o, T> {
+                Decode(&'o mut [T]),
+                Populate,
+            }
+            let mut work: Vec<(Located<'_>, Work<'_, T>)> = tensors
+                .iter()
+                .copied()
+                .zip(outs.slices_mut())
+                .zip(&views)
+                .map(|((t, out), v)| match v {
+                    Some(_) => (t, Work::Populate),
+                    None => (t, Work::Decode(out)),
+                })
+                .collect();
             // Largest first, so that the big tensors do not end up alone.
             work.sort_by_key(|(t, _)| Reverse(t.info.n_bytes));
-            work.into_par_iter().try_for_each(|(t, out)| {
+            work.into_par_iter().try_for_each(|(t, w)| {
                 ctl.check()?;
-                decode_into(t, out, &ctl, stores)
+                match w {
+                    Work::Decode(out) => decode_into(t, out, &ctl, stores),
+                    Work::Populate => populate(t, &ctl),
+                }
             })?;
             tensors
                 .iter()
                 .zip(outs.into_buffers())
-                .map(|(t, out)| {
-                    let tensor = Tensor::from_buffer(t.info.ne(), out)
-                        .ok_or_else(|| Error::TooLarge(t.info.name.to_string()))?;
+                .zip(views.iter_mut())
+                .map(|((&t, out), v)| {
+                    let tensor = tensor_of(t, v.take().unwrap_or(out))?;
                     Ok((t.info.name.to_string(), tensor))
                 })
                 .collect()

@@ -7,7 +7,7 @@ use std::io::{self, BufRead, IsTerminal, Read, Write};
 use std::path::Path;
 use std::time::Instant;
 
-use gguf_loader::{f16, Device, ElementKind, MmapGGUFLoader, ModelConfig};
+use gguf_loader::{f16, Device, ElementKind, LoadOptions, MmapGGUFLoader, ModelConfig};
 use gguf_loader_cli::memory;
 use gguf_loader_cli::CliError;
 use gguf_loader_llm::chat;
@@ -61,20 +61,21 @@ pub struct Args<'a> {
     /// Skip the check of the decoded weights' size against the available
     /// memory (an eager load on the CPU).
     pub no_memory_check: bool,
+    /// Copy the matrices the file holds as `dtype` already into memory of
+    /// their own, instead of views of the file's mapping (the CPU).
+    pub own_memory: bool,
 }
 
 impl<'a> Args<'a> {
     /// Arguments that name the model alone: its file, the context, the
-    /// weights' float, the device and how it is loaded (what
-    /// [`with_model`] reads); no prompt, greedy, nothing else asked.
+    /// weights' float and the device (what [`with_model`] reads, with the
+    /// fields on how it is loaded, here the defaults); no prompt, greedy,
+    /// nothing else asked.
     pub(crate) fn model_only(
         file: &'a Path,
         ctx: Option<usize>,
         dtype: ElementKind,
         device: Device,
-        lazy: bool,
-        ggml_order: Option<bool>,
-        no_memory_check: bool,
     ) -> Self {
         Args {
             file,
@@ -93,9 +94,10 @@ impl<'a> Args<'a> {
             system: None,
             ids: false,
             interactive: false,
-            lazy,
-            ggml_order,
-            no_memory_check,
+            lazy: false,
+            ggml_order: None,
+            no_memory_check: false,
+            own_memory: false,
         }
     }
 }
@@ -365,7 +367,8 @@ fn run_with<T: WeightElement>(a: &Args<'_>, job: &impl Job) -> Result<(), CliErr
         let what = format!("{} weights, lazy", T::KIND.name());
         return job.run(a, &what, |_| {
             let loader = MmapGGUFLoader::new(a.file).map_err(ForwardError::from)?;
-            Transformer::<T>::load_lazy(std::sync::Arc::new(loader))
+            let opts = LoadOptions::default().own_memory(a.own_memory);
+            Transformer::<T>::load_lazy_with(std::sync::Arc::new(loader), opts)
         });
     }
     let what = format!("{} weights", T::KIND.name());
@@ -374,19 +377,24 @@ fn run_with<T: WeightElement>(a: &Args<'_>, job: &impl Job) -> Result<(), CliErr
         // ended by the kernel's out-of-memory killer.
         let loader = MmapGGUFLoader::new(a.file)?;
         let what = format!("{} with {what}", a.file.display());
-        gguf_loader_cli::host::check_memory(weight_bytes(&loader, T::KIND), &what)?;
+        let needed = weight_bytes::<T>(&loader, a.own_memory);
+        gguf_loader_cli::host::check_memory(needed, &what)?;
     }
-    job.run(a, &what, |loader| Transformer::<T>::load(loader))
+    let opts = LoadOptions::default().own_memory(a.own_memory);
+    job.run(a, &what, |loader| Transformer::<T>::load_with(loader, opts))
 }
 
-/// Bytes of the decoded weights: matrices as `kind`, 1-D tensors (norms)
-/// as f32, as the forward pass keeps them.
-fn weight_bytes(loader: &MmapGGUFLoader, kind: ElementKind) -> u64 {
+/// Bytes of the decoded weights: matrices as `T`, 1-D tensors (norms) as
+/// f32, as the forward pass keeps them; nothing for the matrices the file
+/// holds as `T` already (views of its mapping, in the page cache) unless
+/// `own_memory`.
+fn weight_bytes<T: gguf_loader::Element>(loader: &MmapGGUFLoader, own_memory: bool) -> u64 {
     loader
         .tensors()
-        .map(|t| {
-            let size = if t.ne().len() >= 2 { kind.size() } else { 4 };
-            t.n_elements.saturating_mul(size as u64)
+        .map(|t| match t.ne().len() {
+            0 | 1 => t.n_elements.saturating_mul(4),
+            _ if !own_memory && loader.loads_as_view::<T>(t.name) => 0,
+            _ => t.n_elements.saturating_mul(T::KIND.size() as u64),
         })
         .fold(0, u64::saturating_add)
 }

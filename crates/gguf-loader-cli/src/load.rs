@@ -50,6 +50,8 @@ pub struct Args<'a> {
     pub staging: GpuStaging,
     /// GPU loads: the ring's size in bytes (0: the default).
     pub ring_bytes: usize,
+    /// No views of the file: every tensor copied or decoded.
+    pub own_memory: bool,
 }
 
 /// Samples anonymous resident memory every millisecond while alive, where
@@ -118,12 +120,24 @@ fn load<T: Element>(a: &Args<'_>) -> Result<(), CliError> {
         .tensors()
         .map(|t| t.n_elements.saturating_mul(T::KIND.size() as u64))
         .fold(0, u64::saturating_add);
+    // Tensors the file holds as `T` already: views of the mapping, read in
+    // but neither copied nor in memory of the process's own.
+    let (views, view_bytes) = if a.own_memory || a.device != Device::Cpu {
+        (0, 0)
+    } else {
+        loader
+            .tensors()
+            .filter(|t| loader.loads_as_view::<T>(t.name))
+            .fold((0usize, 0u64), |(n, b), t| {
+                (n + 1, b.saturating_add(t.n_bytes))
+            })
+    };
     // A GPU is set up before the clock starts: its one-off costs (driver,
     // context, kernel compile) are reported apart from the load.
     let gpu = crate::gpu::setup(a.device)?;
     if !a.lazy && !a.no_memory_check && a.device == Device::Cpu {
         let what = format!("{} decoded to {}", a.file.display(), T::KIND.name());
-        host::check_memory(bytes_out, &what)?;
+        host::check_memory(bytes_out.saturating_sub(view_bytes), &what)?;
     }
 
     let terminal = std::io::stderr().is_terminal() && !a.json;
@@ -162,6 +176,7 @@ fn load<T: Element>(a: &Args<'_>) -> Result<(), CliError> {
         stores: a.stores,
         gpu_staging: a.staging,
         gpu_ring_bytes: a.ring_bytes,
+        own_memory: a.own_memory,
         ..LoadOptions::default()
     };
     if a.lazy {
@@ -197,6 +212,8 @@ fn load<T: Element>(a: &Args<'_>) -> Result<(), CliError> {
                 "peak_rss_bytes": peak_rss,
                 "peak_anon_bytes": peak_anon,
                 "anon_bytes_before": anon_before,
+                "views": views,
+                "view_bytes": view_bytes,
             });
             if let Some(s) = &lazy_stats {
                 j["lazy"] = s.to_json();
@@ -217,6 +234,14 @@ fn load<T: Element>(a: &Args<'_>) -> Result<(), CliError> {
         writeln!(out, "  tensors:      {n_tensors} ({})", types.join(", "))?;
         writeln!(out, "  bytes read:   {bytes_in}")?;
         writeln!(out, "  bytes out:    {bytes_out} ({})", T::KIND.name())?;
+        if views > 0 {
+            writeln!(
+                out,
+                "  views:        {} ({view_bytes} bytes) of the file, read in, not copied \
+                 (--own-memory copies)",
+                crate::text::count(views as u64, "tensor"),
+            )?;
+        }
         writeln!(out, "  open:         {:.3} ms", ms(open))?;
         writeln!(
             out,

@@ -192,6 +192,11 @@ struct ForwardArgs {
     /// available (MemAvailable, or what the memory cgroup leaves).
     #[arg(long)]
     no_memory_check: bool,
+    /// Copy the matrices the file already holds as --dtype (an F16 file's,
+    /// with f16) into memory of their own, instead of using views of the
+    /// file's mapping (the default, as llama.cpp maps them).
+    #[arg(long)]
+    own_memory: bool,
 }
 
 #[derive(Subcommand)]
@@ -279,6 +284,11 @@ enum Command {
         /// [default: 0]
         #[arg(long, value_parser = clap::value_parser!(u32).range(0..=4096))]
         ring_mib: Option<u32>,
+        /// Copy the tensors the file already holds as --dtype (f16 of an
+        /// F16 file) into memory of their own, instead of views of the
+        /// mapping (read in, not copied: the default).
+        #[arg(long)]
+        own_memory: bool,
         /// Print the report as one JSON object.
         #[arg(long)]
         json: bool,
@@ -610,6 +620,7 @@ fn run(command: Command) -> Result<ExitCode, CliError> {
             no_memory_check,
             staging,
             ring_mib,
+            own_memory,
         } => {
             if device == Device::Cpu && (staging.is_some() || ring_mib.is_some()) {
                 return Err("--staging and --ring-mib are for GPU loads (--device cuda)".into());
@@ -628,6 +639,7 @@ fn run(command: Command) -> Result<ExitCode, CliError> {
                 no_memory_check,
                 staging: staging.unwrap_or(StagingArg::Auto).into(),
                 ring_bytes: ring_mib.unwrap_or(0) as usize * (1 << 20),
+                own_memory,
             })
             .map_err(|e| e.in_file(&file))?
         }
@@ -677,6 +689,7 @@ fn run(command: Command) -> Result<ExitCode, CliError> {
                     lazy,
                     gpu_matmul,
                     no_memory_check,
+                    own_memory,
                 },
         } => generate::run(&generate::Args {
             file: &file,
@@ -702,6 +715,7 @@ fn run(command: Command) -> Result<ExitCode, CliError> {
             lazy,
             ggml_order: gpu_matmul.map(|m| m == GpuMatmulArg::GgmlOrder),
             no_memory_check,
+            own_memory,
         })
         .map_err(|e| e.in_file(&file))?,
         Command::Perplexity {
@@ -720,6 +734,7 @@ fn run(command: Command) -> Result<ExitCode, CliError> {
                     lazy,
                     gpu_matmul,
                     no_memory_check,
+                    own_memory,
                 },
         } => {
             // (clap: a text unless comparing, and then none.)
@@ -730,15 +745,18 @@ fn run(command: Command) -> Result<ExitCode, CliError> {
                 (None, _) => perplexity::Kld::None,
             };
             perplexity::run(&perplexity::Args {
-                model: generate::Args::model_only(
-                    &file,
-                    ctx.map(|c| c as usize),
-                    dtype.into(),
-                    device,
+                model: generate::Args {
                     lazy,
-                    gpu_matmul.map(|m| m == GpuMatmulArg::GgmlOrder),
+                    ggml_order: gpu_matmul.map(|m| m == GpuMatmulArg::GgmlOrder),
                     no_memory_check,
-                ),
+                    own_memory,
+                    ..generate::Args::model_only(
+                        &file,
+                        ctx.map(|c| c as usize),
+                        dtype.into(),
+                        device,
+                    )
+                },
                 text: text.as_deref().unwrap_or_default(),
                 text_path: text_file.as_deref(),
                 chunks: chunks.map(|c| c as usize),

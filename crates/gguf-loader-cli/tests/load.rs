@@ -125,3 +125,79 @@ fn lazy_load_decodes_the_embedding_it_reports() {
     let grew = j["peak_anon_bytes"].as_u64().unwrap() - j["anon_bytes_before"].as_u64().unwrap();
     assert!(grew >= embedding / 2, "{grew} < {embedding} / 2: {j}");
 }
+
+/// A real model converted to F16: loaded as f16, its F16 matrices are views
+/// of the file (no anonymous memory for them), in every mode that can view
+/// it; `--own-memory` copies them, read mode never views; `generate` and
+/// `perplexity` give the same text and figures either way.
+#[test]
+fn a_real_f16_model_loads_as_views_of_its_file() {
+    let Some(model) = common::model_path() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let f16 = dir.path().join("f16.gguf");
+    support::run(cli().arg("convert").arg(&model).arg("-o").arg(&f16)).ok();
+    let loader = gguf_loader::MmapGGUFLoader::new(&f16).unwrap();
+    let (n_f16, f16_bytes) = loader
+        .tensors()
+        .filter(|t| t.ty == gguf_loader::GgmlType::F16)
+        .fold((0, 0), |(n, b), t| (n + 1, b + t.n_bytes));
+    assert!(n_f16 > 100);
+    for (extra, views) in [
+        (&[][..], n_f16),
+        (&["--lazy"], n_f16),
+        (&["--own-memory"], 0),
+        (&["--mode", "read"], 0),
+        (&["--lazy", "--own-memory"], 0),
+    ] {
+        let r = support::run(cli().arg("load").arg(&f16).arg("--json").args(extra));
+        let j: serde_json::Value = serde_json::from_str(r.ok()).unwrap();
+        assert_eq!(j["views"], views, "{extra:?}: {j}");
+        let view_bytes = if views > 0 { f16_bytes } else { 0 };
+        assert_eq!(j["view_bytes"], view_bytes, "{extra:?}: {j}");
+        if !cfg!(target_os = "linux") || extra.contains(&"--lazy") {
+            continue;
+        }
+        // Views take no anonymous memory; copies take the model's size
+        // (sampled: half of it at least).
+        let grew =
+            j["peak_anon_bytes"].as_u64().unwrap() - j["anon_bytes_before"].as_u64().unwrap();
+        if views > 0 {
+            assert!(grew < f16_bytes / 8, "{extra:?}: {grew}: {j}");
+        } else {
+            assert!(grew >= f16_bytes / 2, "{extra:?}: {grew}: {j}");
+        }
+    }
+    let text = support::run(cli().arg("load").arg(&f16));
+    assert!(
+        text.ok().contains(&format!(
+            "  views:        {n_f16} tensors ({f16_bytes} bytes) of the file, read in, not copied"
+        )),
+        "{}",
+        text.ok()
+    );
+    let license = common::repo_root().join("LICENSE-APACHE");
+    let license = license.to_str().unwrap();
+    for cmd in [
+        &[
+            "generate",
+            "--prompt",
+            "The capital of France is",
+            "-n",
+            "8",
+        ][..],
+        &["perplexity", "-f", license, "--ctx", "64", "--chunks", "2"],
+    ] {
+        let views = support::run(cli().arg(cmd[0]).arg(&f16).args(&cmd[1..]));
+        let copies = support::run(
+            cli()
+                .arg(cmd[0])
+                .arg(&f16)
+                .args(&cmd[1..])
+                .arg("--own-memory"),
+        );
+        assert_eq!(views.ok(), copies.ok(), "{cmd:?}");
+        assert!(!views.ok().is_empty(), "{cmd:?}");
+    }
+}

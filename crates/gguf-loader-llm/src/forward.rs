@@ -29,7 +29,8 @@ mod scratch;
 use std::sync::Arc;
 
 use gguf_loader::{
-    f16, Device, LazyModel, MetadataError, MmapGGUFLoader, Model, Tensor, Value, ValueType,
+    f16, Device, LazyModel, LoadOptions, MetadataError, MmapGGUFLoader, Model, Tensor, Value,
+    ValueType,
 };
 use half::slice::HalfFloatSliceExt;
 use rayon::prelude::*;
@@ -771,7 +772,18 @@ impl<T: WeightElement> Transformer<T> {
     /// model; errs as [`Transformer::from_model`] does, or when loading
     /// fails.
     pub fn load(loader: &MmapGGUFLoader) -> Result<Transformer<T>, ForwardError> {
-        let model = loader.load_model::<T>(Device::Cpu)?;
+        Self::load_with(loader, LoadOptions::default())
+    }
+
+    /// [`Transformer::load`] with the loader's options: threads, progress
+    /// and cancel, and whether the matrices the file holds as `T` already
+    /// are views of its mapping (the default) or copies
+    /// ([`LoadOptions::own_memory`]).
+    pub fn load_with(
+        loader: &MmapGGUFLoader,
+        opts: LoadOptions<'_>,
+    ) -> Result<Transformer<T>, ForwardError> {
+        let model = loader.load_model_with::<T>(Device::Cpu, opts)?;
         Transformer::from_model(loader, model)
     }
 
@@ -797,7 +809,16 @@ impl<T: WeightElement> Transformer<T> {
     /// first token comes as soon as the first layers are decoded, not after
     /// the whole model. Errs as [`Transformer::from_model`].
     pub fn load_lazy(loader: Arc<MmapGGUFLoader>) -> Result<Transformer<T>, ForwardError> {
-        let lazy = LazyModel::<T>::new(loader.clone());
+        Self::load_lazy_with(loader, LoadOptions::default())
+    }
+
+    /// [`Transformer::load_lazy`] with the lazy model's options (threads,
+    /// [`LoadOptions::own_memory`]).
+    pub fn load_lazy_with(
+        loader: Arc<MmapGGUFLoader>,
+        opts: LoadOptions<'_>,
+    ) -> Result<Transformer<T>, ForwardError> {
+        let lazy = LazyModel::<T>::with_options(loader.clone(), opts)?;
         Self::build(&loader, Source::Lazy(lazy))
     }
 

@@ -3,7 +3,9 @@
 # on the same F16 GGUFs (`gguf-loader convert --dtype f16` of the two real
 # models), the same text (LICENSE-APACHE) and threads: the whole process's
 # wall time (load, tokenize, evaluate), alternating (llama.cpp, ours, again),
-# medians printed with both tools' perplexities. Never in CI: it builds
+# medians printed with both tools' perplexities; ours also with
+# --own-memory (the F16 matrices copied out of the file, not views of its
+# mapping). Never in CI: it builds
 # llama-perplexity (scripts/llama_cpp_golden.sh --perplexity).
 #
 #   scripts/bench-perplexity.sh [REPS]      (default 5)
@@ -78,22 +80,26 @@ fi
 for name in smollm2 gemma3; do
     f16="$work/$name-f16.gguf"
     "$bin" convert --dtype f16 -o "$f16" "${!name}" >/dev/null
-    ours=() theirs=()
+    ours=() theirs=() copied=()
     for _ in $(seq "$reps"); do
         theirs+=("$(LD_LIBRARY_PATH="$LLAMA_CPP_BUILD/bin" wall "$ppl_bin" -m "$f16" -f "$text" \
             -c "$ctx" -b "$ctx" -t "$threads")")
         their_ppl="$(cat "$work/out" "$work/err" | sed -nE 's/.*Final estimate: PPL = ([0-9.]+ \+\/- [0-9.]+).*/\1/p')"
         ours+=("$(RAYON_NUM_THREADS="$threads" wall "$bin" perplexity "$f16" -f "$text" --ctx "$ctx")")
         our_ppl="$(sed -nE 's/Final estimate: PPL = (.*)/\1/p' "$work/out")"
+        copied+=("$(RAYON_NUM_THREADS="$threads" wall "$bin" perplexity "$f16" -f "$text" --ctx "$ctx" \
+            --own-memory)")
     done
-    python3 - "$name" "$ctx" "$their_ppl" "$our_ppl" "${theirs[*]}" "${ours[*]}" <<'EOF'
+    python3 - "$name" "$ctx" "$their_ppl" "$our_ppl" "${theirs[*]}" "${ours[*]}" "${copied[*]}" <<'EOF'
 import statistics, sys
-name, ctx, their_ppl, our_ppl, theirs, ours = sys.argv[1:]
+name, ctx, their_ppl, our_ppl, theirs, ours, copied = sys.argv[1:]
 t = statistics.median(map(float, theirs.split()))
 o = statistics.median(map(float, ours.split()))
+c = statistics.median(map(float, copied.split()))
 print(f"{name} (ctx {ctx}): llama-perplexity {t:.2f} s (PPL {their_ppl}), "
-      f"gguf-loader perplexity {o:.2f} s (PPL {our_ppl}): ratio {t / o:.2f} "
-      f"(runs: {theirs} / {ours})")
+      f"gguf-loader perplexity {o:.2f} s (PPL {our_ppl}): ratio {t / o:.2f}; "
+      f"ours with --own-memory {c:.2f} s "
+      f"(runs: {theirs} / {ours} / {copied})")
 EOF
 done
 echo "load average at the end: $(cut -d" " -f1-3 /proc/loadavg)"

@@ -70,6 +70,11 @@ fn options<'a>(threads: Option<i64>) -> PyResult<LoadOptions<'a>> {
         .transpose()?;
     Ok(LoadOptions {
         threads,
+        // Memory of their own, never views of the file: a CPU tensor goes
+        // out through DLPack, whose consumers (`torch.from_dlpack`) may
+        // write into it, and a write into the read-only mapping would end
+        // the process.
+        own_memory: true,
         ..LoadOptions::default()
     })
 }

@@ -181,6 +181,27 @@ def test_dlpack_capsule_on_the_cpu(smollm2):
     assert bf.dtype == "bfloat16" and bf.numpy().dtype == np.uint16
 
 
+def test_dlpack_tensors_are_writable_memory(smollm2):
+    """A tensor the file holds as the asked float (SmolLM2's F32 norms as
+    float32) is copied for DLPack, never a view of the read-only mapping: a
+    consumer that writes into it (as torch.from_dlpack allows) must not end
+    the process, nor change the file."""
+    import ctypes
+
+    from gguf_loader import _native
+
+    f = gguf_loader.open(smollm2)
+    name = "output_norm.weight"
+    assert f.tensors[name].type.name == "F32"
+    want = f.tensor(name, "float32").copy()
+    ((_, t),) = _native.load_device(f._native, "cpu", "float32", None, None, [name])
+    a = np.from_dlpack(t)
+    ctypes.memset(a.ctypes.data, 0, a.nbytes)  # a write, whatever numpy's flags say
+    assert not a.any()
+    assert np.array_equal(f.tensor(name, "float32"), want)
+    assert np.array_equal(gguf_loader.open(smollm2).tensor(name, "float32"), want)
+
+
 def test_fixtures_decode_everywhere():
     """Every fixture tensor decodes in both byte orders to the same values."""
     le = gguf_loader.open(FIXTURES / "all_types_le.gguf")

@@ -241,6 +241,12 @@ fn split_models_open_as_one() {
             "llama"
         );
         assert_eq!(l.paths().count(), 3);
+        // F32 tensors load as f32 views, each of its own shard's mapping.
+        let m = l.load_model::<f32>(gguf_loader::Device::Cpu).unwrap();
+        for (n, t) in m.tensors() {
+            assert!(t.is_mapped(), "{n}");
+            assert_eq!(t.as_bytes(), l.get_tensor_data(n).unwrap(), "{n}");
+        }
     }
 
     std::fs::remove_file(p(2)).unwrap();

@@ -1,7 +1,9 @@
 //! Writes arbitrary bytes to a file and opens it as a lazy model, mapped
 //! and read: walks its layers with and without prefetch, asks for a missing
 //! layer, decodes the tensors outside any layer, and holds every value
-//! against a whole-model load of the same file. The layers are the distinct
+//! against a whole-model load of the same file, and that load (whose F32
+//! tensors are views of the mapping) against one that copies them
+//! (`own_memory`). The layers are the distinct
 //! `blk.i` indices (bounded by the tensor count), so the work is bounded by
 //! the file whatever indices it names.
 #![no_main]
@@ -80,6 +82,18 @@ fn walk(path: &PathBuf, mode: LoadMode) {
         }
         return;
     };
+    let copied = loader
+        .load_model_with::<f32>(Device::Cpu, LoadOptions::default().own_memory(true))
+        .expect("a copy loads where views did");
+    for ((n, t), (m, c)) in model.tensors().zip(copied.tensors()) {
+        assert_eq!(
+            (n, bits(t.data())),
+            (m, bits(c.data())),
+            "views against copies"
+        );
+        assert!(!c.is_mapped());
+        assert!(!t.is_mapped() || mode == LoadMode::Mmap);
+    }
     assert_eq!(model.layer_count(), indices.len());
     assert!(matches!(model.layer(missing), Err(Error::LayerNotFound(_))));
     for (index, tensors) in &walks[0] {

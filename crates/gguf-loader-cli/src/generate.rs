@@ -123,9 +123,11 @@ pub(crate) trait Step {
         tokens: &[u32],
         all: bool,
     ) -> Result<Vec<f32>, ForwardError>;
-    /// Hands a step's logits back for the next step's (where the forward
-    /// pass can: the CPU's).
-    fn recycle(&self, _cache: &mut KvCache<Self::Buffer>, _logits: Vec<f32>) {}
+    /// Hands a step's logits back for the next step's (both forward passes
+    /// write into it: [`KvCache::recycle`]).
+    fn recycle(&self, cache: &mut KvCache<Self::Buffer>, logits: Vec<f32>) {
+        cache.recycle(logits);
+    }
 }
 
 impl<T: WeightElement> Step for Transformer<T> {
@@ -140,9 +142,6 @@ impl<T: WeightElement> Step for Transformer<T> {
         all: bool,
     ) -> Result<Vec<f32>, ForwardError> {
         self.forward(cache, tokens, all)
-    }
-    fn recycle(&self, cache: &mut KvCache, logits: Vec<f32>) {
-        cache.recycle(logits);
     }
 }
 

@@ -511,8 +511,9 @@ impl<B> KvCache<B> {
         self.written = 0;
     }
 
-    /// Hands a step's logits back, for the next step of the CPU forward
-    /// pass to write its own into (where they fit): the logits of many
+    /// Hands a step's logits back, for the next step of the forward pass
+    /// (the CPU's, or the GPU's copy to the host) to write its own into
+    /// (where they fit): the logits of many
     /// positions over a large vocabulary (perplexity's steps: 128 MiB) are
     /// otherwise a fresh allocation each step, whose pages the system
     /// zeroes and faults in one by one (13% of a Gemma-3 perplexity run).

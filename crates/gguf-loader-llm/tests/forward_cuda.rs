@@ -219,6 +219,39 @@ fn run_through(
     logits.iter().map(|v| v.to_bits()).collect()
 }
 
+/// A step's logits handed back ([`KvCache::recycle`], as `perplexity` and
+/// `generate` do) are where the next step copies its own from VRAM: the
+/// same bits as into a fresh buffer, each step into the last one's
+/// (longer: old values past the new end).
+///
+/// [`KvCache::recycle`]: gguf_loader_llm::forward::KvCache::recycle
+#[test]
+fn gpu_logits_copied_into_recycled_buffers_are_a_fresh_steps() {
+    let _serial = common::serial();
+    if !gpu() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = tiny_gemma3::write(dir.path(), 37);
+    let model = CudaTransformer::load(&MmapGGUFLoader::new(&path).unwrap(), 0).unwrap();
+    let long: Vec<u32> = (0..120).map(|i| (29 + 97 * i) % 500).collect();
+    let short: Vec<u32> = (0..40).map(|i| (3 + 53 * i) % 500).collect();
+    let tail = [7u32, 301, 44];
+    let mut fresh = model.new_cache(200).unwrap();
+    let want = run_through(&model, &mut fresh, &[&short], &tail);
+    let mut used = model.new_cache(200).unwrap();
+    let old = model.forward(&mut used, &long, true).unwrap();
+    used.clear();
+    used.recycle(old);
+    let mut got = Vec::new();
+    for step in std::iter::once(&short[..]).chain(tail.chunks(1)) {
+        let logits = model.forward(&mut used, step, true).unwrap();
+        got.extend(logits.iter().map(|v| v.to_bits()));
+        used.recycle(logits);
+    }
+    assert!(got == want);
+}
+
 /// As on the CPU (tests/generation.rs), the sliding-window layers' ring in
 /// VRAM (the last `window + chunk` positions, each written at two rows)
 /// gives the logits of a cache that keeps every position, bit for bit: a

@@ -617,7 +617,14 @@ impl CudaTransformer {
             launch!(&self.k.softcap, grid(rows_out * head.rows); &lp, &len, &cap)?;
         }
         observe(lp, rows_out * head.rows)?;
-        let out = s.clone_dtoh(&logits).map_err(e("copying the logits"))?;
+        // Into the last step's logits where handed back
+        // ([`KvCache::recycle`]), as on the CPU: a fresh buffer's pages are
+        // faulted in and zeroed by the system on every step.
+        let mut spare = super::Scratch::default();
+        spare.give([std::mem::take(&mut cache.spare_logits)]);
+        let mut out = spare.take(rows_out * head.rows)?;
+        s.memcpy_dtoh(&logits, &mut out[..])
+            .map_err(e("copying the logits"))?;
         let bad = s.clone_dtoh(&bad).map_err(e("reading the counter"))?;
         s.synchronize().map_err(e("running the forward pass"))?;
         // Keep the scratch alive until the stream has run.

@@ -102,6 +102,11 @@ pub struct LoadOptions<'a> {
     /// mapped faults (SIGBUS) or shows the new bytes. Set this where that
     /// must not happen (or load in [`LoadMode::Read`](crate::LoadMode::Read),
     /// which never makes views). GPU loads ignore it.
+    ///
+    /// A view lies in the page cache's 4 KiB pages, a copy in transparent
+    /// huge pages on Linux: a caller that reads every weight over and over
+    /// (a forward pass) may run faster on copies where TLB misses are dear
+    /// (see docs/BENCHMARKS.md, "F16 weights as views").
     pub own_memory: bool,
 }
 

@@ -10,8 +10,8 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use rayon::prelude::*;
 
 use super::load::{
-    decode_tensor_to, output_reusing, populate, tensor_of, thread_pool, view_of, Control,
-    GpuStaging, LoadOptions,
+    decode_tensor_to, output_reusing, populated, thread_pool, view_of, Control, GpuStaging,
+    LoadOptions,
 };
 use super::{layer_groups, layer_of, ModelConfig};
 use crate::alloc::{Bin, Buffer};
@@ -183,7 +183,7 @@ impl Decoder {
         let t = self.loader.locate(name)?;
         let ctl = Control::new(1, t.info.n_bytes, None);
         if let Some(view) = view_of::<T>(t, self.own_memory) {
-            return self.on_pool(|| populate(t, &ctl).and_then(|()| tensor_of(t, view)));
+            return self.on_pool(|| populated(t, view, &ctl));
         }
         let (out, memory) = output_reusing::<T>(t, &self.bin)?;
         self.on_pool(|| decode_tensor_to(t, out, memory, &ctl, self.stores))
@@ -252,7 +252,7 @@ impl Decoder {
                         let ctl = Control::new(1, t.info.n_bytes, None);
                         let t = match memory {
                             Some(memory) => decode_tensor_to(t, out, memory, &ctl, self.stores)?,
-                            None => populate(t, &ctl).and_then(|()| tensor_of(t, out))?,
+                            None => populated(t, out, &ctl)?,
                         };
                         Ok((suffix(n), Arc::new(t)))
                     })

@@ -409,7 +409,7 @@ fn elements(t: Located<'_>) -> Result<usize> {
 }
 
 /// The tensor of `t`'s dimensions over `out` (its element count).
-pub(crate) fn tensor_of<T: Element>(t: Located<'_>, out: Buffer<T>) -> Result<Tensor<T>> {
+fn tensor_of<T: Element>(t: Located<'_>, out: Buffer<T>) -> Result<Tensor<T>> {
     Tensor::from_buffer(t.info.ne(), out).ok_or_else(|| Error::TooLarge(t.info.name.to_string()))
 }
 
@@ -434,7 +434,7 @@ pub(crate) fn view_of<T: Element>(t: Located<'_>, own_memory: bool) -> Option<Bu
 /// Reads in and maps the pages of tensor `t`, a view of its file, in
 /// chunks spread over rayon's threads, checking for cancellation and
 /// reporting progress per chunk, as a decode does.
-pub(crate) fn populate(t: Located<'_>, ctl: &Control<'_>) -> Result<()> {
+fn populate(t: Located<'_>, ctl: &Control<'_>) -> Result<()> {
     let n = t.info.n_bytes;
     (0..n.div_ceil(POPULATE_CHUNK))
         .into_par_iter()
@@ -448,6 +448,17 @@ pub(crate) fn populate(t: Located<'_>, ctl: &Control<'_>) -> Result<()> {
         })?;
     ctl.report(0, 1);
     Ok(())
+}
+
+/// Tensor `t` over `view`, its view of the file ([`view_of`]), once its
+/// pages are read in ([`populate`]).
+pub(crate) fn populated<T: Element>(
+    t: Located<'_>,
+    view: Buffer<T>,
+    ctl: &Control<'_>,
+) -> Result<Tensor<T>> {
+    populate(t, ctl)?;
+    tensor_of(t, view)
 }
 
 /// Decodes tensor `t` into a new tensor in memory of its own, its `stores`
@@ -592,7 +603,7 @@ impl MmapGGUFLoader {
                 .ok_or_else(|| Error::TensorNotFound(name.to_string()));
         }
         let tensor = in_pool(opts.threads, || match view_of::<T>(t, opts.own_memory) {
-            Some(view) => populate(t, &ctl).and_then(|()| tensor_of(t, view)),
+            Some(view) => populated(t, view, &ctl),
             None => decode_tensor(t, &ctl, opts.stores),
         })??;
         // A cancel in the last report still cancels.
@@ -706,7 +717,7 @@ impl MmapGGUFLoader {
             // Small outputs share one huge-page arena, large ones get pages
             // of their own (see `ModelOutputs`).
             // Views of the file have no output (0 values here).
-            let mut views: Vec<Option<Buffer<T>>> = tensors
+            let views: Vec<Option<Buffer<T>>> = tensors
                 .iter()
                 .map(|&t| view_of(t, opts.own_memory))
                 .collect();
@@ -749,9 +760,9 @@ impl MmapGGUFLoader {
             tensors
                 .iter()
                 .zip(outs.into_buffers())
-                .zip(views.iter_mut())
-                .map(|((&t, out), v)| {
-                    let tensor = tensor_of(t, v.take().unwrap_or(out))?;
+                .zip(views)
+                .map(|((&t, out), view)| {
+                    let tensor = tensor_of(t, view.unwrap_or(out))?;
                     Ok((t.info.name.to_string(), tensor))
                 })
                 .collect()

@@ -351,6 +351,30 @@ fn progress_cancel_and_tensor_handles() {
         .unwrap_err();
     assert!(matches!(e, Error::Cancelled), "{e:?}");
 
+    // Some tensors by name: their own progress total, in the order asked,
+    // the same bits as the CPU's.
+    let names = [
+        "output_norm.weight",
+        "blk.0.attn_q.weight",
+        "token_embd.weight",
+    ];
+    let some = loader
+        .load_tensors_with::<f16, _>(&names, GPU, LoadOptions::default().progress(&f))
+        .unwrap();
+    let p = last.lock().unwrap().unwrap();
+    assert_eq!((p.tensors_done, p.tensors_total), (3, 3));
+    let want: u64 = names
+        .iter()
+        .map(|n| loader.tensor_info(n).unwrap().n_bytes)
+        .sum();
+    assert_eq!((p.bytes_done, p.bytes_total), (want, want));
+    for ((n, t), name) in some.iter().zip(names) {
+        assert_eq!(n, name);
+        assert_eq!(t.device(), GPU);
+        let cpu = loader.load_tensor_f16(name, Device::Cpu).unwrap();
+        assert_eq!(t.to_host().unwrap().as_bytes(), cpu.as_bytes(), "{name}");
+    }
+
     // A GPU tensor: no host view, a cudarc slice of its length, a deep
     // clone, equality through the host.
     let t: &Tensor<f16> = model.tensor("token_embd.weight").unwrap();

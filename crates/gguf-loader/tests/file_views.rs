@@ -61,6 +61,22 @@ fn views_where_the_file_holds<T: Element>(path: &Path) {
     }
     assert!(views > 0, "{what}: no tensor of the file's type");
 
+    // The same tensors by name, in another order: views where the whole
+    // model's are, the same bits, in the order asked.
+    let names: Vec<&str> = viewed.iter().rev().map(|c| c.0.as_str()).collect();
+    for own_memory in [false, true] {
+        let opts = LoadOptions::default().own_memory(own_memory);
+        let some = mapped
+            .load_tensors_with::<T, _>(&names, Device::Cpu, opts)
+            .unwrap();
+        assert_eq!(some.len(), names.len(), "{what}");
+        for ((n, t), (want_name, _, is_view, want)) in some.iter().zip(viewed.iter().rev()) {
+            assert_eq!(n, want_name, "{what}: load_tensors_with's order");
+            assert_eq!(&T::to_le_bytes_vec(t.data()), want, "{what}: {n}");
+            assert_eq!(t.is_mapped(), *is_view && !own_memory, "{what}: {n}");
+        }
+    }
+
     let read = MmapGGUFLoader::open(path, LoadMode::Read).unwrap();
     let by_read = summary(&read, &read.load_model::<T>(Device::Cpu).unwrap());
     for ((n, _, is_view, bytes), (_, _, _, want)) in by_read.iter().zip(&copied) {
@@ -159,6 +175,65 @@ fn progress_and_cancel_count_views_as_decodes() {
     let calls = AtomicUsize::new(0);
     let stop = |_: &Progress| calls.fetch_add(1, Ordering::Relaxed) > 0;
     let r = loader.load_model_with::<f16>(Device::Cpu, LoadOptions::default().progress(&stop));
+    assert!(matches!(r, Err(Error::Cancelled)), "{r:?}");
+}
+
+#[test]
+fn some_tensors_by_name_count_their_own_progress() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = synth(dir.path(), GgmlType::F16);
+    let loader = MmapGGUFLoader::new(&path).unwrap();
+    // Three tensors, one a view, one given twice.
+    let infos: Vec<_> = loader.tensors().collect();
+    let f16_one = infos.iter().find(|t| t.ty == GgmlType::F16).unwrap();
+    let f32_one = infos.iter().find(|t| t.ty == GgmlType::F32).unwrap();
+    let names = [f16_one.name, f32_one.name, f16_one.name];
+    let total = 2 * f16_one.n_bytes + f32_one.n_bytes;
+    let last = std::sync::Mutex::new(None::<Progress>);
+    let report = |p: &Progress| {
+        *last.lock().unwrap() = Some(*p);
+        true
+    };
+    let opts = LoadOptions::default().progress(&report).threads(2);
+    let got = loader
+        .load_tensors_with::<f16, _>(&names, Device::Cpu, opts)
+        .unwrap();
+    let p = last.lock().unwrap().unwrap();
+    assert_eq!((p.tensors_done, p.tensors_total), (3, 3));
+    assert_eq!((p.bytes_done, p.bytes_total), (total, total));
+    let mapped: Vec<bool> = got.iter().map(|(_, t)| t.is_mapped()).collect();
+    assert_eq!(mapped, [true, false, true]);
+    assert_eq!(got[0].1, got[2].1);
+    assert_eq!(
+        got[1].1,
+        loader.load_tensor_f16(f32_one.name, Device::Cpu).unwrap()
+    );
+
+    // An unknown name errs before any work; no name loads nothing.
+    let calls = AtomicUsize::new(0);
+    let count = |_: &Progress| {
+        calls.fetch_add(1, Ordering::Relaxed);
+        true
+    };
+    let r = loader.load_tensors_with::<f16, _>(
+        &[f16_one.name, "no.such.tensor"],
+        Device::Cpu,
+        LoadOptions::default().progress(&count),
+    );
+    assert!(
+        matches!(&r, Err(Error::TensorNotFound(n)) if n == "no.such.tensor"),
+        "{r:?}"
+    );
+    assert_eq!(calls.load(Ordering::Relaxed), 0);
+    let none = loader.load_tensors_with::<f16, &str>(&[], Device::Cpu, LoadOptions::default());
+    assert!(none.unwrap().is_empty());
+
+    let stop = |_: &Progress| false;
+    let r = loader.load_tensors_with::<f16, _>(
+        &names,
+        Device::Cpu,
+        LoadOptions::default().progress(&stop),
+    );
     assert!(matches!(r, Err(Error::Cancelled)), "{r:?}");
 }
 

@@ -700,17 +700,58 @@ impl MmapGGUFLoader {
         // matters for a cold page cache and costs nothing for a warm one).
         self.prefetch_all();
         let tensors: Vec<Located<'_>> = self.located().collect();
+        let tensors = self.load_located::<T>(&tensors, device, opts)?;
+        Ok(Model::new(
+            ModelConfig::from_metadata(self.metadata()),
+            tensors,
+        ))
+    }
+
+    /// Loads the named tensors as [`Self::load_model_with`] loads them all:
+    /// in parallel, largest first, with one progress total, cancel, and
+    /// views of the file where it holds them as `T` (unless
+    /// [`LoadOptions::own_memory`] is set). Returns `(name, tensor)` in the
+    /// order given; a name given twice is loaded twice. Errs with
+    /// [`Error::TensorNotFound`] for an unknown name before any work, and
+    /// as [`Self::load_tensor_with`] for the first tensor that fails; on
+    /// cancellation or error, everything loaded so far is freed.
+    pub fn load_tensors_with<T: Element, S: AsRef<str>>(
+        &self,
+        names: &[S],
+        device: Device,
+        opts: LoadOptions<'_>,
+    ) -> Result<Vec<(String, Tensor<T>)>> {
+        check_device(device)?;
+        let tensors = names
+            .iter()
+            .map(|n| self.locate(n.as_ref()))
+            .collect::<Result<Vec<Located<'_>>>>()?;
+        if tensors.len() > 1 {
+            for t in &tensors {
+                self.prefetch(t.info.name);
+            }
+        }
+        self.load_located::<T>(&tensors, device, opts)
+    }
+
+    /// The work of [`Self::load_model_with`] and [`Self::load_tensors_with`]:
+    /// `tensors` as named tensors, in their order.
+    fn load_located<T: Element>(
+        &self,
+        tensors: &[Located<'_>],
+        device: Device,
+        opts: LoadOptions<'_>,
+    ) -> Result<Vec<(String, Tensor<T>)>> {
         let bytes_total = tensors.iter().map(|t| t.info.n_bytes).sum();
         let ctl = Control::new(tensors.len(), bytes_total, opts.progress);
         #[cfg(feature = "cuda")]
         if let Device::Cuda(ordinal) = device {
-            let tensors = self.load_on_gpu::<T>(ordinal, &tensors, &ctl, opts)?;
+            let tensors = self.load_on_gpu::<T>(ordinal, tensors, &ctl, opts)?;
             ctl.check()?;
-            return Ok(Model::new(
-                ModelConfig::from_metadata(self.metadata()),
-                tensors,
-            ));
+            return Ok(tensors);
         }
+        #[cfg(not(feature = "cuda"))]
+        let _ = device;
         let run = || -> Result<Vec<(String, Tensor<T>)>> {
             // Untouched pages cost nothing until the decoders write them (in
             // parallel), and a model too large fails here, before any work.
@@ -769,10 +810,7 @@ impl MmapGGUFLoader {
         };
         let tensors = in_pool(opts.threads, run)??;
         ctl.check()?;
-        Ok(Model::new(
-            ModelConfig::from_metadata(self.metadata()),
-            tensors,
-        ))
+        Ok(tensors)
     }
 }
 

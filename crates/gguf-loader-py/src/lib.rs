@@ -267,6 +267,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(load::tensor, m)?)?;
     m.add_function(wrap_pyfunction!(load::load, m)?)?;
     m.add_function(wrap_pyfunction!(load::load_device, m)?)?;
+    m.add_function(wrap_pyfunction!(load::loads_as_view, m)?)?;
     m.add_function(wrap_pyfunction!(cuda_memory, m)?)?;
     m.add_function(wrap_pyfunction!(cuda_release_staging, m)?)?;
     m.add_function(wrap_pyfunction!(simd_features, m)?)?;

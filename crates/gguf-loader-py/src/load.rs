@@ -151,9 +151,13 @@ fn cancellable<R: Send>(
     })
 }
 
-/// A load's buffer and where each tensor lies in it: `(name, start,
-/// shape)`.
-type Loaded<'py> = (Bound<'py, PyAny>, Vec<(String, usize, Vec<usize>)>);
+/// A load's buffer, where each decoded tensor lies in it (`(name, start,
+/// shape)`), and the tensors that are views of the file (`(name, array)`).
+type Loaded<'py> = (
+    Bound<'py, PyAny>,
+    Vec<(String, usize, Vec<usize>)>,
+    Vec<(String, Bound<'py, PyAny>)>,
+);
 
 /// Element counts rounded up so that each tensor in a shared buffer starts
 /// on a 64-byte boundary.
@@ -163,11 +167,15 @@ fn padded(n: usize, elem: usize) -> usize {
 }
 
 /// Decodes `names` into one buffer of `T` (views of which Python hands
-/// out): `(buffer, [(name, start, shape)])`.
+/// out): `(buffer, [(name, start, shape)], [(name, view)])`. With `views`,
+/// the tensors the file holds as `T` are not decoded but handed out as
+/// read-only views of its mapping, their pages read in first; progress
+/// counts both.
 fn load_into<'py, T, N>(
     py: Python<'py>,
-    loader: &MmapGGUFLoader,
+    file: &File,
     names: &[String],
+    views: bool,
     opts: LoadOptions<'_>,
     progress: Option<&Bound<'py, PyAny>>,
 ) -> PyResult<Loaded<'py>>
@@ -175,6 +183,12 @@ where
     T: Element,
     N: numpy::Element + bytemuck::Pod,
 {
+    let loader = file.loader()?;
+    let (viewed, names): (Vec<String>, Vec<String>) = names
+        .iter()
+        .cloned()
+        .partition(|n| views && loader.loads_as_view::<T>(n));
+    let names = &names[..];
     let mut layout = Vec::with_capacity(names.len());
     let mut total = 0usize;
     for name in names {
@@ -183,12 +197,7 @@ where
             .ok_or_else(|| py_err(gguf_loader::Error::TensorNotFound(name.clone())))?;
         let n = usize::try_from(info.n_elements)
             .map_err(|_| py_err(gguf_loader::Error::TooLarge(name.clone())))?;
-        let shape = info
-            .shape()
-            .iter()
-            .map(|&d| usize::try_from(d))
-            .collect::<Result<Vec<usize>, _>>()
-            .map_err(|_| py_err(gguf_loader::Error::TooLarge(name.clone())))?;
+        let shape = shape_of(name, &info.shape())?;
         layout.push((name.clone(), total, shape, n));
         total = total
             .checked_add(padded(n, std::mem::size_of::<T>()))
@@ -207,7 +216,13 @@ where
             .checked_add(room)
             .ok_or_else(|| py_err(gguf_loader::Error::TooLarge("the load".into())))?,
     )?;
-    if total == 0 {
+    // Each view's file bytes, which populating it reads.
+    let view_bytes: u64 = viewed
+        .iter()
+        .filter_map(|n| loader.tensor_info(n))
+        .map(|t| t.n_bytes)
+        .sum();
+    if total == 0 && viewed.is_empty() {
         // Nothing to decode: the callback still hears of the end.
         if let Some(cb) = progress {
             let n = layout.len();
@@ -221,7 +236,7 @@ where
                 },
             )?;
         }
-        return Ok((buffer.into_any(), strip(layout)));
+        return Ok((buffer.into_any(), strip(layout), Vec::new()));
     }
     {
         // SAFETY: `buffer` is a new C-contiguous 1-D array (numpy's
@@ -249,14 +264,84 @@ where
             at = start + n;
         }
         rest.fill(T::default());
+        let decode_bytes: u64 = layout
+            .iter()
+            .filter_map(|(n, ..)| loader.tensor_info(n))
+            .map(|t| t.n_bytes)
+            .sum();
+        let (n_views, n_decodes) = (viewed.len(), layout.len());
         cancellable(
             py,
             progress,
-            |o| loader.load_tensors_into(outs, OutputMemory::Fresh, o),
+            |o| {
+                // One count over both steps: the views' pages read in
+                // first, then the decodes.
+                let outer = o.progress;
+                let whole = move |p: Progress, tensors_before: usize, bytes_before: u64| {
+                    outer.is_none_or(|f| {
+                        f(&Progress {
+                            tensors_done: tensors_before + p.tensors_done,
+                            tensors_total: n_views + n_decodes,
+                            bytes_done: bytes_before + p.bytes_done,
+                            bytes_total: view_bytes + decode_bytes,
+                        })
+                    })
+                };
+                if !viewed.is_empty() {
+                    let first = |p: &Progress| whole(*p, 0, 0);
+                    let o = LoadOptions {
+                        own_memory: false,
+                        ..o.progress(&first)
+                    };
+                    // Only their pages are wanted: the views the loader
+                    // makes go, the loader's mapping stays.
+                    drop(loader.load_tensors_with::<T, _>(&viewed, Device::Cpu, o)?);
+                }
+                if outs.is_empty() {
+                    return Ok(());
+                }
+                let then = |p: &Progress| whole(*p, n_views, view_bytes);
+                loader.load_tensors_into(outs, OutputMemory::Fresh, o.progress(&then))
+            },
             opts,
         )?;
     }
-    Ok((buffer.into_any(), strip(layout)))
+    let owner = file.owner(py)?;
+    let views = viewed
+        .into_iter()
+        .map(|n| {
+            let a = mapped::<N>(&owner, &loader, &n)?;
+            Ok((n, a))
+        })
+        .collect::<PyResult<Vec<_>>>()?;
+    Ok((buffer.into_any(), strip(layout), views))
+}
+
+/// Tensor `name`'s values as the read-only numpy view of the file's
+/// mapping (its row-major shape, base `owner`) that
+/// `MmapGGUFLoader::loads_as_view` promised.
+fn mapped<'py, N: numpy::Element + bytemuck::Pod>(
+    owner: &Bound<'py, crate::meta::Owner>,
+    loader: &MmapGGUFLoader,
+    name: &str,
+) -> PyResult<Bound<'py, PyAny>> {
+    let info = loader
+        .tensor_info(name)
+        .ok_or_else(|| py_err(gguf_loader::Error::TensorNotFound(name.to_string())))?;
+    let shape = shape_of(name, &info.shape())?;
+    let bytes = loader.get_tensor_data(name).map_err(py_err)?;
+    let values: &[N] = bytemuck::try_cast_slice(bytes)
+        .map_err(|e| PyValueError::new_err(format!("{name}: its data cannot be viewed ({e:?})")))?;
+    crate::meta::values_view(owner, values)?.call_method1("reshape", (shape,))
+}
+
+/// A tensor's shape as `usize`s.
+fn shape_of(name: &str, shape: &[u64]) -> PyResult<Vec<usize>> {
+    shape
+        .iter()
+        .map(|&d| usize::try_from(d))
+        .collect::<Result<Vec<usize>, _>>()
+        .map_err(|_| py_err(gguf_loader::Error::TooLarge(name.to_string())))
 }
 
 /// A new, uninitialized 1-D array of `n` elements (numpy's `empty`):
@@ -302,10 +387,11 @@ fn strip(layout: Vec<(String, usize, Vec<usize>, usize)>) -> Vec<(String, usize,
 }
 
 /// Decodes every tensor named (all when `names` is `None`) to `dtype` into
-/// one new numpy buffer: `(buffer, [(name, start, shape)])`, bf16 as
-/// `uint16` bits.
+/// one new numpy buffer: `(buffer, [(name, start, shape)], [(name,
+/// view)])`, bf16 as `uint16` bits. With `views`, the tensors the file
+/// holds as `dtype` are read-only views of its mapping instead.
 #[pyfunction]
-#[pyo3(signature = (file, dtype = "float16", threads = None, progress = None, names = None))]
+#[pyo3(signature = (file, dtype = "float16", threads = None, progress = None, names = None, views = false))]
 pub(crate) fn load<'py>(
     py: Python<'py>,
     file: &File,
@@ -313,39 +399,50 @@ pub(crate) fn load<'py>(
     threads: Option<i64>,
     progress: Option<Bound<'py, PyAny>>,
     names: Option<Vec<String>>,
+    views: bool,
 ) -> PyResult<Loaded<'py>> {
-    let loader = file.loader()?;
-    let names = names.unwrap_or_else(|| loader.tensors().map(|t| t.name.to_string()).collect());
+    let names = match names {
+        Some(n) => n,
+        None => file
+            .loader()?
+            .tensors()
+            .map(|t| t.name.to_string())
+            .collect(),
+    };
     let opts = options(threads)?;
     let p = progress.as_ref();
     match self::dtype(dtype)? {
-        Dtype::F32 => load_into::<f32, f32>(py, &loader, &names, opts, p),
-        Dtype::F16 => load_into::<f16, f16>(py, &loader, &names, opts, p),
-        Dtype::Bf16 => load_into::<bf16, u16>(py, &loader, &names, opts, p),
+        Dtype::F32 => load_into::<f32, f32>(py, file, &names, views, opts, p),
+        Dtype::F16 => load_into::<f16, f16>(py, file, &names, views, opts, p),
+        Dtype::Bf16 => load_into::<bf16, u16>(py, file, &names, views, opts, p),
     }
 }
 
 /// Decodes one tensor to `dtype` into a new numpy array of its row-major
-/// shape (bf16 as `uint16` bits).
+/// shape (bf16 as `uint16` bits); with `views`, a read-only view of the
+/// file's mapping where the file holds it as `dtype`.
 #[pyfunction]
-#[pyo3(signature = (file, name, dtype = "float16", threads = None))]
+#[pyo3(signature = (file, name, dtype = "float16", threads = None, views = false))]
 pub(crate) fn tensor<'py>(
     py: Python<'py>,
     file: &File,
     name: &str,
     dtype: &str,
     threads: Option<i64>,
+    views: bool,
 ) -> PyResult<Bound<'py, PyAny>> {
-    let loader = file.loader()?;
-    let (buffer, layout) = {
+    let (buffer, layout, mut viewed) = {
         let opts = options(threads)?;
         let names = [name.to_string()];
         match self::dtype(dtype)? {
-            Dtype::F32 => load_into::<f32, f32>(py, &loader, &names, opts, None)?,
-            Dtype::F16 => load_into::<f16, f16>(py, &loader, &names, opts, None)?,
-            Dtype::Bf16 => load_into::<bf16, u16>(py, &loader, &names, opts, None)?,
+            Dtype::F32 => load_into::<f32, f32>(py, file, &names, views, opts, None)?,
+            Dtype::F16 => load_into::<f16, f16>(py, file, &names, views, opts, None)?,
+            Dtype::Bf16 => load_into::<bf16, u16>(py, file, &names, views, opts, None)?,
         }
     };
+    if let Some((_, view)) = viewed.pop() {
+        return Ok(view);
+    }
     let (start, shape) = layout
         .into_iter()
         .next()
@@ -360,6 +457,18 @@ pub(crate) fn tensor<'py>(
             1,
         ))?
         .call_method1("reshape", (shape,))
+}
+
+/// Whether `load(..., views=True)` gives tensor `name` as a view of the
+/// file when decoded to `dtype`; `False` for an unknown name.
+#[pyfunction]
+pub(crate) fn loads_as_view(file: &File, name: &str, dtype: &str) -> PyResult<bool> {
+    let loader = file.loader()?;
+    Ok(match self::dtype(dtype)? {
+        Dtype::F32 => loader.loads_as_view::<f32>(name),
+        Dtype::F16 => loader.loads_as_view::<f16>(name),
+        Dtype::Bf16 => loader.loads_as_view::<bf16>(name),
+    })
 }
 
 fn to_device<T: Element>(
@@ -384,10 +493,8 @@ fn to_device<T: Element>(
                     .filter_map(|n| m.take_shared(&n).map(|t| (n, t)))
                     .collect::<Vec<_>>()
             }),
-            Some(names) => names
-                .iter()
-                .map(|n| Ok((n.clone(), loader.load_tensor_with::<T>(n, device, o)?)))
-                .collect(),
+            // One load, so that progress counts them all.
+            Some(names) => loader.load_tensors_with::<T, _>(names, device, o),
         },
         opts,
     )?;

@@ -24,12 +24,20 @@ pub(crate) fn bytes_view<'py>(
     owner: &Bound<'py, Owner>,
     bytes: &[u8],
 ) -> PyResult<Bound<'py, PyArray1<u8>>> {
-    let view = ArrayView1::from(bytes);
-    // SAFETY: `bytes` lies in memory the loader owns (its read-only mapping
-    // or its header buffer), which is neither moved nor freed while the
-    // loader lives; the array's base is `owner`, which holds the loader, so
-    // the memory outlives the array. The array is made read-only below, so
-    // numpy never writes the (read-only) mapping.
+    values_view(owner, bytes)
+}
+
+/// A read-only 1-D numpy view of `values`, which `owner`'s loader owns.
+pub(crate) fn values_view<'py, N: numpy::Element>(
+    owner: &Bound<'py, Owner>,
+    values: &[N],
+) -> PyResult<Bound<'py, PyArray1<N>>> {
+    let view = ArrayView1::from(values);
+    // SAFETY: `values` lies in memory the loader owns (its read-only
+    // mapping or its header buffer), which is neither moved nor freed while
+    // the loader lives; the array's base is `owner`, which holds the loader,
+    // so the memory outlives the array. The array is made read-only below,
+    // so numpy never writes the (read-only) mapping.
     let array = unsafe { PyArray1::borrow_from_array(&view, owner.clone().into_any()) };
     read_only(array.as_any())?;
     Ok(array)

@@ -12,7 +12,8 @@ def uses(path: str) -> None:
     w: np.ndarray = f.tensor("w").astype(np.float32)
     loaded: np.ndarray = f.load()["w"]
     on_gpu = f.load(device="cuda:0", names=["w"])
+    views: np.ndarray = f.load("float16", copy=None)["w"] + f.tensor("w", copy=False)
     gguf_loader.dequantize(b"\0" * 18, 2)
     gguf_loader.dequantize(bytearray(18), gguf_loader.GGMLType.Q4_0)
     gguf_loader.dequantize(memoryview(b"\0" * 18), 2)
-    print(w, loaded, on_gpu, f.paths[0].endswith(".gguf"))
+    print(w, loaded, on_gpu, views, f.paths[0].endswith(".gguf"))

@@ -176,6 +176,23 @@ def _threads(threads: Any) -> Optional[int]:
     return int(threads)
 
 
+# The file type each output dtype can be a view of.
+_FILE_TYPES = {"float16": "F16", "float32": "F32", "bfloat16": "BF16"}
+
+
+def _views(copy: Any, device: str) -> bool:
+    """Whether ``copy`` (numpy's meaning: ``True``, ``None`` or ``False``)
+    asks for views of the file; ``ValueError`` for ``copy=False`` on a GPU
+    (its tensors are copies) and ``TypeError`` for anything else."""
+    if copy is not None and not isinstance(copy, (bool, np.bool_)):
+        raise TypeError(f"copy must be True, False or None, not {type(copy).__name__}")
+    if device != "cpu":
+        if copy is not None and not copy:
+            raise ValueError(f"copy=False: a tensor on {device} is always a copy")
+        return False
+    return copy is None or not copy
+
+
 def _as_bf16(array: np.ndarray) -> np.ndarray:
     """bf16 bits (uint16) as ``ml_dtypes.bfloat16`` where installed."""
     return array.view(_BFLOAT16) if _BFLOAT16 is not None else array
@@ -325,6 +342,7 @@ class GGUFFile:
         *,
         threads: Optional[int] = ...,
         device: Literal["cpu"] = ...,
+        copy: Optional[bool] = ...,
     ) -> np.ndarray: ...
 
     @overload
@@ -335,6 +353,7 @@ class GGUFFile:
         *,
         threads: Optional[int] = ...,
         device: str,
+        copy: Optional[bool] = ...,
     ) -> Union[np.ndarray, DeviceTensor]: ...
 
     def tensor(
@@ -344,6 +363,7 @@ class GGUFFile:
         *,
         threads: Optional[int] = None,
         device: str = "cpu",
+        copy: Optional[bool] = True,
     ) -> Union[np.ndarray, DeviceTensor]:
         """Decodes one tensor to ``dtype`` (``"float16"``, ``"float32"`` or
         ``"bfloat16"``) as a new array of its row-major shape, on every core
@@ -353,15 +373,46 @@ class GGUFFile:
         else as its ``uint16`` bits. With ``device="cuda:N"`` (a ``CUDA``
         build) the tensor is decoded on the GPU and returned as a
         :class:`DeviceTensor`.
+
+        ``copy`` as numpy's: ``True`` (the default) always gives a new,
+        writable array; ``None`` gives a read-only view of the file's
+        mapping where the file holds the tensor as ``dtype`` already (an F16
+        tensor as float16, BF16 as bfloat16, F32 as float32, in ``mmap``
+        mode and this machine's byte order), no copy, its pages read in; and
+        ``False`` the same, but ``ValueError`` where it cannot be a view.
+        A view keeps the file mapped as long as it lives (see
+        :meth:`close`).
         """
         dtype = _dtype_name(dtype)
         name = _tensor_name(name)
         threads = _threads(threads)
+        views = _views(copy, device)
         if device != "cpu":
             ((_, t),) = _native.load_device(self._native, device, dtype, threads, None, [name])
             return t
-        array = _native.tensor(self._native, name, dtype, threads)
+        if copy is not None and not copy:
+            self._check_views([name], dtype)
+        array = _native.tensor(self._native, name, dtype, threads, views)
         return _as_bf16(array) if dtype == "bfloat16" else array
+
+    def _check_views(self, names: Sequence[str], dtype: str) -> None:
+        """``ValueError`` naming the first of ``names`` that cannot be a
+        view of the file as ``dtype`` (for ``copy=False``), and why."""
+        for name in names:
+            if _native.loads_as_view(self._native, name, dtype):
+                continue
+            info = self.tensors.get(name)
+            if info is None:
+                raise KeyError(name)
+            if self.mode != "mmap":
+                why = 'the file is read (mode="read"), not mapped'
+            elif self.endianness != sys.byteorder:
+                why = f"the file is {self.endianness}-endian, this machine {sys.byteorder}-endian"
+            elif info.type.name != _FILE_TYPES[dtype]:
+                why = f"the file holds it as {info.type.name}, not {_FILE_TYPES[dtype]}"
+            else:
+                why = "its data is not aligned for it"
+            raise ValueError(f"copy=False: {name} cannot be a view of the file as {dtype}: {why}")
 
     @overload
     def load(
@@ -372,6 +423,7 @@ class GGUFFile:
         progress: Optional[Callable[[Progress], Any]] = ...,
         device: Literal["cpu"] = ...,
         names: Optional[Sequence[str]] = ...,
+        copy: Optional[bool] = ...,
     ) -> Dict[str, np.ndarray]: ...
 
     @overload
@@ -383,6 +435,7 @@ class GGUFFile:
         progress: Optional[Callable[[Progress], Any]] = ...,
         device: str,
         names: Optional[Sequence[str]] = ...,
+        copy: Optional[bool] = ...,
     ) -> Union[Dict[str, np.ndarray], Dict[str, DeviceTensor]]: ...
 
     def load(
@@ -393,6 +446,7 @@ class GGUFFile:
         progress: Optional[Callable[[Progress], Any]] = None,
         device: str = "cpu",
         names: Optional[Sequence[str]] = None,
+        copy: Optional[bool] = True,
     ) -> Union[Dict[str, np.ndarray], Dict[str, DeviceTensor]]:
         """Decodes every tensor (or those in ``names``) to ``dtype``: a dict
         of name → array in file order.
@@ -407,6 +461,14 @@ class GGUFFile:
         With ``device="cuda:N"`` the quantized bytes go to the GPU and are
         decoded there: the values are :class:`DeviceTensor` objects, which
         ``torch.from_dlpack`` / ``cupy.from_dlpack`` take without a copy.
+
+        ``copy=None`` makes each tensor the file holds as ``dtype`` already
+        a read-only view of the file's mapping, not a copy (see
+        :meth:`tensor`): an F16 model loads as float16 with no memory of
+        the process's own, its pages read in before ``load`` returns, the
+        progress counting them. ``copy=False`` asks for views of every
+        tensor, and raises ``ValueError`` before any work where one cannot
+        be. GPU tensors are always copies (``copy=False`` is refused).
         """
         dtype = _dtype_name(dtype)
         threads = _threads(threads)
@@ -417,27 +479,39 @@ class GGUFFile:
         # be decoded twice into the one buffer.
         names = None if names is None else list(dict.fromkeys(map(_tensor_name, names)))
         callback = _progress(progress)
+        views = _views(copy, device)
         if device != "cpu":
             return dict(
                 _native.load_device(self._native, device, dtype, threads, callback, names)
             )
-        buffer, layout = _native.load(self._native, dtype, threads, callback, names)
+        if copy is not None and not copy:
+            self._check_views(list(self.tensors) if names is None else names, dtype)
+        buffer, layout, viewed = _native.load(
+            self._native, dtype, threads, callback, names, views
+        )
         if dtype == "bfloat16":
             buffer = _as_bf16(buffer)
-        out: Dict[str, np.ndarray] = {}
+        decoded: Dict[str, np.ndarray] = {}
         for name, start, shape in layout:
             n = 1
             for d in shape:
                 n *= d
-            out[name] = buffer[start : start + n].reshape(shape)
-        return out
+            decoded[name] = buffer[start : start + n].reshape(shape)
+        if not viewed:
+            return decoded
+        mapped = dict(viewed)
+        if dtype == "bfloat16":
+            mapped = {k: _as_bf16(v) for k, v in mapped.items()}
+        order = list(self.tensors) if names is None else names
+        return {n: mapped[n] if n in mapped else decoded[n] for n in order}
 
     # -- life ----------------------------------------------------------
     def close(self) -> None:
         """Lets go of the file; what was handed out stays valid, and keeps
         the file (its mapping, and one descriptor) open until the last of it
-        goes: ``raw`` views and metadata arrays are views of the file's
-        bytes. Decoded arrays (``tensor``, ``load``) hold nothing of it."""
+        goes: ``raw`` views, metadata arrays and the views of ``tensor`` /
+        ``load`` with ``copy=None`` are views of the file's bytes. Decoded
+        arrays hold nothing of it."""
         self._native.close()
 
     def __enter__(self) -> "GGUFFile":

@@ -22,6 +22,7 @@ __all__ = [
     "tensor",
     "load",
     "load_device",
+    "loads_as_view",
     "cuda_memory",
     "cuda_release_staging",
     "simd_features",
@@ -110,14 +111,22 @@ def ggml_types() -> List[Tuple[int, str, int, int]]: ...
 def max_threads() -> int: ...
 def dequantize(data: npt.NDArray[np.uint8], qtype: int) -> npt.NDArray[np.float32]: ...
 def set_dequantize_cache(max_bytes: int) -> int: ...
-def tensor(file: File, name: str, dtype: str = "float16", threads: Optional[int] = None) -> np.ndarray: ...
+def tensor(
+    file: File,
+    name: str,
+    dtype: str = "float16",
+    threads: Optional[int] = None,
+    views: bool = False,
+) -> np.ndarray: ...
 def load(
     file: File,
     dtype: str = "float16",
     threads: Optional[int] = None,
     progress: Optional[Callable[[int, int, int, int], Any]] = None,
     names: Optional[List[str]] = None,
-) -> Tuple[np.ndarray, List[Tuple[str, int, List[int]]]]: ...
+    views: bool = False,
+) -> Tuple[np.ndarray, List[Tuple[str, int, List[int]]], List[Tuple[str, np.ndarray]]]: ...
+def loads_as_view(file: File, name: str, dtype: str) -> bool: ...
 def load_device(
     file: File,
     device: str,

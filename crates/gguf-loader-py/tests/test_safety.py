@@ -243,10 +243,14 @@ def test_split_model_opens_as_one(tmp_path):
         assert f.metadata["general.architecture"] == "llama"
         raw_c = f.raw("c")
         loaded = f.load("float32")
+        # Views of each shard's own mapping (in mmap mode).
+        viewed = f.load("float32", copy=None)
+        assert [a.flags.writeable for a in viewed.values()] == [mode == "read"] * 3
         f.close()
         assert np.array_equal(raw_c.view(np.float32), np.full(4, 1.5, np.float32))
-        assert np.array_equal(loaded["a"], np.full(4, 0.5, np.float32))
-        assert np.array_equal(loaded["c"], np.full(4, 1.5, np.float32))
+        for got in (loaded, viewed):
+            assert np.array_equal(got["a"], np.full(4, 0.5, np.float32))
+            assert np.array_equal(got["c"], np.full(4, 1.5, np.float32))
     second.unlink()
     with pytest.raises(FileNotFoundError, match="shard 2 of 2 is missing") as e:
         gguf_loader.open(first)

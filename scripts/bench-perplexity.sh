@@ -43,10 +43,14 @@ wall() {
     python3 -c "print(f'{$t1 - $t0:.3f}')"
 }
 
+# The F16 GGUF of each real model, once: $work/NAME-f16.gguf.
+for name in smollm2 gemma3; do
+    "$bin" convert --dtype f16 -o "$work/$name-f16.gguf" "${!name}" >/dev/null
+done
+
 if [ -n "${KLD:-}" ]; then
     for name in smollm2 gemma3; do
         f16="$work/$name-f16.gguf"
-        "$bin" convert --dtype f16 -o "$f16" "${!name}" >/dev/null
         tw=() ow=() tc=() oc=()
         for _ in $(seq "$reps"); do
             rm -f "$work/base.llama" "$work/base.ours"
@@ -79,7 +83,6 @@ fi
 
 for name in smollm2 gemma3; do
     f16="$work/$name-f16.gguf"
-    "$bin" convert --dtype f16 -o "$f16" "${!name}" >/dev/null
     ours=() theirs=() copied=()
     for _ in $(seq "$reps"); do
         theirs+=("$(LD_LIBRARY_PATH="$LLAMA_CPP_BUILD/bin" wall "$ppl_bin" -m "$f16" -f "$text" \

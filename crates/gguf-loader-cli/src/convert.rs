@@ -17,7 +17,6 @@ use gguf_loader::{
 };
 use gguf_loader::{GgmlType, GgufWriter, MetaValue, TensorInfo, Value};
 use indicatif::{ProgressBar, ProgressStyle};
-use regex::Regex;
 
 use crate::output::Output;
 use gguf_loader_cli::with_element;
@@ -159,31 +158,9 @@ pub fn run(a: &Args<'_>) -> Result<(), CliError> {
     let loader = MmapGGUFLoader::open(a.input, a.mode)?;
     // A GPU that cannot be used is refused before any output exists.
     gguf_loader_cli::gpu::setup(a.device)?;
-    let re = a
-        .filter
-        .map(|f| {
-            Regex::new(f).map_err(|e| {
-                // regex's message spans lines (pattern, caret, reason).
-                let text = e.to_string();
-                let msg: Vec<&str> = text.lines().map(str::trim).collect();
-                format!("--tensors: {}", msg.join(" "))
-            })
-        })
-        .transpose()?;
-    let tensors: Vec<&TensorInfo<'_>> = loader
-        .tensors()
-        .filter(|t| re.as_ref().is_none_or(|r| r.is_match(t.name)))
-        .collect();
+    let tensors = gguf_loader_cli::load::selected(&loader, a.filter, a.input)?;
     if tensors.is_empty() {
-        return Err(match a.filter {
-            Some(f) => format!(
-                "--tensors '{f}' matches none of the {} tensors of {}",
-                loader.tensor_count(),
-                a.input.display()
-            ),
-            None => format!("{}: has no tensors to convert", a.input.display()),
-        }
-        .into());
+        return Err(format!("{}: has no tensors to convert", a.input.display()).into());
     }
     // The one decode failure left after validation: quantized data of a
     // big-endian file in a type with no defined byte order. Refused before

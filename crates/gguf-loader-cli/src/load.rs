@@ -52,6 +52,9 @@ pub struct Args<'a> {
     pub ring_bytes: usize,
     /// No views of the file: every tensor copied or decoded.
     pub own_memory: bool,
+    /// Only the tensors whose name matches this regular expression (an
+    /// eager load).
+    pub filter: Option<&'a str>,
 }
 
 /// Samples anonymous resident memory every millisecond while alive, where
@@ -99,6 +102,36 @@ pub fn run(a: &Args<'_>) -> Result<(), CliError> {
     with_element!(a.dtype, T => load::<T>(a))
 }
 
+/// The tensors of `loader` whose name matches `filter` (a regular
+/// expression; all without one), in file order. Errs on a bad expression
+/// (its message on one line) and on one that matches no tensor.
+pub fn selected<'l>(
+    loader: &'l MmapGGUFLoader,
+    filter: Option<&str>,
+    file: &Path,
+) -> Result<Vec<&'l gguf_loader::TensorInfo<'l>>, CliError> {
+    let Some(f) = filter else {
+        return Ok(loader.tensors().collect());
+    };
+    let re = regex::Regex::new(f).map_err(|e| {
+        // regex's message spans lines (pattern, caret, reason).
+        let text = e.to_string();
+        let msg: Vec<&str> = text.lines().map(str::trim).collect();
+        format!("--tensors: {}", msg.join(" "))
+    })?;
+    let tensors: Vec<&gguf_loader::TensorInfo<'_>> =
+        loader.tensors().filter(|t| re.is_match(t.name)).collect();
+    if tensors.is_empty() {
+        return Err(format!(
+            "--tensors '{f}' matches none of the {} tensors of {}",
+            loader.tensor_count(),
+            file.display()
+        )
+        .into());
+    }
+    Ok(tensors)
+}
+
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
@@ -110,14 +143,19 @@ fn load<T: Element>(a: &Args<'_>) -> Result<(), CliError> {
     let loader = MmapGGUFLoader::open(a.file, a.mode)?;
     let open = t0.elapsed();
 
+    if a.lazy && a.filter.is_some() {
+        return Err("--tensors loads the tensors it names at once: not with --lazy".into());
+    }
+    let selected = selected(&loader, a.filter, a.file)?;
     let mut by_type: BTreeMap<&str, usize> = BTreeMap::new();
-    for t in loader.tensors() {
+    for t in &selected {
         *by_type.entry(t.ty.name()).or_default() += 1;
     }
-    let n_tensors = loader.tensor_count();
-    let bytes_in: u64 = loader.tensors().map(|t| t.n_bytes).sum();
-    let bytes_out: u64 = loader
-        .tensors()
+    let n_tensors = selected.len();
+    let in_file = loader.tensor_count();
+    let bytes_in: u64 = selected.iter().map(|t| t.n_bytes).sum();
+    let bytes_out: u64 = selected
+        .iter()
         .map(|t| t.n_elements.saturating_mul(T::KIND.size() as u64))
         .fold(0, u64::saturating_add);
     // Tensors the file holds as `T` already: views of the mapping, read in
@@ -125,8 +163,8 @@ fn load<T: Element>(a: &Args<'_>) -> Result<(), CliError> {
     let (views, view_bytes) = if a.own_memory || a.device != Device::Cpu {
         (0, 0)
     } else {
-        loader
-            .tensors()
+        selected
+            .iter()
             .filter(|t| loader.loads_as_view::<T>(t.name))
             .fold((0usize, 0u64), |(n, b), t| {
                 (n + 1, b.saturating_add(t.n_bytes))
@@ -183,6 +221,11 @@ fn load<T: Element>(a: &Args<'_>) -> Result<(), CliError> {
         lazy_stats = Some(walk_lazily::<T>(
             loader, a.device, a.prefetch, a.work, opts,
         )?);
+    } else if a.filter.is_some() {
+        let names: Vec<&str> = selected.iter().map(|t| t.name).collect();
+        let some = loader.load_tensors_with::<T, _>(&names, a.device, opts.progress(&report))?;
+        std::hint::black_box(some.len());
+        vram_after = crate::gpu::used_memory(a.device);
     } else {
         let model = loader.load_model_with::<T>(a.device, opts.progress(&report))?;
         std::hint::black_box(model.len());
@@ -203,6 +246,8 @@ fn load<T: Element>(a: &Args<'_>) -> Result<(), CliError> {
                 "dtype": T::KIND.name(),
                 "mode": format!("{:?}", a.mode).to_lowercase(),
                 "tensors": n_tensors,
+                "tensors_in_file": in_file,
+                "tensors_filter": a.filter,
                 "tensors_by_type": by_type,
                 "bytes_in": bytes_in,
                 "bytes_out": bytes_out,
@@ -231,7 +276,15 @@ fn load<T: Element>(a: &Args<'_>) -> Result<(), CliError> {
         }
         writeln!(out, "{}", Escaped(&a.file.display().to_string()))?;
         let types: Vec<String> = by_type.iter().map(|(t, n)| format!("{n} {t}")).collect();
-        writeln!(out, "  tensors:      {n_tensors} ({})", types.join(", "))?;
+        match a.filter {
+            Some(f) => writeln!(
+                out,
+                "  tensors:      {n_tensors} of {in_file} matching '{}' ({})",
+                Escaped(f),
+                types.join(", ")
+            )?,
+            None => writeln!(out, "  tensors:      {n_tensors} ({})", types.join(", "))?,
+        }
         writeln!(out, "  bytes read:   {bytes_in}")?;
         writeln!(out, "  bytes out:    {bytes_out} ({})", T::KIND.name())?;
         if views > 0 {

@@ -267,6 +267,10 @@ enum Command {
         /// How decoded outputs are written (the values are the same).
         #[arg(long, value_enum, default_value = "auto")]
         stores: StoresArg,
+        /// Only the tensors whose name matches this regular expression,
+        /// loaded as a whole model is (in parallel, one progress bar).
+        #[arg(long, conflicts_with = "lazy")]
+        tensors: Option<String>,
         /// Walk the model layer by layer, prefetching the next.
         #[arg(long)]
         lazy: bool,
@@ -613,6 +617,7 @@ fn run(command: Command) -> Result<ExitCode, CliError> {
             threads,
             mode,
             stores,
+            tensors,
             lazy,
             no_prefetch,
             work_ms,
@@ -640,6 +645,7 @@ fn run(command: Command) -> Result<ExitCode, CliError> {
                 staging: staging.unwrap_or(StagingArg::Auto).into(),
                 ring_bytes: ring_mib.unwrap_or(0) as usize * (1 << 20),
                 own_memory,
+                filter: tensors.as_deref(),
             })
             .map_err(|e| e.in_file(&file))?
         }

@@ -99,6 +99,79 @@ fn bad_arguments_are_one_line_errors() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("cuda:0"));
 }
 
+/// `load --tensors REGEX` loads the tensors it matches, in every mode, and
+/// reports them (of how many); a bad expression, one that matches nothing,
+/// and `--lazy` are one-line errors.
+#[test]
+fn load_some_tensors_by_regex() {
+    let Some(model) = common::model_path() else {
+        return;
+    };
+    let loader = gguf_loader::MmapGGUFLoader::new(&model).unwrap();
+    let want: Vec<_> = loader
+        .tensors()
+        .filter(|t| t.name.contains(".attn_q.") || t.name.contains("output_norm"))
+        .collect();
+    let bytes_in: u64 = want.iter().map(|t| t.n_bytes).sum();
+    let bytes_out: u64 = want.iter().map(|t| t.n_elements * 4).sum();
+    for extra in [
+        &[][..],
+        &["--mode", "read"],
+        &["--own-memory", "--threads", "1"],
+    ] {
+        let r = support::run(
+            cli()
+                .arg("load")
+                .arg(&model)
+                .args([
+                    "--tensors",
+                    r"attn_q\.|output_norm",
+                    "--dtype",
+                    "f32",
+                    "--json",
+                ])
+                .args(extra),
+        );
+        let j: serde_json::Value = serde_json::from_str(r.ok()).unwrap();
+        assert_eq!(j["tensors"], want.len(), "{extra:?}: {j}");
+        assert_eq!(j["tensors_in_file"], loader.tensor_count());
+        assert_eq!(j["bytes_in"], bytes_in);
+        assert_eq!(j["bytes_out"], bytes_out);
+        // The F32 norm is a view where views are allowed.
+        let views = u64::from(extra.is_empty());
+        assert_eq!(j["views"], views, "{extra:?}: {j}");
+    }
+    let text = support::run(cli().arg("load").arg(&model).args(["--tensors", "norm"]));
+    assert!(
+        text.ok().contains(&format!(
+            "tensors:      61 of {} matching 'norm' (61 F32)",
+            loader.tensor_count()
+        )),
+        "{}",
+        text.stdout
+    );
+    for (args, says) in [
+        (&["--tensors", "("][..], "--tensors: regex parse error"),
+        (
+            &["--tensors", "nothing"],
+            "--tensors 'nothing' matches none of the 272 tensors",
+        ),
+        (
+            &["--tensors", "norm", "--lazy"],
+            "cannot be used with '--lazy'",
+        ),
+    ] {
+        let r = support::run(cli().arg("load").arg(&model).args(args));
+        if args.contains(&"--lazy") {
+            // clap's own error: a usage block after the line.
+            assert_eq!(r.code, Some(2));
+            assert!(r.stderr.contains(says), "{}", r.stderr);
+        } else {
+            assert!(r.err().contains(says), "{}", r.stderr);
+        }
+    }
+}
+
 /// `load --lazy` decodes the tensors outside the layers too (the embedding
 /// first), so that the bytes and speed it reports were decoded: it once
 /// skipped them, and a 4 GB embedding counted as read in 6 ms. On a real

@@ -65,7 +65,8 @@ pub enum GpuStaging {
 }
 
 /// How to load: for a whole model ([`MmapGGUFLoader::load_model_with`]),
-/// one tensor ([`MmapGGUFLoader::load_tensor_with`]), a lazy model
+/// some tensors ([`MmapGGUFLoader::load_tensors_with`]), one tensor
+/// ([`MmapGGUFLoader::load_tensor_with`]), a lazy model
 /// ([`LazyModel::open_with`](crate::LazyModel::open_with)) and the data
 /// check ([`check_model_report_with`](crate::check_model_report_with)).
 /// `Copy`: pass it by value.

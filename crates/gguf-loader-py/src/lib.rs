@@ -17,6 +17,7 @@ mod fork;
 mod load;
 mod meta;
 mod pool;
+mod tokenizer;
 
 /// The Python exception for a loader error: `OSError` (with its errno, so
 /// that a missing file or shard is `FileNotFoundError`, and its `filename`,
@@ -268,6 +269,8 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(load::load, m)?)?;
     m.add_function(wrap_pyfunction!(load::load_device, m)?)?;
     m.add_function(wrap_pyfunction!(load::loads_as_view, m)?)?;
+    m.add_function(wrap_pyfunction!(tokenizer::tokenizer, m)?)?;
+    m.add_class::<tokenizer::Tokenizer>()?;
     m.add_function(wrap_pyfunction!(cuda_memory, m)?)?;
     m.add_function(wrap_pyfunction!(cuda_release_staging, m)?)?;
     m.add_function(wrap_pyfunction!(simd_features, m)?)?;

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 from collections.abc import Mapping, Sequence
 from types import MappingProxyType
 from typing import (
@@ -58,6 +59,7 @@ __all__ = [
     "cuda_release_staging",
     "set_dequantize_cache",
     "simd_features",
+    "Tokenizer",
 ]
 
 #: True when this build can load onto NVIDIA GPUs (``device="cuda:N"``).
@@ -67,6 +69,7 @@ CUDA: bool = bool(_native.CUDA)
 __version__: str = _native.__version__
 
 from ._types import GGML_QUANT_SIZES, GGMLType
+from ._tokenizer import Tokenizer
 
 #: What `open` takes as a path: as `builtins.open` does, bytes too.
 _Path = Union[str, bytes, "os.PathLike[str]", "os.PathLike[bytes]"]
@@ -504,6 +507,17 @@ class GGUFFile:
             mapped = {k: _as_bf16(v) for k, v in mapped.items()}
         order = list(self.tensors) if names is None else names
         return {n: mapped[n] if n in mapped else decoded[n] for n in order}
+
+    # -- tokenizer -----------------------------------------------------
+    def tokenizer(self) -> Tokenizer:
+        """The model's tokenizer, from this file's ``tokenizer.*`` metadata
+        (see :class:`Tokenizer`); ``ValueError`` where it has none this
+        package supports, with the message of ``gguf-loader tokenize``.
+        What the metadata leaves unclear comes as ``RuntimeWarning``."""
+        t = Tokenizer(_native.tokenizer(self._native))
+        for w in t.warnings:
+            warnings.warn(f"{self.paths[0]}: {w}", RuntimeWarning, stacklevel=2)
+        return t
 
     # -- life ----------------------------------------------------------
     def close(self) -> None:

@@ -1,0 +1,250 @@
+//! The model's own tokenizer from the file's metadata
+//! (`gguf_loader_llm::Tokenizer`: llama.cpp's algorithms, held to its
+//! tokenizer tests), and its chat template.
+
+use gguf_loader_llm::chat::{self, Message};
+use gguf_loader_llm::{Tokenizer as Inner, TokenizerKind};
+use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict};
+
+use crate::file::File;
+
+/// A tokenizer built from a GGUF's `tokenizer.*` metadata; see
+/// `gguf_loader.GGUFFile.tokenizer`.
+#[pyclass(module = "gguf_loader._native", frozen)]
+pub struct Tokenizer {
+    inner: Inner,
+}
+
+/// The tokenizer of `file` (it keeps nothing of the file): `ValueError`
+/// naming the file where it has none this crate supports, as the CLI's
+/// `tokenize` says it.
+#[pyfunction]
+pub(crate) fn tokenizer(py: Python<'_>, file: &File) -> PyResult<Tokenizer> {
+    let loader = file.loader()?;
+    let inner = py.detach(|| Inner::from_loader(&loader)).map_err(|e| {
+        let path = loader.paths().next().map(|p| p.display().to_string());
+        PyValueError::new_err(format!("{}: {e}", path.unwrap_or_default()))
+    })?;
+    Ok(Tokenizer { inner })
+}
+
+impl Tokenizer {
+    /// `ids` as `u32`s: `ValueError` for one outside the vocabulary.
+    fn ids(&self, ids: Vec<i64>) -> PyResult<Vec<u32>> {
+        let n = self.inner.vocab_size();
+        ids.into_iter()
+            .map(|id| {
+                u32::try_from(id)
+                    .ok()
+                    .filter(|&i| (i as usize) < n)
+                    .ok_or_else(|| {
+                        PyValueError::new_err(format!(
+                            "token id {id} is outside the vocabulary (0 to {})",
+                            n.saturating_sub(1)
+                        ))
+                    })
+            })
+            .collect()
+    }
+}
+
+#[pymethods]
+impl Tokenizer {
+    /// `"gpt2"`, `"llama"`, `"bert"` or `"t5"`: the algorithm, by
+    /// `tokenizer.ggml.model`'s name.
+    #[getter]
+    fn model(&self) -> &'static str {
+        match self.inner.kind() {
+            TokenizerKind::Bpe => "gpt2",
+            TokenizerKind::Spm => "llama",
+            TokenizerKind::Wpm => "bert",
+            TokenizerKind::Ugm => "t5",
+            // A kind added to the tokenizer crate after this binding.
+            _ => "other",
+        }
+    }
+
+    /// The pre-tokenizer (`tokenizer.ggml.pre`), `""` where none.
+    #[getter]
+    fn pre(&self) -> &str {
+        self.inner.pre()
+    }
+
+    #[getter]
+    fn vocab_size(&self) -> usize {
+        self.inner.vocab_size()
+    }
+
+    fn __len__(&self) -> usize {
+        self.inner.vocab_size()
+    }
+
+    #[getter]
+    fn bos(&self) -> Option<u32> {
+        self.inner.bos()
+    }
+
+    #[getter]
+    fn eos(&self) -> Option<u32> {
+        self.inner.eos()
+    }
+
+    #[getter]
+    fn eot(&self) -> Option<u32> {
+        self.inner.eot()
+    }
+
+    #[getter]
+    fn eog(&self) -> Vec<u32> {
+        self.inner.eog_tokens().to_vec()
+    }
+
+    #[getter]
+    fn add_bos(&self) -> bool {
+        self.inner.add_bos()
+    }
+
+    #[getter]
+    fn add_eos(&self) -> bool {
+        self.inner.add_eos()
+    }
+
+    #[getter]
+    fn chat_template(&self) -> Option<&str> {
+        self.inner.chat_template()
+    }
+
+    #[getter]
+    fn warnings(&self) -> Vec<String> {
+        self.inner.warnings().to_vec()
+    }
+
+    fn is_eog(&self, id: i64) -> bool {
+        u32::try_from(id).is_ok_and(|i| self.inner.is_eog(i))
+    }
+
+    /// The text of token `id` in the vocabulary.
+    fn token_text(&self, id: i64) -> PyResult<String> {
+        let [id] = self.ids(vec![id])?[..] else {
+            unreachable!("one id in, one out")
+        };
+        Ok(self.inner.token_text(id).unwrap_or_default().to_string())
+    }
+
+    /// The id of the token whose text is `text`, or `None`.
+    fn token_id(&self, text: &str) -> Option<u32> {
+        self.inner.token_id(text)
+    }
+
+    /// The bytes token `id` decodes to (part of a character for a byte
+    /// token); control tokens give their text only with `special`.
+    #[pyo3(signature = (id, special = false))]
+    fn token_to_piece<'py>(
+        &self,
+        py: Python<'py>,
+        id: i64,
+        special: bool,
+    ) -> PyResult<Bound<'py, PyBytes>> {
+        let ids = self.ids(vec![id])?;
+        Ok(PyBytes::new(py, self.inner.token_to_piece(ids[0], special)))
+    }
+
+    #[pyo3(signature = (text, add_special = false, parse_special = false))]
+    fn encode(
+        &self,
+        py: Python<'_>,
+        text: &str,
+        add_special: bool,
+        parse_special: bool,
+    ) -> Vec<u32> {
+        py.detach(|| self.inner.encode(text, add_special, parse_special))
+    }
+
+    #[pyo3(signature = (ids, remove_special = false, unparse_special = false))]
+    fn decode_bytes<'py>(
+        &self,
+        py: Python<'py>,
+        ids: Vec<i64>,
+        remove_special: bool,
+        unparse_special: bool,
+    ) -> PyResult<Bound<'py, PyBytes>> {
+        let ids = self.ids(ids)?;
+        let bytes = py.detach(|| {
+            self.inner
+                .decode_bytes(&ids, remove_special, unparse_special)
+        });
+        Ok(PyBytes::new(py, &bytes))
+    }
+
+    #[pyo3(signature = (ids, remove_special = false, unparse_special = false))]
+    fn decode(
+        &self,
+        py: Python<'_>,
+        ids: Vec<i64>,
+        remove_special: bool,
+        unparse_special: bool,
+    ) -> PyResult<String> {
+        let ids = self.ids(ids)?;
+        Ok(py.detach(|| self.inner.decode(&ids, remove_special, unparse_special)))
+    }
+
+    /// `messages` (`{"role": …, "content": …}` mappings) rendered with the
+    /// file's chat template (llama.cpp's fallbacks where it has none), and
+    /// whether the text should be encoded with `add_special` (`False` where
+    /// the template wrote BOS itself).
+    #[pyo3(signature = (messages, add_generation_prompt = true))]
+    fn render_chat(
+        &self,
+        py: Python<'_>,
+        messages: Vec<Bound<'_, PyAny>>,
+        add_generation_prompt: bool,
+    ) -> PyResult<(String, bool, bool)> {
+        let messages = messages
+            .iter()
+            .enumerate()
+            .map(|(i, m)| message(i, m))
+            .collect::<PyResult<Vec<Message>>>()?;
+        let text = py
+            .detach(|| chat::render(&self.inner, &messages, add_generation_prompt))
+            .map_err(|e| PyValueError::new_err(e.to_string()))?;
+        let add_special = chat::add_special(&self.inner, &text);
+        Ok((text, add_special, self.inner.chat_template().is_some()))
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "<gguf_loader.Tokenizer model={} pre={:?} vocab_size={}>",
+            self.model(),
+            self.pre(),
+            self.inner.vocab_size()
+        )
+    }
+}
+
+/// Message `i`: a mapping with string `role` and `content`.
+fn message(i: usize, m: &Bound<'_, PyAny>) -> PyResult<Message> {
+    let field = |key: &str| -> PyResult<String> {
+        let v = if let Ok(d) = m.cast::<PyDict>() {
+            d.get_item(key)?
+        } else {
+            m.get_item(key).ok()
+        };
+        let v = v.ok_or_else(|| {
+            PyTypeError::new_err(format!(
+                "messages[{i}] must be a mapping with 'role' and 'content', and has no '{key}'"
+            ))
+        })?;
+        v.extract::<String>().map_err(|_| {
+            PyTypeError::new_err(format!(
+                "messages[{i}]['{key}'] must be a str, not {}",
+                v.get_type()
+                    .name()
+                    .map(|n| n.to_string())
+                    .unwrap_or_default()
+            ))
+        })
+    };
+    Ok(Message::new(field("role")?, field("content")?))
+}

@@ -1,0 +1,207 @@
+"""``GGUFFile.tokenizer()``: llama.cpp's own tokenizer tests pass through
+it, it gives the CLI's ids on the real models, decodes back, renders chat
+templates as Hugging Face's Jinja does, and refuses what it cannot do with
+clear exceptions."""
+
+import os
+import pathlib
+import subprocess
+import warnings
+
+import numpy as np
+import pytest
+
+import gguf_loader
+
+# The vocabularies of llama.cpp's tokenizer tests this package passes
+# (crates/gguf-loader-llm/tests/vocab.rs has the same list).
+VOCABS = {
+    "command-r": "gpt2",
+    "deepseek-coder": "gpt2",
+    "deepseek-llm": "gpt2",
+    "falcon": "gpt2",
+    "gpt-2": "gpt2",
+    "llama-bpe": "gpt2",
+    "mpt": "gpt2",
+    "qwen2": "gpt2",
+    "qwen35": "gpt2",
+    "refact": "gpt2",
+    "starcoder": "gpt2",
+    "llama-spm": "llama",
+    "phi-3": "llama",
+    "gemma-4": "gpt2",
+    "bert-bge": "bert",
+}
+
+
+def vocab_dir() -> pathlib.Path:
+    path = os.environ.get("GGUF_LOADER_VOCAB_TESTS")
+    if path is None:
+        cache = os.environ.get("GGUF_LOADER_CACHE", os.path.expanduser("~/.cache/gguf-loader"))
+        path = os.path.join(cache, "vocab-tests")
+    path = pathlib.Path(path)
+    if not (path / "ggml-vocab-gpt-2.gguf.out").is_file():
+        message = f"llama.cpp's vocab tests not found in {path} (run scripts/fetch-vocab-tests.sh)"
+        if os.environ.get("GGUF_LOADER_REQUIRE_MODEL"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
+
+
+@pytest.mark.parametrize("name", sorted(VOCABS))
+def test_llama_cpp_tokenizer_tests(name):
+    """Every text of llama.cpp's test-tokenizer-0 gives its ids (no BOS,
+    special text not parsed, as that test calls it)."""
+    path = vocab_dir() / f"ggml-vocab-{name}.gguf"
+    tok = gguf_loader.open(path).tokenizer()
+    assert tok.model == VOCABS[name]
+    texts = path.with_suffix(".gguf.inp").read_text(encoding="utf-8").split("\n__ggml_vocab_test__\n")
+    ids = [[int(t) for t in line.split()] for line in path.with_suffix(".gguf.out").read_text().splitlines()]
+    assert len(ids) > 10
+    for text, want in zip(texts, ids):
+        assert tok.encode(text) == want, (name, text)
+
+
+def cli_ids(cli, model, text, *flags):
+    r = subprocess.run(
+        [cli, "tokenize", str(model), *flags], input=text.encode(), capture_output=True, check=True
+    )
+    return [int(t) for t in r.stdout.split()]
+
+
+TEXTS = [
+    "Hello, world! The capital of France is Paris.",
+    "  leading spaces, tabs\tand\nnew lines\n\n",
+    "<|im_start|>user\nHi<|im_end|> <start_of_turn>model",
+    "数学 — émigré naïve café 🙂 ∑ x² ",
+    "",
+]
+
+
+def test_real_models_match_the_cli(cli, real_model):
+    tok = gguf_loader.open(real_model).tokenizer()
+    for text in TEXTS:
+        for flags in [(), ("--add-special",), ("--parse-special",), ("--add-special", "--parse-special")]:
+            got = tok.encode(
+                text, add_special="--add-special" in flags, parse_special="--parse-special" in flags
+            )
+            assert got == cli_ids(cli, real_model, text, *flags), (text, flags)
+        ids = tok.encode(text)
+        # SentencePiece (Gemma's) adds a space in front that decoding drops.
+        assert tok.decode(ids) == text or tok.decode(ids) == " " + text, text
+        assert tok.decode_bytes(ids).decode("utf-8") == tok.decode(ids)
+        assert b"".join(tok.token_to_piece(i) for i in ids).decode("utf-8").strip() == text.strip()
+
+
+def test_properties_and_special_tokens(smollm2, gemma):
+    s = gguf_loader.open(smollm2).tokenizer()
+    assert (s.model, s.pre, len(s), s.vocab_size) == ("gpt2", "smollm", 49152, 49152)
+    assert s.token_text(s.eos) == "<|im_end|>" and s.is_eog(s.eos) and s.eos in s.eog
+    assert s.token_id("<|im_start|>") == 1 and s.token_id("no such token") is None
+    assert not s.is_eog(1000) and not s.is_eog(-1)
+    assert "SmolLM2" in repr(s) or "gpt2" in repr(s)
+    g = gguf_loader.open(gemma).tokenizer()
+    assert g.model == "llama" and g.add_bos and g.bos == 2 and len(g) == 262144
+    ids = g.encode("Hi", add_special=True)
+    assert ids[0] == g.bos and g.decode(ids, remove_special=True) == "Hi"
+    assert g.decode(ids, unparse_special=True) == "<bos>Hi"
+    assert g.token_to_piece(g.bos) == b"" and g.token_to_piece(g.bos, special=True) == b"<bos>"
+    # numpy ids are ids.
+    assert g.decode(np.array(ids)) == g.decode(ids)
+
+
+def render_with_jinja2(tok, messages, add_generation_prompt):
+    """The template as Hugging Face's apply_chat_template renders it."""
+    import jinja2  # scripts/requirements.txt
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+    def raise_exception(message):
+        raise jinja2.exceptions.TemplateError(message)
+
+    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True, extensions=["jinja2.ext.loopcontrols"])
+    env.globals["raise_exception"] = raise_exception
+    text = lambda i: tok.token_text(i) if i is not None else ""
+    return env.from_string(tok.chat_template).render(
+        messages=messages,
+        add_generation_prompt=add_generation_prompt,
+        bos_token=text(tok.bos),
+        eos_token=text(tok.eos),
+    )
+
+
+CHAT = [
+    {"role": "system", "content": "You are terse."},
+    {"role": "user", "content": "What is 2 + 2?"},
+    {"role": "assistant", "content": "4."},
+    {"role": "user", "content": "And 3 + 3?"},
+]
+
+
+# llama.cpp's built-in Gemma format, for a file without a template (the
+# cached Gemma-3-270M is the base model, which has none).
+GEMMA_CHAT = (
+    "<bos><start_of_turn>user\nYou are terse.\n\nWhat is 2 + 2?<end_of_turn>\n"
+    "<start_of_turn>model\n4.<end_of_turn>\n<start_of_turn>user\nAnd 3 + 3?<end_of_turn>\n"
+)
+
+
+def test_chat_templates_render_as_jinja2(cli, real_model):
+    tok = gguf_loader.open(real_model).tokenizer()
+    for prompt in (True, False):
+        if tok.chat_template is None:
+            with pytest.warns(RuntimeWarning, match="rendered with Gemma's turn format"):
+                got = tok.apply_chat_template(CHAT, add_generation_prompt=prompt)
+            assert got == GEMMA_CHAT + ("<start_of_turn>model\n" if prompt else "")
+        else:
+            got = tok.apply_chat_template(CHAT, add_generation_prompt=prompt)
+            assert got == render_with_jinja2(tok, CHAT, prompt), prompt
+    # Tokenized as `generate --chat` does it: specials parsed, BOS once.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # Gemma's: no template
+        text = tok.apply_chat_template(CHAT[1:2])
+        ids = tok.apply_chat_template(CHAT[1:2], tokenize=True)
+    assert ids == cli_ids(cli, real_model, text, "--parse-special", *(
+        ["--add-special"] if not (tok.add_bos and text.startswith(tok.token_text(tok.bos))) else []
+    ))
+    if tok.add_bos:
+        assert ids.count(tok.bos) == 1 and ids[0] == tok.bos
+
+
+def test_errors(smollm2):
+    from conftest import FIXTURES
+
+    with pytest.raises(ValueError, match=r"all_types_le\.gguf: tokenizer: metadata key 'tokenizer\.ggml\.model' is missing"):
+        gguf_loader.open(FIXTURES / "all_types_le.gguf").tokenizer()
+    f = gguf_loader.open(smollm2)
+    tok = f.tokenizer()
+    f.close()  # the tokenizer keeps nothing of the file
+    assert tok.decode(tok.encode("still here")) == "still here"
+    for bad in ([49152], [-1], [2**40]):
+        with pytest.raises(ValueError, match="outside the vocabulary"):
+            tok.decode(bad)
+    with pytest.raises(ValueError, match="outside the vocabulary"):
+        tok.token_to_piece(49152)
+    with pytest.raises(TypeError):
+        tok.encode(b"bytes")
+    with pytest.raises(TypeError):
+        tok.decode("1 2 3")
+    with pytest.raises(TypeError, match=r"messages\[0\].*no 'content'"):
+        tok.apply_chat_template([{"role": "user"}])
+    with pytest.raises(TypeError, match=r"messages\[1\]\['content'\] must be a str"):
+        tok.apply_chat_template([{"role": "user", "content": "a"}, {"role": "user", "content": 3}])
+    with pytest.raises(TypeError, match="sequence of mappings"):
+        tok.apply_chat_template("hi")
+
+
+def test_no_template_falls_back_with_a_warning():
+    """The fixture with a tokenizer and no chat template: ChatML, warned."""
+    from conftest import FIXTURES
+
+    tok = gguf_loader.open(FIXTURES / "tokenizer_like.gguf").tokenizer()
+    assert tok.chat_template is None
+    with pytest.warns(RuntimeWarning, match="no tokenizer.chat_template: rendered with ChatML"):
+        text = tok.apply_chat_template([{"role": "user", "content": "Hi"}])
+    assert text == "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        tok.encode("no warning here")

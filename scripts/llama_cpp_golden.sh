@@ -22,6 +22,9 @@
 #   scripts/llama_cpp_golden.sh --perplexity    build, then also `llama-perplexity`
 #       (the reference of `gguf-loader perplexity`,
 #       scripts/llama_cpp_perplexity.sh); prints its path
+#   scripts/llama_cpp_golden.sh --tokenize    build, then also `llama-tokenize`
+#       (the speed reference of the tokenizer, scripts/bench-tokenize.sh);
+#       prints its path
 #   scripts/llama_cpp_golden.sh --print-env
 #       print the build's paths as shell assignments (for other scripts
 #       that use this llama.cpp: eval "$(scripts/llama_cpp_golden.sh --print-env)")
@@ -99,6 +102,10 @@ if [ "${1:-}" = "--bench" ]; then
 fi
 if [ "${1:-}" = "--perplexity" ]; then
     tool llama-perplexity
+    exit 0
+fi
+if [ "${1:-}" = "--tokenize" ]; then
+    tool llama-tokenize
     exit 0
 fi
 

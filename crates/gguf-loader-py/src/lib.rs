@@ -16,6 +16,7 @@ mod file;
 mod fork;
 mod load;
 mod meta;
+mod model;
 mod pool;
 mod tokenizer;
 
@@ -271,6 +272,10 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(load::loads_as_view, m)?)?;
     m.add_function(wrap_pyfunction!(tokenizer::tokenizer, m)?)?;
     m.add_class::<tokenizer::Tokenizer>()?;
+    m.add_function(wrap_pyfunction!(model::model, m)?)?;
+    m.add_class::<model::Model>()?;
+    m.add_class::<model::KvCache>()?;
+    m.add_class::<model::Sampler>()?;
     m.add_function(wrap_pyfunction!(cuda_memory, m)?)?;
     m.add_function(wrap_pyfunction!(cuda_release_staging, m)?)?;
     m.add_function(wrap_pyfunction!(simd_features, m)?)?;

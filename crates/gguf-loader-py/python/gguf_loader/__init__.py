@@ -60,6 +60,8 @@ __all__ = [
     "set_dequantize_cache",
     "simd_features",
     "Tokenizer",
+    "Model",
+    "KvCache",
 ]
 
 #: True when this build can load onto NVIDIA GPUs (``device="cuda:N"``).
@@ -70,6 +72,7 @@ __version__: str = _native.__version__
 
 from ._types import GGML_QUANT_SIZES, GGMLType
 from ._tokenizer import Tokenizer
+from ._model import KvCache, Model
 
 #: What `open` takes as a path: as `builtins.open` does, bytes too.
 _Path = Union[str, bytes, "os.PathLike[str]", "os.PathLike[bytes]"]
@@ -518,6 +521,19 @@ class GGUFFile:
         for w in t.warnings:
             warnings.warn(f"{self.paths[0]}: {w}", RuntimeWarning, stacklevel=2)
         return t
+
+    def model(self, dtype: Any = "float16", *, lazy: bool = False, own_memory: bool = False) -> Model:
+        """The weights loaded for this project's forward pass (llama and
+        gemma3, on the CPU; see :class:`Model`): the matrices as ``dtype``
+        (``"float16"`` or ``"float32"``), norms as float32. The matrices the
+        file holds as ``dtype`` stay views of its mapping unless
+        ``own_memory``; ``lazy`` decodes each layer as a step reaches it.
+        ``ValueError`` for an architecture it has no pass for, naming the
+        file."""
+        dtype = _dtype_name(dtype)
+        if dtype not in ("float16", "float32"):
+            raise ValueError(f'the forward pass runs on "float16" or "float32" weights, not {dtype!r}')
+        return Model(_native.model(self._native, dtype, bool(lazy), not own_memory))
 
     # -- life ----------------------------------------------------------
     def close(self) -> None:

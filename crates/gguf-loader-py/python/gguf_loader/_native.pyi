@@ -3,7 +3,7 @@ public API built on it)."""
 
 from os import PathLike
 from pathlib import Path
-from typing import Any, Callable, List, Optional, Sequence, Tuple, Union, overload
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union, overload
 
 import numpy as np
 import numpy.typing as npt
@@ -25,6 +25,10 @@ __all__ = [
     "loads_as_view",
     "tokenizer",
     "Tokenizer",
+    "model",
+    "Model",
+    "KvCache",
+    "Sampler",
     "cuda_memory",
     "cuda_release_staging",
     "simd_features",
@@ -179,3 +183,33 @@ class Tokenizer:
     def render_chat(self, messages: List[Any], add_generation_prompt: bool = True) -> Tuple[str, bool, bool]: ...
 
 def tokenizer(file: File) -> Tokenizer: ...
+
+def model(file: File, dtype: str = "float16", lazy: bool = False, views: bool = True) -> Model: ...
+@final
+class Model:
+    @property
+    def config(self) -> Dict[str, Any]: ...
+    @property
+    def dtype(self) -> str: ...
+    @property
+    def lazy(self) -> bool: ...
+    def new_cache(self, capacity: int) -> KvCache: ...
+    def forward(self, cache: KvCache, ids: List[int], all: bool = False) -> npt.NDArray[np.float32]: ...
+
+@final
+class KvCache:
+    def __len__(self) -> int: ...
+    @property
+    def capacity(self) -> int: ...
+    @property
+    def nbytes(self) -> int: ...
+    def clear(self) -> None: ...
+    def truncate(self, n: int) -> None: ...
+    def copy(self) -> KvCache: ...
+
+@final
+class Sampler:
+    def __new__(
+        cls, temperature: float = 0.0, top_p: float = 1.0, top_k: int = 0, min_p: float = 0.0, seed: int = 0
+    ) -> "Sampler": ...
+    def sample(self, logits: npt.NDArray[np.float32]) -> Optional[int]: ...

@@ -1,0 +1,164 @@
+"""``GGUFFile.model()``: the forward pass from Python gives llama.cpp's
+logits (NMSE ≤ 1e-4 at every prompt position) and greedy tokens on the F16
+GGUFs of both real models, the same bits lazily and in pieces, and refuses
+what it cannot run with clear exceptions."""
+
+import gzip
+import json
+import signal
+import time
+
+import numpy as np
+import pytest
+
+import gguf_loader
+from conftest import FIXTURES, GOLDEN, run_cli
+
+_F16 = {}
+
+
+def f16_of(cli, tmp_path_factory, model):
+    """`convert --dtype f16` of a real model, once (what llama.cpp's logits
+    were made from)."""
+    if model not in _F16:
+        out = tmp_path_factory.mktemp("model") / f"{model.stem}.f16.gguf"
+        run_cli(cli, "convert", str(model), "--dtype", "f16", "-o", str(out))
+        _F16[model] = out
+    return _F16[model]
+
+
+def golden(name):
+    """llama.cpp's prompts, logits (one row per position) and greedy
+    continuations (tests/golden/logits, as crates/gguf-loader-llm reads them)."""
+    meta = json.loads((GOLDEN / "logits" / f"{name}.json").read_text())
+    blob = gzip.decompress((GOLDEN / "logits" / f"{name}.logits.gz").read_bytes())
+    n = meta["n_vocab"]
+    at = 0
+    out = []
+    for p in meta["prompts"]:
+        rows = []
+        for mean, step in zip(p["mean"], p["step"]):
+            hi = np.frombuffer(blob, np.uint8, n, at).astype(np.uint16)
+            lo = np.frombuffer(blob, np.uint8, n, at + n).astype(np.uint16)
+            q = ((hi << 8) | lo).view(np.int16)
+            rows.append((mean + q.astype(np.float64) * step).astype(np.float32))
+            at += 2 * n
+        out.append((p["ids"], np.stack(rows), p["greedy"]))
+    assert at == len(blob)
+    return out
+
+
+def nmse(got, want):
+    got, want = got.astype(np.float64), want.astype(np.float64)
+    return np.mean((got - want) ** 2) / np.var(want)
+
+
+@pytest.mark.parametrize("name", ["smollm2", "gemma"])
+def test_logits_and_greedy_tokens_of_llama_cpp(cli, tmp_path_factory, request, name):
+    f = gguf_loader.open(f16_of(cli, tmp_path_factory, request.getfixturevalue(name)))
+    m = f.model("float16")
+    assert m.dtype == "float16" and not m.lazy
+    n_vocab = m.config["n_vocab"]
+    for ids, want, greedy in golden({"smollm2": "smollm2", "gemma": "gemma3"}[name]):
+        cache = m.new_cache(len(ids) + len(greedy))
+        logits = m.forward(cache, ids, all=True)
+        assert logits.shape == (len(ids), n_vocab) and logits.dtype == np.float32
+        assert len(cache) == len(ids)
+        for pos in range(len(ids)):
+            assert nmse(logits[pos], want[pos]) <= 1e-4, (name, pos)
+        assert list(m.generate(ids, len(greedy))) == greedy
+
+
+def test_lazy_pieces_and_the_cache(smollm2):
+    """Lazy weights and f32 give a greedy run; a long prompt in pieces of 64
+    gives the bits of one token at a time; truncate, copy and clear reuse a
+    cache."""
+    f = gguf_loader.open(smollm2)
+    m = f.model()
+    tok = f.tokenizer()
+    ids = tok.encode("The quick brown fox jumps over the lazy dog. " * 14)
+    assert len(ids) > 130
+    cache = m.new_cache(len(ids) + 8)
+    whole = m.forward(cache, ids, all=True)
+    one = m.new_cache(len(ids))
+    rows = np.stack([m.forward(one, [i]) for i in ids])
+    assert np.array_equal(whole, rows)
+    # A shared prefix: truncated, the next positions give the same logits.
+    cache.truncate(100)
+    assert len(cache) == 100
+    assert np.array_equal(m.forward(cache, ids[100:], all=True), whole[100:])
+    copy = cache.copy()
+    cache.clear()
+    assert len(cache) == 0 and len(copy) == len(ids) and copy.capacity == len(ids) + 8
+    lazy = f.model(lazy=True)
+    assert lazy.lazy and "lazy" in repr(lazy)
+    assert np.array_equal(lazy.forward(lazy.new_cache(len(ids)), ids), whole[-1])
+    greedy = list(m.generate(ids[:10], 16))
+    assert list(lazy.generate(ids[:10], 16)) == greedy
+    assert len(list(f.model("float32").generate(ids[:10], 4))) == 4
+    # Sampling: the same seed, the same tokens; stop tokens end it.
+    a = list(m.generate(ids[:10], 12, temperature=0.8, top_k=40, top_p=0.95, min_p=0.05, seed=7))
+    b = list(m.generate(ids[:10], 12, temperature=0.8, top_k=40, top_p=0.95, min_p=0.05, seed=7))
+    assert a == b and len(a) == 12
+    assert list(m.generate(ids[:10], 12, stop=[greedy[2]])) == greedy[:3]
+    assert list(m.generate([], 5)) == [] and list(m.generate(ids[:3], 0)) == []
+
+
+def test_errors(smollm2, gemma):
+    f = gguf_loader.open(smollm2)
+    m = f.model()
+    cache = m.new_cache(4)
+    with pytest.raises(ValueError, match="token id 49152 is out of range"):
+        m.forward(cache, [1, 49152])
+    assert len(cache) == 0
+    m.forward(cache, [1, 2, 3])
+    with pytest.raises(ValueError, match="the KV cache holds 4 positions; 3 are used and 2 more"):
+        m.forward(cache, [4, 5])
+    assert len(cache) == 3
+    g = gguf_loader.open(gemma).model()
+    with pytest.raises(ValueError, match="the KV cache was made for another model"):
+        g.forward(cache, [1])
+    with pytest.raises(OverflowError):
+        m.forward(m.new_cache(2), [-1])
+    with pytest.raises(TypeError):
+        m.forward(m.new_cache(2), "abc")
+    with pytest.raises(ValueError, match='not \'bfloat16\''):
+        f.model("bfloat16")
+    with pytest.raises(ValueError, match=r"all_types_le\.gguf: "):
+        gguf_loader.open(FIXTURES / "all_types_le.gguf").model()
+    with pytest.raises(TypeError):
+        m.generate([1], max_tokens=2.5)
+    with pytest.raises(ValueError):
+        m.new_cache(-1)
+    # The model keeps what it needs of the file.
+    f.close()
+    assert len(list(m.generate([1, 2, 3], 3))) == 3
+
+
+def test_ctrl_c_stops_a_long_prompt(smollm2):
+    """A signal whose handler raises KeyboardInterrupt during a long prompt:
+    it comes out of `forward` promptly, and the cache is as it was."""
+    f = gguf_loader.open(smollm2)
+    m = f.model()
+    ids = [(i * 7919) % 49000 + 100 for i in range(4096)]
+    cache = m.new_cache(len(ids) + 1)
+    m.forward(cache, [1])
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    old = signal.signal(signal.SIGALRM, interrupt)
+    start = time.perf_counter()
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.3)
+        m.forward(cache, ids)
+        completed = True
+    except KeyboardInterrupt:
+        completed = False
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+    elapsed = time.perf_counter() - start
+    assert not completed, f"4096 positions ran in {elapsed:.2f} s, before the signal"
+    assert elapsed < 10
+    assert len(cache) == 1

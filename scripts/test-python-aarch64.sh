@@ -82,7 +82,7 @@ site=$(mktemp -d)
 trap 'rm -rf "$site"' EXIT
 python3 -m zipfile -e "$wheel" "$site"
 host_site=$(python3 -c "import gguf, os; print(os.path.dirname(os.path.dirname(gguf.__file__)))")
-for m in gguf yaml tqdm certifi pytest _pytest pluggy iniconfig pygments py.py packaging; do
+for m in gguf yaml tqdm certifi pytest _pytest pluggy iniconfig pygments py.py packaging jinja2 markupsafe; do
     [ -e "$host_site/$m" ] && ln -s "$host_site/$m" "$site/$m"
 done
 

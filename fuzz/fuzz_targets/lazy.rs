@@ -94,6 +94,21 @@ fn walk(path: &PathBuf, mode: LoadMode) {
         assert!(!c.is_mapped());
         assert!(!t.is_mapped() || mode == LoadMode::Mmap);
     }
+    // The same tensors by name, in reverse order: the same values.
+    let names: Vec<&str> = model.names().collect();
+    let reversed: Vec<&str> = names.iter().rev().copied().collect();
+    let some = loader
+        .load_tensors_with::<f32, _>(&reversed, Device::Cpu, LoadOptions::default())
+        .expect("by name where the whole model loaded");
+    for ((n, t), name) in some.iter().zip(&reversed) {
+        assert_eq!(n, name);
+        let whole = model.tensor(name).expect("a name of the model");
+        assert_eq!(
+            bits(t.data()),
+            bits(whole.data()),
+            "load_tensors_with {name}"
+        );
+    }
     assert_eq!(model.layer_count(), indices.len());
     assert!(matches!(model.layer(missing), Err(Error::LayerNotFound(_))));
     for (index, tensors) in &walks[0] {

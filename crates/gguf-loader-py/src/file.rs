@@ -34,8 +34,7 @@ impl File {
             .ok_or_else(|| PyValueError::new_err("I/O operation on closed GGUF file"))
     }
 
-    /// What keeps the loader alive as the base of a numpy view.
-    pub(crate) fn owner<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, Owner>> {
+    fn owner<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, Owner>> {
         Bound::new(
             py,
             Owner {

@@ -306,7 +306,13 @@ where
             opts,
         )?;
     }
-    let owner = file.owner(py)?;
+    // The loader this load used, even where the file was closed meanwhile.
+    let owner = Bound::new(
+        py,
+        crate::meta::Owner {
+            loader: Arc::clone(&loader),
+        },
+    )?;
     let views = viewed
         .into_iter()
         .map(|n| {

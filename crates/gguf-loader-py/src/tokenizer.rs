@@ -31,22 +31,23 @@ pub(crate) fn tokenizer(py: Python<'_>, file: &File) -> PyResult<Tokenizer> {
 }
 
 impl Tokenizer {
-    /// `ids` as `u32`s: `ValueError` for one outside the vocabulary.
-    fn ids(&self, ids: Vec<i64>) -> PyResult<Vec<u32>> {
+    /// `id` as a `u32`: `ValueError` where it is outside the vocabulary.
+    fn id(&self, id: i64) -> PyResult<u32> {
         let n = self.inner.vocab_size();
-        ids.into_iter()
-            .map(|id| {
-                u32::try_from(id)
-                    .ok()
-                    .filter(|&i| (i as usize) < n)
-                    .ok_or_else(|| {
-                        PyValueError::new_err(format!(
-                            "token id {id} is outside the vocabulary (0 to {})",
-                            n.saturating_sub(1)
-                        ))
-                    })
+        u32::try_from(id)
+            .ok()
+            .filter(|&i| (i as usize) < n)
+            .ok_or_else(|| {
+                PyValueError::new_err(format!(
+                    "token id {id} is outside the vocabulary (0 to {})",
+                    n.saturating_sub(1)
+                ))
             })
-            .collect()
+    }
+
+    /// `ids` as `u32`s, each checked as [`Self::id`] checks one.
+    fn ids(&self, ids: Vec<i64>) -> PyResult<Vec<u32>> {
+        ids.into_iter().map(|id| self.id(id)).collect()
     }
 }
 
@@ -127,9 +128,7 @@ impl Tokenizer {
 
     /// The text of token `id` in the vocabulary.
     fn token_text(&self, id: i64) -> PyResult<String> {
-        let [id] = self.ids(vec![id])?[..] else {
-            unreachable!("one id in, one out")
-        };
+        let id = self.id(id)?;
         Ok(self.inner.token_text(id).unwrap_or_default().to_string())
     }
 
@@ -147,8 +146,8 @@ impl Tokenizer {
         id: i64,
         special: bool,
     ) -> PyResult<Bound<'py, PyBytes>> {
-        let ids = self.ids(vec![id])?;
-        Ok(PyBytes::new(py, self.inner.token_to_piece(ids[0], special)))
+        let id = self.id(id)?;
+        Ok(PyBytes::new(py, self.inner.token_to_piece(id, special)))
     }
 
     #[pyo3(signature = (text, add_special = false, parse_special = false))]

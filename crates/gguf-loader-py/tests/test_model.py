@@ -160,5 +160,7 @@ def test_ctrl_c_stops_a_long_prompt(smollm2):
         signal.signal(signal.SIGALRM, old)
     elapsed = time.perf_counter() - start
     assert not completed, f"4096 positions ran in {elapsed:.2f} s, before the signal"
-    assert elapsed < 10
+    # At most a piece of 64 positions after the signal (seconds natively; a
+    # minute leaves room for emulation, as under qemu).
+    assert elapsed < 60
     assert len(cache) == 1

@@ -540,8 +540,9 @@ class GGUFFile:
         """Lets go of the file; what was handed out stays valid, and keeps
         the file (its mapping, and one descriptor) open until the last of it
         goes: ``raw`` views, metadata arrays and the views of ``tensor`` /
-        ``load`` with ``copy=None`` are views of the file's bytes. Decoded
-        arrays hold nothing of it."""
+        ``load`` with ``copy=None`` are views of the file's bytes, and a
+        :class:`Model` keeps its weights' views (or, lazy, the file). Decoded
+        arrays and tokenizers hold nothing of it."""
         self._native.close()
 
     def __enter__(self) -> "GGUFFile":

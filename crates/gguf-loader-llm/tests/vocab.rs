@@ -240,6 +240,13 @@ fn a_continuation_keeps_its_leading_space() {
     };
     assert_eq!(stream(tok.stream_decoder(false).continuing()), " Paris.");
     assert_eq!(stream(tok.stream_decoder(false)), "Paris.");
+    // A decoder holding a share of the tokenizer decodes the same.
+    let shared = std::sync::Arc::new(Tokenizer::from_loader(&loader).unwrap());
+    assert_eq!(
+        stream(shared.shared_stream_decoder(false).continuing()),
+        " Paris."
+    );
+    assert_eq!(stream(shared.shared_stream_decoder(false)), "Paris.");
     assert_eq!(
         tok.decode(&more, false, false),
         "The capital of France is Paris."

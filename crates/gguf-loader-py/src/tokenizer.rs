@@ -2,8 +2,10 @@
 //! (`gguf_loader_llm::Tokenizer`: llama.cpp's algorithms, held to its
 //! tokenizer tests), and its chat template.
 
+use std::sync::Arc;
+
 use gguf_loader_llm::chat::{self, Message};
-use gguf_loader_llm::{Tokenizer as Inner, TokenizerKind};
+use gguf_loader_llm::{StreamDecoder, Tokenizer as Inner, TokenizerKind};
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};
@@ -14,7 +16,7 @@ use crate::file::File;
 /// `gguf_loader.GGUFFile.tokenizer`.
 #[pyclass(module = "gguf_loader._native", frozen)]
 pub struct Tokenizer {
-    inner: Inner,
+    inner: Arc<Inner>,
 }
 
 /// The tokenizer of `file` (it keeps nothing of the file): `ValueError`
@@ -27,22 +29,15 @@ pub(crate) fn tokenizer(py: Python<'_>, file: &File) -> PyResult<Tokenizer> {
         let path = loader.paths().next().map(|p| p.display().to_string());
         PyValueError::new_err(format!("{}: {e}", path.unwrap_or_default()))
     })?;
-    Ok(Tokenizer { inner })
+    Ok(Tokenizer {
+        inner: Arc::new(inner),
+    })
 }
 
 impl Tokenizer {
     /// `id` as a `u32`: `ValueError` where it is outside the vocabulary.
     fn id(&self, id: i64) -> PyResult<u32> {
-        let n = self.inner.vocab_size();
-        u32::try_from(id)
-            .ok()
-            .filter(|&i| (i as usize) < n)
-            .ok_or_else(|| {
-                PyValueError::new_err(format!(
-                    "token id {id} is outside the vocabulary (0 to {})",
-                    n.saturating_sub(1)
-                ))
-            })
+        checked_id(id, self.inner.vocab_size())
     }
 
     /// `ids` as `u32`s, each checked as [`Self::id`] checks one.
@@ -212,6 +207,18 @@ impl Tokenizer {
         Ok((text, add_special, self.inner.chat_template().is_some()))
     }
 
+    /// A decoder of ids one at a time into whole characters; with
+    /// `continuing`, the first piece keeps SentencePiece's leading space
+    /// (ids that continue a text already written, as a prompt's).
+    #[pyo3(signature = (continuing = false, unparse_special = false))]
+    fn stream(&self, continuing: bool, unparse_special: bool) -> TextStream {
+        let d = self.inner.shared_stream_decoder(unparse_special);
+        TextStream {
+            inner: if continuing { d.continuing() } else { d },
+            vocab_size: self.inner.vocab_size(),
+        }
+    }
+
     fn __repr__(&self) -> String {
         format!(
             "<gguf_loader.Tokenizer model={} pre={:?} vocab_size={}>",
@@ -246,4 +253,39 @@ fn message(i: usize, m: &Bound<'_, PyAny>) -> PyResult<Message> {
         })
     };
     Ok(Message::new(field("role")?, field("content")?))
+}
+
+/// Ids in, whole characters out: see `Tokenizer.stream`.
+#[pyclass(module = "gguf_loader._native")]
+pub struct TextStream {
+    inner: StreamDecoder<'static>,
+    vocab_size: usize,
+}
+
+#[pymethods]
+impl TextStream {
+    /// The text `id` completes (empty while a character is partial).
+    fn push(&mut self, id: i64) -> PyResult<String> {
+        let id = checked_id(id, self.vocab_size)?;
+        Ok(self.inner.push(id))
+    }
+
+    /// What is still held back, as U+FFFD (empty when nothing is).
+    fn finish(&mut self) -> String {
+        self.inner.finish()
+    }
+}
+
+/// `id` as a `u32` below `n`: `ValueError` where it is outside the
+/// vocabulary.
+fn checked_id(id: i64, n: usize) -> PyResult<u32> {
+    u32::try_from(id)
+        .ok()
+        .filter(|&i| (i as usize) < n)
+        .ok_or_else(|| {
+            PyValueError::new_err(format!(
+                "token id {id} is outside the vocabulary (0 to {})",
+                n.saturating_sub(1)
+            ))
+        })
 }

@@ -205,3 +205,29 @@ def test_no_template_falls_back_with_a_warning():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         tok.encode("no warning here")
+
+
+def test_streams_give_whole_characters(real_model):
+    """Ids pushed one at a time give decode's text (before its clean-up of
+    spaces), a character split across byte tokens coming out whole."""
+    tok = gguf_loader.open(real_model).tokenizer()
+    for text in TEXTS + ["𝔘𝔫𝔦𝔠𝔬𝔡𝔢 \U0001f9ea\u0301 ok", "x" * 300]:
+        ids = tok.encode(text)
+        s = tok.stream()
+        parts = [s.push(i) for i in ids] + [s.finish()]
+        assert all("\ufffd" not in p for p in parts), (text, parts)
+        joined = "".join(parts)
+        assert joined == tok.decode(ids), text
+    # A prompt's continuation keeps its leading space (SentencePiece).
+    ids = tok.encode(" world")
+    s = tok.stream(continuing=True)
+    assert "".join(s.push(i) for i in ids) + s.finish() == b"".join(tok.token_to_piece(i) for i in ids).decode()
+    # A lone byte of a character, never completed: U+FFFD at the end.
+    byte_ids = [i for i in range(len(tok)) if len(tok.token_to_piece(i)) == 1 and tok.token_to_piece(i)[0] >= 0xF0]
+    if byte_ids:
+        s = tok.stream()
+        assert s.push(byte_ids[0]) == "" and s.finish() == "\ufffd"
+    with pytest.raises(ValueError, match="outside the vocabulary"):
+        tok.stream().push(len(tok))
+    with pytest.raises(TypeError):
+        tok.stream().push("a")

@@ -22,4 +22,6 @@ def uses(path: str) -> None:
     logits: np.ndarray = model.forward(cache, tok.encode("Hi"))
     ids: list[int] = list(model.generate(tok.apply_chat_template([{"role": "user", "content": "Hi"}], tokenize=True), 8, stop=tok.eog))
     text: str = tok.decode(ids)
+    stream = tok.stream(continuing=True)
+    text += "".join(stream.push(i) for i in ids) + stream.finish()
     print(w, loaded, on_gpu, views, logits, text, f.paths[0].endswith(".gguf"))

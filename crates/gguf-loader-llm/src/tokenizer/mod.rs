@@ -36,6 +36,7 @@ mod wpm;
 pub use ugm::{MAX_CHARSMAP, MAX_REPLACEMENT};
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
 
 use finder::{Finder, ROOT};
 
@@ -1444,6 +1445,16 @@ impl Tokenizer {
     /// incomplete UTF-8 character until its last byte arrives.
     pub fn stream_decoder(&self, unparse_special: bool) -> StreamDecoder<'_> {
         StreamDecoder::new(self, unparse_special)
+    }
+
+    /// [`Tokenizer::stream_decoder`] holding a share of the tokenizer
+    /// rather than a borrow: a decoder that can be kept anywhere (the
+    /// Python package's `Tokenizer.stream`).
+    pub fn shared_stream_decoder(
+        self: &Arc<Self>,
+        unparse_special: bool,
+    ) -> StreamDecoder<'static> {
+        StreamDecoder::shared(Arc::clone(self), unparse_special)
     }
 
     /// A SentencePiece-style BPE vocabulary (gemma4): `▁` for spaces,

@@ -1,21 +1,41 @@
 //! Streaming decode: ids in, complete UTF-8 text out.
 
+use std::sync::Arc;
+
 use super::Tokenizer;
 
-/// Decodes ids one at a time ([`Tokenizer::stream_decoder`]). Bytes of a
-/// character split across tokens (byte-fallback tokens, byte-level BPE)
-/// are held back until the character is complete; bytes that can never
-/// form a character come out as U+FFFD.
+/// Decodes ids one at a time ([`Tokenizer::stream_decoder`], or
+/// [`Tokenizer::shared_stream_decoder`] for one that owns a share of its
+/// tokenizer). Bytes of a character split across tokens (byte-fallback
+/// tokens, byte-level BPE) are held back until the character is complete;
+/// bytes that can never form a character come out as U+FFFD.
 #[derive(Debug)]
 pub struct StreamDecoder<'t> {
-    tok: &'t Tokenizer,
+    tok: Handle<'t>,
     unparse_special: bool,
     pending: Vec<u8>,
     first: bool,
 }
 
+/// The tokenizer a decoder reads: borrowed, or a share of it.
+#[derive(Debug)]
+enum Handle<'t> {
+    Borrowed(&'t Tokenizer),
+    Shared(Arc<Tokenizer>),
+}
+
+impl StreamDecoder<'static> {
+    pub(super) fn shared(tok: Arc<Tokenizer>, unparse_special: bool) -> Self {
+        Self::with(Handle::Shared(tok), unparse_special)
+    }
+}
+
 impl<'t> StreamDecoder<'t> {
     pub(super) fn new(tok: &'t Tokenizer, unparse_special: bool) -> Self {
+        Self::with(Handle::Borrowed(tok), unparse_special)
+    }
+
+    fn with(tok: Handle<'t>, unparse_special: bool) -> Self {
         Self {
             tok,
             unparse_special,
@@ -45,8 +65,12 @@ impl<'t> StreamDecoder<'t> {
     /// llama.cpp's `common_token_to_piece` streams pieces without it too
     /// (and keeps every leading space, as [`Self::continuing`] does).
     pub fn push(&mut self, id: u32) -> String {
-        let mut piece = self.tok.token_to_piece(id, self.unparse_special);
-        if self.first && self.tok.add_space_prefix && piece.first() == Some(&b' ') {
+        let tok = match &self.tok {
+            Handle::Borrowed(t) => *t,
+            Handle::Shared(t) => &**t,
+        };
+        let mut piece = tok.token_to_piece(id, self.unparse_special);
+        if self.first && tok.add_space_prefix && piece.first() == Some(&b' ') {
             piece = &piece[1..];
         }
         self.first = false;

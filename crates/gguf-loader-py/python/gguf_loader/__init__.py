@@ -60,6 +60,7 @@ __all__ = [
     "set_dequantize_cache",
     "simd_features",
     "Tokenizer",
+    "TextStream",
     "Model",
     "KvCache",
 ]
@@ -71,7 +72,7 @@ CUDA: bool = bool(_native.CUDA)
 __version__: str = _native.__version__
 
 from ._types import GGML_QUANT_SIZES, GGMLType
-from ._tokenizer import Tokenizer
+from ._tokenizer import TextStream, Tokenizer
 from ._model import KvCache, Model
 
 #: What `open` takes as a path: as `builtins.open` does, bytes too.

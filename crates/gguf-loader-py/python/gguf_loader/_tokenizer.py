@@ -8,6 +8,11 @@ from typing import List, Literal, Optional, Tuple, Union, overload
 
 from . import _native
 
+#: Ids in, whole characters out (``Tokenizer.stream``): ``push(id)`` gives
+#: the text an id completes (empty while a character is partial),
+#: ``finish()`` what is left, as U+FFFD.
+TextStream = _native.TextStream
+
 
 class Tokenizer:
     """A model's tokenizer, built from its GGUF's ``tokenizer.*`` metadata
@@ -122,6 +127,16 @@ class Tokenizer:
     def token_id(self, text: str) -> Optional[int]:
         """The id of the token whose vocabulary text is ``text``, or ``None``."""
         return self._native.token_id(text)
+
+    def stream(self, *, continuing: bool = False, unparse_special: bool = False) -> "TextStream":
+        """A decoder of ids one at a time (``push(id) -> str``, then
+        ``finish() -> str``) that gives whole characters only, holding back
+        the bytes of one split across tokens, as generation prints text.
+        The pieces joined are ``decode``'s text before its clean-up of
+        spaces. With ``continuing`` (ids that continue a text already
+        written, as a prompt's) the first piece keeps SentencePiece's
+        leading space."""
+        return self._native.stream(continuing, unparse_special)
 
     def is_eog(self, id: int) -> bool:
         """Whether ``id`` ends generation."""

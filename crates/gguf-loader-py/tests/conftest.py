@@ -61,3 +61,28 @@ def cli() -> str:
 
 def run_cli(cli: str, *args: str) -> None:
     subprocess.run([cli, *args], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def interrupted(seconds: float, call) -> tuple:
+    """Runs `call()` with a signal due after `seconds` whose handler raises
+    KeyboardInterrupt (as Ctrl-C's does), delivered by the kernel (an
+    interval timer), so that it cannot wait on a Python thread: whether
+    `call` completed, and how long it took."""
+    import signal
+    import time
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    old = signal.signal(signal.SIGALRM, interrupt)
+    start = time.perf_counter()
+    try:
+        signal.setitimer(signal.ITIMER_REAL, seconds)
+        call()
+        completed = True
+    except KeyboardInterrupt:
+        completed = False
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+    return completed, time.perf_counter() - start

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import gguf_loader
-from conftest import run_cli
+from conftest import interrupted, run_cli
 
 SAFETENSORS_DTYPE = {"F16": np.float16, "F32": np.float32, "BF16": np.uint16}
 
@@ -252,22 +252,7 @@ def test_ctrl_c_cancels_a_load(gemma):
     promptly, and nothing is left running. The kernel delivers it (an
     interval timer), so it cannot wait on a Python thread."""
     f = gguf_loader.open(gemma)
-
-    def interrupt(signum, frame):
-        raise KeyboardInterrupt
-
-    old = signal.signal(signal.SIGALRM, interrupt)
-    start = time.perf_counter()
-    try:
-        signal.setitimer(signal.ITIMER_REAL, 0.05)
-        f.load("float32", threads=1)
-        completed = True
-    except KeyboardInterrupt:
-        completed = False
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, old)
-    elapsed = time.perf_counter() - start
+    completed, elapsed = interrupted(0.05, lambda: f.load("float32", threads=1))
     assert not completed, f"the load finished in {elapsed:.2f} s, before the signal"
     assert elapsed < 5
     assert f.load(names=["output_norm.weight"])["output_norm.weight"].shape == (640,)

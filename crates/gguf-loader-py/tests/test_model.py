@@ -5,14 +5,12 @@ what it cannot run with clear exceptions."""
 
 import gzip
 import json
-import signal
-import time
 
 import numpy as np
 import pytest
 
 import gguf_loader
-from conftest import FIXTURES, GOLDEN, run_cli
+from conftest import FIXTURES, GOLDEN, interrupted, run_cli
 
 _F16 = {}
 
@@ -143,22 +141,7 @@ def test_ctrl_c_stops_a_long_prompt(smollm2):
     ids = [(i * 7919) % 49000 + 100 for i in range(4096)]
     cache = m.new_cache(len(ids) + 1)
     m.forward(cache, [1])
-
-    def interrupt(signum, frame):
-        raise KeyboardInterrupt
-
-    old = signal.signal(signal.SIGALRM, interrupt)
-    start = time.perf_counter()
-    try:
-        signal.setitimer(signal.ITIMER_REAL, 0.3)
-        m.forward(cache, ids)
-        completed = True
-    except KeyboardInterrupt:
-        completed = False
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, old)
-    elapsed = time.perf_counter() - start
+    completed, elapsed = interrupted(0.3, lambda: m.forward(cache, ids))
     assert not completed, f"4096 positions ran in {elapsed:.2f} s, before the signal"
     # At most a piece of 64 positions after the signal (seconds natively; a
     # minute leaves room for emulation, as under qemu).

@@ -20,6 +20,17 @@ mod model;
 mod pool;
 mod tokenizer;
 
+/// `ValueError` for what `loader`'s file cannot give (no tokenizer, no
+/// forward pass for its architecture), naming the file (its first shard)
+/// as the CLI does.
+pub(crate) fn value_error_in(
+    loader: &gguf_loader::MmapGGUFLoader,
+    e: impl std::fmt::Display,
+) -> PyErr {
+    let path = loader.paths().next().map(|p| p.display().to_string());
+    PyValueError::new_err(format!("{}: {e}", path.unwrap_or_default()))
+}
+
 /// The Python exception for a loader error: `OSError` (with its errno, so
 /// that a missing file or shard is `FileNotFoundError`, and its `filename`,
 /// as `builtins.open` raises it) for I/O, `KeyError(name)` for a missing

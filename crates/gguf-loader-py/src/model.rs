@@ -64,13 +64,10 @@ pub(crate) fn model(
 ) -> PyResult<Model> {
     let loader = file.loader()?;
     let opts = LoadOptions::default().own_memory(!views);
-    let named = |e: ForwardError| {
-        let path = loader.paths().next().map(|p| p.display().to_string());
-        match e {
-            ForwardError::Load(e) => crate::py_err(e),
-            ForwardError::Alloc(_) => PyMemoryError::new_err(e.to_string()),
-            e => PyValueError::new_err(format!("{}: {e}", path.unwrap_or_default())),
-        }
+    // As a step's errors, but for what the file holds: that names it.
+    let named = |e: ForwardError| match e {
+        ForwardError::Load(_) | ForwardError::Alloc(_) => forward_err(e),
+        e => crate::value_error_in(&loader, e),
     };
     let weights = py.detach(|| match (dtype, lazy) {
         ("float16", false) => Transformer::<f16>::load_with(&loader, opts).map(Weights::F16),

@@ -25,10 +25,9 @@ pub struct Tokenizer {
 #[pyfunction]
 pub(crate) fn tokenizer(py: Python<'_>, file: &File) -> PyResult<Tokenizer> {
     let loader = file.loader()?;
-    let inner = py.detach(|| Inner::from_loader(&loader)).map_err(|e| {
-        let path = loader.paths().next().map(|p| p.display().to_string());
-        PyValueError::new_err(format!("{}: {e}", path.unwrap_or_default()))
-    })?;
+    let inner = py
+        .detach(|| Inner::from_loader(&loader))
+        .map_err(|e| crate::value_error_in(&loader, e))?;
     Ok(Tokenizer {
         inner: Arc::new(inner),
     })

@@ -7,6 +7,7 @@ from typing import Any, Dict, Iterable, Iterator, Optional
 import numpy as np
 
 from . import _native
+from ._tokenizer import _ids
 
 #: A KV cache: the positions a model has run (``len(cache)``), with room
 #: for ``cache.capacity``; ``clear()``, ``truncate(n)`` (keep a shared
@@ -57,9 +58,7 @@ class Model:
         of every position (``len(ids) × n_vocab``). ``ValueError`` for an id
         outside the vocabulary or a cache without room (the cache is then
         as it was)."""
-        if isinstance(ids, (str, bytes)):
-            raise TypeError(f"ids must be a sequence of ints, not {type(ids).__name__}")
-        return self._native.forward(cache, [int(i) for i in ids], all)
+        return self._native.forward(cache, _ids(ids), all)
 
     def generate(
         self,
@@ -81,7 +80,7 @@ class Model:
         tokenizer's ``eog``), or when ``cache`` is full (by default a new
         one with room for the prompt and ``max_tokens``; a cache given goes
         on from where it is)."""
-        prompt = [int(i) for i in ids]
+        prompt = _ids(ids)
         n = _count(max_tokens, "max_tokens")
         stops = frozenset(int(s) for s in stop) if stop is not None else frozenset()
         sampler = _native.Sampler(temperature, top_p, _count(top_k, "top_k"), min_p, seed)

@@ -13,10 +13,13 @@
 #
 # Runs: the lib unit tests and the simd_legacy, simd_kquants, simd_ternary,
 # simd_iquants, simd_fp4, simd_float, golden_legacy, golden_kquants,
-# golden_iquants and decode tests (release), then the lib and SIMD tests
-# again on an emulated Cortex-A53 (no FEAT_FP16, so `half` converts f16 in
-# software: the NEON f16 conversions are checked against that too), then
-# clippy -D warnings for the aarch64 target.
+# golden_iquants and decode tests (release); gguf-loader-llm's lib tests
+# (its NEON matrix kernel gives the x86 kernels' bits) and its forward test
+# (the logits and greedy tokens of llama.cpp on the real models, where
+# GGUF_LOADER_MODEL / GGUF_LOADER_GEMMA name them); then the lib and SIMD
+# tests again on an emulated Cortex-A53 (no FEAT_FP16, so `half` converts
+# f16 in software: the NEON f16 conversions are checked against that too),
+# then clippy -D warnings for the aarch64 target (both crates).
 #
 #   scripts/test-aarch64.sh
 set -euo pipefail
@@ -29,6 +32,7 @@ target=aarch64-unknown-linux-gnu
 tests=(--lib --test simd_legacy --test simd_kquants --test simd_ternary
     --test simd_iquants --test simd_fp4 --test simd_float --test golden_legacy
     --test golden_kquants --test golden_iquants --test decode)
+llm_tests=(-p gguf-loader-llm --lib --test forward)
 
 # Runs `cargo "$@"`, printing the test binaries and their summaries (the
 # log's end on failure).
@@ -37,6 +41,7 @@ run_tests() { run_summarized "aarch64 tests" cargo "$@"; }
 if [ "$(uname -m)" = aarch64 ]; then
     echo "== native aarch64: cargo test"
     run_tests test -p gguf-loader --release "${tests[@]}"
+    run_tests test --release "${llm_tests[@]}"
     echo "== aarch64 tests passed in $(elapsed)"
     exit 0
 fi
@@ -108,7 +113,8 @@ echo "== $($RUSTC --version) for $target, $(qemu-aarch64-static --version | head
 
 t_build=$(date +%s)
 log=$(mktemp)
-if ! cargo test -p gguf-loader --release --target $target "${tests[@]}" --no-run >"$log" 2>&1; then
+if ! cargo test -p gguf-loader --release --target $target "${tests[@]}" --no-run >"$log" 2>&1 ||
+    ! cargo test --release --target $target "${llm_tests[@]}" --no-run >>"$log" 2>&1; then
     cat "$log"
     rm -f "$log"
     echo "== aarch64 build FAILED after $(elapsed)"
@@ -119,6 +125,8 @@ echo "== built in $(($(date +%s) - t_build)) s"
 
 echo "== tests under qemu (cpu max)"
 run_tests test -p gguf-loader --release --target $target "${tests[@]}"
+echo "== gguf-loader-llm tests under qemu (cpu max)"
+run_tests test --release --target $target "${llm_tests[@]}"
 
 echo "== lib and SIMD tests under qemu (cpu cortex-a53: no FEAT_FP16, software f16 in half)"
 QEMU_CPU=cortex-a53 run_tests test -p gguf-loader --release --target $target \
@@ -126,7 +134,7 @@ QEMU_CPU=cortex-a53 run_tests test -p gguf-loader --release --target $target \
 
 echo "== clippy for $target"
 t_clippy=$(date +%s)
-if ! /usr/bin/cargo-clippy clippy -q -p gguf-loader --target $target --all-targets -- -D warnings; then
+if ! /usr/bin/cargo-clippy clippy -q -p gguf-loader -p gguf-loader-llm --target $target --all-targets -- -D warnings; then
     echo "== aarch64 clippy FAILED after $(elapsed)"
     exit 1
 fi

@@ -1294,7 +1294,7 @@ impl<T: WeightElement> Transformer<T> {
         // padded past the last position for whole vectors of keys), for
         // the lane scores (`ops::avx512::lane_scores`, `ops::avx2::…`).
         let tp = (start + n).next_multiple_of(SCORE_KEYS) + SCORE_KEYS;
-        let lane_keys = batch && Kernel::detect() != Kernel::Portable;
+        let lane_keys = batch && Kernel::detect().is_x86();
         let mut kt = ws.take(if lane_keys { kv_dim * tp } else { 0 })?;
         kt.fill(0.0);
         for il in 0..c.n_layer {

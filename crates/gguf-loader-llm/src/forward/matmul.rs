@@ -11,8 +11,12 @@
 //! F16C and FMA, when the CPU has them (detected at run time; the AVX-512
 //! kernel holds two of AVX2's eight-lane sums in each register, so every
 //! lane sums the same products in the same order: the same bits, in half
-//! the instructions and with twice the registers); elsewhere a portable
-//! kernel sums in the same order without fusing. With AVX-512 or AVX2 and
+//! the instructions and with twice the registers). On aarch64 the NEON
+//! kernel (every aarch64 CPU has NEON) holds each of AVX2's eight-lane
+//! sums in two four-lane registers and fuses as AVX2 does: the same
+//! products summed in the same order with the same roundings, so the x86
+//! kernels' bits. Elsewhere a portable kernel sums in the same order
+//! without fusing. With AVX-512 or AVX2 and
 //! many inputs (prompt processing), the lane kernel ([`Lanes`]) takes the
 //! product instead: each of the order's 32 partial sums as a matrix
 //! product of its own, a vector of inputs at a time, the same bits again.
@@ -20,7 +24,7 @@
 
 use rayon::prelude::*;
 
-#[cfg(target_arch = "x86_64")]
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 use gguf_loader::ElementKind;
 
 use super::ops::WeightElement;
@@ -161,6 +165,8 @@ pub(super) enum Kernel {
     Avx2,
     #[cfg(target_arch = "x86_64")]
     Avx512,
+    #[cfg(target_arch = "aarch64")]
+    Neon,
 }
 
 impl Kernel {
@@ -192,7 +198,17 @@ impl Kernel {
             return Kernel::Avx2;
         }
         let _ = avx512;
+        // NEON (Advanced SIMD) is in every aarch64 CPU.
+        #[cfg(target_arch = "aarch64")]
+        return Kernel::Neon;
+        #[cfg(not(target_arch = "aarch64"))]
         Kernel::Portable
+    }
+
+    /// Whether this is an x86 kernel (AVX2 or AVX-512), whose CPU runs
+    /// the attention's x86 kernels too.
+    pub(super) fn is_x86(self) -> bool {
+        cfg!(target_arch = "x86_64") && self != Kernel::Portable
     }
 
     /// Whether this is the AVX-512 kernel.
@@ -211,6 +227,8 @@ impl Kernel {
             Kernel::Avx512 => Some((x86::avx512::ROWS, x86::avx512::INPUTS)),
             #[cfg(target_arch = "x86_64")]
             Kernel::Avx2 => Some((x86::avx2::ROWS, x86::avx2::INPUTS)),
+            #[cfg(target_arch = "aarch64")]
+            Kernel::Neon => None,
             Kernel::Portable => None,
         };
         tile.filter(|&(_, inputs)| 2 * n >= inputs && cols >= 4 * LANES)
@@ -264,8 +282,9 @@ impl Kernel {
         // this thread's buffer, and meet every input from there: the same
         // products in the same order, and faster, since the f32 kernel
         // keeps its twelve sums, three inputs and one weight vector in the
-        // sixteen registers where converting in the loop spills a sum.
-        #[cfg(target_arch = "x86_64")]
+        // sixteen registers where converting in the loop spills a sum (on
+        // aarch64, the f32 loads spare the loop the conversions).
+        #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
         if n > 1 && self != Kernel::Portable && T::KIND != ElementKind::F32 {
             return WIDE.with_borrow_mut(|wide| {
                 // Grown, never shrunk: every value used is written.
@@ -320,17 +339,17 @@ impl Kernel {
     /// and the columns past the last whole 32 added in f64.
     fn block<T: WeightElement>(self, w: &[T], x: &[f32], cols: usize, acc: &mut [[f32; C]; R]) {
         let (rn, cn) = (w.len() / cols, x.len() / cols);
-        // The x86 kernel `x86::$f` instantiated for the block's shape.
-        #[cfg(target_arch = "x86_64")]
+        // The SIMD kernel `$m::$f` instantiated for the block's shape.
+        #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
         macro_rules! by_shape {
-            ($f:ident, $rn:expr, $cn:expr, $($arg:expr),*) => {
+            ($m:ident::$f:ident, $rn:expr, $cn:expr, $($arg:expr),*) => {
                 match ($rn, $cn) {
-                    (R, 3) => x86::$f::<T, R, 3>($($arg),*),
-                    (R, 2) => x86::$f::<T, R, 2>($($arg),*),
-                    (R, 1) => x86::$f::<T, R, 1>($($arg),*),
-                    (1, 3) => x86::$f::<T, 1, 3>($($arg),*),
-                    (1, 2) => x86::$f::<T, 1, 2>($($arg),*),
-                    _ => x86::$f::<T, 1, 1>($($arg),*),
+                    (R, 3) => $m::$f::<T, R, 3>($($arg),*),
+                    (R, 2) => $m::$f::<T, R, 2>($($arg),*),
+                    (R, 1) => $m::$f::<T, R, 1>($($arg),*),
+                    (1, 3) => $m::$f::<T, 1, 3>($($arg),*),
+                    (1, 2) => $m::$f::<T, 1, 2>($($arg),*),
+                    _ => $m::$f::<T, 1, 1>($($arg),*),
                 }
             };
         }
@@ -339,9 +358,13 @@ impl Kernel {
             // F16C; AVX-512F too for `Avx512`) on this CPU, and the slices
             // hold exactly `rn` and `cn` rows of `cols`.
             #[cfg(target_arch = "x86_64")]
-            Kernel::Avx2 => unsafe { by_shape!(block, rn, cn, w, x, cols, acc) },
+            Kernel::Avx2 => unsafe { by_shape!(x86::block, rn, cn, w, x, cols, acc) },
             #[cfg(target_arch = "x86_64")]
-            Kernel::Avx512 => unsafe { by_shape!(block512, rn, cn, w, x, cols, acc) },
+            Kernel::Avx512 => unsafe { by_shape!(x86::block512, rn, cn, w, x, cols, acc) },
+            // SAFETY: the slices hold exactly `rn` and `cn` rows of `cols`
+            // (NEON is in every aarch64 CPU).
+            #[cfg(target_arch = "aarch64")]
+            Kernel::Neon => unsafe { by_shape!(neon::block, rn, cn, w, x, cols, acc) },
             Kernel::Portable => {
                 for (i, wr) in w.chunks_exact(cols).enumerate() {
                     for (j, xr) in x.chunks_exact(cols).enumerate() {
@@ -421,6 +444,9 @@ fn pack_by_lane<T: WeightElement>(
         Kernel::Avx512 => return unsafe { x86::pack_by_lane512(src, cols, steps, group, dst) },
         #[cfg(target_arch = "x86_64")]
         Kernel::Avx2 => return unsafe { x86::pack_by_lane256(src, cols, steps, group, dst) },
+        // (No lane kernel: never asked.)
+        #[cfg(target_arch = "aarch64")]
+        Kernel::Neon => {}
         Kernel::Portable => {}
     }
     pack_by_lane_scalar(src, cols, steps, group, dst);
@@ -485,8 +511,14 @@ impl Drop for Lanes {
 }
 
 /// The portable dot product, in the order of [`Kernel::block`] (with
-/// separate multiplies and adds where the SIMD kernel fuses them).
+/// separate multiplies and adds where the SIMD kernels fuse them).
 fn portable_dot<T: WeightElement>(w: &[T], x: &[f32]) -> f32 {
+    ordered_dot::<T, false>(w, x)
+}
+
+/// The dot product in the order of [`Kernel::block`], each product fused
+/// into its sum where `FUSED` (the SIMD kernels' bits, a value at a time).
+fn ordered_dot<T: WeightElement, const FUSED: bool>(w: &[T], x: &[f32]) -> f32 {
     let body = w.len() - w.len() % (4 * LANES);
     let mut p = [[0f32; LANES]; 4];
     for (wc, xc) in w[..body]
@@ -498,7 +530,11 @@ fn portable_dot<T: WeightElement>(w: &[T], x: &[f32]) -> f32 {
             .zip(wc.chunks_exact(LANES).zip(xc.chunks_exact(LANES)))
         {
             for (s, (a, b)) in part.iter_mut().zip(wl.iter().zip(xl)) {
-                *s += a.to_f32() * b;
+                *s = if FUSED {
+                    super::ops::fma32(a.to_f32(), *b, *s)
+                } else {
+                    *s + a.to_f32() * b
+                };
             }
         }
     }
@@ -1026,6 +1062,117 @@ mod x86 {
     }
 }
 
+/// The block kernel with NEON: [`Kernel::block`]'s sums as the AVX2
+/// kernel computes them, each of its eight-lane sums held in two four-lane
+/// registers (a "quarter" of each 32 columns: quarter `u` covers columns
+/// `4u..4u + 4`, the low or high half of AVX2's sum `u / 2`), fused as
+/// AVX2 fuses them (`fmla`: one rounding, as `vfmadd`), and reduced in
+/// GGML_F32x8_REDUCE's tree. Every lane therefore sums the same products
+/// in the same order: the AVX2 kernel's bits.
+#[cfg(target_arch = "aarch64")]
+mod neon {
+    use std::arch::aarch64::*;
+
+    use super::super::ops::WeightElement;
+    use super::LANES;
+
+    /// Four lanes a register.
+    const QUARTER: usize = 4;
+
+    /// `acc[i][j] = w[i] · x[j]` for `RN` rows of `w` and `CN` rows of `x`
+    /// (each `cols` long), in ggml's order (see [`super::Kernel::block`]).
+    ///
+    /// # Safety
+    /// None beyond NEON, which every aarch64 CPU has: the lengths are
+    /// checked (`w` at least `RN * cols` elements, `x` `CN * cols`).
+    #[target_feature(enable = "neon")]
+    pub(super) unsafe fn block<T: WeightElement, const RN: usize, const CN: usize>(
+        w: &[T],
+        x: &[f32],
+        cols: usize,
+        acc: &mut [[f32; super::C]; super::R],
+    ) {
+        assert!(w.len() >= RN * cols && x.len() >= CN * cols);
+        let body = cols - cols % (4 * LANES);
+        let zero = vdupq_n_f32(0.0);
+        let mut p = [[[zero; CN]; RN]; 8];
+        if CN == 1 {
+            // One input: each row in a single sweep, its eight quarters at
+            // once, so that the weights stream through in order.
+            for i in 0..RN {
+                // SAFETY: the assert above; row i starts at i * cols.
+                let s = unsafe { sweep::<T, 1, 1, 8>(&w[i * cols..], x, cols, body, 0) };
+                for (part, v) in p.iter_mut().zip(s) {
+                    part[i][0] = v[0][0];
+                }
+            }
+        } else {
+            // Several inputs: one sweep per quarter, to keep the R × C
+            // sums in registers; the rows stay in the L1 cache between
+            // sweeps.
+            for (u, part) in p.iter_mut().enumerate() {
+                // SAFETY: the assert above.
+                *part = unsafe { sweep::<T, RN, CN, 1>(w, x, cols, body, u) }[0];
+            }
+        }
+        for i in 0..RN {
+            for j in 0..CN {
+                // GGML_F32x8_REDUCE: (0 + 2) + (1 + 3) of the eight-lane
+                // sums, a half at a time; the two halves added; then
+                // pairwise, as `hadd` twice.
+                let half = |h: usize| {
+                    vaddq_f32(
+                        vaddq_f32(p[h][i][j], p[4 + h][i][j]),
+                        vaddq_f32(p[2 + h][i][j], p[6 + h][i][j]),
+                    )
+                };
+                let s = vaddq_f32(half(0), half(1));
+                let pairs = vpaddq_f32(s, s);
+                let sum = (vgetq_lane_f32::<0>(pairs) + vgetq_lane_f32::<1>(pairs)) as f64;
+                acc[i][j] = super::tail(sum, &w[i * cols..][..cols], &x[j * cols..][..cols], body);
+            }
+        }
+    }
+
+    /// The quarters `first..first + P`: quarter `u` over the columns
+    /// `32 k + 4 u .. 32 k + 4 u + 4` below `body`.
+    ///
+    /// # Safety
+    /// `w` holds `RN` rows of `cols`, `x` `CN`, `body <= cols` and
+    /// `first + P <= 8`.
+    #[inline]
+    #[target_feature(enable = "neon")]
+    unsafe fn sweep<T: WeightElement, const RN: usize, const CN: usize, const P: usize>(
+        w: &[T],
+        x: &[f32],
+        cols: usize,
+        body: usize,
+        first: usize,
+    ) -> [[[float32x4_t; CN]; RN]; P] {
+        let (wp, xp) = (w.as_ptr(), x.as_ptr());
+        let mut sum = [[[vdupq_n_f32(0.0); CN]; RN]; P];
+        for k in (0..body).step_by(4 * LANES) {
+            for (q, sq) in sum.iter_mut().enumerate() {
+                let k = k + (first + q) * QUARTER;
+                let mut xs = [vdupq_n_f32(0.0); CN];
+                for (j, v) in xs.iter_mut().enumerate() {
+                    // SAFETY: k + 4 <= body <= cols: the 4 floats lie in
+                    // row j.
+                    *v = unsafe { vld1q_f32(xp.add(j * cols + k)) };
+                }
+                for (i, row) in sq.iter_mut().enumerate() {
+                    // SAFETY: as above, in weight row i.
+                    let wv = unsafe { T::load4(wp.add(i * cols + k)) };
+                    for (s, &xv) in row.iter_mut().zip(&xs) {
+                        *s = vfmaq_f32(*s, wv, xv);
+                    }
+                }
+            }
+        }
+        sum
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1071,7 +1218,6 @@ mod tests {
     }
 
     /// Values in [-2, 2) from `seed`.
-    #[cfg(target_arch = "x86_64")]
     fn values(mut seed: u64) -> impl FnMut() -> f32 {
         move || {
             seed = seed
@@ -1315,6 +1461,60 @@ mod tests {
                     one[r].to_bits(),
                     "input {t} row {r}"
                 );
+            }
+        }
+    }
+
+    /// Every SIMD kernel the CPU has (AVX2 and AVX-512 on x86-64, NEON on
+    /// aarch64) gives, bit for bit, the sums of [`Kernel::block`]'s order
+    /// fused a value at a time: so the kernels of both architectures give
+    /// the same bits. Every block shape, f32 and f16 weights, columns with
+    /// and without a tail past the last 32.
+    #[test]
+    fn simd_kernels_are_the_fused_order_bits() {
+        let mut kernels = vec![Kernel::widest(false)];
+        kernels.extend(Some(Kernel::widest(true)).filter(|&k| k != kernels[0]));
+        kernels.retain(|&k| k != Kernel::Portable);
+        if kernels.is_empty() {
+            eprintln!("skipped: no SIMD kernel on this CPU");
+            return;
+        }
+        let mut next = values(0x0f0e_0d0c_0b0a_0908);
+        for cols in [32, 64, 70, 576, 640, 1000] {
+            for (rn, cn) in [(R, 3), (R, 2), (R, 1), (1, 3), (1, 2), (1, 1)] {
+                let w: Vec<f32> = (0..rn * cols).map(|_| next()).collect();
+                let wh: Vec<f16> = w.iter().map(|&v| f16::from_f32(v)).collect();
+                let x: Vec<f32> = (0..cn * cols).map(|_| next()).collect();
+                let want = |f16w: bool| {
+                    let mut acc = [[0u32; C]; R];
+                    for (i, row) in acc.iter_mut().enumerate().take(rn) {
+                        for (j, v) in row.iter_mut().enumerate().take(cn) {
+                            let x = &x[j * cols..][..cols];
+                            *v = if f16w {
+                                ordered_dot::<f16, true>(&wh[i * cols..][..cols], x)
+                            } else {
+                                ordered_dot::<f32, true>(&w[i * cols..][..cols], x)
+                            }
+                            .to_bits();
+                        }
+                    }
+                    acc
+                };
+                for &k in &kernels {
+                    for f16w in [false, true] {
+                        let mut acc = [[0f32; C]; R];
+                        if f16w {
+                            k.block(&wh, &x, cols, &mut acc);
+                        } else {
+                            k.block(&w, &x, cols, &mut acc);
+                        }
+                        assert_eq!(
+                            acc.map(|r| r.map(f32::to_bits)),
+                            want(f16w),
+                            "{k:?}: {rn}x{cn}, {cols} cols, f16 {f16w}"
+                        );
+                    }
+                }
             }
         }
     }

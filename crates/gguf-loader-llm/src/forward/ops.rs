@@ -26,6 +26,13 @@ pub(crate) mod sealed {
         /// The CPU has AVX-512F, and `p..p + 16` is readable.
         #[cfg(target_arch = "x86_64")]
         unsafe fn load16(p: *const Self) -> core::arch::x86_64::__m512;
+
+        /// Four consecutive weights from `p`, widened to f32.
+        ///
+        /// # Safety
+        /// `p..p + 4` is readable (NEON is in every aarch64 CPU).
+        #[cfg(target_arch = "aarch64")]
+        unsafe fn load4(p: *const Self) -> core::arch::aarch64::float32x4_t;
     }
 
     impl Sealed for f32 {
@@ -45,6 +52,14 @@ pub(crate) mod sealed {
         unsafe fn load16(p: *const f32) -> core::arch::x86_64::__m512 {
             // SAFETY: the caller vouches for AVX-512F and 16 readable floats.
             unsafe { core::arch::x86_64::_mm512_loadu_ps(p) }
+        }
+
+        #[cfg(target_arch = "aarch64")]
+        #[inline(always)]
+        unsafe fn load4(p: *const f32) -> core::arch::aarch64::float32x4_t {
+            // SAFETY: the caller vouches for 4 readable floats (`ld1`
+            // needs only f32 alignment, which `p` has).
+            unsafe { core::arch::aarch64::vld1q_f32(p) }
         }
     }
 
@@ -69,6 +84,29 @@ pub(crate) mod sealed {
             // SAFETY: the caller vouches for AVX-512F and for 16 readable
             // halves (32 bytes; the load is unaligned).
             unsafe { _mm512_cvtph_ps(_mm256_loadu_si256(p.cast())) }
+        }
+
+        #[cfg(target_arch = "aarch64")]
+        #[inline(always)]
+        unsafe fn load4(p: *const gguf_loader::f16) -> core::arch::aarch64::float32x4_t {
+            use core::arch::aarch64::{float32x4_t, vld1_u16};
+            // SAFETY: the caller vouches for 4 readable halves (`ld1`
+            // needs only u16 alignment, which `p` has).
+            let h = unsafe { vld1_u16(p.cast()) };
+            let f: float32x4_t;
+            // SAFETY: one register-only conversion (`fcvtl`, base Advanced
+            // SIMD, in every aarch64 CPU; exact, as `f16::to_f32`: Rust's
+            // `float16x4_t` intrinsics are not stable); no memory, stack or
+            // flags are touched.
+            unsafe {
+                core::arch::asm!(
+                    "fcvtl {f:v}.4s, {h:v}.4h",
+                    h = in(vreg) h,
+                    f = lateout(vreg) f,
+                    options(pure, nomem, nostack, preserves_flags)
+                );
+            }
+            f
         }
     }
 }
@@ -1114,6 +1152,8 @@ fn exp_all(x: &mut [f32], sub: f32, simd: Kernel) {
                 _mm256_storeu_ps(c.as_mut_ptr(), exp8(v));
             }
         }),
+        #[cfg(target_arch = "aarch64")]
+        Kernel::Neon => x.iter_mut().for_each(|v| *v = expf(*v - sub)),
         Kernel::Portable => x.iter_mut().for_each(|v| *v = expf(*v - sub)),
     }
 }
@@ -1286,6 +1326,33 @@ pub(crate) fn softmax(x: &mut [f32], simd: Kernel) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The NEON weight loads widen every f16 bit pattern (NaN payloads
+    /// included) to the f32 bits `f16::to_f32` gives, and load f32s as
+    /// they are.
+    #[cfg(target_arch = "aarch64")]
+    #[test]
+    fn neon_weight_loads_widen_exactly() {
+        use core::arch::aarch64::vst1q_f32;
+        use sealed::Sealed;
+        let lanes = |v| {
+            let mut out = [0f32; 4];
+            // SAFETY: `out` holds 4 floats.
+            unsafe { vst1q_f32(out.as_mut_ptr(), v) };
+            out.map(f32::to_bits)
+        };
+        let halves: Vec<f16> = (0..=u16::MAX).map(f16::from_bits).collect();
+        for c in halves.chunks_exact(4) {
+            // SAFETY: 4 readable halves.
+            let got = lanes(unsafe { f16::load4(c.as_ptr()) });
+            let want: Vec<u32> = c.iter().map(|h| h.to_f32().to_bits()).collect();
+            assert_eq!(got[..], want[..], "from {:#06x}", c[0].to_bits());
+        }
+        let floats = [1.5f32, -0.0, f32::MIN_POSITIVE / 2.0, f32::INFINITY];
+        // SAFETY: 4 readable floats.
+        let got = lanes(unsafe { f32::load4(floats.as_ptr()) });
+        assert_eq!(got, floats.map(f32::to_bits));
+    }
 
     /// The values `scripts/ggml_expf_digest.sh` sweeps: every f32 bit
     /// pattern 4093 apart, then -110 to 95 by 1/1024.
@@ -1461,12 +1528,18 @@ mod tests {
 
     /// Our GELU table is ggml's `ggml_table_gelu_f16`, all 65536 entries:
     /// the digest is what `scripts/ggml_gelu_table.sh` prints for the
-    /// llama.cpp the golden logits came from.
+    /// llama.cpp the golden logits came from (on x86-64). One entry is a
+    /// NaN that arithmetic makes (gelu(-∞) = -∞ · 0), and takes the sign
+    /// of the CPU's default NaN, in ggml's table as in ours: negative on
+    /// x86, positive on Arm; it is hashed as x86 makes it. (`gelu_mul`
+    /// never reads that entry: -∞ is below -10.)
     #[test]
     fn gelu_table_is_ggmls() {
         use sha2::{Digest, Sha256};
         let mut h = Sha256::new();
-        for &v in GELU_TABLE.iter() {
+        for (bits, &v) in GELU_TABLE.iter().enumerate() {
+            let made_nan = v.is_nan() && !f16::from_bits(bits as u16).is_nan();
+            let v = if made_nan { -f32::NAN } else { v };
             h.update(f16::from_f32(v).to_bits().to_le_bytes());
         }
         let got: String = h.finalize().iter().map(|b| format!("{b:02x}")).collect();

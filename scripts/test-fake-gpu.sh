@@ -6,8 +6,8 @@
 # are compiled by the real NVRTC (fetched from PyPI). No GPU needed. It covers
 # the library's GPU loads (every type and output, the real models, every
 # staging mode, registration refused, lazy, progress, cancel), the CLI's
-# --device cuda, the cuBLAS example, the Python package's GPU loads and DLPack
-# capsules, and the GPU forward pass (the stand-in also answers for cuBLAS's
+# --device cuda, the cuBLAS example, the Python package's GPU loads, DLPack
+# capsules and GPU model, and the GPU forward pass (the stand-in also answers for cuBLAS's
 # GEMM, and runs the forward kernels as written again in Rust, which its unit
 # tests in the workspace's hold equal to the CUDA text run as host C++).
 # scripts/gpu-check.sh runs the tests on a GPU. Expects the models in
@@ -29,7 +29,7 @@ GL_FAKE_CUDA_REGISTER=0 cargo test --release -p gguf-loader --features cuda --te
 cargo test --release -p gguf-loader-cli --features cuda --test device "$@"
 # The cuBLAS example: a loaded weight multiplied in place.
 cargo run --release -q -p gguf-loader --features cuda,internals --example cuda_cublas -- "$GGUF_LOADER_MODEL"
-python3 -m pytest -q crates/gguf-loader-py/tests/test_load.py -k gpu
+python3 -m pytest -q crates/gguf-loader-py/tests/test_load.py crates/gguf-loader-py/tests/test_model.py -k gpu
 python3 scripts/gpu-python-check.py "$GGUF_LOADER_MODEL" "$GGUF_LOADER_GEMMA"
 # The GPU forward pass (its kernels and cuBLAS's GEMM written again in the
 # stand-in) against llama.cpp's logits and the CPU's; not the 1.1B-parameter

@@ -1,13 +1,17 @@
 //! The forward pass from Python: gguf-loader-llm's `Transformer` (llama,
-//! gemma3 on the CPU) over the loaded weights, its KV cache, and its
-//! sampler. The logits come back as numpy arrays; every step releases the
-//! GIL, and a long prompt is run in pieces so that Ctrl-C stops it.
+//! gemma3 on the CPU) or, with the `cuda` feature, its `CudaTransformer`
+//! (the same pass over the weights the GPU load put in VRAM), its KV cache,
+//! and its sampler. The logits come back as numpy arrays; every step
+//! releases the GIL, and a long prompt is run in pieces so that Ctrl-C
+//! stops it.
 
 use std::sync::Arc;
 
-use gguf_loader::{f16, LoadOptions};
+use gguf_loader::{f16, Device, LoadOptions};
+#[cfg(feature = "cuda")]
+use gguf_loader_llm::forward::cuda::{CudaKvCache, CudaTransformer};
 use gguf_loader_llm::forward::{
-    Arch, ForwardError, KvCache as Cache, Sampler as Inner, Transformer,
+    Arch, Config, ForwardError, KvCache as Cache, Sampler as Inner, Transformer,
 };
 use numpy::{PyArray1, PyArrayMethods, PyReadonlyArray1};
 use pyo3::exceptions::{PyMemoryError, PyValueError};
@@ -16,20 +20,52 @@ use pyo3::types::PyDict;
 
 use crate::file::File;
 
-/// The weights' float.
+/// The weights' float, and where they are.
 enum Weights {
     F16(Transformer<f16>),
     F32(Transformer<f32>),
+    /// f16 matrices in VRAM.
+    #[cfg(feature = "cuda")]
+    Cuda(Box<CudaTransformer>),
 }
 
-/// Runs `$body` with `$m` bound to the transformer, whatever its float.
+/// Runs `$body` with `$m` bound to the transformer, whatever its float
+/// and device (for what every one of them has under the same name).
 macro_rules! with_model {
     ($w:expr, $m:ident => $body:expr) => {
         match $w {
             Weights::F16($m) => $body,
             Weights::F32($m) => $body,
+            #[cfg(feature = "cuda")]
+            Weights::Cuda($m) => $body,
         }
     };
+}
+
+/// A KV cache in host memory, or in VRAM for a model on a GPU.
+enum Caches {
+    Cpu(Cache),
+    #[cfg(feature = "cuda")]
+    Cuda(CudaKvCache),
+}
+
+/// Runs `$body` with `$c` bound to the cache, wherever it is.
+macro_rules! with_cache {
+    ($w:expr, $c:ident => $body:expr) => {
+        match $w {
+            Caches::Cpu($c) => $body,
+            #[cfg(feature = "cuda")]
+            Caches::Cuda($c) => $body,
+        }
+    };
+}
+
+/// `cpu` or `cuda:N`, as `device=` takes it.
+fn device_name(d: Device) -> String {
+    match d {
+        Device::Cpu => "cpu".into(),
+        Device::Cuda(n) => format!("cuda:{n}"),
+    }
 }
 
 /// A forward error as a Python exception: `MemoryError` for memory,
@@ -52,17 +88,46 @@ pub struct Model {
 /// Loads `file`'s weights for the forward pass: matrices as `dtype`
 /// (`float16` or `float32`), norms as f32; `lazy` decodes each layer as a
 /// step reaches it; `views` lets the matrices the file holds as `dtype`
-/// stay views of its mapping.
+/// stay views of its mapping. On `device` `cuda:N` (float16, not lazy)
+/// the quantized bytes go to the GPU, are decoded there, and the pass
+/// runs there.
 #[pyfunction]
-#[pyo3(signature = (file, dtype = "float16", lazy = false, views = true))]
+#[pyo3(signature = (file, dtype = "float16", lazy = false, views = true, device = "cpu"))]
 pub(crate) fn model(
     py: Python<'_>,
     file: &File,
     dtype: &str,
     lazy: bool,
     views: bool,
+    device: &str,
 ) -> PyResult<Model> {
     let loader = file.loader()?;
+    if let Device::Cuda(n) = crate::load::device(device)? {
+        if dtype != "float16" || lazy {
+            return Err(PyValueError::new_err(format!(
+                "the forward pass on {device} runs on float16 weights loaded whole, \
+                 not {dtype}{}",
+                if lazy { " loaded lazily" } else { "" }
+            )));
+        }
+        #[cfg(feature = "cuda")]
+        {
+            let named = |e: ForwardError| match e {
+                ForwardError::Load(_) | ForwardError::Alloc(_) => forward_err(e),
+                e => crate::value_error_in(&loader, e),
+            };
+            let m = py
+                .detach(|| CudaTransformer::load(&loader, n))
+                .map_err(named)?;
+            return Ok(Model {
+                weights: Weights::Cuda(Box::new(m)),
+            });
+        }
+        #[cfg(not(feature = "cuda"))]
+        return Err(crate::py_err(gguf_loader::Error::UnsupportedDevice(
+            Device::Cuda(n),
+        )));
+    }
     let opts = LoadOptions::default().own_memory(!views);
     // As a step's errors, but for what the file holds: that names it.
     let named = |e: ForwardError| match e {
@@ -92,12 +157,18 @@ pub(crate) fn model(
 /// same logits as one run (the forward pass is tested for it).
 const PIECE: usize = 64;
 
+impl Model {
+    fn conf(&self) -> &Config {
+        with_model!(&self.weights, m => m.config())
+    }
+}
+
 #[pymethods]
 impl Model {
     /// The hyper-parameters the forward pass runs with.
     #[getter]
     fn config<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let c = with_model!(&self.weights, m => m.config().clone());
+        let c = self.conf().clone();
         let d = PyDict::new(py);
         d.set_item(
             "arch",
@@ -123,22 +194,46 @@ impl Model {
     #[getter]
     fn dtype(&self) -> &'static str {
         match self.weights {
-            Weights::F16(_) => "float16",
             Weights::F32(_) => "float32",
+            _ => "float16",
         }
     }
 
     #[getter]
     fn lazy(&self) -> bool {
-        with_model!(&self.weights, m => m.is_lazy())
+        match &self.weights {
+            Weights::F16(m) => m.is_lazy(),
+            Weights::F32(m) => m.is_lazy(),
+            #[cfg(feature = "cuda")]
+            Weights::Cuda(_) => false,
+        }
     }
 
-    /// An empty KV cache for `capacity` positions.
+    /// `cpu` or `cuda:N`.
+    #[getter]
+    fn device(&self) -> String {
+        match &self.weights {
+            #[cfg(feature = "cuda")]
+            Weights::Cuda(m) => device_name(m.device()),
+            _ => device_name(Device::Cpu),
+        }
+    }
+
+    /// An empty KV cache for `capacity` positions (in VRAM for a model on
+    /// a GPU).
     fn new_cache(&self, py: Python<'_>, capacity: usize) -> PyResult<KvCache> {
         let cache = py
-            .detach(|| with_model!(&self.weights, m => m.new_cache(capacity)))
+            .detach(|| match &self.weights {
+                Weights::F16(m) => m.new_cache(capacity).map(Caches::Cpu),
+                Weights::F32(m) => m.new_cache(capacity).map(Caches::Cpu),
+                #[cfg(feature = "cuda")]
+                Weights::Cuda(m) => m.new_cache(capacity).map(Caches::Cuda),
+            })
             .map_err(forward_err)?;
-        Ok(KvCache { inner: cache })
+        Ok(KvCache {
+            inner: cache,
+            device: self.device(),
+        })
     }
 
     /// Runs `ids` at the next positions of `cache` and returns the logits,
@@ -152,23 +247,40 @@ impl Model {
         ids: Vec<u32>,
         all: bool,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let n_vocab = with_model!(&self.weights, m => m.config().n_vocab);
-        let start = cache.inner.len();
+        let n_vocab = self.conf().n_vocab;
+        if cache.device != self.device() {
+            return Err(PyValueError::new_err(format!(
+                "the cache is on {}, the model on {}: make the cache with this model's new_cache()",
+                cache.device,
+                self.device()
+            )));
+        }
+        let start = with_cache!(&cache.inner, c => c.len());
         let mut logits: Vec<f32> = Vec::new();
         for (i, piece) in ids.chunks(PIECE).enumerate() {
             if i > 0 {
                 if let Err(e) = py.check_signals() {
                     // The positions run so far go: the cache is as it was.
-                    cache.inner.truncate(start);
+                    with_cache!(&mut cache.inner, c => c.truncate(start));
                     return Err(e);
                 }
             }
             let last = (i + 1) * PIECE >= ids.len();
             let inner = &mut cache.inner;
             let out = py
-                .detach(|| with_model!(&self.weights, m => m.forward(inner, piece, all)))
+                .detach(|| match (&self.weights, inner) {
+                    (Weights::F16(m), Caches::Cpu(c)) => m.forward(c, piece, all),
+                    (Weights::F32(m), Caches::Cpu(c)) => m.forward(c, piece, all),
+                    #[cfg(feature = "cuda")]
+                    (Weights::Cuda(m), Caches::Cuda(c)) => m.forward(c, piece, all),
+                    // (Refused above: the devices differ.)
+                    #[cfg(feature = "cuda")]
+                    _ => Err(ForwardError::Unsupported(
+                        "a cache on another device".into(),
+                    )),
+                })
                 .map_err(|e| {
-                    cache.inner.truncate(start);
+                    with_cache!(&mut cache.inner, c => c.truncate(start));
                     forward_err(e)
                 })?;
             if all {
@@ -186,12 +298,13 @@ impl Model {
     }
 
     fn __repr__(&self) -> String {
-        let c = with_model!(&self.weights, m => m.config().clone());
+        let c = self.conf();
         format!(
-            "<gguf_loader.Model {:?}, {} layers, {} weights{}>",
+            "<gguf_loader.Model {:?}, {} layers, {} weights on {}{}>",
             c.arch,
             c.n_layer,
             self.dtype(),
+            self.device(),
             if self.lazy() { ", lazy" } else { "" }
         )
     }
@@ -200,46 +313,68 @@ impl Model {
 /// A KV cache: the positions a model has run, for the next step.
 #[pyclass(module = "gguf_loader._native")]
 pub struct KvCache {
-    inner: Cache,
+    inner: Caches,
+    /// Its model's device (`cpu`, `cuda:N`): where its memory is.
+    device: String,
 }
 
 #[pymethods]
 impl KvCache {
     fn __len__(&self) -> usize {
-        self.inner.len()
+        with_cache!(&self.inner, c => c.len())
     }
 
     #[getter]
     fn capacity(&self) -> usize {
-        self.inner.capacity()
+        with_cache!(&self.inner, c => c.capacity())
     }
 
+    /// Bytes held: host memory, or VRAM (`device`).
     #[getter]
     fn nbytes(&self) -> usize {
-        self.inner.n_bytes()
+        with_cache!(&self.inner, c => c.n_bytes())
+    }
+
+    /// `cpu` or `cuda:N`.
+    #[getter]
+    fn device(&self) -> String {
+        self.device.clone()
     }
 
     /// Forgets every position.
     fn clear(&mut self) {
-        self.inner.clear();
+        with_cache!(&mut self.inner, c => c.clear());
     }
 
     /// Keeps the first `n` positions (a shared prefix).
     fn truncate(&mut self, n: usize) {
-        self.inner.truncate(n);
+        with_cache!(&mut self.inner, c => c.truncate(n));
     }
 
-    fn copy(&self) -> PyResult<KvCache> {
+    fn copy(&self, py: Python<'_>) -> PyResult<KvCache> {
+        let inner = py
+            .detach(|| match &self.inner {
+                Caches::Cpu(c) => c.try_clone().map(Caches::Cpu),
+                #[cfg(feature = "cuda")]
+                Caches::Cuda(c) => c.try_clone().map(Caches::Cuda),
+            })
+            .map_err(forward_err)?;
         Ok(KvCache {
-            inner: self.inner.try_clone().map_err(forward_err)?,
+            inner,
+            device: self.device.clone(),
         })
     }
 
     fn __repr__(&self) -> String {
         format!(
-            "<gguf_loader.KvCache {} of {} positions>",
-            self.inner.len(),
-            self.inner.capacity()
+            "<gguf_loader.KvCache {} of {} positions{}>",
+            self.__len__(),
+            self.capacity(),
+            if self.device == "cpu" {
+                String::new()
+            } else {
+                format!(" on {}", self.device)
+            }
         )
     }
 }

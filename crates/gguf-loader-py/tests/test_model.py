@@ -5,6 +5,7 @@ what it cannot run with clear exceptions."""
 
 import gzip
 import json
+import os
 
 import numpy as np
 import pytest
@@ -100,6 +101,48 @@ def test_lazy_pieces_and_the_cache(smollm2):
     assert a == b and len(a) == 12
     assert list(m.generate(ids[:10], 12, stop=[greedy[2]])) == greedy[:3]
     assert list(m.generate([], 5)) == [] and list(m.generate(ids[:3], 0)) == []
+
+
+def test_gpu_model(smollm2):
+    """On a GPU: the pass there gives the CPU's logits (NMSE ≤ 1e-3: cuBLAS
+    sums in its own order), its cache in VRAM copies and truncates, and a
+    cache of the other device is refused. Elsewhere: one clear
+    RuntimeError. float32 and lazy weights are refused on either."""
+    f = gguf_loader.open(smollm2)
+    for bad in [dict(dtype="float32"), dict(lazy=True)]:
+        with pytest.raises(ValueError, match="float16 weights loaded whole"):
+            f.model(device="cuda:0", **bad)
+    with pytest.raises(ValueError, match="device must be"):
+        f.model(device="gpu")
+    try:
+        g = f.model(device="cuda:0")
+    except RuntimeError as e:
+        if os.environ.get("GGUF_LOADER_REQUIRE_GPU"):
+            raise
+        assert "cuda:0" in str(e)
+        return
+    assert (g.device, g.dtype, g.lazy) == ("cuda:0", "float16", False) and "cuda:0" in repr(g)
+    m = f.model()
+    assert m.device == "cpu"
+    ids = f.tokenizer().encode("The quick brown fox jumps over the lazy dog.")
+    cache = g.new_cache(len(ids) + 8)
+    assert cache.device == "cuda:0" and "cuda:0" in repr(cache) and cache.nbytes > 0
+    got = g.forward(cache, ids, all=True)
+    want = m.forward(m.new_cache(len(ids)), ids, all=True)
+    assert got.shape == want.shape and got.dtype == np.float32
+    for pos in range(len(ids)):
+        assert nmse(got[pos], want[pos]) <= 1e-3, pos
+    # A copy in VRAM goes on as the original does.
+    copy = cache.copy()
+    assert copy.device == "cuda:0" and len(copy) == len(ids)
+    assert np.array_equal(g.forward(cache, ids[:1]), g.forward(copy, ids[:1]))
+    cache.truncate(3)
+    assert len(cache) == 3
+    with pytest.raises(ValueError, match="the cache is on cpu, the model on cuda:0"):
+        g.forward(m.new_cache(4), [1])
+    with pytest.raises(ValueError, match="the cache is on cuda:0, the model on cpu"):
+        m.forward(g.new_cache(4), [1])
+    assert len(list(g.generate(ids, 4))) == 4
 
 
 def test_errors(smollm2, gemma):

@@ -119,6 +119,35 @@ fn blas_err(e: blas::CublasError) -> ForwardError {
     ForwardError::Unsupported(format!("cuBLAS: {e:?}"))
 }
 
+impl CudaKvCache {
+    /// A copy of the cache in VRAM (on its own buffers' streams), or
+    /// [`ForwardError::Alloc`] where the VRAM cannot be had (`Clone`
+    /// panics then, as cudarc's `CudaSlice::clone` does).
+    pub fn try_clone(&self) -> Result<CudaKvCache, ForwardError> {
+        let copy = |layers: &[CudaSlice<f16>]| {
+            layers
+                .iter()
+                .map(|l| {
+                    l.try_clone()
+                        .map_err(|_| ForwardError::Alloc(self.n_bytes()))
+                })
+                .collect::<Result<Vec<_>, ForwardError>>()
+        };
+        Ok(KvCache {
+            k: copy(&self.k)?,
+            v: copy(&self.v)?,
+            kv_dim: self.kv_dim,
+            len: self.len,
+            capacity: self.capacity,
+            rings: self.rings.clone(),
+            chunk: self.chunk,
+            written: self.written,
+            scratch: Default::default(),
+            spare_logits: Vec::new(),
+        })
+    }
+}
+
 fn grid(n: usize) -> LaunchConfig {
     LaunchConfig {
         grid_dim: (n.div_ceil(THREADS as usize).clamp(1, 65535) as u32, 1, 1),

@@ -523,18 +523,23 @@ class GGUFFile:
             warnings.warn(f"{self.paths[0]}: {w}", RuntimeWarning, stacklevel=2)
         return t
 
-    def model(self, dtype: Any = "float16", *, lazy: bool = False, own_memory: bool = False) -> Model:
+    def model(
+        self, dtype: Any = "float16", *, lazy: bool = False, own_memory: bool = False, device: str = "cpu"
+    ) -> Model:
         """The weights loaded for this project's forward pass (llama and
-        gemma3, on the CPU; see :class:`Model`): the matrices as ``dtype``
+        gemma3; see :class:`Model`): the matrices as ``dtype``
         (``"float16"`` or ``"float32"``), norms as float32. The matrices the
         file holds as ``dtype`` stay views of its mapping unless
         ``own_memory``; ``lazy`` decodes each layer as a step reaches it.
-        ``ValueError`` for an architecture it has no pass for, naming the
-        file."""
+        With ``device="cuda:N"`` (float16, not lazy) the quantized bytes go
+        to the GPU, are decoded there, and every step runs there
+        (``RuntimeError`` where the GPU cannot be used or the build has no
+        ``cuda`` feature, as ``load``). ``ValueError`` for an architecture
+        it has no pass for, naming the file."""
         dtype = _dtype_name(dtype)
         if dtype not in ("float16", "float32"):
             raise ValueError(f'the forward pass runs on "float16" or "float32" weights, not {dtype!r}')
-        return Model(_native.model(self._native, dtype, bool(lazy), not own_memory))
+        return Model(_native.model(self._native, dtype, bool(lazy), not own_memory, device))
 
     # -- life ----------------------------------------------------------
     def close(self) -> None:

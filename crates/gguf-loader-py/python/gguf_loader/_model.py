@@ -10,8 +10,9 @@ from . import _native
 from ._tokenizer import _ids
 
 #: A KV cache: the positions a model has run (``len(cache)``), with room
-#: for ``cache.capacity``; ``clear()``, ``truncate(n)`` (keep a shared
-#: prefix) and ``copy()``.
+#: for ``cache.capacity``, in host memory or in VRAM (``cache.device``:
+#: its model's, ``nbytes`` of it); ``clear()``, ``truncate(n)`` (keep a
+#: shared prefix) and ``copy()``.
 KvCache = _native.KvCache
 
 
@@ -19,10 +20,13 @@ class Model:
     """A model's weights, loaded for its forward pass
     (``GGUFFile.model()``): this project's own llama and gemma3 passes on
     the CPU (``gguf_loader_llm``), held to llama.cpp's logits (NMSE ≤ 1e-4
-    at every position) and greedy tokens on both real models. Each step
-    releases the GIL and runs on every core; a long prompt runs in pieces
-    of 64 positions, between which Ctrl-C stops it (the cache is then as
-    it was). One model serves many threads, each with a cache of its own.
+    at every position) and greedy tokens on both real models; or, on a GPU
+    (``device="cuda:N"``), the same pass over the f16 weights the GPU load
+    put in VRAM (cuBLAS and small NVRTC kernels; only the logits come
+    back). Each step releases the GIL and runs on every core; a long prompt
+    runs in pieces of 64 positions, between which Ctrl-C stops it (the
+    cache is then as it was). One model serves many threads, each with a
+    cache of its own.
     """
 
     __slots__ = ("_native",)
@@ -47,17 +51,22 @@ class Model:
         """Whether each layer is decoded as a step reaches it."""
         return self._native.lazy
 
+    @property
+    def device(self) -> str:
+        """Where the weights are and the pass runs: ``"cpu"`` or ``"cuda:N"``."""
+        return self._native.device
+
     def new_cache(self, capacity: int) -> KvCache:
-        """An empty KV cache for ``capacity`` positions (f16 keys and values;
-        ``MemoryError`` where they cannot be had)."""
+        """An empty KV cache for ``capacity`` positions (f16 keys and values,
+        on the model's device; ``MemoryError`` where they cannot be had)."""
         return self._native.new_cache(_count(capacity, "capacity"))
 
     def forward(self, cache: KvCache, ids: Iterable[int], *, all: bool = False) -> np.ndarray:
         """Runs ``ids`` at the next positions of ``cache`` and returns the
         float32 logits of the last position (``n_vocab``), or with ``all``
         of every position (``len(ids) × n_vocab``). ``ValueError`` for an id
-        outside the vocabulary or a cache without room (the cache is then
-        as it was)."""
+        outside the vocabulary, a cache without room (the cache is then as
+        it was) or one made for another device."""
         return self._native.forward(cache, _ids(ids), all)
 
     def generate(

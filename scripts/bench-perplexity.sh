@@ -26,13 +26,8 @@ text=LICENSE-APACHE
 
 echo "load average at the start: $(cut -d" " -f1-3 /proc/loadavg)"
 ppl_bin="$(scripts/llama_cpp_golden.sh --perplexity)"
-eval "$(scripts/llama_cpp_golden.sh --print-env)"
-cargo build --release --quiet -p gguf-loader-cli
-bin=./target/release/gguf-loader
-work="$(mktemp -d)"
-trap 'rm -rf "$work"' EXIT
-smollm2="${GGUF_LOADER_MODEL:-$(scripts/fetch-model.sh smollm2)}"
-gemma3="${GGUF_LOADER_GEMMA:-$(scripts/fetch-model.sh gemma3)}"
+# shellcheck source=lib/bench-setup.sh
+. scripts/lib/bench-setup.sh
 
 # wall CMD...: the seconds CMD took (its output to $work/out, $work/err).
 wall() {

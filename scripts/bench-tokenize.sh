@@ -15,13 +15,8 @@ cd "$(dirname "$0")/.."
 reps="${1:-5}"
 echo "load average at the start: $(cut -d" " -f1-3 /proc/loadavg)"
 tok_bin="$(scripts/llama_cpp_golden.sh --tokenize)"
-eval "$(scripts/llama_cpp_golden.sh --print-env)"
-cargo build --release --quiet -p gguf-loader-cli
-bin=./target/release/gguf-loader
-work="$(mktemp -d)"
-trap 'rm -rf "$work"' EXIT
-smollm2="${GGUF_LOADER_MODEL:-$(scripts/fetch-model.sh smollm2)}"
-gemma3="${GGUF_LOADER_GEMMA:-$(scripts/fetch-model.sh gemma3)}"
+# shellcheck source=lib/bench-setup.sh
+. scripts/lib/bench-setup.sh
 python3 - "$work/1mb.txt" <<'PYEOF'
 import sys
 text = open("README.md", encoding="utf-8").read()

@@ -194,10 +194,15 @@ def _views(copy: Any, device: str) -> bool:
     if copy is not None and not isinstance(copy, (bool, np.bool_)):
         raise TypeError(f"copy must be True, False or None, not {type(copy).__name__}")
     if device != "cpu":
-        if copy is not None and not copy:
+        if _views_only(copy):
             raise ValueError(f"copy=False: a tensor on {device} is always a copy")
         return False
     return copy is None or not copy
+
+
+def _views_only(copy: Any) -> bool:
+    """Whether ``copy`` is ``False`` (views or an error), not ``None``."""
+    return copy is not None and not copy
 
 
 def _as_bf16(array: np.ndarray) -> np.ndarray:
@@ -397,7 +402,7 @@ class GGUFFile:
         if device != "cpu":
             ((_, t),) = _native.load_device(self._native, device, dtype, threads, None, [name])
             return t
-        if copy is not None and not copy:
+        if _views_only(copy):
             self._check_views([name], dtype)
         array = _native.tensor(self._native, name, dtype, threads, views)
         return _as_bf16(array) if dtype == "bfloat16" else array
@@ -491,7 +496,7 @@ class GGUFFile:
             return dict(
                 _native.load_device(self._native, device, dtype, threads, callback, names)
             )
-        if copy is not None and not copy:
+        if _views_only(copy):
             self._check_views(list(self.tensors) if names is None else names, dtype)
         buffer, layout, viewed = _native.load(
             self._native, dtype, threads, callback, names, views

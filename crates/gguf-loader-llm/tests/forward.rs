@@ -4,7 +4,8 @@
 //! gives llama.cpp's first 32 tokens. The golden files come from
 //! `scripts/llama_cpp_logits.sh` (tests/golden/logits). And the logits
 //! are the same bits on x86-64 (AVX2 or AVX-512) and on aarch64 (NEON),
-//! at every thread count: their SHA-256 is held to one digest per model.
+//! at every thread count: with glibc, their SHA-256 is held to one digest
+//! per model.
 
 #[path = "../../gguf-loader/tests/common/mod.rs"]
 mod common;
@@ -25,6 +26,12 @@ use sha2::{Digest, Sha256};
 /// (`GGUF_LOADER_SIMD=scalar`), whose separate multiply and add give what
 /// the others' fused ones do here, since the inputs are rounded to f16 as
 /// ggml rounds them and a product of two f16 values is exact in f32.
+///
+/// The RoPE angles (`powf`, `sinf`, `cosf`) and the GELU table (`tanhf`)
+/// come from the C library's libm, as ggml's do, so the digest is glibc's
+/// (2.36 here, on both architectures): elsewhere (MinGW's under Wine, whose
+/// angles differ in their last bits, and so both models' logits; macOS) it
+/// is printed, not asserted.
 const LOGITS_SHA256: [(&str, &str); 2] = [
     (
         "smollm2",
@@ -62,6 +69,9 @@ fn check(name: &str, path: &Path) {
         .collect();
     let simd = gguf_loader::simd_features();
     eprintln!("{name}: logits SHA-256 {got} ({simd})");
+    if !cfg!(all(target_os = "linux", target_env = "gnu")) {
+        return;
+    }
     let want = LOGITS_SHA256.iter().find(|(n, _)| *n == name).unwrap().1;
     assert_eq!(got, want, "{name}: the logits' bits ({simd})");
 }

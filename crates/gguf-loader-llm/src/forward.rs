@@ -610,9 +610,17 @@ impl KvCache {
                 })
                 .collect::<Result<Vec<_>, ForwardError>>()
         };
-        Ok(KvCache {
-            k: copy(&self.k)?,
-            v: copy(&self.v)?,
+        Ok(self.with_layers(copy(&self.k)?, copy(&self.v)?))
+    }
+}
+
+impl<B> KvCache<B> {
+    /// A cache of the same positions over the layers' keys `k` and values
+    /// `v` (a copy's buffers), with a scratch of its own.
+    fn with_layers<C>(&self, k: Vec<C>, v: Vec<C>) -> KvCache<C> {
+        KvCache {
+            k,
+            v,
             kv_dim: self.kv_dim,
             len: self.len,
             capacity: self.capacity,
@@ -621,7 +629,7 @@ impl KvCache {
             written: self.written,
             scratch: Scratch::default(),
             spare_logits: Vec::new(),
-        })
+        }
     }
 }
 

@@ -133,18 +133,7 @@ impl CudaKvCache {
                 })
                 .collect::<Result<Vec<_>, ForwardError>>()
         };
-        Ok(KvCache {
-            k: copy(&self.k)?,
-            v: copy(&self.v)?,
-            kv_dim: self.kv_dim,
-            len: self.len,
-            capacity: self.capacity,
-            rings: self.rings.clone(),
-            chunk: self.chunk,
-            written: self.written,
-            scratch: Default::default(),
-            spare_logits: Vec::new(),
-        })
+        Ok(self.with_layers(copy(&self.k)?, copy(&self.v)?))
     }
 }
 

@@ -549,6 +549,111 @@ fn tail<T: WeightElement>(sum: f64, w: &[T], x: &[f32], body: usize) -> f32 {
     (body..w.len()).fold(sum, |s, k| s + (w[k].to_f32() * x[k]) as f64) as f32
 }
 
+/// [`Kernel::block`] and its sweeps, for one vector type: `$v` of `$width`
+/// floats, `$parts` of them to each 32 columns (AVX2's four eight-lane
+/// sums; NEON's eight four-lane quarters, each the low or high half of
+/// one of AVX2's sums), compiled with `$feature`; `$zero` an empty vector,
+/// `$load` a vector of inputs, `T::$wload` one of weights widened,
+/// `$fma(s, w, x)` `s + w · x` rounded once, `$reduce(p, i, j)` ggml's
+/// tree over the dot product `i · j`'s parts, `$prefetch` the next block's
+/// rows a block ahead (with one input). One source for AVX2 and NEON, so
+/// that both sum the same products in the same order.
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+macro_rules! block_kernel {
+    (
+        $feature:literal, $v:ty, $width:expr, $parts:literal, $zero:expr,
+        $load:ident, $wload:ident, $fma:ident, $reduce:ident, $prefetch:ident
+    ) => {
+        /// `acc[i][j] = w[i] · x[j]` for `RN` rows of `w` and `CN` rows of
+        /// `x` (each `cols` long), in ggml's order (see
+        /// [`super::Kernel::block`]).
+        ///
+        /// # Safety
+        /// The CPU has the features; `w` holds at least `RN * cols`
+        /// elements and `x` at least `CN * cols` (asserted).
+        #[target_feature(enable = $feature)]
+        pub(super) unsafe fn block<T: WeightElement, const RN: usize, const CN: usize>(
+            w: &[T],
+            x: &[f32],
+            cols: usize,
+            acc: &mut [[f32; super::C]; super::R],
+        ) {
+            assert!(w.len() >= RN * cols && x.len() >= CN * cols);
+            let body = cols - cols % (4 * LANES);
+            let mut p = [[[$zero; CN]; RN]; $parts];
+            if CN == 1 {
+                // One input: each row in a single sweep, all its parts at
+                // once, so that the weights stream through in order.
+                for i in 0..RN {
+                    // SAFETY: the assert above; row i starts at i * cols.
+                    let s = unsafe { sweep::<T, 1, 1, $parts>(&w[i * cols..], x, cols, body, 0) };
+                    for (part, v) in p.iter_mut().zip(s) {
+                        part[i][0] = v[0][0];
+                    }
+                }
+            } else {
+                // Several inputs: one sweep per part, to keep the R × C
+                // sums in registers; the rows stay in the L1 cache between
+                // sweeps.
+                for (k, part) in p.iter_mut().enumerate() {
+                    // SAFETY: the assert above.
+                    *part = unsafe { sweep::<T, RN, CN, 1>(w, x, cols, body, k) }[0];
+                }
+            }
+            for i in 0..RN {
+                for j in 0..CN {
+                    let sum = $reduce(&p, i, j) as f64;
+                    acc[i][j] =
+                        super::tail(sum, &w[i * cols..][..cols], &x[j * cols..][..cols], body);
+                }
+            }
+        }
+
+        /// The parts `first..first + P`: part `q` over the columns
+        /// `32 k + $width q .. 32 k + $width (q + 1)` below `body`.
+        ///
+        /// # Safety
+        /// As [`block`]'s, and `body <= cols`, `first + P <= $parts`.
+        #[inline]
+        #[target_feature(enable = $feature)]
+        unsafe fn sweep<T: WeightElement, const RN: usize, const CN: usize, const P: usize>(
+            w: &[T],
+            x: &[f32],
+            cols: usize,
+            body: usize,
+            first: usize,
+        ) -> [[[$v; CN]; RN]; P] {
+            let (wp, xp) = (w.as_ptr(), x.as_ptr());
+            let mut sum = [[[$zero; CN]; RN]; P];
+            for k in (0..body).step_by(4 * LANES) {
+                if P == $parts {
+                    // A row at a time (one input): the next block's row,
+                    // these columns.
+                    $prefetch(wp.wrapping_add(super::R * cols + k));
+                }
+                for (q, sq) in sum.iter_mut().enumerate() {
+                    let k = k + (first + q) * $width;
+                    let mut xs = [$zero; CN];
+                    for (j, v) in xs.iter_mut().enumerate() {
+                        // SAFETY: k + $width <= body <= cols: the floats lie
+                        // in row j.
+                        *v = unsafe { $load(xp.add(j * cols + k)) };
+                    }
+                    for (i, row) in sq.iter_mut().enumerate() {
+                        // SAFETY: as above, in weight row i; this function
+                        // has the features the load needs.
+                        let wv = unsafe { T::$wload(wp.add(i * cols + k)) };
+                        for (s, &xv) in row.iter_mut().zip(&xs) {
+                            *s = $fma(*s, wv, xv);
+                        }
+                    }
+                }
+            }
+            sum
+        }
+    };
+}
+
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     use std::arch::x86_64::*;
@@ -653,53 +758,40 @@ mod x86 {
         )
     }
 
-    /// `acc[i][j] = w[i] · x[j]` for `RN` rows of `w` and `CN` rows of `x`
-    /// (each `cols` long), in ggml's order (see [`super::Kernel::block`]).
-    ///
-    /// # Safety
-    /// The CPU has AVX2, FMA and F16C; `w` holds at least `RN * cols`
-    /// elements and `x` at least `CN * cols`.
-    #[target_feature(enable = "avx2,fma,f16c")]
-    pub(super) unsafe fn block<T: WeightElement, const RN: usize, const CN: usize>(
-        w: &[T],
-        x: &[f32],
-        cols: usize,
-        acc: &mut [[f32; super::C]; super::R],
-    ) {
-        assert!(w.len() >= RN * cols && x.len() >= CN * cols);
-        let body = cols - cols % (4 * LANES);
-        let zero = _mm256_setzero_ps();
-        let mut p = [[[zero; CN]; RN]; 4];
-        if CN == 1 {
-            // One input: each row in a single sweep, its four sums at once,
-            // so that the weights stream through in order.
-            for i in 0..RN {
-                // SAFETY: as this function's; row i starts at i * cols.
-                let s = unsafe { sweep::<T, 1, 1, 4>(&w[i * cols..], x, cols, body, 0) };
-                for (part, v) in p.iter_mut().zip(s) {
-                    part[i][0] = v[0][0];
-                }
-            }
-        } else {
-            // Several inputs: one sweep per sum, to keep the R × C sums in
-            // registers; the rows stay in the L1 cache between sweeps.
-            for (k, part) in p.iter_mut().enumerate() {
-                // SAFETY: as this function's.
-                *part = unsafe { sweep::<T, RN, CN, 1>(w, x, cols, body, k) }[0];
-            }
-        }
-        for i in 0..RN {
-            for j in 0..CN {
-                // ggml's GGML_F32x8_REDUCE: (0 + 2) + (1 + 3), then the
-                // two halves, then pairwise.
-                let s = _mm256_add_ps(
-                    _mm256_add_ps(p[0][i][j], p[2][i][j]),
-                    _mm256_add_ps(p[1][i][j], p[3][i][j]),
-                );
-                let sum = halves_then_pairs(s) as f64;
-                acc[i][j] = super::tail(sum, &w[i * cols..][..cols], &x[j * cols..][..cols], body);
-            }
-        }
+    block_kernel!(
+        "avx2,fma,f16c",
+        __m256,
+        LANES,
+        4,
+        _mm256_setzero_ps(),
+        _mm256_loadu_ps,
+        load8,
+        fma,
+        reduce,
+        prefetch
+    );
+
+    /// `s + w · x`, rounded once.
+    #[inline]
+    #[target_feature(enable = "fma")]
+    fn fma(s: __m256, w: __m256, x: __m256) -> __m256 {
+        _mm256_fmadd_ps(w, x, s)
+    }
+
+    /// ggml's GGML_F32x8_REDUCE of the dot product `i · j`'s four sums:
+    /// (0 + 2) + (1 + 3), then the two halves, then pairwise.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    fn reduce<const RN: usize, const CN: usize>(
+        p: &[[[__m256; CN]; RN]; 4],
+        i: usize,
+        j: usize,
+    ) -> f32 {
+        let s = _mm256_add_ps(
+            _mm256_add_ps(p[0][i][j], p[2][i][j]),
+            _mm256_add_ps(p[1][i][j], p[3][i][j]),
+        );
+        halves_then_pairs(s)
     }
 
     /// [`ops::prefetch`](super::super::ops::prefetch) of the `4 * LANES`
@@ -1017,49 +1109,6 @@ mod x86 {
         _mm256_add_ps,
         _mm256_storeu_ps
     );
-
-    /// The partial sums `first..first + P`: sum `q` over the blocks of
-    /// eight columns `q`, `q + 4`, `q + 8`, … below `body`.
-    ///
-    /// # Safety
-    /// As [`block`]'s, and `body <= cols`, `first + P <= 4`.
-    #[inline]
-    #[target_feature(enable = "avx2,fma,f16c")]
-    unsafe fn sweep<T: WeightElement, const RN: usize, const CN: usize, const P: usize>(
-        w: &[T],
-        x: &[f32],
-        cols: usize,
-        body: usize,
-        first: usize,
-    ) -> [[[__m256; CN]; RN]; P] {
-        let (wp, xp) = (w.as_ptr(), x.as_ptr());
-        let mut sum = [[[_mm256_setzero_ps(); CN]; RN]; P];
-        for k in (0..body).step_by(4 * LANES) {
-            if P == 4 {
-                // A row at a time (one input): the next block's row, these
-                // columns.
-                prefetch(wp.wrapping_add(super::R * cols + k));
-            }
-            for (q, sq) in sum.iter_mut().enumerate() {
-                let k = k + (first + q) * LANES;
-                let mut xs = [_mm256_setzero_ps(); CN];
-                for (j, v) in xs.iter_mut().enumerate() {
-                    // SAFETY: k + 8 <= body <= cols: the 8 floats lie in
-                    // row j.
-                    *v = unsafe { _mm256_loadu_ps(xp.add(j * cols + k)) };
-                }
-                for (i, row) in sq.iter_mut().enumerate() {
-                    // SAFETY: as above, in weight row i; this function has
-                    // the features `load8` needs.
-                    let wv = unsafe { T::load8(wp.add(i * cols + k)) };
-                    for (s, &xv) in row.iter_mut().zip(&xs) {
-                        *s = _mm256_fmadd_ps(wv, xv, *s);
-                    }
-                }
-            }
-        }
-        sum
-    }
 }
 
 /// The block kernel with NEON: [`Kernel::block`]'s sums as the AVX2
@@ -1079,98 +1128,50 @@ mod neon {
     /// Four lanes a register.
     const QUARTER: usize = 4;
 
-    /// `acc[i][j] = w[i] · x[j]` for `RN` rows of `w` and `CN` rows of `x`
-    /// (each `cols` long), in ggml's order (see [`super::Kernel::block`]).
-    ///
-    /// # Safety
-    /// None beyond NEON, which every aarch64 CPU has: the lengths are
-    /// checked (`w` at least `RN * cols` elements, `x` `CN * cols`).
-    #[target_feature(enable = "neon")]
-    pub(super) unsafe fn block<T: WeightElement, const RN: usize, const CN: usize>(
-        w: &[T],
-        x: &[f32],
-        cols: usize,
-        acc: &mut [[f32; super::C]; super::R],
-    ) {
-        assert!(w.len() >= RN * cols && x.len() >= CN * cols);
-        let body = cols - cols % (4 * LANES);
-        let zero = vdupq_n_f32(0.0);
-        let mut p = [[[zero; CN]; RN]; 8];
-        if CN == 1 {
-            // One input: each row in a single sweep, its eight quarters at
-            // once, so that the weights stream through in order.
-            for i in 0..RN {
-                // SAFETY: the assert above; row i starts at i * cols.
-                let s = unsafe { sweep::<T, 1, 1, 8>(&w[i * cols..], x, cols, body, 0) };
-                for (part, v) in p.iter_mut().zip(s) {
-                    part[i][0] = v[0][0];
-                }
-            }
-        } else {
-            // Several inputs: one sweep per quarter, to keep the R × C
-            // sums in registers; the rows stay in the L1 cache between
-            // sweeps.
-            for (u, part) in p.iter_mut().enumerate() {
-                // SAFETY: the assert above.
-                *part = unsafe { sweep::<T, RN, CN, 1>(w, x, cols, body, u) }[0];
-            }
-        }
-        for i in 0..RN {
-            for j in 0..CN {
-                // GGML_F32x8_REDUCE: (0 + 2) + (1 + 3) of the eight-lane
-                // sums, a half at a time; the two halves added; then
-                // pairwise, as `hadd` twice.
-                let half = |h: usize| {
-                    vaddq_f32(
-                        vaddq_f32(p[h][i][j], p[4 + h][i][j]),
-                        vaddq_f32(p[2 + h][i][j], p[6 + h][i][j]),
-                    )
-                };
-                let s = vaddq_f32(half(0), half(1));
-                let pairs = vpaddq_f32(s, s);
-                let sum = (vgetq_lane_f32::<0>(pairs) + vgetq_lane_f32::<1>(pairs)) as f64;
-                acc[i][j] = super::tail(sum, &w[i * cols..][..cols], &x[j * cols..][..cols], body);
-            }
-        }
-    }
+    block_kernel!(
+        "neon",
+        float32x4_t,
+        QUARTER,
+        8,
+        vdupq_n_f32(0.0),
+        vld1q_f32,
+        load4,
+        fma,
+        reduce,
+        prefetch
+    );
 
-    /// The quarters `first..first + P`: quarter `u` over the columns
-    /// `32 k + 4 u .. 32 k + 4 u + 4` below `body`.
-    ///
-    /// # Safety
-    /// `w` holds `RN` rows of `cols`, `x` `CN`, `body <= cols` and
-    /// `first + P <= 8`.
+    /// `s + w · x`, rounded once (`fmla`).
     #[inline]
     #[target_feature(enable = "neon")]
-    unsafe fn sweep<T: WeightElement, const RN: usize, const CN: usize, const P: usize>(
-        w: &[T],
-        x: &[f32],
-        cols: usize,
-        body: usize,
-        first: usize,
-    ) -> [[[float32x4_t; CN]; RN]; P] {
-        let (wp, xp) = (w.as_ptr(), x.as_ptr());
-        let mut sum = [[[vdupq_n_f32(0.0); CN]; RN]; P];
-        for k in (0..body).step_by(4 * LANES) {
-            for (q, sq) in sum.iter_mut().enumerate() {
-                let k = k + (first + q) * QUARTER;
-                let mut xs = [vdupq_n_f32(0.0); CN];
-                for (j, v) in xs.iter_mut().enumerate() {
-                    // SAFETY: k + 4 <= body <= cols: the 4 floats lie in
-                    // row j.
-                    *v = unsafe { vld1q_f32(xp.add(j * cols + k)) };
-                }
-                for (i, row) in sq.iter_mut().enumerate() {
-                    // SAFETY: as above, in weight row i.
-                    let wv = unsafe { T::load4(wp.add(i * cols + k)) };
-                    for (s, &xv) in row.iter_mut().zip(&xs) {
-                        *s = vfmaq_f32(*s, wv, xv);
-                    }
-                }
-            }
-        }
-        sum
+    fn fma(s: float32x4_t, w: float32x4_t, x: float32x4_t) -> float32x4_t {
+        vfmaq_f32(s, w, x)
     }
+
+    /// GGML_F32x8_REDUCE over the dot product `i · j`'s eight quarters:
+    /// (0 + 2) + (1 + 3) of AVX2's eight-lane sums, a half at a time; the
+    /// two halves added; then pairwise, as `hadd` twice.
+    #[inline]
+    #[target_feature(enable = "neon")]
+    fn reduce<const RN: usize, const CN: usize>(
+        p: &[[[float32x4_t; CN]; RN]; 8],
+        i: usize,
+        j: usize,
+    ) -> f32 {
+        let half = |h: usize| {
+            vaddq_f32(
+                vaddq_f32(p[h][i][j], p[4 + h][i][j]),
+                vaddq_f32(p[2 + h][i][j], p[6 + h][i][j]),
+            )
+        };
+        let s = vaddq_f32(half(0), half(1));
+        let pairs = vpaddq_f32(s, s);
+        vgetq_lane_f32::<0>(pairs) + vgetq_lane_f32::<1>(pairs)
+    }
+
+    /// No prefetch: the weights stream in order, for the hardware's.
+    #[inline]
+    fn prefetch<T>(_: *const T) {}
 }
 
 #[cfg(test)]

@@ -1642,8 +1642,9 @@ enum Rows<'a> {
 
 impl Rows<'_> {
     /// The `len` values from `at`, widened into `buf` where they are f16:
-    /// by F16C in line where `simd` is a SIMD kernel (whose callers are
-    /// compiled with F16C), else by `half` (a call per eight values).
+    /// by F16C in line where `simd` is an x86 SIMD kernel (whose callers
+    /// are compiled with F16C), by `fcvtl` where it is NEON, else by `half`
+    /// (a call per eight values).
     #[inline(always)]
     fn row<'b>(&'b self, at: usize, len: usize, buf: &'b mut [f32], simd: Kernel) -> &'b [f32] {
         match *self {
@@ -1670,7 +1671,23 @@ impl Rows<'_> {
                     }
                     return dst;
                 }
-                #[cfg(not(target_arch = "x86_64"))]
+                #[cfg(target_arch = "aarch64")]
+                if simd == Kernel::Neon {
+                    use ops::sealed::Sealed;
+                    let body = len - len % 4;
+                    for (s, d) in src.chunks_exact(4).zip(dst.chunks_exact_mut(4)) {
+                        // SAFETY: four halves are read and four floats
+                        // written (NEON is in every aarch64 CPU).
+                        unsafe {
+                            core::arch::aarch64::vst1q_f32(d.as_mut_ptr(), f16::load4(s.as_ptr()))
+                        };
+                    }
+                    for (d, s) in dst[body..].iter_mut().zip(&src[body..]) {
+                        *d = s.to_f32();
+                    }
+                    return dst;
+                }
+                #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
                 let _ = simd;
                 src.convert_to_f32_slice(dst);
                 dst
@@ -1957,6 +1974,10 @@ fn attention(
                 unsafe { some_avx2(heads, hd, &mut o) };
                 return o;
             }
+            // On aarch64 with NEON's softmax and f16 rows.
+            #[cfg(target_arch = "aarch64")]
+            some(heads, hd, &mut o, Kernel::detect());
+            #[cfg(not(target_arch = "aarch64"))]
             some(heads, hd, &mut o, Kernel::Portable);
             o
         })

@@ -1072,6 +1072,49 @@ pub(crate) unsafe fn exp8(x: core::arch::x86_64::__m256) -> core::arch::x86_64::
     _mm256_blendv_ps(_mm256_blendv_ps(plain, scaled, big), alt, huge)
 }
 
+/// [`expf`] of four values (NEON): [`exp8`]'s operations at half its
+/// width (`fmla` / `fmls` for its fused multiply-adds, one rounding each),
+/// so the same bits.
+#[cfg(target_arch = "aarch64")]
+#[inline]
+#[target_feature(enable = "neon")]
+pub(crate) fn exp4(x: core::arch::aarch64::float32x4_t) -> core::arch::aarch64::float32x4_t {
+    use core::arch::aarch64::*;
+    use exp_consts::*;
+    let c = |bits: u32| vreinterpretq_f32_u32(vdupq_n_u32(bits));
+    let one = vdupq_n_f32(1.0);
+    let r = c(SHIFT);
+    let z = vfmaq_f32(r, x, c(LOG2E));
+    let n = vsubq_f32(z, r);
+    let b = vfmsq_f32(vfmsq_f32(x, n, c(LN2_HI)), n, c(LN2_LO));
+    let u = vmulq_f32(b, b);
+    let j = vfmaq_f32(
+        vfmaq_f32(one, c(C1), b),
+        vfmaq_f32(vfmaq_f32(c(C2), c(C3), b), vfmaq_f32(c(C4), c(C5), b), u),
+        u,
+    );
+    let abs_n = vabsq_f32(n);
+    // (Ordered comparisons: false for a NaN, as AVX2's `_OQ` ones.)
+    let big = vcgtq_f32(abs_n, vdupq_n_f32(126.0));
+    // 2^n (n an integer within ±126 in such a lane).
+    let e = vshlq_n_u32::<23>(vreinterpretq_u32_f32(z));
+    let k = vreinterpretq_f32_u32(vaddq_u32(e, vreinterpretq_u32_f32(one)));
+    let plain = vmulq_f32(j, k);
+    if vmaxvq_u32(big) == 0 {
+        return plain;
+    }
+    // Beyond: `(j · s2) · s1`, as `exp8` splits 2^n.
+    let le0 = vcleq_f32(n, vdupq_n_f32(0.0));
+    let g = vandq_u32(le0, vdupq_n_u32(0x8200_0000));
+    let s1 = vreinterpretq_f32_u32(vaddq_u32(g, vdupq_n_u32(0x7f00_0000)));
+    let s2 = vreinterpretq_f32_u32(vsubq_u32(e, g));
+    let scaled = vmulq_f32(vmulq_f32(s2, j), s1);
+    // And beyond 192, 0 or inf.
+    let huge = vcgtq_f32(abs_n, vdupq_n_f32(192.0));
+    let alt = vbslq_f32(le0, vdupq_n_f32(0.0), vdupq_n_f32(f32::INFINITY));
+    vbslq_f32(huge, alt, vbslq_f32(big, scaled, plain))
+}
+
 /// [`expf`] of sixteen values (AVX-512F): ggml's `ggml_v_expf` for AVX-512
 /// operation for operation.
 ///
@@ -1116,7 +1159,7 @@ fn exp_all(x: &mut [f32], sub: f32, simd: Kernel) {
     /// ones padded with zeros: the vectors serve the tail too, where the
     /// reference, compiled apart, would call libm's `fmaf` for each
     /// `mul_add` on a CPU it does not assume FMA of.
-    #[cfg(target_arch = "x86_64")]
+    #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
     #[inline(always)]
     fn by<const W: usize>(x: &mut [f32], f: impl Fn(&mut [f32; W])) {
         let mut chunks = x.chunks_exact_mut(W);
@@ -1153,7 +1196,15 @@ fn exp_all(x: &mut [f32], sub: f32, simd: Kernel) {
             }
         }),
         #[cfg(target_arch = "aarch64")]
-        Kernel::Neon => x.iter_mut().for_each(|v| *v = expf(*v - sub)),
+        Kernel::Neon => by::<4>(x, |c| {
+            use core::arch::aarch64::*;
+            // SAFETY: four values are loaded and stored (NEON is in every
+            // aarch64 CPU).
+            unsafe {
+                let v = vsubq_f32(vld1q_f32(c.as_ptr()), vdupq_n_f32(sub));
+                vst1q_f32(c.as_mut_ptr(), exp4(v));
+            }
+        }),
         Kernel::Portable => x.iter_mut().for_each(|v| *v = expf(*v - sub)),
     }
 }
@@ -1172,7 +1223,7 @@ pub(crate) fn silu_mul(g: &mut [f32], u: &[f32]) {
     let (g, u) = (&mut g[..len], &u[..len]);
     /// `f` of each `W` values of `g` and `u`, the last ones padded with
     /// zeros (as in [`exp_all`]).
-    #[cfg(target_arch = "x86_64")]
+    #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
     #[inline(always)]
     fn by<const W: usize>(g: &mut [f32], u: &[f32], f: impl Fn(&mut [f32; W], &[f32; W])) {
         let mut gs = g.chunks_exact_mut(W);
@@ -1231,6 +1282,21 @@ pub(crate) fn silu_mul(g: &mut [f32], u: &[f32]) {
             Kernel::Avx2 => return unsafe { narrow(g, u) },
             Kernel::Portable => {}
         }
+    }
+    #[cfg(target_arch = "aarch64")]
+    if Kernel::detect() == Kernel::Neon {
+        use core::arch::aarch64::*;
+        return by::<4>(g, u, |a, b| {
+            // SAFETY: four values of `a` and of `b` (NEON is in every
+            // aarch64 CPU).
+            unsafe {
+                let x = vld1q_f32(a.as_ptr());
+                let e = exp4(vsubq_f32(vdupq_n_f32(0.0), x));
+                let s = vdivq_f32(x, vaddq_f32(vdupq_n_f32(1.0), e));
+                let y = vmulq_f32(s, vld1q_f32(b.as_ptr()));
+                vst1q_f32(a.as_mut_ptr(), y);
+            }
+        });
     }
     g.iter_mut().zip(u).for_each(|(a, b)| *a = silu(*a) * b)
 }
@@ -1425,6 +1491,8 @@ mod tests {
                 kernels.push(Kernel::Avx512);
             }
         }
+        #[cfg(target_arch = "aarch64")]
+        kernels.push(Kernel::Neon);
         for k in kernels {
             let mut y = x[..x.len() - 5].to_vec();
             exp_all(&mut y, 0.0, k);

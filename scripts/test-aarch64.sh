@@ -14,7 +14,7 @@
 # Runs: the lib unit tests and the simd_legacy, simd_kquants, simd_ternary,
 # simd_iquants, simd_fp4, simd_float, golden_legacy, golden_kquants,
 # golden_iquants and decode tests (release); gguf-loader-llm's lib tests
-# (its NEON matrix kernel gives the x86 kernels' bits) and its forward test
+# (its NEON kernels give the x86 kernels' bits) and its forward test
 # (the logits and greedy tokens of llama.cpp on the real models, where
 # GGUF_LOADER_MODEL / GGUF_LOADER_GEMMA name them); then the lib and SIMD
 # tests again on an emulated Cortex-A53 (no FEAT_FP16, so `half` converts

@@ -60,14 +60,6 @@ macro_rules! with_cache {
     };
 }
 
-/// `cpu` or `cuda:N`, as `device=` takes it.
-fn device_name(d: Device) -> String {
-    match d {
-        Device::Cpu => "cpu".into(),
-        Device::Cuda(n) => format!("cuda:{n}"),
-    }
-}
-
 /// A forward error as a Python exception: `MemoryError` for memory,
 /// the loader's own for a load, `ValueError` for the rest.
 fn forward_err(e: ForwardError) -> PyErr {
@@ -102,6 +94,11 @@ pub(crate) fn model(
     device: &str,
 ) -> PyResult<Model> {
     let loader = file.loader()?;
+    // As a step's errors, but for what the file holds: that names it.
+    let named = |e: ForwardError| match e {
+        ForwardError::Load(_) | ForwardError::Alloc(_) => forward_err(e),
+        e => crate::value_error_in(&loader, e),
+    };
     if let Device::Cuda(n) = crate::load::device(device)? {
         if dtype != "float16" || lazy {
             return Err(PyValueError::new_err(format!(
@@ -112,10 +109,6 @@ pub(crate) fn model(
         }
         #[cfg(feature = "cuda")]
         {
-            let named = |e: ForwardError| match e {
-                ForwardError::Load(_) | ForwardError::Alloc(_) => forward_err(e),
-                e => crate::value_error_in(&loader, e),
-            };
             let m = py
                 .detach(|| CudaTransformer::load(&loader, n))
                 .map_err(named)?;
@@ -129,11 +122,6 @@ pub(crate) fn model(
         )));
     }
     let opts = LoadOptions::default().own_memory(!views);
-    // As a step's errors, but for what the file holds: that names it.
-    let named = |e: ForwardError| match e {
-        ForwardError::Load(_) | ForwardError::Alloc(_) => forward_err(e),
-        e => crate::value_error_in(&loader, e),
-    };
     let weights = py.detach(|| match (dtype, lazy) {
         ("float16", false) => Transformer::<f16>::load_with(&loader, opts).map(Weights::F16),
         ("float32", false) => Transformer::<f32>::load_with(&loader, opts).map(Weights::F32),
@@ -160,6 +148,15 @@ const PIECE: usize = 64;
 impl Model {
     fn conf(&self) -> &Config {
         with_model!(&self.weights, m => m.config())
+    }
+
+    /// Where the weights are.
+    fn place(&self) -> Device {
+        match &self.weights {
+            #[cfg(feature = "cuda")]
+            Weights::Cuda(m) => m.device(),
+            _ => Device::Cpu,
+        }
     }
 }
 
@@ -212,11 +209,7 @@ impl Model {
     /// `cpu` or `cuda:N`.
     #[getter]
     fn device(&self) -> String {
-        match &self.weights {
-            #[cfg(feature = "cuda")]
-            Weights::Cuda(m) => device_name(m.device()),
-            _ => device_name(Device::Cpu),
-        }
+        self.place().to_string()
     }
 
     /// An empty KV cache for `capacity` positions (in VRAM for a model on
@@ -232,7 +225,7 @@ impl Model {
             .map_err(forward_err)?;
         Ok(KvCache {
             inner: cache,
-            device: self.device(),
+            device: self.place(),
         })
     }
 
@@ -248,11 +241,11 @@ impl Model {
         all: bool,
     ) -> PyResult<Bound<'py, PyAny>> {
         let n_vocab = self.conf().n_vocab;
-        if cache.device != self.device() {
+        if cache.device != self.place() {
             return Err(PyValueError::new_err(format!(
                 "the cache is on {}, the model on {}: make the cache with this model's new_cache()",
                 cache.device,
-                self.device()
+                self.place()
             )));
         }
         let start = with_cache!(&cache.inner, c => c.len());
@@ -314,8 +307,8 @@ impl Model {
 #[pyclass(module = "gguf_loader._native")]
 pub struct KvCache {
     inner: Caches,
-    /// Its model's device (`cpu`, `cuda:N`): where its memory is.
-    device: String,
+    /// Its model's device: where its memory is.
+    device: Device,
 }
 
 #[pymethods]
@@ -338,7 +331,7 @@ impl KvCache {
     /// `cpu` or `cuda:N`.
     #[getter]
     fn device(&self) -> String {
-        self.device.clone()
+        self.device.to_string()
     }
 
     /// Forgets every position.
@@ -361,7 +354,7 @@ impl KvCache {
             .map_err(forward_err)?;
         Ok(KvCache {
             inner,
-            device: self.device.clone(),
+            device: self.device,
         })
     }
 
@@ -370,10 +363,9 @@ impl KvCache {
             "<gguf_loader.KvCache {} of {} positions{}>",
             self.__len__(),
             self.capacity(),
-            if self.device == "cpu" {
-                String::new()
-            } else {
-                format!(" on {}", self.device)
+            match self.device {
+                Device::Cpu => String::new(),
+                d => format!(" on {d}"),
             }
         )
     }

@@ -1298,11 +1298,11 @@ impl<T: WeightElement> Transformer<T> {
         let batch = n > FEW_QUERIES;
         let most = if batch { (start + n) * kv_dim } else { 0 };
         let (mut kf, mut vf) = (ws.take(most)?, ws.take(most)?);
-        // With AVX-512 or AVX2, the keys transposed too (`kt[c * tp + t]`,
-        // padded past the last position for whole vectors of keys), for
-        // the lane scores (`ops::avx512::lane_scores`, `ops::avx2::…`).
+        // With AVX-512, AVX2 or NEON, the keys transposed too (`kt[c * tp +
+        // t]`, padded past the last position for whole vectors of keys),
+        // for the lane scores (`ops::lane_scores`).
         let tp = (start + n).next_multiple_of(SCORE_KEYS) + SCORE_KEYS;
-        let lane_keys = batch && Kernel::detect().is_x86();
+        let lane_keys = batch && ops::Vector::of(Kernel::detect()).is_some();
         let mut kt = ws.take(if lane_keys { kv_dim * tp } else { 0 })?;
         kt.fill(0.0);
         for il in 0..c.n_layer {
@@ -1714,9 +1714,8 @@ const BLOCK_ROWS: usize = 8;
 /// queries at positions `start..start + n` over the cached keys/values of
 /// positions `base..start + n` (`k` and `v` begin at position `base`, the
 /// first any query sees; with the keys, for a batch where the CPU has
-/// AVX2 or AVX-512F, the same transposed and the distance between their
-/// rows, for the lane scores, [`ops::avx512::lane_scores`] or
-/// [`ops::avx2::lane_scores`]). Returns `n` rows of `n_head * head_dim`,
+/// batch kernels ([`ops::Vector`]), the same transposed and the distance
+/// between their rows, for the lane scores, [`ops::lane_scores`]). Returns `n` rows of `n_head * head_dim`,
 /// written over `out` (as long as `q`; whatever it held).
 fn attention(
     q: &[f32],
@@ -1749,8 +1748,8 @@ fn attention(
         /// The position of the first key and value in `k` and `v`.
         base: usize,
         /// The KV head's keys transposed (from position `base`, rows `tp`
-        /// apart) and `tp`: only where the CPU has AVX2 (AVX-512F too
-        /// where `some` is told so).
+        /// apart) and `tp`: only where the CPU has batch kernels
+        /// ([`ops::Vector`]).
         kt: Option<(&'a [f32], usize)>,
         kv_dim: usize,
         scale: f32,
@@ -1764,13 +1763,13 @@ fn attention(
     // a stretch of positions at a time (each stretch for the rows that see
     // all of it).
     //
-    // `simd`: the kernel the caller is compiled for. With the keys
-    // transposed, the scores and weighted values take the batch kernels,
-    // AVX-512's or AVX2's.
+    // `simd`: the kernel the caller is compiled for. Where it has batch
+    // kernels (AVX-512's, AVX2's, NEON's), the scores and weighted values
+    // take them: the lane scores from the keys transposed, else the row
+    // scores from the cache's rows.
     #[inline(always)]
     fn some(h: Heads<'_>, hd: usize, o: &mut [f32], simd: Kernel) {
-        #[cfg(target_arch = "x86_64")]
-        let wide = simd.is_avx512();
+        let vector = ops::Vector::of(simd);
         // Queries meet the f16 keys as f16, as in llama.cpp.
         let mut qh = h.q;
         <f16 as WeightElement>::round_inputs(&mut qh);
@@ -1788,28 +1787,23 @@ fn attention(
         // Rows of whole vectors of keys (the lane scores write them).
         let stride = span.next_multiple_of(SCORE_KEYS);
         let mut scores = vec![0f32; qh.len() / hd * stride];
-        match h.kt {
-            #[cfg(target_arch = "x86_64")]
-            Some((kt, tp)) => {
+        match (h.kt, vector) {
+            (Some((kt, tp)), Some(vec)) => {
                 let kt = (&kt[lo - h.base..], tp);
                 let (q, out) = ((&qh[..], hd, h.scale), (&mut scores[..], stride));
-                // SAFETY: `kt` is given only where the CPU has AVX2, FMA and
-                // F16C (a SIMD kernel), and `simd` is AVX-512 (`wide`) only
-                // where it has AVX-512F.
-                unsafe { ops::lane_scores(wide, kt, span, q, out) }
+                // SAFETY: `simd` is a kernel of this CPU's (the caller's),
+                // so it has `vec`'s features.
+                unsafe { ops::lane_scores(vec, kt, span, q, out) }
             }
             // A few tokens' keys from the cache's rows, by the row kernel.
-            #[cfg(target_arch = "x86_64")]
-            None if simd != Kernel::Portable => {
+            (None, Some(vec)) => {
                 let at = (lo - h.base) * h.kv_dim;
                 let (q, out) = ((&qh[..], hd, h.scale), (&mut scores[..], stride));
-                // SAFETY: `simd` is a SIMD kernel only where the CPU has
-                // AVX2, FMA and F16C, and AVX-512 (`wide`) only where it
-                // has AVX-512F.
+                // SAFETY: as above.
                 unsafe {
                     match h.k {
-                        Rows::F32(k) => ops::row_scores(wide, (&k[at..], h.kv_dim), span, q, out),
-                        Rows::F16(k) => ops::row_scores(wide, (&k[at..], h.kv_dim), span, q, out),
+                        Rows::F32(k) => ops::row_scores(vec, (&k[at..], h.kv_dim), span, q, out),
+                        Rows::F16(k) => ops::row_scores(vec, (&k[at..], h.kv_dim), span, q, out),
                     }
                 }
             }
@@ -1852,16 +1846,14 @@ fn attention(
             // The weighted values by the batch kernel wherever the CPU has
             // one: from the widened rows of a batch, or from the cache's
             // f16 rows (a few-token step), widened as they are read.
-            #[cfg(target_arch = "x86_64")]
-            if simd != Kernel::Portable && hd.is_multiple_of(ops::value_block(wide)) {
+            if let Some(vec) = vector.filter(|v| hd.is_multiple_of(v.value_block())) {
                 let at = (a - h.base) * h.kv_dim;
-                // SAFETY: `simd` is a SIMD kernel only where the CPU has
-                // AVX2, FMA and F16C, and AVX-512 (`wide`) only where it
-                // has AVX-512F.
+                // SAFETY: `simd` is a kernel of this CPU's (the caller's),
+                // so it has `vec`'s features.
                 unsafe {
                     match h.v {
                         Rows::F32(v) => ops::weighted_values(
-                            wide,
+                            vec,
                             (p, stride),
                             b - a,
                             (&v[at..], h.kv_dim),
@@ -1869,7 +1861,7 @@ fn attention(
                             o,
                         ),
                         Rows::F16(v) => ops::weighted_values(
-                            wide,
+                            vec,
                             (p, stride),
                             b - a,
                             (&v[at..], h.kv_dim),
@@ -1909,16 +1901,21 @@ fn attention(
         some(h, hd, o, Kernel::Avx512)
     }
     // The matrix kernels' choice (AVX2 with FMA and F16C, AVX-512F besides,
-    // under `GGUF_LOADER_SIMD`'s cap).
-    #[cfg(target_arch = "x86_64")]
+    // under `GGUF_LOADER_SIMD`'s cap; NEON on aarch64).
     let simd = Kernel::detect();
     let threads = rayon::current_num_threads();
     // One query at a long context: shared out by positions and dimensions.
-    #[cfg(target_arch = "x86_64")]
-    if n == 1 && kt.is_none() && simd != Kernel::Portable && threads > 1 {
+    if let Some(vec) = ops::Vector::of(simd).map(ops::Vector::for_steps) {
         let first = window.map_or(0, |w| (start + 1).saturating_sub(w));
-        if start + 1 - first >= SPLIT_SPAN && hd.is_multiple_of(ops::value_block(false)) {
-            return one_query(q, (k, v), c, (first..=start, base), threads, out);
+        if n == 1
+            && kt.is_none()
+            && threads > 1
+            && start + 1 - first >= SPLIT_SPAN
+            && hd.is_multiple_of(vec.value_block())
+        {
+            let (positions, threads) = ((first..=start, base), threads);
+            // SAFETY: `simd`, detected, is a kernel of this CPU's.
+            return unsafe { one_query(vec, q, (k, v), c, positions, threads, out) };
         }
     }
     // Heads a task takes together: the most of a group that still leaves
@@ -1974,9 +1971,10 @@ fn attention(
                 unsafe { some_avx2(heads, hd, &mut o) };
                 return o;
             }
-            // On aarch64 with NEON's softmax and f16 rows.
+            // On aarch64 with NEON's kernels (every aarch64 CPU has NEON, so
+            // `some` needs no features of its own); elsewhere portable.
             #[cfg(target_arch = "aarch64")]
-            some(heads, hd, &mut o, Kernel::detect());
+            some(heads, hd, &mut o, simd);
             #[cfg(not(target_arch = "aarch64"))]
             some(heads, hd, &mut o, Kernel::Portable);
             o
@@ -1996,12 +1994,11 @@ fn attention(
 /// Positions from which [`attention`] shares a step's one query out by
 /// [`one_query`] (below them its three parallel sections cost more than
 /// the balance they buy).
-#[cfg(target_arch = "x86_64")]
 const SPLIT_SPAN: usize = 256;
 
 /// [`attention`] of one query (at the last of `positions`, whose keys and
-/// values `k` and `v` hold from position `base`, rows of the cache) where
-/// the CPU has AVX2, FMA and F16C, shared out so that every thread has
+/// values `k` and `v` hold from position `base`, rows of the cache) by
+/// `vec`'s kernels, shared out so that every thread has
 /// work whatever the number of KV heads: the scores by runs of positions,
 /// each task every head of a group against its run of keys; each head's
 /// softmax; the weighted values by runs of dimensions, each task every
@@ -2012,8 +2009,11 @@ const SPLIT_SPAN: usize = 256;
 /// order, whatever the split: the same kernels, the same bits as
 /// [`attention`]'s tasks. Returns the query's `n_head * head_dim` outputs
 /// over `out`.
-#[cfg(target_arch = "x86_64")]
-fn one_query(
+///
+/// # Safety
+/// The CPU has `vec`'s features.
+unsafe fn one_query(
+    vec: ops::Vector,
     q: &[f32],
     (k, v): (Rows<'_>, Rows<'_>),
     c: &Config,
@@ -2043,16 +2043,11 @@ fn one_query(
         let mut local = vec![0f32; group * len];
         let q = (&q[g * group * hd..][..group * hd], hd, c.attn_scale);
         let at = at + from * kv_dim + g * hd;
-        // SAFETY: the caller checked for AVX2, FMA and F16C (`wide`
-        // false: AVX2's kernel, as a step's other tasks take).
+        // SAFETY: the CPU has `vec`'s features (the caller's word).
         unsafe {
             match k {
-                Rows::F32(k) => {
-                    ops::row_scores(false, (&k[at..], kv_dim), len, q, (&mut local, len))
-                }
-                Rows::F16(k) => {
-                    ops::row_scores(false, (&k[at..], kv_dim), len, q, (&mut local, len))
-                }
+                Rows::F32(k) => ops::row_scores(vec, (&k[at..], kv_dim), len, q, (&mut local, len)),
+                Rows::F16(k) => ops::row_scores(vec, (&k[at..], kv_dim), len, q, (&mut local, len)),
             }
         }
         for (h, l) in local.chunks_exact(len).enumerate() {
@@ -2061,11 +2056,11 @@ fn one_query(
     });
     scores.par_chunks_mut(stride).for_each(|row| {
         // SAFETY: as above.
-        unsafe { softmax_avx2(&mut row[..span]) }
+        unsafe { softmax_by(vec, &mut row[..span]) }
     });
     // Runs of whole vectors of values: the fewest that leave two tasks a
     // thread.
-    let block = ops::value_block(false);
+    let block = vec.value_block();
     let mut runs = 1;
     while kv_heads * runs < 2 * threads && hd.is_multiple_of(2 * runs * block) {
         runs *= 2;
@@ -2077,14 +2072,14 @@ fn one_query(
         let mut local = vec![0f32; group * width];
         let p = (&scores[g * group * stride..], stride);
         let at = at + g * hd + from;
-        // SAFETY: as above; `width` is a multiple of AVX2's value block.
+        // SAFETY: as above; `width` is a multiple of `vec`'s value block.
         unsafe {
             match v {
                 Rows::F32(v) => {
-                    ops::weighted_values(false, p, span, (&v[at..], kv_dim), width, &mut local)
+                    ops::weighted_values(vec, p, span, (&v[at..], kv_dim), width, &mut local)
                 }
                 Rows::F16(v) => {
-                    ops::weighted_values(false, p, span, (&v[at..], kv_dim), width, &mut local)
+                    ops::weighted_values(vec, p, span, (&v[at..], kv_dim), width, &mut local)
                 }
             }
         }
@@ -2098,7 +2093,6 @@ fn one_query(
 /// `y` (the KV groups one after the other, each `group` rows of `stride`)
 /// lent out by group in blocks of `width` columns: `(group, first column,
 /// block)` for each, a task's share of [`one_query`]'s scores or outputs.
-#[cfg(target_arch = "x86_64")]
 fn group_blocks(
     y: &mut [f32],
     group: usize,
@@ -2115,14 +2109,26 @@ fn group_blocks(
         .collect()
 }
 
-/// [`softmax`] compiled with AVX2, FMA and F16C, by their kernels.
+/// [`softmax`] by `vec`'s kernels: compiled with AVX2, FMA and F16C, by
+/// AVX2's (as a step's other tasks take them), for either x86 kind; by
+/// NEON's on aarch64.
 ///
 /// # Safety
-/// The CPU has AVX2, FMA and F16C.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn softmax_avx2(x: &mut [f32]) {
-    softmax(x, Kernel::Avx2)
+/// The CPU has `vec`'s features.
+unsafe fn softmax_by(vec: ops::Vector, x: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    fn avx2(x: &mut [f32]) {
+        softmax(x, Kernel::Avx2)
+    }
+    match vec {
+        // SAFETY: either x86 kind's CPU has AVX2, FMA and F16C (the
+        // caller's word).
+        #[cfg(target_arch = "x86_64")]
+        ops::Vector::Avx2 | ops::Vector::Avx512 => unsafe { avx2(x) },
+        #[cfg(target_arch = "aarch64")]
+        ops::Vector::Neon => softmax(x, Kernel::Neon),
+    }
 }
 
 /// What a forward step checks before it touches anything, on the CPU and on
@@ -2161,6 +2167,123 @@ fn check_step(
 #[cfg(test)]
 mod tests {
     use super::{usable_rope, Rope, RopeMode};
+
+    /// The attention, whichever way it is shared out and by whichever of
+    /// the CPU's kernels (the batch kernels from the transposed keys, the
+    /// row kernels from the cache's f16 rows, a long context's one query
+    /// split by positions and dimensions), gives the plain loops' bits:
+    /// each score `dot(q, k) * scale` of the f16-rounded query, a softmax,
+    /// each value's sum over the positions in order, fused.
+    #[test]
+    fn attention_is_the_plain_loops_bits_however_shared() {
+        use super::{attention, ops, Arch, Config, Kernel, Rows, SCORE_KEYS};
+        use gguf_loader::f16;
+        let (n_head, n_head_kv, hd) = (6, 2, 64);
+        let kv_dim = n_head_kv * hd;
+        let c = Config {
+            arch: Arch::Llama,
+            n_layer: 1,
+            n_embd: n_head * hd,
+            n_head,
+            n_head_kv,
+            head_dim: hd,
+            n_ff: 1,
+            n_vocab: 1,
+            rms_eps: 1e-6,
+            attn_scale: 0.125,
+            sliding_window: None,
+            layer_is_swa: vec![false],
+            logit_softcap: None,
+            context_length: None,
+            ropes: Vec::new(),
+        };
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            ((seed >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 4.0
+        };
+        // 300 positions: past the span from which one query is split.
+        let positions = 300;
+        assert!(positions > super::SPLIT_SPAN);
+        let k: Vec<f16> = (0..positions * kv_dim)
+            .map(|_| f16::from_f32(next()))
+            .collect();
+        let v: Vec<f16> = (0..positions * kv_dim)
+            .map(|_| f16::from_f32(next()))
+            .collect();
+        let (k32, v32): (Vec<f32>, Vec<f32>) = (
+            k.iter().map(|x| x.to_f32()).collect(),
+            v.iter().map(|x| x.to_f32()).collect(),
+        );
+        let tp = positions.next_multiple_of(SCORE_KEYS) + SCORE_KEYS;
+        let mut kt = vec![0f32; kv_dim * tp];
+        for (t, row) in k32.chunks_exact(kv_dim).enumerate() {
+            for (d, &x) in row.iter().enumerate() {
+                kt[d * tp + t] = x;
+            }
+        }
+        let pool = |threads| {
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap()
+        };
+        for window in [None, Some(280), Some(40)] {
+            // One query at the last position; a batch of 9 before it.
+            for n in [1usize, 9] {
+                let start = positions - n;
+                let q: Vec<f32> = (0..n * n_head * hd).map(|_| next()).collect();
+                let mut want = vec![0f32; q.len()];
+                for (i, (qr, or)) in q
+                    .chunks_exact(n_head * hd)
+                    .zip(want.chunks_exact_mut(n_head * hd))
+                    .enumerate()
+                {
+                    let pos = start + i;
+                    let first = window.map_or(0, |w| (pos + 1).saturating_sub(w));
+                    for (h, (qh, oh)) in
+                        qr.chunks_exact(hd).zip(or.chunks_exact_mut(hd)).enumerate()
+                    {
+                        let qh: Vec<f32> = qh.iter().map(|&x| f16::from_f32(x).to_f32()).collect();
+                        let at = (h / (n_head / n_head_kv)) * hd;
+                        let mut p: Vec<f32> = (first..=pos)
+                            .map(|t| ops::dot(&qh, &k[t * kv_dim + at..][..hd]) * c.attn_scale)
+                            .collect();
+                        ops::softmax(&mut p, Kernel::Portable);
+                        for (t, p) in (first..=pos).zip(p) {
+                            for (o, x) in oh.iter_mut().zip(&v32[t * kv_dim + at..][..hd]) {
+                                *o = ops::fma32(p, *x, *o);
+                            }
+                        }
+                    }
+                }
+                for threads in [1, 2, 3] {
+                    let got = pool(threads).install(|| {
+                        let out = vec![f32::NAN; q.len()];
+                        if n == 1 {
+                            // A step: the cache's f16 rows.
+                            let (kr, vr) = (Rows::F16(&k), Rows::F16(&v));
+                            attention(&q, (kr, None), vr, &c, (start, 0), window, out)
+                        } else {
+                            // A batch: rows widened, the keys transposed
+                            // where the CPU has batch kernels.
+                            let kt = ops::Vector::of(Kernel::detect()).map(|_| (&kt[..], tp));
+                            let (kr, vr) = (Rows::F32(&k32), Rows::F32(&v32));
+                            attention(&q, (kr, kt), vr, &c, (start, 0), window, out)
+                        }
+                    });
+                    let bits = |x: &[f32]| x.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+                    assert!(
+                        bits(&got) == bits(&want),
+                        "window {window:?}, {n} queries, {threads} threads ({:?})",
+                        Kernel::detect()
+                    );
+                }
+            }
+        }
+    }
 
     /// SmolLM2's RoPE (64 dimensions, base 1e5) is usable; a base of 1.2e-38
     /// grows the angle past f32's range at pair 27 (every logit NaN from a

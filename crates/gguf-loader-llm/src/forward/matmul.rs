@@ -205,12 +205,6 @@ impl Kernel {
         Kernel::Portable
     }
 
-    /// Whether this is an x86 kernel (AVX2 or AVX-512), whose CPU runs
-    /// the attention's x86 kernels too.
-    pub(super) fn is_x86(self) -> bool {
-        cfg!(target_arch = "x86_64") && self != Kernel::Portable
-    }
-
     /// Whether this is the AVX-512 kernel.
     #[cfg(target_arch = "x86_64")]
     pub(super) fn is_avx512(self) -> bool {

@@ -258,11 +258,15 @@ pub(crate) fn dot<E: sealed::Sealed>(a: &[f32], b: &[E]) -> f32 {
 
 /// Square blocks of floats transposed in registers: the packing of the
 /// matrices' weights by lane, and the lanes of a vector of keys' scores.
-#[cfg(target_arch = "x86_64")]
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 pub(crate) mod transpose {
+    #[cfg(target_arch = "aarch64")]
+    use core::arch::aarch64::*;
+    #[cfg(target_arch = "x86_64")]
     use core::arch::x86_64::*;
 
     /// The 16 × 16 matrix of rows `r` as columns.
+    #[cfg(target_arch = "x86_64")]
     #[inline]
     #[target_feature(enable = "avx512f")]
     pub(crate) fn transpose16(r: [__m512; 16]) -> [__m512; 16] {
@@ -304,6 +308,7 @@ pub(crate) mod transpose {
 
     /// The 8 × 8 matrix of rows `r` as columns (as [`transpose16`], two
     /// 128-bit lanes).
+    #[cfg(target_arch = "x86_64")]
     #[inline]
     #[target_feature(enable = "avx2")]
     pub(crate) fn transpose8(r: [__m256; 8]) -> [__m256; 8] {
@@ -331,20 +336,46 @@ pub(crate) mod transpose {
         }
         out
     }
+
+    /// The 4 × 4 matrix of rows `r` as columns: pairs of rows interleaved
+    /// (`trn1` / `trn2`), then their halves paired (`zip1` / `zip2` of
+    /// 64-bit lanes).
+    #[cfg(target_arch = "aarch64")]
+    #[inline]
+    #[target_feature(enable = "neon")]
+    pub(crate) fn transpose4(r: [float32x4_t; 4]) -> [float32x4_t; 4] {
+        // t0 = (r0[0], r1[0], r0[2], r1[2]), t1 the odd columns; t2, t3
+        // the same of rows 2 and 3.
+        let (t0, t1) = (vtrn1q_f32(r[0], r[1]), vtrn2q_f32(r[0], r[1]));
+        let (t2, t3) = (vtrn1q_f32(r[2], r[3]), vtrn2q_f32(r[2], r[3]));
+        let low = |a: float32x4_t, b: float32x4_t| {
+            vreinterpretq_f32_f64(vzip1q_f64(
+                vreinterpretq_f64_f32(a),
+                vreinterpretq_f64_f32(b),
+            ))
+        };
+        let high = |a: float32x4_t, b: float32x4_t| {
+            vreinterpretq_f32_f64(vzip2q_f64(
+                vreinterpretq_f64_f32(a),
+                vreinterpretq_f64_f32(b),
+            ))
+        };
+        [low(t0, t2), low(t1, t3), high(t0, t2), high(t1, t3)]
+    }
 }
 
-/// What the batch attention kernels ([`avx512`], [`avx2`]) pad to: each
+/// What the batch attention kernels ([`Vector`]'s) pad to: each
 /// head's scores fill rows of a multiple of this, and the transposed keys
 /// are readable that far past the last position.
 pub(crate) const SCORE_KEYS: usize = 16;
 
 /// Positions the batch kernels' weighted values take at a time.
-#[cfg(target_arch = "x86_64")]
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 const VALUE_CHUNK: usize = 128;
 
 /// Rows [`avx2::weighted_values`] (and AVX-512's) asks memory for ahead
 /// of the one it reads.
-#[cfg(target_arch = "x86_64")]
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 const VALUE_AHEAD: usize = 8;
 
 /// Asks memory now for the `len` values from `p`: a hint, which never
@@ -363,25 +394,32 @@ pub(crate) fn prefetch<E>(p: *const E, len: usize) {
     }
 }
 
-/// Heads the batch kernels' weighted values take at a time, at either
+/// [`prefetch`]'s place on aarch64: nothing, as in the NEON matrix kernel
+/// (no aarch64 machine here to measure whether asking pays there).
+#[cfg(target_arch = "aarch64")]
+#[inline]
+pub(crate) fn prefetch<E>(_: *const E, _: usize) {}
+
+/// Heads the batch kernels' weighted values take at a time, at every
 /// width.
-#[cfg(target_arch = "x86_64")]
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 const VALUE_HEADS: usize = 4;
 
 /// The attention's batch kernels for one vector type: `$v` of `$width`
-/// floats, the `$feature` CPU features, `$vecs` vectors of each head's
-/// weighted values at once, and the intrinsics that zero, load, broadcast,
-/// multiply, add and store its vectors. One source for AVX-512 and AVX2,
-/// each function compiled with its features.
-#[cfg(target_arch = "x86_64")]
+/// floats, the `$feature` CPU features (of `core::arch::$arch`), `$vecs`
+/// vectors of each head's weighted values at once, and the intrinsics that
+/// zero, load, broadcast, multiply, add, fuse (`a * b + c`, rounded once)
+/// and store its vectors. One source for AVX-512, AVX2 and NEON, each
+/// function compiled with its features.
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 macro_rules! attention_kernels {
     (
-        $name:ident, $feature:literal, $v:ty, $width:expr, $vecs:expr,
-        $zero:ident, $load:ident, $widen:ident, $splat:ident, $mul:ident, $add:ident, $fma:ident,
+        $name:ident, $feature:literal, $arch:ident, $v:ty, $width:expr, $vecs:expr,
+        $zero:path, $load:ident, $widen:ident, $splat:ident, $mul:ident, $add:ident, $fma:path,
         $store:ident, $transpose:ident, $heads:expr
     ) => {
         pub(crate) mod $name {
-            use core::arch::x86_64::*;
+            use core::arch::$arch::*;
 
             use super::sealed::Sealed;
 
@@ -770,6 +808,7 @@ macro_rules! attention_kernels {
 attention_kernels!(
     avx512,
     "avx512f",
+    x86_64,
     __m512,
     16,
     4,
@@ -790,6 +829,7 @@ attention_kernels!(
 attention_kernels!(
     avx2,
     "avx2,fma,f16c",
+    x86_64,
     __m256,
     8,
     2,
@@ -805,13 +845,114 @@ attention_kernels!(
     4
 );
 
-/// [`avx512::lane_scores`] where `wide`, else [`avx2::lane_scores`].
+// Weighted values: four heads of four vectors (AVX-512's sixteen values a
+// head), 16 of the 32 registers hold sums; lane scores: eight heads' sums
+// and lanes, 16 registers.
+#[cfg(target_arch = "aarch64")]
+attention_kernels!(
+    neon,
+    "neon",
+    aarch64,
+    float32x4_t,
+    4,
+    4,
+    super::neon_zero,
+    vld1q_f32,
+    load4,
+    vdupq_n_f32,
+    vmulq_f32,
+    vaddq_f32,
+    super::neon_fma,
+    vst1q_f32,
+    transpose4,
+    8
+);
+
+/// Four zeros.
+#[cfg(target_arch = "aarch64")]
+#[inline]
+#[target_feature(enable = "neon")]
+fn neon_zero() -> core::arch::aarch64::float32x4_t {
+    core::arch::aarch64::vdupq_n_f32(0.0)
+}
+
+/// `a * b + c`, rounded once (`fmla`), in the order of x86's `vfmadd`'s
+/// arguments.
+#[cfg(target_arch = "aarch64")]
+#[inline]
+#[target_feature(enable = "neon")]
+fn neon_fma(
+    a: core::arch::aarch64::float32x4_t,
+    b: core::arch::aarch64::float32x4_t,
+    c: core::arch::aarch64::float32x4_t,
+) -> core::arch::aarch64::float32x4_t {
+    core::arch::aarch64::vfmaq_f32(c, a, b)
+}
+
+/// The attention's batch kernels a CPU runs: AVX-512's or AVX2's ([`avx512`],
+/// [`avx2`]) on x86-64, NEON's ([`neon`]) on aarch64; none elsewhere.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) enum Vector {
+    #[cfg(target_arch = "x86_64")]
+    Avx2,
+    #[cfg(target_arch = "x86_64")]
+    Avx512,
+    #[cfg(target_arch = "aarch64")]
+    Neon,
+}
+
+impl Vector {
+    /// The batch kernels of the CPU that runs `simd` (a CPU with AVX2,
+    /// FMA and F16C for either x86 kernel, AVX-512F besides for
+    /// AVX-512's); none for the portable kernel.
+    pub(crate) fn of(simd: Kernel) -> Option<Vector> {
+        match simd {
+            Kernel::Portable => None,
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx2 => Some(Vector::Avx2),
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx512 => Some(Vector::Avx512),
+            #[cfg(target_arch = "aarch64")]
+            Kernel::Neon => Some(Vector::Neon),
+        }
+    }
+
+    /// The kernels a step of one token takes: AVX2's for AVX-512 (a step
+    /// of a few tokens ran 12% slower with AVX-512's at 3000 positions of
+    /// SmolLM2), else these.
+    pub(crate) fn for_steps(self) -> Vector {
+        match self {
+            #[cfg(target_arch = "x86_64")]
+            Vector::Avx512 => Vector::Avx2,
+            other => other,
+        }
+    }
+
+    /// The values [`weighted_values`] takes a block of at a time (a
+    /// head's values must be a multiple).
+    pub(crate) fn value_block(self) -> usize {
+        match self {
+            #[cfg(target_arch = "x86_64")]
+            Vector::Avx2 => avx2::VALUE_BLOCK,
+            #[cfg(target_arch = "x86_64")]
+            Vector::Avx512 => avx512::VALUE_BLOCK,
+            #[cfg(target_arch = "aarch64")]
+            Vector::Neon => neon::VALUE_BLOCK,
+        }
+    }
+}
+
+/// `vec`'s `lane_scores` ([`avx512::lane_scores`], [`avx2::…`],
+/// [`neon::…`]).
 ///
 /// # Safety
-/// The CPU has AVX2, FMA and F16C, and AVX-512F where `wide`.
-#[cfg(target_arch = "x86_64")]
+/// The CPU has `vec`'s features (see [`Vector::of`]).
+#[cfg_attr(
+    not(any(target_arch = "x86_64", target_arch = "aarch64")),
+    allow(unused_variables)
+)]
 pub(crate) unsafe fn lane_scores(
-    wide: bool,
+    vec: Vector,
     kt: (&[f32], usize),
     span: usize,
     (q, hd, scale): (&[f32], usize, f32),
@@ -819,21 +960,28 @@ pub(crate) unsafe fn lane_scores(
 ) {
     // SAFETY: the caller vouches for the features.
     unsafe {
-        if wide {
-            avx512::lane_scores(q, hd, kt, span, scale, scores, stride)
-        } else {
-            avx2::lane_scores(q, hd, kt, span, scale, scores, stride)
+        match vec {
+            #[cfg(target_arch = "x86_64")]
+            Vector::Avx512 => avx512::lane_scores(q, hd, kt, span, scale, scores, stride),
+            #[cfg(target_arch = "x86_64")]
+            Vector::Avx2 => avx2::lane_scores(q, hd, kt, span, scale, scores, stride),
+            #[cfg(target_arch = "aarch64")]
+            Vector::Neon => neon::lane_scores(q, hd, kt, span, scale, scores, stride),
         }
     }
 }
 
-/// [`avx512::row_scores`] where `wide`, else [`avx2::row_scores`].
+/// `vec`'s `row_scores` ([`avx512::row_scores`], [`avx2::…`],
+/// [`neon::…`]).
 ///
 /// # Safety
-/// The CPU has AVX2, FMA and F16C, and AVX-512F where `wide`.
-#[cfg(target_arch = "x86_64")]
+/// The CPU has `vec`'s features (see [`Vector::of`]).
+#[cfg_attr(
+    not(any(target_arch = "x86_64", target_arch = "aarch64")),
+    allow(unused_variables)
+)]
 pub(crate) unsafe fn row_scores<E: sealed::Sealed>(
-    wide: bool,
+    vec: Vector,
     k: (&[E], usize),
     span: usize,
     (q, hd, scale): (&[f32], usize, f32),
@@ -841,33 +989,28 @@ pub(crate) unsafe fn row_scores<E: sealed::Sealed>(
 ) {
     // SAFETY: the caller vouches for the features.
     unsafe {
-        if wide {
-            avx512::row_scores(q, hd, k, span, scale, scores, stride)
-        } else {
-            avx2::row_scores(q, hd, k, span, scale, scores, stride)
+        match vec {
+            #[cfg(target_arch = "x86_64")]
+            Vector::Avx512 => avx512::row_scores(q, hd, k, span, scale, scores, stride),
+            #[cfg(target_arch = "x86_64")]
+            Vector::Avx2 => avx2::row_scores(q, hd, k, span, scale, scores, stride),
+            #[cfg(target_arch = "aarch64")]
+            Vector::Neon => neon::row_scores(q, hd, k, span, scale, scores, stride),
         }
     }
 }
 
-/// The values [`weighted_values`] takes a block of at a time (a head's
-/// values must be a multiple): AVX-512's where `wide`, else AVX2's.
-#[cfg(target_arch = "x86_64")]
-pub(crate) fn value_block(wide: bool) -> usize {
-    if wide {
-        avx512::VALUE_BLOCK
-    } else {
-        avx2::VALUE_BLOCK
-    }
-}
-
-/// [`avx512::weighted_values`] where `wide`, else
-/// [`avx2::weighted_values`].
+/// `vec`'s `weighted_values` ([`avx512::weighted_values`], [`avx2::…`],
+/// [`neon::…`]).
 ///
 /// # Safety
-/// The CPU has AVX2, FMA and F16C, and AVX-512F where `wide`.
-#[cfg(target_arch = "x86_64")]
+/// The CPU has `vec`'s features (see [`Vector::of`]).
+#[cfg_attr(
+    not(any(target_arch = "x86_64", target_arch = "aarch64")),
+    allow(unused_variables)
+)]
 pub(crate) unsafe fn weighted_values<E: sealed::Sealed>(
-    wide: bool,
+    vec: Vector,
     p: (&[f32], usize),
     span: usize,
     v: (&[E], usize),
@@ -876,10 +1019,13 @@ pub(crate) unsafe fn weighted_values<E: sealed::Sealed>(
 ) {
     // SAFETY: the caller vouches for the features.
     unsafe {
-        if wide {
-            avx512::weighted_values(p, span, v, hd, o)
-        } else {
-            avx2::weighted_values(p, span, v, hd, o)
+        match vec {
+            #[cfg(target_arch = "x86_64")]
+            Vector::Avx512 => avx512::weighted_values(p, span, v, hd, o),
+            #[cfg(target_arch = "x86_64")]
+            Vector::Avx2 => avx2::weighted_values(p, span, v, hd, o),
+            #[cfg(target_arch = "aarch64")]
+            Vector::Neon => neon::weighted_values(p, span, v, hd, o),
         }
     }
 }
@@ -1664,22 +1810,30 @@ mod tests {
         assert_eq!(out[5], out[6]);
     }
 
-    /// The batch attention kernels the CPU has: (AVX-512F, AVX2), each with
-    /// AVX2, FMA and F16C; and
-    /// values in [-4, 4) from `seed`.
-    #[cfg(target_arch = "x86_64")]
-    fn kernels_and_values(mut seed: u64) -> ((bool, bool), impl FnMut() -> f32) {
-        // The kernels' wrappers ask for AVX2, FMA and F16C at either width.
-        let avx2 = is_x86_feature_detected!("avx2")
-            && is_x86_feature_detected!("fma")
-            && is_x86_feature_detected!("f16c");
-        let has = (avx2 && is_x86_feature_detected!("avx512f"), avx2);
-        if !has.0 || !has.1 {
-            eprintln!(
-                "partly skipped: AVX-512F {}, AVX2 + FMA + F16C {}",
-                has.0, has.1
-            );
-        }
+    /// The batch attention kernels the CPU has (AVX-512's and AVX2's, each
+    /// with AVX2, FMA and F16C; NEON's); and values in [-4, 4) from `seed`.
+    fn kernels_and_values(mut seed: u64) -> (Vec<Vector>, impl FnMut() -> f32) {
+        #[cfg(target_arch = "x86_64")]
+        let has = {
+            // The kernels' wrappers ask for AVX2, FMA and F16C at either
+            // width.
+            let avx2 = is_x86_feature_detected!("avx2")
+                && is_x86_feature_detected!("fma")
+                && is_x86_feature_detected!("f16c");
+            let avx512 = avx2 && is_x86_feature_detected!("avx512f");
+            if !avx512 {
+                eprintln!("partly skipped: AVX-512F {avx512}, AVX2 + FMA + F16C {avx2}");
+            }
+            [(avx512, Vector::Avx512), (avx2, Vector::Avx2)]
+                .into_iter()
+                .filter_map(|(has, vec)| has.then_some(vec))
+                .collect()
+        };
+        // NEON is in every aarch64 CPU.
+        #[cfg(target_arch = "aarch64")]
+        let has = vec![Vector::Neon];
+        #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+        let has = Vec::new();
         let next = move || {
             seed ^= seed << 13;
             seed ^= seed >> 7;
@@ -1689,18 +1843,14 @@ mod tests {
         (has, next)
     }
 
-    /// The lane scores, AVX-512's and AVX2's, are `dot(q, k) * scale` bit
-    /// for bit, for heads of whole sixteens and with a tail past them,
-    /// spans that fill their last vector of keys or not, every group of
-    /// heads the kernels take.
-    #[cfg(target_arch = "x86_64")]
+    /// The lane scores, AVX-512's, AVX2's and NEON's, are `dot(q, k) *
+    /// scale` bit for bit, for heads of whole sixteens and with a tail past
+    /// them, spans that fill their last vector of keys or not, every group
+    /// of heads the kernels take.
     #[test]
     fn lane_scores_are_dots_bit_for_bit() {
-        let ((avx512, avx2), mut next) = kernels_and_values(0x2545_f491_4f6c_dd1d);
-        for (wide, has) in [(true, avx512), (false, avx2)] {
-            if !has {
-                continue;
-            }
+        let (kernels, mut next) = kernels_and_values(0x2545_f491_4f6c_dd1d);
+        for vec in kernels {
             // 3 heads: a pair and one; 15: every size of group of heads
             // the kernels take (8 or 4, 4, 2, 1).
             for (hd, heads) in [8, 16, 64, 70, 256]
@@ -1716,7 +1866,7 @@ mod tests {
                     let kts = (&kt[..], tp);
                     // SAFETY: the CPU has the kernel's features (checked above).
                     unsafe {
-                        super::lane_scores(wide, kts, span, (&q, hd, 0.125), (&mut scores, stride))
+                        super::lane_scores(vec, kts, span, (&q, hd, 0.125), (&mut scores, stride))
                     }
                     for (i, qh) in q.chunks_exact(hd).enumerate() {
                         for t in 0..span {
@@ -1725,7 +1875,7 @@ mod tests {
                             assert_eq!(
                                 scores[i * stride + t].to_bits(),
                                 want.to_bits(),
-                                "AVX-512 {wide}: hd {hd}, span {span}, head {i}, key {t}"
+                                "{vec:?}: hd {hd}, span {span}, head {i}, key {t}"
                             );
                         }
                     }
@@ -1734,18 +1884,14 @@ mod tests {
         }
     }
 
-    /// The row scores, AVX-512's and AVX2's, are `dot(q, k) * scale` bit
-    /// for bit, from f32 rows and from f16 rows (widened), for heads of
-    /// whole sixteens and with a tail past them, spans of whole vectors of
-    /// keys and not, rows of keys wider than a head.
-    #[cfg(target_arch = "x86_64")]
+    /// The row scores, AVX-512's, AVX2's and NEON's, are `dot(q, k) *
+    /// scale` bit for bit, from f32 rows and from f16 rows (widened), for
+    /// heads of whole sixteens and with a tail past them, spans of whole
+    /// vectors of keys and not, rows of keys wider than a head.
     #[test]
     fn row_scores_are_dots_bit_for_bit() {
-        let ((avx512, avx2), mut next) = kernels_and_values(0x6a09_e667_f3bc_c908);
-        for (wide, has) in [(true, avx512), (false, avx2)] {
-            if !has {
-                continue;
-            }
+        let (kernels, mut next) = kernels_and_values(0x6a09_e667_f3bc_c908);
+        for vec in kernels {
             for hd in [8, 16, 64, 70, 256, 1040] {
                 for span in [1usize, 7, 8, 9, 15, 16, 17, 100] {
                     let (heads, kv_dim) = (3, hd + 5);
@@ -1759,8 +1905,8 @@ mod tests {
                         let (k32, k16, q) =
                             ((&k32[..], kv_dim), (&k16[..], kv_dim), (&q[..], hd, 0.125));
                         let [g32, g16] = &mut got;
-                        super::row_scores(wide, k32, span, q, (g32, stride));
-                        super::row_scores(wide, k16, span, q, (g16, stride));
+                        super::row_scores(vec, k32, span, q, (g32, stride));
+                        super::row_scores(vec, k16, span, q, (g16, stride));
                     }
                     for (i, qh) in q.chunks_exact(hd).enumerate() {
                         for t in 0..span {
@@ -1772,7 +1918,7 @@ mod tests {
                                 assert_eq!(
                                     g[i * stride + t].to_bits(),
                                     want.to_bits(),
-                                    "AVX-512 {wide}, {kind}: hd {hd}, span {span}, head {i}, key {t}"
+                                    "{vec:?}, {kind}: hd {hd}, span {span}, head {i}, key {t}"
                                 );
                             }
                         }
@@ -1782,21 +1928,20 @@ mod tests {
         }
     }
 
-    /// The weighted values, AVX-512's and AVX2's, are the plain loop's
-    /// (each position in order, a fused multiply-add) bit for bit, for one
-    /// to five heads (a group of four and the rest), heads of 16 to 256
-    /// values (those of whole blocks), rows of values wider than a head,
-    /// spans of one chunk of positions and of several; and from f16 rows
-    /// what they are from the same values as f32.
-    #[cfg(target_arch = "x86_64")]
+    /// The weighted values, AVX-512's, AVX2's and NEON's, are the plain
+    /// loop's (each position in order, a fused multiply-add) bit for bit,
+    /// for one to five heads (a group of four and the rest), heads of 16 to
+    /// 256 values (those of whole blocks), rows of values wider than a
+    /// head, spans of one chunk of positions and of several; and from f16
+    /// rows what they are from the same values as f32.
     #[test]
     fn weighted_values_are_the_plain_loops_bit_for_bit() {
-        let ((avx512, avx2), mut next) = kernels_and_values(0x5851_f42d_4c95_7f2d);
-        for (wide, has) in [(true, avx512), (false, avx2)] {
-            let block = value_block(wide);
+        let (kernels, mut next) = kernels_and_values(0x5851_f42d_4c95_7f2d);
+        for vec in kernels {
+            let block = vec.value_block();
             for hd in [16, 32, 48, 64, 256]
                 .into_iter()
-                .filter(|hd| has && hd % block == 0)
+                .filter(|hd| hd % block == 0)
             {
                 for heads in 1..=5 {
                     for span in [1usize, 7, 40, 128, 300] {
@@ -1816,12 +1961,12 @@ mod tests {
                         let (p, vs) = ((&scores[..], stride), (&v[..], kv_dim));
                         // SAFETY: the CPU has the kernel's features (checked
                         // above).
-                        unsafe { super::weighted_values(wide, p, span, vs, hd, &mut got) }
+                        unsafe { super::weighted_values(vec, p, span, vs, hd, &mut got) }
                         let bits = |x: &[f32]| x.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
                         assert_eq!(
                             bits(&got),
                             bits(&want),
-                            "AVX-512 {wide}: hd {hd}, {heads} heads, span {span}"
+                            "{vec:?}: hd {hd}, {heads} heads, span {span}"
                         );
                         // From f16 rows (a few-token step's cache), widened
                         // as read: the f32 rows' result on their values.
@@ -1832,7 +1977,7 @@ mod tests {
                         // SAFETY: as above.
                         unsafe {
                             super::weighted_values(
-                                wide,
+                                vec,
                                 p,
                                 span,
                                 (&v16[..], kv_dim),
@@ -1840,7 +1985,7 @@ mod tests {
                                 &mut got16,
                             );
                             super::weighted_values(
-                                wide,
+                                vec,
                                 p,
                                 span,
                                 (&v32[..], kv_dim),
@@ -1851,7 +1996,7 @@ mod tests {
                         assert_eq!(
                             bits(&got16),
                             bits(&want16),
-                            "f16 rows, AVX-512 {wide}: hd {hd}, {heads} heads, span {span}"
+                            "f16 rows, {vec:?}: hd {hd}, {heads} heads, span {span}"
                         );
                     }
                 }

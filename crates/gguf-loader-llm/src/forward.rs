@@ -1715,8 +1715,9 @@ const BLOCK_ROWS: usize = 8;
 /// positions `base..start + n` (`k` and `v` begin at position `base`, the
 /// first any query sees; with the keys, for a batch where the CPU has
 /// batch kernels ([`ops::Vector`]), the same transposed and the distance
-/// between their rows, for the lane scores, [`ops::lane_scores`]). Returns `n` rows of `n_head * head_dim`,
-/// written over `out` (as long as `q`; whatever it held).
+/// between their rows, for the lane scores, [`ops::lane_scores`]).
+/// Returns `n` rows of `n_head * head_dim`, written over `out` (as long as
+/// `q`; whatever it held).
 fn attention(
     q: &[f32],
     (k, kt): (Rows<'_>, Option<(&[f32], usize)>),
@@ -1998,11 +1999,11 @@ const SPLIT_SPAN: usize = 256;
 
 /// [`attention`] of one query (at the last of `positions`, whose keys and
 /// values `k` and `v` hold from position `base`, rows of the cache) by
-/// `vec`'s kernels, shared out so that every thread has
-/// work whatever the number of KV heads: the scores by runs of positions,
-/// each task every head of a group against its run of keys; each head's
-/// softmax; the weighted values by runs of dimensions, each task every
-/// head of a group over every position for its dimensions. (A task a
+/// `vec`'s kernels, shared out so that every thread has work whatever the
+/// number of KV heads: the scores by runs of positions, each task every
+/// head of a group against its run of keys; each head's softmax; the
+/// weighted values by runs of dimensions, each task every head of a group
+/// over every position for its dimensions. (A task a
 /// group left one of two threads idle a third of the time on SmolLM2's
 /// three groups; a task a head read its group's keys again for each.)
 /// Each score is of one key, each value's sum runs over the positions in
@@ -2115,6 +2116,10 @@ fn group_blocks(
 ///
 /// # Safety
 /// The CPU has `vec`'s features.
+#[cfg_attr(
+    not(any(target_arch = "x86_64", target_arch = "aarch64")),
+    allow(unused_variables)
+)]
 unsafe fn softmax_by(vec: ops::Vector, x: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma,f16c")]

@@ -200,7 +200,7 @@ check "load --dtype f32" "$B/gguf-loader" load "$W/tinyllama-q4_0.gguf" --device
 step "the Python package on the GPU (where this Python has numpy)"
 if python3 -c "import numpy" 2>/dev/null; then
     if python3 -m pip install --quiet --no-deps --no-index --target "$W/py" "$B"/python/gguf_loader-*.whl; then
-        check python env PYTHONPATH="$W/py" PYTHONUNBUFFERED=1 python3 "$B/python/gpu-python-check.py" \
+        check python env PYTHONPATH="$W/py" PYTHONUNBUFFERED=1 N_GEN="$n_gen" python3 "$B/python/gpu-python-check.py" \
             "$W/smollm2-q4_1.gguf" "$W/tinyllama-q4_0.gguf"
     else
         echo "FAIL python: the wheel did not install"

@@ -373,8 +373,8 @@ pub(crate) const SCORE_KEYS: usize = 16;
 #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 const VALUE_CHUNK: usize = 128;
 
-/// Rows [`avx2::weighted_values`] (and AVX-512's) asks memory for ahead
-/// of the one it reads.
+/// Rows the batch kernels' weighted values ask memory for ahead of the one
+/// they read (AVX-512's and AVX2's; NEON's [`prefetch`] asks nothing).
 #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 const VALUE_AHEAD: usize = 8;
 

@@ -2202,13 +2202,7 @@ mod tests {
             context_length: None,
             ropes: Vec::new(),
         };
-        let mut seed = 0x2545_f491_4f6c_dd1du64;
-        let mut next = move || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            ((seed >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 4.0
-        };
+        let mut next = ops::test_values(0x2545_f491_4f6c_dd1d);
         // 300 positions: past the span from which one query is split.
         let positions = 300;
         assert!(positions > super::SPLIT_SPAN);

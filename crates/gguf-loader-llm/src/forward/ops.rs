@@ -1535,6 +1535,17 @@ pub(crate) fn softmax(x: &mut [f32], simd: Kernel) {
     }
 }
 
+/// Values in [-4, 4) from `seed` (xorshift): the attention tests' inputs.
+#[cfg(test)]
+pub(crate) fn test_values(mut seed: u64) -> impl FnMut() -> f32 {
+    move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        ((seed >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 8.0
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1812,7 +1823,7 @@ mod tests {
 
     /// The batch attention kernels the CPU has (AVX-512's and AVX2's, each
     /// with AVX2, FMA and F16C; NEON's); and values in [-4, 4) from `seed`.
-    fn kernels_and_values(mut seed: u64) -> (Vec<Vector>, impl FnMut() -> f32) {
+    fn kernels_and_values(seed: u64) -> (Vec<Vector>, impl FnMut() -> f32) {
         #[cfg(target_arch = "x86_64")]
         let has = {
             // The kernels' wrappers ask for AVX2, FMA and F16C at either
@@ -1834,13 +1845,7 @@ mod tests {
         let has = vec![Vector::Neon];
         #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
         let has = Vec::new();
-        let next = move || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            ((seed >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 8.0
-        };
-        (has, next)
+        (has, test_values(seed))
     }
 
     /// The lane scores, AVX-512's, AVX2's and NEON's, are `dot(q, k) *

@@ -872,7 +872,7 @@ attention_kernels!(
 #[cfg(target_arch = "aarch64")]
 #[inline]
 #[target_feature(enable = "neon")]
-fn neon_zero() -> core::arch::aarch64::float32x4_t {
+pub(super) fn neon_zero() -> core::arch::aarch64::float32x4_t {
     core::arch::aarch64::vdupq_n_f32(0.0)
 }
 
@@ -881,7 +881,7 @@ fn neon_zero() -> core::arch::aarch64::float32x4_t {
 #[cfg(target_arch = "aarch64")]
 #[inline]
 #[target_feature(enable = "neon")]
-fn neon_fma(
+pub(super) fn neon_fma(
     a: core::arch::aarch64::float32x4_t,
     b: core::arch::aarch64::float32x4_t,
     c: core::arch::aarch64::float32x4_t,

@@ -246,6 +246,11 @@ impl<'a> ArrayView<'a> {
         self.bytes
     }
 
+    /// The byte order and length width of [`ArrayView::raw_bytes`].
+    pub(crate) fn encoding(&self) -> Encoding {
+        self.enc
+    }
+
     /// The elements, decoded one by one.
     pub fn iter(&self) -> ArrayIter<'a> {
         ArrayIter {

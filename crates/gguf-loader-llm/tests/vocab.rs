@@ -65,12 +65,24 @@ fn check(name: &str, kind: TokenizerKind) -> Result<usize, String> {
     let loader = MmapGGUFLoader::new(&path).unwrap();
     let tok = Tokenizer::from_loader(&loader).unwrap();
     assert_eq!(tok.kind(), kind, "{name}");
+    // The same tokenizer from its keys alone, as a GGUF of their own (how
+    // the Python package pickles one).
+    let gguf = Tokenizer::metadata_gguf(loader.metadata()).unwrap();
+    let portable = Tokenizer::from_gguf_bytes(&gguf).unwrap();
     let cases = cases(&path);
     let mut failures = Vec::new();
     for (text, want) in &cases {
         let got = tok.encode(text, false, false);
         if &got != want {
             failures.push(format!("{name}: {text:?}\n  got  {got:?}\n  want {want:?}"));
+        }
+        for (add, parse) in [(false, false), (true, true)] {
+            let ids = portable.encode(text, add, parse);
+            if ids != tok.encode(text, add, parse)
+                || portable.decode(&ids, true, true) != tok.decode(&ids, true, true)
+            {
+                failures.push(format!("{name}: {text:?}: not the same from its own GGUF"));
+            }
         }
         // Streamed, the ids (and BOS with them) give `decode`'s text, where
         // it cleans up no spaces: SentencePiece's leading space dropped
@@ -171,6 +183,46 @@ fn unsupported_model_is_refused() {
     std::fs::write(file.path(), w.to_bytes().unwrap()).unwrap();
     let loader = MmapGGUFLoader::new(file.path()).unwrap();
     let e = Tokenizer::from_loader(&loader).unwrap_err();
+    assert!(e.to_string().contains("'rwkv'"), "{e}");
+}
+
+/// Bytes that are no tokenizer GGUF are an error, never a panic: nothing,
+/// a GGUF cut anywhere in its header, one without the tokenizer's keys, one with an
+/// unsupported model (the error says which).
+#[test]
+fn a_tokenizer_gguf_that_is_not_one_is_an_error() {
+    use gguf_loader::{GgufWriter, MetaValue, ValueType};
+    use gguf_loader_llm::TokenizerError;
+    let mut w = GgufWriter::new();
+    w.add("tokenizer.ggml.model", MetaValue::String("gpt2".into()));
+    let words = ["a", "b", "ab"].map(|s| MetaValue::String(s.into()));
+    w.add(
+        "tokenizer.ggml.tokens",
+        MetaValue::Array(ValueType::String, words.to_vec()),
+    );
+    w.add(
+        "tokenizer.ggml.merges",
+        MetaValue::Array(ValueType::String, vec![MetaValue::String("a b".into())]),
+    );
+    let good = w.to_bytes().unwrap();
+    let tok = Tokenizer::from_gguf_bytes(&good).unwrap();
+    assert_eq!(tok.encode("ab", false, false), [2]);
+    // Cut inside the header: a format error. (Past it, only the padding
+    // to the data section's alignment goes: the same tokenizer.)
+    for cut in 0..good.len() {
+        match Tokenizer::from_gguf_bytes(&good[..cut]) {
+            Err(TokenizerError::Format(_)) => {}
+            Ok(t) if t.encode("ab", false, false) == [2] && good[cut..].iter().all(|&b| b == 0) => {
+            }
+            other => panic!("cut at {cut}: {:?}", other.map(|t| t.vocab_size())),
+        }
+    }
+    let empty = GgufWriter::new().to_bytes().unwrap();
+    let e = Tokenizer::from_gguf_bytes(&empty).unwrap_err();
+    assert!(e.to_string().contains("tokenizer.ggml.model"), "{e}");
+    let mut w = GgufWriter::new();
+    w.add("tokenizer.ggml.model", MetaValue::String("rwkv".into()));
+    let e = Tokenizer::from_gguf_bytes(&w.to_bytes().unwrap()).unwrap_err();
     assert!(e.to_string().contains("'rwkv'"), "{e}");
 }
 

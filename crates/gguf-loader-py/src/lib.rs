@@ -282,6 +282,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(load::load_device, m)?)?;
     m.add_function(wrap_pyfunction!(load::loads_as_view, m)?)?;
     m.add_function(wrap_pyfunction!(tokenizer::tokenizer, m)?)?;
+    m.add_function(wrap_pyfunction!(tokenizer::tokenizer_from_gguf, m)?)?;
     m.add_class::<tokenizer::Tokenizer>()?;
     m.add_class::<tokenizer::TextStream>()?;
     m.add_function(wrap_pyfunction!(model::model, m)?)?;

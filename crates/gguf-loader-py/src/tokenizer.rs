@@ -17,19 +17,40 @@ use crate::file::File;
 #[pyclass(module = "gguf_loader._native", frozen)]
 pub struct Tokenizer {
     inner: Arc<Inner>,
+    /// The keys it was built from, as a GGUF of their own
+    /// (`Inner::metadata_gguf`): what a pickle holds.
+    gguf: Box<[u8]>,
 }
 
-/// The tokenizer of `file` (it keeps nothing of the file): `ValueError`
-/// naming the file where it has none this crate supports, as the CLI's
-/// `tokenize` says it.
+/// The tokenizer of `file` (it keeps nothing of the file but the keys it
+/// was built from): `ValueError` naming the file where it has none this
+/// crate supports, as the CLI's `tokenize` says it.
 #[pyfunction]
 pub(crate) fn tokenizer(py: Python<'_>, file: &File) -> PyResult<Tokenizer> {
     let loader = file.loader()?;
-    let inner = py
-        .detach(|| Inner::from_loader(&loader))
+    let (inner, gguf) = py
+        .detach(|| {
+            let inner = Inner::from_loader(&loader)?;
+            let gguf = Inner::metadata_gguf(loader.metadata())?;
+            Ok::<_, Box<dyn std::error::Error + Send + Sync>>((inner, gguf))
+        })
         .map_err(|e| crate::value_error_in(&loader, e))?;
     Ok(Tokenizer {
         inner: Arc::new(inner),
+        gguf: gguf.into_boxed_slice(),
+    })
+}
+
+/// The tokenizer of a GGUF of its keys (`Tokenizer.gguf`'s bytes: how a
+/// pickle rebuilds one); `ValueError` where `data` is no such GGUF.
+#[pyfunction]
+pub(crate) fn tokenizer_from_gguf(py: Python<'_>, data: &[u8]) -> PyResult<Tokenizer> {
+    let inner = py
+        .detach(|| Inner::from_gguf_bytes(data))
+        .map_err(|e| PyValueError::new_err(e.to_string()))?;
+    Ok(Tokenizer {
+        inner: Arc::new(inner),
+        gguf: data.into(),
     })
 }
 
@@ -216,6 +237,11 @@ impl Tokenizer {
             inner: if continuing { d.continuing() } else { d },
             vocab_size: self.inner.vocab_size(),
         }
+    }
+
+    /// The keys it was built from, as a GGUF of their own.
+    fn gguf<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
+        PyBytes::new(py, &self.gguf)
     }
 
     fn __repr__(&self) -> String {

@@ -231,3 +231,76 @@ def test_streams_give_whole_characters(real_model):
         tok.stream().push(len(tok))
     with pytest.raises(TypeError):
         tok.stream().push("a")
+
+
+def _same_tokenizer(a, b):
+    assert (a.model, a.pre, len(a), a.bos, a.eos, a.eot, a.eog, a.add_bos, a.add_eos) == (
+        b.model,
+        b.pre,
+        len(b),
+        b.bos,
+        b.eos,
+        b.eot,
+        b.eog,
+        b.add_bos,
+        b.add_eos,
+    )
+    assert (a.chat_template, a.warnings) == (b.chat_template, b.warnings)
+    for text in TEXTS:
+        for add, parse in [(False, False), (True, True)]:
+            ids = a.encode(text, add_special=add, parse_special=parse)
+            assert b.encode(text, add_special=add, parse_special=parse) == ids, text
+            assert b.decode(ids, unparse_special=True) == a.decode(ids, unparse_special=True)
+
+
+def test_pickles_without_the_file(real_model, tmp_path):
+    """A pickle holds the keys the tokenizer was built from (a small GGUF of
+    them), not a path: another process rebuilds the same tokenizer after
+    the model's file is gone. Copies are the tokenizer itself."""
+    import copy
+    import pickle
+    import shutil
+    import sys
+
+    moved = tmp_path / real_model.name
+    shutil.copyfile(real_model, moved)
+    with gguf_loader.open(moved) as f:
+        tok = f.tokenizer()
+    data = pickle.dumps(tok)
+    # A tenth of the model file at most (the vocabulary, not the weights).
+    assert len(data) < moved.stat().st_size / 10
+    again = pickle.loads(data)
+    assert isinstance(again, gguf_loader.Tokenizer)
+    _same_tokenizer(tok, again)
+    assert copy.copy(tok) is tok and copy.deepcopy(tok) is tok
+    moved.unlink()
+    # In a fresh interpreter, with no file at hand.
+    code = (
+        "import pickle, sys; t = pickle.loads(sys.stdin.buffer.read()); "
+        f"print(t.encode({TEXTS[0]!r}, add_special=True))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], input=data, capture_output=True, check=True)
+    assert out.stdout.decode().strip() == str(tok.encode(TEXTS[0], add_special=True))
+
+
+def test_every_vocabulary_pickles():
+    """Every tokenizer kind of llama.cpp's tests (BPE with each
+    pre-tokenizer, SentencePiece, WordPiece) comes back the same."""
+    import pickle
+
+    for name in sorted(VOCABS):
+        tok = gguf_loader.open(vocab_dir() / f"ggml-vocab-{name}.gguf").tokenizer()
+        _same_tokenizer(tok, pickle.loads(pickle.dumps(tok)))
+
+
+def test_a_broken_pickle_is_a_value_error(smollm2):
+    """Bytes that are no tokenizer's GGUF raise ValueError, never crash."""
+    from gguf_loader import _native
+    from gguf_loader._tokenizer import _from_gguf
+
+    data = gguf_loader.open(smollm2).tokenizer()._native.gguf()
+    for bad in [b"", b"GGUF", data[: len(data) // 2], b"\0" * 64]:
+        with pytest.raises(ValueError):
+            _from_gguf(bad)
+    with pytest.raises(ValueError, match="tokenizer.ggml.model"):
+        _native.tokenizer_from_gguf(data[:4] + (3).to_bytes(4, "little") + bytes(16))

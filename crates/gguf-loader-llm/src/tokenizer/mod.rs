@@ -82,6 +82,10 @@ pub enum TokenizerError {
         /// The token where the budget ran out.
         id: u32,
     },
+    /// The bytes given to [`Tokenizer::from_gguf_bytes`] are no valid
+    /// GGUF.
+    #[error("tokenizer GGUF: {0}")]
+    Format(gguf_loader::FormatError),
     /// The vocabulary is empty or larger than [`MAX_VOCAB`].
     #[error("metadata key 'tokenizer.ggml.tokens' holds {0} tokens; expected 1 to {max}", max = MAX_VOCAB)]
     VocabSize(usize),
@@ -421,7 +425,37 @@ impl Tokenizer {
         Self::from_metadata(loader.metadata())
     }
 
+    /// Whether [`Tokenizer::from_metadata`] reads `key`: the
+    /// `tokenizer.*` keys, and `general.name` and `general.architecture`
+    /// (which some of llama.cpp's per-model settings go by). The same
+    /// tokenizer is built from these keys alone (a small GGUF of them
+    /// makes a tokenizer portable: the Python package pickles it so).
+    pub fn reads_key(key: &str) -> bool {
+        key.starts_with("tokenizer.") || key == "general.name" || key == "general.architecture"
+    }
+
+    /// The keys of `md` that [`Tokenizer::reads_key`] names, as a GGUF of
+    /// their own (no tensors; the values copied as they are, byte strings
+    /// and all): [`Tokenizer::from_gguf_bytes`] makes the same tokenizer of
+    /// it, in another process or later, without the model's file.
+    pub fn metadata_gguf(md: &Metadata<'_>) -> std::io::Result<Vec<u8>> {
+        let mut w = gguf_loader::GgufWriter::new();
+        for (key, value) in md.iter().filter(|(k, _)| Self::reads_key(k)) {
+            w.add_value(key, *value);
+        }
+        w.to_bytes()
+    }
+
+    /// The tokenizer of the GGUF in `bytes` (as [`Tokenizer::metadata_gguf`]
+    /// writes one): `Err` with the parse error where `bytes` is no valid
+    /// GGUF, else as [`Tokenizer::from_metadata`].
+    pub fn from_gguf_bytes(bytes: &[u8]) -> Result<Self, TokenizerError> {
+        let file = gguf_loader::GgufFile::parse(bytes).map_err(TokenizerError::Format)?;
+        Self::from_metadata(&file.metadata)
+    }
+
     /// The tokenizer described by `md` (see [`Tokenizer::from_loader`]).
+    /// It reads no key but those [`Tokenizer::reads_key`] names.
     pub fn from_metadata(md: &Metadata<'_>) -> Result<Self, TokenizerError> {
         let model = md.get_str("tokenizer.ggml.model")?;
         let pre_key = "tokenizer.ggml.pre";

@@ -24,6 +24,7 @@ __all__ = [
     "load_device",
     "loads_as_view",
     "tokenizer",
+    "tokenizer_from_gguf",
     "Tokenizer",
     "TextStream",
     "model",
@@ -183,6 +184,7 @@ class Tokenizer:
     def decode(self, ids: List[int], remove_special: bool = False, unparse_special: bool = False) -> str: ...
     def render_chat(self, messages: List[Any], add_generation_prompt: bool = True) -> Tuple[str, bool, bool]: ...
     def stream(self, continuing: bool = False, unparse_special: bool = False) -> TextStream: ...
+    def gguf(self) -> bytes: ...
 
 @final
 class TextStream:
@@ -190,6 +192,7 @@ class TextStream:
     def finish(self) -> str: ...
 
 def tokenizer(file: File) -> Tokenizer: ...
+def tokenizer_from_gguf(data: bytes) -> Tokenizer: ...
 
 def model(
     file: File, dtype: str = "float16", lazy: bool = False, views: bool = True, device: str = "cpu"

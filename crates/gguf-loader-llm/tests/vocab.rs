@@ -226,6 +226,35 @@ fn a_tokenizer_gguf_that_is_not_one_is_an_error() {
     assert!(e.to_string().contains("'rwkv'"), "{e}");
 }
 
+/// A big-endian file's tokenizer (gpt-2's vocabulary rewritten in that
+/// order) gives the same ids, and its keys' own GGUF (written in the
+/// writer's little-endian order, item by item) the same tokenizer again.
+#[test]
+fn a_big_endian_files_tokenizer_travels_too() {
+    let Some(dir) = vocab_dir() else { return };
+    let path = dir.join("ggml-vocab-gpt-2.gguf");
+    let bytes = std::fs::read(&path).unwrap();
+    let file = gguf_loader::GgufFile::parse(&bytes).unwrap();
+    let mut w = gguf_loader::GgufWriter::new().endianness(gguf_loader::Endianness::Big);
+    for (k, v) in file.metadata.iter() {
+        w.add_value(k, *v);
+    }
+    let big = w.to_bytes().unwrap();
+    let big_file = gguf_loader::GgufFile::parse(&big).unwrap();
+    assert_eq!(big_file.endianness, gguf_loader::Endianness::Big);
+    let from_big = Tokenizer::from_metadata(&big_file.metadata).unwrap();
+    let gguf = Tokenizer::metadata_gguf(&big_file.metadata).unwrap();
+    assert_eq!(
+        gguf_loader::GgufFile::parse(&gguf).unwrap().endianness,
+        gguf_loader::Endianness::Little
+    );
+    let again = Tokenizer::from_gguf_bytes(&gguf).unwrap();
+    for (text, want) in cases(&path) {
+        assert_eq!(from_big.encode(&text, false, false), want, "{text:?}");
+        assert_eq!(again.encode(&text, false, false), want, "{text:?}");
+    }
+}
+
 /// Decoding what was encoded gives the text back byte for byte, in a
 /// byte-level vocabulary without llama.cpp's clean-up of spaces (qwen2).
 #[test]

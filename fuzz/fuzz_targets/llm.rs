@@ -1,8 +1,9 @@
 //! Writes arbitrary bytes to a file and runs gguf-loader-llm over it, as
 //! `gguf-loader tokenize` and `generate --chat` would: builds the GGUF's
-//! tokenizer, encodes fixed texts and the vocabulary's own tokens (with and
-//! without special tokens), decodes them whole and streamed, renders the
-//! chat template, then builds the forward pass, eager and lazy, and runs a
+//! tokenizer (and again from its keys' own GGUF, as a pickle holds them),
+//! encodes fixed texts and the vocabulary's own tokens (with and without
+//! special tokens), decodes them whole and streamed, renders the chat
+//! template, then builds the forward pass, eager and lazy, and runs a
 //! few tokens through it and a perplexity of two chunks. Everything a file
 //! sizes (layers, widths, the vocabulary, its pieces) is hostile here: the
 //! only allowed outcomes are values or typed errors, in bounded time and
@@ -133,7 +134,16 @@ fn walk(path: &PathBuf, mode: LoadMode) {
         return;
     };
     match Tokenizer::from_loader(&loader) {
-        Ok(tok) => tokenizer(&tok),
+        Ok(tok) => {
+            tokenizer(&tok);
+            // Its keys' own GGUF (what the Python package pickles) makes
+            // the same tokenizer.
+            let gguf = Tokenizer::metadata_gguf(loader.metadata()).expect("its keys' GGUF");
+            let again = Tokenizer::from_gguf_bytes(&gguf).expect("the same tokenizer");
+            for text in TEXTS {
+                assert_eq!(again.encode(text, true, true), tok.encode(text, true, true));
+            }
+        }
         Err(e) => drop(e.to_string()),
     }
     if loader.tensors().map(|t| t.n_elements).sum::<u64>() > MAX_VALUES {

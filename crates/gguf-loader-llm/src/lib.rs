@@ -54,7 +54,10 @@
 //! cache holds positions, and can be cloned or truncated to reuse a
 //! common prefix ([`forward::KvCache::truncate`]); a sliding-window
 //! layer's keeps only its window and a chunk more, unless made with
-//! [`forward::SlidingWindow::Full`].
+//! [`forward::SlidingWindow::Full`]. A tokenizer travels without its
+//! model's file as [`Tokenizer::metadata_gguf`]'s small GGUF of the keys it
+//! is built from, which [`Tokenizer::from_gguf_bytes`] makes into the same
+//! tokenizer (the Python package pickles one so).
 
 #![deny(missing_docs)]
 

@@ -264,6 +264,16 @@ def test_pickles_without_the_file(real_model, tmp_path):
     assert copy.copy(tok) is tok and copy.deepcopy(tok) is tok
     moved.unlink()
     _same_tokenizer(tok, pickle.loads(data))
+    # A subclass comes back as itself.
+    mine = pickle.loads(pickle.dumps(MyTokenizer(tok._native)))
+    assert type(mine) is MyTokenizer and mine.shout("hi") == tok.encode("HI")
+
+
+class MyTokenizer(gguf_loader.Tokenizer):
+    __slots__ = ()
+
+    def shout(self, text):
+        return self.encode(text.upper())
 
 
 def test_a_pickled_tokenizer_loads_in_a_new_interpreter(smollm2):

@@ -204,8 +204,8 @@ class Tokenizer:
     # their own): a pickle rebuilds the same tokenizer in another process
     # (multiprocessing, ``datasets.map(num_proc=...)``, a spawned DataLoader
     # worker) without the model's file. Copies are itself: it is immutable.
-    def __reduce__(self) -> Tuple[Any, Tuple[bytes]]:
-        return (_from_gguf, (self._native.gguf(),))
+    def __reduce__(self) -> Tuple[Any, Tuple[bytes, type]]:
+        return (_from_gguf, (self._native.gguf(), type(self)))
 
     def __copy__(self) -> "Tokenizer":
         return self
@@ -214,9 +214,11 @@ class Tokenizer:
         return self
 
 
-def _from_gguf(data: bytes) -> Tokenizer:
-    """The tokenizer a pickle holds (see ``Tokenizer.__reduce__``)."""
-    return Tokenizer(_native.tokenizer_from_gguf(data))
+def _from_gguf(data: bytes, cls: type = Tokenizer) -> Tokenizer:
+    """The tokenizer a pickle holds (see ``Tokenizer.__reduce__``), of its
+    class (a subclass stays one)."""
+    tok: Tokenizer = cls(_native.tokenizer_from_gguf(data))
+    return tok
 
 
 def _ids(ids: Iterable[int]) -> List[int]:

@@ -1246,6 +1246,7 @@ mod neon {
 
 #[cfg(test)]
 mod tests {
+    use super::super::ops::test_values as values;
     use super::*;
     use gguf_loader::f16;
 
@@ -1285,16 +1286,6 @@ mod tests {
                 (g - e).abs() < 1e-4 * (1.0 + e.abs()),
                 "{g} vs {e} ({what})"
             );
-        }
-    }
-
-    /// Values in [-2, 2) from `seed`.
-    fn values(mut seed: u64) -> impl FnMut() -> f32 {
-        move || {
-            seed = seed
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            ((seed >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 4.0
         }
     }
 

@@ -1535,7 +1535,8 @@ pub(crate) fn softmax(x: &mut [f32], simd: Kernel) {
     }
 }
 
-/// Values in [-4, 4) from `seed` (xorshift): the attention tests' inputs.
+/// Values in [-4, 4) from `seed` (xorshift): the inputs of the forward
+/// pass's kernel tests (attention, matrix products).
 #[cfg(test)]
 pub(crate) fn test_values(mut seed: u64) -> impl FnMut() -> f32 {
     move || {

@@ -21,7 +21,7 @@ pub(super) fn tokenize(tok: &Tokenizer, text: &str, out: &mut Vec<u32>) {
         key.push_str(left);
         key.push(' ');
         key.push_str(right);
-        tok.merges.get(key.as_str()).map(|&r| Reverse(r))
+        tok.merges.id(&key).map(Reverse)
     };
     // SentencePiece-style vocabularies (gemma4) write spaces as `▁` and
     // keep the text's own characters; byte-level ones map every byte to

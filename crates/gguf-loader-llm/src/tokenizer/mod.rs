@@ -29,6 +29,7 @@ mod pre_oracle;
 mod spm;
 mod std_sort;
 mod stream;
+mod table;
 mod ugm;
 mod unicode_data;
 mod wpm;
@@ -39,6 +40,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use finder::{Finder, ROOT};
+use table::{Duplicates, Indexed, Packed};
 
 use gguf_loader::{Escaped, Metadata, MetadataError, MmapGGUFLoader, Value};
 
@@ -141,13 +143,23 @@ pub enum TokenizerError {
 /// built.)
 const MAX_FINDER_TEXT: usize = 64 << 20;
 
+/// `s` up to its first NUL, as C reads it (a byte loop: token texts are
+/// short).
+fn c_str(s: &str) -> &str {
+    match s.as_bytes().iter().position(|&b| b == 0) {
+        // A NUL is one byte: the text before it is whole UTF-8.
+        Some(p) => &s[..p],
+        None => s,
+    }
+}
+
 /// The finder of [`Tokenizer::find_specials`]: an Aho-Corasick automaton of
 /// our own ([`finder`]), linear in the texts to build and to hold. (The
 /// `AhoCorasick` type builds a DFA for 100 patterns or fewer, in time that
 /// grows with the square of a repetitive text: one 64 KiB special token
 /// took over 90 s; the crate's NFA lists at each state every special that
 /// is a suffix of its text: 1.3 GB for `a` to `a`×100 and one `a`×2^20.)
-fn special_finder(special: &[u32], tokens: &[String]) -> Option<Finder> {
+fn special_finder(special: &[u32], tokens: &Indexed) -> Option<Finder> {
     let texts: Vec<&[u8]> = special
         .iter()
         .map(|&id| tokens[id as usize].as_bytes())
@@ -174,16 +186,18 @@ pub const MAX_WORDPIECE_TEXT: usize = 64 << 20;
 pub const MAX_UNIGRAM_TEXT: usize = 64 << 20;
 
 /// The most tokens (and merges) a vocabulary may hold: 16 times the
-/// largest real ones (Gemma's 262 144). The tables take about 240 bytes a
-/// token, so a file of empty token texts (8 bytes each) asks for some 30
-/// times its size, and a bound keeps that from growing with the file.
+/// largest real ones (Gemma's 262 144). The tables take some 60 bytes a
+/// token besides its text and piece (4 M tokens of 8 bytes, a 64 MB file:
+/// 325 MB at the peak of the build), so a file of empty token texts (8
+/// bytes each, named `[EMPTY_i]`) asks for some 10 times its size, and a
+/// bound keeps that from growing with the file.
 pub const MAX_VOCAB: usize = 1 << 22;
 
 /// A guess, on the high side, of the bytes [`Tokenizer::from_metadata`]
 /// allocates for `n` tokens of `text` bytes in all and `m` merges of
 /// `merge_text` bytes.
 fn table_bytes(n: usize, text: usize, m: usize, merge_text: usize) -> usize {
-    n.saturating_mul(256)
+    n.saturating_mul(128)
         .saturating_add(text.saturating_mul(3))
         .saturating_add(m.saturating_mul(96))
         .saturating_add(merge_text.saturating_mul(2))
@@ -250,22 +264,26 @@ pub mod attr {
 pub struct Tokenizer {
     kind: TokenizerKind,
     pre_name: String,
-    tokens: Vec<String>,
+    /// The token texts, each found by its text (the last token of a text,
+    /// as in llama.cpp).
+    tokens: Indexed,
     scores: Vec<f32>,
     attrs: Vec<u32>,
-    token_to_id: HashMap<String, u32>,
-    /// `"left right"` -> merge rank (gpt2 only).
-    merges: HashMap<String, u32>,
+    /// `"left right"`, found by that text as its merge rank (the first
+    /// merge of a text; gpt2 only).
+    merges: Indexed,
     pre: Option<PreTokenizer>,
     byte_chars: [char; 256],
-    byte_of_char: HashMap<char, u8>,
+    /// The byte of each character of `byte_chars` (all below U+0200), by
+    /// its scalar value.
+    byte_of_char: [Option<u8>; 0x200],
     /// Control, user-defined and unknown tokens, longest text first.
     special: Vec<u32>,
     /// Finds which of `special` occur in a text, in one pass (pattern `k`
     /// is `special[k]`); `None` where their texts are too long in all.
     special_finder: Option<Finder>,
     /// Each token's text as decoded bytes (with specials rendered).
-    pieces: Vec<Vec<u8>>,
+    pieces: Packed<Vec<u8>>,
     bos: Option<u32>,
     eos: Option<u32>,
     eot: Option<u32>,
@@ -580,8 +598,7 @@ impl Tokenizer {
         } else {
             vec![attr::NORMAL; n]
         };
-        let mut tokens = Vec::with_capacity(n);
-        let mut token_to_id = HashMap::with_capacity(n);
+        let mut texts = Packed::<String>::with_capacity(n, text);
         // The attributes from `token_type` alone: llama.cpp builds its
         // Unigram tables from these, before it marks tokens by their text.
         let type_attrs = if kind == TokenizerKind::Ugm {
@@ -591,31 +608,37 @@ impl Tokenizer {
         };
         for (i, w) in words.iter().enumerate() {
             // llama.cpp reads each text as a C string: up to its first NUL.
-            let w = w.split('\0').next().unwrap_or_default();
-            let w = if w.is_empty() {
-                format!("[EMPTY_{i}]")
+            let w = c_str(w);
+            if w.is_empty() {
+                texts.push(&format!("[EMPTY_{i}]"));
             } else {
-                w.to_string()
-            };
-            // A later duplicate wins, as in llama.cpp.
-            token_to_id.insert(w.clone(), i as u32);
-            tokens.push(w);
-        }
-
-        let mut merges = HashMap::new();
-        if let Some(merge_words) = merge_words {
-            for (rank, m) in merge_words.iter().enumerate() {
-                // A C string in llama.cpp, as the tokens.
-                let m = m.split('\0').next().unwrap_or_default();
-                // Split at the first space after the first byte, as llama.cpp.
-                // (a space is one byte, so both sides are whole UTF-8).
-                let key = match m.as_bytes().iter().skip(1).position(|&b| b == b' ') {
-                    Some(p) => format!("{} {}", &m[..p + 1], &m[p + 2..]),
-                    None => " ".to_string(),
-                };
-                merges.entry(key).or_insert(rank as u32);
+                texts.push(w);
             }
         }
+        // A later duplicate wins, as in llama.cpp.
+        let tokens = Indexed::new(texts, Duplicates::Last);
+
+        let merge_text = merge_words
+            .as_ref()
+            .map_or(0, |m| m.iter().map(|w| w.len()).sum());
+        let mut keys = Packed::<String>::with_capacity(
+            merge_words.as_ref().map_or(0, |m| m.len()),
+            merge_text,
+        );
+        for m in merge_words.iter().flatten() {
+            // A C string in llama.cpp, as the tokens.
+            let m = c_str(m);
+            // Split at the first space after the first byte, as llama.cpp
+            // (a space is one byte, so both sides are whole UTF-8): the
+            // key is the two sides with one space between.
+            if m.as_bytes().iter().skip(1).any(|&b| b == b' ') {
+                keys.push(m);
+            } else {
+                keys.push(" ");
+            }
+        }
+        // The first merge of a text gives its rank.
+        let merges = Indexed::new(keys, Duplicates::First);
 
         let mut warnings = Vec::new();
         let mut bos = special_id(
@@ -698,14 +721,8 @@ impl Tokenizer {
 
         // Special tokens llama.cpp finds by their text: each found one is
         // made a control token.
-        let by_text = |list: &[&str]| {
-            (0..n)
-                .find(|&i| {
-                    list.contains(&tokens[i].as_str())
-                        && token_to_id.get(&tokens[i]) == Some(&(i as u32))
-                })
-                .map(|i| i as u32)
-        };
+        // (The first token, in id order, that is the last of its text.)
+        let by_text = |list: &[&str]| list.iter().filter_map(|t| tokens.id(t)).min();
         let make_control = |id: Option<u32>, attrs: &mut Vec<u32>| {
             if let Some(id) = id {
                 attrs[id as usize] |= attr::CONTROL;
@@ -767,13 +784,14 @@ impl Tokenizer {
             }
         }
         let mut eog: Vec<u32> = fim.iter().flatten().copied().collect();
+        // (`eog` is sorted below.)
+        for id in EOG_TEXTS.iter().filter_map(|t| tokens.id(t)) {
+            eog.push(id);
+            attrs[id as usize] |= attr::CONTROL;
+        }
         for (i, t) in tokens.iter().enumerate() {
-            if EOG_TEXTS.contains(&t.as_str()) && token_to_id.get(t) == Some(&(i as u32)) {
-                eog.push(i as u32);
-                attrs[i] |= attr::CONTROL;
-            }
             if matches!(
-                t.as_str(),
+                t,
                 "<|channel|>" | "<|message|>" | "<|start|>" | "<|constrain|>"
             ) {
                 attrs[i] = attr::USER_DEFINED;
@@ -782,7 +800,7 @@ impl Tokenizer {
         eog.extend([eos, eot, eom].into_iter().flatten());
         eog.sort_unstable();
         eog.dedup();
-        let text_of = |id: &u32| tokens[*id as usize].as_str();
+        let text_of = |id: &u32| &tokens[*id as usize];
         let has = |eog: &[u32], s: &str| eog.iter().any(|id| text_of(id) == s);
         if (has(&eog, "<|return|>") && has(&eog, "<|call|>")
             || has(&eog, "<|calls|>") && has(&eog, "<|flush|>"))
@@ -826,7 +844,7 @@ impl Tokenizer {
         let raw_pre = str_or_empty(pre_key);
         let arch = str_or_empty("general.architecture");
         let set_lstrip = |attrs: &mut Vec<u32>, text: &str| {
-            if let Some(&id) = token_to_id.get(text) {
+            if let Some(id) = tokens.id(text) {
                 attrs[id as usize] |= attr::LSTRIP;
             }
         };
@@ -848,7 +866,7 @@ impl Tokenizer {
                 ("<s>", false),
                 ("<|endoftext|>", false),
             ] {
-                if let Some(&id) = token_to_id.get(t) {
+                if let Some(id) = tokens.id(t) {
                     if on {
                         attrs[id as usize] |= attr::RSTRIP;
                     } else {
@@ -861,11 +879,12 @@ impl Tokenizer {
         }
 
         let byte_chars = pre::byte_to_char_table();
-        let byte_of_char = byte_chars
-            .iter()
-            .enumerate()
-            .map(|(b, &c)| (c, b as u8))
-            .collect();
+        let mut byte_of_char = [None; 0x200];
+        for (b, &c) in byte_chars.iter().enumerate() {
+            if let Some(slot) = byte_of_char.get_mut(c as usize) {
+                *slot = Some(b as u8);
+            }
+        }
         let chat_template = if md.contains_key("tokenizer.chat_template") {
             md.get_str("tokenizer.chat_template")
                 .map(|t| Some(t.to_string()))
@@ -877,7 +896,7 @@ impl Tokenizer {
         // occurrence, so later ones of the same text never match; llama.cpp
         // refuses duplicate texts outright).
         let mut seen_text = HashSet::with_capacity(special.len());
-        special.retain(|&id| seen_text.insert(tokens[id as usize].as_str()));
+        special.retain(|&id| seen_text.insert(&tokens[id as usize]));
         drop(seen_text);
         let finder = special_finder(&special, &tokens);
         let wpm_finder = if wordpiece {
@@ -907,14 +926,13 @@ impl Tokenizer {
             tokens,
             scores: scores.into_iter().take(n).collect(),
             attrs,
-            token_to_id,
             merges,
             pre,
             byte_chars,
             byte_of_char,
             special_finder: finder,
             special,
-            pieces: Vec::new(),
+            pieces: Packed::<Vec<u8>>::with_capacity(0, 0),
             bos,
             eos,
             eot,
@@ -935,14 +953,13 @@ impl Tokenizer {
         // text holds characters outside the byte alphabet: each is spelled
         // out with the whole text (as llama.cpp does), quadratic in the
         // text's length. The pieces may pass the texts by PIECE_SLACK in all.
-        let mut left = tok.tokens.iter().map(String::len).sum::<usize>() + PIECE_SLACK;
-        let mut pieces = Vec::with_capacity(n);
+        let text = tok.tokens.texts().total_len();
+        let mut pieces = Packed::<Vec<u8>>::with_capacity(n, text);
+        let limit = text + PIECE_SLACK;
         for id in 0..n as u32 {
-            let piece = tok
-                .render_piece(id, left)
+            tok.render_piece(id, limit, &mut pieces)
+                .then_some(())
                 .ok_or(TokenizerError::Pieces { id })?;
-            left -= piece.len();
-            pieces.push(piece);
         }
         tok.pieces = pieces;
         Ok(tok)
@@ -1044,7 +1061,7 @@ impl Tokenizer {
 
     /// The vocabulary text of `id` (`None` when out of range).
     pub fn token_text(&self, id: u32) -> Option<&str> {
-        self.tokens.get(id as usize).map(String::as_str)
+        self.tokens.get(id as usize)
     }
 
     /// The attribute bits ([`attr`]) of `id` (0 when out of range).
@@ -1059,7 +1076,7 @@ impl Tokenizer {
 
     /// The id of the token whose vocabulary text is exactly `text`.
     pub fn token_id(&self, text: &str) -> Option<u32> {
-        self.token_to_id.get(text).copied()
+        self.tokens.id(text)
     }
 
     /// Tokenizes `text` as llama.cpp's `llama_tokenize` does: with
@@ -1314,7 +1331,7 @@ impl Tokenizer {
             if !parse_special && self.needs_parse_special(id) {
                 continue;
             }
-            let needle = self.tokens[id as usize].as_str();
+            let needle = &self.tokens[id as usize];
             let len = needle.len();
             // Takes `start..start + len`, free from `free_start` to
             // `free_end`, with the spaces it strips there; returns the end.
@@ -1381,32 +1398,47 @@ impl Tokenizer {
         &self.pieces[id as usize]
     }
 
-    /// Token `id`'s bytes as decoding writes them; `None` when they would
-    /// pass `limit` bytes.
-    fn render_piece(&self, id: u32, limit: usize) -> Option<Vec<u8>> {
+    /// Appends token `id`'s bytes as decoding writes them to `pieces` as
+    /// its next piece; false, with nothing appended, when they would take
+    /// the pieces past `limit` bytes in all.
+    fn render_piece(&self, id: u32, limit: usize, pieces: &mut Packed<Vec<u8>>) -> bool {
         let text = &self.tokens[id as usize];
         let a = self.attrs[id as usize];
-        let piece = if a & (attr::UNKNOWN | attr::CONTROL | attr::USER_DEFINED) != 0 {
-            text.as_bytes().to_vec()
+        let out = pieces.tail();
+        // SentencePiece's `▁` back to spaces (a byte loop: most texts are
+        // a few bytes, shorter than a `str` search takes to set up).
+        let unescape = |out: &mut Vec<u8>| {
+            let mut rest = text.as_bytes();
+            let escape = "\u{2581}".as_bytes();
+            while let Some(p) = rest.iter().position(|&b| b == escape[0]) {
+                out.extend_from_slice(&rest[..p]);
+                if rest[p..].starts_with(escape) {
+                    out.push(b' ');
+                    rest = &rest[p + escape.len()..];
+                } else {
+                    out.push(rest[p]);
+                    rest = &rest[p + 1..];
+                }
+            }
+            out.extend_from_slice(rest);
+        };
+        if a & (attr::UNKNOWN | attr::CONTROL | attr::USER_DEFINED) != 0 {
+            out.extend_from_slice(text.as_bytes());
         } else if a & attr::NORMAL != 0 {
             match self.kind {
-                TokenizerKind::Spm | TokenizerKind::Wpm | TokenizerKind::Ugm => {
-                    text.replace('\u{2581}', " ").into_bytes()
-                }
-                TokenizerKind::Bpe if self.escapes_spaces() => {
-                    text.replace('\u{2581}', " ").into_bytes()
-                }
+                TokenizerKind::Spm | TokenizerKind::Wpm | TokenizerKind::Ugm => unescape(out),
+                TokenizerKind::Bpe if self.escapes_spaces() => unescape(out),
                 TokenizerKind::Bpe => {
-                    let mut out = Vec::with_capacity(text.len().min(limit));
                     for c in text.chars() {
-                        match self.byte_of_char.get(&c) {
-                            Some(&b) => out.push(b),
+                        match self.byte_of_char.get(c as usize).copied().flatten() {
+                            Some(b) => out.push(b),
                             None => {
                                 // llama.cpp's marker for a character outside
                                 // the byte alphabet.
                                 let marker = b"[UNK_BYTE_0x".len() + 2 * c.len_utf8() + 1;
                                 if out.len() + marker + text.len() > limit {
-                                    return None;
+                                    pieces.discard_open();
+                                    return false;
                                 }
                                 out.extend_from_slice(b"[UNK_BYTE_0x");
                                 let mut buf = [0u8; 4];
@@ -1418,7 +1450,6 @@ impl Tokenizer {
                             }
                         }
                     }
-                    out
                 }
             }
         } else if a & attr::BYTE != 0 {
@@ -1426,11 +1457,14 @@ impl Tokenizer {
                 .get(3..5)
                 .and_then(|h| u8::from_str_radix(h, 16).ok())
                 .unwrap_or(0);
-            vec![b]
-        } else {
-            Vec::new()
-        };
-        (piece.len() <= limit).then_some(piece)
+            out.push(b);
+        }
+        if out.len() > limit {
+            pieces.discard_open();
+            return false;
+        }
+        pieces.end();
+        true
     }
 
     /// The bytes of `ids` as llama.cpp's `llama_detokenize`: with
@@ -1646,7 +1680,7 @@ mod tests {
             if !parse_special && a & (attr::CONTROL | attr::UNKNOWN) != 0 {
                 continue;
             }
-            let needle = tok.tokens[id as usize].as_str();
+            let needle = &tok.tokens[id as usize];
             if !frags
                 .iter()
                 .any(|f| matches!(f, Fragment::Text(s, e) if text[*s..*e].contains(needle)))

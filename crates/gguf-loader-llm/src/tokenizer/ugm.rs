@@ -38,6 +38,7 @@
 use std::collections::hash_map::{Entry, HashMap};
 
 use super::finder::{Finder, ROOT};
+use super::table::Indexed;
 use super::{attr, TokenizerError};
 
 /// The most bytes a precompiled charsmap may hold: 16 times SentencePiece's
@@ -277,7 +278,7 @@ impl Ugm {
     #[allow(clippy::too_many_arguments)]
     pub(super) fn new(
         md: &gguf_loader::Metadata<'_>,
-        tokens: &[String],
+        tokens: &Indexed,
         scores: &[f32],
         type_attrs: &[u32],
         attrs: &[u32],
@@ -326,7 +327,7 @@ impl Ugm {
         let mut user_texts: Vec<&[u8]> = Vec::new();
         for (i, &a) in type_attrs.iter().enumerate() {
             if a & (attr::NORMAL | attr::USER_DEFINED | attr::UNUSED) != 0 {
-                match slot_of.entry(tokens[i].as_str()) {
+                match slot_of.entry(&tokens[i]) {
                     Entry::Occupied(e) => ids[*e.get()] = i as u32,
                     Entry::Vacant(e) => {
                         e.insert(ids.len());

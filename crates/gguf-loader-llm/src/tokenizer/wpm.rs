@@ -17,6 +17,7 @@
 //! bounded ([`super::MAX_WORDPIECE_TEXT`]).
 
 use super::finder::{Finder, ROOT};
+use super::table::Indexed;
 use super::unicode_data::{FLAG_RANGES, LOWERCASE, NFD, WHITESPACE};
 use super::Tokenizer;
 
@@ -125,7 +126,7 @@ fn words(text: &str, opts: Normalizer) -> Vec<String> {
 
 /// The automaton of the reversed token texts (pattern `k` is token `k`'s
 /// text reversed); `None` where it cannot be built (memory).
-pub(super) fn reversed_finder(tokens: &[String]) -> Option<Finder> {
+pub(super) fn reversed_finder(tokens: &Indexed) -> Option<Finder> {
     let reversed: Vec<Vec<u8>> = tokens.iter().map(|t| t.bytes().rev().collect()).collect();
     let refs: Vec<&[u8]> = reversed.iter().map(Vec::as_slice).collect();
     Finder::new(&refs)
@@ -166,9 +167,9 @@ pub(super) fn tokenize(tok: &Tokenizer, text: &str, opts: Normalizer, out: &mut 
             let id = (l > 0)
                 .then(|| std::str::from_utf8(&bytes[i..i + l]).ok())
                 .flatten()
-                .and_then(|t| tok.token_to_id.get(t));
+                .and_then(|t| tok.tokens.id(t));
             match id {
-                Some(&id) => {
+                Some(id) => {
                     out.push(id);
                     i += l;
                 }
@@ -228,14 +229,13 @@ mod tests {
 
     /// llama.cpp's search: every length at each place, longest first.
     fn every_length(tok: &Tokenizer, word: &[u8]) -> Vec<usize> {
-        let max = tok.tokens.iter().map(String::len).max().unwrap_or(0);
+        let max = tok.tokens.iter().map(str::len).max().unwrap_or(0);
         (0..word.len())
             .map(|i| {
                 (i + 1..=word.len().min(i + max))
                     .rev()
                     .find(|&j| {
-                        std::str::from_utf8(&word[i..j])
-                            .is_ok_and(|t| tok.token_to_id.contains_key(t))
+                        std::str::from_utf8(&word[i..j]).is_ok_and(|t| tok.tokens.id(t).is_some())
                     })
                     .map_or(0, |j| j - i)
             })

@@ -113,11 +113,28 @@ fn v1_v2_and_big_endian_files_read_back() {
     ] {
         let mut w = GgufWriter::new().version(version).endianness(endian);
         every_type_metadata(&mut w);
+        let floats = [0.5f32, -1.0, f32::MIN_POSITIVE, f32::NAN];
+        let ints = [0i32, -1, i32::MIN, i32::MAX, 0x0102_0304];
+        w.add(
+            "f32s",
+            MetaValue::Array(ValueType::F32, floats.map(MetaValue::F32).to_vec()),
+        )
+        .add(
+            "i32s",
+            MetaValue::Array(ValueType::I32, ints.map(MetaValue::I32).to_vec()),
+        );
         w.add_tensor("t", &[32, 2], GgmlType::Q8_0, vec![7u8; 68])
             .unwrap();
         let bytes = w.to_bytes().unwrap();
         let f = GgufFile::parse(&bytes).unwrap();
         assert_eq!((f.version, f.endianness), (version, endian));
+        // Numeric arrays copied out in one pass over their bytes.
+        let got = f.metadata.get_f32_array("f32s").unwrap();
+        assert_eq!(
+            got.iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
+            floats.map(f32::to_bits)
+        );
+        assert_eq!(f.metadata.get_i32_array("i32s").unwrap(), ints);
         assert_eq!(f.metadata.get_u32("u32").unwrap(), u32::MAX);
         assert_eq!(f.metadata.get_i64("i64").unwrap(), i64::MIN);
         assert_eq!(f.metadata.get_f32("f32").unwrap(), -1.5);

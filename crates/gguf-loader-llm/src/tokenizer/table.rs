@@ -38,6 +38,7 @@ where
     }
 
     /// String `i`.
+    #[inline]
     pub(super) fn get(&self, i: usize) -> Option<&B::Output> {
         let (&start, &end) = (self.ends.get(i)?, self.ends.get(i + 1)?);
         Some(&self.buf[start..end])
@@ -99,6 +100,7 @@ where
     type Output = B::Output;
 
     /// String `i`; panics out of range, as a `Vec`'s index.
+    #[inline]
     fn index(&self, i: usize) -> &B::Output {
         match self.get(i) {
             Some(s) => s,
@@ -162,6 +164,7 @@ impl Indexed {
     }
 
     /// The index `text` finds.
+    #[inline]
     pub(super) fn id(&self, text: &str) -> Option<u32> {
         self.ids
             .find(self.state.hash_one(text), |&id| {
@@ -195,6 +198,7 @@ impl Index<usize> for Indexed {
     type Output = str;
 
     /// Text `i`; panics out of range.
+    #[inline]
     fn index(&self, i: usize) -> &str {
         &self.texts[i]
     }

@@ -71,6 +71,17 @@ fn check(name: &str, kind: TokenizerKind) -> Result<usize, String> {
     let portable = Tokenizer::from_gguf_bytes(&gguf).unwrap();
     let cases = cases(&path);
     let mut failures = Vec::new();
+    // All the texts at once, shared among threads: each text's own ids.
+    let texts: Vec<&str> = cases.iter().map(|(t, _)| t.as_str()).collect();
+    for (add, parse) in [(false, false), (true, true)] {
+        let batch = tok.encode_batch(&texts, add, parse);
+        let one_by_one: Vec<Vec<u32>> = texts.iter().map(|t| tok.encode(t, add, parse)).collect();
+        if batch != one_by_one {
+            failures.push(format!(
+                "{name}: encode_batch ({add}, {parse}) is not encode's"
+            ));
+        }
+    }
     for (text, want) in &cases {
         let got = tok.encode(text, false, false);
         if &got != want {

@@ -93,6 +93,39 @@ def test_real_models_match_the_cli(cli, real_model):
         assert b"".join(tok.token_to_piece(i) for i in ids).decode("utf-8").strip() == text.strip()
 
 
+def test_encode_batch_is_encode_of_each(real_model):
+    tok = gguf_loader.open(real_model).tokenizer()
+    texts = TEXTS * 50 + ["x" * 100_000, "Paris " * 1000]
+    for add, parse in [(False, False), (True, False), (False, True), (True, True)]:
+        want = [tok.encode(t, add_special=add, parse_special=parse) for t in texts]
+        assert tok.encode_batch(texts, add_special=add, parse_special=parse) == want
+    # Any iterable of str; an empty one gives an empty list.
+    assert tok.encode_batch(t for t in TEXTS) == [tok.encode(t) for t in TEXTS]
+    assert tok.encode_batch([]) == [] and tok.encode_batch(()) == []
+    with pytest.raises(TypeError, match="iterable of str, not one str"):
+        tok.encode_batch("one text")
+    with pytest.raises(TypeError, match=r"texts\[1\] must be a str, not bytes"):
+        tok.encode_batch(["a", b"b"])
+    with pytest.raises(TypeError):
+        tok.encode_batch(None)
+    with pytest.raises(UnicodeEncodeError):
+        tok.encode_batch(["a", "\ud800"])
+
+
+def test_ctrl_c_stops_a_long_encode_batch(smollm2):
+    """A signal whose handler raises KeyboardInterrupt during a batch of
+    58 MB of text (seconds of work): it comes out between two pieces."""
+    from conftest import interrupted
+
+    tok = gguf_loader.open(smollm2).tokenizer()
+    rows = ["Paris " * 200_000] * 48
+    completed, elapsed = interrupted(0.2, lambda: tok.encode_batch(rows))
+    assert not completed, f"58 MB encoded in {elapsed:.2f} s, before the signal"
+    # At most a piece of 4 MB after the signal (a fraction of a second
+    # natively; a minute leaves room for emulation, as under qemu).
+    assert elapsed < 60
+
+
 def test_properties_and_special_tokens(smollm2, gemma):
     s = gguf_loader.open(smollm2).tokenizer()
     assert (s.model, s.pre, len(s), s.vocab_size) == ("gpt2", "smollm", 49152, 49152)

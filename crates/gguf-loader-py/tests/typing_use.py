@@ -24,4 +24,5 @@ def uses(path: str) -> None:
     text: str = tok.decode(ids)
     stream = tok.stream(continuing=True)
     text += "".join(stream.push(i) for i in ids) + stream.finish()
-    print(w, loaded, on_gpu, views, logits, text, f.paths[0].endswith(".gguf"))
+    rows: list[list[int]] = tok.encode_batch(line for line in text.splitlines())
+    print(w, loaded, on_gpu, views, logits, text, rows, f.paths[0].endswith(".gguf"))

@@ -1160,6 +1160,28 @@ impl Tokenizer {
         out
     }
 
+    /// [`Tokenizer::encode`] of each text, in order, the texts shared out
+    /// among the threads of rayon's current pool (a dataset's rows, say).
+    ///
+    /// ```no_run
+    /// # let tok: gguf_loader_llm::Tokenizer = unimplemented!();
+    /// let rows = ["Hello world", "Bonjour le monde"];
+    /// let ids = tok.encode_batch(&rows, true, false);
+    /// assert_eq!(ids[1], tok.encode(rows[1], true, false));
+    /// ```
+    pub fn encode_batch<S: AsRef<str> + Sync>(
+        &self,
+        texts: &[S],
+        add_special: bool,
+        parse_special: bool,
+    ) -> Vec<Vec<u32>> {
+        use rayon::prelude::*;
+        texts
+            .par_iter()
+            .map(|t| self.encode(t.as_ref(), add_special, parse_special))
+            .collect()
+    }
+
     /// The first token that `text` holds the text of and that only
     /// `parse_special` makes a token (a control token such as
     /// `<|im_end|>`, or the unknown token's text), if any: a check for text

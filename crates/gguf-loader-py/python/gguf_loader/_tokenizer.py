@@ -28,7 +28,8 @@ class Tokenizer:
     ``encode`` and ``decode`` take llama.cpp's ``llama_tokenize`` /
     ``llama_detokenize`` flags, off by default as in llama.cpp's tokenizer
     tests and ``gguf-loader tokenize``: pass ``add_special=True`` to add BOS
-    (and EOS) where the model asks for them. Both release the GIL.
+    (and EOS) where the model asks for them. Both release the GIL;
+    ``encode_batch`` encodes many texts on every core.
     """
 
     __slots__ = ("_native",)
@@ -103,6 +104,21 @@ class Tokenizer:
         if not isinstance(text, str):
             raise TypeError(f"text must be a str, not {type(text).__name__}")
         return self._native.encode(text, add_special, parse_special)
+
+    def encode_batch(
+        self, texts: Iterable[str], *, add_special: bool = False, parse_special: bool = False
+    ) -> List[List[int]]:
+        """``encode`` of each text, in order, the texts shared out among the
+        decoding threads (``RAYON_NUM_THREADS``, else every core) without
+        the GIL: a dataset's rows, say. Ctrl-C is heard every few MB of
+        text."""
+        if isinstance(texts, (str, bytes)):
+            raise TypeError(f"texts must be an iterable of str, not one {type(texts).__name__}")
+        texts = list(texts)
+        for i, text in enumerate(texts):
+            if not isinstance(text, str):
+                raise TypeError(f"texts[{i}] must be a str, not {type(text).__name__}")
+        return self._native.encode_batch(texts, add_special, parse_special)
 
     def decode(
         self, ids: Iterable[int], *, remove_special: bool = False, unparse_special: bool = False

@@ -7,10 +7,16 @@ use std::cell::RefCell;
 use std::cmp::Reverse;
 
 use super::merge::merge;
+use super::pre::PreTokenizer;
 use super::Tokenizer;
 
 /// Appends the tokens of `text` (a fragment with no special tokens) to `out`.
 pub(super) fn tokenize(tok: &Tokenizer, text: &str, out: &mut Vec<u32>) {
+    tokenize_with(tok, text, out, true);
+}
+
+/// [`tokenize`], with or without the cache of recent words.
+fn tokenize_with(tok: &Tokenizer, text: &str, out: &mut Vec<u32>, cache: bool) {
     let Some(pre) = tok.pre.as_ref() else {
         return;
     };
@@ -34,39 +40,177 @@ pub(super) fn tokenize(tok: &Tokenizer, text: &str, out: &mut Vec<u32>) {
         text
     };
     let mut word = String::new();
+    // A word met lately in this text gives the ids it gave then: a word's
+    // ids depend on the word alone, and most of a long text's words are
+    // repeats.
+    let mut recent = cache.then(|| Recent::new(text.len()));
     for piece in pre.split(text) {
-        word.clear();
-        if pre.escape_spaces {
-            word.push_str(piece);
-        } else {
-            for b in piece.bytes() {
-                word.push(tok.byte_chars[b as usize]);
+        let start = out.len();
+        match recent.as_mut().map(|r| r.slot(piece)) {
+            Some(&mut Some((_, a, b))) => out.extend_from_within(a..b),
+            Some(slot) => {
+                encode_word(tok, pre, piece, &mut word, &rank, out);
+                *slot = Some((piece, start, out.len()));
             }
+            None => encode_word(tok, pre, piece, &mut word, &rank, out),
         }
-        let whole = pre.ignore_merges || (pre.newline_words && piece.bytes().all(|b| b == b'\n'));
-        if whole {
-            if let Some(id) = tok.token_id(&word) {
-                out.push(id);
-                continue;
-            }
+    }
+}
+
+/// The words met lately, each with the range of the output its ids took:
+/// a direct-mapped cache (a word's slot is chosen by its hash, and holds
+/// the last word that hashed there), so that however a text's words
+/// collide, a lookup is one slot (a miss costs a hash and a compare: 2% of
+/// a text of all distinct words). Up to 4096 slots, fewer for short texts.
+struct Recent<'t> {
+    slots: Vec<Option<(&'t str, usize, usize)>>,
+}
+
+impl<'t> Recent<'t> {
+    fn new(text_len: usize) -> Self {
+        let n = (text_len / 8).clamp(16, 4096).next_power_of_two();
+        Recent {
+            slots: vec![None; n],
         }
-        for piece in merge(&word, rank) {
-            match tok.token_id(piece) {
-                Some(id) => out.push(id),
-                None => {
-                    // llama.cpp looks each byte of the piece up, as a
-                    // one-byte token (byte-level) or as `<0xXX>`, and drops
-                    // those it does not find.
-                    for b in piece.bytes() {
-                        let id = if pre.escape_spaces {
-                            tok.byte_token(b)
-                        } else {
-                            std::str::from_utf8(&[b]).ok().and_then(|s| tok.token_id(s))
-                        };
-                        out.extend(id);
-                    }
+    }
+
+    /// The slot of `word`: `Some` where it holds that word.
+    fn slot(&mut self, word: &'t str) -> &mut Option<(&'t str, usize, usize)> {
+        // FxHash's step over the bytes, 8 at a time (no key: a collision
+        // only evicts).
+        let mut h = 0u64;
+        let (chunks, tail) = word.as_bytes().as_chunks::<8>();
+        let mut step = |w: u64| h = (h.rotate_left(5) ^ w).wrapping_mul(0x517c_c1b7_2722_0a95);
+        for &c in chunks {
+            step(u64::from_le_bytes(c));
+        }
+        let mut last = [0u8; 8];
+        last[..tail.len()].copy_from_slice(tail);
+        step(u64::from_le_bytes(last) ^ (word.len() as u64) << 56);
+        let mask = self.slots.len() - 1;
+        // The high bits are the best mixed.
+        let slot = &mut self.slots[(h >> 40) as usize & mask];
+        if slot.is_some_and(|(w, ..)| w != word) {
+            *slot = None;
+        }
+        slot
+    }
+}
+
+/// Appends the ids of one pre-tokenized word (`word` is scratch space).
+fn encode_word<R: Ord>(
+    tok: &Tokenizer,
+    pre: &PreTokenizer,
+    piece: &str,
+    word: &mut String,
+    rank: &impl Fn(&str, &str, &str) -> Option<R>,
+    out: &mut Vec<u32>,
+) {
+    word.clear();
+    if pre.escape_spaces {
+        word.push_str(piece);
+    } else {
+        for b in piece.bytes() {
+            word.push(tok.byte_chars[b as usize]);
+        }
+    }
+    let whole = pre.ignore_merges || (pre.newline_words && piece.bytes().all(|b| b == b'\n'));
+    if whole {
+        if let Some(id) = tok.token_id(word) {
+            out.push(id);
+            return;
+        }
+    }
+    for piece in merge(word, rank) {
+        match tok.token_id(piece) {
+            Some(id) => out.push(id),
+            None => {
+                // llama.cpp looks each byte of the piece up, as a
+                // one-byte token (byte-level) or as `<0xXX>`, and drops
+                // those it does not find.
+                for b in piece.bytes() {
+                    let id = if pre.escape_spaces {
+                        tok.byte_token(b)
+                    } else {
+                        std::str::from_utf8(&[b]).ok().and_then(|s| tok.token_id(s))
+                    };
+                    out.extend(id);
                 }
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gguf_loader::{GgufFile, GgufWriter, MetaValue, ValueType};
+    use rand_chacha::rand_core::{RngCore, SeedableRng};
+
+    /// A `gpt2` vocabulary: the byte alphabet, and the merges of the
+    /// adjacent letters of `abcd` and of `Ġ` (a space) with each letter,
+    /// then of those pairs with a letter.
+    fn vocab() -> Tokenizer {
+        let chars = super::super::pre::byte_to_char_table();
+        let mut tokens: Vec<String> = chars.iter().map(|c| c.to_string()).collect();
+        let mut merges = Vec::new();
+        let letters = ["a", "b", "c", "d", "Ġ"];
+        for l in letters {
+            for r in &letters[..4] {
+                merges.push(format!("{l} {r}"));
+                tokens.push(format!("{l}{r}"));
+            }
+        }
+        for l in ["ab", "Ġa", "cd", "Ġc"] {
+            for r in &letters[..4] {
+                merges.push(format!("{l} {r}"));
+                tokens.push(format!("{l}{r}"));
+            }
+        }
+        let strings = |v: Vec<String>| {
+            MetaValue::Array(
+                ValueType::String,
+                v.into_iter().map(MetaValue::String).collect(),
+            )
+        };
+        let mut w = GgufWriter::new();
+        w.add("tokenizer.ggml.model", MetaValue::String("gpt2".into()))
+            .add("tokenizer.ggml.pre", MetaValue::String("gpt-2".into()))
+            .add("tokenizer.ggml.tokens", strings(tokens))
+            .add("tokenizer.ggml.merges", strings(merges));
+        let bytes = w.to_bytes().unwrap();
+        let file = GgufFile::parse(&bytes).unwrap();
+        Tokenizer::from_metadata(&file.metadata).unwrap()
+    }
+
+    /// The cache of recent words changes no id: texts of 10 to 200,000
+    /// bytes drawn from 10 to 20,000 distinct words (so that slots are hit,
+    /// missed and taken over by a colliding word), with and without it.
+    #[test]
+    fn the_cache_of_recent_words_changes_nothing() {
+        let tok = vocab();
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+        let word = |rng: &mut rand_chacha::ChaCha8Rng| {
+            let len = 1 + rng.next_u32() as usize % 9;
+            (0..len)
+                .map(|_| b"abcd!1"[rng.next_u32() as usize % 6] as char)
+                .collect::<String>()
+        };
+        for (distinct, len) in [(10, 10), (50, 2_000), (3_000, 40_000), (20_000, 200_000)] {
+            let words: Vec<String> = (0..distinct).map(|_| word(&mut rng)).collect();
+            let mut text = String::new();
+            while text.len() < len {
+                // Some words far more often than others, as in a text.
+                let r = rng.next_u32() as usize % distinct;
+                let i = r * (rng.next_u32() as usize % distinct) / distinct;
+                text.push_str(&words[i]);
+                text.push(if rng.next_u32() % 8 == 0 { '\n' } else { ' ' });
+            }
+            let (mut cached, mut plain) = (Vec::new(), Vec::new());
+            tokenize_with(&tok, &text, &mut cached, true);
+            tokenize_with(&tok, &text, &mut plain, false);
+            assert_eq!(cached, plain, "{distinct} words, {len} bytes");
+            assert!(plain.len() > len / 10);
         }
     }
 }

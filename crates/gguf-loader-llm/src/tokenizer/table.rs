@@ -1,10 +1,10 @@
 //! A vocabulary's strings end to end in one buffer, and found by their
-//! text through a hash table of ids: four allocations for Gemma-3's
-//! 262,144 tokens instead of one a token for the texts, one for a
-//! `HashMap<String, u32>`'s copies of them and one for the decoded pieces
-//! (which [`Packed<Vec<u8>>`] holds the same way). Allocating those
-//! 786,000 small blocks, and freeing them, was most of the time a
-//! tokenizer took to build.
+//! text through a hash table of ids: five allocations for Gemma-3's
+//! 262,144 tokens (texts and their ends, the table, pieces and their ends:
+//! [`Packed<Vec<u8>>`] holds the decoded pieces the same way) instead of
+//! one a token for the texts, one for a `HashMap<String, u32>`'s copies of
+//! them and one for the pieces. Allocating those 786,000 small blocks, and
+//! freeing them, was most of the time a tokenizer took to build.
 
 use std::hash::{BuildHasher, RandomState};
 use std::ops::{Index, Range};

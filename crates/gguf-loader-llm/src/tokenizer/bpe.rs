@@ -8,15 +8,12 @@ use std::cmp::Reverse;
 
 use super::merge::merge;
 use super::pre::PreTokenizer;
+use super::table::Recent;
 use super::Tokenizer;
 
-/// Appends the tokens of `text` (a fragment with no special tokens) to `out`.
-pub(super) fn tokenize(tok: &Tokenizer, text: &str, out: &mut Vec<u32>) {
-    tokenize_with(tok, text, out, true);
-}
-
-/// [`tokenize`], with or without the cache of recent words.
-fn tokenize_with(tok: &Tokenizer, text: &str, out: &mut Vec<u32>, cache: bool) {
+/// Appends the tokens of `text` (a fragment with no special tokens) to
+/// `out`; a word met lately gives the ids it gave then (`recent`).
+pub(super) fn tokenize(tok: &Tokenizer, text: &str, out: &mut Vec<u32>, recent: &mut Recent) {
     let Some(pre) = tok.pre.as_ref() else {
         return;
     };
@@ -40,60 +37,10 @@ fn tokenize_with(tok: &Tokenizer, text: &str, out: &mut Vec<u32>, cache: bool) {
         text
     };
     let mut word = String::new();
-    // A word met lately in this text gives the ids it gave then: a word's
-    // ids depend on the word alone, and most of a long text's words are
-    // repeats.
-    let mut recent = cache.then(|| Recent::new(text.len()));
     for piece in pre.split(text) {
-        let start = out.len();
-        match recent.as_mut().map(|r| r.slot(piece)) {
-            Some(&mut Some((_, a, b))) => out.extend_from_within(a..b),
-            Some(slot) => {
-                encode_word(tok, pre, piece, &mut word, &rank, out);
-                *slot = Some((piece, start, out.len()));
-            }
-            None => encode_word(tok, pre, piece, &mut word, &rank, out),
-        }
-    }
-}
-
-/// The words met lately, each with the range of the output its ids took:
-/// a direct-mapped cache (a word's slot is chosen by its hash, and holds
-/// the last word that hashed there), so that however a text's words
-/// collide, a lookup is one slot (a miss costs a hash and a compare: 2% of
-/// a text of all distinct words). Up to 4096 slots, fewer for short texts.
-struct Recent<'t> {
-    slots: Vec<Option<(&'t str, usize, usize)>>,
-}
-
-impl<'t> Recent<'t> {
-    fn new(text_len: usize) -> Self {
-        let n = (text_len / 8).clamp(16, 4096).next_power_of_two();
-        Recent {
-            slots: vec![None; n],
-        }
-    }
-
-    /// The slot of `word`: `Some` where it holds that word.
-    fn slot(&mut self, word: &'t str) -> &mut Option<(&'t str, usize, usize)> {
-        // FxHash's step over the bytes, 8 at a time (no key: a collision
-        // only evicts).
-        let mut h = 0u64;
-        let (chunks, tail) = word.as_bytes().as_chunks::<8>();
-        let mut step = |w: u64| h = (h.rotate_left(5) ^ w).wrapping_mul(0x517c_c1b7_2722_0a95);
-        for &c in chunks {
-            step(u64::from_le_bytes(c));
-        }
-        let mut last = [0u8; 8];
-        last[..tail.len()].copy_from_slice(tail);
-        step(u64::from_le_bytes(last) ^ (word.len() as u64) << 56);
-        let mask = self.slots.len() - 1;
-        // The high bits are the best mixed.
-        let slot = &mut self.slots[(h >> 40) as usize & mask];
-        if slot.is_some_and(|(w, ..)| w != word) {
-            *slot = None;
-        }
-        slot
+        recent.encode(piece, out, |out| {
+            encode_word(tok, pre, piece, &mut word, &rank, out)
+        });
     }
 }
 
@@ -207,8 +154,8 @@ mod tests {
                 text.push(if rng.next_u32() % 8 == 0 { '\n' } else { ' ' });
             }
             let (mut cached, mut plain) = (Vec::new(), Vec::new());
-            tokenize_with(&tok, &text, &mut cached, true);
-            tokenize_with(&tok, &text, &mut plain, false);
+            tokenize(&tok, &text, &mut cached, &mut Recent::new(text.len()));
+            tokenize(&tok, &text, &mut plain, &mut Recent::off());
             assert_eq!(cached, plain, "{distinct} words, {len} bytes");
             assert!(plain.len() > len / 10);
         }

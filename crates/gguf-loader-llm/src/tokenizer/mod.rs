@@ -274,6 +274,11 @@ pub struct Tokenizer {
     merges: Indexed,
     pre: Option<PreTokenizer>,
     byte_chars: [char; 256],
+    /// SentencePiece: the characters some token holds followed by `▁`
+    /// (sorted): a text is merged in segments cut before each `▁` that
+    /// none of these precedes ([`spm::tokenize`]). Gemma-3's: `>`
+    /// (`>▁</`); llama's: `▁` (runs of spaces).
+    spm_glue: Vec<char>,
     /// The byte of each character of `byte_chars` (all below U+0200), by
     /// its scalar value.
     byte_of_char: [Option<u8>; 0x200],
@@ -878,6 +883,11 @@ impl Tokenizer {
             set_lstrip(&mut attrs, "[MASK]");
         }
 
+        let spm_glue = if kind == TokenizerKind::Spm {
+            spm::glue(tokens.iter())
+        } else {
+            Vec::new()
+        };
         let byte_chars = pre::byte_to_char_table();
         let mut byte_of_char = [None; 0x200];
         for (b, &c) in byte_chars.iter().enumerate() {
@@ -930,6 +940,7 @@ impl Tokenizer {
             pre,
             byte_chars,
             byte_of_char,
+            spm_glue,
             special_finder: finder,
             special,
             pieces: Packed::<Vec<u8>>::with_capacity(0, 0),
@@ -1097,8 +1108,11 @@ impl Tokenizer {
         if add_special && self.add_bos() {
             out.extend(self.bos);
         }
+        // The words met lately, across fragments (SentencePiece, BPE).
+        let recent = || table::Recent::new(text.len());
         match self.kind {
             TokenizerKind::Spm => {
+                let mut recent = recent();
                 let mut prev_special = true;
                 for f in fragments {
                     match f {
@@ -1109,7 +1123,7 @@ impl Tokenizer {
                             }
                             s.push_str(&text[a..b]);
                             let s = s.replace(' ', "\u{2581}");
-                            spm::tokenize(self, &s, &mut out);
+                            spm::tokenize(self, &s, &mut out, &mut recent);
                             prev_special = false;
                         }
                         Fragment::Token(id) => {
@@ -1120,9 +1134,12 @@ impl Tokenizer {
                 }
             }
             TokenizerKind::Bpe => {
+                let mut recent = recent();
                 for f in fragments {
                     match f {
-                        Fragment::Text(a, b) => bpe::tokenize(self, &text[a..b], &mut out),
+                        Fragment::Text(a, b) => {
+                            bpe::tokenize(self, &text[a..b], &mut out, &mut recent)
+                        }
                         Fragment::Token(id) => out.push(id),
                     }
                 }

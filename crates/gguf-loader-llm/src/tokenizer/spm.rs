@@ -7,6 +7,7 @@
 use std::cmp::Ordering;
 
 use super::merge::merge;
+use super::table::Recent;
 use super::Tokenizer;
 
 /// A score ordered by `f32::total_cmp`.
@@ -30,7 +31,36 @@ impl PartialOrd for Score {
 }
 
 /// Appends the tokens of `text` (spaces already escaped as `▁`) to `out`.
-pub(super) fn tokenize(tok: &Tokenizer, text: &str, out: &mut Vec<u32>) {
+///
+/// llama.cpp merges the whole text at once; it is merged here in segments,
+/// each starting at a `▁` (and a segment met lately gives the ids it gave
+/// then), which changes no id: a text is cut before a `▁` only where no
+/// token of the vocabulary holds the character before it followed by `▁`
+/// ([`Tokenizer::spm_glue`]), so no symbol, and no pair of symbols, ever
+/// spans the cut, and the merges on either side of it neither meet nor
+/// change each other's order.
+pub(super) fn tokenize(tok: &Tokenizer, text: &str, out: &mut Vec<u32>, recent: &mut Recent) {
+    let mut start = 0;
+    for (i, _) in text.match_indices('\u{2581}') {
+        if i > start
+            && text[..i]
+                .chars()
+                .next_back()
+                .is_some_and(|c| tok.spm_glue.binary_search(&c).is_err())
+        {
+            let segment = &text[start..i];
+            recent.encode(segment, out, |out| merge_all(tok, segment, out));
+            start = i;
+        }
+    }
+    let segment = &text[start..];
+    if !segment.is_empty() {
+        recent.encode(segment, out, |out| merge_all(tok, segment, out));
+    }
+}
+
+/// Appends the tokens of `text` merged as one, as llama.cpp.
+fn merge_all(tok: &Tokenizer, text: &str, out: &mut Vec<u32>) {
     let score = |_: &str, _: &str, joined: &str| {
         tok.token_id(joined)
             .map(|id| Score(tok.scores[id as usize]))
@@ -48,5 +78,120 @@ pub(super) fn tokenize(tok: &Tokenizer, text: &str, out: &mut Vec<u32>) {
                 }
             }
         }
+    }
+}
+
+/// The characters that some text of `tokens` holds followed by `▁`,
+/// sorted (see [`tokenize`]).
+pub(super) fn glue<'a>(tokens: impl Iterator<Item = &'a str>) -> Vec<char> {
+    let mut glue = Vec::new();
+    for t in tokens {
+        // (Most texts hold no `▁` but at their start, if at all.)
+        for (i, _) in t.match_indices('\u{2581}').filter(|&(i, _)| i > 0) {
+            glue.extend(t[..i].chars().next_back());
+        }
+    }
+    glue.sort_unstable();
+    glue.dedup();
+    glue
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gguf_loader::{GgufFile, GgufWriter, MetaValue, ValueType};
+    use rand_chacha::rand_core::{RngCore, SeedableRng};
+
+    /// A `llama` vocabulary over `ab<>é▁` (and `z`, which no token holds):
+    /// every character, then random joins of two to five characters with
+    /// random scores, among them some with a `▁` inside (`b▁a`, `>▁<`,
+    /// `▁▁`, ...).
+    fn vocab(rng: &mut rand_chacha::ChaCha8Rng) -> Tokenizer {
+        let chars = ["a", "b", "<", ">", "é", "\u{2581}"];
+        let mut tokens = vec!["<unk>".to_string(), "<s>".into(), "</s>".into()];
+        tokens.extend(chars.iter().map(|c| c.to_string()));
+        while tokens.len() < 300 {
+            let len = 2 + rng.next_u32() as usize % 4;
+            let t: String = (0..len)
+                .map(|_| chars[rng.next_u32() as usize % chars.len()])
+                .collect();
+            // Mostly joins with `▁` only in front, as in real vocabularies.
+            if t.chars().skip(1).any(|c| c == '\u{2581}') && !rng.next_u32().is_multiple_of(4) {
+                continue;
+            }
+            if !tokens.contains(&t) {
+                tokens.push(t);
+            }
+        }
+        let n = tokens.len();
+        let scores = (0..n)
+            .map(|_| MetaValue::F32(-((rng.next_u32() % 1000) as f32) / 10.0))
+            .collect();
+        let types = (0..n)
+            .map(|i| {
+                MetaValue::I32(match i {
+                    0 => 2,
+                    1 | 2 => 3,
+                    _ => 1,
+                })
+            })
+            .collect();
+        let mut w = GgufWriter::new();
+        w.add("tokenizer.ggml.model", MetaValue::String("llama".into()))
+            .add(
+                "tokenizer.ggml.tokens",
+                MetaValue::Array(
+                    ValueType::String,
+                    tokens.into_iter().map(MetaValue::String).collect(),
+                ),
+            )
+            .add(
+                "tokenizer.ggml.scores",
+                MetaValue::Array(ValueType::F32, scores),
+            )
+            .add(
+                "tokenizer.ggml.token_type",
+                MetaValue::Array(ValueType::I32, types),
+            );
+        let bytes = w.to_bytes().unwrap();
+        let file = GgufFile::parse(&bytes).unwrap();
+        Tokenizer::from_metadata(&file.metadata).unwrap()
+    }
+
+    /// Merging in segments (with the cache of recent segments) gives the
+    /// ids of merging the whole text as llama.cpp does, on random
+    /// vocabularies whose tokens hold `▁` after other characters, and
+    /// random texts of up to 20,000 characters.
+    #[test]
+    fn segments_merge_as_the_whole_text() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+        let chars = ["a", "b", "<", ">", "é", "z", "\u{2581}", "\u{2581}"];
+        for round in 0..40 {
+            let tok = vocab(&mut rng);
+            assert!(!tok.spm_glue.is_empty(), "round {round}: no token glues");
+            for len in [1, 7, 100, 20_000] {
+                let text: String = (0..len)
+                    .map(|_| chars[rng.next_u32() as usize % chars.len()])
+                    .collect();
+                let (mut split, mut whole) = (Vec::new(), Vec::new());
+                tokenize(&tok, &text, &mut split, &mut Recent::new(text.len()));
+                merge_all(&tok, &text, &mut whole);
+                assert_eq!(split, whole, "round {round}, {text:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn glue_is_what_precedes_an_inner_space() {
+        let texts = [
+            "\u{2581}a",
+            "a\u{2581}b",
+            ">\u{2581}<",
+            "\u{2581}\u{2581}",
+            "é\u{2581}",
+            "x",
+        ];
+        assert_eq!(glue(texts.into_iter()), ['>', 'a', 'é', '\u{2581}']);
+        assert!(glue(["\u{2581}the", "\u{2581}"].into_iter()).is_empty());
     }
 }

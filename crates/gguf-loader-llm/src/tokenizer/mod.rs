@@ -884,7 +884,7 @@ impl Tokenizer {
         }
 
         let spm_glue = if kind == TokenizerKind::Spm {
-            spm::glue(tokens.iter())
+            spm::glue(tokens.texts())
         } else {
             Vec::new()
         };

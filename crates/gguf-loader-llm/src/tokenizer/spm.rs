@@ -7,7 +7,7 @@
 use std::cmp::Ordering;
 
 use super::merge::merge;
-use super::table::Recent;
+use super::table::{Packed, Recent};
 use super::Tokenizer;
 
 /// A score ordered by `f32::total_cmp`.
@@ -81,19 +81,20 @@ fn merge_all(tok: &Tokenizer, text: &str, out: &mut Vec<u32>) {
     }
 }
 
-/// The characters that some text of `tokens` holds followed by `▁`,
+/// The characters that some text of `texts` holds followed by `▁`,
 /// sorted (see [`tokenize`]).
-pub(super) fn glue<'a>(tokens: impl Iterator<Item = &'a str>) -> Vec<char> {
-    const ESCAPE: &[u8] = "\u{2581}".as_bytes();
+pub(super) fn glue(texts: &Packed<String>) -> Vec<char> {
+    // One SIMD search of all the texts end to end, each `▁` then placed in
+    // its text: the ends are in order, as the matches are.
+    let (all, ends) = (texts.as_str(), texts.ends());
     let mut glue = Vec::new();
-    for t in tokens {
-        // A byte loop: most texts are a few bytes, shorter than a `str`
-        // search takes to set up. (`▁`'s first byte starts a character.)
-        let b = t.as_bytes();
-        for i in 1..b.len().saturating_sub(ESCAPE.len() - 1) {
-            if b[i] == ESCAPE[0] && b[i..].starts_with(ESCAPE) {
-                glue.extend(t[..i].chars().next_back());
-            }
+    let mut k = 0;
+    for p in memchr::memmem::find_iter(all.as_bytes(), "\u{2581}") {
+        while ends.get(k + 1).is_some_and(|&e| e <= p) {
+            k += 1;
+        }
+        if p > ends[k] {
+            glue.extend(all[..p].chars().next_back());
         }
     }
     glue.sort_unstable();
@@ -196,7 +197,18 @@ mod tests {
             "é\u{2581}",
             "x",
         ];
-        assert_eq!(glue(texts.into_iter()), ['>', 'a', 'é', '\u{2581}']);
-        assert!(glue(["\u{2581}the", "\u{2581}"].into_iter()).is_empty());
+        let packed = |texts: &[&str]| {
+            let mut p = Packed::<String>::with_capacity(texts.len(), 0);
+            for t in texts {
+                p.push(t);
+            }
+            p
+        };
+        assert_eq!(glue(&packed(&texts)), ['>', 'a', 'é', '\u{2581}']);
+        // A `▁` that starts a text glues nothing, even after one that ends
+        // the text before.
+        let texts = ["\u{2581}the", "\u{2581}", "", "\u{2581}"];
+        assert!(glue(&packed(&texts)).is_empty());
+        assert!(glue(&packed(&[])).is_empty());
     }
 }

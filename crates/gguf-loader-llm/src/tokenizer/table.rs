@@ -66,6 +66,17 @@ impl Packed<String> {
     pub(super) fn total_len(&self) -> usize {
         self.buf.len()
     }
+
+    /// The texts end to end.
+    pub(super) fn as_str(&self) -> &str {
+        &self.buf
+    }
+
+    /// Where each text starts, and the last ends: text `i` is
+    /// `as_str()[ends[i]..ends[i + 1]]`.
+    pub(super) fn ends(&self) -> &[usize] {
+        &self.ends
+    }
 }
 
 impl Packed<Vec<u8>> {

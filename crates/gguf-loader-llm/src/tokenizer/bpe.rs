@@ -90,8 +90,9 @@ fn encode_word<R: Ord>(
 
 #[cfg(test)]
 mod tests {
+    use super::super::testing;
     use super::*;
-    use gguf_loader::{GgufFile, GgufWriter, MetaValue, ValueType};
+    use gguf_loader::MetaValue;
     use rand_chacha::rand_core::{RngCore, SeedableRng};
 
     /// A `gpt2` vocabulary: the byte alphabet, and the merges of the
@@ -114,20 +115,15 @@ mod tests {
                 tokens.push(format!("{l}{r}"));
             }
         }
-        let strings = |v: Vec<String>| {
-            MetaValue::Array(
-                ValueType::String,
-                v.into_iter().map(MetaValue::String).collect(),
-            )
-        };
-        let mut w = GgufWriter::new();
-        w.add("tokenizer.ggml.model", MetaValue::String("gpt2".into()))
-            .add("tokenizer.ggml.pre", MetaValue::String("gpt-2".into()))
-            .add("tokenizer.ggml.tokens", strings(tokens))
-            .add("tokenizer.ggml.merges", strings(merges));
-        let bytes = w.to_bytes().unwrap();
-        let file = GgufFile::parse(&bytes).unwrap();
-        Tokenizer::from_metadata(&file.metadata).unwrap()
+        testing::tokenizer(
+            "gpt2",
+            vec![
+                ("tokenizer.ggml.pre", MetaValue::String("gpt-2".into())),
+                ("tokenizer.ggml.tokens", testing::strings(tokens)),
+                ("tokenizer.ggml.merges", testing::strings(merges)),
+            ],
+        )
+        .unwrap()
     }
 
     /// The cache of recent words changes no id: texts of 10 to 200,000

@@ -1672,10 +1672,50 @@ fn clean_spaces(text: &mut Vec<u8>) {
     *text = out;
 }
 
+/// Test vocabularies, built as a file's are: from a GGUF of their keys.
+#[cfg(test)]
+pub(super) mod testing {
+    use super::{Tokenizer, TokenizerError};
+    use gguf_loader::{GgufFile, GgufWriter, MetaValue, ValueType};
+
+    /// A string array.
+    pub(crate) fn strings(v: impl IntoIterator<Item = String>) -> MetaValue {
+        MetaValue::Array(
+            ValueType::String,
+            v.into_iter().map(MetaValue::String).collect(),
+        )
+    }
+
+    /// An int32 array (token types).
+    pub(crate) fn ints(v: impl IntoIterator<Item = i32>) -> MetaValue {
+        MetaValue::Array(ValueType::I32, v.into_iter().map(MetaValue::I32).collect())
+    }
+
+    /// A float32 array (scores).
+    pub(crate) fn floats(v: impl IntoIterator<Item = f32>) -> MetaValue {
+        MetaValue::Array(ValueType::F32, v.into_iter().map(MetaValue::F32).collect())
+    }
+
+    /// The tokenizer of `tokenizer.ggml.model` `model` and `keys`.
+    pub(crate) fn tokenizer(
+        model: &str,
+        keys: Vec<(&str, MetaValue)>,
+    ) -> Result<Tokenizer, TokenizerError> {
+        let mut w = GgufWriter::new();
+        w.add("tokenizer.ggml.model", MetaValue::String(model.into()));
+        for (k, v) in keys {
+            w.add(k, v);
+        }
+        let bytes = w.to_bytes().unwrap();
+        let file = GgufFile::parse(&bytes).unwrap();
+        Tokenizer::from_metadata(&file.metadata)
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use super::testing::{ints, strings};
     use super::{attr, clean_spaces, is_c_space, Found, Fragment, Tokenizer};
-    use gguf_loader::{GgufFile, GgufWriter, MetaValue, ValueType};
     use rand_chacha::rand_core::{RngCore, SeedableRng};
     use std::collections::HashMap;
 
@@ -1688,25 +1728,14 @@ mod tests {
             tokens.push(t.clone());
             types.push(if i % 2 == 0 { 4 } else { 3 });
         }
-        let mut w = GgufWriter::new();
-        w.add("tokenizer.ggml.model", MetaValue::String("llama".into()));
-        w.add(
-            "tokenizer.ggml.tokens",
-            MetaValue::Array(
-                ValueType::String,
-                tokens.into_iter().map(MetaValue::String).collect(),
-            ),
-        );
-        w.add(
-            "tokenizer.ggml.token_type",
-            MetaValue::Array(
-                ValueType::I32,
-                types.into_iter().map(MetaValue::I32).collect(),
-            ),
-        );
-        let bytes = w.to_bytes().unwrap();
-        let file = GgufFile::parse(&bytes).unwrap();
-        Tokenizer::from_metadata(&file.metadata).unwrap()
+        super::testing::tokenizer(
+            "llama",
+            vec![
+                ("tokenizer.ggml.tokens", strings(tokens)),
+                ("tokenizer.ggml.token_type", ints(types)),
+            ],
+        )
+        .unwrap()
     }
 
     /// llama.cpp's `tokenizer_st_partition` as it is written: each special

@@ -104,8 +104,8 @@ pub(super) fn glue(texts: &Packed<String>) -> Vec<char> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::testing;
     use super::*;
-    use gguf_loader::{GgufFile, GgufWriter, MetaValue, ValueType};
     use rand_chacha::rand_core::{RngCore, SeedableRng};
 
     /// A `llama` vocabulary over `ab<>é▁` (and `z`, which no token holds):
@@ -130,38 +130,23 @@ mod tests {
             }
         }
         let n = tokens.len();
-        let scores = (0..n)
-            .map(|_| MetaValue::F32(-((rng.next_u32() % 1000) as f32) / 10.0))
+        let scores: Vec<f32> = (0..n)
+            .map(|_| -((rng.next_u32() % 1000) as f32) / 10.0)
             .collect();
-        let types = (0..n)
-            .map(|i| {
-                MetaValue::I32(match i {
-                    0 => 2,
-                    1 | 2 => 3,
-                    _ => 1,
-                })
-            })
-            .collect();
-        let mut w = GgufWriter::new();
-        w.add("tokenizer.ggml.model", MetaValue::String("llama".into()))
-            .add(
-                "tokenizer.ggml.tokens",
-                MetaValue::Array(
-                    ValueType::String,
-                    tokens.into_iter().map(MetaValue::String).collect(),
-                ),
-            )
-            .add(
-                "tokenizer.ggml.scores",
-                MetaValue::Array(ValueType::F32, scores),
-            )
-            .add(
-                "tokenizer.ggml.token_type",
-                MetaValue::Array(ValueType::I32, types),
-            );
-        let bytes = w.to_bytes().unwrap();
-        let file = GgufFile::parse(&bytes).unwrap();
-        Tokenizer::from_metadata(&file.metadata).unwrap()
+        let types = (0..n).map(|i| match i {
+            0 => 2,
+            1 | 2 => 3,
+            _ => 1,
+        });
+        testing::tokenizer(
+            "llama",
+            vec![
+                ("tokenizer.ggml.tokens", testing::strings(tokens)),
+                ("tokenizer.ggml.scores", testing::floats(scores)),
+                ("tokenizer.ggml.token_type", testing::ints(types)),
+            ],
+        )
+        .unwrap()
     }
 
     /// Merging in segments (with the cache of recent segments) gives the

@@ -187,8 +187,9 @@ pub(super) fn tokenize(tok: &Tokenizer, text: &str, opts: Normalizer, out: &mut 
 
 #[cfg(test)]
 mod tests {
+    use super::super::testing;
     use super::*;
-    use gguf_loader::{GgufFile, GgufWriter, MetaValue, ValueType};
+    use gguf_loader::MetaValue;
     use rand_chacha::rand_core::{RngCore, SeedableRng};
 
     /// A `bert` vocabulary of `[PAD]`, `[UNK]`, `[CLS]`, `[SEP]` and
@@ -203,28 +204,17 @@ mod tests {
             .map(|s| s.to_string())
             .collect();
         tokens.extend(words.iter().cloned());
-        let types: Vec<MetaValue> = (0..tokens.len())
-            .map(|i| MetaValue::I32(if i < 4 { 3 } else { 1 }))
-            .collect();
-        let mut w = GgufWriter::new();
-        w.add("tokenizer.ggml.model", MetaValue::String("bert".into()))
-            .add(
-                "tokenizer.ggml.tokens",
-                MetaValue::Array(
-                    ValueType::String,
-                    tokens.into_iter().map(MetaValue::String).collect(),
-                ),
-            )
-            .add(
-                "tokenizer.ggml.token_type",
-                MetaValue::Array(ValueType::I32, types),
-            )
-            .add("tokenizer.ggml.unknown_token_id", MetaValue::U32(1))
-            .add("tokenizer.ggml.bos_token_id", MetaValue::U32(2))
-            .add("tokenizer.ggml.seperator_token_id", MetaValue::U32(3));
-        let bytes = w.to_bytes().unwrap();
-        let file = GgufFile::parse(&bytes).unwrap();
-        Tokenizer::from_metadata(&file.metadata)
+        let types = (0..tokens.len()).map(|i| if i < 4 { 3 } else { 1 });
+        testing::tokenizer(
+            "bert",
+            vec![
+                ("tokenizer.ggml.tokens", testing::strings(tokens)),
+                ("tokenizer.ggml.token_type", testing::ints(types)),
+                ("tokenizer.ggml.unknown_token_id", MetaValue::U32(1)),
+                ("tokenizer.ggml.bos_token_id", MetaValue::U32(2)),
+                ("tokenizer.ggml.seperator_token_id", MetaValue::U32(3)),
+            ],
+        )
     }
 
     /// llama.cpp's search: every length at each place, longest first.

@@ -143,6 +143,9 @@ pub enum TokenizerError {
 /// built.)
 const MAX_FINDER_TEXT: usize = 64 << 20;
 
+/// `▁`, which stands for a space in SentencePiece-style vocabularies.
+const SPACE: &[u8] = "\u{2581}".as_bytes();
+
 /// `s` up to its first NUL, as C reads it (a byte loop: token texts are
 /// short).
 fn c_str(s: &str) -> &str {
@@ -550,20 +553,17 @@ impl Tokenizer {
         if unigram && text > MAX_UNIGRAM_TEXT {
             return Err(TokenizerError::UnigramText(text));
         }
-        let need = table_bytes(
-            n,
-            text,
-            merge_words.as_ref().map_or(0, |m| m.len()),
-            merge_words
-                .as_ref()
-                .map_or(0, |m| m.iter().map(|w| w.len()).sum()),
-        )
-        // WordPiece's or Unigram's automaton while it is built.
-        .saturating_add(if wordpiece || unigram {
-            text.saturating_mul(32)
-        } else {
-            0
-        });
+        let merge_count = merge_words.as_ref().map_or(0, |m| m.len());
+        let merge_text = merge_words
+            .as_ref()
+            .map_or(0, |m| m.iter().map(|w| w.len()).sum());
+        let need = table_bytes(n, text, merge_count, merge_text)
+            // WordPiece's or Unigram's automaton while it is built.
+            .saturating_add(if wordpiece || unigram {
+                text.saturating_mul(32)
+            } else {
+                0
+            });
         if Vec::<u8>::new().try_reserve_exact(need).is_err() {
             return Err(TokenizerError::OutOfMemory(need));
         }
@@ -623,13 +623,7 @@ impl Tokenizer {
         // A later duplicate wins, as in llama.cpp.
         let tokens = Indexed::new(texts, Duplicates::Last);
 
-        let merge_text = merge_words
-            .as_ref()
-            .map_or(0, |m| m.iter().map(|w| w.len()).sum());
-        let mut keys = Packed::<String>::with_capacity(
-            merge_words.as_ref().map_or(0, |m| m.len()),
-            merge_text,
-        );
+        let mut keys = Packed::<String>::with_capacity(merge_count, merge_text);
         for m in merge_words.iter().flatten() {
             // A C string in llama.cpp, as the tokens.
             let m = c_str(m);
@@ -1448,12 +1442,11 @@ impl Tokenizer {
         // a few bytes, shorter than a `str` search takes to set up).
         let unescape = |out: &mut Vec<u8>| {
             let mut rest = text.as_bytes();
-            let escape = "\u{2581}".as_bytes();
-            while let Some(p) = rest.iter().position(|&b| b == escape[0]) {
+            while let Some(p) = rest.iter().position(|&b| b == SPACE[0]) {
                 out.extend_from_slice(&rest[..p]);
-                if rest[p..].starts_with(escape) {
+                if rest[p..].starts_with(SPACE) {
                     out.push(b' ');
-                    rest = &rest[p + escape.len()..];
+                    rest = &rest[p + SPACE.len()..];
                 } else {
                     out.push(rest[p]);
                     rest = &rest[p + 1..];

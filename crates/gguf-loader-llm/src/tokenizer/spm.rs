@@ -89,7 +89,7 @@ pub(super) fn glue(texts: &Packed<String>) -> Vec<char> {
     let (all, ends) = (texts.as_str(), texts.ends());
     let mut glue = Vec::new();
     let mut k = 0;
-    for p in memchr::memmem::find_iter(all.as_bytes(), "\u{2581}") {
+    for p in memchr::memmem::find_iter(all.as_bytes(), super::SPACE) {
         while ends.get(k + 1).is_some_and(|&e| e <= p) {
             k += 1;
         }

@@ -39,7 +39,7 @@ use std::collections::hash_map::{Entry, HashMap};
 
 use super::finder::{Finder, ROOT};
 use super::table::Indexed;
-use super::{attr, TokenizerError};
+use super::{attr, TokenizerError, SPACE};
 
 /// The most bytes a precompiled charsmap may hold: 16 times SentencePiece's
 /// (about 240 KB for its `nmt_nfkc` normalizer). Checking a charsmap takes
@@ -52,9 +52,6 @@ const CHARSMAP_KEY: &str = "tokenizer.ggml.precompiled_charsmap";
 /// longest (U+FDFA, 33 bytes). The lattice takes 24 bytes a byte of
 /// normalized text, so a file's replacements bound what a text costs.
 pub const MAX_REPLACEMENT: usize = 64;
-
-/// `▁`, which stands for a space.
-const SPACE: &[u8] = "\u{2581}".as_bytes();
 
 /// U+FFFD, for a byte that starts no valid code point.
 const REPLACEMENT: &[u8] = "\u{FFFD}".as_bytes();

@@ -37,7 +37,7 @@ use rayon::prelude::*;
 
 pub use generate::Generate;
 use matmul::{matmul_many, Kernel};
-use ops::{gelu_mul, rms_norm, silu_mul, softmax, Rope, SCORE_KEYS};
+use ops::{gelu_mul, rms_norm, silu_mul, softmax, Rope, PAR_ELEMENTWISE, SCORE_KEYS};
 pub use ops::{RopeMode, WeightElement};
 pub use sample::{argmax, check_logits, nmse, Sampler};
 use scratch::Scratch;
@@ -1305,6 +1305,9 @@ impl<T: WeightElement> Transformer<T> {
         let lane_keys = batch && ops::Vector::of(Kernel::detect()).is_some();
         let mut kt = ws.take(if lane_keys { kv_dim * tp } else { 0 })?;
         kt.fill(0.0);
+        // Each RoPE's angles at the step's positions, once a step for all
+        // the layers that share it (ggml's rope cache, once a layer).
+        let mut angles: Vec<(&Rope, Vec<(f32, f32)>)> = Vec::new();
         for il in 0..c.n_layer {
             let taken;
             let l = match &self.lazy {
@@ -1332,14 +1335,31 @@ impl<T: WeightElement> Transformer<T> {
                 rms_norm(&mut k, w, c.rms_eps);
             }
             let rope = &c.ropes[il];
-            for i in 0..n {
-                let angles = rope.angles(start + i);
-                for head in q[i * c.n_head * hd..(i + 1) * c.n_head * hd].chunks_exact_mut(hd) {
-                    rope.apply(head, &angles);
+            let at = match angles.iter().position(|(r, _)| *r == rope) {
+                Some(at) => at,
+                None => {
+                    angles.push((rope, rope.angles_from(start, n)?));
+                    angles.len() - 1
                 }
-                for head in k[i * kv_dim..(i + 1) * kv_dim].chunks_exact_mut(hd) {
-                    rope.apply(head, &angles);
+            };
+            let (angles, pairs) = (&angles[at].1, rope.n_rot / 2);
+            let rotate = |(i, (q, k)): (usize, (&mut [f32], &mut [f32]))| {
+                let angles = &angles[i * pairs..][..pairs];
+                for head in q.chunks_exact_mut(hd).chain(k.chunks_exact_mut(hd)) {
+                    rope.apply(head, angles);
                 }
+            };
+            let q_dim = c.n_head * hd;
+            if q.len() >= PAR_ELEMENTWISE {
+                q.par_chunks_mut(q_dim)
+                    .zip(k.par_chunks_mut(kv_dim))
+                    .enumerate()
+                    .for_each(rotate);
+            } else {
+                q.chunks_mut(q_dim)
+                    .zip(k.chunks_mut(kv_dim))
+                    .enumerate()
+                    .for_each(rotate);
             }
             obs(observe, "q", &q);
             obs(observe, "k", &k);
@@ -1347,8 +1367,8 @@ impl<T: WeightElement> Transformer<T> {
             let ring = cache.rings.get(il).copied().flatten();
             match ring {
                 None => {
-                    cache.k[il][start * kv_dim..(start + n) * kv_dim].convert_from_f32_slice(&k);
-                    cache.v[il][start * kv_dim..(start + n) * kv_dim].convert_from_f32_slice(&v);
+                    to_f16(&mut cache.k[il][start * kv_dim..(start + n) * kv_dim], &k);
+                    to_f16(&mut cache.v[il][start * kv_dim..(start + n) * kv_dim], &v);
                 }
                 Some(r) => {
                     // Each position at both of its rows.
@@ -1376,14 +1396,10 @@ impl<T: WeightElement> Transformer<T> {
             let seen = first * kv_dim..(first + start + n - base) * kv_dim;
             let (kr, vr) = if batch {
                 let (kf, vf) = (&mut kf[..seen.len()], &mut vf[..seen.len()]);
-                cache.k[il][seen.clone()].convert_to_f32_slice(kf);
-                cache.v[il][seen].convert_to_f32_slice(vf);
+                to_f32(kf, &cache.k[il][seen.clone()]);
+                to_f32(vf, &cache.v[il][seen]);
                 if lane_keys {
-                    for (t, row) in kf.chunks_exact(kv_dim).enumerate() {
-                        for (c, &v) in row.iter().enumerate() {
-                            kt[c * tp + t] = v;
-                        }
-                    }
+                    transpose_keys(kf, kv_dim, &mut kt, tp);
                 }
                 (Rows::F32(kf), Rows::F32(vf))
             } else {
@@ -1401,7 +1417,7 @@ impl<T: WeightElement> Transformer<T> {
                 rms_norm(&mut o, w, c.rms_eps);
             }
             obs(observe, "attn_out", &o);
-            x.iter_mut().zip(&o).for_each(|(a, b)| *a += b);
+            add_into(&mut x, &o);
             ws.give([h, q, k, v, attn, o]);
 
             let mut h = ws.copy_of(&x)?;
@@ -1428,7 +1444,7 @@ impl<T: WeightElement> Transformer<T> {
                 rms_norm(&mut f, w, c.rms_eps);
             }
             obs(observe, "ffn_out", &f);
-            x.iter_mut().zip(&f).for_each(|(a, b)| *a += b);
+            add_into(&mut x, &f);
             obs(observe, "l_out", &x);
             ws.give([h, g, u, f]);
         }
@@ -1622,10 +1638,62 @@ fn norm(loader: &MmapGGUFLoader, name: &str, len: usize) -> Result<Vec<f32>, For
     Ok(t.into_vec())
 }
 
-/// Values from which an element-wise step (the feed-forward's activation)
-/// is shared out to rayon: a batch's, not a single token's (whose wake-up
-/// of the threads would cost more than it saves).
-const PAR_ELEMENTWISE: usize = 1 << 15;
+/// `x += y`, value by value; a batch's on every thread.
+fn add_into(x: &mut [f32], y: &[f32]) {
+    let add = |(x, y): (&mut [f32], &[f32])| x.iter_mut().zip(y).for_each(|(a, b)| *a += b);
+    if x.len() >= PAR_ELEMENTWISE {
+        x.par_chunks_mut(PAR_ELEMENTWISE / 4)
+            .zip(y.par_chunks(PAR_ELEMENTWISE / 4))
+            .for_each(add);
+    } else {
+        add((x, y));
+    }
+}
+
+/// `src` rounded to f16 into `dst` (as long); a batch's on every thread.
+fn to_f16(dst: &mut [f16], src: &[f32]) {
+    let convert = |(d, s): (&mut [f16], &[f32])| d.convert_from_f32_slice(s);
+    if src.len() >= PAR_ELEMENTWISE {
+        dst.par_chunks_mut(PAR_ELEMENTWISE / 4)
+            .zip(src.par_chunks(PAR_ELEMENTWISE / 4))
+            .for_each(convert);
+    } else {
+        convert((dst, src));
+    }
+}
+
+/// `src` widened to f32 into `dst` (as long); a batch's on every thread.
+fn to_f32(dst: &mut [f32], src: &[f16]) {
+    let convert = |(d, s): (&mut [f32], &[f16])| s.convert_to_f32_slice(d);
+    if src.len() >= PAR_ELEMENTWISE {
+        dst.par_chunks_mut(PAR_ELEMENTWISE / 4)
+            .zip(src.par_chunks(PAR_ELEMENTWISE / 4))
+            .for_each(convert);
+    } else {
+        convert((dst, src));
+    }
+}
+
+/// Keys as `kt[c * tp + t]` (column `c` of position `t` of `kf`'s rows of
+/// `kv_dim`), for the lane scores: sixteen columns a task, their rows read
+/// in order.
+fn transpose_keys(kf: &[f32], kv_dim: usize, kt: &mut [f32], tp: usize) {
+    const COLS: usize = 16;
+    let rows = kf.len() / kv_dim;
+    debug_assert!(rows <= tp && kt.len() >= kv_dim * tp);
+    kt[..kv_dim * tp]
+        .par_chunks_mut(COLS * tp)
+        .enumerate()
+        .for_each(|(b, out)| {
+            let c0 = b * COLS;
+            let width = out.len() / tp;
+            for (t, row) in kf.chunks_exact(kv_dim).enumerate() {
+                for (j, &v) in row[c0..c0 + width].iter().enumerate() {
+                    out[j * tp + t] = v;
+                }
+            }
+        });
+}
 
 /// Queries at most in a step whose attention reads the f16 cache row by
 /// row; more widen it to f32 once (each row is then read by many).

@@ -535,13 +535,11 @@ impl CudaTransformer {
             // RoPE from the CPU's own angle table.
             let rope = &c.ropes[il];
             let half = rope.n_rot / 2;
-            let mut table = Vec::with_capacity(n * half * 2);
-            for i in 0..n {
-                for (co, si) in rope.angles(start + i) {
-                    table.push(co);
-                    table.push(si);
-                }
-            }
+            let table: Vec<f32> = rope
+                .angles_from(start, n)?
+                .into_iter()
+                .flat_map(|(co, si)| [co, si])
+                .collect();
             let cs = s.clone_htod(&table).map_err(e("uploading RoPE angles"))?;
             let csp = ptr(&cs, s);
             let (hd_i, half_i, neox) =

@@ -170,9 +170,25 @@ impl WeightElement for f16 {
     }
 
     fn rounded<'a>(x: &'a [f32], buf: &'a mut Vec<f32>) -> &'a [f32] {
-        buf.clear();
-        buf.extend_from_slice(x);
-        Self::round_inputs(buf);
+        use rayon::prelude::*;
+        // Written over (a buffer taken at `x`'s length is not touched
+        // first), in one pass from `x`: a batch's on every thread.
+        buf.resize(x.len(), 0.0);
+        let round = |(dst, src): (&mut [f32], &[f32])| {
+            let mut h = [f16::ZERO; 256];
+            for (d, s) in dst.chunks_mut(256).zip(src.chunks(256)) {
+                let h = &mut h[..s.len()];
+                h.convert_from_f32_slice(s);
+                h.convert_to_f32_slice(d);
+            }
+        };
+        if x.len() >= PAR_ELEMENTWISE {
+            buf.par_chunks_mut(PAR_ELEMENTWISE / 4)
+                .zip(x.par_chunks(PAR_ELEMENTWISE / 4))
+                .for_each(round);
+        } else {
+            round((buf, x));
+        }
         buf
     }
 }
@@ -2118,11 +2134,25 @@ mod tests {
         x.extend(x.clone().iter().map(|v| -v));
         let mut y = x.clone();
         <f16 as WeightElement>::round_inputs(&mut y);
-        for (a, b) in x.iter().zip(&y) {
-            let want = f16::from_f32(*a).to_f32();
-            assert!(
-                want.to_bits() == b.to_bits() || (want.is_nan() && b.is_nan()),
-                "{a:e}: {b:e}, not {want:e}"
+        let check = |x: &[f32], y: &[f32]| {
+            assert_eq!(y.len(), x.len());
+            for (a, b) in x.iter().zip(y) {
+                let want = f16::from_f32(*a).to_f32();
+                assert!(
+                    want.to_bits() == b.to_bits() || (want.is_nan() && b.is_nan()),
+                    "{a:e}: {b:e}, not {want:e}"
+                );
+            }
+        };
+        check(&x, &y);
+        // Into a buffer (many values, shared out to rayon; a few, on this
+        // thread) as long, shorter or longer, whatever it held.
+        for len in [x.len(), 0, x.len() + 7] {
+            let mut buf = vec![f32::NAN; len];
+            check(&x, <f16 as WeightElement>::rounded(&x, &mut buf));
+            check(
+                &x[..999],
+                <f16 as WeightElement>::rounded(&x[..999], &mut buf),
             );
         }
     }

@@ -37,7 +37,7 @@ use rayon::prelude::*;
 
 pub use generate::Generate;
 use matmul::{matmul_many, Kernel};
-use ops::{gelu_mul, rms_norm, silu_mul, softmax, Rope, PAR_ELEMENTWISE, SCORE_KEYS};
+use ops::{gelu_mul, pairwise, rms_norm, silu_mul, softmax, Rope, PAR_ELEMENTWISE, SCORE_KEYS};
 pub use ops::{RopeMode, WeightElement};
 pub use sample::{argmax, check_logits, nmse, Sampler};
 use scratch::Scratch;
@@ -1430,14 +1430,7 @@ impl<T: WeightElement> Transformer<T> {
             };
             // On every thread for a batch (libm's exp, a call a value, was
             // a tenth of a prompt's time on one).
-            let gate = |(g, u): (&mut [f32], &[f32])| act(g, u);
-            if g.len() >= PAR_ELEMENTWISE {
-                g.par_chunks_mut(PAR_ELEMENTWISE / 4)
-                    .zip(u.par_chunks(PAR_ELEMENTWISE / 4))
-                    .for_each(gate);
-            } else {
-                gate((&mut g, &u));
-            }
+            pairwise(&mut g, &u, act);
             obs(observe, "ffn_act", &g);
             let mut f = l.down.mul(&g, n, &mut ws)?;
             if let Some(w) = &l.post_ffn_norm {
@@ -1640,38 +1633,17 @@ fn norm(loader: &MmapGGUFLoader, name: &str, len: usize) -> Result<Vec<f32>, For
 
 /// `x += y`, value by value; a batch's on every thread.
 fn add_into(x: &mut [f32], y: &[f32]) {
-    let add = |(x, y): (&mut [f32], &[f32])| x.iter_mut().zip(y).for_each(|(a, b)| *a += b);
-    if x.len() >= PAR_ELEMENTWISE {
-        x.par_chunks_mut(PAR_ELEMENTWISE / 4)
-            .zip(y.par_chunks(PAR_ELEMENTWISE / 4))
-            .for_each(add);
-    } else {
-        add((x, y));
-    }
+    pairwise(x, y, |x, y| x.iter_mut().zip(y).for_each(|(a, b)| *a += b));
 }
 
 /// `src` rounded to f16 into `dst` (as long); a batch's on every thread.
 fn to_f16(dst: &mut [f16], src: &[f32]) {
-    let convert = |(d, s): (&mut [f16], &[f32])| d.convert_from_f32_slice(s);
-    if src.len() >= PAR_ELEMENTWISE {
-        dst.par_chunks_mut(PAR_ELEMENTWISE / 4)
-            .zip(src.par_chunks(PAR_ELEMENTWISE / 4))
-            .for_each(convert);
-    } else {
-        convert((dst, src));
-    }
+    pairwise(dst, src, |d, s| d.convert_from_f32_slice(s));
 }
 
 /// `src` widened to f32 into `dst` (as long); a batch's on every thread.
 fn to_f32(dst: &mut [f32], src: &[f16]) {
-    let convert = |(d, s): (&mut [f32], &[f16])| s.convert_to_f32_slice(d);
-    if src.len() >= PAR_ELEMENTWISE {
-        dst.par_chunks_mut(PAR_ELEMENTWISE / 4)
-            .zip(src.par_chunks(PAR_ELEMENTWISE / 4))
-            .for_each(convert);
-    } else {
-        convert((dst, src));
-    }
+    pairwise(dst, src, |d, s| s.convert_to_f32_slice(d));
 }
 
 /// Keys as `kt[c * tp + t]` (column `c` of position `t` of `kf`'s rows of

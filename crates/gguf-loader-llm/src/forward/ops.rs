@@ -170,25 +170,17 @@ impl WeightElement for f16 {
     }
 
     fn rounded<'a>(x: &'a [f32], buf: &'a mut Vec<f32>) -> &'a [f32] {
-        use rayon::prelude::*;
         // Written over (a buffer taken at `x`'s length is not touched
         // first), in one pass from `x`: a batch's on every thread.
         buf.resize(x.len(), 0.0);
-        let round = |(dst, src): (&mut [f32], &[f32])| {
+        pairwise(buf, x, |dst, src| {
             let mut h = [f16::ZERO; 256];
             for (d, s) in dst.chunks_mut(256).zip(src.chunks(256)) {
                 let h = &mut h[..s.len()];
                 h.convert_from_f32_slice(s);
                 h.convert_to_f32_slice(d);
             }
-        };
-        if x.len() >= PAR_ELEMENTWISE {
-            buf.par_chunks_mut(PAR_ELEMENTWISE / 4)
-                .zip(x.par_chunks(PAR_ELEMENTWISE / 4))
-                .for_each(round);
-        } else {
-            round((buf, x));
-        }
+        });
         buf
     }
 }
@@ -1079,6 +1071,25 @@ const NORM_ROWS: usize = 4;
 /// single token's (whose wake-up of the threads would cost more than it
 /// saves).
 pub(crate) const PAR_ELEMENTWISE: usize = 1 << 15;
+
+/// `f` over `dst` and `src` (as long) in matching chunks: a batch's
+/// ([`PAR_ELEMENTWISE`] values or more) on every thread, in chunks of a
+/// quarter of that; fewer in one call, on the calling thread.
+pub(crate) fn pairwise<A: Send, B: Sync>(
+    dst: &mut [A],
+    src: &[B],
+    f: impl Fn(&mut [A], &[B]) + Sync,
+) {
+    use rayon::prelude::*;
+    debug_assert_eq!(dst.len(), src.len());
+    if dst.len() >= PAR_ELEMENTWISE {
+        dst.par_chunks_mut(PAR_ELEMENTWISE / 4)
+            .zip(src.par_chunks(PAR_ELEMENTWISE / 4))
+            .for_each(|(d, s)| f(d, s));
+    } else {
+        f(dst, src);
+    }
+}
 
 /// [`rms_norm`] on one thread, [`NORM_ROWS`] rows at a time.
 fn rms_norm_rows(x: &mut [f32], weight: &[f32], eps: f32) {

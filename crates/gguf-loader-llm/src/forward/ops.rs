@@ -1094,7 +1094,13 @@ pub(crate) fn pairwise<A: Send, B: Sync>(
 /// [`rms_norm`] on one thread, [`NORM_ROWS`] rows at a time.
 fn rms_norm_rows(x: &mut [f32], weight: &[f32], eps: f32) {
     let dim = weight.len();
-    let scale = |sum: f64| 1.0 / ((sum / dim as f64) as f32 + eps).sqrt();
+    // A row scaled by its sum of squares, times `weight`.
+    let finish = |row: &mut [f32], sum: f64| {
+        let scale = 1.0 / ((sum / dim as f64) as f32 + eps).sqrt();
+        for (v, w) in row.iter_mut().zip(weight) {
+            *v = *v * scale * w;
+        }
+    };
     let mut groups = x.chunks_exact_mut(NORM_ROWS * dim);
     for group in &mut groups {
         let mut sums = [0f64; NORM_ROWS];
@@ -1108,18 +1114,12 @@ fn rms_norm_rows(x: &mut [f32], weight: &[f32], eps: f32) {
             }
         }
         for (row, s) in group.chunks_exact_mut(dim).zip(sums) {
-            let scale = scale(s);
-            for (v, w) in row.iter_mut().zip(weight) {
-                *v = *v * scale * w;
-            }
+            finish(row, s);
         }
     }
     for row in groups.into_remainder().chunks_exact_mut(dim) {
         let sum = row.iter().fold(0f64, |s, &v| s + (v as f64) * (v as f64));
-        let scale = scale(sum);
-        for (v, w) in row.iter_mut().zip(weight) {
-            *v = *v * scale * w;
-        }
+        finish(row, sum);
     }
 }
 

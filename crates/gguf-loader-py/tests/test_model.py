@@ -103,6 +103,43 @@ def test_lazy_pieces_and_the_cache(smollm2):
     assert list(m.generate([], 5)) == [] and list(m.generate(ids[:3], 0)) == []
 
 
+def test_a_model_pickles_as_its_file_in_a_new_interpreter(smollm2):
+    """A model pickles as its file and how it was loaded, not its weights:
+    a fresh interpreter (as a spawned worker) loads it again and gives the
+    same logits. (Not under qemu: its interpreter cannot be exec'd there.)"""
+    import copy
+    import pickle
+    import subprocess
+    import sys
+
+    f = gguf_loader.open(smollm2)
+    m = f.model()
+    f.close()  # the model needs the path, not the open file
+    ids = [1, 504, 2365, 6354, 15934]
+    want = m.forward(m.new_cache(len(ids)), ids)
+    code = (
+        "import pickle, sys; m = pickle.loads(sys.stdin.buffer.read()); "
+        f"ids = {ids!r}; "
+        "sys.stdout.buffer.write(m.forward(m.new_cache(len(ids)), ids).tobytes())"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], input=pickle.dumps(m), capture_output=True, check=True
+    )
+    assert np.array_equal(np.frombuffer(out.stdout, np.float32), want)
+    # In this process too, as it was loaded: dtype, laziness, views.
+    for dtype, lazy, own in (("float16", False, False), ("float32", True, False), ("float16", False, True)):
+        here = gguf_loader.open(smollm2).model(dtype, lazy=lazy, own_memory=own)
+        again = pickle.loads(pickle.dumps(here))
+        assert again is not here and again.dtype == dtype and again.lazy == lazy
+        assert again.device == "cpu" and again.config == here.config
+        got = again.forward(again.new_cache(len(ids)), ids)
+        assert np.array_equal(got, here.forward(here.new_cache(len(ids)), ids))
+    # Copies are the model itself (it is immutable); a cache does not pickle.
+    assert copy.copy(m) is m and copy.deepcopy(m) is m
+    with pytest.raises(TypeError):
+        pickle.dumps(m.new_cache(4))
+
+
 def test_gpu_model(smollm2):
     """On a GPU: the pass there gives the CPU's logits (NMSE ≤ 1e-3: cuBLAS
     sums in its own order), its cache in VRAM copies and truncates, and a

@@ -223,6 +223,74 @@ def test_paths_as_builtin_open_takes_them(smollm2, tmp_path):
         gguf_loader.open(3)
 
 
+class MyFile(gguf_loader.GGUFFile):
+    """A subclass: it pickles as one."""
+
+
+def test_a_file_pickles_as_its_path(real_model, tmp_path, monkeypatch):
+    """A pickle opens the file again, by the absolute path it was opened
+    with, in its mode: the same header, tensors and bytes. Metadata pickles
+    as its file's; a subclass stays one; copies are the file opened anew."""
+    import copy
+    import pickle
+
+    for mode in ("mmap", "read"):
+        monkeypatch.chdir(real_model.parent)
+        f = gguf_loader.open(real_model.name, mode)
+        data = pickle.dumps(f)
+        monkeypatch.chdir(tmp_path)  # made absolute when it was opened
+        for g in (pickle.loads(data), copy.copy(f), copy.deepcopy(f)):
+            assert type(g) is gguf_loader.GGUFFile and g is not f
+            assert g.mode == mode and not g.closed
+            assert os.path.isabs(g.paths[0]) and os.path.samefile(g.paths[0], real_model)
+            assert g.tensors == f.tensors and list(g.metadata) == list(f.metadata)
+            name = list(f.tensors)[-1]
+            assert np.array_equal(g.raw(name), f.raw(name))
+            g.close()
+        assert not f.closed
+        md = pickle.loads(pickle.dumps(f.metadata))
+        assert list(md) == list(f.metadata)
+        assert md["general.architecture"] == f.metadata["general.architecture"]
+        assert list(md["tokenizer.ggml.tokens"][:50]) == list(f.metadata["tokenizer.ggml.tokens"][:50])
+        mine = pickle.loads(pickle.dumps(MyFile(real_model, mode)))
+        assert type(mine) is MyFile and mine.mode == mode
+        f.close()
+        with pytest.raises(ValueError, match="closed"):
+            pickle.dumps(f)
+        with pytest.raises(ValueError, match="closed"):
+            pickle.dumps(f.metadata)
+
+
+def test_a_pickled_file_changed_since_does_not_open(tmp_path):
+    """A pickle of a file since replaced, grown or removed raises, naming it
+    (a shard's size and the header's length are checked)."""
+    import pickle
+    import shutil
+
+    path = tmp_path / "model.gguf"
+    shutil.copyfile(FIXTURES / "all_types_le.gguf", path)
+    f = gguf_loader.open(path)
+    data, meta = pickle.dumps(f), pickle.dumps(f.metadata)
+    assert pickle.loads(data).tensors == f.tensors
+    with open(path, "ab") as out:
+        out.write(bytes(64))
+    for pickled in (data, meta):
+        with pytest.raises(ValueError, match="not the file that was pickled") as e:
+            pickle.loads(pickled)
+        assert str(path) in str(e.value)
+    # Replaced (a new file renamed into place: writing over a mapped file
+    # would change what this process has mapped).
+    shutil.copyfile(FIXTURES / "default_align.gguf", tmp_path / "new.gguf")
+    os.replace(tmp_path / "new.gguf", path)
+    with pytest.raises(ValueError, match="not the file that was pickled"):
+        pickle.loads(data)
+    path.unlink()
+    with pytest.raises(FileNotFoundError):
+        pickle.loads(data)
+    # What was opened before stays as it was.
+    assert np.array_equal(f.raw(list(f.tensors)[0]), f.raw(list(f.tensors)[0]))
+
+
 def test_version_is_the_installed_distributions():
     from importlib.metadata import version
 

@@ -228,12 +228,22 @@ class Metadata(Mapping):
     asked), arrays of arrays to lists.
     """
 
-    __slots__ = ("_native", "_keys", "_index")
+    __slots__ = ("_native", "_keys", "_index", "_source")
 
     def __init__(self, native: "_native.File") -> None:
         self._native = native
         self._keys = tuple(native.metadata_keys())
         self._index = frozenset(self._keys)
+        self._source: Optional[_Source] = None
+
+    # Pickled as its file (see ``GGUFFile.__reduce__``): a pickle opens the
+    # file again and holds its metadata, not a copy of the values.
+    def __reduce__(self) -> Tuple[Any, Tuple[Any, ...]]:
+        if self._source is None:
+            raise TypeError("cannot pickle metadata made without a GGUFFile")
+        if self._native.closed:
+            raise ValueError("cannot pickle the metadata of a closed GGUF file")
+        return (_metadata_of, (self._source,))
 
     def __getitem__(self, key: str) -> Any:
         if key not in self._index:
@@ -282,6 +292,7 @@ class GGUFFile:
         if "\0" in path:
             raise ValueError("embedded null byte")  # as builtins.open says it
         self._native = _native.File(path, mode)
+        self._source = _source(path, self._native)
         self._metadata: Optional[Metadata] = None
         self._tensors: Optional[Mapping[str, TensorInfo]] = None
 
@@ -325,6 +336,7 @@ class GGUFFile:
         """The key–value metadata (see :class:`Metadata`)."""
         if self._metadata is None:
             self._metadata = Metadata(self._native)
+            self._metadata._source = self._source
         return self._metadata
 
     @property
@@ -544,7 +556,8 @@ class GGUFFile:
         dtype = _dtype_name(dtype)
         if dtype not in ("float16", "float32"):
             raise ValueError(f'the forward pass runs on "float16" or "float32" weights, not {dtype!r}')
-        return Model(_native.model(self._native, dtype, bool(lazy), not own_memory, device))
+        native = _native.model(self._native, dtype, bool(lazy), not own_memory, device)
+        return Model(native, (self._source, dtype, bool(lazy), bool(own_memory), device))
 
     # -- life ----------------------------------------------------------
     def close(self) -> None:
@@ -565,6 +578,59 @@ class GGUFFile:
     def __repr__(self) -> str:
         native = getattr(self, "_native", None)  # None when __init__ raised
         return repr(native) if native is not None else "<gguf_loader.GGUFFile (not opened)>"
+
+    # Pickled as its absolute path, mode and shard sizes (see ``_reopen``):
+    # a pickle opens the file again, in this process or another
+    # (multiprocessing's spawn and forkserver workers, ``datasets.map``),
+    # and ``copy.copy`` / ``deepcopy`` are files opened anew. A closed file
+    # does not pickle (``ValueError``).
+    def __reduce__(self) -> Tuple[Any, Tuple[Any, ...]]:
+        if self.closed:
+            raise ValueError("cannot pickle a closed GGUF file")
+        return (_reopen, (*self._source, type(self)))
+
+
+#: What a pickle of a file, its metadata or a model holds of the file: its
+#: absolute path, mode, each shard's size when it was opened, and the data
+#: section's offset.
+_Source = Tuple[str, str, Optional[Tuple[int, ...]], int]
+
+
+def _source(path: str, native: "_native.File") -> _Source:
+    try:
+        sizes: Optional[Tuple[int, ...]] = tuple(os.stat(p).st_size for p in native.paths)
+    except OSError:  # gone since it was opened: a pickle does not check them
+        sizes = None
+    return (os.path.abspath(path), native.mode, sizes, native.data_offset)
+
+
+def _reopen(
+    path: str, mode: str, sizes: Optional[Tuple[int, ...]], data_offset: int, cls: type = GGUFFile
+) -> GGUFFile:
+    """The file a pickle holds (see ``GGUFFile.__reduce__``), opened again
+    as ``cls``; ``ValueError`` where it is not the file that was pickled
+    (a shard's size, or the header's length, differs)."""
+    f: GGUFFile = cls(path, mode)
+    now = f._source
+    if (sizes is not None and now[2] != sizes) or now[3] != data_offset:
+        f.close()
+        raise ValueError(
+            f"{path}: not the file that was pickled: shards of {sizes} bytes "
+            f"and a {data_offset}-byte header then, {now[2]} and {now[3]} now"
+        )
+    return f
+
+
+def _metadata_of(source: _Source) -> Metadata:
+    """The metadata a pickle holds: its file's, opened again (and open while
+    the metadata lives, as the metadata of any open file)."""
+    return _reopen(*source).metadata
+
+
+def _model_of(source: _Source, dtype: str, lazy: bool, own_memory: bool, device: str) -> Model:
+    """The model a pickle holds: loaded again from its file, as it was."""
+    with _reopen(*source) as f:
+        return f.model(dtype, lazy=lazy, own_memory=own_memory, device=device)
 
 
 def open(path: _Path, mode: str = "mmap") -> GGUFFile:

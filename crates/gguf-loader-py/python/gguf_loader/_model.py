@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Dict, Iterable, Iterator, Optional
+from typing import Any, Dict, Iterable, Iterator, Optional, Tuple
 
 import numpy as np
 
@@ -29,10 +29,12 @@ class Model:
     cache of its own.
     """
 
-    __slots__ = ("_native",)
+    __slots__ = ("_native", "_source")
 
-    def __init__(self, native: _native.Model) -> None:
+    def __init__(self, native: _native.Model, source: Optional[Tuple[Any, ...]] = None) -> None:
         self._native = native
+        # The file and arguments it was loaded with, for a pickle.
+        self._source = source
 
     @property
     def config(self) -> Dict[str, Any]:
@@ -114,6 +116,24 @@ class Model:
 
     def __repr__(self) -> str:
         return repr(self._native)
+
+    # Pickled as its file's path (see ``GGUFFile.__reduce__``) and the
+    # arguments of ``GGUFFile.model``, not its weights: a pickle loads the
+    # model again from the file, as it was loaded here (a spawned worker
+    # has it in the milliseconds of a load). ``copy.copy`` / ``deepcopy``
+    # are the model itself: it is immutable (the state is in a cache).
+    def __reduce__(self) -> Tuple[Any, Tuple[Any, ...]]:
+        if self._source is None:
+            raise TypeError("cannot pickle a model made without a GGUFFile")
+        from . import _model_of
+
+        return (_model_of, self._source)
+
+    def __copy__(self) -> "Model":
+        return self
+
+    def __deepcopy__(self, memo: Any) -> "Model":
+        return self
 
 
 def _count(n: Any, what: str) -> int:

@@ -24,6 +24,7 @@ mod generate;
 mod matmul;
 mod ops;
 mod sample;
+mod saved;
 mod scratch;
 
 use std::sync::Arc;
@@ -141,6 +142,11 @@ pub enum ForwardError {
         /// The cache's.
         found: (usize, usize),
     },
+    /// A KV cache file ([`Transformer::cache_from_gguf`]) that is not
+    /// one, is malformed, or was saved by a model of another architecture
+    /// or vocabulary.
+    #[error("not a KV cache of this model: {0}")]
+    BadCache(String),
     /// The logits of a position hold NaN, or no finite value: no token can
     /// be chosen from them (NaN or Inf in the weights or the settings).
     #[error(
@@ -427,6 +433,9 @@ pub struct KvCache<B = Vec<f16>> {
     chunk: usize,
     /// One past the furthest position written since the last clear.
     written: usize,
+    /// The token at each filled position (`len` of them; room reserved
+    /// for the capacity).
+    tokens: Vec<u32>,
     /// The CPU forward pass's activation buffers, kept for its next step.
     scratch: Scratch,
     /// A step's logits handed back ([`KvCache::recycle`]) for the next's.
@@ -505,10 +514,45 @@ impl<B> KvCache<B> {
         self.capacity
     }
 
+    /// The token at each filled position, in order ([`len`](Self::len) of
+    /// them): a prompt's common prefix with them is what the cache can
+    /// keep ([`truncate`](Self::truncate) to it) for the next prompt.
+    pub fn tokens(&self) -> &[u32] {
+        &self.tokens
+    }
+
     /// Forgets every position (keeps the memory).
     pub fn clear(&mut self) {
         self.len = 0;
         self.written = 0;
+        self.tokens.clear();
+    }
+
+    /// Errs where the cache's sliding-window rings are not those a model
+    /// of config `c` makes for its capacity (a cache of a model of the same
+    /// widths but another window, or none): its layers would be read as
+    /// this model's.
+    fn check_layout(&self, c: &Config) -> Result<(), ForwardError> {
+        let sliding = if self.chunk > 0 {
+            SlidingWindow::Ring { chunk: self.chunk }
+        } else {
+            SlidingWindow::Full
+        };
+        let (rings, chunk) = ring_layout(c, self.capacity, sliding);
+        if self.rings == rings && self.chunk == chunk {
+            return Ok(());
+        }
+        Err(ForwardError::BadCache(format!(
+            "its sliding-window rings {:?} (chunk {}) are not this model's for a capacity of {}",
+            self.rings, self.chunk, self.capacity
+        )))
+    }
+
+    /// Marks `tokens`, run from position `start`, as filled.
+    fn filled(&mut self, start: usize, tokens: &[u32]) {
+        self.tokens.truncate(start);
+        self.tokens.extend_from_slice(tokens);
+        self.len = start + tokens.len();
     }
 
     /// Hands a step's logits back, for the next step of the forward pass
@@ -533,6 +577,7 @@ impl<B> KvCache<B> {
     /// written (else the next step is [`ForwardError::Forgotten`]).
     pub fn truncate(&mut self, len: usize) {
         self.len = self.len.min(len);
+        self.tokens.truncate(self.len);
     }
 
     /// Rows of layer `il`'s buffers: the capacity, or twice its ring.
@@ -610,15 +655,16 @@ impl KvCache {
                 })
                 .collect::<Result<Vec<_>, ForwardError>>()
         };
-        Ok(self.with_layers(copy(&self.k)?, copy(&self.v)?))
+        self.with_layers(copy(&self.k)?, copy(&self.v)?)
     }
 }
 
 impl<B> KvCache<B> {
     /// A cache of the same positions over the layers' keys `k` and values
     /// `v` (a copy's buffers), with a scratch of its own.
-    fn with_layers<C>(&self, k: Vec<C>, v: Vec<C>) -> KvCache<C> {
-        KvCache {
+    fn with_layers<C>(&self, k: Vec<C>, v: Vec<C>) -> Result<KvCache<C>, ForwardError> {
+        let tokens = reserved_tokens(self.capacity)?;
+        let mut cache = KvCache {
             k,
             v,
             kv_dim: self.kv_dim,
@@ -627,9 +673,12 @@ impl<B> KvCache<B> {
             rings: self.rings.clone(),
             chunk: self.chunk,
             written: self.written,
+            tokens,
             scratch: Scratch::default(),
             spare_logits: Vec::new(),
-        }
+        };
+        cache.tokens.extend_from_slice(&self.tokens);
+        Ok(cache)
     }
 }
 
@@ -664,6 +713,15 @@ pub struct Activation<'a> {
     pub layer: Option<usize>,
     /// The values, every position of the call.
     pub values: &'a [f32],
+}
+
+/// An empty list of a cache's tokens with room for `capacity` (so that a
+/// step never grows it), or [`ForwardError::Alloc`].
+fn reserved_tokens(capacity: usize) -> Result<Vec<u32>, ForwardError> {
+    let mut t = Vec::new();
+    t.try_reserve_exact(capacity)
+        .map_err(|_| ForwardError::Alloc(capacity.saturating_mul(4)))?;
+    Ok(t)
 }
 
 /// `n` zeros, or [`ForwardError::Alloc`]. Allocated zeroed (`calloc`), not
@@ -1193,6 +1251,7 @@ impl<T: WeightElement> Transformer<T> {
             chunk,
             rings,
             written: 0,
+            tokens: reserved_tokens(capacity)?,
             scratch: Scratch::default(),
             spare_logits: Vec::new(),
         })
@@ -1253,6 +1312,7 @@ impl<T: WeightElement> Transformer<T> {
             cache.capacity,
             cache.len,
         )?;
+        cache.check_layout(c)?;
         let start = cache.len;
         if let Some(chunk) = cache.begin_step(c.sliding_window, n)? {
             // A ring holds the window and one chunk: the step a chunk at a
@@ -1476,7 +1536,7 @@ impl<T: WeightElement> Transformer<T> {
         // NaN here would be sampled as some token: an error instead, and
         // the cache left as it was.
         check_logits(&logits, c.n_vocab, if all { start } else { start + n - 1 })?;
-        cache.len += n;
+        cache.filled(start, tokens);
         Ok(logits)
     }
 }

@@ -133,7 +133,7 @@ impl CudaKvCache {
                 })
                 .collect::<Result<Vec<_>, ForwardError>>()
         };
-        Ok(self.with_layers(copy(&self.k)?, copy(&self.v)?))
+        self.with_layers(copy(&self.k)?, copy(&self.v)?)
     }
 }
 
@@ -316,6 +316,7 @@ impl CudaTransformer {
             rings,
             chunk,
             written: 0,
+            tokens: super::reserved_tokens(capacity)?,
             scratch: Default::default(),
             spare_logits: Vec::new(),
         })
@@ -355,6 +356,7 @@ impl CudaTransformer {
             cache.capacity,
             cache.len,
         )?;
+        cache.check_layout(c)?;
         let start = cache.len;
         if let Some(chunk) = cache.begin_step(c.sliding_window, n)? {
             // A ring holds the window and one chunk: the step a chunk at a
@@ -647,7 +649,7 @@ impl CudaTransformer {
         drop((x, h, q, kk, vv, att, o, g, u, f, x16, ids));
         // As on the CPU: NaN logits are an error, the cache left as it was.
         super::check_logits(&out, head.rows, start + first)?;
-        cache.len += n;
+        cache.filled(start, tokens);
         Ok((out, bad.first().copied().unwrap_or(0) as u64))
     }
 }

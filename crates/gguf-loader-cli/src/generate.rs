@@ -7,7 +7,7 @@ use std::io::{self, BufRead, IsTerminal, Read, Write};
 use std::path::Path;
 use std::time::Instant;
 
-use gguf_loader::{f16, Device, ElementKind, LoadOptions, MmapGGUFLoader, ModelConfig};
+use gguf_loader::{f16, Device, ElementKind, GgufWriter, LoadOptions, MmapGGUFLoader, ModelConfig};
 use gguf_loader_cli::memory;
 use gguf_loader_cli::CliError;
 use gguf_loader_llm::chat;
@@ -64,6 +64,8 @@ pub struct Args<'a> {
     /// Copy the matrices the file holds as `dtype` already into memory of
     /// their own, instead of views of the file's mapping (the CPU).
     pub own_memory: bool,
+    /// The prompt's KV cache kept in this file (see [`PromptCache`]).
+    pub prompt_cache: Option<&'a Path>,
 }
 
 impl<'a> Args<'a> {
@@ -98,6 +100,7 @@ impl<'a> Args<'a> {
             ggml_order: None,
             no_memory_check: false,
             own_memory: false,
+            prompt_cache: None,
         }
     }
 }
@@ -128,6 +131,13 @@ pub(crate) trait Step {
     fn recycle(&self, cache: &mut KvCache<Self::Buffer>, logits: Vec<f32>) {
         cache.recycle(logits);
     }
+    /// The cache as a GGUF file ([`Transformer::cache_to_gguf`]).
+    fn cache_to_gguf<'c>(
+        &self,
+        cache: &'c KvCache<Self::Buffer>,
+    ) -> Result<GgufWriter<'c>, ForwardError>;
+    /// The cache a file of [`Step::cache_to_gguf`] holds.
+    fn cache_from_gguf(&self, bytes: &[u8]) -> Result<KvCache<Self::Buffer>, ForwardError>;
 }
 
 impl<T: WeightElement> Step for Transformer<T> {
@@ -142,6 +152,12 @@ impl<T: WeightElement> Step for Transformer<T> {
         all: bool,
     ) -> Result<Vec<f32>, ForwardError> {
         self.forward(cache, tokens, all)
+    }
+    fn cache_to_gguf<'c>(&self, cache: &'c KvCache) -> Result<GgufWriter<'c>, ForwardError> {
+        Transformer::cache_to_gguf(self, cache)
+    }
+    fn cache_from_gguf(&self, bytes: &[u8]) -> Result<KvCache, ForwardError> {
+        Transformer::cache_from_gguf(self, bytes)
     }
 }
 
@@ -158,6 +174,19 @@ impl Step for gguf_loader_llm::forward::cuda::CudaTransformer {
         all: bool,
     ) -> Result<Vec<f32>, ForwardError> {
         self.forward(cache, tokens, all)
+    }
+    fn cache_to_gguf<'c>(
+        &self,
+        _: &'c KvCache<Self::Buffer>,
+    ) -> Result<GgufWriter<'c>, ForwardError> {
+        Err(ForwardError::Unsupported(
+            "a KV cache in VRAM is not saved".into(),
+        ))
+    }
+    fn cache_from_gguf(&self, _: &[u8]) -> Result<KvCache<Self::Buffer>, ForwardError> {
+        Err(ForwardError::Unsupported(
+            "a KV cache in VRAM is not read from a file".into(),
+        ))
     }
 }
 
@@ -326,6 +355,9 @@ pub(crate) fn with_model(a: &Args<'_>, job: &impl Job) -> Result<(), CliError> {
         return Err("--gpu-matmul is for a GPU (--device cuda)".into());
     }
     if let Device::Cuda(ordinal) = a.device {
+        if a.prompt_cache.is_some() {
+            return Err("--prompt-cache runs on the CPU (a GPU's cache stays in VRAM)".into());
+        }
         if a.lazy {
             return Err(
                 "--lazy runs on the CPU (the GPU forward pass holds the whole model)".into(),
@@ -503,17 +535,41 @@ fn run_on<M: Step>(
         )));
     }
     let wanted = prompt.len().saturating_add(a.n);
-    let capacity = wanted.min(context.tokens);
+    // A kept cache is the whole context, so that every run of it (and
+    // prompt) can take it.
+    let capacity = if a.prompt_cache.is_some() {
+        context.tokens
+    } else {
+        wanted.min(context.tokens)
+    };
     // The last token generated is never run, so it needs no room.
     let n = a.n.min(capacity - prompt.len() + 1);
     let loaded = Loaded::new(a, &loader, t0, load)?;
     let model = &loaded.model;
 
     let mut cache = model.cache(capacity).map_err(|e| named(a, e))?;
+    let kept = match a.prompt_cache {
+        Some(path) => PromptCache::read(a, model, path, &mut cache, &prompt)?,
+        None => 0,
+    };
     let mut sampler = sampler(a);
     let t1 = Instant::now();
-    let logits = model.step(&mut cache, &prompt).map_err(|e| named(a, e))?;
+    let mut kept = kept;
+    let logits = match model.step(&mut cache, &prompt[kept..]) {
+        // A sliding-window layer's ring no longer holds where the prompt
+        // leaves the cached tokens: all of it again.
+        Err(ForwardError::Forgotten { .. }) if kept > 0 => {
+            kept = 0;
+            cache.clear();
+            model.step(&mut cache, &prompt)
+        }
+        r => r,
+    }
+    .map_err(|e| named(a, e))?;
     let prompt_s = t1.elapsed().as_secs_f64();
+    if let Some(path) = a.prompt_cache {
+        PromptCache::write(a, model, path, &loader, &cache)?;
+    }
     let first_token_s = t0.elapsed().as_secs_f64();
 
     let mut out = io::stdout().lock();
@@ -535,13 +591,18 @@ fn run_on<M: Step>(
     // prompt's pass, so one token alone has none.
     gguf_loader_cli::note(format_args!(
         "load: {:.2} s ({weights} on {}, RSS {}); first token after {first_token_s:.2} s; \
-         prompt: {} tokens, {}; generation: {generated} tokens, {}; \
+         prompt: {} tokens{}, {}; generation: {generated} tokens, {}; \
          peak RSS {}{}",
         loaded.load_s,
         a.device,
         memory::mib(loaded.rss),
         prompt.len(),
-        rate(prompt.len(), prompt_s),
+        if kept > 0 {
+            format!(" ({kept} from the prompt cache)")
+        } else {
+            String::new()
+        },
+        rate(prompt.len() - kept, prompt_s),
         rate(generated.saturating_sub(1), gen_s),
         memory::mib(memory::peak_resident()),
         loaded.vram(a),
@@ -554,6 +615,104 @@ fn run_on<M: Step>(
         ));
     }
     Ok(())
+}
+
+/// `--prompt-cache FILE`: a prompt's KV cache kept in a file between runs
+/// (as llama.cpp's `--prompt-cache`), a GGUF of its own
+/// ([`Transformer::cache_to_gguf`]).
+struct PromptCache;
+
+impl PromptCache {
+    /// Reads the cache kept at `path` into `cache` (a fresh one of this
+    /// run's capacity), where there is one, and keeps its positions whose
+    /// tokens begin `prompt` (all but the prompt's last: it runs for its
+    /// logits); returns how many. None where the file does not exist yet,
+    /// or was kept for another context (it is written anew). Errs where it
+    /// is not a regular file, is larger than a cache of this model and
+    /// context can be, or holds no such cache.
+    fn read<M: Step>(
+        a: &Args<'_>,
+        model: &M,
+        path: &Path,
+        cache: &mut KvCache<M::Buffer>,
+        prompt: &[u32],
+    ) -> Result<usize, CliError> {
+        let shown = path.display();
+        let meta = match std::fs::metadata(path) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                gguf_loader_cli::note(format_args!(
+                    "prompt cache: {shown} does not exist yet; written once the prompt has run"
+                ));
+                return Ok(0);
+            }
+            Err(e) => return Err(CliError::Message(format!("{shown}: {e}"))),
+            Ok(m) => m,
+        };
+        if !meta.is_file() {
+            return Err(CliError::Message(format!(
+                "{shown}: --prompt-cache needs a regular file"
+            )));
+        }
+        // A file of this model's cache holds at most every row of it and
+        // a token a position, besides its header.
+        let most = (cache.n_bytes() as u64)
+            .saturating_add(8 * cache.capacity() as u64)
+            .saturating_add(1 << 20);
+        if meta.len() > most {
+            return Err(CliError::Message(format!(
+                "{shown}: {} bytes, more than a KV cache of this model for a context of {} tokens takes",
+                meta.len(),
+                cache.capacity()
+            )));
+        }
+        let bytes = std::fs::read(path).map_err(|e| CliError::Message(format!("{shown}: {e}")))?;
+        let kept = model.cache_from_gguf(&bytes).map_err(|e| {
+            CliError::Message(format!(
+                "{shown}: {e} (--prompt-cache takes a file it wrote for {})",
+                a.file.display()
+            ))
+        })?;
+        if kept.capacity() != cache.capacity() {
+            gguf_loader_cli::note(format_args!(
+                "prompt cache: {shown} was kept for a context of {} tokens, this run's is {}: \
+                 not used, and written anew",
+                kept.capacity(),
+                cache.capacity()
+            ));
+            return Ok(0);
+        }
+        let same = kept
+            .tokens()
+            .iter()
+            .zip(prompt)
+            .take_while(|(k, p)| k == p)
+            .count()
+            .min(prompt.len() - 1);
+        *cache = kept;
+        cache.truncate(same);
+        gguf_loader_cli::note(format_args!(
+            "prompt cache: {same} of the prompt's {} tokens reused from {shown}",
+            prompt.len()
+        ));
+        Ok(same)
+    }
+
+    /// Writes `cache` (the prompt's) to `path`, through a temporary file
+    /// renamed over it; never over the model's own files.
+    fn write<M: Step>(
+        a: &Args<'_>,
+        model: &M,
+        path: &Path,
+        loader: &MmapGGUFLoader,
+        cache: &KvCache<M::Buffer>,
+    ) -> Result<(), CliError> {
+        let inputs: Vec<&Path> = loader.paths().collect();
+        let mut out = crate::output::Output::create(path, &inputs, true)?;
+        let writer = model.cache_to_gguf(cache).map_err(|e| named(a, e))?;
+        writer.write_to(&mut out).map_err(|e| out.error(e))?;
+        out.commit()?;
+        Ok(())
+    }
 }
 
 /// The sampler `--temp`, `--top-p`, `--top-k`, `--min-p` and `--seed` ask for.

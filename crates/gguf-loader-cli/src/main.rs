@@ -412,6 +412,13 @@ enum Command {
         /// (with --tokens, needs no tokenizer).
         #[arg(long)]
         ids: bool,
+        /// Keep the prompt's KV cache in this file (a GGUF of its own, as
+        /// llama.cpp's --prompt-cache): read first where it exists, its
+        /// positions whose tokens begin the prompt reused, and written
+        /// once the prompt has run. The cache is the whole context
+        /// (--ctx), so that every run of a context shares it. CPU only.
+        #[arg(long, value_name = "FILE", conflicts_with = "interactive")]
+        prompt_cache: Option<PathBuf>,
         #[command(flatten)]
         forward: ForwardArgs,
     },
@@ -690,6 +697,7 @@ fn run(command: Command) -> Result<ExitCode, CliError> {
             interactive,
             system,
             ids,
+            prompt_cache,
             forward:
                 ForwardArgs {
                     lazy,
@@ -722,6 +730,7 @@ fn run(command: Command) -> Result<ExitCode, CliError> {
             ggml_order: gpu_matmul.map(|m| m == GpuMatmulArg::GgmlOrder),
             no_memory_check,
             own_memory,
+            prompt_cache: prompt_cache.as_deref(),
         })
         .map_err(|e| e.in_file(&file))?,
         Command::Perplexity {

@@ -666,3 +666,123 @@ fn a_chat_template_of_another_type_fails_only_chat() {
         r.stderr
     );
 }
+
+/// `--prompt-cache FILE`: the first run writes the prompt's cache, a later
+/// one reuses the positions its tokens share with the new prompt, and
+/// either gives the tokens a run without it gives (on both real models,
+/// Gemma-3's sliding-window rings too, eager and lazy). What is not such
+/// a cache, or one for another model, is refused in one line and left as
+/// it is; a cache kept for another context is written anew.
+#[test]
+fn a_prompt_cache_gives_the_same_tokens_and_reuses_the_prompt() {
+    let dir = tempfile::tempdir().unwrap();
+    let models: Vec<_> = [common::model_path(), common::gemma_path()]
+        .into_iter()
+        .flatten()
+        .collect();
+    let prompt = "The history of the Roman Empire spans many centuries, from the founding \
+                  of the city to the fall of Constantinople. In this essay we will";
+    for model in &models {
+        let kv = dir.path().join("prompt.kv");
+        let _ = std::fs::remove_file(&kv);
+        let gen = |prompt: &str, extra: &[&str]| {
+            let mut c = cli();
+            c.arg("generate")
+                .arg(model)
+                .args(["-n", "8", "--ids", "--prompt", prompt])
+                .args(extra);
+            if !extra.contains(&"--ctx") {
+                c.args(["--ctx", "2100"]);
+            }
+            run(&mut c)
+        };
+        let with = |prompt: &str, extra: &[&str]| {
+            let mut args = vec!["--prompt-cache", kv.to_str().unwrap()];
+            args.extend(extra);
+            gen(prompt, &args)
+        };
+        let want = ids(gen(prompt, &[]).ok());
+        let first = with(prompt, &[]);
+        assert_eq!(ids(first.ok()), want);
+        assert!(
+            first.stderr.contains("does not exist yet"),
+            "{}",
+            first.stderr
+        );
+        assert!(kv.is_file());
+        for extra in [&[][..], &["--lazy"], &["--dtype", "f32"]] {
+            let again = with(prompt, extra);
+            let want = if extra.len() == 2 {
+                ids(gen(prompt, extra).ok())
+            } else {
+                want.clone()
+            };
+            assert_eq!(ids(again.ok()), want, "{extra:?}");
+            assert!(
+                again.stderr.contains("from the prompt cache"),
+                "{}",
+                again.stderr
+            );
+        }
+        // A longer prompt reuses all of the shorter; another prompt little.
+        let longer = format!("{prompt} look at");
+        let r = with(&longer, &[]);
+        assert_eq!(ids(r.ok()), ids(gen(&longer, &[]).ok()));
+        let other = "Once upon a time";
+        let r = with(other, &[]);
+        assert_eq!(ids(r.ok()), ids(gen(other, &[]).ok()));
+        // Kept for another context: not used, and written anew.
+        let r = with(prompt, &["--ctx", "2200"]);
+        assert!(
+            r.stderr.contains("was kept for a context of 2100 tokens"),
+            "{}",
+            r.stderr
+        );
+        assert_eq!(ids(r.ok()), want);
+    }
+    if models.len() == 2 {
+        // The last run's cache (Gemma-3's) is not SmolLM2's.
+        let kv = dir.path().join("prompt.kv");
+        let before = std::fs::read(&kv).unwrap();
+        let r = run(cli()
+            .arg("generate")
+            .arg(&models[0])
+            .args(["--prompt", "Hi", "--ctx", "300", "--prompt-cache"])
+            .arg(&kv));
+        assert!(r.err().contains("made for another model"), "{}", r.stderr);
+        assert!(std::fs::read(&kv).unwrap() == before);
+    }
+    // Not a cache: a model file, a directory, a FIFO; never written over.
+    let tiny = tiny_model(dir.path());
+    let fifo = dir.path().join("fifo");
+    support::mkfifo(&fifo);
+    let text = dir.path().join("text.kv");
+    std::fs::write(&text, "hello").unwrap();
+    for (bad, says) in [
+        (&tiny, "KV cache"),
+        (&dir.path().to_path_buf(), "regular file"),
+        (&fifo, "regular file"),
+        (&text, "not a KV cache"),
+    ] {
+        let r = run(cli()
+            .arg("generate")
+            .arg(&tiny)
+            .args(["--tokens", "1,2,3", "--ids", "-n", "2", "--prompt-cache"])
+            .arg(bad));
+        assert!(r.err().contains(says), "{bad:?}: {}", r.stderr);
+    }
+    assert_eq!(std::fs::read(&text).unwrap(), b"hello");
+    // A GPU's cache stays in VRAM; a conversation keeps its own.
+    for extra in [&["--device", "cuda"][..], &["--interactive"]] {
+        let r = run(cli()
+            .arg("generate")
+            .arg(&tiny)
+            .args(["--prompt-cache", "x.kv"])
+            .args(extra));
+        assert!(
+            !r.stderr.is_empty() && r.code == Some(2),
+            "{extra:?}: {}",
+            r.stderr
+        );
+    }
+}

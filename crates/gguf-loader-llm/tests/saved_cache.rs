@@ -84,7 +84,7 @@ fn a_saved_cache_goes_on_as_the_cache() {
 }
 
 #[test]
-fn a_sliding_windows_ring_is_saved_whole() {
+fn a_sliding_windows_ring_keeps_its_positions() {
     let dir = tempfile::tempdir().unwrap();
     let prompt: Vec<u32> = (0..300).map(|i| (17 + 131 * i) % 500).collect();
     let again = [9u32, 250, 77];

@@ -5,6 +5,7 @@
 //! releases the GIL, and a long prompt is run in pieces so that Ctrl-C
 //! stops it.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use gguf_loader::{f16, Device, LoadOptions};
@@ -138,6 +139,14 @@ pub(crate) fn model(
     Ok(Model {
         weights: weights.map_err(named)?,
     })
+}
+
+/// What saving or reading a GPU model's cache is.
+#[cfg(feature = "cuda")]
+fn in_vram() -> ForwardError {
+    ForwardError::Unsupported(
+        "a KV cache in VRAM cannot be saved or read (a CPU model's can)".into(),
+    )
 }
 
 /// The most positions run at once while the caller waits: between pieces,
@@ -290,6 +299,69 @@ impl Model {
         }
     }
 
+    /// Writes `cache` (made by this model) as a GGUF file at `path` (the
+    /// caller's temporary file): its filled positions, their tokens, its
+    /// capacity and layout.
+    fn write_cache(
+        &self,
+        py: Python<'_>,
+        cache: PyRef<'_, KvCache>,
+        path: PathBuf,
+    ) -> PyResult<()> {
+        let cache = match &cache.inner {
+            Caches::Cpu(c) => c,
+            #[cfg(feature = "cuda")]
+            Caches::Cuda(_) => return Err(forward_err(in_vram())),
+        };
+        py.detach(|| {
+            let writer = match &self.weights {
+                Weights::F16(m) => m.cache_to_gguf(cache),
+                Weights::F32(m) => m.cache_to_gguf(cache),
+                #[cfg(feature = "cuda")]
+                Weights::Cuda(_) => Err(in_vram()),
+            }
+            .map_err(forward_err)?;
+            let io = |error| {
+                crate::py_err(gguf_loader::Error::Io {
+                    path: path.clone(),
+                    error,
+                })
+            };
+            let mut out = std::io::BufWriter::new(std::fs::File::create(&path).map_err(io)?);
+            writer.write_to(&mut out).map_err(io)?;
+            let file = out.into_inner().map_err(|e| io(e.into_error()))?;
+            file.sync_all().map_err(io)
+        })
+    }
+
+    /// The KV cache a file of `write_cache` holds, for this model.
+    fn read_cache(&self, py: Python<'_>, path: PathBuf) -> PyResult<KvCache> {
+        let cache = py.detach(|| {
+            let bytes = std::fs::read(&path).map_err(|error| {
+                crate::py_err(gguf_loader::Error::Io {
+                    path: path.clone(),
+                    error,
+                })
+            })?;
+            match &self.weights {
+                Weights::F16(m) => m.cache_from_gguf(&bytes),
+                Weights::F32(m) => m.cache_from_gguf(&bytes),
+                #[cfg(feature = "cuda")]
+                Weights::Cuda(_) => Err(in_vram()),
+            }
+            .map_err(|e| match e {
+                ForwardError::BadCache(_) | ForwardError::CacheMismatch { .. } => {
+                    PyValueError::new_err(format!("{}: {e}", path.display()))
+                }
+                e => forward_err(e),
+            })
+        })?;
+        Ok(KvCache {
+            inner: Caches::Cpu(cache),
+            device: self.place(),
+        })
+    }
+
     fn __repr__(&self) -> String {
         let c = self.conf();
         format!(
@@ -320,6 +392,12 @@ impl KvCache {
     #[getter]
     fn capacity(&self) -> usize {
         with_cache!(&self.inner, c => c.capacity())
+    }
+
+    /// The token at each filled position.
+    #[getter]
+    fn tokens(&self) -> Vec<u32> {
+        with_cache!(&self.inner, c => c.tokens().to_vec())
     }
 
     /// Bytes held: host memory, or VRAM (`device`).

@@ -103,6 +103,58 @@ def test_lazy_pieces_and_the_cache(smollm2):
     assert list(m.generate([], 5)) == [] and list(m.generate(ids[:3], 0)) == []
 
 
+def test_a_saved_cache_goes_on_in_a_new_interpreter(smollm2, gemma, tmp_path):
+    """``save_cache`` writes a cache as a GGUF file (renamed into place, no
+    temporary file left); ``load_cache`` reads it back, in this process or
+    a fresh interpreter: the same tokens, and the same logits after them.
+    A file that is no cache of this model is ``ValueError`` naming it."""
+    import subprocess
+    import sys
+
+    f = gguf_loader.open(smollm2)
+    m = f.model()
+    ids = f.tokenizer().encode("The quick brown fox jumps over the lazy dog. " * 5)
+    cache = m.new_cache(len(ids) + 8)
+    m.forward(cache, ids)
+    assert cache.tokens == ids
+    path = tmp_path / "prompt.kvcache"
+    m.save_cache(cache, path)
+    assert os.listdir(tmp_path) == ["prompt.kvcache"]
+    back = m.load_cache(path)
+    assert back.tokens == ids and len(back) == len(ids) and back.capacity == cache.capacity
+    more = [504, 3458]
+    want = m.forward(cache.copy(), more, all=True)
+    assert np.array_equal(m.forward(back, more, all=True), want)
+    code = (
+        "import sys, gguf_loader; m = gguf_loader.open(sys.argv[1]).model(); "
+        "c = m.load_cache(sys.argv[2]); "
+        f"sys.stdout.buffer.write(m.forward(c, {more!r}, all=True).tobytes())"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(smollm2), str(path)], capture_output=True, check=True
+    )
+    assert np.array_equal(np.frombuffer(out.stdout, np.float32).reshape(want.shape), want)
+    # Saved over (a shorter cache), then read by a lazy model.
+    cache.truncate(10)
+    assert cache.tokens == ids[:10]
+    m.save_cache(cache, str(path))
+    lazy = f.model(lazy=True)
+    assert lazy.load_cache(path).tokens == ids[:10]
+    # Not a cache; another model's; missing; a directory in the way.
+    for bad, says in ((smollm2, "not a KV cache file"),):
+        with pytest.raises(ValueError, match=says) as e:
+            m.load_cache(bad)
+        assert str(bad) in str(e.value)
+    with pytest.raises(ValueError, match="made for another model"):
+        gguf_loader.open(gemma).model().load_cache(path)
+    with pytest.raises(FileNotFoundError):
+        m.load_cache(tmp_path / "nope")
+    (tmp_path / "dir").mkdir()
+    with pytest.raises(IsADirectoryError):
+        m.save_cache(cache, tmp_path / "dir")
+    assert sorted(os.listdir(tmp_path)) == ["dir", "prompt.kvcache"]
+
+
 def test_a_model_pickles_as_its_file_in_a_new_interpreter(smollm2):
     """A model pickles as its file and how it was loaded, not its weights:
     a fresh interpreter (as a spawned worker) loads it again and gives the

@@ -5,8 +5,8 @@
 //!
 //! The file is a GGUF of its own (`general.type` `kv_cache`): per layer
 //! `cache.k.{il}` and `cache.v.{il}`, f16 of `[kv_dim, rows]` (the filled
-//! positions; a sliding-window layer's whole ring), and the `kv_cache.*`
-//! keys. Reading it back is as hostile input as any GGUF: every value is
+//! positions; for a sliding-window layer's ring, the last positions
+//! written that it keeps), and the `kv_cache.*` keys. Reading it back is as hostile input as any GGUF: every value is
 //! checked against this model before a byte is copied.
 
 use std::borrow::Cow;
@@ -37,8 +37,8 @@ fn bad(why: impl Into<String>) -> ForwardError {
 impl<T: WeightElement> Transformer<T> {
     /// `cache` (made by this model) as a GGUF file, to write with
     /// [`GgufWriter::write_to`] (which borrows the cache's memory, copying
-    /// nothing): its filled positions' keys and values (a sliding-window
-    /// layer's whole ring), its [`tokens`](KvCache::tokens), capacity and
+    /// nothing): its filled positions' keys and values (of a sliding-window
+    /// layer's ring, the positions it keeps), its [`tokens`](KvCache::tokens), capacity and
     /// layout. [`Transformer::cache_from_gguf`] reads it back, for this
     /// model or another of the same architecture and widths.
     /// [`ForwardError::CacheMismatch`] where the cache was made for a model
@@ -83,10 +83,10 @@ impl<T: WeightElement> Transformer<T> {
         );
         let io = |e: std::io::Error| bad(e.to_string());
         for (il, (k, v)) in cache.k.iter().zip(&cache.v).enumerate() {
-            let rows = saved_rows(cache.rings[il], cache.len);
-            let dims = [cache.kv_dim as u64, rows as u64];
+            let rows = saved_rows(cache.rings[il], cache.len, cache.written);
+            let dims = [cache.kv_dim as u64, rows.len() as u64];
             for (name, layer) in [("k", k), ("v", v)] {
-                let data = &layer[..rows * cache.kv_dim];
+                let data = &layer[rows.start * cache.kv_dim..rows.end * cache.kv_dim];
                 w.add_tensor(
                     format!("cache.{name}.{il}"),
                     &dims,
@@ -210,7 +210,7 @@ impl<T: WeightElement> Transformer<T> {
             }
         }
         for (il, ring) in rings.iter().enumerate() {
-            let rows = saved_rows(*ring, len);
+            let rows = saved_rows(*ring, len, written);
             for (name, layer) in [("k", &mut cache.k[il]), ("v", &mut cache.v[il])] {
                 let want = format!("cache.{name}.{il}");
                 let info = file
@@ -218,9 +218,10 @@ impl<T: WeightElement> Transformer<T> {
                     .iter()
                     .find(|t| t.name == want.as_str())
                     .ok_or_else(|| bad(format!("tensor '{want}' is missing")))?;
-                if info.ty != GgmlType::F16 || info.ne() != [kv_dim as u64, rows as u64] {
+                let n = rows.len();
+                if info.ty != GgmlType::F16 || info.ne() != [kv_dim as u64, n as u64] {
                     return Err(bad(format!(
-                        "tensor '{want}' is {} {:?}, not F16 [{kv_dim}, {rows}]",
+                        "tensor '{want}' is {} {:?}, not F16 [{kv_dim}, {n}]",
                         info.ty,
                         info.ne()
                     )));
@@ -228,9 +229,16 @@ impl<T: WeightElement> Transformer<T> {
                 let data = file
                     .tensor_data(info)
                     .ok_or_else(|| bad(format!("tensor '{want}' lies past the file's end")))?;
-                let values = &mut layer[..rows * kv_dim];
+                let values = &mut layer[rows.start * kv_dim..rows.end * kv_dim];
                 for (v, b) in values.iter_mut().zip(data.chunks_exact(2)) {
                     *v = f16::from_bits(u16::from_le_bytes([b[0], b[1]]));
+                }
+                // A ring's positions are at two rows each: the other copy.
+                if let Some(r) = *ring {
+                    for row in rows.clone() {
+                        let twin = if row < r { row + r } else { row - r };
+                        layer.copy_within(row * kv_dim..(row + 1) * kv_dim, twin * kv_dim);
+                    }
                 }
             }
         }
@@ -240,10 +248,20 @@ impl<T: WeightElement> Transformer<T> {
     }
 }
 
-/// Rows a layer's file tensor holds: a ring's all (twice its positions),
-/// else the filled positions'.
-fn saved_rows(ring: Option<usize>, len: usize) -> usize {
-    ring.map_or(len, |r| 2 * r)
+/// The rows of a layer's buffers its file tensor holds: the filled
+/// positions' (`0..len`); in a ring (position `p` at rows `p % r` and
+/// `p % r + r`), those of the last `r` positions written, in order, which
+/// lie together from the first one's first row (what a step may still
+/// read: [`KvCache::begin_step`] refuses to reach further back).
+fn saved_rows(ring: Option<usize>, len: usize, written: usize) -> std::ops::Range<usize> {
+    match ring {
+        None => 0..len,
+        Some(r) => {
+            let first = written.saturating_sub(r);
+            let start = first % r;
+            start..start + (written - first)
+        }
+    }
 }
 
 /// f16 values as a GGUF holds them (little-endian): borrowed where this

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Any, Dict, Iterable, Iterator, Optional, Tuple
+import os
+import tempfile
+from typing import Any, Dict, Iterable, Iterator, Optional, Tuple, Union
 
 import numpy as np
 
 from . import _native
 from ._tokenizer import _ids
 
-#: A KV cache: the positions a model has run (``len(cache)``), with room
-#: for ``cache.capacity``, in host memory or in VRAM (``cache.device``:
-#: its model's, ``nbytes`` of it); ``clear()``, ``truncate(n)`` (keep a
-#: shared prefix) and ``copy()``.
+#: A KV cache: the positions a model has run (``len(cache)``, the ids
+#: there ``cache.tokens``), with room for ``cache.capacity``, in host
+#: memory or in VRAM (``cache.device``: its model's, ``nbytes`` of it);
+#: ``clear()``, ``truncate(n)`` (keep a shared prefix) and ``copy()``;
+#: ``Model.save_cache`` writes it to a file, ``Model.load_cache`` reads it.
 KvCache = _native.KvCache
 
 
@@ -70,6 +73,39 @@ class Model:
         outside the vocabulary, a cache without room (the cache is then as
         it was) or one made for another device."""
         return self._native.forward(cache, _ids(ids), all)
+
+    def save_cache(self, cache: KvCache, path: Union[str, "os.PathLike[str]"]) -> None:
+        """Writes ``cache`` (of this model, on the CPU) to ``path`` as a
+        GGUF file: its filled positions' keys and values, their tokens, its
+        capacity. Written to a temporary file in the same directory (only
+        its owner can read it: the tokens are a prompt's) and renamed over
+        ``path`` once complete, so that a reader never sees part of one.
+        A later process continues from it with :meth:`load_cache` (a long
+        prompt's common prefix computed once)."""
+        path = os.fsdecode(path)
+        fd, temp = tempfile.mkstemp(
+            prefix=".", suffix=".kvcache.tmp", dir=os.path.dirname(os.path.abspath(path))
+        )
+        os.close(fd)
+        try:
+            self._native.write_cache(cache, temp)
+            os.replace(temp, path)
+        except BaseException:
+            try:
+                os.unlink(temp)
+            except OSError:
+                pass
+            raise
+
+    def load_cache(self, path: Union[str, "os.PathLike[str]"]) -> KvCache:
+        """The KV cache :meth:`save_cache` wrote to ``path``, for this model
+        (or one of the same architecture and widths): the same positions,
+        tokens and capacity; the next :meth:`forward` goes on from them,
+        with the logits the saved cache would have given. ``ValueError``
+        for a file that is no such cache (every count, size and id in it
+        is checked) or a cache of another model, ``OSError`` where it
+        cannot be read."""
+        return self._native.read_cache(os.fsdecode(path))
 
     def generate(
         self,

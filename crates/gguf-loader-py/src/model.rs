@@ -308,6 +308,8 @@ impl Model {
         cache: PyRef<'_, KvCache>,
         path: PathBuf,
     ) -> PyResult<()> {
+        // (One arm without the cuda feature.)
+        #[allow(clippy::infallible_destructuring_match)]
         let cache = match &cache.inner {
             Caches::Cpu(c) => c,
             #[cfg(feature = "cuda")]

@@ -666,12 +666,23 @@ impl PromptCache {
             )));
         }
         let bytes = std::fs::read(path).map_err(|e| CliError::Message(format!("{shown}: {e}")))?;
-        let kept = model.cache_from_gguf(&bytes).map_err(|e| {
+        let refused = |e: ForwardError| {
             CliError::Message(format!(
                 "{shown}: {e} (--prompt-cache takes a file it wrote for {})",
                 a.file.display()
             ))
-        })?;
+        };
+        // No larger a cache than --ctx could ask for is made of it.
+        let capacity = gguf_loader::GgufFile::parse(&bytes)
+            .ok()
+            .and_then(|f| f.metadata.get("kv_cache.capacity")?.as_u64());
+        let most = MAX_CONTEXT.max(cache.capacity());
+        if capacity.is_some_and(|c| c > most as u64) {
+            return Err(CliError::Message(format!(
+                "{shown}: a KV cache of more positions than --ctx takes ({most})"
+            )));
+        }
+        let kept = model.cache_from_gguf(&bytes).map_err(refused)?;
         if kept.capacity() != cache.capacity() {
             gguf_loader_cli::note(format_args!(
                 "prompt cache: {shown} was kept for a context of {} tokens, this run's is {}: \
@@ -1052,6 +1063,9 @@ fn read_turn(input: &mut impl BufRead, ask: bool) -> Result<Option<String>, CliE
 /// (it may say 2^63, or nothing, and its chat template may write a prompt
 /// of millions of tokens from a word; attention is quadratic in it).
 pub const DEFAULT_CONTEXT: usize = 4096;
+
+/// The largest `--ctx`.
+const MAX_CONTEXT: usize = 16_777_216;
 
 /// The KV cache's length in tokens and where it came from.
 struct Context {

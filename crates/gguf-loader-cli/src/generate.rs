@@ -552,6 +552,14 @@ fn run_on<M: Step>(
         Some(path) => PromptCache::read(a, model, path, &mut cache, &prompt)?,
         None => 0,
     };
+    // Its temporary file now: an unwritable place shows before the work.
+    let cache_out = match a.prompt_cache {
+        Some(path) => {
+            let inputs: Vec<&Path> = loader.paths().collect();
+            Some(crate::output::Output::create(path, &inputs, true)?)
+        }
+        None => None,
+    };
     let mut sampler = sampler(a);
     let t1 = Instant::now();
     let mut kept = kept;
@@ -567,8 +575,8 @@ fn run_on<M: Step>(
     }
     .map_err(|e| named(a, e))?;
     let prompt_s = t1.elapsed().as_secs_f64();
-    if let Some(path) = a.prompt_cache {
-        PromptCache::write(a, model, path, &loader, &cache)?;
+    if let Some(out) = cache_out {
+        PromptCache::write(a, model, out, &cache)?;
     }
     let first_token_s = t0.elapsed().as_secs_f64();
 
@@ -708,17 +716,15 @@ impl PromptCache {
         Ok(same)
     }
 
-    /// Writes `cache` (the prompt's) to `path`, through a temporary file
-    /// renamed over it; never over the model's own files.
+    /// Writes `cache` (the prompt's) to `out`, a temporary file renamed
+    /// over the kept one (never one of the model's own files: see
+    /// [`Output::create`](crate::output::Output::create)).
     fn write<M: Step>(
         a: &Args<'_>,
         model: &M,
-        path: &Path,
-        loader: &MmapGGUFLoader,
+        mut out: crate::output::Output,
         cache: &KvCache<M::Buffer>,
     ) -> Result<(), CliError> {
-        let inputs: Vec<&Path> = loader.paths().collect();
-        let mut out = crate::output::Output::create(path, &inputs, true)?;
         let writer = model.cache_to_gguf(cache).map_err(|e| named(a, e))?;
         writer.write_to(&mut out).map_err(|e| out.error(e))?;
         out.commit()?;

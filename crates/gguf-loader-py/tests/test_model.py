@@ -149,6 +149,12 @@ def test_a_saved_cache_goes_on_in_a_new_interpreter(smollm2, gemma, tmp_path):
         gguf_loader.open(gemma).model().load_cache(path)
     with pytest.raises(FileNotFoundError):
         m.load_cache(tmp_path / "nope")
+    # Never over the model's own file (a link to it included).
+    os.symlink(smollm2, tmp_path / "link.gguf")
+    for own in (smollm2, tmp_path / "link.gguf"):
+        with pytest.raises(ValueError, match="the model's own file"):
+            m.save_cache(cache, own)
+    os.unlink(tmp_path / "link.gguf")
     (tmp_path / "dir").mkdir()
     with pytest.raises(IsADirectoryError):
         m.save_cache(cache, tmp_path / "dir")

@@ -293,6 +293,9 @@ class GGUFFile:
             raise ValueError("embedded null byte")  # as builtins.open says it
         self._native = _native.File(path, mode)
         self._source = _source(path, self._native)
+        # Every shard's path, absolute while the working directory is the
+        # one they were opened from.
+        self._files = tuple(os.path.abspath(p) for p in self._native.paths)
         self._metadata: Optional[Metadata] = None
         self._tensors: Optional[Mapping[str, TensorInfo]] = None
 
@@ -557,7 +560,7 @@ class GGUFFile:
         if dtype not in ("float16", "float32"):
             raise ValueError(f'the forward pass runs on "float16" or "float32" weights, not {dtype!r}')
         native = _native.model(self._native, dtype, bool(lazy), not own_memory, device)
-        return Model(native, (self._source, dtype, bool(lazy), bool(own_memory), device))
+        return Model(native, (self._source, dtype, bool(lazy), bool(own_memory), device), self._files)
 
     # -- life ----------------------------------------------------------
     def close(self) -> None:

@@ -32,12 +32,19 @@ class Model:
     cache of its own.
     """
 
-    __slots__ = ("_native", "_source")
+    __slots__ = ("_native", "_source", "_files")
 
-    def __init__(self, native: _native.Model, source: Optional[Tuple[Any, ...]] = None) -> None:
+    def __init__(
+        self,
+        native: _native.Model,
+        source: Optional[Tuple[Any, ...]] = None,
+        files: Tuple[str, ...] = (),
+    ) -> None:
         self._native = native
         # The file and arguments it was loaded with, for a pickle.
         self._source = source
+        # Its file's paths (every shard), which save_cache never replaces.
+        self._files = files
 
     @property
     def config(self) -> Dict[str, Any]:
@@ -83,6 +90,13 @@ class Model:
         A later process continues from it with :meth:`load_cache` (a long
         prompt's common prefix computed once)."""
         path = os.fsdecode(path)
+        for f in self._files:
+            try:
+                own = os.path.samefile(path, f)
+            except OSError:  # (one of them is not there)
+                own = False
+            if own:
+                raise ValueError(f"{path}: is the model's own file; save the cache elsewhere")
         fd, temp = tempfile.mkstemp(
             prefix=".", suffix=".kvcache.tmp", dir=os.path.dirname(os.path.abspath(path))
         )

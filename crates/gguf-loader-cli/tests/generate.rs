@@ -754,16 +754,25 @@ fn a_prompt_cache_gives_the_same_tokens_and_reuses_the_prompt() {
     }
     // Not a cache: a model file, a directory, a FIFO; never written over.
     let tiny = tiny_model(dir.path());
-    let fifo = dir.path().join("fifo");
-    support::mkfifo(&fifo);
     let text = dir.path().join("text.kv");
     std::fs::write(&text, "hello").unwrap();
-    for (bad, says) in [
-        (&tiny, "KV cache"),
-        (&dir.path().to_path_buf(), "regular file"),
-        (&fifo, "regular file"),
-        (&text, "not a KV cache"),
-    ] {
+    #[cfg(unix)]
+    let fifo = {
+        let fifo = dir.path().join("fifo");
+        support::mkfifo(&fifo);
+        Some(fifo)
+    };
+    #[cfg(not(unix))]
+    let fifo: Option<std::path::PathBuf> = None;
+    let bad: Vec<_> = [
+        (tiny.clone(), "KV cache"),
+        (dir.path().to_path_buf(), "regular file"),
+        (text.clone(), "not a KV cache"),
+    ]
+    .into_iter()
+    .chain(fifo.map(|f| (f, "regular file")))
+    .collect();
+    for (bad, says) in &bad {
         let r = run(cli()
             .arg("generate")
             .arg(&tiny)

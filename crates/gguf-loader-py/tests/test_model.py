@@ -149,6 +149,13 @@ def test_a_saved_cache_goes_on_in_a_new_interpreter(smollm2, gemma, tmp_path):
         gguf_loader.open(gemma).model().load_cache(path)
     with pytest.raises(FileNotFoundError):
         m.load_cache(tmp_path / "nope")
+    with pytest.raises(IsADirectoryError):
+        m.load_cache(tmp_path)
+    if hasattr(os, "mkfifo"):  # (a read of it would block)
+        os.mkfifo(tmp_path / "fifo")
+        with pytest.raises(ValueError, match="not a regular file"):
+            m.load_cache(tmp_path / "fifo")
+        os.unlink(tmp_path / "fifo")
     # Never over the model's own file (a link to it included).
     os.symlink(smollm2, tmp_path / "link.gguf")
     for own in (smollm2, tmp_path / "link.gguf"):

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
 import tempfile
 from typing import Any, Dict, Iterable, Iterator, Optional, Tuple, Union
 
@@ -119,7 +121,13 @@ class Model:
         for a file that is no such cache (every count, size and id in it
         is checked) or a cache of another model, ``OSError`` where it
         cannot be read."""
-        return self._native.read_cache(os.fsdecode(path))
+        path = os.fsdecode(path)
+        mode = os.stat(path).st_mode
+        if stat.S_ISDIR(mode):
+            raise IsADirectoryError(errno.EISDIR, "is a directory, not a regular file", path)
+        if not stat.S_ISREG(mode):  # a FIFO would block the read
+            raise ValueError(f"{path}: not a regular file")
+        return self._native.read_cache(path)
 
     def generate(
         self,

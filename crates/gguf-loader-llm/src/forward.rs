@@ -498,6 +498,29 @@ pub(crate) fn ring_layout(
     (rings, chunk)
 }
 
+/// Errs where `rings` and `chunk` are not the layout a model of config
+/// `c` makes for a cache of `capacity` ([`ring_layout`]); else the
+/// [`SlidingWindow`] that makes it.
+fn check_rings(
+    c: &Config,
+    rings: &[Option<usize>],
+    chunk: usize,
+    capacity: usize,
+) -> Result<SlidingWindow, ForwardError> {
+    let sliding = if chunk > 0 {
+        SlidingWindow::Ring { chunk }
+    } else {
+        SlidingWindow::Full
+    };
+    let (want, want_chunk) = ring_layout(c, capacity, sliding);
+    if rings == want && chunk == want_chunk {
+        return Ok(sliding);
+    }
+    Err(ForwardError::BadCache(format!(
+        "its sliding-window rings {rings:?} (chunk {chunk}) are not this model's for a capacity of {capacity}"
+    )))
+}
+
 impl<B> KvCache<B> {
     /// Positions filled.
     pub fn len(&self) -> usize {
@@ -533,19 +556,7 @@ impl<B> KvCache<B> {
     /// widths but another window, or none): its layers would be read as
     /// this model's.
     fn check_layout(&self, c: &Config) -> Result<(), ForwardError> {
-        let sliding = if self.chunk > 0 {
-            SlidingWindow::Ring { chunk: self.chunk }
-        } else {
-            SlidingWindow::Full
-        };
-        let (rings, chunk) = ring_layout(c, self.capacity, sliding);
-        if self.rings == rings && self.chunk == chunk {
-            return Ok(());
-        }
-        Err(ForwardError::BadCache(format!(
-            "its sliding-window rings {:?} (chunk {}) are not this model's for a capacity of {}",
-            self.rings, self.chunk, self.capacity
-        )))
+        check_rings(c, &self.rings, self.chunk, self.capacity).map(|_| ())
     }
 
     /// Marks `tokens`, run from position `start`, as filled.

@@ -13,7 +13,7 @@ use std::borrow::Cow;
 
 use gguf_loader::{f16, Endianness, GgmlType, GgufFile, GgufWriter, MetaValue, Value, ValueType};
 
-use super::{ring_layout, Arch, ForwardError, KvCache, SlidingWindow, Transformer, WeightElement};
+use super::{check_rings, Arch, ForwardError, KvCache, Transformer, WeightElement};
 
 /// `general.type` of a KV cache file.
 const CACHE_TYPE: &str = "kv_cache";
@@ -169,12 +169,6 @@ impl<T: WeightElement> Transformer<T> {
                 "{len} positions filled, {written} written, of a capacity of {capacity}"
             )));
         }
-        // The layout this model gives a cache of that capacity and chunk.
-        let sliding = if chunk > 0 {
-            SlidingWindow::Ring { chunk }
-        } else {
-            SlidingWindow::Full
-        };
         let rings: Vec<Option<usize>> = rings_value
             .iter()
             .map(|r| match r.as_u64().and_then(|r| usize::try_from(r).ok()) {
@@ -183,11 +177,8 @@ impl<T: WeightElement> Transformer<T> {
                 None => Err(bad("kv_cache.rings holds a value that is not a count")),
             })
             .collect::<Result<_, _>>()?;
-        if (rings.clone(), chunk) != ring_layout(c, capacity, sliding) {
-            return Err(bad(format!(
-                "its sliding-window rings {rings:?} (chunk {chunk}) are not this model's for a capacity of {capacity}"
-            )));
-        }
+        // The layout this model gives a cache of that capacity and chunk.
+        let sliding = check_rings(c, &rings, chunk, capacity)?;
         let tokens_value = md
             .get("kv_cache.tokens")
             .and_then(Value::as_array)

@@ -548,9 +548,9 @@ fn run_on<M: Step>(
     let model = &loaded.model;
 
     let mut cache = model.cache(capacity).map_err(|e| named(a, e))?;
-    let kept = match a.prompt_cache {
-        Some(path) => PromptCache::read(a, model, path, &mut cache, &prompt)?,
-        None => 0,
+    let read = match a.prompt_cache {
+        Some(path) => PromptCache::read(a, model, path, &mut cache)?,
+        None => false,
     };
     // Its temporary file now: an unwritable place shows before the work.
     let cache_out = match a.prompt_cache {
@@ -562,19 +562,15 @@ fn run_on<M: Step>(
     };
     let mut sampler = sampler(a);
     let t1 = Instant::now();
-    let mut kept = kept;
-    let logits = match model.step(&mut cache, &prompt[kept..]) {
-        // A sliding-window layer's ring no longer holds where the prompt
-        // leaves the cached tokens: all of it again.
-        Err(ForwardError::Forgotten { .. }) if kept > 0 => {
-            kept = 0;
-            cache.clear();
-            model.step(&mut cache, &prompt)
-        }
-        r => r,
-    }
-    .map_err(|e| named(a, e))?;
+    let (logits, kept) = step_reusing(model, &mut cache, &prompt).map_err(|e| named(a, e))?;
     let prompt_s = t1.elapsed().as_secs_f64();
+    if let (Some(path), true) = (a.prompt_cache, read) {
+        gguf_loader_cli::note(format_args!(
+            "prompt cache: {kept} of the prompt's {} tokens reused from {}",
+            prompt.len(),
+            path.display()
+        ));
+    }
     if let Some(out) = cache_out {
         PromptCache::write(a, model, out, &cache)?;
     }
@@ -632,26 +628,24 @@ struct PromptCache;
 
 impl PromptCache {
     /// Reads the cache kept at `path` into `cache` (a fresh one of this
-    /// run's capacity), where there is one, and keeps its positions whose
-    /// tokens begin `prompt` (all but the prompt's last: it runs for its
-    /// logits); returns how many. None where the file does not exist yet,
-    /// or was kept for another context (it is written anew). Errs where it
-    /// is not a regular file, is larger than a cache of this model and
-    /// context can be, or holds no such cache.
+    /// run's capacity), where there is one; whether it did. Not where the
+    /// file does not exist yet, or was kept for another context (it is
+    /// written anew).
+    /// Errs where it is not a regular file, is larger than a cache of this
+    /// model and context can be, or holds no such cache.
     fn read<M: Step>(
         a: &Args<'_>,
         model: &M,
         path: &Path,
         cache: &mut KvCache<M::Buffer>,
-        prompt: &[u32],
-    ) -> Result<usize, CliError> {
+    ) -> Result<bool, CliError> {
         let shown = path.display();
         let meta = match std::fs::metadata(path) {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 gguf_loader_cli::note(format_args!(
                     "prompt cache: {shown} does not exist yet; written once the prompt has run"
                 ));
-                return Ok(0);
+                return Ok(false);
             }
             Err(e) => return Err(CliError::Message(format!("{shown}: {e}"))),
             Ok(m) => m,
@@ -698,22 +692,10 @@ impl PromptCache {
                 kept.capacity(),
                 cache.capacity()
             ));
-            return Ok(0);
+            return Ok(false);
         }
-        let same = kept
-            .tokens()
-            .iter()
-            .zip(prompt)
-            .take_while(|(k, p)| k == p)
-            .count()
-            .min(prompt.len() - 1);
         *cache = kept;
-        cache.truncate(same);
-        gguf_loader_cli::note(format_args!(
-            "prompt cache: {same} of the prompt's {} tokens reused from {shown}",
-            prompt.len()
-        ));
-        Ok(same)
+        Ok(true)
     }
 
     /// Writes `cache` (the prompt's) to `out`, a temporary file renamed
@@ -729,6 +711,33 @@ impl PromptCache {
         writer.write_to(&mut out).map_err(|e| out.error(e))?;
         out.commit()?;
         Ok(())
+    }
+}
+
+/// Runs `ids` through `cache`, keeping the positions whose tokens begin
+/// them (at most all but the last, which runs for its logits); where a
+/// sliding-window layer's ring no longer holds the point where they part,
+/// all of `ids` again from an empty cache. The last position's logits,
+/// and the positions kept.
+fn step_reusing<M: Step>(
+    model: &M,
+    cache: &mut KvCache<M::Buffer>,
+    ids: &[u32],
+) -> Result<(Vec<f32>, usize), ForwardError> {
+    let keep = cache
+        .tokens()
+        .iter()
+        .zip(ids)
+        .take_while(|(h, i)| h == i)
+        .count()
+        .min(ids.len() - 1);
+    cache.truncate(keep);
+    match model.step(cache, &ids[keep..]) {
+        Err(ForwardError::Forgotten { .. }) => {
+            cache.clear();
+            Ok((model.step(cache, ids)?, 0))
+        }
+        r => Ok((r?, keep)),
     }
 }
 
@@ -836,8 +845,6 @@ fn converse<M: Step>(
     // The first turn that can be forgotten: the system turn stays.
     let first = turns.len();
     let mut forgotten = 0usize;
-    // The tokens whose keys and values the cache holds, in order.
-    let mut held: Vec<u32> = Vec::new();
     let (mut run, mut reused, mut generated, mut timed) = (0usize, 0usize, 0usize, 0usize);
     let (mut prompt_s, mut gen_s) = (0.0f64, 0.0f64);
     let mut input = io::stdin().lock();
@@ -875,26 +882,8 @@ fn converse<M: Step>(
                 context.holds()
             ));
         }
-        // At least the last token runs, for its logits.
-        let mut keep = held
-            .iter()
-            .zip(&ids)
-            .take_while(|(h, i)| h == i)
-            .count()
-            .min(ids.len() - 1);
-        cache.truncate(keep);
         let t = Instant::now();
-        let logits = match model.step(&mut cache, &ids[keep..]) {
-            // A sliding-window layer's ring no longer holds the point the
-            // conversation went back to: all of it again.
-            Err(ForwardError::Forgotten { .. }) => {
-                keep = 0;
-                cache.clear();
-                model.step(&mut cache, &ids)
-            }
-            r => r,
-        }
-        .map_err(|e| named(a, e))?;
+        let (logits, keep) = step_reusing(model, &mut cache, &ids).map_err(|e| named(a, e))?;
         prompt_s += t.elapsed().as_secs_f64();
         run += ids.len() - keep;
         reused += keep;
@@ -916,9 +905,6 @@ fn converse<M: Step>(
         generated += answer.ids.len();
         timed += answer.ids.len().saturating_sub(1);
         answered += 1;
-        held = ids;
-        held.extend_from_slice(&answer.ids);
-        held.truncate(cache.len());
         turns.push(chat::Message::new("assistant", answer.text));
         if n < a.n && answer.ids.len() == n && !answer.ended {
             gguf_loader_cli::warn(format_args!(

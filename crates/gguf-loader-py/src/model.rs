@@ -141,6 +141,16 @@ pub(crate) fn model(
     })
 }
 
+/// An I/O error on `path` as Python's `OSError` (`FileNotFoundError`…).
+fn io_err(path: &std::path::Path) -> impl Fn(std::io::Error) -> PyErr + Copy + '_ {
+    move |error| {
+        crate::py_err(gguf_loader::Error::Io {
+            path: path.to_path_buf(),
+            error,
+        })
+    }
+}
+
 /// What saving or reading a GPU model's cache is.
 #[cfg(feature = "cuda")]
 fn in_vram() -> ForwardError {
@@ -323,12 +333,7 @@ impl Model {
                 Weights::Cuda(_) => Err(in_vram()),
             }
             .map_err(forward_err)?;
-            let io = |error| {
-                crate::py_err(gguf_loader::Error::Io {
-                    path: path.clone(),
-                    error,
-                })
-            };
+            let io = io_err(&path);
             let mut out = std::io::BufWriter::new(std::fs::File::create(&path).map_err(io)?);
             writer.write_to(&mut out).map_err(io)?;
             let file = out.into_inner().map_err(|e| io(e.into_error()))?;
@@ -339,12 +344,7 @@ impl Model {
     /// The KV cache a file of `write_cache` holds, for this model.
     fn read_cache(&self, py: Python<'_>, path: PathBuf) -> PyResult<KvCache> {
         let cache = py.detach(|| {
-            let bytes = std::fs::read(&path).map_err(|error| {
-                crate::py_err(gguf_loader::Error::Io {
-                    path: path.clone(),
-                    error,
-                })
-            })?;
+            let bytes = std::fs::read(&path).map_err(io_err(&path))?;
             match &self.weights {
                 Weights::F16(m) => m.cache_from_gguf(&bytes),
                 Weights::F32(m) => m.cache_from_gguf(&bytes),

@@ -292,10 +292,10 @@ class GGUFFile:
         if "\0" in path:
             raise ValueError("embedded null byte")  # as builtins.open says it
         self._native = _native.File(path, mode)
-        self._source = _source(path, self._native)
         # Every shard's path, absolute while the working directory is the
         # one they were opened from.
         self._files = tuple(os.path.abspath(p) for p in self._native.paths)
+        self._source = _source(self._files, self._native)
         self._metadata: Optional[Metadata] = None
         self._tensors: Optional[Mapping[str, TensorInfo]] = None
 
@@ -599,12 +599,14 @@ class GGUFFile:
 _Source = Tuple[str, str, Optional[Tuple[int, ...]], int]
 
 
-def _source(path: str, native: "_native.File") -> _Source:
+def _source(files: Tuple[str, ...], native: "_native.File") -> _Source:
+    """What a pickle holds of a file opened as ``native``, whose shards'
+    absolute paths are ``files``."""
     try:
-        sizes: Optional[Tuple[int, ...]] = tuple(os.stat(p).st_size for p in native.paths)
+        sizes: Optional[Tuple[int, ...]] = tuple(os.stat(p).st_size for p in files)
     except OSError:  # gone since it was opened: a pickle does not check them
         sizes = None
-    return (os.path.abspath(path), native.mode, sizes, native.data_offset)
+    return (files[0], native.mode, sizes, native.data_offset)
 
 
 def _reopen(
